@@ -1,0 +1,19 @@
+//! arrw-core: the parts of arrw that need no PostgreSQL.
+//!
+//! Everything here is plain Rust over slices of `f32` and bytes, testable with
+//! `cargo test -p arrw-core`. The extension crate (`arrw`, at the repository root)
+//! is a thin layer that copies data out of Postgres pages and datums, calls into
+//! this crate, and writes the results back.
+//!
+//! - [`distance`]: distance kernels (L2, inner product, cosine, L1) with runtime
+//!   SIMD dispatch and a scalar reference they are tested against.
+//! - [`text`]: pgvector-compatible text and binary formats of `vector`.
+//! - [`kmeans`]: k-means for the coarse (inverted-list) quantizer.
+//! - [`pq`]: product quantization: codebook training, encoding, lookup tables.
+//! - [`ivf`]: IVF-PQ search logic and parameter defaults.
+
+pub mod distance;
+pub mod ivf;
+pub mod kmeans;
+pub mod pq;
+pub mod text;

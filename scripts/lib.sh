@@ -1,0 +1,83 @@
+# Shared shell helpers for arrw's scripts: idempotent machine set-up and
+# throwaway PostgreSQL clusters run as the `postgres` OS user (PostgreSQL refuses
+# to run as root, and these scripts usually run as root on CI machines).
+# shellcheck shell=bash
+
+ARRW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_MAJOR=15
+PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+PG_CONFIG="${PG_BIN}/pg_config"
+PGRX_VERSION=0.18.1
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Runs a command as the postgres OS user (or as ourselves when we are not root).
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Installs what arrw needs to build and test, skipping what is already there.
+setup_machine() {
+  local need=()
+  for p in postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} libclang-dev sudo; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+  done
+  if [ "${#need[@]}" -gt 0 ]; then
+    log "installing ${need[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  if ! cargo pgrx --version 2>/dev/null | grep -q "${PGRX_VERSION}"; then
+    log "installing cargo-pgrx ${PGRX_VERSION} (about 5 minutes)"
+    cargo install cargo-pgrx --version "${PGRX_VERSION}" --locked
+  fi
+  if ! grep -qs "pg${PG_MAJOR}" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    log "pointing pgrx at the system PostgreSQL ${PG_MAJOR}"
+    cargo pgrx init --pg${PG_MAJOR} "${PG_CONFIG}" >/dev/null
+  fi
+}
+
+# Builds arrw and installs it into the system PostgreSQL (release build).
+install_extension() {
+  log "building and installing arrw into PostgreSQL ${PG_MAJOR}"
+  (cd "$ARRW_ROOT" && as_root cargo pgrx install --release --pg-config "${PG_CONFIG}" >/dev/null)
+}
+
+# A free TCP port on loopback.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_cluster DIR PORT: initdb (once) and start a cluster with arrw preloaded,
+# logical decoding allowed and arrw accepted as an output plugin.
+start_cluster() {
+  local dir="$1" port="$2"
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir"; fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg "${PG_BIN}/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = ${port}
+unix_socket_directories = '${dir}'
+shared_preload_libraries = 'arrw'
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+output_plugin_libraries = 'pgoutput, test_decoding, arrw'
+shared_buffers = 256MB
+maintenance_work_mem = 256MB
+fsync = off
+CONF
+  else
+    sed -i "s/^port = .*/port = ${port}/" "$dir/data/postgresql.conf"
+  fi
+  as_pg "${PG_BIN}/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+}
+
+stop_cluster() {
+  local dir="$1"
+  [ -f "$dir/data/postmaster.pid" ] && as_pg "${PG_BIN}/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+}

@@ -1,0 +1,94 @@
+//! The function-manager (fmgr) glue shared by every SQL-callable function.
+//!
+//! arrw declares its SQL objects by hand in `sql/*.sql` (so that the `vector` type,
+//! its functions and casts match pgvector's catalog definitions exactly) and
+//! implements each function with PostgreSQL's "version 1" calling convention.
+//! [`v1!`] writes the two symbols PostgreSQL looks up by name for such a function:
+//! `pg_finfo_<name>` (the API-version record) and `<name>` itself, wrapped in
+//! the same guard `#[pg_guard]` installs, so that a Rust panic or an `ereport(ERROR)` raised below it becomes
+//! a normal PostgreSQL error instead of unwinding through C frames.
+//!
+//! The argument accessors here are the only place that reads `fcinfo` directly.
+
+use pgrx::pg_sys;
+
+/// Defines a V1 function callable from SQL as `AS 'MODULE_PATHNAME', '<name>'`.
+///
+/// The body receives `fcinfo` and returns a `Datum`. It runs under `#[pg_guard]`.
+#[macro_export]
+macro_rules! v1 {
+    ($(#[$meta:meta])* fn $name:ident($fcinfo:ident) $body:block) => {
+        paste::paste! {
+            #[unsafe(no_mangle)]
+            #[doc(hidden)]
+            pub extern "C" fn [<pg_finfo_ $name>]() -> &'static pgrx::pg_sys::Pg_finfo_record {
+                const V1_API: pgrx::pg_sys::Pg_finfo_record =
+                    pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+                &V1_API
+            }
+        }
+
+        $(#[$meta])*
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C-unwind" fn $name(
+            $fcinfo: pgrx::pg_sys::FunctionCallInfo,
+        ) -> pgrx::pg_sys::Datum {
+            // SAFETY: this is the body `#[pg_guard]` gives a function: it catches any
+            // Rust panic (including pgrx's ereport) and re-raises it as a PostgreSQL
+            // ERROR with longjmp once no Rust frame with destructors is left.
+            // `#[pg_guard]` itself cannot be applied to a macro_rules-generated fn
+            // (its argument rewriting loses macro hygiene), so we call its guard.
+            let body = move || -> pgrx::pg_sys::Datum { $body };
+            unsafe { pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(body) }
+        }
+    };
+}
+
+/// The raw datum of argument `n`.
+///
+/// # Safety
+/// `fcinfo` must be the call's own `FunctionCallInfo` and `n` less than its `nargs`
+/// (guaranteed by the SQL declaration that binds the function).
+#[inline(always)]
+pub unsafe fn arg(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> pg_sys::Datum {
+    // SAFETY: the caller guarantees fcinfo is live and has at least n+1 arguments.
+    unsafe { pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, n) }
+}
+
+/// Argument `n` as an `int4`.
+///
+/// # Safety
+/// As for [`arg`]; the SQL declaration must give argument `n` type `integer`.
+#[inline(always)]
+pub unsafe fn arg_i32(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> i32 {
+    // SAFETY: as for `arg`; an int4 datum holds the value in its low 32 bits.
+    unsafe { arg(fcinfo, n) }.value() as i32
+}
+
+/// Returns SQL NULL from a V1 function.
+///
+/// # Safety
+/// `fcinfo` must be the call's own `FunctionCallInfo`.
+#[inline]
+pub unsafe fn return_null(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the caller passes its own live fcinfo.
+    unsafe { pgrx::fcinfo::pg_return_null(fcinfo) }
+}
+
+/// A `float8` result datum (pass-by-value on every 64-bit platform PostgreSQL 15 supports).
+#[inline(always)]
+pub fn float8(x: f64) -> pg_sys::Datum {
+    pg_sys::Datum::from(x.to_bits())
+}
+
+/// An `int4` result datum.
+#[inline(always)]
+pub fn int4(x: i32) -> pg_sys::Datum {
+    pg_sys::Datum::from(x)
+}
+
+/// A `bool` result datum.
+#[inline(always)]
+pub fn bool(x: bool) -> pg_sys::Datum {
+    pg_sys::Datum::from(x)
+}

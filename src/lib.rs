@@ -1,0 +1,38 @@
+//! arrw: a PostgreSQL extension that turns Postgres into a real-time vector database.
+//!
+//! Layout (see ARCHITECTURE.md for how a query, an insert, a change event and a job
+//! flow through it):
+//! - [`fmgr`]: the calling-convention glue every SQL function uses.
+//! - [`vector`]: the pgvector-compatible `vector` type; its SQL is `sql/vector.sql`.
+//!
+//! Algorithms that need no server (distance kernels, formats, k-means, PQ, IVF
+//! search) live in the `arrw-core` crate under `crates/arrw-core`.
+
+// Every unsafe operation needs its own `unsafe {}` block with a SAFETY comment,
+// also inside `unsafe fn`.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+::pgrx::pg_module_magic!();
+
+pub mod fmgr;
+pub mod vector;
+
+// The hand-written catalog definitions, in dependency order. `bootstrap` puts the
+// type first in the generated install script.
+pgrx::extension_sql_file!("../sql/vector.sql", name = "vector", bootstrap);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[path = "../pgrx-tests/mod.rs"]
+#[pgrx::pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`: settings for the throwaway test server.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,160 @@
+//! Aggregates `avg(vector)` and `sum(vector)` (the latter is `vector_add`).
+//!
+//! `avg`'s transition state is pgvector's: a `double precision[]` holding
+//! `[count, sum_1, ..., sum_dim]`, starting as `'{0}'`. Keeping that format means
+//! partial aggregates (parallel plans) combine exactly as pgvector's do.
+
+use super::{build, check, VectorArg};
+use crate::fmgr;
+use arrw_core::text;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// The float8 elements of a detoasted one-dimensional, null-free float8 array.
+///
+/// # Safety
+/// `arr` must point to a detoasted `double precision[]` without nulls that
+/// outlives `'a`, with no other live reference to its elements.
+unsafe fn float8_elems<'a>(arr: *mut pg_sys::ArrayType) -> &'a mut [f64] {
+    // SAFETY: header fields of a valid array; for ndim = 1 the length is dims[0],
+    // stored right after the fixed header; without nulls the data starts at the
+    // MAXALIGNed end of the header and dims/lbound arrays.
+    unsafe {
+        let ndim = (*arr).ndim as usize;
+        if ndim != 1 || (*arr).elemtype != pg_sys::FLOAT8OID || (*arr).dataoffset != 0 {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                "expected a one-dimensional float8 array without nulls"
+            );
+        }
+        let header = std::mem::size_of::<pg_sys::ArrayType>();
+        let dims = (arr as *mut u8).add(header).cast::<i32>();
+        let n = *dims as usize;
+        let data_off = (header + 2 * std::mem::size_of::<i32>() * ndim).next_multiple_of(8);
+        std::slice::from_raw_parts_mut((arr as *mut u8).add(data_off).cast::<f64>(), n)
+    }
+}
+
+/// A new `double precision[]` holding `values`, in the current memory context.
+fn float8_array(values: &[f64]) -> pg_sys::Datum {
+    let datums: Vec<pg_sys::Datum> = values
+        .iter()
+        .map(|v| pg_sys::Datum::from(v.to_bits()))
+        .collect();
+    // SAFETY: construct_array copies the by-value float8 datums into a new array.
+    let arr = unsafe {
+        pg_sys::construct_array(
+            datums.as_ptr() as *mut pg_sys::Datum,
+            datums.len() as i32,
+            pg_sys::FLOAT8OID,
+            8,
+            true,
+            b'd' as std::ffi::c_char,
+        )
+    };
+    pg_sys::Datum::from(arr)
+}
+
+/// Reads a transition state (detoasted; a copy if it was toasted).
+///
+/// # Safety
+/// `d` must be a non-null `double precision[]` datum.
+unsafe fn state<'a>(d: pg_sys::Datum) -> (*mut pg_sys::ArrayType, &'a mut [f64]) {
+    // SAFETY: forwarded contract; pg_detoast_datum returns a plain array.
+    unsafe {
+        let arr = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        (arr, float8_elems(arr))
+    }
+}
+
+#[cold]
+fn dim_mismatch(expected: usize, got: usize) -> ! {
+    check(text::check_expected_dim(expected as i32, got));
+    unreachable!()
+}
+
+crate::v1! {
+    /// `vector_accum(double precision[], vector)`: avg's transition function.
+    fn arrw_vector_accum(fcinfo) {
+        // SAFETY: declared (double precision[], vector), STRICT.
+        let ((arr, st), v) = unsafe { (state(fmgr::arg(fcinfo, 0)), VectorArg::from_arg(fcinfo, 1)) };
+        let in_agg = {
+            // SAFETY: AggCheckCallContext only inspects fcinfo->context.
+            unsafe { pg_sys::AggCheckCallContext(fcinfo, std::ptr::null_mut()) != 0 }
+        };
+        let detoasted_copy = arr.cast::<u8>() != unsafe { fmgr::arg(fcinfo, 0) }.cast_mut_ptr::<u8>();
+        if st.len() == 1 {
+            // First row: '{0}' becomes [count, values...].
+            let mut fresh = Vec::with_capacity(v.dim() + 1);
+            fresh.push(st[0] + 1.0);
+            fresh.extend(v.x.iter().map(|&x| x as f64));
+            return float8_array(&fresh);
+        }
+        if st.len() != v.dim() + 1 {
+            dim_mismatch(st.len() - 1, v.dim());
+        }
+        if in_agg || detoasted_copy {
+            // Called as an aggregate, the state belongs to the aggregate and may be
+            // updated in place (as PostgreSQL's own int8 avg does); a detoasted copy
+            // is ours anyway. Either way we avoid a palloc per row.
+            st[0] += 1.0;
+            for (s, &x) in st[1..].iter_mut().zip(v.x) {
+                *s += x as f64;
+            }
+            return pg_sys::Datum::from(arr);
+        }
+        let mut next = st.to_vec();
+        next[0] += 1.0;
+        for (s, &x) in next[1..].iter_mut().zip(v.x) {
+            *s += x as f64;
+        }
+        float8_array(&next)
+    }
+}
+
+crate::v1! {
+    /// `vector_combine(double precision[], double precision[])`: merges partial states.
+    fn arrw_vector_combine(fcinfo) {
+        // SAFETY: declared (double precision[], double precision[]), STRICT.
+        let ((_, a), (_, b)) = unsafe { (state(fmgr::arg(fcinfo, 0)), state(fmgr::arg(fcinfo, 1))) };
+        if a.len() == 1 && b.len() == 1 {
+            return float8_array(&[a[0] + b[0]]);
+        }
+        if a.len() == 1 {
+            let mut out = b.to_vec();
+            out[0] += a[0];
+            return float8_array(&out);
+        }
+        if b.len() == 1 {
+            let mut out = a.to_vec();
+            out[0] += b[0];
+            return float8_array(&out);
+        }
+        if a.len() != b.len() {
+            dim_mismatch(a.len() - 1, b.len() - 1);
+        }
+        let out: Vec<f64> = a.iter().zip(b.iter()).map(|(x, y)| x + y).collect();
+        float8_array(&out)
+    }
+}
+
+crate::v1! {
+    /// `vector_avg(double precision[]) -> vector`: avg's final function; NULL for no rows.
+    fn arrw_vector_avg(fcinfo) {
+        // SAFETY: declared (double precision[]), STRICT.
+        let (_, st) = unsafe { state(fmgr::arg(fcinfo, 0)) };
+        let n = st[0];
+        if n == 0.0 || st.len() < 2 {
+            // SAFETY: our own fcinfo.
+            return unsafe { fmgr::return_null(fcinfo) };
+        }
+        check(text::check_dim(st.len() - 1));
+        build(st.len() - 1, |x| {
+            for (o, s) in x.iter_mut().zip(&st[1..]) {
+                *o = (s / n) as f32;
+                check(text::check_element(*o));
+            }
+        })
+    }
+}

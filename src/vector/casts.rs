@@ -1,0 +1,105 @@
+//! Casts: the typmod coercion `vector -> vector(n)`, arrays -> `vector`, and
+//! `vector -> real[]`, with pgvector's checks and error messages.
+
+use super::{build, check, VectorArg};
+use crate::fmgr;
+use arrw_core::text;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+crate::v1! {
+    /// `vector(vector, integer, boolean)`: the length-coercion cast that enforces
+    /// `vector(n)` on every path (assignment, INSERT ... SELECT, COPY, explicit cast).
+    fn arrw_vector(fcinfo) {
+        // SAFETY: declared (vector, integer, boolean), STRICT.
+        let (a, typmod) = unsafe { (VectorArg::from_arg(fcinfo, 0), fmgr::arg_i32(fcinfo, 1)) };
+        check(text::check_expected_dim(typmod, a.dim()));
+        // SAFETY: same live fcinfo; returning the argument unchanged is allowed.
+        unsafe { fmgr::arg(fcinfo, 0) }
+    }
+}
+
+crate::v1! {
+    /// `array_to_vector(integer[] | real[] | double precision[] | numeric[], integer, boolean)`
+    fn arrw_array_to_vector(fcinfo) {
+        // SAFETY: declared (<array>, integer, boolean), STRICT; the array datum is
+        // detoasted before PostgreSQL's array routines read it.
+        let (arr, typmod) = unsafe {
+            (
+                pg_sys::pg_detoast_datum(fmgr::arg(fcinfo, 0).cast_mut_ptr()) as *mut pg_sys::ArrayType,
+                fmgr::arg_i32(fcinfo, 1),
+            )
+        };
+        // SAFETY: `arr` is a detoasted array; we read its header fields only.
+        let (ndim, elemtype) = unsafe { ((*arr).ndim, (*arr).elemtype) };
+        if ndim > 1 {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, "array must be 1-D");
+        }
+        // SAFETY: array_contains_nulls only reads the array's null bitmap.
+        if unsafe { pg_sys::array_contains_nulls(arr) } {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "array must not contain nulls");
+        }
+        let (typlen, byval, align) = match elemtype {
+            pg_sys::INT4OID | pg_sys::FLOAT4OID => (4i16, true, b'i' as std::ffi::c_char),
+            pg_sys::FLOAT8OID => (8, true, b'd' as std::ffi::c_char),
+            pg_sys::NUMERICOID => (-1, false, b'i' as std::ffi::c_char),
+            _ => unsupported_array_type(),
+        };
+        let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+        let mut n: std::ffi::c_int = 0;
+        // SAFETY: the storage parameters match `elemtype` (built-in types above);
+        // deconstruct_array pallocs `n` datums; there are no nulls (checked).
+        let elems = unsafe {
+            pg_sys::deconstruct_array(arr, elemtype, typlen.into(), byval, align, &mut elems, std::ptr::null_mut(), &mut n);
+            std::slice::from_raw_parts(elems, n as usize)
+        };
+        check(text::check_dim(elems.len()));
+        check(text::check_expected_dim(typmod, elems.len()));
+        build(elems.len(), |x| {
+            for (o, d) in x.iter_mut().zip(elems) {
+                *o = match elemtype {
+                    pg_sys::INT4OID => d.value() as i32 as f32,
+                    pg_sys::FLOAT4OID => f32::from_bits(d.value() as u32),
+                    pg_sys::FLOAT8OID => f64::from_bits(d.value() as u64) as f32,
+                    // numeric -> float4 with PostgreSQL's own rounding and range errors.
+                    // SAFETY: numeric_float4 takes one non-null numeric datum.
+                    _ => f32::from_bits(unsafe {
+                        pg_sys::OidFunctionCall1Coll(pg_sys::Oid::from(pg_sys::F_NUMERIC_FLOAT4), pg_sys::InvalidOid, *d)
+                    }.value() as u32),
+                };
+                check(text::check_element(*o));
+            }
+        })
+    }
+}
+
+crate::v1! {
+    /// `vector_to_float4(vector, integer, boolean) -> real[]`
+    fn arrw_vector_to_float4(fcinfo) {
+        // SAFETY: declared (vector, integer, boolean), STRICT.
+        let a = unsafe { VectorArg::from_arg(fcinfo, 0) };
+        let datums: Vec<pg_sys::Datum> = a.x.iter().map(|v| pg_sys::Datum::from(v.to_bits())).collect();
+        // SAFETY: construct_array copies `datums` (float4: 4 bytes, by value, int
+        // alignment) into a new palloc'd array in the current memory context.
+        let arr = unsafe {
+            pg_sys::construct_array(
+                datums.as_ptr() as *mut pg_sys::Datum,
+                datums.len() as i32,
+                pg_sys::FLOAT4OID,
+                4,
+                true,
+                b'i' as std::ffi::c_char,
+            )
+        };
+        pg_sys::Datum::from(arr)
+    }
+}
+
+#[cold]
+fn unsupported_array_type() -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+        "unsupported array type"
+    );
+}

@@ -1,0 +1,170 @@
+//! The `vector` type: a drop-in for pgvector's `vector`.
+//!
+//! On-disk and in-memory layout is pgvector's, byte for byte:
+//!
+//! ```text
+//! int32 vl_len_   varlena header (4-byte form once detoasted)
+//! int16 dim       number of elements, 1..=16000
+//! int16 unused    always 0
+//! float4 x[dim]   the elements, native byte order, all finite
+//! ```
+//!
+//! This module owns every raw pointer into a vector datum ([`VectorArg`] for
+//! arguments, [`build`] for results); the other files of `vector/` work with plain
+//! `&[f32]` and call `arrw_core` for parsing, formatting and distances.
+//!
+//! Submodules: [`io`] (text/binary I/O, typmod), [`ops`] (distances, arithmetic,
+//! comparison, functions), [`casts`] (arrays <-> vector, typmod coercion),
+//! [`agg`] (avg/sum).
+
+pub mod agg;
+pub mod casts;
+pub mod io;
+pub mod ops;
+
+use arrw_core::text::{SqlState, VectorError};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// Bytes before the first element: varlena header + dim + unused.
+pub const VECTOR_HEADER_BYTES: usize = 8;
+
+/// A detoasted vector argument, borrowed for the duration of the function call.
+///
+/// The slice lives in memory that PostgreSQL owns: either the tuple the executor
+/// handed us, or a detoasted copy palloc'd in the current (per-call or per-tuple)
+/// memory context. Neither is freed before the function returns.
+pub struct VectorArg<'a> {
+    pub x: &'a [f32],
+}
+
+impl<'a> VectorArg<'a> {
+    /// Detoasts argument `n` of the current call and checks its header.
+    ///
+    /// # Safety
+    /// `fcinfo` must be live and argument `n` must be declared as `vector` in SQL
+    /// (so it is a non-null varlena datum: every function taking a vector is STRICT).
+    #[inline]
+    pub unsafe fn from_arg(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> VectorArg<'a> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { Self::from_datum(crate::fmgr::arg(fcinfo, n)) }
+    }
+
+    /// Detoasts a vector datum and checks that its length agrees with its `dim`.
+    ///
+    /// # Safety
+    /// `datum` must be a non-null datum of type `vector` that stays valid for `'a`.
+    #[inline]
+    pub unsafe fn from_datum(datum: pg_sys::Datum) -> VectorArg<'a> {
+        // SAFETY: the caller guarantees a non-null varlena datum; pg_detoast_datum
+        // returns it as is when it is plain, or a palloc'd 4-byte-header copy.
+        let p = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) };
+        // SAFETY: a detoasted varlena always has a 4-byte header we can read.
+        let total = unsafe { pgrx::varlena::varsize_4b(p) };
+        if total < VECTOR_HEADER_BYTES {
+            corrupt(total, 0);
+        }
+        // SAFETY: total >= 8, so bytes 4..8 (dim, unused) are inside the datum;
+        // varlena data is at least 4-byte aligned (vector's typalign is 'i').
+        let dim = unsafe { *(p as *const u8).add(4).cast::<i16>() };
+        if dim < 0 || total != VECTOR_HEADER_BYTES + 4 * dim as usize {
+            corrupt(total, dim);
+        }
+        // SAFETY: we just checked that exactly `dim` float4s follow the header, at a
+        // 4-byte aligned address, in memory that outlives 'a (caller's contract).
+        let x = unsafe {
+            std::slice::from_raw_parts(
+                (p as *const u8).add(VECTOR_HEADER_BYTES).cast::<f32>(),
+                dim as usize,
+            )
+        };
+        VectorArg { x }
+    }
+
+    #[inline]
+    pub fn dim(&self) -> usize {
+        self.x.len()
+    }
+}
+
+#[cold]
+fn corrupt(total: usize, dim: i16) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        format!("vector datum is corrupt: {total} bytes for {dim} dimensions")
+    );
+}
+
+/// Allocates a vector of `dim` elements in the current memory context, lets `fill`
+/// write the elements, and returns it as a datum.
+///
+/// `dim` must already have been checked with `check_dim` by the caller.
+pub fn build(dim: usize, fill: impl FnOnce(&mut [f32])) -> pg_sys::Datum {
+    let total = VECTOR_HEADER_BYTES + 4 * dim;
+    // SAFETY: palloc0 either returns `total` zeroed bytes or raises an ERROR; the
+    // allocation is MAXALIGNed, so the float4 area at offset 8 is aligned.
+    unsafe {
+        let p = pg_sys::palloc0(total) as *mut u8;
+        pgrx::varlena::set_varsize_4b(p.cast(), total as i32);
+        *p.add(4).cast::<i16>() = dim as i16;
+        // `unused` (bytes 6..8) stays 0 from palloc0.
+        let x = std::slice::from_raw_parts_mut(p.add(VECTOR_HEADER_BYTES).cast::<f32>(), dim);
+        fill(x);
+        pg_sys::Datum::from(p)
+    }
+}
+
+/// A vector datum holding a copy of `values`.
+pub fn from_slice(values: &[f32]) -> pg_sys::Datum {
+    build(values.len(), |x| x.copy_from_slice(values))
+}
+
+/// Raises a vector-format error from `arrw_core` as a PostgreSQL ERROR.
+pub fn raise(err: VectorError) -> ! {
+    let code = match err.sqlstate {
+        SqlState::InvalidTextRepresentation => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+        SqlState::DataException => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+        SqlState::ProgramLimitExceeded => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        SqlState::NumericValueOutOfRange => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        SqlState::ProtocolViolation => PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
+        SqlState::InvalidParameterValue => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        SqlState::InvalidBinaryRepresentation => {
+            PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION
+        }
+    };
+    match err.detail {
+        Some(detail) => {
+            ereport!(ERROR, code, err.message, detail);
+        }
+        None => {
+            ereport!(ERROR, code, err.message);
+        }
+    }
+}
+
+/// Unwraps a result from `arrw_core`, raising its error.
+#[inline]
+pub fn check<T>(r: Result<T, VectorError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => raise(e),
+    }
+}
+
+/// `different vector dimensions 3 and 4`, as pgvector words it.
+#[inline]
+pub fn check_same_dims(a: &[f32], b: &[f32]) {
+    if a.len() != b.len() {
+        different_dims(a.len(), b.len());
+    }
+}
+
+#[cold]
+fn different_dims(a: usize, b: usize) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+        format!("different vector dimensions {a} and {b}")
+    );
+}

@@ -1,0 +1,273 @@
+//! Throwaway PostgreSQL clusters for arrw's multi-process tests.
+//!
+//! Each test starts its own cluster (initdb + pg_ctl, run as the `postgres` OS user
+//! when the tests run as root, since PostgreSQL refuses root), with arrw preloaded
+//! and logical decoding allowed. The cluster is stopped and removed on drop, also
+//! when the test panics. arrw must already be installed into the system PostgreSQL
+//! (`scripts/test` does that through `cargo pgrx test`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL program as the postgres OS user (when we are root).
+fn pg_command(program: &str) -> Command {
+    let path = format!("{PG_BIN}/{program}");
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", &path]);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn run(mut cmd: Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}\n{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running (or stopped) test cluster.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Cluster {
+    /// initdb and start a new cluster; `extra_conf` is appended to postgresql.conf.
+    pub fn start(name: &str, extra_conf: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "arrw-it-{name}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        chown_postgres(&dir);
+        let mut initdb = pg_command("initdb");
+        initdb.args([
+            "-D",
+            data(&dir).to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]);
+        run(initdb);
+        let c = Cluster {
+            dir,
+            port: free_port(),
+        };
+        c.write_conf(extra_conf);
+        c.start_server();
+        c
+    }
+
+    fn write_conf(&self, extra: &str) {
+        let conf = format!(
+            "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
+             shared_preload_libraries = 'arrw'\nwal_level = logical\nmax_wal_senders = 10\n\
+             max_replication_slots = 10\noutput_plugin_libraries = 'pgoutput, test_decoding, arrw'\n\
+             shared_buffers = 64MB\n{}\n",
+            self.port,
+            self.dir.display(),
+            extra
+        );
+        let path = data(&self.dir).join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&conf);
+        std::fs::write(&path, text).unwrap();
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start_server(&self) {
+        let mut c = pg_command("pg_ctl");
+        c.args([
+            "-D",
+            data(&self.dir).to_str().unwrap(),
+            "-l",
+            self.dir.join("log").to_str().unwrap(),
+            "-w",
+            "-t",
+            "120",
+            "start",
+        ]);
+        run(c);
+    }
+
+    /// Stops the server: `mode` is `smart`, `fast` or `immediate` (a crash: no
+    /// shutdown checkpoint, recovery replays WAL at the next start).
+    pub fn stop(&self, mode: &str) {
+        let mut c = pg_command("pg_ctl");
+        c.args([
+            "-D",
+            data(&self.dir).to_str().unwrap(),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            "120",
+            "stop",
+        ]);
+        run(c);
+    }
+
+    pub fn conninfo(&self, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={db}",
+            self.port
+        )
+    }
+
+    /// A new connection to database `postgres`.
+    pub fn connect(&self) -> postgres::Client {
+        self.connect_db("postgres")
+    }
+
+    pub fn connect_db(&self, db: &str) -> postgres::Client {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match postgres::Client::connect(&self.conninfo(db), postgres::NoTls) {
+                Ok(c) => return c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("connect to {}: {e}", self.conninfo(db)),
+            }
+        }
+    }
+
+    /// Takes a base backup into a new cluster configured as a streaming standby
+    /// of this one, and starts it.
+    pub fn start_replica(&self, name: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "arrw-it-{name}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        chown_postgres(&dir);
+        let mut bb = pg_command("pg_basebackup");
+        bb.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-D",
+            data(&dir).to_str().unwrap(),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+        ]);
+        run(bb);
+        let replica = Cluster {
+            dir,
+            port: free_port(),
+        };
+        replica.write_conf("hot_standby = on");
+        replica.start_server();
+        replica
+    }
+
+    /// Blocks until `replica` has replayed everything this primary has written.
+    pub fn wait_for_replay(&self, replica: &Cluster) {
+        let mut p = self.connect();
+        let lsn: String = p
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .unwrap()
+            .get(0);
+        let mut r = replica.connect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let caught_up: bool = r
+                .query_one(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[&lsn],
+                )
+                .unwrap()
+                .get(0);
+            if caught_up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica did not catch up to {lsn}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let mut c = pg_command("pg_ctl");
+        c.args([
+            "-D",
+            data(&self.dir).to_str().unwrap(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]);
+        let _ = c.output();
+        if std::env::var_os("ARRW_KEEP_CLUSTERS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn data(dir: &Path) -> PathBuf {
+    dir.join("data")
+}
+
+fn chown_postgres(dir: &Path) {
+    if is_root() {
+        run({
+            let mut c = Command::new("chown");
+            c.args(["postgres:postgres", dir.to_str().unwrap()]);
+            c
+        });
+    }
+}
