@@ -74,7 +74,8 @@ CONF
   else
     sed -i "s/^port = .*/port = ${port}/" "$dir/data/postgresql.conf"
   fi
-  as_pg "${PG_BIN}/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+  # RUST_BACKTRACE would make pgrx append Rust backtraces to error DETAILs.
+  as_pg env -u RUST_BACKTRACE "${PG_BIN}/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
 }
 
 stop_cluster() {

@@ -15,16 +15,27 @@
 ::pgrx::pg_module_magic!();
 
 pub mod fmgr;
+pub mod ivfpq;
 pub mod vector;
 
 // The hand-written catalog definitions, in dependency order. `bootstrap` puts the
 // type first in the generated install script.
 pgrx::extension_sql_file!("../sql/vector.sql", name = "vector", bootstrap);
+pgrx::extension_sql_file!("../sql/ivfpq.sql", name = "ivfpq", requires = ["vector"]);
 
+/// Runs when a backend loads the library: registers settings and index options.
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    ivfpq::init();
+}
+
+// In-server tests live in pgrx-tests/ (one file per area); `#[pg_schema]` needs
+// an inline module, so the files are included into it.
 #[cfg(any(test, feature = "pg_test"))]
-#[path = "../pgrx-tests/mod.rs"]
 #[pgrx::pg_schema]
-mod tests;
+mod tests {
+    include!("../pgrx-tests/vector.rs");
+}
 
 /// Required by `cargo pgrx test`: settings for the throwaway test server.
 #[cfg(test)]

@@ -27,13 +27,16 @@ fn is_root() -> bool {
 /// Runs a PostgreSQL program as the postgres OS user (when we are root).
 fn pg_command(program: &str) -> Command {
     let path = format!("{PG_BIN}/{program}");
-    if is_root() {
+    let mut c = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", &path]);
         c
     } else {
         Command::new(path)
-    }
+    };
+    // With RUST_BACKTRACE set, pgrx appends Rust backtraces to error DETAILs.
+    c.env_remove("RUST_BACKTRACE");
+    c
 }
 
 fn run(mut cmd: Command) -> Output {

@@ -15,17 +15,18 @@ use pgrx::prelude::*;
 /// # Safety
 /// `arr` must point to a detoasted `double precision[]` without nulls that
 /// outlives `'a`, with no other live reference to its elements.
-unsafe fn float8_elems<'a>(arr: *mut pg_sys::ArrayType) -> &'a mut [f64] {
+unsafe fn float8_elems<'a>(arr: *mut pg_sys::ArrayType, fname: &str) -> &'a mut [f64] {
     // SAFETY: header fields of a valid array; for ndim = 1 the length is dims[0],
     // stored right after the fixed header; without nulls the data starts at the
     // MAXALIGNed end of the header and dims/lbound arrays.
     unsafe {
         let ndim = (*arr).ndim as usize;
         if ndim != 1 || (*arr).elemtype != pg_sys::FLOAT8OID || (*arr).dataoffset != 0 {
+            // pgvector's wording and code: only a hand-made state gets here.
             ereport!(
                 ERROR,
-                PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-                "expected a one-dimensional float8 array without nulls"
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("{fname}: expected state array")
             );
         }
         let header = std::mem::size_of::<pg_sys::ArrayType>();
@@ -60,11 +61,11 @@ fn float8_array(values: &[f64]) -> pg_sys::Datum {
 ///
 /// # Safety
 /// `d` must be a non-null `double precision[]` datum.
-unsafe fn state<'a>(d: pg_sys::Datum) -> (*mut pg_sys::ArrayType, &'a mut [f64]) {
+unsafe fn state<'a>(d: pg_sys::Datum, fname: &str) -> (*mut pg_sys::ArrayType, &'a mut [f64]) {
     // SAFETY: forwarded contract; pg_detoast_datum returns a plain array.
     unsafe {
         let arr = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::ArrayType;
-        (arr, float8_elems(arr))
+        (arr, float8_elems(arr, fname))
     }
 }
 
@@ -78,7 +79,7 @@ crate::v1! {
     /// `vector_accum(double precision[], vector)`: avg's transition function.
     fn arrw_vector_accum(fcinfo) {
         // SAFETY: declared (double precision[], vector), STRICT.
-        let ((arr, st), v) = unsafe { (state(fmgr::arg(fcinfo, 0)), VectorArg::from_arg(fcinfo, 1)) };
+        let ((arr, st), v) = unsafe { (state(fmgr::arg(fcinfo, 0), "vector_accum"), VectorArg::from_arg(fcinfo, 1)) };
         let in_agg = {
             // SAFETY: AggCheckCallContext only inspects fcinfo->context.
             unsafe { pg_sys::AggCheckCallContext(fcinfo, std::ptr::null_mut()) != 0 }
@@ -117,7 +118,7 @@ crate::v1! {
     /// `vector_combine(double precision[], double precision[])`: merges partial states.
     fn arrw_vector_combine(fcinfo) {
         // SAFETY: declared (double precision[], double precision[]), STRICT.
-        let ((_, a), (_, b)) = unsafe { (state(fmgr::arg(fcinfo, 0)), state(fmgr::arg(fcinfo, 1))) };
+        let ((_, a), (_, b)) = unsafe { (state(fmgr::arg(fcinfo, 0), "vector_combine"), state(fmgr::arg(fcinfo, 1), "vector_combine")) };
         if a.len() == 1 && b.len() == 1 {
             return float8_array(&[a[0] + b[0]]);
         }
@@ -135,6 +136,9 @@ crate::v1! {
             dim_mismatch(a.len() - 1, b.len() - 1);
         }
         let out: Vec<f64> = a.iter().zip(b.iter()).map(|(x, y)| x + y).collect();
+        if out.iter().any(|v| v.is_infinite()) {
+            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: overflow");
+        }
         float8_array(&out)
     }
 }
@@ -143,9 +147,9 @@ crate::v1! {
     /// `vector_avg(double precision[]) -> vector`: avg's final function; NULL for no rows.
     fn arrw_vector_avg(fcinfo) {
         // SAFETY: declared (double precision[]), STRICT.
-        let (_, st) = unsafe { state(fmgr::arg(fcinfo, 0)) };
+        let (_, st) = unsafe { state(fmgr::arg(fcinfo, 0), "vector_avg") };
         let n = st[0];
-        if n == 0.0 || st.len() < 2 {
+        if n == 0.0 {
             // SAFETY: our own fcinfo.
             return unsafe { fmgr::return_null(fcinfo) };
         }

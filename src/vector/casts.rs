@@ -64,10 +64,14 @@ crate::v1! {
                     // numeric -> float4 with PostgreSQL's own rounding and range errors.
                     // SAFETY: numeric_float4 takes one non-null numeric datum.
                     _ => f32::from_bits(unsafe {
-                        pg_sys::OidFunctionCall1Coll(pg_sys::Oid::from(pg_sys::F_NUMERIC_FLOAT4), pg_sys::InvalidOid, *d)
+                        pg_sys::OidFunctionCall1Coll(pg_sys::Oid::from(pg_sys::F_FLOAT4_NUMERIC), pg_sys::InvalidOid, *d)
                     }.value() as u32),
                 };
-                check(text::check_element(*o));
+            }
+            // pgvector converts every element before checking any, so a range
+            // error from a later numeric wins over a NaN earlier in the array.
+            for v in x.iter() {
+                check(text::check_element(*v));
             }
         })
     }

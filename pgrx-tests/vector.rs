@@ -1,6 +1,6 @@
-//! In-server tests (`#[pg_test]`): each runs inside a PostgreSQL backend, in a
-//! transaction that is rolled back. Run with `cargo pgrx test pg15 --runas postgres
-//! --pgdata <dir>` (see TESTING.md); one test: append its name.
+// In-server tests (`#[pg_test]`): each runs inside a PostgreSQL backend, in a
+// transaction that is rolled back. Run with `cargo pgrx test pg15 --runas postgres
+// --pgdata <dir>` (see TESTING.md); one test: append its name.
 
 use pgrx::prelude::*;
 

@@ -1,0 +1,67 @@
+//! `amcostestimate`: make `ORDER BY embedding <op> $1 LIMIT k` use the index, and
+//! never let the planner use it for anything else.
+//!
+//! The work of a scan happens before its first row: probe `probes` of `lists`
+//! lists (reading that fraction of the data pages) and re-rank candidates from
+//! the heap. So that is the startup cost; the per-row cost after it is small. The
+//! planner scales the run cost by LIMIT / rows, which makes a small LIMIT cheap.
+
+use super::{model, options};
+use pgrx::pg_sys;
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C-unwind" fn amcostestimate(
+    root: *mut pg_sys::PlannerInfo,
+    path: *mut pg_sys::IndexPath,
+    loop_count: f64,
+    startup: *mut pg_sys::Cost,
+    total: *mut pg_sys::Cost,
+    selectivity: *mut pg_sys::Selectivity,
+    correlation: *mut f64,
+    pages: *mut f64,
+) {
+    // SAFETY: all pointers come from the planner for this call; the IndexPath's
+    // indexinfo describes our index, which we open briefly (AccessShareLock is
+    // already held by the planner) to read its meta page.
+    unsafe {
+        if (*path).indexorderbys.is_null() {
+            // No ORDER BY distance: an ivfpq index cannot answer anything else.
+            *startup = f64::INFINITY;
+            *total = f64::INFINITY;
+            *selectivity = 0.0;
+            *correlation = 0.0;
+            *pages = 0.0;
+            return;
+        }
+        let info = (*path).indexinfo;
+        let rel = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as i32);
+        let meta = model::read_meta(rel);
+        pg_sys::index_close(rel, pg_sys::NoLock as i32);
+        let lists = meta.lists.max(1) as f64;
+        let probes = (options::probes(meta.probes) as f64).min(lists);
+        let ratio = if meta.untrained != 0 {
+            1.0
+        } else {
+            probes / lists
+        };
+
+        let mut costs: pg_sys::GenericCosts = std::mem::zeroed();
+        costs.numIndexTuples = ratio * (*info).tuples;
+        pg_sys::genericcostestimate(root, path, loop_count, &mut costs);
+        let index_pages = (*info).pages as f64;
+        let visited = (ratio * index_pages).max(1.0);
+        let seq_page = pg_sys::seq_page_cost;
+        let cpu = pg_sys::cpu_operator_cost;
+        let rerank = options::rerank(meta.rerank as i64 - 1) as f64;
+        let scan_cost = visited * seq_page
+            + costs.numIndexTuples * cpu
+            + rerank * (pg_sys::random_page_cost * 0.1 + cpu * 10.0);
+        *startup = scan_cost;
+        *total = scan_cost + costs.indexTotalCost - costs.indexStartupCost;
+        *selectivity = costs.indexSelectivity;
+        *correlation = 0.0;
+        *pages = visited;
+    }
+}
+use pgrx::prelude::*;

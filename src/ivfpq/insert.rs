@@ -1,0 +1,119 @@
+//! `aminsert`: one new row goes to the end of its nearest list.
+//!
+//! Locking, in this fixed order (the only order anything in ivfpq takes more
+//! than one page lock in):
+//! 1. the list's insert page (exclusive); if it is full and has a successor,
+//!    release it and move on to the successor;
+//! 2. if it is full and last: a new page from `extend` (exclusive, not yet
+//!    reachable by anyone);
+//! 3. the directory page holding the list's entry (exclusive), to point the
+//!    list's insert page at the new page.
+//!
+//! Scans and VACUUM never hold a data page while waiting for the directory page,
+//! and never hold the directory page while waiting for a data page, so no cycle
+//! can form. All pages changed by one insert go into one GenericXLog record, so
+//! after a crash the new page is either linked and recorded, or absent.
+
+use super::layout::{self, DataGeom, DirEntry};
+use super::model;
+use super::page::{self, ReadGuard, WriteSet};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn aminsert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    heap_tid: pg_sys::ItemPointer,
+    _heap: pg_sys::Relation,
+    _unique: pg_sys::IndexUniqueCheck::Type,
+    _unchanged: bool,
+    _info: *mut pg_sys::IndexInfo,
+) -> bool {
+    // SAFETY: one key column: values/isnull have one element; heap_tid is valid.
+    let (datum, null, tid) = unsafe { (*values, *isnull, *heap_tid) };
+    if null {
+        return false;
+    }
+    // SAFETY: non-null vector datum of the indexed column.
+    let x = unsafe { crate::vector::VectorArg::from_datum(datum) }.x;
+    let meta = model::read_meta(index);
+    let model = model::load(index, &meta);
+    if meta.untrained == 0 && x.len() != model.dim {
+        crate::vector::check(arrw_core::text::check_expected_dim(
+            model.dim as i32,
+            x.len(),
+        ));
+    }
+    let mut code = vec![0u8; model.code_size()];
+    let list = if meta.untrained != 0 {
+        0
+    } else {
+        model.encode(x, &mut code)
+    };
+    let blk = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
+    append(
+        index,
+        &meta,
+        list,
+        &code,
+        layout::tid_bytes(blk, tid.ip_posid),
+    );
+    false
+}
+
+/// Appends one entry to `list`, extending the list by a page when it is full.
+pub fn append(
+    index: pg_sys::Relation,
+    meta: &layout::MetaData,
+    list: u32,
+    code: &[u8],
+    tid: [u8; 6],
+) {
+    let geom = DataGeom::new(meta.code_size as usize);
+    let (dir_blk, slot) = layout::dir_location(meta, list);
+    let mut blk = {
+        let g = ReadGuard::new(index, dir_blk);
+        layout::read_dir(g.page(), slot).insert
+    };
+    loop {
+        pg_sys::check_for_interrupts!();
+        let mut ws = WriteSet::new(index);
+        let cur = ws.lock(index, blk);
+        let (count, next) = {
+            let p = ws.page(cur);
+            (geom.count(p), geom.next(p))
+        };
+        if count < geom.capacity {
+            geom.push(ws.page(cur), code, tid);
+            ws.commit();
+            return;
+        }
+        if next != layout::INVALID_BLOCK {
+            // Someone extended the list after we read the directory; follow.
+            drop(ws);
+            blk = next;
+            continue;
+        }
+        let new_buf = page::extend(index);
+        let newi = ws.add(new_buf, true);
+        let new_blk = ws.block(newi);
+        {
+            let p = ws.page(newi);
+            page::init_page(p, layout::DATA_SPECIAL);
+            page::set_lower(p, geom.contents_len());
+            geom.set_next(p, layout::INVALID_BLOCK);
+            geom.set_list(p, list);
+            layout::set_page_kind(p, layout::KIND_DATA);
+            geom.push(p, code, tid);
+        }
+        geom.set_next(ws.page(cur), new_blk);
+        let d = ws.lock(index, dir_blk);
+        let mut e: DirEntry = layout::read_dir(ws.page(d), slot);
+        e.insert = new_blk;
+        layout::write_dir(ws.page(d), slot, e);
+        ws.commit();
+        return;
+    }
+}

@@ -1,0 +1,103 @@
+//! `ivfpq`: an IVF-PQ index access method for `vector`.
+//!
+//! The handler below is the table of contents: each callback PostgreSQL calls
+//! lives in the file named beside it. The algorithms (k-means, PQ, ADC tables,
+//! candidate selection) are in `arrw_core::ivf`; these files move data between
+//! PostgreSQL pages and those routines.
+//!
+//! | callback | file | what it does |
+//! |---|---|---|
+//! | ambuild, ambuildempty | build.rs | sample, train, encode every row, write pages, WAL-log them |
+//! | aminsert | insert.rs | encode one row, append it to its list's last page |
+//! | ambeginscan, amrescan, amgettuple, amendscan | scan.rs | probe lists, ADC-score codes, re-rank from the heap |
+//! | ambulkdelete, amvacuumcleanup | vacuum.rs | drop dead TIDs, compact pages |
+//! | amcostestimate | cost.rs | make ORDER BY ... LIMIT plans pick the index |
+//! | amoptions | options.rs | `lists`, `m`, `nbits`, `probes`, `rerank` |
+//!
+//! Page layout: layout.rs. Buffer, lock and WAL handling: page.rs.
+
+pub mod build;
+pub mod cost;
+pub mod insert;
+pub mod layout;
+pub mod model;
+pub mod options;
+pub mod page;
+pub mod scan;
+pub mod vacuum;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+crate::v1! {
+    /// `ivfpqhandler(internal) -> index_am_handler`
+    fn arrw_ivfpq_handler(_fcinfo) {
+        // SAFETY: makeNode-style allocation: palloc0 of the node in the current
+        // memory context, then we fill every field PostgreSQL 15 reads.
+        let am = unsafe {
+            let am = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexAmRoutine>()) as *mut pg_sys::IndexAmRoutine;
+            (*am).type_ = pg_sys::NodeTag::T_IndexAmRoutine;
+            &mut *am
+        };
+        am.amstrategies = 0;
+        am.amsupport = 1;
+        am.amoptsprocnum = 0;
+        am.amcanorder = false;
+        am.amcanorderbyop = true;
+        am.amcanbackward = false;
+        am.amcanunique = false;
+        am.amcanmulticol = false;
+        am.amoptionalkey = true;
+        am.amsearcharray = false;
+        am.amsearchnulls = false;
+        am.amstorage = false;
+        am.amclusterable = false;
+        am.ampredlocks = false;
+        am.amcanparallel = false;
+        am.amcaninclude = false;
+        am.amusemaintenanceworkmem = false;
+        am.amparallelvacuumoptions = pg_sys::VACUUM_OPTION_PARALLEL_BULKDEL as u8;
+        am.amkeytype = pg_sys::InvalidOid;
+
+        am.ambuild = Some(build::ambuild);
+        am.ambuildempty = Some(build::ambuildempty);
+        am.aminsert = Some(insert::aminsert);
+        am.ambulkdelete = Some(vacuum::ambulkdelete);
+        am.amvacuumcleanup = Some(vacuum::amvacuumcleanup);
+        am.amcanreturn = None;
+        am.amcostestimate = Some(cost::amcostestimate);
+        am.amoptions = Some(options::amoptions);
+        am.amproperty = None;
+        am.ambuildphasename = Some(build::ambuildphasename);
+        am.amvalidate = Some(amvalidate);
+        am.amadjustmembers = None;
+        am.ambeginscan = Some(scan::ambeginscan);
+        am.amrescan = Some(scan::amrescan);
+        am.amgettuple = Some(scan::amgettuple);
+        am.amgetbitmap = None;
+        am.amendscan = Some(scan::amendscan);
+        am.ammarkpos = None;
+        am.amrestrpos = None;
+        am.amestimateparallelscan = None;
+        am.aminitparallelscan = None;
+        am.amparallelrescan = None;
+        pg_sys::Datum::from(am as *mut pg_sys::IndexAmRoutine)
+    }
+}
+
+/// Operator classes are written by arrw's own SQL; nothing to validate.
+#[pg_guard]
+unsafe extern "C-unwind" fn amvalidate(_opclassoid: pg_sys::Oid) -> bool {
+    true
+}
+
+/// Called from `_PG_init`: reloptions and GUCs.
+pub fn init() {
+    options::init();
+}
+
+/// The error every bad user input in the index raises.
+#[cold]
+pub fn user_error(code: PgSqlErrorCode, msg: String) -> ! {
+    ereport!(ERROR, code, msg);
+}

@@ -1,0 +1,119 @@
+//! Loading an index's trained model, with a per-backend cache.
+//!
+//! The model (centroids and PQ codebooks: 256 × dim floats plus lists × dim) is
+//! needed by every insert and query. Reading and decoding it from its pages each
+//! time would cost more than the search itself, so each backend keeps the decoded
+//! model keyed by the index's relfilenode and the build's generation number (a
+//! REINDEX writes a new relfilenode and generation; VACUUM never changes a model).
+
+use super::layout::{self, MetaData, KIND_META, MAGIC};
+use super::page::ReadGuard;
+use arrw_core::ivf::{IvfPqModel, Metric};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+type Key = (u32, u32, u64);
+
+thread_local! {
+    // Backends are single-threaded; the cache is only touched from PostgreSQL's
+    // own thread (never from rayon workers).
+    static CACHE: RefCell<HashMap<Key, Rc<IvfPqModel>>> = RefCell::new(HashMap::new());
+}
+
+/// Reads and checks the meta page.
+pub fn read_meta(index: pg_sys::Relation) -> MetaData {
+    let g = ReadGuard::new(index, layout::META_BLOCK);
+    let m = layout::read_meta(g.page());
+    if m.magic != MAGIC || layout::page_kind(g.page()) != KIND_META {
+        super::user_error(
+            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+            format!("ivfpq index \"{}\" has no valid meta page", rel_name(index)),
+        );
+    }
+    if m.version != layout::FORMAT_VERSION {
+        super::user_error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "ivfpq index \"{}\" has on-disk format {}, this arrw reads {}; REINDEX it",
+                rel_name(index),
+                m.version,
+                layout::FORMAT_VERSION
+            ),
+        );
+    }
+    m
+}
+
+/// The model of `index`, from the cache or from its pages.
+pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
+    // SAFETY: rd_node is a plain field of the open relation.
+    let node = unsafe { (*index).rd_node };
+    let key = (node.dbNode.into(), node.relNode.into(), meta.generation);
+    if let Some(m) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return m;
+    }
+    let mut bytes = Vec::with_capacity(meta.model_bytes as usize);
+    for i in 0..meta.model_pages {
+        let g = ReadGuard::new(index, meta.model_start + i);
+        let page = g.page();
+        let take = (meta.model_bytes as usize - bytes.len()).min(layout::MODEL_PER_PAGE);
+        let off = super::page::contents_offset();
+        bytes.extend_from_slice(&page[off..off + take]);
+    }
+    let model = match IvfPqModel::from_bytes(&bytes) {
+        Ok(m) => Rc::new(m),
+        Err(e) => super::user_error(
+            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+            format!(
+                "ivfpq index \"{}\" has a corrupt model: {e}",
+                rel_name(index)
+            ),
+        ),
+    };
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        // Keep at most a few models: an index rebuilt many times in one session
+        // would otherwise pin its old models.
+        if c.len() >= 16 {
+            c.clear();
+        }
+        c.insert(key, model.clone());
+    });
+    model
+}
+
+/// The metric of the index's operator class, from its support function 1.
+pub fn metric_of(index: pg_sys::Relation) -> Metric {
+    // SAFETY: the index has one key column whose opclass (ours) defines support
+    // function 1; get_func_name returns a palloc'd name or NULL.
+    let name = unsafe {
+        let proc_oid = pg_sys::index_getprocid(index, 1, 1);
+        let p = pg_sys::get_func_name(proc_oid);
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    match name.as_str() {
+        "vector_l2_squared_distance" => Metric::L2,
+        "vector_negative_inner_product" => Metric::InnerProduct,
+        "cosine_distance" => Metric::Cosine,
+        other => super::user_error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("ivfpq does not support the distance function {other}"),
+        ),
+    }
+}
+
+pub fn rel_name(rel: pg_sys::Relation) -> String {
+    // SAFETY: rd_rel->relname is a NUL-terminated NameData of the open relation.
+    unsafe {
+        std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
+}

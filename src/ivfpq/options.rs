@@ -1,0 +1,224 @@
+//! Index options (`WITH (lists = ..., m = ..., nbits = ..., probes = ..., rerank = ...)`)
+//! and the `ivfpq.*` settings.
+//!
+//! Precedence for `probes` and `rerank` at query time: the session's GUC when it is
+//! set to a non-zero value, else the index's own option, else the built-in default.
+//! That lets an index carry the recall it was tuned for into pooled connections and
+//! shard queries that never run `SET`.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub static PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(-1);
+pub static ITERATIVE_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
+
+/// Parsed reloptions, laid out as `build_reloptions` fills them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IvfpqOptions {
+    vl_len_: i32,
+    pub lists: i32,
+    pub m: i32,
+    pub nbits: i32,
+    pub probes: i32,
+    pub rerank: i32,
+}
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"ivfpq.probes",
+        c"Inverted lists scanned per ivfpq query (0: the index's `probes` option, or 10).",
+        c"More probes raise recall and cost time.",
+        &PROBES,
+        0,
+        32768,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ivfpq.rerank",
+        c"Candidates re-scored with exact distances per ivfpq query (-1: the index's `rerank` option, or 100; 0: off).",
+        c"Re-ranking reads each candidate's vector from the table.",
+        &RERANK,
+        -1,
+        100000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"ivfpq.iterative_scan",
+        c"Probe further lists when a query (e.g. with a selective WHERE) needs more rows.",
+        c"",
+        &ITERATIVE_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ivfpq.max_probes",
+        c"Most lists an iterative ivfpq scan probes (0: all lists).",
+        c"",
+        &MAX_PROBES,
+        0,
+        32768,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+
+    // SAFETY: called once per backend from _PG_init; the option names and
+    // descriptions are 'static C strings that PostgreSQL keeps pointers to.
+    unsafe {
+        let kind = pg_sys::add_reloption_kind();
+        RELOPT_KIND.store(kind, Ordering::Relaxed);
+        let lock = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+        pg_sys::add_int_reloption(
+            kind,
+            c"lists".as_ptr(),
+            c"Number of inverted lists (0: chosen from the row count)".as_ptr(),
+            0,
+            0,
+            arrw_core::ivf::MAX_LISTS as i32,
+            lock,
+        );
+        pg_sys::add_int_reloption(
+            kind,
+            c"m".as_ptr(),
+            c"Sub-quantizers per vector; must divide the dimensions (0: automatic)".as_ptr(),
+            0,
+            0,
+            16000,
+            lock,
+        );
+        pg_sys::add_int_reloption(
+            kind,
+            c"nbits".as_ptr(),
+            c"Bits per sub-quantizer code, 4 or 8 (0: automatic)".as_ptr(),
+            0,
+            0,
+            8,
+            lock,
+        );
+        pg_sys::add_int_reloption(
+            kind,
+            c"probes".as_ptr(),
+            c"Default lists probed per query (0: built-in default)".as_ptr(),
+            0,
+            0,
+            32768,
+            lock,
+        );
+        pg_sys::add_int_reloption(
+            kind,
+            c"rerank".as_ptr(),
+            c"Default candidates re-ranked per query (-1: built-in default)".as_ptr(),
+            -1,
+            -1,
+            100000,
+            lock,
+        );
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amoptions(
+    reloptions: pg_sys::Datum,
+    validate: bool,
+) -> *mut pg_sys::bytea {
+    let off = |f: usize| f as i32;
+    let elems = [
+        pg_sys::relopt_parse_elt {
+            optname: c"lists".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: off(std::mem::offset_of!(IvfpqOptions, lists)),
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"m".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: off(std::mem::offset_of!(IvfpqOptions, m)),
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"nbits".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: off(std::mem::offset_of!(IvfpqOptions, nbits)),
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"probes".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: off(std::mem::offset_of!(IvfpqOptions, probes)),
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"rerank".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: off(std::mem::offset_of!(IvfpqOptions, rerank)),
+        },
+    ];
+    // SAFETY: `elems` describes IvfpqOptions exactly; build_reloptions returns a
+    // palloc'd struct of that size (or NULL when there are no options).
+    let opts = unsafe {
+        pg_sys::build_reloptions(
+            reloptions,
+            validate,
+            RELOPT_KIND.load(Ordering::Relaxed),
+            std::mem::size_of::<IvfpqOptions>(),
+            elems.as_ptr(),
+            elems.len() as i32,
+        )
+    };
+    if validate && !opts.is_null() {
+        // SAFETY: non-null result of build_reloptions for our struct.
+        let o = unsafe { *(opts as *const IvfpqOptions) };
+        if o.nbits != 0 && o.nbits != 4 && o.nbits != 8 {
+            super::user_error(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("nbits must be 4 or 8, not {}", o.nbits),
+            );
+        }
+    }
+    opts as *mut pg_sys::bytea
+}
+
+/// The options of an open index (all zero / -1 defaults when none were given).
+pub fn of(index: pg_sys::Relation) -> IvfpqOptions {
+    // SAFETY: rd_options is either NULL or the struct amoptions built for this
+    // index, cached in the relcache entry that `index` points to.
+    unsafe {
+        let p = (*index).rd_options as *const IvfpqOptions;
+        if p.is_null() {
+            IvfpqOptions {
+                rerank: -1,
+                ..Default::default()
+            }
+        } else {
+            *p
+        }
+    }
+}
+
+/// Probes for a query: GUC, else index option, else default.
+pub fn probes(index_opt: u32) -> usize {
+    let g = PROBES.get();
+    if g > 0 {
+        g as usize
+    } else if index_opt > 0 {
+        index_opt as usize
+    } else {
+        arrw_core::ivf::DEFAULT_PROBES
+    }
+}
+
+/// Re-rank depth for a query: GUC (>= 0), else index option (>= 0), else default.
+pub fn rerank(index_opt: i64) -> usize {
+    let g = RERANK.get();
+    if g >= 0 {
+        g as usize
+    } else if index_opt >= 0 {
+        index_opt as usize
+    } else {
+        arrw_core::ivf::DEFAULT_RERANK
+    }
+}

@@ -1,0 +1,276 @@
+//! Page access for the ivfpq index: the only file of `ivfpq/` that touches
+//! buffers, page memory and WAL directly.
+//!
+//! - [`ReadGuard`]: a pinned, share-locked page, released on drop.
+//! - [`WriteSet`]: up to four exclusively locked pages changed together in one
+//!   GenericXLog record. Changes are made on GenericXLog's page copies and become
+//!   visible (and WAL-logged) only at [`WriteSet::commit`]; dropping a `WriteSet`
+//!   without committing (an ERROR unwinding through it) aborts the record and
+//!   leaves the pages untouched. Every page write after the build goes through it.
+//! - [`extend`]: adds a block under the relation-extension lock.
+//!
+//! The layouts of the page kinds are in `layout.rs`; this file only moves bytes.
+
+use pgrx::pg_sys;
+
+/// A pinned and share-locked page.
+pub struct ReadGuard {
+    buf: pg_sys::Buffer,
+}
+
+impl ReadGuard {
+    /// Pins block `blk` of the index's main fork and share-locks it.
+    pub fn new(rel: pg_sys::Relation, blk: u32) -> ReadGuard {
+        // SAFETY: `rel` is an open index relation (the callers are AM callbacks
+        // that received it from PostgreSQL). ReadBufferExtended raises an ERROR
+        // for a block past the end instead of returning an invalid buffer.
+        let buf = unsafe {
+            let buf = pg_sys::ReadBufferExtended(
+                rel,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                blk,
+                pg_sys::ReadBufferMode::RBM_NORMAL,
+                std::ptr::null_mut(),
+            );
+            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
+            buf
+        };
+        ReadGuard { buf }
+    }
+
+    /// The whole page (BLCKSZ bytes), readable while the share lock is held.
+    pub fn page(&self) -> &[u8] {
+        // SAFETY: the buffer is pinned and share-locked for the guard's lifetime,
+        // so its BLCKSZ bytes are valid and no one else modifies them.
+        unsafe {
+            std::slice::from_raw_parts(
+                pg_sys::BufferGetPage(self.buf) as *const u8,
+                pg_sys::BLCKSZ as usize,
+            )
+        }
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        // SAFETY: we hold exactly one pin and the share lock on `buf`.
+        unsafe { pg_sys::UnlockReleaseBuffer(self.buf) }
+    }
+}
+
+/// Exclusively locks `blk` (pinning it) and returns the buffer.
+fn lock_exclusive(rel: pg_sys::Relation, blk: u32) -> pg_sys::Buffer {
+    // SAFETY: as in ReadGuard::new, with an exclusive content lock.
+    unsafe {
+        let buf = pg_sys::ReadBufferExtended(
+            rel,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            blk,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        );
+        pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        buf
+    }
+}
+
+/// Adds a new block at the end of the index and returns it exclusively locked.
+///
+/// The extension lock serializes concurrent extenders so that two backends never
+/// get the same new block; it is released as soon as the block exists (the
+/// buffer lock then protects the page), as PostgreSQL's own AMs do.
+pub fn extend(rel: pg_sys::Relation) -> pg_sys::Buffer {
+    // SAFETY: `rel` is an open index; P_NEW extends the relation by one zeroed
+    // block; we lock the new buffer before anyone can find it through a link.
+    unsafe {
+        pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
+        let buf = pg_sys::ReadBufferExtended(
+            rel,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            pg_sys::InvalidBlockNumber, // P_NEW
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        );
+        pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
+        buf
+    }
+}
+
+/// The block number of a buffer.
+pub fn block_of(buf: pg_sys::Buffer) -> u32 {
+    // SAFETY: `buf` is a valid pinned buffer.
+    unsafe { pg_sys::BufferGetBlockNumber(buf) }
+}
+
+/// Number of blocks in the index's main fork.
+pub fn nblocks(rel: pg_sys::Relation) -> u32 {
+    // SAFETY: `rel` is an open relation.
+    unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) }
+}
+
+/// Up to four pages modified atomically under one GenericXLog record.
+///
+/// Lock order: callers add pages in the order documented in `insert.rs` (data
+/// pages of one list in chain order, then the directory page); nothing ever
+/// waits for a data page while holding a directory page, so there is no cycle.
+pub struct WriteSet {
+    state: *mut pg_sys::GenericXLogState,
+    bufs: Vec<pg_sys::Buffer>,
+    pages: Vec<*mut u8>,
+    committed: bool,
+}
+
+impl WriteSet {
+    pub fn new(rel: pg_sys::Relation) -> WriteSet {
+        // SAFETY: GenericXLogStart allocates its state in the current memory
+        // context for an open relation; nothing is logged until Finish.
+        let state = unsafe { pg_sys::GenericXLogStart(rel) };
+        WriteSet {
+            state,
+            bufs: Vec::new(),
+            pages: Vec::new(),
+            committed: false,
+        }
+    }
+
+    /// Exclusively locks block `blk` and adds it to the record; returns its index.
+    pub fn lock(&mut self, rel: pg_sys::Relation, blk: u32) -> usize {
+        let buf = lock_exclusive(rel, blk);
+        self.add(buf, false)
+    }
+
+    /// Adds an already exclusively locked buffer (e.g. from [`extend`]). With
+    /// `fresh`, the page is new and is logged as a full image.
+    pub fn add(&mut self, buf: pg_sys::Buffer, fresh: bool) -> usize {
+        assert!(
+            self.bufs.len() < 4,
+            "GenericXLog takes at most 4 pages per record"
+        );
+        let flags = if fresh {
+            pg_sys::GENERIC_XLOG_FULL_IMAGE as i32
+        } else {
+            0
+        };
+        // SAFETY: `buf` is pinned and exclusively locked by us; the returned
+        // pointer is GenericXLog's working copy of the page, valid until
+        // Finish/Abort.
+        let page = unsafe { pg_sys::GenericXLogRegisterBuffer(self.state, buf, flags) } as *mut u8;
+        self.bufs.push(buf);
+        self.pages.push(page);
+        self.bufs.len() - 1
+    }
+
+    /// The working copy of page `i` (BLCKSZ bytes).
+    pub fn page(&mut self, i: usize) -> &mut [u8] {
+        // SAFETY: pages[i] is GenericXLog's private copy of an exclusively locked
+        // page; we hand out one &mut at a time through &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.pages[i], pg_sys::BLCKSZ as usize) }
+    }
+
+    pub fn block(&self, i: usize) -> u32 {
+        block_of(self.bufs[i])
+    }
+
+    /// Applies and WAL-logs the changes, then releases the pages.
+    pub fn commit(mut self) {
+        // SAFETY: the state and all registered buffers are still held by us.
+        unsafe { pg_sys::GenericXLogFinish(self.state) };
+        self.committed = true;
+    }
+}
+
+impl Drop for WriteSet {
+    fn drop(&mut self) {
+        // SAFETY: if not committed, Abort frees the state without touching pages;
+        // either way we still hold the pins and locks we took, once each.
+        unsafe {
+            if !self.committed {
+                pg_sys::GenericXLogAbort(self.state);
+            }
+            for &b in &self.bufs {
+                pg_sys::UnlockReleaseBuffer(b);
+            }
+        }
+    }
+}
+
+/// Initializes a standard page header with `special` bytes of special space.
+pub fn init_page(page: &mut [u8], special: usize) {
+    // SAFETY: `page` is BLCKSZ writable bytes (a WriteSet copy or a build buffer).
+    unsafe {
+        pg_sys::PageInit(
+            page.as_mut_ptr() as pg_sys::Page,
+            pg_sys::BLCKSZ as usize,
+            special,
+        )
+    }
+}
+
+/// Sets pd_lower so that GenericXLog and full-page images keep `used` bytes of
+/// contents (they skip the hole between pd_lower and pd_upper).
+pub fn set_lower(page: &mut [u8], used_contents: usize) {
+    let lower = (contents_offset() + used_contents) as u16;
+    // SAFETY: PageHeaderData starts the page; pd_lower is a u16 field of it.
+    unsafe { (*(page.as_mut_ptr() as pg_sys::PageHeader)).pd_lower = lower }
+}
+
+/// Offset of the contents area (after the MAXALIGNed page header).
+pub const fn contents_offset() -> usize {
+    (std::mem::size_of::<pg_sys::PageHeaderData>() + 7) & !7
+}
+
+/// Bytes available for contents on a page with `special` bytes of special space.
+pub const fn contents_capacity(special: usize) -> usize {
+    pg_sys::BLCKSZ as usize - contents_offset() - ((special + 7) & !7)
+}
+
+/// Writes a whole new page image to a new block at the end of the index during
+/// the build. Not WAL-logged here: the build logs every page with
+/// `log_newpage_range` when it is done.
+pub fn build_append(rel: pg_sys::Relation, image: &[u8]) -> u32 {
+    let buf = extend(rel);
+    // SAFETY: `buf` is exclusively locked by us; we copy exactly BLCKSZ bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            image.as_ptr(),
+            pg_sys::BufferGetPage(buf) as *mut u8,
+            pg_sys::BLCKSZ as usize,
+        );
+        pg_sys::MarkBufferDirty(buf);
+        let blk = pg_sys::BufferGetBlockNumber(buf);
+        pg_sys::UnlockReleaseBuffer(buf);
+        blk
+    }
+}
+
+/// Overwrites block `blk` (which the build created) with `image`; unlogged like
+/// [`build_append`].
+pub fn build_overwrite(rel: pg_sys::Relation, blk: u32, image: &[u8]) {
+    let buf = lock_exclusive(rel, blk);
+    // SAFETY: as in build_append.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            image.as_ptr(),
+            pg_sys::BufferGetPage(buf) as *mut u8,
+            pg_sys::BLCKSZ as usize,
+        );
+        pg_sys::MarkBufferDirty(buf);
+        pg_sys::UnlockReleaseBuffer(buf);
+    }
+}
+
+/// WAL-logs every block of the index as a full page image (end of the build),
+/// so that crash recovery and replicas get the built index.
+pub fn log_all_pages(rel: pg_sys::Relation) {
+    let n = nblocks(rel);
+    // SAFETY: `rel` is open and we hold the build's lock on it; the range is
+    // exactly the blocks that exist.
+    unsafe {
+        if (*(*rel).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char
+            && n > 0
+        {
+            pg_sys::log_newpage_range(rel, pg_sys::ForkNumber::MAIN_FORKNUM, 0, n, true);
+        }
+    }
+}

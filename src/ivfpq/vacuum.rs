@@ -1,0 +1,118 @@
+//! VACUUM: remove index entries of dead rows and reuse their space.
+//!
+//! Each list is walked page by page under an exclusive lock on one page at a
+//! time; the page's surviving entries are compacted in place (one GenericXLog
+//! record per changed page). Pages are never unlinked, so a list's chain stays
+//! valid for concurrent scans and inserts; instead the list's insert page is moved
+//! back to the first page that now has room, so inserts refill freed space.
+
+use super::layout::{self, DataGeom, DirEntry};
+use super::model;
+use super::page::WriteSet;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambulkdelete(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+    callback: pg_sys::IndexBulkDeleteCallback,
+    callback_state: *mut std::ffi::c_void,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: info comes from VACUUM for our index; stats is ours to allocate.
+    let (index, stats) = unsafe { ((*info).index, alloc_stats(stats)) };
+    let Some(callback) = callback else {
+        return stats;
+    };
+    let meta = model::read_meta(index);
+    let geom = DataGeom::new(meta.code_size as usize);
+    for list in 0..meta.lists {
+        let (dir_blk, slot) = layout::dir_location(&meta, list);
+        let entry = {
+            let g = super::page::ReadGuard::new(index, dir_blk);
+            layout::read_dir(g.page(), slot)
+        };
+        let mut blk = entry.head;
+        let mut first_with_room = layout::INVALID_BLOCK;
+        while blk != layout::INVALID_BLOCK {
+            // SAFETY: plain calls; VACUUM's cost-based delay and cancellation.
+            unsafe { pg_sys::vacuum_delay_point() };
+            let mut ws = WriteSet::new(index);
+            let i = ws.lock(index, blk);
+            let page = ws.page(i);
+            let n = geom.count(page);
+            let mut dead = vec![false; n];
+            let mut any = false;
+            for (k, d) in dead.iter_mut().enumerate() {
+                let (b, o) = layout::tid_parts(geom.tid(page, k));
+                let mut ip = pg_sys::ItemPointerData::default();
+                ip.ip_blkid.bi_hi = (b >> 16) as u16;
+                ip.ip_blkid.bi_lo = b as u16;
+                ip.ip_posid = o;
+                // SAFETY: VACUUM's callback only looks the TID up in its dead-TID
+                // store; it does not touch buffers, so holding our page lock is fine.
+                *d = unsafe { callback(&mut ip, callback_state) };
+                any |= *d;
+            }
+            let removed = if any {
+                geom.retain(page, |k| dead[k])
+            } else {
+                0
+            };
+            let remaining = geom.count(page);
+            let next = geom.next(page);
+            if removed > 0 {
+                ws.commit();
+            } else {
+                drop(ws); // nothing changed: abort the empty record, release the page
+            }
+            // SAFETY: stats was allocated above.
+            unsafe {
+                (*stats).tuples_removed += removed as f64;
+                (*stats).num_index_tuples += remaining as f64;
+            }
+            if first_with_room == layout::INVALID_BLOCK && remaining < geom.capacity {
+                first_with_room = blk;
+            }
+            blk = next;
+        }
+        if first_with_room != layout::INVALID_BLOCK && first_with_room != entry.insert {
+            let mut ws = WriteSet::new(index);
+            let d = ws.lock(index, dir_blk);
+            let mut e: DirEntry = layout::read_dir(ws.page(d), slot);
+            e.insert = first_with_room;
+            layout::write_dir(ws.page(d), slot, e);
+            ws.commit();
+        }
+    }
+    stats
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn amvacuumcleanup(
+    info: *mut pg_sys::IndexVacuumInfo,
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    // SAFETY: info is VACUUM's; analyze_only means nothing was deleted.
+    unsafe {
+        if (*info).analyze_only {
+            return stats;
+        }
+        let stats = alloc_stats(stats);
+        (*stats).num_pages = super::page::nblocks((*info).index);
+        stats
+    }
+}
+
+/// # Safety
+/// `stats` is NULL or a result struct from an earlier pass.
+unsafe fn alloc_stats(
+    stats: *mut pg_sys::IndexBulkDeleteResult,
+) -> *mut pg_sys::IndexBulkDeleteResult {
+    if stats.is_null() {
+        // SAFETY: palloc0 of the struct PostgreSQL frees after VACUUM.
+        unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _ }
+    } else {
+        stats
+    }
+}
