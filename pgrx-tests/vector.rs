@@ -1,8 +1,7 @@
 // In-server tests (`#[pg_test]`): each runs inside a PostgreSQL backend, in a
 // transaction that is rolled back. Run with `cargo pgrx test pg15 --runas postgres
-// --pgdata <dir>` (see TESTING.md); one test: append its name.
-
-use pgrx::prelude::*;
+// --pgdata <dir>` (see TESTING.md); one test: append its name. `pgrx::prelude::*`
+// is in scope (src/lib.rs); test names must be unique across these files.
 
 #[pg_test]
 fn vector_text_round_trip() {

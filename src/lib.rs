@@ -14,19 +14,26 @@
 
 ::pgrx::pg_module_magic!();
 
+pub mod cdc;
 pub mod fmgr;
 pub mod ivfpq;
+pub mod jobs;
 pub mod vector;
 
 // The hand-written catalog definitions, in dependency order. `bootstrap` puts the
 // type first in the generated install script.
 pgrx::extension_sql_file!("../sql/vector.sql", name = "vector", bootstrap);
-pgrx::extension_sql_file!("../sql/ivfpq.sql", name = "ivfpq", requires = ["vector"]);
+pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", requires = ["vector"]);
+pgrx::extension_sql_file!("../sql/ivfpq.sql", name = "ivfpq", requires = ["schema"]);
+pgrx::extension_sql_file!("../sql/cdc.sql", name = "cdc", requires = ["ivfpq"]);
+pgrx::extension_sql_file!("../sql/jobs.sql", name = "jobs", requires = ["cdc"]);
 
 /// Runs when a backend loads the library: registers settings and index options.
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     ivfpq::init();
+    cdc::init();
+    jobs::init();
 }
 
 // In-server tests live in pgrx-tests/ (one file per area); `#[pg_schema]` needs
@@ -34,7 +41,13 @@ pub extern "C-unwind" fn _PG_init() {
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
+    #[allow(unused_imports)]
+    use pgrx::prelude::*;
+
     include!("../pgrx-tests/vector.rs");
+    include!("../pgrx-tests/ivfpq.rs");
+    include!("../pgrx-tests/cdc.rs");
+    include!("../pgrx-tests/jobs.rs");
 }
 
 /// Required by `cargo pgrx test`: settings for the throwaway test server.
@@ -44,6 +57,11 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        vec![
+            "shared_preload_libraries = 'arrw'",
+            "wal_level = logical",
+            "max_replication_slots = 10",
+            "output_plugin_libraries = 'pgoutput, test_decoding, arrw'",
+        ]
     }
 }

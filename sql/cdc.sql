@@ -1,0 +1,1 @@
+-- Change data capture: arrw.watch / arrw.unwatch (see src/cdc/).

@@ -1,0 +1,1 @@
+-- Background jobs: arrw.jobs, arrw.submit_job, ... (see src/jobs/).

@@ -1,0 +1,2 @@
+-- arrw's own schema for management functions, views and tables.
+CREATE SCHEMA arrw;
