@@ -22,3 +22,26 @@ CREATE OPERATOR CLASS vector_cosine_ops
 	FOR TYPE vector USING ivfpq AS
 	OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
 	FUNCTION 1 cosine_distance(vector, vector);
+
+-- Introspection and checking.
+
+CREATE FUNCTION arrw._ivfpq_info_json(regclass) RETURNS text
+	AS 'MODULE_PATHNAME', 'arrw_ivfpq_info_json' LANGUAGE C STABLE STRICT;
+
+CREATE FUNCTION arrw.ivfpq_info(index regclass,
+	OUT lists integer, OUT rows bigint, OUT rows_min bigint, OUT rows_avg float8,
+	OUT rows_max bigint, OUT code_bytes integer, OUT pages bigint, OUT built_rows bigint,
+	OUT rows_since_build bigint, OUT dim integer, OUT m integer, OUT nbits integer,
+	OUT metric text, OUT trained boolean)
+	LANGUAGE sql STABLE STRICT AS $$
+	SELECT (j->>'lists')::int, (j->>'rows')::bigint, (j->>'rows_min')::bigint,
+	       (j->>'rows_avg')::float8, (j->>'rows_max')::bigint, (j->>'code_bytes')::int,
+	       (j->>'pages')::bigint, (j->>'built_rows')::bigint, (j->>'rows_since_build')::bigint,
+	       (j->>'dim')::int, (j->>'m')::int, (j->>'nbits')::int, j->>'metric', (j->>'trained')::bool
+	FROM (SELECT arrw._ivfpq_info_json(index)::jsonb AS j) s
+$$;
+COMMENT ON FUNCTION arrw.ivfpq_info(regclass) IS 'lists, rows per list, code size, pages and rows inserted since the build of an ivfpq index';
+
+CREATE FUNCTION arrw.ivfpq_check(index regclass) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'arrw_ivfpq_check' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION arrw.ivfpq_check(regclass) IS 'walks every page of an ivfpq index and raises an ERROR on any broken invariant';

@@ -18,6 +18,7 @@
 
 pub mod build;
 pub mod cost;
+pub mod info;
 pub mod insert;
 pub mod layout;
 pub mod model;
