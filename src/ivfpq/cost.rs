@@ -37,9 +37,10 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let info = (*path).indexinfo;
         let rel = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as i32);
         let meta = model::read_meta(rel);
+        let opts = options::of(rel);
         pg_sys::index_close(rel, pg_sys::NoLock as i32);
         let lists = meta.lists.max(1) as f64;
-        let probes = (options::probes(meta.probes) as f64).min(lists);
+        let probes = (options::probes(opts.probes.max(0) as u32) as f64).min(lists);
         let ratio = if meta.untrained != 0 {
             1.0
         } else {
@@ -53,7 +54,7 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let visited = (ratio * index_pages).max(1.0);
         let seq_page = pg_sys::seq_page_cost;
         let cpu = pg_sys::cpu_operator_cost;
-        let rerank = options::rerank(meta.rerank as i64 - 1) as f64;
+        let rerank = options::rerank(opts.rerank as i64) as f64;
         let scan_cost = visited * seq_page
             + costs.numIndexTuples * cpu
             + rerank * (pg_sys::random_page_cost * 0.1 + cpu * 10.0);

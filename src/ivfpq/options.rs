@@ -75,7 +75,10 @@ pub fn init() {
     unsafe {
         let kind = pg_sys::add_reloption_kind();
         RELOPT_KIND.store(kind, Ordering::Relaxed);
+        // Options that shape the index need a rebuild-level lock; the query-time
+        // defaults (probes, rerank) only need to keep concurrent DDL out.
         let lock = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+        let light = pg_sys::ShareUpdateExclusiveLock as pg_sys::LOCKMODE;
         pg_sys::add_int_reloption(
             kind,
             c"lists".as_ptr(),
@@ -110,7 +113,7 @@ pub fn init() {
             0,
             0,
             32768,
-            lock,
+            light,
         );
         pg_sys::add_int_reloption(
             kind,
@@ -119,7 +122,7 @@ pub fn init() {
             -1,
             -1,
             100000,
-            lock,
+            light,
         );
     }
 }

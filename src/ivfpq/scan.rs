@@ -52,6 +52,23 @@ pub unsafe extern "C-unwind" fn ambeginscan(
     // SAFETY: RelationGetIndexScan allocates the descriptor (and the orderby
     // value arrays) in the current memory context, which lives as long as the scan.
     let scan = unsafe { pg_sys::RelationGetIndexScan(index, nkeys, norderbys) };
+    // RelationGetIndexScan pallocs the descriptor without initializing
+    // xs_orderbyvals/xs_orderbynulls: the AM owns them (as GiST does). Leaving
+    // them as garbage made amgettuple write through wild pointers.
+    // SAFETY: palloc in the scan's memory context; norderbys entries each.
+    unsafe {
+        if norderbys > 0 {
+            let n = norderbys as usize;
+            (*scan).xs_orderbyvals =
+                pg_sys::palloc0(n * std::mem::size_of::<pg_sys::Datum>()) as *mut pg_sys::Datum;
+            let nulls = pg_sys::palloc(n) as *mut bool;
+            std::ptr::write_bytes(nulls, 1, n);
+            (*scan).xs_orderbynulls = nulls;
+        } else {
+            (*scan).xs_orderbyvals = std::ptr::null_mut();
+            (*scan).xs_orderbynulls = std::ptr::null_mut();
+        }
+    }
     // SAFETY: creating a child memory context of the current one.
     let tmp = unsafe {
         pg_sys::AllocSetContextCreateInternal(
@@ -204,8 +221,11 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
             st.query.len(),
         ));
     }
-    st.probes = options::probes(st.meta.probes).max(1);
-    st.rerank = options::rerank(st.meta.rerank as i64 - 1);
+    // Index options are read from the relcache entry (not the meta page), so
+    // ALTER INDEX ... SET (probes = ...) takes effect at once.
+    let opts = options::of(index);
+    st.probes = options::probes(opts.probes.max(0) as u32).max(1);
+    st.rerank = options::rerank(opts.rerank as i64);
     st.iterative = options::ITERATIVE_SCAN.get();
     st.max_probes = options::MAX_PROBES.get().max(0) as usize;
     if st.meta.untrained != 0 {
