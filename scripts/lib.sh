@@ -42,7 +42,11 @@ setup_machine() {
 # Builds arrw and installs it into the system PostgreSQL (release build).
 install_extension() {
   log "building and installing arrw into PostgreSQL ${PG_MAJOR}"
-  (cd "$ARRW_ROOT" && as_root cargo pgrx install --release --pg-config "${PG_CONFIG}" >/dev/null)
+  local out; out=$(mktemp)
+  if ! (cd "$ARRW_ROOT" && as_root cargo pgrx install --release --pg-config "${PG_CONFIG}") >"$out" 2>&1; then
+    tail -50 "$out" >&2; rm -f "$out"; return 1
+  fi
+  rm -f "$out"
 }
 
 # A free TCP port on loopback.

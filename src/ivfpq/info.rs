@@ -15,9 +15,9 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
     // index whose AM callbacks are ours before using it as one.
     unsafe {
         let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32);
+        let ivfpq_am = pg_sys::get_index_am_oid(c"ivfpq".as_ptr(), false);
         let is_ours = (*(*rel).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
-            && !(*rel).rd_indam.is_null()
-            && (*(*rel).rd_indam).ambuild == Some(super::build::ambuild as _);
+            && (*(*rel).rd_rel).relam == ivfpq_am;
         if !is_ours {
             let name = model::rel_name(rel);
             pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
