@@ -1,1 +1,225 @@
--- Change data capture: arrw.watch / arrw.unwatch (see src/cdc/).
+-- Change data capture (see src/cdc/ and docs/cdc.md).
+--
+-- The durable feed is the `arrw` logical decoding output plugin, which needs no
+-- SQL objects: pg_create_logical_replication_slot('feed', 'arrw'). What follows
+-- are the low-latency NOTIFY channels (arrw.watch / arrw.unwatch) and
+-- arrw.emit_event, which puts an event into the durable feed.
+
+-- Puts {"kind": kind, "payload": payload} into the change feed as a
+-- transactional logical decoding message with prefix 'arrw': consumers of an
+-- 'arrw' slot see it, in commit order, only if the calling transaction commits.
+-- Returns the message's LSN, or NULL when nothing can decode it (wal_level is
+-- not 'logical', or this is a standby).
+CREATE FUNCTION arrw.emit_event(kind text, payload jsonb DEFAULT NULL) RETURNS pg_lsn
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF kind IS NULL OR kind = '' THEN
+		RAISE EXCEPTION 'arrw.emit_event: kind must be a non-empty string'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF current_setting('wal_level') <> 'logical' OR pg_is_in_recovery() THEN
+		RETURN NULL;
+	END IF;
+	RETURN pg_logical_emit_message(true, 'arrw',
+		jsonb_build_object('kind', kind, 'payload', payload)::text);
+END
+$$;
+COMMENT ON FUNCTION arrw.emit_event(text, jsonb) IS
+	'emit {"kind":...,"payload":...} into the arrw change feed (a transactional logical decoding message with prefix arrw)';
+
+-- The trigger function behind arrw.watch: one pg_notify per statement, on the
+-- channel given as the trigger's argument, with a payload like
+--   {"table":"public.docs","op":"insert","count":3,"keys":[1,2,3]}
+-- "keys" (primary-key values: the value itself for a one-column key, an
+-- object for a composite key; int8 and numeric as strings, as in the slot feed)
+-- is present only for tables with a primary key, when the statement touched at
+-- most 100 rows and the payload stays under 8000 bytes. Row contents never go
+-- into payloads. Statements that touched no rows send nothing.
+CREATE FUNCTION arrw.notify_changes() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	channel text := TG_ARGV[0];
+	tbl text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+	n bigint;
+	keyexpr text;
+	keys jsonb;
+	payload text;
+BEGIN
+	IF TG_OP = 'TRUNCATE' THEN
+		PERFORM pg_notify(channel, '{"table":' || to_json(tbl)::text || ',"op":"truncate"}');
+		RETURN NULL;
+	END IF;
+
+	IF TG_OP = 'DELETE' THEN
+		SELECT count(*) INTO n FROM arrw_old;
+	ELSE
+		SELECT count(*) INTO n FROM arrw_new;
+	END IF;
+	IF n = 0 THEN
+		RETURN NULL;
+	END IF;
+
+	IF n <= 100 THEN
+		-- A jsonb expression for the primary key of transition-table row r.
+		SELECT CASE WHEN count(*) = 1 THEN min(e)
+		            ELSE 'jsonb_build_object(' || string_agg(quote_literal(attname) || ', ' || e, ', ' ORDER BY ord) || ')'
+		       END
+		  INTO keyexpr
+		  FROM (SELECT a.attname, k.ord,
+		               CASE WHEN a.atttypid IN ('int8'::regtype, 'numeric'::regtype)
+		                    THEN 'to_jsonb(r.' || quote_ident(a.attname) || '::text)'
+		                    ELSE 'to_jsonb(r.' || quote_ident(a.attname) || ')' END AS e
+		          FROM pg_index i
+		          CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+		          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		         WHERE i.indrelid = TG_RELID AND i.indisprimary) AS cols
+		HAVING count(*) > 0;
+
+		IF keyexpr IS NOT NULL THEN
+			IF TG_OP = 'INSERT' THEN
+				EXECUTE 'SELECT jsonb_agg(' || keyexpr || ') FROM arrw_new r' INTO keys;
+			ELSIF TG_OP = 'DELETE' THEN
+				EXECUTE 'SELECT jsonb_agg(' || keyexpr || ') FROM arrw_old r' INTO keys;
+			ELSE
+				-- Updates report the keys before and after (they differ only
+				-- when the statement changed a primary key).
+				EXECUTE 'SELECT jsonb_agg(DISTINCT k) FROM (SELECT ' || keyexpr || ' AS k FROM arrw_new r'
+					|| ' UNION ALL SELECT ' || keyexpr || ' FROM arrw_old r) AS u' INTO keys;
+			END IF;
+		END IF;
+	END IF;
+
+	payload := '{"table":' || to_json(tbl)::text || ',"op":"' || lower(TG_OP) || '","count":' || n;
+	IF keys IS NOT NULL AND octet_length(payload) + octet_length(keys::text) + 10 < 8000 THEN
+		payload := payload || ',"keys":' || keys::text;
+	END IF;
+	payload := payload || '}';
+	PERFORM pg_notify(channel, payload);
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION arrw.notify_changes() IS
+	'statement-level trigger installed by arrw.watch: pg_notify one small JSON payload per statement';
+
+-- Checks that the current user owns (has the privileges of the owner of) a
+-- table that can be watched.
+CREATE FUNCTION arrw._watch_check(rel regclass) RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	kind "char";
+	owner oid;
+BEGIN
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT relkind, relowner INTO kind, owner FROM pg_class WHERE oid = rel;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', rel::oid
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF kind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', rel
+			USING ERRCODE = 'wrong_object_type',
+			      HINT = 'Only tables and partitioned tables can be watched.';
+	END IF;
+	IF NOT pg_has_role(owner, 'USAGE') THEN
+		RAISE EXCEPTION 'must be owner of table %', rel
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+END
+$$;
+
+-- The channel a table's watch triggers notify, or NULL when it is not watched.
+CREATE FUNCTION arrw._watch_channel(rel regclass) RETURNS text
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT convert_from(substring(t.tgargs FROM 1 FOR position('\x00'::bytea IN t.tgargs) - 1), current_setting('server_encoding'))
+	  FROM pg_trigger t
+	 WHERE t.tgrelid = rel AND t.tgname = 'arrw_watch_insert'
+$$;
+
+-- Removes a table's watch triggers (if any).
+CREATE FUNCTION arrw._watch_drop(rel regclass) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	trg name;
+BEGIN
+	FOR trg IN SELECT tgname FROM pg_trigger
+	            WHERE tgrelid = rel
+	              AND tgname IN ('arrw_watch_insert', 'arrw_watch_update', 'arrw_watch_delete', 'arrw_watch_truncate')
+	LOOP
+		EXECUTE format('DROP TRIGGER %I ON %s', trg, rel);
+	END LOOP;
+END
+$$;
+
+-- Starts sending a notification on `channel` for every statement that
+-- inserts, updates, deletes or truncates `rel`; returns the channel. Watching
+-- a watched table again replaces its channel. Only the table's owner (or a
+-- member of the owning role, or a superuser) may do this.
+CREATE FUNCTION arrw.watch(rel regclass, channel text DEFAULT 'arrw_changes') RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	PERFORM arrw._watch_check(rel);
+	-- A channel is an identifier (LISTEN takes one): a letter or underscore,
+	-- then letters, digits, underscores or dollar signs; at most 63 bytes.
+	IF channel IS NULL OR channel !~ '^[[:alpha:]_][[:alnum:]_$]*$' OR octet_length(channel) > 63 THEN
+		RAISE EXCEPTION 'invalid channel name: %', coalesce(quote_literal(channel), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'A channel name is an identifier of at most 63 bytes: a letter or underscore followed by letters, digits, underscores or dollar signs.';
+	END IF;
+	PERFORM arrw._watch_drop(rel);
+	EXECUTE format('CREATE TRIGGER arrw_watch_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS arrw_new'
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%L)', rel, channel);
+	EXECUTE format('CREATE TRIGGER arrw_watch_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS arrw_old NEW TABLE AS arrw_new'
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%L)', rel, channel);
+	EXECUTE format('CREATE TRIGGER arrw_watch_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS arrw_old'
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%L)', rel, channel);
+	EXECUTE format('CREATE TRIGGER arrw_watch_truncate AFTER TRUNCATE ON %s'
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%L)', rel, channel);
+	RETURN channel;
+END
+$$;
+COMMENT ON FUNCTION arrw.watch(regclass, text) IS
+	'notify a channel (default arrw_changes) once per statement that changes the table';
+
+-- Stops the notifications of a watched table; returns the channel it used.
+CREATE FUNCTION arrw.unwatch(rel regclass) RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	channel text;
+BEGIN
+	PERFORM arrw._watch_check(rel);
+	channel := arrw._watch_channel(rel);
+	IF channel IS NULL THEN
+		RAISE EXCEPTION 'table % is not watched', rel
+			USING ERRCODE = 'undefined_object',
+			      HINT = 'arrw.watches lists the watched tables.';
+	END IF;
+	PERFORM arrw._watch_drop(rel);
+	RETURN channel;
+END
+$$;
+COMMENT ON FUNCTION arrw.unwatch(regclass) IS
+	'stop the notifications arrw.watch set up for the table';
+
+-- Watched tables and their channels.
+CREATE VIEW arrw.watches AS
+	SELECT t.tgrelid::regclass AS "table", arrw._watch_channel(t.tgrelid) AS channel
+	  FROM pg_catalog.pg_trigger t
+	 WHERE t.tgname = 'arrw_watch_insert'
+	   AND t.tgfoid = 'arrw.notify_changes()'::pg_catalog.regprocedure;
+COMMENT ON VIEW arrw.watches IS 'tables watched with arrw.watch, and the channel each notifies';

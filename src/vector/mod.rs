@@ -56,9 +56,22 @@ impl<'a> VectorArg<'a> {
     /// `datum` must be a non-null datum of type `vector` that stays valid for `'a`.
     #[inline]
     pub unsafe fn from_datum(datum: pg_sys::Datum) -> VectorArg<'a> {
-        // SAFETY: the caller guarantees a non-null varlena datum; pg_detoast_datum
-        // returns it as is when it is plain, or a palloc'd 4-byte-header copy.
-        let p = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) };
+        let raw: *mut pg_sys::varlena = datum.cast_mut_ptr();
+        // SAFETY: the caller guarantees a non-null varlena datum, so its first
+        // byte is readable. A plain (4-byte header, uncompressed, inline) varlena
+        // has the two low bits of that byte clear on little-endian machines; it
+        // is used in place, as pg_detoast_datum would return it. Anything else
+        // (short header, compressed, external) goes through pg_detoast_datum,
+        // which returns a palloc'd 4-byte-header copy. The fast path matters:
+        // this runs for every row of a sequential k-NN scan, and each call into
+        // PostgreSQL through pgrx's FFI guard costs a setjmp.
+        let p = unsafe {
+            if cfg!(target_endian = "little") && *(raw as *const u8) & 0x03 == 0 {
+                raw
+            } else {
+                pg_sys::pg_detoast_datum(raw)
+            }
+        };
         // SAFETY: a detoasted varlena always has a 4-byte header we can read.
         let total = unsafe { pgrx::varlena::varsize_4b(p) };
         if total < VECTOR_HEADER_BYTES {

@@ -1,0 +1,912 @@
+//! The `arrw` logical decoding output plugin: one JSON object per row change.
+//!
+//! PostgreSQL finds it by loading the library named like the plugin (`arrw`)
+//! and calling [`_PG_output_plugin_init`], which fills in the callbacks below.
+//! Each callback runs inside the decoding machinery (a `pg_logical_slot_*`
+//! call or a walsender), one committed transaction at a time, in commit order.
+//!
+//! Memory: the session state ([`State`]) is a Rust `Box` owned by the decoding
+//! context; a reset callback on `ctx->context` frees it also when decoding ends
+//! with an ERROR (when `shutdown_cb` is not called). Everything PostgreSQL
+//! allocates for one event (output-function strings, detoasted values, names)
+//! goes into a private memory context that is reset after the event, and the
+//! JSON is built in one `Vec<u8>` reused across events.
+
+use super::json;
+use super::options::Options;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::io::Write;
+
+/// The plugin's per-session state, `ctx->output_plugin_private`.
+struct State {
+    opts: Options,
+    /// Per-event memory context (child of `ctx->context`), reset after each event.
+    cxt: pg_sys::MemoryContext,
+    /// The JSON of the event being built (kept for its capacity).
+    buf: Vec<u8>,
+    /// How each column type is rendered, by type OID.
+    types: HashMap<pg_sys::Oid, TypeInfo>,
+    /// Whether the `begin` event of the transaction being decoded has been
+    /// written (it is written before the transaction's first event, so that
+    /// transactions with nothing to report produce no output at all).
+    begun: bool,
+    /// The reset callback that frees this state; disarmed by `shutdown`.
+    free_cb: *mut pg_sys::MemoryContextCallback,
+}
+
+/// How values of one type become JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Int2,
+    Int4,
+    Oid,
+    /// int8: a string, since many JSON readers hold numbers in doubles.
+    Int8,
+    /// float4/float8: a number when finite, else the string `"NaN"`, `"Infinity"`...
+    Float,
+    /// numeric: a string, to keep every digit.
+    Numeric,
+    Bool,
+    /// json/jsonb: embedded as JSON.
+    Json,
+    /// bytea: `"\\x..."` whatever `bytea_output` says.
+    Bytea,
+    /// date, time, timetz, timestamp, timestamptz: ISO 8601 strings, whatever
+    /// `DateStyle` says (the base type OID is what `JsonEncodeDateTime` needs).
+    DateTime(pg_sys::Oid),
+    /// arrw's `vector` (and pgvector's other vector types): omitted unless
+    /// `include-vectors`; then a JSON array of numbers.
+    Vector,
+    /// Everything else: the output function's text as a JSON string.
+    Text,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct TypeInfo {
+    kind: Kind,
+    output: pg_sys::Oid,
+}
+
+/// Names of types whose columns count as vectors.
+const VECTOR_TYPES: [&[u8]; 3] = [b"vector", b"halfvec", b"sparsevec"];
+
+/// Fills in the plugin's callbacks; PostgreSQL looks this symbol up by name in
+/// the library named by the slot's plugin.
+///
+/// # Safety
+/// Called by PostgreSQL with a valid, zeroed `OutputPluginCallbacks`.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn _PG_output_plugin_init(cb: *mut pg_sys::OutputPluginCallbacks) {
+    // SAFETY: PostgreSQL passes the struct to fill (LoadOutputPlugin).
+    let cb = unsafe { &mut *cb };
+    cb.startup_cb = Some(startup);
+    cb.begin_cb = Some(begin);
+    cb.change_cb = Some(change);
+    cb.truncate_cb = Some(truncate);
+    cb.message_cb = Some(message);
+    cb.commit_cb = Some(commit);
+    cb.shutdown_cb = Some(shutdown);
+}
+
+/// The state stored by `startup`.
+///
+/// # Safety
+/// `ctx` must be a decoding context whose `startup` callback has run.
+unsafe fn state<'a>(ctx: *mut pg_sys::LogicalDecodingContext) -> &'a mut State {
+    // SAFETY: startup stores a Box<State> there, and it stays until shutdown or
+    // until ctx->context is deleted; callbacks only run in between.
+    unsafe { &mut *((*ctx).output_plugin_private as *mut State) }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn startup(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    opt: *mut pg_sys::OutputPluginOptions,
+    _is_init: bool,
+) {
+    // Options first: an ERROR here leaves nothing allocated behind.
+    let mut opts = Options::default();
+    // SAFETY: ctx is the live decoding context; its option list is a List of
+    // DefElem (possibly NIL) built by the SQL function or the walsender.
+    let list = unsafe { (*ctx).output_plugin_options };
+    let n = if list.is_null() {
+        0
+    } else {
+        // SAFETY: a non-NIL List.
+        unsafe { (*list).length as usize }
+    };
+    for i in 0..n {
+        // SAFETY: i < length, and each cell of this list points to a DefElem.
+        let def = unsafe { &*((*(*list).elements.add(i)).ptr_value as *const pg_sys::DefElem) };
+        // SAFETY: defname is a NUL-terminated option name.
+        let name = unsafe { CStr::from_ptr(def.defname) }.to_string_lossy();
+        let value: Option<&[u8]> = if def.arg.is_null() {
+            None
+        } else {
+            // SAFETY: arg is a Node; option values are String nodes (makeString).
+            unsafe {
+                if (*def.arg).type_ != pg_sys::NodeTag::T_String {
+                    bad_option(format!("option \"{name}\" must have a string value"), None);
+                }
+                Some(CStr::from_ptr((*(def.arg as *const pg_sys::String)).sval).to_bytes())
+            }
+        };
+        if let Err(e) = opts.set(&name, value) {
+            bad_option(e.message, e.hint);
+        }
+    }
+
+    // SAFETY: opt is the options struct PostgreSQL passes for us to fill.
+    unsafe {
+        (*opt).output_type = pg_sys::OutputPluginOutputType::OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+        (*opt).receive_rewrites = false;
+    }
+
+    // SAFETY: ctx->context lives as long as the decoding session; the child
+    // context and the callback struct allocated in it die with it.
+    let (cxt, free_cb) = unsafe {
+        let cxt = pg_sys::AllocSetContextCreateInternal(
+            (*ctx).context,
+            c"arrw change feed event".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        let cb = pg_sys::MemoryContextAllocZero(
+            (*ctx).context,
+            std::mem::size_of::<pg_sys::MemoryContextCallback>(),
+        ) as *mut pg_sys::MemoryContextCallback;
+        (cxt, cb)
+    };
+    let st = Box::into_raw(Box::new(State {
+        opts,
+        cxt,
+        buf: Vec::with_capacity(1024),
+        types: HashMap::new(),
+        begun: false,
+        free_cb,
+    }));
+    // SAFETY: free_cb is a zeroed MemoryContextCallback in ctx->context; once
+    // registered, deleting or resetting ctx->context calls free_state(st) once.
+    unsafe {
+        (*free_cb).func = Some(free_state);
+        (*free_cb).arg = st.cast();
+        pg_sys::MemoryContextRegisterResetCallback((*ctx).context, free_cb);
+        (*ctx).output_plugin_private = st.cast();
+    }
+}
+
+#[cold]
+fn bad_option(message: String, hint: Option<String>) -> ! {
+    // `ereport!` has no hint argument; this is what it expands to, plus the hint.
+    let mut report = pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        message,
+        pgrx::function_name!(),
+    );
+    if let Some(hint) = hint {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
+/// Frees the state when the decoding context's memory goes away.
+#[pg_guard]
+unsafe extern "C-unwind" fn free_state(arg: *mut c_void) {
+    if !arg.is_null() {
+        // SAFETY: arg is the pointer Box::into_raw returned in startup, and the
+        // callback runs at most once (shutdown disarms it when it frees first).
+        drop(unsafe { Box::from_raw(arg as *mut State) });
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shutdown(ctx: *mut pg_sys::LogicalDecodingContext) {
+    // SAFETY: ctx is live; the private pointer is ours (or null if startup failed).
+    unsafe {
+        let st = (*ctx).output_plugin_private as *mut State;
+        if st.is_null() {
+            return;
+        }
+        (*ctx).output_plugin_private = std::ptr::null_mut();
+        (*(*st).free_cb).arg = std::ptr::null_mut();
+        drop(Box::from_raw(st));
+    }
+}
+
+/// Switches into the per-event memory context; switching back and resetting it
+/// happen on drop, also when an ERROR unwinds through the callback.
+struct EventMemory {
+    old: pg_sys::MemoryContext,
+    cxt: pg_sys::MemoryContext,
+}
+
+impl EventMemory {
+    fn enter(cxt: pg_sys::MemoryContext) -> EventMemory {
+        // SAFETY: cxt is the live per-event context created in startup.
+        let old = unsafe { pg_sys::MemoryContextSwitchTo(cxt) };
+        EventMemory { old, cxt }
+    }
+}
+
+impl Drop for EventMemory {
+    fn drop(&mut self) {
+        // SAFETY: both contexts are live (old is the caller's context, which
+        // outlives this callback); nothing allocated in cxt is used after this.
+        unsafe {
+            pg_sys::MemoryContextSwitchTo(self.old);
+            pg_sys::MemoryContextReset(self.cxt);
+        }
+    }
+}
+
+/// Hands one finished event to PostgreSQL.
+///
+/// # Safety
+/// `ctx` must be the live decoding context of the running callback.
+unsafe fn emit(ctx: *mut pg_sys::LogicalDecodingContext, event: &[u8]) {
+    let Ok(len) = c_int::try_from(event.len()) else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("arrw change event of {} bytes is too large", event.len())
+        );
+    };
+    // SAFETY: the documented output-plugin write protocol; ctx->out is the
+    // StringInfo prepared by OutputPluginPrepareWrite, and appendBinaryStringInfo
+    // copies exactly `len` bytes from `event`.
+    unsafe {
+        pg_sys::OutputPluginPrepareWrite(ctx, true);
+        pg_sys::appendBinaryStringInfo((*ctx).out, event.as_ptr() as *const c_char, len);
+        pg_sys::OutputPluginWrite(ctx, true);
+    }
+}
+
+/// Appends `"commit_time":"..."` (ISO 8601, in the session's TimeZone).
+///
+/// # Safety
+/// Must run in a memory context that is reset soon (the text is palloc'd).
+unsafe fn push_commit_time(out: &mut Vec<u8>, txn: *mut pg_sys::ReorderBufferTXN) {
+    // SAFETY: txn is live; outside prepared transactions xact_time holds the
+    // commit time, known before any callback of the transaction runs.
+    let ts = unsafe { (*txn).xact_time.commit_time };
+    json::push_key(out, "commit_time");
+    // SAFETY: JsonEncodeDateTime with a NULL buffer pallocs and returns a
+    // NUL-terminated ISO 8601 string for a timestamptz datum.
+    let s = unsafe {
+        CStr::from_ptr(pg_sys::JsonEncodeDateTime(
+            std::ptr::null_mut(),
+            pg_sys::Datum::from(ts),
+            pg_sys::TIMESTAMPTZOID,
+            std::ptr::null(),
+        ))
+    };
+    json::push_str(out, s.to_bytes());
+}
+
+/// Writes the transaction's `begin` event if `include-transaction` asks for it
+/// and it has not been written yet.
+///
+/// # Safety
+/// As for the callbacks: live `ctx` and `txn`, inside the event memory context.
+unsafe fn ensure_begin(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    st: &mut State,
+    txn: *mut pg_sys::ReorderBufferTXN,
+) {
+    if !st.opts.include_transaction || st.begun || txn.is_null() {
+        return;
+    }
+    st.begun = true;
+    let mut out = std::mem::take(&mut st.buf);
+    out.clear();
+    out.extend_from_slice(b"{\"op\":\"begin\",\"xid\":");
+    // SAFETY: txn is live for the whole transaction's replay.
+    let (xid, first, fin) = unsafe { ((*txn).xid, (*txn).first_lsn, (*txn).final_lsn) };
+    let _ = write!(out, "{}", xid.into_inner());
+    out.push(b',');
+    json::push_key(&mut out, "lsn");
+    json::push_lsn(&mut out, first);
+    out.push(b',');
+    json::push_key(&mut out, "commit_lsn");
+    json::push_lsn(&mut out, fin);
+    out.push(b',');
+    // SAFETY: forwarded; we are inside the event memory context.
+    unsafe { push_commit_time(&mut out, txn) };
+    out.push(b'}');
+    // SAFETY: forwarded.
+    unsafe { emit(ctx, &out) };
+    st.buf = out;
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn begin(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    _txn: *mut pg_sys::ReorderBufferTXN,
+) {
+    // SAFETY: startup has run.
+    unsafe { state(ctx) }.begun = false;
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn commit(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    commit_lsn: pg_sys::XLogRecPtr,
+) {
+    // SAFETY: startup has run.
+    let st = unsafe { state(ctx) };
+    let begun = std::mem::replace(&mut st.begun, false);
+    if !st.opts.include_transaction || !begun {
+        return;
+    }
+    let _mem = EventMemory::enter(st.cxt);
+    let mut out = std::mem::take(&mut st.buf);
+    out.clear();
+    // SAFETY: txn is live during its commit callback.
+    let (xid, end) = unsafe { ((*txn).xid, (*txn).end_lsn) };
+    let _ = write!(out, "{{\"op\":\"commit\",\"xid\":{},", xid.into_inner());
+    json::push_key(&mut out, "lsn");
+    json::push_lsn(&mut out, commit_lsn);
+    out.push(b',');
+    json::push_key(&mut out, "end_lsn");
+    json::push_lsn(&mut out, end);
+    out.push(b',');
+    // SAFETY: inside the event memory context.
+    unsafe { push_commit_time(&mut out, txn) };
+    out.push(b'}');
+    // SAFETY: live ctx.
+    unsafe { emit(ctx, &out) };
+    st.buf = out;
+}
+
+/// The relation's schema and name (the schema name is palloc'd in the current
+/// memory context).
+///
+/// # Safety
+/// `rel` must be an open relation; the result lives until the event memory is reset.
+unsafe fn rel_names<'a>(rel: pg_sys::Relation) -> (&'a [u8], &'a [u8]) {
+    // SAFETY: rd_rel is the relation's pg_class row, valid while it is open;
+    // get_namespace_name returns a palloc'd copy (or NULL if the schema is gone).
+    unsafe {
+        let class = &*(*rel).rd_rel;
+        let nsp = pg_sys::get_namespace_name(class.relnamespace);
+        let nsp: &[u8] = if nsp.is_null() {
+            b""
+        } else {
+            CStr::from_ptr(nsp).to_bytes()
+        };
+        let name = CStr::from_ptr(class.relname.data.as_ptr()).to_bytes();
+        (nsp, name)
+    }
+}
+
+fn table_wanted(opts: &Options, nsp: &[u8], name: &[u8]) -> bool {
+    match &opts.tables {
+        None => true,
+        Some(list) => list.iter().any(|p| p.matches(nsp, name)),
+    }
+}
+
+/// `{"op":"<op>","table":"<nsp>.<name>","lsn":"...","xid":N`
+fn push_header(out: &mut Vec<u8>, op: &str, nsp: &[u8], name: &[u8], lsn: u64, xid: u32) {
+    out.extend_from_slice(b"{\"op\":\"");
+    out.extend_from_slice(op.as_bytes());
+    out.extend_from_slice(b"\",");
+    json::push_key(out, "table");
+    let mut qualified = Vec::with_capacity(nsp.len() + name.len() + 1);
+    qualified.extend_from_slice(nsp);
+    qualified.push(b'.');
+    qualified.extend_from_slice(name);
+    json::push_str(out, &qualified);
+    out.push(b',');
+    json::push_key(out, "lsn");
+    json::push_lsn(out, lsn);
+    let _ = write!(out, ",\"xid\":{xid}");
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// The decoded columns of one tuple.
+struct Deformed {
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+}
+
+/// # Safety
+/// `buf` must be a live tuple of `desc`'s relation; the datums point into it.
+unsafe fn deform(desc: pg_sys::TupleDesc, buf: *mut pg_sys::ReorderBufferTupleBuf) -> Deformed {
+    // SAFETY: desc is the relation's descriptor, buf a tuple decoded for it.
+    unsafe {
+        let natts = (*desc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0usize); natts];
+        let mut nulls = vec![true; natts];
+        pg_sys::heap_deform_tuple(
+            &mut (*buf).tuple,
+            desc,
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+        );
+        Deformed { values, nulls }
+    }
+}
+
+/// Which columns of a tuple an object shows.
+enum Pick {
+    /// Every column (the row; a REPLICA IDENTITY FULL key).
+    All,
+    /// The columns of the replica identity index (`RelationGetIdentityKeyBitmap`).
+    Key(*mut pg_sys::Bitmapset),
+}
+
+/// Appends `{"col":value,...}`. Vector columns are skipped (and flagged in
+/// `omitted`) unless `include-vectors` is on or they are part of an index key.
+///
+/// # Safety
+/// `desc` must describe `tuple`; inside the event memory context.
+unsafe fn push_object(
+    out: &mut Vec<u8>,
+    types: &mut HashMap<pg_sys::Oid, TypeInfo>,
+    include_vectors: bool,
+    desc: pg_sys::TupleDesc,
+    tuple: &Deformed,
+    pick: &Pick,
+    omitted: &mut [bool],
+) {
+    // SAFETY: desc has natts attributes.
+    let attrs = unsafe { (*desc).attrs.as_slice((*desc).natts as usize) };
+    out.push(b'{');
+    let mut first = true;
+    for (i, att) in attrs.iter().enumerate() {
+        if att.attisdropped || att.attnum <= 0 {
+            continue;
+        }
+        if let Pick::Key(bms) = pick {
+            // SAFETY: bms is the identity bitmap (offset by
+            // FirstLowInvalidHeapAttributeNumber, as relcache builds it).
+            let member = unsafe {
+                pg_sys::bms_is_member(
+                    att.attnum as i32 - pg_sys::FirstLowInvalidHeapAttributeNumber,
+                    *bms,
+                )
+            };
+            if !member {
+                continue;
+            }
+        }
+        // SAFETY: a type of a live column.
+        let info = unsafe { type_info(types, att.atttypid) };
+        if info.kind == Kind::Vector && !include_vectors && matches!(pick, Pick::All) {
+            omitted[i] = true;
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // SAFETY: attname is a NUL-terminated NameData.
+        let name = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) };
+        json::push_str(out, name.to_bytes());
+        out.push(b':');
+        // SAFETY: the datum belongs to this column of a live tuple.
+        unsafe { push_value(out, info, att, tuple.values[i], tuple.nulls[i]) };
+    }
+    out.push(b'}');
+}
+
+/// Whether a varlena datum is an on-disk TOAST pointer (an unchanged toasted
+/// value in the new tuple of an update: logical decoding does not have it).
+///
+/// # Safety
+/// `p` must point to a varlena.
+unsafe fn is_external_ondisk(p: *const pg_sys::varlena) -> bool {
+    // SAFETY: reading the header byte(s) of a varlena.
+    unsafe {
+        pgrx::varlena::varatt_is_1b_e(p)
+            && pgrx::varlena::vartag_external(p) == pg_sys::vartag_external::VARTAG_ONDISK as u8
+    }
+}
+
+/// Appends one column value as JSON.
+///
+/// # Safety
+/// `datum` must be a value of `att`'s type (unless `isnull`); inside the event
+/// memory context.
+unsafe fn push_value(
+    out: &mut Vec<u8>,
+    info: TypeInfo,
+    att: &pg_sys::FormData_pg_attribute,
+    datum: pg_sys::Datum,
+    isnull: bool,
+) {
+    if isnull {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    // SAFETY: attlen == -1 means a varlena datum pointer.
+    if att.attlen == -1 && unsafe { is_external_ondisk(datum.cast_mut_ptr()) } {
+        out.extend_from_slice(b"{\"unchanged_toast\":true}");
+        return;
+    }
+    let output_text = |datum: pg_sys::Datum| -> &[u8] {
+        // SAFETY: `output` is the type's output function; it returns a palloc'd
+        // NUL-terminated string that lives until the event memory is reset.
+        unsafe { CStr::from_ptr(pg_sys::OidOutputFunctionCall(info.output, datum)).to_bytes() }
+    };
+    match info.kind {
+        Kind::Int2 => {
+            let _ = write!(out, "{}", datum.value() as i16);
+        }
+        Kind::Int4 => {
+            let _ = write!(out, "{}", datum.value() as i32);
+        }
+        Kind::Oid => {
+            let _ = write!(out, "{}", datum.value() as u32);
+        }
+        Kind::Int8 => {
+            // int8 is pass-by-value on 64-bit builds (the only ones pgrx supports).
+            let _ = write!(out, "\"{}\"", datum.value() as i64);
+        }
+        Kind::Bool => {
+            out.extend_from_slice(if datum.value() != 0 {
+                b"true"
+            } else {
+                b"false"
+            });
+        }
+        Kind::Float => {
+            let s = output_text(datum);
+            if json::is_number(s) {
+                out.extend_from_slice(s);
+            } else {
+                json::push_str(out, s);
+            }
+        }
+        Kind::Json => json::push_raw_one_line(out, output_text(datum)),
+        Kind::Vector => {
+            let s = output_text(datum);
+            if json::is_valid(s) {
+                out.extend_from_slice(s);
+            } else {
+                json::push_str(out, s);
+            }
+        }
+        Kind::Bytea => {
+            // SAFETY: a bytea datum; detoasting (if needed) pallocs in the event
+            // context, and the bytes stay valid until it is reset.
+            let bytes = unsafe {
+                let p = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(p) as *const u8,
+                    pgrx::varlena::varsize_any_exhdr(p),
+                )
+            };
+            json::push_hex_bytes(out, bytes);
+        }
+        Kind::DateTime(base) => {
+            // SAFETY: JsonEncodeDateTime handles exactly these five types and
+            // returns a palloc'd NUL-terminated ISO 8601 string.
+            let s = unsafe {
+                CStr::from_ptr(pg_sys::JsonEncodeDateTime(
+                    std::ptr::null_mut(),
+                    datum,
+                    base,
+                    std::ptr::null(),
+                ))
+            };
+            json::push_str(out, s.to_bytes());
+        }
+        Kind::Numeric | Kind::Text => json::push_str(out, output_text(datum)),
+    }
+}
+
+/// How to render `typid`, cached for the session.
+///
+/// # Safety
+/// Needs catalog access (the callbacks run inside a transaction with a
+/// historic snapshot).
+unsafe fn type_info(types: &mut HashMap<pg_sys::Oid, TypeInfo>, typid: pg_sys::Oid) -> TypeInfo {
+    if let Some(t) = types.get(&typid) {
+        return *t;
+    }
+    // SAFETY: plain catalog lookups of an existing type.
+    let info = unsafe {
+        let base = pg_sys::getBaseType(typid);
+        let kind = match base {
+            pg_sys::INT2OID => Kind::Int2,
+            pg_sys::INT4OID => Kind::Int4,
+            pg_sys::OIDOID => Kind::Oid,
+            pg_sys::INT8OID => Kind::Int8,
+            pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => Kind::Float,
+            pg_sys::NUMERICOID => Kind::Numeric,
+            pg_sys::BOOLOID => Kind::Bool,
+            pg_sys::JSONOID | pg_sys::JSONBOID => Kind::Json,
+            pg_sys::BYTEAOID => Kind::Bytea,
+            pg_sys::DATEOID
+            | pg_sys::TIMEOID
+            | pg_sys::TIMETZOID
+            | pg_sys::TIMESTAMPOID
+            | pg_sys::TIMESTAMPTZOID => Kind::DateTime(base),
+            _ if is_vector_type(base) => Kind::Vector,
+            _ => Kind::Text,
+        };
+        let mut output = pg_sys::InvalidOid;
+        let mut varlena = false;
+        pg_sys::getTypeOutputInfo(typid, &mut output, &mut varlena);
+        TypeInfo { kind, output }
+    };
+    types.insert(typid, info);
+    info
+}
+
+/// Whether the type is named like one of [`VECTOR_TYPES`].
+///
+/// # Safety
+/// Needs catalog access.
+unsafe fn is_vector_type(typid: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup by OID; the tuple is released before returning.
+    unsafe {
+        let tup = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::TYPEOID as c_int,
+            pg_sys::Datum::from(typid),
+        );
+        if tup.is_null() {
+            return false;
+        }
+        let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_type>(tup);
+        let name = CStr::from_ptr((*form).typname.data.as_ptr()).to_bytes();
+        let hit = VECTOR_TYPES.contains(&name);
+        pg_sys::ReleaseSysCache(tup);
+        hit
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn change(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    relation: pg_sys::Relation,
+    change: *mut pg_sys::ReorderBufferChange,
+) {
+    // SAFETY: startup has run.
+    let st = unsafe { state(ctx) };
+    // SAFETY: change is live during the callback.
+    let (action, lsn) = unsafe { ((*change).action, (*change).lsn) };
+    let op = match action {
+        pg_sys::ReorderBufferChangeType::REORDER_BUFFER_CHANGE_INSERT => Op::Insert,
+        pg_sys::ReorderBufferChangeType::REORDER_BUFFER_CHANGE_UPDATE => Op::Update,
+        pg_sys::ReorderBufferChangeType::REORDER_BUFFER_CHANGE_DELETE => Op::Delete,
+        _ => return,
+    };
+    let _mem = EventMemory::enter(st.cxt);
+    // SAFETY: relation is open for the callback.
+    let (nsp, name) = unsafe { rel_names(relation) };
+    if !table_wanted(&st.opts, nsp, name) {
+        return;
+    }
+    // SAFETY: live ctx/txn; inside the event memory context.
+    unsafe { ensure_begin(ctx, st, txn) };
+
+    // SAFETY: for insert/update/delete changes `tp` is the active union member;
+    // the tuples (either may be NULL) live until the change is freed.
+    let (old, new) = unsafe { ((*change).data.tp.oldtuple, (*change).data.tp.newtuple) };
+    // SAFETY: relation is open.
+    let (desc, full) = unsafe {
+        (
+            (*relation).rd_att,
+            (*(*relation).rd_rel).relreplident as u8 == pg_sys::REPLICA_IDENTITY_FULL,
+        )
+    };
+    // SAFETY: txn is live.
+    let xid = unsafe { (*txn).xid }.into_inner();
+
+    let mut out = std::mem::take(&mut st.buf);
+    out.clear();
+    let op_name = match op {
+        Op::Insert => "insert",
+        Op::Update => "update",
+        Op::Delete => "delete",
+    };
+    push_header(&mut out, op_name, nsp, name, lsn, xid);
+    // SAFETY: desc is the relation's descriptor.
+    let natts = unsafe { (*desc).natts as usize };
+    let mut omitted = vec![false; natts];
+
+    // The key: the replica identity of the row before the change (of the new
+    // row for inserts, and for updates that left an index key unchanged, which
+    // PostgreSQL then does not log separately).
+    let key_source = match op {
+        Op::Insert => new,
+        Op::Update => {
+            if old.is_null() {
+                new
+            } else {
+                old
+            }
+        }
+        Op::Delete => old,
+    };
+    json::push_key_after_comma(&mut out, "key");
+    let pick = if full {
+        Some(Pick::All)
+    } else {
+        // SAFETY: relation is open; the bitmap is palloc'd in the event context.
+        let bms = unsafe { pg_sys::RelationGetIdentityKeyBitmap(relation) };
+        (!bms.is_null()).then_some(Pick::Key(bms))
+    };
+    match (pick, key_source.is_null()) {
+        (Some(pick), false) => {
+            // SAFETY: key_source is a live tuple of this relation.
+            let t = unsafe { deform(desc, key_source) };
+            // SAFETY: as above, inside the event memory context.
+            unsafe {
+                push_object(
+                    &mut out,
+                    &mut st.types,
+                    st.opts.include_vectors,
+                    desc,
+                    &t,
+                    &pick,
+                    &mut omitted,
+                )
+            };
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
+
+    if st.opts.include_row && op != Op::Delete {
+        json::push_key_after_comma(&mut out, "row");
+        if new.is_null() {
+            out.extend_from_slice(b"null");
+        } else {
+            // SAFETY: new is a live tuple of this relation.
+            let t = unsafe { deform(desc, new) };
+            // SAFETY: as above.
+            unsafe {
+                push_object(
+                    &mut out,
+                    &mut st.types,
+                    st.opts.include_vectors,
+                    desc,
+                    &t,
+                    &Pick::All,
+                    &mut omitted,
+                )
+            };
+        }
+    }
+
+    if omitted.iter().any(|&o| o) {
+        json::push_key_after_comma(&mut out, "omitted");
+        out.push(b'[');
+        // SAFETY: desc has natts attributes.
+        let attrs = unsafe { (*desc).attrs.as_slice(natts) };
+        let mut first = true;
+        for (att, _) in attrs.iter().zip(&omitted).filter(|(_, &o)| o) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // SAFETY: attname is a NUL-terminated NameData.
+            json::push_str(
+                &mut out,
+                unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes(),
+            );
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    // SAFETY: live ctx.
+    unsafe { emit(ctx, &out) };
+    st.buf = out;
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn truncate(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    nrelations: c_int,
+    relations: *mut pg_sys::Relation,
+    change: *mut pg_sys::ReorderBufferChange,
+) {
+    // SAFETY: startup has run.
+    let st = unsafe { state(ctx) };
+    // SAFETY: live txn and change; relations has nrelations open relations.
+    let (xid, lsn, rels) = unsafe {
+        (
+            (*txn).xid.into_inner(),
+            (*change).lsn,
+            std::slice::from_raw_parts(relations, nrelations.max(0) as usize),
+        )
+    };
+    let _mem = EventMemory::enter(st.cxt);
+    for &rel in rels {
+        // SAFETY: an open relation.
+        let (nsp, name) = unsafe { rel_names(rel) };
+        if !table_wanted(&st.opts, nsp, name) {
+            continue;
+        }
+        // SAFETY: live ctx/txn; inside the event memory context.
+        unsafe { ensure_begin(ctx, st, txn) };
+        let mut out = std::mem::take(&mut st.buf);
+        out.clear();
+        push_header(&mut out, "truncate", nsp, name, lsn, xid);
+        out.push(b'}');
+        // SAFETY: live ctx.
+        unsafe { emit(ctx, &out) };
+        st.buf = out;
+    }
+}
+
+/// The prefix of the logical decoding messages the plugin passes on.
+pub const MESSAGE_PREFIX: &CStr = c"arrw";
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn message(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    message_lsn: pg_sys::XLogRecPtr,
+    transactional: bool,
+    prefix: *const c_char,
+    message_size: pg_sys::Size,
+    message: *const c_char,
+) {
+    // SAFETY: prefix is a NUL-terminated string from the WAL record.
+    if unsafe { CStr::from_ptr(prefix) } != MESSAGE_PREFIX {
+        return;
+    }
+    // SAFETY: startup has run.
+    let st = unsafe { state(ctx) };
+    let _mem = EventMemory::enter(st.cxt);
+    if transactional {
+        // SAFETY: live ctx/txn; inside the event memory context.
+        unsafe { ensure_begin(ctx, st, txn) };
+    }
+    // SAFETY: message points to message_size bytes (not NUL-terminated).
+    let content = unsafe { std::slice::from_raw_parts(message as *const u8, message_size) };
+    // SAFETY: pg_verifymbstr only reads `len` bytes and reports (noError).
+    let valid_text = c_int::try_from(content.len()).is_ok()
+        && unsafe { pg_sys::pg_verifymbstr(message, content.len() as c_int, true) };
+    // A non-transactional message outside any transaction has no xid.
+    let xid = if txn.is_null() {
+        0
+    } else {
+        // SAFETY: a live transaction.
+        unsafe { (*txn).xid }.into_inner()
+    };
+
+    let mut out = std::mem::take(&mut st.buf);
+    out.clear();
+    out.extend_from_slice(b"{\"op\":\"message\",\"prefix\":\"arrw\",");
+    json::push_key(&mut out, "lsn");
+    json::push_lsn(&mut out, message_lsn);
+    if xid == 0 {
+        out.extend_from_slice(b",\"xid\":null");
+    } else {
+        let _ = write!(out, ",\"xid\":{xid}");
+    }
+    let _ = write!(out, ",\"transactional\":{transactional}");
+    json::push_key_after_comma(&mut out, "content");
+    if valid_text && json::is_valid(content) {
+        json::push_raw_one_line(&mut out, content);
+    } else if valid_text {
+        json::push_str(&mut out, content);
+    } else {
+        json::push_hex_bytes(&mut out, content);
+    }
+    out.push(b'}');
+    // SAFETY: live ctx.
+    unsafe { emit(ctx, &out) };
+    st.buf = out;
+}
