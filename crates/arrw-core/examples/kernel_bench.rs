@@ -122,9 +122,9 @@ fn main() {
                 k.cosine_parts,
                 k.norm_squared_f64,
             );
-            data.row("l2_squared", isa, 2, |a, b| l2(a, b));
-            data.row("dot", isa, 2, |a, b| dot(a, b));
-            data.row("l1", isa, 2, |a, b| l1(a, b));
+            data.row("l2_squared", isa, 2, l2);
+            data.row("dot", isa, 2, dot);
+            data.row("l1", isa, 2, l1);
             data.row("cosine_parts", isa, 2, |a, b| {
                 let (x, y, z) = cos(a, b);
                 x + y + z
