@@ -1,4 +1,66 @@
-//! Background jobs: the queue, the worker pool and the job kinds.
+//! Background jobs: a crash-safe queue, a worker pool shared by every database, and
+//! the job kinds (index_rebuild, index_optimize, bulk_import, bulk_export,
+//! batch_delete, batch_update). User documentation: docs/jobs.md; SQL: sql/jobs.sql.
+//!
+//! | piece | file | what it does |
+//! |---|---|---|
+//! | queue | sql/jobs.sql | `arrw.job` (per database, row-level security), view `arrw.jobs` |
+//! | SQL API | api.rs | submit_job / cancel_job / wait_job |
+//! | arguments | args.rs | kinds, argument validation, privilege checks (at submit and before each attempt) |
+//! | launcher | launcher.rs | static worker: starts pool workers in databases with work |
+//! | worker | worker.rs | claims jobs, runs them as their owner, records outcomes, requeues orphans |
+//! | kinds | kinds.rs, import.rs | what each kind does, batch by batch |
+//! | shared memory | shmem.rs | worker slots, launcher wake-ups, cancel signalling |
+//! | server glue | spi.rs, notify.rs | SPI, transactions, role switching, top-level utility commands, NOTIFY |
+//!
+//! Settings: `arrw.job_workers` (pool size, default 2, server start) and
+//! `arrw.job_retry_delay` (first retry delay, doubling per attempt; reloadable).
 
-/// Called from `_PG_init`.
-pub fn init() {}
+pub mod api;
+pub mod args;
+pub mod import;
+pub mod kinds;
+pub mod launcher;
+pub mod notify;
+pub mod shmem;
+pub mod spi;
+pub mod worker;
+
+use pgrx::pg_sys;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// `arrw.job_workers`: pool workers running jobs at once, across all databases.
+pub static JOB_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+/// `arrw.job_retry_delay`: delay before the first retry of a failed attempt (ms).
+pub static RETRY_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
+/// Called from `_PG_init`: settings; while preloading also shared memory and the
+/// launcher.
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"arrw.job_retry_delay",
+        c"Delay before a failed background job is retried; it doubles with each attempt.",
+        c"Retries stop after the job's max_attempts attempts.",
+        &RETRY_DELAY_MS,
+        0,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    // SAFETY: reading a flag PostgreSQL sets while it loads shared_preload_libraries.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    GucRegistry::define_int_guc(
+        c"arrw.job_workers",
+        c"Background job workers running at once (shared by all databases).",
+        c"Each is a background worker: max_worker_processes must leave room for them and the launcher.",
+        &JOB_WORKERS,
+        1,
+        shmem::MAX_SLOTS as i32,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    shmem::install_hooks();
+    launcher::register();
+}

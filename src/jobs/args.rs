@@ -1,0 +1,680 @@
+//! Job kinds, their arguments, and the checks made before a job may run.
+//!
+//! The same code runs twice: in `submit_job` (as the submitting role, so that a bad
+//! or forbidden request fails at once with 22023 / 42501) and in the worker before
+//! each attempt (as the job's owner, since privileges may have changed meanwhile).
+
+use super::spi;
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::PgLogLevel;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    IndexRebuild,
+    IndexOptimize,
+    BulkImport,
+    BulkExport,
+    BatchDelete,
+    BatchUpdate,
+}
+
+pub const KINDS: &[Kind] = &[
+    Kind::IndexRebuild,
+    Kind::IndexOptimize,
+    Kind::BulkImport,
+    Kind::BulkExport,
+    Kind::BatchDelete,
+    Kind::BatchUpdate,
+];
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::IndexRebuild => "index_rebuild",
+            Kind::IndexOptimize => "index_optimize",
+            Kind::BulkImport => "bulk_import",
+            Kind::BulkExport => "bulk_export",
+            Kind::BatchDelete => "batch_delete",
+            Kind::BatchUpdate => "batch_update",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        KINDS.iter().copied().find(|k| k.name() == s)
+    }
+
+    /// The argument keys the kind accepts (the first ones listed are required).
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Kind::IndexRebuild | Kind::IndexOptimize => &["index"],
+            Kind::BulkImport => &[
+                "table",
+                "path",
+                "format",
+                "batch_rows",
+                "header",
+                "delimiter",
+                "null",
+                "quote",
+                "escape",
+                "encoding",
+                "columns",
+            ],
+            Kind::BulkExport => &[
+                "query",
+                "path",
+                "format",
+                "header",
+                "delimiter",
+                "null",
+                "quote",
+                "escape",
+                "encoding",
+            ],
+            Kind::BatchDelete => &["table", "where", "batch_rows"],
+            Kind::BatchUpdate => &["table", "set", "where", "batch_rows"],
+        }
+    }
+
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            Kind::IndexRebuild | Kind::IndexOptimize => &["index"],
+            Kind::BulkImport => &["table", "path"],
+            Kind::BulkExport => &["query", "path"],
+            Kind::BatchDelete => &["table", "where"],
+            Kind::BatchUpdate => &["table", "set"],
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    Text,
+    Csv,
+    Binary,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Csv => "csv",
+            Format::Binary => "binary",
+        }
+    }
+}
+
+/// COPY options shared by import and export.
+#[derive(Clone, Debug)]
+pub struct CopyOpts {
+    pub format: Format,
+    pub header: bool,
+    pub delimiter: Option<String>,
+    pub null: Option<String>,
+    pub quote: Option<String>,
+    pub escape: Option<String>,
+    pub encoding: Option<String>,
+}
+
+impl CopyOpts {
+    /// The `WITH (...)` option list for COPY (HEADER only when `with_header`).
+    pub fn sql(&self, with_header: bool) -> String {
+        let mut o = vec![format!("FORMAT {}", self.format.name())];
+        if with_header && self.header {
+            o.push("HEADER".into());
+        }
+        for (k, v) in [
+            ("DELIMITER", &self.delimiter),
+            ("NULL", &self.null),
+            ("QUOTE", &self.quote),
+            ("ESCAPE", &self.escape),
+            ("ENCODING", &self.encoding),
+        ] {
+            if let Some(v) = v {
+                o.push(format!("{k} {}", spi::literal(v)));
+            }
+        }
+        o.join(", ")
+    }
+
+    /// The CSV quote byte (default `"`).
+    pub fn quote_byte(&self) -> u8 {
+        self.quote
+            .as_deref()
+            .and_then(|s| s.bytes().next())
+            .unwrap_or(b'"')
+    }
+
+    /// The CSV escape byte (default: the quote byte).
+    pub fn escape_byte(&self) -> u8 {
+        self.escape
+            .as_deref()
+            .and_then(|s| s.bytes().next())
+            .unwrap_or_else(|| self.quote_byte())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Spec {
+    Index {
+        index: String,
+    },
+    Import {
+        table: String,
+        path: String,
+        copy: CopyOpts,
+        batch_rows: i64,
+        columns: Option<Vec<String>>,
+    },
+    Export {
+        query: String,
+        path: String,
+        copy: CopyOpts,
+    },
+    Delete {
+        table: String,
+        where_: String,
+        batch_rows: i64,
+    },
+    Update {
+        table: String,
+        set: String,
+        where_: Option<String>,
+        batch_rows: i64,
+    },
+}
+
+pub const DEFAULT_BATCH_ROWS: i64 = 10_000;
+
+fn bad(msg: String) -> ! {
+    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, msg);
+}
+
+/// A JSON value of the arguments object: its JSON type and text.
+struct Val {
+    ty: String,
+    text: Option<String>,
+}
+
+/// Parses and validates the arguments of a job of kind `kind` (JSON text).
+pub fn parse(kind: Kind, args: &str) -> Spec {
+    let ty = spi::one(
+        "SELECT pg_catalog.jsonb_typeof($1::pg_catalog.jsonb)",
+        &[Some(args)],
+    );
+    if ty.as_deref() != Some("object") {
+        bad(format!(
+            "arguments of a {} job must be a JSON object",
+            kind.name()
+        ));
+    }
+    let rows = spi::query(
+        "SELECT e.key, pg_catalog.jsonb_typeof(e.value), e.value OPERATOR(pg_catalog.#>>) '{}'::text[] \
+         FROM pg_catalog.jsonb_each($1::pg_catalog.jsonb) e ORDER BY 1",
+        &[Some(args)],
+    );
+    let mut vals: Vec<(String, Val)> = Vec::new();
+    for r in rows.rows {
+        let key = r[0].clone().unwrap_or_default();
+        if !kind.keys().contains(&key.as_str()) {
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("unknown argument \"{key}\" for a {} job", kind.name()),
+                "arrw.submit_job",
+            )
+            .set_hint(format!(
+                "Arguments of {} are: {}.",
+                kind.name(),
+                kind.keys().join(", ")
+            ))
+            .report(PgLogLevel::ERROR);
+        }
+        let v = Val {
+            ty: r[1].clone().unwrap_or_default(),
+            text: r[2].clone(),
+        };
+        if v.ty != "null" {
+            vals.push((key, v));
+        }
+    }
+    let get = |k: &str| vals.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+    for k in kind.required() {
+        if get(k).is_none() {
+            bad(format!("a {} job needs the argument \"{k}\"", kind.name()));
+        }
+    }
+    let string = |k: &str| -> Option<String> {
+        get(k).map(|v| {
+            if v.ty != "string" {
+                bad(format!("argument \"{k}\" must be a string, not {}", v.ty));
+            }
+            v.text.clone().unwrap_or_default()
+        })
+    };
+    let nonempty = |k: &str| -> Option<String> {
+        string(k).inspect(|s| {
+            if s.trim().is_empty() {
+                bad(format!("argument \"{k}\" must not be empty"));
+            }
+        })
+    };
+    let boolean = |k: &str| -> Option<bool> {
+        get(k).map(|v| {
+            if v.ty != "boolean" {
+                bad(format!("argument \"{k}\" must be a boolean, not {}", v.ty));
+            }
+            v.text.as_deref() == Some("true")
+        })
+    };
+    let batch_rows = || -> i64 {
+        match get("batch_rows") {
+            None => DEFAULT_BATCH_ROWS,
+            Some(v) => {
+                let n = if v.ty == "number" {
+                    v.text.as_deref().and_then(|t| t.parse::<i64>().ok())
+                } else {
+                    None
+                };
+                match n {
+                    Some(n) if (1..=100_000_000).contains(&n) => n,
+                    _ => bad(
+                        "argument \"batch_rows\" must be an integer between 1 and 100000000".into(),
+                    ),
+                }
+            }
+        }
+    };
+    let single_char = |k: &str| -> Option<String> {
+        string(k).inspect(|s| {
+            if s.len() != 1 {
+                bad(format!(
+                    "argument \"{k}\" must be a single one-byte character"
+                ));
+            }
+        })
+    };
+    let copy_opts = || -> CopyOpts {
+        let format = match string("format").as_deref() {
+            None | Some("text") => Format::Text,
+            Some("csv") => Format::Csv,
+            Some("binary") => Format::Binary,
+            Some(f) => bad(format!(
+                "argument \"format\" must be csv, text or binary, not \"{f}\""
+            )),
+        };
+        let o = CopyOpts {
+            format,
+            header: boolean("header").unwrap_or(false),
+            delimiter: single_char("delimiter"),
+            null: string("null"),
+            quote: single_char("quote"),
+            escape: single_char("escape"),
+            encoding: nonempty("encoding"),
+        };
+        if format == Format::Binary {
+            for (k, set) in [
+                ("header", o.header),
+                ("delimiter", o.delimiter.is_some()),
+                ("null", o.null.is_some()),
+                ("quote", o.quote.is_some()),
+                ("escape", o.escape.is_some()),
+            ] {
+                if set {
+                    bad(format!(
+                        "argument \"{k}\" is not allowed with format binary"
+                    ));
+                }
+            }
+        }
+        if format != Format::Csv && (o.quote.is_some() || o.escape.is_some()) {
+            bad("arguments \"quote\" and \"escape\" are only allowed with format csv".into());
+        }
+        o
+    };
+
+    match kind {
+        Kind::IndexRebuild | Kind::IndexOptimize => Spec::Index {
+            index: nonempty("index").unwrap(),
+        },
+        Kind::BulkImport => {
+            let columns = get("columns").map(|v| {
+                if v.ty != "array" {
+                    bad(format!("argument \"columns\" must be an array of strings, not {}", v.ty));
+                }
+                let r = spi::query(
+                    "SELECT pg_catalog.jsonb_typeof(e), e OPERATOR(pg_catalog.#>>) '{}'::text[] \
+                     FROM pg_catalog.jsonb_array_elements(($1::pg_catalog.jsonb) OPERATOR(pg_catalog.->) 'columns'::text) e",
+                    &[Some(args)],
+                );
+                let cols: Vec<String> = r
+                    .rows
+                    .into_iter()
+                    .map(|row| {
+                        if row[0].as_deref() != Some("string") {
+                            bad("argument \"columns\" must be an array of strings".into());
+                        }
+                        row[1].clone().unwrap_or_default()
+                    })
+                    .collect();
+                if cols.is_empty() {
+                    bad("argument \"columns\" must not be empty".into());
+                }
+                cols
+            });
+            Spec::Import {
+                table: nonempty("table").unwrap(),
+                path: nonempty("path").unwrap(),
+                copy: copy_opts(),
+                batch_rows: batch_rows(),
+                columns,
+            }
+        }
+        Kind::BulkExport => {
+            let query = nonempty("query").unwrap();
+            validate_query(&query);
+            Spec::Export {
+                query,
+                path: nonempty("path").unwrap(),
+                copy: copy_opts(),
+            }
+        }
+        Kind::BatchDelete => {
+            let where_ = nonempty("where").unwrap();
+            validate_expr("where", &where_);
+            Spec::Delete {
+                table: nonempty("table").unwrap(),
+                where_,
+                batch_rows: batch_rows(),
+            }
+        }
+        Kind::BatchUpdate => {
+            let set = nonempty("set").unwrap();
+            validate_set(&set);
+            let where_ = nonempty("where");
+            if let Some(w) = &where_ {
+                validate_expr("where", w);
+            }
+            Spec::Update {
+                table: nonempty("table").unwrap(),
+                set,
+                where_,
+                batch_rows: batch_rows(),
+            }
+        }
+    }
+}
+
+/// Parses SQL built around argument `what`; a syntax error names the argument.
+fn parse_with(what: &str, sql: &str) -> Vec<*mut pg_sys::Node> {
+    PgTryBuilder::new(|| spi::raw_parse(sql))
+        .catch_when(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, |e| {
+            let (msg, _) = super::worker::describe(&e);
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+                format!("argument \"{what}\" is not valid SQL: {msg}")
+            );
+        })
+        .execute()
+}
+
+fn not_fragment(what: &str, expected: &str) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("argument \"{what}\" must be {expected}")
+    );
+}
+
+/// `where` must be exactly one boolean-ish expression: `SELECT <frag>` must parse to
+/// a single plain SELECT of one unnamed target. Then `(<frag>)` is that expression and
+/// cannot close our parentheses, add clauses or append statements.
+pub fn validate_expr(what: &str, frag: &str) {
+    let stmts = parse_with(what, &format!("SELECT {frag}\n"));
+    // SAFETY: raw_parse returns valid parse nodes; the tag is checked before the cast.
+    let ok = unsafe {
+        stmts.len() == 1 && spi::tag(stmts[0]) == pg_sys::NodeTag::T_SelectStmt && {
+            let s = &*(stmts[0] as *mut pg_sys::SelectStmt);
+            let targets = spi::list_ptrs(s.targetList);
+            targets.len() == 1
+                && (*(targets[0] as *mut pg_sys::ResTarget)).name.is_null()
+                && s.distinctClause.is_null()
+                && s.intoClause.is_null()
+                && s.fromClause.is_null()
+                && s.whereClause.is_null()
+                && s.groupClause.is_null()
+                && s.havingClause.is_null()
+                && s.windowClause.is_null()
+                && s.valuesLists.is_null()
+                && s.sortClause.is_null()
+                && s.limitOffset.is_null()
+                && s.limitCount.is_null()
+                && s.lockingClause.is_null()
+                && s.withClause.is_null()
+                && s.op == pg_sys::SetOperation::SETOP_NONE
+        }
+    };
+    if !ok {
+        not_fragment(what, "a single SQL expression (the body of a WHERE clause)");
+    }
+}
+
+/// `set` must be a SET list only: `UPDATE t SET <frag>` must parse to one UPDATE with
+/// no FROM, WHERE, RETURNING or WITH.
+pub fn validate_set(frag: &str) {
+    let stmts = parse_with("set", &format!("UPDATE t SET {frag}\n"));
+    // SAFETY: as in validate_expr.
+    let ok = unsafe {
+        stmts.len() == 1 && spi::tag(stmts[0]) == pg_sys::NodeTag::T_UpdateStmt && {
+            let s = &*(stmts[0] as *mut pg_sys::UpdateStmt);
+            s.whereClause.is_null()
+                && s.fromClause.is_null()
+                && s.returningList.is_null()
+                && s.withClause.is_null()
+        }
+    };
+    if !ok {
+        not_fragment("set", "a SET list (column = expression, ...)");
+    }
+}
+
+/// `query` must be a single query that `COPY (query) TO` accepts, and nothing else.
+pub fn validate_query(q: &str) {
+    let alone = parse_with("query", q);
+    let stmts = parse_with("query", &format!("COPY (\n{q}\n) TO STDOUT\n"));
+    // SAFETY: as in validate_expr.
+    let ok = alone.len() == 1
+        && unsafe {
+            stmts.len() == 1 && spi::tag(stmts[0]) == pg_sys::NodeTag::T_CopyStmt && {
+                let s = &*(stmts[0] as *mut pg_sys::CopyStmt);
+                !s.query.is_null() && s.filename.is_null() && s.options.is_null() && !s.is_from
+            }
+        };
+    if !ok {
+        not_fragment(
+            "query",
+            "a single query (SELECT, VALUES, or DML with RETURNING)",
+        );
+    }
+}
+
+/// A relation named in the arguments, resolved with the current search path.
+#[derive(Clone, Debug)]
+pub struct Rel {
+    pub oid: String,
+    pub relkind: String,
+    /// Schema-qualified, quoted name.
+    pub qname: String,
+    pub amname: Option<String>,
+    pub relname: String,
+    pub is_owner: bool,
+    pub table_oid: Option<String>,
+    pub relpages: f64,
+    pub reltuples: f64,
+    pub temporary: bool,
+}
+
+/// Resolves `name` (as `regclass` input would) in the current user's context.
+pub fn resolve(name: &str) -> Rel {
+    let r = spi::query(
+        "SELECT c.oid, c.relkind, pg_catalog.format('%I.%I', n.nspname, c.relname), am.amname, c.relname, \
+                pg_catalog.pg_has_role(c.relowner, 'USAGE'), i.indrelid, c.relpages, c.reltuples, c.relpersistence \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         LEFT JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) c.relam \
+         LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid \
+         WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
+        &[Some(name)],
+    );
+    let Some(row) = r.rows.into_iter().next() else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("relation \"{name}\" does not exist")
+        );
+    };
+    let s = |i: usize| row[i].clone().unwrap_or_default();
+    Rel {
+        oid: s(0),
+        relkind: s(1),
+        qname: s(2),
+        amname: row[3].clone(),
+        relname: s(4),
+        is_owner: s(5) == "t",
+        table_oid: row[6].clone(),
+        relpages: s(7).parse().unwrap_or(0.0),
+        reltuples: s(8).parse().unwrap_or(0.0),
+        temporary: s(9) == "t",
+    }
+}
+
+fn denied(msg: String) -> ! {
+    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, msg);
+}
+
+fn wrong_type(msg: String) -> ! {
+    ereport!(ERROR, PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, msg);
+}
+
+fn has_role(role: &str) -> bool {
+    spi::flag("SELECT pg_catalog.pg_has_role($1, 'USAGE')", &[Some(role)])
+}
+
+fn has_table_privilege(rel: &Rel, privilege: &str) -> bool {
+    spi::flag(
+        "SELECT pg_catalog.has_table_privilege($1::pg_catalog.oid, $2)",
+        &[Some(&rel.oid), Some(privilege)],
+    )
+}
+
+/// What a checked job acts on.
+pub struct Checked {
+    pub rel: Option<Rel>,
+}
+
+/// Checks that the current user may run the job described by `spec`, raising 42501
+/// (privileges), 42P01 (no such relation) or 42809 (wrong kind of relation).
+pub fn check(kind: Kind, spec: &Spec) -> Checked {
+    let checked = check_inner(kind, spec);
+    if let Some(rel) = &checked.rel {
+        if rel.temporary {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "{} cannot use temporary relation \"{}\": a background worker cannot see it",
+                    kind.name(),
+                    rel.relname
+                )
+            );
+        }
+    }
+    checked
+}
+
+fn check_inner(kind: Kind, spec: &Spec) -> Checked {
+    match spec {
+        Spec::Index { index } => {
+            let rel = resolve(index);
+            if rel.relkind != "i" && rel.relkind != "I" {
+                wrong_type(format!("\"{index}\" is not an index"));
+            }
+            if !rel.is_owner {
+                denied(format!("must be owner of index {}", rel.relname));
+            }
+            if kind == Kind::IndexOptimize && rel.amname.as_deref() != Some("ivfpq") {
+                wrong_type(format!(
+                    "index_optimize retrains an ivfpq index; \"{index}\" uses {}",
+                    rel.amname.as_deref().unwrap_or("no access method")
+                ));
+            }
+            Checked { rel: Some(rel) }
+        }
+        Spec::Import { table, columns, .. } => {
+            let rel = resolve(table);
+            if !["r", "p", "f"].contains(&rel.relkind.as_str()) {
+                wrong_type(format!("\"{table}\" is not a table"));
+            }
+            let ok = has_table_privilege(&rel, "INSERT")
+                || columns.as_ref().is_some_and(|cols| {
+                    cols.iter().all(|c| {
+                        spi::flag(
+                        "SELECT pg_catalog.has_column_privilege($1::pg_catalog.oid, $2, 'INSERT')",
+                        &[Some(&rel.oid), Some(c)],
+                    )
+                    })
+                });
+            if !ok {
+                denied(format!("permission denied for table {}", rel.relname));
+            }
+            if !has_role("pg_read_server_files") {
+                ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    "must be superuser or have privileges of the pg_read_server_files role to import a server file",
+                    "arrw.submit_job",
+                )
+                .set_hint("bulk_import reads a file on the database server, like COPY FROM 'file'.")
+                .report(PgLogLevel::ERROR);
+            }
+            Checked { rel: Some(rel) }
+        }
+        Spec::Export { .. } => {
+            if !has_role("pg_write_server_files") {
+                ErrorReport::new(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    "must be superuser or have privileges of the pg_write_server_files role to export to a server file",
+                    "arrw.submit_job",
+                )
+                .set_hint("bulk_export writes a file on the database server, like COPY TO 'file'.")
+                .report(PgLogLevel::ERROR);
+            }
+            Checked { rel: None }
+        }
+        Spec::Delete { table, .. } | Spec::Update { table, .. } => {
+            let rel = resolve(table);
+            if rel.relkind == "p" {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "{} does not support partitioned tables; submit one job per partition",
+                        kind.name()
+                    )
+                );
+            }
+            if rel.relkind != "r" {
+                wrong_type(format!("\"{table}\" is not a table"));
+            }
+            let privilege = if kind == Kind::BatchDelete {
+                "DELETE"
+            } else {
+                "UPDATE"
+            };
+            if !has_table_privilege(&rel, privilege) {
+                denied(format!("permission denied for table {}", rel.relname));
+            }
+            Checked { rel: Some(rel) }
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The job kinds other than bulk_import (see import.rs).
+
+use super::args::{Kind, Spec};
+use super::worker::{prepare, Ctx, Outcome, IN_LONG_STATEMENT};
+use super::{import, spi};
+use pgrx::prelude::*;
+use std::sync::atomic::Ordering;
+
+/// Runs one attempt of the job. Errors propagate (the worker classifies them).
+pub fn run(ctx: &Ctx) -> Outcome {
+    let (spec, checked) = spi::xact(|| prepare(ctx));
+    match spec {
+        Spec::Index { .. } => index(ctx, checked.rel.expect("index resolved")),
+        Spec::Import { .. } => import::run(ctx, &spec, checked.rel.expect("table resolved")),
+        Spec::Export { query, path, copy } => export(ctx, &query, &path, &copy),
+        Spec::Delete {
+            where_, batch_rows, ..
+        } => batch(
+            ctx,
+            checked.rel.expect("table resolved"),
+            None,
+            Some(&where_),
+            batch_rows,
+        ),
+        Spec::Update {
+            set,
+            where_,
+            batch_rows,
+            ..
+        } => batch(
+            ctx,
+            checked.rel.expect("table resolved"),
+            Some(&set),
+            where_.as_deref(),
+            batch_rows,
+        ),
+    }
+}
+
+/// `arrw.ivfpq_info(index)` as JSON, if that function exists.
+fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
+    spi::xact(|| {
+        if !spi::flag(
+            "SELECT to_regprocedure('arrw.ivfpq_info(regclass)') IS NOT NULL",
+            &[],
+        ) {
+            return None;
+        }
+        ctx.as_owner(|| {
+            spi::one(
+                "SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 1 \
+                        THEN (pg_catalog.array_agg(pg_catalog.to_jsonb(s)))[1] \
+                        ELSE pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)) END \
+                 FROM arrw.ivfpq_info($1::pg_catalog.regclass) s",
+                &[Some(qname)],
+            )
+        })
+    })
+}
+
+/// Drops what an interrupted REINDEX CONCURRENTLY of the job's index left behind:
+/// invalid indexes named `<index>_ccnew*` / `<index>_ccold*` on the same table.
+pub fn drop_leftover_indexes(ctx: &Ctx) {
+    let leftovers: Vec<String> = spi::xact(|| {
+        let Spec::Index { index } = super::args::parse(ctx.job.kind, &ctx.job.args) else {
+            return Vec::new();
+        };
+        ctx.as_owner(|| {
+            let Some(rel) = pg_catalog_index(&index) else { return Vec::new() };
+            spi::query(
+                "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
+                 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+                 WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND NOT i.indisvalid \
+                   AND pg_catalog.left(c.relname, pg_catalog.length($2) OPERATOR(pg_catalog.+) 5) \
+                       OPERATOR(pg_catalog.=) ANY (ARRAY[$2 OPERATOR(pg_catalog.||) '_ccnew', $2 OPERATOR(pg_catalog.||) '_ccold'])",
+                &[Some(&rel.0), Some(&rel.1)],
+            )
+            .rows
+            .into_iter()
+            .filter_map(|r| r[0].clone())
+            .collect()
+        })
+    });
+    for q in leftovers {
+        spi::toplevel_utility(
+            &format!("DROP INDEX CONCURRENTLY IF EXISTS {q}"),
+            ctx.job.owner,
+            &ctx.job.search_path,
+        );
+        spi::set_search_path(
+            spi::SAFE_SEARCH_PATH,
+            pgrx::pg_sys::GucAction::GUC_ACTION_SET,
+        );
+    }
+}
+
+/// (table OID, index name) of an index, if it exists.
+fn pg_catalog_index(index: &str) -> Option<(String, String)> {
+    let r = spi::query(
+        "SELECT i.indrelid, c.relname FROM pg_catalog.pg_index i \
+         JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
+         WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
+        &[Some(index)],
+    );
+    r.rows.into_iter().next().map(|row| {
+        (
+            row[0].clone().unwrap_or_default(),
+            row[1].clone().unwrap_or_default(),
+        )
+    })
+}
+
+/// index_rebuild / index_optimize: `REINDEX INDEX CONCURRENTLY` (for ivfpq this
+/// retrains the centroids and codebooks on the table's current rows and swaps the
+/// new index in without blocking reads or writes).
+fn index(ctx: &Ctx, rel: super::args::Rel) -> Outcome {
+    if let Some(o) = ctx.stop() {
+        return o;
+    }
+    let optimize = ctx.job.kind == Kind::IndexOptimize;
+    let before = if optimize {
+        ivfpq_stats(ctx, &rel.qname)
+    } else {
+        None
+    };
+    drop_leftover_indexes(ctx);
+    spi::xact(|| ctx.progress(0.05, None));
+    IN_LONG_STATEMENT.store(true, Ordering::SeqCst);
+    spi::toplevel_utility(
+        &format!("REINDEX INDEX CONCURRENTLY {}", rel.qname),
+        ctx.job.owner,
+        &ctx.job.search_path,
+    );
+    IN_LONG_STATEMENT.store(false, Ordering::SeqCst);
+    spi::set_search_path(
+        spi::SAFE_SEARCH_PATH,
+        pgrx::pg_sys::GucAction::GUC_ACTION_SET,
+    );
+    let after = if optimize {
+        ivfpq_stats(ctx, &rel.qname)
+    } else {
+        None
+    };
+    let result = spi::xact(|| {
+        spi::one(
+            "SELECT jsonb_strip_nulls(jsonb_build_object('index', $1, 'before', $2::jsonb, 'after', $3::jsonb, \
+                    'index_oid', to_regclass($1)::oid))",
+            &[Some(&rel.qname), before.as_deref(), after.as_deref()],
+        )
+    });
+    Outcome::Succeeded(result)
+}
+
+/// bulk_export: `COPY (query) TO file`, run as the owner. The file appears under
+/// its final name only once complete (written as `<path>.arrw-<id>.tmp`, renamed).
+fn export(ctx: &Ctx, query: &str, path: &str, copy: &super::args::CopyOpts) -> Outcome {
+    if let Some(o) = ctx.stop() {
+        return o;
+    }
+    let tmp = format!("{path}.arrw-{}.tmp", ctx.job.id);
+    let sql = format!(
+        "COPY (\n{query}\n) TO {} WITH ({})",
+        spi::literal(&tmp),
+        copy.sql(true)
+    );
+    IN_LONG_STATEMENT.store(true, Ordering::SeqCst);
+    let rows = spi::xact(|| {
+        if ctx.cancel_requested() {
+            return None;
+        }
+        let n = ctx.as_owner(|| spi::exec(&sql, &[]));
+        ctx.progress(0.99, None);
+        Some(n)
+    });
+    IN_LONG_STATEMENT.store(false, Ordering::SeqCst);
+    let Some(rows) = rows else {
+        return Outcome::Cancelled;
+    };
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_IO_ERROR,
+            format!("could not rename \"{tmp}\" to \"{path}\": {e}")
+        );
+    }
+    let result = spi::xact(|| {
+        spi::one(
+            "SELECT jsonb_build_object('rows', $1::bigint, 'path', $2)",
+            &[Some(&rows.to_string()), Some(path)],
+        )
+    });
+    Outcome::Succeeded(result)
+}
+
+/// The largest range of heap blocks one batch may scan.
+const MAX_BLOCKS_PER_BATCH: i64 = 16_384;
+
+/// batch_delete / batch_update: walk the table's heap in ranges of blocks (a TID
+/// range scan each), one committed transaction per range, the next range recorded
+/// in the same transaction. Covers the blocks the table had when the job first
+/// started. An update's new row versions carry the xid of the batch that wrote
+/// them; those xids are excluded from later ranges, so no row is updated twice.
+fn batch(
+    ctx: &Ctx,
+    rel: super::args::Rel,
+    set: Option<&str>,
+    where_: Option<&str>,
+    batch_rows: i64,
+) -> Outcome {
+    let id = Some(ctx.job.id_text.as_str());
+    // Resume point: next block, end block, rows done, xids of our updates.
+    let (mut block, end, mut done, mut xids) = spi::xact(|| {
+        let r = spi::query(
+            "SELECT (checkpoint->>'block')::bigint, (checkpoint->>'end')::bigint, \
+                    coalesce((checkpoint->>'rows')::bigint, 0), \
+                    coalesce((SELECT string_agg(x, ',') FROM jsonb_array_elements_text(checkpoint->'xids') x), '') \
+             FROM arrw.job WHERE id = $1::bigint",
+            &[id],
+        );
+        let row = r.rows.into_iter().next().unwrap_or_default();
+        let get = |i: usize| row.get(i).cloned().flatten();
+        let end = match get(1).and_then(|s| s.parse::<i64>().ok()) {
+            Some(e) => e,
+            None => ctx.as_owner(|| {
+                spi::one(
+                    "SELECT (pg_catalog.pg_relation_size($1::pg_catalog.oid) \
+                             OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::pg_catalog.int8)",
+                    &[Some(&rel.oid)],
+                )
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0)
+            }),
+        };
+        (
+            get(0).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
+            end,
+            get(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
+            get(3).unwrap_or_default(),
+        )
+    });
+    let rows_per_block = if rel.relpages > 0.0 && rel.reltuples > 0.0 {
+        rel.reltuples / rel.relpages
+    } else {
+        50.0
+    };
+    let mut step =
+        ((batch_rows as f64 / rows_per_block).ceil() as i64).clamp(1, MAX_BLOCKS_PER_BATCH);
+    let filter = where_
+        .map(|w| format!(" AND (\n{w}\n)"))
+        .unwrap_or_default();
+    while block < end {
+        if let Some(o) = ctx.stop() {
+            return o;
+        }
+        let hi = (block + step).min(end);
+        let range =
+            format!("ctid >= '({block},0)'::pg_catalog.tid AND ctid < '({hi},0)'::pg_catalog.tid");
+        let stmt = match set {
+            None => format!("DELETE FROM ONLY {} WHERE {range}{filter}", rel.qname),
+            Some(set) => {
+                let not_ours = if xids.is_empty() {
+                    String::new()
+                } else {
+                    format!(" AND NOT (xmin OPERATOR(pg_catalog.=) ANY ('{{{xids}}}'::pg_catalog.xid[]))")
+                };
+                format!(
+                    "UPDATE ONLY {} SET {set}\n WHERE {range}{filter}{not_ours}",
+                    rel.qname
+                )
+            }
+        };
+        let n = spi::xact(|| {
+            spi::async_commit();
+            if ctx.cancel_requested() {
+                return None;
+            }
+            let n = ctx.as_owner(|| spi::exec(&stmt, &[])) as i64;
+            if set.is_some() && n > 0 {
+                // SAFETY: reading this transaction's xid (assigned by the UPDATE).
+                let xid = unsafe { pgrx::pg_sys::GetCurrentTransactionIdIfAny() };
+                if xid != pgrx::pg_sys::InvalidTransactionId {
+                    if !xids.is_empty() {
+                        xids.push(',');
+                    }
+                    xids.push_str(&xid.into_inner().to_string());
+                }
+            }
+            let checkpoint = spi::one(
+                "SELECT jsonb_build_object('block', $1::bigint, 'end', $2::bigint, 'rows', $3::bigint, \
+                        'xids', to_jsonb(string_to_array(nullif($4, ''), ',')))",
+                &[
+                    Some(&hi.to_string()),
+                    Some(&end.to_string()),
+                    Some(&(done + n).to_string()),
+                    Some(&xids),
+                ],
+            );
+            ctx.progress(hi as f64 / end.max(1) as f64, checkpoint.as_deref());
+            Some(n)
+        });
+        let Some(n) = n else {
+            return Outcome::Cancelled;
+        };
+        done += n;
+        block = hi;
+        // Aim the next range at batch_rows affected rows.
+        step = if n == 0 {
+            step.saturating_mul(2)
+        } else {
+            ((step as f64 * batch_rows as f64 / n as f64).round() as i64)
+                .clamp(step / 4, step.saturating_mul(4))
+        }
+        .clamp(1, MAX_BLOCKS_PER_BATCH);
+    }
+    let result = spi::xact(|| {
+        spi::one(
+            "SELECT jsonb_build_object('rows', $1::bigint)",
+            &[Some(&done.to_string())],
+        )
+    });
+    Outcome::Succeeded(result)
+}

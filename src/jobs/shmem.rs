@@ -1,0 +1,279 @@
+//! Shared memory of the job system: one slot per pool worker and the launcher's
+//! wake-up list ("database D has work due at time T").
+//!
+//! Nothing here is needed for correctness after a crash: the queue lives in each
+//! database's `arrw.job` table, and the launcher visits every database when it
+//! starts. Shared memory only makes things prompt (submit wakes the launcher,
+//! cancel finds the worker running a job).
+//!
+//! The wake-up list is guarded by a tiny spinlock held for a few loads and stores,
+//! never across a call into PostgreSQL.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+
+/// The most workers `arrw.job_workers` may ask for.
+pub const MAX_SLOTS: usize = 64;
+/// Databases with pending work remembered at once; on overflow the launcher
+/// rescans every database.
+const MAX_PENDING: usize = 128;
+
+/// One pool worker.
+#[repr(C)]
+pub struct Slot {
+    /// Set by the launcher when it starts a worker here, cleared when it has exited.
+    pub in_use: AtomicBool,
+    pub dboid: AtomicU32,
+    pub pid: AtomicI32,
+    /// The job the worker is running (0: none).
+    pub job_id: AtomicI64,
+    /// A job whose cancellation was requested (checked by the worker against `job_id`).
+    pub cancel: AtomicI64,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Pending {
+    dboid: u32,
+    due_ms: i64,
+    gen: u64,
+}
+
+#[repr(C)]
+pub struct Shared {
+    lock: AtomicU32,
+    /// `MyLatch` of the launcher (a pointer into shared memory), 0 if none.
+    pub launcher_latch: AtomicUsize,
+    /// Ask the launcher to visit every database.
+    pub rescan: AtomicBool,
+    pub nslots: AtomicU32,
+    pending: UnsafeCell<[Pending; MAX_PENDING]>,
+    gen: UnsafeCell<u64>,
+    pub slots: [Slot; MAX_SLOTS],
+}
+
+// SAFETY: the UnsafeCell fields are only touched under `lock`; the rest are atomics.
+unsafe impl Sync for Shared {}
+
+static mut SHARED: *mut Shared = std::ptr::null_mut();
+static mut PREV_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
+static mut PREV_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
+
+/// The shared state, if arrw was preloaded (shared memory exists).
+pub fn shared() -> Option<&'static Shared> {
+    // SAFETY: SHARED is set once by the startup hook in the postmaster (inherited by
+    // every child) and points to memory that lives as long as the server.
+    unsafe {
+        let p = SHARED;
+        if p.is_null() {
+            None
+        } else {
+            Some(&*p)
+        }
+    }
+}
+
+/// Installs the shared-memory hooks (from `_PG_init` while preloading).
+pub fn install_hooks() {
+    // SAFETY: _PG_init runs single-threaded in the postmaster while preloading;
+    // chaining the previous hooks keeps other extensions' shared memory working.
+    unsafe {
+        PREV_REQUEST_HOOK = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(shmem_request);
+        PREV_STARTUP_HOOK = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(shmem_startup);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shmem_request() {
+    // SAFETY: called by the postmaster in its shmem-request phase, where
+    // RequestAddinShmemSpace is allowed; the previous hook is called first.
+    unsafe {
+        if let Some(prev) = PREV_REQUEST_HOOK {
+            prev();
+        }
+        pg_sys::RequestAddinShmemSpace(std::mem::size_of::<Shared>());
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shmem_startup() {
+    // SAFETY: the standard add-in initialisation: under AddinShmemInitLock (entry 21
+    // of MainLWLockArray in PostgreSQL 15, as pgrx's own PgLwLock uses), find or
+    // create the struct; a new one is zeroed (every atomic starts at 0/false).
+    unsafe {
+        if let Some(prev) = PREV_STARTUP_HOOK {
+            prev();
+        }
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+        pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let p = pg_sys::ShmemInitStruct(
+            c"arrw jobs".as_ptr(),
+            std::mem::size_of::<Shared>(),
+            &mut found,
+        ) as *mut Shared;
+        if !found {
+            std::ptr::write_bytes(p as *mut u8, 0, std::mem::size_of::<Shared>());
+            let n = super::JOB_WORKERS.get().clamp(1, MAX_SLOTS as i32) as u32;
+            (*p).nslots.store(n, Ordering::SeqCst);
+            (*p).rescan.store(true, Ordering::SeqCst);
+        }
+        SHARED = p;
+        pg_sys::LWLockRelease(lock);
+    }
+}
+
+impl Shared {
+    fn with_pending<R>(&self, f: impl FnOnce(&mut [Pending; MAX_PENDING], &mut u64) -> R) -> R {
+        let mut spins = 0u32;
+        while self
+            .lock
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins > 1000 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        // SAFETY: we hold the spinlock, so no other process touches these cells.
+        let r = unsafe { f(&mut *self.pending.get(), &mut *self.gen.get()) };
+        self.lock.store(0, Ordering::Release);
+        r
+    }
+
+    /// The slots the pool actually uses.
+    pub fn slots(&self) -> &[Slot] {
+        let n = (self.nslots.load(Ordering::Relaxed) as usize).clamp(1, MAX_SLOTS);
+        &self.slots[..n]
+    }
+
+    /// Records that database `dboid` has work due at `due_ms` (Unix ms) and wakes the
+    /// launcher.
+    pub fn mark(&self, dboid: pg_sys::Oid, due_ms: i64) {
+        let db = dboid.to_u32();
+        if db == 0 {
+            return;
+        }
+        let overflow = self.with_pending(|p, gen| {
+            *gen += 1;
+            if let Some(e) = p.iter_mut().find(|e| e.dboid == db) {
+                e.due_ms = e.due_ms.min(due_ms);
+                e.gen = *gen;
+                return false;
+            }
+            if let Some(e) = p.iter_mut().find(|e| e.dboid == 0) {
+                *e = Pending {
+                    dboid: db,
+                    due_ms,
+                    gen: *gen,
+                };
+                return false;
+            }
+            true
+        });
+        if overflow {
+            self.rescan.store(true, Ordering::SeqCst);
+        }
+        self.wake_launcher();
+    }
+
+    /// Sets the launcher's latch.
+    pub fn wake_launcher(&self) {
+        let latch = self.launcher_latch.load(Ordering::SeqCst);
+        if latch != 0 {
+            // SAFETY: the pointer is the launcher's MyLatch, inside shared memory
+            // (PGPROC array) that every backend maps at the same address. If the
+            // launcher has exited, the latch belongs to some other process and
+            // setting it only causes a spurious wake-up there.
+            unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
+        }
+    }
+
+    /// Entries due at `now_ms`: (database, generation). Also the earliest future due time.
+    pub fn due(&self, now_ms: i64) -> (Vec<(u32, u64)>, Option<i64>) {
+        self.with_pending(|p, _| {
+            let mut due: Vec<(i64, u32, u64)> = Vec::new();
+            let mut next: Option<i64> = None;
+            for e in p.iter().filter(|e| e.dboid != 0) {
+                if e.due_ms <= now_ms {
+                    due.push((e.due_ms, e.dboid, e.gen));
+                } else {
+                    next = Some(next.map_or(e.due_ms, |n: i64| n.min(e.due_ms)));
+                }
+            }
+            due.sort();
+            (due.into_iter().map(|(_, d, g)| (d, g)).collect(), next)
+        })
+    }
+
+    /// Forgets database `db`'s entry if it was not marked again since generation `gen`.
+    pub fn served(&self, db: u32, gen: u64) {
+        self.with_pending(|p, _| {
+            if let Some(e) = p.iter_mut().find(|e| e.dboid == db && e.gen == gen) {
+                *e = Pending {
+                    dboid: 0,
+                    due_ms: 0,
+                    gen: 0,
+                };
+            }
+        });
+    }
+
+    /// The slot running `job` in database `db`.
+    pub fn slot_running(&self, db: pg_sys::Oid, job: i64) -> Option<&Slot> {
+        self.slots().iter().find(|s| {
+            s.in_use.load(Ordering::SeqCst)
+                && s.dboid.load(Ordering::SeqCst) == db.to_u32()
+                && s.job_id.load(Ordering::SeqCst) == job
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+/// After this transaction commits, wake the launcher for this database.
+pub fn wake_on_commit() {
+    // SAFETY: reading a backend global.
+    let db = unsafe { pg_sys::MyDatabaseId };
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
+        if let Some(s) = shared() {
+            s.mark(db, now_ms());
+        }
+    });
+}
+
+/// After this transaction commits, interrupt the worker running `job` (if any): its
+/// current statement is cancelled and it sees the cancellation at once.
+pub fn cancel_on_commit(job: i64) {
+    // SAFETY: reading a backend global.
+    let db = unsafe { pg_sys::MyDatabaseId };
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
+        let Some(s) = shared() else { return };
+        if let Some(slot) = s.slot_running(db, job) {
+            slot.cancel.store(job, Ordering::SeqCst);
+            let pid = slot.pid.load(Ordering::SeqCst);
+            if pid > 0 {
+                // SAFETY: kill(2) on a PostgreSQL child process of the same OS user;
+                // SIGINT is PostgreSQL's query-cancel signal.
+                unsafe { kill(pid, pg_sys::SIGINT as i32) };
+            }
+        }
+    });
+}

@@ -1,0 +1,435 @@
+//! The small server interface the job code is written against: text-in/text-out SPI,
+//! transactions in the worker, running code as another role, and running a
+//! utility statement (REINDEX CONCURRENTLY) as a top-level command.
+//!
+//! Everything here runs on the backend's main thread only.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::ffi::{CStr, CString};
+
+/// Rows of a query, every value in its text form (`None` for SQL NULL).
+pub struct Rows {
+    pub rows: Vec<Vec<Option<String>>>,
+    pub processed: u64,
+}
+
+impl Rows {
+    /// Column `c` of the first row, if there is a first row and the value is not NULL.
+    pub fn first(&self, c: usize) -> Option<&str> {
+        self.rows
+            .first()
+            .and_then(|r| r.get(c))
+            .and_then(|v| v.as_deref())
+    }
+}
+
+fn c_string(s: &str) -> CString {
+    match CString::new(s) {
+        Ok(c) => c,
+        Err(_) => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "string contains a NUL byte"
+            );
+        }
+    }
+}
+
+/// Runs one SQL statement with text parameters (`$1::bigint` etc. cast them) and
+/// returns its rows as text. Always read-write, so every call takes a fresh snapshot
+/// in READ COMMITTED (what a poll loop needs).
+pub fn query(sql: &str, params: &[Option<&str>]) -> Rows {
+    let csql = c_string(sql);
+    let cparams: Vec<Option<CString>> = params.iter().map(|p| p.map(c_string)).collect();
+    // SAFETY: SPI_connect has no preconditions beyond a valid backend; it either
+    // returns a status or raises an ERROR (which pgrx turns into a panic).
+    let rc = unsafe { pg_sys::SPI_connect() };
+    if rc != pg_sys::SPI_OK_CONNECT as i32 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("SPI_connect failed: {rc}")
+        );
+    }
+    let n = cparams.len();
+    let mut types = vec![pg_sys::TEXTOID; n];
+    let mut values = Vec::with_capacity(n);
+    let mut nulls: Vec<std::os::raw::c_char> = Vec::with_capacity(n);
+    for p in &cparams {
+        match p {
+            // SAFETY: `c` is a valid NUL-terminated string; the text is palloc'd in
+            // the SPI procedure context, which lives until SPI_finish.
+            Some(c) => {
+                values.push(pg_sys::Datum::from(unsafe {
+                    pg_sys::cstring_to_text(c.as_ptr())
+                }));
+                nulls.push(b' ' as std::os::raw::c_char);
+            }
+            None => {
+                values.push(pg_sys::Datum::from(0usize));
+                nulls.push(b'n' as std::os::raw::c_char);
+            }
+        }
+    }
+    // SAFETY: the three arrays have `n` elements each and outlive the call; the
+    // statement text is NUL-terminated.
+    let rc = unsafe {
+        pg_sys::SPI_execute_with_args(
+            csql.as_ptr(),
+            n as i32,
+            types.as_mut_ptr(),
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            false,
+            0,
+        )
+    };
+    if rc < 0 {
+        // SAFETY: we are connected to SPI (above).
+        unsafe { pg_sys::SPI_finish() };
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("SPI_execute failed ({rc}) for: {sql}")
+        );
+    }
+    let mut out = Rows {
+        rows: Vec::new(),
+        processed: 0,
+    };
+    // SAFETY: after a successful SPI_execute, SPI_processed and SPI_tuptable describe
+    // its result (SPI_tuptable is NULL for statements returning no rows); each
+    // SPI_getvalue result is a palloc'd C string or NULL for SQL NULL.
+    unsafe {
+        out.processed = pg_sys::SPI_processed;
+        let tt = pg_sys::SPI_tuptable;
+        if !tt.is_null() {
+            let tupdesc = (*tt).tupdesc;
+            let natts = (*tupdesc).natts;
+            for i in 0..(*tt).numvals as usize {
+                let tuple = *(*tt).vals.add(i);
+                let mut row = Vec::with_capacity(natts as usize);
+                for c in 1..=natts {
+                    let v = pg_sys::SPI_getvalue(tuple, tupdesc, c);
+                    row.push(if v.is_null() {
+                        None
+                    } else {
+                        Some(CStr::from_ptr(v).to_string_lossy().into_owned())
+                    });
+                }
+                out.rows.push(row);
+            }
+        }
+        pg_sys::SPI_finish();
+    }
+    out
+}
+
+/// Runs a statement, returning the rows it processed.
+pub fn exec(sql: &str, params: &[Option<&str>]) -> u64 {
+    query(sql, params).processed
+}
+
+/// The first column of the first row of a query.
+pub fn one(sql: &str, params: &[Option<&str>]) -> Option<String> {
+    query(sql, params).first(0).map(str::to_owned)
+}
+
+/// `true` if the query's first column of the first row is the boolean true.
+pub fn flag(sql: &str, params: &[Option<&str>]) -> bool {
+    one(sql, params).as_deref() == Some("t")
+}
+
+/// Runs `f` in a transaction of its own (worker only: there is no outer one).
+/// If `f` raises an ERROR the transaction is left open; the caller's error handler
+/// aborts it (see `worker::guarded`).
+pub fn xact<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: the worker calls this between transactions, as PostgreSQL's own
+    // background workers do (worker_spi); a snapshot is made active for SPI.
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let r = f();
+    // SAFETY: pops the snapshot pushed above (if a callee popped it already there is
+    // nothing to pop) and commits the transaction started above.
+    unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            pg_sys::PopActiveSnapshot();
+        }
+        pg_sys::CommitTransactionCommand();
+    }
+    r
+}
+
+/// Commits the current transaction without waiting for its WAL to reach disk
+/// (`SET LOCAL synchronous_commit = off`). For a batch whose resume point is
+/// written in the same transaction this loses nothing: a crash can only undo the
+/// latest batches together with their resume points (WAL is replayed in order), and
+/// the next attempt redoes them. The job's final state is committed synchronously,
+/// which also makes every earlier batch durable.
+pub fn async_commit() {
+    // SAFETY: both strings are NUL-terminated; a LOCAL setting ends with the
+    // transaction.
+    unsafe {
+        pg_sys::set_config_option(
+            c"synchronous_commit".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// The current user and security context.
+pub fn user_and_context() -> (pg_sys::Oid, i32) {
+    let mut uid = pg_sys::InvalidOid;
+    let mut ctx = 0;
+    // SAFETY: both out-pointers are valid locals.
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx) };
+    (uid, ctx)
+}
+
+/// Sets the current user and security context (undone by transaction abort to the
+/// values in effect when the (sub)transaction started).
+pub fn set_user_and_context(uid: pg_sys::Oid, ctx: i32) {
+    // SAFETY: plain assignment of backend globals; `uid` is a role OID the caller
+    // looked up in this database's catalogs.
+    unsafe { pg_sys::SetUserIdAndSecContext(uid, ctx) };
+}
+
+/// Runs `f` as role `role`, inside a security-restricted operation, with
+/// `search_path` set to `search_path` for its duration (within the current
+/// transaction). This is how PostgreSQL itself runs code on another role's behalf
+/// (REFRESH MATERIALIZED VIEW, autovacuum's index expressions): the code has only
+/// `role`'s privileges and cannot `SET ROLE`/`SET SESSION AUTHORIZATION`, create
+/// temporary objects or leave any setting changed behind it.
+///
+/// On ERROR nothing is restored here: transaction (or subtransaction) abort restores
+/// the user, security context and settings.
+pub fn as_role<R>(
+    role: pg_sys::Oid,
+    search_path: &str,
+    restricted: bool,
+    f: impl FnOnce() -> R,
+) -> R {
+    let (uid, ctx) = user_and_context();
+    let mut new_ctx = ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+    if restricted {
+        new_ctx |= pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
+    }
+    set_user_and_context(role, new_ctx);
+    // SAFETY: a new GUC nesting level in the current transaction; paired with
+    // AtEOXact_GUC below (or unwound by transaction abort).
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    set_search_path(search_path, pg_sys::GucAction::GUC_ACTION_SAVE);
+    let r = f();
+    // SAFETY: closes the nesting level opened above and rolls back every setting
+    // changed inside it, SET and SET LOCAL alike (isCommit = false), as PostgreSQL
+    // does after running index expressions or a materialized view's query: code run
+    // for one job cannot change the worker's settings for arrw's bookkeeping or for
+    // the next job, whoever owns it.
+    unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+    set_user_and_context(uid, ctx);
+    r
+}
+
+/// The bootstrap superuser with the safe search path: for arrw's own bookkeeping on
+/// `arrw.job` from a user's session (submit/cancel), which the user cannot write.
+pub fn as_job_admin<R>(f: impl FnOnce() -> R) -> R {
+    as_role(
+        pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+        SAFE_SEARCH_PATH,
+        false,
+        f,
+    )
+}
+
+/// The search path arrw's own SQL runs with when it runs with elevated rights.
+pub const SAFE_SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
+/// Sets `search_path` with the given action (session SET, LOCAL or SAVE).
+pub fn set_search_path(value: &str, action: pg_sys::GucAction::Type) {
+    let v = c_string(value);
+    // SAFETY: both strings are NUL-terminated; elevel 0 raises an ERROR on failure.
+    unsafe {
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            v.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// The session's current `search_path` setting, as text.
+pub fn current_search_path() -> String {
+    // SAFETY: GetConfigOption returns a pointer to the setting's current string
+    // (never NULL for a built-in setting with missing_ok = false).
+    unsafe {
+        let p = pg_sys::GetConfigOption(c"search_path".as_ptr(), false, false);
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// Parses `sql` with the raw grammar (no catalog access, no side effects) and
+/// returns its statements' parse trees.
+pub fn raw_parse(sql: &str) -> Vec<*mut pg_sys::Node> {
+    let c = c_string(sql);
+    // SAFETY: raw_parser only reads the NUL-terminated string; it returns a List of
+    // RawStmt (NIL for an empty string) or raises a syntax ERROR.
+    unsafe {
+        let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        list_ptrs(list)
+            .into_iter()
+            .map(|p| (*(p as *mut pg_sys::RawStmt)).stmt)
+            .collect()
+    }
+}
+
+/// The pointer elements of a PostgreSQL `List` (NIL gives an empty vector).
+///
+/// # Safety
+/// `list` must be NIL or a valid pointer List.
+pub unsafe fn list_ptrs(list: *mut pg_sys::List) -> Vec<*mut std::ffi::c_void> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the caller guarantees a valid List; `elements` has `length` cells.
+    unsafe {
+        (0..(*list).length as usize)
+            .map(|i| (*(*list).elements.add(i)).ptr_value)
+            .collect()
+    }
+}
+
+/// Length of a PostgreSQL `List` (0 for NIL).
+///
+/// # Safety
+/// `list` must be NIL or a valid List.
+pub unsafe fn list_len(list: *mut pg_sys::List) -> usize {
+    if list.is_null() {
+        0
+    } else {
+        // SAFETY: the caller guarantees a valid List.
+        unsafe { (*list).length as usize }
+    }
+}
+
+/// Node tag of a parse node.
+///
+/// # Safety
+/// `node` must point to a valid Node.
+pub unsafe fn tag(node: *mut pg_sys::Node) -> pg_sys::NodeTag {
+    // SAFETY: every Node starts with its tag.
+    unsafe { (*node).type_ }
+}
+
+/// Runs one utility statement (e.g. `REINDEX INDEX CONCURRENTLY`, which commits and
+/// starts transactions of its own) as a top-level command, the way a client's simple
+/// query would, as role `role` inside a security-restricted operation. Must be called
+/// outside any transaction; returns outside any transaction.
+///
+/// The parse trees live in a memory context of their own that survives the
+/// command's internal commits.
+pub fn toplevel_utility(sql: &str, role: pg_sys::Oid, search_path: &str) {
+    let csql = c_string(sql);
+    let (uid, ctx) = user_and_context();
+    // SAFETY: a fresh long-lived context under TopMemoryContext, deleted below (or,
+    // on ERROR, leaked once: the worker exits or the error path resets).
+    let mcx = unsafe {
+        pg_sys::AllocSetContextCreateInternal(
+            pg_sys::TopMemoryContext,
+            c"arrw job utility".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        )
+    };
+    // SAFETY: starts a transaction like exec_simple_query does; the session-level
+    // search_path set here is reset by the caller afterwards.
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+    }
+    set_search_path(search_path, pg_sys::GucAction::GUC_ACTION_SET);
+    set_user_and_context(
+        role,
+        ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+            | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+    );
+    // SAFETY: the sequence of exec_simple_query + PortalRunUtility for one utility
+    // statement: parse, analyze, plan in `mcx`; push a snapshot; ProcessUtility as
+    // PROCESS_UTILITY_TOPLEVEL; pop the snapshot if the command did not. All
+    // pointers passed are valid for the duration of the calls.
+    unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(mcx);
+        let raw = pg_sys::pg_parse_query(csql.as_ptr());
+        if list_len(raw) != 1 {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
+                "expected exactly one statement"
+            );
+        }
+        let rs = list_ptrs(raw)[0] as *mut pg_sys::RawStmt;
+        let q = pg_sys::pg_analyze_and_rewrite_fixedparams(
+            rs,
+            csql.as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        let plans = pg_sys::pg_plan_queries(
+            q,
+            csql.as_ptr(),
+            pg_sys::CURSOR_OPT_PARALLEL_OK as i32,
+            std::ptr::null_mut(),
+        );
+        let pstmt = list_ptrs(plans)[0] as *mut pg_sys::PlannedStmt;
+        let mut qc = pg_sys::QueryCompletion::default();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        pg_sys::ProcessUtility(
+            pstmt,
+            csql.as_ptr(),
+            false,
+            pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            pg_sys::None_Receiver,
+            &mut qc,
+        );
+        if pg_sys::ActiveSnapshotSet() {
+            pg_sys::PopActiveSnapshot();
+        }
+        let _ = old; // the transaction `old` belonged to may be gone; commit switches.
+    }
+    set_user_and_context(uid, ctx);
+    // SAFETY: commits the transaction the command left open (CommitTransactionCommand
+    // switches to TopMemoryContext), then frees the parse trees.
+    unsafe {
+        pg_sys::CommitTransactionCommand();
+        pg_sys::MemoryContextDelete(mcx);
+    }
+}
+
+/// Quotes a string as an SQL literal.
+pub fn literal(s: &str) -> String {
+    pgrx::spi::quote_literal(s)
+}
+
+/// Quotes an SQL identifier.
+pub fn ident(s: &str) -> String {
+    pgrx::spi::quote_identifier(s)
+}

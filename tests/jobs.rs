@@ -1,0 +1,1033 @@
+//! Background jobs against real servers: every kind end to end, a worker killed
+//! with SIGKILL mid-import, server restarts with queued and running jobs, cancel,
+//! retries, and what unprivileged roles may and may not do.
+//!
+//! The import test prints bulk_import's speed next to a plain COPY of the same file
+//! and what a kill costs (run with `-- --nocapture` to see the figures); nothing
+//! asserts on timing.
+
+use arrw_tests::Cluster;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+fn setup(name: &str, conf: &str) -> (Cluster, Client) {
+    let cluster = Cluster::start(name, conf);
+    let mut c = cluster.connect();
+    c.batch_execute("CREATE EXTENSION arrw").unwrap();
+    (cluster, c)
+}
+
+fn connect_as(cluster: &Cluster, user: &str, db: &str) -> Client {
+    Client::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={user} dbname={db}",
+            cluster.port
+        ),
+        NoTls,
+    )
+    .unwrap()
+}
+
+/// The SQLSTATE of a failed statement.
+fn sqlstate(e: &postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+fn msg(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+fn submit(c: &mut Client, kind: &str, args: &str) -> i64 {
+    c.query_one(
+        "SELECT arrw.submit_job($1, $2::text::jsonb)",
+        &[&kind, &args],
+    )
+    .unwrap_or_else(|e| panic!("submit {kind} {args}: {}", msg(&e)))
+    .get(0)
+}
+
+fn state(c: &mut Client, id: i64) -> (String, f64, i32, Option<String>) {
+    let r = c
+        .query_one(
+            "SELECT state, progress, attempts, error FROM arrw.jobs WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3))
+}
+
+/// Polls (one statement per poll) until job `id` ends; returns its final state.
+fn wait_done(cluster: &Cluster, c: &mut Client, id: i64) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match c.query_one("SELECT state FROM arrw.jobs WHERE id = $1", &[&id]) {
+            Ok(r) => {
+                let s: String = r.get(0);
+                if ["succeeded", "failed", "cancelled"].contains(&s.as_str()) {
+                    return s;
+                }
+            }
+            // The connection died with a crashed server: reconnect.
+            Err(_) => *c = cluster.connect(),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} did not finish:\n{}",
+            cluster.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn count(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// A CSV file with a header, `n` rows (id, body), some bodies with quoted commas,
+/// quotes and newlines, each body about `pad` bytes long.
+fn write_csv(path: &Path, n: usize, pad: usize) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "id,body").unwrap();
+    let filler = "x".repeat(pad);
+    for i in 0..n {
+        if i % 7 == 0 {
+            writeln!(
+                f,
+                "{i},\"row {i}, with \"\"quotes\"\"\nand a newline {filler}\""
+            )
+            .unwrap();
+        } else {
+            writeln!(f, "{i},plain {i} {filler}").unwrap();
+        }
+    }
+}
+
+/// A notification on channel arrw_jobs: (job id, state).
+fn job_events(c: &mut Client) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut notifications = c.notifications();
+    let mut it = notifications.timeout_iter(Duration::from_millis(200));
+    while let Ok(Some(n)) = it.next() {
+        if n.channel() == "arrw_jobs" {
+            let v: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
+            out.push((
+                v["id"].as_i64().unwrap(),
+                v["state"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn worker_pids(c: &mut Client) -> Vec<i32> {
+    c.query(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'arrw job worker'",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn every_kind_end_to_end() {
+    let (cluster, mut c) = setup("jobs-kinds", "");
+    let mut listener = cluster.connect();
+    listener.batch_execute("LISTEN arrw_jobs").unwrap();
+    c.batch_execute("SELECT pg_create_logical_replication_slot('jobs_feed', 'test_decoding')")
+        .unwrap();
+    let dir = cluster.dir.clone();
+    let csv = dir.join("items.csv");
+    write_csv(&csv, 20_000, 20);
+    let csv = csv.to_str().unwrap().to_string();
+
+    // The launcher and the pool show in pg_stat_activity.
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'arrw job launcher'"
+        ),
+        1
+    );
+
+    // bulk_import (csv, quoted newlines) vs a plain COPY of the same file.
+    c.batch_execute(&format!(
+        "CREATE TABLE items (id int, body text, n int DEFAULT 0);
+         CREATE TABLE items_copy (id int, body text);
+         COPY items_copy FROM '{csv}' WITH (FORMAT csv, HEADER)"
+    ))
+    .unwrap();
+    let id = submit(
+        &mut c,
+        "bulk_import",
+        &format!(
+            r#"{{"table": "items", "columns": ["id", "body"], "path": "{csv}", "format": "csv", "header": true, "batch_rows": 1000}}"#
+        ),
+    );
+    let st: String = c
+        .query_one("SELECT arrw.wait_job($1, '2 minutes')", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        st,
+        "succeeded",
+        "{:?}\n{}",
+        state(&mut c, id),
+        cluster.log()
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM items"), 20_000);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM items_copy a FULL JOIN items b USING (id) WHERE a.body IS DISTINCT FROM b.body"
+        ),
+        0
+    );
+    let (_, progress, attempts, _) = state(&mut c, id);
+    assert_eq!((progress, attempts), (1.0, 1));
+    let rows: serde_json::Value = serde_json::from_str(
+        &c.query_one("SELECT result::text FROM arrw.jobs WHERE id = $1", &[&id])
+            .unwrap()
+            .get::<_, String>(0),
+    )
+    .unwrap();
+    assert_eq!(rows["rows"], 20_000);
+
+    // bulk_export in text and binary, and bulk_import of each back.
+    for format in ["text", "binary", "csv"] {
+        let out = dir.join(format!("out.{format}"));
+        let out = out.to_str().unwrap();
+        let e = submit(
+            &mut c,
+            "bulk_export",
+            &format!(
+                r#"{{"query": "SELECT id, body FROM items ORDER BY id", "path": "{out}", "format": "{format}"}}"#
+            ),
+        );
+        assert_eq!(
+            wait_done(&cluster, &mut c, e),
+            "succeeded",
+            "{:?}",
+            state(&mut c, e)
+        );
+        assert!(!Path::new(&format!("{out}.arrw-{e}.tmp")).exists());
+        let t = format!("back_{format}");
+        c.batch_execute(&format!("CREATE TABLE {t} (id int, body text)"))
+            .unwrap();
+        let i = submit(
+            &mut c,
+            "bulk_import",
+            &format!(
+                r#"{{"table": "{t}", "path": "{out}", "format": "{format}", "batch_rows": 777}}"#
+            ),
+        );
+        assert_eq!(
+            wait_done(&cluster, &mut c, i),
+            "succeeded",
+            "{format}: {:?}",
+            state(&mut c, i)
+        );
+        assert_eq!(
+            count(&mut c, &format!("SELECT count(*) FROM items a FULL JOIN {t} b USING (id) WHERE a.body IS DISTINCT FROM b.body")),
+            0,
+            "{format} round trip"
+        );
+        assert_eq!(count(&mut c, &format!("SELECT count(*) FROM {t}")), 20_000);
+    }
+
+    // batch_update: every matching row updated exactly once, even though the
+    // update moves rows to other pages and its WHERE stays true.
+    let u = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "items", "set": "n = n + 1, body = body || '!'", "where": "id % 3 = 0", "batch_rows": 500}"#,
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut c, u),
+        "succeeded",
+        "{:?}",
+        state(&mut c, u)
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM items WHERE id % 3 = 0 AND n = 1"
+        ),
+        6667
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM items WHERE n <> (id % 3 = 0)::int"
+        ),
+        0
+    );
+
+    // batch_delete.
+    let d = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "items", "where": "id % 2 = 0", "batch_rows": 1000}"#,
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut c, d),
+        "succeeded",
+        "{:?}",
+        state(&mut c, d)
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM items"), 10_000);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM items WHERE id % 2 = 0"),
+        0
+    );
+
+    // index_rebuild: REINDEX CONCURRENTLY (a new index replaces the old one).
+    c.batch_execute("CREATE INDEX items_id_idx ON items (id)")
+        .unwrap();
+    let before: u32 = c
+        .query_one("SELECT 'items_id_idx'::regclass::oid", &[])
+        .unwrap()
+        .get(0);
+    let r = submit(&mut c, "index_rebuild", r#"{"index": "items_id_idx"}"#);
+    assert_eq!(
+        wait_done(&cluster, &mut c, r),
+        "succeeded",
+        "{:?}",
+        state(&mut c, r)
+    );
+    let after: u32 = c
+        .query_one("SELECT 'items_id_idx'::regclass::oid", &[])
+        .unwrap()
+        .get(0);
+    assert_ne!(before, after);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'items'::regclass AND indisvalid"
+        ),
+        1
+    );
+
+    // REINDEX CONCURRENTLY waits for every older snapshot of the database, including
+    // that of a wait_job call on it: wait_job sees that and stops waiting.
+    let r = submit(&mut c, "index_rebuild", r#"{"index": "items_id_idx"}"#);
+    let e = c
+        .query_one("SELECT arrw.wait_job($1, '60 s')", &[&r])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "40P01", "{}", msg(&e));
+    assert_eq!(
+        wait_done(&cluster, &mut c, r),
+        "succeeded",
+        "{:?}",
+        state(&mut c, r)
+    );
+
+    // index_optimize: retrain an ivfpq index on the current rows.
+    c.batch_execute(
+        "CREATE TABLE vecs (id int, v vector(8));
+         INSERT INTO vecs SELECT g, ARRAY(SELECT random() FROM generate_series(1, 8) WHERE g > 0)::vector
+           FROM generate_series(1, 3000) g;
+         CREATE INDEX vecs_v ON vecs USING ivfpq (v) WITH (lists = 8, m = 8, nbits = 8);
+         INSERT INTO vecs SELECT g, ARRAY(SELECT random() + 5 FROM generate_series(1, 8) WHERE g > 0)::vector
+           FROM generate_series(3001, 4000) g;",
+    )
+    .unwrap();
+    let o = submit(&mut c, "index_optimize", r#"{"index": "vecs_v"}"#);
+    assert_eq!(
+        wait_done(&cluster, &mut c, o),
+        "succeeded",
+        "{:?}\n{}",
+        state(&mut c, o),
+        cluster.log()
+    );
+    let result: serde_json::Value = serde_json::from_str(
+        &c.query_one("SELECT result::text FROM arrw.jobs WHERE id = $1", &[&o])
+            .unwrap()
+            .get::<_, String>(0),
+    )
+    .unwrap();
+    println!("index_optimize result: {result}");
+    if c.query_one(
+        "SELECT to_regprocedure('arrw.ivfpq_info(regclass)') IS NOT NULL",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+    {
+        assert_eq!(result["before"]["rows_since_build"], 1000, "{result}");
+        assert_eq!(result["after"]["rows_since_build"], 0, "{result}");
+        assert_eq!(result["after"]["built_rows"], 4000, "{result}");
+    }
+
+    // Arguments are validated at submit.
+    for (kind, args, code) in [
+        ("nonsense", "{}", "22023"),
+        (
+            "bulk_import",
+            r#"{"table": "items", "path": "/x", "colour": "red"}"#,
+            "22023",
+        ),
+        ("bulk_import", r#"{"table": "items", "path": 5}"#, "22023"),
+        (
+            "bulk_import",
+            r#"{"table": "items", "path": "/x", "batch_rows": 0}"#,
+            "22023",
+        ),
+        ("bulk_import", r#"{"table": "nope", "path": "/x"}"#, "42P01"),
+        ("batch_delete", r#"{"table": "items"}"#, "22023"),
+        (
+            "batch_delete",
+            r#"{"table": "items", "where": "true) OR (true"}"#,
+            "42601",
+        ),
+        (
+            "batch_delete",
+            r#"{"table": "items", "where": "true; DROP TABLE items"}"#,
+            "22023",
+        ),
+        (
+            "batch_update",
+            r#"{"table": "items", "set": "n = 1 FROM vecs"}"#,
+            "22023",
+        ),
+        (
+            "bulk_export",
+            r#"{"query": "SELECT 1) TO '/tmp/x' --", "path": "/tmp/y"}"#,
+            "42601",
+        ),
+        ("index_optimize", r#"{"index": "items_id_idx"}"#, "42809"),
+        ("index_rebuild", r#"{"index": "items"}"#, "42809"),
+    ] {
+        let e = c
+            .query_one(
+                "SELECT arrw.submit_job($1, $2::text::jsonb)",
+                &[&kind, &args],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), code, "{kind} {args}: {}", msg(&e));
+    }
+
+    // The pool serves every database with the extension, with no setting.
+    c.batch_execute("CREATE DATABASE other").unwrap();
+    let mut o = cluster.connect_db("other");
+    o.batch_execute("CREATE EXTENSION arrw; CREATE TABLE t (id int, body text)")
+        .unwrap();
+    let j = submit(
+        &mut o,
+        "bulk_import",
+        &format!(r#"{{"table": "t", "path": "{csv}", "format": "csv", "header": true}}"#),
+    );
+    let st: String = o
+        .query_one("SELECT arrw.wait_job($1, '2 minutes')", &[&j])
+        .unwrap()
+        .get(0);
+    assert_eq!(st, "succeeded");
+    assert_eq!(count(&mut o, "SELECT count(*) FROM t"), 20_000);
+
+    // NOTIFY arrw_jobs told a listener about every state change, in order.
+    let events = job_events(&mut listener);
+    let of_import: Vec<&str> = events
+        .iter()
+        .filter(|(j, _)| *j == id)
+        .map(|(_, s)| s.as_str())
+        .collect();
+    assert_eq!(
+        of_import,
+        vec!["queued", "running", "succeeded"],
+        "{events:?}"
+    );
+
+    // With the change feed installed, the same changes went into it (arrw.emit_event).
+    let feed: bool = c
+        .query_one(
+            "SELECT to_regprocedure('arrw.emit_event(text,jsonb)') IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    if feed {
+        let messages: Vec<String> = c
+            .query(
+                "SELECT data FROM pg_logical_slot_get_changes('jobs_feed', NULL, NULL) \
+                 WHERE data LIKE 'message: transactional: 1 prefix: arrw%'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for st in ["queued", "running", "succeeded"] {
+            let want = format!(
+                r#"{{"kind": "job", "payload": {{"id": {id}, "kind": "bulk_import", "state": "{st}"}}}}"#
+            );
+            assert!(
+                messages.iter().any(|m| m.contains(&want)),
+                "{want} not in {messages:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sigkill_of_a_worker_mid_import_loses_and_duplicates_nothing() {
+    let (cluster, mut c) = setup("jobs-kill", "");
+    let csv = cluster.dir.join("big.csv");
+    const N: i64 = 300_000;
+    write_csv(&csv, N as usize, 150);
+    let csv = csv.to_str().unwrap().to_string();
+    let size = std::fs::metadata(&csv).unwrap().len();
+    c.batch_execute("CREATE TABLE t_copy (id int, body text); CREATE TABLE t_job (id int, body text); CREATE TABLE t_kill (id int, body text)")
+        .unwrap();
+    let args = |t: &str| {
+        format!(
+            r#"{{"table": "{t}", "path": "{csv}", "format": "csv", "header": true, "batch_rows": 10000}}"#
+        )
+    };
+
+    // 1. Plain COPY of the same file (one transaction, no batching); the better of
+    // two runs (the machine may be busy).
+    let mut copy_s = f64::MAX;
+    for _ in 0..2 {
+        c.batch_execute("TRUNCATE t_copy").unwrap();
+        let t0 = Instant::now();
+        c.batch_execute(&format!(
+            "COPY t_copy FROM '{csv}' WITH (FORMAT csv, HEADER)"
+        ))
+        .unwrap();
+        copy_s = copy_s.min(t0.elapsed().as_secs_f64());
+    }
+
+    // 2. bulk_import, undisturbed.
+    let t0 = Instant::now();
+    let id = submit(&mut c, "bulk_import", &args("t_job"));
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{:?}",
+        state(&mut c, id)
+    );
+    let job_s = t0.elapsed().as_secs_f64();
+    let job_inner_s: f64 = c
+        .query_one("SELECT extract(epoch FROM finished_at - started_at)::float8 FROM arrw.jobs WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t_job"), N);
+
+    // 3. bulk_import, its worker killed with SIGKILL about half-way.
+    let t0 = Instant::now();
+    let id = submit(&mut c, "bulk_import", &args("t_kill"));
+    let mut killed_at = None;
+    let deadline = Instant::now() + TIMEOUT;
+    while killed_at.is_none() {
+        let (st, progress, _, _) = state(&mut c, id);
+        assert_ne!(
+            st, "succeeded",
+            "the import finished before it could be killed"
+        );
+        if st == "running" && progress >= 0.4 {
+            let pids = worker_pids(&mut c);
+            assert_eq!(pids.len(), 1);
+            let ok = Command::new("kill")
+                .args(["-9", &pids[0].to_string()])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            killed_at = Some((t0.elapsed().as_secs_f64(), progress));
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The postmaster restarts every process; the job resumes from its last batch.
+    let t_kill = Instant::now();
+    let resumed_after = loop {
+        if let Ok(r) = c.query_one(
+            "SELECT attempts, state FROM arrw.jobs WHERE id = $1",
+            &[&id],
+        ) {
+            let (attempts, st): (i32, String) = (r.get(0), r.get(1));
+            if attempts >= 2 && (st == "running" || st == "succeeded") {
+                break t_kill.elapsed().as_secs_f64();
+            }
+        } else {
+            c = cluster.connect();
+        }
+        assert!(Instant::now() < deadline + TIMEOUT, "{}", cluster.log());
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{:?}\n{}",
+        state(&mut c, id),
+        cluster.log()
+    );
+    let kill_s = t0.elapsed().as_secs_f64();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t_kill"), N);
+    assert_eq!(count(&mut c, "SELECT count(DISTINCT id) FROM t_kill"), N);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM t_copy a FULL JOIN t_kill b USING (id) WHERE a.body IS DISTINCT FROM b.body"),
+        0
+    );
+    let (_, _, attempts, _) = state(&mut c, id);
+    assert_eq!(attempts, 2, "the crash counts as an attempt");
+    assert!(cluster.log().contains("was terminated by signal 9"));
+
+    let (at, progress) = killed_at.unwrap();
+    let mb = size as f64 / 1e6;
+    println!("\n=== bulk_import of {N} rows ({mb:.1} MB csv, batch_rows 10000) ===");
+    println!(
+        "plain COPY (best of 2):     {copy_s:6.2} s  {:>9.0} rows/s",
+        N as f64 / copy_s
+    );
+    println!(
+        "bulk_import (submit->done): {job_s:6.2} s  {:>9.0} rows/s  (started_at->finished_at {job_inner_s:.2} s, {:.0} rows/s)",
+        N as f64 / job_s,
+        N as f64 / job_inner_s
+    );
+    println!(
+        "bulk_import killed -9 at {at:.2} s ({:.0}% done): {kill_s:6.2} s total; the kill cost {:.2} s",
+        progress * 100.0,
+        kill_s - job_s
+    );
+    println!(
+        "  the job ran again {resumed_after:.2} s after the kill (PostgreSQL's crash \
+         recovery: fsync of the data directory, WAL redo, checkpoint; then arrw requeues the job)"
+    );
+}
+
+#[test]
+fn server_restarts_requeue_queued_and_running_jobs() {
+    let (cluster, mut c) = setup("jobs-restart", "arrw.job_workers = 1");
+    let csv = cluster.dir.join("big.csv");
+    write_csv(&csv, 200_000, 100);
+    let csv = csv.to_str().unwrap().to_string();
+    c.batch_execute("CREATE TABLE a (id int, body text); CREATE TABLE b (id int, body text); CREATE TABLE d (id int, body text)")
+        .unwrap();
+    let import = |t: &str, rows: usize| {
+        format!(
+            r#"{{"table": "{t}", "path": "{csv}", "format": "csv", "header": true, "batch_rows": {rows}}}"#
+        )
+    };
+
+    // Fast shutdown: the running job stops between batches and goes back to the
+    // queue without using up an attempt; the queued one stays queued.
+    let ja = submit(&mut c, "bulk_import", &import("a", 2000));
+    let jb = submit(&mut c, "bulk_import", &import("b", 50_000));
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (st, p, _, _) = state(&mut c, ja);
+        if st == "running" && p > 0.1 {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(state(&mut c, jb).0, "queued");
+    drop(c);
+    cluster.stop("fast");
+    cluster.start_server();
+    let mut c = cluster.connect();
+    let (st, p, attempts, _) = state(&mut c, ja);
+    // Requeued with its progress kept (unless a new worker already finished it).
+    assert!(
+        ["queued", "running", "succeeded"].contains(&st.as_str()),
+        "{st}"
+    );
+    assert!(p > 0.1, "resumes from its last batch: progress {p}");
+    assert_eq!(attempts, if st == "queued" { 0 } else { 1 });
+    assert_eq!(
+        wait_done(&cluster, &mut c, ja),
+        "succeeded",
+        "{:?}",
+        state(&mut c, ja)
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut c, jb),
+        "succeeded",
+        "{:?}",
+        state(&mut c, jb)
+    );
+    assert_eq!(state(&mut c, ja).2, 1);
+    for t in ["a", "b"] {
+        assert_eq!(count(&mut c, &format!("SELECT count(*) FROM {t}")), 200_000);
+        assert_eq!(
+            count(&mut c, &format!("SELECT count(DISTINCT id) FROM {t}")),
+            200_000
+        );
+    }
+
+    // Immediate shutdown (a crash): the running job is requeued at the next start.
+    let jd = submit(&mut c, "bulk_import", &import("d", 2000));
+    loop {
+        let (st, p, _, _) = state(&mut c, jd);
+        if st == "running" && p > 0.1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(c);
+    cluster.stop("immediate");
+    cluster.start_server();
+    let mut c = cluster.connect();
+    assert_eq!(
+        wait_done(&cluster, &mut c, jd),
+        "succeeded",
+        "{:?}",
+        state(&mut c, jd)
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM d"), 200_000);
+    assert_eq!(count(&mut c, "SELECT count(DISTINCT id) FROM d"), 200_000);
+    assert_eq!(state(&mut c, jd).2, 2);
+}
+
+#[test]
+fn cancel_stops_queued_and_running_jobs() {
+    let (cluster, mut c) = setup("jobs-cancel", "arrw.job_workers = 1");
+    let csv = cluster.dir.join("big.csv");
+    write_csv(&csv, 200_000, 100);
+    let csv = csv.to_str().unwrap().to_string();
+    c.batch_execute("CREATE TABLE slow (id int); INSERT INTO slow VALUES (1); CREATE TABLE t (id int, body text)").unwrap();
+
+    // A job inside one long statement: cancel interrupts the statement.
+    let s = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "slow", "set": "id = id + 0 * length(pg_sleep(60)::text)"}"#,
+    );
+    let q = submit(
+        &mut c,
+        "bulk_import",
+        &format!(r#"{{"table": "t", "path": "{csv}", "format": "csv", "header": true}}"#),
+    );
+    while state(&mut c, s).0 != "running" {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ok: bool = c
+        .query_one("SELECT arrw.cancel_job($1)", &[&q])
+        .unwrap()
+        .get(0);
+    assert!(ok);
+    assert_eq!(state(&mut c, q).0, "cancelled");
+    let t0 = Instant::now();
+    let ok: bool = c
+        .query_one("SELECT arrw.cancel_job($1)", &[&s])
+        .unwrap()
+        .get(0);
+    assert!(ok);
+    let st: String = c
+        .query_one("SELECT arrw.wait_job($1, '30 s')", &[&s])
+        .unwrap()
+        .get(0);
+    assert_eq!(st, "cancelled");
+    println!("cancel of a running statement took {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let ok: bool = c
+        .query_one("SELECT arrw.cancel_job($1)", &[&s])
+        .unwrap()
+        .get(0);
+    assert!(!ok, "an ended job cannot be cancelled");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 0);
+
+    // A batched import: cancel stops it between batches; committed batches stay.
+    let i = submit(
+        &mut c,
+        "bulk_import",
+        &format!(
+            r#"{{"table": "t", "path": "{csv}", "format": "csv", "header": true, "batch_rows": 1000}}"#
+        ),
+    );
+    while state(&mut c, i).1 < 0.05 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(c
+        .query_one("SELECT arrw.cancel_job($1)", &[&i])
+        .unwrap()
+        .get::<_, bool>(0));
+    assert_eq!(wait_done(&cluster, &mut c, i), "cancelled");
+    let n = count(&mut c, "SELECT count(*) FROM t");
+    assert!(
+        n > 0 && n < 200_000 && n % 1000 == 0,
+        "whole batches only: {n}"
+    );
+
+    // The worker is free for the next job.
+    c.batch_execute("TRUNCATE t").unwrap();
+    let j = submit(
+        &mut c,
+        "bulk_import",
+        &format!(r#"{{"table": "t", "path": "{csv}", "format": "csv", "header": true}}"#),
+    );
+    assert_eq!(wait_done(&cluster, &mut c, j), "succeeded");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 200_000);
+
+    // wait_job needs a fresh snapshot per poll.
+    let mut tx = c
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    let e = tx.query_one("SELECT arrw.wait_job($1)", &[&j]).unwrap_err();
+    assert_eq!(sqlstate(&e), "0A000", "{}", msg(&e));
+    drop(tx);
+
+    // wait_job refuses to wait for a job its own transaction submitted.
+    let mut tx = c.transaction().unwrap();
+    let k: i64 = tx
+        .query_one(
+            "SELECT arrw.submit_job('batch_delete', '{\"table\": \"slow\", \"where\": \"false\"}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let e = tx.query_one("SELECT arrw.wait_job($1)", &[&k]).unwrap_err();
+    assert_eq!(sqlstate(&e), "55000", "{}", msg(&e));
+}
+
+#[test]
+fn failures_are_retried_with_backoff_then_reported() {
+    let (cluster, mut c) = setup("jobs-retry", "arrw.job_retry_delay = 200");
+    c.batch_execute("CREATE TABLE t (id int, body text)")
+        .unwrap();
+    let missing = cluster.dir.join("missing.csv");
+    let id = submit(
+        &mut c,
+        "bulk_import",
+        &format!(
+            r#"{{"table": "t", "path": "{}", "format": "csv"}}"#,
+            missing.display()
+        ),
+    );
+    assert_eq!(wait_done(&cluster, &mut c, id), "failed");
+    let (_, _, attempts, error) = state(&mut c, id);
+    assert_eq!(attempts, 3);
+    assert!(
+        error.as_deref().unwrap_or("").contains("No such file"),
+        "{error:?}"
+    );
+    // Two retries, 200 ms then 400 ms later.
+    let span: f64 = c
+        .query_one("SELECT extract(epoch FROM finished_at - created_at)::float8 FROM arrw.jobs WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert!(span >= 0.6, "backoff: {span}");
+
+    // A file that appears before the last attempt: the retry succeeds.
+    let late = cluster.dir.join("late.csv");
+    let id = c
+        .query_one(
+            "SELECT arrw.submit_job('bulk_import', $1::text::jsonb, 5)",
+            &[&format!(
+                r#"{{"table": "t", "path": "{}", "format": "csv", "header": true}}"#,
+                late.display()
+            )],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    while state(&mut c, id).2 < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    write_csv(&late, 100, 5);
+    assert_eq!(wait_done(&cluster, &mut c, id), "succeeded");
+    assert!(state(&mut c, id).2 >= 2);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 100);
+
+    // The worker checks again, as the owner, before each attempt: a privilege
+    // revoked after submit fails the job at once (retrying cannot fix that).
+    c.batch_execute(
+        "CREATE ROLE carol LOGIN; CREATE TABLE c_t (id int); GRANT SELECT, DELETE ON c_t TO carol",
+    )
+    .unwrap();
+    let mut tx = c.transaction().unwrap();
+    tx.batch_execute("SET LOCAL ROLE carol").unwrap();
+    let id: i64 = tx
+        .query_one(
+            r#"SELECT arrw.submit_job('batch_delete', '{"table": "c_t", "where": "true"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    tx.batch_execute("RESET ROLE; REVOKE DELETE ON c_t FROM carol")
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(wait_done(&cluster, &mut c, id), "failed");
+    let (_, _, attempts, error) = state(&mut c, id);
+    assert_eq!(attempts, 1);
+    assert!(
+        error.as_deref().unwrap_or("").contains("permission denied"),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn roles_run_jobs_with_their_own_rights_and_see_only_their_jobs() {
+    let (cluster, mut c) = setup("jobs-roles", "arrw.job_workers = 1");
+    let csv = cluster.dir.join("items.csv");
+    write_csv(&csv, 1000, 5);
+    let csv = csv.to_str().unwrap().to_string();
+    c.batch_execute(
+        "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+         CREATE TABLE items (id int, body text); CREATE INDEX items_idx ON items (id);
+         GRANT SELECT ON items TO alice;
+         CREATE TABLE alice_t (id int, body text, who text); ALTER TABLE alice_t OWNER TO alice;
+         INSERT INTO alice_t SELECT g, 'b', NULL FROM generate_series(1, 100) g;",
+    )
+    .unwrap();
+    let mut alice = connect_as(&cluster, "alice", "postgres");
+    let mut bob = connect_as(&cluster, "bob", "postgres");
+
+    // Refused at submit, before anything is queued.
+    for (kind, args) in [
+        (
+            "bulk_import",
+            format!(r#"{{"table": "alice_t", "path": "{csv}", "format": "csv"}}"#),
+        ),
+        (
+            "bulk_export",
+            r#"{"query": "SELECT 1", "path": "/tmp/arrw-alice-out"}"#.to_string(),
+        ),
+        (
+            "batch_delete",
+            r#"{"table": "items", "where": "true"}"#.to_string(),
+        ),
+        (
+            "batch_update",
+            r#"{"table": "items", "set": "id = 0"}"#.to_string(),
+        ),
+        ("index_rebuild", r#"{"index": "items_idx"}"#.to_string()),
+    ] {
+        let e = alice
+            .query_one(
+                "SELECT arrw.submit_job($1, $2::text::jsonb)",
+                &[&kind, &args],
+            )
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{kind}: {}", msg(&e));
+    }
+    assert_eq!(count(&mut c, "SELECT count(*) FROM arrw.jobs"), 0);
+
+    // Nobody writes the queue directly.
+    let e = alice
+        .batch_execute(
+            "INSERT INTO arrw.job (kind, args, owner) VALUES ('batch_delete', '{}', 'postgres')",
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501");
+
+    // Jobs run as their owner: current_user is alice, her privileges apply.
+    let mine = submit(
+        &mut alice,
+        "batch_update",
+        r#"{"table": "alice_t", "set": "who = current_user"}"#,
+    );
+    let peek = submit(
+        &mut alice,
+        "batch_update",
+        r#"{"table": "alice_t", "set": "who = (SELECT rolpassword FROM pg_authid LIMIT 1)"}"#,
+    );
+    let escalate = submit(
+        &mut alice,
+        "batch_update",
+        r#"{"table": "alice_t", "set": "who = set_config('role', 'postgres', false)"}"#,
+    );
+    let sneaky = submit(
+        &mut alice,
+        "batch_update",
+        r#"{"table": "alice_t", "set": "who = set_config('session_authorization', 'postgres', false)"}"#,
+    );
+    for id in [mine, peek, escalate, sneaky] {
+        wait_done(&cluster, &mut alice, id);
+    }
+    assert_eq!(state(&mut alice, mine).0, "succeeded");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM alice_t WHERE who = 'alice'"),
+        100
+    );
+    for id in [peek, escalate, sneaky] {
+        let (st, _, attempts, error) = state(&mut alice, id);
+        assert_eq!((st.as_str(), attempts), ("failed", 1), "{error:?}");
+        println!("job as alice refused: {}", error.unwrap_or_default());
+    }
+
+    // Settings a job changes do not outlive it (the next job, and arrw's own
+    // bookkeeping, run with the worker's settings).
+    let sab = submit(
+        &mut alice,
+        "batch_update",
+        r#"{"table": "alice_t", "set": "who = set_config('default_transaction_read_only', 'on', false)"}"#,
+    );
+    let after = submit(
+        &mut alice,
+        "batch_update",
+        r#"{"table": "alice_t", "set": "who = 'after'"}"#,
+    );
+    for id in [sab, after] {
+        assert_eq!(
+            wait_done(&cluster, &mut alice, id),
+            "succeeded",
+            "{:?}",
+            state(&mut alice, id)
+        );
+    }
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM alice_t WHERE who = 'after'"),
+        100
+    );
+
+    // With pg_read_server_files she may import; the worker runs COPY as her.
+    c.batch_execute("GRANT pg_read_server_files TO alice")
+        .unwrap();
+    let imp = submit(
+        &mut alice,
+        "bulk_import",
+        &format!(
+            r#"{{"table": "alice_t", "columns": ["id", "body"], "path": "{csv}", "format": "csv", "header": true}}"#
+        ),
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut alice, imp),
+        "succeeded",
+        "{:?}",
+        state(&mut alice, imp)
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM alice_t"), 1100);
+
+    // Bob sees none of alice's jobs and cannot cancel or wait for them.
+    assert_eq!(count(&mut bob, "SELECT count(*) FROM arrw.jobs"), 0);
+    assert_eq!(count(&mut bob, "SELECT count(*) FROM arrw.job"), 0);
+    let slow = submit(
+        &mut alice,
+        "batch_update",
+        r#"{"table": "alice_t", "set": "who = who || pg_sleep(0.001)::text"}"#,
+    );
+    let ok: bool = bob
+        .query_one("SELECT arrw.cancel_job($1)", &[&slow])
+        .unwrap()
+        .get(0);
+    assert!(!ok);
+    let e = bob
+        .query_one("SELECT arrw.wait_job($1, '1 s')", &[&slow])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42704", "{}", msg(&e));
+    // Alice sees hers, the superuser sees all.
+    assert_eq!(
+        count(
+            &mut alice,
+            "SELECT count(*) FROM arrw.jobs WHERE owner = 'alice'::regrole"
+        ),
+        8
+    );
+    assert_eq!(count(&mut alice, "SELECT count(*) FROM arrw.jobs"), 8);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM arrw.jobs"), 8);
+    assert_eq!(wait_done(&cluster, &mut alice, slow), "succeeded");
+}
