@@ -16,7 +16,7 @@
 
 use super::layout::{self, DataGeom};
 use super::{model, options};
-use arrw_core::ivf::{exact_distance, IvfPqModel, Metric, TopK};
+use arrw_core::ivf::{exact_distance, IvfPqModel, Metric};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::rc::Rc;
@@ -28,7 +28,7 @@ struct ScanState {
     meta: layout::MetaData,
     ranked: Vec<u32>,
     probed: usize,
-    /// Candidates not yet re-ranked, best estimate last (popped from the end).
+    /// Candidates not yet re-ranked (unsorted; batches select their best).
     pool: Vec<(f32, u64)>,
     /// Results ready to return, best last.
     ready: Vec<(f32, u64)>,
@@ -257,11 +257,21 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
     let model = st.model.clone().expect("started");
     let geom = DataGeom::new(st.meta.code_size as usize);
     let upto = (st.probed + st.probes).min(limit);
-    let mut top: TopK<u64> = TopK::new(pool_cap());
-    let mut qt = model.query_tables(&st.query);
-    let mut ids: Vec<u64> = Vec::with_capacity(geom.capacity);
+    let cap = pool_cap();
+    // An untrained index (built from no rows) holds placeholder codes: every
+    // candidate is re-ranked, so no ADC tables. Its model's dimension is a
+    // placeholder too when the column has none declared, so building tables
+    // for the query would fail its dimension assertion.
+    let mut qt = (st.meta.untrained == 0).then(|| model.query_tables(&st.query));
+    // The pool is unsorted: each batch selects its best entries in linear time
+    // (take_best), which beats keeping a heap over every scored code when a
+    // query only needs its first batch.
+    let mut pool: Vec<(f32, u64)> = Vec::new();
+    let mut dists: Vec<f32> = vec![0.0; geom.capacity];
     for &list in &st.ranked[st.probed..upto] {
-        qt.set_list(list);
+        if let Some(qt) = qt.as_mut() {
+            qt.set_list(list);
+        }
         let (dir_blk, slot) = layout::dir_location(&st.meta, list);
         let mut blk = {
             let g = super::page::ReadGuard::new(index, dir_blk);
@@ -272,22 +282,40 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
             let g = super::page::ReadGuard::new(index, blk);
             let page = g.page();
             let n = geom.count(page).min(geom.capacity);
-            ids.clear();
-            ids.extend((0..n).map(|i| layout::tid_u64(geom.tid(page, i))));
-            if geom.code_size == 0 {
-                for &id in &ids {
-                    top.push(0.0, id);
-                }
-            } else {
-                qt.scan_into(geom.codes(page), &ids, &mut top);
+            match qt.as_ref() {
+                Some(qt) if geom.code_size != 0 => qt.scan(geom.codes(page), &mut dists[..n]),
+                _ => dists[..n].fill(0.0),
             }
+            pool.extend((0..n).map(|i| (dists[i], layout::tid_u64(geom.tid(page, i)))));
             blk = geom.next(page);
+            if pool.len() > 2 * cap {
+                // Stay within work_mem: keep the best `cap` candidates.
+                take_best(&mut pool, cap);
+                pool.truncate(cap);
+            }
         }
     }
     st.probed = upto;
-    let mut pool = top.into_sorted_vec();
-    pool.reverse(); // best last, so batches pop from the end
+    if pool.len() > cap {
+        take_best(&mut pool, cap);
+        pool.truncate(cap);
+    }
     st.pool = pool;
+}
+
+/// Reorders `pool` so that its `k` smallest estimates come first (in no
+/// particular order), in linear time. NaN estimates count as largest.
+fn take_best(pool: &mut [(f32, u64)], k: usize) {
+    if k < pool.len() && k > 0 {
+        pool.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
+    }
+}
+
+/// Removes and returns the `k` best candidates of the pool.
+fn pop_best(pool: &mut Vec<(f32, u64)>, k: usize) -> Vec<(f32, u64)> {
+    let k = k.min(pool.len());
+    take_best(pool, k);
+    pool.drain(..k).collect()
 }
 
 /// Moves the next batch of candidates from the pool to the ready queue,
@@ -298,18 +326,18 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
 unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let exact = st.rerank > 0 || st.meta.untrained != 0;
     if !exact {
-        let take = st.pool.len().min(1024);
-        let start = st.pool.len() - take;
-        st.ready.extend(st.pool.drain(start..));
+        // Estimated order: hand out the next 1024 best, sorted, best last.
+        let mut batch = pop_best(&mut st.pool, 1024);
+        batch.sort_by(|a, b| b.0.total_cmp(&a.0));
+        st.ready = batch;
         return;
     }
     let take = if st.meta.untrained != 0 {
         st.pool.len()
     } else {
-        st.pool.len().min(st.rerank)
+        st.rerank
     };
-    let start = st.pool.len() - take;
-    let batch: Vec<(f32, u64)> = st.pool.drain(start..).collect();
+    let batch = pop_best(&mut st.pool, take);
     let metric = st.model.as_ref().expect("started").metric;
     // SAFETY: live scan: its heap relation, snapshot and index are open.
     unsafe { ensure_fetch(scan, st) };
@@ -317,7 +345,7 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     // SAFETY: switching to our own short-lived context for detoasted vectors
     // and expression results; switched back and reset below.
     let old = unsafe { pg_sys::MemoryContextSwitchTo(st.tmp) };
-    for &(_, tid) in batch.iter().rev() {
+    for &(_, tid) in &batch {
         pg_sys::check_for_interrupts!();
         // SAFETY: fetch/slot/estate were set up by ensure_fetch for this scan.
         if let Some(x) = unsafe { fetch_vector(scan, st, tid) } {
@@ -396,6 +424,18 @@ unsafe fn fetch_vector<'a>(
         if !found {
             return None;
         }
+        // FormIndexDatum evaluates index expressions in the estate's per-tuple
+        // expression context, reading the row from its scan tuple: it must be
+        // our slot (without this, expression indexes crashed on a NULL scan
+        // tuple). Resetting frees the previous row's expression results, which
+        // the caller no longer uses.
+        let econtext = if (*st.estate).es_per_tuple_exprcontext.is_null() {
+            pg_sys::MakePerTupleExprContext(st.estate)
+        } else {
+            (*st.estate).es_per_tuple_exprcontext
+        };
+        pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+        (*econtext).ecxt_scantuple = st.slot;
         let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
         let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
         pg_sys::FormIndexDatum(

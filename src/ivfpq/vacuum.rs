@@ -24,6 +24,11 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let Some(callback) = callback else {
         return stats;
     };
+    // Each pass counts the entries left from scratch (VACUUM calls this once per
+    // batch of dead TIDs when they do not fit in maintenance_work_mem; summing
+    // the passes over-counted the index's rows), as btree does.
+    // SAFETY: stats was allocated above.
+    unsafe { (*stats).num_index_tuples = 0.0 };
     let meta = model::read_meta(index);
     let geom = DataGeom::new(meta.code_size as usize);
     for list in 0..meta.lists {
@@ -96,6 +101,13 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     // SAFETY: info is VACUUM's; analyze_only means nothing was deleted.
     unsafe {
         if (*info).analyze_only {
+            return stats;
+        }
+        // No ambulkdelete pass (nothing to delete): return NULL so that VACUUM
+        // keeps the index's statistics. Returning zeroed stats made VACUUM
+        // record reltuples = 0 for the index (num_index_tuples is only counted
+        // by ambulkdelete).
+        if stats.is_null() {
             return stats;
         }
         let stats = alloc_stats(stats);
