@@ -257,7 +257,14 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
     let model = st.model.clone().expect("started");
     let geom = DataGeom::new(st.meta.code_size as usize);
     let upto = (st.probed + st.probes).min(limit);
-    let cap = pool_cap();
+    // An untrained index (all estimates equal) promises to re-rank every row,
+    // so its pool has no cap: capping it dropped arbitrary rows once the table
+    // outgrew work_mem / 16 entries, and exact queries missed their answers.
+    let cap = if st.meta.untrained != 0 {
+        usize::MAX / 4
+    } else {
+        pool_cap()
+    };
     // An untrained index (built from no rows) holds placeholder codes: every
     // candidate is re-ranked, so no ADC tables. Its model's dimension is a
     // placeholder too when the column has none declared, so building tables
@@ -337,7 +344,10 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     } else {
         st.rerank
     };
-    let batch = pop_best(&mut st.pool, take);
+    let mut batch = pop_best(&mut st.pool, take);
+    // Fetch in TID order: the heap fetch keeps its buffer pinned while
+    // consecutive TIDs stay on one page, and the reads walk the table forward.
+    batch.sort_unstable_by_key(|&(_, tid)| tid);
     let metric = st.model.as_ref().expect("started").metric;
     // SAFETY: live scan: its heap relation, snapshot and index are open.
     unsafe { ensure_fetch(scan, st) };

@@ -1,0 +1,1164 @@
+#!/usr/bin/env python3
+"""arrw benchmark: ivfpq against exact search, pgvector (ivfflat, hnsw), VectorChord
+(when installed) and a FAISS IndexIVFPQ reference.
+
+Run it through `bench/run` (which prepares the venv and installs arrw); see
+bench/README.md for what is measured and the caveats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import platform
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / ".bench"
+PGDIR = BENCH / "pg"
+PGDATA = PGDIR / "data"
+PGLOG = PGDIR / "log"
+RESULTS = BENCH / "results"
+SYS_PG_BIN = Path(os.environ.get("ARRW_BENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+# The server runs from a private copy of the PostgreSQL tree (PostgreSQL finds its
+# lib/ and share/ relative to its binaries) holding a snapshot of arrw taken at
+# start: `cargo pgrx install` overwrites arrw.so in place, which crashes a server
+# that has it loaded, and a mid-run reinstall would also mix builds in one report.
+PGROOT = BENCH / "pgroot"
+PG_BIN = PGROOT / "lib" / "postgresql" / "15" / "bin"
+DATA = Path(os.environ.get("ARRW_BENCH_DATA", "/work/shared/datasets"))
+K = 10
+ARRW_DB = "arrw_bench"
+PGV_DB = "pgv_bench"
+
+DATASETS = {
+    "sift": dict(
+        dir="dev-sift",
+        base="base.u8.npy",
+        query="query.u8.npy",
+        gt="groundtruth.i32.npy",
+        metric="l2",
+        op="<->",
+        opclass="vector_l2_ops",
+    ),
+    "minilm": dict(
+        dir="pydoc-minilm",
+        base="base.f16.npy",
+        query="query.f32.npy",
+        gt="groundtruth.i32.npy",
+        metric="cosine",
+        op="<=>",
+        opclass="vector_cosine_ops",
+    ),
+}
+
+SERVER_CONF = {
+    "listen_addresses": "''",
+    "shared_buffers": "4GB",
+    "maintenance_work_mem": "2GB",
+    "max_parallel_maintenance_workers": "0",
+    "effective_cache_size": "16GB",
+    "jit": "off",
+    # Benchmark only: no durability. Said so in the output.
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "max_wal_size": "16GB",
+    "checkpoint_timeout": "1h",
+    "autovacuum": "off",
+    "log_min_messages": "warning",
+    "log_line_prefix": "'%m [%p] '",
+}
+
+
+def log(msg: str) -> None:
+    print(f"\033[1m==> {msg}\033[0m", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- server
+
+
+def as_pg(args: list[str], env: dict[str, str] | None = None, check=True, quiet=False):
+    """Runs a PostgreSQL program as the postgres OS user (we are usually root)."""
+    envargs = ["env", "-u", "RUST_BACKTRACE"] + [f"{k}={v}" for k, v in (env or {}).items()]
+    cmd = envargs + args
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.run(cmd, check=check, stdout=out, stderr=out)
+
+
+class Cluster:
+    def __init__(self, port: int, extra_env: dict[str, str]):
+        self.port = port
+        self.extra_env = extra_env
+        self.started_at = 0.0
+        self.preload: list[str] = []
+
+    def _conf_text(self) -> str:
+        conf = dict(SERVER_CONF)
+        conf["port"] = str(self.port)
+        conf["unix_socket_directories"] = f"'{PGDIR}'"
+        conf["shared_preload_libraries"] = "'" + ", ".join(self.preload) + "'"
+        return "".join(f"{k} = {v}\n" for k, v in conf.items())
+
+    def init(self) -> None:
+        PGDIR.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(PGDIR, "postgres", "postgres")
+        if not (PGDATA / "PG_VERSION").exists():
+            log(f"initdb {PGDATA}")
+            as_pg(
+                [str(PG_BIN / "initdb"), "-D", str(PGDATA), "-U", "postgres",
+                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+                quiet=True,
+            )
+        main = PGDATA / "postgresql.conf"
+        text = main.read_text()
+        if "include_if_exists = 'bench.conf'" not in text:
+            with main.open("a") as f:
+                f.write("\ninclude_if_exists = 'bench.conf'\n")
+        libdir = Path(subprocess.run([str(PG_BIN / "pg_config"), "--pkglibdir"],
+                                     capture_output=True, text=True, check=True).stdout.strip())
+        self.preload = ["arrw"]
+        if (libdir / "vchord.so").exists():
+            self.preload.append("vchord")
+        (PGDATA / "bench.conf").write_text(self._conf_text())
+        if os.geteuid() == 0:
+            shutil.chown(PGDATA / "bench.conf", "postgres", "postgres")
+
+    def running(self) -> bool:
+        r = as_pg([str(PG_BIN / "pg_ctl"), "-D", str(PGDATA), "status"], check=False, quiet=True)
+        return r.returncode == 0
+
+    def start(self) -> None:
+        if self.running():
+            self.stop()
+        log(f"starting PostgreSQL on socket {PGDIR} port {self.port} (log {PGLOG})")
+        if not PGLOG.exists():
+            PGLOG.touch()
+            if os.geteuid() == 0:
+                shutil.chown(PGLOG, "postgres", "postgres")
+        as_pg([str(PG_BIN / "pg_ctl"), "-D", str(PGDATA), "-l", str(PGLOG), "-w", "-t", "120", "start"],
+              env=self.extra_env, quiet=True)
+        self.started_at = time.time()
+
+    def stop(self) -> None:
+        r = as_pg([str(PG_BIN / "pg_ctl"), "-D", str(PGDATA), "-m", "fast", "-w", "-t", "60", "stop"],
+                  check=False, quiet=True)
+        if r.returncode != 0 and self.running():
+            log("fast shutdown did not finish; immediate shutdown")
+            as_pg([str(PG_BIN / "pg_ctl"), "-D", str(PGDATA), "-m", "immediate", "-w", "stop"],
+                  check=False, quiet=True)
+
+    def ensure_fresh(self) -> None:
+        """Starts the server if it is not running (e.g. after a crash it did not survive)."""
+        if not self.running():
+            log("server is not running; starting it")
+            self.start()
+
+    def connect(self, db: str, wait: float = 120.0) -> psycopg.Connection:
+        """Connects, waiting out crash recovery or a start-up in progress."""
+        deadline = time.time() + wait
+        while True:
+            try:
+                return psycopg.connect(host=str(PGDIR), port=self.port, user="postgres", dbname=db,
+                                       autocommit=True)
+            except psycopg.OperationalError as e:
+                msg = str(e)
+                transient = ("recovery mode" in msg or "starting up" in msg or "shutting down" in msg
+                             or "No such file" in msg or "Connection refused" in msg)
+                if not transient or time.time() > deadline:
+                    raise
+                time.sleep(1)
+
+
+def pg_paths(bindir: Path) -> tuple[Path, Path]:
+    out = subprocess.run([str(bindir / "pg_config"), "--pkglibdir", "--sharedir"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    return Path(out[0]), Path(out[1])
+
+
+def elf_build_id(path: Path) -> str:
+    """The GNU build id of an ELF file (to say which arrw build was measured)."""
+    data = path.read_bytes()
+    i = data.find(b"GNU\x00", 0, 1 << 16)
+    if i < 12:
+        return "?"
+    n = struct.unpack_from("<I", data, i - 8)[0]
+    return data[i + 4:i + 4 + n].hex() if n <= 64 else "?"
+
+
+def has_debug_info(path: Path) -> bool:
+    """True when the ELF file has a .debug_info section (a debug build of arrw)."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return False
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    strtab = struct.unpack_from("<Q", data, shoff + shstrndx * shentsize + 0x18)[0]
+    for k in range(shnum):
+        name_off = struct.unpack_from("<I", data, shoff + k * shentsize)[0]
+        end = data.index(b"\x00", strtab + name_off)
+        if data[strtab + name_off:end] == b".debug_info":
+            return True
+    return False
+
+
+def snapshot_install(arrw_pkg: Path | None) -> dict:
+    """Copies the system PostgreSQL tree (binaries, libraries, share/) to PGROOT with
+    arrw taken from the system install, or from a `cargo pgrx package` directory."""
+    sys_lib, sys_share = pg_paths(SYS_PG_BIN)
+    if PGROOT.exists():
+        shutil.rmtree(PGROOT)
+    lib = PG_BIN.parent / "lib"
+    share = PGROOT / "share" / "postgresql" / "15"
+    shutil.copytree(SYS_PG_BIN, PG_BIN, symlinks=True)
+    lib.mkdir(parents=True)
+    shutil.copytree(sys_share, share, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if n.startswith("arrw")])
+    src_lib, src_ext = sys_lib, sys_share / "extension"
+    if arrw_pkg is not None:
+        libs = list(arrw_pkg.rglob("arrw.so"))
+        ctls = list(arrw_pkg.rglob("arrw.control"))
+        if not libs or not ctls:
+            raise SystemExit(f"{arrw_pkg}: no arrw.so / arrw.control (expected `cargo pgrx package` output)")
+        src_lib, src_ext = libs[0].parent, ctls[0].parent
+    for f in sys_lib.iterdir():
+        if f.suffix == ".so" and f.name != "arrw.so":
+            shutil.copy2(f, lib / f.name)
+    shutil.copy2(src_lib / "arrw.so", lib / "arrw.so")
+    for f in src_ext.glob("arrw*"):
+        shutil.copy2(f, share / "extension" / f.name)
+    got_lib, got_share = pg_paths(PG_BIN)
+    if got_lib != lib or got_share != share:
+        raise SystemExit(f"the copied PostgreSQL tree does not relocate ({got_lib}, {got_share})")
+    so = lib / "arrw.so"
+    st = (src_lib / "arrw.so").stat()
+    return {
+        "source": str(src_lib / "arrw.so"),
+        "mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime)),
+        "build_id": elf_build_id(so),
+        "debug": has_debug_info(so),
+        "size_mb": so.stat().st_size / 2**20,
+    }
+
+
+class LogMark:
+    """Remembers the end of the server log, to show what a failing step logged."""
+
+    def __init__(self) -> None:
+        self.pos = PGLOG.stat().st_size if PGLOG.exists() else 0
+
+    def new_lines(self, limit=40) -> list[str]:
+        try:
+            with PGLOG.open("rb") as f:
+                f.seek(self.pos)
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+        return lines[-limit:]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_dataset(name: str, rows: int | None, nq: int | None):
+    spec = DATASETS[name]
+    d = DATA / spec["dir"]
+    base = np.load(d / spec["base"]).astype(np.float32)
+    queries = np.load(d / spec["query"]).astype(np.float32)
+    gt = np.load(d / spec["gt"])[:, :K].astype(np.int64)
+    if nq is not None:
+        queries, gt = queries[:nq], gt[:nq]
+    if rows is not None and rows < len(base):
+        base = base[:rows]
+        gt = brute_force(base, queries, spec["metric"])
+    return base, queries, gt
+
+
+def brute_force(base: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
+    out = np.empty((len(queries), K), dtype=np.int64)
+    if metric == "cosine":
+        b = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-30)
+        q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+    else:
+        b, q = base, queries
+    bn = (b.astype(np.float64) ** 2).sum(1)
+    for s in range(0, len(q), 100):
+        qq = q[s:s + 100].astype(np.float64)
+        if metric == "cosine":
+            dist = -(qq @ b.T.astype(np.float64))
+        else:
+            dist = bn[None, :] - 2 * (qq @ b.T.astype(np.float64))
+        part = np.argpartition(dist, K, axis=1)[:, :K]
+        order = np.take_along_axis(dist, part, 1).argsort(1)
+        out[s:s + 100] = np.take_along_axis(part, order, 1)
+    return out
+
+
+def vec_bytes(v: np.ndarray) -> bytes:
+    """pgvector's binary format (also arrw's): int16 dim, int16 unused, float4[]."""
+    return struct.pack(">HH", len(v), 0) + np.ascontiguousarray(v, dtype=">f4").tobytes()
+
+
+class Vec:
+    __slots__ = ("b",)
+
+    def __init__(self, b: bytes):
+        self.b = b
+
+
+def register_vector(conn: psycopg.Connection) -> None:
+    oid = conn.execute("SELECT 'vector'::regtype::oid").fetchone()[0]
+
+    class VecDumper(Dumper):
+        format = Format.BINARY
+
+        def dump(self, obj):
+            return obj.b
+
+    VecDumper.oid = oid
+    conn.adapters.register_dumper(Vec, VecDumper)
+
+
+def copy_items(conn: psycopg.Connection, base: np.ndarray) -> None:
+    n, d = base.shape
+    dt = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i4"), ("l2", ">i4"),
+                   ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (d,))])
+    with conn.cursor() as cur:
+        with cur.copy("COPY items (id, embedding) FROM STDIN (FORMAT binary)") as cp:
+            cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+            chunk = 8192
+            for s in range(0, n, chunk):
+                e = min(n, s + chunk)
+                rec = np.empty(e - s, dtype=dt)
+                rec["nf"] = 2
+                rec["l1"] = 4
+                rec["id"] = np.arange(s, e)
+                rec["l2"] = 4 + 4 * d
+                rec["dim"] = d
+                rec["unused"] = 0
+                rec["v"] = base[s:e]
+                cp.write(rec.tobytes())
+            cp.write(struct.pack(">h", -1))
+
+
+def setup_db(cluster: Cluster, db: str, ext: str, base: np.ndarray) -> float:
+    with cluster.connect("postgres") as c:
+        c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {db}")
+    with cluster.connect(db) as c:
+        c.execute(f"CREATE EXTENSION {ext}")
+        c.execute(f"CREATE TABLE items (id int PRIMARY KEY, embedding vector({base.shape[1]}))")
+        t0 = time.perf_counter()
+        copy_items(c, base)
+        dt = time.perf_counter() - t0
+        c.execute("VACUUM (ANALYZE) items")
+        c.execute("CHECKPOINT")
+    return dt
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Row:
+    dataset: str
+    engine: str
+    params: str  # index build options
+    knob: str  # query-time settings
+    recall: float = float("nan")
+    qps: float = float("nan")
+    build_s: float = float("nan")
+    index_mb: float = float("nan")
+    plan: str = ""
+    series: str = ""  # curve this point belongs to in the plot
+    load: float = float("nan")  # 1-minute load average right after the point
+    note: str = ""
+    knobs: dict = field(default_factory=dict)
+
+
+def recall_of(results: list[list[int]], gt: np.ndarray) -> float:
+    hit = 0
+    for r, g in zip(results, gt):
+        hit += len(set(r[:K]) & set(g[:K].tolist()))
+    return hit / (K * len(gt))
+
+
+def plan_kind(conn, sql: str, q: Vec) -> str:
+    lines = [r[0] for r in conn.execute("EXPLAIN (COSTS OFF) " + sql, (q,)).fetchall()]
+    text = " ".join(lines)
+    if "Index Scan" in text and "items_pkey" not in text:
+        return "index"
+    if "Gather" in text:
+        return "parallel seq"
+    if "Seq Scan" in text:
+        return "seq"
+    return text[:60]
+
+
+REPEAT = 1  # timed passes per point (best is kept); set from --repeat
+
+
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return float("nan")
+
+
+def run_queries(conn, sql: str, qs: list[Vec], warm: int | None = None):
+    """One warm-up pass (or `warm` queries), then REPEAT timed passes, one query at
+    a time; returns the results and the best pass's queries per second."""
+    phase, i = "warm-up", 0
+    best = 0.0
+    try:
+        with conn.cursor(binary=True) as cur:
+            for i, q in enumerate(qs if warm is None else qs[:warm]):
+                cur.execute(sql, (q,), prepare=True)
+                cur.fetchall()
+            for rep in range(REPEAT):
+                phase = f"timed #{rep + 1}"
+                res = []
+                t0 = time.perf_counter()
+                for i, q in enumerate(qs):
+                    cur.execute(sql, (q,), prepare=True)
+                    res.append([r[0] for r in cur.fetchall()])
+                best = max(best, len(qs) / (time.perf_counter() - t0))
+    except psycopg.Error as e:
+        e.add_note(f"at query #{i} (0-based) of the {phase} pass")
+        raise
+    return res, best
+
+
+def apply_settings(conn, settings: dict) -> None:
+    for k, v in settings.items():
+        conn.execute(f"SET {k} = {v}")
+
+
+def reset_settings(conn, settings: dict) -> None:
+    for k in settings:
+        conn.execute(f"RESET {k}")
+    conn.execute("RESET enable_seqscan")
+
+
+def measure_point(conn, sql, qs, gt, settings, want_index=True, warm=None, repeat=None):
+    apply_settings(conn, settings)
+    plan = plan_kind(conn, sql, qs[0])
+    forced = False
+    if want_index and plan != "index":
+        conn.execute("SET enable_seqscan = off")
+        forced = True
+        plan = plan_kind(conn, sql, qs[0])
+    global REPEAT
+    saved = REPEAT
+    if repeat is not None:
+        REPEAT = repeat
+    try:
+        res, qps = run_queries(conn, sql, qs, warm)
+    finally:
+        REPEAT = saved
+    reset_settings(conn, settings)
+    return recall_of(res, gt), qps, plan + (" (forced)" if forced else "")
+
+
+def index_size_mb(conn, name: str) -> float:
+    return conn.execute("SELECT pg_relation_size(%s::regclass)", (name,)).fetchone()[0] / 2**20
+
+
+def build_index(conn, ddl: str, name: str):
+    conn.execute(f"DROP INDEX IF EXISTS {name}")
+    t0 = time.perf_counter()
+    conn.execute(ddl)
+    dt = time.perf_counter() - t0
+    conn.execute("ANALYZE items")
+    return dt, index_size_mb(conn, name)
+
+
+def ivfpq_info(conn, name: str):
+    """(lists, m, nbits) from arrw's ivfpq_info(regclass) when it exists."""
+    rows = conn.execute(
+        "SELECT n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE p.proname = 'ivfpq_info' ORDER BY n.nspname = 'arrw' DESC LIMIT 1").fetchall()
+    if not rows:
+        return None
+    nsp, fn = rows[0]
+    try:
+        cur = conn.execute(f'SELECT * FROM "{nsp}"."{fn}"(%s::regclass)', (name,))
+        cols = [d.name for d in cur.description]
+        vals = cur.fetchall()
+    except psycopg.Error as e:
+        return {"error": str(e).strip()}
+    info: dict = {}
+    if len(vals) == 1:
+        info = dict(zip(cols, vals[0]))
+        if len(cols) == 1 and isinstance(vals[0][0], dict):
+            info = vals[0][0]
+    elif vals and len(cols) == 2:  # key/value rows
+        info = {str(k): v for k, v in vals}
+    return info
+
+
+def pick(info: dict, *names):
+    for n in names:
+        if n in info and info[n] is not None:
+            try:
+                return int(info[n])
+            except (TypeError, ValueError):
+                pass
+    return None
+
+
+def arrw_default_params(rows: int, dim: int):
+    """Mirror of arrw_core::ivf::default_params, used only when ivfpq_info is missing."""
+    lists = min(max(rows // 500, 1), 1000)
+    target = min(max(dim // 4, 1), 2048)
+    m = next(m for m in range(target, 0, -1) if dim % m == 0)
+    return lists, m, 8
+
+
+# --------------------------------------------------------------------------- faiss
+
+
+class FaissRef:
+    """FAISS IndexIVFPQ (+ IndexRefineFlat) with arrw's lists/m/nbits."""
+
+    def __init__(self, base, queries, gt, metric):
+        import faiss
+
+        # One thread: OpenMP oversubscription on a busy 2-core machine is slower,
+        # and the build time then compares with pgvector's single-core builds.
+        faiss.omp_set_num_threads(1)
+        self.metric = metric
+        self.base = base
+        self.queries = queries
+        if metric == "cosine":
+            self.base = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-30)
+            self.queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+        self.base = np.ascontiguousarray(self.base, dtype=np.float32)
+        self.queries = np.ascontiguousarray(self.queries, dtype=np.float32)
+        self.gt = gt
+        self.cache = {}
+
+    def index(self, lists, m, nbits):
+        import faiss
+
+        key = (lists, m, nbits)
+        if key not in self.cache:
+            d = self.base.shape[1]
+            quant = faiss.IndexFlatL2(d)
+            ivf = faiss.IndexIVFPQ(quant, d, lists, m, nbits)
+            refine = faiss.IndexRefineFlat(ivf)
+            t0 = time.perf_counter()
+            refine.train(self.base)
+            refine.add(self.base)
+            self.cache[key] = (ivf, refine, time.perf_counter() - t0)
+        return self.cache[key]
+
+    def point(self, lists, m, nbits, probes, rerank, qps=False):
+        ivf, refine, build_s = self.index(lists, m, nbits)
+        ivf.nprobe = probes
+        if rerank > 0:
+            refine.k_factor = max(rerank / K, 1.0)
+            idx = refine
+        else:
+            idx = ivf
+        _, found = idx.search(self.queries, K)
+        rec = recall_of([list(r) for r in found], self.gt)
+        q = float("nan")
+        if qps:
+            t0 = time.perf_counter()
+            for i in range(len(self.queries)):
+                idx.search(self.queries[i:i + 1], K)
+            q = len(self.queries) / (time.perf_counter() - t0)
+        return rec, q, build_s
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Plan:
+    quick: bool
+    exact_queries: int
+    ivfpq_probes: list[int]
+    ivfpq_reranks: list[int]  # extra rerank series besides 100
+    ivfpq_extra_probes: list[int]
+    ivfflat_probes: list[int]
+    hnsw_ef: list[int]
+    vchord_probes: list[int]
+
+
+def make_plan(quick: bool, exact_queries: int | None) -> Plan:
+    if quick:
+        return Plan(True, exact_queries or 50, [1, 4, 16, 64], [400], [4, 16],
+                    [1, 4, 16], [10, 40, 200], [1, 4, 16])
+    return Plan(False, exact_queries or 200, [1, 2, 4, 8, 16, 32, 64], [0, 40, 400],
+                [2, 4, 8, 16, 32, 64], [1, 2, 4, 8, 16, 32, 64],
+                [10, 20, 40, 80, 120, 200, 400], [1, 2, 4, 8, 16, 32, 64])
+
+
+class Runner:
+    def __init__(self, cluster: Cluster, args, plan: Plan):
+        self.cluster = cluster
+        self.args = args
+        self.plan = plan
+        self.rows: list[Row] = []
+        self.errors: list[tuple[str, str]] = []  # (dataset, text)
+        self.current_ds = ""
+        self.faiss_rows: list[tuple] = []  # (engine, probes, rerank, arrw recall, faiss recall)
+
+    def fail(self, what: str, sql: str, err: Exception, mark: LogMark) -> None:
+        lines = mark.new_lines()
+        msg = [f"ERROR in {what}", f"  statement: {sql}", f"  error: {type(err).__name__}: {str(err).strip()}"]
+        msg += [f"  {n}" for n in getattr(err, "__notes__", [])]
+        diag = getattr(err, "diag", None)
+        if diag is not None and getattr(diag, "message_detail", None):
+            msg.append(f"  detail: {diag.message_detail}")
+        if lines:
+            msg.append("  server log:")
+            msg += ["    " + ln for ln in lines]
+        text = "\n".join(msg)
+        print(text, flush=True)
+        self.errors.append((self.current_ds, text))
+        time.sleep(1)
+        if not self.cluster.running():
+            log("the server is down; restarting it")
+            self.cluster.start()
+        else:
+            self.cluster.connect("postgres").close()  # waits out crash recovery
+
+    def sweep(self, db, ds, engine, params, series_points, gt, qs, build_s, size_mb, sql, faiss_cfg=None):
+        """series_points: list of (series, knob label, settings dict, knobs dict). Each
+        point gets a new connection, so no plan cached at one setting serves another."""
+        for series, label, settings, knobs in series_points:
+            mark = LogMark()
+            conn = None
+            try:
+                conn = self.cluster.connect(db)
+                register_vector(conn)
+                rec, qps, plan = measure_point(conn, sql, qs, gt, settings)
+            except psycopg.Error as e:
+                crashed = conn is None or conn.broken
+                self.fail(f"{engine} {params} {label}", f"{sql}  -- with {settings}", e, mark)
+                self.rows.append(Row(ds, engine, params, label, build_s=build_s, index_mb=size_mb,
+                                     plan="ERROR", series=series,
+                                     note=("server crashed" if crashed else str(e).strip().splitlines()[0])))
+                if crashed:
+                    self.cluster.ensure_fresh()
+                continue
+            finally:
+                if conn is not None:
+                    conn.close()
+            row = Row(ds, engine, params, label, rec, qps, build_s, size_mb, plan, series, knobs=knobs,
+                      load=loadavg())
+            if faiss_cfg is not None:
+                fr = faiss_cfg(knobs)
+                if fr is not None:
+                    row.note = f"faiss recall {fr:.3f}"
+                    self.faiss_rows.append((ds, f"{engine} {params}", knobs["probes"], knobs["rerank"], rec, fr))
+            self.rows.append(row)
+            print(f"    {engine:14s} {params:28s} {label:28s} recall {rec:.3f}  {qps:8.1f} q/s  [{plan}]"
+                  f" load {row.load:.1f}" + (f"  {row.note}" if row.note else ""), flush=True)
+        return True
+
+    # -- engines ------------------------------------------------------------
+
+    def exact(self, ds, db, engine, sql, qs, gt):
+        n = min(self.plan.exact_queries, len(qs))
+        out = {}
+        for workers, label in [(0, "max_parallel_workers_per_gather=0"), (None, "parallel workers default")]:
+            settings = {"max_parallel_workers_per_gather": workers} if workers is not None else {}
+            mark = LogMark()
+            conn = None
+            try:
+                conn = self.cluster.connect(db)
+                register_vector(conn)
+                rec, qps, plan = measure_point(conn, sql, qs[:n], gt[:n], settings, want_index=False,
+                                               warm=min(10, n), repeat=1)
+            except psycopg.Error as e:
+                self.fail(f"exact {engine} {label}", sql, e, mark)
+                continue
+            finally:
+                if conn is not None:
+                    conn.close()
+            r = Row(ds, f"exact ({engine})", "seq scan", label, rec, qps, plan=plan,
+                    series=f"exact ({engine})", note=f"{n} queries", load=loadavg())
+            self.rows.append(r)
+            out[workers] = qps
+            print(f"    exact {engine:8s} {label:36s} recall {rec:.3f}  {qps:8.2f} q/s  [{plan}] load {r.load:.1f}",
+                  flush=True)
+        return out
+
+    def arrw_ivfpq(self, ds, spec, base, qs, gt, faiss_ref, label, opts):
+        rows, dim = base.shape
+        with_ = ""
+        if opts:
+            with_ = " WITH (" + ", ".join(f"{k} = {v}" for k, v in opts.items()) + ")"
+        ddl = f"CREATE INDEX items_ivfpq ON items USING ivfpq (embedding {spec['opclass']}){with_}"
+        log(f"arrw: {ddl}")
+        conn = self.cluster.connect(ARRW_DB)
+        mark = LogMark()
+        try:
+            build_s, size = build_index(conn, ddl, "items_ivfpq")
+        except psycopg.Error as e:
+            self.fail(f"arrw ivfpq build ({label})", ddl, e, mark)
+            conn.close()
+            return
+        info = ivfpq_info(conn, "items_ivfpq")
+        conn.close()
+        lists = m = nbits = None
+        source = "options"
+        if info and "error" not in info:
+            lists = pick(info, "lists", "n_lists", "nlists")
+            m = pick(info, "m", "pq_m", "subquantizers")
+            nbits = pick(info, "nbits", "pq_nbits", "bits")
+            source = "arrw.ivfpq_info"
+        d_lists, d_m, d_nbits = arrw_default_params(rows, dim)
+        if lists is None:
+            lists, source = opts.get("lists", d_lists), ("options" if "lists" in opts else "default_params mirror")
+        m = m if m is not None else opts.get("m", d_m)
+        nbits = nbits if nbits is not None else opts.get("nbits", d_nbits)
+        params = f"{label}: lists={lists} m={m} nbits={nbits}"
+        print(f"    built in {build_s:.1f} s, {size:.1f} MB; parameters from {source}"
+              + (f"; ivfpq_info: {info}" if info else ""), flush=True)
+        sql = f"SELECT id FROM items ORDER BY embedding {spec['op']} %b LIMIT {K}"
+        pts = []
+        for p in self.plan.ivfpq_probes:
+            if p <= lists:
+                pts.append(("rerank=100", f"probes={p} rerank=100", {"ivfpq.probes": p, "ivfpq.rerank": 100},
+                            {"probes": p, "rerank": 100}))
+        for rr in self.plan.ivfpq_reranks:
+            for p in self.plan.ivfpq_extra_probes:
+                if p <= lists:
+                    pts.append((f"rerank={rr}", f"probes={p} rerank={rr}", {"ivfpq.probes": p, "ivfpq.rerank": rr},
+                                {"probes": p, "rerank": rr}))
+
+        def fcfg(knobs):
+            if faiss_ref is None:
+                return None
+            rec, _, _ = faiss_ref.point(lists, m, nbits, knobs["probes"], knobs["rerank"])
+            return rec
+
+        engine = f"arrw ivfpq ({label})"
+        self.sweep(ARRW_DB, ds, engine, params, [(f"{engine} {s}", *rest) for s, *rest in pts], gt, qs,
+                   build_s, size, sql, fcfg)
+        # the index's own defaults, as a user who never SETs anything gets them
+        self.sweep(ARRW_DB, ds, engine, params, [(f"{engine} built-in defaults", "probes/rerank: index defaults", {},
+                                                  {"probes": None, "rerank": None})],
+                   gt, qs, build_s, size, sql, None)
+        if faiss_ref is not None:
+            # FAISS in-process single-thread speed at the rerank=100 points, for reference
+            ivf_build = faiss_ref.index(lists, m, nbits)[2]
+            for p in self.plan.ivfpq_probes:
+                if p <= lists:
+                    rec, q, _ = faiss_ref.point(lists, m, nbits, p, 100, qps=True)
+                    self.rows.append(Row(ds, f"faiss IVFPQ+refine ({label})", f"lists={lists} m={m} nbits={nbits}",
+                                         f"nprobe={p} k_factor=10", rec, q, ivf_build, float("nan"),
+                                         "in-process, 1 thread", f"faiss ({label}, no SQL)"))
+        conn = self.cluster.connect(ARRW_DB)
+        conn.execute("DROP INDEX IF EXISTS items_ivfpq")
+        conn.close()
+
+    def pgv_index(self, ds, spec, qs, gt, engine, ddl, name, points):
+        log(f"pgvector: {ddl}")
+        conn = self.cluster.connect(PGV_DB)
+        mark = LogMark()
+        try:
+            build_s, size = build_index(conn, ddl, name)
+        except psycopg.Error as e:
+            self.fail(f"{engine} build", ddl, e, mark)
+            conn.close()
+            return
+        conn.close()
+        print(f"    built in {build_s:.1f} s, {size:.1f} MB", flush=True)
+        params = ddl.split(" USING ", 1)[1].split(" ", 1)[1].replace(f"(embedding {spec['opclass']})", "").strip() or "defaults"
+        sql = f"SELECT id FROM items ORDER BY embedding {spec['op']} %b LIMIT {K}"
+        self.sweep(PGV_DB, ds, engine, params, points, gt, qs, build_s, size, sql)
+        conn = self.cluster.connect(PGV_DB)
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+        conn.close()
+
+    # -- one dataset -----------------------------------------------------------
+
+    def dataset(self, ds: str) -> None:
+        spec = DATASETS[ds]
+        self.current_ds = ds
+        rows = self.args.rows or (20000 if self.plan.quick else None)
+        nq = self.args.queries or (200 if self.plan.quick else None)
+        log(f"{ds}: loading numpy arrays")
+        base, queries, gt = load_dataset(ds, rows, nq)
+        n, dim = base.shape
+        print(f"\n## {ds}: {n} rows x {dim} dims, {len(queries)} queries, metric {spec['metric']} "
+              f"({spec['op']}, {spec['opclass']})", flush=True)
+        qs = [Vec(vec_bytes(q)) for q in queries]
+        self.cluster.ensure_fresh()
+
+        have_pgv = self.has_ext("vector")
+        have_vchord = self.has_ext("vchord") and "vchord" in self.cluster.preload
+        t = setup_db(self.cluster, ARRW_DB, "arrw", base)
+        print(f"    loaded {ARRW_DB} with COPY (binary) in {t:.1f} s", flush=True)
+        if have_pgv:
+            t = setup_db(self.cluster, PGV_DB, "vector", base)
+            print(f"    loaded {PGV_DB} with COPY (binary) in {t:.1f} s", flush=True)
+        else:
+            print("    pgvector (extension 'vector') is not installed: no pgvector engines", flush=True)
+
+        sql = f"SELECT id FROM items ORDER BY embedding {spec['op']} %b LIMIT {K}"
+        log(f"{ds}: exact search")
+        ex_a = self.exact(ds, ARRW_DB, "arrw", sql, qs, gt)
+        ex_p = self.exact(ds, PGV_DB, "pgvector", sql, qs, gt) if have_pgv else {}
+        self.exact_ratio = getattr(self, "exact_ratio", {})
+        self.exact_ratio[ds] = (ex_a, ex_p)
+
+        faiss_ref = None if self.args.no_faiss else FaissRef(base, queries, gt, spec["metric"])
+        self.cluster.ensure_fresh()
+        self.arrw_ivfpq(ds, spec, base, qs, gt, faiss_ref, "default", {})
+        fixed = dict(lists=max(1, round(math.sqrt(n))), m=fixed_m(dim), nbits=8)
+        if self.args.fixed:
+            fixed = dict(kv.split("=") for kv in self.args.fixed.split(","))
+            fixed = {k: int(v) for k, v in fixed.items()}
+        # --quick: FAISS only for the default index (its PQ training is the slow part)
+        self.arrw_ivfpq(ds, spec, base, qs, gt, None if self.plan.quick else faiss_ref, "fixed", fixed)
+
+        if have_pgv:
+            lists = max(1, n // 1000)
+            self.pgv_index(ds, spec, qs, gt, "pgvector ivfflat",
+                           f"CREATE INDEX items_ivfflat ON items USING ivfflat (embedding {spec['opclass']}) WITH (lists = {lists})",
+                           "items_ivfflat",
+                           [("pgvector ivfflat", f"probes={p}", {"ivfflat.probes": p}, {"probes": p})
+                            for p in self.plan.ivfflat_probes if p <= lists])
+            self.pgv_index(ds, spec, qs, gt, "pgvector hnsw",
+                           f"CREATE INDEX items_hnsw ON items USING hnsw (embedding {spec['opclass']}) WITH (m = 16, ef_construction = 64)",
+                           "items_hnsw",
+                           [("pgvector hnsw", f"ef_search={e}", {"hnsw.ef_search": e}, {"ef_search": e})
+                            for e in self.plan.hnsw_ef])
+        if have_vchord and have_pgv:
+            self.vchord(ds, spec, n, qs, gt)
+        elif self.has_ext("vchord"):
+            print("    vchord is installed but vchord.so is not preloadable here: skipped", flush=True)
+
+    def vchord(self, ds, spec, n, qs, gt):
+        conn = self.cluster.connect(PGV_DB)
+        mark = LogMark()
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vchord CASCADE")
+        except psycopg.Error as e:
+            self.fail("vchord extension", "CREATE EXTENSION vchord CASCADE", e, mark)
+            conn.close()
+            return
+        conn.close()
+        lists = max(1, n // 1000)
+        ddl = (f"CREATE INDEX items_vchordrq ON items USING vchordrq (embedding {spec['opclass']}) WITH (options = $$\n"
+               f"residual_quantization = {'true' if spec['metric'] == 'l2' else 'false'}\n[build.internal]\nlists = [{lists}]\n$$)")
+        self.pgv_index(ds, spec, qs, gt, "vchordrq", ddl, "items_vchordrq",
+                       [("vchordrq", f"probes={p}", {"vchordrq.probes": f"'{p}'"}, {"probes": p})
+                        for p in self.plan.vchord_probes if p <= lists])
+
+    def has_ext(self, name: str) -> bool:
+        with self.cluster.connect("postgres") as c:
+            return c.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone() is not None
+
+
+def fixed_m(dim: int) -> int:
+    """8 dimensions per sub-quantizer (16 for SIFT-128, 48 for MiniLM-384)."""
+    target = max(1, dim // 8)
+    return next(m for m in range(target, 0, -1) if dim % m == 0)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt(v, spec):
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def best_at(rows: list[Row], target=0.95):
+    best: dict[str, Row] = {}
+    for r in rows:
+        if r.recall >= target and not math.isnan(r.qps):
+            key = r.engine
+            if key not in best or r.qps > best[key].qps:
+                best[key] = r
+    return best
+
+
+def report(runner: Runner, ds: str, header: str) -> str:
+    rows = [r for r in runner.rows if r.dataset == ds]
+    out = [header, ""]
+    w = (30, 36, 30, 9, 9, 8, 9, 5)
+    hdr = ("engine", "index params", "query params", "recall@10", "QPS", "build s", "index MB", "load")
+    out.append("  ".join(h.ljust(x) for h, x in zip(hdr, w)) + "  plan / note")
+    out.append("-" * 170)
+    for r in rows:
+        out.append("  ".join([r.engine.ljust(w[0]), r.params.ljust(w[1]), r.knob.ljust(w[2]),
+                              fmt(r.recall, ".3f").rjust(w[3]), fmt(r.qps, ".1f").rjust(w[4]),
+                              fmt(r.build_s, ".1f").rjust(w[5]), fmt(r.index_mb, ".1f").rjust(w[6]),
+                              fmt(r.load, ".1f").rjust(w[7])])
+                   + "  " + r.plan + ("; " + r.note if r.note else ""))
+    out.append("")
+    out.append("Best QPS at recall@10 >= 0.95, per engine:")
+    best = best_at(rows)
+    engines = list(dict.fromkeys(r.engine for r in rows))
+    for e in engines:
+        b = best.get(e)
+        if b:
+            out.append(f"  {e:34s} {b.qps:9.1f} q/s  recall {b.recall:.3f}  at {b.params} / {b.knob}")
+        else:
+            mx = max((r.recall for r in rows if r.engine == e and not math.isnan(r.recall)), default=float("nan"))
+            out.append(f"  {e:34s}       n/a  (best recall {mx:.3f})")
+
+    # exact search comparison
+    ex_a, ex_p = runner.exact_ratio.get(ds, ({}, {}))
+    if ex_a and ex_p:
+        out.append("")
+        out.append("Exact search (seq scan), arrw vs pgvector:")
+        for wkr, lab in [(0, "max_parallel_workers_per_gather = 0"), (None, "default parallel workers")]:
+            if wkr in ex_a and wkr in ex_p:
+                out.append(f"  {lab:38s} arrw {ex_a[wkr]:8.2f} q/s   pgvector {ex_p[wkr]:8.2f} q/s   "
+                           f"ratio arrw/pgvector {ex_a[wkr] / ex_p[wkr]:.2f}x")
+
+    # FAISS comparison
+    fr = [f for f in runner.faiss_rows if f[0] == ds]
+    if fr:
+        out.append("")
+        out.append("Recall at equal settings, arrw ivfpq vs FAISS IndexIVFPQ (+IndexRefineFlat k_factor=rerank/10):")
+        out.append(f"  {'index':44s} {'probes':>6s} {'rerank':>6s} {'arrw':>7s} {'faiss':>7s} {'diff':>7s}")
+        for _, eng, p, rr, a, f in fr:
+            out.append(f"  {eng:44s} {p:6d} {rr:6d} {a:7.3f} {f:7.3f} {a - f:+7.3f}")
+        diffs = [a - f for *_, a, f in fr]
+        out.append(f"  arrw >= faiss at {sum(d >= -0.005 for d in diffs)}/{len(diffs)} points (within 0.005); "
+                   f"mean diff {np.mean(diffs):+.4f}, worst {min(diffs):+.4f}")
+
+    out.append("")
+    out.append(targets(rows, fr))
+    return "\n".join(out)
+
+
+def targets(rows: list[Row], fr) -> str:
+    best = best_at(rows)
+    def first(prefix):
+        return next((r for r in rows if r.engine.startswith(prefix)), None)
+    ivf = best.get("pgvector ivfflat")
+    hnsw = best.get("pgvector hnsw")
+    ivf_any = first("pgvector ivfflat")
+    out = ["Targets (at recall@10 >= 0.95):"]
+    for label in ("default", "fixed"):
+        eng = f"arrw ivfpq ({label})"
+        a = best.get(eng)
+        anyrow = first(eng)
+        if anyrow is None:
+            out.append(f"  {eng}: no results")
+            continue
+        def verdict(ok):
+            return "MET" if ok else "NOT MET"
+        if a is None:
+            out.append(f"  {eng}: never reaches recall 0.95 -> QPS targets NOT MET")
+        else:
+            if ivf:
+                out.append(f"  {eng}: QPS {a.qps:.1f} vs 2x ivfflat {2 * ivf.qps:.1f} -> {verdict(a.qps >= 2 * ivf.qps)}"
+                           f" ({a.qps / ivf.qps:.2f}x ivfflat)")
+            else:
+                out.append(f"  {eng}: ivfflat has no point at recall 0.95")
+            if hnsw:
+                out.append(f"  {eng}: QPS {a.qps:.1f} vs hnsw {hnsw.qps:.1f} -> {verdict(a.qps >= hnsw.qps)}"
+                           f" ({a.qps / hnsw.qps:.2f}x hnsw)")
+            else:
+                out.append(f"  {eng}: hnsw has no point at recall 0.95")
+        if ivf_any:
+            out.append(f"  {eng}: build {anyrow.build_s:.1f} s vs ivfflat {ivf_any.build_s:.1f} s -> "
+                       f"{verdict(anyrow.build_s <= ivf_any.build_s)}")
+            out.append(f"  {eng}: size {anyrow.index_mb:.1f} MB vs 0.25x ivfflat {0.25 * ivf_any.index_mb:.1f} MB -> "
+                       f"{verdict(anyrow.index_mb <= 0.25 * ivf_any.index_mb)} ({anyrow.index_mb / ivf_any.index_mb:.3f}x)")
+        mine = [(a_, f_) for _, e, _, _, a_, f_ in fr if e.startswith(eng)]
+        if mine:
+            worst = min(a_ - f_ for a_, f_ in mine)
+            out.append(f"  {eng}: recall vs FAISS at equal settings: worst diff {worst:+.3f} -> "
+                       f"{verdict(worst >= -0.005)} (tolerance 0.005)")
+    return "\n".join(out)
+
+
+def write_csv(runner: Runner, ds: str, path: Path) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["dataset", "engine", "index_params", "query_params", "recall_at_10", "qps", "build_s",
+                    "index_mb", "loadavg_1min", "plan", "note"])
+        for r in runner.rows:
+            if r.dataset == ds:
+                w.writerow([r.dataset, r.engine, r.params, r.knob, f"{r.recall:.4f}", f"{r.qps:.2f}",
+                            "" if math.isnan(r.build_s) else f"{r.build_s:.2f}",
+                            "" if math.isnan(r.index_mb) else f"{r.index_mb:.2f}",
+                            "" if math.isnan(r.load) else f"{r.load:.2f}", r.plan, r.note])
+
+
+def plot(runner: Runner, ds: str, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in runner.rows if r.dataset == ds and not math.isnan(r.qps)]
+    series = list(dict.fromkeys(r.series for r in rows if r.series))
+    fig, ax = plt.subplots(figsize=(12, 7.5))
+    families = [("arrw ivfpq (default)", "Blues"), ("arrw ivfpq (fixed)", "Greens"), ("faiss", "Greys"),
+                ("pgvector ivfflat", "Oranges"), ("pgvector hnsw", "Reds"), ("vchordrq", "Purples"),
+                ("exact", "Greys")]
+    fam_count: dict[str, int] = {}
+    markers = "o^sDv<>pP*hX"
+    for i, s in enumerate(series):
+        pts = [r for r in rows if r.series == s]
+        if not pts:
+            continue
+        fam, cmap = next(((f, c) for f, c in families if s.startswith(f)), (s, "viridis"))
+        k = fam_count.get(fam, 0)
+        fam_count[fam] = k + 1
+        color = plt.get_cmap(cmap)(0.85 - 0.22 * (k % 4))
+        xs = [r.recall for r in pts]
+        ys = [r.qps for r in pts]
+        style = "--" if s.startswith("faiss") else "-"
+        if s.startswith("exact") or "built-in defaults" in s:
+            ax.scatter(xs, ys, marker=markers[i % len(markers)], s=80, color=color, edgecolors="black",
+                       label=s, zorder=3)
+            continue
+        ax.plot(xs, ys, style, marker=markers[i % len(markers)], color=color, label=s, alpha=0.9)
+    ax.set_yscale("log")
+    ax.set_xlabel("recall@10")
+    ax.set_ylabel("queries per second (1 client, log scale)")
+    ax.axvline(0.95, color="grey", linestyle=":", linewidth=1)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def environment_lines(cluster: Cluster) -> list[str]:
+    lines = []
+    cpu = ""
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    lines.append(f"machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}")
+    with cluster.connect("postgres") as c:
+        lines.append("server: " + c.execute("SELECT version()").fetchone()[0].split(",")[0])
+        for ext in ("arrw", "vector", "vchord"):
+            v = c.execute("SELECT default_version FROM pg_available_extensions WHERE name = %s", (ext,)).fetchone()
+            lines.append(f"extension {ext}: {v[0] if v else 'not installed'}")
+        sets = ", ".join(f"{k}={c.execute(f'SHOW {k}').fetchone()[0]}" for k in
+                         ("shared_buffers", "maintenance_work_mem", "max_parallel_maintenance_workers",
+                          "max_parallel_workers_per_gather", "jit", "fsync", "synchronous_commit"))
+        lines.append("settings: " + sets)
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        lines.append(f"work tree: {rev}{' (+ uncommitted changes)' if dirty else ''}")
+    except OSError:
+        pass
+    lines.append("NOTE: fsync=off, synchronous_commit=off, full_page_writes=off: benchmark settings, not durable.")
+    lines.append(f"NOTE: one client, one query at a time, warm cache: one warm-up pass, then the best of {REPEAT} "
+                 "timed pass(es) over all queries.")
+    lines.append("NOTE: the 'load' column is the 1-minute load average after each point; this machine has 2 cores "
+                 "and may be shared, so a load well above 1 means other work competed for the CPU.")
+    lines.append("NOTE: CREATE INDEX with max_parallel_maintenance_workers=0; pgvector builds on one core, arrw's "
+                 "ivfpq build trains with its own threads (RAYON_NUM_THREADS, default all cores) unless "
+                 "--build-threads is given. FAISS build = train+add on one thread.")
+    if cluster.extra_env:
+        lines.append(f"server environment: {cluster.extra_env}")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("dataset", nargs="?", default="all", choices=["sift", "minilm", "all"])
+    ap.add_argument("--quick", action="store_true", help="20k rows, 200 queries, short sweeps")
+    ap.add_argument("--rows", type=int, help="use only the first N base rows (ground truth recomputed)")
+    ap.add_argument("--queries", type=int, help="use only the first N queries")
+    ap.add_argument("--exact-queries", type=int, help="queries for the exact-search runs (default 200; quick 50)")
+    ap.add_argument("--fixed", help="options of the fixed arrw index, e.g. lists=316,m=16,nbits=8 "
+                                    "(default lists=sqrt(rows), m=dim/8, nbits=8)")
+    ap.add_argument("--repeat", type=int, help="timed passes per point, best kept (default 2; quick 1)")
+    ap.add_argument("--port", type=int, default=int(os.environ.get("ARRW_BENCH_PORT", "54329")))
+    ap.add_argument("--build-threads", type=int,
+                    help="RAYON_NUM_THREADS for the server (arrw's index build); default: unset (all cores)")
+    ap.add_argument("--arrw-pkg", type=Path,
+                    help="take arrw from this `cargo pgrx package` output directory instead of the "
+                         "system PostgreSQL's install")
+    ap.add_argument("--arrw-rev", help="(set by bench/run --rev) the git revision --arrw-pkg was built from")
+    ap.add_argument("--no-faiss", action="store_true", help="skip the FAISS reference")
+    ap.add_argument("--keep-running", action="store_true", help="leave the server running at the end")
+    args = ap.parse_args()
+
+    extra_env = {}
+    if args.build_threads:
+        extra_env["RAYON_NUM_THREADS"] = str(args.build_threads)
+    if (PGDATA / "postmaster.pid").exists():
+        log("stopping a benchmark server left running")
+        as_pg([str(SYS_PG_BIN / "pg_ctl"), "-D", str(PGDATA), "-m", "fast", "-w", "-t", "60", "stop"],
+              check=False, quiet=True)
+    log("copying the PostgreSQL tree and a snapshot of arrw to " + str(PGROOT))
+    arrw_build = snapshot_install(args.arrw_pkg)
+    cluster = Cluster(args.port, extra_env)
+    cluster.init()
+    cluster.start()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plan = make_plan(args.quick, args.exact_queries)
+    global REPEAT
+    REPEAT = args.repeat or (1 if args.quick else 2)
+    runner = Runner(cluster, args, plan)
+    env = environment_lines(cluster)
+    built_from = f"git {args.arrw_rev}" if args.arrw_rev else "whatever was installed"
+    env.insert(3, f"arrw build measured: {arrw_build['source']} ({built_from}, built {arrw_build['mtime']}, "
+                  f"build id {arrw_build['build_id'][:16]}, {arrw_build['size_mb']:.1f} MB, "
+                  f"{'DEBUG BUILD (has debug info): numbers are not representative' if arrw_build['debug'] else 'release build'})")
+    print("\n".join(env), flush=True)
+    datasets = ["sift", "minilm"] if args.dataset == "all" else [args.dataset]
+    suffix = "-quick" if args.quick else ""
+    try:
+        for ds in datasets:
+            t0 = time.perf_counter()
+            runner.dataset(ds)
+            title = f"{ds}: recall@10 vs QPS (1 client" + (", quick subset" if args.quick else "") + ")"
+            text = report(runner, ds, f"=== {ds}{' (quick)' if args.quick else ''}: results "
+                                      f"({time.perf_counter() - t0:.0f} s) ===")
+            errs = [t for d, t in runner.errors if d == ds]
+            if errs:
+                text += "\n\nErrors during the run:\n" + "\n\n".join(errs)
+            text = "\n".join(env) + "\n\n" + text
+            print("\n" + text, flush=True)
+            base = RESULTS / f"{ds}{suffix}"
+            Path(f"{base}.txt").write_text(text + "\n")
+            write_csv(runner, ds, Path(f"{base}.csv"))
+            plot(runner, ds, title, Path(f"{base}.png"))
+            print(f"\nwrote {base}.txt, {base}.csv, {base}.png", flush=True)
+    finally:
+        if not args.keep_running:
+            log("stopping the benchmark server")
+            cluster.stop()
+    return 1 if runner.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
