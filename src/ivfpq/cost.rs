@@ -59,7 +59,15 @@ pub unsafe extern "C-unwind" fn amcostestimate(
             + costs.numIndexTuples * cpu
             + rerank * (pg_sys::random_page_cost * 0.1 + cpu * 10.0);
         *startup = scan_cost;
-        *total = scan_cost + costs.indexTotalCost - costs.indexStartupCost;
+        // Past the first batch, every further row costs a re-rank (a random heap
+        // fetch) and, once the probed lists run dry, more probing. Charging that
+        // per row of the table makes a plan that reads everything (ORDER BY
+        // without LIMIT, large OFFSETs) prefer Seq Scan + Sort, while a small
+        // LIMIT, which the planner applies as a fraction of this run cost, still
+        // finds the index cheap. (root->limit_tuples would be more direct but is
+        // unknown for generic plans with LIMIT $1.)
+        let per_row = pg_sys::random_page_cost + cpu * 10.0;
+        *total = scan_cost + costs.indexTotalCost - costs.indexStartupCost + (*info).tuples * per_row;
         *selectivity = costs.indexSelectivity;
         *correlation = 0.0;
         *pages = visited;

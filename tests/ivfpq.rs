@@ -1,0 +1,966 @@
+//! The ivfpq index against real servers: crash recovery, streaming replicas,
+//! concurrent writers/readers/VACUUM, and unlogged tables.
+//!
+//! Every test makes its own small, deterministic data: Gaussian blobs around
+//! random centres (a seeded SplitMix64 generator), so the k-means lists mean
+//! something and lists fill unevenly, as with real embeddings.
+//!
+//! The invariant checked after every scenario: with every list probed and every
+//! candidate re-ranked (`ivfpq.probes = lists`, `ivfpq.rerank = 100000`) the
+//! index answers exactly, so
+//! - an index scan with a LIMIT above the table size returns every row of the
+//!   table once (no row lost, none duplicated), and
+//! - a query for a row's own vector returns that row first.
+
+use arrw_tests::Cluster;
+use pgvector::Vector;
+use postgres::Client;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Deterministic data
+
+/// SplitMix64: tiny, seedable, good enough for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// Standard normal (Box-Muller).
+    fn gauss(&mut self) -> f64 {
+        let u1 = self.unit().max(1e-12);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Gaussian blobs: `k` centres uniform in [-10, 10]^dim, points at N(0, 1) around them.
+struct Blobs {
+    centers: Vec<Vec<f32>>,
+    rng: Rng,
+}
+
+impl Blobs {
+    fn new(seed: u64, k: usize, dim: usize) -> Blobs {
+        let mut rng = Rng(seed);
+        let centers = (0..k)
+            .map(|_| {
+                (0..dim)
+                    .map(|_| (rng.unit() * 20.0 - 10.0) as f32)
+                    .collect()
+            })
+            .collect();
+        Blobs { centers, rng }
+    }
+
+    /// A point of blob `b`.
+    fn point_in(&mut self, b: usize) -> Vec<f32> {
+        let c = self.centers[b].clone();
+        c.iter().map(|&x| x + self.rng.gauss() as f32).collect()
+    }
+
+    /// A point of a random blob.
+    fn point(&mut self) -> Vec<f32> {
+        let b = self.rng.below(self.centers.len());
+        self.point_in(b)
+    }
+}
+
+/// The text form of a vector (Rust's shortest round-trip float formatting, so the
+/// server stores exactly these f32 values).
+fn lit(v: &[f32]) -> String {
+    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", items.join(","))
+}
+
+// ---------------------------------------------------------------------------
+// SQL helpers
+
+/// Progress lines (shown with `--nocapture`), with the time since the test began.
+fn step(t0: Instant, what: &str) {
+    eprintln!("[{:6.2}s] {what}", t0.elapsed().as_secs_f64());
+}
+
+/// The server's message of an error ("db error" is all Display shows).
+fn msg(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| format!("{}: {}", d.code().code(), d.message()))
+        .unwrap_or_else(|| e.to_string())
+}
+
+fn exec(c: &mut Client, sql: &str) {
+    if let Err(e) = c.batch_execute(sql) {
+        panic!("{sql}: {}", msg(&e));
+    }
+}
+
+fn count(c: &mut Client, sql: &str) -> i64 {
+    c.query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {}", msg(&e)))
+        .get(0)
+}
+
+/// Inserts rows in multi-row INSERTs of 200.
+fn insert_rows(c: &mut Client, table: &str, rows: &[(i32, Vec<f32>)]) {
+    for chunk in rows.chunks(200) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(id, v)| format!("({id},'{}')", lit(v)))
+            .collect();
+        exec(
+            c,
+            &format!("INSERT INTO {table} (id, v) VALUES {}", values.join(",")),
+        );
+    }
+}
+
+/// Session settings under which the index answers exactly.
+fn exact_settings(c: &mut Client, lists: usize) {
+    exec(
+        c,
+        &format!(
+            "SET enable_seqscan = off; SET enable_bitmapscan = off; \
+             SET ivfpq.probes = {lists}; SET ivfpq.rerank = 100000; \
+             SET ivfpq.iterative_scan = on; SET ivfpq.max_probes = 0"
+        ),
+    );
+}
+
+/// Every id the index returns for a query with a LIMIT above the table size, in
+/// the order returned; asserts the plan is an index scan on `index`.
+fn ids_via_index(c: &mut Client, table: &str, index: &str, dim: usize) -> Vec<i32> {
+    let q = lit(&vec![0.0; dim]);
+    let sql = format!("SELECT id FROM {table} ORDER BY v <-> '{q}' LIMIT 10000000");
+    let plan = explain(c, &sql);
+    assert!(
+        plan.contains(&format!("Index Scan using {index}")),
+        "not an index scan:\n{plan}"
+    );
+    c.query(&sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {}", msg(&e)))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn explain(c: &mut Client, sql: &str) -> String {
+    c.query(&format!("EXPLAIN (COSTS OFF) {sql}"), &[])
+        .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {}", msg(&e)))
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every id in the table (by a sequential scan).
+fn ids_in_table(c: &mut Client, table: &str) -> BTreeSet<i32> {
+    exec(c, "SET enable_seqscan = on; SET enable_indexscan = off");
+    let ids = c
+        .query(&format!("SELECT id FROM {table}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    exec(c, "SET enable_seqscan = off; RESET enable_indexscan");
+    ids
+}
+
+/// The index holds every row of the table exactly once (exact settings must be on).
+fn assert_index_matches_table(c: &mut Client, table: &str, index: &str, dim: usize) -> usize {
+    let via_index = ids_via_index(c, table, index, dim);
+    let mut seen = BTreeSet::new();
+    let dups: Vec<i32> = via_index
+        .iter()
+        .copied()
+        .filter(|id| !seen.insert(*id))
+        .collect();
+    assert!(dups.is_empty(), "the index returns rows twice: {dups:?}");
+    let in_table = ids_in_table(c, table);
+    let missing: Vec<_> = in_table.difference(&seen).take(20).collect();
+    let extra: Vec<_> = seen.difference(&in_table).take(20).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "index and table differ: {} rows in the table, {} via the index; \
+         missing from the index (first 20): {missing:?}; extra: {extra:?}",
+        in_table.len(),
+        seen.len()
+    );
+    seen.len()
+}
+
+/// The first id returned by the index for each row's own vector is that row
+/// (exact settings must be on).
+fn assert_self_queries(c: &mut Client, table: &str, rows: &[(i32, Vec<f32>)]) {
+    let sql = format!("SELECT id FROM {table} ORDER BY v <-> $1 LIMIT 1");
+    let stmt = c.prepare(&sql).unwrap();
+    for (id, v) in rows {
+        let got: Vec<i32> = c
+            .query(&stmt, &[&Vector::from(v.clone())])
+            .unwrap_or_else(|e| panic!("{sql}: {}", msg(&e)))
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(got, vec![*id], "a query for row {id}'s own vector");
+    }
+}
+
+/// `arrw.ivfpq_check`: walks every page of the index, ERROR on a broken invariant.
+fn assert_index_check(c: &mut Client, index: &str) {
+    let sql = format!("SELECT arrw.ivfpq_check('{index}')");
+    let ok: bool = c
+        .query_one(&sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {}", msg(&e)))
+        .get(0);
+    assert!(ok);
+}
+
+fn index_blocks(c: &mut Client, index: &str) -> i64 {
+    count(
+        c,
+        &format!("SELECT pg_relation_size('{index}') / current_setting('block_size')::int"),
+    )
+}
+
+/// Fails if the server log shows a crash or an assertion failure.
+fn assert_log_clean(cluster: &Cluster) {
+    let log = cluster.log();
+    for bad in [
+        "terminated by signal",
+        "PANIC",
+        "TRAP:",
+        "was terminated by",
+    ] {
+        assert!(
+            !log.contains(bad),
+            "server log contains {bad:?}:\n{}",
+            log.lines()
+                .filter(|l| l.contains(bad))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+/// What the crash test's writers insert: points of the same blobs as the table.
+struct WriterData {
+    centers_seed: u64,
+    k: usize,
+    dim: usize,
+    points_seed: u64,
+    first_id: i32,
+}
+
+/// Runs `n` threads that each insert single rows (one transaction each) into
+/// `table`, kills the server (`immediate`) after `run_for`, and returns the rows
+/// whose INSERT returned success, i.e. whose COMMIT completed.
+fn crash_mid_stream(
+    cluster: &Cluster,
+    table: &str,
+    n: usize,
+    data: &WriterData,
+    run_for: Duration,
+) -> Vec<(i32, Vec<f32>)> {
+    let committed = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for w in 0..n {
+            let committed = &committed;
+            s.spawn(move || {
+                let mut c = cluster.connect();
+                let mut blobs = Blobs::new(data.centers_seed, data.k, data.dim);
+                // A distinct stream per (round, writer): equal vectors would
+                // make "a row's own vector finds that row" ambiguous.
+                blobs.rng = Rng(data.points_seed.wrapping_mul(0x2545_F491_4F6C_DD1D) + w as u64);
+                let stmt = c
+                    .prepare(&format!("INSERT INTO {table} (id, v) VALUES ($1, $2)"))
+                    .unwrap();
+                let mut mine = Vec::new();
+                let mut id = data.first_id + (w as i32) * 1_000_000;
+                // Until the server goes away under us.
+                loop {
+                    let v = blobs.point();
+                    match c.execute(&stmt, &[&id, &Vector::from(v.clone())]) {
+                        Ok(1) => mine.push((id, v)),
+                        Ok(n) => panic!("INSERT returned {n}"),
+                        Err(_) => break,
+                    }
+                    id += 1;
+                }
+                committed.lock().unwrap().extend(mine);
+            });
+        }
+        std::thread::sleep(run_for);
+        cluster.stop("immediate");
+    });
+    committed.into_inner().unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Crash recovery
+
+#[test]
+fn crash_recovery_keeps_every_committed_insert() {
+    // Big codes (dim 256, m = 256, nbits = 4: 128-byte codes, 60 entries per
+    // page) so that the lists grow new pages all the time while writers run.
+    const DIM: usize = 256;
+    const K: usize = 4;
+    const LISTS: usize = 4;
+    let t0 = Instant::now();
+    let cluster = Cluster::start("ivfpq-crash", "fsync = off");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        &format!("CREATE EXTENSION arrw; CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))"),
+    );
+    let mut blobs = Blobs::new(11, K, DIM);
+    let base: Vec<(i32, Vec<f32>)> = (0..400).map(|i| (i, blobs.point())).collect();
+    insert_rows(&mut c, "t", &base);
+    step(t0, "rows loaded");
+    exec(
+        &mut c,
+        &format!(
+            "CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = {LISTS}, m = {DIM}, nbits = 4)"
+        ),
+    );
+    step(t0, "index built");
+    drop(c);
+
+    // 1. Crash right after the build committed: the build's WAL alone must
+    //    recreate the index.
+    cluster.stop("immediate");
+    cluster.start_server();
+    let mut c = cluster.connect();
+    exact_settings(&mut c, LISTS);
+    assert_index_check(&mut c, "t_v");
+    assert_eq!(assert_index_matches_table(&mut c, "t", "t_v", DIM), 400);
+    assert_self_queries(&mut c, "t", &base[..50]);
+    step(t0, "crash after the build: checked");
+    drop(c);
+
+    // 2. Writers commit single-row inserts; the server is killed in the middle
+    //    of the stream, three times (1, 3, then 4 writers). With 60 entries per
+    //    page one insert in ~15 extends a list, so the writers are splitting
+    //    pages all the time and the kill can land inside a split. After each
+    //    restart: the index passes arrw.ivfpq_check (chains, insert pages, no
+    //    reachable garbage), returns every row of the table exactly once, and
+    //    every committed row, in particular the last ones, is found by a query
+    //    for its own vector.
+    let mut committed_all: Vec<(i32, Vec<f32>)> = base.clone();
+    for (round, (writers, run_ms)) in [(1usize, 700u64), (3, 800), (4, 800)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = cluster.connect();
+        let blocks_before = index_blocks(&mut c, "t_v");
+        drop(c);
+        let committed = crash_mid_stream(
+            &cluster,
+            "t",
+            writers,
+            &WriterData {
+                centers_seed: 11,
+                k: K,
+                dim: DIM,
+                points_seed: 100 + round as u64,
+                first_id: 10_000_000 * (round as i32 + 1),
+            },
+            Duration::from_millis(run_ms),
+        );
+        assert!(
+            committed.len() > 100,
+            "round {round}: only {} inserts committed before the crash",
+            committed.len()
+        );
+        step(
+            t0,
+            &format!("round {round}: crashed after {} commits", committed.len()),
+        );
+        cluster.start_server();
+        step(t0, "restarted");
+        let mut c = cluster.connect();
+        exact_settings(&mut c, LISTS);
+        assert_index_check(&mut c, "t_v");
+        let n = assert_index_matches_table(&mut c, "t", "t_v", DIM);
+        step(t0, "index matches table");
+        let in_table = ids_in_table(&mut c, "t");
+        exec(&mut c, "SET enable_seqscan = off");
+        let lost: Vec<i32> = committed
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !in_table.contains(id))
+            .take(20)
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "committed rows lost in the crash: {lost:?}"
+        );
+        // The rows committed last are the ones the crash could have hurt.
+        let mut check: Vec<(i32, Vec<f32>)> = committed.iter().rev().take(30).cloned().collect();
+        check.extend(
+            committed
+                .iter()
+                .step_by((committed.len() / 30).max(1))
+                .cloned(),
+        );
+        assert_self_queries(&mut c, "t", &check);
+        let blocks_after = index_blocks(&mut c, "t_v");
+        assert!(
+            blocks_after > blocks_before,
+            "round {round}: the lists grew no pages ({blocks_before} -> {blocks_after} blocks)"
+        );
+        committed_all.extend(committed);
+        assert!(n >= committed_all.len());
+        // The index keeps working after recovery: more inserts, then a query.
+        let extra: Vec<(i32, Vec<f32>)> = (0..20)
+            .map(|i| (90_000_000 + round as i32 * 1000 + i, blobs.point()))
+            .collect();
+        insert_rows(&mut c, "t", &extra);
+        assert_self_queries(&mut c, "t", &extra);
+        committed_all.extend(extra);
+        step(t0, &format!("round {round}: checked"));
+    }
+
+    // 3. A crash in the middle of a VACUUM that is removing index entries; then
+    //    new rows, which reuse the freed heap slots (a stale index entry would
+    //    show up as a duplicate).
+    let mut c = cluster.connect();
+    exec(&mut c, "DELETE FROM t WHERE id % 3 = 0");
+    committed_all.retain(|(id, _)| id % 3 != 0);
+    let vacuum_pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let phase = std::thread::scope(|s| {
+        let h = s.spawn(move || c.batch_execute("VACUUM t"));
+        let mut m = cluster.connect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut phase = String::from("finished");
+        while !h.is_finished() && Instant::now() < deadline {
+            let p: Option<String> = m
+                .query_opt(
+                    "SELECT phase FROM pg_stat_progress_vacuum WHERE pid = $1",
+                    &[&vacuum_pid],
+                )
+                .unwrap()
+                .map(|r| r.get(0));
+            if let Some(p) = p {
+                if p == "vacuuming indexes" {
+                    phase = p;
+                    break;
+                }
+            }
+        }
+        drop(m);
+        cluster.stop("immediate");
+        let _ = h.join().unwrap();
+        phase
+    });
+    step(t0, &format!("crashed during VACUUM (phase: {phase})"));
+    cluster.start_server();
+    let mut c = cluster.connect();
+    exact_settings(&mut c, LISTS);
+    assert_index_check(&mut c, "t_v");
+    assert_index_matches_table(&mut c, "t", "t_v", DIM);
+    exec(&mut c, "VACUUM t");
+    let reuse: Vec<(i32, Vec<f32>)> = (0..300).map(|i| (95_000_000 + i, blobs.point())).collect();
+    insert_rows(&mut c, "t", &reuse);
+    exec(&mut c, "SET enable_seqscan = off");
+    assert_index_check(&mut c, "t_v");
+    assert_index_matches_table(&mut c, "t", "t_v", DIM);
+    assert_self_queries(&mut c, "t", &reuse[..30]);
+    committed_all.extend(reuse);
+    drop(c);
+    step(t0, "VACUUM crash checked");
+
+    // 4. A crash in the middle of a CREATE INDEX: the index never existed, and
+    //    the table can be indexed again.
+    let mut c = cluster.connect();
+    exec(&mut c, "DROP INDEX t_v");
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let builder = std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            c.batch_execute(&format!(
+                "SET maintenance_work_mem = '64MB'; \
+                 CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 16, m = {DIM}, nbits = 4)"
+            ))
+        });
+        // Wait until the build is running, then crash.
+        let mut m = cluster.connect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let active: i64 = m
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%CREATE INDEX%'",
+                    &[&pid],
+                )
+                .unwrap()
+                .get(0);
+            if active > 0 || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        drop(m);
+        cluster.stop("immediate");
+        h.join().unwrap()
+    });
+    let _ = builder; // it either finished before the crash or lost its connection
+    step(t0, "crashed during CREATE INDEX");
+    cluster.start_server();
+    let mut c = cluster.connect();
+    let existing = count(
+        &mut c,
+        "SELECT count(*) FROM pg_class WHERE relname = 't_v'",
+    );
+    step(
+        t0,
+        if existing == 0 {
+            "the crash interrupted the build: no index"
+        } else {
+            "the build had committed before the crash"
+        },
+    );
+    if existing == 0 {
+        exec(
+            &mut c,
+            &format!(
+                "CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 16, m = {DIM}, nbits = 4)"
+            ),
+        );
+    }
+    exact_settings(&mut c, 16);
+    assert_index_check(&mut c, "t_v");
+    let n = assert_index_matches_table(&mut c, "t", "t_v", DIM);
+    assert!(n >= committed_all.len());
+    let sample: Vec<(i32, Vec<f32>)> = committed_all
+        .iter()
+        .step_by((committed_all.len() / 60).max(1))
+        .cloned()
+        .collect();
+    assert_self_queries(&mut c, "t", &sample);
+    step(t0, "rebuilt index checked");
+    assert_log_clean(&cluster);
+}
+
+// ---------------------------------------------------------------------------
+// Streaming replica
+
+/// `(id, distance)` pairs a query returns.
+fn knn(c: &mut Client, q: &[f32], k: i64) -> Vec<(i32, f64)> {
+    c.query(
+        "SELECT id, v <-> $1 FROM t ORDER BY v <-> $1 LIMIT $2",
+        &[&Vector::from(q.to_vec()), &k],
+    )
+    .unwrap_or_else(|e| panic!("knn: {}", msg(&e)))
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+#[test]
+fn replica_answers_like_the_primary() {
+    const DIM: usize = 32;
+    const K: usize = 8;
+    const LISTS: usize = 8;
+    let t0 = Instant::now();
+    let primary = Cluster::start("ivfpq-primary", "fsync = off");
+    let replica = primary.start_replica("ivfpq-standby");
+    step(t0, "primary and standby up");
+    let mut p = primary.connect();
+    exec(
+        &mut p,
+        &format!("CREATE EXTENSION arrw; CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))"),
+    );
+    let mut blobs = Blobs::new(22, K, DIM);
+    let mut next_id = 0;
+    let mut batch = |blobs: &mut Blobs, n: usize| -> Vec<(i32, Vec<f32>)> {
+        let rows = (0..n)
+            .map(|i| (next_id + i as i32, blobs.point()))
+            .collect();
+        next_id += n as i32;
+        rows
+    };
+    insert_rows(&mut p, "t", &batch(&mut blobs, 3000));
+    // 16-byte codes: 370 entries per page, so each list already spans pages.
+    exec(
+        &mut p,
+        &format!("CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = {LISTS}, m = 16, nbits = 8)"),
+    );
+    step(t0, "index built");
+    let blocks_built = index_blocks(&mut p, "t_v");
+    insert_rows(&mut p, "t", &batch(&mut blobs, 2000));
+    exec(&mut p, "DELETE FROM t WHERE id % 3 = 0");
+    exec(&mut p, "VACUUM t");
+    insert_rows(&mut p, "t", &batch(&mut blobs, 3000));
+    let blocks_now = index_blocks(&mut p, "t_v");
+    assert!(
+        blocks_now > blocks_built,
+        "inserts added no pages ({blocks_built} -> {blocks_now})"
+    );
+    step(t0, "changes made");
+    primary.wait_for_replay(&replica);
+    step(t0, "replayed");
+
+    let mut r = replica.connect();
+    assert!(r
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    let mut qrng = Blobs::new(22, K, DIM); // same centres, fresh points
+    qrng.rng = Rng(0xfeed);
+    let queries: Vec<Vec<f32>> = (0..50).map(|_| qrng.point()).collect();
+    let check_same = |p: &mut Client, r: &mut Client, label: &str| {
+        let plan = explain(
+            r,
+            &format!(
+                "SELECT id FROM t ORDER BY v <-> '{}' LIMIT 10",
+                lit(&queries[0])
+            ),
+        );
+        assert!(
+            plan.contains("Index Scan using t_v"),
+            "{label}: standby plan:\n{plan}"
+        );
+        for (i, q) in queries.iter().enumerate() {
+            let a = knn(p, q, 10);
+            let b = knn(r, q, 10);
+            assert_eq!(a.len(), 10, "{label}: query {i} on the primary");
+            assert_eq!(a, b, "{label}: query {i}: primary and standby differ");
+        }
+    };
+    // Approximate settings (a few lists, short re-rank): the same bytes must
+    // give the same approximate answers.
+    for c in [&mut p, &mut r] {
+        exec(
+            c,
+            "SET ivfpq.probes = 2; SET ivfpq.rerank = 20; SET enable_seqscan = off",
+        );
+    }
+    check_same(&mut p, &mut r, "probes=2");
+    step(t0, "approximate answers compared");
+    // Exact settings: the same, and equal to a sequential scan's answers.
+    for c in [&mut p, &mut r] {
+        exact_settings(c, LISTS);
+    }
+    check_same(&mut p, &mut r, "exact");
+    step(t0, "exact answers compared");
+    assert_index_matches_table(&mut r, "t", "t_v", DIM);
+    assert_index_check(&mut r, "t_v");
+    exec(
+        &mut p,
+        "SET enable_indexscan = off; SET enable_seqscan = on",
+    );
+    exec(&mut r, "SET ivfpq.probes = 8");
+    for q in queries.iter().take(10) {
+        let seq = knn(&mut p, q, 10);
+        let idx = knn(&mut r, q, 10);
+        assert_eq!(
+            seq.iter().map(|x| x.0).collect::<Vec<_>>(),
+            idx.iter().map(|x| x.0).collect::<Vec<_>>(),
+            "standby index scan vs primary sequential scan"
+        );
+    }
+    exact_settings(&mut p, LISTS);
+    exec(&mut p, "RESET enable_indexscan");
+
+    step(t0, "compared with sequential scans");
+
+    // Standby queries while the standby replays inserts (new pages), deletes
+    // and a VACUUM (page compaction): never an error, always a full sorted answer.
+    let stop = AtomicBool::new(false);
+    let reader_queries = std::thread::scope(|s| {
+        let h = {
+            let (stop, replica, queries) = (&stop, &replica, &queries);
+            s.spawn(move || {
+                let mut r = replica.connect();
+                exact_settings(&mut r, LISTS);
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let got = knn(&mut r, &queries[n % queries.len()], 10);
+                    assert_eq!(got.len(), 10, "standby query during replay");
+                    assert!(
+                        got.windows(2).all(|w| w[0].1 <= w[1].1),
+                        "standby answer not sorted: {got:?}"
+                    );
+                    n += 1;
+                }
+                n
+            })
+        };
+        for _ in 0..4 {
+            insert_rows(&mut p, "t", &batch(&mut blobs, 500));
+            exec(&mut p, "DELETE FROM t WHERE id % 7 = 0");
+            exec(&mut p, "VACUUM t");
+        }
+        primary.wait_for_replay(&replica);
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap()
+    });
+    step(
+        t0,
+        &format!("{reader_queries} standby queries during replay"),
+    );
+    check_same(&mut p, &mut r, "after concurrent replay");
+    assert_index_matches_table(&mut r, "t", "t_v", DIM);
+
+    // A REINDEX on the primary: the standby, which has the old model cached,
+    // must use the new one.
+    exec(&mut p, "REINDEX INDEX t_v");
+    insert_rows(&mut p, "t", &batch(&mut blobs, 500));
+    primary.wait_for_replay(&replica);
+    check_same(&mut p, &mut r, "after REINDEX");
+    step(t0, "answers after REINDEX compared");
+    assert_index_matches_table(&mut r, "t", "t_v", DIM);
+    assert_index_check(&mut r, "t_v");
+    assert_index_check(&mut p, "t_v");
+    assert_log_clean(&primary);
+    assert_log_clean(&replica);
+}
+
+// ---------------------------------------------------------------------------
+// Concurrency
+
+#[test]
+fn concurrent_writers_readers_and_vacuum() {
+    const DIM: usize = 16;
+    const K: usize = 4;
+    const LISTS: usize = 4;
+    let t0 = Instant::now();
+    let cluster = Cluster::start("ivfpq-concurrency", "fsync = off\nautovacuum = off");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        &format!("CREATE EXTENSION arrw; CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))"),
+    );
+    let mut blobs = Blobs::new(33, K, DIM);
+    let stable: Vec<(i32, Vec<f32>)> = (0..2000).map(|i| (i, blobs.point())).collect();
+    insert_rows(&mut c, "t", &stable);
+    // 16-byte codes: 370 per page; the writers add pages to every list.
+    exec(
+        &mut c,
+        &format!("CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = {LISTS}, m = 16, nbits = 8)"),
+    );
+    let blocks_before = index_blocks(&mut c, "t_v");
+    step(t0, "index built");
+
+    let stop = AtomicBool::new(false);
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let stats: Mutex<HashMap<&'static str, usize>> = Mutex::new(HashMap::new());
+    let run_for = Duration::from_secs(6);
+    std::thread::scope(|s| {
+        // 4 writers, all into the same lists (points of blobs 0 and 1 only).
+        for w in 0..4i32 {
+            let (stop, errors, stats, cluster) = (&stop, &errors, &stats, &cluster);
+            s.spawn(move || {
+                let mut c = cluster.connect();
+                let mut b = Blobs::new(33, K, DIM);
+                b.rng = Rng(1000 + w as u64);
+                let stmt = c.prepare("INSERT INTO t (id, v) VALUES ($1, $2)").unwrap();
+                let mut id = 1_000_000 * (w + 1);
+                let mut n = 0;
+                // At most ~3000 rows each (paced), so that the exact checks
+                // afterwards, which re-rank every row, stay fast.
+                while !stop.load(Ordering::Relaxed) && n < 3000 {
+                    std::thread::sleep(Duration::from_micros(1500));
+                    let v = b.point_in(id as usize % 2);
+                    if let Err(e) = c.execute(&stmt, &[&id, &Vector::from(v)]) {
+                        errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("writer {w}: {}", msg(&e)));
+                        break;
+                    }
+                    id += 1;
+                    n += 1;
+                }
+                *stats.lock().unwrap().entry("inserts").or_default() += n;
+            });
+        }
+        // 2 readers: approximate k-NN queries (sorted, full LIMIT), and exact
+        // queries for stable rows' own vectors (must find them every time).
+        for rd in 0..2 {
+            let (stop, errors, stats, cluster, stable) =
+                (&stop, &errors, &stats, &cluster, &stable);
+            s.spawn(move || {
+                let mut c = cluster.connect();
+                exec(&mut c, "SET enable_seqscan = off");
+                let mut rng = Rng(2000 + rd);
+                let mut qb = Blobs::new(33, K, DIM);
+                qb.rng = Rng(3000 + rd);
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let res: Result<(), String> = (|| {
+                        exec(&mut c, "SET ivfpq.probes = 2; SET ivfpq.rerank = 50");
+                        let q = qb.point_in(n % K);
+                        let got = knn(&mut c, &q, 10);
+                        if got.len() != 10 {
+                            return Err(format!("k-NN returned {} rows", got.len()));
+                        }
+                        if got.windows(2).any(|w| w[0].1 > w[1].1) {
+                            return Err(format!("k-NN not sorted: {got:?}"));
+                        }
+                        exact_settings(&mut c, LISTS);
+                        let (id, v) = &stable[rng.below(stable.len())];
+                        let got = knn(&mut c, v, 1);
+                        if got.first().map(|x| x.0) != Some(*id) {
+                            return Err(format!("stable row {id} not found: {got:?}"));
+                        }
+                        Ok(())
+                    })();
+                    if let Err(e) = res {
+                        errors.lock().unwrap().push(format!("reader {rd}: {e}"));
+                        break;
+                    }
+                    n += 1;
+                }
+                *stats.lock().unwrap().entry("queries").or_default() += n;
+            });
+        }
+        // DELETE some of the writers' rows, then VACUUM, in a loop.
+        {
+            let (stop, errors, stats, cluster) = (&stop, &errors, &stats, &cluster);
+            s.spawn(move || {
+                let mut c = cluster.connect();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = c
+                        .batch_execute(
+                            "DELETE FROM t WHERE id IN (SELECT id FROM t WHERE id >= 1000000 \
+                             AND id % 3 = 0 LIMIT 200)",
+                        )
+                        .and_then(|_| c.batch_execute("VACUUM t"));
+                    if let Err(e) = r {
+                        errors.lock().unwrap().push(format!("vacuum: {}", msg(&e)));
+                        break;
+                    }
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                *stats.lock().unwrap().entry("vacuums").or_default() += n;
+            });
+        }
+        std::thread::sleep(run_for);
+        stop.store(true, Ordering::Relaxed);
+    });
+    let errors = errors.into_inner().unwrap();
+    assert!(
+        errors.is_empty(),
+        "errors while running concurrently: {errors:#?}"
+    );
+    let stats = stats.into_inner().unwrap();
+    step(t0, &format!("concurrent phase done: {stats:?}"));
+    assert!(stats["inserts"] > 500, "{stats:?}");
+    assert!(stats["queries"] > 20, "{stats:?}");
+    assert!(stats["vacuums"] > 3, "{stats:?}");
+
+    // Afterwards: every surviving row, and only those, through the index.
+    exec(&mut c, "VACUUM t");
+    exact_settings(&mut c, LISTS);
+    assert!(index_blocks(&mut c, "t_v") > blocks_before);
+    assert_index_check(&mut c, "t_v");
+    assert_index_matches_table(&mut c, "t", "t_v", DIM);
+    step(t0, "index matches table");
+    let rows: Vec<(i32, Vec<f32>)> = c
+        .query(
+            "SELECT id, v FROM (SELECT id, v, row_number() OVER (ORDER BY id) AS n FROM t) s \
+             WHERE n % (SELECT count(*) / 100 FROM t) = 0",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, Vector>(1).to_vec()))
+        .collect();
+    assert!(rows.len() > 50);
+    assert_self_queries(&mut c, "t", &rows);
+    step(t0, "self queries done");
+    assert_log_clean(&cluster);
+}
+
+// ---------------------------------------------------------------------------
+// Unlogged tables
+
+#[test]
+fn unlogged_table_index_survives_a_crash_empty() {
+    const DIM: usize = 8;
+    let cluster = Cluster::start("ivfpq-unlogged", "fsync = off");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        &format!(
+            "CREATE EXTENSION arrw; CREATE UNLOGGED TABLE u (id int PRIMARY KEY, v vector({DIM}))"
+        ),
+    );
+    let mut blobs = Blobs::new(44, 3, DIM);
+    let rows: Vec<(i32, Vec<f32>)> = (0..600).map(|i| (i, blobs.point())).collect();
+    insert_rows(&mut c, "u", &rows[..300]);
+    exec(
+        &mut c,
+        "CREATE INDEX u_v ON u USING ivfpq (v) WITH (lists = 3, m = 4, nbits = 8)",
+    );
+    insert_rows(&mut c, "u", &rows[300..]);
+    exact_settings(&mut c, 3);
+    assert_eq!(assert_index_matches_table(&mut c, "u", "u_v", DIM), 600);
+    assert_self_queries(&mut c, "u", &rows[250..350]);
+    // A checkpoint, so that the crash cannot lose the table's creation itself.
+    exec(&mut c, "CHECKPOINT");
+    drop(c);
+
+    cluster.stop("immediate");
+    cluster.start_server();
+    let mut c = cluster.connect();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM u"), 0);
+    exact_settings(&mut c, 3);
+    assert_index_check(&mut c, "u_v");
+    assert!(ids_via_index(&mut c, "u", "u_v", DIM).is_empty());
+    // The index was reset to its init fork (an empty, untrained index): it
+    // takes rows again and answers exactly.
+    let fresh: Vec<(i32, Vec<f32>)> = (0..400).map(|i| (10_000 + i, blobs.point())).collect();
+    insert_rows(&mut c, "u", &fresh);
+    assert_eq!(assert_index_matches_table(&mut c, "u", "u_v", DIM), 400);
+    assert_self_queries(&mut c, "u", &fresh[..100]);
+    let top = knn_u(&mut c, &fresh[7].1);
+    assert_eq!(top[0], fresh[7].0);
+    // Rebuilt, it is trained again.
+    exec(&mut c, "REINDEX INDEX u_v");
+    assert_eq!(assert_index_matches_table(&mut c, "u", "u_v", DIM), 400);
+    assert_self_queries(&mut c, "u", &fresh[100..200]);
+    // A second crash after the REINDEX.
+    drop(c);
+    cluster.stop("immediate");
+    cluster.start_server();
+    let mut c = cluster.connect();
+    exact_settings(&mut c, 3);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM u"), 0);
+    assert_index_check(&mut c, "u_v");
+    assert!(ids_via_index(&mut c, "u", "u_v", DIM).is_empty());
+    insert_rows(&mut c, "u", &fresh[..50]);
+    assert_eq!(assert_index_matches_table(&mut c, "u", "u_v", DIM), 50);
+    assert_self_queries(&mut c, "u", &fresh[..50]);
+    assert_log_clean(&cluster);
+}
+
+fn knn_u(c: &mut Client, q: &[f32]) -> Vec<i32> {
+    c.query(
+        "SELECT id FROM u ORDER BY v <-> $1 LIMIT 5",
+        &[&Vector::from(q.to_vec())],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}

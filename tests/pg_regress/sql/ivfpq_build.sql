@@ -1,0 +1,239 @@
+-- ivfpq index creation: option checks, operator classes and types, and the
+-- edge cases of the build (empty table, fewer rows than lists, NULLs, mixed
+-- dimensions). pgvector has no ivfpq; the messages pinned here are arrw's own.
+
+CREATE TABLE ivb (id int PRIMARY KEY, v vector(4));
+INSERT INTO ivb SELECT i, ARRAY[i % 5, i / 5, i % 3, 1] FROM generate_series(1, 40) i;
+
+-- Option values: reloption bounds, then arrw's own checks at build time.
+\set VERBOSITY sqlstate
+CREATE INDEX ON ivb USING ivfpq (v) WITH (m = 3);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (m = 8);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (m = -1);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (nbits = 5);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (nbits = 2);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (nbits = 16);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (lists = -1);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (lists = 32769);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (probes = -1);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (rerank = -2);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (rerank = 100001);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (lists = 'many');
+CREATE INDEX ON ivb USING ivfpq (v) WITH (colour = 1);
+\set VERBOSITY default
+CREATE INDEX ON ivb USING ivfpq (v) WITH (m = 3);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (m = 8);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (m = -1);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (nbits = 5);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (nbits = 2);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (nbits = 16);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (lists = -1);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (lists = 32769);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (probes = -1);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (rerank = -2);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (rerank = 100001);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (lists = 'many');
+CREATE INDEX ON ivb USING ivfpq (v) WITH (colour = 1);
+-- nbits is also checked by ALTER INDEX ... SET.
+CREATE INDEX ivb_ok ON ivb USING ivfpq (v) WITH (lists = 2, m = 2, nbits = 4);
+ALTER INDEX ivb_ok SET (nbits = 6);
+ALTER INDEX ivb_ok SET (lists = 40000);
+SELECT reloptions FROM pg_class WHERE relname = 'ivb_ok';
+DROP INDEX ivb_ok;
+
+-- Every accepted option spelled out, and the boundary values.
+CREATE INDEX ivb_all ON ivb USING ivfpq (v)
+  WITH (lists = 2, m = 4, nbits = 8, probes = 2, rerank = 10);
+SELECT reloptions FROM pg_class WHERE relname = 'ivb_all';
+DROP INDEX ivb_all;
+CREATE INDEX ivb_min ON ivb USING ivfpq (v) WITH (lists = 1, m = 1, nbits = 4, rerank = 0);
+DROP INDEX ivb_min;
+CREATE INDEX ivb_auto ON ivb USING ivfpq (v) WITH (lists = 0, m = 0, nbits = 0, probes = 0, rerank = -1);
+DROP INDEX ivb_auto;
+
+-- Types, operator classes and index features ivfpq does not have.
+\set VERBOSITY sqlstate
+CREATE INDEX ON ivb USING ivfpq (id);
+CREATE INDEX ON ivb USING ivfpq (v vector_l1_ops);
+CREATE INDEX ON ivb USING ivfpq (v int4_ops);
+CREATE INDEX ON ivb USING ivfpq (v, v);
+CREATE INDEX ON ivb USING ivfpq (v) INCLUDE (id);
+CREATE UNIQUE INDEX ON ivb USING ivfpq (v);
+CREATE INDEX ON ivb USING ivfpq (v DESC);
+CREATE INDEX ON ivb USING ivfpq ((v::text));
+\set VERBOSITY default
+CREATE INDEX ON ivb USING ivfpq (id);
+CREATE INDEX ON ivb USING ivfpq (v vector_l1_ops);
+CREATE INDEX ON ivb USING ivfpq (v int4_ops);
+CREATE INDEX ON ivb USING ivfpq (v, v);
+CREATE INDEX ON ivb USING ivfpq (v) INCLUDE (id);
+CREATE UNIQUE INDEX ON ivb USING ivfpq (v);
+CREATE INDEX ON ivb USING ivfpq (v DESC);
+CREATE INDEX ON ivb USING ivfpq ((v::text));
+
+-- The operator classes and their catalog entries.
+SELECT opc.opcname, opc.opcdefault, amop.amopopr::regoperator, amop.amoppurpose,
+       amproc.amproc::regproc
+FROM pg_opclass opc
+JOIN pg_am am ON am.oid = opc.opcmethod
+JOIN pg_amop amop ON amop.amopfamily = opc.opcfamily
+JOIN pg_amproc amproc ON amproc.amprocfamily = opc.opcfamily
+WHERE am.amname = 'ivfpq'
+ORDER BY opc.opcname;
+SELECT amname, amtype FROM pg_am WHERE amname = 'ivfpq';
+SELECT pg_indexam_has_property(oid, 'can_order') AS can_order,
+       pg_indexam_has_property(oid, 'can_unique') AS can_unique,
+       pg_indexam_has_property(oid, 'can_multi_col') AS can_multi_col,
+       pg_indexam_has_property(oid, 'can_include') AS can_include
+FROM pg_am WHERE amname = 'ivfpq';
+
+-- Fewer rows than lists: the index gets one list per row (NOTICE), and still
+-- answers exactly.
+CREATE TABLE ivb_small (id int, v vector(2));
+INSERT INTO ivb_small SELECT i, ARRAY[i, 0] FROM generate_series(1, 5) i;
+CREATE INDEX ivb_small_idx ON ivb_small USING ivfpq (v) WITH (lists = 100, m = 1);
+SET enable_seqscan = off;
+SET ivfpq.probes = 100;
+SELECT id FROM ivb_small ORDER BY v <-> '[2.2,0]' LIMIT 5;
+SELECT lists, rows, trained FROM arrw.ivfpq_info('ivb_small_idx');
+RESET ivfpq.probes;
+RESET enable_seqscan;
+DROP TABLE ivb_small;
+
+-- An empty table: NOTICE, then the index re-ranks every row it holds until it
+-- is rebuilt, so answers are exact with any probes.
+CREATE TABLE ivb_empty (id int, v vector(3));
+CREATE INDEX ivb_empty_idx ON ivb_empty USING ivfpq (v) WITH (lists = 8, m = 3);
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM ivb_empty ORDER BY v <-> '[1,1,1]' LIMIT 3;
+SELECT id FROM ivb_empty ORDER BY v <-> '[1,1,1]' LIMIT 3;
+SELECT lists, rows, trained FROM arrw.ivfpq_info('ivb_empty_idx');
+INSERT INTO ivb_empty SELECT i, ARRAY[i, 2 * i, 0] FROM generate_series(1, 50) i;
+SET ivfpq.probes = 1;
+SELECT id FROM ivb_empty ORDER BY v <-> '[10.2,20.3,1]' LIMIT 3;
+SELECT id FROM ivb_empty ORDER BY v <#> '[1,1,1]' LIMIT 3;
+SELECT count(*) FROM (SELECT id FROM ivb_empty ORDER BY v <-> '[0,0,0]' LIMIT 1000) s;
+-- Every row, however many: more rows than work_mem holds candidates for
+-- (64kB / 16 bytes = 4096).
+INSERT INTO ivb_empty SELECT i, ARRAY[i, 2 * i, 0] FROM generate_series(51, 5000) i;
+SET work_mem = '64kB';
+SELECT count(*) FROM (SELECT id FROM ivb_empty ORDER BY v <-> '[0,0,0]' LIMIT 10000) s;
+SELECT id FROM ivb_empty ORDER BY v <-> '[5000,10000,0]' LIMIT 3;
+RESET work_mem;
+-- Rebuilt with data, it is trained: lists = 8 now.
+SELECT lists, rows, trained FROM arrw.ivfpq_info('ivb_empty_idx');
+REINDEX INDEX ivb_empty_idx;
+SELECT lists, rows, trained FROM arrw.ivfpq_info('ivb_empty_idx');
+SET ivfpq.probes = 8;
+SET ivfpq.rerank = 100000;
+SELECT id FROM ivb_empty ORDER BY v <-> '[10.2,20.3,1]' LIMIT 3;
+RESET ivfpq.rerank;
+RESET ivfpq.probes;
+RESET enable_seqscan;
+DROP TABLE ivb_empty;
+
+-- A column without a declared dimension: the first row fixes it; a build over
+-- rows of different dimensions fails.
+CREATE TABLE ivb_free (id int, v vector);
+INSERT INTO ivb_free VALUES (1, '[1,2,3]'), (2, '[4,5,6]'), (3, '[7,8,9]');
+CREATE INDEX ivb_free_idx ON ivb_free USING ivfpq (v) WITH (lists = 1, m = 3);
+INSERT INTO ivb_free VALUES (4, '[1,2]');
+SET enable_seqscan = off;
+SELECT id FROM ivb_free ORDER BY v <-> '[1,2]' LIMIT 1;
+SELECT id FROM ivb_free ORDER BY v <-> '[1,2,3]' LIMIT 1;
+RESET enable_seqscan;
+DROP INDEX ivb_free_idx;
+INSERT INTO ivb_free VALUES (4, '[1,2]');
+CREATE INDEX ivb_free_idx ON ivb_free USING ivfpq (v) WITH (lists = 1);
+DROP TABLE ivb_free;
+
+-- An empty table with no declared dimension: once rows arrive the (untrained)
+-- index serves them exactly.
+CREATE TABLE ivb_free_empty (id int, v vector);
+CREATE INDEX ivb_free_empty_idx ON ivb_free_empty USING ivfpq (v);
+INSERT INTO ivb_free_empty VALUES (1, '[1,2,3]'), (2, '[4,5,6]'), (3, '[7,8,9]');
+INSERT INTO ivb_free_empty VALUES (4, '[1,2]');
+SET enable_seqscan = off;
+SELECT id FROM ivb_free_empty ORDER BY v <-> '[4,5,7]' LIMIT 2;
+DELETE FROM ivb_free_empty WHERE id = 4;
+SELECT id FROM ivb_free_empty ORDER BY v <-> '[4,5,7]' LIMIT 2;
+SELECT id FROM ivb_free_empty ORDER BY v <-> '[4,5]' LIMIT 2;
+RESET enable_seqscan;
+DROP TABLE ivb_free_empty;
+
+-- NULL vectors are not indexed; a table of only NULLs builds like an empty one.
+CREATE TABLE ivb_nulls (id int, v vector(2));
+INSERT INTO ivb_nulls SELECT i, NULL FROM generate_series(1, 10) i;
+CREATE INDEX ivb_nulls_idx ON ivb_nulls USING ivfpq (v) WITH (lists = 2, m = 1);
+INSERT INTO ivb_nulls VALUES (11, '[1,1]'), (12, NULL), (13, '[2,2]');
+SET enable_seqscan = off;
+SELECT id FROM ivb_nulls ORDER BY v <-> '[0,0]' LIMIT 10;
+RESET enable_seqscan;
+DROP TABLE ivb_nulls;
+
+-- Expression and partial indexes.
+CREATE TABLE ivb_expr (id int, v vector(2));
+INSERT INTO ivb_expr SELECT i, ARRAY[i, 100 - i] FROM generate_series(1, 99) i;
+CREATE INDEX ivb_expr_idx ON ivb_expr USING ivfpq (l2_normalize(v) vector_ip_ops)
+  WITH (lists = 3, m = 1);
+CREATE INDEX ivb_part_idx ON ivb_expr USING ivfpq (v) WITH (lists = 2, m = 1)
+  WHERE id > 50;
+SET enable_seqscan = off;
+SET ivfpq.probes = 3;
+EXPLAIN (COSTS OFF)
+SELECT id FROM ivb_expr ORDER BY l2_normalize(v) <#> '[1,0]' LIMIT 3;
+SELECT id FROM ivb_expr ORDER BY l2_normalize(v) <#> '[1,0]' LIMIT 3;
+EXPLAIN (COSTS OFF)
+SELECT id FROM ivb_expr WHERE id > 50 ORDER BY v <-> '[10,90]' LIMIT 3;
+SELECT id FROM ivb_expr WHERE id > 50 ORDER BY v <-> '[10,90]' LIMIT 3;
+RESET ivfpq.probes;
+RESET enable_seqscan;
+DROP TABLE ivb_expr;
+
+-- VACUUM keeps the index's row count in pg_class: a VACUUM with nothing to
+-- delete leaves it alone (it must not become 0), one that deletes counts the
+-- entries left.
+CREATE TABLE ivb_stats (id int, v vector(2)) WITH (autovacuum_enabled = off);
+INSERT INTO ivb_stats SELECT i, ARRAY[i, i % 10] FROM generate_series(1, 500) i;
+CREATE INDEX ivb_stats_idx ON ivb_stats USING ivfpq (v) WITH (lists = 2, m = 1);
+SELECT reltuples FROM pg_class WHERE relname = 'ivb_stats_idx';
+VACUUM ivb_stats;
+SELECT reltuples FROM pg_class WHERE relname = 'ivb_stats_idx';
+DELETE FROM ivb_stats WHERE id % 5 = 0;
+VACUUM ivb_stats;
+SELECT reltuples FROM pg_class WHERE relname = 'ivb_stats_idx';
+VACUUM ivb_stats;
+SELECT reltuples FROM pg_class WHERE relname = 'ivb_stats_idx';
+DROP TABLE ivb_stats;
+-- The same when the dead rows do not fit in maintenance_work_mem and VACUUM
+-- scans the index in several passes (324000 dead TIDs, 1MB holds ~174000):
+-- each pass counts what is left, the passes are not summed.
+CREATE TABLE ivb_passes (id int, v vector(1)) WITH (autovacuum_enabled = off);
+INSERT INTO ivb_passes SELECT i, ARRAY[i % 1000] FROM generate_series(1, 360000) i;
+CREATE INDEX ivb_passes_idx ON ivb_passes USING ivfpq (v) WITH (lists = 2, m = 1, nbits = 4);
+DELETE FROM ivb_passes WHERE id % 10 <> 0;
+SET maintenance_work_mem = '1MB';
+VACUUM ivb_passes;
+RESET maintenance_work_mem;
+SELECT reltuples FROM pg_class WHERE relname = 'ivb_passes_idx';
+SELECT rows FROM arrw.ivfpq_info('ivb_passes_idx');
+DROP TABLE ivb_passes;
+
+-- Temporary tables (local buffers, no WAL).
+CREATE TEMP TABLE ivb_temp (id int, v vector(2));
+INSERT INTO ivb_temp SELECT i, ARRAY[i, 0] FROM generate_series(1, 300) i;
+CREATE INDEX ivb_temp_idx ON ivb_temp USING ivfpq (v) WITH (lists = 3, m = 1);
+INSERT INTO ivb_temp SELECT i, ARRAY[i, 0] FROM generate_series(301, 2000) i;
+DELETE FROM ivb_temp WHERE id % 2 = 0;
+VACUUM ivb_temp;
+SET enable_seqscan = off;
+SET ivfpq.probes = 3;
+SET ivfpq.rerank = 100000;
+SELECT id FROM ivb_temp ORDER BY v <-> '[1500.2,0]' LIMIT 3;
+SELECT arrw.ivfpq_check('ivb_temp_idx');
+RESET ivfpq.rerank;
+RESET ivfpq.probes;
+RESET enable_seqscan;
+DROP TABLE ivb_temp;
+
+DROP TABLE ivb;

@@ -1,0 +1,245 @@
+-- ivfpq index scans: which plans use the index, exact answers with
+-- probes = lists for all three operator classes, iterative scans under a
+-- filter, probes/rerank settings versus index options, and results after
+-- INSERT, DELETE + VACUUM and REINDEX.
+--
+-- Data: four well separated blobs of 100 points each in 4 dimensions
+-- (blob = id % 4, centred near 100 * e_blob; offsets are small integers), so
+-- the k-means lists are the blobs. The query vectors are chosen so that the
+-- exact answers are unambiguous: consecutive distances of the top 9 rows differ
+-- by more than 1e-4 (no ties, no float rounding near-ties).
+
+CREATE TABLE ivs (id int PRIMARY KEY, blob int, v vector(4));
+INSERT INTO ivs SELECT i, i % 4,
+  ARRAY[CASE WHEN i % 4 = 0 THEN 100 ELSE 0 END + (i / 4) % 10,
+        CASE WHEN i % 4 = 1 THEN 100 ELSE 0 END + (i / 4) / 10,
+        CASE WHEN i % 4 = 2 THEN 100 ELSE 0 END + (i / 4) * 7 % 3,
+        CASE WHEN i % 4 = 3 THEN 100 ELSE 0 END]
+FROM generate_series(0, 399) i;
+ANALYZE ivs;
+CREATE INDEX ivs_l2 ON ivs USING ivfpq (v vector_l2_ops) WITH (lists = 4, m = 2, nbits = 4);
+
+-- Index scans from here on (the planner's own choice is ivfpq_plans.sql's
+-- subject; at 400 rows it prefers a sequential scan).
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 5;
+
+-- Exact answers: all lists probed, every candidate re-ranked. Each query is
+-- compared with the same query run by a sequential scan.
+SET ivfpq.probes = 4;
+SET ivfpq.rerank = 1000;
+SELECT id, blob, round((v <-> '[100.31,0.62,0.23,0.07]')::numeric, 3) AS dist
+FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 5;
+SELECT id, blob, round((v <-> '[3.71,4.43,1.17,97.05]')::numeric, 3) AS dist
+FROM ivs ORDER BY v <-> '[3.71,4.43,1.17,97.05]' LIMIT 5;
+-- A query between the blobs.
+SELECT id, blob, round((v <-> '[50.33,50.61,0.27,0.09]')::numeric, 3) AS dist
+FROM ivs ORDER BY v <-> '[50.33,50.61,0.27,0.09]' LIMIT 4;
+-- A prepared statement (the query vector is a parameter).
+PREPARE knn(vector, int) AS SELECT id FROM ivs ORDER BY v <-> $1 LIMIT $2;
+EXECUTE knn('[0.41,105.33,0.93,0.17]', 3);
+DEALLOCATE knn;
+-- The same answers as a sequential scan, for a few queries per blob.
+CREATE TABLE ivs_q (qid int, q vector(4));
+INSERT INTO ivs_q SELECT k, ARRAY[CASE WHEN k % 4 = 0 THEN 101.3 ELSE 0.3 END + k % 7 + 0.173 * k,
+                                   CASE WHEN k % 4 = 1 THEN 99.1 ELSE 1.1 END + k % 5 + 0.059 * k,
+                                   CASE WHEN k % 4 = 2 THEN 100.6 ELSE 0.6 END + 0.031 * k,
+                                   CASE WHEN k % 4 = 3 THEN 98.2 ELSE 0.2 END + 0.017 * k]
+FROM generate_series(1, 12) k;
+CREATE TEMP TABLE idx_answers AS
+SELECT qid, ARRAY(SELECT id FROM ivs ORDER BY v <-> q LIMIT 7) AS ids FROM ivs_q;
+EXPLAIN (COSTS OFF) SELECT qid, ARRAY(SELECT id FROM ivs ORDER BY v <-> q LIMIT 7) FROM ivs_q;
+SET enable_indexscan = off;
+SET enable_seqscan = on;
+SELECT count(*) AS queries,
+       count(*) FILTER (WHERE ids = ARRAY(SELECT id FROM ivs ORDER BY v <-> q LIMIT 7)) AS same
+FROM idx_answers JOIN ivs_q USING (qid);
+RESET enable_indexscan;
+SET enable_seqscan = off;
+DROP TABLE idx_answers;
+
+-- Inner product and cosine operator classes.
+CREATE INDEX ivs_ip ON ivs USING ivfpq (v vector_ip_ops) WITH (lists = 4, m = 4, nbits = 8);
+CREATE INDEX ivs_cos ON ivs USING ivfpq (v vector_cosine_ops) WITH (lists = 4, m = 1, nbits = 8);
+EXPLAIN (COSTS OFF) SELECT id FROM ivs ORDER BY v <#> '[1,0.31,0.057,0.0011]' LIMIT 5;
+EXPLAIN (COSTS OFF) SELECT id FROM ivs ORDER BY v <=> '[1,0.31,0.057,0.0011]' LIMIT 5;
+SELECT id, round((v <#> '[1,0.31,0.057,0.0011]')::numeric, 3) AS neg_ip
+FROM ivs ORDER BY v <#> '[1,0.31,0.057,0.0011]' LIMIT 5;
+SELECT id, round((v <=> '[0.3,0.5,1,0.1]')::numeric, 6) AS cos_dist
+FROM ivs ORDER BY v <=> '[0.3,0.5,1,0.1]' LIMIT 5;
+SET enable_indexscan = off;
+SET enable_seqscan = on;
+EXPLAIN (COSTS OFF) SELECT id FROM ivs ORDER BY v <#> '[1,0.31,0.057,0.0011]' LIMIT 5;
+SELECT id, round((v <#> '[1,0.31,0.057,0.0011]')::numeric, 3) AS neg_ip
+FROM ivs ORDER BY v <#> '[1,0.31,0.057,0.0011]' LIMIT 5;
+SELECT id, round((v <=> '[0.3,0.5,1,0.1]')::numeric, 6) AS cos_dist
+FROM ivs ORDER BY v <=> '[0.3,0.5,1,0.1]' LIMIT 5;
+RESET enable_indexscan;
+SET enable_seqscan = off;
+DROP INDEX ivs_ip, ivs_cos;
+RESET ivfpq.probes;
+RESET ivfpq.rerank;
+
+-- A query of the wrong dimension. A NULL query vector: as a constant the
+-- planner folds the distance to NULL (no ivfpq scan, any 3 rows); as a
+-- parameter of a generic plan the index scan returns no rows.
+SELECT id FROM ivs ORDER BY v <-> '[1,2,3]' LIMIT 1;
+EXPLAIN (COSTS OFF) SELECT id FROM ivs ORDER BY v <-> NULL LIMIT 3;
+SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> NULL LIMIT 3) s;
+SET plan_cache_mode = force_generic_plan;
+PREPARE knn_null(vector) AS SELECT id FROM ivs ORDER BY v <-> $1 LIMIT 3;
+EXPLAIN (COSTS OFF) EXECUTE knn_null(NULL);
+EXECUTE knn_null(NULL);
+EXECUTE knn_null('[100.31,0.62,0.23,0.07]');
+DEALLOCATE knn_null;
+RESET plan_cache_mode;
+
+-- Iterative scans: one list probed per round, and a filter that only rows of
+-- another list pass. With iterative scans the LIMIT is met by probing further
+-- lists (up to ivfpq.max_probes); without, only the first list's rows are seen
+-- and none passes the filter.
+SET ivfpq.probes = 1;
+EXPLAIN (COSTS OFF)
+SELECT id FROM ivs WHERE blob = 3 ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 5;
+SELECT id, round((v <-> '[100.31,0.62,0.23,0.07]')::numeric, 3) AS dist
+FROM ivs WHERE blob = 3 ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 5;
+SET ivfpq.max_probes = 1;
+SELECT count(*) FROM (SELECT id FROM ivs WHERE blob = 3
+  ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 5) s;
+SET ivfpq.max_probes = 4;
+SELECT count(*) FROM (SELECT id FROM ivs WHERE blob = 3
+  ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 5) s;
+RESET ivfpq.max_probes;
+SET ivfpq.iterative_scan = off;
+SELECT count(*) FROM (SELECT id FROM ivs WHERE blob = 3
+  ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 5) s;
+-- A filter the first list satisfies only in part (20 of its rows; 20 more in
+-- blob 2).
+SELECT count(*) FROM (SELECT id FROM ivs WHERE id % 10 = 0
+  ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 30) s;
+RESET ivfpq.iterative_scan;
+SELECT count(*) FROM (SELECT id FROM ivs WHERE id % 10 = 0
+  ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 30) s;
+RESET ivfpq.probes;
+
+-- probes: the setting when non-zero, else the index's option, else 10.
+-- Counted as the rows one round of probing returns (iterative scans off, a
+-- LIMIT above the table size, sequential scans off so the index is used):
+-- 100 rows per list.
+SET ivfpq.iterative_scan = off;
+SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 1000) s;
+SET ivfpq.probes = 2;
+SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 1000) s;
+SET ivfpq.probes = 1;
+SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 1000) s;
+DROP INDEX ivs_l2;
+CREATE INDEX ivs_l2 ON ivs USING ivfpq (v) WITH (lists = 4, m = 2, nbits = 4, probes = 3);
+SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 1000) s;
+SET ivfpq.probes = 0;
+SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 1000) s;
+RESET ivfpq.probes;
+SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 1000) s;
+-- ALTER INDEX ... SET (probes = ...) takes effect at once.
+ALTER INDEX ivs_l2 SET (probes = 2);
+SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 1000) s;
+ALTER INDEX ivs_l2 RESET (probes);
+SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 1000) s;
+RESET ivfpq.iterative_scan;
+
+-- rerank: the setting when >= 0, else the index's option, else 100; 0 returns
+-- candidates in estimated order without reading the table. Observable with a
+-- zero vector under cosine distance: its exact distance is NaN, which sorts
+-- last (as in a sequential scan); its estimated distance is an ordinary number
+-- (here it comes 4th). With rerank = 3 the candidates are re-ranked in batches
+-- of 3 in estimated order, so the zero vector ends its batch.
+CREATE TABLE ivr (id int, v vector(2));
+INSERT INTO ivr VALUES (1, '[1,0]'), (2, '[1,1]'), (3, '[0,1]'), (4, '[-1,1]'),
+  (5, '[-1,0]'), (6, '[-1,-1]'), (7, '[0,-1]'), (8, '[1,-1]'), (9, '[0,0]');
+CREATE INDEX ivr_cos ON ivr USING ivfpq (v vector_cosine_ops) WITH (lists = 1, m = 1, nbits = 4);
+SELECT array_agg(id) FROM (SELECT id FROM ivr ORDER BY v <=> '[1,0.1]' LIMIT 9) s;
+SET ivfpq.rerank = 0;
+SELECT array_agg(id) FROM (SELECT id FROM ivr ORDER BY v <=> '[1,0.1]' LIMIT 9) s;
+SET ivfpq.rerank = 1;
+SELECT array_agg(id) FROM (SELECT id FROM ivr ORDER BY v <=> '[1,0.1]' LIMIT 9) s;
+DROP INDEX ivr_cos;
+CREATE INDEX ivr_cos ON ivr USING ivfpq (v vector_cosine_ops) WITH (lists = 1, m = 1, nbits = 4, rerank = 0);
+RESET ivfpq.rerank;
+SELECT array_agg(id) FROM (SELECT id FROM ivr ORDER BY v <=> '[1,0.1]' LIMIT 9) s;
+SET ivfpq.rerank = -1;
+SELECT array_agg(id) FROM (SELECT id FROM ivr ORDER BY v <=> '[1,0.1]' LIMIT 9) s;
+SET ivfpq.rerank = 3;
+SELECT array_agg(id) FROM (SELECT id FROM ivr ORDER BY v <=> '[1,0.1]' LIMIT 9) s;
+RESET ivfpq.rerank;
+SET enable_indexscan = off;
+SET enable_seqscan = on;
+SELECT array_agg(id) FROM (SELECT id FROM ivr ORDER BY v <=> '[1,0.1]') s;
+RESET enable_indexscan;
+SET enable_seqscan = off;
+DROP TABLE ivr;
+
+-- Settings: ranges.
+SET ivfpq.probes = -1;
+SET ivfpq.rerank = -2;
+SET ivfpq.max_probes = -1;
+SHOW ivfpq.probes;
+SHOW ivfpq.rerank;
+SHOW ivfpq.iterative_scan;
+SHOW ivfpq.max_probes;
+
+-- Changes after the build: new rows (more than a page's worth in one list),
+-- deleted rows, VACUUM, then more rows reusing the freed space.
+SET ivfpq.probes = 4;
+SET ivfpq.rerank = 100000;
+INSERT INTO ivs SELECT 1000 + i, 0, ARRAY[100.25 + (i % 40) * 0.001, 0.5 + (i / 40) * 0.001, 0.25, 0]
+FROM generate_series(0, 1999) i;
+SELECT id, round((v <-> '[100.31,0.62,0.23,0.07]')::numeric, 4) AS dist
+FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 3;
+SELECT count(*) AS index_rows, count(DISTINCT id) AS distinct_ids
+FROM (SELECT id FROM ivs ORDER BY v <-> '[0,0,0,0]' LIMIT 100000) s;
+DELETE FROM ivs WHERE id >= 1000 AND id % 2 = 0;
+DELETE FROM ivs WHERE id < 400 AND id % 8 = 0;
+SELECT id, round((v <-> '[100.31,0.62,0.23,0.07]')::numeric, 4) AS dist
+FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 3;
+VACUUM ivs;
+SELECT id, round((v <-> '[100.31,0.62,0.23,0.07]')::numeric, 4) AS dist
+FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 3;
+SELECT count(*) AS index_rows, count(DISTINCT id) AS distinct_ids
+FROM (SELECT id FROM ivs ORDER BY v <-> '[0,0,0,0]' LIMIT 100000) s;
+INSERT INTO ivs SELECT 5000 + i, 1, ARRAY[0.4, 100.1 + i * 0.01, 0.3, 0.2]
+FROM generate_series(0, 99) i;
+SELECT count(*) AS index_rows, count(DISTINCT id) AS distinct_ids
+FROM (SELECT id FROM ivs ORDER BY v <-> '[0,0,0,0]' LIMIT 100000) s;
+SELECT count(*) FROM ivs;
+SELECT arrw.ivfpq_check('ivs_l2');
+SELECT id FROM ivs ORDER BY v <-> '[0.4,100.1,0.3,0.2]' LIMIT 3;
+-- Every row is found by a query for its own vector.
+SELECT count(*) AS rows,
+       count(*) FILTER (WHERE (SELECT i.id FROM ivs i ORDER BY i.v <-> o.v LIMIT 1) = o.id) AS found
+FROM ivs o WHERE o.id % 10 = 3;
+-- VACUUM FULL rewrites the table and rebuilds the index.
+DELETE FROM ivs WHERE id >= 5000;
+VACUUM FULL ivs;
+SELECT count(*) AS index_rows, count(DISTINCT id) AS distinct_ids
+FROM (SELECT id FROM ivs ORDER BY v <-> '[0,0,0,0]' LIMIT 100000) s;
+
+-- REINDEX (plain and concurrent) and CREATE INDEX CONCURRENTLY give the same
+-- exact answers.
+SELECT id FROM ivs ORDER BY v <-> '[3.71,4.43,1.17,97.05]' LIMIT 5;
+REINDEX INDEX ivs_l2;
+SELECT id FROM ivs ORDER BY v <-> '[3.71,4.43,1.17,97.05]' LIMIT 5;
+REINDEX INDEX CONCURRENTLY ivs_l2;
+SELECT id FROM ivs ORDER BY v <-> '[3.71,4.43,1.17,97.05]' LIMIT 5;
+DROP INDEX ivs_l2;
+CREATE INDEX CONCURRENTLY ivs_l2 ON ivs USING ivfpq (v) WITH (lists = 4, m = 2, nbits = 4);
+SELECT id FROM ivs ORDER BY v <-> '[3.71,4.43,1.17,97.05]' LIMIT 5;
+SELECT count(*) AS index_rows, count(DISTINCT id) AS distinct_ids
+FROM (SELECT id FROM ivs ORDER BY v <-> '[0,0,0,0]' LIMIT 100000) s;
+-- TRUNCATE leaves an empty (untrained) index that keeps working.
+TRUNCATE ivs;
+INSERT INTO ivs VALUES (1, 0, '[1,1,1,1]'), (2, 0, '[2,2,2,2]');
+SELECT id FROM ivs ORDER BY v <-> '[2,2,2,2.5]' LIMIT 5;
+RESET enable_seqscan;
+RESET ivfpq.probes;
+RESET ivfpq.rerank;
+
+DROP TABLE ivs, ivs_q;
