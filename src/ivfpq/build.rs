@@ -196,6 +196,48 @@ fn maintenance_bytes() -> usize {
     (unsafe { pg_sys::maintenance_work_mem } as usize) * 1024
 }
 
+/// One pass over the table with `callback` receiving each row's index datum.
+///
+/// # Safety
+/// `state` must be what `callback` expects and outlive the scan.
+unsafe fn scan_table(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+    callback: pg_sys::IndexBuildCallback,
+    state: *mut std::ffi::c_void,
+) -> f64 {
+    // SAFETY: heap/index/index_info come from PostgreSQL for this build; the
+    // caller guarantees the callback state.
+    unsafe {
+        pg_sys::table_index_build_scan(
+            heap,
+            index,
+            index_info,
+            true,
+            true,
+            callback,
+            state,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// Page images holding the serialized model, one per MODEL_PER_PAGE bytes.
+fn model_page_images(bytes: &[u8], blank: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .chunks(layout::MODEL_PER_PAGE)
+        .map(|chunk| {
+            let mut img = blank.to_vec();
+            let off = page::contents_offset();
+            img[off..off + chunk.len()].copy_from_slice(chunk);
+            set_lower(&mut img, chunk.len());
+            layout::set_page_kind(&mut img, layout::KIND_MODEL);
+            img
+        })
+        .collect()
+}
+
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuild(
     heap: pg_sys::Relation,
@@ -217,18 +259,14 @@ pub unsafe extern "C-unwind" fn ambuild(
         cap,
         rng: rand::rngs::StdRng::seed_from_u64(0x1f2e_3d4c),
     };
-    // SAFETY: heap/index/index_info come from PostgreSQL for this build; the
-    // callback state outlives the scan.
+    // SAFETY: `sample` is the SampleState sample_callback expects; it outlives the scan.
     let heap_tuples = unsafe {
-        pg_sys::table_index_build_scan(
+        scan_table(
             heap,
             index,
             index_info,
-            true,
-            true,
             Some(sample_callback),
             &mut sample as *mut SampleState as *mut std::ffi::c_void,
-            std::ptr::null_mut(),
         )
     };
     let rows = sample.rows as usize;
@@ -299,12 +337,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     let model_bytes = model.to_bytes();
     let model_start = page::nblocks(index);
     let mut model_pages = 0;
-    for chunk in model_bytes.chunks(layout::MODEL_PER_PAGE) {
-        let mut img = blank.clone();
-        let off = page::contents_offset();
-        img[off..off + chunk.len()].copy_from_slice(chunk);
-        set_lower(&mut img, chunk.len());
-        layout::set_page_kind(&mut img, layout::KIND_MODEL);
+    for img in model_page_images(&model_bytes, &blank) {
         build_append(index, &img);
         model_pages += 1;
     }
@@ -345,17 +378,14 @@ pub unsafe extern "C-unwind" fn ambuild(
         encoded: 0,
     };
     if !untrained {
-        // SAFETY: as for pass 1.
+        // SAFETY: `enc` is the EncodeState encode_callback expects; it outlives the scan.
         unsafe {
-            pg_sys::table_index_build_scan(
+            scan_table(
                 heap,
                 index,
                 index_info,
-                true,
-                true,
                 Some(encode_callback),
                 &mut enc as *mut EncodeState as *mut std::ffi::c_void,
-                std::ptr::null_mut(),
             );
         }
         enc.flush();
@@ -445,14 +475,7 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     init_page(&mut blank, layout::SMALL_SPECIAL);
     pages.push(blank.clone()); // meta, filled below
     let model_start = 1;
-    for chunk in bytes.chunks(layout::MODEL_PER_PAGE) {
-        let mut img = blank.clone();
-        let off = page::contents_offset();
-        img[off..off + chunk.len()].copy_from_slice(chunk);
-        set_lower(&mut img, chunk.len());
-        layout::set_page_kind(&mut img, layout::KIND_MODEL);
-        pages.push(img);
-    }
+    pages.extend(model_page_images(&bytes, &blank));
     let model_pages = pages.len() as u32 - 1;
     let dir_start = pages.len() as u32;
     let geom = DataGeom::new(model.code_size());

@@ -67,7 +67,8 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         // finds the index cheap. (root->limit_tuples would be more direct but is
         // unknown for generic plans with LIMIT $1.)
         let per_row = pg_sys::random_page_cost + cpu * 10.0;
-        *total = scan_cost + costs.indexTotalCost - costs.indexStartupCost + (*info).tuples * per_row;
+        *total =
+            scan_cost + costs.indexTotalCost - costs.indexStartupCost + (*info).tuples * per_row;
         *selectivity = costs.indexSelectivity;
         *correlation = 0.0;
         *pages = visited;

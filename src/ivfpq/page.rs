@@ -21,21 +21,9 @@ pub struct ReadGuard {
 impl ReadGuard {
     /// Pins block `blk` of the index's main fork and share-locks it.
     pub fn new(rel: pg_sys::Relation, blk: u32) -> ReadGuard {
-        // SAFETY: `rel` is an open index relation (the callers are AM callbacks
-        // that received it from PostgreSQL). ReadBufferExtended raises an ERROR
-        // for a block past the end instead of returning an invalid buffer.
-        let buf = unsafe {
-            let buf = pg_sys::ReadBufferExtended(
-                rel,
-                pg_sys::ForkNumber::MAIN_FORKNUM,
-                blk,
-                pg_sys::ReadBufferMode::RBM_NORMAL,
-                std::ptr::null_mut(),
-            );
-            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
-            buf
-        };
-        ReadGuard { buf }
+        ReadGuard {
+            buf: pin_and_lock(rel, blk, pg_sys::BUFFER_LOCK_SHARE),
+        }
     }
 
     /// The whole page (BLCKSZ bytes), readable while the share lock is held.
@@ -58,9 +46,11 @@ impl Drop for ReadGuard {
     }
 }
 
-/// Exclusively locks `blk` (pinning it) and returns the buffer.
-fn lock_exclusive(rel: pg_sys::Relation, blk: u32) -> pg_sys::Buffer {
-    // SAFETY: as in ReadGuard::new, with an exclusive content lock.
+/// Pins block `blk` of the index's main fork and takes its content lock in `mode`.
+fn pin_and_lock(rel: pg_sys::Relation, blk: u32, mode: u32) -> pg_sys::Buffer {
+    // SAFETY: `rel` is an open index relation (the callers are AM callbacks
+    // that received it from PostgreSQL). ReadBufferExtended raises an ERROR
+    // for a block past the end instead of returning an invalid buffer.
     unsafe {
         let buf = pg_sys::ReadBufferExtended(
             rel,
@@ -69,9 +59,14 @@ fn lock_exclusive(rel: pg_sys::Relation, blk: u32) -> pg_sys::Buffer {
             pg_sys::ReadBufferMode::RBM_NORMAL,
             std::ptr::null_mut(),
         );
-        pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+        pg_sys::LockBuffer(buf, mode as i32);
         buf
     }
+}
+
+/// Exclusively locks `blk` (pinning it) and returns the buffer.
+fn lock_exclusive(rel: pg_sys::Relation, blk: u32) -> pg_sys::Buffer {
+    pin_and_lock(rel, blk, pg_sys::BUFFER_LOCK_EXCLUSIVE)
 }
 
 /// Adds a new block at the end of the index and returns it exclusively locked.
