@@ -316,20 +316,15 @@ pub unsafe extern "C-unwind" fn ambuild(
         let mm = if d % m == 0 { m } else { 1 };
         IvfPqModel::train(&[], d, metric, &IvfPqParams::new(1, mm, nbits))
     } else {
-        // Build time is dominated by k-means. 64 points per list and 15 Lloyd
-        // iterations train lists as good for search as 256 and 25 on the real
-        // sets of bench/ (see the closing notes of the ivfpq issue) at a quarter
-        // of the cost; PQ codebooks still get 64 points per codeword.
-        const POINTS_PER_LIST: usize = 64;
-        let mut params = IvfPqParams::new(lists, m, nbits);
-        params.kmeans.max_points_per_centroid = POINTS_PER_LIST;
-        params.kmeans.max_iters = 15;
-        let n_train = ivf::training_sample_size(lists, nbits)
-            .min((lists * POINTS_PER_LIST).max((1 << nbits) * 64))
-            .min(rows);
+        let n_train = ivf::training_sample_size(lists, nbits).min(rows);
         let have = sample.sample.len() / dim;
         let take = n_train.min(have);
-        IvfPqModel::train(&sample.sample[..take * dim], dim, metric, &params)
+        IvfPqModel::train(
+            &sample.sample[..take * dim],
+            dim,
+            metric,
+            &IvfPqParams::new(lists, m, nbits),
+        )
     };
     drop(sample);
     pg_sys::check_for_interrupts!();
