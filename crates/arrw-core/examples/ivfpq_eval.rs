@@ -3,7 +3,9 @@
 //! ```text
 //! cargo run --release -p arrw-core --example ivfpq_eval -- DATASET_DIR \
 //!     [--lists N] [--m M] [--nbits B] [--rerank R[,R2...]] [--probes P1,P2,...]
-//!     [--metric l2|cosine|ip] [--sample N] [--queries N]
+//!     [--metric l2|cosine|ip] [--sample N] [--queries N] [--seed S]
+//!     [--kmeans-iters N] [--kmeans-ppc N] [--kmeans-init-ppc N] [--kmeans-tol F]
+//!     [--pq-ppc N] [--pq-iters N] [--pq-tol F]
 //! ```
 //!
 //! `DATASET_DIR` holds `base.<dtype>.npy` (rows to index), `query.<dtype>.npy` and
@@ -175,6 +177,14 @@ fn main() -> Result<(), String> {
     let mut metric = None;
     let mut sample = None;
     let mut nq = None;
+    let mut seed = None;
+    let mut kiters = None;
+    let mut kppc = None;
+    let mut kinit = None;
+    let mut ktol = None;
+    let mut pq_ppc = None;
+    let mut pq_iters = None;
+    let mut pq_tol = None;
     let mut i = 0;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -191,6 +201,14 @@ fn main() -> Result<(), String> {
             "--probes" => probes = list(&v),
             "--sample" => sample = Some(list::<usize>(&v)[0]),
             "--queries" => nq = Some(list::<usize>(&v)[0]),
+            "--seed" => seed = Some(list::<u64>(&v)[0]),
+            "--kmeans-iters" => kiters = Some(list::<usize>(&v)[0]),
+            "--kmeans-ppc" => kppc = Some(list::<usize>(&v)[0]),
+            "--kmeans-init-ppc" => kinit = Some(list::<usize>(&v)[0]),
+            "--kmeans-tol" => ktol = Some(list::<f64>(&v)[0]),
+            "--pq-ppc" => pq_ppc = Some(list::<usize>(&v)[0]),
+            "--pq-iters" => pq_iters = Some(list::<usize>(&v)[0]),
+            "--pq-tol" => pq_tol = Some(list::<f64>(&v)[0]),
             "--metric" => {
                 metric = Some(match v.as_str() {
                     "l2" => Metric::L2,
@@ -232,7 +250,31 @@ fn main() -> Result<(), String> {
         }
     });
     let (dl, dm, db) = ivf::default_params(base.rows, dim);
-    let params = IvfPqParams::new(lists.unwrap_or(dl), m.unwrap_or(dm), nbits.unwrap_or(db));
+    let mut params = IvfPqParams::new(lists.unwrap_or(dl), m.unwrap_or(dm), nbits.unwrap_or(db));
+    if let Some(s) = seed {
+        params.seed = s;
+    }
+    if let Some(v) = kiters {
+        params.kmeans.max_iters = v;
+    }
+    if let Some(v) = kppc {
+        params.kmeans.max_points_per_centroid = v;
+    }
+    if let Some(v) = pq_ppc {
+        params.pq.points_per_codeword = v;
+    }
+    if let Some(v) = pq_tol {
+        params.pq.tolerance = v;
+    }
+    if let Some(v) = pq_iters {
+        params.pq.iters = v;
+    }
+    if let Some(v) = ktol {
+        params.kmeans.tolerance = v;
+    }
+    if let Some(v) = kinit {
+        params.kmeans.init_points_per_centroid = v;
+    }
     ivf::validate_params(base.rows, dim, params.lists, params.m, params.nbits)?;
     println!(
         "dataset {}: {} × {dim} base, {nq} queries, metric {metric:?}, loaded in {:.2}s; {} threads",
