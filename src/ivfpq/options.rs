@@ -33,7 +33,7 @@ pub struct IvfpqOptions {
 pub fn init() {
     GucRegistry::define_int_guc(
         c"ivfpq.probes",
-        c"Inverted lists scanned per ivfpq query (0: the index's `probes` option, or 10).",
+        c"Inverted lists scanned per ivfpq query (0: the index's `probes` option, or 20).",
         c"More probes raise recall and cost time.",
         &PROBES,
         0,
