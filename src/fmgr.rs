@@ -29,6 +29,10 @@ macro_rules! v1 {
         }
 
         $(#[$meta])*
+        ///
+        /// # Safety
+        /// Only PostgreSQL's function manager calls this, with the call's own
+        /// `fcinfo` and the argument types the SQL declaration gives.
         #[unsafe(no_mangle)]
         pub unsafe extern "C-unwind" fn $name(
             $fcinfo: pgrx::pg_sys::FunctionCallInfo,

@@ -313,7 +313,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     pg_sys::check_for_interrupts!();
     let model = if untrained {
         let d = dim.max(1);
-        let mm = if d % m == 0 { m } else { 1 };
+        let mm = if d.is_multiple_of(m) { m } else { 1 };
         IvfPqModel::train(&[], d, metric, &IvfPqParams::new(1, mm, nbits))
     } else {
         let n_train = ivf::training_sample_size(lists, nbits).min(rows);
