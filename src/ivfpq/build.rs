@@ -279,11 +279,18 @@ pub unsafe extern "C-unwind" fn ambuild(
     } else {
         auto_lists
     };
-    let m = if opts.m > 0 { opts.m as usize } else { auto_m };
     let nbits = if opts.nbits > 0 {
         opts.nbits as u32
     } else {
         auto_nbits
+    };
+    // The default m depends on the code width (same code bytes at 4 and 8 bits).
+    let m = if opts.m > 0 {
+        opts.m as usize
+    } else if nbits == auto_nbits {
+        auto_m
+    } else {
+        ivf::default_m(dim.max(1), nbits)
     };
     if dim > 0 {
         if let Err(e) = ivf::validate_params(0, dim, lists, m, nbits) {
@@ -352,7 +359,9 @@ pub unsafe extern "C-unwind" fn ambuild(
     // (possibly empty), so a list's head never changes after the build.
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ENCODE);
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, rows as i64);
-    let geom = DataGeom::new(model.code_size());
+    // 4-bit codes are stored in fast-scan blocks (see layout.rs).
+    let blocked = model.is_fast() && model.code_size() > 0;
+    let geom = DataGeom::new(model.code_size(), blocked);
     let mut heads = Vec::with_capacity(nlists);
     let mut list_pages = Vec::with_capacity(nlists);
     for l in 0..nlists as u32 {
@@ -429,6 +438,8 @@ pub unsafe extern "C-unwind" fn ambuild(
         generation: generation(),
         probes: opts.probes.max(0) as u32,
         rerank: (opts.rerank + 1).max(0) as u32,
+        blocked: blocked as u32,
+        _pad: 0,
     };
     let mut img = blank.clone();
     layout::write_meta(&mut img, &meta);
@@ -478,7 +489,8 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     pages.extend(model_page_images(&bytes, &blank));
     let model_pages = pages.len() as u32 - 1;
     let dir_start = pages.len() as u32;
-    let geom = DataGeom::new(model.code_size());
+    // An 8-bit placeholder model: row layout.
+    let geom = DataGeom::new(model.code_size(), false);
     let mut dir = blank.clone();
     layout::write_dir(
         &mut dir,
@@ -509,6 +521,8 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
         generation: generation(),
         probes: 0,
         rerank: 0,
+        blocked: 0,
+        _pad: 0,
     };
     layout::write_meta(&mut pages[0], &meta);
     set_lower(&mut pages[0], layout::META_BYTES);

@@ -37,7 +37,7 @@ fn close(rel: pg_sys::Relation) {
 
 /// Per-list row counts, walking every list's chain.
 fn list_sizes(index: pg_sys::Relation, meta: &layout::MetaData) -> Vec<u64> {
-    let geom = DataGeom::new(meta.code_size as usize);
+    let geom = DataGeom::of(meta);
     (0..meta.lists)
         .map(|list| {
             let (dir_blk, slot) = layout::dir_location(meta, list);
@@ -148,7 +148,7 @@ fn check_index(index: pg_sys::Relation) -> Result<(), String> {
         }
         seen.insert(b);
     }
-    let geom = DataGeom::new(meta.code_size as usize);
+    let geom = DataGeom::of(&meta);
     for list in 0..meta.lists {
         let (dir_blk, slot) = layout::dir_location(&meta, list);
         let e = layout::read_dir(ReadGuard::new(index, dir_blk).page(), slot);

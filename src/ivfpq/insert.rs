@@ -72,7 +72,7 @@ pub fn append(
     code: &[u8],
     tid: [u8; 6],
 ) {
-    let geom = DataGeom::new(meta.code_size as usize);
+    let geom = DataGeom::of(meta);
     let (dir_blk, slot) = layout::dir_location(meta, list);
     let mut blk = {
         let g = ReadGuard::new(index, dir_blk);

@@ -7,18 +7,28 @@
 //!                  across consecutive pages' contents
 //! then             directory pages: one DirEntry per list (first page, page
 //!                  that inserts try first)
-//! then             data pages, chained per list: codes[cap][code_size] then
+//! then             data pages, chained per list: the codes, then
 //!                  tids[cap][6]; count and next link in the special space
 //! ```
+//! Codes on a data page are stored one of two ways (`MetaData::blocked`):
+//! - rows (8-bit codes): `codes[cap][code_size]`, entry `i` at `i × code_size`;
+//! - blocks (4-bit codes): `cap / 32` blocks of 32 transposed codes in
+//!   `arrw_core::fastscan`'s layout, so a scan scores 32 codes per few SIMD
+//!   instructions; entry `i` is lane `i % 32` of block `i / 32`. Unused lanes of
+//!   the last block hold stale or zero nibbles that scans ignore (`count` bounds
+//!   every read).
+//!
 //! Every page has a standard header, so PostgreSQL's page checks, full-page
 //! images and GenericXLog all work; the special space ends with a page-kind tag
 //! that `arrw.ivfpq_check` verifies.
 
 use super::page::{contents_capacity, contents_offset};
+use arrw_core::fastscan;
 
 pub const META_BLOCK: u32 = 0;
 pub const MAGIC: u32 = 0x4152_5751; // "ARWQ"
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: adds `MetaData::blocked` (4-bit codes in fast-scan blocks).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Page kinds, stored in the last two bytes of every page's special space.
 pub const KIND_META: u16 = 0xA1;
@@ -58,6 +68,9 @@ pub struct MetaData {
     /// `probes`/`rerank` index options captured at build (0 = not set).
     pub probes: u32,
     pub rerank: u32,
+    /// 1 when data pages hold codes in fast-scan blocks of 32 (4-bit codes).
+    pub blocked: u32,
+    pub _pad: u32,
 }
 
 pub const META_BYTES: usize = std::mem::size_of::<MetaData>();
@@ -121,23 +134,46 @@ pub fn dir_location(meta: &MetaData, list: u32) -> (u32, usize) {
     (meta.dir_start + (l / DIR_PER_PAGE) as u32, l % DIR_PER_PAGE)
 }
 
-/// Data page geometry for one code size.
+/// Data page geometry for one code size and code layout.
 #[derive(Clone, Copy, Debug)]
 pub struct DataGeom {
     pub code_size: usize,
     pub capacity: usize,
+    /// Codes in fast-scan blocks of 32 (see the module docs).
+    pub blocked: bool,
 }
 
 impl DataGeom {
-    pub fn new(code_size: usize) -> DataGeom {
-        DataGeom {
-            code_size,
-            capacity: contents_capacity(DATA_SPECIAL) / (code_size + TID_BYTES),
+    /// `blocked` needs `code_size > 0`; a zero code size always uses rows.
+    pub fn new(code_size: usize, blocked: bool) -> DataGeom {
+        let room = contents_capacity(DATA_SPECIAL);
+        if blocked && code_size > 0 {
+            let per_block = fastscan::block_bytes(code_size) + fastscan::BLOCK * TID_BYTES;
+            DataGeom {
+                code_size,
+                capacity: (room / per_block) * fastscan::BLOCK,
+                blocked: true,
+            }
+        } else {
+            DataGeom {
+                code_size,
+                capacity: room / (code_size + TID_BYTES),
+                blocked: false,
+            }
         }
+    }
+
+    /// The geometry of an index's data pages.
+    pub fn of(meta: &MetaData) -> DataGeom {
+        DataGeom::new(meta.code_size as usize, meta.blocked != 0)
     }
 
     fn codes_off(&self) -> usize {
         contents_offset()
+    }
+
+    fn block_bytes(&self) -> usize {
+        fastscan::block_bytes(self.code_size)
     }
 
     fn tids_off(&self) -> usize {
@@ -180,10 +216,44 @@ impl DataGeom {
         wr(page, o, n as u16)
     }
 
-    /// The codes of the page's `count` entries, contiguous.
+    /// Row layout: the codes of the page's `count` entries, contiguous.
     pub fn codes<'p>(&self, page: &'p [u8]) -> &'p [u8] {
+        debug_assert!(!self.blocked);
         let n = self.count(page).min(self.capacity);
         &page[self.codes_off()..self.codes_off() + n * self.code_size]
+    }
+
+    /// Block layout: the whole blocks that hold the page's `count` entries.
+    pub fn blocks<'p>(&self, page: &'p [u8]) -> &'p [u8] {
+        debug_assert!(self.blocked);
+        let n = self.count(page).min(self.capacity);
+        let len = n.div_ceil(fastscan::BLOCK) * self.block_bytes();
+        &page[self.codes_off()..self.codes_off() + len]
+    }
+
+    /// Copies entry `i`'s code (packed, `code_size` bytes) into `out`.
+    pub fn code(&self, page: &[u8], i: usize, out: &mut [u8]) {
+        assert!(i < self.capacity && out.len() == self.code_size);
+        if self.blocked {
+            let bb = self.block_bytes();
+            let b = self.codes_off() + (i / fastscan::BLOCK) * bb;
+            fastscan::get_lane(&page[b..b + bb], i % fastscan::BLOCK, out);
+        } else {
+            let c = self.codes_off() + i * self.code_size;
+            out.copy_from_slice(&page[c..c + self.code_size]);
+        }
+    }
+
+    fn set_code(&self, page: &mut [u8], i: usize, code: &[u8]) {
+        assert!(i < self.capacity && code.len() == self.code_size);
+        if self.blocked {
+            let bb = self.block_bytes();
+            let b = self.codes_off() + (i / fastscan::BLOCK) * bb;
+            fastscan::set_lane(&mut page[b..b + bb], i % fastscan::BLOCK, code);
+        } else {
+            let c = self.codes_off() + i * self.code_size;
+            page[c..c + self.code_size].copy_from_slice(code);
+        }
     }
 
     pub fn tid(&self, page: &[u8], i: usize) -> [u8; TID_BYTES] {
@@ -194,8 +264,7 @@ impl DataGeom {
     pub fn push(&self, page: &mut [u8], code: &[u8], tid: [u8; TID_BYTES]) {
         let n = self.count(page);
         assert!(n < self.capacity && code.len() == self.code_size);
-        let c = self.codes_off() + n * self.code_size;
-        page[c..c + self.code_size].copy_from_slice(code);
+        self.set_code(page, n, code);
         wr(page, self.tids_off() + n * TID_BYTES, tid);
         self.set_count(page, n + 1);
     }
@@ -205,16 +274,14 @@ impl DataGeom {
     pub fn retain(&self, page: &mut [u8], mut dead: impl FnMut(usize) -> bool) -> usize {
         let n = self.count(page).min(self.capacity);
         let mut keep = 0;
+        let mut code = vec![0u8; self.code_size];
         for i in 0..n {
             if dead(i) {
                 continue;
             }
             if keep != i {
-                let (src, dst) = (
-                    self.codes_off() + i * self.code_size,
-                    self.codes_off() + keep * self.code_size,
-                );
-                page.copy_within(src..src + self.code_size, dst);
+                self.code(page, i, &mut code);
+                self.set_code(page, keep, &code);
                 let (src, dst) = (
                     self.tids_off() + i * TID_BYTES,
                     self.tids_off() + keep * TID_BYTES,

@@ -73,6 +73,18 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
             ),
         ),
     };
+    // The page layout (meta) and the code width (model) must agree: a blocked
+    // page read as rows, or the reverse, would score garbage.
+    let blocked = model.is_fast() && model.code_size() > 0;
+    if blocked != (meta.blocked != 0) || model.code_size() != meta.code_size as usize {
+        super::user_error(
+            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+            format!(
+                "ivfpq index \"{}\": its meta page and model disagree on the code layout; REINDEX it",
+                rel_name(index)
+            ),
+        );
+    }
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         // Keep at most a few models: an index rebuilt many times in one session

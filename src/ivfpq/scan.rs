@@ -40,6 +40,8 @@ struct ScanState {
     slot: *mut pg_sys::TupleTableSlot,
     estate: *mut pg_sys::EState,
     index_info: *mut pg_sys::IndexInfo,
+    /// The index has expression columns (FormIndexDatum allocates per row).
+    has_exprs: bool,
     tmp: pg_sys::MemoryContext,
 }
 
@@ -96,6 +98,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         slot: std::ptr::null_mut(),
         estate: std::ptr::null_mut(),
         index_info: std::ptr::null_mut(),
+        has_exprs: false,
         tmp,
     });
     // SAFETY: `scan` is the descriptor just allocated; opaque is ours.
@@ -255,7 +258,7 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
     // SAFETY: live scan.
     let index = unsafe { (*scan).indexRelation };
     let model = st.model.clone().expect("started");
-    let geom = DataGeom::new(st.meta.code_size as usize);
+    let geom = DataGeom::of(&st.meta);
     let upto = (st.probed + st.probes).min(limit);
     // An untrained index (all estimates equal) promises to re-rank every row,
     // so its pool has no cap: capping it dropped arbitrary rows once the table
@@ -290,6 +293,9 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
             let page = g.page();
             let n = geom.count(page).min(geom.capacity);
             match qt.as_ref() {
+                Some(qt) if geom.code_size != 0 && geom.blocked => {
+                    qt.scan_blocks(geom.blocks(page), n, &mut dists[..n])
+                }
                 Some(qt) if geom.code_size != 0 => qt.scan(geom.codes(page), &mut dists[..n]),
                 _ => dists[..n].fill(0.0),
             }
@@ -365,8 +371,10 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
             out.push((exact_distance(metric, &st.query, x), tid));
         }
     }
-    // SAFETY: restore the caller's context; nothing we keep points into tmp.
+    // SAFETY: release the last row's pin; restore the caller's context (nothing
+    // we keep points into tmp).
     unsafe {
+        pg_sys::ExecClearTuple(st.slot);
         pg_sys::MemoryContextSwitchTo(old);
         pg_sys::MemoryContextReset(st.tmp);
     }
@@ -401,6 +409,13 @@ unsafe fn ensure_fetch(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         st.slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         st.estate = pg_sys::CreateExecutorState();
         st.index_info = pg_sys::BuildIndexInfo((*scan).indexRelation);
+        // FormIndexDatum evaluates index expressions in the estate's per-tuple
+        // expression context, reading the row from its scan tuple: that must be
+        // our slot (without it, expression indexes crashed on a NULL scan tuple).
+        // The slot never changes, so this is set once.
+        let econtext = pg_sys::MakePerTupleExprContext(st.estate);
+        (*econtext).ecxt_scantuple = st.slot;
+        st.has_exprs = !(*st.index_info).ii_Expressions.is_null();
     }
 }
 
@@ -434,18 +449,16 @@ unsafe fn fetch_vector<'a>(
         if !found {
             return None;
         }
-        // FormIndexDatum evaluates index expressions in the estate's per-tuple
-        // expression context, reading the row from its scan tuple: it must be
-        // our slot (without this, expression indexes crashed on a NULL scan
-        // tuple). Resetting frees the previous row's expression results, which
-        // the caller no longer uses.
-        let econtext = if (*st.estate).es_per_tuple_exprcontext.is_null() {
-            pg_sys::MakePerTupleExprContext(st.estate)
-        } else {
-            (*st.estate).es_per_tuple_exprcontext
-        };
-        pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
-        (*econtext).ecxt_scantuple = st.slot;
+        // Expression results live in the per-tuple context (set up with our slot
+        // as its scan tuple by ensure_fetch); resetting frees the previous row's,
+        // which the caller no longer uses. A plain column index allocates nothing
+        // there, so it skips the call (each FFI call costs a setjmp guard, and
+        // this runs for every re-ranked candidate).
+        if st.has_exprs {
+            pg_sys::MemoryContextReset(
+                (*(*st.estate).es_per_tuple_exprcontext).ecxt_per_tuple_memory,
+            );
+        }
         let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
         let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
         pg_sys::FormIndexDatum(
@@ -455,13 +468,14 @@ unsafe fn fetch_vector<'a>(
             values.as_mut_ptr(),
             nulls.as_mut_ptr(),
         );
-        let v = if nulls[0] {
+        // The slot keeps the row's buffer pinned until the next fetch replaces
+        // it (refill clears it after the batch), so an in-line vector datum that
+        // points into the page stays valid while the caller uses it.
+        if nulls[0] {
             None
         } else {
             Some(crate::vector::VectorArg::from_datum(values[0]).x)
-        };
-        pg_sys::ExecClearTuple(st.slot);
-        v
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     // SAFETY: stats was allocated above.
     unsafe { (*stats).num_index_tuples = 0.0 };
     let meta = model::read_meta(index);
-    let geom = DataGeom::new(meta.code_size as usize);
+    let geom = DataGeom::of(&meta);
     for list in 0..meta.lists {
         let (dir_blk, slot) = layout::dir_location(&meta, list);
         let entry = {

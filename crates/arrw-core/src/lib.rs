@@ -10,9 +10,11 @@
 //! - [`text`]: pgvector-compatible text and binary formats of `vector`.
 //! - [`kmeans`]: k-means for the coarse (inverted-list) quantizer.
 //! - [`pq`]: product quantization: codebook training, encoding, lookup tables.
+//! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
 
 pub mod distance;
+pub mod fastscan;
 pub mod ivf;
 pub mod kmeans;
 pub mod pq;
