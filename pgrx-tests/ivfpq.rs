@@ -184,7 +184,7 @@ fn ivfpq_rejects_nbits_5() {
     .unwrap();
 }
 
-#[pg_test(error = "m must divide the number of dimensions (4); 3 does not (try 1)")]
+#[pg_test(error = "m must divide the number of dimensions (4); 3 does not (try 2)")]
 fn ivfpq_rejects_m_not_dividing_dims() {
     Spi::run(
         "CREATE TABLE public.ivfpq_t8 (v vector(4));
