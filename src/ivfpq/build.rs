@@ -325,13 +325,24 @@ pub unsafe extern "C-unwind" fn ambuild(
     } else {
         let n_train = ivf::training_sample_size(lists, nbits).min(rows);
         let have = sample.sample.len() / dim;
-        let take = n_train.min(have);
-        IvfPqModel::train(
-            &sample.sample[..take * dim],
-            dim,
-            metric,
-            &IvfPqParams::new(lists, m, nbits),
-        )
+        // The reservoir holds up to maintenance_work_mem / 2 of rows, often the
+        // whole table in physical order, so its first rows are not a random
+        // sample: training on them (as a first version did) fitted the lists to
+        // whatever was loaded first (SIFT: lists of 122 to 4,096 rows instead of
+        // 122 to ~1,900, and recall@10 0.958 instead of 0.972 at 16 probes with
+        // 40 re-ranked). Pick the training rows at random from the reservoir.
+        let train_rows = if have > n_train {
+            let mut idx = rand::seq::index::sample(&mut sample.rng, have, n_train).into_vec();
+            idx.sort_unstable();
+            let mut v = Vec::with_capacity(n_train * dim);
+            for i in idx {
+                v.extend_from_slice(&sample.sample[i * dim..(i + 1) * dim]);
+            }
+            v
+        } else {
+            std::mem::take(&mut sample.sample)
+        };
+        IvfPqModel::train(&train_rows, dim, metric, &IvfPqParams::new(lists, m, nbits))
     };
     drop(sample);
     pg_sys::check_for_interrupts!();

@@ -16,7 +16,7 @@
 
 use super::layout::{self, DataGeom};
 use super::{model, options};
-use arrw_core::ivf::{exact_distance, IvfPqModel, Metric};
+use arrw_core::ivf::{exact_distance, CandidatePool, IvfPqModel, Metric};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::rc::Rc;
@@ -28,8 +28,8 @@ struct ScanState {
     meta: layout::MetaData,
     ranked: Vec<u32>,
     probed: usize,
-    /// Candidates not yet re-ranked (unsorted; batches select their best).
-    pool: Vec<(f32, u64)>,
+    /// Candidates not yet re-ranked (batches select their best).
+    pool: CandidatePool<u64>,
     /// Results ready to return, best last.
     ready: Vec<(f32, u64)>,
     probes: usize,
@@ -88,7 +88,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         meta: Default::default(),
         ranked: Vec::new(),
         probed: 0,
-        pool: Vec::new(),
+        pool: CandidatePool::new(1, 1),
         ready: Vec::new(),
         probes: 0,
         rerank: 0,
@@ -129,7 +129,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         }
         let st = state(scan);
         st.started = false;
-        st.pool.clear();
+        st.pool = CandidatePool::new(1, 1);
         st.ready.clear();
         st.ranked.clear();
         st.probed = 0;
@@ -273,10 +273,16 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
     // placeholder too when the column has none declared, so building tables
     // for the query would fail its dimension assertion.
     let mut qt = (st.meta.untrained == 0).then(|| model.query_tables(&st.query));
-    // The pool is unsorted: each batch selects its best entries in linear time
-    // (take_best), which beats keeping a heap over every scored code when a
-    // query only needs its first batch.
-    let mut pool: Vec<(f32, u64)> = Vec::new();
+    // Candidates by estimate: the first batch is kept apart cheaply (see
+    // CandidatePool), the rest held for later batches, within work_mem.
+    let batch = if st.meta.untrained != 0 {
+        usize::MAX / 4
+    } else if st.rerank > 0 {
+        st.rerank
+    } else {
+        ESTIMATED_BATCH
+    };
+    let mut pool = CandidatePool::new(batch, cap);
     let mut dists: Vec<f32> = vec![0.0; geom.capacity];
     for &list in &st.ranked[st.probed..upto] {
         if let Some(qt) = qt.as_mut() {
@@ -299,37 +305,18 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
                 Some(qt) if geom.code_size != 0 => qt.scan(geom.codes(page), &mut dists[..n]),
                 _ => dists[..n].fill(0.0),
             }
-            pool.extend((0..n).map(|i| (dists[i], layout::tid_u64(geom.tid(page, i)))));
+            pool.push_all(&dists[..n], |i| layout::tid_u64(geom.tid(page, i)));
             blk = geom.next(page);
-            if pool.len() > 2 * cap {
-                // Stay within work_mem: keep the best `cap` candidates.
-                take_best(&mut pool, cap);
-                pool.truncate(cap);
-            }
         }
     }
     st.probed = upto;
-    if pool.len() > cap {
-        take_best(&mut pool, cap);
-        pool.truncate(cap);
-    }
+    // Stay within work_mem between rounds: keep the best `cap` candidates.
+    pool.keep_best(cap);
     st.pool = pool;
 }
 
-/// Reorders `pool` so that its `k` smallest estimates come first (in no
-/// particular order), in linear time. NaN estimates count as largest.
-fn take_best(pool: &mut [(f32, u64)], k: usize) {
-    if k < pool.len() && k > 0 {
-        pool.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
-    }
-}
-
-/// Removes and returns the `k` best candidates of the pool.
-fn pop_best(pool: &mut Vec<(f32, u64)>, k: usize) -> Vec<(f32, u64)> {
-    let k = k.min(pool.len());
-    take_best(pool, k);
-    pool.drain(..k).collect()
-}
+/// Candidates handed out per batch when re-ranking is off (estimated order).
+const ESTIMATED_BATCH: usize = 1024;
 
 /// Moves the next batch of candidates from the pool to the ready queue,
 /// re-ranking them exactly when re-ranking is on.
@@ -340,7 +327,7 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let exact = st.rerank > 0 || st.meta.untrained != 0;
     if !exact {
         // Estimated order: hand out the next 1024 best, sorted, best last.
-        let mut batch = pop_best(&mut st.pool, 1024);
+        let mut batch = st.pool.pop_best(ESTIMATED_BATCH);
         batch.sort_by(|a, b| b.0.total_cmp(&a.0));
         st.ready = batch;
         return;
@@ -350,7 +337,7 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     } else {
         st.rerank
     };
-    let mut batch = pop_best(&mut st.pool, take);
+    let mut batch = st.pool.pop_best(take);
     // Fetch in TID order: the heap fetch keeps its buffer pinned while
     // consecutive TIDs stay on one page, and the reads walk the table forward.
     batch.sort_unstable_by_key(|&(_, tid)| tid);

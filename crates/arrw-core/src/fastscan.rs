@@ -93,7 +93,7 @@ pub struct FastTable {
     pub lut: Vec<u8>,
     /// Added to every estimate: the caller's bias plus each row's minimum.
     pub offset: f32,
-    /// Multiplies a byte sum into distance units (`1 / s`).
+    /// Multiplies a sum of entries into distance units (`1 / s`).
     pub scale: f32,
 }
 
@@ -141,6 +141,11 @@ impl FastTable {
     #[inline]
     pub fn estimate(&self, sum: u16) -> f32 {
         self.offset + sum as f32 * self.scale
+    }
+
+    /// The byte sums of the 32 lanes of one block.
+    pub fn block_sums(&self, block: &[u8], code_size: usize, out: &mut [u16; BLOCK]) {
+        scan(self, block, code_size, out);
     }
 }
 
@@ -199,13 +204,14 @@ fn quantize_rows_scalar(t: &[f32], mins: &[f32], s: f32, lut: &mut [u8]) {
 /// `out[i] = Σ_q lut[q][nibble(code_i, q)]`. `out.len()` must be
 /// `32 × blocks` lanes.
 pub fn scan(table: &FastTable, blocks: &[u8], code_size: usize, out: &mut [u16]) {
+    scan_lut(&table.lut, blocks, code_size, out)
+}
+
+/// [`scan`] with a bare `[mp][16]` byte table.
+pub fn scan_lut(lut: &[u8], blocks: &[u8], code_size: usize, out: &mut [u16]) {
     let bb = block_bytes(code_size);
     assert!(code_size > 0 && code_size <= MAX_CODE_SIZE);
-    assert_eq!(
-        table.lut.len(),
-        32 * code_size,
-        "table is for another code size"
-    );
+    assert_eq!(lut.len(), 32 * code_size, "table is for another code size");
     assert!(blocks.len().is_multiple_of(bb));
     assert_eq!(out.len(), blocks.len() / bb * BLOCK);
     #[cfg(target_arch = "x86_64")]
@@ -214,26 +220,25 @@ pub fn scan(table: &FastTable, blocks: &[u8], code_size: usize, out: &mut [u16])
             for (b, o) in blocks.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
                 // SAFETY: AVX2 was detected just above; the slices have the lengths
                 // the kernel reads and writes (checked by the asserts above).
-                unsafe { x86::block_avx2(&table.lut, b, o) };
+                unsafe { x86::block_avx2(lut, b, o) };
             }
             return;
         }
     }
-    scan_scalar(table, blocks, code_size, out)
+    scan_scalar_lut(lut, blocks, code_size, out)
 }
 
 /// The reference implementation of [`scan`] (also the fallback on CPUs without
 /// AVX2).
 pub fn scan_scalar(table: &FastTable, blocks: &[u8], code_size: usize, out: &mut [u16]) {
+    scan_scalar_lut(&table.lut, blocks, code_size, out)
+}
+
+fn scan_scalar_lut(lut: &[u8], blocks: &[u8], code_size: usize, out: &mut [u16]) {
     let bb = block_bytes(code_size);
     for (b, o) in blocks.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
         o.fill(0);
-        for (q, (g, row)) in b
-            .chunks_exact(16)
-            .zip(table.lut.chunks_exact(16))
-            .enumerate()
-        {
-            let _ = q;
+        for (g, row) in b.chunks_exact(16).zip(lut.chunks_exact(16)) {
             for j in 0..16 {
                 o[j] += row[(g[j] & 15) as usize] as u16;
                 o[j + 16] += row[(g[j] >> 4) as usize] as u16;

@@ -885,7 +885,7 @@ impl<'a> QueryTables<'a> {
             .take(n.div_ceil(fastscan::BLOCK))
             .enumerate()
         {
-            fastscan::scan(&f.table, b, cs, &mut sums);
+            f.table.block_sums(b, cs, &mut sums);
             let lo = bi * fastscan::BLOCK;
             let hi = (lo + fastscan::BLOCK).min(n);
             for (o, &s) in out[lo..hi].iter_mut().zip(&sums) {
@@ -1016,6 +1016,143 @@ impl<T: Copy> TopK<T> {
         let mut v = self.heap;
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
+    }
+}
+
+/// The candidates of an index scan, handed out best first in batches.
+///
+/// An index scan scores every code of the probed lists (tens of thousands) but
+/// usually needs only its first batch (`ivfpq.rerank` candidates, ~100). Keeping
+/// them all in one vector and selecting a batch from it (`select_nth_unstable`)
+/// cost 8% of a query; here a `bound` splits them: `near` holds every candidate
+/// whose estimate is at most `bound` (and at least `batch` of them once the bound
+/// is finite), `far` the rest, all above it. The bound is lowered whenever `near`
+/// grows to 4 batches, so after the first few pages nearly every code goes to
+/// `far` after one comparison, and the first batch is selected from a few hundred
+/// entries. `far` is only merged back (and sorted through) when a scan asks for
+/// more than `near` can answer, e.g. a selective `WHERE`.
+///
+/// At most `2 × cap` candidates are held: beyond that the best `cap` are kept (the
+/// caller's `work_mem` bound). NaN estimates rank last.
+#[derive(Clone, Debug)]
+pub struct CandidatePool<T> {
+    near: Vec<(f32, T)>,
+    far: Vec<(f32, T)>,
+    bound: f32,
+    batch: usize,
+    cap: usize,
+}
+
+impl<T: Copy> CandidatePool<T> {
+    /// A pool whose first `batch` best candidates are kept apart cheaply, holding at
+    /// most `cap` candidates (see the type's docs).
+    pub fn new(batch: usize, cap: usize) -> Self {
+        CandidatePool {
+            near: Vec::new(),
+            far: Vec::new(),
+            bound: f32::INFINITY,
+            batch: batch.max(1),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Candidates held.
+    pub fn len(&self) -> usize {
+        self.near.len() + self.far.len()
+    }
+
+    /// True when no candidate is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds `dists.len()` candidates, the `i`-th with item `item(i)` (one page of
+    /// a list: the per-entry work is a comparison and a push).
+    pub fn push_all(&mut self, dists: &[f32], item: impl Fn(usize) -> T) {
+        self.near.reserve(dists.len());
+        self.far.reserve(dists.len());
+        let bound = self.bound;
+        for (i, &d) in dists.iter().enumerate() {
+            // NaN fails the comparison and goes to `far`.
+            if d <= bound {
+                self.near.push((d, item(i)));
+            } else {
+                self.far.push((d, item(i)));
+            }
+        }
+        if self.near.len() >= self.batch.saturating_mul(4).max(64) {
+            self.tighten();
+        }
+        if self.len() > self.cap.saturating_mul(2) {
+            self.keep_best(self.cap);
+        }
+    }
+
+    /// Adds one candidate.
+    #[inline]
+    pub fn push(&mut self, dist: f32, item: T) {
+        // NaN fails the comparison and goes to `far`.
+        if dist <= self.bound {
+            self.near.push((dist, item));
+            if self.near.len() >= self.batch.saturating_mul(4).max(64) {
+                self.tighten();
+            }
+        } else {
+            self.far.push((dist, item));
+        }
+        if self.len() > self.cap.saturating_mul(2) {
+            self.keep_best(self.cap);
+        }
+    }
+
+    /// Keeps the best `batch` entries of `near`, moves the others to `far` and
+    /// lowers the bound to the worst kept estimate.
+    fn tighten(&mut self) {
+        let k = self.batch;
+        if self.near.len() <= k {
+            return;
+        }
+        select_best(&mut self.near, k);
+        self.bound = self.near[..k]
+            .iter()
+            .map(|e| e.0)
+            .fold(f32::NEG_INFINITY, f32::max);
+        self.far.extend(self.near.drain(k..));
+    }
+
+    /// Moves every candidate back to `near` (the bound no longer separates).
+    fn merge(&mut self) {
+        self.near.append(&mut self.far);
+        self.bound = f32::INFINITY;
+    }
+
+    /// Drops all but the best `n` candidates.
+    pub fn keep_best(&mut self, n: usize) {
+        if self.len() > n {
+            self.merge();
+            select_best(&mut self.near, n);
+            self.near.truncate(n);
+        }
+    }
+
+    /// Removes and returns the `k` best candidates held (in no particular order).
+    pub fn pop_best(&mut self, k: usize) -> Vec<(f32, T)> {
+        // Every `near` entry is ≤ bound < every `far` entry, so the best k of all
+        // are in `near` when it holds k of them.
+        if k > self.near.len() && !self.far.is_empty() {
+            self.merge();
+        }
+        let k = k.min(self.near.len());
+        select_best(&mut self.near, k);
+        self.near.drain(..k).collect()
+    }
+}
+
+/// Reorders `v` so that its `k` smallest estimates come first (in no particular
+/// order), in linear time. NaN estimates count as largest.
+fn select_best<T>(v: &mut [(f32, T)], k: usize) {
+    if k < v.len() && k > 0 {
+        v.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
     }
 }
 
@@ -1456,6 +1593,66 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Popping batches from a CandidatePool yields exactly the candidates in
+        /// best-first batches, whatever the batch size, cap and arrival order.
+        #[test]
+        fn candidate_pool_batches_are_exact(
+            dists in prop::collection::vec(0u32..5000, 0..3000),
+            batch in 1usize..200,
+            pops in prop::collection::vec(1usize..300, 1..20),
+            nan_every in 0usize..50,
+        ) {
+            let mut pool = CandidatePool::new(batch, usize::MAX / 8);
+            let mut all: Vec<(f32, usize)> = Vec::new();
+            let ds: Vec<f32> = dists
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| if nan_every > 0 && i % nan_every == 0 { f32::NAN } else { d as f32 })
+                .collect();
+            // The first half one by one, the rest in pages of 37.
+            let half = ds.len() / 2;
+            for (i, &d) in ds[..half].iter().enumerate() {
+                pool.push(d, i);
+            }
+            for (p, page) in ds[half..].chunks(37).enumerate() {
+                pool.push_all(page, |j| half + p * 37 + j);
+            }
+            all.extend(ds.iter().enumerate().map(|(i, &d)| (d, i)));
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut taken = 0;
+            for &k in &pops {
+                let mut got = pool.pop_best(k);
+                got.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let want = &all[taken..(taken + k).min(all.len())];
+                // Ties may be split differently: compare the estimates, then the
+                // sets of items once the batch is complete.
+                let gd: Vec<u32> = got.iter().map(|e| e.0.to_bits()).collect();
+                let wd: Vec<u32> = want.iter().map(|e| e.0.to_bits()).collect();
+                prop_assert_eq!(gd, wd);
+                taken += got.len();
+            }
+            prop_assert_eq!(pool.len(), all.len() - taken);
+        }
+
+        /// With a cap, the pool keeps (at least) the best `cap` candidates.
+        #[test]
+        fn candidate_pool_cap_keeps_the_best(
+            dists in prop::collection::vec(0u32..100_000, 0..3000),
+            cap in 1usize..400,
+        ) {
+            let mut pool = CandidatePool::new(50, cap);
+            for (i, &d) in dists.iter().enumerate() {
+                pool.push(d as f32, i);
+                prop_assert!(pool.len() <= 2 * cap);
+            }
+            let mut want: Vec<u32> = dists.clone();
+            want.sort_unstable();
+            want.truncate(cap);
+            let mut got: Vec<u32> = pool.pop_best(cap).iter().map(|e| e.0 as u32).collect();
+            got.sort_unstable();
+            prop_assert_eq!(got, want);
+        }
 
         /// TopK keeps exactly the N smallest (distinct) distances, sorted.
         #[test]
