@@ -37,12 +37,12 @@ macro_rules! v1 {
         pub unsafe extern "C-unwind" fn $name(
             $fcinfo: pgrx::pg_sys::FunctionCallInfo,
         ) -> pgrx::pg_sys::Datum {
-            // SAFETY: this is the body `#[pg_guard]` gives a function: it catches any
-            // Rust panic (including pgrx's ereport) and re-raises it as a PostgreSQL
-            // ERROR with longjmp once no Rust frame with destructors is left.
             // `#[pg_guard]` itself cannot be applied to a macro_rules-generated fn
             // (its argument rewriting loses macro hygiene), so we call its guard.
             let body = move || -> pgrx::pg_sys::Datum { $body };
+            // SAFETY: the body `#[pg_guard]` gives a function: it catches any Rust
+            // panic (including pgrx's ereport) and re-raises it as a PostgreSQL ERROR
+            // with longjmp once no Rust frame with destructors is left.
             unsafe { pgrx::pg_sys::submodules::panic::pgrx_extern_c_guard(body) }
         }
     };

@@ -58,10 +58,10 @@ fn alive(pid: i32) -> bool {
 /// Databases a worker may connect to (not templates, connections allowed, valid).
 fn databases() -> Vec<u32> {
     let mut out = Vec::new();
-    // SAFETY: the same catalog scan PostgreSQL's logical replication launcher makes
-    // of a shared catalog without a database connection: in a transaction, with a
-    // snapshot, pg_database opened with AccessShareLock and closed again; each tuple
-    // is a FormData_pg_database.
+    // The same catalog scan PostgreSQL's logical replication launcher makes of a
+    // shared catalog without a database connection.
+    // SAFETY: in a transaction, with a snapshot, pg_database opened with
+    // AccessShareLock and closed again; each tuple is a FormData_pg_database.
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();

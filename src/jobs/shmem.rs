@@ -188,10 +188,10 @@ impl Shared {
     pub fn wake_launcher(&self) {
         let latch = self.launcher_latch.load(Ordering::SeqCst);
         if latch != 0 {
-            // SAFETY: the pointer is the launcher's MyLatch, inside shared memory
-            // (PGPROC array) that every backend maps at the same address. If the
-            // launcher has exited, the latch belongs to some other process and
+            // If the launcher has exited, the latch belongs to some other process and
             // setting it only causes a spurious wake-up there.
+            // SAFETY: the pointer is the launcher's MyLatch, inside shared memory
+            // (PGPROC array) that every backend maps at the same address.
             unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) };
         }
     }

@@ -231,11 +231,11 @@ pub fn as_role<R>(
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
     set_search_path(search_path, pg_sys::GucAction::GUC_ACTION_SAVE);
     let r = f();
-    // SAFETY: closes the nesting level opened above and rolls back every setting
-    // changed inside it, SET and SET LOCAL alike (isCommit = false), as PostgreSQL
-    // does after running index expressions or a materialized view's query: code run
-    // for one job cannot change the worker's settings for arrw's bookkeeping or for
-    // the next job, whoever owns it.
+    // Rolls back every setting changed inside the nesting level, SET and SET LOCAL
+    // alike (isCommit = false), as PostgreSQL does after running index expressions
+    // or a materialized view's query: code run for one job cannot change the
+    // worker's settings for arrw's bookkeeping or for the next job.
+    // SAFETY: closes the nesting level opened above, exactly once.
     unsafe { pg_sys::AtEOXact_GUC(false, nest) };
     set_user_and_context(uid, ctx);
     r
@@ -369,10 +369,10 @@ pub fn toplevel_utility(sql: &str, role: pg_sys::Oid, search_path: &str) {
         ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
             | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
     );
-    // SAFETY: the sequence of exec_simple_query + PortalRunUtility for one utility
+    // The sequence of exec_simple_query + PortalRunUtility for one utility
     // statement: parse, analyze, plan in `mcx`; push a snapshot; ProcessUtility as
-    // PROCESS_UTILITY_TOPLEVEL; pop the snapshot if the command did not. All
-    // pointers passed are valid for the duration of the calls.
+    // PROCESS_UTILITY_TOPLEVEL; pop the snapshot if the command did not.
+    // SAFETY: all pointers passed are valid for the duration of the calls.
     unsafe {
         let old = pg_sys::MemoryContextSwitchTo(mcx);
         let raw = pg_sys::pg_parse_query(csql.as_ptr());

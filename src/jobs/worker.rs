@@ -130,10 +130,10 @@ pub fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Box<CaughtError>> {
         .execute();
     if r.is_err() {
         IN_LONG_STATEMENT.store(false, Ordering::SeqCst);
+        // Restoring the user matters: an abort after REINDEX CONCURRENTLY's internal
+        // commits would leave the job owner's id in place.
         // SAFETY: error recovery as in PostgreSQL's own background workers: abort
-        // whatever transaction is open (a no-op when idle), then restore the user
-        // the worker connected as (an abort after REINDEX CONCURRENTLY's internal
-        // commits would leave the job owner's id in place).
+        // whatever transaction is open (a no-op when idle), then restore the user.
         unsafe {
             pg_sys::AbortCurrentTransaction();
             let (uid, ctx) = WORKER_USER;

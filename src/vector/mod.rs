@@ -57,14 +57,14 @@ impl<'a> VectorArg<'a> {
     #[inline]
     pub unsafe fn from_datum(datum: pg_sys::Datum) -> VectorArg<'a> {
         let raw: *mut pg_sys::varlena = datum.cast_mut_ptr();
+        // A plain (4-byte header, uncompressed, inline) varlena has the two low
+        // bits of its first byte clear on little-endian machines; it is used in
+        // place, as pg_detoast_datum would return it. Anything else (short header,
+        // compressed, external) goes through pg_detoast_datum, which returns a
+        // palloc'd 4-byte-header copy. The fast path matters: this runs for every
+        // row of a sequential k-NN scan, and each FFI call costs a setjmp.
         // SAFETY: the caller guarantees a non-null varlena datum, so its first
-        // byte is readable. A plain (4-byte header, uncompressed, inline) varlena
-        // has the two low bits of that byte clear on little-endian machines; it
-        // is used in place, as pg_detoast_datum would return it. Anything else
-        // (short header, compressed, external) goes through pg_detoast_datum,
-        // which returns a palloc'd 4-byte-header copy. The fast path matters:
-        // this runs for every row of a sequential k-NN scan, and each call into
-        // PostgreSQL through pgrx's FFI guard costs a setjmp.
+        // byte is readable; both branches yield a 4-byte-header varlena.
         let p = unsafe {
             if cfg!(target_endian = "little") && *(raw as *const u8) & 0x03 == 0 {
                 raw
