@@ -303,19 +303,33 @@ unsafe fn ensure_begin(
         return;
     }
     st.begun = true;
+    // SAFETY: txn is live for the whole transaction's replay.
+    let (first, fin) = unsafe { ((*txn).first_lsn, (*txn).final_lsn) };
+    // SAFETY: forwarded.
+    unsafe { emit_txn_event(ctx, st, txn, "begin", [("lsn", first), ("commit_lsn", fin)]) };
+}
+
+/// Writes a `begin` or `commit` event: `{"op":op,"xid":..,k1:lsn1,k2:lsn2,"commit_time":..}`.
+///
+/// # Safety
+/// As for the callbacks: live `ctx` and `txn`, inside the event memory context.
+unsafe fn emit_txn_event(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    st: &mut State,
+    txn: *mut pg_sys::ReorderBufferTXN,
+    op: &str,
+    lsns: [(&str, pg_sys::XLogRecPtr); 2],
+) {
     let mut out = std::mem::take(&mut st.buf);
     out.clear();
-    out.extend_from_slice(b"{\"op\":\"begin\",\"xid\":");
-    // SAFETY: txn is live for the whole transaction's replay.
-    let (xid, first, fin) = unsafe { ((*txn).xid, (*txn).first_lsn, (*txn).final_lsn) };
-    let _ = write!(out, "{}", xid.into_inner());
-    out.push(b',');
-    json::push_key(&mut out, "lsn");
-    json::push_lsn(&mut out, first);
-    out.push(b',');
-    json::push_key(&mut out, "commit_lsn");
-    json::push_lsn(&mut out, fin);
-    out.push(b',');
+    // SAFETY: txn is live (caller's contract).
+    let xid = unsafe { (*txn).xid };
+    let _ = write!(out, "{{\"op\":\"{op}\",\"xid\":{},", xid.into_inner());
+    for (key, lsn) in lsns {
+        json::push_key(&mut out, key);
+        json::push_lsn(&mut out, lsn);
+        out.push(b',');
+    }
     // SAFETY: forwarded; we are inside the event memory context.
     unsafe { push_commit_time(&mut out, txn) };
     out.push(b'}');
@@ -346,23 +360,18 @@ unsafe extern "C-unwind" fn commit(
         return;
     }
     let _mem = EventMemory::enter(st.cxt);
-    let mut out = std::mem::take(&mut st.buf);
-    out.clear();
     // SAFETY: txn is live during its commit callback.
-    let (xid, end) = unsafe { ((*txn).xid, (*txn).end_lsn) };
-    let _ = write!(out, "{{\"op\":\"commit\",\"xid\":{},", xid.into_inner());
-    json::push_key(&mut out, "lsn");
-    json::push_lsn(&mut out, commit_lsn);
-    out.push(b',');
-    json::push_key(&mut out, "end_lsn");
-    json::push_lsn(&mut out, end);
-    out.push(b',');
-    // SAFETY: inside the event memory context.
-    unsafe { push_commit_time(&mut out, txn) };
-    out.push(b'}');
-    // SAFETY: live ctx.
-    unsafe { emit(ctx, &out) };
-    st.buf = out;
+    let end = unsafe { (*txn).end_lsn };
+    // SAFETY: live ctx and txn, inside the event memory context.
+    unsafe {
+        emit_txn_event(
+            ctx,
+            st,
+            txn,
+            "commit",
+            [("lsn", commit_lsn), ("end_lsn", end)],
+        )
+    };
 }
 
 /// The relation's schema and name (the schema name is palloc'd in the current

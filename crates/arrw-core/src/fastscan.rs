@@ -142,11 +142,6 @@ impl FastTable {
     pub fn estimate(&self, sum: u16) -> f32 {
         self.offset + sum as f32 * self.scale
     }
-
-    /// The byte sums of the 32 lanes of one block.
-    pub fn block_sums(&self, block: &[u8], code_size: usize, out: &mut [u16; BLOCK]) {
-        scan(self, block, code_size, out);
-    }
 }
 
 /// Per 16-entry row of `t`: its minimum and `max - min`.
@@ -204,11 +199,7 @@ fn quantize_rows_scalar(t: &[f32], mins: &[f32], s: f32, lut: &mut [u8]) {
 /// `out[i] = Σ_q lut[q][nibble(code_i, q)]`. `out.len()` must be
 /// `32 × blocks` lanes.
 pub fn scan(table: &FastTable, blocks: &[u8], code_size: usize, out: &mut [u16]) {
-    scan_lut(&table.lut, blocks, code_size, out)
-}
-
-/// [`scan`] with a bare `[mp][16]` byte table.
-pub fn scan_lut(lut: &[u8], blocks: &[u8], code_size: usize, out: &mut [u16]) {
+    let lut = &table.lut[..];
     let bb = block_bytes(code_size);
     assert!(code_size > 0 && code_size <= MAX_CODE_SIZE);
     assert_eq!(lut.len(), 32 * code_size, "table is for another code size");
@@ -225,16 +216,13 @@ pub fn scan_lut(lut: &[u8], blocks: &[u8], code_size: usize, out: &mut [u16]) {
             return;
         }
     }
-    scan_scalar_lut(lut, blocks, code_size, out)
+    scan_scalar(table, blocks, code_size, out)
 }
 
 /// The reference implementation of [`scan`] (also the fallback on CPUs without
 /// AVX2).
 pub fn scan_scalar(table: &FastTable, blocks: &[u8], code_size: usize, out: &mut [u16]) {
-    scan_scalar_lut(&table.lut, blocks, code_size, out)
-}
-
-fn scan_scalar_lut(lut: &[u8], blocks: &[u8], code_size: usize, out: &mut [u16]) {
+    let lut = &table.lut[..];
     let bb = block_bytes(code_size);
     for (b, o) in blocks.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
         o.fill(0);

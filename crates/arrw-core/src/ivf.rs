@@ -885,7 +885,7 @@ impl<'a> QueryTables<'a> {
             .take(n.div_ceil(fastscan::BLOCK))
             .enumerate()
         {
-            f.table.block_sums(b, cs, &mut sums);
+            fastscan::scan(&f.table, b, cs, &mut sums);
             let lo = bi * fastscan::BLOCK;
             let hi = (lo + fastscan::BLOCK).min(n);
             for (o, &s) in out[lo..hi].iter_mut().zip(&sums) {
@@ -1089,20 +1089,8 @@ impl<T: Copy> CandidatePool<T> {
     }
 
     /// Adds one candidate.
-    #[inline]
     pub fn push(&mut self, dist: f32, item: T) {
-        // NaN fails the comparison and goes to `far`.
-        if dist <= self.bound {
-            self.near.push((dist, item));
-            if self.near.len() >= self.batch.saturating_mul(4).max(64) {
-                self.tighten();
-            }
-        } else {
-            self.far.push((dist, item));
-        }
-        if self.len() > self.cap.saturating_mul(2) {
-            self.keep_best(self.cap);
-        }
+        self.push_all(&[dist], |_| item);
     }
 
     /// Keeps the best `batch` entries of `near`, moves the others to `far` and
