@@ -718,6 +718,10 @@ class Runner:
         ddl = f"CREATE INDEX items_ivfpq ON items USING ivfpq (embedding {spec['opclass']}){with_}"
         log(f"arrw: {ddl}")
         conn = self.cluster.connect(ARRW_DB)
+        # ivfpq trains on the leader plus max_parallel_maintenance_workers threads
+        # (the server-wide 0 keeps pgvector's builds on one core).
+        threads = self.args.build_threads or os.cpu_count() or 1
+        conn.execute(f"SET max_parallel_maintenance_workers = {max(threads - 1, 0)}")
         mark = LogMark()
         try:
             build_s, size = build_index(conn, ddl, "items_ivfpq")
@@ -1107,8 +1111,8 @@ def environment_lines(cluster: Cluster) -> list[str]:
     lines.append("NOTE: the 'load' column is the 1-minute load average after each point; this machine has 2 cores "
                  "and may be shared, so a load well above 1 means other work competed for the CPU.")
     lines.append("NOTE: CREATE INDEX with max_parallel_maintenance_workers=0; pgvector builds on one core, arrw's "
-                 "ivfpq build trains with its own threads (RAYON_NUM_THREADS, default all cores) unless "
-                 f"--build-threads is given, vchordrq's k-means with build_threads = {os.cpu_count()} (all cores). "
+                 "ivfpq build trains on the leader plus max_parallel_maintenance_workers threads, which the "
+                 "benchmark sets for that statement to all cores (or --build-threads), vchordrq's k-means with build_threads = {os.cpu_count()} (all cores). "
                  "FAISS build = train+add on one thread.")
     if cluster.extra_env:
         lines.append(f"server environment: {cluster.extra_env}")
@@ -1127,7 +1131,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, help="timed passes per point, best kept (default 2; quick 1)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("ARRW_BENCH_PORT", "54329")))
     ap.add_argument("--build-threads", type=int,
-                    help="RAYON_NUM_THREADS for the server (arrw's index build); default: unset (all cores)")
+                    help="threads of arrw's index build (max_parallel_maintenance_workers + 1 for that "
+                         "statement); default: all cores")
     ap.add_argument("--arrw-pkg", type=Path,
                     help="take arrw from this `cargo pgrx package` output directory instead of the "
                          "system PostgreSQL's install")
@@ -1137,8 +1142,6 @@ def main() -> int:
     args = ap.parse_args()
 
     extra_env = {}
-    if args.build_threads:
-        extra_env["RAYON_NUM_THREADS"] = str(args.build_threads)
     if (PGDATA / "postmaster.pid").exists():
         log("stopping a benchmark server left running")
         as_pg([str(SYS_PG_BIN / "pg_ctl"), "-D", str(PGDATA), "-m", "fast", "-w", "-t", "60", "stop"],

@@ -18,6 +18,8 @@ pub mod cdc;
 pub mod fmgr;
 pub mod ivfpq;
 pub mod jobs;
+pub mod memctx;
+pub mod parallel;
 pub mod vector;
 
 // The hand-written catalog definitions, in dependency order. `bootstrap` puts the
@@ -48,6 +50,7 @@ mod tests {
     include!("../pgrx-tests/ivfpq.rs");
     include!("../pgrx-tests/cdc.rs");
     include!("../pgrx-tests/jobs.rs");
+    include!("../pgrx-tests/resources.rs");
 }
 
 /// Required by `cargo pgrx test`: settings for the throwaway test server.

@@ -1,10 +1,13 @@
 //! Index build: `CREATE INDEX ... USING ivfpq` and `REINDEX`.
 //!
 //! 1. Scan the table once, counting rows and keeping a uniform reservoir sample
-//!    (bounded by `maintenance_work_mem`).
-//! 2. Train the model on the sample (k-means lists, residual PQ codebooks) with
-//!    `arrw_core`, in parallel on the copied sample: no PostgreSQL call happens on
-//!    those threads.
+//!    (at most half of `maintenance_work_mem`).
+//! 2. Fit the rest to `maintenance_work_mem` (`arrw_core::buildmem`: fewer
+//!    training rows, smaller encode batches, or an ERROR saying how much is
+//!    needed), then train the model on the sample (k-means lists, residual PQ
+//!    codebooks) with `arrw_core` on a pool of `crate::parallel::build_threads()`
+//!    threads that only compute on the copied sample; the backend's thread keeps
+//!    answering cancel requests meanwhile.
 //! 3. Scan the table again, encoding rows in batches (parallel, again on copies)
 //!    and appending `(code, tid)` to each list's page image; a full image is
 //!    written to its block and chained to a newly reserved block.
@@ -14,6 +17,9 @@
 use super::layout::{self, DataGeom, DirEntry, MetaData};
 use super::options;
 use super::page::{self, build_append, build_overwrite, init_page, set_lower};
+use crate::memctx::RowContext;
+use crate::parallel::{self, Pool};
+use arrw_core::buildmem::{self, Shape};
 use arrw_core::ivf::{self, IvfPqModel, IvfPqParams, Metric};
 use arrw_core::text;
 use pgrx::pg_sys;
@@ -67,8 +73,12 @@ struct SampleState {
     dim: Option<usize>,
     rows: u64,
     sample: Vec<f32>,
+    /// Rows the reservoir holds, once the dimension is known.
     cap: usize,
+    budget: usize,
     rng: rand::rngs::StdRng,
+    /// Detoasted values of the current row (out-of-line vectors are copies).
+    row: RowContext,
 }
 
 #[pg_guard]
@@ -86,21 +96,35 @@ unsafe extern "C-unwind" fn sample_callback(
     if null {
         return;
     }
-    // SAFETY: non-null vector datum of the indexed column.
-    let x = unsafe { datum_vector(datum) };
-    let dim = *st.dim.get_or_insert(x.len());
-    check_dim(dim, x.len());
-    st.rows += 1;
-    // Reservoir sampling (algorithm R): every row has the same chance to be kept.
-    let n = st.sample.len() / dim;
-    if n < st.cap {
-        st.sample.extend_from_slice(x);
-    } else {
-        let j = st.rng.gen_range(0..st.rows) as usize;
-        if j < st.cap {
-            st.sample[j * dim..(j + 1) * dim].copy_from_slice(x);
+    let SampleState {
+        dim,
+        rows,
+        sample,
+        cap,
+        budget,
+        rng,
+        row,
+    } = st;
+    row.scope(|| {
+        // SAFETY: non-null vector datum of the indexed column.
+        let x = unsafe { datum_vector(datum) };
+        let d = *dim.get_or_insert(x.len());
+        check_dim(d, x.len());
+        if *cap == 0 {
+            *cap = buildmem::reservoir_rows(*budget, d);
         }
-    }
+        *rows += 1;
+        // Reservoir sampling (algorithm R): every row has the same chance to be kept.
+        let n = sample.len() / d;
+        if n < *cap {
+            sample.extend_from_slice(x);
+        } else {
+            let j = rng.gen_range(0..*rows) as usize;
+            if j < *cap {
+                sample[j * d..(j + 1) * d].copy_from_slice(x);
+            }
+        }
+    });
     if st.rows % 1024 == 0 {
         pg_sys::check_for_interrupts!();
     }
@@ -115,6 +139,8 @@ struct ListPage {
 struct EncodeState<'m> {
     index: pg_sys::Relation,
     model: &'m IvfPqModel,
+    pool: &'m Pool,
+    row: RowContext,
     geom: DataGeom,
     dim: usize,
     batch: Vec<f32>,
@@ -141,7 +167,10 @@ impl EncodeState<'_> {
         if self.tids.is_empty() {
             return;
         }
-        let (lists, codes) = self.model.encode_batch(&self.batch);
+        let (model, batch) = (self.model, &self.batch);
+        let (lists, codes) = self
+            .pool
+            .run(|stop| model.encode_batch_until(batch, stop));
         let cs = self.geom.code_size;
         for (i, &l) in lists.iter().enumerate() {
             let lp = &mut self.lists[l as usize];
@@ -179,11 +208,14 @@ unsafe extern "C-unwind" fn encode_callback(
     if null {
         return;
     }
-    // SAFETY: non-null vector datum.
-    let x = unsafe { datum_vector(datum) };
-    check_dim(st.dim, x.len());
+    let (dim, batch) = (st.dim, &mut st.batch);
+    st.row.scope(|| {
+        // SAFETY: non-null vector datum.
+        let x = unsafe { datum_vector(datum) };
+        check_dim(dim, x.len());
+        batch.extend_from_slice(x);
+    });
     let blk = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
-    st.batch.extend_from_slice(x);
     st.tids.push(layout::tid_bytes(blk, tid.ip_posid));
     if st.tids.len() >= st.batch_rows {
         st.flush();
@@ -250,14 +282,24 @@ pub unsafe extern "C-unwind" fn ambuild(
 
     // Pass 1: count and sample.
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_SAMPLE);
-    let row_bytes = declared.unwrap_or(1024) * 4;
-    let cap = ((maintenance_bytes() / 2) / row_bytes).clamp(1024, 1 << 18);
+    let budget = maintenance_bytes();
+    // With the dimension declared and `lists` given, a budget too small for the
+    // model fails now, before the table is read.
+    if let (Some(dim), true) = (declared, opts.lists > 0) {
+        let (lists, m, nbits) = choose_params(&opts, opts.lists as usize, dim);
+        let shape = shape_of(dim, lists, m, nbits);
+        if let Err(e) = buildmem::plan(budget, &shape, lists, lists) {
+            too_little_memory(&shape, e.needed, budget);
+        }
+    }
     let mut sample = SampleState {
         dim: declared,
         rows: 0,
         sample: Vec::new(),
-        cap,
+        cap: declared.map_or(0, |d| buildmem::reservoir_rows(budget, d)),
+        budget,
         rng: rand::rngs::StdRng::seed_from_u64(0x1f2e_3d4c),
+        row: RowContext::new(c"ivfpq build row"),
     };
     // SAFETY: `sample` is the SampleState sample_callback expects; it outlives the scan.
     let heap_tuples = unsafe {
@@ -273,25 +315,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     let untrained = rows == 0;
     let dim = sample.dim.unwrap_or(0);
 
-    let (auto_lists, auto_m, auto_nbits) = ivf::default_params(rows.max(1), dim.max(1));
-    let mut lists = if opts.lists > 0 {
-        opts.lists as usize
-    } else {
-        auto_lists
-    };
-    let nbits = if opts.nbits > 0 {
-        opts.nbits as u32
-    } else {
-        auto_nbits
-    };
-    // The default m depends on the code width (same code bytes at 4 and 8 bits).
-    let m = if opts.m > 0 {
-        opts.m as usize
-    } else if nbits == auto_nbits {
-        auto_m
-    } else {
-        ivf::default_m(dim.max(1), nbits)
-    };
+    let (mut lists, m, nbits) = choose_params(&opts, rows, dim);
     if dim > 0 {
         if let Err(e) = ivf::validate_params(0, dim, lists, m, nbits) {
             super::user_error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
@@ -315,22 +339,53 @@ pub unsafe extern "C-unwind" fn ambuild(
         );
     }
 
-    // Train on copies: rayon threads only do arithmetic on `sample`.
+    // Fit training and encoding to maintenance_work_mem.
+    let plan = if untrained {
+        buildmem::Plan {
+            train_rows: 0,
+            encode_rows: buildmem::MIN_ENCODE_ROWS,
+        }
+    } else {
+        let shape = shape_of(dim, lists, m, nbits);
+        let wanted = ivf::training_sample_size(lists, nbits).min(rows);
+        let have = sample.sample.len() / dim;
+        match buildmem::plan(budget, &shape, have, wanted) {
+            Ok(p) => {
+                if p.train_rows < wanted.min(have) {
+                    ereport!(
+                        NOTICE,
+                        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                        format!(
+                            "ivfpq: training on {} rows instead of {} to stay within maintenance_work_mem ({} MB)",
+                            p.train_rows,
+                            wanted.min(have),
+                            budget >> 20
+                        ),
+                        "Raise maintenance_work_mem for a model trained on more rows."
+                    );
+                }
+                p
+            }
+            Err(e) => too_little_memory(&shape, e.needed, budget),
+        }
+    };
+
+    // Train on copies: the pool's threads only do arithmetic on `sample`.
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
     pg_sys::check_for_interrupts!();
+    let pool = Pool::new(parallel::build_threads());
     let model = if untrained {
         let d = dim.max(1);
         let mm = if d.is_multiple_of(m) { m } else { 1 };
         IvfPqModel::train(&[], d, metric, &IvfPqParams::new(1, mm, nbits))
     } else {
-        let n_train = ivf::training_sample_size(lists, nbits).min(rows);
+        let n_train = plan.train_rows;
         let have = sample.sample.len() / dim;
-        // The reservoir holds up to maintenance_work_mem / 2 of rows, often the
-        // whole table in physical order, so its first rows are not a random
-        // sample: training on them (as a first version did) fitted the lists to
-        // whatever was loaded first. On SIFT that gave lists of 122 to 4,096 rows
-        // (289 to 2,303 with this fix) and recall@10 0.958 instead of 0.972 at 16
-        // probes with 40 re-ranked. Pick the training rows at random.
+        // The reservoir often holds the whole table in physical order, so its
+        // first rows are not a random sample: training on them fits the lists to
+        // whatever was loaded first (on SIFT, lists of 122 to 4,096 rows instead
+        // of 289 to 2,303, and recall@10 0.958 instead of 0.972 at 16 probes with
+        // 40 re-ranked). Pick the training rows at random.
         let train_rows = if have > n_train {
             let mut idx = rand::seq::index::sample(&mut sample.rng, have, n_train).into_vec();
             idx.sort_unstable();
@@ -342,9 +397,18 @@ pub unsafe extern "C-unwind" fn ambuild(
         } else {
             std::mem::take(&mut sample.sample)
         };
-        IvfPqModel::train(&train_rows, dim, metric, &IvfPqParams::new(lists, m, nbits))
+        // The reservoir is not needed any more: free it before training's copies.
+        sample.sample = Vec::new();
+        let params = IvfPqParams::new(lists, m, nbits);
+        pool.run(|stop| {
+            let params = IvfPqParams {
+                stop: stop.clone(),
+                ..params
+            };
+            IvfPqModel::train_until(&train_rows, dim, metric, &params)
+        })
     };
-    drop(sample);
+    sample.row.delete();
     pg_sys::check_for_interrupts!();
 
     // Block 0 (meta, written last), model pages, directory pages.
@@ -384,10 +448,12 @@ pub unsafe extern "C-unwind" fn ambuild(
             block: blk,
         });
     }
-    let batch_rows = ((maintenance_bytes() / 4) / (dim.max(1) * 4)).clamp(256, 65536);
+    let batch_rows = plan.encode_rows;
     let mut enc = EncodeState {
         index,
         model: &model,
+        pool: &pool,
+        row: RowContext::new(c"ivfpq build row"),
         geom,
         dim: model.dim,
         batch: Vec::new(),
@@ -410,13 +476,21 @@ pub unsafe extern "C-unwind" fn ambuild(
         }
         enc.flush();
     }
+    let EncodeState {
+        lists: enc_lists,
+        heads,
+        encoded,
+        row,
+        ..
+    } = enc;
+    row.delete();
 
     // Final list pages, directory, meta.
     let mut dir_imgs = vec![blank.clone(); dir_pages];
-    for (l, lp) in enc.lists.iter().enumerate() {
+    for (l, lp) in enc_lists.iter().enumerate() {
         build_overwrite(index, lp.block, &lp.image);
         let e = DirEntry {
-            head: enc.heads[l],
+            head: heads[l],
             insert: lp.block,
         };
         layout::write_dir(
@@ -445,7 +519,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         model_bytes: model_bytes.len() as u32,
         dir_start,
         dir_pages: dir_pages as u32,
-        built_rows: enc.encoded,
+        built_rows: encoded,
         generation: generation(),
         probes: opts.probes.max(0) as u32,
         rerank: (opts.rerank + 1).max(0) as u32,
@@ -466,9 +540,70 @@ pub unsafe extern "C-unwind" fn ambuild(
         let r = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
             as *mut pg_sys::IndexBuildResult;
         (*r).heap_tuples = heap_tuples;
-        (*r).index_tuples = enc.encoded as f64;
+        (*r).index_tuples = encoded as f64;
         r
     }
+}
+
+/// `(lists, m, nbits)` from the index options, with defaults for `rows` rows of
+/// `dim` dimensions where an option is not given.
+fn choose_params(opts: &options::IvfpqOptions, rows: usize, dim: usize) -> (usize, usize, u32) {
+    let (auto_lists, auto_m, auto_nbits) = ivf::default_params(rows.max(1), dim.max(1));
+    let lists = if opts.lists > 0 {
+        opts.lists as usize
+    } else {
+        auto_lists
+    };
+    let nbits = if opts.nbits > 0 {
+        opts.nbits as u32
+    } else {
+        auto_nbits
+    };
+    // The default m depends on the code width (same code bytes at 4 and 8 bits).
+    let m = if opts.m > 0 {
+        opts.m as usize
+    } else if nbits == auto_nbits {
+        auto_m
+    } else {
+        ivf::default_m(dim.max(1), nbits)
+    };
+    (lists, m, nbits)
+}
+
+fn shape_of(dim: usize, lists: usize, m: usize, nbits: u32) -> Shape {
+    Shape {
+        dim,
+        lists,
+        m,
+        nbits,
+        page_bytes: pg_sys::BLCKSZ as usize,
+    }
+}
+
+#[cold]
+fn too_little_memory(shape: &Shape, needed: usize, budget: usize) -> ! {
+    let mb = |b: usize| b.div_ceil(1 << 20);
+    pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "ivfpq: building this index needs at least {} MB of maintenance_work_mem, which is {} MB",
+            mb(needed),
+            mb(budget)
+        ),
+        "ambuild",
+    )
+    .set_detail(format!(
+        "The model of {} lists of {} dimensions takes {} MB; training needs at least one row per list beside it.",
+        shape.lists,
+        shape.dim,
+        mb(shape.model_bytes())
+    ))
+    .set_hint(format!(
+        "SET maintenance_work_mem = '{}MB', or build with fewer lists.",
+        mb(needed)
+    ))
+    .report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned")
 }
 
 pub fn metric_code(m: Metric) -> u32 {

@@ -17,6 +17,7 @@
 use super::layout::{self, DataGeom, DirEntry};
 use super::model;
 use super::page::{self, ReadGuard, WriteSet};
+use crate::memctx::RowContext;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -37,7 +38,18 @@ pub unsafe extern "C-unwind" fn aminsert(
     if null {
         return false;
     }
-    // SAFETY: non-null vector datum of the indexed column.
+    // aminsert runs in the executor's per-query context: an out-of-line vector
+    // detoasted there would stay until the statement ends, once per row of an
+    // INSERT ... SELECT or UPDATE. Everything one insert allocates lives in its
+    // own context instead, freed when it returns.
+    let ctx = RowContext::new(c"ivfpq insert");
+    ctx.scope(|| insert_one(index, datum, tid));
+    ctx.delete();
+    false
+}
+
+fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPointerData) {
+    // SAFETY: non-null vector datum of the indexed column, valid for this call.
     let x = unsafe { crate::vector::VectorArg::from_datum(datum) }.x;
     let meta = model::read_meta(index);
     let model = model::load(index, &meta);
@@ -61,7 +73,6 @@ pub unsafe extern "C-unwind" fn aminsert(
         &code,
         layout::tid_bytes(blk, tid.ip_posid),
     );
-    false
 }
 
 /// Appends one entry to `list`, extending the list by a page when it is full.

@@ -74,6 +74,7 @@ use crate::pq::{self, adc_scan, AdcTable, PqTrainParams, ProductQuantizer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
+use crate::stop::{Stop, Stopped};
 use std::borrow::Cow;
 
 /// Lists probed per query unless the user says otherwise.
@@ -158,6 +159,9 @@ pub struct IvfPqParams {
     pub kmeans: KMeansParams,
     /// PQ training settings (`seed` there is ignored in favour of `self.seed`).
     pub pq: PqTrainParams,
+    /// Cancellation of training (the `stop` fields of `kmeans` and `pq` are
+    /// ignored in favour of this one); see [`IvfPqModel::train_until`].
+    pub stop: Stop,
 }
 
 impl IvfPqParams {
@@ -170,6 +174,7 @@ impl IvfPqParams {
             seed: 0x6172_7277_6976_6671,
             kmeans: KMeansParams::default(),
             pq: PqTrainParams::default(),
+            stop: Stop::never(),
         }
     }
 }
@@ -375,6 +380,19 @@ impl IvfPqModel {
     ///
     /// Panics on invalid shapes (check with [`validate_params`] first).
     pub fn train(sample: &[f32], dim: usize, metric: Metric, params: &IvfPqParams) -> Self {
+        Self::train_until(sample, dim, metric, params)
+            .expect("training with a Stop that was requested: use train_until")
+    }
+
+    /// [`IvfPqModel::train`] that returns `Err(Stopped)` soon after `params.stop`
+    /// is requested (between blocks of a k-means step, k-means++ picks or
+    /// sub-quantizers; see [`crate::stop`]).
+    pub fn train_until(
+        sample: &[f32],
+        dim: usize,
+        metric: Metric,
+        params: &IvfPqParams,
+    ) -> Result<Self, Stopped> {
         if let Err(e) = validate_params(0, dim, params.lists, params.m, params.nbits) {
             panic!("{e}");
         }
@@ -387,9 +405,11 @@ impl IvfPqModel {
         let n = data.len() / dim;
         let kp = KMeansParams {
             seed: params.seed,
+            stop: params.stop.clone(),
             ..params.kmeans.clone()
         };
         let mut centroids = kmeans::train(&data, dim, params.lists, &kp);
+        params.stop.check()?;
         if centroids.is_empty() {
             centroids = vec![0.0; dim];
         }
@@ -426,10 +446,12 @@ impl IvfPqModel {
             params.nbits,
             &PqTrainParams {
                 seed: params.seed.wrapping_add(1),
+                stop: params.stop.clone(),
                 ..params.pq.clone()
             },
         );
-        IvfPqModel::assemble(metric, dim, centroids, pq, coarse)
+        params.stop.check()?;
+        Ok(IvfPqModel::assemble(metric, dim, centroids, pq, coarse))
     }
 
     fn assemble(
@@ -556,6 +578,16 @@ impl IvfPqModel {
     /// Encodes `n` contiguous vectors in parallel: their lists and their codes
     /// (`n × code_size()` bytes). Same results as [`IvfPqModel::encode`] per row.
     pub fn encode_batch(&self, vectors: &[f32]) -> (Vec<u32>, Vec<u8>) {
+        self.encode_batch_until(vectors, &Stop::never())
+            .expect("never stopped")
+    }
+
+    /// [`IvfPqModel::encode_batch`] that checks `stop` between chunks of 256 rows.
+    pub fn encode_batch_until(
+        &self,
+        vectors: &[f32],
+        stop: &Stop,
+    ) -> Result<(Vec<u32>, Vec<u8>), Stopped> {
         const CHUNK: usize = 256;
         let dim = self.dim;
         assert_eq!(vectors.len() % dim, 0);
@@ -568,6 +600,9 @@ impl IvfPqModel {
             .zip(lists.par_chunks_mut(CHUNK))
             .zip(codes.par_chunks_mut(CHUNK * cs))
             .for_each(|((x, l), c)| {
+                if stop.requested() {
+                    return;
+                }
                 let mut r = prepare_many(self.metric, x, dim).into_owned();
                 let mut s = vec![0f32; l.len()];
                 self.coarse.nearest(&r, dim, 0, l, &mut s);
@@ -578,7 +613,8 @@ impl IvfPqModel {
                 }
                 self.pq.encode_many(&r, c);
             });
-        (lists, codes)
+        stop.check()?;
+        Ok((lists, codes))
     }
 
     /// The `nprobe` lists closest to `q` (by the metric), best first, with their
@@ -1257,6 +1293,81 @@ mod tests {
         let data = gen(n);
         let queries = gen(nq);
         (data, queries)
+    }
+
+    #[test]
+    fn order_keys_round_trip_and_sort_nan_last() {
+        let xs = [f32::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-30, 3.0, f32::INFINITY];
+        for w in xs.windows(2) {
+            assert!(order_key(w[0]) < order_key(w[1]), "{w:?}");
+        }
+        for &x in &xs {
+            assert_eq!(from_order_key(order_key(x)).to_bits(), x.to_bits());
+        }
+        assert!(order_key(f32::NAN) > order_key(f32::INFINITY));
+        assert!(order_key(-f32::NAN) > order_key(f32::INFINITY));
+        assert!(from_order_key(order_key(f32::NAN)).is_nan());
+    }
+
+    proptest! {
+        /// Passes of any size return every row exactly once, in (distance, id)
+        /// order, ties and NaN included.
+        #[test]
+        fn exact_passes_return_the_full_order(
+            ds in proptest::collection::vec(prop_oneof![
+                (0u8..6).prop_map(|v| v as f32),
+                Just(f32::NAN),
+                -3.0f32..3.0,
+            ], 0..200),
+            cap in 1usize..40,
+        ) {
+            let mut expected: Vec<(u32, u64)> =
+                ds.iter().enumerate().map(|(i, &d)| (order_key(d), i as u64)).collect();
+            expected.sort();
+            let mut sel = ExactPasses::new(cap);
+            let mut got = Vec::new();
+            loop {
+                for (i, &d) in ds.iter().enumerate() {
+                    sel.offer(d, i as u64);
+                }
+                let pass = sel.finish_pass();
+                prop_assert!(pass.len() <= cap);
+                let n = pass.len();
+                got.extend(pass.into_iter().map(|(d, id)| (order_key(d), id)));
+                if n < cap {
+                    break;
+                }
+            }
+            prop_assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn training_and_encoding_stop_on_request_and_match_when_not_stopped() {
+        let (data, _) = blobs(3000, 0, 16, 8, 21);
+        let plain = IvfPqParams::new(20, 8, 4);
+        let reference = IvfPqModel::train(&data, 16, Metric::L2, &plain);
+        // A stop that is never requested changes nothing.
+        let watched = IvfPqParams {
+            stop: Stop::new(),
+            ..plain.clone()
+        };
+        let m = IvfPqModel::train_until(&data, 16, Metric::L2, &watched).unwrap();
+        assert_eq!(m.to_bytes(), reference.to_bytes());
+        assert_eq!(
+            m.encode_batch_until(&data, &watched.stop).unwrap(),
+            reference.encode_batch(&data)
+        );
+        // A requested one discards the work.
+        watched.stop.request();
+        assert_eq!(
+            IvfPqModel::train_until(&data, 16, Metric::L2, &watched).err(),
+            Some(Stopped)
+        );
+        assert_eq!(
+            m.encode_batch_until(&data, &watched.stop).err(),
+            Some(Stopped)
+        );
     }
 
     fn brute_force(metric: Metric, data: &[f32], q: &[f32], dim: usize, k: usize) -> Vec<u32> {

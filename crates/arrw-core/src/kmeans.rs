@@ -44,6 +44,7 @@
 //! Callers must therefore use the length of the returned vector, not `k`.
 
 use crate::distance;
+use crate::stop::Stop;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -90,6 +91,9 @@ pub struct KMeansParams {
     /// Stop when an iteration lowers the inertia by less than this fraction (0:
     /// always run `max_iters`).
     pub tolerance: f64,
+    /// Checked between blocks of work: once requested, training returns early with
+    /// meaningless centroids, which the caller must discard (see [`crate::stop`]).
+    pub stop: Stop,
 }
 
 impl Default for KMeansParams {
@@ -103,6 +107,7 @@ impl Default for KMeansParams {
             init: Init::KMeansPlusPlus,
             init_points_per_centroid: INIT_PPC,
             tolerance: 0.0,
+            stop: Stop::never(),
         }
     }
 }
@@ -177,20 +182,27 @@ pub fn train_detailed(data: &[f32], dim: usize, k: usize, params: &KMeansParams)
     let data = &sample[..];
     let n = data.len() / dim;
 
+    if params.stop.requested() {
+        return KMeansResult {
+            centroids: Vec::new(),
+            iterations: 0,
+            inertia: 0.0,
+        };
+    }
     let mut centroids = match params.init {
         Init::KMeansPlusPlus => {
             // Seeding is sequential in k (each pick needs a pass over the points), so
             // it runs on a smaller random subset; Lloyd then uses the whole sample.
             let m = k.saturating_mul(params.init_points_per_centroid.max(1));
             if params.init_points_per_centroid == 0 || m >= n {
-                kmeans_plus_plus(data, dim, k, &mut rng)
+                kmeans_plus_plus(data, dim, k, &mut rng, &params.stop)
             } else {
                 let idx = rand::seq::index::sample(&mut rng, n, m);
                 let mut sub = Vec::with_capacity(m * dim);
                 for i in idx.iter() {
                     sub.extend_from_slice(&data[i * dim..(i + 1) * dim]);
                 }
-                kmeans_plus_plus(&sub, dim, k, &mut rng)
+                kmeans_plus_plus(&sub, dim, k, &mut rng, &params.stop)
             }
         }
         Init::Random => {
@@ -210,9 +222,15 @@ pub fn train_detailed(data: &[f32], dim: usize, k: usize, params: &KMeansParams)
     let mut inertia = f64::INFINITY;
     let mut iterations = 0;
     for _ in 0..params.max_iters.max(1) {
+        if params.stop.requested() {
+            break;
+        }
         iterations += 1;
         let panels = Panels::new(&centroids, dim, Bias::HalfSquaredNorm);
-        panels.nearest_par(data, &mut labels, &mut scores);
+        panels.nearest_par_until(data, &mut labels, &mut scores, &params.stop);
+        if params.stop.requested() {
+            break;
+        }
         inertia = scores
             .iter()
             .zip(&norms)
@@ -263,7 +281,13 @@ pub fn inertia(data: &[f32], dim: usize, centroids: &[f32]) -> f64 {
 /// distance to the nearest centroid chosen so far. Plain k-means++ (one candidate)
 /// sometimes puts two seeds in one cluster and none in a neighbouring one, a
 /// local minimum Lloyd iterations cannot leave.
-fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng) -> Vec<f32> {
+fn kmeans_plus_plus(
+    data: &[f32],
+    dim: usize,
+    k: usize,
+    rng: &mut StdRng,
+    stop: &Stop,
+) -> Vec<f32> {
     // Points per parallel block; a multiple of LANES, so only the last block has
     // padding and point `i` is entry `i` of the concatenated distance vectors.
     const BLK: usize = 4096;
@@ -294,6 +318,10 @@ fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng) -> Vec
     const SUM_GROUP: usize = 256;
     let mut group_sums = vec![0f64; n.div_ceil(SUM_GROUP)];
     for _ in 1..k {
+        // One pick costs a few passes over the points: check between picks.
+        if stop.requested() {
+            break;
+        }
         for (g, chunk) in group_sums.iter_mut().zip(mind[..n].chunks(SUM_GROUP)) {
             *g = sum_f64(chunk);
         }
@@ -541,12 +569,28 @@ impl Panels {
 
     /// [`Panels::nearest`] over contiguous rows of `points`, in parallel blocks.
     pub(crate) fn nearest_par(&self, points: &[f32], out_idx: &mut [u32], out_score: &mut [f32]) {
+        self.nearest_par_until(points, out_idx, out_score, &Stop::never());
+    }
+
+    /// [`Panels::nearest_par`] that skips the remaining blocks once `stop` is
+    /// requested (their outputs are then left as they were).
+    pub(crate) fn nearest_par_until(
+        &self,
+        points: &[f32],
+        out_idx: &mut [u32],
+        out_score: &mut [f32],
+        stop: &Stop,
+    ) {
         let dim = self.dim;
         points
             .par_chunks(BLOCK * dim)
             .zip(out_idx.par_chunks_mut(BLOCK))
             .zip(out_score.par_chunks_mut(BLOCK))
-            .for_each(|((p, i), s)| self.nearest(p, dim, 0, i, s));
+            .for_each(|((p, i), s)| {
+                if !stop.requested() {
+                    self.nearest(p, dim, 0, i, s)
+                }
+            });
     }
 
     /// `table[r] = ||y - row_r||²` for every row (padding included, `table.len()`
@@ -1053,6 +1097,23 @@ mod tests {
         let a = inertia(&data, 8, &train(&data, 8, 20, &seed_only));
         let b = inertia(&data, 8, &train(&data, 8, 20, &full));
         assert!(b <= a * 1.0001, "{b} > {a}");
+    }
+
+    #[test]
+    fn a_requested_stop_returns_at_once() {
+        let (_, data) = blobs(50, 200, 32, 1.0, 5);
+        let stop = Stop::new();
+        stop.request();
+        let p = KMeansParams {
+            stop: stop.clone(),
+            ..Default::default()
+        };
+        let r = train_detailed(&data, 32, 50, &p);
+        assert_eq!(r.iterations, 0);
+        assert!(r.centroids.is_empty());
+        // Seeding checks between picks: a raised stop leaves it after the first.
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(kmeans_plus_plus(&data, 32, 50, &mut rng, &stop).len(), 32);
     }
 
     #[test]

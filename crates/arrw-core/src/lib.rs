@@ -12,10 +12,14 @@
 //! - [`pq`]: product quantization: codebook training, encoding, lookup tables.
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
+//! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
+//! - [`stop`]: cooperative cancellation of training and encoding threads.
 
+pub mod buildmem;
 pub mod distance;
 pub mod fastscan;
 pub mod ivf;
 pub mod kmeans;
 pub mod pq;
+pub mod stop;
 pub mod text;

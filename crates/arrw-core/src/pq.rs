@@ -26,6 +26,7 @@ use crate::kmeans::{self, Bias, KMeansParams, Panels, LANES};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
+use crate::stop::Stop;
 
 /// Training uses at most this many sample vectors per codeword (a seeded random
 /// subsample beyond that): 64 × 256 = 16,384 residuals for 8-bit codes. Measured
@@ -52,6 +53,9 @@ pub struct PqTrainParams {
     /// Early stop when an iteration improves a sub-codebook's inertia by less than
     /// this fraction.
     pub tolerance: f64,
+    /// Checked per sub-quantizer and inside its k-means: once requested, training
+    /// returns early with meaningless codebooks, which the caller must discard.
+    pub stop: Stop,
 }
 
 impl Default for PqTrainParams {
@@ -61,6 +65,7 @@ impl Default for PqTrainParams {
             points_per_codeword: PQ_POINTS_PER_CODEWORD,
             iters: PQ_KMEANS_ITERS,
             tolerance: 1e-4,
+            stop: Stop::never(),
         }
     }
 }
@@ -190,6 +195,9 @@ impl ProductQuantizer {
         let books: Vec<Vec<f32>> = (0..m)
             .into_par_iter()
             .map(|j| {
+                if params.stop.requested() {
+                    return vec![0.0; ksub * dsub];
+                }
                 let mut sub = Vec::with_capacity(idx.len() * dsub);
                 for &i in &idx {
                     sub.extend_from_slice(&data[i * dim + j * dsub..i * dim + (j + 1) * dsub]);
@@ -205,6 +213,7 @@ impl ProductQuantizer {
                     init: kmeans::Init::KMeansPlusPlus,
                     init_points_per_centroid: 16,
                     tolerance: params.tolerance,
+                    stop: params.stop.clone(),
                 };
                 let mut cb = kmeans::train(&sub, dsub, ksub, &params);
                 if cb.is_empty() {

@@ -1,0 +1,109 @@
+//! Running arrw-core's parallel computations from a backend.
+//!
+//! Training and bulk encoding use rayon threads that only compute on data copied
+//! out of PostgreSQL; they never call into the server (which is single-threaded:
+//! its memory contexts, error handling and locks belong to the backend's thread).
+//! [`run`] starts the work on a private pool and keeps the backend's thread
+//! answering interrupts meanwhile: on a cancel request, a `statement_timeout` or a
+//! termination, `CHECK_FOR_INTERRUPTS` raises its ERROR on the backend thread, the
+//! unwinding raises the shared [`Stop`], and the computing threads notice it at
+//! their next check (a few milliseconds of work apart, see `arrw_core::stop`)
+//! before the ERROR leaves this function.
+
+use arrw_core::stop::{Stop, Stopped};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::time::Duration;
+
+/// How often the backend's thread looks for interrupts while others compute.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Threads an index build computes on: the leader plus what
+/// `max_parallel_maintenance_workers` allows, and no more than the machine's cores.
+pub fn build_threads() -> usize {
+    // SAFETY: reading this backend's GUC variable.
+    let workers = unsafe { pg_sys::max_parallel_maintenance_workers }.max(0) as usize;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (workers + 1).min(cores).max(1)
+}
+
+/// A pool of computing threads for one statement.
+pub struct Pool(rayon::ThreadPool);
+
+/// Raises the stop when dropped: on the normal path after the work is done (a
+/// no-op then), and when an ERROR unwinds the backend's thread.
+struct StopOnDrop<'a>(&'a Stop);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.request();
+    }
+}
+
+impl Pool {
+    /// A pool of `threads` threads (see [`build_threads`]).
+    pub fn new(threads: usize) -> Self {
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("arrw-compute-{i}"))
+            .build()
+        {
+            Ok(p) => Pool(p),
+            Err(e) => {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
+                    format!("could not start {threads} computing threads: {e}")
+                );
+            }
+        }
+    }
+
+    /// Runs `work` on the pool and returns its result, answering interrupts on
+    /// the calling (backend) thread every few milliseconds while it runs. `work`
+    /// must not call PostgreSQL; it gets the stop to pass to arrw-core.
+    pub fn run<T: Send>(&self, work: impl FnOnce(&Stop) -> Result<T, Stopped> + Send) -> T {
+        let stop = Stop::new();
+        let me = std::thread::current();
+        let result = std::thread::scope(|s| {
+            let _raise = StopOnDrop(&stop);
+            let stop = &stop;
+            let pool = &self.0;
+            let me = me.clone();
+            // A named thread waits for the pool, so the backend's own thread is
+            // free to answer interrupts (and a build's threads can be told apart).
+            let spawned = std::thread::Builder::new()
+                .name("arrw-wait".into())
+                .spawn_scoped(s, move || {
+                    let r = pool.install(|| work(stop));
+                    me.unpark();
+                    r
+                });
+            let h = match spawned {
+                Ok(h) => h,
+                Err(e) => {
+                    ereport!(
+                        ERROR,
+                        PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
+                        format!("could not start a thread: {e}")
+                    );
+                }
+            };
+            while !h.is_finished() {
+                // May raise an ERROR: `_raise` stops the workers and the scope
+                // joins them before the ERROR propagates.
+                pg_sys::check_for_interrupts!();
+                std::thread::park_timeout(POLL);
+            }
+            match h.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        match result {
+            Ok(v) => v,
+            // Only our own guard raises the stop, and only while unwinding.
+            Err(Stopped) => error!("arrw: a computation stopped without a cancel request"),
+        }
+    }
+}
