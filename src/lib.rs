@@ -51,6 +51,7 @@ mod tests {
     include!("../pgrx-tests/cdc.rs");
     include!("../pgrx-tests/jobs.rs");
     include!("../pgrx-tests/resources.rs");
+    include!("../pgrx-tests/ordering.rs");
 }
 
 /// Required by `cargo pgrx test`: settings for the throwaway test server.

@@ -599,7 +599,7 @@ fn feed_consumer_resumes_without_gaps_or_duplicates() {
 
 /// Runs a PostgreSQL client program as the postgres OS user when we are root.
 fn pg_program(name: &str) -> std::process::Command {
-    let path = format!("{PG_BIN}/{name}");
+    let path = format!("{}/{name}", *PG_BIN);
     let root = std::process::Command::new("id")
         .arg("-u")
         .output()

@@ -12,7 +12,12 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The PostgreSQL binaries the tests run: the system's, or a private copy of the
+/// tree named by `ARRW_TEST_PG_BIN` (so a build can be tested without installing
+/// it into the system PostgreSQL that other work uses).
+pub static PG_BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("ARRW_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())
+});
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -26,7 +31,7 @@ fn is_root() -> bool {
 
 /// Runs a PostgreSQL program as the postgres OS user (when we are root).
 fn pg_command(program: &str) -> Command {
-    let path = format!("{PG_BIN}/{program}");
+    let path = format!("{}/{program}", *PG_BIN);
     let mut c = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", &path]);

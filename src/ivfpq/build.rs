@@ -168,9 +168,7 @@ impl EncodeState<'_> {
             return;
         }
         let (model, batch) = (self.model, &self.batch);
-        let (lists, codes) = self
-            .pool
-            .run(|stop| model.encode_batch_until(batch, stop));
+        let (lists, codes) = self.pool.run(|stop| model.encode_batch_until(batch, stop));
         let cs = self.geom.code_size;
         for (i, &l) in lists.iter().enumerate() {
             let lp = &mut self.lists[l as usize];

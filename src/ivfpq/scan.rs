@@ -1,22 +1,40 @@
 //! Index scans: `ORDER BY embedding <op> $1 LIMIT k`.
 //!
-//! A scan works in rounds. Round one ranks all lists by centroid distance, reads
-//! the `probes` nearest lists page by page (share lock on one page at a time),
-//! scores every code with the query's ADC tables and keeps the candidates ordered
-//! by estimated distance (bounded by `work_mem`). Candidates are then handed out
-//! in batches of `rerank`: each batch is re-scored with exact distances computed
-//! from the vectors in the table (fetched with the scan's snapshot, so dead and
-//! invisible rows drop out here) and returned in exact order. When the executor
-//! wants more rows than the probed lists hold (a selective WHERE clause), and
-//! `ivfpq.iterative_scan` is on, another round probes the next lists, up to
-//! `ivfpq.max_probes`.
+//! The first call ranks all lists by centroid distance and reads the `probes`
+//! nearest lists page by page (share lock on one page at a time), scoring every
+//! code with the query's ADC tables into a candidate pool ordered by estimated
+//! distance (bounded by `work_mem`). Candidates are then re-ranked `rerank` at a
+//! time: their exact distances are computed from the vectors in the table
+//! (fetched with the scan's snapshot, so dead and invisible rows drop out here).
+//!
+//! Rows leave in exact distance order across batches, not just within one
+//! (`arrw_core::rerank::OrderedRerank`): the nearest re-ranked row is handed out
+//! only when no candidate still waiting could be closer (its estimate minus the
+//! 99th percentile of how far estimates have overshot exact distances in this
+//! scan) and, with `ivfpq.iterative_scan` on, no list not yet probed could hold a
+//! closer row (its centroid distance plus the 1st percentile of how far re-ranked
+//! rows lay beyond their own list's centroid). Otherwise the scan re-ranks the
+//! next batch or probes the next list, up to `ivfpq.max_probes`. So a `WHERE`
+//! clause that rejects most rows, or a `LIMIT` deeper than `rerank`, gets the
+//! rows in the order an exact scan of the probed region would give; a plain
+//! `LIMIT 10` still re-ranks one batch.
 //!
 //! With `rerank = 0`, candidates are returned in estimated order without reading
-//! the table. An untrained index (built empty) re-ranks every candidate.
+//! the table. An untrained index (built empty) has no estimates: it ranks every
+//! row exactly, in passes that each keep the next `work_mem / 32` rows
+//! (`arrw_core::ivf::ExactPasses`), so a `LIMIT` query reads the table once and
+//! memory does not grow with it.
+//!
+//! Every vector read from the table lives in a per-row memory context reset
+//! after its distance is computed (out-of-line vectors are detoasted copies).
 
 use super::layout::{self, DataGeom};
 use super::{model, options};
-use arrw_core::ivf::{exact_distance, CandidatePool, IvfPqModel, Metric};
+use crate::memctx::RowContext;
+use arrw_core::ivf::{
+    estimate_as_distance, exact_distance, CandidatePool, ExactPasses, IvfPqModel, Metric,
+};
+use arrw_core::rerank::{Next, OrderedRerank, DEFAULT_LIST_QUANTILE, DEFAULT_QUANTILE};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::rc::Rc;
@@ -27,10 +45,15 @@ struct ScanState {
     model: Option<Rc<IvfPqModel>>,
     meta: layout::MetaData,
     ranked: Vec<u32>,
+    /// Per list, the distance from the query to its centroid (exact space).
+    list_dist: Vec<f32>,
     probed: usize,
-    /// Candidates not yet re-ranked (batches select their best).
+    /// Candidates not yet re-ranked (batches select their best), each tagged
+    /// with its list (see `tag`).
     pool: CandidatePool<u64>,
-    /// Results ready to return, best last.
+    /// Re-ranked rows, handed out in exact order (see arrw_core::rerank).
+    order: OrderedRerank<u64>,
+    /// Without re-ranking: results ready to return in estimated order, best last.
     ready: Vec<(f32, u64)>,
     probes: usize,
     rerank: usize,
@@ -42,7 +65,10 @@ struct ScanState {
     index_info: *mut pg_sys::IndexInfo,
     /// The index has expression columns (FormIndexDatum allocates per row).
     has_exprs: bool,
-    tmp: pg_sys::MemoryContext,
+    /// Per re-ranked row: detoasted vectors.
+    row: RowContext,
+    /// Untrained index: exact ranking in bounded passes; None once exhausted.
+    exact: Option<ExactPasses>,
 }
 
 #[pg_guard]
@@ -71,24 +97,17 @@ pub unsafe extern "C-unwind" fn ambeginscan(
             (*scan).xs_orderbynulls = std::ptr::null_mut();
         }
     }
-    // SAFETY: creating a child memory context of the current one.
-    let tmp = unsafe {
-        pg_sys::AllocSetContextCreateInternal(
-            pg_sys::CurrentMemoryContext,
-            c"ivfpq re-rank".as_ptr(),
-            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-        )
-    };
+    let row = RowContext::new(c"ivfpq re-rank row");
     let st = Box::new(ScanState {
         started: false,
         query: Vec::new(),
         model: None,
         meta: Default::default(),
         ranked: Vec::new(),
+        list_dist: Vec::new(),
         probed: 0,
         pool: CandidatePool::new(1, 1),
+        order: OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE),
         ready: Vec::new(),
         probes: 0,
         rerank: 0,
@@ -99,7 +118,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         estate: std::ptr::null_mut(),
         index_info: std::ptr::null_mut(),
         has_exprs: false,
-        tmp,
+        row,
+        exact: None,
     });
     // SAFETY: `scan` is the descriptor just allocated; opaque is ours.
     unsafe { (*scan).opaque = Box::into_raw(st) as *mut std::ffi::c_void };
@@ -130,9 +150,11 @@ pub unsafe extern "C-unwind" fn amrescan(
         let st = state(scan);
         st.started = false;
         st.pool = CandidatePool::new(1, 1);
+        st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
         st.ready.clear();
         st.ranked.clear();
         st.probed = 0;
+        st.exact = None;
     }
 }
 
@@ -153,42 +175,112 @@ pub unsafe extern "C-unwind" fn amgettuple(
         return false;
     }
     loop {
-        if let Some((dist, tid)) = st.ready.pop() {
-            let (blk, off) = layout::u64_tid(tid);
-            // SAFETY: xs_orderbyvals/nulls, when allocated, have numberOfOrderBys
-            // entries (the executor does not read them: xs_recheckorderby is false).
-            unsafe {
-                let t = &mut (*scan).xs_heaptid;
-                t.ip_blkid.bi_hi = (blk >> 16) as u16;
-                t.ip_blkid.bi_lo = blk as u16;
-                t.ip_posid = off;
-                (*scan).xs_recheck = false;
-                (*scan).xs_recheckorderby = false;
-                if (*scan).numberOfOrderBys > 0 && !(*scan).xs_orderbyvals.is_null() {
-                    *(*scan).xs_orderbyvals =
-                        crate::fmgr::float8(user_distance(st.meta.metric, dist));
-                    *(*scan).xs_orderbynulls = false;
-                }
+        if st.meta.untrained != 0 || st.rerank == 0 {
+            if let Some((dist, tid)) = st.ready.pop() {
+                // SAFETY: scan is live.
+                unsafe { hand_out(scan, st.meta.metric, dist, tid) };
+                return true;
             }
-            return true;
         }
-        if !st.pool.is_empty() {
+        if st.meta.untrained != 0 {
+            if st.exact.is_none() {
+                return false;
+            }
+            // SAFETY: scan is live; the pass fetches heap tuples with its snapshot.
+            unsafe { exact_pass(scan, st) };
+            continue;
+        }
+        let limit = probe_limit(st);
+        if st.rerank == 0 {
+            // Estimated order, batch by batch (documented as approximate).
+            if !st.pool.is_empty() {
+                let metric = st.model.as_ref().expect("started").metric;
+                let mut batch: Vec<(f32, u64)> = st
+                    .pool
+                    .pop_best(ESTIMATED_BATCH)
+                    .into_iter()
+                    .map(|(e, t)| (estimate_as_distance(metric, e), untag(t)))
+                    .collect();
+                batch.sort_by(|a, b| b.0.total_cmp(&a.0));
+                st.ready = batch;
+                continue;
+            }
+            if st.probed < limit && (st.probed == 0 || st.iterative) {
+                let upto = (st.probed + st.probes).min(limit);
+                // SAFETY: scan is live.
+                unsafe { probe_lists(scan, st, upto) };
+                continue;
+            }
+            return false;
+        }
+        // Re-ranked rows leave in exact order: a row goes only when neither a
+        // candidate still waiting nor a list not yet probed is likely to hold a
+        // closer one (arrw_core::rerank). Lists beyond the first `probes` are
+        // probed one at a time, and only with ivfpq.iterative_scan on.
+        let metric = st.model.as_ref().expect("started").metric;
+        let candidate = st.pool.best().map(|e| estimate_as_distance(metric, e));
+        let next_list = (st.iterative && st.probed < limit)
+            .then(|| st.list_dist[st.ranked[st.probed] as usize]);
+        match st.order.next(candidate, next_list) {
+            Next::Row(dist, tagged) => {
+                // SAFETY: scan is live.
+                unsafe { hand_out(scan, st.meta.metric, dist, untag(tagged)) };
+                return true;
+            }
             // SAFETY: scan is live; refill fetches heap tuples with its snapshot.
-            unsafe { refill(scan, st) };
-            continue;
+            Next::Rerank => unsafe { refill(scan, st) },
+            Next::Probe => {
+                let upto = (st.probed + 1).min(limit);
+                // SAFETY: scan is live.
+                unsafe { probe_lists(scan, st, upto) };
+            }
+            Next::Done => return false,
         }
-        let may_probe = st.probed == 0 || st.iterative;
-        let limit = if st.max_probes > 0 {
-            st.max_probes.min(st.ranked.len())
-        } else {
-            st.ranked.len()
-        };
-        if may_probe && st.probed < limit {
-            // SAFETY: scan is live.
-            unsafe { probe_round(scan, st, limit) };
-            continue;
+    }
+}
+
+/// How many lists a scan may probe: all, or `ivfpq.max_probes`.
+fn probe_limit(st: &ScanState) -> usize {
+    if st.max_probes > 0 {
+        st.max_probes.min(st.ranked.len())
+    } else {
+        st.ranked.len()
+    }
+}
+
+/// A pool entry: the heap TID (48 bits) with the candidate's list above it, so a
+/// re-ranked row's list distance is known (lists < 2^16, see ivf::MAX_LISTS).
+fn tag(tid: u64, list: u32) -> u64 {
+    tid | (u64::from(list) << 48)
+}
+
+fn untag(tagged: u64) -> u64 {
+    tagged & ((1 << 48) - 1)
+}
+
+fn list_of(tagged: u64) -> u32 {
+    (tagged >> 48) as u32
+}
+
+/// Sets the scan's current row and its ORDER BY value.
+///
+/// # Safety
+/// `scan` must be live.
+unsafe fn hand_out(scan: pg_sys::IndexScanDesc, metric: u32, dist: f32, tid: u64) {
+    let (blk, off) = layout::u64_tid(tid);
+    // SAFETY: xs_orderbyvals/nulls, when allocated, have numberOfOrderBys
+    // entries (the executor does not read them: xs_recheckorderby is false).
+    unsafe {
+        let t = &mut (*scan).xs_heaptid;
+        t.ip_blkid.bi_hi = (blk >> 16) as u16;
+        t.ip_blkid.bi_lo = blk as u16;
+        t.ip_posid = off;
+        (*scan).xs_recheck = false;
+        (*scan).xs_recheckorderby = false;
+        if (*scan).numberOfOrderBys > 0 && !(*scan).xs_orderbyvals.is_null() {
+            *(*scan).xs_orderbyvals = crate::fmgr::float8(user_distance(metric, dist));
+            *(*scan).xs_orderbynulls = false;
         }
-        return false;
     }
 }
 
@@ -233,61 +325,52 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.max_probes = options::MAX_PROBES.get().max(0) as usize;
     if st.meta.untrained != 0 {
         st.ranked = vec![0];
+        st.exact = Some(ExactPasses::new(pool_cap()));
     } else {
-        st.ranked = model
-            .rank_lists(&st.query, model.lists)
-            .into_iter()
-            .map(|(l, _)| l)
-            .collect();
+        let ranked = model.rank_lists(&st.query, model.lists);
+        st.list_dist = vec![0.0; model.lists];
+        for &(l, d) in &ranked {
+            st.list_dist[l as usize] = estimate_as_distance(model.metric, d);
+        }
+        st.ranked = ranked.into_iter().map(|(l, _)| l).collect();
+        // Candidates by estimate: the first batch is kept apart cheaply (see
+        // CandidatePool), the rest held for later batches, within work_mem.
+        let batch = if st.rerank > 0 {
+            st.rerank
+        } else {
+            ESTIMATED_BATCH
+        };
+        st.pool = CandidatePool::new(batch, pool_cap());
     }
     st.model = Some(model);
+    if st.meta.untrained == 0 {
+        let upto = st.probes.min(probe_limit(st));
+        // SAFETY: scan is live.
+        unsafe { probe_lists(scan, st, upto) };
+    }
     true
 }
 
-/// Most candidates kept per round: `work_mem` / 16 bytes per (distance, tid).
+/// Most candidates kept per round: a (distance, tid) takes 16 bytes and the pool
+/// holds up to twice its cap between trims, so `work_mem` / 32 (at least 1000).
 fn pool_cap() -> usize {
     // SAFETY: reading this backend's GUC variable.
-    ((unsafe { pg_sys::work_mem } as usize * 1024) / 16).max(1000)
+    ((unsafe { pg_sys::work_mem } as usize * 1024) / 32).max(1000)
 }
 
-/// Scores the codes of the next `probes` lists into the candidate pool.
+/// Scores the codes of lists `ranked[probed..upto]` into the candidate pool.
 ///
 /// # Safety
 /// `scan` must be live.
-unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: usize) {
+unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usize) {
     // SAFETY: live scan.
     let index = unsafe { (*scan).indexRelation };
     let model = st.model.clone().expect("started");
     let geom = DataGeom::of(&st.meta);
-    let upto = (st.probed + st.probes).min(limit);
-    // An untrained index (all estimates equal) promises to re-rank every row,
-    // so its pool has no cap: capping it dropped arbitrary rows once the table
-    // outgrew work_mem / 16 entries, and exact queries missed their answers.
-    let cap = if st.meta.untrained != 0 {
-        usize::MAX / 4
-    } else {
-        pool_cap()
-    };
-    // An untrained index (built from no rows) holds placeholder codes: every
-    // candidate is re-ranked, so no ADC tables. Its model's dimension is a
-    // placeholder too when the column has none declared, so building tables
-    // for the query would fail its dimension assertion.
-    let mut qt = (st.meta.untrained == 0).then(|| model.query_tables(&st.query));
-    // Candidates by estimate: the first batch is kept apart cheaply (see
-    // CandidatePool), the rest held for later batches, within work_mem.
-    let batch = if st.meta.untrained != 0 {
-        usize::MAX / 4
-    } else if st.rerank > 0 {
-        st.rerank
-    } else {
-        ESTIMATED_BATCH
-    };
-    let mut pool = CandidatePool::new(batch, cap);
+    let mut qt = model.query_tables(&st.query);
     let mut dists: Vec<f32> = vec![0.0; geom.capacity];
     for &list in &st.ranked[st.probed..upto] {
-        if let Some(qt) = qt.as_mut() {
-            qt.set_list(list);
-        }
+        qt.set_list(list);
         let (dir_blk, slot) = layout::dir_location(&st.meta, list);
         let mut blk = {
             let g = super::page::ReadGuard::new(index, dir_blk);
@@ -298,80 +381,123 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
             let g = super::page::ReadGuard::new(index, blk);
             let page = g.page();
             let n = geom.count(page).min(geom.capacity);
-            match qt.as_ref() {
-                Some(qt) if geom.code_size != 0 && geom.blocked => {
-                    qt.scan_blocks(geom.blocks(page), n, &mut dists[..n])
-                }
-                Some(qt) if geom.code_size != 0 => qt.scan(geom.codes(page), &mut dists[..n]),
-                _ => dists[..n].fill(0.0),
+            if geom.code_size == 0 {
+                dists[..n].fill(0.0);
+            } else if geom.blocked {
+                qt.scan_blocks(geom.blocks(page), n, &mut dists[..n]);
+            } else {
+                qt.scan(geom.codes(page), &mut dists[..n]);
             }
-            pool.push_all(&dists[..n], |i| layout::tid_u64(geom.tid(page, i)));
+            st.pool.push_all(&dists[..n], |i| {
+                tag(layout::tid_u64(geom.tid(page, i)), list)
+            });
             blk = geom.next(page);
         }
     }
     st.probed = upto;
-    // Stay within work_mem between rounds: keep the best `cap` candidates.
-    pool.keep_best(cap);
-    st.pool = pool;
+    // Stay within work_mem between rounds: keep the best candidates.
+    st.pool.keep_best(pool_cap());
 }
 
 /// Candidates handed out per batch when re-ranking is off (estimated order).
 const ESTIMATED_BATCH: usize = 1024;
 
-/// Moves the next batch of candidates from the pool to the ready queue,
-/// re-ranking them exactly when re-ranking is on.
+/// Re-ranks the next `rerank` candidates: their exact distances, read from the
+/// table, go to the ordered queue (rows no longer visible drop out here).
 ///
 /// # Safety
 /// `scan` must be live.
 unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
-    let exact = st.rerank > 0 || st.meta.untrained != 0;
-    if !exact {
-        // Estimated order: hand out the next 1024 best, sorted, best last.
-        let mut batch = st.pool.pop_best(ESTIMATED_BATCH);
-        batch.sort_by(|a, b| b.0.total_cmp(&a.0));
-        st.ready = batch;
-        return;
-    }
-    let take = if st.meta.untrained != 0 {
-        st.pool.len()
-    } else {
-        st.rerank
-    };
-    let mut batch = st.pool.pop_best(take);
+    let mut batch = st.pool.pop_best(st.rerank);
     // Fetch in TID order: the heap fetch keeps its buffer pinned while
     // consecutive TIDs stay on one page, and the reads walk the table forward.
-    batch.sort_unstable_by_key(|&(_, tid)| tid);
+    batch.sort_unstable_by_key(|&(_, t)| untag(t));
     let metric = st.model.as_ref().expect("started").metric;
     // SAFETY: live scan: its heap relation, snapshot and index are open.
     unsafe { ensure_fetch(scan, st) };
-    let mut out = Vec::with_capacity(batch.len());
-    // SAFETY: switching to our own short-lived context for detoasted vectors
-    // and expression results; switched back and reset below.
-    let old = unsafe { pg_sys::MemoryContextSwitchTo(st.tmp) };
-    for &(_, tid) in &batch {
+    for &(est, tagged) in &batch {
         pg_sys::check_for_interrupts!();
-        // SAFETY: fetch/slot/estate were set up by ensure_fetch for this scan.
-        if let Some(x) = unsafe { fetch_vector(scan, st, tid) } {
-            if x.len() != st.query.len() {
-                crate::vector::check_same_dims(&st.query, x);
-            }
-            out.push((exact_distance(metric, &st.query, x), tid));
+        // SAFETY: ensure_fetch ran for this live scan.
+        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, untag(tagged)) } {
+            let list_d = st.list_dist[list_of(tagged) as usize];
+            st.order
+                .add(estimate_as_distance(metric, est), d, list_d, tagged);
         }
     }
-    // SAFETY: release the last row's pin; restore the caller's context (nothing
-    // we keep points into tmp).
-    unsafe {
-        pg_sys::ExecClearTuple(st.slot);
-        pg_sys::MemoryContextSwitchTo(old);
-        pg_sys::MemoryContextReset(st.tmp);
+    // SAFETY: release the last row's pin.
+    unsafe { pg_sys::ExecClearTuple(st.slot) };
+}
+
+/// The exact distance from the query to the visible version of row `tid`, or
+/// None if no version is visible. The row's vector (a detoasted copy when it is
+/// stored out of line) is freed before this returns.
+///
+/// # Safety
+/// ensure_fetch must have run for this live scan.
+unsafe fn exact_distance_of(
+    scan: pg_sys::IndexScanDesc,
+    st: &ScanState,
+    metric: Metric,
+    tid: u64,
+) -> Option<f32> {
+    st.row.scope(|| {
+        // SAFETY: forwarded contract.
+        let x = unsafe { fetch_vector(scan, st, tid) }?;
+        if x.len() != st.query.len() {
+            crate::vector::check_same_dims(&st.query, x);
+        }
+        Some(exact_distance(metric, &st.query, x))
+    })
+}
+
+/// One pass of an untrained index's exact scan: every row's exact distance is
+/// offered to the bounded selection, and the pass's rows become ready.
+///
+/// # Safety
+/// `scan` must be live.
+unsafe fn exact_pass(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+    // SAFETY: live scan.
+    let index = unsafe { (*scan).indexRelation };
+    let geom = DataGeom::of(&st.meta);
+    let metric = st.model.as_ref().expect("started").metric;
+    // SAFETY: live scan: its heap relation, snapshot and index are open.
+    unsafe { ensure_fetch(scan, st) };
+    let mut exact = st.exact.take().expect("an exact scan in progress");
+    let mut tids = Vec::with_capacity(geom.capacity);
+    for list in 0..st.meta.lists {
+        let (dir_blk, slot) = layout::dir_location(&st.meta, list);
+        let mut blk = {
+            let g = super::page::ReadGuard::new(index, dir_blk);
+            layout::read_dir(g.page(), slot).head
+        };
+        while blk != layout::INVALID_BLOCK {
+            pg_sys::check_for_interrupts!();
+            // Copy the page's TIDs and release it before reading the table: no
+            // index page stays locked while heap pages are read.
+            tids.clear();
+            {
+                let g = super::page::ReadGuard::new(index, blk);
+                let page = g.page();
+                let n = geom.count(page).min(geom.capacity);
+                tids.extend((0..n).map(|i| layout::tid_u64(geom.tid(page, i))));
+                blk = geom.next(page);
+            }
+            for &tid in &tids {
+                // SAFETY: ensure_fetch ran for this live scan.
+                if let Some(d) = unsafe { exact_distance_of(scan, st, metric, tid) } {
+                    exact.offer(d, tid);
+                }
+            }
+        }
     }
-    // NaN (zero vectors under cosine) sorts last, as in a sequential scan.
-    out.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let out: Vec<(f32, u64)> = {
-        let (nan, rest): (Vec<_>, Vec<_>) = out.into_iter().partition(|x| x.0.is_nan());
-        nan.into_iter().chain(rest).collect()
-    };
-    st.ready = out;
+    // SAFETY: release the last row's pin.
+    unsafe { pg_sys::ExecClearTuple(st.slot) };
+    let mut pass = exact.finish_pass();
+    if pass.len() == exact.cap() {
+        st.exact = Some(exact);
+    }
+    pass.reverse();
+    st.ready = pass;
 }
 
 /// Lazily sets up what heap fetches need.
@@ -478,6 +604,6 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
             pg_sys::ExecDropSingleTupleTableSlot(st.slot);
             pg_sys::FreeExecutorState(st.estate);
         }
-        pg_sys::MemoryContextDelete(st.tmp);
+        st.row.delete();
     }
 }

@@ -71,10 +71,10 @@ use crate::distance;
 use crate::fastscan::{self, FastTable};
 use crate::kmeans::{self, Bias, KMeansParams, Panels};
 use crate::pq::{self, adc_scan, AdcTable, PqTrainParams, ProductQuantizer};
+use crate::stop::{Stop, Stopped};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
-use crate::stop::{Stop, Stopped};
 use std::borrow::Cow;
 
 /// Lists probed per query unless the user says otherwise.
@@ -333,6 +333,16 @@ pub fn exact_distance(metric: Metric, q: &[f32], x: &[f32]) -> f32 {
             let sim = f64::from(ab) / (f64::from(aa) * f64::from(bb)).sqrt();
             (1.0 - sim.clamp(-1.0, 1.0)) as f32
         }
+    }
+}
+
+/// An estimated distance (from codes, or a centroid distance from
+/// [`IvfPqModel::rank_lists`]) in the space of [`exact_distance`]: estimates under
+/// cosine are squared L2 distances between normalized vectors, `2 (1 - cos)`.
+pub fn estimate_as_distance(metric: Metric, estimate: f32) -> f32 {
+    match metric {
+        Metric::Cosine => 0.5 * estimate,
+        _ => estimate,
     }
 }
 
@@ -1124,6 +1134,24 @@ impl<T: Copy> CandidatePool<T> {
         }
     }
 
+    /// The best estimate held (NaN only when every estimate is NaN).
+    pub fn best(&self) -> Option<f32> {
+        // Everything in `near` is at most the bound and everything in `far`
+        // above it (or NaN), so the best is in `near` unless it is empty.
+        let v = if self.near.is_empty() {
+            &self.far
+        } else {
+            &self.near
+        };
+        v.iter().map(|c| c.0).min_by(|a, b| {
+            // NaN last, as everywhere in the pool.
+            match (a.is_nan(), b.is_nan()) {
+                (false, false) => a.total_cmp(b),
+                (x, y) => x.cmp(&y),
+            }
+        })
+    }
+
     /// Adds one candidate.
     pub fn push(&mut self, dist: f32, item: T) {
         self.push_all(&[dist], |_| item);
@@ -1177,6 +1205,88 @@ impl<T: Copy> CandidatePool<T> {
 fn select_best<T>(v: &mut [(f32, T)], k: usize) {
     if k < v.len() && k > 0 {
         v.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
+    }
+}
+
+/// Exact nearest-first selection in passes that hold at most `cap` entries.
+///
+/// A scan that must rank every row exactly (an index built on an empty table has
+/// no estimates to go by) cannot know how many rows the executor will ask for.
+/// Keeping all of them would grow with the table; instead each pass offers every
+/// row's exact distance, keeps the best `cap` that come strictly after everything
+/// returned by earlier passes, and returns them in order. Rows are ordered by
+/// `(distance, id)` with NaN last, so passes never repeat or skip a row even when
+/// distances tie. A pass that returns fewer than `cap` entries was the last.
+#[derive(Clone, Debug)]
+pub struct ExactPasses {
+    after: Option<(u32, u64)>,
+    cap: usize,
+    heap: std::collections::BinaryHeap<(u32, u64)>,
+}
+
+/// A total order on distances as `u32` keys: increasing with the distance, NaN last.
+pub(crate) fn order_key(d: f32) -> u32 {
+    if d.is_nan() {
+        u32::MAX
+    } else {
+        let b = d.to_bits();
+        if b & 0x8000_0000 != 0 {
+            !b
+        } else {
+            b | 0x8000_0000
+        }
+    }
+}
+
+fn from_order_key(k: u32) -> f32 {
+    if k == u32::MAX {
+        f32::NAN
+    } else if k & 0x8000_0000 != 0 {
+        f32::from_bits(k & 0x7fff_ffff)
+    } else {
+        f32::from_bits(!k)
+    }
+}
+
+impl ExactPasses {
+    /// Selection holding at most `cap` (at least 1) entries per pass.
+    pub fn new(cap: usize) -> Self {
+        ExactPasses {
+            after: None,
+            cap: cap.max(1),
+            heap: std::collections::BinaryHeap::new(),
+        }
+    }
+
+    /// Offers one row of the current pass.
+    pub fn offer(&mut self, dist: f32, id: u64) {
+        let k = (order_key(dist), id);
+        if self.after.is_some_and(|a| k <= a) {
+            return;
+        }
+        if self.heap.len() < self.cap {
+            self.heap.push(k);
+        } else if self.heap.peek().is_some_and(|&worst| k < worst) {
+            self.heap.pop();
+            self.heap.push(k);
+        }
+    }
+
+    /// Ends the pass: its entries, nearest first. The next pass continues after
+    /// the last of them.
+    pub fn finish_pass(&mut self) -> Vec<(f32, u64)> {
+        let v = std::mem::take(&mut self.heap).into_sorted_vec();
+        if let Some(&last) = v.last() {
+            self.after = Some(last);
+        }
+        v.into_iter()
+            .map(|(k, id)| (from_order_key(k), id))
+            .collect()
+    }
+
+    /// Entries a pass holds at most.
+    pub fn cap(&self) -> usize {
+        self.cap
     }
 }
 
@@ -1297,7 +1407,15 @@ mod tests {
 
     #[test]
     fn order_keys_round_trip_and_sort_nan_last() {
-        let xs = [f32::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-30, 3.0, f32::INFINITY];
+        let xs = [
+            f32::NEG_INFINITY,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-30,
+            3.0,
+            f32::INFINITY,
+        ];
         for w in xs.windows(2) {
             assert!(order_key(w[0]) < order_key(w[1]), "{w:?}");
         }

@@ -281,13 +281,7 @@ pub fn inertia(data: &[f32], dim: usize, centroids: &[f32]) -> f64 {
 /// distance to the nearest centroid chosen so far. Plain k-means++ (one candidate)
 /// sometimes puts two seeds in one cluster and none in a neighbouring one, a
 /// local minimum Lloyd iterations cannot leave.
-fn kmeans_plus_plus(
-    data: &[f32],
-    dim: usize,
-    k: usize,
-    rng: &mut StdRng,
-    stop: &Stop,
-) -> Vec<f32> {
+fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng, stop: &Stop) -> Vec<f32> {
     // Points per parallel block; a multiple of LANES, so only the last block has
     // padding and point `i` is entry `i` of the concatenated distance vectors.
     const BLK: usize = 4096;

@@ -13,6 +13,7 @@
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
 //! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
+//! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
 
 pub mod buildmem;
@@ -21,5 +22,6 @@ pub mod fastscan;
 pub mod ivf;
 pub mod kmeans;
 pub mod pq;
+pub mod rerank;
 pub mod stop;
 pub mod text;

@@ -23,10 +23,10 @@
 //! two codes × two rows, measured the same or slower.
 
 use crate::kmeans::{self, Bias, KMeansParams, Panels, LANES};
+use crate::stop::Stop;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
-use crate::stop::Stop;
 
 /// Training uses at most this many sample vectors per codeword (a seeded random
 /// subsample beyond that): 64 × 256 = 16,384 residuals for 8-bit codes. Measured
