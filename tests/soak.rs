@@ -239,8 +239,15 @@ fn check(cluster: &Cluster, ledger: &Ledger) {
         .map(|r| r.get(0))
         .collect();
     let index_ids: BTreeSet<i64> = via_index.iter().copied().collect();
-    assert_eq!(index_ids.len(), via_index.len(), "the index returned a row twice");
-    exec(&mut c, "SET enable_seqscan = on; SET enable_indexscan = off");
+    assert_eq!(
+        index_ids.len(),
+        via_index.len(),
+        "the index returned a row twice"
+    );
+    exec(
+        &mut c,
+        "SET enable_seqscan = on; SET enable_indexscan = off",
+    );
     let table_ids: BTreeSet<i64> = c
         .query("SELECT id FROM soak", &[])
         .unwrap()
@@ -253,9 +260,15 @@ fn check(cluster: &Cluster, ledger: &Ledger) {
         .filter(|id| !table_ids.contains(id) && !ledger.deleting.contains(id))
         .take(10)
         .collect();
-    assert!(lost.is_empty(), "committed rows missing from the table: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "committed rows missing from the table: {lost:?}"
+    );
     let undeleted: Vec<_> = ledger.deleted.intersection(&table_ids).take(10).collect();
-    assert!(undeleted.is_empty(), "deleted rows still present: {undeleted:?}");
+    assert!(
+        undeleted.is_empty(),
+        "deleted rows still present: {undeleted:?}"
+    );
     let missing: Vec<_> = table_ids.difference(&index_ids).take(10).collect();
     let extra: Vec<_> = index_ids.difference(&table_ids).take(10).collect();
     assert!(
@@ -289,7 +302,10 @@ fn soak_concurrent_writes_queries_vacuum_and_jobs_across_crashes() {
                 .iter()
                 .map(|id| format!("({id}, '{}')", rng.point()))
                 .collect();
-            exec(&mut c, &format!("INSERT INTO soak VALUES {}", values.join(",")));
+            exec(
+                &mut c,
+                &format!("INSERT INTO soak VALUES {}", values.join(",")),
+            );
             l.inserted.extend(chunk.iter().copied());
             l.live.extend(chunk.iter().copied());
         }
@@ -310,7 +326,12 @@ fn soak_concurrent_writes_queries_vacuum_and_jobs_across_crashes() {
         );
     }
     let log = cluster.log();
-    for bad in ["PANIC", "TRAP:", "terminated by signal 11", "terminated by signal 6"] {
+    for bad in [
+        "PANIC",
+        "TRAP:",
+        "terminated by signal 11",
+        "terminated by signal 6",
+    ] {
         assert!(!log.contains(bad), "server log contains {bad:?}");
     }
 }
