@@ -13,6 +13,7 @@
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
 
+pub mod cdc_options;
 pub mod distance;
 pub mod fastscan;
 pub mod ivf;
