@@ -1104,16 +1104,6 @@ fn job_events_cannot_be_forged() {
          CREATE TABLE t (id int); ALTER TABLE t OWNER TO alice;",
     )
     .unwrap();
-    create_slot(&mut c, "feed");
-    let secret_channel: String = c
-        .query_one("SELECT arrw.job_channel()", &[])
-        .unwrap()
-        .get(0);
-    assert!(
-        secret_channel.starts_with("arrw_jobs_") && secret_channel.len() == 42,
-        "{secret_channel}"
-    );
-    let mut l = listener(&cl, &["arrw_jobs", &secret_channel]);
     let mut alice = connect_as(&cl, "alice");
     let mut mallory = connect_as(&cl, "mallory");
 
@@ -1129,6 +1119,16 @@ fn job_events_cannot_be_forged() {
             assert_eq!(sqlstate(&err), "42501", "{who}: {kind:?}");
         }
     }
+    create_slot(&mut c, "feed");
+    let secret_channel: String = c
+        .query_one("SELECT arrw.job_channel()", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        secret_channel.starts_with("arrw_jobs_") && secret_channel.len() == 42,
+        "{secret_channel}"
+    );
+    let mut l = listener(&cl, &["arrw_jobs", &secret_channel]);
     // The secret channel's name is not for everyone.
     for sql in ["SELECT arrw.job_channel()", "SELECT value FROM arrw.secret"] {
         let err = mallory.query(sql, &[]).unwrap_err();

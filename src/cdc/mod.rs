@@ -24,7 +24,8 @@ pub fn init() {}
 /// The content of the change-feed message arrw's job code writes when job `id`
 /// (of kind `kind`) enters `state`:
 /// `{"kind": "job", "payload": {"id": 1, "kind": "bulk_import", "state": "queued"}}`
-/// (jsonb's own text form, which feed readers of earlier versions saw).
+/// (byte for byte the text jsonb gives the same object, so it reads the same
+/// as events built with `jsonb_build_object`).
 ///
 /// Both sides use this one function: src/jobs/notify.rs writes it, and the plugin
 /// marks a message `"origin":"arrw"` only when its bytes equal what this returns
