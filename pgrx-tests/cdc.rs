@@ -61,54 +61,6 @@ fn cdc_json_validates() {
 }
 
 #[pg_test]
-fn cdc_options_parse() {
-    use crate::cdc::options::{parse_bool, parse_tables, Options, TablePattern};
-    let mut o = Options::default();
-    assert!(o.include_row && !o.include_vectors && !o.include_transaction && o.tables.is_none());
-    o.set("include-vectors", Some(b"on")).unwrap();
-    o.set("include-transaction", None).unwrap();
-    o.set("include-row", Some(b"FALSE")).unwrap();
-    assert!(o.include_vectors && o.include_transaction && !o.include_row);
-    assert!(o.set("include-row", Some(b"maybe")).is_err());
-    assert!(o.set("include_row", Some(b"true")).is_err());
-    assert!(o.set("tables", None).is_err());
-    assert_eq!(parse_bool("Yes"), Some(true));
-    assert_eq!(parse_bool("0"), Some(false));
-    assert_eq!(parse_bool(""), None);
-
-    let t = parse_tables(br#" public.Docs , "My Schema"."A ""b"".c", s.* "#).unwrap();
-    assert_eq!(
-        t,
-        vec![
-            TablePattern {
-                schema: b"public".to_vec(),
-                table: Some(b"docs".to_vec())
-            },
-            TablePattern {
-                schema: b"My Schema".to_vec(),
-                table: Some(b"A \"b\".c".to_vec())
-            },
-            TablePattern {
-                schema: b"s".to_vec(),
-                table: None
-            },
-        ]
-    );
-    assert!(t[2].matches(b"s", b"anything") && !t[2].matches(b"t", b"x"));
-    for bad in [
-        "",
-        "docs",
-        "public.",
-        "public.docs,",
-        "a.b c.d",
-        "\"\".x",
-        "1a.b",
-    ] {
-        assert!(parse_tables(bad.as_bytes()).is_err(), "{bad}");
-    }
-}
-
-#[pg_test]
 fn cdc_emit_event_returns_lsn() {
     let lsn = Spi::get_one::<String>("SELECT arrw.emit_event('test', '{\"n\": 1}')::text").unwrap();
     // The pg_test server runs with wal_level = logical.
@@ -178,4 +130,69 @@ fn cdc_watch_needs_owner() {
     Spi::run("CREATE TABLE public.cdc_p (id int); CREATE ROLE cdc_not_owner; GRANT ALL ON public.cdc_p TO cdc_not_owner; SET ROLE cdc_not_owner")
         .unwrap();
     Spi::run("SELECT arrw.watch('public.cdc_p')").unwrap();
+}
+
+#[pg_test(error = "arrw.emit_event: event kind 'job' is reserved for arrw")]
+fn cdc_emit_event_refuses_job_kind() {
+    // Run by a superuser: refused all the same.
+    Spi::run("SELECT arrw.emit_event('job', '{\"id\": 1, \"state\": \"succeeded\"}')").unwrap();
+}
+
+#[pg_test(error = "arrw.emit_event: event kind 'ARRW.index' is reserved for arrw")]
+fn cdc_emit_event_refuses_arrw_kinds() {
+    Spi::run("SELECT arrw.emit_event('ARRW.index', NULL)").unwrap();
+}
+
+#[pg_test]
+fn cdc_job_event_content_is_jsonb_text() {
+    // The bytes the job code writes and the plugin compares are jsonb's own
+    // text form of the event.
+    let ours = crate::cdc::job_event_content(42, b"bulk_import", b"queued");
+    let jsonb = Spi::get_one::<String>(
+        "SELECT jsonb_build_object('kind', 'job', 'payload', \
+                jsonb_build_object('id', 42::int8, 'kind', 'bulk_import', 'state', 'queued'))::text",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(String::from_utf8(ours).unwrap(), jsonb);
+}
+
+#[pg_test]
+fn cdc_secret_is_not_public() {
+    let public = |sql: &str| Spi::get_one::<bool>(sql).unwrap().unwrap();
+    assert!(!public(
+        "SELECT has_function_privilege('public', 'arrw.job_channel()', 'EXECUTE')"
+    ));
+    assert!(!public(
+        "SELECT has_table_privilege('public', 'arrw.secret', 'SELECT')"
+    ));
+    let ch = Spi::get_one::<String>("SELECT arrw.job_channel()")
+        .unwrap()
+        .unwrap();
+    assert!(ch.starts_with("arrw_jobs_") && ch.len() == 42, "{ch}");
+}
+
+#[pg_test]
+fn cdc_watch_keys_by_opt_in() {
+    Spi::run("CREATE TABLE public.cdc_k (id int PRIMARY KEY)").unwrap();
+    let keys = || {
+        Spi::get_one::<bool>(
+            "SELECT keys FROM arrw.watches WHERE \"table\" = 'public.cdc_k'::regclass",
+        )
+        .unwrap()
+    };
+    Spi::run("SELECT arrw.watch('public.cdc_k')").unwrap();
+    assert_eq!(keys(), Some(false));
+    Spi::run("SELECT arrw.watch('public.cdc_k', 'keys', include_keys => true)").unwrap();
+    assert_eq!(keys(), Some(true));
+    let ch = Spi::get_one::<String>(
+        "SELECT channel FROM arrw.watches WHERE \"table\" = 'public.cdc_k'::regclass",
+    )
+    .unwrap();
+    assert_eq!(ch.as_deref(), Some("keys"));
+    // The triggers run with and without keys (notifications go out at commit).
+    Spi::run("INSERT INTO public.cdc_k VALUES (1)").unwrap();
+    Spi::run("SELECT arrw.watch('public.cdc_k', 'keys', false)").unwrap();
+    assert_eq!(keys(), Some(false));
+    Spi::run("INSERT INTO public.cdc_k VALUES (2)").unwrap();
 }

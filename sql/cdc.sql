@@ -1,15 +1,51 @@
--- Change data capture (see src/cdc/ and docs/cdc.md).
+-- Change data capture (see src/cdc/ and docs/cdc.md; the threat model is in
+-- docs/security.md).
 --
 -- The durable feed is the `arrw` logical decoding output plugin, which needs no
 -- SQL objects: pg_create_logical_replication_slot('feed', 'arrw'). What follows
--- are the low-latency NOTIFY channels (arrw.watch / arrw.unwatch) and
--- arrw.emit_event, which puts an event into the durable feed.
+-- are the low-latency NOTIFY channels (arrw.watch / arrw.unwatch),
+-- arrw.emit_event, which puts an event into the durable feed, and the secret
+-- behind arrw's authenticated job channel.
+
+-- Per-database secrets of arrw. Only the table's owner (the superuser who ran
+-- CREATE EXTENSION) and arrw's SECURITY DEFINER functions can read it.
+--   job_channel: the name of the authenticated job channel (arrw.job_channel()):
+--   'arrw_jobs_' and 32 hex digits of gen_random_uuid() (122 random bits).
+-- pg_dump does not copy the rows of an extension's table: a restored database
+-- gets a new secret.
+CREATE TABLE arrw.secret (
+	name text PRIMARY KEY,
+	value text NOT NULL
+);
+REVOKE ALL ON arrw.secret FROM PUBLIC;
+INSERT INTO arrw.secret (name, value)
+	VALUES ('job_channel', 'arrw_jobs_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''));
+COMMENT ON TABLE arrw.secret IS 'per-database secrets of arrw (superuser only); see docs/security.md';
+
+-- The channel on which only arrw announces job state changes. PostgreSQL lets
+-- anyone NOTIFY any channel whose name they know, so the name is the secret:
+-- only roles the operator grants EXECUTE on this function learn it.
+CREATE FUNCTION arrw.job_channel() RETURNS text
+	LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT value FROM arrw.secret WHERE name = 'job_channel'
+$$;
+REVOKE EXECUTE ON FUNCTION arrw.job_channel() FROM PUBLIC;
+COMMENT ON FUNCTION arrw.job_channel() IS
+	'the secret channel on which only arrw announces job state changes (not executable by PUBLIC: GRANT EXECUTE to trusted listeners)';
 
 -- Puts {"kind": kind, "payload": payload} into the change feed as a
 -- transactional logical decoding message with prefix 'arrw': consumers of an
 -- 'arrw' slot see it, in commit order, only if the calling transaction commits.
 -- Returns the message's LSN, or NULL when nothing can decode it (wal_level is
 -- not 'logical', or this is a standby).
+--
+-- Kind 'job' and every kind starting with 'arrw' (ignoring case and
+-- surrounding blanks) are reserved for events arrw writes itself, and refused
+-- here for every caller, superusers included: arrw's job code writes its
+-- events without this function (src/jobs/notify.rs). The plugin marks every
+-- message with "origin"; "arrw" only for events it can tell arrw wrote.
 CREATE FUNCTION arrw.emit_event(kind text, payload jsonb DEFAULT NULL) RETURNS pg_lsn
 	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 	SET search_path = pg_catalog, pg_temp
@@ -19,6 +55,11 @@ BEGIN
 		RAISE EXCEPTION 'arrw.emit_event: kind must be a non-empty string'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	IF lower(btrim(kind)) = 'job' OR starts_with(lower(btrim(kind)), 'arrw') THEN
+		RAISE EXCEPTION 'arrw.emit_event: event kind % is reserved for arrw', quote_literal(kind)
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'Kind "job" and kinds starting with "arrw" are written only by arrw itself.';
+	END IF;
 	IF current_setting('wal_level') <> 'logical' OR pg_is_in_recovery() THEN
 		RETURN NULL;
 	END IF;
@@ -27,22 +68,28 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION arrw.emit_event(text, jsonb) IS
-	'emit {"kind":...,"payload":...} into the arrw change feed (a transactional logical decoding message with prefix arrw)';
+	'emit {"kind":...,"payload":...} into the arrw change feed (a transactional logical decoding message with prefix arrw); kinds job and arrw* are reserved';
 
 -- The trigger function behind arrw.watch: one pg_notify per statement, on the
--- channel given as the trigger's argument, with a payload like
---   {"table":"public.docs","op":"insert","count":3,"keys":[1,2,3]}
--- "keys" (primary-key values: the value itself for a one-column key, an
--- object for a composite key; int8 and numeric as strings, as in the slot feed)
--- is present only for tables with a primary key, when the statement touched at
--- most 100 rows and the payload stays under 8000 bytes. Row contents never go
--- into payloads. Statements that touched no rows send nothing.
+-- channel given as the trigger's first argument, with a payload like
+--   {"table":"public.docs","op":"insert","count":3}
+-- Any role can LISTEN on any channel, so by default a payload carries only
+-- the table's name, the operation and the row count. Only when the table's
+-- owner opted in (arrw.watch(..., include_keys => true), which adds the
+-- trigger argument 'keys') does it add
+--   "keys":[1,2,3]
+-- (primary-key values: the value itself for a one-column key, an object for a
+-- composite key; int8 and numeric as strings, as in the slot feed), for tables
+-- with a primary key, when the statement touched at most 100 rows and the
+-- payload stays under 8000 bytes. Other column values never go into payloads.
+-- Statements that touched no rows send nothing.
 CREATE FUNCTION arrw.notify_changes() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 DECLARE
 	channel text := TG_ARGV[0];
+	want_keys boolean := TG_NARGS > 1 AND TG_ARGV[1] = 'keys';
 	tbl text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
 	n bigint;
 	keyexpr text;
@@ -63,7 +110,7 @@ BEGIN
 		RETURN NULL;
 	END IF;
 
-	IF n <= 100 THEN
+	IF want_keys AND n <= 100 THEN
 		-- A jsonb expression for the primary key of transition-table row r.
 		SELECT CASE WHEN count(*) = 1 THEN min(e)
 		            ELSE 'jsonb_build_object(' || string_agg(quote_literal(attname) || ', ' || e, ', ' ORDER BY ord) || ')'
@@ -162,14 +209,31 @@ BEGIN
 END
 $$;
 
+-- Whether a table's watch triggers put primary keys into payloads (their
+-- arguments are the channel and 'keys'), NULL when it is not watched.
+CREATE FUNCTION arrw._watch_keys(rel regclass) RETURNS boolean
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT t.tgnargs = 2 AND position('\x006b65797300'::bytea IN t.tgargs) = octet_length(t.tgargs) - 5
+	  FROM pg_trigger t
+	 WHERE t.tgrelid = rel AND t.tgname = 'arrw_watch_insert'
+$$;
+
 -- Starts sending a notification on `channel` for every statement that
 -- inserts, updates, deletes or truncates `rel`; returns the channel. Watching
--- a watched table again replaces its channel. Only the table's owner (or a
--- member of the owning role, or a superuser) may do this.
-CREATE FUNCTION arrw.watch(rel regclass, channel text DEFAULT 'arrw_changes') RETURNS text
+-- a watched table again replaces its channel and key setting. Only the table's
+-- owner (or a member of the owning role, or a superuser) may do this.
+-- include_keys: also put primary-key values into the payloads. Every role
+-- that can connect to the database can LISTEN and would receive them, whatever
+-- its privileges on the table, so this is the owner's explicit decision.
+CREATE FUNCTION arrw.watch(rel regclass, channel text DEFAULT 'arrw_changes', include_keys boolean DEFAULT false)
+	RETURNS text
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
 	AS $$
+DECLARE
+	targs text;
 BEGIN
 	PERFORM arrw._watch_check(rel);
 	-- A channel is an identifier (LISTEN takes one): a letter or underscore,
@@ -179,20 +243,27 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'A channel name is an identifier of at most 63 bytes: a letter or underscore followed by letters, digits, underscores or dollar signs.';
 	END IF;
+	IF include_keys IS NULL THEN
+		RAISE EXCEPTION 'include_keys must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	targs := quote_literal(channel);
+	IF include_keys THEN
+		targs := targs || ', ' || quote_literal('keys');
+	END IF;
 	PERFORM arrw._watch_drop(rel);
 	EXECUTE format('CREATE TRIGGER arrw_watch_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS arrw_new'
-		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%L)', rel, channel);
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%s)', rel, targs);
 	EXECUTE format('CREATE TRIGGER arrw_watch_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS arrw_old NEW TABLE AS arrw_new'
-		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%L)', rel, channel);
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%s)', rel, targs);
 	EXECUTE format('CREATE TRIGGER arrw_watch_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS arrw_old'
-		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%L)', rel, channel);
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%s)', rel, targs);
 	EXECUTE format('CREATE TRIGGER arrw_watch_truncate AFTER TRUNCATE ON %s'
-		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%L)', rel, channel);
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%s)', rel, targs);
 	RETURN channel;
 END
 $$;
-COMMENT ON FUNCTION arrw.watch(regclass, text) IS
-	'notify a channel (default arrw_changes) once per statement that changes the table';
+COMMENT ON FUNCTION arrw.watch(regclass, text, boolean) IS
+	'notify a channel (default arrw_changes) once per statement that changes the table; primary keys only with include_keys (any role can LISTEN)';
 
 -- Stops the notifications of a watched table; returns the channel it used.
 CREATE FUNCTION arrw.unwatch(rel regclass) RETURNS text
@@ -216,10 +287,12 @@ $$;
 COMMENT ON FUNCTION arrw.unwatch(regclass) IS
 	'stop the notifications arrw.watch set up for the table';
 
--- Watched tables and their channels.
+-- Watched tables, their channels, and whether their payloads carry primary
+-- keys. (Trigger arguments are in pg_trigger, which every role can read.)
 CREATE VIEW arrw.watches AS
-	SELECT t.tgrelid::regclass AS "table", arrw._watch_channel(t.tgrelid) AS channel
+	SELECT t.tgrelid::regclass AS "table", arrw._watch_channel(t.tgrelid) AS channel,
+	       arrw._watch_keys(t.tgrelid) AS keys
 	  FROM pg_catalog.pg_trigger t
 	 WHERE t.tgname = 'arrw_watch_insert'
 	   AND t.tgfoid = 'arrw.notify_changes()'::pg_catalog.regprocedure;
-COMMENT ON VIEW arrw.watches IS 'tables watched with arrw.watch, and the channel each notifies';
+COMMENT ON VIEW arrw.watches IS 'tables watched with arrw.watch, the channel each notifies, and whether its payloads carry primary keys';

@@ -741,16 +741,23 @@ fn watch_notifies_per_statement() {
     )
     .unwrap();
     let ch: String = c
-        .query_one("SELECT arrw.watch('docs'::regclass)", &[])
+        .query_one(
+            "SELECT arrw.watch('docs'::regclass, include_keys => true)",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(ch, "arrw_changes");
     let ch: String = c
-        .query_one("SELECT arrw.watch('chunks'::regclass, 'chunk_events')", &[])
+        .query_one(
+            "SELECT arrw.watch('chunks'::regclass, 'chunk_events', include_keys => true)",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(ch, "chunk_events");
-    c.query_one("SELECT arrw.watch('nopk')", &[]).unwrap();
+    c.query_one("SELECT arrw.watch('nopk', include_keys => true)", &[])
+        .unwrap();
     let mut l = listener(&cl, &["arrw_changes", "chunk_events"]);
 
     c.batch_execute("INSERT INTO docs VALUES (1, 'a', '[1,2]'), (2, 'b', '[3,4]')")
@@ -836,8 +843,10 @@ fn watch_notifies_per_statement() {
     );
     assert_eq!(got[2].1["count"], 100);
     assert!(got[2].1.get("keys").is_some());
-    c.batch_execute("CREATE TABLE wide (k text PRIMARY KEY); SELECT arrw.watch('wide')")
-        .unwrap();
+    c.batch_execute(
+        "CREATE TABLE wide (k text PRIMARY KEY); SELECT arrw.watch('wide', include_keys => true)",
+    )
+    .unwrap();
     c.batch_execute("INSERT INTO wide SELECT repeat('k', 100) || g FROM generate_series(1, 100) g")
         .unwrap();
     let got = drain(&mut l, 1);
@@ -880,14 +889,20 @@ fn watch_notifies_per_statement() {
         .unwrap();
     assert!(drain(&mut l, 0).is_empty());
 
-    // Re-watching moves the table to another channel; unwatch stops it.
+    // Re-watching moves the table to another channel, and without
+    // include_keys its payloads lose their keys; unwatch stops it.
     c.query_one("SELECT arrw.watch('docs', 'chunk_events')", &[])
         .unwrap();
     c.batch_execute("INSERT INTO docs (id) VALUES (-1)")
         .unwrap();
     let got = drain(&mut l, 1);
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].0, "chunk_events");
+    assert_eq!(
+        got,
+        vec![(
+            "chunk_events".to_string(),
+            json!({"table": "public.docs", "op": "insert", "count": 1})
+        )]
+    );
     let old: String = c
         .query_one("SELECT arrw.unwatch('docs')", &[])
         .unwrap()
@@ -898,21 +913,24 @@ fn watch_notifies_per_statement() {
     assert!(drain(&mut l, 0).is_empty());
     let err = c.query("SELECT arrw.unwatch('docs')", &[]).unwrap_err();
     assert_eq!(sqlstate(&err), "42704");
-    let watched: Vec<(String, String)> = c
+    c.query_one("SELECT arrw.watch('docs')", &[]).unwrap();
+    let watched: Vec<(String, String, bool)> = c
         .query(
-            "SELECT \"table\"::text, channel FROM arrw.watches ORDER BY 1",
+            "SELECT \"table\"::text, channel, keys FROM arrw.watches ORDER BY 1",
             &[],
         )
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
+    let w = |t: &str, ch: &str, keys| (t.to_string(), ch.to_string(), keys);
     assert_eq!(
         watched,
         [
-            ("chunks".to_string(), "chunk_events".to_string()),
-            ("nopk".to_string(), "arrw_changes".to_string()),
-            ("wide".to_string(), "arrw_changes".to_string()),
+            w("chunks", "chunk_events", true),
+            w("docs", "arrw_changes", false),
+            w("nopk", "arrw_changes", true),
+            w("wide", "arrw_changes", true),
         ]
     );
 }
@@ -977,6 +995,7 @@ fn watch_permissions_and_validation() {
         ("SELECT arrw.watch('v')", "42809"),
         ("SELECT arrw.watch('no_such_table')", "42P01"),
         ("SELECT arrw.unwatch('docs')", "42704"),
+        ("SELECT arrw.watch('docs', 'x', NULL)", "22004"),
     ] {
         let err = c.query(sql, &[]).unwrap_err();
         assert_eq!(sqlstate(&err), state, "{sql}: {err:?}");
@@ -986,6 +1005,258 @@ fn watch_permissions_and_validation() {
         .unwrap()
         .get(0);
     assert_eq!(ch.len(), 63);
+}
+
+/// A session logged in as `role` (the test clusters trust every local login).
+fn connect_as(cl: &Cluster, role: &str) -> Client {
+    Client::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={role} dbname=postgres",
+            cl.port
+        ),
+        postgres::NoTls,
+    )
+    .unwrap()
+}
+
+/// LISTEN needs no privilege: a role that may not read a watched table still
+/// receives its notifications, so by default they carry no key values.
+#[test]
+fn watch_keys_only_by_opt_in_for_unprivileged_listeners() {
+    let (cl, mut c) = setup("cdc-leak");
+    c.batch_execute(
+        "CREATE ROLE nobody LOGIN;
+         CREATE TABLE accounts (email text PRIMARY KEY, secret text);
+         CREATE TABLE pairs (a text, b text, PRIMARY KEY (a, b));
+         REVOKE ALL ON accounts, pairs FROM PUBLIC;
+         SELECT arrw.watch('accounts');
+         SELECT arrw.watch('pairs', 'pair_events');",
+    )
+    .unwrap();
+    let mut l = connect_as(&cl, "nobody");
+    let err = l.query("SELECT * FROM accounts", &[]).unwrap_err();
+    assert_eq!(
+        sqlstate(&err),
+        "42501",
+        "the listener cannot read the table"
+    );
+    l.batch_execute("LISTEN arrw_changes; LISTEN pair_events")
+        .unwrap();
+
+    c.batch_execute(
+        "INSERT INTO accounts VALUES ('alice@example.com', 's3cret'), ('bob@example.com', 'pw');
+         UPDATE accounts SET email = 'carol@example.com' WHERE email = 'bob@example.com';
+         DELETE FROM accounts WHERE email = 'alice@example.com';
+         INSERT INTO pairs VALUES ('alice@example.com', 'x');",
+    )
+    .unwrap();
+    let got = drain(&mut l, 4);
+    let want: Vec<(String, Value)> = vec![
+        (
+            "arrw_changes".into(),
+            json!({"table": "public.accounts", "op": "insert", "count": 2}),
+        ),
+        (
+            "arrw_changes".into(),
+            json!({"table": "public.accounts", "op": "update", "count": 1}),
+        ),
+        (
+            "arrw_changes".into(),
+            json!({"table": "public.accounts", "op": "delete", "count": 1}),
+        ),
+        (
+            "pair_events".into(),
+            json!({"table": "public.pairs", "op": "insert", "count": 1}),
+        ),
+    ];
+    assert_eq!(got, want);
+    for (_, v) in &got {
+        let text = v.to_string();
+        assert!(
+            !text.contains("example.com") && !text.contains("s3cret"),
+            "{text}"
+        );
+    }
+
+    // The owner's explicit opt-in sends the keys, to every listener.
+    c.batch_execute(
+        "SELECT arrw.watch('accounts', include_keys => true);
+         INSERT INTO accounts VALUES ('dave@example.com', 'x');",
+    )
+    .unwrap();
+    assert_eq!(
+        drain(&mut l, 1),
+        vec![(
+            "arrw_changes".to_string(),
+            json!({"table": "public.accounts", "op": "insert", "count": 1, "keys": ["dave@example.com"]})
+        )]
+    );
+}
+
+/// Only arrw can write events that a consumer sees as arrw's: job events in the
+/// change feed carry "origin":"arrw" only when arrw wrote them, arrw.emit_event
+/// refuses the reserved kinds, and the job channel's name is a secret.
+#[test]
+fn job_events_cannot_be_forged() {
+    let (cl, mut c) = setup("cdc-forge");
+    c.batch_execute(
+        "CREATE ROLE alice LOGIN; CREATE ROLE mallory LOGIN;
+         CREATE TABLE t (id int); ALTER TABLE t OWNER TO alice;",
+    )
+    .unwrap();
+    let mut alice = connect_as(&cl, "alice");
+    let mut mallory = connect_as(&cl, "mallory");
+
+    // The reserved kinds are refused, for superusers too.
+    for (who, sess) in [("mallory", &mut mallory), ("postgres", &mut c)] {
+        for kind in ["job", "JOB", " job ", "arrw.index", "arrw"] {
+            let err = sess
+                .query(
+                    "SELECT arrw.emit_event($1, '{\"id\": 424242, \"state\": \"succeeded\"}')",
+                    &[&kind],
+                )
+                .unwrap_err();
+            assert_eq!(sqlstate(&err), "42501", "{who}: {kind:?}");
+        }
+    }
+    create_slot(&mut c, "feed");
+    let secret_channel: String = c
+        .query_one("SELECT arrw.job_channel()", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        secret_channel.starts_with("arrw_jobs_") && secret_channel.len() == 42,
+        "{secret_channel}"
+    );
+    let mut l = listener(&cl, &["arrw_jobs", &secret_channel]);
+    // The secret channel's name is not for everyone.
+    for sql in ["SELECT arrw.job_channel()", "SELECT value FROM arrw.secret"] {
+        let err = mallory.query(sql, &[]).unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "{sql}");
+    }
+
+    // PostgreSQL 15 lets every role write logical decoding messages with any
+    // prefix, so mallory can write the exact bytes of a job event.
+    let can: bool = mallory
+        .query_one(
+            "SELECT has_function_privilege('pg_logical_emit_message(boolean,text,text)', 'EXECUTE')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(can);
+    let id: i64 = alice
+        .query_one(
+            "SELECT arrw.submit_job('batch_delete', '{\"table\": \"t\", \"where\": \"false\"}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let event = |state: &str| {
+        format!(
+            r#"{{"kind": "job", "payload": {{"id": {id}, "kind": "batch_delete", "state": "{state}"}}}}"#
+        )
+    };
+    mallory
+        .execute(
+            "SELECT pg_logical_emit_message(true, 'arrw', $1)",
+            &[&event("failed")],
+        )
+        .unwrap();
+    // Even the true state of a job, written in a transaction that did not
+    // change the job, is not arrw's.
+    mallory
+        .execute(
+            "SELECT pg_logical_emit_message(true, 'arrw', $1)",
+            &[&event("queued")],
+        )
+        .unwrap();
+    mallory
+        .execute("SELECT arrw.emit_event('mine', '{\"n\": 1}')", &[])
+        .unwrap();
+    // Nor can one ride on a transaction that really changed a job of one's own:
+    // the event must match the state that transaction wrote.
+    c.batch_execute("GRANT ALL ON t TO mallory").unwrap();
+    mallory.batch_execute("BEGIN").unwrap();
+    let own: i64 = mallory
+        .query_one(
+            "SELECT arrw.submit_job('batch_delete', '{\"table\": \"t\", \"where\": \"false\"}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let own_event = format!(
+        r#"{{"kind": "job", "payload": {{"id": {own}, "kind": "batch_delete", "state": "succeeded"}}}}"#
+    );
+    mallory
+        .execute(
+            "SELECT pg_logical_emit_message(true, 'arrw', $1)",
+            &[&own_event],
+        )
+        .unwrap();
+    mallory.batch_execute("COMMIT").unwrap();
+    c.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+
+    let evs = get(&mut c, "feed", &["tables", "public.t"]);
+    let msgs: Vec<(String, String)> = evs
+        .iter()
+        .filter(|e| e["op"] == "message")
+        .map(|e| {
+            (
+                e["origin"].as_str().unwrap_or("none").to_string(),
+                e["content"].to_string(),
+            )
+        })
+        .collect();
+    let compact = |s: &str| serde_json::from_str::<Value>(s).unwrap().to_string();
+    let origin_of = |content: &str| -> Vec<&str> {
+        msgs.iter()
+            .filter(|(_, c)| *c == compact(content))
+            .map(|(o, _)| o.as_str())
+            .collect()
+    };
+    // alice's submit wrote the job's row and its event: arrw's.
+    assert_eq!(origin_of(&event("queued"))[0], "arrw", "{msgs:?}");
+    // mallory's copy of the same bytes, in a transaction of its own: not arrw's.
+    assert_eq!(origin_of(&event("queued")).len(), 2, "{msgs:?}");
+    assert_eq!(origin_of(&event("queued"))[1], "user", "{msgs:?}");
+    assert_eq!(origin_of(&event("failed")), ["user"], "{msgs:?}");
+    assert_eq!(origin_of(&own_event), ["user"], "{msgs:?}");
+    let mine = r#"{"kind": "mine", "payload": {"n": 1}}"#;
+    assert_eq!(origin_of(mine), ["user"], "{msgs:?}");
+    // Every message is marked; the workers' own events (running, succeeded)
+    // are arrw's too.
+    for (origin, content) in &msgs {
+        assert!(origin == "arrw" || origin == "user", "{origin} {content}");
+        if origin == "arrw" {
+            let v: Value = serde_json::from_str(content).unwrap();
+            assert_eq!(v["kind"], "job", "{content}");
+        }
+    }
+
+    // NOTIFY: anyone can send on arrw_jobs (a hint only); the secret channel
+    // carries arrw's own announcements.
+    mallory
+        .batch_execute(r#"NOTIFY arrw_jobs, '{"id": 424242, "state": "succeeded"}'"#)
+        .unwrap();
+    // At least: alice's and mallory's submits on both channels, the forgery.
+    let got = drain(&mut l, 5);
+    let forged = json!({"id": 424242, "state": "succeeded"});
+    assert!(
+        got.contains(&("arrw_jobs".to_string(), forged.clone())),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|(ch, v)| ch == &secret_channel && v == &forged),
+        "{got:?}"
+    );
+    let queued = json!({"id": id, "state": "queued"});
+    assert!(
+        got.contains(&(secret_channel.clone(), queued.clone())),
+        "{got:?}"
+    );
+    assert!(got.contains(&("arrw_jobs".to_string(), queued)), "{got:?}");
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

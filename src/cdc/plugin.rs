@@ -11,6 +11,15 @@
 //! allocates for one event (output-function strings, detoasted values, names)
 //! goes into a private memory context that is reset after the event, and the
 //! JSON is built in one `Vec<u8>` reused across events.
+//!
+//! Who wrote a message: any role can write a logical decoding message with any
+//! prefix (`pg_logical_emit_message` is executable by PUBLIC), so the prefix
+//! proves nothing. What only arrw can write is the table `arrw.job`. A message is
+//! marked `"origin":"arrw"` only when its content is, byte for byte, the job
+//! event (`super::job_event_content`) for the latest version of an `arrw.job`
+//! row that the same transaction wrote before the message; every other message
+//! is `"origin":"user"`. A message marked "arrw" therefore always tells the
+//! truth about the transaction that carries it, whoever sent it.
 
 use super::json;
 use super::options::Options;
@@ -35,6 +44,13 @@ struct State {
     begun: bool,
     /// The reset callback that frees this state; disarmed by `shutdown`.
     free_cb: *mut pg_sys::MemoryContextCallback,
+    /// For each `arrw.job` row the transaction being decoded has inserted or
+    /// updated so far: the job id and the job event content its latest
+    /// version stands for. Cleared at each transaction's begin and commit.
+    jobs: Vec<(i64, Vec<u8>)>,
+    /// The OID of arrw's own `arrw.job` (member of extension arrw), once a
+    /// relation of that name has been checked: `(relid, is_arrw_job)`.
+    job_rel: Option<(pg_sys::Oid, bool)>,
 }
 
 /// How values of one type become JSON.
@@ -169,6 +185,8 @@ unsafe extern "C-unwind" fn startup(
         types: HashMap::new(),
         begun: false,
         free_cb,
+        jobs: Vec::new(),
+        job_rel: None,
     }));
     // SAFETY: free_cb is a zeroed MemoryContextCallback in ctx->context; once
     // registered, deleting or resetting ctx->context calls free_state(st) once.
@@ -344,7 +362,9 @@ unsafe extern "C-unwind" fn begin(
     _txn: *mut pg_sys::ReorderBufferTXN,
 ) {
     // SAFETY: startup has run.
-    unsafe { state(ctx) }.begun = false;
+    let st = unsafe { state(ctx) };
+    st.begun = false;
+    st.jobs.clear();
 }
 
 #[pg_guard]
@@ -355,6 +375,7 @@ unsafe extern "C-unwind" fn commit(
 ) {
     // SAFETY: startup has run.
     let st = unsafe { state(ctx) };
+    st.jobs.clear();
     let begun = std::mem::replace(&mut st.begun, false);
     if !st.opts.include_transaction || !begun {
         return;
@@ -700,15 +721,20 @@ unsafe extern "C-unwind" fn change(
     let _mem = EventMemory::enter(st.cxt);
     // SAFETY: relation is open for the callback.
     let (nsp, name) = unsafe { rel_names(relation) };
+    // SAFETY: for insert/update/delete changes `tp` is the active union member;
+    // the tuples (either may be NULL) live until the change is freed.
+    let (old, new) = unsafe { ((*change).data.tp.oldtuple, (*change).data.tp.newtuple) };
+    if nsp == b"arrw" && name == b"job" && op != Op::Delete && !new.is_null() {
+        // SAFETY: relation is open and `new` is its live new tuple; inside the
+        // event memory context.
+        unsafe { note_job_row(st, relation, new) };
+    }
     if !table_wanted(&st.opts, nsp, name) {
         return;
     }
     // SAFETY: live ctx/txn; inside the event memory context.
     unsafe { ensure_begin(ctx, st, txn) };
 
-    // SAFETY: for insert/update/delete changes `tp` is the active union member;
-    // the tuples (either may be NULL) live until the change is freed.
-    let (old, new) = unsafe { ((*change).data.tp.oldtuple, (*change).data.tp.newtuple) };
     // SAFETY: relation is open.
     let (desc, full) = unsafe {
         (
@@ -857,6 +883,85 @@ unsafe extern "C-unwind" fn truncate(
     }
 }
 
+/// Records the job event a new version of an `arrw.job` row stands for (see the
+/// module documentation), if `relation` is arrw's own `arrw.job`.
+///
+/// # Safety
+/// `relation` must be open and `new` a live tuple of it; inside the event memory
+/// context (catalog lookups and detoasted text are palloc'd there).
+unsafe fn note_job_row(
+    st: &mut State,
+    relation: pg_sys::Relation,
+    new: *mut pg_sys::ReorderBufferTupleBuf,
+) {
+    // SAFETY: relation is open.
+    let relid = unsafe { (*relation).rd_id };
+    let is_ours = match st.job_rel {
+        Some((id, ours)) if id == relid => ours,
+        _ => {
+            // A schema named arrw is the extension's only while the extension
+            // is installed; membership in the extension is what no other role
+            // can fake (ALTER EXTENSION ... ADD needs the extension's owner).
+            // SAFETY: catalog lookups by OID and name under the historic
+            // snapshot the decoding callbacks run with.
+            let ours = unsafe {
+                let ext = pg_sys::get_extension_oid(c"arrw".as_ptr(), true);
+                ext != pg_sys::InvalidOid
+                    && pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, relid) == ext
+            };
+            st.job_rel = Some((relid, ours));
+            ours
+        }
+    };
+    if !is_ours {
+        return;
+    }
+    // SAFETY: relation is open.
+    let desc = unsafe { (*relation).rd_att };
+    // SAFETY: new is a live tuple of this relation.
+    let t = unsafe { deform(desc, new) };
+    // SAFETY: desc has natts attributes.
+    let attrs = unsafe { (*desc).attrs.as_slice((*desc).natts as usize) };
+    let mut id = None;
+    let mut kind = None;
+    let mut state = None;
+    for (i, att) in attrs.iter().enumerate() {
+        if att.attisdropped || t.nulls[i] {
+            continue;
+        }
+        // SAFETY: attname is a NUL-terminated NameData.
+        let col = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes();
+        let text = |d: pg_sys::Datum| -> Option<&[u8]> {
+            if att.atttypid != pg_sys::TEXTOID {
+                return None;
+            }
+            // SAFETY: a text datum of this tuple; an on-disk TOAST pointer (a
+            // value an update left unchanged) cannot be read here and is skipped.
+            unsafe {
+                if is_external_ondisk(d.cast_mut_ptr()) {
+                    return None;
+                }
+                Some(CStr::from_ptr(pg_sys::text_to_cstring(d.cast_mut_ptr())).to_bytes())
+            }
+        };
+        match col {
+            // int8 is pass-by-value on 64-bit builds (the only ones pgrx supports).
+            b"id" if att.atttypid == pg_sys::INT8OID => id = Some(t.values[i].value() as i64),
+            b"kind" => kind = text(t.values[i]),
+            b"state" => state = text(t.values[i]),
+            _ => {}
+        }
+    }
+    let (Some(id), Some(kind), Some(state)) = (id, kind, state) else {
+        return;
+    };
+    let content = super::job_event_content(id, kind, state);
+    match st.jobs.iter_mut().find(|(j, _)| *j == id) {
+        Some(entry) => entry.1 = content,
+        None => st.jobs.push((id, content)),
+    }
+}
+
 /// The prefix of the logical decoding messages the plugin passes on.
 pub const MESSAGE_PREFIX: &CStr = c"arrw";
 
@@ -895,9 +1000,16 @@ unsafe extern "C-unwind" fn message(
         unsafe { (*txn).xid }.into_inner()
     };
 
+    let from_arrw = transactional && st.jobs.iter().any(|(_, c)| c.as_slice() == content);
+
     let mut out = std::mem::take(&mut st.buf);
     out.clear();
-    out.extend_from_slice(b"{\"op\":\"message\",\"prefix\":\"arrw\",");
+    out.extend_from_slice(b"{\"op\":\"message\",\"prefix\":\"arrw\",\"origin\":");
+    out.extend_from_slice(if from_arrw {
+        b"\"arrw\","
+    } else {
+        b"\"user\","
+    });
     json::push_key(&mut out, "lsn");
     json::push_lsn(&mut out, message_lsn);
     if xid == 0 {

@@ -1,25 +1,39 @@
-//! Job state changes are announced with `NOTIFY arrw_jobs, '{"id": .., "state": ..}'`
-//! and, when the change feed provides it, `arrw.emit_event('job', ...)`. Both are
-//! transactional: listeners hear of a change only if it commits.
+//! Job state changes are announced, transactionally (listeners hear of a change
+//! only if it commits), three ways:
 //!
-//! Called with arrw's bookkeeping rights (worker, or `spi::as_job_admin`).
+//! - `NOTIFY arrw_jobs, '{"id": .., "state": ..}'`: a public hint. Any role can
+//!   LISTEN, and any role can NOTIFY the same channel, so a consumer must treat
+//!   it as "something may have changed" and read `arrw.jobs`.
+//! - the same payload on the secret channel `arrw.job_channel()` (a name in
+//!   `arrw.secret`, readable only by superusers and by roles granted EXECUTE on
+//!   that function): what arrives there was sent by arrw, or by a role the
+//!   operator trusted with the name.
+//! - with `wal_level = logical`, a transactional logical decoding message with
+//!   prefix `arrw` and the content of `crate::cdc::job_event_content`. It is
+//!   written here directly, not through `arrw.emit_event` (which refuses the
+//!   reserved kind `job` for everyone); the output plugin marks it
+//!   `"origin":"arrw"` because this transaction also wrote the job's row.
+//!
+//! Called with arrw's bookkeeping rights (worker, or `spi::as_job_admin`), right
+//! after the statement that wrote the job's new state, in the same transaction.
 
 use super::spi;
 
 pub fn state_changed(id: &str, kind: &str, state: &str) {
     spi::exec(
-        "SELECT pg_catalog.pg_notify('arrw_jobs', \
-                pg_catalog.jsonb_build_object('id', $1::pg_catalog.int8, 'state', $2::pg_catalog.text)::pg_catalog.text)",
+        "SELECT pg_catalog.pg_notify(c.channel, p.payload) \
+           FROM (SELECT pg_catalog.jsonb_build_object('id', $1::pg_catalog.int8, 'state', $2::pg_catalog.text)::pg_catalog.text) \
+                AS p(payload), \
+                (SELECT 'arrw_jobs' UNION ALL SELECT s.value FROM arrw.secret s WHERE s.name = 'job_channel') \
+                AS c(channel)",
         &[Some(id), Some(state)],
     );
-    if spi::flag(
-        "SELECT pg_catalog.to_regprocedure('arrw.emit_event(text,jsonb)') IS NOT NULL",
-        &[],
-    ) {
-        spi::exec(
-            "SELECT arrw.emit_event('job', pg_catalog.jsonb_build_object('id', $1::pg_catalog.int8, \
-                    'kind', $2::pg_catalog.text, 'state', $3::pg_catalog.text))",
-            &[Some(id), Some(kind), Some(state)],
-        );
-    }
+    let Ok(num) = id.parse::<i64>() else { return };
+    let content = crate::cdc::job_event_content(num, kind.as_bytes(), state.as_bytes());
+    let content = String::from_utf8_lossy(&content);
+    spi::exec(
+        "SELECT pg_catalog.pg_logical_emit_message(true, 'arrw', $1) \
+          WHERE pg_catalog.current_setting('wal_level') = 'logical' AND NOT pg_catalog.pg_is_in_recovery()",
+        &[Some(&content)],
+    );
 }

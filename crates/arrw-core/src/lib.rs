@@ -12,11 +12,13 @@
 //! - [`pq`]: product quantization: codebook training, encoding, lookup tables.
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
+//! - [`cdc_options`]: the change feed's plugin options (parser of untrusted text).
 //! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
 //! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
 
 pub mod buildmem;
+pub mod cdc_options;
 pub mod distance;
 pub mod fastscan;
 pub mod ivf;
