@@ -15,6 +15,7 @@
 
 pub mod distance;
 pub mod fastscan;
+pub mod import;
 pub mod ivf;
 pub mod kmeans;
 pub mod pq;
