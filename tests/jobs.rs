@@ -1084,7 +1084,7 @@ fn cancel(c: &mut Client, id: i64) -> bool {
 }
 
 #[test]
-fn bulk_import_reads_regular_files_only_with_bounded_rows() {
+fn bulk_import_fails_on_rows_over_the_limit() {
     let (cluster, mut c) = setup("jobs-files", "arrw.job_import_max_row_size = '1MB'");
     c.batch_execute("CREATE TABLE t (id int, body text)")
         .unwrap();
@@ -1114,6 +1114,24 @@ fn bulk_import_reads_regular_files_only_with_bounded_rows() {
     let error = error.unwrap_or_default();
     assert!(error.contains("is longer than 1048576 bytes"), "{error}");
     assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 1);
+}
+
+#[test]
+fn bulk_import_refuses_fifos_and_directories() {
+    let (cluster, mut c) = setup("jobs-fifo", "");
+    c.batch_execute("CREATE TABLE t (id int, body text)")
+        .unwrap();
+    let submit1 = |c: &mut Client, path: &Path| -> i64 {
+        c.query_one(
+            "SELECT arrw.submit_job('bulk_import', $1::text::jsonb)",
+            &[&format!(
+                r#"{{"table": "t", "path": "{}"}}"#,
+                path.display()
+            )],
+        )
+        .unwrap()
+        .get(0)
+    };
 
     // A FIFO is refused before it is opened: opening one blocks until a writer
     // appears, and nothing could cancel the job meanwhile.
