@@ -1,80 +1,91 @@
 // In-server tests for jobs (included into the pg_test schema by src/lib.rs).
 // A #[pg_test] runs in a transaction that is rolled back, so no job it submits ever
-// reaches a worker: here the row splitter, argument validation, the queue's
-// visibility rules and cancel/wait on queued jobs. Workers, crashes, restarts and
+// reaches a worker: here how bulk_import streams batches, argument validation, the
+// queue's visibility rules and cancel/wait on queued jobs. The row splitter itself
+// is tested in crates/arrw-core (src/import.rs). Workers, crashes, restarts and
 // roles over real connections: tests/jobs.rs.
 
-fn jobs_split(data: &[u8], rows: crate::jobs::import::Rows) -> Vec<String> {
-    use crate::jobs::import::{read_row, Bytes, RowEnd};
-    let mut input = Bytes::new(data);
+fn jobs_batches(
+    data: &[u8],
+    format: arrw_core::import::Format,
+    max_rows: u64,
+    chunk: usize,
+) -> Vec<(Vec<u8>, crate::jobs::import::Batch)> {
+    use crate::jobs::import::{read_batch, Input};
+    use arrw_core::import::{Encoding, Splitter};
+    let mut input = Input::with_capacity(data, chunk);
+    let mut s = Splitter::new(format, Encoding::Plain, u64::MAX);
     let mut out = Vec::new();
     loop {
-        let mut row = Vec::new();
-        match read_row(&mut input, rows, &mut row).unwrap() {
-            RowEnd::Row => out.push(String::from_utf8(row).unwrap()),
-            _ => return out,
+        let mut w = Vec::new();
+        let b = read_batch(&mut input, &mut s, &mut w, max_rows, u64::MAX, &mut || false).unwrap();
+        let last = b.last;
+        out.push((w, b));
+        if last {
+            return out;
         }
     }
 }
 
 #[pg_test]
-fn jobs_csv_rows_keep_quoted_newlines_together() {
-    use crate::jobs::import::Rows;
-    let csv = Rows::Csv {
-        quote: b'"',
-        escape: b'"',
-    };
-    assert_eq!(
-        jobs_split(b"1,\"a\nb\"\n2,\"x\"\"\ny\"\r\n3,plain", csv),
-        vec!["1,\"a\nb\"\n", "2,\"x\"\"\ny\"\r\n", "3,plain"]
-    );
-    // A quoted "\." is data; an unquoted one ends the data.
-    assert_eq!(
-        jobs_split(b"\"\\.\"\n1\n\\.\n2\n", csv),
-        vec!["\"\\.\"\n", "1\n"]
-    );
-    // Old Mac line ends.
-    assert_eq!(jobs_split(b"1\r2\r", csv), vec!["1\r", "2\r"]);
+fn jobs_csv_batches_count_bytes_and_rows() {
+    use crate::jobs::import::Batch;
+    let csv = arrw_core::import::Format::csv(b'"', b'"');
+    // Whatever the read buffer size, the same batches.
+    for chunk in [1, 3, 1 << 20] {
+        let b = jobs_batches(b"1,\"a\nb\"\n2,x\n3,y\n", csv, 2, chunk);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].0, b"1,\"a\nb\"\n2,x\n");
+        assert_eq!(
+            b[0].1,
+            Batch { rows: 2, consumed: 12, last: false, marker: false }
+        );
+        assert_eq!(b[1].1, Batch { rows: 1, consumed: 4, last: true, marker: false });
+    }
+    // A batch ending exactly at the end of the file is the last one.
+    let b = jobs_batches(b"1\n2\n", csv, 2, 1 << 20);
+    assert_eq!((b.len(), b[0].1.last), (1, true));
+    // The end marker ends the data; what follows is never read into a batch.
+    let b = jobs_batches(b"1\n\\.\n2\n", arrw_core::import::Format::Text, 10, 2);
+    assert_eq!(b[0].0, b"1\n\\.\n");
+    assert_eq!(b[0].1, Batch { rows: 1, consumed: 5, last: true, marker: true });
 }
 
 #[pg_test]
-fn jobs_csv_escape_other_than_quote() {
-    use crate::jobs::import::Rows;
-    let csv = Rows::Csv {
-        quote: b'"',
-        escape: b'\\',
-    };
-    assert_eq!(
-        jobs_split(b"1,\"a\\\"\nb\"\n2,c\n", csv),
-        vec!["1,\"a\\\"\nb\"\n", "2,c\n"]
-    );
-    // An escape not followed by quote or escape is an ordinary character.
-    assert_eq!(
-        jobs_split(b"1,\"a\\b\"\n2\n", csv),
-        vec!["1,\"a\\b\"\n", "2\n"]
-    );
-}
-
-#[pg_test]
-fn jobs_text_rows_and_end_marker() {
-    use crate::jobs::import::Rows;
-    assert_eq!(
-        jobs_split(b"1\ta\\\nb\n2\tc\n\\.\n3\td\n", Rows::Text),
-        vec!["1\ta\\\nb\n", "2\tc\n"]
-    );
-    assert_eq!(
-        jobs_split(b"1\ta\\\\\n2\n", Rows::Text),
-        vec!["1\ta\\\\\n", "2\n"]
-    );
+fn jobs_reading_stops_when_asked_between_chunks() {
+    use crate::jobs::import::{read_batch, CutError, Input};
+    use arrw_core::import::{Encoding, Format, Splitter};
+    // One long row: the check runs before every chunk, not once per row.
+    let data = vec![b'x'; 10_000];
+    let mut input = Input::with_capacity(&data[..], 100);
+    let mut s = Splitter::new(Format::Text, Encoding::Plain, u64::MAX);
+    let mut calls = 0;
+    let r = read_batch(&mut input, &mut s, &mut std::io::sink(), 10, u64::MAX, &mut || {
+        calls += 1;
+        calls > 5
+    });
+    assert!(matches!(r, Err(CutError::Stopped)));
+    assert_eq!(calls, 6);
+    // A row over the limit is an error as soon as the limit is passed.
+    let mut input = Input::with_capacity(&data[..], 100);
+    let mut s = Splitter::new(Format::Text, Encoding::Plain, 1000);
+    let mut calls = 0;
+    let r = read_batch(&mut input, &mut s, &mut std::io::sink(), 10, u64::MAX, &mut || {
+        calls += 1;
+        false
+    });
+    assert!(matches!(r, Err(CutError::Split(_))));
+    assert!(calls <= 11, "{calls}");
 }
 
 #[pg_test]
 fn jobs_binary_batches_split_on_tuples() {
-    use crate::jobs::args::Format;
-    use crate::jobs::import::{read_batch, read_binary_header, Bytes, Rows};
+    use crate::jobs::import::{read_batch, Input};
+    use arrw_core::import::{Encoding, Format, Found, Splitter};
     let mut file = b"PGCOPY\n\xff\r\n\0".to_vec();
     file.extend_from_slice(&0u32.to_be_bytes());
-    file.extend_from_slice(&0u32.to_be_bytes());
+    file.extend_from_slice(&3u32.to_be_bytes());
+    file.extend_from_slice(b"ext");
     for v in [7i32, 8, 9] {
         file.extend_from_slice(&2i16.to_be_bytes());
         file.extend_from_slice(&4i32.to_be_bytes());
@@ -82,34 +93,52 @@ fn jobs_binary_batches_split_on_tuples() {
         file.extend_from_slice(&(-1i32).to_be_bytes());
     }
     file.extend_from_slice(&(-1i16).to_be_bytes());
-    let mut input = Bytes::new(&file[..]);
-    let header = read_binary_header(&mut input).unwrap();
-    assert_eq!(header.len(), 19);
-    let b = read_batch(&mut input, Format::Binary, Rows::Text, 2, &header).unwrap();
-    assert_eq!((b.rows, b.consumed, b.last), (2, 28, false));
-    // Each batch is a complete binary COPY file: header, tuples, trailer.
-    assert_eq!(&b.data[..19], &header[..]);
-    assert_eq!(&b.data[b.data.len() - 2..], &[0xff, 0xff]);
-    assert_eq!(b.data.len(), 19 + 28 + 2);
-    let b = read_batch(&mut input, Format::Binary, Rows::Text, 2, &header).unwrap();
-    assert_eq!((b.rows, b.consumed, b.last), (1, 14, true));
+    let mut s = Splitter::new(Format::Binary, Encoding::Plain, u64::MAX);
+    let step = s.step(&file).unwrap();
+    assert_eq!(step, arrw_core::import::Step { used: 22, found: Some(Found::Header) });
+    let mut input = Input::new(&file[22..]);
+    let mut w = Vec::new();
+    let b = read_batch(&mut input, &mut s, &mut w, 2, u64::MAX, &mut || false).unwrap();
+    assert_eq!((b.rows, b.consumed, b.last, b.marker), (2, 28, false, false));
+    let mut w = Vec::new();
+    let b = read_batch(&mut input, &mut s, &mut w, 2, u64::MAX, &mut || false).unwrap();
+    // The file's own trailer is part of the last batch.
+    assert_eq!((b.rows, b.consumed, b.last, b.marker), (1, 16, true, true));
+    assert_eq!(&w[w.len() - 2..], &[0xff, 0xff]);
+}
+
+#[pg_test(error = "argument \"encoding\" must be a valid encoding name, not \"klingon\"")]
+fn jobs_submit_rejects_unknown_encodings() {
+    Spi::run("CREATE TABLE jobs_t (id int)").unwrap();
+    Spi::run(r#"SELECT arrw.submit_job('bulk_import', '{"table": "jobs_t", "path": "/x", "encoding": "klingon"}')"#)
+        .unwrap();
 }
 
 #[pg_test]
-fn jobs_csv_batches_count_bytes_and_rows() {
-    use crate::jobs::args::Format;
-    use crate::jobs::import::{read_batch, Bytes, Rows};
-    let csv = Rows::Csv {
-        quote: b'"',
-        escape: b'"',
-    };
-    let data = b"1,\"a\nb\"\n2,x\n3,y\n";
-    let mut input = Bytes::new(&data[..]);
-    let b = read_batch(&mut input, Format::Csv, csv, 2, &[]).unwrap();
-    assert_eq!((b.rows, b.consumed, b.last), (2, 12, false));
-    assert_eq!(b.data, b"1,\"a\nb\"\n2,x\n");
-    let b = read_batch(&mut input, Format::Csv, csv, 2, &[]).unwrap();
-    assert_eq!((b.rows, b.consumed, b.last), (1, 4, true));
+fn jobs_cancel_leaves_the_job_row_unlocked() {
+    Spi::run("CREATE TABLE jobs_t (id int)").unwrap();
+    let id = Spi::get_one::<i64>(
+        r#"SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id > 1"}')"#,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        Spi::get_one::<bool>(&format!("SELECT arrw.cancel_job({id})")).unwrap(),
+        Some(true)
+    );
+    // The request is a row of its own; the job's row is neither changed nor
+    // locked by this transaction (xmax stays unset).
+    assert_eq!(
+        Spi::get_two::<String, String>(&format!(
+            "SELECT state, xmax::text FROM arrw.job WHERE id = {id}"
+        ))
+        .unwrap(),
+        (Some("queued".into()), Some("0".into()))
+    );
+    assert_eq!(
+        Spi::get_one::<String>(&format!("SELECT state FROM arrw.jobs WHERE id = {id}")).unwrap(),
+        Some("cancelled".into())
+    );
 }
 
 #[pg_test(error = "unknown job kind \"nope\"")]

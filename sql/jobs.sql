@@ -22,12 +22,10 @@ CREATE TABLE arrw.job (
 	finished_at timestamptz,
 	-- What the job produced (rows imported, index statistics, ...).
 	result jsonb,
-	-- Internal: the submitter's search_path, the resume point, the retry time and
-	-- a pending cancellation.
+	-- Internal: the submitter's search_path, the resume point and the retry time.
 	search_path text NOT NULL DEFAULT '',
 	checkpoint jsonb,
-	run_after timestamptz NOT NULL DEFAULT now(),
-	cancel_requested boolean NOT NULL DEFAULT false
+	run_after timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE arrw.job IS 'Background jobs of this database (use the view arrw.jobs)';
 CREATE INDEX job_queue_idx ON arrw.job (run_after, id) WHERE state = 'queued';
@@ -42,10 +40,35 @@ CREATE POLICY job_visible_to_owner ON arrw.job FOR SELECT
 REVOKE ALL ON arrw.job FROM PUBLIC;
 GRANT SELECT ON arrw.job TO PUBLIC;
 
+-- Cancellation requests (arrw.cancel_job). Kept apart from arrw.job so that a
+-- request never locks the job's row: the worker updating that row would wait
+-- for the requesting transaction to end. No foreign key, for the same reason.
+CREATE TABLE arrw.job_cancel (
+	job_id bigint NOT NULL,
+	requested_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE arrw.job_cancel IS 'Requests to cancel background jobs (internal; see arrw.jobs)';
+CREATE INDEX job_cancel_job_idx ON arrw.job_cancel (job_id);
+ALTER TABLE arrw.job_cancel ENABLE ROW LEVEL SECURITY;
+CREATE POLICY job_cancel_visible_with_job ON arrw.job_cancel FOR SELECT
+	USING (EXISTS (SELECT 1 FROM arrw.job j WHERE j.id OPERATOR(pg_catalog.=) job_id));
+REVOKE ALL ON arrw.job_cancel FROM PUBLIC;
+GRANT SELECT ON arrw.job_cancel TO PUBLIC;
+
+-- A queued job with a cancellation request is cancelled (a worker records it in
+-- arrw.job later); a running one stays running until its worker stops.
 CREATE VIEW arrw.jobs WITH (security_invoker = true) AS
-	SELECT id, kind, args, state, progress, attempts, max_attempts, error, worker_pid, owner,
-	       created_at, started_at, finished_at, result
-	FROM arrw.job;
+	SELECT j.id, j.kind, j.args,
+	       CASE WHEN j.state OPERATOR(pg_catalog.=) 'queued' AND c.requested_at IS NOT NULL
+	            THEN 'cancelled' ELSE j.state END AS state,
+	       j.progress, j.attempts, j.max_attempts, j.error, j.worker_pid, j.owner,
+	       j.created_at, j.started_at,
+	       CASE WHEN j.state OPERATOR(pg_catalog.=) 'queued' AND c.requested_at IS NOT NULL
+	            THEN c.requested_at ELSE j.finished_at END AS finished_at,
+	       j.result
+	FROM arrw.job j
+	LEFT JOIN LATERAL (SELECT pg_catalog.min(x.requested_at) AS requested_at FROM arrw.job_cancel x
+	                   WHERE x.job_id OPERATOR(pg_catalog.=) j.id) c ON true;
 COMMENT ON VIEW arrw.jobs IS 'Background jobs: one row per job the current role may see';
 GRANT SELECT ON arrw.jobs TO PUBLIC;
 

@@ -1031,3 +1031,484 @@ fn roles_run_jobs_with_their_own_rights_and_see_only_their_jobs() {
     assert_eq!(count(&mut c, "SELECT count(*) FROM arrw.jobs"), 8);
     assert_eq!(wait_done(&cluster, &mut alice, slow), "succeeded");
 }
+
+/// The worker running job `id` (its `worker_pid`), once it has one.
+fn job_worker(c: &mut Client, id: i64) -> Option<i32> {
+    c.query_one(
+        "SELECT worker_pid FROM arrw.jobs WHERE id = $1 AND state = 'running'",
+        &[&id],
+    )
+    .ok()
+    .and_then(|r| r.get(0))
+}
+
+/// The file position of process `pid`'s open descriptor on `path`, if it has one.
+fn read_position(pid: i32, path: &Path) -> Option<u64> {
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if std::fs::read_link(e.path()).ok().as_deref() == Some(path) {
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                e.file_name().to_string_lossy()
+            ))
+            .ok()?;
+            return info
+                .lines()
+                .find_map(|l| l.strip_prefix("pos:"))
+                .and_then(|v| v.trim().parse().ok());
+        }
+    }
+    None
+}
+
+/// A line of /proc/<pid>/status, in kB (e.g. `RssAnon`).
+fn proc_status_kb(pid: i32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
+}
+
+fn signal(pid: i32, sig: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn cancel(c: &mut Client, id: i64) -> bool {
+    c.query_one("SELECT arrw.cancel_job($1)", &[&id])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn bulk_import_fails_on_rows_over_the_limit() {
+    let (cluster, mut c) = setup("jobs-files", "arrw.job_import_max_row_size = '1MB'");
+    c.batch_execute("CREATE TABLE t (id int, body text)")
+        .unwrap();
+    let submit1 = |c: &mut Client, path: &Path| -> i64 {
+        c.query_one(
+            "SELECT arrw.submit_job('bulk_import', $1::text::jsonb, 1)",
+            &[&format!(
+                r#"{{"table": "t", "path": "{}", "batch_rows": 1}}"#,
+                path.display()
+            )],
+        )
+        .unwrap()
+        .get(0)
+    };
+
+    // A row longer than arrw.job_import_max_row_size fails the job (54000); the
+    // batches before it stay.
+    let long = cluster.dir.join("long.txt");
+    std::fs::write(
+        &long,
+        format!("1\tshort\n2\t{}\n3\tafter\n", "x".repeat(3 << 20)),
+    )
+    .unwrap();
+    let id = submit1(&mut c, &long);
+    assert_eq!(wait_done(&cluster, &mut c, id), "failed");
+    let (_, _, _, error) = state(&mut c, id);
+    let error = error.unwrap_or_default();
+    assert!(error.contains("is longer than 1048576 bytes"), "{error}");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 1);
+}
+
+#[test]
+fn bulk_import_refuses_fifos_and_directories() {
+    let (cluster, mut c) = setup("jobs-fifo", "");
+    c.batch_execute("CREATE TABLE t (id int, body text)")
+        .unwrap();
+    let submit1 = |c: &mut Client, path: &Path| -> i64 {
+        c.query_one(
+            "SELECT arrw.submit_job('bulk_import', $1::text::jsonb)",
+            &[&format!(
+                r#"{{"table": "t", "path": "{}"}}"#,
+                path.display()
+            )],
+        )
+        .unwrap()
+        .get(0)
+    };
+
+    // A FIFO is refused before it is opened: opening one blocks until a writer
+    // appears, and nothing could cancel the job meanwhile.
+    let fifo = cluster.dir.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let id = submit1(&mut c, &fifo);
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "failed",
+        "{}",
+        cluster.log()
+    );
+    let (_, _, attempts, error) = state(&mut c, id);
+    let error = error.unwrap_or_default();
+    assert!(error.contains("is not a regular file (a FIFO)"), "{error}");
+    assert_eq!(attempts, 1, "not retried");
+
+    // So is a directory.
+    let id = submit1(&mut c, &cluster.dir);
+    assert_eq!(wait_done(&cluster, &mut c, id), "failed");
+    let error = state(&mut c, id).3.unwrap_or_default();
+    assert!(
+        error.contains("is not a regular file (a directory)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn cancel_stops_a_long_read_whose_memory_stays_bounded() {
+    let (cluster, mut c) = setup("jobs-read", "arrw.job_workers = 1");
+    c.batch_execute("CREATE TABLE t (body text)").unwrap();
+    // One 900 MB row (a sparse file: no disk space, and no newline in it).
+    let path = cluster.dir.join("one_long_row.txt");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(900 << 20).unwrap();
+    drop(f);
+    let id = submit(
+        &mut c,
+        "bulk_import",
+        &format!(r#"{{"table": "t", "path": "{}"}}"#, path.display()),
+    );
+    // Catch the worker in the middle of the row, and freeze it there.
+    let deadline = Instant::now() + TIMEOUT;
+    let (pid, pos) = loop {
+        if let Some(pid) = job_worker(&mut c, id) {
+            if let Some(pos) = read_position(pid, &path) {
+                if pos >= 128 << 20 {
+                    signal(pid, "STOP");
+                    break (pid, read_position(pid, &path).unwrap());
+                }
+            }
+        }
+        let st = state(&mut c, id).0;
+        assert!(
+            Instant::now() < deadline && (st == "queued" || st == "running"),
+            "the worker was never seen reading: {:?}",
+            state(&mut c, id)
+        );
+    };
+    // It does not hold what it read of the row.
+    let anon_kb = proc_status_kb(pid, "RssAnon");
+    // The cancel signal waits until the worker runs again.
+    let cancelled = cancel(&mut c, id);
+    signal(pid, "CONT");
+    assert!(
+        anon_kb < 64 << 10,
+        "worker holds {anon_kb} kB after reading {pos} bytes of one row"
+    );
+    assert!(cancelled);
+    // It stops within a chunk or two of where it was.
+    let mut furthest = pos;
+    loop {
+        if let Some(p) = read_position(pid, &path) {
+            furthest = furthest.max(p);
+        }
+        let st = state(&mut c, id).0;
+        if st != "running" {
+            assert_eq!(st, "cancelled", "{:?}", state(&mut c, id));
+            break;
+        }
+        assert!(Instant::now() < deadline + TIMEOUT);
+    }
+    assert!(
+        furthest <= pos + (8 << 20),
+        "read on from {pos} to {furthest} after the cancel"
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 0);
+}
+
+#[test]
+fn cancel_job_in_an_open_transaction_never_holds_up_the_worker() {
+    let (cluster, mut c) = setup("jobs-lock", "arrw.job_workers = 1");
+    c.batch_execute(
+        "CREATE ROLE bob LOGIN;
+         CREATE TABLE t (id int, n int DEFAULT 0);
+         INSERT INTO t (id) SELECT generate_series(1, 3000);",
+    )
+    .unwrap();
+    let slow = r#"{"table": "t", "set": "n = n + 1 + 0 * length(pg_sleep(0.002)::text)", "batch_rows": 50}"#;
+
+    // Bob may not see the job: cancel_job says false, and his open transaction
+    // does not stop the job from committing batch after batch to the end.
+    let id = submit(&mut c, "batch_update", slow);
+    while state(&mut c, id).1 <= 0.0 {
+        assert_ne!(state(&mut c, id).0, "succeeded", "the job was too quick");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut bob = connect_as(&cluster, "bob", "postgres");
+    let mut btx = bob.transaction().unwrap();
+    let ok: bool = btx
+        .query_one("SELECT arrw.cancel_job($1)", &[&id])
+        .unwrap()
+        .get(0);
+    assert!(!ok);
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{}",
+        cluster.log()
+    );
+    btx.commit().unwrap();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t WHERE n = 1"), 3000);
+
+    // A role that may cancel it: the request counts from its commit, and until
+    // then the job goes on.
+    let id = submit(&mut c, "batch_update", slow);
+    while state(&mut c, id).1 <= 0.0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut admin = cluster.connect();
+    let mut tx = admin.transaction().unwrap();
+    let ok: bool = tx
+        .query_one("SELECT arrw.cancel_job($1)", &[&id])
+        .unwrap()
+        .get(0);
+    assert!(ok);
+    let p0 = state(&mut c, id).1;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (st, p, _, _) = state(&mut c, id);
+        assert_eq!(st, "running", "{p0} -> {p}");
+        if p > p0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress while the cancel was uncommitted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tx.commit().unwrap();
+    assert_eq!(wait_done(&cluster, &mut c, id), "cancelled");
+}
+
+#[test]
+fn a_cancelled_job_stays_cancelled() {
+    let (cluster, mut c) = setup(
+        "jobs-stay",
+        "arrw.job_workers = 1\narrw.job_retry_delay = 100",
+    );
+    c.batch_execute(
+        r#"CREATE TABLE one (id int, v text); INSERT INTO one VALUES (1, '');
+           -- Turns the cancel into another error.
+           CREATE FUNCTION stubborn() RETURNS text LANGUAGE plpgsql AS $$
+           BEGIN
+             PERFORM pg_sleep(30);
+             RETURN 'slept';
+           EXCEPTION WHEN query_canceled THEN
+             RAISE EXCEPTION 'gave up after a cancel';
+           END $$;
+           -- Ignores cancels.
+           CREATE FUNCTION deaf() RETURNS text LANGUAGE plpgsql AS $$
+           BEGIN
+             FOR i IN 1..300 LOOP
+               BEGIN
+                 PERFORM pg_sleep(0.1);
+               EXCEPTION WHEN query_canceled THEN NULL;
+               END;
+             END LOOP;
+             RETURN 'done';
+           END $$;"#,
+    )
+    .unwrap();
+    let sleeping = |c: &mut Client| {
+        let deadline = Instant::now() + TIMEOUT;
+        while count(
+            c,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'arrw job worker' AND wait_event = 'PgSleep'",
+        ) == 0
+        {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+
+    // The attempt fails after the cancel: not retried.
+    let id = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "one", "set": "v = stubborn()"}"#,
+    );
+    sleeping(&mut c);
+    assert!(cancel(&mut c, id));
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "cancelled",
+        "{:?}",
+        state(&mut c, id)
+    );
+    let (_, _, attempts, error) = state(&mut c, id);
+    assert_eq!(attempts, 1);
+    assert!(error.unwrap_or_default().contains("gave up"));
+
+    // The worker dies before it notices: the restarted server does not run the
+    // job again.
+    let id = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "one", "set": "v = deaf()"}"#,
+    );
+    sleeping(&mut c);
+    assert!(cancel(&mut c, id));
+    assert_eq!(state(&mut c, id).0, "running");
+    let pid = job_worker(&mut c, id).unwrap();
+    signal(pid, "KILL");
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "cancelled",
+        "{:?}",
+        state(&mut c, id)
+    );
+    assert_eq!(state(&mut c, id).2, 1, "never started again");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM one WHERE v = 'done'"),
+        0
+    );
+}
+
+#[test]
+fn deferred_constraints_are_checked_per_batch() {
+    let (cluster, mut c) = setup("jobs-deferred", "");
+    c.batch_execute(
+        "CREATE TABLE parent (id int PRIMARY KEY);
+         INSERT INTO parent SELECT generate_series(1, 100);
+         CREATE TABLE child (id int, pid int REFERENCES parent DEFERRABLE INITIALLY DEFERRED,
+                             u int UNIQUE DEFERRABLE INITIALLY DEFERRED);",
+    )
+    .unwrap();
+    let good = cluster.dir.join("good.txt");
+    std::fs::write(
+        &good,
+        (1..=50)
+            .map(|i| format!("{i}\t{i}\t{i}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let import = |c: &mut Client, path: &Path| -> i64 {
+        c.query_one(
+            "SELECT arrw.submit_job('bulk_import', $1::text::jsonb, 1)",
+            &[&format!(
+                r#"{{"table": "child", "path": "{}", "batch_rows": 10}}"#,
+                path.display()
+            )],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let id = import(&mut c, &good);
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{:?}",
+        state(&mut c, id)
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM child"), 50);
+
+    // An update that passes through duplicates of a deferred unique constraint.
+    let u = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "child", "set": "u = u + 1"}"#,
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut c, u),
+        "succeeded",
+        "{:?}",
+        state(&mut c, u)
+    );
+    let d = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "parent", "where": "id > 90"}"#,
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut c, d),
+        "succeeded",
+        "{:?}",
+        state(&mut c, d)
+    );
+    let out = cluster.dir.join("out.txt");
+    let e = submit(
+        &mut c,
+        "bulk_export",
+        &format!(
+            r#"{{"query": "INSERT INTO child VALUES (99, 1, 99) RETURNING id", "path": "{}"}}"#,
+            out.display()
+        ),
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut c, e),
+        "succeeded",
+        "{:?}",
+        state(&mut c, e)
+    );
+
+    // A violation fails its batch (and only its batch) with the constraint's error.
+    let bad = cluster.dir.join("bad.txt");
+    std::fs::write(
+        &bad,
+        (1..=20)
+            .map(|i| {
+                format!(
+                    "{}\t{}\t{}\n",
+                    100 + i,
+                    if i == 15 { 999 } else { i },
+                    100 + i
+                )
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    let id = import(&mut c, &bad);
+    assert_eq!(wait_done(&cluster, &mut c, id), "failed");
+    let error = state(&mut c, id).3.unwrap_or_default();
+    assert!(error.contains("violates foreign key constraint"), "{error}");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM child"), 50 + 1 + 10);
+}
+
+#[test]
+fn files_in_ascii_embedding_encodings_split_like_copy() {
+    let (cluster, mut c) = setup("jobs-sjis", "");
+    c.batch_execute("CREATE TABLE by_copy (body text); CREATE TABLE by_job (body text)")
+        .unwrap();
+    // 表 (0x95 0x5C) then an escaped newline: one row for COPY, whose second
+    // byte a byte-by-byte reading takes for a backslash. Then ソ (0x83 0x5C).
+    let path = cluster.dir.join("sjis.txt");
+    std::fs::write(&path, b"\x95\x5c\\\n2\n\x83\x5c\nend\n").unwrap();
+    c.batch_execute(&format!(
+        "COPY by_copy FROM '{}' WITH (ENCODING 'SJIS')",
+        path.display()
+    ))
+    .unwrap();
+    assert_eq!(count(&mut c, "SELECT count(*) FROM by_copy"), 3);
+    let id = submit(
+        &mut c,
+        "bulk_import",
+        &format!(
+            r#"{{"table": "by_job", "path": "{}", "encoding": "Shift_JIS", "batch_rows": 1}}"#,
+            path.display()
+        ),
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{:?}",
+        state(&mut c, id)
+    );
+    let rows = |c: &mut Client, t: &str| -> Vec<String> {
+        c.query(&format!("SELECT body FROM {t} ORDER BY body"), &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(rows(&mut c, "by_job"), rows(&mut c, "by_copy"));
+}

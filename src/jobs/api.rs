@@ -132,55 +132,38 @@ crate::v1! {
 
 /// Cancels a queued or running job the caller may see. Returns true if it was
 /// queued (now cancelled) or running (its worker stops it within seconds).
+///
+/// Nothing here locks the job's row: visibility is checked as the caller, with
+/// row-level security, and the request is a new row in `arrw.job_cancel`, which
+/// only the committed request makes visible to workers. A caller's open
+/// transaction therefore never holds up a worker, whoever the caller is.
 fn cancel(id: i64) -> bool {
-    // SAFETY: reading the current user id.
-    let me = unsafe { pg_sys::GetUserId() };
     let id_text = id.to_string();
-    let running = spi::as_job_admin(|| {
-        let r = spi::query(
-            "SELECT owner::oid, state, kind FROM arrw.job WHERE id = $1::bigint FOR UPDATE",
+    // As the caller: only a job the caller may see, in its effective state.
+    let state = spi::one(
+        "SELECT state FROM arrw.jobs WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.int8",
+        &[Some(&id_text)],
+    );
+    let Some(state) = state else { return false };
+    if state != "queued" && state != "running" {
+        return false;
+    }
+    spi::as_job_admin(|| {
+        let kind = spi::one(
+            "INSERT INTO arrw.job_cancel (job_id) SELECT $1::bigint \
+             WHERE NOT EXISTS (SELECT 1 FROM arrw.job_cancel WHERE job_id = $1::bigint) \
+             RETURNING (SELECT kind FROM arrw.job WHERE id = $1::bigint)",
             &[Some(&id_text)],
         );
-        let row = r.rows.into_iter().next()?;
-        let owner = pg_sys::Oid::from(
-            row[0]
-                .as_deref()
-                .and_then(|s| s.parse::<u32>().ok())
-                .unwrap_or(0),
-        );
-        // SAFETY: has_privs_of_role only reads the role catalogs.
-        if !unsafe { pg_sys::has_privs_of_role(me, owner) } {
-            return None;
-        }
-        let kind = row[2].clone().unwrap_or_default();
-        match row[1].as_deref() {
-            Some("queued") => {
-                spi::exec(
-                    "UPDATE arrw.job SET state = 'cancelled', finished_at = now() \
-                     WHERE id = $1::bigint",
-                    &[Some(&id_text)],
-                );
-                notify::state_changed(&id_text, &kind, "cancelled");
-                Some(false)
-            }
-            Some("running") => {
-                spi::exec(
-                    "UPDATE arrw.job SET cancel_requested = true WHERE id = $1::bigint",
-                    &[Some(&id_text)],
-                );
-                Some(true)
-            }
-            _ => None,
+        if let (Some(kind), "queued") = (kind, state.as_str()) {
+            notify::state_changed(&id_text, &kind, "cancelled");
         }
     });
-    match running {
-        None => false,
-        Some(false) => true,
-        Some(true) => {
-            shmem::cancel_on_commit(id);
-            true
-        }
-    }
+    // A running job's worker is interrupted at commit; a queued one is recorded
+    // as cancelled by the next worker in this database.
+    shmem::cancel_on_commit(id);
+    shmem::wake_on_commit();
+    true
 }
 
 crate::v1! {
@@ -194,8 +177,25 @@ crate::v1! {
 
 const FINAL: &[&str] = &["succeeded", "failed", "cancelled"];
 
+/// The longest wait, in microseconds, for a `wait_job` timeout: months count as
+/// 30 days and days as 24 hours (as interval comparison does), added up without
+/// overflow. `None` (no limit) for a timeout beyond what the clock can count; a
+/// negative timeout is an error.
+fn timeout_micros(iv: &pg_sys::Interval) -> Option<u64> {
+    const DAY: i128 = 86_400_000_000;
+    let total = iv.time as i128 + iv.day as i128 * DAY + iv.month as i128 * 30 * DAY;
+    if total < 0 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "wait_job timeout must not be negative"
+        );
+    }
+    u64::try_from(total).ok()
+}
+
 /// Waits until job `id` ends (or `timeout_us` passes) and returns its state.
-fn wait(id: i64, timeout_us: Option<i64>) -> String {
+fn wait(id: i64, timeout_us: Option<u64>) -> String {
     // SAFETY: reading the backend's isolation level.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         ereport!(
@@ -206,13 +206,18 @@ fn wait(id: i64, timeout_us: Option<i64>) -> String {
         );
     }
     let start = std::time::Instant::now();
+    // No deadline if it lies beyond what Instant can represent.
+    let deadline = timeout_us.and_then(|t| start.checked_add(std::time::Duration::from_micros(t)));
     let id_text = id.to_string();
     let mut first = true;
     let mut last_lock_check = std::time::Instant::now();
     loop {
         // As the caller: row-level security shows only jobs the caller may see.
         let r = spi::query(
-            "SELECT state, kind, worker_pid, xmin::text FROM arrw.job WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.int8",
+            "SELECT CASE WHEN j.state OPERATOR(pg_catalog.=) 'queued' AND EXISTS (SELECT 1 FROM arrw.job_cancel c \
+                           WHERE c.job_id OPERATOR(pg_catalog.=) j.id) THEN 'cancelled' ELSE j.state END, \
+                    j.kind, j.worker_pid, j.xmin::pg_catalog.text \
+             FROM arrw.job j WHERE j.id OPERATOR(pg_catalog.=) $1::pg_catalog.int8",
             &[Some(&id_text)],
         );
         let Some(row) = r.rows.into_iter().next() else {
@@ -274,10 +279,13 @@ fn wait(id: i64, timeout_us: Option<i64>) -> String {
                 }
             }
         }
-        if let Some(t) = timeout_us {
-            if start.elapsed().as_micros() as i64 >= t {
+        let mut sleep_ms = 100;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
                 return state;
             }
+            sleep_ms = sleep_ms.min(left.as_millis().max(1) as i64);
         }
         // SAFETY: the standard latch wait of a backend, followed by an interrupt
         // check so that the caller can cancel the wait.
@@ -285,7 +293,7 @@ fn wait(id: i64, timeout_us: Option<i64>) -> String {
             pg_sys::WaitLatch(
                 pg_sys::MyLatch,
                 (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                100,
+                sleep_ms as _,
                 pg_sys::PG_WAIT_EXTENSION,
             );
             pg_sys::ResetLatch(pg_sys::MyLatch);
@@ -308,15 +316,11 @@ crate::v1! {
                 None
             } else {
                 let iv = &*(crate::fmgr::arg(fcinfo, 1).cast_mut_ptr::<pg_sys::Interval>());
-                Some(
-                    iv.time
-                        .saturating_add(iv.day as i64 * 86_400_000_000)
-                        .saturating_add(iv.month as i64 * 30 * 86_400_000_000),
-                )
+                Some(timeout_micros(iv))
             };
             (id, timeout)
         };
-        let state = wait(id, timeout);
+        let state = wait(id, timeout.map(|t| t.unwrap_or(u64::MAX)));
         match state.into_datum() {
             Some(d) => d,
             // SAFETY: our own fcinfo.

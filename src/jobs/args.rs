@@ -5,6 +5,7 @@
 //! each attempt (as the job's owner, since privileges may have changed meanwhile).
 
 use super::spi;
+use arrw_core::import::{arg_batch_rows, arg_nonempty, check_keys, copy_args, ArgError, ArgValue};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -192,13 +193,45 @@ fn bad(msg: String) -> ! {
     ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, msg);
 }
 
-/// A JSON value of the arguments object: its JSON type and text.
-struct Val {
-    ty: String,
-    text: Option<String>,
+/// The PostgreSQL encoding id of `name` (any spelling PostgreSQL accepts), or
+/// 22023 if there is none, as COPY's ENCODING option would report it later.
+pub fn encoding_id(name: &str) -> i32 {
+    let c = std::ffi::CString::new(name).unwrap_or_default();
+    // SAFETY: a NUL-terminated string; pg_char_to_encoding only reads it.
+    let id = unsafe { pg_sys::pg_char_to_encoding(c.as_ptr()) };
+    if id < 0 || name.is_empty() {
+        bad(format!(
+            "argument \"encoding\" must be a valid encoding name, not \"{name}\""
+        ));
+    }
+    id
 }
 
-/// Parses and validates the arguments of a job of kind `kind` (JSON text).
+/// Raises a checked argument's problem as 22023.
+fn ok<T>(r: Result<T, ArgError>, kind: Kind) -> T {
+    match r {
+        Ok(v) => v,
+        Err(ArgError::UnknownKey(key)) => {
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("unknown argument \"{key}\" for a {} job", kind.name()),
+                "arrw.submit_job",
+            )
+            .set_hint(format!(
+                "Arguments of {} are: {}.",
+                kind.name(),
+                kind.keys().join(", ")
+            ))
+            .report(PgLogLevel::ERROR);
+            unreachable!()
+        }
+        Err(ArgError::Invalid(msg)) => bad(msg),
+    }
+}
+
+/// Parses and validates the arguments of a job of kind `kind` (JSON text). The
+/// server decodes the JSON; `arrw_core::import` checks keys, types and COPY
+/// options; SQL fragments are checked with PostgreSQL's parser.
 pub fn parse(kind: Kind, args: &str) -> Spec {
     let ty = spi::one(
         "SELECT pg_catalog.jsonb_typeof($1::pg_catalog.jsonb)",
@@ -215,123 +248,44 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
          FROM pg_catalog.jsonb_each($1::pg_catalog.jsonb) e ORDER BY 1",
         &[Some(args)],
     );
-    let mut vals: Vec<(String, Val)> = Vec::new();
-    for r in rows.rows {
-        let key = r[0].clone().unwrap_or_default();
-        if !kind.keys().contains(&key.as_str()) {
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("unknown argument \"{key}\" for a {} job", kind.name()),
-                "arrw.submit_job",
+    let decoded: Vec<(String, ArgValue)> = rows
+        .rows
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].clone().unwrap_or_default(),
+                ArgValue {
+                    json_type: r[1].clone().unwrap_or_default(),
+                    text: r[2].clone(),
+                },
             )
-            .set_hint(format!(
-                "Arguments of {} are: {}.",
-                kind.name(),
-                kind.keys().join(", ")
-            ))
-            .report(PgLogLevel::ERROR);
-        }
-        let v = Val {
-            ty: r[1].clone().unwrap_or_default(),
-            text: r[2].clone(),
-        };
-        if v.ty != "null" {
-            vals.push((key, v));
-        }
-    }
-    let get = |k: &str| vals.iter().find(|(n, _)| n == k).map(|(_, v)| v);
-    for k in kind.required() {
-        if get(k).is_none() {
-            bad(format!("a {} job needs the argument \"{k}\"", kind.name()));
-        }
-    }
-    let string = |k: &str| -> Option<String> {
-        get(k).map(|v| {
-            if v.ty != "string" {
-                bad(format!("argument \"{k}\" must be a string, not {}", v.ty));
-            }
-            v.text.clone().unwrap_or_default()
         })
-    };
-    let nonempty = |k: &str| -> Option<String> {
-        string(k).inspect(|s| {
-            if s.trim().is_empty() {
-                bad(format!("argument \"{k}\" must not be empty"));
-            }
-        })
-    };
-    let boolean = |k: &str| -> Option<bool> {
-        get(k).map(|v| {
-            if v.ty != "boolean" {
-                bad(format!("argument \"{k}\" must be a boolean, not {}", v.ty));
-            }
-            v.text.as_deref() == Some("true")
-        })
-    };
-    let batch_rows = || -> i64 {
-        match get("batch_rows") {
-            None => DEFAULT_BATCH_ROWS,
-            Some(v) => {
-                let n = if v.ty == "number" {
-                    v.text.as_deref().and_then(|t| t.parse::<i64>().ok())
-                } else {
-                    None
-                };
-                match n {
-                    Some(n) if (1..=100_000_000).contains(&n) => n,
-                    _ => bad(
-                        "argument \"batch_rows\" must be an integer between 1 and 100000000".into(),
-                    ),
-                }
-            }
-        }
-    };
-    let single_char = |k: &str| -> Option<String> {
-        string(k).inspect(|s| {
-            if s.len() != 1 {
-                bad(format!(
-                    "argument \"{k}\" must be a single one-byte character"
-                ));
-            }
-        })
-    };
+        .collect();
+    let vals = ok(
+        check_keys(kind.name(), kind.keys(), kind.required(), &decoded),
+        kind,
+    );
+    let get = |k: &str| vals.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let nonempty = |k: &str| ok(arg_nonempty(&vals, k), kind);
+    let batch_rows = || ok(arg_batch_rows(&vals, DEFAULT_BATCH_ROWS), kind);
     let copy_opts = || -> CopyOpts {
-        let format = match string("format").as_deref() {
-            None | Some("text") => Format::Text,
-            Some("csv") => Format::Csv,
-            Some("binary") => Format::Binary,
-            Some(f) => bad(format!(
-                "argument \"format\" must be csv, text or binary, not \"{f}\""
-            )),
-        };
-        let o = CopyOpts {
-            format,
-            header: boolean("header").unwrap_or(false),
-            delimiter: single_char("delimiter"),
-            null: string("null"),
-            quote: single_char("quote"),
-            escape: single_char("escape"),
-            encoding: nonempty("encoding"),
-        };
-        if format == Format::Binary {
-            for (k, set) in [
-                ("header", o.header),
-                ("delimiter", o.delimiter.is_some()),
-                ("null", o.null.is_some()),
-                ("quote", o.quote.is_some()),
-                ("escape", o.escape.is_some()),
-            ] {
-                if set {
-                    bad(format!(
-                        "argument \"{k}\" is not allowed with format binary"
-                    ));
-                }
-            }
+        let c = ok(copy_args(&vals), kind);
+        if let Some(e) = &c.encoding {
+            encoding_id(e);
         }
-        if format != Format::Csv && (o.quote.is_some() || o.escape.is_some()) {
-            bad("arguments \"quote\" and \"escape\" are only allowed with format csv".into());
+        CopyOpts {
+            format: match c.format.as_str() {
+                "csv" => Format::Csv,
+                "binary" => Format::Binary,
+                _ => Format::Text,
+            },
+            header: c.header,
+            delimiter: c.delimiter,
+            null: c.null,
+            quote: c.quote,
+            escape: c.escape,
+            encoding: c.encoding,
         }
-        o
     };
 
     match kind {
@@ -340,8 +294,8 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
         },
         Kind::BulkImport => {
             let columns = get("columns").map(|v| {
-                if v.ty != "array" {
-                    bad(format!("argument \"columns\" must be an array of strings, not {}", v.ty));
+                if v.json_type != "array" {
+                    bad(format!("argument \"columns\" must be an array of strings, not {}", v.json_type));
                 }
                 let r = spi::query(
                     "SELECT pg_catalog.jsonb_typeof(e), e OPERATOR(pg_catalog.#>>) '{}'::text[] \

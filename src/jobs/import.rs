@@ -2,25 +2,40 @@
 //! transaction that also records the byte offset the next batch starts at. A killed
 //! import resumes at the last committed offset, so every row lands exactly once.
 //!
-//! The worker reads the file itself (Rust std::fs), splits it on row boundaries
-//! (csv with RFC 4180 quoting and COPY's ESCAPE rule, text with backslash escapes,
-//! binary on tuple boundaries), writes each batch to a temporary file under
-//! `base/pgsql_tmp` (removed by PostgreSQL at restart if a crash leaves it) and loads
-//! it with `COPY table FROM 'tmpfile'` run as the job's owner, so every check COPY
-//! makes (INSERT privilege, pg_read_server_files, row-level security, triggers,
+//! The worker reads the file itself, cuts it on row boundaries exactly where COPY
+//! would (`arrw_core::import::Splitter`: csv, text, binary, in the file's
+//! encoding), streams each batch to a temporary file under `base/pgsql_tmp`
+//! (removed by PostgreSQL at restart if a crash leaves it) and loads it with
+//! `COPY table FROM 'tmpfile'` run as the job's owner, so every check COPY makes
+//! (INSERT privilege, pg_read_server_files, row-level security, triggers,
 //! constraints) applies unchanged.
+//!
+//! Reading never blocks and never grows with the data: only regular files are
+//! opened (and with O_NONBLOCK, so a path swapped for a FIFO cannot hang the
+//! open), bytes go through a fixed buffer to the batch file, a row longer than
+//! `arrw.job_import_max_row_size` is an error, and before each buffer refill the
+//! worker checks for interrupts and for a cancel or shutdown request.
 
 use super::args::{CopyOpts, Format, Rel, Spec};
 use super::spi;
 use super::worker::{Ctx, Outcome};
+use arrw_core::import::{Encoding, Found, SplitError, Splitter};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
-/// A batch never holds more than this many bytes (whatever batch_rows says).
-const MAX_BATCH_BYTES: usize = 64 << 20;
+/// A batch stops taking rows once it holds this many bytes (whatever batch_rows
+/// says), so that one COPY transaction stays a reasonable size.
+const MAX_BATCH_BYTES: u64 = 64 << 20;
 
-const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+/// Bytes read from the file at a time: the most read between two checks for
+/// cancellation.
+pub const READ_CHUNK: usize = 1 << 20;
+
+/// `O_NONBLOCK` of Linux (every architecture PostgreSQL 15 packages are built for
+/// except alpha, mips, parisc and sparc).
+const O_NONBLOCK: i32 = 0o4000;
 
 fn io_error(what: &str, path: &str, e: &std::io::Error) -> ! {
     let code = match e.kind() {
@@ -39,24 +54,100 @@ fn bad_data(msg: String) -> ! {
     ereport!(ERROR, PgSqlErrorCode::ERRCODE_BAD_COPY_FILE_FORMAT, msg);
 }
 
-/// A buffered reader with one byte of look-ahead.
-pub struct Bytes<R: Read> {
+fn split_error(path: &str, e: &SplitError) -> ! {
+    match e {
+        SplitError::RowTooLong { limit } => {
+            pgrx::pg_sys::panic::ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!("a row of file \"{path}\" is longer than {limit} bytes"),
+                "bulk_import",
+            )
+            .set_hint(
+                "arrw.job_import_max_row_size sets the limit (at most 1 GB, the longest row COPY can hold).",
+            )
+            .report(pgrx::PgLogLevel::ERROR);
+            unreachable!()
+        }
+        e => bad_data(format!("file \"{path}\": {e}")),
+    }
+}
+
+/// What kind of file `m` describes, for messages.
+fn file_kind(m: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn not_regular(path: &str, m: &std::fs::Metadata) -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+        format!("\"{path}\" is not a regular file ({})", file_kind(m)),
+        "bulk_import",
+    )
+    .set_hint("bulk_import reads regular files only.")
+    .report(pgrx::PgLogLevel::ERROR);
+    unreachable!()
+}
+
+/// Opens `path` for reading if it is a regular file. Checked before opening (so
+/// that opening has no side effect on a device or FIFO) and again on the open
+/// file (the path may have been replaced in between); O_NONBLOCK makes the open
+/// of a FIFO that replaced the file return at once instead of waiting for a
+/// writer. For regular files the flag changes nothing.
+pub fn open_regular(path: &str) -> File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let m = std::fs::metadata(path).unwrap_or_else(|e| io_error("stat", path, &e));
+    if !m.is_file() {
+        not_regular(path, &m);
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+        .unwrap_or_else(|e| io_error("open", path, &e));
+    let m = f.metadata().unwrap_or_else(|e| io_error("stat", path, &e));
+    if !m.is_file() {
+        not_regular(path, &m);
+    }
+    f
+}
+
+/// A fixed read buffer over the file.
+pub struct Input<R: Read> {
     inner: R,
-    buf: Vec<u8>,
+    buf: Box<[u8]>,
     pos: usize,
     len: usize,
 }
 
-impl<R: Read> Bytes<R> {
+impl<R: Read> Input<R> {
     pub fn new(inner: R) -> Self {
-        Bytes {
+        Self::with_capacity(inner, READ_CHUNK)
+    }
+
+    pub fn with_capacity(inner: R, cap: usize) -> Self {
+        Input {
             inner,
-            buf: vec![0; 1 << 20],
+            buf: vec![0; cap.max(1)].into_boxed_slice(),
             pos: 0,
             len: 0,
         }
     }
 
+    /// Refills an empty buffer; false at the end of the input.
     fn fill(&mut self) -> std::io::Result<bool> {
         if self.pos < self.len {
             return Ok(true);
@@ -74,256 +165,132 @@ impl<R: Read> Bytes<R> {
             }
         }
     }
-
-    #[inline]
-    pub fn next_byte(&mut self) -> std::io::Result<Option<u8>> {
-        if self.pos >= self.len && !self.fill()? {
-            return Ok(None);
-        }
-        let b = self.buf[self.pos];
-        self.pos += 1;
-        Ok(Some(b))
-    }
-
-    #[inline]
-    pub fn peek(&mut self) -> std::io::Result<Option<u8>> {
-        if self.pos >= self.len && !self.fill()? {
-            return Ok(None);
-        }
-        Ok(Some(self.buf[self.pos]))
-    }
-
-    /// Appends bytes to `out` up to (not including) the first one for which `stop`
-    /// is true, or to the end of the input.
-    #[inline]
-    pub fn copy_until(
-        &mut self,
-        out: &mut Vec<u8>,
-        stop: impl Fn(u8) -> bool,
-    ) -> std::io::Result<()> {
-        loop {
-            if self.pos >= self.len && !self.fill()? {
-                return Ok(());
-            }
-            let s = &self.buf[self.pos..self.len];
-            match s.iter().position(|&b| stop(b)) {
-                Some(i) => {
-                    out.extend_from_slice(&s[..i]);
-                    self.pos += i;
-                    return Ok(());
-                }
-                None => {
-                    out.extend_from_slice(s);
-                    self.pos = self.len;
-                }
-            }
-        }
-    }
-
-    /// Reads exactly `n` bytes into `out`; false if the input ended first.
-    pub fn take(&mut self, n: usize, out: &mut Vec<u8>) -> std::io::Result<bool> {
-        let mut left = n;
-        while left > 0 {
-            if self.pos >= self.len && !self.fill()? {
-                return Ok(false);
-            }
-            let k = left.min(self.len - self.pos);
-            out.extend_from_slice(&self.buf[self.pos..self.pos + k]);
-            self.pos += k;
-            left -= k;
-        }
-        Ok(true)
-    }
 }
 
-/// How rows are delimited in a csv or text file.
-#[derive(Clone, Copy)]
-pub enum Rows {
-    Csv { quote: u8, escape: u8 },
-    Text,
-}
-
-/// What reading one row found.
-#[derive(PartialEq, Eq, Debug)]
-pub enum RowEnd {
-    /// A row (appended to the output, with its line ending).
-    Row,
-    /// The end of the input (nothing appended).
-    Eof,
-    /// The end-of-data marker `\.` (nothing appended).
-    EndMarker,
-}
-
-/// Reads one row (with its line ending) onto `out`, as COPY would delimit it.
-pub fn read_row<R: Read>(
-    input: &mut Bytes<R>,
-    rows: Rows,
-    out: &mut Vec<u8>,
-) -> std::io::Result<RowEnd> {
-    let start = out.len();
-    let mut in_quotes = false;
-    loop {
-        // Copy ordinary bytes in bulk; stop at the next one that matters.
-        match rows {
-            Rows::Text => input.copy_until(out, |b| b == b'\\' || b == b'\n' || b == b'\r')?,
-            Rows::Csv { quote, escape } if in_quotes => {
-                input.copy_until(out, |b| b == quote || b == escape)?
-            }
-            Rows::Csv { quote, .. } => {
-                input.copy_until(out, |b| b == quote || b == b'\n' || b == b'\r')?
-            }
-        }
-        let Some(b) = input.next_byte()? else {
-            return Ok(if out.len() == start {
-                RowEnd::Eof
-            } else {
-                RowEnd::Row
-            });
-        };
-        out.push(b);
-        match rows {
-            Rows::Text => {
-                if b == b'\\' {
-                    if let Some(c) = input.next_byte()? {
-                        out.push(c);
-                    }
-                    continue;
-                }
-            }
-            Rows::Csv { quote, escape } => {
-                if in_quotes {
-                    if b == escape && escape != quote {
-                        if let Some(c) = input.peek()? {
-                            if c == quote || c == escape {
-                                out.push(c);
-                                input.next_byte()?;
-                            }
-                        }
-                    } else if b == quote {
-                        in_quotes = false;
-                    }
-                    continue;
-                }
-                if b == quote {
-                    in_quotes = true;
-                    continue;
-                }
-            }
-        }
-        if b == b'\n' || b == b'\r' {
-            if b == b'\r' && input.peek()? == Some(b'\n') {
-                out.push(b'\n');
-                input.next_byte()?;
-            }
-            let row = &out[start..];
-            let body = row
-                .strip_suffix(b"\r\n")
-                .or_else(|| row.strip_suffix(b"\n"))
-                .or_else(|| row.strip_suffix(b"\r"));
-            if body == Some(b"\\.") {
-                out.truncate(start);
-                return Ok(RowEnd::EndMarker);
-            }
-            return Ok(RowEnd::Row);
-        }
-    }
-}
-
-/// Reads the header of a binary COPY file (signature, flags, extension area).
-pub fn read_binary_header<R: Read>(input: &mut Bytes<R>) -> std::io::Result<Vec<u8>> {
-    let mut h = Vec::new();
-    if !input.take(19, &mut h)? || &h[..11] != BINARY_SIGNATURE {
-        bad_data("not a binary COPY file (signature missing)".into());
-    }
-    let ext = u32::from_be_bytes([h[15], h[16], h[17], h[18]]) as usize;
-    if !input.take(ext, &mut h)? {
-        bad_data("binary COPY file header is truncated".into());
-    }
-    Ok(h)
-}
-
-/// Reads one tuple of a binary COPY file onto `out`.
-pub fn read_binary_tuple<R: Read>(
-    input: &mut Bytes<R>,
-    out: &mut Vec<u8>,
-) -> std::io::Result<RowEnd> {
-    let start = out.len();
-    if !input.take(2, out)? {
-        if out.len() == start {
-            return Ok(RowEnd::Eof);
-        }
-        bad_data("binary COPY file is truncated".into());
-    }
-    let fields = i16::from_be_bytes([out[start], out[start + 1]]);
-    if fields == -1 {
-        out.truncate(start);
-        return Ok(RowEnd::EndMarker);
-    }
-    for _ in 0..fields.max(0) {
-        let at = out.len();
-        if !input.take(4, out)? {
-            bad_data("binary COPY file is truncated".into());
-        }
-        let len = i32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-        if len > 0 && !input.take(len as usize, out)? {
-            bad_data("binary COPY file is truncated".into());
-        }
-    }
-    Ok(RowEnd::Row)
-}
-
-/// One batch read from the file.
+/// One batch cut from the file.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Batch {
-    pub data: Vec<u8>,
+    /// Rows written (for COPY).
     pub rows: u64,
     /// Bytes of the input the batch covers.
     pub consumed: u64,
     /// No more rows follow.
     pub last: bool,
+    /// The data ended with the file's own end-of-data marker, which was written
+    /// too (binary batches then need no trailer of their own).
+    pub marker: bool,
 }
 
-/// Reads up to `max_rows` rows.
-pub fn read_batch<R: Read>(
-    input: &mut Bytes<R>,
-    format: Format,
-    rows: Rows,
+/// Why a batch could not be cut.
+#[derive(Debug)]
+pub enum CutError {
+    Io(std::io::Error),
+    Split(SplitError),
+    /// `check` asked to stop.
+    Stopped,
+}
+
+impl From<std::io::Error> for CutError {
+    fn from(e: std::io::Error) -> Self {
+        CutError::Io(e)
+    }
+}
+
+impl From<SplitError> for CutError {
+    fn from(e: SplitError) -> Self {
+        CutError::Split(e)
+    }
+}
+
+/// Streams up to `max_rows` rows (and about `max_bytes` bytes) from `input` to
+/// `out`, as cut by `splitter`. `check` runs before every read from the input and
+/// stops the batch when it returns true.
+pub fn read_batch<R: Read, W: Write>(
+    input: &mut Input<R>,
+    splitter: &mut Splitter,
+    out: &mut W,
     max_rows: u64,
-    prefix: &[u8],
-) -> std::io::Result<Batch> {
-    let mut data = Vec::with_capacity(prefix.len() + (4 << 20).min(MAX_BATCH_BYTES));
-    data.extend_from_slice(prefix);
-    let mut n = 0;
-    let mut consumed = 0u64;
-    let mut last = false;
-    while n < max_rows && data.len() < MAX_BATCH_BYTES {
-        let before = data.len();
-        let end = match format {
-            Format::Binary => read_binary_tuple(input, &mut data)?,
-            _ => read_row(input, rows, &mut data)?,
-        };
-        match end {
-            RowEnd::Row => {
-                n += 1;
-                consumed += (data.len() - before) as u64;
+    max_bytes: u64,
+    check: &mut dyn FnMut() -> bool,
+) -> Result<Batch, CutError> {
+    let mut b = Batch {
+        rows: 0,
+        consumed: 0,
+        last: false,
+        marker: false,
+    };
+    // Bytes of the row in progress (written, not yet counted in `consumed`).
+    let mut pending = 0u64;
+    while b.rows < max_rows && b.consumed < max_bytes {
+        if input.pos == input.len {
+            if check() {
+                return Err(CutError::Stopped);
             }
-            RowEnd::Eof | RowEnd::EndMarker => {
-                last = true;
-                break;
+            if !input.fill()? {
+                match splitter.finish()? {
+                    Some(Found::Row) | Some(Found::End { row: true }) => b.rows += 1,
+                    Some(Found::End { row: false }) => b.marker = true,
+                    Some(Found::Header) | None => {}
+                }
+                b.consumed += pending;
+                b.last = true;
+                return Ok(b);
+            }
+        }
+        let chunk = &input.buf[input.pos..input.len];
+        let step = splitter.step(chunk)?;
+        out.write_all(&chunk[..step.used])?;
+        input.pos += step.used;
+        pending += step.used as u64;
+        match step.found {
+            None | Some(Found::Header) => {}
+            Some(Found::Row) => {
+                b.rows += 1;
+                b.consumed += pending;
+                pending = 0;
+            }
+            Some(Found::End { row }) => {
+                b.rows += row as u64;
+                b.consumed += pending;
+                b.marker = true;
+                b.last = true;
+                return Ok(b);
             }
         }
     }
-    if !last && input.peek()?.is_none() {
-        last = true;
+    // A full batch: is there anything after it?
+    if input.pos == input.len {
+        if check() {
+            return Err(CutError::Stopped);
+        }
+        if !input.fill()? {
+            b.last = splitter.finish()?.is_none();
+        }
     }
-    if format == Format::Binary {
-        data.extend_from_slice(&(-1i16).to_be_bytes());
+    Ok(b)
+}
+
+/// The encoding the worker's COPY will read the file in: the job's `encoding`, or
+/// the worker's client encoding (what COPY uses without ENCODING).
+fn file_encoding(copy: &CopyOpts) -> Encoding {
+    let id = match &copy.encoding {
+        Some(name) => super::args::encoding_id(name),
+        // SAFETY: reads the backend's client encoding id.
+        None => unsafe { pg_sys::pg_get_client_encoding() },
+    };
+    // SAFETY: pg_encoding_to_char returns a static string for any id ("" if
+    // out of range).
+    let name = unsafe { std::ffi::CStr::from_ptr(pg_sys::pg_encoding_to_char(id)) };
+    Encoding::from_pg_name(&name.to_string_lossy())
+}
+
+/// The splitter format of the job's COPY options.
+fn split_format(copy: &CopyOpts) -> arrw_core::import::Format {
+    match copy.format {
+        Format::Csv => arrw_core::import::Format::csv(copy.quote_byte(), copy.escape_byte()),
+        Format::Text => arrw_core::import::Format::Text,
+        Format::Binary => arrw_core::import::Format::Binary,
     }
-    Ok(Batch {
-        data,
-        rows: n,
-        consumed,
-        last,
-    })
 }
 
 /// Runs (or resumes) a bulk_import.
@@ -348,7 +315,10 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                 .unwrap_or(0),
         )
     });
-    let mut file = File::open(path).unwrap_or_else(|e| io_error("open", path, &e));
+    let max_row = super::max_row_bytes();
+    let format = split_format(copy);
+    let enc = file_encoding(copy);
+    let mut file = open_regular(path);
     let size = file
         .metadata()
         .map(|m| m.len())
@@ -358,45 +328,95 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             "file \"{path}\" is shorter ({size} bytes) than the {offset} bytes already imported"
         ));
     }
-    let rows = match copy.format {
-        Format::Csv => Rows::Csv {
-            quote: copy.quote_byte(),
-            escape: copy.escape_byte(),
-        },
-        _ => Rows::Text,
+    // Between two reads: interrupts (cancel_job's signal ends the attempt as
+    // cancelled, see worker::run_one) and the job's cancel flag or a shutdown.
+    let mut check = || {
+        pg_sys::check_for_interrupts!();
+        ctx.stop().is_some()
     };
-    // The header (skipped for csv/text, repeated at the top of every binary batch).
-    let mut prefix = Vec::new();
-    {
-        let mut head = Bytes::new(&mut file);
-        match copy.format {
-            Format::Binary => {
-                prefix =
-                    read_binary_header(&mut head).unwrap_or_else(|e| io_error("read", path, &e));
-                offset = offset.max(prefix.len() as u64);
-            }
-            _ if copy.header && offset == 0 => {
-                let mut skipped = Vec::new();
-                read_row(&mut head, rows, &mut skipped)
-                    .unwrap_or_else(|e| io_error("read", path, &e));
-                offset = skipped.len() as u64;
-            }
-            _ => {}
+    let stopped = || ctx.stop().unwrap_or(Outcome::Cancelled);
+    let cut = |input: &mut Input<&mut File>,
+               splitter: &mut Splitter,
+               out: &mut dyn Write,
+               max_rows: u64,
+               check: &mut dyn FnMut() -> bool|
+     -> Option<Batch> {
+        match read_batch(
+            input,
+            splitter,
+            &mut WriteRef(out),
+            max_rows,
+            MAX_BATCH_BYTES,
+            check,
+        ) {
+            Ok(b) => Some(b),
+            Err(CutError::Stopped) => None,
+            Err(CutError::Io(e)) => io_error("read", path, &e),
+            Err(CutError::Split(e)) => split_error(path, &e),
         }
+    };
+    // The header: skipped for csv/text, repeated at the top of every binary batch
+    // (without its extension area).
+    let mut prefix = Vec::new();
+    let mut splitter = Splitter::new(format, enc, max_row);
+    match copy.format {
+        Format::Binary => {
+            let mut input = Input::new(&mut file);
+            let mut header_len = 0u64;
+            loop {
+                if input.pos == input.len {
+                    if check() {
+                        return stopped();
+                    }
+                    if !input.fill().unwrap_or_else(|e| io_error("read", path, &e)) {
+                        bad_data(format!(
+                            "file \"{path}\": not a binary COPY file (header missing)"
+                        ));
+                    }
+                }
+                let step = splitter
+                    .step(&input.buf[input.pos..input.len])
+                    .unwrap_or_else(|e| split_error(path, &e));
+                input.pos += step.used;
+                header_len += step.used as u64;
+                if step.found == Some(Found::Header) {
+                    break;
+                }
+            }
+            prefix = splitter.binary_header().to_vec();
+            offset = offset.max(header_len);
+            splitter = Splitter::binary_after_header(max_row);
+        }
+        _ if copy.header && offset == 0 => {
+            let mut input = Input::new(&mut file);
+            let Some(h) = cut(
+                &mut input,
+                &mut splitter,
+                &mut std::io::sink(),
+                1,
+                &mut check,
+            ) else {
+                return stopped();
+            };
+            // A file that ends (`\.`) on its header line has no rows.
+            offset = if h.marker { size } else { h.consumed };
+            splitter = Splitter::new(format, enc, max_row);
+        }
+        _ => {}
     }
     file.seek(SeekFrom::Start(offset))
         .unwrap_or_else(|e| io_error("seek in", path, &e));
-    let mut input = Bytes::new(file);
+    let mut input = Input::new(&mut file);
 
     // SAFETY: DataDir is the server's data directory (set at startup, never freed).
-    let data_dir = unsafe { std::ffi::CStr::from_ptr(pgrx::pg_sys::DataDir) }
+    let data_dir = unsafe { std::ffi::CStr::from_ptr(pg_sys::DataDir) }
         .to_string_lossy()
         .into_owned();
     let tmp_dir = format!("{data_dir}/base/pgsql_tmp");
     let _ = std::fs::create_dir_all(&tmp_dir);
     // SAFETY: reading a backend global.
     let tmp = format!("{tmp_dir}/pgsql_tmp_arrw_job_{}_{}", ctx.job.id, unsafe {
-        pgrx::pg_sys::MyProcPid
+        pg_sys::MyProcPid
     });
     let cols = columns
         .as_ref()
@@ -421,14 +441,27 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         if let Some(o) = ctx.stop() {
             break o;
         }
-        let batch = read_batch(&mut input, copy.format, rows, *batch_rows as u64, &prefix)
-            .unwrap_or_else(|e| io_error("read", path, &e));
-        if batch.rows > 0 {
-            let mut f = File::create(&tmp).unwrap_or_else(|e| io_error("create", &tmp, &e));
-            f.write_all(&batch.data)
+        let mut out = BufWriter::with_capacity(
+            READ_CHUNK,
+            File::create(&tmp).unwrap_or_else(|e| io_error("create", &tmp, &e)),
+        );
+        out.write_all(&prefix)
+            .unwrap_or_else(|e| io_error("write", &tmp, &e));
+        let Some(batch) = cut(
+            &mut input,
+            &mut splitter,
+            &mut out,
+            *batch_rows as u64,
+            &mut check,
+        ) else {
+            break stopped();
+        };
+        if copy.format == Format::Binary && !batch.marker {
+            out.write_all(&(-1i16).to_be_bytes())
                 .unwrap_or_else(|e| io_error("write", &tmp, &e));
-            drop(f);
         }
+        out.flush().unwrap_or_else(|e| io_error("write", &tmp, &e));
+        drop(out);
         let next = offset + batch.consumed;
         let committed = spi::xact(|| {
             spi::async_commit();
@@ -436,7 +469,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                 return None;
             }
             let n = if batch.rows > 0 {
-                ctx.as_owner(|| spi::exec(&copy_sql, &[]))
+                ctx.run_as_owner(&copy_sql)
             } else {
                 0
             };
@@ -466,6 +499,21 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
     };
     let _ = std::fs::remove_file(&tmp);
     outcome
+}
+
+/// `&mut dyn Write` as a sized `Write`.
+struct WriteRef<'a>(&'a mut dyn Write);
+
+impl Write for WriteRef<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// COPY options for one batch (the header was skipped when the batches were cut).

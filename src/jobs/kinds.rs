@@ -125,7 +125,18 @@ fn index(ctx: &Ctx, rel: super::args::Rel) -> Outcome {
         None
     };
     drop_leftover_indexes(ctx);
-    spi::xact(|| ctx.progress(0.05, None));
+    // A cancel committed while the job was being claimed reaches no worker by
+    // signal; the request is in the table.
+    let cancelled = spi::xact(|| {
+        if ctx.cancel_requested() {
+            return true;
+        }
+        ctx.progress(0.05, None);
+        false
+    });
+    if cancelled {
+        return Outcome::Cancelled;
+    }
     IN_LONG_STATEMENT.store(true, Ordering::SeqCst);
     spi::toplevel_utility(
         &format!("REINDEX INDEX CONCURRENTLY {}", rel.qname),
@@ -159,6 +170,18 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &super::args::CopyOpts) -> O
         return o;
     }
     let tmp = format!("{path}.arrw-{}.tmp", ctx.job.id);
+    // COPY TO opens the file for writing without O_NONBLOCK: a FIFO at that name
+    // would block the worker in open() until some reader appeared. A regular file
+    // there is what an earlier attempt left and is overwritten.
+    if let Ok(m) = std::fs::symlink_metadata(&tmp) {
+        if !m.file_type().is_file() {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("\"{tmp}\" exists and is not a regular file")
+            );
+        }
+    }
     let sql = format!(
         "COPY (\n{query}\n) TO {} WITH ({})",
         spi::literal(&tmp),
@@ -169,7 +192,7 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &super::args::CopyOpts) -> O
         if ctx.cancel_requested() {
             return None;
         }
-        let n = ctx.as_owner(|| spi::exec(&sql, &[]));
+        let n = ctx.run_as_owner(&sql);
         ctx.progress(0.99, None);
         Some(n)
     });
@@ -276,7 +299,7 @@ fn batch(
             if ctx.cancel_requested() {
                 return None;
             }
-            let n = ctx.as_owner(|| spi::exec(&stmt, &[])) as i64;
+            let n = ctx.run_as_owner(&stmt) as i64;
             if set.is_some() && n > 0 {
                 // SAFETY: reading this transaction's xid (assigned by the UPDATE).
                 let xid = unsafe { pgrx::pg_sys::GetCurrentTransactionIdIfAny() };

@@ -13,8 +13,9 @@
 //! | shared memory | shmem.rs | worker slots, launcher wake-ups, cancel signalling |
 //! | server glue | spi.rs, notify.rs | SPI, transactions, role switching, top-level utility commands, NOTIFY |
 //!
-//! Settings: `arrw.job_workers` (pool size, default 2, server start) and
-//! `arrw.job_retry_delay` (first retry delay, doubling per attempt; reloadable).
+//! Settings: `arrw.job_workers` (pool size, default 2, server start),
+//! `arrw.job_retry_delay` (first retry delay, doubling per attempt; reloadable) and
+//! `arrw.job_import_max_row_size` (longest row bulk_import accepts; reloadable).
 
 pub mod api;
 pub mod args;
@@ -33,6 +34,14 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 pub static JOB_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 /// `arrw.job_retry_delay`: delay before the first retry of a failed attempt (ms).
 pub static RETRY_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+/// `arrw.job_import_max_row_size`: the longest row bulk_import accepts (kB).
+pub static MAX_ROW_KB: GucSetting<i32> = GucSetting::<i32>::new(1 << 20);
+
+/// The longest row bulk_import accepts, in bytes: the setting, but never more than
+/// COPY itself can hold.
+pub fn max_row_bytes() -> u64 {
+    (MAX_ROW_KB.get().max(1) as u64 * 1024).min(arrw_core::import::COPY_MAX_ROW_BYTES)
+}
 
 /// Called from `_PG_init`: settings; while preloading also shared memory and the
 /// launcher.
@@ -46,6 +55,16 @@ pub fn init() {
         3_600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"arrw.job_import_max_row_size",
+        c"Longest row (line, or binary tuple) a bulk_import job accepts.",
+        c"A longer row fails the job. The default, 1GB, is the longest row COPY can hold.",
+        &MAX_ROW_KB,
+        1,
+        1 << 20,
+        GucContext::Sighup,
+        GucFlags::UNIT_KB,
     );
     // SAFETY: reading a flag PostgreSQL sets while it loads shared_preload_libraries.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {

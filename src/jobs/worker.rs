@@ -96,12 +96,22 @@ impl Ctx<'_> {
         None
     }
 
-    /// Inside a batch transaction: was cancel_job called (committed) for this job?
+    /// Inside a transaction: was cancel_job called (committed) for this job?
     pub fn cancel_requested(&self) -> bool {
-        spi::flag(
-            "SELECT cancel_requested FROM arrw.job WHERE id = $1::bigint",
-            &[Some(&self.job.id_text)],
-        )
+        cancel_requested(&self.job.id_text)
+    }
+
+    /// Runs one statement of the job as its owner (see `as_owner`), with every
+    /// constraint IMMEDIATE: a deferred constraint is then checked at the end of
+    /// the statement, inside the security-restricted operation (PostgreSQL refuses
+    /// to queue deferred triggers there), and since each batch transaction runs one
+    /// statement, that is when a deferred check would have run anyway. A violation
+    /// fails the batch like any other error.
+    pub fn run_as_owner(&self, sql: &str) -> u64 {
+        self.as_owner(|| {
+            spi::exec("SET CONSTRAINTS ALL IMMEDIATE", &[]);
+            spi::exec(sql, &[])
+        })
     }
 
     /// Records progress (0..1) and the resume point, in the current transaction.
@@ -262,10 +272,24 @@ fn log(msg: &str) {
     );
 }
 
-/// Requeues (or fails, after max_attempts) every `running` job no live worker holds.
+/// Has cancellation of job `id` been requested (and committed)? Requests live in
+/// `arrw.job_cancel`, not in the job's row, so that cancel_job never locks a job's
+/// row in the caller's transaction (a worker updating it would wait for that
+/// transaction to end).
+pub fn cancel_requested(id: &str) -> bool {
+    spi::flag(
+        "SELECT EXISTS (SELECT 1 FROM arrw.job_cancel WHERE job_id = $1::bigint)",
+        &[Some(id)],
+    )
+}
+
+/// Requeues (or fails, after max_attempts) every `running` job no live worker
+/// holds; a job whose cancellation was requested is cancelled instead.
 fn recover_orphans() {
     let rows = spi::query(
-        "SELECT id, kind, attempts >= max_attempts FROM arrw.job WHERE state = 'running'",
+        "SELECT id, kind, attempts >= max_attempts, \
+                EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
+         FROM arrw.job j WHERE state = 'running'",
         &[],
     );
     for r in rows.rows {
@@ -277,7 +301,13 @@ fn recover_orphans() {
             continue; // a live worker runs it
         }
         let kind = r[1].clone().unwrap_or_default();
-        let (sql, state) = if r[2].as_deref() == Some("t") {
+        let (sql, state) = if r[3].as_deref() == Some("t") {
+            (
+                "UPDATE arrw.job SET state = 'cancelled', finished_at = now() \
+                 WHERE id = $1::bigint AND state = 'running'",
+                "cancelled",
+            )
+        } else if r[2].as_deref() == Some("t") {
             (
                 "UPDATE arrw.job SET state = 'failed', finished_at = now(), \
                  error = 'the worker running the job stopped (server crash or restart) on its last attempt' \
@@ -298,17 +328,29 @@ fn recover_orphans() {
     }
 }
 
-/// Claims the next due job of this database (in the caller's transaction).
+/// Claims the next due job of this database (in the caller's transaction), after
+/// recording as cancelled the queued jobs whose cancellation was requested.
 fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
+    spi::exec(
+        "UPDATE arrw.job SET state = 'cancelled', finished_at = coalesce(\
+                (SELECT min(requested_at) FROM arrw.job_cancel c WHERE c.job_id = job.id), now()) \
+         WHERE id IN (SELECT id FROM arrw.job j WHERE state = 'queued' \
+                        AND EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
+                      FOR UPDATE SKIP LOCKED)",
+        &[],
+    );
     let r = spi::query(
-        "SELECT id, kind, args::text, owner::oid, search_path, attempts, max_attempts FROM arrw.job \
-         WHERE state = 'queued' AND run_after <= now() ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        "SELECT id, kind, args::text, owner::oid, search_path, attempts, max_attempts FROM arrw.job j \
+         WHERE state = 'queued' AND run_after <= now() \
+           AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
+         ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
         &[],
     );
     let Some(row) = r.rows.into_iter().next() else {
         // Nothing due: tell the launcher when the next retry is.
         if let Some(ms) = spi::one(
-            "SELECT (extract(epoch FROM min(run_after)) * 1000)::bigint FROM arrw.job WHERE state = 'queued'",
+            "SELECT (extract(epoch FROM min(run_after)) * 1000)::bigint FROM arrw.job j WHERE state = 'queued' \
+               AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id)",
             &[],
         ) {
             let due = ms.parse::<i64>().unwrap_or(0).max(shmem::now_ms() + 500);
@@ -325,13 +367,14 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     let kind = Kind::parse(&s(1))?;
     spi::exec(
         "UPDATE arrw.job SET state = 'running', attempts = attempts + 1, worker_pid = pg_backend_pid(), \
-         started_at = now(), finished_at = NULL, cancel_requested = false WHERE id = $1::bigint",
+         started_at = now(), finished_at = NULL WHERE id = $1::bigint",
         &[Some(&s(0))],
     );
     notify::state_changed(&s(0), kind.name(), "running");
     slot.job_id.store(id, Ordering::SeqCst);
     if spi::flag(
-        "SELECT EXISTS (SELECT 1 FROM arrw.job WHERE state = 'queued' AND run_after <= now() AND id <> $1::bigint)",
+        "SELECT EXISTS (SELECT 1 FROM arrw.job j WHERE state = 'queued' AND run_after <= now() AND id <> $1::bigint \
+           AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id))",
         &[Some(&s(0))],
     ) {
         sh.mark(db, shmem::now_ms());
@@ -432,9 +475,34 @@ fn permanent(code: PgSqlErrorCode) -> bool {
 /// Records the outcome of an attempt (in the caller's transaction) and releases the
 /// job's session lock before that transaction commits (the row lock taken by the
 /// UPDATE keeps a concurrent orphan check from requeueing the job meanwhile).
+///
+/// Once cancel_job has returned true the job ends `cancelled` whatever became of
+/// the attempt, unless it succeeded: a failure is not retried and a shutdown does
+/// not requeue it.
 fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
     let id = Some(job.id_text.as_str());
     let kind = job.kind.name();
+    let cancelled = match outcome {
+        Outcome::Failed { message, .. } if cancel_requested(&job.id_text) => {
+            log(&format!(
+                "job {} ({kind}) failed after its cancellation was requested: {message}",
+                job.id
+            ));
+            Some(Some(message.as_str()))
+        }
+        Outcome::Requeue if cancel_requested(&job.id_text) => Some(None),
+        _ => None,
+    };
+    if let Some(error) = cancelled {
+        spi::exec(
+            "UPDATE arrw.job SET state = 'cancelled', finished_at = now(), \
+             error = coalesce($2, error) WHERE id = $1::bigint",
+            &[id, error],
+        );
+        notify::state_changed(&job.id_text, kind, "cancelled");
+        unlock_job(job.id);
+        return;
+    }
     let state = match outcome {
         Outcome::Succeeded(result) => {
             spi::exec(

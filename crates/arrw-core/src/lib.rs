@@ -21,6 +21,7 @@ pub mod buildmem;
 pub mod cdc_options;
 pub mod distance;
 pub mod fastscan;
+pub mod import;
 pub mod ivf;
 pub mod kmeans;
 pub mod pq;
