@@ -2,8 +2,9 @@
 //! deletes, k-NN queries, VACUUM and index_optimize jobs (REINDEX CONCURRENTLY),
 //! with the server killed (`immediate`) at the end of every round and restarted.
 //!
-//! After every round, with every list probed and every candidate re-ranked (the
-//! index then answers exactly):
+//! After every round, with every list probed, every candidate re-ranked and
+//! `work_mem` large enough to hold every row as a candidate (the index then
+//! answers exactly):
 //! - every row whose INSERT committed and whose DELETE did not is in the table,
 //!   and no row whose DELETE committed is;
 //! - the index returns exactly the table's rows, each once;
@@ -223,7 +224,7 @@ fn check(cluster: &Cluster, ledger: &Ledger) {
     exec(
         &mut c,
         &format!(
-            "SET enable_seqscan = off; SET enable_bitmapscan = off; \
+            "SET enable_seqscan = off; SET enable_bitmapscan = off; SET work_mem = '256MB'; \
              SET ivfpq.probes = {LISTS}; SET ivfpq.rerank = 100000; \
              SET ivfpq.iterative_scan = on; SET ivfpq.max_probes = 0"
         ),
@@ -318,11 +319,12 @@ fn soak_concurrent_writes_queries_vacuum_and_jobs_across_crashes() {
     for r in 1..=3 {
         round(&cluster, &ledger, r);
         wait_for_jobs(&cluster);
-        check(&cluster, &ledger.lock().unwrap());
+        let l = ledger.lock().unwrap();
+        check(&cluster, &l);
         eprintln!(
             "round {r}: {} inserted, {} deleted",
-            ledger.lock().unwrap().inserted.len(),
-            ledger.lock().unwrap().deleted.len()
+            l.inserted.len(),
+            l.deleted.len()
         );
     }
     let log = cluster.log();
