@@ -15,7 +15,7 @@
 //! the table. An untrained index (built empty) re-ranks every candidate.
 
 use super::layout::{self, DataGeom};
-use super::{model, options};
+use super::{model, options, page};
 use arrw_core::ivf::{exact_distance, CandidatePool, IvfPqModel, Metric};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -216,7 +216,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.query = unsafe { crate::vector::VectorArg::from_datum(key.sk_argument) }
         .x
         .to_vec();
-    st.meta = model::read_meta(index);
+    st.meta = page::meta(index);
     let model = model::load(index, &st.meta);
     if st.meta.untrained == 0 && st.query.len() != model.dim {
         crate::vector::check(arrw_core::text::check_expected_dim(
@@ -288,16 +288,13 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
         if let Some(qt) = qt.as_mut() {
             qt.set_list(list);
         }
-        let (dir_blk, slot) = layout::dir_location(&st.meta, list);
-        let mut blk = {
-            let g = super::page::ReadGuard::new(index, dir_blk);
-            layout::read_dir(g.page(), slot).head
-        };
-        while blk != layout::INVALID_BLOCK {
+        let dir = page::list_dir(index, &st.meta, list);
+        let mut chain = page::ListChain::new(index, &st.meta, &dir);
+        while let Some(blk) = chain.next_block() {
             pg_sys::check_for_interrupts!();
-            let g = super::page::ReadGuard::new(index, blk);
+            let g = page::ReadGuard::new(index, blk);
             let page = g.page();
-            let n = geom.count(page).min(geom.capacity);
+            let n = chain.visit(page).count;
             match qt.as_ref() {
                 Some(qt) if geom.code_size != 0 && geom.blocked => {
                     qt.scan_blocks(geom.blocks(page), n, &mut dists[..n])
@@ -306,7 +303,6 @@ unsafe fn probe_round(scan: pg_sys::IndexScanDesc, st: &mut ScanState, limit: us
                 _ => dists[..n].fill(0.0),
             }
             pool.push_all(&dists[..n], |i| layout::tid_u64(geom.tid(page, i)));
-            blk = geom.next(page);
         }
     }
     st.probed = upto;

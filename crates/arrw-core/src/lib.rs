@@ -12,10 +12,12 @@
 //! - [`pq`]: product quantization: codebook training, encoding, lookup tables.
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
+//! - [`layout`]: the ivfpq index's page layout and the checks applied to pages read.
 
 pub mod distance;
 pub mod fastscan;
 pub mod ivf;
 pub mod kmeans;
+pub mod layout;
 pub mod pq;
 pub mod text;
