@@ -10,10 +10,18 @@ use pgrx::prelude::*;
 use std::collections::HashSet;
 
 /// Opens an ivfpq index by OID with AccessShareLock, or raises a clear error.
+/// The caller must be allowed to read the index's table: what an index holds
+/// (row counts, list sizes) is information about the table's rows.
 fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
-    // SAFETY: relation_open raises an ERROR for a missing OID; we check it is an
-    // index whose AM callbacks are ours before using it as one.
+    // SAFETY: IndexGetRelation with missing_ok only reads pg_index through the
+    // syscache; relation_open raises an ERROR for a missing OID; we check it is
+    // an index whose AM callbacks are ours before using it as one.
     unsafe {
+        // Checked before taking any lock, as for any table the caller names.
+        let heap = pg_sys::IndexGetRelation(oid, true);
+        if heap != pg_sys::InvalidOid {
+            require_select(heap);
+        }
         let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32);
         let ivfpq_am = pg_sys::get_index_am_oid(c"ivfpq".as_ptr(), false);
         let is_ours = (*(*rel).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
@@ -26,7 +34,33 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
                 format!("\"{name}\" is not an ivfpq index"),
             );
         }
+        let indrelid = (*(*rel).rd_index).indrelid;
+        if indrelid != heap {
+            require_select(indrelid);
+        }
         rel
+    }
+}
+
+/// ERROR 42501 unless the current user has SELECT on table `heap`.
+fn require_select(heap: pg_sys::Oid) {
+    // SAFETY: pg_class_aclcheck raises an ERROR itself for a missing OID;
+    // aclcheck_error raises PostgreSQL's own "permission denied for table"
+    // (insufficient_privilege) naming the table; get_rel_name returns a
+    // palloc'd name or NULL, which aclcheck_error accepts.
+    unsafe {
+        let r = pg_sys::pg_class_aclcheck(
+            heap,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_SELECT as pg_sys::AclMode,
+        );
+        if r != pg_sys::AclResult::ACLCHECK_OK {
+            pg_sys::aclcheck_error(
+                r,
+                pg_sys::get_relkind_objtype(pg_sys::get_rel_relkind(heap)),
+                pg_sys::get_rel_name(heap),
+            );
+        }
     }
 }
 
