@@ -76,6 +76,8 @@ pub struct ListDir {
     pub blk: u32,
     pub slot: usize,
     pub entry: DirEntry,
+    /// The index's size when the entry was checked.
+    nblocks: u32,
 }
 
 /// Reads and checks `list`'s directory entry: a directory page, and a head and
@@ -101,15 +103,14 @@ pub fn list_dir(index: pg_sys::Relation, meta: &MetaData, list: u32) -> ListDir 
     };
     // Counted after the read: a block the entry names (an insert that just
     // extended the list) exists by then.
-    check(
-        index,
-        layout::check_dir_entry(meta, list, &entry, blk, nblocks(index)),
-    );
+    let n = nblocks(index);
+    check(index, layout::check_dir_entry(meta, list, &entry, blk, n));
     ListDir {
         list,
         blk,
         slot,
         entry,
+        nblocks: n,
     }
 }
 
@@ -135,7 +136,7 @@ impl ListChain {
         ListChain {
             index,
             chain: layout::Chain::new(meta, dir.list, dir.blk, dir.entry.head),
-            nblocks: nblocks(index),
+            nblocks: dir.nblocks,
         }
     }
 
