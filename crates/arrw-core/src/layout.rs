@@ -740,7 +740,7 @@ pub fn example_image(
             geom.set_list(&mut p, list);
             let last = k + 1 == pages_per_list;
             geom.set_next(&mut p, if last { INVALID_BLOCK } else { head + k + 1 });
-            for i in 0..fill {
+            for i in 0..fill.min(geom.capacity) {
                 geom.push(&mut p, &code, tid_bytes(list * 1000 + k, i as u16 + 1));
             }
             pages.push(p);
