@@ -23,7 +23,9 @@ CREATE OPERATOR CLASS vector_cosine_ops
 	OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
 	FUNCTION 1 cosine_distance(vector, vector);
 
--- Introspection and checking.
+-- Introspection and checking. Both answer only to users who may SELECT from
+-- the index's table (ERROR 42501 otherwise): row counts and list sizes are
+-- facts about the table's rows.
 
 CREATE FUNCTION arrw._ivfpq_info_json(regclass) RETURNS text
 	AS 'MODULE_PATHNAME', 'arrw_ivfpq_info_json' LANGUAGE C STABLE STRICT;
@@ -33,7 +35,9 @@ CREATE FUNCTION arrw.ivfpq_info(index regclass,
 	OUT rows_max bigint, OUT code_bytes integer, OUT pages bigint, OUT built_rows bigint,
 	OUT rows_since_build bigint, OUT dim integer, OUT m integer, OUT nbits integer,
 	OUT metric text, OUT trained boolean)
-	LANGUAGE sql STABLE STRICT AS $$
+	LANGUAGE sql STABLE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS $$
 	SELECT (j->>'lists')::int, (j->>'rows')::bigint, (j->>'rows_min')::bigint,
 	       (j->>'rows_avg')::float8, (j->>'rows_max')::bigint, (j->>'code_bytes')::int,
 	       (j->>'pages')::bigint, (j->>'built_rows')::bigint, (j->>'rows_since_build')::bigint,

@@ -964,3 +964,247 @@ fn knn_u(c: &mut Client, q: &[f32]) -> Vec<i32> {
     .map(|r| r.get(0))
     .collect()
 }
+
+// ---------------------------------------------------------------------------
+// Damaged pages
+
+/// Byte offsets in an ivfpq index file (see arrw_core::layout): 8 kB blocks,
+/// the meta fields after a 24-byte page header, a data page's special space
+/// (next u32, list u32, count u16, pad, kind u16) in its last 16 bytes.
+const BLCKSZ: usize = 8192;
+const META_DIR_START: usize = 24 + 10 * 4;
+const DIR_ENTRIES: usize = 24;
+const SPECIAL_NEXT: usize = BLCKSZ - 16;
+const SPECIAL_LIST: usize = BLCKSZ - 12;
+const SPECIAL_COUNT: usize = BLCKSZ - 8;
+const SPECIAL_KIND: usize = BLCKSZ - 2;
+const KIND_DIR: u16 = 0xA3;
+
+fn get_u32(f: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes(f[off..off + 4].try_into().unwrap())
+}
+
+fn put_u32(f: &mut [u8], off: usize, v: u32) {
+    f[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// An index file and the chain of its list 0 (head first), as the build left it.
+struct IndexFile {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+    dir_block: usize,
+    chain: Vec<usize>,
+}
+
+impl IndexFile {
+    fn read(path: std::path::PathBuf) -> IndexFile {
+        let bytes = std::fs::read(&path).unwrap();
+        let dir_block = get_u32(&bytes, META_DIR_START) as usize;
+        let mut chain = vec![get_u32(&bytes, dir_block * BLCKSZ + DIR_ENTRIES) as usize];
+        loop {
+            let next = get_u32(&bytes, chain.last().unwrap() * BLCKSZ + SPECIAL_NEXT);
+            if next == u32::MAX {
+                break;
+            }
+            chain.push(next as usize);
+        }
+        IndexFile {
+            path,
+            bytes,
+            dir_block,
+            chain,
+        }
+    }
+
+    fn blocks(&self) -> usize {
+        self.bytes.len() / BLCKSZ
+    }
+
+    fn write(&self) {
+        std::fs::write(&self.path, &self.bytes).unwrap();
+    }
+}
+
+/// Runs `sql`, which must fail with index_corrupted (XX002) naming `index`,
+/// with the REINDEX hint. A statement_timeout (57014) means it looped.
+fn expect_corrupted(c: &mut Client, sql: &str, index: &str) {
+    let e = match c.batch_execute(sql) {
+        Ok(()) => panic!("{sql}: succeeded on damaged index {index}"),
+        Err(e) => e,
+    };
+    let d = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+    assert_eq!(d.code().code(), "XX002", "{sql}: {}", msg(&e));
+    assert!(
+        d.message().contains(&format!("\"{index}\"")) && d.message().contains("block"),
+        "{sql}: {}",
+        d.message()
+    );
+    assert_eq!(
+        d.hint(),
+        Some(format!("REINDEX INDEX public.{index}").as_str()),
+        "{sql}"
+    );
+}
+
+/// Every way a damaged page used to mislead a read path, each on its own
+/// index: the scan, INSERT, VACUUM and `ivfpq_info` paths answer with ERROR
+/// XX002 naming the index and the block: no loop (statement_timeout would
+/// give 57014), no wrong answer, no page added by a read, no lost row, no
+/// panic. The damage is written into the index files of a stopped server.
+#[test]
+fn damaged_pages_are_index_corrupted_errors() {
+    const DIM: usize = 4;
+    let cluster = Cluster::start("ivfpq-damage", "");
+    let mut c = cluster.connect();
+    exec(&mut c, "CREATE EXTENSION arrw");
+    let cases = [
+        "self_link",
+        "past_end",
+        "off_chain",
+        "count",
+        "list_id",
+        "kind",
+    ];
+    let mut blobs = Blobs::new(91, 4, DIM);
+    // 1,500 rows of 10-byte entries (4-byte codes, 6-byte TIDs) fill a list's
+    // first page (813 entries) and part of a second.
+    let rows: Vec<(i32, Vec<f32>)> = (0..1500).map(|i| (i, blobs.point())).collect();
+    let mut paths = HashMap::new();
+    for name in cases {
+        let t = format!("d_{name}");
+        exec(
+            &mut c,
+            &format!("CREATE TABLE {t} (id int, v vector({DIM})) WITH (autovacuum_enabled = off)"),
+        );
+        insert_rows(&mut c, &t, &rows);
+        exec(
+            &mut c,
+            &format!(
+                "CREATE INDEX {t}_v ON {t} USING ivfpq (v) WITH (lists = 1, m = {DIM}, nbits = 8);
+                 DELETE FROM {t} WHERE id % 10 = 0"
+            ),
+        );
+        let rel: String = c
+            .query_one(&format!("SELECT pg_relation_filepath('{t}_v')"), &[])
+            .unwrap()
+            .get(0);
+        paths.insert(name, cluster.dir.join("data").join(rel));
+    }
+    drop(c);
+    cluster.stop("fast");
+
+    let mut files: HashMap<&str, IndexFile> = HashMap::new();
+    for name in cases {
+        let mut f = IndexFile::read(paths[name].clone());
+        assert_eq!(f.chain.len(), 2, "{name}: list 0 should have two pages");
+        let (head, second) = (f.chain[0] * BLCKSZ, f.chain[1] * BLCKSZ);
+        match name {
+            // A page that links to itself.
+            "self_link" => put_u32(&mut f.bytes, head + SPECIAL_NEXT, f.chain[0] as u32),
+            // A link past the end of the index.
+            "past_end" => {
+                let past = f.blocks() as u32 + 10;
+                put_u32(&mut f.bytes, head + SPECIAL_NEXT, past)
+            }
+            // The chain ends at the head: the directory's insert page (the
+            // second page) is still list 0's, but no chain reaches it.
+            "off_chain" => {
+                assert_eq!(
+                    get_u32(&f.bytes, f.dir_block * BLCKSZ + DIR_ENTRIES + 4) as usize,
+                    f.chain[1]
+                );
+                put_u32(&mut f.bytes, head + SPECIAL_NEXT, u32::MAX);
+            }
+            "count" => f.bytes[head + SPECIAL_COUNT..head + SPECIAL_COUNT + 2]
+                .copy_from_slice(&u16::MAX.to_ne_bytes()),
+            "list_id" => put_u32(&mut f.bytes, head + SPECIAL_LIST, 7),
+            "kind" => f.bytes[second + SPECIAL_KIND..second + SPECIAL_KIND + 2]
+                .copy_from_slice(&KIND_DIR.to_ne_bytes()),
+            _ => unreachable!(),
+        }
+        f.write();
+        files.insert(name, f);
+    }
+    cluster.start_server();
+    let mut c = cluster.connect();
+    // Bounds a hang of the old code; the assertions are on the SQLSTATE.
+    exec(
+        &mut c,
+        "SET statement_timeout = '20s'; SET enable_seqscan = off; \
+         SET ivfpq.probes = 1; SET ivfpq.rerank = 100",
+    );
+    let scan = |t: &str| format!("SELECT id FROM {t} ORDER BY v <-> '[1,2,3,4]' LIMIT 5");
+    let blocks = |c: &mut Client, t: &str| index_blocks(c, &format!("{t}_v"));
+
+    // Scans, VACUUM and ivfpq_info stop at the self-link.
+    expect_corrupted(&mut c, &scan("d_self_link"), "d_self_link_v");
+    expect_corrupted(&mut c, "VACUUM d_self_link", "d_self_link_v");
+    expect_corrupted(
+        &mut c,
+        "SELECT * FROM arrw.ivfpq_info('d_self_link_v')",
+        "d_self_link_v",
+    );
+
+    // A read never extends the index.
+    let before = blocks(&mut c, "d_past_end");
+    assert_eq!(before as usize, files["past_end"].blocks());
+    expect_corrupted(&mut c, &scan("d_past_end"), "d_past_end_v");
+    expect_corrupted(
+        &mut c,
+        "SELECT * FROM arrw.ivfpq_info('d_past_end_v')",
+        "d_past_end_v",
+    );
+    expect_corrupted(&mut c, "VACUUM d_past_end", "d_past_end_v");
+    assert_eq!(blocks(&mut c, "d_past_end"), before);
+
+    // An INSERT that would land on the unreachable page fails instead, and
+    // takes neither a row nor a block with it.
+    let rows_before = count(&mut c, "SELECT count(*) FROM d_off_chain");
+    let before = blocks(&mut c, "d_off_chain");
+    expect_corrupted(
+        &mut c,
+        "INSERT INTO d_off_chain VALUES (-1, '[1,2,3,4]')",
+        "d_off_chain_v",
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM d_off_chain"),
+        rows_before
+    );
+    assert_eq!(blocks(&mut c, "d_off_chain"), before);
+
+    // A count beyond the page's capacity: scans and VACUUM refuse the page.
+    expect_corrupted(&mut c, &scan("d_count"), "d_count_v");
+    expect_corrupted(&mut c, "VACUUM d_count", "d_count_v");
+    expect_corrupted(
+        &mut c,
+        "INSERT INTO d_count VALUES (-1, '[1,2,3,4]')",
+        "d_count_v",
+    );
+
+    // A page of another list, a page of another kind on the chain.
+    expect_corrupted(&mut c, &scan("d_list_id"), "d_list_id_v");
+    expect_corrupted(&mut c, "VACUUM d_list_id", "d_list_id_v");
+    expect_corrupted(&mut c, &scan("d_kind"), "d_kind_v");
+    expect_corrupted(&mut c, "VACUUM d_kind", "d_kind_v");
+    expect_corrupted(
+        &mut c,
+        "INSERT INTO d_kind VALUES (-1, '[1,2,3,4]')",
+        "d_kind_v",
+    );
+
+    // ivfpq_check agrees, and REINDEX repairs every one.
+    for name in cases {
+        let idx = format!("d_{name}_v");
+        expect_corrupted(&mut c, &format!("SELECT arrw.ivfpq_check('{idx}')"), &idx);
+        exec(&mut c, &format!("REINDEX INDEX {idx}"));
+        assert_index_check(&mut c, &idx);
+        assert_eq!(
+            c.query(&scan(&format!("d_{name}")), &[]).unwrap().len(),
+            5,
+            "{name} after REINDEX"
+        );
+    }
+    assert_log_clean(&cluster);
+    let log = cluster.log();
+    assert!(!log.contains("panicked"), "a Rust panic in the log");
+}

@@ -1,19 +1,27 @@
 //! `arrw.ivfpq_info(index)` and `arrw.ivfpq_check(index)`: what an index holds,
 //! and a full walk that raises an ERROR on any broken invariant.
 
-use super::layout::{self, DataGeom};
+use super::layout::{self, Corrupt, DataGeom};
 use super::model;
-use super::page::{nblocks, ReadGuard};
+use super::page::{self, nblocks, ListChain, ReadGuard};
 use crate::fmgr;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::HashSet;
 
 /// Opens an ivfpq index by OID with AccessShareLock, or raises a clear error.
+/// The caller must be allowed to read the index's table: what an index holds
+/// (row counts, list sizes) is information about the table's rows.
 fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
-    // SAFETY: relation_open raises an ERROR for a missing OID; we check it is an
-    // index whose AM callbacks are ours before using it as one.
+    // SAFETY: IndexGetRelation with missing_ok only reads pg_index through the
+    // syscache; relation_open raises an ERROR for a missing OID; we check it is
+    // an index whose AM callbacks are ours before using it as one.
     unsafe {
+        // Checked before taking any lock, as for any table the caller names.
+        let heap = pg_sys::IndexGetRelation(oid, true);
+        if heap != pg_sys::InvalidOid {
+            require_select(heap);
+        }
         let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32);
         let ivfpq_am = pg_sys::get_index_am_oid(c"ivfpq".as_ptr(), false);
         let is_ours = (*(*rel).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
@@ -26,7 +34,33 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
                 format!("\"{name}\" is not an ivfpq index"),
             );
         }
+        let indrelid = (*(*rel).rd_index).indrelid;
+        if indrelid != heap {
+            require_select(indrelid);
+        }
         rel
+    }
+}
+
+/// ERROR 42501 unless the current user has SELECT on table `heap`.
+fn require_select(heap: pg_sys::Oid) {
+    // SAFETY: pg_class_aclcheck raises an ERROR itself for a missing OID;
+    // aclcheck_error raises PostgreSQL's own "permission denied for table"
+    // (insufficient_privilege) naming the table; get_rel_name returns a
+    // palloc'd name or NULL, which aclcheck_error accepts.
+    unsafe {
+        let r = pg_sys::pg_class_aclcheck(
+            heap,
+            pg_sys::GetUserId(),
+            pg_sys::ACL_SELECT as pg_sys::AclMode,
+        );
+        if r != pg_sys::AclResult::ACLCHECK_OK {
+            pg_sys::aclcheck_error(
+                r,
+                pg_sys::get_relkind_objtype(pg_sys::get_rel_relkind(heap)),
+                pg_sys::get_rel_name(heap),
+            );
+        }
     }
 }
 
@@ -37,17 +71,14 @@ fn close(rel: pg_sys::Relation) {
 
 /// Per-list row counts, walking every list's chain.
 fn list_sizes(index: pg_sys::Relation, meta: &layout::MetaData) -> Vec<u64> {
-    let geom = DataGeom::of(meta);
     (0..meta.lists)
         .map(|list| {
-            let (dir_blk, slot) = layout::dir_location(meta, list);
-            let mut blk = layout::read_dir(ReadGuard::new(index, dir_blk).page(), slot).head;
+            let dir = page::list_dir(index, meta, list);
+            let mut chain = ListChain::new(index, meta, &dir);
             let mut n = 0u64;
-            while blk != layout::INVALID_BLOCK {
+            while let Some(blk) = chain.next_block() {
                 pg_sys::check_for_interrupts!();
-                let g = ReadGuard::new(index, blk);
-                n += geom.count(g.page()) as u64;
-                blk = geom.next(g.page());
+                n += chain.visit(ReadGuard::new(index, blk).page()).count as u64;
             }
             n
         })
@@ -70,7 +101,7 @@ crate::v1! {
         // SAFETY: argument 0 is a regclass (an OID), the function is STRICT.
         let oid = pg_sys::Oid::from(unsafe { fmgr::arg(fcinfo, 0) }.value() as u32);
         let index = open_ivfpq(oid);
-        let meta = model::read_meta(index);
+        let meta = page::meta(index);
         let sizes = list_sizes(index, &meta);
         let pages = nblocks(index);
         let m = model::load(index, &meta);
@@ -111,92 +142,73 @@ crate::v1! {
         // SAFETY: argument 0 is a regclass, the function is STRICT.
         let oid = pg_sys::Oid::from(unsafe { fmgr::arg(fcinfo, 0) }.value() as u32);
         let index = open_ivfpq(oid);
-        let result = check_index(index);
-        close(index);
-        if let Err(msg) = result {
-            super::user_error(PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED, msg);
+        if let Err(e) = check_index(index) {
+            page::corrupt(index, e);
         }
+        close(index);
         fmgr::bool(true)
     }
 }
 
-fn check_index(index: pg_sys::Relation) -> Result<(), String> {
-    let name = model::rel_name(index);
-    let meta = model::read_meta(index);
+/// Everything the scan, insert and VACUUM paths check as they go (through
+/// `page::meta`, `page::list_dir` and `page::ListChain`, which raise the
+/// ERROR themselves), plus what only a full walk can see: model and directory
+/// page kinds, blocks on two chains, insert pages off their chain, heap TIDs,
+/// blocks nothing links to.
+fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
+    let meta = page::meta(index);
     let n = nblocks(index);
     let model = model::load(index, &meta);
+    let bad = |block: u32, what: String| Err(Corrupt { block, what });
     if model.lists as u32 != meta.lists || model.code_size() as u32 != meta.code_size {
-        return Err(format!(
-            "index \"{name}\": meta page and model disagree on lists or code size"
-        ));
+        return bad(
+            layout::META_BLOCK,
+            "meta page and model disagree on lists or code size".into(),
+        );
     }
     let mut seen: HashSet<u32> = HashSet::new();
     seen.insert(layout::META_BLOCK);
+    // page::meta checked that these ranges lie inside the index.
     for b in meta.model_start..meta.model_start + meta.model_pages {
-        if layout::page_kind(ReadGuard::new(index, b).page()) != layout::KIND_MODEL {
-            return Err(format!(
-                "index \"{name}\": block {b} should be a model page"
-            ));
-        }
+        layout::check_kind(ReadGuard::new(index, b).page(), b, layout::KIND_MODEL)?;
         seen.insert(b);
     }
     for b in meta.dir_start..meta.dir_start + meta.dir_pages {
-        if layout::page_kind(ReadGuard::new(index, b).page()) != layout::KIND_DIR {
-            return Err(format!(
-                "index \"{name}\": block {b} should be a directory page"
-            ));
-        }
+        layout::check_dir_page(ReadGuard::new(index, b).page(), b)?;
         seen.insert(b);
     }
     let geom = DataGeom::of(&meta);
     for list in 0..meta.lists {
-        let (dir_blk, slot) = layout::dir_location(&meta, list);
-        let e = layout::read_dir(ReadGuard::new(index, dir_blk).page(), slot);
-        let mut blk = e.head;
+        let dir = page::list_dir(index, &meta, list);
+        let mut chain = ListChain::new(index, &meta, &dir);
         let mut found_insert = false;
-        while blk != layout::INVALID_BLOCK {
+        while let Some(blk) = chain.next_block() {
             pg_sys::check_for_interrupts!();
-            if blk >= n {
-                return Err(format!(
-                    "index \"{name}\": list {list} links to block {blk} past the end ({n} blocks)"
-                ));
-            }
             if !seen.insert(blk) {
-                return Err(format!(
-                    "index \"{name}\": block {blk} is reached twice (list {list})"
-                ));
+                return bad(blk, format!("block is reached twice (list {list})"));
             }
             let g = ReadGuard::new(index, blk);
             let p = g.page();
-            if layout::page_kind(p) != layout::KIND_DATA {
-                return Err(format!(
-                    "index \"{name}\": block {blk} in list {list} is not a data page"
-                ));
-            }
-            if geom.list(p) != list {
-                return Err(format!("index \"{name}\": block {blk} belongs to list {} but is chained in list {list}", geom.list(p)));
-            }
-            if geom.count(p) > geom.capacity {
-                return Err(format!(
-                    "index \"{name}\": block {blk} claims {} entries, capacity {}",
-                    geom.count(p),
-                    geom.capacity
-                ));
-            }
-            for i in 0..geom.count(p) {
+            let h = chain.visit(p);
+            for i in 0..h.count {
                 let (tb, off) = layout::tid_parts(geom.tid(p, i));
                 if off == 0 || tb == u32::MAX {
-                    return Err(format!("index \"{name}\": block {blk} entry {i} has an invalid heap TID ({tb},{off})"));
+                    return bad(
+                        blk,
+                        format!("entry {i} has an invalid heap TID ({tb},{off})"),
+                    );
                 }
             }
-            found_insert |= blk == e.insert;
-            blk = geom.next(p);
+            found_insert |= blk == dir.entry.insert;
         }
         if !found_insert {
-            return Err(format!(
-                "index \"{name}\": list {list}'s insert page {} is not in its chain",
-                e.insert
-            ));
+            return bad(
+                dir.blk,
+                format!(
+                    "list {list}'s insert page {} is not on the list's chain",
+                    dir.entry.insert
+                ),
+            );
         }
     }
     // Blocks nobody links to: a crash between extending the relation and
@@ -207,9 +219,7 @@ fn check_index(index: pg_sys::Relation) -> Result<(), String> {
             let p = g.page();
             let is_new = p.iter().all(|&x| x == 0);
             if !is_new {
-                return Err(format!(
-                    "index \"{name}\": block {b} is not reachable from the meta page"
-                ));
+                return bad(b, "block is not reachable from the meta page".into());
             }
         }
     }

@@ -9,6 +9,11 @@
 //! 3. the directory page holding the list's entry (exclusive), to point the
 //!    list's insert page at the new page.
 //!
+//! Before step 1 the insert page the directory names is confirmed to be on the
+//! list's chain (walked from the head, one share-locked page at a time, every
+//! page checked by `page::ListChain`): a row put on a page no chain reaches
+//! would be in the table but never found by the index.
+//!
 //! Scans and VACUUM never hold a data page while waiting for the directory page,
 //! and never hold the directory page while waiting for a data page, so no cycle
 //! can form. All pages changed by one insert go into one GenericXLog record, so
@@ -16,7 +21,7 @@
 
 use super::layout::{self, DataGeom, DirEntry};
 use super::model;
-use super::page::{self, ReadGuard, WriteSet};
+use super::page::{self, WriteSet};
 use crate::memctx::RowContext;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -51,7 +56,7 @@ pub unsafe extern "C-unwind" fn aminsert(
 fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPointerData) {
     // SAFETY: non-null vector datum of the indexed column, valid for this call.
     let x = unsafe { crate::vector::VectorArg::from_datum(datum) }.x;
-    let meta = model::read_meta(index);
+    let meta = page::meta(index);
     let model = model::load(index, &meta);
     if meta.untrained == 0 && x.len() != model.dim {
         crate::vector::check(arrw_core::text::check_expected_dim(
@@ -84,28 +89,21 @@ pub fn append(
     tid: [u8; 6],
 ) {
     let geom = DataGeom::of(meta);
-    let (dir_blk, slot) = layout::dir_location(meta, list);
-    let mut blk = {
-        let g = ReadGuard::new(index, dir_blk);
-        layout::read_dir(g.page(), slot).insert
-    };
-    loop {
+    let dir = page::list_dir(index, meta, list);
+    let mut chain = page::ListChain::new(index, meta, &dir);
+    chain.seek(dir.entry.insert);
+    while let Some(blk) = chain.next_block() {
         pg_sys::check_for_interrupts!();
         let mut ws = WriteSet::new(index);
         let cur = ws.lock(index, blk);
-        let (count, next) = {
-            let p = ws.page(cur);
-            (geom.count(p), geom.next(p))
-        };
-        if count < geom.capacity {
+        let h = chain.visit(ws.page(cur));
+        if h.count < geom.capacity {
             geom.push(ws.page(cur), code, tid);
             ws.commit();
             return;
         }
-        if next != layout::INVALID_BLOCK {
+        if h.next != layout::INVALID_BLOCK {
             // Someone extended the list after we read the directory; follow.
-            drop(ws);
-            blk = next;
             continue;
         }
         let new_buf = page::extend(index);
@@ -121,10 +119,10 @@ pub fn append(
             geom.push(p, code, tid);
         }
         geom.set_next(ws.page(cur), new_blk);
-        let d = ws.lock(index, dir_blk);
-        let mut e: DirEntry = layout::read_dir(ws.page(d), slot);
+        let d = ws.lock(index, dir.blk);
+        let mut e: DirEntry = layout::read_dir(ws.page(d), dir.slot);
         e.insert = new_blk;
-        layout::write_dir(ws.page(d), slot, e);
+        layout::write_dir(ws.page(d), dir.slot, e);
         ws.commit();
         return;
     }

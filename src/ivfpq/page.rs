@@ -1,5 +1,6 @@
 //! Page access for the ivfpq index: the only file of `ivfpq/` that touches
-//! buffers, page memory and WAL directly.
+//! buffers, page memory and WAL directly, and the one home of reading index
+//! pages safely.
 //!
 //! - [`ReadGuard`]: a pinned, share-locked page, released on drop.
 //! - [`WriteSet`]: up to four exclusively locked pages changed together in one
@@ -7,11 +8,181 @@
 //!   visible (and WAL-logged) only at [`WriteSet::commit`]; dropping a `WriteSet`
 //!   without committing (an ERROR unwinding through it) aborts the record and
 //!   leaves the pages untouched. Every page write after the build goes through it.
-//! - [`extend`]: adds a block under the relation-extension lock.
+//! - [`extend`]: adds a block under the relation-extension lock (only inserts
+//!   and the build call it).
+//! - [`meta`], [`list_dir`], [`ListChain`]: the checked readers every scan,
+//!   insert, VACUUM and `ivfpq_info`/`ivfpq_check` use to find a list's pages.
+//!   No block number or count read from a page is used before
+//!   `arrw_core::layout`'s checks accept it; a broken one raises [`corrupt`]'s
+//!   ERROR (SQLSTATE XX002, the block, a REINDEX hint) instead of a wrong
+//!   answer, a hang, a read that extends the index or a panic.
 //!
-//! The layouts of the page kinds are in `layout.rs`; this file only moves bytes.
+//! The layouts of the page kinds are in `arrw_core::layout`; this file moves bytes.
 
+use super::layout::{self, Corrupt, DataHeader, DirEntry, MetaData};
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+pub use super::layout::{contents_capacity, contents_offset};
+
+/// Raises the ERROR for a broken invariant `e` of `index`: SQLSTATE XX002
+/// (index_corrupted), naming the index and the block, with a REINDEX hint.
+#[cold]
+pub fn corrupt(index: pg_sys::Relation, e: Corrupt) -> ! {
+    let name = super::model::rel_name(index);
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+        format!("ivfpq index \"{name}\" is corrupted at {e}"),
+        "ivfpq",
+    )
+    .set_hint(format!("REINDEX INDEX {}", qualified_name(index)))
+    .report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned");
+}
+
+/// `schema.name` of a relation, quoted where needed (for the hint).
+fn qualified_name(rel: pg_sys::Relation) -> String {
+    // SAFETY: rd_rel is the open relation's pg_class row; get_namespace_name
+    // returns a palloc'd name or NULL; quote_qualified_identifier returns a
+    // palloc'd NUL-terminated string built from two NUL-terminated strings.
+    unsafe {
+        let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
+        let relname = (*(*rel).rd_rel).relname.data.as_ptr();
+        let q = pg_sys::quote_qualified_identifier(nsp, relname);
+        std::ffi::CStr::from_ptr(q).to_string_lossy().into_owned()
+    }
+}
+
+fn check<T>(index: pg_sys::Relation, r: Result<T, Corrupt>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => corrupt(index, e),
+    }
+}
+
+/// The index's meta page, with every field that steers reads checked against
+/// the index's size.
+pub fn meta(index: pg_sys::Relation) -> MetaData {
+    let m = super::model::read_meta(index);
+    check(index, layout::check_meta(&m, nblocks(index)));
+    m
+}
+
+/// Where a list's directory entry is, and what it said when read.
+#[derive(Clone, Copy, Debug)]
+pub struct ListDir {
+    pub list: u32,
+    pub blk: u32,
+    pub slot: usize,
+    pub entry: DirEntry,
+    /// The index's size when the entry was checked.
+    nblocks: u32,
+}
+
+/// Reads and checks `list`'s directory entry: a directory page, and a head and
+/// insert page that are data blocks of the index.
+pub fn list_dir(index: pg_sys::Relation, meta: &MetaData, list: u32) -> ListDir {
+    if list >= meta.lists {
+        corrupt(
+            index,
+            Corrupt {
+                block: layout::META_BLOCK,
+                what: format!(
+                    "the model names list {list}, the meta page has {} lists",
+                    meta.lists
+                ),
+            },
+        );
+    }
+    let (blk, slot) = layout::dir_location(meta, list);
+    let entry = {
+        let g = ReadGuard::new(index, blk);
+        check(index, layout::check_dir_page(g.page(), blk));
+        layout::read_dir(g.page(), slot)
+    };
+    // Counted after the read: a block the entry names (an insert that just
+    // extended the list) exists by then.
+    let n = nblocks(index);
+    check(index, layout::check_dir_entry(meta, list, &entry, blk, n));
+    ListDir {
+        list,
+        blk,
+        slot,
+        entry,
+        nblocks: n,
+    }
+}
+
+/// A checked walk along a list's chain of data pages (`layout::Chain` plus the
+/// index's current size). The caller reads each block `next_block` returns
+/// with whatever lock it needs and passes the page to `visit`:
+///
+/// ```ignore
+/// let mut chain = ListChain::new(index, &meta, &dir);
+/// while let Some(blk) = chain.next_block() {
+///     let g = ReadGuard::new(index, blk);
+///     let h = chain.visit(g.page()); // h.count <= capacity, h.next checked next time
+/// }
+/// ```
+pub struct ListChain {
+    index: pg_sys::Relation,
+    chain: layout::Chain,
+    nblocks: u32,
+}
+
+impl ListChain {
+    pub fn new(index: pg_sys::Relation, meta: &MetaData, dir: &ListDir) -> ListChain {
+        ListChain {
+            index,
+            chain: layout::Chain::new(meta, dir.list, dir.blk, dir.entry.head),
+            nblocks: dir.nblocks,
+        }
+    }
+
+    /// The next block of the chain, or None at its end; ERROR on a link outside
+    /// the index's data blocks or a chain that loops.
+    pub fn next_block(&mut self) -> Option<u32> {
+        match self.chain.next_block(self.nblocks) {
+            Ok(b) => b,
+            Err(_) => {
+                // Concurrent inserts extend the index: count again before
+                // calling a link past the end we last saw corrupt.
+                self.nblocks = nblocks(self.index);
+                check(self.index, self.chain.next_block(self.nblocks))
+            }
+        }
+    }
+
+    /// Checks the page of the block `next_block` returned (data page of this
+    /// list, count within capacity) and moves on to its successor.
+    pub fn visit(&mut self, page: &[u8]) -> DataHeader {
+        check(self.index, self.chain.visit(page))
+    }
+
+    /// Walks (share-locking one page at a time) until the next block is
+    /// `target`; ERROR if the chain ends first. An insert page that no chain
+    /// reaches would take rows that no scan finds.
+    pub fn seek(&mut self, target: u32) {
+        while self.chain.peek() != target {
+            pg_sys::check_for_interrupts!();
+            let Some(blk) = self.next_block() else {
+                corrupt(
+                    self.index,
+                    Corrupt {
+                        block: target,
+                        what: format!(
+                            "list {}'s insert page is not on the list's chain",
+                            self.chain.list()
+                        ),
+                    },
+                );
+            };
+            let g = ReadGuard::new(self.index, blk);
+            self.visit(g.page());
+        }
+    }
+}
 
 /// A pinned and share-locked page.
 pub struct ReadGuard {
@@ -48,9 +219,21 @@ impl Drop for ReadGuard {
 
 /// Pins block `blk` of the index's main fork and takes its content lock in `mode`.
 fn pin_and_lock(rel: pg_sys::Relation, blk: u32, mode: u32) -> pg_sys::Buffer {
+    // InvalidBlockNumber is P_NEW to ReadBuffer: reading it would add a block.
+    // Callers pass only checked blocks; this keeps any miss from extending.
+    if blk == pg_sys::InvalidBlockNumber {
+        corrupt(
+            rel,
+            Corrupt {
+                block: blk,
+                what: "read of InvalidBlockNumber".into(),
+            },
+        );
+    }
     // SAFETY: `rel` is an open index relation (the callers are AM callbacks
-    // that received it from PostgreSQL). ReadBufferExtended raises an ERROR
-    // for a block past the end instead of returning an invalid buffer.
+    // that received it from PostgreSQL); `blk` is not P_NEW (checked above), so
+    // this reads an existing block, and ReadBufferExtended raises an ERROR for a
+    // block past the end instead of returning an invalid buffer.
     unsafe {
         let buf = pg_sys::ReadBufferExtended(
             rel,
@@ -208,16 +391,6 @@ pub fn set_lower(page: &mut [u8], used_contents: usize) {
     let lower = (contents_offset() + used_contents) as u16;
     // SAFETY: PageHeaderData starts the page; pd_lower is a u16 field of it.
     unsafe { (*(page.as_mut_ptr() as pg_sys::PageHeader)).pd_lower = lower }
-}
-
-/// Offset of the contents area (after the MAXALIGNed page header).
-pub const fn contents_offset() -> usize {
-    (std::mem::size_of::<pg_sys::PageHeaderData>() + 7) & !7
-}
-
-/// Bytes available for contents on a page with `special` bytes of special space.
-pub const fn contents_capacity(special: usize) -> usize {
-    pg_sys::BLCKSZ as usize - contents_offset() - ((special + 7) & !7)
 }
 
 /// Writes a whole new page image to a new block at the end of the index during

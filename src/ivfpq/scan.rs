@@ -29,7 +29,7 @@
 //! after its distance is computed (out-of-line vectors are detoasted copies).
 
 use super::layout::{self, DataGeom};
-use super::{model, options};
+use super::{model, options, page};
 use crate::memctx::RowContext;
 use arrw_core::ivf::{
     estimate_as_distance, exact_distance, CandidatePool, ExactPasses, IvfPqModel, Metric,
@@ -308,7 +308,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.query = unsafe { crate::vector::VectorArg::from_datum(key.sk_argument) }
         .x
         .to_vec();
-    st.meta = model::read_meta(index);
+    st.meta = page::meta(index);
     let model = model::load(index, &st.meta);
     if st.meta.untrained == 0 && st.query.len() != model.dim {
         crate::vector::check(arrw_core::text::check_expected_dim(
@@ -371,16 +371,13 @@ unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usi
     let mut dists: Vec<f32> = vec![0.0; geom.capacity];
     for &list in &st.ranked[st.probed..upto] {
         qt.set_list(list);
-        let (dir_blk, slot) = layout::dir_location(&st.meta, list);
-        let mut blk = {
-            let g = super::page::ReadGuard::new(index, dir_blk);
-            layout::read_dir(g.page(), slot).head
-        };
-        while blk != layout::INVALID_BLOCK {
+        let dir = page::list_dir(index, &st.meta, list);
+        let mut chain = page::ListChain::new(index, &st.meta, &dir);
+        while let Some(blk) = chain.next_block() {
             pg_sys::check_for_interrupts!();
-            let g = super::page::ReadGuard::new(index, blk);
+            let g = page::ReadGuard::new(index, blk);
             let page = g.page();
-            let n = geom.count(page).min(geom.capacity);
+            let n = chain.visit(page).count;
             if geom.code_size == 0 {
                 dists[..n].fill(0.0);
             } else if geom.blocked {
@@ -391,7 +388,6 @@ unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usi
             st.pool.push_all(&dists[..n], |i| {
                 tag(layout::tid_u64(geom.tid(page, i)), list)
             });
-            blk = geom.next(page);
         }
     }
     st.probed = upto;
@@ -465,22 +461,18 @@ unsafe fn exact_pass(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let mut exact = st.exact.take().expect("an exact scan in progress");
     let mut tids = Vec::with_capacity(geom.capacity);
     for list in 0..st.meta.lists {
-        let (dir_blk, slot) = layout::dir_location(&st.meta, list);
-        let mut blk = {
-            let g = super::page::ReadGuard::new(index, dir_blk);
-            layout::read_dir(g.page(), slot).head
-        };
-        while blk != layout::INVALID_BLOCK {
+        let dir = page::list_dir(index, &st.meta, list);
+        let mut chain = page::ListChain::new(index, &st.meta, &dir);
+        while let Some(blk) = chain.next_block() {
             pg_sys::check_for_interrupts!();
             // Copy the page's TIDs and release it before reading the table: no
             // index page stays locked while heap pages are read.
             tids.clear();
             {
-                let g = super::page::ReadGuard::new(index, blk);
+                let g = page::ReadGuard::new(index, blk);
                 let page = g.page();
-                let n = geom.count(page).min(geom.capacity);
+                let n = chain.visit(page).count;
                 tids.extend((0..n).map(|i| layout::tid_u64(geom.tid(page, i))));
-                blk = geom.next(page);
             }
             for &tid in &tids {
                 // SAFETY: ensure_fetch ran for this live scan.

@@ -5,10 +5,12 @@
 //! record per changed page). Pages are never unlinked, so a list's chain stays
 //! valid for concurrent scans and inserts; instead the list's insert page is moved
 //! back to the first page that now has room, so inserts refill freed space.
+//! Lists are read through `page::list_dir` and `page::ListChain`, which check
+//! every link and count before it is used (a damaged chain is an ERROR, not a
+//! loop or an out-of-bounds read).
 
 use super::layout::{self, DataGeom, DirEntry};
-use super::model;
-use super::page::WriteSet;
+use super::page::{self, WriteSet};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -29,23 +31,19 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     // the passes over-counted the index's rows), as btree does.
     // SAFETY: stats was allocated above.
     unsafe { (*stats).num_index_tuples = 0.0 };
-    let meta = model::read_meta(index);
+    let meta = page::meta(index);
     let geom = DataGeom::of(&meta);
     for list in 0..meta.lists {
-        let (dir_blk, slot) = layout::dir_location(&meta, list);
-        let entry = {
-            let g = super::page::ReadGuard::new(index, dir_blk);
-            layout::read_dir(g.page(), slot)
-        };
-        let mut blk = entry.head;
+        let dir = page::list_dir(index, &meta, list);
+        let mut chain = page::ListChain::new(index, &meta, &dir);
         let mut first_with_room = layout::INVALID_BLOCK;
-        while blk != layout::INVALID_BLOCK {
+        while let Some(blk) = chain.next_block() {
             // SAFETY: plain calls; VACUUM's cost-based delay and cancellation.
             unsafe { pg_sys::vacuum_delay_point() };
             let mut ws = WriteSet::new(index);
             let i = ws.lock(index, blk);
             let page = ws.page(i);
-            let n = geom.count(page);
+            let n = chain.visit(page).count;
             let mut dead = vec![false; n];
             let mut any = false;
             for (k, d) in dead.iter_mut().enumerate() {
@@ -65,7 +63,6 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
                 0
             };
             let remaining = geom.count(page);
-            let next = geom.next(page);
             if removed > 0 {
                 ws.commit();
             } else {
@@ -79,14 +76,13 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
             if first_with_room == layout::INVALID_BLOCK && remaining < geom.capacity {
                 first_with_room = blk;
             }
-            blk = next;
         }
-        if first_with_room != layout::INVALID_BLOCK && first_with_room != entry.insert {
+        if first_with_room != layout::INVALID_BLOCK && first_with_room != dir.entry.insert {
             let mut ws = WriteSet::new(index);
-            let d = ws.lock(index, dir_blk);
-            let mut e: DirEntry = layout::read_dir(ws.page(d), slot);
+            let d = ws.lock(index, dir.blk);
+            let mut e: DirEntry = layout::read_dir(ws.page(d), dir.slot);
             e.insert = first_with_room;
-            layout::write_dir(ws.page(d), slot, e);
+            layout::write_dir(ws.page(d), dir.slot, e);
             ws.commit();
         }
     }
@@ -111,7 +107,7 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
             return stats;
         }
         let stats = alloc_stats(stats);
-        (*stats).num_pages = super::page::nblocks((*info).index);
+        (*stats).num_pages = page::nblocks((*info).index);
         stats
     }
 }

@@ -16,6 +16,7 @@
 //! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
 //! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
+//! - [`layout`]: the ivfpq index's page layout and the checks applied to pages read.
 
 pub mod buildmem;
 pub mod cdc_options;
@@ -24,6 +25,7 @@ pub mod fastscan;
 pub mod import;
 pub mod ivf;
 pub mod kmeans;
+pub mod layout;
 pub mod pq;
 pub mod rerank;
 pub mod stop;

@@ -1,0 +1,950 @@
+//! On-disk layout of an ivfpq index, and the checks every reader applies to
+//! what it reads from a page. Plain byte layouts, no PostgreSQL calls.
+//!
+//! ```text
+//! block 0          meta page: MetaData (format, dims, metric, lists, code size,
+//!                  where the model and directory start, build statistics)
+//! blocks 1..       model pages: the trained model (IvfPqModel::to_bytes) split
+//!                  across consecutive pages' contents
+//! then             directory pages: one DirEntry per list (first page, page
+//!                  that inserts try first)
+//! then             data pages, chained per list: the codes, then
+//!                  tids[cap][6]; count and next link in the special space
+//! ```
+//! Codes on a data page are stored one of two ways (`MetaData::blocked`):
+//! - rows (8-bit codes): `codes[cap][code_size]`, entry `i` at `i × code_size`;
+//! - blocks (4-bit codes): `cap / 32` blocks of 32 transposed codes in
+//!   [`crate::fastscan`]'s layout, so a scan scores 32 codes per few SIMD
+//!   instructions; entry `i` is lane `i % 32` of block `i / 32`. Unused lanes of
+//!   the last block hold stale or zero nibbles that scans ignore (`count` bounds
+//!   every read).
+//!
+//! Every page has a standard PostgreSQL page header, so PostgreSQL's page
+//! checks, full-page images and GenericXLog all work; the special space ends
+//! with a page-kind tag.
+//!
+//! # Reading untrusted pages
+//!
+//! Index pages can be damaged (disk, bugs, someone writing into the file), and
+//! every block number and count on them steers a read. So nothing read from a
+//! page is used before one of the checks here accepts it: [`check_meta`] (the
+//! meta page's block ranges and sizes against the index's size), [`check_dir_page`]
+//! and [`check_dir_entry`] (a list's head and insert page), [`DataGeom::check`]
+//! (a data page's kind, list, count) and [`Chain`] (every link of a list's
+//! chain is a data block of the index, and the chain ends). They return
+//! [`Corrupt`] instead of panicking, for any bytes.
+
+use crate::fastscan;
+use std::fmt;
+
+/// PostgreSQL's BLCKSZ (the extension checks it matches at compile time).
+pub const PAGE_SIZE: usize = 8192;
+/// PostgreSQL's SizeOfPageHeaderData (checked by the extension, too).
+pub const PAGE_HEADER_BYTES: usize = 24;
+
+/// Offset of the contents area (after the MAXALIGNed page header).
+pub const fn contents_offset() -> usize {
+    (PAGE_HEADER_BYTES + 7) & !7
+}
+
+/// Bytes available for contents on a page with `special` bytes of special space.
+pub const fn contents_capacity(special: usize) -> usize {
+    PAGE_SIZE - contents_offset() - ((special + 7) & !7)
+}
+
+pub const META_BLOCK: u32 = 0;
+pub const MAGIC: u32 = 0x4152_5751; // "ARWQ"
+/// 2: adds `MetaData::blocked` (4-bit codes in fast-scan blocks).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Page kinds, stored in the last two bytes of every page's special space.
+pub const KIND_META: u16 = 0xA1;
+pub const KIND_MODEL: u16 = 0xA2;
+pub const KIND_DIR: u16 = 0xA3;
+pub const KIND_DATA: u16 = 0xA4;
+
+/// Size of a heap TID on disk (block hi, block lo, offset: 3 × u16).
+pub const TID_BYTES: usize = 6;
+
+/// Special space of meta, model and directory pages: just the kind tag.
+pub const SMALL_SPECIAL: usize = 8;
+/// Special space of data pages: next (u32), list (u32), count (u16), pad, kind.
+pub const DATA_SPECIAL: usize = 16;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct MetaData {
+    pub magic: u32,
+    pub version: u32,
+    pub dim: u32,
+    pub lists: u32,
+    pub code_size: u32,
+    pub metric: u32,
+    /// 1 when the index was built from no rows: it has one list and empty codes,
+    /// and scans re-rank every row (exact search) until it is rebuilt.
+    pub untrained: u32,
+    pub model_start: u32,
+    pub model_pages: u32,
+    pub model_bytes: u32,
+    pub dir_start: u32,
+    pub dir_pages: u32,
+    /// Rows encoded by the build (inserts since then are counted by ivfpq_info).
+    pub built_rows: u64,
+    /// Changes on every build; keys the per-backend model cache.
+    pub generation: u64,
+    /// `probes`/`rerank` index options captured at build (0 = not set).
+    pub probes: u32,
+    pub rerank: u32,
+    /// 1 when data pages hold codes in fast-scan blocks of 32 (4-bit codes).
+    pub blocked: u32,
+    pub _pad: u32,
+}
+
+pub const META_BYTES: usize = std::mem::size_of::<MetaData>();
+
+impl MetaData {
+    /// The first block after the directory: data pages start here.
+    pub fn first_data_block(&self) -> u32 {
+        self.dir_start.saturating_add(self.dir_pages)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct DirEntry {
+    /// First data page of the list (every list has one, from the build on).
+    pub head: u32,
+    /// Page where inserts start looking for room (follow `next` from there).
+    pub insert: u32,
+}
+
+pub const DIR_ENTRY_BYTES: usize = std::mem::size_of::<DirEntry>();
+pub const DIR_PER_PAGE: usize = contents_capacity(SMALL_SPECIAL) / DIR_ENTRY_BYTES;
+pub const MODEL_PER_PAGE: usize = contents_capacity(SMALL_SPECIAL);
+
+pub const INVALID_BLOCK: u32 = u32::MAX;
+
+/// A broken invariant found on block `block` of an index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corrupt {
+    pub block: u32,
+    pub what: String,
+}
+
+impl fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "block {}: {}", self.block, self.what)
+    }
+}
+
+fn corrupt<T>(block: u32, what: String) -> Result<T, Corrupt> {
+    Err(Corrupt { block, what })
+}
+
+// The plain-old-data readers below panic on a short slice: the validating
+// readers check a page's length (PAGE_SIZE) before any field read, and every
+// fixed offset they use lies within a page.
+fn rd<T: Copy>(bytes: &[u8], off: usize) -> T {
+    assert!(off + std::mem::size_of::<T>() <= bytes.len());
+    // SAFETY: read_unaligned has no alignment requirement; T is a plain-old-data
+    // type (integers and repr(C) structs of them) valid for any bits; the
+    // bounds were checked by the assert directly above.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().add(off) as *const T) }
+}
+
+fn wr<T: Copy>(bytes: &mut [u8], off: usize, v: T) {
+    assert!(off + std::mem::size_of::<T>() <= bytes.len());
+    // SAFETY: write_unaligned has no alignment requirement; the bounds were
+    // checked by the assert directly above.
+    unsafe { std::ptr::write_unaligned(bytes.as_mut_ptr().add(off) as *mut T, v) }
+}
+
+pub fn page_kind(page: &[u8]) -> u16 {
+    rd::<u16>(page, page.len() - 2)
+}
+
+pub fn set_page_kind(page: &mut [u8], kind: u16) {
+    let n = page.len();
+    wr::<u16>(page, n - 2, kind)
+}
+
+pub fn read_meta(page: &[u8]) -> MetaData {
+    rd(page, contents_offset())
+}
+
+pub fn write_meta(page: &mut [u8], m: &MetaData) {
+    wr(page, contents_offset(), *m)
+}
+
+pub fn read_dir(page: &[u8], slot: usize) -> DirEntry {
+    rd(page, contents_offset() + slot * DIR_ENTRY_BYTES)
+}
+
+pub fn write_dir(page: &mut [u8], slot: usize, e: DirEntry) {
+    wr(page, contents_offset() + slot * DIR_ENTRY_BYTES, e)
+}
+
+/// The directory block and slot of `list`.
+pub fn dir_location(meta: &MetaData, list: u32) -> (u32, usize) {
+    let l = list as usize;
+    (
+        meta.dir_start.saturating_add((l / DIR_PER_PAGE) as u32),
+        l % DIR_PER_PAGE,
+    )
+}
+
+fn check_len(page: &[u8], block: u32) -> Result<(), Corrupt> {
+    if page.len() != PAGE_SIZE {
+        return corrupt(
+            block,
+            format!("page has {} bytes, not {PAGE_SIZE}", page.len()),
+        );
+    }
+    Ok(())
+}
+
+/// Checks a page's kind tag (and its length).
+pub fn check_kind(page: &[u8], block: u32, kind: u16) -> Result<(), Corrupt> {
+    check_len(page, block)?;
+    let found = page_kind(page);
+    if found != kind {
+        return corrupt(
+            block,
+            format!(
+                "page kind is {found:#x}, expected {kind:#x} ({})",
+                kind_name(kind)
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn kind_name(kind: u16) -> &'static str {
+    match kind {
+        KIND_META => "meta page",
+        KIND_MODEL => "model page",
+        KIND_DIR => "directory page",
+        KIND_DATA => "data page",
+        _ => "unknown",
+    }
+}
+
+/// Reads the meta page: length, kind and magic. The format version is left to
+/// the caller (an old format is not corruption), and the fields to [`check_meta`].
+pub fn read_meta_page(page: &[u8]) -> Result<MetaData, Corrupt> {
+    check_kind(page, META_BLOCK, KIND_META)?;
+    let m = read_meta(page);
+    if m.magic != MAGIC {
+        return corrupt(META_BLOCK, format!("bad magic number {:#x}", m.magic));
+    }
+    Ok(m)
+}
+
+/// Checks the meta page's fields that steer reads, for an index of `nblocks`
+/// blocks: the model and directory block ranges lie inside the index, in order,
+/// are big enough for the model and the lists, and data pages hold at least
+/// one entry (at most what a page's u16 count can say).
+pub fn check_meta(m: &MetaData, nblocks: u32) -> Result<(), Corrupt> {
+    let b = META_BLOCK;
+    let bad = |what: String| corrupt(b, what);
+    if m.lists == 0 {
+        return bad("the index has 0 lists".into());
+    }
+    if m.untrained > 1 || m.blocked > 1 {
+        return bad(format!(
+            "flags untrained = {}, blocked = {} are not 0 or 1",
+            m.untrained, m.blocked
+        ));
+    }
+    let model_end = m.model_start as u64 + m.model_pages as u64;
+    if m.model_start == META_BLOCK || m.model_pages == 0 || model_end > m.dir_start as u64 {
+        return bad(format!(
+            "model pages {}..{} are not between the meta page and the directory (block {})",
+            m.model_start, model_end, m.dir_start
+        ));
+    }
+    if m.model_bytes as u64 > m.model_pages as u64 * MODEL_PER_PAGE as u64 {
+        return bad(format!(
+            "a model of {} bytes does not fit its {} pages",
+            m.model_bytes, m.model_pages
+        ));
+    }
+    let dir_end = m.dir_start as u64 + m.dir_pages as u64;
+    if dir_end >= nblocks as u64 {
+        return bad(format!(
+            "directory pages {}..{dir_end} leave no data pages in an index of {nblocks} blocks",
+            m.dir_start
+        ));
+    }
+    if (m.dir_pages as u64) * (DIR_PER_PAGE as u64) < m.lists as u64 {
+        return bad(format!(
+            "{} directory pages cannot hold {} lists",
+            m.dir_pages, m.lists
+        ));
+    }
+    let cap = DataGeom::of(m).capacity;
+    if cap == 0 || cap > u16::MAX as usize || (m.blocked != 0 && m.code_size == 0) {
+        return bad(format!(
+            "code size {} (blocked = {}) gives data pages no usable capacity",
+            m.code_size, m.blocked
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that block `blk` is a directory page (call [`check_meta`] first, which
+/// places the directory).
+pub fn check_dir_page(page: &[u8], blk: u32) -> Result<(), Corrupt> {
+    check_kind(page, blk, KIND_DIR)
+}
+
+/// Checks `list`'s directory entry (read from block `dir_blk`) for an index of
+/// `nblocks` blocks: both its head and insert page are data blocks.
+pub fn check_dir_entry(
+    meta: &MetaData,
+    list: u32,
+    e: &DirEntry,
+    dir_blk: u32,
+    nblocks: u32,
+) -> Result<(), Corrupt> {
+    let first = meta.first_data_block();
+    for (name, blk) in [("first", e.head), ("insert", e.insert)] {
+        if blk < first || blk >= nblocks {
+            return corrupt(
+                dir_blk,
+                format!(
+                    "list {list}'s {name} page is block {blk}, not a data block (data blocks are {first}..{nblocks})"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a data page's special space says, once checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataHeader {
+    pub next: u32,
+    pub count: usize,
+}
+
+/// Data page geometry for one code size and code layout.
+#[derive(Clone, Copy, Debug)]
+pub struct DataGeom {
+    pub code_size: usize,
+    pub capacity: usize,
+    /// Codes in fast-scan blocks of 32 (see the module docs).
+    pub blocked: bool,
+}
+
+impl DataGeom {
+    /// `blocked` needs `code_size > 0`; a zero code size always uses rows.
+    pub fn new(code_size: usize, blocked: bool) -> DataGeom {
+        let room = contents_capacity(DATA_SPECIAL);
+        if blocked && code_size > 0 {
+            let per_block = fastscan::block_bytes(code_size) + fastscan::BLOCK * TID_BYTES;
+            DataGeom {
+                code_size,
+                capacity: (room / per_block) * fastscan::BLOCK,
+                blocked: true,
+            }
+        } else {
+            DataGeom {
+                code_size,
+                capacity: room / (code_size + TID_BYTES),
+                blocked: false,
+            }
+        }
+    }
+
+    /// The geometry of an index's data pages.
+    pub fn of(meta: &MetaData) -> DataGeom {
+        DataGeom::new(meta.code_size as usize, meta.blocked != 0)
+    }
+
+    /// Checks that `page` (block `blk`) is a data page of `list` whose count fits
+    /// and that does not link to itself; returns its count and next link. The
+    /// link's range is checked by [`Chain`], which knows the index's size.
+    pub fn check(&self, page: &[u8], blk: u32, list: u32) -> Result<DataHeader, Corrupt> {
+        check_kind(page, blk, KIND_DATA)?;
+        let owner = self.list(page);
+        if owner != list {
+            return corrupt(
+                blk,
+                format!("data page of list {owner} is on the chain of list {list}"),
+            );
+        }
+        let count = self.count(page);
+        if count > self.capacity {
+            return corrupt(
+                blk,
+                format!(
+                    "data page claims {count} entries, it holds at most {}",
+                    self.capacity
+                ),
+            );
+        }
+        let next = self.next(page);
+        if next == blk {
+            return corrupt(blk, format!("data page of list {list} links to itself"));
+        }
+        Ok(DataHeader { next, count })
+    }
+
+    fn codes_off(&self) -> usize {
+        contents_offset()
+    }
+
+    fn block_bytes(&self) -> usize {
+        fastscan::block_bytes(self.code_size)
+    }
+
+    fn tids_off(&self) -> usize {
+        contents_offset() + self.capacity * self.code_size
+    }
+
+    /// Bytes of contents in use when the page is full (pd_lower target).
+    pub fn contents_len(&self) -> usize {
+        self.capacity * (self.code_size + TID_BYTES)
+    }
+
+    fn special_off(&self, page: &[u8]) -> usize {
+        page.len() - DATA_SPECIAL
+    }
+
+    pub fn next(&self, page: &[u8]) -> u32 {
+        rd(page, self.special_off(page))
+    }
+
+    pub fn set_next(&self, page: &mut [u8], next: u32) {
+        let o = self.special_off(page);
+        wr(page, o, next)
+    }
+
+    pub fn list(&self, page: &[u8]) -> u32 {
+        rd(page, self.special_off(page) + 4)
+    }
+
+    pub fn set_list(&self, page: &mut [u8], list: u32) {
+        let o = self.special_off(page) + 4;
+        wr(page, o, list)
+    }
+
+    /// The raw count field; only [`DataGeom::check`]'s result bounds it.
+    pub fn count(&self, page: &[u8]) -> usize {
+        rd::<u16>(page, self.special_off(page) + 8) as usize
+    }
+
+    pub fn set_count(&self, page: &mut [u8], n: usize) {
+        let o = self.special_off(page) + 8;
+        wr(page, o, n as u16)
+    }
+
+    /// Row layout: the codes of the page's `count` entries, contiguous.
+    pub fn codes<'p>(&self, page: &'p [u8]) -> &'p [u8] {
+        debug_assert!(!self.blocked);
+        let n = self.count(page).min(self.capacity);
+        &page[self.codes_off()..self.codes_off() + n * self.code_size]
+    }
+
+    /// Block layout: the whole blocks that hold the page's `count` entries.
+    pub fn blocks<'p>(&self, page: &'p [u8]) -> &'p [u8] {
+        debug_assert!(self.blocked);
+        let n = self.count(page).min(self.capacity);
+        let len = n.div_ceil(fastscan::BLOCK) * self.block_bytes();
+        &page[self.codes_off()..self.codes_off() + len]
+    }
+
+    /// Copies entry `i`'s code (packed, `code_size` bytes) into `out`.
+    pub fn code(&self, page: &[u8], i: usize, out: &mut [u8]) {
+        assert!(i < self.capacity && out.len() == self.code_size);
+        if self.blocked {
+            let bb = self.block_bytes();
+            let b = self.codes_off() + (i / fastscan::BLOCK) * bb;
+            fastscan::get_lane(&page[b..b + bb], i % fastscan::BLOCK, out);
+        } else {
+            let c = self.codes_off() + i * self.code_size;
+            out.copy_from_slice(&page[c..c + self.code_size]);
+        }
+    }
+
+    fn set_code(&self, page: &mut [u8], i: usize, code: &[u8]) {
+        assert!(i < self.capacity && code.len() == self.code_size);
+        if self.blocked {
+            let bb = self.block_bytes();
+            let b = self.codes_off() + (i / fastscan::BLOCK) * bb;
+            fastscan::set_lane(&mut page[b..b + bb], i % fastscan::BLOCK, code);
+        } else {
+            let c = self.codes_off() + i * self.code_size;
+            page[c..c + self.code_size].copy_from_slice(code);
+        }
+    }
+
+    pub fn tid(&self, page: &[u8], i: usize) -> [u8; TID_BYTES] {
+        rd(page, self.tids_off() + i * TID_BYTES)
+    }
+
+    /// Appends one entry; the caller checked `count < capacity`.
+    pub fn push(&self, page: &mut [u8], code: &[u8], tid: [u8; TID_BYTES]) {
+        let n = self.count(page);
+        assert!(n < self.capacity && code.len() == self.code_size);
+        self.set_code(page, n, code);
+        wr(page, self.tids_off() + n * TID_BYTES, tid);
+        self.set_count(page, n + 1);
+    }
+
+    /// Removes the entries whose index `dead(i)` says, keeping the others in
+    /// order; returns how many were removed.
+    pub fn retain(&self, page: &mut [u8], mut dead: impl FnMut(usize) -> bool) -> usize {
+        let n = self.count(page).min(self.capacity);
+        let mut keep = 0;
+        let mut code = vec![0u8; self.code_size];
+        for i in 0..n {
+            if dead(i) {
+                continue;
+            }
+            if keep != i {
+                self.code(page, i, &mut code);
+                self.set_code(page, keep, &code);
+                let (src, dst) = (
+                    self.tids_off() + i * TID_BYTES,
+                    self.tids_off() + keep * TID_BYTES,
+                );
+                page.copy_within(src..src + TID_BYTES, dst);
+            }
+            keep += 1;
+        }
+        self.set_count(page, keep);
+        n - keep
+    }
+}
+
+/// A walk along one list's chain of data pages, checking every link before it
+/// is followed and every page before it is read.
+///
+/// Use: `while let Some(blk) = chain.next_block(nblocks)? { read blk; chain.visit(..)? }`.
+/// A link must name a data block of the index (`first_data_block..nblocks`), and
+/// a chain visits at most as many pages as the index has data blocks, so a
+/// loop anywhere in it ends the walk with an error after that many steps.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    list: u32,
+    first_data: u32,
+    geom: DataGeom,
+    /// The block to visit next (INVALID_BLOCK at the end).
+    cur: u32,
+    /// The block that holds the link to `cur` (the directory block at the start).
+    from: u32,
+    /// Pages handed out by next_block so far.
+    steps: u32,
+    /// `cur` was handed out and not yet visited.
+    pending: bool,
+}
+
+impl Chain {
+    /// A walk from `head`, the list's first page as read from directory block `dir_blk`.
+    pub fn new(meta: &MetaData, list: u32, dir_blk: u32, head: u32) -> Chain {
+        Chain {
+            list,
+            first_data: meta.first_data_block(),
+            geom: DataGeom::of(meta),
+            cur: head,
+            from: dir_blk,
+            steps: 0,
+            pending: false,
+        }
+    }
+
+    /// The list being walked.
+    pub fn list(&self) -> u32 {
+        self.list
+    }
+
+    /// The block the next call of [`Chain::next_block`] returns, unchecked.
+    pub fn peek(&self) -> u32 {
+        self.cur
+    }
+
+    /// The next block to read, or None at the end of the chain. Err when the
+    /// link points outside the index's data blocks or the chain is longer
+    /// than the index has data blocks (it loops). Nothing changes on Err, so a
+    /// caller may retry with a fresh `nblocks` (the index may have grown).
+    pub fn next_block(&mut self, nblocks: u32) -> Result<Option<u32>, Corrupt> {
+        if self.pending {
+            // The caller did not visit the block: hand it out again.
+            return Ok(Some(self.cur));
+        }
+        if self.cur == INVALID_BLOCK {
+            return Ok(None);
+        }
+        if self.cur < self.first_data || self.cur >= nblocks {
+            return corrupt(
+                self.from,
+                format!(
+                    "list {} links to block {}, not a data block (data blocks are {}..{nblocks})",
+                    self.list, self.cur, self.first_data
+                ),
+            );
+        }
+        if self.steps >= nblocks.saturating_sub(self.first_data) {
+            return corrupt(
+                self.from,
+                format!(
+                    "the chain of list {} is longer than the index's {} data blocks: it loops",
+                    self.list,
+                    nblocks - self.first_data
+                ),
+            );
+        }
+        self.steps += 1;
+        self.pending = true;
+        Ok(Some(self.cur))
+    }
+
+    /// Checks `page`, the block the last [`Chain::next_block`] returned, and
+    /// moves the walk to its successor.
+    pub fn visit(&mut self, page: &[u8]) -> Result<DataHeader, Corrupt> {
+        let blk = self.cur;
+        let h = self.geom.check(page, blk, self.list)?;
+        self.pending = false;
+        self.from = blk;
+        self.cur = h.next;
+        Ok(h)
+    }
+}
+
+/// Encodes a heap TID as 6 bytes (PostgreSQL's ItemPointerData layout).
+pub fn tid_bytes(block: u32, offset: u16) -> [u8; TID_BYTES] {
+    let mut b = [0u8; TID_BYTES];
+    b[0..2].copy_from_slice(&((block >> 16) as u16).to_ne_bytes());
+    b[2..4].copy_from_slice(&(block as u16).to_ne_bytes());
+    b[4..6].copy_from_slice(&offset.to_ne_bytes());
+    b
+}
+
+/// Decodes [`tid_bytes`].
+pub fn tid_parts(b: [u8; TID_BYTES]) -> (u32, u16) {
+    let hi = u16::from_ne_bytes([b[0], b[1]]) as u32;
+    let lo = u16::from_ne_bytes([b[2], b[3]]) as u32;
+    ((hi << 16) | lo, u16::from_ne_bytes([b[4], b[5]]))
+}
+
+/// A TID packed into a u64 (for candidate heaps).
+pub fn tid_u64(b: [u8; TID_BYTES]) -> u64 {
+    let (blk, off) = tid_parts(b);
+    ((blk as u64) << 16) | off as u64
+}
+
+pub fn u64_tid(v: u64) -> (u32, u16) {
+    ((v >> 16) as u32, v as u16)
+}
+
+/// Everything a reader does with an index image, checks first, for tests and
+/// fuzzing: walks every list of the index in `pages` (one PAGE_SIZE page per
+/// block) the way scans do, reading every entry. Returns the entries per list,
+/// or the first broken invariant; never panics.
+pub fn walk_image(pages: &[&[u8]]) -> Result<Vec<usize>, Corrupt> {
+    let nblocks = u32::try_from(pages.len()).unwrap_or(u32::MAX);
+    let page = |blk: u32| -> Result<&[u8], Corrupt> {
+        match pages.get(blk as usize) {
+            Some(p) => Ok(*p),
+            None => corrupt(blk, "block past the end of the image".into()),
+        }
+    };
+    let meta = read_meta_page(page(META_BLOCK)?)?;
+    check_meta(&meta, nblocks)?;
+    let geom = DataGeom::of(&meta);
+    let mut sizes = Vec::new();
+    for b in meta.model_start..meta.model_start + meta.model_pages {
+        check_kind(page(b)?, b, KIND_MODEL)?;
+    }
+    for list in 0..meta.lists {
+        let (dir_blk, slot) = dir_location(&meta, list);
+        let dp = page(dir_blk)?;
+        check_dir_page(dp, dir_blk)?;
+        let e = read_dir(dp, slot);
+        check_dir_entry(&meta, list, &e, dir_blk, nblocks)?;
+        let mut chain = Chain::new(&meta, list, dir_blk, e.head);
+        let mut n = 0;
+        let mut code = vec![0u8; geom.code_size];
+        while let Some(blk) = chain.next_block(nblocks)? {
+            let p = page(blk)?;
+            let h = chain.visit(p)?;
+            if geom.blocked {
+                let _ = geom.blocks(p);
+            } else {
+                let _ = geom.codes(p);
+            }
+            for i in 0..h.count {
+                geom.code(p, i, &mut code);
+                let _ = tid_parts(geom.tid(p, i));
+            }
+            n += h.count;
+        }
+        sizes.push(n);
+    }
+    Ok(sizes)
+}
+
+/// A page with a standard-looking header: pd_special at PAGE_SIZE - special.
+fn blank(special: usize, kind: u16) -> Vec<u8> {
+    let mut p = vec![0u8; PAGE_SIZE];
+    let sp = (PAGE_SIZE - ((special + 7) & !7)) as u16;
+    p[12..14].copy_from_slice(&(contents_offset() as u16).to_ne_bytes());
+    p[14..16].copy_from_slice(&sp.to_ne_bytes());
+    p[16..18].copy_from_slice(&sp.to_ne_bytes());
+    set_page_kind(&mut p, kind);
+    p
+}
+
+/// A small sound index image, for tests and fuzzing: meta, one model page,
+/// directory pages, then `pages_per_list` chained data pages per list, `fill`
+/// entries each (`fill` at most the page capacity).
+pub fn example_image(
+    lists: u32,
+    code_size: usize,
+    blocked: bool,
+    pages_per_list: u32,
+    fill: usize,
+) -> Vec<Vec<u8>> {
+    let geom = DataGeom::new(code_size, blocked);
+    let mut meta = MetaData {
+        magic: MAGIC,
+        version: FORMAT_VERSION,
+        dim: 8,
+        lists,
+        code_size: code_size as u32,
+        model_start: 1,
+        model_pages: 1,
+        model_bytes: 100,
+        dir_start: 2,
+        dir_pages: (lists as usize).div_ceil(DIR_PER_PAGE) as u32,
+        blocked: blocked as u32,
+        ..Default::default()
+    };
+    let mut pages = vec![
+        blank(SMALL_SPECIAL, KIND_META),
+        blank(SMALL_SPECIAL, KIND_MODEL),
+    ];
+    for _ in 0..meta.dir_pages {
+        pages.push(blank(SMALL_SPECIAL, KIND_DIR));
+    }
+    let first = pages.len() as u32;
+    meta.generation = 1;
+    write_meta(&mut pages[0], &meta);
+    let code = vec![0x5au8; code_size];
+    for list in 0..lists {
+        let head = first + list * pages_per_list;
+        for k in 0..pages_per_list {
+            let mut p = blank(DATA_SPECIAL, KIND_DATA);
+            geom.set_list(&mut p, list);
+            let last = k + 1 == pages_per_list;
+            geom.set_next(&mut p, if last { INVALID_BLOCK } else { head + k + 1 });
+            for i in 0..fill.min(geom.capacity) {
+                geom.push(&mut p, &code, tid_bytes(list * 1000 + k, i as u16 + 1));
+            }
+            pages.push(p);
+        }
+        let (db, slot) = dir_location(&meta, list);
+        let e = DirEntry {
+            head,
+            insert: head + pages_per_list - 1,
+        };
+        write_dir(&mut pages[db as usize], slot, e);
+    }
+    pages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn image(lists: u32, code_size: usize, blocked: bool, ppl: u32, fill: usize) -> Vec<Vec<u8>> {
+        example_image(lists, code_size, blocked, ppl, fill)
+    }
+
+    fn walk(pages: &[Vec<u8>]) -> Result<Vec<usize>, Corrupt> {
+        let refs: Vec<&[u8]> = pages.iter().map(|p| p.as_slice()).collect();
+        walk_image(&refs)
+    }
+
+    const NEXT: usize = PAGE_SIZE - DATA_SPECIAL;
+    const LIST: usize = NEXT + 4;
+    const COUNT: usize = NEXT + 8;
+
+    fn put_u32(p: &mut [u8], off: usize, v: u32) {
+        p[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    #[test]
+    fn sound_image_walks() {
+        let pages = image(3, 8, false, 2, 10);
+        assert_eq!(walk(&pages).unwrap(), vec![20, 20, 20]);
+        let pages = image(2, 4, true, 3, 40);
+        assert_eq!(walk(&pages).unwrap(), vec![120, 120]);
+    }
+
+    #[test]
+    fn self_link_is_an_error() {
+        let mut pages = image(2, 8, false, 2, 5);
+        // list 0: blocks 3 -> 4; make 4 link to itself
+        put_u32(&mut pages[4], NEXT, 4);
+        let e = walk(&pages).unwrap_err();
+        assert_eq!(e.block, 4);
+        assert!(e.what.contains("links to itself"), "{e}");
+    }
+
+    #[test]
+    fn longer_loop_is_an_error() {
+        let mut pages = image(1, 8, false, 3, 5);
+        // 3 -> 4 -> 5 -> 3
+        put_u32(&mut pages[5], NEXT, 3);
+        let e = walk(&pages).unwrap_err();
+        assert!(e.what.contains("loops"), "{e}");
+    }
+
+    #[test]
+    fn link_past_the_end_is_an_error() {
+        let mut pages = image(1, 8, false, 2, 5);
+        put_u32(&mut pages[3], NEXT, 100);
+        let e = walk(&pages).unwrap_err();
+        assert_eq!(e.block, 3);
+        assert!(e.what.contains("links to block 100"), "{e}");
+        // A link back into the model or directory pages is as bad.
+        put_u32(&mut pages[3], NEXT, 1);
+        assert!(walk(&pages).unwrap_err().what.contains("links to block 1,"));
+    }
+
+    #[test]
+    fn count_over_capacity_is_an_error() {
+        let mut pages = image(1, 8, false, 1, 5);
+        pages[3][COUNT..COUNT + 2].copy_from_slice(&u16::MAX.to_ne_bytes());
+        let e = walk(&pages).unwrap_err();
+        assert!(e.what.contains("claims 65535 entries"), "{e}");
+    }
+
+    #[test]
+    fn wrong_list_or_kind_is_an_error() {
+        let mut pages = image(2, 8, false, 1, 5);
+        put_u32(&mut pages[3], LIST, 7);
+        assert!(walk(&pages)
+            .unwrap_err()
+            .what
+            .contains("list 7 is on the chain of list 0"));
+        let mut pages = image(2, 8, false, 1, 5);
+        set_page_kind(&mut pages[4], KIND_DIR);
+        let e = walk(&pages).unwrap_err();
+        assert_eq!(e.block, 4);
+        assert!(e.what.contains("expected 0xa4"), "{e}");
+    }
+
+    #[test]
+    fn bad_directory_entries_are_errors() {
+        let mut pages = image(2, 8, false, 1, 5);
+        write_dir(
+            &mut pages[2],
+            1,
+            DirEntry {
+                head: INVALID_BLOCK,
+                insert: 4,
+            },
+        );
+        assert!(walk(&pages)
+            .unwrap_err()
+            .what
+            .contains("first page is block 4294967295"));
+        let mut pages = image(2, 8, false, 1, 5);
+        write_dir(&mut pages[2], 0, DirEntry { head: 3, insert: 9 });
+        assert!(walk(&pages)
+            .unwrap_err()
+            .what
+            .contains("insert page is block 9"));
+    }
+
+    #[test]
+    fn bad_meta_fields_are_errors() {
+        let pages = image(2, 8, false, 1, 5);
+        let meta = read_meta(&pages[0]);
+        assert!(check_meta(&meta, 5).is_ok());
+        let bad = [
+            MetaData { lists: 0, ..meta },
+            MetaData {
+                lists: 100_000,
+                ..meta
+            },
+            MetaData {
+                model_start: 0,
+                ..meta
+            },
+            MetaData {
+                model_pages: u32::MAX,
+                ..meta
+            },
+            MetaData {
+                model_bytes: u32::MAX,
+                ..meta
+            },
+            MetaData {
+                dir_start: u32::MAX,
+                ..meta
+            },
+            MetaData {
+                dir_pages: 40,
+                ..meta
+            },
+            MetaData {
+                code_size: 9000,
+                ..meta
+            },
+            MetaData {
+                code_size: 0,
+                blocked: 1,
+                ..meta
+            },
+        ];
+        for m in bad {
+            assert!(check_meta(&m, 5).is_err(), "{m:?}");
+        }
+        // The index must have room for data pages after the directory.
+        assert!(check_meta(&meta, 3).is_err());
+    }
+
+    #[test]
+    fn short_pages_are_errors() {
+        let pages = image(1, 8, false, 1, 5);
+        let refs: Vec<&[u8]> = vec![&pages[0][..100]];
+        assert!(walk_image(&refs).is_err());
+        assert!(walk_image(&[]).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Any mutation of any bytes of a sound image gives Ok or Err, never a
+        /// panic, and a walk that is Ok read counts within capacity.
+        #[test]
+        fn mutated_images_never_panic(
+            blocked in any::<bool>(),
+            muts in proptest::collection::vec((0usize..16, 0usize..PAGE_SIZE, any::<u8>()), 1..40),
+            tail in proptest::collection::vec((0usize..16, 0usize..16, any::<u8>()), 0..20),
+        ) {
+            let code_size = if blocked { 4 } else { 8 };
+            let mut pages = image(3, code_size, blocked, 3, 50);
+            let n = pages.len();
+            for (b, off, v) in muts {
+                pages[b % n][off] = v;
+            }
+            // Mutations focused on the special spaces and the meta/dir fields.
+            for (b, k, v) in tail {
+                let p = &mut pages[b % n];
+                let off = if k < 8 { PAGE_SIZE - 1 - k } else { contents_offset() + (k - 8) * 4 };
+                p[off] = v;
+            }
+            let geom = DataGeom::new(code_size, blocked);
+            if let Ok(sizes) = walk(&pages) {
+                prop_assert!(sizes.iter().all(|&s| s <= geom.capacity * n));
+            }
+        }
+    }
+}

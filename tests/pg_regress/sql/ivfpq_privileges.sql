@@ -1,0 +1,40 @@
+-- arrw.ivfpq_info and arrw.ivfpq_check report row counts and list sizes: they
+-- answer only to users who may SELECT from the index's table (42501, naming
+-- the table, otherwise), and the SQL one runs with a fixed search_path.
+
+CREATE TABLE ivp (id int, v vector(2));
+INSERT INTO ivp SELECT i, ARRAY[i % 7, i % 3] FROM generate_series(1, 50) i;
+CREATE INDEX ivp_idx ON ivp USING ivfpq (v) WITH (lists = 2, m = 1);
+CREATE ROLE regress_ivfpq_reader;
+
+SET ROLE regress_ivfpq_reader;
+\set VERBOSITY sqlstate
+SELECT rows FROM arrw.ivfpq_info('ivp_idx');
+SELECT arrw._ivfpq_info_json('ivp_idx') IS NOT NULL;
+SELECT arrw.ivfpq_check('ivp_idx');
+\set VERBOSITY default
+SELECT arrw.ivfpq_check('ivp_idx');
+RESET ROLE;
+
+-- With SELECT on the table (and nothing else) both answer.
+GRANT SELECT ON ivp TO regress_ivfpq_reader;
+SET ROLE regress_ivfpq_reader;
+SELECT lists, rows FROM arrw.ivfpq_info('ivp_idx');
+SELECT arrw.ivfpq_check('ivp_idx');
+RESET ROLE;
+
+-- SELECT on one column is not SELECT on the table.
+REVOKE SELECT ON ivp FROM regress_ivfpq_reader;
+GRANT SELECT (id) ON ivp TO regress_ivfpq_reader;
+SET ROLE regress_ivfpq_reader;
+SELECT rows FROM arrw.ivfpq_info('ivp_idx');
+RESET ROLE;
+
+-- Every SQL-language arrw function that reports on a relation pins search_path.
+SELECT p.oid::regprocedure, p.proconfig
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'arrw' AND p.proname LIKE 'ivfpq%' AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql')
+ORDER BY 1::text;
+
+DROP TABLE ivp;
+DROP ROLE regress_ivfpq_reader;
