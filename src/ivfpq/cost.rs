@@ -6,7 +6,7 @@
 //! the heap. So that is the startup cost; the per-row cost after it is small. The
 //! planner scales the run cost by LIMIT / rows, which makes a small LIMIT cheap.
 
-use super::{model, options};
+use super::{options, page};
 use pgrx::pg_sys;
 
 #[pg_guard]
@@ -36,7 +36,7 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         }
         let info = (*path).indexinfo;
         let rel = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as i32);
-        let meta = model::read_meta(rel);
+        let meta = page::read_meta(rel);
         let opts = options::of(rel);
         pg_sys::index_close(rel, pg_sys::NoLock as i32);
         let lists = meta.lists.max(1) as f64;

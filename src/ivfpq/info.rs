@@ -27,7 +27,7 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
         let is_ours = (*(*rel).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
             && (*(*rel).rd_rel).relam == ivfpq_am;
         if !is_ours {
-            let name = model::rel_name(rel);
+            let name = page::rel_name(rel);
             pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
             super::user_error(
                 PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,

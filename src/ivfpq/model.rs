@@ -6,8 +6,8 @@
 //! model keyed by the index's relfilenode and the build's generation number (a
 //! REINDEX writes a new relfilenode and generation; VACUUM never changes a model).
 
-use super::layout::{self, MetaData, KIND_META, MAGIC};
-use super::page::ReadGuard;
+use super::layout::{self, MetaData};
+use super::page::{rel_name, ReadGuard};
 use arrw_core::ivf::{IvfPqModel, Metric};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -21,30 +21,6 @@ thread_local! {
     // Backends are single-threaded; the cache is only touched from PostgreSQL's
     // own thread (never from rayon workers).
     static CACHE: RefCell<HashMap<Key, Rc<IvfPqModel>>> = RefCell::new(HashMap::new());
-}
-
-/// Reads and checks the meta page.
-pub fn read_meta(index: pg_sys::Relation) -> MetaData {
-    let g = ReadGuard::new(index, layout::META_BLOCK);
-    let m = layout::read_meta(g.page());
-    if m.magic != MAGIC || layout::page_kind(g.page()) != KIND_META {
-        super::user_error(
-            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
-            format!("ivfpq index \"{}\" has no valid meta page", rel_name(index)),
-        );
-    }
-    if m.version != layout::FORMAT_VERSION {
-        super::user_error(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!(
-                "ivfpq index \"{}\" has on-disk format {}, this arrw reads {}; REINDEX it",
-                rel_name(index),
-                m.version,
-                layout::FORMAT_VERSION
-            ),
-        );
-    }
-    m
 }
 
 /// The model of `index`, from the cache or from its pages.
@@ -118,14 +94,5 @@ pub fn metric_of(index: pg_sys::Relation) -> Metric {
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("ivfpq does not support the distance function {other}"),
         ),
-    }
-}
-
-pub fn rel_name(rel: pg_sys::Relation) -> String {
-    // SAFETY: rd_rel->relname is a NUL-terminated NameData of the open relation.
-    unsafe {
-        std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
-            .to_string_lossy()
-            .into_owned()
     }
 }

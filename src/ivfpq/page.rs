@@ -19,7 +19,7 @@
 //!
 //! The layouts of the page kinds are in `arrw_core::layout`; this file moves bytes.
 
-use super::layout::{self, Corrupt, DataHeader, DirEntry, MetaData};
+use super::layout::{self, Corrupt, DataHeader, DirEntry, MetaData, KIND_META, MAGIC};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -30,7 +30,7 @@ pub use super::layout::{contents_capacity, contents_offset};
 /// (index_corrupted), naming the index and the block, with a REINDEX hint.
 #[cold]
 pub fn corrupt(index: pg_sys::Relation, e: Corrupt) -> ! {
-    let name = super::model::rel_name(index);
+    let name = rel_name(index);
     ErrorReport::new(
         PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
         format!("ivfpq index \"{name}\" is corrupted at {e}"),
@@ -61,10 +61,45 @@ fn check<T>(index: pg_sys::Relation, r: Result<T, Corrupt>) -> T {
     }
 }
 
+/// Reads the meta page and checks its magic, kind and format version (what
+/// `meta` checks beside it needs the index's size).
+pub fn read_meta(index: pg_sys::Relation) -> MetaData {
+    let g = ReadGuard::new(index, layout::META_BLOCK);
+    let m = layout::read_meta(g.page());
+    if m.magic != MAGIC || layout::page_kind(g.page()) != KIND_META {
+        super::user_error(
+            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+            format!("ivfpq index \"{}\" has no valid meta page", rel_name(index)),
+        );
+    }
+    if m.version != layout::FORMAT_VERSION {
+        super::user_error(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "ivfpq index \"{}\" has on-disk format {}, this arrw reads {}; REINDEX it",
+                rel_name(index),
+                m.version,
+                layout::FORMAT_VERSION
+            ),
+        );
+    }
+    m
+}
+
+/// The index's name, for messages.
+pub fn rel_name(rel: pg_sys::Relation) -> String {
+    // SAFETY: rd_rel->relname is a NUL-terminated NameData of the open relation.
+    unsafe {
+        std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// The index's meta page, with every field that steers reads checked against
 /// the index's size.
 pub fn meta(index: pg_sys::Relation) -> MetaData {
-    let m = super::model::read_meta(index);
+    let m = read_meta(index);
     check(index, layout::check_meta(&m, nblocks(index)));
     m
 }
