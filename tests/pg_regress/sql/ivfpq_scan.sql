@@ -150,8 +150,9 @@ RESET ivfpq.iterative_scan;
 -- candidates in estimated order without reading the table. Observable with a
 -- zero vector under cosine distance: its exact distance is NaN, which sorts
 -- last (as in a sequential scan); its estimated distance is an ordinary number
--- (here it comes 4th). With rerank = 3 the candidates are re-ranked in batches
--- of 3 in estimated order, so the zero vector ends its batch.
+-- (here it comes 4th). With rerank = 1 or 3 the candidates are re-ranked in
+-- batches, and the rows still come out in exact order across batches, the zero
+-- vector last.
 CREATE TABLE ivr (id int, v vector(2));
 INSERT INTO ivr VALUES (1, '[1,0]'), (2, '[1,1]'), (3, '[0,1]'), (4, '[-1,1]'),
   (5, '[-1,0]'), (6, '[-1,-1]'), (7, '[0,-1]'), (8, '[1,-1]'), (9, '[0,0]');
