@@ -1087,6 +1087,9 @@ pub struct CandidatePool<T> {
     bound: f32,
     batch: usize,
     cap: usize,
+    /// [`CandidatePool::best`] since the last change (a scan asks for it before
+    /// every row it hands out, far more often than the pool changes).
+    best: Option<Option<f32>>,
 }
 
 impl<T: Copy> CandidatePool<T> {
@@ -1099,6 +1102,7 @@ impl<T: Copy> CandidatePool<T> {
             bound: f32::INFINITY,
             batch: batch.max(1),
             cap: cap.max(1),
+            best: None,
         }
     }
 
@@ -1115,6 +1119,7 @@ impl<T: Copy> CandidatePool<T> {
     /// Adds `dists.len()` candidates, the `i`-th with item `item(i)` (one page of
     /// a list: the per-entry work is a comparison and a push).
     pub fn push_all(&mut self, dists: &[f32], item: impl Fn(usize) -> T) {
+        self.best = None;
         self.near.reserve(dists.len());
         self.far.reserve(dists.len());
         let bound = self.bound;
@@ -1135,7 +1140,16 @@ impl<T: Copy> CandidatePool<T> {
     }
 
     /// The best estimate held (NaN only when every estimate is NaN).
-    pub fn best(&self) -> Option<f32> {
+    pub fn best(&mut self) -> Option<f32> {
+        if let Some(b) = self.best {
+            return b;
+        }
+        let b = self.find_best();
+        self.best = Some(b);
+        b
+    }
+
+    fn find_best(&self) -> Option<f32> {
         // Everything in `near` is at most the bound and everything in `far`
         // above it (or NaN), so the best is in `near` unless it is empty.
         let v = if self.near.is_empty() {
@@ -1180,6 +1194,7 @@ impl<T: Copy> CandidatePool<T> {
 
     /// Drops all but the best `n` candidates.
     pub fn keep_best(&mut self, n: usize) {
+        self.best = None;
         if self.len() > n {
             self.merge();
             select_best(&mut self.near, n);
@@ -1189,6 +1204,7 @@ impl<T: Copy> CandidatePool<T> {
 
     /// Removes and returns the `k` best candidates held (in no particular order).
     pub fn pop_best(&mut self, k: usize) -> Vec<(f32, T)> {
+        self.best = None;
         // Every `near` entry is ≤ bound < every `far` entry, so the best k of all
         // are in `near` when it holds k of them.
         if k > self.near.len() && !self.far.is_empty() {
@@ -1839,6 +1855,10 @@ mod tests {
             all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             let mut taken = 0;
             for &k in &pops {
+                // best() is the best estimate left (NaN last), also when cached.
+                let want_best = all.get(taken).map(|e| e.0.to_bits());
+                prop_assert_eq!(pool.best().map(f32::to_bits), want_best);
+                prop_assert_eq!(pool.best().map(f32::to_bits), want_best);
                 let mut got = pool.pop_best(k);
                 got.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 let want = &all[taken..(taken + k).min(all.len())];
