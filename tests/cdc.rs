@@ -1270,7 +1270,7 @@ fn watch_latency() {
     const N: usize = 400;
     let (cl, mut c) = setup("cdc-latency");
     c.batch_execute(
-        "CREATE TABLE docs (id int PRIMARY KEY, body text); SELECT arrw.watch('docs');
+        "CREATE TABLE docs (id int PRIMARY KEY, body text); SELECT arrw.watch('docs', include_keys => true);
          CREATE TABLE plain (id int PRIMARY KEY, body text);",
     )
     .unwrap();
