@@ -12,7 +12,7 @@
 //!   table once (no row lost, none duplicated), and
 //! - a query for a row's own vector returns that row first.
 
-use arrw_tests::Cluster;
+use arrw_tests::{exec, msg, Cluster, Rng};
 use pgvector::Vector;
 use postgres::Client;
 use std::collections::{BTreeSet, HashMap};
@@ -22,35 +22,6 @@ use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------
 // Deterministic data
-
-/// SplitMix64: tiny, seedable, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// Standard normal (Box-Muller).
-    fn gauss(&mut self) -> f64 {
-        let u1 = self.unit().max(1e-12);
-        let u2 = self.unit();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
 
 /// Gaussian blobs: `k` centres uniform in [-10, 10]^dim, points at N(0, 1) around them.
 struct Blobs {
@@ -97,19 +68,6 @@ fn lit(v: &[f32]) -> String {
 /// Progress lines (shown with `--nocapture`), with the time since the test began.
 fn step(t0: Instant, what: &str) {
     eprintln!("[{:6.2}s] {what}", t0.elapsed().as_secs_f64());
-}
-
-/// The server's message of an error ("db error" is all Display shows).
-fn msg(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| format!("{}: {}", d.code().code(), d.message()))
-        .unwrap_or_else(|| e.to_string())
-}
-
-fn exec(c: &mut Client, sql: &str) {
-    if let Err(e) = c.batch_execute(sql) {
-        panic!("{sql}: {}", msg(&e));
-    }
 }
 
 fn count(c: &mut Client, sql: &str) -> i64 {

@@ -8,22 +8,11 @@
 //! grew by the size of the vectors read (a build of 1536-d rows kept every
 //! detoasted vector until the statement ended).
 
-use arrw_tests::Cluster;
+use arrw_tests::{exec, msg, Cluster};
 use postgres::Client;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn exec(c: &mut Client, sql: &str) {
-    c.batch_execute(sql)
-        .unwrap_or_else(|e| panic!("{sql}: {}", msg(&e)));
-}
-
-fn msg(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| format!("{} ({})", d.message(), d.code().code()))
-        .unwrap_or_else(|| e.to_string())
-}
 
 fn backend_pid(c: &mut Client) -> i32 {
     c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)

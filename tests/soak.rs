@@ -13,8 +13,7 @@
 //!
 //! It runs about a minute (ARRW_SOAK_SECONDS per round, default 15, 3 rounds).
 
-use arrw_tests::Cluster;
-use postgres::Client;
+use arrw_tests::{exec, msg, Cluster, Rng};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -22,12 +21,6 @@ use std::time::{Duration, Instant};
 
 const DIM: usize = 16;
 const LISTS: usize = 16;
-
-fn msg(e: &postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| format!("{}: {}", d.code().code(), d.message()))
-        .unwrap_or_else(|| e.to_string())
-}
 
 /// The error says the server is going away (the round's kill), not that a
 /// statement failed: no server error at all, or operator intervention (57...)
@@ -37,39 +30,16 @@ fn server_gone(e: &postgres::Error) -> bool {
         .is_none_or(|d| d.code().code().starts_with("57") || d.code().code().starts_with("08"))
 }
 
-fn exec(c: &mut Client, sql: &str) {
-    if let Err(e) = c.batch_execute(sql) {
-        panic!("{sql}: {}", msg(&e));
-    }
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// A point near one of 8 fixed centres (so the lists mean something).
-    fn point(&mut self) -> String {
-        let centre = (self.next() % 8) as f32;
-        let v: Vec<String> = (0..DIM)
-            .map(|j| {
-                let c = if j % 8 == centre as usize { 10.0 } else { 0.0 };
-                format!("{}", c + self.unit())
-            })
-            .collect();
-        format!("[{}]", v.join(","))
-    }
+/// A point near one of 8 fixed centres (so the lists mean something).
+fn point(rng: &mut Rng) -> String {
+    let centre = rng.below(8);
+    let v: Vec<String> = (0..DIM)
+        .map(|j| {
+            let c = if j % 8 == centre { 10.0 } else { 0.0 };
+            format!("{}", c + rng.unit() as f32)
+        })
+        .collect();
+    format!("[{}]", v.join(","))
 }
 
 fn round_seconds() -> u64 {
@@ -104,7 +74,7 @@ fn round(cluster: &Cluster, ledger: &Mutex<Ledger>, round_no: u64) {
                 let mut rng = Rng(round_no * 1000 + w);
                 let mut id = ((round_no * 10 + w) as i64) * 1_000_000;
                 while !stop.load(Ordering::Relaxed) {
-                    let sql = format!("INSERT INTO soak VALUES ({id}, '{}')", rng.point());
+                    let sql = format!("INSERT INTO soak VALUES ({id}, '{}')", point(&mut rng));
                     match c.batch_execute(&sql) {
                         Err(e) if !server_gone(&e) => panic!("{sql}: {}", msg(&e)),
                         Ok(()) => {
@@ -130,7 +100,7 @@ fn round(cluster: &Cluster, ledger: &Mutex<Ledger>, round_no: u64) {
                         if l.live.is_empty() {
                             None
                         } else {
-                            let i = (rng.next() % l.live.len() as u64) as usize;
+                            let i = rng.below(l.live.len());
                             let id = l.live.swap_remove(i);
                             l.deleting.insert(id);
                             Some(id)
@@ -164,7 +134,7 @@ fn round(cluster: &Cluster, ledger: &Mutex<Ledger>, round_no: u64) {
                 while !stop.load(Ordering::Relaxed) {
                     let sql = format!(
                         "SELECT id FROM soak ORDER BY v <-> '{}' LIMIT 10",
-                        rng.point()
+                        point(&mut rng)
                     );
                     match c.query(&sql, &[]) {
                         Ok(rows) => assert!(!rows.is_empty(), "a k-NN query returned nothing"),
@@ -301,7 +271,7 @@ fn soak_concurrent_writes_queries_vacuum_and_jobs_across_crashes() {
         for chunk in (0..4000i64).collect::<Vec<_>>().chunks(500) {
             let values: Vec<String> = chunk
                 .iter()
-                .map(|id| format!("({id}, '{}')", rng.point()))
+                .map(|id| format!("({id}, '{}')", point(&mut rng)))
                 .collect();
             exec(
                 &mut c,
