@@ -1174,7 +1174,12 @@ impl<T: Copy> CandidatePool<T> {
     /// Keeps the best `batch` entries of `near`, moves the others to `far` and
     /// lowers the bound to the worst kept estimate.
     fn tighten(&mut self) {
-        let k = self.batch;
+        self.tighten_to(self.batch);
+    }
+
+    /// Keeps the best `k` entries of `near`, moves the others to `far` and lowers
+    /// the bound to the worst kept estimate.
+    fn tighten_to(&mut self, k: usize) {
         if self.near.len() <= k {
             return;
         }
@@ -1209,6 +1214,10 @@ impl<T: Copy> CandidatePool<T> {
         // are in `near` when it holds k of them.
         if k > self.near.len() && !self.far.is_empty() {
             self.merge();
+            // A deep scan pops batch after batch: keep the next few batches apart
+            // again, so each pop selects from a few hundred entries, not from
+            // every candidate left.
+            self.tighten_to(k.saturating_mul(4).max(64));
         }
         let k = k.min(self.near.len());
         select_best(&mut self.near, k);
