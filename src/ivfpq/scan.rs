@@ -10,7 +10,7 @@
 //! Rows leave in exact distance order across batches, not just within one
 //! (`arrw_core::rerank::OrderedRerank`): the nearest re-ranked row is handed out
 //! only when no candidate still waiting could be closer (its estimate minus the
-//! 99th percentile of how far estimates have overshot exact distances in this
+//! largest amount by which estimates have overshot exact distances in this
 //! scan) and, with `ivfpq.iterative_scan` on, no list not yet probed could hold a
 //! closer row (its centroid distance plus the 1st percentile of how far re-ranked
 //! rows lay beyond their own list's centroid). Otherwise the scan re-ranks the
