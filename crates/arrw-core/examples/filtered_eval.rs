@@ -58,8 +58,8 @@ impl Scan<'_> {
     fn passes(&self, f: Filter, id: u32) -> bool {
         match f {
             Filter::All => true,
-            Filter::Spread(n) => hash(id) % n == 0,
-            Filter::Lists(n) => self.list_of[id as usize] % n == 0,
+            Filter::Spread(n) => hash(id).is_multiple_of(n),
+            Filter::Lists(n) => self.list_of[id as usize].is_multiple_of(n),
         }
     }
 
@@ -292,13 +292,13 @@ fn main() -> Result<(), String> {
         for rule in &rules {
             let t = Instant::now();
             let (mut hits, mut total, mut fetched, mut probed) = (0, 0, 0, 0);
-            for qi in 0..nq {
+            for (qi, want) in truth.iter().enumerate() {
                 let q = &query.data[qi * dim..(qi + 1) * dim];
                 let (got, fe, pr) = scan.run(q, f, kk, rule.0, rule.1, list_q);
                 fetched += fe;
                 probed += pr;
-                total += truth[qi].len();
-                hits += got.iter().filter(|id| truth[qi].contains(id)).count();
+                total += want.len();
+                hits += got.iter().filter(|id| want.contains(id)).count();
             }
             let secs = t.elapsed().as_secs_f64();
             let label = match rule {

@@ -176,7 +176,7 @@ mod tests {
             let budget = budget_mb << 20;
             match plan(budget, &s, sampled, wanted) {
                 Ok(p) => {
-                    prop_assert!(p.train_rows <= sampled.max(0));
+                    prop_assert!(p.train_rows <= sampled);
                     prop_assert!(p.train_rows >= lists.min(sampled));
                     prop_assert!(s.model_bytes() + TRAIN_COPIES * p.train_rows * dim * 4 <= budget);
                     prop_assert!(p.encode_rows >= MIN_ENCODE_ROWS);
