@@ -9,36 +9,11 @@
 
 #![no_main]
 
-use arrw_core::import::{arg_batch_rows, check_keys, copy_args, ArgValue, MAX_BATCH_ROWS};
+use arrw_core::import::{
+    arg_batch_rows, check_keys, copy_args, ArgValue, IMPORT_KEYS, MAX_BATCH_ROWS,
+};
 use libfuzzer_sys::fuzz_target;
 
-const KEYS: &[&str] = &[
-    "table",
-    "path",
-    "format",
-    "batch_rows",
-    "header",
-    "delimiter",
-    "null",
-    "quote",
-    "escape",
-    "encoding",
-    "columns",
-    "colour",
-];
-const ACCEPTED: &[&str] = &[
-    "table",
-    "path",
-    "format",
-    "batch_rows",
-    "header",
-    "delimiter",
-    "null",
-    "quote",
-    "escape",
-    "encoding",
-    "columns",
-];
 const TYPES: &[&str] = &["string", "number", "boolean", "null", "array", "object"];
 
 fuzz_target!(|data: &[u8]| {
@@ -46,13 +21,15 @@ fuzz_target!(|data: &[u8]| {
         .split(|&b| b == 0xff)
         .filter_map(|e| {
             let (&sel, text) = e.split_first()?;
-            let key = KEYS[usize::from(sel) % KEYS.len()].to_string();
+            // Every accepted key, plus one that is not.
+            let i = usize::from(sel) % (IMPORT_KEYS.len() + 1);
+            let key = IMPORT_KEYS.get(i).copied().unwrap_or("colour").to_string();
             let json_type = TYPES[usize::from(sel >> 4) % TYPES.len()].to_string();
             let text = (json_type != "null").then(|| String::from_utf8_lossy(text).into_owned());
             Some((key, ArgValue { json_type, text }))
         })
         .collect();
-    let Ok(vals) = check_keys("bulk_import", ACCEPTED, &["table", "path"], &args) else {
+    let Ok(vals) = check_keys("bulk_import", IMPORT_KEYS, &["table", "path"], &args) else {
         return;
     };
     for k in ["table", "path"] {

@@ -50,19 +50,7 @@ impl Kind {
     fn keys(self) -> &'static [&'static str] {
         match self {
             Kind::IndexRebuild | Kind::IndexOptimize => &["index"],
-            Kind::BulkImport => &[
-                "table",
-                "path",
-                "format",
-                "batch_rows",
-                "header",
-                "delimiter",
-                "null",
-                "quote",
-                "escape",
-                "encoding",
-                "columns",
-            ],
+            Kind::BulkImport => arrw_core::import::IMPORT_KEYS,
             Kind::BulkExport => &[
                 "query",
                 "path",

@@ -705,6 +705,21 @@ pub struct CopyArgs {
     pub encoding: Option<String>,
 }
 
+/// The argument keys of a bulk_import job; the first two are required.
+pub const IMPORT_KEYS: &[&str] = &[
+    "table",
+    "path",
+    "format",
+    "batch_rows",
+    "header",
+    "delimiter",
+    "null",
+    "quote",
+    "escape",
+    "encoding",
+    "columns",
+];
+
 /// The largest `batch_rows`.
 pub const MAX_BATCH_ROWS: i64 = 100_000_000;
 
