@@ -21,7 +21,7 @@
 //!   rounding (fast-scan tables are 8-bit);
 //! - `refined`: `fine - M''`, where `fine` is the distance to the row rebuilt from
 //!   its PQ code plus a second code, the PQ residual `e` scalar-quantized to `B`
-//!   bits per dimension (default 4) over each dimension's range clipped at the
+//!   (4 or 8) bits per dimension (default 4, see `arrw_core::refine`) over each dimension's range clipped at the
 //!   `C` and `1 - C` quantiles (default 0.001), and `M''` its largest error seen.
 //!   The count is the rows re-ranked exactly; each costs a refined estimate first
 //!   only if its coarse bound (`global`) lets it through.
@@ -30,6 +30,7 @@
 mod npy;
 
 use arrw_core::ivf::{self, InvertedLists, IvfPqModel, IvfPqParams, Metric};
+use arrw_core::refine::ResidualSq;
 use npy::{find, read_f32};
 use std::path::PathBuf;
 
@@ -46,7 +47,7 @@ fn main() -> Result<(), String> {
             "--queries" => nq = num()?,
             "--probes" => probes = num()?,
             "--calib" => calib = num()?,
-            "--sq-bits" => bits = num()?.clamp(1, 8) as u32,
+            "--sq-bits" => bits = if num()? == 8 { 8 } else { 4 },
             "--clip" => clip = v.parse().map_err(|e| format!("{v}: {e}"))?,
             a if !a.starts_with("--") && dir.is_none() => {
                 dir = Some(PathBuf::from(a));
@@ -98,48 +99,26 @@ fn main() -> Result<(), String> {
             .sum::<f32>()
             .sqrt();
     }
-    // A second, finer code: each dimension of the PQ residual `x - c - p̂`
-    // scalar-quantized to `bits` bits over its clipped range.
-    let levels = ((1u32 << bits) - 1) as f32;
-    let mut lo = vec![f32::INFINITY; dim];
-    let mut hi = vec![f32::NEG_INFINITY; dim];
+    // A second, finer code (`arrw_core::refine`): the PQ residual `x - c - p̂`
+    // scalar-quantized per dimension. Trained on every row here (an index would
+    // train it on its sample).
     let mut resid = vec![0f32; base.rows * dim];
-    let mut pqrec = vec![0f32; base.rows * dim];
+    let mut recon = vec![0f32; base.rows * dim];
     for (id, x) in base.data.chunks_exact(dim).enumerate() {
         let x = prep(x);
         let l = model.encode(&x, &mut code);
-        let c = model.centroid(l).to_vec();
-        let mut c = c;
         model.pq.decode(&code, &mut rec);
-        c.iter_mut().zip(&rec).for_each(|(a, b)| *a += b);
-        pqrec[id * dim..(id + 1) * dim].copy_from_slice(&c);
+        let c = model.centroid(l);
         for d in 0..dim {
-            let r = x[d] - c[d];
-            resid[id * dim + d] = r;
-            lo[d] = lo[d].min(r);
-            hi[d] = hi[d].max(r);
+            recon[id * dim + d] = c[d] + rec[d];
+            resid[id * dim + d] = x[d] - recon[id * dim + d];
         }
     }
-    if clip > 0.0 {
-        for d in 0..dim {
-            let mut col: Vec<f32> = (0..base.rows).map(|i| resid[i * dim + d]).collect();
-            col.sort_by(|a, b| a.total_cmp(b));
-            let n = col.len() - 1;
-            lo[d] = col[(n as f64 * clip) as usize];
-            hi[d] = col[(n as f64 * (1.0 - clip)) as usize];
-        }
-    }
-    // Each row rebuilt from its PQ code and its second code.
-    let mut recon = vec![0f32; base.rows * dim];
-    for id in 0..base.rows {
-        let c = &pqrec[id * dim..(id + 1) * dim];
-        for d in 0..dim {
-            let step = ((hi[d] - lo[d]) / levels).max(1e-12);
-            let qv = ((resid[id * dim + d] - lo[d]) / step)
-                .round()
-                .clamp(0.0, levels);
-            recon[id * dim + d] = c[d] + lo[d] + qv * step;
-        }
+    let sq = ResidualSq::train(&resid, dim, bits, clip);
+    let mut fine = vec![0u8; sq.code_size()];
+    for (r, out) in resid.chunks_exact(dim).zip(recon.chunks_exact_mut(dim)) {
+        sq.encode(r, &mut fine);
+        sq.decode_add(&fine, out);
     }
     println!(
         "{}: {} × {dim} {metric:?}, lists={lists} m={m} nbits={nbits}; probes {probes}, calibrated on the best {calib} estimates",

@@ -27,6 +27,7 @@ pub mod ivf;
 pub mod kmeans;
 pub mod layout;
 pub mod pq;
+pub mod refine;
 pub mod rerank;
 pub mod stop;
 pub mod text;
