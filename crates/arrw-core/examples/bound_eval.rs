@@ -38,7 +38,7 @@ fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut dir = None;
     let (mut nq, mut probes, mut calib) = (200usize, 0usize, 100usize);
-    let (mut bits, mut clip) = (4u32, 0.001f64);
+    let (mut bits, mut clip, mut batch) = (4u32, 0.001f64, 16usize);
     let mut i = 0;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -47,6 +47,7 @@ fn main() -> Result<(), String> {
             "--queries" => nq = num()?,
             "--probes" => probes = num()?,
             "--calib" => calib = num()?,
+            "--batch" => batch = num()?.max(1),
             "--sq-bits" => bits = if num()? == 8 { 8 } else { 4 },
             "--clip" => clip = v.parse().map_err(|e| format!("{v}: {e}"))?,
             a if !a.starts_with("--") && dir.is_none() => {
@@ -130,6 +131,7 @@ fn main() -> Result<(), String> {
         let mut need = [0usize; 5];
         let mut miss = [0usize; 5];
         let mut cand_total = 0usize;
+        let (mut adaptive_fetch, mut adaptive_miss) = (0usize, 0usize);
         let nq = nq.min(query.rows);
         for qi in 0..nq {
             let q = prep(&query.data[qi * dim..(qi + 1) * dim]);
@@ -175,6 +177,27 @@ fn main() -> Result<(), String> {
             let mut exact: Vec<f32> = rows.iter().map(|r| r.1).collect();
             exact.sort_by(|a, b| a.total_cmp(b));
             let tk = exact[k.min(exact.len()) - 1];
+            // Adaptive depth: re-rank `batch` candidates at a time (coarse order)
+            // until k re-ranked rows lie below the next estimate minus the margin.
+            {
+                let (mut done, mut margin) = (0usize, 0f32);
+                let mut ex: Vec<f32> = Vec::new();
+                loop {
+                    let to = (done + batch).min(rows.len());
+                    for r in &rows[done..to] {
+                        margin = margin.max(r.0 - r.1);
+                        ex.push(r.1);
+                    }
+                    done = to;
+                    let next = rows.get(done).map_or(f32::INFINITY, |r| r.0 - margin);
+                    if done == rows.len() || ex.iter().filter(|&&e| e <= next).count() >= k {
+                        break;
+                    }
+                }
+                ex.sort_by(|a, b| a.total_cmp(b));
+                adaptive_fetch += done;
+                adaptive_miss += ex.iter().take(k).filter(|&&e| e > tk).count();
+            }
             fl.sort_by(|a, b| a.0.total_cmp(&b.0));
             let mf = fl[..calib.min(fl.len())]
                 .iter()
@@ -193,6 +216,11 @@ fn main() -> Result<(), String> {
         println!(
             "k={k}: candidates/query {:.0}",
             cand_total as f64 / nq as f64
+        );
+        println!(
+            "  adaptive  re-rank/query {:>8.1}   lost top-k rows/query {:.3}  (batches of {batch})",
+            adaptive_fetch as f64 / nq as f64,
+            adaptive_miss as f64 / nq as f64
         );
         for rule in 0..5 {
             println!(
