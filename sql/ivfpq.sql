@@ -49,3 +49,16 @@ COMMENT ON FUNCTION arrw.ivfpq_info(regclass) IS 'lists, rows per list, code siz
 CREATE FUNCTION arrw.ivfpq_check(index regclass) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'arrw_ivfpq_check' LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION arrw.ivfpq_check(regclass) IS 'walks every page of an ivfpq index and raises an ERROR on any broken invariant';
+
+-- Scan profiling (SET ivfpq.profile = on): this backend's own counters of
+-- where its ivfpq scans spent their time; bench/profile reads them.
+CREATE FUNCTION arrw._ivfpq_profile_json() RETURNS text
+	AS 'MODULE_PATHNAME', 'arrw_ivfpq_profile' LANGUAGE C VOLATILE;
+CREATE FUNCTION arrw.ivfpq_profile() RETURNS jsonb
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$ SELECT arrw._ivfpq_profile_json()::jsonb $$;
+COMMENT ON FUNCTION arrw.ivfpq_profile() IS 'seconds per phase and event counts of this backend''s ivfpq scans run with ivfpq.profile = on';
+CREATE FUNCTION arrw.ivfpq_profile_reset() RETURNS void
+	AS 'MODULE_PATHNAME', 'arrw_ivfpq_profile_reset' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION arrw.ivfpq_profile_reset() IS 'clears this backend''s ivfpq scan profile';

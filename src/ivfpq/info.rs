@@ -85,7 +85,7 @@ fn list_sizes(index: pg_sys::Relation, meta: &layout::MetaData) -> Vec<u64> {
         .collect()
 }
 
-fn text_datum(s: &str) -> pg_sys::Datum {
+pub(super) fn text_datum(s: &str) -> pg_sys::Datum {
     // SAFETY: cstring_to_text_with_len copies `s` into a new palloc'd text.
     unsafe {
         pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(

@@ -32,6 +32,7 @@ pub mod layout;
 pub mod model;
 pub mod options;
 pub mod page;
+pub mod profile;
 pub mod scan;
 pub mod vacuum;
 

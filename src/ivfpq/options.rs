@@ -15,6 +15,7 @@ pub static PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(-1);
 pub static ITERATIVE_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static PROFILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
@@ -48,6 +49,14 @@ pub fn init() {
         &RERANK,
         -1,
         100000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"ivfpq.profile",
+        c"Time the phases of this session's ivfpq scans (read with arrw.ivfpq_profile()).",
+        c"Costs two clock readings per timed step while on.",
+        &PROFILE,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -29,6 +29,7 @@
 //! after its distance is computed (out-of-line vectors are detoasted copies).
 
 use super::layout::{self, DataGeom};
+use super::profile::{self, Count, Phase};
 use super::{model, options, page};
 use crate::memctx::RowContext;
 use arrw_core::ivf::{
@@ -218,11 +219,15 @@ pub unsafe extern "C-unwind" fn amgettuple(
         // closer one (arrw_core::rerank). Lists beyond the first `probes` are
         // probed one at a time, and only with ivfpq.iterative_scan on.
         let metric = st.model.as_ref().expect("started").metric;
+        let t = profile::start();
         let candidate = st.pool.best().map(|e| estimate_as_distance(metric, e));
         let next_list = (st.iterative && st.probed < limit)
             .then(|| st.list_dist[st.ranked[st.probed] as usize]);
-        match st.order.next(candidate, next_list) {
+        let next = st.order.next(candidate, next_list);
+        profile::stop(t, Phase::Order);
+        match next {
             Next::Row(dist, tagged) => {
+                profile::count(Count::Returned, 1);
                 // SAFETY: scan is live.
                 unsafe { hand_out(scan, st.meta.metric, dist, untag(tagged)) };
                 return true;
@@ -299,6 +304,8 @@ fn user_distance(metric: u32, d: f32) -> f64 {
 /// `scan` must be live.
 unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.started = true;
+    profile::scan_begins(options::PROFILE.get());
+    let t = profile::start();
     // SAFETY: orderByData[0] was filled by amrescan.
     let (index, key) = unsafe { ((*scan).indexRelation, &*(*scan).orderByData) };
     if unsafe { (*scan).numberOfOrderBys } < 1 || key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
@@ -323,11 +330,12 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.rerank = options::rerank(opts.rerank as i64);
     st.iterative = options::ITERATIVE_SCAN.get();
     st.max_probes = options::MAX_PROBES.get().max(0) as usize;
+    profile::stop(t, Phase::Setup);
     if st.meta.untrained != 0 {
         st.ranked = vec![0];
         st.exact = Some(ExactPasses::new(pool_cap()));
     } else {
-        let ranked = model.rank_lists(&st.query, model.lists);
+        let ranked = profile::time(Phase::Rank, || model.rank_lists(&st.query, model.lists));
         st.list_dist = vec![0.0; model.lists];
         for &(l, d) in &ranked {
             st.list_dist[l as usize] = estimate_as_distance(model.metric, d);
@@ -367,17 +375,26 @@ unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usi
     let index = unsafe { (*scan).indexRelation };
     let model = st.model.clone().expect("started");
     let geom = DataGeom::of(&st.meta);
-    let mut qt = model.query_tables(&st.query);
+    let mut qt = profile::time(Phase::Tables, || model.query_tables(&st.query));
     let mut dists: Vec<f32> = vec![0.0; geom.capacity];
+    profile::count(Count::Lists, (upto - st.probed) as u64);
     for &list in &st.ranked[st.probed..upto] {
-        qt.set_list(list);
+        profile::time(Phase::Tables, || qt.set_list(list));
+        let t = profile::start();
         let dir = page::list_dir(index, &st.meta, list);
         let mut chain = page::ListChain::new(index, &st.meta, &dir);
-        while let Some(blk) = chain.next_block() {
+        profile::stop(t, Phase::Pages);
+        loop {
+            let t = profile::start();
+            let Some(blk) = chain.next_block() else {
+                break;
+            };
             pg_sys::check_for_interrupts!();
             let g = page::ReadGuard::new(index, blk);
             let page = g.page();
             let n = chain.visit(page).count;
+            profile::stop(t, Phase::Pages);
+            let t = profile::start();
             if geom.code_size == 0 {
                 dists[..n].fill(0.0);
             } else if geom.blocked {
@@ -385,14 +402,19 @@ unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usi
             } else {
                 qt.scan(geom.codes(page), &mut dists[..n]);
             }
+            profile::stop(t, Phase::Codes);
+            let t = profile::start();
             st.pool.push_all(&dists[..n], |i| {
                 tag(layout::tid_u64(geom.tid(page, i)), list)
             });
+            profile::stop(t, Phase::Select);
+            profile::count(Count::Pages, 1);
+            profile::count(Count::Candidates, n as u64);
         }
     }
     st.probed = upto;
     // Stay within work_mem between rounds: keep the best candidates.
-    st.pool.keep_best(pool_cap());
+    profile::time(Phase::Select, || st.pool.keep_best(pool_cap()));
 }
 
 /// Candidates handed out per batch when re-ranking is off (estimated order).
@@ -404,10 +426,13 @@ const ESTIMATED_BATCH: usize = 1024;
 /// # Safety
 /// `scan` must be live.
 unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+    let t = profile::start();
     let mut batch = st.pool.pop_best(st.rerank);
     // Fetch in TID order: the heap fetch keeps its buffer pinned while
     // consecutive TIDs stay on one page, and the reads walk the table forward.
     batch.sort_unstable_by_key(|&(_, t)| untag(t));
+    profile::stop(t, Phase::Select);
+    profile::count(Count::Reranked, batch.len() as u64);
     let metric = st.model.as_ref().expect("started").metric;
     // SAFETY: live scan: its heap relation, snapshot and index are open.
     unsafe { ensure_fetch(scan, st) };
@@ -416,8 +441,10 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         // SAFETY: ensure_fetch ran for this live scan.
         if let Some(d) = unsafe { exact_distance_of(scan, st, metric, untag(tagged)) } {
             let list_d = st.list_dist[list_of(tagged) as usize];
-            st.order
-                .add(estimate_as_distance(metric, est), d, list_d, tagged);
+            profile::time(Phase::Order, || {
+                st.order
+                    .add(estimate_as_distance(metric, est), d, list_d, tagged)
+            });
         }
     }
     // SAFETY: release the last row's pin.
@@ -438,11 +465,13 @@ unsafe fn exact_distance_of(
 ) -> Option<f32> {
     st.row.scope(|| {
         // SAFETY: forwarded contract.
-        let x = unsafe { fetch_vector(scan, st, tid) }?;
+        let x = profile::time(Phase::Fetch, || unsafe { fetch_vector(scan, st, tid) })?;
         if x.len() != st.query.len() {
             crate::vector::check_same_dims(&st.query, x);
         }
-        Some(exact_distance(metric, &st.query, x))
+        Some(profile::time(Phase::Exact, || {
+            exact_distance(metric, &st.query, x)
+        }))
     })
 }
 

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Where an ivfpq query's time goes (run through bench/run-profile).
+
+Loads a data set into its own cluster (.bench/pg-profile, from a private copy of the
+PostgreSQL tree with a snapshot of arrw, as bench.py does), builds an ivfpq index with
+no options, and for each query shape (LIMIT 10 at the index's defaults, LIMIT 10 at
+the fewest probes reaching recall@10 0.95, LIMIT 100 with iterative scan) runs every
+query once to warm up, then once more with `ivfpq.profile = on`: the scan's own
+counters (arrw.ivfpq_profile(), see src/ivfpq/profile.rs) split the time into
+setup, centroid ranking, lookup tables, list pages, code scoring, candidate
+selection, heap fetches, exact distances and the exact-order queue; what the client
+measured beyond their sum is the executor, the protocol and the client
+("executor+client"). Prints µs per query and shares, and writes
+.bench/results/profile-<dataset>.txt.
+
+The timers themselves cost about 50 ns per timed step (2 clock readings); the
+table says how many steps were timed so their weight can be judged.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (bench/bench.py: server, data set and vector helpers)
+from bench import DATASETS, Vec, as_pg, log, register_vector, vec_bytes  # noqa: E402
+
+bench.K = 100  # ground truth depth: LIMIT 100 is profiled too
+bench.PGROOT = bench.BENCH / "pgroot-profile"
+bench.PG_BIN = bench.PGROOT / "lib" / "postgresql" / "15" / "bin"
+bench.PGDIR = bench.BENCH / "pg-profile"
+bench.PGDATA = bench.PGDIR / "data"
+bench.PGLOG = bench.PGDIR / "log"
+
+PHASES = ["setup", "rank", "tables", "pages", "codes", "select", "fetch", "exact", "order"]
+LABELS = {
+    "setup": "setup (meta page, model, query)",
+    "rank": "ranking centroids",
+    "tables": "lookup tables",
+    "pages": "list pages (pin, lock, check)",
+    "codes": "scoring codes",
+    "select": "selecting candidates",
+    "fetch": "heap fetches",
+    "exact": "exact distances",
+    "order": "exact-order queue",
+}
+
+
+def profiled_pass(conn, sql, qs, gt, k):
+    """Warm-up pass, then a profiled pass; returns (recall, wall s, profile dict)."""
+    with conn.cursor(binary=True) as cur:
+        for q in qs:
+            cur.execute(sql, (q,), prepare=True)
+            cur.fetchall()
+        conn.execute("SET ivfpq.profile = on")
+        conn.execute("SELECT arrw.ivfpq_profile_reset()")
+        hits = 0
+        t0 = time.perf_counter()
+        for i, q in enumerate(qs):
+            cur.execute(sql, (q,), prepare=True)
+            ids = [r[0] for r in cur.fetchall()]
+            hits += len(set(ids) & set(gt[i][:k].tolist()))
+        wall = time.perf_counter() - t0
+        conn.execute("SET ivfpq.profile = off")
+        prof = conn.execute("SELECT arrw.ivfpq_profile()").fetchone()[0]
+    if isinstance(prof, str):
+        prof = json.loads(prof)
+    return hits / (len(qs) * k), wall, prof
+
+
+def report(name, recall, wall, prof, nq):
+    us = lambda s: s * 1e6 / nq  # noqa: E731
+    scan = sum(prof[f"{p}_s"] for p in PHASES)
+    lines = [f"{name}: recall {recall:.4f}, {nq / wall:.0f} q/s ({us(wall):.0f} µs per query); "
+             f"per query: {prof['lists'] / nq:.1f} lists, {prof['pages'] / nq:.0f} pages, "
+             f"{prof['candidates'] / nq:.0f} codes scored, {prof['reranked'] / nq:.0f} rows re-ranked, "
+             f"{prof['returned'] / nq:.0f} returned"]
+    for p in PHASES:
+        s = prof[f"{p}_s"]
+        lines.append(f"    {LABELS[p]:<34} {us(s):>8.1f} µs  {100 * s / wall:>5.1f}%")
+    other = max(wall - scan, 0.0)
+    lines.append(f"    {'executor+client':<34} {us(other):>8.1f} µs  {100 * other / wall:>5.1f}%")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", nargs="?", default="all", choices=["sift", "minilm", "all"])
+    ap.add_argument("--rows", type=int, help="use only the first N base rows")
+    ap.add_argument("--queries", type=int, default=500, help="queries per pass (default 500)")
+    ap.add_argument("--port", type=int, default=int(os.environ.get("ARRW_PROFILE_PORT", "54349")))
+    ap.add_argument("--arrw-pkg", type=Path, help="`cargo pgrx package` output to take arrw from")
+    ap.add_argument("--arrw-rev", help="(set by bench/run-profile) what --arrw-pkg was built from")
+    ap.add_argument("--keep-running", action="store_true", help="leave the server up")
+    args = ap.parse_args()
+
+    bench.BENCH.mkdir(parents=True, exist_ok=True)
+    lock = open(bench.BENCH / "profile.lock", "a+")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if (bench.PGDATA / "postmaster.pid").exists():
+        as_pg([str(bench.SYS_PG_BIN / "pg_ctl"), "-D", str(bench.PGDATA), "-m", "fast", "-w", "-t", "60", "stop"],
+              check=False, quiet=True)
+    log("copying the PostgreSQL tree and a snapshot of arrw to " + str(bench.PGROOT))
+    build = bench.snapshot_install(args.arrw_pkg)
+    cluster = bench.Cluster(args.port, {})
+    cluster.init()
+    cluster.start()
+    env = bench.environment_lines(cluster)[:4]
+    env.append(f"arrw build measured: {build['source']} ({args.arrw_rev or 'system install'}, "
+               f"build id {build['build_id'][:16]}, "
+               f"{'DEBUG BUILD: not representative' if build['debug'] else 'release build'})")
+    env.append("NOTE: one client, one query at a time, prepared statement, vector sent as a binary parameter; "
+               "a warm-up pass, then one profiled pass. Phases are timed inside the scan; "
+               "'executor+client' is the client's wall time minus their sum.")
+    print("\n".join(env), flush=True)
+    bench.RESULTS.mkdir(parents=True, exist_ok=True)
+    try:
+        for ds in (["sift", "minilm"] if args.dataset == "all" else [args.dataset]):
+            spec = DATASETS[ds]
+            base, queries, gt = bench.load_dataset(ds, args.rows, args.queries)
+            k = 10
+            db = f"profile_{ds}"
+            log(f"{ds}: loading {len(base)} rows")
+            bench.setup_db(cluster, db, "arrw", base)
+            with cluster.connect(db) as c:
+                register_vector(c)
+                bt, mb = bench.build_index(
+                    c, f"CREATE INDEX items_ivfpq ON items USING ivfpq (embedding {spec['opclass']})", "items_ivfpq")
+                info = bench.ivfpq_info(c, "items_ivfpq")
+                qs = [Vec(vec_bytes(q)) for q in queries]
+                sql = f"SELECT id FROM items ORDER BY embedding {spec['op']} %s LIMIT {{}}"
+                out = env + ["", f"=== {ds}: {len(base)} rows x {base.shape[1]} dims, {len(qs)} queries; "
+                             f"ivfpq (no options) built in {bt:.1f} s, {mb:.1f} MB, {info} ===",
+                             f"load average {bench.loadavg():.1f} (2 cores; > 1 means competition)", ""]
+                rec, wall, prof = profiled_pass(c, sql.format(k), qs, gt, k)
+                out += report("LIMIT 10, defaults", rec, wall, prof, len(qs)) + [""]
+                # The fewest probes reaching recall 0.95 (the issue's operating point).
+                for p in (2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64):
+                    c.execute(f"SET ivfpq.probes = {p}")
+                    rec, wall, prof = profiled_pass(c, sql.format(k), qs, gt, k)
+                    if rec >= 0.95:
+                        out += report(f"LIMIT 10, probes {p} (fewest with recall >= 0.95)",
+                                      rec, wall, prof, len(qs)) + [""]
+                        break
+                c.execute("RESET ivfpq.probes")
+                c.execute("SET ivfpq.iterative_scan = on")
+                rec, wall, prof = profiled_pass(c, sql.format(100), qs, gt, 100)
+                out += report("LIMIT 100, defaults, iterative scan (recall@100)", rec, wall, prof, len(qs))
+            text = "\n".join(out)
+            print(text, flush=True)
+            (bench.RESULTS / f"profile-{ds}.txt").write_text(text + "\n")
+            log(f"wrote {bench.RESULTS / f'profile-{ds}.txt'}")
+    finally:
+        if not args.keep_running:
+            cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+//! Where an ivfpq scan spends its time: per-backend counters, collected only
+//! with `SET ivfpq.profile = on`, read with `arrw.ivfpq_profile()` (JSON) and
+//! cleared with `arrw.ivfpq_profile_reset()`. `bench/profile` turns them into the
+//! breakdown in ARCHITECTURE.md ("Where a query's time goes").
+//!
+//! Each phase is timed with the monotonic clock around the code that does it
+//! (about 25 ns per reading, two readings per timed step); with the setting off
+//! a step costs one branch on a thread-local flag. The counters describe this
+//! backend's own scans only: nothing about other sessions or other users'
+//! tables is reachable through them.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+/// The timed parts of a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the meta page and the (cached) model, parsing the query.
+    Setup = 0,
+    /// Ranking every list by its centroid's distance to the query.
+    Rank,
+    /// Building the query's lookup tables (per query and per probed list).
+    Tables,
+    /// Pinning, locking and checking list pages.
+    Pages,
+    /// Scoring codes (fast scan or ADC).
+    Codes,
+    /// Keeping and selecting candidates (the pool).
+    Select,
+    /// Reading a candidate's row from the table (visibility, deforming,
+    /// detoasting).
+    Fetch,
+    /// Exact distances of re-ranked rows.
+    Exact,
+    /// The exact-order queue and its margins (`arrw_core::rerank`).
+    Order,
+}
+
+const PHASES: usize = 9;
+const NAMES: [&str; PHASES] = [
+    "setup", "rank", "tables", "pages", "codes", "select", "fetch", "exact", "order",
+];
+
+/// Counted events.
+#[derive(Clone, Copy, Debug)]
+pub enum Count {
+    Scans = 0,
+    Lists,
+    Pages,
+    Candidates,
+    Reranked,
+    Returned,
+}
+
+const COUNTS: usize = 6;
+const COUNT_NAMES: [&str; COUNTS] = [
+    "scans",
+    "lists",
+    "pages",
+    "candidates",
+    "reranked",
+    "returned",
+];
+
+thread_local! {
+    static ON: Cell<bool> = const { Cell::new(false) };
+    static NANOS: [Cell<u64>; PHASES] = const { [const { Cell::new(0) }; PHASES] };
+    static COUNTERS: [Cell<u64>; COUNTS] = const { [const { Cell::new(0) }; COUNTS] };
+}
+
+/// Reads `ivfpq.profile` once per scan (so one scan is timed all or nothing).
+pub fn scan_begins(enabled: bool) {
+    ON.with(|o| o.set(enabled));
+    count(Count::Scans, 1);
+}
+
+/// A running timer, or None when profiling is off.
+#[inline]
+pub fn start() -> Option<Instant> {
+    if ON.with(|o| o.get()) {
+        Some(Instant::now())
+    } else {
+        None
+    }
+}
+
+/// Adds the time since `t` (from [`start`]) to `phase`.
+#[inline]
+pub fn stop(t: Option<Instant>, phase: Phase) {
+    if let Some(t) = t {
+        let ns = t.elapsed().as_nanos() as u64;
+        NANOS.with(|n| {
+            let c = &n[phase as usize];
+            c.set(c.get().saturating_add(ns));
+        });
+    }
+}
+
+/// Times `f` as `phase`.
+#[inline]
+pub fn time<R>(phase: Phase, f: impl FnOnce() -> R) -> R {
+    let t = start();
+    let r = f();
+    stop(t, phase);
+    r
+}
+
+/// Adds `n` to an event counter (only while profiling).
+#[inline]
+pub fn count(what: Count, n: u64) {
+    if ON.with(|o| o.get()) {
+        COUNTERS.with(|c| {
+            let c = &c[what as usize];
+            c.set(c.get().saturating_add(n));
+        });
+    }
+}
+
+/// The counters as a JSON object: seconds per phase and event counts.
+pub fn json() -> String {
+    let mut parts = Vec::new();
+    NANOS.with(|n| {
+        for (name, c) in NAMES.iter().zip(n.iter()) {
+            parts.push(format!("\"{name}_s\":{:.9}", c.get() as f64 * 1e-9));
+        }
+    });
+    COUNTERS.with(|c| {
+        for (name, v) in COUNT_NAMES.iter().zip(c.iter()) {
+            parts.push(format!("\"{name}\":{}", v.get()));
+        }
+    });
+    format!("{{{}}}", parts.join(","))
+}
+
+/// Clears every counter.
+pub fn reset() {
+    NANOS.with(|n| n.iter().for_each(|c| c.set(0)));
+    COUNTERS.with(|c| c.iter().for_each(|c| c.set(0)));
+}
+
+crate::v1! {
+    /// `arrw.ivfpq_profile() -> jsonb`: this backend's scan counters.
+    fn arrw_ivfpq_profile(_fcinfo) {
+        super::info::text_datum(&json())
+    }
+}
+
+crate::v1! {
+    /// `arrw.ivfpq_profile_reset() -> void`: clears them.
+    fn arrw_ivfpq_profile_reset(_fcinfo) {
+        reset();
+        pgrx::pg_sys::Datum::from(0usize)
+    }
+}

@@ -1,0 +1,28 @@
+-- Scan profiling: with ivfpq.profile on, a session's ivfpq scans count their
+-- lists, pages, codes and re-ranked rows and time their phases
+-- (arrw.ivfpq_profile()); off, nothing is counted.
+CREATE TABLE prof (id int, v vector(4));
+INSERT INTO prof
+SELECT i, ARRAY[sin(i), cos(i * 0.7), sin(i * 1.3), cos(i * 0.37)]::real[]::vector
+FROM generate_series(1, 2000) i;
+CREATE INDEX prof_v ON prof USING ivfpq (v) WITH (lists = 4, m = 2);
+SET enable_seqscan = off;
+
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 10) s;
+SELECT arrw.ivfpq_profile()->>'scans' AS scans_while_off;
+
+SET ivfpq.profile = on;
+SET ivfpq.probes = 4;
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 10) s;
+SELECT p->>'scans' AS scans, p->>'lists' AS lists, p->>'candidates' AS codes,
+       (p->>'reranked')::int >= 10 AS reranked_enough, p->>'returned' AS returned,
+       (p->>'codes_s')::float8 > 0 AS timed,
+       (SELECT count(*) FROM jsonb_object_keys(p)) AS fields
+FROM arrw.ivfpq_profile() p;
+SELECT arrw.ivfpq_profile_reset();
+SELECT arrw.ivfpq_profile()->>'lists' AS lists_after_reset;
+RESET ivfpq.profile;
+RESET ivfpq.probes;
+RESET enable_seqscan;
+DROP TABLE prof;
