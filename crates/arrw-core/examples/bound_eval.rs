@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p arrw-core --example bound_eval -- DATASET_DIR [--queries N] [--probes P]
-//!     [--calib R] [--sq-bits B] [--clip C]
+//!     [--calib R] [--sq-bits B] [--clip C] [--of-list] [--batch N]
 //! ```
 //!
 //! A row can be handed out once every candidate whose lower bound lies below its
@@ -39,6 +39,7 @@ fn main() -> Result<(), String> {
     let mut dir = None;
     let (mut nq, mut probes, mut calib) = (200usize, 0usize, 100usize);
     let (mut bits, mut clip, mut batch) = (4u32, 0.001f64, 16usize);
+    let mut of_list = false;
     let mut i = 0;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -50,6 +51,11 @@ fn main() -> Result<(), String> {
             "--batch" => batch = num()?.max(1),
             "--sq-bits" => bits = if num()? == 8 { 8 } else { 4 },
             "--clip" => clip = v.parse().map_err(|e| format!("{v}: {e}"))?,
+            "--of-list" => {
+                of_list = true;
+                i += 1;
+                continue;
+            }
             a if !a.starts_with("--") && dir.is_none() => {
                 dir = Some(PathBuf::from(a));
                 i += 1;
@@ -101,14 +107,18 @@ fn main() -> Result<(), String> {
             .sqrt();
     }
     // A second, finer code (`arrw_core::refine`): the PQ residual `x - c - p̂`
-    // scalar-quantized per dimension. Trained on every row here (an index would
-    // train it on its sample).
+    // (or with `--of-list` the list residual `x - c`, which a refined estimate
+    // can score without the PQ code) scalar-quantized per dimension. Trained on
+    // every row here (an index would train it on its sample).
     let mut resid = vec![0f32; base.rows * dim];
     let mut recon = vec![0f32; base.rows * dim];
     for (id, x) in base.data.chunks_exact(dim).enumerate() {
         let x = prep(x);
         let l = model.encode(&x, &mut code);
         model.pq.decode(&code, &mut rec);
+        if of_list {
+            rec.fill(0.0);
+        }
         let c = model.centroid(l);
         for d in 0..dim {
             recon[id * dim + d] = c[d] + rec[d];
