@@ -27,6 +27,11 @@ pub mod vector;
 pgrx::extension_sql_file!("../sql/vector.sql", name = "vector", bootstrap);
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", requires = ["vector"]);
 pgrx::extension_sql_file!("../sql/ivfpq.sql", name = "ivfpq", requires = ["schema"]);
+pgrx::extension_sql_file!(
+    "../sql/multivector.sql",
+    name = "multivector",
+    requires = ["vector"]
+);
 pgrx::extension_sql_file!("../sql/cdc.sql", name = "cdc", requires = ["ivfpq"]);
 pgrx::extension_sql_file!("../sql/jobs.sql", name = "jobs", requires = ["cdc"]);
 

@@ -15,11 +15,12 @@
 //!
 //! Submodules: [`io`] (text/binary I/O, typmod), [`ops`] (distances, arithmetic,
 //! comparison, functions), [`casts`] (arrays <-> vector, typmod coercion),
-//! [`agg`] (avg/sum).
+//! [`agg`] (avg/sum), [`maxsim`] (MaxSim over `vector[]`, the `@#` operator).
 
 pub mod agg;
 pub mod casts;
 pub mod io;
+pub mod maxsim;
 pub mod ops;
 
 use arrw_core::text::{SqlState, VectorError};

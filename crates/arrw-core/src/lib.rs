@@ -17,6 +17,8 @@
 //! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
 //! - [`layout`]: the ivfpq index's page layout and the checks applied to pages read.
+//! - [`maxsim`]: MaxSim of multi-vector documents (`@#`).
+//! - [`refine`]: a finer second code per row (designed, not on disk yet: docs/refine-design.md).
 
 pub mod buildmem;
 pub mod cdc_options;
@@ -26,6 +28,7 @@ pub mod import;
 pub mod ivf;
 pub mod kmeans;
 pub mod layout;
+pub mod maxsim;
 pub mod pq;
 pub mod refine;
 pub mod rerank;

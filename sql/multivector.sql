@@ -1,0 +1,17 @@
+-- Multi-vector documents: MaxSim over vector[] (late interaction, ColBERT).
+-- maxsim(doc, query) = sum over query vectors of the largest inner product with
+-- a document vector (higher is better); doc @# query is its negation, so that
+-- ORDER BY doc @# $1 ranks nearest first (VectorChord's operator and meaning).
+
+CREATE FUNCTION maxsim(vector[], vector[]) RETURNS float8
+	AS 'MODULE_PATHNAME', 'arrw_vector_maxsim' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION maxsim(vector[], vector[]) IS 'MaxSim similarity of a document''s vectors (first) and a query''s (second): sum over query vectors of the largest inner product';
+
+CREATE FUNCTION maxsim_distance(vector[], vector[]) RETURNS float8
+	AS 'MODULE_PATHNAME', 'arrw_vector_maxsim_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION maxsim_distance(vector[], vector[]) IS 'negated MaxSim (the @# operator): lower is nearer';
+
+CREATE OPERATOR @# (
+	LEFTARG = vector[], RIGHTARG = vector[], PROCEDURE = maxsim_distance
+);
+COMMENT ON OPERATOR @# (vector[], vector[]) IS 'negated MaxSim of a document''s vectors (left) and a query''s (right)';

@@ -1,0 +1,119 @@
+//! MaxSim over `vector[]` (`maxsim(doc, query)` and the operator `doc @# query`):
+//! reads both arrays' vectors and calls `arrw_core::maxsim`.
+
+use super::VectorArg;
+use crate::fmgr;
+use arrw_core::maxsim::{self, MaxSimError};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// The vectors of a `vector[]` argument, in order. NULL elements and arrays of
+/// more than one dimension are ERRORs; an empty array gives no vectors (the
+/// caller reports it, naming the side).
+///
+/// # Safety
+/// `fcinfo` must be live, with argument `n` a non-null `vector[]` datum.
+unsafe fn vectors<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Vec<&'a [f32]> {
+    // SAFETY: a non-null array datum; detoasted before the array routines read it
+    // (the copy, if any, lives in the call's memory context).
+    let arr = unsafe { pg_sys::pg_detoast_datum(fmgr::arg(fcinfo, n).cast_mut_ptr()) }
+        as *mut pg_sys::ArrayType;
+    // SAFETY: `arr` is a detoasted array; we read its header fields only.
+    let (ndim, elemtype) = unsafe { ((*arr).ndim, (*arr).elemtype) };
+    if ndim > 1 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "MaxSim arrays must be one-dimensional"
+        );
+    }
+    if ndim == 0 {
+        return Vec::new();
+    }
+    // SAFETY: array_contains_nulls only reads the array's null bitmap.
+    if unsafe { pg_sys::array_contains_nulls(arr) } {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "MaxSim arrays must not contain NULL vectors"
+        );
+    }
+    let (mut typlen, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
+    // SAFETY: elemtype is the array's element type (vector); the call fills the
+    // three out-parameters from the type's catalog entry.
+    unsafe { pg_sys::get_typlenbyvalalign(elemtype, &mut typlen, &mut byval, &mut align) };
+    let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+    let mut count: std::ffi::c_int = 0;
+    // SAFETY: the storage parameters are the element type's own; no nulls
+    // (checked); deconstruct_array pallocs `count` datums pointing into `arr`.
+    let elems = unsafe {
+        pg_sys::deconstruct_array(
+            arr,
+            elemtype,
+            typlen.into(),
+            byval,
+            align,
+            &mut elems,
+            std::ptr::null_mut(),
+            &mut count,
+        );
+        std::slice::from_raw_parts(elems, count as usize)
+    };
+    if elems.len() > maxsim::MAX_VECTORS {
+        // Checked here too, before reading every element of a huge array.
+        raise(MaxSimError::TooMany(
+            if n == 0 {
+                maxsim::Side::Document
+            } else {
+                maxsim::Side::Query
+            },
+            elems.len(),
+        ));
+    }
+    elems
+        .iter()
+        // SAFETY: every element is a non-null `vector` datum of a live array.
+        .map(|&d| unsafe { VectorArg::from_datum(d) }.x)
+        .collect()
+}
+
+#[cold]
+fn raise(e: MaxSimError) -> ! {
+    let code = match e {
+        MaxSimError::Empty(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        MaxSimError::TooMany(..) => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        MaxSimError::DifferentDims(..) => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+    };
+    ereport!(ERROR, code, e.message());
+}
+
+/// MaxSim similarity of the call's two `vector[]` arguments.
+///
+/// # Safety
+/// `fcinfo` must be live with two non-null `vector[]` arguments.
+unsafe fn similarity(fcinfo: pg_sys::FunctionCallInfo) -> f64 {
+    // SAFETY: forwarded contract.
+    let (doc, query) = unsafe { (vectors(fcinfo, 0), vectors(fcinfo, 1)) };
+    match maxsim::similarity(&doc, &query) {
+        Ok(s) => s,
+        Err(e) => raise(e),
+    }
+}
+
+crate::v1! {
+    /// `maxsim(vector[], vector[]) -> float8`: Σ over query vectors of the largest
+    /// inner product with a document vector.
+    fn arrw_vector_maxsim(fcinfo) {
+        // SAFETY: declared (vector[], vector[]), STRICT.
+        fmgr::float8(unsafe { similarity(fcinfo) })
+    }
+}
+
+crate::v1! {
+    /// `maxsim_distance(vector[], vector[]) -> float8` and operator `@#`: the
+    /// negated MaxSim (lower is nearer).
+    fn arrw_vector_maxsim_distance(fcinfo) {
+        // SAFETY: declared (vector[], vector[]), STRICT.
+        fmgr::float8(-unsafe { similarity(fcinfo) })
+    }
+}
