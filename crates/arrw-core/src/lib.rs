@@ -13,12 +13,15 @@
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
 //! - [`cdc_options`]: the change feed's plugin options (parser of untrusted text).
+//! - [`cdc_json`]: the change feed's JSON escaping and validator (untrusted text).
+//! - [`import`]: bulk_import's COPY row splitter and job-argument checks.
 //! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
 //! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
 //! - [`layout`]: the ivfpq index's page layout and the checks applied to pages read.
 
 pub mod buildmem;
+pub mod cdc_json;
 pub mod cdc_options;
 pub mod distance;
 pub mod fastscan;
