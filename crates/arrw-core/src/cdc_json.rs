@@ -368,7 +368,16 @@ mod tests {
         for ok in ["0", "-0", "1.5", "-1e-7", "3.4028235e+38", "1E5"] {
             assert!(is_number(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "NaN", "Infinity", "-Infinity", " 1", "1 ", "\"1\"", "0x1"] {
+        for bad in [
+            "",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            " 1",
+            "1 ",
+            "\"1\"",
+            "0x1",
+        ] {
             assert!(!is_number(bad.as_bytes()), "{bad}");
         }
     }

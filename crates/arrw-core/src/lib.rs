@@ -15,6 +15,7 @@
 //! - [`cdc_options`]: the change feed's plugin options (parser of untrusted text).
 //! - [`cdc_json`]: the change feed's JSON escaping and validator (untrusted text).
 //! - [`import`]: bulk_import's COPY row splitter and job-argument checks.
+//! - [`sample`]: the build's reservoir sample and its training rows.
 //! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
 //! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
@@ -31,5 +32,6 @@ pub mod kmeans;
 pub mod layout;
 pub mod pq;
 pub mod rerank;
+pub mod sample;
 pub mod stop;
 pub mod text;
