@@ -1,24 +1,24 @@
 //! Index build: `CREATE INDEX ... USING ivfpq` and `REINDEX`. `ambuild` runs
 //! these phases in order:
 //!
-//! 1. [`check_declared_shape_fits`]: with the dimension declared and `lists`
+//! 1. `check_declared_shape_fits`: with the dimension declared and `lists`
 //!    given, a `maintenance_work_mem` too small for the model fails before the
 //!    table is read.
-//! 2. [`sample_table`]: scan the table once, counting rows and keeping a uniform
+//! 2. `sample_table`: scan the table once, counting rows and keeping a uniform
 //!    reservoir sample (`arrw_core::sample`, at most half of the budget).
-//! 3. [`plan_build`]: choose the model's shape and fit the rest to the budget
+//! 3. `plan_build`: choose the model's shape and fit the rest to the budget
 //!    (`arrw_core::buildmem`: fewer training rows, smaller encode batches, or an
 //!    ERROR saying how much is needed).
-//! 4. [`train`]: train the model on rows drawn from the sample (k-means lists,
+//! 4. `train`: train the model on rows drawn from the sample (k-means lists,
 //!    residual PQ codebooks) with `arrw_core` on a pool of
 //!    `crate::parallel::build_threads()` threads that only compute on the copied
 //!    rows; the backend's thread keeps answering cancel requests meanwhile.
-//! 5. [`append_front_pages`] (meta and directory blank, model complete), then
-//!    [`encode_table`]: scan the table again, encoding rows in batches (parallel,
+//! 5. `append_front_pages` (meta and directory blank, model complete), then
+//!    `encode_table`: scan the table again, encoding rows in batches (parallel,
 //!    again on copies) and appending `(code, tid)` to each list's page image; a
 //!    full image is written to its block and chained to a newly reserved block.
-//! 6. [`finish`]: write each list's last page, the directory and meta pages
-//!    ([`closing_pages`], shared with `ambuildempty`), then WAL-log every page at
+//! 6. `finish`: write each list's last page, the directory and meta pages
+//!    (`closing_pages`, shared with `ambuildempty`), then WAL-log every page at
 //!    once with `log_newpage_range` (cheaper than logging each page change of the
 //!    build).
 
