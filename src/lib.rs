@@ -2,11 +2,19 @@
 //!
 //! Layout (see ARCHITECTURE.md for how a query, an insert, a change event and a job
 //! flow through it):
-//! - [`fmgr`]: the calling-convention glue every SQL function uses.
 //! - [`vector`]: the pgvector-compatible `vector` type; its SQL is `sql/vector.sql`.
+//! - [`ivfpq`]: the `ivfpq` index access method (build, scan, insert, VACUUM,
+//!   options and the `ivfpq.*` settings, `arrw.ivfpq_info`/`ivfpq_check`).
+//! - [`cdc`]: change data capture: the `arrw` logical decoding output plugin
+//!   and the `arrw.watch` change channels.
+//! - [`jobs`]: the background job queue, its launcher and workers.
+//! - [`fmgr`]: the calling-convention glue every SQL function uses.
+//! - [`memctx`]: per-row memory contexts, reset when a row is done.
+//! - [`parallel`]: the build's pool of computing threads.
 //!
-//! Algorithms that need no server (distance kernels, formats, k-means, PQ, IVF
-//! search) live in the `arrw-core` crate under `crates/arrw-core`.
+//! Algorithms and parsers that need no server (distance kernels, formats,
+//! k-means, PQ, IVF search, page checks, the change feed's options and JSON,
+//! bulk_import's row splitter) live in the `arrw-core` crate under `crates/arrw-core`.
 
 // Every unsafe operation needs its own `unsafe {}` block with a SAFETY comment,
 // also inside `unsafe fn`.
@@ -41,6 +49,15 @@ pub extern "C-unwind" fn _PG_init() {
     ivfpq::init();
     cdc::init();
     jobs::init();
+    // Every setting of ours is defined now: a misspelt one under our prefixes
+    // (`SET ivfpq.probez = 3`) is an error, and a placeholder already set in
+    // the configuration is removed with a WARNING, instead of silently doing
+    // nothing.
+    for prefix in [c"ivfpq", c"arrw"] {
+        // SAFETY: called from _PG_init on the backend's thread with a static
+        // NUL-terminated name (PostgreSQL copies it).
+        unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(prefix.as_ptr()) };
+    }
 }
 
 // In-server tests live in pgrx-tests/ (one file per area); `#[pg_schema]` needs

@@ -285,6 +285,22 @@ unsafe fn emit(ctx: *mut pg_sys::LogicalDecodingContext, event: &[u8]) {
     }
 }
 
+/// Builds one event with `build` in `buf` (the state's buffer, reused for its
+/// capacity) and hands it to PostgreSQL.
+///
+/// # Safety
+/// As for [`emit`].
+unsafe fn emit_event(
+    ctx: *mut pg_sys::LogicalDecodingContext,
+    buf: &mut Vec<u8>,
+    build: impl FnOnce(&mut Vec<u8>),
+) {
+    buf.clear();
+    build(buf);
+    // SAFETY: forwarded.
+    unsafe { emit(ctx, buf) };
+}
+
 /// Appends `"commit_time":"..."` (ISO 8601, in the session's TimeZone).
 ///
 /// # Safety
@@ -338,22 +354,21 @@ unsafe fn emit_txn_event(
     op: &str,
     lsns: [(&str, pg_sys::XLogRecPtr); 2],
 ) {
-    let mut out = std::mem::take(&mut st.buf);
-    out.clear();
-    // SAFETY: txn is live (caller's contract).
-    let xid = unsafe { (*txn).xid };
-    let _ = write!(out, "{{\"op\":\"{op}\",\"xid\":{},", xid.into_inner());
-    for (key, lsn) in lsns {
-        json::push_key(&mut out, key);
-        json::push_lsn(&mut out, lsn);
-        out.push(b',');
-    }
-    // SAFETY: forwarded; we are inside the event memory context.
-    unsafe { push_commit_time(&mut out, txn) };
-    out.push(b'}');
-    // SAFETY: forwarded.
-    unsafe { emit(ctx, &out) };
-    st.buf = out;
+    let event = |out: &mut Vec<u8>| {
+        // SAFETY: txn is live (caller's contract).
+        let xid = unsafe { (*txn).xid };
+        let _ = write!(out, "{{\"op\":\"{op}\",\"xid\":{},", xid.into_inner());
+        for (key, lsn) in lsns {
+            json::push_key(out, key);
+            json::push_lsn(out, lsn);
+            out.push(b',');
+        }
+        // SAFETY: forwarded; we are inside the event memory context.
+        unsafe { push_commit_time(out, txn) };
+        out.push(b'}');
+    };
+    // SAFETY: live ctx (the running callback's).
+    unsafe { emit_event(ctx, &mut st.buf, event) };
 }
 
 #[pg_guard]
@@ -745,105 +760,104 @@ unsafe extern "C-unwind" fn change(
     // SAFETY: txn is live.
     let xid = unsafe { (*txn).xid }.into_inner();
 
-    let mut out = std::mem::take(&mut st.buf);
-    out.clear();
-    let op_name = match op {
-        Op::Insert => "insert",
-        Op::Update => "update",
-        Op::Delete => "delete",
-    };
-    push_header(&mut out, op_name, nsp, name, lsn, xid);
-    // SAFETY: desc is the relation's descriptor.
-    let natts = unsafe { (*desc).natts as usize };
-    let mut omitted = vec![false; natts];
+    let event = |out: &mut Vec<u8>| {
+        let op_name = match op {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        };
+        push_header(out, op_name, nsp, name, lsn, xid);
+        // SAFETY: desc is the relation's descriptor.
+        let natts = unsafe { (*desc).natts as usize };
+        let mut omitted = vec![false; natts];
 
-    // The key: the replica identity of the row before the change (of the new
-    // row for inserts, and for updates that left an index key unchanged, which
-    // PostgreSQL then does not log separately).
-    let key_source = match op {
-        Op::Insert => new,
-        Op::Update => {
-            if old.is_null() {
-                new
-            } else {
-                old
+        // The key: the replica identity of the row before the change (of the new
+        // row for inserts, and for updates that left an index key unchanged, which
+        // PostgreSQL then does not log separately).
+        let key_source = match op {
+            Op::Insert => new,
+            Op::Update => {
+                if old.is_null() {
+                    new
+                } else {
+                    old
+                }
             }
-        }
-        Op::Delete => old,
-    };
-    json::push_key_after_comma(&mut out, "key");
-    let pick = if full {
-        Some(Pick::All)
-    } else {
-        // SAFETY: relation is open; the bitmap is palloc'd in the event context.
-        let bms = unsafe { pg_sys::RelationGetIdentityKeyBitmap(relation) };
-        (!bms.is_null()).then_some(Pick::Key(bms))
-    };
-    match (pick, key_source.is_null()) {
-        (Some(pick), false) => {
-            // SAFETY: key_source is a live tuple of this relation.
-            let t = unsafe { deform(desc, key_source) };
-            // SAFETY: as above, inside the event memory context.
-            unsafe {
-                push_object(
-                    &mut out,
-                    &mut st.types,
-                    st.opts.include_vectors,
-                    desc,
-                    &t,
-                    &pick,
-                    &mut omitted,
-                )
-            };
-        }
-        _ => out.extend_from_slice(b"null"),
-    }
-
-    if st.opts.include_row && op != Op::Delete {
-        json::push_key_after_comma(&mut out, "row");
-        if new.is_null() {
-            out.extend_from_slice(b"null");
+            Op::Delete => old,
+        };
+        json::push_key_after_comma(out, "key");
+        let pick = if full {
+            Some(Pick::All)
         } else {
-            // SAFETY: new is a live tuple of this relation.
-            let t = unsafe { deform(desc, new) };
-            // SAFETY: as above.
-            unsafe {
-                push_object(
-                    &mut out,
-                    &mut st.types,
-                    st.opts.include_vectors,
-                    desc,
-                    &t,
-                    &Pick::All,
-                    &mut omitted,
-                )
-            };
-        }
-    }
-
-    if omitted.iter().any(|&o| o) {
-        json::push_key_after_comma(&mut out, "omitted");
-        out.push(b'[');
-        // SAFETY: desc has natts attributes.
-        let attrs = unsafe { (*desc).attrs.as_slice(natts) };
-        let mut first = true;
-        for (att, _) in attrs.iter().zip(&omitted).filter(|(_, &o)| o) {
-            if !first {
-                out.push(b',');
+            // SAFETY: relation is open; the bitmap is palloc'd in the event context.
+            let bms = unsafe { pg_sys::RelationGetIdentityKeyBitmap(relation) };
+            (!bms.is_null()).then_some(Pick::Key(bms))
+        };
+        match (pick, key_source.is_null()) {
+            (Some(pick), false) => {
+                // SAFETY: key_source is a live tuple of this relation.
+                let t = unsafe { deform(desc, key_source) };
+                // SAFETY: as above, inside the event memory context.
+                unsafe {
+                    push_object(
+                        out,
+                        &mut st.types,
+                        st.opts.include_vectors,
+                        desc,
+                        &t,
+                        &pick,
+                        &mut omitted,
+                    )
+                };
             }
-            first = false;
-            // SAFETY: attname is a NUL-terminated NameData.
-            json::push_str(
-                &mut out,
-                unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes(),
-            );
+            _ => out.extend_from_slice(b"null"),
         }
-        out.push(b']');
-    }
-    out.push(b'}');
-    // SAFETY: live ctx.
-    unsafe { emit(ctx, &out) };
-    st.buf = out;
+
+        if st.opts.include_row && op != Op::Delete {
+            json::push_key_after_comma(out, "row");
+            if new.is_null() {
+                out.extend_from_slice(b"null");
+            } else {
+                // SAFETY: new is a live tuple of this relation.
+                let t = unsafe { deform(desc, new) };
+                // SAFETY: as above.
+                unsafe {
+                    push_object(
+                        out,
+                        &mut st.types,
+                        st.opts.include_vectors,
+                        desc,
+                        &t,
+                        &Pick::All,
+                        &mut omitted,
+                    )
+                };
+            }
+        }
+
+        if omitted.iter().any(|&o| o) {
+            json::push_key_after_comma(out, "omitted");
+            out.push(b'[');
+            // SAFETY: desc has natts attributes.
+            let attrs = unsafe { (*desc).attrs.as_slice(natts) };
+            let mut first = true;
+            for (att, _) in attrs.iter().zip(&omitted).filter(|(_, &o)| o) {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                // SAFETY: attname is a NUL-terminated NameData.
+                json::push_str(
+                    out,
+                    unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes(),
+                );
+            }
+            out.push(b']');
+        }
+        out.push(b'}');
+    };
+    // SAFETY: live ctx (the running callback's).
+    unsafe { emit_event(ctx, &mut st.buf, event) };
 }
 
 #[pg_guard]
@@ -873,13 +887,12 @@ unsafe extern "C-unwind" fn truncate(
         }
         // SAFETY: live ctx/txn; inside the event memory context.
         unsafe { ensure_begin(ctx, st, txn) };
-        let mut out = std::mem::take(&mut st.buf);
-        out.clear();
-        push_header(&mut out, "truncate", nsp, name, lsn, xid);
-        out.push(b'}');
-        // SAFETY: live ctx.
-        unsafe { emit(ctx, &out) };
-        st.buf = out;
+        let event = |out: &mut Vec<u8>| {
+            push_header(out, "truncate", nsp, name, lsn, xid);
+            out.push(b'}');
+        };
+        // SAFETY: live ctx (the running callback's).
+        unsafe { emit_event(ctx, &mut st.buf, event) };
     }
 }
 
@@ -1002,32 +1015,31 @@ unsafe extern "C-unwind" fn message(
 
     let from_arrw = transactional && st.jobs.iter().any(|(_, c)| c.as_slice() == content);
 
-    let mut out = std::mem::take(&mut st.buf);
-    out.clear();
-    out.extend_from_slice(b"{\"op\":\"message\",\"prefix\":\"arrw\",\"origin\":");
-    out.extend_from_slice(if from_arrw {
-        b"\"arrw\","
-    } else {
-        b"\"user\","
-    });
-    json::push_key(&mut out, "lsn");
-    json::push_lsn(&mut out, message_lsn);
-    if xid == 0 {
-        out.extend_from_slice(b",\"xid\":null");
-    } else {
-        let _ = write!(out, ",\"xid\":{xid}");
-    }
-    let _ = write!(out, ",\"transactional\":{transactional}");
-    json::push_key_after_comma(&mut out, "content");
-    if valid_text && json::is_valid(content) {
-        json::push_raw_one_line(&mut out, content);
-    } else if valid_text {
-        json::push_str(&mut out, content);
-    } else {
-        json::push_hex_bytes(&mut out, content);
-    }
-    out.push(b'}');
-    // SAFETY: live ctx.
-    unsafe { emit(ctx, &out) };
-    st.buf = out;
+    let event = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b"{\"op\":\"message\",\"prefix\":\"arrw\",\"origin\":");
+        out.extend_from_slice(if from_arrw {
+            b"\"arrw\","
+        } else {
+            b"\"user\","
+        });
+        json::push_key(out, "lsn");
+        json::push_lsn(out, message_lsn);
+        if xid == 0 {
+            out.extend_from_slice(b",\"xid\":null");
+        } else {
+            let _ = write!(out, ",\"xid\":{xid}");
+        }
+        let _ = write!(out, ",\"transactional\":{transactional}");
+        json::push_key_after_comma(out, "content");
+        if valid_text && json::is_valid(content) {
+            json::push_raw_one_line(out, content);
+        } else if valid_text {
+            json::push_str(out, content);
+        } else {
+            json::push_hex_bytes(out, content);
+        }
+        out.push(b'}');
+    };
+    // SAFETY: live ctx (the running callback's).
+    unsafe { emit_event(ctx, &mut st.buf, event) };
 }

@@ -1,18 +1,26 @@
-//! Index build: `CREATE INDEX ... USING ivfpq` and `REINDEX`.
+//! Index build: `CREATE INDEX ... USING ivfpq` and `REINDEX`. `ambuild` runs
+//! these phases in order:
 //!
-//! 1. Scan the table once, counting rows and keeping a uniform reservoir sample
-//!    (at most half of `maintenance_work_mem`).
-//! 2. Fit the rest to `maintenance_work_mem` (`arrw_core::buildmem`: fewer
-//!    training rows, smaller encode batches, or an ERROR saying how much is
-//!    needed), then train the model on the sample (k-means lists, residual PQ
-//!    codebooks) with `arrw_core` on a pool of `crate::parallel::build_threads()`
-//!    threads that only compute on the copied sample; the backend's thread keeps
-//!    answering cancel requests meanwhile.
-//! 3. Scan the table again, encoding rows in batches (parallel, again on copies)
-//!    and appending `(code, tid)` to each list's page image; a full image is
-//!    written to its block and chained to a newly reserved block.
-//! 4. Write meta, model and directory pages, then WAL-log every page at once with
-//!    `log_newpage_range` (cheaper than logging each page change of the build).
+//! 1. `check_declared_shape_fits`: with the dimension declared and `lists`
+//!    given, a `maintenance_work_mem` too small for the model fails before the
+//!    table is read.
+//! 2. `sample_table`: scan the table once, counting rows and keeping a uniform
+//!    reservoir sample (`arrw_core::sample`, at most half of the budget).
+//! 3. `plan_build`: choose the model's shape and fit the rest to the budget
+//!    (`arrw_core::buildmem`: fewer training rows, smaller encode batches, or an
+//!    ERROR saying how much is needed).
+//! 4. `train`: train the model on rows drawn from the sample (k-means lists,
+//!    residual PQ codebooks) with `arrw_core` on a pool of
+//!    `crate::parallel::build_threads()` threads that only compute on the copied
+//!    rows; the backend's thread keeps answering cancel requests meanwhile.
+//! 5. `append_front_pages` (meta and directory blank, model complete), then
+//!    `encode_table`: scan the table again, encoding rows in batches (parallel,
+//!    again on copies) and appending `(code, tid)` to each list's page image; a
+//!    full image is written to its block and chained to a newly reserved block.
+//! 6. `finish`: write each list's last page, the directory and meta pages
+//!    (`closing_pages`, shared with `ambuildempty`), then WAL-log every page at
+//!    once with `log_newpage_range` (cheaper than logging each page change of the
+//!    build).
 
 use super::layout::{self, DataGeom, DirEntry, MetaData};
 use super::options;
@@ -21,10 +29,10 @@ use crate::memctx::RowContext;
 use crate::parallel::{self, Pool};
 use arrw_core::buildmem::{self, Shape};
 use arrw_core::ivf::{self, IvfPqModel, IvfPqParams, Metric};
+use arrw_core::sample::{self, Reservoir};
 use arrw_core::text;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use rand::{Rng, SeedableRng};
 
 /// Build phases shown in `pg_stat_progress_create_index.phase`.
 const PHASE_SAMPLE: i64 = 2;
@@ -69,14 +77,12 @@ fn check_dim(expected: usize, got: usize) {
     }
 }
 
+/// Pass 1's state: the rows' dimension and the reservoir, both set by the
+/// first row unless the column declares its dimension.
 struct SampleState {
     dim: Option<usize>,
-    rows: u64,
-    sample: Vec<f32>,
-    /// Rows the reservoir holds, once the dimension is known.
-    cap: usize,
     budget: usize,
-    rng: rand::rngs::StdRng,
+    reservoir: Option<Reservoir>,
     /// Detoasted values of the current row (out-of-line vectors are copies).
     row: RowContext,
 }
@@ -90,42 +96,30 @@ unsafe extern "C-unwind" fn sample_callback(
     _alive: bool,
     state: *mut std::ffi::c_void,
 ) {
-    // SAFETY: `state` is the SampleState ambuild passed; values/isnull have one
-    // element (one key column).
+    // SAFETY: `state` is the SampleState sample_table passed; values/isnull have
+    // one element (one key column).
     let (st, datum, null) = unsafe { (&mut *(state as *mut SampleState), *values, *isnull) };
     if null {
         return;
     }
     let SampleState {
         dim,
-        rows,
-        sample,
-        cap,
         budget,
-        rng,
+        reservoir,
         row,
     } = st;
-    row.scope(|| {
+    let seen = row.scope(|| {
         // SAFETY: non-null vector datum of the indexed column.
         let x = unsafe { datum_vector(datum) };
         let d = *dim.get_or_insert(x.len());
         check_dim(d, x.len());
-        if *cap == 0 {
-            *cap = buildmem::reservoir_rows(*budget, d);
-        }
-        *rows += 1;
-        // Reservoir sampling (algorithm R): every row has the same chance to be kept.
-        let n = sample.len() / d;
-        if n < *cap {
-            sample.extend_from_slice(x);
-        } else {
-            let j = rng.gen_range(0..*rows) as usize;
-            if j < *cap {
-                sample[j * d..(j + 1) * d].copy_from_slice(x);
-            }
-        }
+        let r = reservoir.get_or_insert_with(|| {
+            Reservoir::new(d, buildmem::reservoir_rows(*budget, d), sample::BUILD_SEED)
+        });
+        r.offer(x);
+        r.seen()
     });
-    if st.rows % 1024 == 0 {
+    if seen % 1024 == 0 {
         pg_sys::check_for_interrupts!();
     }
 }
@@ -277,43 +271,116 @@ pub unsafe extern "C-unwind" fn ambuild(
     let opts = options::of(index);
     let metric = super::model::metric_of(index);
     let declared = declared_dim(index);
-
-    // Pass 1: count and sample.
-    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_SAMPLE);
     let budget = maintenance_bytes();
-    // With the dimension declared and `lists` given, a budget too small for the
-    // model fails now, before the table is read.
+
+    check_declared_shape_fits(&opts, declared, budget);
+    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_SAMPLE);
+    // SAFETY: forwarded from PostgreSQL's call.
+    let sampled = unsafe { sample_table(heap, index, index_info, declared, budget) };
+    let plan = plan_build(&opts, &sampled, budget);
+    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
+    pg_sys::check_for_interrupts!();
+    let pool = Pool::new(parallel::build_threads());
+    let model = train(&opts, metric, sampled.reservoir, &plan, &pool);
+    pg_sys::check_for_interrupts!();
+
+    let front = append_front_pages(index, &model);
+    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ENCODE);
+    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, sampled.rows as i64);
+    // SAFETY: forwarded from PostgreSQL's call.
+    let encoded = unsafe { encode_table(heap, index, index_info, &model, &pool, &plan) };
+    let index_tuples = encoded.rows as f64;
+    finish(index, &front, &model, plan.untrained, encoded);
+
+    // SAFETY: palloc0 of the result struct PostgreSQL expects back.
+    unsafe {
+        let r = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
+            as *mut pg_sys::IndexBuildResult;
+        (*r).heap_tuples = sampled.heap_tuples;
+        (*r).index_tuples = index_tuples;
+        r
+    }
+}
+
+/// With the dimension declared and `lists` given, a budget too small for the
+/// model fails before the table is read.
+fn check_declared_shape_fits(opts: &options::IvfpqOptions, declared: Option<usize>, budget: usize) {
     if let (Some(dim), true) = (declared, opts.lists > 0) {
-        let (lists, m, nbits) = choose_params(&opts, opts.lists as usize, dim);
+        let (lists, m, nbits) = choose_params(opts, opts.lists as usize, dim);
         let shape = shape_of(dim, lists, m, nbits);
         if let Err(e) = buildmem::plan(budget, &shape, lists, lists) {
             too_little_memory(&shape, e.needed, budget);
         }
     }
-    let mut sample = SampleState {
+}
+
+/// What pass 1 found.
+struct Sampled {
+    /// What `table_index_build_scan` counted.
+    heap_tuples: f64,
+    /// Non-null rows.
+    rows: usize,
+    /// The rows' dimension (the declared one, else the first row's; 0 if neither).
+    dim: usize,
+    /// None when no row was non-null.
+    reservoir: Option<Reservoir>,
+}
+
+/// Pass 1: counts the rows and keeps a uniform sample of them, in at most half
+/// of `maintenance_work_mem`.
+///
+/// # Safety
+/// The arguments are ambuild's.
+unsafe fn sample_table(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+    declared: Option<usize>,
+    budget: usize,
+) -> Sampled {
+    let mut st = SampleState {
         dim: declared,
-        rows: 0,
-        sample: Vec::new(),
-        cap: declared.map_or(0, |d| buildmem::reservoir_rows(budget, d)),
         budget,
-        rng: rand::rngs::StdRng::seed_from_u64(0x1f2e_3d4c),
+        reservoir: None,
         row: RowContext::new(c"ivfpq build row"),
     };
-    // SAFETY: `sample` is the SampleState sample_callback expects; it outlives the scan.
+    // SAFETY: `st` is the SampleState sample_callback expects; it outlives the scan.
     let heap_tuples = unsafe {
         scan_table(
             heap,
             index,
             index_info,
             Some(sample_callback),
-            &mut sample as *mut SampleState as *mut std::ffi::c_void,
+            &mut st as *mut SampleState as *mut std::ffi::c_void,
         )
     };
-    let rows = sample.rows as usize;
-    let untrained = rows == 0;
-    let dim = sample.dim.unwrap_or(0);
+    st.row.delete();
+    Sampled {
+        heap_tuples,
+        rows: st.reservoir.as_ref().map_or(0, |r| r.seen() as usize),
+        dim: st.dim.unwrap_or(0),
+        reservoir: st.reservoir,
+    }
+}
 
-    let (mut lists, m, nbits) = choose_params(&opts, rows, dim);
+/// The model's shape and how training and encoding fit `maintenance_work_mem`.
+struct BuildPlan {
+    /// No rows: the model is a placeholder and pass 2 is skipped.
+    untrained: bool,
+    dim: usize,
+    lists: usize,
+    m: usize,
+    nbits: u32,
+    mem: buildmem::Plan,
+}
+
+/// Chooses the model's shape for the rows sampled (NOTICEs when the table is
+/// empty or smaller than `lists`) and fits training and encoding to the budget:
+/// fewer training rows (NOTICE), smaller encode batches, or an ERROR naming the
+/// megabytes needed.
+fn plan_build(opts: &options::IvfpqOptions, sampled: &Sampled, budget: usize) -> BuildPlan {
+    let (rows, dim) = (sampled.rows, sampled.dim);
+    let (mut lists, m, nbits) = choose_params(opts, rows, dim);
     if dim > 0 {
         if let Err(e) = ivf::validate_params(0, dim, lists, m, nbits) {
             super::user_error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
@@ -328,113 +395,222 @@ pub unsafe extern "C-unwind" fn ambuild(
         );
         lists = rows;
     }
-    if untrained {
+    let Some(reservoir) = &sampled.reservoir else {
         ereport!(
             NOTICE,
             PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
             "ivfpq index built on an empty table: queries re-rank every row until it is rebuilt",
             "Run REINDEX once the table holds data."
         );
-    }
-
-    // Fit training and encoding to maintenance_work_mem.
-    let plan = if untrained {
-        buildmem::Plan {
+        let mem = buildmem::Plan {
             train_rows: 0,
             encode_rows: buildmem::MIN_ENCODE_ROWS,
-        }
-    } else {
-        let shape = shape_of(dim, lists, m, nbits);
-        let wanted = ivf::training_sample_size(lists, nbits).min(rows);
-        let have = sample.sample.len() / dim;
-        match buildmem::plan(budget, &shape, have, wanted) {
-            Ok(p) => {
-                if p.train_rows < wanted.min(have) {
-                    ereport!(
-                        NOTICE,
-                        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-                        format!(
-                            "ivfpq: training on {} rows instead of {} to stay within maintenance_work_mem ({} MB)",
-                            p.train_rows,
-                            wanted.min(have),
-                            budget >> 20
-                        ),
-                        "Raise maintenance_work_mem for a model trained on more rows."
-                    );
-                }
-                p
-            }
-            Err(e) => too_little_memory(&shape, e.needed, budget),
-        }
-    };
-
-    // Train on copies: the pool's threads only do arithmetic on `sample`.
-    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
-    pg_sys::check_for_interrupts!();
-    let pool = Pool::new(parallel::build_threads());
-    let model = if untrained {
-        let d = dim.max(1);
-        let mm = if d.is_multiple_of(m) { m } else { 1 };
-        IvfPqModel::train(&[], d, metric, &IvfPqParams::new(1, mm, nbits))
-    } else {
-        let n_train = plan.train_rows;
-        let have = sample.sample.len() / dim;
-        // The reservoir often holds the whole table in physical order, so its
-        // first rows are not a random sample: training on them fits the lists to
-        // whatever was loaded first (on SIFT, lists of 122 to 4,096 rows instead
-        // of 289 to 2,303, and recall@10 0.958 instead of 0.972 at 16 probes with
-        // 40 re-ranked). Pick the training rows at random.
-        let train_rows = if have > n_train {
-            let mut idx = rand::seq::index::sample(&mut sample.rng, have, n_train).into_vec();
-            idx.sort_unstable();
-            let mut v = Vec::with_capacity(n_train * dim);
-            for i in idx {
-                v.extend_from_slice(&sample.sample[i * dim..(i + 1) * dim]);
-            }
-            v
-        } else {
-            std::mem::take(&mut sample.sample)
         };
-        // The reservoir is not needed any more: free it before training's copies.
-        sample.sample = Vec::new();
-        let params = IvfPqParams::new(lists, m, nbits);
-        pool.run(|stop| {
-            let params = IvfPqParams {
-                stop: stop.clone(),
-                ..params
-            };
-            IvfPqModel::train_until(&train_rows, dim, metric, &params)
-        })
+        return BuildPlan {
+            untrained: true,
+            dim,
+            lists,
+            m,
+            nbits,
+            mem,
+        };
     };
-    sample.row.delete();
-    pg_sys::check_for_interrupts!();
+    let shape = shape_of(dim, lists, m, nbits);
+    let wanted = ivf::training_sample_size(lists, nbits).min(rows);
+    let have = reservoir.len();
+    let mem = match buildmem::plan(budget, &shape, have, wanted) {
+        Ok(p) => {
+            if p.train_rows < wanted.min(have) {
+                ereport!(
+                    NOTICE,
+                    PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                    format!(
+                        "ivfpq: training on {} rows instead of {} to stay within maintenance_work_mem ({} MB)",
+                        p.train_rows,
+                        wanted.min(have),
+                        budget >> 20
+                    ),
+                    "Raise maintenance_work_mem for a model trained on more rows."
+                );
+            }
+            p
+        }
+        Err(e) => too_little_memory(&shape, e.needed, budget),
+    };
+    BuildPlan {
+        untrained: false,
+        dim,
+        lists,
+        m,
+        nbits,
+        mem,
+    }
+}
 
-    // Block 0 (meta, written last), model pages, directory pages.
+/// Trains the model on rows drawn from the reservoir, on copies: the pool's
+/// threads only do arithmetic on them. Without rows, the placeholder model of an
+/// empty index.
+fn train(
+    opts: &options::IvfpqOptions,
+    metric: Metric,
+    reservoir: Option<Reservoir>,
+    plan: &BuildPlan,
+    pool: &Pool,
+) -> IvfPqModel {
+    let Some(reservoir) = reservoir else {
+        return placeholder_model(opts, plan.dim, metric);
+    };
+    // The reservoir is freed here, before training makes its copies.
+    let train_rows = reservoir.into_training(plan.mem.train_rows);
+    let params = IvfPqParams::new(plan.lists, plan.m, plan.nbits);
+    pool.run(|stop| {
+        let params = IvfPqParams {
+            stop: stop.clone(),
+            ..params
+        };
+        IvfPqModel::train_until(&train_rows, plan.dim, metric, &params)
+    })
+}
+
+/// The model of an index built from no rows (by `ambuild` on an empty table and
+/// by `ambuildempty`): one list, the options' code shape where the dimension
+/// allows it. Scans of such an index re-rank every row.
+fn placeholder_model(opts: &options::IvfpqOptions, dim: usize, metric: Metric) -> IvfPqModel {
+    let (_, m, nbits) = choose_params(opts, 0, dim);
+    let d = dim.max(1);
+    let m = if d.is_multiple_of(m) { m } else { 1 };
+    IvfPqModel::train(&[], d, metric, &IvfPqParams::new(1, m, nbits))
+}
+
+/// Whether data pages hold the model's codes in fast-scan blocks (4-bit codes;
+/// see layout.rs).
+fn is_blocked(model: &IvfPqModel) -> bool {
+    model.is_fast() && model.code_size() > 0
+}
+
+/// The pages before the data pages: block 0 (meta), the model pages, then the
+/// directory pages. Block numbers follow from the model alone.
+struct Front {
+    model_bytes: usize,
+    model_pages: u32,
+    dir_pages: usize,
+}
+
+impl Front {
+    const MODEL_START: u32 = layout::META_BLOCK + 1;
+
+    fn dir_start(&self) -> u32 {
+        Self::MODEL_START + self.model_pages
+    }
+}
+
+fn blank_small_page() -> Vec<u8> {
     let mut blank = vec![0u8; pg_sys::BLCKSZ as usize];
     init_page(&mut blank, layout::SMALL_SPECIAL);
-    let meta_blk = build_append(index, &blank);
-    assert_eq!(meta_blk, layout::META_BLOCK);
-    let model_bytes = model.to_bytes();
-    let model_start = page::nblocks(index);
-    let mut model_pages = 0;
-    for img in model_page_images(&model_bytes, &blank) {
-        build_append(index, &img);
-        model_pages += 1;
-    }
-    let nlists = model.lists;
-    let dir_pages = nlists.div_ceil(layout::DIR_PER_PAGE);
-    let dir_start = page::nblocks(index);
-    for _ in 0..dir_pages {
-        build_append(index, &blank);
-    }
+    blank
+}
 
-    // Pass 2: encode every row into its list. Each list starts with one page
-    // (possibly empty), so a list's head never changes after the build.
-    progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ENCODE);
-    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, rows as i64);
-    // 4-bit codes are stored in fast-scan blocks (see layout.rs).
-    let blocked = model.is_fast() && model.code_size() > 0;
-    let geom = DataGeom::new(model.code_size(), blocked);
+/// The front pages' images: meta and directory pages blank (filled by
+/// [`closing_pages`] once the lists are written), model pages complete.
+fn front_pages(model: &IvfPqModel) -> (Front, Vec<Vec<u8>>) {
+    let blank = blank_small_page();
+    let bytes = model.to_bytes();
+    let mut pages = vec![blank.clone()];
+    pages.extend(model_page_images(&bytes, &blank));
+    let front = Front {
+        model_bytes: bytes.len(),
+        model_pages: pages.len() as u32 - 1,
+        dir_pages: model.lists.div_ceil(layout::DIR_PER_PAGE),
+    };
+    pages.extend(std::iter::repeat_n(blank, front.dir_pages));
+    (front, pages)
+}
+
+/// The meta page and directory pages of an index whose lists start at `dir`'s
+/// head pages, and whose `built_rows` rows were encoded by the build
+/// (`untrained`: the model is a placeholder, see [`placeholder_model`]).
+fn closing_pages(
+    front: &Front,
+    model: &IvfPqModel,
+    untrained: bool,
+    dir: &[DirEntry],
+    built_rows: u64,
+) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let blank = blank_small_page();
+    let mut dir_imgs = vec![blank.clone(); front.dir_pages];
+    for (l, &e) in dir.iter().enumerate() {
+        layout::write_dir(
+            &mut dir_imgs[l / layout::DIR_PER_PAGE],
+            l % layout::DIR_PER_PAGE,
+            e,
+        );
+    }
+    for (i, img) in dir_imgs.iter_mut().enumerate() {
+        let used = ((dir.len() - i * layout::DIR_PER_PAGE).min(layout::DIR_PER_PAGE))
+            * layout::DIR_ENTRY_BYTES;
+        set_lower(img, used);
+        layout::set_page_kind(img, layout::KIND_DIR);
+    }
+    let meta = MetaData {
+        magic: layout::MAGIC,
+        version: layout::FORMAT_VERSION,
+        dim: model.dim as u32,
+        lists: model.lists as u32,
+        code_size: model.code_size() as u32,
+        metric: model.metric.to_u8() as u32,
+        untrained: untrained as u32,
+        model_start: Front::MODEL_START,
+        model_pages: front.model_pages,
+        model_bytes: front.model_bytes as u32,
+        dir_start: front.dir_start(),
+        dir_pages: front.dir_pages as u32,
+        built_rows,
+        generation: generation(),
+        _reserved: [0; 2],
+        blocked: is_blocked(model) as u32,
+        _pad: 0,
+    };
+    let mut img = blank;
+    layout::write_meta(&mut img, &meta);
+    set_lower(&mut img, layout::META_BYTES);
+    layout::set_page_kind(&mut img, layout::KIND_META);
+    (img, dir_imgs)
+}
+
+/// Appends the front pages to the index (block 0 first).
+fn append_front_pages(index: pg_sys::Relation, model: &IvfPqModel) -> Front {
+    let (front, pages) = front_pages(model);
+    for (blk, img) in pages.iter().enumerate() {
+        let got = build_append(index, img);
+        assert_eq!(got, blk as u32, "ivfpq build: the index was not empty");
+    }
+    front
+}
+
+/// What pass 2 wrote.
+struct Encoded {
+    /// Each list's last page (still to be written) and its block.
+    lists: Vec<ListPage>,
+    /// Each list's first block.
+    heads: Vec<u32>,
+    rows: u64,
+}
+
+/// Pass 2: encodes every row into its list. Each list starts with one page
+/// (possibly empty), so a list's head never changes after the build.
+///
+/// # Safety
+/// The relations and `index_info` are ambuild's.
+unsafe fn encode_table(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+    model: &IvfPqModel,
+    pool: &Pool,
+    plan: &BuildPlan,
+) -> Encoded {
+    let geom = DataGeom::new(model.code_size(), is_blocked(model));
+    let nlists = model.lists;
     let mut heads = Vec::with_capacity(nlists);
     let mut list_pages = Vec::with_capacity(nlists);
     for l in 0..nlists as u32 {
@@ -446,22 +622,21 @@ pub unsafe extern "C-unwind" fn ambuild(
             block: blk,
         });
     }
-    let batch_rows = plan.encode_rows;
     let mut enc = EncodeState {
         index,
-        model: &model,
-        pool: &pool,
+        model,
+        pool,
         row: RowContext::new(c"ivfpq build row"),
         geom,
         dim: model.dim,
         batch: Vec::new(),
         tids: Vec::new(),
-        batch_rows,
+        batch_rows: plan.mem.encode_rows,
         lists: list_pages,
         heads,
         encoded: 0,
     };
-    if !untrained {
+    if !plan.untrained {
         // SAFETY: `enc` is the EncodeState encode_callback expects; it outlives the scan.
         unsafe {
             scan_table(
@@ -474,73 +649,37 @@ pub unsafe extern "C-unwind" fn ambuild(
         }
         enc.flush();
     }
-    let EncodeState {
-        lists: enc_lists,
-        heads,
-        encoded,
-        row,
-        ..
-    } = enc;
-    row.delete();
+    enc.row.delete();
+    Encoded {
+        lists: enc.lists,
+        heads: enc.heads,
+        rows: enc.encoded,
+    }
+}
 
-    // Final list pages, directory, meta.
-    let mut dir_imgs = vec![blank.clone(); dir_pages];
-    for (l, lp) in enc_lists.iter().enumerate() {
+/// Writes each list's last page, the directory and the meta page, then WAL-logs
+/// the whole index now that it is complete.
+fn finish(
+    index: pg_sys::Relation,
+    front: &Front,
+    model: &IvfPqModel,
+    untrained: bool,
+    enc: Encoded,
+) {
+    let mut dir = Vec::with_capacity(enc.lists.len());
+    for (lp, &head) in enc.lists.iter().zip(&enc.heads) {
         build_overwrite(index, lp.block, &lp.image);
-        let e = DirEntry {
-            head: heads[l],
+        dir.push(DirEntry {
+            head,
             insert: lp.block,
-        };
-        layout::write_dir(
-            &mut dir_imgs[l / layout::DIR_PER_PAGE],
-            l % layout::DIR_PER_PAGE,
-            e,
-        );
+        });
     }
-    for (i, img) in dir_imgs.iter_mut().enumerate() {
-        let used = ((nlists - i * layout::DIR_PER_PAGE).min(layout::DIR_PER_PAGE))
-            * layout::DIR_ENTRY_BYTES;
-        set_lower(img, used);
-        layout::set_page_kind(img, layout::KIND_DIR);
-        build_overwrite(index, dir_start + i as u32, img);
+    let (meta, dir_imgs) = closing_pages(front, model, untrained, &dir, enc.rows);
+    for (i, img) in dir_imgs.iter().enumerate() {
+        build_overwrite(index, front.dir_start() + i as u32, img);
     }
-    let meta = MetaData {
-        magic: layout::MAGIC,
-        version: layout::FORMAT_VERSION,
-        dim: model.dim as u32,
-        lists: nlists as u32,
-        code_size: model.code_size() as u32,
-        metric: metric_code(metric),
-        untrained: untrained as u32,
-        model_start,
-        model_pages,
-        model_bytes: model_bytes.len() as u32,
-        dir_start,
-        dir_pages: dir_pages as u32,
-        built_rows: encoded,
-        generation: generation(),
-        probes: opts.probes.max(0) as u32,
-        rerank: (opts.rerank + 1).max(0) as u32,
-        blocked: blocked as u32,
-        _pad: 0,
-    };
-    let mut img = blank.clone();
-    layout::write_meta(&mut img, &meta);
-    set_lower(&mut img, layout::META_BYTES);
-    layout::set_page_kind(&mut img, layout::KIND_META);
-    build_overwrite(index, layout::META_BLOCK, &img);
-
-    // WAL-log the whole index now that it is complete.
+    build_overwrite(index, layout::META_BLOCK, &meta);
     page::log_all_pages(index);
-
-    // SAFETY: palloc0 of the result struct PostgreSQL expects back.
-    unsafe {
-        let r = pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBuildResult>())
-            as *mut pg_sys::IndexBuildResult;
-        (*r).heap_tuples = heap_tuples;
-        (*r).index_tuples = encoded as f64;
-        r
-    }
 }
 
 /// `(lists, m, nbits)` from the index options, with defaults for `rows` rows of
@@ -604,10 +743,6 @@ fn too_little_memory(shape: &Shape, needed: usize, budget: usize) -> ! {
     unreachable!("ereport(ERROR) returned")
 }
 
-pub fn metric_code(m: Metric) -> u32 {
-    m.to_u8() as u32
-}
-
 /// A number that differs between builds (keys the model cache).
 fn generation() -> u64 {
     let t = std::time::SystemTime::now()
@@ -621,56 +756,18 @@ fn generation() -> u64 {
 /// survives a crash (the init fork is what the main fork is reset to).
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
+    let opts = options::of(index);
     let metric = super::model::metric_of(index);
-    let dim = declared_dim(index).unwrap_or(1);
-    let model = IvfPqModel::train(&[], dim, metric, &IvfPqParams::new(1, 1, 8));
-    let bytes = model.to_bytes();
-    let mut pages: Vec<Vec<u8>> = Vec::new();
-    let mut blank = vec![0u8; pg_sys::BLCKSZ as usize];
-    init_page(&mut blank, layout::SMALL_SPECIAL);
-    pages.push(blank.clone()); // meta, filled below
-    let model_start = 1;
-    pages.extend(model_page_images(&bytes, &blank));
-    let model_pages = pages.len() as u32 - 1;
-    let dir_start = pages.len() as u32;
-    // An 8-bit placeholder model: row layout.
-    let geom = DataGeom::new(model.code_size(), false);
-    let mut dir = blank.clone();
-    layout::write_dir(
-        &mut dir,
-        0,
-        DirEntry {
-            head: dir_start + 1,
-            insert: dir_start + 1,
-        },
-    );
-    set_lower(&mut dir, layout::DIR_ENTRY_BYTES);
-    layout::set_page_kind(&mut dir, layout::KIND_DIR);
-    pages.push(dir);
+    let model = placeholder_model(&opts, declared_dim(index).unwrap_or(0), metric);
+    let (front, mut pages) = front_pages(&model);
+    let head = pages.len() as u32;
+    let geom = DataGeom::new(model.code_size(), is_blocked(&model));
     pages.push(new_data_image(&geom, 0));
-    let meta = MetaData {
-        magic: layout::MAGIC,
-        version: layout::FORMAT_VERSION,
-        dim: dim as u32,
-        lists: 1,
-        code_size: model.code_size() as u32,
-        metric: metric_code(metric),
-        untrained: 1,
-        model_start,
-        model_pages,
-        model_bytes: bytes.len() as u32,
-        dir_start,
-        dir_pages: 1,
-        built_rows: 0,
-        generation: generation(),
-        probes: 0,
-        rerank: 0,
-        blocked: 0,
-        _pad: 0,
-    };
-    layout::write_meta(&mut pages[0], &meta);
-    set_lower(&mut pages[0], layout::META_BYTES);
-    layout::set_page_kind(&mut pages[0], layout::KIND_META);
+    let (meta, dir_imgs) =
+        closing_pages(&front, &model, true, &[DirEntry { head, insert: head }], 0);
+    pages[layout::META_BLOCK as usize] = meta;
+    let dir_start = front.dir_start() as usize;
+    pages.splice(dir_start..dir_start + dir_imgs.len(), dir_imgs);
     for (blk, img) in pages.iter_mut().enumerate() {
         // SAFETY: the init fork of a new index is ours alone (the relation is
         // being created under an exclusive lock). We write each page through

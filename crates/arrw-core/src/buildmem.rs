@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn a_short_budget_trains_on_fewer_rows_and_smaller_batches() {
-        // 16,000 dimensions, 16 MB: the case that used to take 544 MB.
+        // 16,000 dimensions, 16 MB: three training copies of all 128 sampled rows
+        // (24 MB) do not fit beside the model.
         let s = shape(16_000, 2, 250);
         let p = plan(16 << 20, &s, 128, 4096).unwrap();
         assert!(p.train_rows >= 2 && p.train_rows < 128, "{p:?}");

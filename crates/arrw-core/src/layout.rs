@@ -92,9 +92,11 @@ pub struct MetaData {
     pub built_rows: u64,
     /// Changes on every build; keys the per-backend model cache.
     pub generation: u64,
-    /// `probes`/`rerank` index options captured at build (0 = not set).
-    pub probes: u32,
-    pub rerank: u32,
+    /// Reserved: written as zero, never read. A scan takes its `probes` and
+    /// `rerank` defaults from the index options at every scan (src/ivfpq/
+    /// options.rs), so `ALTER INDEX ... SET` takes effect without a rebuild.
+    /// Indexes built by earlier versions of this format may hold nonzero values.
+    pub _reserved: [u32; 2],
     /// 1 when data pages hold codes in fast-scan blocks of 32 (4-bit codes).
     pub blocked: u32,
     pub _pad: u32,

@@ -13,6 +13,9 @@
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
 //! - [`cdc_options`]: the change feed's plugin options (parser of untrusted text).
+//! - [`cdc_json`]: the change feed's JSON escaping and validator (untrusted text).
+//! - [`import`]: bulk_import's COPY row splitter and job-argument checks.
+//! - [`sample`]: the build's reservoir sample and its training rows.
 //! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
 //! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
@@ -21,6 +24,7 @@
 //! - [`refine`]: a finer second code per row (designed, not on disk yet: docs/refine-design.md).
 
 pub mod buildmem;
+pub mod cdc_json;
 pub mod cdc_options;
 pub mod distance;
 pub mod fastscan;
@@ -32,5 +36,6 @@ pub mod maxsim;
 pub mod pq;
 pub mod refine;
 pub mod rerank;
+pub mod sample;
 pub mod stop;
 pub mod text;
