@@ -82,8 +82,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
     // value arrays) in the current memory context, which lives as long as the scan.
     let scan = unsafe { pg_sys::RelationGetIndexScan(index, nkeys, norderbys) };
     // RelationGetIndexScan pallocs the descriptor without initializing
-    // xs_orderbyvals/xs_orderbynulls: the AM owns them (as GiST does). Leaving
-    // them as garbage made amgettuple write through wild pointers.
+    // xs_orderbyvals/xs_orderbynulls: the AM owns them (as GiST does), and
+    // hand_out writes through them, so they must point at real arrays.
     // SAFETY: palloc in the scan's memory context; norderbys entries each.
     unsafe {
         if norderbys > 0 {
@@ -545,7 +545,7 @@ unsafe fn ensure_fetch(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         st.index_info = pg_sys::BuildIndexInfo((*scan).indexRelation);
         // FormIndexDatum evaluates index expressions in the estate's per-tuple
         // expression context, reading the row from its scan tuple: that must be
-        // our slot (without it, expression indexes crashed on a NULL scan tuple).
+        // our slot (an expression reads its columns from there; NULL would crash).
         // The slot never changes, so this is set once.
         let econtext = pg_sys::MakePerTupleExprContext(st.estate);
         (*econtext).ecxt_scantuple = st.slot;
