@@ -392,6 +392,9 @@ class Row:
     load: float = float("nan")  # 1-minute load average right after the point
     note: str = ""
     knobs: dict = field(default_factory=dict)
+    p50_ms: float = float("nan")  # per-query latency of the kept pass
+    p99_ms: float = float("nan")
+    clients: int = 1  # 2: the two-client point (not part of the 1-client curves)
 
 
 def recall_of(results: list[list[int]], gt: np.ndarray) -> float:
@@ -425,9 +428,11 @@ def loadavg() -> float:
 
 def run_queries(conn, sql: str, qs: list[Vec], warm: int | None = None):
     """One warm-up pass (or `warm` queries), then REPEAT timed passes, one query at
-    a time; returns the results and the best pass's queries per second."""
+    a time; returns the results, the best pass's queries per second and that
+    pass's per-query latencies (seconds)."""
     phase, i = "warm-up", 0
     best = 0.0
+    best_lat: list[float] = []
     try:
         with conn.cursor(binary=True) as cur:
             for i, q in enumerate(qs if warm is None else qs[:warm]):
@@ -436,15 +441,63 @@ def run_queries(conn, sql: str, qs: list[Vec], warm: int | None = None):
             for rep in range(REPEAT):
                 phase = f"timed #{rep + 1}"
                 res = []
+                lat = []
                 t0 = time.perf_counter()
                 for i, q in enumerate(qs):
+                    t1 = time.perf_counter()
                     cur.execute(sql, (q,), prepare=True)
                     res.append([r[0] for r in cur.fetchall()])
-                best = max(best, len(qs) / (time.perf_counter() - t0))
+                    lat.append(time.perf_counter() - t1)
+                qps = len(qs) / (time.perf_counter() - t0)
+                if qps > best:
+                    best, best_lat = qps, lat
     except psycopg.Error as e:
         e.add_note(f"at query #{i} (0-based) of the {phase} pass")
         raise
-    return res, best
+    return res, best, best_lat
+
+
+def percentile_ms(lat: list[float], q: float) -> float:
+    return float(np.percentile(lat, q) * 1000) if lat else float("nan")
+
+
+def _client(args):
+    """One client process of two_clients: its own connection, every query once to
+    warm up, then the timed pass; returns its per-query latencies and wall time."""
+    port, db, sql, settings, qbytes = args
+    import psycopg as pg
+    conn = pg.connect(host=str(PGDIR), port=port, user="postgres", dbname=db, autocommit=True)
+    register_vector(conn)
+    apply_settings(conn, settings)
+    qs = [Vec(b) for b in qbytes]
+    lat = []
+    with conn.cursor(binary=True) as cur:
+        for q in qs:
+            cur.execute(sql, (q,), prepare=True)
+            cur.fetchall()
+        t0 = time.perf_counter()
+        for q in qs:
+            t1 = time.perf_counter()
+            cur.execute(sql, (q,), prepare=True)
+            cur.fetchall()
+            lat.append(time.perf_counter() - t1)
+        wall = time.perf_counter() - t0
+    conn.close()
+    return lat, wall
+
+
+def two_clients(port: int, db: str, sql: str, qs: list[Vec], settings: dict):
+    """Two client processes (the machine's two cores), each running every query
+    once timed: total queries per second and the per-query p50/p99 (ms) over both."""
+    import multiprocessing as mp
+    # Client i starts at a different query so the two do not run in lock step.
+    half = len(qs) // 2
+    orders = [[q.b for q in qs], [q.b for q in qs[half:] + qs[:half]]]
+    with mp.get_context("fork").Pool(2) as pool:
+        out = pool.map(_client, [(port, db, sql, settings, o) for o in orders])
+    lat = out[0][0] + out[1][0]
+    wall = max(out[0][1], out[1][1])
+    return len(lat) / wall, percentile_ms(lat, 50), percentile_ms(lat, 99)
 
 
 def apply_settings(conn, settings: dict) -> None:
@@ -471,11 +524,11 @@ def measure_point(conn, sql, qs, gt, settings, want_index=True, warm=None, repea
     if repeat is not None:
         REPEAT = repeat
     try:
-        res, qps = run_queries(conn, sql, qs, warm)
+        res, qps, lat = run_queries(conn, sql, qs, warm)
     finally:
         REPEAT = saved
     reset_settings(conn, settings)
-    return recall_of(res, gt), qps, plan + (" (forced)" if forced else "")
+    return recall_of(res, gt), qps, plan + (" (forced)" if forced else ""), lat
 
 
 def index_size_mb(conn, name: str) -> float:
@@ -657,7 +710,7 @@ class Runner:
             try:
                 conn = self.cluster.connect(db)
                 register_vector(conn)
-                rec, qps, plan = measure_point(conn, sql, qs, gt, settings)
+                rec, qps, plan, lat = measure_point(conn, sql, qs, gt, settings)
             except psycopg.Error as e:
                 crashed = conn is None or conn.broken
                 self.fail(f"{engine} {params} {label}", f"{sql}  -- with {settings}", e, mark)
@@ -671,16 +724,41 @@ class Runner:
                 if conn is not None:
                     conn.close()
             row = Row(ds, engine, params, label, rec, qps, build_s, size_mb, plan, series, knobs=knobs,
-                      load=loadavg())
+                      load=loadavg(), p50_ms=percentile_ms(lat, 50), p99_ms=percentile_ms(lat, 99))
             if faiss_cfg is not None:
                 fr = faiss_cfg(knobs)
                 if fr is not None:
                     row.note = f"faiss recall {fr:.3f}"
                     self.faiss_rows.append((ds, f"{engine} {params}", knobs["probes"], knobs["rerank"], rec, fr))
             self.rows.append(row)
-            print(f"    {engine:14s} {params:28s} {label:28s} recall {rec:.3f}  {qps:8.1f} q/s  [{plan}]"
+            print(f"    {engine:14s} {params:28s} {label:28s} recall {rec:.3f}  {qps:8.1f} q/s  "
+                  f"p50 {row.p50_ms:.2f} ms p99 {row.p99_ms:.2f} ms  [{plan}]"
                   f" load {row.load:.1f}" + (f"  {row.note}" if row.note else ""), flush=True)
+        self.two_client_point(db, ds, engine, params, sql, qs, build_s, size_mb, series_points)
         return True
+
+    def two_client_point(self, db, ds, engine, params, sql, qs, build_s, size_mb, series_points):
+        """At this sweep's fastest point with recall@10 >= 0.95 (while its index
+        still exists): two clients at once."""
+        mine = [r for r in self.rows if r.dataset == ds and r.engine == engine and r.params == params
+                and r.clients == 1 and r.recall >= 0.95 and not math.isnan(r.qps)
+                and r.knob in {label for _, label, _, _ in series_points}]
+        if not mine:
+            return
+        b = max(mine, key=lambda r: r.qps)
+        settings = next(st for _, label, st, _ in series_points if label == b.knob)
+        if b.plan.endswith("(forced)"):
+            settings = dict(settings, enable_seqscan="off")
+        try:
+            qps, p50, p99 = two_clients(self.cluster.port, db, sql, qs, settings)
+        except Exception as e:  # a failed extra point must not lose the sweep
+            print(f"    {engine}: two-client point failed: {e}", flush=True)
+            return
+        row = Row(ds, engine, params, b.knob, b.recall, qps, build_s, size_mb, b.plan, series="",
+                  load=loadavg(), p50_ms=p50, p99_ms=p99, clients=2, note="2 clients")
+        self.rows.append(row)
+        print(f"    {engine:14s} {params:28s} {b.knob:28s} 2 clients: {qps:8.1f} q/s  "
+              f"p50 {p50:.2f} ms p99 {p99:.2f} ms  load {row.load:.1f}", flush=True)
 
     # -- engines ------------------------------------------------------------
 
@@ -694,7 +772,7 @@ class Runner:
             try:
                 conn = self.cluster.connect(db)
                 register_vector(conn)
-                rec, qps, plan = measure_point(conn, sql, qs[:n], gt[:n], settings, want_index=False,
+                rec, qps, plan, _ = measure_point(conn, sql, qs[:n], gt[:n], settings, want_index=False,
                                                warm=min(10, n), repeat=1)
             except psycopg.Error as e:
                 self.fail(f"exact {engine} {label}", sql, e, mark)
@@ -920,7 +998,7 @@ def fmt(v, spec):
 def best_at(rows: list[Row], target=0.95):
     best: dict[str, Row] = {}
     for r in rows:
-        if r.recall >= target and not math.isnan(r.qps):
+        if r.recall >= target and not math.isnan(r.qps) and r.clients == 1:
             key = r.engine
             if key not in best or r.qps > best[key].qps:
                 best[key] = r
@@ -930,24 +1008,33 @@ def best_at(rows: list[Row], target=0.95):
 def report(runner: Runner, ds: str, header: str) -> str:
     rows = [r for r in runner.rows if r.dataset == ds]
     out = [header, ""]
-    w = (30, 36, 30, 9, 9, 8, 9, 5)
-    hdr = ("engine", "index params", "query params", "recall@10", "QPS", "build s", "index MB", "load")
+    w = (30, 36, 30, 9, 9, 8, 9, 5, 7, 7)
+    hdr = ("engine", "index params", "query params", "recall@10", "QPS", "build s", "index MB", "load",
+           "p50 ms", "p99 ms")
     out.append("  ".join(h.ljust(x) for h, x in zip(hdr, w)) + "  plan / note")
     out.append("-" * 170)
     for r in rows:
         out.append("  ".join([r.engine.ljust(w[0]), r.params.ljust(w[1]), r.knob.ljust(w[2]),
                               fmt(r.recall, ".3f").rjust(w[3]), fmt(r.qps, ".1f").rjust(w[4]),
                               fmt(r.build_s, ".1f").rjust(w[5]), fmt(r.index_mb, ".1f").rjust(w[6]),
-                              fmt(r.load, ".1f").rjust(w[7])])
+                              fmt(r.load, ".1f").rjust(w[7]), fmt(r.p50_ms, ".2f").rjust(w[8]),
+                              fmt(r.p99_ms, ".2f").rjust(w[9])])
                    + "  " + r.plan + ("; " + r.note if r.note else ""))
     out.append("")
-    out.append("Best QPS at recall@10 >= 0.95, per engine:")
+    out.append("Best QPS at recall@10 >= 0.95, per engine (one client; then two clients at the same setting):")
     best = best_at(rows)
     engines = list(dict.fromkeys(r.engine for r in rows))
     for e in engines:
         b = best.get(e)
         if b:
-            out.append(f"  {e:34s} {b.qps:9.1f} q/s  recall {b.recall:.3f}  at {b.params} / {b.knob}")
+            lat = "" if math.isnan(b.p50_ms) else f"p50 {b.p50_ms:.2f} ms  p99 {b.p99_ms:.2f} ms  "
+            out.append(f"  {e:34s} {b.qps:9.1f} q/s  recall {b.recall:.3f}  {lat}at {b.params} / {b.knob}")
+            two = [r for r in rows if r.clients == 2 and r.engine == e and r.params == b.params
+                   and r.knob == b.knob]
+            if two:
+                t = two[-1]
+                out.append(f"  {'':34s} {t.qps:9.1f} q/s  with 2 clients, p50 {t.p50_ms:.2f} ms  "
+                           f"p99 {t.p99_ms:.2f} ms")
         else:
             mx = max((r.recall for r in rows if r.engine == e and not math.isnan(r.recall)), default=float("nan"))
             out.append(f"  {e:34s}       n/a  (best recall {mx:.3f})")
@@ -1026,13 +1113,15 @@ def write_csv(runner: Runner, ds: str, path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["dataset", "engine", "index_params", "query_params", "recall_at_10", "qps", "build_s",
-                    "index_mb", "loadavg_1min", "plan", "note"])
+                    "index_mb", "loadavg_1min", "plan", "note", "clients", "p50_ms", "p99_ms"])
         for r in runner.rows:
             if r.dataset == ds:
                 w.writerow([r.dataset, r.engine, r.params, r.knob, f"{r.recall:.4f}", f"{r.qps:.2f}",
                             "" if math.isnan(r.build_s) else f"{r.build_s:.2f}",
                             "" if math.isnan(r.index_mb) else f"{r.index_mb:.2f}",
-                            "" if math.isnan(r.load) else f"{r.load:.2f}", r.plan, r.note])
+                            "" if math.isnan(r.load) else f"{r.load:.2f}", r.plan, r.note, r.clients,
+                            "" if math.isnan(r.p50_ms) else f"{r.p50_ms:.3f}",
+                            "" if math.isnan(r.p99_ms) else f"{r.p99_ms:.3f}"])
 
 
 def plot(runner: Runner, ds: str, title: str, path: Path) -> None:
