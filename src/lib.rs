@@ -40,6 +40,7 @@ pgrx::extension_sql_file!(
     name = "multivector",
     requires = ["vector"]
 );
+pgrx::extension_sql_file!("../sql/fusion.sql", name = "fusion", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/cdc.sql", name = "cdc", requires = ["ivfpq"]);
 pgrx::extension_sql_file!("../sql/jobs.sql", name = "jobs", requires = ["cdc"]);
 

@@ -1,0 +1,58 @@
+-- arrw.fused_search: one ranking from several (nearest neighbours on vector
+-- columns, full-text rank on a text column), by reciprocal rank fusion or a
+-- weighted sum of normalized scores.
+CREATE TABLE fdocs (id int PRIMARY KEY, title vector(2), body vector(3), txt text);
+INSERT INTO fdocs VALUES
+  (1, '[1,0]', '[0,0,1]', 'postgres vector index'),
+  (2, '[0.9,0.1]', '[1,0,0]', 'cooking with garlic'),
+  (3, '[0,1]', '[0,0.9,0.1]', 'postgres replication and backups'),
+  (4, '[0.7,0.7]', '[0.1,0,0.9]', 'vector databases compared'),
+  (5, '[-1,0]', '[0,1,0]', 'gardening in spring');
+
+-- Each input alone ranks like its own ORDER BY.
+SELECT id, round(score::numeric, 4) AS score, ranks
+FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "op": "<->"}]', k => 3);
+-- Two vector columns of different dimensions and a full-text query, RRF.
+SELECT id, round(score::numeric, 4) AS score, ranks
+FROM arrw.fused_search('fdocs', 'id',
+  '[{"column": "title", "query": "[1,0]"},
+    {"column": "body", "query": "[0,0,1]", "weight": 2},
+    {"column": "txt", "query": "postgres vector"}]', k => 4);
+-- Weighted sum of normalized scores, with a filter.
+SELECT id, round(score::numeric, 4) AS score
+FROM arrw.fused_search('fdocs', 'id',
+  '[{"column": "title", "query": "[1,0]"}, {"column": "txt", "query": "postgres"}]',
+  k => 3, method => 'weighted', filter => 'id <> 1');
+-- The SQL it runs, for EXPLAIN.
+SELECT arrw.fused_search_sql('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', k => 2) LIKE 'WITH i1 AS%' AS sql_ok;
+
+-- Errors.
+\set VERBOSITY sqlstate
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[]');
+SELECT * FROM arrw.fused_search('fdocs', 'nope', '[{"column": "title", "query": "[1,0]"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "nope", "query": "[1,0]"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "id", "query": "1"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', method => 'max');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "weight": -1}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "op": ";drop"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0,0]"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', k => 0);
+\set VERBOSITY default
+
+-- The caller's privileges and row-level security apply.
+CREATE ROLE fusion_reader;
+GRANT USAGE ON SCHEMA arrw TO fusion_reader;
+SET ROLE fusion_reader;
+\set VERBOSITY sqlstate
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]');
+\set VERBOSITY default
+RESET ROLE;
+GRANT SELECT ON fdocs TO fusion_reader;
+ALTER TABLE fdocs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY only_even ON fdocs FOR SELECT TO fusion_reader USING (id % 2 = 0);
+SET ROLE fusion_reader;
+SELECT id FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', k => 5);
+RESET ROLE;
+DROP TABLE fdocs;
+REVOKE USAGE ON SCHEMA arrw FROM fusion_reader;
+DROP ROLE fusion_reader;
