@@ -146,13 +146,16 @@ unsafe extern "C-unwind" fn startup(
             // SAFETY: arg is a Node; option values are String nodes (makeString).
             unsafe {
                 if (*def.arg).type_ != pg_sys::NodeTag::T_String {
-                    bad_option(format!("option \"{name}\" must have a string value"), None);
+                    crate::errors::invalid_option(
+                        format!("option \"{name}\" must have a string value"),
+                        None,
+                    );
                 }
                 Some(CStr::from_ptr((*(def.arg as *const pg_sys::String)).sval).to_bytes())
             }
         };
         if let Err(e) = opts.set(&name, value) {
-            bad_option(e.message, e.hint);
+            crate::errors::invalid_option(e.message, e.hint);
         }
     }
 
@@ -196,21 +199,6 @@ unsafe extern "C-unwind" fn startup(
         pg_sys::MemoryContextRegisterResetCallback((*ctx).context, free_cb);
         (*ctx).output_plugin_private = st.cast();
     }
-}
-
-#[cold]
-fn bad_option(message: String, hint: Option<String>) -> ! {
-    // `ereport!` has no hint argument; this is what it expands to, plus the hint.
-    let mut report = pgrx::pg_sys::panic::ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        message,
-        pgrx::function_name!(),
-    );
-    if let Some(hint) = hint {
-        report = report.set_hint(hint);
-    }
-    report.report(PgLogLevel::ERROR);
-    unreachable!()
 }
 
 /// Frees the state when the decoding context's memory goes away.

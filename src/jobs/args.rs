@@ -5,11 +5,12 @@
 //! each attempt (as the job's owner, since privileges may have changed meanwhile).
 
 use super::spi;
+use crate::errors::{
+    error_hint, insufficient_privilege, invalid_parameter, job_argument, wrong_object_type,
+};
 use arrw_core::import::{arg_batch_rows, arg_nonempty, check_keys, copy_args, ArgError, ArgValue};
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::PgLogLevel;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -177,10 +178,6 @@ pub enum Spec {
 
 pub const DEFAULT_BATCH_ROWS: i64 = 10_000;
 
-fn bad(msg: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, msg);
-}
-
 /// The PostgreSQL encoding id of `name` (any spelling PostgreSQL accepts), or
 /// 22023 if there is none, as COPY's ENCODING option would report it later.
 pub fn encoding_id(name: &str) -> i32 {
@@ -188,7 +185,7 @@ pub fn encoding_id(name: &str) -> i32 {
     // SAFETY: a NUL-terminated string; pg_char_to_encoding only reads it.
     let id = unsafe { pg_sys::pg_char_to_encoding(c.as_ptr()) };
     if id < 0 || name.is_empty() {
-        bad(format!(
+        invalid_parameter(format!(
             "argument \"encoding\" must be a valid encoding name, not \"{name}\""
         ));
     }
@@ -197,24 +194,7 @@ pub fn encoding_id(name: &str) -> i32 {
 
 /// Raises a checked argument's problem as 22023.
 fn ok<T>(r: Result<T, ArgError>, kind: Kind) -> T {
-    match r {
-        Ok(v) => v,
-        Err(ArgError::UnknownKey(key)) => {
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("unknown argument \"{key}\" for a {} job", kind.name()),
-                "arrw.submit_job",
-            )
-            .set_hint(format!(
-                "Arguments of {} are: {}.",
-                kind.name(),
-                kind.keys().join(", ")
-            ))
-            .report(PgLogLevel::ERROR);
-            unreachable!()
-        }
-        Err(ArgError::Invalid(msg)) => bad(msg),
-    }
+    r.unwrap_or_else(|e| job_argument(e, kind.name(), kind.keys()))
 }
 
 /// Parses and validates the arguments of a job of kind `kind` (JSON text). The
@@ -226,7 +206,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
         &[Some(args)],
     );
     if ty.as_deref() != Some("object") {
-        bad(format!(
+        invalid_parameter(format!(
             "arguments of a {} job must be a JSON object",
             kind.name()
         ));
@@ -283,7 +263,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
         Kind::BulkImport => {
             let columns = get("columns").map(|v| {
                 if v.json_type != "array" {
-                    bad(format!("argument \"columns\" must be an array of strings, not {}", v.json_type));
+                    invalid_parameter(format!("argument \"columns\" must be an array of strings, not {}", v.json_type));
                 }
                 let r = spi::query(
                     "SELECT pg_catalog.jsonb_typeof(e), e OPERATOR(pg_catalog.#>>) '{}'::text[] \
@@ -295,13 +275,13 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
                     .into_iter()
                     .map(|row| {
                         if row[0].as_deref() != Some("string") {
-                            bad("argument \"columns\" must be an array of strings".into());
+                            invalid_parameter("argument \"columns\" must be an array of strings");
                         }
                         row[1].clone().unwrap_or_default()
                     })
                     .collect();
                 if cols.is_empty() {
-                    bad("argument \"columns\" must not be empty".into());
+                    invalid_parameter("argument \"columns\" must not be empty");
                 }
                 cols
             });
@@ -363,11 +343,7 @@ fn parse_with(what: &str, sql: &str) -> Vec<*mut pg_sys::Node> {
 }
 
 fn not_fragment(what: &str, expected: &str) -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        format!("argument \"{what}\" must be {expected}")
-    );
+    invalid_parameter(format!("argument \"{what}\" must be {expected}"))
 }
 
 /// `where` must be exactly one boolean-ish expression: `SELECT <frag>` must parse to
@@ -491,14 +467,6 @@ pub fn resolve(name: &str) -> Rel {
     }
 }
 
-fn denied(msg: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, msg);
-}
-
-fn wrong_type(msg: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, msg);
-}
-
 fn has_role(role: &str) -> bool {
     spi::flag("SELECT pg_catalog.pg_has_role($1, 'USAGE')", &[Some(role)])
 }
@@ -540,13 +508,13 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
         Spec::Index { index } => {
             let rel = resolve(index);
             if rel.relkind != "i" && rel.relkind != "I" {
-                wrong_type(format!("\"{index}\" is not an index"));
+                wrong_object_type(format!("\"{index}\" is not an index"));
             }
             if !rel.is_owner {
-                denied(format!("must be owner of index {}", rel.relname));
+                insufficient_privilege(format!("must be owner of index {}", rel.relname));
             }
             if kind == Kind::IndexOptimize && rel.amname.as_deref() != Some("ivfpq") {
-                wrong_type(format!(
+                wrong_object_type(format!(
                     "index_optimize retrains an ivfpq index; \"{index}\" uses {}",
                     rel.amname.as_deref().unwrap_or("no access method")
                 ));
@@ -556,7 +524,7 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
         Spec::Import { table, columns, .. } => {
             let rel = resolve(table);
             if !["r", "p", "f"].contains(&rel.relkind.as_str()) {
-                wrong_type(format!("\"{table}\" is not a table"));
+                wrong_object_type(format!("\"{table}\" is not a table"));
             }
             let ok = has_table_privilege(&rel, "INSERT")
                 || columns.as_ref().is_some_and(|cols| {
@@ -568,28 +536,26 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
                     })
                 });
             if !ok {
-                denied(format!("permission denied for table {}", rel.relname));
+                insufficient_privilege(format!("permission denied for table {}", rel.relname));
             }
             if !has_role("pg_read_server_files") {
-                ErrorReport::new(
+                error_hint(
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                     "must be superuser or have privileges of the pg_read_server_files role to import a server file",
+                    "bulk_import reads a file on the database server, like COPY FROM 'file'.",
                     "arrw.submit_job",
-                )
-                .set_hint("bulk_import reads a file on the database server, like COPY FROM 'file'.")
-                .report(PgLogLevel::ERROR);
+                );
             }
             Checked { rel: Some(rel) }
         }
         Spec::Export { .. } => {
             if !has_role("pg_write_server_files") {
-                ErrorReport::new(
+                error_hint(
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                     "must be superuser or have privileges of the pg_write_server_files role to export to a server file",
+                    "bulk_export writes a file on the database server, like COPY TO 'file'.",
                     "arrw.submit_job",
-                )
-                .set_hint("bulk_export writes a file on the database server, like COPY TO 'file'.")
-                .report(PgLogLevel::ERROR);
+                );
             }
             Checked { rel: None }
         }
@@ -606,7 +572,7 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
                 );
             }
             if rel.relkind != "r" {
-                wrong_type(format!("\"{table}\" is not a table"));
+                wrong_object_type(format!("\"{table}\" is not a table"));
             }
             let privilege = if kind == Kind::BatchDelete {
                 "DELETE"
@@ -614,7 +580,7 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
                 "UPDATE"
             };
             if !has_table_privilege(&rel, privilege) {
-                denied(format!("permission denied for table {}", rel.relname));
+                insufficient_privilege(format!("permission denied for table {}", rel.relname));
             }
             Checked { rel: Some(rel) }
         }
