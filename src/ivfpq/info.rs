@@ -146,7 +146,7 @@ crate::v1! {
             page::corrupt(index, e);
         }
         close(index);
-        fmgr::bool(true)
+        fmgr::boolean(true)
     }
 }
 

@@ -7,41 +7,11 @@
 
 use super::args::{self, Kind};
 use super::{notify, shmem, spi};
+use crate::fmgr;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::FromDatum;
 use pgrx::PgLogLevel;
-
-/// Text argument `n`, or `None` for SQL NULL.
-///
-/// # Safety
-/// `fcinfo` must be the call's own, with a `text` argument `n`.
-unsafe fn arg_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
-    // SAFETY: the caller guarantees argument n exists and is text.
-    unsafe {
-        if pgrx::fcinfo::pg_arg_is_null(fcinfo, n) {
-            None
-        } else {
-            String::from_datum(crate::fmgr::arg(fcinfo, n), false)
-        }
-    }
-}
-
-/// `jsonb` argument `n` as JSON text, or `None` for SQL NULL.
-///
-/// # Safety
-/// `fcinfo` must be the call's own, with a `jsonb` argument `n`.
-unsafe fn arg_jsonb_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
-    // SAFETY: the caller guarantees argument n exists and is jsonb.
-    unsafe {
-        if pgrx::fcinfo::pg_arg_is_null(fcinfo, n) {
-            None
-        } else {
-            pgrx::JsonB::from_datum(crate::fmgr::arg(fcinfo, n), false).map(|j| j.0.to_string())
-        }
-    }
-}
 
 /// Submits a job; returns its id. See docs/jobs.md.
 fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<i32>) -> i64 {
@@ -121,9 +91,9 @@ crate::v1! {
         // SAFETY: the SQL declaration gives (text, jsonb, integer).
         let (kind, args, max) = unsafe {
             (
-                arg_text(fcinfo, 0),
-                arg_jsonb_text(fcinfo, 1),
-                if pgrx::fcinfo::pg_arg_is_null(fcinfo, 2) { None } else { Some(crate::fmgr::arg_i32(fcinfo, 2)) },
+                fmgr::arg_text(fcinfo, 0),
+                fmgr::arg_jsonb_text(fcinfo, 1),
+                if fmgr::arg_is_null(fcinfo, 2) { None } else { Some(fmgr::arg_i32(fcinfo, 2)) },
             )
         };
         pg_sys::Datum::from(submit(kind, args, max))
@@ -170,8 +140,8 @@ crate::v1! {
     /// `arrw.cancel_job(id bigint) -> boolean` (STRICT)
     fn arrw_cancel_job(fcinfo) {
         // SAFETY: the SQL declaration gives (bigint); STRICT means it is not NULL.
-        let id = unsafe { crate::fmgr::arg(fcinfo, 0) }.value() as i64;
-        crate::fmgr::bool(cancel(id))
+        let id = unsafe { fmgr::arg_i64(fcinfo, 0) };
+        fmgr::boolean(cancel(id))
     }
 }
 
@@ -308,15 +278,14 @@ crate::v1! {
         // SAFETY: the SQL declaration gives (bigint, interval); an interval datum
         // points to a pg_sys::Interval.
         let (id, timeout) = unsafe {
-            if pgrx::fcinfo::pg_arg_is_null(fcinfo, 0) {
+            if fmgr::arg_is_null(fcinfo, 0) {
                 ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "job id must not be NULL");
             }
-            let id = crate::fmgr::arg(fcinfo, 0).value() as i64;
-            let timeout = if pgrx::fcinfo::pg_arg_is_null(fcinfo, 1) {
+            let id = fmgr::arg_i64(fcinfo, 0);
+            let timeout = if fmgr::arg_is_null(fcinfo, 1) {
                 None
             } else {
-                let iv = &*(crate::fmgr::arg(fcinfo, 1).cast_mut_ptr::<pg_sys::Interval>());
-                Some(timeout_micros(iv))
+                Some(timeout_micros(fmgr::arg_interval(fcinfo, 1)))
             };
             (id, timeout)
         };
@@ -324,7 +293,7 @@ crate::v1! {
         match state.into_datum() {
             Some(d) => d,
             // SAFETY: our own fcinfo.
-            None => unsafe { crate::fmgr::return_null(fcinfo) },
+            None => unsafe { fmgr::return_null(fcinfo) },
         }
     }
 }

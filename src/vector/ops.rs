@@ -259,7 +259,7 @@ macro_rules! comparison {
                 // SAFETY: declared (vector, vector), STRICT.
                 let (a, b) = unsafe { (VectorArg::from_arg(fcinfo, 0), VectorArg::from_arg(fcinfo, 1)) };
                 let test: fn(std::cmp::Ordering) -> bool = $test;
-                fmgr::bool(test(compare(a.x, b.x)))
+                fmgr::boolean(test(compare(a.x, b.x)))
             }
         }
     )*};
