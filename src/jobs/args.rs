@@ -6,14 +6,15 @@
 
 use super::spi;
 use crate::errors::{
-    error_hint, insufficient_privilege, invalid_parameter, job_argument, wrong_object_type,
+    describe, error_hint, insufficient_privilege, invalid_parameter, job_argument,
+    wrong_object_type,
 };
 use arrw_core::import::{arg_batch_rows, arg_nonempty, check_keys, copy_args, ArgError, ArgValue};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Kind {
+pub enum JobKind {
     IndexRebuild,
     IndexOptimize,
     BulkImport,
@@ -22,37 +23,44 @@ pub enum Kind {
     BatchUpdate,
 }
 
-pub const KINDS: &[Kind] = &[
-    Kind::IndexRebuild,
-    Kind::IndexOptimize,
-    Kind::BulkImport,
-    Kind::BulkExport,
-    Kind::BatchDelete,
-    Kind::BatchUpdate,
+pub const KINDS: &[JobKind] = &[
+    JobKind::IndexRebuild,
+    JobKind::IndexOptimize,
+    JobKind::BulkImport,
+    JobKind::BulkExport,
+    JobKind::BatchDelete,
+    JobKind::BatchUpdate,
 ];
 
-impl Kind {
+impl JobKind {
     pub fn name(self) -> &'static str {
         match self {
-            Kind::IndexRebuild => "index_rebuild",
-            Kind::IndexOptimize => "index_optimize",
-            Kind::BulkImport => "bulk_import",
-            Kind::BulkExport => "bulk_export",
-            Kind::BatchDelete => "batch_delete",
-            Kind::BatchUpdate => "batch_update",
+            JobKind::IndexRebuild => "index_rebuild",
+            JobKind::IndexOptimize => "index_optimize",
+            JobKind::BulkImport => "bulk_import",
+            JobKind::BulkExport => "bulk_export",
+            JobKind::BatchDelete => "batch_delete",
+            JobKind::BatchUpdate => "batch_update",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Kind> {
+    pub fn parse(s: &str) -> Option<JobKind> {
         KINDS.iter().copied().find(|k| k.name() == s)
+    }
+
+    /// The kind runs `REINDEX INDEX CONCURRENTLY`, which waits for every older
+    /// snapshot in the database and can leave invalid `_ccnew`/`_ccold` indexes
+    /// behind when interrupted.
+    pub fn reindexes_concurrently(self) -> bool {
+        matches!(self, JobKind::IndexRebuild | JobKind::IndexOptimize)
     }
 
     /// The argument keys the kind accepts (the first ones listed are required).
     fn keys(self) -> &'static [&'static str] {
         match self {
-            Kind::IndexRebuild | Kind::IndexOptimize => &["index"],
-            Kind::BulkImport => arrw_core::import::IMPORT_KEYS,
-            Kind::BulkExport => &[
+            JobKind::IndexRebuild | JobKind::IndexOptimize => &["index"],
+            JobKind::BulkImport => arrw_core::import::IMPORT_KEYS,
+            JobKind::BulkExport => &[
                 "query",
                 "path",
                 "format",
@@ -63,18 +71,18 @@ impl Kind {
                 "escape",
                 "encoding",
             ],
-            Kind::BatchDelete => &["table", "where", "batch_rows"],
-            Kind::BatchUpdate => &["table", "set", "where", "batch_rows"],
+            JobKind::BatchDelete => &["table", "where", "batch_rows"],
+            JobKind::BatchUpdate => &["table", "set", "where", "batch_rows"],
         }
     }
 
     fn required(self) -> &'static [&'static str] {
         match self {
-            Kind::IndexRebuild | Kind::IndexOptimize => &["index"],
-            Kind::BulkImport => &["table", "path"],
-            Kind::BulkExport => &["query", "path"],
-            Kind::BatchDelete => &["table", "where"],
-            Kind::BatchUpdate => &["table", "set"],
+            JobKind::IndexRebuild | JobKind::IndexOptimize => &["index"],
+            JobKind::BulkImport => &["table", "path"],
+            JobKind::BulkExport => &["query", "path"],
+            JobKind::BatchDelete => &["table", "where"],
+            JobKind::BatchUpdate => &["table", "set"],
         }
     }
 }
@@ -193,14 +201,14 @@ pub fn encoding_id(name: &str) -> i32 {
 }
 
 /// Raises a checked argument's problem as 22023.
-fn ok<T>(r: Result<T, ArgError>, kind: Kind) -> T {
+fn ok<T>(r: Result<T, ArgError>, kind: JobKind) -> T {
     r.unwrap_or_else(|e| job_argument(e, kind.name(), kind.keys()))
 }
 
 /// Parses and validates the arguments of a job of kind `kind` (JSON text). The
 /// server decodes the JSON; `arrw_core::import` checks keys, types and COPY
 /// options; SQL fragments are checked with PostgreSQL's parser.
-pub fn parse(kind: Kind, args: &str) -> Spec {
+pub fn parse(kind: JobKind, args: &str) -> Spec {
     let ty = spi::one(
         "SELECT pg_catalog.jsonb_typeof($1::pg_catalog.jsonb)",
         &[Some(args)],
@@ -257,10 +265,10 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
     };
 
     match kind {
-        Kind::IndexRebuild | Kind::IndexOptimize => Spec::Index {
+        JobKind::IndexRebuild | JobKind::IndexOptimize => Spec::Index {
             index: nonempty("index").unwrap(),
         },
-        Kind::BulkImport => {
+        JobKind::BulkImport => {
             let columns = get("columns").map(|v| {
                 if v.json_type != "array" {
                     invalid_parameter(format!("argument \"columns\" must be an array of strings, not {}", v.json_type));
@@ -293,7 +301,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
                 columns,
             }
         }
-        Kind::BulkExport => {
+        JobKind::BulkExport => {
             let query = nonempty("query").unwrap();
             validate_query(&query);
             Spec::Export {
@@ -302,7 +310,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
                 copy: copy_opts(),
             }
         }
-        Kind::BatchDelete => {
+        JobKind::BatchDelete => {
             let where_ = nonempty("where").unwrap();
             validate_expr("where", &where_);
             Spec::Delete {
@@ -311,7 +319,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
                 batch_rows: batch_rows(),
             }
         }
-        Kind::BatchUpdate => {
+        JobKind::BatchUpdate => {
             let set = nonempty("set").unwrap();
             validate_set(&set);
             let where_ = nonempty("where");
@@ -332,7 +340,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
 fn parse_with(what: &str, sql: &str) -> Vec<*mut pg_sys::Node> {
     PgTryBuilder::new(|| spi::raw_parse(sql))
         .catch_when(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, |e| {
-            let (msg, _) = super::worker::describe(&e);
+            let (msg, _) = describe(&e);
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
@@ -485,7 +493,7 @@ pub struct Checked {
 
 /// Checks that the current user may run the job described by `spec`, raising 42501
 /// (privileges), 42P01 (no such relation) or 42809 (wrong kind of relation).
-pub fn check(kind: Kind, spec: &Spec) -> Checked {
+pub fn check(kind: JobKind, spec: &Spec) -> Checked {
     let checked = check_inner(kind, spec);
     if let Some(rel) = &checked.rel {
         if rel.temporary {
@@ -503,7 +511,7 @@ pub fn check(kind: Kind, spec: &Spec) -> Checked {
     checked
 }
 
-fn check_inner(kind: Kind, spec: &Spec) -> Checked {
+fn check_inner(kind: JobKind, spec: &Spec) -> Checked {
     match spec {
         Spec::Index { index } => {
             let rel = resolve(index);
@@ -513,7 +521,7 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
             if !rel.is_owner {
                 insufficient_privilege(format!("must be owner of index {}", rel.relname));
             }
-            if kind == Kind::IndexOptimize && rel.amname.as_deref() != Some("ivfpq") {
+            if kind == JobKind::IndexOptimize && rel.amname.as_deref() != Some("ivfpq") {
                 wrong_object_type(format!(
                     "index_optimize retrains an ivfpq index; \"{index}\" uses {}",
                     rel.amname.as_deref().unwrap_or("no access method")
@@ -574,7 +582,7 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
             if rel.relkind != "r" {
                 wrong_object_type(format!("\"{table}\" is not a table"));
             }
-            let privilege = if kind == Kind::BatchDelete {
+            let privilege = if kind == JobKind::BatchDelete {
                 "DELETE"
             } else {
                 "UPDATE"

@@ -17,8 +17,8 @@
 //! worker checks for interrupts and for a cancel or shutdown request.
 
 use super::args::{self, CopyOpts, Format, Rel, Spec};
+use super::job::{Ctx, Outcome};
 use super::spi;
-use super::worker::{Ctx, Outcome};
 use crate::errors::{bad_copy_file, file_io, import_split, not_regular_file};
 use arrw_core::import::{Encoding, Found, SplitError, Splitter};
 use pgrx::pg_sys;
@@ -241,13 +241,10 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         unreachable!()
     };
     let (mut offset, mut done) = spi::xact(|| {
+        let saved = ctx.checkpoint();
         (
-            ctx.checkpoint_field("offset")
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0),
-            ctx.checkpoint_field("rows")
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0),
+            saved.number::<u64>("offset").unwrap_or(0),
+            saved.number::<u64>("rows").unwrap_or(0),
         )
     });
     let max_row = super::max_row_bytes();
