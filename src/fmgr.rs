@@ -69,6 +69,72 @@ pub unsafe fn arg_i32(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> i32 {
     unsafe { arg(fcinfo, n) }.value() as i32
 }
 
+/// Whether argument `n` is SQL NULL (only a non-STRICT function can see one).
+///
+/// # Safety
+/// As for [`arg`].
+#[inline(always)]
+pub unsafe fn arg_is_null(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> bool {
+    // SAFETY: the caller guarantees fcinfo is live and has at least n+1 arguments.
+    unsafe { pgrx::fcinfo::pg_arg_is_null(fcinfo, n) }
+}
+
+/// Argument `n` as an `int8`.
+///
+/// # Safety
+/// As for [`arg`]; the SQL declaration must give argument `n` type `bigint`
+/// (pass-by-value on every 64-bit platform PostgreSQL 15 supports).
+#[inline(always)]
+pub unsafe fn arg_i64(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> i64 {
+    // SAFETY: as for `arg`; a by-value int8 datum is the value itself.
+    unsafe { arg(fcinfo, n) }.value() as i64
+}
+
+/// `text` argument `n` as a `String`, or `None` for SQL NULL.
+///
+/// # Safety
+/// As for [`arg`]; the SQL declaration must give argument `n` type `text`.
+pub unsafe fn arg_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
+    use pgrx::FromDatum;
+    // SAFETY: the caller guarantees argument n exists and is text; a non-NULL
+    // text datum is what `String::from_datum` reads (detoasting it).
+    unsafe {
+        if arg_is_null(fcinfo, n) {
+            None
+        } else {
+            String::from_datum(arg(fcinfo, n), false)
+        }
+    }
+}
+
+/// `jsonb` argument `n` as JSON text, or `None` for SQL NULL.
+///
+/// # Safety
+/// As for [`arg`]; the SQL declaration must give argument `n` type `jsonb`.
+pub unsafe fn arg_jsonb_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
+    use pgrx::FromDatum;
+    // SAFETY: the caller guarantees argument n exists and is jsonb; a non-NULL
+    // jsonb datum is what `JsonB::from_datum` reads.
+    unsafe {
+        if arg_is_null(fcinfo, n) {
+            None
+        } else {
+            pgrx::JsonB::from_datum(arg(fcinfo, n), false).map(|j| j.0.to_string())
+        }
+    }
+}
+
+/// `interval` argument `n`, borrowed for the call.
+///
+/// # Safety
+/// As for [`arg`]; the SQL declaration must give argument `n` type `interval`
+/// and it must not be NULL.
+pub unsafe fn arg_interval<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> &'a pg_sys::Interval {
+    // SAFETY: an interval datum points to a pg_sys::Interval that lives at least
+    // as long as the call.
+    unsafe { &*(arg(fcinfo, n).cast_mut_ptr::<pg_sys::Interval>()) }
+}
+
 /// Returns SQL NULL from a V1 function.
 ///
 /// # Safety
@@ -91,8 +157,8 @@ pub fn int4(x: i32) -> pg_sys::Datum {
     pg_sys::Datum::from(x)
 }
 
-/// A `bool` result datum.
+/// A `boolean` result datum.
 #[inline(always)]
-pub fn bool(x: bool) -> pg_sys::Datum {
+pub fn boolean(x: bool) -> pg_sys::Datum {
     pg_sys::Datum::from(x)
 }

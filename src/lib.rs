@@ -23,6 +23,7 @@
 ::pgrx::pg_module_magic!();
 
 pub mod cdc;
+pub mod errors;
 pub mod fmgr;
 pub mod ivfpq;
 pub mod jobs;

@@ -1512,3 +1512,45 @@ fn files_in_ascii_embedding_encodings_split_like_copy() {
     };
     assert_eq!(rows(&mut c, "by_job"), rows(&mut c, "by_copy"));
 }
+
+#[test]
+fn a_batch_delete_resumes_from_its_last_batch_on_retry() {
+    // A delete's resume point records no xids ("xids": null); reading it back must
+    // not trip over that. The trigger fails the attempt once, part-way through;
+    // the retry starts after the last committed batch.
+    let (cluster, mut c) = setup("jobs-batch-resume", "arrw.job_retry_delay = 100");
+    c.batch_execute(
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 20000);
+         CREATE SEQUENCE once;
+         CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF OLD.id = 15000 AND nextval('once') = 1 THEN
+                 RAISE EXCEPTION 'failing once';
+             END IF;
+             RETURN OLD;
+         END $$;
+         CREATE TRIGGER t_fail BEFORE DELETE ON t FOR EACH ROW EXECUTE FUNCTION fail_once();",
+    )
+    .unwrap();
+    let id = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "t", "where": "true", "batch_rows": 1000}"#,
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{:?}",
+        state(&mut c, id)
+    );
+    assert_eq!(state(&mut c, id).2, 2, "one failed attempt, one retry");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 0);
+    let rows: i64 = c
+        .query_one(
+            "SELECT (result->>'rows')::bigint FROM arrw.jobs WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 20000, "rows of both attempts counted once");
+}

@@ -55,7 +55,7 @@ struct State {
 
 /// How values of one type become JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+enum ColumnKind {
     Int2,
     Int4,
     Oid,
@@ -82,7 +82,7 @@ enum Kind {
 
 #[derive(Clone, Copy, Debug)]
 struct TypeInfo {
-    kind: Kind,
+    kind: ColumnKind,
     output: pg_sys::Oid,
 }
 
@@ -146,13 +146,16 @@ unsafe extern "C-unwind" fn startup(
             // SAFETY: arg is a Node; option values are String nodes (makeString).
             unsafe {
                 if (*def.arg).type_ != pg_sys::NodeTag::T_String {
-                    bad_option(format!("option \"{name}\" must have a string value"), None);
+                    crate::errors::invalid_option(
+                        format!("option \"{name}\" must have a string value"),
+                        None,
+                    );
                 }
                 Some(CStr::from_ptr((*(def.arg as *const pg_sys::String)).sval).to_bytes())
             }
         };
         if let Err(e) = opts.set(&name, value) {
-            bad_option(e.message, e.hint);
+            crate::errors::invalid_option(e.message, e.hint);
         }
     }
 
@@ -196,21 +199,6 @@ unsafe extern "C-unwind" fn startup(
         pg_sys::MemoryContextRegisterResetCallback((*ctx).context, free_cb);
         (*ctx).output_plugin_private = st.cast();
     }
-}
-
-#[cold]
-fn bad_option(message: String, hint: Option<String>) -> ! {
-    // `ereport!` has no hint argument; this is what it expands to, plus the hint.
-    let mut report = pgrx::pg_sys::panic::ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        message,
-        pgrx::function_name!(),
-    );
-    if let Some(hint) = hint {
-        report = report.set_hint(hint);
-    }
-    report.report(PgLogLevel::ERROR);
-    unreachable!()
 }
 
 /// Frees the state when the decoding context's memory goes away.
@@ -531,7 +519,7 @@ unsafe fn push_object(
         }
         // SAFETY: a type of a live column.
         let info = unsafe { type_info(types, att.atttypid) };
-        if info.kind == Kind::Vector && !include_vectors && matches!(pick, Pick::All) {
+        if info.kind == ColumnKind::Vector && !include_vectors && matches!(pick, Pick::All) {
             omitted[i] = true;
             continue;
         }
@@ -589,27 +577,27 @@ unsafe fn push_value(
         unsafe { CStr::from_ptr(pg_sys::OidOutputFunctionCall(info.output, datum)).to_bytes() }
     };
     match info.kind {
-        Kind::Int2 => {
+        ColumnKind::Int2 => {
             let _ = write!(out, "{}", datum.value() as i16);
         }
-        Kind::Int4 => {
+        ColumnKind::Int4 => {
             let _ = write!(out, "{}", datum.value() as i32);
         }
-        Kind::Oid => {
+        ColumnKind::Oid => {
             let _ = write!(out, "{}", datum.value() as u32);
         }
-        Kind::Int8 => {
+        ColumnKind::Int8 => {
             // int8 is pass-by-value on 64-bit builds (the only ones pgrx supports).
             let _ = write!(out, "\"{}\"", datum.value() as i64);
         }
-        Kind::Bool => {
+        ColumnKind::Bool => {
             out.extend_from_slice(if datum.value() != 0 {
                 b"true"
             } else {
                 b"false"
             });
         }
-        Kind::Float => {
+        ColumnKind::Float => {
             let s = output_text(datum);
             if json::is_number(s) {
                 out.extend_from_slice(s);
@@ -617,8 +605,8 @@ unsafe fn push_value(
                 json::push_str(out, s);
             }
         }
-        Kind::Json => json::push_raw_one_line(out, output_text(datum)),
-        Kind::Vector => {
+        ColumnKind::Json => json::push_raw_one_line(out, output_text(datum)),
+        ColumnKind::Vector => {
             let s = output_text(datum);
             if json::is_valid(s) {
                 out.extend_from_slice(s);
@@ -626,7 +614,7 @@ unsafe fn push_value(
                 json::push_str(out, s);
             }
         }
-        Kind::Bytea => {
+        ColumnKind::Bytea => {
             // SAFETY: a bytea datum; detoasting (if needed) pallocs in the event
             // context, and the bytes stay valid until it is reset.
             let bytes = unsafe {
@@ -638,7 +626,7 @@ unsafe fn push_value(
             };
             json::push_hex_bytes(out, bytes);
         }
-        Kind::DateTime(base) => {
+        ColumnKind::DateTime(base) => {
             // SAFETY: JsonEncodeDateTime handles exactly these five types and
             // returns a palloc'd NUL-terminated ISO 8601 string.
             let s = unsafe {
@@ -651,7 +639,7 @@ unsafe fn push_value(
             };
             json::push_str(out, s.to_bytes());
         }
-        Kind::Numeric | Kind::Text => json::push_str(out, output_text(datum)),
+        ColumnKind::Numeric | ColumnKind::Text => json::push_str(out, output_text(datum)),
     }
 }
 
@@ -668,22 +656,22 @@ unsafe fn type_info(types: &mut HashMap<pg_sys::Oid, TypeInfo>, typid: pg_sys::O
     let info = unsafe {
         let base = pg_sys::getBaseType(typid);
         let kind = match base {
-            pg_sys::INT2OID => Kind::Int2,
-            pg_sys::INT4OID => Kind::Int4,
-            pg_sys::OIDOID => Kind::Oid,
-            pg_sys::INT8OID => Kind::Int8,
-            pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => Kind::Float,
-            pg_sys::NUMERICOID => Kind::Numeric,
-            pg_sys::BOOLOID => Kind::Bool,
-            pg_sys::JSONOID | pg_sys::JSONBOID => Kind::Json,
-            pg_sys::BYTEAOID => Kind::Bytea,
+            pg_sys::INT2OID => ColumnKind::Int2,
+            pg_sys::INT4OID => ColumnKind::Int4,
+            pg_sys::OIDOID => ColumnKind::Oid,
+            pg_sys::INT8OID => ColumnKind::Int8,
+            pg_sys::FLOAT4OID | pg_sys::FLOAT8OID => ColumnKind::Float,
+            pg_sys::NUMERICOID => ColumnKind::Numeric,
+            pg_sys::BOOLOID => ColumnKind::Bool,
+            pg_sys::JSONOID | pg_sys::JSONBOID => ColumnKind::Json,
+            pg_sys::BYTEAOID => ColumnKind::Bytea,
             pg_sys::DATEOID
             | pg_sys::TIMEOID
             | pg_sys::TIMETZOID
             | pg_sys::TIMESTAMPOID
-            | pg_sys::TIMESTAMPTZOID => Kind::DateTime(base),
-            _ if is_vector_type(base) => Kind::Vector,
-            _ => Kind::Text,
+            | pg_sys::TIMESTAMPTZOID => ColumnKind::DateTime(base),
+            _ if is_vector_type(base) => ColumnKind::Vector,
+            _ => ColumnKind::Text,
         };
         let mut output = pg_sys::InvalidOid;
         let mut varlena = false;

@@ -73,7 +73,7 @@ unsafe fn datum_vector<'a>(datum: pg_sys::Datum) -> &'a [f32] {
 
 fn check_dim(expected: usize, got: usize) {
     if expected != got {
-        crate::vector::check(text::check_expected_dim(expected as i32, got));
+        crate::errors::check_vector(text::check_expected_dim(expected as i32, got));
     }
 }
 
@@ -383,7 +383,7 @@ fn plan_build(opts: &options::IvfpqOptions, sampled: &Sampled, budget: usize) ->
     let (mut lists, m, nbits) = choose_params(opts, rows, dim);
     if dim > 0 {
         if let Err(e) = ivf::validate_params(0, dim, lists, m, nbits) {
-            super::user_error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
+            crate::errors::error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
         }
     }
     if rows > 0 && lists > rows {

@@ -29,7 +29,7 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
         if !is_ours {
             let name = page::rel_name(rel);
             pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
-            super::user_error(
+            crate::errors::error(
                 PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
                 format!("\"{name}\" is not an ivfpq index"),
             );
@@ -146,7 +146,7 @@ crate::v1! {
             page::corrupt(index, e);
         }
         close(index);
-        fmgr::bool(true)
+        fmgr::boolean(true)
     }
 }
 

@@ -59,7 +59,7 @@ fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPo
     let meta = page::meta(index);
     let model = model::load(index, &meta);
     if meta.untrained == 0 && x.len() != model.dim {
-        crate::vector::check(arrw_core::text::check_expected_dim(
+        crate::errors::check_vector(arrw_core::text::check_expected_dim(
             model.dim as i32,
             x.len(),
         ));

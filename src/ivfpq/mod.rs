@@ -105,9 +105,3 @@ unsafe extern "C-unwind" fn amvalidate(_opclassoid: pg_sys::Oid) -> bool {
 pub fn init() {
     options::init();
 }
-
-/// The error every bad user input in the index raises.
-#[cold]
-pub fn user_error(code: PgSqlErrorCode, msg: String) -> ! {
-    ereport!(ERROR, code, msg);
-}

@@ -41,7 +41,7 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     }
     let model = match IvfPqModel::from_bytes(&bytes) {
         Ok(m) => Rc::new(m),
-        Err(e) => super::user_error(
+        Err(e) => crate::errors::error(
             PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
             format!(
                 "ivfpq index \"{}\" has a corrupt model: {e}",
@@ -53,7 +53,7 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // page read as rows, or the reverse, would score garbage.
     let blocked = model.is_fast() && model.code_size() > 0;
     if blocked != (meta.blocked != 0) || model.code_size() != meta.code_size as usize {
-        super::user_error(
+        crate::errors::error(
             PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
             format!(
                 "ivfpq index \"{}\": its meta page and model disagree on the code layout; REINDEX it",
@@ -90,7 +90,7 @@ pub fn metric_of(index: pg_sys::Relation) -> Metric {
         "vector_l2_squared_distance" => Metric::L2,
         "vector_negative_inner_product" => Metric::InnerProduct,
         "cosine_distance" => Metric::Cosine,
-        other => super::user_error(
+        other => crate::errors::error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("ivfpq does not support the distance function {other}"),
         ),

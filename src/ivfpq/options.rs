@@ -185,7 +185,7 @@ pub unsafe extern "C-unwind" fn amoptions(
         // SAFETY: non-null result of build_reloptions for our struct.
         let o = unsafe { *(opts as *const IvfpqOptions) };
         if o.nbits != 0 && o.nbits != 4 && o.nbits != 8 {
-            super::user_error(
+            crate::errors::error(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("nbits must be 4 or 8, not {}", o.nbits),
             );

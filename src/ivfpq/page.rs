@@ -67,13 +67,13 @@ pub fn read_meta(index: pg_sys::Relation) -> MetaData {
     let g = ReadGuard::new(index, layout::META_BLOCK);
     let m = layout::read_meta(g.page());
     if m.magic != MAGIC || layout::page_kind(g.page()) != KIND_META {
-        super::user_error(
+        crate::errors::error(
             PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
             format!("ivfpq index \"{}\" has no valid meta page", rel_name(index)),
         );
     }
     if m.version != layout::FORMAT_VERSION {
-        super::user_error(
+        crate::errors::error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(
                 "ivfpq index \"{}\" has on-disk format {}, this arrw reads {}; REINDEX it",

@@ -165,7 +165,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
     dir: pg_sys::ScanDirection::Type,
 ) -> bool {
     if dir != pg_sys::ScanDirection::ForwardScanDirection {
-        super::user_error(
+        crate::errors::error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             "ivfpq index scans only go forward".into(),
         );
@@ -318,7 +318,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.meta = page::meta(index);
     let model = model::load(index, &st.meta);
     if st.meta.untrained == 0 && st.query.len() != model.dim {
-        crate::vector::check(arrw_core::text::check_expected_dim(
+        crate::errors::check_vector(arrw_core::text::check_expected_dim(
             model.dim as i32,
             st.query.len(),
         ));
@@ -534,7 +534,7 @@ unsafe fn ensure_fetch(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     unsafe {
         let heap = (*scan).heapRelation;
         if heap.is_null() {
-            super::user_error(
+            crate::errors::error(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 "ivfpq re-ranking needs the table; set ivfpq.rerank = 0 for this scan".into(),
             );

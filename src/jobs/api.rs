@@ -5,43 +5,13 @@
 //! superuser with a fixed search path (`spi::as_job_admin`), after checking what the
 //! calling role may do. The owner of a new job is always the calling role.
 
-use super::args::{self, Kind};
+use super::args::{self, JobKind};
+use super::job::State;
 use super::{notify, shmem, spi};
+use crate::errors::{error_detail_hint, error_hint, warning_hint};
+use crate::fmgr;
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::FromDatum;
-use pgrx::PgLogLevel;
-
-/// Text argument `n`, or `None` for SQL NULL.
-///
-/// # Safety
-/// `fcinfo` must be the call's own, with a `text` argument `n`.
-unsafe fn arg_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
-    // SAFETY: the caller guarantees argument n exists and is text.
-    unsafe {
-        if pgrx::fcinfo::pg_arg_is_null(fcinfo, n) {
-            None
-        } else {
-            String::from_datum(crate::fmgr::arg(fcinfo, n), false)
-        }
-    }
-}
-
-/// `jsonb` argument `n` as JSON text, or `None` for SQL NULL.
-///
-/// # Safety
-/// `fcinfo` must be the call's own, with a `jsonb` argument `n`.
-unsafe fn arg_jsonb_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
-    // SAFETY: the caller guarantees argument n exists and is jsonb.
-    unsafe {
-        if pgrx::fcinfo::pg_arg_is_null(fcinfo, n) {
-            None
-        } else {
-            pgrx::JsonB::from_datum(crate::fmgr::arg(fcinfo, n), false).map(|j| j.0.to_string())
-        }
-    }
-}
 
 /// Submits a job; returns its id. See docs/jobs.md.
 fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<i32>) -> i64 {
@@ -52,22 +22,20 @@ fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<
             "job kind must not be NULL"
         );
     };
-    let Some(kind) = Kind::parse(&kind_name) else {
-        ErrorReport::new(
+    let Some(kind) = JobKind::parse(&kind_name) else {
+        error_hint(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("unknown job kind \"{kind_name}\""),
+            format!(
+                "Job kinds are: {}.",
+                args::KINDS
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             "arrw.submit_job",
-        )
-        .set_hint(format!(
-            "Job kinds are: {}.",
-            args::KINDS
-                .iter()
-                .map(|k| k.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .report(PgLogLevel::ERROR);
-        unreachable!();
+        );
     };
     let args_json = args_json.unwrap_or_else(|| "{}".into());
     let max_attempts = max_attempts.unwrap_or(3);
@@ -99,18 +67,17 @@ fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<
             ],
         )
         .unwrap_or_default();
-        notify::state_changed(&id, kind.name(), "queued");
+        notify::state_changed(&id, kind.name(), State::Queued);
         id
     });
     shmem::wake_on_commit();
     if shmem::shared().is_none() {
-        ErrorReport::new(
+        warning_hint(
             PgSqlErrorCode::ERRCODE_WARNING,
             "arrw is not in shared_preload_libraries: the job is queued but no worker will run it",
+            "Add arrw to shared_preload_libraries and restart the server.",
             "arrw.submit_job",
-        )
-        .set_hint("Add arrw to shared_preload_libraries and restart the server.")
-        .report(PgLogLevel::WARNING);
+        );
     }
     id.parse().unwrap_or(0)
 }
@@ -121,9 +88,9 @@ crate::v1! {
         // SAFETY: the SQL declaration gives (text, jsonb, integer).
         let (kind, args, max) = unsafe {
             (
-                arg_text(fcinfo, 0),
-                arg_jsonb_text(fcinfo, 1),
-                if pgrx::fcinfo::pg_arg_is_null(fcinfo, 2) { None } else { Some(crate::fmgr::arg_i32(fcinfo, 2)) },
+                fmgr::arg_text(fcinfo, 0),
+                fmgr::arg_jsonb_text(fcinfo, 1),
+                if fmgr::arg_is_null(fcinfo, 2) { None } else { Some(fmgr::arg_i32(fcinfo, 2)) },
             )
         };
         pg_sys::Datum::from(submit(kind, args, max))
@@ -144,8 +111,10 @@ fn cancel(id: i64) -> bool {
         "SELECT state FROM arrw.jobs WHERE id OPERATOR(pg_catalog.=) $1::pg_catalog.int8",
         &[Some(&id_text)],
     );
-    let Some(state) = state else { return false };
-    if state != "queued" && state != "running" {
+    let Some(state) = state.as_deref().and_then(State::parse) else {
+        return false;
+    };
+    if state.is_final() {
         return false;
     }
     spi::as_job_admin(|| {
@@ -155,8 +124,8 @@ fn cancel(id: i64) -> bool {
              RETURNING (SELECT kind FROM arrw.job WHERE id = $1::bigint)",
             &[Some(&id_text)],
         );
-        if let (Some(kind), "queued") = (kind, state.as_str()) {
-            notify::state_changed(&id_text, &kind, "cancelled");
+        if let (Some(kind), State::Queued) = (kind, state) {
+            notify::state_changed(&id_text, &kind, State::Cancelled);
         }
     });
     // A running job's worker is interrupted at commit; a queued one is recorded
@@ -170,12 +139,10 @@ crate::v1! {
     /// `arrw.cancel_job(id bigint) -> boolean` (STRICT)
     fn arrw_cancel_job(fcinfo) {
         // SAFETY: the SQL declaration gives (bigint); STRICT means it is not NULL.
-        let id = unsafe { crate::fmgr::arg(fcinfo, 0) }.value() as i64;
-        crate::fmgr::bool(cancel(id))
+        let id = unsafe { fmgr::arg_i64(fcinfo, 0) };
+        fmgr::boolean(cancel(id))
     }
 }
-
-const FINAL: &[&str] = &["succeeded", "failed", "cancelled"];
 
 /// The longest wait, in microseconds, for a `wait_job` timeout: months count as
 /// 30 days and days as 24 hours (as interval comparison does), added up without
@@ -196,6 +163,7 @@ fn timeout_micros(iv: &pg_sys::Interval) -> Option<u64> {
 
 /// Waits until job `id` ends (or `timeout_us` passes) and returns its state.
 fn wait(id: i64, timeout_us: Option<u64>) -> String {
+    let (queued, running, cancelled) = (State::Queued, State::Running, State::Cancelled);
     // SAFETY: reading the backend's isolation level.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         ereport!(
@@ -214,10 +182,12 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
     loop {
         // As the caller: row-level security shows only jobs the caller may see.
         let r = spi::query(
-            "SELECT CASE WHEN j.state OPERATOR(pg_catalog.=) 'queued' AND EXISTS (SELECT 1 FROM arrw.job_cancel c \
-                           WHERE c.job_id OPERATOR(pg_catalog.=) j.id) THEN 'cancelled' ELSE j.state END, \
-                    j.kind, j.worker_pid, j.xmin::pg_catalog.text \
-             FROM arrw.job j WHERE j.id OPERATOR(pg_catalog.=) $1::pg_catalog.int8",
+            &format!(
+                "SELECT CASE WHEN j.state OPERATOR(pg_catalog.=) '{queued}' AND EXISTS (SELECT 1 FROM arrw.job_cancel c \
+                               WHERE c.job_id OPERATOR(pg_catalog.=) j.id) THEN '{cancelled}' ELSE j.state END, \
+                        j.kind, j.worker_pid, j.xmin::pg_catalog.text \
+                 FROM arrw.job j WHERE j.id OPERATOR(pg_catalog.=) $1::pg_catalog.int8"
+            ),
             &[Some(&id_text)],
         );
         let Some(row) = r.rows.into_iter().next() else {
@@ -228,7 +198,7 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
             );
         };
         let state = row[0].clone().unwrap_or_default();
-        if FINAL.contains(&state.as_str()) {
+        if State::parse(&state).is_some_and(State::is_final) {
             return state;
         }
         if first {
@@ -238,21 +208,20 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
             if unsafe {
                 pg_sys::TransactionIdIsCurrentTransactionId(pg_sys::TransactionId::from(xmin))
             } {
-                ErrorReport::new(
+                error_hint(
                     PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                     format!("job {id} was submitted in this transaction and cannot start before it commits"),
+                    "Commit, then call arrw.wait_job.",
                     "arrw.wait_job",
-                )
-                .set_hint("Commit, then call arrw.wait_job.")
-                .report(PgLogLevel::ERROR);
+                );
             }
         }
         // REINDEX CONCURRENTLY waits for every transaction in the database holding an
         // older snapshot, and this call holds one while it waits: if the job's worker
         // is waiting for us, waiting longer only delays both.
         let kind = row[1].as_deref().unwrap_or("");
-        if state == "running"
-            && (kind == "index_rebuild" || kind == "index_optimize")
+        if state == running.as_str()
+            && JobKind::parse(kind).is_some_and(JobKind::reindexes_concurrently)
             && last_lock_check.elapsed() >= std::time::Duration::from_millis(500)
         {
             last_lock_check = std::time::Instant::now();
@@ -265,17 +234,14 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
                     &[Some(pid)],
                 );
                 if blocked {
-                    ErrorReport::new(
+                    error_detail_hint(
                         PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED,
                         format!("job {id} ({kind}) is waiting for this transaction to end"),
-                        "arrw.wait_job",
-                    )
-                    .set_detail(
                         "REINDEX CONCURRENTLY waits for every transaction of the database that holds an older \
                          snapshot, including this wait_job call.",
-                    )
-                    .set_hint("Poll arrw.jobs in separate statements instead (each takes a new snapshot).")
-                    .report(PgLogLevel::ERROR);
+                        "Poll arrw.jobs in separate statements instead (each takes a new snapshot).",
+                        "arrw.wait_job",
+                    );
                 }
             }
         }
@@ -308,15 +274,14 @@ crate::v1! {
         // SAFETY: the SQL declaration gives (bigint, interval); an interval datum
         // points to a pg_sys::Interval.
         let (id, timeout) = unsafe {
-            if pgrx::fcinfo::pg_arg_is_null(fcinfo, 0) {
+            if fmgr::arg_is_null(fcinfo, 0) {
                 ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "job id must not be NULL");
             }
-            let id = crate::fmgr::arg(fcinfo, 0).value() as i64;
-            let timeout = if pgrx::fcinfo::pg_arg_is_null(fcinfo, 1) {
+            let id = fmgr::arg_i64(fcinfo, 0);
+            let timeout = if fmgr::arg_is_null(fcinfo, 1) {
                 None
             } else {
-                let iv = &*(crate::fmgr::arg(fcinfo, 1).cast_mut_ptr::<pg_sys::Interval>());
-                Some(timeout_micros(iv))
+                Some(timeout_micros(fmgr::arg_interval(fcinfo, 1)))
             };
             (id, timeout)
         };
@@ -324,7 +289,7 @@ crate::v1! {
         match state.into_datum() {
             Some(d) => d,
             // SAFETY: our own fcinfo.
-            None => unsafe { crate::fmgr::return_null(fcinfo) },
+            None => unsafe { fmgr::return_null(fcinfo) },
         }
     }
 }

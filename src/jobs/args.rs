@@ -5,14 +5,16 @@
 //! each attempt (as the job's owner, since privileges may have changed meanwhile).
 
 use super::spi;
+use crate::errors::{
+    describe, error_hint, insufficient_privilege, invalid_parameter, job_argument,
+    wrong_object_type,
+};
 use arrw_core::import::{arg_batch_rows, arg_nonempty, check_keys, copy_args, ArgError, ArgValue};
 use pgrx::pg_sys;
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::PgLogLevel;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Kind {
+pub enum JobKind {
     IndexRebuild,
     IndexOptimize,
     BulkImport,
@@ -21,37 +23,44 @@ pub enum Kind {
     BatchUpdate,
 }
 
-pub const KINDS: &[Kind] = &[
-    Kind::IndexRebuild,
-    Kind::IndexOptimize,
-    Kind::BulkImport,
-    Kind::BulkExport,
-    Kind::BatchDelete,
-    Kind::BatchUpdate,
+pub const KINDS: &[JobKind] = &[
+    JobKind::IndexRebuild,
+    JobKind::IndexOptimize,
+    JobKind::BulkImport,
+    JobKind::BulkExport,
+    JobKind::BatchDelete,
+    JobKind::BatchUpdate,
 ];
 
-impl Kind {
+impl JobKind {
     pub fn name(self) -> &'static str {
         match self {
-            Kind::IndexRebuild => "index_rebuild",
-            Kind::IndexOptimize => "index_optimize",
-            Kind::BulkImport => "bulk_import",
-            Kind::BulkExport => "bulk_export",
-            Kind::BatchDelete => "batch_delete",
-            Kind::BatchUpdate => "batch_update",
+            JobKind::IndexRebuild => "index_rebuild",
+            JobKind::IndexOptimize => "index_optimize",
+            JobKind::BulkImport => "bulk_import",
+            JobKind::BulkExport => "bulk_export",
+            JobKind::BatchDelete => "batch_delete",
+            JobKind::BatchUpdate => "batch_update",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Kind> {
+    pub fn parse(s: &str) -> Option<JobKind> {
         KINDS.iter().copied().find(|k| k.name() == s)
+    }
+
+    /// The kind runs `REINDEX INDEX CONCURRENTLY`, which waits for every older
+    /// snapshot in the database and can leave invalid `_ccnew`/`_ccold` indexes
+    /// behind when interrupted.
+    pub fn reindexes_concurrently(self) -> bool {
+        matches!(self, JobKind::IndexRebuild | JobKind::IndexOptimize)
     }
 
     /// The argument keys the kind accepts (the first ones listed are required).
     fn keys(self) -> &'static [&'static str] {
         match self {
-            Kind::IndexRebuild | Kind::IndexOptimize => &["index"],
-            Kind::BulkImport => arrw_core::import::IMPORT_KEYS,
-            Kind::BulkExport => &[
+            JobKind::IndexRebuild | JobKind::IndexOptimize => &["index"],
+            JobKind::BulkImport => arrw_core::import::IMPORT_KEYS,
+            JobKind::BulkExport => &[
                 "query",
                 "path",
                 "format",
@@ -62,18 +71,18 @@ impl Kind {
                 "escape",
                 "encoding",
             ],
-            Kind::BatchDelete => &["table", "where", "batch_rows"],
-            Kind::BatchUpdate => &["table", "set", "where", "batch_rows"],
+            JobKind::BatchDelete => &["table", "where", "batch_rows"],
+            JobKind::BatchUpdate => &["table", "set", "where", "batch_rows"],
         }
     }
 
     fn required(self) -> &'static [&'static str] {
         match self {
-            Kind::IndexRebuild | Kind::IndexOptimize => &["index"],
-            Kind::BulkImport => &["table", "path"],
-            Kind::BulkExport => &["query", "path"],
-            Kind::BatchDelete => &["table", "where"],
-            Kind::BatchUpdate => &["table", "set"],
+            JobKind::IndexRebuild | JobKind::IndexOptimize => &["index"],
+            JobKind::BulkImport => &["table", "path"],
+            JobKind::BulkExport => &["query", "path"],
+            JobKind::BatchDelete => &["table", "where"],
+            JobKind::BatchUpdate => &["table", "set"],
         }
     }
 }
@@ -177,10 +186,6 @@ pub enum Spec {
 
 pub const DEFAULT_BATCH_ROWS: i64 = 10_000;
 
-fn bad(msg: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, msg);
-}
-
 /// The PostgreSQL encoding id of `name` (any spelling PostgreSQL accepts), or
 /// 22023 if there is none, as COPY's ENCODING option would report it later.
 pub fn encoding_id(name: &str) -> i32 {
@@ -188,7 +193,7 @@ pub fn encoding_id(name: &str) -> i32 {
     // SAFETY: a NUL-terminated string; pg_char_to_encoding only reads it.
     let id = unsafe { pg_sys::pg_char_to_encoding(c.as_ptr()) };
     if id < 0 || name.is_empty() {
-        bad(format!(
+        invalid_parameter(format!(
             "argument \"encoding\" must be a valid encoding name, not \"{name}\""
         ));
     }
@@ -196,37 +201,20 @@ pub fn encoding_id(name: &str) -> i32 {
 }
 
 /// Raises a checked argument's problem as 22023.
-fn ok<T>(r: Result<T, ArgError>, kind: Kind) -> T {
-    match r {
-        Ok(v) => v,
-        Err(ArgError::UnknownKey(key)) => {
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("unknown argument \"{key}\" for a {} job", kind.name()),
-                "arrw.submit_job",
-            )
-            .set_hint(format!(
-                "Arguments of {} are: {}.",
-                kind.name(),
-                kind.keys().join(", ")
-            ))
-            .report(PgLogLevel::ERROR);
-            unreachable!()
-        }
-        Err(ArgError::Invalid(msg)) => bad(msg),
-    }
+fn ok<T>(r: Result<T, ArgError>, kind: JobKind) -> T {
+    r.unwrap_or_else(|e| job_argument(e, kind.name(), kind.keys()))
 }
 
 /// Parses and validates the arguments of a job of kind `kind` (JSON text). The
 /// server decodes the JSON; `arrw_core::import` checks keys, types and COPY
 /// options; SQL fragments are checked with PostgreSQL's parser.
-pub fn parse(kind: Kind, args: &str) -> Spec {
+pub fn parse(kind: JobKind, args: &str) -> Spec {
     let ty = spi::one(
         "SELECT pg_catalog.jsonb_typeof($1::pg_catalog.jsonb)",
         &[Some(args)],
     );
     if ty.as_deref() != Some("object") {
-        bad(format!(
+        invalid_parameter(format!(
             "arguments of a {} job must be a JSON object",
             kind.name()
         ));
@@ -277,13 +265,13 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
     };
 
     match kind {
-        Kind::IndexRebuild | Kind::IndexOptimize => Spec::Index {
+        JobKind::IndexRebuild | JobKind::IndexOptimize => Spec::Index {
             index: nonempty("index").unwrap(),
         },
-        Kind::BulkImport => {
+        JobKind::BulkImport => {
             let columns = get("columns").map(|v| {
                 if v.json_type != "array" {
-                    bad(format!("argument \"columns\" must be an array of strings, not {}", v.json_type));
+                    invalid_parameter(format!("argument \"columns\" must be an array of strings, not {}", v.json_type));
                 }
                 let r = spi::query(
                     "SELECT pg_catalog.jsonb_typeof(e), e OPERATOR(pg_catalog.#>>) '{}'::text[] \
@@ -295,13 +283,13 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
                     .into_iter()
                     .map(|row| {
                         if row[0].as_deref() != Some("string") {
-                            bad("argument \"columns\" must be an array of strings".into());
+                            invalid_parameter("argument \"columns\" must be an array of strings");
                         }
                         row[1].clone().unwrap_or_default()
                     })
                     .collect();
                 if cols.is_empty() {
-                    bad("argument \"columns\" must not be empty".into());
+                    invalid_parameter("argument \"columns\" must not be empty");
                 }
                 cols
             });
@@ -313,7 +301,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
                 columns,
             }
         }
-        Kind::BulkExport => {
+        JobKind::BulkExport => {
             let query = nonempty("query").unwrap();
             validate_query(&query);
             Spec::Export {
@@ -322,7 +310,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
                 copy: copy_opts(),
             }
         }
-        Kind::BatchDelete => {
+        JobKind::BatchDelete => {
             let where_ = nonempty("where").unwrap();
             validate_expr("where", &where_);
             Spec::Delete {
@@ -331,7 +319,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
                 batch_rows: batch_rows(),
             }
         }
-        Kind::BatchUpdate => {
+        JobKind::BatchUpdate => {
             let set = nonempty("set").unwrap();
             validate_set(&set);
             let where_ = nonempty("where");
@@ -352,7 +340,7 @@ pub fn parse(kind: Kind, args: &str) -> Spec {
 fn parse_with(what: &str, sql: &str) -> Vec<*mut pg_sys::Node> {
     PgTryBuilder::new(|| spi::raw_parse(sql))
         .catch_when(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, |e| {
-            let (msg, _) = super::worker::describe(&e);
+            let (msg, _) = describe(&e);
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_SYNTAX_ERROR,
@@ -363,11 +351,7 @@ fn parse_with(what: &str, sql: &str) -> Vec<*mut pg_sys::Node> {
 }
 
 fn not_fragment(what: &str, expected: &str) -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        format!("argument \"{what}\" must be {expected}")
-    );
+    invalid_parameter(format!("argument \"{what}\" must be {expected}"))
 }
 
 /// `where` must be exactly one boolean-ish expression: `SELECT <frag>` must parse to
@@ -491,14 +475,6 @@ pub fn resolve(name: &str) -> Rel {
     }
 }
 
-fn denied(msg: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, msg);
-}
-
-fn wrong_type(msg: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, msg);
-}
-
 fn has_role(role: &str) -> bool {
     spi::flag("SELECT pg_catalog.pg_has_role($1, 'USAGE')", &[Some(role)])
 }
@@ -517,7 +493,7 @@ pub struct Checked {
 
 /// Checks that the current user may run the job described by `spec`, raising 42501
 /// (privileges), 42P01 (no such relation) or 42809 (wrong kind of relation).
-pub fn check(kind: Kind, spec: &Spec) -> Checked {
+pub fn check(kind: JobKind, spec: &Spec) -> Checked {
     let checked = check_inner(kind, spec);
     if let Some(rel) = &checked.rel {
         if rel.temporary {
@@ -535,18 +511,18 @@ pub fn check(kind: Kind, spec: &Spec) -> Checked {
     checked
 }
 
-fn check_inner(kind: Kind, spec: &Spec) -> Checked {
+fn check_inner(kind: JobKind, spec: &Spec) -> Checked {
     match spec {
         Spec::Index { index } => {
             let rel = resolve(index);
             if rel.relkind != "i" && rel.relkind != "I" {
-                wrong_type(format!("\"{index}\" is not an index"));
+                wrong_object_type(format!("\"{index}\" is not an index"));
             }
             if !rel.is_owner {
-                denied(format!("must be owner of index {}", rel.relname));
+                insufficient_privilege(format!("must be owner of index {}", rel.relname));
             }
-            if kind == Kind::IndexOptimize && rel.amname.as_deref() != Some("ivfpq") {
-                wrong_type(format!(
+            if kind == JobKind::IndexOptimize && rel.amname.as_deref() != Some("ivfpq") {
+                wrong_object_type(format!(
                     "index_optimize retrains an ivfpq index; \"{index}\" uses {}",
                     rel.amname.as_deref().unwrap_or("no access method")
                 ));
@@ -556,7 +532,7 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
         Spec::Import { table, columns, .. } => {
             let rel = resolve(table);
             if !["r", "p", "f"].contains(&rel.relkind.as_str()) {
-                wrong_type(format!("\"{table}\" is not a table"));
+                wrong_object_type(format!("\"{table}\" is not a table"));
             }
             let ok = has_table_privilege(&rel, "INSERT")
                 || columns.as_ref().is_some_and(|cols| {
@@ -568,28 +544,26 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
                     })
                 });
             if !ok {
-                denied(format!("permission denied for table {}", rel.relname));
+                insufficient_privilege(format!("permission denied for table {}", rel.relname));
             }
             if !has_role("pg_read_server_files") {
-                ErrorReport::new(
+                error_hint(
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                     "must be superuser or have privileges of the pg_read_server_files role to import a server file",
+                    "bulk_import reads a file on the database server, like COPY FROM 'file'.",
                     "arrw.submit_job",
-                )
-                .set_hint("bulk_import reads a file on the database server, like COPY FROM 'file'.")
-                .report(PgLogLevel::ERROR);
+                );
             }
             Checked { rel: Some(rel) }
         }
         Spec::Export { .. } => {
             if !has_role("pg_write_server_files") {
-                ErrorReport::new(
+                error_hint(
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                     "must be superuser or have privileges of the pg_write_server_files role to export to a server file",
+                    "bulk_export writes a file on the database server, like COPY TO 'file'.",
                     "arrw.submit_job",
-                )
-                .set_hint("bulk_export writes a file on the database server, like COPY TO 'file'.")
-                .report(PgLogLevel::ERROR);
+                );
             }
             Checked { rel: None }
         }
@@ -606,15 +580,15 @@ fn check_inner(kind: Kind, spec: &Spec) -> Checked {
                 );
             }
             if rel.relkind != "r" {
-                wrong_type(format!("\"{table}\" is not a table"));
+                wrong_object_type(format!("\"{table}\" is not a table"));
             }
-            let privilege = if kind == Kind::BatchDelete {
+            let privilege = if kind == JobKind::BatchDelete {
                 "DELETE"
             } else {
                 "UPDATE"
             };
             if !has_table_privilege(&rel, privilege) {
-                denied(format!("permission denied for table {}", rel.relname));
+                insufficient_privilege(format!("permission denied for table {}", rel.relname));
             }
             Checked { rel: Some(rel) }
         }

@@ -16,12 +16,12 @@
 //! `arrw.job_import_max_row_size` is an error, and before each buffer refill the
 //! worker checks for interrupts and for a cancel or shutdown request.
 
-use super::args::{CopyOpts, Format, Rel, Spec};
+use super::args::{self, CopyOpts, Format, Rel, Spec};
+use super::job::{Ctx, Outcome};
 use super::spi;
-use super::worker::{Ctx, Outcome};
+use crate::errors::{bad_copy_file, file_io, import_split, not_regular_file};
 use arrw_core::import::{Encoding, Found, SplitError, Splitter};
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
@@ -37,71 +37,6 @@ pub const READ_CHUNK: usize = 1 << 20;
 /// except alpha, mips, parisc and sparc).
 const O_NONBLOCK: i32 = 0o4000;
 
-fn io_error(what: &str, path: &str, e: &std::io::Error) -> ! {
-    let code = match e.kind() {
-        std::io::ErrorKind::NotFound => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
-        std::io::ErrorKind::PermissionDenied => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        _ => PgSqlErrorCode::ERRCODE_IO_ERROR,
-    };
-    ereport!(
-        ERROR,
-        code,
-        format!("could not {what} file \"{path}\": {e}")
-    );
-}
-
-fn bad_data(msg: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_BAD_COPY_FILE_FORMAT, msg);
-}
-
-fn split_error(path: &str, e: &SplitError) -> ! {
-    match e {
-        SplitError::RowTooLong { limit } => {
-            pgrx::pg_sys::panic::ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-                format!("a row of file \"{path}\" is longer than {limit} bytes"),
-                "bulk_import",
-            )
-            .set_hint(
-                "arrw.job_import_max_row_size sets the limit (at most 1 GB, the longest row COPY can hold).",
-            )
-            .report(pgrx::PgLogLevel::ERROR);
-            unreachable!()
-        }
-        e => bad_data(format!("file \"{path}\": {e}")),
-    }
-}
-
-/// What kind of file `m` describes, for messages.
-fn file_kind(m: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = m.file_type();
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "not a regular file"
-    }
-}
-
-fn not_regular(path: &str, m: &std::fs::Metadata) -> ! {
-    pgrx::pg_sys::panic::ErrorReport::new(
-        PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-        format!("\"{path}\" is not a regular file ({})", file_kind(m)),
-        "bulk_import",
-    )
-    .set_hint("bulk_import reads regular files only.")
-    .report(pgrx::PgLogLevel::ERROR);
-    unreachable!()
-}
-
 /// Opens `path` for reading if it is a regular file. Checked before opening (so
 /// that opening has no side effect on a device or FIFO) and again on the open
 /// file (the path may have been replaced in between); O_NONBLOCK makes the open
@@ -109,18 +44,18 @@ fn not_regular(path: &str, m: &std::fs::Metadata) -> ! {
 /// writer. For regular files the flag changes nothing.
 pub fn open_regular(path: &str) -> File {
     use std::os::unix::fs::OpenOptionsExt;
-    let m = std::fs::metadata(path).unwrap_or_else(|e| io_error("stat", path, &e));
+    let m = std::fs::metadata(path).unwrap_or_else(|e| file_io("stat", path, &e));
     if !m.is_file() {
-        not_regular(path, &m);
+        not_regular_file(path, &m);
     }
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(O_NONBLOCK)
         .open(path)
-        .unwrap_or_else(|e| io_error("open", path, &e));
-    let m = f.metadata().unwrap_or_else(|e| io_error("stat", path, &e));
+        .unwrap_or_else(|e| file_io("open", path, &e));
+    let m = f.metadata().unwrap_or_else(|e| file_io("stat", path, &e));
     if !m.is_file() {
-        not_regular(path, &m);
+        not_regular_file(path, &m);
     }
     f
 }
@@ -274,7 +209,7 @@ pub fn read_batch<R: Read, W: Write>(
 /// the worker's client encoding (what COPY uses without ENCODING).
 fn file_encoding(copy: &CopyOpts) -> Encoding {
     let id = match &copy.encoding {
-        Some(name) => super::args::encoding_id(name),
+        Some(name) => args::encoding_id(name),
         // SAFETY: reads the backend's client encoding id.
         None => unsafe { pg_sys::pg_get_client_encoding() },
     };
@@ -306,13 +241,10 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         unreachable!()
     };
     let (mut offset, mut done) = spi::xact(|| {
+        let saved = ctx.checkpoint();
         (
-            ctx.checkpoint_field("offset")
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0),
-            ctx.checkpoint_field("rows")
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0),
+            saved.number::<u64>("offset").unwrap_or(0),
+            saved.number::<u64>("rows").unwrap_or(0),
         )
     });
     let max_row = super::max_row_bytes();
@@ -322,9 +254,9 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
     let size = file
         .metadata()
         .map(|m| m.len())
-        .unwrap_or_else(|e| io_error("stat", path, &e));
+        .unwrap_or_else(|e| file_io("stat", path, &e));
     if offset > size {
-        bad_data(format!(
+        bad_copy_file(format!(
             "file \"{path}\" is shorter ({size} bytes) than the {offset} bytes already imported"
         ));
     }
@@ -351,8 +283,8 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         ) {
             Ok(b) => Some(b),
             Err(CutError::Stopped) => None,
-            Err(CutError::Io(e)) => io_error("read", path, &e),
-            Err(CutError::Split(e)) => split_error(path, &e),
+            Err(CutError::Io(e)) => file_io("read", path, &e),
+            Err(CutError::Split(e)) => import_split(path, &e),
         }
     };
     // The header: skipped for csv/text, repeated at the top of every binary batch
@@ -368,15 +300,15 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                     if check() {
                         return stopped();
                     }
-                    if !input.fill().unwrap_or_else(|e| io_error("read", path, &e)) {
-                        bad_data(format!(
+                    if !input.fill().unwrap_or_else(|e| file_io("read", path, &e)) {
+                        bad_copy_file(format!(
                             "file \"{path}\": not a binary COPY file (header missing)"
                         ));
                     }
                 }
                 let step = splitter
                     .step(&input.buf[input.pos..input.len])
-                    .unwrap_or_else(|e| split_error(path, &e));
+                    .unwrap_or_else(|e| import_split(path, &e));
                 input.pos += step.used;
                 header_len += step.used as u64;
                 if step.found == Some(Found::Header) {
@@ -405,7 +337,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         _ => {}
     }
     file.seek(SeekFrom::Start(offset))
-        .unwrap_or_else(|e| io_error("seek in", path, &e));
+        .unwrap_or_else(|e| file_io("seek in", path, &e));
     let mut input = Input::new(&mut file);
 
     // SAFETY: DataDir is the server's data directory (set at startup, never freed).
@@ -443,10 +375,10 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         }
         let mut out = BufWriter::with_capacity(
             READ_CHUNK,
-            File::create(&tmp).unwrap_or_else(|e| io_error("create", &tmp, &e)),
+            File::create(&tmp).unwrap_or_else(|e| file_io("create", &tmp, &e)),
         );
         out.write_all(&prefix)
-            .unwrap_or_else(|e| io_error("write", &tmp, &e));
+            .unwrap_or_else(|e| file_io("write", &tmp, &e));
         let Some(batch) = cut(
             &mut input,
             &mut splitter,
@@ -458,9 +390,9 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         };
         if copy.format == Format::Binary && !batch.marker {
             out.write_all(&(-1i16).to_be_bytes())
-                .unwrap_or_else(|e| io_error("write", &tmp, &e));
+                .unwrap_or_else(|e| file_io("write", &tmp, &e));
         }
-        out.flush().unwrap_or_else(|e| io_error("write", &tmp, &e));
+        out.flush().unwrap_or_else(|e| file_io("write", &tmp, &e));
         drop(out);
         let next = offset + batch.consumed;
         let committed = spi::xact(|| {

@@ -1,10 +1,34 @@
-//! The job kinds other than bulk_import (see import.rs).
+//! Runs an attempt of a job: checks it may still run (`prepare`), then hands it
+//! to its kind. index_rebuild, index_optimize, bulk_export, batch_delete and
+//! batch_update are here; bulk_import is in import.rs.
 
-use super::args::{Kind, Spec};
-use super::worker::{prepare, Ctx, Outcome, IN_LONG_STATEMENT};
+use super::args::{self, CopyOpts, JobKind, Rel, Spec};
+use super::job::{Ctx, Outcome, IN_LONG_STATEMENT};
 use super::{import, spi};
 use pgrx::prelude::*;
 use std::sync::atomic::Ordering;
+
+/// Checks, before an attempt, that the owner still exists and may run the job;
+/// returns the parsed arguments.
+fn prepare(ctx: &Ctx) -> (Spec, args::Checked) {
+    let owner = ctx.job.owner.to_u32().to_string();
+    if !spi::flag(
+        "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE oid = $1::oid)",
+        &[Some(&owner)],
+    ) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!(
+                "the role that submitted job {} (OID {owner}) no longer exists",
+                ctx.job.id
+            )
+        );
+    }
+    let spec = args::parse(ctx.job.kind, &ctx.job.args);
+    let checked = ctx.as_owner(|| args::check(ctx.job.kind, &spec));
+    (spec, checked)
+}
 
 /// Runs one attempt of the job. Errors propagate (the worker classifies them).
 pub fn run(ctx: &Ctx) -> Outcome {
@@ -62,7 +86,7 @@ fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
 /// invalid indexes named `<index>_ccnew*` / `<index>_ccold*` on the same table.
 pub fn drop_leftover_indexes(ctx: &Ctx) {
     let leftovers: Vec<String> = spi::xact(|| {
-        let Spec::Index { index } = super::args::parse(ctx.job.kind, &ctx.job.args) else {
+        let Spec::Index { index } = args::parse(ctx.job.kind, &ctx.job.args) else {
             return Vec::new();
         };
         ctx.as_owner(|| {
@@ -114,11 +138,11 @@ fn pg_catalog_index(index: &str) -> Option<(String, String)> {
 /// index_rebuild / index_optimize: `REINDEX INDEX CONCURRENTLY` (for ivfpq this
 /// retrains the centroids and codebooks on the table's current rows and swaps the
 /// new index in without blocking reads or writes).
-fn index(ctx: &Ctx, rel: super::args::Rel) -> Outcome {
+fn index(ctx: &Ctx, rel: Rel) -> Outcome {
     if let Some(o) = ctx.stop() {
         return o;
     }
-    let optimize = ctx.job.kind == Kind::IndexOptimize;
+    let optimize = ctx.job.kind == JobKind::IndexOptimize;
     let before = if optimize {
         ivfpq_stats(ctx, &rel.qname)
     } else {
@@ -165,7 +189,7 @@ fn index(ctx: &Ctx, rel: super::args::Rel) -> Outcome {
 
 /// bulk_export: `COPY (query) TO file`, run as the owner. The file appears under
 /// its final name only once complete (written as `<path>.arrw-<id>.tmp`, renamed).
-fn export(ctx: &Ctx, query: &str, path: &str, copy: &super::args::CopyOpts) -> Outcome {
+fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
     if let Some(o) = ctx.stop() {
         return o;
     }
@@ -225,26 +249,11 @@ const MAX_BLOCKS_PER_BATCH: i64 = 16_384;
 /// in the same transaction. Covers the blocks the table had when the job first
 /// started. An update's new row versions carry the xid of the batch that wrote
 /// them; those xids are excluded from later ranges, so no row is updated twice.
-fn batch(
-    ctx: &Ctx,
-    rel: super::args::Rel,
-    set: Option<&str>,
-    where_: Option<&str>,
-    batch_rows: i64,
-) -> Outcome {
-    let id = Some(ctx.job.id_text.as_str());
+fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_rows: i64) -> Outcome {
     // Resume point: next block, end block, rows done, xids of our updates.
     let (mut block, end, mut done, mut xids) = spi::xact(|| {
-        let r = spi::query(
-            "SELECT (checkpoint->>'block')::bigint, (checkpoint->>'end')::bigint, \
-                    coalesce((checkpoint->>'rows')::bigint, 0), \
-                    coalesce((SELECT string_agg(x, ',') FROM jsonb_array_elements_text(checkpoint->'xids') x), '') \
-             FROM arrw.job WHERE id = $1::bigint",
-            &[id],
-        );
-        let row = r.rows.into_iter().next().unwrap_or_default();
-        let get = |i: usize| row.get(i).cloned().flatten();
-        let end = match get(1).and_then(|s| s.parse::<i64>().ok()) {
+        let saved = ctx.checkpoint();
+        let end = match saved.number::<i64>("end") {
             Some(e) => e,
             None => ctx.as_owner(|| {
                 spi::one(
@@ -257,10 +266,10 @@ fn batch(
             }),
         };
         (
-            get(0).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
+            saved.number::<i64>("block").unwrap_or(0),
             end,
-            get(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0),
-            get(3).unwrap_or_default(),
+            saved.number::<i64>("rows").unwrap_or(0),
+            saved.text("xids").unwrap_or_default().to_string(),
         )
     });
     let rows_per_block = if rel.relpages > 0.0 && rel.reltuples > 0.0 {

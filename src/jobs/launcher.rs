@@ -10,7 +10,6 @@
 //! runs again without anyone submitting anything.
 
 use super::shmem::{self, now_ms};
-use super::worker;
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
     SignalWakeFlags,
@@ -38,12 +37,6 @@ pub fn register() {
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn arrw_job_launcher_main(_arg: pg_sys::Datum) {
     main();
-}
-
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub unsafe extern "C-unwind" fn arrw_job_worker_main(arg: pg_sys::Datum) {
-    worker::main(arg.value());
 }
 
 unsafe extern "C" {
@@ -89,6 +82,7 @@ fn start_worker(slot: usize, db: u32) -> Option<DynamicBackgroundWorker> {
     BackgroundWorkerBuilder::new(&format!("arrw job worker for database {db}"))
         .set_type("arrw job worker")
         .set_library("arrw")
+        // The pool worker's entry point, defined in worker.rs.
         .set_function("arrw_job_worker_main")
         .enable_spi_access()
         .set_argument(Some(pg_sys::Datum::from(slot)))

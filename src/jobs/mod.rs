@@ -6,12 +6,27 @@
 //! |---|---|---|
 //! | queue | sql/jobs.sql | `arrw.job` (per database, row-level security), view `arrw.jobs` |
 //! | SQL API | api.rs | submit_job / cancel_job / wait_job |
-//! | arguments | args.rs | kinds, argument validation, privilege checks (at submit and before each attempt) |
+//! | arguments | args.rs | `JobKind`, argument validation, privilege checks (at submit and before each attempt) |
+//! | a job | job.rs | `Job`, its `State`, an attempt's `Outcome`, `Ctx` (what kind code may ask of the worker, including the resume point) |
+//! | kinds | kinds.rs, import.rs | what each kind does, batch by batch (kinds.rs dispatches) |
+//! | worker | worker.rs | entry point of a pool worker: claims jobs, runs them as their owner, records outcomes, requeues orphans |
 //! | launcher | launcher.rs | static worker: starts pool workers in databases with work |
-//! | worker | worker.rs | claims jobs, runs them as their owner, records outcomes, requeues orphans |
-//! | kinds | kinds.rs, import.rs | what each kind does, batch by batch |
 //! | shared memory | shmem.rs | worker slots, launcher wake-ups, cancel signalling |
 //! | server glue | spi.rs, notify.rs | SPI, transactions, role switching, top-level utility commands, NOTIFY |
+//!
+//! Modules depend on each other one way only: spi ← args ← job ← kinds, import ←
+//! worker (launcher starts workers by symbol name; api and notify sit beside the
+//! worker, on args and job).
+//!
+//! Adding a job kind touches args.rs, sql/jobs.sql and the kind's own file:
+//! - args.rs: its `JobKind` variant (name, accepted and required keys), its `Spec`
+//!   variant and its arms in `parse` and `check` (the compiler lists each match
+//!   that needs one, including the one-line dispatch in `kinds::run`);
+//! - sql/jobs.sql: the kind name in the CHECK constraint of `arrw.job.kind`;
+//! - its own file (like import.rs), a `run(ctx, ...) -> Outcome` working through
+//!   `job::Ctx` (batches that commit with `Ctx::progress`, a resume point read with
+//!   `Ctx::checkpoint`, `Ctx::stop` between batches);
+//! - docs/jobs.md, for users.
 //!
 //! Settings: `arrw.job_workers` (pool size, default 2, server start),
 //! `arrw.job_retry_delay` (first retry delay, doubling per attempt; reloadable) and
@@ -20,6 +35,7 @@
 pub mod api;
 pub mod args;
 pub mod import;
+pub mod job;
 pub mod kinds;
 pub mod launcher;
 pub mod notify;

@@ -17,9 +17,12 @@
 //! Called with arrw's bookkeeping rights (worker, or `spi::as_job_admin`), right
 //! after the statement that wrote the job's new state, in the same transaction.
 
+use super::job::State;
 use super::spi;
 
-pub fn state_changed(id: &str, kind: &str, state: &str) {
+/// Announces that job `id` (of kind `kind`) is now in `state`.
+pub fn state_changed(id: &str, kind: &str, state: State) {
+    let state = state.as_str();
     spi::exec(
         "SELECT pg_catalog.pg_notify(c.channel, p.payload) \
            FROM (SELECT pg_catalog.jsonb_build_object('id', $1::pg_catalog.int8, 'state', $2::pg_catalog.text)::pg_catalog.text) \

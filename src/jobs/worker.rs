@@ -13,19 +13,16 @@
 //! runs everything the job does as the job's owner inside a security-restricted
 //! operation (`spi::as_role`).
 
-use super::args::{self, Kind};
+use super::args::JobKind;
+use super::job::{cancel_requested, Ctx, Job, Outcome, State, GOT_SIGTERM, IN_LONG_STATEMENT};
 use super::shmem::{self, Slot};
 use super::{kinds, notify, spi};
+use crate::errors::describe;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// SIGTERM received: finish the current batch, requeue the job, exit.
-pub static GOT_SIGTERM: AtomicBool = AtomicBool::new(false);
-/// The worker is inside one long statement (REINDEX, export): SIGTERM cancels it.
-pub static IN_LONG_STATEMENT: AtomicBool = AtomicBool::new(false);
+use std::sync::atomic::Ordering;
 
 static mut WORKER_USER: (pg_sys::Oid, i32) = (pg_sys::InvalidOid, 0);
 
@@ -46,89 +43,6 @@ unsafe extern "C-unwind" fn on_sigterm(_signal: i32) {
         }
         pg_sys::SetLatch(pg_sys::MyLatch);
         *__errno_location() = errno;
-    }
-}
-
-/// What became of one attempt at a job.
-pub enum Outcome {
-    Succeeded(Option<String>),
-    Cancelled,
-    /// Stopped by SIGTERM: back to the queue, the attempt not counted.
-    Requeue,
-    Failed {
-        message: String,
-        code: PgSqlErrorCode,
-    },
-}
-
-/// A claimed job.
-pub struct Job {
-    pub id: i64,
-    pub id_text: String,
-    pub kind: Kind,
-    pub args: String,
-    pub owner: pg_sys::Oid,
-    pub search_path: String,
-    pub attempts: i32,
-    pub max_attempts: i32,
-}
-
-/// What the job code needs from the worker.
-pub struct Ctx<'a> {
-    pub job: &'a Job,
-    pub slot: &'a Slot,
-}
-
-impl Ctx<'_> {
-    /// Runs `f` as the job's owner (security-restricted, owner's search path).
-    pub fn as_owner<R>(&self, f: impl FnOnce() -> R) -> R {
-        spi::as_role(self.job.owner, &self.job.search_path, true, f)
-    }
-
-    /// Between batches: has the job been asked to stop (SIGTERM, cancel_job)?
-    pub fn stop(&self) -> Option<Outcome> {
-        if GOT_SIGTERM.load(Ordering::SeqCst) {
-            return Some(Outcome::Requeue);
-        }
-        if self.slot.cancel.load(Ordering::SeqCst) == self.job.id {
-            return Some(Outcome::Cancelled);
-        }
-        None
-    }
-
-    /// Inside a transaction: was cancel_job called (committed) for this job?
-    pub fn cancel_requested(&self) -> bool {
-        cancel_requested(&self.job.id_text)
-    }
-
-    /// Runs one statement of the job as its owner (see `as_owner`), with every
-    /// constraint IMMEDIATE: a deferred constraint is then checked at the end of
-    /// the statement, inside the security-restricted operation (PostgreSQL refuses
-    /// to queue deferred triggers there), and since each batch transaction runs one
-    /// statement, that is when a deferred check would have run anyway. A violation
-    /// fails the batch like any other error.
-    pub fn run_as_owner(&self, sql: &str) -> u64 {
-        self.as_owner(|| {
-            spi::exec("SET CONSTRAINTS ALL IMMEDIATE", &[]);
-            spi::exec(sql, &[])
-        })
-    }
-
-    /// Records progress (0..1) and the resume point, in the current transaction.
-    pub fn progress(&self, progress: f64, checkpoint: Option<&str>) {
-        spi::exec(
-            "UPDATE arrw.job SET progress = $2::float8, checkpoint = coalesce($3::jsonb, checkpoint) \
-             WHERE id = $1::bigint",
-            &[Some(&self.job.id_text), Some(&progress.clamp(0.0, 1.0).to_string()), checkpoint],
-        );
-    }
-
-    /// The job's saved resume point (JSON text), if any.
-    pub fn checkpoint_field(&self, path: &str) -> Option<String> {
-        spi::one(
-            "SELECT checkpoint #>> $2::text[] FROM arrw.job WHERE id = $1::bigint",
-            &[Some(&self.job.id_text), Some(&format!("{{{path}}}"))],
-        )
     }
 }
 
@@ -153,19 +67,6 @@ pub fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Box<CaughtError>> {
         spi::set_search_path(spi::SAFE_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SET);
     }
     r
-}
-
-/// The message (with detail) and SQLSTATE of a caught error.
-pub fn describe(e: &CaughtError) -> (String, PgSqlErrorCode) {
-    let report = match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
-        CaughtError::RustPanic { ereport, .. } => ereport,
-    };
-    let mut msg = report.message().to_string();
-    if let Some(d) = report.detail() {
-        msg.push_str(&format!(" ({d})"));
-    }
-    (msg, report.sql_error_code())
 }
 
 fn job_locktag(id: i64) -> pg_sys::LOCKTAG {
@@ -197,8 +98,16 @@ fn unlock_job(id: i64) {
     unsafe { pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as i32, true) };
 }
 
-/// Entry point of a pool worker (see `launcher`): `slot` is its index.
-pub fn main(slot_idx: usize) {
+/// Entry point of a pool worker, started by the launcher (`launcher::start_worker`
+/// names this symbol) with its slot index as the argument and its database's OID
+/// as the extra data.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn arrw_job_worker_main(arg: pg_sys::Datum) {
+    main(arg.value());
+}
+
+fn main(slot_idx: usize) {
     // SAFETY: handlers are installed before pgrx unblocks signals below.
     unsafe {
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm));
@@ -272,24 +181,16 @@ fn log(msg: &str) {
     );
 }
 
-/// Has cancellation of job `id` been requested (and committed)? Requests live in
-/// `arrw.job_cancel`, not in the job's row, so that cancel_job never locks a job's
-/// row in the caller's transaction (a worker updating it would wait for that
-/// transaction to end).
-pub fn cancel_requested(id: &str) -> bool {
-    spi::flag(
-        "SELECT EXISTS (SELECT 1 FROM arrw.job_cancel WHERE job_id = $1::bigint)",
-        &[Some(id)],
-    )
-}
-
 /// Requeues (or fails, after max_attempts) every `running` job no live worker
 /// holds; a job whose cancellation was requested is cancelled instead.
 fn recover_orphans() {
     let rows = spi::query(
-        "SELECT id, kind, attempts >= max_attempts, \
-                EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
-         FROM arrw.job j WHERE state = 'running'",
+        &format!(
+            "SELECT id, kind, attempts >= max_attempts, \
+                    EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
+             FROM arrw.job j WHERE state = '{}'",
+            State::Running
+        ),
         &[],
     );
     for r in rows.rows {
@@ -301,27 +202,22 @@ fn recover_orphans() {
             continue; // a live worker runs it
         }
         let kind = r[1].clone().unwrap_or_default();
-        let (sql, state) = if r[3].as_deref() == Some("t") {
-            (
-                "UPDATE arrw.job SET state = 'cancelled', finished_at = now() \
-                 WHERE id = $1::bigint AND state = 'running'",
-                "cancelled",
-            )
+        let (state, set) = if r[3].as_deref() == Some("t") {
+            (State::Cancelled, "finished_at = now()")
         } else if r[2].as_deref() == Some("t") {
             (
-                "UPDATE arrw.job SET state = 'failed', finished_at = now(), \
-                 error = 'the worker running the job stopped (server crash or restart) on its last attempt' \
-                 WHERE id = $1::bigint AND state = 'running'",
-                "failed",
+                State::Failed,
+                "finished_at = now(), \
+                 error = 'the worker running the job stopped (server crash or restart) on its last attempt'",
             )
         } else {
-            (
-                "UPDATE arrw.job SET state = 'queued', worker_pid = NULL \
-                 WHERE id = $1::bigint AND state = 'running'",
-                "queued",
-            )
+            (State::Queued, "worker_pid = NULL")
         };
-        if spi::exec(sql, &[Some(&id_text)]) == 1 {
+        let sql = format!(
+            "UPDATE arrw.job SET state = '{state}', {set} WHERE id = $1::bigint AND state = '{}'",
+            State::Running
+        );
+        if spi::exec(&sql, &[Some(&id_text)]) == 1 {
             log(&format!("job {id} ({kind}) lost its worker; now {state}"));
             notify::state_changed(&id_text, &kind, state);
         }
@@ -331,26 +227,34 @@ fn recover_orphans() {
 /// Claims the next due job of this database (in the caller's transaction), after
 /// recording as cancelled the queued jobs whose cancellation was requested.
 fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
+    let (queued, running, cancelled) = (State::Queued, State::Running, State::Cancelled);
     spi::exec(
-        "UPDATE arrw.job SET state = 'cancelled', finished_at = coalesce(\
-                (SELECT min(requested_at) FROM arrw.job_cancel c WHERE c.job_id = job.id), now()) \
-         WHERE id IN (SELECT id FROM arrw.job j WHERE state = 'queued' \
-                        AND EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
-                      FOR UPDATE SKIP LOCKED)",
+        &format!(
+            "UPDATE arrw.job SET state = '{cancelled}', finished_at = coalesce(\
+                    (SELECT min(requested_at) FROM arrw.job_cancel c WHERE c.job_id = job.id), now()) \
+             WHERE id IN (SELECT id FROM arrw.job j WHERE state = '{queued}' \
+                            AND EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
+                          FOR UPDATE SKIP LOCKED)"
+        ),
         &[],
     );
     let r = spi::query(
-        "SELECT id, kind, args::text, owner::oid, search_path, attempts, max_attempts FROM arrw.job j \
-         WHERE state = 'queued' AND run_after <= now() \
-           AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
-         ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        &format!(
+            "SELECT id, kind, args::text, owner::oid, search_path, attempts, max_attempts FROM arrw.job j \
+             WHERE state = '{queued}' AND run_after <= now() \
+               AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
+             ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+        ),
         &[],
     );
     let Some(row) = r.rows.into_iter().next() else {
         // Nothing due: tell the launcher when the next retry is.
         if let Some(ms) = spi::one(
-            "SELECT (extract(epoch FROM min(run_after)) * 1000)::bigint FROM arrw.job j WHERE state = 'queued' \
-               AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id)",
+            &format!(
+                "SELECT (extract(epoch FROM min(run_after)) * 1000)::bigint FROM arrw.job j \
+                 WHERE state = '{queued}' \
+                   AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id)"
+            ),
             &[],
         ) {
             let due = ms.parse::<i64>().unwrap_or(0).max(shmem::now_ms() + 500);
@@ -364,17 +268,21 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
         sh.mark(db, shmem::now_ms() + 1000);
         return None;
     }
-    let kind = Kind::parse(&s(1))?;
+    let kind = JobKind::parse(&s(1))?;
     spi::exec(
-        "UPDATE arrw.job SET state = 'running', attempts = attempts + 1, worker_pid = pg_backend_pid(), \
-         started_at = now(), finished_at = NULL WHERE id = $1::bigint",
+        &format!(
+            "UPDATE arrw.job SET state = '{running}', attempts = attempts + 1, worker_pid = pg_backend_pid(), \
+             started_at = now(), finished_at = NULL WHERE id = $1::bigint"
+        ),
         &[Some(&s(0))],
     );
-    notify::state_changed(&s(0), kind.name(), "running");
+    notify::state_changed(&s(0), kind.name(), running);
     slot.job_id.store(id, Ordering::SeqCst);
     if spi::flag(
-        "SELECT EXISTS (SELECT 1 FROM arrw.job j WHERE state = 'queued' AND run_after <= now() AND id <> $1::bigint \
-           AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id))",
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM arrw.job j WHERE state = '{queued}' AND run_after <= now() \
+               AND id <> $1::bigint AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id))"
+        ),
         &[Some(&s(0))],
     ) {
         sh.mark(db, shmem::now_ms());
@@ -405,7 +313,7 @@ fn run_one(job: &Job, slot: &Slot, sh: &shmem::Shared, db: pg_sys::Oid) -> bool 
         Ok(o) => o,
         Err(e) => {
             let (message, code) = describe(&e);
-            if matches!(job.kind, Kind::IndexRebuild | Kind::IndexOptimize) {
+            if job.kind.reindexes_concurrently() {
                 if let Err(e2) = guarded(|| kinds::drop_leftover_indexes(&ctx)) {
                     log(&format!(
                         "job {}: dropping leftover indexes failed: {}",
@@ -480,7 +388,6 @@ fn permanent(code: PgSqlErrorCode) -> bool {
 /// the attempt, unless it succeeded: a failure is not retried and a shutdown does
 /// not requeue it.
 fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
-    let id = Some(job.id_text.as_str());
     let kind = job.kind.name();
     let cancelled = match outcome {
         Outcome::Failed { message, .. } if cancel_requested(&job.id_text) => {
@@ -493,89 +400,67 @@ fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
         Outcome::Requeue if cancel_requested(&job.id_text) => Some(None),
         _ => None,
     };
-    if let Some(error) = cancelled {
-        spi::exec(
-            "UPDATE arrw.job SET state = 'cancelled', finished_at = now(), \
-             error = coalesce($2, error) WHERE id = $1::bigint",
-            &[id, error],
-        );
-        notify::state_changed(&job.id_text, kind, "cancelled");
-        unlock_job(job.id);
-        return;
-    }
-    let state = match outcome {
-        Outcome::Succeeded(result) => {
-            spi::exec(
-                "UPDATE arrw.job SET state = 'succeeded', progress = 1, finished_at = now(), error = NULL, \
-                 result = coalesce($2::jsonb, result) WHERE id = $1::bigint",
-                &[id, result.as_deref()],
-            );
-            "succeeded"
-        }
-        Outcome::Cancelled => {
-            spi::exec(
-                "UPDATE arrw.job SET state = 'cancelled', finished_at = now() WHERE id = $1::bigint",
-                &[id],
-            );
-            "cancelled"
-        }
-        Outcome::Requeue => {
-            spi::exec(
-                "UPDATE arrw.job SET state = 'queued', attempts = greatest(attempts - 1, 0), worker_pid = NULL \
-                 WHERE id = $1::bigint",
-                &[id],
-            );
-            sh.mark(db, shmem::now_ms());
-            "queued"
-        }
-        Outcome::Failed { message, code } => {
+    // The new state, the other columns it sets (parameters $2, ...), and when the
+    // launcher should look at this database again.
+    let delay_text;
+    let (state, set, params, wake_at): (State, &str, Vec<Option<&str>>, Option<i64>) = match (
+        cancelled, outcome,
+    ) {
+        (Some(error), _) => (
+            State::Cancelled,
+            "finished_at = now(), error = coalesce($2, error)",
+            vec![error],
+            None,
+        ),
+        (None, Outcome::Succeeded(result)) => (
+            State::Succeeded,
+            "progress = 1, finished_at = now(), error = NULL, result = coalesce($2::jsonb, result)",
+            vec![result.as_deref()],
+            None,
+        ),
+        (None, Outcome::Cancelled) => (State::Cancelled, "finished_at = now()", vec![], None),
+        (None, Outcome::Requeue) => (
+            State::Queued,
+            "attempts = greatest(attempts - 1, 0), worker_pid = NULL",
+            vec![],
+            Some(shmem::now_ms()),
+        ),
+        (None, Outcome::Failed { message, code }) => {
             log(&format!(
                 "job {} ({kind}) attempt {} of {} failed: {message}",
                 job.id, job.attempts, job.max_attempts
             ));
             if permanent(*code) || job.attempts >= job.max_attempts {
-                spi::exec(
-                    "UPDATE arrw.job SET state = 'failed', finished_at = now(), error = $2 WHERE id = $1::bigint",
-                    &[id, Some(message)],
-                );
-                "failed"
+                (
+                    State::Failed,
+                    "finished_at = now(), error = $2",
+                    vec![Some(message.as_str())],
+                    None,
+                )
             } else {
                 let base = super::RETRY_DELAY_MS.get().max(0) as i64;
                 let delay = base
                     .saturating_mul(1i64 << (job.attempts - 1).clamp(0, 20))
                     .min(3_600_000);
-                spi::exec(
-                    "UPDATE arrw.job SET state = 'queued', error = $2, worker_pid = NULL, \
-                     run_after = now() + $3::bigint * interval '1 millisecond' WHERE id = $1::bigint",
-                    &[id, Some(message), Some(&delay.to_string())],
-                );
-                sh.mark(db, shmem::now_ms() + delay);
-                "queued"
+                delay_text = delay.to_string();
+                (
+                        State::Queued,
+                        "error = $2, worker_pid = NULL, run_after = now() + $3::bigint * interval '1 millisecond'",
+                        vec![Some(message.as_str()), Some(delay_text.as_str())],
+                        Some(shmem::now_ms() + delay),
+                    )
             }
         }
     };
+    let mut all = vec![Some(job.id_text.as_str())];
+    all.extend(params);
+    spi::exec(
+        &format!("UPDATE arrw.job SET state = '{state}', {set} WHERE id = $1::bigint"),
+        &all,
+    );
+    if let Some(due) = wake_at {
+        sh.mark(db, due);
+    }
     notify::state_changed(&job.id_text, kind, state);
     unlock_job(job.id);
-}
-
-/// Checks, before an attempt, that the owner still exists and may run the job;
-/// returns the parsed arguments.
-pub fn prepare(ctx: &Ctx) -> (args::Spec, args::Checked) {
-    let owner = ctx.job.owner.to_u32().to_string();
-    if !spi::flag(
-        "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE oid = $1::oid)",
-        &[Some(&owner)],
-    ) {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!(
-                "the role that submitted job {} (OID {owner}) no longer exists",
-                ctx.job.id
-            )
-        );
-    }
-    let spec = args::parse(ctx.job.kind, &ctx.job.args);
-    let checked = ctx.as_owner(|| args::check(ctx.job.kind, &spec));
-    (spec, checked)
 }

@@ -4,11 +4,11 @@
 //! `[count, sum_1, ..., sum_dim]`, starting as `'{0}'`. Keeping that format means
 //! partial aggregates (parallel plans) combine exactly as pgvector's do.
 
-use super::{build, check, VectorArg};
+use super::{build, VectorArg};
+use crate::errors::{check_vector, raise_vector};
 use crate::fmgr;
-use arrw_core::text;
+use arrw_core::text::{self, VectorError};
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 /// The float8 elements of a detoasted one-dimensional, null-free float8 array.
 ///
@@ -22,12 +22,7 @@ unsafe fn float8_elems<'a>(arr: *mut pg_sys::ArrayType, fname: &str) -> &'a mut 
     unsafe {
         let ndim = (*arr).ndim as usize;
         if ndim != 1 || (*arr).elemtype != pg_sys::FLOAT8OID || (*arr).dataoffset != 0 {
-            // pgvector's wording and code: only a hand-made state gets here.
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("{fname}: expected state array")
-            );
+            raise_vector(VectorError::expected_state_array(fname));
         }
         let header = std::mem::size_of::<pg_sys::ArrayType>();
         let dims = (arr as *mut u8).add(header).cast::<i32>();
@@ -71,7 +66,7 @@ unsafe fn state<'a>(d: pg_sys::Datum, fname: &str) -> (*mut pg_sys::ArrayType, &
 
 #[cold]
 fn dim_mismatch(expected: usize, got: usize) -> ! {
-    check(text::check_expected_dim(expected as i32, got));
+    check_vector(text::check_expected_dim(expected as i32, got));
     unreachable!()
 }
 
@@ -137,7 +132,7 @@ crate::v1! {
         }
         let out: Vec<f64> = a.iter().zip(b.iter()).map(|(x, y)| x + y).collect();
         if out.iter().any(|v| v.is_infinite()) {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "value out of range: overflow");
+            raise_vector(VectorError::overflow());
         }
         float8_array(&out)
     }
@@ -153,11 +148,11 @@ crate::v1! {
             // SAFETY: our own fcinfo.
             return unsafe { fmgr::return_null(fcinfo) };
         }
-        check(text::check_dim(st.len() - 1));
+        check_vector(text::check_dim(st.len() - 1));
         build(st.len() - 1, |x| {
             for (o, s) in x.iter_mut().zip(&st[1..]) {
                 *o = (s / n) as f32;
-                check(text::check_element(*o));
+                check_vector(text::check_element(*o));
             }
         })
     }

@@ -1,11 +1,11 @@
 //! Casts: the typmod coercion `vector -> vector(n)`, arrays -> `vector`, and
 //! `vector -> real[]`, with pgvector's checks and error messages.
 
-use super::{build, check, VectorArg};
+use super::{build, VectorArg};
+use crate::errors::{check_vector, raise_vector};
 use crate::fmgr;
-use arrw_core::text;
+use arrw_core::text::{self, VectorError};
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 crate::v1! {
     /// `vector(vector, integer, boolean)`: the length-coercion cast that enforces
@@ -13,7 +13,7 @@ crate::v1! {
     fn arrw_vector(fcinfo) {
         // SAFETY: declared (vector, integer, boolean), STRICT.
         let (a, typmod) = unsafe { (VectorArg::from_arg(fcinfo, 0), fmgr::arg_i32(fcinfo, 1)) };
-        check(text::check_expected_dim(typmod, a.dim()));
+        check_vector(text::check_expected_dim(typmod, a.dim()));
         // SAFETY: same live fcinfo; returning the argument unchanged is allowed.
         unsafe { fmgr::arg(fcinfo, 0) }
     }
@@ -33,17 +33,17 @@ crate::v1! {
         // SAFETY: `arr` is a detoasted array; we read its header fields only.
         let (ndim, elemtype) = unsafe { ((*arr).ndim, (*arr).elemtype) };
         if ndim > 1 {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, "array must be 1-D");
+            raise_vector(VectorError::array_not_1d());
         }
         // SAFETY: array_contains_nulls only reads the array's null bitmap.
         if unsafe { pg_sys::array_contains_nulls(arr) } {
-            ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "array must not contain nulls");
+            raise_vector(VectorError::array_has_nulls());
         }
         let (typlen, byval, align) = match elemtype {
             pg_sys::INT4OID | pg_sys::FLOAT4OID => (4i16, true, b'i' as std::ffi::c_char),
             pg_sys::FLOAT8OID => (8, true, b'd' as std::ffi::c_char),
             pg_sys::NUMERICOID => (-1, false, b'i' as std::ffi::c_char),
-            _ => unsupported_array_type(),
+            _ => raise_vector(VectorError::unsupported_array_type()),
         };
         let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
         let mut n: std::ffi::c_int = 0;
@@ -53,8 +53,8 @@ crate::v1! {
             pg_sys::deconstruct_array(arr, elemtype, typlen.into(), byval, align, &mut elems, std::ptr::null_mut(), &mut n);
             std::slice::from_raw_parts(elems, n as usize)
         };
-        check(text::check_dim(elems.len()));
-        check(text::check_expected_dim(typmod, elems.len()));
+        check_vector(text::check_dim(elems.len()));
+        check_vector(text::check_expected_dim(typmod, elems.len()));
         build(elems.len(), |x| {
             for (o, d) in x.iter_mut().zip(elems) {
                 *o = match elemtype {
@@ -71,7 +71,7 @@ crate::v1! {
             // pgvector converts every element before checking any, so a range
             // error from a later numeric wins over a NaN earlier in the array.
             for v in x.iter() {
-                check(text::check_element(*v));
+                check_vector(text::check_element(*v));
             }
         })
     }
@@ -97,13 +97,4 @@ crate::v1! {
         };
         pg_sys::Datum::from(arr)
     }
-}
-
-#[cold]
-fn unsupported_array_type() -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-        "unsupported array type"
-    );
 }

@@ -4,7 +4,8 @@
 //! wire layout) live in `arrw_core::text`, where they are unit- and fuzz-tested;
 //! these functions move bytes between PostgreSQL's structures and those routines.
 
-use super::{check, from_slice, VectorArg};
+use super::{from_slice, VectorArg};
+use crate::errors::check_vector;
 use crate::fmgr;
 use arrw_core::text;
 use pgrx::pg_sys;
@@ -18,8 +19,8 @@ crate::v1! {
             let p = fmgr::arg(fcinfo, 0).cast_mut_ptr::<std::ffi::c_char>();
             (std::ffi::CStr::from_ptr(p), fmgr::arg_i32(fcinfo, 2))
         };
-        let values = check(text::parse_vector_text(input.to_bytes()));
-        check(text::check_expected_dim(typmod, values.len()));
+        let values = check_vector(text::parse_vector_text(input.to_bytes()));
+        check_vector(text::check_expected_dim(typmod, values.len()));
         from_slice(&values)
     }
 }
@@ -58,7 +59,7 @@ crate::v1! {
             let p = pg_sys::ArrayGetIntegerTypmods(arr, &mut n);
             std::slice::from_raw_parts(p, n as usize)
         };
-        fmgr::int4(check(text::typmod_in(mods)))
+        fmgr::int4(check_vector(text::typmod_in(mods)))
     }
 }
 
@@ -73,7 +74,7 @@ crate::v1! {
         let unread = (buf.len - buf.cursor).max(0) as usize;
         // SAFETY: data[cursor..len] is initialised message memory owned by the caller.
         let bytes = unsafe { std::slice::from_raw_parts((buf.data as *const u8).add(buf.cursor as usize), unread) };
-        let (values, consumed) = check(text::decode_vector_binary(bytes, typmod));
+        let (values, consumed) = check_vector(text::decode_vector_binary(bytes, typmod));
         buf.cursor += consumed as i32;
         from_slice(&values)
     }

@@ -23,9 +23,9 @@ pub mod io;
 pub mod maxsim;
 pub mod ops;
 
-use arrw_core::text::{SqlState, VectorError};
+use crate::errors::{check_vector, raise_vector};
+use arrw_core::text::{self, VectorError};
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 /// Bytes before the first element: varlena header + dim + unused.
 pub const VECTOR_HEADER_BYTES: usize = 8;
@@ -103,11 +103,7 @@ impl<'a> VectorArg<'a> {
 
 #[cold]
 fn corrupt(total: usize, dim: i16) -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-        format!("vector datum is corrupt: {total} bytes for {dim} dimensions")
-    );
+    raise_vector(VectorError::corrupt(total, dim))
 }
 
 /// Allocates a vector of `dim` elements in the current memory context, lets `fill`
@@ -134,51 +130,8 @@ pub fn from_slice(values: &[f32]) -> pg_sys::Datum {
     build(values.len(), |x| x.copy_from_slice(values))
 }
 
-/// Raises a vector-format error from `arrw_core` as a PostgreSQL ERROR.
-pub fn raise(err: VectorError) -> ! {
-    let code = match err.sqlstate {
-        SqlState::InvalidTextRepresentation => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
-        SqlState::DataException => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-        SqlState::ProgramLimitExceeded => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-        SqlState::NumericValueOutOfRange => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-        SqlState::ProtocolViolation => PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
-        SqlState::InvalidParameterValue => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        SqlState::InvalidBinaryRepresentation => {
-            PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION
-        }
-    };
-    match err.detail {
-        Some(detail) => {
-            ereport!(ERROR, code, err.message, detail);
-        }
-        None => {
-            ereport!(ERROR, code, err.message);
-        }
-    }
-}
-
-/// Unwraps a result from `arrw_core`, raising its error.
-#[inline]
-pub fn check<T>(r: Result<T, VectorError>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => raise(e),
-    }
-}
-
 /// `different vector dimensions 3 and 4`, as pgvector words it.
 #[inline]
 pub fn check_same_dims(a: &[f32], b: &[f32]) {
-    if a.len() != b.len() {
-        different_dims(a.len(), b.len());
-    }
-}
-
-#[cold]
-fn different_dims(a: usize, b: usize) -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
-        format!("different vector dimensions {a} and {b}")
-    );
+    check_vector(text::check_same_dims(a.len(), b.len()));
 }

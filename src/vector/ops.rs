@@ -5,11 +5,12 @@
 //! summation order differs from a scalar loop only in the last bits), and the
 //! final square root or division is done in `float8`, as pgvector does.
 
-use super::{build, check, check_same_dims, VectorArg};
+use super::{build, check_same_dims, VectorArg};
+use crate::errors::{check_vector, raise_vector};
 use crate::fmgr;
-use arrw_core::{distance, text};
+use arrw_core::distance;
+use arrw_core::text::{self, VectorError};
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 /// Reads two vector arguments of equal dimensions.
 ///
@@ -139,20 +140,12 @@ crate::v1! {
 
 #[cold]
 fn overflow() -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-        "value out of range: overflow"
-    );
+    raise_vector(VectorError::overflow())
 }
 
 #[cold]
 fn underflow() -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-        "value out of range: underflow"
-    );
+    raise_vector(VectorError::underflow())
 }
 
 /// Element-wise arithmetic with pgvector's overflow (and, for `*`, underflow) errors.
@@ -209,7 +202,7 @@ crate::v1! {
         // SAFETY: declared (vector, vector), STRICT.
         let (a, b) = unsafe { (VectorArg::from_arg(fcinfo, 0), VectorArg::from_arg(fcinfo, 1)) };
         let dim = a.dim() + b.dim();
-        check(text::check_dim(dim));
+        check_vector(text::check_dim(dim));
         build(dim, |x| {
             x[..a.dim()].copy_from_slice(a.x);
             x[a.dim()..].copy_from_slice(b.x);
@@ -224,7 +217,7 @@ crate::v1! {
         let (a, start, count) = unsafe {
             (VectorArg::from_arg(fcinfo, 0), fmgr::arg_i32(fcinfo, 1) as i64, fmgr::arg_i32(fcinfo, 2) as i64)
         };
-        let (lo, hi) = check(subvector_range(a.dim(), start, count));
+        let (lo, hi) = check_vector(subvector_range(a.dim(), start, count));
         build(hi - lo, |x| x.copy_from_slice(&a.x[lo..hi]))
     }
 }
@@ -266,7 +259,7 @@ macro_rules! comparison {
                 // SAFETY: declared (vector, vector), STRICT.
                 let (a, b) = unsafe { (VectorArg::from_arg(fcinfo, 0), VectorArg::from_arg(fcinfo, 1)) };
                 let test: fn(std::cmp::Ordering) -> bool = $test;
-                fmgr::bool(test(compare(a.x, b.x)))
+                fmgr::boolean(test(compare(a.x, b.x)))
             }
         }
     )*};

@@ -55,6 +55,12 @@ pub enum SqlState {
     /// `22P03`, binary input with trailing bytes (raised by PostgreSQL's
     /// caller of the receive function, which the glue emulates).
     InvalidBinaryRepresentation,
+    /// `22004`, an array with a NULL element.
+    NullValueNotAllowed,
+    /// `XX001`, a stored vector whose length disagrees with its header.
+    DataCorrupted,
+    /// `XX000`, a state no SQL path produces (a hand-made aggregate state).
+    InternalError,
 }
 
 impl SqlState {
@@ -68,6 +74,9 @@ impl SqlState {
             SqlState::ProtocolViolation => "08P01",
             SqlState::InvalidParameterValue => "22023",
             SqlState::InvalidBinaryRepresentation => "22P03",
+            SqlState::NullValueNotAllowed => "22004",
+            SqlState::DataCorrupted => "XX001",
+            SqlState::InternalError => "XX000",
         }
     }
 }
@@ -94,6 +103,77 @@ impl VectorError {
         self.detail = Some(detail.into());
         self
     }
+}
+
+/// The errors of `vector` functions other than I/O, worded as pgvector words them.
+/// Each text is written here once; the extension raises them.
+impl VectorError {
+    /// An element of an arithmetic result (or an aggregate's sum) is infinite.
+    pub fn overflow() -> Self {
+        VectorError::new(
+            SqlState::NumericValueOutOfRange,
+            "value out of range: overflow",
+        )
+    }
+
+    /// A product of non-zero elements rounded to zero.
+    pub fn underflow() -> Self {
+        VectorError::new(
+            SqlState::NumericValueOutOfRange,
+            "value out of range: underflow",
+        )
+    }
+
+    /// Two operands of different dimensions.
+    pub fn different_dims(a: usize, b: usize) -> Self {
+        VectorError::new(
+            SqlState::DataException,
+            format!("different vector dimensions {a} and {b}"),
+        )
+    }
+
+    /// A datum whose length does not match its dimension count.
+    pub fn corrupt(total: usize, dim: i16) -> Self {
+        VectorError::new(
+            SqlState::DataCorrupted,
+            format!("vector datum is corrupt: {total} bytes for {dim} dimensions"),
+        )
+    }
+
+    /// An array of more than one dimension cast to `vector`.
+    pub fn array_not_1d() -> Self {
+        VectorError::new(SqlState::DataException, "array must be 1-D")
+    }
+
+    /// An array with a NULL element cast to `vector`.
+    pub fn array_has_nulls() -> Self {
+        VectorError::new(
+            SqlState::NullValueNotAllowed,
+            "array must not contain nulls",
+        )
+    }
+
+    /// An array of an element type no cast to `vector` exists for.
+    pub fn unsupported_array_type() -> Self {
+        VectorError::new(SqlState::DataException, "unsupported array type")
+    }
+
+    /// avg's transition function `fname` got a state that is not a float8 array
+    /// (only a hand-made state gets there).
+    pub fn expected_state_array(fname: &str) -> Self {
+        VectorError::new(
+            SqlState::InternalError,
+            format!("{fname}: expected state array"),
+        )
+    }
+}
+
+/// Rejects operands of different dimensions (`different vector dimensions 3 and 4`).
+pub fn check_same_dims(a: usize, b: usize) -> Result<(), VectorError> {
+    if a != b {
+        return Err(VectorError::different_dims(a, b));
+    }
+    Ok(())
 }
 
 impl fmt::Display for VectorError {
@@ -891,6 +971,59 @@ mod tests {
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// The texts and SQLSTATEs of the non-I/O errors, as pgvector reports them
+    /// (tests/pg_regress expects these bytes).
+    #[test]
+    fn function_errors_read_as_pgvector_words_them() {
+        let cases = [
+            (
+                VectorError::overflow(),
+                "22003",
+                "value out of range: overflow",
+            ),
+            (
+                VectorError::underflow(),
+                "22003",
+                "value out of range: underflow",
+            ),
+            (
+                VectorError::different_dims(3, 4),
+                "22000",
+                "different vector dimensions 3 and 4",
+            ),
+            (
+                VectorError::corrupt(9, 1),
+                "XX001",
+                "vector datum is corrupt: 9 bytes for 1 dimensions",
+            ),
+            (VectorError::array_not_1d(), "22000", "array must be 1-D"),
+            (
+                VectorError::array_has_nulls(),
+                "22004",
+                "array must not contain nulls",
+            ),
+            (
+                VectorError::unsupported_array_type(),
+                "22000",
+                "unsupported array type",
+            ),
+            (
+                VectorError::expected_state_array("vector_avg"),
+                "XX000",
+                "vector_avg: expected state array",
+            ),
+        ];
+        for (e, code, message) in cases {
+            assert_eq!((e.sqlstate.code(), e.message.as_str()), (code, message));
+            assert_eq!(e.detail, None);
+        }
+        assert_eq!(check_same_dims(2, 2), Ok(()));
+        assert_eq!(
+            check_same_dims(2, 5),
+            Err(VectorError::different_dims(2, 5))
+        );
     }
 
     fn fmt4(x: f32) -> String {

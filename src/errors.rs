@@ -1,0 +1,238 @@
+//! The errors arrw raises from Rust: every helper that turns a problem into
+//! `ereport(ERROR)` (or a WARNING) with its SQLSTATE lives here, so that a message,
+//! its hint and its code are written once.
+//!
+//! Errors whose texts are pgvector's or otherwise pure (`vector` input and
+//! arithmetic, job arguments, COPY row splitting) are worded in `arrw_core`, which
+//! has no server; the functions here map them to PostgreSQL's SQLSTATE codes.
+//! `ereport!` can say code, message and detail; the `*_hint` helpers add a hint.
+//! `function` arguments name the SQL-level operation in the report's location
+//! (what `\set VERBOSITY verbose` shows).
+
+use arrw_core::import::{ArgError, SplitError};
+use arrw_core::text::{SqlState, VectorError};
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::prelude::*;
+use pgrx::PgLogLevel;
+
+/// Raises ERROR `code` with `message`.
+#[cold]
+pub fn error(code: PgSqlErrorCode, message: String) -> ! {
+    ereport!(ERROR, code, message);
+}
+
+/// Raises ERROR `code` with `message` and `hint`.
+#[cold]
+pub fn error_hint(
+    code: PgSqlErrorCode,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+    function: &'static str,
+) -> ! {
+    ErrorReport::new(code, message.into(), function)
+        .set_hint(hint)
+        .report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
+/// Raises ERROR `code` with `message`, `detail` and `hint`.
+#[cold]
+pub fn error_detail_hint(
+    code: PgSqlErrorCode,
+    message: impl Into<String>,
+    detail: impl Into<String>,
+    hint: impl Into<String>,
+    function: &'static str,
+) -> ! {
+    ErrorReport::new(code, message.into(), function)
+        .set_detail(detail)
+        .set_hint(hint)
+        .report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
+/// Sends a WARNING with `hint` to the client and the log.
+pub fn warning_hint(
+    code: PgSqlErrorCode,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+    function: &'static str,
+) {
+    ErrorReport::new(code, message.into(), function)
+        .set_hint(hint)
+        .report(PgLogLevel::WARNING);
+}
+
+/// 22023: a bad argument or option value.
+#[cold]
+pub fn invalid_parameter(message: impl Into<String>) -> ! {
+    error(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        message.into(),
+    )
+}
+
+/// 22023 with an optional hint: a bad option of the change feed's output plugin.
+#[cold]
+pub fn invalid_option(message: String, hint: Option<String>) -> ! {
+    match hint {
+        Some(hint) => error_hint(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            message,
+            hint,
+            "arrw output plugin",
+        ),
+        None => invalid_parameter(message),
+    }
+}
+
+/// 42501: the current role may not do this.
+#[cold]
+pub fn insufficient_privilege(message: impl Into<String>) -> ! {
+    error(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        message.into(),
+    )
+}
+
+/// 42809: a relation of the wrong kind (not an index, not a table).
+#[cold]
+pub fn wrong_object_type(message: impl Into<String>) -> ! {
+    error(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, message.into())
+}
+
+/// The message (with its detail in parentheses) and SQLSTATE of a caught error.
+pub fn describe(e: &CaughtError) -> (String, PgSqlErrorCode) {
+    let report = match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    let mut msg = report.message().to_string();
+    if let Some(d) = report.detail() {
+        msg.push_str(&format!(" ({d})"));
+    }
+    (msg, report.sql_error_code())
+}
+
+// ---------------------------------------------------------------------------
+// `vector`
+// ---------------------------------------------------------------------------
+
+/// The PostgreSQL error code of an `arrw_core` SQLSTATE.
+fn sqlstate(s: SqlState) -> PgSqlErrorCode {
+    match s {
+        SqlState::InvalidTextRepresentation => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+        SqlState::DataException => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+        SqlState::ProgramLimitExceeded => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        SqlState::NumericValueOutOfRange => PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        SqlState::ProtocolViolation => PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION,
+        SqlState::InvalidParameterValue => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        SqlState::InvalidBinaryRepresentation => {
+            PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION
+        }
+        SqlState::NullValueNotAllowed => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+        SqlState::DataCorrupted => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        SqlState::InternalError => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+    }
+}
+
+/// Raises a `vector` error from `arrw_core` as a PostgreSQL ERROR.
+#[cold]
+pub fn raise_vector(err: VectorError) -> ! {
+    let code = sqlstate(err.sqlstate);
+    match err.detail {
+        Some(detail) => {
+            ereport!(ERROR, code, err.message, detail);
+        }
+        None => {
+            ereport!(ERROR, code, err.message);
+        }
+    }
+}
+
+/// Unwraps a result from `arrw_core`, raising its `vector` error.
+#[inline]
+pub fn check_vector<T>(r: Result<T, VectorError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => raise_vector(e),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Background jobs
+// ---------------------------------------------------------------------------
+
+/// Raises a job-argument problem found by `arrw_core::import` as 22023; an
+/// unknown key gets a hint listing the `keys` a job of kind `kind` accepts.
+#[cold]
+pub fn job_argument(e: ArgError, kind: &str, keys: &[&str]) -> ! {
+    match e {
+        ArgError::UnknownKey(key) => error_hint(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("unknown argument \"{key}\" for a {kind} job"),
+            format!("Arguments of {kind} are: {}.", keys.join(", ")),
+            "arrw.submit_job",
+        ),
+        ArgError::Invalid(msg) => invalid_parameter(msg),
+    }
+}
+
+/// A failed file operation (`what`: "open", "read", ...) on `path`: 58P01 if it
+/// does not exist, 42501 if the server may not, 58030 otherwise.
+#[cold]
+pub fn file_io(what: &str, path: &str, e: &std::io::Error) -> ! {
+    let code = match e.kind() {
+        std::io::ErrorKind::NotFound => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
+        std::io::ErrorKind::PermissionDenied => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        _ => PgSqlErrorCode::ERRCODE_IO_ERROR,
+    };
+    error(code, format!("could not {what} file \"{path}\": {e}"))
+}
+
+/// 22P04: the file a bulk_import reads is not what its COPY options say.
+#[cold]
+pub fn bad_copy_file(message: impl Into<String>) -> ! {
+    error(PgSqlErrorCode::ERRCODE_BAD_COPY_FILE_FORMAT, message.into())
+}
+
+/// Raises what cutting the rows of `path` found: a row over the length limit
+/// (54000), or malformed data (22P04).
+#[cold]
+pub fn import_split(path: &str, e: &SplitError) -> ! {
+    match e {
+        SplitError::RowTooLong { limit } => error_hint(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("a row of file \"{path}\" is longer than {limit} bytes"),
+            "arrw.job_import_max_row_size sets the limit (at most 1 GB, the longest row COPY can hold).",
+            "bulk_import",
+        ),
+        e => bad_copy_file(format!("file \"{path}\": {e}")),
+    }
+}
+
+/// 42809: bulk_import was given something other than a regular file.
+#[cold]
+pub fn not_regular_file(path: &str, m: &std::fs::Metadata) -> ! {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    error_hint(
+        PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+        format!("\"{path}\" is not a regular file ({what})"),
+        "bulk_import reads regular files only.",
+        "bulk_import",
+    )
+}
