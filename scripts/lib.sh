@@ -54,9 +54,10 @@ install_extension() {
 # `cargo pgrx install/package` do not ship (they ship the current install script
 # and the update scripts sql/arrw--*--*.sql): the frozen install scripts of
 # released versions (sql/versions/; `CREATE EXTENSION arrw VERSION '<old>'`,
-# tests/upgrade.rs).
+# tests/upgrade.rs) and the SQL-only companion extensions (extensions/*/).
 ship_sql_extras() {
-  as_root cp "$ARRW_ROOT"/sql/versions/arrw--*.sql "$1/"
+  as_root cp "$ARRW_ROOT"/sql/versions/arrw--*.sql "$ARRW_ROOT"/extensions/*/*.control \
+    "$ARRW_ROOT"/extensions/*/*.sql "$1/"
 }
 
 # A free TCP port on loopback.

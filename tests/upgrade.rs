@@ -113,7 +113,10 @@ fn answers(c: &mut Client, queries: &[Vec<f32>]) -> Vec<Vec<String>> {
         "SELECT (v + v)::text, l2_normalize(v)::text, avg(v) OVER ()::text \
          FROM items WHERE id < 3 ORDER BY id",
     ));
-    out.push(rows(c, "SELECT \"table\"::text, channel, keys::text FROM arrw.watches"));
+    out.push(rows(
+        c,
+        "SELECT \"table\"::text, channel, keys::text FROM arrw.watches",
+    ));
     out
 }
 
