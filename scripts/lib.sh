@@ -47,6 +47,17 @@ install_extension() {
     tail -50 "$out" >&2; rm -f "$out"; return 1
   fi
   rm -f "$out"
+  ship_sql_extras "$(${PG_CONFIG} --sharedir)/extension"
+}
+
+# ship_sql_extras EXTDIR: copies into an extension directory what
+# `cargo pgrx install/package` do not ship (they ship the current install script
+# and the update scripts sql/arrw--*--*.sql): the frozen install scripts of
+# released versions (sql/versions/; `CREATE EXTENSION arrw VERSION '<old>'`,
+# tests/upgrade.rs) and the SQL-only companion extensions (extensions/*/).
+ship_sql_extras() {
+  as_root cp "$ARRW_ROOT"/sql/versions/arrw--*.sql "$ARRW_ROOT"/extensions/*/*.control \
+    "$ARRW_ROOT"/extensions/*/*.sql "$1/"
 }
 
 # A free TCP port on loopback.

@@ -1166,3 +1166,90 @@ fn damaged_pages_are_index_corrupted_errors() {
     let log = cluster.log();
     assert!(!log.contains("panicked"), "a Rust panic in the log");
 }
+
+/// Where the meta page's `version` field is: after the page header and `magic`.
+const META_VERSION: usize = 24 + 4;
+
+/// An index whose meta page says another on-disk format (an older arrw's, or
+/// a newer one's after a downgrade) is never read: every path that opens it
+/// (planning, scan, INSERT, VACUUM, `ivfpq_info`, `ivfpq_check`) fails with
+/// 0A000 naming both formats and hinting at the REINDEX that fixes it, and
+/// that REINDEX does. The format is rewritten in the file of a stopped server.
+#[test]
+fn other_format_version_is_refused_with_reindex_hint() {
+    const DIM: usize = 4;
+    let cluster = Cluster::start("ivfpq-format", "");
+    let mut c = cluster.connect();
+    exec(&mut c, "CREATE EXTENSION arrw; CREATE SCHEMA s");
+    let mut blobs = Blobs::new(17, 4, DIM);
+    let rows: Vec<(i32, Vec<f32>)> = (0..600).map(|i| (i, blobs.point())).collect();
+    let cases = [("s.f_old", 1u32), ("public.f_new", 3u32)];
+    let mut paths = Vec::new();
+    for (t, _) in cases {
+        exec(
+            &mut c,
+            &format!("CREATE TABLE {t} (id int, v vector({DIM}))"),
+        );
+        insert_rows(&mut c, t, &rows);
+        exec(
+            &mut c,
+            &format!(
+                "CREATE INDEX {}_v ON {t} USING ivfpq (v) WITH (lists = 4, m = 2)",
+                t.split('.').nth(1).unwrap()
+            ),
+        );
+        let rel: String = c
+            .query_one(&format!("SELECT pg_relation_filepath('{t}_v')"), &[])
+            .unwrap()
+            .get(0);
+        paths.push(cluster.dir.join("data").join(rel));
+    }
+    drop(c);
+    cluster.stop("fast");
+    for ((_, version), path) in cases.iter().zip(&paths) {
+        let mut bytes = std::fs::read(path).unwrap();
+        assert_eq!(get_u32(&bytes, META_VERSION), 2, "the current format");
+        put_u32(&mut bytes, META_VERSION, *version);
+        std::fs::write(path, bytes).unwrap();
+    }
+    cluster.start_server();
+    let mut c = cluster.connect();
+    exec(&mut c, "SET enable_seqscan = off");
+    for (t, version) in cases {
+        let idx = format!("{t}_v");
+        let expect = |c: &mut Client, sql: &str| {
+            let e = c
+                .batch_execute(sql)
+                .err()
+                .unwrap_or_else(|| panic!("{sql}: read an index of format {version}"));
+            let d = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+            assert_eq!(d.code().code(), "0A000", "{sql}: {}", msg(&e));
+            let name = idx.split('.').nth(1).unwrap();
+            assert_eq!(
+                d.message(),
+                format!(
+                    "ivfpq index \"{name}\" has on-disk format {version}, \
+                     this arrw reads format 2; REINDEX it"
+                ),
+                "{sql}"
+            );
+            assert_eq!(
+                d.hint(),
+                Some(format!("REINDEX INDEX {idx}").as_str()),
+                "{sql}"
+            );
+        };
+        let scan = format!("SELECT id FROM {t} ORDER BY v <-> '[1,2,3,4]' LIMIT 5");
+        expect(&mut c, &scan);
+        expect(&mut c, &format!("INSERT INTO {t} VALUES (-1, '[1,2,3,4]')"));
+        exec(&mut c, &format!("DELETE FROM {t} WHERE id < 10"));
+        expect(&mut c, &format!("VACUUM {t}"));
+        expect(&mut c, &format!("SELECT * FROM arrw.ivfpq_info('{idx}')"));
+        expect(&mut c, &format!("SELECT arrw.ivfpq_check('{idx}')"));
+        exec(&mut c, &format!("REINDEX INDEX {idx}"));
+        assert_index_check(&mut c, &idx);
+        assert_eq!(c.query(&scan, &[]).unwrap().len(), 5, "{t} after REINDEX");
+    }
+    let log = cluster.log();
+    assert!(!log.contains("panicked"), "a Rust panic in the log");
+}

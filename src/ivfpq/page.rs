@@ -73,17 +73,34 @@ pub fn read_meta(index: pg_sys::Relation) -> MetaData {
         );
     }
     if m.version != layout::FORMAT_VERSION {
-        crate::errors::error(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!(
-                "ivfpq index \"{}\" has on-disk format {}, this arrw reads {}; REINDEX it",
-                rel_name(index),
-                m.version,
-                layout::FORMAT_VERSION
-            ),
-        );
+        wrong_format(index, m.version);
     }
     m
+}
+
+/// Raises the ERROR for an index written in another on-disk format (by an older
+/// or newer arrw): SQLSTATE 0A000 (feature_not_supported), both format numbers,
+/// and the REINDEX that rebuilds it in this arrw's format. Never read further:
+/// the layout of another format is not this one's.
+#[cold]
+fn wrong_format(index: pg_sys::Relation, version: u32) -> ! {
+    let q = qualified_name(index);
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "ivfpq index \"{}\" has on-disk format {version}, this arrw reads format {}; REINDEX it",
+            rel_name(index),
+            layout::FORMAT_VERSION
+        ),
+        "ivfpq",
+    )
+    .set_detail(
+        "The index was built by an arrw with another ivfpq format; its pages are not read. \
+         The table's rows are intact: REINDEX rebuilds the index from them.",
+    )
+    .set_hint(format!("REINDEX INDEX {q}"))
+    .report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned");
 }
 
 /// The index's name, for messages.

@@ -1,0 +1,248 @@
+//! arrw beside pgvector: `CREATE EXTENSION arrw SCHEMA arrw_ext` in a database
+//! whose `public` has pgvector's `vector`, and the companion extension
+//! `arrw_pgvector` (extensions/arrw_pgvector/), whose ivfpq operator classes
+//! index pgvector columns in place.
+//!
+//! The proof that ivfpq reads pgvector's datums correctly: the same rows in a
+//! pgvector column and in an arrw column, indexed alike, give the same ids in
+//! the same order for every operator class, approximate and exact, before and
+//! after inserts, deletes and VACUUM; exact answers equal pgvector's own
+//! sequential scan.
+//!
+//! Needs pgvector installed in the PostgreSQL under test; without it the test
+//! passes after printing `SKIPPED` (scripts/test says which it was).
+
+use arrw_tests::{exec, msg, Cluster, Rng};
+use postgres::Client;
+
+const DIM: usize = 16;
+
+fn available(c: &mut Client, ext: &str) -> bool {
+    c.query_one(
+        "SELECT count(*) FROM pg_available_extensions WHERE name = $1",
+        &[&ext],
+    )
+    .unwrap()
+    .get::<_, i64>(0)
+        > 0
+}
+
+fn lit(v: &[f32]) -> String {
+    let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", items.join(","))
+}
+
+fn col(c: &mut Client, sql: &str) -> Vec<String> {
+    c.query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {}", msg(&e)))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// The ids (as text) and the plan of a k-NN query on `table`.
+fn knn(c: &mut Client, table: &str, op: &str, q: &str, k: usize) -> (Vec<String>, String) {
+    let sql = format!("SELECT id::text FROM {table} ORDER BY embedding {op} '{q}' LIMIT {k}");
+    let plan = col(c, &format!("EXPLAIN (COSTS OFF) {sql}")).join("\n");
+    (col(c, &sql), plan)
+}
+
+fn insert(c: &mut Client, rows: &[(i32, Vec<f32>)]) {
+    for chunk in rows.chunks(200) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(id, v)| format!("({id}, '{}')", lit(v)))
+            .collect();
+        let values = values.join(",");
+        exec(c, &format!("INSERT INTO pg_items VALUES {values}"));
+        exec(c, &format!("INSERT INTO ax_items VALUES {values}"));
+    }
+}
+
+/// Both tables answer every query alike through their ivfpq index (`exact`:
+/// every list probed and every candidate re-ranked; then they also equal
+/// pgvector's sequential scan).
+fn compare(c: &mut Client, op: &str, queries: &[Vec<f32>], exact: bool) {
+    let settings = if exact {
+        "SET ivfpq.probes = 0; SET ivfpq.max_probes = 0; SET ivfpq.probes = 1000; \
+         SET ivfpq.rerank = 100000"
+    } else {
+        "SET ivfpq.probes = 2; SET ivfpq.rerank = 20"
+    };
+    exec(c, &format!("SET enable_seqscan = off; {settings}"));
+    for q in queries {
+        let q = lit(q);
+        let (pg, pg_plan) = knn(c, "pg_items", op, &q, 10);
+        let (ax, ax_plan) = knn(c, "ax_items", op, &q, 10);
+        assert!(pg_plan.contains("Index Scan using pg_items_"), "{pg_plan}");
+        assert!(ax_plan.contains("Index Scan using ax_items_"), "{ax_plan}");
+        assert_eq!(pg, ax, "{op} {q} (exact: {exact})");
+        assert_eq!(pg.len(), 10);
+        if exact {
+            exec(c, "SET enable_indexscan = off; SET enable_seqscan = on");
+            let (truth, plan) = knn(c, "pg_items", op, &q, 10);
+            assert!(!plan.contains("Index"), "{plan}");
+            exec(c, "RESET enable_indexscan; SET enable_seqscan = off");
+            assert_eq!(pg, truth, "{op} {q}: pgvector's own exact answer");
+        }
+    }
+}
+
+#[test]
+fn ivfpq_on_a_pgvector_column_answers_like_on_an_arrw_column() {
+    let cluster = Cluster::start("pgvector", "");
+    let mut c = cluster.connect();
+    if !available(&mut c, "vector") {
+        eprintln!(
+            "SKIPPED tests/pgvector.rs: pgvector (extension `vector`) is not installed \
+             in this PostgreSQL"
+        );
+        return;
+    }
+    assert!(
+        available(&mut c, "arrw_pgvector"),
+        "arrw_pgvector is not installed: scripts/lib.sh's install_extension (or \
+         scripts/package) copies extensions/arrw_pgvector/ into the extension directory"
+    );
+    // pgvector in public, arrw beside it, the companion where pgvector is.
+    exec(
+        &mut c,
+        "CREATE EXTENSION vector; CREATE SCHEMA arrw_ext; \
+         CREATE EXTENSION arrw SCHEMA arrw_ext; CREATE EXTENSION arrw_pgvector",
+    );
+    let types = col(
+        &mut c,
+        "SELECT format('%s %s', e.extname, n.nspname) FROM pg_extension e \
+         JOIN pg_namespace n ON n.oid = e.extnamespace \
+         WHERE e.extname IN ('vector', 'arrw', 'arrw_pgvector') ORDER BY 1",
+    );
+    assert_eq!(
+        types,
+        ["arrw arrw_ext", "arrw_pgvector public", "vector public"]
+    );
+    // With only public on the path, `vector` is pgvector's.
+    assert_eq!(
+        col(&mut c, "SELECT 'vector'::regtype::text"),
+        ["vector"],
+        "unqualified vector"
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT t.typnamespace::regnamespace::text FROM pg_type t \
+             WHERE t.oid = 'vector'::regtype"
+        ),
+        ["public"]
+    );
+
+    exec(
+        &mut c,
+        &format!(
+            "SET search_path = public, arrw_ext; \
+             SET max_parallel_maintenance_workers = 0; \
+             CREATE TABLE pg_items (id int PRIMARY KEY, embedding public.vector({DIM})) \
+               WITH (autovacuum_enabled = off); \
+             CREATE TABLE ax_items (id int PRIMARY KEY, embedding arrw_ext.vector({DIM})) \
+               WITH (autovacuum_enabled = off)"
+        ),
+    );
+    let mut rng = Rng(2024);
+    let mut point = |i: i32| -> Vec<f32> {
+        let centre = (i % 7) as f64 * 3.0;
+        (0..DIM).map(|_| (centre + rng.gauss()) as f32).collect()
+    };
+    let rows: Vec<(i32, Vec<f32>)> = (0..3000).map(|i| (i, point(i))).collect();
+    insert(&mut c, &rows);
+    // The same bytes in both columns (pgvector's send against arrw's).
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT count(*)::text FROM pg_items p JOIN ax_items a USING (id) \
+             WHERE public.vector_send(p.embedding) = arrw_ext.vector_send(a.embedding) \
+               AND pg_column_size(p.embedding) = pg_column_size(a.embedding)"
+        ),
+        ["3000"]
+    );
+    let queries: Vec<Vec<f32>> = (0..6).map(|i| point(10_000 + i)).collect();
+
+    for (op, class) in [
+        ("<->", "vector_l2_ops"),
+        ("<#>", "vector_ip_ops"),
+        ("<=>", "vector_cosine_ops"),
+    ] {
+        // `class` unqualified is arrw_pgvector's (public comes first); arrw's
+        // own class for its type is named with its schema.
+        exec(
+            &mut c,
+            &format!(
+                "DROP INDEX IF EXISTS pg_items_v; DROP INDEX IF EXISTS ax_items_v; \
+                 CREATE INDEX pg_items_v ON pg_items USING ivfpq (embedding {class}) \
+                   WITH (lists = 6, m = 8); \
+                 CREATE INDEX ax_items_v ON ax_items USING ivfpq (embedding arrw_ext.{class}) \
+                   WITH (lists = 6, m = 8)"
+            ),
+        );
+        let info = |c: &mut Client, idx: &str| {
+            col(
+                c,
+                &format!(
+                    "SELECT format('%s %s %s %s %s %s', lists, rows, rows_min, rows_max, \
+                     metric, trained) FROM arrw.ivfpq_info('{idx}')"
+                ),
+            )
+        };
+        assert_eq!(
+            info(&mut c, "pg_items_v"),
+            info(&mut c, "ax_items_v"),
+            "{class}"
+        );
+        compare(&mut c, op, &queries, false);
+        compare(&mut c, op, &queries, true);
+    }
+
+    // Inserts, deletes and VACUUM through both indexes (the cosine pair the
+    // loop left) keep them alike.
+    let more: Vec<(i32, Vec<f32>)> = (3000..3400).map(|i| (i, point(i))).collect();
+    insert(&mut c, &more);
+    exec(
+        &mut c,
+        "DELETE FROM pg_items WHERE id % 5 = 0; DELETE FROM ax_items WHERE id % 5 = 0",
+    );
+    exec(&mut c, "VACUUM pg_items");
+    exec(&mut c, "VACUUM ax_items");
+    compare(&mut c, "<=>", &queries, false);
+    compare(&mut c, "<=>", &queries, true);
+    for idx in ["pg_items_v", "ax_items_v"] {
+        assert_eq!(
+            col(&mut c, &format!("SELECT arrw.ivfpq_check('{idx}')::text")),
+            ["true"]
+        );
+    }
+
+    // The default class for pgvector's type is arrw_pgvector's l2 class, and
+    // the distances a query projects are pgvector's.
+    exec(
+        &mut c,
+        "CREATE INDEX pg_items_default ON pg_items USING ivfpq (embedding)",
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT opc.opcname::text || ' ' || opc.opcnamespace::regnamespace::text \
+             FROM pg_index i JOIN pg_opclass opc ON opc.oid = i.indclass[0] \
+             WHERE i.indexrelid = 'pg_items_default'::regclass"
+        ),
+        ["vector_l2_ops public"]
+    );
+    let e = c
+        .batch_execute("CREATE INDEX ON ax_items USING ivfpq (embedding public.vector_l2_ops)")
+        .unwrap_err();
+    assert_eq!(
+        e.as_db_error().map(|d| d.code().code()),
+        Some("42804"),
+        "{}",
+        msg(&e)
+    );
+    let log = cluster.log();
+    assert!(!log.contains("panicked"), "a Rust panic in the log");
+}
