@@ -1,9 +1,12 @@
 -- Update arrw 0.1.0 -> 0.2.0 (ALTER EXTENSION arrw UPDATE TO '0.2.0').
 --
--- The SQL objects of 0.2.0 are those of 0.1.0: the install scripts
--- (sql/versions/arrw--0.1.0.sql and what `cargo pgrx schema` generates for
--- 0.2.0) differ only in pgrx's source-line comments, so there is nothing to
--- change. Every C function of 0.1.0 keeps its symbol in the 0.2.0 library
+-- New in 0.2.0 (copied from sql/ivfpq.sql, sql/multivector.sql and
+-- sql/fusion.sql, where they are created on a fresh install; tests/upgrade.rs
+-- checks that an updated extension has exactly a fresh install's objects):
+-- - arrw.ivfpq_profile(), arrw.ivfpq_profile_reset() (scan profiling);
+-- - maxsim(vector[], vector[]), maxsim_distance(vector[], vector[]), operator @#;
+-- - arrw.fused_search(...), arrw.fused_search_sql(...) (fusion, hybrid search).
+-- Every C function of 0.1.0 keeps its symbol in the 0.2.0 library
 -- (tests/upgrade.rs creates 0.1.0 against it). An ivfpq index keeps its
 -- on-disk format (2); no REINDEX is needed.
 --
@@ -11,3 +14,188 @@
 -- CREATE OR REPLACE / ALTER / new objects, never a DROP of user-visible state.
 
 \echo Use "ALTER EXTENSION arrw UPDATE" to load this file. \quit
+
+-- Scan profiling (SET ivfpq.profile = on): this backend's own counters of
+-- where its ivfpq scans spent their time; bench/profile reads them.
+CREATE FUNCTION arrw._ivfpq_profile_json() RETURNS text
+	AS 'MODULE_PATHNAME', 'arrw_ivfpq_profile' LANGUAGE C VOLATILE;
+CREATE FUNCTION arrw.ivfpq_profile() RETURNS jsonb
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, pg_temp
+	AS $$ SELECT arrw._ivfpq_profile_json()::jsonb $$;
+COMMENT ON FUNCTION arrw.ivfpq_profile() IS 'seconds per phase and event counts of this backend''s ivfpq scans run with ivfpq.profile = on';
+CREATE FUNCTION arrw.ivfpq_profile_reset() RETURNS void
+	AS 'MODULE_PATHNAME', 'arrw_ivfpq_profile_reset' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION arrw.ivfpq_profile_reset() IS 'clears this backend''s ivfpq scan profile';
+
+-- Multi-vector documents: MaxSim over vector[] (late interaction, ColBERT).
+-- maxsim(doc, query) = sum over query vectors of the largest inner product with
+-- a document vector (higher is better); doc @# query is its negation, so that
+-- ORDER BY doc @# $1 ranks nearest first (VectorChord's operator and meaning).
+
+CREATE FUNCTION maxsim(vector[], vector[]) RETURNS float8
+	AS 'MODULE_PATHNAME', 'arrw_vector_maxsim' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION maxsim(vector[], vector[]) IS 'MaxSim similarity of a document''s vectors (first) and a query''s (second): sum over query vectors of the largest inner product';
+
+CREATE FUNCTION maxsim_distance(vector[], vector[]) RETURNS float8
+	AS 'MODULE_PATHNAME', 'arrw_vector_maxsim_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION maxsim_distance(vector[], vector[]) IS 'negated MaxSim (the @# operator): lower is nearer';
+
+CREATE OPERATOR @# (
+	LEFTARG = vector[], RIGHTARG = vector[], PROCEDURE = maxsim_distance
+);
+COMMENT ON OPERATOR @# (vector[], vector[]) IS 'negated MaxSim of a document''s vectors (left) and a query''s (right)';
+
+-- Fusion of several rankings of one table's rows: nearest-neighbour searches on
+-- its vector columns (each served by that column's index) and full-text rank on
+-- a tsvector or text column. See docs/multivector.md.
+--
+-- arrw.fused_search_sql builds the query, arrw.fused_search runs it. Both are
+-- SECURITY INVOKER (the default): the query runs with the caller's privileges and
+-- row-level security, and `filter` is the caller's own SQL. search_path is pinned,
+-- so operators and types are resolved through the columns' own schemas.
+
+CREATE FUNCTION arrw.fused_search_sql(
+	tbl regclass, id_column name, inputs jsonb,
+	k integer DEFAULT 10, method text DEFAULT 'rrf', filter text DEFAULT NULL,
+	rrf_k integer DEFAULT 60
+) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	inp jsonb;
+	i integer := 0;
+	col name;
+	typ oid;
+	typname_ text;
+	typschema text;
+	typfmt text;
+	op text;
+	depth integer;
+	weight float8;
+	q text;
+	cfg text;
+	parts text[] := '{}';
+	scores text[] := '{}';
+	ranks text[] := '{}';
+	idexpr text;
+	where_ text := '';
+BEGIN
+	IF k IS NULL OR k < 1 OR k > 100000 THEN
+		RAISE EXCEPTION 'k must be between 1 and 100000, not %', k USING ERRCODE = '22023';
+	END IF;
+	IF method IS NULL OR method NOT IN ('rrf', 'weighted') THEN
+		RAISE EXCEPTION 'method must be ''rrf'' or ''weighted'', not %', coalesce(quote_literal(method), 'NULL')
+			USING ERRCODE = '22023';
+	END IF;
+	IF rrf_k IS NULL OR rrf_k < 0 THEN
+		RAISE EXCEPTION 'rrf_k must be at least 0' USING ERRCODE = '22023';
+	END IF;
+	IF inputs IS NULL OR jsonb_typeof(inputs) <> 'array' OR jsonb_array_length(inputs) = 0 THEN
+		RAISE EXCEPTION 'inputs must be a non-empty JSON array of {"column": ..., "query": ...} objects'
+			USING ERRCODE = '22023';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = id_column
+	               AND attnum > 0 AND NOT attisdropped) THEN
+		RAISE EXCEPTION 'column "%" of % does not exist', id_column, tbl USING ERRCODE = '42703';
+	END IF;
+	IF filter IS NOT NULL THEN
+		where_ := format(' WHERE (%s)', filter);
+	END IF;
+	idexpr := format('t.%I', id_column);
+	FOR inp IN SELECT value FROM jsonb_array_elements(inputs) LOOP
+		i := i + 1;
+		IF jsonb_typeof(inp) <> 'object' OR NOT inp ? 'column' OR NOT inp ? 'query' THEN
+			RAISE EXCEPTION 'input % must be an object with "column" and "query"', i USING ERRCODE = '22023';
+		END IF;
+		col := inp->>'column';
+		q := inp->>'query';
+		weight := coalesce((inp->>'weight')::float8, 1.0);
+		IF weight < 0 OR weight = 'NaN'::float8 OR weight = 'Infinity'::float8 THEN
+			RAISE EXCEPTION 'input % has weight %, weights must be finite and at least 0', i, weight
+				USING ERRCODE = '22023';
+		END IF;
+		depth := coalesce((inp->>'depth')::integer, greatest(10 * k, 100));
+		IF depth < k OR depth > 1000000 THEN
+			RAISE EXCEPTION 'input % has depth %, it must be between k (%) and 1000000', i, depth, k
+				USING ERRCODE = '22023';
+		END IF;
+		SELECT a.atttypid, t.typname, n.nspname, format_type(a.atttypid, NULL)
+		  INTO typ, typname_, typschema, typfmt
+		  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
+		 WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'column "%" of % does not exist', col, tbl USING ERRCODE = '42703';
+		END IF;
+		IF typname_ IN ('vector', 'halfvec') THEN
+			op := coalesce(inp->>'op', '<=>');
+			IF op NOT IN ('<->', '<#>', '<=>', '<+>') THEN
+				RAISE EXCEPTION 'input % has operator %, expected <->, <#>, <=> or <+>', i, op
+					USING ERRCODE = '22023';
+			END IF;
+			-- Distance d, rank by d; weighted fusion scores 1 - (d - min) / (max - min).
+			parts := parts || format(
+				'i%s AS (SELECT %s AS id, row_number() OVER (ORDER BY d) AS r, '
+				'CASE WHEN max(d) OVER () > min(d) OVER () '
+				'THEN 1 - (d - min(d) OVER ()) / (max(d) OVER () - min(d) OVER ()) ELSE 1 END AS s '
+				'FROM (SELECT %s AS id_, t.%I OPERATOR(%I.%s) %L::%s AS d FROM %s t%s '
+				'ORDER BY t.%I OPERATOR(%I.%s) %L::%s LIMIT %s) t)',
+				i, 't.id_', idexpr, col, typschema, op, q, typfmt, tbl, where_,
+				col, typschema, op, q, typfmt, depth);
+		ELSIF typname_ IN ('tsvector', 'text', 'varchar') THEN
+			cfg := coalesce(inp->>'config', 'english');
+			-- Full-text: rows matching websearch_to_tsquery(config, query), ranked
+			-- by ts_rank; weighted fusion scores rank / best rank.
+			parts := parts || format(
+				'i%s AS (SELECT %s AS id, row_number() OVER (ORDER BY d DESC) AS r, '
+				'CASE WHEN max(d) OVER () > 0 THEN d / max(d) OVER () ELSE 0 END AS s '
+				'FROM (SELECT %s AS id_, ts_rank(%s, q) AS d FROM %s t, '
+				'websearch_to_tsquery(%L::regconfig, %L) q WHERE %s @@ q%s '
+				'ORDER BY 2 DESC LIMIT %s) t)',
+				i, 't.id_', idexpr,
+				CASE WHEN typname_ = 'tsvector' THEN format('t.%I', col)
+				     ELSE format('to_tsvector(%L::regconfig, t.%I)', cfg, col) END,
+				tbl, cfg, q,
+				CASE WHEN typname_ = 'tsvector' THEN format('t.%I', col)
+				     ELSE format('to_tsvector(%L::regconfig, t.%I)', cfg, col) END,
+				CASE WHEN filter IS NULL THEN '' ELSE format(' AND (%s)', filter) END,
+				depth);
+		ELSE
+			RAISE EXCEPTION 'column "%" is of type %, fusion takes vector, halfvec, tsvector or text columns',
+				col, typfmt USING ERRCODE = '42804';
+		END IF;
+		scores := scores || CASE method
+			WHEN 'rrf' THEN format('coalesce(%s::float8 / (%s + i%s.r), 0)', weight, rrf_k, i)
+			ELSE format('coalesce(%s::float8 * i%s.s, 0)', weight, i) END;
+		ranks := ranks || format('%L, i%s.r', col, i);
+	END LOOP;
+	RETURN format(
+		'WITH %s, ids AS (SELECT id FROM (%s) u GROUP BY id) '
+		'SELECT ids.id::text AS id, (%s)::float8 AS score, jsonb_strip_nulls(jsonb_build_object(%s)) AS ranks '
+		'FROM ids %s ORDER BY score DESC, ids.id LIMIT %s',
+		array_to_string(parts, ', '),
+		(SELECT string_agg(format('SELECT id FROM i%s', n), ' UNION ALL ') FROM generate_series(1, i) n),
+		array_to_string(scores, ' + '),
+		array_to_string(ranks, ', '),
+		(SELECT string_agg(format('LEFT JOIN i%s ON i%s.id = ids.id', n, n), ' ') FROM generate_series(1, i) n),
+		k);
+END
+$$;
+COMMENT ON FUNCTION arrw.fused_search_sql(regclass, name, jsonb, integer, text, text, integer) IS
+	'the SQL arrw.fused_search runs (EXPLAIN it to see each input''s plan)';
+
+CREATE FUNCTION arrw.fused_search(
+	tbl regclass, id_column name, inputs jsonb,
+	k integer DEFAULT 10, method text DEFAULT 'rrf', filter text DEFAULT NULL,
+	rrf_k integer DEFAULT 60
+) RETURNS TABLE (id text, score float8, ranks jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY EXECUTE arrw.fused_search_sql(tbl, id_column, inputs, k, method, filter, rrf_k);
+END
+$$;
+COMMENT ON FUNCTION arrw.fused_search(regclass, name, jsonb, integer, text, text, integer) IS
+	'top k rows of a table by a fusion (reciprocal rank or weighted) of nearest-neighbour searches on its vector columns and full-text rank on text columns';
