@@ -76,7 +76,22 @@ start_cluster() {
     sed -i "s/^port = .*/port = ${port}/" "$dir/data/postgresql.conf"
   fi
   # RUST_BACKTRACE would make pgrx append Rust backtraces to error DETAILs.
-  as_pg env -u RUST_BACKTRACE "${PG_BIN}/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+  only_std_fds as_pg env -u RUST_BACKTRACE "${PG_BIN}/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+}
+
+# Runs a command with only stdin, stdout and stderr open. A server outlives the
+# script that starts it (the demo's keeps running) and would otherwise hold open
+# whatever its caller had open: under `flock FILE scripts/demo` the server would
+# keep FILE's lock until it stops.
+only_std_fds() {
+  (
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+    done
+    exec "$@"
+  )
 }
 
 stop_cluster() {
