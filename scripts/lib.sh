@@ -90,7 +90,7 @@ only_std_fds() {
       fd=${fd##*/}
       if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
     done
-    exec "$@"
+    "$@"
   )
 }
 
