@@ -65,6 +65,9 @@ DATASETS = {
     ),
 }
 
+# The benchmark server's settings, over those of every test server (tests/server.conf,
+# read by server_conf below): sized for the data sets, and no change feed
+# (wal_level minimal loads faster and needs max_wal_senders = 0).
 SERVER_CONF = {
     "listen_addresses": "''",
     "shared_buffers": "4GB",
@@ -84,6 +87,18 @@ SERVER_CONF = {
     "log_min_messages": "warning",
     "log_line_prefix": "'%m [%p] '",
 }
+
+
+def server_conf() -> dict[str, str]:
+    """tests/server.conf with SERVER_CONF's overrides, as name -> value."""
+    conf = {}
+    for line in (ROOT / "tests" / "server.conf").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            conf[name.strip()] = value.strip()
+    conf.update(SERVER_CONF)
+    return conf
 
 
 def log(msg: str) -> None:
@@ -111,7 +126,7 @@ class Cluster:
         self.preload: list[str] = []
 
     def _conf_text(self) -> str:
-        conf = dict(SERVER_CONF)
+        conf = server_conf()
         conf["port"] = str(self.port)
         conf["unix_socket_directories"] = f"'{PGDIR}'"
         conf["shared_preload_libraries"] = "'" + ", ".join(self.preload) + "'"

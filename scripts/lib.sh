@@ -65,32 +65,44 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_cluster DIR PORT: initdb (once) and start a cluster with arrw preloaded,
-# logical decoding allowed and arrw accepted as an output plugin.
+# start_cluster DIR PORT: initdb (once) and start a cluster with the settings of
+# every test server (tests/server.conf: arrw preloaded, logical decoding allowed,
+# arrw accepted as an output plugin), sized for the demo's and tier 3's data.
 start_cluster() {
   local dir="$1" port="$2"
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir"; fi
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     as_pg "${PG_BIN}/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-    cat >>"$dir/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = ${port}
-unix_socket_directories = '${dir}'
-shared_preload_libraries = 'arrw'
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-output_plugin_libraries = 'pgoutput, test_decoding, arrw'
-shared_buffers = 256MB
-maintenance_work_mem = 256MB
-fsync = off
-CONF
+    {
+      echo "listen_addresses = '127.0.0.1'"
+      echo "port = ${port}"
+      echo "unix_socket_directories = '${dir}'"
+      cat "$ARRW_ROOT/tests/server.conf"
+      echo "shared_buffers = 256MB"
+      echo "maintenance_work_mem = 256MB"
+      echo "fsync = off"
+    } >>"$dir/data/postgresql.conf"
   else
     sed -i "s/^port = .*/port = ${port}/" "$dir/data/postgresql.conf"
   fi
   # RUST_BACKTRACE would make pgrx append Rust backtraces to error DETAILs.
-  as_pg env -u RUST_BACKTRACE "${PG_BIN}/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+  only_std_fds as_pg env -u RUST_BACKTRACE "${PG_BIN}/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
+}
+
+# Runs a command with only stdin, stdout and stderr open. A server outlives the
+# script that starts it (the demo's keeps running) and would otherwise hold open
+# whatever its caller had open: under `flock FILE scripts/demo` the server would
+# keep FILE's lock until it stops.
+only_std_fds() {
+  (
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+    done
+    "$@"
+  )
 }
 
 stop_cluster() {

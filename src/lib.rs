@@ -83,13 +83,13 @@ mod tests {
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
+    /// The settings of every test server, from their one home, tests/server.conf.
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![
-            "shared_preload_libraries = 'arrw'",
-            "wal_level = logical",
-            "max_replication_slots = 10",
-            "output_plugin_libraries = 'pgoutput, test_decoding, arrw'",
-        ]
+        include_str!("../tests/server.conf")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
     }
 }

@@ -102,14 +102,16 @@ impl Cluster {
         c
     }
 
+    /// Appends this cluster's address, the settings of every test server
+    /// (tests/server.conf), a test-sized `shared_buffers` and then `extra`, so that
+    /// a test's own settings override the common ones.
     fn write_conf(&self, extra: &str) {
         let conf = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
-             shared_preload_libraries = 'arrw'\nwal_level = logical\nmax_wal_senders = 10\n\
-             max_replication_slots = 10\noutput_plugin_libraries = 'pgoutput, test_decoding, arrw'\n\
-             shared_buffers = 64MB\n{}\n",
+             {}shared_buffers = 64MB\n{}\n",
             self.port,
             self.dir.display(),
+            include_str!("server.conf"),
             extra
         );
         let path = data(&self.dir).join("postgresql.conf");
