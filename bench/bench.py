@@ -274,6 +274,41 @@ def snapshot_install(arrw_pkg: Path | None) -> dict:
     }
 
 
+def private_server(lock_name: str, script: str, port: int, arrw_pkg: Path | None, arrw_rev: str | None):
+    """For bench/filtered.py and bench/profile.py: takes the script's lock (one run
+    at a time: a second would stop this one's server and drop its databases),
+    stops a server a previous run left behind, copies the PostgreSQL tree with a
+    snapshot of arrw to PGROOT and starts a cluster there. Returns the lock (keep it
+    open), the cluster and the lines that say what is measured."""
+    import fcntl
+    BENCH.mkdir(parents=True, exist_ok=True)
+    lock = open(BENCH / lock_name, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        log(f"another {script} is running ({lock.read().strip() or '?'}); waiting for it to finish")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}\n")
+    lock.flush()
+    if (PGDATA / "postmaster.pid").exists():
+        log("stopping a benchmark server left running")
+        as_pg([str(SYS_PG_BIN / "pg_ctl"), "-D", str(PGDATA), "-m", "fast", "-w", "-t", "60", "stop"],
+              check=False, quiet=True)
+    log("copying the PostgreSQL tree and a snapshot of arrw to " + str(PGROOT))
+    build = snapshot_install(arrw_pkg)
+    cluster = Cluster(port, {})
+    cluster.init()
+    cluster.start()
+    env = environment_lines(cluster)[:4]
+    env.append(f"arrw build measured: {build['source']} ({arrw_rev or 'system install'}, built {build['mtime']}, "
+               f"build id {build['build_id'][:16]}, {build['size_mb']:.1f} MB, "
+               f"{'DEBUG BUILD: not representative' if build['debug'] else 'release build'})")
+    return lock, cluster, env
+
+
 class LogMark:
     """Remembers the end of the server log, to show what a failing step logged."""
 

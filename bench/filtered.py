@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fcntl
 import math
 import os
 import struct
@@ -30,7 +29,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (bench/bench.py: server, data set and vector helpers)
-from bench import DATASETS, LogMark, Vec, as_pg, fmt, loadavg, log, register_vector, vec_bytes  # noqa: E402
+from bench import DATASETS, LogMark, Vec, fmt, loadavg, log, register_vector, vec_bytes  # noqa: E402
 
 # Own cluster and PostgreSQL tree copy: bench.py's functions read these module globals.
 bench.PGROOT = bench.BENCH / "pgroot-filtered"
@@ -581,33 +580,9 @@ def main() -> int:
     global BUDGET
     BUDGET = args.budget or (15.0 if args.quick else 30.0)
 
-    # One run at a time: a second one would stop this one's server and drop its databases.
-    bench.BENCH.mkdir(parents=True, exist_ok=True)
-    lock = open(bench.BENCH / "filtered.lock", "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        log(f"another bench/run-filtered is running ({lock.read().strip() or '?'}); waiting for it to finish")
-        fcntl.flock(lock, fcntl.LOCK_EX)
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}\n")
-    lock.flush()
-    if (bench.PGDATA / "postmaster.pid").exists():
-        log("stopping a benchmark server left running")
-        as_pg([str(bench.SYS_PG_BIN / "pg_ctl"), "-D", str(bench.PGDATA), "-m", "fast", "-w", "-t", "60", "stop"],
-              check=False, quiet=True)
-    log("copying the PostgreSQL tree and a snapshot of arrw to " + str(bench.PGROOT))
-    build = bench.snapshot_install(args.arrw_pkg)
-    cluster = bench.Cluster(args.port, {})
-    cluster.init()
-    cluster.start()
+    lock, cluster, env = bench.private_server("filtered.lock", "bench/run-filtered", args.port, args.arrw_pkg,
+                                              args.arrw_rev)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    env = bench.environment_lines(cluster)[:4]
-    env.append(f"arrw build measured: {build['source']} ({args.arrw_rev or 'system install'}, built {build['mtime']}, "
-               f"build id {build['build_id'][:16]}, {build['size_mb']:.1f} MB, "
-               f"{'DEBUG BUILD: not representative' if build['debug'] else 'release build'})")
     env.append(f"NOTE: one client, one query at a time, prepared statement with plan_cache_mode = "
                f"force_custom_plan (the planner sees the category array), vector and array sent as binary "
                f"parameters; one warm-up pass, best of {REPEAT} timed pass(es). fsync=off (benchmark settings).")

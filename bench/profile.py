@@ -19,7 +19,6 @@ table says how many steps were timed so their weight can be judged.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (bench/bench.py: server, data set and vector helpers)
-from bench import DATASETS, Vec, as_pg, log, register_vector, vec_bytes  # noqa: E402
+from bench import DATASETS, Vec, log, register_vector, vec_bytes  # noqa: E402
 
 bench.K = 100  # ground truth depth: LIMIT 100 is profiled too
 bench.PGROOT = bench.BENCH / "pgroot-profile"
@@ -110,21 +109,8 @@ def main() -> int:
     ap.add_argument("--keep-running", action="store_true", help="leave the server up")
     args = ap.parse_args()
 
-    bench.BENCH.mkdir(parents=True, exist_ok=True)
-    lock = open(bench.BENCH / "profile.lock", "a+")
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    if (bench.PGDATA / "postmaster.pid").exists():
-        as_pg([str(bench.SYS_PG_BIN / "pg_ctl"), "-D", str(bench.PGDATA), "-m", "fast", "-w", "-t", "60", "stop"],
-              check=False, quiet=True)
-    log("copying the PostgreSQL tree and a snapshot of arrw to " + str(bench.PGROOT))
-    build = bench.snapshot_install(args.arrw_pkg)
-    cluster = bench.Cluster(args.port, {})
-    cluster.init()
-    cluster.start()
-    env = bench.environment_lines(cluster)[:4]
-    env.append(f"arrw build measured: {build['source']} ({args.arrw_rev or 'system install'}, "
-               f"build id {build['build_id'][:16]}, "
-               f"{'DEBUG BUILD: not representative' if build['debug'] else 'release build'})")
+    lock, cluster, env = bench.private_server("profile.lock", "bench/run-profile", args.port, args.arrw_pkg,
+                                              args.arrw_rev)
     env.append("NOTE: one client, one query at a time, prepared statement, vector sent as a binary parameter; "
                "a warm-up pass, then one profiled pass. Phases are timed inside the scan; "
                "The executor's share is EXPLAIN ANALYZE's execution time (TIMING OFF) minus the scan's phases; "

@@ -31,7 +31,6 @@ mod npy;
 
 use arrw_core::ivf::{self, InvertedLists, IvfPqModel, IvfPqParams, Metric};
 use arrw_core::refine::ResidualSq;
-use npy::{find, read_f32};
 use std::path::PathBuf;
 
 fn main() -> Result<(), String> {
@@ -66,15 +65,8 @@ fn main() -> Result<(), String> {
         i += 2;
     }
     let dir = dir.ok_or("usage: bound_eval DATASET_DIR")?;
-    let base = read_f32(&find(&dir, "base.")?)?;
-    let query = read_f32(&find(&dir, "query.")?)?;
+    let (base, query, metric) = npy::load_set(&dir)?;
     let dim = base.cols;
-    let unit = base
-        .data
-        .chunks_exact(dim)
-        .take(1000)
-        .all(|x| (x.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-2);
-    let metric = if unit { Metric::Cosine } else { Metric::L2 };
     let (lists, m, nbits) = ivf::default_params(base.rows, dim);
     if probes == 0 {
         probes = ivf::DEFAULT_PROBES;

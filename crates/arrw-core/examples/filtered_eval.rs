@@ -21,10 +21,9 @@
 mod npy;
 
 use arrw_core::ivf::{
-    self, estimate_as_distance, exact_distance, InvertedLists, IvfPqModel, IvfPqParams, Metric,
+    self, estimate_as_distance, exact_distance, InvertedLists, IvfPqModel, IvfPqParams,
 };
 use arrw_core::rerank::{Next, OrderedRerank};
-use npy::{find, read_f32};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -207,15 +206,8 @@ fn main() -> Result<(), String> {
         i += 2;
     }
     let dir = dir.ok_or("usage: filtered_eval DATASET_DIR [--queries N ...]")?;
-    let base = read_f32(&find(&dir, "base.")?)?;
-    let query = read_f32(&find(&dir, "query.")?)?;
+    let (base, query, metric) = npy::load_set(&dir)?;
     let dim = base.cols;
-    let unit = base
-        .data
-        .chunks_exact(dim)
-        .take(1000)
-        .all(|x| (x.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-2);
-    let metric = if unit { Metric::Cosine } else { Metric::L2 };
     let (lists, m, nbits) = ivf::default_params(base.rows, dim);
     let t = Instant::now();
     let model = IvfPqModel::train(&base.data, dim, metric, &IvfPqParams::new(lists, m, nbits));

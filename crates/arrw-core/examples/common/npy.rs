@@ -141,3 +141,22 @@ pub fn find(dir: &Path, prefix: &str) -> Result<PathBuf, String> {
     }
     Err(format!("no {prefix}*.npy in {}", dir.display()))
 }
+
+/// A dataset directory's base and query vectors, and the metric its vectors call
+/// for: cosine when the first 1,000 base rows are unit length (sentence
+/// embeddings), L2 otherwise (SIFT).
+pub fn load_set(dir: &Path) -> Result<(Array<f32>, Array<f32>, arrw_core::ivf::Metric), String> {
+    let base = read_f32(&find(dir, "base.")?)?;
+    let query = read_f32(&find(dir, "query.")?)?;
+    let unit = base
+        .data
+        .chunks_exact(base.cols)
+        .take(1000)
+        .all(|x| (x.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-2);
+    let metric = if unit {
+        arrw_core::ivf::Metric::Cosine
+    } else {
+        arrw_core::ivf::Metric::L2
+    };
+    Ok((base, query, metric))
+}
