@@ -47,6 +47,7 @@ K = 100
 N_QUERIES = 1000
 QUERY_EVERY = 20  # documents whose hash is 0 mod 20 (5%) are held out for queries
 CHUNK = 1000
+PIECE = 250  # progress lines within a chunk
 MAX_TOKENS = 128
 MAX_CHARS = 2000  # the model reads 128 tokens; keep the stored text short too
 MIN_WORDS = 8
@@ -357,8 +358,18 @@ def embed(name: str, texts: list[str], cache: Path, threads: int) -> np.ndarray:
     model = load_model(name, cache, threads)
     t0, done, left = time.time(), cached, len(texts) - cached
     for c, part, key, f, kf in todo:
-        v = model.encode(part, batch_size=32, normalize_embeddings=True,
-                         convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        # longest first in pieces of PIECE, so that padding stays short and progress shows
+        order = np.argsort([-len(t) for t in part], kind="stable")
+        v = np.empty((len(part), MODELS[name]), dtype=np.float32)
+        for s in range(0, len(part), PIECE):
+            idx = order[s:s + PIECE]
+            v[idx] = model.encode([part[i] for i in idx], batch_size=32,
+                                  normalize_embeddings=True, convert_to_numpy=True,
+                                  show_progress_bar=False)
+            if s + PIECE < len(part):
+                rate = (done + s + len(idx) - cached) / (time.time() - t0)
+                log(f"embed {name}: {done + s + len(idx)}/{len(texts)} paragraphs, "
+                    f"{rate:.1f}/s (chunk {c} not saved yet)")
         tmp = f.with_name(f.stem + ".tmp.npy")
         np.save(tmp, v)
         os.replace(tmp, f)
