@@ -367,9 +367,10 @@ def embed(name: str, texts: list[str], cache: Path, threads: int) -> np.ndarray:
                                   normalize_embeddings=True, convert_to_numpy=True,
                                   show_progress_bar=False)
             if s + PIECE < len(part):
-                rate = (done + s + len(idx) - cached) / (time.time() - t0)
-                log(f"embed {name}: {done + s + len(idx)}/{len(texts)} paragraphs, "
-                    f"{rate:.1f}/s (chunk {c} not saved yet)")
+                now = done + s + len(idx)
+                rate = (now - cached) / (time.time() - t0)
+                log(f"embed {name}: {now}/{len(texts)} paragraphs, {rate:.1f}/s, "
+                    f"ETA {(len(texts) - now) / rate / 3600:.2f} h (chunk {c} not saved yet)")
         tmp = f.with_name(f.stem + ".tmp.npy")
         np.save(tmp, v)
         os.replace(tmp, f)
@@ -427,6 +428,8 @@ def main():
         "ARRW_TEXT_CACHE", "/work/data-cache/text")))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    if args.rows < 2 * K or args.queries < 1:
+        ap.error(f"--rows must be at least {2 * K} and --queries at least 1")
     t_start = time.time()
     cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
