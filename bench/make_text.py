@@ -345,19 +345,20 @@ def embed(name: str, texts: list[str], cache: Path, threads: int) -> np.ndarray:
     for c in range(n_chunks):
         part = texts[c * CHUNK:(c + 1) * CHUNK]
         key = sha("\x00".join(part))
-        f, kf = d / f"chunk-{c:05d}.npy", d / f"chunk-{c:05d}.sha"
-        if f.exists() and kf.exists() and kf.read_text() == key:
+        # named by position and texts: runs of other sizes never overwrite each other
+        f = d / f"chunk-{c:05d}-{key[:12]}.npy"
+        if f.exists():
             out[c * CHUNK:c * CHUNK + len(part)] = np.load(f)
         else:
-            todo.append((c, part, key, f, kf))
-    cached = len(texts) - sum(len(p) for _, p, *_ in todo)
+            todo.append((c, part, f))
+    cached = len(texts) - sum(len(p) for _, p, _ in todo)
     log(f"embed {name}: {len(texts)} paragraphs, {cached} cached in {d}, "
         f"{len(texts) - cached} to do")
     if not todo:
         return out
     model = load_model(name, cache, threads)
     t0, done, left = time.time(), cached, len(texts) - cached
-    for c, part, key, f, kf in todo:
+    for c, part, f in todo:
         # longest first in pieces of PIECE, so that padding stays short and progress shows
         order = np.argsort([-len(t) for t in part], kind="stable")
         v = np.empty((len(part), MODELS[name]), dtype=np.float32)
@@ -374,7 +375,6 @@ def embed(name: str, texts: list[str], cache: Path, threads: int) -> np.ndarray:
         tmp = f.with_name(f.stem + ".tmp.npy")
         np.save(tmp, v)
         os.replace(tmp, f)
-        kf.write_text(key)
         out[c * CHUNK:c * CHUNK + len(part)] = v
         done += len(part)
         left -= len(part)
