@@ -226,8 +226,8 @@ def main():
     ap.add_argument("--out", default="/work/data-cache/sift", help="output root (default %(default)s)")
     ap.add_argument("--cache", default="/work/data-cache", help="downloads and per-image descriptors (default %(default)s)")
     ap.add_argument("--rows", type=int, default=10_000_000, help="base rows of the full set (default %(default)s)")
-    ap.add_argument("--scales", default="1,0.85,0.7,0.6,0.5,0.4", help="image scales, each a separate SIFT pass (default %(default)s)")
-    ap.add_argument("--contrast", type=float, default=0.008,
+    ap.add_argument("--scales", default="1,0.85,0.7,0.6,0.5,0.4,0.3", help="image scales, each a separate SIFT pass (default %(default)s)")
+    ap.add_argument("--contrast", type=float, default=0.004,
                     help="SIFT contrastThreshold; lower finds more, weaker keypoints "
                          "(default %(default)s; OpenCV's is 0.04, too few for 10M rows from these images)")
     ap.add_argument("--subsets", default="100000,1000000", help="prefix subsets with their own ground truth")
