@@ -46,28 +46,19 @@ K = 10
 ARRW_DB = "arrw_bench"
 PGV_DB = "pgv_bench"
 
+# dev-sift and the bench/make-sift sets share one format
+SIFT = dict(
+    base="base.u8.npy",
+    query="query.u8.npy",
+    gt="groundtruth.i32.npy",
+    metric="l2",
+    op="<->",
+    opclass="vector_l2_ops",
+)
 DATASETS = {
-    "sift": dict(
-        dir="dev-sift",
-        base="base.u8.npy",
-        query="query.u8.npy",
-        gt="groundtruth.i32.npy",
-        metric="l2",
-        op="<->",
-        opclass="vector_l2_ops",
-    ),
-    **{
-        f"sift-{size}": dict(
-            dir=SIFT_DATA / f"sift-{size}",  # absolute: DATA / dir is dir
-            base="base.u8.npy",
-            query="query.u8.npy",
-            gt="groundtruth.i32.npy",
-            metric="l2",
-            op="<->",
-            opclass="vector_l2_ops",
-        )
-        for size in ("100k", "1m", "10m")
-    },
+    "sift": dict(SIFT, dir="dev-sift"),
+    # absolute dirs: DATA / dir is then dir
+    **{f"sift-{size}": dict(SIFT, dir=SIFT_DATA / f"sift-{size}") for size in ("100k", "1m", "10m")},
     "minilm": dict(
         dir="pydoc-minilm",
         base="base.f16.npy",
