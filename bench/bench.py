@@ -40,20 +40,25 @@ SYS_PG_BIN = Path(os.environ.get("ARRW_BENCH_PG_BIN", "/usr/lib/postgresql/15/bi
 PGROOT = BENCH / "pgroot"
 PG_BIN = PGROOT / "lib" / "postgresql" / "15" / "bin"
 DATA = Path(os.environ.get("ARRW_BENCH_DATA", "/work/shared/datasets"))
+# the sets bench/make-sift writes (not committed; see bench/README.md)
+SIFT_DATA = Path(os.environ.get("ARRW_BENCH_SIFT", "/work/data-cache/sift"))
 K = 10
 ARRW_DB = "arrw_bench"
 PGV_DB = "pgv_bench"
 
+# dev-sift and the bench/make-sift sets share one format
+SIFT = dict(
+    base="base.u8.npy",
+    query="query.u8.npy",
+    gt="groundtruth.i32.npy",
+    metric="l2",
+    op="<->",
+    opclass="vector_l2_ops",
+)
 DATASETS = {
-    "sift": dict(
-        dir="dev-sift",
-        base="base.u8.npy",
-        query="query.u8.npy",
-        gt="groundtruth.i32.npy",
-        metric="l2",
-        op="<->",
-        opclass="vector_l2_ops",
-    ),
+    "sift": dict(SIFT, dir="dev-sift"),
+    # absolute dirs: DATA / dir is then dir
+    **{f"sift-{size}": dict(SIFT, dir=SIFT_DATA / f"sift-{size}") for size in ("100k", "1m", "10m")},
     "minilm": dict(
         dir="pydoc-minilm",
         base="base.f16.npy",
@@ -1260,7 +1265,8 @@ def environment_lines(cluster: Cluster) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("dataset", nargs="?", default="all", choices=["sift", "minilm", "all"])
+    ap.add_argument("dataset", nargs="?", default="all", choices=[*DATASETS, "all"],
+                    help="all: sift and minilm (the sift-* sets come from bench/make-sift)")
     ap.add_argument("--quick", action="store_true", help="20k rows, 200 queries, short sweeps")
     ap.add_argument("--rows", type=int, help="use only the first N base rows (ground truth recomputed)")
     ap.add_argument("--queries", type=int, help="use only the first N queries")
