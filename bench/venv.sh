@@ -1,4 +1,4 @@
-# Sourced by bench/run and bench/make-sift: makes sure $ROOT/.bench/venv exists and
+# Sourced by bench/run, bench/run-filtered (and run-profile) and bench/make-sift: makes sure $ROOT/.bench/venv exists and
 # has the benchmark's Python packages (from PyPI).
 VENV="$ROOT/.bench/venv"
 PY_PACKAGES=(numpy "psycopg[binary]" matplotlib faiss-cpu opencv-python-headless)
