@@ -4,13 +4,15 @@
 //! The first byte picks a sound starting image (lists, code layout, pages per
 //! list); the rest is a list of 4-byte mutations (block, offset hi, offset lo,
 //! value) applied to it, so the fuzzer spends its time on images that get past
-//! the magic number. Invariants: the walk never panics, never loops (it
+//! the magic number. Images with a refine code put each data page's fine pages
+//! after it (their links, kinds and owners are read as scans read them).
+//! Invariants: the walk never panics, never loops (it
 //! returns), and a walk that succeeds read no list longer than the data pages
 //! can hold.
 
 #![no_main]
 
-use arrw_core::layout::{example_image, walk_image, DataGeom, PAGE_SIZE};
+use arrw_core::layout::{example_image_refined, walk_image, DataGeom, PAGE_SIZE};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
     let code_size = if blocked { 4 } else { 8 };
     let per_list = 1 + ((sel >> 3) & 3) as u32;
     let fill = if sel & 0x20 != 0 { usize::MAX } else { 17 };
-    let mut pages = example_image(lists, code_size, blocked, per_list, fill);
+    // Bit 7: an index with a refine code (fine pages after each data page).
+    let refine = if sel & 0x80 != 0 { 4 } else { 0 };
+    let mut pages = example_image_refined(lists, code_size, blocked, per_list, fill, refine);
     let n = pages.len();
     for m in muts.chunks_exact(4) {
         let blk = m[0] as usize % n;

@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         if sq.dim() <= 4096 {
             let r: Vec<f32> = (0..sq.dim()).map(|i| i as f32 * 0.25 - 3.0).collect();
             let mut code = vec![0u8; sq.code_size()];
-            sq.encode(&r, &mut code);
+            let _faithful = sq.encode(&r, &mut code);
+            let mut fq = sq.query(&r, true);
+            fq.set_list(0, &r);
+            let _ = fq.estimate(&code);
             let mut out = vec![0f32; sq.dim()];
             sq.decode_add(&code, &mut out);
         }

@@ -120,7 +120,7 @@ fn main() -> Result<(), String> {
     let sq = ResidualSq::train(&resid, dim, bits, clip);
     let mut fine = vec![0u8; sq.code_size()];
     for (r, out) in resid.chunks_exact(dim).zip(recon.chunks_exact_mut(dim)) {
-        sq.encode(r, &mut fine);
+        let _ = sq.encode(r, &mut fine);
         sq.decode_add(&fine, out);
     }
     println!(

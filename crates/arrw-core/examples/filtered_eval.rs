@@ -170,6 +170,7 @@ impl Scan<'_> {
                     }
                 }
                 Next::Probe => probe(&mut probed, if lists { 1 } else { self.probes }, &mut pool),
+                Next::Refine => unreachable!("no refine stage here"),
                 Next::Done => break,
             }
         }

@@ -71,6 +71,7 @@ use crate::distance;
 use crate::fastscan::{self, FastTable};
 use crate::kmeans::{self, Bias, KMeansParams, Panels};
 use crate::pq::{self, adc_scan, AdcTable, PqTrainParams, ProductQuantizer};
+use crate::refine::ResidualSq;
 use crate::stop::{Stop, Stopped};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -162,6 +163,8 @@ pub struct IvfPqParams {
     /// Cancellation of training (the `stop` fields of `kmeans` and `pq` are
     /// ignored in favour of this one); see [`IvfPqModel::train_until`].
     pub stop: Stop,
+    /// Bits per dimension of the refine code ([`crate::refine`]): 0 (none), 4 or 8.
+    pub refine_bits: u32,
 }
 
 impl IvfPqParams {
@@ -175,6 +178,7 @@ impl IvfPqParams {
             kmeans: KMeansParams::default(),
             pq: PqTrainParams::default(),
             stop: Stop::never(),
+            refine_bits: 0,
         }
     }
 }
@@ -336,6 +340,20 @@ pub fn exact_distance(metric: Metric, q: &[f32], x: &[f32]) -> f32 {
     }
 }
 
+/// What [`IvfPqModel::encode_batch_fine_until`] returns, per row: its list,
+/// its PQ code, its refine code and whether that is faithful.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedBatch {
+    pub lists: Vec<u32>,
+    pub codes: Vec<u8>,
+    pub fine: Vec<u8>,
+    pub faithful: Vec<bool>,
+}
+
+/// Tails of the training residuals left outside the refine code's range (see
+/// [`crate::refine`]).
+pub const REFINE_CLIP: f64 = 0.001;
+
 /// An estimated distance (from codes, or a centroid distance from
 /// [`IvfPqModel::rank_lists`]) in the space of [`exact_distance`]: estimates under
 /// cosine are squared L2 distances between normalized vectors, `2 (1 - cos)`.
@@ -361,6 +379,9 @@ pub struct IvfPqModel {
     pub centroids: Vec<f32>,
     /// Residual product quantizer.
     pub pq: ProductQuantizer,
+    /// The refine code's quantizer of list residuals `x − c` (`crate::refine`),
+    /// when the index keeps one. Stored apart from [`IvfPqModel::to_bytes`].
+    pub refine: Option<ResidualSq>,
     coarse: Panels,
     /// 4-bit (fast-scan) L2/cosine models: per list, the query-independent part
     /// of every 16-entry table row (see [`IvfPqModel::list_terms`]), `lists × mp × 16`,
@@ -461,7 +482,18 @@ impl IvfPqModel {
             },
         );
         params.stop.check()?;
-        Ok(IvfPqModel::assemble(metric, dim, centroids, pq, coarse))
+        let mut model = IvfPqModel::assemble(metric, dim, centroids, pq, coarse);
+        if params.refine_bits > 0 && !residuals.is_empty() {
+            // The same list residuals the PQ was trained on; the 0.1% tails
+            // are clipped (see crate::refine).
+            model.refine = Some(ResidualSq::train(
+                &residuals,
+                dim,
+                params.refine_bits,
+                REFINE_CLIP,
+            ));
+        }
+        Ok(model)
     }
 
     fn assemble(
@@ -480,6 +512,7 @@ impl IvfPqModel {
             pq,
             coarse,
             fast_terms: None,
+            refine: None,
         };
         let per_list = model.fast_row_count() * 16;
         if model.is_fast()
@@ -550,6 +583,25 @@ impl IvfPqModel {
         Ok(IvfPqModel::assemble(metric, dim, centroids, pq, coarse))
     }
 
+    /// Attaches a refine quantizer read from disk; refuses one of another
+    /// dimension.
+    pub fn set_refine(&mut self, sq: ResidualSq) -> Result<(), String> {
+        if sq.dim() != self.dim {
+            return Err(format!(
+                "refine model has {} dimensions, the model {}",
+                sq.dim(),
+                self.dim
+            ));
+        }
+        self.refine = Some(sq);
+        Ok(())
+    }
+
+    /// Bytes per refine code (0 without one).
+    pub fn fine_size(&self) -> usize {
+        self.refine.as_ref().map_or(0, |r| r.code_size())
+    }
+
     /// Bytes per stored code.
     pub fn code_size(&self) -> usize {
         self.pq.code_size()
@@ -575,14 +627,24 @@ impl IvfPqModel {
 
     /// Encodes a vector: writes its code (`code_size()` bytes) and returns its list.
     pub fn encode(&self, x: &[f32], code: &mut [u8]) -> u32 {
+        self.encode_fine(x, code, &mut []).0
+    }
+
+    /// [`IvfPqModel::encode`] that also writes the refine code into `fine`
+    /// (`fine_size()` bytes; empty without a refine quantizer); the flag says
+    /// whether the refine code is faithful ([`ResidualSq::encode`]; true
+    /// without one).
+    pub fn encode_fine(&self, x: &[f32], code: &mut [u8], fine: &mut [u8]) -> (u32, bool) {
         assert_eq!(x.len(), self.dim);
+        assert_eq!(fine.len(), self.fine_size());
         let mut r = prepare(self.metric, x).into_owned();
         let list = self.assign_prepared(&r);
         r.iter_mut()
             .zip(self.centroid(list))
             .for_each(|(v, &c)| *v -= c);
         self.pq.encode(&r, code);
-        list
+        let faithful = self.refine.as_ref().is_none_or(|sq| sq.encode(&r, fine));
+        (list, faithful)
     }
 
     /// Encodes `n` contiguous vectors in parallel: their lists and their codes
@@ -598,18 +660,43 @@ impl IvfPqModel {
         vectors: &[f32],
         stop: &Stop,
     ) -> Result<(Vec<u32>, Vec<u8>), Stopped> {
+        self.encode_batch_fine_until(vectors, stop)
+            .map(|e| (e.lists, e.codes))
+    }
+
+    /// [`IvfPqModel::encode_batch_until`] that also returns the refine codes
+    /// (`n × fine_size()` bytes; empty without a refine quantizer) and which
+    /// of them are faithful.
+    pub fn encode_batch_fine_until(
+        &self,
+        vectors: &[f32],
+        stop: &Stop,
+    ) -> Result<EncodedBatch, Stopped> {
         const CHUNK: usize = 256;
         let dim = self.dim;
         assert_eq!(vectors.len() % dim, 0);
         let n = vectors.len() / dim;
         let cs = self.code_size();
+        let fs = self.fine_size();
         let mut lists = vec![0u32; n];
         let mut codes = vec![0u8; n * cs];
+        let mut fine = vec![0u8; n * fs];
+        let mut faithful = vec![true; n];
+        // A chunk of fine codes per chunk of rows (a zero-sized code still
+        // needs one chunk per row chunk for the zip).
+        let mut dummy = vec![0u8; n.div_ceil(CHUNK)];
+        let (fine_chunks, fine_chunk) = if fs > 0 {
+            (&mut fine[..], CHUNK * fs)
+        } else {
+            (&mut dummy[..], 1)
+        };
         vectors
             .par_chunks(CHUNK * dim)
             .zip(lists.par_chunks_mut(CHUNK))
             .zip(codes.par_chunks_mut(CHUNK * cs))
-            .for_each(|((x, l), c)| {
+            .zip(fine_chunks.par_chunks_mut(fine_chunk))
+            .zip(faithful.par_chunks_mut(CHUNK))
+            .for_each(|((((x, l), c), f), ok)| {
                 if stop.requested() {
                     return;
                 }
@@ -622,9 +709,20 @@ impl IvfPqModel {
                         .for_each(|(v, &cv)| *v -= cv);
                 }
                 self.pq.encode_many(&r, c);
+                if let Some(sq) = &self.refine {
+                    for ((row, out), ok) in r.chunks_exact(dim).zip(f.chunks_exact_mut(fs)).zip(ok)
+                    {
+                        *ok = sq.encode(row, out);
+                    }
+                }
             });
         stop.check()?;
-        Ok((lists, codes))
+        Ok(EncodedBatch {
+            lists,
+            codes,
+            fine,
+            faithful,
+        })
     }
 
     /// The `nprobe` lists closest to `q` (by the metric), best first, with their
@@ -1214,10 +1312,11 @@ impl<T: Copy> CandidatePool<T> {
         // are in `near` when it holds k of them.
         if k > self.near.len() && !self.far.is_empty() {
             self.merge();
-            // A deep scan pops batch after batch: keep the next few batches apart
-            // again, so each pop selects from a few hundred entries, not from
-            // every candidate left.
-            self.tighten_to(k.saturating_mul(4).max(64));
+            // A deep scan pops batch after batch: keep the next batches apart
+            // again, so each pop selects from a few thousand entries, not from
+            // every candidate left (16 batches: a LIMIT 100 at 384 dimensions
+            // pops ~15 and merged the whole pool every fourth with 4).
+            self.tighten_to(k.saturating_mul(16).max(64));
         }
         let k = k.min(self.near.len());
         select_best(&mut self.near, k);

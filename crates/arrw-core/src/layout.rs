@@ -9,8 +9,17 @@
 //! then             directory pages: one DirEntry per list (first page, page
 //!                  that inserts try first)
 //! then             data pages, chained per list: the codes, then
-//!                  tids[cap][6]; count and next link in the special space
+//!                  tids[cap][6]; count, next link and fine link in the
+//!                  special space; with a refine code (`MetaData::refine_bits`),
+//!                  each data page is followed by its `FineGeom::pages` fine
+//!                  pages: entry `i`'s (tid, refine code) at fine page
+//!                  `i / per_page`, slot `i % per_page`
 //! ```
+//! A fine entry is used only when its TID equals its data entry's: a crash
+//! between the records that write a data page and its fine pages, or a VACUUM
+//! racing an insert, can leave fine entries that do not match, and a scan then
+//! re-ranks that row from the table instead. Wrong fine data costs time, never a
+//! wrong or missing row.
 //! Codes on a data page are stored one of two ways (`MetaData::blocked`):
 //! - rows (8-bit codes): `codes[cap][code_size]`, entry `i` at `i × code_size`;
 //! - blocks (4-bit codes): `cap / 32` blocks of 32 transposed codes in
@@ -55,21 +64,27 @@ pub const fn contents_capacity(special: usize) -> usize {
 pub const META_BLOCK: u32 = 0;
 pub const MAGIC: u32 = 0x4152_5751; // "ARWQ"
 /// 2: adds `MetaData::blocked` (4-bit codes in fast-scan blocks).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: adds the refine code (`MetaData::refine_bits`, fine pages, the data
+/// page's fine link).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Page kinds, stored in the last two bytes of every page's special space.
 pub const KIND_META: u16 = 0xA1;
 pub const KIND_MODEL: u16 = 0xA2;
 pub const KIND_DIR: u16 = 0xA3;
 pub const KIND_DATA: u16 = 0xA4;
+pub const KIND_FINE: u16 = 0xA5;
 
 /// Size of a heap TID on disk (block hi, block lo, offset: 3 × u16).
 pub const TID_BYTES: usize = 6;
 
 /// Special space of meta, model and directory pages: just the kind tag.
 pub const SMALL_SPECIAL: usize = 8;
-/// Special space of data pages: next (u32), list (u32), count (u16), pad, kind.
+/// Special space of data pages: next (u32), list (u32), count (u16), fine (u32
+/// at offset 10: the first fine page, or INVALID_BLOCK), kind (u16).
 pub const DATA_SPECIAL: usize = 16;
+/// Special space of fine pages: owner data block (u32), pad, kind.
+pub const FINE_SPECIAL: usize = 8;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[repr(C)]
@@ -92,14 +107,15 @@ pub struct MetaData {
     pub built_rows: u64,
     /// Changes on every build; keys the per-backend model cache.
     pub generation: u64,
-    /// Reserved: written as zero, never read. A scan takes its `probes` and
-    /// `rerank` defaults from the index options at every scan (src/ivfpq/
-    /// options.rs), so `ALTER INDEX ... SET` takes effect without a rebuild.
-    /// Indexes built by earlier versions of this format may hold nonzero values.
-    pub _reserved: [u32; 2],
+    /// Bytes at the end of the model pages' blob that hold the refine
+    /// quantizer (`arrw_core::refine::ResidualSq::to_bytes`); 0 without one.
+    pub refine_bytes: u32,
+    /// Reserved: written as zero, never read.
+    pub _reserved: u32,
     /// 1 when data pages hold codes in fast-scan blocks of 32 (4-bit codes).
     pub blocked: u32,
-    pub _pad: u32,
+    /// Bits per dimension of the refine code (0: none, 4 or 8).
+    pub refine_bits: u32,
 }
 
 pub const META_BYTES: usize = std::mem::size_of::<MetaData>();
@@ -227,6 +243,7 @@ fn kind_name(kind: u16) -> &'static str {
         KIND_MODEL => "model page",
         KIND_DIR => "directory page",
         KIND_DATA => "data page",
+        KIND_FINE => "fine page",
         _ => "unknown",
     }
 }
@@ -289,6 +306,16 @@ pub fn check_meta(m: &MetaData, nblocks: u32) -> Result<(), Corrupt> {
         return bad(format!(
             "code size {} (blocked = {}) gives data pages no usable capacity",
             m.code_size, m.blocked
+        ));
+    }
+    if !matches!(m.refine_bits, 0 | 4 | 8)
+        || (m.refine_bits == 0) != (m.refine_bytes == 0)
+        || m.refine_bytes > m.model_bytes
+        || (m.refine_bits != 0 && FineGeom::of(m).is_none())
+    {
+        return bad(format!(
+            "refine code of {} bits per dimension and {} model bytes is not possible here",
+            m.refine_bits, m.refine_bytes
         ));
     }
     Ok(())
@@ -442,6 +469,17 @@ impl DataGeom {
         wr(page, o, n as u16)
     }
 
+    /// The raw fine link (the first of the page's fine pages, or
+    /// INVALID_BLOCK); only [`FineGeom::check_link`] makes it usable.
+    pub fn fine(&self, page: &[u8]) -> u32 {
+        rd(page, self.special_off(page) + 10)
+    }
+
+    pub fn set_fine(&self, page: &mut [u8], fine: u32) {
+        let o = self.special_off(page) + 10;
+        wr(page, o, fine)
+    }
+
     /// Row layout: the codes of the page's `count` entries, contiguous.
     pub fn codes<'p>(&self, page: &'p [u8]) -> &'p [u8] {
         debug_assert!(!self.blocked);
@@ -519,6 +557,159 @@ impl DataGeom {
         self.set_count(page, keep);
         n - keep
     }
+}
+
+/// Fine page geometry: where a data page's refine codes live (see the module
+/// docs). A data page at block `b` with fine pages has them at blocks
+/// `b + 1 ..= b + pages`, written right after it by the build and reserved with
+/// it by an insert that adds a data page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FineGeom {
+    /// Bytes of one refine code.
+    pub code_size: usize,
+    /// Entries per fine page.
+    pub per_page: usize,
+    /// Fine pages per data page.
+    pub pages: usize,
+}
+
+impl FineGeom {
+    /// The geometry for refine codes of `code_size` bytes beside data pages of
+    /// `capacity` entries; None when there is no refine code or a page cannot
+    /// hold one entry.
+    pub fn new(code_size: usize, capacity: usize) -> Option<FineGeom> {
+        let per_page = contents_capacity(FINE_SPECIAL) / (TID_BYTES + code_size);
+        if code_size == 0 || per_page == 0 || capacity == 0 {
+            return None;
+        }
+        Some(FineGeom {
+            code_size,
+            per_page,
+            pages: capacity.div_ceil(per_page),
+        })
+    }
+
+    /// The fine geometry of an index (None without a refine code). The refine
+    /// code size follows from the dimensions and bits per dimension.
+    pub fn of(meta: &MetaData) -> Option<FineGeom> {
+        if meta.refine_bits == 0 {
+            return None;
+        }
+        let bytes = (meta.dim as usize).checked_mul(meta.refine_bits as usize)?;
+        FineGeom::new(bytes.div_ceil(8), DataGeom::of(meta).capacity)
+    }
+
+    /// Bytes of contents in use on a fine page (pd_lower target).
+    pub fn contents_len(&self) -> usize {
+        self.per_page * (TID_BYTES + self.code_size)
+    }
+
+    /// The fine page (as an offset from the first, `0..pages`) and the slot on
+    /// it of data entry `i`.
+    pub fn locate(&self, i: usize) -> (usize, usize) {
+        (i / self.per_page, i % self.per_page)
+    }
+
+    /// Checks a data page's fine link: None when the page has no fine pages,
+    /// the first fine block when it is `data_blk + 1` and all of the page's
+    /// fine pages lie inside an index of `nblocks` blocks.
+    pub fn check_link(
+        &self,
+        fine: u32,
+        data_blk: u32,
+        nblocks: u32,
+    ) -> Result<Option<u32>, Corrupt> {
+        if fine == INVALID_BLOCK {
+            return Ok(None);
+        }
+        let end = data_blk as u64 + 1 + self.pages as u64;
+        if fine as u64 != data_blk as u64 + 1 || end > nblocks as u64 {
+            return corrupt(
+                data_blk,
+                format!(
+                    "data page links to fine page {fine}, not to the {} blocks after it in an index of {nblocks} blocks",
+                    self.pages
+                ),
+            );
+        }
+        Ok(Some(fine))
+    }
+
+    /// Checks that `page` (block `blk`) is a fine page of data block `owner`.
+    pub fn check(&self, page: &[u8], blk: u32, owner: u32) -> Result<(), Corrupt> {
+        check_kind(page, blk, KIND_FINE)?;
+        let o = self.owner(page);
+        if o != owner {
+            return corrupt(
+                blk,
+                format!("fine page of data block {o} is read for data block {owner}"),
+            );
+        }
+        Ok(())
+    }
+
+    fn special_off(&self, page: &[u8]) -> usize {
+        page.len() - FINE_SPECIAL
+    }
+
+    pub fn owner(&self, page: &[u8]) -> u32 {
+        rd(page, self.special_off(page))
+    }
+
+    /// Makes an initialised (PageInit'ed with FINE_SPECIAL) page a fine page of
+    /// `owner` with no valid entries.
+    pub fn init(&self, page: &mut [u8], owner: u32) {
+        let o = self.special_off(page);
+        wr(page, o, owner);
+        set_page_kind(page, KIND_FINE);
+    }
+
+    fn entry_off(&self, slot: usize) -> usize {
+        assert!(slot < self.per_page);
+        contents_offset() + slot * (TID_BYTES + self.code_size)
+    }
+
+    /// The TID of slot `slot` (all zero: no entry; no heap TID has offset 0).
+    pub fn tid(&self, page: &[u8], slot: usize) -> [u8; TID_BYTES] {
+        rd(page, self.entry_off(slot))
+    }
+
+    /// The refine code of slot `slot`.
+    pub fn code<'p>(&self, page: &'p [u8], slot: usize) -> &'p [u8] {
+        let o = self.entry_off(slot) + TID_BYTES;
+        &page[o..o + self.code_size]
+    }
+
+    /// Writes slot `slot`.
+    pub fn set(&self, page: &mut [u8], slot: usize, tid: [u8; TID_BYTES], code: &[u8]) {
+        assert_eq!(code.len(), self.code_size);
+        let o = self.entry_off(slot);
+        wr(page, o, tid);
+        page[o + TID_BYTES..o + TID_BYTES + self.code_size].copy_from_slice(code);
+    }
+
+    /// Empties slot `slot` (its TID matches no data entry).
+    pub fn clear(&self, page: &mut [u8], slot: usize) {
+        let o = self.entry_off(slot);
+        page[o..o + TID_BYTES + self.code_size].fill(0);
+    }
+}
+
+/// Where each surviving entry's fine entry comes from when a data page keeps
+/// the entries that `dead` does not name, in order: for new slot `k`, the old
+/// slot whose fine entry moves there, or None when that fine entry did not
+/// match its data entry (it is cleared rather than moved, so that a stale
+/// fine entry can never come to sit beside a data entry of the same TID).
+pub fn fine_moves(
+    data_tids: &[[u8; TID_BYTES]],
+    fine_tids: &[[u8; TID_BYTES]],
+    dead: &[bool],
+) -> Vec<Option<usize>> {
+    assert!(data_tids.len() == fine_tids.len() && data_tids.len() == dead.len());
+    (0..data_tids.len())
+        .filter(|&i| !dead[i])
+        .map(|i| (fine_tids[i] == data_tids[i]).then_some(i))
+        .collect()
 }
 
 /// A walk along one list's chain of data pages, checking every link before it
@@ -656,6 +847,7 @@ pub fn walk_image(pages: &[&[u8]]) -> Result<Vec<usize>, Corrupt> {
     let meta = read_meta_page(page(META_BLOCK)?)?;
     check_meta(&meta, nblocks)?;
     let geom = DataGeom::of(&meta);
+    let fine = FineGeom::of(&meta);
     let mut sizes = Vec::new();
     for b in meta.model_start..meta.model_start + meta.model_pages {
         check_kind(page(b)?, b, KIND_MODEL)?;
@@ -680,6 +872,17 @@ pub fn walk_image(pages: &[&[u8]]) -> Result<Vec<usize>, Corrupt> {
             for i in 0..h.count {
                 geom.code(p, i, &mut code);
                 let _ = tid_parts(geom.tid(p, i));
+            }
+            if let Some(fg) = fine {
+                if let Some(first) = fg.check_link(geom.fine(p), blk, nblocks)? {
+                    for i in 0..h.count {
+                        let (k, slot) = fg.locate(i);
+                        let fb = first + k as u32;
+                        let fp = page(fb)?;
+                        fg.check(fp, fb, blk)?;
+                        let _ = (fg.tid(fp, slot), fg.code(fp, slot));
+                    }
+                }
             }
             n += h.count;
         }
@@ -709,6 +912,20 @@ pub fn example_image(
     pages_per_list: u32,
     fill: usize,
 ) -> Vec<Vec<u8>> {
+    example_image_refined(lists, code_size, blocked, pages_per_list, fill, 0)
+}
+
+/// [`example_image`] with a refine code of `refine_bits` (0, 4 or 8) bits per
+/// dimension: each data page followed by its fine pages, every entry's fine
+/// entry matching it.
+pub fn example_image_refined(
+    lists: u32,
+    code_size: usize,
+    blocked: bool,
+    pages_per_list: u32,
+    fill: usize,
+    refine_bits: u32,
+) -> Vec<Vec<u8>> {
     let geom = DataGeom::new(code_size, blocked);
     let mut meta = MetaData {
         magic: MAGIC,
@@ -722,8 +939,12 @@ pub fn example_image(
         dir_start: 2,
         dir_pages: (lists as usize).div_ceil(DIR_PER_PAGE) as u32,
         blocked: blocked as u32,
+        refine_bits,
+        refine_bytes: if refine_bits > 0 { 72 } else { 0 },
         ..Default::default()
     };
+    let fine = FineGeom::of(&meta);
+    let per_data = 1 + fine.map_or(0, |f| f.pages) as u32;
     let mut pages = vec![
         blank(SMALL_SPECIAL, KIND_META),
         blank(SMALL_SPECIAL, KIND_MODEL),
@@ -736,21 +957,43 @@ pub fn example_image(
     write_meta(&mut pages[0], &meta);
     let code = vec![0x5au8; code_size];
     for list in 0..lists {
-        let head = first + list * pages_per_list;
+        let head = first + list * pages_per_list * per_data;
         for k in 0..pages_per_list {
+            let blk = head + k * per_data;
             let mut p = blank(DATA_SPECIAL, KIND_DATA);
             geom.set_list(&mut p, list);
             let last = k + 1 == pages_per_list;
-            geom.set_next(&mut p, if last { INVALID_BLOCK } else { head + k + 1 });
+            geom.set_next(&mut p, if last { INVALID_BLOCK } else { blk + per_data });
+            geom.set_fine(
+                &mut p,
+                if fine.is_some() {
+                    blk + 1
+                } else {
+                    INVALID_BLOCK
+                },
+            );
+            let mut fps: Vec<Vec<u8>> = (0..per_data - 1)
+                .map(|_| {
+                    let mut f = blank(FINE_SPECIAL, KIND_FINE);
+                    fine.expect("fine pages").init(&mut f, blk);
+                    f
+                })
+                .collect();
             for i in 0..fill.min(geom.capacity) {
-                geom.push(&mut p, &code, tid_bytes(list * 1000 + k, i as u16 + 1));
+                let tid = tid_bytes(list * 1000 + k, i as u16 + 1);
+                geom.push(&mut p, &code, tid);
+                if let Some(fg) = fine {
+                    let (fk, slot) = fg.locate(i);
+                    fg.set(&mut fps[fk], slot, tid, &vec![0xa5u8; fg.code_size]);
+                }
             }
             pages.push(p);
+            pages.extend(fps);
         }
         let (db, slot) = dir_location(&meta, list);
         let e = DirEntry {
             head,
-            insert: head + pages_per_list - 1,
+            insert: head + (pages_per_list - 1) * per_data,
         };
         write_dir(&mut pages[db as usize], slot, e);
     }
@@ -920,8 +1163,84 @@ mod tests {
         assert!(walk_image(&[]).is_err());
     }
 
+    #[test]
+    fn refined_image_walks_and_bad_fine_links_are_errors() {
+        let pages = example_image_refined(2, 4, true, 2, 40, 4);
+        assert_eq!(walk(&pages), Ok(vec![80, 80]));
+        let meta = read_meta(&pages[0]);
+        let fg = FineGeom::of(&meta).unwrap();
+        let first = meta.first_data_block() as usize;
+        let fine_off = PAGE_SIZE - DATA_SPECIAL + 10;
+        // A link that is not the next block, and one past the end.
+        for bad in [first as u32 + 2, first as u32, 10_000] {
+            let mut p = pages.clone();
+            put_u32(&mut p[first], fine_off, bad);
+            let e = walk(&p).unwrap_err();
+            assert_eq!(e.block, first as u32, "{e}");
+        }
+        // A fine page of another owner, and one of the wrong kind.
+        let mut p = pages.clone();
+        put_u32(&mut p[first + 1], PAGE_SIZE - FINE_SPECIAL, 77);
+        assert_eq!(walk(&p).unwrap_err().block, first as u32 + 1);
+        let mut p = pages.clone();
+        set_page_kind(&mut p[first + 1], KIND_DATA);
+        assert_eq!(walk(&p).unwrap_err().block, first as u32 + 1);
+        // No fine pages at all is fine (INVALID link).
+        let mut p = pages.clone();
+        put_u32(&mut p[first], fine_off, INVALID_BLOCK);
+        assert!(walk(&p).is_ok());
+        assert!(fg.pages >= 1 && fg.per_page >= 1);
+    }
+
+    #[test]
+    fn fine_geometry_covers_every_entry_once() {
+        for (cs, cap) in [(192, 96), (384, 32), (4, 1000), (1, 5)] {
+            let g = FineGeom::new(cs, cap).unwrap();
+            let mut seen = std::collections::HashSet::new();
+            for i in 0..cap {
+                let (k, slot) = g.locate(i);
+                assert!(k < g.pages && slot < g.per_page);
+                assert!(seen.insert((k, slot)));
+            }
+            assert!(g.contents_len() <= contents_capacity(FINE_SPECIAL));
+        }
+        assert_eq!(FineGeom::new(0, 10), None);
+        assert_eq!(FineGeom::new(9000, 10), None);
+    }
+
+    #[test]
+    fn fine_entries_move_with_their_rows_or_are_dropped() {
+        let t = |i: u16| tid_bytes(1, i);
+        let data = [t(1), t(2), t(3), t(4)];
+        let fine = [t(1), t(9), t(3), t(4)];
+        let dead = [false, false, true, false];
+        assert_eq!(
+            fine_moves(&data, &fine, &dead),
+            vec![Some(0), None, Some(3)]
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Mutations of a refined image: Ok or Err, never a panic.
+        #[test]
+        fn mutated_refined_images_never_panic(
+            muts in proptest::collection::vec((0usize..24, 0usize..PAGE_SIZE, any::<u8>()), 1..40),
+            tail in proptest::collection::vec((0usize..24, 0usize..16, any::<u8>()), 0..20),
+            eight in any::<bool>(),
+        ) {
+            let mut pages = example_image_refined(2, 4, true, 3, 70, if eight { 8 } else { 4 });
+            let n = pages.len();
+            for (b, off, v) in muts {
+                pages[b % n][off] = v;
+            }
+            for (b, k, v) in tail {
+                let p = &mut pages[b % n];
+                p[PAGE_SIZE - 1 - k] = v;
+            }
+            let _ = walk(&pages);
+        }
 
         /// Any mutation of any bytes of a sound image gives Ok or Err, never a
         /// panic, and a walk that is Ok read counts within capacity.

@@ -95,19 +95,36 @@ impl ResidualSq {
 
     /// Writes the code of residual `r` (`dim` values) into `out` (`code_size()`
     /// bytes). Values beyond a dimension's range take its end level.
-    pub fn encode(&self, r: &[f32], out: &mut [u8]) {
+    ///
+    /// Returns whether the code is *faithful*: its squared error `‖r − r̂‖²` is
+    /// at most what a row inside every range can have, `Σ_d (step_d / 2)²`. A
+    /// row far outside the clipped ranges (or with a NaN) is not: its refined
+    /// estimate can be off by more than any learnt margin would allow for, so
+    /// callers do not store its fine entry as usable (scans re-rank such rows
+    /// from the table).
+    pub fn encode(&self, r: &[f32], out: &mut [u8]) -> bool {
         assert_eq!(r.len(), self.dim());
         assert_eq!(out.len(), self.code_size());
+        let mut err = 0f64;
+        let mut bound = 0f64;
         if self.bits == 8 {
             for (d, (o, &v)) in out.iter_mut().zip(r).enumerate() {
                 *o = self.level(d, v);
+                let e = f64::from(v - (self.lo[d] + f32::from(*o) * self.step[d]));
+                err += e * e;
+                bound += 0.25 * f64::from(self.step[d]) * f64::from(self.step[d]);
             }
-            return;
+        } else {
+            out.fill(0);
+            for (d, &v) in r.iter().enumerate() {
+                let l = self.level(d, v);
+                out[d / 2] |= l << (4 * (d % 2));
+                let e = f64::from(v - (self.lo[d] + f32::from(l) * self.step[d]));
+                err += e * e;
+                bound += 0.25 * f64::from(self.step[d]) * f64::from(self.step[d]);
+            }
         }
-        out.fill(0);
-        for (d, &v) in r.iter().enumerate() {
-            out[d / 2] |= self.level(d, v) << (4 * (d % 2));
-        }
+        err <= bound * (1.0 + 1e-6)
     }
 
     /// Adds the residual decoded from `code` to `out` (`dim` values), so that a
@@ -174,6 +191,130 @@ impl ResidualSq {
     }
 }
 
+/// Refined estimates for one query: the distance from the query to
+/// `centroid + decoded residual` of a list's rows, in the space of the PQ
+/// estimates (squared L2 between prepared vectors for L2 and cosine, the
+/// negative inner product for inner product), from their codes alone.
+///
+/// Per list [`FineQuery::set_list`] folds the centroid and each dimension's
+/// range into `t` and `w`, so a row costs one multiply-add and (for L2) one
+/// square per dimension: `Σ_d (t_d − w_d·k_d)²`, or `bias + Σ_d w_d·k_d`. A
+/// list's `t` and `w` are kept once computed: a scan refines candidates of the
+/// same few dozen lists batch after batch.
+#[derive(Clone, Debug)]
+pub struct FineQuery {
+    l2: bool,
+    bits: u32,
+    code_size: usize,
+    q: Vec<f32>,
+    lo: Vec<f32>,
+    step: Vec<f32>,
+    /// Per cached list: `t` then `w`, `padded` values each.
+    tables: Vec<f32>,
+    biases: Vec<f32>,
+    cached: std::collections::HashMap<u32, usize>,
+    padded: usize,
+    cur: usize,
+}
+
+/// Dimensions per unrolled step of [`FineQuery::estimate`] (8 bytes of 4-bit codes).
+const LANES: usize = 16;
+
+impl ResidualSq {
+    /// Prepares refined estimates for `query` (already normalised for cosine).
+    /// `l2`: squared L2 estimates (L2 and cosine); otherwise negative inner
+    /// products.
+    pub fn query(&self, query: &[f32], l2: bool) -> FineQuery {
+        assert_eq!(query.len(), self.dim());
+        // Padded to whole steps of LANES with zeros: a padded dimension adds
+        // (0 − 0·k)² = 0, or 0·k.
+        let padded = (self.code_size() * 8 / self.bits as usize).next_multiple_of(LANES);
+        FineQuery {
+            l2,
+            bits: self.bits,
+            code_size: self.code_size(),
+            q: query.to_vec(),
+            lo: self.lo.clone(),
+            step: self.step.clone(),
+            tables: Vec::new(),
+            biases: Vec::new(),
+            cached: std::collections::HashMap::new(),
+            padded,
+            cur: usize::MAX,
+        }
+    }
+}
+
+impl FineQuery {
+    /// Makes `list`, whose centroid is `centroid`, the one estimated next.
+    pub fn set_list(&mut self, list: u32, centroid: &[f32]) {
+        if let Some(&i) = self.cached.get(&list) {
+            self.cur = i;
+            return;
+        }
+        let dim = self.lo.len();
+        assert_eq!(centroid.len(), dim);
+        let i = self.biases.len();
+        let p = self.padded;
+        self.tables.resize((i + 1) * 2 * p, 0.0);
+        let (t, w) = self.tables[i * 2 * p..(i + 1) * 2 * p].split_at_mut(p);
+        let mut bias = 0f32;
+        for d in 0..dim {
+            if self.l2 {
+                t[d] = self.q[d] - centroid[d] - self.lo[d];
+                w[d] = self.step[d];
+            } else {
+                bias -= self.q[d] * (centroid[d] + self.lo[d]);
+                w[d] = -self.q[d] * self.step[d];
+            }
+        }
+        self.biases.push(bias);
+        self.cached.insert(list, i);
+        self.cur = i;
+    }
+
+    /// The refined estimate of the row whose fine code is `code`
+    /// (`code_size` bytes), for the list set last.
+    pub fn estimate(&self, code: &[u8]) -> f32 {
+        debug_assert_eq!(code.len(), self.code_size);
+        assert!(self.cur < self.biases.len(), "set_list first");
+        let p = self.padded;
+        let base = self.cur * 2 * p;
+        let (t, w) = self.tables[base..base + 2 * p].split_at(p);
+        let mut k = [0f32; LANES];
+        let mut acc = [0f32; LANES];
+        let per = if self.bits == 8 { LANES } else { LANES / 2 };
+        for (i, c) in code.chunks(per).enumerate() {
+            if c.len() < per {
+                k.fill(0.0);
+            }
+            if self.bits == 8 {
+                for (kk, &b) in k.iter_mut().zip(c) {
+                    *kk = f32::from(b);
+                }
+            } else {
+                for (j, &b) in c.iter().enumerate() {
+                    k[2 * j] = f32::from(b & 15);
+                    k[2 * j + 1] = f32::from(b >> 4);
+                }
+            }
+            let t = &t[i * LANES..(i + 1) * LANES];
+            let w = &w[i * LANES..(i + 1) * LANES];
+            if self.l2 {
+                for j in 0..LANES {
+                    let e = t[j] - w[j] * k[j];
+                    acc[j] += e * e;
+                }
+            } else {
+                for j in 0..LANES {
+                    acc[j] += w[j] * k[j];
+                }
+            }
+        }
+        self.biases[self.cur] + acc.iter().sum::<f32>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +324,7 @@ mod tests {
     fn constant_dimensions_decode_to_their_value() {
         let sq = ResidualSq::train(&[2.5, 0.0, 2.5, 1.0], 2, 4, 0.0);
         let mut code = vec![0u8; sq.code_size()];
-        sq.encode(&[2.5, 1.0], &mut code);
+        assert!(sq.encode(&[2.5, 1.0], &mut code));
         let mut out = vec![0.0; 2];
         sq.decode_add(&code, &mut out);
         assert!(
@@ -197,12 +338,15 @@ mod tests {
         let data: Vec<f32> = (0..=100).map(|i| i as f32).collect();
         let sq = ResidualSq::train(&data, 1, 8, 0.0);
         let mut c = [0u8];
-        sq.encode(&[1e9], &mut c);
+        // Far outside the range: the end level, and not faithful.
+        assert!(!sq.encode(&[1e9], &mut c));
         assert_eq!(c[0], 255);
-        sq.encode(&[-1e9], &mut c);
+        assert!(!sq.encode(&[-1e9], &mut c));
         assert_eq!(c[0], 0);
-        sq.encode(&[f32::NAN], &mut c);
+        assert!(!sq.encode(&[f32::NAN], &mut c));
         assert_eq!(c[0], 0);
+        // Inside it: faithful.
+        assert!(sq.encode(&[37.3], &mut c));
     }
 
     #[test]
@@ -223,6 +367,17 @@ mod tests {
         assert!(ResidualSq::from_bytes(&bad).is_err());
     }
 
+    /// The refined estimate equals the metric computed on the decoded row.
+    fn decoded_distance(sq: &ResidualSq, q: &[f32], c: &[f32], code: &[u8], l2: bool) -> f32 {
+        let mut x = c.to_vec();
+        sq.decode_add(code, &mut x);
+        if l2 {
+            q.iter().zip(&x).map(|(a, b)| (a - b) * (a - b)).sum()
+        } else {
+            -q.iter().zip(&x).map(|(a, b)| a * b).sum::<f32>()
+        }
+    }
+
     proptest! {
         /// Inside the trained range a value comes back within half a step, for
         /// both widths, and the model survives serialisation.
@@ -238,13 +393,41 @@ mod tests {
             prop_assert_eq!(ResidualSq::from_bytes(&sq.to_bytes()).unwrap(), sq.clone());
             let mut code = vec![0u8; sq.code_size()];
             for r in data.chunks_exact(dim) {
-                sq.encode(r, &mut code);
+                prop_assert!(sq.encode(r, &mut code), "a row inside every range is faithful");
                 let mut out = vec![0f32; dim];
                 sq.decode_add(&code, &mut out);
                 for d in 0..dim {
                     prop_assert!((out[d] - r[d]).abs() <= sq.step[d] * 0.5 + 1e-4,
                         "dim {} value {} decoded {} step {}", d, r[d], out[d], sq.step[d]);
                 }
+            }
+        }
+
+        /// Estimates from codes match distances to the decoded rows, for both
+        /// widths, both kinds of metric and dimensions that fill no whole step.
+        #[test]
+        fn estimates_match_decoded_rows(
+            dim in 1usize..40,
+            seed in any::<u64>(),
+            eight in any::<bool>(),
+            l2 in any::<bool>(),
+        ) {
+            let mut s = seed | 1;
+            let mut r = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s % 2001) as f32 / 100.0 - 10.0 };
+            let data: Vec<f32> = (0..dim * 20).map(|_| r()).collect();
+            let bits = if eight { 8 } else { 4 };
+            let sq = ResidualSq::train(&data, dim, bits, 0.01);
+            let q: Vec<f32> = (0..dim).map(|_| r()).collect();
+            let c: Vec<f32> = (0..dim).map(|_| r()).collect();
+            let mut fq = sq.query(&q, l2);
+            fq.set_list(0, &q);
+            fq.set_list(1, &c);
+            let mut code = vec![0u8; sq.code_size()];
+            for row in data.chunks_exact(dim) {
+                let _ = sq.encode(row, &mut code);
+                let want = decoded_distance(&sq, &q, &c, &code, l2);
+                let got = fq.estimate(&code);
+                prop_assert!((got - want).abs() <= 1e-3 * (1.0 + want.abs()), "{} vs {}", got, want);
             }
         }
 
