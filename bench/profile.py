@@ -36,7 +36,7 @@ bench.PGDIR = bench.BENCH / "pg-profile"
 bench.PGDATA = bench.PGDIR / "data"
 bench.PGLOG = bench.PGDIR / "log"
 
-PHASES = ["setup", "rank", "tables", "pages", "codes", "select", "fetch", "exact", "order"]
+PHASES = ["setup", "rank", "tables", "pages", "codes", "select", "refine", "fetch", "exact", "order"]
 LABELS = {
     "setup": "setup (meta page, model, query)",
     "rank": "ranking centroids",
@@ -44,6 +44,7 @@ LABELS = {
     "pages": "list pages (pin, lock, check)",
     "codes": "scoring codes",
     "select": "selecting candidates",
+    "refine": "refining (fine pages, fine codes)",
     "fetch": "heap fetches",
     "exact": "exact distances",
     "order": "exact-order queue",
@@ -83,13 +84,14 @@ def profiled_pass(conn, sql, qs, gt, k):
 
 def report(name, recall, wall, prof, nq, execution):
     us = lambda s: s * 1e6 / nq  # noqa: E731
-    scan = sum(prof[f"{p}_s"] for p in PHASES)
+    scan = sum(prof.get(f"{p}_s", 0.0) for p in PHASES)
     lines = [f"{name}: recall {recall:.4f}, {nq / wall:.0f} q/s ({us(wall):.0f} µs per query); "
              f"per query: {prof['lists'] / nq:.1f} lists, {prof['pages'] / nq:.0f} pages, "
-             f"{prof['candidates'] / nq:.0f} codes scored, {prof['reranked'] / nq:.0f} rows re-ranked, "
+             f"{prof['candidates'] / nq:.0f} codes scored, {prof.get('refined', 0) / nq:.0f} refined, "
+             f"{prof['reranked'] / nq:.0f} rows re-ranked, "
              f"{prof['returned'] / nq:.0f} returned"]
     for p in PHASES:
-        s = prof[f"{p}_s"]
+        s = prof.get(f"{p}_s", 0.0)
         lines.append(f"    {LABELS[p]:<34} {us(s):>8.1f} µs  {100 * s / wall:>5.1f}%")
     executor = max(execution - scan, 0.0)
     client = max(wall - max(execution, scan), 0.0)

@@ -294,7 +294,7 @@ fn crash_recovery_keeps_every_committed_insert() {
     exec(
         &mut c,
         &format!(
-            "CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = {LISTS}, m = {DIM}, nbits = 4)"
+            "CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = {LISTS}, m = {DIM}, nbits = 4, refine = 4)"
         ),
     );
     step(t0, "index built");
@@ -453,7 +453,7 @@ fn crash_recovery_keeps_every_committed_insert() {
         let h = s.spawn(move || {
             c.batch_execute(&format!(
                 "SET maintenance_work_mem = '64MB'; \
-                 CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 16, m = {DIM}, nbits = 4)"
+                 CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 16, m = {DIM}, nbits = 4, refine = 4)"
             ))
         });
         // Wait until the build is running, then crash.
@@ -497,7 +497,7 @@ fn crash_recovery_keeps_every_committed_insert() {
         exec(
             &mut c,
             &format!(
-                "CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 16, m = {DIM}, nbits = 4)"
+                "CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 16, m = {DIM}, nbits = 4, refine = 4)"
             ),
         );
     }
@@ -557,7 +557,7 @@ fn replica_answers_like_the_primary() {
     // 16-byte codes: 370 entries per page, so each list already spans pages.
     exec(
         &mut p,
-        &format!("CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = {LISTS}, m = 16, nbits = 8)"),
+        &format!("CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = {LISTS}, m = 16, nbits = 8, refine = 4)"),
     );
     step(t0, "index built");
     let blocks_built = index_blocks(&mut p, "t_v");
@@ -936,6 +936,9 @@ const SPECIAL_NEXT: usize = BLCKSZ - 16;
 const SPECIAL_LIST: usize = BLCKSZ - 12;
 const SPECIAL_COUNT: usize = BLCKSZ - 8;
 const SPECIAL_KIND: usize = BLCKSZ - 2;
+/// A data page's fine link, and a fine page's owner (arrw_core::layout).
+const SPECIAL_FINE: usize = BLCKSZ - 16 + 10;
+const FINE_OWNER: usize = BLCKSZ - 8;
 const KIND_DIR: u16 = 0xA3;
 
 fn get_u32(f: &[u8], off: usize) -> u32 {
@@ -1022,6 +1025,8 @@ fn damaged_pages_are_index_corrupted_errors() {
         "count",
         "list_id",
         "kind",
+        "fine_link",
+        "fine_owner",
     ];
     let mut blobs = Blobs::new(91, 4, DIM);
     // 1,500 rows of 10-byte entries (4-byte codes, 6-byte TIDs) fill a list's
@@ -1038,8 +1043,11 @@ fn damaged_pages_are_index_corrupted_errors() {
         exec(
             &mut c,
             &format!(
-                "CREATE INDEX {t}_v ON {t} USING ivfpq (v) WITH (lists = 1, m = {DIM}, nbits = 8);
-                 DELETE FROM {t} WHERE id % 10 = 0"
+                "CREATE INDEX {t}_v ON {t} USING ivfpq (v) WITH (lists = 1, m = {DIM}, nbits = 8{});
+                 DELETE FROM {t} WHERE id % 10 = 0",
+                // The fine cases keep a refine code: each data page is then
+                // followed by its fine page.
+                if name.starts_with("fine") { ", refine = 4" } else { "" }
             ),
         );
         let rel: String = c
@@ -1078,6 +1086,16 @@ fn damaged_pages_are_index_corrupted_errors() {
             "list_id" => put_u32(&mut f.bytes, head + SPECIAL_LIST, 7),
             "kind" => f.bytes[second + SPECIAL_KIND..second + SPECIAL_KIND + 2]
                 .copy_from_slice(&KIND_DIR.to_ne_bytes()),
+            // The head's fine link names a block that is not the next one.
+            "fine_link" => {
+                assert_eq!(
+                    get_u32(&f.bytes, head + SPECIAL_FINE),
+                    f.chain[0] as u32 + 1
+                );
+                put_u32(&mut f.bytes, head + SPECIAL_FINE, f.chain[1] as u32)
+            }
+            // The head's fine page claims another data page as its owner.
+            "fine_owner" => put_u32(&mut f.bytes, head + BLCKSZ + FINE_OWNER, 77_777),
             _ => unreachable!(),
         }
         f.write();
@@ -1150,6 +1168,15 @@ fn damaged_pages_are_index_corrupted_errors() {
         "d_kind_v",
     );
 
+    // A fine link that is not the next block, a fine page of another data
+    // page: the scan (which refines from fine pages) refuses them, and so does
+    // VACUUM, which moves fine entries.
+    for t in ["d_fine_link", "d_fine_owner"] {
+        let idx = format!("{t}_v");
+        expect_corrupted(&mut c, &scan(t), &idx);
+        expect_corrupted(&mut c, &format!("VACUUM {t}"), &idx);
+    }
+
     // ivfpq_check agrees, and REINDEX repairs every one.
     for name in cases {
         let idx = format!("d_{name}_v");
@@ -1165,6 +1192,88 @@ fn damaged_pages_are_index_corrupted_errors() {
     assert_log_clean(&cluster);
     let log = cluster.log();
     assert!(!log.contains("panicked"), "a Rust panic in the log");
+}
+
+/// With a refine code, rows still come in exact order after the index has
+/// changed the ways that move fine entries: inserts into pages with room and
+/// into new pages (reserved with their fine pages), a VACUUM that compacts
+/// pages (fine entries move with their rows), and inserts into the freed
+/// slots. With every list probed and a small `rerank`, the index's order for
+/// a deep LIMIT and under a filter equals an exact sort, `ivfpq_check`
+/// passes, and the profile shows the scan refined candidates (the refine
+/// stage, not only heap re-ranking, produced the order).
+#[test]
+fn refined_scans_keep_exact_order_through_inserts_and_vacuum() {
+    const DIM: usize = 32;
+    let cluster = Cluster::start("ivfpq-refine", "");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        &format!(
+            "CREATE EXTENSION arrw; \
+             CREATE TABLE r (id int PRIMARY KEY, v vector({DIM})) WITH (autovacuum_enabled = off)"
+        ),
+    );
+    let mut blobs = Blobs::new(29, 6, DIM);
+    let mut rows = |from: i32, n: i32| -> Vec<(i32, Vec<f32>)> {
+        (from..from + n).map(|i| (i, blobs.point())).collect()
+    };
+    insert_rows(&mut c, "r", &rows(0, 1500));
+    exec(
+        &mut c,
+        "CREATE INDEX r_v ON r USING ivfpq (v) WITH (lists = 4, m = 8, nbits = 4, refine = 4)",
+    );
+    insert_rows(&mut c, "r", &rows(1500, 1500));
+    exec(&mut c, "DELETE FROM r WHERE id % 3 = 0");
+    exec(&mut c, "VACUUM r");
+    insert_rows(&mut c, "r", &rows(3000, 500));
+    assert_index_check(&mut c, "r_v");
+    let info: String = c
+        .query_one("SELECT arrw._ivfpq_info_json('r_v')", &[])
+        .unwrap()
+        .get(0);
+    assert!(info.contains("\"refine_bits\":4"), "{info}");
+
+    exec(
+        &mut c,
+        "SET ivfpq.probes = 4; SET ivfpq.rerank = 10; SET ivfpq.profile = on; \
+         SELECT arrw.ivfpq_profile_reset()",
+    );
+    let ids = |c: &mut Client, sql: &str, index: bool| -> Vec<i32> {
+        exec(
+            c,
+            if index {
+                "SET enable_seqscan = off; SET enable_indexscan = on"
+            } else {
+                "SET enable_seqscan = on; SET enable_indexscan = off"
+            },
+        );
+        c.query(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {}", msg(&e)))
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    for i in 0..6 {
+        let q = lit(&blobs.point());
+        for (filter, k) in [("true", 200), ("id % 7 = 1", 30)] {
+            let sql = format!("SELECT id FROM r WHERE {filter} ORDER BY v <-> '{q}' LIMIT {k}");
+            let plan = explain(&mut c, &sql);
+            let via_index = ids(&mut c, &sql, true);
+            assert!(
+                explain(&mut c, &sql).contains("Index Scan using r_v"),
+                "{plan}"
+            );
+            let exact = ids(&mut c, &sql, false);
+            assert_eq!(via_index, exact, "query {i}, WHERE {filter} LIMIT {k}");
+        }
+    }
+    let refined: i64 = c
+        .query_one("SELECT (arrw.ivfpq_profile()->>'refined')::bigint", &[])
+        .unwrap()
+        .get(0);
+    assert!(refined > 0, "the scans refined no candidate");
+    assert_log_clean(&cluster);
 }
 
 /// Where the meta page's `version` field is: after the page header and `magic`.
@@ -1183,7 +1292,7 @@ fn other_format_version_is_refused_with_reindex_hint() {
     exec(&mut c, "CREATE EXTENSION arrw; CREATE SCHEMA s");
     let mut blobs = Blobs::new(17, 4, DIM);
     let rows: Vec<(i32, Vec<f32>)> = (0..600).map(|i| (i, blobs.point())).collect();
-    let cases = [("s.f_old", 1u32), ("public.f_new", 3u32)];
+    let cases = [("s.f_old", 2u32), ("public.f_new", 4u32)];
     let mut paths = Vec::new();
     for (t, _) in cases {
         exec(
@@ -1208,7 +1317,7 @@ fn other_format_version_is_refused_with_reindex_hint() {
     cluster.stop("fast");
     for ((_, version), path) in cases.iter().zip(&paths) {
         let mut bytes = std::fs::read(path).unwrap();
-        assert_eq!(get_u32(&bytes, META_VERSION), 2, "the current format");
+        assert_eq!(get_u32(&bytes, META_VERSION), 3, "the current format");
         put_u32(&mut bytes, META_VERSION, *version);
         std::fs::write(path, bytes).unwrap();
     }
@@ -1229,7 +1338,7 @@ fn other_format_version_is_refused_with_reindex_hint() {
                 d.message(),
                 format!(
                     "ivfpq index \"{name}\" has on-disk format {version}, \
-                     this arrw reads format 2; REINDEX it"
+                     this arrw reads format 3; REINDEX it"
                 ),
                 "{sql}"
             );

@@ -22,9 +22,9 @@
 //!    once with `log_newpage_range` (cheaper than logging each page change of the
 //!    build).
 
-use super::layout::{self, DataGeom, DirEntry, MetaData};
+use super::layout::{self, DataGeom, DirEntry, FineGeom, MetaData};
 use super::options;
-use super::page::{self, build_append, build_overwrite, init_page, set_lower};
+use super::page::{self, build_append, build_modify, build_overwrite, init_page, set_lower};
 use crate::memctx::RowContext;
 use crate::parallel::{self, Pool};
 use arrw_core::buildmem::{self, Shape};
@@ -136,6 +136,8 @@ struct EncodeState<'m> {
     pool: &'m Pool,
     row: RowContext,
     geom: DataGeom,
+    /// Where refine codes go (None: the index keeps none).
+    fine: Option<FineGeom>,
     dim: usize,
     batch: Vec<f32>,
     tids: Vec<[u8; layout::TID_BYTES]>,
@@ -150,32 +152,82 @@ fn new_data_image(geom: &DataGeom, list: u32) -> Vec<u8> {
     init_page(&mut img, layout::DATA_SPECIAL);
     set_lower(&mut img, geom.contents_len());
     geom.set_next(&mut img, layout::INVALID_BLOCK);
+    geom.set_fine(&mut img, layout::INVALID_BLOCK);
     geom.set_list(&mut img, list);
     layout::set_page_kind(&mut img, layout::KIND_DATA);
     img
 }
 
+/// A blank fine page of data block `owner`.
+fn new_fine_image(fg: &FineGeom, owner: u32) -> Vec<u8> {
+    let mut img = vec![0u8; pg_sys::BLCKSZ as usize];
+    init_page(&mut img, layout::FINE_SPECIAL);
+    set_lower(&mut img, fg.contents_len());
+    fg.init(&mut img, owner);
+    img
+}
+
 impl EncodeState<'_> {
+    /// Reserves a new data page of `list` at the end of the index, followed
+    /// directly by its fine pages (blank; entries are written as rows come).
+    /// Returns its block and its image, still to be filled and written.
+    fn new_page(&self, list: u32) -> (u32, Vec<u8>) {
+        let mut img = new_data_image(&self.geom, list);
+        let blk = build_append(self.index, &img);
+        if let Some(fg) = &self.fine {
+            for k in 0..fg.pages {
+                let got = build_append(self.index, &new_fine_image(fg, blk));
+                // The build is the index's only writer: blocks come in order.
+                assert_eq!(
+                    got,
+                    blk + 1 + k as u32,
+                    "ivfpq build: fine pages not contiguous"
+                );
+            }
+            self.geom.set_fine(&mut img, blk + 1);
+        }
+        (blk, img)
+    }
+
     /// Encodes the buffered rows (in parallel) and appends them to their lists.
     fn flush(&mut self) {
         if self.tids.is_empty() {
             return;
         }
         let (model, batch) = (self.model, &self.batch);
-        let (lists, codes) = self.pool.run(|stop| model.encode_batch_until(batch, stop));
+        let enc = self
+            .pool
+            .run(|stop| model.encode_batch_fine_until(batch, stop));
+        let (lists, codes, fines) = (&enc.lists, &enc.codes, &enc.fine);
         let cs = self.geom.code_size;
         for (i, &l) in lists.iter().enumerate() {
-            let lp = &mut self.lists[l as usize];
-            if self.geom.count(&lp.image) == self.geom.capacity {
+            if self.geom.count(&self.lists[l as usize].image) == self.geom.capacity {
                 // Reserve the successor block, link to it, write the full page.
-                let next = build_append(self.index, &new_data_image(&self.geom, l));
+                let (next, img) = self.new_page(l);
+                let lp = &mut self.lists[l as usize];
                 self.geom.set_next(&mut lp.image, next);
                 build_overwrite(self.index, lp.block, &lp.image);
-                lp.image = new_data_image(&self.geom, l);
+                lp.image = img;
                 lp.block = next;
             }
+            let lp = &mut self.lists[l as usize];
+            let slot = self.geom.count(&lp.image);
             self.geom
                 .push(&mut lp.image, &codes[i * cs..(i + 1) * cs], self.tids[i]);
+            if let Some(fg) = &self.fine {
+                let (k, fslot) = fg.locate(slot);
+                let code = &fines[i * fg.code_size..(i + 1) * fg.code_size];
+                // An unfaithful fine code is stored under no TID: scans then
+                // re-rank that row from the table (see arrw_core::refine).
+                let tid = if enc.faithful[i] {
+                    self.tids[i]
+                } else {
+                    [0; layout::TID_BYTES]
+                };
+                build_modify(self.index, lp.block + 1 + k as u32, |p| {
+                    fg.set(p, fslot, tid, code)
+                });
+            }
         }
         self.encoded += lists.len() as u64;
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, self.encoded as i64);
@@ -462,7 +514,10 @@ fn train(
     };
     // The reservoir is freed here, before training makes its copies.
     let train_rows = reservoir.into_training(plan.mem.train_rows);
-    let params = IvfPqParams::new(plan.lists, plan.m, plan.nbits);
+    let params = IvfPqParams {
+        refine_bits: options::refine_bits(opts, plan.dim),
+        ..IvfPqParams::new(plan.lists, plan.m, plan.nbits)
+    };
     pool.run(|stop| {
         let params = IvfPqParams {
             stop: stop.clone(),
@@ -491,7 +546,9 @@ fn is_blocked(model: &IvfPqModel) -> bool {
 /// The pages before the data pages: block 0 (meta), the model pages, then the
 /// directory pages. Block numbers follow from the model alone.
 struct Front {
+    /// The blob on the model pages: the PQ model, then the refine quantizer.
     model_bytes: usize,
+    refine_bytes: usize,
     model_pages: u32,
     dir_pages: usize,
 }
@@ -514,11 +571,18 @@ fn blank_small_page() -> Vec<u8> {
 /// [`closing_pages`] once the lists are written), model pages complete.
 fn front_pages(model: &IvfPqModel) -> (Front, Vec<Vec<u8>>) {
     let blank = blank_small_page();
-    let bytes = model.to_bytes();
+    let mut bytes = model.to_bytes();
+    let refine = model
+        .refine
+        .as_ref()
+        .map(|r| r.to_bytes())
+        .unwrap_or_default();
+    bytes.extend_from_slice(&refine);
     let mut pages = vec![blank.clone()];
     pages.extend(model_page_images(&bytes, &blank));
     let front = Front {
         model_bytes: bytes.len(),
+        refine_bytes: refine.len(),
         model_pages: pages.len() as u32 - 1,
         dir_pages: model.lists.div_ceil(layout::DIR_PER_PAGE),
     };
@@ -566,9 +630,10 @@ fn closing_pages(
         dir_pages: front.dir_pages as u32,
         built_rows,
         generation: generation(),
-        _reserved: [0; 2],
+        refine_bytes: front.refine_bytes as u32,
+        _reserved: 0,
         blocked: is_blocked(model) as u32,
-        _pad: 0,
+        refine_bits: model.refine.as_ref().map_or(0, |r| r.bits),
     };
     let mut img = blank;
     layout::write_meta(&mut img, &meta);
@@ -611,31 +676,26 @@ unsafe fn encode_table(
 ) -> Encoded {
     let geom = DataGeom::new(model.code_size(), is_blocked(model));
     let nlists = model.lists;
-    let mut heads = Vec::with_capacity(nlists);
-    let mut list_pages = Vec::with_capacity(nlists);
-    for l in 0..nlists as u32 {
-        let img = new_data_image(&geom, l);
-        let blk = build_append(index, &img);
-        heads.push(blk);
-        list_pages.push(ListPage {
-            image: img,
-            block: blk,
-        });
-    }
     let mut enc = EncodeState {
         index,
         model,
         pool,
         row: RowContext::new(c"ivfpq build row"),
         geom,
+        fine: FineGeom::new(model.fine_size(), geom.capacity),
         dim: model.dim,
         batch: Vec::new(),
         tids: Vec::new(),
         batch_rows: plan.mem.encode_rows,
-        lists: list_pages,
-        heads,
+        lists: Vec::with_capacity(nlists),
+        heads: Vec::with_capacity(nlists),
         encoded: 0,
     };
+    for l in 0..nlists as u32 {
+        let (blk, image) = enc.new_page(l);
+        enc.heads.push(blk);
+        enc.lists.push(ListPage { image, block: blk });
+    }
     if !plan.untrained {
         // SAFETY: `enc` is the EncodeState encode_callback expects; it outlives the scan.
         unsafe {

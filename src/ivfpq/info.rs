@@ -115,7 +115,7 @@ crate::v1! {
             arrw_core::ivf::Metric::Cosine => "cosine",
         };
         let json = format!(
-            "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{}}}",
+            "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{},\"refine_bits\":{}}}",
             meta.lists,
             total,
             min,
@@ -129,7 +129,8 @@ crate::v1! {
             m.pq.m,
             m.pq.nbits,
             metric,
-            meta.untrained == 0
+            meta.untrained == 0,
+            meta.refine_bits
         );
         text_datum(&json)
     }
@@ -178,6 +179,7 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
         seen.insert(b);
     }
     let geom = DataGeom::of(&meta);
+    let fine = layout::FineGeom::of(&meta);
     for list in 0..meta.lists {
         let dir = page::list_dir(index, &meta, list);
         let mut chain = ListChain::new(index, &meta, &dir);
@@ -199,6 +201,19 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
                     );
                 }
             }
+            if let Some(first) = chain.fine_link(fine.as_ref(), &geom, p, blk) {
+                let fg = fine.expect("a link implies fine pages");
+                for k in 0..fg.pages as u32 {
+                    let fb = first + k;
+                    if !seen.insert(fb) {
+                        return bad(fb, format!("fine block is reached twice (list {list})"));
+                    }
+                    // Fine entries whose TIDs do not match their rows are not
+                    // corruption (a crash can leave them; scans re-rank those
+                    // rows from the table), so only the pages are checked.
+                    fg.check(ReadGuard::new(index, fb).page(), fb, blk)?;
+                }
+            }
             found_insert |= blk == dir.entry.insert;
         }
         if !found_insert {
@@ -218,7 +233,10 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
             let g = ReadGuard::new(index, b);
             let p = g.page();
             let is_new = p.iter().all(|&x| x == 0);
-            if !is_new {
+            // An insert logs a new data page's fine pages before the page that
+            // links to them: a crash in between leaves them unreachable.
+            let orphan_fine = fine.is_some() && layout::page_kind(p) == layout::KIND_FINE;
+            if !is_new && !orphan_fine {
                 return bad(b, "block is not reachable from the meta page".into());
             }
         }

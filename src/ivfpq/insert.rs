@@ -9,6 +9,15 @@
 //! 3. the directory page holding the list's entry (exclusive), to point the
 //!    list's insert page at the new page.
 //!
+//! With a refine code, the one fine page that takes the new row's fine entry is
+//! locked right after its data page (a data page's fine pages are only ever
+//! locked while holding that data page, so this order is the only one). A new
+//! data page comes with its fine pages, reserved together (contiguous) under
+//! the relation extension lock; the fine pages are logged first, in records of
+//! their own, while nothing links to them yet, then the data page, the old
+//! tail's link and the directory as before. A crash in between leaves only
+//! unreachable blocks.
+//!
 //! Before step 1 the insert page the directory names is confirmed to be on the
 //! list's chain (walked from the head, one share-locked page at a time, every
 //! page checked by `page::ListChain`): a row put on a page no chain reaches
@@ -19,7 +28,7 @@
 //! can form. All pages changed by one insert go into one GenericXLog record, so
 //! after a crash the new page is either linked and recorded, or absent.
 
-use super::layout::{self, DataGeom, DirEntry};
+use super::layout::{self, DataGeom, DirEntry, FineGeom};
 use super::model;
 use super::page::{self, WriteSet};
 use crate::memctx::RowContext;
@@ -65,10 +74,11 @@ fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPo
         ));
     }
     let mut code = vec![0u8; model.code_size()];
-    let list = if meta.untrained != 0 {
-        0
+    let mut fine = vec![0u8; model.fine_size()];
+    let (list, faithful) = if meta.untrained != 0 {
+        (0, true)
     } else {
-        model.encode(x, &mut code)
+        model.encode_fine(x, &mut code, &mut fine)
     };
     let blk = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
     append(
@@ -76,19 +86,31 @@ fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPo
         &meta,
         list,
         &code,
+        &fine,
+        faithful,
         layout::tid_bytes(blk, tid.ip_posid),
     );
 }
 
 /// Appends one entry to `list`, extending the list by a page when it is full.
+/// `fine` is its refine code (empty when the index keeps none), stored under
+/// no TID when it is not `faithful` (scans then re-rank the row from the table).
 pub fn append(
     index: pg_sys::Relation,
     meta: &layout::MetaData,
     list: u32,
     code: &[u8],
+    fine: &[u8],
+    faithful: bool,
     tid: [u8; 6],
 ) {
     let geom = DataGeom::of(meta);
+    let fg = FineGeom::of(meta).filter(|f| f.code_size == fine.len());
+    let fine_tid = if faithful {
+        tid
+    } else {
+        [0; layout::TID_BYTES]
+    };
     let dir = page::list_dir(index, meta, list);
     let mut chain = page::ListChain::new(index, meta, &dir);
     chain.seek(dir.entry.insert);
@@ -98,7 +120,15 @@ pub fn append(
         let cur = ws.lock(index, blk);
         let h = chain.visit(ws.page(cur));
         if h.count < geom.capacity {
+            let link = chain.fine_link(fg.as_ref(), &geom, ws.page(cur), blk);
             geom.push(ws.page(cur), code, tid);
+            if let (Some(fg), Some(first)) = (fg, link) {
+                let (k, slot) = fg.locate(h.count);
+                let fblk = first + k as u32;
+                let f = ws.lock(index, fblk);
+                page::check_fine(index, &fg, ws.page(f), fblk, blk);
+                fg.set(ws.page(f), slot, fine_tid, fine);
+            }
             ws.commit();
             return;
         }
@@ -106,15 +136,41 @@ pub fn append(
             // Someone extended the list after we read the directory; follow.
             continue;
         }
-        let new_buf = page::extend(index);
+        let mut bufs = page::extend_contiguous(index, 1 + fg.map_or(0, |f| f.pages));
+        let new_buf = bufs.remove(0);
+        let new_blk = page::block_of(new_buf);
+        if let Some(fg) = &fg {
+            // The fine pages first, while no link reaches them (see the top).
+            for group in bufs.chunks(4) {
+                let mut fws = WriteSet::new(index);
+                for &b in group {
+                    let i = fws.add(b, true);
+                    let p = fws.page(i);
+                    page::init_page(p, layout::FINE_SPECIAL);
+                    page::set_lower(p, fg.contents_len());
+                    fg.init(p, new_blk);
+                }
+                if group.first() == bufs.first() {
+                    fg.set(fws.page(0), 0, fine_tid, fine);
+                }
+                fws.commit();
+            }
+        }
         let newi = ws.add(new_buf, true);
-        let new_blk = ws.block(newi);
         {
             let p = ws.page(newi);
             page::init_page(p, layout::DATA_SPECIAL);
             page::set_lower(p, geom.contents_len());
             geom.set_next(p, layout::INVALID_BLOCK);
             geom.set_list(p, list);
+            geom.set_fine(
+                p,
+                if fg.is_some() {
+                    new_blk + 1
+                } else {
+                    layout::INVALID_BLOCK
+                },
+            );
             layout::set_page_kind(p, layout::KIND_DATA);
             geom.push(p, code, tid);
         }

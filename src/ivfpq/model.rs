@@ -9,6 +9,7 @@
 use super::layout::{self, MetaData};
 use super::page::{rel_name, ReadGuard};
 use arrw_core::ivf::{IvfPqModel, Metric};
+use arrw_core::refine::ResidualSq;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -39,7 +40,25 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
         let off = super::page::contents_offset();
         bytes.extend_from_slice(&page[off..off + take]);
     }
-    let model = match IvfPqModel::from_bytes(&bytes) {
+    // The blob is the PQ model, then (with a refine code) its quantizer;
+    // check_meta bounded refine_bytes by model_bytes.
+    let split = bytes.len().saturating_sub(meta.refine_bytes as usize);
+    let parsed = IvfPqModel::from_bytes(&bytes[..split]).and_then(|mut m| {
+        if meta.refine_bits != 0 {
+            let sq = ResidualSq::from_bytes(&bytes[split..])?;
+            let fine = layout::FineGeom::of(meta).map(|f| f.code_size);
+            if sq.bits != meta.refine_bits || Some(sq.code_size()) != fine {
+                return Err(format!(
+                    "refine model of {} bits and {} bytes per code does not match the meta page",
+                    sq.bits,
+                    sq.code_size()
+                ));
+            }
+            m.set_refine(sq)?;
+        }
+        Ok(m)
+    });
+    let model = match parsed {
         Ok(m) => Rc::new(m),
         Err(e) => crate::errors::error(
             PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,

@@ -1,4 +1,4 @@
-//! Index options (`WITH (lists = ..., m = ..., nbits = ..., probes = ..., rerank = ...)`)
+//! Index options (`WITH (lists = ..., m = ..., nbits = ..., probes = ..., rerank = ..., refine = ...)`)
 //! and the `ivfpq.*` settings.
 //!
 //! Precedence for `probes` and `rerank` at query time: the session's GUC when it is
@@ -29,6 +29,7 @@ pub struct IvfpqOptions {
     pub nbits: i32,
     pub probes: i32,
     pub rerank: i32,
+    pub refine: i32,
 }
 
 pub fn init() {
@@ -133,6 +134,15 @@ pub fn init() {
             100000,
             light,
         );
+        pg_sys::add_int_reloption(
+            kind,
+            c"refine".as_ptr(),
+            c"Bits per dimension of the refine code, 0 (none), 4 or 8 (-1: 4 from 256 dimensions, none below)".as_ptr(),
+            -1,
+            -1,
+            8,
+            lock,
+        );
     }
 }
 
@@ -168,6 +178,11 @@ pub unsafe extern "C-unwind" fn amoptions(
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: off(std::mem::offset_of!(IvfpqOptions, rerank)),
         },
+        pg_sys::relopt_parse_elt {
+            optname: c"refine".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: off(std::mem::offset_of!(IvfpqOptions, refine)),
+        },
     ];
     // SAFETY: `elems` describes IvfpqOptions exactly; build_reloptions returns a
     // palloc'd struct of that size (or NULL when there are no options).
@@ -190,6 +205,15 @@ pub unsafe extern "C-unwind" fn amoptions(
                 format!("nbits must be 4 or 8, not {}", o.nbits),
             );
         }
+        if !matches!(o.refine, -1 | 0 | 4 | 8) {
+            crate::errors::error(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!(
+                    "refine must be 0, 4 or 8 bits per dimension, not {}",
+                    o.refine
+                ),
+            );
+        }
     }
     opts as *mut pg_sys::bytea
 }
@@ -203,6 +227,7 @@ pub fn of(index: pg_sys::Relation) -> IvfpqOptions {
         if p.is_null() {
             IvfpqOptions {
                 rerank: -1,
+                refine: -1,
                 ..Default::default()
             }
         } else {
@@ -210,6 +235,21 @@ pub fn of(index: pg_sys::Relation) -> IvfpqOptions {
         }
     }
 }
+
+/// Bits per dimension of the refine code of an index of `dim` dimensions: the
+/// option, else 4 from [`REFINE_MIN_DIM`] dimensions on and none below (under
+/// 256 dimensions the PQ estimate is already close and the refine code would
+/// be a larger share of the index).
+pub fn refine_bits(opts: &IvfpqOptions, dim: usize) -> u32 {
+    match opts.refine {
+        0 | 4 | 8 => opts.refine as u32,
+        _ if dim >= REFINE_MIN_DIM => 4,
+        _ => 0,
+    }
+}
+
+/// Dimensions from which an index keeps a refine code by default.
+pub const REFINE_MIN_DIM: usize = 256;
 
 /// Probes for a query: GUC, else index option, else default.
 pub fn probes(index_opt: u32) -> usize {

@@ -19,7 +19,9 @@
 //!
 //! The layouts of the page kinds are in `arrw_core::layout`; this file moves bytes.
 
-use super::layout::{self, Corrupt, DataHeader, DirEntry, MetaData, KIND_META, MAGIC};
+use super::layout::{
+    self, Corrupt, DataGeom, DataHeader, DirEntry, FineGeom, MetaData, KIND_META, MAGIC,
+};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -212,6 +214,28 @@ impl ListChain {
         check(self.index, self.chain.visit(page))
     }
 
+    /// The first fine page of data page `page` (block `blk`), checked: None
+    /// when the page has none (or the index keeps no refine code).
+    pub fn fine_link(
+        &mut self,
+        fine: Option<&FineGeom>,
+        geom: &DataGeom,
+        page: &[u8],
+        blk: u32,
+    ) -> Option<u32> {
+        let fg = fine?;
+        let link = geom.fine(page);
+        match fg.check_link(link, blk, self.nblocks) {
+            Ok(f) => f,
+            // An insert extends the index before it links the new page: count
+            // again before calling a link past the end we last saw corrupt.
+            Err(_) => {
+                self.nblocks = nblocks(self.index);
+                check(self.index, fg.check_link(link, blk, self.nblocks))
+            }
+        }
+    }
+
     /// Walks (share-locking one page at a time) until the next block is
     /// `target`; ERROR if the chain ends first. An insert page that no chain
     /// reaches would take rows that no scan finds.
@@ -234,6 +258,12 @@ impl ListChain {
             self.visit(g.page());
         }
     }
+}
+
+/// Checks that `page` (block `blk`) is a fine page of data block `owner`
+/// (ERROR XX002 otherwise).
+pub fn check_fine(index: pg_sys::Relation, fg: &FineGeom, page: &[u8], blk: u32, owner: u32) {
+    check(index, fg.check(page, blk, owner))
 }
 
 /// A pinned and share-locked page.
@@ -325,6 +355,41 @@ pub fn extend(rel: pg_sys::Relation) -> pg_sys::Buffer {
         pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
         buf
     }
+}
+
+/// Adds `n` new blocks at the end of the index, contiguous, and returns them
+/// exclusively locked in block order: the relation extension lock is held
+/// until all exist, so no concurrent extender takes a block in between (a data
+/// page's fine pages must directly follow it). Every extender of an ivfpq
+/// index goes through here or [`extend`], both under that lock.
+pub fn extend_contiguous(rel: pg_sys::Relation, n: usize) -> Vec<pg_sys::Buffer> {
+    let mut out = Vec::with_capacity(n);
+    // SAFETY: as in `extend`; the buffers are locked before anyone can reach
+    // them through a link, and the extension lock is released after the loop
+    // (an ERROR inside releases it with the transaction's locks).
+    unsafe {
+        pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
+        for _ in 0..n {
+            let buf = pg_sys::ReadBufferExtended(
+                rel,
+                pg_sys::ForkNumber::MAIN_FORKNUM,
+                pg_sys::InvalidBlockNumber, // P_NEW
+                pg_sys::ReadBufferMode::RBM_NORMAL,
+                std::ptr::null_mut(),
+            );
+            pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
+            out.push(buf);
+        }
+        pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
+    }
+    for w in out.windows(2) {
+        assert_eq!(
+            block_of(w[1]),
+            block_of(w[0]) + 1,
+            "ivfpq: extension was not contiguous"
+        );
+    }
+    out
 }
 
 /// The block number of a buffer.
@@ -461,6 +526,24 @@ pub fn build_append(rel: pg_sys::Relation, image: &[u8]) -> u32 {
         let blk = pg_sys::BufferGetBlockNumber(buf);
         pg_sys::UnlockReleaseBuffer(buf);
         blk
+    }
+}
+
+/// Changes block `blk` (which the build created) in place with `f`; unlogged
+/// like [`build_append`]. For the build's fine entries, written one by one
+/// into their pages rather than kept as page images per list.
+pub fn build_modify(rel: pg_sys::Relation, blk: u32, f: impl FnOnce(&mut [u8])) {
+    let buf = lock_exclusive(rel, blk);
+    // SAFETY: `buf` is pinned and exclusively locked by us: its BLCKSZ bytes
+    // are ours to change until the release below.
+    unsafe {
+        let page = std::slice::from_raw_parts_mut(
+            pg_sys::BufferGetPage(buf) as *mut u8,
+            pg_sys::BLCKSZ as usize,
+        );
+        f(page);
+        pg_sys::MarkBufferDirty(buf);
+        pg_sys::UnlockReleaseBuffer(buf);
     }
 }
 

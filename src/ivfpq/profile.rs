@@ -34,11 +34,13 @@ pub enum Phase {
     Exact,
     /// The exact-order queue and its margins (`arrw_core::rerank`).
     Order,
+    /// Refining candidates: reading fine pages and scoring fine codes.
+    Refine,
 }
 
-const PHASES: usize = 9;
+const PHASES: usize = 10;
 const NAMES: [&str; PHASES] = [
-    "setup", "rank", "tables", "pages", "codes", "select", "fetch", "exact", "order",
+    "setup", "rank", "tables", "pages", "codes", "select", "fetch", "exact", "order", "refine",
 ];
 
 /// Counted events.
@@ -50,9 +52,10 @@ pub enum Count {
     Candidates,
     Reranked,
     Returned,
+    Refined,
 }
 
-const COUNTS: usize = 6;
+const COUNTS: usize = 7;
 const COUNT_NAMES: [&str; COUNTS] = [
     "scans",
     "lists",
@@ -60,6 +63,7 @@ const COUNT_NAMES: [&str; COUNTS] = [
     "candidates",
     "reranked",
     "returned",
+    "refined",
 ];
 
 thread_local! {

@@ -19,6 +19,16 @@
 //! rows in the order an exact scan of the probed region would give; a plain
 //! `LIMIT 10` still re-ranks one batch.
 //!
+//! With a refine code (`refine` index option, on by default from 256
+//! dimensions), candidates pass through a stage in between: a batch of the
+//! best coarse candidates is *refined*, re-estimated from the fine codes on the
+//! fine pages beside their data page (read in block order, share lock, one page
+//! at a time), and only the refined candidates that could still be among the
+//! next rows are fetched from the table, a few at a time (`arrw_core::rerank`
+//! has the margins of both stages). A fine entry whose TID is not its row's (a
+//! crash or a racing VACUUM left it) is not trusted: that row is re-ranked from
+//! the table directly.
+//!
 //! With `rerank = 0`, candidates are returned in estimated order without reading
 //! the table. An untrained index (built empty) has no estimates: it ranks every
 //! row exactly, in passes that each keep the next `work_mem / 32` rows
@@ -35,6 +45,7 @@ use crate::memctx::RowContext;
 use arrw_core::ivf::{
     estimate_as_distance, exact_distance, CandidatePool, ExactPasses, IvfPqModel, Metric,
 };
+use arrw_core::layout::FineGeom;
 use arrw_core::rerank::{Next, OrderedRerank, DEFAULT_LIST_QUANTILE, DEFAULT_QUANTILE};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -49,11 +60,16 @@ struct ScanState {
     /// Per list, the distance from the query to its centroid (exact space).
     list_dist: Vec<f32>,
     probed: usize,
-    /// Candidates not yet re-ranked (batches select their best), each tagged
-    /// with its list (see `tag`).
-    pool: CandidatePool<u64>,
+    /// Candidates not yet re-ranked (batches select their best): see `Cand`.
+    pool: CandidatePool<Cand>,
     /// Re-ranked rows, handed out in exact order (see arrw_core::rerank).
-    order: OrderedRerank<u64>,
+    order: OrderedRerank<Cand>,
+    /// The index's fine geometry when it keeps a refine code.
+    fine: Option<FineGeom>,
+    /// The query as the model sees it (normalised for cosine), for refining.
+    prepared: Vec<f32>,
+    /// Fine-code estimates for this query (made at the first refine).
+    fine_query: Option<arrw_core::refine::FineQuery>,
     /// Without re-ranking: results ready to return in estimated order, best last.
     ready: Vec<(f32, u64)>,
     probes: usize,
@@ -109,6 +125,9 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         probed: 0,
         pool: CandidatePool::new(1, 1),
         order: OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE),
+        fine: None,
+        prepared: Vec::new(),
+        fine_query: None,
         ready: Vec::new(),
         probes: 0,
         rerank: 0,
@@ -152,6 +171,8 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.started = false;
         st.pool = CandidatePool::new(1, 1);
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
+        st.fine = None;
+        st.fine_query = None;
         st.ready.clear();
         st.ranked.clear();
         st.probed = 0;
@@ -200,7 +221,7 @@ pub unsafe extern "C-unwind" fn amgettuple(
                     .pool
                     .pop_best(ESTIMATED_BATCH)
                     .into_iter()
-                    .map(|(e, t)| (estimate_as_distance(metric, e), untag(t)))
+                    .map(|(e, t)| (estimate_as_distance(metric, e), untag(t.tag)))
                     .collect();
                 batch.sort_by(|a, b| b.0.total_cmp(&a.0));
                 st.ready = batch;
@@ -226,14 +247,18 @@ pub unsafe extern "C-unwind" fn amgettuple(
         let next = st.order.next(candidate, next_list);
         profile::stop(t, Phase::Order);
         match next {
-            Next::Row(dist, tagged) => {
+            Next::Row(dist, c) => {
                 profile::count(Count::Returned, 1);
                 // SAFETY: scan is live.
-                unsafe { hand_out(scan, st.meta.metric, dist, untag(tagged)) };
+                unsafe { hand_out(scan, st.meta.metric, dist, untag(c.tag)) };
                 return true;
             }
-            // SAFETY: scan is live; refill fetches heap tuples with its snapshot.
+            // SAFETY: scan is live; these fetch heap tuples with its snapshot.
+            Next::Rerank if st.fine.is_some() => unsafe { rerank_refined(scan, st) },
+            // SAFETY: as above.
             Next::Rerank => unsafe { refill(scan, st) },
+            // SAFETY: as above.
+            Next::Refine => unsafe { refine(scan, st) },
             Next::Probe => {
                 let upto = (st.probed + 1).min(limit);
                 // SAFETY: scan is live.
@@ -266,6 +291,19 @@ fn untag(tagged: u64) -> u64 {
 fn list_of(tagged: u64) -> u32 {
     (tagged >> 48) as u32
 }
+
+/// A candidate: its tagged TID (`tag`), and where its fine entry is: the data
+/// block and slot it was read from, or `NO_FINE` (its page has no fine pages).
+/// Ordered by its fields, so ties between equal distances break the same way
+/// in every run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Cand {
+    tag: u64,
+    blk: u32,
+    slot: u32,
+}
+
+const NO_FINE: u32 = u32::MAX;
 
 /// Sets the scan's current row and its ORDER BY value.
 ///
@@ -350,6 +388,15 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         };
         st.pool = CandidatePool::new(batch, pool_cap());
     }
+    st.fine = if st.meta.untrained == 0 && model.refine.is_some() {
+        layout::FineGeom::of(&st.meta)
+    } else {
+        None
+    };
+    if st.fine.is_some() {
+        st.prepared = model.query_tables(&st.query).query().to_vec();
+        st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE).with_refine();
+    }
     st.model = Some(model);
     if st.meta.untrained == 0 {
         let upto = st.probes.min(probe_limit(st));
@@ -359,11 +406,12 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     true
 }
 
-/// Most candidates kept per round: a (distance, tid) takes 16 bytes and the pool
-/// holds up to twice its cap between trims, so `work_mem` / 32 (at least 1000).
+/// Most candidates kept per round: a (distance, candidate) takes 24 bytes and
+/// the pool holds up to twice its cap between trims, so `work_mem` / 48 (at
+/// least 1000).
 fn pool_cap() -> usize {
     // SAFETY: reading this backend's GUC variable.
-    ((unsafe { pg_sys::work_mem } as usize * 1024) / 32).max(1000)
+    ((unsafe { pg_sys::work_mem } as usize * 1024) / 48).max(1000)
 }
 
 /// Scores the codes of lists `ranked[probed..upto]` into the candidate pool.
@@ -393,6 +441,10 @@ unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usi
             let g = page::ReadGuard::new(index, blk);
             let page = g.page();
             let n = chain.visit(page).count;
+            let fine_blk = match chain.fine_link(st.fine.as_ref(), &geom, page, blk) {
+                Some(_) => blk,
+                None => NO_FINE,
+            };
             profile::stop(t, Phase::Pages);
             let t = profile::start();
             if geom.code_size == 0 {
@@ -404,8 +456,10 @@ unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usi
             }
             profile::stop(t, Phase::Codes);
             let t = profile::start();
-            st.pool.push_all(&dists[..n], |i| {
-                tag(layout::tid_u64(geom.tid(page, i)), list)
+            st.pool.push_all(&dists[..n], |i| Cand {
+                tag: tag(layout::tid_u64(geom.tid(page, i)), list),
+                blk: fine_blk,
+                slot: i as u32,
             });
             profile::stop(t, Phase::Select);
             profile::count(Count::Pages, 1);
@@ -430,20 +484,141 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let mut batch = st.pool.pop_best(st.rerank);
     // Fetch in TID order: the heap fetch keeps its buffer pinned while
     // consecutive TIDs stay on one page, and the reads walk the table forward.
-    batch.sort_unstable_by_key(|&(_, t)| untag(t));
+    batch.sort_unstable_by_key(|&(_, c)| untag(c.tag));
     profile::stop(t, Phase::Select);
     profile::count(Count::Reranked, batch.len() as u64);
     let metric = st.model.as_ref().expect("started").metric;
     // SAFETY: live scan: its heap relation, snapshot and index are open.
     unsafe { ensure_fetch(scan, st) };
-    for &(est, tagged) in &batch {
+    for &(est, c) in &batch {
         pg_sys::check_for_interrupts!();
         // SAFETY: ensure_fetch ran for this live scan.
-        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, untag(tagged)) } {
-            let list_d = st.list_dist[list_of(tagged) as usize];
+        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, untag(c.tag)) } {
+            let list_d = st.list_dist[list_of(c.tag) as usize];
             profile::time(Phase::Order, || {
                 st.order
-                    .add(estimate_as_distance(metric, est), d, list_d, tagged)
+                    .add(estimate_as_distance(metric, est), d, list_d, c)
+            });
+        }
+    }
+    // SAFETY: release the last row's pin.
+    unsafe { pg_sys::ExecClearTuple(st.slot) };
+}
+
+/// Refined candidates re-ranked per exact batch: few, since the fine estimate
+/// already orders them closely (the margins decide whether more are needed),
+/// and more for a larger `rerank` (whoever raises it asks for more exact
+/// work: `rerank` ≥ the rows probed makes every batch exact).
+fn refined_batch(rerank: usize) -> usize {
+    (rerank / 8).max(16)
+}
+
+/// Refines the next `rerank` coarse candidates: their fine estimates, read
+/// from the fine pages in block order, queue them for re-ranking. Candidates
+/// without a trustworthy fine entry (no fine pages, or a TID that is not
+/// theirs) are re-ranked from the table at once.
+///
+/// # Safety
+/// `scan` must be live.
+unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+    // SAFETY: live scan.
+    let index = unsafe { (*scan).indexRelation };
+    let t = profile::start();
+    let mut batch = st.pool.pop_best(st.rerank.max(1));
+    // Fine page by fine page (block order), then slot.
+    batch.sort_unstable_by_key(|&(_, c)| (c.blk, c.slot));
+    profile::stop(t, Phase::Select);
+    let model = st.model.clone().expect("started");
+    let metric = model.metric;
+    let fg = st.fine.expect("refine only with fine pages");
+    if st.fine_query.is_none() {
+        let sq = model.refine.as_ref().expect("a refine model");
+        st.fine_query = Some(sq.query(&st.prepared, metric != Metric::InnerProduct));
+    }
+    let fq = st.fine_query.as_mut().expect("set above");
+    let mut cur_list = u32::MAX;
+    let mut direct: Vec<(f32, Cand)> = Vec::new();
+    let mut i = 0;
+    let t = profile::start();
+    while i < batch.len() {
+        let c = batch[i].1;
+        if c.blk == NO_FINE {
+            direct.push(batch[i]);
+            i += 1;
+            continue;
+        }
+        pg_sys::check_for_interrupts!();
+        let (k, _) = fg.locate(c.slot as usize);
+        let fblk = c.blk + 1 + k as u32;
+        let g = page::ReadGuard::new(index, fblk);
+        let page = g.page();
+        page::check_fine(index, &fg, page, fblk, c.blk);
+        // Every candidate of the batch on this fine page.
+        while i < batch.len()
+            && batch[i].1.blk == c.blk
+            && fg.locate(batch[i].1.slot as usize).0 == k
+        {
+            let (est, c) = batch[i];
+            i += 1;
+            let slot = fg.locate(c.slot as usize).1;
+            if layout::tid_u64(fg.tid(page, slot)) != untag(c.tag) {
+                direct.push((est, c));
+                continue;
+            }
+            let list = list_of(c.tag);
+            if list != cur_list {
+                fq.set_list(list, model.centroid(list));
+                cur_list = list;
+            }
+            let f = fq.estimate(fg.code(page, slot));
+            st.order.add_refined(
+                estimate_as_distance(metric, est),
+                estimate_as_distance(metric, f),
+                st.list_dist[list as usize],
+                c,
+            );
+        }
+    }
+    profile::stop(t, Phase::Refine);
+    profile::count(Count::Refined, (batch.len() - direct.len()) as u64);
+    if direct.is_empty() {
+        return;
+    }
+    direct.sort_unstable_by_key(|&(_, c)| untag(c.tag));
+    profile::count(Count::Reranked, direct.len() as u64);
+    // SAFETY: live scan: its heap relation, snapshot and index are open.
+    unsafe { ensure_fetch(scan, st) };
+    for &(est, c) in &direct {
+        pg_sys::check_for_interrupts!();
+        // SAFETY: ensure_fetch ran for this live scan.
+        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, untag(c.tag)) } {
+            let list_d = st.list_dist[list_of(c.tag) as usize];
+            st.order
+                .add(estimate_as_distance(metric, est), d, list_d, c);
+        }
+    }
+    // SAFETY: release the last row's pin.
+    unsafe { pg_sys::ExecClearTuple(st.slot) };
+}
+
+/// Re-ranks the refined candidates with the best fine estimates
+/// ([`refined_batch`] of them) from the table.
+///
+/// # Safety
+/// `scan` must be live.
+unsafe fn rerank_refined(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+    let mut batch = st.order.pop_refined(refined_batch(st.rerank));
+    batch.sort_unstable_by_key(|&(_, _, c)| untag(c.tag));
+    profile::count(Count::Reranked, batch.len() as u64);
+    let metric = st.model.as_ref().expect("started").metric;
+    // SAFETY: live scan: its heap relation, snapshot and index are open.
+    unsafe { ensure_fetch(scan, st) };
+    for &(coarse, fine, c) in &batch {
+        pg_sys::check_for_interrupts!();
+        // SAFETY: ensure_fetch ran for this live scan.
+        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, untag(c.tag)) } {
+            profile::time(Phase::Order, || {
+                st.order.add_refined_exact(coarse, fine, d, c)
             });
         }
     }

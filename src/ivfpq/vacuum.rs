@@ -8,8 +8,16 @@
 //! Lists are read through `page::list_dir` and `page::ListChain`, which check
 //! every link and count before it is used (a damaged chain is an ERROR, not a
 //! loop or an out-of-bounds read).
+//!
+//! With a refine code, a compacted data page's fine entries move with their
+//! rows (`layout::fine_moves`), under the data page's exclusive lock (data page
+//! before its fine pages, as everywhere). Fine pages beyond the first three
+//! are rewritten in records of their own before the record of the data page
+//! and its first three fine pages (GenericXLog takes four pages a record); a
+//! crash between them leaves fine entries whose TIDs do not match their rows,
+//! which scans then re-rank from the table and the next VACUUM clears.
 
-use super::layout::{self, DataGeom, DirEntry};
+use super::layout::{self, DataGeom, DirEntry, FineGeom};
 use super::page::{self, WriteSet};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -33,6 +41,7 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     unsafe { (*stats).num_index_tuples = 0.0 };
     let meta = page::meta(index);
     let geom = DataGeom::of(&meta);
+    let fg = FineGeom::of(&meta);
     for list in 0..meta.lists {
         let dir = page::list_dir(index, &meta, list);
         let mut chain = page::ListChain::new(index, &meta, &dir);
@@ -57,6 +66,15 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
                 *d = unsafe { callback(&mut ip, callback_state) };
                 any |= *d;
             }
+            let link = if any {
+                chain.fine_link(fg.as_ref(), &geom, ws.page(i), blk)
+            } else {
+                None
+            };
+            if let (Some(fg), Some(first)) = (&fg, link) {
+                compact_fine(index, &mut ws, i, &geom, fg, blk, first, &dead);
+            }
+            let page = ws.page(i);
             let removed = if any {
                 geom.retain(page, |k| dead[k])
             } else {
@@ -122,5 +140,68 @@ unsafe fn alloc_stats(
         unsafe { pg_sys::palloc0(std::mem::size_of::<pg_sys::IndexBulkDeleteResult>()) as *mut _ }
     } else {
         stats
+    }
+}
+
+/// Moves the fine entries of data page `blk` (entry `i` of `ws`, exclusively
+/// locked, not yet compacted) to where their rows go when the `dead` entries
+/// are removed; fine entries that did not match their rows are cleared. Fine
+/// pages past the third are written now in records of their own, the first
+/// three join `ws` (see the module docs).
+#[allow(clippy::too_many_arguments)]
+fn compact_fine(
+    index: pg_sys::Relation,
+    ws: &mut WriteSet,
+    data: usize,
+    geom: &DataGeom,
+    fg: &FineGeom,
+    blk: u32,
+    first: u32,
+    dead: &[bool],
+) {
+    let n = dead.len();
+    let data_tids: Vec<[u8; layout::TID_BYTES]> =
+        (0..n).map(|k| geom.tid(ws.page(data), k)).collect();
+    // The old fine entries, copied out (share locks, one page at a time).
+    let pages = n.div_ceil(fg.per_page);
+    let mut old: Vec<Vec<u8>> = Vec::with_capacity(pages);
+    for k in 0..pages {
+        let fblk = first + k as u32;
+        let g = page::ReadGuard::new(index, fblk);
+        page::check_fine(index, fg, g.page(), fblk, blk);
+        old.push(g.page().to_vec());
+    }
+    let fine_tids: Vec<[u8; layout::TID_BYTES]> = (0..n)
+        .map(|i| {
+            let (k, slot) = fg.locate(i);
+            fg.tid(&old[k], slot)
+        })
+        .collect();
+    let moves = layout::fine_moves(&data_tids, &fine_tids, dead);
+    let write = |p: &mut [u8], k: usize| {
+        for slot in 0..fg.per_page {
+            let to = k * fg.per_page + slot;
+            match moves.get(to).copied().flatten() {
+                Some(from) => {
+                    let (fk, fs) = fg.locate(from);
+                    let code = fg.code(&old[fk], fs).to_vec();
+                    fg.set(p, slot, data_tids[from], &code);
+                }
+                None => fg.clear(p, slot),
+            }
+        }
+    };
+    // Pages past the third first, in their own records.
+    for group in (3..pages).collect::<Vec<_>>().chunks(4) {
+        let mut fws = WriteSet::new(index);
+        for &k in group {
+            let f = fws.lock(index, first + k as u32);
+            write(fws.page(f), k);
+        }
+        fws.commit();
+    }
+    for k in 0..pages.min(3) {
+        let f = ws.lock(index, first + k as u32);
+        write(ws.page(f), k);
     }
 }

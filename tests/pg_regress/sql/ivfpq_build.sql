@@ -38,6 +38,8 @@ CREATE INDEX ON ivb USING ivfpq (v) WITH (colour = 1);
 CREATE INDEX ivb_ok ON ivb USING ivfpq (v) WITH (lists = 2, m = 2, nbits = 4);
 ALTER INDEX ivb_ok SET (nbits = 6);
 ALTER INDEX ivb_ok SET (lists = 40000);
+ALTER INDEX ivb_ok SET (refine = 3);
+CREATE INDEX ON ivb USING ivfpq (v) WITH (refine = 9);
 SELECT reloptions FROM pg_class WHERE relname = 'ivb_ok';
 DROP INDEX ivb_ok;
 
