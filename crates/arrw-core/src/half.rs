@@ -138,6 +138,14 @@ pub fn empty_error() -> VectorError {
     too_few_dims(TY)
 }
 
+/// A stored halfvec whose length disagrees with its header (XX001).
+pub fn corrupt(total: usize, dim: i16) -> VectorError {
+    VectorError::new(
+        SqlState::DataCorrupted,
+        format!("halfvec datum is corrupt: {total} bytes for {dim} dimensions"),
+    )
+}
+
 /// Rejects operands of different dimensions (`different halfvec dimensions 3 and 4`).
 pub fn check_same_dims(a: usize, b: usize) -> Result<(), VectorError> {
     if a != b {
