@@ -73,6 +73,7 @@ mod tests {
     use pgrx::prelude::*;
 
     include!("../pgrx-tests/vector.rs");
+    include!("../pgrx-tests/halfvec.rs");
     include!("../pgrx-tests/ivfpq.rs");
     include!("../pgrx-tests/cdc.rs");
     include!("../pgrx-tests/jobs.rs");
