@@ -39,10 +39,13 @@ fn halfvec_distances_equal_vector_distances() {
 
 #[pg_test]
 fn ivfpq_halfvec_exact_with_every_list_probed() {
+    // Values exact in half precision (multiples of 1/32 below 64), distinct per
+    // row (the (i / 4) term), so exact answers have no ties.
     Spi::run(
         "CREATE TABLE public.ivfpq_h1 (id int PRIMARY KEY, v vector(8), h halfvec(8));
          INSERT INTO public.ivfpq_h1 (id, v)
-         SELECT i, (SELECT array_agg(CASE WHEN j = i % 4 THEN 50 ELSE 0 END + ((i * 7 + j * 13) % 11))
+         SELECT i, (SELECT array_agg(CASE WHEN j = i % 4 THEN 50 ELSE 0 END + ((i * 7 + j * 13) % 11)
+                                     + (i / 4) * 0.03125)
                     FROM generate_series(0, 7) j)::vector
          FROM generate_series(0, 399) i;
          UPDATE public.ivfpq_h1 SET h = v;
