@@ -45,6 +45,8 @@ CREATE FUNCTION l2_normalize(halfvec) RETURNS halfvec
 	AS 'MODULE_PATHNAME', 'arrw_halfvec_l2_normalize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION subvector(halfvec, int, int) RETURNS halfvec
 	AS 'MODULE_PATHNAME', 'arrw_halfvec_subvector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION binary_quantize(halfvec) RETURNS bit
+	AS 'MODULE_PATHNAME', 'arrw_halfvec_binary_quantize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- private functions (operators, index support, aggregates)
 

@@ -30,6 +30,8 @@ SELECT subvector('[1,2,3,4,5]'::halfvec, 0, 2), subvector('[1,2,3,4,5]'::halfvec
 SELECT subvector('[1,2,3]'::halfvec, 4, 1);
 SELECT subvector('[1,2,3]'::halfvec, 1, 0);
 SELECT subvector('[1,2,3]'::halfvec, -5, 3);
+SELECT binary_quantize('[1,0,-1]'::halfvec), binary_quantize('[0,0.1,-0.2,-0.3,0.4,0.5,0.6,-0.7,0.8,-0.9,1]'::halfvec);
+SELECT binary_quantize('[1,2,3,-4,5,6,-7,8]'::halfvec), length(binary_quantize('[1,2,3,-4,5,6,-7,8,1]'::halfvec));
 
 -- arithmetic, rounded to half with pgvector's overflow and underflow errors
 SELECT '[1,2,3]'::halfvec + '[4,5,6]', '[1,2,3]'::halfvec - '[4,5,6]', '[1,2,3]'::halfvec * '[4,5,6]';
