@@ -18,7 +18,10 @@ use libfuzzer_sys::fuzz_target;
 fn check(v: &[u16]) {
     assert!((1..=HALFVEC_MAX_DIM).contains(&v.len()), "dim {}", v.len());
     for &h in v {
-        assert!(!is_nan(h) && !is_inf(h), "non-finite half {h:#06x} accepted");
+        assert!(
+            !is_nan(h) && !is_inf(h),
+            "non-finite half {h:#06x} accepted"
+        );
         assert_eq!(f32_to_f16(f16_to_f32(h)), h);
     }
 }
@@ -41,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
         format_halfvec_text(&again, &mut text2);
         assert_eq!(text, text2);
     } else {
-        let typmod = if selector < 2 { -1 } else { i32::from(selector / 2) };
+        let typmod = if selector < 2 {
+            -1
+        } else {
+            i32::from(selector / 2)
+        };
         let Ok((v, used)) = decode_halfvec_binary(input, typmod) else {
             return;
         };
