@@ -59,7 +59,9 @@ impl<'a> HalfArg<'a> {
 
     /// The elements widened to `f32`.
     pub fn to_f32(&self) -> Vec<f32> {
-        self.x.iter().map(|&h| f16_to_f32(h)).collect()
+        let mut out = vec![0f32; self.x.len()];
+        half::widen(self.x, &mut out);
+        out
     }
 }
 
@@ -245,9 +247,12 @@ unsafe fn two(fcinfo: pg_sys::FunctionCallInfo) -> (Vec<f32>, usize) {
     // SAFETY: forwarded contract.
     let (a, b) = unsafe { (HalfArg::from_arg(fcinfo, 0), HalfArg::from_arg(fcinfo, 1)) };
     check_vector(half::check_same_dims(a.x.len(), b.x.len()));
-    let mut buf = Vec::with_capacity(2 * a.x.len());
-    buf.extend(a.x.iter().chain(b.x).map(|&h| f16_to_f32(h)));
-    (buf, a.x.len())
+    let n = a.x.len();
+    let mut buf = vec![0f32; 2 * n];
+    let (x, y) = buf.split_at_mut(n);
+    half::widen(a.x, x);
+    half::widen(b.x, y);
+    (buf, n)
 }
 
 macro_rules! distance_fn {

@@ -160,15 +160,12 @@ pub unsafe fn key_values<'a>(datum: pg_sys::Datum) -> &'a [f32] {
     }
     // SAFETY: a halfvec: exactly n halves follow the header (2-byte aligned).
     let h = unsafe { std::slice::from_raw_parts(p.add(VECTOR_HEADER_BYTES).cast::<u16>(), n) };
-    // SAFETY: palloc returns 4 * n bytes (MAXALIGNed) or raises an ERROR; every
-    // element is written before the slice is returned.
-    unsafe {
-        let out = pg_sys::palloc(4 * n.max(1)).cast::<f32>();
-        for (i, &x) in h.iter().enumerate() {
-            *out.add(i) = arrw_core::half::f16_to_f32(x);
-        }
-        std::slice::from_raw_parts(out, n)
-    }
+    // SAFETY: palloc0 returns 4 * n zeroed (so initialised), MAXALIGNed bytes or
+    // raises an ERROR; they live in the current memory context for 'a.
+    let out =
+        unsafe { std::slice::from_raw_parts_mut(pg_sys::palloc0(4 * n.max(1)).cast::<f32>(), n) };
+    arrw_core::half::widen(h, out);
+    out
 }
 
 #[cold]

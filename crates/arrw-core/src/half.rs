@@ -44,6 +44,56 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
+/// Widens `src` into `dst` (equal lengths): the exact `f32` of every half.
+///
+/// Every distance over halfvecs and every ivfpq key read from a halfvec column
+/// goes through here, so it uses the CPU's F16C conversion (8 halves per
+/// instruction) when the CPU has it, detected once; the scalar
+/// [`f16_to_f32`] otherwise. Both give the same bits (tested on all halves).
+pub fn widen(src: &[u16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "widen: lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    {
+        static F16C: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *F16C.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("f16c")
+                && std::arch::is_x86_feature_detected!("avx")
+        }) {
+            // SAFETY: the CPU supports F16C and AVX (checked just above), and the
+            // lengths are equal (asserted).
+            unsafe { widen_f16c(src, dst) };
+            return;
+        }
+    }
+    for (o, &h) in dst.iter_mut().zip(src) {
+        *o = f16_to_f32(h);
+    }
+}
+
+/// [`widen`] with F16C: 8 halves per `vcvtph2ps`, the tail in scalar code.
+///
+/// # Safety
+/// The CPU must support F16C and AVX; `src.len() == dst.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "f16c,avx")]
+unsafe fn widen_f16c(src: &[u16], dst: &mut [f32]) {
+    use std::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
+    let n = src.len() / 8 * 8;
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i + 8 <= n <= src.len() == dst.len(): the 16-byte load and the
+        // 32-byte store stay inside both slices (unaligned forms).
+        unsafe {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+        i += 8;
+    }
+    for j in n..src.len() {
+        dst[j] = f16_to_f32(src[j]);
+    }
+}
+
 /// The half nearest to `x` (ties to even); values beyond the half range become
 /// infinities, as the hardware conversion gives. Callers that must reject
 /// overflow compare with [`is_inf`] (see [`to_half_checked`]).
@@ -260,6 +310,22 @@ mod tests {
                 continue;
             }
             assert_eq!(f32_to_f16(f16_to_f32(h)), h, "{h:#06x}");
+        }
+    }
+
+    #[test]
+    fn widen_matches_the_scalar_conversion() {
+        // Every non-NaN half at every offset of an 8-lane block, and every tail length.
+        let all: Vec<u16> = (0..=u16::MAX).filter(|&h| !is_nan(h)).collect();
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, all.len()] {
+            for start in 0..3 {
+                let src = &all[start..start + len.min(all.len() - start)];
+                let mut dst = vec![0f32; src.len()];
+                widen(src, &mut dst);
+                for (&h, &x) in src.iter().zip(&dst) {
+                    assert_eq!(x.to_bits(), f16_to_f32(h).to_bits(), "{h:#06x}");
+                }
+            }
         }
     }
 
