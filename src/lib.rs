@@ -2,7 +2,8 @@
 //!
 //! Layout (see ARCHITECTURE.md for how a query, an insert, a change event and a job
 //! flow through it):
-//! - [`vector`]: the pgvector-compatible `vector` type; its SQL is `sql/vector.sql`.
+//! - [`vector`]: the pgvector-compatible `vector` and `halfvec` types; their SQL is
+//!   `sql/vector.sql` and `sql/halfvec.sql`.
 //! - [`ivfpq`]: the `ivfpq` index access method (build, scan, insert, VACUUM,
 //!   options and the `ivfpq.*` settings, `arrw.ivfpq_info`/`ivfpq_check`).
 //! - [`cdc`]: change data capture: the `arrw` logical decoding output plugin
@@ -42,6 +43,7 @@ pgrx::extension_sql_file!(
     requires = ["vector"]
 );
 pgrx::extension_sql_file!("../sql/fusion.sql", name = "fusion", requires = ["schema"]);
+pgrx::extension_sql_file!("../sql/halfvec.sql", name = "halfvec", requires = ["ivfpq"]);
 pgrx::extension_sql_file!("../sql/cdc.sql", name = "cdc", requires = ["ivfpq"]);
 pgrx::extension_sql_file!("../sql/jobs.sql", name = "jobs", requires = ["cdc"]);
 
@@ -71,6 +73,7 @@ mod tests {
     use pgrx::prelude::*;
 
     include!("../pgrx-tests/vector.rs");
+    include!("../pgrx-tests/halfvec.rs");
     include!("../pgrx-tests/ivfpq.rs");
     include!("../pgrx-tests/cdc.rs");
     include!("../pgrx-tests/jobs.rs");

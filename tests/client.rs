@@ -198,3 +198,108 @@ fn text_copy_round_trips_and_reports_bad_rows() {
         msg(&err)
     );
 }
+
+/// `halfvec` through the same client in binary mode: parameters, results and
+/// binary COPY carry IEEE halves bit for bit; the client's rounding of f32 to
+/// half (the `half` crate) equals the server's rounding of the same text; bad
+/// binary values get pgvector's errors.
+#[test]
+fn halfvec_binary_parameters_results_and_copy_round_trip() {
+    use pgvector::HalfVector;
+    let cluster = Cluster::start("client_halfvec", "");
+    let mut c = cluster.connect();
+    c.batch_execute(
+        "CREATE EXTENSION arrw; CREATE TABLE h (id int PRIMARY KEY, embedding halfvec(3))",
+    )
+    .unwrap();
+    let half_bits =
+        |v: &HalfVector| -> Vec<u16> { v.as_slice().iter().map(|h| h.to_bits()).collect() };
+    // Signed zero, the smallest subnormal half, the largest half, values that round.
+    let rows: Vec<Vec<f32>> = vec![
+        vec![1.0, 2.0, 3.0],
+        vec![-0.0, 5.960_464_5e-8, 65504.0],
+        vec![0.1, 1.0 / 3.0, -1234.567],
+    ];
+    for (i, v) in rows.iter().enumerate() {
+        let sent = HalfVector::from_f32_slice(v);
+        c.execute("INSERT INTO h VALUES ($1, $2)", &[&(i as i32), &sent])
+            .unwrap();
+        let got: HalfVector = c
+            .query_one("SELECT embedding FROM h WHERE id = $1", &[&(i as i32)])
+            .unwrap()
+            .get(0);
+        assert_eq!(half_bits(&got), half_bits(&sent), "row {i}");
+        // The server rounds the f32 text to the same halves the client did.
+        let text = format!(
+            "[{}]",
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let parsed: HalfVector = c
+            .query_one("SELECT $1::text::halfvec", &[&text])
+            .unwrap()
+            .get(0);
+        assert_eq!(half_bits(&parsed), half_bits(&sent), "{text}");
+    }
+    let id: i32 = c
+        .query_one(
+            "SELECT id FROM h ORDER BY embedding <-> $1 LIMIT 1",
+            &[&HalfVector::from_f32_slice(&[1.0, 2.0, 3.5])],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(id, 0);
+
+    for (v, text) in [
+        (vec![1.0, 2.0], "expected 3 dimensions, not 2"),
+        (vec![1.0, f32::NAN, 3.0], "NaN not allowed in halfvec"),
+        (
+            vec![1.0, f32::INFINITY, 3.0],
+            "infinite value not allowed in halfvec",
+        ),
+    ] {
+        let err = c
+            .execute(
+                "INSERT INTO h VALUES (99, $1)",
+                &[&HalfVector::from_f32_slice(&v)],
+            )
+            .unwrap_err();
+        assert_eq!(err.code().unwrap().code(), "22000", "{}", msg(&err));
+        assert!(msg(&err).contains(text), "{}", msg(&err));
+    }
+
+    let oid: u32 = c
+        .query_one("SELECT 'halfvec'::regtype::oid", &[])
+        .unwrap()
+        .get(0);
+    let ty = Type::new("halfvec".into(), oid, Kind::Simple, "public".into());
+    c.batch_execute("CREATE TABLE h2 (LIKE h)").unwrap();
+    {
+        let sink = c
+            .copy_in("COPY h2 (id, embedding) FROM STDIN (FORMAT binary)")
+            .unwrap();
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::INT4, ty.clone()]);
+        for (i, v) in rows.iter().enumerate() {
+            w.write(&[&(i as i32), &HalfVector::from_f32_slice(v)])
+                .unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), rows.len() as u64);
+    }
+    let src = c
+        .copy_out("COPY (SELECT id, embedding FROM h2 ORDER BY id) TO STDOUT (FORMAT binary)")
+        .unwrap();
+    let mut it = BinaryCopyOutIter::new(src, &[Type::INT4, ty]);
+    let mut n = 0;
+    while let Some(row) = it.next().unwrap() {
+        let id: i32 = row.get(0);
+        let v: HalfVector = row.get(1);
+        assert_eq!(
+            half_bits(&v),
+            half_bits(&HalfVector::from_f32_slice(&rows[id as usize]))
+        );
+        n += 1;
+    }
+    assert_eq!(n, rows.len());
+}

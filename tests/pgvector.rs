@@ -246,3 +246,112 @@ fn ivfpq_on_a_pgvector_column_answers_like_on_an_arrw_column() {
     let log = cluster.log();
     assert!(!log.contains("panicked"), "a Rust panic in the log");
 }
+
+/// pgvector's `halfvec` beside arrw's: the same values have the same binary
+/// and text forms in both types, and arrw_pgvector's halfvec classes index a
+/// pgvector halfvec column with the same answers (ids and order) as arrw's
+/// classes on an arrw halfvec column, equal to pgvector's own exact scan when
+/// every list is probed.
+#[test]
+fn ivfpq_on_a_pgvector_halfvec_column_answers_like_on_an_arrw_halfvec_column() {
+    let cluster = Cluster::start("pgvector_halfvec", "");
+    let mut c = cluster.connect();
+    if !available(&mut c, "vector") {
+        eprintln!(
+            "SKIPPED tests/pgvector.rs (halfvec): pgvector (extension `vector`) is not \
+             installed in this PostgreSQL"
+        );
+        return;
+    }
+    exec(
+        &mut c,
+        &format!(
+            "CREATE EXTENSION vector; CREATE SCHEMA arrw_ext; \
+             CREATE EXTENSION arrw SCHEMA arrw_ext; CREATE EXTENSION arrw_pgvector; \
+             SET search_path = public, arrw_ext; SET max_parallel_maintenance_workers = 0; \
+             CREATE TABLE pgh (id int PRIMARY KEY, embedding public.halfvec({DIM})); \
+             CREATE TABLE axh (id int PRIMARY KEY, embedding arrw_ext.halfvec({DIM}))"
+        ),
+    );
+    let mut rng = Rng(7);
+    let mut point = |i: i32| -> Vec<f32> {
+        let centre = (i % 5) as f64 * 2.0;
+        (0..DIM).map(|_| (centre + rng.gauss()) as f32).collect()
+    };
+    let rows: Vec<(i32, Vec<f32>)> = (0..2000).map(|i| (i, point(i))).collect();
+    for chunk in rows.chunks(200) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(id, v)| format!("({id}, '{}')", lit(v)))
+            .collect();
+        let values = values.join(",");
+        exec(&mut c, &format!("INSERT INTO pgh VALUES {values}"));
+        exec(&mut c, &format!("INSERT INTO axh VALUES {values}"));
+    }
+    // Same rounding, same bytes (send), same text (out), row for row.
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT count(*)::text FROM pgh p JOIN axh a USING (id) \
+             WHERE public.halfvec_send(p.embedding) = arrw_ext.halfvec_send(a.embedding) \
+               AND p.embedding::text = a.embedding::text \
+               AND pg_column_size(p.embedding) = pg_column_size(a.embedding)"
+        ),
+        ["2000"]
+    );
+    let queries: Vec<String> = (0..5).map(|i| lit(&point(10_000 + i))).collect();
+    for (op, class) in [
+        ("<->", "halfvec_l2_ops"),
+        ("<#>", "halfvec_ip_ops"),
+        ("<=>", "halfvec_cosine_ops"),
+    ] {
+        exec(
+            &mut c,
+            &format!(
+                "DROP INDEX IF EXISTS pgh_v; DROP INDEX IF EXISTS axh_v; \
+                 CREATE INDEX pgh_v ON pgh USING ivfpq (embedding {class}) WITH (lists = 5, m = 8); \
+                 CREATE INDEX axh_v ON axh USING ivfpq (embedding arrw_ext.{class}) WITH (lists = 5, m = 8); \
+                 SET enable_seqscan = off; SET ivfpq.probes = 2; SET ivfpq.rerank = 20"
+            ),
+        );
+        for exact in [false, true] {
+            if exact {
+                exec(&mut c, "SET ivfpq.probes = 1000; SET ivfpq.rerank = 100000");
+            }
+            for q in &queries {
+                let pg_q = format!("'{q}'::public.halfvec");
+                let ax_q = format!("'{q}'::arrw_ext.halfvec");
+                let sql = |t: &str, qq: &str| {
+                    format!("SELECT id::text FROM {t} ORDER BY embedding {op} {qq} LIMIT 10")
+                };
+                let plan = col(
+                    &mut c,
+                    &format!("EXPLAIN (COSTS OFF) {}", sql("pgh", &pg_q)),
+                )
+                .join("\n");
+                assert!(plan.contains("Index Scan using pgh_v"), "{plan}");
+                let plan = col(
+                    &mut c,
+                    &format!("EXPLAIN (COSTS OFF) {}", sql("axh", &ax_q)),
+                )
+                .join("\n");
+                assert!(plan.contains("Index Scan using axh_v"), "{plan}");
+                let pg = col(&mut c, &sql("pgh", &pg_q));
+                let ax = col(&mut c, &sql("axh", &ax_q));
+                assert_eq!(pg, ax, "{class} {q} (exact: {exact})");
+                assert_eq!(pg.len(), 10);
+                if exact {
+                    exec(
+                        &mut c,
+                        "SET enable_indexscan = off; SET enable_seqscan = on",
+                    );
+                    let truth = col(&mut c, &sql("pgh", &pg_q));
+                    exec(&mut c, "RESET enable_indexscan; SET enable_seqscan = off");
+                    assert_eq!(pg, truth, "{class} {q}: pgvector's own exact answer");
+                }
+            }
+        }
+    }
+    let log = cluster.log();
+    assert!(!log.contains("panicked"), "a Rust panic in the log");
+}

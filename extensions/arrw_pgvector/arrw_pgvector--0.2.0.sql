@@ -1,4 +1,4 @@
--- ivfpq operator classes for pgvector's `vector`, so that
+-- ivfpq operator classes for pgvector's `vector` and `halfvec`, so that
 --   CREATE INDEX ON items USING ivfpq (embedding vector_l2_ops);
 -- works on a pgvector column, with the same `ORDER BY embedding <-> $1 LIMIT k`
 -- queries and no data moved.
@@ -6,8 +6,8 @@
 -- Why no code is needed: ivfpq never calls an operator class's functions. It
 -- takes the metric from the name of support function 1 (pgvector names its
 -- distance functions as arrw does), and it reads every datum (table rows and
--- the ORDER BY argument) as the varlena both types share: int16 dim, int16
--- unused, float4[dim]. tests/pgvector.rs compares the answers with an arrw
+-- the ORDER BY argument) as the varlena pgvector and arrw share: int16 dim,
+-- int16 unused, then float4[dim] (vector) or IEEE half[dim] (halfvec). tests/pgvector.rs compares the answers with an arrw
 -- column holding the same data.
 --
 -- The classes are created in this extension's schema (the one CREATE EXTENSION
@@ -35,25 +35,31 @@ BEGIN
 		RAISE EXCEPTION 'pgvector and arrw are in the same schema %', vec
 			USING ERRCODE = 'object_not_in_prerequisite_state';
 	END IF;
-	-- The layout ivfpq relies on: a variable-length, int-aligned type.
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type
-	               WHERE oid = pg_catalog.to_regtype(vec || '.vector')
-	                 AND typlen = -1 AND typalign = 'i') THEN
-		RAISE EXCEPTION 'pgvector''s type %.vector is not the varlena ivfpq reads', vec
-			USING ERRCODE = 'feature_not_supported';
-	END IF;
+	-- The layout ivfpq relies on: variable-length, int-aligned types.
+	FOR cls IN SELECT * FROM (VALUES ('vector'), ('halfvec')) AS t(typ) LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type
+		               WHERE oid = pg_catalog.to_regtype(vec || '.' || cls.typ)
+		                 AND typlen = -1 AND typalign = 'i') THEN
+			RAISE EXCEPTION 'pgvector''s type %.% is not the varlena ivfpq reads', vec, cls.typ
+				USING ERRCODE = 'feature_not_supported';
+		END IF;
+	END LOOP;
 	FOR cls IN SELECT * FROM (VALUES
-		('vector_l2_ops', 'DEFAULT', '<->', 'vector_l2_squared_distance'),
-		('vector_ip_ops', '', '<#>', 'vector_negative_inner_product'),
-		('vector_cosine_ops', '', '<=>', 'cosine_distance')) AS c(name, dflt, op, fn)
+		('vector', 'vector_l2_ops', 'DEFAULT', '<->', 'vector_l2_squared_distance'),
+		('vector', 'vector_ip_ops', '', '<#>', 'vector_negative_inner_product'),
+		('vector', 'vector_cosine_ops', '', '<=>', 'cosine_distance'),
+		('halfvec', 'halfvec_l2_ops', 'DEFAULT', '<->', 'halfvec_l2_squared_distance'),
+		('halfvec', 'halfvec_ip_ops', '', '<#>', 'halfvec_negative_inner_product'),
+		('halfvec', 'halfvec_cosine_ops', '', '<=>', 'cosine_distance')) AS c(typ, name, dflt, op, fn)
 	LOOP
 		EXECUTE format(
-			'CREATE OPERATOR CLASS @extschema@.%I %s FOR TYPE %s.vector USING ivfpq AS '
-			'OPERATOR 1 %s.%s (%s.vector, %s.vector) FOR ORDER BY pg_catalog.float_ops, '
-			'FUNCTION 1 %s.%I(%s.vector, %s.vector)',
-			cls.name, cls.dflt, vec, vec, cls.op, vec, vec, vec, cls.fn, vec, vec);
+			'CREATE OPERATOR CLASS @extschema@.%I %s FOR TYPE %s.%I USING ivfpq AS '
+			'OPERATOR 1 %s.%s (%s.%I, %s.%I) FOR ORDER BY pg_catalog.float_ops, '
+			'FUNCTION 1 %s.%I(%s.%I, %s.%I)',
+			cls.name, cls.dflt, vec, cls.typ, vec, cls.op, vec, cls.typ, vec, cls.typ,
+			vec, cls.fn, vec, cls.typ, vec, cls.typ);
 		EXECUTE format('COMMENT ON OPERATOR CLASS @extschema@.%I USING ivfpq IS %L', cls.name,
-			'ivfpq on pgvector''s vector, ' || cls.op || ' (arrw_pgvector)');
+			'ivfpq on pgvector''s ' || cls.typ || ', ' || cls.op || ' (arrw_pgvector)');
 	END LOOP;
 END
 $script$;

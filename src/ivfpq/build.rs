@@ -68,7 +68,7 @@ fn declared_dim(index: pg_sys::Relation) -> Option<usize> {
 /// `datum` must be a non-null `vector` datum.
 unsafe fn datum_vector<'a>(datum: pg_sys::Datum) -> &'a [f32] {
     // SAFETY: forwarded contract.
-    unsafe { crate::vector::VectorArg::from_datum(datum).x }
+    unsafe { crate::vector::VectorArg::from_key(datum).x }
 }
 
 fn check_dim(expected: usize, got: usize) {

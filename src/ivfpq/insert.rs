@@ -64,7 +64,7 @@ pub unsafe extern "C-unwind" fn aminsert(
 
 fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPointerData) {
     // SAFETY: non-null vector datum of the indexed column, valid for this call.
-    let x = unsafe { crate::vector::VectorArg::from_datum(datum) }.x;
+    let x = unsafe { crate::vector::VectorArg::from_key(datum) }.x;
     let meta = page::meta(index);
     let model = model::load(index, &meta);
     if meta.untrained == 0 && x.len() != model.dim {

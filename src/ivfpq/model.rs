@@ -106,8 +106,10 @@ pub fn metric_of(index: pg_sys::Relation) -> Metric {
         }
     };
     match name.as_str() {
-        "vector_l2_squared_distance" => Metric::L2,
-        "vector_negative_inner_product" => Metric::InnerProduct,
+        // The halfvec classes name pgvector's halfvec functions; the key itself
+        // is read as f32s by `VectorArg::from_key` whichever type it is.
+        "vector_l2_squared_distance" | "halfvec_l2_squared_distance" => Metric::L2,
+        "vector_negative_inner_product" | "halfvec_negative_inner_product" => Metric::InnerProduct,
         "cosine_distance" => Metric::Cosine,
         other => crate::errors::error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,

@@ -350,7 +350,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         return false;
     }
     // SAFETY: the ORDER BY argument is a non-null vector datum.
-    st.query = unsafe { crate::vector::VectorArg::from_datum(key.sk_argument) }
+    st.query = unsafe { crate::vector::VectorArg::from_key(key.sk_argument) }
         .x
         .to_vec();
     st.meta = page::meta(index);
@@ -783,7 +783,7 @@ unsafe fn fetch_vector<'a>(
         if nulls[0] {
             None
         } else {
-            Some(crate::vector::VectorArg::from_datum(values[0]).x)
+            Some(crate::vector::VectorArg::from_key(values[0]).x)
         }
     }
 }

@@ -56,7 +56,10 @@ fn float8_array(values: &[f64]) -> pg_sys::Datum {
 ///
 /// # Safety
 /// `d` must be a non-null `double precision[]` datum.
-unsafe fn state<'a>(d: pg_sys::Datum, fname: &str) -> (*mut pg_sys::ArrayType, &'a mut [f64]) {
+pub(super) unsafe fn state<'a>(
+    d: pg_sys::Datum,
+    fname: &str,
+) -> (*mut pg_sys::ArrayType, &'a mut [f64]) {
     // SAFETY: forwarded contract; pg_detoast_datum returns a plain array.
     unsafe {
         let arr = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::ArrayType;
@@ -74,39 +77,56 @@ crate::v1! {
     /// `vector_accum(double precision[], vector)`: avg's transition function.
     fn arrw_vector_accum(fcinfo) {
         // SAFETY: declared (double precision[], vector), STRICT.
-        let ((arr, st), v) = unsafe { (state(fmgr::arg(fcinfo, 0), "vector_accum"), VectorArg::from_arg(fcinfo, 1)) };
-        let in_agg = {
-            // SAFETY: AggCheckCallContext only inspects fcinfo->context.
-            unsafe { pg_sys::AggCheckCallContext(fcinfo, std::ptr::null_mut()) != 0 }
-        };
-        let detoasted_copy = arr.cast::<u8>() != unsafe { fmgr::arg(fcinfo, 0) }.cast_mut_ptr::<u8>();
-        if st.len() == 1 {
-            // First row: '{0}' becomes [count, values...].
-            let mut fresh = Vec::with_capacity(v.dim() + 1);
-            fresh.push(st[0] + 1.0);
-            fresh.extend(v.x.iter().map(|&x| x as f64));
-            return float8_array(&fresh);
-        }
-        if st.len() != v.dim() + 1 {
-            dim_mismatch(st.len() - 1, v.dim());
-        }
-        if in_agg || detoasted_copy {
-            // Called as an aggregate, the state belongs to the aggregate and may be
-            // updated in place (as PostgreSQL's own int8 avg does); a detoasted copy
-            // is ours anyway. Either way we avoid a palloc per row.
-            st[0] += 1.0;
-            for (s, &x) in st[1..].iter_mut().zip(v.x) {
-                *s += x as f64;
-            }
-            return pg_sys::Datum::from(arr);
-        }
-        let mut next = st.to_vec();
-        next[0] += 1.0;
-        for (s, &x) in next[1..].iter_mut().zip(v.x) {
+        let v = unsafe { VectorArg::from_arg(fcinfo, 1) };
+        // SAFETY: as above; argument 0 is the state array.
+        unsafe { accum(fcinfo, v.x, "vector_accum") }
+    }
+}
+
+/// avg's transition for `vector` and `halfvec`: adds `x` to the state in
+/// argument 0 (`[count, sum_1, ..., sum_dim]`).
+///
+/// # Safety
+/// `fcinfo` must be the call's own, argument 0 a non-null `double precision[]`.
+pub(super) unsafe fn accum(
+    fcinfo: pg_sys::FunctionCallInfo,
+    x: &[f32],
+    fname: &str,
+) -> pg_sys::Datum {
+    // SAFETY: forwarded contract.
+    let (arr, st) = unsafe { state(fmgr::arg(fcinfo, 0), fname) };
+    let in_agg = {
+        // SAFETY: AggCheckCallContext only inspects fcinfo->context.
+        unsafe { pg_sys::AggCheckCallContext(fcinfo, std::ptr::null_mut()) != 0 }
+    };
+    // SAFETY: argument 0 exists (forwarded contract).
+    let detoasted_copy = arr.cast::<u8>() != unsafe { fmgr::arg(fcinfo, 0) }.cast_mut_ptr::<u8>();
+    if st.len() == 1 {
+        // First row: '{0}' becomes [count, values...].
+        let mut fresh = Vec::with_capacity(x.len() + 1);
+        fresh.push(st[0] + 1.0);
+        fresh.extend(x.iter().map(|&x| x as f64));
+        return float8_array(&fresh);
+    }
+    if st.len() != x.len() + 1 {
+        dim_mismatch(st.len() - 1, x.len());
+    }
+    if in_agg || detoasted_copy {
+        // Called as an aggregate, the state belongs to the aggregate and may be
+        // updated in place (as PostgreSQL's own int8 avg does); a detoasted copy
+        // is ours anyway. Either way we avoid a palloc per row.
+        st[0] += 1.0;
+        for (s, &x) in st[1..].iter_mut().zip(x) {
             *s += x as f64;
         }
-        float8_array(&next)
+        return pg_sys::Datum::from(arr);
     }
+    let mut next = st.to_vec();
+    next[0] += 1.0;
+    for (s, &x) in next[1..].iter_mut().zip(x) {
+        *s += x as f64;
+    }
+    float8_array(&next)
 }
 
 crate::v1! {

@@ -37,7 +37,7 @@ crate::v1! {
 }
 
 /// Copies `s` into a palloc'd NUL-terminated C string.
-fn cstring_datum(s: &str) -> pg_sys::Datum {
+pub(super) fn cstring_datum(s: &str) -> pg_sys::Datum {
     // SAFETY: palloc returns len+1 writable bytes or raises ERROR; we copy exactly
     // len bytes and terminate. `s` comes from our formatter and has no NUL bytes.
     unsafe {
@@ -87,14 +87,19 @@ crate::v1! {
         let v = unsafe { VectorArg::from_arg(fcinfo, 0) };
         let mut out = Vec::with_capacity(4 + 4 * v.dim());
         text::encode_vector_binary(v.x, &mut out);
-        let total = pg_sys::VARHDRSZ + out.len();
-        // SAFETY: palloc returns `total` bytes or raises ERROR; we set a 4-byte
-        // varlena header and copy the payload right after it.
-        unsafe {
-            let p = pg_sys::palloc(total) as *mut u8;
-            pgrx::varlena::set_varsize_4b(p.cast(), total as i32);
-            std::ptr::copy_nonoverlapping(out.as_ptr(), p.add(pg_sys::VARHDRSZ), out.len());
-            pg_sys::Datum::from(p)
-        }
+        bytea_datum(&out)
+    }
+}
+
+/// Copies `bytes` into a palloc'd `bytea`.
+pub(super) fn bytea_datum(bytes: &[u8]) -> pg_sys::Datum {
+    let total = pg_sys::VARHDRSZ + bytes.len();
+    // SAFETY: palloc returns `total` bytes or raises ERROR; we set a 4-byte
+    // varlena header and copy the payload right after it.
+    unsafe {
+        let p = pg_sys::palloc(total) as *mut u8;
+        pgrx::varlena::set_varsize_4b(p.cast(), total as i32);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.add(pg_sys::VARHDRSZ), bytes.len());
+        pg_sys::Datum::from(p)
     }
 }

@@ -15,10 +15,13 @@
 //!
 //! Submodules: [`io`] (text/binary I/O, typmod), [`ops`] (distances, arithmetic,
 //! comparison, functions), [`casts`] (arrays <-> vector, typmod coercion),
-//! [`agg`] (avg/sum), [`maxsim`] (MaxSim over `vector[]`, the `@#` operator).
+//! [`agg`] (avg/sum), [`maxsim`] (MaxSim over `vector[]`, the `@#` operator),
+//! [`halfvec`] (the half-precision `halfvec` type). [`key_values`] reads an
+//! ivfpq key of either type as `f32`s.
 
 pub mod agg;
 pub mod casts;
+pub mod halfvec;
 pub mod io;
 pub mod maxsim;
 pub mod ops;
@@ -57,48 +60,112 @@ impl<'a> VectorArg<'a> {
     /// `datum` must be a non-null datum of type `vector` that stays valid for `'a`.
     #[inline]
     pub unsafe fn from_datum(datum: pg_sys::Datum) -> VectorArg<'a> {
-        let raw: *mut pg_sys::varlena = datum.cast_mut_ptr();
-        // A plain (4-byte header, uncompressed, inline) varlena has the two low
-        // bits of its first byte clear on little-endian machines; it is used in
-        // place, as pg_detoast_datum would return it. Anything else (short header,
-        // compressed, external) goes through pg_detoast_datum, which returns a
-        // palloc'd 4-byte-header copy. The fast path matters: this runs for every
-        // row of a sequential k-NN scan, and each FFI call costs a setjmp.
-        // SAFETY: the caller guarantees a non-null varlena datum, so its first
-        // byte is readable; both branches yield a 4-byte-header varlena.
-        let p = unsafe {
-            if cfg!(target_endian = "little") && *(raw as *const u8) & 0x03 == 0 {
-                raw
-            } else {
-                pg_sys::pg_detoast_datum(raw)
-            }
-        };
-        // SAFETY: a detoasted varlena always has a 4-byte header we can read.
-        let total = unsafe { pgrx::varlena::varsize_4b(p) };
-        if total < VECTOR_HEADER_BYTES {
-            corrupt(total, 0);
-        }
-        // SAFETY: total >= 8, so bytes 4..8 (dim, unused) are inside the datum;
-        // varlena data is at least 4-byte aligned (vector's typalign is 'i').
-        let dim = unsafe { *(p as *const u8).add(4).cast::<i16>() };
+        // SAFETY: forwarded contract: a non-null varlena valid for 'a.
+        let (p, total, dim) = unsafe { detoast(datum) };
         if dim < 0 || total != VECTOR_HEADER_BYTES + 4 * dim as usize {
             corrupt(total, dim);
         }
         // SAFETY: we just checked that exactly `dim` float4s follow the header, at a
         // 4-byte aligned address, in memory that outlives 'a (caller's contract).
         let x = unsafe {
-            std::slice::from_raw_parts(
-                (p as *const u8).add(VECTOR_HEADER_BYTES).cast::<f32>(),
-                dim as usize,
-            )
+            std::slice::from_raw_parts(p.add(VECTOR_HEADER_BYTES).cast::<f32>(), dim as usize)
         };
         VectorArg { x }
+    }
+
+    /// An ivfpq key (a `vector` or a `halfvec` datum) as `f32`s: see [`key_values`].
+    ///
+    /// # Safety
+    /// `datum` must be a non-null `vector` or `halfvec` datum valid for `'a`.
+    #[inline]
+    pub unsafe fn from_key(datum: pg_sys::Datum) -> VectorArg<'a> {
+        // SAFETY: forwarded contract.
+        VectorArg {
+            x: unsafe { key_values(datum) },
+        }
     }
 
     #[inline]
     pub fn dim(&self) -> usize {
         self.x.len()
     }
+}
+
+/// Detoasts a `vector` or `halfvec` datum (their headers are the same) and
+/// returns its address, total length and `dim` field; a datum shorter than the
+/// header is an ERROR.
+///
+/// # Safety
+/// `datum` must be a non-null varlena datum; the pointer returned is valid as
+/// long as the datum is (or, for a detoasted copy, the current memory context).
+#[inline]
+pub(crate) unsafe fn detoast(datum: pg_sys::Datum) -> (*const u8, usize, i16) {
+    let raw: *mut pg_sys::varlena = datum.cast_mut_ptr();
+    // A plain (4-byte header, uncompressed, inline) varlena has the two low
+    // bits of its first byte clear on little-endian machines; it is used in
+    // place, as pg_detoast_datum would return it. Anything else (short header,
+    // compressed, external) goes through pg_detoast_datum, which returns a
+    // palloc'd 4-byte-header copy. The fast path matters: this runs for every
+    // row of a sequential k-NN scan, and each FFI call costs a setjmp.
+    // SAFETY: the caller guarantees a non-null varlena datum, so its first
+    // byte is readable; both branches yield a 4-byte-header varlena.
+    let p = unsafe {
+        if cfg!(target_endian = "little") && *(raw as *const u8) & 0x03 == 0 {
+            raw
+        } else {
+            pg_sys::pg_detoast_datum(raw)
+        }
+    };
+    // SAFETY: a detoasted varlena always has a 4-byte header we can read.
+    let total = unsafe { pgrx::varlena::varsize_4b(p) };
+    if total < VECTOR_HEADER_BYTES {
+        corrupt(total, 0);
+    }
+    // SAFETY: total >= 8, so bytes 4..8 (dim, unused) are inside the datum;
+    // varlena data is at least 4-byte aligned (both types' typalign is 'i').
+    let dim = unsafe { *(p as *const u8).add(4).cast::<i16>() };
+    (p as *const u8, total, dim)
+}
+
+/// The `f32` values of an ivfpq key: a `vector` or a `halfvec` datum (arrw's or
+/// pgvector's: the layouts are the same). This is the one conversion every
+/// path of the index (build, insert, scan query, re-rank) reads keys through.
+///
+/// The two types are told apart by the datum's own header: for `dim` elements a
+/// vector is `8 + 4 * dim` bytes and a halfvec `8 + 2 * dim`, never equal for
+/// `dim >= 1`, and ivfpq's operator classes only admit these two types. That
+/// costs nothing per row (no catalog lookup, no index argument at the call
+/// sites) and works for pgvector's `halfvec` (another type OID) unchanged. Any
+/// other length is a corrupt datum (ERROR XX001). A vector is read in place;
+/// a halfvec is widened into a palloc'd copy in the current memory context,
+/// which lives exactly as long as a detoasted copy would (callers run each row
+/// in a per-row context).
+///
+/// # Safety
+/// `datum` must be a non-null `vector` or `halfvec` datum valid for `'a`.
+pub unsafe fn key_values<'a>(datum: pg_sys::Datum) -> &'a [f32] {
+    // SAFETY: forwarded contract.
+    let (p, total, dim) = unsafe { detoast(datum) };
+    if dim < 0 {
+        corrupt(total, dim);
+    }
+    let n = dim as usize;
+    if total == VECTOR_HEADER_BYTES + 4 * n {
+        // SAFETY: a vector: exactly n float4s follow the header, 4-byte aligned,
+        // in memory valid for 'a.
+        return unsafe { std::slice::from_raw_parts(p.add(VECTOR_HEADER_BYTES).cast::<f32>(), n) };
+    }
+    if total != VECTOR_HEADER_BYTES + 2 * n {
+        corrupt(total, dim);
+    }
+    // SAFETY: a halfvec: exactly n halves follow the header (2-byte aligned).
+    let h = unsafe { std::slice::from_raw_parts(p.add(VECTOR_HEADER_BYTES).cast::<u16>(), n) };
+    // SAFETY: palloc0 returns 4 * n zeroed (so initialised), MAXALIGNed bytes or
+    // raises an ERROR; they live in the current memory context for 'a.
+    let out =
+        unsafe { std::slice::from_raw_parts_mut(pg_sys::palloc0(4 * n.max(1)).cast::<f32>(), n) };
+    arrw_core::half::widen(h, out);
+    out
 }
 
 #[cold]

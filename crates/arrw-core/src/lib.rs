@@ -8,6 +8,7 @@
 //! - [`distance`]: distance kernels (L2, inner product, cosine, L1) with runtime
 //!   SIMD dispatch and a scalar reference they are tested against.
 //! - [`text`]: pgvector-compatible text and binary formats of `vector`.
+//! - [`half`]: half-precision floats and the text and binary formats of `halfvec`.
 //! - [`kmeans`]: k-means for the coarse (inverted-list) quantizer.
 //! - [`pq`]: product quantization: codebook training, encoding, lookup tables.
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
@@ -28,6 +29,7 @@ pub mod cdc_json;
 pub mod cdc_options;
 pub mod distance;
 pub mod fastscan;
+pub mod half;
 pub mod import;
 pub mod ivf;
 pub mod kmeans;

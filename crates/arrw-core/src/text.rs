@@ -91,7 +91,7 @@ pub struct VectorError {
 }
 
 impl VectorError {
-    fn new(sqlstate: SqlState, message: impl Into<String>) -> Self {
+    pub(crate) fn new(sqlstate: SqlState, message: impl Into<String>) -> Self {
         VectorError {
             sqlstate,
             message: message.into(),
@@ -99,7 +99,7 @@ impl VectorError {
         }
     }
 
-    fn with_detail(mut self, detail: impl Into<String>) -> Self {
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
@@ -194,42 +194,63 @@ impl std::error::Error for VectorError {}
 
 /// Rejects dimension counts outside `1..=VECTOR_MAX_DIM`.
 pub fn check_dim(dim: usize) -> Result<(), VectorError> {
-    check_dim_signed(i64::try_from(dim).unwrap_or(i64::MAX))
+    check_dim_signed("vector", i64::try_from(dim).unwrap_or(i64::MAX))
 }
 
 /// The binary format stores the dimension count as a signed 16-bit integer,
 /// so a hostile client can send a negative one; it must get the same "at
-/// least 1 dimension" error pgvector gives, hence the signed variant.
-fn check_dim_signed(dim: i64) -> Result<(), VectorError> {
+/// least 1 dimension" error pgvector gives, hence the signed variant. `ty`
+/// names the type in the message (`vector` or `halfvec`, which share the
+/// limit of 16,000 dimensions).
+pub(crate) fn check_dim_signed(ty: &str, dim: i64) -> Result<(), VectorError> {
     if dim < 1 {
-        return Err(VectorError::new(
-            SqlState::DataException,
-            "vector must have at least 1 dimension",
-        ));
+        return Err(too_few_dims(ty));
     }
     if dim > VECTOR_MAX_DIM as i64 {
-        return Err(VectorError::new(
-            SqlState::ProgramLimitExceeded,
-            format!("vector cannot have more than {VECTOR_MAX_DIM} dimensions"),
-        ));
+        return Err(too_many_dims(ty));
     }
     Ok(())
+}
+
+pub(crate) fn too_few_dims(ty: &str) -> VectorError {
+    VectorError::new(
+        SqlState::DataException,
+        format!("{ty} must have at least 1 dimension"),
+    )
+}
+
+fn too_many_dims(ty: &str) -> VectorError {
+    VectorError::new(
+        SqlState::ProgramLimitExceeded,
+        format!("{ty} cannot have more than {VECTOR_MAX_DIM} dimensions"),
+    )
+}
+
+/// `"1e99" is out of range for type vector`: an element too large for the type.
+pub(crate) fn out_of_range(ty: &str, token: &[u8]) -> VectorError {
+    VectorError::new(
+        SqlState::NumericValueOutOfRange,
+        format!(
+            "\"{}\" is out of range for type {ty}",
+            String::from_utf8_lossy(token)
+        ),
+    )
+}
+
+/// `NaN not allowed in vector` / `infinite value not allowed in vector`.
+pub(crate) fn non_finite(ty: &str, nan: bool) -> VectorError {
+    let what = if nan { "NaN" } else { "infinite value" };
+    VectorError::new(
+        SqlState::DataException,
+        format!("{what} not allowed in {ty}"),
+    )
 }
 
 /// Rejects NaN and infinities: distances over them are meaningless and they
 /// would poison k-means centroids.
 pub fn check_element(x: f32) -> Result<(), VectorError> {
-    if x.is_nan() {
-        return Err(VectorError::new(
-            SqlState::DataException,
-            "NaN not allowed in vector",
-        ));
-    }
-    if x.is_infinite() {
-        return Err(VectorError::new(
-            SqlState::DataException,
-            "infinite value not allowed in vector",
-        ));
+    if !x.is_finite() {
+        return Err(non_finite("vector", x.is_nan()));
     }
     Ok(())
 }
@@ -250,6 +271,11 @@ pub fn check_expected_dim(typmod: i32, dim: usize) -> Result<(), VectorError> {
 /// PostgreSQL already extracted from the modifier array, and returns the
 /// typmod to store.
 pub fn typmod_in(dims: &[i32]) -> Result<i32, VectorError> {
+    typmod_in_of("vector", dims)
+}
+
+/// [`typmod_in`] for the type named `ty` (`vector` or `halfvec`).
+pub(crate) fn typmod_in_of(ty: &str, dims: &[i32]) -> Result<i32, VectorError> {
     let &[dim] = dims else {
         return Err(VectorError::new(
             SqlState::InvalidParameterValue,
@@ -259,13 +285,13 @@ pub fn typmod_in(dims: &[i32]) -> Result<i32, VectorError> {
     if dim < 1 {
         return Err(VectorError::new(
             SqlState::InvalidParameterValue,
-            "dimensions for type vector must be at least 1",
+            format!("dimensions for type {ty} must be at least 1"),
         ));
     }
     if dim > VECTOR_MAX_DIM as i32 {
         return Err(VectorError::new(
             SqlState::InvalidParameterValue,
-            format!("dimensions for type vector cannot exceed {VECTOR_MAX_DIM}"),
+            format!("dimensions for type {ty} cannot exceed {VECTOR_MAX_DIM}"),
         ));
     }
     Ok(dim)
@@ -292,7 +318,25 @@ fn is_vector_space(c: u8) -> bool {
 /// against a typmod: the caller does that with [`check_expected_dim`] after
 /// this succeeds, which is the order pgvector reports errors in.
 pub fn parse_vector_text<S: AsRef<[u8]> + ?Sized>(input: &S) -> Result<Vec<f32>, VectorError> {
-    let raw = input.as_ref();
+    parse_elements(input.as_ref(), "vector", |value, overflow, token| {
+        if overflow {
+            return Err(out_of_range("vector", token));
+        }
+        check_element(value)?;
+        Ok(value)
+    })
+}
+
+/// The bracketed-list grammar shared by `vector` and `halfvec` (pgvector's
+/// `vector_in` and `halfvec_in` differ only in the type name of their messages
+/// and in how an element is converted and checked). `elem` gets each number as
+/// `strtof` read it, whether `strtof` overflowed, and the number's text (for the
+/// out-of-range message), and returns the stored element or the error.
+pub(crate) fn parse_elements<T>(
+    raw: &[u8],
+    ty: &str,
+    mut elem: impl FnMut(f32, bool, &[u8]) -> Result<T, VectorError>,
+) -> Result<Vec<T>, VectorError> {
     let lit = match raw.iter().position(|&c| c == 0) {
         Some(nul) => &raw[..nul],
         None => raw,
@@ -310,7 +354,7 @@ pub fn parse_vector_text<S: AsRef<[u8]> + ?Sized>(input: &S) -> Result<Vec<f32>,
         VectorError::new(
             SqlState::InvalidTextRepresentation,
             format!(
-                "invalid input syntax for type vector: \"{}\"",
+                "invalid input syntax for type {ty}: \"{}\"",
                 String::from_utf8_lossy(lit)
             ),
         )
@@ -322,10 +366,7 @@ pub fn parse_vector_text<S: AsRef<[u8]> + ?Sized>(input: &S) -> Result<Vec<f32>,
     }
     pos = skip_space(pos + 1);
     if at(pos) == b']' {
-        return Err(VectorError::new(
-            SqlState::DataException,
-            "vector must have at least 1 dimension",
-        ));
+        return Err(too_few_dims(ty));
     }
 
     // Each element takes at least two bytes ("1,"), which bounds the count
@@ -333,10 +374,7 @@ pub fn parse_vector_text<S: AsRef<[u8]> + ?Sized>(input: &S) -> Result<Vec<f32>,
     let mut values = Vec::with_capacity((lit.len() / 2).clamp(1, VECTOR_MAX_DIM));
     loop {
         if values.len() == VECTOR_MAX_DIM {
-            return Err(VectorError::new(
-                SqlState::ProgramLimitExceeded,
-                format!("vector cannot have more than {VECTOR_MAX_DIM} dimensions"),
-            ));
+            return Err(too_many_dims(ty));
         }
         pos = skip_space(pos);
         if pos >= lit.len() {
@@ -345,17 +383,7 @@ pub fn parse_vector_text<S: AsRef<[u8]> + ?Sized>(input: &S) -> Result<Vec<f32>,
         let Some(num) = strtof(lit, pos) else {
             return Err(syntax_error());
         };
-        if num.overflow {
-            return Err(VectorError::new(
-                SqlState::NumericValueOutOfRange,
-                format!(
-                    "\"{}\" is out of range for type vector",
-                    String::from_utf8_lossy(&lit[pos..num.end])
-                ),
-            ));
-        }
-        check_element(num.value)?;
-        values.push(num.value);
+        values.push(elem(num.value, num.overflow, &lit[pos..num.end])?);
 
         pos = skip_space(num.end);
         match at(pos) {
@@ -372,7 +400,7 @@ pub fn parse_vector_text<S: AsRef<[u8]> + ?Sized>(input: &S) -> Result<Vec<f32>,
     if pos < lit.len() {
         return Err(syntax_error().with_detail("Junk after closing right brace."));
     }
-    check_dim(values.len())?;
+    check_dim_signed(ty, values.len() as i64)?;
     Ok(values)
 }
 
@@ -923,7 +951,7 @@ pub fn decode_vector_binary(buf: &[u8], typmod: i32) -> Result<(Vec<f32>, usize)
     let dim = i16::from_be_bytes(take(2)?.try_into().expect("2 bytes"));
     let unused = i16::from_be_bytes(take(2)?.try_into().expect("2 bytes"));
 
-    check_dim_signed(i64::from(dim))?;
+    check_dim_signed("vector", i64::from(dim))?;
     let dim = dim as usize;
     check_expected_dim(typmod, dim)?;
     if unused != 0 {
