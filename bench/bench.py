@@ -68,6 +68,17 @@ DATASETS = {
         op="<=>",
         opclass="vector_cosine_ops",
     ),
+    # A set made by bench/make-text (same files as pydoc-minilm): ARRW_BENCH_TEXT
+    # names its directory (e.g. /work/data-cache/text/datasets/text-mpnet-32000).
+    "text": dict(
+        dir=Path(os.environ.get("ARRW_BENCH_TEXT", "/work/data-cache/text/datasets/text-mpnet")),
+        base="base.f16.npy",
+        query="query.f32.npy",
+        gt="groundtruth.i32.npy",
+        metric="cosine",
+        op="<=>",
+        opclass="vector_cosine_ops",
+    ),
 }
 
 # The benchmark server's settings, over those of every test server (tests/server.conf,
