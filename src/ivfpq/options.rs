@@ -137,7 +137,7 @@ pub fn init() {
         pg_sys::add_int_reloption(
             kind,
             c"refine".as_ptr(),
-            c"Bits per dimension of the refine code, 0 (none), 4 or 8 (-1: 4 from 256 dimensions, none below)".as_ptr(),
+            c"Bits per dimension of the refine code, 0 (none), 4 or 8 (-1: 4 from 512 dimensions, none below)".as_ptr(),
             -1,
             -1,
             8,
@@ -237,9 +237,12 @@ pub fn of(index: pg_sys::Relation) -> IvfpqOptions {
 }
 
 /// Bits per dimension of the refine code of an index of `dim` dimensions: the
-/// option, else 4 from [`REFINE_MIN_DIM`] dimensions on and none below (under
-/// 256 dimensions the PQ estimate is already close and the refine code would
-/// be a larger share of the index).
+/// option, else 4 from [`REFINE_MIN_DIM`] dimensions on and none below.
+/// Measured (bench notes in ARCHITECTURE.md): a refined candidate costs about
+/// 1 µs (a fine-page visit and a 4-bit estimate), a heap re-rank about 2.6 µs
+/// at 384 dimensions and 5.6 µs at 768 (a TOAST fetch); at 384 dimensions a
+/// `LIMIT 10` refines ~150 rows to save ~140 heap re-ranks, about even, while
+/// at 768 it triples q/s.
 pub fn refine_bits(opts: &IvfpqOptions, dim: usize) -> u32 {
     match opts.refine {
         0 | 4 | 8 => opts.refine as u32,
@@ -249,7 +252,7 @@ pub fn refine_bits(opts: &IvfpqOptions, dim: usize) -> u32 {
 }
 
 /// Dimensions from which an index keeps a refine code by default.
-pub const REFINE_MIN_DIM: usize = 256;
+pub const REFINE_MIN_DIM: usize = 512;
 
 /// Probes for a query: GUC, else index option, else default.
 pub fn probes(index_opt: u32) -> usize {

@@ -303,10 +303,6 @@ impl<T: Ord + Copy> OrderedRerank<T> {
         if !self.refine {
             return direct;
         }
-        // With a refine stage few rows are re-ranked, and the largest of their
-        // coarse errors understates the next ones' as for fine errors (see
-        // `fine_margin`): the mean plus FINE_SIGMAS deviations covers them too.
-        let direct = direct.max(self.errors.mean_plus(FINE_SIGMAS).unwrap_or(0.0));
         if self.coarse_fine.is_finite() {
             // coarse − exact = (coarse − fine) + (fine − exact).
             direct.max(self.coarse_fine + self.fine_margin())
@@ -320,16 +316,15 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// distance` seen so far (None before any row was re-ranked).
     ///
     /// With a refine stage the samples are the refined candidates' `fine −
-    /// centroid distance`, less the fine margin (an exact distance is at least
-    /// its fine estimate less that): far more rows are refined than re-ranked,
-    /// and a quantile of the few dozen re-ranked rows alone was their minimum,
-    /// so low that scans probed twice the lists; fine estimates without the
-    /// margin overstate distances (by the code's error on average), so low
-    /// that a closer row of an unprobed list came after a farther one.
+    /// centroid distance`, less the mean fine error (fine estimates overstate
+    /// distances by the code's squared error on average): far more rows are
+    /// refined than re-ranked, and a quantile of the few dozen re-ranked rows
+    /// alone was their minimum, so low that scans probed twice the lists (as
+    /// did subtracting the whole fine margin instead of the mean error).
     pub fn list_slack(&mut self) -> Option<f32> {
         if self.refine {
             if let Some(s) = self.fine_slacks.quantile(self.list_quantile) {
-                return Some(s - self.fine_margin());
+                return Some(s - self.fine_errors.mean_plus(0.0).unwrap_or(0.0).max(0.0));
             }
         }
         self.slacks.quantile(self.list_quantile)
