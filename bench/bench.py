@@ -55,30 +55,23 @@ SIFT = dict(
     op="<->",
     opclass="vector_l2_ops",
 )
+# pydoc-minilm and the bench/make-text sets share one format (unit vectors, cosine)
+TEXT = dict(
+    base="base.f16.npy",
+    query="query.f32.npy",
+    gt="groundtruth.i32.npy",
+    metric="cosine",
+    op="<=>",
+    opclass="vector_cosine_ops",
+)
 DATASETS = {
     "sift": dict(SIFT, dir="dev-sift"),
     # absolute dirs: DATA / dir is then dir
     **{f"sift-{size}": dict(SIFT, dir=SIFT_DATA / f"sift-{size}") for size in ("100k", "1m", "10m")},
-    "minilm": dict(
-        dir="pydoc-minilm",
-        base="base.f16.npy",
-        query="query.f32.npy",
-        gt="groundtruth.i32.npy",
-        metric="cosine",
-        op="<=>",
-        opclass="vector_cosine_ops",
-    ),
+    "minilm": dict(TEXT, dir="pydoc-minilm"),
     # A set made by bench/make-text (same files as pydoc-minilm): ARRW_BENCH_TEXT
     # names its directory (e.g. /work/data-cache/text/datasets/text-mpnet-32000).
-    "text": dict(
-        dir=Path(os.environ.get("ARRW_BENCH_TEXT", "/work/data-cache/text/datasets/text-mpnet")),
-        base="base.f16.npy",
-        query="query.f32.npy",
-        gt="groundtruth.i32.npy",
-        metric="cosine",
-        op="<=>",
-        opclass="vector_cosine_ops",
-    ),
+    "text": dict(TEXT, dir=Path(os.environ.get("ARRW_BENCH_TEXT", "/work/data-cache/text/datasets/text-mpnet"))),
 }
 
 # The benchmark server's settings, over those of every test server (tests/server.conf,
@@ -288,6 +281,18 @@ def snapshot_install(arrw_pkg: Path | None) -> dict:
         "debug": has_debug_info(so),
         "size_mb": so.stat().st_size / 2**20,
     }
+
+
+def use_own_dirs(name: str) -> None:
+    """For the scripts that run a server of their own beside bench.py's (filtered.py,
+    profile.py, sweep.py): their own PostgreSQL tree copy and cluster,
+    .bench/pgroot-NAME and .bench/pg-NAME (this module's functions read these globals)."""
+    global PGROOT, PG_BIN, PGDIR, PGDATA, PGLOG
+    PGROOT = BENCH / f"pgroot-{name}"
+    PG_BIN = PGROOT / "lib" / "postgresql" / "15" / "bin"
+    PGDIR = BENCH / f"pg-{name}"
+    PGDATA = PGDIR / "data"
+    PGLOG = PGDIR / "log"
 
 
 def private_server(lock_name: str, script: str, port: int, arrw_pkg: Path | None, arrw_rev: str | None):

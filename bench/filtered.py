@@ -31,12 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (bench/bench.py: server, data set and vector helpers)
 from bench import DATASETS, LogMark, Vec, fmt, loadavg, log, register_vector, vec_bytes  # noqa: E402
 
-# Own cluster and PostgreSQL tree copy: bench.py's functions read these module globals.
-bench.PGROOT = bench.BENCH / "pgroot-filtered"
-bench.PG_BIN = bench.PGROOT / "lib" / "postgresql" / "15" / "bin"
-bench.PGDIR = bench.BENCH / "pg-filtered"
-bench.PGDATA = bench.PGDIR / "data"
-bench.PGLOG = bench.PGDIR / "log"
+# Own cluster and PostgreSQL tree copy.
+bench.use_own_dirs("filtered")
 RESULTS = bench.RESULTS
 ARRW_DB = "arrw_filt"
 PGV_DB = "pgv_filt"

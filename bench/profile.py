@@ -30,11 +30,7 @@ import bench  # noqa: E402  (bench/bench.py: server, data set and vector helpers
 from bench import DATASETS, Vec, log, register_vector, vec_bytes  # noqa: E402
 
 bench.K = 100  # ground truth depth: LIMIT 100 is profiled too
-bench.PGROOT = bench.BENCH / "pgroot-profile"
-bench.PG_BIN = bench.PGROOT / "lib" / "postgresql" / "15" / "bin"
-bench.PGDIR = bench.BENCH / "pg-profile"
-bench.PGDATA = bench.PGDIR / "data"
-bench.PGLOG = bench.PGDIR / "log"
+bench.use_own_dirs("profile")
 
 PHASES = ["setup", "rank", "tables", "pages", "codes", "select", "refine", "fetch", "exact", "order"]
 LABELS = {

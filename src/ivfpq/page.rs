@@ -340,21 +340,7 @@ fn lock_exclusive(rel: pg_sys::Relation, blk: u32) -> pg_sys::Buffer {
 /// get the same new block; it is released as soon as the block exists (the
 /// buffer lock then protects the page), as PostgreSQL's own AMs do.
 pub fn extend(rel: pg_sys::Relation) -> pg_sys::Buffer {
-    // SAFETY: `rel` is an open index; P_NEW extends the relation by one zeroed
-    // block; we lock the new buffer before anyone can find it through a link.
-    unsafe {
-        pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
-        let buf = pg_sys::ReadBufferExtended(
-            rel,
-            pg_sys::ForkNumber::MAIN_FORKNUM,
-            pg_sys::InvalidBlockNumber, // P_NEW
-            pg_sys::ReadBufferMode::RBM_NORMAL,
-            std::ptr::null_mut(),
-        );
-        pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_EXCLUSIVE as i32);
-        pg_sys::UnlockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
-        buf
-    }
+    extend_contiguous(rel, 1).remove(0)
 }
 
 /// Adds `n` new blocks at the end of the index, contiguous, and returns them
@@ -364,9 +350,10 @@ pub fn extend(rel: pg_sys::Relation) -> pg_sys::Buffer {
 /// index goes through here or [`extend`], both under that lock.
 pub fn extend_contiguous(rel: pg_sys::Relation, n: usize) -> Vec<pg_sys::Buffer> {
     let mut out = Vec::with_capacity(n);
-    // SAFETY: as in `extend`; the buffers are locked before anyone can reach
-    // them through a link, and the extension lock is released after the loop
-    // (an ERROR inside releases it with the transaction's locks).
+    // SAFETY: `rel` is an open index; P_NEW extends the relation by one zeroed
+    // block per call; each new buffer is locked before anyone can reach it
+    // through a link, and the extension lock is released after the loop (an
+    // ERROR inside releases it with the transaction's locks).
     unsafe {
         pg_sys::LockRelationForExtension(rel, pg_sys::ExclusiveLock as i32);
         for _ in 0..n {
