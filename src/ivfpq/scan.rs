@@ -31,7 +31,7 @@
 //!
 //! With `rerank = 0`, candidates are returned in estimated order without reading
 //! the table. An untrained index (built empty) has no estimates: it ranks every
-//! row exactly, in passes that each keep the next `work_mem / 32` rows
+//! row exactly, in passes that each keep the next `work_mem / 48` rows
 //! (`arrw_core::ivf::ExactPasses`), so a `LIMIT` query reads the table once and
 //! memory does not grow with it.
 //!
