@@ -46,23 +46,9 @@ pub(super) unsafe fn array_elements<'a>(
         pg_sys::NUMERICOID => (-1, false, b'i' as std::ffi::c_char),
         _ => raise_vector(VectorError::unsupported_array_type()),
     };
-    let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
-    let mut n: std::ffi::c_int = 0;
     // SAFETY: the storage parameters match `elemtype` (built-in types above);
-    // deconstruct_array pallocs `n` datums; there are no nulls (checked).
-    let elems = unsafe {
-        pg_sys::deconstruct_array(
-            arr,
-            elemtype,
-            typlen.into(),
-            byval,
-            align,
-            &mut elems,
-            std::ptr::null_mut(),
-            &mut n,
-        );
-        std::slice::from_raw_parts(elems, n as usize)
-    };
+    // there are no nulls (checked).
+    let elems = unsafe { super::array_datums(arr, elemtype, typlen, byval, align) };
     (elemtype, elems)
 }
 

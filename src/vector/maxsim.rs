@@ -42,23 +42,9 @@ unsafe fn vectors<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Vec<&'a [f3
     // SAFETY: elemtype is the array's element type (vector); the call fills the
     // three out-parameters from the type's catalog entry.
     unsafe { pg_sys::get_typlenbyvalalign(elemtype, &mut typlen, &mut byval, &mut align) };
-    let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
-    let mut count: std::ffi::c_int = 0;
     // SAFETY: the storage parameters are the element type's own; no nulls
-    // (checked); deconstruct_array pallocs `count` datums pointing into `arr`.
-    let elems = unsafe {
-        pg_sys::deconstruct_array(
-            arr,
-            elemtype,
-            typlen.into(),
-            byval,
-            align,
-            &mut elems,
-            std::ptr::null_mut(),
-            &mut count,
-        );
-        std::slice::from_raw_parts(elems, count as usize)
-    };
+    // (checked).
+    let elems = unsafe { super::array_datums(arr, elemtype, typlen, byval, align) };
     if elems.len() > maxsim::MAX_VECTORS {
         // Checked here too, before reading every element of a huge array.
         raise(MaxSimError::TooMany(

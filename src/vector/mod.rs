@@ -202,3 +202,36 @@ pub fn from_slice(values: &[f32]) -> pg_sys::Datum {
 pub fn check_same_dims(a: &[f32], b: &[f32]) {
     check_vector(text::check_same_dims(a.len(), b.len()));
 }
+
+/// The elements of `arr` (no NULLs: callers check first), stored as `typlen`,
+/// `byval`, `align` say, as datums palloc'd in the current memory context (the
+/// one home of `deconstruct_array` for the vector code: array casts and MaxSim).
+///
+/// # Safety
+/// `arr` is a detoasted array of `elemtype` without NULLs, and the storage
+/// parameters are that type's.
+pub(crate) unsafe fn array_datums<'a>(
+    arr: *mut pg_sys::ArrayType,
+    elemtype: pg_sys::Oid,
+    typlen: i16,
+    byval: bool,
+    align: std::ffi::c_char,
+) -> &'a [pg_sys::Datum] {
+    let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+    let mut n: std::ffi::c_int = 0;
+    // SAFETY: forwarded contract; deconstruct_array pallocs `n` datums (pointing
+    // into `arr` for by-reference types) and sets `elems` to them.
+    unsafe {
+        pg_sys::deconstruct_array(
+            arr,
+            elemtype,
+            typlen.into(),
+            byval,
+            align,
+            &mut elems,
+            std::ptr::null_mut(),
+            &mut n,
+        );
+        std::slice::from_raw_parts(elems, n as usize)
+    }
+}
