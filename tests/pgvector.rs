@@ -355,3 +355,238 @@ fn ivfpq_on_a_pgvector_halfvec_column_answers_like_on_an_arrw_halfvec_column() {
     let log = cluster.log();
     assert!(!log.contains("panicked"), "a Rust panic in the log");
 }
+
+/// `migrate_to_arrw()` (extensions/arrw_pgvector/): pgvector's columns become
+/// arrw's in place, with their indexes, and answer as before; what it cannot
+/// move (a view reading a column, pgvector's own hnsw index, another role's
+/// table) blocks it with nothing changed; a dry run changes nothing.
+#[test]
+fn migrate_to_arrw_moves_pgvector_columns_in_place() {
+    let cluster = Cluster::start("pgvector_migrate", "");
+    let mut c = cluster.connect();
+    if !available(&mut c, "vector") {
+        eprintln!(
+            "SKIPPED tests/pgvector.rs (migrate_to_arrw): pgvector (extension `vector`) is \
+             not installed in this PostgreSQL"
+        );
+        return;
+    }
+    exec(
+        &mut c,
+        &format!(
+            "CREATE EXTENSION vector; CREATE SCHEMA arrw_ext; \
+             CREATE EXTENSION arrw SCHEMA arrw_ext; CREATE EXTENSION arrw_pgvector; \
+             SET max_parallel_maintenance_workers = 0; \
+             CREATE TABLE docs (id int PRIMARY KEY, embedding vector({DIM}), \
+                 h halfvec({DIM}), many vector({DIM})[], note text); \
+             CREATE TABLE parts (id int, embedding vector) PARTITION BY RANGE (id); \
+             CREATE TABLE parts_a PARTITION OF parts FOR VALUES FROM (0) TO (1000); \
+             CREATE TABLE parts_b PARTITION OF parts FOR VALUES FROM (1000) TO (MAXVALUE); \
+             CREATE TABLE graph (id int, embedding vector({DIM})); \
+             CREATE VIEW docs_v AS SELECT id, embedding FROM docs"
+        ),
+    );
+    let mut rng = Rng(11);
+    let mut point = |i: i32| -> Vec<f32> {
+        let centre = (i % 7) as f64;
+        (0..DIM).map(|_| (centre + rng.gauss()) as f32).collect()
+    };
+    let rows: Vec<(i32, Vec<f32>)> = (0..1500).map(|i| (i, point(i))).collect();
+    for chunk in rows.chunks(250) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(id, v)| {
+                let l = lit(v);
+                format!("({id}, '{l}', '{l}', ARRAY['{l}', '{l}']::vector[], 'row {id}')")
+            })
+            .collect();
+        let values = values.join(",");
+        exec(&mut c, &format!("INSERT INTO docs VALUES {values}"));
+    }
+    exec(
+        &mut c,
+        "INSERT INTO parts SELECT id, embedding FROM docs; \
+         INSERT INTO graph SELECT id, embedding FROM docs; \
+         CREATE INDEX docs_cos ON docs USING ivfpq (embedding vector_cosine_ops) WITH (lists = 6, m = 8); \
+         CREATE INDEX docs_h ON docs USING ivfpq (h) WITH (lists = 6, m = 8); \
+         CREATE INDEX parts_l2 ON parts USING ivfpq (embedding vector_l2_ops) WITH (lists = 4, m = 8); \
+         CREATE INDEX graph_hnsw ON graph USING hnsw (embedding vector_l2_ops)",
+    );
+    let queries: Vec<String> = (0..4).map(|i| lit(&point(50_000 + i))).collect();
+    let answers = |c: &mut Client| -> Vec<Vec<String>> {
+        exec(
+            c,
+            "SET enable_seqscan = off; SET ivfpq.probes = 1000; SET ivfpq.rerank = 100000",
+        );
+        let mut out = Vec::new();
+        for q in &queries {
+            for sql in [
+                format!("SELECT id::text FROM docs ORDER BY embedding <=> '{q}' LIMIT 10"),
+                format!("SELECT id::text FROM docs ORDER BY h <-> '{q}' LIMIT 10"),
+                format!("SELECT id::text FROM parts ORDER BY embedding <-> '{q}' LIMIT 10"),
+            ] {
+                // (parts: the planner may sort an Append of its partitions)
+                let plan = col(c, &format!("EXPLAIN (COSTS OFF) {sql}")).join("\n");
+                assert!(
+                    sql.contains("FROM parts") || plan.contains("Index Scan using"),
+                    "{sql}: {plan}"
+                );
+                out.push(col(c, &sql));
+            }
+        }
+        exec(c, "RESET enable_seqscan");
+        out
+    };
+    let before = answers(&mut c);
+    let text_before = col(
+        &mut c,
+        "SELECT md5(string_agg(embedding::text || h::text || many::text, ',' ORDER BY id)) FROM docs",
+    );
+    let types = |c: &mut Client| {
+        col(
+            c,
+            "SELECT format('%s.%s %s', c.relname, a.attname, a.atttypid::regtype::text) \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             WHERE c.relname IN ('docs', 'parts', 'parts_a', 'graph') AND a.attnum > 1 \
+             ORDER BY 1",
+        )
+    };
+    let pg_types = types(&mut c);
+
+    // The plan: blocked by the view and the hnsw index; nothing changes.
+    let plan = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail FROM migrate_to_arrw()",
+    );
+    let blocked: Vec<&String> = plan.iter().filter(|r| r.starts_with("blocked")).collect();
+    assert_eq!(blocked.len(), 3, "{plan:#?}"); // docs_v's column, docs.embedding read by docs_v, graph_hnsw
+    assert!(
+        plan.iter()
+            .any(|r| r.contains("graph_hnsw") && r.contains("hnsw")),
+        "{plan:#?}"
+    );
+    assert!(plan
+        .iter()
+        .any(|r| r.contains("view public.docs_v") || r.contains("docs_v")));
+    assert_eq!(types(&mut c), pg_types, "a dry run changed a column");
+    let err = c
+        .batch_execute("SELECT * FROM migrate_to_arrw(dry_run => false)")
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "55000", "{}", msg(&err));
+    assert!(msg(&err).contains("nothing was changed"), "{}", msg(&err));
+    assert_eq!(types(&mut c), pg_types);
+
+    // Another role's tables: blocked too, never altered by someone else.
+    exec(
+        &mut c,
+        "DROP VIEW docs_v; CREATE ROLE stranger; GRANT USAGE ON SCHEMA arrw_ext TO stranger",
+    );
+    exec(&mut c, "SET ROLE stranger");
+    let plan_stranger = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail FROM migrate_to_arrw()",
+    );
+    assert!(
+        plan_stranger
+            .iter()
+            .any(|r| r.starts_with("blocked") && r.contains("not yours")),
+        "{plan_stranger:#?}"
+    );
+    let err = c
+        .batch_execute(
+            "SELECT * FROM migrate_to_arrw(dry_run => false, drop_unsupported_indexes => true)",
+        )
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "55000", "{}", msg(&err));
+    exec(&mut c, "RESET ROLE");
+
+    // Now it runs: graph's hnsw index is dropped and reported, the others rebuilt.
+    let done = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail \
+         FROM migrate_to_arrw(dry_run => false, drop_unsupported_indexes => true)",
+    );
+    assert!(!done.iter().any(|r| r.starts_with("blocked")), "{done:#?}");
+    assert!(
+        done.iter()
+            .any(|r| r.starts_with("drop index public.graph_hnsw")),
+        "{done:#?}"
+    );
+    assert_eq!(
+        done.iter()
+            .filter(|r| r.starts_with("alter column"))
+            .count(),
+        5,
+        "{done:#?}"
+    );
+    assert_eq!(
+        done.iter()
+            .filter(|r| r.starts_with("create index"))
+            .count(),
+        3,
+        "{done:#?}"
+    );
+    assert_eq!(
+        types(&mut c),
+        [
+            "docs.embedding arrw_ext.vector",
+            "docs.h arrw_ext.halfvec",
+            "docs.many arrw_ext.vector[]",
+            "docs.note text",
+            "graph.embedding arrw_ext.vector",
+            "parts.embedding arrw_ext.vector",
+            "parts_a.embedding arrw_ext.vector",
+        ]
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'docs'::regclass AND attname = 'embedding'"
+        ),
+        [format!("arrw_ext.vector({DIM})")]
+    );
+    // The same values (text), the same answers through the rebuilt indexes,
+    // whose classes are arrw's now.
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT md5(string_agg(embedding::text || h::text || many::text, ',' ORDER BY id)) FROM docs",
+        ),
+        text_before
+    );
+    let classes = col(
+        &mut c,
+        "SELECT DISTINCT n.nspname || '.' || o.opcname FROM pg_index i \
+         JOIN pg_opclass o ON o.oid = ANY (i.indclass::oid[]) \
+         JOIN pg_namespace n ON n.oid = o.opcnamespace \
+         JOIN pg_am am ON am.oid = o.opcmethod AND am.amname = 'ivfpq' ORDER BY 1",
+    );
+    assert_eq!(
+        classes,
+        [
+            "arrw_ext.halfvec_l2_ops",
+            "arrw_ext.vector_cosine_ops",
+            "arrw_ext.vector_l2_ops"
+        ]
+    );
+    // arrw's operators are in arrw_ext (pgvector's are still in public).
+    exec(&mut c, "SET search_path = arrw_ext, public");
+    assert_eq!(answers(&mut c), before);
+    // The partitions' indexes came back with the parent's.
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT count(*)::text FROM pg_indexes WHERE tablename IN ('parts_a', 'parts_b') \
+             AND indexdef LIKE '%USING ivfpq%'"
+        ),
+        ["2"]
+    );
+    // Nothing of pgvector's is left in use: both extensions drop cleanly.
+    exec(
+        &mut c,
+        "DROP EXTENSION arrw_pgvector; DROP EXTENSION vector",
+    );
+    let log = cluster.log();
+    assert!(!log.contains("panicked"), "a Rust panic in the log");
+}

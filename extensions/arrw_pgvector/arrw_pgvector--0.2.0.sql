@@ -63,3 +63,228 @@ BEGIN
 	END LOOP;
 END
 $script$;
+
+-- The road back: move every column of pgvector's types to arrw's own, in place.
+--
+--   SELECT * FROM migrate_to_arrw();                -- the plan, nothing changed
+--   SELECT * FROM migrate_to_arrw(dry_run => false); -- do it, in this transaction
+--
+-- Every column (of an ordinary or partitioned table) whose type is pgvector's
+-- vector, halfvec or an array of them becomes arrw's type of the same name and
+-- dimensions (`ALTER TABLE ... ALTER COLUMN ... TYPE`, converted through the text
+-- form the two types share, so every value is checked again on the way in).
+-- Indexes on such columns are dropped and created again with the operator class
+-- of the same name and access method that arrw provides (ivfpq on
+-- arrw_pgvector's classes becomes ivfpq on arrw's, a btree stays a btree). An
+-- index arrw cannot rebuild (pgvector's hnsw or ivfflat: those access methods
+-- take only pgvector's types) stops the migration, unless
+-- `drop_unsupported_indexes => true` drops it (the rows say which; build an ivfpq
+-- index in its place). A view or rule that reads such a column, and a column of
+-- a table the caller does not own, also stop it: nothing is changed unless
+-- everything can be. It runs as the caller (never with more rights) and in the
+-- caller's transaction: an error anywhere undoes all of it.
+--
+-- One row per action: (action, object, detail). `action` is one of
+-- alter column, drop index, create index, blocked, next.
+CREATE FUNCTION @extschema@.migrate_to_arrw(
+	dry_run boolean DEFAULT true,
+	drop_unsupported_indexes boolean DEFAULT false)
+RETURNS TABLE(action text, object text, detail text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+	vec_nsp oid;
+	arrw_nsp oid;
+	arrw_q text;
+	col record;
+	idx record;
+	def text;
+	oc record;
+	new_oc text;
+	blockers int := 0;
+	plan_cols text[] := '{}';
+	plan_drops text[] := '{}';
+	plan_creates text[] := '{}';
+	tables oid[] := '{}';
+	i int;
+BEGIN
+	SELECT e.extnamespace INTO vec_nsp FROM pg_extension e WHERE e.extname = 'vector';
+	SELECT e.extnamespace INTO arrw_nsp FROM pg_extension e WHERE e.extname = 'arrw';
+	arrw_q := quote_ident((SELECT nspname FROM pg_namespace WHERE oid = arrw_nsp));
+
+	-- The columns: pgvector's types and their array types, in user tables (not
+	-- in partitions: altering the parent alters them) and in views or
+	-- materialized views (which cannot be altered: they block).
+	FOR col IN
+		SELECT c.oid AS relid, c.relkind, c.relowner, a.attname, a.attnum, a.atttypmod,
+		       format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS rel,
+		       coalesce(bt.typname, t.typname) AS base, bt.oid IS NOT NULL AS is_array
+		FROM pg_attribute a
+		JOIN pg_class c ON c.oid = a.attrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_type t ON t.oid = a.atttypid
+		LEFT JOIN pg_type bt ON bt.oid = t.typelem AND t.typcategory = 'A'
+		WHERE a.attnum > 0 AND NOT a.attisdropped
+		  AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+		  AND coalesce(bt.typnamespace, t.typnamespace) = vec_nsp
+		  AND coalesce(bt.typname, t.typname) IN ('vector', 'halfvec')
+		ORDER BY 1, a.attnum
+	LOOP
+		IF col.relkind NOT IN ('r', 'p') THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := CASE col.relkind WHEN 'f' THEN 'a foreign table''s column: alter it by hand'
+				ELSE 'a column of a view or materialized view: drop it, migrate, create it again' END;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		IF NOT pg_has_role(current_user, col.relowner, 'USAGE') THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := 'the table is not yours: its owner (or a superuser) must migrate it';
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		-- Views and rules that read the column (ALTER COLUMN TYPE refuses them).
+		FOR idx IN
+			SELECT DISTINCT r.ev_class::regclass::text AS v
+			FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+			WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+			  AND d.refobjid = col.relid AND d.refobjsubid = col.attnum
+			  AND r.ev_class <> col.relid
+		LOOP
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('read by view %s: drop it, migrate, create it again', idx.v);
+			RETURN NEXT;
+		END LOOP;
+		plan_cols := plan_cols || format(
+			'ALTER TABLE %s ALTER COLUMN %I TYPE %s.%I%s%s USING %I::text::%s.%I%s%s',
+			col.rel, col.attname, arrw_q, col.base,
+			CASE WHEN col.atttypmod > 0 THEN format('(%s)', col.atttypmod) ELSE '' END,
+			CASE WHEN col.is_array THEN '[]' ELSE '' END,
+			col.attname, arrw_q, col.base,
+			CASE WHEN col.atttypmod > 0 THEN format('(%s)', col.atttypmod) ELSE '' END,
+			CASE WHEN col.is_array THEN '[]' ELSE '' END);
+		IF NOT col.relid = ANY (tables) THEN
+			tables := tables || col.relid;
+		END IF;
+	END LOOP;
+
+	-- Indexes of those tables (and of their partitions) whose operator classes
+	-- belong to pgvector or to this extension: dropped before, created after.
+	FOR idx IN
+		SELECT DISTINCT i.indexrelid, i.indrelid, ic.relname,
+		       format('%s.%s', quote_ident(n.nspname), quote_ident(ic.relname)) AS name,
+		       am.amname, i.indisprimary OR i.indisunique OR i.indisexclusion AS constraint_backed,
+		       i.indclass::oid[] AS classes, ic.relispartition
+		FROM pg_index i
+		JOIN pg_class ic ON ic.oid = i.indexrelid
+		JOIN pg_namespace n ON n.oid = ic.relnamespace
+		JOIN pg_am am ON am.oid = ic.relam
+		WHERE (i.indrelid = ANY (tables)
+		       OR i.indrelid IN (SELECT p.relid FROM unnest(tables) t(relid),
+		                         LATERAL pg_partition_tree(t.relid) p WHERE p.relid <> t.relid))
+		  AND EXISTS (SELECT 1 FROM unnest(i.indclass::oid[]) k(cls)
+		              JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass AND d.objid = k.cls
+		                              AND d.deptype = 'e'
+		              JOIN pg_extension e ON e.oid = d.refobjid
+		              WHERE e.extname IN ('vector', 'arrw_pgvector'))
+		ORDER BY 1
+	LOOP
+		IF idx.relispartition THEN
+			-- A partition's index that belongs to its parent's partitioned index
+			-- goes with it; one of its own would need the same treatment, which
+			-- this function leaves to the user.
+			CONTINUE WHEN EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = idx.indexrelid);
+		END IF;
+		def := pg_get_indexdef(idx.indexrelid);
+		-- A partitioned table's index prints as ON ONLY (the parent alone);
+		-- created without it, it reaches every partition again.
+		def := regexp_replace(def, ' ON ONLY ', ' ON ');
+		IF idx.constraint_backed THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := idx.name;
+			detail := 'backs a constraint (primary key, unique or exclusion): drop it, migrate, add it again';
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		-- Every operator class named in the definition (qualified: search_path is
+		-- pg_catalog only) must have a twin in arrw's schema with the same name
+		-- and access method.
+		new_oc := NULL;
+		FOR oc IN
+			SELECT DISTINCT format('%s.%s', quote_ident(cn.nspname), quote_ident(c.opcname)) AS old,
+			       c.opcname, c.opcmethod, c.opcdefault
+			FROM unnest(idx.classes) k(cls)
+			JOIN pg_opclass c ON c.oid = k.cls
+			JOIN pg_namespace cn ON cn.oid = c.opcnamespace
+			JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+			JOIN pg_extension e ON e.oid = d.refobjid AND e.extname IN ('vector', 'arrw_pgvector')
+		LOOP
+			IF NOT EXISTS (SELECT 1 FROM pg_opclass WHERE opcnamespace = arrw_nsp
+			               AND opcname = oc.opcname AND opcmethod = oc.opcmethod) THEN
+				new_oc := oc.opcname;
+				EXIT;
+			END IF;
+			-- pg_get_indexdef omits a default operator class; the new column's
+			-- type then picks arrw's default for the access method (which is
+			-- the class of the same name: both extensions make the l2 classes
+			-- the default).
+			def := replace(def, ' ' || oc.old, ' ' || arrw_q || '.' || quote_ident(oc.opcname));
+		END LOOP;
+		IF new_oc IS NOT NULL THEN
+			IF drop_unsupported_indexes THEN
+				plan_drops := plan_drops || format('DROP INDEX %s', idx.name);
+				action := 'drop index'; object := idx.name;
+				detail := format('%s; arrw has no %s class %s: build an ivfpq index in its place',
+					pg_get_indexdef(idx.indexrelid), idx.amname, new_oc);
+				RETURN NEXT;
+			ELSE
+				blockers := blockers + 1;
+				action := 'blocked'; object := idx.name;
+				detail := format('%s: access method %s has no class %s for arrw''s types '
+					'(drop_unsupported_indexes => true drops it; build an ivfpq index in its place)',
+					pg_get_indexdef(idx.indexrelid), idx.amname, new_oc);
+				RETURN NEXT;
+			END IF;
+			CONTINUE;
+		END IF;
+		plan_drops := plan_drops || format('DROP INDEX %s', idx.name);
+		plan_creates := plan_creates || def;
+		action := 'drop index'; object := idx.name;
+		detail := 'created again after the columns change (below)';
+		RETURN NEXT;
+	END LOOP;
+
+	IF blockers > 0 AND NOT dry_run THEN
+		RAISE EXCEPTION 'migrate_to_arrw: % object(s) block the migration; nothing was changed', blockers
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+			      HINT = 'SELECT * FROM migrate_to_arrw() lists them (action = ''blocked'').';
+	END IF;
+
+	-- Indexes first (an index cannot outlive its operator class's type), then
+	-- the columns, then the indexes again.
+	FOR i IN 1 .. coalesce(array_length(plan_drops, 1), 0) LOOP
+		IF NOT dry_run THEN EXECUTE plan_drops[i]; END IF;
+	END LOOP;
+	FOR i IN 1 .. coalesce(array_length(plan_cols, 1), 0) LOOP
+		action := 'alter column'; object := NULL; detail := plan_cols[i];
+		IF NOT dry_run THEN EXECUTE plan_cols[i]; END IF;
+		RETURN NEXT;
+	END LOOP;
+	FOR i IN 1 .. coalesce(array_length(plan_creates, 1), 0) LOOP
+		action := 'create index'; object := NULL; detail := plan_creates[i];
+		IF NOT dry_run THEN EXECUTE plan_creates[i]; END IF;
+		RETURN NEXT;
+	END LOOP;
+	action := 'next'; object := NULL;
+	detail := CASE WHEN blockers > 0 THEN 'resolve the blocked objects, then run migrate_to_arrw(dry_run => false)'
+		WHEN dry_run THEN 'nothing was changed: migrate_to_arrw(dry_run => false) does the above'
+		ELSE 'done: when no other object uses pgvector, DROP EXTENSION arrw_pgvector; DROP EXTENSION vector;' END;
+	RETURN NEXT;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.migrate_to_arrw(boolean, boolean) IS
+	'moves every column of pgvector''s vector/halfvec types to arrw''s, in place, with its indexes (dry run by default)';
