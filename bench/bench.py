@@ -43,6 +43,9 @@ DATA = Path(os.environ.get("ARRW_BENCH_DATA", "/work/shared/datasets"))
 # the sets bench/make-sift writes (not committed; see bench/README.md)
 SIFT_DATA = Path(os.environ.get("ARRW_BENCH_SIFT", "/work/data-cache/sift"))
 K = 10
+# --type halfvec: the column (both databases), the opclasses and the query parameter
+# are halfvec (16-bit floats) instead of vector.
+COLUMN_TYPE = "vector"
 ARRW_DB = "arrw_bench"
 PGV_DB = "pgv_bench"
 
@@ -269,6 +272,11 @@ def snapshot_install(arrw_pkg: Path | None) -> dict:
     shutil.copy2(src_lib / "arrw.so", lib / "arrw.so")
     for f in src_ext.glob("arrw*"):
         shutil.copy2(f, share / "extension" / f.name)
+    # the SQL-only companion extensions (arrw_pgvector), which `cargo pgrx package`
+    # does not ship, from this work tree
+    for f in (ROOT / "extensions").glob("*/*"):
+        if f.suffix in (".control", ".sql"):
+            shutil.copy2(f, share / "extension" / f.name)
     got_lib, got_share = pg_paths(PG_BIN)
     if got_lib != lib or got_share != share:
         raise SystemExit(f"the copied PostgreSQL tree does not relocate ({got_lib}, {got_share})")
@@ -384,8 +392,10 @@ def brute_force(base: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarra
 
 
 def vec_bytes(v: np.ndarray) -> bytes:
-    """pgvector's binary format (also arrw's): int16 dim, int16 unused, float4[]."""
-    return struct.pack(">HH", len(v), 0) + np.ascontiguousarray(v, dtype=">f4").tobytes()
+    """pgvector's binary format (also arrw's): int16 dim, int16 unused, float4[]
+    (halfvec: IEEE half[])."""
+    elem = ">f2" if COLUMN_TYPE == "halfvec" else ">f4"
+    return struct.pack(">HH", len(v), 0) + np.ascontiguousarray(v, dtype=elem).tobytes()
 
 
 class Vec:
@@ -396,7 +406,7 @@ class Vec:
 
 
 def register_vector(conn: psycopg.Connection) -> None:
-    oid = conn.execute("SELECT 'vector'::regtype::oid").fetchone()[0]
+    oid = conn.execute("SELECT %s::regtype::oid", (COLUMN_TYPE,)).fetchone()[0]
 
     class VecDumper(Dumper):
         format = Format.BINARY
@@ -410,8 +420,9 @@ def register_vector(conn: psycopg.Connection) -> None:
 
 def copy_items(conn: psycopg.Connection, base: np.ndarray) -> None:
     n, d = base.shape
+    elem = np.dtype(">f2" if COLUMN_TYPE == "halfvec" else ">f4")
     dt = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i4"), ("l2", ">i4"),
-                   ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (d,))])
+                   ("dim", ">i2"), ("unused", ">i2"), ("v", elem, (d,))])
     with conn.cursor() as cur:
         with cur.copy("COPY items (id, embedding) FROM STDIN (FORMAT binary)") as cp:
             cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
@@ -422,7 +433,7 @@ def copy_items(conn: psycopg.Connection, base: np.ndarray) -> None:
                 rec["nf"] = 2
                 rec["l1"] = 4
                 rec["id"] = np.arange(s, e)
-                rec["l2"] = 4 + 4 * d
+                rec["l2"] = 4 + elem.itemsize * d
                 rec["dim"] = d
                 rec["unused"] = 0
                 rec["v"] = base[s:e]
@@ -436,7 +447,7 @@ def setup_db(cluster: Cluster, db: str, ext: str, base: np.ndarray) -> float:
         c.execute(f"CREATE DATABASE {db}")
     with cluster.connect(db) as c:
         c.execute(f"CREATE EXTENSION {ext}")
-        c.execute(f"CREATE TABLE items (id int PRIMARY KEY, embedding vector({base.shape[1]}))")
+        c.execute(f"CREATE TABLE items (id int PRIMARY KEY, embedding {COLUMN_TYPE}({base.shape[1]}))")
         t0 = time.perf_counter()
         copy_items(c, base)
         dt = time.perf_counter() - t0
@@ -750,6 +761,7 @@ class Runner:
         self.rows: list[Row] = []
         self.errors: list[tuple[str, str]] = []  # (dataset, text)
         self.current_ds = ""
+        self.engines = set(args.engines.split(","))
         self.faiss_rows: list[tuple] = []  # (engine, probes, rerank, arrw recall, faiss recall)
 
     def fail(self, what: str, sql: str, err: Exception, mark: LogMark) -> None:
@@ -859,14 +871,16 @@ class Runner:
                   flush=True)
         return out
 
-    def arrw_ivfpq(self, ds, spec, base, qs, gt, faiss_ref, label, opts):
+    def arrw_ivfpq(self, ds, spec, base, qs, gt, faiss_ref, label, opts, db=ARRW_DB, engine=None):
+        """Builds, sweeps and drops an ivfpq index on items in db (PGV_DB: on pgvector's
+        column, through arrw_pgvector's operator classes)."""
         rows, dim = base.shape
         with_ = ""
         if opts:
             with_ = " WITH (" + ", ".join(f"{k} = {v}" for k, v in opts.items()) + ")"
         ddl = f"CREATE INDEX items_ivfpq ON items USING ivfpq (embedding {spec['opclass']}){with_}"
         log(f"arrw: {ddl}")
-        conn = self.cluster.connect(ARRW_DB)
+        conn = self.cluster.connect(db)
         # ivfpq trains on the leader plus max_parallel_maintenance_workers threads
         # (the server-wide 0 keeps pgvector's builds on one core).
         threads = self.args.build_threads or os.cpu_count() or 1
@@ -913,11 +927,11 @@ class Runner:
             rec, _, _ = faiss_ref.point(lists, m, nbits, knobs["probes"], knobs["rerank"])
             return rec
 
-        engine = f"arrw ivfpq ({label})"
-        self.sweep(ARRW_DB, ds, engine, params, [(f"{engine} {s}", *rest) for s, *rest in pts], gt, qs,
+        engine = engine or f"arrw ivfpq ({label})"
+        self.sweep(db, ds, engine, params, [(f"{engine} {s}", *rest) for s, *rest in pts], gt, qs,
                    build_s, size, sql, fcfg)
         # the index's own defaults, as a user who never SETs anything gets them
-        self.sweep(ARRW_DB, ds, engine, params, [(f"{engine} built-in defaults", "probes/rerank: index defaults", {},
+        self.sweep(db, ds, engine, params, [(f"{engine} built-in defaults", "probes/rerank: index defaults", {},
                                                   {"probes": None, "rerank": None})],
                    gt, qs, build_s, size, sql, None)
         if faiss_ref is not None:
@@ -929,7 +943,7 @@ class Runner:
                     self.rows.append(Row(ds, f"faiss IVFPQ+refine ({label})", f"lists={lists} m={m} nbits={nbits}",
                                          f"nprobe={p} k_factor=10", rec, q, ivf_build, float("nan"),
                                          "in-process, 1 thread", f"faiss ({label}, no SQL)"))
-        conn = self.cluster.connect(ARRW_DB)
+        conn = self.cluster.connect(db)
         conn.execute("DROP INDEX IF EXISTS items_ivfpq")
         conn.close()
 
@@ -961,7 +975,10 @@ class Runner:
     # -- one dataset -----------------------------------------------------------
 
     def dataset(self, ds: str) -> None:
-        spec = DATASETS[ds]
+        spec = dict(DATASETS[ds])
+        if COLUMN_TYPE == "halfvec":
+            spec["opclass"] = spec["opclass"].replace("vector_", "halfvec_")
+        want = self.engines
         self.current_ds = ds
         rows = self.args.rows or (20000 if self.plan.quick else None)
         nq = self.args.queries or (200 if self.plan.quick else None)
@@ -992,27 +1009,42 @@ class Runner:
 
         faiss_ref = None if self.args.no_faiss else FaissRef(base, queries, gt, spec["metric"])
         self.cluster.ensure_fresh()
-        self.arrw_ivfpq(ds, spec, base, qs, gt, faiss_ref, "default", {})
+        if "default" in want:
+            self.arrw_ivfpq(ds, spec, base, qs, gt, faiss_ref, "default", {})
         fixed = dict(lists=max(1, round(math.sqrt(n))), m=fixed_m(dim), nbits=8)
         if self.args.fixed:
             fixed = dict(kv.split("=") for kv in self.args.fixed.split(","))
             fixed = {k: int(v) for k, v in fixed.items()}
         # --quick: FAISS only for the default index (its PQ training is the slow part)
-        self.arrw_ivfpq(ds, spec, base, qs, gt, None if self.plan.quick else faiss_ref, "fixed", fixed)
+        if "fixed" in want:
+            self.arrw_ivfpq(ds, spec, base, qs, gt, None if self.plan.quick else faiss_ref, "fixed", fixed)
+        if "pgvcol" in want and have_pgv:
+            # ivfpq (defaults) on pgvector's own column, no data moved: arrw in a schema
+            # of its own beside pgvector, arrw_pgvector's operator classes (docs/pgvector.md).
+            with self.cluster.connect(PGV_DB) as c:
+                c.execute("CREATE SCHEMA IF NOT EXISTS arrw_ext")
+                c.execute("CREATE EXTENSION IF NOT EXISTS arrw SCHEMA arrw_ext")
+                c.execute("CREATE EXTENSION IF NOT EXISTS arrw_pgvector")
+            self.arrw_ivfpq(ds, spec, base, qs, gt, None, "default", {}, db=PGV_DB,
+                            engine="arrw ivfpq on pgvector column")
 
-        if have_pgv:
+        if have_pgv and ("ivfflat" in want or "hnsw" in want):
             lists = max(1, n // 1000)
-            self.pgv_index(ds, spec, qs, gt, "pgvector ivfflat",
-                           f"CREATE INDEX items_ivfflat ON items USING ivfflat (embedding {spec['opclass']}) WITH (lists = {lists})",
-                           "items_ivfflat",
-                           [("pgvector ivfflat", f"probes={p}", {"ivfflat.probes": p}, {"probes": p})
-                            for p in self.plan.ivfflat_probes if p <= lists])
-            self.pgv_index(ds, spec, qs, gt, "pgvector hnsw",
-                           f"CREATE INDEX items_hnsw ON items USING hnsw (embedding {spec['opclass']}) WITH (m = 16, ef_construction = 64)",
-                           "items_hnsw",
-                           [("pgvector hnsw", f"ef_search={e}", {"hnsw.ef_search": e}, {"ef_search": e})
-                            for e in self.plan.hnsw_ef])
-        if have_vchord and have_pgv:
+            if "ivfflat" in want:
+                self.pgv_index(ds, spec, qs, gt, "pgvector ivfflat",
+                               f"CREATE INDEX items_ivfflat ON items USING ivfflat (embedding {spec['opclass']}) WITH (lists = {lists})",
+                               "items_ivfflat",
+                               [("pgvector ivfflat", f"probes={p}", {"ivfflat.probes": p}, {"probes": p})
+                                for p in self.plan.ivfflat_probes if p <= lists])
+            if "hnsw" in want:
+                self.pgv_index(ds, spec, qs, gt, "pgvector hnsw",
+                               f"CREATE INDEX items_hnsw ON items USING hnsw (embedding {spec['opclass']}) WITH (m = 16, ef_construction = 64)",
+                               "items_hnsw",
+                               [("pgvector hnsw", f"ef_search={e}", {"hnsw.ef_search": e}, {"ef_search": e})
+                                for e in self.plan.hnsw_ef])
+        if "vchordrq" not in want:
+            pass
+        elif have_vchord and have_pgv:
             self.vchord(ds, spec, n, qs, gt)
         elif self.has_ext("vchord"):
             print("    vchord is installed but vchord.so is not preloadable here: skipped", flush=True)
@@ -1299,8 +1331,16 @@ def main() -> int:
                          "system PostgreSQL's install")
     ap.add_argument("--arrw-rev", help="(set by bench/run --rev) the git revision --arrw-pkg was built from")
     ap.add_argument("--no-faiss", action="store_true", help="skip the FAISS reference")
+    ap.add_argument("--type", choices=["vector", "halfvec"], default="vector",
+                    help="column type in both databases (halfvec: 16-bit floats; opclasses halfvec_*_ops)")
+    ap.add_argument("--engines", default="default,fixed,ivfflat,hnsw,vchordrq",
+                    help="which indexes to build, comma-separated, from default, fixed (arrw ivfpq), "
+                         "pgvcol (arrw ivfpq with default options on pgvector's column, through "
+                         "arrw_pgvector), ivfflat, hnsw (pgvector), vchordrq (default: %(default)s)")
     ap.add_argument("--keep-running", action="store_true", help="leave the server running at the end")
     args = ap.parse_args()
+    global COLUMN_TYPE
+    COLUMN_TYPE = args.type
 
     extra_env = {}
     if (PGDATA / "postmaster.pid").exists():
@@ -1324,7 +1364,7 @@ def main() -> int:
                   f"{'DEBUG BUILD (has debug info): numbers are not representative' if arrw_build['debug'] else 'release build'})")
     print("\n".join(env), flush=True)
     datasets = ["sift", "minilm"] if args.dataset == "all" else [args.dataset]
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-quick" if args.quick else "") + ("-halfvec" if args.type == "halfvec" else "")
     try:
         for ds in datasets:
             t0 = time.perf_counter()
