@@ -319,10 +319,11 @@ class Runner:
         # ---- arrw
         t = self.setup_db(ARRW_DB, "arrw", base, cat)
         threads = os.cpu_count() or 1
-        bt, mb = self.build(ARRW_DB, f"CREATE INDEX items_ivfpq ON items USING ivfpq (embedding {spec['opclass']})",
+        with_ = f" WITH ({a.ivfpq_options})" if a.ivfpq_options else ""
+        bt, mb = self.build(ARRW_DB, f"CREATE INDEX items_ivfpq ON items USING ivfpq (embedding {spec['opclass']}){with_}",
                             "items_ivfpq", {"max_parallel_maintenance_workers": max(threads - 1, 0)})
         info = bench.ivfpq_info(self.cluster.connect(ARRW_DB), "items_ivfpq")
-        self.notes[ds].append(f"arrw: loaded in {t:.1f} s; ivfpq (no options) built in {bt:.1f} s, {mb:.1f} MB; "
+        self.notes[ds].append(f"arrw: loaded in {t:.1f} s; ivfpq ({a.ivfpq_options or 'no options'}) built in {bt:.1f} s, {mb:.1f} MB; "
                               f"ivfpq_info: {info}")
         print("    " + self.notes[ds][-1], flush=True)
         arrw_settings = [("defaults, iterative off", {"ivfpq.iterative_scan": "off"}, True),
@@ -569,6 +570,8 @@ def main() -> int:
     ap.add_argument("--arrw-pkg", type=Path, help="`cargo pgrx package` output to take arrw from")
     ap.add_argument("--arrw-rev", help="(set by bench/run-filtered) what --arrw-pkg was built from")
     ap.add_argument("--no-hnsw", action="store_true", help="skip pgvector")
+    ap.add_argument("--ivfpq-options", default="",
+                    help="WITH options of the ivfpq index, e.g. 'refine = 4' (default: none)")
     ap.add_argument("--keep-running", action="store_true", help="leave the server (and databases) up")
     args = ap.parse_args()
     global REPEAT
@@ -591,7 +594,8 @@ def main() -> int:
     print("\n".join(env), flush=True)
     runner = Runner(cluster, args)
     datasets = ["sift", "minilm"] if args.dataset == "all" else [args.dataset]
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-quick" if args.quick else "") + (
+        "-" + "".join(ch for ch in args.ivfpq_options if ch.isalnum() or ch in "=,") if args.ivfpq_options else "")
     try:
         for ds in datasets:
             t0 = time.perf_counter()
