@@ -34,12 +34,16 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--pkg", type=Path, required=True, help="`cargo pgrx package` output")
     ap.add_argument("--port", type=int, default=54361)
+    ap.add_argument("--type", choices=["vector", "halfvec"], default="vector", help="column type (bench.py --type)")
     args = ap.parse_args()
+    bench.COLUMN_TYPE = args.type
     probes = [int(p) for p in args.probes.split(",")]
     lock, cluster, env = bench.private_server("sweep.lock", "bench/sweep.py", args.port, args.pkg, None)
     print("\n".join(env), flush=True)
     try:
-        spec = DATASETS[args.dataset]
+        spec = dict(DATASETS[args.dataset])
+        if args.type == "halfvec":
+            spec["opclass"] = spec["opclass"].replace("vector_", "halfvec_")
         base, queries, gt = bench.load_dataset(args.dataset, None, args.queries)
         bench.setup_db(cluster, "sweep", "arrw", base)
         print(f"{args.dataset}: {len(base)} rows x {base.shape[1]} dims, {len(queries)} queries", flush=True)

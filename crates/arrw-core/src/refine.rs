@@ -220,6 +220,13 @@ pub struct FineQuery {
 /// Dimensions per unrolled step of [`FineQuery::estimate`] (8 bytes of 4-bit codes).
 const LANES: usize = 16;
 
+/// Whether this CPU runs [`FineQuery::estimate`]'s AVX2 build (detected once).
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    static YES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *YES.get_or_init(|| crate::distance::Isa::Avx2Fma.is_supported())
+}
+
 impl ResidualSq {
     /// Prepares refined estimates for `query` (already normalised for cosine).
     /// `l2`: squared L2 estimates (L2 and cosine); otherwise negative inner
@@ -278,6 +285,96 @@ impl FineQuery {
     pub fn estimate(&self, code: &[u8]) -> f32 {
         debug_assert_eq!(code.len(), self.code_size);
         assert!(self.cur < self.biases.len(), "set_list first");
+        #[cfg(target_arch = "x86_64")]
+        if avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked once, cached).
+            return unsafe { self.estimate_avx2(code) };
+        }
+        self.estimate_portable(code)
+    }
+
+    /// [`FineQuery::estimate`] with AVX2: the same 16 lanes as the portable
+    /// code, held in two 8-wide registers, with the same operations in the same
+    /// order (a multiply and a subtract, no fused multiply-add; the lanes summed
+    /// one by one at the end), so the result is the same float, bit for bit
+    /// (tested). About 10× faster than what the compiler makes of the portable
+    /// loop, which dominated refining at 768 and 1,536 dimensions.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `self.cur` is a cached list.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn estimate_avx2(&self, code: &[u8]) -> f32 {
+        use std::arch::x86_64::*;
+        let p = self.padded;
+        let base = self.cur * 2 * p;
+        let (t, w) = self.tables[base..base + 2 * p].split_at(p);
+        let per = if self.bits == 8 { LANES } else { LANES / 2 };
+        // The code is read `per` bytes at a time; a short last piece is copied
+        // into zeros first (the portable code's `k.fill(0.0)`), so every load is
+        // a whole 8 or 16 bytes inside a buffer.
+        let mut tail = [0u8; LANES];
+        let steps = code.len().div_ceil(per);
+        assert!(steps * LANES <= p, "tables cover the code");
+        let mut acc_lo = _mm256_setzero_ps();
+        let mut acc_hi = _mm256_setzero_ps();
+        for i in 0..steps {
+            let start = i * per;
+            let piece = &code[start..(start + per).min(code.len())];
+            let src: &[u8] = if piece.len() == per {
+                piece
+            } else {
+                tail[..piece.len()].copy_from_slice(piece);
+                &tail[..per]
+            };
+            // SAFETY: `src` holds `per` bytes (8 or 16): the 8-byte load reads
+            // exactly them, the 16-byte one too; `i * LANES + 16 <= p` (asserted
+            // above) keeps the table loads inside `t` and `w`.
+            unsafe {
+                let bytes = if self.bits == 8 {
+                    _mm_loadu_si128(src.as_ptr() as *const __m128i)
+                } else {
+                    // 8 bytes of two 4-bit codes each, low nibble first: split
+                    // and interleave them into 16 bytes k0, k1, ..., k15.
+                    let b = _mm_loadl_epi64(src.as_ptr() as *const __m128i);
+                    let mask = _mm_set1_epi8(15);
+                    let lo = _mm_and_si128(b, mask);
+                    let hi = _mm_and_si128(_mm_srli_epi16(b, 4), mask);
+                    _mm_unpacklo_epi8(lo, hi)
+                };
+                let k_lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+                let k_hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8)));
+                let o = i * LANES;
+                let w_lo = _mm256_loadu_ps(w.as_ptr().add(o));
+                let w_hi = _mm256_loadu_ps(w.as_ptr().add(o + 8));
+                if self.l2 {
+                    let e_lo = _mm256_sub_ps(
+                        _mm256_loadu_ps(t.as_ptr().add(o)),
+                        _mm256_mul_ps(w_lo, k_lo),
+                    );
+                    let e_hi = _mm256_sub_ps(
+                        _mm256_loadu_ps(t.as_ptr().add(o + 8)),
+                        _mm256_mul_ps(w_hi, k_hi),
+                    );
+                    acc_lo = _mm256_add_ps(acc_lo, _mm256_mul_ps(e_lo, e_lo));
+                    acc_hi = _mm256_add_ps(acc_hi, _mm256_mul_ps(e_hi, e_hi));
+                } else {
+                    acc_lo = _mm256_add_ps(acc_lo, _mm256_mul_ps(w_lo, k_lo));
+                    acc_hi = _mm256_add_ps(acc_hi, _mm256_mul_ps(w_hi, k_hi));
+                }
+            }
+        }
+        let mut acc = [0f32; LANES];
+        // SAFETY: `acc` holds 16 floats: two unaligned 8-float stores.
+        unsafe {
+            _mm256_storeu_ps(acc.as_mut_ptr(), acc_lo);
+            _mm256_storeu_ps(acc.as_mut_ptr().add(8), acc_hi);
+        }
+        self.biases[self.cur] + acc.iter().sum::<f32>()
+    }
+
+    #[inline(always)]
+    fn estimate_portable(&self, code: &[u8]) -> f32 {
         let p = self.padded;
         let base = self.cur * 2 * p;
         let (t, w) = self.tables[base..base + 2 * p].split_at(p);
@@ -378,6 +475,47 @@ mod tests {
         }
     }
 
+    /// `cargo test -p arrw-core --release refine::tests::estimate_speed -- --ignored --nocapture`:
+    /// ns per estimate at 384, 768 and 1,536 dimensions, portable and dispatched.
+    #[test]
+    #[ignore]
+    fn estimate_speed() {
+        for dim in [384usize, 768, 1536] {
+            let data: Vec<f32> = (0..dim * 64)
+                .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0)
+                .collect();
+            let sq = ResidualSq::train(&data, dim, 4, 0.01);
+            let mut fq = sq.query(&data[..dim], true);
+            fq.set_list(0, &data[dim..2 * dim]);
+            let codes: Vec<Vec<u8>> = data
+                .chunks_exact(dim)
+                .map(|r| {
+                    let mut c = vec![0u8; sq.code_size()];
+                    let _ = sq.encode(r, &mut c);
+                    c
+                })
+                .collect();
+            let n = 200_000;
+            for (name, f) in [
+                (
+                    "portable",
+                    &(|c: &[u8]| fq.estimate_portable(c)) as &dyn Fn(&[u8]) -> f32,
+                ),
+                ("dispatched", &|c: &[u8]| fq.estimate(c)),
+            ] {
+                let t = std::time::Instant::now();
+                let mut acc = 0f32;
+                for i in 0..n {
+                    acc += f(std::hint::black_box(&codes[i % codes.len()]));
+                }
+                println!(
+                    "dim {dim} {name}: {:.0} ns ({acc})",
+                    t.elapsed().as_nanos() as f64 / n as f64
+                );
+            }
+        }
+    }
+
     proptest! {
         /// Inside the trained range a value comes back within half a step, for
         /// both widths, and the model survives serialisation.
@@ -428,6 +566,36 @@ mod tests {
                 let want = decoded_distance(&sq, &q, &c, &code, l2);
                 let got = fq.estimate(&code);
                 prop_assert!((got - want).abs() <= 1e-3 * (1.0 + want.abs()), "{} vs {}", got, want);
+            }
+        }
+
+        /// The AVX2 build of the estimate gives the portable build's float, bit
+        /// for bit (same lanes, same summation order), at any width.
+        #[test]
+        fn avx2_estimate_equals_portable(
+            dim in 1usize..1600,
+            seed in any::<u64>(),
+            eight in any::<bool>(),
+            l2 in any::<bool>(),
+        ) {
+            let mut s = seed | 1;
+            let mut r = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s % 2001) as f32 / 100.0 - 10.0 };
+            let data: Vec<f32> = (0..dim * 4).map(|_| r()).collect();
+            let sq = ResidualSq::train(&data, dim, if eight { 8 } else { 4 }, 0.01);
+            let q: Vec<f32> = (0..dim).map(|_| r()).collect();
+            let mut fq = sq.query(&q, l2);
+            fq.set_list(3, &data[..dim]);
+            let mut code = vec![0u8; sq.code_size()];
+            for row in data.chunks_exact(dim) {
+                let _ = sq.encode(row, &mut code);
+                let portable = fq.estimate_portable(&code);
+                prop_assert_eq!(fq.estimate(&code).to_bits(), portable.to_bits());
+                #[cfg(target_arch = "x86_64")]
+                if avx2_fma() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked).
+                    let avx2 = unsafe { fq.estimate_avx2(&code) };
+                    prop_assert_eq!(avx2.to_bits(), portable.to_bits());
+                }
             }
         }
 
