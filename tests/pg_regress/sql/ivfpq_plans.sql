@@ -44,3 +44,22 @@ SELECT count(*) FROM (SELECT id FROM ivp ORDER BY v <-> '[1,2,3,4]') s;
 RESET ivfpq.iterative_scan;
 
 DROP TABLE ivp, ivp_all;
+
+-- Wide vectors with a refine code: most of the index is fine pages, which a
+-- probe does not read, and the table's vectors are out of line (TOAST), which
+-- a Seq Scan's cost does not see: a LIMIT query still takes the index.
+CREATE TABLE ivp_wide (id int PRIMARY KEY, v vector(1536));
+ALTER TABLE ivp_wide ALTER COLUMN v SET STORAGE external;
+INSERT INTO ivp_wide
+SELECT i, (SELECT array_agg(sin(i * 0.37 + j * 0.11 + (i % 7) * j * 0.01))::vector
+           FROM generate_series(1, 1536) j)
+FROM generate_series(1, 2000) i;
+CREATE INDEX ivp_wide_v ON ivp_wide USING ivfpq (v vector_cosine_ops) WITH (lists = 4, refine = 4);
+ANALYZE ivp_wide;
+EXPLAIN (COSTS OFF)
+SELECT id FROM ivp_wide ORDER BY v <=> (SELECT v FROM ivp_wide WHERE id = 7) LIMIT 10;
+SET ivfpq.probes = 2;
+EXPLAIN (COSTS OFF)
+SELECT id FROM ivp_wide ORDER BY v <=> (SELECT v FROM ivp_wide WHERE id = 7) LIMIT 10;
+RESET ivfpq.probes;
+DROP TABLE ivp_wide;
