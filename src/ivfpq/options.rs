@@ -137,7 +137,7 @@ pub fn init() {
         pg_sys::add_int_reloption(
             kind,
             c"refine".as_ptr(),
-            c"Bits per dimension of the refine code, 0 (none), 4 or 8 (-1: 4 from 512 dimensions, none below)".as_ptr(),
+            c"Bits per dimension of the refine code, 0 (none), 4 or 8 (-1: 4 from 256 dimensions, none below)".as_ptr(),
             -1,
             -1,
             8,
@@ -239,10 +239,12 @@ pub fn of(index: pg_sys::Relation) -> IvfpqOptions {
 /// Bits per dimension of the refine code of an index of `dim` dimensions: the
 /// option, else 4 from [`REFINE_MIN_DIM`] dimensions on and none below.
 /// Measured (bench notes in ARCHITECTURE.md): a refined candidate costs about
-/// 1 µs (a fine-page visit and a 4-bit estimate), a heap re-rank about 2.6 µs
-/// at 384 dimensions and 5.6 µs at 768 (a TOAST fetch); at 384 dimensions a
-/// `LIMIT 10` refines ~150 rows to save ~140 heap re-ranks, about even, while
-/// at 768 it triples q/s.
+/// 0.45 µs at 384 dimensions since the estimate runs in AVX2 (a fine-page
+/// visit and a 4-bit estimate; it was 1 µs), a heap re-rank about 2.6 µs at
+/// 384 dimensions and 5.6 µs at 768 (a TOAST fetch); at 384 dimensions a
+/// `LIMIT 10` refines ~150 rows to save ~100 heap re-ranks (+15% q/s, +30%
+/// with iterative scans), at 768 it triples q/s. Below 256 dimensions the
+/// 4-bit PQ code is already close and rows are short: not measured as a win.
 pub fn refine_bits(opts: &IvfpqOptions, dim: usize) -> u32 {
     match opts.refine {
         0 | 4 | 8 => opts.refine as u32,
@@ -252,7 +254,7 @@ pub fn refine_bits(opts: &IvfpqOptions, dim: usize) -> u32 {
 }
 
 /// Dimensions from which an index keeps a refine code by default.
-pub const REFINE_MIN_DIM: usize = 512;
+pub const REFINE_MIN_DIM: usize = 256;
 
 /// Probes for a query: GUC, else index option, else default.
 pub fn probes(index_opt: u32) -> usize {
