@@ -101,6 +101,7 @@ def main() -> int:
             del base
             with cluster.connect(DB) as c:
                 table_mb = c.execute("SELECT pg_total_relation_size('items') / 1048576.0").fetchone()[0]
+                table_mb = float(table_mb)
                 pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
                 threads = os.cpu_count() or 1
                 c.execute(f"SET maintenance_work_mem = '{args.mwm}'")

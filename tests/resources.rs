@@ -255,3 +255,59 @@ fn a_build_computes_on_the_threads_max_parallel_maintenance_workers_allows() {
     assert_eq!(compute, 1, "computing threads");
     assert_eq!(other.len(), 1, "threads other than arrw's: {other:?}");
 }
+
+/// `pg_stat_progress_create_index` during the first pass (sampling rows):
+/// tuples_total is the table's estimated row count and tuples_done the rows
+/// seen so far, never above it by more than the estimate's error.
+#[test]
+fn the_sampling_pass_reports_rows_done_of_the_estimate() {
+    let cluster = Cluster::start("res-progress", "fsync = off\nautovacuum = off");
+    let mut c = cluster.connect();
+    exec(&mut c, "CREATE EXTENSION arrw");
+    make_table(&mut c, "p", 400_000, 8);
+    exec(&mut c, "ANALYZE p");
+    let estimate: f32 = c
+        .query_one("SELECT reltuples FROM pg_class WHERE relname = 'p'", &[])
+        .unwrap()
+        .get(0);
+    assert!(estimate > 300_000.0, "{estimate}");
+    // The sampling pass of 400,000 short rows takes a few hundred ms; poll it
+    // (a few tries, in case a build slips through between two polls).
+    let mut seen: Vec<(i64, i64)> = Vec::new();
+    for attempt in 0..5 {
+        let mut b = cluster.connect();
+        let pid = backend_pid(&mut b);
+        std::thread::scope(|s| {
+            let h = s.spawn(move || {
+                b.batch_execute(&format!(
+                    "CREATE INDEX p_v_{attempt} ON p USING ivfpq (v) WITH (lists = 64)"
+                ))
+            });
+            while !h.is_finished() {
+                if let Some(r) = c
+                    .query_opt(
+                        "SELECT tuples_done, tuples_total FROM pg_stat_progress_create_index \
+                         WHERE pid = $1 AND phase = 'building index: sampling rows'",
+                        &[&pid],
+                    )
+                    .unwrap()
+                {
+                    seen.push((r.get(0), r.get(1)));
+                }
+            }
+            h.join().unwrap().unwrap_or_else(|e| panic!("{}", msg(&e)));
+        });
+        if seen.iter().any(|&(done, _)| done > 0) {
+            break;
+        }
+    }
+    assert!(!seen.is_empty(), "never saw the sampling phase");
+    for &(done, total) in &seen {
+        assert_eq!(total, estimate as i64, "tuples_total is the estimate");
+        assert!(done <= 400_000, "{done}");
+    }
+    assert!(
+        seen.iter().any(|&(done, _)| done > 0),
+        "tuples_done never moved: {seen:?}"
+    );
+}

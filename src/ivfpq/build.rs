@@ -121,6 +121,8 @@ unsafe extern "C-unwind" fn sample_callback(
     });
     if seen % 1024 == 0 {
         pg_sys::check_for_interrupts!();
+        // Rows sampled so far (of the planner's estimate, set before the scan).
+        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, seen as i64);
     }
 }
 
@@ -327,10 +329,21 @@ pub unsafe extern "C-unwind" fn ambuild(
 
     check_declared_shape_fits(&opts, declared, budget);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_SAMPLE);
+    // Pass 1's tuples_total is the planner's row estimate (reltuples; 0 when
+    // the table was never analyzed or vacuumed), its tuples_done the rows seen.
+    // SAFETY: `heap` is the open heap relation ambuild was given.
+    let estimate = unsafe { (*(*heap).rd_rel).reltuples }.max(0.0) as i64;
+    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, estimate);
+    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     // SAFETY: forwarded from PostgreSQL's call.
     let sampled = unsafe { sample_table(heap, index, index_info, declared, budget) };
     let plan = plan_build(&opts, &sampled, budget);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
+    // Training reports no tuple counts yet (its k-means runs on compute
+    // threads, which would have to publish their progress to this thread):
+    // 0 of 0 rather than pass 1's last count.
+    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, 0);
+    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     pg_sys::check_for_interrupts!();
     let pool = Pool::new(parallel::build_threads());
     let model = train(&opts, metric, sampled.reservoir, &plan, &pool);
