@@ -88,16 +88,18 @@ fn compare(c: &mut Client, op: &str, queries: &[Vec<f32>], exact: bool) {
     }
 }
 
-#[test]
-fn ivfpq_on_a_pgvector_column_answers_like_on_an_arrw_column() {
-    let cluster = Cluster::start("pgvector", "");
+/// A server with pgvector in `public`, arrw in schema `arrw_ext` and
+/// `arrw_pgvector` beside them; None (after printing `SKIPPED`) when pgvector
+/// is not installed in the PostgreSQL under test.
+fn beside_pgvector(name: &str, what: &str) -> Option<(Cluster, Client)> {
+    let cluster = Cluster::start(name, "");
     let mut c = cluster.connect();
     if !available(&mut c, "vector") {
         eprintln!(
-            "SKIPPED tests/pgvector.rs: pgvector (extension `vector`) is not installed \
-             in this PostgreSQL"
+            "SKIPPED tests/pgvector.rs ({what}): pgvector (extension `vector`) is not \
+             installed in this PostgreSQL"
         );
-        return;
+        return None;
     }
     assert!(
         available(&mut c, "arrw_pgvector"),
@@ -110,6 +112,14 @@ fn ivfpq_on_a_pgvector_column_answers_like_on_an_arrw_column() {
         "CREATE EXTENSION vector; CREATE SCHEMA arrw_ext; \
          CREATE EXTENSION arrw SCHEMA arrw_ext; CREATE EXTENSION arrw_pgvector",
     );
+    Some((cluster, c))
+}
+
+#[test]
+fn ivfpq_on_a_pgvector_column_answers_like_on_an_arrw_column() {
+    let Some((cluster, mut c)) = beside_pgvector("pgvector", "vector") else {
+        return;
+    };
     let types = col(
         &mut c,
         "SELECT format('%s %s', e.extname, n.nspname) FROM pg_extension e \
@@ -254,21 +264,13 @@ fn ivfpq_on_a_pgvector_column_answers_like_on_an_arrw_column() {
 /// every list is probed.
 #[test]
 fn ivfpq_on_a_pgvector_halfvec_column_answers_like_on_an_arrw_halfvec_column() {
-    let cluster = Cluster::start("pgvector_halfvec", "");
-    let mut c = cluster.connect();
-    if !available(&mut c, "vector") {
-        eprintln!(
-            "SKIPPED tests/pgvector.rs (halfvec): pgvector (extension `vector`) is not \
-             installed in this PostgreSQL"
-        );
+    let Some((cluster, mut c)) = beside_pgvector("pgvector_halfvec", "halfvec") else {
         return;
-    }
+    };
     exec(
         &mut c,
         &format!(
-            "CREATE EXTENSION vector; CREATE SCHEMA arrw_ext; \
-             CREATE EXTENSION arrw SCHEMA arrw_ext; CREATE EXTENSION arrw_pgvector; \
-             SET search_path = public, arrw_ext; SET max_parallel_maintenance_workers = 0; \
+            "SET search_path = public, arrw_ext; SET max_parallel_maintenance_workers = 0; \
              CREATE TABLE pgh (id int PRIMARY KEY, embedding public.halfvec({DIM})); \
              CREATE TABLE axh (id int PRIMARY KEY, embedding arrw_ext.halfvec({DIM}))"
         ),
@@ -362,21 +364,13 @@ fn ivfpq_on_a_pgvector_halfvec_column_answers_like_on_an_arrw_halfvec_column() {
 /// table) blocks it with nothing changed; a dry run changes nothing.
 #[test]
 fn migrate_to_arrw_moves_pgvector_columns_in_place() {
-    let cluster = Cluster::start("pgvector_migrate", "");
-    let mut c = cluster.connect();
-    if !available(&mut c, "vector") {
-        eprintln!(
-            "SKIPPED tests/pgvector.rs (migrate_to_arrw): pgvector (extension `vector`) is \
-             not installed in this PostgreSQL"
-        );
+    let Some((cluster, mut c)) = beside_pgvector("pgvector_migrate", "migrate_to_arrw") else {
         return;
-    }
+    };
     exec(
         &mut c,
         &format!(
-            "CREATE EXTENSION vector; CREATE SCHEMA arrw_ext; \
-             CREATE EXTENSION arrw SCHEMA arrw_ext; CREATE EXTENSION arrw_pgvector; \
-             SET max_parallel_maintenance_workers = 0; \
+            "SET max_parallel_maintenance_workers = 0; \
              CREATE TABLE docs (id int PRIMARY KEY, embedding vector({DIM}), \
                  h halfvec({DIM}), many vector({DIM})[], note text); \
              CREATE TABLE parts (id int, embedding vector) PARTITION BY RANGE (id); \
