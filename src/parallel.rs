@@ -63,6 +63,17 @@ impl Pool {
     /// the calling (backend) thread every few milliseconds while it runs. `work`
     /// must not call PostgreSQL; it gets the stop to pass to arrw-core.
     pub fn run<T: Send>(&self, work: impl FnOnce(&Stop) -> Result<T, Stopped> + Send) -> T {
+        self.run_reporting(|_, _| {}, work)
+    }
+
+    /// [`Pool::run`] that also hands `report` the work's progress (units done,
+    /// units planned: [`Stop::progress`]) on the backend's thread while it
+    /// waits, every few milliseconds and once at the end.
+    pub fn run_reporting<T: Send>(
+        &self,
+        mut report: impl FnMut(u64, u64),
+        work: impl FnOnce(&Stop) -> Result<T, Stopped> + Send,
+    ) -> T {
         let stop = Stop::new();
         let me = std::thread::current();
         let result = std::thread::scope(|s| {
@@ -93,8 +104,12 @@ impl Pool {
                 // May raise an ERROR: `_raise` stops the workers and the scope
                 // joins them before the ERROR propagates.
                 pg_sys::check_for_interrupts!();
+                let (done, planned) = stop.progress();
+                report(done, planned);
                 std::thread::park_timeout(POLL);
             }
+            let (done, planned) = stop.progress();
+            report(done, planned);
             match h.join() {
                 Ok(r) => r,
                 Err(panic) => std::panic::resume_unwind(panic),

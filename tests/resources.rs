@@ -256,11 +256,13 @@ fn a_build_computes_on_the_threads_max_parallel_maintenance_workers_allows() {
     assert_eq!(other.len(), 1, "threads other than arrw's: {other:?}");
 }
 
-/// `pg_stat_progress_create_index` during the first pass (sampling rows):
-/// tuples_total is the table's estimated row count and tuples_done the rows
-/// seen so far, never above it by more than the estimate's error.
+/// `pg_stat_progress_create_index` while a build samples and trains: during
+/// the sampling pass tuples_total is the table's estimated row count and
+/// tuples_done the rows seen so far; while the model trains, tuples are k-means
+/// work (rows assigned per Lloyd iteration), planned up front, done never above
+/// planned. Both showed 0 of 0 before.
 #[test]
-fn the_sampling_pass_reports_rows_done_of_the_estimate() {
+fn sampling_and_training_report_tuples_done_of_total() {
     let cluster = Cluster::start("res-progress", "fsync = off\nautovacuum = off");
     let mut c = cluster.connect();
     exec(&mut c, "CREATE EXTENSION arrw");
@@ -271,43 +273,60 @@ fn the_sampling_pass_reports_rows_done_of_the_estimate() {
         .unwrap()
         .get(0);
     assert!(estimate > 300_000.0, "{estimate}");
-    // The sampling pass of 400,000 short rows takes a few hundred ms; poll it
-    // (a few tries, in case a build slips through between two polls).
-    let mut seen: Vec<(i64, i64)> = Vec::new();
+    // Each phase takes a few hundred ms here; poll them (a few tries, in case
+    // a build slips through between two polls).
+    let mut sampling: Vec<(i64, i64)> = Vec::new();
+    let mut training: Vec<(i64, i64)> = Vec::new();
     for attempt in 0..5 {
         let mut b = cluster.connect();
         let pid = backend_pid(&mut b);
         std::thread::scope(|s| {
             let h = s.spawn(move || {
                 b.batch_execute(&format!(
-                    "CREATE INDEX p_v_{attempt} ON p USING ivfpq (v) WITH (lists = 64)"
+                    "CREATE INDEX p_v_{attempt} ON p USING ivfpq (v) WITH (lists = 256)"
                 ))
             });
             while !h.is_finished() {
                 if let Some(r) = c
                     .query_opt(
-                        "SELECT tuples_done, tuples_total FROM pg_stat_progress_create_index \
-                         WHERE pid = $1 AND phase = 'building index: sampling rows'",
+                        "SELECT phase, tuples_done, tuples_total FROM pg_stat_progress_create_index \
+                         WHERE pid = $1",
                         &[&pid],
                     )
                     .unwrap()
                 {
-                    seen.push((r.get(0), r.get(1)));
+                    let phase: String = r.get(0);
+                    let v = (r.get(1), r.get(2));
+                    if phase == "building index: sampling rows" {
+                        sampling.push(v);
+                    } else if phase == "building index: training model" {
+                        training.push(v);
+                    }
                 }
             }
             h.join().unwrap().unwrap_or_else(|e| panic!("{}", msg(&e)));
         });
-        if seen.iter().any(|&(done, _)| done > 0) {
+        if sampling.iter().any(|&(done, _)| done > 0) && training.iter().any(|&(done, _)| done > 0)
+        {
             break;
         }
     }
-    assert!(!seen.is_empty(), "never saw the sampling phase");
-    for &(done, total) in &seen {
-        assert_eq!(total, estimate as i64, "tuples_total is the estimate");
+    for &(done, total) in &sampling {
+        assert_eq!(
+            total, estimate as i64,
+            "sampling: tuples_total is the estimate"
+        );
         assert!(done <= 400_000, "{done}");
     }
+    for &(done, total) in &training {
+        assert!(done <= total, "training: {done} of {total}");
+    }
     assert!(
-        seen.iter().any(|&(done, _)| done > 0),
-        "tuples_done never moved: {seen:?}"
+        sampling.iter().any(|&(done, _)| done > 0),
+        "sampling: tuples_done never moved: {sampling:?}"
+    );
+    assert!(
+        training.iter().any(|&(done, total)| done > 0 && total > 0),
+        "training: no work counted: {training:?}"
     );
 }

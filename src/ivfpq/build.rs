@@ -339,9 +339,9 @@ pub unsafe extern "C-unwind" fn ambuild(
     let sampled = unsafe { sample_table(heap, index, index_info, declared, budget) };
     let plan = plan_build(&opts, &sampled, budget);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
-    // Training reports no tuple counts yet (its k-means runs on compute
-    // threads, which would have to publish their progress to this thread):
-    // 0 of 0 rather than pass 1's last count.
+    // Training's tuples are k-means work: one per training row assigned in a
+    // Lloyd iteration, the coarse k-means' then every sub-quantizer's, as the
+    // compute threads count them (arrw_core::stop); 0 of 0 until train() plans.
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, 0);
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     pg_sys::check_for_interrupts!();
@@ -531,13 +531,22 @@ fn train(
         refine_bits: options::refine_bits(opts, plan.dim),
         ..IvfPqParams::new(plan.lists, plan.m, plan.nbits)
     };
-    pool.run(|stop| {
-        let params = IvfPqParams {
-            stop: stop.clone(),
-            ..params
-        };
-        IvfPqModel::train_until(&train_rows, plan.dim, metric, &params)
-    })
+    pool.run_reporting(
+        |done, planned| {
+            progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, planned as i64);
+            progress(
+                pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
+                done.min(planned) as i64,
+            );
+        },
+        |stop| {
+            let params = IvfPqParams {
+                stop: stop.clone(),
+                ..params
+            };
+            IvfPqModel::train_until(&train_rows, plan.dim, metric, &params)
+        },
+    )
 }
 
 /// The model of an index built from no rows (by `ambuild` on an empty table and

@@ -443,6 +443,17 @@ impl IvfPqModel {
             stop: params.stop.clone(),
             ..params.kmeans.clone()
         };
+        let limit = (1usize << params.nbits).saturating_mul(params.pq.points_per_codeword.max(1));
+        let pq_params = PqTrainParams {
+            seed: params.seed.wrapping_add(1),
+            stop: params.stop.clone(),
+            ..params.pq.clone()
+        };
+        // Progress: the coarse k-means, then the sub-quantizers' (crate::stop).
+        params.stop.plan(
+            kmeans::planned_work(n, params.lists, &kp)
+                + ProductQuantizer::planned_work(n.min(limit), params.m, params.nbits, &pq_params),
+        );
         let mut centroids = kmeans::train(&data, dim, params.lists, &kp);
         params.stop.check()?;
         if centroids.is_empty() {
@@ -451,7 +462,6 @@ impl IvfPqModel {
         let coarse = Panels::new(&centroids, dim, coarse_bias(metric));
 
         // Residuals of (a subsample of) the sample, for PQ training.
-        let limit = (1usize << params.nbits).saturating_mul(params.pq.points_per_codeword.max(1));
         let rows: Vec<usize> = if n > limit {
             let mut rng = StdRng::seed_from_u64(params.seed ^ 0x7265_7369_6475_616c);
             let mut v = rand::seq::index::sample(&mut rng, n, limit).into_vec();
@@ -474,17 +484,7 @@ impl IvfPqModel {
                 let c = &centroids[l as usize * dim..(l as usize + 1) * dim];
                 r.iter_mut().zip(c).for_each(|(v, &cv)| *v -= cv);
             });
-        let pq = ProductQuantizer::train_with(
-            &residuals,
-            dim,
-            params.m,
-            params.nbits,
-            &PqTrainParams {
-                seed: params.seed.wrapping_add(1),
-                stop: params.stop.clone(),
-                ..params.pq.clone()
-            },
-        );
+        let pq = ProductQuantizer::train_with(&residuals, dim, params.m, params.nbits, &pq_params);
         params.stop.check()?;
         let mut model = IvfPqModel::assemble(metric, dim, centroids, pq, coarse);
         if params.refine_bits > 0 && !residuals.is_empty() {
@@ -1614,6 +1614,33 @@ mod tests {
             m.encode_batch_until(&data, &watched.stop).err(),
             Some(Stopped)
         );
+    }
+
+    /// Training plans its progress units up front (coarse k-means, then every
+    /// sub-quantizer's) and has done exactly them at the end, whatever the
+    /// sample's size against the lists and codewords (early convergence counts
+    /// the iterations it skipped).
+    #[test]
+    fn training_progress_ends_at_what_it_planned() {
+        for (rows, lists, nbits) in [
+            (3000, 20, 4),
+            (30, 20, 4),
+            (20, 40, 4),
+            (5000, 8, 8),
+            (1, 1, 4),
+        ] {
+            let (data, _) = blobs(rows, 0, 16, 8, 5);
+            let params = IvfPqParams {
+                stop: Stop::new(),
+                ..IvfPqParams::new(lists, 8, nbits)
+            };
+            IvfPqModel::train_until(&data, 16, Metric::L2, &params).unwrap();
+            let (done, planned) = params.stop.progress();
+            assert_eq!(done, planned, "rows {rows} lists {lists} nbits {nbits}");
+            if rows > lists {
+                assert!(planned > 0, "rows {rows} lists {lists}: nothing planned");
+            }
+        }
     }
 
     fn brute_force(metric: Metric, data: &[f32], q: &[f32], dim: usize, k: usize) -> Vec<u32> {

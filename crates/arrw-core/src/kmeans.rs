@@ -132,6 +132,34 @@ pub fn train(data: &[f32], dim: usize, k: usize, params: &KMeansParams) -> Vec<f
     train_detailed(data, dim, k, params).centroids
 }
 
+/// How many of `n` points a run for `k` centroids trains on.
+fn sample_limit(n: usize, k: usize, params: &KMeansParams) -> usize {
+    if params.max_points_per_centroid == 0 {
+        n
+    } else {
+        let mut l = k.saturating_mul(params.max_points_per_centroid);
+        if params.max_sample > 0 {
+            l = l.min(
+                params
+                    .max_sample
+                    .max(k.saturating_mul(params.min_points_per_centroid)),
+            );
+        }
+        l.max(k + 1)
+    }
+}
+
+/// The progress units a [`train`] of `k` centroids on `n` points reports through
+/// `params.stop` ([`crate::stop::Stop::advance`]): one per point assigned in a
+/// Lloyd iteration, `max_iters` iterations (an early stop reports the rest at
+/// once). Callers [`crate::stop::Stop::plan`] it before training.
+pub fn planned_work(n: usize, k: usize, params: &KMeansParams) -> u64 {
+    if k == 0 || n <= k {
+        return 0;
+    }
+    (n.min(sample_limit(n, k, params)) as u64) * params.max_iters.max(1) as u64
+}
+
 /// [`train`], also reporting iterations and final inertia.
 pub fn train_detailed(data: &[f32], dim: usize, k: usize, params: &KMeansParams) -> KMeansResult {
     assert!(dim > 0, "dimension must be positive");
@@ -155,19 +183,7 @@ pub fn train_detailed(data: &[f32], dim: usize, k: usize, params: &KMeansParams)
     let mut rng = StdRng::seed_from_u64(params.seed);
 
     // Subsample (sorted indices keep the gather sequential in memory).
-    let limit = if params.max_points_per_centroid == 0 {
-        n
-    } else {
-        let mut l = k.saturating_mul(params.max_points_per_centroid);
-        if params.max_sample > 0 {
-            l = l.min(
-                params
-                    .max_sample
-                    .max(k.saturating_mul(params.min_points_per_centroid)),
-            );
-        }
-        l.max(k + 1)
-    };
+    let limit = sample_limit(n, k, params);
     let sample: std::borrow::Cow<[f32]> = if n > limit {
         let mut idx = rand::seq::index::sample(&mut rng, n, limit).into_vec();
         idx.sort_unstable();
@@ -237,11 +253,16 @@ pub fn train_detailed(data: &[f32], dim: usize, k: usize, params: &KMeansParams)
             .map(|(&s, &nx)| f64::from((nx + 2.0 * s).max(0.0)))
             .sum();
         update_centroids(data, dim, &labels, &mut centroids, &mut rng);
+        params.stop.advance(n as u64);
         if inertia == 0.0 || (prev.is_finite() && prev - inertia <= params.tolerance * prev) {
             break;
         }
         prev = inertia;
     }
+    // Iterations not run (converged early) count as done: see planned_work.
+    params
+        .stop
+        .advance((params.max_iters.max(1) - iterations) as u64 * n as u64);
     KMeansResult {
         centroids,
         iterations,

@@ -58,6 +58,25 @@ pub struct PqTrainParams {
     pub stop: Stop,
 }
 
+/// The k-means of sub-quantizer `j`: all of its training vectors, `iters`
+/// iterations, its own seed.
+fn sub_kmeans(params: &PqTrainParams, j: usize) -> KMeansParams {
+    KMeansParams {
+        max_iters: params.iters,
+        max_points_per_centroid: 0,
+        max_sample: 0,
+        min_points_per_centroid: 0,
+        seed: params
+            .seed
+            .wrapping_add(j as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        init: kmeans::Init::KMeansPlusPlus,
+        init_points_per_centroid: 16,
+        tolerance: params.tolerance,
+        stop: params.stop.clone(),
+    }
+}
+
 impl Default for PqTrainParams {
     fn default() -> Self {
         PqTrainParams {
@@ -202,20 +221,7 @@ impl ProductQuantizer {
                 for &i in &idx {
                     sub.extend_from_slice(&data[i * dim + j * dsub..i * dim + (j + 1) * dsub]);
                 }
-                let params = KMeansParams {
-                    max_iters: params.iters,
-                    max_points_per_centroid: 0,
-                    max_sample: 0,
-                    min_points_per_centroid: 0,
-                    seed: seed
-                        .wrapping_add(j as u64)
-                        .wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                    init: kmeans::Init::KMeansPlusPlus,
-                    init_points_per_centroid: 16,
-                    tolerance: params.tolerance,
-                    stop: params.stop.clone(),
-                };
-                let mut cb = kmeans::train(&sub, dsub, ksub, &params);
+                let mut cb = kmeans::train(&sub, dsub, ksub, &sub_kmeans(params, j));
                 if cb.is_empty() {
                     cb = vec![0.0; dsub];
                 }
@@ -229,6 +235,16 @@ impl ProductQuantizer {
             .collect();
         let codebooks = books.concat();
         ProductQuantizer::new(dim, m, nbits, codebooks).expect("shape checked above")
+    }
+
+    /// The progress units [`ProductQuantizer::train_with`] reports through
+    /// `params.stop` for `n` training vectors (see [`kmeans::planned_work`]).
+    pub fn planned_work(n: usize, m: usize, nbits: u32, params: &PqTrainParams) -> u64 {
+        let ksub = 1usize << nbits;
+        let used = n.min(ksub.saturating_mul(params.points_per_codeword.max(1)));
+        (0..m)
+            .map(|j| kmeans::planned_work(used, ksub, &sub_kmeans(params, j)))
+            .sum()
     }
 
     /// Coordinates per sub-quantizer.

@@ -7,19 +7,58 @@
 //! than a few milliseconds of work apart (a block of rows in a k-means
 //! assignment step, one k-means++ pick, one sub-quantizer); they then return
 //! early, and the caller discards what they made and reports [`Stopped`].
+//!
+//! The same handle carries the computation's progress the other way: work
+//! units planned ([`Stop::plan`]) and done ([`Stop::advance`]), which the
+//! backend's thread reads ([`Stop::progress`]) and shows in
+//! `pg_stat_progress_create_index` while it waits.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+#[derive(Debug, Default)]
+struct Shared {
+    requested: AtomicBool,
+    planned: AtomicU64,
+    done: AtomicU64,
+}
 
 /// A shared stop request. The default value can never be raised (no allocation),
 /// so code without a canceller pays one branch per check.
 #[derive(Clone, Debug, Default)]
-pub struct Stop(Option<Arc<AtomicBool>>);
+pub struct Stop(Option<Arc<Shared>>);
 
 impl Stop {
     /// A stop that can be raised with [`Stop::request`].
     pub fn new() -> Self {
-        Stop(Some(Arc::new(AtomicBool::new(false))))
+        Stop(Some(Arc::new(Shared::default())))
+    }
+
+    /// Adds `units` to the work planned (a no-op on [`Stop::never`]).
+    pub fn plan(&self, units: u64) {
+        if let Some(f) = &self.0 {
+            f.planned.fetch_add(units, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds `units` to the work done.
+    #[inline]
+    pub fn advance(&self, units: u64) {
+        if let Some(f) = &self.0 {
+            f.done.fetch_add(units, Ordering::Relaxed);
+        }
+    }
+
+    /// (done, planned) so far, as counted (a caller that planned too little
+    /// would see done above planned: the tests check it does not happen).
+    pub fn progress(&self) -> (u64, u64) {
+        match &self.0 {
+            Some(f) => (
+                f.done.load(Ordering::Relaxed),
+                f.planned.load(Ordering::Relaxed),
+            ),
+            None => (0, 0),
+        }
     }
 
     /// A stop that is never raised.
@@ -30,7 +69,7 @@ impl Stop {
     /// Asks every computation holding a clone of this stop to return early.
     pub fn request(&self) {
         if let Some(f) = &self.0 {
-            f.store(true, Ordering::Relaxed);
+            f.requested.store(true, Ordering::Relaxed);
         }
     }
 
@@ -38,7 +77,7 @@ impl Stop {
     #[inline]
     pub fn requested(&self) -> bool {
         match &self.0 {
-            Some(f) => f.load(Ordering::Relaxed),
+            Some(f) => f.requested.load(Ordering::Relaxed),
             None => false,
         }
     }
