@@ -98,7 +98,9 @@ DECLARE
 	arrw_nsp oid;
 	arrw_q text;
 	col record;
+	vw record;
 	idx record;
+	target text;
 	def text;
 	oc record;
 	new_oc text;
@@ -147,7 +149,7 @@ BEGIN
 			CONTINUE;
 		END IF;
 		-- Views and rules that read the column (ALTER COLUMN TYPE refuses them).
-		FOR idx IN
+		FOR vw IN
 			SELECT DISTINCT r.ev_class::regclass::text AS v
 			FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
 			WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
@@ -156,17 +158,15 @@ BEGIN
 		LOOP
 			blockers := blockers + 1;
 			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
-			detail := format('read by view %s: drop it, migrate, create it again', idx.v);
+			detail := format('read by view %s: drop it, migrate, create it again', vw.v);
 			RETURN NEXT;
 		END LOOP;
-		plan_cols := plan_cols || format(
-			'ALTER TABLE %s ALTER COLUMN %I TYPE %s.%I%s%s USING %I::text::%s.%I%s%s',
-			col.rel, col.attname, arrw_q, col.base,
-			CASE WHEN col.atttypmod > 0 THEN format('(%s)', col.atttypmod) ELSE '' END,
-			CASE WHEN col.is_array THEN '[]' ELSE '' END,
-			col.attname, arrw_q, col.base,
+		-- arrw's type of the same name, dimensions (typmod) and arrayness.
+		target := format('%s.%I%s%s', arrw_q, col.base,
 			CASE WHEN col.atttypmod > 0 THEN format('(%s)', col.atttypmod) ELSE '' END,
 			CASE WHEN col.is_array THEN '[]' ELSE '' END);
+		plan_cols := plan_cols || format('ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %I::text::%s',
+			col.rel, col.attname, target, col.attname, target);
 		IF NOT col.relid = ANY (tables) THEN
 			tables := tables || col.relid;
 		END IF;
@@ -216,7 +216,7 @@ BEGIN
 		new_oc := NULL;
 		FOR oc IN
 			SELECT DISTINCT format('%s.%s', quote_ident(cn.nspname), quote_ident(c.opcname)) AS old,
-			       c.opcname, c.opcmethod, c.opcdefault
+			       c.opcname, c.opcmethod
 			FROM unnest(idx.classes) k(cls)
 			JOIN pg_opclass c ON c.oid = k.cls
 			JOIN pg_namespace cn ON cn.oid = c.opcnamespace

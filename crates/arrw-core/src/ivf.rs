@@ -443,7 +443,6 @@ impl IvfPqModel {
             stop: params.stop.clone(),
             ..params.kmeans.clone()
         };
-        let limit = (1usize << params.nbits).saturating_mul(params.pq.points_per_codeword.max(1));
         let pq_params = PqTrainParams {
             seed: params.seed.wrapping_add(1),
             stop: params.stop.clone(),
@@ -452,7 +451,7 @@ impl IvfPqModel {
         // Progress: the coarse k-means, then the sub-quantizers' (crate::stop).
         params.stop.plan(
             kmeans::planned_work(n, params.lists, &kp)
-                + ProductQuantizer::planned_work(n.min(limit), params.m, params.nbits, &pq_params),
+                + ProductQuantizer::planned_work(n, params.m, params.nbits, &pq_params),
         );
         let mut centroids = kmeans::train(&data, dim, params.lists, &kp);
         params.stop.check()?;
@@ -462,6 +461,7 @@ impl IvfPqModel {
         let coarse = Panels::new(&centroids, dim, coarse_bias(metric));
 
         // Residuals of (a subsample of) the sample, for PQ training.
+        let limit = (1usize << params.nbits).saturating_mul(params.pq.points_per_codeword.max(1));
         let rows: Vec<usize> = if n > limit {
             let mut rng = StdRng::seed_from_u64(params.seed ^ 0x7265_7369_6475_616c);
             let mut v = rand::seq::index::sample(&mut rng, n, limit).into_vec();
