@@ -53,9 +53,11 @@ pub enum Count {
     Reranked,
     Returned,
     Refined,
+    /// Rounds that offered the probed lists' codes again (CandidatePool).
+    Reoffers,
 }
 
-const COUNTS: usize = 7;
+const COUNTS: usize = 8;
 const COUNT_NAMES: [&str; COUNTS] = [
     "scans",
     "lists",
@@ -64,6 +66,7 @@ const COUNT_NAMES: [&str; COUNTS] = [
     "reranked",
     "returned",
     "refined",
+    "reoffers",
 ];
 
 thread_local! {

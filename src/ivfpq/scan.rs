@@ -215,6 +215,11 @@ pub unsafe extern "C-unwind" fn amgettuple(
         let limit = probe_limit(st);
         if st.rerank == 0 {
             // Estimated order, batch by batch (documented as approximate).
+            if st.pool.needs_reoffer() {
+                // SAFETY: scan is live.
+                unsafe { reoffer(scan, st) };
+                continue;
+            }
             if !st.pool.is_empty() {
                 let metric = st.model.as_ref().expect("started").metric;
                 let mut batch: Vec<(f32, u64)> = st
@@ -246,6 +251,19 @@ pub unsafe extern "C-unwind" fn amgettuple(
             .then(|| st.list_dist[st.ranked[st.probed] as usize]);
         let next = st.order.next(candidate, next_list);
         profile::stop(t, Phase::Order);
+        // The pool kept only the best few thousand candidates of the probed
+        // lists; when the next step takes from it and it is spent, the lists
+        // offer theirs again first.
+        let takes_pool = match next {
+            Next::Refine => true,
+            Next::Rerank => st.fine.is_none(),
+            _ => false,
+        };
+        if takes_pool && st.pool.needs_reoffer() {
+            // SAFETY: scan is live.
+            unsafe { reoffer(scan, st) };
+            continue;
+        }
         match next {
             Next::Row(dist, c) => {
                 profile::count(Count::Returned, 1);
@@ -414,19 +432,49 @@ fn pool_cap() -> usize {
     ((unsafe { pg_sys::work_mem } as usize * 1024) / 48).max(1000)
 }
 
-/// Scores the codes of lists `ranked[probed..upto]` into the candidate pool.
+/// Probes lists `ranked[probed..upto]`: scores their codes into the
+/// candidate pool.
 ///
 /// # Safety
 /// `scan` must be live.
 unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usize) {
+    profile::count(Count::Lists, (upto - st.probed) as u64);
+    // SAFETY: scan is live.
+    unsafe { score_lists(scan, st, st.probed, upto) };
+    st.probed = upto;
+    // Stay within work_mem between rounds: keep the best candidates (the pool
+    // remembers where it cut; a re-offer brings the rest back).
+    profile::time(Phase::Select, || st.pool.keep_best(pool_cap()));
+}
+
+/// Offers the codes of every list probed so far again, when the pool has
+/// handed out all it kept and dropped the rest (`CandidatePool`): a scan that
+/// goes deeper than the few thousand candidates the pool keeps (a very
+/// selective `WHERE`) reads its lists once more instead of holding every code.
+///
+/// # Safety
+/// `scan` must be live.
+unsafe fn reoffer(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+    profile::count(Count::Reoffers, 1);
+    st.pool.begin_reoffer();
+    // SAFETY: scan is live.
+    unsafe { score_lists(scan, st, 0, st.probed) };
+    st.pool.end_reoffer();
+    profile::time(Phase::Select, || st.pool.keep_best(pool_cap()));
+}
+
+/// Scores the codes of lists `ranked[from..upto]` into the candidate pool.
+///
+/// # Safety
+/// `scan` must be live.
+unsafe fn score_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, from: usize, upto: usize) {
     // SAFETY: live scan.
     let index = unsafe { (*scan).indexRelation };
     let model = st.model.clone().expect("started");
     let geom = DataGeom::of(&st.meta);
     let mut qt = profile::time(Phase::Tables, || model.query_tables(&st.query));
     let mut dists: Vec<f32> = vec![0.0; geom.capacity];
-    profile::count(Count::Lists, (upto - st.probed) as u64);
-    for &list in &st.ranked[st.probed..upto] {
+    for &list in &st.ranked[from..upto] {
         profile::time(Phase::Tables, || qt.set_list(list));
         let t = profile::start();
         let dir = page::list_dir(index, &st.meta, list);
@@ -466,9 +514,6 @@ unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usi
             profile::count(Count::Candidates, n as u64);
         }
     }
-    st.probed = upto;
-    // Stay within work_mem between rounds: keep the best candidates.
-    profile::time(Phase::Select, || st.pool.keep_best(pool_cap()));
 }
 
 /// Candidates handed out per batch when re-ranking is off (estimated order).

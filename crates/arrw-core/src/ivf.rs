@@ -1169,41 +1169,92 @@ impl<T: Copy> TopK<T> {
 
 /// The candidates of an index scan, handed out best first in batches.
 ///
-/// An index scan scores every code of the probed lists (tens of thousands) but
-/// usually needs only its first batch (`ivfpq.rerank` candidates, ~100). Keeping
-/// them all in one vector and selecting a batch from it (`select_nth_unstable`)
-/// cost 8% of a query; here a `bound` splits them: `near` holds every candidate
-/// whose estimate is at most `bound` (and at least `batch` of them once the bound
-/// is finite), `far` the rest, all above it. The bound is lowered whenever `near`
-/// grows to 4 batches, so after the first few pages nearly every code goes to
-/// `far` after one comparison, and the first batch is selected from a few hundred
-/// entries. `far` is only merged back (and sorted through) when a scan asks for
-/// more than `near` can answer, e.g. a selective `WHERE`.
+/// An index scan scores every code of the probed lists (tens of thousands, a
+/// few hundred thousand at 10M rows) but usually needs only its first batch
+/// (`ivfpq.rerank` candidates, ~100), sometimes a few dozen (a selective
+/// `WHERE`, a deep `LIMIT`). Three tiers keep the work per code at about one
+/// comparison:
 ///
-/// At most `2 × cap` candidates are held: beyond that the best `cap` are kept (the
-/// caller's `work_mem` bound). NaN estimates rank last.
+/// - `near` holds every kept candidate whose estimate is at most `near_bound`
+///   (at least `batch` of them once that bound is finite). The bound is lowered
+///   whenever `near` grows to 4 batches, so a batch is selected from a few
+///   hundred entries.
+/// - `far` holds the other kept candidates, all above `near_bound` (or NaN).
+/// - Candidates whose estimate is not below `upper` are not kept at all: when
+///   `near` and `far` together exceed `2 × keep`, about the best `keep` stay
+///   (a threshold read from a sample, then one pass) and `upper` becomes that
+///   threshold. A code at or above `upper` then costs one comparison and no
+///   store (storing every code, and trimming to `work_mem`, was most of the
+///   selection time at 10M rows: 152k codes a query).
+///
+/// Nothing is lost. When every kept candidate has been popped and some were
+/// dropped ([`CandidatePool::needs_reoffer`]), the caller offers every code of
+/// the same lists again between [`CandidatePool::begin_reoffer`] and
+/// [`CandidatePool::end_reoffer`]: those below the old `upper` (handed out
+/// already) are skipped, the others kept as the first time. `upper` always
+/// stays above every candidate popped (a list probed after some pops may hold
+/// candidates better than those popped: a cut keeps all of them), so a re-offer
+/// never brings one back, and above the best candidate held, so each re-offer
+/// makes progress. Pops therefore return exactly the best-first order of
+/// everything offered, to any depth, holding about `2 × keep` candidates.
+/// Estimates compare by [`order_key`] (NaN last).
+///
+/// `cap` is the caller's `work_mem` bound: if a cut would have to keep more
+/// than `cap` (that many candidates before the last one popped), the best `cap`
+/// stay, the pool stops re-offering, and what it dropped is lost.
 #[derive(Clone, Debug)]
 pub struct CandidatePool<T> {
     near: Vec<(f32, T)>,
     far: Vec<(f32, T)>,
-    bound: f32,
+    near_bound: f32,
+    /// Candidates with an order key at or above this were dropped since the
+    /// last re-offer began (`None`: none were).
+    upper: Option<u64>,
+    /// During a re-offer, the old `upper`: candidates below it were kept (and
+    /// handed out) in an earlier round.
+    lower: Option<u64>,
+    /// The largest order key popped.
+    popped_max: Option<u32>,
+    /// The `cap` forced a cut: no more re-offers.
+    lossy: bool,
     batch: usize,
+    keep: usize,
     cap: usize,
     /// [`CandidatePool::best`] since the last change (a scan asks for it before
     /// every row it hands out, far more often than the pool changes).
     best: Option<Option<f32>>,
 }
 
+/// Candidates a pool keeps at least, whatever its batch: 10 batches of the
+/// default `ivfpq.rerank`. Each cut costs a pass over `2 × keep` entries and a
+/// deep scan re-offers every `keep` candidates it pops; the first matters to
+/// every query, so it starts small and doubles at each re-offer.
+const POOL_KEEP_MIN: usize = 1024;
+
 impl<T: Copy> CandidatePool<T> {
     /// A pool whose first `batch` best candidates are kept apart cheaply, holding at
-    /// most `cap` candidates (see the type's docs).
+    /// most about `2 × cap` candidates (see the type's docs).
     pub fn new(batch: usize, cap: usize) -> Self {
+        let batch = batch.max(1);
+        let keep = batch.saturating_mul(8).max(POOL_KEEP_MIN);
+        Self::with_keep(batch, keep, cap)
+    }
+
+    /// As [`CandidatePool::new`], keeping about `keep` candidates when it cuts
+    /// (tests use small ones to exercise re-offers).
+    pub fn with_keep(batch: usize, keep: usize, cap: usize) -> Self {
+        let cap = cap.max(1);
         CandidatePool {
             near: Vec::new(),
             far: Vec::new(),
-            bound: f32::INFINITY,
+            near_bound: f32::INFINITY,
+            upper: None,
+            lower: None,
+            popped_max: None,
+            lossy: false,
             batch: batch.max(1),
-            cap: cap.max(1),
+            keep: keep.clamp(1, cap),
+            cap,
             best: None,
         }
     }
@@ -1213,40 +1264,55 @@ impl<T: Copy> CandidatePool<T> {
         self.near.len() + self.far.len()
     }
 
-    /// True when no candidate is held.
+    /// True when no candidate is held (some may still have been dropped: see
+    /// [`CandidatePool::needs_reoffer`]).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Adds `dists.len()` candidates, the `i`-th with item `item(i)` (one page of
-    /// a list: the per-entry work is a comparison and a push).
+    /// Offers `dists.len()` candidates, the `i`-th with item `item(i)` (one page
+    /// of a list). `item` is called only for the candidates kept.
     pub fn push_all(&mut self, dists: &[f32], item: impl Fn(usize) -> T) {
         self.best = None;
-        self.near.reserve(dists.len());
-        self.far.reserve(dists.len());
-        let bound = self.bound;
+        // The bounds as estimates, for one float comparison per code; equal
+        // estimates, NaN and -0.0 against 0.0 take the order keys.
+        let up = self.upper.map_or(f32::INFINITY, key_to_f32);
+        let low = self.lower.map_or(f32::NEG_INFINITY, key_to_f32);
+        let near_bound = self.near_bound;
         for (i, &d) in dists.iter().enumerate() {
+            if !(d < up && d > low) {
+                if d > up || d < low {
+                    continue;
+                }
+                let k = u64::from(order_key(d));
+                if self.upper.is_some_and(|u| k >= u) || self.lower.is_some_and(|l| k < l) {
+                    continue;
+                }
+            }
             // NaN fails the comparison and goes to `far`.
-            if d <= bound {
+            if d <= near_bound {
                 self.near.push((d, item(i)));
             } else {
                 self.far.push((d, item(i)));
             }
         }
         if self.near.len() >= self.batch.saturating_mul(4).max(64) {
-            self.tighten();
+            self.tighten_to(self.batch);
         }
-        if self.len() > self.cap.saturating_mul(2) {
-            self.keep_best(self.cap);
+        if self.len() > self.keep.saturating_mul(2) {
+            self.cut(self.keep);
         }
     }
 
-    /// The best estimate held (NaN only when every estimate is NaN).
+    /// The best estimate that may still be popped: of the candidates held, or
+    /// (none held) a lower bound on those dropped. NaN only when every estimate
+    /// is NaN.
     pub fn best(&mut self) -> Option<f32> {
         if let Some(b) = self.best {
             return b;
         }
-        let b = self.find_best();
+        let dropped = self.upper.map(key_to_f32);
+        let b = self.find_best().or(dropped);
         self.best = Some(b);
         b
     }
@@ -1259,24 +1325,12 @@ impl<T: Copy> CandidatePool<T> {
         } else {
             &self.near
         };
-        v.iter().map(|c| c.0).min_by(|a, b| {
-            // NaN last, as everywhere in the pool.
-            match (a.is_nan(), b.is_nan()) {
-                (false, false) => a.total_cmp(b),
-                (x, y) => x.cmp(&y),
-            }
-        })
+        v.iter().map(|c| c.0).min_by_key(|&d| order_key(d))
     }
 
-    /// Adds one candidate.
+    /// Offers one candidate.
     pub fn push(&mut self, dist: f32, item: T) {
         self.push_all(&[dist], |_| item);
-    }
-
-    /// Keeps the best `batch` entries of `near`, moves the others to `far` and
-    /// lowers the bound to the worst kept estimate.
-    fn tighten(&mut self) {
-        self.tighten_to(self.batch);
     }
 
     /// Keeps the best `k` entries of `near`, moves the others to `far` and lowers
@@ -1286,7 +1340,7 @@ impl<T: Copy> CandidatePool<T> {
             return;
         }
         select_best(&mut self.near, k);
-        self.bound = self.near[..k]
+        self.near_bound = self.near[..k]
             .iter()
             .map(|e| e.0)
             .fold(f32::NEG_INFINITY, f32::max);
@@ -1295,18 +1349,91 @@ impl<T: Copy> CandidatePool<T> {
 
     /// Moves every candidate back to `near` (the bound no longer separates).
     fn merge(&mut self) {
+        if self.near.len() < self.far.len() {
+            std::mem::swap(&mut self.near, &mut self.far);
+        }
         self.near.append(&mut self.far);
-        self.bound = f32::INFINITY;
+        self.near_bound = f32::INFINITY;
     }
 
-    /// Drops all but the best `n` candidates.
+    /// Keeps about the best `n` candidates held (all of those not above the
+    /// last one popped, and at least the best); the others are dropped and
+    /// `upper` becomes the threshold.
+    fn cut(&mut self, n: usize) {
+        if self.len() <= n {
+            return;
+        }
+        self.merge();
+        let v = &mut self.near;
+        // The threshold: the key of rank ~n, read from a sample of at most
+        // ~512 keys (a cut happens once per `keep` candidates kept).
+        let step = (v.len() / 512).max(1);
+        let mut sample: Vec<u32> = v.iter().step_by(step).map(|e| order_key(e.0)).collect();
+        let r = (n / step).min(sample.len() - 1);
+        let t = u64::from(*sample.select_nth_unstable(r).1);
+        // `upper` stays above the best held (progress) and every popped one.
+        let min = v.iter().map(|e| order_key(e.0)).min().expect("non-empty");
+        let mut floor = u64::from(min) + 1;
+        if let Some(p) = self.popped_max {
+            floor = floor.max(u64::from(p) + 1);
+        }
+        let mut t = t.max(floor);
+        let before_cut = v.len();
+        if t <= u64::from(u32::MAX) {
+            v.retain(|e| u64::from(order_key(e.0)) < t);
+            if v.len() > self.cap {
+                // The sample overshot the cap: the exact threshold.
+                v.select_nth_unstable_by_key(self.cap, |e| order_key(e.0));
+                let exact = u64::from(order_key(v[self.cap].0));
+                if exact >= floor {
+                    t = exact;
+                    v.retain(|e| u64::from(order_key(e.0)) < t);
+                }
+            }
+            // Everything held was below the old `upper`: `upper` only moves
+            // down between re-offers (and only when something was dropped).
+            if v.len() < before_cut {
+                self.upper = Some(t);
+            }
+        }
+        // Still above the cap: more candidates than `cap` lie below `floor`
+        // (or every estimate is NaN).
+        if self.len() > self.cap {
+            self.cut_lossy();
+        }
+        // Split what is kept again: about 4 batches in `near` (the sample's
+        // estimate at that rank), the rest in `far`.
+        let r_near = (self.batch.saturating_mul(4) / step).min(r);
+        self.near_bound = if r_near == 0 {
+            f32::NEG_INFINITY
+        } else {
+            key_to_f32(u64::from(*sample[..r].select_nth_unstable(r_near - 1).1))
+        };
+        let (near, far, nb) = (&mut self.near, &mut self.far, self.near_bound);
+        near.retain(|e| {
+            // NaN fails the comparison and goes to `far`.
+            let keep = e.0 <= nb;
+            if !keep {
+                far.push(*e);
+            }
+            keep
+        });
+    }
+
+    /// Keeps exactly the best `cap` and gives up on re-offers (they could bring
+    /// back what was popped).
+    fn cut_lossy(&mut self) {
+        self.merge();
+        select_best(&mut self.near, self.cap);
+        self.near.truncate(self.cap);
+        self.lossy = true;
+    }
+
+    /// Drops all but about the best `n` candidates (they are offered again by
+    /// the next re-offer).
     pub fn keep_best(&mut self, n: usize) {
         self.best = None;
-        if self.len() > n {
-            self.merge();
-            select_best(&mut self.near, n);
-            self.near.truncate(n);
-        }
+        self.cut(n.max(1));
     }
 
     /// Removes and returns the `k` best candidates held (in no particular order).
@@ -1324,7 +1451,36 @@ impl<T: Copy> CandidatePool<T> {
         }
         let k = k.min(self.near.len());
         select_best(&mut self.near, k);
-        self.near.drain(..k).collect()
+        let out: Vec<(f32, T)> = self.near.drain(..k).collect();
+        if let Some(m) = out.iter().map(|c| order_key(c.0)).max() {
+            self.popped_max = Some(self.popped_max.map_or(m, |p| p.max(m)));
+        }
+        out
+    }
+
+    /// True when nothing is held but candidates were dropped: offer the same
+    /// lists again ([`CandidatePool::begin_reoffer`]) before popping more.
+    pub fn needs_reoffer(&self) -> bool {
+        self.is_empty() && self.upper.is_some() && !self.lossy
+    }
+
+    /// Starts offering every candidate of the lists offered so far again:
+    /// those below the old `upper` were popped already and are skipped.
+    pub fn begin_reoffer(&mut self) {
+        debug_assert!(self.needs_reoffer(), "re-offer with candidates held");
+        self.best = None;
+        self.near.clear();
+        self.far.clear();
+        self.near_bound = f32::INFINITY;
+        self.lower = self.upper.take();
+        // A scan this deep is likely to go deeper: fewer re-offers.
+        self.keep = self.keep.saturating_mul(2).min(self.cap);
+    }
+
+    /// Ends a re-offer: lists offered from now on are new ones (every candidate
+    /// counts).
+    pub fn end_reoffer(&mut self) {
+        self.lower = None;
     }
 }
 
@@ -1364,6 +1520,12 @@ pub(crate) fn order_key(d: f32) -> u32 {
             b | 0x8000_0000
         }
     }
+}
+
+/// A pool bound (an order key, or one past the last) as the estimate it
+/// starts at (+inf past NaN).
+fn key_to_f32(k: u64) -> f32 {
+    u32::try_from(k).map_or(f32::INFINITY, from_order_key)
 }
 
 fn from_order_key(k: u32) -> f32 {
@@ -1976,7 +2138,8 @@ mod tests {
             pops in prop::collection::vec(1usize..300, 1..20),
             nan_every in 0usize..50,
         ) {
-            let mut pool = CandidatePool::new(batch, usize::MAX / 8);
+            // Nothing dropped here (candidate_pool_reoffers_lose_nothing cuts).
+            let mut pool = CandidatePool::with_keep(batch, usize::MAX / 8, usize::MAX / 8);
             let mut all: Vec<(f32, usize)> = Vec::new();
             let ds: Vec<f32> = dists
                 .iter()
@@ -2012,7 +2175,101 @@ mod tests {
             prop_assert_eq!(pool.len(), all.len() - taken);
         }
 
-        /// With a cap, the pool keeps (at least) the best `cap` candidates.
+        /// Whatever it keeps, cuts and offers again, every pop returns the best
+        /// candidates of everything offered and not yet popped (by estimate, NaN
+        /// last), and lists offered after a re-offer count in full.
+        #[test]
+        fn candidate_pool_reoffers_lose_nothing(
+            lists in prop::collection::vec(prop::collection::vec(0u32..300, 0..200), 1..8),
+            batch in 1usize..40,
+            keep in 1usize..100,
+            pops_after in prop::collection::vec(0usize..4, 8),
+            nan_every in 0usize..30,
+        ) {
+            let ds: Vec<Vec<f32>> = lists
+                .iter()
+                .map(|l| {
+                    l.iter()
+                        .enumerate()
+                        .map(|(i, &d)| if nan_every > 0 && i % nan_every == 1 { f32::NAN } else { d as f32 })
+                        .collect()
+                })
+                .collect();
+            let first: Vec<usize> = ds
+                .iter()
+                .scan(0, |n, l| {
+                    let f = *n;
+                    *n += l.len();
+                    Some(f)
+                })
+                .collect();
+            let offer = |pool: &mut CandidatePool<usize>, l: usize| {
+                for (p, page) in ds[l].chunks(37).enumerate() {
+                    pool.push_all(page, |j| first[l] + p * 37 + j);
+                }
+            };
+            let mut pool = CandidatePool::with_keep(batch, keep, usize::MAX);
+            let interleaved = pops_after[..ds.len() - 1].iter().any(|&p| p > 0);
+            let most_ties = {
+                let mut k: Vec<u32> = ds.iter().flatten().map(|&d| order_key(d)).collect();
+                k.sort_unstable();
+                k.chunk_by(|a, b| a == b).map(|r| r.len()).max().unwrap_or(0)
+            };
+            let mut left: Vec<(u32, usize)> = Vec::new();
+            // `keep` doubles at each re-offer.
+            let mut keep = keep;
+            let mut pop = |pool: &mut CandidatePool<usize>, left: &mut Vec<(u32, usize)>, offered: usize|
+                -> Result<(), TestCaseError> {
+                if pool.needs_reoffer() {
+                    keep *= 2;
+                    pool.begin_reoffer();
+                    for l in 0..offered {
+                        offer(pool, l);
+                    }
+                    pool.end_reoffer();
+                }
+                // More only when lists came after pops (a cut keeps every
+                // candidate not above the last one popped) or when more than
+                // that many estimates tie with the best (a cut keeps them all).
+                prop_assert!(pool.len() <= (2 * keep).max(most_ties) || interleaved);
+                left.sort_unstable();
+                // With nothing held, best() is a lower bound on what was dropped.
+                let best = pool.best().map(order_key);
+                if pool.is_empty() {
+                    prop_assert!(best <= left.first().map(|e| e.0));
+                } else {
+                    prop_assert_eq!(best, left.first().map(|e| e.0));
+                }
+                let got = pool.pop_best(batch);
+                prop_assert!(got.len() == batch.min(left.len()) || pool.needs_reoffer());
+                let mut gk: Vec<u32> = got.iter().map(|e| order_key(e.0)).collect();
+                gk.sort_unstable();
+                let wk: Vec<u32> = left[..got.len()].iter().map(|e| e.0).collect();
+                for &(d, id) in &got {
+                    let at = left.iter().position(|e| e.1 == id);
+                    prop_assert!(at.is_some(), "popped twice or never offered: {} {}", id, d);
+                    prop_assert_eq!(left.swap_remove(at.unwrap()).0, order_key(d));
+                }
+                prop_assert_eq!(gk, wk);
+                Ok(())
+            };
+            for l in 0..ds.len() {
+                offer(&mut pool, l);
+                left.extend(ds[l].iter().enumerate().map(|(j, &d)| (order_key(d), first[l] + j)));
+                for _ in 0..pops_after[l] {
+                    pop(&mut pool, &mut left, l + 1)?;
+                }
+            }
+            let mut rounds = 0;
+            while !left.is_empty() {
+                pop(&mut pool, &mut left, ds.len())?;
+                rounds += 1;
+                prop_assert!(rounds < 10_000);
+            }
+            prop_assert!(pool.is_empty() && !pool.needs_reoffer());
+        }
+
+        /// With a cap, the pool holds at most `2 × cap` and pops the best.
         #[test]
         fn candidate_pool_cap_keeps_the_best(
             dists in prop::collection::vec(0u32..100_000, 0..3000),
@@ -2026,9 +2283,12 @@ mod tests {
             let mut want: Vec<u32> = dists.clone();
             want.sort_unstable();
             want.truncate(cap);
+            // The best of them (fewer when a cut fell inside a run of equal
+            // estimates: a re-offer brings the rest).
             let mut got: Vec<u32> = pool.pop_best(cap).iter().map(|e| e.0 as u32).collect();
             got.sort_unstable();
-            prop_assert_eq!(got, want);
+            prop_assert!(!got.is_empty() || dists.is_empty());
+            prop_assert_eq!(&got[..], &want[..got.len()]);
         }
 
         /// TopK keeps exactly the N smallest (distinct) distances, sorted.

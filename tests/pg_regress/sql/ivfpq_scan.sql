@@ -178,6 +178,40 @@ RESET enable_indexscan;
 SET enable_seqscan = off;
 DROP TABLE ivr;
 
+-- Deep scans: the candidate pool keeps about ten batches of candidates and drops
+-- the rest; a scan that hands those out offers the probed lists' codes again
+-- (counted as re-offers). A filter passing 1 row in 40, every list probed and
+-- batches of 10 read thousands of candidates deep: the rows are those of an
+-- exact scan, in its order, none twice.
+CREATE TABLE deep (id int, v vector(8));
+INSERT INTO deep SELECT i, (SELECT array_agg(sin(i * 0.37 + j * 1.3 + (i % 7) * j)::real)
+  FROM generate_series(1, 8) j)::vector FROM generate_series(1, 6000) i;
+CREATE INDEX deep_v ON deep USING ivfpq (v vector_l2_ops) WITH (lists = 8, m = 8);
+SET enable_indexscan = off;
+SET enable_seqscan = on;
+CREATE TEMP TABLE deep_exact AS
+  SELECT row_number() OVER () AS rn, id FROM (SELECT id FROM deep WHERE id % 40 = 0
+  ORDER BY v <-> '[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8]' LIMIT 120) s;
+RESET enable_indexscan;
+SET enable_seqscan = off;
+SET ivfpq.probes = 8;
+SET ivfpq.rerank = 10;
+SET ivfpq.profile = on;
+SELECT arrw.ivfpq_profile_reset();
+CREATE TEMP TABLE deep_index AS
+  SELECT row_number() OVER () AS rn, id FROM (SELECT id FROM deep WHERE id % 40 = 0
+  ORDER BY v <-> '[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8]' LIMIT 120) s;
+SET ivfpq.profile = off;
+SELECT (SELECT count(*) FROM deep_index) AS rows,
+       (SELECT count(DISTINCT id) FROM deep_index) AS distinct_rows,
+       (SELECT count(*) FROM deep_index i JOIN deep_exact e USING (rn) WHERE i.id <> e.id) AS out_of_order,
+       (p->>'reoffers')::int > 0 AS reoffered,
+       (p->>'candidates')::int > 6000 AS read_lists_again
+FROM arrw.ivfpq_profile() p;
+RESET ivfpq.probes;
+RESET ivfpq.rerank;
+DROP TABLE deep, deep_exact, deep_index;
+
 -- Settings: ranges.
 SET ivfpq.probes = -1;
 SET ivfpq.rerank = -2;
