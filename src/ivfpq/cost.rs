@@ -40,7 +40,8 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let opts = options::of(rel);
         pg_sys::index_close(rel, pg_sys::NoLock as i32);
         let lists = meta.lists.max(1) as f64;
-        let probes = (options::probes(opts.probes.max(0) as u32) as f64).min(lists);
+        let probes =
+            (options::probes(opts.probes.max(0) as u32, meta.lists as usize) as f64).min(lists);
         let ratio = if meta.untrained != 0 {
             1.0
         } else {

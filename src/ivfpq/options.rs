@@ -35,7 +35,7 @@ pub struct IvfpqOptions {
 pub fn init() {
     GucRegistry::define_int_guc(
         c"ivfpq.probes",
-        c"Inverted lists scanned per ivfpq query (0: the index's `probes` option, or 20).",
+        c"Inverted lists scanned per ivfpq query (0: the index's `probes` option, or 20, more for indexes of over 1,000 lists).",
         c"More probes raise recall and cost time.",
         &PROBES,
         0,
@@ -256,15 +256,16 @@ pub fn refine_bits(opts: &IvfpqOptions, dim: usize) -> u32 {
 /// Dimensions from which an index keeps a refine code by default.
 pub const REFINE_MIN_DIM: usize = 256;
 
-/// Probes for a query: GUC, else index option, else default.
-pub fn probes(index_opt: u32) -> usize {
+/// Probes for a query: GUC, else index option, else the default for an index
+/// of `lists` lists (`arrw_core::ivf::default_probes`).
+pub fn probes(index_opt: u32, lists: usize) -> usize {
     let g = PROBES.get();
     if g > 0 {
         g as usize
     } else if index_opt > 0 {
         index_opt as usize
     } else {
-        arrw_core::ivf::DEFAULT_PROBES
+        arrw_core::ivf::default_probes(lists)
     }
 }
 

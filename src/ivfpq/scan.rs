@@ -44,6 +44,7 @@ use super::{model, options, page};
 use crate::memctx::RowContext;
 use arrw_core::ivf::{
     estimate_as_distance, exact_distance, CandidatePool, ExactPasses, IvfPqModel, Metric,
+    RankedLists,
 };
 use arrw_core::layout::FineGeom;
 use arrw_core::rerank::{Next, OrderedRerank, DEFAULT_LIST_QUANTILE, DEFAULT_QUANTILE};
@@ -56,7 +57,8 @@ struct ScanState {
     query: Vec<f32>,
     model: Option<Rc<IvfPqModel>>,
     meta: layout::MetaData,
-    ranked: Vec<u32>,
+    /// Lists nearest first, ordered as far as probed (`RankedLists`).
+    ranked: RankedLists,
     /// Per list, the distance from the query to its centroid (exact space).
     list_dist: Vec<f32>,
     probed: usize,
@@ -120,7 +122,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         query: Vec::new(),
         model: None,
         meta: Default::default(),
-        ranked: Vec::new(),
+        ranked: RankedLists::default(),
         list_dist: Vec::new(),
         probed: 0,
         pool: CandidatePool::new(1, 1),
@@ -174,7 +176,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.fine = None;
         st.fine_query = None;
         st.ready.clear();
-        st.ranked.clear();
+        st.ranked = RankedLists::default();
         st.probed = 0;
         st.exact = None;
     }
@@ -247,8 +249,10 @@ pub unsafe extern "C-unwind" fn amgettuple(
         let metric = st.model.as_ref().expect("started").metric;
         let t = profile::start();
         let candidate = st.pool.best().map(|e| estimate_as_distance(metric, e));
-        let next_list = (st.iterative && st.probed < limit)
-            .then(|| st.list_dist[st.ranked[st.probed] as usize]);
+        let next_list = (st.iterative && st.probed < limit).then(|| {
+            st.ranked.order_through(st.probed + 1);
+            st.list_dist[st.ranked.get(st.probed).0 as usize]
+        });
         let next = st.order.next(candidate, next_list);
         profile::stop(t, Phase::Order);
         // The pool kept only the best few thousand candidates of the probed
@@ -382,21 +386,25 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     // Index options are read from the relcache entry (not the meta page), so
     // ALTER INDEX ... SET (probes = ...) takes effect at once.
     let opts = options::of(index);
-    st.probes = options::probes(opts.probes.max(0) as u32).max(1);
+    st.probes = options::probes(opts.probes.max(0) as u32, st.meta.lists as usize).max(1);
     st.rerank = options::rerank(opts.rerank as i64);
     st.iterative = options::ITERATIVE_SCAN.get();
     st.max_probes = options::MAX_PROBES.get().max(0) as usize;
     profile::stop(t, Phase::Setup);
     if st.meta.untrained != 0 {
-        st.ranked = vec![0];
+        st.ranked = RankedLists::new(vec![(0, 0.0)]);
+        st.ranked.order_through(1);
         st.exact = Some(ExactPasses::new(pool_cap()));
     } else {
-        let ranked = profile::time(Phase::Rank, || model.rank_lists(&st.query, model.lists));
-        st.list_dist = vec![0.0; model.lists];
-        for &(l, d) in &ranked {
-            st.list_dist[l as usize] = estimate_as_distance(model.metric, d);
-        }
-        st.ranked = ranked.into_iter().map(|(l, _)| l).collect();
+        let t = profile::start();
+        let dists = model.list_distances(&st.query);
+        st.list_dist = dists
+            .iter()
+            .map(|&(_, d)| estimate_as_distance(model.metric, d))
+            .collect();
+        st.ranked = RankedLists::new(dists);
+        st.ranked.order_through(st.probes);
+        profile::stop(t, Phase::Rank);
         // Candidates by estimate: the first batch is kept apart cheaply (see
         // CandidatePool), the rest held for later batches, within work_mem.
         let batch = if st.rerank > 0 {
@@ -474,7 +482,11 @@ unsafe fn score_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, from: usi
     let geom = DataGeom::of(&st.meta);
     let mut qt = profile::time(Phase::Tables, || model.query_tables(&st.query));
     let mut dists: Vec<f32> = vec![0.0; geom.capacity];
-    for &list in &st.ranked[from..upto] {
+    if upto > from {
+        profile::time(Phase::Rank, || st.ranked.order_through(upto));
+    }
+    for i in from..upto {
+        let list = st.ranked.get(i).0;
         profile::time(Phase::Tables, || qt.set_list(list));
         let t = profile::start();
         let dir = page::list_dir(index, &st.meta, list);

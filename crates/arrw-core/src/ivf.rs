@@ -86,9 +86,22 @@ use std::borrow::Cow;
 /// MiniLM 75k × 384 (75 lists, m = 128) 0.943 at 16, 0.957 at 20, 0.968 at 24.
 /// (8-bit codes of the same size, means over 6 seeds: SIFT 0.964 / 0.994, MiniLM
 /// 0.960 at 20.) 20 is the smallest count ≥ 0.95 on both. A probe scans ~1000
-/// codes at any table size up to 1M rows (see [`default_params`]), so the fraction
-/// of the table scanned, and likely recall, falls for larger tables.
+/// codes at any table size (see [`default_params`]), so the fraction of the table
+/// scanned falls as it grows: [`default_probes`] probes more lists beyond 1,000.
 pub const DEFAULT_PROBES: usize = 20;
+
+/// Lists probed per query unless the user says otherwise, for an index of
+/// `lists` lists: [`DEFAULT_PROBES`] up to 1,000 lists, then growing as
+/// `lists^0.4`. On SIFT from photographs, recall@10 0.954 took 20 probes of
+/// 1,000 lists (1M rows) and 0.946 took 48 of 10,000 (10M rows, 52 for 0.95):
+/// 10× the lists, 2.5× the probes (`bench/scale.py`). 50 at 10,000 lists.
+pub fn default_probes(lists: usize) -> usize {
+    if lists <= 1000 {
+        DEFAULT_PROBES
+    } else {
+        (DEFAULT_PROBES as f64 * (lists as f64 / 1000.0).powf(0.4)).round() as usize
+    }
+}
 
 /// Candidates (best by estimated distance) re-scored exactly unless the user says
 /// otherwise. With the default codes this loses nothing against re-ranking 200
@@ -202,11 +215,12 @@ pub fn training_sample_size(lists: usize, nbits: u32) -> usize {
 /// L2) and a MiniLM sentence-embedding set (75k × 384, cosine) so that
 /// [`DEFAULT_PROBES`] probes and [`DEFAULT_RERANK`] re-ranked candidates give
 /// recall@10 ≥ 0.95 on both:
-/// - `lists`: `rows / 1000` up to 1M rows, `sqrt(rows)` beyond (pgvector's advice for
-///   ivfflat, so users' intuition carries over), at least 1. With ~1000 rows per
-///   list, a probe costs about the same at any table size. Finer lists would need
-///   slightly fewer scanned codes for the same recall but make builds slower
-///   (k-means cost grows with `lists`).
+/// - `lists`: `rows / 1000`, at least 1 and at most [`MAX_LISTS`]. With ~1000 rows
+///   per list, a probe costs about the same at any table size. Above 1M rows this
+///   was `sqrt(rows)` (pgvector's advice for ivfflat): at 10M rows that made lists
+///   of 3,162 rows, so a query scanned 3× the codes of a 1M-row one for the same
+///   probes (192 q/s at recall 0.95 on 10M SIFT rows); two-level k-means
+///   ([`crate::kmeans::TWO_LEVEL_MIN`]) keeps the build of 10,000 lists in minutes.
 /// - `nbits`: 4, scanned with [`crate::fastscan`]. At equal code bytes (twice the
 ///   sub-quantizers of 8-bit codes) and 100 re-ranked candidates, recall@10 matched
 ///   8-bit codes within 0.001 on both sets (SIFT 0.993 vs 0.994, MiniLM 0.957 vs
@@ -216,12 +230,7 @@ pub fn training_sample_size(lists: usize, nbits: u32) -> usize {
 ///   should build with `nbits = 8`.
 /// - `m`: [`default_m`] for 4 bits.
 pub fn default_params(rows: usize, dim: usize) -> (usize, usize, u32) {
-    let lists = if rows <= 1_000_000 {
-        rows / 1000
-    } else {
-        (rows as f64).sqrt() as usize
-    };
-    (lists.clamp(1, MAX_LISTS), default_m(dim, 4), 4)
+    ((rows / 1000).clamp(1, MAX_LISTS), default_m(dim, 4), 4)
 }
 
 /// Default number of sub-quantizers for `dim` dimensions and `nbits`-bit codes:
@@ -737,30 +746,36 @@ impl IvfPqModel {
     }
 
     fn rank_prepared(&self, q: &[f32], nprobe: usize) -> Vec<(u32, f32)> {
+        let mut r = RankedLists::new(self.distances_prepared(q));
+        let k = nprobe.min(r.len());
+        r.order_through(k);
+        r.all()[..k].to_vec()
+    }
+
+    /// Every list with the query's distance to its centroid (L2: squared; inner
+    /// product and cosine: negated inner product with the prepared query), in
+    /// list order; [`RankedLists`] orders them as far as a scan needs.
+    pub fn list_distances(&self, q: &[f32]) -> Vec<(u32, f32)> {
+        let q = prepare(self.metric, q);
+        self.distances_prepared(&q)
+    }
+
+    /// 16 centroids at a time through the panel kernel (the centroids of 10,000
+    /// lists are 5 MB at 128 dimensions: one pass over them, vectorised, instead of
+    /// a distance call per centroid).
+    fn distances_prepared(&self, q: &[f32]) -> Vec<(u32, f32)> {
         assert_eq!(q.len(), self.dim);
-        let mut d: Vec<(u32, f32)> = self
-            .centroids
-            .chunks_exact(self.dim)
+        let mut t = vec![0f32; self.coarse.padded_rows()];
+        match self.metric {
+            Metric::InnerProduct => self.coarse.dots(q, &mut t),
+            _ => self.coarse.squared_distances(q, &mut t),
+        }
+        let ip = self.metric == Metric::InnerProduct;
+        t[..self.lists]
+            .iter()
             .enumerate()
-            .map(|(i, c)| {
-                let v = match self.metric {
-                    Metric::InnerProduct => -distance::dot(q, c),
-                    _ => distance::l2_squared(q, c),
-                };
-                (i as u32, v)
-            })
-            .collect();
-        let by = |a: &(u32, f32), b: &(u32, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
-        let k = nprobe.min(d.len());
-        if k == 0 {
-            return Vec::new();
-        }
-        if k < d.len() {
-            d.select_nth_unstable_by(k - 1, by);
-            d.truncate(k);
-        }
-        d.sort_unstable_by(by);
-        d
+            .map(|(i, &v)| (i as u32, if ip { -v } else { v }))
+            .collect()
     }
 
     /// Prepares a query for scanning lists.
@@ -1164,6 +1179,65 @@ impl<T: Copy> TopK<T> {
         let mut v = self.heap;
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
+    }
+}
+
+/// Lists by distance to the query, put in order only as far as a scan reads
+/// them: a scan probes a few dozen of thousands of lists, and sorting all of
+/// them cost more than ranking them at 10,000 lists. Ties break by list number.
+#[derive(Clone, Debug, Default)]
+pub struct RankedLists {
+    lists: Vec<(u32, f32)>,
+    /// `lists[..ordered]` are the nearest, in order.
+    ordered: usize,
+}
+
+impl RankedLists {
+    /// Lists with their distances (any order).
+    pub fn new(lists: Vec<(u32, f32)>) -> Self {
+        RankedLists { lists, ordered: 0 }
+    }
+
+    /// Number of lists.
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// True when there are no lists.
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+
+    /// Puts the nearest `n` lists in order (and a few more: the next call
+    /// orders at least twice as many, so a scan probing one list at a time
+    /// sorts in a few growing chunks).
+    pub fn order_through(&mut self, n: usize) {
+        let n = n.min(self.lists.len());
+        if n <= self.ordered {
+            return;
+        }
+        let n = n.max(self.ordered.saturating_mul(2)).min(self.lists.len());
+        let by = |a: &(u32, f32), b: &(u32, f32)| {
+            order_key(a.1).cmp(&order_key(b.1)).then(a.0.cmp(&b.0))
+        };
+        let rest = &mut self.lists[self.ordered..];
+        let k = n - self.ordered;
+        if k < rest.len() {
+            rest.select_nth_unstable_by(k - 1, by);
+        }
+        rest[..k].sort_unstable_by(by);
+        self.ordered = n;
+    }
+
+    /// The `i`-th nearest list and its distance (`order_through(i + 1)` first).
+    pub fn get(&self, i: usize) -> (u32, f32) {
+        assert!(i < self.ordered, "list {i} not ordered yet");
+        self.lists[i]
+    }
+
+    /// All lists: the first `order_through` ones in order, the rest in any.
+    pub fn all(&self) -> &[(u32, f32)] {
+        &self.lists
     }
 }
 
@@ -1987,6 +2061,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    proptest! {
+        /// Ordering in chunks gives the same order as one full sort (NaN last,
+        /// ties by list number).
+        #[test]
+        fn ranked_lists_order_in_chunks(
+            d in prop::collection::vec(0u32..50, 0..300),
+            steps in prop::collection::vec(0usize..40, 1..12),
+        ) {
+            let lists: Vec<(u32, f32)> = d
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (i as u32, if x == 49 { f32::NAN } else { x as f32 }))
+                .collect();
+            let mut want = lists.clone();
+            want.sort_by(|a, b| order_key(a.1).cmp(&order_key(b.1)).then(a.0.cmp(&b.0)));
+            let mut r = RankedLists::new(lists);
+            let mut upto = 0;
+            for s in steps {
+                upto += s;
+                r.order_through(upto);
+                for i in 0..upto.min(want.len()) {
+                    prop_assert_eq!(r.get(i).0, want[i].0);
+                }
+            }
+            r.order_through(usize::MAX);
+            let got: Vec<u32> = r.all().iter().map(|e| e.0).collect();
+            let w: Vec<u32> = want.iter().map(|e| e.0).collect();
+            prop_assert_eq!(got, w);
+        }
+    }
+
+    #[test]
+    fn default_probes_grow_slowly_with_lists() {
+        assert_eq!(default_probes(0), DEFAULT_PROBES);
+        assert_eq!(default_probes(1000), DEFAULT_PROBES);
+        assert_eq!(default_probes(10_000), 50);
+        let mut last = 0;
+        for l in [1, 10, 100, 1000, 1001, 2000, 5000, 10_000, MAX_LISTS] {
+            let p = default_probes(l);
+            assert!(p >= last && p >= DEFAULT_PROBES, "{l}: {p}");
+            last = p;
+        }
+        assert!(default_probes(MAX_LISTS) < MAX_LISTS / 100);
     }
 
     #[test]
