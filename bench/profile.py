@@ -85,7 +85,8 @@ def report(name, recall, wall, prof, nq, execution):
              f"per query: {prof['lists'] / nq:.1f} lists, {prof['pages'] / nq:.0f} pages, "
              f"{prof['candidates'] / nq:.0f} codes scored, {prof.get('refined', 0) / nq:.0f} refined, "
              f"{prof['reranked'] / nq:.0f} rows re-ranked, "
-             f"{prof['returned'] / nq:.0f} returned"]
+             f"{prof['returned'] / nq:.0f} returned, "
+             f"{prof.get('reoffers', 0) / nq:.2f} re-offers"]
     for p in PHASES:
         s = prof.get(f"{p}_s", 0.0)
         lines.append(f"    {LABELS[p]:<34} {us(s):>8.1f} µs  {100 * s / wall:>5.1f}%")

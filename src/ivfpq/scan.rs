@@ -88,6 +88,8 @@ struct ScanState {
     row: RowContext,
     /// Untrained index: exact ranking in bounded passes; None once exhausted.
     exact: Option<ExactPasses>,
+    /// The index's size as last counted (`page::list_dir_counted`; 0: not yet).
+    nblocks: u32,
 }
 
 #[pg_guard]
@@ -142,6 +144,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         has_exprs: false,
         row,
         exact: None,
+        nblocks: 0,
     });
     // SAFETY: `scan` is the descriptor just allocated; opaque is ours.
     unsafe { (*scan).opaque = Box::into_raw(st) as *mut std::ffi::c_void };
@@ -489,7 +492,7 @@ unsafe fn score_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, from: usi
         let list = st.ranked.get(i).0;
         profile::time(Phase::Tables, || qt.set_list(list));
         let t = profile::start();
-        let dir = page::list_dir(index, &st.meta, list);
+        let dir = page::list_dir_counted(index, &st.meta, list, &mut st.nblocks);
         let mut chain = page::ListChain::new(index, &st.meta, &dir);
         profile::stop(t, Phase::Pages);
         loop {

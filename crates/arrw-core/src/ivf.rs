@@ -1299,18 +1299,20 @@ pub struct CandidatePool<T> {
     best: Option<Option<f32>>,
 }
 
-/// Candidates a pool keeps at least, whatever its batch: 10 batches of the
+/// Candidates a pool keeps at least, whatever its batch: 20 batches of the
 /// default `ivfpq.rerank`. Each cut costs a pass over `2 × keep` entries and a
 /// deep scan re-offers every `keep` candidates it pops; the first matters to
-/// every query, so it starts small and doubles at each re-offer.
-const POOL_KEEP_MIN: usize = 1024;
+/// every query, so it starts small and doubles at each re-offer. At 1,024 a
+/// MiniLM `LIMIT 100` (~1,800 candidates refined) re-offered in half its
+/// queries, re-scoring a third more codes (bench/run-profile minilm).
+const POOL_KEEP_MIN: usize = 2048;
 
 impl<T: Copy> CandidatePool<T> {
     /// A pool whose first `batch` best candidates are kept apart cheaply, holding at
     /// most about `2 × cap` candidates (see the type's docs).
     pub fn new(batch: usize, cap: usize) -> Self {
         let batch = batch.max(1);
-        let keep = batch.saturating_mul(8).max(POOL_KEEP_MIN);
+        let keep = batch.saturating_mul(16).max(POOL_KEEP_MIN);
         Self::with_keep(batch, keep, cap)
     }
 

@@ -178,7 +178,7 @@ RESET enable_indexscan;
 SET enable_seqscan = off;
 DROP TABLE ivr;
 
--- Deep scans: the candidate pool keeps about ten batches of candidates and drops
+-- Deep scans: the candidate pool keeps a few thousand candidates and drops
 -- the rest; a scan that hands those out offers the probed lists' codes again
 -- (counted as re-offers). A filter passing 1 row in 40, every list probed and
 -- batches of 10 read thousands of candidates deep: the rows are those of an
