@@ -418,7 +418,8 @@ def register_vector(conn: psycopg.Connection) -> None:
     conn.adapters.register_dumper(Vec, VecDumper)
 
 
-def copy_items(conn: psycopg.Connection, base: np.ndarray) -> None:
+def copy_items(conn: psycopg.Connection, base: np.ndarray, first_id: int = 0) -> None:
+    """Binary COPY of base's rows into items (id, embedding), ids first_id, first_id + 1, ..."""
     n, d = base.shape
     elem = np.dtype(">f2" if COLUMN_TYPE == "halfvec" else ">f4")
     dt = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("id", ">i4"), ("l2", ">i4"),
@@ -432,7 +433,7 @@ def copy_items(conn: psycopg.Connection, base: np.ndarray) -> None:
                 rec = np.empty(e - s, dtype=dt)
                 rec["nf"] = 2
                 rec["l1"] = 4
-                rec["id"] = np.arange(s, e)
+                rec["id"] = np.arange(first_id + s, first_id + e)
                 rec["l2"] = 4 + elem.itemsize * d
                 rec["dim"] = d
                 rec["unused"] = 0

@@ -180,8 +180,8 @@ fn two_level_top(k: usize) -> usize {
     ((k as f64).sqrt().ceil() as usize).max(2)
 }
 
-/// `k` centroids in two levels (`k ≥ TWO_LEVEL_MIN`): `√k` top centroids on the
-/// sample, every sample point assigned to its nearest, then each top cluster's
+/// `k` centroids in two levels (`k ≥ TWO_LEVEL_MIN`) on `data` (the sample):
+/// `√k` top centroids, every sample point assigned to its nearest, then each top cluster's
 /// points split into its share of the `k` (proportional to its size, at least one
 /// each, never more than its points) by a flat run of its own (the groups run in
 /// parallel). The centroids are those of the second level. Their inertia is a few
@@ -189,21 +189,6 @@ fn two_level_top(k: usize) -> usize {
 /// builds at 10M rows in minutes rather than hours; the same trade VectorChord
 /// and FAISS make for large `k`.
 fn train_two_level(data: &[f32], dim: usize, k: usize, params: &KMeansParams) -> KMeansResult {
-    let n = data.len() / dim;
-    let mut rng = StdRng::seed_from_u64(params.seed);
-    let limit = sample_limit(n, k, params);
-    let sample: std::borrow::Cow<[f32]> = if n > limit {
-        let mut idx = rand::seq::index::sample(&mut rng, n, limit).into_vec();
-        idx.sort_unstable();
-        let mut s = Vec::with_capacity(limit * dim);
-        for &i in &idx {
-            s.extend_from_slice(&data[i * dim..(i + 1) * dim]);
-        }
-        std::borrow::Cow::Owned(s)
-    } else {
-        std::borrow::Cow::Borrowed(data)
-    };
-    let data = &sample[..];
     let n = data.len() / dim;
     let top = train_detailed(data, dim, two_level_top(k), params).centroids;
     let iters = params.max_iters.max(1) as u64;
@@ -263,6 +248,27 @@ fn train_two_level(data: &[f32], dim: usize, k: usize, params: &KMeansParams) ->
         iterations: params.max_iters.max(1),
         inertia,
     }
+}
+
+/// At most `limit` rows of `data` drawn at random (all of them, borrowed, when
+/// there are no more); sorted indices keep the gather sequential in memory.
+fn subsample<'a>(
+    data: &'a [f32],
+    dim: usize,
+    limit: usize,
+    rng: &mut StdRng,
+) -> std::borrow::Cow<'a, [f32]> {
+    let n = data.len() / dim;
+    if n <= limit {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let mut idx = rand::seq::index::sample(rng, n, limit).into_vec();
+    idx.sort_unstable();
+    let mut s = Vec::with_capacity(limit * dim);
+    for &i in &idx {
+        s.extend_from_slice(&data[i * dim..(i + 1) * dim]);
+    }
+    std::borrow::Cow::Owned(s)
 }
 
 /// Splits `k` centroids over groups of `counts` points: proportional to the
@@ -341,31 +347,22 @@ pub fn train_detailed(data: &[f32], dim: usize, k: usize, params: &KMeansParams)
         };
     }
 
+    let mut rng = StdRng::seed_from_u64(params.seed);
+    let sample = subsample(data, dim, sample_limit(n, k, params), &mut rng);
     if k >= TWO_LEVEL_MIN {
-        return train_two_level(data, dim, k, params);
+        return train_two_level(&sample, dim, k, params);
     }
-    train_flat(data, dim, k, params)
+    train_flat(&sample, dim, k, params, &mut rng)
 }
 
-/// One level of k-means (`n > k > 0`).
-fn train_flat(data: &[f32], dim: usize, k: usize, params: &KMeansParams) -> KMeansResult {
-    let n = data.len() / dim;
-    let mut rng = StdRng::seed_from_u64(params.seed);
-
-    // Subsample (sorted indices keep the gather sequential in memory).
-    let limit = sample_limit(n, k, params);
-    let sample: std::borrow::Cow<[f32]> = if n > limit {
-        let mut idx = rand::seq::index::sample(&mut rng, n, limit).into_vec();
-        idx.sort_unstable();
-        let mut s = Vec::with_capacity(limit * dim);
-        for &i in &idx {
-            s.extend_from_slice(&data[i * dim..(i + 1) * dim]);
-        }
-        std::borrow::Cow::Owned(s)
-    } else {
-        std::borrow::Cow::Borrowed(data)
-    };
-    let data = &sample[..];
+/// One level of k-means on `data` (the sample: `n > k > 0`).
+fn train_flat(
+    data: &[f32],
+    dim: usize,
+    k: usize,
+    params: &KMeansParams,
+    rng: &mut StdRng,
+) -> KMeansResult {
     let n = data.len() / dim;
 
     if params.stop.requested() {
@@ -381,18 +378,18 @@ fn train_flat(data: &[f32], dim: usize, k: usize, params: &KMeansParams) -> KMea
             // it runs on a smaller random subset; Lloyd then uses the whole sample.
             let m = k.saturating_mul(params.init_points_per_centroid.max(1));
             if params.init_points_per_centroid == 0 || m >= n {
-                kmeans_plus_plus(data, dim, k, &mut rng, &params.stop)
+                kmeans_plus_plus(data, dim, k, rng, &params.stop)
             } else {
-                let idx = rand::seq::index::sample(&mut rng, n, m);
+                let idx = rand::seq::index::sample(rng, n, m);
                 let mut sub = Vec::with_capacity(m * dim);
                 for i in idx.iter() {
                     sub.extend_from_slice(&data[i * dim..(i + 1) * dim]);
                 }
-                kmeans_plus_plus(&sub, dim, k, &mut rng, &params.stop)
+                kmeans_plus_plus(&sub, dim, k, rng, &params.stop)
             }
         }
         Init::Random => {
-            let idx = rand::seq::index::sample(&mut rng, n, k);
+            let idx = rand::seq::index::sample(rng, n, k);
             let mut c = Vec::with_capacity(k * dim);
             for i in idx.iter() {
                 c.extend_from_slice(&data[i * dim..(i + 1) * dim]);
@@ -422,7 +419,7 @@ fn train_flat(data: &[f32], dim: usize, k: usize, params: &KMeansParams) -> KMea
             .zip(&norms)
             .map(|(&s, &nx)| f64::from((nx + 2.0 * s).max(0.0)))
             .sum();
-        update_centroids(data, dim, &labels, &mut centroids, &mut rng);
+        update_centroids(data, dim, &labels, &mut centroids, rng);
         params.stop.advance(n as u64);
         if inertia == 0.0 || (prev.is_finite() && prev - inertia <= params.tolerance * prev) {
             break;
@@ -1162,7 +1159,9 @@ mod tests {
             max_iters: 8,
             ..Default::default()
         };
-        let flat = train_flat(&data, dim, k, &flat_params);
+        let mut rng = StdRng::seed_from_u64(flat_params.seed);
+        let sample = subsample(&data, dim, sample_limit(n, k, &flat_params), &mut rng);
+        let flat = train_flat(&sample, dim, k, &flat_params, &mut rng);
         let (i2, i1) = (
             inertia(&data, dim, &two.centroids),
             inertia(&data, dim, &flat.centroids),
