@@ -13,10 +13,12 @@ out). The server is arrw's own (`.bench/pg-ingest`, port 54381, shared_buffers 1
    key; `ivfpq` with no options; `hnsw`: pgvector's, m 16, ef_construction 64, in a
    pgvector database, only when pgvector is installed), on a freshly loaded table:
    query latency idle (one client, the queries once, after a warm-up pass); then
-   `--clients` connections running single-row INSERTs for `--seconds` while one more
-   client runs the queries (rows/s, and the queries' p50/p99 during ingest); then
-   one COPY of `--copy-rows` rows (rows/s). 9 busy connections share the machine's
-   cores: on 2 cores each gets about 1/4.5 of one.
+   `--clients` connections running single-row INSERTs for `--seconds` (rows/s);
+   then the same again while one more client runs the queries (rows/s, and the
+   queries' p50/p99 during ingest); then one COPY of `--copy-rows` rows (rows/s).
+   Every inserting client is a process of its own (Python threads would queue on
+   one interpreter lock, and that wait would show as query latency). 9 busy
+   connections share the machine's cores: on 2 cores each gets about 1/4.5 of one.
 2. **Drift and optimize** (ivfpq only): on a fresh table, COPY `--drift` × the base's
    rows of new rows, recall@10 against the exact top 10 over all rows (brute force
    here), then `arrw.submit_job('index_optimize', ...)` while one client inserts
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import multiprocessing as mp
 import os
 import sys
 import threading
@@ -46,9 +49,6 @@ from bench import DATASETS, RESULTS, Vec, log, register_vector, vec_bytes  # noq
 bench.use_own_dirs("ingest")
 
 
-STATS_LOCK = threading.Lock()
-
-
 def pct(lat: list[float], q: float) -> float:
     return float(np.percentile(np.array(lat) * 1000.0, q)) if lat else float("nan")
 
@@ -58,21 +58,17 @@ class Source:
 
     def __init__(self, pool: np.ndarray, first_id: int):
         self.pool = pool
-        self.ids = itertools.count(first_id)
-        self.lock = threading.Lock()
+        self.next = first_id
 
     def take(self) -> tuple[int, np.ndarray]:
-        with self.lock:
-            i = next(self.ids)
+        i = self.next
+        self.next += 1
         return i, self.pool[i % len(self.pool)]
 
     def block(self, n: int) -> tuple[int, np.ndarray]:
-        with self.lock:
-            first = next(self.ids)
-            for _ in range(n - 1):
-                next(self.ids)
-        idx = (np.arange(first, first + n) % len(self.pool))
-        return first, self.pool[idx]
+        first = self.next
+        self.next += n
+        return first, self.pool[np.arange(first, first + n) % len(self.pool)]
 
 
 def run_queries(conn, sql, qs, stop: threading.Event | None = None, out=None):
@@ -89,9 +85,15 @@ def run_queries(conn, sql, qs, stop: threading.Event | None = None, out=None):
     return lat
 
 
-def inserter(cluster, db, src: Source, stop: threading.Event, stats: dict, key: str):
-    """Single-row INSERTs (autocommit) until stop; counts rows, errors, slowest."""
-    n, errors, slowest = 0, 0, 0.0
+def insert_rows(port: int, db: str, pool: np.ndarray, first_id: int, stop, out) -> None:
+    """One inserting client (a process of its own, so that the Python clients do
+    not queue on one interpreter lock and the querying client's latency is the
+    server's): single-row INSERTs, autocommit, until `stop` is set; puts (rows,
+    errors, slowest s, first error) on `out`."""
+    bench.use_own_dirs("ingest")
+    cluster = bench.Cluster(port, {})
+    src = Source(pool, first_id)
+    n, errors, slowest, first_error = 0, 0, 0.0, ""
     with cluster.connect(db) as c:
         c.autocommit = True
         register_vector(c)
@@ -105,13 +107,41 @@ def inserter(cluster, db, src: Source, stop: threading.Event, stats: dict, key: 
                     n += 1
                 except Exception as e:  # noqa: BLE001 - counted, reported
                     errors += 1
-                    stats.setdefault("error_text", str(e)[:200])
+                    first_error = first_error or str(e)[:200]
                 slowest = max(slowest, time.perf_counter() - a)
-    with STATS_LOCK:
-        s = stats.setdefault(key, [0, 0, 0.0])
-        s[0] += n
-        s[1] += errors
-        s[2] = max(s[2], slowest)
+    out.put((n, errors, slowest, first_error))
+
+
+def ingest(cluster, db: str, pool: np.ndarray, first_id: int, clients: int, seconds: float,
+           query=None) -> tuple[int, int, float, str, list[float]]:
+    """`clients` inserting processes for `seconds`, and meanwhile, if `query` is
+    (sql, qs), this process runs the queries in a loop. Returns (rows, errors,
+    slowest insert s, first error, query latencies)."""
+    ctx = mp.get_context("fork")
+    stop, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=insert_rows, args=(cluster.port, db, pool, first_id + k * 10_000_000, stop, out))
+             for k in range(clients)]
+    for p in procs:
+        p.start()
+    lat: list[float] = []
+    qstop = threading.Event()
+    qt = None
+    if query is not None:
+        qconn = cluster.connect(db)
+        register_vector(qconn)
+        qt = threading.Thread(target=run_queries, args=(qconn, query[0], query[1], qstop, lat))
+        qt.start()
+    time.sleep(seconds)
+    stop.set()
+    qstop.set()
+    res = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    if qt is not None:
+        qt.join()
+        qconn.close()
+    return (sum(r[0] for r in res), sum(r[1] for r in res), max((r[2] for r in res), default=0.0),
+            next((r[3] for r in res if r[3]), ""), lat)
 
 
 def main() -> int:
@@ -167,53 +197,39 @@ def main() -> int:
                     idle = run_queries(c, sql, qs)
                 else:
                     idle = []
-            src = Source(pool, 100_000_000)
-            stop = threading.Event()
-            stats: dict = {}
-            threads = [threading.Thread(target=inserter, args=(cluster, db, src, stop, stats, "ins"))
-                       for _ in range(args.clients)]
-            busy: list[float] = []
-            qconn = cluster.connect(db)
-            register_vector(qconn)
-            qthread = threading.Thread(target=run_queries, args=(qconn, sql, qs, stop, busy))
-            for t in threads:
-                t.start()
-            if kind != "none":
-                qthread.start()
-            time.sleep(args.seconds)
-            stop.set()
-            for t in threads:
-                t.join()
-            if kind != "none":
-                qthread.join()
-            qconn.close()
-            ins = stats.get("ins", [0, 0, 0.0])
+            alone = ingest(cluster, db, pool, 100_000_000, args.clients, args.seconds)
+            busy = ingest(cluster, db, pool, 200_000_000, args.clients, args.seconds,
+                          None if kind == "none" else (sql, qs))
             load = bench.loadavg()
+            src = Source(pool, 900_000_000)
             with cluster.connect(db) as c:
                 first, rows = src.block(args.copy_rows)
                 t0 = time.perf_counter()
                 bench.copy_items(c, rows, first)
                 c.commit()
                 copy_s = time.perf_counter() - t0
+            lat = busy[4]
             row = dict(kind=kind, build=build, idle_p50=pct(idle, 50), idle_p99=pct(idle, 99),
-                       ins_rate=ins[0] / args.seconds, ins_errors=ins[1], busy_p50=pct(busy, 50),
-                       busy_p99=pct(busy, 99), busy_n=len(busy), copy_rate=args.copy_rows / copy_s, load=load)
+                       ins_rate=alone[0] / args.seconds, ins_busy=busy[0] / args.seconds,
+                       errors=alone[1] + busy[1], busy_p50=pct(lat, 50), busy_p99=pct(lat, 99),
+                       copy_rate=args.copy_rows / copy_s, load=load)
             table.append(row)
             print(f"    {kind:6} build {build:6.1f} s; idle p50/p99 {row['idle_p50']:.2f}/{row['idle_p99']:.2f} ms; "
-                  f"INSERT {row['ins_rate']:,.0f} rows/s ({ins[1]} errors) with queries p50/p99 "
-                  f"{row['busy_p50']:.2f}/{row['busy_p99']:.2f} ms ({len(busy)} queries); "
-                  f"COPY {row['copy_rate']:,.0f} rows/s; load {load:.1f}", flush=True)
-            if "error_text" in stats:
-                print(f"      first error: {stats['error_text']}", flush=True)
+                  f"INSERT {row['ins_rate']:,.0f} rows/s alone, {row['ins_busy']:,.0f} with a querying client "
+                  f"({row['errors']} errors), its queries p50/p99 {row['busy_p50']:.2f}/{row['busy_p99']:.2f} ms "
+                  f"({len(lat)} queries); COPY {row['copy_rate']:,.0f} rows/s; load {load:.1f}", flush=True)
+            if alone[3] or busy[3]:
+                print(f"      first error: {alone[3] or busy[3]}", flush=True)
         drift = drift_and_optimize(cluster, args, spec, base, queries, pool, qs) if "ivfpq" in args.kinds else []
     finally:
         cluster.stop()
         lock.close()
-    out = ["", "| index | build s | idle p50 / p99 ms | INSERT rows/s (clients) | queries during ingest p50 / p99 ms | "
-               "COPY rows/s | load |", "|---|---|---|---|---|---|---|"]
+    out = ["", f"| index | build s | idle p50 / p99 ms | INSERT rows/s, {args.clients} clients | same, with a "
+               "querying client | its queries p50 / p99 ms | COPY rows/s | load |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in table:
         out.append(f"| {r['kind']} | {r['build']:.1f} | {r['idle_p50']:.2f} / {r['idle_p99']:.2f} | "
-                   f"{r['ins_rate']:,.0f} ({args.clients}) | {r['busy_p50']:.2f} / {r['busy_p99']:.2f} | "
+                   f"{r['ins_rate']:,.0f} | {r['ins_busy']:,.0f} | {r['busy_p50']:.2f} / {r['busy_p99']:.2f} | "
                    f"{r['copy_rate']:,.0f} | {r['load']:.1f} |")
     text = "\n".join(lines + out + [""] + drift)
     print("\n".join(out + [""] + drift), flush=True)
@@ -253,16 +269,16 @@ def drift_and_optimize(cluster, args, spec, base, queries, pool, qs) -> list[str
         gt = bench.brute_force(np.vstack([base, new]), queries, spec["metric"])
         r1 = recall(c, sql, qs, gt)
         job = c.execute("SELECT arrw.submit_job('index_optimize', '{\"index\": \"ix\"}')").fetchone()[0]
-    # Writers and readers while the job runs (ids after the drift rows; the ground
-    # truth below is recomputed with them).
-    src = Source(pool, 200_000_000)
-    stop = threading.Event()
-    stats: dict = {}
-    w = threading.Thread(target=inserter, args=(cluster, db, src, stop, stats, "ins"))
+    # A writer and a reader while the job runs (ids after the drift rows; the
+    # ground truth below counts the rows it added).
+    ctx = mp.get_context("fork")
+    stop, out = ctx.Event(), ctx.Queue()
+    w = ctx.Process(target=insert_rows, args=(cluster.port, db, pool, 200_000_000, stop, out))
     busy: list[float] = []
+    qstop = threading.Event()
     qconn = cluster.connect(db)
     register_vector(qconn)
-    rq = threading.Thread(target=run_queries, args=(qconn, sql, qs, stop, busy))
+    rq = threading.Thread(target=run_queries, args=(qconn, sql, qs, qstop, busy))
     t0 = time.perf_counter()
     w.start()
     rq.start()
@@ -276,10 +292,11 @@ def drift_and_optimize(cluster, args, spec, base, queries, pool, qs) -> list[str
             time.sleep(0.2)
     job_s = time.perf_counter() - t0
     stop.set()
+    qstop.set()
+    ins = out.get()
     w.join()
     rq.join()
     qconn.close()
-    ins = stats.get("ins", [0, 0, 0.0])
     with cluster.connect(db) as c:
         register_vector(c)
         extra = c.execute("SELECT id, embedding::text FROM items WHERE id >= 200000000 ORDER BY id").fetchall()
@@ -297,8 +314,8 @@ def drift_and_optimize(cluster, args, spec, base, queries, pool, qs) -> list[str
         f"{len(busy):,} queries (p50 {pct(busy, 50):.2f} ms, p99 {pct(busy, 99):.2f} ms, slowest "
         f"{max(busy, default=0) * 1000:.0f} ms); recall@10 {r2:.3f} after (load {load:.1f})",
     ]
-    if "error_text" in stats:
-        lines.append(f"  first error: {stats['error_text']}")
+    if ins[3]:
+        lines.append(f"  first error: {ins[3]}")
     print(lines[0], flush=True)
     return lines
 

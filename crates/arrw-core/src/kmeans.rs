@@ -928,6 +928,12 @@ mod x86 {
         super::row_op(pn, y, table, f)
     }
 
+    thread_local! {
+        /// Scores of one point against every row (`Panels::nearest` of < 4
+        /// points); as long as the widest table seen by this thread.
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
     /// [`Panels::nearest`]: blocks of 4 points go through [`scores4`], the
     /// remainder through [`scores1`], then each point's scores through [`argmin`].
     #[target_feature(enable = "avx2,fma")]
@@ -943,6 +949,25 @@ mod x86 {
         let width = pn.bias.len();
         let n = out_idx.len();
         let point = |i: usize| &points[i * stride + offset..i * stride + offset + dim];
+        if n < 4 {
+            // Fewer points than a block (an insert encodes one row, against the
+            // lists and then each of up to 256 sub-quantizers): the scores go to
+            // this thread's scratch buffer. Allocating and freeing per call (a
+            // zeroed 2 KB buffer among small ones) made glibc consolidate its
+            // free lists on every insert, ~40% of a COPY into an index.
+            SCRATCH.with(|b| {
+                let mut b = b.borrow_mut();
+                if b.len() < width {
+                    b.resize(width, 0.0);
+                }
+                let s = &mut b[..width];
+                for j in 0..n {
+                    scores1(pn, point(j), s);
+                    (out_idx[j], out_score[j]) = argmin(s);
+                }
+            });
+            return;
+        }
         // The points of a block interleaved (`[dim][4]`), so the kernel reads them as
         // fixed-size arrays without bounds checks.
         let mut xt = vec![[0f32; 4]; dim];
@@ -1094,6 +1119,33 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fewer than 4 points against more rows than the on-stack score buffer holds
+    /// (the heap path of `x86::nearest`), and against few (the stack path).
+    #[test]
+    fn nearest_of_a_few_points_any_width() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for (rows, dim) in [(1100usize, 8usize), (1024, 3), (17, 5)] {
+            let c: Vec<f32> = (0..rows * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let x: Vec<f32> = (0..3 * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let pn = Panels::new(&c, dim, Bias::HalfSquaredNorm);
+            for n in 1..=3 {
+                let (mut idx, mut sc) = (vec![0u32; n], vec![0f32; n]);
+                pn.nearest(&x[..n * dim], dim, 0, &mut idx, &mut sc);
+                for i in 0..n {
+                    let xi = &x[i * dim..(i + 1) * dim];
+                    let best = (0..rows)
+                        .min_by(|&a, &b| {
+                            let d = |r: usize| distance::l2_squared(xi, &c[r * dim..(r + 1) * dim]);
+                            d(a).total_cmp(&d(b))
+                        })
+                        .unwrap();
+                    let d = |r: usize| distance::l2_squared(xi, &c[r * dim..(r + 1) * dim]);
+                    assert!(d(idx[i] as usize) <= d(best) + 1e-4, "rows {rows} n {n}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn split_shares_are_proportional_and_bounded() {
