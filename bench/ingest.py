@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
@@ -105,6 +106,10 @@ def insert_rows(port: int, db: str, pool: np.ndarray, first_id: int, stop, out) 
                     cur.execute("INSERT INTO items (id, embedding) VALUES (%s, %s)", (i, Vec(vec_bytes(v))),
                                 prepare=True)
                     n += 1
+                except psycopg.OperationalError as e:  # the server or connection is gone
+                    errors += 1
+                    first_error = first_error or str(e)[:200]
+                    break
                 except Exception as e:  # noqa: BLE001 - counted, reported
                     errors += 1
                     first_error = first_error or str(e)[:200]
