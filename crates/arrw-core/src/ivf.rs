@@ -1387,7 +1387,9 @@ impl<T: Copy> CandidatePool<T> {
         if let Some(b) = self.best {
             return b;
         }
-        let dropped = self.upper.map(key_to_f32);
+        // What a lossy cut dropped is gone: reporting it would have a scan wait
+        // for candidates no re-offer brings back.
+        let dropped = self.upper.filter(|_| !self.lossy).map(key_to_f32);
         let b = self.find_best().or(dropped);
         self.best = Some(b);
         b
@@ -2094,6 +2096,29 @@ mod tests {
             let w: Vec<u32> = want.iter().map(|e| e.0).collect();
             prop_assert_eq!(got, w);
         }
+    }
+
+    /// A cut forced past `cap` (more candidates before the last one popped than
+    /// `cap`) loses what it drops: the pool then neither re-offers nor reports a
+    /// best estimate for them, so a scan does not wait for them forever.
+    #[test]
+    fn lossy_pool_reports_nothing_it_cannot_hand_out() {
+        let mut pool = CandidatePool::with_keep(4, 8, 10);
+        let first: Vec<f32> = (100..120).map(|d| d as f32).collect();
+        pool.push_all(&first, |i| i);
+        assert_eq!(pool.len(), 8, "a cut kept the best 8 and dropped the rest");
+        assert_eq!(pool.pop_best(4).len(), 4);
+        // 30 candidates better than those popped: more than the cap of 10, so
+        // the cut keeps the best 10 and loses the rest.
+        let better: Vec<f32> = (1..31).map(|d| d as f32).collect();
+        pool.push_all(&better, |i| 100 + i);
+        assert_eq!(pool.len(), 10);
+        while !pool.is_empty() {
+            assert!(pool.best().is_some());
+            assert!(!pool.pop_best(4).is_empty());
+        }
+        assert!(!pool.needs_reoffer());
+        assert_eq!(pool.best(), None);
     }
 
     #[test]
