@@ -46,12 +46,9 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 from bench import DATASETS, RESULTS, Vec, log, register_vector, vec_bytes  # noqa: E402
+from bench import percentile_ms as pct  # noqa: E402
 
 bench.use_own_dirs("ingest")
-
-
-def pct(lat: list[float], q: float) -> float:
-    return float(np.percentile(np.array(lat) * 1000.0, q)) if lat else float("nan")
 
 
 class Source:

@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 from bench import DATASETS, RESULTS, Vec, log, register_vector, vec_bytes  # noqa: E402
+from bench import percentile_ms as pct  # noqa: E402
 
 bench.use_own_dirs("scale")
 DB = "scale"
@@ -67,10 +68,6 @@ class Sampler(threading.Thread):
                 if row:
                     self.phases[row[0]] = (row[1], row[2])
                 time.sleep(0.2)
-
-
-def pct(lat: list[float], q: float) -> float:
-    return float(np.percentile(np.array(lat) * 1000.0, q)) if lat else float("nan")
 
 
 def main() -> int:
