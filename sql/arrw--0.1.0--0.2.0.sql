@@ -5,7 +5,8 @@
 -- install; tests/upgrade.rs
 -- checks that an updated extension has exactly a fresh install's objects):
 -- - arrw.ivfpq_profile(), arrw.ivfpq_profile_reset() (scan profiling);
--- - maxsim(vector[], vector[]), maxsim_distance(vector[], vector[]), operator @#;
+-- - maxsim(vector[], vector[]), maxsim_distance(vector[], vector[]), operator @#,
+--   ivfpq operator class vector_maxsim_ops;
 -- - arrw.fused_search(...), arrw.fused_search_sql(...) (fusion, hybrid search);
 -- - the halfvec type with its functions, casts, operators, aggregates, btree
 --   class and ivfpq classes halfvec_l2_ops, halfvec_ip_ops, halfvec_cosine_ops.
@@ -48,6 +49,16 @@ CREATE OPERATOR @# (
 	LEFTARG = vector[], RIGHTARG = vector[], PROCEDURE = maxsim_distance
 );
 COMMENT ON OPERATOR @# (vector[], vector[]) IS 'negated MaxSim of a document''s vectors (left) and a query''s (right)';
+
+-- The ivfpq operator class for vector[] columns: one index entry per element
+-- (under its row's TID), encoded for inner products; `ORDER BY v @# $1 LIMIT k`
+-- probes the lists of each query vector, estimates each row's MaxSim and
+-- re-ranks the best rows exactly (docs/multivector.md). Support function 1
+-- names the distance, as for the single-vector classes.
+CREATE OPERATOR CLASS vector_maxsim_ops
+	FOR TYPE vector[] USING ivfpq AS
+	OPERATOR 1 @# (vector[], vector[]) FOR ORDER BY float_ops,
+	FUNCTION 1 maxsim_distance(vector[], vector[]);
 
 -- Fusion of several rankings of one table's rows: nearest-neighbour searches on
 -- its vector columns (each served by that column's index) and full-text rank on

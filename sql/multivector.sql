@@ -15,3 +15,13 @@ CREATE OPERATOR @# (
 	LEFTARG = vector[], RIGHTARG = vector[], PROCEDURE = maxsim_distance
 );
 COMMENT ON OPERATOR @# (vector[], vector[]) IS 'negated MaxSim of a document''s vectors (left) and a query''s (right)';
+
+-- The ivfpq operator class for vector[] columns: one index entry per element
+-- (under its row's TID), encoded for inner products; `ORDER BY v @# $1 LIMIT k`
+-- probes the lists of each query vector, estimates each row's MaxSim and
+-- re-ranks the best rows exactly (docs/multivector.md). Support function 1
+-- names the distance, as for the single-vector classes.
+CREATE OPERATOR CLASS vector_maxsim_ops
+	FOR TYPE vector[] USING ivfpq AS
+	OPERATOR 1 @# (vector[], vector[]) FOR ORDER BY float_ops,
+	FUNCTION 1 maxsim_distance(vector[], vector[]);

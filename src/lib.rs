@@ -40,7 +40,7 @@ pgrx::extension_sql_file!("../sql/ivfpq.sql", name = "ivfpq", requires = ["schem
 pgrx::extension_sql_file!(
     "../sql/multivector.sql",
     name = "multivector",
-    requires = ["vector"]
+    requires = ["ivfpq"]
 );
 pgrx::extension_sql_file!("../sql/fusion.sql", name = "fusion", requires = ["schema"]);
 pgrx::extension_sql_file!("../sql/halfvec.sql", name = "halfvec", requires = ["ivfpq"]);

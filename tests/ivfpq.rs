@@ -1362,3 +1362,197 @@ fn other_format_version_is_refused_with_reindex_hint() {
     let log = cluster.log();
     assert!(!log.contains("panicked"), "a Rust panic in the log");
 }
+
+// ---------------------------------------------------------------------------
+// vector[] (vector_maxsim_ops)
+
+/// A document: 1 to 5 points of one blob (a document's chunks are alike).
+fn doc(blobs: &mut Blobs, id: i32) -> Vec<Vec<f32>> {
+    let b = blobs.rng.below(blobs.centers.len());
+    (0..1 + (id as usize % 5))
+        .map(|_| blobs.point_in(b))
+        .collect()
+}
+
+fn arr(d: &[Vec<f32>]) -> String {
+    let items: Vec<String> = d.iter().map(|v| format!("'{}'", lit(v))).collect();
+    format!("ARRAY[{}]::vector[]", items.join(","))
+}
+
+fn insert_docs(c: &mut Client, rows: &[(i32, Vec<Vec<f32>>)]) {
+    for chunk in rows.chunks(100) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(id, d)| format!("({id},{})", arr(d)))
+            .collect();
+        exec(
+            c,
+            &format!("INSERT INTO docs (id, v) VALUES {}", values.join(",")),
+        );
+    }
+}
+
+/// Ids of `ORDER BY v @# q LIMIT k` as the session plans it.
+fn maxsim_ids(c: &mut Client, q: &[Vec<f32>], k: usize) -> Vec<i32> {
+    let sql = format!("SELECT id FROM docs ORDER BY v @# {} LIMIT {k}", arr(q));
+    c.query(&sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {}", msg(&e)))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Exact settings for a MaxSim scan: every list probed, every entry kept.
+fn exact_maxsim_settings(c: &mut Client, lists: usize) {
+    exact_settings(c, lists);
+    exec(c, "SET ivfpq.maxsim_depth = 1000000");
+}
+
+/// With exact settings, the index returns every row once, and the rows of a few
+/// queries in the order of a sequential scan.
+fn assert_maxsim_exact(c: &mut Client, queries: &[Vec<Vec<f32>>], label: &str) {
+    let all = maxsim_ids(c, &queries[0], 1_000_000);
+    let set: BTreeSet<i32> = all.iter().copied().collect();
+    assert_eq!(
+        set.len(),
+        all.len(),
+        "{label}: the index returns rows twice"
+    );
+    assert_eq!(
+        set,
+        ids_in_table(c, "docs"),
+        "{label}: index and table differ"
+    );
+    for (i, q) in queries.iter().enumerate() {
+        let via_index = maxsim_ids(c, q, 15);
+        exec(c, "SET enable_indexscan = off; SET enable_seqscan = on");
+        let exact = maxsim_ids(c, q, 15);
+        exec(c, "RESET enable_indexscan; SET enable_seqscan = off");
+        assert_eq!(
+            via_index, exact,
+            "{label}: query {i}: index vs sequential scan"
+        );
+    }
+}
+
+/// vector_maxsim_ops through a crash in the middle of inserts (each row's
+/// elements are several WAL records) and on a streaming replica.
+#[test]
+fn maxsim_index_survives_a_crash_and_replays_on_a_replica() {
+    const DIM: usize = 16;
+    const LISTS: usize = 4;
+    let t0 = Instant::now();
+    let primary = Cluster::start("ivfpq-maxsim", "fsync = off");
+    let replica = primary.start_replica("ivfpq-maxsim-standby");
+    let mut c = primary.connect();
+    exec(
+        &mut c,
+        &format!(
+            "CREATE EXTENSION arrw; CREATE TABLE docs (id int PRIMARY KEY, v vector({DIM})[])"
+        ),
+    );
+    let mut blobs = Blobs::new(31, 6, DIM);
+    let base: Vec<(i32, Vec<Vec<f32>>)> = (0..400).map(|i| (i, doc(&mut blobs, i))).collect();
+    insert_docs(&mut c, &base);
+    // 8-byte codes: ~600 entries per page, so inserts soon add pages.
+    exec(
+        &mut c,
+        &format!("CREATE INDEX docs_v ON docs USING ivfpq (v vector_maxsim_ops) WITH (lists = {LISTS}, m = 16, nbits = 4)"),
+    );
+    step(t0, "index built");
+    let mut qb = Blobs::new(31, 6, DIM);
+    qb.rng = Rng(0xabc);
+    let queries: Vec<Vec<Vec<f32>>> = (0..8).map(|i| doc(&mut qb, i)).collect();
+    drop(c);
+
+    // Writers commit single-document inserts until the server is killed.
+    let committed = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for w in 0..3 {
+            let (committed, primary) = (&committed, &primary);
+            s.spawn(move || {
+                let mut c = primary.connect();
+                let mut b = Blobs::new(31, 6, DIM);
+                b.rng = Rng(0x77 + w as u64);
+                let mut id = 100_000 * (w + 1);
+                loop {
+                    let d = doc(&mut b, id);
+                    let sql = format!("INSERT INTO docs (id, v) VALUES ({id}, {})", arr(&d));
+                    if c.batch_execute(&sql).is_err() {
+                        break;
+                    }
+                    committed.lock().unwrap().push(id);
+                    id += 1;
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        primary.stop("immediate");
+    });
+    let committed = committed.into_inner().unwrap();
+    primary.start_server();
+    step(
+        t0,
+        &format!(
+            "crashed after {} committed inserts, restarted",
+            committed.len()
+        ),
+    );
+    let mut c = primary.connect();
+    exact_maxsim_settings(&mut c, LISTS);
+    assert_index_check(&mut c, "docs_v");
+    let in_table = ids_in_table(&mut c, "docs");
+    assert!(
+        committed.iter().all(|id| in_table.contains(id)),
+        "a committed row is lost"
+    );
+    assert_maxsim_exact(&mut c, &queries, "after the crash");
+    let (rows, elements) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT rows FROM arrw.ivfpq_info('docs_v')), \
+                 (SELECT sum(array_length(v, 1))::bigint FROM docs)",
+                &[],
+            )
+            .unwrap();
+        (r.get::<_, i64>(0), r.get::<_, i64>(1))
+    };
+    // A crash between two elements' records may leave entries of an
+    // uncommitted row (VACUUM removes them), never fewer than the table's.
+    assert!(rows >= elements, "{rows} entries for {elements} elements");
+    step(t0, "crash: every committed row found, exact order");
+
+    // Changes, replayed on the standby: same answers there.
+    let more: Vec<(i32, Vec<Vec<f32>>)> = (400..900).map(|i| (i, doc(&mut blobs, i))).collect();
+    insert_docs(&mut c, &more);
+    exec(&mut c, "DELETE FROM docs WHERE id % 3 = 0");
+    exec(&mut c, "VACUUM docs");
+    primary.wait_for_replay(&replica);
+    let mut r = replica.connect();
+    exact_maxsim_settings(&mut r, LISTS);
+    assert_maxsim_exact(&mut r, &queries, "standby");
+    for q in &queries {
+        assert_eq!(
+            maxsim_ids(&mut c, q, 10),
+            maxsim_ids(&mut r, q, 10),
+            "primary vs standby"
+        );
+    }
+    for s in [&mut c, &mut r] {
+        exec(
+            s,
+            "SET ivfpq.probes = 1; SET ivfpq.maxsim_depth = 50; SET ivfpq.rerank = 5",
+        );
+    }
+    for q in &queries {
+        assert_eq!(
+            maxsim_ids(&mut c, q, 10),
+            maxsim_ids(&mut r, q, 10),
+            "approximate: primary vs standby"
+        );
+    }
+    assert_index_check(&mut r, "docs_v");
+    step(t0, "standby answers like the primary");
+    assert_log_clean(&primary);
+    assert_log_clean(&replica);
+}

@@ -62,15 +62,6 @@ fn declared_dim(index: pg_sys::Relation) -> Option<usize> {
     (typmod > 0).then_some(typmod as usize)
 }
 
-/// Reads the vector out of an index datum (detoasting a copy if needed).
-///
-/// # Safety
-/// `datum` must be a non-null `vector` datum.
-unsafe fn datum_vector<'a>(datum: pg_sys::Datum) -> &'a [f32] {
-    // SAFETY: forwarded contract.
-    unsafe { crate::vector::VectorArg::from_key(datum).x }
-}
-
 fn check_dim(expected: usize, got: usize) {
     if expected != got {
         crate::errors::check_vector(text::check_expected_dim(expected as i32, got));
@@ -81,6 +72,8 @@ fn check_dim(expected: usize, got: usize) {
 /// first row unless the column declares its dimension.
 struct SampleState {
     dim: Option<usize>,
+    /// Keys are `vector[]`: every element is a row of the sample.
+    multi: bool,
     budget: usize,
     reservoir: Option<Reservoir>,
     /// Detoasted values of the current row (out-of-line vectors are copies).
@@ -104,22 +97,26 @@ unsafe extern "C-unwind" fn sample_callback(
     }
     let SampleState {
         dim,
+        multi,
         budget,
         reservoir,
         row,
     } = st;
     let seen = row.scope(|| {
-        // SAFETY: non-null vector datum of the indexed column.
-        let x = unsafe { datum_vector(datum) };
-        let d = *dim.get_or_insert(x.len());
-        check_dim(d, x.len());
-        let r = reservoir.get_or_insert_with(|| {
-            Reservoir::new(d, buildmem::reservoir_rows(*budget, d), sample::BUILD_SEED)
-        });
-        r.offer(x);
-        r.seen()
+        // SAFETY: non-null key datum of the indexed column.
+        unsafe {
+            crate::vector::each_key_vector(datum, *multi, |x| {
+                let d = *dim.get_or_insert(x.len());
+                check_dim(d, x.len());
+                let r = reservoir.get_or_insert_with(|| {
+                    Reservoir::new(d, buildmem::reservoir_rows(*budget, d), sample::BUILD_SEED)
+                });
+                r.offer(x);
+            })
+        };
+        reservoir.as_ref().map_or(0, |r| r.seen())
     });
-    if seen % 1024 == 0 {
+    if seen % 1024 == 0 || *multi {
         pg_sys::check_for_interrupts!();
         // Rows sampled so far (of the planner's estimate, set before the scan).
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, seen as i64);
@@ -141,6 +138,8 @@ struct EncodeState<'m> {
     /// Where refine codes go (None: the index keeps none).
     fine: Option<FineGeom>,
     dim: usize,
+    /// Keys are `vector[]`: one entry per element, each under the row's TID.
+    multi: bool,
     batch: Vec<f32>,
     tids: Vec<[u8; layout::TID_BYTES]>,
     batch_rows: usize,
@@ -254,15 +253,23 @@ unsafe extern "C-unwind" fn encode_callback(
     if null {
         return;
     }
-    let (dim, batch) = (st.dim, &mut st.batch);
-    st.row.scope(|| {
-        // SAFETY: non-null vector datum.
-        let x = unsafe { datum_vector(datum) };
-        check_dim(dim, x.len());
-        batch.extend_from_slice(x);
-    });
     let blk = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
-    st.tids.push(layout::tid_bytes(blk, tid.ip_posid));
+    let tid = layout::tid_bytes(blk, tid.ip_posid);
+    let (dim, multi, batch, tids) = (st.dim, st.multi, &mut st.batch, &mut st.tids);
+    st.row.scope(|| {
+        // SAFETY: non-null key datum of the indexed column.
+        unsafe {
+            crate::vector::each_key_vector(datum, multi, |x| {
+                check_dim(dim, x.len());
+                batch.extend_from_slice(x);
+                tids.push(tid);
+            })
+        };
+    });
+    // A vector[] row's elements all join the batch (the row's vectors are
+    // read in its memory context, which ends with the closure), so a batch
+    // may exceed batch_rows by one row's elements
+    // (arrw_core::maxsim::MAX_VECTORS at most).
     if st.tids.len() >= st.batch_rows {
         st.flush();
     }
@@ -324,6 +331,7 @@ pub unsafe extern "C-unwind" fn ambuild(
 ) -> *mut pg_sys::IndexBuildResult {
     let opts = options::of(index);
     let metric = super::model::metric_of(index);
+    let multi = super::model::is_multi(index);
     let declared = declared_dim(index);
     let budget = maintenance_bytes();
 
@@ -336,7 +344,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, estimate);
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     // SAFETY: forwarded from PostgreSQL's call.
-    let sampled = unsafe { sample_table(heap, index, index_info, declared, budget) };
+    let sampled = unsafe { sample_table(heap, index, index_info, declared, multi, budget) };
     let plan = plan_build(&opts, &sampled, budget);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
     // Training's tuples are k-means work: one per training row assigned in a
@@ -346,14 +354,14 @@ pub unsafe extern "C-unwind" fn ambuild(
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     pg_sys::check_for_interrupts!();
     let pool = Pool::new(parallel::build_threads());
-    let model = train(&opts, metric, sampled.reservoir, &plan, &pool);
+    let model = train(&opts, metric, multi, sampled.reservoir, &plan, &pool);
     pg_sys::check_for_interrupts!();
 
     let front = append_front_pages(index, &model);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ENCODE);
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, sampled.rows as i64);
     // SAFETY: forwarded from PostgreSQL's call.
-    let encoded = unsafe { encode_table(heap, index, index_info, &model, &pool, &plan) };
+    let encoded = unsafe { encode_table(heap, index, index_info, &model, multi, &pool, &plan) };
     let index_tuples = encoded.rows as f64;
     finish(index, &front, &model, plan.untrained, encoded);
 
@@ -401,10 +409,12 @@ unsafe fn sample_table(
     index: pg_sys::Relation,
     index_info: *mut pg_sys::IndexInfo,
     declared: Option<usize>,
+    multi: bool,
     budget: usize,
 ) -> Sampled {
     let mut st = SampleState {
         dim: declared,
+        multi,
         budget,
         reservoir: None,
         row: RowContext::new(c"ivfpq build row"),
@@ -518,6 +528,7 @@ fn plan_build(opts: &options::IvfpqOptions, sampled: &Sampled, budget: usize) ->
 fn train(
     opts: &options::IvfpqOptions,
     metric: Metric,
+    multi: bool,
     reservoir: Option<Reservoir>,
     plan: &BuildPlan,
     pool: &Pool,
@@ -528,7 +539,7 @@ fn train(
     // The reservoir is freed here, before training makes its copies.
     let train_rows = reservoir.into_training(plan.mem.train_rows);
     let params = IvfPqParams {
-        refine_bits: options::refine_bits(opts, plan.dim),
+        refine_bits: options::refine_bits(opts, plan.dim, multi),
         ..IvfPqParams::new(plan.lists, plan.m, plan.nbits)
     };
     pool.run_reporting(
@@ -693,6 +704,7 @@ unsafe fn encode_table(
     index: pg_sys::Relation,
     index_info: *mut pg_sys::IndexInfo,
     model: &IvfPqModel,
+    multi: bool,
     pool: &Pool,
     plan: &BuildPlan,
 ) -> Encoded {
@@ -706,6 +718,7 @@ unsafe fn encode_table(
         geom,
         fine: FineGeom::new(model.fine_size(), geom.capacity),
         dim: model.dim,
+        multi,
         batch: Vec::new(),
         tids: Vec::new(),
         batch_rows: plan.mem.encode_rows,

@@ -63,33 +63,33 @@ pub unsafe extern "C-unwind" fn aminsert(
 }
 
 fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPointerData) {
-    // SAFETY: non-null vector datum of the indexed column, valid for this call.
-    let x = unsafe { crate::vector::VectorArg::from_key(datum) }.x;
     let meta = page::meta(index);
     let model = model::load(index, &meta);
-    if meta.untrained == 0 && x.len() != model.dim {
-        crate::errors::check_vector(arrw_core::text::check_expected_dim(
-            model.dim as i32,
-            x.len(),
-        ));
-    }
+    let blk = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
+    let tid = layout::tid_bytes(blk, tid.ip_posid);
     let mut code = vec![0u8; model.code_size()];
     let mut fine = vec![0u8; model.fine_size()];
-    let (list, faithful) = if meta.untrained != 0 {
-        (0, true)
-    } else {
-        model.encode_fine(x, &mut code, &mut fine)
+    // A vector[] key (vector_maxsim_ops) adds one entry per element, each
+    // under the row's TID, each in its own WAL record (a crash between two
+    // leaves some of the row's elements indexed: the scan then estimates the
+    // row from those and re-ranks it exactly).
+    // SAFETY: non-null key datum of the indexed column, valid for this call.
+    unsafe {
+        crate::vector::each_key_vector(datum, model::is_multi(index), |x| {
+            if meta.untrained == 0 && x.len() != model.dim {
+                crate::errors::check_vector(arrw_core::text::check_expected_dim(
+                    model.dim as i32,
+                    x.len(),
+                ));
+            }
+            let (list, faithful) = if meta.untrained != 0 {
+                (0, true)
+            } else {
+                model.encode_fine(x, &mut code, &mut fine)
+            };
+            append(index, &meta, list, &code, &fine, faithful, tid);
+        })
     };
-    let blk = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
-    append(
-        index,
-        &meta,
-        list,
-        &code,
-        &fine,
-        faithful,
-        layout::tid_bytes(blk, tid.ip_posid),
-    );
 }
 
 /// Appends one entry to `list`, extending the list by a page when it is full.

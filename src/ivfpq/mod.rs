@@ -10,6 +10,7 @@
 //! | ambuild, ambuildempty | build.rs | sample, train, encode every row, write pages, WAL-log them |
 //! | aminsert | insert.rs | encode one row, append it to its list's last page |
 //! | ambeginscan, amrescan, amgettuple, amendscan | scan.rs | probe lists, ADC-score codes, re-rank from the heap |
+//! | amgettuple of `vector_maxsim_ops` (`@#`) | maxsim_scan.rs | per query vector: probe, gather rows, estimate MaxSim, re-rank |
 //! | ambulkdelete, amvacuumcleanup | vacuum.rs | drop dead TIDs, compact pages |
 //! | amcostestimate | cost.rs | make ORDER BY ... LIMIT plans pick the index |
 //! | amoptions | options.rs | `lists`, `m`, `nbits`, `probes`, `rerank` |
@@ -29,6 +30,7 @@ pub mod cost;
 pub mod info;
 pub mod insert;
 pub mod layout;
+pub mod maxsim_scan;
 pub mod model;
 pub mod options;
 pub mod page;

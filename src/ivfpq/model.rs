@@ -94,6 +94,18 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
 
 /// The metric of the index's operator class, from its support function 1.
 pub fn metric_of(index: pg_sys::Relation) -> Metric {
+    opclass_of(index).0
+}
+
+/// Whether the index is on `vector[]` (`vector_maxsim_ops`): one entry per
+/// element under its row's TID, scanned for `@#` (see maxsim_scan.rs).
+pub fn is_multi(index: pg_sys::Relation) -> bool {
+    opclass_of(index).1
+}
+
+/// The metric of the index's operator class and whether its keys are
+/// `vector[]`, from the name of its support function 1.
+fn opclass_of(index: pg_sys::Relation) -> (Metric, bool) {
     // SAFETY: the index has one key column whose opclass (ours) defines support
     // function 1; get_func_name returns a palloc'd name or NULL.
     let name = unsafe {
@@ -108,9 +120,13 @@ pub fn metric_of(index: pg_sys::Relation) -> Metric {
     match name.as_str() {
         // The halfvec classes name pgvector's halfvec functions; the key itself
         // is read as f32s by `VectorArg::from_key` whichever type it is.
-        "vector_l2_squared_distance" | "halfvec_l2_squared_distance" => Metric::L2,
-        "vector_negative_inner_product" | "halfvec_negative_inner_product" => Metric::InnerProduct,
-        "cosine_distance" => Metric::Cosine,
+        "vector_l2_squared_distance" | "halfvec_l2_squared_distance" => (Metric::L2, false),
+        "vector_negative_inner_product" | "halfvec_negative_inner_product" => {
+            (Metric::InnerProduct, false)
+        }
+        "cosine_distance" => (Metric::Cosine, false),
+        // MaxSim is a sum of inner products: elements are encoded for those.
+        "maxsim_distance" => (Metric::InnerProduct, true),
         other => crate::errors::error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("ivfpq does not support the distance function {other}"),

@@ -16,6 +16,7 @@ pub static RERANK: GucSetting<i32> = GucSetting::<i32>::new(-1);
 pub static ITERATIVE_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static PROFILE: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static MAXSIM_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
@@ -50,6 +51,16 @@ pub fn init() {
         &RERANK,
         -1,
         100000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ivfpq.maxsim_depth",
+        c"Best index entries kept per query vector by a MaxSim (@#) ivfpq scan (0: 10 x rerank, at least 1000).",
+        c"Deeper gathers tighten the estimates of the rows they find; the memory is 16 bytes per entry and query vector, within work_mem.",
+        &MAXSIM_DEPTH,
+        0,
+        1_000_000,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -245,10 +256,12 @@ pub fn of(index: pg_sys::Relation) -> IvfpqOptions {
 /// `LIMIT 10` refines ~150 rows to save ~100 heap re-ranks (+15% q/s, +30%
 /// with iterative scans), at 768 it triples q/s. Below 256 dimensions the
 /// 4-bit PQ code is already close and rows are short: not measured as a win.
-pub fn refine_bits(opts: &IvfpqOptions, dim: usize) -> u32 {
+/// A `vector[]` index (`multi`) keeps none unless asked: its scan ranks rows by
+/// the PQ estimates of their elements and does not read fine codes.
+pub fn refine_bits(opts: &IvfpqOptions, dim: usize, multi: bool) -> u32 {
     match opts.refine {
         0 | 4 | 8 => opts.refine as u32,
-        _ if dim >= REFINE_MIN_DIM => 4,
+        _ if dim >= REFINE_MIN_DIM && !multi => 4,
         _ => 0,
     }
 }

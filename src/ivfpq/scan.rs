@@ -52,44 +52,46 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::rc::Rc;
 
-struct ScanState {
-    started: bool,
-    query: Vec<f32>,
-    model: Option<Rc<IvfPqModel>>,
-    meta: layout::MetaData,
+pub(super) struct ScanState {
+    pub(super) started: bool,
+    pub(super) query: Vec<f32>,
+    pub(super) model: Option<Rc<IvfPqModel>>,
+    pub(super) meta: layout::MetaData,
     /// Lists nearest first, ordered as far as probed (`RankedLists`).
-    ranked: RankedLists,
+    pub(super) ranked: RankedLists,
     /// Per list, the distance from the query to its centroid (exact space).
-    list_dist: Vec<f32>,
-    probed: usize,
+    pub(super) list_dist: Vec<f32>,
+    pub(super) probed: usize,
     /// Candidates not yet re-ranked (batches select their best): see `Cand`.
-    pool: CandidatePool<Cand>,
+    pub(super) pool: CandidatePool<Cand>,
     /// Re-ranked rows, handed out in exact order (see arrw_core::rerank).
-    order: OrderedRerank<Cand>,
+    pub(super) order: OrderedRerank<Cand>,
     /// The index's fine geometry when it keeps a refine code.
-    fine: Option<FineGeom>,
+    pub(super) fine: Option<FineGeom>,
     /// The query as the model sees it (normalised for cosine), for refining.
-    prepared: Vec<f32>,
+    pub(super) prepared: Vec<f32>,
     /// Fine-code estimates for this query (made at the first refine).
-    fine_query: Option<arrw_core::refine::FineQuery>,
+    pub(super) fine_query: Option<arrw_core::refine::FineQuery>,
     /// Without re-ranking: results ready to return in estimated order, best last.
-    ready: Vec<(f32, u64)>,
-    probes: usize,
-    rerank: usize,
-    iterative: bool,
-    max_probes: usize,
-    fetch: *mut pg_sys::IndexFetchTableData,
-    slot: *mut pg_sys::TupleTableSlot,
-    estate: *mut pg_sys::EState,
-    index_info: *mut pg_sys::IndexInfo,
+    pub(super) ready: Vec<(f32, u64)>,
+    pub(super) probes: usize,
+    pub(super) rerank: usize,
+    pub(super) iterative: bool,
+    pub(super) max_probes: usize,
+    pub(super) fetch: *mut pg_sys::IndexFetchTableData,
+    pub(super) slot: *mut pg_sys::TupleTableSlot,
+    pub(super) estate: *mut pg_sys::EState,
+    pub(super) index_info: *mut pg_sys::IndexInfo,
     /// The index has expression columns (FormIndexDatum allocates per row).
-    has_exprs: bool,
+    pub(super) has_exprs: bool,
     /// Per re-ranked row: detoasted vectors.
-    row: RowContext,
+    pub(super) row: RowContext,
     /// Untrained index: exact ranking in bounded passes; None once exhausted.
-    exact: Option<ExactPasses>,
+    pub(super) exact: Option<ExactPasses>,
     /// The index's size as last counted (`page::list_dir_counted`; 0: not yet).
-    nblocks: u32,
+    pub(super) nblocks: u32,
+    /// A `vector_maxsim_ops` index's scan for `@#` (maxsim_scan.rs).
+    pub(super) multi: Option<super::maxsim_scan::MultiScan>,
 }
 
 #[pg_guard]
@@ -145,6 +147,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         row,
         exact: None,
         nblocks: 0,
+        multi: None,
     });
     // SAFETY: `scan` is the descriptor just allocated; opaque is ours.
     unsafe { (*scan).opaque = Box::into_raw(st) as *mut std::ffi::c_void };
@@ -182,6 +185,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.ranked = RankedLists::default();
         st.probed = 0;
         st.exact = None;
+        st.multi = None;
     }
 }
 
@@ -200,6 +204,10 @@ pub unsafe extern "C-unwind" fn amgettuple(
     let st = unsafe { state(scan) };
     if !st.started && !unsafe { start(scan, st) } {
         return false;
+    }
+    if st.multi.is_some() && st.meta.untrained == 0 {
+        // SAFETY: scan is live and started.
+        return unsafe { super::maxsim_scan::gettuple(scan, st) };
     }
     loop {
         if st.meta.untrained != 0 || st.rerank == 0 {
@@ -309,7 +317,7 @@ fn tag(tid: u64, list: u32) -> u64 {
     tid | (u64::from(list) << 48)
 }
 
-fn untag(tagged: u64) -> u64 {
+pub(super) fn untag(tagged: u64) -> u64 {
     tagged & ((1 << 48) - 1)
 }
 
@@ -322,19 +330,19 @@ fn list_of(tagged: u64) -> u32 {
 /// Ordered by its fields, so ties between equal distances break the same way
 /// in every run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Cand {
-    tag: u64,
-    blk: u32,
-    slot: u32,
+pub(super) struct Cand {
+    pub(super) tag: u64,
+    pub(super) blk: u32,
+    pub(super) slot: u32,
 }
 
-const NO_FINE: u32 = u32::MAX;
+pub(super) const NO_FINE: u32 = u32::MAX;
 
 /// Sets the scan's current row and its ORDER BY value.
 ///
 /// # Safety
 /// `scan` must be live.
-unsafe fn hand_out(scan: pg_sys::IndexScanDesc, metric: u32, dist: f32, tid: u64) {
+pub(super) unsafe fn hand_out(scan: pg_sys::IndexScanDesc, metric: u32, dist: f32, tid: u64) {
     let (blk, off) = layout::u64_tid(tid);
     // SAFETY: xs_orderbyvals/nulls, when allocated, have numberOfOrderBys
     // entries (the executor does not read them: xs_recheckorderby is false).
@@ -374,13 +382,24 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     if unsafe { (*scan).numberOfOrderBys } < 1 || key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
         return false;
     }
-    // SAFETY: the ORDER BY argument is a non-null vector datum.
-    st.query = unsafe { crate::vector::VectorArg::from_key(key.sk_argument) }
-        .x
-        .to_vec();
+    let multi = model::is_multi(index);
+    if multi {
+        // SAFETY: the ORDER BY argument of `@#` is a non-null vector[] datum.
+        st.multi = Some(unsafe { super::maxsim_scan::MultiScan::new(key.sk_argument) });
+        st.order = super::maxsim_scan::ordered_rerank();
+    } else {
+        // SAFETY: the ORDER BY argument is a non-null vector datum.
+        st.query = unsafe { crate::vector::VectorArg::from_key(key.sk_argument) }
+            .x
+            .to_vec();
+    }
     st.meta = page::meta(index);
     let model = model::load(index, &st.meta);
-    if st.meta.untrained == 0 && st.query.len() != model.dim {
+    if let Some(m) = &st.multi {
+        if st.meta.untrained == 0 {
+            m.check_dim(model.dim);
+        }
+    } else if st.meta.untrained == 0 && st.query.len() != model.dim {
         crate::errors::check_vector(arrw_core::text::check_expected_dim(
             model.dim as i32,
             st.query.len(),
@@ -398,6 +417,8 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         st.ranked = RankedLists::new(vec![(0, 0.0)]);
         st.ranked.order_through(1);
         st.exact = Some(ExactPasses::new(pool_cap()));
+    } else if multi {
+        // Lists are ranked per query vector when the first row is asked for.
     } else {
         let t = profile::start();
         let dists = model.list_distances(&st.query);
@@ -417,7 +438,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         };
         st.pool = CandidatePool::new(batch, pool_cap());
     }
-    st.fine = if st.meta.untrained == 0 && model.refine.is_some() {
+    st.fine = if st.meta.untrained == 0 && model.refine.is_some() && !multi {
         layout::FineGeom::of(&st.meta)
     } else {
         None
@@ -427,7 +448,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE).with_refine();
     }
     st.model = Some(model);
-    if st.meta.untrained == 0 {
+    if st.meta.untrained == 0 && !multi {
         let upto = st.probes.min(probe_limit(st));
         // SAFETY: scan is live.
         unsafe { probe_lists(scan, st, upto) };
@@ -438,7 +459,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
 /// Most candidates kept per round: a (distance, candidate) takes 24 bytes and
 /// the pool holds up to twice its cap between trims, so `work_mem` / 48 (at
 /// least 1000).
-fn pool_cap() -> usize {
+pub(super) fn pool_cap() -> usize {
     // SAFETY: reading this backend's GUC variable.
     ((unsafe { pg_sys::work_mem } as usize * 1024) / 48).max(1000)
 }
@@ -491,43 +512,79 @@ unsafe fn score_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, from: usi
     for i in from..upto {
         let list = st.ranked.get(i).0;
         profile::time(Phase::Tables, || qt.set_list(list));
+        let pool = &mut st.pool;
+        let (meta, fine) = (&st.meta, st.fine.as_ref());
+        scan_list(
+            index,
+            meta,
+            &mut st.nblocks,
+            &qt,
+            list,
+            fine,
+            &mut dists,
+            |page, fine_blk, d| {
+                pool.push_all(d, |i| Cand {
+                    tag: tag(layout::tid_u64(geom.tid(page, i)), list),
+                    blk: fine_blk,
+                    slot: i as u32,
+                })
+            },
+        );
+    }
+}
+
+/// Scores every code of `list` with `qt` (set to that list), a page at a time
+/// (share lock on one page at a time), and calls `take(page, fine_blk,
+/// estimates)` for each page while it is locked: `fine_blk` is the page's block
+/// when its fine pages are linked (`NO_FINE` otherwise), `estimates` one per
+/// entry of the page, in slot order. The one walker of a list's codes for scans.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn scan_list(
+    index: pg_sys::Relation,
+    meta: &layout::MetaData,
+    nblocks: &mut u32,
+    qt: &arrw_core::ivf::QueryTables,
+    list: u32,
+    fine: Option<&FineGeom>,
+    dists: &mut Vec<f32>,
+    mut take: impl FnMut(&[u8], u32, &[f32]),
+) {
+    let geom = DataGeom::of(meta);
+    if dists.len() < geom.capacity {
+        dists.resize(geom.capacity, 0.0);
+    }
+    let t = profile::start();
+    let dir = page::list_dir_counted(index, meta, list, nblocks);
+    let mut chain = page::ListChain::new(index, meta, &dir);
+    profile::stop(t, Phase::Pages);
+    loop {
         let t = profile::start();
-        let dir = page::list_dir_counted(index, &st.meta, list, &mut st.nblocks);
-        let mut chain = page::ListChain::new(index, &st.meta, &dir);
+        let Some(blk) = chain.next_block() else {
+            break;
+        };
+        pg_sys::check_for_interrupts!();
+        let g = page::ReadGuard::new(index, blk);
+        let page = g.page();
+        let n = chain.visit(page).count;
+        let fine_blk = match chain.fine_link(fine, &geom, page, blk) {
+            Some(_) => blk,
+            None => NO_FINE,
+        };
         profile::stop(t, Phase::Pages);
-        loop {
-            let t = profile::start();
-            let Some(blk) = chain.next_block() else {
-                break;
-            };
-            pg_sys::check_for_interrupts!();
-            let g = page::ReadGuard::new(index, blk);
-            let page = g.page();
-            let n = chain.visit(page).count;
-            let fine_blk = match chain.fine_link(st.fine.as_ref(), &geom, page, blk) {
-                Some(_) => blk,
-                None => NO_FINE,
-            };
-            profile::stop(t, Phase::Pages);
-            let t = profile::start();
-            if geom.code_size == 0 {
-                dists[..n].fill(0.0);
-            } else if geom.blocked {
-                qt.scan_blocks(geom.blocks(page), n, &mut dists[..n]);
-            } else {
-                qt.scan(geom.codes(page), &mut dists[..n]);
-            }
-            profile::stop(t, Phase::Codes);
-            let t = profile::start();
-            st.pool.push_all(&dists[..n], |i| Cand {
-                tag: tag(layout::tid_u64(geom.tid(page, i)), list),
-                blk: fine_blk,
-                slot: i as u32,
-            });
-            profile::stop(t, Phase::Select);
-            profile::count(Count::Pages, 1);
-            profile::count(Count::Candidates, n as u64);
+        let t = profile::start();
+        if geom.code_size == 0 {
+            dists[..n].fill(0.0);
+        } else if geom.blocked {
+            qt.scan_blocks(geom.blocks(page), n, &mut dists[..n]);
+        } else {
+            qt.scan(geom.codes(page), &mut dists[..n]);
         }
+        profile::stop(t, Phase::Codes);
+        let t = profile::start();
+        take(page, fine_blk, &dists[..n]);
+        profile::stop(t, Phase::Select);
+        profile::count(Count::Pages, 1);
+        profile::count(Count::Candidates, n as u64);
     }
 }
 
@@ -692,12 +749,28 @@ unsafe fn rerank_refined(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
 ///
 /// # Safety
 /// ensure_fetch must have run for this live scan.
-unsafe fn exact_distance_of(
+pub(super) unsafe fn exact_distance_of(
     scan: pg_sys::IndexScanDesc,
     st: &ScanState,
     metric: Metric,
     tid: u64,
 ) -> Option<f32> {
+    if let Some(m) = &st.multi {
+        return st.row.scope(|| {
+            // SAFETY: forwarded contract.
+            let key = profile::time(Phase::Fetch, || unsafe { fetch_key(scan, st, tid) })?;
+            // SAFETY: a non-null key of a vector_maxsim_ops index is a vector[].
+            let doc = unsafe {
+                crate::vector::maxsim::array_vectors(key, arrw_core::maxsim::Side::Document)
+            };
+            // A row whose array is empty has no entry in the index and is not
+            // returned by it (an exact scan would stop at it with an ERROR).
+            if doc.is_empty() {
+                return None;
+            }
+            Some(profile::time(Phase::Exact, || m.exact_distance(&doc)))
+        });
+    }
     st.row.scope(|| {
         // SAFETY: forwarded contract.
         let x = profile::time(Phase::Fetch, || unsafe { fetch_vector(scan, st, tid) })?;
@@ -760,7 +833,7 @@ unsafe fn exact_pass(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
 ///
 /// # Safety
 /// `scan` must be live.
-unsafe fn ensure_fetch(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+pub(super) unsafe fn ensure_fetch(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     if !st.fetch.is_null() {
         return;
     }
@@ -798,6 +871,21 @@ unsafe fn fetch_vector<'a>(
     st: &ScanState,
     tid: u64,
 ) -> Option<&'a [f32]> {
+    // SAFETY: forwarded contract; a non-null key of a vector index is a
+    // vector (or halfvec) datum.
+    unsafe { fetch_key(scan, st, tid).map(|d| crate::vector::VectorArg::from_key(d).x) }
+}
+
+/// The index key (datum) of the visible row version at `tid`, or None if no
+/// version is visible to the scan's snapshot or the key is NULL.
+///
+/// # Safety
+/// ensure_fetch must have run for this live scan.
+unsafe fn fetch_key(
+    scan: pg_sys::IndexScanDesc,
+    st: &ScanState,
+    tid: u64,
+) -> Option<pg_sys::Datum> {
     let (blk, off) = layout::u64_tid(tid);
     let mut ip = pg_sys::ItemPointerData::default();
     ip.ip_blkid.bi_hi = (blk >> 16) as u16;
@@ -843,7 +931,7 @@ unsafe fn fetch_vector<'a>(
         if nulls[0] {
             None
         } else {
-            Some(crate::vector::VectorArg::from_key(values[0]).x)
+            Some(values[0])
         }
     }
 }

@@ -14,10 +14,26 @@ use pgrx::prelude::*;
 /// # Safety
 /// `fcinfo` must be live, with argument `n` a non-null `vector[]` datum.
 unsafe fn vectors<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Vec<&'a [f32]> {
+    let side = if n == 0 {
+        maxsim::Side::Document
+    } else {
+        maxsim::Side::Query
+    };
+    // SAFETY: forwarded contract.
+    unsafe { array_vectors(fmgr::arg(fcinfo, n), side) }
+}
+
+/// The vectors of a non-null `vector[]` datum, in order (see [`vectors`]):
+/// also how ivfpq reads the keys and queries of `vector_maxsim_ops`. The
+/// slices point into the datum, or into a detoasted copy in the current
+/// memory context.
+///
+/// # Safety
+/// `datum` must be a non-null `vector[]` datum valid for `'a`.
+pub unsafe fn array_vectors<'a>(datum: pg_sys::Datum, side: maxsim::Side) -> Vec<&'a [f32]> {
     // SAFETY: a non-null array datum; detoasted before the array routines read it
-    // (the copy, if any, lives in the call's memory context).
-    let arr = unsafe { pg_sys::pg_detoast_datum(fmgr::arg(fcinfo, n).cast_mut_ptr()) }
-        as *mut pg_sys::ArrayType;
+    // (the copy, if any, lives in the current memory context).
+    let arr = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) } as *mut pg_sys::ArrayType;
     // SAFETY: `arr` is a detoasted array; we read its header fields only.
     let (ndim, elemtype) = unsafe { ((*arr).ndim, (*arr).elemtype) };
     if ndim > 1 {
@@ -47,14 +63,7 @@ unsafe fn vectors<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Vec<&'a [f3
     let elems = unsafe { super::array_datums(arr, elemtype, typlen, byval, align) };
     if elems.len() > maxsim::MAX_VECTORS {
         // Checked here too, before reading every element of a huge array.
-        raise(MaxSimError::TooMany(
-            if n == 0 {
-                maxsim::Side::Document
-            } else {
-                maxsim::Side::Query
-            },
-            elems.len(),
-        ));
+        raise(MaxSimError::TooMany(side, elems.len()));
     }
     elems
         .iter()
@@ -63,8 +72,16 @@ unsafe fn vectors<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Vec<&'a [f3
         .collect()
 }
 
+/// MaxSim similarity of two checked sides (ERROR on bad input).
+pub fn similarity_of(doc: &[&[f32]], query: &[&[f32]]) -> f64 {
+    match maxsim::similarity(doc, query) {
+        Ok(s) => s,
+        Err(e) => raise(e),
+    }
+}
+
 #[cold]
-fn raise(e: MaxSimError) -> ! {
+pub fn raise(e: MaxSimError) -> ! {
     let code = match e {
         MaxSimError::Empty(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
         MaxSimError::TooMany(..) => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -80,10 +97,7 @@ fn raise(e: MaxSimError) -> ! {
 unsafe fn similarity(fcinfo: pg_sys::FunctionCallInfo) -> f64 {
     // SAFETY: forwarded contract.
     let (doc, query) = unsafe { (vectors(fcinfo, 0), vectors(fcinfo, 1)) };
-    match maxsim::similarity(&doc, &query) {
-        Ok(s) => s,
-        Err(e) => raise(e),
-    }
+    similarity_of(&doc, &query)
 }
 
 crate::v1! {

@@ -91,6 +91,26 @@ impl<'a> VectorArg<'a> {
     }
 }
 
+/// Calls `f` with each vector of an ivfpq key: the key itself, or for a
+/// `vector[]` key (`multi`, the `vector_maxsim_ops` class) each element in
+/// order (none for an empty array; NULL elements, nested arrays and more than
+/// `arrw_core::maxsim::MAX_VECTORS` elements are ERRORs). The one reader of
+/// index keys for builds and inserts.
+///
+/// # Safety
+/// `datum` must be a non-null key datum of the index's type, valid for the call.
+pub unsafe fn each_key_vector(datum: pg_sys::Datum, multi: bool, mut f: impl FnMut(&[f32])) {
+    if multi {
+        // SAFETY: forwarded contract (a vector[] datum).
+        for x in unsafe { maxsim::array_vectors(datum, arrw_core::maxsim::Side::Document) } {
+            f(x);
+        }
+    } else {
+        // SAFETY: forwarded contract (a vector or halfvec datum).
+        f(unsafe { VectorArg::from_key(datum) }.x);
+    }
+}
+
 /// Detoasts a `vector` or `halfvec` datum (their headers are the same) and
 /// returns its address, total length and `dim` field; a datum shorter than the
 /// header is an ERROR.

@@ -1579,11 +1579,13 @@ fn select_best<T>(v: &mut [(f32, T)], k: usize) {
 /// returned by earlier passes, and returns them in order. Rows are ordered by
 /// `(distance, id)` with NaN last, so passes never repeat or skip a row even when
 /// distances tie. A pass that returns fewer than `cap` entries was the last.
+/// A row offered twice in one pass (a `vector[]` row has an entry per element,
+/// each offered with the row's one exact distance) is kept once.
 #[derive(Clone, Debug)]
 pub struct ExactPasses {
     after: Option<(u32, u64)>,
     cap: usize,
-    heap: std::collections::BinaryHeap<(u32, u64)>,
+    heap: std::collections::BTreeSet<(u32, u64)>,
 }
 
 /// A total order on distances as `u32` keys: increasing with the distance, NaN last.
@@ -1622,7 +1624,7 @@ impl ExactPasses {
         ExactPasses {
             after: None,
             cap: cap.max(1),
-            heap: std::collections::BinaryHeap::new(),
+            heap: std::collections::BTreeSet::new(),
         }
     }
 
@@ -1633,17 +1635,16 @@ impl ExactPasses {
             return;
         }
         if self.heap.len() < self.cap {
-            self.heap.push(k);
-        } else if self.heap.peek().is_some_and(|&worst| k < worst) {
-            self.heap.pop();
-            self.heap.push(k);
+            self.heap.insert(k);
+        } else if self.heap.last().is_some_and(|&worst| k < worst) && self.heap.insert(k) {
+            self.heap.pop_last();
         }
     }
 
     /// Ends the pass: its entries, nearest first. The next pass continues after
     /// the last of them.
     pub fn finish_pass(&mut self) -> Vec<(f32, u64)> {
-        let v = std::mem::take(&mut self.heap).into_sorted_vec();
+        let v: Vec<(u32, u64)> = std::mem::take(&mut self.heap).into_iter().collect();
         if let Some(&last) = v.last() {
             self.after = Some(last);
         }
@@ -1806,6 +1807,7 @@ mod tests {
                 -3.0f32..3.0,
             ], 0..200),
             cap in 1usize..40,
+            repeats in 1usize..4,
         ) {
             let mut expected: Vec<(u32, u64)> =
                 ds.iter().enumerate().map(|(i, &d)| (order_key(d), i as u64)).collect();
@@ -1813,8 +1815,12 @@ mod tests {
             let mut sel = ExactPasses::new(cap);
             let mut got = Vec::new();
             loop {
+                // A row may be offered several times in a pass (one entry per
+                // element of a vector[] row): it still comes back once.
                 for (i, &d) in ds.iter().enumerate() {
-                    sel.offer(d, i as u64);
+                    for _ in 0..(1 + i % repeats) {
+                        sel.offer(d, i as u64);
+                    }
                 }
                 let pass = sel.finish_pass();
                 prop_assert!(pass.len() <= cap);
@@ -2087,8 +2093,8 @@ mod tests {
             for s in steps {
                 upto += s;
                 r.order_through(upto);
-                for i in 0..upto.min(want.len()) {
-                    prop_assert_eq!(r.get(i).0, want[i].0);
+                for (i, w) in want.iter().enumerate().take(upto) {
+                    prop_assert_eq!(r.get(i).0, w.0);
                 }
             }
             r.order_through(usize::MAX);

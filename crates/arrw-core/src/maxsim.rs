@@ -88,6 +88,167 @@ pub fn similarity(doc: &[&[f32]], query: &[&[f32]]) -> Result<f64, MaxSimError> 
         .sum())
 }
 
+/// Candidate rows of an index scan for `doc @# query`, gathered one query vector
+/// at a time, with an estimate of each row's MaxSim.
+///
+/// An ivfpq index on `vector[]` holds one entry per element, each under its
+/// row's id. For query vector `i` a scan scores the entries of the lists it
+/// probes (an estimated inner product per entry) and offers them here; the best
+/// `depth` entries are kept, and each row kept counts its best entry.
+///
+/// **The rule for a query vector that found no element of a row**: it counts
+/// as the *fill* of that query vector, the score of the lowest entry kept for
+/// it: no entry that was scored and dropped can have scored more. (With fewer
+/// than `depth` entries seen, the fill is the lowest score seen: the row's
+/// elements then lie only in lists that were not probed.) A row's estimate is
+/// therefore `Σ_i found_i + Σ_{i not found} fill_i`, an upper bound of its
+/// MaxSim over the probed lists up to the estimates' own error, so a scan that
+/// re-ranks rows by this estimate and hands a row out once its exact MaxSim is
+/// at least the next waiting estimate returns rows in exact order (the
+/// threshold algorithm). A row found by no query vector scores at most
+/// `Σ fill_i` ([`Gather::floor`]).
+///
+/// Memory: at most `4 × depth` entries of the current query vector (a linear
+/// selection trims them to the best `depth` when full), plus `depth` entries
+/// (16 bytes each) per finished query vector ([`Gather::bytes_for`]).
+#[derive(Clone, Debug)]
+pub struct Gather {
+    depth: usize,
+    cap: usize,
+    /// The current query vector's entries (score, row).
+    current: Vec<(f32, u64)>,
+    /// Entries scoring below this cannot enter the current best `depth`.
+    threshold: f32,
+    /// Lowest score offered for the current query vector.
+    lowest: f32,
+    /// (row, score − fill) of every row kept by a finished query vector.
+    kept: Vec<(u64, f32)>,
+    /// Σ of the fills of the finished query vectors.
+    floor: f64,
+    /// Query vectors that saw no entry at all (their fill is decided at the end).
+    blind: usize,
+    /// Lowest fill of the query vectors that saw entries.
+    min_fill: f32,
+}
+
+impl Gather {
+    /// Keeps the best `depth` entries (at least 1) per query vector.
+    pub fn new(depth: usize) -> Self {
+        let depth = depth.max(1);
+        Gather {
+            depth,
+            cap: (depth * 4).max(256),
+            current: Vec::new(),
+            threshold: f32::NEG_INFINITY,
+            lowest: f32::INFINITY,
+            kept: Vec::new(),
+            floor: 0.0,
+            blind: 0,
+            min_fill: f32::INFINITY,
+        }
+    }
+
+    /// Bytes a gather of `depth` entries per query vector holds at most for
+    /// `queries` query vectors.
+    pub fn bytes_for(depth: usize, queries: usize) -> usize {
+        let depth = depth.max(1);
+        (depth * 4).max(256) * 16 + depth * queries * 16
+    }
+
+    /// Entries kept per query vector.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Offers entry `row` with estimated inner product `score` for the current
+    /// query vector.
+    #[inline]
+    pub fn offer(&mut self, score: f32, row: u64) {
+        if score.is_nan() {
+            return;
+        }
+        self.lowest = self.lowest.min(score);
+        if score < self.threshold {
+            return;
+        }
+        self.current.push((score, row));
+        if self.current.len() >= self.cap {
+            self.trim();
+        }
+    }
+
+    /// Keeps the best `depth` entries; the lowest of them becomes the threshold.
+    fn trim(&mut self) {
+        let c = &mut self.current;
+        if c.len() > self.depth {
+            c.select_nth_unstable_by(self.depth - 1, |a, b| b.0.total_cmp(&a.0));
+            c.truncate(self.depth);
+            self.threshold = c.iter().map(|e| e.0).fold(f32::INFINITY, f32::min);
+        }
+    }
+
+    /// Ends the current query vector: each row it kept records its best
+    /// entry's excess over the fill (see the type's docs).
+    pub fn end_query(&mut self) {
+        self.trim();
+        if self.current.is_empty() {
+            self.blind += 1;
+        } else {
+            // Every dropped entry scored at most the lowest entry kept (the
+            // threshold it fell under was such an entry's score or lower).
+            let fill = if self.current.len() >= self.depth {
+                self.current
+                    .iter()
+                    .map(|e| e.0)
+                    .fold(f32::INFINITY, f32::min)
+            } else {
+                self.lowest
+            };
+            // Each row once, with its best entry.
+            self.current
+                .sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
+            self.current.dedup_by_key(|e| e.1);
+            self.kept
+                .extend(self.current.iter().map(|&(s, row)| (row, s - fill)));
+            self.floor += f64::from(fill);
+            self.min_fill = self.min_fill.min(fill);
+        }
+        self.current.clear();
+        self.threshold = f32::NEG_INFINITY;
+        self.lowest = f32::INFINITY;
+    }
+
+    /// The estimate of a row no query vector kept: the sum of the fills. A
+    /// query vector that saw no entry counts as the lowest fill of the others
+    /// (0 when none saw any): it cannot tell rows apart.
+    pub fn floor(&self) -> f32 {
+        let blind_fill = if self.min_fill.is_finite() {
+            self.min_fill
+        } else {
+            0.0
+        };
+        (self.floor + self.blind as f64 * f64::from(blind_fill)) as f32
+    }
+
+    /// Every kept row with its estimated MaxSim, best first (ties by row).
+    pub fn finish(mut self) -> Vec<(f32, u64)> {
+        let floor = self.floor();
+        self.kept.sort_unstable_by_key(|e| e.0);
+        let mut out: Vec<(f32, u64)> = Vec::new();
+        for &(row, e) in &self.kept {
+            match out.last_mut() {
+                Some(last) if last.1 == row => last.0 += e,
+                _ => out.push((e, row)),
+            }
+        }
+        for o in &mut out {
+            o.0 += floor;
+        }
+        out.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +316,109 @@ mod tests {
             rev.reverse();
             let got2 = similarity(&refs(&rev), &refs(&query)).unwrap();
             prop_assert!((got - got2).abs() < 1e-4 * (1.0 + got.abs()));
+        }
+    }
+
+    /// Scores of row `r`'s elements for query vector `i` in the small model
+    /// below: the element list, one (row, score) per entry.
+    fn entries(seed: u64, rows: u64, per_row: usize, nq: usize) -> Vec<Vec<(u64, f32)>> {
+        let mut x = seed | 1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2000) as f32 / 1000.0 - 1.0
+        };
+        (0..nq)
+            .map(|_| {
+                (0..rows)
+                    .flat_map(|r| (0..per_row).map(move |_| r))
+                    .map(|r| (r, next()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gather_keeps_each_rows_best_element_and_fills_the_rest() {
+        let mut g = Gather::new(2);
+        // Query vector 0: rows 1 (0.9 and 0.5), 2 (0.7), 3 (0.2).
+        for (s, r) in [(0.5, 1), (0.9, 1), (0.7, 2), (0.2, 3)] {
+            g.offer(s, r);
+        }
+        g.end_query();
+        // Query vector 1: row 3 (0.8), row 2 (0.1).
+        for (s, r) in [(0.8, 3), (0.1, 2)] {
+            g.offer(s, r);
+        }
+        g.end_query();
+        // Fills: q0 keeps rows 1 and 2, fill 0.7; q1 keeps 3 and 2, fill 0.1.
+        assert!((g.floor() - 0.8).abs() < 1e-6);
+        let got = g.finish();
+        // Row 3: fill 0.7 + 0.8 = 1.5; row 1: 0.9 + fill 0.1 = 1.0; row 2: 0.7 + 0.1.
+        assert_eq!(got.iter().map(|e| e.1).collect::<Vec<_>>(), vec![3, 1, 2]);
+        assert!((got[0].0 - 1.5).abs() < 1e-6);
+        assert!((got[1].0 - 1.0).abs() < 1e-6);
+        assert!((got[2].0 - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_query_vector_that_sees_nothing_does_not_break_the_order() {
+        let mut g = Gather::new(4);
+        g.offer(0.5, 1);
+        g.offer(0.3, 2);
+        g.end_query();
+        g.end_query();
+        let got = g.finish();
+        assert_eq!(got.iter().map(|e| e.1).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(got.iter().all(|e| e.0.is_finite()));
+    }
+
+    proptest! {
+        /// With exact scores, a row's estimate is never below its MaxSim over
+        /// the offered entries (an upper bound), equals it for a row every
+        /// query vector kept, and no row outside the result beats the floor.
+        #[test]
+        fn gather_estimates_bound_maxsim(
+            seed in any::<u64>(),
+            rows in 1u64..60,
+            per_row in 1usize..5,
+            nq in 1usize..5,
+            depth in 1usize..40,
+        ) {
+            let e = entries(seed, rows, per_row, nq);
+            let mut g = Gather::new(depth);
+            g.cap = g.depth.max(8); // trim often
+            for q in &e {
+                for &(r, s) in q {
+                    g.offer(s, r);
+                }
+                g.end_query();
+            }
+            let floor = g.floor();
+            let got = g.finish();
+            let exact = |r: u64| -> f32 {
+                e.iter()
+                    .map(|q| q.iter().filter(|x| x.0 == r).map(|x| x.1).fold(f32::NEG_INFINITY, f32::max))
+                    .sum()
+            };
+            for &(est, r) in &got {
+                prop_assert!(est >= exact(r) - 1e-4, "row {} est {} exact {}", r, est, exact(r));
+            }
+            for r in 0..rows {
+                if !got.iter().any(|x| x.1 == r) {
+                    prop_assert!(floor >= exact(r) - 1e-4);
+                }
+            }
+            if depth >= rows as usize * per_row {
+                // Every entry kept for every query vector: estimates are exact.
+                for &(est, r) in &got {
+                    prop_assert!((est - exact(r)).abs() < 1e-4);
+                }
+            }
+            for w in got.windows(2) {
+                prop_assert!(w[0].0 >= w[1].0);
+            }
         }
     }
 }

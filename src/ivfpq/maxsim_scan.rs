@@ -1,0 +1,240 @@
+//! Index scans of `vector_maxsim_ops`: `ORDER BY doc_vectors @# $1 LIMIT k`.
+//!
+//! Such an index holds one entry per element of each row's `vector[]`, every
+//! entry under its row's TID, encoded for inner products. A scan:
+//!
+//! 1. **gathers** (first call): for each query vector, ranks the lists by its
+//!    centroid inner products, scores the codes of its `probes` best lists
+//!    (the same page walk as a single-vector scan, `scan::scan_list`) and keeps
+//!    its best `ivfpq.maxsim_depth` entries (`arrw_core::maxsim::Gather`). Each
+//!    row found gets an estimated MaxSim: per query vector, its best element's
+//!    estimate, or the query vector's *fill* (its lowest kept estimate) when
+//!    none of the row's elements was kept: an upper bound of the row's MaxSim
+//!    over the probed lists, up to the PQ codes' error.
+//! 2. **re-ranks** rows best estimate first, `rerank` at a time: their exact
+//!    MaxSim from the table (the row's `vector[]`, fetched with the scan's
+//!    snapshot, so dead and invisible rows drop out).
+//! 3. **hands out** a re-ranked row once no row still waiting could beat it:
+//!    its exact distance (`-MaxSim`) is at most the next waiting estimate less
+//!    the margin by which estimates have been seen to overshoot
+//!    (`arrw_core::rerank::OrderedRerank`, the single-vector rule, with a
+//!    margin of at least the mean error plus four standard deviations: see
+//!    [`ordered_rerank`]). So rows leave in exact MaxSim order over the rows found; a deep
+//!    `LIMIT` or a `WHERE` re-ranks further batches instead of returning rows
+//!    out of order. Rows none of whose elements were kept for any query vector
+//!    are not returned (their estimate is the sum of the fills at most).
+//!
+//! With `rerank = 0` rows come in estimated order without reading the table.
+//! Memory: the gather is bounded by `work_mem` (the depth is lowered to fit,
+//! `Gather::bytes_for`); each re-ranked row's array lives in the scan's
+//! per-row context, reset after its MaxSim is computed.
+
+use super::layout::{self, DataGeom};
+use super::options;
+use super::profile::{self, Count, Phase};
+use super::scan::{self, Cand, ScanState, NO_FINE};
+use arrw_core::ivf::{estimate_as_distance, RankedLists};
+use arrw_core::maxsim::{Gather, MaxSimError, Side};
+use arrw_core::rerank::{
+    Next, OrderedRerank, DEFAULT_LIST_QUANTILE, DEFAULT_QUANTILE, FINE_SIGMAS,
+};
+use pgrx::pg_sys;
+
+/// The state of a MaxSim scan beyond what every ivfpq scan keeps.
+pub(super) struct MultiScan {
+    /// The query's vectors.
+    query: Vec<Vec<f32>>,
+    /// Rows found, as (estimated distance = -estimated MaxSim, TID), best first.
+    cands: Vec<(f32, u64)>,
+    /// Rows of `cands` re-ranked (or handed out) so far.
+    next: usize,
+    gathered: bool,
+}
+
+impl MultiScan {
+    /// Reads the query array (empty, NULL elements, nested or too long: ERROR).
+    ///
+    /// # Safety
+    /// `datum` must be a non-null `vector[]` datum.
+    pub(super) unsafe fn new(datum: pg_sys::Datum) -> Self {
+        // SAFETY: forwarded contract.
+        let v = unsafe { crate::vector::maxsim::array_vectors(datum, Side::Query) };
+        if v.is_empty() {
+            crate::vector::maxsim::raise(MaxSimError::Empty(Side::Query));
+        }
+        MultiScan {
+            query: v.iter().map(|x| x.to_vec()).collect(),
+            cands: Vec::new(),
+            next: 0,
+            gathered: false,
+        }
+    }
+
+    /// ERROR unless every query vector has the index's `dim` dimensions.
+    pub(super) fn check_dim(&self, dim: usize) {
+        if let Some(x) = self.query.iter().find(|x| x.len() != dim) {
+            crate::vector::maxsim::raise(MaxSimError::DifferentDims(dim, x.len()));
+        }
+    }
+
+    /// `doc @# query` for a row's vectors (ERROR on mixed dimensions).
+    pub(super) fn exact_distance(&self, doc: &[&[f32]]) -> f32 {
+        let q: Vec<&[f32]> = self.query.iter().map(|x| x.as_slice()).collect();
+        -crate::vector::maxsim::similarity_of(doc, &q) as f32
+    }
+}
+
+/// The queue that hands re-ranked rows out in exact order: the single-vector
+/// rule with a margin of at least the mean estimate error plus
+/// [`arrw_core::rerank::FINE_SIGMAS`] standard deviations (a row's estimate
+/// sums one PQ estimate per query vector; see `OrderedRerank::with_sigmas`).
+pub(super) fn ordered_rerank() -> OrderedRerank<Cand> {
+    OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE).with_sigmas(FINE_SIGMAS)
+}
+
+/// Entries kept per query vector: `ivfpq.maxsim_depth`, else 10 × `rerank` (at
+/// least 1000), lowered until the gather fits `work_mem`.
+fn gather_depth(rerank: usize, queries: usize) -> usize {
+    let g = options::MAXSIM_DEPTH.get();
+    let want = if g > 0 {
+        g as usize
+    } else {
+        (rerank * 10).max(1000)
+    };
+    // SAFETY: reading this backend's GUC variable.
+    let budget = unsafe { pg_sys::work_mem } as usize * 1024;
+    let mut depth = want;
+    while depth > 16 && Gather::bytes_for(depth, queries) > budget {
+        depth = depth * 3 / 4;
+    }
+    depth
+}
+
+/// `amgettuple` for a MaxSim scan of a trained index.
+///
+/// # Safety
+/// `scan` must be live and started ([`scan::ambeginscan`]'s state in `st`).
+pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
+    if !st.multi.as_ref().expect("a MaxSim scan").gathered {
+        // SAFETY: forwarded contract.
+        unsafe { gather(scan, st) };
+    }
+    let metric = st.meta.metric;
+    loop {
+        let m = st.multi.as_mut().expect("a MaxSim scan");
+        if st.rerank == 0 {
+            // Estimated order, without reading the table.
+            let Some(&(est, tid)) = m.cands.get(m.next) else {
+                return false;
+            };
+            m.next += 1;
+            // SAFETY: scan is live.
+            unsafe { scan::hand_out(scan, metric, est, tid) };
+            return true;
+        }
+        let t = profile::start();
+        let waiting = m.cands.get(m.next).map(|c| c.0);
+        let next = st.order.next(waiting, None);
+        profile::stop(t, Phase::Order);
+        match next {
+            Next::Row(dist, c) => {
+                profile::count(Count::Returned, 1);
+                // SAFETY: scan is live.
+                unsafe { scan::hand_out(scan, metric, dist, scan::untag(c.tag)) };
+                return true;
+            }
+            // SAFETY: scan is live.
+            Next::Rerank => unsafe { rerank(scan, st) },
+            Next::Done => return false,
+            // This scan's queue has no refine stage and is never offered a list.
+            Next::Refine | Next::Probe => unreachable!("a MaxSim scan neither refines nor probes"),
+        }
+    }
+}
+
+/// Scores the probed lists of every query vector into a [`Gather`] and
+/// orders the rows found by estimate.
+///
+/// # Safety
+/// `scan` must be live and started.
+unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+    // SAFETY: live scan.
+    let index = unsafe { (*scan).indexRelation };
+    let model = st.model.clone().expect("started");
+    let geom = DataGeom::of(&st.meta);
+    let nq = st.multi.as_ref().expect("a MaxSim scan").query.len();
+    let mut g = Gather::new(gather_depth(st.rerank, nq));
+    let mut dists: Vec<f32> = vec![0.0; geom.capacity];
+    let probes = st.probes.min(st.meta.lists as usize).max(1);
+    for qi in 0..nq {
+        pg_sys::check_for_interrupts!();
+        let q = &st.multi.as_ref().expect("a MaxSim scan").query[qi];
+        let t = profile::start();
+        let mut ranked = RankedLists::new(model.list_distances(q));
+        ranked.order_through(probes);
+        profile::stop(t, Phase::Rank);
+        let mut qt = profile::time(Phase::Tables, || model.query_tables(q));
+        profile::count(Count::Lists, probes as u64);
+        for i in 0..probes.min(ranked.len()) {
+            let list = ranked.get(i).0;
+            profile::time(Phase::Tables, || qt.set_list(list));
+            scan::scan_list(
+                index,
+                &st.meta,
+                &mut st.nblocks,
+                &qt,
+                list,
+                None,
+                &mut dists,
+                |page, _, d| {
+                    for (j, &e) in d.iter().enumerate() {
+                        // Estimates are distances (-inner product) here.
+                        g.offer(
+                            -estimate_as_distance(model.metric, e),
+                            layout::tid_u64(geom.tid(page, j)),
+                        );
+                    }
+                },
+            );
+        }
+        profile::time(Phase::Select, || g.end_query());
+    }
+    let t = profile::start();
+    let m = st.multi.as_mut().expect("a MaxSim scan");
+    m.cands = g.finish().into_iter().map(|(s, tid)| (-s, tid)).collect();
+    m.next = 0;
+    m.gathered = true;
+    profile::stop(t, Phase::Select);
+}
+
+/// Re-ranks the next `rerank` rows by estimate: their exact MaxSim, read from
+/// the table, goes to the ordered queue (rows no longer visible drop out).
+///
+/// # Safety
+/// `scan` must be live and started.
+unsafe fn rerank(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
+    let m = st.multi.as_mut().expect("a MaxSim scan");
+    let end = (m.next + st.rerank.max(1)).min(m.cands.len());
+    let mut batch = m.cands[m.next..end].to_vec();
+    m.next = end;
+    // Fetch in TID order: consecutive TIDs of one heap page share its pin.
+    batch.sort_unstable_by_key(|&(_, tid)| tid);
+    profile::count(Count::Reranked, batch.len() as u64);
+    let metric = st.model.as_ref().expect("started").metric;
+    // SAFETY: live scan: its heap relation, snapshot and index are open.
+    unsafe { scan::ensure_fetch(scan, st) };
+    for &(est, tid) in &batch {
+        pg_sys::check_for_interrupts!();
+        // SAFETY: ensure_fetch ran for this live scan.
+        if let Some(d) = unsafe { scan::exact_distance_of(scan, st, metric, tid) } {
+            let c = Cand {
+                tag: tid,
+                blk: NO_FINE,
+                slot: 0,
+            };
+            profile::time(Phase::Order, || st.order.add(est, d, 0.0, c));
+        }
+    }
+    // SAFETY: release the last row's pin.
+    unsafe { pg_sys::ExecClearTuple(st.slot) };
+}

@@ -1,0 +1,124 @@
+-- ivfpq on vector[] (vector_maxsim_ops): ORDER BY v @# $1 LIMIT k.
+--
+-- Data: 400 documents of 1 to 6 vectors in 8 dimensions; each coordinate is
+-- a deterministic pseudo-random number in [-1, 1) (the fractional part of a
+-- large multiple of sin(), a hash of the document, element and coordinate
+-- numbers). With every list probed and every entry kept, an index scan's rows
+-- are compared with the exact order of a sequential scan: same ids, same
+-- order.
+
+CREATE TABLE mdocs (id int PRIMARY KEY, grp int, v vector(8)[]);
+CREATE FUNCTION mvec(seed int, n int) RETURNS vector(8)[] LANGUAGE sql IMMUTABLE AS $$
+  SELECT array_agg(('[' || array_to_string(ARRAY(
+           SELECT round((2 * (x - floor(x)) - 1)::numeric, 4)
+           FROM generate_series(1, 8) k,
+                LATERAL (SELECT 43758.5453 * sin(seed * 12.9898 + j * 78.233 + k * 37.719) AS x) h), ',') || ']')::vector(8) ORDER BY j)
+  FROM generate_series(1, n) j
+$$;
+INSERT INTO mdocs SELECT i, i % 7, mvec(i, 1 + i % 6) FROM generate_series(1, 400) i;
+ANALYZE mdocs;
+CREATE INDEX mdocs_v ON mdocs USING ivfpq (v vector_maxsim_ops) WITH (lists = 4, m = 4, nbits = 4);
+-- One entry per element.
+SELECT rows, lists, metric FROM arrw.ivfpq_info('mdocs_v');
+SELECT sum(array_length(v, 1)) AS elements FROM mdocs;
+
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 5;
+
+-- Exact answers: every list probed, every entry kept.
+SET ivfpq.probes = 4;
+SET ivfpq.maxsim_depth = 100000;
+CREATE FUNCTION same_as_exact(q vector[], k int, filter int DEFAULT -1) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE a int[]; b int[];
+BEGIN
+  SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = on;
+  SELECT array_agg(id) INTO a FROM (SELECT id FROM mdocs WHERE filter < 0 OR grp = filter
+                                    ORDER BY v @# q LIMIT k) s;
+  SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off;
+  SELECT array_agg(id) INTO b FROM (SELECT id FROM mdocs WHERE filter < 0 OR grp = filter
+                                    ORDER BY v @# q LIMIT k) s;
+  IF a IS DISTINCT FROM b THEN RAISE NOTICE 'index % exact %', a, b; END IF;
+  RETURN a IS NOT DISTINCT FROM b;
+END $$;
+SELECT id, round((v @# mvec(1000, 3))::numeric, 3) AS dist FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 5;
+SELECT same_as_exact(mvec(1000, 3), 10) AS q1, same_as_exact(mvec(2000, 1), 10) AS q2,
+       same_as_exact(mvec(3000, 5), 10) AS q3;
+-- Deeper than one re-rank batch, and under a filter that keeps one row in seven.
+SET ivfpq.rerank = 10;
+SELECT same_as_exact(mvec(1000, 3), 60) AS deep, same_as_exact(mvec(2000, 2), 10, 3) AS filtered,
+       same_as_exact(mvec(3000, 4), 30, 5) AS filtered_deep;
+RESET ivfpq.rerank;
+-- The ORDER BY value is @#'s own.
+SELECT bool_and(abs(d - (v @# mvec(1000, 3))) < 1e-6) AS orderby_value
+FROM (SELECT v, v @# mvec(1000, 3) AS d FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 10) s;
+
+-- Default settings (one list in five probed, default depth) still return
+-- LIMIT rows, best first.
+RESET ivfpq.probes;
+RESET ivfpq.maxsim_depth;
+SELECT count(*) AS n FROM (SELECT id FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 10) s;
+-- rerank = 0: estimated order, without reading the table.
+SET ivfpq.rerank = 0;
+SELECT count(*) AS n FROM (SELECT id FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 10) s;
+RESET ivfpq.rerank;
+
+-- Writes after the build: inserts, an update, deletes + VACUUM.
+SET ivfpq.probes = 4;
+SET ivfpq.maxsim_depth = 100000;
+INSERT INTO mdocs SELECT i, i % 7, mvec(i, 1 + i % 4) FROM generate_series(401, 500) i;
+UPDATE mdocs SET v = mvec(1000, 3) WHERE id = 77;
+SELECT id FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 1;
+DELETE FROM mdocs WHERE id % 5 = 0;
+VACUUM mdocs;
+SELECT same_as_exact(mvec(1000, 3), 20) AS after_writes, same_as_exact(mvec(2500, 2), 20, 1) AS after_writes_filtered;
+SELECT arrw.ivfpq_check('mdocs_v');
+SELECT rows = (SELECT sum(array_length(v, 1)) FROM mdocs) AS one_entry_per_element FROM arrw.ivfpq_info('mdocs_v');
+
+-- NULL and empty arrays have no entries and are not returned by the index.
+INSERT INTO mdocs VALUES (9001, 0, NULL), (9002, 0, '{}');
+SELECT count(*) FROM (SELECT id FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 1000) s
+WHERE id > 9000;
+
+-- Errors, with their SQLSTATEs: bad queries and bad rows.
+\set VERBOSITY sqlstate
+SELECT id FROM mdocs ORDER BY v @# ARRAY['[1,2,3]']::vector[] LIMIT 1;
+SELECT id FROM mdocs ORDER BY v @# '{}'::vector[] LIMIT 1;
+SELECT id FROM mdocs ORDER BY v @# ARRAY[NULL, '[1,2,3,4,5,6,7,8]']::vector[] LIMIT 1;
+SELECT id FROM mdocs ORDER BY v @# ARRAY[['[1,2,3,4,5,6,7,8]']]::vector[] LIMIT 1;
+INSERT INTO mdocs VALUES (9003, 0, ARRAY[NULL, '[1,2,3,4,5,6,7,8]']::vector[]);
+\set VERBOSITY default
+SELECT id FROM mdocs ORDER BY v @# ARRAY['[1,2,3]']::vector[] LIMIT 1;
+SELECT id FROM mdocs ORDER BY v @# '{}'::vector[] LIMIT 1;
+-- A NULL query: as a parameter of a generic plan, the index scan returns no
+-- rows (a NULL constant is folded by the planner: no index scan).
+PREPARE ms_null(vector[]) AS SELECT id FROM mdocs ORDER BY v @# $1 LIMIT 3;
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (COSTS OFF) EXECUTE ms_null(NULL);
+EXECUTE ms_null(NULL);
+RESET plan_cache_mode;
+DEALLOCATE ms_null;
+DELETE FROM mdocs WHERE id > 9000;
+
+-- REINDEX, then the same answers.
+REINDEX INDEX mdocs_v;
+SELECT same_as_exact(mvec(1000, 3), 20) AS after_reindex;
+
+-- An index built on an empty table ranks every row exactly, each row once
+-- (a row has one entry per element).
+CREATE TABLE mdocs2 (id int, v vector(8)[]);
+CREATE INDEX mdocs2_v ON mdocs2 USING ivfpq (v vector_maxsim_ops);
+INSERT INTO mdocs2 SELECT id, v FROM mdocs WHERE id <= 100;
+SELECT array_agg(id) = (SELECT array_agg(id) FROM (SELECT id FROM mdocs WHERE id <= 100
+                          ORDER BY v @# mvec(1000, 3) LIMIT 30) e) AS untrained_exact
+FROM (SELECT id FROM mdocs2 ORDER BY v @# mvec(1000, 3) LIMIT 30) s;
+SELECT count(*) = count(DISTINCT id) AS no_duplicates
+FROM (SELECT id FROM mdocs2 ORDER BY v @# mvec(1000, 3) LIMIT 1000) s;
+
+-- Wrong element type in a regular vector index: the class is for vector[].
+CREATE INDEX ON mdocs USING ivfpq (v vector_l2_ops);
+
+RESET ALL;
+DROP TABLE mdocs, mdocs2;
+DROP FUNCTION same_as_exact(vector[], int, int);
+DROP FUNCTION mvec(int, int);
