@@ -3,12 +3,15 @@
 -- a document vector (higher is better); doc @# query is its negation, so that
 -- ORDER BY doc @# $1 ranks nearest first (VectorChord's operator and meaning).
 
+-- COST 100: one call is query x document inner products (and reads a
+-- TOASTed array), not one; at the default cost of 1 the planner sorted a whole
+-- table by @# rather than use a vector_maxsim_ops index.
 CREATE FUNCTION maxsim(vector[], vector[]) RETURNS float8
-	AS 'MODULE_PATHNAME', 'arrw_vector_maxsim' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'arrw_vector_maxsim' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100;
 COMMENT ON FUNCTION maxsim(vector[], vector[]) IS 'MaxSim similarity of a document''s vectors (first) and a query''s (second): sum over query vectors of the largest inner product';
 
 CREATE FUNCTION maxsim_distance(vector[], vector[]) RETURNS float8
-	AS 'MODULE_PATHNAME', 'arrw_vector_maxsim_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'arrw_vector_maxsim_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100;
 COMMENT ON FUNCTION maxsim_distance(vector[], vector[]) IS 'negated MaxSim (the @# operator): lower is nearer';
 
 CREATE OPERATOR @# (

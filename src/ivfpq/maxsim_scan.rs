@@ -33,8 +33,8 @@ use super::layout::{self, DataGeom};
 use super::options;
 use super::profile::{self, Count, Phase};
 use super::scan::{self, Cand, ScanState, NO_FINE};
-use arrw_core::ivf::{estimate_as_distance, RankedLists};
-use arrw_core::maxsim::{Gather, MaxSimError, Side};
+use arrw_core::ivf::RankedLists;
+use arrw_core::maxsim::{BestFirst, Gather, MaxSimError, Side};
 use arrw_core::rerank::{
     Next, OrderedRerank, DEFAULT_LIST_QUANTILE, DEFAULT_QUANTILE, FINE_SIGMAS,
 };
@@ -44,10 +44,8 @@ use pgrx::pg_sys;
 pub(super) struct MultiScan {
     /// The query's vectors.
     query: Vec<Vec<f32>>,
-    /// Rows found, as (estimated distance = -estimated MaxSim, TID), best first.
-    cands: Vec<(f32, u64)>,
-    /// Rows of `cands` re-ranked (or handed out) so far.
-    next: usize,
+    /// Rows found, as (estimated MaxSim, TID), taken best first.
+    cands: BestFirst,
     gathered: bool,
 }
 
@@ -64,8 +62,7 @@ impl MultiScan {
         }
         MultiScan {
             query: v.iter().map(|x| x.to_vec()).collect(),
-            cands: Vec::new(),
-            next: 0,
+            cands: BestFirst::default(),
             gathered: false,
         }
     }
@@ -92,14 +89,19 @@ pub(super) fn ordered_rerank() -> OrderedRerank<Cand> {
     OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE).with_sigmas(FINE_SIGMAS)
 }
 
-/// Entries kept per query vector: `ivfpq.maxsim_depth`, else 10 × `rerank` (at
-/// least 1000), lowered until the gather fits `work_mem`.
-fn gather_depth(rerank: usize, queries: usize) -> usize {
+/// Entries kept per query vector: `ivfpq.maxsim_depth`, else half of what its
+/// probes score (500 per probed list, at least 10 × `rerank`), lowered until
+/// the gather fits `work_mem`. The depth sets the fill, and so how far the
+/// estimates of rows a query vector did not keep lie above their MaxSim:
+/// measured on 384-d sentence embeddings (8k documents, probes 20), keeping
+/// 1,000 entries per query vector re-ranked 4,453 rows a query (17 q/s),
+/// keeping 10,000 re-ranked 321 (73 q/s) at the same recall.
+fn gather_depth(rerank: usize, probes: usize, queries: usize) -> usize {
     let g = options::MAXSIM_DEPTH.get();
     let want = if g > 0 {
         g as usize
     } else {
-        (rerank * 10).max(1000)
+        (probes * 500).max(rerank * 10)
     };
     // SAFETY: reading this backend's GUC variable.
     let budget = unsafe { pg_sys::work_mem } as usize * 1024;
@@ -124,16 +126,16 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
         let m = st.multi.as_mut().expect("a MaxSim scan");
         if st.rerank == 0 {
             // Estimated order, without reading the table.
-            let Some(&(est, tid)) = m.cands.get(m.next) else {
+            let Some(&(est, tid)) = m.cands.take(1).first() else {
                 return false;
             };
-            m.next += 1;
             // SAFETY: scan is live.
-            unsafe { scan::hand_out(scan, metric, est, tid) };
+            unsafe { scan::hand_out(scan, metric, -est, tid) };
             return true;
         }
         let t = profile::start();
-        let waiting = m.cands.get(m.next).map(|c| c.0);
+        // Estimates are MaxSims; the queue orders distances (-MaxSim).
+        let waiting = m.cands.peek().map(|e| -e);
         let next = st.order.next(waiting, None);
         profile::stop(t, Phase::Order);
         match next {
@@ -163,9 +165,9 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let model = st.model.clone().expect("started");
     let geom = DataGeom::of(&st.meta);
     let nq = st.multi.as_ref().expect("a MaxSim scan").query.len();
-    let mut g = Gather::new(gather_depth(st.rerank, nq));
-    let mut dists: Vec<f32> = vec![0.0; geom.capacity];
     let probes = st.probes.min(st.meta.lists as usize).max(1);
+    let mut g = Gather::new(gather_depth(st.rerank, probes, nq));
+    let mut dists: Vec<f32> = vec![0.0; geom.capacity];
     for qi in 0..nq {
         pg_sys::check_for_interrupts!();
         let q = &st.multi.as_ref().expect("a MaxSim scan").query[qi];
@@ -186,23 +188,15 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
                 list,
                 None,
                 &mut dists,
-                |page, _, d| {
-                    for (j, &e) in d.iter().enumerate() {
-                        // Estimates are distances (-inner product) here.
-                        g.offer(
-                            -estimate_as_distance(model.metric, e),
-                            layout::tid_u64(geom.tid(page, j)),
-                        );
-                    }
-                },
+                // Inner-product estimates come as distances (-inner product).
+                |page, _, d| g.offer_distances(d, |j| layout::tid_u64(geom.tid(page, j))),
             );
         }
         profile::time(Phase::Select, || g.end_query());
     }
     let t = profile::start();
     let m = st.multi.as_mut().expect("a MaxSim scan");
-    m.cands = g.finish().into_iter().map(|(s, tid)| (-s, tid)).collect();
-    m.next = 0;
+    m.cands = BestFirst::new(g.finish_unordered());
     m.gathered = true;
     profile::stop(t, Phase::Select);
 }
@@ -214,16 +208,17 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
 /// `scan` must be live and started.
 unsafe fn rerank(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let m = st.multi.as_mut().expect("a MaxSim scan");
-    let end = (m.next + st.rerank.max(1)).min(m.cands.len());
-    let mut batch = m.cands[m.next..end].to_vec();
-    m.next = end;
+    let t = profile::start();
+    let mut batch: Vec<(f32, u64)> = m.cands.take(st.rerank.max(1)).to_vec();
+    profile::stop(t, Phase::Select);
     // Fetch in TID order: consecutive TIDs of one heap page share its pin.
     batch.sort_unstable_by_key(|&(_, tid)| tid);
     profile::count(Count::Reranked, batch.len() as u64);
     let metric = st.model.as_ref().expect("started").metric;
     // SAFETY: live scan: its heap relation, snapshot and index are open.
     unsafe { scan::ensure_fetch(scan, st) };
-    for &(est, tid) in &batch {
+    for &(sim, tid) in &batch {
+        let est = -sim;
         pg_sys::check_for_interrupts!();
         // SAFETY: ensure_fetch ran for this live scan.
         if let Some(d) = unsafe { scan::exact_distance_of(scan, st, metric, tid) } {

@@ -56,8 +56,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"ivfpq.maxsim_depth",
-        c"Best index entries kept per query vector by a MaxSim (@#) ivfpq scan (0: 10 x rerank, at least 1000).",
-        c"Deeper gathers tighten the estimates of the rows they find; the memory is 16 bytes per entry and query vector, within work_mem.",
+        c"Best index entries kept per query vector by a MaxSim (@#) ivfpq scan (0: 500 per probed list, at least 10 x rerank).",
+        c"Deeper gathers tighten the estimates of the rows they find; the memory is about 40 bytes per entry and query vector, within work_mem.",
         &MAXSIM_DEPTH,
         0,
         1_000_000,

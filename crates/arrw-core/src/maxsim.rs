@@ -109,8 +109,9 @@ pub fn similarity(doc: &[&[f32]], query: &[&[f32]]) -> Result<f64, MaxSimError> 
 /// `Σ fill_i` ([`Gather::floor`]).
 ///
 /// Memory: at most `4 × depth` entries of the current query vector (a linear
-/// selection trims them to the best `depth` when full), plus `depth` entries
-/// (16 bytes each) per finished query vector ([`Gather::bytes_for`]).
+/// selection trims them to the best `depth` when full), plus at most `depth`
+/// rows (24 bytes each, with the map that finds them) per finished query
+/// vector ([`Gather::bytes_for`]).
 #[derive(Clone, Debug)]
 pub struct Gather {
     depth: usize,
@@ -121,8 +122,14 @@ pub struct Gather {
     threshold: f32,
     /// Lowest score offered for the current query vector.
     lowest: f32,
-    /// (row, score − fill) of every row kept by a finished query vector.
-    kept: Vec<(u64, f32)>,
+    /// Row -> its index in `rows`.
+    index: std::collections::HashMap<u64, u32, BuildRowHasher>,
+    /// Per row kept: (row, Σ over finished query vectors of score − fill).
+    rows: Vec<(u64, f32)>,
+    /// Per row: the last query vector that kept it, and its best excess there.
+    last: Vec<(u32, f32)>,
+    /// Query vectors finished so far.
+    queries: u32,
     /// Σ of the fills of the finished query vectors.
     floor: f64,
     /// Query vectors that saw no entry at all (their fill is decided at the end).
@@ -141,7 +148,10 @@ impl Gather {
             current: Vec::new(),
             threshold: f32::NEG_INFINITY,
             lowest: f32::INFINITY,
-            kept: Vec::new(),
+            index: std::collections::HashMap::default(),
+            rows: Vec::new(),
+            last: Vec::new(),
+            queries: 0,
             floor: 0.0,
             blind: 0,
             min_fill: f32::INFINITY,
@@ -152,7 +162,7 @@ impl Gather {
     /// `queries` query vectors.
     pub fn bytes_for(depth: usize, queries: usize) -> usize {
         let depth = depth.max(1);
-        (depth * 4).max(256) * 16 + depth * queries * 16
+        (depth * 4).max(256) * 16 + depth * queries * 40
     }
 
     /// Entries kept per query vector.
@@ -174,6 +184,27 @@ impl Gather {
         self.current.push((score, row));
         if self.current.len() >= self.cap {
             self.trim();
+        }
+    }
+
+    /// Offers a page of entries given as estimated *distances* (`-score`, what
+    /// an inner-product scan computes), entry `i` being row `row(i)`; `row` is
+    /// only called for entries that can still enter the best `depth`.
+    #[inline]
+    pub fn offer_distances(&mut self, dists: &[f32], row: impl Fn(usize) -> u64) {
+        for (i, &d) in dists.iter().enumerate() {
+            let score = -d;
+            if score.is_nan() {
+                continue;
+            }
+            self.lowest = self.lowest.min(score);
+            if score < self.threshold {
+                continue;
+            }
+            self.current.push((score, row(i)));
+            if self.current.len() >= self.cap {
+                self.trim();
+            }
         }
     }
 
@@ -204,18 +235,30 @@ impl Gather {
             } else {
                 self.lowest
             };
-            // Each row once, with its best entry.
-            self.current
-                .sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.total_cmp(&a.0)));
-            self.current.dedup_by_key(|e| e.1);
-            self.kept
-                .extend(self.current.iter().map(|&(s, row)| (row, s - fill)));
+            // Each row once, with its best entry: a row's excess for this
+            // query vector is pending in `last` until another one keeps it.
+            let q = self.queries + 1;
+            for &(s, row) in &self.current {
+                let e = s - fill;
+                let next = self.rows.len() as u32;
+                let i = *self.index.entry(row).or_insert(next) as usize;
+                if i == self.rows.len() {
+                    self.rows.push((row, 0.0));
+                    self.last.push((q, e));
+                } else if self.last[i].0 == q {
+                    self.last[i].1 = self.last[i].1.max(e);
+                } else {
+                    self.rows[i].1 += self.last[i].1;
+                    self.last[i] = (q, e);
+                }
+            }
             self.floor += f64::from(fill);
             self.min_fill = self.min_fill.min(fill);
         }
         self.current.clear();
         self.threshold = f32::NEG_INFINITY;
         self.lowest = f32::INFINITY;
+        self.queries += 1;
     }
 
     /// The estimate of a row no query vector kept: the sum of the fills. A
@@ -231,23 +274,119 @@ impl Gather {
     }
 
     /// Every kept row with its estimated MaxSim, best first (ties by row).
-    pub fn finish(mut self) -> Vec<(f32, u64)> {
-        let floor = self.floor();
-        self.kept.sort_unstable_by_key(|e| e.0);
-        let mut out: Vec<(f32, u64)> = Vec::new();
-        for &(row, e) in &self.kept {
-            match out.last_mut() {
-                Some(last) if last.1 == row => last.0 += e,
-                _ => out.push((e, row)),
-            }
-        }
-        for o in &mut out {
-            o.0 += floor;
-        }
-        out.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    pub fn finish(self) -> Vec<(f32, u64)> {
+        let mut out = self.finish_unordered();
+        out.sort_unstable_by(best_first);
         out
     }
+
+    /// Every kept row with its estimated MaxSim, in no particular order (see
+    /// [`BestFirst`] to take them best first without sorting them all).
+    pub fn finish_unordered(self) -> Vec<(f32, u64)> {
+        let floor = self.floor();
+        self.rows
+            .iter()
+            .zip(&self.last)
+            .map(|(&(row, e), &(_, pending))| (floor + e + pending, row))
+            .collect()
+    }
 }
+
+/// Higher estimate first, then lower row.
+fn best_first(a: &(f32, u64), b: &(f32, u64)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+/// Rows taken best estimate first, a batch at a time: each batch is selected
+/// from the rest in linear time and only it is sorted, so a scan that re-ranks
+/// a few batches of tens of thousands of rows found does not sort them all.
+#[derive(Clone, Debug, Default)]
+pub struct BestFirst {
+    v: Vec<(f32, u64)>,
+    /// Rows before `next` were taken.
+    next: usize,
+    /// Rows `next..sorted` are the best of the rest, best first.
+    sorted: usize,
+}
+
+impl BestFirst {
+    /// Over `rows` (estimate, row), higher estimate first.
+    pub fn new(rows: Vec<(f32, u64)>) -> Self {
+        BestFirst {
+            v: rows,
+            next: 0,
+            sorted: 0,
+        }
+    }
+
+    /// Rows not taken yet.
+    pub fn len(&self) -> usize {
+        self.v.len() - self.next
+    }
+
+    /// Whether every row was taken.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes the best `n` of the rest (at least one) sorted at the front.
+    fn prepare(&mut self, n: usize) {
+        let n = n.max(1).min(self.len());
+        if self.sorted - self.next >= n {
+            return;
+        }
+        let rest = &mut self.v[self.next..];
+        if n < rest.len() {
+            rest.select_nth_unstable_by(n - 1, best_first);
+        }
+        rest[..n].sort_unstable_by(best_first);
+        self.sorted = self.next + n;
+    }
+
+    /// The best estimate not taken yet.
+    pub fn peek(&mut self) -> Option<f32> {
+        if self.is_empty() {
+            return None;
+        }
+        self.prepare(1);
+        Some(self.v[self.next].0)
+    }
+
+    /// Takes the best `n` rows left (fewer when fewer are left), best first.
+    pub fn take(&mut self, n: usize) -> &[(f32, u64)] {
+        let n = n.min(self.len());
+        self.prepare(n);
+        let start = self.next;
+        self.next += n;
+        &self.v[start..start + n]
+    }
+}
+
+/// Hashes heap TIDs (block << 16 | offset) for [`Gather`]'s row map: one
+/// multiplication (Fibonacci hashing, the high bits kept), where the standard
+/// library's SipHash, built against hostile keys, cost more than the rest of
+/// a gather. The keys are the index's own TIDs, not chosen by a user.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowHasher(u64);
+
+impl std::hash::Hasher for RowHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (x ^ self.0)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(32);
+    }
+}
+
+/// The [`RowHasher`] builder.
+pub type BuildRowHasher = std::hash::BuildHasherDefault<RowHasher>;
 
 #[cfg(test)]
 mod tests {
@@ -372,6 +511,50 @@ mod tests {
         let got = g.finish();
         assert_eq!(got.iter().map(|e| e.1).collect::<Vec<_>>(), vec![1, 2]);
         assert!(got.iter().all(|e| e.0.is_finite()));
+    }
+
+    proptest! {
+        /// Batches of any sizes, with peeks in between, take the rows in
+        /// exactly the sorted order.
+        #[test]
+        fn best_first_takes_rows_in_sorted_order(
+            ests in proptest::collection::vec(0u8..20, 0..200),
+            batches in proptest::collection::vec(1usize..30, 1..40),
+        ) {
+            let rows: Vec<(f32, u64)> = ests.iter().enumerate().map(|(i, &e)| (e as f32, i as u64)).collect();
+            let mut want = rows.clone();
+            want.sort_by(best_first);
+            let mut bf = BestFirst::new(rows);
+            let mut got = Vec::new();
+            for b in batches.iter().cycle().take(400) {
+                if bf.is_empty() {
+                    break;
+                }
+                let p = bf.peek();
+                let t = bf.take(*b).to_vec();
+                prop_assert_eq!(p, Some(t[0].0));
+                got.extend(t);
+            }
+            prop_assert_eq!(bf.peek(), None);
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn offering_distances_is_offering_negated_scores() {
+        let e = entries(7, 50, 3, 3);
+        let (mut a, mut b) = (Gather::new(20), Gather::new(20));
+        for q in &e {
+            for &(r, s) in q {
+                a.offer(s, r);
+            }
+            let d: Vec<f32> = q.iter().map(|x| -x.1).collect();
+            b.offer_distances(&d, |i| q[i].0);
+            a.end_query();
+            b.end_query();
+        }
+        assert_eq!(a.floor(), b.floor());
+        assert_eq!(a.finish(), b.finish());
     }
 
     proptest! {
