@@ -284,12 +284,29 @@ pub fn probes(index_opt: u32, lists: usize) -> usize {
 
 /// Re-rank depth for a query: GUC (>= 0), else index option (>= 0), else default.
 pub fn rerank(index_opt: i64) -> usize {
+    rerank_or(index_opt, arrw_core::ivf::DEFAULT_RERANK)
+}
+
+/// Rows per exact batch of a MaxSim (`@#`) scan: GUC, else index option, else
+/// [`DEFAULT_MAXSIM_RERANK`].
+pub fn maxsim_rerank(index_opt: i64) -> usize {
+    rerank_or(index_opt, DEFAULT_MAXSIM_RERANK)
+}
+
+/// The default batch of a MaxSim scan. A row's exact MaxSim costs ~3 µs (its
+/// array read from the table and `query × document` inner products) beside
+/// ~5 ms of gathering; on 8k documents of 384-d sentence embeddings (probes
+/// 20) batches of 100 gave recall@10 0.970 with 183 rows re-ranked a query,
+/// of 400 0.993 with 432.
+pub const DEFAULT_MAXSIM_RERANK: usize = 400;
+
+fn rerank_or(index_opt: i64, default: usize) -> usize {
     let g = RERANK.get();
     if g >= 0 {
         g as usize
     } else if index_opt >= 0 {
         index_opt as usize
     } else {
-        arrw_core::ivf::DEFAULT_RERANK
+        default
     }
 }

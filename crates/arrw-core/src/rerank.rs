@@ -74,9 +74,6 @@ pub struct OrderedRerank<T: Ord> {
     quantile: f64,
     list_quantile: f64,
     refine: bool,
-    /// When set, the margin also covers this many standard deviations above
-    /// the mean error ([`OrderedRerank::with_sigmas`]).
-    sigmas: Option<f64>,
 }
 
 /// What the scan should do next (see [`OrderedRerank::next`]).
@@ -218,20 +215,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
             quantile: quantile.clamp(0.0, 1.0),
             list_quantile: list_quantile.clamp(0.0, 1.0),
             refine: false,
-            sigmas: None,
         }
-    }
-
-    /// The same, with a margin of at least the mean error plus `z` standard
-    /// deviations (of every error seen). The largest error seen comes from
-    /// the rows re-ranked so far, which were chosen *because* their estimates
-    /// were low: a row still waiting has, if anything, an estimate that came
-    /// out high. Where a row's estimate sums many noisy terms (a MaxSim over
-    /// several query vectors) the first batches' largest error has been seen
-    /// to fall short; the spread of the errors bounds it more safely.
-    pub fn with_sigmas(mut self, z: f64) -> Self {
-        self.sigmas = Some(z);
-        self
     }
 
     /// The same, for a scan with a refine stage (see the module docs): coarse
@@ -315,10 +299,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// the `quantile` of the signed errors `estimate - exact` seen so far (at
     /// least 0).
     pub fn margin(&mut self) -> f32 {
-        let mut direct = self.errors.quantile(self.quantile).unwrap_or(0.0).max(0.0);
-        if let Some(z) = self.sigmas {
-            direct = direct.max(self.errors.mean_plus(z).unwrap_or(0.0));
-        }
+        let direct = self.errors.quantile(self.quantile).unwrap_or(0.0).max(0.0);
         if !self.refine {
             return direct;
         }
@@ -420,22 +401,6 @@ mod tests {
         }
         assert_eq!(out, vec![2, 3, 1]);
         assert_eq!(r.next(None, None), Next::Done);
-    }
-
-    #[test]
-    fn with_sigmas_the_margin_covers_the_spread_of_errors() {
-        let mut plain = OrderedRerank::new(1.0, 0.0);
-        let mut wide = OrderedRerank::new(1.0, 0.0).with_sigmas(4.0);
-        // Errors (estimate - exact) of -1, 0 and 1: largest 1; mean 0, sd 1.
-        for (i, e) in [-1.0f32, 0.0, 1.0].into_iter().enumerate() {
-            plain.add(5.0 + e, 5.0, 0.0, i as u64);
-            wide.add(5.0 + e, 5.0, 0.0, i as u64);
-        }
-        assert_eq!(plain.margin(), 1.0);
-        assert!((wide.margin() - 4.0).abs() < 1e-6);
-        // A candidate estimated at 8.5 may truly be at 4.5 < 5: rows wait.
-        assert_eq!(wide.next(Some(8.5), None), Next::Rerank);
-        assert!(matches!(plain.next(Some(8.5), None), Next::Row(..)));
     }
 
     #[test]
