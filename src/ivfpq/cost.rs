@@ -38,7 +38,6 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let rel = pg_sys::index_open((*info).indexoid, pg_sys::NoLock as i32);
         let meta = page::read_meta(rel);
         let opts = options::of(rel);
-        let multi = super::model::is_multi(rel);
         pg_sys::index_close(rel, pg_sys::NoLock as i32);
         let lists = meta.lists.max(1) as f64;
         let probes =
@@ -69,11 +68,7 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let visited = (ratio * data_pages).max(1.0);
         let seq_page = pg_sys::seq_page_cost;
         let cpu = pg_sys::cpu_operator_cost;
-        let rerank = if multi {
-            options::maxsim_rerank(opts.rerank as i64)
-        } else {
-            options::rerank(opts.rerank as i64)
-        } as f64;
+        let rerank = options::rerank(opts.rerank as i64) as f64;
         // Re-ranked candidates: a random heap fetch each; with a refine code,
         // a fine page visit each, and only about one in eight is fetched
         // (scan.rs, refined_batch).

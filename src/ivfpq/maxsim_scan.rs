@@ -96,19 +96,21 @@ pub(super) fn ordered_rerank() -> OrderedRerank<Cand> {
 /// See [`ordered_rerank`].
 const MARGIN_QUANTILE: f64 = 0.99;
 
-/// Entries kept per query vector: `ivfpq.maxsim_depth`, else half of what its
-/// probes score (500 per probed list, at least 10 × `rerank`), lowered until
-/// the gather fits `work_mem`. The depth sets the fill, and so how far the
-/// estimates of rows a query vector did not keep lie above their MaxSim:
-/// measured on 384-d sentence embeddings (8k documents, probes 20), keeping
-/// 1,000 entries per query vector re-ranked 4,453 rows a query (17 q/s),
-/// keeping 10,000 re-ranked 321 (73 q/s) at the same recall.
-fn gather_depth(rerank: usize, probes: usize, queries: usize) -> usize {
+/// Entries kept per query vector: `ivfpq.maxsim_depth`, else 10 × `rerank` (at
+/// least 1,000), lowered until the gather fits `work_mem`. A shallow gather
+/// keeps the fills high, and a row's estimate then bounds its MaxSim even when
+/// its best element for a query vector lies in a list not probed; a deep one
+/// (most of what is scored) estimates such rows below their MaxSim. On 25,000
+/// documents of sentence embeddings (bench/run-maxsim, probes 16, rerank 100):
+/// depth 500 recall@10 0.961 at 113 q/s, 2,000 0.959 at 119, 8,000 0.952 at
+/// 55, 32,000 0.928 at 49 (the errors of deep gathers also widen the margin,
+/// so more rows are re-ranked).
+fn gather_depth(rerank: usize, queries: usize) -> usize {
     let g = options::MAXSIM_DEPTH.get();
     let want = if g > 0 {
         g as usize
     } else {
-        (probes * 500).max(rerank * 10)
+        (rerank * 10).max(1000)
     };
     // SAFETY: reading this backend's GUC variable.
     let budget = unsafe { pg_sys::work_mem } as usize * 1024;
@@ -173,7 +175,7 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let geom = DataGeom::of(&st.meta);
     let nq = st.multi.as_ref().expect("a MaxSim scan").query.len();
     let probes = st.probes.min(st.meta.lists as usize).max(1);
-    let mut g = Gather::new(gather_depth(st.rerank, probes, nq));
+    let mut g = Gather::new(gather_depth(st.rerank, nq));
     let mut dists: Vec<f32> = vec![0.0; geom.capacity];
     for qi in 0..nq {
         pg_sys::check_for_interrupts!();

@@ -56,7 +56,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"ivfpq.maxsim_depth",
-        c"Best index entries kept per query vector by a MaxSim (@#) ivfpq scan (0: 500 per probed list, at least 10 x rerank).",
+        c"Best index entries kept per query vector by a MaxSim (@#) ivfpq scan (0: 10 x rerank, at least 1000).",
         c"Deeper gathers tighten the estimates of the rows they find; the memory is about 40 bytes per entry and query vector, within work_mem.",
         &MAXSIM_DEPTH,
         0,
@@ -284,29 +284,12 @@ pub fn probes(index_opt: u32, lists: usize) -> usize {
 
 /// Re-rank depth for a query: GUC (>= 0), else index option (>= 0), else default.
 pub fn rerank(index_opt: i64) -> usize {
-    rerank_or(index_opt, arrw_core::ivf::DEFAULT_RERANK)
-}
-
-/// Rows per exact batch of a MaxSim (`@#`) scan: GUC, else index option, else
-/// [`DEFAULT_MAXSIM_RERANK`].
-pub fn maxsim_rerank(index_opt: i64) -> usize {
-    rerank_or(index_opt, DEFAULT_MAXSIM_RERANK)
-}
-
-/// The default batch of a MaxSim scan. A row's exact MaxSim costs ~3 µs (its
-/// array read from the table and `query × document` inner products) beside
-/// ~5 ms of gathering; on 8k documents of 384-d sentence embeddings (probes
-/// 20) batches of 100 gave recall@10 0.970 with 183 rows re-ranked a query,
-/// of 400 0.993 with 432.
-pub const DEFAULT_MAXSIM_RERANK: usize = 400;
-
-fn rerank_or(index_opt: i64, default: usize) -> usize {
     let g = RERANK.get();
     if g >= 0 {
         g as usize
     } else if index_opt >= 0 {
         index_opt as usize
     } else {
-        default
+        arrw_core::ivf::DEFAULT_RERANK
     }
 }

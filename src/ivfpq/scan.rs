@@ -409,11 +409,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     // ALTER INDEX ... SET (probes = ...) takes effect at once.
     let opts = options::of(index);
     st.probes = options::probes(opts.probes.max(0) as u32, st.meta.lists as usize).max(1);
-    st.rerank = if multi {
-        options::maxsim_rerank(opts.rerank as i64)
-    } else {
-        options::rerank(opts.rerank as i64)
-    };
+    st.rerank = options::rerank(opts.rerank as i64);
     st.iterative = options::ITERATIVE_SCAN.get();
     st.max_probes = options::MAX_PROBES.get().max(0) as usize;
     profile::stop(t, Phase::Setup);
