@@ -202,16 +202,22 @@ def plan_of(conn, sql: str, params) -> str:
     return " / ".join(r[0].strip() for r in conn.execute("EXPLAIN (COSTS OFF) " + sql, params).fetchall())
 
 
-def run(conn, items, warm: int | None = None):
+def run(conn, items, warm: int | None = None, budget: float = float("inf")):
     """items: one (sql, params) per query. One warm-up pass (or the first `warm`
-    queries), then bench.REPEAT timed passes, best kept: results, q/s, latencies (s)."""
+    queries), then bench.REPEAT timed passes, best kept: results, q/s, latencies (s).
+    A warm-up pass that runs past `budget` seconds stops there, and the timed passes
+    run only the queries it reached."""
     phase, i = "warm-up", 0
     best, best_lat, res = 0.0, [], []
     try:
         with conn.cursor(binary=True) as cur:
+            t0 = time.perf_counter()
             for i, (sql, p) in enumerate(items if warm is None else items[:warm]):
                 cur.execute(sql, p, prepare=True)
                 cur.fetchall()
+                if time.perf_counter() - t0 > budget and warm is None:
+                    items = items[:i + 1]
+                    break
             for rep in range(bench.REPEAT):
                 phase = f"timed #{rep + 1}"
                 out, lat = [], []
@@ -292,7 +298,7 @@ class Runner:
                 forced, plan = True, plan_of(conn, *items[0])
                 if want_index not in plan:
                     raise RuntimeError(f"the planner does not use {want_index}: {plan}")
-            res, qps, lat = run(conn, items, warm)
+            res, qps, lat = run(conn, items, warm, self.args.budget)
         except (psycopg.Error, RuntimeError) as e:
             self.fail(f"{engine} {params} {knob}", f"{items[0][0]}  -- with {settings}", e, mark)
             self.rows.append(Row(self.ds, engine, params, knob, build_s=build_s, index_mb=index_mb, plan="ERROR",
@@ -306,7 +312,8 @@ class Runner:
                 "parallel seq" if "Parallel Seq Scan" in plan else "seq" if "Seq Scan" in plan else plan[:40])
         row = Row(self.ds, engine, params, knob, rec, qps, build_s, index_mb, kind + (" (forced)" if forced else ""),
                   series, load=loadavg(), p50_ms=percentile_ms(lat, 50), p99_ms=percentile_ms(lat, 99),
-                  note=note or f"{len(items)} queries")
+                  note=note or f"{len(res)} queries" + ("" if len(res) == len(items) else
+                                                        f" of {len(items)} (--budget)"))
         self.rows.append(row)
         print(f"    {engine:28s} {params:30s} {knob:26s} recall {rec:.3f} {qps:9.2f} q/s  "
               f"p50 {row.p50_ms:8.2f} ms p99 {row.p99_ms:8.2f} ms  [{row.plan}] load {row.load:.1f}", flush=True)
@@ -579,6 +586,9 @@ def main() -> int:
                     help="pgvector re-rank variants: sql (the SQL max_sim() of pgvector-python's ColBERT "
                          "example), arrw (arrw's maxsim() on a docs table beside it) (default: %(default)s)")
     ap.add_argument("--ivfpq-options", default="", help="WITH (...) options of the ivfpq index, e.g. 'lists = 500'")
+    ap.add_argument("--budget", type=float, default=60.0,
+                    help="seconds: a point whose warm-up pass runs longer is timed on the queries "
+                         "that pass reached (default 60)")
     ap.add_argument("--repeat", type=int, default=1, help="timed passes per point after a warm-up pass (best kept)")
     ap.add_argument("--build-threads", type=int, help="threads of arrw's index build (default: all cores)")
     ap.add_argument("--port", type=int, default=int(os.environ.get("ARRW_MAXSIM_PORT", "54391")))
