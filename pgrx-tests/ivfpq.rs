@@ -232,3 +232,39 @@ fn ivfpq_trains_on_a_random_sample_not_the_first_rows() {
     .unwrap();
     assert_eq!((min, max), (Some(2000), Some(2000)));
 }
+
+/// vector_maxsim_ops: documents of 1 to 4 rows of the blobs above; with every
+/// list probed and every entry kept, `ORDER BY v @# q` through the index equals
+/// the sequential scan's order, also for rows inserted in the same
+/// transaction after the build (they are visible to the scan's snapshot).
+#[pg_test]
+fn ivfpq_maxsim_index_answers_like_a_sequential_scan() {
+    ivfpq_blobs("ivfpq_ms_rows");
+    Spi::run(
+        "CREATE TABLE public.ivfpq_ms (id int PRIMARY KEY, v vector(8)[]);
+         INSERT INTO public.ivfpq_ms
+         SELECT d, array_agg(r.v ORDER BY r.id) FROM public.ivfpq_ms_rows r,
+                LATERAL (SELECT r.id / 3 AS d) g
+         WHERE r.id < 300 GROUP BY d;
+         CREATE INDEX ivfpq_ms_v ON public.ivfpq_ms USING ivfpq (v vector_maxsim_ops)
+           WITH (lists = 4, m = 8, nbits = 4);
+         SET LOCAL enable_seqscan = off; SET LOCAL ivfpq.probes = 4;
+         SET LOCAL ivfpq.maxsim_depth = 100000; SET LOCAL ivfpq.rerank = 100000",
+    )
+    .unwrap();
+    let q = r#"{"[50,1,2,0,0,3,1,0]","[0,0,50,2,1,0,0,3]"}"#;
+    let plan = ivfpq_explain(&format!(
+        "SELECT id FROM public.ivfpq_ms ORDER BY v @# '{q}' LIMIT 5"
+    ));
+    assert!(plan.contains("Index Scan using ivfpq_ms_v"), "{plan}");
+    let (via_index, via_seq) = ivfpq_index_and_seq("ivfpq_ms", "@#", q, 20);
+    assert_eq!(via_index, via_seq);
+    // Rows added after the build, in this transaction.
+    Spi::run(
+        "INSERT INTO public.ivfpq_ms
+         SELECT 1000 + r.id, ARRAY[r.v] FROM public.ivfpq_ms_rows r WHERE r.id >= 300",
+    )
+    .unwrap();
+    let (via_index, via_seq) = ivfpq_index_and_seq("ivfpq_ms", "@#", q, 30);
+    assert_eq!(via_index, via_seq);
+}

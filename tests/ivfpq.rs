@@ -78,10 +78,15 @@ fn count(c: &mut Client, sql: &str) -> i64 {
 
 /// Inserts rows in multi-row INSERTs of 200.
 fn insert_rows(c: &mut Client, table: &str, rows: &[(i32, Vec<f32>)]) {
+    insert_values(c, table, rows, |v| format!("'{}'", lit(v)));
+}
+
+/// Inserts `(id, v)` rows, `v` written as SQL by `sql`, 200 to an INSERT.
+fn insert_values<V>(c: &mut Client, table: &str, rows: &[(i32, V)], sql: impl Fn(&V) -> String) {
     for chunk in rows.chunks(200) {
         let values: Vec<String> = chunk
             .iter()
-            .map(|(id, v)| format!("({id},'{}')", lit(v)))
+            .map(|(id, v)| format!("({id},{})", sql(v)))
             .collect();
         exec(
             c,
@@ -1380,16 +1385,7 @@ fn arr(d: &[Vec<f32>]) -> String {
 }
 
 fn insert_docs(c: &mut Client, rows: &[(i32, Vec<Vec<f32>>)]) {
-    for chunk in rows.chunks(100) {
-        let values: Vec<String> = chunk
-            .iter()
-            .map(|(id, d)| format!("({id},{})", arr(d)))
-            .collect();
-        exec(
-            c,
-            &format!("INSERT INTO docs (id, v) VALUES {}", values.join(",")),
-        );
-    }
+    insert_values(c, "docs", rows, |d| arr(d));
 }
 
 /// Ids of `ORDER BY v @# q LIMIT k` as the session plans it.
