@@ -107,7 +107,9 @@ def embeddings(corpus: Path, cache: Path, needed: list[str], threads: int):
     where = {}
     for i, t in enumerate(mt_texts):
         where.setdefault(t.lower(), i)
-    keys = {t.lower(): t for t in needed}
+    keys = {}  # lower-cased -> the first spelling (the cached chunks' keys stay the same
+    for t in needed:  # for every --docs: the list only grows at its end)
+        keys.setdefault(t.lower(), t)
     inside = [where[k] for k in keys if k in where]
     extra = [t for k, t in keys.items() if k not in where]
     upto = max(inside, default=-1) + 1
