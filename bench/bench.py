@@ -405,17 +405,22 @@ class Vec:
         self.b = b
 
 
-def register_vector(conn: psycopg.Connection) -> None:
-    oid = conn.execute("SELECT %s::regtype::oid", (COLUMN_TYPE,)).fetchone()[0]
+def register_binary(conn: psycopg.Connection, cls: type, oid: int) -> None:
+    """Sends objects of `cls` (with their bytes in `.b`) as binary parameters of type `oid`."""
 
-    class VecDumper(Dumper):
+    class BinDumper(Dumper):
         format = Format.BINARY
 
         def dump(self, obj):
             return obj.b
 
-    VecDumper.oid = oid
-    conn.adapters.register_dumper(Vec, VecDumper)
+    BinDumper.oid = oid
+    conn.adapters.register_dumper(cls, BinDumper)
+
+
+def register_vector(conn: psycopg.Connection) -> None:
+    oid = conn.execute("SELECT %s::regtype::oid", (COLUMN_TYPE,)).fetchone()[0]
+    register_binary(conn, Vec, oid)
 
 
 def copy_items(conn: psycopg.Connection, base: np.ndarray, first_id: int = 0) -> None:

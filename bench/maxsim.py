@@ -27,8 +27,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import psycopg
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (bench/bench.py: server, vector and report helpers)
@@ -133,17 +131,6 @@ class ArrwArrParam(Param):  # arrw's vector[]
 def type_oids(conn, typname: str) -> tuple[int, int]:
     """(oid, array type oid) of a type name as this connection resolves it."""
     return conn.execute("SELECT oid, typarray FROM pg_type WHERE oid = %s::regtype", (typname,)).fetchone()
-
-
-def register(conn, cls, oid: int) -> None:
-    class D(Dumper):
-        format = Format.BINARY
-
-        def dump(self, obj):
-            return obj.b
-
-    D.oid = oid
-    conn.adapters.register_dumper(cls, D)
 
 
 def vec_records(v: np.ndarray) -> bytes:
@@ -265,13 +252,13 @@ class Runner:
     def connect(self, db):
         conn = self.cluster.connect(db)
         if db == ARRW_DB:
-            register(conn, ArrwArrParam, type_oids(conn, "vector")[1])
+            bench.register_binary(conn, ArrwArrParam, type_oids(conn, "vector")[1])
         else:
             vec, arr = type_oids(conn, "vector")
-            register(conn, VecParam, vec)
-            register(conn, PgvArrParam, arr)
+            bench.register_binary(conn, VecParam, vec)
+            bench.register_binary(conn, PgvArrParam, arr)
             if self.has_arrw_ext(conn):
-                register(conn, ArrwArrParam, type_oids(conn, "arrw_ext.vector")[1])
+                bench.register_binary(conn, ArrwArrParam, type_oids(conn, "arrw_ext.vector")[1])
         return conn
 
     @staticmethod
