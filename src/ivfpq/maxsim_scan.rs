@@ -33,50 +33,9 @@ use super::options;
 use super::profile::{self, Count, Phase};
 use super::scan::{self, Cand, ScanState, NO_FINE};
 use arrw_core::ivf::RankedLists;
-use arrw_core::maxsim::{BestFirst, Gather, MaxSimError, Side};
+use arrw_core::maxsim::{BestFirst, Gather};
 use arrw_core::rerank::{Next, OrderedRerank, DEFAULT_LIST_QUANTILE};
 use pgrx::pg_sys;
-
-/// The state of a MaxSim scan beyond what every ivfpq scan keeps.
-pub(super) struct MultiScan {
-    /// The query's vectors.
-    query: Vec<Vec<f32>>,
-    /// Rows found, as (estimated MaxSim, TID), taken best first.
-    cands: BestFirst,
-    gathered: bool,
-}
-
-impl MultiScan {
-    /// Reads the query array (empty, NULL elements, nested or too long: ERROR).
-    ///
-    /// # Safety
-    /// `datum` must be a non-null `vector[]` datum.
-    pub(super) unsafe fn new(datum: pg_sys::Datum) -> Self {
-        // SAFETY: forwarded contract.
-        let v = unsafe { crate::vector::maxsim::array_vectors(datum, Side::Query) };
-        if v.is_empty() {
-            crate::vector::maxsim::raise(MaxSimError::Empty(Side::Query));
-        }
-        MultiScan {
-            query: v.iter().map(|x| x.to_vec()).collect(),
-            cands: BestFirst::default(),
-            gathered: false,
-        }
-    }
-
-    /// ERROR unless every query vector has the index's `dim` dimensions.
-    pub(super) fn check_dim(&self, dim: usize) {
-        if let Some(x) = self.query.iter().find(|x| x.len() != dim) {
-            crate::vector::maxsim::raise(MaxSimError::DifferentDims(dim, x.len()));
-        }
-    }
-
-    /// `doc @# query` for a row's vectors (ERROR on mixed dimensions).
-    pub(super) fn exact_distance(&self, doc: &[&[f32]]) -> f32 {
-        let q: Vec<&[f32]> = self.query.iter().map(|x| x.as_slice()).collect();
-        -crate::vector::maxsim::similarity_of(doc, &q) as f32
-    }
-}
 
 /// The queue that hands re-ranked rows out in exact order: the single-vector
 /// rule, with the margin at the 99th percentile of the amounts by which
@@ -89,7 +48,7 @@ impl MultiScan {
 /// ms; 45 ms and 400 rows at the 99th percentile, same rows). A margin from
 /// the errors' spread (mean + 4 sd, also tried) did the same, counting how
 /// loose the bounds of partly found rows are.
-pub(super) fn ordered_rerank() -> OrderedRerank<Cand> {
+fn ordered_rerank() -> OrderedRerank<Cand> {
     OrderedRerank::new(MARGIN_QUANTILE, DEFAULT_LIST_QUANTILE)
 }
 
@@ -174,6 +133,7 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let model = st.model.clone().expect("started");
     let geom = DataGeom::of(&st.meta);
     let nq = st.multi.as_ref().expect("a MaxSim scan").query.len();
+    st.order = ordered_rerank();
     let probes = st.probes.min(st.meta.lists as usize).max(1);
     let mut g = Gather::new(gather_depth(st.rerank, nq));
     let mut dists: Vec<f32> = vec![0.0; geom.capacity];

@@ -11,6 +11,7 @@
 //! | aminsert | insert.rs | encode one row, append it to its list's last page |
 //! | ambeginscan, amrescan, amgettuple, amendscan | scan.rs | probe lists, ADC-score codes, re-rank from the heap |
 //! | amgettuple of `vector_maxsim_ops` (`@#`) | maxsim_scan.rs | per query vector: probe, gather rows, estimate MaxSim, re-rank |
+//! | amgettuple itself | here | starts the scan (scan.rs) and hands it to one of the two |
 //! | ambulkdelete, amvacuumcleanup | vacuum.rs | drop dead TIDs, compact pages |
 //! | amcostestimate | cost.rs | make ORDER BY ... LIMIT plans pick the index |
 //! | amoptions | options.rs | `lists`, `m`, `nbits`, `probes`, `rerank` |
@@ -30,6 +31,7 @@ pub mod cost;
 pub mod info;
 pub mod insert;
 pub mod layout;
+pub mod maxsim_query;
 pub mod maxsim_scan;
 pub mod model;
 pub mod options;
@@ -85,7 +87,7 @@ crate::v1! {
         am.amadjustmembers = None;
         am.ambeginscan = Some(scan::ambeginscan);
         am.amrescan = Some(scan::amrescan);
-        am.amgettuple = Some(scan::amgettuple);
+        am.amgettuple = Some(amgettuple);
         am.amgetbitmap = None;
         am.amendscan = Some(scan::amendscan);
         am.ammarkpos = None;
@@ -94,6 +96,27 @@ crate::v1! {
         am.aminitparallelscan = None;
         am.amparallelrescan = None;
         pg_sys::Datum::from(am as *mut pg_sys::IndexAmRoutine)
+    }
+}
+
+/// `amgettuple`: starts the scan (scan.rs), then runs a MaxSim scan of a
+/// trained `vector_maxsim_ops` index (maxsim_scan.rs) or any other scan
+/// (scan.rs). Dispatching here keeps the two scan files' imports one-way.
+#[pg_guard]
+unsafe extern "C-unwind" fn amgettuple(
+    scan: pg_sys::IndexScanDesc,
+    dir: pg_sys::ScanDirection::Type,
+) -> bool {
+    // SAFETY: PostgreSQL calls amgettuple with a scan ambeginscan began.
+    let Some(st) = (unsafe { scan::begin(scan, dir) }) else {
+        return false;
+    };
+    if st.multi.is_some() && st.meta.untrained == 0 {
+        // SAFETY: scan is live and started.
+        unsafe { maxsim_scan::gettuple(scan, st) }
+    } else {
+        // SAFETY: scan is live and started.
+        unsafe { scan::gettuple(scan, st) }
     }
 }
 

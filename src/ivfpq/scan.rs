@@ -91,7 +91,7 @@ pub(super) struct ScanState {
     /// The index's size as last counted (`page::list_dir_counted`; 0: not yet).
     pub(super) nblocks: u32,
     /// A `vector_maxsim_ops` index's scan for `@#` (maxsim_scan.rs).
-    pub(super) multi: Option<super::maxsim_scan::MultiScan>,
+    pub(super) multi: Option<super::maxsim_query::MultiScan>,
 }
 
 #[pg_guard]
@@ -189,11 +189,15 @@ pub unsafe extern "C-unwind" fn amrescan(
     }
 }
 
-#[pg_guard]
-pub unsafe extern "C-unwind" fn amgettuple(
+/// The scan's state for `amgettuple` (mod.rs), started on the first call;
+/// None when the scan returns nothing (no ORDER BY, a NULL query).
+///
+/// # Safety
+/// `scan` must be a scan begun by [`ambeginscan`] and not yet ended.
+pub(super) unsafe fn begin<'a>(
     scan: pg_sys::IndexScanDesc,
     dir: pg_sys::ScanDirection::Type,
-) -> bool {
+) -> Option<&'a mut ScanState> {
     if dir != pg_sys::ScanDirection::ForwardScanDirection {
         crate::errors::error(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -203,12 +207,17 @@ pub unsafe extern "C-unwind" fn amgettuple(
     // SAFETY: scan is ours and live.
     let st = unsafe { state(scan) };
     if !st.started && !unsafe { start(scan, st) } {
-        return false;
+        return None;
     }
-    if st.multi.is_some() && st.meta.untrained == 0 {
-        // SAFETY: scan is live and started.
-        return unsafe { super::maxsim_scan::gettuple(scan, st) };
-    }
+    Some(st)
+}
+
+/// `amgettuple` of a single-vector scan, or of a MaxSim scan of an untrained
+/// index (exact passes).
+///
+/// # Safety
+/// `scan` must be live and started (`begin`).
+pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     loop {
         if st.meta.untrained != 0 || st.rerank == 0 {
             if let Some((dist, tid)) = st.ready.pop() {
@@ -385,8 +394,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     let multi = model::is_multi(index);
     if multi {
         // SAFETY: the ORDER BY argument of `@#` is a non-null vector[] datum.
-        st.multi = Some(unsafe { super::maxsim_scan::MultiScan::new(key.sk_argument) });
-        st.order = super::maxsim_scan::ordered_rerank();
+        st.multi = Some(unsafe { super::maxsim_query::MultiScan::new(key.sk_argument) });
     } else {
         // SAFETY: the ORDER BY argument is a non-null vector datum.
         st.query = unsafe { crate::vector::VectorArg::from_key(key.sk_argument) }

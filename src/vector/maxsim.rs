@@ -31,8 +31,8 @@ unsafe fn vectors<'a>(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Vec<&'a [f3
 /// # Safety
 /// `datum` must be a non-null `vector[]` datum valid for `'a`.
 pub unsafe fn array_vectors<'a>(datum: pg_sys::Datum, side: maxsim::Side) -> Vec<&'a [f32]> {
-    // SAFETY: a non-null array datum; detoasted before the array routines read it
-    // (the copy, if any, lives in the current memory context).
+    // The detoasted copy, if any, lives in the current memory context.
+    // SAFETY: a non-null array datum; detoasted before the array routines read it.
     let arr = unsafe { pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) } as *mut pg_sys::ArrayType;
     // SAFETY: `arr` is a detoasted array; we read its header fields only.
     let (ndim, elemtype) = unsafe { ((*arr).ndim, (*arr).elemtype) };

@@ -1,0 +1,47 @@
+//! The query of a MaxSim (`@#`) scan of a `vector_maxsim_ops` index, kept in
+//! the scan's state (scan.rs reads it; maxsim_scan.rs runs the scan): the
+//! query's vectors, and the rows found once gathered.
+
+use arrw_core::maxsim::{BestFirst, MaxSimError, Side};
+use pgrx::pg_sys;
+
+/// The state of a MaxSim scan beyond what every ivfpq scan keeps.
+pub(super) struct MultiScan {
+    /// The query's vectors.
+    pub(super) query: Vec<Vec<f32>>,
+    /// Rows found, as (estimated MaxSim, TID), taken best first.
+    pub(super) cands: BestFirst,
+    pub(super) gathered: bool,
+}
+
+impl MultiScan {
+    /// Reads the query array (empty, NULL elements, nested or too long: ERROR).
+    ///
+    /// # Safety
+    /// `datum` must be a non-null `vector[]` datum.
+    pub(super) unsafe fn new(datum: pg_sys::Datum) -> Self {
+        // SAFETY: forwarded contract.
+        let v = unsafe { crate::vector::maxsim::array_vectors(datum, Side::Query) };
+        if v.is_empty() {
+            crate::vector::maxsim::raise(MaxSimError::Empty(Side::Query));
+        }
+        MultiScan {
+            query: v.iter().map(|x| x.to_vec()).collect(),
+            cands: BestFirst::default(),
+            gathered: false,
+        }
+    }
+
+    /// ERROR unless every query vector has the index's `dim` dimensions.
+    pub(super) fn check_dim(&self, dim: usize) {
+        if let Some(x) = self.query.iter().find(|x| x.len() != dim) {
+            crate::vector::maxsim::raise(MaxSimError::DifferentDims(dim, x.len()));
+        }
+    }
+
+    /// `doc @# query` for a row's vectors (ERROR on mixed dimensions).
+    pub(super) fn exact_distance(&self, doc: &[&[f32]]) -> f32 {
+        let q: Vec<&[f32]> = self.query.iter().map(|x| x.as_slice()).collect();
+        -crate::vector::maxsim::similarity_of(doc, &q) as f32
+    }
+}
