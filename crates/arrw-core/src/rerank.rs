@@ -338,15 +338,33 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// estimate minus the margin) nor an unprobed list (its centroid distance
     /// plus the slack) could hold anything closer; otherwise whichever of the
     /// two could be closer is explored first.
+    ///
+    /// A stage whose margin has not been observed yet (no row of it re-ranked)
+    /// bounds nothing: its candidates could be any distance closer, so that
+    /// stage is advanced before a row may leave. (A row re-ranked from the
+    /// table without refining, such as one whose fine entry a racing VACUUM
+    /// had moved, once left ahead of refined candidates that were closer,
+    /// because the fine margin was still 0.)
     pub fn next(&mut self, candidate: Option<f32>, list: Option<f32>) -> Next<T> {
+        let fine_known = self.fine_errors.seen > 0;
+        let coarse_known =
+            self.errors.seen > 0 && (!self.refine || !self.coarse_fine.is_finite() || fine_known);
         let margin = self.margin();
-        let bound = |e: f32, m: f32| if e.is_nan() { f32::INFINITY } else { e - m };
-        let c = candidate.map(|e| bound(e, margin));
+        let bound = |e: f32, m: f32, known: bool| {
+            if !known {
+                f32::NEG_INFINITY
+            } else if e.is_nan() {
+                f32::INFINITY
+            } else {
+                e - m
+            }
+        };
+        let c = candidate.map(|e| bound(e, margin, coarse_known));
         let fine_margin = self.fine_margin();
         let r = self
             .refined
             .peek()
-            .map(|Reverse((_, _, _, f))| bound(f.0, fine_margin));
+            .map(|Reverse((_, _, _, f))| bound(f.0, fine_margin, fine_known));
         let l = match (list, self.list_slack()) {
             (Some(d), Some(s)) => Some(d + s),
             // Before any row was re-ranked there is nothing to compare with:
@@ -440,6 +458,28 @@ mod tests {
         assert_eq!(r.next(Some(1.0), Some(0.5)), Next::Rerank);
         assert_eq!(r.next(None, Some(0.5)), Next::Probe);
         assert_eq!(r.next(None, None), Next::Done);
+    }
+
+    #[test]
+    fn a_stage_with_no_error_seen_yet_is_advanced_before_a_row_leaves() {
+        // With a refine stage: row 2 was re-ranked straight from the table
+        // (its fine entry could not be trusted); row 1 waits, refined at 5.05
+        // and truly at 4.9. No refined row has been re-ranked, so how far a
+        // fine estimate may overshoot is unknown: row 2 must wait.
+        let mut r = OrderedRerank::new(1.0, 0.0).with_refine();
+        r.add_refined(6.0, 5.05, 0.0, 1u64);
+        r.add(5.5, 5.0, 0.0, 2);
+        assert_eq!(r.next(None, None), Next::Rerank);
+        for (c, f, id) in r.pop_refined(1) {
+            r.add_refined_exact(c, f, 4.9, id);
+        }
+        assert_eq!(r.next(None, None), Next::Row(4.9, 1));
+        assert_eq!(r.next(None, None), Next::Row(5.0, 2));
+        assert_eq!(r.next(None, None), Next::Done);
+        // The same for coarse candidates before any row taught their margin.
+        let mut r = OrderedRerank::new(1.0, 0.0);
+        r.ready.push(Reverse((key(5.0), 2u64, OrdF32(5.0))));
+        assert_eq!(r.next(Some(5.2), None), Next::Rerank);
     }
 
     #[test]
