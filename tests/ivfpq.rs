@@ -1398,10 +1398,12 @@ fn maxsim_ids(c: &mut Client, q: &[Vec<f32>], k: usize) -> Vec<i32> {
         .collect()
 }
 
-/// Exact settings for a MaxSim scan: every list probed, every entry kept.
+/// Exact settings for a MaxSim scan: every list probed, every entry kept (a
+/// depth above the index's entries is cut to them; the work_mem fits up to a
+/// million of them).
 fn exact_maxsim_settings(c: &mut Client, lists: usize) {
     exact_settings(c, lists);
-    exec(c, "SET ivfpq.maxsim_depth = 1000000");
+    exec(c, "SET work_mem = '1GB'; SET ivfpq.maxsim_depth = 1000000");
 }
 
 /// With exact settings, the index returns every row once, and the rows of a few

@@ -24,12 +24,14 @@
 //!    are not returned (their estimate is the sum of the fills at most).
 //!
 //! With `rerank = 0` rows come in estimated order without reading the table.
-//! Memory: the gather is bounded by `work_mem` (the depth is lowered to fit,
+//! Memory: the gather is bounded by `work_mem` (the default depth is lowered
+//! to fit, a depth the session SET that does not fit is an ERROR:
 //! `Gather::bytes_for`); each re-ranked row's array lives in the scan's
 //! per-row context, reset after its MaxSim is computed.
 
 use super::layout::{self, DataGeom};
 use super::options;
+use super::page;
 use super::profile::{self, Count, Phase};
 use super::scan::{self, Cand, ScanState, NO_FINE};
 use arrw_core::ivf::RankedLists;
@@ -56,28 +58,59 @@ fn ordered_rerank() -> OrderedRerank<Cand> {
 const MARGIN_QUANTILE: f64 = 0.99;
 
 /// Entries kept per query vector: `ivfpq.maxsim_depth`, else 10 × `rerank` (at
-/// least 1,000), lowered until the gather fits `work_mem`. A shallow gather
-/// keeps the fills high, and a row's estimate then bounds its MaxSim even when
-/// its best element for a query vector lies in a list not probed; a deep one
-/// (most of what is scored) estimates such rows below their MaxSim. On 25,000
-/// documents of sentence embeddings (bench/run-maxsim, probes 16, rerank 100):
-/// depth 500 recall@10 0.961 at 113 q/s, 2,000 0.959 at 119, 8,000 0.952 at
-/// 55, 32,000 0.928 at 49 (the errors of deep gathers also widen the margin,
-/// so more rows are re-ranked).
-fn gather_depth(rerank: usize, queries: usize) -> usize {
-    let g = options::MAXSIM_DEPTH.get();
-    let want = if g > 0 {
-        g as usize
+/// least 1,000), and never more than the index can hold (`max_entries`: its
+/// data pages full). A shallow gather keeps the fills high, and a row's
+/// estimate then bounds its MaxSim even when its best element for a query
+/// vector lies in a list not probed; a deep one (most of what is scored)
+/// estimates such rows below their MaxSim. On 25,000 documents of sentence
+/// embeddings (bench/run-maxsim, probes 16, rerank 100): depth 500 recall@10
+/// 0.961 at 113 q/s, 2,000 0.959 at 119, 8,000 0.952 at 55, 32,000 0.928 at
+/// 49 (the errors of deep gathers also widen the margin, so more rows are
+/// re-ranked).
+///
+/// Memory: the default depth is lowered until the gather fits `work_mem`; a
+/// depth the session SET that does not fit is an ERROR saying what it needs
+/// (lowering it would quietly drop rows the caller asked the scan to keep).
+fn gather_depth(rerank: usize, queries: usize, max_entries: usize) -> usize {
+    let set = options::MAXSIM_DEPTH.get();
+    let want = if set > 0 {
+        set as usize
     } else {
         (rerank * 10).max(1000)
-    };
+    }
+    .min(max_entries.max(1));
     // SAFETY: reading this backend's GUC variable.
     let budget = unsafe { pg_sys::work_mem } as usize * 1024;
+    if set > 0 && Gather::bytes_for(want, queries) > budget {
+        gather_too_big(want, queries, budget);
+    }
     let mut depth = want;
     while depth > 16 && Gather::bytes_for(depth, queries) > budget {
         depth = depth * 3 / 4;
     }
     depth
+}
+
+#[cold]
+fn gather_too_big(depth: usize, queries: usize, budget: usize) -> ! {
+    // In kB, as work_mem itself is set (a budget below 1 MB is common in tests).
+    let kb = |b: usize| b.div_ceil(1024);
+    let needed = Gather::bytes_for(depth, queries);
+    pgrx::pg_sys::panic::ErrorReport::new(
+        pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "ivfpq: a MaxSim scan keeping {depth} entries for each of {queries} query vectors needs {} kB of work_mem, which is {} kB",
+            kb(needed),
+            kb(budget)
+        ),
+        "amgettuple",
+    )
+    .set_hint(format!(
+        "SET work_mem = '{}kB', or lower ivfpq.maxsim_depth (0 picks a depth that fits).",
+        kb(needed)
+    ))
+    .report(pgrx::PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned")
 }
 
 /// `amgettuple` for a MaxSim scan of a trained index.
@@ -135,7 +168,11 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let nq = st.multi.as_ref().expect("a MaxSim scan").query.len();
     st.order = ordered_rerank();
     let probes = st.probes.min(st.meta.lists as usize).max(1);
-    let mut g = Gather::new(gather_depth(st.rerank, nq));
+    // The index holds at most its data pages' worth of entries.
+    let max_entries = (page::nblocks(index) as usize)
+        .saturating_sub(st.meta.first_data_block() as usize)
+        .saturating_mul(geom.capacity);
+    let mut g = Gather::new(gather_depth(st.rerank, nq, max_entries));
     let mut dists: Vec<f32> = vec![0.0; geom.capacity];
     for qi in 0..nq {
         pg_sys::check_for_interrupts!();

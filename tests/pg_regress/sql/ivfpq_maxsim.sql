@@ -91,6 +91,15 @@ SELECT id FROM mdocs ORDER BY v @# ARRAY[NULL, '[1,2,3,4,5,6,7,8]']::vector[] LI
 SELECT id FROM mdocs ORDER BY v @# ARRAY[['[1,2,3,4,5,6,7,8]']]::vector[] LIMIT 1;
 INSERT INTO mdocs VALUES (9003, 0, ARRAY[NULL, '[1,2,3,4,5,6,7,8]']::vector[]);
 \set VERBOSITY default
+-- A depth the session SET that does not fit work_mem fails saying what it
+-- needs (a depth is cut to what the index's pages hold, here 3,200 entries;
+-- the default depth is lowered to fit instead).
+SET work_mem = '64kB';
+SET ivfpq.maxsim_depth = 100000;
+SELECT id FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 1;
+RESET ivfpq.maxsim_depth;
+SELECT count(*) FROM (SELECT id FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 3) s;
+RESET work_mem;
 SELECT id FROM mdocs ORDER BY v @# ARRAY['[1,2,3]']::vector[] LIMIT 1;
 SELECT id FROM mdocs ORDER BY v @# '{}'::vector[] LIMIT 1;
 -- A NULL query: as a parameter of a generic plan, the index scan returns no
