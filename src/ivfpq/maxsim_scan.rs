@@ -81,21 +81,21 @@ fn gather_depth(rerank: usize, queries: usize, max_entries: usize) -> usize {
     .min(max_entries.max(1));
     // SAFETY: reading this backend's GUC variable.
     let budget = unsafe { pg_sys::work_mem } as usize * 1024;
-    if set > 0 && Gather::bytes_for(want, queries) > budget {
-        gather_too_big(want, queries, budget);
+    if set > 0 && Gather::bytes_for(want, queries, max_entries) > budget {
+        gather_too_big(want, queries, max_entries, budget);
     }
     let mut depth = want;
-    while depth > 16 && Gather::bytes_for(depth, queries) > budget {
+    while depth > 16 && Gather::bytes_for(depth, queries, max_entries) > budget {
         depth = depth * 3 / 4;
     }
     depth
 }
 
 #[cold]
-fn gather_too_big(depth: usize, queries: usize, budget: usize) -> ! {
+fn gather_too_big(depth: usize, queries: usize, entries: usize, budget: usize) -> ! {
     // In kB, as work_mem itself is set (a budget below 1 MB is common in tests).
     let kb = |b: usize| b.div_ceil(1024);
-    let needed = Gather::bytes_for(depth, queries);
+    let needed = Gather::bytes_for(depth, queries, entries);
     pgrx::pg_sys::panic::ErrorReport::new(
         pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         format!(

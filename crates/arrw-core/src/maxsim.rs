@@ -109,9 +109,15 @@ pub fn similarity(doc: &[&[f32]], query: &[&[f32]]) -> Result<f64, MaxSimError> 
 /// `Σ fill_i` ([`Gather::floor`]).
 ///
 /// Memory: at most `4 × depth` entries of the current query vector (a linear
-/// selection trims them to the best `depth` when full), plus at most `depth`
-/// rows (24 bytes each, with the map that finds them) per finished query
-/// vector ([`Gather::bytes_for`]).
+/// selection trims them to the best `depth` when full), plus at most
+/// [`ROW_BYTES`] per row kept, at most `depth` rows per finished query vector
+/// ([`Gather::bytes_for`]).
+/// Most bytes a row kept by a [`Gather`] takes: 16 for its sum and 8 for its
+/// last query vector (each in a vector that may have doubled: 48), and its
+/// map entry (16 bytes and a control byte per bucket, buckets at most 7/16
+/// full just after the map doubled: 39).
+pub const ROW_BYTES: usize = 88;
+
 #[derive(Clone, Debug)]
 pub struct Gather {
     depth: usize,
@@ -159,10 +165,35 @@ impl Gather {
     }
 
     /// Bytes a gather of `depth` entries per query vector holds at most for
-    /// `queries` query vectors.
-    pub fn bytes_for(depth: usize, queries: usize) -> usize {
+    /// `queries` query vectors over an index of at most `entries` entries: the
+    /// current query vector's buffer (16 bytes an entry, never more than 4 ×
+    /// `depth` nor than are offered; its allocation grows by doubling) and at
+    /// most [`ROW_BYTES`] per row kept. No more rows are kept than `depth` per
+    /// query vector, nor than the index has entries (each row has at least
+    /// one); and 1 kB. [`Gather::heap_bytes`] is what one holds.
+    pub fn bytes_for(depth: usize, queries: usize, entries: usize) -> usize {
         let depth = depth.max(1);
-        (depth * 4).max(256) * 16 + depth * queries * 40
+        let buffer = (depth.saturating_mul(4))
+            .min(entries.max(1))
+            .next_power_of_two();
+        let rows = depth.saturating_mul(queries).min(entries).max(1);
+        // + 1 kB: the smallest allocations round up (a vector holds at least
+        // 4 entries, a map at least 4 buckets).
+        buffer
+            .saturating_mul(16)
+            .saturating_add(rows.saturating_mul(ROW_BYTES))
+            .saturating_add(1024)
+    }
+
+    /// Bytes this gather's allocations take now (their capacities).
+    pub fn heap_bytes(&self) -> usize {
+        // The map: 16-byte buckets and a control byte each, buckets a power of
+        // two holding at most 7/8 of them (hashbrown's layout).
+        let buckets = (self.index.capacity() * 8).div_ceil(7).next_power_of_two();
+        self.current.capacity() * std::mem::size_of::<(f32, u64)>()
+            + self.rows.capacity() * std::mem::size_of::<(u64, f32)>()
+            + self.last.capacity() * std::mem::size_of::<(u32, f32)>()
+            + buckets * (std::mem::size_of::<(u64, u32)>() + 1)
     }
 
     /// Entries kept per query vector.
@@ -476,6 +507,35 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// What a gather holds stays within `bytes_for`, whatever the depth,
+        /// the number of query vectors and of entries per row.
+        #[test]
+        fn a_gather_holds_at_most_bytes_for(
+            seed in any::<u64>(),
+            rows in 1u64..3000,
+            per_row in 1usize..6,
+            nq in 1usize..8,
+            depth in 1usize..5000,
+        ) {
+            let all = entries(seed, rows, per_row, nq);
+            let mut g = Gather::new(depth);
+            let mut peak = 0;
+            for q in &all {
+                for &(r, s) in q {
+                    g.offer(s, r);
+                    peak = peak.max(g.heap_bytes());
+                }
+                g.end_query();
+                peak = peak.max(g.heap_bytes());
+            }
+            let bound = Gather::bytes_for(depth, nq, rows as usize * per_row);
+            prop_assert!(peak <= bound, "{} > {}", peak, bound);
+        }
     }
 
     #[test]
