@@ -19,9 +19,17 @@
 //! unreachable blocks.
 //!
 //! Before step 1 the insert page the directory names is confirmed to be on the
-//! list's chain (walked from the head, one share-locked page at a time, every
-//! page checked by `page::ListChain`): a row put on a page no chain reaches
-//! would be in the table but never found by the index.
+//! list's chain (walked one share-locked page at a time, every page checked by
+//! `page::ListChain`): a row put on a page no chain reaches would be in the
+//! table but never found by the index. The walk starts from the last insert
+//! page this backend confirmed for the list ([`ON_CHAIN`]; pages are never
+//! unlinked, so it stays on the chain until a REINDEX or TRUNCATE gives the
+//! index a new relfilenode), and from the list's head only when that one is
+//! not behind the directory's insert page (VACUUM moved the insert page
+//! back). Walking from the head every time made each insert cost a visit per
+//! page of its list: O(rows) per insert into an index built on an empty table
+//! (one list), and a growing cost for every list as the table outgrows the
+//! rows it was built on.
 //!
 //! Scans and VACUUM never hold a data page while waiting for the directory page,
 //! and never hold the directory page while waiting for a data page, so no cycle
@@ -34,6 +42,62 @@ use super::page::{self, WriteSet};
 use crate::memctx::RowContext;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// (database, relfilenode, build generation, list).
+type ChainKey = (u32, u32, u64, u32);
+
+/// Most lists remembered per backend before the memory is dropped and
+/// relearnt (a walk from the head each).
+const ON_CHAIN_MAX: usize = 1 << 16;
+
+thread_local! {
+    /// Per backend: for each list it inserted into, the last insert page it
+    /// found on the list's chain. Only PostgreSQL's own thread touches it.
+    static ON_CHAIN: RefCell<HashMap<ChainKey, u32>> = RefCell::new(HashMap::new());
+}
+
+fn chain_key(index: pg_sys::Relation, meta: &layout::MetaData, list: u32) -> ChainKey {
+    // SAFETY: rd_node is a plain field of the open relation.
+    let node = unsafe { (*index).rd_node };
+    (
+        node.dbNode.into(),
+        node.relNode.into(),
+        meta.generation,
+        list,
+    )
+}
+
+fn remember_on_chain(key: ChainKey, blk: u32) {
+    ON_CHAIN.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= ON_CHAIN_MAX && !m.contains_key(&key) {
+            m.clear();
+        }
+        m.insert(key, blk);
+    });
+}
+
+/// A walk of `dir`'s list positioned at its insert page, the page confirmed to
+/// be on the chain (see the module docs).
+fn chain_at_insert_page(
+    index: pg_sys::Relation,
+    meta: &layout::MetaData,
+    dir: &page::ListDir,
+    key: ChainKey,
+) -> page::ListChain {
+    let target = dir.entry.insert;
+    if let Some(known) = ON_CHAIN.with(|m| m.borrow().get(&key).copied()) {
+        let mut chain = page::ListChain::resume(index, meta, dir, known);
+        if chain.try_seek(target) {
+            return chain;
+        }
+    }
+    let mut chain = page::ListChain::new(index, meta, dir);
+    chain.seek(target);
+    chain
+}
 
 #[pg_guard]
 #[allow(clippy::too_many_arguments)] // the signature is PostgreSQL's aminsert_function
@@ -112,8 +176,8 @@ pub fn append(
         [0; layout::TID_BYTES]
     };
     let dir = page::list_dir(index, meta, list);
-    let mut chain = page::ListChain::new(index, meta, &dir);
-    chain.seek(dir.entry.insert);
+    let key = chain_key(index, meta, list);
+    let mut chain = chain_at_insert_page(index, meta, &dir, key);
     while let Some(blk) = chain.next_block() {
         pg_sys::check_for_interrupts!();
         let mut ws = WriteSet::new(index);
@@ -130,6 +194,7 @@ pub fn append(
                 fg.set(ws.page(f), slot, fine_tid, fine);
             }
             ws.commit();
+            remember_on_chain(key, blk);
             return;
         }
         if h.next != layout::INVALID_BLOCK {
@@ -180,6 +245,8 @@ pub fn append(
         e.insert = new_blk;
         layout::write_dir(ws.page(d), dir.slot, e);
         ws.commit();
+        // Linked from a page of the chain in the record just written.
+        remember_on_chain(key, new_blk);
         return;
     }
 }

@@ -254,27 +254,47 @@ impl ListChain {
         }
     }
 
+    /// A walk of `dir`'s list from `from`, a block known to be on its chain
+    /// (an insert page this backend reached from the head before: pages are
+    /// never unlinked, so it still is).
+    pub fn resume(index: pg_sys::Relation, meta: &MetaData, dir: &ListDir, from: u32) -> ListChain {
+        ListChain {
+            index,
+            chain: layout::Chain::new(meta, dir.list, dir.blk, from),
+            nblocks: dir.nblocks,
+        }
+    }
+
     /// Walks (share-locking one page at a time) until the next block is
     /// `target`; ERROR if the chain ends first. An insert page that no chain
     /// reaches would take rows that no scan finds.
     pub fn seek(&mut self, target: u32) {
+        if !self.try_seek(target) {
+            corrupt(
+                self.index,
+                Corrupt {
+                    block: target,
+                    what: format!(
+                        "list {}'s insert page is not on the list's chain",
+                        self.chain.list()
+                    ),
+                },
+            );
+        }
+    }
+
+    /// [`ListChain::seek`], false instead of an ERROR when the chain ends
+    /// before `target`.
+    pub fn try_seek(&mut self, target: u32) -> bool {
         while self.chain.peek() != target {
             pg_sys::check_for_interrupts!();
             let Some(blk) = self.next_block() else {
-                corrupt(
-                    self.index,
-                    Corrupt {
-                        block: target,
-                        what: format!(
-                            "list {}'s insert page is not on the list's chain",
-                            self.chain.list()
-                        ),
-                    },
-                );
+                return false;
             };
             let g = ReadGuard::new(self.index, blk);
             self.visit(g.page());
         }
+        true
     }
 }
 
