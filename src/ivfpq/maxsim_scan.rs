@@ -215,7 +215,7 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
 unsafe fn rerank(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let m = st.multi.as_mut().expect("a MaxSim scan");
     let t = profile::start();
-    let mut batch: Vec<(f32, u64)> = m.cands.take(st.rerank.max(1)).to_vec();
+    let mut batch: Vec<(f32, u64)> = m.cands.take_batch(st.rerank.max(1)).to_vec();
     profile::stop(t, Phase::Select);
     // Fetch in TID order: consecutive TIDs of one heap page share its pin.
     batch.sort_unstable_by_key(|&(_, tid)| tid);

@@ -1514,7 +1514,18 @@ impl<T: Copy> CandidatePool<T> {
         self.cut(n.max(1));
     }
 
-    /// Removes and returns the `k` best candidates held (in no particular order).
+    /// Removes and returns the `k` best candidates held (in no particular
+    /// order), and every other one whose estimate equals the worst of them: a
+    /// batch never splits candidates of equal estimate.
+    ///
+    /// A scan learns how far estimates fall short of exact distances from the
+    /// rows it re-ranks, and hands a row out once no waiting estimate less
+    /// that margin could beat it. Equal estimates are common where codes are
+    /// coarse (few dimensions per sub-quantizer, a wide range: 190 rows of a
+    /// 4-d table shared one estimate) and their exact distances spread over
+    /// the whole cell; a batch that took ten of them learnt the errors of
+    /// those ten, and the row of the cell that lay furthest from its estimate
+    /// was handed out after rows it should have preceded.
     pub fn pop_best(&mut self, k: usize) -> Vec<(f32, T)> {
         self.best = None;
         // Every `near` entry is ≤ bound < every `far` entry, so the best k of all
@@ -1527,8 +1538,36 @@ impl<T: Copy> CandidatePool<T> {
             // pops ~15 and merged the whole pool every fourth with 4).
             self.tighten_to(k.saturating_mul(16).max(64));
         }
-        let k = k.min(self.near.len());
+        let mut k = k.min(self.near.len());
         select_best(&mut self.near, k);
+        // NaN estimates (a row whose vector holds NaN) come last and are not
+        // completed: they order nothing.
+        if k > 0 && k < self.len() && worst_key(&self.near[..k]) != u32::MAX {
+            let worst = worst_key(&self.near[..k]);
+            // The selection leaves equal estimates on both sides of its cut.
+            for i in k..self.near.len() {
+                if order_key(self.near[i].0) == worst {
+                    self.near.swap(i, k);
+                    k += 1;
+                }
+            }
+            // `far` holds estimates above the bound `near` was cut at, and
+            // entries equal to it (the same selection): only then can one tie.
+            if order_key(self.near_bound) == worst {
+                let mut i = 0;
+                while i < self.far.len() {
+                    if order_key(self.far[i].0) == worst {
+                        let c = self.far.swap_remove(i);
+                        self.near.push(c);
+                        let last = self.near.len() - 1;
+                        self.near.swap(last, k);
+                        k += 1;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
         let out: Vec<(f32, T)> = self.near.drain(..k).collect();
         if let Some(m) = out.iter().map(|c| order_key(c.0)).max() {
             self.popped_max = Some(self.popped_max.map_or(m, |p| p.max(m)));
@@ -1564,6 +1603,11 @@ impl<T: Copy> CandidatePool<T> {
 
 /// Reorders `v` so that its `k` smallest estimates come first (in no particular
 /// order), in linear time. NaN estimates count as largest.
+/// The largest order key of `v` (0 when empty).
+fn worst_key<T>(v: &[(f32, T)]) -> u32 {
+    v.iter().map(|c| order_key(c.0)).max().unwrap_or(0)
+}
+
 fn select_best<T>(v: &mut [(f32, T)], k: usize) {
     if k < v.len() && k > 0 {
         v.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
@@ -1772,6 +1816,25 @@ mod tests {
         let data = gen(n);
         let queries = gen(nq);
         (data, queries)
+    }
+
+    #[test]
+    fn a_pop_takes_every_candidate_of_its_worst_estimate() {
+        let mut p: CandidatePool<u32> = CandidatePool::with_keep(4, 64, 1 << 20);
+        // 30 candidates at 2.0, 5 at 1.0, 30 at 3.0.
+        let d: Vec<f32> = (0..65)
+            .map(|i| match i {
+                0..30 => 2.0,
+                30..35 => 1.0,
+                _ => 3.0,
+            })
+            .collect();
+        p.push_all(&d, |i| i as u32);
+        let got = p.pop_best(8);
+        assert_eq!(got.len(), 35, "every 2.0 comes with the 1.0s");
+        assert!(got.iter().all(|c| c.0 <= 2.0));
+        assert_eq!(p.best(), Some(3.0));
+        assert_eq!(p.pop_best(1).len(), 30);
     }
 
     #[test]
@@ -2316,7 +2379,13 @@ mod tests {
                 prop_assert_eq!(pool.best().map(f32::to_bits), want_best);
                 let mut got = pool.pop_best(k);
                 got.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                let want = &all[taken..(taken + k).min(all.len())];
+                // The batch, and every candidate whose estimate ties its worst
+                // (NaN estimates are not completed: they come last anyway).
+                let mut end = (taken + k).min(all.len());
+                while end > taken && end < all.len() && !all[end].0.is_nan() && order_key(all[end].0) == order_key(all[end - 1].0) {
+                    end += 1;
+                }
+                let want = &all[taken..end];
                 // Ties may be split differently: compare the estimates, then the
                 // sets of items once the batch is complete.
                 let gd: Vec<u32> = got.iter().map(|e| e.0.to_bits()).collect();
@@ -2393,7 +2462,13 @@ mod tests {
                     prop_assert_eq!(best, left.first().map(|e| e.0));
                 }
                 let got = pool.pop_best(batch);
-                prop_assert!(got.len() == batch.min(left.len()) || pool.needs_reoffer());
+                prop_assert!(got.len() >= batch.min(left.len()) || pool.needs_reoffer());
+                if got.len() > batch {
+                    // Beyond the batch only estimates equal to its worst.
+                    let worst = got.iter().map(|e| order_key(e.0)).max().unwrap();
+                    let at_worst = got.iter().filter(|e| order_key(e.0) == worst).count();
+                    prop_assert!(got.len() - at_worst < batch);
+                }
                 let mut gk: Vec<u32> = got.iter().map(|e| order_key(e.0)).collect();
                 gk.sort_unstable();
                 let wk: Vec<u32> = left[..got.len()].iter().map(|e| e.0).collect();
@@ -2434,9 +2509,9 @@ mod tests {
             }
             let mut want: Vec<u32> = dists.clone();
             want.sort_unstable();
-            want.truncate(cap);
             // The best of them (fewer when a cut fell inside a run of equal
-            // estimates: a re-offer brings the rest).
+            // estimates: a re-offer brings the rest; more when the cap-th ties
+            // with the next).
             let mut got: Vec<u32> = pool.pop_best(cap).iter().map(|e| e.0 as u32).collect();
             got.sort_unstable();
             prop_assert!(!got.is_empty() || dists.is_empty());

@@ -167,13 +167,14 @@ impl Gather {
     /// Bytes a gather of `depth` entries per query vector holds at most for
     /// `queries` query vectors over an index of at most `entries` entries: the
     /// current query vector's buffer (16 bytes an entry, never more than 4 ×
-    /// `depth` nor than are offered; its allocation grows by doubling) and at
-    /// most [`ROW_BYTES`] per row kept. No more rows are kept than `depth` per
+    /// `depth` (at least 256) nor than are offered; its allocation grows by
+    /// doubling) and at most [`ROW_BYTES`] per row kept. No more rows are kept than `depth` per
     /// query vector, nor than the index has entries (each row has at least
     /// one); and 1 kB. [`Gather::heap_bytes`] is what one holds.
     pub fn bytes_for(depth: usize, queries: usize, entries: usize) -> usize {
         let depth = depth.max(1);
         let buffer = (depth.saturating_mul(4))
+            .max(256)
             .min(entries.max(1))
             .next_power_of_two();
         let rows = depth.saturating_mul(queries).min(entries).max(1);
@@ -381,6 +382,30 @@ impl BestFirst {
         }
         self.prepare(1);
         Some(self.v[self.next].0)
+    }
+
+    /// Takes the best `n` rows left and every further row whose estimate
+    /// equals the last of them (a re-rank batch never splits equal estimates:
+    /// see `ivf::CandidatePool::pop_best`), best first.
+    pub fn take_batch(&mut self, n: usize) -> &[(f32, u64)] {
+        let n = n.min(self.len());
+        if n == 0 {
+            return &[];
+        }
+        self.prepare(n);
+        let last = self.v[self.next + n - 1].0;
+        let mut end = self.next + n;
+        for i in end..self.v.len() {
+            if self.v[i].0.total_cmp(&last).is_eq() {
+                self.v.swap(i, end);
+                end += 1;
+            }
+        }
+        // The swaps may have moved rows of the sorted rest: sort again later.
+        self.sorted = end;
+        let start = self.next;
+        self.next = end;
+        &self.v[start..end]
     }
 
     /// Takes the best `n` rows left (fewer when fewer are left), best first.
@@ -598,6 +623,23 @@ mod tests {
             prop_assert_eq!(bf.peek(), None);
             prop_assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_batch_takes_every_row_of_its_last_estimate() {
+        // Rows 0..10 share estimate 5.0, row 10 has 9.0, rows 11.. 1.0.
+        let rows: Vec<(f32, u64)> = (0..10)
+            .map(|r| (5.0, r))
+            .chain([(9.0, 10)])
+            .chain((11..20).map(|r| (1.0, r)))
+            .collect();
+        let mut b = BestFirst::new(rows);
+        let got: Vec<u64> = b.take_batch(3).iter().map(|e| e.1).collect();
+        assert_eq!(got.len(), 11, "{got:?}");
+        assert_eq!(got[0], 10);
+        assert_eq!(b.peek(), Some(1.0));
+        assert_eq!(b.take_batch(2).len(), 9);
+        assert!(b.is_empty());
     }
 
     #[test]

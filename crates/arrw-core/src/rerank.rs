@@ -242,13 +242,24 @@ impl<T: Ord + Copy> OrderedRerank<T> {
         self.refined.len()
     }
 
-    /// Removes the `n` refined candidates with the best fine estimates:
+    /// Removes the `n` refined candidates with the best fine estimates, and
+    /// every further one whose fine estimate equals the last of them (a batch
+    /// never splits equal estimates: see `ivf::CandidatePool::pop_best`):
     /// `(coarse, fine, id)`, best first.
     pub fn pop_refined(&mut self, n: usize) -> Vec<(f32, f32, T)> {
         let mut out = Vec::with_capacity(n.min(self.refined.len()));
-        while out.len() < n {
+        let mut last = None;
+        loop {
+            let tie =
+                matches!((self.refined.peek(), last), (Some(Reverse((k, ..))), Some(l)) if *k == l);
+            if out.len() >= n && !tie {
+                break;
+            }
             match self.refined.pop() {
-                Some(Reverse((_, id, c, f))) => out.push((c.0, f.0, id)),
+                Some(Reverse((k, id, c, f))) => {
+                    last = Some(k);
+                    out.push((c.0, f.0, id));
+                }
                 None => break,
             }
         }
@@ -522,6 +533,108 @@ mod tests {
     }
 
     proptest! {
+        /// Estimates that are a monotone step function of the exact distance
+        /// (coarse codes: every row of a cell shares its estimate), rows
+        /// offered page by page to a candidate pool and re-ranked `batch` at a
+        /// time with nothing taught first: rows come out in exact order, each
+        /// once. A batch that split a cell learnt the errors of part of it and
+        /// handed out rows before closer ones of the same cell.
+        #[test]
+        fn equal_estimates_never_split_a_batch(
+            exact in proptest::collection::vec(0.0f32..100.0, 1..400),
+            cell in 0.5f32..30.0,
+            batch in 1usize..40,
+            page in 1usize..64,
+        ) {
+            use crate::ivf::CandidatePool;
+            let est = |x: f32| (x / cell).floor() * cell + 0.5 * cell;
+            let mut pool: CandidatePool<u32> = CandidatePool::with_keep(batch, batch * 4, 1 << 20);
+            let offer = |pool: &mut CandidatePool<u32>| {
+                for (p, chunk) in exact.chunks(page).enumerate() {
+                    let d: Vec<f32> = chunk.iter().map(|&x| est(x)).collect();
+                    pool.push_all(&d, |i| (p * page + i) as u32);
+                }
+            };
+            offer(&mut pool);
+            let mut r = OrderedRerank::new(1.0, 0.0);
+            let mut out = Vec::new();
+            loop {
+                let next = r.next(pool.best(), None);
+                if next == Next::Rerank && pool.needs_reoffer() {
+                    pool.begin_reoffer();
+                    offer(&mut pool);
+                    pool.end_reoffer();
+                    continue;
+                }
+                match next {
+                    Next::Row(d, id) => out.push((d, id)),
+                    Next::Rerank => {
+                        let got = pool.pop_best(batch);
+                        prop_assert!(!got.is_empty());
+                        for (e, id) in got {
+                            r.add(e, exact[id as usize], 0.0, id);
+                        }
+                    }
+                    Next::Probe | Next::Refine => prop_assert!(false, "no list, no refine stage"),
+                    Next::Done => break,
+                }
+            }
+            let mut sorted: Vec<(f32, u32)> = exact.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
+            sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            prop_assert_eq!(out, sorted);
+        }
+
+        /// The same through a refine stage whose fine estimates are also a
+        /// monotone step function (a finer one) of the exact distance.
+        #[test]
+        fn equal_fine_estimates_never_split_a_batch(
+            exact in proptest::collection::vec(0.0f32..100.0, 1..400),
+            cell in 2.0f32..30.0,
+            fine_div in 2u32..8,
+            batch in 1usize..40,
+            rbatch in 1usize..20,
+        ) {
+            use crate::ivf::CandidatePool;
+            let fine_cell = cell / fine_div as f32;
+            let step = |x: f32, w: f32| (x / w).floor() * w + 0.5 * w;
+            let mut pool: CandidatePool<u32> = CandidatePool::with_keep(batch, batch * 4, 1 << 20);
+            let d: Vec<f32> = exact.iter().map(|&x| step(x, cell)).collect();
+            pool.push_all(&d, |i| i as u32);
+            let mut r = OrderedRerank::new(1.0, 0.0).with_refine();
+            let mut out = Vec::new();
+            loop {
+                let next = r.next(pool.best(), None);
+                if next == Next::Refine && pool.needs_reoffer() {
+                    pool.begin_reoffer();
+                    pool.push_all(&d, |i| i as u32);
+                    pool.end_reoffer();
+                    continue;
+                }
+                match next {
+                    Next::Row(d, id) => out.push((d, id)),
+                    Next::Refine => {
+                        let got = pool.pop_best(batch);
+                        prop_assert!(!got.is_empty());
+                        for (e, id) in got {
+                            r.add_refined(e, step(exact[id as usize], fine_cell), 0.0, id);
+                        }
+                    }
+                    Next::Rerank => {
+                        let got = r.pop_refined(rbatch);
+                        prop_assert!(!got.is_empty());
+                        for (c, f, id) in got {
+                            r.add_refined_exact(c, f, exact[id as usize], id);
+                        }
+                    }
+                    Next::Probe => prop_assert!(false, "no list to probe"),
+                    Next::Done => break,
+                }
+            }
+            let mut sorted: Vec<(f32, u32)> = exact.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
+            sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            prop_assert_eq!(out, sorted);
+        }
+
         /// A simulated scan whose estimates are within ±3 of the truth, with one
         /// candidate of each sign of the largest error re-ranked first: with the
         /// margin at the largest error (quantile 1), rows come out in exactly the

@@ -278,3 +278,35 @@ RESET ivfpq.probes;
 RESET ivfpq.rerank;
 
 DROP TABLE ivs, ivs_q;
+
+-- Coarse codes: rows on a line, 4 dimensions, one list (inner product puts
+-- every row in the list whose centroid points along the line), 16 or 256
+-- levels per sub-quantizer over a range of 6,000: hundreds of rows share each
+-- estimate. A re-rank batch takes every row of its last estimate, so the rows
+-- still come in exact order across batches of 10 (a batch that split a group
+-- of equal estimates had learnt too small a margin: 5971, 5978, ... came
+-- first).
+CREATE TABLE line (id int, v vector(4));
+INSERT INTO line SELECT i, ARRAY[1, i, 2, 3]::real[]::vector FROM generate_series(1, 6000) i;
+CREATE FUNCTION line_exact(k int) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE a int[]; b int[];
+BEGIN
+  SET LOCAL enable_seqscan = off;
+  SELECT array_agg(id) INTO a FROM (SELECT id FROM line ORDER BY v <#> '[1,2,3,4]' LIMIT k) s;
+  SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off;
+  SELECT array_agg(id) INTO b FROM (SELECT id FROM line ORDER BY v <#> '[1,2,3,4]', id DESC LIMIT k) s;
+  IF a IS DISTINCT FROM b THEN RAISE NOTICE 'index % exact %', a, b; END IF;
+  RETURN a IS NOT DISTINCT FROM b;
+END $$;
+SET ivfpq.rerank = 10;
+CREATE INDEX line_ip ON line USING ivfpq (v vector_ip_ops) WITH (lists = 1, m = 2, nbits = 4);
+SELECT line_exact(8) AS m2_nbits4, line_exact(200) AS m2_nbits4_deep;
+DROP INDEX line_ip;
+CREATE INDEX line_ip ON line USING ivfpq (v vector_ip_ops) WITH (lists = 1, m = 4, nbits = 8);
+SELECT line_exact(8) AS m4_nbits8, line_exact(200) AS m4_nbits8_deep;
+DROP INDEX line_ip;
+CREATE INDEX line_ip ON line USING ivfpq (v vector_ip_ops);
+SELECT line_exact(8) AS defaults;
+RESET ivfpq.rerank;
+DROP TABLE line;
+DROP FUNCTION line_exact(int);
