@@ -1544,8 +1544,10 @@ impl<T: Copy> CandidatePool<T> {
         // completed: they order nothing.
         if k > 0 && k < self.len() && worst_key(&self.near[..k]) != u32::MAX {
             let worst = worst_key(&self.near[..k]);
-            // The selection leaves equal estimates on both sides of its cut.
-            for i in k..self.near.len() {
+            // The selection leaves equal estimates on both sides of its cut:
+            // move those after it up to the batch's end.
+            let scan_from = k;
+            for i in scan_from..self.near.len() {
                 if order_key(self.near[i].0) == worst {
                     self.near.swap(i, k);
                     k += 1;

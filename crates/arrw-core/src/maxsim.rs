@@ -395,7 +395,8 @@ impl BestFirst {
         self.prepare(n);
         let last = self.v[self.next + n - 1].0;
         let mut end = self.next + n;
-        for i in end..self.v.len() {
+        let scan_from = end;
+        for i in scan_from..self.v.len() {
             if self.v[i].0.total_cmp(&last).is_eq() {
                 self.v.swap(i, end);
                 end += 1;
