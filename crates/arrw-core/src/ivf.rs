@@ -1307,6 +1307,17 @@ pub struct CandidatePool<T> {
 /// queries, re-scoring a third more codes (bench/run-profile minilm).
 const POOL_KEEP_MIN: usize = 2048;
 
+/// Most candidates a batch of `k` takes once ties with its last estimate are
+/// added: 16 batches, at least 1,024. Identical vectors (a placeholder
+/// embedding, a chunk repeated across documents) share one code and one
+/// estimate by the thousand; completing such a group would re-rank all of
+/// them for a `LIMIT 10`. Their exact distances are equal too, so the margin
+/// their first rows teach holds for the rest; groups of equal estimates with
+/// spread exact distances (coarse codes) run to hundreds.
+pub fn tie_batch_limit(k: usize) -> usize {
+    k.saturating_mul(16).max(1024)
+}
+
 impl<T: Copy> CandidatePool<T> {
     /// A pool whose first `batch` best candidates are kept apart cheaply, holding at
     /// most about `2 × cap` candidates (see the type's docs).
@@ -1516,7 +1527,8 @@ impl<T: Copy> CandidatePool<T> {
 
     /// Removes and returns the `k` best candidates held (in no particular
     /// order), and every other one whose estimate equals the worst of them: a
-    /// batch never splits candidates of equal estimate.
+    /// batch never splits candidates of equal estimate (up to
+    /// [`tie_batch_limit`] in all).
     ///
     /// A scan learns how far estimates fall short of exact distances from the
     /// rows it re-ranks, and hands a row out once no waiting estimate less
@@ -1542,12 +1554,16 @@ impl<T: Copy> CandidatePool<T> {
         select_best(&mut self.near, k);
         // NaN estimates (a row whose vector holds NaN) come last and are not
         // completed: they order nothing.
+        let limit = tie_batch_limit(k);
         if k > 0 && k < self.len() && worst_key(&self.near[..k]) != u32::MAX {
             let worst = worst_key(&self.near[..k]);
             // The selection leaves equal estimates on both sides of its cut:
             // move those after it up to the batch's end.
             let scan_from = k;
             for i in scan_from..self.near.len() {
+                if k >= limit {
+                    break;
+                }
                 if order_key(self.near[i].0) == worst {
                     self.near.swap(i, k);
                     k += 1;
@@ -1557,7 +1573,7 @@ impl<T: Copy> CandidatePool<T> {
             // entries equal to it (the same selection): only then can one tie.
             if order_key(self.near_bound) == worst {
                 let mut i = 0;
-                while i < self.far.len() {
+                while i < self.far.len() && k < limit {
                     if order_key(self.far[i].0) == worst {
                         let c = self.far.swap_remove(i);
                         self.near.push(c);
@@ -1837,6 +1853,12 @@ mod tests {
         assert!(got.iter().all(|c| c.0 <= 2.0));
         assert_eq!(p.best(), Some(3.0));
         assert_eq!(p.pop_best(1).len(), 30);
+        // Thousands of equal estimates (identical vectors): at most
+        // tie_batch_limit of them per batch.
+        let mut p: CandidatePool<u32> = CandidatePool::with_keep(10, 100_000, 1 << 20);
+        p.push_all(&[0.5; 5000], |i| i as u32);
+        assert_eq!(p.pop_best(10).len(), tie_batch_limit(10));
+        assert_eq!(p.len(), 5000 - 1024);
     }
 
     #[test]

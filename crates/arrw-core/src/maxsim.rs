@@ -385,8 +385,9 @@ impl BestFirst {
     }
 
     /// Takes the best `n` rows left and every further row whose estimate
-    /// equals the last of them (a re-rank batch never splits equal estimates:
-    /// see `ivf::CandidatePool::pop_best`), best first.
+    /// equals the last of them (a re-rank batch never splits equal estimates,
+    /// up to `ivf::tie_batch_limit`: see `ivf::CandidatePool::pop_best`), best
+    /// first.
     pub fn take_batch(&mut self, n: usize) -> &[(f32, u64)] {
         let n = n.min(self.len());
         if n == 0 {
@@ -396,7 +397,11 @@ impl BestFirst {
         let last = self.v[self.next + n - 1].0;
         let mut end = self.next + n;
         let scan_from = end;
+        let limit = self.next + crate::ivf::tie_batch_limit(n);
         for i in scan_from..self.v.len() {
+            if end >= limit {
+                break;
+            }
             if self.v[i].0.total_cmp(&last).is_eq() {
                 self.v.swap(i, end);
                 end += 1;

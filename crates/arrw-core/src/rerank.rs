@@ -244,14 +244,15 @@ impl<T: Ord + Copy> OrderedRerank<T> {
 
     /// Removes the `n` refined candidates with the best fine estimates, and
     /// every further one whose fine estimate equals the last of them (a batch
-    /// never splits equal estimates: see `ivf::CandidatePool::pop_best`):
+    /// never splits equal estimates, up to `ivf::tie_batch_limit`: see
+    /// `ivf::CandidatePool::pop_best`):
     /// `(coarse, fine, id)`, best first.
     pub fn pop_refined(&mut self, n: usize) -> Vec<(f32, f32, T)> {
         let mut out = Vec::with_capacity(n.min(self.refined.len()));
         let mut last = None;
         loop {
-            let tie =
-                matches!((self.refined.peek(), last), (Some(Reverse((k, ..))), Some(l)) if *k == l);
+            let tie = out.len() < crate::ivf::tie_batch_limit(n)
+                && matches!((self.refined.peek(), last), (Some(Reverse((k, ..))), Some(l)) if *k == l);
             if out.len() >= n && !tie {
                 break;
             }
