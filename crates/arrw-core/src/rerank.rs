@@ -419,6 +419,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `(exact, row)` of every row, nearest first (ties by row): what a scan
+    /// that keeps exact order hands out.
+    fn exact_order(exact: &[f32]) -> Vec<(f32, u32)> {
+        let mut sorted: Vec<(f32, u32)> = exact
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (x, i as u32))
+            .collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        sorted
+    }
+
     #[test]
     fn rows_leave_in_exact_order_once_nothing_waits() {
         let mut r = OrderedRerank::new(0.95, 0.0);
@@ -580,9 +592,7 @@ mod tests {
                     Next::Done => break,
                 }
             }
-            let mut sorted: Vec<(f32, u32)> = exact.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
-            sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            prop_assert_eq!(out, sorted);
+            prop_assert_eq!(out, exact_order(&exact));
         }
 
         /// The same through a refine stage whose fine estimates are also a
@@ -631,9 +641,7 @@ mod tests {
                     Next::Done => break,
                 }
             }
-            let mut sorted: Vec<(f32, u32)> = exact.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
-            sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            prop_assert_eq!(out, sorted);
+            prop_assert_eq!(out, exact_order(&exact));
         }
 
         /// A simulated scan whose estimates are within ±3 of the truth, with one
@@ -667,9 +675,7 @@ mod tests {
                     Next::Done => break,
                 }
             }
-            let mut sorted: Vec<(f32, u32)> = exact.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
-            sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            prop_assert_eq!(out, sorted);
+            prop_assert_eq!(out, exact_order(&exact));
         }
 
         /// The same with a refine stage: fine estimates within ±0.5 of the
@@ -712,9 +718,7 @@ mod tests {
                     Next::Done => break,
                 }
             }
-            let mut sorted: Vec<(f32, u32)> = exact.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
-            sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            prop_assert_eq!(out, sorted);
+            prop_assert_eq!(out, exact_order(&exact));
         }
     }
 }
