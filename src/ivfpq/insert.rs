@@ -45,8 +45,8 @@ use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// (database, relfilenode, build generation, list).
-type ChainKey = (u32, u32, u64, u32);
+/// The index build ([`model::key`]) and the list.
+type ChainKey = (model::Key, u32);
 
 /// Most lists remembered per backend before the memory is dropped and
 /// relearnt (a walk from the head each).
@@ -59,14 +59,7 @@ thread_local! {
 }
 
 fn chain_key(index: pg_sys::Relation, meta: &layout::MetaData, list: u32) -> ChainKey {
-    // SAFETY: rd_node is a plain field of the open relation.
-    let node = unsafe { (*index).rd_node };
-    (
-        node.dbNode.into(),
-        node.relNode.into(),
-        meta.generation,
-        list,
-    )
+    (model::key(index, meta), list)
 }
 
 fn remember_on_chain(key: ChainKey, blk: u32) {

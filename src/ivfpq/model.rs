@@ -16,7 +16,16 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-type Key = (u32, u32, u64);
+/// What identifies one build of one index in a backend's caches: database,
+/// relfilenode (new at REINDEX and TRUNCATE) and the build's generation.
+pub type Key = (u32, u32, u64);
+
+/// The cache key of `index` as built (see [`Key`]).
+pub fn key(index: pg_sys::Relation, meta: &MetaData) -> Key {
+    // SAFETY: rd_node is a plain field of the open relation.
+    let node = unsafe { (*index).rd_node };
+    (node.dbNode.into(), node.relNode.into(), meta.generation)
+}
 
 thread_local! {
     // Backends are single-threaded; the cache is only touched from PostgreSQL's
@@ -26,9 +35,7 @@ thread_local! {
 
 /// The model of `index`, from the cache or from its pages.
 pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
-    // SAFETY: rd_node is a plain field of the open relation.
-    let node = unsafe { (*index).rd_node };
-    let key = (node.dbNode.into(), node.relNode.into(), meta.generation);
+    let key = key(index, meta);
     if let Some(m) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
         return m;
     }
