@@ -11,7 +11,7 @@
 //! (`arrw_core::rerank::OrderedRerank`): the nearest re-ranked row is handed out
 //! only when no candidate still waiting could be closer (its estimate minus the
 //! largest amount by which estimates have overshot exact distances in this
-//! scan) and, with `ivfpq.iterative_scan` on, no list not yet probed could hold a
+//! scan, or 4 standard deviations above their mean if more) and, with `ivfpq.iterative_scan` on, no list not yet probed could hold a
 //! closer row (its centroid distance plus the 1st percentile of how far re-ranked
 //! rows lay beyond their own list's centroid). Otherwise the scan re-ranks the
 //! next batch or probes the next list, up to `ivfpq.max_probes`. So a `WHERE`

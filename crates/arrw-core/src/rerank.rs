@@ -12,8 +12,9 @@
 //! when no candidate still waiting for re-ranking is likely to be closer: when its
 //! exact distance is at most the best waiting estimate minus a **margin**. The
 //! margin is what estimates have been seen to exceed exact distances by: by
-//! default the largest `estimate − exact` over the rows re-ranked so far (or a
-//! lower quantile of it, see [`OrderedRerank::new`]). When the candidates run out,
+//! default the largest `estimate − exact` over the rows re-ranked so far, or
+//! their mean plus 4 standard deviations if that is more (or a lower quantile
+//! of them, see [`OrderedRerank::new`] and [`OrderedRerank::margin`]). When the candidates run out,
 //! the rest comes out in exact order.
 //!
 //! For a small `LIMIT` with no filter this changes nothing measurable: the
