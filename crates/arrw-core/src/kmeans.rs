@@ -94,6 +94,15 @@ pub struct KMeansParams {
     /// Checked between blocks of work: once requested, training returns early with
     /// meaningless centroids, which the caller must discard (see [`crate::stop`]).
     pub stop: Stop,
+    /// Spherical k-means: points are assigned to the centroid of largest cosine
+    /// similarity (L2 to the centroids scaled to unit length), so on unit-length
+    /// data the partition is spherical k-means'. The centroids returned are still
+    /// the clusters' means (their directions are the spherical centroids): an
+    /// index keeps the mean for residuals, which are shorter than residuals from
+    /// a unit vector, and ranks lists by its direction. For cosine indexes: the
+    /// mean of a spread-out cluster is short, and L2 to it ranks such clusters too
+    /// late for the neighbours they hold.
+    pub spherical: bool,
 }
 
 impl Default for KMeansParams {
@@ -108,6 +117,7 @@ impl Default for KMeansParams {
             init_points_per_centroid: INIT_PPC,
             tolerance: 0.0,
             stop: Stop::never(),
+            spherical: false,
         }
     }
 }
@@ -409,7 +419,11 @@ fn train_flat(
             break;
         }
         iterations += 1;
-        let panels = Panels::new(&centroids, dim, Bias::HalfSquaredNorm);
+        let panels = if params.spherical {
+            Panels::new(&unit_rows(&centroids, dim), dim, Bias::HalfSquaredNorm)
+        } else {
+            Panels::new(&centroids, dim, Bias::HalfSquaredNorm)
+        };
         panels.nearest_par_until(data, &mut labels, &mut scores, &params.stop);
         if params.stop.requested() {
             break;
@@ -615,6 +629,20 @@ fn update_centroids(
         },
     );
     split_empty_clusters(dim, &mut counts, centroids, rng);
+}
+
+/// `rows` (`dim` wide) with every non-zero row scaled to unit length: the
+/// directions of spherical k-means' centroids ([`KMeansParams::spherical`]).
+pub fn unit_rows(rows: &[f32], dim: usize) -> Vec<f32> {
+    let mut out = rows.to_vec();
+    out.par_chunks_mut(dim).for_each(|r| {
+        let n = f64::from(distance::dot(r, r)).sqrt();
+        if n > 0.0 && n.is_finite() {
+            let inv = (1.0 / n) as f32;
+            r.iter_mut().for_each(|v| *v *= inv);
+        }
+    });
+    out
 }
 
 /// Gives every empty cluster half of the largest cluster: the two centroids become
@@ -1169,6 +1197,66 @@ mod tests {
         }
         // Proportional: 100 of 116 points get most of 50.
         assert!(split_shares(&[10, 0, 5, 1, 100], 50)[4] >= 40);
+    }
+
+    /// Spherical training assigns by cosine similarity and returns means: two
+    /// Lloyd iterations from the same seeding equal one iteration followed by a
+    /// cosine assignment to its (normalised) centroids and the means of the
+    /// clusters that makes. Plain k-means (L2 to the means) differs on the same
+    /// points, which have no clear clusters.
+    #[test]
+    fn spherical_kmeans_assigns_by_direction_and_keeps_means() {
+        let (dim, k, n) = (8, 10, 2000); // n below the sample limit (256 a centroid)
+        let mut r = StdRng::seed_from_u64(11);
+        let mut data: Vec<f32> = (0..n * dim).map(|_| gauss(&mut r)).collect();
+        data.chunks_exact_mut(dim).for_each(|x| {
+            let l = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+            x.iter_mut().for_each(|v| *v /= l);
+        });
+        let run = |iters: usize, spherical: bool| {
+            let p = KMeansParams {
+                max_iters: iters,
+                spherical,
+                ..Default::default()
+            };
+            train(&data, dim, k, &p)
+        };
+        let one = run(1, true);
+        let two = run(2, true);
+        let dirs = unit_rows(&one, dim);
+        let labels: Vec<usize> = data
+            .chunks_exact(dim)
+            .map(|x| {
+                let cos = |c: &[f32]| c.iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
+                (0..k)
+                    .max_by(|&a, &b| {
+                        cos(&dirs[a * dim..(a + 1) * dim])
+                            .total_cmp(&cos(&dirs[b * dim..(b + 1) * dim]))
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let mut want = vec![0f64; k * dim];
+        let mut count = vec![0usize; k];
+        for (x, &l) in data.chunks_exact(dim).zip(&labels) {
+            count[l] += 1;
+            for (w, &v) in want[l * dim..(l + 1) * dim].iter_mut().zip(x) {
+                *w += f64::from(v);
+            }
+        }
+        assert!(count.iter().all(|&c| c > 0));
+        for (i, (w, g)) in want.iter().zip(&two).enumerate() {
+            let w = w / count[i / dim] as f64;
+            assert!(
+                (w - f64::from(*g)).abs() < 1e-4,
+                "value {i}: want {w}, got {g}"
+            );
+        }
+        // Means of spread points on a sphere are shorter than 1.
+        assert!(two
+            .chunks_exact(dim)
+            .all(|c| c.iter().map(|v| v * v).sum::<f32>() < 0.99));
+        assert_ne!(run(2, false), two);
     }
 
     /// Two levels give `k` distinct centroids, report the work they planned,

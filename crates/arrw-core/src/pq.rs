@@ -74,6 +74,7 @@ fn sub_kmeans(params: &PqTrainParams, j: usize) -> KMeansParams {
         init_points_per_centroid: 16,
         tolerance: params.tolerance,
         stop: params.stop.clone(),
+        spherical: false,
     }
 }
 
