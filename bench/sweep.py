@@ -36,6 +36,9 @@ def main() -> int:
     ap.add_argument("--pkg", type=Path, required=True, help="`cargo pgrx package` output")
     ap.add_argument("--port", type=int, default=54361)
     ap.add_argument("--type", choices=["vector", "halfvec"], default="vector", help="column type (bench.py --type)")
+    ap.add_argument("--ip", action="store_true",
+                    help="index and query by inner product (vector_ip_ops, <#>) instead of the data set's "
+                         "metric: for unit-length sets, whose ground truth is the same")
     args = ap.parse_args()
     bench.COLUMN_TYPE = args.type
     probes = [int(p) for p in args.probes.split(",")]
@@ -43,6 +46,8 @@ def main() -> int:
     print("\n".join(env), flush=True)
     try:
         spec = dict(DATASETS[args.dataset])
+        if args.ip:
+            spec["opclass"], spec["op"] = "vector_ip_ops", "<#>"
         if args.type == "halfvec":
             spec["opclass"] = spec["opclass"].replace("vector_", "halfvec_")
         base, queries, gt = bench.load_dataset(args.dataset, None, args.queries)

@@ -54,6 +54,10 @@
 //!   large-norm centroids absorb most points. On MiniLM (unit vectors, where the
 //!   orders agree) this measured recall@10 0.964 at 20 probes and 100 re-ranked,
 //!   against 0.959 for [`Metric::Cosine`].
+//!   When every training row has unit length (normalised embeddings compared by
+//!   `<#>`, the usual advice for them, and MaxSim over such vectors), inner
+//!   product ranks as cosine does, and the lists are made and ranked as for
+//!   cosine below ([`IvfPqModel::direction_lists`], stored in the model's flags).
 //!
 //! # Stored model
 //! [`IvfPqModel::to_bytes`] writes (all integers and floats little-endian):
@@ -64,7 +68,7 @@
 //! | 4 | 1 | format version ([`MODEL_FORMAT_VERSION`]) |
 //! | 5 | 1 | metric: 0 = L2, 1 = inner product, 2 = cosine |
 //! | 6 | 1 | nbits |
-//! | 7 | 1 | 0 (reserved) |
+//! | 7 | 1 | flags: bit 0 = lists ranked by centroid direction ([`IvfPqModel::direction_lists`]; inner product only, implied for cosine); other bits 0 |
 //! | 8 | 4 | dim (u32) |
 //! | 12 | 4 | lists (u32) |
 //! | 16 | 4 | m (u32) |
@@ -402,6 +406,14 @@ pub struct IvfPqModel {
     /// The refine code's quantizer of list residuals `x − c` (`crate::refine`),
     /// when the index keeps one. Stored apart from [`IvfPqModel::to_bytes`].
     pub refine: Option<ResidualSq>,
+    /// Rows are placed in, and queries rank lists by, the centroid of largest
+    /// cosine similarity (the centroid's direction) rather than the centroid
+    /// itself: always for cosine, and for inner product when the training
+    /// sample was unit length (normalised embeddings compared by `<#>`, and
+    /// MaxSim over them), where inner product and cosine agree. The centroids
+    /// stay the clusters' means, residuals are taken from them, and estimates
+    /// are unchanged. See the module docs' "Metrics".
+    pub direction_lists: bool,
     coarse: Panels,
     /// 4-bit (fast-scan) L2/cosine models: per list, the query-independent part
     /// of every 16-entry table row (see [`IvfPqModel::list_terms`]), `lists × mp × 16`,
@@ -456,10 +468,12 @@ impl IvfPqModel {
         let n = data.len() / dim;
         // Cosine: the sample is unit length (prepare_many) and so are the
         // centroids (spherical k-means; KMeansParams::spherical says why).
+        let direction = metric == Metric::Cosine
+            || (metric == Metric::InnerProduct && n > 0 && all_unit_length(&data, dim));
         let kp = KMeansParams {
             seed: params.seed,
             stop: params.stop.clone(),
-            spherical: params.kmeans.spherical || metric == Metric::Cosine,
+            spherical: params.kmeans.spherical || direction,
             ..params.kmeans.clone()
         };
         let pq_params = PqTrainParams {
@@ -477,7 +491,7 @@ impl IvfPqModel {
         if centroids.is_empty() {
             centroids = vec![0.0; dim];
         }
-        let coarse = coarse_panels(metric, &centroids, dim);
+        let coarse = coarse_panels(metric, direction, &centroids, dim);
 
         // Residuals of (a subsample of) the sample, for PQ training.
         let limit = (1usize << params.nbits).saturating_mul(params.pq.points_per_codeword.max(1));
@@ -505,7 +519,7 @@ impl IvfPqModel {
             });
         let pq = ProductQuantizer::train_with(&residuals, dim, params.m, params.nbits, &pq_params);
         params.stop.check()?;
-        let mut model = IvfPqModel::assemble(metric, dim, centroids, pq, coarse);
+        let mut model = IvfPqModel::assemble(metric, dim, centroids, pq, coarse, direction);
         if params.refine_bits > 0 && !residuals.is_empty() {
             // The same list residuals the PQ was trained on; the 0.1% tails
             // are clipped (see crate::refine).
@@ -525,6 +539,7 @@ impl IvfPqModel {
         centroids: Vec<f32>,
         pq: ProductQuantizer,
         coarse: Panels,
+        direction_lists: bool,
     ) -> Self {
         let lists = centroids.len() / dim;
         let mut model = IvfPqModel {
@@ -533,6 +548,7 @@ impl IvfPqModel {
             lists,
             centroids,
             pq,
+            direction_lists,
             coarse,
             fast_terms: None,
             refine: None,
@@ -586,13 +602,27 @@ impl IvfPqModel {
         }
     }
 
-    /// Rebuilds a model from its stored parts.
+    /// Rebuilds a model from its stored parts (lists by direction for cosine
+    /// only; see [`IvfPqModel::from_parts_with`]).
     pub fn from_parts(
         metric: Metric,
         dim: usize,
         centroids: Vec<f32>,
         pq: ProductQuantizer,
     ) -> Result<Self, String> {
+        Self::from_parts_with(metric, dim, centroids, pq, metric == Metric::Cosine)
+    }
+
+    /// [`IvfPqModel::from_parts`] with [`IvfPqModel::direction_lists`] given
+    /// (forced on for cosine).
+    pub fn from_parts_with(
+        metric: Metric,
+        dim: usize,
+        centroids: Vec<f32>,
+        pq: ProductQuantizer,
+        direction_lists: bool,
+    ) -> Result<Self, String> {
+        let direction = direction_lists || metric == Metric::Cosine;
         if dim == 0 || centroids.is_empty() || !centroids.len().is_multiple_of(dim) {
             return Err(format!(
                 "centroids have {} values, not a positive multiple of {dim}",
@@ -602,8 +632,10 @@ impl IvfPqModel {
         if pq.dim != dim {
             return Err(format!("PQ has {} dimensions, expected {dim}", pq.dim));
         }
-        let coarse = coarse_panels(metric, &centroids, dim);
-        Ok(IvfPqModel::assemble(metric, dim, centroids, pq, coarse))
+        let coarse = coarse_panels(metric, direction, &centroids, dim);
+        Ok(IvfPqModel::assemble(
+            metric, dim, centroids, pq, coarse, direction,
+        ))
     }
 
     /// Attaches a refine quantizer read from disk; refuses one of another
@@ -801,7 +833,9 @@ impl IvfPqModel {
         out.push(MODEL_FORMAT_VERSION);
         out.push(self.metric.to_u8());
         out.push(self.pq.nbits as u8);
-        out.push(0);
+        out.push(u8::from(
+            self.direction_lists && self.metric == Metric::InnerProduct,
+        ));
         out.extend_from_slice(&(self.dim as u32).to_le_bytes());
         out.extend_from_slice(&(self.lists as u32).to_le_bytes());
         out.extend_from_slice(&(self.pq.m as u32).to_le_bytes());
@@ -824,6 +858,10 @@ impl IvfPqModel {
         }
         let metric = Metric::from_u8(b[5]).ok_or_else(|| format!("unknown metric {}", b[5]))?;
         let nbits = u32::from(b[6]);
+        if b[7] > 1 {
+            return Err(format!("unknown ivfpq model flags {:#x}", b[7]));
+        }
+        let direction = b[7] & 1 == 1;
         let u = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) as usize;
         let (dim, lists, m) = (u(8), u(12), u(16));
         validate_params(0, dim, lists, m, nbits)?;
@@ -839,17 +877,27 @@ impl IvfPqModel {
             .collect();
         let (cent, cb) = floats.split_at(ncent);
         let pq = ProductQuantizer::new(dim, m, nbits, cb.to_vec())?;
-        Self::from_parts(metric, dim, cent.to_vec(), pq)
+        Self::from_parts_with(metric, dim, cent.to_vec(), pq, direction)
     }
 }
 
+/// Whether every row of `data` has unit length (squared norm within 1% of 1:
+/// float16 rounding and float accumulation stay far inside that).
+fn all_unit_length(data: &[f32], dim: usize) -> bool {
+    data.chunks_exact(dim)
+        .all(|x| (distance::dot(x, x) - 1.0).abs() <= 0.01)
+}
+
 /// What rows are assigned to and queries rank lists by: the centroids
-/// (inner product: largest `x·c`; L2: nearest), or for cosine their
-/// directions (nearest unit centroid: largest cosine similarity, the partition
-/// of spherical k-means; [`crate::kmeans::KMeansParams::spherical`]). A
-/// cosine index's residuals stay relative to the mean ([`IvfPqModel::centroid`]).
-fn coarse_panels(metric: Metric, centroids: &[f32], dim: usize) -> Panels {
+/// (inner product: largest `x·c`; L2: nearest), or with `direction` (always
+/// for cosine) their directions (largest cosine similarity, the partition of
+/// spherical k-means; [`crate::kmeans::KMeansParams::spherical`]). Residuals
+/// stay relative to the means ([`IvfPqModel::centroid`]).
+fn coarse_panels(metric: Metric, direction: bool, centroids: &[f32], dim: usize) -> Panels {
     match metric {
+        Metric::InnerProduct if direction => {
+            Panels::new(&kmeans::unit_rows(centroids, dim), dim, Bias::Zero)
+        }
         Metric::InnerProduct => Panels::new(centroids, dim, Bias::Zero),
         Metric::L2 => Panels::new(centroids, dim, Bias::HalfSquaredNorm),
         Metric::Cosine => Panels::new(
@@ -2128,6 +2176,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An inner-product model trained on unit-length rows makes and ranks its
+    /// lists by centroid direction, as a cosine model does, and keeps that
+    /// through serialisation; on rows of other lengths it ranks by `q·c`.
+    #[test]
+    fn inner_product_on_unit_rows_goes_by_direction() {
+        let dim = 12;
+        let (data, queries) = blobs(3000, 20, dim, 5, 22);
+        let unit: Vec<f32> = data
+            .chunks_exact(dim)
+            .flat_map(|x| {
+                let n = distance::dot(x, x).sqrt();
+                x.iter().map(move |v| v / n)
+            })
+            .collect();
+        let params = IvfPqParams::new(24, 6, 4);
+        let model = IvfPqModel::train(&unit, dim, Metric::InnerProduct, &params);
+        assert!(model.direction_lists);
+        let back = IvfPqModel::from_bytes(&model.to_bytes()).unwrap();
+        assert!(back.direction_lists);
+        let cos = |x: &[f32], c: &[f32]| {
+            distance::dot(x, c) / (distance::dot(x, x) * distance::dot(c, c)).sqrt()
+        };
+        for m in [&model, &back] {
+            for x in unit.chunks_exact(dim).take(300).chain(queries.chunks_exact(dim)) {
+                let best = (0..m.lists as u32)
+                    .map(|l| cos(x, m.centroid(l)))
+                    .fold(f32::MIN, f32::max);
+                let got = cos(x, m.centroid(m.assign(x)));
+                assert!(got >= best - 1e-5, "assigned cosine {got}, best {best}");
+            }
+        }
+        // Rows of other lengths: largest q·c, as before.
+        let plain = IvfPqModel::train(&data, dim, Metric::InnerProduct, &params);
+        assert!(!plain.direction_lists);
+        assert!(!IvfPqModel::from_bytes(&plain.to_bytes()).unwrap().direction_lists);
+        for x in data.chunks_exact(dim).take(300) {
+            let best = (0..plain.lists as u32)
+                .map(|l| distance::dot(x, plain.centroid(l)))
+                .fold(f32::MIN, f32::max);
+            let got = distance::dot(x, plain.centroid(plain.assign(x)));
+            assert!(got >= best - 1e-3 * best.abs().max(1.0), "assigned {got}, best {best}");
+        }
+        // Unknown flag bits are refused.
+        let mut b = model.to_bytes();
+        b[7] = 2;
+        assert!(IvfPqModel::from_bytes(&b).is_err());
     }
 
     /// A cosine model ranks lists and assigns rows by the direction of each
