@@ -2201,7 +2201,11 @@ mod tests {
             distance::dot(x, c) / (distance::dot(x, x) * distance::dot(c, c)).sqrt()
         };
         for m in [&model, &back] {
-            for x in unit.chunks_exact(dim).take(300).chain(queries.chunks_exact(dim)) {
+            for x in unit
+                .chunks_exact(dim)
+                .take(300)
+                .chain(queries.chunks_exact(dim))
+            {
                 let best = (0..m.lists as u32)
                     .map(|l| cos(x, m.centroid(l)))
                     .fold(f32::MIN, f32::max);
@@ -2212,13 +2216,20 @@ mod tests {
         // Rows of other lengths: largest q·c, as before.
         let plain = IvfPqModel::train(&data, dim, Metric::InnerProduct, &params);
         assert!(!plain.direction_lists);
-        assert!(!IvfPqModel::from_bytes(&plain.to_bytes()).unwrap().direction_lists);
+        assert!(
+            !IvfPqModel::from_bytes(&plain.to_bytes())
+                .unwrap()
+                .direction_lists
+        );
         for x in data.chunks_exact(dim).take(300) {
             let best = (0..plain.lists as u32)
                 .map(|l| distance::dot(x, plain.centroid(l)))
                 .fold(f32::MIN, f32::max);
             let got = distance::dot(x, plain.centroid(plain.assign(x)));
-            assert!(got >= best - 1e-3 * best.abs().max(1.0), "assigned {got}, best {best}");
+            assert!(
+                got >= best - 1e-3 * best.abs().max(1.0),
+                "assigned {got}, best {best}"
+            );
         }
         // Unknown flag bits are refused.
         let mut b = model.to_bytes();

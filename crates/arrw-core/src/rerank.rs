@@ -289,6 +289,11 @@ impl<T: Ord + Copy> OrderedRerank<T> {
         max.max(spread).max(0.0)
     }
 
+    /// Rows re-ranked from the table so far (handed out or not).
+    pub fn reranked(&self) -> u64 {
+        self.errors.seen
+    }
+
     /// Rows re-ranked and not yet handed out.
     pub fn len(&self) -> usize {
         self.ready.len()
