@@ -2178,6 +2178,23 @@ mod tests {
         }
     }
 
+    /// Cosine similarity of `x` and `c`.
+    fn cosine(x: &[f32], c: &[f32]) -> f32 {
+        distance::dot(x, c) / (distance::dot(x, x) * distance::dot(c, c)).sqrt()
+    }
+
+    /// Every vector of `rows` is assigned to a list whose centroid has the
+    /// largest cosine similarity with it.
+    fn assert_assigned_by_direction<'a>(m: &IvfPqModel, rows: impl Iterator<Item = &'a [f32]>) {
+        for x in rows {
+            let best = (0..m.lists as u32)
+                .map(|l| cosine(x, m.centroid(l)))
+                .fold(f32::MIN, f32::max);
+            let got = cosine(x, m.centroid(m.assign(x)));
+            assert!(got >= best - 1e-5, "assigned cosine {got}, best {best}");
+        }
+    }
+
     /// An inner-product model trained on unit-length rows makes and ranks its
     /// lists by centroid direction, as a cosine model does, and keeps that
     /// through serialisation; on rows of other lengths it ranks by `q·c`.
@@ -2197,21 +2214,9 @@ mod tests {
         assert!(model.direction_lists);
         let back = IvfPqModel::from_bytes(&model.to_bytes()).unwrap();
         assert!(back.direction_lists);
-        let cos = |x: &[f32], c: &[f32]| {
-            distance::dot(x, c) / (distance::dot(x, x) * distance::dot(c, c)).sqrt()
-        };
         for m in [&model, &back] {
-            for x in unit
-                .chunks_exact(dim)
-                .take(300)
-                .chain(queries.chunks_exact(dim))
-            {
-                let best = (0..m.lists as u32)
-                    .map(|l| cos(x, m.centroid(l)))
-                    .fold(f32::MIN, f32::max);
-                let got = cos(x, m.centroid(m.assign(x)));
-                assert!(got >= best - 1e-5, "assigned cosine {got}, best {best}");
-            }
+            let rows = unit.chunks_exact(dim).take(300);
+            assert_assigned_by_direction(m, rows.chain(queries.chunks_exact(dim)));
         }
         // Rows of other lengths: largest q·c, as before.
         let plain = IvfPqModel::train(&data, dim, Metric::InnerProduct, &params);
@@ -2245,32 +2250,20 @@ mod tests {
         let dim = 12;
         let (data, queries) = blobs(3000, 20, dim, 5, 21);
         let model = IvfPqModel::train(&data, dim, Metric::Cosine, &IvfPqParams::new(24, 6, 4));
-        let cos = |x: &[f32], c: &[f32]| {
-            distance::dot(x, c) / (distance::dot(x, x) * distance::dot(c, c)).sqrt()
-        };
         let mut short = 0;
         for l in 0..model.lists as u32 {
             let c = model.centroid(l);
             short += usize::from(distance::dot(c, c) < 0.98);
         }
         assert!(short > 0, "the centroids are means, not unit vectors");
-        for x in data
-            .chunks_exact(dim)
-            .take(500)
-            .chain(queries.chunks_exact(dim))
-        {
-            let best = (0..model.lists as u32)
-                .map(|l| cos(x, model.centroid(l)))
-                .fold(f32::MIN, f32::max);
-            let got = cos(x, model.centroid(model.assign(x)));
-            assert!(got >= best - 1e-5, "assigned cosine {got}, best {best}");
-        }
+        let rows = data.chunks_exact(dim).take(500);
+        assert_assigned_by_direction(&model, rows.chain(queries.chunks_exact(dim)));
         for q in queries.chunks_exact(dim) {
             let ranked = model.rank_lists(q, model.lists);
             for w in ranked.windows(2) {
                 let (a, b) = (model.centroid(w[0].0), model.centroid(w[1].0));
                 assert!(
-                    cos(q, a) >= cos(q, b) - 1e-5,
+                    cosine(q, a) >= cosine(q, b) - 1e-5,
                     "lists ranked out of cosine order"
                 );
             }
