@@ -411,6 +411,12 @@ fn same_node(a: &pg_sys::RelFileNode, b: &pg_sys::RelFileNode) -> bool {
 /// pages a query. The statistics a hit of `ReadBufferExtended` would count are
 /// counted here too (the index's `pg_statio` hits, VACUUM's page-hit cost).
 fn pin_recent(rel: pg_sys::Relation, blk: u32) -> Option<pg_sys::Buffer> {
+    // A temporary index lives in local buffers, and its relfilenode number may
+    // equal a permanent relation's (their files differ by backend): a shared
+    // buffer of that relation would pass ReadRecentBuffer's tag check.
+    if uses_local_buffers(rel) {
+        return None;
+    }
     // SAFETY: `rel` is an open relation: its descriptor is readable.
     let node = unsafe { (*rel).rd_node };
     let slot = recent_slot(&node, blk);
@@ -451,10 +457,17 @@ fn pin_recent(rel: pg_sys::Relation, blk: u32) -> Option<pg_sys::Buffer> {
     Some(buf)
 }
 
+/// Whether `rel` is temporary (PostgreSQL's `RelationUsesLocalBuffers`).
+fn uses_local_buffers(rel: pg_sys::Relation) -> bool {
+    // SAFETY: `rel` is an open relation: its descriptor and pg_class row are
+    // readable.
+    unsafe { (*(*rel).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char }
+}
+
 /// Notes that block `blk` of `rel` is in shared buffer `buf` (see [`pin_recent`];
 /// local buffers of temporary indexes are not kept).
 fn remember_buffer(rel: pg_sys::Relation, blk: u32, buf: pg_sys::Buffer) {
-    if buf <= 0 {
+    if buf <= 0 || uses_local_buffers(rel) {
         return;
     }
     // SAFETY: `rel` is an open relation: its descriptor is readable.
