@@ -351,10 +351,10 @@ fn pin_and_lock(rel: pg_sys::Relation, blk: u32, mode: u32) -> pg_sys::Buffer {
         );
     }
     let buf = pin_recent(rel, blk).unwrap_or_else(|| {
-        // SAFETY: `rel` is an open index relation (the callers are AM callbacks
-        // that received it from PostgreSQL); `blk` is not P_NEW (checked above),
-        // so this reads an existing block, and ReadBufferExtended raises an
-        // ERROR for a block past the end instead of returning an invalid buffer.
+        // `rel` is an open index relation (AM callbacks received it from
+        // PostgreSQL); ReadBufferExtended raises an ERROR for a block past the
+        // end instead of returning an invalid buffer.
+        // SAFETY: as above; `blk` is not P_NEW (checked above): no extension.
         let buf = unsafe {
             pg_sys::ReadBufferExtended(
                 rel,
@@ -428,12 +428,12 @@ fn pin_recent(rel: pg_sys::Relation, blk: u32) -> Option<pg_sys::Buffer> {
             .filter(|e| e.blk == blk && same_node(&e.node, &node))
             .map(|e| e.buf)
     })?;
-    // SAFETY: `buf` is a shared buffer number (1..=NBuffers) that
-    // ReadBufferExtended returned to this backend (only those are stored), so
-    // ReadRecentBuffer may inspect its header; it pins it only if the header
-    // is valid and tagged with this relation, fork and block.
-    let pinned =
-        unsafe { pg_sys::ReadRecentBuffer(node, pg_sys::ForkNumber::MAIN_FORKNUM, blk, buf) };
+    // `buf` is a shared buffer number (1..=NBuffers) that ReadBufferExtended
+    // returned to this backend (only those are stored).
+    let fork = pg_sys::ForkNumber::MAIN_FORKNUM;
+    // SAFETY: so ReadRecentBuffer may inspect its header; it pins it only if
+    // the header is valid and tagged with this relation, fork and block.
+    let pinned = unsafe { pg_sys::ReadRecentBuffer(node, fork, blk, buf) };
     if !pinned {
         return None;
     }
