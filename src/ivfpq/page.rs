@@ -428,11 +428,10 @@ fn pin_recent(rel: pg_sys::Relation, blk: u32) -> Option<pg_sys::Buffer> {
             .filter(|e| e.blk == blk && same_node(&e.node, &node))
             .map(|e| e.buf)
     })?;
-    // `buf` is a shared buffer number (1..=NBuffers) that ReadBufferExtended
-    // returned to this backend (only those are stored).
     let fork = pg_sys::ForkNumber::MAIN_FORKNUM;
-    // SAFETY: so ReadRecentBuffer may inspect its header; it pins it only if
-    // the header is valid and tagged with this relation, fork and block.
+    // SAFETY: `buf` is a shared buffer (1..=NBuffers) ReadBufferExtended gave
+    // this backend, so its header may be inspected; ReadRecentBuffer pins it
+    // only if it is valid and tagged with this relation, fork and block.
     let pinned = unsafe { pg_sys::ReadRecentBuffer(node, fork, blk, buf) };
     if !pinned {
         return None;
@@ -465,9 +464,9 @@ fn uses_local_buffers(rel: pg_sys::Relation) -> bool {
 }
 
 /// Notes that block `blk` of `rel` is in shared buffer `buf` (see [`pin_recent`];
-/// local buffers of temporary indexes are not kept).
+/// the local buffers of temporary indexes, numbered below 0, are not kept).
 fn remember_buffer(rel: pg_sys::Relation, blk: u32, buf: pg_sys::Buffer) {
-    if buf <= 0 || uses_local_buffers(rel) {
+    if buf <= 0 {
         return;
     }
     // SAFETY: `rel` is an open relation: its descriptor is readable.

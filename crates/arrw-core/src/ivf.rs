@@ -466,8 +466,9 @@ impl IvfPqModel {
         );
         let data = prepare_many(metric, sample, dim);
         let n = data.len() / dim;
-        // Cosine: the sample is unit length (prepare_many) and so are the
-        // centroids (spherical k-means; KMeansParams::spherical says why).
+        // Lists by centroid direction (spherical k-means' partition, means
+        // kept for residuals): always for cosine, whose sample prepare_many
+        // made unit length; for inner product when the sample already is.
         let direction = metric == Metric::Cosine
             || (metric == Metric::InnerProduct && n > 0 && all_unit_length(&data, dim));
         let kp = KMeansParams {
@@ -889,22 +890,20 @@ fn all_unit_length(data: &[f32], dim: usize) -> bool {
 }
 
 /// What rows are assigned to and queries rank lists by: the centroids
-/// (inner product: largest `x·c`; L2: nearest), or with `direction` (always
-/// for cosine) their directions (largest cosine similarity, the partition of
-/// spherical k-means; [`crate::kmeans::KMeansParams::spherical`]). Residuals
-/// stay relative to the means ([`IvfPqModel::centroid`]).
+/// (inner product: largest `x·c`; L2: nearest), or with `direction` (which
+/// every caller sets for cosine) their directions (largest cosine similarity,
+/// the partition of spherical k-means; [`crate::kmeans::KMeansParams::spherical`]).
+/// Residuals stay relative to the means ([`IvfPqModel::centroid`]).
 fn coarse_panels(metric: Metric, direction: bool, centroids: &[f32], dim: usize) -> Panels {
-    match metric {
-        Metric::InnerProduct if direction => {
-            Panels::new(&kmeans::unit_rows(centroids, dim), dim, Bias::Zero)
-        }
-        Metric::InnerProduct => Panels::new(centroids, dim, Bias::Zero),
-        Metric::L2 => Panels::new(centroids, dim, Bias::HalfSquaredNorm),
-        Metric::Cosine => Panels::new(
-            &kmeans::unit_rows(centroids, dim),
-            dim,
-            Bias::HalfSquaredNorm,
-        ),
+    debug_assert!(direction || metric != Metric::Cosine);
+    let bias = match metric {
+        Metric::InnerProduct => Bias::Zero,
+        Metric::L2 | Metric::Cosine => Bias::HalfSquaredNorm,
+    };
+    if direction {
+        Panels::new(&kmeans::unit_rows(centroids, dim), dim, bias)
+    } else {
+        Panels::new(centroids, dim, bias)
     }
 }
 

@@ -101,7 +101,8 @@ pub struct KMeansParams {
     /// index keeps the mean for residuals, which are shorter than residuals from
     /// a unit vector, and ranks lists by its direction. For cosine indexes: the
     /// mean of a spread-out cluster is short, and L2 to it ranks such clusters too
-    /// late for the neighbours they hold.
+    /// late for the neighbours they hold. The inertia reported is then to the
+    /// nearest direction.
     pub spherical: bool,
 }
 
