@@ -10,6 +10,7 @@
 //! | ambuild, ambuildempty | build.rs | sample, train, encode every row, write pages, WAL-log them |
 //! | aminsert | insert.rs | encode one row, append it to its list's last page |
 //! | ambeginscan, amrescan, amgettuple, amendscan | scan.rs | probe lists, ADC-score codes, re-rank from the heap |
+//! | (re-rank's table reads) | fetch.rs | a batch's rows, pages pinned and rows located a stage at a time |
 //! | amgettuple of `vector_maxsim_ops` (`@#`) | maxsim_scan.rs | per query vector: probe, gather rows, estimate MaxSim, re-rank |
 //! | amgettuple itself | here | starts the scan (scan.rs) and hands it to one of the two |
 //! | ambulkdelete, amvacuumcleanup | vacuum.rs | drop dead TIDs, compact pages |
@@ -28,6 +29,7 @@
 
 pub mod build;
 pub mod cost;
+pub mod fetch;
 pub mod info;
 pub mod insert;
 pub mod layout;

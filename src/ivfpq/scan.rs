@@ -40,7 +40,7 @@
 
 use super::layout::{self, DataGeom};
 use super::profile::{self, Count, Phase};
-use super::{model, options, page};
+use super::{fetch, model, options, page};
 use crate::memctx::RowContext;
 use arrw_core::ivf::{
     estimate_as_distance, exact_distance, CandidatePool, ExactPasses, IvfPqModel, Metric,
@@ -84,6 +84,9 @@ pub(super) struct ScanState {
     pub(super) index_info: *mut pg_sys::IndexInfo,
     /// The index has expression columns (FormIndexDatum allocates per row).
     pub(super) has_exprs: bool,
+    /// The heap column re-ranking reads keys from directly, page batch by page
+    /// batch (fetch.rs), or None for the row-at-a-time path.
+    pub(super) direct_column: Option<i16>,
     /// Per re-ranked row: detoasted vectors.
     pub(super) row: RowContext,
     /// Untrained index: exact ranking in bounded passes; None once exhausted.
@@ -144,6 +147,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         estate: std::ptr::null_mut(),
         index_info: std::ptr::null_mut(),
         has_exprs: false,
+        direct_column: None,
         row,
         exact: None,
         nblocks: 0,
@@ -618,21 +622,21 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     profile::stop(t, Phase::Select);
     profile::count(Count::Reranked, batch.len() as u64);
     let metric = st.model.as_ref().expect("started").metric;
+    let tids: Vec<u64> = batch.iter().map(|&(_, c)| untag(c.tag)).collect();
+    let mut exact = Vec::with_capacity(tids.len());
     // SAFETY: live scan: its heap relation, snapshot and index are open.
-    unsafe { ensure_fetch(scan, st) };
-    for &(est, c) in &batch {
-        pg_sys::check_for_interrupts!();
-        // SAFETY: ensure_fetch ran for this live scan.
-        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, untag(c.tag)) } {
-            let list_d = st.list_dist[list_of(c.tag) as usize];
-            profile::time(Phase::Order, || {
-                st.order
-                    .add(estimate_as_distance(metric, est), d, list_d, c)
-            });
-        }
+    unsafe {
+        ensure_fetch(scan, st);
+        fetch::exact_distances(scan, st, metric, &tids, &mut exact);
     }
-    // SAFETY: release the last row's pin.
-    unsafe { pg_sys::ExecClearTuple(st.slot) };
+    for (i, d) in exact {
+        let (est, c) = batch[i];
+        let list_d = st.list_dist[list_of(c.tag) as usize];
+        profile::time(Phase::Order, || {
+            st.order
+                .add(estimate_as_distance(metric, est), d, list_d, c)
+        });
+    }
 }
 
 /// Candidates re-ranked from the table per batch after the first `rerank`
@@ -725,19 +729,19 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     }
     direct.sort_unstable_by_key(|&(_, c)| untag(c.tag));
     profile::count(Count::Reranked, direct.len() as u64);
+    let tids: Vec<u64> = direct.iter().map(|&(_, c)| untag(c.tag)).collect();
+    let mut exact = Vec::with_capacity(tids.len());
     // SAFETY: live scan: its heap relation, snapshot and index are open.
-    unsafe { ensure_fetch(scan, st) };
-    for &(est, c) in &direct {
-        pg_sys::check_for_interrupts!();
-        // SAFETY: ensure_fetch ran for this live scan.
-        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, untag(c.tag)) } {
-            let list_d = st.list_dist[list_of(c.tag) as usize];
-            st.order
-                .add(estimate_as_distance(metric, est), d, list_d, c);
-        }
+    unsafe {
+        ensure_fetch(scan, st);
+        fetch::exact_distances(scan, st, metric, &tids, &mut exact);
     }
-    // SAFETY: release the last row's pin.
-    unsafe { pg_sys::ExecClearTuple(st.slot) };
+    for (i, d) in exact {
+        let (est, c) = direct[i];
+        let list_d = st.list_dist[list_of(c.tag) as usize];
+        st.order
+            .add(estimate_as_distance(metric, est), d, list_d, c);
+    }
 }
 
 /// Re-ranks the refined candidates with the best fine estimates
@@ -750,19 +754,19 @@ unsafe fn rerank_refined(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     batch.sort_unstable_by_key(|&(_, _, c)| untag(c.tag));
     profile::count(Count::Reranked, batch.len() as u64);
     let metric = st.model.as_ref().expect("started").metric;
+    let tids: Vec<u64> = batch.iter().map(|&(_, _, c)| untag(c.tag)).collect();
+    let mut exact = Vec::with_capacity(tids.len());
     // SAFETY: live scan: its heap relation, snapshot and index are open.
-    unsafe { ensure_fetch(scan, st) };
-    for &(coarse, fine, c) in &batch {
-        pg_sys::check_for_interrupts!();
-        // SAFETY: ensure_fetch ran for this live scan.
-        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, untag(c.tag)) } {
-            profile::time(Phase::Order, || {
-                st.order.add_refined_exact(coarse, fine, d, c)
-            });
-        }
+    unsafe {
+        ensure_fetch(scan, st);
+        fetch::exact_distances(scan, st, metric, &tids, &mut exact);
     }
-    // SAFETY: release the last row's pin.
-    unsafe { pg_sys::ExecClearTuple(st.slot) };
+    for (i, d) in exact {
+        let (coarse, fine, c) = batch[i];
+        profile::time(Phase::Order, || {
+            st.order.add_refined_exact(coarse, fine, d, c)
+        });
+    }
 }
 
 /// The exact distance from the query to the visible version of row `tid`, or
@@ -880,6 +884,7 @@ pub(super) unsafe fn ensure_fetch(scan: pg_sys::IndexScanDesc, st: &mut ScanStat
         let econtext = pg_sys::MakePerTupleExprContext(st.estate);
         (*econtext).ecxt_scantuple = st.slot;
         st.has_exprs = !(*st.index_info).ii_Expressions.is_null();
+        st.direct_column = fetch::direct_column(scan, st);
     }
 }
 
