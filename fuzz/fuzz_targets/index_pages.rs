@@ -8,11 +8,12 @@
 //! after it (their links, kinds and owners are read as scans read them).
 //! Invariants: the walk never panics, never loops (it
 //! returns), and a walk that succeeds read no list longer than the data pages
-//! can hold.
+//! can hold. The same damaged bytes read as heap pages by the re-rank's
+//! prefetch hint (`heap_item_offset`) give an offset inside the page or None.
 
 #![no_main]
 
-use arrw_core::layout::{example_image_refined, walk_image, DataGeom, PAGE_SIZE};
+use arrw_core::layout::{example_image_refined, heap_item_offset, walk_image, DataGeom, PAGE_SIZE};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -32,6 +33,11 @@ fuzz_target!(|data: &[u8]| {
         let blk = m[0] as usize % n;
         let off = u16::from_be_bytes([m[1], m[2]]) as usize % PAGE_SIZE;
         pages[blk][off] = m[3];
+    }
+    for (m, page) in muts.chunks_exact(4).zip(pages.iter().cycle()) {
+        if let Some(at) = heap_item_offset(page, u16::from_be_bytes([m[0], m[3]])) {
+            assert!(at < PAGE_SIZE, "item offset {at}");
+        }
     }
     let refs: Vec<&[u8]> = pages.iter().map(|p| p.as_slice()).collect();
     if let Ok(sizes) = walk_image(&refs) {

@@ -7,10 +7,11 @@
 //! other: ~1.8 µs a row on 1M SIFT rows, half of a query's time (perf:
 //! `heap_page_prune_opt`, which is where a page is first touched, 15%;
 //! `heap_hot_search_buffer` 7%; the distance kernel reading the vector 5%).
-//! [`exact_distances`] pins a batch's pages first, then finds every row's visible
-//! version, then computes the distances, and prefetches (a CPU hint, it reads
-//! nothing) what the next stage will touch, so the misses of different rows
-//! overlap instead of adding up.
+//! [`exact_distances`] pins a batch's pages first, then reads every row's line
+//! pointer, then finds every row's visible version, then computes the
+//! distances, and prefetches (a CPU hint, it reads nothing) what the next stage
+//! will touch (page headers, tuple headers, vectors), so the misses of different
+//! rows overlap instead of adding up.
 //!
 //! It does what `heapam_index_fetch_tuple` does, in another order: pin the page,
 //! `heap_page_prune_opt` once per page, share-lock it while
@@ -141,9 +142,8 @@ pub(super) unsafe fn exact_distances(
             pages.push(PageRows { buf, from: i, to });
             i = to;
         }
-        // 2. Per page: prune as a heap fetch would, then find each row's visible
-        //    version under the share lock (held only for the page's rows).
-        rows.clear();
+        // 2. Per page: prune as a heap fetch would, and prefetch each row's
+        //    tuple header from its line pointer (read under the share lock).
         for p in &pages {
             // SAFETY: the page is pinned by us; heap_page_prune_opt takes the
             // cleanup lock only if it can get it without waiting, and runs before
@@ -152,6 +152,28 @@ pub(super) unsafe fn exact_distances(
                 pg_sys::heap_page_prune_opt(heap, p.buf);
                 pg_sys::LockBuffer(p.buf, pg_sys::BUFFER_LOCK_SHARE as i32);
             }
+            // SAFETY: pinned and share-locked: the line pointers do not change.
+            let page = unsafe {
+                std::slice::from_raw_parts(
+                    pg_sys::BufferGetPage(p.buf) as *const u8,
+                    layout::PAGE_SIZE,
+                )
+            };
+            for &tid in &tids[p.from..p.to] {
+                if let Some(at) = arrw_core::layout::heap_item_offset(page, layout::u64_tid(tid).1)
+                {
+                    prefetch(page.as_ptr().wrapping_add(at));
+                }
+            }
+            // SAFETY: we took this share lock above.
+            unsafe { pg_sys::LockBuffer(p.buf, pg_sys::BUFFER_LOCK_UNLOCK as i32) };
+        }
+        // 3. Per page: find each row's visible version under the share lock
+        //    (held only for the page's rows).
+        rows.clear();
+        for p in &pages {
+            // SAFETY: the page is pinned by us.
+            unsafe { pg_sys::LockBuffer(p.buf, pg_sys::BUFFER_LOCK_SHARE as i32) };
             for (k, &tid) in tids.iter().enumerate().take(p.to).skip(p.from) {
                 let (blk, off) = layout::u64_tid(tid);
                 let mut ip = pg_sys::ItemPointerData::default();
@@ -184,7 +206,7 @@ pub(super) unsafe fn exact_distances(
             unsafe { pg_sys::LockBuffer(p.buf, pg_sys::BUFFER_LOCK_UNLOCK as i32) };
         }
         profile::stop(t, Phase::Fetch);
-        // 3. Distances, from the tuples of the still pinned pages.
+        // 4. Distances, from the tuples of the still pinned pages.
         for (k, tup) in rows.iter_mut() {
             st.row.scope(|| {
                 let mut null = false;
@@ -208,7 +230,7 @@ pub(super) unsafe fn exact_distances(
                 ));
             });
         }
-        // 4. Unpin.
+        // 5. Unpin.
         for p in &pages {
             // SAFETY: pinned by ReadBufferExtended above, once.
             unsafe { pg_sys::ReleaseBuffer(p.buf) };

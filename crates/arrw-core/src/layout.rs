@@ -832,6 +832,22 @@ pub fn u64_tid(v: u64) -> (u32, u16) {
     ((v >> 16) as u32, v as u16)
 }
 
+/// Where a heap page's line pointer `off` (1-based) says its item starts, if
+/// the page (PostgreSQL's standard layout: `pd_lower` at byte 12, 4-byte line
+/// pointers from byte 24, the item's offset in their low 15 bits) has that many
+/// line pointers. For prefetch hints only: the item may be unused or a
+/// redirect, and nothing is read at the offset. Any bytes give an offset
+/// inside the page or None, never a panic.
+pub fn heap_item_offset(page: &[u8], off: u16) -> Option<usize> {
+    let lower = usize::from(u16::from_ne_bytes(page.get(12..14)?.try_into().ok()?));
+    let at = PAGE_HEADER_BYTES + 4 * usize::from(off).checked_sub(1)?;
+    if at + 4 > lower.min(page.len()) {
+        return None;
+    }
+    let lp = u32::from_ne_bytes(page.get(at..at + 4)?.try_into().ok()?);
+    Some(((lp & 0x7fff) as usize).min(page.len() - 1))
+}
+
 /// Everything a reader does with an index image, checks first, for tests and
 /// fuzzing: walks every list of the index in `pages` (one PAGE_SIZE page per
 /// block) the way scans do, reading every entry. Returns the entries per list,
@@ -1220,8 +1236,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn heap_item_offsets() {
+        let mut page = vec![0u8; PAGE_SIZE];
+        // Two line pointers: items at 8000 (len 150, normal) and 7800.
+        page[12..14].copy_from_slice(&(24u16 + 8).to_ne_bytes());
+        let lp = |off: u32, flags: u32, len: u32| (off | (flags << 15) | (len << 17)).to_ne_bytes();
+        page[24..28].copy_from_slice(&lp(8000, 1, 150));
+        page[28..32].copy_from_slice(&lp(7800, 1, 200));
+        assert_eq!(heap_item_offset(&page, 1), Some(8000));
+        assert_eq!(heap_item_offset(&page, 2), Some(7800));
+        assert_eq!(heap_item_offset(&page, 0), None);
+        assert_eq!(heap_item_offset(&page, 3), None);
+        // A pd_lower beyond the page, or a short page: no read outside it.
+        page[12..14].copy_from_slice(&u16::MAX.to_ne_bytes());
+        assert_eq!(heap_item_offset(&page, 2047), None);
+        assert_eq!(heap_item_offset(&page[..30], 2), None);
+        assert_eq!(heap_item_offset(&page[..10], 1), None);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Any page bytes and line pointer number: an offset inside the page or
+        /// None.
+        #[test]
+        fn heap_item_offset_stays_inside(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+            len in 0usize..PAGE_SIZE + 1,
+            off in any::<u16>(),
+        ) {
+            let mut page = vec![0u8; len];
+            for (i, b) in bytes.iter().enumerate().take(len) {
+                page[i] = *b;
+            }
+            if let Some(at) = heap_item_offset(&page, off) {
+                prop_assert!(at < page.len());
+            }
+        }
 
         /// Mutations of a refined image: Ok or Err, never a panic.
         #[test]
