@@ -92,7 +92,7 @@ pub(super) unsafe fn exact_distances(
     tids: &[u64],
     out: &mut Vec<(usize, f32)>,
 ) {
-    let Some(att) = st.direct_column else {
+    let Some(att) = st.direct_column.filter(|_| st.multi.is_none()) else {
         for (i, &tid) in tids.iter().enumerate() {
             pg_sys::check_for_interrupts!();
             // SAFETY: forwarded contract.
