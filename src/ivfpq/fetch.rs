@@ -23,6 +23,7 @@
 //! methods, expression indexes and `vector[]` keys take the row-at-a-time path.
 
 use super::layout;
+use super::page::{self, Recents};
 use super::profile::{self, Phase};
 use super::scan::{exact_distance_of, ScanState};
 use arrw_core::ivf::{exact_distance, Metric};
@@ -58,17 +59,15 @@ pub(super) unsafe fn direct_column(scan: pg_sys::IndexScanDesc, st: &ScanState) 
     }
 }
 
-/// Hints the CPU to bring the cache line at `p` in (no effect elsewhere).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and
-    // changes no memory.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+/// A TID naming block InvalidBlockNumber: no table has that block.
+fn tid_past_end(heap: pg_sys::Relation, blk: u32) -> ! {
+    crate::errors::error(
+        pgrx::PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+        format!(
+            "ivfpq index entry points at block {blk} of table \"{}\", which has no such block",
+            page::rel_name(heap)
+        ),
+    )
 }
 
 /// A page of the batch: its buffer and the batch's rows on it (`from..to`).
@@ -116,32 +115,36 @@ pub(super) unsafe fn exact_distances(
     while i < tids.len() {
         pg_sys::check_for_interrupts!();
         let t = profile::start();
-        // 1. Pin the next pages (their header lines prefetched for stage 2).
+        // 1. Pin the next pages: first hint the buffers this backend saw them
+        //    in (descriptor and page header), then pin each, through the
+        //    recent-buffer table where it still holds (page::pin), and hint
+        //    the header lines stage 2 reads.
         pages.clear();
-        while i < tids.len() && pages.len() < PAGES_AT_ONCE {
-            let blk = layout::u64_tid(tids[i]).0;
-            let mut to = i + 1;
+        let mut to = i;
+        while to < tids.len() && pages.len() < PAGES_AT_ONCE {
+            let blk = layout::u64_tid(tids[to]).0;
+            let from = to;
             while to < tids.len() && layout::u64_tid(tids[to]).0 == blk {
                 to += 1;
             }
-            // SAFETY: the heap is open; a block beyond its end is an ERROR of
-            // ReadBufferExtended (a damaged index's TID), as for any index scan.
-            let buf = unsafe {
-                pg_sys::ReadBufferExtended(
-                    heap,
-                    pg_sys::ForkNumber::MAIN_FORKNUM,
-                    blk,
-                    pg_sys::ReadBufferMode::RBM_NORMAL,
-                    std::ptr::null_mut(),
-                )
-            };
-            // SAFETY: `buf` is pinned; its page address is fixed while pinned.
-            let page = unsafe { pg_sys::BufferGetPage(buf) } as *const u8;
-            prefetch(page);
-            prefetch(page.wrapping_add(64));
-            pages.push(PageRows { buf, from: i, to });
-            i = to;
+            page::prefetch_recent(heap, blk, Recents::Heap);
+            pages.push(PageRows { buf: 0, from, to });
         }
+        for p in pages.iter_mut() {
+            let blk = layout::u64_tid(tids[p.from]).0;
+            // A block beyond the table's end (a damaged index's TID) is an ERROR
+            // of ReadBufferExtended, as for any index scan; InvalidBlockNumber
+            // (which page::pin must not get) is beyond every table's end.
+            if blk == pg_sys::InvalidBlockNumber {
+                tid_past_end(heap, blk);
+            }
+            p.buf = page::pin(heap, blk, Recents::Heap);
+            // SAFETY: `p.buf` is pinned; its page address is fixed while pinned.
+            let at = unsafe { pg_sys::BufferGetPage(p.buf) } as *const u8;
+            page::prefetch(at);
+            page::prefetch(at.wrapping_add(64));
+        }
+        i = to;
         // 2. Per page: prune as a heap fetch would, and prefetch each row's
         //    tuple header from its line pointer (read under the share lock).
         for p in &pages {
@@ -153,16 +156,16 @@ pub(super) unsafe fn exact_distances(
                 pg_sys::LockBuffer(p.buf, pg_sys::BUFFER_LOCK_SHARE as i32);
             }
             // SAFETY: pinned and share-locked: the line pointers do not change.
-            let page = unsafe {
+            let bytes = unsafe {
                 std::slice::from_raw_parts(
                     pg_sys::BufferGetPage(p.buf) as *const u8,
                     layout::PAGE_SIZE,
                 )
             };
             for &tid in &tids[p.from..p.to] {
-                if let Some(at) = arrw_core::layout::heap_item_offset(page, layout::u64_tid(tid).1)
+                if let Some(at) = arrw_core::layout::heap_item_offset(bytes, layout::u64_tid(tid).1)
                 {
-                    prefetch(page.as_ptr().wrapping_add(at));
+                    page::prefetch(bytes.as_ptr().wrapping_add(at));
                 }
             }
             // SAFETY: we took this share lock above.
@@ -197,7 +200,7 @@ pub(super) unsafe fn exact_distances(
                 if visible {
                     let at = tup.t_data as *const u8;
                     for line in 0..ROW_LINES {
-                        prefetch(at.wrapping_add(64 * line));
+                        page::prefetch(at.wrapping_add(64 * line));
                     }
                     rows.push((k, tup));
                 }

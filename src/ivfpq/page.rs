@@ -350,11 +350,58 @@ fn pin_and_lock(rel: pg_sys::Relation, blk: u32, mode: u32) -> pg_sys::Buffer {
             },
         );
     }
-    let buf = pin_recent(rel, blk).unwrap_or_else(|| {
-        // `rel` is an open index relation (AM callbacks received it from
-        // PostgreSQL); ReadBufferExtended raises an ERROR for a block past the
-        // end instead of returning an invalid buffer.
-        // SAFETY: as above; `blk` is not P_NEW (checked above): no extension.
+    let buf = pin(rel, blk, Recents::Index);
+    // SAFETY: `buf` is pinned by this backend (pin above).
+    unsafe { pg_sys::LockBuffer(buf, mode as i32) };
+    buf
+}
+
+/// Which per-backend table of recent buffers a relation's blocks go to (see
+/// [`pin_recent`]): index pages and the table pages re-ranking reads are kept
+/// apart, so that a scan's many heap pages do not push out the index's.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Recents {
+    /// 8,192 slots (160 kB): ivfpq index pages, whatever the index's size.
+    Index,
+    /// Table pages re-ranking reads (src/ivfpq/fetch.rs): made by the first
+    /// scan that re-ranks, with a slot per page of the largest table re-ranked
+    /// in so far ([`size_recents`]), from 8,192 to 131,072 slots (160 kB to
+    /// 2.6 MB). A table larger than that hits about in the ratio of slots to
+    /// its pages.
+    Heap,
+}
+
+/// Slots a table starts with.
+const RECENTS: usize = 8192;
+
+/// Most slots of the heap table (2.6 MB): 1 GB of table pages.
+const MAX_HEAP_RECENTS: usize = 131_072;
+
+/// Grows the table `which` to a slot per page of `rel` (by `pg_class.relpages`,
+/// as of its last VACUUM, ANALYZE or index build; a power of two, at most
+/// [`MAX_HEAP_RECENTS`]), emptying it if it grows. Called once per scan.
+pub fn size_recents(rel: pg_sys::Relation, which: Recents) {
+    // SAFETY: `rel` is an open relation: its pg_class row is readable.
+    let pages = unsafe { (*(*rel).rd_rel).relpages }.max(0) as usize;
+    let want = pages.next_power_of_two().clamp(RECENTS, MAX_HEAP_RECENTS);
+    RECENT.with(|r| {
+        let t = &mut r.borrow_mut()[which as usize];
+        if t.len() < want {
+            *t = vec![None; want];
+        }
+    });
+}
+
+/// Pins block `blk` of `rel`'s main fork (no lock), through the recent-buffer
+/// table `which` when this backend found the block in a shared buffer before
+/// (see [`pin_recent`]), else with `ReadBufferExtended`, which raises an ERROR
+/// for a block past the end. `blk` must not be InvalidBlockNumber (P_NEW would
+/// extend the relation).
+pub fn pin(rel: pg_sys::Relation, blk: u32, which: Recents) -> pg_sys::Buffer {
+    debug_assert!(blk != pg_sys::InvalidBlockNumber);
+    pin_recent(rel, blk, which).unwrap_or_else(|| {
+        // SAFETY: `rel` is an open relation (callers hold it for an AM
+        // callback or a scan); `blk` is not P_NEW (the callers' contract).
         let buf = unsafe {
             pg_sys::ReadBufferExtended(
                 rel,
@@ -364,19 +411,41 @@ fn pin_and_lock(rel: pg_sys::Relation, blk: u32, mode: u32) -> pg_sys::Buffer {
                 std::ptr::null_mut(),
             )
         };
-        remember_buffer(rel, blk, buf);
+        remember_buffer(rel, blk, buf, which);
         buf
-    });
-    // SAFETY: `buf` is pinned by this backend (either path above).
-    unsafe { pg_sys::LockBuffer(buf, mode as i32) };
-    buf
+    })
 }
 
-/// Slots of the per-backend cache of the shared buffers index blocks were last
-/// found in (20 bytes each: 160 kB per backend that reads an ivfpq index,
-/// whatever the index's size; a block whose slot another block took is looked
-/// up the usual way).
-const RECENT_SLOTS: usize = 8192;
+/// Hints the CPU to bring the cache line at `p` in (no effect elsewhere).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults, whatever the address, and
+    // changes no memory.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// When the table `which` remembers a shared buffer for block `blk` of `rel`,
+/// prefetches that buffer's descriptor and page header, which [`pin`] is about
+/// to touch: a caller that will pin several blocks hints them all first, so
+/// their cache misses overlap. Reads nothing of the buffer itself.
+pub fn prefetch_recent(rel: pg_sys::Relation, blk: u32, which: Recents) {
+    let Some(buf) = recent_buffer(rel, blk, which) else {
+        return;
+    };
+    let i = (buf - 1) as usize;
+    // Addresses only (wrapping arithmetic, no dereference): `buf` is a shared
+    // buffer number ReadBufferExtended returned (1..=NBuffers), so both lie in
+    // the shared arrays; a prefetch would be harmless even if they did not.
+    // SAFETY: reading the two global array bases set at backend start.
+    let (descs, blocks) = unsafe { (pg_sys::BufferDescriptors, pg_sys::BufferBlocks) };
+    prefetch(descs.wrapping_add(i) as *const u8);
+    prefetch((blocks as *const u8).wrapping_add(i * pg_sys::BLCKSZ as usize));
+}
 
 #[derive(Clone, Copy)]
 struct Recent {
@@ -386,20 +455,43 @@ struct Recent {
 }
 
 thread_local! {
-    /// See [`pin_recent`]. Backends are single-threaded: only their main
-    /// thread reads pages.
-    static RECENT: std::cell::RefCell<Vec<Option<Recent>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// See [`pin_recent`], one per [`Recents`]. Backends are single-threaded:
+    /// only their main thread reads pages.
+    static RECENT: std::cell::RefCell<[Vec<Option<Recent>>; 2]> =
+        const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
 }
 
-fn recent_slot(node: &pg_sys::RelFileNode, blk: u32) -> usize {
+/// The slot of block `blk` of relation `node` in a table of `len` slots.
+fn recent_slot(node: &pg_sys::RelFileNode, blk: u32, len: usize) -> usize {
     let h = (u64::from(node.relNode.to_u32()) ^ u64::from(node.dbNode.to_u32()).rotate_left(32))
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ u64::from(blk).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    (h >> 32) as usize % RECENT_SLOTS
+    (h >> 32) as usize % len.max(1)
 }
 
 fn same_node(a: &pg_sys::RelFileNode, b: &pg_sys::RelFileNode) -> bool {
     a.relNode == b.relNode && a.dbNode == b.dbNode && a.spcNode == b.spcNode
+}
+
+/// The shared buffer the table `which` remembers for block `blk` of `rel`, if
+/// any (not checked against the buffer: see [`pin_recent`]). Never for a
+/// temporary relation: it lives in local buffers, and its relfilenode number
+/// may equal a permanent relation's (their files differ by backend), whose
+/// shared buffer would pass ReadRecentBuffer's tag check.
+fn recent_buffer(rel: pg_sys::Relation, blk: u32, which: Recents) -> Option<pg_sys::Buffer> {
+    if uses_local_buffers(rel) {
+        return None;
+    }
+    // SAFETY: `rel` is an open relation: its descriptor is readable.
+    let node = unsafe { (*rel).rd_node };
+    RECENT.with(|r| {
+        let t = &r.borrow()[which as usize];
+        t.get(recent_slot(&node, blk, t.len()))
+            .copied()
+            .flatten()
+            .filter(|e| e.blk == blk && same_node(&e.node, &node))
+            .map(|e| e.buf)
+    })
 }
 
 /// Pins block `blk` of `rel` without a buffer-mapping lookup when this backend
@@ -408,26 +500,13 @@ fn same_node(a: &pg_sys::RelFileNode, b: &pg_sys::RelFileNode) -> bool {
 /// buffer since given to another block is refused and `None` returned). The
 /// lookup (a hash probe under a partition lock, cache misses in a table sized
 /// by `shared_buffers`) was 12% of a 384-d query's backend time, for ~400 index
-/// pages a query. The statistics a hit of `ReadBufferExtended` would count are
-/// counted here too (the index's `pg_statio` hits, VACUUM's page-hit cost).
-fn pin_recent(rel: pg_sys::Relation, blk: u32) -> Option<pg_sys::Buffer> {
-    // A temporary index lives in local buffers, and its relfilenode number may
-    // equal a permanent relation's (their files differ by backend): a shared
-    // buffer of that relation would pass ReadRecentBuffer's tag check.
-    if uses_local_buffers(rel) {
-        return None;
-    }
+/// pages a query, and 12% of a SIFT `LIMIT 100`'s for its ~800 heap rows. The
+/// statistics a hit of `ReadBufferExtended` would count are counted here too
+/// (the relation's `pg_statio` hits, VACUUM's page-hit cost).
+fn pin_recent(rel: pg_sys::Relation, blk: u32, which: Recents) -> Option<pg_sys::Buffer> {
+    let buf = recent_buffer(rel, blk, which)?;
     // SAFETY: `rel` is an open relation: its descriptor is readable.
     let node = unsafe { (*rel).rd_node };
-    let slot = recent_slot(&node, blk);
-    let buf = RECENT.with(|r| {
-        r.borrow()
-            .get(slot)
-            .copied()
-            .flatten()
-            .filter(|e| e.blk == blk && same_node(&e.node, &node))
-            .map(|e| e.buf)
-    })?;
     let fork = pg_sys::ForkNumber::MAIN_FORKNUM;
     // SAFETY: `buf` is a shared buffer (1..=NBuffers) ReadBufferExtended gave
     // this backend, so its header may be inspected; ReadRecentBuffer pins it
@@ -463,21 +542,22 @@ fn uses_local_buffers(rel: pg_sys::Relation) -> bool {
     unsafe { (*(*rel).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char }
 }
 
-/// Notes that block `blk` of `rel` is in shared buffer `buf` (see [`pin_recent`];
-/// the local buffers of temporary indexes, numbered below 0, are not kept).
-fn remember_buffer(rel: pg_sys::Relation, blk: u32, buf: pg_sys::Buffer) {
+/// Notes in table `which` that block `blk` of `rel` is in shared buffer `buf`
+/// (see [`pin_recent`]; the local buffers of temporary relations, numbered
+/// below 0, are not kept).
+fn remember_buffer(rel: pg_sys::Relation, blk: u32, buf: pg_sys::Buffer, which: Recents) {
     if buf <= 0 {
         return;
     }
     // SAFETY: `rel` is an open relation: its descriptor is readable.
     let node = unsafe { (*rel).rd_node };
-    let slot = recent_slot(&node, blk);
     RECENT.with(|r| {
-        let mut r = r.borrow_mut();
-        if r.is_empty() {
-            r.resize(RECENT_SLOTS, None);
+        let t = &mut r.borrow_mut()[which as usize];
+        if t.is_empty() {
+            t.resize(RECENTS, None);
         }
-        r[slot] = Some(Recent { node, blk, buf });
+        let slot = recent_slot(&node, blk, t.len());
+        t[slot] = Some(Recent { node, blk, buf });
     });
 }
 

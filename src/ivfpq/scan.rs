@@ -885,6 +885,9 @@ pub(super) unsafe fn ensure_fetch(scan: pg_sys::IndexScanDesc, st: &mut ScanStat
         (*econtext).ecxt_scantuple = st.slot;
         st.has_exprs = !(*st.index_info).ii_Expressions.is_null();
         st.direct_column = fetch::direct_column(scan, st);
+        if st.direct_column.is_some() {
+            page::size_recents(heap, page::Recents::Heap);
+        }
     }
 }
 
