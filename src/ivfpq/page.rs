@@ -364,10 +364,10 @@ pub enum Recents {
     /// 8,192 slots (160 kB): ivfpq index pages, whatever the index's size.
     Index,
     /// Table pages re-ranking reads (src/ivfpq/fetch.rs): made by the first
-    /// scan that re-ranks, with a slot per page of the largest table re-ranked
-    /// in so far ([`size_recents`]), from 8,192 to 131,072 slots (160 kB to
-    /// 2.6 MB). A table larger than that hits about in the ratio of slots to
-    /// its pages.
+    /// scan that re-ranks, with four slots per page of the largest table
+    /// re-ranked in so far ([`size_recents`]), from 8,192 to 131,072 slots
+    /// (160 kB to 2.6 MB: tables up to 256 MB get four slots a page, larger
+    /// ones fewer, and hit less).
     Heap,
 }
 
@@ -377,13 +377,18 @@ const RECENTS: usize = 8192;
 /// Most slots of the heap table (2.6 MB): 1 GB of table pages.
 const MAX_HEAP_RECENTS: usize = 131_072;
 
-/// Grows the table `which` to a slot per page of `rel` (by `pg_class.relpages`,
+/// Grows the table `which` to four slots per page of `rel` (by `pg_class.relpages`,
 /// as of its last VACUUM, ANALYZE or index build; a power of two, at most
 /// [`MAX_HEAP_RECENTS`]), emptying it if it grows. Called once per scan.
 pub fn size_recents(rel: pg_sys::Relation, which: Recents) {
     // SAFETY: `rel` is an open relation: its pg_class row is readable.
     let pages = unsafe { (*(*rel).rd_rel).relpages }.max(0) as usize;
-    let want = pages.next_power_of_two().clamp(RECENTS, MAX_HEAP_RECENTS);
+    // Four slots a page: a direct-mapped table holding as many blocks as
+    // slots keeps about 60% of them (the rest share a slot), at four ~90%.
+    let want = pages
+        .saturating_mul(4)
+        .next_power_of_two()
+        .clamp(RECENTS, MAX_HEAP_RECENTS);
     RECENT.with(|r| {
         let t = &mut r.borrow_mut()[which as usize];
         if t.len() < want {
