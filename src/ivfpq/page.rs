@@ -317,6 +317,14 @@ impl ReadGuard {
         }
     }
 
+    /// Share-locks buffer `buf`, which the caller pinned (with [`pin`]) and
+    /// hands over: the guard unlocks and unpins it.
+    pub fn lock_pinned(buf: pg_sys::Buffer) -> ReadGuard {
+        // SAFETY: the caller pinned `buf` (its contract); the pin is now ours.
+        unsafe { pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32) };
+        ReadGuard { buf }
+    }
+
     /// The whole page (BLCKSZ bytes), readable while the share lock is held.
     pub fn page(&self) -> &[u8] {
         // SAFETY: the buffer is pinned and share-locked for the guard's lifetime,

@@ -669,6 +669,12 @@ impl FineGeom {
         contents_offset() + slot * (TID_BYTES + self.code_size)
     }
 
+    /// Where slot `slot`'s entry (TID, then code) lies in a fine page: its
+    /// offset and length (inside the page for every `slot < per_page`).
+    pub fn entry_span(&self, slot: usize) -> (usize, usize) {
+        (self.entry_off(slot), TID_BYTES + self.code_size)
+    }
+
     /// The TID of slot `slot` (all zero: no entry; no heap TID has offset 0).
     pub fn tid(&self, page: &[u8], slot: usize) -> [u8; TID_BYTES] {
         rd(page, self.entry_off(slot))
