@@ -86,6 +86,22 @@ FROM (SELECT id FROM fe ORDER BY w <-> (SELECT q FROM fe_q WHERE qid = 3) LIMIT 
 SET ivfpq.probes = 8;
 DROP INDEX fe_w;
 
+-- A temporary table (local buffers, never in the recent-buffer table).
+CREATE TEMP TABLE fe_tmp AS SELECT id, v FROM fe WHERE id <= 600;
+CREATE INDEX ON fe_tmp USING ivfpq (v vector_l2_ops) WITH (lists = 2, m = 8);
+SET ivfpq.probes = 2;
+CREATE TEMP TABLE fe_tmp_idx AS
+  SELECT qid, ARRAY(SELECT id FROM fe_tmp ORDER BY v <-> q LIMIT 20) AS ids FROM fe_q;
+SET enable_indexscan = off;
+SET enable_seqscan = on;
+SELECT count(*) AS queries,
+       count(*) FILTER (WHERE ids = ARRAY(SELECT id FROM fe_tmp ORDER BY v <-> q, id LIMIT 20)) AS same
+FROM fe_tmp_idx JOIN fe_q USING (qid);
+RESET enable_indexscan;
+SET enable_seqscan = off;
+SET ivfpq.probes = 8;
+DROP TABLE fe_tmp, fe_tmp_idx;
+
 -- Vectors stored out of line (TOAST): 600 dimensions.
 CREATE TABLE fe_wide (id int, v vector(600));
 INSERT INTO fe_wide SELECT i,
