@@ -22,6 +22,7 @@
 use super::layout::{
     self, Corrupt, DataGeom, DataHeader, DirEntry, FineGeom, MetaData, KIND_META, MAGIC,
 };
+use arrw_core::recent::RecentTable;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -364,45 +365,38 @@ fn pin_and_lock(rel: pg_sys::Relation, blk: u32, mode: u32) -> pg_sys::Buffer {
     buf
 }
 
-/// Which per-backend table of recent buffers a relation's blocks go to (see
-/// [`pin_recent`]): index pages and the table pages re-ranking reads are kept
-/// apart, so that a scan's many heap pages do not push out the index's.
+/// Which per-backend table of recent buffers (`arrw_core::recent`, 12 bytes an
+/// entry) a relation's blocks go to (see [`pin_recent`]): index pages and the
+/// table pages re-ranking reads are kept apart, so that a scan's many heap
+/// pages do not push out the index's.
 #[derive(Clone, Copy, PartialEq)]
 pub enum Recents {
-    /// 8,192 slots (160 kB): ivfpq index pages, whatever the index's size.
+    /// 8,192 entries (96 kB): ivfpq index pages, whatever the index's size.
     Index,
     /// Table pages re-ranking reads (src/ivfpq/fetch.rs): made by the first
-    /// scan that re-ranks, with four slots per page of the largest table
-    /// re-ranked in so far ([`size_recents`]), from 8,192 to 131,072 slots
-    /// (160 kB to 2.6 MB: tables up to 256 MB get four slots a page, larger
+    /// scan that re-ranks, with four entries per page of the largest table
+    /// re-ranked in so far ([`size_recents`]), from 8,192 to 262,144 entries
+    /// (96 kB to 3 MB: tables up to 512 MB get four entries a page, larger
     /// ones fewer, and hit less).
     Heap,
 }
 
-/// Slots a table starts with.
+/// Entries a table starts with.
 const RECENTS: usize = 8192;
 
-/// Most slots of the heap table (2.6 MB): 1 GB of table pages.
-const MAX_HEAP_RECENTS: usize = 131_072;
+/// Most entries of the heap table (3 MB).
+const MAX_HEAP_RECENTS: usize = 262_144;
 
-/// Grows the table `which` to four slots per page of `rel` (by `pg_class.relpages`,
-/// as of its last VACUUM, ANALYZE or index build; a power of two, at most
+/// Grows the table `which` to four entries per page of `rel` (by
+/// `pg_class.relpages`, as of its last VACUUM, ANALYZE or index build; at most
 /// [`MAX_HEAP_RECENTS`]), emptying it if it grows. Called once per scan.
 pub fn size_recents(rel: pg_sys::Relation, which: Recents) {
     // SAFETY: `rel` is an open relation: its pg_class row is readable.
     let pages = unsafe { (*(*rel).rd_rel).relpages }.max(0) as usize;
-    // Four slots a page: a direct-mapped table holding as many blocks as
-    // slots keeps about 60% of them (the rest share a slot), at four ~90%.
-    let want = pages
-        .saturating_mul(4)
-        .next_power_of_two()
-        .clamp(RECENTS, MAX_HEAP_RECENTS);
-    RECENT.with(|r| {
-        let t = &mut r.borrow_mut()[which as usize];
-        if t.len() < want {
-            *t = vec![None; want];
-        }
-    });
+    // Four entries a page: two-way sets then keep ~97% of the pages (at one
+    // entry a page, ~70%).
+    let want = pages.saturating_mul(4).clamp(RECENTS, MAX_HEAP_RECENTS);
+    RECENT.with(|r| r.borrow_mut()[which as usize].reserve(want));
 }
 
 /// Pins block `blk` of `rel`'s main fork (no lock), through the recent-buffer
@@ -460,30 +454,11 @@ pub fn prefetch_recent(rel: pg_sys::Relation, blk: u32, which: Recents) {
     prefetch((blocks as *const u8).wrapping_add(i * pg_sys::BLCKSZ as usize));
 }
 
-#[derive(Clone, Copy)]
-struct Recent {
-    node: pg_sys::RelFileNode,
-    blk: u32,
-    buf: pg_sys::Buffer,
-}
-
 thread_local! {
     /// See [`pin_recent`], one per [`Recents`]. Backends are single-threaded:
     /// only their main thread reads pages.
-    static RECENT: std::cell::RefCell<[Vec<Option<Recent>>; 2]> =
-        const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
-}
-
-/// The slot of block `blk` of relation `node` in a table of `len` slots.
-fn recent_slot(node: &pg_sys::RelFileNode, blk: u32, len: usize) -> usize {
-    let h = (u64::from(node.relNode.to_u32()) ^ u64::from(node.dbNode.to_u32()).rotate_left(32))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ u64::from(blk).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    (h >> 32) as usize % len.max(1)
-}
-
-fn same_node(a: &pg_sys::RelFileNode, b: &pg_sys::RelFileNode) -> bool {
-    a.relNode == b.relNode && a.dbNode == b.dbNode && a.spcNode == b.spcNode
+    static RECENT: std::cell::RefCell<[RecentTable; 2]> =
+        const { std::cell::RefCell::new([RecentTable::new(), RecentTable::new()]) };
 }
 
 /// The shared buffer the table `which` remembers for block `blk` of `rel`, if
@@ -497,14 +472,8 @@ fn recent_buffer(rel: pg_sys::Relation, blk: u32, which: Recents) -> Option<pg_s
     }
     // SAFETY: `rel` is an open relation: its descriptor is readable.
     let node = unsafe { (*rel).rd_node };
-    RECENT.with(|r| {
-        let t = &r.borrow()[which as usize];
-        t.get(recent_slot(&node, blk, t.len()))
-            .copied()
-            .flatten()
-            .filter(|e| e.blk == blk && same_node(&e.node, &node))
-            .map(|e| e.buf)
-    })
+    RECENT
+        .with(|r| r.borrow()[which as usize].get(node.relNode.to_u32(), node.dbNode.to_u32(), blk))
 }
 
 /// Pins block `blk` of `rel` without a buffer-mapping lookup when this backend
@@ -565,12 +534,13 @@ fn remember_buffer(rel: pg_sys::Relation, blk: u32, buf: pg_sys::Buffer, which: 
     // SAFETY: `rel` is an open relation: its descriptor is readable.
     let node = unsafe { (*rel).rd_node };
     RECENT.with(|r| {
-        let t = &mut r.borrow_mut()[which as usize];
-        if t.is_empty() {
-            t.resize(RECENTS, None);
-        }
-        let slot = recent_slot(&node, blk, t.len());
-        t[slot] = Some(Recent { node, blk, buf });
+        r.borrow_mut()[which as usize].put(
+            node.relNode.to_u32(),
+            node.dbNode.to_u32(),
+            blk,
+            buf,
+            RECENTS,
+        )
     });
 }
 

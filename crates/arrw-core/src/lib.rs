@@ -36,6 +36,7 @@ pub mod kmeans;
 pub mod layout;
 pub mod maxsim;
 pub mod pq;
+pub mod recent;
 pub mod refine;
 pub mod rerank;
 pub mod sample;
