@@ -25,7 +25,7 @@
 use super::layout;
 use super::page::{self, Recents};
 use super::profile::{self, Phase};
-use super::scan::{exact_distance_of, ScanState};
+use crate::memctx::RowContext;
 use arrw_core::ivf::{exact_distance, Metric};
 use pgrx::pg_sys;
 
@@ -40,12 +40,20 @@ const PAGES_AT_ONCE: usize = 32;
 const ROW_LINES: usize = 4;
 
 /// The heap column to read keys from directly (see the module docs), or None
-/// when the scan must use the row-at-a-time path. Decided once per scan.
+/// when the scan must use the row-at-a-time path: a table that is not a heap,
+/// an expression index (`has_exprs`), or a `vector[]` key (`multi`). Decided
+/// once per scan.
 ///
 /// # Safety
-/// `scan` must be live, with its heap relation open; `st.index_info` built.
-pub(super) unsafe fn direct_column(scan: pg_sys::IndexScanDesc, st: &ScanState) -> Option<i16> {
-    if st.multi.is_some() || st.has_exprs || st.index_info.is_null() {
+/// `scan` must be live, with its heap relation open; `index_info` built for
+/// its index (or null: None).
+pub(super) unsafe fn direct_column(
+    scan: pg_sys::IndexScanDesc,
+    index_info: *const pg_sys::IndexInfo,
+    has_exprs: bool,
+    multi: bool,
+) -> Option<i16> {
+    if multi || has_exprs || index_info.is_null() {
         return None;
     }
     // SAFETY: forwarded contract: the heap relation and the IndexInfo are live.
@@ -54,7 +62,7 @@ pub(super) unsafe fn direct_column(scan: pg_sys::IndexScanDesc, st: &ScanState) 
         if heap.is_null() || (*heap).rd_tableam != pg_sys::GetHeapamTableAmRoutine() {
             return None;
         }
-        let att = (*st.index_info).ii_IndexAttrNumbers[0];
+        let att = (*index_info).ii_IndexAttrNumbers[0];
         (att > 0).then_some(att)
     }
 }
@@ -78,32 +86,22 @@ struct PageRows {
 }
 
 /// Appends `(i, distance)` to `out` for each row `tids[i]` (sorted by TID)
-/// whose version visible to the scan's snapshot has a non-NULL key: its exact
-/// distance to the query, in the order of `tids`. Rows with no visible version
-/// are skipped. Every detoasted vector is freed before the next row.
+/// whose version visible to the scan's snapshot has a non-NULL key in heap
+/// column `att` (from [`direct_column`]): its exact distance to `query`, in
+/// the order of `tids`. Rows with no visible version are skipped. Every
+/// detoasted vector lives in `row` and is freed before the next row.
 ///
 /// # Safety
-/// `scan` must be live and `ensure_fetch` must have run for it.
+/// `scan` must be live, its heap relation a heap table with column `att`.
 pub(super) unsafe fn exact_distances(
     scan: pg_sys::IndexScanDesc,
-    st: &ScanState,
+    att: i16,
+    query: &[f32],
+    row: &RowContext,
     metric: Metric,
     tids: &[u64],
     out: &mut Vec<(usize, f32)>,
 ) {
-    let Some(att) = st.direct_column.filter(|_| st.multi.is_none()) else {
-        for (i, &tid) in tids.iter().enumerate() {
-            pg_sys::check_for_interrupts!();
-            // SAFETY: forwarded contract.
-            if let Some(d) = unsafe { exact_distance_of(scan, st, metric, tid) } {
-                out.push((i, d));
-            }
-        }
-        // SAFETY: the slot belongs to this scan; clearing releases the last
-        // row's pin.
-        unsafe { pg_sys::ExecClearTuple(st.slot) };
-        return;
-    };
     // SAFETY: live scan (forwarded contract): its heap relation and snapshot
     // stay open for the scan's duration.
     let (heap, snapshot) = unsafe { ((*scan).heapRelation, (*scan).xs_snapshot) };
@@ -211,7 +209,7 @@ pub(super) unsafe fn exact_distances(
         profile::stop(t, Phase::Fetch);
         // 4. Distances, from the tuples of the still pinned pages.
         for (k, tup) in rows.iter_mut() {
-            st.row.scope(|| {
+            row.scope(|| {
                 let mut null = false;
                 // SAFETY: `tup` points at a visible tuple of a page we pin,
                 // described by the heap's descriptor; `att` is a column of it.
@@ -224,12 +222,12 @@ pub(super) unsafe fn exact_distances(
                 let x = profile::time(Phase::Fetch, || unsafe {
                     crate::vector::VectorArg::from_key(key).x
                 });
-                if x.len() != st.query.len() {
-                    crate::vector::check_same_dims(&st.query, x);
+                if x.len() != query.len() {
+                    crate::vector::check_same_dims(query, x);
                 }
                 out.push((
                     *k,
-                    profile::time(Phase::Exact, || exact_distance(metric, &st.query, x)),
+                    profile::time(Phase::Exact, || exact_distance(metric, query, x)),
                 ));
             });
         }

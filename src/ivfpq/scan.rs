@@ -623,12 +623,8 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     profile::count(Count::Reranked, batch.len() as u64);
     let metric = st.model.as_ref().expect("started").metric;
     let tids: Vec<u64> = batch.iter().map(|&(_, c)| untag(c.tag)).collect();
-    let mut exact = Vec::with_capacity(tids.len());
-    // SAFETY: live scan: its heap relation, snapshot and index are open.
-    unsafe {
-        ensure_fetch(scan, st);
-        fetch::exact_distances(scan, st, metric, &tids, &mut exact);
-    }
+    // SAFETY: live scan (forwarded contract).
+    let exact = unsafe { exact_batch(scan, st, metric, &tids) };
     for (i, d) in exact {
         let (est, c) = batch[i];
         let list_d = st.list_dist[list_of(c.tag) as usize];
@@ -759,12 +755,8 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     direct.sort_unstable_by_key(|&(_, c)| untag(c.tag));
     profile::count(Count::Reranked, direct.len() as u64);
     let tids: Vec<u64> = direct.iter().map(|&(_, c)| untag(c.tag)).collect();
-    let mut exact = Vec::with_capacity(tids.len());
-    // SAFETY: live scan: its heap relation, snapshot and index are open.
-    unsafe {
-        ensure_fetch(scan, st);
-        fetch::exact_distances(scan, st, metric, &tids, &mut exact);
-    }
+    // SAFETY: live scan (forwarded contract).
+    let exact = unsafe { exact_batch(scan, st, metric, &tids) };
     for (i, d) in exact {
         let (est, c) = direct[i];
         let list_d = st.list_dist[list_of(c.tag) as usize];
@@ -784,18 +776,46 @@ unsafe fn rerank_refined(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     profile::count(Count::Reranked, batch.len() as u64);
     let metric = st.model.as_ref().expect("started").metric;
     let tids: Vec<u64> = batch.iter().map(|&(_, _, c)| untag(c.tag)).collect();
-    let mut exact = Vec::with_capacity(tids.len());
-    // SAFETY: live scan: its heap relation, snapshot and index are open.
-    unsafe {
-        ensure_fetch(scan, st);
-        fetch::exact_distances(scan, st, metric, &tids, &mut exact);
-    }
+    // SAFETY: live scan (forwarded contract).
+    let exact = unsafe { exact_batch(scan, st, metric, &tids) };
     for (i, d) in exact {
         let (coarse, fine, c) = batch[i];
         profile::time(Phase::Order, || {
             st.order.add_refined_exact(coarse, fine, d, c)
         });
     }
+}
+
+/// `(i, exact distance)` of each row `tids[i]` (sorted by TID) with a visible
+/// version and a non-NULL key, in the order of `tids`: a batch at a time on a
+/// heap table with a plain column key (fetch.rs), else row by row.
+///
+/// # Safety
+/// `scan` must be live.
+unsafe fn exact_batch(
+    scan: pg_sys::IndexScanDesc,
+    st: &mut ScanState,
+    metric: Metric,
+    tids: &[u64],
+) -> Vec<(usize, f32)> {
+    let mut out = Vec::with_capacity(tids.len());
+    // SAFETY: live scan: its heap relation, snapshot and index are open.
+    unsafe { ensure_fetch(scan, st) };
+    if let Some(att) = st.direct_column.filter(|_| st.multi.is_none()) {
+        // SAFETY: ensure_fetch ran; direct_column accepted the heap and column.
+        unsafe { fetch::exact_distances(scan, att, &st.query, &st.row, metric, tids, &mut out) };
+        return out;
+    }
+    for (i, &tid) in tids.iter().enumerate() {
+        pg_sys::check_for_interrupts!();
+        // SAFETY: ensure_fetch ran for this live scan.
+        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, tid) } {
+            out.push((i, d));
+        }
+    }
+    // SAFETY: the slot belongs to this scan; clearing releases the last row's pin.
+    unsafe { pg_sys::ExecClearTuple(st.slot) };
+    out
 }
 
 /// The exact distance from the query to the visible version of row `tid`, or
@@ -913,7 +933,8 @@ pub(super) unsafe fn ensure_fetch(scan: pg_sys::IndexScanDesc, st: &mut ScanStat
         let econtext = pg_sys::MakePerTupleExprContext(st.estate);
         (*econtext).ecxt_scantuple = st.slot;
         st.has_exprs = !(*st.index_info).ii_Expressions.is_null();
-        st.direct_column = fetch::direct_column(scan, st);
+        st.direct_column =
+            fetch::direct_column(scan, st.index_info, st.has_exprs, st.multi.is_some());
         if st.direct_column.is_some() {
             page::size_recents(heap, page::Recents::Heap);
         }
