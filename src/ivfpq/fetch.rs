@@ -67,17 +67,6 @@ pub(super) unsafe fn direct_column(
     }
 }
 
-/// A TID naming block InvalidBlockNumber: no table has that block.
-fn tid_past_end(heap: pg_sys::Relation, blk: u32) -> ! {
-    crate::errors::error(
-        pgrx::PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
-        format!(
-            "ivfpq index entry points at block {blk} of table \"{}\", which has no such block",
-            page::rel_name(heap)
-        ),
-    )
-}
-
 /// A page of the batch: its buffer and the batch's rows on it (`from..to`).
 struct PageRows {
     buf: pg_sys::Buffer,
@@ -129,14 +118,9 @@ pub(super) unsafe fn exact_distances(
             pages.push(PageRows { buf: 0, from, to });
         }
         for p in pages.iter_mut() {
-            let blk = layout::u64_tid(tids[p.from]).0;
-            // A block beyond the table's end (a damaged index's TID) is an ERROR
-            // of ReadBufferExtended, as for any index scan; InvalidBlockNumber
-            // (which page::pin must not get) is beyond every table's end.
-            if blk == pg_sys::InvalidBlockNumber {
-                tid_past_end(heap, blk);
-            }
-            p.buf = page::pin(heap, blk, Recents::Heap);
+            // A block beyond the table's end (a damaged index's TID) is an
+            // ERROR of page::pin, as for any index scan.
+            p.buf = page::pin(heap, layout::u64_tid(tids[p.from]).0, Recents::Heap);
             // SAFETY: `p.buf` is pinned; its page address is fixed while pinned.
             let at = unsafe { pg_sys::BufferGetPage(p.buf) } as *const u8;
             page::prefetch(at);
@@ -233,7 +217,7 @@ pub(super) unsafe fn exact_distances(
         }
         // 5. Unpin.
         for p in &pages {
-            // SAFETY: pinned by ReadBufferExtended above, once.
+            // SAFETY: pinned once by page::pin in stage 1.
             unsafe { pg_sys::ReleaseBuffer(p.buf) };
         }
     }

@@ -348,17 +348,6 @@ impl Drop for ReadGuard {
 
 /// Pins block `blk` of the index's main fork and takes its content lock in `mode`.
 fn pin_and_lock(rel: pg_sys::Relation, blk: u32, mode: u32) -> pg_sys::Buffer {
-    // InvalidBlockNumber is P_NEW to ReadBuffer: reading it would add a block.
-    // Callers pass only checked blocks; this keeps any miss from extending.
-    if blk == pg_sys::InvalidBlockNumber {
-        corrupt(
-            rel,
-            Corrupt {
-                block: blk,
-                what: "read of InvalidBlockNumber".into(),
-            },
-        );
-    }
     let buf = pin(rel, blk, Recents::Index);
     // SAFETY: `buf` is pinned by this backend (pin above).
     unsafe { pg_sys::LockBuffer(buf, mode as i32) };
@@ -402,13 +391,32 @@ pub fn size_recents(rel: pg_sys::Relation, which: Recents) {
 /// Pins block `blk` of `rel`'s main fork (no lock), through the recent-buffer
 /// table `which` when this backend found the block in a shared buffer before
 /// (see [`pin_recent`]), else with `ReadBufferExtended`, which raises an ERROR
-/// for a block past the end. `blk` must not be InvalidBlockNumber (P_NEW would
-/// extend the relation).
+/// for a block past the end. InvalidBlockNumber is refused with an XX002
+/// ERROR (it is P_NEW to ReadBuffer: reading it would add a block); callers
+/// pass only checked blocks, so only a damaged index link (`Index`) or entry
+/// TID (`Heap`) gets here with it.
 pub fn pin(rel: pg_sys::Relation, blk: u32, which: Recents) -> pg_sys::Buffer {
-    debug_assert!(blk != pg_sys::InvalidBlockNumber);
+    if blk == pg_sys::InvalidBlockNumber {
+        match which {
+            Recents::Index => corrupt(
+                rel,
+                Corrupt {
+                    block: blk,
+                    what: "read of InvalidBlockNumber".into(),
+                },
+            ),
+            Recents::Heap => crate::errors::error(
+                PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+                format!(
+                    "ivfpq index entry points at block {blk} of table \"{}\", which has no such block",
+                    rel_name(rel)
+                ),
+            ),
+        }
+    }
     pin_recent(rel, blk, which).unwrap_or_else(|| {
         // SAFETY: `rel` is an open relation (callers hold it for an AM
-        // callback or a scan); `blk` is not P_NEW (the callers' contract).
+        // callback or a scan); `blk` is not P_NEW (refused above).
         let buf = unsafe {
             pg_sys::ReadBufferExtended(
                 rel,
