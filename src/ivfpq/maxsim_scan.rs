@@ -173,7 +173,7 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         .saturating_sub(st.meta.first_data_block() as usize)
         .saturating_mul(geom.capacity);
     let mut g = Gather::new(gather_depth(st.rerank, nq, max_entries));
-    let mut dists: Vec<f32> = vec![0.0; geom.capacity];
+    let mut scratch = scan::ScoreScratch::default();
     for qi in 0..nq {
         pg_sys::check_for_interrupts!();
         let q = &st.multi.as_ref().expect("a MaxSim scan").query[qi];
@@ -193,9 +193,17 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
                 &qt,
                 list,
                 None,
-                &mut dists,
-                // Inner-product estimates come as distances (-inner product).
-                |page, _, d| g.offer_distances(d, |j| layout::tid_u64(geom.tid(page, j))),
+                &mut scratch,
+                f32::INFINITY,
+                // Inner-product estimates come as distances (-inner product);
+                // every entry is asked for (the bound stays +inf).
+                |page, _, scored| {
+                    let scan::Scored::All(d) = scored else {
+                        unreachable!("scan_list leaves entries out only below a finite bound")
+                    };
+                    g.offer_distances(d, |j| layout::tid_u64(geom.tid(page, j)));
+                    f32::INFINITY
+                },
             );
         }
         profile::time(Phase::Select, || g.end_query());

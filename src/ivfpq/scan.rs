@@ -456,7 +456,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         None
     };
     if st.fine.is_some() {
-        st.prepared = model.query_tables(&st.query).query().to_vec();
+        st.prepared = model.prepared_query(&st.query);
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE).with_refine();
     }
     st.model = Some(model);
@@ -517,7 +517,7 @@ unsafe fn score_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, from: usi
     let model = st.model.clone().expect("started");
     let geom = DataGeom::of(&st.meta);
     let mut qt = profile::time(Phase::Tables, || model.query_tables(&st.query));
-    let mut dists: Vec<f32> = vec![0.0; geom.capacity];
+    let mut scratch = ScoreScratch::default();
     if upto > from {
         profile::time(Phase::Rank, || st.ranked.order_through(upto));
     }
@@ -526,6 +526,7 @@ unsafe fn score_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, from: usi
         profile::time(Phase::Tables, || qt.set_list(list));
         let pool = &mut st.pool;
         let (meta, fine) = (&st.meta, st.fine.as_ref());
+        let below = pool.upper_estimate();
         scan_list(
             index,
             meta,
@@ -533,23 +534,50 @@ unsafe fn score_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, from: usi
             &qt,
             list,
             fine,
-            &mut dists,
-            |page, fine_blk, d| {
-                pool.push_all(d, |i| Cand {
+            &mut scratch,
+            below,
+            |page, fine_blk, scored| {
+                let item = |i: usize| Cand {
                     tag: tag(layout::tid_u64(geom.tid(page, i)), list),
                     blk: fine_blk,
                     slot: i as u32,
-                })
+                };
+                match scored {
+                    Scored::All(d) => pool.push_all(d, item),
+                    Scored::Some(idx, est) => pool.push_some(idx, est, item),
+                }
+                pool.upper_estimate()
             },
         );
     }
 }
 
+/// A page's estimates as [`scan_list`] hands them to its caller.
+pub(super) enum Scored<'a> {
+    /// One estimate per entry of the page, in slot order.
+    All(&'a [f32]),
+    /// Only the entries whose estimate is not above the caller's bound: their
+    /// slots and estimates, in slot order.
+    Some(&'a [u32], &'a [f32]),
+}
+
+/// Buffers [`scan_list`] scores a page into, reused across pages and lists.
+#[derive(Default)]
+pub(super) struct ScoreScratch {
+    dists: Vec<f32>,
+    idx: Vec<u32>,
+    est: Vec<f32>,
+}
+
 /// Scores every code of `list` with `qt` (set to that list), a page at a time
 /// (share lock on one page at a time), and calls `take(page, fine_blk,
-/// estimates)` for each page while it is locked: `fine_blk` is the page's block
-/// when its fine pages are linked (`NO_FINE` otherwise), `estimates` one per
-/// entry of the page, in slot order. The one walker of a list's codes for scans.
+/// scored)` for each page while it is locked: `fine_blk` is the page's block
+/// when its fine pages are linked (`NO_FINE` otherwise), `scored` the page's
+/// estimates. `take` returns a bound for the next page (as `below` does for
+/// the first): entries whose estimate is above it may be left out of its
+/// `scored` (4-bit codes are then compared with it 32 at a time, before their
+/// estimates are formed); NaN or +inf asks for every entry. The one walker of
+/// a list's codes for scans.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scan_list(
     index: pg_sys::Relation,
@@ -558,12 +586,13 @@ pub(super) fn scan_list(
     qt: &arrw_core::ivf::QueryTables,
     list: u32,
     fine: Option<&FineGeom>,
-    dists: &mut Vec<f32>,
-    mut take: impl FnMut(&[u8], u32, &[f32]),
+    scratch: &mut ScoreScratch,
+    mut below: f32,
+    mut take: impl FnMut(&[u8], u32, Scored) -> f32,
 ) {
     let geom = DataGeom::of(meta);
-    if dists.len() < geom.capacity {
-        dists.resize(geom.capacity, 0.0);
+    if scratch.dists.len() < geom.capacity {
+        scratch.dists.resize(geom.capacity, 0.0);
     }
     let t = profile::start();
     let dir = page::list_dir_counted(index, meta, list, nblocks);
@@ -584,16 +613,31 @@ pub(super) fn scan_list(
         };
         profile::stop(t, Phase::Pages);
         let t = profile::start();
-        if geom.code_size == 0 {
-            dists[..n].fill(0.0);
+        let dists = &mut scratch.dists[..n];
+        let sparse = geom.blocked && geom.code_size > 0 && below < f32::INFINITY;
+        if sparse {
+            qt.scan_blocks_below(
+                geom.blocks(page),
+                n,
+                below,
+                &mut scratch.idx,
+                &mut scratch.est,
+            );
+        } else if geom.code_size == 0 {
+            dists.fill(0.0);
         } else if geom.blocked {
-            qt.scan_blocks(geom.blocks(page), n, &mut dists[..n]);
+            qt.scan_blocks(geom.blocks(page), n, dists);
         } else {
-            qt.scan(geom.codes(page), &mut dists[..n]);
+            qt.scan(geom.codes(page), dists);
         }
         profile::stop(t, Phase::Codes);
         let t = profile::start();
-        take(page, fine_blk, &dists[..n]);
+        let scored = if sparse {
+            Scored::Some(&scratch.idx, &scratch.est)
+        } else {
+            Scored::All(dists)
+        };
+        below = take(page, fine_blk, scored);
         profile::stop(t, Phase::Select);
         profile::count(Count::Pages, 1);
         profile::count(Count::Candidates, n as u64);

@@ -219,6 +219,58 @@ pub fn scan(table: &FastTable, blocks: &[u8], code_size: usize, out: &mut [u16])
     scan_scalar(table, blocks, code_size, out)
 }
 
+/// The largest byte sum whose estimate ([`FastTable::estimate`]) may be at most
+/// `below`: every lane whose estimate is at most `below` has a sum at most this
+/// (the converse need not hold). `u16::MAX` (every lane) when `below` is NaN or
+/// the table cannot be inverted; `None` when no sum can qualify.
+pub fn sum_limit(table: &FastTable, below: f32) -> Option<u16> {
+    let (offset, scale) = (table.offset as f64, table.scale as f64);
+    if below.is_nan() || !offset.is_finite() || !scale.is_finite() || scale <= 0.0 {
+        return Some(u16::MAX);
+    }
+    if below == f32::INFINITY {
+        return Some(u16::MAX);
+    }
+    // The estimate is computed in f32: `offset + sum × scale` rounds twice, by
+    // at most an ulp of the largest magnitude involved each time. The slack
+    // covers four such ulps (in sums) plus one for the floor.
+    let big = offset.abs().max((below as f64).abs()) + u16::MAX as f64 * scale;
+    let slack = 4.0 * big * f32::EPSILON as f64 / scale + 1.0;
+    let t = ((below as f64 - offset) / scale + slack).floor();
+    if t < 0.0 {
+        None
+    } else if t >= u16::MAX as f64 {
+        Some(u16::MAX)
+    } else {
+        Some(t as u16)
+    }
+}
+
+/// Bit `j` set for each lane `j` of `sums` at most `limit` (`None`: no lane).
+#[inline]
+pub fn lanes_at_most(sums: &[u16; BLOCK], limit: Option<u16>) -> u32 {
+    let Some(limit) = limit else {
+        return 0;
+    };
+    if limit == u16::MAX {
+        return u32::MAX;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 detected; sums is 32 u16 (64 bytes).
+            return unsafe { x86::lanes_at_most_avx2(sums, limit) };
+        }
+    }
+    lanes_at_most_scalar(sums, limit)
+}
+
+fn lanes_at_most_scalar(sums: &[u16; BLOCK], limit: u16) -> u32 {
+    sums.iter()
+        .enumerate()
+        .fold(0u32, |m, (j, &s)| m | (u32::from(s <= limit) << j))
+}
+
 /// The reference implementation of [`scan`] (also the fallback on CPUs without
 /// AVX2).
 pub fn scan_scalar(table: &FastTable, blocks: &[u8], code_size: usize, out: &mut [u16]) {
@@ -308,6 +360,28 @@ mod x86 {
         }
     }
 
+    /// See `lanes_at_most`.
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn lanes_at_most_avx2(sums: &[u16; 32], limit: u16) -> u32 {
+        let l = _mm256_set1_epi16(limit as i16);
+        // SAFETY: sums is 64 bytes: two unaligned 32-byte loads.
+        let (a, b) = unsafe {
+            (
+                _mm256_loadu_si256(sums.as_ptr() as *const __m256i),
+                _mm256_loadu_si256(sums.as_ptr().add(16) as *const __m256i),
+            )
+        };
+        // Unsigned s <= limit  <=>  min(s, limit) == s.
+        let ma = _mm256_cmpeq_epi16(_mm256_min_epu16(a, l), a);
+        let mb = _mm256_cmpeq_epi16(_mm256_min_epu16(b, l), b);
+        // Words to bytes (packs keeps -1/0 as -1/0), lanes back in order.
+        let p = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi16(ma, mb));
+        _mm256_movemask_epi8(p) as u32
+    }
+
     /// Scores one block. `lut` and `block` are both `32 × code_size` bytes: pairs
     /// of 16-byte rows (table) and groups (codes) for sub-quantizers `2p`, `2p + 1`.
     ///
@@ -320,9 +394,16 @@ mod x86 {
         debug_assert_eq!(out.len(), 32);
         let mask = _mm256_set1_epi8(0x0F);
         let zero = _mm256_setzero_si256();
-        // acc0: lanes 0–7, acc1: 8–15, acc2: 16–23, acc3: 24–31; the low 128-bit
-        // half sums even sub-quantizers, the high half odd ones.
-        let (mut acc0, mut acc1, mut acc2, mut acc3) = (zero, zero, zero, zero);
+        // The shuffled bytes are added as 16-bit words, without widening each
+        // one (four unpacks per pair of sub-quantizers, all on the shuffle
+        // ports, were the kernel's bottleneck): word i of `even_lo` sums
+        // `b[2i] + 256 × b[2i + 1]` (mod 2^16) of the low-lane results, and
+        // `odd_lo` sums `b[2i + 1]` alone (each word shifted right by 8). The
+        // even bytes' sums are then `even_lo - (odd_lo << 8)` (mod 2^16, exact:
+        // a half sums at most 128 sub-quantizers of ≤ 255, below 2^16).
+        // `_lo` holds lanes 0–15, `_hi` lanes 16–31; in each 256-bit register
+        // the low 128-bit half sums even sub-quantizers, the high half odd ones.
+        let (mut even_lo, mut odd_lo, mut even_hi, mut odd_hi) = (zero, zero, zero, zero);
         let pairs = block.len() / 32;
         for p in 0..pairs {
             // SAFETY: p < pairs, so bytes 32p..32p+32 are inside both slices;
@@ -337,20 +418,35 @@ mod x86 {
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(c), mask);
             let rlo = _mm256_shuffle_epi8(t, lo);
             let rhi = _mm256_shuffle_epi8(t, hi);
-            acc0 = _mm256_add_epi16(acc0, _mm256_unpacklo_epi8(rlo, zero));
-            acc1 = _mm256_add_epi16(acc1, _mm256_unpackhi_epi8(rlo, zero));
-            acc2 = _mm256_add_epi16(acc2, _mm256_unpacklo_epi8(rhi, zero));
-            acc3 = _mm256_add_epi16(acc3, _mm256_unpackhi_epi8(rhi, zero));
+            even_lo = _mm256_add_epi16(even_lo, rlo);
+            odd_lo = _mm256_add_epi16(odd_lo, _mm256_srli_epi16::<8>(rlo));
+            even_hi = _mm256_add_epi16(even_hi, rhi);
+            odd_hi = _mm256_add_epi16(odd_hi, _mm256_srli_epi16::<8>(rhi));
         }
-        let fold =
-            |a: __m256i| _mm_add_epi16(_mm256_castsi256_si128(a), _mm256_extracti128_si256::<1>(a));
+        // Words → per-lane sums: even bytes (lanes 0, 2, …) and odd bytes
+        // (lanes 1, 3, …) interleaved back into lane order.
+        let split = |even: __m256i, odd: __m256i| {
+            let even = _mm256_sub_epi16(even, _mm256_slli_epi16::<8>(odd));
+            // Both sub-quantizer halves summed: 8 words of even lanes, 8 of odd.
+            let e = _mm_add_epi16(
+                _mm256_castsi256_si128(even),
+                _mm256_extracti128_si256::<1>(even),
+            );
+            let o = _mm_add_epi16(
+                _mm256_castsi256_si128(odd),
+                _mm256_extracti128_si256::<1>(odd),
+            );
+            (_mm_unpacklo_epi16(e, o), _mm_unpackhi_epi16(e, o))
+        };
+        let (l0, l1) = split(even_lo, odd_lo);
+        let (h0, h1) = split(even_hi, odd_hi);
         // SAFETY: out has 32 u16 (64 bytes): four unaligned 16-byte stores.
         unsafe {
             let o = out.as_mut_ptr() as *mut __m128i;
-            _mm_storeu_si128(o, fold(acc0));
-            _mm_storeu_si128(o.add(1), fold(acc1));
-            _mm_storeu_si128(o.add(2), fold(acc2));
-            _mm_storeu_si128(o.add(3), fold(acc3));
+            _mm_storeu_si128(o, l0);
+            _mm_storeu_si128(o.add(1), l1);
+            _mm_storeu_si128(o.add(2), h0);
+            _mm_storeu_si128(o.add(3), h1);
         }
     }
 }
@@ -468,6 +564,87 @@ mod tests {
         }
     }
 
+    /// The largest sums the kernel can meet (every entry 255, 256
+    /// sub-quantizers: 65,280) come out exact: the 16-bit words it adds shuffled
+    /// bytes into wrap, and the split must undo that exactly.
+    #[test]
+    fn simd_scan_is_exact_at_the_largest_sums() {
+        for cs in [1, 2, 63, 64, 127, 128] {
+            let mp = 2 * cs;
+            for fill in [255u8, 254, 1] {
+                let ft = FastTable {
+                    lut: vec![fill; mp * 16],
+                    offset: 0.0,
+                    scale: 1.0,
+                };
+                let blocks = pack(&random_codes(2 * BLOCK, cs, cs as u64), cs);
+                let (mut a, mut b) = (vec![0u16; 2 * BLOCK], vec![0u16; 2 * BLOCK]);
+                scan(&ft, &blocks, cs, &mut a);
+                scan_scalar(&ft, &blocks, cs, &mut b);
+                assert_eq!(a, b, "code size {cs}, entries {fill}");
+                assert!(a.iter().all(|&v| v as usize == mp * fill as usize));
+            }
+            // Alternating lanes at the extremes: lane j's table entry for its
+            // nibble is 255 for even nibbles, 0 for odd ones.
+            let mut lut = vec![0u8; mp * 16];
+            for (k, e) in lut.iter_mut().enumerate() {
+                *e = if k % 2 == 0 { 255 } else { 0 };
+            }
+            let ft = FastTable {
+                lut,
+                offset: 0.0,
+                scale: 1.0,
+            };
+            let codes: Vec<u8> = (0..BLOCK * cs)
+                .map(|i| if (i / cs) % 2 == 0 { 0x00 } else { 0x11 })
+                .collect();
+            let blocks = pack(&codes, cs);
+            let (mut a, mut b) = (vec![0u16; BLOCK], vec![0u16; BLOCK]);
+            scan(&ft, &blocks, cs, &mut a);
+            scan_scalar(&ft, &blocks, cs, &mut b);
+            assert_eq!(a, b, "code size {cs}, alternating");
+        }
+    }
+
+    /// Every sum whose estimate is at most the bound is within `sum_limit`,
+    /// at ordinary and at extreme offsets (where the f32 estimate's rounding
+    /// is far coarser than one byte sum).
+    #[test]
+    fn sum_limit_is_conservative() {
+        let cases = [
+            (0.0f32, 0.01f32),
+            (-3.5, 0.25),
+            (1e6, 1e-3),
+            (-1e6, 1e-3),
+            (1e-3, 1e-7),
+            (5.0, 0.0),
+            (f32::NAN, 0.1),
+        ];
+        for (offset, scale) in cases {
+            let ft = FastTable {
+                lut: vec![0; 32],
+                offset,
+                scale,
+            };
+            let mut bounds: Vec<f32> = vec![f32::NEG_INFINITY, f32::INFINITY, f32::NAN, offset];
+            for s in [0u16, 1, 7, 100, 1000, 30000, 65535] {
+                let e = ft.estimate(s);
+                bounds.extend([e, e.next_up(), e.next_down()]);
+            }
+            for below in bounds {
+                let limit = sum_limit(&ft, below);
+                for s in 0..=u16::MAX {
+                    if ft.estimate(s) <= below {
+                        assert!(
+                            limit.is_some_and(|l| s <= l),
+                            "offset {offset}, scale {scale}, bound {below}: sum {s} beyond {limit:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn simd_scan_equals_scalar(cs in 1usize..=128, nblocks in 1usize..4, seed in any::<u64>()) {
@@ -481,6 +658,15 @@ mod tests {
             scan(&ft, &blocks, cs, &mut a);
             scan_scalar(&ft, &blocks, cs, &mut b);
             prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn simd_lanes_at_most_equals_scalar(sums in proptest::array::uniform32(any::<u16>()), limit in any::<u16>(), pick in 0usize..32) {
+            // Also a limit equal to one of the sums.
+            for l in [limit, sums[pick], sums[pick].saturating_sub(1)] {
+                prop_assert_eq!(lanes_at_most(&sums, Some(l)), lanes_at_most_scalar(&sums, l));
+            }
+            prop_assert_eq!(lanes_at_most(&sums, None), 0);
         }
     }
 }
