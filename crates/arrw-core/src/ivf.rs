@@ -1436,13 +1436,18 @@ pub struct CandidatePool<T> {
     best: Option<Option<f32>>,
 }
 
-/// Candidates a pool keeps at least, whatever its batch: 20 batches of the
-/// default `ivfpq.rerank`. Each cut costs a pass over `2 × keep` entries and a
-/// deep scan re-offers every `keep` candidates it pops; the first matters to
-/// every query, so it starts small and doubles at each re-offer. At 1,024 a
-/// MiniLM `LIMIT 100` (~1,800 candidates refined) re-offered in half its
-/// queries, re-scoring a third more codes (bench/run-profile minilm).
-const POOL_KEEP_MIN: usize = 2048;
+/// Candidates a pool keeps at least, whatever its batch (see
+/// [`CandidatePool::new`]: 8 batches, at least this many). Each cut costs a
+/// pass over `2 × keep` entries and a deep scan re-offers every `keep`
+/// candidates it pops; the first matters to every query, so it starts small
+/// and doubles at each re-offer. A `LIMIT 10` hands out ~150–250 candidates.
+/// 2,048 (or 16 batches) cut less often, but the cuts (selection included)
+/// were ~11% of a 1M-row SIFT `LIMIT 10`; at 1,024, interleaved A/B
+/// (bench/ab.py, 20 rounds): 1M SIFT `LIMIT 10` and `LIMIT 100` +6%,
+/// pydoc-minilm `LIMIT 10` +11%, dev-sift with a 10% filter `LIMIT 10` +9%
+/// and `LIMIT 100` +2%, pydoc-minilm 10% filter +4%; pydoc-minilm `LIMIT
+/// 100` without a filter (~1,800 candidates refined: it re-offers) −4%.
+const POOL_KEEP_MIN: usize = 1024;
 
 /// Most candidates a batch of `k` takes once ties with its last estimate are
 /// added: 16 batches, at least 1,024. Identical vectors (a placeholder
@@ -1460,7 +1465,7 @@ impl<T: Copy> CandidatePool<T> {
     /// most about `2 × cap` candidates (see the type's docs).
     pub fn new(batch: usize, cap: usize) -> Self {
         let batch = batch.max(1);
-        let keep = batch.saturating_mul(16).max(POOL_KEEP_MIN);
+        let keep = batch.saturating_mul(8).max(POOL_KEEP_MIN);
         Self::with_keep(batch, keep, cap)
     }
 

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Interleaved A/B of arrw builds: is change B faster than A, on the same data, now?
+
+  .bench/venv/bin/python bench/ab.py DATASET PKG_A PKG_B [PKG_C ...] \\
+      [--probes 0,12] [--limits 10,100] [--rounds 20] [--batch 100] [--iter] [--filter 0.1]
+
+Each PKG is a `cargo pgrx package` output. Every package gets its own private
+server (.bench/pgroot-ab-N, .bench/pg-ab-N, port 54390 + N), the same rows and the
+same index (`CREATE INDEX ... USING ivfpq` with `--opts`, default: none). Then
+one client runs batches of `--batch` queries against each server in turn, the
+order reversed every round, so that every package meets the same machine: on
+a shared 2-core virtual machine q/s drifts by ±20% over minutes, far more
+than most changes, and runs one after the other measure the drift. Only one
+server works at a time.
+
+Printed per LIMIT and probes: each package's q/s (median over its batches),
+recall@LIMIT against the data set's ground truth (or the exact filtered top
+100 with `--filter F`: a `cat` column, 1 on a fraction F of rows spread by a
+hash of the id, and `WHERE cat = 1`), and its speed-up over the first package:
+the median over rounds of the per-round ratio of batch times. `--reuse` keeps
+the databases of a previous run with the same packages and data set.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np  # noqa: E402
+import psycopg  # noqa: E402
+
+import bench  # noqa: E402
+from bench import DATASETS, Vec, register_vector, vec_bytes  # noqa: E402
+
+
+def exact_filtered(base, queries, ids, op, k=100):
+    sub = base[ids]
+    out = []
+    for q in queries:
+        if op == "<->":
+            d = ((sub - q) ** 2).sum(1)
+        else:  # cosine
+            d = -(sub @ q) / (np.linalg.norm(sub, axis=1) * np.linalg.norm(q) + 1e-30)
+        out.append(ids[np.argsort(d, kind="stable")[:k]])
+    return np.array(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", choices=list(DATASETS))
+    ap.add_argument("pkgs", nargs="+", type=Path, help="`cargo pgrx package` outputs (the first is the baseline)")
+    ap.add_argument("--probes", default="0", help="ivfpq.probes values (0: the index's default)")
+    ap.add_argument("--limits", default="10")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--iter", action="store_true", help="SET ivfpq.iterative_scan = on")
+    ap.add_argument("--filter", type=float, default=0.0, help="fraction of rows a WHERE clause keeps")
+    ap.add_argument("--opts", default="", help="index options, e.g. 'lists = 2000'")
+    ap.add_argument("--reuse", action="store_true", help="keep the previous run's databases")
+    ap.add_argument("--port", type=int, default=54390)
+    a = ap.parse_args()
+    if len(a.pkgs) < 2:
+        ap.error("give at least two packages")
+    spec = DATASETS[a.dataset]
+    base, queries, _ = bench.load_dataset(a.dataset, None, a.queries)
+    gt = np.load(bench.DATA / spec["dir"] / spec["gt"])[: len(queries)]
+    servers, locks = [], []
+    for i, pkg in enumerate(a.pkgs):
+        bench.use_own_dirs(f"ab-{i}")
+        lock, cluster, env = bench.private_server(f"ab-{i}.lock", "bench/ab.py", a.port + i, pkg, None)
+        locks.append(lock)
+        print(env[-1], flush=True)
+        if not a.reuse:
+            bench.setup_db(cluster, "ab", "arrw", base)
+            with cluster.connect("ab") as c:
+                if a.filter > 0:
+                    c.execute("ALTER TABLE items ADD COLUMN cat int")
+                    c.execute("UPDATE items SET cat = CASE WHEN hashint4(id) %% 1000 < %s THEN 1 ELSE 0 END",
+                              (int(a.filter * 1000),))
+                    c.execute("VACUUM ANALYZE items")
+                c.execute("SET max_parallel_maintenance_workers = 1")
+                t0 = time.perf_counter()
+                opts = f" WITH ({a.opts})" if a.opts else ""
+                c.execute(f"CREATE INDEX ON items USING ivfpq (embedding {spec['opclass']}){opts}")
+                print(f"{pkg}: index built in {time.perf_counter() - t0:.1f} s", flush=True)
+                c.execute("CHECKPOINT")
+        servers.append((str(pkg), str(bench.PGDIR), a.port + i, cluster))
+    conns = []
+    for _name, host, port, _cluster in servers:
+        c = psycopg.connect(host=host, port=port, user="postgres", dbname="ab", autocommit=True)
+        register_vector(c)
+        if a.iter:
+            c.execute("SET ivfpq.iterative_scan = on")
+        conns.append(c)
+    where = ""
+    if a.filter > 0:
+        ids = np.array([r[0] for r in conns[0].execute("SELECT id FROM items WHERE cat = 1 ORDER BY id")])
+        gt = exact_filtered(base, queries, ids, spec["op"])
+        where = "WHERE cat = 1 "
+    qs = [Vec(vec_bytes(q)) for q in queries]
+    print(f"{a.dataset}: {len(base)} rows, {len(qs)} queries, batches of {a.batch}, {a.rounds} rounds"
+          + (f", filter keeps {a.filter:.1%}" if a.filter else "") + (", iterative scan" if a.iter else ""))
+    try:
+        for lim in [int(x) for x in a.limits.split(",")]:
+            sql = f"SELECT id FROM items {where}ORDER BY embedding {spec['op']} %s LIMIT {lim}"
+            for p in [int(x) for x in a.probes.split(",")]:
+                for c in conns:
+                    c.execute(f"SET ivfpq.probes = {p}" if p else "RESET ivfpq.probes")
+                    for q in qs[:200]:  # warm-up
+                        c.execute(sql, (q,), prepare=True).fetchall()
+                times = [[] for _ in conns]
+                hits = [0.0 for _ in conns]
+                n = 0
+                for r in range(a.rounds):
+                    lo = (r * a.batch) % len(qs)
+                    batch = range(lo, min(lo + a.batch, len(qs)))
+                    order = range(len(conns)) if r % 2 == 0 else reversed(range(len(conns)))
+                    for ci in order:
+                        t0 = time.perf_counter()
+                        got = [[x[0] for x in conns[ci].execute(sql, (qs[i],), prepare=True).fetchall()]
+                               for i in batch]
+                        times[ci].append((time.perf_counter() - t0) / len(batch))
+                        hits[ci] += sum(len(set(g) & set(gt[i][:lim].tolist())) / lim for g, i in zip(got, batch))
+                    n += len(batch)
+                t0 = np.array(times[0])
+                print(f"LIMIT {lim}, probes {p or 'default'}:")
+                for ci, (name, *_rest) in enumerate(servers):
+                    t = np.array(times[ci])
+                    print(f"  {name:40s} {1 / np.median(t):8.1f} q/s  recall {hits[ci] / n:.4f}  "
+                          f"speed-up {np.median(t0 / t):.3f}")
+                print(f"  (load average {os.getloadavg()[0]:.2f})", flush=True)
+    finally:
+        for c in conns:
+            c.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
