@@ -462,6 +462,28 @@ pub fn prefetch_recent(rel: pg_sys::Relation, blk: u32, which: Recents) {
     prefetch((blocks as *const u8).wrapping_add(i * pg_sys::BLCKSZ as usize));
 }
 
+/// As [`prefetch_recent`], and more of the page: its last cache line (the
+/// special space, which the page checks read) and its first `bytes` (a cache
+/// line at a time). For a walk that knows its next page while it reads the
+/// current one (a list's chain), so that page's checks and first code blocks
+/// need not wait on memory.
+pub fn prefetch_recent_page(rel: pg_sys::Relation, blk: u32, which: Recents, bytes: usize) {
+    let Some(buf) = recent_buffer(rel, blk, which) else {
+        return;
+    };
+    let i = (buf - 1) as usize;
+    let size = pg_sys::BLCKSZ as usize;
+    // As in prefetch_recent: addresses inside the shared arrays, never read.
+    // SAFETY: reading the two global array bases set at backend start.
+    let (descs, blocks) = unsafe { (pg_sys::BufferDescriptors, pg_sys::BufferBlocks) };
+    prefetch(descs.wrapping_add(i) as *const u8);
+    let page = (blocks as *const u8).wrapping_add(i * size);
+    prefetch(page.wrapping_add(size - 64));
+    for off in (0..bytes.min(size)).step_by(64) {
+        prefetch(page.wrapping_add(off));
+    }
+}
+
 thread_local! {
     /// See [`pin_recent`], one per [`Recents`]. Backends are single-threaded:
     /// only their main thread reads pages.
