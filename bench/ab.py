@@ -89,53 +89,76 @@ def main() -> int:
                 print(f"{pkg}: index built in {time.perf_counter() - t0:.1f} s", flush=True)
                 c.execute("CHECKPOINT")
         servers.append((str(pkg), str(bench.PGDIR), a.port + i, cluster))
-    conns = []
-    for _name, host, port, _cluster in servers:
-        c = psycopg.connect(host=host, port=port, user="postgres", dbname="ab", autocommit=True)
-        register_vector(c)
-        if a.iter:
-            c.execute("SET ivfpq.iterative_scan = on")
-        conns.append(c)
     where = ""
-    if a.filter > 0:
-        ids = np.array([r[0] for r in conns[0].execute("SELECT id FROM items WHERE cat = 1 ORDER BY id")])
-        gt = exact_filtered(base, queries, ids, spec["op"])
-        where = "WHERE cat = 1 "
     qs = [Vec(vec_bytes(q)) for q in queries]
-    print(f"{a.dataset}: {len(base)} rows, {len(qs)} queries, batches of {a.batch}, {a.rounds} rounds"
+    print(f"{a.dataset}: {len(base)} rows, {len(qs)} queries, batches of {a.batch}, {a.rounds} rounds "
+          f"per placement, {len(servers)} placements"
           + (f", filter keeps {a.filter:.1%}" if a.filter else "") + (", iterative scan" if a.iter else ""))
-    try:
-        for lim in [int(x) for x in a.limits.split(",")]:
-            sql = f"SELECT id FROM items {where}ORDER BY embedding {spec['op']} %s LIMIT {lim}"
-            for p in [int(x) for x in a.probes.split(",")]:
-                for c in conns:
-                    c.execute(f"SET ivfpq.probes = {p}" if p else "RESET ivfpq.probes")
-                    for q in qs[:200]:  # warm-up
-                        c.execute(sql, (q,), prepare=True).fetchall()
-                times = [[] for _ in conns]
-                hits = [0.0 for _ in conns]
-                n = 0
-                for r in range(a.rounds):
-                    lo = (r * a.batch) % len(qs)
-                    batch = range(lo, min(lo + a.batch, len(qs)))
-                    order = range(len(conns)) if r % 2 == 0 else reversed(range(len(conns)))
-                    for ci in order:
-                        t0 = time.perf_counter()
-                        got = [[x[0] for x in conns[ci].execute(sql, (qs[i],), prepare=True).fetchall()]
-                               for i in batch]
-                        times[ci].append((time.perf_counter() - t0) / len(batch))
-                        hits[ci] += sum(len(set(g) & set(gt[i][:lim].tolist())) / lim for g, i in zip(got, batch))
-                    n += len(batch)
-                t0 = np.array(times[0])
-                print(f"LIMIT {lim}, probes {p or 'default'}:")
-                for ci, (name, *_rest) in enumerate(servers):
-                    t = np.array(times[ci])
-                    print(f"  {name:40s} {1 / np.median(t):8.1f} q/s  recall {hits[ci] / n:.4f}  "
-                          f"speed-up {np.median(t0 / t):.3f}")
-                print(f"  (load average {os.getloadavg()[0]:.2f})", flush=True)
-    finally:
-        for c in conns:
-            c.close()
+    npkg = len(servers)
+    limits = [int(x) for x in a.limits.split(",")]
+    probes = [int(x) for x in a.probes.split(",")]
+    # times[(lim, p)][pkg] = per-round batch times; hits likewise.
+    times = {(lim, p): [[] for _ in range(npkg)] for lim in limits for p in probes}
+    hits = {(lim, p): [0.0] * npkg for lim in limits for p in probes}
+    counts = {(lim, p): [0] * npkg for lim in limits for p in probes}
+    # Servers differ too (where their shared memory landed, what the kernel
+    # did to them): an A/A run on two servers measured ±6%. So every package
+    # runs on every server in turn (placement s: package (i + s) % n on
+    # server i, arrw.so swapped and servers restarted), and each round's
+    # ratios compare packages measured in the same round.
+    for placement in range(npkg):
+        if placement > 0:
+            for i, (_name, _host, _port, cluster) in enumerate(servers):
+                bench.use_own_dirs(f"ab-{i}")
+                cluster.stop()
+                pkg = a.pkgs[(i + placement) % npkg]
+                lib = bench.PG_BIN.parent / "lib" / "arrw.so"
+                lib.unlink()
+                import shutil
+                shutil.copy2(next(pkg.rglob("arrw.so")), lib)
+                cluster.start()
+        conns = {}
+        for i, (_name, host, port, _cluster) in enumerate(servers):
+            c = psycopg.connect(host=host, port=port, user="postgres", dbname="ab", autocommit=True)
+            register_vector(c)
+            if a.iter:
+                c.execute("SET ivfpq.iterative_scan = on")
+            conns[(i + placement) % npkg] = c  # keyed by package
+        if a.filter > 0 and not where:
+            ids = np.array([r[0] for r in conns[0].execute("SELECT id FROM items WHERE cat = 1 ORDER BY id")])
+            gt = exact_filtered(base, queries, ids, spec["op"])
+            where = "WHERE cat = 1 "
+        try:
+            for lim in limits:
+                sql = f"SELECT id FROM items {where}ORDER BY embedding {spec['op']} %s LIMIT {lim}"
+                for p in probes:
+                    for c in conns.values():
+                        c.execute(f"SET ivfpq.probes = {p}" if p else "RESET ivfpq.probes")
+                        for q in qs[:200]:  # warm-up
+                            c.execute(sql, (q,), prepare=True).fetchall()
+                    for r in range(a.rounds):
+                        lo = (r * a.batch) % len(qs)
+                        batch = range(lo, min(lo + a.batch, len(qs)))
+                        order = range(npkg) if r % 2 == 0 else reversed(range(npkg))
+                        for k in order:
+                            t0 = time.perf_counter()
+                            got = [[x[0] for x in conns[k].execute(sql, (qs[i],), prepare=True).fetchall()]
+                                   for i in batch]
+                            times[(lim, p)][k].append((time.perf_counter() - t0) / len(batch))
+                            hits[(lim, p)][k] += sum(len(set(g) & set(gt[i][:lim].tolist())) / lim
+                                                     for g, i in zip(got, batch))
+                            counts[(lim, p)][k] += len(batch)
+        finally:
+            for c in conns.values():
+                c.close()
+    for (lim, p), ts in times.items():
+        t0 = np.array(ts[0])
+        print(f"LIMIT {lim}, probes {p or 'default'}:")
+        for k, pkg in enumerate(a.pkgs):
+            t = np.array(ts[k])
+            print(f"  {str(pkg):40s} {1 / np.median(t):8.1f} q/s  recall {hits[(lim, p)][k] / counts[(lim, p)][k]:.4f}  "
+                  f"speed-up {np.median(t0 / t):.3f}")
+    print(f"(load average {os.getloadavg()[0]:.2f})", flush=True)
     return 0
 
 
