@@ -1119,11 +1119,27 @@ impl<'a> QueryTables<'a> {
     /// Estimated distances of the first `n` codes held in `blocks` (whole
     /// [`fastscan`] blocks of the current list; 4-bit models only) into `out[..n]`.
     pub fn scan_blocks(&self, blocks: &[u8], n: usize, out: &mut [f32]) {
+        assert!(out.len() >= n);
+        self.block_sums(blocks, n, |table, lo, lanes, sums| {
+            for (o, &s) in out[lo..lo + lanes].iter_mut().zip(sums) {
+                *o = table.estimate(s);
+            }
+        });
+    }
+
+    /// Byte sums of the first `n` codes held in `blocks` (4-bit models only),
+    /// a block at a time: `each(table, first lane, lanes, sums)`.
+    fn block_sums(
+        &self,
+        blocks: &[u8],
+        n: usize,
+        mut each: impl FnMut(&FastTable, usize, usize, &[u16; fastscan::BLOCK]),
+    ) {
         let f = self.fast.as_ref().expect("scan_blocks needs a 4-bit model");
         debug_assert!(self.list.is_some(), "set_list first");
         let cs = self.model.code_size();
         let bb = fastscan::block_bytes(cs);
-        assert!(blocks.len() >= n.div_ceil(fastscan::BLOCK) * bb && out.len() >= n);
+        assert!(blocks.len() >= n.div_ceil(fastscan::BLOCK) * bb);
         let mut sums = [0u16; fastscan::BLOCK];
         for (bi, b) in blocks
             .chunks_exact(bb)
@@ -1132,10 +1148,7 @@ impl<'a> QueryTables<'a> {
         {
             fastscan::scan(&f.table, b, cs, &mut sums);
             let lo = bi * fastscan::BLOCK;
-            let hi = (lo + fastscan::BLOCK).min(n);
-            for (o, &s) in out[lo..hi].iter_mut().zip(&sums) {
-                *o = f.table.estimate(s);
-            }
+            each(&f.table, lo, (n - lo).min(fastscan::BLOCK), &sums);
         }
     }
 
@@ -1156,28 +1169,16 @@ impl<'a> QueryTables<'a> {
         idx: &mut Vec<u32>,
         est: &mut Vec<f32>,
     ) {
-        let f = self.fast.as_ref().expect("scan_blocks needs a 4-bit model");
-        debug_assert!(self.list.is_some(), "set_list first");
         idx.clear();
         est.clear();
-        let cs = self.model.code_size();
-        let bb = fastscan::block_bytes(cs);
-        assert!(blocks.len() >= n.div_ceil(fastscan::BLOCK) * bb);
-        let limit = fastscan::sum_limit(&f.table, below);
-        let mut sums = [0u16; fastscan::BLOCK];
-        for (bi, b) in blocks
-            .chunks_exact(bb)
-            .take(n.div_ceil(fastscan::BLOCK))
-            .enumerate()
-        {
-            fastscan::scan(&f.table, b, cs, &mut sums);
-            let lo = bi * fastscan::BLOCK;
-            let lanes = (n - lo).min(fastscan::BLOCK);
-            let mut mask = fastscan::lanes_at_most(&sums, limit) & (u32::MAX >> (32 - lanes));
+        let mut limit = None;
+        self.block_sums(blocks, n, |table, lo, lanes, sums| {
+            let limit = *limit.get_or_insert_with(|| fastscan::sum_limit(table, below));
+            let mut mask = fastscan::lanes_at_most(sums, limit) & (u32::MAX >> (32 - lanes));
             while mask != 0 {
                 let j = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
-                let e = f.table.estimate(sums[j]);
+                let e = table.estimate(sums[j]);
                 // The byte-sum limit is conservative: the float comparison
                 // decides (NaN is kept, as documented).
                 if not_above(e, below) {
@@ -1185,7 +1186,7 @@ impl<'a> QueryTables<'a> {
                     est.push(e);
                 }
             }
-        }
+        });
     }
 
     /// Scores contiguous (row-major) codes of the current list and offers each to
@@ -2459,6 +2460,19 @@ mod tests {
         }
     }
 
+    /// The codes `encode_batch` gave list `list`: how many, row-major, and
+    /// packed into fast-scan blocks.
+    fn list_codes(lists: &[u32], codes: &[u8], cs: usize, list: u32) -> (usize, Vec<u8>, Vec<u8>) {
+        let mine: Vec<u8> = lists
+            .iter()
+            .zip(codes.chunks_exact(cs))
+            .filter(|(&l, _)| l == list)
+            .flat_map(|(_, c)| c.iter().copied())
+            .collect();
+        let blocks = fastscan::pack(&mine, cs);
+        (mine.len() / cs, mine, blocks)
+    }
+
     /// `scan_blocks_below` keeps exactly the lanes of `scan_blocks` whose
     /// estimate is not above the bound (NaN bound: all), with the same values,
     /// at bounds below, inside and above each list's estimates.
@@ -2475,14 +2489,7 @@ mod tests {
                 let mut qt = model.query_tables(q);
                 for list in 0..model.lists as u32 {
                     qt.set_list(list);
-                    let mine: Vec<u8> = lists
-                        .iter()
-                        .zip(codes.chunks_exact(cs))
-                        .filter(|(&l, _)| l == list)
-                        .flat_map(|(_, c)| c.iter().copied())
-                        .collect();
-                    let n = mine.len() / cs;
-                    let blocks = fastscan::pack(&mine, cs);
+                    let (n, _, blocks) = list_codes(&lists, &codes, cs, list);
                     let mut dense = vec![0f32; n];
                     qt.scan_blocks(&blocks, n, &mut dense);
                     let mut sorted = dense.clone();
@@ -2572,14 +2579,7 @@ mod tests {
                 for list in 0..model.lists as u32 {
                     qt.set_list(list);
                     qt_lazy.set_list(list);
-                    let mine: Vec<u8> = lists
-                        .iter()
-                        .zip(codes.chunks_exact(cs))
-                        .filter(|(&l, _)| l == list)
-                        .flat_map(|(_, c)| c.iter().copied())
-                        .collect();
-                    let n = mine.len() / cs;
-                    let blocks = fastscan::pack(&mine, cs);
+                    let (n, mine, blocks) = list_codes(&lists, &codes, cs, list);
                     let mut got = vec![0f32; n];
                     qt.scan_blocks(&blocks, n, &mut got);
                     let want: Vec<f32> = mine.chunks_exact(cs).map(|c| qt.distance(c)).collect();
