@@ -484,6 +484,40 @@ pub fn prefetch_recent_page(rel: pg_sys::Relation, blk: u32, which: Recents, byt
     }
 }
 
+/// As [`prefetch_recent`], for a page a caller will read at known places: the
+/// buffer's descriptor, the page's special space (last line, which the page
+/// checks read) and every cache line of each `(offset, len)` span. For a loop
+/// that visits pages one at a time and knows the next ones: it hints a page a
+/// few visits ahead instead of pinning many at once (a backend tracks only its
+/// first 8 pins in an array; more go to a hash table, whose lookups on every
+/// pin and unpin cost more than the misses they were meant to overlap).
+pub fn prefetch_recent_spans(
+    rel: pg_sys::Relation,
+    blk: u32,
+    which: Recents,
+    spans: impl Iterator<Item = (usize, usize)>,
+) {
+    let Some(buf) = recent_buffer(rel, blk, which) else {
+        return;
+    };
+    let i = (buf - 1) as usize;
+    let size = pg_sys::BLCKSZ as usize;
+    // As in prefetch_recent: addresses inside the shared arrays, never read.
+    // SAFETY: reading the two global array bases set at backend start.
+    let (descs, blocks) = unsafe { (pg_sys::BufferDescriptors, pg_sys::BufferBlocks) };
+    prefetch(descs.wrapping_add(i) as *const u8);
+    let page = (blocks as *const u8).wrapping_add(i * size);
+    prefetch(page.wrapping_add(size - 64));
+    for (off, len) in spans {
+        let end = (off + len).min(size);
+        let mut line = off & !63;
+        while line < end {
+            prefetch(page.wrapping_add(line));
+            line += 64;
+        }
+    }
+}
+
 thread_local! {
     /// See [`pin_recent`], one per [`Recents`]. Backends are single-threaded:
     /// only their main thread reads pages.

@@ -706,8 +706,10 @@ fn refined_batch(rerank: usize) -> usize {
     (rerank / 8).max(16)
 }
 
-/// Fine pages pinned at once while refining (see [`refine`]).
-const FINE_PAGES_AT_ONCE: usize = 32;
+/// Fine pages hinted ahead of the one being read while refining (see
+/// [`refine`]): enough for their cache misses to overlap the reading of the
+/// pages before them.
+const FINE_PREFETCH_AHEAD: usize = 8;
 
 /// Refines the next `rerank` coarse candidates: their fine estimates, read
 /// from the fine pages in block order, queue them for re-ranking. Candidates
@@ -734,71 +736,66 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let fq = st.fine_query.as_mut().expect("set above");
     let mut cur_list = u32::MAX;
     let mut direct: Vec<(f32, Cand)> = Vec::new();
-    // The batch's fine pages, a group at a time: first pin them all and hint
-    // the CPU at every entry the batch reads (and at each page's special
-    // space, which the page check reads), so the cache misses of different
-    // pages overlap; then, page by page (one lock at a time), check the page
-    // and read the entries. Pins are held only until the group is done.
-    let mut pages: Vec<(pg_sys::Buffer, u32, usize, usize)> =
-        Vec::with_capacity(FINE_PAGES_AT_ONCE);
-    let mut i = 0;
     let t = profile::start();
+    // The batch's fine pages: `(block, from, to)`, its candidates `from..to`.
+    let mut groups: Vec<(u32, usize, usize)> = Vec::new();
+    let mut i = 0;
     while i < batch.len() {
+        let c = batch[i].1;
+        if c.blk == NO_FINE {
+            direct.push(batch[i]);
+            i += 1;
+            continue;
+        }
+        let (k, _) = fg.locate(c.slot as usize);
+        let from = i;
+        while i < batch.len()
+            && batch[i].1.blk == c.blk
+            && fg.locate(batch[i].1.slot as usize).0 == k
+        {
+            i += 1;
+        }
+        // The data page's fine link was checked when its codes were scanned
+        // (`FineGeom::check_link`): this block is in the index.
+        groups.push((c.blk + 1 + k as u32, from, i));
+    }
+    // Then one page at a time (one pin, one lock), hinting the CPU at the
+    // buffer, special space and entries of the page FINE_PREFETCH_AHEAD
+    // visits ahead, so that the cache misses of different pages overlap
+    // without holding many pins (see page::prefetch_recent_spans).
+    let hint = |g: &(u32, usize, usize)| {
+        let spans = batch[g.1..g.2]
+            .iter()
+            .map(|&(_, c)| fg.entry_span(fg.locate(c.slot as usize).1));
+        page::prefetch_recent_spans(index, g.0, page::Recents::Index, spans);
+    };
+    groups.iter().take(FINE_PREFETCH_AHEAD).for_each(hint);
+    for (gi, &(fblk, from, to)) in groups.iter().enumerate() {
         pg_sys::check_for_interrupts!();
-        pages.clear();
-        while i < batch.len() && pages.len() < FINE_PAGES_AT_ONCE {
-            let c = batch[i].1;
-            if c.blk == NO_FINE {
-                direct.push(batch[i]);
-                i += 1;
+        if let Some(g) = groups.get(gi + FINE_PREFETCH_AHEAD) {
+            hint(g);
+        }
+        let g = page::ReadGuard::new(index, fblk);
+        let page = g.page();
+        page::check_fine(index, &fg, page, fblk, batch[from].1.blk);
+        for &(est, c) in &batch[from..to] {
+            let slot = fg.locate(c.slot as usize).1;
+            if layout::tid_u64(fg.tid(page, slot)) != untag(c.tag) {
+                direct.push((est, c));
                 continue;
             }
-            let (k, _) = fg.locate(c.slot as usize);
-            let from = i;
-            while i < batch.len()
-                && batch[i].1.blk == c.blk
-                && fg.locate(batch[i].1.slot as usize).0 == k
-            {
-                i += 1;
+            let list = list_of(c.tag);
+            if list != cur_list {
+                fq.set_list(list, model.centroid(list));
+                cur_list = list;
             }
-            // The data page's fine link was checked when its codes were
-            // scanned (`FineGeom::check_link`): this block is in the index.
-            let fblk = c.blk + 1 + k as u32;
-            let buf = page::pin(index, fblk, page::Recents::Index);
-            // SAFETY: `buf` is pinned; its page address is fixed while pinned.
-            let at = unsafe { pg_sys::BufferGetPage(buf) } as *const u8;
-            page::prefetch(at.wrapping_add(layout::PAGE_SIZE - 64));
-            for &(_, c) in &batch[from..i] {
-                let (off, len) = fg.entry_span(fg.locate(c.slot as usize).1);
-                for line in (0..len).step_by(64) {
-                    page::prefetch(at.wrapping_add(off + line));
-                }
-            }
-            pages.push((buf, fblk, from, i));
-        }
-        for &(buf, fblk, from, to) in &pages {
-            let g = page::ReadGuard::lock_pinned(buf);
-            let page = g.page();
-            page::check_fine(index, &fg, page, fblk, batch[from].1.blk);
-            for &(est, c) in &batch[from..to] {
-                let slot = fg.locate(c.slot as usize).1;
-                if layout::tid_u64(fg.tid(page, slot)) != untag(c.tag) {
-                    direct.push((est, c));
-                    continue;
-                }
-                let list = list_of(c.tag);
-                if list != cur_list {
-                    fq.set_list(list, model.centroid(list));
-                    cur_list = list;
-                }
-                let f = fq.estimate(fg.code(page, slot));
-                st.order.add_refined(
-                    estimate_as_distance(metric, est),
-                    estimate_as_distance(metric, f),
-                    st.list_dist[list as usize],
-                    c,
-                );
-            }
+            let f = fq.estimate(fg.code(page, slot));
+            st.order.add_refined(
+                estimate_as_distance(metric, est),
+                estimate_as_distance(metric, f),
+                st.list_dist[list as usize],
+                c,
+            );
         }
     }
     profile::stop(t, Phase::Refine);
