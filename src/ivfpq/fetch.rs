@@ -29,10 +29,11 @@ use crate::memctx::RowContext;
 use arrw_core::ivf::{exact_distance, Metric};
 use pgrx::pg_sys;
 
-/// Pages pinned at once per stage (a backend tracks its first 8 pins in an
-/// array and the rest in a hash table; 32 keeps that table small while giving
-/// the CPU enough independent rows to overlap).
-const PAGES_AT_ONCE: usize = 32;
+/// Pages pinned at once per stage. A backend tracks its first 8 pins in an
+/// array and the rest in a hash table, whose lookups on every pin and unpin
+/// cost more than the overlap of more pages wins; the executor may hold one pin
+/// of its own. The next stage's pages are hinted while this one's are read.
+const PAGES_AT_ONCE: usize = 6;
 
 /// Cache lines of a row prefetched before its distance is computed: the tuple
 /// header and the start of the vector (the hardware prefetcher follows a
@@ -125,6 +126,18 @@ pub(super) unsafe fn exact_distances(
             let at = unsafe { pg_sys::BufferGetPage(p.buf) } as *const u8;
             page::prefetch(at);
             page::prefetch(at.wrapping_add(64));
+        }
+        // The next stage's buffers (descriptor and page header), so that
+        // their misses overlap this stage's work.
+        let mut ahead = to;
+        let mut hinted = 0;
+        while ahead < tids.len() && hinted < PAGES_AT_ONCE {
+            let blk = layout::u64_tid(tids[ahead]).0;
+            page::prefetch_recent(heap, blk, Recents::Heap);
+            hinted += 1;
+            while ahead < tids.len() && layout::u64_tid(tids[ahead]).0 == blk {
+                ahead += 1;
+            }
         }
         i = to;
         // 2. Per page: prune as a heap fetch would, and prefetch each row's
