@@ -59,12 +59,18 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--iter", action="store_true", help="SET ivfpq.iterative_scan = on")
     ap.add_argument("--filter", type=float, default=0.0, help="fraction of rows a WHERE clause keeps")
-    ap.add_argument("--opts", default="", help="index options, e.g. 'lists = 2000'")
+    ap.add_argument("--opts", default="",
+                    help="index options, e.g. 'lists = 2000'; ';'-separated: one per package, "
+                    "to compare index shapes (then no rotation: an index stays on its server)")
     ap.add_argument("--reuse", action="store_true", help="keep the previous run's databases")
     ap.add_argument("--port", type=int, default=54390)
     a = ap.parse_args()
     if len(a.pkgs) < 2:
         ap.error("give at least two packages")
+    per_pkg = a.opts.split(";") if ";" in a.opts else [a.opts] * len(a.pkgs)
+    if len(per_pkg) != len(a.pkgs):
+        ap.error("--opts with ';' needs one option list per package")
+    labels = [f"{p} [{o.strip()}]" if ";" in a.opts else str(p) for p, o in zip(a.pkgs, per_pkg)]
     spec = DATASETS[a.dataset]
     base, queries, _ = bench.load_dataset(a.dataset, None, a.queries)
     gt = np.load(bench.DATA / spec["dir"] / spec["gt"])[: len(queries)]
@@ -84,7 +90,7 @@ def main() -> int:
                     c.execute("VACUUM ANALYZE items")
                 c.execute("SET max_parallel_maintenance_workers = 1")
                 t0 = time.perf_counter()
-                opts = f" WITH ({a.opts})" if a.opts else ""
+                opts = f" WITH ({per_pkg[i]})" if per_pkg[i].strip() else ""
                 c.execute(f"CREATE INDEX ON items USING ivfpq (embedding {spec['opclass']}){opts}")
                 print(f"{pkg}: index built in {time.perf_counter() - t0:.1f} s", flush=True)
                 c.execute("CHECKPOINT")
@@ -106,7 +112,7 @@ def main() -> int:
     # runs on every server in turn (placement s: package (i + s) % n on
     # server i, arrw.so swapped and servers restarted), and each round's
     # ratios compare packages measured in the same round.
-    for placement in range(npkg):
+    for placement in range(1 if ";" in a.opts else npkg):
         if placement > 0:
             for i, (_name, _host, _port, cluster) in enumerate(servers):
                 bench.use_own_dirs(f"ab-{i}")
@@ -154,9 +160,9 @@ def main() -> int:
     for (lim, p), ts in times.items():
         t0 = np.array(ts[0])
         print(f"LIMIT {lim}, probes {p or 'default'}:")
-        for k, pkg in enumerate(a.pkgs):
+        for k, label in enumerate(labels):
             t = np.array(ts[k])
-            print(f"  {str(pkg):40s} {1 / np.median(t):8.1f} q/s  recall {hits[(lim, p)][k] / counts[(lim, p)][k]:.4f}  "
+            print(f"  {label:40s} {1 / np.median(t):8.1f} q/s  recall {hits[(lim, p)][k] / counts[(lim, p)][k]:.4f}  "
                   f"speed-up {np.median(t0 / t):.3f}")
     print(f"(load average {os.getloadavg()[0]:.2f})", flush=True)
     return 0
