@@ -86,9 +86,11 @@ BEGIN
 				RAISE EXCEPTION 'input % has operator %, expected <->, <#>, <=> or <+>', i, op
 					USING ERRCODE = '22023';
 			END IF;
-			-- Distance d, rank by d; weighted fusion scores 1 - (d - min) / (max - min).
+			-- Distance d, rank by d and then id (rows at one distance, such as rows
+			-- sharing a vector, get ranks that do not depend on the plan); weighted
+			-- fusion scores 1 - (d - min) / (max - min).
 			parts := parts || format(
-				'i%s AS (SELECT %s AS id, row_number() OVER (ORDER BY d) AS r, '
+				'i%s AS (SELECT %s AS id, row_number() OVER (ORDER BY d, t.id_) AS r, '
 				'CASE WHEN max(d) OVER () > min(d) OVER () '
 				'THEN 1 - (d - min(d) OVER ()) / (max(d) OVER () - min(d) OVER ()) ELSE 1 END AS s '
 				'FROM (SELECT %s AS id_, t.%I OPERATOR(%I.%s) %L::%s AS d FROM %s t%s '
@@ -98,13 +100,13 @@ BEGIN
 		ELSIF typname_ IN ('tsvector', 'text', 'varchar') THEN
 			cfg := coalesce(inp->>'config', 'english');
 			-- Full-text: rows matching websearch_to_tsquery(config, query), ranked
-			-- by ts_rank; weighted fusion scores rank / best rank.
+			-- by ts_rank, then id; weighted fusion scores rank / best rank.
 			parts := parts || format(
-				'i%s AS (SELECT %s AS id, row_number() OVER (ORDER BY d DESC) AS r, '
+				'i%s AS (SELECT %s AS id, row_number() OVER (ORDER BY d DESC, t.id_) AS r, '
 				'CASE WHEN max(d) OVER () > 0 THEN d / max(d) OVER () ELSE 0 END AS s '
 				'FROM (SELECT %s AS id_, ts_rank(%s, q) AS d FROM %s t, '
 				'websearch_to_tsquery(%L::regconfig, %L) q WHERE %s @@ q%s '
-				'ORDER BY 2 DESC LIMIT %s) t)',
+				'ORDER BY 2 DESC, 1 LIMIT %s) t)',
 				i, 't.id_', idexpr,
 				CASE WHEN typname_ = 'tsvector' THEN format('t.%I', col)
 				     ELSE format('to_tsvector(%L::regconfig, t.%I)', cfg, col) END,

@@ -26,6 +26,17 @@ FROM arrw.fused_search('fdocs', 'id',
 -- The SQL it runs, for EXPLAIN.
 SELECT arrw.fused_search_sql('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', k => 2) LIKE 'WITH i1 AS%' AS sql_ok;
 
+-- Rows at one distance (here: sharing a vector) and of one text rank get their
+-- ranks in the order of their ids, whatever order the plan reads them in (the
+-- rows are stored in descending id order), so rrf does not depend on the plan.
+CREATE TABLE fties (id int PRIMARY KEY, v vector(2), txt text);
+INSERT INTO fties SELECT i, '[1,1]', 'garlic bread' FROM generate_series(6, 1, -1) i;
+INSERT INTO fties VALUES (7, '[0,1]', 'garlic soup');
+SELECT id, round(score::numeric, 5) AS score, ranks
+FROM arrw.fused_search('fties', 'id',
+  '[{"column": "v", "query": "[1,1]", "op": "<->"}, {"column": "txt", "query": "garlic"}]', k => 7);
+DROP TABLE fties;
+
 -- Errors.
 \set VERBOSITY sqlstate
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[]');
