@@ -72,6 +72,11 @@ pub(super) struct ScanState {
     pub(super) prepared: Vec<f32>,
     /// Fine-code estimates for this query (made at the first refine).
     pub(super) fine_query: Option<arrw_core::refine::FineQuery>,
+    /// The query's lookup-table state between rounds of probing (made at the
+    /// first, for `model`: see `QueryTables::into_parts`).
+    pub(super) query_parts: Option<arrw_core::ivf::QueryParts>,
+    /// Page buffers of `scan_list`, reused across rounds.
+    pub(super) score_scratch: ScoreScratch,
     /// Without re-ranking: results ready to return in estimated order, best last.
     pub(super) ready: Vec<(f32, u64)>,
     pub(super) probes: usize,
@@ -137,6 +142,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         fine: None,
         prepared: Vec::new(),
         fine_query: None,
+        query_parts: None,
+        score_scratch: ScoreScratch::default(),
         ready: Vec::new(),
         probes: 0,
         rerank: 0,
@@ -185,6 +192,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
         st.fine = None;
         st.fine_query = None;
+        st.query_parts = None;
         st.ready.clear();
         st.ranked = RankedLists::default();
         st.probed = 0;
@@ -459,6 +467,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         st.prepared = model.prepared_query(&st.query);
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE).with_refine();
     }
+    st.query_parts = None;
     st.model = Some(model);
     if st.meta.untrained == 0 && !multi {
         let upto = st.probes.min(probe_limit(st));
@@ -516,8 +525,14 @@ unsafe fn score_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, from: usi
     let index = unsafe { (*scan).indexRelation };
     let model = st.model.clone().expect("started");
     let geom = DataGeom::of(&st.meta);
-    let mut qt = profile::time(Phase::Tables, || model.query_tables(&st.query));
-    let mut scratch = ScoreScratch::default();
+    // The query is prepared at the first round and resumed at the next ones
+    // (made for this `model`, which st.model keeps alive until the next rescan
+    // or start, both of which drop the parts).
+    let mut qt = profile::time(Phase::Tables, || match st.query_parts.take() {
+        Some(parts) => arrw_core::ivf::QueryTables::from_parts(&model, parts),
+        None => model.query_tables(&st.query),
+    });
+    let mut scratch = std::mem::take(&mut st.score_scratch);
     if upto > from {
         profile::time(Phase::Rank, || st.ranked.order_through(upto));
     }
@@ -550,6 +565,8 @@ unsafe fn score_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, from: usi
             },
         );
     }
+    st.query_parts = Some(qt.into_parts());
+    st.score_scratch = scratch;
 }
 
 /// A page's estimates as [`scan_list`] hands them to its caller.
