@@ -1494,8 +1494,10 @@ pub struct CandidatePool<T> {
 /// 2,048 (or 16 batches) cut less often, but the cuts (selection included)
 /// were ~11% of a 1M-row SIFT `LIMIT 10`; at 1,024, interleaved A/B
 /// (bench/ab.py, 20 rounds): 1M SIFT `LIMIT 10` and `LIMIT 100` +6%,
-/// pydoc-minilm `LIMIT 10` +11%, dev-sift with a 10% filter `LIMIT 10` +9%
-/// and `LIMIT 100` +2%, pydoc-minilm 10% filter +4%; pydoc-minilm `LIMIT
+/// pydoc-minilm `LIMIT 10` +11%, dev-sift with a filter keeping 55% of rows
+/// (bench/ab.py's `--filter 0.1` then: its signed hash put every negative one
+/// under the bound) `LIMIT 10` +9% and `LIMIT 100` +2%, pydoc-minilm with that
+/// filter +4%; pydoc-minilm `LIMIT
 /// 100` without a filter (~1,800 candidates refined: it re-offers) −4%.
 const POOL_KEEP_MIN: usize = 1024;
 
