@@ -444,22 +444,36 @@ pub fn prefetch(p: *const u8) {
     let _ = p;
 }
 
-/// When the table `which` remembers a shared buffer for block `blk` of `rel`,
-/// prefetches that buffer's descriptor and page header, which [`pin`] is about
-/// to touch: a caller that will pin several blocks hints them all first, so
-/// their cache misses overlap. Reads nothing of the buffer itself.
-pub fn prefetch_recent(rel: pg_sys::Relation, blk: u32, which: Recents) {
-    let Some(buf) = recent_buffer(rel, blk, which) else {
-        return;
-    };
+/// The addresses of the buffer descriptor and the page of the shared buffer
+/// the table `which` remembers for block `blk` of `rel`, for CPU prefetch
+/// hints only (the buffer may hold another block by now: neither is read).
+fn recent_addresses(
+    rel: pg_sys::Relation,
+    blk: u32,
+    which: Recents,
+) -> Option<(*const u8, *const u8)> {
+    let buf = recent_buffer(rel, blk, which)?;
     let i = (buf - 1) as usize;
     // Addresses only (wrapping arithmetic, no dereference): `buf` is a shared
     // buffer number ReadBufferExtended returned (1..=NBuffers), so both lie in
     // the shared arrays; a prefetch would be harmless even if they did not.
     // SAFETY: reading the two global array bases set at backend start.
     let (descs, blocks) = unsafe { (pg_sys::BufferDescriptors, pg_sys::BufferBlocks) };
-    prefetch(descs.wrapping_add(i) as *const u8);
-    prefetch((blocks as *const u8).wrapping_add(i * pg_sys::BLCKSZ as usize));
+    Some((
+        descs.wrapping_add(i) as *const u8,
+        (blocks as *const u8).wrapping_add(i * pg_sys::BLCKSZ as usize),
+    ))
+}
+
+/// When the table `which` remembers a shared buffer for block `blk` of `rel`,
+/// prefetches that buffer's descriptor and page header, which [`pin`] is about
+/// to touch: a caller that will pin several blocks hints them all first, so
+/// their cache misses overlap. Reads nothing of the buffer itself.
+pub fn prefetch_recent(rel: pg_sys::Relation, blk: u32, which: Recents) {
+    if let Some((desc, page)) = recent_addresses(rel, blk, which) {
+        prefetch(desc);
+        prefetch(page);
+    }
 }
 
 /// As [`prefetch_recent`], and more of the page: its last cache line (the
@@ -468,20 +482,7 @@ pub fn prefetch_recent(rel: pg_sys::Relation, blk: u32, which: Recents) {
 /// current one (a list's chain), so that page's checks and first code blocks
 /// need not wait on memory.
 pub fn prefetch_recent_page(rel: pg_sys::Relation, blk: u32, which: Recents, bytes: usize) {
-    let Some(buf) = recent_buffer(rel, blk, which) else {
-        return;
-    };
-    let i = (buf - 1) as usize;
-    let size = pg_sys::BLCKSZ as usize;
-    // As in prefetch_recent: addresses inside the shared arrays, never read.
-    // SAFETY: reading the two global array bases set at backend start.
-    let (descs, blocks) = unsafe { (pg_sys::BufferDescriptors, pg_sys::BufferBlocks) };
-    prefetch(descs.wrapping_add(i) as *const u8);
-    let page = (blocks as *const u8).wrapping_add(i * size);
-    prefetch(page.wrapping_add(size - 64));
-    for off in (0..bytes.min(size)).step_by(64) {
-        prefetch(page.wrapping_add(off));
-    }
+    prefetch_recent_spans(rel, blk, which, std::iter::once((0, bytes)));
 }
 
 /// As [`prefetch_recent`], for a page a caller will read at known places: the
@@ -497,16 +498,11 @@ pub fn prefetch_recent_spans(
     which: Recents,
     spans: impl Iterator<Item = (usize, usize)>,
 ) {
-    let Some(buf) = recent_buffer(rel, blk, which) else {
+    let Some((desc, page)) = recent_addresses(rel, blk, which) else {
         return;
     };
-    let i = (buf - 1) as usize;
     let size = pg_sys::BLCKSZ as usize;
-    // As in prefetch_recent: addresses inside the shared arrays, never read.
-    // SAFETY: reading the two global array bases set at backend start.
-    let (descs, blocks) = unsafe { (pg_sys::BufferDescriptors, pg_sys::BufferBlocks) };
-    prefetch(descs.wrapping_add(i) as *const u8);
-    let page = (blocks as *const u8).wrapping_add(i * size);
+    prefetch(desc);
     prefetch(page.wrapping_add(size - 64));
     for (off, len) in spans {
         let end = (off + len).min(size);
