@@ -754,6 +754,11 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let mut cur_list = u32::MAX;
     let mut direct: Vec<(f32, Cand)> = Vec::new();
     let t = profile::start();
+    // Each candidate's fine page (of its data page's) and slot on it, once.
+    let at: Vec<(usize, usize)> = batch
+        .iter()
+        .map(|&(_, c)| fg.locate(c.slot as usize))
+        .collect();
     // The batch's fine pages: `(block, from, to)`, its candidates `from..to`.
     let mut groups: Vec<(u32, usize, usize)> = Vec::new();
     let mut i = 0;
@@ -764,12 +769,9 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
             i += 1;
             continue;
         }
-        let (k, _) = fg.locate(c.slot as usize);
+        let k = at[i].0;
         let from = i;
-        while i < batch.len()
-            && batch[i].1.blk == c.blk
-            && fg.locate(batch[i].1.slot as usize).0 == k
-        {
+        while i < batch.len() && batch[i].1.blk == c.blk && at[i].0 == k {
             i += 1;
         }
         // The data page's fine link was checked when its codes were scanned
@@ -781,9 +783,7 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     // visits ahead, so that the cache misses of different pages overlap
     // without holding many pins (see page::prefetch_recent_spans).
     let hint = |g: &(u32, usize, usize)| {
-        let spans = batch[g.1..g.2]
-            .iter()
-            .map(|&(_, c)| fg.entry_span(fg.locate(c.slot as usize).1));
+        let spans = at[g.1..g.2].iter().map(|&(_, slot)| fg.entry_span(slot));
         page::prefetch_recent_spans(index, g.0, page::Recents::Index, spans);
     };
     groups.iter().take(FINE_PREFETCH_AHEAD).for_each(hint);
@@ -795,8 +795,7 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         let g = page::ReadGuard::new(index, fblk);
         let page = g.page();
         page::check_fine(index, &fg, page, fblk, batch[from].1.blk);
-        for &(est, c) in &batch[from..to] {
-            let slot = fg.locate(c.slot as usize).1;
+        for (&(est, c), &(_, slot)) in batch[from..to].iter().zip(&at[from..to]) {
             if layout::tid_u64(fg.tid(page, slot)) != untag(c.tag) {
                 direct.push((est, c));
                 continue;
