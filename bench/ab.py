@@ -6,7 +6,8 @@
 
 Each PKG is a `cargo pgrx package` output. Every package gets its own private
 server (.bench/pgroot-ab-N, .bench/pg-ab-N, port 54390 + N), the same rows and the
-same index (`CREATE INDEX ... USING ivfpq` with `--opts`, default: none). Then
+same index (`CREATE INDEX ... USING ivfpq` with `--opts`, default: none; with
+`--storage S` the column's storage is set and the table rewritten first). Then
 one client runs batches of `--batch` queries against each server in turn, the
 order reversed every round, so that every package meets the same machine: on
 a shared 2-core virtual machine q/s drifts by ±20% over minutes, far more
@@ -62,6 +63,9 @@ def main() -> int:
     ap.add_argument("--opts", default="",
                     help="index options, e.g. 'lists = 2000'; ';'-separated: one per package, "
                     "to compare index shapes (then no rotation: an index stays on its server)")
+    ap.add_argument("--storage", default="",
+                    help="the embedding column's storage (plain, main, external, extended) before the "
+                         "index is built; \"external;plain\" gives each package's server its own, as --opts")
     ap.add_argument("--reuse", action="store_true", help="keep the previous run's databases")
     ap.add_argument("--port", type=int, default=54390)
     a = ap.parse_args()
@@ -70,7 +74,13 @@ def main() -> int:
     per_pkg = a.opts.split(";") if ";" in a.opts else [a.opts] * len(a.pkgs)
     if len(per_pkg) != len(a.pkgs):
         ap.error("--opts with ';' needs one option list per package")
-    labels = [f"{p} [{o.strip()}]" if ";" in a.opts else str(p) for p, o in zip(a.pkgs, per_pkg)]
+    per_storage = a.storage.split(";") if ";" in a.storage else [a.storage] * len(a.pkgs)
+    if len(per_storage) != len(a.pkgs):
+        ap.error("--storage with ';' needs one storage per package")
+    # Per-server shapes pin each package to its server (no rotation).
+    fixed = ";" in a.opts or ";" in a.storage
+    labels = [f"{p} [{o.strip()}{' ' + st.strip() if st.strip() else ''}]" if fixed else str(p)
+              for p, o, st in zip(a.pkgs, per_pkg, per_storage)]
     spec = DATASETS[a.dataset]
     base, queries, _ = bench.load_dataset(a.dataset, None, a.queries)
     gt = np.load(bench.DATA / spec["dir"] / spec["gt"])[: len(queries)]
@@ -92,6 +102,16 @@ def main() -> int:
                     c.execute("VACUUM ANALYZE items")
                     share = c.execute("SELECT avg(cat) FROM items").fetchone()[0]
                     print(f"filter keeps {float(share):.2%} of rows", flush=True)
+                if per_storage[i].strip():
+                    # VACUUM FULL rewrites every row under the new storage
+                    # (a rewrite detoasts external values before storing them).
+                    c.execute(f"ALTER TABLE items ALTER COLUMN embedding SET STORAGE {per_storage[i].strip()}")
+                    c.execute("VACUUM FULL items")
+                    heap, toast = c.execute(
+                        "SELECT pg_relation_size(oid), coalesce(pg_relation_size(nullif(reltoastrelid, 0)), 0) "
+                        "FROM pg_class WHERE relname = 'items'").fetchone()
+                    print(f"storage {per_storage[i].strip()}: heap {heap / 2**20:.0f} MB, "
+                          f"TOAST {toast / 2**20:.0f} MB", flush=True)
                 c.execute("SET max_parallel_maintenance_workers = 1")
                 t0 = time.perf_counter()
                 opts = f" WITH ({per_pkg[i]})" if per_pkg[i].strip() else ""
@@ -102,7 +122,7 @@ def main() -> int:
     where = ""
     qs = [Vec(vec_bytes(q)) for q in queries]
     print(f"{a.dataset}: {len(base)} rows, {len(qs)} queries, batches of {a.batch}, {a.rounds} rounds "
-          f"per placement, {len(servers)} placements"
+          f"per placement, {1 if fixed else len(servers)} placement(s)"
           + (f", filter keeps {a.filter:.1%}" if a.filter else "") + (", iterative scan" if a.iter else ""))
     npkg = len(servers)
     limits = [int(x) for x in a.limits.split(",")]
@@ -116,7 +136,7 @@ def main() -> int:
     # runs on every server in turn (placement s: package (i + s) % n on
     # server i, arrw.so swapped and servers restarted), and each round's
     # ratios compare packages measured in the same round.
-    for placement in range(1 if ";" in a.opts else npkg):
+    for placement in range(1 if fixed else npkg):
         if placement > 0:
             for i, (_name, _host, _port, cluster) in enumerate(servers):
                 bench.use_own_dirs(f"ab-{i}")
