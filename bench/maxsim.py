@@ -419,7 +419,10 @@ class Runner:
         if has_depth:
             # entries kept per query vector (its default, 0, meant 500 per probed list at f861d7d)
             pts += [(f"{eng} probes=16 rerank=100 maxsim_depth", f"probes=16 rerank=100 depth={dp}",
-                     {"ivfpq.probes": 16, "ivfpq.rerank": 100, "ivfpq.maxsim_depth": dp})
+                     # a gather keeps dp entries per query vector, ~100 bytes each
+                     # (the scan fails at once, saying so, past work_mem's default 4MB)
+                     {"ivfpq.probes": 16, "ivfpq.rerank": 100, "ivfpq.maxsim_depth": dp,
+                      "work_mem": "'64MB'"})
                     for dp in self.plan_depths_ivf]
         pts.append((f"{eng} built-in defaults", "probes/rerank: index defaults", {}))
         for series, knob, st in pts:
@@ -493,12 +496,30 @@ class Runner:
             self.rows.append(Row(self.ds, "vchordrq", "vector_maxsim_ops", "-", plan="SKIPPED",
                                  note="not installed"))
             return
+        # The pgvector engine makes PGV_DB; without it (--engines ...,vchord) make it here.
+        with self.cluster.connect("postgres") as c:
+            if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PGV_DB,)).fetchone() is None:
+                c.execute(f"CREATE DATABASE {PGV_DB}")
         with self.cluster.connect(PGV_DB) as c:
             c.execute("CREATE EXTENSION IF NOT EXISTS vchord CASCADE")
             c.execute(f"CREATE TABLE IF NOT EXISTS mdocs (id int PRIMARY KEY, chunks vector({self.dim})[])")
+            c.execute("DROP INDEX IF EXISTS mdocs_vchordrq")  # a previous run's, if its server was kept
             c.execute("TRUNCATE mdocs")
             copy_docs(c, self.base, self.boff, type_oids(c, "vector")[0], "mdocs")
             c.execute("VACUUM (ANALYZE) mdocs")
+        # VectorChord's @# without an index: the issue asks arrw's exact scan to be at
+        # least as fast (the same queries and settings as exact()).
+        n = min(self.args.exact_queries, len(self.qoff) - 1)
+        with self.cluster.connect(PGV_DB) as c:
+            oid = type_oids(c, "vector")[0]
+        seq = [(f"SELECT id FROM mdocs ORDER BY chunks @# %b LIMIT {K}",
+                (PgvArrParam(array_bytes(self.q[self.qoff[i]:self.qoff[i + 1]], oid)),)) for i in range(n)]
+        for workers, label in [(0, "workers_per_gather=0"), (None, "workers_per_gather default")]:
+            st = {"enable_indexscan": "off"}
+            if workers is not None:
+                st["max_parallel_workers_per_gather"] = workers
+            self.point(PGV_DB, "exact (VectorChord @# seq scan)", "no index", label,
+                       "exact (VectorChord @# seq scan)", seq, st, None, warm=min(2, n), note=f"{n} queries")
         lists = max(1, round(4 * math.sqrt(len(self.base))))
         ddl = (f"CREATE INDEX mdocs_vchordrq ON mdocs USING vchordrq (chunks vector_maxsim_ops) WITH (options = $$\n"
                f"[build.internal]\nlists = [{lists}]\nbuild_threads = {os.cpu_count() or 1}\n$$)")
@@ -520,10 +541,19 @@ class Runner:
         sql = f"SELECT id FROM mdocs ORDER BY chunks @# %b LIMIT {K}"
         items = [(sql, (PgvArrParam(array_bytes(self.q[self.qoff[i]:self.qoff[i + 1]], vec_oid)),))
                  for i in range(len(self.qoff) - 1)]
-        for p in (1, 4, 16, 64):
+        for p in (1, 4, 16, 64, 128):
             if p <= lists:
                 self.point(PGV_DB, "vchordrq", f"lists={lists}", f"probes={p}", "vchordrq", items,
                            {"vchordrq.probes": f"'{p}'"}, "mdocs_vchordrq", build_s, mb)
+        # VectorChord's two MaxSim knobs (both 0 by default): how many documents are
+        # re-ranked exactly, and how many vectors' estimates feed a document's score;
+        # the issue's report tried them up to 1,000 and 8,000.
+        for p, refine, threshold in ((64, 1000, 0), (64, 1000, 8000), (128, 1000, 8000)):
+            if p <= lists:
+                self.point(PGV_DB, "vchordrq", f"lists={lists}",
+                           f"probes={p} maxsim_refine={refine} maxsim_threshold={threshold}", "vchordrq", items,
+                           {"vchordrq.probes": f"'{p}'", "vchordrq.maxsim_refine": refine,
+                            "vchordrq.maxsim_threshold": threshold}, "mdocs_vchordrq", build_s, mb)
 
 
 # --------------------------------------------------------------------------- report
