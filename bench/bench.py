@@ -1088,15 +1088,13 @@ class Runner:
             points = [("vchordrq", "flat", {"vchordrq.probes": "''"}, {}),
                       (f"vchordrq epsilon={VCHORD_EPSILON}", f"flat epsilon={VCHORD_EPSILON}",
                        {"vchordrq.probes": "''", "vchordrq.epsilon": VCHORD_EPSILON}, {"epsilon": VCHORD_EPSILON})]
-            self.pgv_index(ds, spec, qs, gt, "vchordrq", ddl, "items_vchordrq", points, params,
-                           {"client_min_messages": "warning"})
-            return
-        points = [("vchordrq", f"probes={p}", {"vchordrq.probes": f"'{p}'"}, {"probes": p})
-                  for p in self.plan.vchord_probes if p <= lists]
-        points += [(f"vchordrq epsilon={VCHORD_EPSILON}", f"probes={p} epsilon={VCHORD_EPSILON}",
-                    {"vchordrq.probes": f"'{p}'", "vchordrq.epsilon": VCHORD_EPSILON},
-                    {"probes": p, "epsilon": VCHORD_EPSILON})
-                   for p in self.plan.vchord_eps_probes if p <= lists]
+        else:
+            points = [("vchordrq", f"probes={p}", {"vchordrq.probes": f"'{p}'"}, {"probes": p})
+                      for p in self.plan.vchord_probes if p <= lists]
+            points += [(f"vchordrq epsilon={VCHORD_EPSILON}", f"probes={p} epsilon={VCHORD_EPSILON}",
+                        {"vchordrq.probes": f"'{p}'", "vchordrq.epsilon": VCHORD_EPSILON},
+                        {"probes": p, "epsilon": VCHORD_EPSILON})
+                       for p in self.plan.vchord_eps_probes if p <= lists]
         # the build prints many INFO lines (k-means progress)
         self.pgv_index(ds, spec, qs, gt, "vchordrq", ddl, "items_vchordrq", points, params,
                        {"client_min_messages": "warning"})

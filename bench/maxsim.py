@@ -368,12 +368,16 @@ class Runner:
         sql = f"SELECT id FROM docs ORDER BY chunks @# %b LIMIT {K}"
         items = self.arrw_items(sql)[:n]
         log(f"exact MaxSim by sequential scan, {n} queries")
+        self.seq_scan_points(ARRW_DB, "exact (arrw seq scan)", items)
+
+    def seq_scan_points(self, db, engine, items) -> None:
+        """`items` by sequential scan, without and with parallel workers."""
+        n = len(items)
         for workers, label in [(0, "workers_per_gather=0"), (None, "workers_per_gather default")]:
             st = {"enable_indexscan": "off"}
             if workers is not None:
                 st["max_parallel_workers_per_gather"] = workers
-            self.point(ARRW_DB, "exact (arrw seq scan)", "no index", label, "exact (arrw seq scan)", items, st,
-                       None, warm=min(2, n), note=f"{n} queries")
+            self.point(db, engine, "no index", label, engine, items, st, None, warm=min(2, n), note=f"{n} queries")
 
     def ivfpq(self) -> None:
         a = self.args
@@ -505,21 +509,16 @@ class Runner:
             c.execute(f"CREATE TABLE IF NOT EXISTS mdocs (id int PRIMARY KEY, chunks vector({self.dim})[])")
             c.execute("DROP INDEX IF EXISTS mdocs_vchordrq")  # a previous run's, if its server was kept
             c.execute("TRUNCATE mdocs")
-            copy_docs(c, self.base, self.boff, type_oids(c, "vector")[0], "mdocs")
+            vec_oid = type_oids(c, "vector")[0]
+            copy_docs(c, self.base, self.boff, vec_oid, "mdocs")
             c.execute("VACUUM (ANALYZE) mdocs")
+        sql = f"SELECT id FROM mdocs ORDER BY chunks @# %b LIMIT {K}"
+        items = [(sql, (PgvArrParam(array_bytes(self.q[self.qoff[i]:self.qoff[i + 1]], vec_oid)),))
+                 for i in range(len(self.qoff) - 1)]
         # VectorChord's @# without an index: the issue asks arrw's exact scan to be at
         # least as fast (the same queries and settings as exact()).
-        n = min(self.args.exact_queries, len(self.qoff) - 1)
-        with self.cluster.connect(PGV_DB) as c:
-            oid = type_oids(c, "vector")[0]
-        seq = [(f"SELECT id FROM mdocs ORDER BY chunks @# %b LIMIT {K}",
-                (PgvArrParam(array_bytes(self.q[self.qoff[i]:self.qoff[i + 1]], oid)),)) for i in range(n)]
-        for workers, label in [(0, "workers_per_gather=0"), (None, "workers_per_gather default")]:
-            st = {"enable_indexscan": "off"}
-            if workers is not None:
-                st["max_parallel_workers_per_gather"] = workers
-            self.point(PGV_DB, "exact (VectorChord @# seq scan)", "no index", label,
-                       "exact (VectorChord @# seq scan)", seq, st, None, warm=min(2, n), note=f"{n} queries")
+        self.seq_scan_points(PGV_DB, "exact (VectorChord @# seq scan)",
+                             items[:min(self.args.exact_queries, len(items))])
         lists = max(1, round(4 * math.sqrt(len(self.base))))
         ddl = (f"CREATE INDEX mdocs_vchordrq ON mdocs USING vchordrq (chunks vector_maxsim_ops) WITH (options = $$\n"
                f"[build.internal]\nlists = [{lists}]\nbuild_threads = {os.cpu_count() or 1}\n$$)")
@@ -532,15 +531,11 @@ class Runner:
             conn.execute(ddl)
             build_s = time.perf_counter() - t0
             mb = bench.index_size_mb(conn, "mdocs_vchordrq")
-            vec_oid = type_oids(conn, "vector")[0]
         except psycopg.Error as e:
             self.fail("vchordrq build", ddl, e, mark)
             conn.close()
             return
         conn.close()
-        sql = f"SELECT id FROM mdocs ORDER BY chunks @# %b LIMIT {K}"
-        items = [(sql, (PgvArrParam(array_bytes(self.q[self.qoff[i]:self.qoff[i + 1]], vec_oid)),))
-                 for i in range(len(self.qoff) - 1)]
         for p in (1, 4, 16, 64, 128):
             if p <= lists:
                 self.point(PGV_DB, "vchordrq", f"lists={lists}", f"probes={p}", "vchordrq", items,
