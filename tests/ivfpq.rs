@@ -210,6 +210,7 @@ fn assert_log_clean(cluster: &Cluster) {
         "PANIC",
         "TRAP:",
         "was terminated by",
+        "inconsistent page found",
     ] {
         assert!(
             !log.contains(bad),
@@ -275,6 +276,16 @@ fn crash_mid_stream(
     committed.into_inner().unwrap()
 }
 
+/// Settings of the servers whose WAL is replayed (crash recovery, replicas):
+/// `wal_consistency_checking` makes every generic record carry the page as
+/// the primary wrote it, and replay compare its own result with it (the
+/// server stops with "inconsistent page found" on the first difference), so
+/// the deltas `page::WriteSet` computes itself are checked byte for byte.
+/// (Not for the MaxSim test: a page image per element's record made its
+/// replica lag by minutes when tests share the cores; its records are the
+/// same `WriteSet` ones.)
+const WAL_CHECKED: &str = "fsync = off\nwal_consistency_checking = 'generic'";
+
 // ---------------------------------------------------------------------------
 // Crash recovery
 
@@ -286,7 +297,7 @@ fn crash_recovery_keeps_every_committed_insert() {
     const K: usize = 4;
     const LISTS: usize = 4;
     let t0 = Instant::now();
-    let cluster = Cluster::start("ivfpq-crash", "fsync = off");
+    let cluster = Cluster::start("ivfpq-crash", WAL_CHECKED);
     let mut c = cluster.connect();
     exec(
         &mut c,
@@ -541,7 +552,7 @@ fn replica_answers_like_the_primary() {
     const K: usize = 8;
     const LISTS: usize = 8;
     let t0 = Instant::now();
-    let primary = Cluster::start("ivfpq-primary", "fsync = off");
+    let primary = Cluster::start("ivfpq-primary", WAL_CHECKED);
     let replica = primary.start_replica("ivfpq-standby");
     step(t0, "primary and standby up");
     let mut p = primary.connect();

@@ -33,7 +33,7 @@
 //!
 //! Scans and VACUUM never hold a data page while waiting for the directory page,
 //! and never hold the directory page while waiting for a data page, so no cycle
-//! can form. All pages changed by one insert go into one GenericXLog record, so
+//! can form. All pages changed by one insert go into one generic WAL record, so
 //! after a crash the new page is either linked and recorded, or absent.
 
 use super::layout::{self, DataGeom, DirEntry, FineGeom};

@@ -1,7 +1,7 @@
 //! VACUUM: remove index entries of dead rows and reuse their space.
 //!
 //! Each list is walked page by page under an exclusive lock on one page at a
-//! time; the page's surviving entries are compacted in place (one GenericXLog
+//! time; the page's surviving entries are compacted in place (one generic WAL
 //! record per changed page). Pages are never unlinked, so a list's chain stays
 //! valid for concurrent scans and inserts; instead the list's insert page is moved
 //! back to the first page that now has room, so inserts refill freed space.
@@ -13,7 +13,7 @@
 //! rows (`layout::fine_moves`), under the data page's exclusive lock (data page
 //! before its fine pages, as everywhere). Fine pages beyond the first three
 //! are rewritten in records of their own before the record of the data page
-//! and its first three fine pages (GenericXLog takes four pages a record); a
+//! and its first three fine pages (a WriteSet takes four pages a record); a
 //! crash between them leaves fine entries whose TIDs do not match their rows,
 //! which scans then re-rank from the table and the next VACUUM clears.
 

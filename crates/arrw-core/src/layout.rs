@@ -29,7 +29,7 @@
 //!   every read).
 //!
 //! Every page has a standard PostgreSQL page header, so PostgreSQL's page
-//! checks, full-page images and GenericXLog all work; the special space ends
+//! checks, full-page images and generic WAL records all work; the special space ends
 //! with a page-kind tag.
 //!
 //! # Reading untrusted pages

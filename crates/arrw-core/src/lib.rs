@@ -35,6 +35,7 @@ pub mod ivf;
 pub mod kmeans;
 pub mod layout;
 pub mod maxsim;
+pub mod page_delta;
 pub mod pq;
 pub mod recent;
 pub mod refine;
