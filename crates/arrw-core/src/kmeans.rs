@@ -784,6 +784,17 @@ impl Panels {
         }
     }
 
+    /// One panel's rows (at most [`LANES`]: a 4-bit sub-quantizer's 16
+    /// codewords), transposed (`[dim][LANES]`), and their biases.
+    fn single_panel(&self) -> Option<(&[[f32; LANES]], &[f32; LANES])> {
+        if self.data.len() != self.dim * LANES || self.rows == 0 {
+            return None;
+        }
+        let (rows, _) = self.data.as_chunks::<LANES>();
+        let bias = self.bias.as_slice().try_into().ok()?;
+        Some((rows, bias))
+    }
+
     /// [`Panels::nearest`] over contiguous rows of `points`, in parallel blocks.
     pub(crate) fn nearest_par(&self, points: &[f32], out_idx: &mut [u32], out_score: &mut [f32]) {
         self.nearest_par_until(points, out_idx, out_score, &Stop::never());
@@ -838,6 +849,58 @@ impl Panels {
             return;
         }
         row_op(self, y, table, f);
+    }
+}
+
+/// For one point and panels of at most [`LANES`] rows each (4-bit
+/// sub-quantizers: `panels[j]` scores `x[j * dsub..(j + 1) * dsub]`), calls
+/// `put(j, row)` with the nearest row of each, ties to the lowest row. The
+/// insert path: one row against up to 256 sub-quantizers, where
+/// [`Panels::nearest`]'s per-call costs (a thread-local scratch buffer,
+/// asserts, a general argmin) were most of the work. Returns false, having
+/// called nothing, when a panel is wider or `x` is not `dsub` per panel.
+pub(crate) fn nearest_per_panel(
+    panels: &[Panels],
+    x: &[f32],
+    dsub: usize,
+    put: impl FnMut(usize, u32),
+) -> bool {
+    if x.len() != dsub * panels.len()
+        || panels
+            .iter()
+            .any(|p| p.dim != dsub || p.single_panel().is_none())
+    {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        // SAFETY: `x86::nearest_per_panel` only requires AVX2 and FMA,
+        // checked just above; the shapes were checked above too.
+        unsafe { x86::nearest_per_panel(panels, x, dsub, put) };
+        return true;
+    }
+    nearest_per_panel_portable(panels, x, dsub, put);
+    true
+}
+
+/// [`nearest_per_panel`] without SIMD (shapes checked by it).
+fn nearest_per_panel_portable(
+    panels: &[Panels],
+    x: &[f32],
+    dsub: usize,
+    mut put: impl FnMut(usize, u32),
+) {
+    for (j, (pn, xs)) in panels.iter().zip(x.chunks_exact(dsub)).enumerate() {
+        let Some((rows, bias)) = pn.single_panel() else {
+            continue;
+        };
+        let mut score = *bias;
+        for (row, &xv) in rows.iter().zip(xs) {
+            for (s, &r) in score.iter_mut().zip(row) {
+                *s -= xv * r;
+            }
+        }
+        put(j, argmin_portable(&score).0);
     }
 }
 
@@ -1121,6 +1184,41 @@ mod x86 {
         }
     }
 
+    /// [`super::nearest_per_panel`] (shapes checked by it): per panel two
+    /// 8-wide accumulators, then the minimum and its first lane, branch-free.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn nearest_per_panel(
+        panels: &[Panels],
+        x: &[f32],
+        dsub: usize,
+        mut put: impl FnMut(usize, u32),
+    ) {
+        for (j, (pn, xs)) in panels.iter().zip(x.chunks_exact(dsub)).enumerate() {
+            let Some((rows, bias)) = pn.single_panel() else {
+                continue;
+            };
+            let z = _mm256_setzero_ps();
+            let (mut a0, mut a1) = (z, z);
+            for (row, &xv) in rows.iter().zip(xs) {
+                let (r0, r1) = halves(row);
+                let xb = _mm256_set1_ps(xv);
+                a0 = _mm256_fmadd_ps(xb, r0, a0);
+                a1 = _mm256_fmadd_ps(xb, r1, a1);
+            }
+            let (b0, b1) = halves(bias);
+            let (s0, s1) = (_mm256_sub_ps(b0, a0), _mm256_sub_ps(b1, a1));
+            let m = _mm256_min_ps(s0, s1);
+            let v = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+            let v = _mm_min_ps(v, _mm_movehl_ps(v, v));
+            let v = _mm_min_ss(v, _mm_shuffle_ps::<1>(v, v));
+            let mv = _mm256_set1_ps(_mm_cvtss_f32(v));
+            let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(s0, mv)) as u32;
+            let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(s1, mv)) as u32;
+            // A NaN score (never from finite rows and points) matches no lane: row 0.
+            put(j, ((hi << 8) | lo).trailing_zeros() % LANES as u32);
+        }
+    }
+
     /// Index and value of the smallest score (length a multiple of 8), lowest index
     /// on ties: a vector min, then the first lane equal to it.
     #[target_feature(enable = "avx2,fma")]
@@ -1151,6 +1249,54 @@ mod tests {
 
     /// Fewer than 4 points against more rows than the on-stack score buffer holds
     /// (the heap path of `x86::nearest`), and against few (the stack path).
+    #[test]
+    fn nearest_per_panel_matches_exhaustive_search_simd_and_portable() {
+        let mut rng = StdRng::seed_from_u64(31);
+        for (dsub, rows, m) in [(1, 16, 8), (2, 16, 64), (3, 7, 5), (6, 16, 4), (2, 1, 3)] {
+            let panels: Vec<Panels> = (0..m)
+                .map(|_| {
+                    let c: Vec<f32> = (0..rows * dsub).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                    Panels::new(&c, dsub, Bias::HalfSquaredNorm)
+                })
+                .collect();
+            for _ in 0..50 {
+                let x: Vec<f32> = (0..m * dsub).map(|_| rng.gen_range(-1.2..1.2)).collect();
+                let mut simd = vec![u32::MAX; m];
+                let mut portable = vec![u32::MAX; m];
+                assert!(nearest_per_panel(&panels, &x, dsub, |j, k| simd[j] = k));
+                nearest_per_panel_portable(&panels, &x, dsub, |j, k| portable[j] = k);
+                for (j, pn) in panels.iter().enumerate() {
+                    let xs = &x[j * dsub..(j + 1) * dsub];
+                    let d = |r: u32| -> f32 {
+                        (0..dsub)
+                            .map(|t| (xs[t] - pn.get(r as usize, t)).powi(2))
+                            .sum()
+                    };
+                    let best = (0..rows as u32).map(d).fold(f32::INFINITY, f32::min);
+                    for got in [simd[j], portable[j]] {
+                        assert!((got as usize) < rows, "padding row {got} won");
+                        assert!(
+                            d(got) <= best + 1e-5,
+                            "dsub {dsub}: row {got} at {} vs {best}",
+                            d(got)
+                        );
+                    }
+                }
+            }
+            // Wider panels (8-bit codebooks) and wrong shapes are refused.
+            assert!(!nearest_per_panel(
+                &panels,
+                &vec![0.0; m * dsub + 1],
+                dsub,
+                |_, _| {}
+            ));
+        }
+        let wide = Panels::new(&[0.5; 17 * 2], 2, Bias::HalfSquaredNorm);
+        assert!(!nearest_per_panel(&[wide], &[0.0, 0.0], 2, |_, _| panic!(
+            "called"
+        )));
+    }
+
     #[test]
     fn nearest_of_a_few_points_any_width() {
         let mut rng = StdRng::seed_from_u64(11);

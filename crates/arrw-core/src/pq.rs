@@ -284,9 +284,12 @@ impl ProductQuantizer {
         let n = xs.len() / self.dim;
         assert_eq!(out.len(), n * cs);
         let dsub = self.dsub();
+        out.fill(0);
+        if n == 1 && self.encode_one(xs, out) {
+            return;
+        }
         let mut idx = vec![0u32; n];
         let mut score = vec![0f32; n];
-        out.fill(0);
         for (j, pn) in self.panels.iter().enumerate() {
             pn.nearest(xs, self.dim, j * dsub, &mut idx, &mut score);
             for (code, &k) in out.chunks_exact_mut(cs).zip(&idx) {
@@ -297,6 +300,20 @@ impl ProductQuantizer {
                 }
             }
         }
+    }
+
+    /// One vector (an insert) with sub-quantizers of at most 16 codewords
+    /// (`kmeans::nearest_per_panel`). Writes into the zeroed `out` and returns
+    /// true, or false (nothing written) for wider sub-quantizers.
+    fn encode_one(&self, x: &[f32], out: &mut [u8]) -> bool {
+        let eight = self.nbits == 8;
+        kmeans::nearest_per_panel(&self.panels, x, self.dsub(), |j, k| {
+            if eight {
+                out[j] = k as u8;
+            } else {
+                out[j / 2] |= (k as u8) << (4 * (j % 2));
+            }
+        })
     }
 
     /// Encodes contiguous vectors in parallel (rayon).
@@ -540,6 +557,38 @@ mod tests {
                 let got = distance::l2_squared(xj, pq.codeword(j, pq.code_index(&code, j)));
                 for k in 0..pq.ksub() {
                     assert!(got <= distance::l2_squared(xj, pq.codeword(j, k)) + 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_row_encodes_as_a_batch_does() {
+        // The insert path (one row: `encode_one` for 4-bit codes) against the
+        // build's (blocks of rows); they may differ only on a near tie.
+        for (dim, m, nbits) in [(12, 6, 4), (16, 16, 4), (12, 3, 8), (7, 7, 4)] {
+            let data = structured(400, dim, 4);
+            let pq = ProductQuantizer::train(&data, dim, m, nbits, 3);
+            let cs = pq.code_size();
+            let mut batch = vec![0u8; 400 * cs];
+            pq.encode_many(&data, &mut batch);
+            let mut one = vec![0u8; cs];
+            let dsub = dim / m;
+            for (x, want) in data.chunks_exact(dim).zip(batch.chunks_exact(cs)) {
+                pq.encode(x, &mut one);
+                for j in 0..m {
+                    let (a, b) = (pq.code_index(&one, j), pq.code_index(want, j));
+                    if a != b {
+                        let xj = &x[j * dsub..(j + 1) * dsub];
+                        let (da, db) = (
+                            distance::l2_squared(xj, pq.codeword(j, a)),
+                            distance::l2_squared(xj, pq.codeword(j, b)),
+                        );
+                        assert!(
+                            (da - db).abs() <= 1e-4 * (1.0 + db),
+                            "dim {dim} m {m}: {a} vs {b}"
+                        );
+                    }
                 }
             }
         }
