@@ -102,25 +102,68 @@ pub unsafe extern "C-unwind" fn aminsert(
     _heap: pg_sys::Relation,
     _unique: pg_sys::IndexUniqueCheck::Type,
     _unchanged: bool,
-    _info: *mut pg_sys::IndexInfo,
+    info: *mut pg_sys::IndexInfo,
 ) -> bool {
     // SAFETY: one key column: values/isnull have one element; heap_tid is valid.
     let (datum, null, tid) = unsafe { (*values, *isnull, *heap_tid) };
     if null {
         return false;
     }
+    // SAFETY: `info` is the executor's IndexInfo for this index (or null).
+    let cache = unsafe { statement_cache(info) };
+    let mut local = StatementCache::default();
+    let cache = cache.unwrap_or(&mut local);
     // aminsert runs in the executor's per-query context: an out-of-line vector
     // detoasted there would stay until the statement ends, once per row of an
     // INSERT ... SELECT or UPDATE. Everything one insert allocates lives in its
     // own context instead, freed when it returns.
     let ctx = RowContext::new(c"ivfpq insert");
-    ctx.scope(|| insert_one(index, datum, tid));
+    ctx.scope(|| insert_one(index, datum, tid, cache));
     ctx.delete();
     false
 }
 
-fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPointerData) {
-    let meta = page::meta(index);
+/// What one statement's inserts into an index remember between rows
+/// (`IndexInfo.ii_AmCache`, PostgreSQL's per-statement cache for `aminsert`).
+#[repr(C)]
+#[derive(Default)]
+struct StatementCache {
+    /// A lower bound of the index's size in blocks (0: not counted yet):
+    /// block numbers read from pages are checked against it, and the index
+    /// counted again only when one is past it. Within a statement the index
+    /// only grows (we hold RowExclusiveLock: nothing truncates or rewrites it).
+    nblocks: u32,
+}
+
+/// This statement's [`StatementCache`] for the index, made on its first row.
+///
+/// # Safety
+/// `info` is null or the IndexInfo the executor passes to `aminsert`.
+unsafe fn statement_cache<'a>(info: *mut pg_sys::IndexInfo) -> Option<&'a mut StatementCache> {
+    if info.is_null() {
+        return None;
+    }
+    // SAFETY: ii_AmCache is ours (null until we set it) and lives in
+    // ii_Context, the IndexInfo's memory, as long as the statement; the
+    // allocation is zeroed, a valid StatementCache (repr(C), one u32).
+    unsafe {
+        if (*info).ii_AmCache.is_null() {
+            (*info).ii_AmCache = pg_sys::MemoryContextAllocZero(
+                (*info).ii_Context,
+                std::mem::size_of::<StatementCache>(),
+            );
+        }
+        Some(&mut *((*info).ii_AmCache as *mut StatementCache))
+    }
+}
+
+fn insert_one(
+    index: pg_sys::Relation,
+    datum: pg_sys::Datum,
+    tid: pg_sys::ItemPointerData,
+    cache: &mut StatementCache,
+) {
+    let meta = page::meta_counted(index, &mut cache.nblocks);
     let model = model::load(index, &meta);
     let blk = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
     let tid = layout::tid_bytes(blk, tid.ip_posid);
@@ -144,7 +187,16 @@ fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPo
             } else {
                 model.encode_fine(x, &mut code, &mut fine)
             };
-            append(index, &meta, list, &code, &fine, faithful, tid);
+            append(
+                index,
+                &meta,
+                list,
+                &code,
+                &fine,
+                faithful,
+                tid,
+                &mut cache.nblocks,
+            );
         })
     };
 }
@@ -152,6 +204,9 @@ fn insert_one(index: pg_sys::Relation, datum: pg_sys::Datum, tid: pg_sys::ItemPo
 /// Appends one entry to `list`, extending the list by a page when it is full.
 /// `fine` is its refine code (empty when the index keeps none), stored under
 /// no TID when it is not `faithful` (scans then re-rank the row from the table).
+/// `nblocks` is a lower bound of the index's size (0: unknown), see
+/// [`page::list_dir_counted`].
+#[allow(clippy::too_many_arguments)]
 pub fn append(
     index: pg_sys::Relation,
     meta: &layout::MetaData,
@@ -160,6 +215,7 @@ pub fn append(
     fine: &[u8],
     faithful: bool,
     tid: [u8; 6],
+    nblocks: &mut u32,
 ) {
     let geom = DataGeom::of(meta);
     let fg = FineGeom::of(meta).filter(|f| f.code_size == fine.len());
@@ -168,7 +224,7 @@ pub fn append(
     } else {
         [0; layout::TID_BYTES]
     };
-    let dir = page::list_dir(index, meta, list);
+    let dir = page::list_dir_counted(index, meta, list, nblocks);
     let key = chain_key(index, meta, list);
     let mut chain = chain_at_insert_page(index, meta, &dir, key);
     while let Some(blk) = chain.next_block() {
