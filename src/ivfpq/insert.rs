@@ -234,13 +234,16 @@ pub fn append(
         let h = chain.visit(ws.page(cur));
         if h.count < geom.capacity {
             let link = chain.fine_link(fg.as_ref(), &geom, ws.page(cur), blk);
+            let changed = geom.push_ranges(ws.page(cur), h.count);
             geom.push(ws.page(cur), code, tid);
+            ws.only_changed(cur, &changed);
             if let (Some(fg), Some(first)) = (fg, link) {
                 let (k, slot) = fg.locate(h.count);
                 let fblk = first + k as u32;
                 let f = ws.lock(index, fblk);
                 page::check_fine(index, &fg, ws.page(f), fblk, blk);
                 fg.set(ws.page(f), slot, fine_tid, fine);
+                ws.only_changed(f, &[fg.set_range(slot)]);
             }
             ws.commit();
             remember_on_chain(key, blk);

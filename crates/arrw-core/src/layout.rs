@@ -533,6 +533,24 @@ impl DataGeom {
         self.set_count(page, n + 1);
     }
 
+    /// The byte ranges of `page` that [`DataGeom::push`] changes when the page
+    /// holds `n` entries: the new entry's code (for fast-scan blocks, its
+    /// block), its TID and the count. For the WAL delta of an insert
+    /// (`page_delta::page_delta_within`).
+    pub fn push_ranges(&self, page: &[u8], n: usize) -> [(usize, usize); 3] {
+        let code = if self.blocked {
+            let bb = self.block_bytes();
+            let b = self.codes_off() + (n / fastscan::BLOCK) * bb;
+            (b, b + bb)
+        } else {
+            let c = self.codes_off() + n * self.code_size;
+            (c, c + self.code_size)
+        };
+        let t = self.tids_off() + n * TID_BYTES;
+        let o = self.special_off(page) + 8;
+        [code, (t, t + TID_BYTES), (o, o + 2)]
+    }
+
     /// Removes the entries whose index `dead(i)` says, keeping the others in
     /// order; returns how many were removed.
     pub fn retain(&self, page: &mut [u8], mut dead: impl FnMut(usize) -> bool) -> usize {
@@ -692,6 +710,12 @@ impl FineGeom {
         let o = self.entry_off(slot);
         wr(page, o, tid);
         page[o + TID_BYTES..o + TID_BYTES + self.code_size].copy_from_slice(code);
+    }
+
+    /// The bytes [`FineGeom::set`] changes for `slot`.
+    pub fn set_range(&self, slot: usize) -> (usize, usize) {
+        let o = self.entry_off(slot);
+        (o, o + TID_BYTES + self.code_size)
     }
 
     /// Empties slot `slot` (its TID matches no data entry).
@@ -1042,6 +1066,45 @@ mod tests {
 
     fn put_u32(p: &mut [u8], off: usize, v: u32) {
         p[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    #[test]
+    fn pushes_and_fine_sets_change_only_their_ranges() {
+        use crate::page_delta::unchanged_outside;
+        for (code_size, blocked) in [(32, true), (64, true), (8, false), (48, false)] {
+            let g = DataGeom::new(code_size, blocked);
+            let mut page = vec![0u8; PAGE_SIZE];
+            page[12..14]
+                .copy_from_slice(&((contents_offset() + g.contents_len()) as u16).to_ne_bytes());
+            page[14..16].copy_from_slice(&((PAGE_SIZE - DATA_SPECIAL) as u16).to_ne_bytes());
+            for n in 0..g.capacity {
+                let before = page.clone();
+                let code: Vec<u8> = (0..code_size).map(|k| (n * 31 + k * 7 + 1) as u8).collect();
+                let ranges = g.push_ranges(&page, g.count(&page));
+                g.push(&mut page, &code, [(n % 250) as u8 + 1; TID_BYTES]);
+                assert!(
+                    unchanged_outside(&before, &page, &ranges),
+                    "entry {n}, code {code_size}"
+                );
+            }
+            if let Some(fg) = FineGeom::new(96, g.capacity) {
+                let mut fine = vec![0u8; PAGE_SIZE];
+                fine[12..14].copy_from_slice(
+                    &((contents_offset() + fg.contents_len()) as u16).to_ne_bytes(),
+                );
+                fine[14..16].copy_from_slice(&((PAGE_SIZE - FINE_SPECIAL) as u16).to_ne_bytes());
+                for slot in 0..fg.per_page.min(g.capacity) {
+                    let before = fine.clone();
+                    fg.set(
+                        &mut fine,
+                        slot,
+                        [3; TID_BYTES],
+                        &[(slot % 250) as u8 + 1; 96],
+                    );
+                    assert!(unchanged_outside(&before, &fine, &[fg.set_range(slot)]));
+                }
+            }
+        }
     }
 
     #[test]

@@ -68,6 +68,45 @@ pub fn page_delta(old: &[u8], new: &[u8], out: &mut Vec<u8>) -> Result<(), BadBo
     Ok(())
 }
 
+/// [`page_delta`] when the caller knows that only bytes inside `ranges`
+/// (sorted, non-overlapping, within the page) can differ: only they are
+/// compared. When the pages' bounds differ, bytes of the new used part may
+/// lie in the old hole and must be sent wherever they are: then every byte is
+/// compared, as in [`page_delta`]. A change outside `ranges` would be lost,
+/// which callers check in their tests ([`unchanged_outside`]).
+pub fn page_delta_within(
+    old: &[u8],
+    new: &[u8],
+    ranges: &[(usize, usize)],
+    out: &mut Vec<u8>,
+) -> Result<(), BadBounds> {
+    let (old_lower, old_upper) = hole(old)?;
+    let (new_lower, new_upper) = hole(new)?;
+    if (old_lower, old_upper) != (new_lower, new_upper) {
+        return page_delta(old, new, out);
+    }
+    out.clear();
+    for &(s, e) in ranges {
+        let e = e.min(PAGE_SIZE);
+        // The part of the range below pd_lower, then the part from pd_upper.
+        region(old, new, s, e.min(new_lower), s, e.min(new_lower), out);
+        let s2 = s.max(new_upper);
+        region(old, new, s2, e, s2, e, out);
+    }
+    Ok(())
+}
+
+/// Whether `old` and `new` are equal everywhere outside `ranges`, the hole
+/// of `new` excepted: what [`page_delta_within`] assumes.
+pub fn unchanged_outside(old: &[u8], new: &[u8], ranges: &[(usize, usize)]) -> bool {
+    let (lower, upper) = hole(new).unwrap_or((PAGE_SIZE, PAGE_SIZE));
+    (0..old.len().min(new.len())).all(|i| {
+        (i >= lower && i < upper)
+            || ranges.iter().any(|&(s, e)| i >= s && i < e)
+            || old[i] == new[i]
+    })
+}
+
 /// Appends the fragments for `new[start..end]`, where `old` is valid (may be
 /// compared with) only in `valid_start..valid_end`.
 fn region(
@@ -378,6 +417,30 @@ mod tests {
             }
             p
         })
+    }
+
+    #[test]
+    fn a_delta_within_ranges_sends_what_changed_there() {
+        let old = page(6000, 7000, 0);
+        let mut new = old.clone();
+        new[100] = 1;
+        new[3000] = 2;
+        new[7500] = 3;
+        let ranges = [(90, 200), (2990, 3010), (7400, 7600)];
+        assert!(unchanged_outside(&old, &new, &ranges));
+        let mut within = Vec::new();
+        page_delta_within(&old, &new, &ranges, &mut within).unwrap();
+        let mut full = Vec::new();
+        page_delta(&old, &new, &mut full).unwrap();
+        assert_eq!(within, full);
+        assert_eq!(replay(&old, &within), new);
+        // A change outside the ranges is what the check catches.
+        new[5000] = 9;
+        assert!(!unchanged_outside(&old, &new, &ranges));
+        // Bounds that moved: every byte is compared.
+        let moved = page(6500, 7000, 0);
+        page_delta_within(&old, &moved, &ranges, &mut within).unwrap();
+        assert_eq!(replay(&old, &within), as_replayed(&moved));
     }
 
     proptest! {
