@@ -2,7 +2,7 @@
 """Writes into an indexed table: streaming ingest, and drift then index_optimize.
 
     bench/ingest.py sift-1m [--kinds none,ivfpq,hnsw] [--clients 8] [--seconds 20]
-                    [--copy-rows 50000] [--drift 0.2] [--pkg DIR] [--rev REV]
+                    [--copy-rows 50000] [--copy-rounds 3] [--drift 0.2] [--pkg DIR] [--rev REV]
 
 BASE is one of bench.py's data sets (the sift-* sets come from bench/make-sift). New rows
 come from the `sift` set (`dev-sift`: descriptors of other photographs than the
@@ -15,7 +15,8 @@ out). The server is arrw's own (`.bench/pg-ingest`, port 54381, shared_buffers 1
    query latency idle (one client, the queries once, after a warm-up pass); then
    `--clients` connections running single-row INSERTs for `--seconds` (rows/s);
    then the same again while one more client runs the queries (rows/s, and the
-   queries' p50/p99 during ingest); then one COPY of `--copy-rows` rows (rows/s).
+   queries' p50/p99 during ingest); then `--copy-rounds` COPYs of `--copy-rows` rows
+   each (rows/s of the fastest).
    Every inserting client is a process of its own (Python threads would queue on
    one interpreter lock, and that wait would show as query latency). 9 busy
    connections share the machine's cores: on 2 cores each gets about 1/4.5 of one.
@@ -153,6 +154,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--copy-rows", type=int, default=50_000)
+    ap.add_argument("--copy-rounds", type=int, default=3, help="COPYs of --copy-rows rows; the fastest is reported")
     ap.add_argument("--drift", type=float, default=0.2, help="share of the base's rows added before optimize")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--pkg", type=Path, help="`cargo pgrx package` output (default: the system install)")
@@ -162,7 +164,8 @@ def main() -> int:
     bench.SERVER_CONF["shared_buffers"] = "1GB"
     lock, cluster, env = bench.private_server("ingest.lock", "bench/ingest.py", args.port, args.pkg, args.rev)
     lines = env + [f"{args.dataset}; {args.clients} inserting clients for {args.seconds:.0f} s and one querying; "
-                   f"COPY of {args.copy_rows:,} rows; new rows from dev-sift (other photographs)"]
+                   f"best of {args.copy_rounds} COPYs of {args.copy_rows:,} rows; new rows from dev-sift "
+                   "(other photographs)"]
     print("\n".join(lines), flush=True)
     spec = DATASETS[args.dataset]
     base, queries, gt = bench.load_dataset(args.dataset, None, args.queries)
@@ -204,12 +207,17 @@ def main() -> int:
                           None if kind == "none" else (sql, qs))
             load = bench.loadavg()
             src = Source(pool, 900_000_000)
+            # The best of --copy-rounds COPYs (each its own transaction): one
+            # COPY of 50,000 rows lasts a fraction of a second, and a single
+            # one moved by 2x with what else ran on the machine.
+            copy_s = float("inf")
             with cluster.connect(db) as c:
-                first, rows = src.block(args.copy_rows)
-                t0 = time.perf_counter()
-                bench.copy_items(c, rows, first)
-                c.commit()
-                copy_s = time.perf_counter() - t0
+                for _ in range(args.copy_rounds):
+                    first, rows = src.block(args.copy_rows)
+                    t0 = time.perf_counter()
+                    bench.copy_items(c, rows, first)
+                    c.commit()
+                    copy_s = min(copy_s, time.perf_counter() - t0)
             lat = busy[4]
             row = dict(kind=kind, build=build, idle_p50=pct(idle, 50), idle_p99=pct(idle, 99),
                        ins_rate=alone[0] / args.seconds, ins_busy=busy[0] / args.seconds,
