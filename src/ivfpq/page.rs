@@ -753,7 +753,6 @@ pub struct WriteSet {
     full: [bool; WRITESET_PAGES],
     images: [Option<Box<Image>>; WRITESET_PAGES],
     n: usize,
-    committed: bool,
 }
 
 impl WriteSet {
@@ -768,7 +767,6 @@ impl WriteSet {
             full: [false; WRITESET_PAGES],
             images: [None, None, None, None],
             n: 0,
-            committed: false,
         }
     }
 
@@ -835,6 +833,10 @@ impl WriteSet {
     /// releases the pages.
     pub fn commit(mut self) {
         let n = self.n;
+        if n == 0 {
+            // Nothing to apply or log (a record of no block is no record).
+            return;
+        }
         // Everything that can fail happens before the critical section: a
         // page whose header bounds no hole is an internal error (our own
         // images always do), and nothing is applied.
@@ -939,7 +941,6 @@ impl WriteSet {
             }
             pg_sys::CritSectionCount -= 1;
         }
-        self.committed = true;
     }
 }
 
