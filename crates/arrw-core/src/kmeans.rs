@@ -883,6 +883,20 @@ pub(crate) fn nearest_per_panel(
     true
 }
 
+/// The one-panel sub-quantizers of [`nearest_per_panel`] with their part of
+/// `x`: `(j, rows, biases, x_j)`.
+fn single_panels<'a>(
+    panels: &'a [Panels],
+    x: &'a [f32],
+    dsub: usize,
+) -> impl Iterator<Item = (usize, &'a [[f32; LANES]], &'a [f32; LANES], &'a [f32])> {
+    panels
+        .iter()
+        .zip(x.chunks_exact(dsub))
+        .enumerate()
+        .filter_map(|(j, (pn, xs))| pn.single_panel().map(|(rows, bias)| (j, rows, bias, xs)))
+}
+
 /// [`nearest_per_panel`] without SIMD (shapes checked by it).
 fn nearest_per_panel_portable(
     panels: &[Panels],
@@ -890,10 +904,7 @@ fn nearest_per_panel_portable(
     dsub: usize,
     mut put: impl FnMut(usize, u32),
 ) {
-    for (j, (pn, xs)) in panels.iter().zip(x.chunks_exact(dsub)).enumerate() {
-        let Some((rows, bias)) = pn.single_panel() else {
-            continue;
-        };
+    for (j, rows, bias, xs) in single_panels(panels, x, dsub) {
         let mut score = *bias;
         for (row, &xv) in rows.iter().zip(xs) {
             for (s, &r) in score.iter_mut().zip(row) {
@@ -1193,10 +1204,7 @@ mod x86 {
         dsub: usize,
         mut put: impl FnMut(usize, u32),
     ) {
-        for (j, (pn, xs)) in panels.iter().zip(x.chunks_exact(dsub)).enumerate() {
-            let Some((rows, bias)) = pn.single_panel() else {
-                continue;
-            };
+        for (j, rows, bias, xs) in super::single_panels(panels, x, dsub) {
             let z = _mm256_setzero_ps();
             let (mut a0, mut a1) = (z, z);
             for (row, &xv) in rows.iter().zip(xs) {
@@ -1207,16 +1215,21 @@ mod x86 {
             }
             let (b0, b1) = halves(bias);
             let (s0, s1) = (_mm256_sub_ps(b0, a0), _mm256_sub_ps(b1, a1));
-            let m = _mm256_min_ps(s0, s1);
-            let v = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
-            let v = _mm_min_ps(v, _mm_movehl_ps(v, v));
-            let v = _mm_min_ss(v, _mm_shuffle_ps::<1>(v, v));
-            let mv = _mm256_set1_ps(_mm_cvtss_f32(v));
+            let mv = _mm256_set1_ps(hmin(_mm256_min_ps(s0, s1)));
             let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(s0, mv)) as u32;
             let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(s1, mv)) as u32;
             // A NaN score (never from finite rows and points) matches no lane: row 0.
             put(j, ((hi << 8) | lo).trailing_zeros() % LANES as u32);
         }
+    }
+
+    /// The smallest of the 8 lanes of `m`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn hmin(m: __m256) -> f32 {
+        let v = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let v = _mm_min_ps(v, _mm_movehl_ps(v, v));
+        _mm_cvtss_f32(_mm_min_ss(v, _mm_shuffle_ps::<1>(v, v)))
     }
 
     /// Index and value of the smallest score (length a multiple of 8), lowest index
@@ -1228,10 +1241,7 @@ mod x86 {
         for c in chunks {
             m = _mm256_min_ps(load8(c), m);
         }
-        let v = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
-        let v = _mm_min_ps(v, _mm_movehl_ps(v, v));
-        let v = _mm_min_ss(v, _mm_shuffle_ps::<1>(v, v));
-        let min = _mm_cvtss_f32(v);
+        let min = hmin(m);
         let mv = _mm256_set1_ps(min);
         for (i, c) in chunks.iter().enumerate() {
             let mask = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(load8(c), mv));
