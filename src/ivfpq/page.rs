@@ -744,6 +744,7 @@ fn give_back(img: Box<Image>) {
 /// pages of one list in chain order, then the directory page); nothing ever
 /// waits for a data page while holding a directory page, so there is no cycle.
 pub struct WriteSet {
+    rel: pg_sys::Relation,
     /// Whether changes are WAL-logged: the index is permanent (an unlogged or
     /// temporary index is not, as for GenericXLog; a permanent one is logged
     /// even under `wal_level = minimal`, which costs only WAL).
@@ -762,6 +763,7 @@ impl WriteSet {
             (*(*rel).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char
         };
         WriteSet {
+            rel,
             logged,
             bufs: [pg_sys::InvalidBuffer as pg_sys::Buffer; WRITESET_PAGES],
             full: [false; WRITESET_PAGES],
@@ -843,18 +845,35 @@ impl WriteSet {
         let mut holes = [(0usize, 0usize); WRITESET_PAGES];
         for (i, hole) in holes.iter_mut().enumerate().take(n) {
             let img = self.images[i].as_mut().expect("added");
+            // SAFETY: the buffer is pinned and exclusively locked by us.
+            let old = unsafe {
+                std::slice::from_raw_parts(
+                    pg_sys::BufferGetPage(self.bufs[i]) as *const u8,
+                    pg_sys::BLCKSZ as usize,
+                )
+            };
+            // A page read from disk whose header bounds no hole is damaged (the
+            // readers' checks look at the index's own fields, not these); a new
+            // page's old bytes do not matter.
+            if !self.full[i] {
+                if let Err(b) = arrw_core::page_delta::hole(old) {
+                    corrupt(
+                        self.rel,
+                        Corrupt {
+                            block: block_of(self.bufs[i]),
+                            what: format!(
+                                "a page header whose pd_lower {} and pd_upper {} bound no free space",
+                                b.lower, b.upper
+                            ),
+                        },
+                    );
+                }
+            }
             *hole = match arrw_core::page_delta::hole(&img.bytes) {
                 Ok(h) => h,
                 Err(b) => bad_image(b),
             };
             if self.logged && !self.full[i] {
-                // SAFETY: the buffer is pinned and exclusively locked by us.
-                let old = unsafe {
-                    std::slice::from_raw_parts(
-                        pg_sys::BufferGetPage(self.bufs[i]) as *const u8,
-                        pg_sys::BLCKSZ as usize,
-                    )
-                };
                 let found = match img.changed {
                     Some(r) => {
                         let ranges = &r[..img.nchanged];

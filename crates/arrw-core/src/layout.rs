@@ -224,6 +224,18 @@ fn check_len(page: &[u8], block: u32) -> Result<(), Corrupt> {
 /// Checks a page's kind tag (and its length).
 pub fn check_kind(page: &[u8], block: u32, kind: u16) -> Result<(), Corrupt> {
     check_len(page, block)?;
+    // The standard header's bounds: WAL deltas and full-page images skip the
+    // bytes between them, so a page whose bounds are broken cannot be
+    // written back faithfully (crate::page_delta).
+    if let Err(b) = crate::page_delta::hole(page) {
+        return corrupt(
+            block,
+            format!(
+                "pd_lower {} and pd_upper {} bound no free space",
+                b.lower, b.upper
+            ),
+        );
+    }
     let found = page_kind(page);
     if found != kind {
         return corrupt(
@@ -1105,6 +1117,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_page_whose_header_bounds_no_hole_is_corrupt() {
+        // PostgreSQL refuses such a page when it reads it from disk (XX001,
+        // "invalid page"); in memory, the readers refuse it too, since a page
+        // write takes lengths from these bounds.
+        let mut pages = image(1, 8, false, 1, 10);
+        assert!(walk(&pages).is_ok());
+        let data = pages.len() - 1;
+        for (lower, upper) in [(u16::MAX, 8176u16), (0, 8176), (4000, 3000), (24, 9000)] {
+            let mut p = pages.clone();
+            p[data][12..14].copy_from_slice(&lower.to_ne_bytes());
+            p[data][14..16].copy_from_slice(&upper.to_ne_bytes());
+            let e = walk(&p).unwrap_err();
+            assert_eq!(e.block as usize, data);
+            assert!(e.what.contains("bound no free space"), "{}", e.what);
+        }
+        pages[0][12..14].copy_from_slice(&2u16.to_ne_bytes());
+        assert!(walk(&pages).is_err(), "the meta page too");
     }
 
     #[test]
