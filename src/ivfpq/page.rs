@@ -895,11 +895,11 @@ impl WriteSet {
                 }
             }
         }
+        // Inside the critical section only copies and PostgreSQL's WAL calls
+        // run (an ERROR there becomes a PANIC, as in GenericXLogFinish, whose
+        // steps these are, in the same order).
         // SAFETY: every buffer is pinned and exclusively locked by us; the
-        // images and deltas stay alive (in self) until XLogInsert has copied
-        // them. Inside the critical section only copies and PostgreSQL's WAL
-        // calls run (an ERROR there becomes a PANIC, as in GenericXLogFinish,
-        // whose steps these are in the same order).
+        // images and deltas stay alive (in self) until XLogInsert copied them.
         unsafe {
             if self.logged {
                 pg_sys::XLogBeginInsert();
