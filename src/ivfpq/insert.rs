@@ -140,7 +140,8 @@ struct StatementCache {
 /// # Safety
 /// `info` is null or the IndexInfo the executor passes to `aminsert`.
 unsafe fn statement_cache<'a>(info: *mut pg_sys::IndexInfo) -> Option<&'a mut StatementCache> {
-    if info.is_null() {
+    // SAFETY: a non-null `info` is a live IndexInfo (reading one field).
+    if info.is_null() || unsafe { (*info).ii_Context.is_null() } {
         return None;
     }
     // SAFETY: ii_AmCache is ours (null until we set it) and lives in
