@@ -734,7 +734,7 @@ fn give_back(img: Box<Image>) {
 /// [`WriteSet::commit`] applies the images to the buffers and logs them in one
 /// `RM_GENERIC_ID` record, which PostgreSQL's own generic redo replays. It does
 /// what `GenericXLogFinish` does, except that the delta of each page (the
-/// changed byte ranges) is found by `arrw_core::page_delta` eight bytes at a
+/// changed byte ranges) is found by `arrw_core::page_delta` 64 bytes at a
 /// time, before the critical section, instead of a byte at a time inside it:
 /// PostgreSQL's comparison was ~45% of a `COPY` into an indexed table
 /// (SAFETY.md, "WAL"). Pages are standard pages: their hole (`pd_lower ..
