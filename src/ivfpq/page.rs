@@ -65,6 +65,26 @@ fn check<T>(index: pg_sys::Relation, r: Result<T, Corrupt>) -> T {
     }
 }
 
+/// `test(n)` of what a page says against the index's size `n`, taken from
+/// `known` (a lower bound: 0 = not counted yet). When that fails the index
+/// is counted again, since a concurrent insert may have extended it since
+/// (it never shrinks while open: VACUUM does not truncate it), and the second
+/// result stands: [`corrupt`]'s ERROR if it fails too. Counting is an
+/// `lseek`, so callers keep `known` across pages and rows.
+fn check_counted<T>(
+    index: pg_sys::Relation,
+    known: &mut u32,
+    mut test: impl FnMut(u32) -> Result<T, Corrupt>,
+) -> T {
+    if *known != 0 {
+        if let Ok(v) = test(*known) {
+            return v;
+        }
+    }
+    *known = nblocks(index);
+    check(index, test(*known))
+}
+
 /// Reads the meta page and checks its magic, kind and format version (what
 /// `meta` checks beside it needs the index's size).
 pub fn read_meta(index: pg_sys::Relation) -> MetaData {
@@ -130,10 +150,7 @@ pub fn meta(index: pg_sys::Relation) -> MetaData {
 /// `COPY` into an indexed table.
 pub fn meta_counted(index: pg_sys::Relation, known: &mut u32) -> MetaData {
     let m = read_meta(index);
-    if *known == 0 || layout::check_meta(&m, *known).is_err() {
-        *known = nblocks(index);
-    }
-    check(index, layout::check_meta(&m, *known));
+    check_counted(index, known, |n| layout::check_meta(&m, n));
     m
 }
 
@@ -184,13 +201,11 @@ pub fn list_dir_counted(
         layout::read_dir(g.page(), slot)
     };
     // Counted after the read: a block the entry names (an insert that just
-    // extended the list) exists by then. The index never shrinks while it is
-    // open (VACUUM does not truncate it), so an earlier count is a lower bound.
-    if *known == 0 || layout::check_dir_entry(meta, list, &entry, blk, *known).is_err() {
-        *known = nblocks(index);
-    }
+    // extended the list) exists by then.
+    check_counted(index, known, |n| {
+        layout::check_dir_entry(meta, list, &entry, blk, n)
+    });
     let n = *known;
-    check(index, layout::check_dir_entry(meta, list, &entry, blk, n));
     ListDir {
         list,
         blk,
@@ -229,15 +244,8 @@ impl ListChain {
     /// The next block of the chain, or None at its end; ERROR on a link outside
     /// the index's data blocks or a chain that loops.
     pub fn next_block(&mut self) -> Option<u32> {
-        match self.chain.next_block(self.nblocks) {
-            Ok(b) => b,
-            Err(_) => {
-                // Concurrent inserts extend the index: count again before
-                // calling a link past the end we last saw corrupt.
-                self.nblocks = nblocks(self.index);
-                check(self.index, self.chain.next_block(self.nblocks))
-            }
-        }
+        let chain = &mut self.chain;
+        check_counted(self.index, &mut self.nblocks, |n| chain.next_block(n))
     }
 
     /// Checks the page of the block `next_block` returned (data page of this
@@ -257,15 +265,10 @@ impl ListChain {
     ) -> Option<u32> {
         let fg = fine?;
         let link = geom.fine(page);
-        match fg.check_link(link, blk, self.nblocks) {
-            Ok(f) => f,
-            // An insert extends the index before it links the new page: count
-            // again before calling a link past the end we last saw corrupt.
-            Err(_) => {
-                self.nblocks = nblocks(self.index);
-                check(self.index, fg.check_link(link, blk, self.nblocks))
-            }
-        }
+        // An insert extends the index before it links the new page.
+        check_counted(self.index, &mut self.nblocks, |n| {
+            fg.check_link(link, blk, n)
+        })
     }
 
     /// A walk of `dir`'s list from `from`, a block known to be on its chain
