@@ -364,6 +364,9 @@ pub fn exact_distance(metric: Metric, q: &[f32], x: &[f32]) -> f32 {
     }
 }
 
+/// Rows whose nearest lists are found in one pass by the batch encoders.
+const ENCODE_CHUNK: usize = 256;
+
 /// What [`IvfPqModel::encode_batch_fine_until`] returns, per row: its list,
 /// its PQ code, its refine code and whether that is faithful.
 #[derive(Clone, Debug, PartialEq)]
@@ -744,7 +747,7 @@ impl IvfPqModel {
         vectors: &[f32],
         stop: &Stop,
     ) -> Result<EncodedBatch, Stopped> {
-        const CHUNK: usize = 256;
+        const CHUNK: usize = ENCODE_CHUNK;
         let dim = self.dim;
         assert_eq!(vectors.len() % dim, 0);
         let n = vectors.len() / dim;
@@ -772,21 +775,7 @@ impl IvfPqModel {
                 if stop.requested() {
                     return;
                 }
-                let mut r = prepare_many(self.metric, x, dim).into_owned();
-                let mut s = vec![0f32; l.len()];
-                self.coarse.nearest(&r, dim, 0, l, &mut s);
-                for (row, &li) in r.chunks_exact_mut(dim).zip(l.iter()) {
-                    row.iter_mut()
-                        .zip(self.centroid(li))
-                        .for_each(|(v, &cv)| *v -= cv);
-                }
-                self.pq.encode_many(&r, c);
-                if let Some(sq) = &self.refine {
-                    for ((row, out), ok) in r.chunks_exact(dim).zip(f.chunks_exact_mut(fs)).zip(ok)
-                    {
-                        *ok = sq.encode(row, out);
-                    }
-                }
+                self.encode_chunk(x, l, c, f, ok);
             });
         stop.check()?;
         Ok(EncodedBatch {
@@ -795,6 +784,59 @@ impl IvfPqModel {
             fine,
             faithful,
         })
+    }
+
+    /// [`IvfPqModel::encode_batch_fine_until`] on the calling thread only,
+    /// for callers that must not start threads (an insert's buffered rows,
+    /// encoded inside a backend). Same results.
+    pub fn encode_batch_fine_serial(&self, vectors: &[f32]) -> EncodedBatch {
+        let dim = self.dim;
+        assert_eq!(vectors.len() % dim, 0);
+        let n = vectors.len() / dim;
+        let (cs, fs) = (self.code_size(), self.fine_size());
+        let mut out = EncodedBatch {
+            lists: vec![0u32; n],
+            codes: vec![0u8; n * cs],
+            fine: vec![0u8; n * fs],
+            faithful: vec![true; n],
+        };
+        for (start, x) in (0..n)
+            .step_by(ENCODE_CHUNK)
+            .zip(vectors.chunks(ENCODE_CHUNK * dim))
+        {
+            let rows = start..(start + ENCODE_CHUNK).min(n);
+            self.encode_chunk(
+                x,
+                &mut out.lists[rows.clone()],
+                &mut out.codes[rows.start * cs..rows.end * cs],
+                &mut out.fine[rows.start * fs..rows.end * fs],
+                &mut out.faithful[rows],
+            );
+        }
+        out
+    }
+
+    /// Encodes the rows of `x` (row-major) into their lists `l`, codes `c`
+    /// and refine codes `f` (empty, or one per row; `ok` says which are
+    /// faithful): the nearest centroids of the whole chunk in one pass, then
+    /// each row's residual.
+    fn encode_chunk(&self, x: &[f32], l: &mut [u32], c: &mut [u8], f: &mut [u8], ok: &mut [bool]) {
+        let dim = self.dim;
+        let fs = self.fine_size();
+        let mut r = prepare_many(self.metric, x, dim).into_owned();
+        let mut s = vec![0f32; l.len()];
+        self.coarse.nearest(&r, dim, 0, l, &mut s);
+        for (row, &li) in r.chunks_exact_mut(dim).zip(l.iter()) {
+            row.iter_mut()
+                .zip(self.centroid(li))
+                .for_each(|(v, &cv)| *v -= cv);
+        }
+        self.pq.encode_many(&r, c);
+        if let Some(sq) = &self.refine {
+            for ((row, out), ok) in r.chunks_exact(dim).zip(f.chunks_exact_mut(fs)).zip(ok) {
+                *ok = sq.encode(row, out);
+            }
+        }
     }
 
     /// The `nprobe` lists closest to `q` (by the metric), best first, with their
@@ -2272,6 +2314,47 @@ mod tests {
             m.encode_batch_until(&data, &watched.stop).err(),
             Some(Stopped)
         );
+    }
+
+    /// The serial batch encoder (an insert's buffered rows) gives every row
+    /// what the one-row encoder gives it: list, code, refine code and whether
+    /// that is faithful; across chunk boundaries and per metric.
+    #[test]
+    fn serial_batch_encode_matches_one_row_encode() {
+        let (data, _) = blobs(700, 0, 16, 8, 5);
+        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+            for refine in [false, true] {
+                let mut m = IvfPqModel::train(&data, 16, metric, &IvfPqParams::new(12, 8, 4));
+                if refine {
+                    // Trained on the residuals with 5% tails clipped:
+                    // some rows fall outside its range (not faithful).
+                    let mut res = Vec::with_capacity(data.len());
+                    for x in data.chunks_exact(16) {
+                        let list = m.assign(x);
+                        let p = prepare(metric, x);
+                        res.extend(p.iter().zip(m.centroid(list)).map(|(a, b)| a - b));
+                    }
+                    m.set_refine(ResidualSq::train(&res, 16, 4, 0.05)).unwrap();
+                }
+                let got = m.encode_batch_fine_serial(&data);
+                let (cs, fs) = (m.code_size(), m.fine_size());
+                let mut unfaithful = 0;
+                for (i, x) in data.chunks_exact(16).enumerate() {
+                    let (mut code, mut fine) = (vec![0u8; cs], vec![0u8; fs]);
+                    let (list, ok) = m.encode_fine(x, &mut code, &mut fine);
+                    assert_eq!(got.lists[i], list, "row {i}");
+                    assert_eq!(&got.codes[i * cs..(i + 1) * cs], &code[..], "row {i}");
+                    assert_eq!(&got.fine[i * fs..(i + 1) * fs], &fine[..], "row {i}");
+                    assert_eq!(got.faithful[i], ok, "row {i}");
+                    unfaithful += usize::from(!ok);
+                }
+                // Both kinds of rows were compared.
+                assert!(
+                    !refine || (unfaithful > 0 && unfaithful < 700),
+                    "{unfaithful}"
+                );
+            }
+        }
     }
 
     /// Training plans its progress units up front (coarse k-means, then every
