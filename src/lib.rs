@@ -79,6 +79,7 @@ mod tests {
     include!("../pgrx-tests/jobs.rs");
     include!("../pgrx-tests/resources.rs");
     include!("../pgrx-tests/ordering.rs");
+    include!("../pgrx-tests/pending.rs");
 }
 
 /// Required by `cargo pgrx test`: settings for the throwaway test server.

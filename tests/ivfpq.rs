@@ -534,6 +534,145 @@ fn crash_recovery_keeps_every_committed_insert() {
 // ---------------------------------------------------------------------------
 // Streaming replica
 
+/// Transactions of many rows keep their entries in the backend until they
+/// commit (src/ivfpq/pending.rs), then write them a page at a time. Writers
+/// commit transactions of 150 rows (in three statements, one of them in a
+/// savepoint that is rolled back) while the server is killed, and one
+/// transaction is left prepared across the crash: after recovery every
+/// committed row is in the index exactly once, no rolled-back row is, and
+/// the prepared one's rows are found once it is committed.
+#[test]
+fn crash_keeps_every_row_of_committed_and_prepared_batches() {
+    const DIM: usize = 64;
+    const K: usize = 4;
+    const LISTS: usize = 4;
+    let t0 = Instant::now();
+    let cluster = Cluster::start(
+        "ivfpq-batches",
+        &format!("{WAL_CHECKED}\nmax_prepared_transactions = 4"),
+    );
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        &format!("CREATE EXTENSION arrw; CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))"),
+    );
+    let mut blobs = Blobs::new(17, K, DIM);
+    let base: Vec<(i32, Vec<f32>)> = (0..400).map(|i| (i, blobs.point())).collect();
+    insert_rows(&mut c, "t", &base);
+    // m = 32 (16-byte codes) and a 4-bit refine code (32 bytes): a data page
+    // takes ~300 rows and its refine codes fill several fine pages, so one
+    // batch's rows span pages of both kinds.
+    exec(
+        &mut c,
+        &format!(
+            "CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = {LISTS}, m = 32, refine = 4)"
+        ),
+    );
+    // Prepared before the writers start, committed after the crash.
+    let prepared: Vec<(i32, Vec<f32>)> = (0..120).map(|i| (50_000 + i, blobs.point())).collect();
+    exec(&mut c, "BEGIN");
+    insert_rows(&mut c, "t", &prepared);
+    exec(&mut c, "PREPARE TRANSACTION 'batch'");
+    drop(c);
+    step(t0, "built; one transaction prepared");
+
+    let committed = Mutex::new(Vec::new());
+    let rolled_back = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for w in 0..2i32 {
+            let (committed, rolled_back) = (&committed, &rolled_back);
+            let cluster = &cluster;
+            s.spawn(move || {
+                let mut c = cluster.connect();
+                let mut blobs = Blobs::new(17, K, DIM);
+                blobs.rng = Rng(900 + w as u64);
+                let mut id = 1_000_000 * (w + 1);
+                let mut mine = Vec::new();
+                let mut gone = Vec::new();
+                let mut batch = |n: usize, id: &mut i32| -> Vec<(i32, Vec<f32>)> {
+                    let rows: Vec<(i32, Vec<f32>)> =
+                        (0..n).map(|i| (*id + i as i32, blobs.point())).collect();
+                    *id += n as i32;
+                    rows
+                };
+                let sql = |rows: &[(i32, Vec<f32>)]| {
+                    let values: Vec<String> = rows
+                        .iter()
+                        .map(|(id, v)| format!("({id},'{}')", lit(v)))
+                        .collect();
+                    format!("INSERT INTO t (id, v) VALUES {}", values.join(","))
+                };
+                // Until the server goes away under us.
+                loop {
+                    let a = batch(100, &mut id);
+                    let b = batch(30, &mut id);
+                    let d = batch(50, &mut id);
+                    let script = format!(
+                        "BEGIN; {}; SAVEPOINT s; {}; ROLLBACK TO SAVEPOINT s; {}; COMMIT",
+                        sql(&a),
+                        sql(&b),
+                        sql(&d)
+                    );
+                    if c.batch_execute(&script).is_err() {
+                        break;
+                    }
+                    mine.extend(a);
+                    mine.extend(d);
+                    gone.extend(b.into_iter().map(|(id, _)| id));
+                }
+                committed.lock().unwrap().extend(mine);
+                rolled_back.lock().unwrap().extend(gone);
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        cluster.stop("immediate");
+    });
+    let committed = committed.into_inner().unwrap();
+    let rolled_back = rolled_back.into_inner().unwrap();
+    assert!(
+        committed.len() >= 300,
+        "only {} rows committed before the crash",
+        committed.len()
+    );
+    step(
+        t0,
+        &format!("crashed after {} committed rows", committed.len()),
+    );
+    cluster.start_server();
+    let mut c = cluster.connect();
+    exec(&mut c, "COMMIT PREPARED 'batch'");
+    exact_settings(&mut c, LISTS);
+    assert_index_check(&mut c, "t_v");
+    let n = assert_index_matches_table(&mut c, "t", "t_v", DIM);
+    let in_table = ids_in_table(&mut c, "t");
+    let lost: Vec<i32> = committed
+        .iter()
+        .chain(&prepared)
+        .map(|(id, _)| *id)
+        .filter(|id| !in_table.contains(id))
+        .take(20)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "committed rows lost in the crash: {lost:?}"
+    );
+    let back: Vec<&i32> = rolled_back
+        .iter()
+        .filter(|id| in_table.contains(id))
+        .take(20)
+        .collect();
+    assert!(back.is_empty(), "rolled-back rows in the table: {back:?}");
+    // Every committed row counted once: the base, the prepared and the writers'.
+    assert!(n >= 400 + prepared.len() + committed.len());
+    exec(&mut c, "SET enable_seqscan = off");
+    let mut check: Vec<(i32, Vec<f32>)> = committed.iter().rev().take(40).cloned().collect();
+    check.extend(prepared.iter().take(20).cloned());
+    assert_self_queries(&mut c, "t", &check);
+    drop(c);
+    assert_log_clean(&cluster);
+    step(t0, "checked");
+}
+
 /// `(id, distance)` pairs a query returns.
 fn knn(c: &mut Client, q: &[f32], k: i64) -> Vec<(i32, f64)> {
     c.query(

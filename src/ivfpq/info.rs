@@ -38,6 +38,8 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
         if indrelid != heap {
             require_select(indrelid);
         }
+        // What the index holds includes this transaction's own new rows.
+        super::pending::flush_index(rel);
         rel
     }
 }

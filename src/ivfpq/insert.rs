@@ -133,6 +133,12 @@ struct StatementCache {
     /// counted again only when one is past it. Within a statement the index
     /// only grows (we hold RowExclusiveLock: nothing truncates or rewrites it).
     nblocks: u32,
+    /// The trained model's dimensions (0: not known yet, or not trained).
+    /// A model never changes within a relfilenode, and nothing gives the
+    /// index a new one while we hold RowExclusiveLock.
+    dim: u32,
+    /// 1 + whether the key is a `vector[]` (0: not known yet).
+    multi: u8,
 }
 
 /// This statement's [`StatementCache`] for the index, made on its first row.
@@ -146,7 +152,7 @@ unsafe fn statement_cache<'a>(info: *mut pg_sys::IndexInfo) -> Option<&'a mut St
     }
     // SAFETY: ii_AmCache is ours (null until we set it) and lives in
     // ii_Context, the IndexInfo's memory, as long as the statement; the
-    // allocation is zeroed, a valid StatementCache (repr(C), one u32).
+    // allocation is zeroed, a valid StatementCache (repr(C), integers).
     unsafe {
         if (*info).ii_AmCache.is_null() {
             (*info).ii_AmCache = pg_sys::MemoryContextAllocZero(
@@ -158,76 +164,118 @@ unsafe fn statement_cache<'a>(info: *mut pg_sys::IndexInfo) -> Option<&'a mut St
     }
 }
 
+/// Adds the row's entries to the index: to this transaction's pending
+/// entries (pending.rs) once the index is trained, else straight to list 0
+/// of the untrained index.
 fn insert_one(
     index: pg_sys::Relation,
     datum: pg_sys::Datum,
     tid: pg_sys::ItemPointerData,
     cache: &mut StatementCache,
 ) {
-    let meta = page::meta_counted(index, &mut cache.nblocks);
-    let model = model::load(index, &meta);
     let blk = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
     let tid = layout::tid_bytes(blk, tid.ip_posid);
-    let mut code = vec![0u8; model.code_size()];
-    let mut fine = vec![0u8; model.fine_size()];
+    if cache.multi == 0 {
+        cache.multi = 1 + u8::from(model::is_multi(index));
+    }
+    let multi = cache.multi == 2;
+    if cache.dim == 0 {
+        let meta = page::meta_counted(index, &mut cache.nblocks);
+        if meta.untrained != 0 {
+            return insert_untrained(index, &meta, datum, multi, tid, cache);
+        }
+        cache.dim = model::load(index, &meta).dim as u32;
+    }
+    let dim = cache.dim as usize;
     // A vector[] key (vector_maxsim_ops) adds one entry per element, each
-    // under the row's TID, each in its own WAL record (a crash between two
-    // leaves some of the row's elements indexed: the scan then estimates the
-    // row from those and re-ranks it exactly).
+    // under the row's TID.
     // SAFETY: non-null key datum of the indexed column, valid for this call.
     unsafe {
-        crate::vector::each_key_vector(datum, model::is_multi(index), |x| {
-            if meta.untrained == 0 && x.len() != model.dim {
+        crate::vector::each_key_vector(datum, multi, |x| {
+            if x.len() != dim {
                 crate::errors::check_vector(arrw_core::text::check_expected_dim(
-                    model.dim as i32,
+                    dim as i32,
                     x.len(),
                 ));
             }
-            let (list, faithful) = if meta.untrained != 0 {
-                (0, true)
-            } else {
-                model.encode_fine(x, &mut code, &mut fine)
-            };
-            append(
-                index,
-                &meta,
-                list,
-                &code,
-                &fine,
-                faithful,
-                tid,
-                &mut cache.nblocks,
-            );
+            super::pending::push(index, x, tid);
         })
     };
 }
 
-/// Appends one entry to `list`, extending the list by a page when it is full.
-/// `fine` is its refine code (empty when the index keeps none), stored under
-/// no TID when it is not `faithful` (scans then re-rank the row from the table).
-/// `nblocks` is a lower bound of the index's size (0: unknown), see
-/// [`page::list_dir_counted`].
-#[allow(clippy::too_many_arguments)]
-pub fn append(
+/// An untrained index (built on an empty table) keeps its rows' entries,
+/// without codes, in list 0 until it is built again; each goes straight to
+/// the page (no model to encode a batch with).
+fn insert_untrained(
+    index: pg_sys::Relation,
+    meta: &layout::MetaData,
+    datum: pg_sys::Datum,
+    multi: bool,
+    tid: [u8; layout::TID_BYTES],
+    cache: &mut StatementCache,
+) {
+    let model = model::load(index, meta);
+    let code = vec![0u8; model.code_size()];
+    let fine = vec![0u8; model.fine_size()];
+    let entry = Entry {
+        code: &code,
+        fine: &fine,
+        faithful: true,
+        tid,
+    };
+    // Each element of a vector[] key in its own WAL record (a crash between
+    // two leaves some of the row's elements indexed: the scan then estimates
+    // the row from those and re-ranks it exactly).
+    // SAFETY: non-null key datum of the indexed column, valid for this call.
+    unsafe {
+        crate::vector::each_key_vector(datum, multi, |_| {
+            append_many(index, meta, 0, &[entry], &mut cache.nblocks)
+        })
+    };
+}
+
+/// One entry to append to a list: its PQ code, its refine code (empty when
+/// the index keeps none; stored under no TID when not `faithful`, and scans
+/// then re-rank the row from the table) and its row's TID.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    pub code: &'a [u8],
+    pub fine: &'a [u8],
+    pub faithful: bool,
+    pub tid: [u8; layout::TID_BYTES],
+}
+
+impl Entry<'_> {
+    fn fine_tid(&self) -> [u8; layout::TID_BYTES] {
+        if self.faithful {
+            self.tid
+        } else {
+            [0; layout::TID_BYTES]
+        }
+    }
+}
+
+/// Appends `rows` (in order) to `list`, filling its insert page, then
+/// extending the list by a page at a time, each filled with as many rows as
+/// it takes. One WAL record per page written (a row alone names the bytes it
+/// changed, so that its record's delta compares only those). `nblocks` is a
+/// lower bound of the index's size (0: unknown), see [`page::list_dir_counted`].
+pub fn append_many(
     index: pg_sys::Relation,
     meta: &layout::MetaData,
     list: u32,
-    code: &[u8],
-    fine: &[u8],
-    faithful: bool,
-    tid: [u8; 6],
+    rows: &[Entry],
     nblocks: &mut u32,
 ) {
-    let geom = DataGeom::of(meta);
-    let fg = FineGeom::of(meta).filter(|f| f.code_size == fine.len());
-    let fine_tid = if faithful {
-        tid
-    } else {
-        [0; layout::TID_BYTES]
+    let Some(first) = rows.first() else {
+        return;
     };
+    let geom = DataGeom::of(meta);
+    let fg = FineGeom::of(meta).filter(|f| f.code_size == first.fine.len());
     let dir = page::list_dir_counted(index, meta, list, nblocks);
     let key = chain_key(index, meta, list);
     let mut chain = chain_at_insert_page(index, meta, &dir, key);
+    let mut rest = rows;
     while let Some(blk) = chain.next_block() {
         pg_sys::check_for_interrupts!();
         let mut ws = WriteSet::new(index);
@@ -235,31 +283,64 @@ pub fn append(
         let h = chain.visit(ws.page(cur));
         if h.count < geom.capacity {
             let link = chain.fine_link(fg.as_ref(), &geom, ws.page(cur), blk);
+            let fine = fg.as_ref().zip(link);
+            // The rows that fit, and whose refine codes fit in the fine pages
+            // one record can take beside the data page.
+            let mut take = rest.len().min(geom.capacity - h.count);
+            if let Some((fg, _)) = fine {
+                let first_k = fg.locate(h.count).0;
+                let end = (first_k + page::WRITESET_PAGES - 1) * fg.per_page;
+                take = take.min(end - h.count);
+            }
             let changed = geom.push_ranges(ws.page(cur), h.count);
-            geom.push(ws.page(cur), code, tid);
-            ws.only_changed(cur, &changed);
-            if let (Some(fg), Some(first)) = (fg, link) {
-                let (k, slot) = fg.locate(h.count);
-                let fblk = first + k as u32;
-                let f = ws.lock(index, fblk);
-                page::check_fine(index, &fg, ws.page(f), fblk, blk);
-                fg.set(ws.page(f), slot, fine_tid, fine);
-                ws.only_changed(f, &[fg.set_range(slot)]);
+            for e in &rest[..take] {
+                geom.push(ws.page(cur), e.code, e.tid);
+            }
+            if take == 1 {
+                ws.only_changed(cur, &changed);
+            }
+            if let Some((fg, first)) = fine {
+                let mut locked: Vec<(usize, usize)> = Vec::with_capacity(3);
+                for (j, e) in rest[..take].iter().enumerate() {
+                    let (k, slot) = fg.locate(h.count + j);
+                    let f = match locked.iter().find(|&&(lk, _)| lk == k) {
+                        Some(&(_, f)) => f,
+                        None => {
+                            let fblk = first + k as u32;
+                            let f = ws.lock(index, fblk);
+                            page::check_fine(index, fg, ws.page(f), fblk, blk);
+                            locked.push((k, f));
+                            f
+                        }
+                    };
+                    fg.set(ws.page(f), slot, e.fine_tid(), e.fine);
+                    if take == 1 {
+                        ws.only_changed(f, &[fg.set_range(slot)]);
+                    }
+                }
             }
             ws.commit();
             remember_on_chain(key, blk);
-            return;
+            rest = &rest[take..];
+            if rest.is_empty() {
+                return;
+            }
+            // The rest go on this page if it still has room (the fine pages
+            // limited this record), else after it: walk on from it again.
+            chain = page::ListChain::resume(index, meta, &dir, blk);
+            continue;
         }
         if h.next != layout::INVALID_BLOCK {
             // Someone extended the list after we read the directory; follow.
             continue;
         }
+        let take = rest.len().min(geom.capacity);
         let mut bufs = page::extend_contiguous(index, 1 + fg.map_or(0, |f| f.pages));
         let new_buf = bufs.remove(0);
         let new_blk = page::block_of(new_buf);
         if let Some(fg) = &fg {
             // The fine pages first, while no link reaches them (see the top).
-            for group in bufs.chunks(4) {
+            for (g, group) in bufs.chunks(page::WRITESET_PAGES).enumerate() {
                 let mut fws = WriteSet::new(index);
                 for &b in group {
                     let i = fws.add(b, true);
@@ -268,8 +349,16 @@ pub fn append(
                     page::set_lower(p, fg.contents_len());
                     fg.init(p, new_blk);
                 }
-                if group.first() == bufs.first() {
-                    fg.set(fws.page(0), 0, fine_tid, fine);
+                for (j, e) in rest[..take].iter().enumerate() {
+                    let (k, slot) = fg.locate(j);
+                    if k / page::WRITESET_PAGES == g {
+                        fg.set(
+                            fws.page(k % page::WRITESET_PAGES),
+                            slot,
+                            e.fine_tid(),
+                            e.fine,
+                        );
+                    }
                 }
                 fws.commit();
             }
@@ -290,7 +379,9 @@ pub fn append(
                 },
             );
             layout::set_page_kind(p, layout::KIND_DATA);
-            geom.push(p, code, tid);
+            for e in &rest[..take] {
+                geom.push(p, e.code, e.tid);
+            }
         }
         geom.set_next(ws.page(cur), new_blk);
         let d = ws.lock(index, dir.blk);
@@ -300,6 +391,19 @@ pub fn append(
         ws.commit();
         // Linked from a page of the chain in the record just written.
         remember_on_chain(key, new_blk);
-        return;
+        rest = &rest[take..];
+        if rest.is_empty() {
+            return;
+        }
+        chain = page::ListChain::resume(index, meta, &dir, new_blk);
     }
+    // Every page visited either took rows or led on (its successor, or a
+    // new page): a chain that ends first was cut short by damage.
+    page::corrupt(
+        index,
+        layout::Corrupt {
+            block: dir.blk,
+            what: format!("list {list}'s chain ended before its insert page took the new rows"),
+        },
+    );
 }

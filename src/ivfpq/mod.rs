@@ -8,7 +8,7 @@
 //! | callback | file | what it does |
 //! |---|---|---|
 //! | ambuild, ambuildempty | build.rs | sample, train, encode every row, write pages, WAL-log them |
-//! | aminsert | insert.rs | encode one row, append it to its list's last page |
+//! | aminsert | insert.rs, pending.rs | keep the row's entry until it must be visible, then encode a batch and append each list's rows a page at a time |
 //! | ambeginscan, amrescan, amgettuple, amendscan | scan.rs | probe lists, ADC-score codes, re-rank from the heap |
 //! | (re-rank's table reads) | fetch.rs | a batch's rows, pages pinned and rows located a stage at a time |
 //! | amgettuple of `vector_maxsim_ops` (`@#`) | maxsim_scan.rs | per query vector: probe, gather rows, estimate MaxSim, re-rank |
@@ -38,6 +38,7 @@ pub mod maxsim_scan;
 pub mod model;
 pub mod options;
 pub mod page;
+pub mod pending;
 pub mod profile;
 pub mod scan;
 pub mod vacuum;
@@ -131,4 +132,5 @@ unsafe extern "C-unwind" fn amvalidate(_opclassoid: pg_sys::Oid) -> bool {
 /// Called from `_PG_init`: reloptions and GUCs.
 pub fn init() {
     options::init();
+    pending::init();
 }

@@ -684,7 +684,7 @@ pub fn nblocks(rel: pg_sys::Relation) -> u32 {
 
 /// Pages one [`WriteSet`] may hold: the most block references a WAL record
 /// takes without `XLogEnsureRecordSpace` (and GenericXLog's limit).
-const WRITESET_PAGES: usize = 4;
+pub const WRITESET_PAGES: usize = 4;
 
 /// A page image a [`WriteSet`] edits, with the delta that logs it. Aligned as
 /// PostgreSQL's `PGAlignedBlock`, since callers treat it as a `Page`.

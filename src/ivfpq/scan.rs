@@ -180,6 +180,10 @@ pub unsafe extern "C-unwind" fn amrescan(
     orderbys: pg_sys::ScanKey,
     norderbys: i32,
 ) {
+    // This transaction's own new rows are visible to a scan from its next
+    // command on: their entries must be on the pages first (pending.rs).
+    // SAFETY: scan is ours; its index relation is open.
+    super::pending::flush_index(unsafe { (*scan).indexRelation });
     // SAFETY: scan is ours; orderbys has norderbys entries and orderByData room
     // for as many (RelationGetIndexScan sized it).
     unsafe {

@@ -1,0 +1,434 @@
+//! A transaction's new index entries, kept in the backend until they must be
+//! visible, then written a list page at a time.
+//!
+//! Why: writing each row's entry as it comes (lock the list's last page, copy
+//! it, log a WAL record, release) cost a `COPY` into an indexed table two to
+//! three times the time of the `COPY` alone, and finding each row's list alone
+//! (a pass over every centroid) grows with the lists. Kept back, a batch's
+//! lists are found in one pass (`IvfPqModel::encode_batch_fine_serial`) and
+//! each list's rows go onto its pages together, one record per page
+//! (`insert::append_many`).
+//!
+//! Correctness rests on one fact: a row inserted by a transaction is visible
+//! to no other transaction before it commits, and to its own only from later
+//! commands or scans. So the entries must reach the pages:
+//! - before the transaction commits or prepares (`XACT_EVENT_PRE_COMMIT`,
+//!   `PRE_PREPARE`): other transactions then see the rows and the entries
+//!   together, and the entries' WAL precedes the commit record, so a crash or
+//!   a replica never has the one without the other;
+//! - before any scan of the index in this backend (`amrescan`, and every
+//!   function of ours that reads its pages): this transaction's own later
+//!   commands see their rows;
+//! - before any utility statement (our `ProcessUtility_hook`): TRUNCATE,
+//!   REINDEX, CLUSTER and VACUUM FULL give the index a new relfilenode, ALTER
+//!   INDEX SET TABLESPACE copies its pages, DROP removes it, ANALYZE reads it;
+//!   all of them find the entries on the pages, as if written row by row;
+//! - when an index's pending entries reach [`cap_bytes`] (memory is bounded
+//!   by `work_mem` per index, whatever the rows).
+//!
+//! And they are dropped, never written, where their rows are rolled back: at
+//! transaction abort, and at subtransaction abort for the entries made since
+//! that subtransaction began (each entry carries its subtransaction id; ids
+//! grow with time within a transaction). Writing those would not be wrong by
+//! itself (an index entry of a rolled-back row is what an abort leaves
+//! anyway), but once the abort is known, VACUUM may remove the dead rows and
+//! hand their TIDs to new rows, which a late entry would then point at.
+//!
+//! One kind of row dies while its own transaction runs: a speculative insertion
+//! of `INSERT ... ON CONFLICT` that met a conflict is "super-deleted" at once,
+//! dead to everyone, so VACUUM may free its TID before this transaction ends. Its
+//! entry must reach the pages before that (as it did when written row by row),
+//! so from the start of a statement that has an `ON CONFLICT` clause (our
+//! `ExecutorStart_hook` looks at its plan) until the transaction ends, each new
+//! entry is written as it comes.
+//!
+//! An index whose relfilenode changed under pending entries (something above
+//! was bypassed) is an internal ERROR at the next flush, so the transaction
+//! fails rather than commit rows its index lacks.
+//!
+//! The registry is the backend's own (a `thread_local`: only PostgreSQL's
+//! thread touches it); entries are Rust memory, not palloc'd, and are freed
+//! when written or dropped.
+
+use super::insert::{self, Entry};
+use super::layout;
+use super::model;
+use super::page;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+
+/// One index's pending entries, in the order they came.
+struct Pending {
+    index: pg_sys::Oid,
+    /// The relfilenode the entries were made for.
+    node: pg_sys::RelFileNode,
+    dim: usize,
+    tids: Vec<[u8; layout::TID_BYTES]>,
+    /// The subtransaction each entry was made in.
+    subs: Vec<pg_sys::SubTransactionId>,
+    /// The entries' vectors, `dim` floats each.
+    vectors: Vec<f32>,
+}
+
+thread_local! {
+    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
+    /// Whether this transaction ran a statement with `ON CONFLICT` (see the
+    /// module docs): entries are then written as they come.
+    static AT_ONCE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Bytes of vectors an index keeps pending before they are written: the
+/// session's `work_mem` (at least 64 kB, at most 64 MB).
+fn cap_bytes() -> usize {
+    // SAFETY: reading a GUC variable on PostgreSQL's thread.
+    let kb = unsafe { pg_sys::work_mem }.max(0) as usize;
+    (kb * 1024).clamp(64 << 10, 64 << 20)
+}
+
+fn same_node(a: &pg_sys::RelFileNode, b: &pg_sys::RelFileNode) -> bool {
+    a.spcNode == b.spcNode && a.dbNode == b.dbNode && a.relNode == b.relNode
+}
+
+/// Adds the entry `(x, tid)` of a trained index to this transaction's
+/// pending entries, writing the index's entries when they reach the cap.
+pub fn push(index: pg_sys::Relation, x: &[f32], tid: [u8; layout::TID_BYTES]) {
+    // SAFETY: `index` is the open relation aminsert was called for.
+    let (oid, node) = unsafe { ((*index).rd_id, (*index).rd_node) };
+    // SAFETY: plain call, in a transaction (aminsert).
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let full = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        let at = match p.iter().position(|e| e.index == oid) {
+            Some(i) => i,
+            None => {
+                p.push(Pending {
+                    index: oid,
+                    node,
+                    dim: x.len(),
+                    tids: Vec::new(),
+                    subs: Vec::new(),
+                    vectors: Vec::new(),
+                });
+                p.len() - 1
+            }
+        };
+        let e = &mut p[at];
+        if !same_node(&e.node, &node) || e.dim != x.len() {
+            return Err(());
+        }
+        e.tids.push(tid);
+        e.subs.push(sub);
+        e.vectors.extend_from_slice(x);
+        Ok(e.vectors.len() * 4 >= cap_bytes() || AT_ONCE.get())
+    });
+    match full {
+        Ok(true) => flush_index(index),
+        Ok(false) => {}
+        Err(()) => rewritten(index),
+    }
+}
+
+#[cold]
+fn rewritten(index: pg_sys::Relation) -> ! {
+    crate::errors::error(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!(
+            "ivfpq index \"{}\" was rewritten while it had entries not yet written",
+            page::rel_name(index)
+        ),
+    )
+}
+
+/// Whether this backend holds pending entries (of any index).
+pub fn any() -> bool {
+    PENDING.with(|p| !p.borrow().is_empty())
+}
+
+/// Writes this transaction's pending entries of `index` (open, and locked at
+/// least as the caller reads it; its inserts hold RowExclusiveLock until the
+/// transaction ends). Cheap when there are none.
+pub fn flush_index(index: pg_sys::Relation) {
+    // SAFETY: `index` is an open relation.
+    let oid = unsafe { (*index).rd_id };
+    let taken = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        let at = p.iter().position(|e| e.index == oid)?;
+        Some(p.swap_remove(at))
+    });
+    if let Some(pending) = taken {
+        write(index, pending);
+    }
+}
+
+/// Writes every index's pending entries (before a commit, a prepare or a
+/// utility statement).
+pub fn flush_all() {
+    while let Some(pending) = PENDING.with(|p| p.borrow_mut().pop()) {
+        // SAFETY: in a transaction; try_relation_open returns NULL for an OID
+        // that no longer names a relation. This transaction's inserts already
+        // hold RowExclusiveLock on the index, so taking it again never waits.
+        let index =
+            unsafe { pg_sys::try_relation_open(pending.index, pg_sys::RowExclusiveLock as i32) };
+        if index.is_null() {
+            // Dropped in this transaction (whose commit drops its rows' table
+            // or index with it): nothing to write into.
+            continue;
+        }
+        write(index, pending);
+        // SAFETY: opened above; the lock stays until the transaction ends.
+        unsafe { pg_sys::relation_close(index, pg_sys::NoLock as i32) };
+    }
+}
+
+/// Drops every pending entry (the transaction is over).
+fn discard_all() {
+    PENDING.with(|p| p.borrow_mut().clear());
+    AT_ONCE.set(false);
+}
+
+/// Drops the entries made in subtransaction `sub` or after it began (its
+/// children, which committed into it or aborted): `sub` is aborting.
+fn discard_since(sub: pg_sys::SubTransactionId) {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        for e in p.iter_mut() {
+            if e.subs.iter().all(|&s| s < sub) {
+                continue;
+            }
+            let mut kept = 0;
+            for i in 0..e.tids.len() {
+                if e.subs[i] < sub {
+                    e.tids[kept] = e.tids[i];
+                    e.subs[kept] = e.subs[i];
+                    e.vectors
+                        .copy_within(i * e.dim..(i + 1) * e.dim, kept * e.dim);
+                    kept += 1;
+                }
+            }
+            e.tids.truncate(kept);
+            e.subs.truncate(kept);
+            e.vectors.truncate(kept * e.dim);
+        }
+        p.retain(|e| !e.tids.is_empty());
+    });
+}
+
+/// Encodes `pending`'s vectors in one pass and appends each list's entries
+/// to it together, lists in order.
+fn write(index: pg_sys::Relation, pending: Pending) {
+    // SAFETY: `index` is an open relation.
+    let node = unsafe { (*index).rd_node };
+    if !same_node(&node, &pending.node) {
+        rewritten(index);
+    }
+    let mut nblocks = 0;
+    let meta = page::meta_counted(index, &mut nblocks);
+    let model = model::load(index, &meta);
+    // Entries are only kept for a trained index, and a model never changes
+    // within a relfilenode.
+    if meta.untrained != 0 || model.dim != pending.dim {
+        rewritten(index);
+    }
+    let enc = model.encode_batch_fine_serial(&pending.vectors);
+    let (cs, fs) = (model.code_size(), model.fine_size());
+    let mut order: Vec<usize> = (0..pending.tids.len()).collect();
+    order.sort_by_key(|&i| enc.lists[i]);
+    let mut entries = Vec::new();
+    for rows in order.chunk_by(|&a, &b| enc.lists[a] == enc.lists[b]) {
+        entries.clear();
+        entries.extend(rows.iter().map(|&i| Entry {
+            code: &enc.codes[i * cs..(i + 1) * cs],
+            fine: &enc.fine[i * fs..(i + 1) * fs],
+            faithful: enc.faithful[i],
+            tid: pending.tids[i],
+        }));
+        insert::append_many(index, &meta, enc.lists[rows[0]], &entries, &mut nblocks);
+    }
+}
+
+/// Registers the transaction callbacks and the utility and executor-start
+/// hooks (once per backend, from `_PG_init`).
+pub fn init() {
+    // SAFETY: called once from _PG_init on PostgreSQL's thread; the callbacks
+    // are static functions; the previous hook is kept and called by ours.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+        PREV_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(utility_hook);
+        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
+        pg_sys::ExecutorStart_hook = Some(executor_start);
+    }
+}
+
+/// The `ExecutorStart_hook` that was installed before ours.
+static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+
+/// Our `ExecutorStart_hook`: a plain frame for the same reason as
+/// [`utility_hook`]; the work is in [`note_on_conflict`].
+unsafe extern "C-unwind" fn executor_start(qd: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
+    // SAFETY: PostgreSQL's arguments, forwarded unchanged to the previous hook
+    // or the standard implementation.
+    unsafe {
+        note_on_conflict(qd);
+        match PREV_EXECUTOR_START {
+            Some(prev) => prev(qd, eflags),
+            None => pg_standard_executor_start(qd, eflags),
+        }
+    }
+}
+
+/// Sets [`AT_ONCE`] for the rest of the transaction when the plan about to
+/// start inserts with `ON CONFLICT`.
+#[pg_guard]
+unsafe extern "C-unwind" fn note_on_conflict(qd: *mut pg_sys::QueryDesc) {
+    // SAFETY: PostgreSQL passes a valid QueryDesc whose plannedstmt is set.
+    if !AT_ONCE.get() && unsafe { has_on_conflict((*qd).plannedstmt) } {
+        AT_ONCE.set(true);
+    }
+}
+
+/// Whether a plan inserts with `ON CONFLICT`: its top node, or the top node of
+/// one of its subplans (a data-modifying `WITH`), is a ModifyTable with an
+/// ON CONFLICT action.
+///
+/// # Safety
+/// `stmt` is null or a valid PlannedStmt.
+unsafe fn has_on_conflict(stmt: *mut pg_sys::PlannedStmt) -> bool {
+    // SAFETY: forwarded contract; plan nodes start with their NodeTag, and a
+    // node tagged T_ModifyTable is a ModifyTable; subplans is a List of Plans.
+    unsafe {
+        let on_conflict = |plan: *mut pg_sys::Plan| {
+            !plan.is_null()
+                && (*plan).type_ == pg_sys::NodeTag::T_ModifyTable
+                && (*(plan as *mut pg_sys::ModifyTable)).onConflictAction
+                    != pg_sys::OnConflictAction::ONCONFLICT_NONE
+        };
+        if stmt.is_null()
+            || (*stmt).commandType == pg_sys::CmdType::CMD_SELECT && !(*stmt).hasModifyingCTE
+        {
+            return false;
+        }
+        if on_conflict((*stmt).planTree) {
+            return true;
+        }
+        let subplans = (*stmt).subplans;
+        if subplans.is_null() {
+            return false;
+        }
+        (0..(*subplans).length).any(|i| {
+            on_conflict((*(*subplans).elements.add(i as usize)).ptr_value as *mut pg_sys::Plan)
+        })
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    match event {
+        // Still inside the transaction: an ERROR here aborts it.
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            flush_all()
+        }
+        // Over (after a commit, nothing is left: it was written just before).
+        XACT_EVENT_COMMIT
+        | XACT_EVENT_PARALLEL_COMMIT
+        | XACT_EVENT_ABORT
+        | XACT_EVENT_PARALLEL_ABORT
+        | XACT_EVENT_PREPARE => discard_all(),
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        discard_since(sub);
+    }
+}
+
+/// The `ProcessUtility_hook` that was installed before ours.
+static mut PREV_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+// PostgreSQL's own implementations, called directly: pgrx's `pg_sys` wrappers
+// would turn their ERRORs into Rust panics and raise them again, without the
+// error's CONTEXT lines (`COPY t, line 2, column v: ...`).
+extern "C-unwind" {
+    #[link_name = "standard_ProcessUtility"]
+    fn pg_standard_process_utility(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query: *const std::ffi::c_char,
+        read_only_tree: bool,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+    #[link_name = "standard_ExecutorStart"]
+    fn pg_standard_executor_start(qd: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int);
+}
+
+/// Our `ProcessUtility_hook`. Not `#[pg_guard]`, by design (SAFETY.md,
+/// "Pending index entries"): it runs the statement, and the statement's
+/// ERRORs must reach PostgreSQL as raised. It is a plain frame (no value with
+/// a destructor, nothing that can panic), so a PostgreSQL ERROR may pass
+/// through it; our own work is in [`before_utility`], which is guarded.
+#[allow(clippy::too_many_arguments)] // PostgreSQL's ProcessUtility_hook_type
+unsafe extern "C-unwind" fn utility_hook(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: PostgreSQL's arguments, forwarded unchanged to the previous hook
+    // or the standard implementation, as every ProcessUtility hook does.
+    unsafe {
+        before_utility(pstmt);
+        match PREV_UTILITY {
+            Some(prev) => prev(pstmt, query, read_only_tree, context, params, env, dest, qc),
+            None => pg_standard_process_utility(
+                pstmt,
+                query,
+                read_only_tree,
+                context,
+                params,
+                env,
+                dest,
+                qc,
+            ),
+        }
+    }
+}
+
+/// Writes every pending entry before a utility statement, except transaction
+/// control (COMMIT and PREPARE write them at their pre-commit event; ROLLBACK
+/// drops them; SAVEPOINT changes nothing they depend on).
+#[pg_guard]
+unsafe extern "C-unwind" fn before_utility(pstmt: *mut pg_sys::PlannedStmt) {
+    // SAFETY: PostgreSQL passes a valid PlannedStmt whose utilityStmt is set;
+    // IsTransactionState only reads the transaction state.
+    let flush = any()
+        && unsafe {
+            let stmt = (*pstmt).utilityStmt;
+            pg_sys::IsTransactionState()
+                && !stmt.is_null()
+                && (*stmt).type_ != pg_sys::NodeTag::T_TransactionStmt
+        };
+    if flush {
+        flush_all();
+    }
+}
