@@ -285,8 +285,19 @@ impl ProductQuantizer {
         assert_eq!(out.len(), n * cs);
         let dsub = self.dsub();
         out.fill(0);
-        if n == 1 && self.encode_one(xs, out) {
-            return;
+        // Sub-quantizers of at most 16 codewords: a row at a time through
+        // `encode_one`, which scores them all in one AVX2 loop: 0.35 µs a
+        // row at m = 64 (128-d) against 0.92 for a batch through each panel's
+        // `nearest` in turn, 0.60 against 1.77 at m = 128 (an ad-hoc timing
+        // on 20,000 rows, same codes).
+        let mut rows = xs.chunks_exact(self.dim).zip(out.chunks_exact_mut(cs));
+        if let Some((x, o)) = rows.next() {
+            if self.encode_one(x, o) {
+                rows.for_each(|(x, o)| {
+                    self.encode_one(x, o);
+                });
+                return;
+            }
         }
         let mut idx = vec![0u32; n];
         let mut score = vec![0f32; n];
