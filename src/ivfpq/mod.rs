@@ -8,7 +8,7 @@
 //! | callback | file | what it does |
 //! |---|---|---|
 //! | ambuild, ambuildempty | build.rs | sample, train, encode every row, write pages, WAL-log them |
-//! | aminsert | insert.rs, pending.rs | keep the row's entry until it must be visible, then encode a batch and append each list's rows a page at a time |
+//! | aminsert | insert.rs, pending.rs, append.rs | keep the row's entry until it must be visible, then encode a batch and append each list's rows a page at a time |
 //! | ambeginscan, amrescan, amgettuple, amendscan | scan.rs | probe lists, ADC-score codes, re-rank from the heap |
 //! | (re-rank's table reads) | fetch.rs | a batch's rows, pages pinned and rows located a stage at a time |
 //! | amgettuple of `vector_maxsim_ops` (`@#`) | maxsim_scan.rs | per query vector: probe, gather rows, estimate MaxSim, re-rank |
@@ -27,6 +27,7 @@
 // pointer dereferences themselves stay in `unsafe` blocks with SAFETY comments.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+pub mod append;
 pub mod build;
 pub mod cost;
 pub mod fetch;

@@ -743,7 +743,7 @@ fn give_back(img: Box<Image>) {
 /// (SAFETY.md, "WAL"). Pages are standard pages: their hole (`pd_lower ..
 /// pd_upper`) is zeroed when applied and not logged, as generic redo expects.
 ///
-/// Lock order: callers add pages in the order documented in `insert.rs` (data
+/// Lock order: callers add pages in the order documented in `append.rs` (data
 /// pages of one list in chain order, then the directory page); nothing ever
 /// waits for a data page while holding a directory page, so there is no cycle.
 pub struct WriteSet {

@@ -7,7 +7,7 @@
 //! (a pass over every centroid) grows with the lists. Kept back, a batch's
 //! lists are found in one pass (`IvfPqModel::encode_batch_fine_serial`) and
 //! each list's rows go onto its pages together, one record per page
-//! (`insert::append_many`).
+//! (`append::append_many`).
 //!
 //! Correctness rests on one fact: a row inserted by a transaction is visible
 //! to no other transaction before it commits, and to its own only from later
@@ -50,7 +50,7 @@
 //! thread touches it); entries are Rust memory, not palloc'd, and are freed
 //! when written or dropped.
 
-use super::insert::{self, Entry};
+use super::append::{self, Entry};
 use super::layout;
 use super::model;
 use super::page;
@@ -243,7 +243,7 @@ fn write(index: pg_sys::Relation, pending: Pending) {
             faithful: enc.faithful[i],
             tid: pending.tids[i],
         }));
-        insert::append_many(index, &meta, enc.lists[rows[0]], &entries, &mut nblocks);
+        append::append_many(index, &meta, enc.lists[rows[0]], &entries, &mut nblocks);
     }
 }
 
