@@ -11,6 +11,16 @@ fn pending_index_rows(index: &str) -> i64 {
         .unwrap()
 }
 
+/// `INSERT` of rows `first + 1 ..= first + n` into `public.table`: 8-d vectors
+/// `[i,0,0,0,0,0,0,first/1000]`.
+fn pending_insert(table: &str, first: i32, n: i32) -> String {
+    format!(
+        "INSERT INTO public.{table} SELECT {first} + i, ('[' || i || ',0,0,0,0,0,0,{}]')::vector
+           FROM generate_series(1, {n}) i",
+        first / 1000
+    )
+}
+
 /// Rows an index scan over every list returns.
 fn pending_scan_rows(table: &str) -> i64 {
     Spi::run("SET LOCAL enable_seqscan = off; SET LOCAL ivfpq.probes = 4; SET LOCAL ivfpq.rerank = 100000")
@@ -37,10 +47,7 @@ fn ivfpq_pending_rows_are_seen_by_their_own_transaction() {
     )
     .unwrap();
     assert_eq!(pending_scan_rows("pend_t1"), 5400);
-    Spi::run(
-        "INSERT INTO public.pend_t1 SELECT 9000 + i, ('[' || i || ',0,0,0,0,0,0,1]')::vector
-           FROM generate_series(1, 7) i",
-    )
+    Spi::run(&pending_insert("pend_t1", 9000, 7))
     .unwrap();
     assert_eq!(pending_index_rows("public.pend_t1_v"), 5407);
     assert_eq!(pending_scan_rows("pend_t1"), 5407);
@@ -55,25 +62,25 @@ fn ivfpq_pending_rows_are_seen_by_their_own_transaction() {
 #[pg_test]
 fn ivfpq_pending_entries_of_a_rolled_back_subtransaction_are_dropped() {
     ivfpq_blobs("pend_t2");
-    Spi::run(
+    Spi::run(&format!(
         "CREATE INDEX pend_t2_v ON public.pend_t2 USING ivfpq (v) WITH (lists = 4, m = 4);
-         INSERT INTO public.pend_t2 SELECT 1000 + i, ('[' || i || ',0,0,0,0,0,0,1]')::vector
-           FROM generate_series(1, 100) i;
+         {};
          DO $$
          BEGIN
            BEGIN
-             INSERT INTO public.pend_t2 SELECT 2000 + i, ('[' || i || ',0,0,0,0,0,1,0]')::vector
-               FROM generate_series(1, 10) i;
+             {};
            EXCEPTION WHEN others THEN NULL;
            END;
            BEGIN
-             INSERT INTO public.pend_t2 SELECT 3000 + i, ('[' || i || ',0,0,0,0,1,0,0]')::vector
-               FROM generate_series(1, 50) i;
+             {};
              RAISE EXCEPTION 'roll back the 3000s';
            EXCEPTION WHEN raise_exception THEN NULL;
            END;
          END $$",
-    )
+        pending_insert("pend_t2", 1000, 100),
+        pending_insert("pend_t2", 2000, 10),
+        pending_insert("pend_t2", 3000, 50)
+    ))
     .unwrap();
     assert_eq!(pending_index_rows("public.pend_t2_v"), 510);
     assert_eq!(pending_scan_rows("pend_t2"), 510);
@@ -85,21 +92,21 @@ fn ivfpq_pending_entries_of_a_rolled_back_subtransaction_are_dropped() {
 #[pg_test]
 fn ivfpq_pending_entries_survive_truncate_and_reindex() {
     ivfpq_blobs("pend_t3");
-    Spi::run(
+    Spi::run(&format!(
         "CREATE INDEX pend_t3_v ON public.pend_t3 USING ivfpq (v) WITH (lists = 4, m = 4);
-         INSERT INTO public.pend_t3 SELECT 1000 + i, ('[' || i || ',0,0,0,0,0,0,1]')::vector
-           FROM generate_series(1, 100) i;
+         {};
          REINDEX INDEX public.pend_t3_v",
-    )
+        pending_insert("pend_t3", 1000, 100)
+    ))
     .unwrap();
     assert_eq!(pending_index_rows("public.pend_t3_v"), 500);
-    Spi::run(
-        "INSERT INTO public.pend_t3 SELECT 2000 + i, ('[' || i || ',0,0,0,0,0,1,0]')::vector
-           FROM generate_series(1, 30) i;
+    Spi::run(&format!(
+        "{};
          TRUNCATE public.pend_t3;
-         INSERT INTO public.pend_t3 SELECT 3000 + i, ('[' || i || ',0,0,0,0,1,0,0]')::vector
-           FROM generate_series(1, 20) i",
-    )
+         {}",
+        pending_insert("pend_t3", 2000, 30),
+        pending_insert("pend_t3", 3000, 20)
+    ))
     .unwrap();
     assert_eq!(pending_index_rows("public.pend_t3_v"), 20);
     assert_eq!(pending_scan_rows("pend_t3"), 20);
@@ -112,24 +119,21 @@ fn ivfpq_pending_entries_survive_truncate_and_reindex() {
 #[pg_test]
 fn ivfpq_entries_are_written_at_once_after_on_conflict() {
     ivfpq_blobs("pend_t4");
-    Spi::run(
+    Spi::run(&format!(
         "CREATE INDEX pend_t4_v ON public.pend_t4 USING ivfpq (v) WITH (lists = 4, m = 4);
-         INSERT INTO public.pend_t4 SELECT 1000 + i, ('[' || i || ',0,0,0,0,0,0,1]')::vector
-           FROM generate_series(1, 10) i",
-    )
+         {}",
+        pending_insert("pend_t4", 1000, 10)
+    ))
     .unwrap();
     assert!(crate::ivfpq::pending::any(), "a plain INSERT's entries wait");
-    Spi::run(
-        "WITH n AS (INSERT INTO public.pend_t4 SELECT 2000 + i, ('[' || i || ',0,0,0,0,0,1,0]')::vector
-           FROM generate_series(1, 10) i ON CONFLICT (id) DO NOTHING RETURNING id)
+    Spi::run(&format!(
+        "WITH n AS ({} ON CONFLICT (id) DO NOTHING RETURNING id)
          SELECT count(*) FROM n",
-    )
+        pending_insert("pend_t4", 2000, 10)
+    ))
     .unwrap();
     assert!(!crate::ivfpq::pending::any(), "written with the ON CONFLICT rows");
-    Spi::run(
-        "INSERT INTO public.pend_t4 SELECT 3000 + i, ('[' || i || ',0,0,0,0,1,0,0]')::vector
-           FROM generate_series(1, 10) i",
-    )
+    Spi::run(&pending_insert("pend_t4", 3000, 10))
     .unwrap();
     assert!(!crate::ivfpq::pending::any(), "and every later one in the transaction");
     assert_eq!(pending_index_rows("public.pend_t4_v"), 430);

@@ -95,6 +95,39 @@ fn insert_values<V>(c: &mut Client, table: &str, rows: &[(i32, V)], sql: impl Fn
     }
 }
 
+/// A connection to `cluster` with arrw and table `t (id int PRIMARY KEY, v
+/// vector(dim))` holding rows `0..n`: points of `k` blobs drawn with `seed`,
+/// returned with the blobs (to draw more points from the same stream).
+fn blob_table(
+    cluster: &Cluster,
+    dim: usize,
+    k: usize,
+    seed: u64,
+    n: i32,
+) -> (Client, Blobs, Vec<(i32, Vec<f32>)>) {
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        &format!("CREATE EXTENSION arrw; CREATE TABLE t (id int PRIMARY KEY, v vector({dim}))"),
+    );
+    let mut blobs = Blobs::new(seed, k, dim);
+    let rows: Vec<(i32, Vec<f32>)> = (0..n).map(|i| (i, blobs.point())).collect();
+    insert_rows(&mut c, "t", &rows);
+    (c, blobs, rows)
+}
+
+/// Every id of `committed` is in the table after the crash.
+fn assert_none_lost(in_table: &BTreeSet<i32>, committed: impl Iterator<Item = i32>) {
+    let lost: Vec<i32> = committed
+        .filter(|id| !in_table.contains(id))
+        .take(20)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "committed rows lost in the crash: {lost:?}"
+    );
+}
+
 /// Session settings under which the index answers exactly.
 fn exact_settings(c: &mut Client, lists: usize) {
     exec(
@@ -298,14 +331,7 @@ fn crash_recovery_keeps_every_committed_insert() {
     const LISTS: usize = 4;
     let t0 = Instant::now();
     let cluster = Cluster::start("ivfpq-crash", WAL_CHECKED);
-    let mut c = cluster.connect();
-    exec(
-        &mut c,
-        &format!("CREATE EXTENSION arrw; CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))"),
-    );
-    let mut blobs = Blobs::new(11, K, DIM);
-    let base: Vec<(i32, Vec<f32>)> = (0..400).map(|i| (i, blobs.point())).collect();
-    insert_rows(&mut c, "t", &base);
+    let (mut c, mut blobs, base) = blob_table(&cluster, DIM, K, 11, 400);
     step(t0, "rows loaded");
     exec(
         &mut c,
@@ -375,16 +401,7 @@ fn crash_recovery_keeps_every_committed_insert() {
         step(t0, "index matches table");
         let in_table = ids_in_table(&mut c, "t");
         exec(&mut c, "SET enable_seqscan = off");
-        let lost: Vec<i32> = committed
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| !in_table.contains(id))
-            .take(20)
-            .collect();
-        assert!(
-            lost.is_empty(),
-            "committed rows lost in the crash: {lost:?}"
-        );
+        assert_none_lost(&in_table, committed.iter().map(|(id, _)| *id));
         // The rows committed last are the ones the crash could have hurt.
         let mut check: Vec<(i32, Vec<f32>)> = committed.iter().rev().take(30).cloned().collect();
         check.extend(
@@ -551,14 +568,7 @@ fn crash_keeps_every_row_of_committed_and_prepared_batches() {
         "ivfpq-batches",
         &format!("{WAL_CHECKED}\nmax_prepared_transactions = 4"),
     );
-    let mut c = cluster.connect();
-    exec(
-        &mut c,
-        &format!("CREATE EXTENSION arrw; CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))"),
-    );
-    let mut blobs = Blobs::new(17, K, DIM);
-    let base: Vec<(i32, Vec<f32>)> = (0..400).map(|i| (i, blobs.point())).collect();
-    insert_rows(&mut c, "t", &base);
+    let (mut c, mut blobs, _) = blob_table(&cluster, DIM, K, 17, 400);
     // m = 32 (16-byte codes) and a 4-bit refine code (32 bytes): a data page
     // takes ~300 rows and its refine codes fill several fine pages, so one
     // batch's rows span pages of both kinds.
@@ -645,16 +655,9 @@ fn crash_keeps_every_row_of_committed_and_prepared_batches() {
     assert_index_check(&mut c, "t_v");
     let n = assert_index_matches_table(&mut c, "t", "t_v", DIM);
     let in_table = ids_in_table(&mut c, "t");
-    let lost: Vec<i32> = committed
-        .iter()
-        .chain(&prepared)
-        .map(|(id, _)| *id)
-        .filter(|id| !in_table.contains(id))
-        .take(20)
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "committed rows lost in the crash: {lost:?}"
+    assert_none_lost(
+        &in_table,
+        committed.iter().chain(&prepared).map(|(id, _)| *id),
     );
     let back: Vec<&i32> = rolled_back
         .iter()
@@ -855,14 +858,7 @@ fn concurrent_writers_readers_and_vacuum() {
     const LISTS: usize = 4;
     let t0 = Instant::now();
     let cluster = Cluster::start("ivfpq-concurrency", "fsync = off\nautovacuum = off");
-    let mut c = cluster.connect();
-    exec(
-        &mut c,
-        &format!("CREATE EXTENSION arrw; CREATE TABLE t (id int PRIMARY KEY, v vector({DIM}))"),
-    );
-    let mut blobs = Blobs::new(33, K, DIM);
-    let stable: Vec<(i32, Vec<f32>)> = (0..2000).map(|i| (i, blobs.point())).collect();
-    insert_rows(&mut c, "t", &stable);
+    let (mut c, _, stable) = blob_table(&cluster, DIM, K, 33, 2000);
     // 16-byte codes: 370 per page; the writers add pages to every list.
     exec(
         &mut c,

@@ -251,18 +251,31 @@ fn write(index: pg_sys::Relation, pending: Pending) {
 /// hooks (once per backend, from `_PG_init`).
 pub fn init() {
     // SAFETY: called once from _PG_init on PostgreSQL's thread; the callbacks
-    // are static functions; the previous hook is kept and called by ours.
+    // are static functions; the previous hook is kept and called by ours; the
+    // addresses of PostgreSQL's standard functions are non-null function
+    // pointers of exactly the hook types' signatures.
     unsafe {
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
-        PREV_UTILITY = pg_sys::ProcessUtility_hook;
+        // The hook installed before ours, else PostgreSQL's own function: a
+        // non-null function address as the hook type's Some(fn).
+        PREV_UTILITY =
+            pg_sys::ProcessUtility_hook.or(std::mem::transmute::<
+                *const u8,
+                pg_sys::ProcessUtility_hook_type,
+            >(&raw const STANDARD_PROCESS_UTILITY));
         pg_sys::ProcessUtility_hook = Some(utility_hook);
-        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
+        PREV_EXECUTOR_START =
+            pg_sys::ExecutorStart_hook.or(std::mem::transmute::<
+                *const u8,
+                pg_sys::ExecutorStart_hook_type,
+            >(&raw const STANDARD_EXECUTOR_START));
         pg_sys::ExecutorStart_hook = Some(executor_start);
     }
 }
 
-/// The `ExecutorStart_hook` that was installed before ours.
+/// What our `ExecutorStart_hook` calls next: the hook installed before ours,
+/// or `standard_ExecutorStart` (set in [`init`], always Some).
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 
 /// Our `ExecutorStart_hook`: a plain frame for the same reason as
@@ -272,9 +285,8 @@ unsafe extern "C-unwind" fn executor_start(qd: *mut pg_sys::QueryDesc, eflags: s
     // or the standard implementation.
     unsafe {
         note_on_conflict(qd);
-        match PREV_EXECUTOR_START {
-            Some(prev) => prev(qd, eflags),
-            None => pg_standard_executor_start(qd, eflags),
+        if let Some(next) = PREV_EXECUTOR_START {
+            next(qd, eflags);
         }
     }
 }
@@ -356,26 +368,20 @@ unsafe extern "C-unwind" fn subxact_callback(
     }
 }
 
-/// The `ProcessUtility_hook` that was installed before ours.
+/// What our `ProcessUtility_hook` calls next: the hook installed before ours,
+/// or `standard_ProcessUtility` (set in [`init`], always Some).
 static mut PREV_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
-// PostgreSQL's own implementations, called directly: pgrx's `pg_sys` wrappers
-// would turn their ERRORs into Rust panics and raise them again, without the
-// error's CONTEXT lines (`COPY t, line 2, column v: ...`).
-extern "C-unwind" {
+// PostgreSQL's own implementations, taken by address only (the symbols are
+// functions; nothing reads these "statics"): when no other hook was installed
+// before ours, ours calls them directly. pgrx's `pg_sys` wrappers would turn
+// their ERRORs into Rust panics and raise them again, without the error's
+// CONTEXT lines (`COPY t, line 2, column v: ...`).
+extern "C" {
     #[link_name = "standard_ProcessUtility"]
-    fn pg_standard_process_utility(
-        pstmt: *mut pg_sys::PlannedStmt,
-        query: *const std::ffi::c_char,
-        read_only_tree: bool,
-        context: pg_sys::ProcessUtilityContext::Type,
-        params: pg_sys::ParamListInfo,
-        env: *mut pg_sys::QueryEnvironment,
-        dest: *mut pg_sys::DestReceiver,
-        qc: *mut pg_sys::QueryCompletion,
-    );
+    static STANDARD_PROCESS_UTILITY: u8;
     #[link_name = "standard_ExecutorStart"]
-    fn pg_standard_executor_start(qd: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int);
+    static STANDARD_EXECUTOR_START: u8;
 }
 
 /// Our `ProcessUtility_hook`. Not `#[pg_guard]`, by design (SAFETY.md,
@@ -398,18 +404,8 @@ unsafe extern "C-unwind" fn utility_hook(
     // or the standard implementation, as every ProcessUtility hook does.
     unsafe {
         before_utility(pstmt);
-        match PREV_UTILITY {
-            Some(prev) => prev(pstmt, query, read_only_tree, context, params, env, dest, qc),
-            None => pg_standard_process_utility(
-                pstmt,
-                query,
-                read_only_tree,
-                context,
-                params,
-                env,
-                dest,
-                qc,
-            ),
+        if let Some(next) = PREV_UTILITY {
+            next(pstmt, query, read_only_tree, context, params, env, dest, qc);
         }
     }
 }
