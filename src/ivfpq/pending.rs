@@ -165,11 +165,12 @@ pub fn flush_index(index: pg_sys::Relation) {
 /// utility statement).
 pub fn flush_all() {
     while let Some(pending) = PENDING.with(|p| p.borrow_mut().pop()) {
+        // This transaction's inserts already hold RowExclusiveLock on the
+        // index, so taking it again never waits.
+        let lock = pg_sys::RowExclusiveLock as i32;
         // SAFETY: in a transaction; try_relation_open returns NULL for an OID
-        // that no longer names a relation. This transaction's inserts already
-        // hold RowExclusiveLock on the index, so taking it again never waits.
-        let index =
-            unsafe { pg_sys::try_relation_open(pending.index, pg_sys::RowExclusiveLock as i32) };
+        // that no longer names a relation.
+        let index = unsafe { pg_sys::try_relation_open(pending.index, lock) };
         if index.is_null() {
             // Dropped in this transaction (whose commit drops its rows' table
             // or index with it): nothing to write into.
@@ -250,10 +251,10 @@ fn write(index: pg_sys::Relation, pending: Pending) {
 /// Registers the transaction callbacks and the utility and executor-start
 /// hooks (once per backend, from `_PG_init`).
 pub fn init() {
-    // SAFETY: called once from _PG_init on PostgreSQL's thread; the callbacks
-    // are static functions; the previous hook is kept and called by ours; the
-    // addresses of PostgreSQL's standard functions are non-null function
-    // pointers of exactly the hook types' signatures.
+    // The previous hooks are kept and called by ours; PostgreSQL's standard
+    // functions have exactly the hook types' signatures.
+    // SAFETY: once, from _PG_init, on PostgreSQL's thread; static callbacks;
+    // the standard functions' addresses are non-null function pointers.
     unsafe {
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
@@ -415,15 +416,17 @@ unsafe extern "C-unwind" fn utility_hook(
 /// drops them; SAVEPOINT changes nothing they depend on).
 #[pg_guard]
 unsafe extern "C-unwind" fn before_utility(pstmt: *mut pg_sys::PlannedStmt) {
+    if !any() {
+        return;
+    }
     // SAFETY: PostgreSQL passes a valid PlannedStmt whose utilityStmt is set;
     // IsTransactionState only reads the transaction state.
-    let flush = any()
-        && unsafe {
-            let stmt = (*pstmt).utilityStmt;
-            pg_sys::IsTransactionState()
-                && !stmt.is_null()
-                && (*stmt).type_ != pg_sys::NodeTag::T_TransactionStmt
-        };
+    let flush = unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        pg_sys::IsTransactionState()
+            && !stmt.is_null()
+            && (*stmt).type_ != pg_sys::NodeTag::T_TransactionStmt
+    };
     if flush {
         flush_all();
     }
