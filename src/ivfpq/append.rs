@@ -181,14 +181,12 @@ pub fn append_many(
                 }
             }
             ws.commit();
-            remember_on_chain(key, blk);
-            rest = &rest[take..];
-            if rest.is_empty() {
-                return;
-            }
             // The rest go on this page if it still has room (the fine pages
             // limited this record), else after it: walk on from it again.
-            chain = page::ListChain::resume(index, meta, &dir, blk);
+            match wrote(index, meta, &dir, key, blk, &mut rest, take) {
+                Some(next) => chain = next,
+                None => return,
+            }
             continue;
         }
         if h.next != layout::INVALID_BLOCK {
@@ -251,12 +249,10 @@ pub fn append_many(
         layout::write_dir(ws.page(d), dir.slot, e);
         ws.commit();
         // Linked from a page of the chain in the record just written.
-        remember_on_chain(key, new_blk);
-        rest = &rest[take..];
-        if rest.is_empty() {
-            return;
+        match wrote(index, meta, &dir, key, new_blk, &mut rest, take) {
+            Some(next) => chain = next,
+            None => return,
         }
-        chain = page::ListChain::resume(index, meta, &dir, new_blk);
     }
     // Every page visited either took rows or led on (its successor, or a
     // new page): a chain that ends first was cut short by damage.
@@ -267,4 +263,22 @@ pub fn append_many(
             what: format!("list {list}'s chain ended before its insert page took the new rows"),
         },
     );
+}
+
+/// After a record put the first `take` of `rest` on block `blk` (on the
+/// list's chain): remembers the block, drops those rows from `rest`, and
+/// returns the walk to go on with from that block, or None when no row is
+/// left.
+fn wrote(
+    index: pg_sys::Relation,
+    meta: &layout::MetaData,
+    dir: &page::ListDir,
+    key: ChainKey,
+    blk: u32,
+    rest: &mut &[Entry],
+    take: usize,
+) -> Option<page::ListChain> {
+    remember_on_chain(key, blk);
+    *rest = &rest[take..];
+    (!rest.is_empty()).then(|| page::ListChain::resume(index, meta, dir, blk))
 }
