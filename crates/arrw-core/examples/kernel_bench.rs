@@ -15,6 +15,12 @@
 //! bytes actually come from memory; `norm_squared_f64` has one operand.
 //! Compare the DRAM column with the measured single-thread read bandwidth
 //! divided by two to see whether a kernel is memory-bound.
+//!
+//! Then the ranking of lists (`IvfPqModel::list_distances`, every centroid
+//! against one query) at the model sizes of 10M-row tables, from the `f32`
+//! centroids and from their half-precision copy (`arrw_core::halfpanels`,
+//! used from 1 MB of centroids). Its time does not depend on the values (no
+//! branch looks at them), so the centroids are filler.
 
 use arrw_core::distance::{Isa, Kernels};
 use std::hint::black_box;
@@ -141,6 +147,49 @@ fn main() {
             arrw_core::distance::l2_squared,
         );
         println!();
+    }
+    rank_lists();
+}
+
+/// µs per `list_distances` call, f32 centroids against their half copy.
+fn rank_lists() {
+    use arrw_core::ivf::{IvfPqModel, Metric};
+    use arrw_core::pq::ProductQuantizer;
+    println!(
+        "{:>6} {:>5} {:>9}  {:>8} {:>8}",
+        "lists", "dim", "MB (f32)", "f32 µs", "half µs"
+    );
+    for (lists, dim) in [
+        (1000, 384),
+        (10_000, 128),
+        (10_000, 384),
+        (5_000, 768),
+        (2_500, 1536),
+    ] {
+        let mut c = vec![0f32; lists * dim];
+        fill(&mut c, 11);
+        let m = dim / 2;
+        let pq = ProductQuantizer::new(dim, m, 4, vec![0.0; m * 16 * 2]).expect("shape");
+        let half = IvfPqModel::from_parts(Metric::L2, dim, c, pq).expect("shape");
+        let mut full = half.clone();
+        full.rank_lists_in_f32();
+        let mut q = vec![0f32; dim];
+        fill(&mut q, 5);
+        let time = |m: &IvfPqModel| {
+            let rate = best_rate(3, || {
+                for _ in 0..200 {
+                    black_box(m.list_distances(black_box(&q)));
+                }
+                200
+            });
+            1e6 / rate
+        };
+        println!(
+            "{lists:>6} {dim:>5} {:>9.1}  {:>8.1} {:>8.1}",
+            (lists * dim * 4) as f64 / 1e6,
+            time(&full),
+            time(&half)
+        );
     }
 }
 

@@ -80,6 +80,7 @@
 
 use crate::distance;
 use crate::fastscan::{self, FastTable};
+use crate::halfpanels::HalfPanels;
 use crate::kmeans::{self, Bias, KMeansParams, Panels};
 use crate::pq::{self, adc_scan, AdcTable, PqTrainParams, ProductQuantizer};
 use crate::refine::ResidualSq;
@@ -434,6 +435,9 @@ pub struct IvfPqModel {
     /// are unchanged. See the module docs' "Metrics".
     pub direction_lists: bool,
     coarse: Panels,
+    /// What queries rank lists by when the centroids take at least
+    /// [`HALF_RANK_MIN_BYTES`] (`crate::halfpanels`): `coarse` in half precision.
+    coarse_half: Option<HalfPanels>,
     /// 4-bit (fast-scan) L2/cosine models: per list, the query-independent part
     /// of every 16-entry table row (see [`IvfPqModel::list_terms`]), `lists × mp × 16`,
     /// kept when it takes at most [`FAST_TERMS_MAX_BYTES`]; computed per probed list
@@ -446,6 +450,13 @@ pub struct IvfPqModel {
 /// 64-byte codes, where computing a list's terms per probe (`16 × dim`
 /// multiply-adds) is still cheap next to scanning its ~1000 codes.
 pub const FAST_TERMS_MAX_BYTES: usize = 32 << 20;
+
+/// Size of the `f32` centroids from which queries rank lists from a
+/// half-precision copy (`crate::halfpanels`): beyond the L2 cache of a core
+/// (1 MB: 2,048 lists of 128 dimensions, 683 of 384), where reading them is
+/// most of the ranking's time. Smaller models rank in `f32` (a copy would
+/// save a few microseconds).
+pub const HALF_RANK_MIN_BYTES: usize = 1 << 20;
 
 impl IvfPqModel {
     /// Trains the coarse centroids and the residual PQ on `sample` (`n × dim`,
@@ -562,6 +573,11 @@ impl IvfPqModel {
         direction_lists: bool,
     ) -> Self {
         let lists = centroids.len() / dim;
+        let coarse_half = if lists * dim * 4 >= HALF_RANK_MIN_BYTES {
+            HalfPanels::of(&coarse)
+        } else {
+            None
+        };
         let mut model = IvfPqModel {
             metric,
             dim,
@@ -570,6 +586,7 @@ impl IvfPqModel {
             pq,
             direction_lists,
             coarse,
+            coarse_half,
             fast_terms: None,
             refine: None,
         };
@@ -863,12 +880,15 @@ impl IvfPqModel {
 
     /// 16 centroids at a time through the panel kernel (the centroids of 10,000
     /// lists are 5 MB at 128 dimensions: one pass over them, vectorised, instead of
-    /// a distance call per centroid).
+    /// a distance call per centroid), from their half-precision copy when the
+    /// model keeps one (see [`HALF_RANK_MIN_BYTES`]).
     fn distances_prepared(&self, q: &[f32]) -> Vec<(u32, f32)> {
         assert_eq!(q.len(), self.dim);
         let mut t = vec![0f32; self.coarse.padded_rows()];
-        match self.metric {
-            Metric::InnerProduct => self.coarse.dots(q, &mut t),
+        match (self.metric, &self.coarse_half) {
+            (Metric::InnerProduct, Some(h)) => h.dots(q, &mut t),
+            (Metric::InnerProduct, None) => self.coarse.dots(q, &mut t),
+            (_, Some(h)) if h.squared_distances(q, &mut t) => {}
             _ => self.coarse.squared_distances(q, &mut t),
         }
         let ip = self.metric == Metric::InnerProduct;
@@ -877,6 +897,14 @@ impl IvfPqModel {
             .enumerate()
             .map(|(i, &v)| (i as u32, if ip { -v } else { v }))
             .collect()
+    }
+
+    /// Drops the half-precision copy of the centroids, so that lists are
+    /// ranked from the `f32` ones (for measurements and tests; models keep the
+    /// copy from [`HALF_RANK_MIN_BYTES`]).
+    #[doc(hidden)]
+    pub fn rank_lists_in_f32(&mut self) {
+        self.coarse_half = None;
     }
 
     /// Prepares a query for scanning lists.
@@ -2880,6 +2908,55 @@ mod tests {
             // The best list is the one `assign` picks.
             assert_eq!(model.assign(q), all[0].0);
             assert!(model.rank_lists(q, 0).is_empty());
+        }
+    }
+
+    /// A model whose centroids pass [`HALF_RANK_MIN_BYTES`] ranks lists from
+    /// their half-precision copy: every list's distance within the copy's
+    /// rounding of the `f32` one, and the lists a scan would probe the same,
+    /// for each metric (cosine and inner product through the direction lists).
+    #[test]
+    fn large_models_rank_lists_in_half_precision_as_in_f32() {
+        let (dim, lists) = (64, 4200);
+        assert!(lists * dim * 4 >= HALF_RANK_MIN_BYTES);
+        let (cents, queries) = blobs(lists, 20, dim, 40, 9);
+        let pq = ProductQuantizer::new(dim, 32, 4, vec![0.0; 32 * 16 * 2]).unwrap();
+        for (metric, direction) in [
+            (Metric::L2, false),
+            (Metric::Cosine, true),
+            (Metric::InnerProduct, false),
+        ] {
+            let model =
+                IvfPqModel::from_parts_with(metric, dim, cents.clone(), pq.clone(), direction)
+                    .unwrap();
+            assert!(model.coarse_half.is_some());
+            let mut f32_only = model.clone();
+            f32_only.rank_lists_in_f32();
+            let (mut same, mut total) = (0, 0);
+            for q in queries.chunks_exact(dim) {
+                let half = model.list_distances(q);
+                let full = f32_only.list_distances(q);
+                let scale = full.iter().map(|d| d.1.abs()).fold(0f32, f32::max);
+                for (h, f) in half.iter().zip(&full) {
+                    assert_eq!(h.0, f.0);
+                    assert!(
+                        (h.1 - f.1).abs() <= scale * 4e-3,
+                        "{metric:?}: {h:?} vs {f:?}"
+                    );
+                }
+                let top = |d: &[(u32, f32)]| {
+                    let mut r = RankedLists::new(d.to_vec());
+                    r.order_through(32);
+                    let mut v: Vec<u32> = r.all()[..32].iter().map(|x| x.0).collect();
+                    v.sort_unstable();
+                    v
+                };
+                let (a, b) = (top(&half), top(&full));
+                same += a.iter().filter(|l| b.binary_search(l).is_ok()).count();
+                total += 32;
+            }
+            // Near-ties at the 32nd list may swap; nothing else.
+            assert!(same * 100 >= total * 98, "{metric:?}: {same} of {total}");
         }
     }
 

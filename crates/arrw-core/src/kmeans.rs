@@ -737,6 +737,12 @@ impl Panels {
         }
     }
 
+    /// The transposed values (`[panel][dim][LANES]`, padding rows zero) and
+    /// `dim`: what [`crate::halfpanels::HalfPanels`] copies.
+    pub(crate) fn raw(&self) -> (&[f32], usize) {
+        (&self.data, self.dim)
+    }
+
     /// Rows including the padding of the last panel: the length of the tables
     /// [`Panels::squared_distances`] and [`Panels::dots`] fill.
     pub(crate) fn padded_rows(&self) -> usize {

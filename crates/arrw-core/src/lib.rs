@@ -10,6 +10,7 @@
 //! - [`text`]: pgvector-compatible text and binary formats of `vector`.
 //! - [`half`]: half-precision floats and the text and binary formats of `halfvec`.
 //! - [`kmeans`]: k-means for the coarse (inverted-list) quantizer.
+//! - `halfpanels`: a half-precision copy of many centroids, for ranking lists.
 //! - [`pq`]: product quantization: codebook training, encoding, lookup tables.
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
@@ -30,6 +31,7 @@ pub mod cdc_options;
 pub mod distance;
 pub mod fastscan;
 pub mod half;
+pub(crate) mod halfpanels;
 pub mod import;
 pub mod ivf;
 pub mod kmeans;
