@@ -16,7 +16,8 @@ each setting). `shared_buffers` is 1GB unless --shared-buffers.
 Prints a table and writes `.bench/results/scale.txt`. Peers are not built here
 (bench/run does that at 100k and 1M); this is the growth curve of arrw alone.
 
-Each set gets its own database (`scale_<set>`), dropped at the end unless `--keep`.
+Each set gets its own database (`scale_<set>`), dropped at the end unless `--keep`
+or `--reuse`.
 `--reuse` measures the queries again on a kept database without loading or building
 (10M rows take ~7 minutes to load and index): the server is restarted on the
 package given, so a change to the scan can be measured on the same index; the
@@ -112,7 +113,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true",
                     help="keep each set's database (table and index) for a later --reuse")
     ap.add_argument("--reuse", action="store_true",
-                    help="measure the queries on the databases a --keep run left, without loading or building")
+                    help="measure the queries on the databases a --keep run left, without loading or "
+                         "building (and keep them)")
     args = ap.parse_args()
     bench.SERVER_CONF["shared_buffers"] = args.shared_buffers
     probes = [int(p) for p in args.probes.split(",")]
@@ -140,7 +142,7 @@ def main() -> int:
                     log(f"{ds}: nothing kept to reuse; loading and building")
                 queries, gt = load_and_build(cluster, ds, DB, args, lines)
             run_queries(cluster, ds, DB, queries, gt, probes, table)
-            if not args.keep:
+            if not (args.keep or args.reuse):
                 with cluster.connect("postgres") as c:
                     c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     finally:
