@@ -18,6 +18,8 @@ Prints a table and writes `.bench/results/scale.txt`. Peers are not built here
 
 Each set gets its own database (`scale_<set>`), dropped at the end unless `--keep`
 or `--reuse`.
+`--cold` adds one pass at the index defaults after a restart with the OS page cache
+dropped (root only; otherwise a restart alone, and the table says so).
 `--reuse` measures the queries again on a kept database without loading or building
 (10M rows take ~7 minutes to load and index): the server is restarted on the
 package given, so a change to the scan can be measured on the same index; the
@@ -110,6 +112,9 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=54371)
     ap.add_argument("--shared-buffers", default="1GB",
                     help="the server's shared_buffers (default 1GB: smaller than the 10M table)")
+    ap.add_argument("--cold", action="store_true",
+                    help="after the warm runs, restart the server, drop the OS page cache (when this user "
+                         "may write /proc/sys/vm/drop_caches) and time one pass at the index defaults")
     ap.add_argument("--keep", action="store_true",
                     help="keep each set's database (table and index) for a later --reuse")
     ap.add_argument("--reuse", action="store_true",
@@ -142,6 +147,8 @@ def main() -> int:
                     log(f"{ds}: nothing kept to reuse; loading and building")
                 queries, gt = load_and_build(cluster, ds, DB, args, lines)
             run_queries(cluster, ds, DB, queries, gt, probes, table)
+            if args.cold:
+                cold_pass(cluster, ds, DB, queries, gt, table)
             if not (args.keep or args.reuse):
                 with cluster.connect("postgres") as c:
                     c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
@@ -194,6 +201,45 @@ def load_and_build(cluster, ds: str, DB: str, args, lines: list[str]):
     print(head, flush=True)
     lines.append(head)
     return queries, gt
+
+
+def drop_os_cache() -> bool:
+    """Writes back and drops the OS page cache; False when this user may not."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def cold_pass(cluster, ds: str, DB: str, queries, gt, table: list):
+    """One pass of the queries at the index defaults right after a restart (empty
+    shared buffers) with the OS page cache dropped where allowed: every index and
+    table page a query needs comes from the disk the first time."""
+    cluster.stop()
+    dropped = drop_os_cache()
+    cluster.start()
+    spec = DATASETS[ds]
+    sql = f"SELECT id FROM items ORDER BY embedding {spec['op']} %s LIMIT 10"
+    qs = [Vec(vec_bytes(q)) for q in queries]
+    with cluster.connect(DB) as c:
+        register_vector(c)
+        with c.cursor(binary=True) as cur:
+            lat, hits = [], 0
+            t0 = time.perf_counter()
+            for i, q in enumerate(qs):
+                a = time.perf_counter()
+                cur.execute(sql, (q,), prepare=True)
+                ids = [r[0] for r in cur.fetchall()]
+                lat.append(time.perf_counter() - a)
+                hits += len(set(ids) & set(gt[i][:10].tolist()))
+            wall = time.perf_counter() - t0
+    what = "cold: restart, OS cache dropped" if dropped else "cold: restart only (OS cache not droppable)"
+    row = (ds, what, hits / (len(qs) * 10), len(qs) / wall, pct(lat, 50), pct(lat, 99), bench.loadavg())
+    table.append(row)
+    print(f"    {row[1]}: recall {row[2]:.3f} {row[3]:8.1f} q/s  p50 {row[4]:.2f} ms p99 {row[5]:.2f} ms  "
+          f"first query {lat[0] * 1000:.1f} ms  load {row[6]:.1f}", flush=True)
 
 
 def run_queries(cluster, ds: str, DB: str, queries, gt, probes: list[int], table: list):
