@@ -203,6 +203,19 @@ def load_and_build(cluster, ds: str, DB: str, args, lines: list[str]):
     return queries, gt
 
 
+def timed_pass(cur, sql: str, qs, gt):
+    """Runs every query once: (recall@10, wall seconds, latencies)."""
+    lat, hits = [], 0
+    t0 = time.perf_counter()
+    for i, q in enumerate(qs):
+        a = time.perf_counter()
+        cur.execute(sql, (q,), prepare=True)
+        ids = [r[0] for r in cur.fetchall()]
+        lat.append(time.perf_counter() - a)
+        hits += len(set(ids) & set(gt[i][:10].tolist()))
+    return hits / (len(qs) * 10), time.perf_counter() - t0, lat
+
+
 def drop_os_cache() -> bool:
     """Writes back and drops the OS page cache; False when this user may not."""
     os.sync()
@@ -226,17 +239,9 @@ def cold_pass(cluster, ds: str, DB: str, queries, gt, table: list):
     with cluster.connect(DB) as c:
         register_vector(c)
         with c.cursor(binary=True) as cur:
-            lat, hits = [], 0
-            t0 = time.perf_counter()
-            for i, q in enumerate(qs):
-                a = time.perf_counter()
-                cur.execute(sql, (q,), prepare=True)
-                ids = [r[0] for r in cur.fetchall()]
-                lat.append(time.perf_counter() - a)
-                hits += len(set(ids) & set(gt[i][:10].tolist()))
-            wall = time.perf_counter() - t0
+            recall, wall, lat = timed_pass(cur, sql, qs, gt)
     what = "cold: restart, OS cache dropped" if dropped else "cold: restart only (OS cache not droppable)"
-    row = (ds, what, hits / (len(qs) * 10), len(qs) / wall, pct(lat, 50), pct(lat, 99), bench.loadavg())
+    row = (ds, what, recall, len(qs) / wall, pct(lat, 50), pct(lat, 99), bench.loadavg())
     table.append(row)
     print(f"    {row[1]}: recall {row[2]:.3f} {row[3]:8.1f} q/s  p50 {row[4]:.2f} ms p99 {row[5]:.2f} ms  "
           f"first query {lat[0] * 1000:.1f} ms  load {row[6]:.1f}", flush=True)
@@ -263,16 +268,8 @@ def run_queries(cluster, ds: str, DB: str, queries, gt, probes: list[int], table
                 for q in qs[:50]:
                     cur.execute(sql, (q,), prepare=True)
                     cur.fetchall()
-                lat, hits = [], 0
-                t0 = time.perf_counter()
-                for i, q in enumerate(qs):
-                    a = time.perf_counter()
-                    cur.execute(sql, (q,), prepare=True)
-                    ids = [r[0] for r in cur.fetchall()]
-                    lat.append(time.perf_counter() - a)
-                    hits += len(set(ids) & set(gt[i][:10].tolist()))
-                wall = time.perf_counter() - t0
-            row = (ds, "index defaults" if p is None else f"probes={p}", hits / (len(qs) * 10),
+                recall, wall, lat = timed_pass(cur, sql, qs, gt)
+            row = (ds, "index defaults" if p is None else f"probes={p}", recall,
                    len(qs) / wall, pct(lat, 50), pct(lat, 99), bench.loadavg())
             table.append(row)
             print(f"    {row[1]:15} recall {row[2]:.3f} {row[3]:8.1f} q/s  p50 {row[4]:.2f} ms "
