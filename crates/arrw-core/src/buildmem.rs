@@ -7,7 +7,8 @@
 //!   [`TRAIN_COPIES`] copies of them (the rows themselves, their normalized copy
 //!   under cosine, the k-means++ seeding subset with its SIMD panels);
 //! - the **model**: centroids (three times: as trained, as SIMD panels, as the
-//!   serialized blob written to the model pages), codebooks, the per-list
+//!   serialized blob written to the model pages, plus the panels' half-precision
+//!   copy from [`crate::ivf::HALF_RANK_MIN_BYTES`]), codebooks, the per-list
 //!   fast-scan terms, and one page image per list while encoding;
 //! - one **encode batch**: rows copied out of the table (twice: as read and as
 //!   residuals) with their codes.
@@ -55,7 +56,12 @@ impl Shape {
             0
         };
         let pages = (self.lists + self.lists.div_ceil(64)) * self.page_bytes;
-        3 * centroids + 2 * codebooks + terms + pages
+        let half = if centroids >= crate::ivf::HALF_RANK_MIN_BYTES {
+            centroids / 2
+        } else {
+            0
+        };
+        3 * centroids + half + 2 * codebooks + terms + pages
     }
 
     /// Bytes of an encode batch of `rows` rows.
