@@ -244,8 +244,11 @@ mod tests {
     }
 
     /// Half-precision distances and dot products lie within the rounding of
-    /// the centroids' values of the exact ones, at every scale; the SIMD and
-    /// portable kernels agree to float rounding.
+    /// the centroids' values of the exact ones, at every scale, from both the
+    /// SIMD and the portable kernel. (They are not compared with each other at
+    /// a tighter tolerance: one fuses multiply-adds, the other does not, and
+    /// a dot product that cancels to near zero differs by more than a relative
+    /// bound allows; seed in proptest-regressions/halfpanels.txt.)
     fn check(seed: u64, rows: usize, dim: usize, scale: f32) {
         let mut rng = StdRng::seed_from_u64(seed);
         let c: Vec<f32> = (0..rows * dim)
@@ -276,13 +279,13 @@ mod tests {
             let unit = f64::from(scale) * f64::from(scale);
             let tol = unit * dim as f64 * 4.0 * 2f64.powi(-11);
             for r in 0..rows {
-                assert!(
-                    (f64::from(t[r]) - want[r]).abs() <= tol,
-                    "l2 {l2} row {r}: {} vs {} (tol {tol})",
-                    t[r],
-                    want[r]
-                );
-                assert!((t[r] - port[r]).abs() <= 1e-4 * t[r].abs().max(unit as f32 * 1e-3));
+                for (kernel, got) in [("simd", t[r]), ("portable", port[r])] {
+                    assert!(
+                        (f64::from(got) - want[r]).abs() <= tol,
+                        "{kernel}, l2 {l2}, row {r}: {got} vs {} (tol {tol})",
+                        want[r]
+                    );
+                }
             }
         }
     }
