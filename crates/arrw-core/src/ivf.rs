@@ -1737,6 +1737,22 @@ impl<T: Copy> CandidatePool<T> {
             return;
         }
         select_best(&mut self.near, k);
+        // NaN estimates belong in `far` (every `near` entry is at most the
+        // bound, and the bound below is the largest finite one): with fewer
+        // than `k` finite estimates the selection leaves NaN among the first
+        // `k`. Kept in `near`, a NaN was popped ahead of a finite candidate
+        // offered later into `far` (pop_best selects from `near` alone when it
+        // holds enough; a proptest seed in proptest-regressions/ivf.txt).
+        let mut k = k;
+        let mut i = 0;
+        while i < k {
+            if self.near[i].0.is_nan() {
+                k -= 1;
+                self.near.swap(i, k);
+            } else {
+                i += 1;
+            }
+        }
         self.near_bound = self.near[..k]
             .iter()
             .map(|e| e.0)
@@ -1944,6 +1960,11 @@ impl<T: Copy> CandidatePool<T> {
             // every candidate left (16 batches: a LIMIT 100 at 384 dimensions
             // pops ~15 and merged the whole pool every fourth with 4).
             self.tighten_to(k.saturating_mul(16).max(64));
+            // Fewer finite estimates than `k`: the NaN ones (which tighten_to
+            // keeps in `far`) come next, all of them in `near` again.
+            if k > self.near.len() && !self.far.is_empty() {
+                self.merge();
+            }
         }
         let mut k = k.min(self.near.len());
         select_best(&mut self.near, k);
