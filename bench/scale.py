@@ -170,7 +170,11 @@ def load_and_build(cluster, ds: str, DB: str, args, lines: list[str]):
     prints and records the build's line; returns the queries and ground truth."""
     spec = DATASETS[ds]
     log(f"{ds}: loading")
-    base, queries, gt = bench.load_dataset(ds, None, args.queries)
+    # The base stays in its file's dtype, mapped: COPY widens it 8,192 rows at a
+    # time (bench.copy_items), where load_dataset would hold all of it as float32
+    # (5 GB at 10M rows) in this process while the server loads and builds.
+    base = np.load(bench.DATA / spec["dir"] / spec["base"], mmap_mode="r")
+    queries, gt = queries_only(ds, args.queries)
     n, dim = base.shape
     t = bench.setup_db(cluster, DB, "arrw", base)
     del base
