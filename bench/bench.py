@@ -332,7 +332,8 @@ def private_server(lock_name: str, script: str, port: int, arrw_pkg: Path | None
     cluster.init()
     cluster.start()
     env = environment_lines(cluster)[:4]
-    env.append(f"arrw build measured: {build['source']} ({arrw_rev or 'system install'}, built {build['mtime']}, "
+    what = arrw_rev or ("package, revision not given" if arrw_pkg is not None else "system install")
+    env.append(f"arrw build measured: {build['source']} ({what}, built {build['mtime']}, "
                f"build id {build['build_id'][:16]}, {build['size_mb']:.1f} MB, "
                f"{'DEBUG BUILD: not representative' if build['debug'] else 'release build'})")
     return lock, cluster, env
