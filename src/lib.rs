@@ -26,6 +26,7 @@
 pub mod cdc;
 pub mod errors;
 pub mod fmgr;
+pub mod handed;
 pub mod ivfpq;
 pub mod jobs;
 pub mod memctx;

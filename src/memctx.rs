@@ -28,6 +28,25 @@ impl Drop for Restore {
     }
 }
 
+/// Runs `f` with `ctx` current and switches back afterwards (also while an
+/// ERROR unwinds). For work whose allocations must outlive a
+/// [`RowContext::scope`] it runs inside: an index scan kept across rows.
+///
+/// # Safety
+/// `ctx` must be a live memory context that outlives the call.
+pub unsafe fn in_context<R>(ctx: pg_sys::MemoryContext, f: impl FnOnce() -> R) -> R {
+    // SAFETY: CurrentMemoryContext is this backend's global; `ctx` is live
+    // (forwarded contract) and `Restore` swaps the caller's back.
+    let restore = unsafe {
+        let old = pg_sys::CurrentMemoryContext;
+        pg_sys::CurrentMemoryContext = ctx;
+        Restore(old)
+    };
+    let r = f();
+    drop(restore);
+    r
+}
+
 impl RowContext {
     /// A new context under the current one. It is freed by [`RowContext::delete`]
     /// or, at the latest, with its parent (also when an ERROR aborts the caller).

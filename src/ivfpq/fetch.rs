@@ -25,8 +25,10 @@
 use super::layout;
 use super::page::{self, Recents};
 use super::profile::{self, Phase};
+use super::toast::ToastReader;
+use crate::handed::{Pending, ValueId};
 use crate::memctx::RowContext;
-use arrw_core::ivf::{exact_distance, Metric};
+use arrw_core::ivf::{exact_parts, Metric};
 use pgrx::pg_sys;
 
 /// Pages pinned at once per stage. A backend tracks its first 8 pins in an
@@ -75,23 +77,41 @@ struct PageRows {
     to: usize,
 }
 
+/// What [`exact_distances`] reads with and where it leaves what it learns.
+pub(super) struct Fetch<'a> {
+    pub query: &'a [f32],
+    /// Per-row memory (detoasted vectors).
+    pub row: &'a RowContext,
+    /// Out-of-line keys are read through it.
+    pub toast: &'a ToastReader,
+    /// Out-of-line rows' distance sums, kept for the executor (src/handed.rs).
+    pub handed: &'a mut Pending,
+    pub metric: Metric,
+}
+
 /// Appends `(i, distance)` to `out` for each row `tids[i]` (sorted by TID)
 /// whose version visible to the scan's snapshot has a non-NULL key in heap
-/// column `att` (from [`direct_column`]): its exact distance to `query`, in
+/// column `att` (from [`direct_column`]): its exact distance to the query, in
 /// the order of `tids`. Rows with no visible version are skipped. Every
-/// detoasted vector lives in `row` and is freed before the next row.
+/// detoasted vector (out-of-line ones read through the TOAST reader) lives in
+/// the row context and is freed before the next row.
 ///
 /// # Safety
 /// `scan` must be live, its heap relation a heap table with column `att`.
 pub(super) unsafe fn exact_distances(
     scan: pg_sys::IndexScanDesc,
     att: i16,
-    query: &[f32],
-    row: &RowContext,
-    metric: Metric,
+    f: Fetch<'_>,
     tids: &[u64],
     out: &mut Vec<(usize, f32)>,
 ) {
+    let Fetch {
+        query,
+        row,
+        toast,
+        handed,
+        metric,
+    } = f;
     // SAFETY: live scan (forwarded contract): its heap relation and snapshot
     // stay open for the scan's duration.
     let (heap, snapshot) = unsafe { ((*scan).heapRelation, (*scan).xs_snapshot) };
@@ -215,17 +235,21 @@ pub(super) unsafe fn exact_distances(
                     return;
                 }
                 // SAFETY: a non-null key of a vector index's column is a vector
-                // (or halfvec) datum; a detoasted copy lives in the row context.
+                // (or halfvec) datum; an out-of-line one is read by the scan's
+                // TOAST reader (no buffer lock is held here), and it or a
+                // detoasted copy lives in the row context.
                 let x = profile::time(Phase::Fetch, || unsafe {
-                    crate::vector::VectorArg::from_key(key).x
+                    crate::vector::VectorArg::from_key(toast.plain(key)).x
                 });
                 if x.len() != query.len() {
                     crate::vector::check_same_dims(query, x);
                 }
-                out.push((
-                    *k,
-                    profile::time(Phase::Exact, || exact_distance(metric, query, x)),
-                ));
+                let parts = profile::time(Phase::Exact, || exact_parts(metric, query, x));
+                // SAFETY: `key` is the non-null varlena datum read above.
+                if let Some(id) = unsafe { ValueId::of(key) } {
+                    handed.remember(tids[*k], id, parts);
+                }
+                out.push((*k, parts.distance()));
             });
         }
         // 5. Unpin.

@@ -42,6 +42,7 @@ pub mod page;
 pub mod pending;
 pub mod profile;
 pub mod scan;
+mod toast;
 pub mod vacuum;
 
 use pgrx::pg_sys;

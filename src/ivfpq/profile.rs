@@ -55,9 +55,14 @@ pub enum Count {
     Refined,
     /// Rounds that offered the probed lists' codes again (CandidatePool).
     Reoffers,
+    /// Out-of-line keys read through the scan's TOAST reader (toast.rs).
+    ToastReads,
+    /// ORDER BY values the executor took from the scan's sums instead of
+    /// reading an out-of-line row again (src/handed.rs).
+    OrderByReuses,
 }
 
-const COUNTS: usize = 8;
+const COUNTS: usize = 10;
 const COUNT_NAMES: [&str; COUNTS] = [
     "scans",
     "lists",
@@ -67,6 +72,8 @@ const COUNT_NAMES: [&str; COUNTS] = [
     "returned",
     "refined",
     "reoffers",
+    "toast_reads",
+    "orderby_reuses",
 ];
 
 thread_local! {

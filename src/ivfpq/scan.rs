@@ -94,6 +94,10 @@ pub(super) struct ScanState {
     pub(super) direct_column: Option<i16>,
     /// Per re-ranked row: detoasted vectors.
     pub(super) row: RowContext,
+    /// Out-of-line keys, read through one TOAST index scan (toast.rs).
+    pub(super) toast: super::toast::ToastReader,
+    /// Re-ranked out-of-line rows' sums until handed out (src/handed.rs).
+    pub(super) handed: crate::handed::Pending,
     /// Untrained index: exact ranking in bounded passes; None once exhausted.
     pub(super) exact: Option<ExactPasses>,
     /// The index's size as last counted (`page::list_dir_counted`; 0: not yet).
@@ -156,6 +160,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         has_exprs: false,
         direct_column: None,
         row,
+        toast: super::toast::ToastReader::none(),
+        handed: Default::default(),
         exact: None,
         nblocks: 0,
         multi: None,
@@ -196,6 +202,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
         st.fine = None;
         st.fine_query = None;
+        st.handed.clear();
         st.query_parts = None;
         st.ready.clear();
         st.ranked = RankedLists::default();
@@ -307,6 +314,10 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
         match next {
             Next::Row(dist, c) => {
                 profile::count(Count::Returned, 1);
+                // The executor computes the ORDER BY expression of this row
+                // next: an out-of-line row's sums go where the operator finds
+                // them (src/handed.rs).
+                st.handed.handed_out(untag(c.tag), metric, &st.query);
                 // SAFETY: scan is live.
                 unsafe { hand_out(scan, st.meta.metric, dist, untag(c.tag)) };
                 return true;
@@ -874,7 +885,16 @@ unsafe fn exact_batch(
     unsafe { ensure_fetch(scan, st) };
     if let Some(att) = st.direct_column.filter(|_| st.multi.is_none()) {
         // SAFETY: ensure_fetch ran; direct_column accepted the heap and column.
-        unsafe { fetch::exact_distances(scan, att, &st.query, &st.row, metric, tids, &mut out) };
+        unsafe {
+            let ctx = fetch::Fetch {
+                query: &st.query,
+                row: &st.row,
+                toast: &st.toast,
+                handed: &mut st.handed,
+                metric,
+            };
+            fetch::exact_distances(scan, att, ctx, tids, &mut out)
+        };
         return out;
     }
     for (i, &tid) in tids.iter().enumerate() {
@@ -1006,6 +1026,7 @@ pub(super) unsafe fn ensure_fetch(scan: pg_sys::IndexScanDesc, st: &mut ScanStat
         st.has_exprs = !(*st.index_info).ii_Expressions.is_null();
         st.direct_column =
             fetch::direct_column(scan, st.index_info, st.has_exprs, st.multi.is_some());
+        st.toast = super::toast::ToastReader::new(heap);
         if st.direct_column.is_some() {
             page::size_recents(heap, page::Recents::Heap);
         }
@@ -1082,7 +1103,9 @@ unsafe fn fetch_key(
         if nulls[0] {
             None
         } else {
-            Some(values[0])
+            // An out-of-line key is read through the scan's TOAST reader, into
+            // the caller's (row) context.
+            Some(st.toast.plain(values[0]))
         }
     }
 }
@@ -1094,7 +1117,9 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     unsafe {
         let st = Box::from_raw((*scan).opaque as *mut ScanState);
         (*scan).opaque = std::ptr::null_mut();
+        crate::handed::forget();
         if !st.fetch.is_null() {
+            st.toast.close();
             pg_sys::table_index_fetch_end(st.fetch);
             pg_sys::ExecDropSingleTupleTableSlot(st.slot);
             pg_sys::FreeExecutorState(st.estate);

@@ -8,7 +8,9 @@
 use super::{build, check_same_dims, VectorArg};
 use crate::errors::{check_vector, raise_vector};
 use crate::fmgr;
+use crate::handed::ValueId;
 use arrw_core::distance;
+use arrw_core::ivf::{ExactParts, Metric};
 use arrw_core::text::{self, VectorError};
 use pgrx::pg_sys;
 
@@ -29,6 +31,23 @@ unsafe fn two<'a>(fcinfo: pg_sys::FunctionCallInfo) -> (&'a [f32], &'a [f32]) {
     (a.x, b.x)
 }
 
+/// The sums an ivfpq scan of this statement computed for an out-of-line first
+/// argument and this second argument, if it handed that row out (src/handed.rs):
+/// the executor evaluates `embedding <op> $1` for every row such a scan returns,
+/// and this spares it a second read of the value from the TOAST table. An
+/// in-line first argument costs one byte read.
+///
+/// # Safety
+/// The function must be declared `(vector, vector)` and STRICT.
+#[inline(always)]
+unsafe fn handed(fcinfo: pg_sys::FunctionCallInfo, metric: Metric) -> Option<ExactParts> {
+    // SAFETY: forwarded contract: argument 0 is a non-null vector datum.
+    let id = unsafe { ValueId::of(crate::fmgr::arg(fcinfo, 0)) }?;
+    // SAFETY: as above, argument 1.
+    let q = unsafe { VectorArg::from_arg(fcinfo, 1) };
+    crate::handed::lookup(id, metric, q.x)
+}
+
 /// Cosine distance from the one-pass sums, with pgvector's clamping; NaN when
 /// either vector is zero (0/0), exactly as pgvector returns.
 pub fn cosine_from_parts(ab: f32, aa: f32, bb: f32) -> f64 {
@@ -39,7 +58,11 @@ pub fn cosine_from_parts(ab: f32, aa: f32, bb: f32) -> f64 {
 crate::v1! {
     /// `l2_distance(vector, vector)` and operator `<->`.
     fn arrw_l2_distance(fcinfo) {
-        // SAFETY: declared (vector, vector), STRICT.
+        // SAFETY: declared (vector, vector), STRICT (both calls).
+        if let Some(ExactParts::L2Squared(d)) = unsafe { handed(fcinfo, Metric::L2) } {
+            return fmgr::float8((d as f64).sqrt());
+        }
+        // SAFETY: as above.
         let (a, b) = unsafe { two(fcinfo) };
         fmgr::float8((distance::l2_squared(a, b) as f64).sqrt())
     }
@@ -66,7 +89,11 @@ crate::v1! {
 crate::v1! {
     /// `vector_negative_inner_product(vector, vector)` and operator `<#>`.
     fn arrw_vector_negative_inner_product(fcinfo) {
-        // SAFETY: declared (vector, vector), STRICT.
+        // SAFETY: declared (vector, vector), STRICT (both calls).
+        if let Some(ExactParts::Dot(d)) = unsafe { handed(fcinfo, Metric::InnerProduct) } {
+            return fmgr::float8(-(d as f64));
+        }
+        // SAFETY: as above.
         let (a, b) = unsafe { two(fcinfo) };
         fmgr::float8(-(distance::dot(a, b) as f64))
     }
@@ -75,7 +102,11 @@ crate::v1! {
 crate::v1! {
     /// `cosine_distance(vector, vector)` and operator `<=>`.
     fn arrw_cosine_distance(fcinfo) {
-        // SAFETY: declared (vector, vector), STRICT.
+        // SAFETY: declared (vector, vector), STRICT (both calls).
+        if let Some(ExactParts::Cosine { ab, aa, bb }) = unsafe { handed(fcinfo, Metric::Cosine) } {
+            return fmgr::float8(cosine_from_parts(ab, aa, bb));
+        }
+        // SAFETY: as above.
         let (a, b) = unsafe { two(fcinfo) };
         let (ab, aa, bb) = distance::cosine_parts(a, b);
         fmgr::float8(cosine_from_parts(ab, aa, bb))

@@ -354,13 +354,45 @@ pub fn normalize(x: &mut [f32]) {
 /// vectors: squared L2 (monotone in `<->`), negative inner product (`<#>`), or
 /// cosine distance `1 - cos` (`<=>`, NaN if either vector is zero, as in pgvector).
 pub fn exact_distance(metric: Metric, q: &[f32], x: &[f32]) -> f32 {
+    exact_parts(metric, q, x).distance()
+}
+
+/// The sums an exact distance is made of, as the distance operators of SQL
+/// compute them (`<->` is the square root of `L2Squared`, `<#>` the negated
+/// `Dot`, `<=>` one minus the clamped `ab / sqrt(aa * bb)`, all in `f64`). The
+/// kernels are symmetric bit for bit (`distance`'s tests), so the sums of
+/// `(q, x)` finish to the same `f64` as an operator's of `(x, q)`; src/handed.rs
+/// relies on that.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExactParts {
+    L2Squared(f32),
+    Dot(f32),
+    Cosine { ab: f32, aa: f32, bb: f32 },
+}
+
+/// The sums of `metric`'s exact distance between `q` and `x`.
+pub fn exact_parts(metric: Metric, q: &[f32], x: &[f32]) -> ExactParts {
     match metric {
-        Metric::L2 => distance::l2_squared(q, x),
-        Metric::InnerProduct => -distance::dot(q, x),
+        Metric::L2 => ExactParts::L2Squared(distance::l2_squared(q, x)),
+        Metric::InnerProduct => ExactParts::Dot(distance::dot(q, x)),
         Metric::Cosine => {
             let (ab, aa, bb) = distance::cosine_parts(q, x);
-            let sim = f64::from(ab) / (f64::from(aa) * f64::from(bb)).sqrt();
-            (1.0 - sim.clamp(-1.0, 1.0)) as f32
+            ExactParts::Cosine { ab, aa, bb }
+        }
+    }
+}
+
+impl ExactParts {
+    /// The index's distance ([`exact_distance`]): squared L2, negated inner
+    /// product, cosine distance.
+    pub fn distance(self) -> f32 {
+        match self {
+            ExactParts::L2Squared(d) => d,
+            ExactParts::Dot(d) => -d,
+            ExactParts::Cosine { ab, aa, bb } => {
+                let sim = f64::from(ab) / (f64::from(aa) * f64::from(bb)).sqrt();
+                (1.0 - sim.clamp(-1.0, 1.0)) as f32
+            }
         }
     }
 }

@@ -45,3 +45,4 @@ pub mod rerank;
 pub mod sample;
 pub mod stop;
 pub mod text;
+pub mod toast;

@@ -129,6 +129,62 @@ SELECT plain = ARRAY(SELECT id FROM fe_wide ORDER BY v <-> (SELECT v FROM fe_wid
 FROM fe_w;
 RESET enable_indexscan;
 SET enable_seqscan = off;
+-- The plain index reads its out-of-line keys through the scan's own TOAST
+-- index scan (src/ivfpq/toast.rs): counted as toast_reads.
+SET ivfpq.profile = on;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM fe_wide ORDER BY v <-> (SELECT v FROM fe_wide WHERE id = 7) LIMIT 20) s;
+SELECT (arrw.ivfpq_profile()->>'toast_reads')::int >= 20 AS read_out_of_line;
+-- The executor evaluates the ORDER BY expression of each row the scan
+-- returns (the scan's Output in EXPLAIN VERBOSE); for an out-of-line row it
+-- takes the sums the scan computed (src/handed.rs) instead of reading the row
+-- again. The same float8 as computing it anew (in later statements, which
+-- cannot reuse them), for each operator and its index.
+CREATE INDEX fe_wide_cos ON fe_wide USING ivfpq (v vector_cosine_ops) WITH (lists = 3, m = 20);
+CREATE INDEX fe_wide_ip ON fe_wide USING ivfpq (v vector_ip_ops) WITH (lists = 3, m = 20);
+CREATE TEMP TABLE fe_q7 AS SELECT v AS q FROM fe_wide WHERE id = 7;
+SELECT arrw.ivfpq_profile_reset();
+CREATE TEMP TABLE fe_od AS
+  SELECT 'l2' AS op, id, d FROM (SELECT id, v <-> (SELECT q FROM fe_q7) AS d FROM fe_wide
+                                 ORDER BY v <-> (SELECT q FROM fe_q7) LIMIT 15) s
+  UNION ALL
+  SELECT 'cos', id, d FROM (SELECT id, v <=> (SELECT q FROM fe_q7) AS d FROM fe_wide
+                            ORDER BY v <=> (SELECT q FROM fe_q7) LIMIT 15) s
+  UNION ALL
+  SELECT 'ip', id, d FROM (SELECT id, v <#> (SELECT q FROM fe_q7) AS d FROM fe_wide
+                           ORDER BY v <#> (SELECT q FROM fe_q7) LIMIT 15) s;
+SELECT arrw.ivfpq_profile()->>'orderby_reuses' AS reused;
+SELECT op, count(*) AS rows,
+       count(*) FILTER (WHERE d = CASE op WHEN 'l2' THEN w.v <-> q WHEN 'cos' THEN w.v <=> q
+                                          ELSE w.v <#> q END) AS same_float8
+FROM fe_od JOIN fe_wide w USING (id), fe_q7 GROUP BY op ORDER BY op;
+SELECT arrw.ivfpq_profile()->>'orderby_reuses' AS still_reused;
+DROP INDEX fe_wide_cos, fe_wide_ip;
+-- Compressed values (storage extended; every third element varies, the rest
+-- repeat; 5.7 kB each, out of line) stay with pg_detoast_datum: the same
+-- answers as an exact sort, and none read by the reader.
+CREATE TABLE fe_zip (id int, v vector(3000));
+ALTER TABLE fe_zip ALTER COLUMN v SET STORAGE extended;
+INSERT INTO fe_zip SELECT i, (SELECT array_agg(CASE WHEN d % 3 = 0
+    THEN ((i * 7919 + d * 104729) % 1000003)::real ELSE ((i * 13 + d) % 29)::real END)
+  FROM generate_series(1, 3000) d)::vector
+FROM generate_series(1, 60) i;
+SELECT count(*) FILTER (WHERE pg_column_compression(v) IS NOT NULL AND pg_column_size(v) > 2500)
+  AS compressed_out_of_line FROM fe_zip;
+CREATE INDEX fe_zip_idx ON fe_zip USING ivfpq (v vector_l2_ops) WITH (lists = 2, m = 10);
+SELECT arrw.ivfpq_profile_reset();
+CREATE TEMP TABLE fe_z AS SELECT ARRAY(SELECT id FROM fe_zip
+  ORDER BY v <-> (SELECT v FROM fe_zip WHERE id = 9) LIMIT 12) AS ids;
+SELECT (arrw.ivfpq_profile()->>'toast_reads')::int AS zip_toast_reads;
+RESET ivfpq.profile;
+SET enable_indexscan = off;
+SET enable_seqscan = on;
+SELECT ids = ARRAY(SELECT id FROM fe_zip
+  ORDER BY v <-> (SELECT v FROM fe_zip WHERE id = 9), id LIMIT 12) AS zip_same
+FROM fe_z;
+RESET enable_indexscan;
+SET enable_seqscan = off;
+DROP TABLE fe_zip;
 DROP TABLE fe_wide;
 DROP FUNCTION fe_same(int);
 DROP TABLE fe, fe_q;
