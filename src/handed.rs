@@ -154,30 +154,36 @@ impl Pending {
     }
 }
 
-/// The sums of `metric`'s distance between out-of-line value `id` and `query`
-/// remembered by a scan of this command, if any.
-pub fn lookup(id: ValueId, metric: Metric, query: &[f32]) -> Option<ExactParts> {
+/// The sums of `metric`'s distance between out-of-line value `id` and the
+/// query `query()` gives, remembered by a scan of this statement, if any. The
+/// query is read only when some entry has this identity and metric (reading
+/// it may mean detoasting it).
+pub fn lookup<'q>(
+    id: ValueId,
+    metric: Metric,
+    query: impl FnOnce() -> &'q [f32],
+) -> Option<ExactParts> {
     HANDED.with(|h| {
         let (ring, _) = &*h.borrow();
-        if ring.is_empty() {
-            return None;
-        }
+        let mut hits = ring
+            .iter()
+            .filter(|e| e.id == id && e.metric == metric)
+            .peekable();
+        hits.peek()?;
         let now = stamp();
-        ring.iter()
-            .find(|e| {
-                e.id == id
-                    && e.metric == metric
-                    && e.stamp == now
-                    && e.query.len() == query.len()
-                    && e.query
-                        .iter()
-                        .zip(query)
-                        .all(|(a, b)| a.to_bits() == b.to_bits())
-            })
-            .map(|e| {
-                crate::ivfpq::profile::count(crate::ivfpq::profile::Count::OrderByReuses, 1);
-                e.parts
-            })
+        let query = query();
+        hits.find(|e| {
+            e.stamp == now
+                && e.query.len() == query.len()
+                && e.query
+                    .iter()
+                    .zip(query)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+        })
+        .map(|e| {
+            crate::ivfpq::profile::count(crate::ivfpq::profile::Count::OrderByReuses, 1);
+            e.parts
+        })
     })
 }
 

@@ -14,8 +14,10 @@ use super::ops::{compare, cosine_from_parts, subvector_range};
 use super::{detoast, VectorArg, VECTOR_HEADER_BYTES};
 use crate::errors::{check_vector, raise_vector};
 use crate::fmgr;
+use crate::handed::ValueId;
 use arrw_core::distance;
 use arrw_core::half::{self, f16_to_f32, f32_to_f16};
+use arrw_core::ivf::{ExactParts, Metric};
 use arrw_core::text::{self, VectorError};
 use pgrx::pg_sys;
 
@@ -269,20 +271,66 @@ macro_rules! distance_fn {
     )*};
 }
 
-distance_fn! {
+/// The sums an ivfpq scan of this statement computed for an out-of-line first
+/// argument, as for `vector` (src/vector/ops.rs, src/handed.rs): the scan's
+/// query and rows are halfvecs widened exactly as here.
+///
+/// # Safety
+/// The function must be declared `(halfvec, halfvec)` and STRICT.
+#[inline(always)]
+unsafe fn handed(fcinfo: pg_sys::FunctionCallInfo, metric: Metric) -> Option<ExactParts> {
+    // SAFETY: forwarded contract: argument 0 is a non-null halfvec datum.
+    let id = unsafe { ValueId::of(crate::fmgr::arg(fcinfo, 0)) }?;
+    let mut q = Vec::new();
+    crate::handed::lookup(id, metric, || {
+        // SAFETY: as above, argument 1 (detoasted in the call's context).
+        let b = unsafe { HalfArg::from_arg(fcinfo, 1) };
+        q.resize(b.x.len(), 0.0);
+        half::widen(b.x, &mut q);
+        &q
+    })
+}
+
+/// A distance whose sums a scan may have handed out (`handed`): `$reuse`
+/// finishes them, `$body` computes from the values otherwise.
+macro_rules! reusing_distance_fn {
+    ($($(#[$meta:meta])* $name:ident, $metric:expr, $parts:pat => $reuse:expr, |$a:ident, $b:ident| $body:expr;)*) => {$(
+        crate::v1! {
+            $(#[$meta])*
+            fn $name(fcinfo) {
+                // SAFETY: declared (halfvec, halfvec), STRICT (both calls).
+                if let Some($parts) = unsafe { handed(fcinfo, $metric) } {
+                    return fmgr::float8($reuse);
+                }
+                // SAFETY: as above.
+                let (buf, dim) = unsafe { two(fcinfo) };
+                let ($a, $b) = buf.split_at(dim);
+                fmgr::float8($body)
+            }
+        }
+    )*};
+}
+
+reusing_distance_fn! {
     /// `l2_distance(halfvec, halfvec)` and operator `<->`.
-    arrw_halfvec_l2_distance => |a, b| (distance::l2_squared(a, b) as f64).sqrt();
+    arrw_halfvec_l2_distance, Metric::L2, ExactParts::L2Squared(d) => (d as f64).sqrt(),
+        |a, b| (distance::l2_squared(a, b) as f64).sqrt();
+    /// `halfvec_negative_inner_product(halfvec, halfvec)` and operator `<#>`.
+    arrw_halfvec_negative_inner_product, Metric::InnerProduct, ExactParts::Dot(d) => -(d as f64),
+        |a, b| -(distance::dot(a, b) as f64);
+    /// `cosine_distance(halfvec, halfvec)` and operator `<=>`.
+    arrw_halfvec_cosine_distance, Metric::Cosine, ExactParts::Cosine { ab, aa, bb } => cosine_from_parts(ab, aa, bb),
+        |a, b| {
+            let (ab, aa, bb) = distance::cosine_parts(a, b);
+            cosine_from_parts(ab, aa, bb)
+        };
+}
+
+distance_fn! {
     /// `halfvec_l2_squared_distance(halfvec, halfvec)`: ivfpq support function (L2).
     arrw_halfvec_l2_squared_distance => |a, b| distance::l2_squared(a, b) as f64;
     /// `inner_product(halfvec, halfvec)`
     arrw_halfvec_inner_product => |a, b| distance::dot(a, b) as f64;
-    /// `halfvec_negative_inner_product(halfvec, halfvec)` and operator `<#>`.
-    arrw_halfvec_negative_inner_product => |a, b| -(distance::dot(a, b) as f64);
-    /// `cosine_distance(halfvec, halfvec)` and operator `<=>`.
-    arrw_halfvec_cosine_distance => |a, b| {
-        let (ab, aa, bb) = distance::cosine_parts(a, b);
-        cosine_from_parts(ab, aa, bb)
-    };
     /// `halfvec_spherical_distance(halfvec, halfvec)`: angle / pi of unit vectors.
     arrw_halfvec_spherical_distance => |a, b| (distance::dot(a, b) as f64).clamp(-1.0, 1.0).acos() / std::f64::consts::PI;
     /// `l1_distance(halfvec, halfvec)` and operator `<+>`.

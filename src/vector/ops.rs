@@ -43,9 +43,8 @@ unsafe fn two<'a>(fcinfo: pg_sys::FunctionCallInfo) -> (&'a [f32], &'a [f32]) {
 unsafe fn handed(fcinfo: pg_sys::FunctionCallInfo, metric: Metric) -> Option<ExactParts> {
     // SAFETY: forwarded contract: argument 0 is a non-null vector datum.
     let id = unsafe { ValueId::of(crate::fmgr::arg(fcinfo, 0)) }?;
-    // SAFETY: as above, argument 1.
-    let q = unsafe { VectorArg::from_arg(fcinfo, 1) };
-    crate::handed::lookup(id, metric, q.x)
+    // SAFETY: as above, argument 1 (detoasted in the call's context).
+    crate::handed::lookup(id, metric, || unsafe { VectorArg::from_arg(fcinfo, 1) }.x)
 }
 
 /// Cosine distance from the one-pass sums, with pgvector's clamping; NaN when

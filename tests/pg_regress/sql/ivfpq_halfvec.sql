@@ -103,5 +103,30 @@ EXPLAIN (COSTS OFF) EXECUTE wide(array_fill(3::real, ARRAY[4096]));
 RESET plan_cache_mode;
 SELECT id % 7 AS k FROM ivh_wide ORDER BY h <-> array_fill(3::real, ARRAY[4096])::halfvec LIMIT 3;
 DROP TABLE ivh_wide;
+
+-- Out-of-line halfvecs (1,536 dimensions, 3 kB each): the executor's ORDER BY
+-- values reuse the scan's sums (src/handed.rs), the same float8 as computed
+-- anew in a later statement.
+CREATE TABLE ivh_toast (id int, h halfvec(1536));
+INSERT INTO ivh_toast SELECT i,
+  (SELECT array_agg(((i * 31 + d * 7) % 97)::real / 8 - 6) FROM generate_series(1, 1536) d)::halfvec
+FROM generate_series(1, 80) i;
+CREATE INDEX ivh_toast_cos ON ivh_toast USING ivfpq (h halfvec_cosine_ops) WITH (lists = 2, m = 48);
+CREATE INDEX ivh_toast_l2 ON ivh_toast USING ivfpq (h halfvec_l2_ops) WITH (lists = 2, m = 48);
+SET ivfpq.profile = on;
+SELECT arrw.ivfpq_profile_reset();
+CREATE TEMP TABLE ivh_od AS
+  SELECT 'cos' AS op, id, d FROM (SELECT id, h <=> (SELECT h FROM ivh_toast WHERE id = 5) AS d
+    FROM ivh_toast ORDER BY h <=> (SELECT h FROM ivh_toast WHERE id = 5) LIMIT 10) s
+  UNION ALL
+  SELECT 'l2', id, d FROM (SELECT id, h <-> (SELECT h FROM ivh_toast WHERE id = 5) AS d
+    FROM ivh_toast ORDER BY h <-> (SELECT h FROM ivh_toast WHERE id = 5) LIMIT 10) s;
+SELECT arrw.ivfpq_profile()->>'orderby_reuses' AS reused;
+SELECT op, count(*) AS rows,
+       count(*) FILTER (WHERE d = CASE op WHEN 'cos' THEN t.h <=> q.h ELSE t.h <-> q.h END) AS same_float8
+FROM ivh_od JOIN ivh_toast t USING (id), (SELECT h FROM ivh_toast WHERE id = 5) q
+GROUP BY op ORDER BY op;
+RESET ivfpq.profile;
+DROP TABLE ivh_toast;
 DROP FUNCTION ivh_top, ivh_dist;
 DROP TABLE ivh;
