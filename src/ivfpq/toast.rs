@@ -150,10 +150,10 @@ impl ToastReader {
     /// `key` must be a non-null varlena datum valid for the call; no buffer
     /// lock may be held (the TOAST index and table are read).
     pub(super) unsafe fn plain(&self, key: pg_sys::Datum) -> pg_sys::Datum {
+        // A 1-byte-header value shorter than a pointer is never 0x01 + tag
+        // 18: its first byte gives its length, at least 1.
         // SAFETY: a varlena datum has at least its first byte; an external one
-        // (first byte 0x01) has its 18 pointer bytes, which is all we read (a
-        // 1-byte-header value shorter than that is not 0x01 + tag 18: its
-        // first byte gives its length, at least 1).
+        // (first byte 0x01) has its 18 pointer bytes, all that is read.
         let head = unsafe {
             let p = key.cast_mut_ptr::<u8>() as *const u8;
             if *p != 0x01 {
@@ -237,10 +237,11 @@ impl ToastReader {
 /// # Safety
 /// `toast` must be the TOAST table of a heap the caller holds a lock on.
 unsafe fn open(toast: pg_sys::Oid) -> Open {
-    // SAFETY: the TOAST table of a locked heap exists; these are the calls and
-    // lock modes of heap_fetch_toast_slice (toast_open_indexes returns the
-    // position of the index that is valid, as REINDEX CONCURRENTLY may leave
-    // more than one). The snapshot is initialised before the scan uses it.
+    // These are the calls and lock modes of heap_fetch_toast_slice;
+    // toast_open_indexes returns the position of the index that is valid, as
+    // REINDEX CONCURRENTLY may leave more than one.
+    // SAFETY: the TOAST table of a locked heap exists; the snapshot is
+    // initialised before the scan uses it.
     unsafe {
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
         let rel = pg_sys::table_open(toast, lock);
@@ -270,11 +271,11 @@ unsafe fn open(toast: pg_sys::Oid) -> Open {
 /// `o` must be open; runs in `o.ctx`.
 unsafe fn read_chunks(o: &mut Open, valueid: u32, out: &mut [u8]) -> bool {
     let mut key = pg_sys::ScanKeyData::default();
-    // SAFETY: the reader's objects are open. The key is the one
-    // heap_fetch_toast_slice uses (index column 1, chunk_id = valueid);
-    // index_rescan copies it. The snapshot is re-initialised for this value
-    // as PostgreSQL does per value (it needs an active or registered
-    // snapshot, which a scan has).
+    // The key is the one heap_fetch_toast_slice uses (index column 1,
+    // chunk_id = valueid); index_rescan copies it. The snapshot is
+    // re-initialised per value as PostgreSQL does.
+    // SAFETY: the reader's objects are open; init_toast_snapshot needs an
+    // active or registered snapshot, which a scan has.
     unsafe {
         pg_sys::ScanKeyInit(
             &mut key,
@@ -300,10 +301,10 @@ unsafe fn read_chunks(o: &mut Open, valueid: u32, out: &mut [u8]) -> bool {
             break;
         }
         let mut should_free = false;
-        // SAFETY: a buffer heap slot holding the chunk just read: its tuple is
-        // returned in place (a copy, which a heap slot never makes, is freed
-        // below); attributes 2 and 3 exist in the TOAST table's descriptor;
-        // the chunk's bytes are read only up to the end of its tuple.
+        // A heap slot returns its tuple in place (a copy, which it never
+        // makes, would be freed below).
+        // SAFETY: the slot holds the chunk just read; attributes 2 and 3 exist
+        // in the TOAST table's descriptor; bytes read only up to tuple's end.
         let ok = unsafe {
             let tup = pg_sys::ExecFetchSlotHeapTuple(o.slot, false, &mut should_free);
             let mut null_seq = false;
