@@ -143,6 +143,7 @@ pub fn json() -> String {
             parts.push(format!("\"{name}\":{}", v.get()));
         }
     });
+    parts.push(format!("\"open_scans\":{}", super::scan::live_scans()));
     format!("{{{}}}", parts.join(","))
 }
 

@@ -166,9 +166,59 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         nblocks: 0,
         multi: None,
     });
-    // SAFETY: `scan` is the descriptor just allocated; opaque is ours.
-    unsafe { (*scan).opaque = Box::into_raw(st) as *mut std::ffi::c_void };
+    // SAFETY: `scan` is the descriptor just allocated; opaque is ours. The
+    // callback record is palloc'd in the context the descriptor lives in, and
+    // runs when that context is reset or deleted, before its memory is freed.
+    unsafe {
+        (*scan).opaque = Box::into_raw(st) as *mut std::ffi::c_void;
+        let cb = pg_sys::palloc0(std::mem::size_of::<pg_sys::MemoryContextCallback>())
+            as *mut pg_sys::MemoryContextCallback;
+        (*cb).func = Some(free_scan_state);
+        (*cb).arg = scan as *mut std::ffi::c_void;
+        pg_sys::MemoryContextRegisterResetCallback(pg_sys::CurrentMemoryContext, cb);
+    }
+    LIVE_SCANS.with(|n| n.set(n.get() + 1));
     scan
+}
+
+thread_local! {
+    /// ScanStates allocated and not yet freed in this backend (reported as
+    /// `open_scans` by `arrw.ivfpq_profile()`).
+    static LIVE_SCANS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// ScanStates of this backend not yet freed.
+pub fn live_scans() -> u64 {
+    LIVE_SCANS.with(|n| n.get())
+}
+
+/// Counts a scan state freed.
+fn count_freed() {
+    LIVE_SCANS.with(|n| n.set(n.get().saturating_sub(1)));
+}
+
+/// Frees the scan's state when the memory context of its descriptor goes away
+/// without `amendscan` (a query ended by an ERROR or a cancel: the executor
+/// does not end its scans then). The state is Rust heap memory (the candidate
+/// pool, per-query buffers), which nothing else would free: every failed or
+/// cancelled scan leaked it for the rest of the connection. Only Rust memory
+/// is freed here; what the state holds of PostgreSQL's (buffer pins,
+/// relations, locks) is released by the aborting transaction's resource
+/// owner, as for any scan.
+#[pg_guard]
+unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
+    let scan = arg as pg_sys::IndexScanDesc;
+    // SAFETY: `arg` is the descriptor registered in ambeginscan; the callback
+    // runs before its context's memory is freed, so it is still readable;
+    // amendscan nulls `opaque` when it has freed the state itself.
+    unsafe {
+        let p = (*scan).opaque as *mut ScanState;
+        if !p.is_null() {
+            (*scan).opaque = std::ptr::null_mut();
+            drop(Box::from_raw(p));
+            count_freed();
+        }
+    }
 }
 
 /// # Safety
@@ -1126,4 +1176,5 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
         }
         st.row.delete();
     }
+    count_freed();
 }

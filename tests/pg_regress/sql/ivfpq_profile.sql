@@ -22,6 +22,17 @@ SELECT p->>'scans' AS scans, p->>'lists' AS lists, p->>'candidates' AS codes,
 FROM arrw.ivfpq_profile() p;
 SELECT arrw.ivfpq_profile_reset();
 SELECT arrw.ivfpq_profile()->>'lists' AS lists_after_reset;
+-- open_scans: scan states this backend has not freed. The executor does not
+-- end the scans of a query that fails; their states go with the query's
+-- memory (a memory context callback) instead of staying for the session.
+SELECT arrw.ivfpq_profile()->>'open_scans' AS open_scans;
+SELECT id FROM prof ORDER BY v <-> '[1,2,3]' LIMIT 1;
+SELECT id FROM prof ORDER BY v <-> '[1,2,3,4,5]' LIMIT 1;
+BEGIN;
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 5) s;
+SELECT id FROM prof ORDER BY v <-> '[1,2]' LIMIT 1;
+ROLLBACK;
+SELECT arrw.ivfpq_profile()->>'open_scans' AS open_scans_after_errors;
 RESET ivfpq.profile;
 RESET ivfpq.probes;
 RESET enable_seqscan;
