@@ -130,6 +130,22 @@ pub fn count(what: Count, n: u64) {
     }
 }
 
+thread_local! {
+    /// Scan states allocated and not yet freed in this backend (scan.rs;
+    /// `open_scans`, counted whether or not ivfpq.profile is on).
+    static OPEN_SCANS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A scan state was allocated (ambeginscan).
+pub fn scan_opened() {
+    OPEN_SCANS.with(|n| n.set(n.get() + 1));
+}
+
+/// A scan state was freed (amendscan, or its query's memory going away).
+pub fn scan_freed() {
+    OPEN_SCANS.with(|n| n.set(n.get().saturating_sub(1)));
+}
+
 /// The counters as a JSON object: seconds per phase and event counts.
 pub fn json() -> String {
     let mut parts = Vec::new();
@@ -143,7 +159,7 @@ pub fn json() -> String {
             parts.push(format!("\"{name}\":{}", v.get()));
         }
     });
-    parts.push(format!("\"open_scans\":{}", super::scan::live_scans()));
+    parts.push(format!("\"open_scans\":{}", OPEN_SCANS.with(|n| n.get())));
     format!("{{{}}}", parts.join(","))
 }
 

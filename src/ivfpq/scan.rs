@@ -177,24 +177,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         (*cb).arg = scan as *mut std::ffi::c_void;
         pg_sys::MemoryContextRegisterResetCallback(pg_sys::CurrentMemoryContext, cb);
     }
-    LIVE_SCANS.with(|n| n.set(n.get() + 1));
+    profile::scan_opened();
     scan
-}
-
-thread_local! {
-    /// ScanStates allocated and not yet freed in this backend (reported as
-    /// `open_scans` by `arrw.ivfpq_profile()`).
-    static LIVE_SCANS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// ScanStates of this backend not yet freed.
-pub fn live_scans() -> u64 {
-    LIVE_SCANS.with(|n| n.get())
-}
-
-/// Counts a scan state freed.
-fn count_freed() {
-    LIVE_SCANS.with(|n| n.set(n.get().saturating_sub(1)));
 }
 
 /// Frees the scan's state when the memory context of its descriptor goes away
@@ -216,7 +200,7 @@ unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
         if !p.is_null() {
             (*scan).opaque = std::ptr::null_mut();
             drop(Box::from_raw(p));
-            count_freed();
+            profile::scan_freed();
         }
     }
 }
@@ -1176,5 +1160,5 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
         }
         st.row.delete();
     }
-    count_freed();
+    profile::scan_freed();
 }
