@@ -29,7 +29,7 @@
 //! just not remembered: the operator reads the value as before).
 
 use arrw_core::ivf::{ExactParts, Metric};
-use arrw_core::toast::external_pointer;
+use arrw_core::toast::{external_pointer, ExternalPointer};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -55,21 +55,34 @@ impl ValueId {
     /// `datum` must be a non-null varlena datum.
     #[inline]
     pub unsafe fn of(datum: pg_sys::Datum) -> Option<ValueId> {
-        let p = datum.cast_mut_ptr::<u8>() as *const u8;
-        // SAFETY: a varlena has its first byte; an external one (0x01) has
-        // its 18 pointer bytes (a short in-line value's first byte is odd and
-        // at least 0x03).
-        let head = unsafe {
-            if *p != 0x01 {
-                return None;
-            }
-            std::slice::from_raw_parts(p, arrw_core::toast::POINTER_BYTES)
-        };
-        external_pointer(head).map(|e| ValueId {
+        // SAFETY: forwarded contract.
+        unsafe { external_pointer_of(datum) }.map(|e| ValueId {
             toastrelid: e.toastrelid,
             valueid: e.valueid,
         })
     }
+}
+
+/// The TOAST pointer of an on-disk out-of-line varlena datum, or None for any
+/// other datum (one byte read). The one reader of pointers from datums: the
+/// re-rank's TOAST reader (src/ivfpq/toast.rs) and [`ValueId::of`].
+///
+/// # Safety
+/// `datum` must be a non-null varlena datum.
+#[inline]
+pub unsafe fn external_pointer_of(datum: pg_sys::Datum) -> Option<ExternalPointer> {
+    let p = datum.cast_mut_ptr::<u8>() as *const u8;
+    // A 1-byte-header in-line value is never 0x01 + tag 18: its first byte
+    // gives its length, at least 1, so it is odd and at least 0x03.
+    // SAFETY: a varlena has its first byte; an external one (0x01) has its
+    // 18 pointer bytes, all that is read.
+    let head = unsafe {
+        if *p != 0x01 {
+            return None;
+        }
+        std::slice::from_raw_parts(p, arrw_core::toast::POINTER_BYTES)
+    };
+    external_pointer(head)
 }
 
 #[derive(Clone)]

@@ -73,15 +73,8 @@ impl RowContext {
     /// re-ranked candidate.
     #[inline]
     pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        // SAFETY: CurrentMemoryContext is this backend's global; we only swap in
-        // a live context of ours and `Restore` swaps the caller's back.
-        let restore = unsafe {
-            let old = pg_sys::CurrentMemoryContext;
-            pg_sys::CurrentMemoryContext = self.0;
-            Restore(old)
-        };
-        let r = f();
-        drop(restore);
+        // SAFETY: our context is live until `delete`, which consumes `self`.
+        let r = unsafe { in_context(self.0, f) };
         // SAFETY: our context is live and no longer current; `isReset` is a plain
         // field that PostgreSQL clears on the first allocation after a reset.
         unsafe {

@@ -29,8 +29,9 @@
 //! copy.
 
 use super::profile::{self, Count};
+use crate::handed::external_pointer_of;
 use crate::memctx;
-use arrw_core::toast::{chunk_payload, external_pointer, Assembly, VARHDRSZ};
+use arrw_core::toast::{chunk_payload, Assembly, VARHDRSZ};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 
@@ -150,18 +151,8 @@ impl ToastReader {
     /// `key` must be a non-null varlena datum valid for the call; no buffer
     /// lock may be held (the TOAST index and table are read).
     pub(super) unsafe fn plain(&self, key: pg_sys::Datum) -> pg_sys::Datum {
-        // A 1-byte-header value shorter than a pointer is never 0x01 + tag
-        // 18: its first byte gives its length, at least 1.
-        // SAFETY: a varlena datum has at least its first byte; an external one
-        // (first byte 0x01) has its 18 pointer bytes, all that is read.
-        let head = unsafe {
-            let p = key.cast_mut_ptr::<u8>() as *const u8;
-            if *p != 0x01 {
-                return key;
-            }
-            std::slice::from_raw_parts(p, arrw_core::toast::POINTER_BYTES)
-        };
-        let Some(ptr) = external_pointer(head) else {
+        // SAFETY: forwarded contract (a non-null varlena datum).
+        let Some(ptr) = (unsafe { external_pointer_of(key) }) else {
             return key;
         };
         let Some(size) = ptr.plain_size() else {

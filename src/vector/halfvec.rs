@@ -10,12 +10,12 @@
 //! pgvector's range errors. Parsing and formatting live in `arrw_core::half`.
 
 use super::io::{bytea_datum, cstring_datum};
-use super::ops::{compare, cosine_from_parts, subvector_range};
+use super::ops::{compare, subvector_range};
 use super::{detoast, VectorArg, VECTOR_HEADER_BYTES};
 use crate::errors::{check_vector, raise_vector};
 use crate::fmgr;
 use crate::handed::ValueId;
-use arrw_core::distance;
+use arrw_core::distance::{self, cosine_from_parts};
 use arrw_core::half::{self, f16_to_f32, f32_to_f16};
 use arrw_core::ivf::{ExactParts, Metric};
 use arrw_core::text::{self, VectorError};

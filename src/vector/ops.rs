@@ -9,7 +9,7 @@ use super::{build, check_same_dims, VectorArg};
 use crate::errors::{check_vector, raise_vector};
 use crate::fmgr;
 use crate::handed::ValueId;
-use arrw_core::distance;
+use arrw_core::distance::{self, cosine_from_parts};
 use arrw_core::ivf::{ExactParts, Metric};
 use arrw_core::text::{self, VectorError};
 use pgrx::pg_sys;
@@ -45,13 +45,6 @@ unsafe fn handed(fcinfo: pg_sys::FunctionCallInfo, metric: Metric) -> Option<Exa
     let id = unsafe { ValueId::of(crate::fmgr::arg(fcinfo, 0)) }?;
     // SAFETY: as above, argument 1 (detoasted in the call's context).
     crate::handed::lookup(id, metric, || unsafe { VectorArg::from_arg(fcinfo, 1) }.x)
-}
-
-/// Cosine distance from the one-pass sums, with pgvector's clamping; NaN when
-/// either vector is zero (0/0), exactly as pgvector returns.
-pub fn cosine_from_parts(ab: f32, aa: f32, bb: f32) -> f64 {
-    let sim = ab as f64 / ((aa as f64) * (bb as f64)).sqrt();
-    1.0 - sim.clamp(-1.0, 1.0)
 }
 
 crate::v1! {

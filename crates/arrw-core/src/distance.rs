@@ -63,6 +63,15 @@ pub fn cosine_parts(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
     (Kernels::best().cosine_parts)(a, b)
 }
 
+/// Cosine distance from the one-pass sums of [`cosine_parts`], in `f64` with
+/// pgvector's clamping; NaN when either vector is zero (0/0), exactly as
+/// pgvector returns. The one formula of the SQL operators and of ivfpq's
+/// exact distances (`ivf::ExactParts`).
+pub fn cosine_from_parts(ab: f32, aa: f32, bb: f32) -> f64 {
+    let sim = f64::from(ab) / (f64::from(aa) * f64::from(bb)).sqrt();
+    1.0 - sim.clamp(-1.0, 1.0)
+}
+
 /// `sum(a[i]^2)` accumulated in `f64`. pgvector's `vector_norm` works in
 /// double precision so that norms of long vectors with large elements neither
 /// overflow `f32` nor lose digits; each product of two `f32` is exact in

@@ -389,10 +389,7 @@ impl ExactParts {
         match self {
             ExactParts::L2Squared(d) => d,
             ExactParts::Dot(d) => -d,
-            ExactParts::Cosine { ab, aa, bb } => {
-                let sim = f64::from(ab) / (f64::from(aa) * f64::from(bb)).sqrt();
-                (1.0 - sim.clamp(-1.0, 1.0)) as f32
-            }
+            ExactParts::Cosine { ab, aa, bb } => distance::cosine_from_parts(ab, aa, bb) as f32,
         }
     }
 }
