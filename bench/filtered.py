@@ -576,7 +576,8 @@ def plot(points: list[Point], filters: list[str], title: str, path: Path) -> Non
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dataset", nargs="?", default="all", choices=["sift", "minilm", "all"])
+    ap.add_argument("dataset", nargs="?", default="all", choices=["sift", "minilm", "text", "all"],
+                    help="text: the bench/make-text set ARRW_BENCH_TEXT names (e.g. 768-d all-mpnet-base-v2)")
     ap.add_argument("--quick", action="store_true", help="50 queries, fewer settings, 1 timed pass")
     ap.add_argument("--rows", type=int, help="use only the first N base rows")
     ap.add_argument("--queries", type=int, help="queries (default 200; 50 with --quick)")
