@@ -17,7 +17,7 @@ real paragraphs (bench/make-multivec); the corpus has too few paragraphs for 3.2
 Steps, on a server of its own (`.bench/pg-mvscale`, port 54420, shared_buffers
 `--shared-buffers`): load `docs(id int, chunks vector(384)[])` by binary COPY;
 `CREATE INDEX ... USING ivfpq (chunks vector_maxsim_ops)` with no options, once per
-`--mwm` value, sampling the building backend's private memory (`RssAnon`, every 0.1
+`--mwm` value, sampling the building backend's private memory (`RssAnon`, every 0.2
 s): a value too small for the model must fail at once with SQLSTATE 54000 saying what
 it needs; then `ORDER BY chunks @# $1 LIMIT 10` for `--queries` queries at the index
 defaults and each `--probes`, recall@10 against the exact order of a sequential scan
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import struct
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
+from scale import Sampler  # noqa: E402
 
 
 def compose(base: np.ndarray, n: int, k: int, seed: int) -> np.ndarray:
@@ -75,24 +75,11 @@ def copy_docs(conn, base: np.ndarray, docs: int, per: int) -> None:
 
 def build(cluster, mwm: str) -> tuple[str, float, float, str]:
     """CREATE INDEX at maintenance_work_mem = mwm in a backend of its own (a backend
-    keeps memory it freed): (outcome, seconds, peak RssAnon MB, size)."""
+    keeps memory it freed), its private memory sampled by bench/scale.py's Sampler:
+    (outcome, seconds, peak RssAnon MB, size)."""
     conn = cluster.connect("mvscale")
-    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    peak = [0]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            try:
-                for line in open(f"/proc/{pid}/status"):
-                    if line.startswith("RssAnon"):
-                        peak[0] = max(peak[0], int(line.split()[1]))
-            except OSError:
-                pass
-            time.sleep(0.1)
-
-    th = threading.Thread(target=sample)
-    th.start()
+    sampler = Sampler(cluster, "mvscale", conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+    sampler.start()
     conn.execute(f"SET maintenance_work_mem = '{mwm}'")
     conn.execute("DROP INDEX IF EXISTS docs_maxsim")
     t0 = time.time()
@@ -104,10 +91,10 @@ def build(cluster, mwm: str) -> tuple[str, float, float, str]:
         outcome = f"ERROR {e.sqlstate}: {e.diag.message_primary} ({e.diag.message_detail})"
         size = "-"
     secs = time.time() - t0
-    done.set()
-    th.join()
+    sampler.stop.set()
+    sampler.join()
     conn.close()
-    return outcome, secs, peak[0] / 1024, size
+    return outcome, secs, sampler.peak_anon_kb / 1024, size
 
 
 def literal(q: np.ndarray) -> str:
