@@ -635,8 +635,9 @@ class Runner:
             if case.filter:
                 # the planner's choice, then the vector indexes forced (enable_seqscan = off)
                 force = {"enable_seqscan": "off"}
-                sets += [("iterative_scan on", {"ivfpq.iterative_scan": "on"}),
-                         ("forced, iterative off", {**force, "ivfpq.iterative_scan": "off"}),
+                sets += [("iterative_scan on", {"ivfpq.iterative_scan": "on"})]
+                sets += [(f"probes={p}", {"ivfpq.probes": p}) for p in probes]
+                sets += [("forced, iterative off", {**force, "ivfpq.iterative_scan": "off"}),
                          ("forced, iterative on", {**force, "ivfpq.iterative_scan": "on"})]
                 sets += [(f"forced, iterative, probes={p}", {**force, "ivfpq.probes": p,
                                                              "ivfpq.iterative_scan": "on"})

@@ -7,6 +7,12 @@
 -- row-level security, and `filter` is the caller's own SQL. search_path is pinned,
 -- so operators and types are resolved through the columns' own schemas.
 
+-- How many rows an input reads: its "depth", else max(10 k, 100).
+CREATE FUNCTION arrw._fusion_depth(inp jsonb, k integer) RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce((inp->>'depth')::integer, greatest(10 * k, 100)) $$;
+
 CREATE FUNCTION arrw.fused_search_sql(
 	tbl regclass, id_column name, inputs jsonb,
 	k integer DEFAULT 10, method text DEFAULT 'rrf', filter text DEFAULT NULL,
@@ -68,7 +74,7 @@ BEGIN
 			RAISE EXCEPTION 'input % has weight %, weights must be finite and at least 0', i, weight
 				USING ERRCODE = '22023';
 		END IF;
-		depth := coalesce((inp->>'depth')::integer, greatest(10 * k, 100));
+		depth := arrw._fusion_depth(inp, k);
 		IF depth < k OR depth > 1000000 THEN
 			RAISE EXCEPTION 'input % has depth %, it must be between k (%) and 1000000', i, depth, k
 				USING ERRCODE = '22023';
@@ -147,7 +153,28 @@ CREATE FUNCTION arrw.fused_search(
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	deepest integer;
 BEGIN
+	-- Each vector input reads its best `depth` rows, far deeper than the LIMIT
+	-- 10 an index's default probes are tuned for, and a fused rank depends on
+	-- all of them: unless the caller set ivfpq.probes or ivfpq.probes_scale,
+	-- the inputs' scans probe sqrt(depth / 25) times their index's default
+	-- lists (2x for the default depth 100), for this query only.
+	-- (Before arrw's library is loaded in this backend the settings do not
+	-- exist yet: NULL counts as unset, and set_config leaves a placeholder the
+	-- library takes over when the scan loads it.)
+	IF coalesce(current_setting('ivfpq.probes', true), '0') = '0'
+	   AND coalesce(current_setting('ivfpq.probes_scale', true), '1') = '1' THEN
+		SELECT max(arrw._fusion_depth(v, k)) INTO deepest
+		  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(inputs) = 'array' THEN inputs ELSE '[]' END) v;
+		IF deepest > 25 THEN
+			PERFORM set_config('ivfpq.probes_scale', least(sqrt(deepest / 25.0), 100)::text, true);
+			RETURN QUERY EXECUTE arrw.fused_search_sql(tbl, id_column, inputs, k, method, filter, rrf_k);
+			PERFORM set_config('ivfpq.probes_scale', '1', true);
+			RETURN;
+		END IF;
+	END IF;
 	RETURN QUERY EXECUTE arrw.fused_search_sql(tbl, id_column, inputs, k, method, filter, rrf_k);
 END
 $$;

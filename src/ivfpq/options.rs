@@ -17,6 +17,7 @@ pub static ITERATIVE_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static PROFILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static MAXSIM_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static PROBES_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
@@ -41,6 +42,16 @@ pub fn init() {
         &PROBES,
         0,
         32768,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ivfpq.probes_scale",
+        c"Multiplies the probes an ivfpq query takes from its index (the `probes` option, or the default for its lists) when ivfpq.probes is 0.",
+        c"One setting for indexes of different sizes: 2 raises recall for deep rankings (arrw.fused_search sets it for its inputs), 0.5 trades recall for speed.",
+        &PROBES_SCALE,
+        0.01,
+        100.0,
         GucContext::Userset,
         GucFlags::default(),
     );
@@ -270,16 +281,19 @@ pub fn refine_bits(opts: &IvfpqOptions, dim: usize, multi: bool) -> u32 {
 pub const REFINE_MIN_DIM: usize = 256;
 
 /// Probes for a query: GUC, else index option, else the default for an index
-/// of `lists` lists (`arrw_core::ivf::default_probes`).
+/// of `lists` lists (`arrw_core::ivf::default_probes`); the last two times
+/// `ivfpq.probes_scale`.
 pub fn probes(index_opt: u32, lists: usize) -> usize {
     let g = PROBES.get();
     if g > 0 {
-        g as usize
-    } else if index_opt > 0 {
+        return g as usize;
+    }
+    let own = if index_opt > 0 {
         index_opt as usize
     } else {
         arrw_core::ivf::default_probes(lists)
-    }
+    };
+    arrw_core::ivf::scale_probes(own, PROBES_SCALE.get())
 }
 
 /// Re-rank depth for a query: GUC (>= 0), else index option (>= 0), else default.

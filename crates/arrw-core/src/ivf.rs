@@ -115,6 +115,16 @@ pub fn default_probes(lists: usize) -> usize {
     }
 }
 
+/// `probes` times `scale` (the `ivfpq.probes_scale` setting), rounded, at least
+/// 1 and at most [`MAX_LISTS`]; a scale that is not a positive finite number
+/// leaves `probes` as it is.
+pub fn scale_probes(probes: usize, scale: f64) -> usize {
+    if !(scale.is_finite() && scale > 0.0) {
+        return probes;
+    }
+    ((probes as f64 * scale).round() as usize).clamp(1, MAX_LISTS)
+}
+
 /// Candidates (best by estimated distance) re-scored exactly unless the user says
 /// otherwise. With the default codes this loses nothing against re-ranking 200
 /// once the right lists are probed (SIFT 1.000 and MiniLM 0.998 recall@10 with
@@ -2941,6 +2951,18 @@ mod tests {
             last = p;
         }
         assert!(default_probes(MAX_LISTS) < MAX_LISTS / 100);
+    }
+
+    #[test]
+    fn scale_probes_rounds_and_bounds() {
+        assert_eq!(scale_probes(20, 1.0), 20);
+        assert_eq!(scale_probes(20, 2.0), 40);
+        assert_eq!(scale_probes(20, 0.5), 10);
+        assert_eq!(scale_probes(5, 0.01), 1);
+        assert_eq!(scale_probes(20, 1.0e9), MAX_LISTS);
+        assert_eq!(scale_probes(7, f64::NAN), 7);
+        assert_eq!(scale_probes(7, 0.0), 7);
+        assert_eq!(scale_probes(7, -1.0), 7);
     }
 
     #[test]
