@@ -87,6 +87,8 @@ class Sampler(threading.Thread):
         self.peak_anon_kb = 0
         self.hwm_kb = 0
         self.phases: dict[str, tuple[int, int]] = {}  # phase -> last (done, total)
+        # the last progress row: (phase, blocks done, blocks total, tuples done, tuples total)
+        self.last: tuple | None = None
 
     def run(self):
         with self.cluster.connect(self.db) as c:
@@ -94,10 +96,11 @@ class Sampler(threading.Thread):
             while not self.stop.is_set():
                 self.peak_anon_kb = max(self.peak_anon_kb, proc_kb(self.pid, "RssAnon"))
                 self.hwm_kb = max(self.hwm_kb, proc_kb(self.pid, "VmHWM"))
-                row = c.execute("SELECT phase, tuples_done, tuples_total FROM pg_stat_progress_create_index "
-                                "WHERE pid = %s", (self.pid,)).fetchone()
+                row = c.execute("SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total "
+                                "FROM pg_stat_progress_create_index WHERE pid = %s", (self.pid,)).fetchone()
                 if row:
-                    self.phases[row[0]] = (row[1], row[2])
+                    self.phases[row[0]] = (row[3], row[4])
+                    self.last = tuple(row)
                 time.sleep(0.2)
 
 
