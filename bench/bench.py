@@ -1069,19 +1069,14 @@ class Runner:
         # VectorChord's documentation: lists = 4 * sqrt(rows) (1271 for SIFT, 1095 for MiniLM),
         # unless --vchord-lists names others (each one index, built, swept and dropped in
         # turn; the report's best vchordrq point is the best over all of them).
-        # Residual quantization for L2 and spherical centroids for cosine, as upstream's
-        # own tests build them; k-means on all cores (arrw's build uses all cores too).
+        # Each built by vchordrq_ddl.
         all_lists = self.args.vchord_lists or [max(1, round(4 * math.sqrt(n)))]
         for lists in all_lists:
             self.vchord_index(ds, spec, qs, gt, lists)
 
     def vchord_index(self, ds, spec, qs, gt, lists: int):
         l2 = spec["metric"] == "l2"
-        threads = os.cpu_count() or 1
-        ddl = (f"CREATE INDEX items_vchordrq ON items USING vchordrq (embedding {spec['opclass']}) WITH (options = $$\n"
-               f"residual_quantization = {'true' if l2 else 'false'}\n"
-               f"[build.internal]\nlists = [{lists}]\nspherical_centroids = {'false' if l2 else 'true'}\n"
-               f"build_threads = {threads}\n$$)")
+        ddl = vchordrq_ddl(spec, lists)
         params = f"lists={lists} " + ("residual_quantization" if l2 else "spherical_centroids")
         if lists == 0:
             # No partition: every row in one list, so there is nothing to probe.
@@ -1103,6 +1098,18 @@ class Runner:
     def has_ext(self, name: str) -> bool:
         with self.cluster.connect("postgres") as c:
             return c.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone() is not None
+
+
+def vchordrq_ddl(spec: dict, lists: int) -> str:
+    """VectorChord's index as bench/run and bench/peer_builds.py build it: residual
+    quantization for L2 and spherical centroids for cosine, as upstream's own tests
+    build them; k-means on all cores (arrw's build uses all cores too)."""
+    l2 = spec["metric"] == "l2"
+    threads = os.cpu_count() or 1
+    return (f"CREATE INDEX items_vchordrq ON items USING vchordrq (embedding {spec['opclass']}) WITH (options = $$\n"
+            f"residual_quantization = {'true' if l2 else 'false'}\n"
+            f"[build.internal]\nlists = [{lists}]\nspherical_centroids = {'false' if l2 else 'true'}\n"
+            f"build_threads = {threads}\n$$)")
 
 
 def fixed_m(dim: int) -> int:

@@ -9,16 +9,17 @@ set once into a pgvector database of its own server (`.bench/pg-peers`, port 543
 `shared_buffers` 1GB as in bench/scale.py; pgvector, and VectorChord when it is
 installed and preloadable) and builds, one after the other, pgvector's ivfflat (lists
 as pgvector's README advises: rows / 1000 up to 1M rows, sqrt(rows) above), hnsw (m 16,
-ef_construction 64) and VectorChord's
-vchordrq (lists = 4 × sqrt(rows), as bench/run builds it), each with
-`maintenance_work_mem = --mwm`, all cores and `statement_timeout` = the box. A
+ef_construction 64) and VectorChord's vchordrq (lists = 4 × sqrt(rows), built as
+bench/run builds it: `bench.vchordrq_ddl`), each with `maintenance_work_mem = --mwm`,
+all cores and `statement_timeout` = the box. A
 second connection samples `pg_stat_progress_create_index` and the building backend's
 private memory (bench/scale.py's Sampler). A build that finishes is timed and sized
 and, for the IVF peers, queried (`--queries`, one client, a few probes) for recall@10
 and q/s; one that hits the box is cancelled by the timeout and reported with the last
 phase and blocks/tuples done it reached; one that fails (pgvector's ivfflat refuses a
-k-means that needs more than `maintenance_work_mem`) is reported with its error. arrw's own build at this size is
-bench/scale.py's. Writes `.bench/results/peer-builds-<set>.txt`.
+k-means that needs more than `maintenance_work_mem`) is reported with its error.
+arrw's own build at this size is bench/scale.py's. Writes
+`.bench/results/peer-builds-<set>.txt`.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from scale import Sampler, queries_only  # noqa: E402
 bench.use_own_dirs("peers")
 
 
-def ddl_for(engine: str, spec: dict, n: int, threads: int) -> tuple[str, str, list]:
+def ddl_for(engine: str, spec: dict, n: int) -> tuple[str, str, list]:
     """(CREATE INDEX, index name, query points [(label, settings)])."""
     op = spec["opclass"]
     if engine == "ivfflat":
@@ -53,11 +54,7 @@ def ddl_for(engine: str, spec: dict, n: int, threads: int) -> tuple[str, str, li
         return (f"CREATE INDEX items_hnsw ON items USING hnsw (embedding {op}) WITH (m = 16, ef_construction = 64)",
                 "items_hnsw", [(f"ef_search={e}", {"hnsw.ef_search": e}) for e in (40, 100)])
     if engine == "vchordrq":
-        lists = max(1, round(4 * math.sqrt(n)))
-        l2 = spec["metric"] == "l2"
-        return (f"CREATE INDEX items_vchordrq ON items USING vchordrq (embedding {op}) WITH (options = $$\n"
-                f"residual_quantization = {'true' if l2 else 'false'}\n[build.internal]\nlists = [{lists}]\n"
-                f"spherical_centroids = {'false' if l2 else 'true'}\nbuild_threads = {threads}\n$$)",
+        return (bench.vchordrq_ddl(spec, max(1, round(4 * math.sqrt(n)))),
                 "items_vchordrq", [(f"probes={p}", {"vchordrq.probes": f"'{p}'"}) for p in (32, 64)])
     raise ValueError(engine)
 
@@ -90,10 +87,12 @@ def main() -> int:
     bench.SERVER_CONF["shared_buffers"] = "1GB"
     spec = DATASETS[args.dataset]
     lock, cluster, env = bench.private_server("peers.lock", "bench/peer_builds.py", args.port, args.pkg, args.rev)
-    if not cluster.connect("postgres").execute(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone():
+    with cluster.connect("postgres") as c:
+        have_pgv = c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+    if not have_pgv:
         print("pgvector is not installed: nothing to build (skipped)", flush=True)
         cluster.stop()
+        lock.close()
         return 0
     threads = os.cpu_count() or 1
     lines = env + [f"{args.dataset}; each build: maintenance_work_mem {args.mwm}, "
@@ -117,7 +116,7 @@ def main() -> int:
                 lines.append("vchordrq: VectorChord is not installed (or not preloadable): skipped")
                 print(lines[-1], flush=True)
                 continue
-            ddl, name, points = ddl_for(engine, spec, n, threads)
+            ddl, name, points = ddl_for(engine, spec, n)
             conn = cluster.connect(db)
             conn.autocommit = True
             if engine == "vchordrq":
