@@ -21,10 +21,16 @@
 //! tuples are not moved: pruning that moves them needs a cleanup lock, which a
 //! pin blocks). Only for heap tables and plain column keys; other table access
 //! methods, expression indexes and `vector[]` keys take the row-at-a-time path.
+//!
+//! With a prefilter (prefilter.rs), each visible row is first checked against
+//! the query's filter; a rejected row's vector is read only when it is stored
+//! in line (then its distance still teaches the scan's margins), never from
+//! TOAST.
 
 use super::layout;
 use super::page::{self, Recents};
-use super::profile::{self, Phase};
+use super::prefilter::Prefilter;
+use super::profile::{self, Count, Phase};
 use super::toast::ToastReader;
 use crate::handed::{Pending, ValueId};
 use crate::memctx::RowContext;
@@ -87,12 +93,26 @@ pub(super) struct Fetch<'a> {
     /// Out-of-line rows' distance sums, kept for the executor (src/handed.rs).
     pub handed: &'a mut Pending,
     pub metric: Metric,
+    /// The query's filter, checked on each visible row (prefilter.rs), with
+    /// the scan's slot (a buffer heap tuple slot of the table) to check it on.
+    pub filter: Option<(&'a Prefilter, *mut pg_sys::TupleTableSlot)>,
 }
 
-/// Appends `(i, distance)` to `out` for each row `tids[i]` (sorted by TID)
+/// A row of a batch read from the table: `i`, its place in the batch; `d`, its
+/// exact distance; `kept`, false when the query's filter rejected it (its
+/// distance then only teaches the margins: the row is not handed out).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Exact {
+    pub i: usize,
+    pub d: f32,
+    pub kept: bool,
+}
+
+/// Appends an [`Exact`] to `out` for each row `tids[i]` (sorted by TID)
 /// whose version visible to the scan's snapshot has a non-NULL key in heap
 /// column `att` (from [`direct_column`]): its exact distance to the query, in
-/// the order of `tids`. Rows with no visible version are skipped. Every
+/// the order of `tids`. Rows with no visible version are skipped, and so are
+/// rows the filter rejects whose key is not stored in line. Every
 /// detoasted vector (out-of-line ones read through the TOAST reader) lives in
 /// the row context and is freed before the next row.
 ///
@@ -103,7 +123,7 @@ pub(super) unsafe fn exact_distances(
     att: i16,
     f: Fetch<'_>,
     tids: &[u64],
-    out: &mut Vec<(usize, f32)>,
+    out: &mut Vec<Exact>,
 ) {
     let Fetch {
         query,
@@ -111,6 +131,7 @@ pub(super) unsafe fn exact_distances(
         toast,
         handed,
         metric,
+        filter,
     } = f;
     // SAFETY: live scan (forwarded contract): its heap relation and snapshot
     // stay open for the scan's duration.
@@ -118,7 +139,9 @@ pub(super) unsafe fn exact_distances(
     // SAFETY: as above; rd_att is the open relation's tuple descriptor.
     let desc = unsafe { (*heap).rd_att };
     let mut pages: Vec<PageRows> = Vec::with_capacity(PAGES_AT_ONCE);
-    let mut rows: Vec<(usize, pg_sys::HeapTupleData)> = Vec::with_capacity(PAGES_AT_ONCE * 4);
+    // (place in the batch, visible version, its page's buffer)
+    let mut rows: Vec<(usize, pg_sys::HeapTupleData, pg_sys::Buffer)> =
+        Vec::with_capacity(PAGES_AT_ONCE * 4);
     let mut i = 0;
     while i < tids.len() {
         pg_sys::check_for_interrupts!();
@@ -217,22 +240,43 @@ pub(super) unsafe fn exact_distances(
                     for line in 0..ROW_LINES {
                         page::prefetch(at.wrapping_add(64 * line));
                     }
-                    rows.push((k, tup));
+                    rows.push((k, tup, p.buf));
                 }
             }
             // SAFETY: we took this share lock above.
             unsafe { pg_sys::LockBuffer(p.buf, pg_sys::BUFFER_LOCK_UNLOCK as i32) };
         }
         profile::stop(t, Phase::Fetch);
-        // 4. Distances, from the tuples of the still pinned pages.
-        for (k, tup) in rows.iter_mut() {
+        // 4. The filter, then distances, from the tuples of the still pinned
+        //    pages.
+        for (k, tup, buf) in rows.iter_mut() {
             row.scope(|| {
+                let kept = match filter {
+                    None => true,
+                    // SAFETY: `tup` is a visible tuple of the pinned `buf`,
+                    // of this heap, and `slot` a buffer heap tuple slot of it
+                    // (the scan's); storing takes a pin of the slot's own,
+                    // dropped when the slot is cleared after the batch.
+                    Some((f, slot)) => unsafe {
+                        pg_sys::ExecStoreBufferHeapTuple(tup, slot, *buf);
+                        f.passes(slot)
+                    },
+                };
                 let mut null = false;
                 // SAFETY: `tup` points at a visible tuple of a page we pin,
                 // described by the heap's descriptor; `att` is a column of it.
                 let key = unsafe { pg_sys::heap_getattr(tup, i32::from(att), desc, &mut null) };
                 if null {
                     return;
+                }
+                if !kept {
+                    profile::count(Count::Filtered, 1);
+                    // SAFETY: a non-null varlena datum: its first byte is its
+                    // header.
+                    let header = unsafe { std::slice::from_raw_parts(key.cast_mut_ptr::<u8>(), 1) };
+                    if !arrw_core::toast::plain_inline(header) {
+                        return;
+                    }
                 }
                 // SAFETY: a non-null key of a vector index's column is a vector
                 // (or halfvec) datum; an out-of-line one is read by the scan's
@@ -246,13 +290,22 @@ pub(super) unsafe fn exact_distances(
                 }
                 let parts = profile::time(Phase::Exact, || exact_parts(metric, query, x));
                 // SAFETY: `key` is the non-null varlena datum read above.
-                if let Some(id) = unsafe { ValueId::of(key) } {
+                if let Some(id) = unsafe { ValueId::of(key) }.filter(|_| kept) {
                     handed.remember(tids[*k], id, parts);
                 }
-                out.push((*k, parts.distance()));
+                out.push(Exact {
+                    i: *k,
+                    d: parts.distance(),
+                    kept,
+                });
             });
         }
-        // 5. Unpin.
+        // 5. Unpin, the slot's pin first.
+        if let Some((_, slot)) = filter {
+            // SAFETY: the scan's slot; clearing drops its pin and its pointer
+            // to the last row checked, which lives in `rows`.
+            unsafe { pg_sys::ExecClearTuple(slot) };
+        }
         for p in &pages {
             // SAFETY: pinned once by page::pin in stage 1.
             unsafe { pg_sys::ReleaseBuffer(p.buf) };

@@ -11,6 +11,7 @@
 //! | aminsert | insert.rs, pending.rs, append.rs | keep the row's entry until it must be visible, then encode a batch and append each list's rows a page at a time |
 //! | ambeginscan, amrescan, amgettuple, amendscan | scan.rs | probe lists, ADC-score codes, re-rank from the heap |
 //! | (re-rank's table reads) | fetch.rs | a batch's rows, pages pinned and rows located a stage at a time |
+//! | (the query's `WHERE` on those rows) | prefilter.rs | begins filtered scans at executor start and checks their filter on each row read |
 //! | amgettuple of `vector_maxsim_ops` (`@#`) | maxsim_scan.rs | per query vector: probe, gather rows, estimate MaxSim, re-rank |
 //! | amgettuple itself | here | starts the scan (scan.rs) and hands it to one of the two |
 //! | ambulkdelete, amvacuumcleanup | vacuum.rs | drop dead TIDs, compact pages |
@@ -40,6 +41,7 @@ pub mod model;
 pub mod options;
 pub mod page;
 pub mod pending;
+pub mod prefilter;
 pub mod profile;
 pub mod scan;
 mod toast;

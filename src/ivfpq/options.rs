@@ -18,6 +18,7 @@ pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static PROFILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static MAXSIM_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static PROBES_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
+pub static PREFILTER: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
@@ -80,6 +81,14 @@ pub fn init() {
         c"Time the phases of this session's ivfpq scans (read with arrw.ivfpq_profile()).",
         c"Costs two clock readings per timed step while on.",
         &PROFILE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"ivfpq.prefilter",
+        c"Check a query's WHERE clause on the rows an ivfpq scan reads, before they are ordered.",
+        c"Rows the filter rejects are never handed out (nor read from TOAST); the executor still checks every row it gets. Filters with volatile functions or subqueries are left to the executor.",
+        &PREFILTER,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -279,16 +279,18 @@ pub fn init() {
 /// or `standard_ExecutorStart` (set in [`init`], always Some).
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 
-/// Our `ExecutorStart_hook`: a plain frame for the same reason as
-/// [`utility_hook`]; the work is in [`note_on_conflict`].
+/// Our `ExecutorStart_hook` (arrw's only one): a plain frame for the same
+/// reason as [`utility_hook`]; the work is in [`note_on_conflict`], before
+/// the plan starts, and in `prefilter::attach`, once its state tree is built.
 unsafe extern "C-unwind" fn executor_start(qd: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
     // SAFETY: PostgreSQL's arguments, forwarded unchanged to the previous hook
-    // or the standard implementation.
+    // or the standard implementation; after it returns the QueryDesc is started.
     unsafe {
         note_on_conflict(qd);
         if let Some(next) = PREV_EXECUTOR_START {
             next(qd, eflags);
         }
+        super::prefilter::attach(qd, eflags);
     }
 }
 

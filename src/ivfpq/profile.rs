@@ -60,9 +60,12 @@ pub enum Count {
     /// ORDER BY values the executor took from the scan's sums instead of
     /// reading an out-of-line row again (src/handed.rs).
     OrderByReuses,
+    /// Rows read from the table that the query's filter rejected in the scan
+    /// (prefilter.rs).
+    Filtered,
 }
 
-const COUNTS: usize = 10;
+const COUNTS: usize = 11;
 const COUNT_NAMES: [&str; COUNTS] = [
     "scans",
     "lists",
@@ -74,6 +77,7 @@ const COUNT_NAMES: [&str; COUNTS] = [
     "reoffers",
     "toast_reads",
     "orderby_reuses",
+    "filtered",
 ];
 
 thread_local! {

@@ -104,6 +104,9 @@ pub(super) struct ScanState {
     pub(super) nblocks: u32,
     /// A `vector_maxsim_ops` index's scan for `@#` (maxsim_scan.rs).
     pub(super) multi: Option<super::maxsim_query::MultiScan>,
+    /// The plan node's filter, checked on each row read from the table
+    /// (prefilter.rs); None when the executor alone checks it.
+    pub(super) filter: Option<super::prefilter::Prefilter>,
 }
 
 #[pg_guard]
@@ -165,6 +168,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         exact: None,
         nblocks: 0,
         multi: None,
+        filter: None,
     });
     // SAFETY: `scan` is the descriptor just allocated; opaque is ours. The
     // callback record is palloc'd in the context the descriptor lives in, and
@@ -203,6 +207,16 @@ unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
             profile::scan_freed();
         }
     }
+}
+
+/// Gives a scan just begun by [`ambeginscan`] its plan node's filter
+/// (prefilter.rs, at executor start); rescans keep it.
+///
+/// # Safety
+/// `scan` must be a scan begun by [`ambeginscan`] and not yet ended.
+pub(super) unsafe fn set_prefilter(scan: pg_sys::IndexScanDesc, f: super::prefilter::Prefilter) {
+    // SAFETY: forwarded contract.
+    unsafe { state(scan) }.filter = Some(f);
 }
 
 /// # Safety
@@ -745,12 +759,16 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let tids: Vec<u64> = batch.iter().map(|&(_, c)| untag(c.tag)).collect();
     // SAFETY: live scan (forwarded contract).
     let exact = unsafe { exact_batch(scan, st, metric, &tids) };
-    for (i, d) in exact {
+    for fetch::Exact { i, d, kept } in exact {
         let (est, c) = batch[i];
         let list_d = st.list_dist[list_of(c.tag) as usize];
+        let est = estimate_as_distance(metric, est);
         profile::time(Phase::Order, || {
-            st.order
-                .add(estimate_as_distance(metric, est), d, list_d, c)
+            if kept {
+                st.order.add(est, d, list_d, c)
+            } else {
+                st.order.learn(est, d, list_d)
+            }
         });
     }
 }
@@ -873,11 +891,15 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let tids: Vec<u64> = direct.iter().map(|&(_, c)| untag(c.tag)).collect();
     // SAFETY: live scan (forwarded contract).
     let exact = unsafe { exact_batch(scan, st, metric, &tids) };
-    for (i, d) in exact {
+    for fetch::Exact { i, d, kept } in exact {
         let (est, c) = direct[i];
         let list_d = st.list_dist[list_of(c.tag) as usize];
-        st.order
-            .add(estimate_as_distance(metric, est), d, list_d, c);
+        let est = estimate_as_distance(metric, est);
+        if kept {
+            st.order.add(est, d, list_d, c);
+        } else {
+            st.order.learn(est, d, list_d);
+        }
     }
 }
 
@@ -894,17 +916,23 @@ unsafe fn rerank_refined(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let tids: Vec<u64> = batch.iter().map(|&(_, _, c)| untag(c.tag)).collect();
     // SAFETY: live scan (forwarded contract).
     let exact = unsafe { exact_batch(scan, st, metric, &tids) };
-    for (i, d) in exact {
+    for fetch::Exact { i, d, kept } in exact {
         let (coarse, fine, c) = batch[i];
         profile::time(Phase::Order, || {
-            st.order.add_refined_exact(coarse, fine, d, c)
+            if kept {
+                st.order.add_refined_exact(coarse, fine, d, c)
+            } else {
+                st.order.learn_refined(coarse, fine, d)
+            }
         });
     }
 }
 
-/// `(i, exact distance)` of each row `tids[i]` (sorted by TID) with a visible
-/// version and a non-NULL key, in the order of `tids`: a batch at a time on a
-/// heap table with a plain column key (fetch.rs), else row by row.
+/// The exact distance of each row `tids[i]` (sorted by TID) with a visible
+/// version and a non-NULL key, in the order of `tids`, and whether the
+/// query's filter kept it (prefilter.rs): a batch at a time on a heap table
+/// with a plain column key (fetch.rs), else row by row (where a rejected row
+/// is skipped like an invisible one).
 ///
 /// # Safety
 /// `scan` must be live.
@@ -913,7 +941,7 @@ unsafe fn exact_batch(
     st: &mut ScanState,
     metric: Metric,
     tids: &[u64],
-) -> Vec<(usize, f32)> {
+) -> Vec<fetch::Exact> {
     let mut out = Vec::with_capacity(tids.len());
     // SAFETY: live scan: its heap relation, snapshot and index are open.
     unsafe { ensure_fetch(scan, st) };
@@ -926,6 +954,7 @@ unsafe fn exact_batch(
                 toast: &st.toast,
                 handed: &mut st.handed,
                 metric,
+                filter: st.filter.as_ref().map(|f| (f, st.slot)),
             };
             fetch::exact_distances(scan, att, ctx, tids, &mut out)
         };
@@ -935,7 +964,7 @@ unsafe fn exact_batch(
         pg_sys::check_for_interrupts!();
         // SAFETY: ensure_fetch ran for this live scan.
         if let Some(d) = unsafe { exact_distance_of(scan, st, metric, tid) } {
-            out.push((i, d));
+            out.push(fetch::Exact { i, d, kept: true });
         }
     }
     // SAFETY: the slot belongs to this scan; clearing releases the last row's pin.
@@ -1083,7 +1112,8 @@ unsafe fn fetch_vector<'a>(
 }
 
 /// The index key (datum) of the visible row version at `tid`, or None if no
-/// version is visible to the scan's snapshot or the key is NULL.
+/// version is visible to the scan's snapshot, the query's filter rejects it
+/// (prefilter.rs: then its key is not read) or the key is NULL.
 ///
 /// # Safety
 /// ensure_fetch must have run for this live scan.
@@ -1111,6 +1141,13 @@ unsafe fn fetch_key(
         );
         if !found {
             return None;
+        }
+        if let Some(f) = &st.filter {
+            // The slot holds the visible version, of this heap's slot type.
+            if !f.passes(st.slot) {
+                profile::count(Count::Filtered, 1);
+                return None;
+            }
         }
         // Expression results live in the per-tuple context (set up with our slot
         // as its scan tuple by ensure_fetch); resetting frees the previous row's,

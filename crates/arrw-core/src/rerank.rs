@@ -277,6 +277,15 @@ impl<T: Ord + Copy> OrderedRerank<T> {
         self.errors.add(coarse - exact);
     }
 
+    /// Learns from a refined row that was read from the table but will not be
+    /// handed out (the query's own filter rejected it, see the scan's
+    /// prefilter): its errors teach both margins as [`OrderedRerank::add_refined_exact`]
+    /// would, and nothing waits.
+    pub fn learn_refined(&mut self, coarse: f32, fine: f32, exact: f32) {
+        self.fine_errors.add(fine - exact);
+        self.errors.add(coarse - exact);
+    }
+
     /// How far below its fine estimate a refined candidate's exact distance may
     /// lie: the largest `fine − exact` seen, or their mean plus
     /// [`FINE_SIGMAS`] standard deviations if that is larger (at least 0).
@@ -309,6 +318,14 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// distance, see `ivf::estimate_as_distance`).
     pub fn add(&mut self, estimate: f32, exact: f32, list_distance: f32, id: T) {
         self.ready.push(Reverse((key(exact), id, OrdF32(exact))));
+        self.errors.add(estimate - exact);
+        self.slacks.add(exact - list_distance);
+    }
+
+    /// Learns from a row that was read from the table but will not be handed
+    /// out (rejected by the query's own filter): its error and list slack count
+    /// as for [`OrderedRerank::add`], and nothing waits.
+    pub fn learn(&mut self, estimate: f32, exact: f32, list_distance: f32) {
         self.errors.add(estimate - exact);
         self.slacks.add(exact - list_distance);
     }
@@ -481,6 +498,32 @@ mod tests {
         // One estimated at 4.0 may be at 3.0: row 1 may leave (ties go first).
         assert_eq!(r.next(Some(4.0), None), Next::Row(3.0, 1));
         assert_eq!(r.next(Some(4.0), None), Next::Rerank);
+    }
+
+    #[test]
+    fn a_learnt_row_teaches_the_margin_and_never_leaves() {
+        // The same two errors as a_few_errors_teach_four_standard_deviations,
+        // one of them from a row the query's filter rejected.
+        let mut r = OrderedRerank::new(1.0, 0.0);
+        r.add(3.5, 3.5, 0.0, 2u64);
+        r.learn(4.0, 3.0, 0.0);
+        assert_eq!(r.margin(), {
+            let mut s = OrderedRerank::new(1.0, 0.0);
+            s.add(4.0, 3.0, 0.0, 1u64);
+            s.add(3.5, 3.5, 0.0, 2);
+            s.margin()
+        });
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.reranked(), 2);
+        assert_eq!(r.next(None, None), Next::Row(3.5, 2));
+        assert_eq!(r.next(None, None), Next::Done);
+        // With a refine stage: the rejected row's fine error counts too.
+        let mut r = OrderedRerank::new(1.0, 0.0).with_refine();
+        r.add_refined(5.0, 4.0, 0.0, 7u64);
+        r.learn_refined(5.0, 4.0, 3.0);
+        assert!(r.fine_margin() >= 1.0);
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.refined_len(), 1);
     }
 
     #[test]

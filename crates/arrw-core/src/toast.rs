@@ -92,6 +92,15 @@ pub fn external_pointer(datum: &[u8]) -> Option<ExternalPointer> {
     })
 }
 
+/// Whether a varlena datum starting with `header` is stored in line and
+/// uncompressed (a plain 4-byte header, PostgreSQL's `VARATT_IS_4B_U`), so
+/// that reading it costs nothing beyond its row. False for anything else: a
+/// 1-byte header (short or external), a compressed value, no bytes, a
+/// big-endian machine. Never panics.
+pub fn plain_inline(header: &[u8]) -> bool {
+    !cfg!(target_endian = "big") && header.first().is_some_and(|&b| b & 0x03 == 0)
+}
+
 /// Why a value's chunks were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkError {
@@ -222,6 +231,18 @@ mod tests {
         // A size larger than the raw size is not a value we can read either.
         let p = external_pointer(&pointer(3080, 4000, 7, 8)).unwrap();
         assert_eq!(p.plain_size(), None);
+    }
+
+    #[test]
+    fn only_a_plain_four_byte_header_is_in_line() {
+        // A 3,080-byte vector in line: length << 2, low bits 00.
+        assert!(plain_inline(&(3080u32 << 2).to_le_bytes()));
+        // Compressed in line (low bits 10), short (1-byte header, low bit 1),
+        // external (0x01), nothing.
+        assert!(!plain_inline(&((3080u32 << 2) | 0x02).to_le_bytes()));
+        assert!(!plain_inline(&[(20 << 1) | 1]));
+        assert!(!plain_inline(&pointer(3084, 3080, 7, 9)));
+        assert!(!plain_inline(&[]));
     }
 
     #[test]

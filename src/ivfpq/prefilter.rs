@@ -1,0 +1,254 @@
+//! Prefiltering: the query's own `WHERE` clause checked on the rows an ivfpq
+//! scan reads from the table, before they take a place in its exact order.
+//!
+//! Why: PostgreSQL hands an index access method only the conditions on the
+//! index's own columns. A filter on any other column (`WHERE category = $2`)
+//! is the executor's: it checks each row the scan hands out and drops the
+//! rest. To hand out ten rows that pass a 10% filter, nearest first, the scan
+//! had to hand out about a hundred in exact order, and each of the ninety the
+//! executor then dropped cost what a returned row costs: at 768 dimensions and
+//! more a TOAST read of its vector, and the executor's own fetch of the row
+//! and check of the filter (bench/README.md, "Filtered search").
+//!
+//! How: our `ExecutorStart_hook` (pending.rs) calls [`attach`] once the plan's
+//! state tree is built. For each index scan node on an ivfpq index that has a
+//! filter (`IndexScanState.ss.ps.qual`), it begins the node's index scan
+//! itself, exactly as the executor's `IndexNext` would on its first call
+//! (same relations, snapshot and key counts, and the rescan when the keys are
+//! known already), and gives the scan a [`Prefilter`] on the node. When the
+//! scan reads a row from the table to re-rank it (fetch.rs, scan.rs), it
+//! checks the node's filter on that row first, in an expression context of
+//! its own in the node's executor state. A row the filter rejects is treated
+//! like a row with no visible version: it is never handed out, and its vector
+//! is not read from TOAST (an in-line one still gives its exact distance, so
+//! that the margins of `arrw_core::rerank` learn from it). The executor still
+//! checks the filter on every row it gets, so a query returns the same rows in
+//! the same order, with or without this.
+//!
+//! What a user sees change: `EXPLAIN ANALYZE`'s "Rows Removed by Filter"
+//! counts only the rows the scan did not remove itself. A filter is evaluated
+//! on every row the scan re-ranks, also on rows the plain plan would never
+//! have reached before its `LIMIT`: a filter that raises an ERROR for some
+//! rows (a division by zero, a failing cast) may raise it here where it would
+//! not have. Filters with volatile functions (which must run once per row
+//! returned) or subqueries (whose volatility is not visible from here) are
+//! left to the executor alone; `SET ivfpq.prefilter = off` leaves every filter
+//! to it. Row-level security keeps its guarantee: the node's filter is one
+//! expression with the policies' conditions first, evaluated here in the same
+//! order as by the executor.
+//!
+//! Not prefiltered: scans begun outside the executor's start (an
+//! `EvalPlanQual` recheck, our own functions' scans), `EXPLAIN` without
+//! `ANALYZE` (no scan runs), and scans whose node has no filter.
+
+use super::options;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::Cell;
+
+/// A scan's handle on its plan node's filter (see the module docs).
+pub struct Prefilter {
+    /// The node whose scan this is; it lives until the executor ends the node,
+    /// which ends the scan first (`ExecEndIndexScan` calls `index_endscan`).
+    node: *mut pg_sys::IndexScanState,
+    /// Our expression context in the node's executor state, made at the first
+    /// check; the executor state frees it with its query memory.
+    econtext: Cell<*mut pg_sys::ExprContext>,
+}
+
+impl Prefilter {
+    /// Whether the row in `slot` passes the node's filter. Memory the filter
+    /// allocates lives in our context's per-tuple memory, reset before each
+    /// row.
+    ///
+    /// # Safety
+    /// `slot` holds a visible row of the node's relation, of the slot type the
+    /// node scans with (`table_slot_create` on that relation), and the node's
+    /// query is running (this is called from its scan).
+    pub unsafe fn passes(&self, slot: *mut pg_sys::TupleTableSlot) -> bool {
+        // SAFETY: the node is live while its scan runs (see `node`); its
+        // executor state outlives it. CreateExprContext allocates in the
+        // state's query memory and registers the context for freeing.
+        unsafe {
+            if self.econtext.get().is_null() {
+                self.econtext
+                    .set(pg_sys::CreateExprContext((*self.node).ss.ps.state));
+            }
+            let econtext = self.econtext.get();
+            (*econtext).ecxt_scantuple = slot;
+            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+            // ExecQual evaluates in the per-tuple memory; a NULL result fails.
+            pg_sys::ExecQual((*self.node).ss.ps.qual, econtext)
+        }
+    }
+}
+
+/// Called by our `ExecutorStart_hook` after the plan's state tree is built:
+/// begins the scan of every ivfpq index scan node with a filter that may be
+/// prefiltered, with a [`Prefilter`] on the node (see the module docs).
+///
+/// # Safety
+/// `qd` is the QueryDesc `ExecutorStart` was called with, started.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn attach(qd: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as std::ffi::c_int != 0 || !options::PREFILTER.get()
+    {
+        return;
+    }
+    // SAFETY: forwarded contract: a started QueryDesc's planstate is its
+    // tree's root (or null), built in its executor state.
+    unsafe { walk((*qd).planstate) };
+}
+
+/// Visits every node of a plan state tree, as PostgreSQL's
+/// `planstate_tree_walker` does (its init plans, both subtrees, the children
+/// of the nodes that keep them elsewhere, its subplans).
+///
+/// # Safety
+/// `ps` is null or a node of a plan state tree being started.
+unsafe fn walk(ps: *mut pg_sys::PlanState) {
+    if ps.is_null() {
+        return;
+    }
+    // Plan trees nest as deep as a query's joins: PostgreSQL's own check.
+    // SAFETY: a plain C function with no arguments.
+    unsafe { pg_sys::check_stack_depth() };
+    // SAFETY: forwarded contract; each node's type tag says which struct it
+    // is, and the child arrays hold as many entries as their counts say.
+    unsafe {
+        visit(ps);
+        walk_subplans((*ps).initPlan);
+        walk((*ps).lefttree);
+        walk((*ps).righttree);
+        let many = |nodes: *mut *mut pg_sys::PlanState, n: i32| {
+            for i in 0..n.max(0) as usize {
+                walk(*nodes.add(i));
+            }
+        };
+        match (*ps).type_ {
+            pg_sys::NodeTag::T_AppendState => {
+                let a = ps as *mut pg_sys::AppendState;
+                many((*a).appendplans, (*a).as_nplans);
+            }
+            pg_sys::NodeTag::T_MergeAppendState => {
+                let m = ps as *mut pg_sys::MergeAppendState;
+                many((*m).mergeplans, (*m).ms_nplans);
+            }
+            pg_sys::NodeTag::T_BitmapAndState => {
+                let b = ps as *mut pg_sys::BitmapAndState;
+                many((*b).bitmapplans, (*b).nplans);
+            }
+            pg_sys::NodeTag::T_BitmapOrState => {
+                let b = ps as *mut pg_sys::BitmapOrState;
+                many((*b).bitmapplans, (*b).nplans);
+            }
+            pg_sys::NodeTag::T_SubqueryScanState => {
+                walk((*(ps as *mut pg_sys::SubqueryScanState)).subplan);
+            }
+            pg_sys::NodeTag::T_CustomScanState => {
+                let list = (*(ps as *mut pg_sys::CustomScanState)).custom_ps;
+                if !list.is_null() {
+                    for i in 0..(*list).length as usize {
+                        walk((*(*list).elements.add(i)).ptr_value as *mut pg_sys::PlanState);
+                    }
+                }
+            }
+            _ => {}
+        }
+        walk_subplans((*ps).subPlan);
+    }
+}
+
+/// The plan trees of a list of `SubPlanState`s (null: none).
+///
+/// # Safety
+/// `list` is null or a List of SubPlanState pointers of a tree being started.
+unsafe fn walk_subplans(list: *mut pg_sys::List) {
+    if list.is_null() {
+        return;
+    }
+    // SAFETY: forwarded contract: `length` entries, each a SubPlanState.
+    unsafe {
+        for i in 0..(*list).length as usize {
+            let sps = (*(*list).elements.add(i)).ptr_value as *mut pg_sys::SubPlanState;
+            if !sps.is_null() {
+                walk((*sps).planstate);
+            }
+        }
+    }
+}
+
+/// Begins the scan of `ps` with a prefilter when it is an ivfpq index scan
+/// node, not yet begun, ordering by distance, with a filter that has neither
+/// volatile functions nor subqueries.
+///
+/// # Safety
+/// `ps` is a node of a plan state tree being started (not null).
+unsafe fn visit(ps: *mut pg_sys::PlanState) {
+    // SAFETY: forwarded contract; a node tagged T_IndexScanState is one, its
+    // relation descriptors are open (or null under EXPLAIN only, excluded by
+    // the caller and checked again), its plan is an IndexScan whose `qual`
+    // is the filter the state's `qual` was built from.
+    unsafe {
+        if (*ps).type_ != pg_sys::NodeTag::T_IndexScanState || (*ps).qual.is_null() {
+            return;
+        }
+        let node = ps as *mut pg_sys::IndexScanState;
+        let index = (*node).iss_RelationDesc;
+        if index.is_null()
+            || !(*node).iss_ScanDesc.is_null()
+            || (*node).iss_NumOrderByKeys == 0
+            || !is_ivfpq(index)
+        {
+            return;
+        }
+        let qual = (*(*ps).plan).qual as *mut pg_sys::Node;
+        if pg_sys::contain_volatile_functions(qual) || pg_sys::contain_subplans(qual) {
+            return;
+        }
+        // What IndexNext does on its first call, in the memory it would use
+        // (the query's: the executor runs nodes there).
+        let estate = (*ps).state;
+        let old = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
+        let scan = pg_sys::index_beginscan(
+            (*node).ss.ss_currentRelation,
+            index,
+            (*estate).es_snapshot,
+            (*node).iss_NumScanKeys,
+            (*node).iss_NumOrderByKeys,
+        );
+        (*node).iss_ScanDesc = scan;
+        super::scan::set_prefilter(
+            scan,
+            Prefilter {
+                node,
+                econtext: Cell::new(std::ptr::null_mut()),
+            },
+        );
+        // Keys that depend on run-time values are computed by the node's first
+        // rescan (ExecIndexScan calls it before the first row), which then
+        // rescans this descriptor.
+        if (*node).iss_NumRuntimeKeys == 0 || (*node).iss_RuntimeKeysReady {
+            pg_sys::index_rescan(
+                scan,
+                (*node).iss_ScanKeys,
+                (*node).iss_NumScanKeys,
+                (*node).iss_OrderByKeys,
+                (*node).iss_NumOrderByKeys,
+            );
+        }
+        pg_sys::MemoryContextSwitchTo(old);
+    }
+}
+
+/// Whether an open index is one of ours: its access method begins scans with
+/// our `ambeginscan` (the handler's routine, cached in the relation).
+///
+/// # Safety
+/// `index` is an open index relation.
+unsafe fn is_ivfpq(index: pg_sys::Relation) -> bool {
+    type Begin = unsafe extern "C-unwind" fn(pg_sys::Relation, i32, i32) -> pg_sys::IndexScanDesc;
+    // SAFETY: forwarded contract; rd_indam is the relation's cached routine.
+    let begin = unsafe { (*index).rd_indam.as_ref().and_then(|am| am.ambeginscan) };
+    begin.is_some_and(|f| std::ptr::fn_addr_eq(f, super::scan::ambeginscan as Begin))
+}
