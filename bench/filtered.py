@@ -346,6 +346,11 @@ class Runner:
                          ("defaults + iterative on", {"ivfpq.iterative_scan": "on"}, True),
                          ("probes=40 rerank=200 iter", {"ivfpq.iterative_scan": "on", "ivfpq.probes": 40,
                                                         "ivfpq.rerank": 200}, True)]
+        if self.knows_setting(ARRW_DB, "ivfpq.prefilter"):
+            # The same scan with the query's filter left to the executor alone (as before
+            # the prefilter, src/ivfpq/prefilter.rs): what checking it in the scan gains.
+            arrw_settings.insert(2, ("defaults + iter, prefilter off",
+                                     {"ivfpq.iterative_scan": "on", "ivfpq.prefilter": "off"}, False))
         if not a.quick:
             arrw_settings.append(("probes=10 iter", {"ivfpq.iterative_scan": "on", "ivfpq.probes": 10}, False))
         self.engine(ds, ARRW_DB, "arrw ivfpq", arrw_settings, filters, qs, dist, truths, ff)
@@ -408,6 +413,12 @@ class Runner:
     def has_ext(self, name: str) -> bool:
         with self.cluster.connect("postgres") as c:
             return c.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone() is not None
+
+    def knows_setting(self, db, name):
+        """Whether the server's arrw has setting `name` (older builds lack newer ones)."""
+        with self.cluster.connect(db) as c:
+            c.execute("LOAD 'arrw'")  # its settings exist once the library is loaded
+            return c.execute("SELECT current_setting(%s, true) IS NOT NULL", (name,)).fetchone()[0]
 
 
 def run_point(conn, psql, qs, cats, settings):

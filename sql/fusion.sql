@@ -155,6 +155,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	deepest integer;
+	scaled boolean := false;
 BEGIN
 	-- Each vector input reads its best `depth` rows, far deeper than the LIMIT
 	-- 10 an index's default probes are tuned for, and a fused rank depends on
@@ -170,12 +171,13 @@ BEGIN
 		  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(inputs) = 'array' THEN inputs ELSE '[]' END) v;
 		IF deepest > 25 THEN
 			PERFORM set_config('ivfpq.probes_scale', least(sqrt(deepest / 25.0), 100)::text, true);
-			RETURN QUERY EXECUTE arrw.fused_search_sql(tbl, id_column, inputs, k, method, filter, rrf_k);
-			PERFORM set_config('ivfpq.probes_scale', '1', true);
-			RETURN;
+			scaled := true;
 		END IF;
 	END IF;
 	RETURN QUERY EXECUTE arrw.fused_search_sql(tbl, id_column, inputs, k, method, filter, rrf_k);
+	IF scaled THEN
+		PERFORM set_config('ivfpq.probes_scale', '1', true);
+	END IF;
 END
 $$;
 COMMENT ON FUNCTION arrw.fused_search(regclass, name, jsonb, integer, text, text, integer) IS
