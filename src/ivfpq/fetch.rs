@@ -23,9 +23,9 @@
 //! methods, expression indexes and `vector[]` keys take the row-at-a-time path.
 //!
 //! With a prefilter (prefilter.rs), each visible row is first checked against
-//! the query's filter; a rejected row's vector is read only when it is stored
-//! in line (then its distance still teaches the scan's margins), never from
-//! TOAST.
+//! the query's filter; a rejected row's vector is read when it is stored in
+//! line or while the scan's margins have learnt from few rows (its distance
+//! then teaches them), otherwise not (no TOAST read).
 
 use super::layout;
 use super::page::{self, Recents};
@@ -96,6 +96,9 @@ pub(super) struct Fetch<'a> {
     /// The query's filter, checked on each visible row (prefilter.rs), with
     /// the scan's slot (a buffer heap tuple slot of the table) to check it on.
     pub filter: Option<(&'a Prefilter, *mut pg_sys::TupleTableSlot)>,
+    /// Read a rejected row's vector even when it is out of line (the scan's
+    /// margins have not learnt from enough rows yet).
+    pub read_rejected: bool,
 }
 
 /// A row of a batch read from the table: `i`, its place in the batch; `d`, its
@@ -132,6 +135,7 @@ pub(super) unsafe fn exact_distances(
         handed,
         metric,
         filter,
+        read_rejected,
     } = f;
     // SAFETY: live scan (forwarded contract): its heap relation and snapshot
     // stay open for the scan's duration.
@@ -274,7 +278,7 @@ pub(super) unsafe fn exact_distances(
                     // SAFETY: a non-null varlena datum: its first byte is its
                     // header.
                     let header = unsafe { std::slice::from_raw_parts(key.cast_mut_ptr::<u8>(), 1) };
-                    if !arrw_core::toast::plain_inline(header) {
+                    if !read_rejected && !arrw_core::toast::plain_inline(header) {
                         return;
                     }
                 }

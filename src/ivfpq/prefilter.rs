@@ -20,8 +20,11 @@
 //! checks the node's filter on that row first, in an expression context of
 //! its own in the node's executor state. A row the filter rejects is treated
 //! like a row with no visible version: it is never handed out, and its vector
-//! is not read from TOAST (an in-line one still gives its exact distance, so
-//! that the margins of `arrw_core::rerank` learn from it). The executor still
+//! is not read from TOAST once the scan has learnt its margins from a few
+//! dozen rows (an in-line one, and every one before that, still gives its
+//! exact distance, so that the margins of `arrw_core::rerank` learn from it:
+//! a scan that learnt from its passing rows alone let MaxSim rows out of
+//! order). The executor still
 //! checks the filter on every row it gets, so a query returns the same rows in
 //! the same order, with or without this.
 //!
@@ -37,7 +40,9 @@
 //! expression with the policies' conditions first, evaluated here in the same
 //! order as by the executor.
 //!
-//! Not prefiltered: scans begun outside the executor's start (an
+//! Not prefiltered: scans that read rows one at a time (expression indexes,
+//! tables of other access methods, MaxSim scans of `vector[]`, see
+//! `scan::exact_batch`), scans begun outside the executor's start (an
 //! `EvalPlanQual` recheck, our own functions' scans), `EXPLAIN` without
 //! `ANALYZE` (no scan runs), and scans whose node has no filter.
 
