@@ -93,12 +93,12 @@ impl Cluster {
             "--locale=C.UTF-8",
         ]);
         run(initdb);
-        let c = Cluster {
+        let mut c = Cluster {
             dir,
             port: free_port(),
         };
         c.write_conf(extra_conf);
-        c.start_server();
+        c.start_new_server();
         c
     }
 
@@ -120,20 +120,63 @@ impl Cluster {
         std::fs::write(&path, text).unwrap();
     }
 
-    /// Starts the server and waits until it accepts connections.
+    /// Starts the server and waits until it accepts connections; panics with
+    /// the end of the server's log if it does not.
     pub fn start_server(&self) {
+        if let Err(e) = self.try_start() {
+            panic!("{e}");
+        }
+    }
+
+    /// The first start of a new cluster, whose port no one knows yet: tests run
+    /// in parallel, and another test's server may take the port `free_port`
+    /// found before this one binds it (a CI run lost a test to that once), so a
+    /// port already in use gets the server a new one, up to 5 times.
+    fn start_new_server(&mut self) {
+        for attempt in 1.. {
+            match self.try_start() {
+                Ok(()) => return,
+                Err(e) if attempt < 5 && e.contains("Address already in use") => {
+                    self.port = free_port();
+                    // The last `port` line of postgresql.conf wins.
+                    let path = data(&self.dir).join("postgresql.conf");
+                    let mut text = std::fs::read_to_string(&path).unwrap();
+                    text.push_str(&format!("\nport = {}\n", self.port));
+                    std::fs::write(&path, text).unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Runs `pg_ctl start` and waits; on failure, what it printed and the last
+    /// lines of the server's log.
+    fn try_start(&self) -> Result<(), String> {
+        let log = self.dir.join("log");
         let mut c = pg_command("pg_ctl");
         c.args([
             "-D",
             data(&self.dir).to_str().unwrap(),
             "-l",
-            self.dir.join("log").to_str().unwrap(),
+            log.to_str().unwrap(),
             "-w",
             "-t",
             "120",
             "start",
         ]);
-        run(c);
+        let out = c.output().expect("spawn pg_ctl");
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        Err(format!(
+            "{:?} failed: {}\n{}\nserver log (last lines):\n{}",
+            c,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
     }
 
     /// Stops the server: `mode` is `smart`, `fast` or `immediate` (a crash: no
@@ -207,12 +250,12 @@ impl Cluster {
             "fast",
         ]);
         run(bb);
-        let replica = Cluster {
+        let mut replica = Cluster {
             dir,
             port: free_port(),
         };
         replica.write_conf("hot_standby = on");
-        replica.start_server();
+        replica.start_new_server();
         replica
     }
 
