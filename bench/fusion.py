@@ -771,7 +771,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=2, help="timed passes per indexed point, best kept")
     ap.add_argument("--quick", action="store_true", help="50 queries, two cases")
     ap.add_argument("--cases", help="only the cases whose 'name method' contains one of these comma-separated "
-                                    "strings, e.g. \"doc % 10,weighted\"")
+                                    "strings, e.g. \"doc %% 10,weighted\"")
     ap.add_argument("--port", type=int, default=int(os.environ.get("ARRW_FUSION_PORT", "54401")))
     ap.add_argument("--arrw-pkg", type=Path, help="a `cargo pgrx package` output directory")
     ap.add_argument("--arrw-rev", help="(set by bench/run-fusion) what --arrw-pkg was built from")
