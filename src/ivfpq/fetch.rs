@@ -29,13 +29,13 @@
 
 use super::layout;
 use super::page::{self, Recents};
-use super::prefilter::Prefilter;
 use super::profile::{self, Count, Phase};
 use super::toast::ToastReader;
 use crate::handed::{Pending, ValueId};
 use crate::memctx::RowContext;
 use arrw_core::ivf::{exact_parts, Metric};
 use pgrx::pg_sys;
+use std::cell::Cell;
 
 /// Pages pinned at once per stage. A backend tracks its first 8 pins in an
 /// array and the rest in a hash table, whose lookups on every pin and unpin
@@ -47,6 +47,52 @@ const PAGES_AT_ONCE: usize = 6;
 /// header and the start of the vector (the hardware prefetcher follows a
 /// sequential read after its first lines).
 const ROW_LINES: usize = 4;
+
+/// A scan's handle on its plan node's filter (prefilter.rs), checked on each
+/// row [`exact_distances`] reads.
+pub(super) struct Prefilter {
+    /// The node whose scan this is; it lives until the executor ends the node,
+    /// which ends the scan first (`ExecEndIndexScan` calls `index_endscan`).
+    node: *mut pg_sys::IndexScanState,
+    /// Our expression context in the node's executor state, made at the first
+    /// check; the executor state frees it with its query memory.
+    econtext: Cell<*mut pg_sys::ExprContext>,
+}
+
+impl Prefilter {
+    /// A handle on `node`'s filter (prefilter.rs makes it at executor start).
+    pub(super) fn new(node: *mut pg_sys::IndexScanState) -> Self {
+        Prefilter {
+            node,
+            econtext: Cell::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// Whether the row in `slot` passes the node's filter. Memory the filter
+    /// allocates lives in our context's per-tuple memory, reset before each
+    /// row.
+    ///
+    /// # Safety
+    /// `slot` holds a visible row of the node's relation, of the slot type the
+    /// node scans with (`table_slot_create` on that relation), and the node's
+    /// query is running (this is called from its scan).
+    pub(super) unsafe fn passes(&self, slot: *mut pg_sys::TupleTableSlot) -> bool {
+        // SAFETY: the node is live while its scan runs (see `node`); its
+        // executor state outlives it. CreateExprContext allocates in the
+        // state's query memory and registers the context for freeing.
+        unsafe {
+            if self.econtext.get().is_null() {
+                self.econtext
+                    .set(pg_sys::CreateExprContext((*self.node).ss.ps.state));
+            }
+            let econtext = self.econtext.get();
+            (*econtext).ecxt_scantuple = slot;
+            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+            // ExecQual evaluates in the per-tuple memory; a NULL result fails.
+            pg_sys::ExecQual((*self.node).ss.ps.qual, econtext)
+        }
+    }
+}
 
 /// The heap column to read keys from directly (see the module docs), or None
 /// when the scan must use the row-at-a-time path: a table that is not a heap,

@@ -11,7 +11,7 @@
 //! | aminsert | insert.rs, pending.rs, append.rs | keep the row's entry until it must be visible, then encode a batch and append each list's rows a page at a time |
 //! | ambeginscan, amrescan, amgettuple, amendscan | scan.rs | probe lists, ADC-score codes, re-rank from the heap |
 //! | (re-rank's table reads) | fetch.rs | a batch's rows, pages pinned and rows located a stage at a time |
-//! | (the query's `WHERE` on those rows) | prefilter.rs | begins filtered scans at executor start and checks their filter on each row read |
+//! | (the query's `WHERE` on those rows) | prefilter.rs, fetch.rs | begins filtered scans at executor start (the hook: executor_hook.rs); fetch.rs checks their filter on each row read |
 //! | amgettuple of `vector_maxsim_ops` (`@#`) | maxsim_scan.rs | per query vector: probe, gather rows, estimate MaxSim, re-rank |
 //! | amgettuple itself | here | starts the scan (scan.rs) and hands it to one of the two |
 //! | ambulkdelete, amvacuumcleanup | vacuum.rs | drop dead TIDs, compact pages |
@@ -31,6 +31,7 @@
 pub mod append;
 pub mod build;
 pub mod cost;
+pub mod executor_hook;
 pub mod fetch;
 pub mod info;
 pub mod insert;
@@ -137,4 +138,5 @@ unsafe extern "C-unwind" fn amvalidate(_opclassoid: pg_sys::Oid) -> bool {
 pub fn init() {
     options::init();
     pending::init();
+    executor_hook::init();
 }

@@ -39,7 +39,7 @@
 //! dead to everyone, so VACUUM may free its TID before this transaction ends. Its
 //! entry must reach the pages before that (as it did when written row by row),
 //! so from the start of a statement that has an `ON CONFLICT` clause (our
-//! `ExecutorStart_hook` looks at its plan) until the transaction ends, each new
+//! `ExecutorStart_hook`, executor_hook.rs, looks at its plan) until the transaction ends, each new
 //! entry is written as it comes.
 //!
 //! An index whose relfilenode changed under pending entries (something above
@@ -248,8 +248,8 @@ fn write(index: pg_sys::Relation, pending: Pending) {
     }
 }
 
-/// Registers the transaction callbacks and the utility and executor-start
-/// hooks (once per backend, from `_PG_init`).
+/// Registers the transaction callbacks and the utility hook (once per
+/// backend, from `_PG_init`; the executor-start hook is executor_hook.rs's).
 pub fn init() {
     // The previous hooks are kept and called by ours; PostgreSQL's standard
     // functions have exactly the hook types' signatures.
@@ -266,38 +266,14 @@ pub fn init() {
                 pg_sys::ProcessUtility_hook_type,
             >(&raw const STANDARD_PROCESS_UTILITY));
         pg_sys::ProcessUtility_hook = Some(utility_hook);
-        PREV_EXECUTOR_START =
-            pg_sys::ExecutorStart_hook.or(std::mem::transmute::<
-                *const u8,
-                pg_sys::ExecutorStart_hook_type,
-            >(&raw const STANDARD_EXECUTOR_START));
-        pg_sys::ExecutorStart_hook = Some(executor_start);
-    }
-}
-
-/// What our `ExecutorStart_hook` calls next: the hook installed before ours,
-/// or `standard_ExecutorStart` (set in [`init`], always Some).
-static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
-
-/// Our `ExecutorStart_hook` (arrw's only one): a plain frame for the same
-/// reason as [`utility_hook`]; the work is in [`note_on_conflict`], before
-/// the plan starts, and in `prefilter::attach`, once its state tree is built.
-unsafe extern "C-unwind" fn executor_start(qd: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
-    // SAFETY: PostgreSQL's arguments, forwarded unchanged to the previous hook
-    // or the standard implementation; after it returns the QueryDesc is started.
-    unsafe {
-        note_on_conflict(qd);
-        if let Some(next) = PREV_EXECUTOR_START {
-            next(qd, eflags);
-        }
-        super::prefilter::attach(qd, eflags);
     }
 }
 
 /// Sets [`AT_ONCE`] for the rest of the transaction when the plan about to
-/// start inserts with `ON CONFLICT`.
+/// start inserts with `ON CONFLICT` (called by executor_hook.rs before the
+/// plan starts).
 #[pg_guard]
-unsafe extern "C-unwind" fn note_on_conflict(qd: *mut pg_sys::QueryDesc) {
+pub(super) unsafe extern "C-unwind" fn note_on_conflict(qd: *mut pg_sys::QueryDesc) {
     // SAFETY: PostgreSQL passes a valid QueryDesc whose plannedstmt is set.
     if !AT_ONCE.get() && unsafe { has_on_conflict((*qd).plannedstmt) } {
         AT_ONCE.set(true);
@@ -383,8 +359,6 @@ static mut PREV_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 extern "C" {
     #[link_name = "standard_ProcessUtility"]
     static STANDARD_PROCESS_UTILITY: u8;
-    #[link_name = "standard_ExecutorStart"]
-    static STANDARD_EXECUTOR_START: u8;
 }
 
 /// Our `ProcessUtility_hook`. Not `#[pg_guard]`, by design (SAFETY.md,

@@ -10,14 +10,14 @@
 //! more a TOAST read of its vector, and the executor's own fetch of the row
 //! and check of the filter (bench/README.md, "Filtered search").
 //!
-//! How: our `ExecutorStart_hook` (pending.rs) calls [`attach`] once the plan's
+//! How: our `ExecutorStart_hook` (executor_hook.rs) calls [`attach`] once the plan's
 //! state tree is built. For each index scan node on an ivfpq index that has a
 //! filter (`IndexScanState.ss.ps.qual`), it begins the node's index scan
 //! itself, exactly as the executor's `IndexNext` would on its first call
 //! (same relations, snapshot and key counts, and the rescan when the keys are
-//! known already), and gives the scan a [`Prefilter`] on the node. When the
-//! scan reads a row from the table to re-rank it (fetch.rs, scan.rs), it
-//! checks the node's filter on that row first, in an expression context of
+//! known already), and gives the scan a [`Prefilter`] on the node (fetch.rs,
+//! where it is used). When the scan reads a row from the table to re-rank it,
+//! fetch.rs checks the node's filter on that row first, in an expression context of
 //! its own in the node's executor state. A row the filter rejects is treated
 //! like a row with no visible version: it is never handed out, and its vector
 //! is not read from TOAST once the scan has learnt its margins from a few
@@ -46,47 +46,10 @@
 //! `EvalPlanQual` recheck, our own functions' scans), `EXPLAIN` without
 //! `ANALYZE` (no scan runs), and scans whose node has no filter.
 
+use super::fetch::Prefilter;
 use super::options;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::cell::Cell;
-
-/// A scan's handle on its plan node's filter (see the module docs).
-pub struct Prefilter {
-    /// The node whose scan this is; it lives until the executor ends the node,
-    /// which ends the scan first (`ExecEndIndexScan` calls `index_endscan`).
-    node: *mut pg_sys::IndexScanState,
-    /// Our expression context in the node's executor state, made at the first
-    /// check; the executor state frees it with its query memory.
-    econtext: Cell<*mut pg_sys::ExprContext>,
-}
-
-impl Prefilter {
-    /// Whether the row in `slot` passes the node's filter. Memory the filter
-    /// allocates lives in our context's per-tuple memory, reset before each
-    /// row.
-    ///
-    /// # Safety
-    /// `slot` holds a visible row of the node's relation, of the slot type the
-    /// node scans with (`table_slot_create` on that relation), and the node's
-    /// query is running (this is called from its scan).
-    pub unsafe fn passes(&self, slot: *mut pg_sys::TupleTableSlot) -> bool {
-        // SAFETY: the node is live while its scan runs (see `node`); its
-        // executor state outlives it. CreateExprContext allocates in the
-        // state's query memory and registers the context for freeing.
-        unsafe {
-            if self.econtext.get().is_null() {
-                self.econtext
-                    .set(pg_sys::CreateExprContext((*self.node).ss.ps.state));
-            }
-            let econtext = self.econtext.get();
-            (*econtext).ecxt_scantuple = slot;
-            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
-            // ExecQual evaluates in the per-tuple memory; a NULL result fails.
-            pg_sys::ExecQual((*self.node).ss.ps.qual, econtext)
-        }
-    }
-}
 
 /// Called by our `ExecutorStart_hook` after the plan's state tree is built:
 /// begins the scan of every ivfpq index scan node with a filter that may be
@@ -223,13 +186,7 @@ unsafe fn visit(ps: *mut pg_sys::PlanState) {
             (*node).iss_NumOrderByKeys,
         );
         (*node).iss_ScanDesc = scan;
-        super::scan::set_prefilter(
-            scan,
-            Prefilter {
-                node,
-                econtext: Cell::new(std::ptr::null_mut()),
-            },
-        );
+        super::scan::set_prefilter(scan, Prefilter::new(node));
         // Keys that depend on run-time values are computed by the node's first
         // rescan (ExecIndexScan calls it before the first row), which then
         // rescans this descriptor.

@@ -106,7 +106,7 @@ pub(super) struct ScanState {
     pub(super) multi: Option<super::maxsim_query::MultiScan>,
     /// The plan node's filter, checked on each row read from the table
     /// (prefilter.rs); None when the executor alone checks it.
-    pub(super) filter: Option<super::prefilter::Prefilter>,
+    pub(super) filter: Option<fetch::Prefilter>,
 }
 
 #[pg_guard]
@@ -214,7 +214,7 @@ unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
 ///
 /// # Safety
 /// `scan` must be a scan begun by [`ambeginscan`] and not yet ended.
-pub(super) unsafe fn set_prefilter(scan: pg_sys::IndexScanDesc, f: super::prefilter::Prefilter) {
+pub(super) unsafe fn set_prefilter(scan: pg_sys::IndexScanDesc, f: fetch::Prefilter) {
     // SAFETY: forwarded contract.
     unsafe { state(scan) }.filter = Some(f);
 }
