@@ -93,12 +93,17 @@ pub fn external_pointer(datum: &[u8]) -> Option<ExternalPointer> {
 }
 
 /// Whether a varlena datum starting with `header` is stored in line and
-/// uncompressed (a plain 4-byte header, PostgreSQL's `VARATT_IS_4B_U`), so
-/// that reading it costs nothing beyond its row. False for anything else: a
-/// 1-byte header (short or external), a compressed value, no bytes, a
-/// big-endian machine. Never panics.
+/// uncompressed, so that reading it costs nothing beyond its row: a plain
+/// 4-byte header (PostgreSQL's `VARATT_IS_4B_U`, low bits 00) or a short
+/// 1-byte one (`VARATT_IS_1B` but not `VARATT_IS_1B_E`: low bit 1, not the
+/// byte 0x01 of an external pointer; values under 127 bytes are stored so).
+/// False for a compressed value, an external pointer, no bytes, a big-endian
+/// machine. Never panics.
 pub fn plain_inline(header: &[u8]) -> bool {
-    !cfg!(target_endian = "big") && header.first().is_some_and(|&b| b & 0x03 == 0)
+    !cfg!(target_endian = "big")
+        && header
+            .first()
+            .is_some_and(|&b| b & 0x03 == 0 || (b & 0x01 == 1 && b != EXTERNAL_HEADER))
 }
 
 /// Why a value's chunks were refused.
@@ -237,10 +242,10 @@ mod tests {
     fn only_a_plain_four_byte_header_is_in_line() {
         // A 3,080-byte vector in line: length << 2, low bits 00.
         assert!(plain_inline(&(3080u32 << 2).to_le_bytes()));
-        // Compressed in line (low bits 10), short (1-byte header, low bit 1),
-        // external (0x01), nothing.
+        // Short (1-byte header: length << 1, low bit 1): an 8-d vector.
+        assert!(plain_inline(&[(40 << 1) | 1]));
+        // Compressed in line (low bits 10), external (0x01), nothing.
         assert!(!plain_inline(&((3080u32 << 2) | 0x02).to_le_bytes()));
-        assert!(!plain_inline(&[(20 << 1) | 1]));
         assert!(!plain_inline(&pointer(3084, 3080, 7, 9)));
         assert!(!plain_inline(&[]));
     }

@@ -1,6 +1,7 @@
 -- Prefiltering (src/ivfpq/prefilter.rs): an ivfpq index scan checks the
--- query's own WHERE clause on each row it reads from the table, so rows the
--- filter rejects are never handed out (nor read from TOAST). The rows a
+-- query's own WHERE clause on each row it reads from the table whose vector
+-- is out of line (TOAST), so rows the filter rejects are never handed out
+-- (nor, past the scan's first rows, read from TOAST). The rows a
 -- query returns, and their order, must be those of an exact scan whatever the
 -- plan shape (prepared generic plans, LATERAL rescans with a run-time query
 -- vector, cursors, partitions, row-level security); volatile filters and
@@ -8,16 +9,20 @@
 -- turns it off. The scan's own counters (ivfpq.profile) show what it did:
 -- `returned` rows handed out, `filtered` rows it rejected, `toast_reads`.
 --
--- Data: 2,000 rows of 8 dimensions from a smooth deterministic function
--- (distinct distances), category = id % 10; every list is probed, so the
--- index answers exactly and can be compared with a sequential scan.
+-- Data: 2,000 rows of 600 dimensions (2,408 bytes: stored out of line) from
+-- a smooth deterministic function (distinct distances), category = id % 10;
+-- every list is probed, so the index answers exactly and can be compared
+-- with a sequential scan. Query vectors come from the same function at
+-- points no row has (qv).
 
-CREATE TABLE pf (id int PRIMARY KEY, category int, v vector(8));
-INSERT INTO pf SELECT i, i % 10,
-  ARRAY(SELECT round((sin(i * j * 0.37) * 10)::numeric, 3)::real
-        FROM generate_series(1, 8) j)::vector
-FROM generate_series(1, 2000) i;
-CREATE INDEX pf_v ON pf USING ivfpq (v vector_l2_ops) WITH (lists = 8, m = 4);
+CREATE FUNCTION qv(x float8) RETURNS vector IMMUTABLE LANGUAGE sql AS $$
+  SELECT ARRAY(SELECT round((sin(x * j * 0.013) * 10)::numeric, 2)::real
+               FROM generate_series(1, 600) j)::vector
+$$;
+CREATE TABLE pf (id int PRIMARY KEY, category int, v vector(600));
+ALTER TABLE pf ALTER COLUMN v SET STORAGE EXTERNAL;
+INSERT INTO pf SELECT i, i % 10, qv(i) FROM generate_series(1, 2000) i;
+CREATE INDEX pf_v ON pf USING ivfpq (v vector_l2_ops) WITH (lists = 8, m = 50);
 ANALYZE pf;
 
 -- What an exact scan returns: the ids of a query, nearest first.
@@ -30,34 +35,37 @@ $$;
 SET enable_seqscan = off;
 SET ivfpq.probes = 8;
 SET ivfpq.profile = on;
-EXPLAIN (COSTS OFF)
-SELECT id FROM pf WHERE category = 3 ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 5;
+PREPARE plan_of(vector) AS
+  SELECT id FROM pf WHERE category = 3 ORDER BY v <-> $1 LIMIT 5;
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (COSTS OFF) EXECUTE plan_of(qv(0.5));
+RESET plan_cache_mode;
 
 -- On (the default): five rows handed out for LIMIT 5, the others of the
 -- re-ranked rows rejected in the scan; the same ids as the exact scan.
 SHOW ivfpq.prefilter;
 SELECT arrw.ivfpq_profile_reset();
-SELECT array_agg(id) = pf_exact(3, '[1,2,3,4,5,6,7,8]', 5) AS exact
+SELECT array_agg(id) = pf_exact(3, qv(0.5), 5) AS exact
 FROM (SELECT id FROM pf WHERE category = 3
-      ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 5) s;
+      ORDER BY v <-> qv(0.5) LIMIT 5) s;
 SELECT p->>'returned' AS returned, (p->>'filtered')::int > 20 AS rejected_in_scan
 FROM arrw.ivfpq_profile() p;
 
 -- Off: the executor alone filters; the scan hands out every row it orders.
 SET ivfpq.prefilter = off;
 SELECT arrw.ivfpq_profile_reset();
-SELECT array_agg(id) = pf_exact(3, '[1,2,3,4,5,6,7,8]', 5) AS exact
+SELECT array_agg(id) = pf_exact(3, qv(0.5), 5) AS exact
 FROM (SELECT id FROM pf WHERE category = 3
-      ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 5) s;
+      ORDER BY v <-> qv(0.5) LIMIT 5) s;
 SELECT (p->>'returned')::int > 20 AS returned_many, p->>'filtered' AS filtered
 FROM arrw.ivfpq_profile() p;
 RESET ivfpq.prefilter;
 
 -- Every category, deeper LIMITs: the same ids as the exact scan.
-SELECT c, array_agg(id) = pf_exact(c, '[-3,1,4,-1,5,-9,2,6]', 25) AS exact
+SELECT c, array_agg(id) = pf_exact(c, qv(77.7), 25) AS exact
 FROM generate_series(0, 9) c,
      LATERAL (SELECT id FROM pf WHERE category = c
-              ORDER BY v <-> '[-3,1,4,-1,5,-9,2,6]' LIMIT 25) s
+              ORDER BY v <-> qv(77.7) LIMIT 25) s
 GROUP BY c ORDER BY c;
 
 -- A run-time query vector (the ORDER BY key changes at each rescan of the
@@ -76,10 +84,10 @@ PREPARE knn(int, vector) AS
   SELECT array_agg(id) FROM (SELECT id FROM pf WHERE category = $1
                              ORDER BY v <-> $2 LIMIT 6) s;
 SELECT arrw.ivfpq_profile_reset();
-EXECUTE knn(4, '[8,7,6,5,4,3,2,1]');
-SELECT pf_exact(4, '[8,7,6,5,4,3,2,1]', 6);
-EXECUTE knn(9, '[0,0,0,0,0,0,0,0]');
-SELECT pf_exact(9, '[0,0,0,0,0,0,0,0]', 6);
+EXECUTE knn(4, qv(1234.5));
+SELECT pf_exact(4, qv(1234.5), 6);
+EXECUTE knn(9, qv(3.25));
+SELECT pf_exact(9, qv(3.25), 6);
 SELECT p->>'returned' AS returned FROM arrw.ivfpq_profile() p;
 RESET plan_cache_mode;
 DEALLOCATE knn;
@@ -87,29 +95,48 @@ DEALLOCATE knn;
 -- A cursor: rows fetched in two steps, in exact order.
 BEGIN;
 DECLARE c CURSOR FOR SELECT id FROM pf WHERE category = 2
-  ORDER BY v <-> '[1,1,1,1,1,1,1,1]';
+  ORDER BY v <-> qv(999.9);
 FETCH 3 FROM c;
 FETCH 3 FROM c;
 COMMIT;
-SELECT pf_exact(2, '[1,1,1,1,1,1,1,1]', 6);
+SELECT pf_exact(2, qv(999.9), 6);
 
 -- EXPLAIN ANALYZE: the executor removed nothing; the scan did.
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT id FROM pf WHERE category = 3 ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 5;
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE plan_of(qv(0.5));
+RESET plan_cache_mode;
+DEALLOCATE plan_of;
 
 -- A volatile filter is the executor's alone (it must run once per row).
 SELECT arrw.ivfpq_profile_reset();
 SELECT count(*) FROM (SELECT id FROM pf WHERE category = 3 AND random() >= 0
-                      ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 5) s;
+                      ORDER BY v <-> qv(0.5) LIMIT 5) s;
 SELECT (p->>'returned')::int > 20 AS returned_many, p->>'filtered' AS filtered
 FROM arrw.ivfpq_profile() p;
 -- So is one with a subquery.
 SELECT arrw.ivfpq_profile_reset();
-SELECT array_agg(id) = pf_exact(3, '[1,2,3,4,5,6,7,8]', 5) AS exact
+SELECT array_agg(id) = pf_exact(3, qv(0.5), 5) AS exact
 FROM (SELECT id FROM pf WHERE category = (SELECT pf.id % 10 WHERE pf.id > 0) - 0
                               AND category = 3
-      ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 5) s;
+      ORDER BY v <-> qv(0.5) LIMIT 5) s;
 SELECT p->>'filtered' AS filtered FROM arrw.ivfpq_profile() p;
+
+-- A table whose vectors are in line (8 dimensions): its rows cost nothing more
+-- to hand out, so the scan leaves the filter to the executor (checking every
+-- re-ranked row in the scan cost more than it saved).
+CREATE TABLE pf8 (id int PRIMARY KEY, category int, v vector(8));
+INSERT INTO pf8 SELECT i, i % 10,
+  ARRAY(SELECT round((sin(i * j * 0.37) * 10)::numeric, 3)::real
+        FROM generate_series(1, 8) j)::vector
+FROM generate_series(1, 2000) i;
+CREATE INDEX ON pf8 USING ivfpq (v vector_l2_ops) WITH (lists = 8, m = 4);
+ANALYZE pf8;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM pf8 WHERE category = 3
+                      ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 5) s;
+SELECT (p->>'returned')::int > 20 AS returned_many, p->>'filtered' AS filtered
+FROM arrw.ivfpq_profile() p;
+DROP TABLE pf8;
 
 -- Row-level security: a role that sees categories below 5 only gets the
 -- nearest rows it may see, also when it asks for a category it may not see.
@@ -119,28 +146,29 @@ GRANT EXECUTE ON FUNCTION pf_exact(int, vector, int) TO pf_reader;
 ALTER TABLE pf ENABLE ROW LEVEL SECURITY;
 CREATE POLICY pf_low ON pf FOR SELECT TO pf_reader USING (category < 5);
 SET ROLE pf_reader;
-SELECT array_agg(id) = pf_exact(1, '[2,7,1,8,2,8,1,8]', 5) AS exact
+SELECT array_agg(id) = pf_exact(1, qv(42.42), 5) AS exact
 FROM (SELECT id FROM pf WHERE category = 1
-      ORDER BY v <-> '[2,7,1,8,2,8,1,8]' LIMIT 5) s;
+      ORDER BY v <-> qv(42.42) LIMIT 5) s;
 SELECT count(*) AS unseen FROM (SELECT id FROM pf WHERE category = 7
-      ORDER BY v <-> '[2,7,1,8,2,8,1,8]' LIMIT 5) s;
+      ORDER BY v <-> qv(42.42) LIMIT 5) s;
 SELECT bool_and(category < 5) AS only_visible FROM (SELECT category FROM pf
-      WHERE id % 3 = 0 ORDER BY v <-> '[2,7,1,8,2,8,1,8]' LIMIT 20) s;
+      WHERE id % 3 = 0 ORDER BY v <-> qv(42.42) LIMIT 20) s;
 RESET ROLE;
 ALTER TABLE pf DISABLE ROW LEVEL SECURITY;
 
 -- A partitioned table: each partition's scan filters.
-CREATE TABLE pfp (id int, category int, v vector(8)) PARTITION BY RANGE (id);
+CREATE TABLE pfp (id int, category int, v vector(600)) PARTITION BY RANGE (id);
 CREATE TABLE pfp1 PARTITION OF pfp FOR VALUES FROM (0) TO (1000);
 CREATE TABLE pfp2 PARTITION OF pfp FOR VALUES FROM (1000) TO (3000);
+ALTER TABLE pfp ALTER COLUMN v SET STORAGE EXTERNAL;
 INSERT INTO pfp SELECT * FROM pf;
-CREATE INDEX ON pfp USING ivfpq (v vector_l2_ops) WITH (lists = 4, m = 4);
+CREATE INDEX ON pfp USING ivfpq (v vector_l2_ops) WITH (lists = 4, m = 50);
 ANALYZE pfp;
 SET ivfpq.probes = 4;
 SELECT arrw.ivfpq_profile_reset();
-SELECT array_agg(id) = pf_exact(6, '[5,5,5,5,5,5,5,5]', 7) AS exact
+SELECT array_agg(id) = pf_exact(6, qv(1500.5), 7) AS exact
 FROM (SELECT id FROM pfp WHERE category = 6
-      ORDER BY v <-> '[5,5,5,5,5,5,5,5]' LIMIT 7) s;
+      ORDER BY v <-> qv(1500.5) LIMIT 7) s;
 SELECT (p->>'filtered')::int > 0 AS rejected_in_scan FROM arrw.ivfpq_profile() p;
 
 -- Out-of-line vectors (600 dimensions, stored in the TOAST table): a
@@ -148,10 +176,7 @@ SELECT (p->>'filtered')::int > 0 AS rejected_in_scan FROM arrw.ivfpq_profile() p
 -- from TOAST with the prefilter than without, for the same answer.
 CREATE TABLE pft (id int PRIMARY KEY, category int, v vector(600));
 ALTER TABLE pft ALTER COLUMN v SET STORAGE EXTERNAL;
-INSERT INTO pft SELECT i, i % 10,
-  ARRAY(SELECT round((sin(i * j * 0.013) * 10)::numeric, 2)::real
-        FROM generate_series(1, 600) j)::vector
-FROM generate_series(1, 600) i;
+INSERT INTO pft SELECT i, i % 10, qv(i) FROM generate_series(1, 600) i;
 CREATE INDEX ON pft USING ivfpq (v vector_l2_ops) WITH (lists = 4, m = 50);
 ANALYZE pft;
 SET ivfpq.probes = 4;
@@ -184,4 +209,5 @@ RESET ivfpq.profile;
 RESET enable_seqscan;
 DROP TABLE pft, pfp, pf CASCADE;
 DROP FUNCTION pf_exact(int, vector, int);
+DROP FUNCTION qv(float8);
 DROP ROLE pf_reader;
