@@ -16,8 +16,10 @@
 //! itself, exactly as the executor's `IndexNext` would on its first call
 //! (same relations, snapshot and key counts, and the rescan when the keys are
 //! known already), and gives the scan a [`Prefilter`] on the node (fetch.rs,
-//! where it is used). When the scan reads a row from the table to re-rank it,
-//! fetch.rs checks the node's filter on that row first, in an expression context of
+//! where it is used). When the scan reads a row whose vector is out of line
+//! (TOAST) or compressed from the table to re-rank it, fetch.rs checks the
+//! node's filter on that row first (a row whose vector is in line costs
+//! nothing more to hand out, and the executor filters it as before), in an expression context of
 //! its own in the node's executor state. A row the filter rejects is treated
 //! like a row with no visible version: it is never handed out, and its vector
 //! is not read from TOAST once the scan has learnt its margins from a few
