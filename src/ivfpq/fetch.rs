@@ -70,7 +70,7 @@ impl Prefilter {
     }
 
     /// Whether the row in `slot` passes the node's filter. Memory the filter
-    /// allocates lives in our context's per-tuple memory, reset before each
+    /// allocates lives in our context's per-tuple memory, reset after each
     /// row.
     ///
     /// # Safety
@@ -88,9 +88,9 @@ impl Prefilter {
             }
             let econtext = self.econtext.get();
             (*econtext).ecxt_scantuple = slot;
-            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
-            // ExecQual evaluates in the per-tuple memory; a NULL result fails.
-            pg_sys::ExecQual((*self.node).ss.ps.qual, econtext)
+            // Evaluates in the per-tuple memory, then resets it (one call per
+            // row); a NULL result fails.
+            pg_sys::ExecQualAndReset((*self.node).ss.ps.qual, econtext)
         }
     }
 }
@@ -320,10 +320,10 @@ pub(super) unsafe fn exact_distances(
                 // SIFT, 10% filter, 0.89x interleaved).
                 let kept = match filter {
                     Some((f, slot)) if !arrw_core::toast::plain_inline(header) => {
-                        // SAFETY: `tup` is a visible tuple of the pinned `buf`,
-                        // of this heap, and `slot` a buffer heap tuple slot of
-                        // it (the scan's); storing takes a pin of the slot's
-                        // own, dropped when the slot is cleared after the batch.
+                        // Storing takes a pin of the slot's own, dropped when
+                        // the slot is cleared after the batch.
+                        // SAFETY: `tup` is a visible tuple of the pinned `buf` of
+                        // this heap; `slot` is the scan's buffer heap tuple slot of it.
                         unsafe {
                             pg_sys::ExecStoreBufferHeapTuple(tup, slot, *buf);
                             f.passes(slot)

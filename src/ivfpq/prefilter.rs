@@ -155,10 +155,10 @@ unsafe fn walk_subplans(list: *mut pg_sys::List) {
 /// # Safety
 /// `ps` is a node of a plan state tree being started (not null).
 unsafe fn visit(ps: *mut pg_sys::PlanState) {
-    // SAFETY: forwarded contract; a node tagged T_IndexScanState is one, its
-    // relation descriptors are open (or null under EXPLAIN only, excluded by
-    // the caller and checked again), its plan is an IndexScan whose `qual`
-    // is the filter the state's `qual` was built from.
+    // The node's relation descriptors are null only under EXPLAIN without
+    // ANALYZE (excluded by the caller, and checked again below).
+    // SAFETY: forwarded contract; a node tagged T_IndexScanState is one, and
+    // its plan an IndexScan whose `qual` the state's `qual` was built from.
     unsafe {
         if (*ps).type_ != pg_sys::NodeTag::T_IndexScanState || (*ps).qual.is_null() {
             return;

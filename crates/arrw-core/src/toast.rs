@@ -239,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_plain_four_byte_header_is_in_line() {
+    fn in_line_means_uncompressed_in_the_row() {
         // A 3,080-byte vector in line: length << 2, low bits 00.
         assert!(plain_inline(&(3080u32 << 2).to_le_bytes()));
         // Short (1-byte header: length << 1, low bit 1): an 8-d vector.
