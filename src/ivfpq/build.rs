@@ -28,6 +28,7 @@ use super::page::{self, build_append, build_modify, build_overwrite, init_page, 
 use crate::memctx::RowContext;
 use crate::parallel::{self, Pool};
 use arrw_core::buildmem::{self, Shape};
+use arrw_core::calibrate::{self, ProbeCalibration};
 use arrw_core::ivf::{self, IvfPqModel, IvfPqParams, Metric};
 use arrw_core::sample::{self, Reservoir};
 use arrw_core::text;
@@ -146,6 +147,9 @@ struct EncodeState<'m> {
     lists: Vec<ListPage>,
     heads: Vec<u32>,
     encoded: u64,
+    /// The stand-in queries whose nearest rows set the index's default
+    /// `probes` (arrw_core::calibrate; None for `vector[]` keys).
+    calib: Option<ProbeCalibration>,
 }
 
 fn new_data_image(geom: &DataGeom, list: u32) -> Vec<u8> {
@@ -195,10 +199,14 @@ impl EncodeState<'_> {
         if self.tids.is_empty() {
             return;
         }
-        let (model, batch) = (self.model, &self.batch);
-        let enc = self
-            .pool
-            .run(|stop| model.encode_batch_fine_until(batch, stop));
+        let (model, batch, calib) = (self.model, &self.batch, &mut self.calib);
+        let enc = self.pool.run(|stop| {
+            let enc = model.encode_batch_fine_until(batch, stop)?;
+            if let Some(c) = calib {
+                c.offer_until(batch, &enc.lists, stop)?;
+            }
+            Ok(enc)
+        });
         let (lists, codes, fines) = (&enc.lists, &enc.codes, &enc.fine);
         let cs = self.geom.code_size;
         for (i, &l) in lists.iter().enumerate() {
@@ -345,7 +353,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     // SAFETY: forwarded from PostgreSQL's call.
     let sampled = unsafe { sample_table(heap, index, index_info, declared, multi, budget) };
-    let plan = plan_build(&opts, &sampled, budget);
+    let mut plan = plan_build(&opts, &sampled, budget);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
     // Training's tuples are k-means work: one per training row assigned in a
     // Lloyd iteration, the coarse k-means' then every sub-quantizer's, as the
@@ -354,6 +362,12 @@ pub unsafe extern "C-unwind" fn ambuild(
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     pg_sys::check_for_interrupts!();
     let pool = Pool::new(parallel::build_threads());
+    if !multi {
+        plan.stand_ins = sampled
+            .reservoir
+            .as_ref()
+            .map_or(Vec::new(), stand_in_queries);
+    }
     let model = train(&opts, metric, multi, sampled.reservoir, &plan, &pool);
     pg_sys::check_for_interrupts!();
 
@@ -447,6 +461,9 @@ struct BuildPlan {
     m: usize,
     nbits: u32,
     mem: buildmem::Plan,
+    /// Rows of the sample standing in for queries while the table is encoded
+    /// (`stand_in_queries`; empty for `vector[]` keys and empty tables).
+    stand_ins: Vec<f32>,
 }
 
 /// Chooses the model's shape for the rows sampled (NOTICEs when the table is
@@ -488,6 +505,7 @@ fn plan_build(opts: &options::IvfpqOptions, sampled: &Sampled, budget: usize) ->
             m,
             nbits,
             mem,
+            stand_ins: Vec::new(),
         };
     };
     let shape = shape_of(dim, lists, m, nbits);
@@ -519,6 +537,7 @@ fn plan_build(opts: &options::IvfpqOptions, sampled: &Sampled, budget: usize) ->
         m,
         nbits,
         mem,
+        stand_ins: Vec::new(),
     }
 }
 
@@ -632,6 +651,7 @@ fn closing_pages(
     untrained: bool,
     dir: &[DirEntry],
     built_rows: u64,
+    (probes, deep_probes): (u32, u32),
 ) -> (Vec<u8>, Vec<Vec<u8>>) {
     let blank = blank_small_page();
     let mut dir_imgs = vec![blank.clone(); front.dir_pages];
@@ -664,9 +684,11 @@ fn closing_pages(
         built_rows,
         generation: generation(),
         refine_bytes: front.refine_bytes as u32,
-        _reserved: 0,
+        probes,
         blocked: is_blocked(model) as u32,
         refine_bits: model.refine.as_ref().map_or(0, |r| r.bits),
+        deep_probes,
+        _reserved: 0,
     };
     let mut img = blank;
     layout::write_meta(&mut img, &meta);
@@ -692,6 +714,10 @@ struct Encoded {
     /// Each list's first block.
     heads: Vec<u32>,
     rows: u64,
+    /// The measured default `probes` (0: none, the fixed default applies).
+    probes: u32,
+    /// The same for scans past their first rows (0: none).
+    deep_probes: u32,
 }
 
 /// Pass 2: encodes every row into its list. Each list starts with one page
@@ -725,6 +751,10 @@ unsafe fn encode_table(
         lists: Vec::with_capacity(nlists),
         heads: Vec::with_capacity(nlists),
         encoded: 0,
+        calib: (!plan.stand_ins.is_empty()).then(|| {
+            let k = calibrate::CALIBRATION_DEEP_K;
+            ProbeCalibration::new(model.metric, model.dim, &plan.stand_ins, k)
+        }),
     };
     for l in 0..nlists as u32 {
         let (blk, image) = enc.new_page(l);
@@ -745,11 +775,40 @@ unsafe fn encode_table(
         enc.flush();
     }
     enc.row.delete();
+    let measure = |k| {
+        let c = enc.calib.as_ref().filter(|_| !plan.untrained)?;
+        let p = c.probes_for(model, calibrate::TARGET_COVERAGE, k)?;
+        pgrx::debug1!(
+            "ivfpq: {p} of {} lists hold {}% of the {k} nearest rows of {} stand-in queries",
+            model.lists,
+            calibrate::TARGET_COVERAGE * 100.0,
+            c.queries()
+        );
+        Some(p as u32)
+    };
+    let probes = measure(calibrate::CALIBRATION_K).unwrap_or(0);
+    let deep_probes = measure(calibrate::CALIBRATION_DEEP_K).unwrap_or(0);
     Encoded {
         lists: enc.lists,
         heads: enc.heads,
         rows: enc.encoded,
+        probes,
+        deep_probes,
     }
+}
+
+/// Up to `calibrate::CALIBRATION_QUERIES` rows of the sample, evenly spread
+/// over it (a reservoir of a table smaller than its capacity holds the rows in
+/// table order, where neighbours are often alike).
+fn stand_in_queries(r: &Reservoir) -> Vec<f32> {
+    let (n, dim) = (r.len(), r.dim());
+    let k = calibrate::CALIBRATION_QUERIES.min(n);
+    let mut out = Vec::with_capacity(k * dim);
+    for i in 0..k {
+        let row = i * n / k;
+        out.extend_from_slice(&r.rows()[row * dim..(row + 1) * dim]);
+    }
+    out
 }
 
 /// Writes each list's last page, the directory and the meta page, then WAL-logs
@@ -769,7 +828,14 @@ fn finish(
             insert: lp.block,
         });
     }
-    let (meta, dir_imgs) = closing_pages(front, model, untrained, &dir, enc.rows);
+    let (meta, dir_imgs) = closing_pages(
+        front,
+        model,
+        untrained,
+        &dir,
+        enc.rows,
+        (enc.probes, enc.deep_probes),
+    );
     for (i, img) in dir_imgs.iter().enumerate() {
         build_overwrite(index, front.dir_start() + i as u32, img);
     }
@@ -858,8 +924,14 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let head = pages.len() as u32;
     let geom = DataGeom::new(model.code_size(), is_blocked(&model));
     pages.push(new_data_image(&geom, 0));
-    let (meta, dir_imgs) =
-        closing_pages(&front, &model, true, &[DirEntry { head, insert: head }], 0);
+    let (meta, dir_imgs) = closing_pages(
+        &front,
+        &model,
+        true,
+        &[DirEntry { head, insert: head }],
+        0,
+        (0, 0),
+    );
     pages[layout::META_BLOCK as usize] = meta;
     let dir_start = front.dir_start() as usize;
     pages.splice(dir_start..dir_start + dir_imgs.len(), dir_imgs);

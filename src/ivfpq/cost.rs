@@ -40,8 +40,13 @@ pub unsafe extern "C-unwind" fn amcostestimate(
         let opts = options::of(rel);
         pg_sys::index_close(rel, pg_sys::NoLock as i32);
         let lists = meta.lists.max(1) as f64;
-        let probes =
-            (options::probes(opts.probes.max(0) as u32, meta.lists as usize) as f64).min(lists);
+        let probes = (options::probes(
+            opts.probes.max(0) as u32,
+            meta.lists as usize,
+            (meta.probes, meta.deep_probes),
+        )
+        .0 as f64)
+            .min(lists);
         let ratio = if meta.untrained != 0 {
             1.0
         } else {

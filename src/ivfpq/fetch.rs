@@ -147,6 +147,8 @@ pub(super) struct Fetch<'a> {
     /// Read a rejected row's vector even when it is out of line (the scan's
     /// margins have not learnt from enough rows yet).
     pub read_rejected: bool,
+    /// Counts the rows the filter rejected (read or not).
+    pub rejected: &'a mut u64,
 }
 
 /// A row of a batch read from the table: `i`, its place in the batch; `d`, its
@@ -184,6 +186,7 @@ pub(super) unsafe fn exact_distances(
         metric,
         filter,
         read_rejected,
+        rejected,
     } = f;
     // SAFETY: live scan (forwarded contract): its heap relation and snapshot
     // stay open for the scan's duration.
@@ -332,6 +335,7 @@ pub(super) unsafe fn exact_distances(
                     _ => true,
                 };
                 if !kept {
+                    *rejected += 1;
                     profile::count(Count::Filtered, 1);
                     if !read_rejected {
                         return;

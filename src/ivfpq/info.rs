@@ -117,7 +117,7 @@ crate::v1! {
             arrw_core::ivf::Metric::Cosine => "cosine",
         };
         let json = format!(
-            "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{},\"refine_bits\":{}}}",
+            "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{},\"refine_bits\":{},\"default_probes\":{},\"probes_measured\":{}}}",
             meta.lists,
             total,
             min,
@@ -132,7 +132,13 @@ crate::v1! {
             m.pq.nbits,
             metric,
             meta.untrained == 0,
-            meta.refine_bits
+            meta.refine_bits,
+            if meta.probes > 0 {
+                meta.probes as usize
+            } else {
+                arrw_core::ivf::default_probes(meta.lists as usize)
+            },
+            meta.probes > 0
         );
         text_datum(&json)
     }

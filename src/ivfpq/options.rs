@@ -289,20 +289,32 @@ pub fn refine_bits(opts: &IvfpqOptions, dim: usize, multi: bool) -> u32 {
 /// Dimensions from which an index keeps a refine code by default.
 pub const REFINE_MIN_DIM: usize = 256;
 
-/// Probes for a query: GUC, else index option, else the default for an index
-/// of `lists` lists (`arrw_core::ivf::default_probes`); the last two times
-/// `ivfpq.probes_scale`.
-pub fn probes(index_opt: u32, lists: usize) -> usize {
+/// Probes for a query, and for the same scan once it is past its first rows
+/// (0: no such step): GUC, else index option, else what the build measured
+/// for the index's data (`measured`: the meta page's `probes` and
+/// `deep_probes`, arrw_core::calibrate), else the default for an index of
+/// `lists` lists (`arrw_core::ivf::default_probes`); the last three times
+/// `ivfpq.probes_scale`. Only the measured default has a deep step: a probes
+/// setting or option is taken as the user's choice for every depth.
+pub fn probes(index_opt: u32, lists: usize, measured: (u32, u32)) -> (usize, usize) {
     let g = PROBES.get();
     if g > 0 {
-        return g as usize;
+        return (g as usize, 0);
     }
-    let own = if index_opt > 0 {
-        index_opt as usize
+    let scale = |p: usize| arrw_core::ivf::scale_probes(p, PROBES_SCALE.get());
+    if index_opt > 0 {
+        (scale(index_opt as usize), 0)
+    } else if measured.0 > 0 {
+        let p = scale(measured.0 as usize);
+        let deep = if measured.1 > 0 {
+            scale(measured.1 as usize).max(p)
+        } else {
+            0
+        };
+        (p, deep)
     } else {
-        arrw_core::ivf::default_probes(lists)
-    };
-    arrw_core::ivf::scale_probes(own, PROBES_SCALE.get())
+        (scale(arrw_core::ivf::default_probes(lists)), 0)
+    }
 }
 
 /// Re-rank depth for a query: GUC (>= 0), else index option (>= 0), else default.

@@ -80,6 +80,12 @@ pub(super) struct ScanState {
     /// Without re-ranking: results ready to return in estimated order, best last.
     pub(super) ready: Vec<(f32, u64)>,
     pub(super) probes: usize,
+    /// Lists to have probed once `depth` reaches `DEEP_AFTER` (0: no such
+    /// step; `options::probes`).
+    pub(super) deep_probes: usize,
+    /// Rows this scan has settled: handed out, or rejected by the query's
+    /// filter (prefilter.rs).
+    pub(super) depth: u64,
     pub(super) rerank: usize,
     pub(super) iterative: bool,
     pub(super) max_probes: usize,
@@ -153,6 +159,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         score_scratch: ScoreScratch::default(),
         ready: Vec::new(),
         probes: 0,
+        deep_probes: 0,
+        depth: 0,
         rerank: 0,
         iterative: true,
         max_probes: 0,
@@ -337,6 +345,16 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
         // candidate still waiting nor a list not yet probed is likely to hold a
         // closer one (arrw_core::rerank). Lists beyond the first `probes` are
         // probed one at a time, and only with ivfpq.iterative_scan on.
+        // Past its first rows a scan probes the lists that hold the deeper
+        // neighbours too (arrw_core::calibrate: a LIMIT 100 or a selective
+        // filter settles that many rows before it is done), at once rather
+        // than one by one as the list slack admits them.
+        let deep = st.deep_probes.min(limit);
+        if st.iterative && st.depth >= DEEP_AFTER && st.probed < deep {
+            // SAFETY: scan is live.
+            unsafe { probe_lists(scan, st, deep) };
+            continue;
+        }
         let metric = st.model.as_ref().expect("started").metric;
         let t = profile::start();
         let candidate = st.pool.best().map(|e| estimate_as_distance(metric, e));
@@ -362,6 +380,7 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
         match next {
             Next::Row(dist, c) => {
                 profile::count(Count::Returned, 1);
+                st.depth += 1;
                 // The executor computes the ORDER BY expression of this row
                 // next: an out-of-line row's sums go where the operator finds
                 // them (src/handed.rs).
@@ -491,7 +510,14 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     // Index options are read from the relcache entry (not the meta page), so
     // ALTER INDEX ... SET (probes = ...) takes effect at once.
     let opts = options::of(index);
-    st.probes = options::probes(opts.probes.max(0) as u32, st.meta.lists as usize).max(1);
+    let (probes, deep_probes) = options::probes(
+        opts.probes.max(0) as u32,
+        st.meta.lists as usize,
+        (st.meta.probes, st.meta.deep_probes),
+    );
+    st.probes = probes.max(1);
+    st.deep_probes = deep_probes;
+    st.depth = 0;
     st.rerank = options::rerank(opts.rerank as i64);
     st.iterative = options::ITERATIVE_SCAN.get();
     st.max_probes = options::MAX_PROBES.get().max(0) as usize;
@@ -956,6 +982,7 @@ unsafe fn exact_batch(
                 metric,
                 filter: st.filter.as_ref().map(|f| (f, st.slot)),
                 read_rejected: st.order.reranked() < LEARN_BEFORE_SKIPPING,
+                rejected: &mut st.depth,
             };
             fetch::exact_distances(scan, att, ctx, tids, &mut out)
         };
@@ -1068,6 +1095,10 @@ unsafe fn exact_pass(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
 /// then let rows out of order. 32 is more than the ~20 rows an unfiltered
 /// `LIMIT 10` learns from at 384–1,536 dimensions.
 const LEARN_BEFORE_SKIPPING: u64 = 32;
+
+/// Rows a scan settles before it probes `deep_probes` lists: the depth its
+/// first `probes` were measured for (arrw_core::calibrate).
+const DEEP_AFTER: u64 = arrw_core::calibrate::CALIBRATION_K as u64;
 
 /// Lazily sets up what heap fetches need.
 ///

@@ -110,12 +110,22 @@ pub struct MetaData {
     /// Bytes at the end of the model pages' blob that hold the refine
     /// quantizer (`arrw_core::refine::ResidualSq::to_bytes`); 0 without one.
     pub refine_bytes: u32,
-    /// Reserved: written as zero, never read.
-    pub _reserved: u32,
+    /// The default `probes` the build measured for this index's data
+    /// (`arrw_core::calibrate`); 0: none (an index built before it was
+    /// measured, or from too few rows), and the fixed default applies.
+    /// At most `lists` (`check_meta`).
+    pub probes: u32,
     /// 1 when data pages hold codes in fast-scan blocks of 32 (4-bit codes).
     pub blocked: u32,
     /// Bits per dimension of the refine code (0: none, 4 or 8).
     pub refine_bits: u32,
+    /// The measured default for scans past their first 10 rows (the same
+    /// share of the stand-ins' 100 nearest rows; `arrw_core::calibrate`); 0:
+    /// none. At most `lists`. Indexes built before it have zeros here: the
+    /// meta page's bytes past the older, shorter struct were zero.
+    pub deep_probes: u32,
+    /// Reserved: written as zero, never read.
+    pub _reserved: u32,
 }
 
 pub const META_BYTES: usize = std::mem::size_of::<MetaData>();
@@ -280,6 +290,12 @@ pub fn check_meta(m: &MetaData, nblocks: u32) -> Result<(), Corrupt> {
     let bad = |what: String| corrupt(b, what);
     if m.lists == 0 {
         return bad("the index has 0 lists".into());
+    }
+    if m.probes > m.lists || m.deep_probes > m.lists {
+        return bad(format!(
+            "a default of {} (deep: {}) probes exceeds the index's {} lists",
+            m.probes, m.deep_probes, m.lists
+        ));
     }
     if m.untrained > 1 || m.blocked > 1 {
         return bad(format!(
@@ -1264,10 +1280,21 @@ mod tests {
                 blocked: 1,
                 ..meta
             },
+            MetaData { probes: 3, ..meta },
+            MetaData {
+                deep_probes: 3,
+                ..meta
+            },
+            MetaData {
+                probes: u32::MAX,
+                ..meta
+            },
         ];
         for m in bad {
             assert!(check_meta(&m, 5).is_err(), "{m:?}");
         }
+        // A measured default of at most `lists` probes is fine.
+        assert!(check_meta(&MetaData { probes: 2, ..meta }, 5).is_ok());
         // The index must have room for data pages after the directory.
         assert!(check_meta(&meta, 3).is_err());
     }

@@ -19,6 +19,7 @@
 //! - [`import`]: bulk_import's COPY row splitter and job-argument checks.
 //! - [`sample`]: the build's reservoir sample and its training rows.
 //! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
+//! - [`calibrate`]: the index's default `probes`, measured while it is built.
 //! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
 //! - [`layout`]: the ivfpq index's page layout and the checks applied to pages read.
@@ -26,6 +27,7 @@
 //! - [`refine`]: a finer second code per row (designed, not on disk yet: docs/refine-design.md).
 
 pub mod buildmem;
+pub mod calibrate;
 pub mod cdc_json;
 pub mod cdc_options;
 pub mod distance;

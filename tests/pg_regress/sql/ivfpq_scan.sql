@@ -122,10 +122,15 @@ SELECT count(*) FROM (SELECT id FROM ivs WHERE id % 10 = 0
   ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 30) s;
 RESET ivfpq.probes;
 
--- probes: the setting when non-zero, else the index's option, else 10.
+-- probes: the setting when non-zero, else the index's option, else what the
+-- build measured for the index's data (arrw_core::calibrate: here 1, since
+-- each blob is its own list and holds its rows' nearest rows), else 20 (more
+-- from 1,000 lists on).
 -- Counted as the rows one round of probing returns (iterative scans off, a
 -- LIMIT above the table size, sequential scans off so the index is used):
 -- 100 rows per list.
+SELECT j->>'default_probes' AS default_probes, j->>'probes_measured' AS measured
+FROM (SELECT arrw._ivfpq_info_json('ivs_l2')::json AS j) s;
 SET ivfpq.iterative_scan = off;
 SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> '[100.31,0.62,0.23,0.07]' LIMIT 1000) s;
 SET ivfpq.probes = 2;

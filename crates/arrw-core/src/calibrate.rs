@@ -1,0 +1,386 @@
+//! The index's own default `probes`, measured at build time.
+//!
+//! How many lists a query must probe for a given recall depends on the data, not
+//! only on the number of lists: at 100 lists, 20 probes gave recall@10 0.97 on
+//! 384-d MiniLM sentence embeddings, 0.994 on 39 lists of 768-d mpnet ones
+//! (where 8 gave 0.96 at 1.2× the speed), and 0.87 on 75 lists of concatenated
+//! 768-d pairs. A fixed default overshoots on some sets and falls short on others.
+//!
+//! [`ProbeCalibration`] measures it instead. The build keeps a few rows of its
+//! sample as stand-in queries; while it encodes every row of the table it also
+//! keeps each stand-in's exact [`CALIBRATION_K`] nearest rows (the stand-in
+//! itself excluded) with the list each row went to. Once every row is encoded,
+//! [`ProbeCalibration::probes_for`] ranks each stand-in's lists as a scan would
+//! ([`IvfPqModel::list_distances`]) and returns the fewest lists whose first
+//! `probes` hold a `target` share of those neighbours on average: the fraction
+//! of the true top 10 a scan of that many lists can find (its re-rank is
+//! exact). The index stores it; a query without `ivfpq.probes` or a `probes`
+//! option starts from it.
+//!
+//! The cost is one exact distance per row and stand-in query (for 100 stand-ins
+//! about the cost of assigning a row to its nearest of 100 lists), in the
+//! build's threads.
+
+use crate::distance;
+use crate::ivf::{IvfPqModel, Metric};
+use crate::kmeans::{Bias, Panels, LANES};
+use crate::stop::{Stop, Stopped};
+use rayon::prelude::*;
+
+/// Stand-in queries a build keeps (fewer when it samples fewer rows).
+pub const CALIBRATION_QUERIES: usize = 100;
+
+/// Nearest rows a query's default `probes` is measured for: recall@10.
+pub const CALIBRATION_K: usize = 10;
+
+/// Nearest rows the deep default is measured for (see the module docs): a
+/// scan that has gone past its first [`CALIBRATION_K`] rows (a `LIMIT 100`,
+/// or a filter that rejects most rows) probes as many lists as hold the
+/// target share of the stand-ins' 100 nearest.
+pub const CALIBRATION_DEEP_K: usize = 100;
+
+/// Share of the stand-ins' nearest rows the default `probes` must reach.
+///
+/// Held-out queries' recall@10 at the probes so chosen (with
+/// `ivfpq.iterative_scan` on, which adds lists that could hold closer rows)
+/// came out within 0.01 of the target on 384-d MiniLM, 768-d mpnet and 128-d
+/// SIFT rows (ARCHITECTURE.md, "Where a query's time goes"); the target sits
+/// that much above the recall 0.95 applications usually ask for. 100
+/// stand-ins with 10 rows each measure it to about ±0.01.
+pub const TARGET_COVERAGE: f64 = 0.96;
+
+/// Fewest stand-ins with a full set of neighbours for a measurement to count:
+/// below that the build keeps the fixed default.
+pub const MIN_QUERIES: usize = 20;
+
+/// Rows per parallel task of [`ProbeCalibration::offer_until`].
+const CHUNK: usize = 256;
+
+/// See the module docs.
+#[derive(Clone, Debug)]
+pub struct ProbeCalibration {
+    metric: Metric,
+    dim: usize,
+    k: usize,
+    /// The stand-ins as given (`dim` floats each), to rank their lists and
+    /// recognise the rows they were taken from.
+    raw: Vec<f32>,
+    /// The stand-ins re-laid for the panel kernel (normalised for cosine), one
+    /// panel of [`LANES`] per group: a group's panel stays in the L1 cache
+    /// while a chunk of rows is scored against it (scoring each row against
+    /// all panels in turn read them all from L2 for every row: 0.3 s of a
+    /// 1.2 s build at 102k × 384).
+    panels: Vec<Panels>,
+    /// Per stand-in, `(distance, list)` of its nearest rows so far, nearest
+    /// first, at most `k`.
+    best: Vec<Vec<(f32, u32)>>,
+}
+
+impl ProbeCalibration {
+    /// `queries`: rows of the table (`dim` floats each) standing in for
+    /// queries; rows that are zero or not finite are left out (a cosine
+    /// distance to them is undefined).
+    pub fn new(metric: Metric, dim: usize, queries: &[f32], k: usize) -> Self {
+        assert!(dim > 0 && queries.len().is_multiple_of(dim));
+        let raw: Vec<f32> = queries
+            .chunks_exact(dim)
+            .filter(|q| q.iter().all(|v| v.is_finite()) && q.iter().any(|&v| v != 0.0))
+            .flatten()
+            .copied()
+            .collect();
+        let mut prepared = raw.clone();
+        if metric == Metric::Cosine {
+            prepared
+                .chunks_exact_mut(dim)
+                .for_each(crate::ivf::normalize);
+        }
+        let n = raw.len() / dim;
+        ProbeCalibration {
+            metric,
+            dim,
+            k: k.max(1),
+            panels: prepared
+                .chunks(LANES * dim)
+                .map(|g| Panels::new(g, dim, Bias::Zero))
+                .collect(),
+            raw,
+            best: vec![Vec::new(); n],
+        }
+    }
+
+    /// Stand-in queries kept.
+    pub fn queries(&self) -> usize {
+        self.best.len()
+    }
+
+    /// Offers a batch of encoded rows (`rows`: `dim` floats each, `lists`: the
+    /// list each went to), in parallel chunks of rows; returns early with
+    /// `Err(Stopped)` when `stop` is requested (checked per chunk).
+    pub fn offer_until(&mut self, rows: &[f32], lists: &[u32], stop: &Stop) -> Result<(), Stopped> {
+        let dim = self.dim;
+        assert_eq!(rows.len(), lists.len() * dim);
+        let n = self.best.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let (metric, k, panels, raw) = (self.metric, self.k, &self.panels, &self.raw);
+        // What a row must beat to matter: each stand-in's k-th nearest so far.
+        let bar: Vec<f32> = self
+            .best
+            .iter()
+            .map(|b| {
+                if b.len() == k {
+                    b[k - 1].0
+                } else {
+                    f32::INFINITY
+                }
+            })
+            .collect();
+        let found: Vec<Vec<Vec<(f32, u32)>>> = rows
+            .par_chunks(CHUNK * dim)
+            .zip(lists.par_chunks(CHUNK))
+            .map(|(xs, ls)| {
+                stop.check()?;
+                // Candidates per stand-in, unordered: cut back to the best k
+                // (raising that stand-in's bar) whenever 2k have gathered.
+                let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::new(); n];
+                let mut bar = bar.clone();
+                let inv: Vec<f32> = xs
+                    .chunks_exact(dim)
+                    .map(|x| 1.0 / distance::dot(x, x).sqrt())
+                    .collect();
+                let mut t = [0f32; LANES];
+                for (g, p) in panels.iter().enumerate() {
+                    for ((x, &list), &inv) in xs.chunks_exact(dim).zip(ls).zip(&inv) {
+                        match metric {
+                            Metric::L2 => p.squared_distances(x, &mut t),
+                            _ => p.dots(x, &mut t),
+                        }
+                        let group = best.iter_mut().zip(bar.iter_mut()).skip(g * LANES);
+                        for (l, (b, bar)) in group.take(LANES).enumerate() {
+                            let j = g * LANES + l;
+                            let d = match metric {
+                                Metric::L2 => t[l],
+                                Metric::InnerProduct => -t[l],
+                                Metric::Cosine => 1.0 - t[l] * inv,
+                            };
+                            if d.is_nan() || d >= *bar || x == &raw[j * dim..(j + 1) * dim] {
+                                continue; // too far, or the row this stand-in is
+                            }
+                            b.push((d, list));
+                            if b.len() >= 2 * k {
+                                b.select_nth_unstable_by(k - 1, |p, q| p.0.total_cmp(&q.0));
+                                b.truncate(k);
+                                *bar = b[k - 1].0;
+                            }
+                        }
+                    }
+                }
+                Ok(best)
+            })
+            .collect::<Result<_, Stopped>>()?;
+        // Each stand-in's k nearest of what it had and what every chunk found.
+        let mut merged: Vec<Vec<(f32, u32)>> = std::mem::take(&mut self.best);
+        for chunk in found {
+            for (b, got) in merged.iter_mut().zip(chunk) {
+                b.extend(got);
+            }
+        }
+        for b in &mut merged {
+            b.sort_by(|x, y| x.0.total_cmp(&y.0));
+            b.truncate(k);
+        }
+        self.best = merged;
+        Ok(())
+    }
+
+    /// The fewest probes whose first lists (ranked by `model` for each
+    /// stand-in, as a scan ranks them) hold at least `target` of the
+    /// stand-ins' `k` nearest rows (at most the `k` given to
+    /// [`ProbeCalibration::new`]) on average, or None with fewer than
+    /// [`MIN_QUERIES`] stand-ins that found that many rows.
+    pub fn probes_for(&self, model: &IvfPqModel, target: f64, k: usize) -> Option<usize> {
+        let k = k.clamp(1, self.k);
+        let lists = model.lists;
+        // hits[p]: neighbours whose list ranks p-th (0-based) for their stand-in.
+        let mut hits = vec![0u64; lists + 1];
+        let mut total = 0u64;
+        let mut counted = 0usize;
+        let mut rank = vec![0u32; lists];
+        let dim = self.dim;
+        for (j, best) in self.best.iter().enumerate().filter(|(_, b)| b.len() >= k) {
+            let mut ranked = model.list_distances(&self.raw[j * dim..(j + 1) * dim]);
+            ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            for (r, &(l, _)) in ranked.iter().enumerate() {
+                rank[l as usize] = r as u32;
+            }
+            for &(_, l) in &best[..k] {
+                let r = rank.get(l as usize).map_or(lists, |&r| r as usize);
+                hits[r.min(lists)] += 1;
+                total += 1;
+            }
+            counted += 1;
+        }
+        if counted < MIN_QUERIES || total == 0 {
+            return None;
+        }
+        let need = (target.clamp(0.0, 1.0) * total as f64).ceil() as u64;
+        let mut covered = 0u64;
+        for (p, &h) in hits.iter().enumerate().take(lists) {
+            covered += h;
+            if covered >= need {
+                return Some(p + 1);
+            }
+        }
+        Some(lists)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ivf::IvfPqParams;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// `clusters` tight blobs of `per` rows around random centres.
+    fn blobs(dim: usize, clusters: usize, per: usize, spread: f32, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut v = Vec::with_capacity(dim * clusters * per);
+        for _ in 0..clusters {
+            let c: Vec<f32> = (0..dim).map(|_| rng.gen_range(-10.0..10.0)).collect();
+            for _ in 0..per {
+                v.extend(c.iter().map(|&x| x + rng.gen_range(-spread..spread)));
+            }
+        }
+        v
+    }
+
+    fn model(data: &[f32], dim: usize, lists: usize, metric: Metric) -> IvfPqModel {
+        IvfPqModel::train(data, dim, metric, &IvfPqParams::new(lists, 4, 8))
+    }
+
+    fn calibrate(data: &[f32], dim: usize, m: &IvfPqModel, queries: usize) -> ProbeCalibration {
+        let mut c =
+            ProbeCalibration::new(m.metric, dim, &data[..queries * dim], CALIBRATION_DEEP_K);
+        let lists: Vec<u32> = data.chunks(dim).map(|x| m.assign(x)).collect();
+        // Offered in two batches, as a build offers its encode batches.
+        let half = (data.len() / dim / 2) * dim;
+        c.offer_until(&data[..half], &lists[..half / dim], &Stop::never())
+            .unwrap();
+        c.offer_until(&data[half..], &lists[half / dim..], &Stop::never())
+            .unwrap();
+        c
+    }
+
+    #[test]
+    fn well_separated_clusters_need_one_probe() {
+        // Each blob is one list and a row's 10 nearest are in its own blob.
+        let dim = 8;
+        let data = blobs(dim, 16, 200, 0.1, 1);
+        // Rows of different blobs interleaved, so the stand-ins come from many.
+        let mut rows: Vec<&[f32]> = data.chunks(dim).collect();
+        rows.sort_by_key(|r| (r[0].to_bits() % 97, r[1].to_bits()));
+        let data: Vec<f32> = rows.concat();
+        let m = model(&data, dim, 16, Metric::L2);
+        let c = calibrate(&data, dim, &m, 50);
+        assert_eq!(c.probes_for(&m, 0.97, CALIBRATION_K), Some(1));
+        assert_eq!(c.probes_for(&m, 1.0, CALIBRATION_K), Some(1));
+    }
+
+    #[test]
+    fn uniform_rows_need_more_and_higher_targets_need_at_least_as_many() {
+        let dim = 16;
+        let mut rng = StdRng::seed_from_u64(7);
+        let data: Vec<f32> = (0..dim * 4000).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let m = model(&data, dim, 32, Metric::L2);
+        let c = calibrate(&data, dim, &m, 60);
+        let p90 = c.probes_for(&m, 0.90, CALIBRATION_K).unwrap();
+        let p97 = c.probes_for(&m, 0.97, CALIBRATION_K).unwrap();
+        let all = c.probes_for(&m, 1.0, CALIBRATION_K).unwrap();
+        assert!(
+            p90 > 1 && p90 <= p97 && p97 <= all && all <= 32,
+            "{p90} {p97} {all}"
+        );
+        // A hundred rows lie farther out than ten: at least as many lists.
+        let deep = c.probes_for(&m, 0.97, CALIBRATION_DEEP_K).unwrap();
+        assert!(deep >= p97, "{deep} {p97}");
+    }
+
+    #[test]
+    fn the_answer_matches_a_brute_force_count() {
+        // Cosine: ranks by direction, and each stand-in excludes itself.
+        let dim = 12;
+        let mut rng = StdRng::seed_from_u64(3);
+        let data: Vec<f32> = (0..dim * 1500).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let m = model(&data, dim, 20, Metric::Cosine);
+        let nq = 40;
+        let c = calibrate(&data, dim, &m, nq);
+        let cos = |a: &[f32], b: &[f32]| {
+            1.0 - distance::dot(a, b) / (distance::dot(a, a) * distance::dot(b, b)).sqrt()
+        };
+        let rows: Vec<&[f32]> = data.chunks(dim).collect();
+        let mut ranks = Vec::new();
+        for q in &rows[..nq] {
+            let mut near: Vec<(f32, usize)> = rows
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| *x != q)
+                .map(|(i, x)| (cos(q, x), i))
+                .collect();
+            near.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut order = m.list_distances(q);
+            order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            for (j, &(_, i)) in near[..CALIBRATION_DEEP_K].iter().enumerate() {
+                let l = m.assign(rows[i]);
+                let r = order.iter().position(|&(x, _)| x == l).unwrap();
+                ranks.push((j, r));
+            }
+        }
+        for k in [CALIBRATION_K, CALIBRATION_DEEP_K] {
+            let ranks: Vec<usize> = ranks
+                .iter()
+                .filter(|&&(j, _)| j < k)
+                .map(|&(_, r)| r)
+                .collect();
+            for target in [0.5, 0.8, 0.9, 0.97, 1.0] {
+                let need = (target * ranks.len() as f64).ceil() as usize;
+                let expected = (1..=20)
+                    .find(|&p| ranks.iter().filter(|&&r| r < p).count() >= need)
+                    .unwrap();
+                assert_eq!(
+                    c.probes_for(&m, target, k),
+                    Some(expected),
+                    "k {k} target {target}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn too_few_stand_ins_give_no_answer() {
+        let dim = 4;
+        let mut rng = StdRng::seed_from_u64(5);
+        let data: Vec<f32> = (0..dim * 500).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let m = model(&data, dim, 8, Metric::L2);
+        let c = calibrate(&data, dim, &m, MIN_QUERIES - 1);
+        assert_eq!(c.probes_for(&m, 0.97, CALIBRATION_K), None);
+        // Zero rows are no stand-ins for cosine.
+        let zeros = vec![0f32; dim * 30];
+        assert_eq!(
+            ProbeCalibration::new(Metric::Cosine, dim, &zeros, 10).queries(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_requested_stop_returns_early() {
+        let dim = 4;
+        let data = vec![1f32; dim * 100];
+        let mut c = ProbeCalibration::new(Metric::L2, dim, &data[..dim * 30], 10);
+        let stop = Stop::new();
+        stop.request();
+        let lists = vec![0u32; 100];
+        assert_eq!(c.offer_until(&data, &lists, &stop), Err(Stopped));
+    }
+}
