@@ -8,14 +8,15 @@
 //!
 //! [`ProbeCalibration`] measures it instead. The build keeps a few rows of its
 //! sample as stand-in queries; while it encodes every row of the table it also
-//! keeps each stand-in's exact [`CALIBRATION_K`] nearest rows (the stand-in
-//! itself excluded) with the list each row went to. Once every row is encoded,
-//! [`ProbeCalibration::probes_for`] ranks each stand-in's lists as a scan would
-//! ([`IvfPqModel::list_distances`]) and returns the fewest lists whose first
-//! `probes` hold a `target` share of those neighbours on average: the fraction
-//! of the true top 10 a scan of that many lists can find (its re-rank is
-//! exact). The index stores it; a query without `ivfpq.probes` or a `probes`
-//! option starts from it.
+//! keeps each stand-in's exact [`CALIBRATION_DEEP_K`] nearest rows (the row it
+//! was taken from excluded, copies of it elsewhere kept) with the list each
+//! row went to. Once every row is encoded, [`ProbeCalibration::probes_for`]
+//! ranks each stand-in's lists as a scan would ([`IvfPqModel::list_distances`])
+//! and returns the fewest lists whose first `probes` hold a `target` share of
+//! its first `k` neighbours on average: the fraction of the true top `k` a scan
+//! of that many lists can find (its re-rank is exact). The index stores it for
+//! `k` = 10 and 100; a query without `ivfpq.probes` or a `probes` option starts
+//! from the first and, past its first 10 rows, goes on to the second.
 //!
 //! The cost is one exact distance per row and stand-in query (for 100 stand-ins
 //! about the cost of assigning a row to its nearest of 100 lists), in the
@@ -71,9 +72,13 @@ pub struct ProbeCalibration {
     /// all panels in turn read them all from L2 for every row: 0.3 s of a
     /// 1.2 s build at 102k × 384).
     panels: Vec<Panels>,
-    /// Per stand-in, `(distance, list)` of its nearest rows so far, nearest
-    /// first, at most `k`.
-    best: Vec<Vec<(f32, u32)>>,
+    /// Per stand-in, `(distance, list, equal)` of its nearest rows so far,
+    /// nearest first (rows equal to the stand-in first among equal
+    /// distances), at most `k + 1`: one of the rows equal to the stand-in is
+    /// the row it was taken from and is dropped when they are counted
+    /// ([`ProbeCalibration::neighbours`]); its copies, if the table has any,
+    /// stay, as they would for a query.
+    best: Vec<Vec<(f32, u32, bool)>>,
 }
 
 impl ProbeCalibration {
@@ -123,7 +128,8 @@ impl ProbeCalibration {
         if n == 0 {
             return Ok(());
         }
-        let (metric, k, panels, raw) = (self.metric, self.k, &self.panels, &self.raw);
+        let (metric, panels, raw) = (self.metric, &self.panels, &self.raw);
+        let k = self.k + 1;
         // What a row must beat to matter: each stand-in's k-th nearest so far.
         let bar: Vec<f32> = self
             .best
@@ -136,14 +142,14 @@ impl ProbeCalibration {
                 }
             })
             .collect();
-        let found: Vec<Vec<Vec<(f32, u32)>>> = rows
+        let found: Vec<Vec<Vec<(f32, u32, bool)>>> = rows
             .par_chunks(CHUNK * dim)
             .zip(lists.par_chunks(CHUNK))
             .map(|(xs, ls)| {
                 stop.check()?;
                 // Candidates per stand-in, unordered: cut back to the best k
                 // (raising that stand-in's bar) whenever 2k have gathered.
-                let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::new(); n];
+                let mut best: Vec<Vec<(f32, u32, bool)>> = vec![Vec::new(); n];
                 let mut bar = bar.clone();
                 let inv: Vec<f32> = xs
                     .chunks_exact(dim)
@@ -164,10 +170,10 @@ impl ProbeCalibration {
                                 Metric::InnerProduct => -t[l],
                                 Metric::Cosine => 1.0 - t[l] * inv,
                             };
-                            if d.is_nan() || d >= *bar || x == &raw[j * dim..(j + 1) * dim] {
-                                continue; // too far, or the row this stand-in is
+                            if d.is_nan() || d >= *bar {
+                                continue;
                             }
-                            b.push((d, list));
+                            b.push((d, list, x == &raw[j * dim..(j + 1) * dim]));
                             if b.len() >= 2 * k {
                                 b.select_nth_unstable_by(k - 1, |p, q| p.0.total_cmp(&q.0));
                                 b.truncate(k);
@@ -180,18 +186,31 @@ impl ProbeCalibration {
             })
             .collect::<Result<_, Stopped>>()?;
         // Each stand-in's k nearest of what it had and what every chunk found.
-        let mut merged: Vec<Vec<(f32, u32)>> = std::mem::take(&mut self.best);
+        let mut merged: Vec<Vec<(f32, u32, bool)>> = std::mem::take(&mut self.best);
         for chunk in found {
             for (b, got) in merged.iter_mut().zip(chunk) {
                 b.extend(got);
             }
         }
         for b in &mut merged {
-            b.sort_by(|x, y| x.0.total_cmp(&y.0));
+            b.sort_by(|x, y| x.0.total_cmp(&y.0).then(y.2.cmp(&x.2)));
             b.truncate(k);
         }
         self.best = merged;
         Ok(())
+    }
+
+    /// Stand-in `j`'s nearest rows but itself (the first row equal to it,
+    /// or, if none was seen, the farthest kept), nearest first: up to `k`.
+    fn neighbours(&self, j: usize) -> Vec<(f32, u32)> {
+        let b = &self.best[j];
+        let drop = b.iter().position(|e| e.2).unwrap_or(self.k);
+        b.iter()
+            .enumerate()
+            .filter(|&(i, _)| i != drop)
+            .map(|(_, e)| (e.0, e.1))
+            .take(self.k)
+            .collect()
     }
 
     /// The fewest probes whose first lists (ranked by `model` for each
@@ -208,7 +227,11 @@ impl ProbeCalibration {
         let mut counted = 0usize;
         let mut rank = vec![0u32; lists];
         let dim = self.dim;
-        for (j, best) in self.best.iter().enumerate().filter(|(_, b)| b.len() >= k) {
+        for j in 0..self.best.len() {
+            let best = self.neighbours(j);
+            if best.len() < k {
+                continue;
+            }
             let mut ranked = model.list_distances(&self.raw[j * dim..(j + 1) * dim]);
             ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             for (r, &(l, _)) in ranked.iter().enumerate() {
@@ -371,6 +394,31 @@ mod tests {
             ProbeCalibration::new(Metric::Cosine, dim, &zeros, 10).queries(),
             0
         );
+    }
+
+    #[test]
+    fn a_copy_of_a_stand_in_counts_as_its_neighbour_and_itself_does_not() {
+        // Every row twice: each stand-in's nearest row is its copy (distance
+        // 0, same list), then the nearest other rows; the stand-in itself is
+        // dropped once, not every row equal to it.
+        for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+            let dim = 8;
+            let mut rng = StdRng::seed_from_u64(11);
+            let once: Vec<f32> = (0..dim * 600).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let twice = [once.clone(), once.clone()].concat();
+            let m = model(&twice, dim, 8, metric);
+            let c = calibrate(&twice, dim, &m, 30);
+            for j in 0..30 {
+                let q = &twice[j * dim..(j + 1) * dim];
+                let got = c.neighbours(j);
+                assert_eq!(got.len(), CALIBRATION_DEEP_K, "{metric:?} {j}");
+                if metric != Metric::InnerProduct {
+                    let zeros = got.iter().filter(|e| e.0 <= 1e-6).count();
+                    assert_eq!(zeros, 1, "{metric:?} {j}: {:?}", &got[..3]);
+                    assert_eq!(got[0].1, m.assign(q), "{metric:?} {j}");
+                }
+            }
+        }
     }
 
     #[test]
