@@ -279,6 +279,12 @@ mod tests {
         v
     }
 
+    /// `n` rows of `dim` values uniform in [-1, 1).
+    fn uniform(dim: usize, n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..dim * n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+    }
+
     fn model(data: &[f32], dim: usize, lists: usize, metric: Metric) -> IvfPqModel {
         IvfPqModel::train(data, dim, metric, &IvfPqParams::new(lists, 4, 8))
     }
@@ -314,8 +320,7 @@ mod tests {
     #[test]
     fn uniform_rows_need_more_and_higher_targets_need_at_least_as_many() {
         let dim = 16;
-        let mut rng = StdRng::seed_from_u64(7);
-        let data: Vec<f32> = (0..dim * 4000).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let data = uniform(dim, 4000, 7);
         let m = model(&data, dim, 32, Metric::L2);
         let c = calibrate(&data, dim, &m, 60);
         let p90 = c.probes_for(&m, 0.90, CALIBRATION_K).unwrap();
@@ -334,8 +339,7 @@ mod tests {
     fn the_answer_matches_a_brute_force_count() {
         // Cosine: ranks by direction, and each stand-in excludes itself.
         let dim = 12;
-        let mut rng = StdRng::seed_from_u64(3);
-        let data: Vec<f32> = (0..dim * 1500).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let data = uniform(dim, 1500, 3);
         let m = model(&data, dim, 20, Metric::Cosine);
         let nq = 40;
         let c = calibrate(&data, dim, &m, nq);
@@ -383,8 +387,7 @@ mod tests {
     #[test]
     fn too_few_stand_ins_give_no_answer() {
         let dim = 4;
-        let mut rng = StdRng::seed_from_u64(5);
-        let data: Vec<f32> = (0..dim * 500).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let data = uniform(dim, 500, 5);
         let m = model(&data, dim, 8, Metric::L2);
         let c = calibrate(&data, dim, &m, MIN_QUERIES - 1);
         assert_eq!(c.probes_for(&m, 0.97, CALIBRATION_K), None);
@@ -403,8 +406,7 @@ mod tests {
         // dropped once, not every row equal to it.
         for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
             let dim = 8;
-            let mut rng = StdRng::seed_from_u64(11);
-            let once: Vec<f32> = (0..dim * 600).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let once = uniform(dim, 600, 11);
             let twice = [once.clone(), once.clone()].concat();
             let m = model(&twice, dim, 8, metric);
             let c = calibrate(&twice, dim, &m, 30);
