@@ -348,9 +348,11 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
         // Past its first rows a scan probes the lists that hold the deeper
         // neighbours too (arrw_core::calibrate: a LIMIT 100 or a selective
         // filter settles that many rows before it is done), at once rather
-        // than one by one as the list slack admits them.
+        // than one by one as the list slack admits them. This is part of the
+        // index's default probes, so it applies with iterative scans off too
+        // (they then probe no list beyond it).
         let deep = st.deep_probes.min(limit);
-        if st.iterative && st.depth >= DEEP_AFTER && st.probed < deep {
+        if st.depth >= DEEP_AFTER && st.probed < deep {
             // SAFETY: scan is live.
             unsafe { probe_lists(scan, st, deep) };
             continue;
