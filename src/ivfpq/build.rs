@@ -776,7 +776,8 @@ unsafe fn encode_table(
     }
     enc.row.delete();
     let measure = |k| {
-        let c = enc.calib.as_ref().filter(|_| !plan.untrained)?;
+        // No stand-ins (an empty table, `vector[]` keys): no measurement.
+        let c = enc.calib.as_ref()?;
         let p = c.probes_for(model, calibrate::TARGET_COVERAGE, k)?;
         pgrx::debug1!(
             "ivfpq: {p} of {} lists hold {}% of the {k} nearest rows of {} stand-in queries",

@@ -133,11 +133,7 @@ crate::v1! {
             metric,
             meta.untrained == 0,
             meta.refine_bits,
-            if meta.probes > 0 {
-                meta.probes as usize
-            } else {
-                arrw_core::ivf::default_probes(meta.lists as usize)
-            },
+            arrw_core::ivf::index_default_probes(meta.lists as usize, meta.probes),
             meta.probes > 0
         );
         text_datum(&json)

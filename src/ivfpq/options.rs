@@ -303,18 +303,15 @@ pub fn probes(index_opt: u32, lists: usize, measured: (u32, u32)) -> (usize, usi
     }
     let scale = |p: usize| arrw_core::ivf::scale_probes(p, PROBES_SCALE.get());
     if index_opt > 0 {
-        (scale(index_opt as usize), 0)
-    } else if measured.0 > 0 {
-        let p = scale(measured.0 as usize);
-        let deep = if measured.1 > 0 {
-            scale(measured.1 as usize).max(p)
-        } else {
-            0
-        };
-        (p, deep)
-    } else {
-        (scale(arrw_core::ivf::default_probes(lists)), 0)
+        return (scale(index_opt as usize), 0);
     }
+    let p = scale(arrw_core::ivf::index_default_probes(lists, measured.0));
+    let deep = if measured.0 > 0 && measured.1 > 0 {
+        scale(measured.1 as usize).max(p)
+    } else {
+        0
+    };
+    (p, deep)
 }
 
 /// Re-rank depth for a query: GUC (>= 0), else index option (>= 0), else default.

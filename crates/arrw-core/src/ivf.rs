@@ -115,6 +115,18 @@ pub fn default_probes(lists: usize) -> usize {
     }
 }
 
+/// The probes an index's scans start from when neither a setting nor an
+/// index option says: what its build measured (`measured`, from
+/// [`crate::calibrate`]; 0 when it did not), else [`default_probes`] of its
+/// `lists`.
+pub fn index_default_probes(lists: usize, measured: u32) -> usize {
+    if measured > 0 {
+        measured as usize
+    } else {
+        default_probes(lists)
+    }
+}
+
 /// `probes` times `scale` (the `ivfpq.probes_scale` setting), rounded, at least
 /// 1 and at most [`MAX_LISTS`]; a scale that is not a positive finite number
 /// leaves `probes` as it is.
@@ -2951,6 +2963,13 @@ mod tests {
             last = p;
         }
         assert!(default_probes(MAX_LISTS) < MAX_LISTS / 100);
+    }
+
+    #[test]
+    fn a_measured_default_wins_over_the_fixed_one() {
+        assert_eq!(index_default_probes(100, 7), 7);
+        assert_eq!(index_default_probes(100, 0), DEFAULT_PROBES);
+        assert_eq!(index_default_probes(10_000, 0), default_probes(10_000));
     }
 
     #[test]
