@@ -117,7 +117,7 @@ crate::v1! {
             arrw_core::ivf::Metric::Cosine => "cosine",
         };
         let json = format!(
-            "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{},\"refine_bits\":{},\"default_probes\":{},\"probes_measured\":{}}}",
+            "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{},\"refine_bits\":{},\"default_probes\":{},\"deep_probes\":{},\"probes_measured\":{}}}",
             meta.lists,
             total,
             min,
@@ -134,6 +134,7 @@ crate::v1! {
             meta.untrained == 0,
             meta.refine_bits,
             arrw_core::ivf::index_default_probes(meta.lists as usize, meta.probes),
+            meta.deep_probes,
             meta.probes > 0
         );
         text_datum(&json)

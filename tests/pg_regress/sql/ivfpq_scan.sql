@@ -315,3 +315,36 @@ SELECT line_exact(8) AS defaults;
 RESET ivfpq.rerank;
 DROP TABLE line;
 DROP FUNCTION line_exact(int);
+
+-- The measured default has two depths: a scan probes `default_probes` lists
+-- for its first 10 rows and `deep_probes` once it is past them (with
+-- iterative scans off, nothing beyond). 3,000 scattered 8-d rows in 30 lists,
+-- where the 100 nearest rows of a row spread over more lists than its 10
+-- nearest.
+CREATE TABLE ivdeep (id int PRIMARY KEY, v vector(8));
+INSERT INTO ivdeep SELECT i, ARRAY(SELECT sin(i * j * 0.731 + j) * 10 FROM generate_series(1, 8) j)::vector
+FROM generate_series(1, 3000) i;
+CREATE INDEX ivdeep_idx ON ivdeep USING ivfpq (v vector_l2_ops) WITH (lists = 30, m = 4);
+CREATE TEMP TABLE ivdeep_info AS
+SELECT (j->>'default_probes')::int AS p, (j->>'deep_probes')::int AS deep, (j->>'probes_measured')::bool AS measured
+FROM (SELECT arrw._ivfpq_info_json('ivdeep_idx')::json AS j) s;
+SELECT measured, deep > p AS deeper FROM ivdeep_info;
+SET enable_seqscan = off;
+SET ivfpq.iterative_scan = off;
+SET ivfpq.profile = on;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM ivdeep ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 5) s;
+SELECT (arrw.ivfpq_profile()->>'lists')::int = p AS shallow_scan_probes_the_default FROM ivdeep_info;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM ivdeep ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 200) s;
+SELECT (arrw.ivfpq_profile()->>'lists')::int = deep AS deep_scan_probes_the_deep_default FROM ivdeep_info;
+-- A probes setting is taken for every depth.
+SET ivfpq.probes = 2;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM ivdeep ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 200) s;
+SELECT arrw.ivfpq_profile()->>'lists' AS lists_with_probes_2;
+RESET ivfpq.probes;
+RESET ivfpq.profile;
+RESET ivfpq.iterative_scan;
+RESET enable_seqscan;
+DROP TABLE ivdeep;
