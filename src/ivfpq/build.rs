@@ -775,20 +775,24 @@ unsafe fn encode_table(
         enc.flush();
     }
     enc.row.delete();
-    let measure = |k| {
-        // No stand-ins (an empty table, `vector[]` keys): no measurement.
-        let c = enc.calib.as_ref()?;
-        let p = c.probes_for(model, calibrate::TARGET_COVERAGE, k)?;
-        pgrx::debug1!(
-            "ivfpq: {p} of {} lists hold {}% of the {k} nearest rows of {} stand-in queries",
-            model.lists,
-            calibrate::TARGET_COVERAGE * 100.0,
-            c.queries()
-        );
-        Some(p as u32)
-    };
-    let probes = measure(calibrate::CALIBRATION_K).unwrap_or(0);
-    let deep_probes = measure(calibrate::CALIBRATION_DEEP_K).unwrap_or(0);
+    // No stand-ins (an empty table, `vector[]` keys): no measurement.
+    let (probes, deep_probes) = enc
+        .calib
+        .as_ref()
+        .and_then(|c| {
+            let (first, deep) = c.defaults(model)?;
+            pgrx::debug1!(
+                "ivfpq: {first} of {} lists hold {}% of the {} nearest rows of {} stand-in queries, {deep} {}% of the {}",
+                model.lists,
+                calibrate::TARGET_COVERAGE * 100.0,
+                calibrate::CALIBRATION_K,
+                c.queries(),
+                calibrate::DEEP_TARGET_COVERAGE * 100.0,
+                calibrate::CALIBRATION_DEEP_K,
+            );
+            Some((first as u32, deep as u32))
+        })
+        .unwrap_or((0, 0));
     Encoded {
         lists: enc.lists,
         heads: enc.heads,

@@ -15,8 +15,9 @@
 //! and returns the fewest lists whose first `probes` hold a `target` share of
 //! its first `k` neighbours on average: the fraction of the true top `k` a scan
 //! of that many lists can find (its re-rank is exact). The index stores it for
-//! `k` = 10 and 100; a query without `ivfpq.probes` or a `probes` option starts
-//! from the first and, past its first 10 rows, goes on to the second.
+//! `k` = 10 (for [`TARGET_COVERAGE`]) and 100 (for [`DEEP_TARGET_COVERAGE`]);
+//! a query without `ivfpq.probes` or a `probes` option starts from the first
+//! and, past its first 10 rows, goes on to the second.
 //!
 //! The cost is one exact distance per row and stand-in query (for 100 stand-ins
 //! about the cost of assigning a row to its nearest of 100 lists), in the
@@ -49,6 +50,20 @@ pub const CALIBRATION_DEEP_K: usize = 100;
 /// that much above the recall 0.95 applications usually ask for. 100
 /// stand-ins with 10 rows each measure it to about ±0.01.
 pub const TARGET_COVERAGE: f64 = 0.96;
+
+/// Share of the stand-ins' [`CALIBRATION_DEEP_K`] nearest rows the deep
+/// default must reach: higher than [`TARGET_COVERAGE`], because a deep scan's
+/// cost is mostly re-ranking, which more lists hardly change, and because a
+/// deep scan's rows come out in order only if the lists it never probes hold
+/// none closer.
+///
+/// `LIMIT 100` with iterative scan, 300 queries, one client (2026-12-05,
+/// ARCHITECTURE.md "The build"): dev-sift (100 lists) 0.96 → 12 lists,
+/// recall@100 0.969 at ~920 q/s, 0.98 → 17 lists, 0.983 at ~900, 0.99 → 21,
+/// 0.989 at ~965 (~1,000 rows re-ranked at each); 102k MiniLM (102 lists):
+/// 29 lists 0.974 at ~490 q/s, 40 0.985 at ~420–450, 54 0.993 at ~400 (~2,150
+/// rows refined, ~177 re-ranked at each).
+pub const DEEP_TARGET_COVERAGE: f64 = 0.98;
 
 /// Fewest stand-ins with a full set of neighbours for a measurement to count:
 /// below that the build keeps the fixed default.
@@ -213,6 +228,18 @@ impl ProbeCalibration {
             .collect()
     }
 
+    /// The index's two defaults: the fewest lists holding [`TARGET_COVERAGE`]
+    /// of the stand-ins' [`CALIBRATION_K`] nearest rows, and the fewest
+    /// holding [`DEEP_TARGET_COVERAGE`] of their [`CALIBRATION_DEEP_K`]
+    /// nearest (never fewer than the first). None when nothing was measured.
+    pub fn defaults(&self, model: &IvfPqModel) -> Option<(usize, usize)> {
+        let first = self.probes_for(model, TARGET_COVERAGE, CALIBRATION_K)?;
+        let deep = self
+            .probes_for(model, DEEP_TARGET_COVERAGE, CALIBRATION_DEEP_K)
+            .map_or(0, |d| d.max(first));
+        Some((first, deep))
+    }
+
     /// The fewest probes whose first lists (ranked by `model` for each
     /// stand-in, as a scan ranks them) hold at least `target` of the
     /// stand-ins' `k` nearest rows (at most the `k` given to
@@ -333,6 +360,30 @@ mod tests {
         // A hundred rows lie farther out than ten: at least as many lists.
         let deep = c.probes_for(&m, 0.97, CALIBRATION_DEEP_K).unwrap();
         assert!(deep >= p97, "{deep} {p97}");
+    }
+
+    #[test]
+    fn defaults_take_each_target_at_its_depth() {
+        let dim = 16;
+        let data = uniform(dim, 4000, 7);
+        let m = model(&data, dim, 32, Metric::L2);
+        let c = calibrate(&data, dim, &m, 60);
+        let (first, deep) = c.defaults(&m).unwrap();
+        assert_eq!(
+            Some(first),
+            c.probes_for(&m, TARGET_COVERAGE, CALIBRATION_K)
+        );
+        assert_eq!(
+            Some(deep),
+            c.probes_for(&m, DEEP_TARGET_COVERAGE, CALIBRATION_DEEP_K)
+        );
+        // The deep target is the stricter one, and asks more lists here than
+        // the first target at the same depth would.
+        assert!(DEEP_TARGET_COVERAGE > TARGET_COVERAGE);
+        let deep_at_first_target = c
+            .probes_for(&m, TARGET_COVERAGE, CALIBRATION_DEEP_K)
+            .unwrap();
+        assert!(deep > deep_at_first_target, "{deep} {deep_at_first_target}");
     }
 
     #[test]
