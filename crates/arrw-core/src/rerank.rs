@@ -372,10 +372,18 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// was 6.0). On SIFT (300 queries, iterative scan) the largest alone left
     /// 156 `LIMIT 100` answers out of order, by up to 45 in distance; with 4 σ,
     /// 6, at twice the rows re-ranked (LIMIT 10: 1,709 → 1,384 q/s; LIMIT
-    /// 100: 964 → 646; recall unchanged). With a refine stage the coarse
+    /// 100: 964 → 646; recall unchanged). Measured again 2026-12-05 with the
+    /// lists fixed (dev-sift, `LIMIT 100`, probes 20, iterative scan off, 300
+    /// queries, so that only this margin decides): 4 σ 3 answers out of order
+    /// (0.06 rows each, at most 0.5% farther than a row after them), 3 σ 55
+    /// (2.1 rows, 4.5%) at 1.37× the q/s, the largest error alone 212 (12.5
+    /// rows) at 1.55×. With a refine stage the coarse
     /// margin below already adds the fine margin (which has this rule) to the
     /// largest coarse − fine of every refined row; inflating this one too
-    /// refined 185 → 323 rows a MiniLM LIMIT 10 for nothing.
+    /// refined 185 → 323 rows a MiniLM LIMIT 10 for nothing, and so did (196 →
+    /// 311, 2026-12-05) a joint bound in place of the sum below: the means of
+    /// `coarse − fine` and `fine − exact` plus 4 σ of their sum, as if they
+    /// were independent.
     pub fn margin(&mut self) -> f32 {
         let mut direct = self.errors.quantile(self.quantile).unwrap_or(0.0).max(0.0);
         if self.quantile >= 1.0 && !self.refine {
