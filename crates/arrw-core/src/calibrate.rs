@@ -344,12 +344,18 @@ mod tests {
         assert_eq!(c.probes_for(&m, 1.0, CALIBRATION_K), Some(1));
     }
 
-    #[test]
-    fn uniform_rows_need_more_and_higher_targets_need_at_least_as_many() {
+    /// 4,000 uniform 16-d rows in 32 lists, measured with 60 stand-ins.
+    fn uniform_calibration() -> (IvfPqModel, ProbeCalibration) {
         let dim = 16;
         let data = uniform(dim, 4000, 7);
         let m = model(&data, dim, 32, Metric::L2);
         let c = calibrate(&data, dim, &m, 60);
+        (m, c)
+    }
+
+    #[test]
+    fn uniform_rows_need_more_and_higher_targets_need_at_least_as_many() {
+        let (m, c) = uniform_calibration();
         let p90 = c.probes_for(&m, 0.90, CALIBRATION_K).unwrap();
         let p97 = c.probes_for(&m, 0.97, CALIBRATION_K).unwrap();
         let all = c.probes_for(&m, 1.0, CALIBRATION_K).unwrap();
@@ -364,10 +370,7 @@ mod tests {
 
     #[test]
     fn defaults_take_each_target_at_its_depth() {
-        let dim = 16;
-        let data = uniform(dim, 4000, 7);
-        let m = model(&data, dim, 32, Metric::L2);
-        let c = calibrate(&data, dim, &m, 60);
+        let (m, c) = uniform_calibration();
         let (first, deep) = c.defaults(&m).unwrap();
         assert_eq!(
             Some(first),
