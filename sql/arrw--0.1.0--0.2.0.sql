@@ -33,6 +33,17 @@ CREATE FUNCTION arrw.ivfpq_profile_reset() RETURNS void
 	AS 'MODULE_PATHNAME', 'arrw_ivfpq_profile_reset' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION arrw.ivfpq_profile_reset() IS 'clears this backend''s ivfpq scan profile';
 
+-- What a scan probes unless ivfpq.probes says otherwise (before ivfpq.probes_scale).
+CREATE FUNCTION arrw.ivfpq_default_probes(index regclass,
+	OUT probes integer, OUT deep_probes integer, OUT source text)
+	LANGUAGE sql STABLE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT nullif((j->>'index_probes')::int, 0), nullif((j->>'index_deep_probes')::int, 0), j->>'probes_source'
+	FROM (SELECT arrw._ivfpq_info_json(index)::jsonb AS j) s
+$$;
+COMMENT ON FUNCTION arrw.ivfpq_default_probes(regclass) IS 'lists an ivfpq index''s scans probe when no setting says otherwise (deep_probes: past their first 10 rows; NULL when they do not go deeper) and where that comes from: its probes option, its build''s measurement, the fixed default, or untrained (built on an empty table: every row is ranked exactly, NULL probes)';
+
 -- Multi-vector documents: MaxSim over vector[] (late interaction, ColBERT).
 -- maxsim(doc, query) = sum over query vectors of the largest inner product with
 -- a document vector (higher is better); doc @# query is its negation, so that

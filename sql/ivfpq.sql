@@ -46,6 +46,17 @@ CREATE FUNCTION arrw.ivfpq_info(index regclass,
 $$;
 COMMENT ON FUNCTION arrw.ivfpq_info(regclass) IS 'lists, rows per list, code size, pages and rows inserted since the build of an ivfpq index';
 
+-- What a scan probes unless ivfpq.probes says otherwise (before ivfpq.probes_scale).
+CREATE FUNCTION arrw.ivfpq_default_probes(index regclass,
+	OUT probes integer, OUT deep_probes integer, OUT source text)
+	LANGUAGE sql STABLE STRICT
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT nullif((j->>'index_probes')::int, 0), nullif((j->>'index_deep_probes')::int, 0), j->>'probes_source'
+	FROM (SELECT arrw._ivfpq_info_json(index)::jsonb AS j) s
+$$;
+COMMENT ON FUNCTION arrw.ivfpq_default_probes(regclass) IS 'lists an ivfpq index''s scans probe when no setting says otherwise (deep_probes: past their first 10 rows; NULL when they do not go deeper) and where that comes from: its probes option, its build''s measurement, the fixed default, or untrained (built on an empty table: every row is ranked exactly, NULL probes)';
+
 CREATE FUNCTION arrw.ivfpq_check(index regclass) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'arrw_ivfpq_check' LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION arrw.ivfpq_check(regclass) IS 'walks every page of an ivfpq index and raises an ERROR on any broken invariant';

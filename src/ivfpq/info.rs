@@ -107,7 +107,20 @@ crate::v1! {
         let sizes = list_sizes(index, &meta);
         let pages = nblocks(index);
         let m = model::load(index, &meta);
+        let option = crate::ivfpq::options::of(index).probes.max(0) as u32;
         close(index);
+        // An index built on an empty table has no lists to probe: its scans
+        // rank every row exactly until it is rebuilt.
+        let (probes, deep, source) = if meta.untrained != 0 {
+            (0, 0, "untrained")
+        } else {
+            let (p, d, s) = arrw_core::ivf::index_probes(
+                option,
+                meta.lists as usize,
+                (meta.probes, meta.deep_probes),
+            );
+            (p, d, s.name())
+        };
         let total: u64 = sizes.iter().sum();
         let (min, max) = (sizes.iter().copied().min().unwrap_or(0), sizes.iter().copied().max().unwrap_or(0));
         let avg = if sizes.is_empty() { 0.0 } else { total as f64 / sizes.len() as f64 };
@@ -117,7 +130,7 @@ crate::v1! {
             arrw_core::ivf::Metric::Cosine => "cosine",
         };
         let json = format!(
-            "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{},\"refine_bits\":{},\"default_probes\":{},\"deep_probes\":{},\"probes_measured\":{}}}",
+            "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{},\"refine_bits\":{},\"default_probes\":{},\"deep_probes\":{},\"probes_measured\":{},\"probes_option\":{},\"index_probes\":{},\"index_deep_probes\":{},\"probes_source\":\"{}\"}}",
             meta.lists,
             total,
             min,
@@ -135,7 +148,11 @@ crate::v1! {
             meta.refine_bits,
             arrw_core::ivf::index_default_probes(meta.lists as usize, meta.probes),
             meta.deep_probes,
-            meta.probes > 0
+            meta.probes > 0,
+            option,
+            probes,
+            deep,
+            source
         );
         text_datum(&json)
     }

@@ -290,28 +290,20 @@ pub fn refine_bits(opts: &IvfpqOptions, dim: usize, multi: bool) -> u32 {
 pub const REFINE_MIN_DIM: usize = 256;
 
 /// Probes for a query, and for the same scan once it is past its first rows
-/// (0: no such step): GUC, else index option, else what the build measured
-/// for the index's data (`measured`: the meta page's `probes` and
-/// `deep_probes`, arrw_core::calibrate), else the default for an index of
-/// `lists` lists (`arrw_core::ivf::default_probes`); the last three times
-/// `ivfpq.probes_scale`. Only the measured default has a deep step: a probes
-/// setting or option is taken as the user's choice for every depth.
+/// (0: no such step): GUC, else the index's own (`arrw_core::ivf::index_probes`:
+/// its option, else what the build measured for its data — `measured`, the
+/// meta page's `probes` and `deep_probes`, arrw_core::calibrate —, else the
+/// default for `lists` lists) times `ivfpq.probes_scale`. Only the measured
+/// default has a deep step: a probes setting or option is taken as the
+/// user's choice for every depth.
 pub fn probes(index_opt: u32, lists: usize, measured: (u32, u32)) -> (usize, usize) {
     let g = PROBES.get();
     if g > 0 {
         return (g as usize, 0);
     }
+    let (first, deep, _) = arrw_core::ivf::index_probes(index_opt, lists, measured);
     let scale = |p: usize| arrw_core::ivf::scale_probes(p, PROBES_SCALE.get());
-    if index_opt > 0 {
-        return (scale(index_opt as usize), 0);
-    }
-    let p = scale(arrw_core::ivf::index_default_probes(lists, measured.0));
-    let deep = if measured.0 > 0 && measured.1 > 0 {
-        scale(measured.1 as usize).max(p)
-    } else {
-        0
-    };
-    (p, deep)
+    (scale(first), if deep > 0 { scale(deep) } else { 0 })
 }
 
 /// Re-rank depth for a query: GUC (>= 0), else index option (>= 0), else default.

@@ -127,6 +127,52 @@ pub fn index_default_probes(lists: usize, measured: u32) -> usize {
     }
 }
 
+/// Where an index's default probes come from (see [`index_probes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbesSource {
+    /// The index's `probes` option.
+    Option,
+    /// What its build measured (`crate::calibrate`).
+    Measured,
+    /// [`default_probes`] of its lists.
+    Fixed,
+}
+
+impl ProbesSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbesSource::Option => "option",
+            ProbesSource::Measured => "measured",
+            ProbesSource::Fixed => "fixed",
+        }
+    }
+}
+
+/// The probes a scan of an index takes when no setting says otherwise, and
+/// the deep default it goes on to past its first rows (0: none): its `probes`
+/// option (`option`, 0 when unset) for every depth, else what its build
+/// measured (`measured`: the meta page's `probes` and `deep_probes`; the deep
+/// one at least the first), else [`default_probes`] of its `lists`.
+pub fn index_probes(
+    option: u32,
+    lists: usize,
+    measured: (u32, u32),
+) -> (usize, usize, ProbesSource) {
+    if option > 0 {
+        return (option as usize, 0, ProbesSource::Option);
+    }
+    let first = index_default_probes(lists, measured.0);
+    if measured.0 == 0 {
+        return (first, 0, ProbesSource::Fixed);
+    }
+    let deep = if measured.1 > 0 {
+        (measured.1 as usize).max(first)
+    } else {
+        0
+    };
+    (first, deep, ProbesSource::Measured)
+}
+
 /// `probes` times `scale` (the `ivfpq.probes_scale` setting), rounded, at least
 /// 1 and at most [`MAX_LISTS`]; a scale that is not a positive finite number
 /// leaves `probes` as it is.
@@ -2970,6 +3016,27 @@ mod tests {
         assert_eq!(index_default_probes(100, 7), 7);
         assert_eq!(index_default_probes(100, 0), DEFAULT_PROBES);
         assert_eq!(index_default_probes(10_000, 0), default_probes(10_000));
+    }
+
+    #[test]
+    fn index_probes_option_then_measured_then_fixed() {
+        assert_eq!(index_probes(5, 100, (7, 12)), (5, 0, ProbesSource::Option));
+        assert_eq!(
+            index_probes(0, 100, (7, 12)),
+            (7, 12, ProbesSource::Measured)
+        );
+        // A deep default below the first (never written so) is raised to it;
+        // none measured means no deep step.
+        assert_eq!(index_probes(0, 100, (7, 3)), (7, 7, ProbesSource::Measured));
+        assert_eq!(index_probes(0, 100, (7, 0)), (7, 0, ProbesSource::Measured));
+        assert_eq!(
+            index_probes(0, 100, (0, 0)),
+            (DEFAULT_PROBES, 0, ProbesSource::Fixed)
+        );
+        assert_eq!(
+            index_probes(0, 10_000, (0, 0)),
+            (default_probes(10_000), 0, ProbesSource::Fixed)
+        );
     }
 
     #[test]
