@@ -241,6 +241,17 @@ fn alter_extension_update_from_every_released_version() {
         let mut c = cluster.connect_db(&db);
         assert_eq!(answers(&mut c, &queries), before, "update from {old}");
         assert_eq!(members(&mut c), want_members, "update from {old}");
+        // The function the update adds answers about the index built before
+        // it (by this library, which measured its probes: an index from an
+        // older library reads zeros there and shows `fixed`).
+        assert_eq!(
+            one::<String>(
+                &mut c,
+                "SELECT source FROM arrw.ivfpq_default_probes('items_v')"
+            ),
+            "measured",
+            "update from {old}"
+        );
         // Writes through the old index and the old channel still work.
         expect_change(&cluster, &db, &mut c, 100_001);
         exec(&mut c, "SET enable_seqscan = off; SET ivfpq.probes = 4");
