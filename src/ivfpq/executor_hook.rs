@@ -2,7 +2,8 @@
 //! starts, for two users. Before the plan starts, pending.rs notes whether it
 //! inserts with `ON CONFLICT` (new index entries are then written as they
 //! come); once its state tree is built, prefilter.rs lets each filtered ivfpq
-//! index scan check its filter itself.
+//! index scan check its filter itself, and tells each one right below a
+//! `LIMIT` how many rows the plan will take.
 //!
 //! The hook is a plain frame, not `#[pg_guard]`, for the reason SAFETY.md
 //! gives under "Pending index entries": it runs the statement's start (the

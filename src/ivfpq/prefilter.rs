@@ -42,6 +42,17 @@
 //! expression with the policies' conditions first, evaluated here in the same
 //! order as by the executor.
 //!
+//! **The `LIMIT` above a scan.** PostgreSQL does not tell an index scan how
+//! many rows its plan will take (`ExecSetTupleBound` stops at sorts and
+//! appends). A scan starts from its index's `LIMIT 10` default and goes to
+//! its deep default once 10 rows are out; under a `LIMIT 100` the rows of the
+//! lists it adds then can be closer than rows already handed out, and came
+//! after them (about a quarter of `LIMIT 100` answers had such a row). So the
+//! same walk looks at each `Limit` node right above an ivfpq index scan:
+//! when its count (and offset) are constants or the statement's parameters,
+//! it begins the scan as above and tells it the sum (`scan::set_rows_wanted`);
+//! a scan told more than 10 starts at its deep default.
+//!
 //! Not prefiltered: scans that read rows one at a time (expression indexes,
 //! tables of other access methods, MaxSim scans of `vector[]`, see
 //! `scan::exact_batch`), scans begun outside the executor's start (an
@@ -55,14 +66,14 @@ use pgrx::prelude::*;
 
 /// Called by our `ExecutorStart_hook` after the plan's state tree is built:
 /// begins the scan of every ivfpq index scan node with a filter that may be
-/// prefiltered, with a [`Prefilter`] on the node (see the module docs).
+/// prefiltered, with a [`Prefilter`] on the node (see the module docs), and
+/// of every one right below a `LIMIT`, telling it the rows the plan will take.
 ///
 /// # Safety
 /// `qd` is the QueryDesc `ExecutorStart` was called with, started.
 #[pg_guard]
 pub unsafe extern "C-unwind" fn attach(qd: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
-    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as std::ffi::c_int != 0 || !options::PREFILTER.get()
-    {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as std::ffi::c_int != 0 {
         return;
     }
     // SAFETY: forwarded contract: a started QueryDesc's planstate is its
@@ -148,33 +159,133 @@ unsafe fn walk_subplans(list: *mut pg_sys::List) {
     }
 }
 
-/// Begins the scan of `ps` with a prefilter when it is an ivfpq index scan
-/// node, not yet begun, ordering by distance, with a filter that has neither
-/// volatile functions nor subqueries.
+/// At a `Limit` node right above an ivfpq index scan, tells the scan how many
+/// rows the plan will take (see [`limit_rows`]; scan.rs starts a scan that
+/// will hand out more than its first rows at its deep default). At an ivfpq
+/// index scan node with a filter that may be prefiltered, begins its scan
+/// with a [`Prefilter`].
 ///
 /// # Safety
 /// `ps` is a node of a plan state tree being started (not null).
 unsafe fn visit(ps: *mut pg_sys::PlanState) {
+    // SAFETY: forwarded contract; a node tagged T_LimitState is one, built
+    // from a Limit plan.
+    unsafe {
+        if (*ps).type_ == pg_sys::NodeTag::T_LimitState {
+            let Some(rows) = limit_rows(ps as *mut pg_sys::LimitState) else {
+                return;
+            };
+            if let Some(scan) = begin((*ps).lefttree, true) {
+                super::scan::set_rows_wanted(scan, rows);
+            }
+        } else {
+            begin(ps, false);
+        }
+    }
+}
+
+/// Rows a `Limit` node will take from its input: its count plus its offset,
+/// when both are constants or the statement's parameters (a `LIMIT` fed by a
+/// subquery, or with no count, says nothing here).
+///
+/// # Safety
+/// `ls` is a started `LimitState` of a plan state tree being started.
+unsafe fn limit_rows(ls: *mut pg_sys::LimitState) -> Option<u64> {
+    // SAFETY: forwarded contract: the state's expressions were built from its
+    // plan's, and its expression context is the node's.
+    unsafe {
+        let plan = (*ls).ps.plan as *mut pg_sys::Limit;
+        let count = value_of(
+            (*plan).limitCount,
+            (*ls).limitCount,
+            (*ls).ps.ps_ExprContext,
+        )?;
+        let offset = if (*plan).limitOffset.is_null() {
+            0
+        } else {
+            value_of(
+                (*plan).limitOffset,
+                (*ls).limitOffset,
+                (*ls).ps.ps_ExprContext,
+            )?
+        };
+        Some(count.saturating_add(offset))
+    }
+}
+
+/// The non-negative int8 an expression of a `Limit` gives (what
+/// `recompute_limits` would compute on the node's first row), when it depends
+/// only on constants and the statement's own parameters (`LIMIT 100`, `LIMIT
+/// $2`, a cast or sum of them); None for one that reads a value only the plan
+/// computes (a subquery's, an outer row's) or calls a volatile function, and
+/// for NULL.
+///
+/// # Safety
+/// `expr` is null or the plan expression `state` was built from, in `econtext`.
+unsafe fn value_of(
+    expr: *mut pg_sys::Node,
+    state: *mut pg_sys::ExprState,
+    econtext: *mut pg_sys::ExprContext,
+) -> Option<u64> {
+    if expr.is_null() || state.is_null() || econtext.is_null() {
+        return None;
+    }
+    // SAFETY: forwarded contract: a plan expression with no executor
+    // parameters (PARAM_EXEC: subquery outputs, outer rows), subplans or
+    // volatile functions reads only constants and the statement's bound
+    // parameters (through the parameter hook when there is one), as the
+    // node's own first evaluation will; it allocates only in the per-tuple
+    // context it runs in.
+    unsafe {
+        let ok = pg_sys::pull_paramids(expr as *mut pg_sys::Expr).is_null()
+            && !pg_sys::contain_subplans(expr)
+            && !pg_sys::contain_volatile_functions(expr);
+        let eval = (*state).evalfunc?;
+        if !ok {
+            return None;
+        }
+        let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+        let mut isnull = false;
+        let d = eval(state, econtext, &mut isnull);
+        pg_sys::MemoryContextSwitchTo(old);
+        if isnull {
+            return None;
+        }
+        u64::try_from(d.value() as i64).ok()
+    }
+}
+
+/// Begins the scan of `ps` when it is an ivfpq index scan node ordering by
+/// distance, not yet begun, and either `always` or its filter may be
+/// prefiltered (no volatile functions nor subqueries, `ivfpq.prefilter` on):
+/// then with a [`Prefilter`]. Returns the node's scan, begun here or before
+/// (None for other nodes, and when it was not begun).
+///
+/// # Safety
+/// `ps` is null or a node of a plan state tree being started.
+unsafe fn begin(ps: *mut pg_sys::PlanState, always: bool) -> Option<pg_sys::IndexScanDesc> {
     // The node's relation descriptors are null only under EXPLAIN without
     // ANALYZE (excluded by the caller, and checked again below).
     // SAFETY: forwarded contract; a node tagged T_IndexScanState is one, and
     // its plan an IndexScan whose `qual` the state's `qual` was built from.
     unsafe {
-        if (*ps).type_ != pg_sys::NodeTag::T_IndexScanState || (*ps).qual.is_null() {
-            return;
+        if ps.is_null() || (*ps).type_ != pg_sys::NodeTag::T_IndexScanState {
+            return None;
         }
         let node = ps as *mut pg_sys::IndexScanState;
         let index = (*node).iss_RelationDesc;
-        if index.is_null()
-            || !(*node).iss_ScanDesc.is_null()
-            || (*node).iss_NumOrderByKeys == 0
-            || !is_ivfpq(index)
-        {
-            return;
+        if index.is_null() || (*node).iss_NumOrderByKeys == 0 || !is_ivfpq(index) {
+            return None;
         }
-        let qual = (*(*ps).plan).qual as *mut pg_sys::Node;
-        if pg_sys::contain_volatile_functions(qual) || pg_sys::contain_subplans(qual) {
-            return;
+        if !(*node).iss_ScanDesc.is_null() {
+            return Some((*node).iss_ScanDesc);
+        }
+        let filter = !(*ps).qual.is_null() && options::PREFILTER.get() && {
+            let qual = (*(*ps).plan).qual as *mut pg_sys::Node;
+            !pg_sys::contain_volatile_functions(qual) && !pg_sys::contain_subplans(qual)
+        };
+        if !filter && !always {
+            return None;
         }
         // What IndexNext does on its first call, in the memory it would use
         // (the query's: the executor runs nodes there).
@@ -188,7 +299,9 @@ unsafe fn visit(ps: *mut pg_sys::PlanState) {
             (*node).iss_NumOrderByKeys,
         );
         (*node).iss_ScanDesc = scan;
-        super::scan::set_prefilter(scan, Prefilter::new(node));
+        if filter {
+            super::scan::set_prefilter(scan, Prefilter::new(node));
+        }
         // Keys that depend on run-time values are computed by the node's first
         // rescan (ExecIndexScan calls it before the first row), which then
         // rescans this descriptor.
@@ -202,6 +315,7 @@ unsafe fn visit(ps: *mut pg_sys::PlanState) {
             );
         }
         pg_sys::MemoryContextSwitchTo(old);
+        Some(scan)
     }
 }
 

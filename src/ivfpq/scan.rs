@@ -86,6 +86,10 @@ pub(super) struct ScanState {
     /// Rows this scan has settled: handed out, or rejected by the query's
     /// filter (prefilter.rs).
     pub(super) depth: u64,
+    /// Rows the plan will take from this scan, when a `LIMIT` right above it
+    /// says (prefilter.rs reads it at executor start; 0: not known). Past
+    /// `DEEP_AFTER`, the scan starts at its deep default.
+    pub(super) rows_wanted: u64,
     pub(super) rerank: usize,
     pub(super) iterative: bool,
     pub(super) max_probes: usize,
@@ -153,6 +157,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         pool: CandidatePool::new(1, 1),
         order: OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE),
         fine: None,
+        rows_wanted: 0,
         prepared: Vec::new(),
         fine_query: None,
         query_parts: None,
@@ -225,6 +230,16 @@ unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
 pub(super) unsafe fn set_prefilter(scan: pg_sys::IndexScanDesc, f: fetch::Prefilter) {
     // SAFETY: forwarded contract.
     unsafe { state(scan) }.filter = Some(f);
+}
+
+/// Tells the scan how many rows its plan will take (a `LIMIT` right above
+/// it, prefilter.rs); kept across rescans.
+///
+/// # Safety
+/// `scan` must be a scan begun by [`ambeginscan`] and not yet ended.
+pub(super) unsafe fn set_rows_wanted(scan: pg_sys::IndexScanDesc, rows: u64) {
+    // SAFETY: forwarded contract.
+    unsafe { state(scan) }.rows_wanted = rows;
 }
 
 /// # Safety
@@ -519,6 +534,13 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     );
     st.probes = probes.max(1);
     st.deep_probes = deep_probes;
+    // A plan that will take more rows than the first default is measured for
+    // (a `LIMIT 100`) starts at the deep default: the lists it would add
+    // after its first rows could hold rows closer than those, which would
+    // then come out after them.
+    if st.rows_wanted > DEEP_AFTER && st.deep_probes > st.probes {
+        st.probes = st.deep_probes;
+    }
     st.depth = 0;
     st.rerank = options::rerank(opts.rerank as i64);
     st.iterative = options::ITERATIVE_SCAN.get();

@@ -23,6 +23,52 @@ SELECT source, probes BETWEEN 1 AND 16 AS probes_ok, deep_probes >= probes AS de
 FROM arrw.ivfpq_default_probes('dp_v');
 SELECT lists_probed($$SELECT id FROM dp ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 5$$)
 	= (SELECT probes FROM arrw.ivfpq_default_probes('dp_v')) AS scan_agrees;
+-- A LIMIT right above the scan tells it how many rows the plan takes: past 10
+-- (count plus offset) it probes its deep default from its first row, where
+-- it would otherwise start at the first and go deeper after 10 rows. A
+-- cursor's first row shows which (iterative scan off: exactly those lists).
+CREATE FUNCTION lists_at_first_row(q text) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+	c refcursor := 'c';
+BEGIN
+	OPEN c FOR EXECUTE q;
+	PERFORM arrw.ivfpq_profile_reset();
+	MOVE FORWARD 1 IN c;
+	CLOSE c;
+	RETURN (arrw.ivfpq_profile()->>'lists')::int;
+END $$;
+SELECT lists_at_first_row($$SELECT id FROM dp ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 5$$)
+	= (SELECT probes FROM arrw.ivfpq_default_probes('dp_v')) AS limit_5_first;
+SELECT lists_at_first_row($$SELECT id FROM dp ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 50$$)
+	= (SELECT deep_probes FROM arrw.ivfpq_default_probes('dp_v')) AS limit_50_deep;
+SELECT lists_at_first_row($$SELECT id FROM dp ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 5 OFFSET 20$$)
+	= (SELECT deep_probes FROM arrw.ivfpq_default_probes('dp_v')) AS offset_counts;
+-- A count only known when the plan runs (a subquery) says nothing.
+SELECT lists_at_first_row($$SELECT id FROM dp ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT (SELECT 50)$$)
+	= (SELECT probes FROM arrw.ivfpq_default_probes('dp_v')) AS subquery_first;
+-- A statement's parameter counts (a plpgsql variable is one), in a generic
+-- plan (the int4 parameter cast to int8) as in a custom one (a constant).
+CREATE FUNCTION lists_at_limit(n int) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+	c refcursor := 'c';
+BEGIN
+	OPEN c FOR SELECT id FROM dp ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT n;
+	PERFORM arrw.ivfpq_profile_reset();
+	MOVE FORWARD 1 IN c;
+	CLOSE c;
+	RETURN (arrw.ivfpq_profile()->>'lists')::int;
+END $$;
+SET plan_cache_mode = force_generic_plan;
+SELECT lists_at_limit(50) = (SELECT deep_probes FROM arrw.ivfpq_default_probes('dp_v')) AS param_deep,
+	lists_at_limit(3) = (SELECT probes FROM arrw.ivfpq_default_probes('dp_v')) AS param_first;
+SET plan_cache_mode = force_custom_plan;
+SELECT lists_at_limit(50) = (SELECT deep_probes FROM arrw.ivfpq_default_probes('dp_v')) AS custom_deep;
+RESET plan_cache_mode;
+-- A LIMIT 50 answer comes nearest first, as the exact order of its rows.
+SELECT array_agg(id) = array_agg(id ORDER BY d, id) AS nearest_first
+FROM (SELECT id, v <-> '[0.1,0.2,0.3,0.4]' AS d FROM dp
+      ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 50) s;
+
 -- The index's option wins, for every depth; a setting is not the index's.
 ALTER INDEX dp_v SET (probes = 3);
 SELECT * FROM arrw.ivfpq_default_probes('dp_v');
@@ -58,4 +104,6 @@ RESET ivfpq.profile;
 RESET ivfpq.iterative_scan;
 RESET enable_seqscan;
 DROP FUNCTION lists_probed(text);
+DROP FUNCTION lists_at_first_row(text);
+DROP FUNCTION lists_at_limit(int);
 DROP TABLE dp, dp_empty;
