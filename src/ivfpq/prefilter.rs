@@ -172,7 +172,11 @@ unsafe fn visit(ps: *mut pg_sys::PlanState) {
     // from a Limit plan.
     unsafe {
         if (*ps).type_ == pg_sys::NodeTag::T_LimitState {
-            let Some(rows) = limit_rows(ps as *mut pg_sys::LimitState) else {
+            // A bound of at most the first rows changes nothing: such a
+            // scan is left to begin as it would (unless its filter asks).
+            let Some(rows) =
+                limit_rows(ps as *mut pg_sys::LimitState).filter(|&r| r > super::scan::DEEP_AFTER)
+            else {
                 return;
             };
             if let Some(scan) = begin((*ps).lefttree, true) {

@@ -1122,7 +1122,7 @@ const LEARN_BEFORE_SKIPPING: u64 = 32;
 
 /// Rows a scan settles before it probes `deep_probes` lists: the depth its
 /// first `probes` were measured for (arrw_core::calibrate).
-const DEEP_AFTER: u64 = arrw_core::calibrate::CALIBRATION_K as u64;
+pub(super) const DEEP_AFTER: u64 = arrw_core::calibrate::CALIBRATION_K as u64;
 
 /// Lazily sets up what heap fetches need.
 ///
