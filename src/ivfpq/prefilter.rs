@@ -234,12 +234,12 @@ unsafe fn value_of(
     if expr.is_null() || state.is_null() || econtext.is_null() {
         return None;
     }
-    // SAFETY: forwarded contract: a plan expression with no executor
-    // parameters (PARAM_EXEC: subquery outputs, outer rows), subplans or
-    // volatile functions reads only constants and the statement's bound
-    // parameters (through the parameter hook when there is one), as the
-    // node's own first evaluation will; it allocates only in the per-tuple
-    // context it runs in.
+    // A plan expression with no executor parameters (PARAM_EXEC: subquery
+    // outputs, outer rows), subplans or volatile functions reads only
+    // constants and the statement's bound parameters (through the parameter
+    // hook when there is one), as the node's own first evaluation will.
+    // SAFETY: forwarded contract, and the above; it allocates only in the
+    // per-tuple context it runs in.
     unsafe {
         let ok = pg_sys::pull_paramids(expr as *mut pg_sys::Expr).is_null()
             && !pg_sys::contain_subplans(expr)
