@@ -172,8 +172,12 @@ unsafe fn visit(ps: *mut pg_sys::PlanState) {
     // from a Limit plan.
     unsafe {
         if (*ps).type_ == pg_sys::NodeTag::T_LimitState {
-            // A bound of at most the first rows changes nothing: such a
-            // scan is left to begin as it would (unless its filter asks).
+            // Only above one of our scans, and only a bound beyond the first
+            // rows (a smaller one changes nothing: such a scan is left to
+            // begin as it would, unless its filter asks).
+            if !is_ivfpq_scan_node((*ps).lefttree) {
+                return;
+            }
             let Some(rows) =
                 limit_rows(ps as *mut pg_sys::LimitState).filter(|&r| r > super::scan::DEEP_AFTER)
             else {
@@ -259,6 +263,22 @@ unsafe fn value_of(
     }
 }
 
+/// Whether `ps` is an index scan node on an ivfpq index ordering by distance.
+///
+/// # Safety
+/// `ps` is null or a node of a plan state tree being started.
+unsafe fn is_ivfpq_scan_node(ps: *mut pg_sys::PlanState) -> bool {
+    // SAFETY: forwarded contract; a node tagged T_IndexScanState is one.
+    unsafe {
+        if ps.is_null() || (*ps).type_ != pg_sys::NodeTag::T_IndexScanState {
+            return false;
+        }
+        let node = ps as *mut pg_sys::IndexScanState;
+        let index = (*node).iss_RelationDesc;
+        !index.is_null() && (*node).iss_NumOrderByKeys > 0 && is_ivfpq(index)
+    }
+}
+
 /// Begins the scan of `ps` when it is an ivfpq index scan node ordering by
 /// distance, not yet begun, and either `always` or its filter may be
 /// prefiltered (no volatile functions nor subqueries, `ivfpq.prefilter` on):
@@ -273,14 +293,11 @@ unsafe fn begin(ps: *mut pg_sys::PlanState, always: bool) -> Option<pg_sys::Inde
     // SAFETY: forwarded contract; a node tagged T_IndexScanState is one, and
     // its plan an IndexScan whose `qual` the state's `qual` was built from.
     unsafe {
-        if ps.is_null() || (*ps).type_ != pg_sys::NodeTag::T_IndexScanState {
+        if !is_ivfpq_scan_node(ps) {
             return None;
         }
         let node = ps as *mut pg_sys::IndexScanState;
         let index = (*node).iss_RelationDesc;
-        if index.is_null() || (*node).iss_NumOrderByKeys == 0 || !is_ivfpq(index) {
-            return None;
-        }
         if !(*node).iss_ScanDesc.is_null() {
             return Some((*node).iss_ScanDesc);
         }
