@@ -231,12 +231,14 @@ impl ProbeCalibration {
     /// The index's two defaults: the fewest lists holding [`TARGET_COVERAGE`]
     /// of the stand-ins' [`CALIBRATION_K`] nearest rows, and the fewest
     /// holding [`DEEP_TARGET_COVERAGE`] of their [`CALIBRATION_DEEP_K`]
-    /// nearest (never fewer than the first). None when nothing was measured.
+    /// nearest (0 when no stand-in had that many; a scan never takes it
+    /// below the first: `crate::ivf::index_probes`). None when nothing was
+    /// measured.
     pub fn defaults(&self, model: &IvfPqModel) -> Option<(usize, usize)> {
         let first = self.probes_for(model, TARGET_COVERAGE, CALIBRATION_K)?;
         let deep = self
             .probes_for(model, DEEP_TARGET_COVERAGE, CALIBRATION_DEEP_K)
-            .map_or(0, |d| d.max(first));
+            .unwrap_or(0);
         Some((first, deep))
     }
 
