@@ -1135,6 +1135,37 @@ def best_at(rows: list[Row], target=0.95):
     return best
 
 
+def interpolated_at(rows: list[Row], engine: str, target: float):
+    """q/s of `engine` (one client) at exactly recall `target`, read off its frontier.
+
+    `best_at` takes the fastest swept point at or above the target, so an engine whose
+    grid has a point just above it (0.951) looks far faster than one whose nearest point
+    is just below (0.949) and the next well above (the sweeps double `probes`, so the
+    steps are large): the same engine moved 1.5x between runs that way. Here the
+    frontier (points no other point beats in both recall and q/s) is interpolated,
+    log(q/s) linear in recall, between the last point below the target and the first
+    at or above it. Returns (q/s, low point, high point); low is None when the first
+    frontier point already reaches the target (its q/s is returned), and None when no
+    point does."""
+    pts = sorted((r for r in rows if r.engine == engine and r.clients == 1
+                  and not math.isnan(r.qps) and not math.isnan(r.recall)),
+                 key=lambda r: (-r.recall, -r.qps))
+    frontier: list[Row] = []
+    for r in pts:  # descending recall: keep a point only if it is faster than every higher-recall one
+        if not frontier or r.qps > frontier[-1].qps:
+            frontier.append(r)
+    frontier.reverse()  # ascending recall, descending q/s
+    hi = next((r for r in frontier if r.recall >= target), None)
+    if hi is None:
+        return None
+    below = [r for r in frontier if r.recall < target]
+    if not below:
+        return hi.qps, None, hi
+    lo = below[-1]
+    t = (target - lo.recall) / (hi.recall - lo.recall)
+    return math.exp(math.log(lo.qps) + t * (math.log(hi.qps) - math.log(lo.qps))), lo, hi
+
+
 def report(runner: Runner, ds: str, header: str) -> str:
     rows = [r for r in runner.rows if r.dataset == ds]
     out = [header, ""]
@@ -1168,6 +1199,21 @@ def report(runner: Runner, ds: str, header: str) -> str:
         else:
             mx = max((r.recall for r in rows if r.engine == e and not math.isnan(r.recall)), default=float("nan"))
             out.append(f"  {e:34s}       n/a  (best recall {mx:.3f})")
+
+    out.append("")
+    out.append("q/s interpolated at exactly recall@10 0.95 and 0.99 on each engine's frontier (one client; "
+               "see interpolated_at):")
+    for e in engines:
+        cells = []
+        for level in (0.95, 0.99):
+            got = interpolated_at(rows, e, level)
+            if got is None:
+                cells.append(f"{level}: n/a")
+            else:
+                qps, lo, hi = got
+                span = f"{lo.recall:.3f}-{hi.recall:.3f}" if lo else f"first point {hi.recall:.3f}"
+                cells.append(f"{level}: {qps:8.1f} q/s ({span})")
+        out.append(f"  {e:34s} " + "   ".join(cells))
 
     # exact search comparison
     ex_a, ex_p = runner.exact_ratio.get(ds, ({}, {}))
@@ -1242,6 +1288,15 @@ def targets(rows: list[Row], fr) -> str:
                 continue
             out.append(f"  {eng}: at recall {level}: QPS {mine_at.qps:.1f} vs 2x best peer ({peer.engine} "
                        f"{peer.qps:.1f}) -> {verdict(mine_at.qps >= 2 * peer.qps)} ({mine_at.qps / peer.qps:.2f}x)")
+            # The same on interpolated frontiers: no engine gains or loses by where its
+            # sweep happened to land around the target.
+            mine_i = interpolated_at(rows, eng, level)
+            peers_i = [(e, interpolated_at(rows, e, level)) for e in ("pgvector hnsw", "vchordrq")]
+            peers_i = [(e, v[0]) for e, v in peers_i if v is not None]
+            if mine_i is not None and peers_i:
+                pe, pq = max(peers_i, key=lambda p: p[1])
+                out.append(f"  {eng}: at recall {level}, interpolated: QPS {mine_i[0]:.1f} vs 2x best peer ({pe} "
+                           f"{pq:.1f}) -> {verdict(mine_i[0] >= 2 * pq)} ({mine_i[0] / pq:.2f}x)")
         if ivf_any:
             out.append(f"  {eng}: build {anyrow.build_s:.1f} s vs ivfflat {ivf_any.build_s:.1f} s -> "
                        f"{verdict(anyrow.build_s <= ivf_any.build_s)}")
