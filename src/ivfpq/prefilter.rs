@@ -49,9 +49,12 @@
 //! lists it adds then can be closer than rows already handed out, and came
 //! after them (about a quarter of `LIMIT 100` answers had such a row). So the
 //! same walk looks at each `Limit` node right above an ivfpq index scan:
-//! when its count (and offset) are constants or the statement's parameters,
-//! it begins the scan as above and tells it the sum (`scan::set_rows_wanted`);
-//! a scan told more than 10 starts at its deep default.
+//! when its count (and offset) are constants or the statement's parameters and
+//! add up to 2 rows or more, it begins the scan as above and tells it the sum
+//! (`scan::set_rows_wanted`): the scan hands out none of those rows before the
+//! last of them is settled (`arrw_core::rerank::OrderedRerank::hold_first`:
+//! a list probed for a deeper row could otherwise hold a row closer than one
+//! already handed out), and one told more than 10 starts at its deep default.
 //!
 //! Not prefiltered: scans that read rows one at a time (expression indexes,
 //! tables of other access methods, MaxSim scans of `vector[]`, see
@@ -172,15 +175,13 @@ unsafe fn visit(ps: *mut pg_sys::PlanState) {
     // from a Limit plan.
     unsafe {
         if (*ps).type_ == pg_sys::NodeTag::T_LimitState {
-            // Only above one of our scans, and only a bound beyond the first
-            // rows (a smaller one changes nothing: such a scan is left to
+            // Only above one of our scans, and only a bound of two rows or
+            // more (one row has no order to keep: such a scan is left to
             // begin as it would, unless its filter asks).
             if !is_ivfpq_scan_node((*ps).lefttree) {
                 return;
             }
-            let Some(rows) =
-                limit_rows(ps as *mut pg_sys::LimitState).filter(|&r| r > super::scan::DEEP_AFTER)
-            else {
+            let Some(rows) = limit_rows(ps as *mut pg_sys::LimitState).filter(|&r| r > 1) else {
                 return;
             };
             if let Some(scan) = begin((*ps).lefttree, true) {
