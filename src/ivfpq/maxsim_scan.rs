@@ -167,6 +167,7 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let geom = DataGeom::of(&st.meta);
     let nq = st.multi.as_ref().expect("a MaxSim scan").query.len();
     st.order = ordered_rerank();
+    scan::hold_limit_rows(st);
     let probes = st.probes.min(st.meta.lists as usize).max(1);
     // The index holds at most its data pages' worth of entries.
     let max_entries = (page::nblocks(index) as usize)

@@ -580,16 +580,8 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         st.prepared = model.prepared_query(&st.query);
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE).with_refine();
     }
-    // A `LIMIT` right above the scan will take its first rows_wanted rows:
-    // none leaves before all of them are settled, so that the lists and
-    // candidates the deeper ones need are explored before the nearer ones
-    // leave (OrderedRerank::hold_first). They wait in memory, ~36 bytes each
-    // (the row and its key among the held): at most a quarter of the
-    // candidates the pool may keep, so the two stay within work_mem together;
-    // a larger LIMIT holds that many of its first rows.
-    if !multi && st.rows_wanted > 1 {
-        st.order
-            .hold_first(st.rows_wanted.min(pool_cap() as u64 / 4) as usize);
+    if !multi {
+        hold_limit_rows(st);
     }
     st.query_parts = None;
     st.model = Some(model);
@@ -599,6 +591,22 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         unsafe { probe_lists(scan, st, upto) };
     }
     true
+}
+
+/// A `LIMIT` right above the scan will take its first `rows_wanted` rows:
+/// none leaves before all of them are settled, so that the lists and
+/// candidates the deeper ones need are explored, and the margin learnt from
+/// them, before the nearer ones leave (`OrderedRerank::hold_first`). They
+/// wait in memory, ~36 bytes each (the row and its key among the held): at
+/// most a quarter of the candidates the pool may keep, so the two stay
+/// within `work_mem` together; a larger `LIMIT` holds that many of its first
+/// rows. Called once `st.order` is made for the scan (single-vector and
+/// MaxSim scans alike).
+pub(super) fn hold_limit_rows(st: &mut ScanState) {
+    if st.rows_wanted > 1 {
+        st.order
+            .hold_first(st.rows_wanted.min(pool_cap() as u64 / 4) as usize);
+    }
 }
 
 /// Most candidates kept per round: a (distance, candidate) takes 24 bytes and
