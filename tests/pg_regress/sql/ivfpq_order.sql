@@ -17,22 +17,22 @@ SELECT i, (SELECT array_agg(ord_pr(i % 30, j, 'c') + ord_pr(i, j, 'q') ORDER BY 
 FROM generate_series(1, 100) i;
 CREATE INDEX ord_v ON ord USING ivfpq (v) WITH (lists = 50);
 
--- How many of the 100 queries' answers (`LIMIT lim OFFSET off`) have a row
--- after a farther one. The query text is built per query so that the LIMIT
--- sits right above the index scan, as in an application's query.
-CREATE FUNCTION ord_unordered(lim int, off int DEFAULT 0) RETURNS int LANGUAGE plpgsql AS $$
+-- How many of the queries' answers have a row after a farther one: `tmpl`
+-- is the query, with %1$L for a query's vector (as text) and %2$s for the
+-- LIMIT, built per query so that the LIMIT sits right above the index scan,
+-- as in an application's query.
+CREATE FUNCTION ord_count(tmpl text, queries regclass, lim text) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE q text; a float8[]; bad int := 0;
 BEGIN
-  FOR i IN 1..100 LOOP
-    SELECT v::text INTO q FROM ord_q WHERE id = i;
-    EXECUTE format('SELECT array_agg(d) FROM (SELECT v <-> %L::vector AS d FROM ord
-                    ORDER BY v <-> %L::vector LIMIT %s OFFSET %s) s', q, q, lim, off) INTO a;
-    IF a <> (SELECT array_agg(x ORDER BY x) FROM unnest(a) x) THEN
-      bad := bad + 1;
-    END IF;
+  FOR q IN EXECUTE format('SELECT v::text FROM %s ORDER BY id', queries) LOOP
+    EXECUTE format(tmpl, q, lim) INTO a;
+    bad := bad + (a <> (SELECT array_agg(x ORDER BY x) FROM unnest(a) x))::int;
   END LOOP;
   RETURN bad;
 END $$;
+CREATE FUNCTION ord_unordered(lim int, off int DEFAULT 0) RETURNS int LANGUAGE sql AS $$
+  SELECT ord_count('SELECT array_agg(d) FROM (SELECT v <-> %1$L::vector AS d FROM ord
+                    ORDER BY v <-> %1$L::vector LIMIT %2$s) s', 'ord_q', lim || ' OFFSET ' || off) $$;
 
 -- One list first, more as the rows ask (iterative scan): before a scan held
 -- its first rows until the deepest of them was settled, 41 of these LIMIT 10
@@ -48,25 +48,17 @@ SELECT ord_unordered(10) AS limit_10, ord_unordered(30) AS limit_30;
 SET ivfpq.iterative_scan = off;
 SELECT ord_unordered(10) AS limit_10, ord_unordered(30) AS limit_30;
 RESET ivfpq.iterative_scan;
--- A LIMIT that is a parameter, in a generic plan (plpgsql's variables are
--- the statement's parameters), holds too. Not knowing the LIMIT, the planner
--- would sort a sequential scan here: the index scan is forced.
+-- A LIMIT that is a parameter of a prepared statement, in its generic plan,
+-- holds too. Not knowing the LIMIT, the planner would sort a sequential scan
+-- here: the index scan is forced.
 SET ivfpq.iterative_scan = on;
 SET ivfpq.probes = 1;
 SET plan_cache_mode = force_generic_plan;
 SET enable_seqscan = off;
-CREATE FUNCTION ord_unordered_param(lim int) RETURNS int LANGUAGE plpgsql AS $$
-DECLARE a float8[]; bad int := 0; r record;
-BEGIN
-  FOR r IN SELECT v FROM ord_q ORDER BY id LOOP
-    SELECT array_agg(d) INTO a
-    FROM (SELECT ord.v <-> r.v AS d FROM ord ORDER BY ord.v <-> r.v LIMIT lim) s;
-    IF a <> (SELECT array_agg(x ORDER BY x) FROM unnest(a) x) THEN
-      bad := bad + 1;
-    END IF;
-  END LOOP;
-  RETURN bad;
-END $$;
+PREPARE ord_top(vector, int) AS
+  SELECT array_agg(d) FROM (SELECT v <-> $1 AS d FROM ord ORDER BY v <-> $1 LIMIT $2) s;
+CREATE FUNCTION ord_unordered_param(lim int) RETURNS int LANGUAGE sql AS $$
+  SELECT ord_count('EXECUTE ord_top(%1$L, %2$s)', 'ord_q', lim::text) $$;
 SELECT ord_unordered_param(10) AS generic_limit_10, ord_unordered_param(30) AS generic_limit_30;
 RESET plan_cache_mode;
 RESET enable_seqscan;
@@ -88,19 +80,9 @@ INSERT INTO ord_docs SELECT i, ord_vecs(i, 1 + i % 5, 'n') FROM generate_series(
 CREATE TABLE ord_dq (id int PRIMARY KEY, v vector(16)[]);
 INSERT INTO ord_dq SELECT i, ord_vecs(i, 3, 'q') FROM generate_series(1, 100) i;
 CREATE INDEX ord_docs_v ON ord_docs USING ivfpq (v vector_maxsim_ops) WITH (lists = 40);
-CREATE FUNCTION ord_ms_unordered(lim int) RETURNS int LANGUAGE plpgsql AS $$
-DECLARE q text; a float8[]; bad int := 0;
-BEGIN
-  FOR i IN 1..100 LOOP
-    SELECT v::text INTO q FROM ord_dq WHERE id = i;
-    EXECUTE format('SELECT array_agg(d) FROM (SELECT v @# %L::vector(16)[] AS d FROM ord_docs
-                    ORDER BY v @# %L::vector(16)[] LIMIT %s) s', q, q, lim) INTO a;
-    IF a <> (SELECT array_agg(x ORDER BY x) FROM unnest(a) x) THEN
-      bad := bad + 1;
-    END IF;
-  END LOOP;
-  RETURN bad;
-END $$;
+CREATE FUNCTION ord_ms_unordered(lim int) RETURNS int LANGUAGE sql AS $$
+  SELECT ord_count('SELECT array_agg(d) FROM (SELECT v @# %1$L::vector(16)[] AS d FROM ord_docs
+                    ORDER BY v @# %1$L::vector(16)[] LIMIT %2$s) s', 'ord_dq', lim::text) $$;
 SET ivfpq.rerank = 10;
 SELECT ord_ms_unordered(10) AS maxsim_limit_10, ord_ms_unordered(30) AS maxsim_limit_30,
        ord_ms_unordered(100) AS maxsim_limit_100;
@@ -108,4 +90,5 @@ RESET ivfpq.rerank;
 SELECT ord_ms_unordered(30) AS maxsim_limit_30_defaults;
 
 DROP TABLE ord, ord_q, ord_docs, ord_dq;
-DROP FUNCTION ord_unordered, ord_unordered_param, ord_ms_unordered, ord_vecs, ord_pr;
+DEALLOCATE ord_top;
+DROP FUNCTION ord_unordered, ord_unordered_param, ord_ms_unordered, ord_count, ord_vecs, ord_pr;
