@@ -79,6 +79,8 @@ pub(super) struct ScanState {
     pub(super) score_scratch: ScoreScratch,
     /// Without re-ranking: results ready to return in estimated order, best last.
     pub(super) ready: Vec<(f32, u64)>,
+    /// Batches of estimates handed out so far (`rerank = 0`).
+    pub(super) estimated_batches: usize,
     pub(super) probes: usize,
     /// Lists to have probed once `depth` reaches `DEEP_AFTER` (0: no such
     /// step; `options::probes`).
@@ -163,6 +165,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         query_parts: None,
         score_scratch: ScoreScratch::default(),
         ready: Vec::new(),
+        estimated_batches: 0,
         probes: 0,
         deep_probes: 0,
         depth: 0,
@@ -276,6 +279,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.handed.clear();
         st.query_parts = None;
         st.ready.clear();
+        st.estimated_batches = 0;
         st.ranked = RankedLists::default();
         st.probed = 0;
         st.exact = None;
@@ -338,9 +342,11 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
             }
             if !st.pool.is_empty() {
                 let metric = st.model.as_ref().expect("started").metric;
+                let n = estimated_batch(st.rows_wanted, st.estimated_batches);
+                st.estimated_batches += 1;
                 let mut batch: Vec<(f32, u64)> = st
                     .pool
-                    .pop_best(ESTIMATED_BATCH)
+                    .pop_best(n)
                     .into_iter()
                     .map(|(e, t)| (estimate_as_distance(metric, e), untag(t.tag)))
                     .collect();
@@ -564,12 +570,14 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         profile::stop(t, Phase::Rank);
         // Candidates by estimate: the first batch is kept apart cheaply (see
         // CandidatePool), the rest held for later batches, within work_mem.
-        let batch = if st.rerank > 0 {
-            st.rerank
+        st.pool = if st.rerank > 0 {
+            CandidatePool::new(st.rerank, pool_cap())
         } else {
-            ESTIMATED_BATCH
+            // The first batch may be a LIMIT's few rows; the later ones are
+            // ESTIMATED_BATCH, and the pool keeps for them as it always did.
+            let keep = ESTIMATED_BATCH * 8;
+            CandidatePool::with_keep(estimated_batch(st.rows_wanted, 0), keep, pool_cap())
         };
-        st.pool = CandidatePool::new(batch, pool_cap());
     }
     st.fine = if st.meta.untrained == 0 && model.refine.is_some() && !multi {
         layout::FineGeom::of(&st.meta)
@@ -805,6 +813,18 @@ const NEXT_PAGE_PREFETCH: usize = 1024;
 
 /// Candidates handed out per batch when re-ranking is off (estimated order).
 const ESTIMATED_BATCH: usize = 1024;
+
+/// The size of the `batches`-th batch of estimates (`rerank = 0`): the first
+/// is the rows a `LIMIT` right above the scan will take, when it says (a
+/// `LIMIT 10` sorted its best 1,024 estimates to hand out 10), then
+/// [`ESTIMATED_BATCH`].
+fn estimated_batch(rows_wanted: u64, batches: usize) -> usize {
+    if batches == 0 && rows_wanted > 0 {
+        (rows_wanted as usize).min(ESTIMATED_BATCH)
+    } else {
+        ESTIMATED_BATCH
+    }
+}
 
 /// Re-ranks the next `rerank` candidates: their exact distances, read from the
 /// table, go to the ordered queue (rows no longer visible drop out here).
