@@ -276,14 +276,12 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// row needs is explored before the first row leaves, so the rows it finds
     /// take their places among the others. Rows beyond `rows` leave as before.
     /// `rows` of 0 or 1 changes nothing; the glue caps it (the held rows wait
-    /// in memory).
+    /// in memory). Called on a fresh queue, before any row is added (the
+    /// scans set it as they make their queue).
     pub fn hold_first(&mut self, rows: usize) {
+        debug_assert!(self.ready.is_empty(), "hold_first on a queue with rows");
         self.hold = rows;
         self.held.clear();
-        let keys: Vec<u32> = self.ready.iter().map(|Reverse((k, _, _))| *k).collect();
-        for k in keys {
-            self.note_ready(k);
-        }
     }
 
     /// Counts a newly re-ranked row's key among the `hold` nearest.
