@@ -25,8 +25,14 @@
 //! With a prefilter (prefilter.rs), a visible row whose key is stored out of
 //! line (TOAST) or compressed is first checked against the query's filter; a
 //! rejected one is read only while the scan's margins have learnt from few
-//! rows (its distance then teaches them). Rows with an in-line key are not
-//! checked here: they are handed out and left to the executor's filter.
+//! rows (its distance then teaches them). Rows with an in-line key are
+//! checked here only while the scan holds the rows a `LIMIT` will take, and
+//! only those near enough to be held (`OrderedRerank::hold_bar`): the hold
+//! must count the rows the executor will keep, or a list probed for a deeper
+//! one can hold a row nearer than one handed out already. The others are
+//! handed out and left to the executor's filter (checking every re-ranked row
+//! here cost more than the executor's check of the rows handed out: 101k
+//! SIFT, 10% filter, 0.89x interleaved).
 
 use super::layout;
 use super::page::{self, Recents};
@@ -35,6 +41,7 @@ use super::toast::ToastReader;
 use crate::handed::{Pending, ValueId};
 use crate::memctx::RowContext;
 use arrw_core::ivf::{exact_parts, Metric};
+use arrw_core::rerank::HoldBar;
 use pgrx::pg_sys;
 use std::cell::Cell;
 
@@ -147,6 +154,11 @@ pub(super) struct Fetch<'a> {
     /// Read a rejected row's vector even when it is out of line (the scan's
     /// margins have not learnt from enough rows yet).
     pub read_rejected: bool,
+    /// While the scan holds the rows a `LIMIT` will take: the filter is also
+    /// checked on rows with an in-line key whose distance passes this bar
+    /// (`OrderedRerank::hold_bar`), so that the held rows are rows the
+    /// executor will keep (see the module docs).
+    pub hold_bar: Option<HoldBar>,
     /// Counts the rows the filter rejected (read or not).
     pub rejected: &'a mut u64,
 }
@@ -186,6 +198,7 @@ pub(super) unsafe fn exact_distances(
         metric,
         filter,
         read_rejected,
+        hold_bar,
         rejected,
     } = f;
     // SAFETY: live scan (forwarded contract): its heap relation and snapshot
@@ -316,22 +329,24 @@ pub(super) unsafe fn exact_distances(
                 // SAFETY: a non-null varlena datum: its first byte is its
                 // header.
                 let header = unsafe { std::slice::from_raw_parts(key.cast_mut_ptr::<u8>(), 1) };
-                // An in-line key costs nothing more to read: such a row is
-                // handed out and left to the executor's filter, as without a
-                // prefilter (checking every re-ranked row here cost more
-                // than the executor's check of the rows handed out: 101k
-                // SIFT, 10% filter, 0.89x interleaved).
-                let kept = match filter {
-                    Some((f, slot)) if !arrw_core::toast::plain_inline(header) => {
-                        // Storing takes a pin of the slot's own, dropped when
-                        // the slot is cleared after the batch.
-                        // SAFETY: `tup` is a visible tuple of the pinned `buf` of
-                        // this heap; `slot` is the scan's buffer heap tuple slot of it.
-                        unsafe {
-                            pg_sys::ExecStoreBufferHeapTuple(tup, slot, *buf);
-                            f.passes(slot)
-                        }
+                // The filter on the row in the scan's slot. Storing takes a
+                // pin of the slot's own, dropped when the slot is cleared
+                // after the batch.
+                let tp: *mut pg_sys::HeapTupleData = &mut *tup;
+                let check = |f: &Prefilter, slot: *mut pg_sys::TupleTableSlot| {
+                    // SAFETY: `tp` is a visible tuple of the pinned `buf` of
+                    // this heap; `slot` is the scan's buffer heap tuple slot of it.
+                    unsafe {
+                        pg_sys::ExecStoreBufferHeapTuple(tp, slot, *buf);
+                        f.passes(slot)
                     }
+                };
+                // An out-of-line key is checked before its vector is read; an
+                // in-line one costs nothing more to read, and is checked after
+                // (below) only if it could be held.
+                let inline = arrw_core::toast::plain_inline(header);
+                let kept = match filter {
+                    Some((f, slot)) if !inline => check(f, slot),
                     _ => true,
                 };
                 if !kept {
@@ -352,6 +367,19 @@ pub(super) unsafe fn exact_distances(
                     crate::vector::check_same_dims(query, x);
                 }
                 let parts = profile::time(Phase::Exact, || exact_parts(metric, query, x));
+                let kept = match filter {
+                    Some((f, slot))
+                        if inline && hold_bar.is_some_and(|b| b.admits(parts.distance())) =>
+                    {
+                        let kept = check(f, slot);
+                        if !kept {
+                            *rejected += 1;
+                            profile::count(Count::Filtered, 1);
+                        }
+                        kept
+                    }
+                    _ => kept,
+                };
                 // SAFETY: `key` is the non-null varlena datum read above.
                 if let Some(id) = unsafe { ValueId::of(key) }.filter(|_| kept) {
                     handed.remember(tids[*k], id, parts);

@@ -19,7 +19,8 @@
 //! where it is used). When the scan reads a row whose vector is out of line
 //! (TOAST) or compressed from the table to re-rank it, fetch.rs checks the
 //! node's filter on that row first (a row whose vector is in line costs
-//! nothing more to hand out, and the executor filters it as before), in an expression context of
+//! nothing more to hand out, and the executor filters it as before, except
+//! while the scan holds the rows a `LIMIT` will take: see below), in an expression context of
 //! its own in the node's executor state. A row the filter rejects is treated
 //! like a row with no visible version: it is never handed out, and its vector
 //! is not read from TOAST once the scan has learnt its margins from a few
@@ -55,6 +56,12 @@
 //! last of them is settled (`arrw_core::rerank::OrderedRerank::hold_first`:
 //! a list probed for a deeper row could otherwise hold a row closer than one
 //! already handed out), and one told more than 10 starts at its deep default.
+//! Held rows must be rows the plan will take: with a filter, the scan checks
+//! it also on rows whose vector is in line, while it holds and only on rows
+//! near enough to be held (`OrderedRerank::hold_bar`; fetch.rs), and never
+//! hands out the rows it rejects. Otherwise the first rows handed out, most
+//! of which the executor then dropped, were held, and the rows it kept came
+//! as they were settled.
 //!
 //! Not prefiltered: scans that read rows one at a time (expression indexes,
 //! tables of other access methods, MaxSim scans of `vector[]`, see

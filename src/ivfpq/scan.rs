@@ -1045,6 +1045,7 @@ unsafe fn exact_batch(
                 metric,
                 filter: st.filter.as_ref().map(|f| (f, st.slot)),
                 read_rejected: st.order.reranked() < LEARN_BEFORE_SKIPPING,
+                hold_bar: st.order.hold_bar(),
                 rejected: &mut st.depth,
             };
             fetch::exact_distances(scan, att, ctx, tids, &mut out)

@@ -100,6 +100,19 @@ pub struct OrderedRerank<T: Ord> {
     held: BinaryHeap<u32>,
 }
 
+/// See [`OrderedRerank::hold_bar`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldBar(u32);
+
+impl HoldBar {
+    /// Whether a row at this exact distance would count among the held rows
+    /// (a row as far as the farthest held one would not: it does not
+    /// displace it).
+    pub fn admits(&self, exact: f32) -> bool {
+        self.0 == u32::MAX || key(exact) < self.0
+    }
+}
+
 /// What the scan should do next (see [`OrderedRerank::next`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Next<T> {
@@ -295,6 +308,31 @@ impl<T: Ord + Copy> OrderedRerank<T> {
             self.held.pop();
             self.held.push(k);
         }
+    }
+
+    /// While the first rows are held ([`OrderedRerank::hold_first`]): the bar
+    /// a newly re-ranked row's exact distance must be below to count among
+    /// the held rows (any row while fewer than `hold` are re-ranked). None
+    /// once the hold has ended, or when there was none.
+    ///
+    /// Why a scan asks: a filter the executor checks on the rows handed out
+    /// (not the scan) would let the hold count rows the filter then drops,
+    /// so that the rows the `LIMIT` takes are not the ones held. A scan that
+    /// checks its filter on every row under the bar before adding it, and
+    /// [`OrderedRerank::learn`]s the rejected ones, holds exactly the rows the
+    /// `LIMIT` will take; a row at or above the bar never enters the held
+    /// rows (the bar only falls), so it may go unchecked. Computed once per
+    /// batch, the bar is at or above each row's true bar: a few more rows are
+    /// checked, none fewer.
+    pub fn hold_bar(&self) -> Option<HoldBar> {
+        if self.hold <= 1 {
+            return None;
+        }
+        Some(HoldBar(if self.held.len() < self.hold {
+            u32::MAX
+        } else {
+            *self.held.peek().expect("hold > 1 rows")
+        }))
     }
 
     /// The key that must be settled before a row may leave: the nearest
@@ -719,6 +757,30 @@ mod tests {
     }
 
     #[test]
+    fn the_hold_bar_is_the_farthest_held_row() {
+        let mut r = OrderedRerank::new(1.0, 0.0);
+        assert_eq!(r.hold_bar(), None, "no hold");
+        r.hold_first(2);
+        let bar = r.hold_bar().expect("holding");
+        assert!(
+            bar.admits(f32::INFINITY),
+            "fewer than two rows held: any row"
+        );
+        r.add(3.0, 3.0, 0.0, 1u64);
+        r.add(2.0, 2.0, 0.0, 2);
+        let bar = r.hold_bar().expect("holding");
+        assert!(bar.admits(2.5) && !bar.admits(3.0) && !bar.admits(4.0));
+        // A rejected row is learnt, not held: the bar stays.
+        r.learn(1.0, 1.0, 0.0);
+        assert_eq!(r.hold_bar(), Some(bar));
+        r.add(1.5, 1.5, 0.0, 3);
+        assert!(!r.hold_bar().expect("holding").admits(2.0));
+        // The first row leaves: the hold is over.
+        assert!(matches!(r.next(None, None), Next::Row(_, 3)));
+        assert_eq!(r.hold_bar(), None);
+    }
+
+    #[test]
     fn a_deep_scan_does_not_relax_its_list_slack() {
         // The nearest rows lay up to 1.0 short of their list's centroid
         // distance; the many farther rows a deep scan goes on to read lie
@@ -1036,6 +1098,68 @@ mod tests {
             let first = &out[..hold.min(out.len())];
             prop_assert!(first.windows(2).all(|w| w[0].0 <= w[1].0), "{:?}", first);
             prop_assert_eq!(out.len(), id as usize);
+        }
+
+        /// The same scan under a filter that the scan checks only on rows
+        /// below its hold bar (rejected ones are learnt, the rest are handed
+        /// out unchecked and filtered after the scan, as the executor does):
+        /// the first `hold` rows that pass come out in exact order, and no
+        /// passing row is lost. Counting every row among the held, as a scan
+        /// that left the whole filter to the executor did, lets a list
+        /// probed for a deeper passing row put it before one that has left.
+        #[test]
+        fn held_rows_that_pass_a_filter_leave_in_exact_order(
+            lists in proptest::collection::vec((0.0f32..50.0, proptest::collection::vec((-3.0f32..10.0, 0u8..4), 1..20)), 1..20),
+            hold in 2usize..20,
+            batch in 1usize..20,
+        ) {
+            let mut lists = lists;
+            lists.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut r = OrderedRerank::new(1.0, 0.0);
+            r.hold_first(hold);
+            let mut probed = 0;
+            // (estimate, exact, list distance, id, passes): one row in four passes.
+            let mut cands: Vec<(f32, f32, f32, u32, bool)> = Vec::new();
+            let mut next = 0;
+            let mut id = 0u32;
+            let mut out: Vec<(f32, u32)> = Vec::new();
+            let mut passing = std::collections::HashSet::new();
+            loop {
+                let cand = cands.get(next).map(|c| c.0);
+                let list = lists.get(probed).map(|l| l.0);
+                match r.next(cand, list) {
+                    Next::Row(d, i) => out.push((d, i)),
+                    Next::Rerank => {
+                        let bar = r.hold_bar();
+                        for c in &cands[next..(next + batch).min(cands.len())] {
+                            if bar.is_some_and(|b| b.admits(c.1)) && !c.4 {
+                                r.learn(c.0, c.1, c.2);
+                            } else {
+                                r.add(c.0, c.1, c.2, c.3);
+                            }
+                        }
+                        next = (next + batch).min(cands.len());
+                    }
+                    Next::Probe => {
+                        let (cd, offs) = &lists[probed];
+                        for &(o, p) in offs {
+                            cands.push((cd + o, cd + o, *cd, id, p == 0));
+                            if p == 0 {
+                                passing.insert(id);
+                            }
+                            id += 1;
+                        }
+                        cands[next..].sort_by(|a, b| a.0.total_cmp(&b.0).then(a.3.cmp(&b.3)));
+                        probed += 1;
+                    }
+                    Next::Refine => prop_assert!(false, "no refine stage"),
+                    Next::Done => break,
+                }
+            }
+            let taken: Vec<(f32, u32)> = out.iter().copied().filter(|(_, i)| passing.contains(i)).collect();
+            prop_assert_eq!(taken.len(), passing.len());
+            let first = &taken[..hold.min(taken.len())];
+            prop_assert!(first.windows(2).all(|w| w[0].0 <= w[1].0), "{:?}", first);
         }
 
         /// The same with a refine stage: fine estimates within ±0.5 of the

@@ -123,7 +123,10 @@ SELECT p->>'filtered' AS filtered FROM arrw.ivfpq_profile() p;
 
 -- A table whose vectors are in line (8 dimensions): its rows cost nothing more
 -- to hand out, so the scan leaves the filter to the executor (checking every
--- re-ranked row in the scan cost more than it saved).
+-- re-ranked row in the scan cost more than it saved), except on the rows near
+-- enough to be among those a LIMIT right above it takes: it checks those, so
+-- that the rows it holds until the last is settled are rows the LIMIT takes
+-- (ivfpq_order), and hands out only the ones that pass.
 CREATE TABLE pf8 (id int PRIMARY KEY, category int, v vector(8));
 INSERT INTO pf8 SELECT i, i % 10,
   ARRAY(SELECT round((sin(i * j * 0.37) * 10)::numeric, 3)::real
@@ -134,6 +137,16 @@ ANALYZE pf8;
 SELECT arrw.ivfpq_profile_reset();
 SELECT count(*) FROM (SELECT id FROM pf8 WHERE category = 3
                       ORDER BY v <-> '[1,2,3,4,5,6,7,8]' LIMIT 5) s;
+SELECT p->>'returned' AS returned, (p->>'filtered')::int > 20 AS rejected_in_scan
+FROM arrw.ivfpq_profile() p;
+-- Without a LIMIT right above it (a cursor), every row it orders is handed
+-- out and the executor filters them.
+SELECT arrw.ivfpq_profile_reset();
+BEGIN;
+DECLARE c8 CURSOR FOR SELECT id FROM pf8 WHERE category = 3
+  ORDER BY v <-> '[1,2,3,4,5,6,7,8]';
+MOVE FORWARD 5 IN c8;
+COMMIT;
 SELECT (p->>'returned')::int > 20 AS returned_many, p->>'filtered' AS filtered
 FROM arrw.ivfpq_profile() p;
 DROP TABLE pf8;
