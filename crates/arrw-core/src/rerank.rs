@@ -916,6 +916,62 @@ mod tests {
         assert!(matches!(r.next(None, None), Next::Row(d, 1) if d.is_nan()));
     }
 
+    /// Rows a simulated scan handed out, `(exact distance, id)` in order.
+    type Handed = Vec<(f32, u32)>;
+
+    /// A simulated IVF scan told that `hold` rows will be taken: lists at
+    /// their centroid distances, each row `(offset beyond it, passes)`, with
+    /// exact estimates (only the list slack can misjudge a list). The scan
+    /// checks its filter on the rows below its hold bar, learns the ones that
+    /// fail, and hands out every other row (the executor filters those), as
+    /// fetch.rs does. Returns the rows handed out, `(exact, id)` in order, and
+    /// whether each row passes, by id.
+    fn held_scan(
+        lists: Vec<(f32, Vec<(f32, bool)>)>,
+        hold: usize,
+        batch: usize,
+    ) -> Result<(Handed, Vec<bool>), TestCaseError> {
+        let mut lists = lists;
+        lists.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut r = OrderedRerank::new(1.0, 0.0);
+        r.hold_first(hold);
+        let mut probed = 0;
+        // (estimate, exact, list distance, id)
+        let mut cands: Vec<(f32, f32, f32, u32)> = Vec::new();
+        let mut passes: Vec<bool> = Vec::new();
+        let mut next = 0;
+        let mut out: Vec<(f32, u32)> = Vec::new();
+        loop {
+            let cand = cands.get(next).map(|c| c.0);
+            let list = lists.get(probed).map(|l| l.0);
+            match r.next(cand, list) {
+                Next::Row(d, i) => out.push((d, i)),
+                Next::Rerank => {
+                    let bar = r.hold_bar();
+                    for c in &cands[next..(next + batch).min(cands.len())] {
+                        if bar.is_some_and(|b| b.admits(c.1)) && !passes[c.3 as usize] {
+                            r.learn(c.0, c.1, c.2);
+                        } else {
+                            r.add(c.0, c.1, c.2, c.3);
+                        }
+                    }
+                    next = (next + batch).min(cands.len());
+                }
+                Next::Probe => {
+                    let (cd, rows) = &lists[probed];
+                    for &(o, p) in rows {
+                        cands.push((cd + o, cd + o, *cd, passes.len() as u32));
+                        passes.push(p);
+                    }
+                    cands[next..].sort_by(|a, b| a.0.total_cmp(&b.0).then(a.3.cmp(&b.3)));
+                    probed += 1;
+                }
+                Next::Refine => prop_assert!(false, "no refine stage"),
+                Next::Done => return Ok((out, passes)),
+            }
+        }
+    }
+
     proptest! {
         /// Estimates that are a monotone step function of the exact distance
         /// (coarse codes: every row of a cell shares its estimate), rows
@@ -1061,43 +1117,11 @@ mod tests {
             hold in 2usize..40,
             batch in 1usize..20,
         ) {
-            let mut lists = lists;
-            lists.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let mut r = OrderedRerank::new(1.0, 0.0);
-            r.hold_first(hold);
-            let mut probed = 0;
-            let mut cands: Vec<(f32, f32, f32, u32)> = Vec::new();
-            let mut next = 0;
-            let mut id = 0u32;
-            let mut out: Vec<(f32, u32)> = Vec::new();
-            loop {
-                let cand = cands.get(next).map(|c| c.0);
-                let list = lists.get(probed).map(|l| l.0);
-                match r.next(cand, list) {
-                    Next::Row(d, i) => out.push((d, i)),
-                    Next::Rerank => {
-                        for c in &cands[next..(next + batch).min(cands.len())] {
-                            r.add(c.0, c.1, c.2, c.3);
-                        }
-                        next = (next + batch).min(cands.len());
-                    }
-                    Next::Probe => {
-                        let (cd, offs) = &lists[probed];
-                        for &o in offs {
-                            // Exact estimates: only the list slack can misjudge.
-                            cands.push((cd + o, cd + o, *cd, id));
-                            id += 1;
-                        }
-                        cands[next..].sort_by(|a, b| a.0.total_cmp(&b.0).then(a.3.cmp(&b.3)));
-                        probed += 1;
-                    }
-                    Next::Refine => prop_assert!(false, "no refine stage"),
-                    Next::Done => break,
-                }
-            }
+            let lists = lists.into_iter().map(|(d, offs)| (d, offs.into_iter().map(|o| (o, true)).collect())).collect();
+            let (out, passes) = held_scan(lists, hold, batch)?;
             let first = &out[..hold.min(out.len())];
             prop_assert!(first.windows(2).all(|w| w[0].0 <= w[1].0), "{:?}", first);
-            prop_assert_eq!(out.len(), id as usize);
+            prop_assert_eq!(out.len(), passes.len());
         }
 
         /// The same scan under a filter that the scan checks only on rows
@@ -1113,51 +1137,11 @@ mod tests {
             hold in 2usize..20,
             batch in 1usize..20,
         ) {
-            let mut lists = lists;
-            lists.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let mut r = OrderedRerank::new(1.0, 0.0);
-            r.hold_first(hold);
-            let mut probed = 0;
-            // (estimate, exact, list distance, id, passes): one row in four passes.
-            let mut cands: Vec<(f32, f32, f32, u32, bool)> = Vec::new();
-            let mut next = 0;
-            let mut id = 0u32;
-            let mut out: Vec<(f32, u32)> = Vec::new();
-            let mut passing = std::collections::HashSet::new();
-            loop {
-                let cand = cands.get(next).map(|c| c.0);
-                let list = lists.get(probed).map(|l| l.0);
-                match r.next(cand, list) {
-                    Next::Row(d, i) => out.push((d, i)),
-                    Next::Rerank => {
-                        let bar = r.hold_bar();
-                        for c in &cands[next..(next + batch).min(cands.len())] {
-                            if bar.is_some_and(|b| b.admits(c.1)) && !c.4 {
-                                r.learn(c.0, c.1, c.2);
-                            } else {
-                                r.add(c.0, c.1, c.2, c.3);
-                            }
-                        }
-                        next = (next + batch).min(cands.len());
-                    }
-                    Next::Probe => {
-                        let (cd, offs) = &lists[probed];
-                        for &(o, p) in offs {
-                            cands.push((cd + o, cd + o, *cd, id, p == 0));
-                            if p == 0 {
-                                passing.insert(id);
-                            }
-                            id += 1;
-                        }
-                        cands[next..].sort_by(|a, b| a.0.total_cmp(&b.0).then(a.3.cmp(&b.3)));
-                        probed += 1;
-                    }
-                    Next::Refine => prop_assert!(false, "no refine stage"),
-                    Next::Done => break,
-                }
-            }
-            let taken: Vec<(f32, u32)> = out.iter().copied().filter(|(_, i)| passing.contains(i)).collect();
-            prop_assert_eq!(taken.len(), passing.len());
+            // One row in four passes.
+            let lists = lists.into_iter().map(|(d, offs)| (d, offs.into_iter().map(|(o, p)| (o, p == 0)).collect())).collect();
+            let (out, passes) = held_scan(lists, hold, batch)?;
+            let taken: Vec<(f32, u32)> = out.iter().copied().filter(|&(_, i)| passes[i as usize]).collect();
+            prop_assert_eq!(taken.len(), passes.iter().filter(|&&p| p).count());
             let first = &taken[..hold.min(taken.len())];
             prop_assert!(first.windows(2).all(|w| w[0].0 <= w[1].0), "{:?}", first);
         }
