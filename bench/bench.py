@@ -624,13 +624,28 @@ def index_size_mb(conn, name: str) -> float:
     return conn.execute("SELECT pg_relation_size(%s::regclass)", (name,)).fetchone()[0] / 2**20
 
 
+# A build shorter than this is timed SHORT_BUILD_RUNS times and its median kept: one
+# build of ~1 s on this 2-core machine moves by ~0.1–0.2 s with the load and with
+# what the table's pages happen to be cached (the first build after a load reads them
+# cold), as much as the gap issue 10's "build <= ivfflat's" is decided on.
+SHORT_BUILD_S = 15.0
+SHORT_BUILD_RUNS = 3
+
+
 def build_index(conn, ddl: str, name: str):
-    conn.execute(f"DROP INDEX IF EXISTS {name}")
-    t0 = time.perf_counter()
-    conn.execute(ddl)
-    dt = time.perf_counter() - t0
+    """Builds `name` with `ddl`: (build seconds, index MB). A build shorter than
+    SHORT_BUILD_S is dropped and built again until SHORT_BUILD_RUNS are timed; the
+    median is returned (the index of the last build stays)."""
+    times = []
+    while True:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+        t0 = time.perf_counter()
+        conn.execute(ddl)
+        times.append(time.perf_counter() - t0)
+        if times[0] >= SHORT_BUILD_S or len(times) >= SHORT_BUILD_RUNS:
+            break
     conn.execute("ANALYZE items")
-    return dt, index_size_mb(conn, name)
+    return float(np.median(times)), index_size_mb(conn, name)
 
 
 def ivfpq_info(conn, name: str):
@@ -914,7 +929,7 @@ class Runner:
         m = m if m is not None else opts.get("m", d_m)
         nbits = nbits if nbits is not None else opts.get("nbits", d_nbits)
         params = f"{label}: lists={lists} m={m} nbits={nbits}"
-        print(f"    built in {build_s:.1f} s, {size:.1f} MB; parameters from {source}"
+        print(f"    built in {build_s:.2f} s, {size:.1f} MB; parameters from {source}"
               + (f"; ivfpq_info: {info}" if info else ""), flush=True)
         sql = f"SELECT id FROM items ORDER BY embedding {spec['op']} %b LIMIT {K}"
         pts = []
@@ -969,7 +984,7 @@ class Runner:
             conn.close()
             return
         conn.close()
-        print(f"    built in {build_s:.1f} s, {size:.1f} MB", flush=True)
+        print(f"    built in {build_s:.2f} s, {size:.1f} MB", flush=True)
         if params is None:
             params = (ddl.split(" USING ", 1)[1].split(" ", 1)[1].replace(f"(embedding {spec['opclass']})", "").strip()
                       or "defaults")
@@ -1298,7 +1313,7 @@ def targets(rows: list[Row], fr) -> str:
                 out.append(f"  {eng}: at recall {level}, interpolated: QPS {mine_i[0]:.1f} vs 2x best peer ({pe} "
                            f"{pq:.1f}) -> {verdict(mine_i[0] >= 2 * pq)} ({mine_i[0] / pq:.2f}x)")
         if ivf_any:
-            out.append(f"  {eng}: build {anyrow.build_s:.1f} s vs ivfflat {ivf_any.build_s:.1f} s -> "
+            out.append(f"  {eng}: build {anyrow.build_s:.2f} s vs ivfflat {ivf_any.build_s:.2f} s -> "
                        f"{verdict(anyrow.build_s <= ivf_any.build_s)}")
             out.append(f"  {eng}: size {anyrow.index_mb:.1f} MB vs 0.25x ivfflat {0.25 * ivf_any.index_mb:.1f} MB -> "
                        f"{verdict(anyrow.index_mb <= 0.25 * ivf_any.index_mb)} ({anyrow.index_mb / ivf_any.index_mb:.3f}x)")
