@@ -468,6 +468,12 @@ class Runner:
             return c.execute("SELECT current_setting(%s, true) IS NOT NULL", (name,)).fetchone()[0]
 
 
+def query_params(cats):
+    """The statement's parameters for a query vector: the vector, and the category
+    array when the filter has one."""
+    return (lambda q: {"q": q}) if cats is None else (lambda q: {"q": q, "c": cats})
+
+
 INTERLEAVE_ROUNDS = 6
 
 
@@ -478,7 +484,7 @@ def timed_pass(conn, psql, qs, cats) -> float:
     """q/s of passes over the queries on `conn` (settings already set), as many whole
     passes as take INTERLEAVE_MIN_SECONDS (a pass of 50 fast queries lasts ~10 ms,
     within the jitter of this machine's timers and scheduler)."""
-    params = (lambda q: {"q": q}) if cats is None else (lambda q: {"q": q, "c": cats})
+    params = query_params(cats)
     n = 0
     with conn.cursor(binary=True) as cur:
         t0 = time.perf_counter()
@@ -499,7 +505,7 @@ def run_point(conn, psql, qs, cats, settings):
     that pass is the measurement, and when it runs out of budget, the queries done are."""
     for k, v in settings.items():
         conn.execute(f"SET {k} = {v}")
-    params = (lambda q: {"q": q}) if cats is None else (lambda q: {"q": q, "c": cats})
+    params = query_params(cats)
     plan = plan_of(conn, psql, params(qs[0]))
     best, res, note = 0.0, [], ""
     with conn.cursor(binary=True) as cur:
