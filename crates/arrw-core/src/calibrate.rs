@@ -85,7 +85,9 @@ pub struct ProbeCalibration {
     /// panel of [`LANES`] per group: a group's panel stays in the L1 cache
     /// while a chunk of rows is scored against it (scoring each row against
     /// all panels in turn read them all from L2 for every row: 0.3 s of a
-    /// 1.2 s build at 102k × 384).
+    /// 1.2 s build at 102k × 384), four rows at a time by the k-means kernel
+    /// (`Panels::all_scores`: 100 stand-ins against 75k × 384 rows took 115 ms
+    /// on two threads one row at a time, 72 ms so, near the kernel's rate).
     panels: Vec<Panels>,
     /// Per stand-in, `(distance, list, equal)` of its nearest rows so far,
     /// nearest first (rows equal to the stand-in first among equal
@@ -121,7 +123,13 @@ impl ProbeCalibration {
             k: k.max(1),
             panels: prepared
                 .chunks(LANES * dim)
-                .map(|g| Panels::new(g, dim, Bias::Zero))
+                .map(|g| {
+                    let bias = match metric {
+                        Metric::L2 => Bias::HalfSquaredNorm,
+                        _ => Bias::Zero,
+                    };
+                    Panels::new(g, dim, bias)
+                })
                 .collect(),
             raw,
             best: vec![Vec::new(); n],
@@ -166,29 +174,44 @@ impl ProbeCalibration {
                 // (raising that stand-in's bar) whenever 2k have gathered.
                 let mut best: Vec<Vec<(f32, u32, bool)>> = vec![Vec::new(); n];
                 let mut bar = bar.clone();
-                let inv: Vec<f32> = xs
+                // ||x||² (L2) or 1 / ||x|| (cosine) of each row.
+                let norm: Vec<f32> = xs
                     .chunks_exact(dim)
-                    .map(|x| 1.0 / distance::dot(x, x).sqrt())
+                    .map(|x| match metric {
+                        Metric::L2 => distance::dot(x, x),
+                        _ => 1.0 / distance::dot(x, x).sqrt(),
+                    })
                     .collect();
-                let mut t = [0f32; LANES];
+                let rows = ls.len();
+                let mut table = vec![0f32; rows * LANES];
                 for (g, p) in panels.iter().enumerate() {
-                    for ((x, &list), &inv) in xs.chunks_exact(dim).zip(ls).zip(&inv) {
-                        match metric {
-                            Metric::L2 => p.squared_distances(x, &mut t),
-                            _ => p.dots(x, &mut t),
-                        }
-                        let group = best.iter_mut().zip(bar.iter_mut()).skip(g * LANES);
-                        for (l, (b, bar)) in group.take(LANES).enumerate() {
-                            let j = g * LANES + l;
+                    // The kernel's scores of every row of the chunk against
+                    // this group's stand-ins: `||q||²/2 - x·q` for L2,
+                    // `-x·q` otherwise.
+                    p.all_scores(xs, &mut table);
+                    let group = best.iter_mut().zip(bar.iter_mut()).skip(g * LANES);
+                    for (l, (b, bar)) in group.take(LANES).enumerate() {
+                        let j = g * LANES + l;
+                        let q = &raw[j * dim..(j + 1) * dim];
+                        for (i, &list) in ls.iter().enumerate() {
+                            let t = table[i * LANES + l];
                             let d = match metric {
-                                Metric::L2 => t[l],
-                                Metric::InnerProduct => -t[l],
-                                Metric::Cosine => 1.0 - t[l] * inv,
+                                Metric::L2 => (norm[i] + 2.0 * t).max(0.0),
+                                Metric::InnerProduct => t,
+                                Metric::Cosine => 1.0 + t * norm[i],
                             };
                             if d.is_nan() || d >= *bar {
                                 continue;
                             }
-                            b.push((d, list, x == &raw[j * dim..(j + 1) * dim]));
+                            // A row equal to the stand-in is at distance 0
+                            // exactly for L2 (the sum above rounds).
+                            let equal = &xs[i * dim..(i + 1) * dim] == q;
+                            let d = if equal && metric == Metric::L2 {
+                                0.0
+                            } else {
+                                d
+                            };
+                            b.push((d, list, equal));
                             if b.len() >= 2 * k {
                                 b.select_nth_unstable_by(k - 1, |p, q| p.0.total_cmp(&q.0));
                                 b.truncate(k);
@@ -392,14 +415,25 @@ mod tests {
 
     #[test]
     fn the_answer_matches_a_brute_force_count() {
-        // Cosine: ranks by direction, and each stand-in excludes itself.
+        // Cosine ranks by direction; each stand-in excludes itself.
+        brute_force_count(Metric::Cosine);
+    }
+
+    #[test]
+    fn the_answer_matches_a_brute_force_count_in_l2() {
+        // The kernel's `||q||²/2 - x·q` against exact squared distances.
+        brute_force_count(Metric::L2);
+    }
+
+    fn brute_force_count(metric: Metric) {
         let dim = 12;
         let data = uniform(dim, 1500, 3);
-        let m = model(&data, dim, 20, Metric::Cosine);
+        let m = model(&data, dim, 20, metric);
         let nq = 40;
         let c = calibrate(&data, dim, &m, nq);
-        let cos = |a: &[f32], b: &[f32]| {
-            1.0 - distance::dot(a, b) / (distance::dot(a, a) * distance::dot(b, b)).sqrt()
+        let cos = |a: &[f32], b: &[f32]| match metric {
+            Metric::L2 => distance::l2_squared(a, b),
+            _ => 1.0 - distance::dot(a, b) / (distance::dot(a, a) * distance::dot(b, b)).sqrt(),
         };
         let rows: Vec<&[f32]> = data.chunks(dim).collect();
         let mut ranks = Vec::new();

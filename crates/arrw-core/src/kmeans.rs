@@ -790,6 +790,23 @@ impl Panels {
         }
     }
 
+    /// `out[i * w + r] = score of point i against row r` for the contiguous
+    /// points of `points`, `w` = the padded row count (padding scores `+inf`).
+    pub(crate) fn all_scores(&self, points: &[f32], out: &mut [f32]) {
+        let (dim, width) = (self.dim, self.bias.len());
+        assert_eq!(points.len() % dim, 0);
+        assert_eq!(out.len(), points.len() / dim * width);
+        #[cfg(target_arch = "x86_64")]
+        if x86::available() {
+            // SAFETY: `x86::all_scores` only requires AVX2 and FMA, checked just above.
+            unsafe { x86::all_scores(self, points, out) };
+            return;
+        }
+        for (x, o) in points.chunks_exact(dim).zip(out.chunks_exact_mut(width)) {
+            scores1_portable(self, x, o);
+        }
+    }
+
     /// One panel's rows (at most [`LANES`]: a 4-bit sub-quantizer's 16
     /// codewords), transposed (`[dim][LANES]`), and their biases.
     fn single_panel(&self) -> Option<(&[[f32; LANES]], &[f32; LANES])> {
@@ -1100,6 +1117,31 @@ mod x86 {
         }
     }
 
+    /// [`Panels::all_scores`]: blocks of 4 points through [`scores4`], the
+    /// rest through [`scores1`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn all_scores(pn: &Panels, points: &[f32], out: &mut [f32]) {
+        let (dim, width) = (pn.dim, pn.bias.len());
+        let n = points.len() / dim;
+        let mut xt = vec![[0f32; 4]; dim];
+        let mut i = 0;
+        while i + 4 <= n {
+            let p = &points[i * dim..(i + 4) * dim];
+            for (t, x) in xt.iter_mut().enumerate() {
+                *x = [p[t], p[dim + t], p[2 * dim + t], p[3 * dim + t]];
+            }
+            scores4(pn, &xt, &mut out[i * width..(i + 4) * width]);
+            i += 4;
+        }
+        for j in i..n {
+            scores1(
+                pn,
+                &points[j * dim..(j + 1) * dim],
+                &mut out[j * width..(j + 1) * width],
+            );
+        }
+    }
+
     /// `scores[k * width + r] = bias[r] - x_k·row_r` for the 4 points of `xt`
     /// (`xt[t][k]`), `width = pn.bias.len()`.
     #[target_feature(enable = "avx2,fma")]
@@ -1262,6 +1304,38 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `all_scores` (4 points at a time with SIMD, then the rest one by one)
+    /// against the portable one-point kernel, for point counts around the
+    /// block of 4 and row counts around a panel.
+    #[test]
+    fn all_scores_match_the_portable_kernel() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for (dim, rows, points) in [(3, 5, 1), (16, 16, 4), (33, 17, 7), (128, 40, 9)] {
+            let r: Vec<f32> = (0..rows * dim).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let x: Vec<f32> = (0..points * dim)
+                .map(|_| rng.gen_range(-1.0..1.0))
+                .collect();
+            for bias in [Bias::HalfSquaredNorm, Bias::Zero] {
+                let pn = Panels::new(&r, dim, bias);
+                let w = pn.padded_rows();
+                let mut got = vec![0f32; points * w];
+                pn.all_scores(&x, &mut got);
+                let mut want = vec![0f32; w];
+                for (p, g) in x.chunks_exact(dim).zip(got.chunks_exact(w)) {
+                    scores1_portable(&pn, p, &mut want);
+                    for (j, (a, b)) in g.iter().zip(&want).enumerate() {
+                        let ok = if j < rows {
+                            (a - b).abs() <= 1e-4 * (1.0 + b.abs())
+                        } else {
+                            a.is_infinite() && b.is_infinite()
+                        };
+                        assert!(ok, "dim {dim} row {j}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
 
     /// Fewer than 4 points against more rows than the on-stack score buffer holds
     /// (the heap path of `x86::nearest`), and against few (the stack path).
