@@ -66,6 +66,35 @@ impl Pool {
         self.run_reporting(|_, _| {}, work)
     }
 
+    /// Starts `work` on the pool and returns at once: the backend's thread
+    /// goes on (reading the next rows of a table) while the pool computes, and
+    /// [`Pending::wait`] takes the result. `work` owns its data (`'static`):
+    /// nothing it reads can be freed under it, whatever the backend does
+    /// meanwhile. An ERROR that unwinds the backend before the wait (a cancel
+    /// seen by the table scan) drops the [`Pending`], which raises the stop
+    /// and waits for the work to notice it.
+    pub fn start<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Stop) -> Result<T, Stopped> + Send + 'static,
+    ) -> Pending<T> {
+        let stop = Stop::new();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let me = std::thread::current();
+        let theirs = stop.clone();
+        self.0.spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&theirs)));
+            // The receiver may be gone (the backend stopped waiting): nothing
+            // to tell then.
+            let _ = tx.send(r);
+            me.unpark();
+        });
+        Pending {
+            rx,
+            stop,
+            open: true,
+        }
+    }
+
     /// [`Pool::run`] that also hands `report` the work's progress (units done,
     /// units planned: [`Stop::progress`]) on the backend's thread while it
     /// waits, every few milliseconds and once at the end.
@@ -119,6 +148,56 @@ impl Pool {
             Ok(v) => v,
             // Only our own guard raises the stop, and only while unwinding.
             Err(Stopped) => error!("arrw: a computation stopped without a cancel request"),
+        }
+    }
+}
+
+/// Work started by [`Pool::start`].
+pub struct Pending<T> {
+    rx: std::sync::mpsc::Receiver<std::thread::Result<Result<T, Stopped>>>,
+    stop: Stop,
+    /// The result has not been taken yet.
+    open: bool,
+}
+
+impl<T> Pending<T> {
+    /// The work's result, answering interrupts on the backend's thread every
+    /// few milliseconds until it is there.
+    pub fn wait(mut self) -> T {
+        loop {
+            match self.rx.try_recv() {
+                Ok(r) => {
+                    self.open = false;
+                    return match r {
+                        Ok(Ok(v)) => v,
+                        Ok(Err(Stopped)) => {
+                            error!("arrw: a computation stopped without a cancel request")
+                        }
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    // May raise an ERROR: Drop then stops and waits for the work.
+                    pg_sys::check_for_interrupts!();
+                    std::thread::park_timeout(POLL);
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.open = false;
+                    error!("arrw: a computation ended without a result")
+                }
+            }
+        }
+    }
+}
+
+impl<T> Drop for Pending<T> {
+    fn drop(&mut self) {
+        if self.open {
+            // Unwinding (or never waited for): stop the work and let it end
+            // before the statement's cleanup goes on, so no thread of this
+            // statement outlives it.
+            self.stop.request();
+            let _ = self.rx.recv();
         }
     }
 }

@@ -195,6 +195,92 @@ fn a_cancelled_build_stops_within_a_moment_and_leaves_no_index() {
     );
 }
 
+/// A cancel that arrives while the build encodes rows (the table scan on the
+/// backend's thread, a batch on the compute threads, see `encode_table`)
+/// stops the build at once: the batch in flight is stopped and waited for,
+/// nothing is left behind, and the backend builds again.
+#[test]
+fn a_build_cancelled_while_it_encodes_stops_and_leaves_no_index() {
+    let cluster = Cluster::start("res-cancel-encode", "fsync = off\nautovacuum = off");
+    let mut c = cluster.connect();
+    exec(&mut c, "CREATE EXTENSION arrw");
+    // Few lists train in a moment; 300,000 rows take a while to encode.
+    make_table(&mut c, "enc", 300_000, 64);
+    let mut cancelled = None;
+    for attempt in 0..5 {
+        let mut b = cluster.connect();
+        let pid = backend_pid(&mut b);
+        let r = std::thread::scope(|s| {
+            let h = s.spawn(move || {
+                let t = Instant::now();
+                let r = b.batch_execute(&format!(
+                    "CREATE INDEX enc_{attempt} ON enc USING ivfpq (v) WITH (lists = 16)"
+                ));
+                (r, t.elapsed(), b)
+            });
+            let mut sent = None;
+            while !h.is_finished() && sent.is_none() {
+                let row = c
+                    .query_opt(
+                        "SELECT phase, tuples_done FROM pg_stat_progress_create_index WHERE pid = $1",
+                        &[&pid],
+                    )
+                    .unwrap();
+                if let Some(row) = row {
+                    let (phase, done): (String, i64) = (row.get(0), row.get(1));
+                    if phase == "building index: encoding rows" && done > 0 {
+                        c.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+                        sent = Some(Instant::now());
+                    }
+                }
+            }
+            let (r, _, b) = h.join().unwrap();
+            sent.map(|at| (r, at.elapsed(), b))
+        });
+        if let Some((r, after, b)) = r {
+            cancelled = Some((r, after, b, attempt));
+            break;
+        }
+    }
+    let (r, after, mut b, attempt) = cancelled.expect("never caught the build encoding rows");
+    let err = r.expect_err("the build went on after its cancel");
+    assert_eq!(
+        err.as_db_error().map(|d| d.code().code()),
+        Some("57014"),
+        "{}",
+        msg(&err)
+    );
+    assert!(
+        after < Duration::from_millis(500),
+        "cancelled after {after:?}"
+    );
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = $1",
+            &[&format!("enc_{attempt}")],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    exec(
+        &mut b,
+        "CREATE INDEX enc_again ON enc USING ivfpq (v) WITH (lists = 16)",
+    );
+    let ok: bool = b
+        .query_one("SELECT arrw.ivfpq_check('enc_again')", &[])
+        .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("{}", msg(&e)));
+    assert!(ok);
+    // Every batch was written, the last ones too.
+    let r = b
+        .query_one(
+            "SELECT rows, built_rows FROM arrw.ivfpq_info('enc_again')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (300_000, 300_000));
+}
+
 /// The threads of process `pid`: (thread id, name).
 fn threads(pid: i32) -> Vec<(String, String)> {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {

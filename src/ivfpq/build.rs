@@ -15,8 +15,10 @@
 //!    rows; the backend's thread keeps answering cancel requests meanwhile.
 //! 5. `append_front_pages` (meta and directory blank, model complete), then
 //!    `encode_table`: scan the table again, encoding rows in batches (parallel,
-//!    again on copies) and appending `(code, tid)` to each list's page image; a
-//!    full image is written to its block and chained to a newly reserved block.
+//!    again on copies, while the backend reads the next batch and writes the
+//!    last: `EncodeState::flush`) and appending `(code, tid)` to each list's
+//!    page image; a full image is written to its block and chained to a newly
+//!    reserved block.
 //! 6. `finish`: write each list's last page, the directory and meta pages
 //!    (`closing_pages`, shared with `ambuildempty`), then WAL-log every page at
 //!    once with `log_newpage_range` (cheaper than logging each page change of the
@@ -130,9 +132,27 @@ struct ListPage {
     block: u32,
 }
 
+/// Rows read from the table for one encode batch: `dim` floats each (a
+/// `vector[]` row contributes one per element) and the TID of each.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<f32>,
+    tids: Vec<[u8; layout::TID_BYTES]>,
+}
+
+/// A batch back from the pool: its rows, their codes, and the calibration
+/// that went with them.
+struct Encoding {
+    batch: Batch,
+    codes: ivf::EncodedBatch,
+    calib: Option<ProbeCalibration>,
+}
+
 struct EncodeState<'m> {
     index: pg_sys::Relation,
-    model: &'m IvfPqModel,
+    /// Shared with the pool's work, which must own what it reads (see
+    /// `crate::parallel::Pool::start`).
+    model: std::sync::Arc<IvfPqModel>,
     pool: &'m Pool,
     row: RowContext,
     geom: DataGeom,
@@ -141,14 +161,19 @@ struct EncodeState<'m> {
     dim: usize,
     /// Keys are `vector[]`: one entry per element, each under the row's TID.
     multi: bool,
-    batch: Vec<f32>,
-    tids: Vec<[u8; layout::TID_BYTES]>,
+    /// The batch the scan is filling.
+    batch: Batch,
+    /// The batch before it, being encoded on the pool meanwhile.
+    pending: Option<parallel::Pending<Encoding>>,
+    /// A written batch's buffers, for the next one.
+    spare: Option<Batch>,
     batch_rows: usize,
     lists: Vec<ListPage>,
     heads: Vec<u32>,
     encoded: u64,
     /// The stand-in queries whose nearest rows set the index's default
-    /// `probes` (arrw_core::calibrate; None for `vector[]` keys).
+    /// `probes` (arrw_core::calibrate; None for `vector[]` keys, and while a
+    /// batch is on the pool, which has it).
     calib: Option<ProbeCalibration>,
 }
 
@@ -194,20 +219,60 @@ impl EncodeState<'_> {
         (blk, img)
     }
 
-    /// Encodes the buffered rows (in parallel) and appends them to their lists.
+    /// Hands the filled batch to the pool and writes the one before it.
+    ///
+    /// The scan of the table and the writing of pages run on the backend's
+    /// thread while the pool encodes the next batch: on 75k × 384 rows the
+    /// two halves took about as long as each other (ARCHITECTURE.md, "The
+    /// build"). The batch before must be back first, as it carries the
+    /// calibration the next one adds to; batches are written in the order
+    /// read, so the index is the same as one encoded batch by batch.
     fn flush(&mut self) {
-        if self.tids.is_empty() {
+        if self.batch.tids.is_empty() {
             return;
         }
-        let (model, batch, calib) = (self.model, &self.batch, &mut self.calib);
-        let enc = self.pool.run(|stop| {
-            let enc = model.encode_batch_fine_until(batch, stop)?;
-            if let Some(c) = calib {
-                c.offer_until(batch, &enc.lists, stop)?;
+        let mut done = self.pending.take().map(parallel::Pending::wait);
+        if let Some(d) = done.as_mut() {
+            self.calib = d.calib.take();
+        }
+        let next = self.spare.take().unwrap_or_default();
+        let batch = std::mem::replace(&mut self.batch, next);
+        let (model, calib) = (self.model.clone(), self.calib.take());
+        self.pending = Some(self.pool.start(move |stop| {
+            let codes = model.encode_batch_fine_until(&batch.rows, stop)?;
+            let mut calib = calib;
+            if let Some(c) = calib.as_mut() {
+                c.offer_until(&batch.rows, &codes.lists, stop)?;
             }
-            Ok(enc)
-        });
-        let (lists, codes, fines) = (&enc.lists, &enc.codes, &enc.fine);
+            Ok(Encoding {
+                batch,
+                codes,
+                calib,
+            })
+        }));
+        if let Some(d) = done {
+            self.write(d);
+        }
+        pg_sys::check_for_interrupts!();
+    }
+
+    /// Flushes what is left and waits for the last batch.
+    fn drain(&mut self) {
+        self.flush();
+        if let Some(p) = self.pending.take() {
+            let mut d = p.wait();
+            self.calib = d.calib.take();
+            self.write(d);
+        }
+    }
+
+    /// Appends an encoded batch's rows to their lists, and keeps its buffers
+    /// for a later batch.
+    fn write(&mut self, d: Encoding) {
+        let Encoding {
+            mut batch, codes, ..
+        } = d;
+        let (lists, fines) = (&codes.lists, &codes.fine);
         let cs = self.geom.code_size;
         for (i, &l) in lists.iter().enumerate() {
             if self.geom.count(&self.lists[l as usize].image) == self.geom.capacity {
@@ -221,15 +286,18 @@ impl EncodeState<'_> {
             }
             let lp = &mut self.lists[l as usize];
             let slot = self.geom.count(&lp.image);
-            self.geom
-                .push(&mut lp.image, &codes[i * cs..(i + 1) * cs], self.tids[i]);
+            self.geom.push(
+                &mut lp.image,
+                &codes.codes[i * cs..(i + 1) * cs],
+                batch.tids[i],
+            );
             if let Some(fg) = &self.fine {
                 let (k, fslot) = fg.locate(slot);
                 let code = &fines[i * fg.code_size..(i + 1) * fg.code_size];
                 // An unfaithful fine code is stored under no TID: scans then
                 // re-rank that row from the table (see arrw_core::refine).
-                let tid = if enc.faithful[i] {
-                    self.tids[i]
+                let tid = if codes.faithful[i] {
+                    batch.tids[i]
                 } else {
                     [0; layout::TID_BYTES]
                 };
@@ -240,9 +308,9 @@ impl EncodeState<'_> {
         }
         self.encoded += lists.len() as u64;
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, self.encoded as i64);
-        self.batch.clear();
-        self.tids.clear();
-        pg_sys::check_for_interrupts!();
+        batch.rows.clear();
+        batch.tids.clear();
+        self.spare = Some(batch);
     }
 }
 
@@ -263,7 +331,8 @@ unsafe extern "C-unwind" fn encode_callback(
     }
     let blk = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
     let tid = layout::tid_bytes(blk, tid.ip_posid);
-    let (dim, multi, batch, tids) = (st.dim, st.multi, &mut st.batch, &mut st.tids);
+    let (dim, multi) = (st.dim, st.multi);
+    let (batch, tids) = (&mut st.batch.rows, &mut st.batch.tids);
     st.row.scope(|| {
         // SAFETY: non-null key datum of the indexed column.
         unsafe {
@@ -278,7 +347,7 @@ unsafe extern "C-unwind" fn encode_callback(
     // read in its memory context, which ends with the closure), so a batch
     // may exceed batch_rows by one row's elements
     // (arrw_core::maxsim::MAX_VECTORS at most).
-    if st.tids.len() >= st.batch_rows {
+    if st.batch.tids.len() >= st.batch_rows {
         st.flush();
     }
 }
@@ -368,7 +437,7 @@ pub unsafe extern "C-unwind" fn ambuild(
             .as_ref()
             .map_or(Vec::new(), stand_in_queries);
     }
-    let model = train(&opts, metric, multi, sampled.reservoir, &plan, &pool);
+    let model = std::sync::Arc::new(train(&opts, metric, multi, sampled.reservoir, &plan, &pool));
     pg_sys::check_for_interrupts!();
 
     let front = append_front_pages(index, &model);
@@ -729,7 +798,7 @@ unsafe fn encode_table(
     heap: pg_sys::Relation,
     index: pg_sys::Relation,
     index_info: *mut pg_sys::IndexInfo,
-    model: &IvfPqModel,
+    model: &std::sync::Arc<IvfPqModel>,
     multi: bool,
     pool: &Pool,
     plan: &BuildPlan,
@@ -738,15 +807,16 @@ unsafe fn encode_table(
     let nlists = model.lists;
     let mut enc = EncodeState {
         index,
-        model,
+        model: model.clone(),
         pool,
         row: RowContext::new(c"ivfpq build row"),
         geom,
         fine: FineGeom::new(model.fine_size(), geom.capacity),
         dim: model.dim,
         multi,
-        batch: Vec::new(),
-        tids: Vec::new(),
+        batch: Batch::default(),
+        pending: None,
+        spare: None,
         batch_rows: plan.mem.encode_rows,
         lists: Vec::with_capacity(nlists),
         heads: Vec::with_capacity(nlists),
@@ -772,7 +842,7 @@ unsafe fn encode_table(
                 &mut enc as *mut EncodeState as *mut std::ffi::c_void,
             );
         }
-        enc.flush();
+        enc.drain();
     }
     enc.row.delete();
     // No stand-ins (an empty table, `vector[]` keys): no measurement.

@@ -10,8 +10,9 @@
 //!   serialized blob written to the model pages, plus the panels' half-precision
 //!   copy from [`crate::ivf::HALF_RANK_MIN_BYTES`]), codebooks, the per-list
 //!   fast-scan terms, and one page image per list while encoding;
-//! - one **encode batch**: rows copied out of the table (twice: as read and as
-//!   residuals) with their codes.
+//! - two **encode batches**: one on the compute threads while the table scan
+//!   fills the next (see `encode_table` in src/ivfpq/build.rs), each rows
+//!   copied out of the table (twice: as read and as residuals) with their codes.
 //!
 //! [`plan`] fits these to the budget: it trains on fewer rows when the budget is
 //! short (never fewer than one per list), encodes in smaller batches, and when
@@ -23,8 +24,11 @@ pub const TRAIN_COPIES: usize = 3;
 /// The smallest encode batch: below this the per-batch overhead dominates.
 pub const MIN_ENCODE_ROWS: usize = 32;
 
-/// The largest encode batch.
-pub const MAX_ENCODE_ROWS: usize = 65536;
+/// The largest encode batch. Small enough that the scan of the table and the
+/// encoding overlap from the first thousands of rows (and that a batch's rows
+/// stay in the caches), large enough that handing a batch to the compute
+/// threads is a small part of its cost.
+pub const MAX_ENCODE_ROWS: usize = 4096;
 
 /// Most rows the reservoir samples, whatever the budget (k-means and PQ training
 /// use at most [`crate::ivf::training_sample_size`] rows of it).
@@ -64,10 +68,10 @@ impl Shape {
         3 * centroids + half + 2 * codebooks + terms + pages
     }
 
-    /// Bytes of an encode batch of `rows` rows.
+    /// Bytes of the two encode batches of `rows` rows each.
     pub fn encode_bytes(&self, rows: usize) -> usize {
         let code = (self.m * self.nbits as usize).div_ceil(8);
-        rows * (2 * self.row_bytes() + code + 4 + 6)
+        2 * rows * (2 * self.row_bytes() + code + 4 + 6)
     }
 }
 
