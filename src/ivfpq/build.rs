@@ -165,8 +165,6 @@ struct EncodeState<'m> {
     batch: Batch,
     /// The batch before it, being encoded on the pool meanwhile.
     pending: Option<parallel::Pending<Encoding>>,
-    /// A written batch's buffers, for the next one.
-    spare: Option<Batch>,
     batch_rows: usize,
     lists: Vec<ListPage>,
     heads: Vec<u32>,
@@ -235,8 +233,7 @@ impl EncodeState<'_> {
         if let Some(d) = done.as_mut() {
             self.calib = d.calib.take();
         }
-        let next = self.spare.take().unwrap_or_default();
-        let batch = std::mem::replace(&mut self.batch, next);
+        let batch = std::mem::take(&mut self.batch);
         let (model, calib) = (self.model.clone(), self.calib.take());
         self.pending = Some(self.pool.start(move |stop| {
             let codes = model.encode_batch_fine_until(&batch.rows, stop)?;
@@ -251,7 +248,9 @@ impl EncodeState<'_> {
             })
         }));
         if let Some(d) = done {
-            self.write(d);
+            // The written batch's buffers take the next rows: two batches'
+            // worth at most (buildmem::Shape::encode_bytes).
+            self.batch = self.write(d);
         }
         pg_sys::check_for_interrupts!();
     }
@@ -266,9 +265,9 @@ impl EncodeState<'_> {
         }
     }
 
-    /// Appends an encoded batch's rows to their lists, and keeps its buffers
-    /// for a later batch.
-    fn write(&mut self, d: Encoding) {
+    /// Appends an encoded batch's rows to their lists; returns its buffers,
+    /// emptied.
+    fn write(&mut self, d: Encoding) -> Batch {
         let Encoding {
             mut batch, codes, ..
         } = d;
@@ -310,7 +309,7 @@ impl EncodeState<'_> {
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, self.encoded as i64);
         batch.rows.clear();
         batch.tids.clear();
-        self.spare = Some(batch);
+        batch
     }
 }
 
@@ -816,7 +815,6 @@ unsafe fn encode_table(
         multi,
         batch: Batch::default(),
         pending: None,
-        spare: None,
         batch_rows: plan.mem.encode_rows,
         lists: Vec::with_capacity(nlists),
         heads: Vec::with_capacity(nlists),
