@@ -69,6 +69,39 @@ fn make_table(c: &mut Client, name: &str, rows: usize, dim: usize) {
     );
 }
 
+/// Runs `ddl` (a build) on a new connection while `c` polls the build's row of
+/// `pg_stat_progress_create_index`, calling `seen(c, pid, phase, done, total)`
+/// on each, until the build ends or `seen` returns true. Returns the build's
+/// result and its connection.
+fn poll_build(
+    cluster: &Cluster,
+    c: &mut Client,
+    ddl: &str,
+    mut seen: impl FnMut(&mut Client, i32, &str, i64, i64) -> bool,
+) -> (Result<(), postgres::Error>, Client) {
+    let mut b = cluster.connect();
+    let pid = backend_pid(&mut b);
+    std::thread::scope(|s| {
+        let h = s.spawn(move || (b.batch_execute(ddl), b));
+        while !h.is_finished() {
+            let row = c
+                .query_opt(
+                    "SELECT phase, tuples_done, tuples_total FROM pg_stat_progress_create_index \
+                     WHERE pid = $1",
+                    &[&pid],
+                )
+                .unwrap();
+            if let Some(r) = row {
+                let phase: String = r.get(0);
+                if seen(c, pid, &phase, r.get(1), r.get(2)) {
+                    break;
+                }
+            }
+        }
+        h.join().unwrap()
+    })
+}
+
 #[test]
 fn build_and_update_memory_do_not_grow_with_the_table() {
     let cluster = Cluster::start("res-memory", "fsync = off\nautovacuum = off");
@@ -208,37 +241,17 @@ fn a_build_cancelled_while_it_encodes_stops_and_leaves_no_index() {
     make_table(&mut c, "enc", 300_000, 64);
     let mut cancelled = None;
     for attempt in 0..5 {
-        let mut b = cluster.connect();
-        let pid = backend_pid(&mut b);
-        let r = std::thread::scope(|s| {
-            let h = s.spawn(move || {
-                let t = Instant::now();
-                let r = b.batch_execute(&format!(
-                    "CREATE INDEX enc_{attempt} ON enc USING ivfpq (v) WITH (lists = 16)"
-                ));
-                (r, t.elapsed(), b)
-            });
-            let mut sent = None;
-            while !h.is_finished() && sent.is_none() {
-                let row = c
-                    .query_opt(
-                        "SELECT phase, tuples_done FROM pg_stat_progress_create_index WHERE pid = $1",
-                        &[&pid],
-                    )
-                    .unwrap();
-                if let Some(row) = row {
-                    let (phase, done): (String, i64) = (row.get(0), row.get(1));
-                    if phase == "building index: encoding rows" && done > 0 {
-                        c.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
-                        sent = Some(Instant::now());
-                    }
-                }
+        let mut sent = None;
+        let ddl = format!("CREATE INDEX enc_{attempt} ON enc USING ivfpq (v) WITH (lists = 16)");
+        let (r, b) = poll_build(&cluster, &mut c, &ddl, |c, pid, phase, done, _| {
+            if phase == "building index: encoding rows" && done > 0 {
+                c.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+                sent = Some(Instant::now());
             }
-            let (r, _, b) = h.join().unwrap();
-            sent.map(|at| (r, at.elapsed(), b))
+            sent.is_some()
         });
-        if let Some((r, after, b)) = r {
-            cancelled = Some((r, after, b, attempt));
+        if let Some(at) = sent {
+            cancelled = Some((r, at.elapsed(), b, attempt));
             break;
         }
     }
@@ -364,34 +377,16 @@ fn sampling_and_training_report_tuples_done_of_total() {
     let mut sampling: Vec<(i64, i64)> = Vec::new();
     let mut training: Vec<(i64, i64)> = Vec::new();
     for attempt in 0..5 {
-        let mut b = cluster.connect();
-        let pid = backend_pid(&mut b);
-        std::thread::scope(|s| {
-            let h = s.spawn(move || {
-                b.batch_execute(&format!(
-                    "CREATE INDEX p_v_{attempt} ON p USING ivfpq (v) WITH (lists = 256)"
-                ))
-            });
-            while !h.is_finished() {
-                if let Some(r) = c
-                    .query_opt(
-                        "SELECT phase, tuples_done, tuples_total FROM pg_stat_progress_create_index \
-                         WHERE pid = $1",
-                        &[&pid],
-                    )
-                    .unwrap()
-                {
-                    let phase: String = r.get(0);
-                    let v = (r.get(1), r.get(2));
-                    if phase == "building index: sampling rows" {
-                        sampling.push(v);
-                    } else if phase == "building index: training model" {
-                        training.push(v);
-                    }
-                }
+        let ddl = format!("CREATE INDEX p_v_{attempt} ON p USING ivfpq (v) WITH (lists = 256)");
+        let (r, _) = poll_build(&cluster, &mut c, &ddl, |_, _, phase, done, total| {
+            if phase == "building index: sampling rows" {
+                sampling.push((done, total));
+            } else if phase == "building index: training model" {
+                training.push((done, total));
             }
-            h.join().unwrap().unwrap_or_else(|e| panic!("{}", msg(&e)));
+            false
         });
+        r.unwrap_or_else(|e| panic!("{}", msg(&e)));
         if sampling.iter().any(|&(done, _)| done > 0) && training.iter().any(|&(done, _)| done > 0)
         {
             break;
