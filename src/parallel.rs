@@ -59,6 +59,11 @@ impl Pool {
         }
     }
 
+    /// Threads of the pool.
+    pub fn threads(&self) -> usize {
+        self.0.current_num_threads()
+    }
+
     /// Runs `work` on the pool and returns its result, answering interrupts on
     /// the calling (backend) thread every few milliseconds while it runs. `work`
     /// must not call PostgreSQL; it gets the stop to pass to arrw-core.

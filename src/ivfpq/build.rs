@@ -165,6 +165,11 @@ struct EncodeState<'m> {
     batch: Batch,
     /// The batch before it, being encoded on the pool meanwhile.
     pending: Option<parallel::Pending<Encoding>>,
+    /// The backend reads and writes while the pool encodes: only when the
+    /// pool has more than one thread. With `max_parallel_maintenance_workers
+    /// = 0` the build stays on one core, each batch encoded while the backend
+    /// waits, as a build without parallel workers is expected to.
+    overlap: bool,
     batch_rows: usize,
     lists: Vec<ListPage>,
     heads: Vec<u32>,
@@ -252,16 +257,24 @@ impl EncodeState<'_> {
             // worth at most (buildmem::Shape::encode_bytes).
             self.batch = self.write(d);
         }
+        if !self.overlap {
+            self.finish_pending();
+        }
         pg_sys::check_for_interrupts!();
     }
 
     /// Flushes what is left and waits for the last batch.
     fn drain(&mut self) {
         self.flush();
+        self.finish_pending();
+    }
+
+    /// Waits for the batch on the pool, if any, and writes it.
+    fn finish_pending(&mut self) {
         if let Some(p) = self.pending.take() {
             let mut d = p.wait();
             self.calib = d.calib.take();
-            self.write(d);
+            self.batch = self.write(d);
         }
     }
 
@@ -815,6 +828,7 @@ unsafe fn encode_table(
         multi,
         batch: Batch::default(),
         pending: None,
+        overlap: pool.threads() > 1,
         batch_rows: plan.mem.encode_rows,
         lists: Vec::with_capacity(nlists),
         heads: Vec::with_capacity(nlists),
