@@ -1094,6 +1094,33 @@ mod x86 {
             });
             return;
         }
+        score_points(pn, n, point, |i, s| {
+            (out_idx[i], out_score[i]) = argmin(s);
+        });
+    }
+
+    /// [`Panels::all_scores`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn all_scores(pn: &Panels, points: &[f32], out: &mut [f32]) {
+        let (dim, width) = (pn.dim, pn.bias.len());
+        let point = |i: usize| &points[i * dim..(i + 1) * dim];
+        score_points(pn, points.len() / dim, point, |i, s| {
+            out[i * width..(i + 1) * width].copy_from_slice(s);
+        });
+    }
+
+    /// Hands `each(i, scores)` the scores of points `0..n` (`point(i)`)
+    /// against every row: blocks of 4 points through [`scores4`], the rest
+    /// through [`scores1`]. The one block walk of [`nearest`] and
+    /// [`all_scores`].
+    #[target_feature(enable = "avx2,fma")]
+    fn score_points<'a>(
+        pn: &Panels,
+        n: usize,
+        point: impl Fn(usize) -> &'a [f32],
+        mut each: impl FnMut(usize, &[f32]),
+    ) {
+        let (dim, width) = (pn.dim, pn.bias.len());
         // The points of a block interleaved (`[dim][4]`), so the kernel reads them as
         // fixed-size arrays without bounds checks.
         let mut xt = vec![[0f32; 4]; dim];
@@ -1106,39 +1133,14 @@ mod x86 {
             }
             scores4(pn, &xt, &mut scores);
             for (k, s) in scores.chunks_exact(width).enumerate() {
-                (out_idx[i + k], out_score[i + k]) = argmin(s);
+                each(i + k, s);
             }
             i += 4;
         }
         let s = &mut scores[..width];
         for j in i..n {
             scores1(pn, point(j), s);
-            (out_idx[j], out_score[j]) = argmin(s);
-        }
-    }
-
-    /// [`Panels::all_scores`]: blocks of 4 points through [`scores4`], the
-    /// rest through [`scores1`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn all_scores(pn: &Panels, points: &[f32], out: &mut [f32]) {
-        let (dim, width) = (pn.dim, pn.bias.len());
-        let n = points.len() / dim;
-        let mut xt = vec![[0f32; 4]; dim];
-        let mut i = 0;
-        while i + 4 <= n {
-            let p = &points[i * dim..(i + 4) * dim];
-            for (t, x) in xt.iter_mut().enumerate() {
-                *x = [p[t], p[dim + t], p[2 * dim + t], p[3 * dim + t]];
-            }
-            scores4(pn, &xt, &mut out[i * width..(i + 4) * width]);
-            i += 4;
-        }
-        for j in i..n {
-            scores1(
-                pn,
-                &points[j * dim..(j + 1) * dim],
-                &mut out[j * width..(j + 1) * width],
-            );
+            each(j, s);
         }
     }
 
