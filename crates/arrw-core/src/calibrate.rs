@@ -431,7 +431,7 @@ mod tests {
         let m = model(&data, dim, 20, metric);
         let nq = 40;
         let c = calibrate(&data, dim, &m, nq);
-        let cos = |a: &[f32], b: &[f32]| match metric {
+        let dist = |a: &[f32], b: &[f32]| match metric {
             Metric::L2 => distance::l2_squared(a, b),
             _ => 1.0 - distance::dot(a, b) / (distance::dot(a, a) * distance::dot(b, b)).sqrt(),
         };
@@ -442,7 +442,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .filter(|(_, x)| *x != q)
-                .map(|(i, x)| (cos(q, x), i))
+                .map(|(i, x)| (dist(q, x), i))
                 .collect();
             near.sort_by(|a, b| a.0.total_cmp(&b.0));
             let mut order = m.list_distances(q);
