@@ -1350,7 +1350,7 @@ fn damaged_pages_are_index_corrupted_errors() {
 /// into new pages (reserved with their fine pages), a VACUUM that compacts
 /// pages (fine entries move with their rows), and inserts into the freed
 /// slots. With every list probed and a small `rerank`, the index's order for
-/// a deep LIMIT and under a filter equals an exact sort, `ivfpq_check`
+/// a deep LIMIT, a short one and under a filter equals an exact sort, `ivfpq_check`
 /// passes, and the profile shows the scan refined candidates (the refine
 /// stage, not only heap re-ranking, produced the order).
 #[test]
@@ -1407,7 +1407,9 @@ fn refined_scans_keep_exact_order_through_inserts_and_vacuum() {
     };
     for i in 0..6 {
         let q = lit(&blobs.point());
-        for (filter, k) in [("true", 200), ("id % 7 = 1", 30)] {
+        // LIMIT 10 without a filter takes the smaller candidate pool of a
+        // short refined scan (CandidatePool::for_short_refined).
+        for (filter, k) in [("true", 200), ("id % 7 = 1", 30), ("true", 10)] {
             let sql = format!("SELECT id FROM r WHERE {filter} ORDER BY v <-> '{q}' LIMIT {k}");
             let plan = explain(&mut c, &sql);
             let via_index = ids(&mut c, &sql, true);

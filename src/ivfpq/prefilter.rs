@@ -192,7 +192,8 @@ unsafe fn visit(ps: *mut pg_sys::PlanState) {
                 return;
             };
             if let Some(scan) = begin((*ps).lefttree, true) {
-                super::scan::set_rows_wanted(scan, rows);
+                let filtered = !(*(*ps).lefttree).qual.is_null();
+                super::scan::set_rows_wanted(scan, rows, filtered);
             }
         } else {
             begin(ps, false);

@@ -43,13 +43,15 @@ use super::profile::{self, Count, Phase};
 use super::{fetch, model, options, page};
 use crate::memctx::RowContext;
 use arrw_core::ivf::{
-    estimate_as_distance, exact_distance, CandidatePool, ExactPasses, IvfPqModel, Metric,
-    RankedLists,
+    estimate_as_distance, exact_distance, short_pool_keep, CandidatePool, ExactPasses, IvfPqModel,
+    Metric, RankedLists, ShortDemand,
 };
 use arrw_core::layout::FineGeom;
 use arrw_core::rerank::{Next, OrderedRerank, DEFAULT_LIST_QUANTILE, DEFAULT_QUANTILE};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 pub(super) struct ScanState {
@@ -92,6 +94,14 @@ pub(super) struct ScanState {
     /// says (prefilter.rs reads it at executor start; 0: not known). Past
     /// `DEEP_AFTER`, the scan starts at its deep default.
     pub(super) rows_wanted: u64,
+    /// The scan's plan node has a filter: the executor (or prefilter.rs)
+    /// rejects some of the rows it hands out, so `rows_wanted` says little
+    /// about how many candidates it will need.
+    pub(super) filtered: bool,
+    /// The index whose short-scan demand this scan's pool was sized by and
+    /// will add to when it is done (None: not a short refined scan; see
+    /// [`SHORT_DEMAND`]).
+    pub(super) short_demand_of: Option<pg_sys::Oid>,
     pub(super) rerank: usize,
     pub(super) iterative: bool,
     pub(super) max_probes: usize,
@@ -160,6 +170,8 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         order: OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE),
         fine: None,
         rows_wanted: 0,
+        filtered: false,
+        short_demand_of: None,
         prepared: Vec::new(),
         fine_query: None,
         query_parts: None,
@@ -236,13 +248,16 @@ pub(super) unsafe fn set_prefilter(scan: pg_sys::IndexScanDesc, f: fetch::Prefil
 }
 
 /// Tells the scan how many rows its plan will take (a `LIMIT` right above
-/// it, prefilter.rs); kept across rescans.
+/// it, prefilter.rs) and whether its node filters the rows it hands out;
+/// kept across rescans.
 ///
 /// # Safety
 /// `scan` must be a scan begun by [`ambeginscan`] and not yet ended.
-pub(super) unsafe fn set_rows_wanted(scan: pg_sys::IndexScanDesc, rows: u64) {
+pub(super) unsafe fn set_rows_wanted(scan: pg_sys::IndexScanDesc, rows: u64, filtered: bool) {
     // SAFETY: forwarded contract.
-    unsafe { state(scan) }.rows_wanted = rows;
+    let st = unsafe { state(scan) };
+    st.rows_wanted = rows;
+    st.filtered = filtered;
 }
 
 /// # Safety
@@ -271,6 +286,7 @@ pub unsafe extern "C-unwind" fn amrescan(
             std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
         }
         let st = state(scan);
+        record_short_demand(st);
         st.started = false;
         st.pool = CandidatePool::new(1, 1);
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
@@ -570,7 +586,21 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         profile::stop(t, Phase::Rank);
         // Candidates by estimate: the first batch is kept apart cheaply (see
         // CandidatePool), the rest held for later batches, within work_mem.
-        st.pool = if st.rerank > 0 {
+        // A `LIMIT 10` with no filter, on an index with a refine code, pops
+        // only what its refine stage needs: a pool sized by what such scans
+        // of this index popped lately is cut more cheaply
+        // (arrw_core::ivf::short_pool_keep).
+        let short = (1..=DEEP_AFTER).contains(&st.rows_wanted)
+            && !st.filtered
+            && model.refine.is_some()
+            && layout::FineGeom::of(&st.meta).is_some();
+        // SAFETY: index is the scan's open relation.
+        let oid = unsafe { (*index).rd_id };
+        st.short_demand_of = short.then_some(oid);
+        st.pool = if st.rerank > 0 && short {
+            let demand = SHORT_DEMAND.with(|m| m.borrow().get(&oid).and_then(|d| d.get()));
+            CandidatePool::with_keep(st.rerank, short_pool_keep(st.rerank, demand), pool_cap())
+        } else if st.rerank > 0 {
             CandidatePool::new(st.rerank, pool_cap())
         } else {
             // The first batch may be a LIMIT's few rows; the later ones are
@@ -599,6 +629,39 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         unsafe { probe_lists(scan, st, upto) };
     }
     true
+}
+
+thread_local! {
+    /// Per index (by OID), what this backend's recent short refined scans
+    /// popped from their candidate pools (arrw_core::ivf::short_pool_keep):
+    /// a performance hint only, since a pool that keeps too few re-offers its
+    /// lists and loses nothing. At most [`SHORT_DEMAND_INDEXES`] entries.
+    static SHORT_DEMAND: RefCell<HashMap<pg_sys::Oid, ShortDemand>> = RefCell::new(HashMap::new());
+}
+
+/// Indexes whose short-scan demand a backend remembers; past that the table
+/// starts over (each index then sizes its next scan's pool as for the first).
+const SHORT_DEMAND_INDEXES: usize = 256;
+
+/// Adds what a finished (or restarted) short refined scan popped to its
+/// index's demand, once.
+fn record_short_demand(st: &mut ScanState) {
+    let Some(oid) = st.short_demand_of.take() else {
+        return;
+    };
+    // A scan stopped before its first row (a rescan, an executor that quit
+    // early) says nothing about what a scan needs.
+    if !st.started || st.depth == 0 {
+        return;
+    }
+    let popped = st.pool.popped();
+    SHORT_DEMAND.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= SHORT_DEMAND_INDEXES && !m.contains_key(&oid) {
+            m.clear();
+        }
+        m.entry(oid).or_default().record(popped);
+    });
 }
 
 /// A `LIMIT` right above the scan will take its first `rows_wanted` rows:
@@ -1284,8 +1347,9 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     // SAFETY: opaque holds our Box, reclaimed exactly once here; the fetch
     // objects were created by ensure_fetch for this scan.
     unsafe {
-        let st = Box::from_raw((*scan).opaque as *mut ScanState);
+        let mut st = Box::from_raw((*scan).opaque as *mut ScanState);
         (*scan).opaque = std::ptr::null_mut();
+        record_short_demand(&mut st);
         crate::handed::forget();
         if !st.fetch.is_null() {
             st.toast.close();

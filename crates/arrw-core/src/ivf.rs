@@ -1661,6 +1661,8 @@ pub struct CandidatePool<T> {
     popped_max: Option<u32>,
     /// The `cap` forced a cut: no more re-offers.
     lossy: bool,
+    /// Candidates popped so far ([`CandidatePool::popped`]).
+    popped: usize,
     batch: usize,
     keep: usize,
     cap: usize,
@@ -1683,6 +1685,63 @@ pub struct CandidatePool<T> {
 /// filter +4%; pydoc-minilm `LIMIT
 /// 100` without a filter (~1,800 candidates refined: it re-offers) −4%.
 const POOL_KEEP_MIN: usize = 1024;
+
+/// Candidates a pool keeps at least for a scan that will hand out a few
+/// settled rows and refines its candidates before reading any from the table
+/// ([`short_pool_keep`]).
+pub const SHORT_POOL_KEEP_MIN: usize = 256;
+
+/// How many candidates the pool of a short refined scan (a `LIMIT` of at
+/// most [`crate::calibrate::CALIBRATION_K`], no filter, an index with a refine
+/// code) keeps, given `demand`: what recent such scans of the same index
+/// popped on average ([`ShortDemand`]; `None`: none yet).
+///
+/// Such a scan pops what its refine stage needs to settle its rows, which
+/// depends on the data more than on `batch`: ~175 candidates for a `LIMIT 10`
+/// on 384-d MiniLM rows (the first `rerank` to learn the margins, then those
+/// still within them), ~500 on 768-d rows whose 4-bit estimates err more.
+/// Keeping [`POOL_KEEP_MIN`] (1,024) made each cut a pass over 2,048 entries
+/// and let several times more codes through the scan's bound than the refine
+/// stage looks at: at 384 dimensions the pool's selection was ~14% of the
+/// query (59 µs of `SET ivfpq.profile`'s ~420, pydoc-minilm, probes 14), 37
+/// µs keeping 256. Keeping fewer than a scan pops costs a re-offer of every
+/// probed list (the keep then doubles), which on 768-d rows (~500 popped) made
+/// a fixed 256 12% slower. So the pool keeps twice the recent demand, at
+/// least [`SHORT_POOL_KEEP_MIN`] and at most what [`CandidatePool::new`]
+/// keeps; with no demand known yet, what `new` keeps.
+pub fn short_pool_keep(batch: usize, demand: Option<f64>) -> usize {
+    let batch = batch.max(1);
+    let full = batch.saturating_mul(8).max(POOL_KEEP_MIN);
+    match demand {
+        Some(d) if d.is_finite() && d >= 0.0 => {
+            ((2.0 * d).ceil() as usize).clamp(SHORT_POOL_KEEP_MIN.min(full), full)
+        }
+        _ => full,
+    }
+}
+
+/// The average candidates popped by recent short refined scans of one index
+/// ([`short_pool_keep`]): an exponential moving average that gives the latest
+/// scan a quarter of the weight, so a change of data or settings is followed
+/// within a few queries.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ShortDemand(Option<f64>);
+
+impl ShortDemand {
+    /// The average so far (`None`: no scan recorded).
+    pub fn get(self) -> Option<f64> {
+        self.0
+    }
+
+    /// Records a scan that popped `popped` candidates.
+    pub fn record(&mut self, popped: usize) {
+        let p = popped as f64;
+        self.0 = Some(match self.0 {
+            Some(d) => 0.75 * d + 0.25 * p,
+            None => p,
+        });
+    }
+}
 
 /// Most candidates a batch of `k` takes once ties with its last estimate are
 /// added: 16 batches, at least 1,024. Identical vectors (a placeholder
@@ -1716,6 +1775,7 @@ impl<T: Copy> CandidatePool<T> {
             lower: None,
             popped_max: None,
             lossy: false,
+            popped: 0,
             batch: batch.max(1),
             keep: keep.clamp(1, cap),
             cap,
@@ -2100,10 +2160,16 @@ impl<T: Copy> CandidatePool<T> {
             }
         }
         let out: Vec<(f32, T)> = self.near.drain(..k).collect();
+        self.popped += out.len();
         if let Some(m) = out.iter().map(|c| order_key(c.0)).max() {
             self.popped_max = Some(self.popped_max.map_or(m, |p| p.max(m)));
         }
         out
+    }
+
+    /// Candidates [`CandidatePool::pop_best`] has handed out in all.
+    pub fn popped(&self) -> usize {
+        self.popped
     }
 
     /// True when nothing is held but candidates were dropped: offer the same
@@ -2372,6 +2438,28 @@ mod tests {
         p.push_all(&[0.5; 5000], |i| i as u32);
         assert_eq!(p.pop_best(10).len(), tie_batch_limit(10));
         assert_eq!(p.len(), 5000 - 1024);
+    }
+
+    #[test]
+    fn a_short_scan_keeps_twice_its_recent_demand_within_bounds() {
+        // No demand known: what CandidatePool::new keeps.
+        assert_eq!(short_pool_keep(100, None), 1024);
+        assert_eq!(short_pool_keep(400, None), 3200);
+        assert_eq!(short_pool_keep(100, Some(175.0)), 350);
+        assert_eq!(short_pool_keep(100, Some(20.0)), SHORT_POOL_KEEP_MIN);
+        assert_eq!(short_pool_keep(100, Some(5000.0)), 1024);
+        assert_eq!(short_pool_keep(100, Some(f64::NAN)), 1024);
+        let mut d = ShortDemand::default();
+        assert_eq!(d.get(), None);
+        d.record(200);
+        assert_eq!(d.get(), Some(200.0));
+        d.record(600);
+        assert_eq!(d.get(), Some(300.0));
+        let mut p: CandidatePool<u32> = CandidatePool::with_keep(4, 64, 1 << 20);
+        p.push_all(&[3.0, 1.0, 2.0, 5.0, 4.0], |i| i as u32);
+        p.pop_best(2);
+        p.pop_best(2);
+        assert_eq!(p.popped(), 4);
     }
 
     #[test]
