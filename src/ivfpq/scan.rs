@@ -568,6 +568,11 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.iterative = options::ITERATIVE_SCAN.get();
     st.max_probes = options::MAX_PROBES.get().max(0) as usize;
     profile::stop(t, Phase::Setup);
+    st.fine = if st.meta.untrained == 0 && model.refine.is_some() && !multi {
+        layout::FineGeom::of(&st.meta)
+    } else {
+        None
+    };
     if st.meta.untrained != 0 {
         st.ranked = RankedLists::new(vec![(0, 0.0)]);
         st.ranked.order_through(1);
@@ -592,12 +597,12 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         // (arrw_core::ivf::short_pool_keep).
         let short = (1..=DEEP_AFTER).contains(&st.rows_wanted)
             && !st.filtered
-            && model.refine.is_some()
-            && layout::FineGeom::of(&st.meta).is_some();
+            && st.fine.is_some()
+            && st.rerank > 0;
         // SAFETY: index is the scan's open relation.
         let oid = unsafe { (*index).rd_id };
         st.short_demand_of = short.then_some(oid);
-        st.pool = if st.rerank > 0 && short {
+        st.pool = if short {
             let demand = SHORT_DEMAND.with(|m| m.borrow().get(&oid).and_then(|d| d.get()));
             CandidatePool::with_keep(st.rerank, short_pool_keep(st.rerank, demand), pool_cap())
         } else if st.rerank > 0 {
@@ -609,11 +614,6 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
             CandidatePool::with_keep(estimated_batch(st.rows_wanted, 0), keep, pool_cap())
         };
     }
-    st.fine = if st.meta.untrained == 0 && model.refine.is_some() && !multi {
-        layout::FineGeom::of(&st.meta)
-    } else {
-        None
-    };
     if st.fine.is_some() {
         st.prepared = model.prepared_query(&st.query);
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE).with_refine();
