@@ -98,10 +98,10 @@ pub(super) struct ScanState {
     /// rejects some of the rows it hands out, so `rows_wanted` says little
     /// about how many candidates it will need.
     pub(super) filtered: bool,
-    /// The index whose short-scan demand this scan's pool was sized by and
-    /// will add to when it is done (None: not a short refined scan; see
-    /// [`SHORT_DEMAND`]).
-    pub(super) short_demand_of: Option<pg_sys::Oid>,
+    /// The index build (model cache key) whose short-scan demand this scan's
+    /// pool was sized by and will add to when it is done (None: not a short
+    /// refined scan; see [`SHORT_DEMAND`]).
+    pub(super) short_demand_of: Option<model::Key>,
     pub(super) rerank: usize,
     pub(super) iterative: bool,
     pub(super) max_probes: usize,
@@ -599,11 +599,11 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
             && !st.filtered
             && st.fine.is_some()
             && st.rerank > 0;
-        // SAFETY: index is the scan's open relation.
-        let oid = unsafe { (*index).rd_id };
-        st.short_demand_of = short.then_some(oid);
+        // Keyed like the model cache: a REINDEX or TRUNCATE starts over.
+        let key = model::key(index, &st.meta);
+        st.short_demand_of = short.then_some(key);
         st.pool = if short {
-            let demand = SHORT_DEMAND.with(|m| m.borrow().get(&oid).and_then(|d| d.get()));
+            let demand = SHORT_DEMAND.with(|m| m.borrow().get(&key).and_then(|d| d.get()));
             CandidatePool::with_keep(st.rerank, short_pool_keep(st.rerank, demand), pool_cap())
         } else if st.rerank > 0 {
             CandidatePool::new(st.rerank, pool_cap())
@@ -632,11 +632,12 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
 }
 
 thread_local! {
-    /// Per index (by OID), what this backend's recent short refined scans
-    /// popped from their candidate pools (arrw_core::ivf::short_pool_keep):
-    /// a performance hint only, since a pool that keeps too few re-offers its
-    /// lists and loses nothing. At most [`SHORT_DEMAND_INDEXES`] entries.
-    static SHORT_DEMAND: RefCell<HashMap<pg_sys::Oid, ShortDemand>> = RefCell::new(HashMap::new());
+    /// Per index build (the model cache's key, `model::key`), what this
+    /// backend's recent short refined scans popped from their candidate pools
+    /// (arrw_core::ivf::short_pool_keep): a performance hint only, since a
+    /// pool that keeps too few re-offers its lists and loses nothing. At most
+    /// [`SHORT_DEMAND_INDEXES`] entries.
+    static SHORT_DEMAND: RefCell<HashMap<model::Key, ShortDemand>> = RefCell::new(HashMap::new());
 }
 
 /// Indexes whose short-scan demand a backend remembers; past that the table
@@ -646,7 +647,7 @@ const SHORT_DEMAND_INDEXES: usize = 256;
 /// Adds what a finished (or restarted) short refined scan popped to its
 /// index's demand, once.
 fn record_short_demand(st: &mut ScanState) {
-    let Some(oid) = st.short_demand_of.take() else {
+    let Some(key) = st.short_demand_of.take() else {
         return;
     };
     // A scan stopped before its first row (a rescan, an executor that quit
@@ -657,10 +658,10 @@ fn record_short_demand(st: &mut ScanState) {
     let popped = st.pool.popped();
     SHORT_DEMAND.with(|m| {
         let mut m = m.borrow_mut();
-        if m.len() >= SHORT_DEMAND_INDEXES && !m.contains_key(&oid) {
+        if m.len() >= SHORT_DEMAND_INDEXES && !m.contains_key(&key) {
             m.clear();
         }
-        m.entry(oid).or_default().record(popped);
+        m.entry(key).or_default().record(popped);
     });
 }
 
