@@ -238,6 +238,33 @@ fn a_cancelled_build_stops_within_a_moment_and_leaves_no_index() {
     );
 }
 
+/// `maxsim` is `query × document` inner products, up to 8,192 × 8,192 vectors
+/// of up to 16,000 dimensions in one call: it must stop at a cancel between
+/// query vectors, not when the whole sum is done (8,192 × 8,192 × 1,024 here,
+/// tens of seconds on this machine before the fix).
+#[test]
+fn a_long_maxsim_call_is_cancelled_within_a_moment() {
+    let (_cluster, mut c) = arrw_cluster("res-maxsim");
+    exec(&mut c, "SET statement_timeout = '300ms'");
+    let t0 = Instant::now();
+    let err = c
+        .batch_execute(
+            "SELECT maxsim(a, a) FROM (SELECT array_fill(v, ARRAY[8192]) AS a \
+             FROM (SELECT array_fill(0.5::real, ARRAY[1024])::vector AS v) s) t",
+        )
+        .expect_err("the call should take far longer than the timeout");
+    let took = t0.elapsed();
+    assert!(
+        msg(&err).contains("statement timeout"),
+        "unexpected error: {}",
+        msg(&err)
+    );
+    assert!(
+        took < Duration::from_millis(300 + 1000),
+        "cancelled after {took:?}"
+    );
+}
+
 /// A cancel that arrives while the build encodes rows (the table scan on the
 /// backend's thread, a batch on the compute threads, see `encode_table`)
 /// stops the build at once: the batch in flight is stopped and waited for,

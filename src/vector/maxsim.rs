@@ -72,9 +72,12 @@ pub unsafe fn array_vectors<'a>(datum: pg_sys::Datum, side: maxsim::Side) -> Vec
         .collect()
 }
 
-/// MaxSim similarity of two checked sides (ERROR on bad input).
+/// MaxSim similarity of two checked sides (ERROR on bad input). Cancellable
+/// between query vectors: one call can be billions of multiply-adds.
 pub fn similarity_of(doc: &[&[f32]], query: &[&[f32]]) -> f64 {
-    match maxsim::similarity(doc, query) {
+    match maxsim::similarity_with(doc, query, || {
+        pg_sys::check_for_interrupts!();
+    }) {
         Ok(s) => s,
         Err(e) => raise(e),
     }
