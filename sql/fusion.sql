@@ -20,6 +20,9 @@ CREATE FUNCTION arrw.fused_search_sql(
 ) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- Weights are written into the query as text: shortest exact form, whatever
+-- the caller's extra_float_digits.
+SET extra_float_digits = 1
 AS $$
 DECLARE
 	inp jsonb;
@@ -37,9 +40,14 @@ DECLARE
 	parts text[] := '{}';
 	scores text[] := '{}';
 	ranks text[] := '{}';
+	keys text[] := '{}';
+	key text;
 	idexpr text;
 	where_ text := '';
 BEGIN
+	IF tbl IS NULL OR id_column IS NULL THEN
+		RAISE EXCEPTION 'the table and its id column must not be NULL' USING ERRCODE = '22004';
+	END IF;
 	IF k IS NULL OR k < 1 OR k > 100000 THEN
 		RAISE EXCEPTION 'k must be between 1 and 100000, not %', k USING ERRCODE = '22023';
 	END IF;
@@ -66,6 +74,9 @@ BEGIN
 		i := i + 1;
 		IF jsonb_typeof(inp) <> 'object' OR NOT inp ? 'column' OR NOT inp ? 'query' THEN
 			RAISE EXCEPTION 'input % must be an object with "column" and "query"', i USING ERRCODE = '22023';
+		END IF;
+		IF jsonb_typeof(inp->'query') = 'null' OR jsonb_typeof(inp->'column') = 'null' THEN
+			RAISE EXCEPTION 'input % has a null "column" or "query"', i USING ERRCODE = '22004';
 		END IF;
 		col := inp->>'column';
 		q := inp->>'query';
@@ -94,14 +105,20 @@ BEGIN
 			END IF;
 			-- Distance d, rank by d and then id (rows at one distance, such as rows
 			-- sharing a vector, get ranks that do not depend on the plan); weighted
-			-- fusion scores 1 - (d - min) / (max - min).
+			-- fusion scores 1 - (d - lo) / (hi - lo), lo and hi the least and
+			-- greatest finite d: a NaN distance (cosine of a zero vector) or an
+			-- infinite one would make every row's score NaN; they score 0
+			-- (-Infinity, nearer than any, 1).
 			parts := parts || format(
-				'i%s AS (SELECT %s AS id, row_number() OVER (ORDER BY d, t.id_) AS r, '
-				'CASE WHEN max(d) OVER () > min(d) OVER () '
-				'THEN 1 - (d - min(d) OVER ()) / (max(d) OVER () - min(d) OVER ()) ELSE 1 END AS s '
+				'i%s AS (SELECT id, r, CASE WHEN d = ''-Infinity'' THEN 1 '
+				'WHEN NOT d < ''Infinity'' THEN 0 WHEN hi > lo THEN 1 - (d - lo) / (hi - lo) '
+				'WHEN d IS NOT NULL THEN 1 ELSE 0 END AS s '
+				'FROM (SELECT t.id_ AS id, d, row_number() OVER (ORDER BY d, t.id_) AS r, '
+				'min(d) FILTER (WHERE d > ''-Infinity'' AND d < ''Infinity'') OVER () AS lo, '
+				'max(d) FILTER (WHERE d > ''-Infinity'' AND d < ''Infinity'') OVER () AS hi '
 				'FROM (SELECT %s AS id_, t.%I OPERATOR(%I.%s) %L::%s AS d FROM %s t%s '
-				'ORDER BY t.%I OPERATOR(%I.%s) %L::%s LIMIT %s) t)',
-				i, 't.id_', idexpr, col, typschema, op, q, typfmt, tbl, where_,
+				'ORDER BY t.%I OPERATOR(%I.%s) %L::%s LIMIT %s) t) t)',
+				i, idexpr, col, typschema, op, q, typfmt, tbl, where_,
 				col, typschema, op, q, typfmt, depth);
 		ELSIF typname_ IN ('tsvector', 'text', 'varchar') THEN
 			cfg := coalesce(inp->>'config', 'english');
@@ -128,7 +145,11 @@ BEGIN
 		scores := scores || CASE method
 			WHEN 'rrf' THEN format('coalesce(%s::float8 / (%s + i%s.r), 0)', weight, rrf_k, i)
 			ELSE format('coalesce(%s::float8 * i%s.s, 0)', weight, i) END;
-		ranks := ranks || format('%L, i%s.r', col, i);
+		-- ranks is keyed by column; a column that an earlier input already
+		-- used is keyed column#position, so no input's rank is lost.
+		key := CASE WHEN col = ANY (keys) THEN format('%s#%s', col, i) ELSE col END;
+		keys := keys || key;
+		ranks := ranks || format('%L, i%s.r', key, i);
 	END LOOP;
 	RETURN format(
 		'WITH %s, ids AS (SELECT id FROM (%s) u GROUP BY id) '

@@ -37,8 +37,30 @@ FROM arrw.fused_search('fties', 'id',
   '[{"column": "v", "query": "[1,1]", "op": "<->"}, {"column": "txt", "query": "garlic"}]', k => 7);
 DROP TABLE fties;
 
+-- A NaN distance (cosine of a zero vector) or an infinite one does not set the
+-- weighted scale: it scores 0, and every other row keeps its score.
+CREATE TABLE fnan (id int PRIMARY KEY, e vector(2));
+INSERT INTO fnan VALUES (1, '[1,0]'), (2, '[0.9,0.1]'), (3, '[0,1]'), (4, '[0,0]'), (5, '[-1,0]');
+SELECT id, round(score::numeric, 4) AS score
+FROM arrw.fused_search('fnan', 'id', '[{"column": "e", "query": "[1,0]"}]', k => 5, method => 'weighted');
+-- Two inputs on one column: each keeps its rank (the second keyed e#2).
+SELECT id, ranks
+FROM arrw.fused_search('fnan', 'id',
+  '[{"column": "e", "query": "[1,0]", "op": "<->", "depth": 2},
+    {"column": "e", "query": "[-1,0]", "op": "<->", "depth": 2}]', k => 2);
+-- Weights go into the query exactly, whatever extra_float_digits says.
+SET extra_float_digits = -15;
+SELECT arrw.fused_search_sql('fnan', 'id', '[{"column": "e", "query": "[1,0]", "weight": 0.44}]',
+  method => 'weighted') LIKE '%0.44::float8%' AS weight_exact;
+RESET extra_float_digits;
+DROP TABLE fnan;
+
 -- Errors.
 \set VERBOSITY sqlstate
+SELECT * FROM arrw.fused_search(NULL, 'id', '[{"column": "title", "query": "[1,0]"}]');
+SELECT * FROM arrw.fused_search('fdocs', NULL, '[{"column": "title", "query": "[1,0]"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": null}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": null, "query": "[1,0]"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[]');
 SELECT * FROM arrw.fused_search('fdocs', 'nope', '[{"column": "title", "query": "[1,0]"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "nope", "query": "[1,0]"}]');
