@@ -132,7 +132,6 @@ fn sqlstate(s: SqlState) -> PgSqlErrorCode {
         }
         SqlState::NullValueNotAllowed => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
         SqlState::DataCorrupted => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-        SqlState::InternalError => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
     }
 }
 

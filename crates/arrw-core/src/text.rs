@@ -59,8 +59,6 @@ pub enum SqlState {
     NullValueNotAllowed,
     /// `XX001`, a stored vector whose length disagrees with its header.
     DataCorrupted,
-    /// `XX000`, a state no SQL path produces (a hand-made aggregate state).
-    InternalError,
 }
 
 impl SqlState {
@@ -76,7 +74,6 @@ impl SqlState {
             SqlState::InvalidBinaryRepresentation => "22P03",
             SqlState::NullValueNotAllowed => "22004",
             SqlState::DataCorrupted => "XX001",
-            SqlState::InternalError => "XX000",
         }
     }
 }
@@ -159,10 +156,12 @@ impl VectorError {
     }
 
     /// avg's transition function `fname` got a state that is not a float8 array
-    /// (only a hand-made state gets there).
+    /// of `1 + dimensions` non-NULL elements. The aggregates never make one, but
+    /// the transition functions can be called from SQL with any array: that is
+    /// the caller's bad argument (`22023`), not an internal error.
     pub fn expected_state_array(fname: &str) -> Self {
         VectorError::new(
-            SqlState::InternalError,
+            SqlState::InvalidParameterValue,
             format!("{fname}: expected state array"),
         )
     }
@@ -1039,7 +1038,7 @@ mod tests {
             ),
             (
                 VectorError::expected_state_array("vector_avg"),
-                "XX000",
+                "22023",
                 "vector_avg: expected state array",
             ),
         ];

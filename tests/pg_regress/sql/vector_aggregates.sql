@@ -111,3 +111,9 @@ SELECT vector_combine('{1,1,2}', '{2,3}');
 SELECT vector_combine('{1,1e308}', '{1,1e308}');
 SELECT vector_combine('{}', '{0}');
 SELECT vector_combine('{0}', '{NULL}');
+-- A hand-made state is the caller's bad argument (22023), not an internal error.
+\set VERBOSITY sqlstate
+SELECT vector_accum('{}', '[1,2]');
+SELECT vector_avg('{{1,2}}');
+SELECT vector_combine('{0}', '{NULL}');
+\set VERBOSITY default
