@@ -195,7 +195,7 @@ fn jobs_submit_needs_pg_read_server_files() {
 
 #[pg_test]
 fn jobs_queue_cancel_and_visibility() {
-    Spi::run("CREATE ROLE jobs_a; CREATE ROLE jobs_b; CREATE TABLE jobs_t (id int); GRANT DELETE ON jobs_t TO jobs_a")
+    Spi::run("CREATE ROLE jobs_a; CREATE ROLE jobs_b; CREATE TABLE jobs_t (id int); GRANT SELECT, DELETE ON jobs_t TO jobs_a")
         .unwrap();
     Spi::run("SET LOCAL ROLE jobs_a").unwrap();
     let id = Spi::get_one::<i64>(

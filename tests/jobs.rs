@@ -1444,9 +1444,16 @@ fn deferred_constraints_are_checked_per_batch() {
             out.display()
         ),
     );
+    // An export only reads (it would write again on every retry): the INSERT
+    // is refused before any constraint is checked, and adds no row.
     assert_eq!(
         wait_done(&cluster, &mut c, e),
-        "succeeded",
+        "failed",
+        "{:?}",
+        state(&mut c, e)
+    );
+    assert!(
+        state(&mut c, e).3.unwrap_or_default().contains("read-only"),
         "{:?}",
         state(&mut c, e)
     );
@@ -1471,7 +1478,7 @@ fn deferred_constraints_are_checked_per_batch() {
     assert_eq!(wait_done(&cluster, &mut c, id), "failed");
     let error = state(&mut c, id).3.unwrap_or_default();
     assert!(error.contains("violates foreign key constraint"), "{error}");
-    assert_eq!(count(&mut c, "SELECT count(*) FROM child"), 50 + 1 + 10);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM child"), 50 + 10);
 }
 
 #[test]
@@ -1553,4 +1560,237 @@ fn a_batch_delete_resumes_from_its_last_batch_on_retry() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 20000, "rows of both attempts counted once");
+}
+
+/// A job's own SQL runs in its worker's session: a trigger that calls
+/// `pg_advisory_unlock_all()` once released the worker's hold on the job, so the
+/// next worker to start (here, for a second job) found the job orphaned and ran
+/// it again beside the first, importing rows twice. Each row must still arrive
+/// exactly once, in one attempt.
+#[test]
+fn a_job_whose_sql_releases_advisory_locks_still_runs_once() {
+    let (cluster, mut c) = setup("jobs-advisory", "");
+    let csv = cluster.dir.join("rows.csv");
+    const N: i64 = 4_000;
+    write_csv(&csv, N as usize, 10);
+    c.batch_execute(
+        "CREATE TABLE imp (id int, body text); CREATE TABLE other (id int);
+         CREATE FUNCTION imp_trg() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_advisory_unlock_all(); PERFORM pg_sleep(0.2); RETURN NULL; END $$;
+         CREATE TRIGGER imp_slow AFTER INSERT ON imp FOR EACH STATEMENT EXECUTE FUNCTION imp_trg();",
+    )
+    .unwrap();
+    let id = submit(
+        &mut c,
+        "bulk_import",
+        &format!(
+            r#"{{"table": "imp", "path": "{}", "format": "csv", "header": true, "batch_rows": 250}}"#,
+            csv.to_str().unwrap()
+        ),
+    );
+    // Once the import runs (and its trigger has released what it can), another
+    // job starts a second worker, which checks for orphaned running jobs.
+    let deadline = Instant::now() + TIMEOUT;
+    while count(&mut c, "SELECT count(*) FROM imp") == 0 {
+        assert!(Instant::now() < deadline, "the import never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let other = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "other", "where": "true"}"#,
+    );
+    assert_eq!(wait_done(&cluster, &mut c, other), "succeeded");
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{:?}",
+        state(&mut c, id)
+    );
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM imp"),
+        N,
+        "{}",
+        cluster.log()
+    );
+    assert_eq!(count(&mut c, "SELECT count(DISTINCT id) FROM imp"), N);
+    assert_eq!(state(&mut c, id).2, 1, "one attempt");
+}
+
+/// An index job first drops the invalid indexes an interrupted REINDEX
+/// CONCURRENTLY of its index left (`<index>_ccnew`, `_ccold`, numbered ones),
+/// and nothing else. The name test once compared one character too few and
+/// never matched, so leftovers piled up with every cancel or crash.
+#[test]
+fn an_index_job_drops_its_index_leftovers_and_only_those() {
+    let (cluster, mut c) = setup("jobs-leftovers", "");
+    c.batch_execute(
+        "CREATE TABLE lt (x int); INSERT INTO lt VALUES (1), (1), (2);
+         CREATE INDEX ri ON lt (x);",
+    )
+    .unwrap();
+    // A failed concurrent build leaves an invalid index of the name it was given.
+    for name in ["ri_ccnew", "ri_ccold3", "ri_ccnewer", "rix_ccnew"] {
+        let e = c
+            .batch_execute(&format!(
+                "CREATE UNIQUE INDEX CONCURRENTLY {name} ON lt (x)"
+            ))
+            .expect_err("duplicates");
+        assert_eq!(sqlstate(&e), "23505");
+    }
+    let id = submit(&mut c, "index_rebuild", r#"{"index": "ri"}"#);
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{:?}",
+        state(&mut c, id)
+    );
+    let left: Vec<String> = c
+        .query(
+            "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = 'lt'::regclass ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, ["ri", "ri_ccnewer", "rix_ccnew"]);
+}
+
+/// An export runs its query read-only: a query that writes fails at once
+/// (25006, one attempt, nothing written) instead of writing again on every
+/// retry, and the failed attempt leaves no temporary file. A batch job needs
+/// SELECT beside DELETE / UPDATE (its batches read the table by `ctid`), and
+/// is refused at submit without it rather than failing every batch.
+#[test]
+fn exports_only_read_and_batch_jobs_need_select() {
+    let (cluster, mut c) = setup("jobs-readonly", "arrw.job_retry_delay = 100");
+    c.batch_execute("CREATE TABLE ex_log (id serial, at timestamptz DEFAULT now())")
+        .unwrap();
+    let out = cluster.dir.join("ex.csv");
+    let id = submit(
+        &mut c,
+        "bulk_export",
+        &format!(
+            r#"{{"query": "INSERT INTO ex_log DEFAULT VALUES RETURNING id", "path": "{}", "format": "csv"}}"#,
+            out.display()
+        ),
+    );
+    assert_eq!(wait_done(&cluster, &mut c, id), "failed");
+    let (_, _, attempts, error) = state(&mut c, id);
+    assert_eq!(attempts, 1, "{error:?}");
+    assert!(
+        error.as_deref().unwrap_or("").contains("read-only"),
+        "{error:?}"
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM ex_log"), 0);
+    let leftovers: Vec<_> = std::fs::read_dir(&cluster.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ex.csv"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    c.batch_execute(
+        "CREATE ROLE del_only LOGIN; CREATE TABLE delonly (id int);
+         INSERT INTO delonly SELECT generate_series(1, 10);
+         GRANT DELETE, UPDATE ON delonly TO del_only;",
+    )
+    .unwrap();
+    let mut d = connect_as(&cluster, "del_only", "postgres");
+    for (kind, args) in [
+        ("batch_delete", r#"{"table": "delonly", "where": "true"}"#),
+        ("batch_update", r#"{"table": "delonly", "set": "id = 0"}"#),
+    ] {
+        let e = d
+            .query_one(
+                "SELECT arrw.submit_job($1, $2::text::jsonb)",
+                &[&kind, &args],
+            )
+            .expect_err("needs SELECT");
+        assert_eq!(sqlstate(&e), "42501", "{kind}: {}", msg(&e));
+    }
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM arrw.jobs WHERE kind LIKE 'batch%'"
+        ),
+        0
+    );
+}
+
+/// A launcher ended by `pg_terminate_backend` comes back (the postmaster
+/// restarts a worker that exits with a non-zero code, after 5 s), and jobs
+/// submitted meanwhile run. It once exited with 0 and never came back.
+#[test]
+fn a_terminated_launcher_comes_back() {
+    let (cluster, mut c) = setup("jobs-launcher", "");
+    let launcher = |c: &mut Client| -> Option<i32> {
+        c.query_opt(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'arrw job launcher'",
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    let pid = loop {
+        if let Some(p) = launcher(&mut c) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no launcher");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(c
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap()
+        .get::<_, bool>(0));
+    c.batch_execute("CREATE TABLE after_term (id int)").unwrap();
+    let id = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "after_term", "where": "true"}"#,
+    );
+    assert_eq!(wait_done(&cluster, &mut c, id), "succeeded");
+    assert!(launcher(&mut c).is_some_and(|p| p != pid));
+}
+
+/// A batch job walks the table's blocks; a rewrite of the table between two
+/// batches (VACUUM FULL here; CLUSTER, TRUNCATE, or a table dropped and created
+/// again under the name alike) moves every row, and the walk went on through
+/// the new storage from the old block number, skipping rows. The job must fail
+/// at once (55000, nothing of that batch kept) rather than succeed.
+#[test]
+fn a_batch_job_fails_when_its_table_is_rewritten() {
+    let (cluster, mut c) = setup("jobs-rewrite", "arrw.job_retry_delay = 100");
+    c.batch_execute(
+        "CREATE TABLE rw (id int, v int DEFAULT 0); INSERT INTO rw (id) SELECT generate_series(1, 20000);
+         CREATE FUNCTION rw_slow() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$;
+         CREATE TRIGGER rw_slow AFTER UPDATE ON rw FOR EACH STATEMENT EXECUTE FUNCTION rw_slow();",
+    )
+    .unwrap();
+    let id = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "rw", "set": "v = v + 1", "batch_rows": 1000}"#,
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while state(&mut c, id).1 <= 0.0 {
+        assert!(Instant::now() < deadline, "no batch committed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.batch_execute("VACUUM FULL rw").unwrap();
+    assert_eq!(wait_done(&cluster, &mut c, id), "failed");
+    let (_, _, attempts, error) = state(&mut c, id);
+    assert_eq!(attempts, 1, "{error:?}");
+    assert!(
+        error.as_deref().unwrap_or("").contains("rewritten"),
+        "{error:?}"
+    );
+    // Every row was updated at most once.
+    assert_eq!(count(&mut c, "SELECT count(*) FROM rw WHERE v > 1"), 0);
 }

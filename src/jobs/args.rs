@@ -587,7 +587,10 @@ fn check_inner(kind: JobKind, spec: &Spec) -> Checked {
             } else {
                 "UPDATE"
             };
-            if !has_table_privilege(&rel, privilege) {
+            // SELECT too: each batch selects its rows by a range of `ctid`s,
+            // which PostgreSQL checks as a read of the table, so a role with
+            // only DELETE or UPDATE had its job accepted and fail every batch.
+            if !has_table_privilege(&rel, privilege) || !has_table_privilege(&rel, "SELECT") {
                 insufficient_privilege(format!("permission denied for table {}", rel.relname));
             }
             Checked { rel: Some(rel) }

@@ -83,7 +83,11 @@ fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
 }
 
 /// Drops what an interrupted REINDEX CONCURRENTLY of the job's index left behind:
-/// invalid indexes named `<index>_ccnew*` / `<index>_ccold*` on the same table.
+/// invalid indexes named `<index>_ccnew`, `<index>_ccold`, or either followed by
+/// digits (PostgreSQL numbers them when the name is taken), on the same table.
+/// (The prefix is 6 characters, `_ccnew`: a length of 5 once matched nothing.)
+/// An index name of over 56 bytes is truncated in its leftovers' names, which
+/// this does not match.
 pub fn drop_leftover_indexes(ctx: &Ctx) {
     let leftovers: Vec<String> = spi::xact(|| {
         let Spec::Index { index } = args::parse(ctx.job.kind, &ctx.job.args) else {
@@ -96,8 +100,10 @@ pub fn drop_leftover_indexes(ctx: &Ctx) {
                  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
                  WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND NOT i.indisvalid \
-                   AND pg_catalog.left(c.relname, pg_catalog.length($2) OPERATOR(pg_catalog.+) 5) \
-                       OPERATOR(pg_catalog.=) ANY (ARRAY[$2 OPERATOR(pg_catalog.||) '_ccnew', $2 OPERATOR(pg_catalog.||) '_ccold'])",
+                   AND pg_catalog.left(c.relname, pg_catalog.length($2) OPERATOR(pg_catalog.+) 6) \
+                       OPERATOR(pg_catalog.=) ANY (ARRAY[$2 OPERATOR(pg_catalog.||) '_ccnew', $2 OPERATOR(pg_catalog.||) '_ccold']) \
+                   AND pg_catalog.substr(c.relname, pg_catalog.length($2) OPERATOR(pg_catalog.+) 7) \
+                       OPERATOR(pg_catalog.~) '^[0-9]*$'",
                 &[Some(&rel.0), Some(&rel.1)],
             )
             .rows
@@ -211,34 +217,59 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
         spi::literal(&tmp),
         copy.sql(true)
     );
+    // Whatever ends this attempt short of the rename (an error, a cancel, a
+    // shutdown) leaves no temporary file behind.
+    let tmp_file = RemoveOnDrop(Some(tmp.clone()));
     IN_LONG_STATEMENT.store(true, Ordering::SeqCst);
     let rows = spi::xact(|| {
         if ctx.cancel_requested() {
             return None;
         }
-        let n = ctx.run_as_owner(&sql);
-        ctx.progress(0.99, None);
-        Some(n)
+        // An export reads. A query that writes (`INSERT ... RETURNING`, or a
+        // function with side effects) would commit its writes once per attempt,
+        // and an attempt is retried when, say, the rename below fails: refused
+        // (25006) instead. Set after the first query took the transaction's
+        // snapshot, so the job's SQL cannot set it back.
+        spi::exec("SET LOCAL transaction_read_only = on", &[]);
+        Some(ctx.run_as_owner(&sql))
     });
     IN_LONG_STATEMENT.store(false, Ordering::SeqCst);
     let Some(rows) = rows else {
         return Outcome::Cancelled;
     };
     if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_IO_ERROR,
             format!("could not rename \"{tmp}\" to \"{path}\": {e}")
         );
     }
+    tmp_file.disarm();
     let result = spi::xact(|| {
+        ctx.progress(0.99, None);
         spi::one(
             "SELECT jsonb_build_object('rows', $1::bigint, 'path', $2)",
             &[Some(&rows.to_string()), Some(path)],
         )
     });
     Outcome::Succeeded(result)
+}
+
+/// Removes a file when dropped (also while an ERROR unwinds), unless disarmed.
+struct RemoveOnDrop(Option<String>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// The largest range of heap blocks one batch may scan.
@@ -249,10 +280,30 @@ const MAX_BLOCKS_PER_BATCH: i64 = 16_384;
 /// in the same transaction. Covers the blocks the table had when the job first
 /// started. An update's new row versions carry the xid of the batch that wrote
 /// them; those xids are excluded from later ranges, so no row is updated twice.
+///
+/// Block numbers mean something only in the table's storage as it was when the
+/// job started: a rewrite (CLUSTER, VACUUM FULL, TRUNCATE, a table dropped and
+/// created again under the name) moves every row, and a resumed walk then
+/// skipped rows or updated some twice. The storage's file node is kept in the
+/// resume point and checked in every batch, after its statement (which holds
+/// the table's lock until commit, so no rewrite can come between the check and
+/// the commit); a rewrite fails the job (55000), undoing that batch.
 fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_rows: i64) -> Outcome {
-    // Resume point: next block, end block, rows done, xids of our updates.
-    let (mut block, end, mut done, mut xids) = spi::xact(|| {
+    let filenode = || {
+        spi::one(
+            "SELECT pg_catalog.pg_relation_filenode($1::pg_catalog.oid)::pg_catalog.text",
+            &[Some(&rel.oid)],
+        )
+        .unwrap_or_default()
+    };
+    // Resume point: next block, end block, rows done, xids of our updates, and
+    // the file node the blocks belong to.
+    let (mut block, end, mut done, mut xids, node) = spi::xact(|| {
         let saved = ctx.checkpoint();
+        let node = match saved.text("node") {
+            Some(n) => n.to_string(),
+            None => filenode(),
+        };
         let end = match saved.number::<i64>("end") {
             Some(e) => e,
             None => ctx.as_owner(|| {
@@ -270,6 +321,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             end,
             saved.number::<i64>("rows").unwrap_or(0),
             saved.text("xids").unwrap_or_default().to_string(),
+            node,
         )
     });
     let rows_per_block = if rel.relpages > 0.0 && rel.reltuples > 0.0 {
@@ -309,6 +361,18 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                 return None;
             }
             let n = ctx.run_as_owner(&stmt) as i64;
+            if filenode() != node {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!(
+                        "table {} was rewritten or replaced while the job ran (CLUSTER, VACUUM FULL, \
+                         TRUNCATE, or dropped and created again), so its rows are no longer where \
+                         the job left off; {done} rows were done: submit the job again",
+                        rel.qname
+                    )
+                );
+            }
             if set.is_some() && n > 0 {
                 // SAFETY: reading this transaction's xid (assigned by the UPDATE).
                 let xid = unsafe { pgrx::pg_sys::GetCurrentTransactionIdIfAny() };
@@ -321,12 +385,13 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             }
             let checkpoint = spi::one(
                 "SELECT jsonb_build_object('block', $1::bigint, 'end', $2::bigint, 'rows', $3::bigint, \
-                        'xids', to_jsonb(string_to_array(nullif($4, ''), ',')))",
+                        'xids', to_jsonb(string_to_array(nullif($4, ''), ',')), 'node', $5)",
                 &[
                     Some(&hi.to_string()),
                     Some(&end.to_string()),
                     Some(&(done + n).to_string()),
                     Some(&xids),
+                    Some(&node),
                 ],
             );
             ctx.progress(hi as f64 / end.max(1) as f64, checkpoint.as_deref());

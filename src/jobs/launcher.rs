@@ -180,4 +180,11 @@ fn main() {
         }
     }
     sh.launcher_latch.store(0, Ordering::SeqCst);
+    // SIGTERM: the postmaster restarts a worker that exits with 1 (after the
+    // restart time registered above) and never one that exits with 0, so a
+    // launcher ended by `pg_terminate_backend` would leave every later job
+    // queued until the server restarted. At shutdown nothing is restarted.
+    // SAFETY: proc_exit runs the exit callbacks and exits the process; nothing
+    // of this function's stack is used afterwards.
+    unsafe { pg_sys::proc_exit(1) };
 }

@@ -5,9 +5,13 @@
 //! Crash safety rests on two things:
 //! - a job's state and its resume point (`checkpoint`) change only in committed
 //!   transactions, the resume point in the same transaction as the work it covers;
-//! - while a worker runs a job it holds a session-level advisory lock on the job
-//!   (lock method USER, so transaction aborts keep it; process exit, including a
-//!   crash, drops it). A `running` job whose lock can be taken has no live worker.
+//! - while a worker runs a job it holds a session-level lock on the job (so
+//!   transaction aborts keep it; process exit, including a crash, drops it). A
+//!   `running` job whose lock can be taken has no live worker. The lock is in
+//!   PostgreSQL's default lock method, not the advisory locks' (USER): the job's
+//!   own SQL runs in this session, and `pg_advisory_unlock_all()` in a trigger or
+//!   function it calls released a USER lock, so the next worker found the job
+//!   orphaned and ran it a second time beside the first.
 //!
 //! The worker connects as the bootstrap superuser for arrw's own bookkeeping and
 //! runs everything the job does as the job's owner inside a security-restricted
@@ -78,7 +82,10 @@ fn job_locktag(id: i64) -> pg_sys::LOCKTAG {
         // Distinct from the 1 and 2 the SQL advisory-lock functions use.
         locktag_field4: 0x6a62,
         locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
-        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+        // Not USER_LOCKMETHOD: SQL can release every USER session lock of its
+        // session (`pg_advisory_unlock_all`), and the job's SQL runs in ours.
+        // Session locks of the default method go only when the process exits.
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
     }
 }
 
@@ -228,16 +235,26 @@ fn recover_orphans() {
 /// recording as cancelled the queued jobs whose cancellation was requested.
 fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     let (queued, running, cancelled) = (State::Queued, State::Running, State::Cancelled);
-    spi::exec(
+    let done = spi::query(
         &format!(
             "UPDATE arrw.job SET state = '{cancelled}', finished_at = coalesce(\
                     (SELECT min(requested_at) FROM arrw.job_cancel c WHERE c.job_id = job.id), now()) \
              WHERE id IN (SELECT id FROM arrw.job j WHERE state = '{queued}' \
                             AND EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
-                          FOR UPDATE SKIP LOCKED)"
+                          FOR UPDATE SKIP LOCKED) \
+             RETURNING id::text, kind"
         ),
         &[],
     );
+    // Announced here, in the transaction that writes the row, so the feed's
+    // event is `"origin":"arrw"`: cancel_job's own event for a queued job
+    // comes from a transaction that does not write the row (it never locks
+    // it), so the plugin marks that one `"user"`.
+    for row in done.rows {
+        if let (Some(id), Some(kind)) = (&row[0], &row[1]) {
+            notify::state_changed(id, kind, cancelled);
+        }
+    }
     let r = spi::query(
         &format!(
             "SELECT id, kind, args::text, owner::oid, search_path, attempts, max_attempts FROM arrw.job j \
@@ -377,6 +394,13 @@ fn permanent(code: PgSqlErrorCode) -> bool {
             | ERRCODE_FEATURE_NOT_SUPPORTED
             | ERRCODE_WRONG_OBJECT_TYPE
             | ERRCODE_UNDEFINED_OBJECT
+            | ERRCODE_UNDEFINED_COLUMN
+            | ERRCODE_UNDEFINED_TABLE
+            | ERRCODE_UNDEFINED_FUNCTION
+            | ERRCODE_UNDEFINED_PARAMETER
+            | ERRCODE_INVALID_NAME
+            | ERRCODE_READ_ONLY_SQL_TRANSACTION
+            | ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
     )
 }
 
