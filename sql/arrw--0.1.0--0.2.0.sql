@@ -11,6 +11,8 @@
 --   (fusion, hybrid search);
 -- - the halfvec type with its functions, casts, operators, aggregates, btree
 --   class and ivfpq classes halfvec_l2_ops, halfvec_ip_ops, halfvec_cosine_ops.
+-- Changed in 0.2.0: arrw.notify_changes() (copied from sql/cdc.sql) sends the
+-- keys of a domain over int8 or numeric as strings, as the slot feed does.
 -- Every C function of 0.1.0 keeps its symbol in the 0.2.0 library
 -- (tests/upgrade.rs creates 0.1.0 against it). An ivfpq index keeps its
 -- on-disk format (2); no REINDEX is needed.
@@ -513,3 +515,78 @@ CREATE OPERATOR CLASS halfvec_cosine_ops
 	FOR TYPE halfvec USING ivfpq AS
 	OPERATOR 1 <=> (halfvec, halfvec) FOR ORDER BY float_ops,
 	FUNCTION 1 cosine_distance(halfvec, halfvec);
+
+-- The watch trigger, as in sql/cdc.sql (a domain over int8 or numeric keys as text).
+CREATE OR REPLACE FUNCTION arrw.notify_changes() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	channel text := TG_ARGV[0];
+	want_keys boolean := TG_NARGS > 1 AND TG_ARGV[1] = 'keys';
+	tbl text := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+	n bigint;
+	keyexpr text;
+	keys jsonb;
+	payload text;
+BEGIN
+	IF TG_OP = 'TRUNCATE' THEN
+		PERFORM pg_notify(channel, '{"table":' || to_json(tbl)::text || ',"op":"truncate"}');
+		RETURN NULL;
+	END IF;
+
+	IF TG_OP = 'DELETE' THEN
+		SELECT count(*) INTO n FROM arrw_old;
+	ELSE
+		SELECT count(*) INTO n FROM arrw_new;
+	END IF;
+	IF n = 0 THEN
+		RETURN NULL;
+	END IF;
+
+	IF want_keys AND n <= 100 THEN
+		-- A jsonb expression for the primary key of transition-table row r.
+		SELECT CASE WHEN count(*) = 1 THEN min(e)
+		            ELSE 'jsonb_build_object(' || string_agg(quote_literal(attname) || ', ' || e, ', ' ORDER BY ord) || ')'
+		       END
+		  INTO keyexpr
+		  FROM (SELECT a.attname, k.ord,
+		               -- int8 and numeric, or a domain over either (its chain of
+		               -- base types), as text.
+		               CASE WHEN (WITH RECURSIVE d(t) AS (
+		                              SELECT a.atttypid
+		                              UNION ALL
+		                              SELECT ty.typbasetype FROM pg_type ty, d
+		                               WHERE ty.oid = d.t AND ty.typtype = 'd')
+		                          SELECT bool_or(t IN ('int8'::regtype, 'numeric'::regtype)) FROM d)
+		                    THEN 'to_jsonb(r.' || quote_ident(a.attname) || '::text)'
+		                    ELSE 'to_jsonb(r.' || quote_ident(a.attname) || ')' END AS e
+		          FROM pg_index i
+		          CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+		          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		         WHERE i.indrelid = TG_RELID AND i.indisprimary) AS cols
+		HAVING count(*) > 0;
+
+		IF keyexpr IS NOT NULL THEN
+			IF TG_OP = 'INSERT' THEN
+				EXECUTE 'SELECT jsonb_agg(' || keyexpr || ') FROM arrw_new r' INTO keys;
+			ELSIF TG_OP = 'DELETE' THEN
+				EXECUTE 'SELECT jsonb_agg(' || keyexpr || ') FROM arrw_old r' INTO keys;
+			ELSE
+				-- Updates report the keys before and after (they differ only
+				-- when the statement changed a primary key).
+				EXECUTE 'SELECT jsonb_agg(DISTINCT k) FROM (SELECT ' || keyexpr || ' AS k FROM arrw_new r'
+					|| ' UNION ALL SELECT ' || keyexpr || ' FROM arrw_old r) AS u' INTO keys;
+			END IF;
+		END IF;
+	END IF;
+
+	payload := '{"table":' || to_json(tbl)::text || ',"op":"' || lower(TG_OP) || '","count":' || n;
+	IF keys IS NOT NULL AND octet_length(payload) + octet_length(keys::text) + 10 < 8000 THEN
+		payload := payload || ',"keys":' || keys::text;
+	END IF;
+	payload := payload || '}';
+	PERFORM pg_notify(channel, payload);
+	RETURN NULL;
+END
+$$;

@@ -117,7 +117,14 @@ BEGIN
 		       END
 		  INTO keyexpr
 		  FROM (SELECT a.attname, k.ord,
-		               CASE WHEN a.atttypid IN ('int8'::regtype, 'numeric'::regtype)
+		               -- int8 and numeric, or a domain over either (its chain of
+		               -- base types), as text.
+		               CASE WHEN (WITH RECURSIVE d(t) AS (
+		                              SELECT a.atttypid
+		                              UNION ALL
+		                              SELECT ty.typbasetype FROM pg_type ty, d
+		                               WHERE ty.oid = d.t AND ty.typtype = 'd')
+		                          SELECT bool_or(t IN ('int8'::regtype, 'numeric'::regtype)) FROM d)
 		                    THEN 'to_jsonb(r.' || quote_ident(a.attname) || '::text)'
 		                    ELSE 'to_jsonb(r.' || quote_ident(a.attname) || ')' END AS e
 		          FROM pg_index i

@@ -133,9 +133,10 @@ fn feed_every_op_and_type() {
     ] {
         c.batch_execute(sql).unwrap();
     }
-    // Rendering does not depend on the decoding session's DateStyle/bytea_output.
+    // Rendering does not depend on the decoding session's DateStyle, bytea_output
+    // or extra_float_digits (at -15 a float4 1.5 printed as "2").
     c.batch_execute(
-        "SET DateStyle = 'SQL, DMY'; SET bytea_output = 'escape'; SET extra_float_digits = 0",
+        "SET DateStyle = 'SQL, DMY'; SET bytea_output = 'escape'; SET extra_float_digits = -15",
     )
     .unwrap();
     let evs = peek(&mut c, "feed", &[]);
@@ -736,7 +737,8 @@ fn watch_notifies_per_statement() {
     let (cl, mut c) = setup("cdc-watch");
     c.batch_execute(
         "CREATE TABLE docs (id bigint PRIMARY KEY, body text, embedding vector(2));
-         CREATE TABLE chunks (doc int, n int, body text, PRIMARY KEY (doc, n));
+         CREATE DOMAIN doc_id AS bigint;
+         CREATE TABLE chunks (doc doc_id, n int, body text, PRIMARY KEY (doc, n));
          CREATE TABLE nopk (a int);",
     )
     .unwrap();
@@ -793,7 +795,8 @@ fn watch_notifies_per_statement() {
         ),
         (
             "chunk_events",
-            json!({"table": "public.chunks", "op": "insert", "count": 2, "keys": [{"doc": 1, "n": 1}, {"doc": 1, "n": 2}]}),
+            // A domain over bigint is a string, as bigint is (and as in the slot feed).
+            json!({"table": "public.chunks", "op": "insert", "count": 2, "keys": [{"doc": "1", "n": 1}, {"doc": "1", "n": 2}]}),
         ),
         (
             "arrw_changes",
@@ -1351,4 +1354,55 @@ fn watch_latency() {
         percentile(&base, 0.5),
         percentile(&base, 0.99),
     );
+}
+
+/// A job cancelled while queued is announced as arrw's. cancel_job never
+/// locks a job's row, so its own event comes from a transaction that does not
+/// write the row and the plugin marks it "user"; the worker that records the
+/// cancellation announces it in the transaction that writes the row. Before,
+/// it announced nothing, and consumers trusting only "origin":"arrw" events
+/// never learnt of the cancellation.
+#[test]
+fn a_job_cancelled_while_queued_is_announced_as_arrw() {
+    let (_cl, mut c) = setup("cdc-cancelled");
+    c.batch_execute("CREATE TABLE t (id int)").unwrap();
+    create_slot(&mut c, "feed");
+    // Submitted and cancelled in one transaction: no worker sees it queued.
+    c.batch_execute("BEGIN").unwrap();
+    let id: i64 = c
+        .query_one(
+            "SELECT arrw.submit_job('batch_delete', '{\"table\": \"t\", \"where\": \"false\"}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let cancelled: bool = c
+        .query_one("SELECT arrw.cancel_job($1)", &[&id])
+        .unwrap()
+        .get(0);
+    assert!(cancelled);
+    c.batch_execute("COMMIT").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s: String = c
+            .query_one("SELECT state FROM arrw.job WHERE id = $1", &[&id])
+            .unwrap()
+            .get(0);
+        if s == "cancelled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job {id} still {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let evs = get(&mut c, "feed", &["tables", "public.t"]);
+    let origins: Vec<&str> = evs
+        .iter()
+        .filter(|e| {
+            e["op"] == "message"
+                && e["content"]["payload"]["id"] == id
+                && e["content"]["payload"]["state"] == "cancelled"
+        })
+        .map(|e| e["origin"].as_str().unwrap_or("none"))
+        .collect();
+    assert!(origins.contains(&"arrw"), "{origins:?}");
 }

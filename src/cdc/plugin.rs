@@ -251,6 +251,33 @@ impl Drop for EventMemory {
     }
 }
 
+/// Pins `extra_float_digits` at its default (1: the shortest text that reads
+/// back as the same value) while an event is rendered, and restores the
+/// session's value on drop, also when an ERROR unwinds. `real` and `double
+/// precision` values, and floats inside arrays, composites and ranges, are
+/// rendered by their types' output functions, which read it: a reading session
+/// with `extra_float_digits = -15` got `0.3` for `1/3` (docs/cdc.md, "Values").
+struct DefaultFloatDigits(c_int);
+
+impl DefaultFloatDigits {
+    fn pin() -> DefaultFloatDigits {
+        // SAFETY: a backend global, read and written on the backend's own
+        // thread (the GUC's variable; float4out/float8out read it).
+        unsafe {
+            let saved = pg_sys::extra_float_digits;
+            pg_sys::extra_float_digits = 1;
+            DefaultFloatDigits(saved)
+        }
+    }
+}
+
+impl Drop for DefaultFloatDigits {
+    fn drop(&mut self) {
+        // SAFETY: as in `pin`: restores the value read there.
+        unsafe { pg_sys::extra_float_digits = self.0 };
+    }
+}
+
 /// Hands one finished event to PostgreSQL.
 ///
 /// # Safety
@@ -722,6 +749,7 @@ unsafe extern "C-unwind" fn change(
         _ => return,
     };
     let _mem = EventMemory::enter(st.cxt);
+    let _digits = DefaultFloatDigits::pin();
     // SAFETY: relation is open for the callback.
     let (nsp, name) = unsafe { rel_names(relation) };
     // SAFETY: for insert/update/delete changes `tp` is the active union member;
