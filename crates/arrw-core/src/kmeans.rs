@@ -779,6 +779,9 @@ impl Panels {
         if x86::available() {
             // SAFETY: `x86::nearest` only requires AVX2 and FMA, checked just above.
             unsafe { x86::nearest(self, points, stride, offset, out_idx, out_score) };
+            for i in out_idx.iter_mut() {
+                *i = real_row(*i, self.rows as u32);
+            }
             return;
         }
         let dim = self.dim;
@@ -787,6 +790,7 @@ impl Panels {
             let x = &points[i * stride + offset..i * stride + offset + dim];
             scores1_portable(self, x, &mut scores);
             (out_idx[i], out_score[i]) = argmin_portable(&scores);
+            out_idx[i] = real_row(out_idx[i], self.rows as u32);
         }
     }
 
@@ -912,12 +916,30 @@ fn single_panels<'a>(
     panels: &'a [Panels],
     x: &'a [f32],
     dsub: usize,
-) -> impl Iterator<Item = (usize, &'a [[f32; LANES]], &'a [f32; LANES], &'a [f32])> {
+) -> impl Iterator<Item = (usize, &'a [[f32; LANES]], &'a [f32; LANES], &'a [f32], u32)> {
     panels
         .iter()
         .zip(x.chunks_exact(dsub))
         .enumerate()
-        .filter_map(|(j, (pn, xs))| pn.single_panel().map(|(rows, bias)| (j, rows, bias, xs)))
+        .filter_map(|(j, (pn, xs))| {
+            pn.single_panel()
+                .map(|(rows, bias)| (j, rows, bias, xs, pn.rows as u32))
+        })
+}
+
+/// `idx` if it names one of the `rows` real rows, else row 0. When every real
+/// row scores NaN (squared norms and dot products overflowing `f32`: vector
+/// components near 1e38, which the `vector` type admits) an argmin lands on a
+/// padding row (`+inf`, beyond the last real one), and that index, used as a
+/// list or codeword, was out of bounds: a panic in the build's k-means and in
+/// every later insert.
+#[inline]
+fn real_row(idx: u32, rows: u32) -> u32 {
+    if idx < rows {
+        idx
+    } else {
+        0
+    }
 }
 
 /// [`nearest_per_panel`] without SIMD (shapes checked by it).
@@ -927,14 +949,14 @@ fn nearest_per_panel_portable(
     dsub: usize,
     mut put: impl FnMut(usize, u32),
 ) {
-    for (j, rows, bias, xs) in single_panels(panels, x, dsub) {
+    for (j, rows, bias, xs, nrows) in single_panels(panels, x, dsub) {
         let mut score = *bias;
         for (row, &xv) in rows.iter().zip(xs) {
             for (s, &r) in score.iter_mut().zip(row) {
                 *s -= xv * r;
             }
         }
-        put(j, argmin_portable(&score).0);
+        put(j, real_row(argmin_portable(&score).0, nrows));
     }
 }
 
@@ -1254,7 +1276,7 @@ mod x86 {
         dsub: usize,
         mut put: impl FnMut(usize, u32),
     ) {
-        for (j, rows, bias, xs) in super::single_panels(panels, x, dsub) {
+        for (j, rows, bias, xs, nrows) in super::single_panels(panels, x, dsub) {
             let z = _mm256_setzero_ps();
             let (mut a0, mut a1) = (z, z);
             for (row, &xv) in rows.iter().zip(xs) {
@@ -1269,7 +1291,8 @@ mod x86 {
             let lo = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(s0, mv)) as u32;
             let hi = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(s1, mv)) as u32;
             // A NaN score (never from finite rows and points) matches no lane: row 0.
-            put(j, ((hi << 8) | lo).trailing_zeros() % LANES as u32);
+            let idx = ((hi << 8) | lo).trailing_zeros() % LANES as u32;
+            put(j, super::real_row(idx, nrows));
         }
     }
 
@@ -1618,6 +1641,45 @@ mod tests {
                 assert!((via_score - got).abs() < 1e-3 * (1.0 + got));
             }
         }
+    }
+
+    /// Components near 1e38 (finite, and admitted by the `vector` type) make
+    /// every score NaN (`inf - inf`); the argmin kernels then picked a padding
+    /// row, an index past the last real row, which the build's k-means and the
+    /// insert path used as a list number (a panic). Every kernel must name a
+    /// real row, SIMD and portable, for one point and for a tile of four.
+    #[test]
+    fn nearest_names_a_real_row_when_every_score_is_nan() {
+        let dim = 8;
+        let rows: Vec<f32> = (0..4 * dim)
+            .map(|i| if i % 2 == 0 { 3e38 } else { -3e38 })
+            .collect();
+        let points: Vec<f32> = (0..5 * dim)
+            .map(|i| if i % 3 == 0 { -3e38 } else { 3e38 })
+            .collect();
+        for bias in [Bias::HalfSquaredNorm, Bias::Zero] {
+            let pn = Panels::new(&rows, dim, bias);
+            for n in [1, 5] {
+                let (mut idx, mut sc) = (vec![99u32; n], vec![0f32; n]);
+                pn.nearest(&points[..n * dim], dim, 0, &mut idx, &mut sc);
+                assert!(idx.iter().all(|&i| i < 4), "{idx:?}");
+            }
+            let mut scores = vec![0f32; pn.bias.len()];
+            scores1_portable(&pn, &points[..dim], &mut scores);
+            assert!(real_row(argmin_portable(&scores).0, 4) < 4);
+        }
+        // Sub-quantizers of fewer than 16 codewords (a panel with padding).
+        let panels: Vec<Panels> = (0..3)
+            .map(|_| Panels::new(&rows[..3 * 2], 2, Bias::HalfSquaredNorm))
+            .collect();
+        let x = [3e38f32, -3e38, 3e38, 3e38, -3e38, -3e38];
+        let mut got = Vec::new();
+        assert!(nearest_per_panel(&panels, &x, 2, |j, i| got.push((j, i))));
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|&(_, i)| i < 3), "{got:?}");
+        got.clear();
+        nearest_per_panel_portable(&panels, &x, 2, |j, i| got.push((j, i)));
+        assert!(got.iter().all(|&(_, i)| i < 3), "{got:?}");
     }
 
     proptest::proptest! {

@@ -239,3 +239,17 @@ RESET enable_seqscan;
 DROP TABLE ivb_temp;
 
 DROP TABLE ivb;
+
+-- Components near the float4 limit (finite, admitted by the type) make every
+-- squared distance overflow (inf - inf = NaN). The build, inserts and scans
+-- still work (such rows rank as NaN does); the build's k-means once took a
+-- padding row for a list when every score was NaN: an internal error.
+CREATE TABLE huge (id int, v vector(8));
+INSERT INTO huge SELECT i, (SELECT array_agg((((i * 7 + j * 3) % 5) - 2) * 1.5e38) FROM generate_series(1, 8) j)::real[]::vector FROM generate_series(1, 300) i;
+CREATE INDEX huge_v ON huge USING ivfpq (v) WITH (lists = 4);
+INSERT INTO huge SELECT i, (SELECT array_agg((((i * 11 + j) % 5) - 2) * 1.5e38) FROM generate_series(1, 8) j)::real[]::vector FROM generate_series(301, 320) i;
+SELECT arrw.ivfpq_check('huge_v');
+SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM huge ORDER BY v <-> (SELECT v FROM huge WHERE id = 3) LIMIT 5) s;
+RESET enable_seqscan;
+DROP TABLE huge;
