@@ -1091,6 +1091,14 @@ const SPECIAL_KIND: usize = BLCKSZ - 2;
 const SPECIAL_FINE: usize = BLCKSZ - 16 + 10;
 const FINE_OWNER: usize = BLCKSZ - 8;
 const KIND_DIR: u16 = 0xA3;
+/// A page's contents start after its 24-byte header; a data page of 4-byte
+/// codes (`m = 4`, 8 bits) keeps this many entries, codes first, then TIDs.
+const CONTENTS: usize = 24;
+const CODE_BYTES: usize = 4;
+const ROW_CAPACITY: usize = (BLCKSZ - CONTENTS - 16) / (CODE_BYTES + 6);
+/// Meta fields: metric (u32) and the model's first block (u32).
+const META_METRIC: usize = 24 + 5 * 4;
+const META_MODEL_START: usize = 24 + 7 * 4;
 
 fn get_u32(f: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(f[off..off + 4].try_into().unwrap())
@@ -1178,6 +1186,9 @@ fn damaged_pages_are_index_corrupted_errors() {
         "kind",
         "fine_link",
         "fine_owner",
+        "heap_tid",
+        "meta_metric",
+        "model_metric",
     ];
     let mut blobs = Blobs::new(91, 4, DIM);
     // 1,500 rows of 10-byte entries (4-byte codes, 6-byte TIDs) fill a list's
@@ -1247,6 +1258,21 @@ fn damaged_pages_are_index_corrupted_errors() {
             }
             // The head's fine page claims another data page as its owner.
             "fine_owner" => put_u32(&mut f.bytes, head + BLCKSZ + FINE_OWNER, 77_777),
+            // The head's first entry points far past the table's last block
+            // (its TID: block hi, block lo, offset, after the page's codes).
+            "heap_tid" => {
+                let tid = head + CONTENTS + ROW_CAPACITY * CODE_BYTES;
+                f.bytes[tid..tid + 4]
+                    .copy_from_slice(&[0x00ffu16.to_ne_bytes(), 0xffffu16.to_ne_bytes()].concat());
+            }
+            // The metric (0: L2) in the meta page, or in the model itself
+            // (byte 5 of the model blob): an L2 index ranked as inner product.
+            "meta_metric" => put_u32(&mut f.bytes, META_METRIC, 1),
+            "model_metric" => {
+                let model = get_u32(&f.bytes, META_MODEL_START) as usize * BLCKSZ;
+                assert_eq!(f.bytes[model + CONTENTS + 5], 0);
+                f.bytes[model + CONTENTS + 5] = 1;
+            }
             _ => unreachable!(),
         }
         f.write();
@@ -1327,6 +1353,31 @@ fn damaged_pages_are_index_corrupted_errors() {
         expect_corrupted(&mut c, &scan(t), &idx);
         expect_corrupted(&mut c, &format!("VACUUM {t}"), &idx);
     }
+
+    // A TID past the table's end: not the storage manager's "could not open
+    // file" (58P01) but the index's corruption; a model or meta page whose
+    // metric disagrees with the operator class: not wrong rows but an ERROR.
+    // (Every row of the table, so that the damaged entry is re-ranked.)
+    expect_corrupted(
+        &mut c,
+        "SELECT id FROM d_heap_tid ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
+        "d_heap_tid_v",
+    );
+    for name in ["meta_metric", "model_metric"] {
+        let t = format!("d_{name}");
+        expect_corrupted(&mut c, &scan(&t), &format!("{t}_v"));
+    }
+    expect_corrupted(
+        &mut c,
+        "SET ivfpq.rerank = 0; SELECT id FROM d_heap_tid ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
+        "d_heap_tid_v",
+    );
+    exec(&mut c, "SET ivfpq.rerank = 100");
+    expect_corrupted(
+        &mut c,
+        "INSERT INTO d_meta_metric VALUES (-1, '[1,2,3,4]')",
+        "d_meta_metric_v",
+    );
 
     // ivfpq_check agrees, and REINDEX repairs every one.
     for name in cases {
@@ -1701,4 +1752,54 @@ fn maxsim_index_survives_a_crash_and_replays_on_a_replica() {
     step(t0, "standby answers like the primary");
     assert_log_clean(&primary);
     assert_log_clean(&replica);
+}
+
+/// A CREATE INDEX CONCURRENTLY cancelled while it waits for the table's older
+/// writers leaves an index of no blocks (invalid, never built): arrw's
+/// functions on it answer 55000, saying so, instead of a read past the end of
+/// the index (XX001).
+#[test]
+fn functions_on_an_unbuilt_concurrent_index_say_so() {
+    let cluster = Cluster::start("ivfpq-unbuilt", "fsync = off");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "CREATE EXTENSION arrw; CREATE TABLE ub (id int, v vector(2));
+         INSERT INTO ub SELECT i, ARRAY[i, i] FROM generate_series(1, 100) i",
+    );
+    // An open writer: the concurrent build waits for it after creating the index.
+    let mut writer = cluster.connect();
+    exec(&mut writer, "BEGIN; INSERT INTO ub VALUES (0, '[0,0]')");
+    exec(&mut c, "SET statement_timeout = '500ms'");
+    let e = c
+        .batch_execute("CREATE INDEX CONCURRENTLY ub_v ON ub USING ivfpq (v)")
+        .expect_err("waits for the writer");
+    assert_eq!(e.code().map(|s| s.code()), Some("57014"), "{}", msg(&e));
+    exec(&mut writer, "ROLLBACK");
+    exec(&mut c, "RESET statement_timeout");
+    let (valid, size): (bool, i64) = {
+        let r = c
+            .query_one(
+                "SELECT i.indisvalid, pg_relation_size('ub_v') FROM pg_index i \
+                 WHERE i.indexrelid = 'ub_v'::regclass",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(!valid && size == 0, "valid {valid}, {size} bytes");
+    for sql in [
+        "SELECT arrw.ivfpq_check('ub_v')",
+        "SELECT * FROM arrw.ivfpq_info('ub_v')",
+        "SELECT arrw.ivfpq_default_probes('ub_v')",
+    ] {
+        let e = c.batch_execute(sql).expect_err(sql);
+        assert_eq!(
+            e.code().map(|s| s.code()),
+            Some("55000"),
+            "{sql}: {}",
+            msg(&e)
+        );
+        assert!(msg(&e).contains("has not been built"), "{sql}: {}", msg(&e));
+    }
 }

@@ -162,6 +162,40 @@ pub(super) struct Fetch<'a> {
     pub hold_bar: Option<HoldBar>,
     /// Counts the rows the filter rejected (read or not).
     pub rejected: &'a mut u64,
+    /// The table's block count as last counted ([`check_heap_block`]).
+    pub heap_blocks: &'a Cell<u32>,
+}
+
+/// Checks that heap block `blk`, read from an index entry, lies inside the
+/// scan's table. `known` caches the table's block count for the scan (0: not
+/// counted yet); it is counted again only when a block lies beyond it (the
+/// table may have grown, which costs one `lseek`). A damaged entry's TID once
+/// reached the table's storage manager, whose error (58P01, "could not open
+/// file ... previous segment is only N blocks") named neither the index nor
+/// corruption: now an XX002 naming both.
+///
+/// # Safety
+/// `scan` must be live (its index and heap relations open).
+pub(super) unsafe fn check_heap_block(scan: pg_sys::IndexScanDesc, blk: u32, known: &Cell<u32>) {
+    if blk < known.get() {
+        return;
+    }
+    // SAFETY: forwarded contract: the heap relation is open.
+    let (heap, index) = unsafe { ((*scan).heapRelation, (*scan).indexRelation) };
+    // SAFETY: as above; counting the main fork's blocks reads no page.
+    let n =
+        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) };
+    known.set(n);
+    if blk >= n {
+        page::corrupt_message(
+            index,
+            format!(
+                "ivfpq index \"{}\" has an entry for block {blk} of table \"{}\", which has {n} blocks",
+                page::rel_name(index),
+                page::rel_name(heap)
+            ),
+        );
+    }
 }
 
 /// A row of a batch read from the table: `i`, its place in the batch; `d`, its
@@ -201,6 +235,7 @@ pub(super) unsafe fn exact_distances(
         read_rejected,
         hold_bar,
         rejected,
+        heap_blocks,
     } = f;
     // SAFETY: live scan (forwarded contract): its heap relation and snapshot
     // stay open for the scan's duration.
@@ -231,9 +266,10 @@ pub(super) unsafe fn exact_distances(
             pages.push(PageRows { buf: 0, from, to });
         }
         for p in pages.iter_mut() {
-            // A block beyond the table's end (a damaged index's TID) is an
-            // ERROR of page::pin, as for any index scan.
-            p.buf = page::pin(heap, layout::u64_tid(tids[p.from]).0, Recents::Heap);
+            let blk = layout::u64_tid(tids[p.from]).0;
+            // SAFETY: live scan (forwarded contract).
+            unsafe { check_heap_block(scan, blk, heap_blocks) };
+            p.buf = page::pin(heap, blk, Recents::Heap);
             // SAFETY: `p.buf` is pinned; its page address is fixed while pinned.
             let at = unsafe { pg_sys::BufferGetPage(p.buf) } as *const u8;
             page::prefetch(at);

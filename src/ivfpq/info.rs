@@ -22,7 +22,15 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
         if heap != pg_sys::InvalidOid {
             require_select(heap);
         }
-        let rel = pg_sys::relation_open(oid, pg_sys::AccessShareLock as i32);
+        // A missing OID (a dropped relation, a number typed by hand) is the
+        // caller's undefined table, not relation_open's internal error.
+        let rel = pg_sys::try_relation_open(oid, pg_sys::AccessShareLock as i32);
+        if rel.is_null() {
+            crate::errors::error(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("relation with OID {} does not exist", oid.to_u32()),
+            );
+        }
         let ivfpq_am = pg_sys::get_index_am_oid(c"ivfpq".as_ptr(), false);
         let is_ours = (*(*rel).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
             && (*(*rel).rd_rel).relam == ivfpq_am;
@@ -37,6 +45,20 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
         let indrelid = (*(*rel).rd_index).indrelid;
         if indrelid != heap {
             require_select(indrelid);
+        }
+        // A CREATE INDEX CONCURRENTLY that failed or was cancelled before its
+        // build leaves an index of no blocks: there is nothing to describe
+        // (its meta page would be a read past the end, XX001).
+        if pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) == 0 {
+            let name = page::rel_name(rel);
+            pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
+            crate::errors::error(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "ivfpq index \"{name}\" has not been built (a CREATE INDEX CONCURRENTLY \
+                     that failed or was cancelled leaves it so); REINDEX or drop it"
+                ),
+            );
         }
         // What the index holds includes this transaction's own new rows.
         super::pending::flush_index(rel);
@@ -202,6 +224,19 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
     }
     let geom = DataGeom::of(&meta);
     let fine = layout::FineGeom::of(&meta);
+    // The table's block count, counted again when an entry lies beyond it (rows
+    // inserted while the walk runs extend the table). The table cannot be
+    // dropped or rewritten meanwhile: that takes an exclusive lock on this
+    // index, which our share lock blocks, so it is opened without a lock.
+    // SAFETY: rd_index is the open index's pg_index row; the heap exists (see
+    // above) and is closed again at once.
+    let heap_blocks = || unsafe {
+        let heap = pg_sys::relation_open((*(*index).rd_index).indrelid, pg_sys::NoLock as i32);
+        let n = pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM);
+        pg_sys::relation_close(heap, pg_sys::NoLock as i32);
+        n
+    };
+    let mut table_blocks = heap_blocks();
     for list in 0..meta.lists {
         let dir = page::list_dir(index, &meta, list);
         let mut chain = ListChain::new(index, &meta, &dir);
@@ -221,6 +256,17 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
                         blk,
                         format!("entry {i} has an invalid heap TID ({tb},{off})"),
                     );
+                }
+                if tb >= table_blocks {
+                    table_blocks = heap_blocks();
+                    if tb >= table_blocks {
+                        return bad(
+                            blk,
+                            format!(
+                                "entry {i} points at block {tb} of the table, which has {table_blocks} blocks"
+                            ),
+                        );
+                    }
                 }
             }
             if let Some(first) = chain.fine_link(fine.as_ref(), &geom, p, blk) {

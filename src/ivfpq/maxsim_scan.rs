@@ -130,8 +130,16 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
             let Some(&(est, tid)) = m.cands.take(1).first() else {
                 return false;
             };
+            // Not read from the table here, so its block is checked here.
             // SAFETY: scan is live.
-            unsafe { scan::hand_out(scan, metric, -est, tid) };
+            unsafe {
+                super::fetch::check_heap_block(
+                    scan,
+                    super::layout::u64_tid(tid).0,
+                    &st.heap_blocks,
+                );
+                scan::hand_out(scan, metric, -est, tid)
+            };
             return true;
         }
         let t = profile::start();

@@ -87,6 +87,30 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
             ),
         );
     }
+    // The model, the meta page and the operator class must agree on what is
+    // measured: a damaged metric byte once ranked an L2 index by inner product
+    // (wrong rows, no error), and a damaged dimension count would read codes
+    // and keys of another width.
+    let class = metric_of(index);
+    if model.metric != class
+        || meta.metric != u32::from(model.metric.to_u8())
+        || meta.dim as usize != model.dim
+    {
+        super::page::corrupt_message(
+            index,
+            format!(
+                "ivfpq index \"{}\": its model (from block {}: {} dimensions, {:?}), meta page \
+                 (block 0: {} dimensions, metric {}) and operator class ({:?}) disagree",
+                rel_name(index),
+                meta.model_start,
+                model.dim,
+                model.metric,
+                meta.dim,
+                meta.metric,
+                class
+            ),
+        );
+    }
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         // Keep at most a few models: an index rebuilt many times in one session

@@ -45,6 +45,15 @@ pub fn corrupt(index: pg_sys::Relation, e: Corrupt) -> ! {
     unreachable!("ereport(ERROR) returned");
 }
 
+/// Raises XX002 for `index` with `message` (which names the block) and the
+/// REINDEX hint [`corrupt`] gives, for damage found outside a page's own checks.
+pub fn corrupt_message(index: pg_sys::Relation, message: String) -> ! {
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED, message, "ivfpq")
+        .set_hint(format!("REINDEX INDEX {}", qualified_name(index)))
+        .report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned");
+}
+
 /// `schema.name` of a relation, quoted where needed (for the hint).
 fn qualified_name(rel: pg_sys::Relation) -> String {
     // SAFETY: rd_rel is the open relation's pg_class row; get_namespace_name

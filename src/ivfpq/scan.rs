@@ -118,6 +118,8 @@ pub(super) struct ScanState {
     pub(super) row: RowContext,
     /// Out-of-line keys, read through one TOAST index scan (toast.rs).
     pub(super) toast: super::toast::ToastReader,
+    /// The table's block count as last counted (`fetch::check_heap_block`).
+    pub(super) heap_blocks: std::cell::Cell<u32>,
     /// Re-ranked out-of-line rows' sums until handed out (src/handed.rs).
     pub(super) handed: crate::handed::Pending,
     /// Untrained index: exact ranking in bounded passes; None once exhausted.
@@ -192,6 +194,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         direct_column: None,
         row,
         toast: super::toast::ToastReader::none(),
+        heap_blocks: std::cell::Cell::new(0),
         handed: Default::default(),
         exact: None,
         nblocks: 0,
@@ -335,8 +338,12 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
     loop {
         if st.meta.untrained != 0 || st.rerank == 0 {
             if let Some((dist, tid)) = st.ready.pop() {
+                // Not read from the table here, so its block is checked here.
                 // SAFETY: scan is live.
-                unsafe { hand_out(scan, st.meta.metric, dist, tid) };
+                unsafe {
+                    super::fetch::check_heap_block(scan, layout::u64_tid(tid).0, &st.heap_blocks);
+                    hand_out(scan, st.meta.metric, dist, tid)
+                };
                 return true;
             }
         }
@@ -1111,6 +1118,7 @@ unsafe fn exact_batch(
                 read_rejected: st.order.reranked() < LEARN_BEFORE_SKIPPING,
                 hold_bar: st.order.hold_bar(),
                 rejected: &mut st.depth,
+                heap_blocks: &st.heap_blocks,
             };
             fetch::exact_distances(scan, att, ctx, tids, &mut out)
         };
@@ -1292,6 +1300,8 @@ unsafe fn fetch_key(
     tid: u64,
 ) -> Option<pg_sys::Datum> {
     let (blk, off) = layout::u64_tid(tid);
+    // SAFETY: live scan (forwarded contract).
+    unsafe { super::fetch::check_heap_block(scan, blk, &st.heap_blocks) };
     let mut ip = pg_sys::ItemPointerData::default();
     ip.ip_blkid.bi_hi = (blk >> 16) as u16;
     ip.ip_blkid.bi_lo = blk as u16;

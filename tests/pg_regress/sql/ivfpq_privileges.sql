@@ -36,5 +36,14 @@ FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'arrw' AND p.proname LIKE 'ivfpq%' AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql')
 ORDER BY 1::text;
 
+-- Arguments that are not an ivfpq index: another relation (42809), an OID
+-- that names nothing, such as a dropped index's (42P01, not an internal error).
+\set VERBOSITY sqlstate
+SELECT arrw.ivfpq_check('ivp');
+SELECT arrw.ivfpq_check(4000000000::oid::regclass);
+SELECT arrw.ivfpq_info(4000000000::oid::regclass);
+SELECT arrw.ivfpq_default_probes(4000000000::oid::regclass);
+\set VERBOSITY default
+
 DROP TABLE ivp;
 DROP ROLE regress_ivfpq_reader;
