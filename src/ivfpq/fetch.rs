@@ -199,12 +199,15 @@ pub(super) unsafe fn check_heap_block(scan: pg_sys::IndexScanDesc, blk: u32, kno
 }
 
 /// A row of a batch read from the table: `i`, its place in the batch; `d`, its
-/// exact distance; `kept`, false when the query's filter rejected it (its
-/// distance then only teaches the margins: the row is not handed out).
+/// exact distance, and `tie`, what rounding it to `f32` dropped
+/// (`ExactParts::distance_tie`); `kept`, false when the query's filter
+/// rejected it (its distance then only teaches the margins: the row is not
+/// handed out).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Exact {
     pub i: usize,
     pub d: f32,
+    pub tie: f32,
     pub kept: bool,
 }
 
@@ -424,9 +427,11 @@ pub(super) unsafe fn exact_distances(
                 if let Some(id) = unsafe { ValueId::of(key) }.filter(|_| kept) {
                     handed.remember(tids[*k], id, parts);
                 }
+                let (d, tie) = parts.distance_tie();
                 out.push(Exact {
                     i: *k,
-                    d: parts.distance(),
+                    d,
+                    tie,
                     kept,
                 });
             });

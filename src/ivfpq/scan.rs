@@ -43,7 +43,7 @@ use super::profile::{self, Count, Phase};
 use super::{fetch, model, options, page};
 use crate::memctx::RowContext;
 use arrw_core::ivf::{
-    estimate_as_distance, exact_distance, short_pool_keep, CandidatePool, ExactPasses, IvfPqModel,
+    estimate_as_distance, exact_parts, short_pool_keep, CandidatePool, ExactPasses, IvfPqModel,
     Metric, RankedLists, ShortDemand,
 };
 use arrw_core::layout::FineGeom;
@@ -919,13 +919,13 @@ unsafe fn refill(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let tids: Vec<u64> = batch.iter().map(|&(_, c)| untag(c.tag)).collect();
     // SAFETY: live scan (forwarded contract).
     let exact = unsafe { exact_batch(scan, st, metric, &tids) };
-    for fetch::Exact { i, d, kept } in exact {
+    for fetch::Exact { i, d, tie, kept } in exact {
         let (est, c) = batch[i];
         let list_d = st.list_dist[list_of(c.tag) as usize];
         let est = estimate_as_distance(metric, est);
         profile::time(Phase::Order, || {
             if kept {
-                st.order.add(est, d, list_d, c)
+                st.order.add_tied(est, d, tie, list_d, c)
             } else {
                 st.order.learn(est, d, list_d)
             }
@@ -1051,12 +1051,12 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let tids: Vec<u64> = direct.iter().map(|&(_, c)| untag(c.tag)).collect();
     // SAFETY: live scan (forwarded contract).
     let exact = unsafe { exact_batch(scan, st, metric, &tids) };
-    for fetch::Exact { i, d, kept } in exact {
+    for fetch::Exact { i, d, tie, kept } in exact {
         let (est, c) = direct[i];
         let list_d = st.list_dist[list_of(c.tag) as usize];
         let est = estimate_as_distance(metric, est);
         if kept {
-            st.order.add(est, d, list_d, c);
+            st.order.add_tied(est, d, tie, list_d, c);
         } else {
             st.order.learn(est, d, list_d);
         }
@@ -1076,11 +1076,11 @@ unsafe fn rerank_refined(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let tids: Vec<u64> = batch.iter().map(|&(_, _, c)| untag(c.tag)).collect();
     // SAFETY: live scan (forwarded contract).
     let exact = unsafe { exact_batch(scan, st, metric, &tids) };
-    for fetch::Exact { i, d, kept } in exact {
+    for fetch::Exact { i, d, tie, kept } in exact {
         let (coarse, fine, c) = batch[i];
         profile::time(Phase::Order, || {
             if kept {
-                st.order.add_refined_exact(coarse, fine, d, c)
+                st.order.add_refined_exact_tied(coarse, fine, d, tie, c)
             } else {
                 st.order.learn_refined(coarse, fine, d)
             }
@@ -1127,8 +1127,13 @@ unsafe fn exact_batch(
     for (i, &tid) in tids.iter().enumerate() {
         pg_sys::check_for_interrupts!();
         // SAFETY: ensure_fetch ran for this live scan.
-        if let Some(d) = unsafe { exact_distance_of(scan, st, metric, tid) } {
-            out.push(fetch::Exact { i, d, kept: true });
+        if let Some((d, tie)) = unsafe { exact_distance_tie_of(scan, st, metric, tid) } {
+            out.push(fetch::Exact {
+                i,
+                d,
+                tie,
+                kept: true,
+            });
         }
     }
     // SAFETY: the slot belongs to this scan; clearing releases the last row's pin.
@@ -1148,6 +1153,21 @@ pub(super) unsafe fn exact_distance_of(
     metric: Metric,
     tid: u64,
 ) -> Option<f32> {
+    // SAFETY: forwarded contract.
+    unsafe { exact_distance_tie_of(scan, st, metric, tid) }.map(|(d, _)| d)
+}
+
+/// [`exact_distance_of`] and the distance's tie (`ExactParts::distance_tie`;
+/// 0 for MaxSim).
+///
+/// # Safety
+/// ensure_fetch must have run for this live scan.
+unsafe fn exact_distance_tie_of(
+    scan: pg_sys::IndexScanDesc,
+    st: &ScanState,
+    metric: Metric,
+    tid: u64,
+) -> Option<(f32, f32)> {
     if let Some(m) = &st.multi {
         return st.row.scope(|| {
             // SAFETY: forwarded contract.
@@ -1161,7 +1181,7 @@ pub(super) unsafe fn exact_distance_of(
             if doc.is_empty() {
                 return None;
             }
-            Some(profile::time(Phase::Exact, || m.exact_distance(&doc)))
+            Some((profile::time(Phase::Exact, || m.exact_distance(&doc)), 0.0))
         });
     }
     st.row.scope(|| {
@@ -1171,7 +1191,7 @@ pub(super) unsafe fn exact_distance_of(
             crate::vector::check_same_dims(&st.query, x);
         }
         Some(profile::time(Phase::Exact, || {
-            exact_distance(metric, &st.query, x)
+            exact_parts(metric, &st.query, x).distance_tie()
         }))
     })
 }

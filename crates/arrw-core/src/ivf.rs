@@ -460,6 +460,27 @@ impl ExactParts {
             ExactParts::Cosine { ab, aa, bb } => distance::cosine_from_parts(ab, aa, bb) as f32,
         }
     }
+
+    /// [`ExactParts::distance`], and what rounding it to `f32` dropped from the
+    /// `f64` the SQL operator returns (0 for L2 and inner product, whose SQL
+    /// values are monotone in their `f32` sums): rows whose distances round to
+    /// one `f32` are ordered by it ([`crate::rerank::OrderedRerank::add_tied`]).
+    pub fn distance_tie(self) -> (f32, f32) {
+        match self {
+            ExactParts::Cosine { ab, aa, bb } => {
+                let d = distance::cosine_from_parts(ab, aa, bb);
+                let r = d as f32;
+                // NaN (a zero vector) and infinities leave no finite residual.
+                let tie = if d.is_finite() {
+                    (d - f64::from(r)) as f32
+                } else {
+                    0.0
+                };
+                (r, tie)
+            }
+            other => (other.distance(), 0.0),
+        }
+    }
 }
 
 /// Rows whose nearest lists are found in one pass by the batch encoders.
@@ -2460,6 +2481,32 @@ mod tests {
         p.pop_best(2);
         p.pop_best(2);
         assert_eq!(p.popped(), 4);
+    }
+
+    /// The tie carries what rounding the `f64` cosine distance to `f32` dropped:
+    /// distance plus tie gives back the `f64` (to the tie's own rounding), so
+    /// two rows of one `f32` distance order as their `f64`s do.
+    #[test]
+    fn distance_tie_keeps_the_f64_order_of_cosine_distances() {
+        let q = [0.3f32, -1.2, 0.7, 2.0];
+        let mut rows: Vec<(f64, f32, f32)> = (0..2000)
+            .map(|i| {
+                let t = i as f32 * 1e-6;
+                let x = [0.3 + t, -1.2, 0.7 - t, 2.0 + t * 0.5];
+                let p = exact_parts(Metric::Cosine, &q, &x);
+                let ExactParts::Cosine { ab, aa, bb } = p else { unreachable!() };
+                let d = distance::cosine_from_parts(ab, aa, bb);
+                let (r, tie) = p.distance_tie();
+                assert_eq!(r, p.distance());
+                assert!((f64::from(r) + f64::from(tie) - d).abs() <= d.abs() * 1e-12 + 1e-18);
+                (d, r, tie)
+            })
+            .collect();
+        rows.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.total_cmp(&b.2)));
+        assert!(rows.windows(2).all(|w| w[0].0 <= w[1].0));
+        // L2 and inner product: their SQL values follow their f32 sums.
+        let p = exact_parts(Metric::L2, &q, &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(p.distance_tie(), (p.distance(), 0.0));
     }
 
     #[test]

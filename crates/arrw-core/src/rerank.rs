@@ -76,7 +76,9 @@ use crate::ivf::order_key as key;
 /// Re-ranked rows waiting to be returned in exact order (see the module docs).
 #[derive(Clone, Debug)]
 pub struct OrderedRerank<T: Ord> {
-    ready: BinaryHeap<Reverse<(u32, T, OrdF32)>>,
+    /// Keyed by the exact distance, then its [`tie`](OrderedRerank::add_tied)
+    /// (both as [`key`]s, in one `u64`), then the row.
+    ready: BinaryHeap<Reverse<(u64, T, OrdF32)>>,
     /// Refined candidates waiting for re-ranking, by fine estimate (with their
     /// coarse estimate).
     refined: BinaryHeap<Reverse<(u32, T, OrdF32, OrdF32)>>,
@@ -397,11 +399,23 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// Adds a re-ranked row that was refined first: as [`OrderedRerank::add`],
     /// and its fine estimate teaches the fine margin.
     pub fn add_refined_exact(&mut self, coarse: f32, fine: f32, exact: f32, id: T) {
+        self.add_refined_exact_tied(coarse, fine, exact, 0.0, id)
+    }
+
+    /// [`OrderedRerank::add_refined_exact`] with a tie (see
+    /// [`OrderedRerank::add_tied`]).
+    pub fn add_refined_exact_tied(&mut self, coarse: f32, fine: f32, exact: f32, tie: f32, id: T) {
         self.fine_errors.add(fine - exact);
         // Its slack was sampled when it was refined.
-        self.ready.push(Reverse((key(exact), id, OrdF32(exact))));
-        self.note_ready(key(exact));
+        self.push_ready(exact, tie, id);
         self.errors.add(coarse - exact);
+    }
+
+    /// Queues a re-ranked row by (exact, tie).
+    fn push_ready(&mut self, exact: f32, tie: f32, id: T) {
+        let k = (u64::from(key(exact)) << 32) | u64::from(key(tie));
+        self.ready.push(Reverse((k, id, OrdF32(exact))));
+        self.note_ready(key(exact));
     }
 
     /// Learns from a refined row that was read from the table but will not be
@@ -452,8 +466,18 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// from the query to its list's centroid (all in the space of the exact
     /// distance, see `ivf::estimate_as_distance`).
     pub fn add(&mut self, estimate: f32, exact: f32, list_distance: f32, id: T) {
-        self.ready.push(Reverse((key(exact), id, OrdF32(exact))));
-        self.note_ready(key(exact));
+        self.add_tied(estimate, exact, 0.0, list_distance, id)
+    }
+
+    /// [`OrderedRerank::add`] for a row whose exact distance is known more
+    /// finely than an `f32`: `tie` orders rows of one `f32` distance (the
+    /// glue passes what rounding the `f64` distance to `f32` dropped, so rows
+    /// leave in the order of the `f64` the SQL operator returns). Cosine
+    /// distances are computed in `f64`; ordered by their `f32` roundings
+    /// alone, two rows 5e-9 apart left in the order of their ids (2 of 20
+    /// `LIMIT 1000` queries had a pair out of order).
+    pub fn add_tied(&mut self, estimate: f32, exact: f32, tie: f32, list_distance: f32, id: T) {
+        self.push_ready(exact, tie, id);
         self.errors.add(estimate - exact);
         self.slacks.add(exact - list_distance);
     }
@@ -584,7 +608,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
             // The frontier only moves once the scan explores further, so
             // once the held rows may leave, all of them leave in turn.
             if self
-                .gate(k)
+                .gate((k >> 32) as u32)
                 .is_some_and(|g| frontier.is_none_or(|f| g <= key(f)))
             {
                 self.release();
@@ -644,6 +668,37 @@ mod tests {
         }
         assert_eq!(out, vec![2, 3, 1]);
         assert_eq!(r.next(None, None), Next::Done);
+    }
+
+    /// Rows whose exact distances round to one `f32` leave in the order of
+    /// their ties (what the rounding dropped from the `f64` distance), not of
+    /// their ids; refined rows too.
+    #[test]
+    fn rows_of_one_f32_distance_leave_by_their_tie() {
+        let (d64a, d64b) = (0.157_621_354_7_f64, 0.157_621_359_9_f64);
+        assert_eq!(d64a as f32, d64b as f32, "one f32 apart from the tie");
+        let tie = |d: f64| (d - f64::from(d as f32)) as f32;
+        let mut r = OrderedRerank::new(0.95, 0.0);
+        r.add_tied(0.1, d64b as f32, tie(d64b), 0.0, 1u64);
+        r.add_tied(0.1, d64a as f32, tie(d64a), 0.0, 2);
+        r.add(0.1, d64a as f32, 0.0, 3);
+        let mut out = Vec::new();
+        while let Next::Row(_, id) = r.next(None, None) {
+            out.push(id);
+        }
+        let mut want = vec![(tie(d64a), 2u64), (tie(d64b), 1), (0.0, 3)];
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        assert_eq!(out, want.iter().map(|w| w.1).collect::<Vec<_>>());
+        assert!(out.iter().position(|&i| i == 2) < out.iter().position(|&i| i == 1));
+
+        let mut r = OrderedRerank::new(0.95, 0.0).with_refine();
+        r.add_refined_exact_tied(0.1, 0.1, d64b as f32, tie(d64b), 1u64);
+        r.add_refined_exact_tied(0.1, 0.1, d64a as f32, tie(d64a), 2);
+        let mut out = Vec::new();
+        while let Next::Row(_, id) = r.next(None, None) {
+            out.push(id);
+        }
+        assert_eq!(out, vec![2, 1]);
     }
 
     #[test]
@@ -873,7 +928,8 @@ mod tests {
         assert_eq!(r.next(None, None), Next::Done);
         // The same for coarse candidates before any row taught their margin.
         let mut r = OrderedRerank::new(1.0, 0.0);
-        r.ready.push(Reverse((key(5.0), 2u64, OrdF32(5.0))));
+        r.ready
+            .push(Reverse((u64::from(key(5.0)) << 32, 2u64, OrdF32(5.0))));
         assert_eq!(r.next(Some(5.2), None), Next::Rerank);
     }
 

@@ -112,6 +112,18 @@ SELECT ord_ms_unordered(10) AS maxsim_limit_10, ord_ms_unordered(30) AS maxsim_l
 RESET ivfpq.rerank;
 SELECT ord_ms_unordered(30) AS maxsim_limit_30_defaults;
 
+-- Cosine distances are computed in float8 and <=> returns that float8: rows
+-- whose distances round to one float4 come in the order of their float8s.
+-- Ordered by the float4 alone (then by row), 5 of these answers had a pair of
+-- near-equal rows out of order.
+SET enable_seqscan = off;
+CREATE INDEX ord_cos ON ord USING ivfpq (v vector_cosine_ops) WITH (lists = 50);
+SET ivfpq.probes = 50;
+SELECT ord_count('SELECT array_agg(d) FROM (SELECT v <=> %1$L::vector AS d FROM ord
+                  ORDER BY v <=> %1$L::vector LIMIT %2$s) s', 'ord_q', '1000') AS cosine_limit_1000;
+RESET ivfpq.probes;
+RESET enable_seqscan;
+
 DROP TABLE ord, ord_q, ord_docs, ord_dq;
 DEALLOCATE ord_top;
 DROP FUNCTION ord_unordered, ord_unordered_where, ord_unordered_param, ord_ms_unordered, ord_count, ord_vecs, ord_pr;
