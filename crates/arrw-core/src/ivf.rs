@@ -2494,7 +2494,9 @@ mod tests {
                 let t = i as f32 * 1e-6;
                 let x = [0.3 + t, -1.2, 0.7 - t, 2.0 + t * 0.5];
                 let p = exact_parts(Metric::Cosine, &q, &x);
-                let ExactParts::Cosine { ab, aa, bb } = p else { unreachable!() };
+                let ExactParts::Cosine { ab, aa, bb } = p else {
+                    unreachable!()
+                };
                 let d = distance::cosine_from_parts(ab, aa, bb);
                 let (r, tie) = p.distance_tie();
                 assert_eq!(r, p.distance());
