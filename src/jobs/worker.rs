@@ -5,13 +5,15 @@
 //! Crash safety rests on two things:
 //! - a job's state and its resume point (`checkpoint`) change only in committed
 //!   transactions, the resume point in the same transaction as the work it covers;
-//! - while a worker runs a job it holds a session-level lock on the job (so
-//!   transaction aborts keep it; process exit, including a crash, drops it). A
+//! - while a worker runs a job it holds a session-level lock on the job (kept
+//!   across its transactions; process exit, including a crash, drops it). A
 //!   `running` job whose lock can be taken has no live worker. The lock is in
 //!   PostgreSQL's default lock method, not the advisory locks' (USER): the job's
 //!   own SQL runs in this session, and `pg_advisory_unlock_all()` in a trigger or
 //!   function it calls released a USER lock, so the next worker found the job
-//!   orphaned and ran it a second time beside the first.
+//!   orphaned and ran it a second time beside the first. A transaction abort
+//!   releases default-method session locks as well, so [`guarded`] takes the
+//!   lock again right after each abort.
 //!
 //! The worker connects as the bootstrap superuser for arrw's own bookkeeping and
 //! runs everything the job does as the job's owner inside a security-restricted
@@ -29,6 +31,11 @@ use pgrx::prelude::*;
 use std::sync::atomic::Ordering;
 
 static mut WORKER_USER: (pg_sys::Oid, i32) = (pg_sys::InvalidOid, 0);
+
+thread_local! {
+    /// The job whose session lock this worker holds (see [`guarded`]).
+    static HELD: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
 
 unsafe extern "C" {
     fn __errno_location() -> *mut i32;
@@ -69,6 +76,20 @@ pub fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Box<CaughtError>> {
             pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
         }
         spi::set_search_path(spi::SAFE_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SET);
+        // An abort releases the default lock method's session locks too
+        // (ProcReleaseLocks), so the job's lock is taken again at once: the
+        // job is still this worker's, which records its outcome next.
+        if let Some(id) = HELD.with(|h| h.get()) {
+            let tag = job_locktag(id);
+            // SAFETY: a valid locktag; a lookup in this backend's lock table.
+            let held = unsafe { pg_sys::LockHeldByMe(&tag, pg_sys::ExclusiveLock as i32) };
+            if !held && !try_lock_job(id, true) {
+                HELD.with(|h| h.set(None));
+                log(&format!(
+                    "job {id}: another worker took the job while this one recovered from an error"
+                ));
+            }
+        }
     }
     r
 }
@@ -84,7 +105,8 @@ fn job_locktag(id: i64) -> pg_sys::LOCKTAG {
         locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
         // Not USER_LOCKMETHOD: SQL can release every USER session lock of its
         // session (`pg_advisory_unlock_all`), and the job's SQL runs in ours.
-        // Session locks of the default method go only when the process exits.
+        // Session locks of the default method go when the process exits and
+        // when a transaction aborts, after which `guarded` takes it again.
         locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
     }
 }
@@ -99,6 +121,7 @@ pub fn try_lock_job(id: i64, session: bool) -> bool {
 }
 
 fn unlock_job(id: i64) {
+    HELD.with(|h| h.set(None));
     let tag = job_locktag(id);
     // SAFETY: releases a session lock this process may hold (a no-op with a WARNING
     // if it does not, which cannot happen on the paths calling this).
@@ -285,6 +308,7 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
         sh.mark(db, shmem::now_ms() + 1000);
         return None;
     }
+    HELD.with(|h| h.set(Some(id)));
     let kind = JobKind::parse(&s(1))?;
     spi::exec(
         &format!(
