@@ -424,7 +424,17 @@ pub unsafe extern "C-unwind" fn ambuild(
     let declared = declared_dim(index);
     let budget = maintenance_bytes();
 
-    check_declared_shape_fits(&opts, declared, budget);
+    // SAFETY: `heap` is the open heap relation ambuild was given; counting its
+    // blocks reads no page.
+    let heap_blocks =
+        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) };
+    check_declared_shape_fits(
+        &opts,
+        declared,
+        heap_blocks as usize * MAX_ROWS_PER_PAGE,
+        budget,
+    );
+    check_refine_fits(&opts, declared, multi);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_SAMPLE);
     // Pass 1's tuples_total is the planner's row estimate (reltuples; 0 when
     // the table was never analyzed or vacuumed), its tuples_done the rows seen.
@@ -434,7 +444,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     // SAFETY: forwarded from PostgreSQL's call.
     let sampled = unsafe { sample_table(heap, index, index_info, declared, multi, budget) };
-    let mut plan = plan_build(&opts, &sampled, budget);
+    let mut plan = plan_build(&opts, &sampled, multi, budget);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
     // Training's tuples are k-means work: one per training row assigned in a
     // Lloyd iteration, the coarse k-means' then every sub-quantizer's, as the
@@ -470,15 +480,55 @@ pub unsafe extern "C-unwind" fn ambuild(
     }
 }
 
+/// Most heap tuples an 8 kB page holds (PostgreSQL's MaxHeapTuplesPerPage: the
+/// page less its header, over a MAXALIGNed tuple header and a line pointer).
+const MAX_ROWS_PER_PAGE: usize = (8192 - 24) / (24 + 4);
+
 /// With the dimension declared and `lists` given, a budget too small for the
-/// model fails before the table is read.
-fn check_declared_shape_fits(opts: &options::IvfpqOptions, declared: Option<usize>, budget: usize) {
+/// model fails before the table is read. The model has at most one list per
+/// row, and the table at most `max_rows` (from its size): `lists = 32768` on a
+/// 100-row table once asked for 397 MB it would never use (the build keeps 100
+/// lists), so a dump of such an index did not restore at the default setting.
+fn check_declared_shape_fits(
+    opts: &options::IvfpqOptions,
+    declared: Option<usize>,
+    max_rows: usize,
+    budget: usize,
+) {
     if let (Some(dim), true) = (declared, opts.lists > 0) {
         let (lists, m, nbits) = choose_params(opts, opts.lists as usize, dim);
+        let lists = lists.min(max_rows.max(1));
         let shape = shape_of(dim, lists, m, nbits);
         if let Err(e) = buildmem::plan(budget, &shape, lists, lists) {
             too_little_memory(&shape, e.needed, budget);
         }
+    }
+}
+
+/// A refine code must fit an index page with its row's TID: 8 bits per
+/// dimension past about 8,140 dimensions does not, and such a build once made an
+/// index that every reader then called corrupted (and REINDEX made again).
+/// Checked before the table is read when the dimension is declared, and again
+/// once the rows gave it ([`plan_build`]).
+fn check_refine_fits(opts: &options::IvfpqOptions, dim: Option<usize>, multi: bool) {
+    let Some(dim) = dim.filter(|&d| d > 0) else {
+        return;
+    };
+    let bits = options::refine_bits(opts, dim, multi) as usize;
+    if bits == 0 {
+        return;
+    }
+    let bytes = (dim * bits).div_ceil(8);
+    if FineGeom::new(bytes, 1).is_none() {
+        let most = (layout::fine_code_max_bytes() * 8) / bits;
+        crate::errors::error(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "ivfpq: refine = {bits} at {dim} dimensions makes refine codes of {bytes} bytes, more than \
+                 an index page holds beside a row's TID; refine = {bits} goes up to {most} dimensions \
+                 (use refine = 4 or 0)"
+            ),
+        );
     }
 }
 
@@ -551,8 +601,14 @@ struct BuildPlan {
 /// empty or smaller than `lists`) and fits training and encoding to the budget:
 /// fewer training rows (NOTICE), smaller encode batches, or an ERROR naming the
 /// megabytes needed.
-fn plan_build(opts: &options::IvfpqOptions, sampled: &Sampled, budget: usize) -> BuildPlan {
+fn plan_build(
+    opts: &options::IvfpqOptions,
+    sampled: &Sampled,
+    multi: bool,
+    budget: usize,
+) -> BuildPlan {
     let (rows, dim) = (sampled.rows, sampled.dim);
+    check_refine_fits(opts, Some(dim), multi);
     let (mut lists, m, nbits) = choose_params(opts, rows, dim);
     if dim > 0 {
         if let Err(e) = ivf::validate_params(0, dim, lists, m, nbits) {

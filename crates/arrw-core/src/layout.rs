@@ -619,6 +619,11 @@ pub struct FineGeom {
     pub pages: usize,
 }
 
+/// The largest refine code (bytes) a fine page holds with its row's TID.
+pub const fn fine_code_max_bytes() -> usize {
+    contents_capacity(FINE_SPECIAL) - TID_BYTES
+}
+
 impl FineGeom {
     /// The geometry for refine codes of `code_size` bytes beside data pages of
     /// `capacity` entries; None when there is no refine code or a page cannot
@@ -1076,6 +1081,15 @@ pub fn example_image_refined(
 
 #[cfg(test)]
 mod tests {
+
+    /// `fine_code_max_bytes` is exactly the largest code a fine page takes.
+    #[test]
+    fn the_largest_fine_code_fits_and_one_more_byte_does_not() {
+        let most = fine_code_max_bytes();
+        assert!(FineGeom::new(most, 1).is_some_and(|g| g.per_page == 1));
+        assert!(FineGeom::new(most + 1, 1).is_none());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -253,3 +253,25 @@ SET enable_seqscan = off;
 SELECT count(*) FROM (SELECT id FROM huge ORDER BY v <-> (SELECT v FROM huge WHERE id = 3) LIMIT 5) s;
 RESET enable_seqscan;
 DROP TABLE huge;
+
+-- A refine code must fit an index page beside its row's TID: refine = 8 past
+-- about 8,140 dimensions is refused before the table is read (it once built an
+-- index that every reader then called corrupted).
+CREATE TABLE wide (id int, v vector(8170));
+\set VERBOSITY sqlstate
+CREATE INDEX wide_v ON wide USING ivfpq (v) WITH (refine = 8);
+\set VERBOSITY default
+CREATE INDEX wide_v ON wide USING ivfpq (v) WITH (refine = 8);
+CREATE INDEX wide_v ON wide USING ivfpq (v) WITH (refine = 4);
+DROP TABLE wide;
+
+-- The memory needed is that of the lists the table can have: lists = 32768 on
+-- 100 rows builds 100 lists within the default maintenance_work_mem (it asked
+-- for 397 MB before the table was read).
+CREATE TABLE few (id int, v vector(128));
+INSERT INTO few SELECT i, (SELECT array_agg(((i * 31 + j) % 17)::real) FROM generate_series(1, 128) j) FROM generate_series(1, 100) i;
+SET maintenance_work_mem = '64MB';
+CREATE INDEX few_v ON few USING ivfpq (v) WITH (lists = 32768);
+SELECT lists FROM arrw.ivfpq_info('few_v');
+RESET maintenance_work_mem;
+DROP TABLE few;
