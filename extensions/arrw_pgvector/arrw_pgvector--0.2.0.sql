@@ -79,10 +79,13 @@ $script$;
 -- index arrw cannot rebuild (pgvector's hnsw or ivfflat: those access methods
 -- take only pgvector's types) stops the migration, unless
 -- `drop_unsupported_indexes => true` drops it (the rows say which; build an ivfpq
--- index in its place). A view or rule that reads such a column, and a column of
--- a table the caller does not own, also stop it: nothing is changed unless
--- everything can be. It runs as the caller (never with more rights) and in the
--- caller's transaction: an error anywhere undoes all of it.
+-- index in its place). A view or rule that reads such a column also stops it:
+-- nothing is changed unless everything can be. It runs as the caller (never
+-- with more rights) and in the caller's transaction: an error anywhere undoes
+-- all of it. Only tables the calling role owns itself are migrated; others are
+-- skipped (reported), superusers included: ALTER COLUMN TYPE runs the table's
+-- own code (CHECK constraints, index expressions, defaults) as the caller, so a
+-- superuser's call would have run every role's code as superuser.
 --
 -- One row per action: (action, object, detail). `action` is one of
 -- alter column, drop index, create index, blocked, next.
@@ -141,10 +144,11 @@ BEGIN
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
-		IF NOT pg_has_role(current_user, col.relowner, 'USAGE') THEN
-			blockers := blockers + 1;
-			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
-			detail := 'the table is not yours: its owner (or a superuser) must migrate it';
+		IF col.relowner IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) THEN
+			action := 'skipped'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('owned by %s: migrated only by a call as that role (the change runs '
+				'the table''s constraints, defaults and index expressions as the caller)',
+				pg_get_userbyid(col.relowner));
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
@@ -282,7 +286,7 @@ BEGIN
 	action := 'next'; object := NULL;
 	detail := CASE WHEN blockers > 0 THEN 'resolve the blocked objects, then run migrate_to_arrw(dry_run => false)'
 		WHEN dry_run THEN 'nothing was changed: migrate_to_arrw(dry_run => false) does the above'
-		ELSE 'done: when no other object uses pgvector, DROP EXTENSION arrw_pgvector; DROP EXTENSION vector;' END;
+		ELSE 'done: when no other object uses pgvector (skipped tables are migrated by their owners), DROP EXTENSION arrw_pgvector; DROP EXTENSION vector;' END;
 	RETURN NEXT;
 END
 $fn$;
