@@ -13,6 +13,9 @@
 --   class and ivfpq classes halfvec_l2_ops, halfvec_ip_ops, halfvec_cosine_ops.
 -- Changed in 0.2.0: arrw.notify_changes() (copied from sql/cdc.sql) sends the
 -- keys of a domain over int8 or numeric as strings, as the slot feed does.
+-- arrw.watches is readable by PUBLIC (as documented).
+-- arrw.emit_event() (copied from sql/cdc.sql) refuses the reserved kinds with
+-- any surrounding ASCII white space, not spaces alone.
 -- Every C function of 0.1.0 keeps its symbol in the 0.2.0 library
 -- (tests/upgrade.rs creates 0.1.0 against it). An ivfpq index keeps its
 -- on-disk format (2); no REINDEX is needed.
@@ -588,5 +591,35 @@ BEGIN
 	payload := payload || '}';
 	PERFORM pg_notify(channel, payload);
 	RETURN NULL;
+END
+$$;
+
+-- arrw.watches was readable by superusers only; it shows what pg_trigger shows
+-- every role (sql/cdc.sql grants the same).
+GRANT SELECT ON arrw.watches TO PUBLIC;
+
+-- The reserved kinds, surrounded by any ASCII white space, as in sql/cdc.sql.
+CREATE OR REPLACE FUNCTION arrw.emit_event(kind text, payload jsonb DEFAULT NULL) RETURNS pg_lsn
+	LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+BEGIN
+	IF kind IS NULL OR kind = '' THEN
+		RAISE EXCEPTION 'arrw.emit_event: kind must be a non-empty string'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- Blanks: ASCII white space, not spaces alone (a tab or a newline before
+	-- "job" once passed).
+	IF lower(btrim(kind, E' \t\n\r\f\v')) = 'job'
+	   OR starts_with(lower(btrim(kind, E' \t\n\r\f\v')), 'arrw') THEN
+		RAISE EXCEPTION 'arrw.emit_event: event kind % is reserved for arrw', quote_literal(kind)
+			USING ERRCODE = 'insufficient_privilege',
+			      HINT = 'Kind "job" and kinds starting with "arrw" are written only by arrw itself.';
+	END IF;
+	IF current_setting('wal_level') <> 'logical' OR pg_is_in_recovery() THEN
+		RETURN NULL;
+	END IF;
+	RETURN pg_logical_emit_message(true, 'arrw',
+		jsonb_build_object('kind', kind, 'payload', payload)::text);
 END
 $$;

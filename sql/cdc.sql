@@ -55,7 +55,10 @@ BEGIN
 		RAISE EXCEPTION 'arrw.emit_event: kind must be a non-empty string'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	IF lower(btrim(kind)) = 'job' OR starts_with(lower(btrim(kind)), 'arrw') THEN
+	-- Blanks: ASCII white space, not spaces alone (a tab or a newline before
+	-- "job" once passed).
+	IF lower(btrim(kind, E' \t\n\r\f\v')) = 'job'
+	   OR starts_with(lower(btrim(kind, E' \t\n\r\f\v')), 'arrw') THEN
 		RAISE EXCEPTION 'arrw.emit_event: event kind % is reserved for arrw', quote_literal(kind)
 			USING ERRCODE = 'insufficient_privilege',
 			      HINT = 'Kind "job" and kinds starting with "arrw" are written only by arrw itself.';
@@ -302,4 +305,6 @@ CREATE VIEW arrw.watches AS
 	  FROM pg_catalog.pg_trigger t
 	 WHERE t.tgname = 'arrw_watch_insert'
 	   AND t.tgfoid = 'arrw.notify_changes()'::pg_catalog.regprocedure;
+-- Everyone reads it: it shows what pg_trigger shows every role.
+GRANT SELECT ON arrw.watches TO PUBLIC;
 COMMENT ON VIEW arrw.watches IS 'tables watched with arrw.watch, the channel each notifies, and whether its payloads carry primary keys';

@@ -5,6 +5,9 @@
 SELECT arrw.emit_event('job', '{"id": 1, "state": "succeeded"}');
 SELECT arrw.emit_event('Job');
 SELECT arrw.emit_event(' job ');
+SELECT arrw.emit_event(E'\tjob');
+SELECT arrw.emit_event(E'job\n');
+SELECT arrw.emit_event(E'\r arrw.done');
 SELECT arrw.emit_event('arrw.index_build');
 SELECT arrw.emit_event('ARRW');
 SELECT arrw.emit_event('');
@@ -35,6 +38,10 @@ SELECT arrw.watch('cdc_sec');
 SELECT "table", channel, keys FROM arrw.watches WHERE "table" = 'cdc_sec'::regclass;
 SELECT arrw.watch('cdc_sec', 'cdc_sec_events', include_keys => true);
 SELECT "table", channel, keys FROM arrw.watches WHERE "table" = 'cdc_sec'::regclass;
+-- Every role reads the list (the same facts as pg_trigger), not only superusers.
+SET ROLE cdc_regress_nobody;
+SELECT "table", channel, keys FROM arrw.watches WHERE "table" = 'cdc_sec'::regclass;
+RESET ROLE;
 SELECT arrw.watch('cdc_sec', include_keys => NULL);
 SELECT arrw.unwatch('cdc_sec');
 DROP TABLE cdc_sec;
