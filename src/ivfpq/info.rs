@@ -13,14 +13,31 @@ use std::collections::HashSet;
 /// The caller must be allowed to read the index's table: what an index holds
 /// (row counts, list sizes) is information about the table's rows.
 fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
-    // SAFETY: IndexGetRelation with missing_ok only reads pg_index through the
-    // syscache; relation_open raises an ERROR for a missing OID; we check it is
-    // an index whose AM callbacks are ours before using it as one.
+    // SAFETY: IndexGetRelation with missing_ok and get_rel_relkind only read
+    // the syscache (0 for a missing OID); try_relation_open returns NULL for a
+    // missing OID, which we check; we check it is an index whose AM callbacks
+    // are ours before using it as one.
     unsafe {
         // Checked before taking any lock, as for any table the caller names.
         let heap = pg_sys::IndexGetRelation(oid, true);
         if heap != pg_sys::InvalidOid {
             require_select(heap);
+        } else {
+            // Not an index (or nothing): said from the catalog cache, without
+            // waiting for a lock on a relation the caller may not even read.
+            let kind = pg_sys::get_rel_relkind(oid);
+            if kind == 0 {
+                crate::errors::error(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                    format!("relation with OID {} does not exist", oid.to_u32()),
+                );
+            }
+            if kind != pg_sys::RELKIND_INDEX as std::ffi::c_char {
+                crate::errors::error(
+                    PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                    format!("relation with OID {} is not an ivfpq index", oid.to_u32()),
+                );
+            }
         }
         // A missing OID (a dropped relation, a number typed by hand) is the
         // caller's undefined table, not relation_open's internal error.
@@ -66,12 +83,15 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
     }
 }
 
-/// ERROR 42501 unless the current user has SELECT on table `heap`.
+/// ERROR 42501 unless the current user has SELECT on table `heap` and no
+/// row-level security policy limits which of its rows the user reads.
 fn require_select(heap: pg_sys::Oid) {
     // SAFETY: pg_class_aclcheck raises an ERROR itself for a missing OID;
     // aclcheck_error raises PostgreSQL's own "permission denied for table"
     // (insufficient_privilege) naming the table; get_rel_name returns a
-    // palloc'd name or NULL, which aclcheck_error accepts.
+    // palloc'd name or NULL, which aclcheck_error accepts (and which we check
+    // before reading it); check_enable_rls with noError only reads the
+    // relation's pg_class row and the caller's role.
     unsafe {
         let r = pg_sys::pg_class_aclcheck(
             heap,
@@ -83,6 +103,28 @@ fn require_select(heap: pg_sys::Oid) {
                 r,
                 pg_sys::get_relkind_objtype(pg_sys::get_rel_relkind(heap)),
                 pg_sys::get_rel_name(heap),
+            );
+        }
+        // Row-level security that applies to the caller hides rows the
+        // index's counts and list sizes include (PostgreSQL hides pg_stats
+        // from such a role too).
+        if pg_sys::check_enable_rls(heap, pg_sys::InvalidOid, true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        {
+            let name = pg_sys::get_rel_name(heap);
+            let name = if name.is_null() {
+                String::new()
+            } else {
+                std::ffi::CStr::from_ptr(name)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            crate::errors::error(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "row-level security limits what you may read of table \"{name}\": \
+                     its ivfpq index's counts cover every row"
+                ),
             );
         }
     }

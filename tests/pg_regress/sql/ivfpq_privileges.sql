@@ -30,6 +30,22 @@ SET ROLE regress_ivfpq_reader;
 SELECT rows FROM arrw.ivfpq_info('ivp_idx');
 RESET ROLE;
 
+-- SELECT under row-level security that applies to the reader is not all the
+-- rows the counts cover: refused too (the owner still answers).
+GRANT SELECT ON ivp TO regress_ivfpq_reader;
+ALTER TABLE ivp ENABLE ROW LEVEL SECURITY;
+CREATE POLICY ivp_few ON ivp FOR SELECT TO regress_ivfpq_reader USING (id <= 5);
+SET ROLE regress_ivfpq_reader;
+\set VERBOSITY sqlstate
+SELECT rows FROM arrw.ivfpq_info('ivp_idx');
+SELECT arrw.ivfpq_check('ivp_idx');
+\set VERBOSITY default
+RESET ROLE;
+SELECT rows FROM arrw.ivfpq_info('ivp_idx');
+DROP POLICY ivp_few ON ivp;
+ALTER TABLE ivp DISABLE ROW LEVEL SECURITY;
+REVOKE SELECT ON ivp FROM regress_ivfpq_reader;
+
 -- Every SQL-language arrw function that reports on a relation pins search_path.
 SELECT p.oid::regprocedure, p.proconfig
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
