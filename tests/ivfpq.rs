@@ -1803,3 +1803,108 @@ fn functions_on_an_unbuilt_concurrent_index_say_so() {
         assert!(msg(&e).contains("has not been built"), "{sql}: {}", msg(&e));
     }
 }
+
+/// A write of pending entries that fails inside a subtransaction (a cancel
+/// inside a savepoint) lost them, and the outer transaction committed rows
+/// its index lacked (35,000 of 40,000 once). Now such a transaction cannot
+/// commit (40000) and nothing is lost; when the cancel lands outside the
+/// write, the commit succeeds with every row in the index.
+#[test]
+fn a_failed_write_of_pending_entries_in_a_savepoint_dooms_the_transaction() {
+    let cluster = Cluster::start("ivfpq-lost", "fsync = off\nautovacuum = off");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "CREATE EXTENSION arrw; CREATE TABLE lo (id int, v vector(384));
+         INSERT INTO lo SELECT i, (SELECT array_agg(random()::real) FROM generate_series(1, 384) WHERE i > 0)
+           FROM generate_series(1, 2000) i;
+         CREATE INDEX lo_v ON lo USING ivfpq (v) WITH (lists = 5)",
+    );
+    let mut doomed = 0;
+    for (round, timeout_ms) in [1, 3, 10, 30].into_iter().enumerate() {
+        let first = 100_000 * (round as i32 + 1);
+        exec(
+            &mut c,
+            &format!(
+                "SET work_mem = '64MB'; BEGIN;
+                 INSERT INTO lo SELECT i, (SELECT array_agg(random()::real) FROM generate_series(1, 384) WHERE i > 0)
+                   FROM generate_series({first}, {first} + 29999) i;
+                 SAVEPOINT s"
+            ),
+        );
+        // A query (SET would write the entries itself), then one that writes them.
+        exec(
+            &mut c,
+            &format!("SELECT set_config('statement_timeout', '{timeout_ms}ms', true)"),
+        );
+        let cancelled = c
+            .batch_execute("SELECT rows FROM arrw.ivfpq_info('lo_v')")
+            .is_err();
+        exec(
+            &mut c,
+            "ROLLBACK TO SAVEPOINT s; SELECT set_config('statement_timeout', '0', true)",
+        );
+        if let Err(e) = c.batch_execute("COMMIT") {
+            assert!(cancelled);
+            assert_eq!(e.code().map(|s| s.code()), Some("40000"), "{}", msg(&e));
+            doomed += 1;
+        }
+        exec(&mut c, "RESET work_mem");
+        // Whatever happened, the index has every row of the table.
+        let table = count(&mut c, "SELECT count(*) FROM lo");
+        let indexed: i64 = c
+            .query_one("SELECT rows FROM arrw.ivfpq_info('lo_v')", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            indexed, table,
+            "round {round}: the index lacks committed rows"
+        );
+        assert_index_check(&mut c, "lo_v");
+    }
+    assert!(
+        doomed > 0,
+        "no cancel landed inside a write: the test tested nothing"
+    );
+}
+
+/// Rows this transaction just inserted wait in this backend's memory until a
+/// scan needs them; a parallel worker's scan of the index (its own, empty,
+/// registry) missed them: under force_parallel_mode a LIMIT 1 at the new row's
+/// own vector returned another row.
+#[test]
+fn parallel_workers_see_the_transactions_new_rows() {
+    let cluster = Cluster::start("ivfpq-parallel", "fsync = off\nautovacuum = off");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "CREATE EXTENSION arrw; CREATE TABLE pw (id int, v vector(4));
+         INSERT INTO pw SELECT i, ARRAY[i % 7, i % 11, i % 13, i % 5] FROM generate_series(1, 5000) i;
+         CREATE INDEX pw_v ON pw USING ivfpq (v) WITH (lists = 4);
+         SET ivfpq.probes = 4",
+    );
+    exec(&mut c, "BEGIN; SET LOCAL force_parallel_mode = on");
+    exec(&mut c, "INSERT INTO pw VALUES (-3, '[40,40,40,40]')");
+    let plan = c
+        .query(
+            "EXPLAIN (COSTS OFF) SELECT id FROM pw ORDER BY v <-> '[40,40,40,40]' LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("Gather"), "{plan}");
+    // EXPLAIN is a utility statement, which writes pending entries: another row.
+    exec(&mut c, "INSERT INTO pw VALUES (-4, '[50,50,50,50]')");
+    let id: i32 = c
+        .query_one(
+            "SELECT id FROM pw ORDER BY v <-> '[50,50,50,50]' LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(id, -4, "the worker's scan missed this transaction's row");
+    exec(&mut c, "COMMIT");
+}

@@ -1,7 +1,8 @@
 //! arrw's `ExecutorStart_hook`: the one place ivfpq learns that a plan
 //! starts, for two users. Before the plan starts, pending.rs notes whether it
 //! inserts with `ON CONFLICT` (new index entries are then written as they
-//! come); once its state tree is built, prefilter.rs lets each filtered ivfpq
+//! come) and writes the pending entries if it may run in parallel workers;
+//! once its state tree is built, prefilter.rs lets each filtered ivfpq
 //! index scan check its filter itself, and tells each one right below a
 //! `LIMIT` how many rows the plan will take.
 //!
@@ -49,6 +50,7 @@ unsafe extern "C-unwind" fn executor_start(qd: *mut pg_sys::QueryDesc, eflags: s
     // started (its plan state tree built).
     unsafe {
         super::pending::note_on_conflict(qd);
+        super::pending::before_parallel_plan(qd);
         if let Some(next) = PREV_EXECUTOR_START {
             next(qd, eflags);
         }

@@ -42,9 +42,20 @@
 //! `ExecutorStart_hook`, executor_hook.rs, looks at its plan) until the transaction ends, each new
 //! entry is written as it comes.
 //!
+//! - before a plan that may run in parallel workers starts (our
+//!   `ExecutorStart_hook`, executor_hook.rs): the workers share this
+//!   transaction and see its rows, but not this backend's registry.
+//!
 //! An index whose relfilenode changed under pending entries (something above
 //! was bypassed) is an internal ERROR at the next flush, so the transaction
 //! fails rather than commit rows its index lacks.
+//!
+//! Entries leave the registry when their write starts. A write that fails
+//! (a cancel, an ERROR) loses them: at top level the transaction aborts with
+//! it, but inside a subtransaction (a savepoint, a PL/pgSQL exception block)
+//! the outer transaction went on and committed rows its index lacked (35,000
+//! of 40,000 rows once). So a failed write dooms the transaction: every later
+//! flush, scan of an ivfpq index or commit in it is an ERROR ([`LOST`]).
 //!
 //! The registry is the backend's own (a `thread_local`: only PostgreSQL's
 //! thread touches it); entries are Rust memory, not palloc'd, and are freed
@@ -76,6 +87,31 @@ thread_local! {
     /// Whether this transaction ran a statement with `ON CONFLICT` (see the
     /// module docs): entries are then written as they come.
     static AT_ONCE: Cell<bool> = const { Cell::new(false) };
+    /// Set while entries taken from the registry are being written, and left
+    /// set when the write fails (see the module docs); cleared when the
+    /// transaction ends.
+    static LOST: Cell<bool> = const { Cell::new(false) };
+}
+
+/// ERROR when a write of this transaction's entries failed (see the module
+/// docs): its index lacks some of its rows, so it must not go on.
+fn check_not_lost() {
+    if LOST.get() {
+        crate::errors::error_hint(
+            PgSqlErrorCode::ERRCODE_TRANSACTION_ROLLBACK,
+            "ivfpq: this transaction's new index entries were lost when writing them failed in a \
+             subtransaction, so it cannot go on",
+            "Roll the transaction back and run it again.",
+            "ivfpq",
+        );
+    }
+}
+
+/// Writes `pending`, taken from the registry: [`LOST`] stays set if it fails.
+fn write_taken(index: pg_sys::Relation, pending: Pending) {
+    LOST.set(true);
+    write(index, pending);
+    LOST.set(false);
 }
 
 /// Bytes of vectors an index keeps pending before they are written: the
@@ -149,6 +185,7 @@ pub fn any() -> bool {
 /// least as the caller reads it; its inserts hold RowExclusiveLock until the
 /// transaction ends). Cheap when there are none.
 pub fn flush_index(index: pg_sys::Relation) {
+    check_not_lost();
     // SAFETY: `index` is an open relation.
     let oid = unsafe { (*index).rd_id };
     let taken = PENDING.with(|p| {
@@ -157,13 +194,14 @@ pub fn flush_index(index: pg_sys::Relation) {
         Some(p.swap_remove(at))
     });
     if let Some(pending) = taken {
-        write(index, pending);
+        write_taken(index, pending);
     }
 }
 
 /// Writes every index's pending entries (before a commit, a prepare or a
 /// utility statement).
 pub fn flush_all() {
+    check_not_lost();
     while let Some(pending) = PENDING.with(|p| p.borrow_mut().pop()) {
         // This transaction's inserts already hold RowExclusiveLock on the
         // index, so taking it again never waits.
@@ -176,7 +214,7 @@ pub fn flush_all() {
             // or index with it): nothing to write into.
             continue;
         }
-        write(index, pending);
+        write_taken(index, pending);
         // SAFETY: opened above; the lock stays until the transaction ends.
         unsafe { pg_sys::relation_close(index, pg_sys::NoLock as i32) };
     }
@@ -186,6 +224,7 @@ pub fn flush_all() {
 fn discard_all() {
     PENDING.with(|p| p.borrow_mut().clear());
     AT_ONCE.set(false);
+    LOST.set(false);
 }
 
 /// Drops the entries made in subtransaction `sub` or after it began (its
@@ -266,6 +305,20 @@ pub fn init() {
                 pg_sys::ProcessUtility_hook_type,
             >(&raw const STANDARD_PROCESS_UTILITY));
         pg_sys::ProcessUtility_hook = Some(utility_hook);
+    }
+}
+
+/// Writes every pending entry before a plan that may run in parallel workers
+/// starts (called by executor_hook.rs before the plan starts): a worker's scan
+/// of an ivfpq index flushes its own, empty, registry, and missed the rows
+/// this backend had just inserted (a `LIMIT 1` under `force_parallel_mode`
+/// returned another row than the one just inserted at the query's point).
+#[pg_guard]
+pub(super) unsafe extern "C-unwind" fn before_parallel_plan(qd: *mut pg_sys::QueryDesc) {
+    // SAFETY: PostgreSQL passes a valid QueryDesc whose plannedstmt is set.
+    let parallel = unsafe { (*(*qd).plannedstmt).parallelModeNeeded };
+    if parallel && (any() || LOST.get()) {
+        flush_all();
     }
 }
 
