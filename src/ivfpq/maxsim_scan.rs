@@ -244,13 +244,13 @@ unsafe fn rerank(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         let est = -sim;
         pg_sys::check_for_interrupts!();
         // SAFETY: ensure_fetch ran for this live scan.
-        if let Some(d) = unsafe { scan::exact_distance_of(scan, st, metric, tid) } {
+        if let Some((d, tie)) = unsafe { scan::exact_distance_tie_of(scan, st, metric, tid) } {
             let c = Cand {
                 tag: tid,
                 blk: NO_FINE,
                 slot: 0,
             };
-            profile::time(Phase::Order, || st.order.add(est, d, 0.0, c));
+            profile::time(Phase::Order, || st.order.add_tied(est, d, tie, 0.0, c));
         }
     }
     // SAFETY: release the last row's pin.

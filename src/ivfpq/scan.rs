@@ -1157,12 +1157,12 @@ pub(super) unsafe fn exact_distance_of(
     unsafe { exact_distance_tie_of(scan, st, metric, tid) }.map(|(d, _)| d)
 }
 
-/// [`exact_distance_of`] and the distance's tie (`ExactParts::distance_tie`;
-/// 0 for MaxSim).
+/// [`exact_distance_of`] and the distance's tie (`ExactParts::distance_tie`,
+/// or the MaxSim query's `exact_distance_tie`).
 ///
 /// # Safety
 /// ensure_fetch must have run for this live scan.
-unsafe fn exact_distance_tie_of(
+pub(super) unsafe fn exact_distance_tie_of(
     scan: pg_sys::IndexScanDesc,
     st: &ScanState,
     metric: Metric,
@@ -1181,7 +1181,7 @@ unsafe fn exact_distance_tie_of(
             if doc.is_empty() {
                 return None;
             }
-            Some((profile::time(Phase::Exact, || m.exact_distance(&doc)), 0.0))
+            Some(profile::time(Phase::Exact, || m.exact_distance_tie(&doc)))
         });
     }
     st.row.scope(|| {
