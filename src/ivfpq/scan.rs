@@ -1141,24 +1141,11 @@ unsafe fn exact_batch(
     out
 }
 
-/// The exact distance from the query to the visible version of row `tid`, or
-/// None if no version is visible. The row's vector (a detoasted copy when it is
-/// stored out of line) is freed before this returns.
-///
-/// # Safety
-/// ensure_fetch must have run for this live scan.
-pub(super) unsafe fn exact_distance_of(
-    scan: pg_sys::IndexScanDesc,
-    st: &ScanState,
-    metric: Metric,
-    tid: u64,
-) -> Option<f32> {
-    // SAFETY: forwarded contract.
-    unsafe { exact_distance_tie_of(scan, st, metric, tid) }.map(|(d, _)| d)
-}
-
-/// [`exact_distance_of`] and the distance's tie (`ExactParts::distance_tie`,
-/// or the MaxSim query's `exact_distance_tie`).
+/// The exact distance from the query to the visible version of row `tid` and
+/// its tie (`ExactParts::distance_tie`, or the MaxSim query's
+/// `exact_distance_tie`), or None if no version is visible. The row's vector
+/// (a detoasted copy when it is stored out of line) is freed before this
+/// returns.
 ///
 /// # Safety
 /// ensure_fetch must have run for this live scan.
@@ -1226,8 +1213,8 @@ unsafe fn exact_pass(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
             }
             for &tid in &tids {
                 // SAFETY: ensure_fetch ran for this live scan.
-                if let Some(d) = unsafe { exact_distance_of(scan, st, metric, tid) } {
-                    exact.offer(d, tid);
+                if let Some((d, tie)) = unsafe { exact_distance_tie_of(scan, st, metric, tid) } {
+                    exact.offer_tied(d, tie, tid);
                 }
             }
         }

@@ -2245,9 +2245,11 @@ fn select_best<T>(v: &mut [(f32, T)], k: usize) {
 /// each offered with the row's one exact distance) is kept once.
 #[derive(Clone, Debug)]
 pub struct ExactPasses {
-    after: Option<(u32, u64)>,
+    /// Keys are the distance's [`order_key`] (high half) and its tie's (low
+    /// half; see [`ExactPasses::offer_tied`]), then the row.
+    after: Option<(u64, u64)>,
     cap: usize,
-    heap: std::collections::BTreeSet<(u32, u64)>,
+    heap: std::collections::BTreeSet<(u64, u64)>,
 }
 
 /// A total order on distances as `u32` keys: increasing with the distance, NaN last.
@@ -2292,7 +2294,18 @@ impl ExactPasses {
 
     /// Offers one row of the current pass.
     pub fn offer(&mut self, dist: f32, id: u64) {
-        let k = (order_key(dist), id);
+        self.offer_tied(dist, 0.0, id)
+    }
+
+    /// [`ExactPasses::offer`] for a distance known more finely than an `f32`:
+    /// rows of one `f32` distance are ordered by `tie`, what rounding the
+    /// `f64` to `f32` dropped ([`ExactParts::distance_tie`]), so that cosine
+    /// rows come in the order of the `f64` the SQL operator returns.
+    pub fn offer_tied(&mut self, dist: f32, tie: f32, id: u64) {
+        let k = (
+            (u64::from(order_key(dist)) << 32) | u64::from(order_key(tie)),
+            id,
+        );
         if self.after.is_some_and(|a| k <= a) {
             return;
         }
@@ -2306,12 +2319,12 @@ impl ExactPasses {
     /// Ends the pass: its entries, nearest first. The next pass continues after
     /// the last of them.
     pub fn finish_pass(&mut self) -> Vec<(f32, u64)> {
-        let v: Vec<(u32, u64)> = std::mem::take(&mut self.heap).into_iter().collect();
+        let v: Vec<(u64, u64)> = std::mem::take(&mut self.heap).into_iter().collect();
         if let Some(&last) = v.last() {
             self.after = Some(last);
         }
         v.into_iter()
-            .map(|(k, id)| (from_order_key(k), id))
+            .map(|(k, id)| (from_order_key((k >> 32) as u32), id))
             .collect()
     }
 
@@ -2569,6 +2582,26 @@ mod tests {
             }
             prop_assert_eq!(got, expected);
         }
+    }
+
+    /// Rows of one `f32` distance come out of the exact passes in the order of
+    /// their ties (then ids), across passes too.
+    #[test]
+    fn exact_passes_order_one_f32_distance_by_tie() {
+        let mut sel = ExactPasses::new(2);
+        // Offered in id order; their ties say 3, 1, 2.
+        sel.offer_tied(0.5, 2e-9, 1);
+        sel.offer_tied(0.5, 3e-9, 2);
+        sel.offer_tied(0.5, -1e-9, 3);
+        sel.offer_tied(0.25, 0.0, 4);
+        let first = sel.finish_pass();
+        assert_eq!(first.iter().map(|p| p.1).collect::<Vec<_>>(), [4, 3]);
+        for (i, t) in [(1u64, 2e-9f32), (2, 3e-9), (3, -1e-9), (4, 0.0)] {
+            sel.offer_tied(if i == 4 { 0.25 } else { 0.5 }, t, i);
+        }
+        let second = sel.finish_pass();
+        assert_eq!(second.iter().map(|p| p.1).collect::<Vec<_>>(), [1, 2]);
+        assert!(second.iter().all(|p| p.0 == 0.5));
     }
 
     #[test]

@@ -145,6 +145,23 @@ FROM ord_msa a JOIN ord_msa b ON b.pos = a.pos + 1;
 RESET work_mem; RESET ivfpq.maxsim_depth; RESET ivfpq.probes; RESET enable_seqscan;
 DROP TABLE ord_ms, ord_msq, ord_msa;
 
+-- And for an index built on an empty table, whose scans rank every row exactly
+-- in passes (a pair of these 1,000 rows came reversed by float4 order).
+CREATE TABLE ord_un (id int, v vector(16));
+CREATE INDEX ord_un_v ON ord_un USING ivfpq (v vector_cosine_ops);
+SELECT setseed(0.5);
+INSERT INTO ord_un SELECT i, (SELECT array_agg(random()::real - 0.5) FROM generate_series(1, 16) WHERE i > 0)::vector
+FROM generate_series(1, 10000) i;
+SET enable_seqscan = off;
+CREATE TEMP TABLE ord_una AS SELECT row_number() OVER () AS pos, d FROM (
+  SELECT v <=> '[-0.3870,-0.3691,0.0973,-0.3220,-0.3675,-0.0359,-0.0824,-0.2867,-0.1083,0.3423,-0.3689,-0.3124,-0.4722,-0.2601,-0.4050,0.4847]' AS d
+  FROM ord_un ORDER BY v <=> '[-0.3870,-0.3691,0.0973,-0.3220,-0.3675,-0.0359,-0.0824,-0.2867,-0.1083,0.3423,-0.3689,-0.3124,-0.4722,-0.2601,-0.4050,0.4847]'
+  LIMIT 1000) s;
+SELECT count(*) AS rows, count(*) FILTER (WHERE b.d < a.d) AS untrained_out_of_order
+FROM ord_una a JOIN ord_una b ON b.pos = a.pos + 1;
+RESET enable_seqscan;
+DROP TABLE ord_un, ord_una;
+
 DROP TABLE ord, ord_q, ord_docs, ord_dq;
 DEALLOCATE ord_top;
 DROP FUNCTION ord_unordered, ord_unordered_where, ord_unordered_param, ord_ms_unordered, ord_count, ord_vecs, ord_pr;
