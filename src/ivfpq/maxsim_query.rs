@@ -45,13 +45,6 @@ impl MultiScan {
     /// scan over 20k documents came out reversed before).
     pub(super) fn exact_distance_tie(&self, doc: &[&[f32]]) -> (f32, f32) {
         let q: Vec<&[f32]> = self.query.iter().map(|x| x.as_slice()).collect();
-        let d = -crate::vector::maxsim::similarity_of(doc, &q);
-        let r = d as f32;
-        let tie = if d.is_finite() {
-            (d - f64::from(r)) as f32
-        } else {
-            0.0
-        };
-        (r, tie)
+        arrw_core::ivf::f32_and_tie(-crate::vector::maxsim::similarity_of(doc, &q))
     }
 }

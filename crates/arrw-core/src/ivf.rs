@@ -468,19 +468,25 @@ impl ExactParts {
     pub fn distance_tie(self) -> (f32, f32) {
         match self {
             ExactParts::Cosine { ab, aa, bb } => {
-                let d = distance::cosine_from_parts(ab, aa, bb);
-                let r = d as f32;
-                // NaN (a zero vector) and infinities leave no finite residual.
-                let tie = if d.is_finite() {
-                    (d - f64::from(r)) as f32
-                } else {
-                    0.0
-                };
-                (r, tie)
+                f32_and_tie(distance::cosine_from_parts(ab, aa, bb))
             }
             other => (other.distance(), 0.0),
         }
     }
+}
+
+/// `d` rounded to `f32`, and what the rounding dropped (0 for NaN and the
+/// infinities): the pair orders like `d` itself, so a queue keyed by `f32`
+/// distances can order rows of one `f32` by the `f64` an SQL operator
+/// returns (`OrderedRerank::add_tied`, [`ExactPasses::offer_tied`]).
+pub fn f32_and_tie(d: f64) -> (f32, f32) {
+    let r = d as f32;
+    let tie = if d.is_finite() {
+        (d - f64::from(r)) as f32
+    } else {
+        0.0
+    };
+    (r, tie)
 }
 
 /// Rows whose nearest lists are found in one pass by the batch encoders.
