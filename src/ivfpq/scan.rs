@@ -1046,6 +1046,7 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     if direct.is_empty() {
         return;
     }
+    st.order.note_unrefined();
     direct.sort_unstable_by_key(|&(_, c)| untag(c.tag));
     profile::count(Count::Reranked, direct.len() as u64);
     let tids: Vec<u64> = direct.iter().map(|&(_, c)| untag(c.tag)).collect();
