@@ -514,13 +514,13 @@ fn check_refine_fits(opts: &options::IvfpqOptions, dim: Option<usize>, multi: bo
     let Some(dim) = dim.filter(|&d| d > 0) else {
         return;
     };
-    let bits = options::refine_bits(opts, dim, multi) as usize;
+    let bits = options::refine_bits(opts, dim, multi);
     if bits == 0 {
         return;
     }
-    let bytes = (dim * bits).div_ceil(8);
+    let bytes = arrw_core::refine::code_bytes(dim, bits);
     if FineGeom::new(bytes, 1).is_none() {
-        let most = (layout::fine_code_max_bytes() * 8) / bits;
+        let most = (layout::fine_code_max_bytes() * 8) / bits as usize;
         crate::errors::error(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!(

@@ -646,8 +646,8 @@ impl FineGeom {
         if meta.refine_bits == 0 {
             return None;
         }
-        let bytes = (meta.dim as usize).checked_mul(meta.refine_bits as usize)?;
-        FineGeom::new(bytes.div_ceil(8), DataGeom::of(meta).capacity)
+        let bytes = crate::refine::code_bytes(meta.dim as usize, meta.refine_bits);
+        FineGeom::new(bytes, DataGeom::of(meta).capacity)
     }
 
     /// Bytes of contents in use on a fine page (pd_lower target).

@@ -16,6 +16,13 @@
 //! cost of a larger error on the rare values outside), cut into `2^bits - 1`
 //! equal steps. Codes pack dimensions low bits first, 4-bit codes two to a byte.
 
+/// Bytes of the refine code of `dim` dimensions at `bits` per dimension (the
+/// one place this is computed: the quantizer, the fine page geometry and the
+/// build's check that a code fits a page all ask here).
+pub fn code_bytes(dim: usize, bits: u32) -> usize {
+    (dim * bits as usize).div_ceil(8)
+}
+
 /// Per-dimension scalar quantizer of PQ residuals (see the module docs).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResidualSq {
@@ -83,7 +90,7 @@ impl ResidualSq {
 
     /// Bytes per code.
     pub fn code_size(&self) -> usize {
-        (self.dim() * self.bits as usize).div_ceil(8)
+        code_bytes(self.dim(), self.bits)
     }
 
     /// Writes the code of residual `r` (`dim` values) into `out` (`code_size()`
