@@ -726,7 +726,7 @@ mod tests {
         while let Next::Row(_, id) = r.next(None, None) {
             out.push(id);
         }
-        let mut want = vec![(tie(d64a), 2u64), (tie(d64b), 1), (0.0, 3)];
+        let mut want = [(tie(d64a), 2u64), (tie(d64b), 1), (0.0, 3)];
         want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         assert_eq!(out, want.iter().map(|w| w.1).collect::<Vec<_>>());
         assert!(out.iter().position(|&i| i == 2) < out.iter().position(|&i| i == 1));
