@@ -2595,18 +2595,24 @@ mod tests {
     #[test]
     fn exact_passes_order_one_f32_distance_by_tie() {
         let mut sel = ExactPasses::new(2);
-        // Offered in id order; their ties say 3, 1, 2.
-        sel.offer_tied(0.5, 2e-9, 1);
-        sel.offer_tied(0.5, 3e-9, 2);
-        sel.offer_tied(0.5, -1e-9, 3);
-        sel.offer_tied(0.25, 0.0, 4);
+        // Offered in id order; their ties (all of one sign, so that neither the
+        // ids nor the signs alone give this order) say 3, 2, 1.
+        let rows = [
+            (1u64, 0.5f32, 3e-9f32),
+            (2, 0.5, 2e-9),
+            (3, 0.5, 1e-9),
+            (4, 0.25, 0.0),
+        ];
+        for (i, d, t) in rows {
+            sel.offer_tied(d, t, i);
+        }
         let first = sel.finish_pass();
         assert_eq!(first.iter().map(|p| p.1).collect::<Vec<_>>(), [4, 3]);
-        for (i, t) in [(1u64, 2e-9f32), (2, 3e-9), (3, -1e-9), (4, 0.0)] {
-            sel.offer_tied(if i == 4 { 0.25 } else { 0.5 }, t, i);
+        for (i, d, t) in rows {
+            sel.offer_tied(d, t, i);
         }
         let second = sel.finish_pass();
-        assert_eq!(second.iter().map(|p| p.1).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(second.iter().map(|p| p.1).collect::<Vec<_>>(), [2, 1]);
         assert!(second.iter().all(|p| p.0 == 0.5));
     }
 
