@@ -284,7 +284,8 @@ pub fn read_meta_page(page: &[u8]) -> Result<MetaData, Corrupt> {
 /// Checks the meta page's fields that steer reads, for an index of `nblocks`
 /// blocks: the model and directory block ranges lie inside the index, in order,
 /// are big enough for the model and the lists, and data pages hold at least
-/// one entry (at most what a page's u16 count can say).
+/// one entry (at most what a page's u16 count can say), and the count of rows
+/// built fits a bigint.
 pub fn check_meta(m: &MetaData, nblocks: u32) -> Result<(), Corrupt> {
     let b = META_BLOCK;
     let bad = |what: String| corrupt(b, what);
@@ -295,6 +296,12 @@ pub fn check_meta(m: &MetaData, nblocks: u32) -> Result<(), Corrupt> {
         return bad(format!(
             "a default of {} (deep: {}) probes exceeds the index's {} lists",
             m.probes, m.deep_probes, m.lists
+        ));
+    }
+    if m.built_rows > i64::MAX as u64 {
+        return bad(format!(
+            "{} rows built, more than any table holds",
+            m.built_rows
         ));
     }
     if m.untrained > 1 || m.blocked > 1 {
@@ -1301,6 +1308,11 @@ mod tests {
             },
             MetaData {
                 probes: u32::MAX,
+                ..meta
+            },
+            // More rows than a bigint holds (ivfpq_info reports it as one).
+            MetaData {
+                built_rows: i64::MAX as u64 + 1,
                 ..meta
             },
         ];
