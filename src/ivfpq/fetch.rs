@@ -177,16 +177,13 @@ pub(super) struct Fetch<'a> {
 /// # Safety
 /// `scan` must be live (its index and heap relations open).
 pub(super) unsafe fn check_heap_block(scan: pg_sys::IndexScanDesc, blk: u32, known: &Cell<u32>) {
-    if blk < known.get() {
-        return;
-    }
     // SAFETY: forwarded contract: the heap relation is open.
     let (heap, index) = unsafe { ((*scan).heapRelation, (*scan).indexRelation) };
-    // SAFETY: as above; counting the main fork's blocks reads no page.
-    let n =
-        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) };
-    known.set(n);
-    if blk >= n {
+    let within = page::heap_block_within(blk, known, || {
+        // SAFETY: as above; counting the main fork's blocks reads no page.
+        unsafe { pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM) }
+    });
+    if let Err(n) = within {
         page::corrupt_message(
             index,
             format!(

@@ -278,7 +278,7 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
         pg_sys::relation_close(heap, pg_sys::NoLock as i32);
         n
     };
-    let mut table_blocks = heap_blocks();
+    let table_blocks = std::cell::Cell::new(0);
     for list in 0..meta.lists {
         let dir = page::list_dir(index, &meta, list);
         let mut chain = ListChain::new(index, &meta, &dir);
@@ -299,16 +299,13 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
                         format!("entry {i} has an invalid heap TID ({tb},{off})"),
                     );
                 }
-                if tb >= table_blocks {
-                    table_blocks = heap_blocks();
-                    if tb >= table_blocks {
-                        return bad(
-                            blk,
-                            format!(
-                                "entry {i} points at block {tb} of the table, which has {table_blocks} blocks"
-                            ),
-                        );
-                    }
+                if let Err(n) = page::heap_block_within(tb, &table_blocks, heap_blocks) {
+                    return bad(
+                        blk,
+                        format!(
+                            "entry {i} points at block {tb} of the table, which has {n} blocks"
+                        ),
+                    );
                 }
             }
             if let Some(first) = chain.fine_link(fine.as_ref(), &geom, p, blk) {

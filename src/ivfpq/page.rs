@@ -691,6 +691,29 @@ pub fn nblocks(rel: pg_sys::Relation) -> u32 {
     unsafe { pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) }
 }
 
+/// Whether heap block `blk`, read from an index entry, lies inside its table,
+/// whose block count `known` caches (0: not counted yet). `count` counts the
+/// table's main fork again (one `lseek`), which happens only when `blk` lies
+/// beyond the cached count: the table may have grown since. `Err(n)` carries
+/// the fresh count when it does not lie inside. The one rule for entries'
+/// heap blocks, shared by scans (`fetch::check_heap_block`) and `ivfpq_check`.
+pub fn heap_block_within(
+    blk: u32,
+    known: &std::cell::Cell<u32>,
+    count: impl FnOnce() -> u32,
+) -> Result<(), u32> {
+    if blk < known.get() {
+        return Ok(());
+    }
+    let n = count();
+    known.set(n);
+    if blk < n {
+        Ok(())
+    } else {
+        Err(n)
+    }
+}
+
 /// Pages one [`WriteSet`] may hold: the most block references a WAL record
 /// takes without `XLogEnsureRecordSpace` (and GenericXLog's limit).
 pub const WRITESET_PAGES: usize = 4;
