@@ -194,7 +194,7 @@ fn ivfpq_rejects_m_not_dividing_dims() {
     .unwrap();
 }
 
-#[pg_test(error = "expected 4 dimensions, not 3")]
+#[pg_test(error = "different vector dimensions 4 and 3")]
 fn ivfpq_rejects_query_of_other_dimension() {
     ivfpq_blobs_4d();
     Spi::run("SET LOCAL enable_seqscan = off").unwrap();

@@ -548,10 +548,14 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
             m.check_dim(model.dim);
         }
     } else if st.meta.untrained == 0 && st.query.len() != model.dim {
-        crate::errors::check_vector(arrw_core::text::check_expected_dim(
-            model.dim as i32,
-            st.query.len(),
-        ));
+        // Worded as the distance operators (and pgvector's index scans) word it.
+        // SAFETY: the ORDER BY argument read above.
+        let half = unsafe { crate::vector::key_is_half(key.sk_argument) };
+        crate::errors::check_vector(if half {
+            arrw_core::half::check_same_dims(model.dim, st.query.len())
+        } else {
+            arrw_core::text::check_same_dims(model.dim, st.query.len())
+        });
     }
     // Index options are read from the relcache entry (not the meta page), so
     // ALTER INDEX ... SET (probes = ...) takes effect at once.

@@ -188,6 +188,17 @@ pub unsafe fn key_values<'a>(datum: pg_sys::Datum) -> &'a [f32] {
     out
 }
 
+/// Whether a key datum that [`key_values`] accepted is a `halfvec` (its
+/// elements take 2 bytes, not 4): for errors worded as its type's own.
+///
+/// # Safety
+/// As [`key_values`].
+pub unsafe fn key_is_half(datum: pg_sys::Datum) -> bool {
+    // SAFETY: forwarded contract; a detoasted datum is returned as it is.
+    let (_, total, dim) = unsafe { detoast(datum) };
+    dim > 0 && total == VECTOR_HEADER_BYTES + 2 * dim as usize
+}
+
 #[cold]
 fn corrupt(total: usize, dim: i16) -> ! {
     raise_vector(VectorError::corrupt(total, dim))
