@@ -10,7 +10,9 @@
 -- - arrw.fused_search(...), arrw.fused_search_sql(...), arrw._fusion_depth(...)
 --   (fusion, hybrid search);
 -- - the halfvec type with its functions, casts, operators, aggregates, btree
---   class and ivfpq classes halfvec_l2_ops, halfvec_ip_ops, halfvec_cosine_ops.
+--   class and ivfpq classes halfvec_l2_ops, halfvec_ip_ops, halfvec_cosine_ops;
+-- - binary_quantize(vector), hamming_distance(bit, bit), jaccard_distance(bit,
+--   bit) and operators <~>, <%> (copied from sql/vector.sql), as pgvector has them.
 -- Changed in 0.2.0: arrw.notify_changes() (copied from sql/cdc.sql) sends the
 -- keys of a domain over int8 or numeric as strings, as the slot feed does.
 -- arrw.watches is readable by PUBLIC (as documented).
@@ -623,3 +625,23 @@ BEGIN
 		jsonb_build_object('kind', kind, 'payload', payload)::text);
 END
 $$;
+
+-- pgvector's bit-string functions (sql/vector.sql).
+CREATE FUNCTION binary_quantize(vector) RETURNS bit
+	AS 'MODULE_PATHNAME', 'arrw_binary_quantize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- pgvector's functions of bit strings (binary_quantize's results): the Hamming
+-- distance <~> and the Jaccard distance <%>. pgvector's index classes over
+-- bit (bit_hamming_ops, bit_jaccard_ops for hnsw and ivfflat) are not provided.
+CREATE FUNCTION hamming_distance(bit, bit) RETURNS float8
+	AS 'MODULE_PATHNAME', 'arrw_hamming_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION jaccard_distance(bit, bit) RETURNS float8
+	AS 'MODULE_PATHNAME', 'arrw_jaccard_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR <~> (
+	LEFTARG = bit, RIGHTARG = bit, PROCEDURE = hamming_distance,
+	COMMUTATOR = '<~>'
+);
+CREATE OPERATOR <%> (
+	LEFTARG = bit, RIGHTARG = bit, PROCEDURE = jaccard_distance,
+	COMMUTATOR = '<%>'
+);

@@ -628,3 +628,97 @@ fn migrate_to_arrw_moves_pgvector_columns_in_place() {
     let log = cluster.log();
     assert!(!log.contains("panicked"), "a Rust panic in the log");
 }
+
+/// The drop-in promise, object by object: every function, operator and cast
+/// pgvector's extension creates exists in arrw under the same name and
+/// argument types, except those of what arrw documents as not provided
+/// (`sparsevec`, and pgvector's own index methods hnsw and ivfflat with their
+/// support functions). `binary_quantize(vector)` was missing, and calls went
+/// through the implicit cast to `halfvec` (1e-9 lost its bit, 70000 raised
+/// halfvec's range error); pgvector's `bit` distances were missing too. And
+/// the functions both have answer alike.
+#[test]
+fn arrw_has_every_pgvector_function_operator_and_cast() {
+    let Some((_cluster, mut c)) = beside_pgvector("pgvector-catalog", "catalog") else {
+        return;
+    };
+    // Objects of an extension, with types named without their schema.
+    let objects = |c: &mut Client, ext: &str| -> std::collections::BTreeSet<String> {
+        let sql = format!(
+            "WITH e AS (SELECT oid FROM pg_extension WHERE extname = '{ext}'),
+             f AS (SELECT 'function ' || p.proname || '(' || coalesce((
+                     SELECT string_agg(t.typname, ',' ORDER BY a.n)
+                     FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(oid, n)
+                     JOIN pg_type t ON t.oid = a.oid), '') || ')' AS o
+                   FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass
+                     AND d.objid = p.oid AND d.deptype = 'e' AND d.refobjid = (SELECT oid FROM e)),
+             o AS (SELECT 'operator ' || coalesce(l.typname, '') || ' ' || op.oprname || ' '
+                     || coalesce(r.typname, '') AS o
+                   FROM pg_operator op LEFT JOIN pg_type l ON l.oid = op.oprleft
+                   LEFT JOIN pg_type r ON r.oid = op.oprright
+                   JOIN pg_depend d ON d.classid = 'pg_operator'::regclass
+                     AND d.objid = op.oid AND d.deptype = 'e' AND d.refobjid = (SELECT oid FROM e)),
+             c AS (SELECT 'cast ' || s.typname || ' -> ' || t.typname || ' ' || k.castcontext::text AS o
+                   FROM pg_cast k JOIN pg_type s ON s.oid = k.castsource
+                   JOIN pg_type t ON t.oid = k.casttarget
+                   JOIN pg_depend d ON d.classid = 'pg_cast'::regclass
+                     AND d.objid = k.oid AND d.deptype = 'e' AND d.refobjid = (SELECT oid FROM e))
+             SELECT o FROM f UNION ALL SELECT o FROM o UNION ALL SELECT o FROM c"
+        );
+        col(c, &sql).into_iter().collect()
+    };
+    let pgvector = objects(&mut c, "vector");
+    let arrw = objects(&mut c, "arrw");
+    assert!(pgvector.len() > 100, "{pgvector:?}");
+    let not_provided = |o: &str| {
+        o.contains("sparsevec")
+            || o.starts_with("function hnsw")
+            || o.starts_with("function ivfflat")
+    };
+    let missing: Vec<&String> = pgvector
+        .iter()
+        .filter(|o| !not_provided(o) && !arrw.contains(*o))
+        .collect();
+    assert!(missing.is_empty(), "pgvector has, arrw lacks: {missing:?}");
+
+    // The same answers (pgvector's in public, arrw's qualified).
+    for (pg, ax) in [
+        (
+            "binary_quantize('[1e-9,-1e-9,70000,0,3]'::vector)::text",
+            "arrw_ext.binary_quantize('[1e-9,-1e-9,70000,0,3]'::arrw_ext.vector)::text",
+        ),
+        (
+            "binary_quantize('[0.5,-0.5,1e-9]'::halfvec)::text",
+            "arrw_ext.binary_quantize('[0.5,-0.5,1e-9]'::arrw_ext.halfvec)::text",
+        ),
+        (
+            "(B'110010101' OPERATOR(public.<~>) B'101010011')::text",
+            "(B'110010101' OPERATOR(arrw_ext.<~>) B'101010011')::text",
+        ),
+        (
+            "(B'110010101' OPERATOR(public.<%>) B'101010011')::text",
+            "(B'110010101' OPERATOR(arrw_ext.<%>) B'101010011')::text",
+        ),
+        (
+            "(B'0000' OPERATOR(public.<%>) B'0000')::text",
+            "(B'0000' OPERATOR(arrw_ext.<%>) B'0000')::text",
+        ),
+        (
+            "public.jaccard_distance(repeat('10', 50)::varbit, repeat('1100', 25)::varbit)::text",
+            "arrw_ext.jaccard_distance(repeat('10', 50)::varbit, repeat('1100', 25)::varbit)::text",
+        ),
+    ] {
+        assert_eq!(
+            col(&mut c, &format!("SELECT {pg}")),
+            col(&mut c, &format!("SELECT {ax}")),
+            "{pg}"
+        );
+    }
+    for q in [
+        "SELECT public.hamming_distance(B'101', B'1010')",
+        "SELECT arrw_ext.hamming_distance(B'101', B'1010')",
+    ] {
+        let e = c.query(q, &[]).unwrap_err();
+        assert_eq!(msg(&e), "22000: different bit lengths 3 and 4", "{q}");
+    }
+}

@@ -381,24 +381,7 @@ crate::v1! {
     fn arrw_halfvec_binary_quantize(fcinfo) {
         // SAFETY: declared (halfvec), STRICT.
         let a = unsafe { HalfArg::from_arg(fcinfo, 0) };
-        let dim = a.x.len();
-        // varbit: varlena header, int32 bit length, then the bits, padded with 0.
-        let total = pg_sys::VARHDRSZ + 4 + dim.div_ceil(8);
-        // SAFETY: palloc0 returns `total` zeroed, MAXALIGNed bytes or raises
-        // ERROR; the bit length (int32 at offset 4) and the dim.div_ceil(8) bytes
-        // after it are inside the allocation.
-        unsafe {
-            let p = pg_sys::palloc0(total) as *mut u8;
-            pgrx::varlena::set_varsize_4b(p.cast(), total as i32);
-            *p.add(4).cast::<i32>() = dim as i32;
-            let bits = std::slice::from_raw_parts_mut(p.add(8), dim.div_ceil(8));
-            for (i, &h) in a.x.iter().enumerate() {
-                if f16_to_f32(h) > 0.0 {
-                    bits[i / 8] |= 0x80 >> (i % 8);
-                }
-            }
-            pg_sys::Datum::from(p)
-        }
+        super::bits::quantized(a.x.len(), a.x.iter().map(|&h| f16_to_f32(h) > 0.0))
     }
 }
 

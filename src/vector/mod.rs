@@ -16,10 +16,12 @@
 //! Submodules: [`io`] (text/binary I/O, typmod), [`ops`] (distances, arithmetic,
 //! comparison, functions), [`casts`] (arrays <-> vector, typmod coercion),
 //! [`agg`] (avg/sum), [`maxsim`] (MaxSim over `vector[]`, the `@#` operator),
-//! [`halfvec`] (the half-precision `halfvec` type). [`key_values`] reads an
+//! [`halfvec`] (the half-precision `halfvec` type), [`bits`] (`binary_quantize`
+//! and the distances of `bit` strings). [`key_values`] reads an
 //! ivfpq key of either type as `f32`s.
 
 pub mod agg;
+pub mod bits;
 pub mod casts;
 pub mod halfvec;
 pub mod io;

@@ -24,8 +24,11 @@
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
 //! - [`layout`]: the ivfpq index's page layout and the checks applied to pages read.
 //! - [`maxsim`]: MaxSim of multi-vector documents (`@#`).
-//! - [`refine`]: a finer second code per row (designed, not on disk yet: docs/refine-design.md).
+//! - [`refine`]: a finer second code per row, kept on fine pages beside the data
+//!   pages (format 3, docs/refine-design.md).
+//! - [`bits`]: binary quantization and the Hamming and Jaccard distances of `bit`.
 
+pub mod bits;
 pub mod buildmem;
 pub mod calibrate;
 pub mod cdc_json;

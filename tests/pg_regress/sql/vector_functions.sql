@@ -140,3 +140,23 @@ WHERE p.proname IN ('l2_distance', 'inner_product', 'cosine_distance', 'l1_dista
        OR p.prorettype = 'vector'::regtype
        OR p.proname IN ('vector_accum', 'vector_avg', 'vector_combine', 'vector_typmod_in'))
 ORDER BY 1, 2;
+
+-- binary_quantize(vector) quantizes the float4 values themselves (it once went
+-- through the implicit cast to halfvec: 1e-9 rounded to 0 and lost its bit,
+-- and 70000 raised halfvec's range error)
+SELECT binary_quantize('[1e-9,-1e-9]'::vector), binary_quantize('[70000,-1,0,3]'::vector);
+SELECT binary_quantize('[0,0.1,-0.2,-0.3,0.4,0.5,0.6,-0.7,0.8,-0.9,1]'::vector),
+       length(binary_quantize('[1,2,3,-4,5,6,-7,8,1]'::vector));
+SELECT 'binary_quantize(vector)'::regprocedure;
+
+-- Hamming and Jaccard distances of bit strings (pgvector's <~> and <%>)
+SELECT hamming_distance(B'1100', B'1010'), B'1100' <~> B'1010', B'1100' <~> B'1100';
+SELECT jaccard_distance(B'1100', B'1010'), B'1100' <%> B'1010', B'1100' <%> B'1100';
+-- no shared bit, or no bit set at all: 1, as pgvector
+SELECT B'1000' <%> B'0100', B'0000' <%> B'0000', B''::bit varying <~> B''::bit varying;
+-- past 64 bits (the word-at-a-time part) and a varbit
+SELECT binary_quantize(array_fill(1, ARRAY[70])::vector) <~> binary_quantize(array_fill(-1, ARRAY[70])::vector),
+       binary_quantize(array_fill(1, ARRAY[70])::vector) <%> (B'1' || repeat('0', 69)::varbit);
+SELECT hamming_distance(B'101', B'1010');
+SELECT jaccard_distance(B'101', B'1010');
+SELECT hamming_distance(NULL, B'1') IS NULL, jaccard_distance(B'1', NULL) IS NULL;
