@@ -485,6 +485,14 @@ pub(super) struct Cand {
     pub(super) slot: u32,
 }
 
+/// Candidates of one estimate are ordered by their row (and list): a pool
+/// splits a group of equal estimates by it (arrw_core::ivf::PoolTie).
+impl arrw_core::ivf::PoolTie for Cand {
+    fn pool_tie(&self) -> u32 {
+        arrw_core::ivf::tie_of(self.tag)
+    }
+}
+
 pub(super) const NO_FINE: u32 = u32::MAX;
 
 /// Sets the scan's current row and its ORDER BY value.

@@ -1668,26 +1668,39 @@ impl RankedLists {
 /// never brings one back, and above the best candidate held, so each re-offer
 /// makes progress. Pops therefore return exactly the best-first order of
 /// everything offered, to any depth, holding about `2 × keep` candidates.
-/// Estimates compare by [`order_key`] (NaN last).
+/// Candidates compare by their estimate's [`order_key`] (NaN last), and
+/// candidates of one estimate by their item's [`PoolTie`]: the thresholds
+/// (`upper`, the re-offer's lower bound, the last one popped) are such pairs
+/// ([`pool_key`]), so a cut can split a group of equal estimates. Identical or
+/// nearly identical rows share a code, and so an estimate, by the thousand;
+/// a cut that could only keep or drop such a group whole, once it outgrew
+/// `cap`, kept `cap` of it at random and lost the rest: a `LIMIT 10` over
+/// 3,000 near-duplicates at `work_mem = 64kB` missed every true neighbour,
+/// and once two better rows of another list came, returned those two alone.
 ///
 /// `cap` is the caller's `work_mem` bound: if a cut would have to keep more
 /// than `cap` (that many candidates before the last one popped), the best `cap`
-/// stay, the pool stops re-offering, and what it dropped is lost.
+/// stay, the pool stops re-offering, and what it dropped is lost, until a
+/// later cut's threshold falls to where the lost ones begin (a re-offer then
+/// brings them back).
 #[derive(Clone, Debug)]
 pub struct CandidatePool<T> {
     near: Vec<(f32, T)>,
     far: Vec<(f32, T)>,
     near_bound: f32,
-    /// Candidates with an order key at or above this were dropped since the
-    /// last re-offer began (`None`: none were).
+    /// Candidates whose [`pool_key`] is at or above this were dropped since
+    /// the last re-offer began (`None`: none were).
     upper: Option<u64>,
     /// During a re-offer, the old `upper`: candidates below it were kept (and
     /// handed out) in an earlier round.
     lower: Option<u64>,
-    /// The largest order key popped.
-    popped_max: Option<u32>,
+    /// The largest [`pool_key`] popped.
+    popped_max: Option<u64>,
     /// The `cap` forced a cut: no more re-offers.
     lossy: bool,
+    /// The smallest [`pool_key`] a lossy cut dropped: a later `upper` at or
+    /// below it ends the loss (a re-offer brings all of them back).
+    lossy_from: Option<u64>,
     /// Candidates popped so far ([`CandidatePool::popped`]).
     popped: usize,
     batch: usize,
@@ -1781,7 +1794,7 @@ pub fn tie_batch_limit(k: usize) -> usize {
     k.saturating_mul(16).max(1024)
 }
 
-impl<T: Copy> CandidatePool<T> {
+impl<T: PoolTie> CandidatePool<T> {
     /// A pool whose first `batch` best candidates are kept apart cheaply, holding at
     /// most about `2 × cap` candidates (see the type's docs).
     pub fn new(batch: usize, cap: usize) -> Self {
@@ -1802,6 +1815,7 @@ impl<T: Copy> CandidatePool<T> {
             lower: None,
             popped_max: None,
             lossy: false,
+            lossy_from: None,
             popped: 0,
             batch: batch.max(1),
             keep: keep.clamp(1, cap),
@@ -1822,7 +1836,8 @@ impl<T: Copy> CandidatePool<T> {
     }
 
     /// Offers `dists.len()` candidates, the `i`-th with item `item(i)` (one page
-    /// of a list). `item` is called only for the candidates kept.
+    /// of a list). `item` is called for the candidates kept (and for those
+    /// whose estimate equals a bound of the pool: their [`PoolTie`] decides).
     pub fn push_all(&mut self, dists: &[f32], item: impl Fn(usize) -> T) {
         self.offer(dists.iter().copied().enumerate(), item);
     }
@@ -1838,20 +1853,24 @@ impl<T: Copy> CandidatePool<T> {
         let low = self.lower.map_or(f32::NEG_INFINITY, key_to_f32);
         let near_bound = self.near_bound;
         for (i, d) in cands {
+            let mut at_bound = None;
             if !(d < up && d > low) {
                 if d > up || d < low {
                     continue;
                 }
-                let k = u64::from(order_key(d));
+                let it = item(i);
+                let k = pool_key(d, &it);
                 if self.upper.is_some_and(|u| k >= u) || self.lower.is_some_and(|l| k < l) {
                     continue;
                 }
+                at_bound = Some(it);
             }
+            let it = at_bound.unwrap_or_else(|| item(i));
             // NaN fails the comparison and goes to `far`.
             if d <= near_bound {
-                self.near.push((d, item(i)));
+                self.near.push((d, it));
             } else {
-                self.far.push((d, item(i)));
+                self.far.push((d, it));
             }
         }
         if self.near.len() >= self.batch.saturating_mul(4).max(64) {
@@ -1898,7 +1917,7 @@ impl<T: Copy> CandidatePool<T> {
 
     /// Offers the candidates `idx[i]` with estimate `est[i]` (one page's codes
     /// not above [`Self::upper_estimate`]); `item` maps an index to its item and
-    /// is called only for the candidates kept. The same as offering the page's
+    /// is called as in [`Self::push_all`]. The same as offering the page's
     /// every code with [`Self::push_all`] when the codes left out are above
     /// that bound.
     pub fn push_some(&mut self, idx: &[u32], est: &[f32], item: impl Fn(usize) -> T) {
@@ -1968,32 +1987,40 @@ impl<T: Copy> CandidatePool<T> {
         // The threshold: the key of rank ~n, read from a sample of at most
         // ~512 keys (a cut happens once per `keep` candidates kept).
         let step = (v.len() / 512).max(1);
-        let mut sample: Vec<u32> = v.iter().step_by(step).map(|e| order_key(e.0)).collect();
+        let mut sample: Vec<u64> = v
+            .iter()
+            .step_by(step)
+            .map(|e| pool_key(e.0, &e.1))
+            .collect();
         let r = (n / step).min(sample.len() - 1);
-        let t = u64::from(*sample.select_nth_unstable(r).1);
+        let t = *sample.select_nth_unstable(r).1;
         // `upper` stays above the best held (progress) and every popped one.
-        let min = v.iter().map(|e| order_key(e.0)).min().expect("non-empty");
-        let mut floor = u64::from(min) + 1;
+        let min = v
+            .iter()
+            .map(|e| pool_key(e.0, &e.1))
+            .min()
+            .expect("non-empty");
+        let mut floor = min + 1;
         if let Some(p) = self.popped_max {
-            floor = floor.max(u64::from(p) + 1);
+            floor = floor.max(p + 1);
         }
         let mut t = t.max(floor);
         let before_cut = v.len();
-        if t <= u64::from(u32::MAX) {
-            v.retain(|e| u64::from(order_key(e.0)) < t);
+        if t <= POOL_KEY_MAX {
+            v.retain(|e| pool_key(e.0, &e.1) < t);
             if v.len() > self.cap {
                 // The sample overshot the cap: the exact threshold.
-                v.select_nth_unstable_by_key(self.cap, |e| order_key(e.0));
-                let exact = u64::from(order_key(v[self.cap].0));
+                v.select_nth_unstable_by_key(self.cap, |e| pool_key(e.0, &e.1));
+                let exact = pool_key(v[self.cap].0, &v[self.cap].1);
                 if exact >= floor {
                     t = exact;
-                    v.retain(|e| u64::from(order_key(e.0)) < t);
+                    v.retain(|e| pool_key(e.0, &e.1) < t);
                 }
             }
             // Everything held was below the old `upper`: `upper` only moves
             // down between re-offers (and only when something was dropped).
             if v.len() < before_cut {
-                self.upper = Some(t);
+                self.set_upper(t);
             }
         }
         // Still above the cap: more candidates than `cap` lie below `floor`
@@ -2007,7 +2034,7 @@ impl<T: Copy> CandidatePool<T> {
         self.near_bound = if r_near == 0 {
             f32::NEG_INFINITY
         } else {
-            key_to_f32(u64::from(*sample[..r].select_nth_unstable(r_near - 1).1))
+            key_to_f32(*sample[..r].select_nth_unstable(r_near - 1).1)
         };
         let (near, far, nb) = (&mut self.near, &mut self.far, self.near_bound);
         near.retain(|e| {
@@ -2030,35 +2057,36 @@ impl<T: Copy> CandidatePool<T> {
     /// (`near_bound` not below the threshold, or the cut would keep more than
     /// `cap`: the general path handles both).
     fn cut_far(&mut self, n: usize) -> bool {
-        let nb_key = u64::from(order_key(self.near_bound));
         if self.near.is_empty() || self.near_bound.is_nan() || self.near_bound == f32::INFINITY {
             return false;
         }
+        // The largest key `near` may hold: every entry of its bound's estimate.
+        let nb_key = (u64::from(order_key(self.near_bound)) << 32) | u64::from(TIE_MAX);
         let total = self.len();
         let step = (total / 512).max(1);
-        let mut sample: Vec<u32> = self
+        let mut sample: Vec<u64> = self
             .near
             .iter()
             .chain(self.far.iter())
             .step_by(step)
-            .map(|e| order_key(e.0))
+            .map(|e| pool_key(e.0, &e.1))
             .collect();
         let r = (n / step).min(sample.len() - 1);
-        let t = u64::from(*sample.select_nth_unstable(r).1);
+        let t = *sample.select_nth_unstable(r).1;
         // `upper` stays above the best held (in `near`, which is not empty and
         // below every `far` entry) and above every popped one.
         let min = self
             .near
             .iter()
-            .map(|e| order_key(e.0))
+            .map(|e| pool_key(e.0, &e.1))
             .min()
             .expect("non-empty");
-        let mut floor = u64::from(min) + 1;
+        let mut floor = min + 1;
         if let Some(p) = self.popped_max {
-            floor = floor.max(u64::from(p) + 1);
+            floor = floor.max(p + 1);
         }
         let t = t.max(floor);
-        if t > u64::from(u32::MAX) || t <= nb_key {
+        if t > POOL_KEY_MAX || t <= nb_key {
             return false;
         }
         // The new `near` bound: the sample's estimate at ~4 batches (as the
@@ -2068,18 +2096,13 @@ impl<T: Copy> CandidatePool<T> {
         let mut nb = self.near_bound;
         if r_near > 0 {
             let k = *sample[..r].select_nth_unstable(r_near - 1).1;
-            if u64::from(k) < t {
-                nb = nb.max(key_to_f32(u64::from(k)));
+            if k < t {
+                nb = nb.max(key_to_f32(k));
             }
         }
         // (Counting is needed only when the pool could hold more than `cap`.)
         if total > self.cap
-            && self.near.len()
-                + self
-                    .far
-                    .iter()
-                    .filter(|e| u64::from(order_key(e.0)) < t)
-                    .count()
+            && self.near.len() + self.far.iter().filter(|e| pool_key(e.0, &e.1) < t).count()
                 > self.cap
         {
             return false;
@@ -2087,7 +2110,7 @@ impl<T: Copy> CandidatePool<T> {
         let before = total;
         let (near, far) = (&mut self.near, &mut self.far);
         far.retain(|e| {
-            if u64::from(order_key(e.0)) >= t {
+            if pool_key(e.0, &e.1) >= t {
                 return false;
             }
             // Below t, hence not NaN.
@@ -2099,17 +2122,37 @@ impl<T: Copy> CandidatePool<T> {
         });
         self.near_bound = nb;
         if self.len() < before {
-            self.upper = Some(t);
+            self.set_upper(t);
         }
         true
+    }
+
+    /// Candidates from `t` on are dropped (to be offered again). A loss of an
+    /// earlier lossy cut ends when they all lie at or above `t`: the next
+    /// re-offer brings them back, and nothing popped (all below `t`) with them.
+    fn set_upper(&mut self, t: u64) {
+        self.upper = Some(t);
+        if self.lossy_from.is_some_and(|l| t <= l) {
+            self.lossy = false;
+            self.lossy_from = None;
+        }
     }
 
     /// Keeps exactly the best `cap` and gives up on re-offers (they could bring
     /// back what was popped).
     fn cut_lossy(&mut self) {
         self.merge();
-        select_best(&mut self.near, self.cap);
-        self.near.truncate(self.cap);
+        let cap = self.cap;
+        if self.near.len() > cap {
+            self.near
+                .select_nth_unstable_by_key(cap, |e| pool_key(e.0, &e.1));
+            let lost = self.near[cap..].iter().map(|e| pool_key(e.0, &e.1)).min();
+            self.lossy_from = match (self.lossy_from, lost) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.near.truncate(cap);
+        }
         self.lossy = true;
     }
 
@@ -2188,7 +2231,7 @@ impl<T: Copy> CandidatePool<T> {
         }
         let out: Vec<(f32, T)> = self.near.drain(..k).collect();
         self.popped += out.len();
-        if let Some(m) = out.iter().map(|c| order_key(c.0)).max() {
+        if let Some(m) = out.iter().map(|c| pool_key(c.0, &c.1)).max() {
             self.popped_max = Some(self.popped_max.map_or(m, |p| p.max(m)));
         }
         out
@@ -2272,10 +2315,58 @@ pub(crate) fn order_key(d: f32) -> u32 {
     }
 }
 
-/// A pool bound (an order key, or one past the last) as the estimate it
-/// starts at (+inf past NaN).
+/// What orders a [`CandidatePool`]'s candidates of one estimate: the same
+/// value for a candidate every time it is offered (a re-offer skips those
+/// below the old threshold), 31 bits. Values may repeat; a pool cannot split
+/// candidates whose estimate and value both agree.
+pub trait PoolTie: Copy {
+    fn pool_tie(&self) -> u32;
+}
+
+/// The largest [`PoolTie`] value.
+pub const TIE_MAX: u32 = 0x7FFF_FFFF;
+
+/// Spreads `x` over 31 bits (a multiplicative hash): a [`PoolTie`] of an
+/// item's identity.
+pub fn tie_of(x: u64) -> u32 {
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as u32
+}
+
+impl PoolTie for u32 {
+    fn pool_tie(&self) -> u32 {
+        tie_of(u64::from(*self))
+    }
+}
+
+impl PoolTie for usize {
+    fn pool_tie(&self) -> u32 {
+        tie_of(*self as u64)
+    }
+}
+
+impl PoolTie for u64 {
+    fn pool_tie(&self) -> u32 {
+        tie_of(*self)
+    }
+}
+
+/// A candidate's place in a [`CandidatePool`]: its estimate's [`order_key`]
+/// above its item's [`PoolTie`].
+fn pool_key<T: PoolTie>(d: f32, item: &T) -> u64 {
+    (u64::from(order_key(d)) << 32) | u64::from(item.pool_tie() & TIE_MAX)
+}
+
+/// The largest [`pool_key`]; one past it means "past every candidate".
+const POOL_KEY_MAX: u64 = ((u32::MAX as u64) << 32) | TIE_MAX as u64;
+
+/// A pool bound (a [`pool_key`], or one past the last) as the estimate it
+/// starts at (+inf past NaN's keys).
 fn key_to_f32(k: u64) -> f32 {
-    u32::try_from(k).map_or(f32::INFINITY, from_order_key)
+    if k > POOL_KEY_MAX {
+        f32::INFINITY
+    } else {
+        from_order_key((k >> 32) as u32)
+    }
 }
 
 fn from_order_key(k: u32) -> f32 {
@@ -3177,6 +3268,87 @@ mod tests {
         }
         assert!(!pool.needs_reoffer());
         assert_eq!(pool.best(), None);
+    }
+
+    /// Pops every candidate of `pool`, re-offering `lists` (pages of
+    /// estimates, items their place in `all`) whenever it asks, and returns
+    /// the batches popped (each in no particular order).
+    fn drain_with_reoffers(pool: &mut CandidatePool<usize>, lists: &[Vec<f32>]) -> Vec<Vec<usize>> {
+        let offer = |pool: &mut CandidatePool<usize>| {
+            let mut base = 0;
+            for l in lists {
+                for (j, page) in l.chunks(300).enumerate() {
+                    let at = base + 300 * j;
+                    pool.push_all(page, |i| at + i);
+                }
+                base += l.len();
+            }
+        };
+        offer(pool);
+        pool.keep_best(pool.cap);
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            if pool.needs_reoffer() {
+                pool.begin_reoffer();
+                offer(pool);
+                pool.end_reoffer();
+                pool.keep_best(pool.cap);
+                continue;
+            }
+            if pool.is_empty() {
+                break;
+            }
+            out.push(pool.pop_best(100).into_iter().map(|e| e.1).collect());
+        }
+        out
+    }
+
+    /// A group of equal estimates larger than the cap (3,000 near-duplicates
+    /// sharing a code, `work_mem` = 64kB: a cap of 1,365) is split, not kept
+    /// whole or lost: every candidate comes out, best estimate first, whether
+    /// the group holds the best estimate or two better ones come later (that
+    /// case once ended the scan after those two: the pool had gone lossy on
+    /// the group and stayed so).
+    #[test]
+    fn a_tie_group_larger_than_the_cap_is_split_not_lost() {
+        let spread: Vec<f32> = (0..2000).map(|i| 0.05 + i as f32 * 0.001).collect();
+        for (tie, better) in [(0.02f32, 0usize), (0.0515, 2), (0.5, 450)] {
+            let group = vec![tie; 3000];
+            for lists in [
+                vec![group.clone(), spread.clone()],
+                vec![spread.clone(), group.clone()],
+            ] {
+                let all: Vec<f32> = lists.concat();
+                let mut pool = CandidatePool::new(100, 1365);
+                let batches = drain_with_reoffers(&mut pool, &lists);
+                let got: Vec<usize> = batches.concat();
+                let mut seen = got.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                assert_eq!(seen.len(), all.len(), "tie {tie}: every candidate, once");
+                assert_eq!(got.len(), all.len());
+                // Batch after batch, best estimates first.
+                let range = |b: &Vec<usize>| {
+                    let e = b.iter().map(|&i| all[i]);
+                    (
+                        e.clone().fold(f32::INFINITY, f32::min),
+                        e.fold(f32::NEG_INFINITY, f32::max),
+                    )
+                };
+                for w in batches.windows(2) {
+                    assert!(
+                        range(&w[0]).1 <= range(&w[1]).0,
+                        "tie {tie}: best estimate first"
+                    );
+                }
+                let est: Vec<f32> = got.iter().map(|&i| all[i]).collect();
+                assert_eq!(
+                    est.iter().filter(|&&e| e < tie).count(),
+                    better,
+                    "tie {tie}"
+                );
+            }
+        }
     }
 
     #[test]
