@@ -728,6 +728,12 @@ fn replica_answers_like_the_primary() {
         blocks_now > blocks_built,
         "inserts added no pages ({blocks_built} -> {blocks_now})"
     );
+    // An unlogged table's index: the standby has no file for it.
+    exec(
+        &mut p,
+        "CREATE UNLOGGED TABLE ul (v vector(2)); INSERT INTO ul VALUES ('[1,2]');
+         CREATE INDEX ul_v ON ul USING ivfpq (v)",
+    );
     step(t0, "changes made");
     primary.wait_for_replay(&replica);
     step(t0, "replayed");
@@ -737,6 +743,21 @@ fn replica_answers_like_the_primary() {
         .query_one("SELECT pg_is_in_recovery()", &[])
         .unwrap()
         .get::<_, bool>(0));
+    // The index functions refuse it as PostgreSQL refuses queries on it
+    // (they read a missing file: 58P01).
+    for sql in [
+        "SELECT arrw.ivfpq_check('ul_v')",
+        "SELECT * FROM arrw.ivfpq_info('ul_v')",
+        "SELECT arrw.ivfpq_default_probes('ul_v')",
+        "SELECT * FROM ul",
+    ] {
+        let e = r.batch_execute(sql).expect_err(sql);
+        assert_eq!(
+            msg(&e),
+            "0A000: cannot access temporary or unlogged relations during recovery",
+            "{sql}"
+        );
+    }
     let mut qrng = Blobs::new(22, K, DIM); // same centres, fresh points
     qrng.rng = Rng(0xfeed);
     let queries: Vec<Vec<f32>> = (0..50).map(|_| qrng.point()).collect();
@@ -1801,6 +1822,54 @@ fn functions_on_an_unbuilt_concurrent_index_say_so() {
             msg(&e)
         );
         assert!(msg(&e).contains("has not been built"), "{sql}: {}", msg(&e));
+    }
+
+    // A crash during a concurrent build (or a REINDEX CONCURRENTLY's new index)
+    // leaves blocks but no meta page, which the build writes last: unbuilt too,
+    // not damaged (it was XX002 without block or hint). The same all-zero meta
+    // page on a valid index is damage: XX002 naming block 0, with the hint.
+    exec(
+        &mut c,
+        "CREATE TABLE okt (id int, v vector(2));
+         INSERT INTO okt SELECT i, ARRAY[i, -i] FROM generate_series(1, 100) i;
+         CREATE INDEX okt_v ON okt USING ivfpq (v)",
+    );
+    let path = |c: &mut Client, idx: &str| -> std::path::PathBuf {
+        let rel: String = c
+            .query_one(&format!("SELECT pg_relation_filepath('{idx}')"), &[])
+            .unwrap()
+            .get(0);
+        cluster.dir.join("data").join(rel)
+    };
+    let (ub, okt) = (path(&mut c, "ub_v"), path(&mut c, "okt_v"));
+    drop((c, writer));
+    cluster.stop("fast");
+    std::fs::write(&ub, vec![0u8; 3 * 8192]).unwrap();
+    let mut bytes = std::fs::read(&okt).unwrap();
+    bytes[..8192].fill(0);
+    std::fs::write(&okt, bytes).unwrap();
+    cluster.start_server();
+    let mut c = cluster.connect();
+    for sql in [
+        "SELECT arrw.ivfpq_check('ub_v')",
+        "SELECT * FROM arrw.ivfpq_info('ub_v')",
+        "SELECT arrw.ivfpq_default_probes('ub_v')",
+    ] {
+        let e = c.batch_execute(sql).expect_err(sql);
+        assert_eq!(
+            e.code().map(|s| s.code()),
+            Some("55000"),
+            "{sql}: {}",
+            msg(&e)
+        );
+        assert!(msg(&e).contains("has not been built"), "{sql}: {}", msg(&e));
+    }
+    for sql in [
+        "SELECT arrw.ivfpq_check('okt_v')",
+        "SELECT * FROM arrw.ivfpq_info('okt_v')",
+        "SET enable_seqscan = off; SELECT id FROM okt ORDER BY v <-> '[1,1]' LIMIT 3",
+    ] {
+        expect_corrupted(&mut c, sql, "okt_v");
     }
 }
 

@@ -63,10 +63,28 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
         if indrelid != heap {
             require_select(indrelid);
         }
+        // A hot standby has no unlogged relation's files (their main forks
+        // are reset at promotion); PostgreSQL refuses queries on them with
+        // this error, and so do we, before reading a page (a read was 58P01).
+        if pg_sys::RecoveryInProgress()
+            && (*(*rel).rd_rel).relpersistence
+                == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char
+        {
+            pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
+            crate::errors::error(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "cannot access temporary or unlogged relations during recovery".into(),
+            );
+        }
         // A CREATE INDEX CONCURRENTLY that failed or was cancelled before its
         // build leaves an index of no blocks: there is nothing to describe
-        // (its meta page would be a read past the end, XX001).
-        if pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) == 0 {
+        // (its meta page would be a read past the end, XX001). One that a
+        // crash interrupted during its build (or a REINDEX CONCURRENTLY's new
+        // index) may have blocks, but no meta page yet: the build writes the
+        // meta page last, and PostgreSQL never marked the index valid.
+        let nblocks =
+            pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        if nblocks == 0 || (!(*(*rel).rd_index).indisvalid && page::meta_unwritten(rel)) {
             let name = page::rel_name(rel);
             pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
             crate::errors::error(

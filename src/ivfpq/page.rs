@@ -94,15 +94,27 @@ fn check_counted<T>(
     check(index, test(*known))
 }
 
+/// Whether the index's meta block has never been written (a new, all-zero
+/// page): what a build interrupted before its end leaves (call only on an
+/// index with at least one block).
+pub fn meta_unwritten(index: pg_sys::Relation) -> bool {
+    let g = ReadGuard::new(index, layout::META_BLOCK);
+    g.page().iter().all(|&b| b == 0)
+}
+
 /// Reads the meta page and checks its magic, kind and format version (what
 /// `meta` checks beside it needs the index's size).
 pub fn read_meta(index: pg_sys::Relation) -> MetaData {
     let g = ReadGuard::new(index, layout::META_BLOCK);
     let m = layout::read_meta(g.page());
     if m.magic != MAGIC || layout::page_kind(g.page()) != KIND_META {
-        crate::errors::error(
-            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
-            format!("ivfpq index \"{}\" has no valid meta page", rel_name(index)),
+        corrupt_message(
+            index,
+            format!(
+                "ivfpq index \"{}\" has no valid meta page (block {})",
+                rel_name(index),
+                layout::META_BLOCK
+            ),
         );
     }
     if m.version != layout::FORMAT_VERSION {
