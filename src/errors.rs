@@ -177,16 +177,30 @@ pub fn job_argument(e: ArgError, kind: &str, keys: &[&str]) -> ! {
     }
 }
 
-/// A failed file operation (`what`: "open", "read", ...) on `path`: 58P01 if it
-/// does not exist, 42501 if the server may not, 58030 otherwise.
+/// The SQLSTATE PostgreSQL's `errcode_for_file_access` gives an errno: 58P01
+/// if the file does not exist, 42501 if the server may not, 42809 for a
+/// directory where a file belongs (or the reverse), 53100 for a full disk,
+/// 58030 otherwise.
+pub fn file_error_code(e: &std::io::Error) -> PgSqlErrorCode {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        NotFound => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
+        PermissionDenied | ReadOnlyFilesystem => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        AlreadyExists => PgSqlErrorCode::ERRCODE_DUPLICATE_FILE,
+        IsADirectory | NotADirectory | TooManyLinks => PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+        StorageFull => PgSqlErrorCode::ERRCODE_DISK_FULL,
+        _ => PgSqlErrorCode::ERRCODE_IO_ERROR,
+    }
+}
+
+/// A failed file operation (`what`: "open", "read", ...) on `path`, with
+/// [`file_error_code`]'s SQLSTATE.
 #[cold]
 pub fn file_io(what: &str, path: &str, e: &std::io::Error) -> ! {
-    let code = match e.kind() {
-        std::io::ErrorKind::NotFound => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
-        std::io::ErrorKind::PermissionDenied => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-        _ => PgSqlErrorCode::ERRCODE_IO_ERROR,
-    };
-    error(code, format!("could not {what} file \"{path}\": {e}"))
+    error(
+        file_error_code(e),
+        format!("could not {what} file \"{path}\": {e}"),
+    )
 }
 
 /// 22P04: the file a bulk_import reads is not what its COPY options say.

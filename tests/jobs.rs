@@ -876,6 +876,49 @@ fn failures_are_retried_with_backoff_then_reported() {
         error.as_deref().unwrap_or("").contains("permission denied"),
         "{error:?}"
     );
+
+    // Errors that every attempt would meet again fail at once too: a value
+    // COPY cannot read (22P02), a division by zero (22012), a statement that
+    // does not type-check (42804), a directory where the export's file goes
+    // (42809). Each was retried max_attempts times.
+    let bad = cluster.dir.join("bad.csv");
+    std::fs::write(&bad, "1,x\nnot-a-number,y\n").unwrap();
+    let dir = cluster.dir.join("adir");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (kind, args, text) in [
+        (
+            "bulk_import",
+            format!(
+                r#"{{"table": "t", "path": "{}", "format": "csv"}}"#,
+                bad.display()
+            ),
+            "invalid input syntax for type integer",
+        ),
+        (
+            "batch_update",
+            r#"{"table": "t", "set": "id = id / 0", "where": "true"}"#.to_string(),
+            "division by zero",
+        ),
+        (
+            "batch_update",
+            r#"{"table": "t", "set": "id = 1", "where": "t.*"}"#.to_string(),
+            "must be type boolean",
+        ),
+        (
+            "bulk_export",
+            format!(r#"{{"query": "SELECT 1", "path": "{}"}}"#, dir.display()),
+            "directory",
+        ),
+    ] {
+        let id = submit(&mut c, kind, &args);
+        assert_eq!(wait_done(&cluster, &mut c, id), "failed", "{kind} {args}");
+        let (_, _, attempts, error) = state(&mut c, id);
+        assert_eq!(attempts, 1, "{kind} {args}: {error:?}");
+        assert!(
+            error.as_deref().unwrap_or("").contains(text),
+            "{kind} {args}: {error:?}"
+        );
+    }
 }
 
 #[test]

@@ -238,10 +238,11 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
         return Outcome::Cancelled;
     };
     if let Err(e) = std::fs::rename(&tmp, path) {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_IO_ERROR,
-            format!("could not rename \"{tmp}\" to \"{path}\": {e}")
+        // A directory at `path` (42809) fails the job at once; an I/O error is
+        // retried (worker::permanent).
+        crate::errors::error(
+            crate::errors::file_error_code(&e),
+            format!("could not rename \"{tmp}\" to \"{path}\": {e}"),
         );
     }
     tmp_file.disarm();

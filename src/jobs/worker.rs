@@ -407,25 +407,31 @@ fn run_one(job: &Job, slot: &Slot, sh: &shmem::Shared, db: pg_sys::Oid) -> bool 
     finished.is_ok() && !matches!(outcome, Outcome::Requeue)
 }
 
-/// Errors retrying cannot fix.
+/// Errors retrying cannot fix: every SQLSTATE but those of the classes that
+/// name a passing condition (08 connection exception, 40 transaction
+/// rollback: serialization failures and deadlocks, 53 insufficient
+/// resources, 57 operator intervention, 58 system error: I/O, a file not
+/// there yet; XX internal error) and of a lock or object busy now (55P03,
+/// 55006). A data error (22: a bad value in an imported row, a division by
+/// zero), a constraint violated (23) or a statement that does not type-check
+/// (42) fails the same way on every attempt; they were retried
+/// `max_attempts` times.
 fn permanent(code: PgSqlErrorCode) -> bool {
     use PgSqlErrorCode::*;
-    matches!(
-        code,
-        ERRCODE_INSUFFICIENT_PRIVILEGE
-            | ERRCODE_INVALID_PARAMETER_VALUE
-            | ERRCODE_SYNTAX_ERROR
-            | ERRCODE_FEATURE_NOT_SUPPORTED
-            | ERRCODE_WRONG_OBJECT_TYPE
-            | ERRCODE_UNDEFINED_OBJECT
-            | ERRCODE_UNDEFINED_COLUMN
-            | ERRCODE_UNDEFINED_TABLE
-            | ERRCODE_UNDEFINED_FUNCTION
-            | ERRCODE_UNDEFINED_PARAMETER
-            | ERRCODE_INVALID_NAME
-            | ERRCODE_READ_ONLY_SQL_TRANSACTION
-            | ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+    if matches!(code, ERRCODE_LOCK_NOT_AVAILABLE | ERRCODE_OBJECT_IN_USE) {
+        return false;
+    }
+    !matches!(
+        &sqlstate_class(code),
+        b"08" | b"40" | b"53" | b"57" | b"58" | b"XX"
     )
+}
+
+/// The two characters of a SQLSTATE's class (PostgreSQL's MAKE_SQLSTATE packs
+/// each character in 6 bits, the first lowest).
+fn sqlstate_class(code: PgSqlErrorCode) -> [u8; 2] {
+    let c = code as isize as u32;
+    [(c & 0x3F) as u8 + b'0', ((c >> 6) & 0x3F) as u8 + b'0']
 }
 
 /// Records the outcome of an attempt (in the caller's transaction) and releases the
