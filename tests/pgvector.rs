@@ -722,3 +722,89 @@ fn arrw_has_every_pgvector_function_operator_and_cast() {
         assert_eq!(msg(&e), "22000: different bit lengths 3 and 4", "{q}");
     }
 }
+
+/// What `migrate_to_arrw()` cannot change in place is reported as `blocked` by
+/// the dry run, and the real run then changes nothing (55000). Each of these
+/// once got no `blocked` row, and the real run failed halfway (rolled back):
+/// a policy, a trigger's WHEN, a `BEGIN ATOMIC` function and a generated
+/// column reading the column (0A000), an index whose expression uses
+/// pgvector's cast or function (42846, 42883). A domain over pgvector's type
+/// was not even listed (the plan said done while pgvector was still in use).
+/// A column inherited from a parent is altered with the parent (listed alone
+/// it failed with 42P16).
+#[test]
+fn migrate_to_arrw_reports_what_it_cannot_change() {
+    let Some((_cluster, mut c)) = beside_pgvector("pgvector_blockers", "migrate blockers") else {
+        return;
+    };
+    exec(
+        &mut c,
+        "CREATE TABLE pol (id int, v vector(3));
+         ALTER TABLE pol ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY p ON pol USING (v IS NOT NULL);
+         CREATE TABLE trg (id int, v vector(3));
+         CREATE FUNCTION trg_f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+         CREATE TRIGGER t BEFORE UPDATE ON trg FOR EACH ROW
+           WHEN (old.v IS DISTINCT FROM new.v) EXECUTE FUNCTION trg_f();
+         CREATE TABLE fun (id int, v vector(3));
+         CREATE FUNCTION fun_n() RETURNS bigint LANGUAGE sql BEGIN ATOMIC
+           SELECT count(v) FROM fun; END;
+         CREATE TABLE gen (id int, v vector(3), d int GENERATED ALWAYS AS (vector_dims(v)) STORED);
+         CREATE TABLE ex (id int, v vector(3));
+         CREATE INDEX ex_h ON ex USING ivfpq ((v::halfvec(3)) halfvec_l2_ops);
+         CREATE TABLE nrm (id int, v vector(3));
+         CREATE INDEX nrm_n ON nrm USING ivfpq (l2_normalize(v));
+         CREATE DOMAIN dvec AS vector(3);
+         CREATE TABLE dom (id int, d dvec);
+         CREATE TABLE par (id int, v vector(3));
+         CREATE TABLE chi (extra int) INHERITS (par);
+         INSERT INTO chi VALUES (1, '[1,2,3]', 7);",
+    );
+    let plan = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail FROM migrate_to_arrw()",
+    );
+    let blocked = |what: &str, why: &str| {
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with(&format!("blocked {what}")) && l.contains(why)),
+            "{what} ({why}) not blocked:\n{}",
+            plan.join("\n")
+        );
+    };
+    blocked("public.pol.v", "policy p");
+    blocked("public.trg.v", "trigger t");
+    blocked("public.fun.v", "function public.fun_n()");
+    blocked("public.gen.v", "generated column d");
+    blocked("public.ex_h", "pgvector's type public.halfvec");
+    blocked("public.nrm_n", "pgvector's function public.l2_normalize(public.vector)");
+    blocked("public.dom.d", "domain public.dvec");
+    // The child's column goes with its parent's: one ALTER, of the parent.
+    let alters: Vec<&String> = plan
+        .iter()
+        .filter(|l| l.starts_with("alter column") && (l.contains("public.par ") || l.contains("public.chi ")))
+        .collect();
+    assert_eq!(alters.len(), 1, "{}", plan.join("\n"));
+    assert!(alters[0].contains("ALTER TABLE public.par "), "{alters:?}");
+    let e = c
+        .batch_execute("SELECT * FROM migrate_to_arrw(dry_run => false)")
+        .unwrap_err();
+    assert_eq!(e.code().map(|s| s.code()), Some("55000"), "{}", msg(&e));
+    // Without the blockers the migration runs, the inherited column included.
+    exec(
+        &mut c,
+        "DROP TABLE pol, trg, gen, ex, nrm, dom; DROP FUNCTION fun_n; DROP TABLE fun;
+         DROP FUNCTION trg_f; DROP DOMAIN dvec;
+         SELECT * FROM migrate_to_arrw(dry_run => false)",
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT format('%s %s', attrelid::regclass, format_type(atttypid, atttypmod)) \
+             FROM pg_attribute WHERE attrelid IN ('par'::regclass, 'chi'::regclass) \
+             AND attname = 'v' ORDER BY 1"
+        ),
+        ["chi arrw_ext.vector(3)", "par arrw_ext.vector(3)"]
+    );
+    assert_eq!(col(&mut c, "SELECT v::text FROM chi"), ["[1,2,3]"]);
+}

@@ -122,7 +122,7 @@ BEGIN
 	-- in partitions: altering the parent alters them) and in views or
 	-- materialized views (which cannot be altered: they block).
 	FOR col IN
-		SELECT c.oid AS relid, c.relkind, c.relowner, a.attname, a.attnum, a.atttypmod,
+		SELECT c.oid AS relid, c.relkind, c.relowner, a.attname, a.attnum, a.atttypmod, a.attinhcount,
 		       format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS rel,
 		       coalesce(bt.typname, t.typname) AS base, bt.oid IS NOT NULL AS is_array
 		FROM pg_attribute a
@@ -131,7 +131,7 @@ BEGIN
 		JOIN pg_type t ON t.oid = a.atttypid
 		LEFT JOIN pg_type bt ON bt.oid = t.typelem AND t.typcategory = 'A'
 		WHERE a.attnum > 0 AND NOT a.attisdropped
-		  AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition
+		  AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c') AND NOT c.relispartition
 		  AND coalesce(bt.typnamespace, t.typnamespace) = vec_nsp
 		  AND coalesce(bt.typname, t.typname) IN ('vector', 'halfvec')
 		ORDER BY 1, a.attnum
@@ -140,8 +140,18 @@ BEGIN
 			blockers := blockers + 1;
 			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
 			detail := CASE col.relkind WHEN 'f' THEN 'a foreign table''s column: alter it by hand'
+				WHEN 'c' THEN 'an attribute of a composite type: alter it by hand (ALTER TYPE ... ALTER ATTRIBUTE)'
 				ELSE 'a column of a view or materialized view: drop it, migrate, create it again' END;
 			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		-- A column inherited from a parent (table inheritance) changes with the
+		-- parent's (ALTER TABLE recurses; altered alone it is 42P16); its indexes
+		-- are this table's to drop and create again.
+		IF col.attinhcount > 0 THEN
+			IF NOT col.relid = ANY (tables) THEN
+				tables := tables || col.relid;
+			END IF;
 			CONTINUE;
 		END IF;
 		IF col.relowner IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) THEN
@@ -165,6 +175,32 @@ BEGIN
 			detail := format('read by view %s: drop it, migrate, create it again', vw.v);
 			RETURN NEXT;
 		END LOOP;
+		-- Other objects whose definition reads the column: ALTER COLUMN TYPE
+		-- refuses a policy, a trigger's WHEN or column list, a SQL-standard
+		-- function body (BEGIN ATOMIC) and a generated column (0A000).
+		FOR vw IN
+			SELECT DISTINCT CASE d.classid
+				WHEN 'pg_policy'::regclass THEN format('policy %I',
+					(SELECT p.polname FROM pg_policy p WHERE p.oid = d.objid))
+				WHEN 'pg_trigger'::regclass THEN format('trigger %I',
+					(SELECT g.tgname FROM pg_trigger g WHERE g.oid = d.objid))
+				WHEN 'pg_proc'::regclass THEN format('function %s', d.objid::regprocedure)
+				ELSE format('generated column %I',
+					(SELECT g.attname FROM pg_attrdef ad JOIN pg_attribute g
+					   ON g.attrelid = ad.adrelid AND g.attnum = ad.adnum
+					 WHERE ad.oid = d.objid)) END AS what
+			FROM pg_depend d
+			WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = col.relid
+			  AND d.refobjsubid = col.attnum
+			  AND d.classid IN ('pg_policy'::regclass, 'pg_trigger'::regclass, 'pg_proc'::regclass,
+			                    'pg_attrdef'::regclass)
+			ORDER BY 1
+		LOOP
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('used by %s: drop it, migrate, create it again', vw.what);
+			RETURN NEXT;
+		END LOOP;
 		-- arrw's type of the same name, dimensions (typmod) and arrayness.
 		target := format('%s.%I%s%s', arrw_q, col.base,
 			CASE WHEN col.atttypmod > 0 THEN format('(%s)', col.atttypmod) ELSE '' END,
@@ -174,6 +210,55 @@ BEGIN
 		IF NOT col.relid = ANY (tables) THEN
 			tables := tables || col.relid;
 		END IF;
+	END LOOP;
+
+	-- Columns of a domain over pgvector's types (or an array of one): the
+	-- domain's base type cannot be changed, so each needs a domain over arrw's
+	-- type of its own.
+	FOR col IN
+		SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS rel, a.attname,
+		       format_type(dt.oid, NULL) AS dom
+		FROM pg_attribute a
+		JOIN pg_class c ON c.oid = a.attrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_type t ON t.oid = a.atttypid
+		JOIN pg_type dt ON dt.oid = CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE t.oid END
+		JOIN pg_type bt ON bt.oid = dt.typbasetype
+		WHERE a.attnum > 0 AND NOT a.attisdropped AND dt.typtype = 'd'
+		  AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c') AND NOT c.relispartition
+		  AND bt.typnamespace = vec_nsp AND bt.typname IN ('vector', 'halfvec')
+		ORDER BY 1, 2
+	LOOP
+		blockers := blockers + 1;
+		action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+		detail := format('of domain %s over pgvector''s type: create a domain over arrw''s type, '
+			'alter the column to it by hand, then migrate', col.dom);
+		RETURN NEXT;
+	END LOOP;
+
+	-- Indexes of those tables whose expression or predicate uses pgvector's
+	-- functions, operators or types (`l2_normalize(v)`, `(v::halfvec(3))`): created
+	-- again as printed they would name pgvector's objects for arrw's column.
+	FOR idx IN
+		SELECT DISTINCT format('%s.%s', quote_ident(n.nspname), quote_ident(ic.relname)) AS name,
+		       pg_describe_object(d.refclassid, d.refobjid, 0) AS what
+		FROM pg_index i
+		JOIN pg_class ic ON ic.oid = i.indexrelid
+		JOIN pg_namespace n ON n.oid = ic.relnamespace
+		JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+		                AND d.refclassid IN ('pg_proc'::regclass, 'pg_type'::regclass, 'pg_operator'::regclass)
+		JOIN pg_depend x ON x.classid = d.refclassid AND x.objid = d.refobjid AND x.deptype = 'e'
+		JOIN pg_extension e ON e.oid = x.refobjid AND e.extname = 'vector'
+		WHERE i.indrelid = ANY (tables)
+		   OR i.indrelid IN (SELECT p.relid FROM unnest(tables) t(relid),
+		                     LATERAL pg_partition_tree(t.relid) p WHERE p.relid <> t.relid)
+		ORDER BY 1, 2
+	LOOP
+		blockers := blockers + 1;
+		action := 'blocked'; object := idx.name;
+		detail := format('its expression or predicate uses pgvector''s %s: drop it, migrate, '
+			'create it again with arrw''s', idx.what);
+		RETURN NEXT;
 	END LOOP;
 
 	-- Indexes of those tables (and of their partitions) whose operator classes
