@@ -1846,3 +1846,37 @@ fn a_batch_job_fails_when_its_table_is_rewritten() {
     // Every row was updated at most once.
     assert_eq!(count(&mut c, "SELECT count(*) FROM rw WHERE v > 1"), 0);
 }
+
+/// A batch stays near `batch_rows` after a stretch of the table it changed
+/// nothing in: the block range doubles over such a stretch, and the range
+/// after it once held every row left (10,000 rows changed in one batch of
+/// `batch_rows` 100, one long transaction holding the table's rows locked).
+#[test]
+fn batches_stay_near_batch_rows_after_an_empty_stretch() {
+    let (cluster, mut c) = setup("jobs-stretch", "");
+    c.batch_execute(
+        "CREATE TABLE st (id int, n int) WITH (autovacuum_enabled = off);
+         INSERT INTO st SELECT i, 0 FROM generate_series(1, 40000) i;
+         DELETE FROM st WHERE id <= 30000;",
+    )
+    .unwrap();
+    c.batch_execute("VACUUM st").unwrap();
+    let id = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "st", "set": "n = n + 1", "where": "true", "batch_rows": 100}"#,
+    );
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{:?}",
+        state(&mut c, id)
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM st WHERE n = 1"), 10_000);
+    // Each batch is a transaction: its rows share their xmin.
+    let largest = count(
+        &mut c,
+        "SELECT max(c) FROM (SELECT count(*) c FROM st GROUP BY xmin::text) b",
+    );
+    assert!(largest <= 300, "a batch changed {largest} rows");
+}

@@ -330,31 +330,53 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
     } else {
         50.0
     };
-    let mut step =
+    let base_step =
         ((batch_rows as f64 / rows_per_block).ceil() as i64).clamp(1, MAX_BLOCKS_PER_BATCH);
+    let mut step = base_step;
     let filter = where_
         .map(|w| format!(" AND (\n{w}\n)"))
         .unwrap_or_default();
+    let range_of = |lo: i64, hi: i64| {
+        format!("ctid >= '({lo},0)'::pg_catalog.tid AND ctid < '({hi},0)'::pg_catalog.tid")
+    };
     while block < end {
         if let Some(o) = ctx.stop() {
             return o;
         }
-        let hi = (block + step).min(end);
-        let range =
-            format!("ctid >= '({block},0)'::pg_catalog.tid AND ctid < '({hi},0)'::pg_catalog.tid");
+        let not_ours = if set.is_none() || xids.is_empty() {
+            String::new()
+        } else {
+            format!(" AND NOT (xmin OPERATOR(pg_catalog.=) ANY ('{{{xids}}}'::pg_catalog.xid[]))")
+        };
+        let mut hi = (block + step).min(end);
+        // A range grown over rows the filter left alone (the step doubles after
+        // every batch that changed nothing, up to MAX_BLOCKS_PER_BATCH) may
+        // now hold far more than batch_rows rows to change: one batch once
+        // changed all 10,000 rows left of a table after an empty stretch, with
+        // batch_rows 100, in one long transaction. Count them first (a read of
+        // the range) and shrink it to about batch_rows.
+        while hi - block > base_step {
+            let sql = format!(
+                "SELECT pg_catalog.count(*) FROM ONLY {} WHERE {}{filter}{not_ours}",
+                rel.qname,
+                range_of(block, hi)
+            );
+            let n: i64 = spi::xact(|| ctx.as_owner(|| spi::one(&sql, &[])))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            if n <= batch_rows.saturating_mul(2) {
+                break;
+            }
+            let len = ((hi - block) as f64 * batch_rows as f64 / n as f64) as i64;
+            hi = block + len.clamp(base_step, hi - block - 1);
+        }
+        let range = range_of(block, hi);
         let stmt = match set {
             None => format!("DELETE FROM ONLY {} WHERE {range}{filter}", rel.qname),
-            Some(set) => {
-                let not_ours = if xids.is_empty() {
-                    String::new()
-                } else {
-                    format!(" AND NOT (xmin OPERATOR(pg_catalog.=) ANY ('{{{xids}}}'::pg_catalog.xid[]))")
-                };
-                format!(
-                    "UPDATE ONLY {} SET {set}\n WHERE {range}{filter}{not_ours}",
-                    rel.qname
-                )
-            }
+            Some(set) => format!(
+                "UPDATE ONLY {} SET {set}\n WHERE {range}{filter}{not_ours}",
+                rel.qname
+            ),
         };
         let n = spi::xact(|| {
             spi::async_commit();
@@ -402,6 +424,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             return Outcome::Cancelled;
         };
         done += n;
+        step = hi - block;
         block = hi;
         // Aim the next range at batch_rows affected rows.
         step = if n == 0 {
