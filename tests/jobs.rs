@@ -1880,3 +1880,33 @@ fn batches_stay_near_batch_rows_after_an_empty_stretch() {
     );
     assert!(largest <= 300, "a batch changed {largest} rows");
 }
+
+/// With no background worker slot free for a job worker, queued jobs wait,
+/// and the server log says why (it said nothing: jobs stayed `queued` without a
+/// word). `max_worker_processes = 2`: the job launcher and PostgreSQL's logical
+/// replication launcher take both.
+#[test]
+fn no_free_worker_slot_is_logged() {
+    let (cluster, mut c) = setup("jobs-noslot", "max_worker_processes = 2");
+    c.batch_execute("CREATE TABLE ns (id int)").unwrap();
+    let id = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "ns", "where": "true"}"#,
+    );
+    let t0 = std::time::Instant::now();
+    while !cluster.log().contains("no background worker slot is free") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no warning in the log:\n{}",
+            cluster.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(state(&mut c, id).0, "queued");
+    assert!(
+        cluster.log().contains("arrw.job_workers = "),
+        "{}",
+        cluster.log()
+    );
+}

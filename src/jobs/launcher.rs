@@ -103,6 +103,17 @@ fn main() {
     let n = sh.slots().len();
     let mut handles: Vec<Option<DynamicBackgroundWorker>> = (0..n).map(|_| None).collect();
     let mut next_rescan = 0i64;
+    // SAFETY: reading a GUC variable of this process (fixed at server start).
+    let max_workers = unsafe { pg_sys::max_worker_processes };
+    if n as i32 >= max_workers {
+        // This launcher takes one of the server's background worker slots.
+        pgrx::warning!(
+            "arrw.job_workers = {n} leaves no room in max_worker_processes = {max_workers}:              at most {} jobs can run at once (the job launcher takes one slot; other              extensions and parallel queries share them)",
+            (max_workers - 1).max(0)
+        );
+    }
+    // When the last "no background worker slot" warning went out.
+    let mut slot_warned = i64::MIN;
     loop {
         let now = now_ms();
         // Reap workers that have exited.
@@ -159,8 +170,16 @@ fn main() {
                     sh.served(db, gen);
                 }
                 None => {
-                    // No background worker slot free (max_worker_processes): retry soon.
+                    // No background worker slot free (max_worker_processes): retry soon,
+                    // and say so in the server log once a minute (jobs otherwise
+                    // wait in the queue without a word).
                     slot.in_use.store(false, Ordering::SeqCst);
+                    if now.saturating_sub(slot_warned) >= 60_000 {
+                        slot_warned = now;
+                        pgrx::warning!(
+                            "arrw job launcher: no background worker slot is free to run the                              queued jobs of database {db} (max_worker_processes = {max_workers});                              they wait until one is"
+                        );
+                    }
                     waiting = true;
                     break;
                 }
