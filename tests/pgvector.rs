@@ -777,12 +777,18 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
     blocked("public.fun.v", "function public.fun_n()");
     blocked("public.gen.v", "generated column d");
     blocked("public.ex_h", "pgvector's type public.halfvec");
-    blocked("public.nrm_n", "pgvector's function public.l2_normalize(public.vector)");
+    blocked(
+        "public.nrm_n",
+        "pgvector's function public.l2_normalize(public.vector)",
+    );
     blocked("public.dom.d", "domain public.dvec");
     // The child's column goes with its parent's: one ALTER, of the parent.
     let alters: Vec<&String> = plan
         .iter()
-        .filter(|l| l.starts_with("alter column") && (l.contains("public.par ") || l.contains("public.chi ")))
+        .filter(|l| {
+            l.starts_with("alter column")
+                && (l.contains("public.par ") || l.contains("public.chi "))
+        })
         .collect();
     assert_eq!(alters.len(), 1, "{}", plan.join("\n"));
     assert!(alters[0].contains("ALTER TABLE public.par "), "{alters:?}");

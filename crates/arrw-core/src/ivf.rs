@@ -1993,23 +1993,26 @@ impl<T: PoolTie> CandidatePool<T> {
             .map(|e| pool_key(e.0, &e.1))
             .collect();
         let r = (n / step).min(sample.len() - 1);
-        let t = *sample.select_nth_unstable(r).1;
-        // `upper` stays above the best held (progress) and every popped one.
+        // A group of equal estimates is kept or dropped whole (pop_best then
+        // hands it out in one batch: see there), so the threshold is the start
+        // of the sampled key's group.
+        let t = group_start(*sample.select_nth_unstable(r).1);
+        // `upper` stays above the best held (progress) and every popped one,
+        // with their groups.
         let min = v
             .iter()
             .map(|e| pool_key(e.0, &e.1))
             .min()
             .expect("non-empty");
-        let mut floor = min + 1;
-        if let Some(p) = self.popped_max {
-            floor = floor.max(p + 1);
-        }
-        let mut t = t.max(floor);
+        let (floor, whole_floor) = Self::floors(min, self.popped_max);
+        let mut t = t.max(whole_floor);
         let before_cut = v.len();
         if t <= POOL_KEY_MAX {
             v.retain(|e| pool_key(e.0, &e.1) < t);
             if v.len() > self.cap {
-                // The sample overshot the cap: the exact threshold.
+                // The sample overshot the cap, or a group of equal estimates is
+                // larger than it: the exact threshold, which splits that group
+                // by row rather than keep a random part of it (cut_lossy).
                 v.select_nth_unstable_by_key(self.cap, |e| pool_key(e.0, &e.1));
                 let exact = pool_key(v[self.cap].0, &v[self.cap].1);
                 if exact >= floor {
@@ -2072,20 +2075,17 @@ impl<T: PoolTie> CandidatePool<T> {
             .map(|e| pool_key(e.0, &e.1))
             .collect();
         let r = (n / step).min(sample.len() - 1);
-        let t = *sample.select_nth_unstable(r).1;
+        let t = group_start(*sample.select_nth_unstable(r).1);
         // `upper` stays above the best held (in `near`, which is not empty and
-        // below every `far` entry) and above every popped one.
+        // below every `far` entry) and above every popped one, with their
+        // groups of equal estimates (as in `cut`).
         let min = self
             .near
             .iter()
             .map(|e| pool_key(e.0, &e.1))
             .min()
             .expect("non-empty");
-        let mut floor = min + 1;
-        if let Some(p) = self.popped_max {
-            floor = floor.max(p + 1);
-        }
-        let t = t.max(floor);
+        let t = t.max(Self::floors(min, self.popped_max).1);
         if t > POOL_KEY_MAX || t <= nb_key {
             return false;
         }
@@ -2125,6 +2125,19 @@ impl<T: PoolTie> CandidatePool<T> {
             self.set_upper(t);
         }
         true
+    }
+
+    /// The least thresholds a cut may set, given the least key held: above it
+    /// and every popped key (`.0`: progress), and (`.1`) above their whole
+    /// groups of equal estimates, which a cut keeps together while they fit.
+    fn floors(min: u64, popped_max: Option<u64>) -> (u64, u64) {
+        let mut floor = min + 1;
+        let mut whole = group_end(min);
+        if let Some(p) = popped_max {
+            floor = floor.max(p + 1);
+            whole = whole.max(group_end(p));
+        }
+        (floor, whole)
     }
 
     /// Candidates from `t` on are dropped (to be offered again). A loss of an
@@ -2354,6 +2367,16 @@ impl PoolTie for u64 {
 /// above its item's [`PoolTie`].
 fn pool_key<T: PoolTie>(d: f32, item: &T) -> u64 {
     (u64::from(order_key(d)) << 32) | u64::from(item.pool_tie() & TIE_MAX)
+}
+
+/// The first [`pool_key`] of `k`'s estimate (its group of equal estimates).
+fn group_start(k: u64) -> u64 {
+    k & !0xFFFF_FFFF
+}
+
+/// One past the last [`pool_key`] of `k`'s estimate (past every key for NaN's).
+fn group_end(k: u64) -> u64 {
+    group_start(k).saturating_add(1 << 32)
 }
 
 /// The largest [`pool_key`]; one past it means "past every candidate".
