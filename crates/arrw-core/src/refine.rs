@@ -69,7 +69,14 @@ impl ResidualSq {
                 let b = *col
                     .select_nth_unstable_by(j.max(i), |x, y| x.total_cmp(y))
                     .1;
-                (a, b)
+                // Ranges wider than a float4 holds (values near ±3e38 on both
+                // sides) made the step infinite: the model was then refused as
+                // corrupt by every later read, and a REINDEX made it again.
+                // Within ±f32::MAX / 2 the width and every decoded level are
+                // finite; values beyond are clipped, and such rows' codes are
+                // not faithful (`encode`), so scans re-rank them from the table.
+                const HALF: f32 = f32::MAX / 2.0;
+                (a.clamp(-HALF, HALF), b.clamp(-HALF, HALF))
             };
             lo.push(a);
             // A constant dimension still gets a positive step, so decoding
@@ -471,6 +478,22 @@ fn encode_lanes(q: &ResidualSq, r: &[f32], out: &mut [u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Residuals spanning more than a float4 holds (±3e38 on both sides) give
+    /// a model that reads back (its step was infinite: every later read of
+    /// the index called it corrupt), and those rows' codes are not faithful.
+    #[test]
+    fn ranges_wider_than_a_float_give_a_readable_model() {
+        let r: Vec<f32> = vec![3e38, 0.0, -3e38, 0.0, 1.0, 1.0];
+        for bits in [4, 8] {
+            let q = ResidualSq::train(&r, 2, bits, 0.0);
+            let back = ResidualSq::from_bytes(&q.to_bytes()).expect("readable");
+            assert_eq!(back.dim(), 2);
+            let mut code = vec![0u8; q.code_size()];
+            assert!(!q.encode(&[3e38, 0.0], &mut code), "clipped: not faithful");
+            assert!(q.encode(&[0.5, 0.5], &mut code));
+        }
+    }
     use proptest::prelude::*;
 
     #[test]
