@@ -275,3 +275,20 @@ CREATE INDEX few_v ON few USING ivfpq (v) WITH (lists = 32768);
 SELECT lists FROM arrw.ivfpq_info('few_v');
 RESET maintenance_work_mem;
 DROP TABLE few;
+
+-- Values near ±3e38 on both sides of one dimension: the refine code's range
+-- was wider than a float4 holds, and the build wrote a model that every later
+-- read (INSERT, scans, ivfpq_check) called corrupt; REINDEX made it again.
+CREATE TABLE ivb_huge (id int, v vector(2));
+INSERT INTO ivb_huge VALUES (1,'[3e38,0]'), (2,'[-3e38,0]'), (3,'[1,1]'), (4,'[0.5,0.25]'), (5,'[-1,2]');
+CREATE INDEX ivb_huge_v ON ivb_huge USING ivfpq (v) WITH (refine = 4);
+SELECT arrw.ivfpq_check('ivb_huge_v');
+INSERT INTO ivb_huge VALUES (6,'[0,0]');
+SET enable_seqscan = off;
+SELECT id FROM ivb_huge ORDER BY v <-> '[0,0]' LIMIT 4;
+RESET enable_seqscan;
+DROP INDEX ivb_huge_v;
+CREATE INDEX ivb_huge_c ON ivb_huge USING ivfpq (v vector_cosine_ops) WITH (refine = 8);
+INSERT INTO ivb_huge VALUES (7,'[2,1]');
+SELECT arrw.ivfpq_check('ivb_huge_c');
+DROP TABLE ivb_huge;
