@@ -4,10 +4,19 @@
 --
 -- arrw.fused_search_sql builds the query, arrw.fused_search runs it. Both are
 -- SECURITY INVOKER (the default): the query runs with the caller's privileges and
--- row-level security, and `filter` is the caller's own SQL. search_path is pinned,
--- so operators and types are resolved through the columns' own schemas.
+-- row-level security, and `filter` is the caller's own SQL. search_path is pinned
+-- here, and the query built does not depend on the search_path it runs with
+-- (callers run it themselves, with paths that may hold other roles' schemas): an
+-- operator or function named without its schema is looked up through the path,
+-- where one that matches the argument types better than pg_catalog's wins (a
+-- `/(float8, bigint)` beats pg_catalog's `/(float8, float8)` for `1::float8 / r`).
+-- So every operator is written OPERATOR(schema.op), every function and type
+-- pg_catalog.name (the columns' own schemas for the vector types and their
+-- operators), and every literal has a type; the query's only unqualified names
+-- are its own aliases and the caller's filter.
 
--- How many rows an input reads: its "depth", else max(10 k, 100).
+-- How many rows an input reads: its "depth", else max(10 k, 100). Only called
+-- on inputs fused_search_sql has checked (k and any "depth" in range).
 CREATE FUNCTION arrw._fusion_depth(inp jsonb, k integer) RETURNS integer
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -27,22 +36,29 @@ AS $$
 DECLARE
 	inp jsonb;
 	i integer := 0;
+	n integer;
 	col name;
+	cols text[] := '{}';
 	typ oid;
 	typname_ text;
 	typschema text;
 	typfmt text;
 	op text;
+	depth_text text;
 	depth integer;
 	weight float8;
 	q text;
 	cfg text;
+	dist text;
+	doc text;
+	tsq text;
+	ranked text;
+	score text;
 	parts text[] := '{}';
-	scores text[] := '{}';
-	ranks text[] := '{}';
-	keys text[] := '{}';
 	key text;
-	idexpr text;
+	hashes text;
+	selects text[] := '{}';
+	tblname text;
 	where_ text := '';
 BEGIN
 	IF tbl IS NULL OR id_column IS NULL THEN
@@ -66,10 +82,16 @@ BEGIN
 	               AND attnum > 0 AND NOT attisdropped) THEN
 		RAISE EXCEPTION 'column "%" of % does not exist', id_column, tbl USING ERRCODE = '42703';
 	END IF;
-	IF filter IS NOT NULL THEN
-		where_ := format(' WHERE (%s)', filter);
+	-- The table by its schema too: a temporary table's bare name would be
+	-- looked up through the path.
+	SELECT format('%I.%I', n.nspname, c.relname) INTO tblname
+	  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+	-- The filter goes on lines of its own, so that a "-- comment" at its end
+	-- stops at its line rather than swallowing the rest of the query. An empty
+	-- (or blank) filter is no filter.
+	IF filter IS NOT NULL AND filter !~ '^\s*$' THEN
+		where_ := format(E' AND (\n%s\n)', filter);
 	END IF;
-	idexpr := format('t.%I', id_column);
 	FOR inp IN SELECT value FROM jsonb_array_elements(inputs) LOOP
 		i := i + 1;
 		IF jsonb_typeof(inp) <> 'object' OR NOT inp ? 'column' OR NOT inp ? 'query' THEN
@@ -85,6 +107,13 @@ BEGIN
 			RAISE EXCEPTION 'input % has weight %, weights must be finite and at least 0', i, weight
 				USING ERRCODE = '22023';
 		END IF;
+		-- "depth" is checked as text before it is cast: a value beyond integer
+		-- gets this error, not an overflow.
+		depth_text := inp->>'depth';
+		IF depth_text IS NOT NULL AND depth_text !~ '^[0-9]{1,7}$' THEN
+			RAISE EXCEPTION 'input % has depth %, it must be between k (%) and 1000000', i, depth_text, k
+				USING ERRCODE = '22023';
+		END IF;
 		depth := arrw._fusion_depth(inp, k);
 		IF depth < k OR depth > 1000000 THEN
 			RAISE EXCEPTION 'input % has depth %, it must be between k (%) and 1000000', i, depth, k
@@ -97,70 +126,114 @@ BEGIN
 		IF NOT FOUND THEN
 			RAISE EXCEPTION 'column "%" of % does not exist', col, tbl USING ERRCODE = '42703';
 		END IF;
+		cols := cols || col::text;
+		-- Input i is WITH query i<i> (EXPLAIN labels its plan "CTE i<i>"), of
+		-- three levels: c, the input's candidates (the table's rows under the
+		-- filter: the only level that sees the table's columns, all read
+		-- through alias t, so no column name can clash with the query's own
+		-- names); v, their ranks r (and what the weighted score needs); and
+		-- each candidate's id, rank and score s.
 		IF typname_ IN ('vector', 'halfvec') THEN
 			op := coalesce(inp->>'op', '<=>');
 			IF op NOT IN ('<->', '<#>', '<=>', '<+>') THEN
 				RAISE EXCEPTION 'input % has operator %, expected <->, <#>, <=> or <+>', i, op
 					USING ERRCODE = '22023';
 			END IF;
+			dist := format('t.%I OPERATOR(%I.%s) %L::%I.%I', col, typschema, op, q, typschema, typname_);
 			-- Distance d, rank by d and then id (rows at one distance, such as rows
-			-- sharing a vector, get ranks that do not depend on the plan); weighted
+			-- sharing a vector, get ranks that do not depend on the plan). A row
+			-- whose vector is NULL has no distance and no rank (an index scan does
+			-- not return it, a sequential scan would sort it last). Weighted
 			-- fusion scores 1 - (d - lo) / (hi - lo), lo and hi the least and
 			-- greatest finite d: a NaN distance (cosine of a zero vector) or an
 			-- infinite one would make every row's score NaN; they score 0
 			-- (-Infinity, nearer than any, 1).
-			parts := parts || format(
-				'i%s AS (SELECT id, r, CASE WHEN d = ''-Infinity'' THEN 1 '
-				'WHEN NOT d < ''Infinity'' THEN 0 WHEN hi > lo THEN 1 - (d - lo) / (hi - lo) '
-				'WHEN d IS NOT NULL THEN 1 ELSE 0 END AS s '
-				'FROM (SELECT t.id_ AS id, d, row_number() OVER (ORDER BY d, t.id_) AS r, '
-				'min(d) FILTER (WHERE d > ''-Infinity'' AND d < ''Infinity'') OVER () AS lo, '
-				'max(d) FILTER (WHERE d > ''-Infinity'' AND d < ''Infinity'') OVER () AS hi '
-				'FROM (SELECT %s AS id_, t.%I OPERATOR(%I.%s) %L::%s AS d FROM %s t%s '
-				'ORDER BY t.%I OPERATOR(%I.%s) %L::%s LIMIT %s) t) t)',
-				i, idexpr, col, typschema, op, q, typfmt, tbl, where_,
-				col, typschema, op, q, typfmt, depth);
-		ELSIF typname_ IN ('tsvector', 'text', 'varchar') THEN
-			cfg := coalesce(inp->>'config', 'english');
-			-- Full-text: rows matching websearch_to_tsquery(config, query), ranked
-			-- by ts_rank, then id; weighted fusion scores rank / best rank.
-			parts := parts || format(
-				'i%s AS (SELECT %s AS id, row_number() OVER (ORDER BY d DESC, t.id_) AS r, '
-				'CASE WHEN max(d) OVER () > 0 THEN d / max(d) OVER () ELSE 0 END AS s '
-				'FROM (SELECT %s AS id_, ts_rank(%s, q) AS d FROM %s t, '
-				'websearch_to_tsquery(%L::regconfig, %L) q WHERE %s @@ q%s '
-				'ORDER BY 2 DESC, 1 LIMIT %s) t)',
-				i, 't.id_', idexpr,
-				CASE WHEN typname_ = 'tsvector' THEN format('t.%I', col)
-				     ELSE format('to_tsvector(%L::regconfig, t.%I)', cfg, col) END,
-				tbl, cfg, q,
-				CASE WHEN typname_ = 'tsvector' THEN format('t.%I', col)
-				     ELSE format('to_tsvector(%L::regconfig, t.%I)', cfg, col) END,
-				CASE WHEN filter IS NULL THEN '' ELSE format(' AND (%s)', filter) END,
-				depth);
+			ranked := format(
+				E'SELECT c.id, c.d, pg_catalog.row_number() OVER (ORDER BY c.d, c.id) AS r%s\n' ||
+				E'    FROM (SELECT t.%I AS id, %s AS d\n' ||
+				E'      FROM %s t\n' ||
+				E'      WHERE t.%I IS NOT NULL%s\n' ||
+				E'      ORDER BY %s\n' ||
+				E'      LIMIT %s) c',
+				CASE WHEN method = 'weighted' THEN
+					E',\n      pg_catalog.min(c.d) FILTER (WHERE c.d OPERATOR(pg_catalog.>) ''-Infinity''::pg_catalog.float8' ||
+					' AND c.d OPERATOR(pg_catalog.<) ''Infinity''::pg_catalog.float8) OVER () AS lo,' ||
+					E'\n      pg_catalog.max(c.d) FILTER (WHERE c.d OPERATOR(pg_catalog.>) ''-Infinity''::pg_catalog.float8' ||
+					' AND c.d OPERATOR(pg_catalog.<) ''Infinity''::pg_catalog.float8) OVER () AS hi'
+				ELSE '' END,
+				id_column, dist, tblname, col, where_, dist, depth);
+			score := 'CASE WHEN v.d OPERATOR(pg_catalog.=) ''-Infinity''::pg_catalog.float8 THEN 1::pg_catalog.float8'
+				' WHEN NOT (v.d OPERATOR(pg_catalog.<) ''Infinity''::pg_catalog.float8) THEN 0::pg_catalog.float8'
+				' WHEN v.hi OPERATOR(pg_catalog.>) v.lo THEN (1::pg_catalog.float8 OPERATOR(pg_catalog.-)'
+				' ((v.d OPERATOR(pg_catalog.-) v.lo) OPERATOR(pg_catalog./) (v.hi OPERATOR(pg_catalog.-) v.lo)))'
+				' ELSE 1::pg_catalog.float8 END';
+		ELSIF typ IN ('pg_catalog.tsvector'::regtype, 'pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype) THEN
+			-- The configuration by its qualified name: a bare 'english' would be
+			-- looked up through the path.
+			SELECT format('%I.%I', cn.nspname, c.cfgname) INTO cfg
+			  FROM pg_ts_config c JOIN pg_namespace cn ON cn.oid = c.cfgnamespace
+			 WHERE c.oid = coalesce(inp->>'config', 'english')::regconfig;
+			doc := CASE WHEN typname_ = 'tsvector' THEN format('t.%I', col)
+			            ELSE format('pg_catalog.to_tsvector(%L::pg_catalog.regconfig, t.%I)', cfg, col) END;
+			tsq := format('pg_catalog.websearch_to_tsquery(%L::pg_catalog.regconfig, %L::pg_catalog.text)', cfg, q);
+			-- Full-text: rows matching websearch_to_tsquery(config, query) (a NULL
+			-- document matches nothing), ranked by ts_rank, then id; weighted
+			-- fusion scores rank / best rank.
+			ranked := format(
+				E'SELECT c.id, c.d, pg_catalog.row_number() OVER (ORDER BY c.d DESC, c.id) AS r%s\n' ||
+				E'    FROM (SELECT t.%I AS id, pg_catalog.ts_rank(%s, %s) AS d\n' ||
+				E'      FROM %s t\n' ||
+				E'      WHERE %s OPERATOR(pg_catalog.@@) %s%s\n' ||
+				E'      ORDER BY 2 DESC, 1\n' ||
+				E'      LIMIT %s) c',
+				CASE WHEN method = 'weighted' THEN E',\n      pg_catalog.max(c.d) OVER () AS hi' ELSE '' END,
+				id_column, doc, tsq, tblname, doc, tsq, where_, depth);
+			score := 'CASE WHEN v.hi OPERATOR(pg_catalog.>) 0::pg_catalog.float4'
+				' THEN (v.d OPERATOR(pg_catalog./) v.hi) ELSE 0::pg_catalog.float4 END';
 		ELSE
 			RAISE EXCEPTION 'column "%" is of type %, fusion takes vector, halfvec, tsvector or text columns',
 				col, typfmt USING ERRCODE = '42804';
 		END IF;
-		scores := scores || CASE method
-			WHEN 'rrf' THEN format('coalesce(%s::float8 / (%s + i%s.r), 0)', weight, rrf_k, i)
-			ELSE format('coalesce(%s::float8 * i%s.s, 0)', weight, i) END;
-		-- ranks is keyed by column; a column that an earlier input already
-		-- used is keyed column#position, so no input's rank is lost.
-		key := CASE WHEN col = ANY (keys) THEN format('%s#%s', col, i) ELSE col END;
-		keys := keys || key;
-		ranks := ranks || format('%L, i%s.r', key, i);
+		score := CASE method
+			WHEN 'rrf' THEN format(
+				'(%L::pg_catalog.float8 OPERATOR(pg_catalog./) (%s::pg_catalog.int8 OPERATOR(pg_catalog.+) v.r)::pg_catalog.float8)',
+				weight, rrf_k)
+			ELSE format('(%L::pg_catalog.float8 OPERATOR(pg_catalog.*) %s)', weight, score) END;
+		parts := parts || format(E'i%s AS MATERIALIZED (SELECT v.id, v.r, %s AS s\n  FROM (%s) v)', i, score, ranked);
 	END LOOP;
+	-- ranks is keyed by column. A later input on a column an earlier one used
+	-- is keyed column#N, N its position in inputs, with more #s before N for
+	-- as long as that is the name of a column some input uses (a column may be
+	-- called "e#3"): plain keys are distinct columns, the others are no input's
+	-- column and end in distinct positions, so no input's rank is lost.
+	FOR n IN 1 .. i LOOP
+		key := cols[n];
+		IF cols[n] = ANY (cols[1:n - 1]) THEN
+			hashes := '#';
+			LOOP
+				key := cols[n] || hashes || n;
+				EXIT WHEN NOT key = ANY (cols);
+				hashes := hashes || '#';
+			END LOOP;
+		END IF;
+		selects := selects || format('  SELECT %s AS n, %L::pg_catalog.text AS key, i%s.id, i%s.r, i%s.s FROM i%s',
+			n, key, n, n, n, n);
+	END LOOP;
+	-- MATERIALIZED: each input is planned on its own (EXPLAIN shows its plan
+	-- under its name). Then one row per input and candidate, summed per id in
+	-- input order (the order of a float sum sets its last bits); ranks is built
+	-- by an aggregate, which takes any number of inputs (a function takes at
+	-- most 100 arguments).
 	RETURN format(
-		'WITH %s, ids AS (SELECT id FROM (%s) u GROUP BY id) '
-		'SELECT ids.id::text AS id, (%s)::float8 AS score, jsonb_strip_nulls(jsonb_build_object(%s)) AS ranks '
-		'FROM ids %s ORDER BY score DESC, ids.id LIMIT %s',
-		array_to_string(parts, ', '),
-		(SELECT string_agg(format('SELECT id FROM i%s', n), ' UNION ALL ') FROM generate_series(1, i) n),
-		array_to_string(scores, ' + '),
-		array_to_string(ranks, ', '),
-		(SELECT string_agg(format('LEFT JOIN i%s ON i%s.id = ids.id', n, n), ' ') FROM generate_series(1, i) n),
-		k);
+		E'WITH %s\n' ||
+		E'SELECT u.id::pg_catalog.text AS id,\n' ||
+		E'  pg_catalog.sum(u.s ORDER BY u.n, u.r DESC) AS score,\n' ||
+		E'  pg_catalog.jsonb_object_agg(u.key, u.r ORDER BY u.n, u.r DESC) AS ranks\n' ||
+		E'FROM (\n%s\n) u\n' ||
+		E'GROUP BY u.id\n' ||
+		E'ORDER BY 2 DESC, u.id\n' ||
+		E'LIMIT %s',
+		array_to_string(parts, E',\n'), array_to_string(selects, E'\n  UNION ALL\n'), k);
 END
 $$;
 COMMENT ON FUNCTION arrw.fused_search_sql(regclass, name, jsonb, integer, text, text, integer) IS
@@ -175,29 +248,38 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	query text;
 	deepest integer;
 	scaled boolean := false;
 BEGIN
+	-- Built first: that checks every argument, so the depths below are in range.
+	query := arrw.fused_search_sql(tbl, id_column, inputs, k, method, filter, rrf_k);
 	-- Each vector input reads its best `depth` rows, far deeper than the LIMIT
 	-- 10 an index's default probes are tuned for, and a fused rank depends on
 	-- all of them: unless the caller set ivfpq.probes or ivfpq.probes_scale,
 	-- the inputs' scans probe sqrt(depth / 25) times their index's default
-	-- lists (2x for the default depth 100), for this query only.
-	-- (Before arrw's library is loaded in this backend the settings do not
-	-- exist yet: NULL counts as unset, and set_config leaves a placeholder the
-	-- library takes over when the scan loads it.)
-	IF coalesce(current_setting('ivfpq.probes', true), '0') = '0'
-	   AND coalesce(current_setting('ivfpq.probes_scale', true), '1') = '1' THEN
-		SELECT max(arrw._fusion_depth(v, k)) INTO deepest
-		  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(inputs) = 'array' THEN inputs ELSE '[]' END) v;
+	-- lists (2x for the default depth 100), for this query only. Whether the
+	-- caller set one is told by its source, not its value: SET
+	-- ivfpq.probes_scale = 1 asks for 1. (Before arrw's library is loaded in
+	-- this backend a setting exists only if someone set it, as a placeholder
+	-- pg_settings does not show; set_config leaves one, which the library
+	-- takes over when the scan loads it.)
+	IF NOT EXISTS (
+		SELECT 1 FROM unnest(ARRAY['ivfpq.probes', 'ivfpq.probes_scale']) s(name)
+		  LEFT JOIN pg_settings p ON p.name = s.name
+		 WHERE coalesce(p.source <> 'default', current_setting(s.name, true) <> '')) THEN
+		SELECT max(arrw._fusion_depth(v, k)) INTO deepest FROM jsonb_array_elements(inputs) v;
 		IF deepest > 25 THEN
 			PERFORM set_config('ivfpq.probes_scale', least(sqrt(deepest / 25.0), 100)::text, true);
 			scaled := true;
 		END IF;
 	END IF;
-	RETURN QUERY EXECUTE arrw.fused_search_sql(tbl, id_column, inputs, k, method, filter, rrf_k);
+	RETURN QUERY EXECUTE query;
+	-- Back to the default, source and all (a NULL value resets): set to '1',
+	-- it would read as the caller's own setting to a later call in this
+	-- transaction.
 	IF scaled THEN
-		PERFORM set_config('ivfpq.probes_scale', '1', true);
+		PERFORM set_config('ivfpq.probes_scale', NULL, true);
 	END IF;
 END
 $$;

@@ -51,9 +51,160 @@ FROM arrw.fused_search('fnan', 'id',
 -- Weights go into the query exactly, whatever extra_float_digits says.
 SET extra_float_digits = -15;
 SELECT arrw.fused_search_sql('fnan', 'id', '[{"column": "e", "query": "[1,0]", "weight": 0.44}]',
-  method => 'weighted') LIKE '%0.44::float8%' AS weight_exact;
+  method => 'weighted') LIKE '%''0.44''::pg_catalog.float8%' AS weight_exact;
 RESET extra_float_digits;
 DROP TABLE fnan;
+
+-- The query fused_search_sql returns means the same whatever search_path runs
+-- it: every operator, function and type in it is schema-qualified, every
+-- literal typed. Here a schema ahead of pg_catalog on the path shadows each
+-- one the query could name unqualified (a better-matching operator would win
+-- even behind pg_catalog), and a table of the path shadows a temporary table.
+CREATE FUNCTION fusion_run(query text) RETURNS TABLE (id text, score float8, ranks jsonb)
+LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE query; END $$;
+CREATE SCHEMA fusion_evil;
+DO $$
+DECLARE
+	sig text[];
+BEGIN
+	-- operator, left type, right type, result type
+	FOREACH sig SLICE 1 IN ARRAY ARRAY[
+		['=', 'float8', 'float8', 'bool'], ['<', 'float8', 'float8', 'bool'],
+		['>', 'float8', 'float8', 'bool'], ['-', 'float8', 'float8', 'float8'],
+		['/', 'float8', 'float8', 'float8'], ['*', 'float8', 'float8', 'float8'],
+		['/', 'float8', 'int8', 'float8'], ['*', 'float8', 'float4', 'float8'],
+		['+', 'int8', 'int8', 'int8'], ['+', 'int4', 'int8', 'int8'],
+		['>', 'float4', 'float4', 'bool'], ['/', 'float4', 'float4', 'float4'],
+		['@@', 'tsvector', 'tsquery', 'bool']] LOOP
+		EXECUTE format('CREATE FUNCTION fusion_evil.op_%s_%s_%s(pg_catalog.%I, pg_catalog.%I) RETURNS pg_catalog.%I '
+			'LANGUAGE plpgsql AS $f$ BEGIN RAISE EXCEPTION ''search_path hijacked''; END $f$',
+			md5(sig[1]), sig[2], sig[3], sig[2], sig[3], sig[4]);
+		EXECUTE format('CREATE OPERATOR fusion_evil.%s (LEFTARG = pg_catalog.%I, RIGHTARG = pg_catalog.%I, '
+			'FUNCTION = fusion_evil.op_%s_%s_%s)', sig[1], sig[2], sig[3], md5(sig[1]), sig[2], sig[3]);
+	END LOOP;
+END $$;
+CREATE FUNCTION fusion_evil.row_number() RETURNS int8 LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'search_path hijacked'; END $$;
+CREATE FUNCTION fusion_evil.ts_rank(tsvector, tsquery) RETURNS float4 LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'search_path hijacked'; END $$;
+CREATE FUNCTION fusion_evil.to_tsvector(regconfig, text) RETURNS tsvector LANGUAGE plpgsql IMMUTABLE AS
+  $$ BEGIN RAISE EXCEPTION 'search_path hijacked'; END $$;
+CREATE FUNCTION fusion_evil.websearch_to_tsquery(regconfig, text) RETURNS tsquery LANGUAGE plpgsql IMMUTABLE AS
+  $$ BEGIN RAISE EXCEPTION 'search_path hijacked'; END $$;
+CREATE FUNCTION fusion_evil.agg_f8(float8, float8) RETURNS float8 LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'search_path hijacked'; END $$;
+CREATE FUNCTION fusion_evil.agg_f4(float4, float4) RETURNS float4 LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'search_path hijacked'; END $$;
+CREATE FUNCTION fusion_evil.agg_obj(jsonb, text, int8) RETURNS jsonb LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'search_path hijacked'; END $$;
+CREATE AGGREGATE fusion_evil.sum(float8) (SFUNC = fusion_evil.agg_f8, STYPE = float8);
+CREATE AGGREGATE fusion_evil.min(float8) (SFUNC = fusion_evil.agg_f8, STYPE = float8);
+CREATE AGGREGATE fusion_evil.max(float8) (SFUNC = fusion_evil.agg_f8, STYPE = float8);
+CREATE AGGREGATE fusion_evil.max(float4) (SFUNC = fusion_evil.agg_f4, STYPE = float4);
+CREATE AGGREGATE fusion_evil.jsonb_object_agg(text, int8) (SFUNC = fusion_evil.agg_obj, STYPE = jsonb);
+-- A configuration that indexes no word, and shell types.
+CREATE TEXT SEARCH CONFIGURATION fusion_evil.english (PARSER = pg_catalog."default");
+CREATE TYPE fusion_evil.text;
+CREATE TYPE fusion_evil.float8;
+CREATE TYPE fusion_evil.float4;
+CREATE TYPE fusion_evil.int8;
+CREATE TYPE fusion_evil.regconfig;
+CREATE TABLE fpath (id int PRIMARY KEY, v vector(2), txt text, vc varchar, tsv tsvector);
+INSERT INTO fpath VALUES (1, '[9,9]', 'nothing here', 'nothing here', 'nothing');
+CREATE TEMP TABLE fpath (id int PRIMARY KEY, v vector(2), txt text, vc varchar, tsv tsvector);
+INSERT INTO fpath VALUES
+  (1, '[1,0]', 'postgres vector index', 'garlic bread', to_tsvector('english', 'postgres garlic')),
+  (2, '[0,1]', 'cooking with garlic', 'postgres replication', to_tsvector('english', 'garlic')),
+  (3, '[1,1]', 'postgres vector', 'postgres', NULL);
+SET search_path = fusion_evil, pg_catalog, public, pg_temp;
+SELECT * FROM fusion_run(arrw.fused_search_sql('pg_temp.fpath', 'id',
+  '[{"column": "v", "query": "[1,0]"}, {"column": "txt", "query": "postgres vector"},
+    {"column": "vc", "query": "postgres", "weight": 0.5}, {"column": "tsv", "query": "garlic"}]', k => 3));
+SELECT * FROM fusion_run(arrw.fused_search_sql('pg_temp.fpath', 'id',
+  '[{"column": "v", "query": "[1,0]"}, {"column": "txt", "query": "postgres vector"},
+    {"column": "vc", "query": "postgres", "weight": 0.5}, {"column": "tsv", "query": "garlic"}]', k => 3,
+  method => 'weighted'));
+RESET search_path;
+DROP TABLE pg_temp.fpath;
+DROP TABLE public.fpath;
+DROP FUNCTION fusion_run(text);
+SET client_min_messages = warning;
+DROP SCHEMA fusion_evil CASCADE;
+RESET client_min_messages;
+
+-- Columns named like the query's own names (its aliases and output columns),
+-- a vector column named t and a text column named q, read by the filter by
+-- their bare names; the id column may be one of them too.
+CREATE TABLE falias (id int PRIMARY KEY, t vector(2), v vector(2), c text, u tsvector,
+  n int, key text, r int, s int, d int, lo int, hi int, q text, i1 int, ids int, id_ int,
+  score int, ranks int);
+INSERT INTO falias SELECT i, ARRAY[i, 1]::real[]::vector, ARRAY[1, i]::real[]::vector,
+  'postgres vector ' || i, to_tsvector('english', 'garlic ' || i),
+  i, 'k', 10 + i, i, i, i, i, 'q' || i, i, i, i, i, i
+FROM generate_series(1, 4) i;
+SELECT id, round(score::numeric, 4) AS score, ranks
+FROM arrw.fused_search('falias', 'id',
+  '[{"column": "t", "query": "[1,0]"}, {"column": "v", "query": "[1,0]"},
+    {"column": "c", "query": "postgres"}, {"column": "u", "query": "garlic"},
+    {"column": "q", "query": "q2"}]', k => 3,
+  filter => 'n + r + s + d + lo + hi + i1 + ids + id_ + score + ranks > 0 AND key = ''k''');
+SELECT id, round(score::numeric, 4) AS score, ranks
+FROM arrw.fused_search('falias', 'r',
+  '[{"column": "t", "query": "[1,0]"}, {"column": "c", "query": "postgres"}]', k => 2,
+  method => 'weighted', filter => 'q <> ''q1''');
+DROP TABLE falias;
+
+-- A row whose vector is NULL has no distance and no rank, whether the plan
+-- scans the table (and would sort it last) or the index (which does not
+-- return it).
+CREATE TABLE fnull (id int PRIMARY KEY, e vector(2));
+INSERT INTO fnull VALUES (1, '[1,0]'), (2, NULL), (3, '[0,1]');
+SELECT id, ranks FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0]"}]', k => 5);
+CREATE INDEX ON fnull USING ivfpq (e vector_cosine_ops);
+SET enable_seqscan = off;
+SELECT id, ranks FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0]"}]', k => 5);
+RESET enable_seqscan;
+
+-- ivfpq.probes_scale: fused_search raises it unless the caller set it, at any
+-- value, 1 too (the filter sees the setting the inputs run with), and puts
+-- the default back, so that a second call in one transaction raises it again.
+SET ivfpq.probes_scale = 1;
+SELECT count(*) AS raised FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0]"}]',
+  filter => 'pg_catalog.current_setting(''ivfpq.probes_scale'')::pg_catalog.float8 > 1');
+RESET ivfpq.probes_scale;
+BEGIN;
+SELECT count(*) AS raised FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0]"}]',
+  filter => 'pg_catalog.current_setting(''ivfpq.probes_scale'')::pg_catalog.float8 > 1');
+SELECT setting, source FROM pg_settings WHERE name = 'ivfpq.probes_scale';
+SELECT count(*) AS raised FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0]"}]',
+  filter => 'pg_catalog.current_setting(''ivfpq.probes_scale'')::pg_catalog.float8 > 1');
+COMMIT;
+
+-- The filter sits on lines of its own: a trailing -- comment ends there. An
+-- empty or blank filter is no filter.
+SELECT id FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0]"}]',
+  filter => 'id <> 3 -- not 3');
+SELECT id FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0]"}]', filter => '');
+SELECT id FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0]"}]', filter => E' \n ');
+DROP TABLE fnull;
+
+-- Any number of inputs (ranks is not built by a function call, which takes at
+-- most 100 arguments).
+CREATE TABLE fmany (id int PRIMARY KEY, e vector(2));
+INSERT INTO fmany VALUES (1, '[1,0]'), (2, '[0,1]');
+SELECT id, round(score::numeric, 4) AS score, (SELECT count(*) FROM jsonb_object_keys(ranks)) AS inputs
+FROM arrw.fused_search('fmany', 'id',
+  (SELECT jsonb_agg(jsonb_build_object('column', 'e', 'query', '[1,0]')) FROM generate_series(1, 101)));
+DROP TABLE fmany;
+
+-- ranks keys stay unique when a column is named like another input's key
+-- (column#N): the later input on e at position 3 is keyed e##3.
+CREATE TABLE fkeys (id int PRIMARY KEY, e vector(2), "e#3" vector(2));
+INSERT INTO fkeys VALUES (1, '[1,0]', '[0,1]'), (2, '[0,1]', '[1,0]');
+SELECT id, ranks FROM arrw.fused_search('fkeys', 'id',
+  '[{"column": "e", "query": "[1,0]"}, {"column": "e#3", "query": "[1,0]"}, {"column": "e", "query": "[0,1]"}]',
+  k => 2);
+DROP TABLE fkeys;
 
 -- Errors.
 \set VERBOSITY sqlstate
@@ -70,6 +221,14 @@ SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "op": ";drop"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0,0]"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', k => 0);
+-- k and depth are checked before anything is computed from them.
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', k => 300000000);
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "depth": 3000000000}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "depth": 100.5}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "depth": 5}]');
+SELECT arrw.fused_search_sql('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "depth": 3000000000}]');
+-- A filter is an expression: an unterminated comment in it is a syntax error.
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', filter => 'true /* x');
 \set VERBOSITY default
 
 -- The caller's privileges and row-level security apply.
