@@ -721,6 +721,39 @@ unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usi
     // Stay within work_mem between rounds: keep the best candidates (the pool
     // remembers where it cut; a re-offer brings the rest back).
     profile::time(Phase::Select, || st.pool.keep_best(pool_cap()));
+    // SAFETY: scan is live.
+    unsafe { refuse_loss(scan, st) };
+}
+
+/// ERROR when the candidate pool had to drop candidates it cannot offer again
+/// (`CandidatePool::lost`): more than `work_mem` holds rank before rows the
+/// scan already took, which happens when a list probed late (an iterative
+/// scan) brings that many better candidates, thousands of copies of one
+/// vector say. Going on, the scan missed rows: a `LIMIT 5000` over 5,000 rows
+/// returned 2,114 at `work_mem = 64kB`. It says what `work_mem` would do.
+///
+/// # Safety
+/// `scan` must be live.
+unsafe fn refuse_loss(scan: pg_sys::IndexScanDesc, st: &ScanState) {
+    let Some(need) = st.pool.lost() else {
+        return;
+    };
+    // SAFETY: live scan (forwarded contract).
+    let index = unsafe { (*scan).indexRelation };
+    // Each held candidate takes 48 bytes of work_mem (pool_cap).
+    let kb = (need.saturating_mul(48) / 1024 + 1)
+        .next_power_of_two()
+        .max(64);
+    crate::errors::error_hint(
+        PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "ivfpq scan of index \"{}\" needs more candidates than work_mem holds: {need} of the \
+             lists it probed rank before rows it has already passed",
+            page::rel_name(index)
+        ),
+        format!("Raise work_mem (to at least {kb}kB), or SET ivfpq.iterative_scan = off."),
+        "ivfpq",
+    );
 }
 
 /// Offers the codes of every list probed so far again, when the pool has
@@ -737,6 +770,8 @@ unsafe fn reoffer(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     unsafe { score_lists(scan, st, 0, st.probed) };
     st.pool.end_reoffer();
     profile::time(Phase::Select, || st.pool.keep_best(pool_cap()));
+    // SAFETY: scan is live.
+    unsafe { refuse_loss(scan, st) };
 }
 
 /// Scores the codes of lists `ranked[from..upto]` into the candidate pool.

@@ -331,15 +331,7 @@ pub fn default_params(rows: usize, dim: usize) -> (usize, usize, u32) {
 /// per `LIMIT 10`) for 1.3× the q/s at recall 0.94 (mpnet 32k, bench/sweep.py);
 /// 128-byte ones refine fewer still but scan twice the pages.
 pub fn default_m(dim: usize, nbits: u32) -> usize {
-    let bytes = (dim / 4).min((dim / 8).max(64)).clamp(1, MAX_CODE_SIZE);
-    let (target, cap) = if nbits == 4 {
-        (
-            (2 * bytes).min(2 * fastscan::MAX_CODE_SIZE),
-            2 * fastscan::MAX_CODE_SIZE,
-        )
-    } else {
-        (bytes, MAX_CODE_SIZE)
-    };
+    let (target, cap) = m_target(dim, nbits);
     let target = target.max(1) as f64;
     let mut best = 1usize;
     let mut best_err = f64::INFINITY;
@@ -354,6 +346,20 @@ pub fn default_m(dim: usize, nbits: u32) -> usize {
         }
     }
     best
+}
+
+/// The number of sub-quantizers [`default_m`] aims at for `dim` dimensions
+/// (before it takes the nearest divisor), and the most it may take.
+pub fn m_target(dim: usize, nbits: u32) -> (usize, usize) {
+    let bytes = (dim / 4).min((dim / 8).max(64)).clamp(1, MAX_CODE_SIZE);
+    if nbits == 4 {
+        (
+            (2 * bytes).min(2 * fastscan::MAX_CODE_SIZE),
+            2 * fastscan::MAX_CODE_SIZE,
+        )
+    } else {
+        (bytes, MAX_CODE_SIZE)
+    }
 }
 
 /// Checks user-supplied parameters, with messages fit for an `ERROR`.
@@ -1701,6 +1707,9 @@ pub struct CandidatePool<T> {
     /// The smallest [`pool_key`] a lossy cut dropped: a later `upper` at or
     /// below it ends the loss (a re-offer brings all of them back).
     lossy_from: Option<u64>,
+    /// The most candidates a lossy cut had to keep (what `cap` would have had
+    /// to be): [`CandidatePool::lost`].
+    lossy_need: usize,
     /// Candidates popped so far ([`CandidatePool::popped`]).
     popped: usize,
     batch: usize,
@@ -1784,14 +1793,19 @@ impl ShortDemand {
 }
 
 /// Most candidates a batch of `k` takes once ties with its last estimate are
-/// added: 16 batches, at least 1,024. Identical vectors (a placeholder
-/// embedding, a chunk repeated across documents) share one code and one
-/// estimate by the thousand; completing such a group would re-rank all of
-/// them for a `LIMIT 10`. Their exact distances are equal too, so the margin
-/// their first rows teach holds for the rest; groups of equal estimates with
-/// spread exact distances (coarse codes) run to hundreds.
-pub fn tie_batch_limit(k: usize) -> usize {
-    k.saturating_mul(16).max(1024)
+/// added: all of them (the pool holds at most `cap`, what `work_mem` allows).
+///
+/// It was 16 batches, at least 1,024, on the reasoning that identical vectors
+/// (a placeholder embedding, a chunk repeated across documents) share one code
+/// and one estimate by the thousand, and that their exact distances are equal
+/// too, so the margin their first rows teach holds for the rest. Near-copies
+/// break that: the query's own row (`p × 1.001`, one code with 3,000 copies of
+/// `p`) was left in the part of its group not taken, behind a margin the
+/// copies had taught, and a `LIMIT 3` missed the row at distance 0 with every
+/// list probed. Only reading a row tells a copy from a near-copy, so the whole
+/// group is re-ranked: a `LIMIT 10` next to 10,000 copies reads 10,000 rows.
+pub fn tie_batch_limit(_k: usize) -> usize {
+    usize::MAX
 }
 
 impl<T: PoolTie> CandidatePool<T> {
@@ -1816,6 +1830,7 @@ impl<T: PoolTie> CandidatePool<T> {
             popped_max: None,
             lossy: false,
             lossy_from: None,
+            lossy_need: 0,
             popped: 0,
             batch: batch.max(1),
             keep: keep.clamp(1, cap),
@@ -2156,6 +2171,7 @@ impl<T: PoolTie> CandidatePool<T> {
     fn cut_lossy(&mut self) {
         self.merge();
         let cap = self.cap;
+        self.lossy_need = self.lossy_need.max(self.near.len());
         if self.near.len() > cap {
             self.near
                 .select_nth_unstable_by_key(cap, |e| pool_key(e.0, &e.1));
@@ -2178,8 +2194,8 @@ impl<T: PoolTie> CandidatePool<T> {
 
     /// Removes and returns the `k` best candidates held (in no particular
     /// order), and every other one whose estimate equals the worst of them: a
-    /// batch never splits candidates of equal estimate (up to
-    /// [`tie_batch_limit`] in all).
+    /// batch never splits candidates of equal estimate that the pool holds
+    /// ([`tie_batch_limit`]; a group larger than `cap` is split by a cut).
     ///
     /// A scan learns how far estimates fall short of exact distances from the
     /// rows it re-ranks, and hands a row out once no waiting estimate less
@@ -2253,6 +2269,14 @@ impl<T: PoolTie> CandidatePool<T> {
     /// Candidates [`CandidatePool::pop_best`] has handed out in all.
     pub fn popped(&self) -> usize {
         self.popped
+    }
+
+    /// While candidates are lost (a lossy cut, not yet ended by a later
+    /// threshold): how many the pool would have had to keep instead of `cap`.
+    /// A scan that goes on would miss rows, so it stops with an error saying
+    /// how much `work_mem` it needs.
+    pub fn lost(&self) -> Option<usize> {
+        self.lossy.then_some(self.lossy_need)
     }
 
     /// True when nothing is held but candidates were dropped: offer the same
@@ -2586,12 +2610,12 @@ mod tests {
         assert!(got.iter().all(|c| c.0 <= 2.0));
         assert_eq!(p.best(), Some(3.0));
         assert_eq!(p.pop_best(1).len(), 30);
-        // Thousands of equal estimates (identical vectors): at most
-        // tie_batch_limit of them per batch.
+        // Thousands of equal estimates (identical vectors, or near-copies
+        // whose exact distances differ): all of them in one batch.
         let mut p: CandidatePool<u32> = CandidatePool::with_keep(10, 100_000, 1 << 20);
         p.push_all(&[0.5; 5000], |i| i as u32);
-        assert_eq!(p.pop_best(10).len(), tie_batch_limit(10));
-        assert_eq!(p.len(), 5000 - 1024);
+        assert_eq!(p.pop_best(10).len(), 5000);
+        assert!(p.is_empty());
     }
 
     #[test]

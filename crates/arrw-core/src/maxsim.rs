@@ -398,8 +398,8 @@ impl BestFirst {
     }
 
     /// Takes the best `n` rows left and every further row whose estimate
-    /// equals the last of them (a re-rank batch never splits equal estimates,
-    /// up to `ivf::tie_batch_limit`: see `ivf::CandidatePool::pop_best`), best
+    /// equals the last of them (a re-rank batch never splits equal estimates:
+    /// `ivf::tie_batch_limit`, `ivf::CandidatePool::pop_best`), best
     /// first.
     pub fn take_batch(&mut self, n: usize) -> &[(f32, u64)] {
         let n = n.min(self.len());
@@ -410,7 +410,7 @@ impl BestFirst {
         let last = self.v[self.next + n - 1].0;
         let mut end = self.next + n;
         let scan_from = end;
-        let limit = self.next + crate::ivf::tie_batch_limit(n);
+        let limit = self.next.saturating_add(crate::ivf::tie_batch_limit(n));
         for i in scan_from..self.v.len() {
             if end >= limit {
                 break;

@@ -210,6 +210,88 @@ RESET ivfpq.probes;
 SELECT count(*) AS exact_rows_missing FROM ord_tie_e WHERE id NOT IN (SELECT id FROM ord_tie_i);
 DROP TABLE ord_tie, ord_tie_i, ord_tie_e;
 
+-- 5,000 copies of a placeholder p and two near-copies (p * 1.001, p * 1.002)
+-- share one code and one fine code: a batch took 1,024 of that group, whose
+-- copies taught a margin of their own error, and the rest of the group (the
+-- query's own row at distance 0 among it) was judged by it. A batch now takes
+-- the whole group: the query's row comes first.
+SELECT setseed(0.13);
+CREATE TABLE ord_cp (id int PRIMARY KEY, emb vector(64));
+INSERT INTO ord_cp SELECT i, (SELECT array_agg((random() - 0.5)::real) FROM generate_series(1, 64) WHERE i > 0)::vector
+FROM generate_series(1, 4001) i;
+INSERT INTO ord_cp SELECT 4001 + i, (SELECT emb FROM ord_cp WHERE id = 4001) FROM generate_series(1, 1999) i;
+CREATE INDEX ord_cp_v ON ord_cp USING ivfpq (emb vector_l2_ops) WITH (lists = 6, refine = 4);
+INSERT INTO ord_cp SELECT 6000 + i, (SELECT emb FROM ord_cp WHERE id = 4001) FROM generate_series(1, 3000) i;
+INSERT INTO ord_cp SELECT 9000 + i, (SELECT array_agg(x * (1 + i * 0.001) ORDER BY o)::vector
+  FROM ord_cp, unnest(emb::real[]) WITH ORDINALITY u(x, o) WHERE id = 4001) FROM generate_series(1, 2) i;
+SET ivfpq.probes = 6;
+SET enable_seqscan = off;
+SELECT id FROM ord_cp ORDER BY emb <-> (SELECT emb FROM ord_cp WHERE id = 9001) LIMIT 2;
+RESET enable_seqscan;
+RESET ivfpq.probes;
+DROP TABLE ord_cp;
+
+-- An iterative scan whose list probed late holds more candidates before the
+-- rows already passed than work_mem holds (3,000 copies, 64kB): the pool had
+-- to drop some it could not offer again, and the scan went on without them
+-- (a LIMIT 5000 over 5,000 rows returned 2,114). It stops with 54000 saying
+-- what work_mem would do; with it, every row comes.
+SELECT setseed(0.7);
+CREATE TABLE ord_late (id int PRIMARY KEY, emb vector(8));
+INSERT INTO ord_late SELECT i, (SELECT array_agg(random() * 3 - 1.5) FROM generate_series(1, 8) WHERE i > 0)::vector
+FROM generate_series(1, 2000) i;
+INSERT INTO ord_late SELECT 2000 + i, '[3,0,0,0,0,0,0,0]' FROM generate_series(1, 3000) i;
+CREATE INDEX ord_late_v ON ord_late USING ivfpq (emb vector_l2_ops) WITH (lists = 2, m = 4);
+SET work_mem = '64kB';
+SET ivfpq.probes = 1;
+SET enable_seqscan = off;
+SET enable_sort = off;
+DO $$
+BEGIN
+  PERFORM count(*) FROM (SELECT id FROM ord_late ORDER BY emb <-> '[1.3,0,0,0,0,0,0,0]' LIMIT 5000) s;
+  RAISE NOTICE 'no error';
+EXCEPTION WHEN program_limit_exceeded THEN
+  RAISE NOTICE '54000, hint: %', (SELECT 'raise work_mem');
+END $$;
+SET work_mem = '1MB';
+SELECT count(*) AS every_row FROM (SELECT id FROM ord_late ORDER BY emb <-> '[1.3,0,0,0,0,0,0,0]' LIMIT 5000) s;
+RESET work_mem;
+RESET ivfpq.probes;
+RESET enable_seqscan;
+RESET enable_sort;
+DROP TABLE ord_late;
+
+-- 7,000 copies of one vector inserted after the build: re-ranked in a row,
+-- their one error counted 7,000 times pulled the margin's mean to it and its
+-- spread to nothing, and the ordinary rows were judged by that margin (12 of
+-- 41 LIMIT 10 answers and 25 of 41 LIMIT 100 answers missed rows with every
+-- list probed). A repeated error now counts once.
+SELECT setseed(0.7);
+CREATE TABLE ord_rep (id int PRIMARY KEY, emb vector(8));
+INSERT INTO ord_rep SELECT i, (SELECT array_agg(random() * 3 - 1.5) FROM generate_series(1, 8) WHERE i > 0)::vector
+FROM generate_series(1, 5000) i;
+CREATE INDEX ord_rep_v ON ord_rep USING ivfpq (emb vector_l2_ops) WITH (lists = 2, m = 4);
+INSERT INTO ord_rep SELECT 5000 + i, '[3,0,0,0,0,0,0,0]' FROM generate_series(1, 7000) i;
+CREATE TEMP TABLE ord_repq AS SELECT g AS qid, (SELECT array_agg(CASE WHEN j = 1 THEN 1.0 + g * 0.02 ELSE 0 END)
+  FROM generate_series(1, 8) j)::vector(8) AS q FROM generate_series(0, 40) g;
+SET ivfpq.probes = 2;
+SET enable_seqscan = off;
+SET enable_sort = off;
+CREATE TEMP TABLE ord_repi AS SELECT qid, k, id FROM ord_repq, unnest(ARRAY[10, 100]) k,
+  LATERAL (SELECT id FROM ord_rep ORDER BY emb <-> q LIMIT k) s;
+RESET enable_seqscan;
+RESET enable_sort;
+SET enable_indexscan = off;
+CREATE TEMP TABLE ord_repe AS SELECT qid, k, id, d FROM ord_repq, unnest(ARRAY[10, 100]) k,
+  LATERAL (SELECT id, emb <-> q AS d FROM ord_rep ORDER BY emb <-> q LIMIT k) s;
+RESET enable_indexscan;
+RESET ivfpq.probes;
+SELECT k, count(DISTINCT qid) AS queries_missing_a_row FROM ord_repe e
+WHERE d < (SELECT max(d) FROM ord_repe e2 WHERE e2.qid = e.qid AND e2.k = e.k)
+  AND NOT EXISTS (SELECT 1 FROM ord_repi i WHERE i.qid = e.qid AND i.k = e.k AND i.id = e.id)
+GROUP BY k ORDER BY k;
+DROP TABLE ord_rep, ord_repq, ord_repi, ord_repe;
+
 DROP TABLE ord, ord_q, ord_docs, ord_dq;
 DEALLOCATE ord_top;
 DROP FUNCTION ord_unordered, ord_unordered_where, ord_unordered_param, ord_ms_unordered, ord_count, ord_vecs, ord_pr;
