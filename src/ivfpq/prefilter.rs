@@ -63,9 +63,13 @@
 //! of which the executor then dropped, were held, and the rows it kept came
 //! as they were settled.
 //!
+//! MaxSim scans of `vector[]` check the filter on every row they re-rank
+//! (maxsim_scan.rs: a row costs a MaxSim of its array, so the check is cheap
+//! beside it), for the same reason: a hold that counted the rows the executor
+//! then drops let 7 of 30 `WHERE id % 7 = 0 ... LIMIT 30` answers out of order.
+//!
 //! Not prefiltered: scans that read rows one at a time (expression indexes,
-//! tables of other access methods, MaxSim scans of `vector[]`, see
-//! `scan::exact_batch`), scans begun outside the executor's start (an
+//! tables of other access methods, see `scan::exact_batch`), scans begun outside the executor's start (an
 //! `EvalPlanQual` recheck, our own functions' scans), `EXPLAIN` without
 //! `ANALYZE` (no scan runs), and scans whose node has no filter.
 

@@ -103,6 +103,68 @@ pub struct OrderedRerank<T: Ord> {
     /// While `hold` is set: the keys of the `hold` nearest rows re-ranked so
     /// far (a max-heap, so its top is the `hold`-th nearest).
     held: BinaryHeap<u32>,
+    /// With [`OrderedRerank::with_near_spread`]: the errors of the nearest
+    /// rows re-ranked so far (see [`NearErrors`]).
+    near: Option<NearErrors>,
+}
+
+/// The estimate errors (`estimate − exact`) of the `cap` rows with the
+/// smallest exact distances seen so far, and their mean plus
+/// [`FINE_SIGMAS`] standard deviations (cached until the set changes). See
+/// [`OrderedRerank::with_near_spread`].
+#[derive(Clone, Debug)]
+struct NearErrors {
+    cap: usize,
+    /// (key of the exact distance, error), a max-heap by distance: its top is
+    /// the farthest of the kept rows.
+    rows: BinaryHeap<(u32, OrdF32)>,
+    cached: Option<f32>,
+}
+
+impl NearErrors {
+    fn new(cap: usize) -> Self {
+        NearErrors {
+            cap: cap.max(2),
+            rows: BinaryHeap::new(),
+            cached: None,
+        }
+    }
+
+    fn add(&mut self, exact: f32, err: f32) {
+        if !err.is_finite() {
+            return;
+        }
+        let k = key(exact);
+        if self.rows.len() < self.cap {
+            self.rows.push((k, OrdF32(err)));
+        } else if self.rows.peek().is_some_and(|&(top, _)| k < top) {
+            self.rows.pop();
+            self.rows.push((k, OrdF32(err)));
+        } else {
+            return;
+        }
+        self.cached = None;
+    }
+
+    /// Mean plus [`FINE_SIGMAS`] standard deviations of the kept errors
+    /// (None below two).
+    fn spread(&mut self) -> Option<f32> {
+        if self.rows.len() < 2 {
+            return None;
+        }
+        if self.cached.is_none() {
+            let n = self.rows.len() as f64;
+            let mean = self.rows.iter().map(|e| f64::from(e.1 .0)).sum::<f64>() / n;
+            let var = self
+                .rows
+                .iter()
+                .map(|e| (f64::from(e.1 .0) - mean).powi(2))
+                .sum::<f64>()
+                / (n - 1.0);
+            self.cached = Some((mean + FINE_SIGMAS * var.sqrt()) as f32);
+        }
+        self.cached
+    }
 }
 
 /// See [`OrderedRerank::hold_bar`].
@@ -289,6 +351,32 @@ impl<T: Ord + Copy> OrderedRerank<T> {
             unrefined: false,
             hold: 0,
             held: BinaryHeap::new(),
+            near: None,
+        }
+    }
+
+    /// The margin is also at least the mean plus [`FINE_SIGMAS`] standard
+    /// deviations of the errors of the `rows` nearest rows re-ranked so far
+    /// (by exact distance), whatever the quantile says. For estimates whose
+    /// error grows with nearness, such as MaxSim's (the codes underestimate
+    /// large inner products, and a far row's estimate is a loose bound built
+    /// from fills): the near rows, the ones being handed out, err by more
+    /// than the rows of the whole sample, and the rows re-ranked first are
+    /// those whose estimates erred least (they rank by estimate). A quantile
+    /// of every error, most of them far rows' negative ones, let a near row
+    /// re-ranked late come out after farther rows (src/ivfpq/maxsim_scan.rs);
+    /// a spread of every error is inflated by the far rows' loose bounds.
+    /// Called on a fresh queue.
+    pub fn with_near_spread(mut self, rows: usize) -> Self {
+        self.near = Some(NearErrors::new(rows));
+        self
+    }
+
+    /// Records the estimate error of a re-ranked row (handed out or not).
+    fn note_error(&mut self, estimate: f32, exact: f32) {
+        self.errors.add(estimate - exact);
+        if let Some(n) = self.near.as_mut() {
+            n.add(exact, estimate - exact);
         }
     }
 
@@ -509,7 +597,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// `LIMIT 1000` queries had a pair out of order).
     pub fn add_tied(&mut self, estimate: f32, exact: f32, tie: f32, list_distance: f32, id: T) {
         self.push_ready(exact, tie, id);
-        self.errors.add(estimate - exact);
+        self.note_error(estimate, exact);
         self.slacks.add(exact - list_distance);
     }
 
@@ -517,7 +605,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// out (rejected by the query's own filter): its error and list slack count
     /// as for [`OrderedRerank::add`], and nothing waits.
     pub fn learn(&mut self, estimate: f32, exact: f32, list_distance: f32) {
-        self.errors.add(estimate - exact);
+        self.note_error(estimate, exact);
         self.slacks.add(exact - list_distance);
     }
 
@@ -547,6 +635,9 @@ impl<T: Ord + Copy> OrderedRerank<T> {
         let mut direct = self.errors.quantile(self.quantile).unwrap_or(0.0).max(0.0);
         if self.quantile >= 1.0 && (!self.refine || self.unrefined) {
             direct = direct.max(self.errors.mean_plus(FINE_SIGMAS).unwrap_or(0.0));
+        }
+        if let Some(s) = self.near.as_mut().and_then(NearErrors::spread) {
+            direct = direct.max(s);
         }
         if !self.refine {
             return direct;
@@ -703,6 +794,94 @@ mod tests {
             .collect();
         sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         sorted
+    }
+
+    /// Runs a scan's loop over `(estimate, exact)` rows: re-ranks `batch`
+    /// rows at a time by best estimate, and returns the exact distances in
+    /// the order the rows leave.
+    fn scan_order(mut r: OrderedRerank<u32>, rows: &[(f32, f32)], batch: usize) -> Vec<f32> {
+        let mut by_est: Vec<(f32, f32, u32)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, &(e, x))| (e, x, i as u32))
+            .collect();
+        by_est.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+        let mut next = 0;
+        let mut out = Vec::new();
+        loop {
+            match r.next(by_est.get(next).map(|c| c.0), None) {
+                Next::Row(d, _) => out.push(d),
+                Next::Rerank => {
+                    for &(e, x, id) in &by_est[next..(next + batch).min(by_est.len())] {
+                        r.add(e, x, 0.0, id);
+                    }
+                    next += batch;
+                }
+                Next::Done => return out,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// MaxSim's estimates (src/ivfpq/maxsim_scan.rs): near rows' estimates
+    /// fall short of their exact distances by a little (the codes
+    /// underestimate large inner products), one of them by much more, and
+    /// far rows' estimates are loose bounds (far below their exact
+    /// distances). The 99th percentile of every error is a near row's
+    /// ordinary error, so farther near rows left before the one that erred
+    /// most, which is re-ranked only in a late batch; a margin that also
+    /// covers the spread of the nearest rows' errors keeps the order.
+    #[test]
+    fn near_spread_keeps_rows_whose_error_grows_with_nearness_in_order() {
+        let mut rows = Vec::new();
+        for i in 0..40 {
+            let exact = -3.0 + 0.01 * i as f32;
+            // Spread over -0.1..0.1, but row 5 falls short by 0.2.
+            let err = if i == 5 {
+                0.2
+            } else {
+                -0.1 + 0.2 * ((i * 7) % 20) as f32 / 19.0
+            };
+            rows.push((exact + err, exact));
+        }
+        for j in 0..300 {
+            let exact = -2.5 + 0.005 * j as f32;
+            let err = -0.3 - 0.2 * (j % 10) as f32 / 9.0;
+            rows.push((exact + err, exact));
+        }
+        let sorted = |v: &[f32]| v.windows(2).all(|w| w[0] <= w[1]);
+        let plain = scan_order(OrderedRerank::new(0.99, 0.0), &rows, 10);
+        assert_eq!(plain.len(), rows.len());
+        assert!(
+            !sorted(&plain),
+            "the quantile alone lets the row that erred most out late"
+        );
+        let near = scan_order(
+            OrderedRerank::new(0.99, 0.0).with_near_spread(100),
+            &rows,
+            10,
+        );
+        assert_eq!(near.len(), rows.len());
+        assert!(sorted(&near), "{near:?}");
+    }
+
+    /// Rows rejected by the query's filter ([`OrderedRerank::learn`]) count
+    /// among the nearest rows' errors too.
+    #[test]
+    fn near_spread_learns_from_rejected_rows() {
+        let mut r: OrderedRerank<u32> = OrderedRerank::new(0.99, 0.0).with_near_spread(4);
+        r.learn(-2.0, -3.0, 0.0);
+        r.learn(-3.0, -3.0, 0.0);
+        // Errors 1 and 0: mean 0.5, sd 0.707, so 0.5 + 4 × 0.707.
+        assert!((r.margin() - (0.5 + 4.0 * 0.5f32.sqrt())).abs() < 1e-4);
+        // A farther row does not displace them once four are kept: its
+        // error (-10) would widen the spread.
+        for _ in 0..2 {
+            r.learn(-2.9, -2.9, 0.0);
+        }
+        let m = r.margin();
+        r.learn(-11.0, -1.0, 0.0);
+        assert_eq!(r.margin(), m);
     }
 
     #[test]
