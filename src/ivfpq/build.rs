@@ -615,6 +615,21 @@ fn plan_build(
             crate::errors::error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
         }
     }
+    // The default m divides the dimensions (sub-quantizers are of one width):
+    // a count with no divisor near the usual dim / 2 (4-bit) or dim / 4 (8-bit)
+    // sub-quantizers, a prime such as 383, gets m = 1, whose code says almost
+    // nothing (or m = dim, a wide code). Say so, rather than build it quietly.
+    if dim > 0 && opts.m <= 0 && m.saturating_mul(8) < ivf::m_target(dim, nbits).0 {
+        ereport!(
+            NOTICE,
+            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            format!(
+                "ivfpq: {dim} dimensions have no divisor near the usual number of sub-quantizers, \
+                 so the index gets m = {m}, a code too coarse to find neighbours well"
+            ),
+            format!("Pass m (a divisor of {dim}), or use nbits = 8.")
+        );
+    }
     if rows > 0 && lists > rows {
         ereport!(
             NOTICE,

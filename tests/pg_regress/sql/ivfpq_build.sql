@@ -292,3 +292,12 @@ CREATE INDEX ivb_huge_c ON ivb_huge USING ivfpq (v vector_cosine_ops) WITH (refi
 INSERT INTO ivb_huge VALUES (7,'[2,1]');
 SELECT arrw.ivfpq_check('ivb_huge_c');
 DROP TABLE ivb_huge;
+
+-- A prime dimension count has no divisor near the usual m: the default is
+-- m = 1, which the build says (it was silent).
+CREATE TABLE ivb_prime (id int, v vector(257));
+INSERT INTO ivb_prime SELECT i, (SELECT array_agg(random()::real) FROM generate_series(1, 257) WHERE i > 0)::vector
+FROM generate_series(1, 200) i;
+CREATE INDEX ivb_prime_v ON ivb_prime USING ivfpq (v) WITH (lists = 2);
+SELECT m FROM arrw.ivfpq_info('ivb_prime_v');
+DROP TABLE ivb_prime;
