@@ -1775,6 +1775,24 @@ fn maxsim_index_survives_a_crash_and_replays_on_a_replica() {
     assert_log_clean(&replica);
 }
 
+/// The index functions on the unbuilt index `ub_v` say it is not built (55000).
+fn expect_unbuilt(c: &mut Client) {
+    for sql in [
+        "SELECT arrw.ivfpq_check('ub_v')",
+        "SELECT * FROM arrw.ivfpq_info('ub_v')",
+        "SELECT arrw.ivfpq_default_probes('ub_v')",
+    ] {
+        let e = c.batch_execute(sql).expect_err(sql);
+        assert_eq!(
+            e.code().map(|s| s.code()),
+            Some("55000"),
+            "{sql}: {}",
+            msg(&e)
+        );
+        assert!(msg(&e).contains("has not been built"), "{sql}: {}", msg(&e));
+    }
+}
+
 /// A CREATE INDEX CONCURRENTLY cancelled while it waits for the table's older
 /// writers leaves an index of no blocks (invalid, never built): arrw's
 /// functions on it answer 55000, saying so, instead of a read past the end of
@@ -1809,20 +1827,7 @@ fn functions_on_an_unbuilt_concurrent_index_say_so() {
         (r.get(0), r.get(1))
     };
     assert!(!valid && size == 0, "valid {valid}, {size} bytes");
-    for sql in [
-        "SELECT arrw.ivfpq_check('ub_v')",
-        "SELECT * FROM arrw.ivfpq_info('ub_v')",
-        "SELECT arrw.ivfpq_default_probes('ub_v')",
-    ] {
-        let e = c.batch_execute(sql).expect_err(sql);
-        assert_eq!(
-            e.code().map(|s| s.code()),
-            Some("55000"),
-            "{sql}: {}",
-            msg(&e)
-        );
-        assert!(msg(&e).contains("has not been built"), "{sql}: {}", msg(&e));
-    }
+    expect_unbuilt(&mut c);
 
     // A crash during a concurrent build (or a REINDEX CONCURRENTLY's new index)
     // leaves blocks but no meta page, which the build writes last: unbuilt too,
@@ -1850,20 +1855,7 @@ fn functions_on_an_unbuilt_concurrent_index_say_so() {
     std::fs::write(&okt, bytes).unwrap();
     cluster.start_server();
     let mut c = cluster.connect();
-    for sql in [
-        "SELECT arrw.ivfpq_check('ub_v')",
-        "SELECT * FROM arrw.ivfpq_info('ub_v')",
-        "SELECT arrw.ivfpq_default_probes('ub_v')",
-    ] {
-        let e = c.batch_execute(sql).expect_err(sql);
-        assert_eq!(
-            e.code().map(|s| s.code()),
-            Some("55000"),
-            "{sql}: {}",
-            msg(&e)
-        );
-        assert!(msg(&e).contains("has not been built"), "{sql}: {}", msg(&e));
-    }
+    expect_unbuilt(&mut c);
     for sql in [
         "SELECT arrw.ivfpq_check('okt_v')",
         "SELECT * FROM arrw.ivfpq_info('okt_v')",
