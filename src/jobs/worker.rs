@@ -417,11 +417,13 @@ fn run_one(job: &Job, slot: &Slot, sh: &shmem::Shared, db: pg_sys::Oid) -> bool 
 /// name a passing condition (08 connection exception, 40 transaction
 /// rollback: serialization failures and deadlocks, 53 insufficient
 /// resources, 57 operator intervention, 58 system error: I/O, a file not
-/// there yet; XX internal error) and of a lock or object busy now (55P03,
-/// 55006). A data error (22: a bad value in an imported row, a division by
-/// zero), a constraint violated (23) or a statement that does not type-check
-/// (42) fails the same way on every attempt; they were retried
-/// `max_attempts` times.
+/// there yet; 72 snapshot too old; XX internal error), of a lock or object
+/// busy now (55P03, 55006), and of errors the job's own code raises (P0: a
+/// PL/pgSQL `RAISE` in a trigger or function says nothing of whether it
+/// passes, and was retried before). A data error (22: a bad value in an
+/// imported row, a division by zero), a constraint violated (23) or a
+/// statement that does not type-check (42) fails the same way on every
+/// attempt; they were retried `max_attempts` times.
 fn permanent(code: PgSqlErrorCode) -> bool {
     use PgSqlErrorCode::*;
     if matches!(code, ERRCODE_LOCK_NOT_AVAILABLE | ERRCODE_OBJECT_IN_USE) {
@@ -429,7 +431,7 @@ fn permanent(code: PgSqlErrorCode) -> bool {
     }
     !matches!(
         &sqlstate_class(code),
-        b"08" | b"40" | b"53" | b"57" | b"58" | b"XX"
+        b"08" | b"40" | b"53" | b"57" | b"58" | b"72" | b"P0" | b"XX"
     )
 }
 
