@@ -67,11 +67,15 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     });
     let model = match parsed {
         Ok(m) => Rc::new(m),
-        Err(e) => crate::errors::error(
-            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+        // The model pages' blocks, and the REINDEX hint every damaged page
+        // gets (page::corrupt_message).
+        Err(e) => super::page::corrupt_message(
+            index,
             format!(
-                "ivfpq index \"{}\" has a corrupt model: {e}",
-                rel_name(index)
+                "ivfpq index \"{}\" has a corrupt model (blocks {}..{}): {e}",
+                rel_name(index),
+                meta.model_start,
+                meta.model_start + meta.model_pages
             ),
         ),
     };

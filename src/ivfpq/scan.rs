@@ -403,7 +403,14 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
         }
         let metric = st.model.as_ref().expect("started").metric;
         let t = profile::start();
-        let candidate = st.pool.best().map(|e| estimate_as_distance(metric, e));
+        // While a group of equal estimates is split (CandidatePool::
+        // split_estimate), a candidate of it may lie anywhere: nothing leaves
+        // until the group has been re-ranked.
+        let candidate = if st.pool.split_estimate().is_some() {
+            Some(f32::NEG_INFINITY)
+        } else {
+            st.pool.best().map(|e| estimate_as_distance(metric, e))
+        };
         let next_list = (st.iterative && st.probed < limit).then(|| {
             st.ranked.order_through(st.probed + 1);
             st.list_dist[st.ranked.get(st.probed).0 as usize]
@@ -751,7 +758,7 @@ unsafe fn refuse_loss(scan: pg_sys::IndexScanDesc, st: &ScanState) {
              lists it probed rank before rows it has already passed",
             page::rel_name(index)
         ),
-        format!("Raise work_mem (to at least {kb}kB), or SET ivfpq.iterative_scan = off."),
+        format!("Raise work_mem (past {kb}kB), or SET ivfpq.iterative_scan = off."),
         "ivfpq",
     );
 }

@@ -2276,7 +2276,22 @@ impl<T: PoolTie> CandidatePool<T> {
     /// A scan that goes on would miss rows, so it stops with an error saying
     /// how much `work_mem` it needs.
     pub fn lost(&self) -> Option<usize> {
-        self.lossy.then_some(self.lossy_need)
+        // NaN estimates (overflowing rows) order nothing: dropping some of
+        // them loses no order, as before.
+        let nan = (u64::from(u32::MAX)) << 32;
+        (self.lossy && self.lossy_from.is_none_or(|l| l < nan)).then_some(self.lossy_need)
+    }
+
+    /// The estimate of a group of equal estimates a cut split (more of it
+    /// than the cap holds): part of it is held or popped, the rest waits for
+    /// a re-offer. Nothing the popped part taught says where the rest lies
+    /// (copies and near-copies of one vector share a code, and the copies'
+    /// one error is no margin for the rest: 15,000 copies at 64kB missed the
+    /// query's own row), so a scan hands out no row while this is `Some`.
+    pub fn split_estimate(&self) -> Option<f32> {
+        self.upper
+            .filter(|u| u & 0xFFFF_FFFF != 0 && !self.lossy)
+            .map(key_to_f32)
     }
 
     /// True when nothing is held but candidates were dropped: offer the same
