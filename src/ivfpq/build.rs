@@ -457,7 +457,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         plan.stand_ins = sampled
             .reservoir
             .as_ref()
-            .map_or(Vec::new(), stand_in_queries);
+            .map_or(Vec::new(), |r| stand_in_queries(r, budget));
     }
     let model = std::sync::Arc::new(train(&opts, metric, multi, sampled.reservoir, &plan, &pool));
     pg_sys::check_for_interrupts!();
@@ -499,7 +499,8 @@ fn check_declared_shape_fits(
         let (lists, m, nbits) = choose_params(opts, opts.lists as usize, dim);
         let lists = lists.min(max_rows.max(1));
         let shape = shape_of(dim, lists, m, nbits);
-        if let Err(e) = buildmem::plan(budget, &shape, lists, lists) {
+        let held = stand_in_bytes(budget, dim, false);
+        if let Err(e) = buildmem::plan(budget, &shape, lists, lists, held) {
             too_little_memory(&shape, e.needed, budget);
         }
     }
@@ -663,7 +664,8 @@ fn plan_build(
     let shape = shape_of(dim, lists, m, nbits);
     let wanted = ivf::training_sample_size(lists, nbits).min(rows);
     let have = reservoir.len();
-    let mem = match buildmem::plan(budget, &shape, have, wanted) {
+    let held = stand_in_bytes(budget, dim, multi);
+    let mem = match buildmem::plan(budget, &shape, have, wanted, held) {
         Ok(p) => {
             if p.train_rows < wanted.min(have) {
                 ereport!(
@@ -955,12 +957,22 @@ unsafe fn encode_table(
     }
 }
 
-/// Up to `calibrate::CALIBRATION_QUERIES` rows of the sample, evenly spread
-/// over it (a reservoir of a table smaller than its capacity holds the rows in
-/// table order, where neighbours are often alike).
-fn stand_in_queries(r: &Reservoir) -> Vec<f32> {
+/// Bytes of the stand-in queries a build of `dim`-dimensional rows keeps
+/// within `budget` (none for MaxSim builds, which calibrate nothing).
+fn stand_in_bytes(budget: usize, dim: usize, multi: bool) -> usize {
+    if multi {
+        return 0;
+    }
+    buildmem::stand_in_rows(budget, dim, calibrate::CALIBRATION_QUERIES) * dim * 4
+}
+
+/// Up to `calibrate::CALIBRATION_QUERIES` rows of the sample (fewer of very
+/// wide rows: `buildmem::stand_in_rows`), evenly spread over it (a reservoir
+/// of a table smaller than its capacity holds the rows in table order, where
+/// neighbours are often alike).
+fn stand_in_queries(r: &Reservoir, budget: usize) -> Vec<f32> {
     let (n, dim) = (r.len(), r.dim());
-    let k = calibrate::CALIBRATION_QUERIES.min(n);
+    let k = buildmem::stand_in_rows(budget, dim, calibrate::CALIBRATION_QUERIES).min(n);
     let mut out = Vec::with_capacity(k * dim);
     for i in 0..k {
         let row = i * n / k;

@@ -12,7 +12,9 @@
 //!   fast-scan terms, and one page image per list while encoding;
 //! - two **encode batches**: one on the compute threads while the table scan
 //!   fills the next (see `encode_table` in src/ivfpq/build.rs), each rows
-//!   copied out of the table (twice: as read and as residuals) with their codes.
+//!   copied out of the table (twice: as read and as residuals) with their codes;
+//! - the **stand-in queries** the build scores its default probes with, held
+//!   from the sample to the end ([`stand_in_rows`] of them).
 //!
 //! [`plan`] fits these to the budget: it trains on fewer rows when the budget is
 //! short (never fewer than one per list), encodes in smaller batches, and when
@@ -22,7 +24,21 @@
 pub const TRAIN_COPIES: usize = 3;
 
 /// The smallest encode batch: below this the per-batch overhead dominates.
+/// Rows so wide that 32 of them do not fit take smaller batches, down to
+/// [`LEAST_ENCODE_ROWS`].
 pub const MIN_ENCODE_ROWS: usize = 32;
+
+/// The smallest encode batch of very wide rows (two a batch: one per thread).
+pub const LEAST_ENCODE_ROWS: usize = 2;
+
+/// How many of `queries` stand-in queries of `dim` dimensions a build with
+/// `budget` bytes keeps: all of them while they take at most a sixteenth of the
+/// budget, else fewer (at least 8). At 16,000 dimensions 100 of them were
+/// 6.4 MB beside a 10 MB budget.
+pub fn stand_in_rows(budget: usize, dim: usize, queries: usize) -> usize {
+    let row = dim.max(1) * 4;
+    queries.min((budget / 16 / row).max(8))
+}
 
 /// The largest encode batch. Small enough that the scan of the table and the
 /// encoding overlap from the first thousands of rows (and that a batch's rows
@@ -96,11 +112,23 @@ pub struct NeedMore {
 }
 
 /// Fits a build to `budget` bytes. `sampled` rows are in the reservoir and
-/// `wanted` is what training would use with no limit.
-pub fn plan(budget: usize, shape: &Shape, sampled: usize, wanted: usize) -> Result<Plan, NeedMore> {
+/// `wanted` is what training would use with no limit; `held` bytes (the
+/// stand-in queries) stay allocated beside the model through training and
+/// encoding.
+pub fn plan(
+    budget: usize,
+    shape: &Shape,
+    sampled: usize,
+    wanted: usize,
+    held: usize,
+) -> Result<Plan, NeedMore> {
     let row = shape.row_bytes();
-    let model = shape.model_bytes();
-    let least_batch = shape.encode_bytes(MIN_ENCODE_ROWS);
+    let model = shape.model_bytes() + held;
+    let per_row = shape.encode_bytes(1).max(1);
+    // 32 rows a batch when they fit beside the model, fewer of very wide rows.
+    let room = budget.saturating_sub(model);
+    let least_rows = (room / per_row).clamp(LEAST_ENCODE_ROWS, MIN_ENCODE_ROWS);
+    let least_batch = shape.encode_bytes(least_rows);
     // Training needs one row per list (fewer rows give fewer lists); a table with
     // fewer rows than lists trains on all of them.
     let least_train = shape.lists.max(1).min(sampled);
@@ -113,8 +141,7 @@ pub fn plan(budget: usize, shape: &Shape, sampled: usize, wanted: usize) -> Resu
         .min(wanted.max(least_train))
         .min(sampled)
         .max(least_train);
-    let per_row = shape.encode_bytes(1).max(1);
-    let encode_rows = ((budget - model) / per_row).clamp(MIN_ENCODE_ROWS, MAX_ENCODE_ROWS);
+    let encode_rows = ((budget - model) / per_row).clamp(least_rows, MAX_ENCODE_ROWS);
     Ok(Plan {
         train_rows,
         encode_rows,
@@ -139,7 +166,7 @@ mod tests {
     #[test]
     fn a_generous_budget_trains_on_what_was_asked() {
         let s = shape(128, 100, 64);
-        let p = plan(256 << 20, &s, 100_000, 25_600).unwrap();
+        let p = plan(256 << 20, &s, 100_000, 25_600, 0).unwrap();
         assert_eq!(p.train_rows, 25_600);
         assert_eq!(p.encode_rows, MAX_ENCODE_ROWS);
     }
@@ -149,7 +176,7 @@ mod tests {
         // 16,000 dimensions, 16 MB: three training copies of all 128 sampled rows
         // (24 MB) do not fit beside the model.
         let s = shape(16_000, 2, 250);
-        let p = plan(16 << 20, &s, 128, 4096).unwrap();
+        let p = plan(16 << 20, &s, 128, 4096, 0).unwrap();
         assert!(p.train_rows >= 2 && p.train_rows < 128, "{p:?}");
         assert!(s.model_bytes() + TRAIN_COPIES * p.train_rows * 64_000 <= 16 << 20);
         assert!(s.model_bytes() + s.encode_bytes(p.encode_rows) <= 16 << 20);
@@ -158,10 +185,30 @@ mod tests {
     #[test]
     fn too_little_memory_says_how_much_would_do() {
         let s = shape(1536, 2000, 384);
-        let e = plan(1 << 20, &s, 50_000, 64_000).unwrap_err();
+        let e = plan(1 << 20, &s, 50_000, 64_000, 0).unwrap_err();
         assert!(e.needed > 1 << 20);
         // ... and that much does.
-        assert!(plan(e.needed, &s, 50_000, 64_000).is_ok());
+        assert!(plan(e.needed, &s, 50_000, 64_000, 0).is_ok());
+    }
+
+    /// 16,000 dimensions at 10 MB: 100 stand-ins (6.4 MB) and two encode
+    /// batches of 32 rows (8 MB) did not fit beside each other; the build
+    /// peaked at 31 MB. Now the stand-ins take a sixteenth and the batches what
+    /// is left.
+    #[test]
+    fn very_wide_rows_fit_stand_ins_and_batches_in_the_budget() {
+        let (budget, dim) = (10 << 20, 16_000);
+        let s = shape(dim, 1, 250);
+        let rows = stand_in_rows(budget, dim, 100);
+        assert_eq!(rows, 10);
+        let held = rows * dim * 4;
+        let p = plan(budget, &s, 78, 78, held).unwrap();
+        assert!(
+            p.encode_rows < MIN_ENCODE_ROWS && p.encode_rows >= LEAST_ENCODE_ROWS,
+            "{p:?}"
+        );
+        assert!(held + s.model_bytes() + s.encode_bytes(p.encode_rows) <= budget);
+        assert!(held + s.model_bytes() + TRAIN_COPIES * p.train_rows * dim * 4 <= budget);
     }
 
     #[test]
@@ -182,21 +229,23 @@ mod tests {
             sampled in 0usize..300_000,
             wanted in 0usize..300_000,
             budget_mb in 1usize..2048,
+            queries in 0usize..200,
         ) {
             let s = shape(dim, lists, m);
             let budget = budget_mb << 20;
-            match plan(budget, &s, sampled, wanted) {
+            let held = stand_in_rows(budget, dim, queries) * dim * 4;
+            prop_assert!(held <= budget / 16 || stand_in_rows(budget, dim, queries) <= 8);
+            match plan(budget, &s, sampled, wanted, held) {
                 Ok(p) => {
                     prop_assert!(p.train_rows <= sampled);
                     prop_assert!(p.train_rows >= lists.min(sampled));
-                    prop_assert!(s.model_bytes() + TRAIN_COPIES * p.train_rows * dim * 4 <= budget);
-                    prop_assert!(p.encode_rows >= MIN_ENCODE_ROWS);
-                    prop_assert!(s.model_bytes() + s.encode_bytes(p.encode_rows) <= budget
-                        || p.encode_rows == MIN_ENCODE_ROWS);
+                    prop_assert!(held + s.model_bytes() + TRAIN_COPIES * p.train_rows * dim * 4 <= budget);
+                    prop_assert!(p.encode_rows >= LEAST_ENCODE_ROWS);
+                    prop_assert!(held + s.model_bytes() + s.encode_bytes(p.encode_rows) <= budget);
                 }
                 Err(NeedMore { needed }) => {
                     prop_assert!(needed > budget);
-                    prop_assert!(plan(needed, &s, sampled, wanted).is_ok());
+                    prop_assert!(plan(needed, &s, sampled, wanted, held).is_ok());
                 }
             }
         }
