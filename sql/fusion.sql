@@ -154,7 +154,11 @@ BEGIN
 				E'      FROM %s t\n' ||
 				E'      WHERE t.%I IS NOT NULL%s\n' ||
 				E'      ORDER BY %s\n' ||
-				E'      LIMIT %s) c',
+				E'      LIMIT %s) c\n' ||
+				-- Rows are fused by id: a NULL id is no row (NULL ids were
+				-- added up as one). Left out here, after the depth cut, so
+				-- the cut stays the index's ORDER BY ... LIMIT.
+				E'    WHERE c.id IS NOT NULL',
 				CASE WHEN method = 'weighted' THEN
 					E',\n      pg_catalog.min(c.d) FILTER (WHERE c.d OPERATOR(pg_catalog.>) ''-Infinity''::pg_catalog.float8' ||
 					' AND c.d OPERATOR(pg_catalog.<) ''Infinity''::pg_catalog.float8) OVER () AS lo,' ||
@@ -185,7 +189,11 @@ BEGIN
 				E'      FROM %s t\n' ||
 				E'      WHERE %s OPERATOR(pg_catalog.@@) %s%s\n' ||
 				E'      ORDER BY 2 DESC, 1\n' ||
-				E'      LIMIT %s) c',
+				E'      LIMIT %s) c\n' ||
+				-- Rows are fused by id: a NULL id is no row (NULL ids were
+				-- added up as one). Left out here, after the depth cut, so
+				-- the cut stays the index's ORDER BY ... LIMIT.
+				E'    WHERE c.id IS NOT NULL',
 				CASE WHEN method = 'weighted' THEN E',\n      pg_catalog.max(c.d) OVER () AS hi' ELSE '' END,
 				id_column, doc, tsq, tblname, doc, tsq, where_, depth);
 			score := 'CASE WHEN v.hi OPERATOR(pg_catalog.>) 0::pg_catalog.float4'

@@ -248,3 +248,12 @@ RESET ROLE;
 DROP TABLE fdocs;
 REVOKE USAGE ON SCHEMA arrw FROM fusion_reader;
 DROP ROLE fusion_reader;
+
+-- Rows with a NULL id are left out (fused by id, three of them came back as
+-- one row with their scores added, ahead of the true nearest row).
+CREATE TABLE fu_nid (id int, v vector(2), body text);
+INSERT INTO fu_nid VALUES (1, '[1,0]', 'alpha'), (NULL, '[1,0.1]', 'alpha'), (NULL, '[1,0.2]', 'alpha'),
+  (NULL, '[1,0.3]', 'alpha'), (2, '[0,1]', 'beta');
+SELECT id, round(score::numeric, 4) AS score FROM arrw.fused_search('fu_nid', 'id',
+  '[{"column": "v", "query": "[1,0]", "op": "<->"}, {"column": "body", "query": "alpha"}]', 5);
+DROP TABLE fu_nid;
