@@ -994,6 +994,11 @@ unsafe fn note_job_row(
 /// The prefix of the logical decoding messages the plugin passes on.
 pub const MESSAGE_PREFIX: &CStr = c"arrw";
 
+/// The largest message content an event carries (64 MB): escaped six bytes a
+/// byte at worst, it stays well within PostgreSQL's 1 GB output limit.
+/// Larger content is left out (`"content":null,"content_bytes":N`).
+pub const MAX_MESSAGE_CONTENT: usize = 64 << 20;
+
 #[pg_guard]
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn message(
@@ -1047,7 +1052,13 @@ unsafe extern "C-unwind" fn message(
         }
         let _ = write!(out, ",\"transactional\":{transactional}");
         json::push_key_after_comma(out, "content");
-        if valid_text && json::is_valid(content) {
+        if content.len() > MAX_MESSAGE_CONTENT {
+            // Too large to render safely: escaping can take six bytes a byte,
+            // and an event past PostgreSQL's 1 GB string limit made every
+            // later read of the slot fail (54000) for good; any role may emit
+            // a message. Its size says what was left out.
+            let _ = write!(out, "null,\"content_bytes\":{}", content.len());
+        } else if valid_text && json::is_valid(content) {
             json::push_raw_one_line(out, content);
         } else if valid_text {
             json::push_str(out, content);
