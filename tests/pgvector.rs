@@ -758,7 +758,11 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
          CREATE TABLE dom (id int, d dvec);
          CREATE TABLE par (id int, v vector(3));
          CREATE TABLE chi (extra int) INHERITS (par);
-         INSERT INTO chi VALUES (1, '[1,2,3]', 7);",
+         INSERT INTO chi VALUES (1, '[1,2,3]', 7);
+         CREATE TABLE pk (v vector(3)) PARTITION BY LIST (v);
+         CREATE TABLE chk (id int, v vector(3) CHECK (vector_dims(v) = 3));
+         CREATE TABLE sta (id int, v vector(3));
+         CREATE STATISTICS sta_s ON (vector_dims(v)) FROM sta;",
     );
     let plan = col(
         &mut c,
@@ -782,6 +786,12 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
         "pgvector's function public.l2_normalize(public.vector)",
     );
     blocked("public.dom.d", "domain public.dvec");
+    blocked("public.pk.v", "partition key");
+    blocked("public.chk.v", "constraint chk_v_check on table public.chk uses pgvector's function public.vector_dims(public.vector)");
+    blocked(
+        "public.sta.v",
+        "statistics object public.sta_s uses pgvector's function public.vector_dims(public.vector)",
+    );
     // The child's column goes with its parent's: one ALTER, of the parent.
     let alters: Vec<&String> = plan
         .iter()
@@ -799,7 +809,7 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
     // Without the blockers the migration runs, the inherited column included.
     exec(
         &mut c,
-        "DROP TABLE pol, trg, gen, ex, nrm, dom; DROP FUNCTION fun_n; DROP TABLE fun;
+        "DROP TABLE pol, trg, gen, ex, nrm, dom, pk, chk, sta; DROP FUNCTION fun_n; DROP TABLE fun;
          DROP FUNCTION trg_f; DROP DOMAIN dvec;
          SELECT * FROM migrate_to_arrw(dry_run => false)",
     );

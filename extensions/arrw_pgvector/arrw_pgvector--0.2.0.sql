@@ -201,6 +201,36 @@ BEGIN
 			detail := format('used by %s: drop it, migrate, create it again', vw.what);
 			RETURN NEXT;
 		END LOOP;
+		-- A partition key column cannot change type (0A000).
+		IF EXISTS (SELECT 1 FROM pg_partitioned_table p
+		           WHERE p.partrelid = col.relid AND col.attnum = ANY (p.partattrs::int2[])) THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := 'part of the partition key: a partition key column cannot change its type';
+			RETURN NEXT;
+		END IF;
+		-- CHECK constraints and extended statistics of the table whose
+		-- expressions call pgvector's functions or operators: rebuilt for
+		-- arrw's column, they would name pgvector's objects (42883).
+		FOR vw IN
+			SELECT DISTINCT format('%s uses pgvector''s %s',
+				pg_describe_object(d.classid, d.objid, 0),
+				pg_describe_object(d.refclassid, d.refobjid, 0)) AS what
+			FROM pg_depend d
+			JOIN pg_depend x ON x.classid = d.refclassid AND x.objid = d.refobjid AND x.deptype = 'e'
+			JOIN pg_extension e ON e.oid = x.refobjid AND e.extname = 'vector'
+			WHERE (d.classid = 'pg_constraint'::regclass
+			       AND d.objid IN (SELECT c.oid FROM pg_constraint c WHERE c.conrelid = col.relid
+			                       AND col.attnum = ANY (c.conkey)))
+			   OR (d.classid = 'pg_statistic_ext'::regclass
+			       AND d.objid IN (SELECT x.oid FROM pg_statistic_ext x WHERE x.stxrelid = col.relid))
+			ORDER BY 1
+		LOOP
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('%s: drop it, migrate, create it again', vw.what);
+			RETURN NEXT;
+		END LOOP;
 		-- arrw's type of the same name, dimensions (typmod) and arrayness.
 		target := format('%s.%I%s%s', arrw_q, col.base,
 			CASE WHEN col.atttypmod > 0 THEN format('(%s)', col.atttypmod) ELSE '' END,
