@@ -2024,22 +2024,25 @@ impl<T: PoolTie> CandidatePool<T> {
         let before_cut = v.len();
         if t <= POOL_KEY_MAX {
             v.retain(|e| pool_key(e.0, &e.1) < t);
-            if v.len() > self.cap {
-                // The sample overshot the cap, or a group of equal estimates is
-                // larger than it: the exact threshold, which splits that group
-                // by row rather than keep a random part of it (cut_lossy).
-                v.select_nth_unstable_by_key(self.cap, |e| pool_key(e.0, &e.1));
-                let exact = pool_key(v[self.cap].0, &v[self.cap].1);
-                if exact >= floor {
-                    t = exact;
-                    v.retain(|e| pool_key(e.0, &e.1) < t);
-                }
+        }
+        if v.len() > self.cap {
+            // The sample overshot the cap, or a group of equal estimates is
+            // larger than it (NaN estimates included, whose group ends past
+            // every key): the exact threshold, which splits that group by row
+            // rather than keep a random part of it (cut_lossy). A NaN group
+            // once went lossy here, and the finite candidates dropped by
+            // earlier cuts were never offered again.
+            v.select_nth_unstable_by_key(self.cap, |e| pool_key(e.0, &e.1));
+            let exact = pool_key(v[self.cap].0, &v[self.cap].1);
+            if exact >= floor {
+                t = exact;
+                v.retain(|e| pool_key(e.0, &e.1) < t);
             }
-            // Everything held was below the old `upper`: `upper` only moves
-            // down between re-offers (and only when something was dropped).
-            if v.len() < before_cut {
-                self.set_upper(t);
-            }
+        }
+        // Everything held was below the old `upper`: `upper` only moves down
+        // between re-offers (and only when something was dropped).
+        if v.len() < before_cut {
+            self.set_upper(t);
         }
         // Still above the cap: more candidates than `cap` lie below `floor`
         // (or every estimate is NaN).
@@ -2276,10 +2279,7 @@ impl<T: PoolTie> CandidatePool<T> {
     /// A scan that goes on would miss rows, so it stops with an error saying
     /// how much `work_mem` it needs.
     pub fn lost(&self) -> Option<usize> {
-        // NaN estimates (overflowing rows) order nothing: dropping some of
-        // them loses no order, as before.
-        let nan = (u64::from(u32::MAX)) << 32;
-        (self.lossy && self.lossy_from.is_none_or(|l| l < nan)).then_some(self.lossy_need)
+        self.lossy.then_some(self.lossy_need)
     }
 
     /// The estimate of a group of equal estimates a cut split (more of it
@@ -3411,6 +3411,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Candidates of NaN estimates (rows whose products overflow) past the
+    /// cap are split like any group: the finite candidates earlier cuts
+    /// dropped still come back (a lossy cut of the NaN group dropped them for
+    /// good: a LIMIT 8000 returned 1,365 rows), and nothing is lost.
+    #[test]
+    fn a_nan_group_past_the_cap_loses_no_finite_candidate() {
+        let finite: Vec<f32> = (0..3000).map(|i| 0.1 + i as f32 * 0.001).collect();
+        let nan = vec![f32::NAN; 5000];
+        let lists = vec![nan, finite.clone()];
+        let mut pool = CandidatePool::new(100, 1365);
+        let batches = drain_with_reoffers(&mut pool, &lists);
+        let got: Vec<usize> = batches.concat();
+        assert!(pool.lost().is_none());
+        let mut seen = got.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 8000, "every candidate once");
+        // The finite ones come first.
+        let first: Vec<usize> = got[..3000].to_vec();
+        assert!(first.iter().all(|&i| i >= 5000), "finite candidates first");
     }
 
     #[test]
