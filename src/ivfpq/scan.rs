@@ -533,6 +533,22 @@ fn user_distance(metric: u32, d: f32) -> f64 {
     }
 }
 
+/// ERROR: a query of `got` dimensions for an index of `dim`, worded as the
+/// distance operators (and pgvector's index scans) word it for the query's
+/// type (`different vector dimensions 4 and 3`, or `halfvec`).
+///
+/// # Safety
+/// `query` must be the scan's non-null ORDER BY argument.
+unsafe fn refuse_other_dim(query: pg_sys::Datum, dim: usize, got: usize) {
+    // SAFETY: forwarded contract.
+    let half = unsafe { crate::vector::key_is_half(query) };
+    crate::errors::check_vector(if half {
+        arrw_core::half::check_same_dims(dim, got)
+    } else {
+        arrw_core::text::check_same_dims(dim, got)
+    });
+}
+
 /// First call after (re)scan: read the query and the model, rank the lists.
 ///
 /// # Safety
@@ -562,15 +578,20 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
         if st.meta.untrained == 0 {
             m.check_dim(model.dim);
         }
-    } else if st.meta.untrained == 0 && st.query.len() != model.dim {
-        // Worded as the distance operators (and pgvector's index scans) word it.
+    } else if st.meta.untrained != 0 {
+        // An index built on an empty table has no model to hold the query to;
+        // a declared dimension (vector(n)) still does: a query of another one
+        // is the operators' ERROR at once, as on a trained index (it was only
+        // raised by the first row compared, and not at all on an empty table).
+        // SAFETY: an index relation has a tuple descriptor with one attribute.
+        let typmod = unsafe { (*(*(*index).rd_att).attrs.as_ptr()).atttypmod };
+        if typmod > 0 && st.query.len() != typmod as usize {
+            // SAFETY: the ORDER BY argument read above.
+            unsafe { refuse_other_dim(key.sk_argument, typmod as usize, st.query.len()) };
+        }
+    } else if st.query.len() != model.dim {
         // SAFETY: the ORDER BY argument read above.
-        let half = unsafe { crate::vector::key_is_half(key.sk_argument) };
-        crate::errors::check_vector(if half {
-            arrw_core::half::check_same_dims(model.dim, st.query.len())
-        } else {
-            arrw_core::text::check_same_dims(model.dim, st.query.len())
-        });
+        unsafe { refuse_other_dim(key.sk_argument, model.dim, st.query.len()) };
     }
     // Index options are read from the relcache entry (not the meta page), so
     // ALTER INDEX ... SET (probes = ...) takes effect at once.

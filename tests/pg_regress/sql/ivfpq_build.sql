@@ -301,3 +301,13 @@ FROM generate_series(1, 200) i;
 CREATE INDEX ivb_prime_v ON ivb_prime USING ivfpq (v) WITH (lists = 2);
 SELECT m FROM arrw.ivfpq_info('ivb_prime_v');
 DROP TABLE ivb_prime;
+
+-- An index built on an empty table holds a query to the column's declared
+-- dimension at once (it was raised only by the first row compared, and not at
+-- all on an empty table).
+CREATE TABLE ivb_decl (id int, v vector(3));
+CREATE INDEX ivb_decl_v ON ivb_decl USING ivfpq (v);
+SET enable_seqscan = off;
+SELECT id FROM ivb_decl ORDER BY v <-> '[1,2]' LIMIT 5;
+RESET enable_seqscan;
+DROP TABLE ivb_decl;
