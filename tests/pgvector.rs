@@ -760,6 +760,9 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
          CREATE TABLE chi (extra int) INHERITS (par);
          INSERT INTO chi VALUES (1, '[1,2,3]', 7);
          CREATE TABLE pk (v vector(3)) PARTITION BY LIST (v);
+         CREATE TABLE pke (id int, v vector(3)) PARTITION BY RANGE ((vector_norm(v)));
+         CREATE TABLE pks (id int, v vector(3)) PARTITION BY LIST (id);
+         CREATE TABLE pks1 PARTITION OF pks FOR VALUES IN (1) PARTITION BY LIST (v);
          CREATE TABLE chk (id int, v vector(3) CHECK (vector_dims(v) = 3));
          CREATE TABLE sta (id int, v vector(3));
          CREATE STATISTICS sta_s ON (vector_dims(v)) FROM sta;",
@@ -787,6 +790,8 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
     );
     blocked("public.dom.d", "domain public.dvec");
     blocked("public.pk.v", "partition key");
+    blocked("public.pke.v", "partition key");
+    blocked("public.pks.v", "partition key");
     blocked("public.chk.v", "constraint chk_v_check on table public.chk uses pgvector's function public.vector_dims(public.vector)");
     blocked(
         "public.sta.v",
@@ -809,7 +814,7 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
     // Without the blockers the migration runs, the inherited column included.
     exec(
         &mut c,
-        "DROP TABLE pol, trg, gen, ex, nrm, dom, pk, chk, sta; DROP FUNCTION fun_n; DROP TABLE fun;
+        "DROP TABLE pol, trg, gen, ex, nrm, dom, pk, pke, pks, chk, sta; DROP FUNCTION fun_n; DROP TABLE fun;
          DROP FUNCTION trg_f; DROP DOMAIN dvec;
          SELECT * FROM migrate_to_arrw(dry_run => false)",
     );

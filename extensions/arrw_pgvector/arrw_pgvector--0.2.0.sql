@@ -201,9 +201,18 @@ BEGIN
 			detail := format('used by %s: drop it, migrate, create it again', vw.what);
 			RETURN NEXT;
 		END LOOP;
-		-- A partition key column cannot change type (0A000).
-		IF EXISTS (SELECT 1 FROM pg_partitioned_table p
-		           WHERE p.partrelid = col.relid AND col.attnum = ANY (p.partattrs::int2[])) THEN
+		-- A partition key column cannot change type (0A000): a key of the
+		-- table or of a sub-partition, as the column or in an expression (the
+		-- column then depends internally on its table).
+		IF EXISTS (SELECT 1 FROM pg_partition_tree(col.relid) t
+		           JOIN pg_partitioned_table p ON p.partrelid = t.relid
+		           JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = col.attname
+		           WHERE a.attnum = ANY (p.partattrs::int2[])
+		              OR EXISTS (SELECT 1 FROM pg_depend d
+		                         WHERE d.classid = 'pg_class'::regclass AND d.objid = t.relid
+		                           AND d.objsubid = a.attnum AND d.refclassid = 'pg_class'::regclass
+		                           AND d.refobjid = t.relid AND d.refobjsubid = 0
+		                           AND d.deptype = 'i')) THEN
 			blockers := blockers + 1;
 			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
 			detail := 'part of the partition key: a partition key column cannot change its type';
