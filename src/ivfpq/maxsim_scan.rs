@@ -276,11 +276,11 @@ unsafe fn rerank(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         pg_sys::check_for_interrupts!();
         // SAFETY: ensure_fetch ran for this live scan.
         if let Some((d, tie)) = unsafe { scan::exact_distance_tie_of(scan, st, metric, tid) } {
+            // The slot was made by table_slot_create on the node's relation,
+            // which prefilter.rs gave this scan.
             let kept = match st.filter.as_ref() {
-                // SAFETY: exact_distance_tie_of left the row's visible
-                // version in the scan's slot (made by table_slot_create on
-                // the node's relation, which prefilter.rs gave this scan),
-                // and the node's query is running: this is its scan.
+                // SAFETY: the row's visible version is in the scan's slot
+                // (exact_distance_tie_of), and the node's query is running.
                 Some(f) => unsafe { f.passes(st.slot) },
                 None => true,
             };

@@ -21,10 +21,9 @@ const VARBIT_HEADER: usize = pg_sys::VARHDRSZ + 4;
 pub fn quantized(nbits: usize, positive: impl IntoIterator<Item = bool>) -> pg_sys::Datum {
     let nbytes = nbits.div_ceil(8);
     let total = VARBIT_HEADER + nbytes;
+    // nbits fits an int32: it is a vector's dimension count (at most 16,000).
     // SAFETY: palloc0 returns `total` zeroed, MAXALIGNed bytes or raises an
-    // ERROR; the bit length (an int32 at offset 4, aligned) and the `nbytes`
-    // bytes after it are inside the allocation. nbits fits an int32: it is a
-    // vector's dimension count (at most 16,000).
+    // ERROR; the int32 bit length at offset 4 and `nbytes` after it fit in it.
     unsafe {
         let p = pg_sys::palloc0(total) as *mut u8;
         pgrx::varlena::set_varsize_4b(p.cast(), total as i32);
