@@ -734,6 +734,14 @@ fn replica_answers_like_the_primary() {
         "CREATE UNLOGGED TABLE ul (v vector(2)); INSERT INTO ul VALUES ('[1,2]');
          CREATE INDEX ul_v ON ul USING ivfpq (v)",
     );
+    // An index built on an empty column of no declared dimensions: the first
+    // row's dimensions go to its meta page in a WAL record of their own, and
+    // hold queries to them once the row is gone (no row to compare with).
+    exec(
+        &mut p,
+        "CREATE TABLE fr (v vector); CREATE INDEX fr_v ON fr USING ivfpq (v);
+         INSERT INTO fr VALUES ('[1,2,3]'); DELETE FROM fr",
+    );
     step(t0, "changes made");
     primary.wait_for_replay(&replica);
     step(t0, "replayed");
@@ -758,6 +766,11 @@ fn replica_answers_like_the_primary() {
             "{sql}"
         );
     }
+    let e = r
+        .batch_execute("SET enable_seqscan = off; SELECT * FROM fr ORDER BY v <-> '[1,2]' LIMIT 1")
+        .expect_err("a query of other dimensions than the replayed first row's");
+    assert_eq!(msg(&e), "22000: different vector dimensions 3 and 2");
+    r.batch_execute("RESET enable_seqscan").unwrap();
     let mut qrng = Blobs::new(22, K, DIM); // same centres, fresh points
     qrng.rng = Rng(0xfeed);
     let queries: Vec<Vec<f32>> = (0..50).map(|_| qrng.point()).collect();

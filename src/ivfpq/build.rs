@@ -58,13 +58,6 @@ fn progress(param: u32, value: i64) {
     unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) }
 }
 
-/// The first column's declared dimensions (`vector(n)`), or None.
-fn declared_dim(index: pg_sys::Relation) -> Option<usize> {
-    // SAFETY: an index relation has a tuple descriptor with at least one attribute.
-    let typmod = unsafe { (*(*(*index).rd_att).attrs.as_ptr()).atttypmod };
-    (typmod > 0).then_some(typmod as usize)
-}
-
 fn check_dim(expected: usize, got: usize) {
     if expected != got {
         crate::errors::check_vector(text::check_expected_dim(expected as i32, got));
@@ -421,7 +414,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     let opts = options::of(index);
     let metric = super::model::metric_of(index);
     let multi = super::model::is_multi(index);
-    let declared = declared_dim(index);
+    let declared = super::model::declared_dim(index);
     let budget = maintenance_bytes();
 
     // SAFETY: `heap` is the open heap relation ambuild was given; counting its
@@ -842,7 +835,7 @@ fn closing_pages(
         blocked: is_blocked(model) as u32,
         refine_bits: model.refine.as_ref().map_or(0, |r| r.bits),
         deep_probes,
-        _reserved: 0,
+        untrained_dim: 0,
     };
     let mut img = blank;
     layout::write_meta(&mut img, &meta);
@@ -1089,7 +1082,11 @@ fn generation() -> u64 {
 pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
     let opts = options::of(index);
     let metric = super::model::metric_of(index);
-    let model = placeholder_model(&opts, declared_dim(index).unwrap_or(0), metric);
+    let model = placeholder_model(
+        &opts,
+        super::model::declared_dim(index).unwrap_or(0),
+        metric,
+    );
     let (front, mut pages) = front_pages(&model);
     let head = pages.len() as u32;
     let geom = DataGeom::new(model.code_size(), is_blocked(&model));

@@ -125,6 +125,12 @@ fn insert_one(
 /// An untrained index (built on an empty table) keeps its rows' entries,
 /// without codes, in list 0 until it is built again; each goes straight to
 /// the page (no model to encode a batch with).
+///
+/// Its rows keep one dimension, as a trained index's do: the column's declared
+/// one (which the type enforces) or, for a column of any dimensions, the
+/// first row's, recorded on the meta page (`page::record_untrained_dim`).
+/// Rows of mixed dimensions made the index's exact scans fail on rows a
+/// filter would have dropped, and its REINDEX fail.
 fn insert_untrained(
     index: pg_sys::Relation,
     meta: &layout::MetaData,
@@ -145,10 +151,40 @@ fn insert_untrained(
     // Each element of a vector[] key in its own WAL record (a crash between
     // two leaves some of the row's elements indexed: the scan then estimates
     // the row from those and re-ranks it exactly).
+    let hold = model::declared_dim(index).is_none();
+    let mut want = meta.untrained_dim as usize;
     // SAFETY: non-null key datum of the indexed column, valid for this call.
     unsafe {
-        crate::vector::each_key_vector(datum, multi, |_| {
+        crate::vector::each_key_vector(datum, multi, |x| {
+            if hold {
+                if want == 0 {
+                    want = page::record_untrained_dim(index, x.len() as u32) as usize;
+                }
+                if want != 0 && x.len() != want {
+                    refuse_other_dim(index, want, x.len());
+                }
+            }
             append_many(index, meta, 0, &[entry], &mut cache.nblocks)
         })
     };
+}
+
+/// ERROR 22000 for a row of `got` dimensions in an untrained index whose rows
+/// have `want` (the first row's: `MetaData::untrained_dim`), worded as the
+/// column's type words it (`expected 3 dimensions, not 2`), saying where the
+/// number came from and how to start again.
+#[cold]
+fn refuse_other_dim(index: pg_sys::Relation, want: usize, got: usize) -> ! {
+    crate::errors::error_detail_hint(
+        PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+        format!("expected {want} dimensions, not {got}"),
+        format!(
+            "Index \"{}\" was built on an empty table and keeps the dimensions of the first \
+             row inserted since (also of a row whose transaction rolled back).",
+            page::rel_name(index)
+        ),
+        "Declare the column's dimensions (vector(n)), or REINDEX the index once the table \
+         holds rows of the dimensions you want.",
+        "aminsert",
+    )
 }

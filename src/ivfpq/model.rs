@@ -132,6 +132,21 @@ pub fn metric_of(index: pg_sys::Relation) -> Metric {
     opclass_of(index).0
 }
 
+/// The key column's declared dimensions (`vector(n)`, `halfvec(n)`, or
+/// `vector(n)[]`), or None for a column of any dimensions.
+pub fn declared_dim(index: pg_sys::Relation) -> Option<usize> {
+    // SAFETY: an index relation has a tuple descriptor with at least one attribute.
+    let typmod = unsafe { (*(*(*index).rd_att).attrs.as_ptr()).atttypmod };
+    (typmod > 0).then_some(typmod as usize)
+}
+
+/// The dimensions rows and queries of an index built from no rows are held
+/// to: the declared ones, else those of the first row inserted since
+/// (`MetaData::untrained_dim`), else none (0).
+pub fn untrained_dim(index: pg_sys::Relation, meta: &MetaData) -> usize {
+    declared_dim(index).unwrap_or(meta.untrained_dim as usize)
+}
+
 /// Whether the index is on `vector[]` (`vector_maxsim_ops`): one entry per
 /// element under its row's TID, scanned for `@#` (see maxsim_scan.rs).
 pub fn is_multi(index: pg_sys::Relation) -> bool {

@@ -175,6 +175,39 @@ pub fn meta_counted(index: pg_sys::Relation, known: &mut u32) -> MetaData {
     m
 }
 
+/// The dimensions every row of an untrained index on a column of no declared
+/// dimensions must have (`MetaData::untrained_dim`): the recorded ones, or
+/// `dim` (the row being inserted) recorded now when none are yet; 0 when the
+/// index is no longer untrained (nothing to hold rows to).
+///
+/// Lock order: the meta page is locked alone. The caller holds no page lock
+/// and none is taken while this one is held, so it is outside append.rs's
+/// order, and two first inserts of different dimensions serialize on it: the
+/// second reads the first's dimensions and gets the ERROR.
+pub fn record_untrained_dim(index: pg_sys::Relation, dim: u32) -> u32 {
+    let mut ws = WriteSet::new(index);
+    let i = ws.lock(index, layout::META_BLOCK);
+    let mut m = match layout::read_meta_page(ws.page(i)) {
+        Ok(m) => m,
+        Err(e) => corrupt(index, e),
+    };
+    if let Err(e) = layout::check_meta(&m, nblocks(index)) {
+        corrupt(index, e);
+    }
+    if m.untrained == 0 || m.untrained_dim != 0 {
+        // Dropping the set releases the page unchanged and unlogged.
+        return m.untrained_dim;
+    }
+    m.untrained_dim = dim;
+    layout::write_meta(ws.page(i), &m);
+    let at = contents_offset();
+    ws.only_changed(i, &[(at, at + layout::META_BYTES)]);
+    // WAL: one generic record of the meta page's changed bytes, replayed by
+    // PostgreSQL's generic redo on replicas and in recovery.
+    ws.commit();
+    dim
+}
+
 /// Where a list's directory entry is, and what it said when read.
 #[derive(Clone, Copy, Debug)]
 pub struct ListDir {

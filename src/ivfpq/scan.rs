@@ -574,20 +574,26 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     }
     st.meta = page::meta(index);
     let model = model::load(index, &st.meta);
+    // An index built on an empty table has no model to hold the query to; a
+    // declared dimension (vector(n)), or the first row inserted since, still
+    // does: a query of another one is the operators' ERROR at once, as on a
+    // trained index (it was only raised by the first row compared, and not at
+    // all on an empty table).
+    let untrained_dim = if st.meta.untrained != 0 {
+        model::untrained_dim(index, &st.meta)
+    } else {
+        0
+    };
     if let Some(m) = &st.multi {
         if st.meta.untrained == 0 {
             m.check_dim(model.dim);
+        } else if untrained_dim > 0 {
+            m.check_dim(untrained_dim);
         }
     } else if st.meta.untrained != 0 {
-        // An index built on an empty table has no model to hold the query to;
-        // a declared dimension (vector(n)) still does: a query of another one
-        // is the operators' ERROR at once, as on a trained index (it was only
-        // raised by the first row compared, and not at all on an empty table).
-        // SAFETY: an index relation has a tuple descriptor with one attribute.
-        let typmod = unsafe { (*(*(*index).rd_att).attrs.as_ptr()).atttypmod };
-        if typmod > 0 && st.query.len() != typmod as usize {
+        if untrained_dim > 0 && st.query.len() != untrained_dim {
             // SAFETY: the ORDER BY argument read above.
-            unsafe { refuse_other_dim(key.sk_argument, typmod as usize, st.query.len()) };
+            unsafe { refuse_other_dim(key.sk_argument, untrained_dim, st.query.len()) };
         }
     } else if st.query.len() != model.dim {
         // SAFETY: the ORDER BY argument read above.

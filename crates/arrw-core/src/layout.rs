@@ -124,8 +124,13 @@ pub struct MetaData {
     /// none. At most `lists`. Indexes built before it have zeros here: the
     /// meta page's bytes past the older, shorter struct were zero.
     pub deep_probes: u32,
-    /// Reserved: written as zero, never read.
-    pub _reserved: u32,
+    /// An untrained index (`untrained = 1`) on a column of no declared
+    /// dimensions (`vector`, not `vector(n)`): the dimensions of the first
+    /// row inserted since the build, which every later row must have (the
+    /// model, built from no rows, cannot say); 0 until then, and always 0 on a
+    /// trained index. Written by the first insert (src/ivfpq/page.rs,
+    /// `record_untrained_dim`); indexes of earlier builds have 0 here.
+    pub untrained_dim: u32,
 }
 
 pub const META_BYTES: usize = std::mem::size_of::<MetaData>();
@@ -308,6 +313,12 @@ pub fn check_meta(m: &MetaData, nblocks: u32) -> Result<(), Corrupt> {
         return bad(format!(
             "flags untrained = {}, blocked = {} are not 0 or 1",
             m.untrained, m.blocked
+        ));
+    }
+    if m.untrained == 0 && m.untrained_dim != 0 {
+        return bad(format!(
+            "a trained index records {} dimensions for rows inserted untrained",
+            m.untrained_dim
         ));
     }
     let model_end = m.model_start as u64 + m.model_pages as u64;

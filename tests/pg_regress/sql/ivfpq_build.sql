@@ -149,19 +149,39 @@ INSERT INTO ivb_free VALUES (4, '[1,2]');
 CREATE INDEX ivb_free_idx ON ivb_free USING ivfpq (v) WITH (lists = 1);
 DROP TABLE ivb_free;
 
--- An empty table with no declared dimension: once rows arrive the (untrained)
--- index serves them exactly.
+-- An empty table with no declared dimension: the first row inserted fixes it,
+-- as a build's first row does (rows of mixed dimensions made the index's scans
+-- fail on rows a filter would drop, and its REINDEX fail), and the (untrained)
+-- index serves the rows exactly. A row inserted by a transaction that rolled
+-- back still fixed it.
 CREATE TABLE ivb_free_empty (id int, v vector);
 CREATE INDEX ivb_free_empty_idx ON ivb_free_empty USING ivfpq (v);
 INSERT INTO ivb_free_empty VALUES (1, '[1,2,3]'), (2, '[4,5,6]'), (3, '[7,8,9]');
 INSERT INTO ivb_free_empty VALUES (4, '[1,2]');
+INSERT INTO ivb_free_empty VALUES (4, '[1,2,3,4]');
 SET enable_seqscan = off;
 SELECT id FROM ivb_free_empty ORDER BY v <-> '[4,5,7]' LIMIT 2;
-DELETE FROM ivb_free_empty WHERE id = 4;
-SELECT id FROM ivb_free_empty ORDER BY v <-> '[4,5,7]' LIMIT 2;
-SELECT id FROM ivb_free_empty ORDER BY v <-> '[4,5]' LIMIT 2;
+SELECT id FROM ivb_free_empty WHERE id > 5 ORDER BY v <-> '[4,5]' LIMIT 2;
 RESET enable_seqscan;
+SELECT arrw.ivfpq_check('ivb_free_empty_idx');
+REINDEX INDEX ivb_free_empty_idx;
+TRUNCATE ivb_free_empty;
+BEGIN;
+INSERT INTO ivb_free_empty VALUES (5, '[1,2]');
+ROLLBACK;
+INSERT INTO ivb_free_empty VALUES (6, '[1,2,3]');
+INSERT INTO ivb_free_empty VALUES (6, '[1,2]');
 DROP TABLE ivb_free_empty;
+-- The same for the elements of a vector[] column (vector_maxsim_ops).
+CREATE TABLE ivb_free_multi (id int, v vector[]);
+CREATE INDEX ivb_free_multi_idx ON ivb_free_multi USING ivfpq (v vector_maxsim_ops);
+INSERT INTO ivb_free_multi VALUES (1, ARRAY['[1,2,3]', '[3,2,1]']::vector[]);
+INSERT INTO ivb_free_multi VALUES (2, ARRAY['[1,2,3]', '[1,2]']::vector[]);
+SET enable_seqscan = off;
+SELECT id FROM ivb_free_multi ORDER BY v @# ARRAY['[1,2]']::vector[] LIMIT 1;
+SELECT id FROM ivb_free_multi ORDER BY v @# ARRAY['[1,1,1]']::vector[] LIMIT 1;
+RESET enable_seqscan;
+DROP TABLE ivb_free_multi;
 
 -- NULL vectors are not indexed; a table of only NULLs builds like an empty one.
 CREATE TABLE ivb_nulls (id int, v vector(2));
