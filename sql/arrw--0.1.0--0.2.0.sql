@@ -217,7 +217,15 @@ BEGIN
 		-- through alias t, so no column name can clash with the query's own
 		-- names); v, their ranks r (and what the weighted score needs); and
 		-- each candidate's id, rank and score s.
-		IF typname_ IN ('vector', 'halfvec') THEN
+		-- A vector type is arrw's own or pgvector's, known by what created it
+		-- (a member of either extension), not by its name: any role can make a
+		-- type called vector, with its own <=>, in its own schema, and the
+		-- query would run that operator with the caller's rights.
+		IF typname_ IN ('vector', 'halfvec') AND EXISTS (
+			SELECT 1 FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+			 WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = typ
+			   AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+			   AND e.extname IN ('arrw', 'vector')) THEN
 			op := coalesce(inp->>'op', '<=>');
 			IF op NOT IN ('<->', '<#>', '<=>', '<+>') THEN
 				RAISE EXCEPTION 'input % has operator %, expected <->, <#>, <=> or <+>', i, op
@@ -318,7 +326,10 @@ BEGIN
 	-- most 100 arguments).
 	RETURN format(
 		E'WITH %s\n' ||
-		E'SELECT u.id::pg_catalog.text AS id,\n' ||
+		-- The id as text by its type's output function: a cast to text
+		-- could be a function of the id type's owner, run with the caller's
+		-- rights (format's %s never takes a cast).
+		E'SELECT pg_catalog.format(''%%s'', u.id) AS id,\n' ||
 		E'  pg_catalog.sum(u.s ORDER BY u.n, u.r DESC) AS score,\n' ||
 		E'  pg_catalog.jsonb_object_agg(u.key, u.r ORDER BY u.n, u.r DESC) AS ranks\n' ||
 		E'FROM (\n%s\n) u\n' ||

@@ -257,3 +257,25 @@ INSERT INTO fu_nid VALUES (1, '[1,0]', 'alpha'), (NULL, '[1,0.1]', 'alpha'), (NU
 SELECT id, round(score::numeric, 4) AS score FROM arrw.fused_search('fu_nid', 'id',
   '[{"column": "v", "query": "[1,0]", "op": "<->"}, {"column": "body", "query": "alpha"}]', 5);
 DROP TABLE fu_nid;
+
+-- Only arrw's (or pgvector's) vector types are vector inputs, known by their
+-- extension, not by name: a type any role may call "vector", with its own
+-- <=>, ran that operator with the caller's rights. And ids are written by
+-- their type's output function: a cast to text of the id type's owner ran
+-- with the caller's rights too.
+CREATE SCHEMA fu_own;
+CREATE TYPE fu_own.vector AS (x float8);
+CREATE FUNCTION fu_own.dist(fu_own.vector, fu_own.vector) RETURNS float8 LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'the table owner''s operator ran'; RETURN 0; END $$;
+CREATE OPERATOR fu_own.<=> (LEFTARG = fu_own.vector, RIGHTARG = fu_own.vector, PROCEDURE = fu_own.dist);
+CREATE TABLE fu_own.items (id int, emb fu_own.vector);
+INSERT INTO fu_own.items VALUES (1, ROW(1.5));
+SELECT * FROM arrw.fused_search('fu_own.items', 'id', '[{"column": "emb", "query": "(1.5)"}]');
+CREATE TYPE fu_own.k AS ENUM ('a', 'b');
+CREATE FUNCTION fu_own.k_text(fu_own.k) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'the id type owner''s cast ran'; RETURN 'x'; END $$;
+CREATE CAST (fu_own.k AS text) WITH FUNCTION fu_own.k_text(fu_own.k);
+CREATE TABLE fu_own.keyed (id fu_own.k, emb vector(2));
+INSERT INTO fu_own.keyed VALUES ('a', '[1,2]'), ('b', '[2,3]');
+SELECT id FROM arrw.fused_search('fu_own.keyed', 'id', '[{"column": "emb", "query": "[1,2]", "op": "<->"}]');
+DROP SCHEMA fu_own CASCADE;
