@@ -68,7 +68,12 @@ CREATE VIEW arrw.jobs WITH (security_invoker = true) AS
 	       j.result
 	FROM arrw.job j
 	LEFT JOIN LATERAL (SELECT pg_catalog.min(x.requested_at) AS requested_at FROM arrw.job_cancel x
-	                   WHERE x.job_id OPERATOR(pg_catalog.=) j.id) c ON true;
+	                   WHERE x.job_id OPERATOR(pg_catalog.=) j.id) c ON true
+	-- The policy's rule again, for roles that bypass row-level security
+	-- (BYPASSRLS): through this view (and so arrw.cancel_job) they too see only
+	-- the jobs of roles whose privileges they have.
+	WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) j.owner)
+	           THEN pg_catalog.pg_has_role(j.owner, 'USAGE') ELSE false END;
 COMMENT ON VIEW arrw.jobs IS 'Background jobs: one row per job the current role may see';
 GRANT SELECT ON arrw.jobs TO PUBLIC;
 

@@ -1968,3 +1968,113 @@ fn index_jobs_on_one_table_do_not_fail_each_other() {
         2
     );
 }
+
+/// What a caller's transaction takes back, and what a role may not see: a
+/// `cancel_job` undone by `ROLLBACK TO SAVEPOINT` (or a PL/pgSQL exception
+/// block) cancels nothing (its commit callback fired anyway); a role that
+/// bypasses row-level security sees and cancels only the jobs of roles whose
+/// privileges it has through `arrw.jobs`, `cancel_job` and `wait_job`; and
+/// `trace_notify` does not show a submitting role the secret job channel.
+#[test]
+fn rolled_back_cancels_and_other_roles_jobs_stay_out_of_reach() {
+    let (cluster, mut c) = setup("jobs-reach", "arrw.job_workers = 1");
+    c.batch_execute(
+        "CREATE ROLE alice LOGIN; CREATE ROLE auditor LOGIN BYPASSRLS;
+         CREATE TABLE slow (id int); INSERT INTO slow VALUES (1);
+         ALTER TABLE slow OWNER TO alice;
+         GRANT USAGE ON SCHEMA arrw TO alice, auditor",
+    )
+    .unwrap();
+    let mut alice = connect_as(&cluster, "alice", "postgres");
+    let s = submit(
+        &mut alice,
+        "batch_update",
+        r#"{"table": "slow", "set": "id = id + 1 + 0 * length(pg_sleep(3)::text)"}"#,
+    );
+    while state(&mut c, s).0 != "running" {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    alice
+        .batch_execute(&format!(
+            "BEGIN; SAVEPOINT x; SELECT arrw.cancel_job({s}); ROLLBACK TO SAVEPOINT x; COMMIT;
+             DO $$ BEGIN PERFORM arrw.cancel_job({s}); RAISE EXCEPTION 'undo'; \
+                   EXCEPTION WHEN raise_exception THEN NULL; END $$"
+        ))
+        .unwrap();
+    assert_eq!(wait_done(&cluster, &mut c, s), "succeeded");
+    assert_eq!(count(&mut c, "SELECT id::bigint FROM slow"), 2);
+
+    // Queued behind a running job of the superuser's.
+    let busy = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "slow", "set": "id = id + 0 * length(pg_sleep(5)::text)"}"#,
+    );
+    while state(&mut c, busy).0 != "running" {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let q = submit(
+        &mut alice,
+        "batch_delete",
+        r#"{"table": "slow", "where": "false"}"#,
+    );
+    let mut auditor = connect_as(&cluster, "auditor", "postgres");
+    assert_eq!(
+        count(
+            &mut auditor,
+            &format!("SELECT count(*) FROM arrw.jobs WHERE id = {q}")
+        ),
+        0
+    );
+    let ok: bool = auditor
+        .query_one("SELECT arrw.cancel_job($1)", &[&q])
+        .unwrap()
+        .get(0);
+    assert!(
+        !ok,
+        "a role that bypasses row-level security cancelled alice's job"
+    );
+    let e = auditor
+        .query_one("SELECT arrw.wait_job($1, '0 s')", &[&q])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42704", "{}", msg(&e));
+
+    // The secret channel's name never reaches alice's client.
+    let secret: String = c
+        .query_one("SELECT arrw.job_channel()", &[])
+        .unwrap()
+        .get(0);
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = heard.clone();
+    let mut cfg: postgres::Config = format!(
+        "host=127.0.0.1 port={} user=alice dbname=postgres",
+        cluster.port
+    )
+    .parse()
+    .unwrap();
+    cfg.notice_callback(move |n| sink.lock().unwrap().push(n.message().to_string()));
+    let mut traced = cfg.connect(NoTls).unwrap();
+    traced
+        .batch_execute("SET trace_notify = on; SET client_min_messages = debug1")
+        .unwrap();
+    let j = submit(
+        &mut traced,
+        "batch_delete",
+        r#"{"table": "slow", "where": "false"}"#,
+    );
+    assert!(traced
+        .query_one("SELECT arrw.cancel_job($1)", &[&j])
+        .unwrap()
+        .get::<_, bool>(0));
+    traced.batch_execute("NOTIFY own_channel").unwrap();
+    let heard = heard.lock().unwrap().clone();
+    assert!(
+        heard.iter().any(|m| m.contains("own_channel")),
+        "trace_notify showed nothing at all: {heard:?}"
+    );
+    assert!(
+        !heard.iter().any(|m| m.contains(&secret)),
+        "the secret channel reached the client: {heard:?}"
+    );
+    assert_eq!(wait_done(&cluster, &mut c, busy), "succeeded");
+}

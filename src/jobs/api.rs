@@ -180,13 +180,17 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
     let mut first = true;
     let mut last_lock_check = std::time::Instant::now();
     loop {
-        // As the caller: row-level security shows only jobs the caller may see.
+        // As the caller: row-level security shows only jobs the caller may see
+        // (and the policy's rule again for a role that bypasses it).
         let r = spi::query(
             &format!(
                 "SELECT CASE WHEN j.state OPERATOR(pg_catalog.=) '{queued}' AND EXISTS (SELECT 1 FROM arrw.job_cancel c \
                                WHERE c.job_id OPERATOR(pg_catalog.=) j.id) THEN '{cancelled}' ELSE j.state END, \
                         j.kind, j.worker_pid, j.xmin::pg_catalog.text \
-                 FROM arrw.job j WHERE j.id OPERATOR(pg_catalog.=) $1::pg_catalog.int8"
+                 FROM arrw.job j WHERE j.id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 \
+                   AND CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r \
+                                         WHERE r.oid OPERATOR(pg_catalog.=) j.owner) \
+                            THEN pg_catalog.pg_has_role(j.owner, 'USAGE') ELSE false END"
             ),
             &[Some(&id_text)],
         );

@@ -23,14 +23,18 @@ use super::spi;
 /// Announces that job `id` (of kind `kind`) is now in `state`.
 pub fn state_changed(id: &str, kind: &str, state: State) {
     let state = state.as_str();
-    spi::exec(
-        "SELECT pg_catalog.pg_notify(c.channel, p.payload) \
-           FROM (SELECT pg_catalog.jsonb_build_object('id', $1::pg_catalog.int8, 'state', $2::pg_catalog.text)::pg_catalog.text) \
-                AS p(payload), \
-                (SELECT 'arrw_jobs' UNION ALL SELECT s.value FROM arrw.secret s WHERE s.name = 'job_channel') \
-                AS c(channel)",
-        &[Some(id), Some(state)],
-    );
+    // trace_notify off: it would show the secret channel's name to the client
+    // (spi::without_notify_trace).
+    spi::without_notify_trace(|| {
+        spi::exec(
+            "SELECT pg_catalog.pg_notify(c.channel, p.payload) \
+               FROM (SELECT pg_catalog.jsonb_build_object('id', $1::pg_catalog.int8, 'state', $2::pg_catalog.text)::pg_catalog.text) \
+                    AS p(payload), \
+                    (SELECT 'arrw_jobs' UNION ALL SELECT s.value FROM arrw.secret s WHERE s.name = 'job_channel') \
+                    AS c(channel)",
+            &[Some(id), Some(state)],
+        )
+    });
     let Ok(num) = id.parse::<i64>() else { return };
     let content = crate::cdc::job_event_content(num, kind.as_bytes(), state.as_bytes());
     let content = String::from_utf8_lossy(&content);

@@ -260,12 +260,61 @@ pub fn wake_on_commit() {
 }
 
 /// After this transaction commits, interrupt the worker running `job` (if any): its
-/// current statement is cancelled and it sees the cancellation at once.
+/// current statement is cancelled and it sees the cancellation at once. A
+/// request made in a subtransaction that rolls back (`ROLLBACK TO SAVEPOINT`,
+/// a PL/pgSQL exception block) is forgotten with it, as its `arrw.job_cancel`
+/// row is: it cancelled the job anyway when it was a plain commit callback.
 pub fn cancel_on_commit(job: i64) {
+    register_cancel_callbacks();
+    // SAFETY: reading the current subtransaction's id (inside a transaction).
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    CANCELS.with(|c| c.borrow_mut().push((job, sub)));
+}
+
+thread_local! {
+    /// Jobs to interrupt when this transaction commits, each with the
+    /// subtransaction that asked (moved to its parent when it commits).
+    static CANCELS: std::cell::RefCell<Vec<(i64, pg_sys::SubTransactionId)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    static CANCEL_CALLBACKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Registers [`cancel_xact`] and [`cancel_subxact`], once per backend.
+fn register_cancel_callbacks() {
+    if CANCEL_CALLBACKS.get() {
+        return;
+    }
+    // SAFETY: static callbacks with the hooks' signatures, registered once per
+    // backend on PostgreSQL's thread; they stay registered for its life.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(cancel_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(cancel_subxact), std::ptr::null_mut());
+    }
+    CANCEL_CALLBACKS.set(true);
+}
+
+/// At commit, interrupts the workers of the jobs asked for; at abort (or
+/// PREPARE: the cancel row commits later, elsewhere, and the worker sees it at
+/// its next check) forgets them.
+#[pg_guard]
+unsafe extern "C-unwind" fn cancel_xact(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    let commit = match event {
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => true,
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => false,
+        _ => return,
+    };
+    let jobs = CANCELS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    if !commit || jobs.is_empty() {
+        return;
+    }
+    let Some(s) = shared() else { return };
     // SAFETY: reading a backend global.
     let db = unsafe { pg_sys::MyDatabaseId };
-    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, move || {
-        let Some(s) = shared() else { return };
+    for (job, _) in jobs {
         if let Some(slot) = s.slot_running(db, job) {
             slot.cancel.store(job, Ordering::SeqCst);
             let pid = slot.pid.load(Ordering::SeqCst);
@@ -274,6 +323,28 @@ pub fn cancel_on_commit(job: i64) {
                 // SIGINT is PostgreSQL's query-cancel signal.
                 unsafe { kill(pid, pg_sys::SIGINT as i32) };
             }
+        }
+    }
+}
+
+/// A subtransaction that rolls back takes its requests with it; one that
+/// commits hands them to its parent.
+#[pg_guard]
+unsafe extern "C-unwind" fn cancel_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    sub: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    CANCELS.with(|c| {
+        let mut c = c.borrow_mut();
+        match event {
+            pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => c.retain(|&(_, s)| s != sub),
+            pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => c
+                .iter_mut()
+                .filter(|(_, s)| *s == sub)
+                .for_each(|(_, s)| *s = parent),
+            _ => {}
         }
     });
 }

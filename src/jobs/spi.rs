@@ -188,6 +188,36 @@ pub fn async_commit() {
     }
 }
 
+/// Runs `f` with `trace_notify` off, restored after it (a GUC nesting level
+/// of its own; transaction abort restores it on ERROR). Any role may turn
+/// `trace_notify` on, and with it every NOTIFY its backend sends names its
+/// channel in a DEBUG message to the client: the secret job channel
+/// (`arrw.job_channel()`), notified from the caller's backend by submit and
+/// cancel, must not be.
+pub fn without_notify_trace<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: a new GUC nesting level in the current transaction; paired with
+    // AtEOXact_GUC below (or unwound by transaction abort).
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    // SAFETY: both strings are NUL-terminated; elevel 0 raises an ERROR on
+    // failure; GUC_ACTION_SAVE lasts until the nesting level closes.
+    unsafe {
+        pg_sys::set_config_option(
+            c"trace_notify".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+    let r = f();
+    // SAFETY: closes the nesting level opened above, exactly once.
+    unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+    r
+}
+
 /// The current user and security context.
 pub fn user_and_context() -> (pg_sys::Oid, i32) {
     let mut uid = pg_sys::InvalidOid;
