@@ -86,9 +86,30 @@ thread_local! {
     static COUNTERS: [Cell<u64>; COUNTS] = const { [const { Cell::new(0) }; COUNTS] };
 }
 
+thread_local! {
+    /// The role (`SET ROLE`, `SET SESSION AUTHORIZATION`) whose scans the
+    /// counters hold (0: none yet).
+    static COUNTED_FOR: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Makes the counters the current role's: a role other than the one whose
+/// scans were counted starts from zero, so counts of scans of tables it may
+/// not read never reach it (a pooled session changes roles between clients).
+fn own_counters() {
+    // SAFETY: reading a backend global (the role SET ROLE last set).
+    let me = u32::from(unsafe { pgrx::pg_sys::GetOuterUserId() });
+    if COUNTED_FOR.get() != me {
+        reset();
+        COUNTED_FOR.set(me);
+    }
+}
+
 /// Reads `ivfpq.profile` once per scan (so one scan is timed all or nothing).
 pub fn scan_begins(enabled: bool) {
     ON.with(|o| o.set(enabled));
+    if enabled {
+        own_counters();
+    }
     count(Count::Scans, 1);
 }
 
@@ -150,8 +171,10 @@ pub fn scan_freed() {
     OPEN_SCANS.with(|n| n.set(n.get().saturating_sub(1)));
 }
 
-/// The counters as a JSON object: seconds per phase and event counts.
+/// The counters as a JSON object: seconds per phase and event counts (of the
+/// current role's scans only).
 pub fn json() -> String {
+    own_counters();
     let mut parts = Vec::new();
     NANOS.with(|n| {
         for (name, c) in NAMES.iter().zip(n.iter()) {

@@ -33,6 +33,17 @@ SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIM
 SELECT id FROM prof ORDER BY v <-> '[1,2]' LIMIT 1;
 ROLLBACK;
 SELECT arrw.ivfpq_profile()->>'open_scans' AS open_scans_after_errors;
+-- The counters are the current role's: after SET ROLE (or SET SESSION
+-- AUTHORIZATION) a role that may not read the table sees none of its scans,
+-- and the counting role's own are gone with the change.
+CREATE ROLE prof_other;
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT (arrw.ivfpq_profile()->>'scans')::int > 0 AS counted;
+SET ROLE prof_other;
+SELECT arrw.ivfpq_profile()->>'scans' AS scans_seen_by_another_role;
+RESET ROLE;
+SELECT arrw.ivfpq_profile()->>'scans' AS scans_after_the_change;
+DROP ROLE prof_other;
 RESET ivfpq.profile;
 RESET ivfpq.probes;
 RESET enable_seqscan;
