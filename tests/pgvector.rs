@@ -829,3 +829,117 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
     );
     assert_eq!(col(&mut c, "SELECT v::text FROM chi"), ["[1,2,3]"]);
 }
+
+/// `migrate_to_arrw()` changes only the caller's objects: another role's
+/// inheritance child (its indexes were dropped and created again while its
+/// table was reported skipped), view, composite type or domain column neither
+/// changes nor blocks the caller's tables, and a child of another role under
+/// the caller's parent blocks the parent (ALTER TABLE would recurse into it).
+#[test]
+fn migrate_to_arrw_changes_only_the_callers_objects() {
+    let Some((_cluster, mut c)) = beside_pgvector("pgvector_owners", "migrate owners") else {
+        return;
+    };
+    exec(
+        &mut c,
+        "CREATE ROLE alice; CREATE ROLE bob;
+         CREATE SCHEMA a AUTHORIZATION alice; CREATE SCHEMA b AUTHORIZATION bob;
+         GRANT USAGE ON SCHEMA arrw_ext TO alice, bob;
+         SET ROLE alice;
+         CREATE TABLE a.p (id int, v vector(3));
+         CREATE TABLE a.c () INHERITS (a.p);
+         INSERT INTO a.c VALUES (1, '[1,2,3]');
+         CREATE INDEX c_ivf ON a.c USING ivfpq (v vector_l2_ops) WITH (lists = 1);
+         COMMENT ON INDEX a.c_ivf IS 'alice''s';
+         CREATE TABLE a.q (id int, v vector(3));
+         RESET ROLE;
+         SET ROLE bob;
+         CREATE VIEW b.w AS SELECT '[1,2,3]'::vector AS x;
+         CREATE TYPE b.ct AS (x vector(3));
+         CREATE DOMAIN b.dv AS vector(3);
+         CREATE TABLE b.d (id int, v b.dv);
+         CREATE TABLE b.t (id int, v vector(3));
+         RESET ROLE;",
+    );
+    // The superuser migrates nothing of alice's or bob's.
+    exec(
+        &mut c,
+        "SELECT * FROM migrate_to_arrw(dry_run => false, drop_unsupported_indexes => true)",
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT format('%s %s', pg_get_indexdef(i.indexrelid), \
+                    obj_description(i.indexrelid, 'pg_class')) \
+             FROM pg_index i WHERE i.indrelid = 'a.c'::regclass"
+        ),
+        ["CREATE INDEX c_ivf ON a.c USING ivfpq (v) WITH (lists='1') alice's"]
+    );
+    // Bob's objects do not block alice, who migrates her own tables.
+    exec(&mut c, "SET ROLE alice");
+    let plan = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail FROM migrate_to_arrw()",
+    );
+    assert!(
+        !plan.iter().any(|l| l.starts_with("blocked")),
+        "{}",
+        plan.join("\n")
+    );
+    for skipped in ["b.w.x", "b.ct.x", "b.d.v", "b.t.v"] {
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with(&format!("skipped {skipped}"))),
+            "{skipped} not skipped:\n{}",
+            plan.join("\n")
+        );
+    }
+    exec(
+        &mut c,
+        "SELECT * FROM migrate_to_arrw(dry_run => false); RESET ROLE",
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT format('%s %s', attrelid::regclass, format_type(atttypid, atttypmod)) \
+             FROM pg_attribute WHERE attrelid IN ('a.p'::regclass, 'a.c'::regclass, \
+             'a.q'::regclass, 'b.t'::regclass) AND attname = 'v' ORDER BY 1"
+        ),
+        [
+            "a.c arrw_ext.vector(3)",
+            "a.p arrw_ext.vector(3)",
+            "a.q arrw_ext.vector(3)",
+            "b.t vector(3)"
+        ]
+    );
+    // Her child's index was created again for the new column.
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT obj_description(i.indexrelid, 'pg_class') FROM pg_index i \
+             WHERE i.indrelid = 'a.c'::regclass"
+        ),
+        ["alice's"]
+    );
+    // Bob's child under a parent of alice's: blocked, nothing changed.
+    exec(
+        &mut c,
+        "SET ROLE alice; CREATE TABLE a.r (id int, v vector(3)); RESET ROLE;
+         CREATE TABLE b.rc () INHERITS (a.r); ALTER TABLE b.rc OWNER TO bob; SET ROLE alice",
+    );
+    let plan = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail FROM migrate_to_arrw()",
+    );
+    assert!(
+        plan.iter().any(
+            |l| l.starts_with("blocked a.r.v") && l.contains("inherited by b.rc, owned by bob")
+        ),
+        "{}",
+        plan.join("\n")
+    );
+    let e = c
+        .batch_execute("SELECT * FROM migrate_to_arrw(dry_run => false)")
+        .unwrap_err();
+    assert_eq!(e.code().map(|s| s.code()), Some("55000"), "{}", msg(&e));
+}

@@ -113,7 +113,9 @@ DECLARE
 	plan_creates text[] := '{}';
 	tables oid[] := '{}';
 	i int;
+	me oid;
 BEGIN
+	SELECT r.oid INTO me FROM pg_roles r WHERE r.rolname = current_user;
 	SELECT e.extnamespace INTO vec_nsp FROM pg_extension e WHERE e.extname = 'vector';
 	SELECT e.extnamespace INTO arrw_nsp FROM pg_extension e WHERE e.extname = 'arrw';
 	arrw_q := quote_ident((SELECT nspname FROM pg_namespace WHERE oid = arrw_nsp));
@@ -136,6 +138,18 @@ BEGIN
 		  AND coalesce(bt.typname, t.typname) IN ('vector', 'halfvec')
 		ORDER BY 1, a.attnum
 	LOOP
+		-- Another role's objects are that role's to migrate: reported, never
+		-- changed, and they block nothing of the caller's (a view of another
+		-- role that reads one of the caller's columns blocks below, as a
+		-- reader of that column).
+		IF col.relowner IS DISTINCT FROM me THEN
+			action := 'skipped'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('owned by %s: migrated only by a call as that role (the change runs '
+				'the table''s constraints, defaults and index expressions as the caller)',
+				pg_get_userbyid(col.relowner));
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
 		IF col.relkind NOT IN ('r', 'p') THEN
 			blockers := blockers + 1;
 			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
@@ -146,22 +160,30 @@ BEGIN
 			CONTINUE;
 		END IF;
 		-- A column inherited from a parent (table inheritance) changes with the
-		-- parent's (ALTER TABLE recurses; altered alone it is 42P16); its indexes
-		-- are this table's to drop and create again.
+		-- parent's (ALTER TABLE recurses; altered alone it is 42P16): its table
+		-- joins the migrated ones after this loop, if its parent's does.
 		IF col.attinhcount > 0 THEN
-			IF NOT col.relid = ANY (tables) THEN
-				tables := tables || col.relid;
-			END IF;
 			CONTINUE;
 		END IF;
-		IF col.relowner IS DISTINCT FROM (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) THEN
-			action := 'skipped'; object := format('%s.%I', col.rel, col.attname);
-			detail := format('owned by %s: migrated only by a call as that role (the change runs '
-				'the table''s constraints, defaults and index expressions as the caller)',
-				pg_get_userbyid(col.relowner));
+		-- ALTER TABLE recurses into every child and partition, and must own
+		-- each: one of another role's stops the change.
+		FOR vw IN
+			WITH RECURSIVE d(relid) AS (
+				SELECT h.inhrelid FROM pg_inherits h WHERE h.inhparent = col.relid
+				UNION
+				SELECT h.inhrelid FROM pg_inherits h JOIN d ON h.inhparent = d.relid)
+			SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS child,
+			       pg_get_userbyid(c.relowner) AS owner
+			FROM d JOIN pg_class c ON c.oid = d.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relowner IS DISTINCT FROM me
+			ORDER BY 1
+		LOOP
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('inherited by %s, owned by %s: ALTER TABLE changes it there too, '
+				'which only its owner may do', vw.child, vw.owner);
 			RETURN NEXT;
-			CONTINUE;
-		END IF;
+		END LOOP;
 		-- Views and rules that read the column (ALTER COLUMN TYPE refuses them).
 		FOR vw IN
 			SELECT DISTINCT r.ev_class::regclass::text AS v
@@ -251,12 +273,24 @@ BEGIN
 		END IF;
 	END LOOP;
 
+	-- The children (table inheritance) of the tables migrated: their inherited
+	-- columns change with their parents', so their indexes are dropped and
+	-- created again too (a child of another role blocked above). Partitions are
+	-- the partitioned table's (pg_partition_tree, below).
+	tables := tables || ARRAY(
+		WITH RECURSIVE d(relid) AS (
+			SELECT h.inhrelid FROM pg_inherits h WHERE h.inhparent = ANY (tables)
+			UNION
+			SELECT h.inhrelid FROM pg_inherits h JOIN d ON h.inhparent = d.relid)
+		SELECT d.relid FROM d JOIN pg_class c ON c.oid = d.relid
+		WHERE NOT c.relispartition AND NOT d.relid = ANY (tables));
+
 	-- Columns of a domain over pgvector's types (or an array of one): the
 	-- domain's base type cannot be changed, so each needs a domain over arrw's
 	-- type of its own.
 	FOR col IN
 		SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS rel, a.attname,
-		       format_type(dt.oid, NULL) AS dom
+		       format_type(dt.oid, NULL) AS dom, c.relowner
 		FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -268,6 +302,13 @@ BEGIN
 		  AND bt.typnamespace = vec_nsp AND bt.typname IN ('vector', 'halfvec')
 		ORDER BY 1, 2
 	LOOP
+		IF col.relowner IS DISTINCT FROM me THEN
+			action := 'skipped'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('of domain %s over pgvector''s type, owned by %s: migrated only by that role',
+				col.dom, pg_get_userbyid(col.relowner));
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
 		blockers := blockers + 1;
 		action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
 		detail := format('of domain %s over pgvector''s type: create a domain over arrw''s type, '
@@ -381,6 +422,11 @@ BEGIN
 		END IF;
 		plan_drops := plan_drops || format('DROP INDEX %s', idx.name);
 		plan_creates := plan_creates || def;
+		-- Its comment goes with it (pg_get_indexdef does not print one).
+		IF obj_description(idx.indexrelid, 'pg_class') IS NOT NULL THEN
+			plan_creates := plan_creates || format('COMMENT ON INDEX %s IS %L', idx.name,
+				obj_description(idx.indexrelid, 'pg_class'));
+		END IF;
 		action := 'drop index'; object := idx.name;
 		detail := 'created again after the columns change (below)';
 		RETURN NEXT;
