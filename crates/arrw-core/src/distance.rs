@@ -24,6 +24,15 @@
 
 use std::sync::OnceLock;
 
+/// Vectors shorter than this are summed by the sequential [`scalar`] loops.
+/// pgvector's loops are vectorized by the compiler (`-fassociative-math`) in
+/// lanes of 8 or more, so below 8 elements they are plain sequential sums;
+/// ours then give the same bits (pgvector's own examples, and clients that
+/// compare small vectors' distances, see the same numbers). From 8 elements
+/// on, both sum in lanes, and the last bits depend on the lane width pgvector
+/// was compiled for: docs/pgvector.md says so.
+pub const SCALAR_BELOW: usize = 8;
+
 /// Squared Euclidean distance, `sum((a[i] - b[i])^2)`, accumulated in `f32`
 /// (as pgvector does).
 ///
@@ -31,6 +40,9 @@ use std::sync::OnceLock;
 /// If the slices differ in length.
 #[inline]
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() < SCALAR_BELOW {
+        return scalar::l2_squared(a, b);
+    }
     (Kernels::best().l2_squared)(a, b)
 }
 
@@ -40,6 +52,9 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
 /// If the slices differ in length.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() < SCALAR_BELOW {
+        return scalar::dot(a, b);
+    }
     (Kernels::best().dot)(a, b)
 }
 
@@ -49,6 +64,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// If the slices differ in length.
 #[inline]
 pub fn l1(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() < SCALAR_BELOW {
+        return scalar::l1(a, b);
+    }
     (Kernels::best().l1)(a, b)
 }
 
@@ -60,6 +78,9 @@ pub fn l1(a: &[f32], b: &[f32]) -> f32 {
 /// If the slices differ in length.
 #[inline]
 pub fn cosine_parts(a: &[f32], b: &[f32]) -> (f32, f32, f32) {
+    if a.len() < SCALAR_BELOW {
+        return scalar::cosine_parts(a, b);
+    }
     (Kernels::best().cosine_parts)(a, b)
 }
 
@@ -78,6 +99,9 @@ pub fn cosine_from_parts(ab: f32, aa: f32, bb: f32) -> f64 {
 /// `f64`, so only the summation order differs from pgvector.
 #[inline]
 pub fn norm_squared_f64(a: &[f32]) -> f64 {
+    if a.len() < SCALAR_BELOW {
+        return scalar::norm_squared_f64(a);
+    }
     (Kernels::best().norm_squared_f64)(a)
 }
 
@@ -813,6 +837,34 @@ mod tests {
     use proptest::prelude::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+
+    /// Below [`SCALAR_BELOW`] elements every distance is the sequential sum,
+    /// bit for bit, as pgvector's is there (its 3-d `<#>` of [0.1,0.2,0.3]
+    /// and [0.4,0.5,0.6] is -0.3199999928474426; the AVX-512 kernel's masked
+    /// tail gave -0.320000022649765).
+    #[test]
+    fn short_vectors_sum_sequentially() {
+        let (a, b) = ([0.1f32, 0.2, 0.3], [0.4f32, 0.5, 0.6]);
+        assert_eq!(dot(&a, &b), 0.32f32);
+        let mut rng = StdRng::seed_from_u64(8);
+        for n in 1..SCALAR_BELOW {
+            for _ in 0..500 {
+                let a = random_vec(&mut rng, n, 3.0);
+                let b = random_vec(&mut rng, n, 3.0);
+                assert_eq!(
+                    l2_squared(&a, &b).to_bits(),
+                    scalar::l2_squared(&a, &b).to_bits()
+                );
+                assert_eq!(dot(&a, &b).to_bits(), scalar::dot(&a, &b).to_bits());
+                assert_eq!(l1(&a, &b).to_bits(), scalar::l1(&a, &b).to_bits());
+                assert_eq!(cosine_parts(&a, &b), scalar::cosine_parts(&a, &b));
+                assert_eq!(
+                    norm_squared_f64(&a).to_bits(),
+                    scalar::norm_squared_f64(&a).to_bits()
+                );
+            }
+        }
+    }
 
     fn supported() -> Vec<Kernels> {
         Isa::ALL.into_iter().filter_map(Kernels::for_isa).collect()
