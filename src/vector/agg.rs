@@ -2,11 +2,14 @@
 //!
 //! `avg`'s transition state is pgvector's: a `double precision[]` holding
 //! `[count, sum_1, ..., sum_dim]`, starting as `'{0}'`. Keeping that format means
-//! partial aggregates (parallel plans) combine exactly as pgvector's do.
+//! partial aggregates (parallel plans) combine exactly as pgvector's do; the
+//! rules of adding a row and merging states (`arrw_core::avg`) are pgvector's
+//! too, for states built by hand as well.
 
 use super::{build, VectorArg};
 use crate::errors::{check_vector, raise_vector};
 use crate::fmgr;
+use arrw_core::avg;
 use arrw_core::text::{self, VectorError};
 use pgrx::pg_sys;
 
@@ -67,12 +70,6 @@ pub(super) unsafe fn state<'a>(
     }
 }
 
-#[cold]
-fn dim_mismatch(expected: usize, got: usize) -> ! {
-    check_vector(text::check_expected_dim(expected as i32, got));
-    unreachable!()
-}
-
 crate::v1! {
     /// `vector_accum(double precision[], vector)`: avg's transition function.
     fn arrw_vector_accum(fcinfo) {
@@ -101,32 +98,20 @@ pub(super) unsafe fn accum(
     };
     // SAFETY: argument 0 exists (forwarded contract).
     let detoasted_copy = arr.cast::<u8>() != unsafe { fmgr::arg(fcinfo, 0) }.cast_mut_ptr::<u8>();
-    if st.len() == 1 {
-        // First row: '{0}' becomes [count, values...].
-        let mut fresh = Vec::with_capacity(x.len() + 1);
-        fresh.push(st[0] + 1.0);
-        fresh.extend(x.iter().map(|&x| x as f64));
-        return float8_array(&fresh);
-    }
-    if st.len() != x.len() + 1 {
-        dim_mismatch(st.len() - 1, x.len());
-    }
     if in_agg || detoasted_copy {
         // Called as an aggregate, the state belongs to the aggregate and may be
         // updated in place (as PostgreSQL's own int8 avg does); a detoasted copy
         // is ours anyway. Either way we avoid a palloc per row.
-        st[0] += 1.0;
-        for (s, &x) in st[1..].iter_mut().zip(x) {
-            *s += x as f64;
-        }
-        return pg_sys::Datum::from(arr);
+        return match check_vector(avg::accum(st, x)) {
+            Some(()) => pg_sys::Datum::from(arr),
+            None => float8_array(&avg::first(st[0], x)),
+        };
     }
     let mut next = st.to_vec();
-    next[0] += 1.0;
-    for (s, &x) in next[1..].iter_mut().zip(x) {
-        *s += x as f64;
+    match check_vector(avg::accum(&mut next, x)) {
+        Some(()) => float8_array(&next),
+        None => float8_array(&avg::first(st[0], x)),
     }
-    float8_array(&next)
 }
 
 crate::v1! {
@@ -134,27 +119,7 @@ crate::v1! {
     fn arrw_vector_combine(fcinfo) {
         // SAFETY: declared (double precision[], double precision[]), STRICT.
         let ((_, a), (_, b)) = unsafe { (state(fmgr::arg(fcinfo, 0), "vector_combine"), state(fmgr::arg(fcinfo, 1), "vector_combine")) };
-        if a.len() == 1 && b.len() == 1 {
-            return float8_array(&[a[0] + b[0]]);
-        }
-        if a.len() == 1 {
-            let mut out = b.to_vec();
-            out[0] += a[0];
-            return float8_array(&out);
-        }
-        if b.len() == 1 {
-            let mut out = a.to_vec();
-            out[0] += b[0];
-            return float8_array(&out);
-        }
-        if a.len() != b.len() {
-            dim_mismatch(a.len() - 1, b.len() - 1);
-        }
-        let out: Vec<f64> = a.iter().zip(b.iter()).map(|(x, y)| x + y).collect();
-        if out.iter().any(|v| v.is_infinite()) {
-            raise_vector(VectorError::overflow());
-        }
-        float8_array(&out)
+        float8_array(&check_vector(avg::combine(a, b)))
     }
 }
 

@@ -28,6 +28,7 @@
 //!   pages (format 3, docs/refine-design.md).
 //! - [`bits`]: binary quantization and the Hamming and Jaccard distances of `bit`.
 
+pub mod avg;
 pub mod bits;
 pub mod buildmem;
 pub mod calibrate;

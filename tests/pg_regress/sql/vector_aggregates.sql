@@ -109,6 +109,11 @@ SELECT vector_combine('{1,1,2}', '{0}');
 SELECT vector_combine('{1,1,2}', '{2,3,4}');
 SELECT vector_combine('{1,1,2}', '{2,3}');
 SELECT vector_combine('{1,1e308}', '{1,1e308}');
+-- As in pgvector: a sum that overflows is an error, adding a row as merging
+-- states; a state past 16,000 dimensions is refused when merged.
+SELECT vector_accum('{1,Infinity}', '[1]');
+SELECT vector_accum('{1,1.7e308}', '[3.4e38]');
+SELECT vector_combine('{0}', (SELECT array_agg(n)::float8[] FROM generate_series(1, 16002) n)) IS NULL;
 SELECT vector_combine('{}', '{0}');
 SELECT vector_combine('{0}', '{NULL}');
 -- A hand-made state is the caller's bad argument (22023), not an internal error.
