@@ -765,7 +765,10 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
          CREATE TABLE pks1 PARTITION OF pks FOR VALUES IN (1) PARTITION BY LIST (v);
          CREATE TABLE chk (id int, v vector(3) CHECK (vector_dims(v) = 3));
          CREATE TABLE sta (id int, v vector(3));
-         CREATE STATISTICS sta_s ON (vector_dims(v)) FROM sta;",
+         CREATE STATISTICS sta_s ON (vector_dims(v)) FROM sta;
+         CREATE TABLE uq (id int, v vector(3));
+         CREATE UNIQUE INDEX uq_v ON uq (v);
+         CREATE TABLE uc (id int, v vector(3) UNIQUE);",
     );
     let plan = col(
         &mut c,
@@ -797,6 +800,14 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
         "public.sta.v",
         "statistics object public.sta_s uses pgvector's function public.vector_dims(public.vector)",
     );
+    // A constraint's index blocks; a unique index of no constraint does not
+    // (it was reported as backing a constraint).
+    blocked("public.uc_v_key", "backs a constraint");
+    assert!(
+        plan.iter().any(|l| l.starts_with("drop index public.uq_v")),
+        "{}",
+        plan.join("\n")
+    );
     // The child's column goes with its parent's: one ALTER, of the parent.
     let alters: Vec<&String> = plan
         .iter()
@@ -814,7 +825,7 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
     // Without the blockers the migration runs, the inherited column included.
     exec(
         &mut c,
-        "DROP TABLE pol, trg, gen, ex, nrm, dom, pk, pke, pks, chk, sta; DROP FUNCTION fun_n; DROP TABLE fun;
+        "DROP TABLE pol, trg, gen, ex, nrm, dom, pk, pke, pks, chk, sta, uc; DROP FUNCTION fun_n; DROP TABLE fun;
          DROP FUNCTION trg_f; DROP DOMAIN dvec;
          SELECT * FROM migrate_to_arrw(dry_run => false)",
     );
@@ -828,6 +839,10 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
         ["chi arrw_ext.vector(3)", "par arrw_ext.vector(3)"]
     );
     assert_eq!(col(&mut c, "SELECT v::text FROM chi"), ["[1,2,3]"]);
+    assert_eq!(
+        col(&mut c, "SELECT pg_get_indexdef('uq_v'::regclass)"),
+        ["CREATE UNIQUE INDEX uq_v ON public.uq USING btree (v)"]
+    );
 }
 
 /// `migrate_to_arrw()` changes only the caller's objects: another role's

@@ -346,7 +346,11 @@ BEGIN
 	FOR idx IN
 		SELECT DISTINCT i.indexrelid, i.indrelid, ic.relname,
 		       format('%s.%s', quote_ident(n.nspname), quote_ident(ic.relname)) AS name,
-		       am.amname, i.indisprimary OR i.indisunique OR i.indisexclusion AS constraint_backed,
+		       -- A constraint's index (primary key, unique, exclusion) or one a
+		       -- foreign key references: not dropped here. A unique index of
+		       -- no constraint is created again like any other.
+		       am.amname, EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+		                  AS constraint_backed,
 		       i.indclass::oid[] AS classes, ic.relispartition
 		FROM pg_index i
 		JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -375,7 +379,8 @@ BEGIN
 		IF idx.constraint_backed THEN
 			blockers := blockers + 1;
 			action := 'blocked'; object := idx.name;
-			detail := 'backs a constraint (primary key, unique or exclusion): drop it, migrate, add it again';
+			detail := 'backs a constraint (primary key, unique or exclusion, or one a foreign key references): '
+				'drop it, migrate, add it again';
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
