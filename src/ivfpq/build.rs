@@ -777,6 +777,9 @@ fn front_pages(model: &IvfPqModel) -> (Front, Vec<Vec<u8>>) {
         .map(|r| r.to_bytes())
         .unwrap_or_default();
     bytes.extend_from_slice(&refine);
+    // Checked by every read of the model (model::load): a damaged model page
+    // is an ERROR, whatever its bytes parse as.
+    layout::seal_model(&mut bytes);
     let mut pages = vec![blank.clone()];
     pages.extend(model_page_images(&bytes, &blank));
     let front = Front {

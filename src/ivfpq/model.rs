@@ -47,12 +47,15 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
         let off = super::page::contents_offset();
         bytes.extend_from_slice(&page[off..off + take]);
     }
-    // The blob is the PQ model, then (with a refine code) its quantizer;
-    // check_meta bounded refine_bytes by model_bytes.
-    let split = bytes.len().saturating_sub(meta.refine_bytes as usize);
-    let parsed = IvfPqModel::from_bytes(&bytes[..split]).and_then(|mut m| {
+    // The blob is the PQ model, then (with a refine code) its quantizer,
+    // then the seal the build wrote over both (layout::seal_model; indexes
+    // built before seals have none); check_meta bounded refine_bytes by
+    // model_bytes.
+    let parsed = layout::unseal_model(&bytes).and_then(|payload| {
+        let split = payload.len().saturating_sub(meta.refine_bytes as usize);
+        let mut m = IvfPqModel::from_bytes(&payload[..split])?;
         if meta.refine_bits != 0 {
-            let sq = ResidualSq::from_bytes(&bytes[split..])?;
+            let sq = ResidualSq::from_bytes(&payload[split..])?;
             let fine = layout::FineGeom::of(meta).map(|f| f.code_size);
             if sq.bits != meta.refine_bits || Some(sq.code_size()) != fine {
                 return Err(format!(
@@ -83,11 +86,22 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // page read as rows, or the reverse, would score garbage.
     let blocked = model.is_fast() && model.code_size() > 0;
     if blocked != (meta.blocked != 0) || model.code_size() != meta.code_size as usize {
-        crate::errors::error(
-            PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
+        super::page::corrupt_message(
+            index,
             format!(
-                "ivfpq index \"{}\": its meta page and model disagree on the code layout; REINDEX it",
-                rel_name(index)
+                "ivfpq index \"{}\": its meta page (block 0: {}-byte codes, {}) and model \
+                 (blocks {}..{}: {}-byte codes, {}) disagree on the code layout",
+                rel_name(index),
+                meta.code_size,
+                if meta.blocked != 0 {
+                    "in blocks"
+                } else {
+                    "in rows"
+                },
+                meta.model_start,
+                meta.model_start + meta.model_pages,
+                model.code_size(),
+                if blocked { "in blocks" } else { "in rows" },
             ),
         );
     }

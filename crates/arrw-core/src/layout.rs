@@ -4,7 +4,8 @@
 //! ```text
 //! block 0          meta page: MetaData (format, dims, metric, lists, code size,
 //!                  where the model and directory start, build statistics)
-//! blocks 1..       model pages: the trained model (IvfPqModel::to_bytes) split
+//! blocks 1..       model pages: the trained model (IvfPqModel::to_bytes), its
+//!                  refine quantizer, and a seal (`seal_model`), split
 //!                  across consecutive pages' contents
 //! then             directory pages: one DirEntry per list (first page, page
 //!                  that inserts try first)
@@ -154,6 +155,59 @@ pub struct DirEntry {
 pub const DIR_ENTRY_BYTES: usize = std::mem::size_of::<DirEntry>();
 pub const DIR_PER_PAGE: usize = contents_capacity(SMALL_SPECIAL) / DIR_ENTRY_BYTES;
 pub const MODEL_PER_PAGE: usize = contents_capacity(SMALL_SPECIAL);
+
+/// The end of a sealed model blob: this tag, then a 64-bit hash of the bytes
+/// before it ([`seal_model`]).
+pub const SEAL_TAG: [u8; 8] = *b"arrwsum1";
+/// Bytes [`seal_model`] appends.
+pub const SEAL_BYTES: usize = 16;
+
+/// A hash of `bytes` that changes with any change of one 8-byte word (each
+/// step — xor, rotate, multiply by an odd number — is a bijection of the
+/// running value) and with the length: for damage, not for adversaries.
+pub fn blob_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h ^ w).rotate_left(23).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    (h ^ u64::from_le_bytes(tail))
+        .rotate_left(23)
+        .wrapping_mul(K)
+}
+
+/// Appends [`SEAL_TAG`] and the blob's hash to the model pages' blob (the PQ
+/// model, then the refine quantizer), so that a damaged model page is found
+/// when the model is read: values that parse (a NaN centroid, a step of 3e38)
+/// otherwise ranked rows wrongly without an error, and training itself can
+/// write NaN for rows near ±f32::MAX, so no value check tells them apart.
+pub fn seal_model(blob: &mut Vec<u8>) {
+    let h = blob_hash(blob);
+    blob.extend_from_slice(&SEAL_TAG);
+    blob.extend_from_slice(&h.to_le_bytes());
+}
+
+/// The payload of a model blob: checked against its seal, or the whole blob
+/// when it has none (an index built before seals; damage that removes the
+/// tag leaves 16 bytes the parsers refuse).
+pub fn unseal_model(blob: &[u8]) -> Result<&[u8], String> {
+    let Some(at) = blob.len().checked_sub(SEAL_BYTES) else {
+        return Ok(blob);
+    };
+    if blob[at..at + 8] != SEAL_TAG {
+        return Ok(blob);
+    }
+    let stored = u64::from_le_bytes(blob[at + 8..].try_into().expect("8 bytes"));
+    let payload = &blob[..at];
+    if blob_hash(payload) != stored {
+        return Err("its bytes do not match the hash written when it was built".into());
+    }
+    Ok(payload)
+}
 
 pub const INVALID_BLOCK: u32 = u32::MAX;
 
@@ -1095,6 +1149,42 @@ pub fn example_image_refined(
         write_dir(&mut pages[db as usize], slot, e);
     }
     pages
+}
+
+#[cfg(test)]
+mod seal_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A sealed blob unseals to itself; any change of one of its bytes
+        /// (payload, tag or hash) is refused or leaves extra bytes.
+        #[test]
+        fn a_sealed_blob_finds_any_changed_byte(
+            blob in proptest::collection::vec(any::<u8>(), 0..300),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let mut sealed = blob.clone();
+            seal_model(&mut sealed);
+            prop_assert_eq!(unseal_model(&sealed).unwrap(), &blob[..]);
+            let i = at.index(sealed.len());
+            sealed[i] ^= flip;
+            match unseal_model(&sealed) {
+                Err(_) => {}
+                // A changed tag reads as an unsealed blob: the whole of it,
+                // 16 bytes longer than what the parsers expect.
+                Ok(p) => prop_assert!(i >= blob.len() && i < blob.len() + 8 && p.len() == blob.len() + 16),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unsealed_blob_reads_whole() {
+        assert_eq!(unseal_model(b"short").unwrap(), b"short");
+        let v = vec![7u8; 40];
+        assert_eq!(unseal_model(&v).unwrap(), &v[..]);
+    }
 }
 
 #[cfg(test)]

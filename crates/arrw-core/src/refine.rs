@@ -185,6 +185,21 @@ impl ResidualSq {
                 "refine model has a non-finite range or a step that is not positive".into(),
             );
         }
+        // A range [lo, lo + step × levels] the build cannot write: it clips
+        // ranges to ±f32::MAX / 2 (`train`); beyond, decoded levels and
+        // estimates overflow, and a damaged step of 3e38 ordered rows wrongly
+        // without an error.
+        let levels = f64::from((1u32 << bits) - 1);
+        let bound = f64::from(f32::MAX) / 2.0 * (1.0 + 1e-4);
+        if let Some(d) = (0..dim).find(|&d| {
+            let (a, s) = (f64::from(lo[d]), f64::from(step[d]));
+            a.abs() > bound || (a + s * levels).abs() > bound
+        }) {
+            return Err(format!(
+                "refine model's range of dimension {d} ({} + {} per level) exceeds what a build writes",
+                lo[d], step[d]
+            ));
+        }
         Ok(ResidualSq { bits, lo, step })
     }
 }
@@ -541,6 +556,13 @@ mod tests {
         let mut bad = b.clone();
         bad[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(ResidualSq::from_bytes(&bad).is_err());
+        // A finite step no build writes (3e38 × 15 levels overflows).
+        let mut bad = b.clone();
+        bad[n - 4..].copy_from_slice(&3e38f32.to_le_bytes());
+        assert!(ResidualSq::from_bytes(&bad).is_err());
+        // The widest range a build writes is read back.
+        let wide = ResidualSq::train(&[-3e38, 3e38, 0.0, 1.0], 1, 4, 0.0);
+        assert!(ResidualSq::from_bytes(&wide.to_bytes()).is_ok());
     }
 
     /// The refined estimate equals the metric computed on the decoded row.
