@@ -1223,6 +1223,9 @@ fn damaged_pages_are_index_corrupted_errors() {
         "heap_tid",
         "meta_metric",
         "model_metric",
+        "model_nan",
+        "hole",
+        "dup_tid",
     ];
     let mut blobs = Blobs::new(91, 4, DIM);
     // 1,500 rows of 10-byte entries (4-byte codes, 6-byte TIDs) fill a list's
@@ -1306,6 +1309,23 @@ fn damaged_pages_are_index_corrupted_errors() {
                 let model = get_u32(&f.bytes, META_MODEL_START) as usize * BLCKSZ;
                 assert_eq!(f.bytes[model + CONTENTS + 5], 0);
                 f.bytes[model + CONTENTS + 5] = 1;
+            }
+            // The first centroid value (after the model's 20-byte header)
+            // made NaN: it parses, and ranked rows wrongly without an error.
+            "model_nan" => {
+                let model = get_u32(&f.bytes, META_MODEL_START) as usize * BLCKSZ;
+                let at = model + CONTENTS + 20;
+                f.bytes[at..at + 4].copy_from_slice(&f32::NAN.to_ne_bytes());
+            }
+            // The insert page's pd_lower (bytes 12..14) moved down over its
+            // entries: an INSERT zeroed them as free space.
+            "hole" => f.bytes[second + 12..second + 14].copy_from_slice(&24u16.to_ne_bytes()),
+            // Entry 1 of the head holds entry 0's TID: a scan returned that
+            // row twice.
+            "dup_tid" => {
+                let tid = head + CONTENTS + ROW_CAPACITY * CODE_BYTES;
+                let first: Vec<u8> = f.bytes[tid..tid + 6].to_vec();
+                f.bytes[tid + 6..tid + 12].copy_from_slice(&first);
             }
             _ => unreachable!(),
         }
@@ -1413,7 +1433,28 @@ fn damaged_pages_are_index_corrupted_errors() {
         "d_meta_metric_v",
     );
 
-    // ivfpq_check agrees, and REINDEX repairs every one.
+    // A model page whose bytes no longer match the build's seal.
+    expect_corrupted(&mut c, &scan("d_model_nan"), "d_model_nan_v");
+    // Bounds damaged over live entries: the INSERT refuses to write the
+    // page, and no row is lost.
+    let rows_before = count(&mut c, "SELECT count(*) FROM d_hole");
+    expect_corrupted(
+        &mut c,
+        "INSERT INTO d_hole VALUES (-1, '[1,2,3,4]')",
+        "d_hole_v",
+    );
+    assert_eq!(
+        c.query(
+            "SELECT id FROM d_hole ORDER BY v <-> '[1,2,3,4]' LIMIT 5000",
+            &[]
+        )
+        .unwrap()
+        .len() as i64,
+        rows_before
+    );
+
+    // ivfpq_check agrees (the duplicate TID only it can see), and REINDEX
+    // repairs every one.
     for name in cases {
         let idx = format!("d_{name}_v");
         expect_corrupted(&mut c, &format!("SELECT arrw.ivfpq_check('{idx}')"), &idx);

@@ -84,6 +84,17 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
         // meta page last, and PostgreSQL never marked the index valid.
         let nblocks =
             pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        // A valid index always has its meta page: none is damage (a file
+        // truncated to nothing), not an unfinished build.
+        if nblocks == 0 && (*(*rel).rd_index).indisvalid {
+            page::corrupt_message(
+                rel,
+                format!(
+                    "ivfpq index \"{}\" has no blocks: its file is empty (block 0, the meta page, is missing)",
+                    page::rel_name(rel)
+                ),
+            );
+        }
         if nblocks == 0 || (!(*(*rel).rd_index).indisvalid && page::meta_unwritten(rel)) {
             let name = page::rel_name(rel);
             pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
@@ -273,15 +284,29 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
     }
     let mut seen: HashSet<u32> = HashSet::new();
     seen.insert(layout::META_BLOCK);
+    // Every page's free space is zero bytes (page::check_hole): bounds damaged
+    // over live contents pass every other check until a write erases them.
+    page::check_hole(
+        ReadGuard::new(index, layout::META_BLOCK).page(),
+        layout::META_BLOCK,
+    )?;
     // page::meta checked that these ranges lie inside the index.
     for b in meta.model_start..meta.model_start + meta.model_pages {
-        layout::check_kind(ReadGuard::new(index, b).page(), b, layout::KIND_MODEL)?;
+        let g = ReadGuard::new(index, b);
+        layout::check_kind(g.page(), b, layout::KIND_MODEL)?;
+        page::check_hole(g.page(), b)?;
         seen.insert(b);
     }
     for b in meta.dir_start..meta.dir_start + meta.dir_pages {
-        layout::check_dir_page(ReadGuard::new(index, b).page(), b)?;
+        let g = ReadGuard::new(index, b);
+        layout::check_dir_page(g.page(), b)?;
+        page::check_hole(g.page(), b)?;
         seen.insert(b);
     }
+    // An index of one vector per row holds each row's TID once; a page that
+    // holds one twice returned that row twice (and another not at all).
+    let one_per_row = !model::is_multi(index);
+    let mut tids: Vec<u64> = Vec::new();
     let geom = DataGeom::of(&meta);
     let fine = layout::FineGeom::of(&meta);
     // The table's block count, counted again when an entry lies beyond it (rows
@@ -309,6 +334,16 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
             let g = ReadGuard::new(index, blk);
             let p = g.page();
             let h = chain.visit(p);
+            page::check_hole(p, blk)?;
+            if one_per_row {
+                tids.clear();
+                tids.extend((0..h.count).map(|i| layout::tid_u64(geom.tid(p, i))));
+                tids.sort_unstable();
+                if let Some(w) = tids.windows(2).find(|w| w[0] == w[1]) {
+                    let (tb, off) = layout::u64_tid(w[0]);
+                    return bad(blk, format!("the page holds heap TID ({tb},{off}) twice"));
+                }
+            }
             for i in 0..h.count {
                 let (tb, off) = layout::tid_parts(geom.tid(p, i));
                 if off == 0 || tb == u32::MAX {
@@ -336,7 +371,9 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
                     // Fine entries whose TIDs do not match their rows are not
                     // corruption (a crash can leave them; scans re-rank those
                     // rows from the table), so only the pages are checked.
-                    fg.check(ReadGuard::new(index, fb).page(), fb, blk)?;
+                    let fgd = ReadGuard::new(index, fb);
+                    fg.check(fgd.page(), fb, blk)?;
+                    page::check_hole(fgd.page(), fb)?;
                 }
             }
             found_insert |= blk == dir.entry.insert;

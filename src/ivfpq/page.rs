@@ -936,8 +936,8 @@ impl WriteSet {
             // readers' checks look at the index's own fields, not these); a new
             // page's old bytes do not matter.
             if !self.full[i] {
-                if let Err(b) = arrw_core::page_delta::hole(old) {
-                    corrupt(
+                match arrw_core::page_delta::hole_is_clear(old) {
+                    Err(b) => corrupt(
                         self.rel,
                         Corrupt {
                             block: block_of(self.bufs[i]),
@@ -946,7 +946,12 @@ impl WriteSet {
                                 b.lower, b.upper
                             ),
                         },
-                    );
+                    ),
+                    // Applying the image zeroes the hole: with bounds damaged
+                    // over live entries, an insert erased them (rows gone
+                    // from every later scan, without an error).
+                    Ok(false) => corrupt(self.rel, hole_not_clear(old, block_of(self.bufs[i]))),
+                    Ok(true) => {}
                 }
             }
             *hole = match arrw_core::page_delta::hole(&img.bytes) {
@@ -1092,6 +1097,35 @@ pub fn init_page(page: &mut [u8], special: usize) {
             pg_sys::BLCKSZ as usize,
             special,
         )
+    }
+}
+
+/// The damage [`WriteSet::commit`] and `ivfpq_check` report for a page whose
+/// free space (between pd_lower and pd_upper) is not all zero bytes.
+pub fn hole_not_clear(page: &[u8], block: u32) -> Corrupt {
+    let (lower, upper) = arrw_core::page_delta::hole(page).unwrap_or((0, 0));
+    Corrupt {
+        block,
+        what: format!(
+            "a page header whose pd_lower {lower} and pd_upper {upper} leave data in its free \
+             space (damaged bounds: a write would erase it)"
+        ),
+    }
+}
+
+/// `Err` (XX002's [`Corrupt`]) unless `page`'s header bounds a free space of
+/// zero bytes (`arrw_core::page_delta::hole_is_clear`).
+pub fn check_hole(page: &[u8], block: u32) -> Result<(), Corrupt> {
+    match arrw_core::page_delta::hole_is_clear(page) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(hole_not_clear(page, block)),
+        Err(b) => Err(Corrupt {
+            block,
+            what: format!(
+                "a page header whose pd_lower {} and pd_upper {} bound no free space",
+                b.lower, b.upper
+            ),
+        }),
     }
 }
 

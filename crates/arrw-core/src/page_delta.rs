@@ -57,6 +57,15 @@ pub fn hole(page: &[u8]) -> Result<(usize, usize), BadBounds> {
     Ok((lower, upper))
 }
 
+/// Whether the hole of a standard page (see [`hole`]) is all zero bytes, as
+/// every index page's is (pages start zeroed, writers keep their contents
+/// below `pd_lower`, and applying a record zeroes the hole). Bytes there mean
+/// damaged bounds over live contents, which a write would erase.
+pub fn hole_is_clear(page: &[u8]) -> Result<bool, BadBounds> {
+    let (lower, upper) = hole(page)?;
+    Ok(page[lower..upper].iter().all(|&b| b == 0))
+}
+
 /// Replaces `out` with the delta that turns `old` into `new` (both standard
 /// pages of [`PAGE_SIZE`] bytes), in the generic WAL format (module docs).
 /// Fails, writing nothing, when either page's bounds are not a hole.
