@@ -2078,3 +2078,58 @@ fn rolled_back_cancels_and_other_roles_jobs_stay_out_of_reach() {
     );
     assert_eq!(wait_done(&cluster, &mut c, busy), "succeeded");
 }
+
+/// File jobs leave no files behind however they end: a bulk_import whose
+/// batch COPY fails left its batch file (a copy of the batch's rows) under
+/// `base/pgsql_tmp` until the server restarted, and a bulk_export whose
+/// worker was killed on its last attempt left `<path>.arrw-<id>.tmp`.
+#[test]
+fn file_jobs_leave_no_files_when_they_fail() {
+    let (cluster, mut c) = setup("jobs-leftovers", "arrw.job_workers = 1");
+    c.batch_execute("CREATE TABLE t (id int, b text)").unwrap();
+    let csv = cluster.dir.join("bad.csv");
+    std::fs::write(&csv, "id,b\n1,a\nnotanint,c\n3,d\n").unwrap();
+    let i: i64 = c
+        .query_one(
+            "SELECT arrw.submit_job('bulk_import', $1::text::jsonb, 1)",
+            &[&format!(
+                r#"{{"table": "t", "path": "{}", "format": "csv", "header": true}}"#,
+                csv.display()
+            )],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(wait_done(&cluster, &mut c, i), "failed");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_ls_tmpdir() WHERE name LIKE 'pgsql_tmp_arrw_job%'"
+        ),
+        0
+    );
+
+    let out = cluster.dir.join("out.csv");
+    let e: i64 = c
+        .query_one(
+            "SELECT arrw.submit_job('bulk_export', $1::text::jsonb, 1)",
+            &[&format!(
+                r#"{{"query": "SELECT pg_sleep(60)", "path": "{}", "format": "csv"}}"#,
+                out.display()
+            )],
+        )
+        .unwrap()
+        .get(0);
+    let tmp = cluster.dir.join(format!("out.csv.arrw-{e}.tmp"));
+    let deadline = Instant::now() + TIMEOUT;
+    let pid = loop {
+        if let (Some(pid), true) = (job_worker(&mut c, e), tmp.exists()) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "{}", cluster.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    signal(pid, "KILL");
+    assert_eq!(wait_done(&cluster, &mut c, e), "failed");
+    assert!(!tmp.exists(), "{} is still there", tmp.display());
+    assert!(!out.exists());
+}

@@ -368,6 +368,10 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         spi::literal(&tmp),
         copy_options(copy)
     );
+    // Whatever ends the attempt (its end, an ERROR of a batch's COPY, a
+    // cancel, a shutdown) removes the batch file: it was left, with a copy of
+    // the batch's rows, until the server restarted.
+    let _tmp_file = super::kinds::RemoveOnDrop(Some(tmp.clone()));
 
     let outcome = loop {
         if let Some(o) = ctx.stop() {
@@ -429,7 +433,6 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             break Outcome::Succeeded(Some(result));
         }
     };
-    let _ = std::fs::remove_file(&tmp);
     outcome
 }
 

@@ -199,7 +199,7 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
     if let Some(o) = ctx.stop() {
         return o;
     }
-    let tmp = format!("{path}.arrw-{}.tmp", ctx.job.id);
+    let tmp = export_tmp(path, ctx.job.id);
     // COPY TO opens the file for writing without O_NONBLOCK: a FIFO at that name
     // would block the worker in open() until some reader appeared. A regular file
     // there is what an earlier attempt left and is overwritten.
@@ -257,11 +257,35 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
 }
 
 /// Removes a file when dropped (also while an ERROR unwinds), unless disarmed.
-struct RemoveOnDrop(Option<String>);
+pub(super) struct RemoveOnDrop(pub(super) Option<String>);
 
 impl RemoveOnDrop {
-    fn disarm(mut self) {
+    pub(super) fn disarm(mut self) {
         self.0 = None;
+    }
+}
+
+/// The temporary file an attempt of bulk_export job `id` writes before
+/// renaming it to `path` (one name per job: a retry overwrites it).
+pub(super) fn export_tmp(path: &str, id: impl std::fmt::Display) -> String {
+    format!("{path}.arrw-{id}.tmp")
+}
+
+/// Removes what an attempt of job `id` of `kind` left behind when its
+/// worker died (a crash, `kill -9`) and the job ends without another
+/// attempt (failed, or cancelled): an export's temporary file. A retry
+/// overwrites it instead.
+/// `path` is the job's `args->>'path'`.
+pub(super) fn remove_leftovers(kind: &str, id: &str, path: Option<&str>) {
+    if kind != "bulk_export" {
+        return;
+    }
+    if let Some(path) = path {
+        let tmp = export_tmp(path, id);
+        // Only a regular file of that name (never a directory or a FIFO).
+        if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_file()) {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 }
 

@@ -217,7 +217,7 @@ fn recover_orphans() {
     let rows = spi::query(
         &format!(
             "SELECT id, kind, attempts >= max_attempts, \
-                    EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
+                    EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id), args->>'path' \
              FROM arrw.job j WHERE state = '{}'",
             State::Running
         ),
@@ -250,6 +250,9 @@ fn recover_orphans() {
         if spi::exec(&sql, &[Some(&id_text)]) == 1 {
             log(&format!("job {id} ({kind}) lost its worker; now {state}"));
             notify::state_changed(&id_text, &kind, state);
+            if state != State::Queued {
+                super::kinds::remove_leftovers(&kind, &id_text, r[4].as_deref());
+            }
         }
     }
 }
@@ -265,7 +268,7 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
              WHERE id IN (SELECT id FROM arrw.job j WHERE state = '{queued}' \
                             AND EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
                           FOR UPDATE SKIP LOCKED) \
-             RETURNING id::text, kind"
+             RETURNING id::text, kind, args->>'path'"
         ),
         &[],
     );
@@ -276,6 +279,8 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     for row in done.rows {
         if let (Some(id), Some(kind)) = (&row[0], &row[1]) {
             notify::state_changed(id, kind, cancelled);
+            // A queued job may have had an attempt whose worker died.
+            super::kinds::remove_leftovers(kind, id, row[2].as_deref());
         }
     }
     let r = spi::query(
