@@ -58,6 +58,9 @@ struct StatementCache {
     dim: u32,
     /// 1 + whether the key is a `vector[]` (0: not known yet).
     multi: u8,
+    /// Bytes of an entry's codes (PQ and refine) in the trained model, for
+    /// the pending entries' memory (`pending::push`).
+    coded: u32,
 }
 
 /// This statement's [`StatementCache`] for the index, made on its first row.
@@ -103,8 +106,11 @@ fn insert_one(
         if meta.untrained != 0 {
             return insert_untrained(index, &meta, datum, multi, tid, cache);
         }
-        cache.dim = model::load(index, &meta).dim as u32;
+        let model = model::load(index, &meta);
+        cache.dim = model.dim as u32;
+        cache.coded = (model.code_size() + model.fine_size()) as u32;
     }
+    let coded = cache.coded as usize;
     let dim = cache.dim as usize;
     // A vector[] key (vector_maxsim_ops) adds one entry per element, each
     // under the row's TID.
@@ -117,7 +123,7 @@ fn insert_one(
                     x.len(),
                 ));
             }
-            super::pending::push(index, x, tid);
+            super::pending::push(index, x, tid, coded);
         })
     };
 }

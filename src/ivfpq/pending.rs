@@ -126,9 +126,22 @@ fn same_node(a: &pg_sys::RelFileNode, b: &pg_sys::RelFileNode) -> bool {
     a.spcNode == b.spcNode && a.dbNode == b.dbNode && a.relNode == b.relNode
 }
 
+/// Bytes one pending entry of `dim` floats holds until written, and while
+/// it is written: its vector, TID and subtransaction, and the codes the
+/// write encodes it into (`coded`: the model's code and refine code sizes).
+fn entry_bytes(dim: usize, coded: usize) -> usize {
+    dim * 4 + layout::TID_BYTES + std::mem::size_of::<pg_sys::SubTransactionId>() + coded + 4
+}
+
 /// Adds the entry `(x, tid)` of a trained index to this transaction's
 /// pending entries, writing the index's entries when they reach the cap.
-pub fn push(index: pg_sys::Relation, x: &[f32], tid: [u8; layout::TID_BYTES]) {
+/// `coded` is the bytes of the entry's codes (see [`entry_bytes`]).
+///
+/// Memory: the entries and what their write encodes stay within `work_mem`
+/// ([`cap_bytes`]); the vectors grow by doubling, but never past what the cap
+/// holds (a doubling past it held up to twice the cap: an `INSERT ... SELECT`
+/// of 100,000 rows took 40 MB at `work_mem` 32MB).
+pub fn push(index: pg_sys::Relation, x: &[f32], tid: [u8; layout::TID_BYTES], coded: usize) {
     // SAFETY: `index` is the open relation aminsert was called for.
     let (oid, node) = unsafe { ((*index).rd_id, (*index).rd_node) };
     // SAFETY: plain call, in a transaction (aminsert).
@@ -153,10 +166,19 @@ pub fn push(index: pg_sys::Relation, x: &[f32], tid: [u8; layout::TID_BYTES]) {
         if !same_node(&e.node, &node) || e.dim != x.len() {
             return Err(());
         }
+        let per = entry_bytes(x.len(), coded);
+        let rows_cap = (cap_bytes() / per).max(1);
+        if e.vectors.len() == e.vectors.capacity() {
+            let have = e.tids.len();
+            let more = have.max(16).min(rows_cap.saturating_sub(have)).max(1);
+            e.vectors.reserve_exact(more * x.len());
+            e.tids.reserve_exact(more);
+            e.subs.reserve_exact(more);
+        }
         e.tids.push(tid);
         e.subs.push(sub);
         e.vectors.extend_from_slice(x);
-        Ok(e.vectors.len() * 4 >= cap_bytes() || AT_ONCE.get())
+        Ok(e.tids.len() >= rows_cap || AT_ONCE.get())
     });
     match full {
         Ok(true) => flush_index(index),
