@@ -27,6 +27,23 @@ pub fn build_threads() -> usize {
     (workers + 1).min(cores).max(1)
 }
 
+unsafe extern "C" {
+    /// glibc: returns freed memory of every malloc arena to the OS.
+    fn malloc_trim(pad: usize) -> i32;
+}
+
+/// Returns memory freed by this backend and its computing threads to the
+/// operating system. glibc gives each thread that allocates its own arena and
+/// keeps an arena's freed pages: after a build's training, the next phase's
+/// allocations land beside them, and the backend's memory counts both
+/// (`maintenance_work_mem`'s budget assumes the first phase's memory is gone).
+pub fn release_freed_memory() {
+    // SAFETY: malloc_trim only walks glibc's own arenas (under their locks) and
+    // madvises their free pages; nothing is live in them, and the computing
+    // threads are idle between phases.
+    unsafe { malloc_trim(0) };
+}
+
 /// A pool of computing threads for one statement.
 pub struct Pool(rayon::ThreadPool);
 
