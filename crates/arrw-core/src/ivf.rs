@@ -498,6 +498,18 @@ pub fn f32_and_tie(d: f64) -> (f32, f32) {
 /// Rows whose nearest lists are found in one pass by the batch encoders.
 const ENCODE_CHUNK: usize = 256;
 
+/// Bytes of rows one chunk of the batch encoders copies (its residuals):
+/// wide rows take fewer rows a chunk (16,000-d: 16 rows, 1 MB). Each
+/// computing thread's allocator arena kept a freed chunk copy of 256 such
+/// rows (16 MB) beside the build's budget.
+const ENCODE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Rows per chunk of the batch encoders for rows of `dim` floats: at most
+/// [`ENCODE_CHUNK`], at most [`ENCODE_CHUNK_BYTES`] of rows, at least 8.
+fn encode_chunk_rows(dim: usize) -> usize {
+    (ENCODE_CHUNK_BYTES / (dim.max(1) * 4)).clamp(8, ENCODE_CHUNK)
+}
+
 /// What [`IvfPqModel::encode_batch_fine_until`] returns, per row: its list,
 /// its PQ code, its refine code and whether that is faithful.
 #[derive(Clone, Debug, PartialEq)]
@@ -894,8 +906,8 @@ impl IvfPqModel {
         vectors: &[f32],
         stop: &Stop,
     ) -> Result<EncodedBatch, Stopped> {
-        const CHUNK: usize = ENCODE_CHUNK;
         let dim = self.dim;
+        let chunk = encode_chunk_rows(dim);
         assert_eq!(vectors.len() % dim, 0);
         let n = vectors.len() / dim;
         let cs = self.code_size();
@@ -906,18 +918,18 @@ impl IvfPqModel {
         let mut faithful = vec![true; n];
         // A chunk of fine codes per chunk of rows (a zero-sized code still
         // needs one chunk per row chunk for the zip).
-        let mut dummy = vec![0u8; n.div_ceil(CHUNK)];
+        let mut dummy = vec![0u8; n.div_ceil(chunk)];
         let (fine_chunks, fine_chunk) = if fs > 0 {
-            (&mut fine[..], CHUNK * fs)
+            (&mut fine[..], chunk * fs)
         } else {
             (&mut dummy[..], 1)
         };
         vectors
-            .par_chunks(CHUNK * dim)
-            .zip(lists.par_chunks_mut(CHUNK))
-            .zip(codes.par_chunks_mut(CHUNK * cs))
+            .par_chunks(chunk * dim)
+            .zip(lists.par_chunks_mut(chunk))
+            .zip(codes.par_chunks_mut(chunk * cs))
             .zip(fine_chunks.par_chunks_mut(fine_chunk))
-            .zip(faithful.par_chunks_mut(CHUNK))
+            .zip(faithful.par_chunks_mut(chunk))
             .for_each(|((((x, l), c), f), ok)| {
                 if stop.requested() {
                     return;
@@ -948,10 +960,10 @@ impl IvfPqModel {
             faithful: vec![true; n],
         };
         for (start, x) in (0..n)
-            .step_by(ENCODE_CHUNK)
-            .zip(vectors.chunks(ENCODE_CHUNK * dim))
+            .step_by(encode_chunk_rows(dim))
+            .zip(vectors.chunks(encode_chunk_rows(dim) * dim))
         {
-            let rows = start..(start + ENCODE_CHUNK).min(n);
+            let rows = start..(start + encode_chunk_rows(dim)).min(n);
             self.encode_chunk(
                 x,
                 &mut out.lists[rows.clone()],
