@@ -172,15 +172,27 @@ pub fn xact<R>(f: impl FnOnce() -> R) -> R {
 /// the next attempt redoes them. The job's final state is committed synchronously,
 /// which also makes every earlier batch durable.
 pub fn async_commit() {
-    // SAFETY: both strings are NUL-terminated; a LOCAL setting ends with the
-    // transaction.
+    // A LOCAL setting ends with the transaction.
+    set_setting(
+        c"synchronous_commit",
+        c"off",
+        pg_sys::GucAction::GUC_ACTION_LOCAL,
+    );
+}
+
+/// Sets the user-settable `name` to `value` with `action` (session SET, LOCAL,
+/// or SAVE until the current GUC nesting level closes), as the session would;
+/// an invalid value is an ERROR.
+fn set_setting(name: &CStr, value: &CStr, action: pg_sys::GucAction::Type) {
+    // SAFETY: both strings are NUL-terminated and outlive the call; elevel 0
+    // raises an ERROR on failure.
     unsafe {
         pg_sys::set_config_option(
-            c"synchronous_commit".as_ptr(),
-            c"off".as_ptr(),
+            name.as_ptr(),
+            value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            action,
             true,
             0,
             false,
@@ -198,20 +210,8 @@ pub fn without_notify_trace<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: a new GUC nesting level in the current transaction; paired with
     // AtEOXact_GUC below (or unwound by transaction abort).
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
-    // SAFETY: both strings are NUL-terminated; elevel 0 raises an ERROR on
-    // failure; GUC_ACTION_SAVE lasts until the nesting level closes.
-    unsafe {
-        pg_sys::set_config_option(
-            c"trace_notify".as_ptr(),
-            c"off".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-    }
+    // GUC_ACTION_SAVE lasts until the nesting level closes.
+    set_setting(c"trace_notify", c"off", pg_sys::GucAction::GUC_ACTION_SAVE);
     let r = f();
     // SAFETY: closes the nesting level opened above, exactly once.
     unsafe { pg_sys::AtEOXact_GUC(false, nest) };
@@ -287,20 +287,7 @@ pub const SAFE_SEARCH_PATH: &str = "pg_catalog, pg_temp";
 
 /// Sets `search_path` with the given action (session SET, LOCAL or SAVE).
 pub fn set_search_path(value: &str, action: pg_sys::GucAction::Type) {
-    let v = c_string(value);
-    // SAFETY: both strings are NUL-terminated; elevel 0 raises an ERROR on failure.
-    unsafe {
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            v.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            action,
-            true,
-            0,
-            false,
-        );
-    }
+    set_setting(c"search_path", &c_string(value), action);
 }
 
 /// The session's current `search_path` setting, as text.
