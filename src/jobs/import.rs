@@ -17,7 +17,7 @@
 //! worker checks for interrupts and for a cancel or shutdown request.
 
 use super::args::{self, CopyOpts, Format, Rel, Spec};
-use super::job::{Ctx, Outcome};
+use super::job::{Ctx, Outcome, RemoveOnDrop};
 use super::spi;
 use crate::errors::{bad_copy_file, file_io, import_split, not_regular_file};
 use arrw_core::import::{Encoding, Found, SplitError, Splitter};
@@ -371,7 +371,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
     // Whatever ends the attempt (its end, an ERROR of a batch's COPY, a
     // cancel, a shutdown) removes the batch file: it was left, with a copy of
     // the batch's rows, until the server restarted.
-    let _tmp_file = super::kinds::RemoveOnDrop(Some(tmp.clone()));
+    let _tmp_file = RemoveOnDrop(Some(tmp.clone()));
 
     let outcome = loop {
         if let Some(o) = ctx.stop() {

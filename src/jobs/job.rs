@@ -198,3 +198,21 @@ pub fn cancel_requested(id: &str) -> bool {
         &[Some(id)],
     )
 }
+
+/// Removes a file when dropped (also while an ERROR unwinds), unless
+/// disarmed: the temporary files of file jobs (kinds.rs, import.rs).
+pub struct RemoveOnDrop(pub Option<String>);
+
+impl RemoveOnDrop {
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

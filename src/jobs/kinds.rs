@@ -3,7 +3,7 @@
 //! batch_update are here; bulk_import is in import.rs.
 
 use super::args::{self, CopyOpts, JobKind, Rel, Spec};
-use super::job::{Ctx, Outcome, IN_LONG_STATEMENT};
+use super::job::{Ctx, Outcome, RemoveOnDrop, IN_LONG_STATEMENT};
 use super::{import, spi};
 use pgrx::prelude::*;
 use std::sync::atomic::Ordering;
@@ -256,15 +256,6 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
     Outcome::Succeeded(result)
 }
 
-/// Removes a file when dropped (also while an ERROR unwinds), unless disarmed.
-pub(super) struct RemoveOnDrop(pub(super) Option<String>);
-
-impl RemoveOnDrop {
-    pub(super) fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
 /// The temporary file an attempt of bulk_export job `id` writes before
 /// renaming it to `path` (one name per job: a retry overwrites it).
 pub(super) fn export_tmp(path: &str, id: impl std::fmt::Display) -> String {
@@ -285,14 +276,6 @@ pub(super) fn remove_leftovers(kind: &str, id: &str, path: Option<&str>) {
         // Only a regular file of that name (never a directory or a FIFO).
         if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_file()) {
             let _ = std::fs::remove_file(&tmp);
-        }
-    }
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
         }
     }
 }
