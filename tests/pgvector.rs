@@ -556,9 +556,11 @@ fn migrate_to_arrw_moves_pgvector_columns_in_place() {
         5,
         "{done:#?}"
     );
+    // (Besides the CREATE INDEX statements: the partitions' own index names
+    // put back, which the plan lists with them.)
     assert_eq!(
         done.iter()
-            .filter(|r| r.starts_with("create index"))
+            .filter(|r| r.starts_with("create index : CREATE INDEX"))
             .count(),
         3,
         "{done:#?}"
@@ -957,4 +959,76 @@ fn migrate_to_arrw_changes_only_the_callers_objects() {
         .batch_execute("SELECT * FROM migrate_to_arrw(dry_run => false)")
         .unwrap_err();
     assert_eq!(e.code().map(|s| s.code()), Some("55000"), "{}", msg(&e));
+}
+
+/// What the real run of `migrate_to_arrw()` would refuse is in the plan, and
+/// what a re-created index carries besides its definition comes back: a typed
+/// table, a table whose row type another column uses, a child of two parents
+/// and a rule on the table itself passed the dry run and failed the real one;
+/// a replica identity index lost its role (UPDATEs of a published table then
+/// failed), its CLUSTER mark, and a partition's own index its name and comment.
+#[test]
+fn migrate_to_arrw_plans_what_the_run_meets_and_keeps_index_properties() {
+    let Some((_cluster, mut c)) = beside_pgvector("pgvector_plan", "migrate plan") else {
+        return;
+    };
+    exec(
+        &mut c,
+        "CREATE TYPE tt AS (id int, v vector(3)); CREATE TABLE typed OF tt;
+         CREATE TABLE rt (id int, v vector(3)); CREATE TABLE holds_rt (x rt);
+         CREATE TABLE p1 (v vector(3)); CREATE TABLE p2 (v vector(3));
+         CREATE TABLE two () INHERITS (p1, p2);
+         CREATE TABLE ru (id int, v vector(3));
+         CREATE RULE ru_r AS ON UPDATE TO ru WHERE NEW.v IS NULL DO INSTEAD NOTHING;
+         CREATE TABLE df (id int, v vector(3) DEFAULT '[1,2,3]');",
+    );
+    let plan = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail FROM migrate_to_arrw()",
+    );
+    for (what, why) in [
+        ("public.typed.v", "typed table"),
+        ("public.rt.v", "column public.holds_rt.x"),
+        ("public.p1.v", "more than one parent"),
+        ("public.ru.v", "rule ru_r on public.ru"),
+        ("public.df.v", "the default of column v"),
+    ] {
+        assert!(
+            plan.iter()
+                .any(|l| l.starts_with(&format!("blocked {what}")) && l.contains(why)),
+            "{what} ({why}) not blocked:\n{}",
+            plan.join("\n")
+        );
+    }
+    exec(
+        &mut c,
+        "DROP TABLE typed, holds_rt, two, ru, df; DROP TYPE tt;
+         CREATE TABLE ri (id int, v vector(3) NOT NULL);
+         CREATE UNIQUE INDEX ri_v ON ri (v);
+         ALTER TABLE ri REPLICA IDENTITY USING INDEX ri_v; CLUSTER ri USING ri_v;
+         CREATE TABLE pt (id int, v vector(3)) PARTITION BY RANGE (id);
+         CREATE TABLE pt1 PARTITION OF pt FOR VALUES FROM (0) TO (10);
+         CREATE INDEX pt_v ON pt USING ivfpq (v vector_l2_ops) WITH (lists = 1);
+         ALTER INDEX pt1_v_idx RENAME TO pt1_own_name;
+         COMMENT ON INDEX pt1_own_name IS 'kept';
+         SELECT * FROM migrate_to_arrw(dry_run => false)",
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT format('%s %s %s', c.relname, i.indisreplident, i.indisclustered) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = 'ri'::regclass"
+        ),
+        ["ri_v t t"]
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT format('%s %s', c.relname, obj_description(c.oid, 'pg_class')) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = 'pt1'::regclass"
+        ),
+        ["pt1_own_name kept"]
+    );
 }

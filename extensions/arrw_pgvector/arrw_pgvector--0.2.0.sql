@@ -119,12 +119,21 @@ BEGIN
 	SELECT e.extnamespace INTO vec_nsp FROM pg_extension e WHERE e.extname = 'vector';
 	SELECT e.extnamespace INTO arrw_nsp FROM pg_extension e WHERE e.extname = 'arrw';
 	arrw_q := quote_ident((SELECT nspname FROM pg_namespace WHERE oid = arrw_nsp));
+	-- The new columns' type is in arrw's schema.
+	IF NOT has_schema_privilege(arrw_nsp, 'USAGE') THEN
+		blockers := blockers + 1;
+		action := 'blocked'; object := arrw_q;
+		detail := format('the caller has no USAGE on arrw''s schema %s, where the new columns'' type is: '
+			'GRANT USAGE ON SCHEMA %s TO %I', arrw_q, arrw_q, current_user);
+		RETURN NEXT;
+	END IF;
 
 	-- The columns: pgvector's types and their array types, in user tables (not
 	-- in partitions: altering the parent alters them) and in views or
 	-- materialized views (which cannot be altered: they block).
 	FOR col IN
-		SELECT c.oid AS relid, c.relkind, c.relowner, a.attname, a.attnum, a.atttypmod, a.attinhcount,
+		SELECT c.oid AS relid, c.relkind, c.relowner, c.reloftype, c.reltype,
+		       a.attname, a.attnum, a.atttypmod, a.attinhcount,
 		       format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS rel,
 		       coalesce(bt.typname, t.typname) AS base, bt.oid IS NOT NULL AS is_array
 		FROM pg_attribute a
@@ -167,34 +176,66 @@ BEGIN
 		END IF;
 		-- ALTER TABLE recurses into every child and partition, and must own
 		-- each: one of another role's stops the change.
+		-- A child that inherits the column from more than one parent cannot
+		-- have it changed by one of them.
 		FOR vw IN
 			WITH RECURSIVE d(relid) AS (
 				SELECT h.inhrelid FROM pg_inherits h WHERE h.inhparent = col.relid
 				UNION
 				SELECT h.inhrelid FROM pg_inherits h JOIN d ON h.inhparent = d.relid)
 			SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS child,
-			       pg_get_userbyid(c.relowner) AS owner
+			       pg_get_userbyid(c.relowner) AS owner, c.relowner IS DISTINCT FROM me AS others,
+			       coalesce((SELECT a.attinhcount > 1 FROM pg_attribute a
+			                 WHERE a.attrelid = c.oid AND a.attname = col.attname), false) AS many
 			FROM d JOIN pg_class c ON c.oid = d.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.relowner IS DISTINCT FROM me
+			ORDER BY 1
+		LOOP
+			CONTINUE WHEN NOT (vw.others OR vw.many);
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := CASE WHEN vw.others
+				THEN format('inherited by %s, owned by %s: ALTER TABLE changes it there too, '
+					'which only its owner may do', vw.child, vw.owner)
+				ELSE format('inherited by %s from more than one parent: ALTER TABLE cannot change '
+					'it there', vw.child) END;
+			RETURN NEXT;
+		END LOOP;
+		-- Views and rules that read the column (ALTER COLUMN TYPE refuses them),
+		-- the table's own rules included.
+		FOR vw IN
+			SELECT DISTINCT CASE WHEN r.rulename = '_RETURN' THEN format('view %s', r.ev_class::regclass)
+			                     ELSE format('rule %I on %s', r.rulename, r.ev_class::regclass) END AS v
+			FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+			WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+			  AND d.refobjid = col.relid AND d.refobjsubid = col.attnum
 			ORDER BY 1
 		LOOP
 			blockers := blockers + 1;
 			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
-			detail := format('inherited by %s, owned by %s: ALTER TABLE changes it there too, '
-				'which only its owner may do', vw.child, vw.owner);
+			detail := format('read by %s: drop it, migrate, create it again', vw.v);
 			RETURN NEXT;
 		END LOOP;
-		-- Views and rules that read the column (ALTER COLUMN TYPE refuses them).
+		-- A typed table's columns are its type's; ALTER TABLE refuses them.
+		IF col.reloftype <> 0 THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('a column of a typed table (OF %s): alter the type''s attribute, or '
+				'ALTER TABLE ... NOT OF, then migrate', col.reloftype::regtype);
+			RETURN NEXT;
+		END IF;
+		-- A column of any table whose type is this table's row type (or an
+		-- array of it) stops ALTER COLUMN TYPE, whoever owns it.
 		FOR vw IN
-			SELECT DISTINCT r.ev_class::regclass::text AS v
-			FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
-			WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-			  AND d.refobjid = col.relid AND d.refobjsubid = col.attnum
-			  AND r.ev_class <> col.relid
+			SELECT DISTINCT format('%s.%I', a.attrelid::regclass, a.attname) AS what
+			FROM pg_attribute a
+			WHERE NOT a.attisdropped AND a.attnum > 0 AND a.attrelid <> col.relid
+			  AND a.atttypid IN (col.reltype, (SELECT t.typarray FROM pg_type t WHERE t.oid = col.reltype))
+			ORDER BY 1
 		LOOP
 			blockers := blockers + 1;
 			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
-			detail := format('read by view %s: drop it, migrate, create it again', vw.v);
+			detail := format('the table''s row type is the type of column %s: drop or alter it, '
+				'migrate, create it again', vw.what);
 			RETURN NEXT;
 		END LOOP;
 		-- Other objects whose definition reads the column: ALTER COLUMN TYPE
@@ -207,10 +248,11 @@ BEGIN
 				WHEN 'pg_trigger'::regclass THEN format('trigger %I',
 					(SELECT g.tgname FROM pg_trigger g WHERE g.oid = d.objid))
 				WHEN 'pg_proc'::regclass THEN format('function %s', d.objid::regprocedure)
-				ELSE format('generated column %I',
-					(SELECT g.attname FROM pg_attrdef ad JOIN pg_attribute g
-					   ON g.attrelid = ad.adrelid AND g.attnum = ad.adnum
-					 WHERE ad.oid = d.objid)) END AS what
+				ELSE (SELECT format(CASE WHEN g.attgenerated <> '' THEN 'generated column %I'
+				                         ELSE 'the default of column %I' END, g.attname)
+				        FROM pg_attrdef ad JOIN pg_attribute g
+				          ON g.attrelid = ad.adrelid AND g.attnum = ad.adnum
+				       WHERE ad.oid = d.objid) END AS what
 			FROM pg_depend d
 			WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = col.relid
 			  AND d.refobjsubid = col.attnum
@@ -351,7 +393,9 @@ BEGIN
 		       -- no constraint is created again like any other.
 		       am.amname, EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
 		                  AS constraint_backed,
-		       i.indclass::oid[] AS classes, ic.relispartition
+		       i.indclass::oid[] AS classes, ic.relispartition,
+		       i.indisreplident, i.indisclustered, ic.reltablespace, ic.relkind AS index_kind,
+		       n.nspname AS index_schema, i.indrelid::regclass::text AS table_name
 		FROM pg_index i
 		JOIN pg_class ic ON ic.oid = i.indexrelid
 		JOIN pg_namespace n ON n.oid = ic.relnamespace
@@ -427,10 +471,50 @@ BEGIN
 		END IF;
 		plan_drops := plan_drops || format('DROP INDEX %s', idx.name);
 		plan_creates := plan_creates || def;
-		-- Its comment goes with it (pg_get_indexdef does not print one).
+		-- What pg_get_indexdef does not print goes with it: its comment, its
+		-- tablespace, the table's replica identity and CLUSTER mark, and (of a
+		-- partitioned table's index) the names and comments of the
+		-- partitions' indexes, which come back with generated names.
 		IF obj_description(idx.indexrelid, 'pg_class') IS NOT NULL THEN
 			plan_creates := plan_creates || format('COMMENT ON INDEX %s IS %L', idx.name,
 				obj_description(idx.indexrelid, 'pg_class'));
+		END IF;
+		IF idx.reltablespace <> 0 THEN
+			plan_creates := plan_creates || format('ALTER INDEX %s SET TABLESPACE %I', idx.name,
+				(SELECT spcname FROM pg_tablespace WHERE oid = idx.reltablespace));
+		END IF;
+		IF idx.indisreplident THEN
+			plan_creates := plan_creates || format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I',
+				idx.table_name, idx.relname);
+		END IF;
+		IF idx.indisclustered THEN
+			plan_creates := plan_creates || format('ALTER TABLE %s CLUSTER ON %I',
+				idx.table_name, idx.relname);
+		END IF;
+		IF idx.index_kind = 'I' THEN
+			FOR oc IN
+				SELECT x.indrelid AS part, c.relname AS old_name, cn.nspname AS part_schema,
+				       obj_description(c.oid, 'pg_class') AS note
+				FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+				JOIN pg_index x ON x.indexrelid = c.oid
+				JOIN pg_namespace cn ON cn.oid = c.relnamespace
+				WHERE h.inhparent = idx.indexrelid
+			LOOP
+				plan_creates := plan_creates || format(
+					'DO $m$ DECLARE n name; BEGIN '
+					'SELECT c.relname INTO n FROM pg_catalog.pg_inherits h '
+					'JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.inhrelid '
+					'JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) c.oid '
+					'WHERE h.inhparent OPERATOR(pg_catalog.=) %L::pg_catalog.regclass '
+					'AND x.indrelid OPERATOR(pg_catalog.=) %s::pg_catalog.oid; '
+					'IF n IS DISTINCT FROM %L THEN '
+					'EXECUTE pg_catalog.format(''ALTER INDEX %%I.%%I RENAME TO %%I'', %L, n, %L); END IF; '
+					'%s END $m$',
+					idx.name, oc.part, oc.old_name, oc.part_schema, oc.old_name,
+					CASE WHEN oc.note IS NULL THEN ''
+					     ELSE format('EXECUTE %L;', format('COMMENT ON INDEX %I.%I IS %L',
+					                 oc.part_schema, oc.old_name, oc.note)) END);
+			END LOOP;
 		END IF;
 		action := 'drop index'; object := idx.name;
 		detail := 'created again after the columns change (below)';
