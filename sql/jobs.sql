@@ -72,8 +72,11 @@ CREATE VIEW arrw.jobs WITH (security_invoker = true) AS
 	-- The policy's rule again, for roles that bypass row-level security
 	-- (BYPASSRLS): through this view (and so arrw.cancel_job) they too see only
 	-- the jobs of roles whose privileges they have.
+	-- A job whose owner was dropped: superusers only.
 	WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) j.owner)
-	           THEN pg_catalog.pg_has_role(j.owner, 'USAGE') ELSE false END;
+	           THEN pg_catalog.pg_has_role(j.owner, 'USAGE')
+	           ELSE (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+	                 WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) END;
 COMMENT ON VIEW arrw.jobs IS 'Background jobs: one row per job the current role may see';
 GRANT SELECT ON arrw.jobs TO PUBLIC;
 

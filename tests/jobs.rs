@@ -2132,4 +2132,64 @@ fn file_jobs_leave_no_files_when_they_fail() {
     assert_eq!(wait_done(&cluster, &mut c, e), "failed");
     assert!(!tmp.exists(), "{} is still there", tmp.display());
     assert!(!out.exists());
+
+    // An attempt that ends before it reaches the file (its owner lost
+    // pg_write_server_files: the check before each attempt fails) still
+    // removes what an earlier attempt left under the job's temporary name.
+    c.batch_execute(
+        "CREATE ROLE writer; GRANT pg_write_server_files TO writer; GRANT USAGE ON SCHEMA arrw TO writer",
+    )
+    .unwrap();
+    let mut tx = c.transaction().unwrap();
+    tx.batch_execute("SET LOCAL ROLE writer").unwrap();
+    let f: i64 = tx
+        .query_one(
+            "SELECT arrw.submit_job('bulk_export', $1::text::jsonb, 1)",
+            &[&format!(
+                r#"{{"query": "SELECT 1", "path": "{}", "format": "csv"}}"#,
+                out.display()
+            )],
+        )
+        .unwrap()
+        .get(0);
+    tx.batch_execute("RESET ROLE; REVOKE pg_write_server_files FROM writer")
+        .unwrap();
+    let left = cluster.dir.join(format!("out.csv.arrw-{f}.tmp"));
+    std::fs::write(&left, "rows of an earlier attempt\n").unwrap();
+    tx.commit().unwrap();
+    assert_eq!(wait_done(&cluster, &mut c, f), "failed");
+    assert!(!left.exists(), "{} is still there", left.display());
+
+    // A job whose owner was dropped meanwhile stays a superuser's to see,
+    // cancel and wait for.
+    c.batch_execute("CREATE ROLE gone LOGIN; GRANT pg_write_server_files TO gone; GRANT USAGE ON SCHEMA arrw TO gone")
+        .unwrap();
+    let mut gone = connect_as(&cluster, "gone", "postgres");
+    let g = submit(
+        &mut gone,
+        "bulk_export",
+        &format!(
+            r#"{{"query": "SELECT pg_sleep(30)", "path": "{}", "format": "csv"}}"#,
+            cluster.dir.join("gone.csv").display()
+        ),
+    );
+    drop(gone);
+    while state(&mut c, g).0 != "running" {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.batch_execute("REVOKE pg_write_server_files FROM gone; REVOKE USAGE ON SCHEMA arrw FROM gone; DROP ROLE gone")
+        .unwrap();
+    assert_eq!(
+        count(
+            &mut c,
+            &format!("SELECT count(*) FROM arrw.jobs WHERE id = {g}")
+        ),
+        1
+    );
+    assert!(cancel(&mut c, g));
+    let st: String = c
+        .query_one("SELECT arrw.wait_job($1, '60 s')", &[&g])
+        .unwrap()
+        .get(0);
+    assert_eq!(st, "cancelled");
 }

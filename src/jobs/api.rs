@@ -190,7 +190,9 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
                  FROM arrw.job j WHERE j.id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 \
                    AND CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r \
                                          WHERE r.oid OPERATOR(pg_catalog.=) j.owner) \
-                            THEN pg_catalog.pg_has_role(j.owner, 'USAGE') ELSE false END"
+                            THEN pg_catalog.pg_has_role(j.owner, 'USAGE') \
+                            ELSE (SELECT r.rolsuper FROM pg_catalog.pg_roles r \
+                                  WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) END"
             ),
             &[Some(&id_text)],
         );

@@ -544,5 +544,14 @@ fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
         sh.mark(db, due);
     }
     notify::state_changed(&job.id_text, kind, state);
+    if matches!(state, State::Failed | State::Cancelled) {
+        // An earlier attempt whose worker died may have left its file, and
+        // this one may have ended before reaching it (a privilege revoked).
+        let path = spi::one(
+            "SELECT $1::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'path'",
+            &[Some(&job.args)],
+        );
+        super::kinds::remove_leftovers(kind, &job.id_text, path.as_deref());
+    }
     unlock_job(job.id);
 }
