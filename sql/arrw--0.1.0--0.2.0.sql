@@ -144,6 +144,8 @@ DECLARE
 	selects text[] := '{}';
 	tblname text;
 	where_ text := '';
+	id_type oid;
+	id_text text;
 BEGIN
 	IF tbl IS NULL OR id_column IS NULL THEN
 		RAISE EXCEPTION 'the table and its id column must not be NULL' USING ERRCODE = '22004';
@@ -162,10 +164,17 @@ BEGIN
 		RAISE EXCEPTION 'inputs must be a non-empty JSON array of {"column": ..., "query": ...} objects'
 			USING ERRCODE = '22023';
 	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = id_column
-	               AND attnum > 0 AND NOT attisdropped) THEN
+	SELECT a.atttypid INTO id_type FROM pg_attribute a
+	 WHERE a.attrelid = tbl AND a.attname = id_column AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
 		RAISE EXCEPTION 'column "%" of % does not exist', id_column, tbl USING ERRCODE = '42703';
 	END IF;
+	-- The id as text: by a built-in type's cast to text (only superusers can
+	-- add casts between built-in types), else by the type's output function:
+	-- a cast to text of another type could be its owner's function, run with
+	-- the caller's rights (format's %s never takes a cast).
+	id_text := CASE WHEN id_type < 16384 THEN 'u.id::pg_catalog.text'
+	                ELSE 'pg_catalog.format(''%s'', u.id)' END;
 	-- The table by its schema too: a temporary table's bare name would be
 	-- looked up through the path.
 	SELECT format('%I.%I', n.nspname, c.relname) INTO tblname
@@ -326,17 +335,14 @@ BEGIN
 	-- most 100 arguments).
 	RETURN format(
 		E'WITH %s\n' ||
-		-- The id as text by its type's output function: a cast to text
-		-- could be a function of the id type's owner, run with the caller's
-		-- rights (format's %s never takes a cast).
-		E'SELECT pg_catalog.format(''%%s'', u.id) AS id,\n' ||
+		E'SELECT %s AS id,\n' ||
 		E'  pg_catalog.sum(u.s ORDER BY u.n, u.r DESC) AS score,\n' ||
 		E'  pg_catalog.jsonb_object_agg(u.key, u.r ORDER BY u.n, u.r DESC) AS ranks\n' ||
 		E'FROM (\n%s\n) u\n' ||
 		E'GROUP BY u.id\n' ||
 		E'ORDER BY 2 DESC, u.id\n' ||
 		E'LIMIT %s',
-		array_to_string(parts, E',\n'), array_to_string(selects, E'\n  UNION ALL\n'), k);
+		array_to_string(parts, E',\n'), id_text, array_to_string(selects, E'\n  UNION ALL\n'), k);
 END
 $$;
 COMMENT ON FUNCTION arrw.fused_search_sql(regclass, name, jsonb, integer, text, text, integer) IS

@@ -278,4 +278,10 @@ CREATE CAST (fu_own.k AS text) WITH FUNCTION fu_own.k_text(fu_own.k);
 CREATE TABLE fu_own.keyed (id fu_own.k, emb vector(2));
 INSERT INTO fu_own.keyed VALUES ('a', '[1,2]'), ('b', '[2,3]');
 SELECT id FROM arrw.fused_search('fu_own.keyed', 'id', '[{"column": "emb", "query": "[1,2]", "op": "<->"}]');
+-- Built-in id types keep their cast to text (a char(5) id comes back
+-- unpadded, a boolean as true).
+CREATE TABLE fu_own.ch (id char(5), flag boolean, emb vector(2));
+INSERT INTO fu_own.ch VALUES ('ab', true, '[1,2]');
+SELECT id, length(id) FROM arrw.fused_search('fu_own.ch', 'id', '[{"column": "emb", "query": "[1,2]"}]');
+SELECT id FROM arrw.fused_search('fu_own.ch', 'flag', '[{"column": "emb", "query": "[1,2]"}]');
 DROP SCHEMA fu_own CASCADE;
