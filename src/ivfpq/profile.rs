@@ -105,7 +105,13 @@ fn own_counters() {
 }
 
 /// Reads `ivfpq.profile` once per scan (so one scan is timed all or nothing).
+/// A scan run with another role's rights than the session's (inside a
+/// `SECURITY DEFINER` function) is not counted: its table may be one the
+/// session's role cannot read.
 pub fn scan_begins(enabled: bool) {
+    // SAFETY: reading backend globals (the current and the SET ROLE user).
+    let borrowed = unsafe { pgrx::pg_sys::GetUserId() != pgrx::pg_sys::GetOuterUserId() };
+    let enabled = enabled && !borrowed;
     ON.with(|o| o.set(enabled));
     if enabled {
         own_counters();

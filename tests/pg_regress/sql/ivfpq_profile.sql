@@ -43,6 +43,17 @@ SET ROLE prof_other;
 SELECT arrw.ivfpq_profile()->>'scans' AS scans_seen_by_another_role;
 RESET ROLE;
 SELECT arrw.ivfpq_profile()->>'scans' AS scans_after_the_change;
+-- Nor does a SECURITY DEFINER function's scan, run with its owner's rights,
+-- count for the role calling it.
+CREATE FUNCTION prof_definer() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+  SET enable_seqscan = off AS
+  $$ SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s $$;
+GRANT EXECUTE ON FUNCTION prof_definer() TO prof_other;
+SET ROLE prof_other;
+SELECT prof_definer();
+SELECT arrw.ivfpq_profile()->>'scans' AS definer_scans_seen;
+RESET ROLE;
+DROP FUNCTION prof_definer();
 DROP ROLE prof_other;
 RESET ivfpq.profile;
 RESET ivfpq.probes;
