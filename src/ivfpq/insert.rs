@@ -132,9 +132,10 @@ fn insert_one(
 /// without codes, in list 0 until it is built again; each goes straight to
 /// the page (no model to encode a batch with).
 ///
-/// Its rows keep one dimension, as a trained index's do: the column's declared
-/// one (which the type enforces) or, for a column of any dimensions, the
-/// first row's, recorded on the meta page (`page::record_untrained_dim`).
+/// Its rows keep one dimension, as a trained index's do: the first row's,
+/// recorded on the meta page (`page::record_untrained_dim`), which a column
+/// of declared dimensions gives too (and which outlives an `ALTER COLUMN`
+/// that drops the declaration without rebuilding the index).
 /// Rows of mixed dimensions made the index's exact scans fail on rows a
 /// filter would have dropped, and its REINDEX fail.
 fn insert_untrained(
@@ -157,18 +158,18 @@ fn insert_untrained(
     // Each element of a vector[] key in its own WAL record (a crash between
     // two leaves some of the row's elements indexed: the scan then estimates
     // the row from those and re-ranks it exactly).
-    let hold = model::declared_dim(index).is_none();
     let mut want = meta.untrained_dim as usize;
     // SAFETY: non-null key datum of the indexed column, valid for this call.
     unsafe {
         crate::vector::each_key_vector(datum, multi, |x| {
-            if hold {
-                if want == 0 {
-                    want = page::record_untrained_dim(index, x.len() as u32) as usize;
-                }
-                if want != 0 && x.len() != want {
-                    refuse_other_dim(index, want, x.len());
-                }
+            // Recorded whether or not the column declares its dimensions:
+            // `ALTER COLUMN ... TYPE vector` drops a declared one without
+            // rebuilding the index, and rows of other dimensions then came in.
+            if want == 0 {
+                want = page::record_untrained_dim(index, x.len() as u32) as usize;
+            }
+            if want != 0 && x.len() != want {
+                refuse_other_dim(index, want, x.len());
             }
             append_many(index, meta, 0, &[entry], &mut cache.nblocks)
         })

@@ -155,10 +155,13 @@ pub fn declared_dim(index: pg_sys::Relation) -> Option<usize> {
 }
 
 /// The dimensions rows and queries of an index built from no rows are held
-/// to: the declared ones, else those of the first row inserted since
-/// (`MetaData::untrained_dim`), else none (0).
+/// to: those of the first row inserted since (`MetaData::untrained_dim`),
+/// else the declared ones, else none (0).
 pub fn untrained_dim(index: pg_sys::Relation, meta: &MetaData) -> usize {
-    declared_dim(index).unwrap_or(meta.untrained_dim as usize)
+    match meta.untrained_dim {
+        0 => declared_dim(index).unwrap_or(0),
+        d => d as usize,
+    }
 }
 
 /// Whether the index is on `vector[]` (`vector_maxsim_ops`): one entry per

@@ -125,11 +125,11 @@ pub struct MetaData {
     /// none. At most `lists`. Indexes built before it have zeros here: the
     /// meta page's bytes past the older, shorter struct were zero.
     pub deep_probes: u32,
-    /// An untrained index (`untrained = 1`) on a column of no declared
-    /// dimensions (`vector`, not `vector(n)`): the dimensions of the first
-    /// row inserted since the build, which every later row must have (the
-    /// model, built from no rows, cannot say); 0 until then, and always 0 on a
-    /// trained index. Written by the first insert (src/ivfpq/page.rs,
+    /// An untrained index (`untrained = 1`): the dimensions of the first row
+    /// inserted since the build, which every later row must have (the model,
+    /// built from no rows, cannot say; a column's declared dimensions can be
+    /// dropped by `ALTER COLUMN` without a rebuild); 0 until then, and always
+    /// 0 on a trained index. Written by the first insert (src/ivfpq/page.rs,
     /// `record_untrained_dim`); indexes of earlier builds have 0 here.
     pub untrained_dim: u32,
 }
@@ -372,6 +372,12 @@ pub fn check_meta(m: &MetaData, nblocks: u32) -> Result<(), Corrupt> {
     if m.untrained == 0 && m.untrained_dim != 0 {
         return bad(format!(
             "a trained index records {} dimensions for rows inserted untrained",
+            m.untrained_dim
+        ));
+    }
+    if m.untrained_dim as usize > crate::text::VECTOR_MAX_DIM {
+        return bad(format!(
+            "rows of {} dimensions recorded, more than a vector has",
             m.untrained_dim
         ));
     }
@@ -1405,6 +1411,16 @@ mod tests {
             MetaData { probes: 3, ..meta },
             MetaData {
                 deep_probes: 3,
+                ..meta
+            },
+            // Recorded dimensions on a trained index, or more than a vector has.
+            MetaData {
+                untrained_dim: 3,
+                ..meta
+            },
+            MetaData {
+                untrained: 1,
+                untrained_dim: 16_001,
                 ..meta
             },
             MetaData {

@@ -172,6 +172,16 @@ ROLLBACK;
 INSERT INTO ivb_free_empty VALUES (6, '[1,2,3]');
 INSERT INTO ivb_free_empty VALUES (6, '[1,2]');
 DROP TABLE ivb_free_empty;
+-- A declared dimension dropped by ALTER COLUMN (no rebuild: the index keeps
+-- its pages) still holds: the first row recorded it.
+CREATE TABLE ivb_alt (id int, v vector(3));
+CREATE INDEX ivb_alt_idx ON ivb_alt USING ivfpq (v);
+INSERT INTO ivb_alt VALUES (1, '[1,2,3]');
+ALTER TABLE ivb_alt ALTER COLUMN v TYPE vector;
+INSERT INTO ivb_alt VALUES (2, '[1,2]');
+INSERT INTO ivb_alt VALUES (3, '[3,2,1]');
+REINDEX INDEX ivb_alt_idx;
+DROP TABLE ivb_alt;
 -- The same for the elements of a vector[] column (vector_maxsim_ops).
 CREATE TABLE ivb_free_multi (id int, v vector[]);
 CREATE INDEX ivb_free_multi_idx ON ivb_free_multi USING ivfpq (v vector_maxsim_ops);
