@@ -1226,6 +1226,7 @@ fn damaged_pages_are_index_corrupted_errors() {
         "model_nan",
         "hole",
         "dup_tid",
+        "empty_file",
     ];
     let mut blobs = Blobs::new(91, 4, DIM);
     // 1,500 rows of 10-byte entries (4-byte codes, 6-byte TIDs) fill a list's
@@ -1327,6 +1328,9 @@ fn damaged_pages_are_index_corrupted_errors() {
                 let first: Vec<u8> = f.bytes[tid..tid + 6].to_vec();
                 f.bytes[tid + 6..tid + 12].copy_from_slice(&first);
             }
+            // The file truncated to nothing: PostgreSQL's read of block 0
+            // said XX001 without naming the index.
+            "empty_file" => f.bytes.clear(),
             _ => unreachable!(),
         }
         f.write();
@@ -1433,6 +1437,12 @@ fn damaged_pages_are_index_corrupted_errors() {
         "d_meta_metric_v",
     );
 
+    expect_corrupted(&mut c, &scan("d_empty_file"), "d_empty_file_v");
+    expect_corrupted(
+        &mut c,
+        "INSERT INTO d_empty_file VALUES (-1, '[1,2,3,4]')",
+        "d_empty_file_v",
+    );
     // A model page whose bytes no longer match the build's seal.
     expect_corrupted(&mut c, &scan("d_model_nan"), "d_model_nan_v");
     // Bounds damaged over live entries: the INSERT refuses to write the

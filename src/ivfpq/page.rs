@@ -105,6 +105,17 @@ pub fn meta_unwritten(index: pg_sys::Relation) -> bool {
 /// Reads the meta page and checks its magic, kind and format version (what
 /// `meta` checks beside it needs the index's size).
 pub fn read_meta(index: pg_sys::Relation) -> MetaData {
+    // A valid index always has its meta page: an empty file is damage, which
+    // PostgreSQL's read of block 0 would report without naming the index.
+    if nblocks(index) == 0 {
+        corrupt_message(
+            index,
+            format!(
+                "ivfpq index \"{}\" has no blocks: its file is empty (block 0, the meta page, is missing)",
+                rel_name(index)
+            ),
+        );
+    }
     let g = ReadGuard::new(index, layout::META_BLOCK);
     let m = layout::read_meta(g.page());
     if m.magic != MAGIC || layout::page_kind(g.page()) != KIND_META {
@@ -175,8 +186,8 @@ pub fn meta_counted(index: pg_sys::Relation, known: &mut u32) -> MetaData {
     m
 }
 
-/// The dimensions every row of an untrained index on a column of no declared
-/// dimensions must have (`MetaData::untrained_dim`): the recorded ones, or
+/// The dimensions every row of an untrained index must have
+/// (`MetaData::untrained_dim`): the recorded ones, or
 /// `dim` (the row being inserted) recorded now when none are yet; 0 when the
 /// index is no longer untrained (nothing to hold rows to).
 ///
