@@ -259,7 +259,9 @@ BEGIN
 				-- Rows are fused by id: a NULL id is no row (NULL ids were
 				-- added up as one). Left out here, after the depth cut, so
 				-- the cut stays the index's ORDER BY ... LIMIT.
-				E'    WHERE c.id IS NOT NULL',
+				-- (num_nonnulls: a composite id with a NULL field is a row,
+				-- though IS NOT NULL calls it not; a NULL id is not.)
+				E'    WHERE pg_catalog.num_nonnulls(c.id) OPERATOR(pg_catalog.=) 1',
 				CASE WHEN method = 'weighted' THEN
 					E',\n      pg_catalog.min(c.d) FILTER (WHERE c.d OPERATOR(pg_catalog.>) ''-Infinity''::pg_catalog.float8' ||
 					' AND c.d OPERATOR(pg_catalog.<) ''Infinity''::pg_catalog.float8) OVER () AS lo,' ||
@@ -294,7 +296,9 @@ BEGIN
 				-- Rows are fused by id: a NULL id is no row (NULL ids were
 				-- added up as one). Left out here, after the depth cut, so
 				-- the cut stays the index's ORDER BY ... LIMIT.
-				E'    WHERE c.id IS NOT NULL',
+				-- (num_nonnulls: a composite id with a NULL field is a row,
+				-- though IS NOT NULL calls it not; a NULL id is not.)
+				E'    WHERE pg_catalog.num_nonnulls(c.id) OPERATOR(pg_catalog.=) 1',
 				CASE WHEN method = 'weighted' THEN E',\n      pg_catalog.max(c.d) OVER () AS hi' ELSE '' END,
 				id_column, doc, tsq, tblname, doc, tsq, where_, depth);
 			score := 'CASE WHEN v.hi OPERATOR(pg_catalog.>) 0::pg_catalog.float4'

@@ -284,4 +284,9 @@ CREATE TABLE fu_own.ch (id char(5), flag boolean, emb vector(2));
 INSERT INTO fu_own.ch VALUES ('ab', true, '[1,2]');
 SELECT id, length(id) FROM arrw.fused_search('fu_own.ch', 'id', '[{"column": "emb", "query": "[1,2]"}]');
 SELECT id FROM arrw.fused_search('fu_own.ch', 'flag', '[{"column": "emb", "query": "[1,2]"}]');
+-- A composite id with a NULL field is a row (IS NOT NULL called it not).
+CREATE TYPE fu_own.pair AS (a int, b text);
+CREATE TABLE fu_own.cp (id fu_own.pair, v vector(2));
+INSERT INTO fu_own.cp VALUES ((1,'x'), '[1,0]'), ((2,NULL), '[1,0.1]'), ((NULL,NULL), '[1,0.2]'), (NULL, '[1,0.3]');
+SELECT id FROM arrw.fused_search('fu_own.cp', 'id', '[{"column": "v", "query": "[1,0]", "op": "<->"}]');
 DROP SCHEMA fu_own CASCADE;
