@@ -111,6 +111,8 @@ DECLARE
 	plan_cols text[] := '{}';
 	plan_drops text[] := '{}';
 	plan_creates text[] := '{}';
+	plan_renames text[] := '{}';
+	plan_after text[] := '{}';
 	tables oid[] := '{}';
 	i int;
 	me oid;
@@ -185,19 +187,28 @@ BEGIN
 				SELECT h.inhrelid FROM pg_inherits h JOIN d ON h.inhparent = d.relid)
 			SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS child,
 			       pg_get_userbyid(c.relowner) AS owner, c.relowner IS DISTINCT FROM me AS others,
-			       coalesce((SELECT a.attinhcount > 1 FROM pg_attribute a
-			                 WHERE a.attrelid = c.oid AND a.attname = col.attname), false) AS many
+			       -- A parent outside this table's tree (two parents within it,
+			       -- a diamond, are both reached by the one ALTER).
+			       EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = c.oid
+			               AND h.inhparent <> col.relid
+			               AND NOT h.inhparent IN (SELECT relid FROM d)) AS many,
+			       EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = c.oid
+			               AND h.inhdetachpending) AS pending
 			FROM d JOIN pg_class c ON c.oid = d.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 			ORDER BY 1
 		LOOP
-			CONTINUE WHEN NOT (vw.others OR vw.many);
+			CONTINUE WHEN NOT (vw.others OR vw.many OR vw.pending);
 			blockers := blockers + 1;
 			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
 			detail := CASE WHEN vw.others
 				THEN format('inherited by %s, owned by %s: ALTER TABLE changes it there too, '
 					'which only its owner may do', vw.child, vw.owner)
-				ELSE format('inherited by %s from more than one parent: ALTER TABLE cannot change '
-					'it there', vw.child) END;
+				WHEN vw.pending
+				THEN format('partition %s is being detached (DETACH PARTITION ... CONCURRENTLY did '
+					'not finish): ALTER TABLE ... DETACH PARTITION %s FINALIZE, then migrate',
+					vw.child, vw.child)
+				ELSE format('inherited by %s also from a parent outside this table''s tree: '
+					'ALTER TABLE cannot change it there', vw.child) END;
 			RETURN NEXT;
 		END LOOP;
 		-- Views and rules that read the column (ALTER COLUMN TYPE refuses them),
@@ -223,19 +234,34 @@ BEGIN
 				'ALTER TABLE ... NOT OF, then migrate', col.reloftype::regtype);
 			RETURN NEXT;
 		END IF;
-		-- A column of any table whose type is this table's row type (or an
-		-- array of it) stops ALTER COLUMN TYPE, whoever owns it.
+		-- A column of any table or view whose type is the row type of this
+		-- table or of a table of its tree, or a type built on one (an array, a
+		-- domain, a range or multirange), stops ALTER COLUMN TYPE, whoever owns
+		-- it (PostgreSQL's find_composite_type_dependencies).
 		FOR vw IN
+			WITH RECURSIVE tree(relid) AS (
+				SELECT col.relid
+				UNION
+				SELECT h.inhrelid FROM pg_inherits h JOIN tree ON h.inhparent = tree.relid),
+			types(oid) AS (
+				SELECT c.reltype FROM tree JOIN pg_class c ON c.oid = tree.relid
+				UNION
+				SELECT u.oid FROM types,
+				LATERAL (SELECT t.typarray FROM pg_type t WHERE t.oid = types.oid AND t.typarray <> 0
+				         UNION ALL SELECT t.oid FROM pg_type t WHERE t.typbasetype = types.oid
+				         UNION ALL SELECT r.rngtypid FROM pg_range r WHERE r.rngsubtype = types.oid
+				         UNION ALL SELECT r.rngmultitypid FROM pg_range r WHERE r.rngtypid = types.oid) u(oid))
 			SELECT DISTINCT format('%s.%I', a.attrelid::regclass, a.attname) AS what
 			FROM pg_attribute a
-			WHERE NOT a.attisdropped AND a.attnum > 0 AND a.attrelid <> col.relid
-			  AND a.atttypid IN (col.reltype, (SELECT t.typarray FROM pg_type t WHERE t.oid = col.reltype))
+			WHERE NOT a.attisdropped AND a.attnum > 0
+			  AND NOT a.attrelid IN (SELECT relid FROM tree)
+			  AND a.atttypid IN (SELECT oid FROM types)
 			ORDER BY 1
 		LOOP
 			blockers := blockers + 1;
 			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
-			detail := format('the table''s row type is the type of column %s: drop or alter it, '
-				'migrate, create it again', vw.what);
+			detail := format('the row type of this table (or of a table of its tree) is the type of '
+				'column %s, or built into it: drop or alter it, migrate, create it again', vw.what);
 			RETURN NEXT;
 		END LOOP;
 		-- Other objects whose definition reads the column: ALTER COLUMN TYPE
@@ -304,6 +330,14 @@ BEGIN
 			detail := format('%s: drop it, migrate, create it again', vw.what);
 			RETURN NEXT;
 		END LOOP;
+		-- The caller must be able to use arrw's type.
+		IF has_schema_privilege(arrw_nsp, 'USAGE')
+		   AND NOT has_type_privilege(format('%s.%I', arrw_q, col.base)::regtype, 'USAGE') THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('the caller has no USAGE on arrw''s type %s.%I', arrw_q, col.base);
+			RETURN NEXT;
+		END IF;
 		-- arrw's type of the same name, dimensions (typmod) and arrayness.
 		target := format('%s.%I%s%s', arrw_q, col.base,
 			CASE WHEN col.atttypmod > 0 THEN format('(%s)', col.atttypmod) ELSE '' END,
@@ -471,51 +505,63 @@ BEGIN
 		END IF;
 		plan_drops := plan_drops || format('DROP INDEX %s', idx.name);
 		plan_creates := plan_creates || def;
-		-- What pg_get_indexdef does not print goes with it: its comment, its
-		-- tablespace, the table's replica identity and CLUSTER mark, and (of a
-		-- partitioned table's index) the names and comments of the
-		-- partitions' indexes, which come back with generated names.
-		IF obj_description(idx.indexrelid, 'pg_class') IS NOT NULL THEN
-			plan_creates := plan_creates || format('COMMENT ON INDEX %s IS %L', idx.name,
-				obj_description(idx.indexrelid, 'pg_class'));
-		END IF;
-		IF idx.reltablespace <> 0 THEN
-			plan_creates := plan_creates || format('ALTER INDEX %s SET TABLESPACE %I', idx.name,
-				(SELECT spcname FROM pg_tablespace WHERE oid = idx.reltablespace));
-		END IF;
-		IF idx.indisreplident THEN
-			plan_creates := plan_creates || format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I',
-				idx.table_name, idx.relname);
-		END IF;
-		IF idx.indisclustered THEN
-			plan_creates := plan_creates || format('ALTER TABLE %s CLUSTER ON %I',
-				idx.table_name, idx.relname);
-		END IF;
-		IF idx.index_kind = 'I' THEN
-			FOR oc IN
-				SELECT x.indrelid AS part, c.relname AS old_name, cn.nspname AS part_schema,
-				       obj_description(c.oid, 'pg_class') AS note
-				FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
-				JOIN pg_index x ON x.indexrelid = c.oid
-				JOIN pg_namespace cn ON cn.oid = c.relnamespace
-				WHERE h.inhparent = idx.indexrelid
-			LOOP
-				plan_creates := plan_creates || format(
-					'DO $m$ DECLARE n name; BEGIN '
-					'SELECT c.relname INTO n FROM pg_catalog.pg_inherits h '
-					'JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.inhrelid '
+		-- What pg_get_indexdef does not print goes with it, for the index and
+		-- (of a partitioned table's index) every index of its partition tree,
+		-- which CREATE INDEX makes again with generated names: names, comments,
+		-- tablespaces, the tables' replica identity and CLUSTER marks. The
+		-- partitions' indexes are found after the CREATE by their tables and
+		-- renamed in two steps (through a name of their old OID), so that names
+		-- swapped between partitions do not collide; the DO bodies are quoted
+		-- as literals, whatever the names and comments hold.
+		FOR oc IN
+			SELECT t.relid AS old_oid, t.level, c.relname AS old_name, cn.nspname AS nsp,
+			       x.indrelid AS part, x.indrelid::regclass::text AS part_name,
+			       obj_description(c.oid, 'pg_class') AS note,
+			       (SELECT spcname FROM pg_tablespace WHERE oid = c.reltablespace) AS ts,
+			       x.indisreplident, x.indisclustered
+			-- (pg_partition_tree has no row for an index of a table that is not
+			-- partitioned.)
+			FROM (SELECT idx.indexrelid AS relid, 0 AS level
+			      UNION
+			      SELECT p.relid, p.level FROM pg_partition_tree(idx.indexrelid) p WHERE p.level > 0) t
+			JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+			JOIN pg_index x ON x.indexrelid = c.oid
+			ORDER BY t.level, t.relid
+		LOOP
+			IF oc.ts IS NOT NULL AND NOT has_tablespace_privilege(oc.ts, 'CREATE') THEN
+				blockers := blockers + 1;
+				action := 'blocked'; object := format('%I.%I', oc.nsp, oc.old_name);
+				detail := format('in tablespace %I, where the caller may not create: GRANT CREATE ON '
+					'TABLESPACE %I, or move the index first', oc.ts, oc.ts);
+				RETURN NEXT;
+			END IF;
+			IF oc.level > 0 THEN
+				plan_creates := plan_creates || format('DO %L', format(
+					'DECLARE n name; BEGIN '
+					'SELECT c.relname INTO n FROM pg_catalog.pg_partition_tree(%L::pg_catalog.regclass) t '
+					'JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid '
 					'JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) c.oid '
-					'WHERE h.inhparent OPERATOR(pg_catalog.=) %L::pg_catalog.regclass '
-					'AND x.indrelid OPERATOR(pg_catalog.=) %s::pg_catalog.oid; '
-					'IF n IS DISTINCT FROM %L THEN '
-					'EXECUTE pg_catalog.format(''ALTER INDEX %%I.%%I RENAME TO %%I'', %L, n, %L); END IF; '
-					'%s END $m$',
-					idx.name, oc.part, oc.old_name, oc.part_schema, oc.old_name,
-					CASE WHEN oc.note IS NULL THEN ''
-					     ELSE format('EXECUTE %L;', format('COMMENT ON INDEX %I.%I IS %L',
-					                 oc.part_schema, oc.old_name, oc.note)) END);
-			END LOOP;
-		END IF;
+					'WHERE x.indrelid OPERATOR(pg_catalog.=) %s::pg_catalog.oid; '
+					'IF n IS NOT NULL THEN EXECUTE pg_catalog.format(%L, %L, n, %L); END IF; END',
+					idx.name, oc.part, 'ALTER INDEX %I.%I RENAME TO %I', oc.nsp,
+					'arrw_migrate_' || oc.old_oid));
+				plan_renames := plan_renames || format('ALTER INDEX IF EXISTS %I.%I RENAME TO %I',
+					oc.nsp, 'arrw_migrate_' || oc.old_oid, oc.old_name);
+			END IF;
+			IF oc.note IS NOT NULL THEN
+				plan_after := plan_after || format('COMMENT ON INDEX %I.%I IS %L', oc.nsp, oc.old_name, oc.note);
+			END IF;
+			IF oc.ts IS NOT NULL THEN
+				plan_after := plan_after || format('ALTER INDEX %I.%I SET TABLESPACE %I', oc.nsp, oc.old_name, oc.ts);
+			END IF;
+			IF oc.indisreplident THEN
+				plan_after := plan_after || format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I',
+					oc.part_name, oc.old_name);
+			END IF;
+			IF oc.indisclustered THEN
+				plan_after := plan_after || format('ALTER TABLE %s CLUSTER ON %I', oc.part_name, oc.old_name);
+			END IF;
+		END LOOP;
 		action := 'drop index'; object := idx.name;
 		detail := 'created again after the columns change (below)';
 		RETURN NEXT;
@@ -537,6 +583,9 @@ BEGIN
 		IF NOT dry_run THEN EXECUTE plan_cols[i]; END IF;
 		RETURN NEXT;
 	END LOOP;
+	-- Every index first (with its partitions' indexes renamed to names of
+	-- their old OIDs), then their old names, then what goes with them.
+	plan_creates := plan_creates || plan_renames || plan_after;
 	FOR i IN 1 .. coalesce(array_length(plan_creates, 1), 0) LOOP
 		action := 'create index'; object := NULL; detail := plan_creates[i];
 		IF NOT dry_run THEN EXECUTE plan_creates[i]; END IF;
