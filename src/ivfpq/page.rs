@@ -105,17 +105,28 @@ pub fn meta_unwritten(index: pg_sys::Relation) -> bool {
 /// Reads the meta page and checks its magic, kind and format version (what
 /// `meta` checks beside it needs the index's size).
 pub fn read_meta(index: pg_sys::Relation) -> MetaData {
-    // A valid index always has its meta page: an empty file is damage, which
-    // PostgreSQL's read of block 0 would report without naming the index.
     if nblocks(index) == 0 {
-        corrupt_message(
-            index,
-            format!(
-                "ivfpq index \"{}\" has no blocks: its file is empty (block 0, the meta page, is missing)",
-                rel_name(index)
-            ),
-        );
+        empty_index(index);
     }
+    meta_page(index)
+}
+
+/// XX002 for an index of no blocks. A valid index always has its meta page:
+/// an empty file is damage, which PostgreSQL's read of block 0 reports
+/// without naming the index (XX001).
+#[cold]
+fn empty_index(index: pg_sys::Relation) -> ! {
+    corrupt_message(
+        index,
+        format!(
+            "ivfpq index \"{}\" has no blocks: its file is empty (block 0, the meta page, is missing)",
+            rel_name(index)
+        ),
+    )
+}
+
+/// [`read_meta`] of an index known to have blocks.
+fn meta_page(index: pg_sys::Relation) -> MetaData {
     let g = ReadGuard::new(index, layout::META_BLOCK);
     let m = layout::read_meta(g.page());
     if m.magic != MAGIC || layout::page_kind(g.page()) != KIND_META {
@@ -181,7 +192,14 @@ pub fn meta(index: pg_sys::Relation) -> MetaData {
 /// [`list_dir_counted`]. Counting is an `lseek`: two a row were ~10% of a
 /// `COPY` into an indexed table.
 pub fn meta_counted(index: pg_sys::Relation, known: &mut u32) -> MetaData {
-    let m = read_meta(index);
+    // Counted once, before block 0 is read (the count the checks below use).
+    if *known == 0 {
+        *known = nblocks(index);
+        if *known == 0 {
+            empty_index(index);
+        }
+    }
+    let m = meta_page(index);
     check_counted(index, known, |n| layout::check_meta(&m, n));
     m
 }
