@@ -427,9 +427,7 @@ BEGIN
 		       -- no constraint is created again like any other.
 		       am.amname, EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
 		                  AS constraint_backed,
-		       i.indclass::oid[] AS classes, ic.relispartition,
-		       i.indisreplident, i.indisclustered, ic.reltablespace, ic.relkind AS index_kind,
-		       n.nspname AS index_schema, i.indrelid::regclass::text AS table_name
+		       i.indclass::oid[] AS classes, ic.relispartition
 		FROM pg_index i
 		JOIN pg_class ic ON ic.oid = i.indexrelid
 		JOIN pg_namespace n ON n.oid = ic.relnamespace
