@@ -464,7 +464,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ENCODE);
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, sampled.rows as i64);
     // SAFETY: forwarded from PostgreSQL's call.
-    let encoded = unsafe { encode_table(heap, index, index_info, &model, multi, &pool, &plan) };
+    let encoded = unsafe { encode_table(heap, index, index_info, &model, multi, &pool, &mut plan) };
     let index_tuples = encoded.rows as f64;
     finish(index, &front, &model, plan.untrained, encoded);
 
@@ -891,7 +891,7 @@ unsafe fn encode_table(
     model: &std::sync::Arc<IvfPqModel>,
     multi: bool,
     pool: &Pool,
-    plan: &BuildPlan,
+    plan: &mut BuildPlan,
 ) -> Encoded {
     let geom = DataGeom::new(model.code_size(), is_blocked(model));
     let nlists = model.lists;
@@ -911,9 +911,16 @@ unsafe fn encode_table(
         lists: Vec::with_capacity(nlists),
         heads: Vec::with_capacity(nlists),
         encoded: 0,
+        // The stand-ins move into the calibration (a copy of them here was
+        // memory the budget did not count).
         calib: (!plan.stand_ins.is_empty()).then(|| {
             let k = calibrate::CALIBRATION_DEEP_K;
-            ProbeCalibration::new(model.metric, model.dim, &plan.stand_ins, k)
+            ProbeCalibration::new(
+                model.metric,
+                model.dim,
+                std::mem::take(&mut plan.stand_ins),
+                k,
+            )
         }),
     };
     for l in 0..nlists as u32 {
@@ -962,13 +969,16 @@ unsafe fn encode_table(
     }
 }
 
-/// Bytes of the stand-in queries a build of `dim`-dimensional rows keeps
-/// within `budget` (none for MaxSim builds, which calibrate nothing).
+/// Bytes the stand-in queries of a build of `dim`-dimensional rows hold
+/// within `budget`, at their most: the rows and their panels while the table
+/// is encoded (`ProbeCalibration::held_bytes`; none for MaxSim builds, which
+/// calibrate nothing).
 fn stand_in_bytes(budget: usize, dim: usize, multi: bool) -> usize {
     if multi {
         return 0;
     }
-    buildmem::stand_in_rows(budget, dim, calibrate::CALIBRATION_QUERIES) * dim * 4
+    let rows = buildmem::stand_in_rows(budget, dim, calibrate::CALIBRATION_QUERIES);
+    ProbeCalibration::held_bytes(rows, dim)
 }
 
 /// Up to `calibrate::CALIBRATION_QUERIES` rows of the sample (fewer of very

@@ -14,7 +14,9 @@
 //!   fills the next (see `encode_table` in src/ivfpq/build.rs), each rows
 //!   copied out of the table (twice: as read and as residuals) with their codes;
 //! - the **stand-in queries** the build scores its default probes with, held
-//!   from the sample to the end ([`stand_in_rows`] of them).
+//!   from the sample to the end ([`stand_in_rows`] of them; while the table is
+//!   encoded, twice: as rows and as the calibration's panels,
+//!   `crate::calibrate::ProbeCalibration::held_bytes`).
 //!
 //! [`plan`] fits these to the budget: it trains on fewer rows when the budget is
 //! short (never fewer than one per list), encodes in smaller batches, and when

@@ -101,39 +101,61 @@ pub struct ProbeCalibration {
 impl ProbeCalibration {
     /// `queries`: rows of the table (`dim` floats each) standing in for
     /// queries; rows that are zero or not finite are left out (a cosine
-    /// distance to them is undefined).
-    pub fn new(metric: Metric, dim: usize, queries: &[f32], k: usize) -> Self {
+    /// distance to them is undefined). The rows are kept as given (no copy is
+    /// made of them) beside their panels, so the calibration holds them twice:
+    /// [`ProbeCalibration::held_bytes`], which the build counts against
+    /// `maintenance_work_mem`. At 16,000 dimensions a full copy of the rows for
+    /// the panels, beside the caller's and the kept one, put the build 8 MB
+    /// over a 48 MB budget.
+    pub fn new(metric: Metric, dim: usize, mut queries: Vec<f32>, k: usize) -> Self {
         assert!(dim > 0 && queries.len().is_multiple_of(dim));
-        let raw: Vec<f32> = queries
-            .chunks_exact(dim)
-            .filter(|q| q.iter().all(|v| v.is_finite()) && q.iter().any(|&v| v != 0.0))
-            .flatten()
-            .copied()
-            .collect();
-        let mut prepared = raw.clone();
-        if metric == Metric::Cosine {
-            prepared
-                .chunks_exact_mut(dim)
-                .for_each(crate::ivf::normalize);
+        let n_in = queries.len() / dim;
+        let mut kept = 0;
+        for r in 0..n_in {
+            let q = &queries[r * dim..(r + 1) * dim];
+            if q.iter().all(|v| v.is_finite()) && q.iter().any(|&v| v != 0.0) {
+                queries.copy_within(r * dim..(r + 1) * dim, kept * dim);
+                kept += 1;
+            }
         }
-        let n = raw.len() / dim;
+        queries.truncate(kept * dim);
+        queries.shrink_to_fit();
+        let raw = queries;
+        let bias = match metric {
+            Metric::L2 => Bias::HalfSquaredNorm,
+            _ => Bias::Zero,
+        };
+        // One group of LANES rows at a time: under cosine the normalized copy
+        // is of that group only.
+        let mut group = Vec::new();
+        let panels = raw
+            .chunks(LANES * dim)
+            .map(|g| {
+                if metric == Metric::Cosine {
+                    group.clear();
+                    group.extend_from_slice(g);
+                    group.chunks_exact_mut(dim).for_each(crate::ivf::normalize);
+                    Panels::new(&group, dim, bias)
+                } else {
+                    Panels::new(g, dim, bias)
+                }
+            })
+            .collect();
         ProbeCalibration {
             metric,
             dim,
             k: k.max(1),
-            panels: prepared
-                .chunks(LANES * dim)
-                .map(|g| {
-                    let bias = match metric {
-                        Metric::L2 => Bias::HalfSquaredNorm,
-                        _ => Bias::Zero,
-                    };
-                    Panels::new(g, dim, bias)
-                })
-                .collect(),
+            panels,
             raw,
-            best: vec![Vec::new(); n],
+            best: vec![Vec::new(); kept],
         }
+    }
+
+    /// Bytes a calibration of `queries` stand-ins of `dim` dimensions holds
+    /// (the rows and their panels, the last panel padded to [`LANES`] rows),
+    /// besides the neighbours it keeps.
+    pub fn held_bytes(queries: usize, dim: usize) -> usize {
+        (queries + queries.div_ceil(LANES) * LANES) * dim * 4
     }
 
     /// Stand-in queries kept.
@@ -342,8 +364,12 @@ mod tests {
     }
 
     fn calibrate(data: &[f32], dim: usize, m: &IvfPqModel, queries: usize) -> ProbeCalibration {
-        let mut c =
-            ProbeCalibration::new(m.metric, dim, &data[..queries * dim], CALIBRATION_DEEP_K);
+        let mut c = ProbeCalibration::new(
+            m.metric,
+            dim,
+            data[..queries * dim].to_vec(),
+            CALIBRATION_DEEP_K,
+        );
         let lists: Vec<u32> = data.chunks(dim).map(|x| m.assign(x)).collect();
         // Offered in two batches, as a build offers its encode batches.
         let half = (data.len() / dim / 2) * dim;
@@ -483,7 +509,7 @@ mod tests {
         // Zero rows are no stand-ins for cosine.
         let zeros = vec![0f32; dim * 30];
         assert_eq!(
-            ProbeCalibration::new(Metric::Cosine, dim, &zeros, 10).queries(),
+            ProbeCalibration::new(Metric::Cosine, dim, zeros.clone(), 10).queries(),
             0
         );
     }
@@ -516,7 +542,7 @@ mod tests {
     fn a_requested_stop_returns_early() {
         let dim = 4;
         let data = vec![1f32; dim * 100];
-        let mut c = ProbeCalibration::new(Metric::L2, dim, &data[..dim * 30], 10);
+        let mut c = ProbeCalibration::new(Metric::L2, dim, data[..dim * 30].to_vec(), 10);
         let stop = Stop::new();
         stop.request();
         let lists = vec![0u32; 100];
