@@ -1133,6 +1133,8 @@ const ROW_CAPACITY: usize = (BLCKSZ - CONTENTS - 16) / (CODE_BYTES + 6);
 /// Meta fields: metric (u32) and the model's first block (u32).
 const META_METRIC: usize = 24 + 5 * 4;
 const META_MODEL_START: usize = 24 + 7 * 4;
+/// Meta field: 1 when the index was built from no rows.
+const META_UNTRAINED: usize = 24 + 6 * 4;
 
 fn get_u32(f: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(f[off..off + 4].try_into().unwrap())
@@ -1479,6 +1481,50 @@ fn damaged_pages_are_index_corrupted_errors() {
     assert_log_clean(&cluster);
     let log = cluster.log();
     assert!(!log.contains("panicked"), "a Rust panic in the log");
+}
+
+/// The meta page's `untrained` flag of an index built from no rows, flipped
+/// to "trained": the placeholder model of one list was read as the index's
+/// model, and the first INSERT then failed blaming the row's dimensions (22000)
+/// or, with `rerank = 0`, scans handed rows out in arbitrary order. The model's
+/// seal says which kind it is, so the flag is checked against it (XX002).
+#[test]
+fn an_untrained_flag_that_disagrees_with_the_model_is_index_corrupted() {
+    let cluster = Cluster::start("ivfpq-damage-flag", "");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "CREATE EXTENSION arrw;
+         CREATE TABLE u (id int, v vector(4)) WITH (autovacuum_enabled = off);
+         CREATE INDEX u_v ON u USING ivfpq (v) WITH (lists = 4)",
+    );
+    let rel: String = c
+        .query_one("SELECT pg_relation_filepath('u_v')", &[])
+        .unwrap()
+        .get(0);
+    drop(c);
+    cluster.stop("fast");
+    let path = cluster.dir.join("data").join(rel);
+    let mut f = std::fs::read(&path).unwrap();
+    assert_eq!(get_u32(&f, META_UNTRAINED), 1, "built from no rows");
+    put_u32(&mut f, META_UNTRAINED, 0);
+    std::fs::write(&path, &f).unwrap();
+    cluster.start_server();
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "SET statement_timeout = '20s'; SET enable_seqscan = off",
+    );
+    expect_corrupted(&mut c, "INSERT INTO u VALUES (1, '[1,2,3,4]')", "u_v");
+    expect_corrupted(
+        &mut c,
+        "SELECT id FROM u ORDER BY v <-> '[1,2,3,4]' LIMIT 5",
+        "u_v",
+    );
+    exec(
+        &mut c,
+        "REINDEX INDEX u_v; INSERT INTO u VALUES (1, '[1,2,3,4]')",
+    );
 }
 
 /// With a refine code, rows still come in exact order after the index has

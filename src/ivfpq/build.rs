@@ -460,7 +460,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     // extra threads, 32 MB with none). Hand them back to the OS first.
     parallel::release_freed_memory();
 
-    let front = append_front_pages(index, &model);
+    let front = append_front_pages(index, &model, plan.untrained);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ENCODE);
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, sampled.rows as i64);
     // SAFETY: forwarded from PostgreSQL's call.
@@ -777,7 +777,7 @@ fn blank_small_page() -> Vec<u8> {
 
 /// The front pages' images: meta and directory pages blank (filled by
 /// [`closing_pages`] once the lists are written), model pages complete.
-fn front_pages(model: &IvfPqModel) -> (Front, Vec<Vec<u8>>) {
+fn front_pages(model: &IvfPqModel, untrained: bool) -> (Front, Vec<Vec<u8>>) {
     let blank = blank_small_page();
     let mut bytes = model.to_bytes();
     let refine = model
@@ -787,8 +787,9 @@ fn front_pages(model: &IvfPqModel) -> (Front, Vec<Vec<u8>>) {
         .unwrap_or_default();
     bytes.extend_from_slice(&refine);
     // Checked by every read of the model (model::load): a damaged model page
-    // is an ERROR, whatever its bytes parse as.
-    layout::seal_model(&mut bytes);
+    // is an ERROR, whatever its bytes parse as, and so is a meta page whose
+    // `untrained` flag disagrees with the model's kind.
+    layout::seal_model(&mut bytes, untrained);
     let mut pages = vec![blank.clone()];
     pages.extend(model_page_images(&bytes, &blank));
     let front = Front {
@@ -857,8 +858,8 @@ fn closing_pages(
 }
 
 /// Appends the front pages to the index (block 0 first).
-fn append_front_pages(index: pg_sys::Relation, model: &IvfPqModel) -> Front {
-    let (front, pages) = front_pages(model);
+fn append_front_pages(index: pg_sys::Relation, model: &IvfPqModel, untrained: bool) -> Front {
+    let (front, pages) = front_pages(model, untrained);
     for (blk, img) in pages.iter().enumerate() {
         let got = build_append(index, img);
         assert_eq!(got, blk as u32, "ivfpq build: the index was not empty");
@@ -1109,7 +1110,7 @@ pub unsafe extern "C-unwind" fn ambuildempty(index: pg_sys::Relation) {
         super::model::declared_dim(index).unwrap_or(0),
         metric,
     );
-    let (front, mut pages) = front_pages(&model);
+    let (front, mut pages) = front_pages(&model, true);
     let head = pages.len() as u32;
     let geom = DataGeom::new(model.code_size(), is_blocked(&model));
     pages.push(new_data_image(&geom, 0));

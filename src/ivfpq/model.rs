@@ -51,7 +51,7 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // then the seal the build wrote over both (layout::seal_model; indexes
     // built before seals have none); check_meta bounded refine_bytes by
     // model_bytes.
-    let parsed = layout::unseal_model(&bytes).and_then(|payload| {
+    let parsed = layout::unseal_model(&bytes, meta.untrained != 0).and_then(|payload| {
         let split = payload.len().saturating_sub(meta.refine_bytes as usize);
         let mut m = IvfPqModel::from_bytes(&payload[..split])?;
         if meta.refine_bits != 0 {

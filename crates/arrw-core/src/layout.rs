@@ -159,6 +159,11 @@ pub const MODEL_PER_PAGE: usize = contents_capacity(SMALL_SPECIAL);
 /// The end of a sealed model blob: this tag, then a 64-bit hash of the bytes
 /// before it ([`seal_model`]).
 pub const SEAL_TAG: [u8; 8] = *b"arrwsum1";
+/// The tag of a placeholder model's seal (an index built from no rows, whose
+/// meta page says `untrained`): a meta page whose flag disagrees with the
+/// model's tag is damaged. Without it a flag flipped to "trained" read the
+/// placeholder of one list as the model, and errors blamed the data.
+pub const PLACEHOLDER_SEAL_TAG: [u8; 8] = *b"arrwsum0";
 /// Bytes [`seal_model`] appends.
 pub const SEAL_BYTES: usize = 16;
 
@@ -185,21 +190,38 @@ pub fn blob_hash(bytes: &[u8]) -> u64 {
 /// when the model is read: values that parse (a NaN centroid, a step of 3e38)
 /// otherwise ranked rows wrongly without an error, and training itself can
 /// write NaN for rows near ±f32::MAX, so no value check tells them apart.
-pub fn seal_model(blob: &mut Vec<u8>) {
+/// `placeholder`: the model of an index built from no rows
+/// ([`PLACEHOLDER_SEAL_TAG`]).
+pub fn seal_model(blob: &mut Vec<u8>, placeholder: bool) {
     let h = blob_hash(blob);
-    blob.extend_from_slice(&SEAL_TAG);
+    blob.extend_from_slice(if placeholder {
+        &PLACEHOLDER_SEAL_TAG
+    } else {
+        &SEAL_TAG
+    });
     blob.extend_from_slice(&h.to_le_bytes());
 }
 
 /// The payload of a model blob: checked against its seal, or the whole blob
 /// when it has none (an index built before seals; damage that removes the
-/// tag leaves 16 bytes the parsers refuse).
-pub fn unseal_model(blob: &[u8]) -> Result<&[u8], String> {
+/// tag leaves 16 bytes the parsers refuse). `placeholder`: the meta page says
+/// the index is untrained, which its seal must agree with.
+pub fn unseal_model(blob: &[u8], placeholder: bool) -> Result<&[u8], String> {
     let Some(at) = blob.len().checked_sub(SEAL_BYTES) else {
         return Ok(blob);
     };
-    if blob[at..at + 8] != SEAL_TAG {
-        return Ok(blob);
+    let sealed_placeholder = match &blob[at..at + 8] {
+        t if t == SEAL_TAG => false,
+        t if t == PLACEHOLDER_SEAL_TAG => true,
+        _ => return Ok(blob),
+    };
+    if sealed_placeholder != placeholder {
+        return Err(if placeholder {
+            "the meta page says the index is untrained, and its model pages hold a trained model"
+                .into()
+        } else {
+            "the meta page says the index is trained, and its model pages hold the placeholder of an index built from no rows".into()
+        });
     }
     let stored = u64::from_le_bytes(blob[at + 8..].try_into().expect("8 bytes"));
     let payload = &blob[..at];
@@ -1170,13 +1192,15 @@ mod seal_tests {
             blob in proptest::collection::vec(any::<u8>(), 0..300),
             at in any::<prop::sample::Index>(),
             flip in 1u8..=255,
+            placeholder in any::<bool>(),
         ) {
             let mut sealed = blob.clone();
-            seal_model(&mut sealed);
-            prop_assert_eq!(unseal_model(&sealed).unwrap(), &blob[..]);
+            seal_model(&mut sealed, placeholder);
+            prop_assert_eq!(unseal_model(&sealed, placeholder).unwrap(), &blob[..]);
+            prop_assert!(unseal_model(&sealed, !placeholder).is_err());
             let i = at.index(sealed.len());
             sealed[i] ^= flip;
-            match unseal_model(&sealed) {
+            match unseal_model(&sealed, placeholder) {
                 Err(_) => {}
                 // A changed tag reads as an unsealed blob: the whole of it,
                 // 16 bytes longer than what the parsers expect.
@@ -1187,9 +1211,11 @@ mod seal_tests {
 
     #[test]
     fn an_unsealed_blob_reads_whole() {
-        assert_eq!(unseal_model(b"short").unwrap(), b"short");
-        let v = vec![7u8; 40];
-        assert_eq!(unseal_model(&v).unwrap(), &v[..]);
+        for placeholder in [false, true] {
+            assert_eq!(unseal_model(b"short", placeholder).unwrap(), b"short");
+            let v = vec![7u8; 40];
+            assert_eq!(unseal_model(&v, placeholder).unwrap(), &v[..]);
+        }
     }
 }
 
