@@ -12,6 +12,16 @@ pub(super) struct MultiScan {
     /// Rows found, as (estimated MaxSim, TID), taken best first.
     pub(super) cands: BestFirst,
     pub(super) gathered: bool,
+    /// Entries the last gather kept per query vector.
+    pub(super) depth: usize,
+    /// While a deeper gather would find rows the last one did not
+    /// (`Gather::truncated`): the most such a row can score, up to the codes'
+    /// error (`Gather::floor`). None once every entry of the probed lists was
+    /// kept, or `work_mem` holds no deeper gather.
+    pub(super) unfound: Option<f32>,
+    /// Rows taken from `cands` so far (re-ranked, or handed out in estimated
+    /// order): a deeper gather finds them again and leaves them out.
+    pub(super) taken: std::collections::HashSet<u64, arrw_core::maxsim::BuildRowHasher>,
 }
 
 impl MultiScan {
@@ -29,6 +39,9 @@ impl MultiScan {
             query: v.iter().map(|x| x.to_vec()).collect(),
             cands: BestFirst::default(),
             gathered: false,
+            depth: 0,
+            unfound: None,
+            taken: Default::default(),
         }
     }
 

@@ -155,6 +155,11 @@ pub struct Gather {
     blind: usize,
     /// Lowest fill of the query vectors that saw entries.
     min_fill: f32,
+    /// Entries offered for the current query vector (NaN scores aside).
+    offered: usize,
+    /// Some query vector was offered more entries than it kept: a deeper
+    /// gather would find rows this one did not ([`Gather::truncated`]).
+    truncated: bool,
 }
 
 impl Gather {
@@ -174,6 +179,8 @@ impl Gather {
             floor: 0.0,
             blind: 0,
             min_fill: f32::INFINITY,
+            offered: 0,
+            truncated: false,
         }
     }
 
@@ -222,6 +229,7 @@ impl Gather {
         if score.is_nan() {
             return;
         }
+        self.offered += 1;
         self.lowest = self.lowest.min(score);
         if score < self.threshold {
             return;
@@ -242,6 +250,7 @@ impl Gather {
             if score.is_nan() {
                 continue;
             }
+            self.offered += 1;
             self.lowest = self.lowest.min(score);
             if score < self.threshold {
                 continue;
@@ -267,6 +276,8 @@ impl Gather {
     /// entry's excess over the fill (see the type's docs).
     pub fn end_query(&mut self) {
         self.trim();
+        self.truncated |= self.offered > self.depth;
+        self.offered = 0;
         if self.current.is_empty() {
             self.blind += 1;
         } else {
@@ -316,6 +327,14 @@ impl Gather {
             0.0
         };
         (self.floor + self.blind as f64 * f64::from(blind_fill)) as f32
+    }
+
+    /// Whether some query vector was offered more than `depth` entries: rows
+    /// none of whose entries it kept may then score up to [`Gather::floor`]
+    /// (up to the codes' error), and a deeper gather finds them. When no query
+    /// vector was, every entry of the lists it scored was kept.
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 
     /// Every kept row with its estimated MaxSim, best first (ties by row).
@@ -741,5 +760,27 @@ mod tests {
                 prop_assert!(w[0].0 >= w[1].0);
             }
         }
+    }
+
+    /// A query vector offered more entries than its depth marks the gather
+    /// truncated (a deeper one finds more rows); one offered at most its
+    /// depth, or only NaN scores beyond it, does not.
+    #[test]
+    fn a_gather_says_when_it_dropped_entries() {
+        let mut g = Gather::new(3);
+        for r in 0..3u64 {
+            g.offer(r as f32, r);
+        }
+        g.offer(f32::NAN, 9);
+        g.end_query();
+        assert!(!g.truncated());
+        for r in 0..4u64 {
+            g.offer(r as f32, r);
+        }
+        g.end_query();
+        assert!(g.truncated());
+        // A row neither kept scores at most the floor: the sum of the fills
+        // (0, the lowest offered of the first; 1, the lowest kept of the second).
+        assert_eq!(g.floor(), 1.0);
     }
 }
