@@ -509,6 +509,24 @@ fn check_declared_shape_fits(
 /// index that every reader then called corrupted (and REINDEX made again).
 /// Checked before the table is read when the dimension is declared, and again
 /// once the rows gave it ([`plan_build`]).
+/// ERROR unless an index of these options can be built over rows of `dim`
+/// dimensions (0: not known, nothing checked): `m` divides them, codes and
+/// refine codes fit a page. The build checks it, and so do the two ways an
+/// index's options or dimensions change without a build (an `ALTER INDEX ...
+/// SET`, checked by `options::check_altered`, and the first row inserted into an
+/// index built from no rows, insert.rs): either let `m = 3` onto 4-dimensional
+/// rows, and the index then worked on its old model while every REINDEX,
+/// `pg_restore` and `pg_upgrade` of it failed.
+pub(super) fn check_options_fit(opts: &options::IvfpqOptions, dim: usize, multi: bool) {
+    check_refine_fits(opts, Some(dim), multi);
+    if dim > 0 {
+        let (lists, m, nbits) = choose_params(opts, 0, dim);
+        if let Err(e) = ivf::validate_params(0, dim, lists, m, nbits) {
+            crate::errors::error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
+        }
+    }
+}
+
 fn check_refine_fits(opts: &options::IvfpqOptions, dim: Option<usize>, multi: bool) {
     let Some(dim) = dim.filter(|&d| d > 0) else {
         return;
@@ -607,13 +625,8 @@ fn plan_build(
     budget: usize,
 ) -> BuildPlan {
     let (rows, dim) = (sampled.rows, sampled.dim);
-    check_refine_fits(opts, Some(dim), multi);
+    check_options_fit(opts, dim, multi);
     let (mut lists, m, nbits) = choose_params(opts, rows, dim);
-    if dim > 0 {
-        if let Err(e) = ivf::validate_params(0, dim, lists, m, nbits) {
-            crate::errors::error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
-        }
-    }
     // The default m divides the dimensions (sub-quantizers are of one width):
     // a count with no divisor near the usual dim / 2 (4-bit) or dim / 4 (8-bit)
     // sub-quantizers, a prime such as 383, gets m = 1, whose code says almost

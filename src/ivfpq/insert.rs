@@ -166,6 +166,9 @@ fn insert_untrained(
             // `ALTER COLUMN ... TYPE vector` drops a declared one without
             // rebuilding the index, and rows of other dimensions then came in.
             if want == 0 {
+                // The options must fit the dimensions it will keep: a REINDEX
+                // of them would fail (build::check_options_fit).
+                super::build::check_options_fit(&super::options::of(index), x.len(), multi);
                 want = page::record_untrained_dim(index, x.len() as u32) as usize;
             }
             if want != 0 && x.len() != want {

@@ -317,3 +317,64 @@ pub fn rerank(index_opt: i64) -> usize {
         arrw_core::ivf::DEFAULT_RERANK
     }
 }
+
+/// After an `ALTER INDEX ... SET/RESET (...)` (or `ALTER TABLE` naming an
+/// index) on an ivfpq index: ERROR, undoing the statement, unless the new
+/// options fit the index's dimensions (`build::check_options_fit`). PostgreSQL
+/// validates reloptions without the relation (`amoptions`), so `m = 3` went
+/// onto a 4-dimensional index: it went on answering from its old model, and
+/// every REINDEX, `pg_restore` and `pg_upgrade` of it then failed.
+///
+/// # Safety
+/// `pstmt` is the statement `ProcessUtility` just ran, in a live transaction.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn check_altered(pstmt: *mut pg_sys::PlannedStmt) {
+    // SAFETY: PostgreSQL's statement; every pointer is read only after its
+    // node tag says what it is, and the list is walked with pgrx's wrapper.
+    unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        if stmt.is_null() || (*stmt).type_ != pg_sys::NodeTag::T_AlterTableStmt {
+            return;
+        }
+        let at = stmt as *mut pg_sys::AlterTableStmt;
+        let cmds = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*at).cmds);
+        let sets_options = cmds.iter_ptr().any(|c| {
+            matches!(
+                (*c).subtype,
+                pg_sys::AlterTableType::AT_SetRelOptions
+                    | pg_sys::AlterTableType::AT_ResetRelOptions
+                    | pg_sys::AlterTableType::AT_ReplaceRelOptions
+            )
+        });
+        if !sets_options || (*at).relation.is_null() || !pg_sys::IsTransactionState() {
+            return;
+        }
+        // The statement holds its lock on the relation until the transaction ends.
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            (*at).relation,
+            pg_sys::NoLock as i32,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        if relid == pg_sys::InvalidOid
+            || pg_sys::get_rel_relkind(relid) != pg_sys::RELKIND_INDEX as std::ffi::c_char
+        {
+            return;
+        }
+        let ivfpq = pg_sys::get_index_am_oid(c"ivfpq".as_ptr(), true);
+        // The new options, as the relation cache reads them after the change.
+        pg_sys::CommandCounterIncrement();
+        let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
+        if (*(*rel).rd_rel).relam == ivfpq {
+            let meta = super::page::meta(rel);
+            let dim = if meta.untrained == 0 {
+                meta.dim as usize
+            } else {
+                super::model::untrained_dim(rel, &meta)
+            };
+            super::build::check_options_fit(&of(rel), dim, super::model::is_multi(rel));
+        }
+        pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
+    }
+}

@@ -341,3 +341,24 @@ SET enable_seqscan = off;
 SELECT id FROM ivb_decl ORDER BY v <-> '[1,2]' LIMIT 5;
 RESET enable_seqscan;
 DROP TABLE ivb_decl;
+
+-- Options that do not fit the index's dimensions are refused when they change
+-- without a build (ALTER INDEX ... SET, the first row of an index built from
+-- no rows), not at the next REINDEX, pg_restore or pg_upgrade.
+CREATE TABLE optfit (id int, v vector(4));
+INSERT INTO optfit SELECT i, ARRAY[i, i % 7, i % 5, 1]::real[]::vector FROM generate_series(1, 200) i;
+CREATE INDEX optfit_v ON optfit USING ivfpq (v) WITH (lists = 2);
+ALTER INDEX optfit_v SET (m = 3);
+ALTER TABLE optfit_v SET (m = 3);
+ALTER INDEX optfit_v SET (refine = 8, nbits = 8, m = 2);
+SELECT reloptions FROM pg_class WHERE relname = 'optfit_v';
+ALTER INDEX optfit_v RESET (m);
+REINDEX INDEX optfit_v;
+CREATE TABLE optfit_any (id int, v vector);
+CREATE INDEX optfit_any_v ON optfit_any USING ivfpq (v) WITH (m = 3);
+INSERT INTO optfit_any VALUES (1, '[1,2,3,4]');
+INSERT INTO optfit_any VALUES (1, '[1,2,3,4,5,6]');
+INSERT INTO optfit_any VALUES (2, '[1,2,3]');
+REINDEX INDEX optfit_any_v;
+ALTER INDEX optfit_any_v SET (m = 4);
+DROP TABLE optfit, optfit_any;
