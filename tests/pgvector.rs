@@ -1072,3 +1072,117 @@ fn migrate_to_arrw_plans_what_the_run_meets_and_keeps_index_properties() {
         ["pt1_own_name kept"]
     );
 }
+
+/// What ALTER TABLE meets in every table of a tree is in the plan, and indexes
+/// come back exactly as they were: a view or trigger on a partition, a policy
+/// on an inheritance child, a partition's own CHECK calling pgvector, a
+/// foreign partition, a publication's column list and another session's
+/// temporary table passed the dry run and failed the real one; an index whose
+/// name and predicate held its operator class's name had both rewritten; a
+/// partition's index attached with its own options came back with the
+/// parent's.
+#[test]
+fn migrate_to_arrw_checks_every_table_of_a_tree_and_rebuilds_indexes_as_they_were() {
+    let Some((cluster, mut c)) = beside_pgvector("pgvector_tree", "migrate tree") else {
+        return;
+    };
+    exec(
+        &mut c,
+        "CREATE TABLE vp (id int, v vector(3)) PARTITION BY RANGE (id);
+         CREATE TABLE vp1 PARTITION OF vp FOR VALUES FROM (0) TO (10);
+         CREATE VIEW vp1_view AS SELECT v FROM vp1;
+         CREATE TABLE tp (id int, v vector(3)) PARTITION BY RANGE (id);
+         CREATE TABLE tp1 PARTITION OF tp FOR VALUES FROM (0) TO (10);
+         CREATE FUNCTION nothing() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+         CREATE TRIGGER tp1_t BEFORE UPDATE OF v ON tp1 FOR EACH ROW EXECUTE FUNCTION nothing();
+         CREATE TABLE ip (id int, v vector(3)); CREATE TABLE ic () INHERITS (ip);
+         CREATE POLICY ic_p ON ic USING (v IS NOT NULL);
+         CREATE TABLE cp (id int, v vector(3)) PARTITION BY RANGE (id);
+         CREATE TABLE cp1 PARTITION OF cp FOR VALUES FROM (0) TO (10);
+         ALTER TABLE cp1 ADD CONSTRAINT cp1_dims CHECK (vector_dims(v) = 3);
+         CREATE FOREIGN DATA WRAPPER nowhere; CREATE SERVER nowhere FOREIGN DATA WRAPPER nowhere;
+         CREATE TABLE fp (id int, v vector(3)) PARTITION BY RANGE (id);
+         CREATE FOREIGN TABLE fp1 PARTITION OF fp FOR VALUES FROM (0) TO (10) SERVER nowhere;
+         CREATE TABLE pub (id int, v vector(3));
+         CREATE PUBLICATION pub_cols FOR TABLE pub (id, v);",
+    );
+    let mut other = cluster.connect();
+    exec(&mut other, "CREATE TEMP TABLE theirs (id int, v vector(3))");
+    let plan = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail FROM migrate_to_arrw()",
+    );
+    for (what, why) in [
+        ("blocked public.vp.v", "view public.vp1_view"),
+        ("blocked public.tp.v", "trigger tp1_t"),
+        ("blocked public.ip.v", "policy ic_p"),
+        ("blocked public.cp.v", "cp1_dims"),
+        ("blocked public.fp.v", "foreign table public.fp1"),
+        ("blocked public.pub.v", "publication pub_cols"),
+        ("skipped pg_temp_", "temporary table of another session"),
+    ] {
+        assert!(
+            plan.iter().any(|l| l.starts_with(what) && l.contains(why)),
+            "{what} ({why}) not in the plan:\n{}",
+            plan.join("\n")
+        );
+    }
+    exec(
+        &mut c,
+        "DROP VIEW vp1_view; DROP TRIGGER tp1_t ON tp1; DROP POLICY ic_p ON ic;
+         ALTER TABLE cp1 DROP CONSTRAINT cp1_dims; DROP TABLE fp; DROP PUBLICATION pub_cols;",
+    );
+    drop(other);
+    exec(
+        &mut c,
+        "CREATE TABLE named (id int, tag text, \"x public.vector_ip_ops\" vector(3), v vector(3));
+         CREATE INDEX \"by public.vector_cosine_ops\" ON named USING ivfpq (v vector_cosine_ops)
+           WITH (lists = 1) WHERE tag = ' public.vector_cosine_ops';
+         CREATE INDEX named_x ON named USING ivfpq (\"x public.vector_ip_ops\" vector_ip_ops) WITH (lists = 1);
+         CREATE TABLE op (id int, v vector(4)) PARTITION BY RANGE (id);
+         CREATE TABLE op1 PARTITION OF op FOR VALUES FROM (0) TO (1000);
+         CREATE TABLE op2 (id int, v vector(4));
+         INSERT INTO op1 SELECT i, format('[%s,%s,%s,1]', i, i % 7, i % 3)::vector FROM generate_series(0, 99) i;
+         INSERT INTO op2 SELECT i, format('[%s,%s,%s,1]', i, i % 7, i % 3)::vector FROM generate_series(1000, 1099) i;
+         CREATE INDEX op2_v ON op2 USING ivfpq (v vector_cosine_ops) WITH (lists = 3, nbits = 8, probes = 2);
+         CREATE INDEX op_v ON op USING ivfpq (v vector_cosine_ops) WITH (lists = 2);
+         ALTER TABLE op ATTACH PARTITION op2 FOR VALUES FROM (1000) TO (2000);",
+    );
+    let before = col(
+        &mut c,
+        "SELECT format('%s %s', c.relname, pg_get_indexdef(c.oid)) FROM pg_class c \
+         WHERE c.relkind IN ('i', 'I') AND c.relname IN ('by public.vector_cosine_ops', 'named_x', \
+         'op_v', 'op1_v_idx', 'op2_v') ORDER BY 1",
+    );
+    exec(&mut c, "SELECT * FROM migrate_to_arrw(dry_run => false)");
+    let after = col(
+        &mut c,
+        "SELECT format('%s %s', c.relname, pg_get_indexdef(c.oid)) FROM pg_class c \
+         WHERE c.relkind IN ('i', 'I') AND c.relname IN ('by public.vector_cosine_ops', 'named_x', \
+         'op_v', 'op1_v_idx', 'op2_v') ORDER BY 1",
+    );
+    // The same definitions, arrw's classes in place of arrw_pgvector's.
+    let expect: Vec<String> = before
+        .iter()
+        .map(|l| {
+            l.replace("USING ivfpq (v vector_cosine_ops)", "USING ivfpq (v arrw_ext.vector_cosine_ops)")
+                .replace(
+                    "(\"x public.vector_ip_ops\" vector_ip_ops)",
+                    "(\"x public.vector_ip_ops\" arrw_ext.vector_ip_ops)",
+                )
+        })
+        .collect();
+    assert_eq!(after, expect, "before:\n{}", before.join("\n"));
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT format('%s %s', relname, reloptions) FROM pg_class \
+             WHERE relname IN ('op_v', 'op1_v_idx', 'op2_v') ORDER BY 1"
+        ),
+        [
+            "op1_v_idx {lists=2}",
+            "op2_v {lists=3,nbits=8,probes=2}",
+            "op_v {lists=2}"
+        ]
+    );
+}

@@ -64,6 +64,26 @@ BEGIN
 END
 $script$;
 
+-- The column `att` of table `rel` and of every table of its inheritance or
+-- partition tree (by name: a child's number may differ), as (relid, attnum):
+-- ALTER COLUMN TYPE on `rel` changes it in each, and each one's views, rules,
+-- policies, triggers, publications and CHECK constraints stop it as the
+-- table's own do. migrate_to_arrw() asks.
+CREATE FUNCTION @extschema@.arrw_migrate_tree_columns(rel oid, att name)
+RETURNS TABLE(relid oid, attnum int)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	WITH RECURSIVE tree(relid) AS (
+		SELECT rel
+		UNION
+		SELECT h.inhrelid FROM pg_inherits h JOIN tree ON h.inhparent = tree.relid)
+	SELECT a.attrelid, a.attnum::int FROM tree
+	JOIN pg_attribute a ON a.attrelid = tree.relid AND a.attname = att AND NOT a.attisdropped
+$fn$;
+COMMENT ON FUNCTION @extschema@.arrw_migrate_tree_columns(oid, name) IS
+	'a column of a table and of every table of its inheritance or partition tree (used by migrate_to_arrw)';
+
 -- The road back: move every column of pgvector's types to arrw's own, in place.
 --
 --   SELECT * FROM migrate_to_arrw();                -- the plan, nothing changed
@@ -135,6 +155,7 @@ BEGIN
 	-- materialized views (which cannot be altered: they block).
 	FOR col IN
 		SELECT c.oid AS relid, c.relkind, c.relowner, c.reloftype, c.reltype,
+		       c.relpersistence = 't' AND c.relnamespace IS DISTINCT FROM pg_my_temp_schema() AS others_temp,
 		       a.attname, a.attnum, a.atttypmod, a.attinhcount,
 		       format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS rel,
 		       coalesce(bt.typname, t.typname) AS base, bt.oid IS NOT NULL AS is_array
@@ -158,6 +179,14 @@ BEGIN
 			detail := format('owned by %s: migrated only by a call as that role (the change runs '
 				'the table''s constraints, defaults and index expressions as the caller)',
 				pg_get_userbyid(col.relowner));
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		-- Another session's temporary table (or one a crashed session left):
+		-- only that session may alter it (0A000).
+		IF col.others_temp THEN
+			action := 'skipped'; object := format('%s.%I', col.rel, col.attname);
+			detail := 'a temporary table of another session: only that session can alter it';
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
@@ -193,11 +222,13 @@ BEGIN
 			               AND h.inhparent <> col.relid
 			               AND NOT h.inhparent IN (SELECT relid FROM d)) AS many,
 			       EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = c.oid
-			               AND h.inhdetachpending) AS pending
+			               AND h.inhdetachpending) AS pending,
+			       c.relkind = 'f' AS foreign_child,
+			       c.relpersistence = 't' AND c.relnamespace IS DISTINCT FROM pg_my_temp_schema() AS others_temp
 			FROM d JOIN pg_class c ON c.oid = d.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 			ORDER BY 1
 		LOOP
-			CONTINUE WHEN NOT (vw.others OR vw.many OR vw.pending);
+			CONTINUE WHEN NOT (vw.others OR vw.many OR vw.pending OR vw.foreign_child OR vw.others_temp);
 			blockers := blockers + 1;
 			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
 			detail := CASE WHEN vw.others
@@ -207,6 +238,12 @@ BEGIN
 				THEN format('partition %s is being detached (DETACH PARTITION ... CONCURRENTLY did '
 					'not finish): ALTER TABLE ... DETACH PARTITION %s FINALIZE, then migrate',
 					vw.child, vw.child)
+				WHEN vw.foreign_child
+				THEN format('inherited by foreign table %s: ALTER TABLE cannot change it there; '
+					'detach it (or alter it by hand), then migrate', vw.child)
+				WHEN vw.others_temp
+				THEN format('inherited by %s, a temporary table of another session, which only that '
+					'session can alter', vw.child)
 				ELSE format('inherited by %s also from a parent outside this table''s tree: '
 					'ALTER TABLE cannot change it there', vw.child) END;
 			RETURN NEXT;
@@ -218,7 +255,8 @@ BEGIN
 			                     ELSE format('rule %I on %s', r.rulename, r.ev_class::regclass) END AS v
 			FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
 			WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-			  AND d.refobjid = col.relid AND d.refobjsubid = col.attnum
+			  AND (d.refobjid, d.refobjsubid) IN (SELECT t.relid, t.attnum
+			                                      FROM @extschema@.arrw_migrate_tree_columns(col.relid, col.attname) t)
 			ORDER BY 1
 		LOOP
 			blockers := blockers + 1;
@@ -274,16 +312,20 @@ BEGIN
 				WHEN 'pg_trigger'::regclass THEN format('trigger %I',
 					(SELECT g.tgname FROM pg_trigger g WHERE g.oid = d.objid))
 				WHEN 'pg_proc'::regclass THEN format('function %s', d.objid::regprocedure)
+				WHEN 'pg_publication_rel'::regclass THEN format('publication %I (its column list or WHERE)',
+					(SELECT p.pubname FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+					 WHERE pr.oid = d.objid))
 				ELSE (SELECT format(CASE WHEN g.attgenerated <> '' THEN 'generated column %I'
 				                         ELSE 'the default of column %I' END, g.attname)
 				        FROM pg_attrdef ad JOIN pg_attribute g
 				          ON g.attrelid = ad.adrelid AND g.attnum = ad.adnum
 				       WHERE ad.oid = d.objid) END AS what
 			FROM pg_depend d
-			WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = col.relid
-			  AND d.refobjsubid = col.attnum
+			WHERE d.refclassid = 'pg_class'::regclass
+			  AND (d.refobjid, d.refobjsubid) IN (SELECT t.relid, t.attnum
+			                                      FROM @extschema@.arrw_migrate_tree_columns(col.relid, col.attname) t)
 			  AND d.classid IN ('pg_policy'::regclass, 'pg_trigger'::regclass, 'pg_proc'::regclass,
-			                    'pg_attrdef'::regclass)
+			                    'pg_attrdef'::regclass, 'pg_publication_rel'::regclass)
 			ORDER BY 1
 		LOOP
 			blockers := blockers + 1;
@@ -319,10 +361,13 @@ BEGIN
 			JOIN pg_depend x ON x.classid = d.refclassid AND x.objid = d.refobjid AND x.deptype = 'e'
 			JOIN pg_extension e ON e.oid = x.refobjid AND e.extname = 'vector'
 			WHERE (d.classid = 'pg_constraint'::regclass
-			       AND d.objid IN (SELECT c.oid FROM pg_constraint c WHERE c.conrelid = col.relid
-			                       AND col.attnum = ANY (c.conkey)))
+			       AND d.objid IN (SELECT c.oid FROM pg_constraint c
+			                       JOIN @extschema@.arrw_migrate_tree_columns(col.relid, col.attname) t
+			                         ON c.conrelid = t.relid AND t.attnum = ANY (c.conkey)))
 			   OR (d.classid = 'pg_statistic_ext'::regclass
-			       AND d.objid IN (SELECT x.oid FROM pg_statistic_ext x WHERE x.stxrelid = col.relid))
+			       AND d.objid IN (SELECT x.oid FROM pg_statistic_ext x
+			                       JOIN @extschema@.arrw_migrate_tree_columns(col.relid, col.attname) t
+			                         ON x.stxrelid = t.relid))
 			ORDER BY 1
 		LOOP
 			blockers := blockers + 1;
@@ -448,10 +493,6 @@ BEGIN
 			-- this function leaves to the user.
 			CONTINUE WHEN EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = idx.indexrelid);
 		END IF;
-		def := pg_get_indexdef(idx.indexrelid);
-		-- A partitioned table's index prints as ON ONLY (the parent alone);
-		-- created without it, it reaches every partition again.
-		def := regexp_replace(def, ' ON ONLY ', ' ON ');
 		IF idx.constraint_backed THEN
 			blockers := blockers + 1;
 			action := 'blocked'; object := idx.name;
@@ -478,12 +519,50 @@ BEGIN
 				new_oc := oc.opcname;
 				EXIT;
 			END IF;
-			-- pg_get_indexdef omits a default operator class; the new column's
-			-- type then picks arrw's default for the access method (which is
-			-- the class of the same name: both extensions make the l2 classes
-			-- the default).
-			def := replace(def, ' ' || oc.old, ' ' || arrw_q || '.' || quote_ident(oc.opcname));
 		END LOOP;
+		-- The definition, put together from its parts (not pg_get_indexdef's
+		-- text with the class names replaced: that also rewrote index and
+		-- column names and string constants of the predicate holding them).
+		-- Every key names its operator class (arrw's twin for pgvector's and
+		-- this extension's, the same class for others), collation and order;
+		-- a partitioned table's index is created without ONLY, so it reaches
+		-- every partition again.
+		SELECT format('CREATE %sINDEX %I ON %s USING %I (%s)%s%s%s%s',
+		       CASE WHEN x.indisunique THEN 'UNIQUE ' ELSE '' END, ic.relname, x.indrelid::regclass,
+		       am.amname,
+		       (SELECT string_agg(pg_get_indexdef(x.indexrelid, k.n, false)
+		               || CASE WHEN x.indcollation[k.n - 1] <> 0 THEN (SELECT format(' COLLATE %I.%I',
+		                       cln.nspname, cl.collname) FROM pg_collation cl
+		                       JOIN pg_namespace cln ON cln.oid = cl.collnamespace
+		                       WHERE cl.oid = x.indcollation[k.n - 1]) ELSE '' END
+		               || ' ' || CASE WHEN EXISTS (SELECT 1 FROM pg_depend d
+		                       JOIN pg_extension e ON e.oid = d.refobjid
+		                       WHERE d.classid = 'pg_opclass'::regclass AND d.objid = c.oid
+		                         AND d.deptype = 'e' AND e.extname IN ('vector', 'arrw_pgvector'))
+		                  THEN arrw_q || '.' || quote_ident(c.opcname)
+		                  ELSE format('%I.%I', cn.nspname, c.opcname) END
+		               || coalesce((SELECT ' (' || string_agg(format('%I = %L',
+		                       split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)), ', ') || ')'
+		                       FROM unnest(ia.attoptions) o), '')
+		               || CASE WHEN x.indoption[k.n - 1] & 1 <> 0 THEN ' DESC' ELSE '' END
+		               || CASE WHEN x.indoption[k.n - 1] & 3 = 1 THEN ' NULLS LAST'
+		                       WHEN x.indoption[k.n - 1] & 3 = 2 THEN ' NULLS FIRST' ELSE '' END,
+		               ', ' ORDER BY k.n)
+		        FROM generate_series(1, x.indnkeyatts) k(n)
+		        JOIN pg_opclass c ON c.oid = x.indclass[k.n - 1]
+		        JOIN pg_namespace cn ON cn.oid = c.opcnamespace
+		        JOIN pg_attribute ia ON ia.attrelid = x.indexrelid AND ia.attnum = k.n),
+		       CASE WHEN x.indnatts > x.indnkeyatts THEN format(' INCLUDE (%s)',
+		            (SELECT string_agg(pg_get_indexdef(x.indexrelid, k, false), ', ' ORDER BY k)
+		             FROM generate_series(x.indnkeyatts + 1, x.indnatts) k)) ELSE '' END,
+		       CASE WHEN x.indnullsnotdistinct THEN ' NULLS NOT DISTINCT' ELSE '' END,
+		       coalesce((SELECT ' WITH (' || string_agg(format('%I = %L',
+		                 split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)), ', ') || ')'
+		                 FROM unnest(ic.reloptions) o), ''),
+		       coalesce(' WHERE ' || pg_get_expr(x.indpred, x.indrelid), ''))
+		INTO def
+		FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_am am ON am.oid = ic.relam
+		WHERE x.indexrelid = idx.indexrelid;
 		IF new_oc IS NOT NULL THEN
 			IF drop_unsupported_indexes THEN
 				plan_drops := plan_drops || format('DROP INDEX %s', idx.name);
@@ -516,7 +595,8 @@ BEGIN
 			       x.indrelid AS part, x.indrelid::regclass::text AS part_name,
 			       obj_description(c.oid, 'pg_class') AS note,
 			       (SELECT spcname FROM pg_tablespace WHERE oid = c.reltablespace) AS ts,
-			       x.indisreplident, x.indisclustered
+			       x.indisreplident, x.indisclustered, c.relkind AS kind, c.reloptions AS opts,
+			       (SELECT p.reloptions FROM pg_class p WHERE p.oid = idx.indexrelid) AS top_opts
 			-- (pg_partition_tree has no row for an index of a table that is not
 			-- partitioned.)
 			FROM (SELECT idx.indexrelid AS relid, 0 AS level
@@ -548,6 +628,20 @@ BEGIN
 			END IF;
 			IF oc.note IS NOT NULL THEN
 				plan_after := plan_after || format('COMMENT ON INDEX %I.%I IS %L', oc.nsp, oc.old_name, oc.note);
+			END IF;
+			-- A partition's index attached with options of its own: created again
+			-- with the parent's, it gets its own back and is built with them.
+			IF oc.level > 0 AND oc.kind = 'i' AND oc.opts IS DISTINCT FROM oc.top_opts THEN
+				IF oc.top_opts IS NOT NULL THEN
+					plan_after := plan_after || format('ALTER INDEX %I.%I RESET (%s)', oc.nsp, oc.old_name,
+						(SELECT string_agg(quote_ident(split_part(o, '=', 1)), ', ') FROM unnest(oc.top_opts) o));
+				END IF;
+				IF oc.opts IS NOT NULL THEN
+					plan_after := plan_after || format('ALTER INDEX %I.%I SET (%s)', oc.nsp, oc.old_name,
+						(SELECT string_agg(format('%I = %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)), ', ')
+						 FROM unnest(oc.opts) o));
+				END IF;
+				plan_after := plan_after || format('REINDEX INDEX %I.%I', oc.nsp, oc.old_name);
 			END IF;
 			IF oc.ts IS NOT NULL THEN
 				plan_after := plan_after || format('ALTER INDEX %I.%I SET TABLESPACE %I', oc.nsp, oc.old_name, oc.ts);
