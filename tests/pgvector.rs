@@ -1165,11 +1165,14 @@ fn migrate_to_arrw_checks_every_table_of_a_tree_and_rebuilds_indexes_as_they_wer
     let expect: Vec<String> = before
         .iter()
         .map(|l| {
-            l.replace("USING ivfpq (v vector_cosine_ops)", "USING ivfpq (v arrw_ext.vector_cosine_ops)")
-                .replace(
-                    "(\"x public.vector_ip_ops\" vector_ip_ops)",
-                    "(\"x public.vector_ip_ops\" arrw_ext.vector_ip_ops)",
-                )
+            l.replace(
+                "USING ivfpq (v vector_cosine_ops)",
+                "USING ivfpq (v arrw_ext.vector_cosine_ops)",
+            )
+            .replace(
+                "(\"x public.vector_ip_ops\" vector_ip_ops)",
+                "(\"x public.vector_ip_ops\" arrw_ext.vector_ip_ops)",
+            )
         })
         .collect();
     assert_eq!(after, expect, "before:\n{}", before.join("\n"));

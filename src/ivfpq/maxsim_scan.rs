@@ -206,24 +206,16 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
     }
 }
 
-/// Rows a MaxSim scan holds before the first leaves when no `LIMIT` right
-/// above it says how many it will take (a cursor, a `LIMIT` from an outer row
-/// or a subquery): the first rows of such scans left judged by the margin the
-/// first few re-ranked rows taught, and 5 of 20 queries on 4,000 random 4-d
-/// documents had a farther row before a nearer one among their first 10 (0 of
-/// 20 under a constant `LIMIT 10`, which holds its rows).
-const UNKNOWN_LIMIT_HOLD: usize = 30;
-
 /// The first call: the queue, the rows a `LIMIT` holds, the first gather.
 ///
 /// # Safety
 /// `scan` must be live and started.
 unsafe fn begin(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     st.order = ordered_rerank();
+    // Also when no LIMIT says how many rows the plan takes (a cursor, a LIMIT
+    // from an outer row): 5 of 20 such scans over 4,000 random documents had
+    // a farther row before a nearer one among their first 10 before.
     scan::hold_limit_rows(st);
-    if st.rows_wanted == 0 {
-        st.order.hold_first(UNKNOWN_LIMIT_HOLD);
-    }
     // SAFETY: live scan.
     let index = unsafe { (*scan).indexRelation };
     let nq = st.multi.as_ref().expect("a MaxSim scan").query.len();

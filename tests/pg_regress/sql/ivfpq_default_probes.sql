@@ -43,9 +43,10 @@ SELECT lists_at_first_row($$SELECT id FROM dp ORDER BY v <-> '[0.1,0.2,0.3,0.4]'
 	= (SELECT deep_probes FROM arrw.ivfpq_default_probes('dp_v')) AS limit_50_deep;
 SELECT lists_at_first_row($$SELECT id FROM dp ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT 5 OFFSET 20$$)
 	= (SELECT deep_probes FROM arrw.ivfpq_default_probes('dp_v')) AS offset_counts;
--- A count only known when the plan runs (a subquery) says nothing.
+-- A count only known when the plan runs (a subquery) is taken as no LIMIT:
+-- the scan holds its first 100 rows and starts at the deep default.
 SELECT lists_at_first_row($$SELECT id FROM dp ORDER BY v <-> '[0.1,0.2,0.3,0.4]' LIMIT (SELECT 50)$$)
-	= (SELECT probes FROM arrw.ivfpq_default_probes('dp_v')) AS subquery_first;
+	= (SELECT deep_probes FROM arrw.ivfpq_default_probes('dp_v')) AS subquery_deep;
 -- A statement's parameter counts (a plpgsql variable is one), in a generic
 -- plan (the int4 parameter cast to int8) as in a custom one (a constant).
 CREATE FUNCTION lists_at_limit(n int) RETURNS int LANGUAGE plpgsql AS $$
