@@ -204,7 +204,7 @@ pub(super) unsafe fn check_heap_block(scan: pg_sys::IndexScanDesc, blk: u32, kno
 pub(super) struct Exact {
     pub i: usize,
     pub d: f32,
-    pub tie: f32,
+    pub tie: i32,
     pub kept: bool,
 }
 

@@ -56,7 +56,7 @@ impl MultiScan {
     /// `f32`, and what rounding the `f64` that `@#` returns to `f32` dropped: rows of one `f32` MaxSim leave in the order of their
     /// `f64`s (`OrderedRerank::add_tied`; 24 adjacent pairs of a full-probe
     /// scan over 20k documents came out reversed before).
-    pub(super) fn exact_distance_tie(&self, doc: &[&[f32]]) -> (f32, f32) {
+    pub(super) fn exact_distance_tie(&self, doc: &[&[f32]]) -> (f32, i32) {
         let q: Vec<&[f32]> = self.query.iter().map(|x| x.as_slice()).collect();
         arrw_core::ivf::f32_and_tie(-crate::vector::maxsim::similarity_of(doc, &q))
     }

@@ -1302,7 +1302,7 @@ pub(super) unsafe fn exact_distance_tie_of(
     st: &ScanState,
     metric: Metric,
     tid: u64,
-) -> Option<(f32, f32)> {
+) -> Option<(f32, i32)> {
     if let Some(m) = &st.multi {
         return st.row.scope(|| {
             // SAFETY: forwarded contract.

@@ -468,31 +468,46 @@ impl ExactParts {
     }
 
     /// [`ExactParts::distance`], and what rounding it to `f32` dropped from the
-    /// `f64` the SQL operator returns (0 for L2 and inner product, whose SQL
-    /// values are monotone in their `f32` sums): rows whose distances round to
-    /// one `f32` are ordered by it ([`crate::rerank::OrderedRerank::add_tied`]).
-    pub fn distance_tie(self) -> (f32, f32) {
+    /// `f64` the SQL operator returns ([`f32_and_tie`]; 0 for L2 and inner
+    /// product, whose SQL values are monotone in their `f32` sums): rows whose
+    /// distances round to one `f32` are ordered by it
+    /// ([`crate::rerank::OrderedRerank::add_tied`]).
+    pub fn distance_tie(self) -> (f32, i32) {
         match self {
             ExactParts::Cosine { ab, aa, bb } => {
                 f32_and_tie(distance::cosine_from_parts(ab, aa, bb))
             }
-            other => (other.distance(), 0.0),
+            other => (other.distance(), 0),
         }
     }
 }
 
-/// `d` rounded to `f32`, and what the rounding dropped (0 for NaN and the
-/// infinities): the pair orders like `d` itself, so a queue keyed by `f32`
-/// distances can order rows of one `f32` by the `f64` an SQL operator
-/// returns (`OrderedRerank::add_tied`, [`ExactPasses::offer_tied`]).
-pub fn f32_and_tie(d: f64) -> (f32, f32) {
+/// `d` rounded to `f32`, and what the rounding dropped, counted in `f64`
+/// steps (units in the last place; 0 for NaN and the infinities): the pair
+/// orders like `d` itself, so a queue keyed by `f32` distances can order rows
+/// of one `f32` by the `f64` an SQL operator returns
+/// (`OrderedRerank::add_tied`, [`ExactPasses::offer_tied`]). Within one `f32`
+/// there are 2^29 `f64`s, which an `i32` counts exactly; the difference as an
+/// `f32` (what it was) kept 24 bits of it, and cosine distances a few `f64`
+/// steps apart (0.29289321881345254 and 0.2928932188134524) came out in the
+/// wrong order. Below the smallest `f32` (|d| < 1e-45) the count saturates.
+pub fn f32_and_tie(d: f64) -> (f32, i32) {
     let r = d as f32;
-    let tie = if d.is_finite() {
-        (d - f64::from(r)) as f32
-    } else {
-        0.0
-    };
-    (r, tie)
+    if !d.is_finite() {
+        return (r, 0);
+    }
+    // `r` is `d` rounded, of the same sign: bit patterns grow with magnitude.
+    let (a, b) = (d.to_bits() as i64, f64::from(r).to_bits() as i64);
+    let steps = if d.is_sign_negative() { b - a } else { a - b };
+    (
+        r,
+        steps.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+    )
+}
+
+/// The order key of a tie ([`f32_and_tie`]): monotone, as an unsigned key.
+pub fn tie_key(tie: i32) -> u32 {
+    (tie as u32) ^ 0x8000_0000
 }
 
 /// Rows whose nearest lists are found in one pass by the batch encoders.
@@ -2465,16 +2480,16 @@ impl ExactPasses {
 
     /// Offers one row of the current pass.
     pub fn offer(&mut self, dist: f32, id: u64) {
-        self.offer_tied(dist, 0.0, id)
+        self.offer_tied(dist, 0, id)
     }
 
     /// [`ExactPasses::offer`] for a distance known more finely than an `f32`:
     /// rows of one `f32` distance are ordered by `tie`, what rounding the
     /// `f64` to `f32` dropped ([`ExactParts::distance_tie`]), so that cosine
     /// rows come in the order of the `f64` the SQL operator returns.
-    pub fn offer_tied(&mut self, dist: f32, tie: f32, id: u64) {
+    pub fn offer_tied(&mut self, dist: f32, tie: i32, id: u64) {
         let k = (
-            (u64::from(order_key(dist)) << 32) | u64::from(order_key(tie)),
+            (u64::from(order_key(dist)) << 32) | u64::from(tie_key(tie)),
             id,
         );
         if self.after.is_some_and(|a| k <= a) {
@@ -2673,7 +2688,7 @@ mod tests {
     #[test]
     fn distance_tie_keeps_the_f64_order_of_cosine_distances() {
         let q = [0.3f32, -1.2, 0.7, 2.0];
-        let mut rows: Vec<(f64, f32, f32)> = (0..2000)
+        let mut rows: Vec<(f64, f32, i32)> = (0..2000)
             .map(|i| {
                 let t = i as f32 * 1e-6;
                 let x = [0.3 + t, -1.2, 0.7 - t, 2.0 + t * 0.5];
@@ -2684,15 +2699,26 @@ mod tests {
                 let d = distance::cosine_from_parts(ab, aa, bb);
                 let (r, tie) = p.distance_tie();
                 assert_eq!(r, p.distance());
-                assert!((f64::from(r) + f64::from(tie) - d).abs() <= d.abs() * 1e-12 + 1e-18);
+                assert_eq!(
+                    f64::from_bits((f64::from(r).to_bits() as i64 + i64::from(tie)) as u64),
+                    d
+                );
                 (d, r, tie)
             })
             .collect();
-        rows.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.total_cmp(&b.2)));
+        rows.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)));
         assert!(rows.windows(2).all(|w| w[0].0 <= w[1].0));
+        // Two cosine distances a few f64 steps apart, which an f32 difference
+        // could not tell apart.
+        let (x, y) = (0.29289321881345254_f64, 0.2928932188134524_f64);
+        let ((rx, tx), (ry, ty)) = (f32_and_tie(x), f32_and_tie(y));
+        assert_eq!(rx, ry);
+        assert!(ty < tx && tie_key(ty) < tie_key(tx));
+        let (nx, ny) = (f32_and_tie(-x), f32_and_tie(-y));
+        assert!(nx.1 < ny.1, "negative distances order the other way");
         // L2 and inner product: their SQL values follow their f32 sums.
         let p = exact_parts(Metric::L2, &q, &[1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(p.distance_tie(), (p.distance(), 0.0));
+        assert_eq!(p.distance_tie(), (p.distance(), 0));
     }
 
     #[test]
@@ -2762,12 +2788,7 @@ mod tests {
         let mut sel = ExactPasses::new(2);
         // Offered in id order; their ties (all of one sign, so that neither the
         // ids nor the signs alone give this order) say 3, 2, 1.
-        let rows = [
-            (1u64, 0.5f32, 3e-9f32),
-            (2, 0.5, 2e-9),
-            (3, 0.5, 1e-9),
-            (4, 0.25, 0.0),
-        ];
+        let rows = [(1u64, 0.5f32, 3i32), (2, 0.5, 2), (3, 0.5, 1), (4, 0.25, 0)];
         for (i, d, t) in rows {
             sel.offer_tied(d, t, i);
         }

@@ -504,12 +504,12 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// Adds a re-ranked row that was refined first: as [`OrderedRerank::add`],
     /// and its fine estimate teaches the fine margin.
     pub fn add_refined_exact(&mut self, coarse: f32, fine: f32, exact: f32, id: T) {
-        self.add_refined_exact_tied(coarse, fine, exact, 0.0, id)
+        self.add_refined_exact_tied(coarse, fine, exact, 0, id)
     }
 
     /// [`OrderedRerank::add_refined_exact`] with a tie (see
     /// [`OrderedRerank::add_tied`]).
-    pub fn add_refined_exact_tied(&mut self, coarse: f32, fine: f32, exact: f32, tie: f32, id: T) {
+    pub fn add_refined_exact_tied(&mut self, coarse: f32, fine: f32, exact: f32, tie: i32, id: T) {
         self.fine_errors.add(fine - exact);
         // Its slack was sampled when it was refined.
         self.push_ready(exact, tie, id);
@@ -517,8 +517,8 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     }
 
     /// Queues a re-ranked row by (exact, tie).
-    fn push_ready(&mut self, exact: f32, tie: f32, id: T) {
-        let k = (u64::from(key(exact)) << 32) | u64::from(key(tie));
+    fn push_ready(&mut self, exact: f32, tie: i32, id: T) {
+        let k = (u64::from(key(exact)) << 32) | u64::from(crate::ivf::tie_key(tie));
         self.ready.push(Reverse((k, id, OrdF32(exact))));
         self.note_ready(key(exact));
     }
@@ -585,7 +585,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// from the query to its list's centroid (all in the space of the exact
     /// distance, see `ivf::estimate_as_distance`).
     pub fn add(&mut self, estimate: f32, exact: f32, list_distance: f32, id: T) {
-        self.add_tied(estimate, exact, 0.0, list_distance, id)
+        self.add_tied(estimate, exact, 0, list_distance, id)
     }
 
     /// [`OrderedRerank::add`] for a row whose exact distance is known more
@@ -595,7 +595,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// distances are computed in `f64`; ordered by their `f32` roundings
     /// alone, two rows 5e-9 apart left in the order of their ids (2 of 20
     /// `LIMIT 1000` queries had a pair out of order).
-    pub fn add_tied(&mut self, estimate: f32, exact: f32, tie: f32, list_distance: f32, id: T) {
+    pub fn add_tied(&mut self, estimate: f32, exact: f32, tie: i32, list_distance: f32, id: T) {
         self.push_ready(exact, tie, id);
         self.note_error(estimate, exact);
         self.slacks.add(exact - list_distance);
@@ -927,7 +927,7 @@ mod tests {
     fn rows_of_one_f32_distance_leave_by_their_tie() {
         let (d64a, d64b) = (0.157_621_354_7_f64, 0.157_621_359_9_f64);
         assert_eq!(d64a as f32, d64b as f32, "one f32 apart from the tie");
-        let tie = |d: f64| (d - f64::from(d as f32)) as f32;
+        let tie = |d: f64| crate::ivf::f32_and_tie(d).1;
         let mut r = OrderedRerank::new(0.95, 0.0);
         r.add_tied(0.1, d64b as f32, tie(d64b), 0.0, 1u64);
         r.add_tied(0.1, d64a as f32, tie(d64a), 0.0, 2);
@@ -936,8 +936,8 @@ mod tests {
         while let Next::Row(_, id) = r.next(None, None) {
             out.push(id);
         }
-        let mut want = [(tie(d64a), 2u64), (tie(d64b), 1), (0.0, 3)];
-        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut want = [(tie(d64a), 2u64), (tie(d64b), 1), (0, 3)];
+        want.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         assert_eq!(out, want.iter().map(|w| w.1).collect::<Vec<_>>());
         assert!(out.iter().position(|&i| i == 2) < out.iter().position(|&i| i == 1));
 

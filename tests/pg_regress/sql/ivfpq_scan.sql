@@ -348,3 +348,16 @@ RESET ivfpq.profile;
 RESET ivfpq.iterative_scan;
 RESET enable_seqscan;
 DROP TABLE ivdeep;
+
+-- Cosine distances a few float8 steps apart within one float4 come in the
+-- operator's order (the tie was kept as a float4 difference, which could not
+-- tell them apart: 7620 came before 7695).
+CREATE TABLE cos_tie (id int, v vector(6));
+CREATE INDEX cos_tie_v ON cos_tie USING ivfpq (v vector_cosine_ops);
+INSERT INTO cos_tie VALUES (7620, '[-2,2,2,-2,0,0]'), (7695, '[-2,2,0,-1,0,0]');
+SET enable_seqscan = off;
+SELECT id, v <=> '[-2,1,1,0,1,1]' AS d FROM cos_tie ORDER BY v <=> '[-2,1,1,0,1,1]' LIMIT 2;
+REINDEX INDEX cos_tie_v;
+SELECT id, v <=> '[-2,1,1,0,1,1]' AS d FROM cos_tie ORDER BY v <=> '[-2,1,1,0,1,1]' LIMIT 2;
+RESET enable_seqscan;
+DROP TABLE cos_tie;
