@@ -102,7 +102,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"ivfpq.max_probes",
-        c"Most lists an iterative ivfpq scan probes (0: all lists).",
+        c"Most lists an iterative ivfpq scan probes, never fewer than its probes (0: all lists).",
         c"",
         &MAX_PROBES,
         0,

@@ -497,9 +497,13 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
 }
 
 /// How many lists a scan may probe: all, or `ivfpq.max_probes`.
+///
+/// `ivfpq.max_probes` bounds what an iterative scan adds past its `probes`,
+/// never the `probes` themselves (as pgvector's `ivfflat.max_probes`): a
+/// `max_probes` of 2 cut an explicit `ivfpq.probes = 10` to 2 lists.
 fn probe_limit(st: &ScanState) -> usize {
     if st.max_probes > 0 {
-        st.max_probes.min(st.ranked.len())
+        st.max_probes.max(st.probes).min(st.ranked.len())
     } else {
         st.ranked.len()
     }

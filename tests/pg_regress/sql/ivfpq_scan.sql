@@ -361,3 +361,15 @@ REINDEX INDEX cos_tie_v;
 SELECT id, v <=> '[-2,1,1,0,1,1]' AS d FROM cos_tie ORDER BY v <=> '[-2,1,1,0,1,1]' LIMIT 2;
 RESET enable_seqscan;
 DROP TABLE cos_tie;
+
+-- ivfpq.max_probes bounds what an iterative scan adds past its probes, never
+-- the probes themselves (max_probes 2 cut probes 10 to 2 lists).
+CREATE TABLE mp (id int, v vector(4));
+INSERT INTO mp SELECT i, ARRAY[i % 97, i % 89, i % 83, i % 79]::real[]::vector FROM generate_series(1, 3000) i;
+CREATE INDEX mp_v ON mp USING ivfpq (v) WITH (lists = 20);
+SET enable_seqscan = off; SET ivfpq.probes = 10; SET ivfpq.max_probes = 2; SET ivfpq.profile = on;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM mp ORDER BY v <-> '[1,2,3,4]' LIMIT 5) s;
+SELECT (p->>'lists')::int >= 10 AS probes_kept FROM arrw.ivfpq_profile() p;
+RESET ALL;
+DROP TABLE mp;
