@@ -1104,8 +1104,16 @@ fn migrate_to_arrw_checks_every_table_of_a_tree_and_rebuilds_indexes_as_they_wer
          CREATE TABLE fp (id int, v vector(3)) PARTITION BY RANGE (id);
          CREATE FOREIGN TABLE fp1 PARTITION OF fp FOR VALUES FROM (0) TO (10) SERVER nowhere;
          CREATE TABLE pub (id int, v vector(3));
-         CREATE PUBLICATION pub_cols FOR TABLE pub (id, v);",
+         CREATE PUBLICATION pub_cols FOR TABLE pub (id, v);
+         CREATE TABLE inv (id int, v vector(2)); INSERT INTO inv VALUES (1, '[1,2]'), (2, '[1,2]');
+         CREATE TABLE q (id int, v vector(4)) PARTITION BY RANGE (id);
+         CREATE TABLE q1 PARTITION OF q FOR VALUES FROM (0) TO (10);
+         CREATE INDEX q_v ON ONLY q USING ivfpq (v vector_l2_ops) WITH (m = 3);",
     );
+    // A failed CREATE INDEX CONCURRENTLY leaves an invalid index.
+    assert!(c
+        .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY inv_v ON inv (v)")
+        .is_err());
     let mut other = cluster.connect();
     exec(&mut other, "CREATE TEMP TABLE theirs (id int, v vector(3))");
     let plan = col(
@@ -1120,6 +1128,8 @@ fn migrate_to_arrw_checks_every_table_of_a_tree_and_rebuilds_indexes_as_they_wer
         ("blocked public.fp.v", "foreign table public.fp1"),
         ("blocked public.pub.v", "publication pub_cols"),
         ("skipped pg_temp_", "temporary table of another session"),
+        ("blocked public.inv_v", "an invalid index"),
+        ("blocked public.q_v", "m option does not divide"),
     ] {
         assert!(
             plan.iter().any(|l| l.starts_with(what) && l.contains(why)),
@@ -1130,7 +1140,8 @@ fn migrate_to_arrw_checks_every_table_of_a_tree_and_rebuilds_indexes_as_they_wer
     exec(
         &mut c,
         "DROP VIEW vp1_view; DROP TRIGGER tp1_t ON tp1; DROP POLICY ic_p ON ic;
-         ALTER TABLE cp1 DROP CONSTRAINT cp1_dims; DROP TABLE fp; DROP PUBLICATION pub_cols;",
+         ALTER TABLE cp1 DROP CONSTRAINT cp1_dims; DROP TABLE fp; DROP PUBLICATION pub_cols;
+         DROP TABLE inv, q;",
     );
     drop(other);
     exec(

@@ -472,7 +472,16 @@ BEGIN
 		       -- no constraint is created again like any other.
 		       am.amname, EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
 		                  AS constraint_backed,
-		       i.indclass::oid[] AS classes, ic.relispartition
+		       i.indclass::oid[] AS classes, ic.relispartition, i.indisvalid AS valid,
+		       -- A partitioned ivfpq index whose `m` does not divide the column's
+		       -- declared dimensions (ON ONLY builds nothing, so nothing refused
+		       -- it): created again, every partition's build would fail.
+		       ic.relkind = 'I' AND am.amname = 'ivfpq' AND EXISTS (
+		           SELECT 1 FROM pg_attribute a,
+		                  LATERAL (SELECT substr(o, 3)::int AS m FROM unnest(ic.reloptions) o
+		                           WHERE o LIKE 'm=%') mo
+		           WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+		             AND a.atttypmod > 0 AND mo.m > 0 AND a.atttypmod % mo.m <> 0) AS m_misfit
 		FROM pg_index i
 		JOIN pg_class ic ON ic.oid = i.indexrelid
 		JOIN pg_namespace n ON n.oid = ic.relnamespace
@@ -492,6 +501,23 @@ BEGIN
 			-- goes with it; one of its own would need the same treatment, which
 			-- this function leaves to the user.
 			CONTINUE WHEN EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = idx.indexrelid);
+		END IF;
+		IF NOT idx.valid THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := idx.name;
+			detail := 'an invalid index (a CREATE INDEX CONCURRENTLY or REINDEX that failed): '
+				'drop it (or REINDEX it), then migrate';
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		IF idx.m_misfit THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := idx.name;
+			detail := 'a partitioned index whose m option does not divide the column''s dimensions: '
+				'created again it builds every partition with it, which fails; drop it, or create it '
+				'again with a fitting m';
+			RETURN NEXT;
+			CONTINUE;
 		END IF;
 		IF idx.constraint_backed THEN
 			blockers := blockers + 1;

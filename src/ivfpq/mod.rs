@@ -41,6 +41,7 @@ pub mod maxsim_scan;
 pub mod model;
 pub mod options;
 pub mod page;
+pub mod path_hook;
 pub mod pending;
 pub mod prefilter;
 pub mod profile;
@@ -139,4 +140,5 @@ pub fn init() {
     options::init();
     pending::init();
     executor_hook::init();
+    path_hook::init();
 }

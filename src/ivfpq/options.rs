@@ -367,11 +367,19 @@ pub unsafe extern "C-unwind" fn check_altered(pstmt: *mut pg_sys::PlannedStmt) {
         pg_sys::CommandCounterIncrement();
         let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
         if (*(*rel).rd_rel).relam == ivfpq {
-            let meta = super::page::meta(rel);
-            let dim = if meta.untrained == 0 {
-                meta.dim as usize
+            // An index never built (a failed or cancelled CREATE INDEX
+            // CONCURRENTLY leaves an empty file) has no meta page: its options
+            // are checked against the column's declared dimensions, if any,
+            // so that fixing them and then REINDEX works.
+            let dim = if super::page::nblocks(rel) == 0 {
+                super::model::declared_dim(rel).unwrap_or(0)
             } else {
-                super::model::untrained_dim(rel, &meta)
+                let meta = super::page::meta(rel);
+                if meta.untrained == 0 {
+                    meta.dim as usize
+                } else {
+                    super::model::untrained_dim(rel, &meta)
+                }
             };
             super::build::check_options_fit(&of(rel), dim, super::model::is_multi(rel));
         }

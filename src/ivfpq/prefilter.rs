@@ -211,8 +211,9 @@ unsafe fn visit(ps: *mut pg_sys::PlanState) {
 /// The ivfpq index scan nodes whose rows reach a `Limit` in their order:
 /// the `Limit`'s child itself, or found through nodes that pass rows on in
 /// their input's order (`MergeAppend` and `Append` of partitions, `LockRows` of
-/// `FOR UPDATE`, `ProjectSet` of a set-returning function, `Result`, a
-/// subquery's scan, and the outer side of a join), each with the share of its
+/// `FOR UPDATE`, `ProjectSet` of a set-returning function, `Unique` of
+/// `DISTINCT ON`, `WindowAgg`, `Result`, a subquery's scan, and the outer side
+/// of a join), each with the share of its
 /// rows the planner expects to reach the `Limit` when nodes on the way may
 /// drop some (a join, a filter, a lock not taken; None: none may). Only a
 /// `Limit` right above a scan was seen before, and the first rows of a
@@ -269,9 +270,15 @@ unsafe fn limited_scans(
                 let k = if qual { share((*q).subplan) } else { kept };
                 limited_scans((*q).subplan, k, out);
             }
-            pg_sys::NodeTag::T_ResultState | pg_sys::NodeTag::T_ProjectSetState => {
+            pg_sys::NodeTag::T_ResultState | pg_sys::NodeTag::T_WindowAggState => {
                 let k = if qual { share((*ps).lefttree) } else { kept };
                 limited_scans((*ps).lefttree, k, out);
+            }
+            // A set-returning function may return no row for a row (25 of 50
+            // `LIMIT 100` answers were out of order where 90% of rows had an
+            // empty array to unnest), and DISTINCT ON drops rows.
+            pg_sys::NodeTag::T_ProjectSetState | pg_sys::NodeTag::T_UniqueState => {
+                limited_scans((*ps).lefttree, share((*ps).lefttree), out)
             }
             pg_sys::NodeTag::T_LockRowsState => {
                 limited_scans((*ps).lefttree, Some(kept.unwrap_or(1.0)), out)

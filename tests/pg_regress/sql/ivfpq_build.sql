@@ -362,3 +362,14 @@ INSERT INTO optfit_any VALUES (2, '[1,2,3]');
 REINDEX INDEX optfit_any_v;
 ALTER INDEX optfit_any_v SET (m = 4);
 DROP TABLE optfit, optfit_any;
+
+-- An index never built (a failed CREATE INDEX CONCURRENTLY leaves an empty
+-- file) takes its options fixed, then REINDEX: the check read its missing
+-- meta page (XX002) and refused every ALTER.
+CREATE TABLE optfit_inv (id int, v vector);
+INSERT INTO optfit_inv SELECT i, ARRAY[i, i % 7, i % 5, 1]::real[]::vector FROM generate_series(1, 300) i;
+CREATE INDEX CONCURRENTLY optfit_inv_v ON optfit_inv USING ivfpq (v) WITH (m = 3);
+ALTER INDEX optfit_inv_v SET (m = 2);
+REINDEX INDEX optfit_inv_v;
+SELECT indisvalid FROM pg_index WHERE indexrelid = 'optfit_inv_v'::regclass;
+DROP TABLE optfit_inv;

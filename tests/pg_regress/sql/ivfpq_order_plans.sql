@@ -74,6 +74,24 @@ END $$;
 SELECT op_cursor_unordered() AS cursor_unordered;
 SET ivfpq.probes = 5;
 SELECT op_cursor_unordered() AS cursor_probes_5_unordered;
+RESET ivfpq.probes;
+-- A filter that passes most rows under a small LIMIT: the scan goes past its
+-- first 10 rows, so it starts at the deep default (the lists it added past 10
+-- rows held nearer ones: 5 of 200 answers). DISTINCT ON passes rows on in
+-- order (50 of 50 answers were out of order past the 100 rows held).
+SELECT op_count('SELECT array_agg(d) FROM (SELECT v <-> %1$L AS d FROM op_t WHERE c %% 10 <> 0
+                 ORDER BY v <-> %1$L LIMIT 10) s') AS filter_limit_10_unordered;
+SELECT op_count('SELECT array_agg(d) FROM (SELECT DISTINCT ON (v <-> %1$L) v <-> %1$L AS d FROM op_t
+                 ORDER BY v <-> %1$L LIMIT 1000) s') AS distinct_on_unordered;
+-- A scan ordered by an outer row's vector is never put in a parallel worker:
+-- a Parallel Append of such scans (chosen for ivfpq's cost) had a worker read
+-- the parameter it is never sent, and die of a segmentation fault.
+CREATE TABLE op_lq (i int, q vector(16), k int);
+INSERT INTO op_lq SELECT g, op_rv16(), 11 FROM generate_series(1, 5) g;
+ANALYZE op_lq;
+SET ivfpq.rerank = 100000;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM op_lq, LATERAL (SELECT id FROM op_pt ORDER BY v <-> op_lq.q LIMIT op_lq.k) x;
+SELECT count(*) FROM op_lq, LATERAL (SELECT id FROM op_pt ORDER BY v <-> op_lq.q LIMIT op_lq.k) x;
 RESET ALL;
 DROP FUNCTION op_cursor_unordered(), op_count(text), op_unordered(float8[]), op_rv16();
-DROP TABLE op_t, op_cat, op_allowed, op_pt, op_q;
+DROP TABLE op_t, op_cat, op_allowed, op_pt, op_q, op_lq;
