@@ -1108,7 +1108,9 @@ fn migrate_to_arrw_checks_every_table_of_a_tree_and_rebuilds_indexes_as_they_wer
          CREATE TABLE inv (id int, v vector(2)); INSERT INTO inv VALUES (1, '[1,2]'), (2, '[1,2]');
          CREATE TABLE q (id int, v vector(4)) PARTITION BY RANGE (id);
          CREATE TABLE q1 PARTITION OF q FOR VALUES FROM (0) TO (10);
-         CREATE INDEX q_v ON ONLY q USING ivfpq (v vector_l2_ops) WITH (m = 3);",
+         CREATE INDEX q_v ON ONLY q USING ivfpq (v vector_l2_ops) WITH (m = 3);
+         CREATE INDEX q1_v ON q1 USING ivfpq (v vector_l2_ops) WITH (m = 2);
+         ALTER INDEX q_v ATTACH PARTITION q1_v;",
     );
     // A failed CREATE INDEX CONCURRENTLY leaves an invalid index.
     assert!(c

@@ -473,6 +473,7 @@ BEGIN
 		       am.amname, EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
 		                  AS constraint_backed,
 		       i.indclass::oid[] AS classes, ic.relispartition, i.indisvalid AS valid,
+		       ic.relkind = 'I' AS partitioned,
 		       -- A partitioned ivfpq index whose `m` does not divide the column's
 		       -- declared dimensions (ON ONLY builds nothing, so nothing refused
 		       -- it): created again, every partition's build would fail.
@@ -502,20 +503,23 @@ BEGIN
 			-- this function leaves to the user.
 			CONTINUE WHEN EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = idx.indexrelid);
 		END IF;
-		IF NOT idx.valid THEN
-			blockers := blockers + 1;
-			action := 'blocked'; object := idx.name;
-			detail := 'an invalid index (a CREATE INDEX CONCURRENTLY or REINDEX that failed): '
-				'drop it (or REINDEX it), then migrate';
-			RETURN NEXT;
-			CONTINUE;
-		END IF;
 		IF idx.m_misfit THEN
 			blockers := blockers + 1;
 			action := 'blocked'; object := idx.name;
 			detail := 'a partitioned index whose m option does not divide the column''s dimensions: '
 				'created again it builds every partition with it, which fails; drop it, or create it '
 				'again with a fitting m';
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
+		IF NOT idx.valid THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := idx.name;
+			detail := CASE WHEN idx.partitioned
+				THEN 'a partitioned index not attached to an index of every partition (CREATE INDEX '
+					'... ON ONLY): attach them (ALTER INDEX ... ATTACH PARTITION) or drop it, then migrate'
+				ELSE 'an invalid index (a CREATE INDEX CONCURRENTLY or REINDEX that failed): '
+					'drop it (or REINDEX it), then migrate' END;
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
