@@ -427,7 +427,7 @@ pub unsafe extern "C-unwind" fn ambuild(
         heap_blocks as usize * MAX_ROWS_PER_PAGE,
         budget,
     );
-    check_refine_fits(&opts, declared, multi);
+    options::check_refine_fits(&opts, declared, multi);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_SAMPLE);
     // Pass 1's tuples_total is the planner's row estimate (reltuples; 0 when
     // the table was never analyzed or vacuumed), its tuples_done the rows seen.
@@ -494,58 +494,13 @@ fn check_declared_shape_fits(
     budget: usize,
 ) {
     if let (Some(dim), true) = (declared, opts.lists > 0) {
-        let (lists, m, nbits) = choose_params(opts, opts.lists as usize, dim);
+        let (lists, m, nbits) = options::choose_params(opts, opts.lists as usize, dim);
         let lists = lists.min(max_rows.max(1));
         let shape = shape_of(dim, lists, m, nbits);
         let held = stand_in_bytes(budget, dim, false);
         if let Err(e) = buildmem::plan(budget, &shape, lists, lists, held) {
             too_little_memory(&shape, e.needed, budget);
         }
-    }
-}
-
-/// A refine code must fit an index page with its row's TID: 8 bits per
-/// dimension past about 8,140 dimensions does not, and such a build once made an
-/// index that every reader then called corrupted (and REINDEX made again).
-/// Checked before the table is read when the dimension is declared, and again
-/// once the rows gave it ([`plan_build`]).
-/// ERROR unless an index of these options can be built over rows of `dim`
-/// dimensions (0: not known, nothing checked): `m` divides them, codes and
-/// refine codes fit a page. The build checks it, and so do the two ways an
-/// index's options or dimensions change without a build (an `ALTER INDEX ...
-/// SET`, checked by `options::check_altered`, and the first row inserted into an
-/// index built from no rows, insert.rs): either let `m = 3` onto 4-dimensional
-/// rows, and the index then worked on its old model while every REINDEX,
-/// `pg_restore` and `pg_upgrade` of it failed.
-pub(super) fn check_options_fit(opts: &options::IvfpqOptions, dim: usize, multi: bool) {
-    check_refine_fits(opts, Some(dim), multi);
-    if dim > 0 {
-        let (lists, m, nbits) = choose_params(opts, 0, dim);
-        if let Err(e) = ivf::validate_params(0, dim, lists, m, nbits) {
-            crate::errors::error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
-        }
-    }
-}
-
-fn check_refine_fits(opts: &options::IvfpqOptions, dim: Option<usize>, multi: bool) {
-    let Some(dim) = dim.filter(|&d| d > 0) else {
-        return;
-    };
-    let bits = options::refine_bits(opts, dim, multi);
-    if bits == 0 {
-        return;
-    }
-    let bytes = arrw_core::refine::code_bytes(dim, bits);
-    if FineGeom::new(bytes, 1).is_none() {
-        let most = (layout::fine_code_max_bytes() * 8) / bits as usize;
-        crate::errors::error(
-            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!(
-                "ivfpq: refine = {bits} at {dim} dimensions makes refine codes of {bytes} bytes, more than \
-                 an index page holds beside a row's TID; refine = {bits} goes up to {most} dimensions \
-                 (use refine = 4 or 0)"
-            ),
-        );
     }
 }
 
@@ -625,8 +580,8 @@ fn plan_build(
     budget: usize,
 ) -> BuildPlan {
     let (rows, dim) = (sampled.rows, sampled.dim);
-    check_options_fit(opts, dim, multi);
-    let (mut lists, m, nbits) = choose_params(opts, rows, dim);
+    options::check_options_fit(opts, dim, multi);
+    let (mut lists, m, nbits) = options::choose_params(opts, rows, dim);
     // The default m divides the dimensions (sub-quantizers are of one width):
     // a count with no divisor near the usual dim / 2 (4-bit) or dim / 4 (8-bit)
     // sub-quantizers, a prime such as 383, gets m = 1, whose code says almost
@@ -752,7 +707,7 @@ fn train(
 /// by `ambuildempty`): one list, the options' code shape where the dimension
 /// allows it. Scans of such an index re-rank every row.
 fn placeholder_model(opts: &options::IvfpqOptions, dim: usize, metric: Metric) -> IvfPqModel {
-    let (_, m, nbits) = choose_params(opts, 0, dim);
+    let (_, m, nbits) = options::choose_params(opts, 0, dim);
     let d = dim.max(1);
     let m = if d.is_multiple_of(m) { m } else { 1 };
     IvfPqModel::train(&[], d, metric, &IvfPqParams::new(1, m, nbits))
@@ -1040,31 +995,6 @@ fn finish(
     }
     build_overwrite(index, layout::META_BLOCK, &meta);
     page::log_all_pages(index);
-}
-
-/// `(lists, m, nbits)` from the index options, with defaults for `rows` rows of
-/// `dim` dimensions where an option is not given.
-fn choose_params(opts: &options::IvfpqOptions, rows: usize, dim: usize) -> (usize, usize, u32) {
-    let (auto_lists, auto_m, auto_nbits) = ivf::default_params(rows.max(1), dim.max(1));
-    let lists = if opts.lists > 0 {
-        opts.lists as usize
-    } else {
-        auto_lists
-    };
-    let nbits = if opts.nbits > 0 {
-        opts.nbits as u32
-    } else {
-        auto_nbits
-    };
-    // The default m depends on the code width (same code bytes at 4 and 8 bits).
-    let m = if opts.m > 0 {
-        opts.m as usize
-    } else if nbits == auto_nbits {
-        auto_m
-    } else {
-        ivf::default_m(dim.max(1), nbits)
-    };
-    (lists, m, nbits)
 }
 
 fn shape_of(dim: usize, lists: usize, m: usize, nbits: u32) -> Shape {

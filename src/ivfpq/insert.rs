@@ -167,8 +167,8 @@ fn insert_untrained(
             // rebuilding the index, and rows of other dimensions then came in.
             if want == 0 {
                 // The options must fit the dimensions it will keep: a REINDEX
-                // of them would fail (build::check_options_fit).
-                super::build::check_options_fit(&super::options::of(index), x.len(), multi);
+                // of them would fail (options::check_options_fit).
+                super::options::check_options_fit(&super::options::of(index), x.len(), multi);
                 want = page::record_untrained_dim(index, x.len() as u32) as usize;
             }
             if want != 0 && x.len() != want {

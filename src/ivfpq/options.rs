@@ -320,7 +320,7 @@ pub fn rerank(index_opt: i64) -> usize {
 
 /// After an `ALTER INDEX ... SET/RESET (...)` (or `ALTER TABLE` naming an
 /// index) on an ivfpq index: ERROR, undoing the statement, unless the new
-/// options fit the index's dimensions (`build::check_options_fit`). PostgreSQL
+/// options fit the index's dimensions ([`check_options_fit`]). PostgreSQL
 /// validates reloptions without the relation (`amoptions`), so `m = 3` went
 /// onto a 4-dimensional index: it went on answering from its old model, and
 /// every REINDEX, `pg_restore` and `pg_upgrade` of it then failed.
@@ -381,8 +381,78 @@ pub unsafe extern "C-unwind" fn check_altered(pstmt: *mut pg_sys::PlannedStmt) {
                     super::model::untrained_dim(rel, &meta)
                 }
             };
-            super::build::check_options_fit(&of(rel), dim, super::model::is_multi(rel));
+            check_options_fit(&of(rel), dim, super::model::is_multi(rel));
         }
         pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
     }
+}
+
+/// ERROR unless an index of these options can be built over rows of `dim`
+/// dimensions (0: not known, nothing checked): `m` divides them, codes and
+/// refine codes fit a page. The build checks it, and so do the two ways an
+/// index's options or dimensions change without a build (an `ALTER INDEX ...
+/// SET`, checked by [`check_altered`], and the first row inserted into an
+/// index built from no rows, insert.rs): either let `m = 3` onto 4-dimensional
+/// rows, and the index then worked on its old model while every REINDEX,
+/// `pg_restore` and `pg_upgrade` of it failed.
+pub(super) fn check_options_fit(opts: &IvfpqOptions, dim: usize, multi: bool) {
+    check_refine_fits(opts, Some(dim), multi);
+    if dim > 0 {
+        let (lists, m, nbits) = choose_params(opts, 0, dim);
+        if let Err(e) = arrw_core::ivf::validate_params(0, dim, lists, m, nbits) {
+            crate::errors::error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e);
+        }
+    }
+}
+
+/// A refine code must fit an index page with its row's TID: 8 bits per
+/// dimension past about 8,140 dimensions does not, and such a build once made an
+/// index that every reader then called corrupted (and REINDEX made again).
+/// Checked before the table is read when the dimension is declared, and again
+/// once the rows gave it (build.rs `plan_build`).
+pub(super) fn check_refine_fits(opts: &IvfpqOptions, dim: Option<usize>, multi: bool) {
+    let Some(dim) = dim.filter(|&d| d > 0) else {
+        return;
+    };
+    let bits = refine_bits(opts, dim, multi);
+    if bits == 0 {
+        return;
+    }
+    let bytes = arrw_core::refine::code_bytes(dim, bits);
+    if super::layout::FineGeom::new(bytes, 1).is_none() {
+        let most = (super::layout::fine_code_max_bytes() * 8) / bits as usize;
+        crate::errors::error(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "ivfpq: refine = {bits} at {dim} dimensions makes refine codes of {bytes} bytes, more than \
+                 an index page holds beside a row's TID; refine = {bits} goes up to {most} dimensions \
+                 (use refine = 4 or 0)"
+            ),
+        );
+    }
+}
+
+/// `(lists, m, nbits)` from the index options, with defaults for `rows` rows of
+/// `dim` dimensions where an option is not given.
+pub(super) fn choose_params(opts: &IvfpqOptions, rows: usize, dim: usize) -> (usize, usize, u32) {
+    let (auto_lists, auto_m, auto_nbits) = arrw_core::ivf::default_params(rows.max(1), dim.max(1));
+    let lists = if opts.lists > 0 {
+        opts.lists as usize
+    } else {
+        auto_lists
+    };
+    let nbits = if opts.nbits > 0 {
+        opts.nbits as u32
+    } else {
+        auto_nbits
+    };
+    // The default m depends on the code width (same code bytes at 4 and 8 bits).
+    let m = if opts.m > 0 {
+        opts.m as usize
+    } else if nbits == auto_nbits {
+        auto_m
+    } else {
+        arrw_core::ivf::default_m(dim.max(1), nbits)
+    };
+    (lists, m, nbits)
 }
