@@ -83,6 +83,42 @@ SELECT op_count('SELECT array_agg(d) FROM (SELECT v <-> %1$L AS d FROM op_t WHER
                  ORDER BY v <-> %1$L LIMIT 10) s') AS filter_limit_10_unordered;
 SELECT op_count('SELECT array_agg(d) FROM (SELECT DISTINCT ON (v <-> %1$L) v <-> %1$L AS d FROM op_t
                  ORDER BY v <-> %1$L LIMIT 1000) s') AS distinct_on_unordered;
+-- A window function may read rows past the LIMIT's (lead(), a FOLLOWING
+-- frame): the LIMIT is not passed through it (37 of 200 lead() answers had
+-- lead(d) < d when it was).
+CREATE FUNCTION op_lead_bad() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE q text; b boolean; bad int := 0;
+BEGIN
+  FOR q IN SELECT op_q.q FROM op_q ORDER BY i LOOP
+    EXECUTE format('SELECT bool_or(l < d) FROM (SELECT v <-> %1$L AS d, lead(v <-> %1$L) OVER (ORDER BY v <-> %1$L) AS l
+                    FROM op_t ORDER BY v <-> %1$L LIMIT 10) s', q) INTO b;
+    bad := bad + b::int;
+  END LOOP;
+  RETURN bad;
+END $$;
+SELECT op_lead_bad() AS window_lead_unordered;
+-- A LIMIT computed by a stable function may change before the Limit node
+-- reads it: counted as unknown (a cursor opened at 2 rows and read at 60 held
+-- 2 rows).
+CREATE FUNCTION op_stable_limit_unordered() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE q text; r record; prev float8; bad int := 0; c refcursor;
+BEGIN
+  FOR q IN SELECT op_q.q FROM op_q ORDER BY i LOOP
+    PERFORM set_config('op.lim', '2', true);
+    OPEN c FOR EXECUTE format('SELECT v <-> %1$L AS d FROM op_t ORDER BY v <-> %1$L
+                               LIMIT current_setting(''op.lim'')::int', q);
+    PERFORM set_config('op.lim', '60', true);
+    prev := '-infinity';
+    LOOP
+      FETCH c INTO r; EXIT WHEN NOT FOUND;
+      IF r.d < prev THEN bad := bad + 1; EXIT; END IF;
+      prev := r.d;
+    END LOOP;
+    CLOSE c;
+  END LOOP;
+  RETURN bad;
+END $$;
+SELECT op_stable_limit_unordered() AS stable_limit_unordered;
 -- A scan ordered by an outer row's vector is never put in a parallel worker:
 -- a Parallel Append of such scans (chosen for ivfpq's cost) had a worker read
 -- the parameter it is never sent, and die of a segmentation fault.
@@ -93,5 +129,6 @@ SET ivfpq.rerank = 100000;
 EXPLAIN (COSTS OFF) SELECT count(*) FROM op_lq, LATERAL (SELECT id FROM op_pt ORDER BY v <-> op_lq.q LIMIT op_lq.k) x;
 SELECT count(*) FROM op_lq, LATERAL (SELECT id FROM op_pt ORDER BY v <-> op_lq.q LIMIT op_lq.k) x;
 RESET ALL;
-DROP FUNCTION op_cursor_unordered(), op_count(text), op_unordered(float8[]), op_rv16();
+DROP FUNCTION op_cursor_unordered(), op_count(text), op_unordered(float8[]), op_rv16(), op_lead_bad(),
+  op_stable_limit_unordered();
 DROP TABLE op_t, op_cat, op_allowed, op_pt, op_q, op_lq;
