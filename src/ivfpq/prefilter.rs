@@ -362,9 +362,8 @@ unsafe fn limit_rows(ls: *mut pg_sys::LimitState) -> Option<u64> {
 /// The non-negative int8 an expression of a `Limit` gives (what
 /// `recompute_limits` would compute on the node's first row), when it depends
 /// only on constants and the statement's own parameters (`LIMIT 100`, `LIMIT
-/// $2`, a cast or sum of them); None for one that reads a value only the plan
-/// computes (a subquery's, an outer row's) or calls a function that is not
-/// immutable, and for NULL.
+/// $2`, a widening cast of them: [`certain`]); None for anything else (a sum,
+/// a subquery's value, an outer row's, a function call), and for NULL.
 ///
 /// # Safety
 /// `expr` is null or the plan expression `state` was built from, in `econtext`.
@@ -383,13 +382,13 @@ unsafe fn value_of(
     // SAFETY: forwarded contract, and the above; it allocates only in the
     // per-tuple context it runs in.
     unsafe {
-        // Immutable only: a stable function (`current_setting(...)`) may give
-        // the Limit node, which evaluates the count again on its first row,
-        // another number than here (a cursor opened at 2 and fetched at 60
-        // held 2 rows: 23 of 100 out of order).
-        let ok = pg_sys::pull_paramids(expr as *mut pg_sys::Expr).is_null()
-            && !pg_sys::contain_subplans(expr)
-            && !pg_sys::contain_mutable_functions(expr);
+        // Only what cannot fail nor change before the Limit node reads it
+        // ([`certain`]): a stable function (`current_setting(...)`) gave the
+        // node another number on its first row than here (a cursor opened at
+        // 2 and fetched at 60 held 2 rows: 23 of 100 out of order), and
+        // `LIMIT 100 / $1` raised division by zero in a plan part that never
+        // ran (an InitPlan a CASE skipped).
+        let ok = certain(expr);
         let eval = (*state).evalfunc?;
         if !ok {
             return None;
@@ -402,6 +401,46 @@ unsafe fn value_of(
             return None;
         }
         u64::try_from(d.value() as i64).ok()
+    }
+}
+
+/// Whether a `LIMIT` expression is a constant, a bound parameter of the
+/// statement, or a widening cast of one to `bigint` (what `LIMIT 100`, `LIMIT
+/// $1` and a PL/pgSQL integer variable plan to): computed at executor start
+/// it can neither fail nor differ from what the Limit node computes on its
+/// first row. Anything else is an unknown `LIMIT` to the scan.
+///
+/// # Safety
+/// `expr` is a plan expression node (not null).
+unsafe fn certain(expr: *mut pg_sys::Node) -> bool {
+    // SAFETY: forwarded contract; each node's tag says which struct it is,
+    // and a FuncExpr's argument list holds expression nodes.
+    unsafe {
+        match (*expr).type_ {
+            pg_sys::NodeTag::T_Const => true,
+            pg_sys::NodeTag::T_Param => {
+                (*(expr as *mut pg_sys::Param)).paramkind == pg_sys::ParamKind::PARAM_EXTERN
+            }
+            pg_sys::NodeTag::T_RelabelType => {
+                certain((*(expr as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node)
+            }
+            pg_sys::NodeTag::T_FuncExpr => {
+                let f = expr as *mut pg_sys::FuncExpr;
+                let args = pgrx::PgList::<pg_sys::Node>::from_pg((*f).args);
+                let cast = matches!(
+                    (*f).funcformat,
+                    pg_sys::CoercionForm::COERCE_IMPLICIT_CAST
+                        | pg_sys::CoercionForm::COERCE_EXPLICIT_CAST
+                );
+                cast && (*f).funcresulttype == pg_sys::INT8OID
+                    && args.len() == 1
+                    && args.get_ptr(0).is_some_and(|a| {
+                        matches!(pg_sys::exprType(a), pg_sys::INT2OID | pg_sys::INT4OID)
+                            && certain(a)
+                    })
+            }
+            _ => false,
+        }
     }
 }
 

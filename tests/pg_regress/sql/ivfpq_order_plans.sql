@@ -119,6 +119,14 @@ BEGIN
   RETURN bad;
 END $$;
 SELECT op_stable_limit_unordered() AS stable_limit_unordered;
+-- A LIMIT the plan computes is not computed at executor start: an InitPlan
+-- that never runs raised its LIMIT's division by zero.
+SET plan_cache_mode = force_generic_plan;
+PREPARE op_p(int, bool) AS SELECT CASE WHEN $2 THEN
+  (SELECT id FROM op_t ORDER BY v <-> '[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]' LIMIT 100 / $1) END AS never;
+EXECUTE op_p(0, false);
+DEALLOCATE op_p;
+RESET plan_cache_mode;
 -- A scan ordered by an outer row's vector is never put in a parallel worker:
 -- a Parallel Append of such scans (chosen for ivfpq's cost) had a worker read
 -- the parameter it is never sent, and die of a segmentation fault.
