@@ -46,10 +46,6 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
         if rel.is_null() || (*rel).pathlist.is_null() {
             return;
         }
-        let ivfpq = pg_sys::get_index_am_oid(c"ivfpq".as_ptr(), true);
-        if ivfpq == pg_sys::InvalidOid {
-            return;
-        }
         let paths = pgrx::PgList::<pg_sys::Path>::from_pg((*rel).pathlist);
         for path in paths.iter_ptr() {
             if path.is_null()
@@ -60,7 +56,7 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
             }
             let ip = path as *mut pg_sys::IndexPath;
             let info = (*ip).indexinfo;
-            if info.is_null() || (*info).relam != ivfpq || (*ip).indexorderbys.is_null() {
+            if info.is_null() || !is_ivfpq(info) || (*ip).indexorderbys.is_null() {
                 continue;
             }
             // The ORDER BY keys read a parameter set by the plan above.
@@ -69,4 +65,16 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
             }
         }
     }
+}
+
+/// Whether an index the planner considers is one of ours: its cached cost
+/// estimate function is ours (no catalog lookup on this path, which runs for
+/// every relation of every planned query).
+///
+/// # Safety
+/// `info` is a live IndexOptInfo of the planner.
+unsafe fn is_ivfpq(info: *mut pg_sys::IndexOptInfo) -> bool {
+    // SAFETY: forwarded contract; the pointer is only compared, never called.
+    let f = unsafe { (*info).amcostestimate };
+    f.is_some_and(|f| f as *const () == super::cost::amcostestimate as *const ())
 }
