@@ -20,8 +20,11 @@ pub(super) struct MultiScan {
     /// kept, or `work_mem` holds no deeper gather.
     pub(super) unfound: Option<f32>,
     /// Rows taken from `cands` so far (re-ranked, or handed out in estimated
-    /// order): a deeper gather finds them again and leaves them out.
+    /// order): a later gather leaves their entries out.
     pub(super) taken: std::collections::HashSet<u64, arrw_core::maxsim::BuildRowHasher>,
+    /// `taken.len()` when the last gather ran: a gather no deeper than it
+    /// finds new rows only if rows were taken since.
+    pub(super) taken_at_gather: usize,
 }
 
 impl MultiScan {
@@ -42,6 +45,7 @@ impl MultiScan {
             depth: 0,
             unfound: None,
             taken: Default::default(),
+            taken_at_gather: 0,
         }
     }
 

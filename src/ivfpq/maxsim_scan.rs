@@ -242,6 +242,14 @@ fn max_entries(index: pg_sys::Relation, st: &ScanState) -> usize {
 /// documents of 300 copies of one vector each (a gather of 1,000 entries per
 /// query vector held ~4 of them).
 ///
+/// When `work_mem` holds no deeper gather, the scan gathers again at the same
+/// depth if rows were taken since the last gather: their entries are left out
+/// of the offer (`Gather::offer_distances_except`), so the places they held go
+/// to the next rows, and every row found and not taken is found again. Each
+/// such gather re-scores the probed lists, so a small `work_mem` costs time,
+/// not rows (before, at `work_mem = 64kB` a `LIMIT 10` over documents of 300
+/// copies returned 3 rows and the full scan 13 of 100).
+///
 /// # Safety
 /// `scan` must be live and started.
 unsafe fn deepen(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
@@ -257,9 +265,21 @@ unsafe fn deepen(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         depth = depth * 3 / 4;
     }
     if depth <= was {
-        // No deeper gather fits: rows not found stay unreturned (docs/multivector.md).
-        st.multi.as_mut().expect("a MaxSim scan").unfound = None;
-        return;
+        let m = st.multi.as_mut().expect("a MaxSim scan");
+        if m.taken.len() == m.taken_at_gather {
+            // Nothing taken since the last gather: the same gather again would
+            // find the same rows. Re-rank the rows it found first (they wait
+            // behind the floor until a gather without them lowers it); with
+            // none left, rows not found stay unreturned (docs/multivector.md).
+            if m.cands.peek().is_some() {
+                // SAFETY: forwarded contract.
+                unsafe { rerank(scan, st) };
+            } else {
+                m.unfound = None;
+            }
+            return;
+        }
+        depth = was;
     }
     profile::count(Count::Reoffers, 1);
     // SAFETY: forwarded contract.
@@ -268,7 +288,7 @@ unsafe fn deepen(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
 
 /// Scores the probed lists of every query vector into a [`Gather`] of
 /// `depth` entries per query vector and orders the rows found by estimate
-/// (rows already taken left out).
+/// (the entries of rows already taken are left out of the offers).
 ///
 /// # Safety
 /// `scan` must be live and started.
@@ -283,7 +303,8 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState, depth: usize) 
     let mut scratch = scan::ScoreScratch::default();
     for qi in 0..nq {
         pg_sys::check_for_interrupts!();
-        let q = &st.multi.as_ref().expect("a MaxSim scan").query[qi];
+        let m = st.multi.as_ref().expect("a MaxSim scan");
+        let (q, taken) = (&m.query[qi], &m.taken);
         let t = profile::start();
         let mut ranked = RankedLists::new(model.list_distances(q));
         ranked.order_through(probes);
@@ -308,7 +329,11 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState, depth: usize) 
                     let scan::Scored::All(d) = scored else {
                         unreachable!("scan_list leaves entries out only below a finite bound")
                     };
-                    g.offer_distances(d, |j| layout::tid_u64(geom.tid(page, j)));
+                    g.offer_distances_except(
+                        d,
+                        |j| layout::tid_u64(geom.tid(page, j)),
+                        |tid| !taken.is_empty() && taken.contains(&tid),
+                    );
                     f32::INFINITY
                 },
             );
@@ -319,11 +344,9 @@ unsafe fn gather(scan: pg_sys::IndexScanDesc, st: &mut ScanState, depth: usize) 
     let m = st.multi.as_mut().expect("a MaxSim scan");
     m.depth = g.depth();
     m.unfound = g.truncated().then(|| g.floor());
-    let mut rows = g.finish_unordered();
-    if !m.taken.is_empty() {
-        rows.retain(|(_, tid)| !m.taken.contains(tid));
-    }
-    m.cands = BestFirst::new(rows);
+    m.taken_at_gather = m.taken.len();
+    // Rows taken were left out of the offers, so none is among these.
+    m.cands = BestFirst::new(g.finish_unordered());
     profile::stop(t, Phase::Select);
 }
 

@@ -245,17 +245,43 @@ impl Gather {
     /// only called for entries that can still enter the best `depth`.
     #[inline]
     pub fn offer_distances(&mut self, dists: &[f32], row: impl Fn(usize) -> u64) {
+        self.offer_distances_except(dists, row, |_| false);
+    }
+
+    /// As [`Gather::offer_distances`], leaving out the entries of rows `skip`
+    /// names (a scan's rows already taken): such an entry is not offered at
+    /// all, so it neither takes a place among the best `depth` nor counts
+    /// towards the fill or [`Gather::truncated`]. A gather that skips rows
+    /// keeps the best `depth` entries of the other rows, so every row a
+    /// previous gather of at most this depth found and did not take is found
+    /// again. `skip` is asked only about entries that could enter the best
+    /// `depth` (an entry below the threshold is dropped without reading its
+    /// row: the gather already holds `depth` better entries, so it is
+    /// truncated either way).
+    #[inline]
+    pub fn offer_distances_except(
+        &mut self,
+        dists: &[f32],
+        row: impl Fn(usize) -> u64,
+        skip: impl Fn(u64) -> bool,
+    ) {
         for (i, &d) in dists.iter().enumerate() {
             let score = -d;
             if score.is_nan() {
                 continue;
             }
-            self.offered += 1;
-            self.lowest = self.lowest.min(score);
             if score < self.threshold {
+                self.offered += 1;
+                self.lowest = self.lowest.min(score);
                 continue;
             }
-            self.current.push((score, row(i)));
+            let id = row(i);
+            if skip(id) {
+                continue;
+            }
+            self.offered += 1;
+            self.lowest = self.lowest.min(score);
+            self.current.push((score, id));
             if self.current.len() >= self.cap {
                 self.trim();
             }
@@ -489,6 +515,48 @@ mod tests {
 
     fn refs(v: &[Vec<f32>]) -> Vec<&[f32]> {
         v.iter().map(|x| x.as_slice()).collect()
+    }
+
+    /// A gather that leaves out the rows taken so far finds the next rows, and
+    /// every row an earlier gather found and did not take; skipped entries
+    /// neither fill places nor make the gather truncated.
+    #[test]
+    fn gathering_again_without_taken_rows_finds_the_next_rows() {
+        // One query vector; rows 0..40, each with 3 entries of one score
+        // (row r scores 100 - r): 120 entries, a depth of 10 keeps ~4 rows.
+        let dists: Vec<f32> = (0..120).map(|i| -(100.0 - (i / 3) as f32)).collect();
+        let row = |i: usize| (i / 3) as u64;
+        let gather = |taken: &std::collections::HashSet<u64>| {
+            let mut g = Gather::new(10);
+            g.offer_distances_except(&dists, row, |r| taken.contains(&r));
+            g.end_query();
+            let truncated = g.truncated();
+            let mut rows: Vec<u64> = g.finish_unordered().into_iter().map(|e| e.1).collect();
+            rows.sort_unstable();
+            (rows, truncated)
+        };
+        let mut taken = std::collections::HashSet::new();
+        let (first, t) = gather(&taken);
+        assert!(t);
+        assert_eq!(first, vec![0, 1, 2, 3]);
+        // Take two of them: the next gather finds the other two again, and more.
+        taken.extend([0, 1]);
+        let (second, t) = gather(&taken);
+        assert!(t);
+        assert_eq!(second, vec![2, 3, 4, 5]);
+        // Every row but the last three taken: the gather holds all that is left
+        // and is not truncated.
+        taken.extend(0..37);
+        let (last, t) = gather(&taken);
+        assert!(!t);
+        assert_eq!(last, vec![37, 38, 39]);
+        // Nothing skipped: the plain offer.
+        let mut g = Gather::new(10);
+        g.offer_distances(&dists, row);
+        g.end_query();
+        let mut plain: Vec<u64> = g.finish_unordered().into_iter().map(|e| e.1).collect();
+        plain.sort_unstable();
+        assert_eq!(plain, first);
     }
 
     #[test]

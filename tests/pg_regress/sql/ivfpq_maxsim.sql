@@ -215,6 +215,19 @@ SET ivfpq.probes = 4;
 SELECT (SELECT array_agg(id) FROM (SELECT id FROM mcopies ORDER BY v @# ARRAY['[1,1,1,1]'::vector], id LIMIT 10) s)
      = (SELECT array_agg(id) FROM (SELECT id FROM mcopies ORDER BY v @# ARRAY['[1,1,1,1]'::vector] LIMIT 10) s)
        AS index_top_10_is_exact;
+-- When work_mem holds no deeper gather, the scan gathers again at the same
+-- depth without the rows it has taken. Before, at 64kB (a gather of ~300
+-- entries: one document) a LIMIT 10 returned 2 rows and a full scan 2 of 100.
+SET work_mem = '64kB';
+SELECT (SELECT array_agg(id) FROM (SELECT id FROM mcopies ORDER BY v @# ARRAY['[1,1,1,1]'::vector], id LIMIT 10) s)
+     = (SELECT array_agg(id) FROM (SELECT id FROM mcopies ORDER BY v @# ARRAY['[1,1,1,1]'::vector] LIMIT 10) s)
+       AS small_work_mem_top_10_is_exact;
+SELECT (SELECT array_agg(id) FROM (SELECT id FROM mcopies ORDER BY v @# ARRAY['[1,0,1,0]'::vector, '[0,1,0,0]'], id) s)
+     = (SELECT array_agg(id) FROM (SELECT id FROM mcopies ORDER BY v @# ARRAY['[1,0,1,0]'::vector, '[0,1,0,0]']) s)
+       AS small_work_mem_every_row_in_order;
+SET ivfpq.rerank = 0;
+SELECT count(*) AS small_work_mem_estimated_order_rows
+FROM (SELECT id FROM mcopies ORDER BY v @# ARRAY['[1,1,1,1]'::vector]) s;
 RESET ALL;
 DROP TABLE mdead, mcopies;
 
