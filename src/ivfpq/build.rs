@@ -497,9 +497,13 @@ fn check_declared_shape_fits(
         let (lists, m, nbits) = options::choose_params(opts, opts.lists as usize, dim);
         let lists = lists.min(max_rows.max(1));
         let shape = shape_of(dim, lists, m, nbits);
-        let held = stand_in_bytes(budget, dim, false);
-        if let Err(e) = buildmem::plan(budget, &shape, lists, lists, held) {
-            too_little_memory(&shape, e.needed, budget);
+        let try_at = |b: usize| {
+            buildmem::plan(b, &shape, lists, lists, stand_in_bytes(b, dim, false))
+                .map(|_| ())
+                .map_err(|e| e.needed)
+        };
+        if let Err(needed) = try_at(budget) {
+            too_little_memory(&shape, enough_budget(needed, try_at), budget);
         }
     }
 }
@@ -648,7 +652,22 @@ fn plan_build(
             }
             p
         }
-        Err(e) => too_little_memory(&shape, e.needed, budget),
+        Err(e) => {
+            // A larger budget samples more rows (when the reservoir was full:
+            // else it holds them all), which training then needs.
+            let all = if have < buildmem::reservoir_rows(budget, dim) {
+                have
+            } else {
+                usize::MAX
+            };
+            let needed = enough_budget(e.needed, |b| {
+                let have = all.min(buildmem::reservoir_rows(b, dim));
+                buildmem::plan(b, &shape, have, wanted, stand_in_bytes(b, dim, multi))
+                    .map(|_| ())
+                    .map_err(|e| e.needed)
+            });
+            too_little_memory(&shape, needed, budget)
+        }
     };
     BuildPlan {
         untrained: false,
@@ -1005,6 +1024,23 @@ fn shape_of(dim: usize, lists: usize, m: usize, nbits: u32) -> Shape {
         nbits,
         page_bytes: pg_sys::BLCKSZ as usize,
     }
+}
+
+/// The smallest budget from `first` on at which `try_at` (a build's memory
+/// plan) succeeds. What a build holds grows with its budget (the rows
+/// sampled, the calibration's stand-in rows, the encode batch), so the bytes
+/// a plan failing at a small budget names can fall short once granted: a
+/// build at `maintenance_work_mem = 1MB` asked for 70 MB, and at 70 MB for 76.
+fn enough_budget(first: usize, try_at: impl Fn(usize) -> Result<(), usize>) -> usize {
+    let mut b = first;
+    // Each step asks for more; the stand-ins are capped, so a few suffice.
+    for _ in 0..16 {
+        match try_at(b) {
+            Ok(()) => return b,
+            Err(needed) => b = needed.max(b + 1),
+        }
+    }
+    b
 }
 
 #[cold]
