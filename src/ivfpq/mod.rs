@@ -46,6 +46,7 @@ pub mod pending;
 pub mod prefilter;
 pub mod profile;
 pub mod scan;
+mod tempfile;
 mod toast;
 pub mod vacuum;
 

@@ -131,6 +131,9 @@ pub(super) struct ScanState {
     pub(super) nblocks: u32,
     /// A `vector_maxsim_ops` index's scan for `@#` (maxsim_scan.rs).
     pub(super) multi: Option<super::maxsim_query::MultiScan>,
+    /// The memory context the scan lives in (its temporary file is made
+    /// there: tempfile.rs).
+    pub(super) ctx: pg_sys::MemoryContext,
     /// The plan node's filter, checked on each row read from the table
     /// (prefilter.rs); None when the executor alone checks it.
     pub(super) filter: Option<fetch::Prefilter>,
@@ -204,6 +207,9 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         nblocks: 0,
         multi: None,
         filter: None,
+        // SAFETY: reading this backend's current context, where the
+        // descriptor (and the callback below) live.
+        ctx: unsafe { pg_sys::CurrentMemoryContext },
     });
     // SAFETY: `scan` is the descriptor just allocated; opaque is ours. The
     // callback record is palloc'd in the context the descriptor lives in, and
@@ -238,6 +244,8 @@ unsafe extern "C-unwind" fn free_scan_state(arg: *mut std::ffi::c_void) {
         let p = (*scan).opaque as *mut ScanState;
         if !p.is_null() {
             (*scan).opaque = std::ptr::null_mut();
+            // The aborting transaction closed its temporary file already.
+            (*p).order.abandon_store();
             drop(Box::from_raw(p));
             profile::scan_freed();
         }
@@ -536,6 +544,25 @@ pub(super) struct Cand {
 
 /// Candidates of one estimate are ordered by their row (and list): a pool
 /// splits a group of equal estimates by it (arrw_core::ivf::PoolTie).
+/// A held row beyond `work_mem` goes to the scan's temporary file
+/// (tempfile.rs) as these 16 bytes.
+impl arrw_core::spill::Record for Cand {
+    const BYTES: usize = 16;
+    fn put(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.tag.to_le_bytes());
+        out[8..12].copy_from_slice(&self.blk.to_le_bytes());
+        out[12..16].copy_from_slice(&self.slot.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        Cand {
+            tag: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            blk: u32_at(8),
+            slot: u32_at(12),
+        }
+    }
+}
+
 impl arrw_core::ivf::PoolTie for Cand {
     fn pool_tie(&self) -> u32 {
         arrw_core::ivf::tie_of(self.tag)
@@ -778,7 +805,8 @@ fn record_short_demand(st: &mut ScanState) {
 /// most a quarter of the candidates the pool may keep, so the two stay
 /// within `work_mem` together; a larger `LIMIT` holds that many of its first
 /// rows. Called once `st.order` is made for the scan (single-vector and
-/// MaxSim scans alike).
+/// MaxSim scans alike); it also bounds the queue's memory
+/// ([`spill_beyond_work_mem`]).
 ///
 /// With no `LIMIT` that says how many rows the plan takes (a cursor, a
 /// `LIMIT` fed by a subquery or an outer row, no `LIMIT` at all) the scan
@@ -787,6 +815,7 @@ fn record_short_demand(st: &mut ScanState) {
 /// cursor reads of 100 rows (16-d, 10k rows, index defaults) had a farther row
 /// before a nearer one; MaxSim scans, 5 of 20 among their first 10.
 pub(super) fn hold_limit_rows(st: &mut ScanState) {
+    spill_beyond_work_mem(st);
     let unknown = if st.multi.is_some() {
         UNKNOWN_LIMIT_HOLD_MAXSIM
     } else {
@@ -797,6 +826,24 @@ pub(super) fn hold_limit_rows(st: &mut ScanState) {
         st.order
             .hold_first(hold.min(pool_cap() as u64 / 4) as usize);
     }
+}
+
+/// Bounds the rows the scan's queue keeps in memory (called as the queue is
+/// made, with [`hold_limit_rows`]): a quarter of `work_mem` of them (the
+/// candidate pool takes the rest, `pool_cap`), the rest in a temporary file
+/// (tempfile.rs, made only when needed). How many re-ranked
+/// rows wait is set by the data, not by the scan: every row whose estimate
+/// lies within the margin of the nearest waiting row's distance. On vectors
+/// whose distances crowd together (random ones, near-copies) that is most of
+/// what a deep scan has read: a cursor through 300,000 random 128-d rows held
+/// ~10 MB of them at `work_mem = 4MB` (5 MB at 64kB), growing with the table.
+fn spill_beyond_work_mem(st: &mut ScanState) {
+    // SAFETY: reading this backend's GUC variable.
+    let budget = unsafe { pg_sys::work_mem } as usize * 1024;
+    // A heap's vector may double past its cap: two rows' room per row kept.
+    let cap = budget / 4 / (2 * OrderedRerank::<Cand>::READY_BYTES);
+    st.order
+        .spill_to(cap, Box::new(super::tempfile::TempRuns::new(st.ctx)));
 }
 
 /// Rows a scan holds when no `LIMIT` says how many it will hand out (see

@@ -21,6 +21,9 @@
 //! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
 //! - [`calibrate`]: the index's default `probes`, measured while it is built.
 //! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
+//! - [`spill`]: a min-heap that keeps a bounded part in memory and the rest in
+//!   sorted runs in a store (the rows a deep scan holds; the glue's store is a
+//!   temporary file).
 //! - [`stop`]: cooperative cancellation of training and encoding threads.
 //! - [`layout`]: the ivfpq index's page layout and the checks applied to pages read.
 //! - [`maxsim`]: MaxSim of multi-vector documents (`@#`).
@@ -49,6 +52,7 @@ pub mod recent;
 pub mod refine;
 pub mod rerank;
 pub mod sample;
+pub mod spill;
 pub mod stop;
 pub mod text;
 pub mod toast;

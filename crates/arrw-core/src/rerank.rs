@@ -33,6 +33,7 @@
 //! coarse candidates are thereby ruled out by their fine estimate alone,
 //! without reading their rows.
 
+use crate::spill::{Record, SpillHeap, Store};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -74,11 +75,12 @@ const MAX_SAMPLES: usize = 4096;
 use crate::ivf::order_key as key;
 
 /// Re-ranked rows waiting to be returned in exact order (see the module docs).
-#[derive(Clone, Debug)]
-pub struct OrderedRerank<T: Ord> {
+#[derive(Debug)]
+pub struct OrderedRerank<T: Record> {
     /// Keyed by the exact distance, then its [`tie`](OrderedRerank::add_tied)
-    /// (both as [`key`]s, in one `u64`), then the row.
-    ready: BinaryHeap<Reverse<(u64, T, OrdF32)>>,
+    /// (both as [`key`]s, in one `u64`), then the row. In memory, or beyond
+    /// [`OrderedRerank::spill_to`]'s cap partly in a store.
+    ready: SpillHeap<Ready<T>>,
     /// Refined candidates waiting for re-ranking, by fine estimate (with their
     /// coarse estimate).
     refined: BinaryHeap<Reverse<(u32, T, OrdF32, OrdF32)>>,
@@ -333,12 +335,31 @@ impl Ord for OrdF32 {
     }
 }
 
-impl<T: Ord + Copy> OrderedRerank<T> {
+/// A re-ranked row waiting: its key (exact distance and tie), the row, its
+/// exact distance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Ready<T>(u64, T, OrdF32);
+
+impl<T: Record> Record for Ready<T> {
+    const BYTES: usize = 12 + T::BYTES;
+    fn put(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.0.to_le_bytes());
+        out[8..12].copy_from_slice(&self.2 .0.to_le_bytes());
+        self.1.put(&mut out[12..]);
+    }
+    fn get(b: &[u8]) -> Self {
+        let k = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        let d = f32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+        Ready(k, T::get(&b[12..]), OrdF32(d))
+    }
+}
+
+impl<T: Record> OrderedRerank<T> {
     /// Empty, with the margin at the `quantile` (0..=1) of observed estimate
     /// errors and the list slack at the `list_quantile` of observed slacks.
     pub fn new(quantile: f64, list_quantile: f64) -> Self {
         OrderedRerank {
-            ready: BinaryHeap::new(),
+            ready: SpillHeap::new(),
             refined: BinaryHeap::new(),
             errors: Samples::new(0x5eed_1234_abcd_ef01),
             fine_errors: Samples::new(0xf1ae_5eed_0bad_cafe),
@@ -370,6 +391,29 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     pub fn with_near_spread(mut self, rows: usize) -> Self {
         self.near = Some(NearErrors::new(rows));
         self
+    }
+
+    /// Keeps at most `cap` re-ranked rows in memory and the rest in sorted
+    /// runs in `store` (`crate::spill`): how many rows wait is set by the
+    /// data (every row whose estimate lies within the margin of the nearest
+    /// waiting row's distance), not by any limit of the scan's. Called on a
+    /// fresh queue.
+    pub fn spill_to(&mut self, cap: usize, store: Box<dyn Store>) {
+        self.ready.spill_to(cap, store);
+    }
+
+    /// Bytes a waiting row takes in memory (for the caller's `cap`).
+    pub const READY_BYTES: usize = std::mem::size_of::<Ready<T>>();
+
+    /// Rows written to the store so far ([`OrderedRerank::spill_to`]).
+    pub fn spilled(&self) -> u64 {
+        self.ready.written()
+    }
+
+    /// The queue is about to be dropped where its store must not be touched
+    /// (`crate::spill::Store::abandon`).
+    pub fn abandon_store(&mut self) {
+        self.ready.abandon();
     }
 
     /// Records the estimate error of a re-ranked row (handed out or not).
@@ -519,7 +563,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
     /// Queues a re-ranked row by (exact, tie).
     fn push_ready(&mut self, exact: f32, tie: i32, id: T) {
         let k = (u64::from(key(exact)) << 32) | u64::from(crate::ivf::tie_key(tie));
-        self.ready.push(Reverse((k, id, OrdF32(exact))));
+        self.ready.push(Ready(k, id, OrdF32(exact)));
         self.note_ready(key(exact));
     }
 
@@ -726,7 +770,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
             (None, _) => None,
         };
         let frontier = [c, r, l].into_iter().flatten().reduce(f32::min);
-        if let Some(&Reverse((k, id, d))) = self.ready.peek() {
+        if let Some(Ready(k, id, d)) = self.ready.peek() {
             // The frontier only moves once the scan explores further, so
             // once the held rows may leave, all of them leave in turn.
             if self
@@ -741,7 +785,7 @@ impl<T: Ord + Copy> OrderedRerank<T> {
         let Some(f) = frontier else {
             self.release();
             return match self.ready.pop() {
-                Some(Reverse((_, id, d))) => Next::Row(d.0, id),
+                Some(Ready(_, id, d)) => Next::Row(d.0, id),
                 None => Next::Done,
             };
         };
@@ -821,6 +865,54 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    /// A queue that keeps few rows in memory hands out the same rows in the
+    /// same order: on rows whose estimates err by more than their distances
+    /// spread (random vectors), most of what is re-ranked waits, and spills.
+    #[test]
+    fn a_spilling_queue_hands_out_the_same_rows() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let rows: Vec<(f32, f32)> = (0..20_000)
+            .map(|_| {
+                let exact = 10.0 + rnd();
+                (exact + 2.0 * (rnd() - 0.5), exact)
+            })
+            .collect();
+        let plain = scan_order(OrderedRerank::new(1.0, 0.0), &rows, 30);
+        let mut r = OrderedRerank::new(1.0, 0.0);
+        r.spill_to(300, Box::new(crate::spill::VecStore::default()));
+        let mut by_est: Vec<(f32, f32, u32)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, &(e, x))| (e, x, i as u32))
+            .collect();
+        by_est.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+        let (mut next, mut out, mut most) = (0, Vec::new(), 0);
+        loop {
+            most = most.max(r.ready.len() - r.ready.in_runs());
+            match r.next(by_est.get(next).map(|c| c.0), None) {
+                Next::Row(d, _) => out.push(d),
+                Next::Rerank => {
+                    for &(e, x, id) in &by_est[next..(next + 30).min(by_est.len())] {
+                        r.add(e, x, 0.0, id);
+                    }
+                    next += 30;
+                }
+                Next::Done => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(out, plain);
+        assert_eq!(out.len(), rows.len());
+        assert!(r.spilled() > 10_000, "most rows waited: {}", r.spilled());
+        assert!(most <= 300, "at most the cap in memory: {most}");
     }
 
     /// MaxSim's estimates (src/ivfpq/maxsim_scan.rs): near rows' estimates
@@ -1181,7 +1273,7 @@ mod tests {
         // The same for coarse candidates before any row taught their margin.
         let mut r = OrderedRerank::new(1.0, 0.0);
         r.ready
-            .push(Reverse((u64::from(key(5.0)) << 32, 2u64, OrdF32(5.0))));
+            .push(Ready(u64::from(key(5.0)) << 32, 2u64, OrdF32(5.0)));
         assert_eq!(r.next(Some(5.2), None), Next::Rerank);
     }
 
