@@ -722,9 +722,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	-- Blanks: ASCII white space, not spaces alone (a tab or a newline before
-	-- "job" once passed).
-	IF lower(btrim(kind, E' \t\n\r\f\v')) = 'job'
-	   OR starts_with(lower(btrim(kind, E' \t\n\r\f\v')), 'arrw') THEN
+	-- "job" once passed). The vertical tab is \x0b: PostgreSQL has no \v
+	-- escape (E'\v' is the letter v, which made 'vjob' reserved).
+	IF lower(btrim(kind, E' \t\n\r\f\x0b')) = 'job'
+	   OR starts_with(lower(btrim(kind, E' \t\n\r\f\x0b')), 'arrw') THEN
 		RAISE EXCEPTION 'arrw.emit_event: event kind % is reserved for arrw', quote_literal(kind)
 			USING ERRCODE = 'insufficient_privilege',
 			      HINT = 'Kind "job" and kinds starting with "arrw" are written only by arrw itself.';

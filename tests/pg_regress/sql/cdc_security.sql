@@ -12,6 +12,14 @@ SELECT arrw.emit_event('arrw.index_build');
 SELECT arrw.emit_event('ARRW');
 SELECT arrw.emit_event('');
 SELECT arrw.emit_event(NULL);
+-- The vertical tab counts as white space; the letter v does not (E'\v' is the
+-- letter v in PostgreSQL: 'vjob' was refused and a job between vertical tabs
+-- accepted).
+SELECT arrw.emit_event(E'\x0bjob\x0b');
+SELECT arrw.emit_event(E' \x0b\f arrw.x');
+SELECT pg_typeof(arrw.emit_event('vjob'));
+SELECT pg_typeof(arrw.emit_event('jobvvv'));
+SELECT pg_typeof(arrw.emit_event('varrw_stats'));
 \set VERBOSITY default
 SELECT arrw.emit_event('job', '{"id": 1, "state": "succeeded"}');
 SELECT arrw.emit_event('arrw.index_build');
