@@ -22,7 +22,7 @@
 //! truth about the transaction that carries it, whoever sent it.
 
 use super::json;
-use super::options::Options;
+use super::options::{parse_options, Options, MAX_IDENTIFIER_BYTES};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::HashMap;
@@ -125,7 +125,6 @@ unsafe extern "C-unwind" fn startup(
     _is_init: bool,
 ) {
     // Options first: an ERROR here leaves nothing allocated behind.
-    let mut opts = Options::default();
     // SAFETY: ctx is the live decoding context; its option list is a List of
     // DefElem (possibly NIL) built by the SQL function or the walsender.
     let list = unsafe { (*ctx).output_plugin_options };
@@ -135,15 +134,19 @@ unsafe extern "C-unwind" fn startup(
         // SAFETY: a non-NIL List.
         unsafe { (*list).length as usize }
     };
+    let mut given: Vec<(String, Option<&[u8]>)> = Vec::with_capacity(n);
     for i in 0..n {
         // SAFETY: i < length, and each cell of this list points to a DefElem.
         let def = unsafe { &*((*(*list).elements.add(i)).ptr_value as *const pg_sys::DefElem) };
         // SAFETY: defname is a NUL-terminated option name.
-        let name = unsafe { CStr::from_ptr(def.defname) }.to_string_lossy();
+        let name = unsafe { CStr::from_ptr(def.defname) }
+            .to_string_lossy()
+            .into_owned();
         let value: Option<&[u8]> = if def.arg.is_null() {
             None
         } else {
-            // SAFETY: arg is a Node; option values are String nodes (makeString).
+            // SAFETY: arg is a Node; option values are String nodes (makeString),
+            // which live as long as the option list (the decoding context).
             unsafe {
                 if (*def.arg).type_ != pg_sys::NodeTag::T_String {
                     crate::errors::invalid_option(
@@ -154,10 +157,31 @@ unsafe extern "C-unwind" fn startup(
                 Some(CStr::from_ptr((*(def.arg as *const pg_sys::String)).sval).to_bytes())
             }
         };
-        if let Err(e) = opts.set(&name, value) {
-            crate::errors::invalid_option(e.message, e.hint);
-        }
+        given.push((name, value));
     }
+    // Table and schema names are truncated as SQL truncates identifiers
+    // (truncate_identifier: NAMEDATALEN - 1 bytes, at a character boundary of
+    // the database encoding).
+    let clip = |name: &[u8]| -> usize {
+        let max = MAX_IDENTIFIER_BYTES;
+        if name.len() <= max {
+            return name.len();
+        }
+        // SAFETY: name is name.len() readable bytes without NUL (from a C
+        // string); pg_mbcliplen reads at most up to `max` bytes of them.
+        let keep = unsafe {
+            pg_sys::pg_mbcliplen(
+                name.as_ptr() as *const c_char,
+                c_int::try_from(name.len()).unwrap_or(c_int::MAX),
+                max as c_int,
+            )
+        };
+        (keep.max(0) as usize).min(max)
+    };
+    let opts = match parse_options(given.iter().map(|(n, v)| (n.as_str(), *v)), &clip) {
+        Ok(o) => o,
+        Err(e) => crate::errors::invalid_option(e.message, e.hint),
+    };
 
     // SAFETY: opt is the options struct PostgreSQL passes for us to fill.
     unsafe {
