@@ -73,8 +73,10 @@ enum ColumnKind {
     /// date, time, timetz, timestamp, timestamptz: ISO 8601 strings, whatever
     /// `DateStyle` says (the base type OID is what `JsonEncodeDateTime` needs).
     DateTime(pg_sys::Oid),
-    /// arrw's `vector` (and pgvector's other vector types): omitted unless
-    /// `include-vectors`; then a JSON array of numbers.
+    /// arrw's `vector` and `halfvec` and pgvector's `vector`, `halfvec` and
+    /// `sparsevec` (recognised by extension membership, not by name alone; see
+    /// [`is_vector_type`]): omitted unless `include-vectors`; then a JSON array
+    /// of numbers.
     Vector,
     /// Everything else: the output function's text as a JSON string.
     Text,
@@ -86,7 +88,8 @@ struct TypeInfo {
     output: pg_sys::Oid,
 }
 
-/// Names of types whose columns count as vectors.
+/// Names of types whose columns count as vectors, when they belong to
+/// extension `arrw` or `vector` ([`is_vector_type`]).
 const VECTOR_TYPES: [&[u8]; 3] = [b"vector", b"halfvec", b"sparsevec"];
 
 /// Fills in the plugin's callbacks; PostgreSQL looks this symbol up by name in
@@ -660,7 +663,8 @@ unsafe fn push_value(
         ColumnKind::Vector => {
             let s = output_text(datum);
             if json::is_valid(s) {
-                out.extend_from_slice(s);
+                // Raw JSON, as every embedded text: on one line.
+                json::push_raw_one_line(out, s);
             } else {
                 json::push_str(out, s);
             }
@@ -733,13 +737,18 @@ unsafe fn type_info(types: &mut HashMap<pg_sys::Oid, TypeInfo>, typid: pg_sys::O
     info
 }
 
-/// Whether the type is named like one of [`VECTOR_TYPES`].
+/// Whether the type is one of arrw's vector types, or one of pgvector's
+/// (`vector`, `halfvec`, `sparsevec`): named like one of [`VECTOR_TYPES`] and a
+/// member of extension `arrw` or `vector`. The name alone is not enough: any
+/// role can create a type named `vector` in its own schema, and a vector's
+/// text is embedded as JSON, not as a string. Membership in an extension is
+/// what no other role can fake (ALTER EXTENSION ... ADD needs its owner).
 ///
 /// # Safety
 /// Needs catalog access.
 unsafe fn is_vector_type(typid: pg_sys::Oid) -> bool {
     // SAFETY: a syscache lookup by OID; the tuple is released before returning.
-    unsafe {
+    let named = unsafe {
         let tup = pg_sys::SearchSysCache1(
             pg_sys::SysCacheIdentifier::TYPEOID as c_int,
             pg_sys::Datum::from(typid),
@@ -752,6 +761,17 @@ unsafe fn is_vector_type(typid: pg_sys::Oid) -> bool {
         let hit = VECTOR_TYPES.contains(&name);
         pg_sys::ReleaseSysCache(tup);
         hit
+    };
+    if !named {
+        return false;
+    }
+    // SAFETY: catalog lookups by name and OID (pg_extension, pg_depend).
+    unsafe {
+        let ext = pg_sys::getExtensionOfObject(pg_sys::TypeRelationId, typid);
+        ext != pg_sys::InvalidOid
+            && [c"arrw", c"vector"]
+                .iter()
+                .any(|name| pg_sys::get_extension_oid(name.as_ptr(), true) == ext)
     }
 }
 

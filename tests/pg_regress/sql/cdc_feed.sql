@@ -35,4 +35,21 @@ SELECT data::jsonb - 'lsn' - 'xid' AS event
 DROP TABLE llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll;
 DROP TABLE cdc_d1, cdc_d2;
 
+-- Vector columns are recognised by type, not by name: a type named vector in
+-- another schema is rendered as a string (its text was embedded raw, line
+-- breaks included, or left out as a vector), and arrw's own vector as a JSON
+-- array.
+CREATE SCHEMA cdc_s;
+CREATE TYPE cdc_s.vector AS ENUM (E'[1,\n2]', E'{"a":\r\n1}');
+CREATE TYPE cdc_s.halfvec AS ENUM (E'[3,\n4]');
+CREATE TABLE cdc_vn (id cdc_s.vector PRIMARY KEY, h cdc_s.halfvec, e vector(3));
+INSERT INTO cdc_vn VALUES (E'[1,\n2]', E'[3,\n4]', '[1,2,3]'), (E'{"a":\r\n1}', NULL, NULL);
+SELECT data::jsonb - 'lsn' - 'xid' AS event, position(E'\n' IN data) > 0 AS has_raw_newline
+  FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL, 'tables', 'public.cdc_vn');
+SELECT data::jsonb - 'lsn' - 'xid' AS event, position(E'\n' IN data) > 0 AS has_raw_newline
+  FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL, 'tables', 'public.cdc_vn',
+    'include-vectors', 'true');
+DROP TABLE cdc_vn;
+DROP SCHEMA cdc_s CASCADE;
+
 SELECT 'dropped' FROM pg_drop_replication_slot('cdc_feed_regress');
