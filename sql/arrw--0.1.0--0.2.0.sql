@@ -18,6 +18,8 @@
 -- arrw.watches is readable by PUBLIC (as documented).
 -- arrw.emit_event() (copied from sql/cdc.sql) refuses the reserved kinds with
 -- any surrounding ASCII white space, not spaces alone.
+-- arrw.job_cancel has a new column announced_kind (sql/jobs.sql), through which
+-- the change feed recognises arrw.cancel_job's "cancelled" event as arrw's.
 -- Every C function of 0.1.0 keeps its symbol in the 0.2.0 library
 -- (tests/upgrade.rs creates 0.1.0 against it). An ivfpq index keeps its
 -- on-disk format (2); no REINDEX is needed.
@@ -781,3 +783,7 @@ CREATE OR REPLACE VIEW arrw.jobs WITH (security_invoker = true) AS
 	           ELSE (SELECT r.rolsuper FROM pg_catalog.pg_roles r
 	                 WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) END;
 COMMENT ON VIEW arrw.jobs IS 'Background jobs: one row per job the current role may see';
+
+-- The kind of a queued job whose cancellation arrw.cancel_job announced
+-- (sql/jobs.sql): the change feed marks that announcement "origin":"arrw".
+ALTER TABLE arrw.job_cancel ADD COLUMN announced_kind text;

@@ -14,12 +14,16 @@
 //!
 //! Who wrote a message: any role can write a logical decoding message with any
 //! prefix (`pg_logical_emit_message` is executable by PUBLIC), so the prefix
-//! proves nothing. What only arrw can write is the table `arrw.job`. A message is
-//! marked `"origin":"arrw"` only when its content is, byte for byte, the job
-//! event (`super::job_event_content`) for the latest version of an `arrw.job`
-//! row that the same transaction wrote before the message; every other message
-//! is `"origin":"user"`. A message marked "arrw" therefore always tells the
-//! truth about the transaction that carries it, whoever sent it.
+//! proves nothing. What only arrw can write are the tables `arrw.job` and
+//! `arrw.job_cancel`. A message is marked `"origin":"arrw"` only when its
+//! content is, byte for byte, the job event (`super::job_event_content`) for
+//! the latest version of an `arrw.job` row that the same transaction wrote
+//! before the message, or the `cancelled` event of a job whose cancellation
+//! request (an `arrw.job_cancel` row with `announced_kind`, which
+//! `arrw.cancel_job` writes when it cancels a queued job) the same transaction
+//! inserted before the message; every other message is `"origin":"user"`. A
+//! message marked "arrw" therefore always tells the truth about the
+//! transaction that carries it, whoever sent it.
 
 use super::json;
 use super::options::{parse_options, Options, MAX_IDENTIFIER_BYTES};
@@ -45,12 +49,13 @@ struct State {
     /// The reset callback that frees this state; disarmed by `shutdown`.
     free_cb: *mut pg_sys::MemoryContextCallback,
     /// For each `arrw.job` row the transaction being decoded has inserted or
-    /// updated so far: the job id and the job event content its latest
+    /// updated so far (and each job whose cancellation it announced through
+    /// `arrw.job_cancel`): the job id and the job event content its latest
     /// version stands for. Cleared at each transaction's begin and commit.
     jobs: Vec<(i64, Vec<u8>)>,
-    /// The OID of arrw's own `arrw.job` (member of extension arrw), once a
-    /// relation of that name has been checked: `(relid, is_arrw_job)`.
-    job_rel: Option<(pg_sys::Oid, bool)>,
+    /// Whether a relation named `arrw.job` or `arrw.job_cancel` is arrw's own
+    /// (a member of extension arrw), by relation OID, once checked.
+    job_rels: HashMap<pg_sys::Oid, bool>,
 }
 
 /// How values of one type become JSON.
@@ -216,7 +221,7 @@ unsafe extern "C-unwind" fn startup(
         begun: false,
         free_cb,
         jobs: Vec::new(),
-        job_rel: None,
+        job_rels: HashMap::new(),
     }));
     // SAFETY: free_cb is a zeroed MemoryContextCallback in ctx->context; once
     // registered, deleting or resetting ctx->context calls free_state(st) once.
@@ -804,6 +809,10 @@ unsafe extern "C-unwind" fn change(
         // event memory context.
         unsafe { note_job_row(st, relation, new) };
     }
+    if nsp == b"arrw" && name == b"job_cancel" && op == Op::Insert && !new.is_null() {
+        // SAFETY: as above.
+        unsafe { note_job_cancel_row(st, relation, new) };
+    }
     if !table_wanted(&st.opts, nsp, name) {
         return;
     }
@@ -956,6 +965,88 @@ unsafe extern "C-unwind" fn truncate(
     }
 }
 
+/// Whether `relation` (named `arrw.job` or `arrw.job_cancel`) is arrw's own: a
+/// member of extension arrw. Cached by relation OID.
+///
+/// # Safety
+/// `relation` must be open; inside the event memory context.
+unsafe fn is_arrw_rel(st: &mut State, relation: pg_sys::Relation) -> bool {
+    // SAFETY: relation is open.
+    let relid = unsafe { (*relation).rd_id };
+    if let Some(&ours) = st.job_rels.get(&relid) {
+        return ours;
+    }
+    // A schema named arrw is the extension's only while the extension is
+    // installed; membership in the extension is what no other role can fake
+    // (ALTER EXTENSION ... ADD needs the extension's owner).
+    // SAFETY: catalog lookups by OID and name under the historic snapshot the
+    // decoding callbacks run with.
+    let ours = unsafe {
+        let ext = pg_sys::get_extension_oid(c"arrw".as_ptr(), true);
+        ext != pg_sys::InvalidOid
+            && pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, relid) == ext
+    };
+    st.job_rels.insert(relid, ours);
+    ours
+}
+
+/// Records the `cancelled` job event that `arrw.cancel_job` announces when it
+/// cancels a queued job (see the module documentation): a new row of arrw's own
+/// `arrw.job_cancel` with `job_id` and `announced_kind`.
+///
+/// # Safety
+/// As for [`note_job_row`].
+unsafe fn note_job_cancel_row(
+    st: &mut State,
+    relation: pg_sys::Relation,
+    new: *mut pg_sys::ReorderBufferTupleBuf,
+) {
+    // SAFETY: relation is open; inside the event memory context.
+    if !unsafe { is_arrw_rel(st, relation) } {
+        return;
+    }
+    // SAFETY: relation is open.
+    let desc = unsafe { (*relation).rd_att };
+    // SAFETY: new is a live tuple of this relation.
+    let t = unsafe { deform(desc, new) };
+    // SAFETY: desc has natts attributes.
+    let attrs = unsafe { (*desc).attrs.as_slice((*desc).natts as usize) };
+    let mut id = None;
+    let mut kind = None;
+    for (i, att) in attrs.iter().enumerate() {
+        if att.attisdropped || t.nulls[i] {
+            continue;
+        }
+        // SAFETY: attname is a NUL-terminated NameData.
+        let col = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes();
+        match col {
+            // int8 is pass-by-value on 64-bit builds (the only ones pgrx supports).
+            b"job_id" if att.atttypid == pg_sys::INT8OID => id = Some(t.values[i].value() as i64),
+            b"announced_kind" if att.atttypid == pg_sys::TEXTOID => {
+                // SAFETY: a text datum of a freshly inserted tuple (never an
+                // on-disk TOAST pointer in an insert's new tuple that logical
+                // decoding cannot read: checked anyway); palloc'd in the event
+                // context.
+                kind = unsafe {
+                    let d = t.values[i];
+                    (!is_external_ondisk(d.cast_mut_ptr())).then(|| {
+                        CStr::from_ptr(pg_sys::text_to_cstring(d.cast_mut_ptr())).to_bytes()
+                    })
+                };
+            }
+            _ => {}
+        }
+    }
+    let (Some(id), Some(kind)) = (id, kind) else {
+        return;
+    };
+    let content = super::job_event_content(id, kind, b"cancelled");
+    match st.jobs.iter_mut().find(|(j, _)| *j == id) {
+        Some(entry) => entry.1 = content,
+        None => st.jobs.push((id, content)),
+    }
+}
+
 /// Records the job event a new version of an `arrw.job` row stands for (see the
 /// module documentation), if `relation` is arrw's own `arrw.job`.
 ///
@@ -967,26 +1058,8 @@ unsafe fn note_job_row(
     relation: pg_sys::Relation,
     new: *mut pg_sys::ReorderBufferTupleBuf,
 ) {
-    // SAFETY: relation is open.
-    let relid = unsafe { (*relation).rd_id };
-    let is_ours = match st.job_rel {
-        Some((id, ours)) if id == relid => ours,
-        _ => {
-            // A schema named arrw is the extension's only while the extension
-            // is installed; membership in the extension is what no other role
-            // can fake (ALTER EXTENSION ... ADD needs the extension's owner).
-            // SAFETY: catalog lookups by OID and name under the historic
-            // snapshot the decoding callbacks run with.
-            let ours = unsafe {
-                let ext = pg_sys::get_extension_oid(c"arrw".as_ptr(), true);
-                ext != pg_sys::InvalidOid
-                    && pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, relid) == ext
-            };
-            st.job_rel = Some((relid, ours));
-            ours
-        }
-    };
-    if !is_ours {
+    // SAFETY: relation is open; inside the event memory context.
+    if !unsafe { is_arrw_rel(st, relation) } {
         return;
     }
     // SAFETY: relation is open.

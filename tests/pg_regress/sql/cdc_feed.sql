@@ -52,4 +52,29 @@ SELECT data::jsonb - 'lsn' - 'xid' AS event, position(E'\n' IN data) > 0 AS has_
 DROP TABLE cdc_vn;
 DROP SCHEMA cdc_s CASCADE;
 
+-- arrw.cancel_job's "cancelled" event for a queued job is arrw's own, like the
+-- "queued" one (it was "origin":"user": that transaction writes
+-- arrw.job_cancel, not arrw.job); a copy sent by pg_logical_emit_message in
+-- another transaction is still "user".
+CREATE TABLE cdc_jt (id int PRIMARY KEY);
+BEGIN;
+SELECT txid_current() AS cancel_xid \gset
+SELECT arrw.submit_job('batch_delete', '{"table": "cdc_jt", "where": "id < 7"}') AS job_id \gset
+SELECT arrw.cancel_job(:job_id);
+SELECT arrw.cancel_job(:job_id);
+COMMIT;
+BEGIN;
+SELECT txid_current() AS forged_xid \gset
+SELECT 'forged' FROM pg_logical_emit_message(true, 'arrw',
+  format('{"kind": "job", "payload": {"id": %s, "kind": "batch_delete", "state": "cancelled"}}', :job_id));
+COMMIT;
+SELECT e->>'xid' = :'cancel_xid' AS in_cancel_txn, e->>'origin' AS origin,
+       e->'content'->'payload'->>'state' AS state,
+       e->'content'->'payload'->>'id' = :'job_id' AS same_job
+  FROM (SELECT data::jsonb AS e FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL, 'tables', 'public.cdc_jt')) AS d
+ WHERE e->>'op' = 'message' AND e->>'xid' IN (:'cancel_xid', :'forged_xid')
+ ORDER BY (e->>'lsn')::pg_lsn;
+SELECT arrw.wait_job(:job_id, '60s');
+DROP TABLE cdc_jt;
+
 SELECT 'dropped' FROM pg_drop_replication_slot('cdc_feed_regress');
