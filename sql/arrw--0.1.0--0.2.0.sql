@@ -14,10 +14,15 @@
 -- - binary_quantize(vector), hamming_distance(bit, bit), jaccard_distance(bit,
 --   bit) and operators <~>, <%> (copied from sql/vector.sql), as pgvector has them.
 -- Changed in 0.2.0: arrw.notify_changes() (copied from sql/cdc.sql) sends the
--- keys of a domain over int8 or numeric as strings, as the slot feed does.
+-- keys of a domain over int8 or numeric as strings, as the slot feed does, and
+-- those of arrays and composites as their text, as the slot feed does; it never
+-- runs a cast or output function a type's owner defined (new helper
+-- arrw._watch_key_expr, copied from sql/cdc.sql).
 -- arrw.watches is readable by PUBLIC (as documented).
 -- arrw.emit_event() (copied from sql/cdc.sql) refuses the reserved kinds with
 -- any surrounding ASCII white space, not spaces alone.
+-- arrw.job_cancel has a new column announced_kind (sql/jobs.sql), through which
+-- the change feed recognises arrw.cancel_job's "cancelled" event as arrw's.
 -- Every C function of 0.1.0 keeps its symbol in the 0.2.0 library
 -- (tests/upgrade.rs creates 0.1.0 against it). An ivfpq index keeps its
 -- on-disk format (2); no REINDEX is needed.
@@ -632,7 +637,74 @@ CREATE OPERATOR CLASS halfvec_cosine_ops
 	OPERATOR 1 <=> (halfvec, halfvec) FOR ORDER BY float_ops,
 	FUNCTION 1 cosine_distance(halfvec, halfvec);
 
--- The watch trigger, as in sql/cdc.sql (a domain over int8 or numeric keys as text).
+-- The watch trigger and its key renderer, as in sql/cdc.sql (a domain over int8
+-- or numeric keys as text; keys rendered only by code of PostgreSQL and arrw,
+-- arrays and composites as text, as in the slot feed).
+-- The SQL expression (over the column reference col, such as r."id") that
+-- gives a watch payload's key value for a column of type typ, as jsonb; NULL
+-- when keys of that type are left out.
+--
+-- A key is rendered by code of PostgreSQL and arrw only, never by code a
+-- type's owner defines, because it runs as whoever writes the table:
+-- to_jsonb calls a cast to json that a type's owner created (for any type not
+-- built in, and for the elements and fields of arrays and composites), and
+-- the output function of a base type created outside PostgreSQL and arrw is
+-- its creator's code. So:
+-- - int8 and numeric (or a domain over either): their text, a JSON string, as
+--   in the slot feed;
+-- - other scalar types built into PostgreSQL (or domains over them): to_jsonb
+--   (a number, a boolean, a string...);
+-- - arrays, composites, and every type not built in (enums, ranges, arrw's
+--   vector and halfvec...): their text output (format('%s'), which calls the
+--   type's output function and no cast), a JSON string, as in the slot feed;
+-- - NULL, no keys, when the type or any type inside it (through domains,
+--   array elements, composite fields, range subtypes) has an output function
+--   that is neither built into PostgreSQL nor arrw's own.
+CREATE FUNCTION arrw._watch_key_expr(col text, typ oid) RETURNS text
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH RECURSIVE parts(t) AS (
+		SELECT typ
+		UNION
+		SELECT c.t
+		  FROM parts p
+		  JOIN pg_type ty ON ty.oid = p.t
+		  CROSS JOIN LATERAL (
+			SELECT ty.typbasetype WHERE ty.typtype = 'd'
+			UNION ALL
+			SELECT ty.typelem WHERE ty.typelem <> 0 AND ty.typoutput = 'array_out'::regproc
+			UNION ALL
+			SELECT a.atttypid FROM pg_attribute a
+			 WHERE ty.typtype = 'c' AND a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+			UNION ALL
+			SELECT r.rngsubtype FROM pg_range r WHERE ty.typtype = 'r' AND r.rngtypid = ty.oid
+			UNION ALL
+			SELECT r.rngtypid FROM pg_range r WHERE ty.typtype = 'm' AND r.rngmultitypid = ty.oid
+		  ) AS c(t)
+	), domains(t) AS (
+		SELECT typ
+		UNION ALL
+		SELECT ty.typbasetype FROM pg_type ty JOIN domains d ON ty.oid = d.t WHERE ty.typtype = 'd'
+	)
+	SELECT CASE
+		WHEN (SELECT bool_and(ty.typoutput::oid < 16384
+		                      OR EXISTS (SELECT 1 FROM pg_depend dep JOIN pg_extension x ON x.oid = dep.refobjid
+		                                  WHERE dep.classid = 'pg_type'::regclass AND dep.objid = ty.oid
+		                                    AND dep.refclassid = 'pg_extension'::regclass
+		                                    AND dep.deptype = 'e' AND x.extname = 'arrw'))
+		        FROM parts p LEFT JOIN pg_type ty ON ty.oid = p.t) IS NOT TRUE
+			THEN NULL
+		WHEN b.oid IN ('int8'::regtype, 'numeric'::regtype)
+		     OR b.oid >= 16384 OR b.typtype <> 'b'
+		     OR (b.typelem <> 0 AND b.typsubscript = 'array_subscript_handler'::regproc)
+			THEN 'to_jsonb(format(''%s'', ' || col || '))'
+		ELSE 'to_jsonb(' || col || ')'
+	END
+	  FROM pg_type b
+	 WHERE b.oid = (SELECT d.t FROM domains d JOIN pg_type ty ON ty.oid = d.t WHERE ty.typtype <> 'd')
+$$;
+
 CREATE OR REPLACE FUNCTION arrw.notify_changes() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
@@ -661,22 +733,16 @@ BEGIN
 	END IF;
 
 	IF want_keys AND n <= 100 THEN
-		-- A jsonb expression for the primary key of transition-table row r.
-		SELECT CASE WHEN count(*) = 1 THEN min(e)
+		-- A jsonb expression for the primary key of transition-table row r
+		-- (each column's as arrw._watch_key_expr renders it); NULL, and no
+		-- keys, when a column's type is one whose keys are left out.
+		SELECT CASE WHEN count(*) <> count(e) THEN NULL
+		            WHEN count(*) = 1 THEN min(e)
 		            ELSE 'jsonb_build_object(' || string_agg(quote_literal(attname) || ', ' || e, ', ' ORDER BY ord) || ')'
 		       END
 		  INTO keyexpr
 		  FROM (SELECT a.attname, k.ord,
-		               -- int8 and numeric, or a domain over either (its chain of
-		               -- base types), as text.
-		               CASE WHEN (WITH RECURSIVE d(t) AS (
-		                              SELECT a.atttypid
-		                              UNION ALL
-		                              SELECT ty.typbasetype FROM pg_type ty, d
-		                               WHERE ty.oid = d.t AND ty.typtype = 'd')
-		                          SELECT bool_or(t IN ('int8'::regtype, 'numeric'::regtype)) FROM d)
-		                    THEN 'to_jsonb(r.' || quote_ident(a.attname) || '::text)'
-		                    ELSE 'to_jsonb(r.' || quote_ident(a.attname) || ')' END AS e
+		               arrw._watch_key_expr('r.' || quote_ident(a.attname), a.atttypid) AS e
 		          FROM pg_index i
 		          CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
 		          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -722,9 +788,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	-- Blanks: ASCII white space, not spaces alone (a tab or a newline before
-	-- "job" once passed).
-	IF lower(btrim(kind, E' \t\n\r\f\v')) = 'job'
-	   OR starts_with(lower(btrim(kind, E' \t\n\r\f\v')), 'arrw') THEN
+	-- "job" once passed). The vertical tab is \x0b: PostgreSQL has no \v
+	-- escape (E'\v' is the letter v, which made 'vjob' reserved).
+	IF lower(btrim(kind, E' \t\n\r\f\x0b')) = 'job'
+	   OR starts_with(lower(btrim(kind, E' \t\n\r\f\x0b')), 'arrw') THEN
 		RAISE EXCEPTION 'arrw.emit_event: event kind % is reserved for arrw', quote_literal(kind)
 			USING ERRCODE = 'insufficient_privilege',
 			      HINT = 'Kind "job" and kinds starting with "arrw" are written only by arrw itself.';
@@ -780,3 +847,7 @@ CREATE OR REPLACE VIEW arrw.jobs WITH (security_invoker = true) AS
 	           ELSE (SELECT r.rolsuper FROM pg_catalog.pg_roles r
 	                 WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) END;
 COMMENT ON VIEW arrw.jobs IS 'Background jobs: one row per job the current role may see';
+
+-- The kind of a queued job whose cancellation arrw.cancel_job announced
+-- (sql/jobs.sql): the change feed marks that announcement "origin":"arrw".
+ALTER TABLE arrw.job_cancel ADD COLUMN announced_kind text;

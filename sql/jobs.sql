@@ -43,9 +43,14 @@ GRANT SELECT ON arrw.job TO PUBLIC;
 -- Cancellation requests (arrw.cancel_job). Kept apart from arrw.job so that a
 -- request never locks the job's row: the worker updating that row would wait
 -- for the requesting transaction to end. No foreign key, for the same reason.
+-- announced_kind: the job's kind when this request cancelled a queued job and
+-- arrw.cancel_job announced it ("cancelled"), else NULL. The change feed's
+-- plugin reads it to recognise that announcement as arrw's ("origin":"arrw"):
+-- only arrw (and superusers) can write this table.
 CREATE TABLE arrw.job_cancel (
 	job_id bigint NOT NULL,
-	requested_at timestamptz NOT NULL DEFAULT now()
+	requested_at timestamptz NOT NULL DEFAULT now(),
+	announced_kind text
 );
 COMMENT ON TABLE arrw.job_cancel IS 'Requests to cancel background jobs (internal; see arrw.jobs)';
 CREATE INDEX job_cancel_job_idx ON arrw.job_cancel (job_id);

@@ -14,15 +14,19 @@
 //!
 //! Who wrote a message: any role can write a logical decoding message with any
 //! prefix (`pg_logical_emit_message` is executable by PUBLIC), so the prefix
-//! proves nothing. What only arrw can write is the table `arrw.job`. A message is
-//! marked `"origin":"arrw"` only when its content is, byte for byte, the job
-//! event (`super::job_event_content`) for the latest version of an `arrw.job`
-//! row that the same transaction wrote before the message; every other message
-//! is `"origin":"user"`. A message marked "arrw" therefore always tells the
-//! truth about the transaction that carries it, whoever sent it.
+//! proves nothing. What only arrw can write are the tables `arrw.job` and
+//! `arrw.job_cancel`. A message is marked `"origin":"arrw"` only when its
+//! content is, byte for byte, the job event (`super::job_event_content`) for
+//! the latest version of an `arrw.job` row that the same transaction wrote
+//! before the message, or the `cancelled` event of a job whose cancellation
+//! request (an `arrw.job_cancel` row with `announced_kind`, which
+//! `arrw.cancel_job` writes when it cancels a queued job) the same transaction
+//! inserted before the message; every other message is `"origin":"user"`. A
+//! message marked "arrw" therefore always tells the truth about the
+//! transaction that carries it, whoever sent it.
 
 use super::json;
-use super::options::Options;
+use super::options::{parse_options, Options, MAX_IDENTIFIER_BYTES};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::HashMap;
@@ -45,12 +49,13 @@ struct State {
     /// The reset callback that frees this state; disarmed by `shutdown`.
     free_cb: *mut pg_sys::MemoryContextCallback,
     /// For each `arrw.job` row the transaction being decoded has inserted or
-    /// updated so far: the job id and the job event content its latest
+    /// updated so far (and each job whose cancellation it announced through
+    /// `arrw.job_cancel`): the job id and the job event content its latest
     /// version stands for. Cleared at each transaction's begin and commit.
     jobs: Vec<(i64, Vec<u8>)>,
-    /// The OID of arrw's own `arrw.job` (member of extension arrw), once a
-    /// relation of that name has been checked: `(relid, is_arrw_job)`.
-    job_rel: Option<(pg_sys::Oid, bool)>,
+    /// Whether a relation named `arrw.job` or `arrw.job_cancel` is arrw's own
+    /// (a member of extension arrw), by relation OID, once checked.
+    job_rels: HashMap<pg_sys::Oid, bool>,
 }
 
 /// How values of one type become JSON.
@@ -73,8 +78,10 @@ enum ColumnKind {
     /// date, time, timetz, timestamp, timestamptz: ISO 8601 strings, whatever
     /// `DateStyle` says (the base type OID is what `JsonEncodeDateTime` needs).
     DateTime(pg_sys::Oid),
-    /// arrw's `vector` (and pgvector's other vector types): omitted unless
-    /// `include-vectors`; then a JSON array of numbers.
+    /// arrw's `vector` and `halfvec` and pgvector's `vector`, `halfvec` and
+    /// `sparsevec` (recognised by extension membership, not by name alone; see
+    /// [`is_vector_type`]): omitted unless `include-vectors`; then a JSON array
+    /// of numbers.
     Vector,
     /// Everything else: the output function's text as a JSON string.
     Text,
@@ -86,7 +93,8 @@ struct TypeInfo {
     output: pg_sys::Oid,
 }
 
-/// Names of types whose columns count as vectors.
+/// Names of types whose columns count as vectors, when they belong to
+/// extension `arrw` or `vector` ([`is_vector_type`]).
 const VECTOR_TYPES: [&[u8]; 3] = [b"vector", b"halfvec", b"sparsevec"];
 
 /// Fills in the plugin's callbacks; PostgreSQL looks this symbol up by name in
@@ -125,7 +133,6 @@ unsafe extern "C-unwind" fn startup(
     _is_init: bool,
 ) {
     // Options first: an ERROR here leaves nothing allocated behind.
-    let mut opts = Options::default();
     // SAFETY: ctx is the live decoding context; its option list is a List of
     // DefElem (possibly NIL) built by the SQL function or the walsender.
     let list = unsafe { (*ctx).output_plugin_options };
@@ -135,15 +142,19 @@ unsafe extern "C-unwind" fn startup(
         // SAFETY: a non-NIL List.
         unsafe { (*list).length as usize }
     };
+    let mut given: Vec<(String, Option<&[u8]>)> = Vec::with_capacity(n);
     for i in 0..n {
         // SAFETY: i < length, and each cell of this list points to a DefElem.
         let def = unsafe { &*((*(*list).elements.add(i)).ptr_value as *const pg_sys::DefElem) };
         // SAFETY: defname is a NUL-terminated option name.
-        let name = unsafe { CStr::from_ptr(def.defname) }.to_string_lossy();
+        let name = unsafe { CStr::from_ptr(def.defname) }
+            .to_string_lossy()
+            .into_owned();
         let value: Option<&[u8]> = if def.arg.is_null() {
             None
         } else {
-            // SAFETY: arg is a Node; option values are String nodes (makeString).
+            // SAFETY: arg is a Node; option values are String nodes (makeString),
+            // which live as long as the option list (the decoding context).
             unsafe {
                 if (*def.arg).type_ != pg_sys::NodeTag::T_String {
                     crate::errors::invalid_option(
@@ -154,10 +165,31 @@ unsafe extern "C-unwind" fn startup(
                 Some(CStr::from_ptr((*(def.arg as *const pg_sys::String)).sval).to_bytes())
             }
         };
-        if let Err(e) = opts.set(&name, value) {
-            crate::errors::invalid_option(e.message, e.hint);
-        }
+        given.push((name, value));
     }
+    // Table and schema names are truncated as SQL truncates identifiers
+    // (truncate_identifier: NAMEDATALEN - 1 bytes, at a character boundary of
+    // the database encoding).
+    let clip = |name: &[u8]| -> usize {
+        let max = MAX_IDENTIFIER_BYTES;
+        if name.len() <= max {
+            return name.len();
+        }
+        // SAFETY: name is name.len() readable bytes without NUL (from a C
+        // string); pg_mbcliplen reads at most up to `max` bytes of them.
+        let keep = unsafe {
+            pg_sys::pg_mbcliplen(
+                name.as_ptr() as *const c_char,
+                c_int::try_from(name.len()).unwrap_or(c_int::MAX),
+                max as c_int,
+            )
+        };
+        (keep.max(0) as usize).min(max)
+    };
+    let opts = match parse_options(given.iter().map(|(n, v)| (n.as_str(), *v)), &clip) {
+        Ok(o) => o,
+        Err(e) => crate::errors::invalid_option(e.message, e.hint),
+    };
 
     // SAFETY: opt is the options struct PostgreSQL passes for us to fill.
     unsafe {
@@ -189,7 +221,7 @@ unsafe extern "C-unwind" fn startup(
         begun: false,
         free_cb,
         jobs: Vec::new(),
-        job_rel: None,
+        job_rels: HashMap::new(),
     }));
     // SAFETY: free_cb is a zeroed MemoryContextCallback in ctx->context; once
     // registered, deleting or resetting ctx->context calls free_state(st) once.
@@ -636,7 +668,8 @@ unsafe fn push_value(
         ColumnKind::Vector => {
             let s = output_text(datum);
             if json::is_valid(s) {
-                out.extend_from_slice(s);
+                // Raw JSON, as every embedded text: on one line.
+                json::push_raw_one_line(out, s);
             } else {
                 json::push_str(out, s);
             }
@@ -709,13 +742,18 @@ unsafe fn type_info(types: &mut HashMap<pg_sys::Oid, TypeInfo>, typid: pg_sys::O
     info
 }
 
-/// Whether the type is named like one of [`VECTOR_TYPES`].
+/// Whether the type is one of arrw's vector types, or one of pgvector's
+/// (`vector`, `halfvec`, `sparsevec`): named like one of [`VECTOR_TYPES`] and a
+/// member of extension `arrw` or `vector`. The name alone is not enough: any
+/// role can create a type named `vector` in its own schema, and a vector's
+/// text is embedded as JSON, not as a string. Membership in an extension is
+/// what no other role can fake (ALTER EXTENSION ... ADD needs its owner).
 ///
 /// # Safety
 /// Needs catalog access.
 unsafe fn is_vector_type(typid: pg_sys::Oid) -> bool {
     // SAFETY: a syscache lookup by OID; the tuple is released before returning.
-    unsafe {
+    let named = unsafe {
         let tup = pg_sys::SearchSysCache1(
             pg_sys::SysCacheIdentifier::TYPEOID as c_int,
             pg_sys::Datum::from(typid),
@@ -728,6 +766,17 @@ unsafe fn is_vector_type(typid: pg_sys::Oid) -> bool {
         let hit = VECTOR_TYPES.contains(&name);
         pg_sys::ReleaseSysCache(tup);
         hit
+    };
+    if !named {
+        return false;
+    }
+    // SAFETY: catalog lookups by name and OID (pg_extension, pg_depend).
+    unsafe {
+        let ext = pg_sys::getExtensionOfObject(pg_sys::TypeRelationId, typid);
+        ext != pg_sys::InvalidOid
+            && [c"arrw", c"vector"]
+                .iter()
+                .any(|name| pg_sys::get_extension_oid(name.as_ptr(), true) == ext)
     }
 }
 
@@ -759,6 +808,10 @@ unsafe extern "C-unwind" fn change(
         // SAFETY: relation is open and `new` is its live new tuple; inside the
         // event memory context.
         unsafe { note_job_row(st, relation, new) };
+    }
+    if nsp == b"arrw" && name == b"job_cancel" && op == Op::Insert && !new.is_null() {
+        // SAFETY: as above.
+        unsafe { note_job_cancel_row(st, relation, new) };
     }
     if !table_wanted(&st.opts, nsp, name) {
         return;
@@ -912,6 +965,88 @@ unsafe extern "C-unwind" fn truncate(
     }
 }
 
+/// Whether `relation` (named `arrw.job` or `arrw.job_cancel`) is arrw's own: a
+/// member of extension arrw. Cached by relation OID.
+///
+/// # Safety
+/// `relation` must be open; inside the event memory context.
+unsafe fn is_arrw_rel(st: &mut State, relation: pg_sys::Relation) -> bool {
+    // SAFETY: relation is open.
+    let relid = unsafe { (*relation).rd_id };
+    if let Some(&ours) = st.job_rels.get(&relid) {
+        return ours;
+    }
+    // A schema named arrw is the extension's only while the extension is
+    // installed; membership in the extension is what no other role can fake
+    // (ALTER EXTENSION ... ADD needs the extension's owner).
+    // SAFETY: catalog lookups by OID and name under the historic snapshot the
+    // decoding callbacks run with.
+    let ours = unsafe {
+        let ext = pg_sys::get_extension_oid(c"arrw".as_ptr(), true);
+        ext != pg_sys::InvalidOid
+            && pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, relid) == ext
+    };
+    st.job_rels.insert(relid, ours);
+    ours
+}
+
+/// Records the `cancelled` job event that `arrw.cancel_job` announces when it
+/// cancels a queued job (see the module documentation): a new row of arrw's own
+/// `arrw.job_cancel` with `job_id` and `announced_kind`.
+///
+/// # Safety
+/// As for [`note_job_row`].
+unsafe fn note_job_cancel_row(
+    st: &mut State,
+    relation: pg_sys::Relation,
+    new: *mut pg_sys::ReorderBufferTupleBuf,
+) {
+    // SAFETY: relation is open; inside the event memory context.
+    if !unsafe { is_arrw_rel(st, relation) } {
+        return;
+    }
+    // SAFETY: relation is open.
+    let desc = unsafe { (*relation).rd_att };
+    // SAFETY: new is a live tuple of this relation.
+    let t = unsafe { deform(desc, new) };
+    // SAFETY: desc has natts attributes.
+    let attrs = unsafe { (*desc).attrs.as_slice((*desc).natts as usize) };
+    let mut id = None;
+    let mut kind = None;
+    for (i, att) in attrs.iter().enumerate() {
+        if att.attisdropped || t.nulls[i] {
+            continue;
+        }
+        // SAFETY: attname is a NUL-terminated NameData.
+        let col = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes();
+        match col {
+            // int8 is pass-by-value on 64-bit builds (the only ones pgrx supports).
+            b"job_id" if att.atttypid == pg_sys::INT8OID => id = Some(t.values[i].value() as i64),
+            b"announced_kind" if att.atttypid == pg_sys::TEXTOID => {
+                // SAFETY: a text datum of a freshly inserted tuple (never an
+                // on-disk TOAST pointer in an insert's new tuple that logical
+                // decoding cannot read: checked anyway); palloc'd in the event
+                // context.
+                kind = unsafe {
+                    let d = t.values[i];
+                    (!is_external_ondisk(d.cast_mut_ptr())).then(|| {
+                        CStr::from_ptr(pg_sys::text_to_cstring(d.cast_mut_ptr())).to_bytes()
+                    })
+                };
+            }
+            _ => {}
+        }
+    }
+    let (Some(id), Some(kind)) = (id, kind) else {
+        return;
+    };
+    let content = super::job_event_content(id, kind, b"cancelled");
+    match st.jobs.iter_mut().find(|(j, _)| *j == id) {
+        Some(entry) => entry.1 = content,
+        None => st.jobs.push((id, content)),
+    }
+}
+
 /// Records the job event a new version of an `arrw.job` row stands for (see the
 /// module documentation), if `relation` is arrw's own `arrw.job`.
 ///
@@ -923,26 +1058,8 @@ unsafe fn note_job_row(
     relation: pg_sys::Relation,
     new: *mut pg_sys::ReorderBufferTupleBuf,
 ) {
-    // SAFETY: relation is open.
-    let relid = unsafe { (*relation).rd_id };
-    let is_ours = match st.job_rel {
-        Some((id, ours)) if id == relid => ours,
-        _ => {
-            // A schema named arrw is the extension's only while the extension
-            // is installed; membership in the extension is what no other role
-            // can fake (ALTER EXTENSION ... ADD needs the extension's owner).
-            // SAFETY: catalog lookups by OID and name under the historic
-            // snapshot the decoding callbacks run with.
-            let ours = unsafe {
-                let ext = pg_sys::get_extension_oid(c"arrw".as_ptr(), true);
-                ext != pg_sys::InvalidOid
-                    && pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, relid) == ext
-            };
-            st.job_rel = Some((relid, ours));
-            ours
-        }
-    };
-    if !is_ours {
+    // SAFETY: relation is open; inside the event memory context.
+    if !unsafe { is_arrw_rel(st, relation) } {
         return;
     }
     // SAFETY: relation is open.

@@ -117,14 +117,21 @@ fn cancel(id: i64) -> bool {
     if state.is_final() {
         return false;
     }
+    // A queued job is cancelled by this request, which announces it: the
+    // request's row records the announced job's kind, and the change feed's
+    // plugin marks the announcement "origin":"arrw" because this transaction
+    // wrote that row (src/cdc/plugin.rs), as it does for a write of the job's
+    // own row.
+    let queued = if state == State::Queued { "t" } else { "f" };
     spi::as_job_admin(|| {
         let kind = spi::one(
-            "INSERT INTO arrw.job_cancel (job_id) SELECT $1::bigint \
+            "INSERT INTO arrw.job_cancel (job_id, announced_kind) \
+             SELECT $1::bigint, CASE WHEN $2::boolean THEN (SELECT kind FROM arrw.job WHERE id = $1::bigint) END \
              WHERE NOT EXISTS (SELECT 1 FROM arrw.job_cancel WHERE job_id = $1::bigint) \
-             RETURNING (SELECT kind FROM arrw.job WHERE id = $1::bigint)",
-            &[Some(&id_text)],
+             RETURNING announced_kind",
+            &[Some(&id_text), Some(queued)],
         );
-        if let (Some(kind), State::Queued) = (kind, state) {
+        if let Some(kind) = kind {
             notify::state_changed(&id_text, &kind, State::Cancelled);
         }
     });

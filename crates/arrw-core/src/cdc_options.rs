@@ -63,10 +63,71 @@ impl TablePattern {
     }
 }
 
+/// The longest name PostgreSQL keeps: `NAMEDATALEN - 1` bytes. Longer
+/// identifiers are truncated (`truncate_identifier`), at a character boundary.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// How many leading bytes of an identifier PostgreSQL keeps, for a UTF-8
+/// database: at most [`MAX_IDENTIFIER_BYTES`], cut at a character boundary
+/// (as `pg_mbcliplen` cuts). The plugin passes its own, encoding-aware
+/// function to [`parse_options`] and [`Options::set_clipped`].
+pub fn utf8_identifier_len(name: &[u8]) -> usize {
+    if name.len() <= MAX_IDENTIFIER_BYTES {
+        return name.len();
+    }
+    let mut cut = MAX_IDENTIFIER_BYTES;
+    // Back off continuation bytes (10xxxxxx): the cut lands before the
+    // character they belong to.
+    while cut > 0 && name[cut] & 0xC0 == 0x80 {
+        cut -= 1;
+    }
+    cut
+}
+
+/// Applies every option of one decoding session, in order. An option given
+/// twice is an error (the second would silently replace the first: `tables`
+/// given twice lost every change of the first list). `clip` says how many
+/// bytes of a table or schema name PostgreSQL keeps (see
+/// [`utf8_identifier_len`]).
+pub fn parse_options<'a>(
+    options: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    clip: &dyn Fn(&[u8]) -> usize,
+) -> Result<Options, OptionError> {
+    let mut out = Options::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in options {
+        out.set_clipped(name, value, clip)?;
+        if seen.contains(&name) {
+            return Err(OptionError::new(
+                format!("option \"{name}\" is given more than once"),
+                Some(if name == "tables" {
+                    "Give \"tables\" once, with every table in its comma-separated list.".into()
+                } else {
+                    "Give each option once.".into()
+                }),
+            ));
+        }
+        seen.push(name);
+    }
+    Ok(out)
+}
+
 impl Options {
     /// Applies option `name` with `value` (`None` when given without a value,
     /// which the replication protocol allows: it means `true` for booleans).
+    /// Table and schema names are truncated as in a UTF-8 database.
     pub fn set(&mut self, name: &str, value: Option<&[u8]>) -> Result<(), OptionError> {
+        self.set_clipped(name, value, &utf8_identifier_len)
+    }
+
+    /// As [`Options::set`], with `clip` saying how many bytes of a table or
+    /// schema name PostgreSQL keeps (see [`utf8_identifier_len`]).
+    pub fn set_clipped(
+        &mut self,
+        name: &str,
+        value: Option<&[u8]>,
+        clip: &dyn Fn(&[u8]) -> usize,
+    ) -> Result<(), OptionError> {
         match name {
             "include-transaction" => self.include_transaction = boolean(name, value)?,
             "include-vectors" => self.include_vectors = boolean(name, value)?,
@@ -78,7 +139,7 @@ impl Options {
                         Some("Give a comma-separated list of schema-qualified table names, such as 'public.docs,public.chunks'.".into()),
                     ));
                 };
-                self.tables = Some(parse_tables(v)?);
+                self.tables = Some(parse_tables_clipped(v, clip)?);
             }
             _ => {
                 return Err(OptionError::new(
@@ -119,8 +180,19 @@ fn boolean(name: &str, value: Option<&[u8]>) -> Result<bool, OptionError> {
 
 /// Parses `tables`: comma-separated `schema.table` or `schema.*` entries, with
 /// SQL identifier rules (unquoted names fold to lower case, `"Quoted"` names
-/// keep their case and may contain `""`, commas and dots).
+/// keep their case and may contain `""`, commas and dots; names longer than 63
+/// bytes are truncated as PostgreSQL truncates identifiers, here as in a UTF-8
+/// database).
 pub fn parse_tables(v: &[u8]) -> Result<Vec<TablePattern>, OptionError> {
+    parse_tables_clipped(v, &utf8_identifier_len)
+}
+
+/// As [`parse_tables`], with `clip` saying how many leading bytes of a name
+/// PostgreSQL keeps (the database encoding's character boundaries).
+pub fn parse_tables_clipped(
+    v: &[u8],
+    clip: &dyn Fn(&[u8]) -> usize,
+) -> Result<Vec<TablePattern>, OptionError> {
     let bad = |why: &str| {
         OptionError::new(
             format!(
@@ -153,6 +225,18 @@ pub fn parse_tables(v: &[u8]) -> Result<Vec<TablePattern>, OptionError> {
             Some(ident(v, &mut i).ok_or_else(|| bad("expected a table name after \".\""))?)
         };
         skip_ws(&mut i);
+        // As SQL does (truncate_identifier): the 70-character name of a table
+        // created in SQL names the table whose name is its first 63 bytes.
+        let truncate = |mut name: Vec<u8>| {
+            let keep = clip(&name).min(name.len());
+            name.truncate(keep);
+            name
+        };
+        let schema = truncate(schema);
+        let table = table.map(truncate);
+        if schema.is_empty() || table.as_ref().is_some_and(|t| t.is_empty()) {
+            return Err(bad("expected a name"));
+        }
         out.push(TablePattern { schema, table });
         match v.get(i) {
             None => return Ok(out),
@@ -315,6 +399,82 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
+    }
+
+    /// An option given twice is an error naming it, not a silent replacement
+    /// (`tables` given twice kept only the second list).
+    #[test]
+    fn repeated_options_are_errors() {
+        let pairs: [(&str, Option<&[u8]>); 2] = [
+            ("tables", Some(b"public.d1")),
+            ("tables", Some(b"public.d2")),
+        ];
+        let e = parse_options(pairs, &utf8_identifier_len).unwrap_err();
+        assert_eq!(e.message, "option \"tables\" is given more than once");
+        assert!(e.hint.unwrap().contains("comma-separated"));
+        for name in ["include-transaction", "include-vectors", "include-row"] {
+            let pairs: [(&str, Option<&[u8]>); 3] = [
+                (name, Some(b"true")),
+                ("tables", Some(b"a.b")),
+                (name, None),
+            ];
+            let e = parse_options(pairs, &utf8_identifier_len).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("option \"{name}\" is given more than once")
+            );
+        }
+        // Each option once: all applied.
+        let pairs: [(&str, Option<&[u8]>); 4] = [
+            ("include-transaction", None),
+            ("include-vectors", Some(b"on")),
+            ("include-row", Some(b"off")),
+            ("tables", Some(b"public.d1, public.d2")),
+        ];
+        let o = parse_options(pairs, &utf8_identifier_len).unwrap();
+        assert!(o.include_transaction && o.include_vectors && !o.include_row);
+        assert_eq!(o.tables.unwrap().len(), 2);
+        // An unknown option is reported as unknown, also when repeated.
+        let pairs: [(&str, Option<&[u8]>); 2] = [("nope", None), ("nope", None)];
+        let e = parse_options(pairs, &utf8_identifier_len).unwrap_err();
+        assert!(e.message.contains("not recognized"), "{e:?}");
+    }
+
+    /// Names longer than 63 bytes are truncated as SQL truncates identifiers,
+    /// quoted or not, at a character boundary.
+    #[test]
+    fn long_names_are_truncated_like_identifiers() {
+        let l70 = "l".repeat(70);
+        let t = parse_tables(format!("public.{l70}").as_bytes()).unwrap();
+        assert_eq!(t[0].table.as_deref(), Some("l".repeat(63).as_bytes()));
+        let t = parse_tables(format!("\"{}\".\"{}\"", "S".repeat(64), "T".repeat(100)).as_bytes())
+            .unwrap();
+        assert_eq!(t[0].schema, "S".repeat(63).as_bytes());
+        assert_eq!(t[0].table.as_deref(), Some("T".repeat(63).as_bytes()));
+        // 62 ASCII bytes, then a two-byte character across byte 63: cut before it.
+        let name = format!("{}é{}", "a".repeat(62), "b".repeat(5));
+        let t = parse_tables(format!("s.{name}").as_bytes()).unwrap();
+        assert_eq!(t[0].table.as_deref(), Some("a".repeat(62).as_bytes()));
+        // 21 three-byte characters are exactly 63 bytes and stay; a 22nd goes.
+        let name = "€".repeat(22);
+        let t = parse_tables(format!("s.{name}").as_bytes()).unwrap();
+        assert_eq!(t[0].table.as_deref(), Some("€".repeat(21).as_bytes()));
+        // 63 bytes and shorter are kept whole; schema.* keeps its star.
+        let t = parse_tables(format!("{}.*", "x".repeat(63)).as_bytes()).unwrap();
+        assert_eq!(t[0].schema.len(), 63);
+        assert_eq!(t[0].table, None);
+        assert!(t[0].matches("x".repeat(63).as_bytes(), b"any"));
+        // The plugin's clip (the database encoding's) is the one used.
+        let ten = |n: &[u8]| n.len().min(10);
+        let t = parse_tables_clipped(b"abcdefghijkl.mnopqrstuvwxyz", &ten).unwrap();
+        assert_eq!(
+            (t[0].schema.as_slice(), t[0].table.as_deref()),
+            (&b"abcdefghij"[..], Some(&b"mnopqrstuv"[..]))
+        );
+        let mut o = Options::default();
+        o.set_clipped("tables", Some(b"abcdefghijkl.x"), &ten)
+            .unwrap();
+        assert_eq!(o.tables.unwrap()[0].schema, b"abcdefghij");
     }
 
     fn ident() -> impl Strategy<Value = Vec<u8>> {
