@@ -1228,6 +1228,8 @@ fn damaged_pages_are_index_corrupted_errors() {
         "model_nan",
         "hole",
         "dup_tid",
+        "dup_tid_pages",
+        "format_garbled",
         "empty_file",
     ];
     let mut blobs = Blobs::new(91, 4, DIM);
@@ -1330,6 +1332,19 @@ fn damaged_pages_are_index_corrupted_errors() {
                 let first: Vec<u8> = f.bytes[tid..tid + 6].to_vec();
                 f.bytes[tid + 6..tid + 12].copy_from_slice(&first);
             }
+            // Entry 2 of the second page holds the TID of the head's entry 1
+            // (a live row: entry 0's was deleted): the scan re-ranked both
+            // from the same row and returned it twice, and ivfpq_check,
+            // which compares a page's TIDs, saw nothing.
+            "dup_tid_pages" => {
+                let tid = head + CONTENTS + ROW_CAPACITY * CODE_BYTES + 6;
+                let at = second + CONTENTS + ROW_CAPACITY * CODE_BYTES + 12;
+                let live: Vec<u8> = f.bytes[tid..tid + 6].to_vec();
+                f.bytes[at..at + 6].copy_from_slice(&live);
+            }
+            // The meta page's format number (after its magic) garbled into
+            // one no arrw wrote: not "built by another arrw" (0A000) but damage.
+            "format_garbled" => put_u32(&mut f.bytes, 24 + 4, 2_029_829_132),
             // The file truncated to nothing: PostgreSQL's read of block 0
             // said XX001 without naming the index.
             "empty_file" => f.bytes.clear(),
@@ -1465,9 +1480,24 @@ fn damaged_pages_are_index_corrupted_errors() {
         rows_before
     );
 
-    // ivfpq_check agrees (the duplicate TID only it can see), and REINDEX
-    // repairs every one.
+    expect_corrupted(&mut c, &scan("d_format_garbled"), "d_format_garbled_v");
+
+    // One row named by two entries on two pages: a scan reaching both
+    // stops instead of returning the row twice.
+    expect_corrupted(
+        &mut c,
+        "SELECT id FROM d_dup_tid_pages ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
+        "d_dup_tid_pages_v",
+    );
+
+    // ivfpq_check agrees (the duplicate TID on one page only it can see,
+    // when its row was deleted), and REINDEX repairs every one.
     for name in cases {
+        if name == "dup_tid_pages" {
+            // Two pages' TIDs are not compared: the scan is what catches it.
+            exec(&mut c, &format!("REINDEX INDEX d_{name}_v"));
+            continue;
+        }
         let idx = format!("d_{name}_v");
         expect_corrupted(&mut c, &format!("SELECT arrw.ivfpq_check('{idx}')"), &idx);
         exec(&mut c, &format!("REINDEX INDEX {idx}"));

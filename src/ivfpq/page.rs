@@ -139,6 +139,19 @@ fn meta_page(index: pg_sys::Relation) -> MetaData {
             ),
         );
     }
+    if !layout::plausible_format(m.version) {
+        // A damaged word, not an index of another arrw: 2029829132 read as
+        // a format asked for a REINDEX that named no damage (0A000).
+        corrupt_message(
+            index,
+            format!(
+                "ivfpq index \"{}\" has no valid meta page (block {}): its format number {} was never written by any arrw",
+                rel_name(index),
+                layout::META_BLOCK,
+                m.version
+            ),
+        );
+    }
     if m.version != layout::FORMAT_VERSION {
         wrong_format(index, m.version);
     }

@@ -134,6 +134,9 @@ pub(super) struct ScanState {
     /// The memory context the scan lives in (its temporary file is made
     /// there: tempfile.rs).
     pub(super) ctx: pg_sys::MemoryContext,
+    /// Rows handed out at the current distance (a row handed out twice is
+    /// damage: `arrw_core::rerank::RepeatWatch`).
+    pub(super) repeats: arrw_core::rerank::RepeatWatch,
     /// The plan node's filter, checked on each row read from the table
     /// (prefilter.rs); None when the executor alone checks it.
     pub(super) filter: Option<fetch::Prefilter>,
@@ -210,6 +213,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         // SAFETY: reading this backend's current context, where the
         // descriptor (and the callback below) live.
         ctx: unsafe { pg_sys::CurrentMemoryContext },
+        repeats: Default::default(),
     });
     // SAFETY: `scan` is the descriptor just allocated; opaque is ours. The
     // callback record is palloc'd in the context the descriptor lives in, and
@@ -339,6 +343,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.started = false;
         st.pool = CandidatePool::new(1, 1);
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
+        st.repeats = Default::default();
         st.fine = None;
         st.fine_query = None;
         st.handed.clear();
@@ -480,6 +485,10 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
             Next::Row(dist, c) => {
                 profile::count(Count::Returned, 1);
                 st.depth += 1;
+                if st.repeats.repeated(dist, untag(c.tag)) {
+                    // SAFETY: scan is live.
+                    unsafe { repeated_row(scan, untag(c.tag), list_of(c.tag)) };
+                }
                 // The executor computes the ORDER BY expression of this row
                 // next: an out-of-line row's sums go where the operator finds
                 // them (src/handed.rs).
@@ -502,6 +511,25 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
             Next::Done => return false,
         }
     }
+}
+
+/// XX002 for a row two entries of a single-vector index name (see
+/// `arrw_core::rerank::RepeatWatch`): handed out twice before, silently.
+///
+/// # Safety
+/// `scan` must be live.
+#[cold]
+unsafe fn repeated_row(scan: pg_sys::IndexScanDesc, tid: u64, list: u32) -> ! {
+    let (blk, off) = layout::u64_tid(tid);
+    // SAFETY: live scan (forwarded contract).
+    let index = unsafe { (*scan).indexRelation };
+    page::corrupt_message(
+        index,
+        format!(
+            "ivfpq index \"{}\" is corrupted: two of its entries point at one row (heap block {blk}, offset {off}; one of them in list {list})",
+            page::rel_name(index)
+        ),
+    )
 }
 
 /// How many lists a scan may probe: all, or `ivfpq.max_probes`.

@@ -69,6 +69,15 @@ pub const MAGIC: u32 = 0x4152_5751; // "ARWQ"
 /// page's fine link).
 pub const FORMAT_VERSION: u32 = 3;
 
+/// Whether a meta page's format number is one an arrw could have written:
+/// an older format (1 on), or a newer one up to 16 past this arrw's (a later
+/// arrw's index, which this one cannot read: the REINDEX error). Anything
+/// else (0, or a number no release will reach, as a damaged word reads) is
+/// damage to the meta page.
+pub fn plausible_format(version: u32) -> bool {
+    (1..=FORMAT_VERSION + 16).contains(&version)
+}
+
 /// Page kinds, stored in the last two bytes of every page's special space.
 pub const KIND_META: u16 = 0xA1;
 pub const KIND_MODEL: u16 = 0xA2;
@@ -1221,6 +1230,17 @@ mod seal_tests {
 
 #[cfg(test)]
 mod tests {
+
+    /// Older and newer formats ask for a REINDEX; a number no arrw wrote is
+    /// damage.
+    #[test]
+    fn format_numbers_an_arrw_could_have_written() {
+        assert!(plausible_format(1) && plausible_format(FORMAT_VERSION));
+        assert!(plausible_format(FORMAT_VERSION + 1));
+        assert!(!plausible_format(0));
+        assert!(!plausible_format(2_029_829_132));
+        assert!(!plausible_format(u32::MAX));
+    }
 
     /// `fine_code_max_bytes` is exactly the largest code a fine page takes.
     #[test]

@@ -805,8 +805,56 @@ impl<T: Record> OrderedRerank<T> {
     }
 }
 
+/// Most rows of one distance [`RepeatWatch`] remembers.
+pub const REPEAT_WATCH_ROWS: usize = 1024;
+
+/// The rows a scan handed out at its current distance, to catch a row handed
+/// out twice. Every row of a single-vector index has one entry, so two
+/// entries naming one heap row are damage (a TID garbled into another valid
+/// one, a page count raised over entries VACUUM had removed): both are
+/// re-ranked from the same row, to the same exact distance, so they leave
+/// one after the other among that distance's rows. Checking the rows of the
+/// current distance (up to [`REPEAT_WATCH_ROWS`] of them) costs nothing a
+/// scan notices and turns a row returned twice into an error.
+#[derive(Clone, Debug, Default)]
+pub struct RepeatWatch {
+    dist: Option<u32>,
+    rows: Vec<u64>,
+}
+
+impl RepeatWatch {
+    /// Notes `row` handed out at `dist`; true when it was handed out at
+    /// this distance already.
+    pub fn repeated(&mut self, dist: f32, row: u64) -> bool {
+        let bits = dist.to_bits();
+        if self.dist != Some(bits) {
+            self.dist = Some(bits);
+            self.rows.clear();
+        }
+        if self.rows.contains(&row) {
+            return true;
+        }
+        if self.rows.len() < REPEAT_WATCH_ROWS {
+            self.rows.push(row);
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_row_handed_out_twice_at_one_distance_is_caught() {
+        let mut w = super::RepeatWatch::default();
+        assert!(!w.repeated(1.0, 7));
+        assert!(!w.repeated(1.0, 8));
+        assert!(w.repeated(1.0, 7));
+        // Another distance starts afresh (rows of a distance leave together).
+        assert!(!w.repeated(2.0, 7));
+        assert!(!w.repeated(2.0, 9));
+        assert!(w.repeated(2.0, 9));
+    }
+
     use super::*;
 
     /// Repeated errors (copies of one vector, re-ranked in a row) count once:
