@@ -21,7 +21,9 @@ as_pg() {
 # Installs what arrw needs to build and test, skipping what is already there.
 setup_machine() {
   local need=()
-  for p in postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} libclang-dev sudo; do
+  # python3: the scripts' helpers (scripts/npy2copy.py, free_port) are Python
+  # of the standard library only.
+  for p in postgresql-${PG_MAJOR} postgresql-server-dev-${PG_MAJOR} libclang-dev sudo python3; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
   done
   if [ "${#need[@]}" -gt 0 ]; then

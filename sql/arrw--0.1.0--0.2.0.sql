@@ -132,6 +132,7 @@ DECLARE
 	typname_ text;
 	typschema text;
 	typfmt text;
+	colnum int2;
 	op text;
 	depth_text text;
 	depth integer;
@@ -217,8 +218,8 @@ BEGIN
 			RAISE EXCEPTION 'input % has depth %, it must be between k (%) and 1000000', i, depth, k
 				USING ERRCODE = '22023';
 		END IF;
-		SELECT a.atttypid, t.typname, n.nspname, format_type(a.atttypid, NULL)
-		  INTO typ, typname_, typschema, typfmt
+		SELECT a.atttypid, t.typname, n.nspname, format_type(a.atttypid, NULL), a.attnum
+		  INTO typ, typname_, typschema, typfmt, colnum
 		  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
 		 WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
 		IF NOT FOUND THEN
@@ -240,7 +241,28 @@ BEGIN
 			 WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = typ
 			   AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
 			   AND e.extname IN ('arrw', 'vector')) THEN
-			op := coalesce(inp->>'op', '<=>');
+			-- Without "op", the ordering operator of the column's own index
+			-- (an ivfpq one first, then any other, oldest first: a valid,
+			-- non-partial index whose first key is the column), so that the
+			-- input is served by it; with no such index, cosine. Before, it
+			-- was always <=>: an input on a column indexed for L2 ranked by
+			-- cosine, through a sequential scan and sort.
+			op := inp->>'op';
+			IF op IS NULL THEN
+				SELECT o.oprname INTO op
+				  FROM pg_catalog.pg_index x
+				  JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
+				  JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+				  JOIN pg_catalog.pg_opclass oc ON oc.oid = x.indclass[0]
+				  JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoppurpose = 'o'
+				                            AND ao.amoplefttype = typ AND ao.amoprighttype = typ
+				  JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
+				 WHERE x.indrelid = tbl AND x.indkey[0] = colnum AND x.indisvalid AND x.indpred IS NULL
+				   AND o.oprname IN ('<->', '<#>', '<=>', '<+>')
+				 ORDER BY am.amname = 'ivfpq' DESC, x.indexrelid
+				 LIMIT 1;
+				op := coalesce(op, '<=>');
+			END IF;
 			IF op NOT IN ('<->', '<#>', '<=>', '<+>') THEN
 				RAISE EXCEPTION 'input % has operator %, expected <->, <#>, <=> or <+>', i, op
 					USING ERRCODE = '22023';

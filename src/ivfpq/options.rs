@@ -38,7 +38,7 @@ pub struct IvfpqOptions {
 pub fn init() {
     GucRegistry::define_int_guc(
         c"ivfpq.probes",
-        c"Inverted lists scanned per ivfpq query (0: the index's `probes` option, or 20, more for indexes of over 1,000 lists).",
+        c"Inverted lists scanned per ivfpq query (0: the index's `probes` option, or the default its build measured).",
         c"More probes raise recall and cost time.",
         &PROBES,
         0,
@@ -48,7 +48,7 @@ pub fn init() {
     );
     GucRegistry::define_float_guc(
         c"ivfpq.probes_scale",
-        c"Multiplies the probes an ivfpq query takes from its index (the `probes` option, or the default for its lists) when ivfpq.probes is 0.",
+        c"Multiplies the probes an ivfpq query takes from its index (the `probes` option, or the default its build measured) when ivfpq.probes is 0.",
         c"One setting for indexes of different sizes: 2 raises recall for deep rankings (arrw.fused_search sets it for its inputs), 0.5 trades recall for speed.",
         &PROBES_SCALE,
         0.01,

@@ -290,3 +290,20 @@ CREATE TABLE fu_own.cp (id fu_own.pair, v vector(2));
 INSERT INTO fu_own.cp VALUES ((1,'x'), '[1,0]'), ((2,NULL), '[1,0.1]'), ((NULL,NULL), '[1,0.2]'), (NULL, '[1,0.3]');
 SELECT id FROM arrw.fused_search('fu_own.cp', 'id', '[{"column": "v", "query": "[1,0]", "op": "<->"}]');
 DROP SCHEMA fu_own CASCADE;
+
+-- An input without "op" ranks by the operator of the column's own index (an
+-- ivfpq one first), so that the index serves it; with none, by <=>. Before,
+-- always <=>: an input on a column indexed for L2 ranked by cosine, through a
+-- sequential scan and sort.
+CREATE TABLE fu_op (id int, l2 vector(2), ip vector(2), plain vector(2), part vector(2));
+CREATE INDEX ON fu_op USING ivfpq (l2 vector_l2_ops);
+CREATE INDEX ON fu_op USING ivfpq (ip vector_ip_ops);
+CREATE INDEX ON fu_op USING ivfpq (part vector_ip_ops) WHERE id > 0;
+SELECT c, substring(arrw.fused_search_sql('fu_op', 'id',
+         jsonb_build_array(jsonb_build_object('column', c, 'query', '[1,0]')))
+       FROM 'OPERATOR\(\w+\.(<.>)\)') AS op
+FROM unnest(ARRAY['l2', 'ip', 'plain', 'part']) c;
+-- An "op" of the caller's wins over the index's.
+SELECT substring(arrw.fused_search_sql('fu_op', 'id', '[{"column": "l2", "query": "[1,0]", "op": "<#>"}]')
+       FROM 'OPERATOR\(\w+\.(<.>)\)') AS op;
+DROP TABLE fu_op;
