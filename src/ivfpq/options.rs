@@ -68,7 +68,7 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"ivfpq.maxsim_depth",
-        c"Best index entries kept per query vector by a MaxSim (@#) ivfpq scan (0: 10 x rerank, at least 1000).",
+        c"Rows kept per query vector by a MaxSim (@#) ivfpq scan, each with its best entry (0: 10 x rerank, at least 1000).",
         c"Deeper gathers tighten the estimates of the rows they find; a gather keeps at most depth x query vectors rows (no more than the index has entries), at most 88 bytes each, within work_mem.",
         &MAXSIM_DEPTH,
         0,

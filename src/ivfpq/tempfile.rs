@@ -5,7 +5,9 @@
 //! `temp_file_limit` (going past it is PostgreSQL's own ERROR), owned by the
 //! resource owner current at the first write (a cursor's portal, or the
 //! transaction), so an aborted transaction deletes it. Made only when a scan
-//! first holds more rows than its cap: a `LIMIT 10` never opens one.
+//! first holds more rows than its cap: deep scans, and shallow ones where
+//! that many rows wait (thousands of near-copies of the query, a selective
+//! filter at a small `work_mem`).
 //!
 //! The `BufFile` struct lives in the scan's memory context. On the normal
 //! path (`amendscan`, a rescan making a new queue) dropping the store closes

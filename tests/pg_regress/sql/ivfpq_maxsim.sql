@@ -229,7 +229,23 @@ SET ivfpq.rerank = 0;
 SELECT count(*) AS small_work_mem_estimated_order_rows
 FROM (SELECT id FROM mcopies ORDER BY v @# ARRAY['[1,1,1,1]'::vector]) s;
 RESET ALL;
-DROP TABLE mdead, mcopies;
+-- A gather keeps one entry per row (its best) for each query vector: the
+-- other copies of a document took places rows not kept could have had. 990
+-- deleted (not yet vacuumed) documents of 100 copies ahead of the 10 live
+-- ones: a LIMIT 10 at 64kB gathered again 131 times, ~8 documents at a time.
+CREATE TABLE mdead2 (id int PRIMARY KEY, v vector(4)[]) WITH (autovacuum_enabled = off);
+INSERT INTO mdead2 SELECT i, array_fill(('[' || (1 + i / 1000000.0) || ',1,1,1]')::vector, ARRAY[100])
+FROM generate_series(1, 1000) i;
+CREATE INDEX mdead2_v ON mdead2 USING ivfpq (v vector_maxsim_ops) WITH (lists = 4);
+DELETE FROM mdead2 WHERE id > 10;
+SET enable_seqscan = off; SET ivfpq.probes = 4; SET work_mem = '64kB';
+SELECT arrw.ivfpq_profile_reset();
+SET ivfpq.profile = on;
+SELECT array_agg(id ORDER BY id) AS live_rows
+FROM (SELECT id FROM mdead2 ORDER BY v @# '{"[1,1,1,1]"}'::vector[] LIMIT 10) s;
+SELECT (arrw.ivfpq_profile()->>'reoffers')::int <= 5 AS few_gathers;
+RESET ALL;
+DROP TABLE mdead, mcopies, mdead2;
 
 -- A LIMIT the scan cannot read (from an outer row, a subquery) or none at all
 -- (a cursor): the scan holds its first rows until they are settled, as under
