@@ -44,4 +44,77 @@ SELECT pg_advisory_unlock(4242);
 SELECT arrw.wait_job(:wait_id, '5 minutes');
 SELECT body FROM jobs_t;
 
+
+-- A job acts on the relation it was submitted for (its OID), never on another
+-- that took its name: renamed away and replaced before the job starts, each
+-- kind that names a relation fails with 55000 and leaves both tables alone.
+-- Files for bulk_import are written by the server into its data directory.
+CREATE FUNCTION jobs_write(name text, body text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE o oid;
+BEGIN
+  o := lo_from_bytea(0, convert_to(body, 'UTF8'));
+  PERFORM lo_export(o, current_setting('data_directory') || '/arrw_jobs_' || name || '.txt');
+  PERFORM lo_unlink(o);
+END $$;
+-- Waits for jobs to end, a transaction per look (an index job's REINDEX
+-- CONCURRENTLY waits for older transactions, so wait_job refuses to wait for it).
+CREATE PROCEDURE jobs_wait(ids bigint[]) LANGUAGE plpgsql AS $$
+BEGIN
+  WHILE EXISTS (SELECT FROM arrw.jobs WHERE id = ANY (ids) AND state IN ('queued', 'running')) LOOP
+    COMMIT;
+    PERFORM pg_sleep(0.01);
+    COMMIT;
+  END LOOP;
+END $$;
+CREATE TABLE jobs_id (id int, n int);
+INSERT INTO jobs_id SELECT g, 0 FROM generate_series(1, 100) g;
+CREATE INDEX jobs_id_idx ON jobs_id (id);
+SELECT jobs_write('id', E'1\t7\n2\t7\n');
+BEGIN;
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_id", "where": "true"}') AS id_del \gset
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_id", "set": "n = 1"}') AS id_upd \gset
+SELECT arrw.submit_job('bulk_import', '{"table": "jobs_id", "path": "arrw_jobs_id.txt"}') AS id_imp \gset
+SELECT arrw.submit_job('index_rebuild', '{"index": "jobs_id_idx"}') AS id_idx \gset
+ALTER TABLE jobs_id RENAME TO jobs_id_old;
+ALTER INDEX jobs_id_idx RENAME TO jobs_id_old_idx;
+CREATE TABLE jobs_id (id int, n int);
+INSERT INTO jobs_id SELECT g, 0 FROM generate_series(1, 10) g;
+CREATE INDEX jobs_id_idx ON jobs_id (id);
+COMMIT;
+CALL jobs_wait(ARRAY[:id_del, :id_upd, :id_imp, :id_idx]::bigint[]);
+SELECT kind, state, attempts, error LIKE '% no longer names the relation job % was submitted for (%' AS replaced
+FROM arrw.jobs WHERE id IN (:id_del, :id_upd, :id_imp, :id_idx) ORDER BY id;
+SELECT count(*), sum(n) FROM jobs_id_old;
+SELECT count(*), sum(n) FROM jobs_id;
+DROP TABLE jobs_id, jobs_id_old;
+
+-- An index job's REINDEX CONCURRENTLY of a partitioned index that fails on a
+-- partition: the invalid index it left on that partition is dropped, and only
+-- the job's own (not one an earlier REINDEX left).
+CREATE TABLE jobs_pt (id int) PARTITION BY RANGE (id);
+CREATE TABLE jobs_pt1 PARTITION OF jobs_pt FOR VALUES FROM (0) TO (100);
+CREATE TABLE jobs_pt2 PARTITION OF jobs_pt FOR VALUES FROM (100) TO (200);
+INSERT INTO jobs_pt SELECT generate_series(0, 199);
+CREATE FUNCTION jobs_key(id int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+  IF id >= 100 AND to_regclass('public.jobs_fail') IS NOT NULL THEN
+    RAISE EXCEPTION 'jobs_key fails' USING ERRCODE = '22012';
+  END IF;
+  RETURN id;
+END $$;
+CREATE INDEX jobs_pt_key ON jobs_pt (jobs_key(id));
+CREATE TABLE jobs_fail ();
+\set VERBOSITY sqlstate
+REINDEX INDEX CONCURRENTLY jobs_pt_key;
+\set VERBOSITY default
+SELECT arrw.submit_job('index_rebuild', '{"index": "jobs_pt_key"}') AS j \gset
+CALL jobs_wait(ARRAY[:j]::bigint[]);
+SELECT state, attempts, error FROM arrw.jobs WHERE id = :j;
+SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid IN ('jobs_pt1'::regclass, 'jobs_pt2'::regclass) ORDER BY 1;
+DROP TABLE jobs_fail, jobs_pt;
+DROP FUNCTION jobs_key;
+
+DROP FUNCTION jobs_write;
+DROP PROCEDURE jobs_wait;
 DROP TABLE jobs_t;
