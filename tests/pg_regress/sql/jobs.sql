@@ -88,6 +88,20 @@ SELECT count(*), sum(n) FROM jobs_id_old;
 SELECT count(*), sum(n) FROM jobs_id;
 DROP TABLE jobs_id, jobs_id_old;
 
+-- where / set must be one expression / SET list: a trailing ";" too is refused
+-- at submit (it would end the job's own statement early).
+\set VERBOSITY sqlstate
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "true;"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x'';"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x''", "where": "true ; "}');
+SELECT arrw.submit_job('bulk_export', '{"query": "SELECT 1;", "path": "/x"}');
+\set VERBOSITY default
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "true;"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x'';"}');
+SELECT arrw.submit_job('bulk_export', '{"query": "SELECT 1;", "path": "/x"}');
+-- A ";" inside a literal is data.
+SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "body = '';''"}'));
+
 -- An index job's REINDEX CONCURRENTLY of a partitioned index that fails on a
 -- partition: the invalid index it left on that partition is dropped, and only
 -- the job's own (not one an earlier REINDEX left).
