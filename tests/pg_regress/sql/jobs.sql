@@ -129,6 +129,91 @@ WHERE i.indrelid IN ('jobs_pt1'::regclass, 'jobs_pt2'::regclass) ORDER BY 1;
 DROP TABLE jobs_fail, jobs_pt;
 DROP FUNCTION jobs_key;
 
+-- bulk_import reads a text file as one COPY of the whole file does, whatever
+-- its batches: each file is loaded by COPY and by jobs of batch_rows 1 and
+-- 10000 (into tables of their own), and the results compared.
+CREATE TABLE jobs_imp0 (a text);
+CREATE TABLE jobs_imp1 (a text);
+CREATE TABLE jobs_imp2 (a text);
+CREATE FUNCTION jobs_file(name text, body text) RETURNS void LANGUAGE sql AS $$
+  TRUNCATE jobs_imp0, jobs_imp1, jobs_imp2;
+  SELECT jobs_write(name, body);
+$$;
+CREATE FUNCTION jobs_args(name text, tab int, batch_rows int, header bool DEFAULT false)
+RETURNS jsonb LANGUAGE sql AS $$
+  SELECT jsonb_build_object('table', 'jobs_imp' || tab, 'path', 'arrw_jobs_' || name || '.txt',
+                            'batch_rows', batch_rows, 'header', header)
+$$;
+CREATE FUNCTION jobs_compare(name text, j1 bigint, j2 bigint, header bool DEFAULT false)
+RETURNS TABLE (how text, result text) LANGUAGE plpgsql AS $$
+DECLARE
+  ids bigint[] := ARRAY[j1, j2];
+  loaded text;
+BEGIN
+  BEGIN
+    EXECUTE format('COPY jobs_imp0 FROM %L WITH (HEADER %s)', 'arrw_jobs_' || name || '.txt',
+                   CASE WHEN header THEN 'true' ELSE 'false' END);
+    how := 'copy';
+    result := 'loaded ' || (SELECT coalesce(string_agg(a, '|' ORDER BY ctid), '') FROM jobs_imp0);
+  EXCEPTION WHEN OTHERS THEN
+    how := 'copy'; result := 'error ' || SQLSTATE || ' ' || SQLERRM;
+  END;
+  RETURN NEXT;
+  FOR i IN 1..2 LOOP
+    PERFORM arrw.wait_job(ids[i], '1 minute');
+    EXECUTE format($q$SELECT coalesce(string_agg(a, '|' ORDER BY ctid), '') FROM jobs_imp%s$q$, i)
+      INTO loaded;
+    SELECT 'batch_rows ' || (args->>'batch_rows'),
+           CASE WHEN state = 'succeeded' THEN 'loaded ' || loaded
+                ELSE state || ' ' || regexp_replace(error, 'file "[^"]*": ', '') END
+    INTO how, result FROM arrw.jobs WHERE id = ids[i];
+    RETURN NEXT;
+  END LOOP;
+END $$;
+-- A line ending in "\." is a row (COPY from a file goes on after it).
+SELECT jobs_file('f', E'one\\.\ntwo\nthree\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- "\." alone ends the data.
+SELECT jobs_file('f', E'a\n\\.\nb\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- "\." followed by anything but the line ending, or by nothing, is an error.
+SELECT jobs_file('f', E'a\n\\.x\nb\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+SELECT jobs_file('f', E'a\nb\\.');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- ... and so is a line ending after it other than the file's.
+SELECT jobs_file('f', E'a\n\\.\r\nb\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- CR LF lines, a row ended by "\." among them.
+SELECT jobs_file('f', E'a\r\nb\\.\r\nc\r\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- The first line decides the line ending for the whole file.
+SELECT jobs_file('f', E'a\nb\r\nc\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+SELECT jobs_file('f', E'a\rb\rc\r\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+SELECT jobs_file('f', E'a\rb\rc\r');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- A header line holding "\." leaves no rows; a header line decides the line
+-- ending too.
+SELECT jobs_file('f', E'h\\.\nb\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1, true)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000, true)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2, true);
+SELECT jobs_file('f', E'h\r\nb\r\nc\nd\r\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1, true)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000, true)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2, true);
+DROP FUNCTION jobs_compare, jobs_args, jobs_file;
+DROP TABLE jobs_imp0, jobs_imp1, jobs_imp2;
+
 DROP FUNCTION jobs_write;
 DROP PROCEDURE jobs_wait;
 DROP TABLE jobs_t;
