@@ -220,7 +220,15 @@ pub fn import_split(path: &str, e: &SplitError) -> ! {
             "arrw.job_import_max_row_size sets the limit (at most 1 GB, the longest row COPY can hold).",
             "bulk_import",
         ),
-        e => bad_copy_file(format!("file \"{path}\": {e}")),
+        e => match e.hint() {
+            Some(hint) => error_hint(
+                PgSqlErrorCode::ERRCODE_BAD_COPY_FILE_FORMAT,
+                format!("file \"{path}\": {e}"),
+                hint,
+                "bulk_import",
+            ),
+            None => bad_copy_file(format!("file \"{path}\": {e}")),
+        },
     }
 }
 

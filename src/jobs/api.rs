@@ -48,7 +48,11 @@ fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<
     }
     // As the caller: validate the arguments and the caller's rights.
     let spec = args::parse(kind, &args_json);
-    args::check(kind, &spec);
+    let checked = args::check(kind, &spec);
+    // The relation the job is for, by OID: every attempt checks that its name
+    // still resolves to it (kinds::same_relation_as_submitted).
+    let rel_oid = checked.rel.as_ref().map(|r| r.oid.clone());
+    let table_oid = checked.rel.as_ref().and_then(|r| r.table_oid.clone());
     // SAFETY: reading the current user id.
     let owner = unsafe { pg_sys::GetUserId() };
     let search_path = spi::current_search_path();
@@ -56,14 +60,18 @@ fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<
     let max_text = max_attempts.to_string();
     let id = spi::as_job_admin(|| {
         let id = spi::one(
-            "INSERT INTO arrw.job (kind, args, owner, search_path, max_attempts) \
-             VALUES ($1, $2::jsonb, $3::oid, $4, $5::int) RETURNING id",
+            "INSERT INTO arrw.job (kind, args, owner, search_path, max_attempts, checkpoint) \
+             VALUES ($1, $2::jsonb, $3::oid, $4, $5::int, \
+                     nullif(jsonb_strip_nulls(jsonb_build_object('rel_oid', $6, 'table_oid', $7)), '{}')) \
+             RETURNING id",
             &[
                 Some(kind.name()),
                 Some(&args_json),
                 Some(&owner_text),
                 Some(&search_path),
                 Some(&max_text),
+                rel_oid.as_deref(),
+                table_oid.as_deref(),
             ],
         )
         .unwrap_or_default();

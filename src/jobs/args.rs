@@ -337,8 +337,20 @@ pub fn parse(kind: JobKind, args: &str) -> Spec {
 }
 
 /// Parses SQL built around argument `what`; a syntax error names the argument.
-fn parse_with(what: &str, sql: &str) -> Vec<*mut pg_sys::Node> {
-    PgTryBuilder::new(|| spi::raw_parse(sql))
+/// A `;` ending a statement is refused (22023, as `expected` says): the
+/// fragment is placed inside a statement of arrw's, and `x;` or `x; ;` would
+/// parse as the statement alone yet end the job's own statement early (42601
+/// at run time, on every attempt).
+fn parse_with(what: &str, sql: &str, expected: &str) -> Vec<*mut pg_sys::Node> {
+    let (stmts, terminated) = parse_terminated(what, sql);
+    if terminated {
+        not_fragment(what, expected);
+    }
+    stmts
+}
+
+fn parse_terminated(what: &str, sql: &str) -> (Vec<*mut pg_sys::Node>, bool) {
+    PgTryBuilder::new(|| spi::raw_parse_terminated(sql))
         .catch_when(PgSqlErrorCode::ERRCODE_SYNTAX_ERROR, |e| {
             let (msg, _) = describe(&e);
             ereport!(
@@ -358,8 +370,9 @@ fn not_fragment(what: &str, expected: &str) -> ! {
 /// a single plain SELECT of one unnamed target. Then `(<frag>)` is that expression and
 /// cannot close our parentheses, add clauses or append statements.
 pub fn validate_expr(what: &str, frag: &str) {
-    let stmts = parse_with(what, &format!("SELECT {frag}\n"));
-    // SAFETY: raw_parse returns valid parse nodes; the tag is checked before the cast.
+    let expected = "a single SQL expression (the body of a WHERE clause)";
+    let stmts = parse_with(what, &format!("SELECT {frag}\n"), expected);
+    // SAFETY: raw_parse_terminated returns valid parse nodes; the tag is checked before the cast.
     let ok = unsafe {
         stmts.len() == 1 && spi::tag(stmts[0]) == pg_sys::NodeTag::T_SelectStmt && {
             let s = &*(stmts[0] as *mut pg_sys::SelectStmt);
@@ -383,14 +396,15 @@ pub fn validate_expr(what: &str, frag: &str) {
         }
     };
     if !ok {
-        not_fragment(what, "a single SQL expression (the body of a WHERE clause)");
+        not_fragment(what, expected);
     }
 }
 
 /// `set` must be a SET list only: `UPDATE t SET <frag>` must parse to one UPDATE with
 /// no FROM, WHERE, RETURNING or WITH.
 pub fn validate_set(frag: &str) {
-    let stmts = parse_with("set", &format!("UPDATE t SET {frag}\n"));
+    let expected = "a SET list (column = expression, ...)";
+    let stmts = parse_with("set", &format!("UPDATE t SET {frag}\n"), expected);
     // SAFETY: as in validate_expr.
     let ok = unsafe {
         stmts.len() == 1 && spi::tag(stmts[0]) == pg_sys::NodeTag::T_UpdateStmt && {
@@ -402,14 +416,15 @@ pub fn validate_set(frag: &str) {
         }
     };
     if !ok {
-        not_fragment("set", "a SET list (column = expression, ...)");
+        not_fragment("set", expected);
     }
 }
 
 /// `query` must be a single query that `COPY (query) TO` accepts, and nothing else.
 pub fn validate_query(q: &str) {
-    let alone = parse_with("query", q);
-    let stmts = parse_with("query", &format!("COPY (\n{q}\n) TO STDOUT\n"));
+    let expected = "a single query (SELECT, VALUES, or DML with RETURNING)";
+    let alone = parse_with("query", q, expected);
+    let stmts = parse_with("query", &format!("COPY (\n{q}\n) TO STDOUT\n"), expected);
     // SAFETY: as in validate_expr.
     let ok = alone.len() == 1
         && unsafe {
@@ -419,10 +434,7 @@ pub fn validate_query(q: &str) {
             }
         };
     if !ok {
-        not_fragment(
-            "query",
-            "a single query (SELECT, VALUES, or DML with RETURNING)",
-        );
+        not_fragment("query", expected);
     }
 }
 

@@ -20,7 +20,7 @@ use super::args::{self, CopyOpts, Format, Rel, Spec};
 use super::job::{Ctx, Outcome, RemoveOnDrop};
 use super::spi;
 use crate::errors::{bad_copy_file, file_io, import_split, not_regular_file};
-use arrw_core::import::{Encoding, Found, SplitError, Splitter};
+use arrw_core::import::{Encoding, Eol, Found, SplitError, Splitter};
 use pgrx::pg_sys;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -114,6 +114,12 @@ pub struct Batch {
     /// The data ended with the file's own end-of-data marker, which was written
     /// too (binary batches then need no trailer of their own).
     pub marker: bool,
+    /// The batch's one row is a text row ended by `\.` and `\r\n`
+    /// ([`Found::RowAtMarker`]) whose first `marker_row` bytes are the row:
+    /// the batch file must hold those and `\r\n` instead (see `read_batch`).
+    pub marker_row: Option<u64>,
+    /// The batch's last row was ended by a text `\.` ([`Found::RowAtMarker`]).
+    pub at_marker: bool,
 }
 
 /// Why a batch could not be cut.
@@ -153,6 +159,8 @@ pub fn read_batch<R: Read, W: Write>(
         consumed: 0,
         last: false,
         marker: false,
+        marker_row: None,
+        at_marker: false,
     };
     // Bytes of the row in progress (written, not yet counted in `consumed`).
     let mut pending = 0u64;
@@ -163,8 +171,8 @@ pub fn read_batch<R: Read, W: Write>(
             }
             if !input.fill()? {
                 match splitter.finish()? {
-                    Some(Found::Row) | Some(Found::End { row: true }) => b.rows += 1,
-                    Some(Found::End { row: false }) => b.marker = true,
+                    Some(Found::Row) | Some(Found::RowAtMarker) => b.rows += 1,
+                    Some(Found::End) => b.marker = true,
                     Some(Found::Header) | None => {}
                 }
                 b.consumed += pending;
@@ -183,9 +191,24 @@ pub fn read_batch<R: Read, W: Write>(
                 b.rows += 1;
                 b.consumed += pending;
                 pending = 0;
+                b.at_marker = false;
             }
-            Some(Found::End { row }) => {
-                b.rows += row as u64;
+            Some(Found::RowAtMarker) => {
+                b.at_marker = true;
+                b.rows += 1;
+                b.consumed += pending;
+                pending = 0;
+                // A batch's COPY decides its line ending from its first line,
+                // but a line ended by `\.` decides nothing, and with none
+                // decided COPY ends `one\.\r\n` at the `\r`: the `\n` became
+                // an empty row of its own. As the batch's first row it goes
+                // alone, rewritten to `one\r\n` (the same row) by the caller.
+                if b.rows == 1 && splitter.eol() == Eol::CrNl {
+                    b.marker_row = Some(splitter.marker_row_len());
+                    break;
+                }
+            }
+            Some(Found::End) => {
                 b.consumed += pending;
                 b.marker = true;
                 b.last = true;
@@ -330,9 +353,40 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             ) else {
                 return stopped();
             };
-            // A file that ends (`\.`) on its header line has no rows.
-            offset = if h.marker { size } else { h.consumed };
-            splitter = Splitter::new(format, enc, max_row);
+            // A file whose header line holds `\.` (alone, or after the header's
+            // text: COPY then reads no further) has no rows.
+            let eol = splitter.eol();
+            offset = if h.marker || h.at_marker {
+                size
+            } else {
+                h.consumed
+            };
+            splitter = Splitter::new(format, enc, max_row).with_eol(eol);
+        }
+        _ if offset > 0 => {
+            // Resuming: the file's line ending is its first lines' (each
+            // batch's COPY must not decide afresh, see Splitter::eol), so read
+            // rows from the start until one decides it.
+            let mut input = Input::new(&mut file);
+            let mut at = 0u64;
+            while splitter.eol() == Eol::Unknown && at < offset {
+                let Some(b) = cut(
+                    &mut input,
+                    &mut splitter,
+                    &mut std::io::sink(),
+                    1,
+                    &mut check,
+                ) else {
+                    return stopped();
+                };
+                at += b.consumed;
+                if b.last || b.consumed == 0 {
+                    break;
+                }
+            }
+            splitter = Splitter::new(format, enc, max_row).with_eol(splitter.eol());
+            file.seek(SeekFrom::Start(0))
+                .unwrap_or_else(|e| file_io("seek in", path, &e));
         }
         _ => {}
     }
@@ -398,17 +452,34 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         }
         out.flush().unwrap_or_else(|e| file_io("write", &tmp, &e));
         drop(out);
+        if let Some(len) = batch.marker_row {
+            // `one\.\r\n` alone: `one\r\n`, the row COPY reads in the file.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&tmp)
+                .unwrap_or_else(|e| file_io("open", &tmp, &e));
+            let end = prefix.len() as u64 + len;
+            f.set_len(end)
+                .and_then(|_| f.seek(SeekFrom::Start(end)))
+                .and_then(|_| f.write_all(b"\r\n"))
+                .unwrap_or_else(|e| file_io("write", &tmp, &e));
+        }
         let next = offset + batch.consumed;
         let committed = spi::xact(|| {
             spi::async_commit();
             if ctx.cancel_requested() {
                 return None;
             }
+            // The table the job was submitted for, and no other that took its
+            // name: checked before the COPY and after it (whose lock then keeps
+            // the name on the table it loaded until the commit).
+            super::kinds::check_still_named(ctx, &rel);
             let n = if batch.rows > 0 {
                 ctx.run_as_owner(&copy_sql)
             } else {
                 0
             };
+            super::kinds::check_still_named(ctx, &rel);
             let checkpoint = format!(
                 "{{\"offset\": {next}, \"rows\": {}, \"size\": {size}}}",
                 done + n

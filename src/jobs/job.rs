@@ -136,13 +136,20 @@ impl Ctx<'_> {
         })
     }
 
-    /// Records progress (0..1) and the resume point (a JSON object), in the
-    /// current transaction.
+    /// Records progress (0..1) and the resume point (a JSON object, whose keys
+    /// replace those of the saved one; the others, such as the OID recorded at
+    /// submit, stay), in the current transaction.
     pub fn progress(&self, progress: f64, checkpoint: Option<&str>) {
         spi::exec(
-            "UPDATE arrw.job SET progress = $2::float8, checkpoint = coalesce($3::jsonb, checkpoint) \
+            "UPDATE arrw.job SET progress = $2::float8, \
+                    checkpoint = CASE WHEN $3 IS NULL THEN checkpoint \
+                                      ELSE coalesce(checkpoint, '{}') || $3::jsonb END \
              WHERE id = $1::bigint",
-            &[Some(&self.job.id_text), Some(&progress.clamp(0.0, 1.0).to_string()), checkpoint],
+            &[
+                Some(&self.job.id_text),
+                Some(&progress.clamp(0.0, 1.0).to_string()),
+                checkpoint,
+            ],
         );
     }
 

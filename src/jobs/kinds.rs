@@ -27,7 +27,91 @@ fn prepare(ctx: &Ctx) -> (Spec, args::Checked) {
     }
     let spec = args::parse(ctx.job.kind, &ctx.job.args);
     let checked = ctx.as_owner(|| args::check(ctx.job.kind, &spec));
+    if let Some(rel) = &checked.rel {
+        same_relation_as_submitted(ctx, rel);
+    }
     (spec, checked)
+}
+
+/// A job acts on the relation it was submitted for, never on another that took
+/// its name: the OID the name resolved to at submit is kept in the resume point
+/// (`rel_oid`; jobs submitted before it was kept record it at their first
+/// start), and each attempt checks that the name still resolves to it (55000
+/// otherwise: the relation was renamed or dropped and another one now has its
+/// name). Batched jobs check again in every batch (`check_still_named`).
+///
+/// `REINDEX CONCURRENTLY` swaps the rebuilt index in under the old name with a
+/// new OID: an attempt after one that got that far finds the same name on an
+/// index of the same table whose old OID is gone or left invalid
+/// (`_ccold`), and takes the new OID as the job's.
+fn same_relation_as_submitted(ctx: &Ctx, rel: &Rel) {
+    let saved = ctx.checkpoint();
+    let record = || {
+        spi::exec(
+            "UPDATE arrw.job SET checkpoint = coalesce(checkpoint, '{}') \
+                    || jsonb_strip_nulls(jsonb_build_object('rel_oid', $2, 'table_oid', $3)) \
+             WHERE id = $1::bigint",
+            &[
+                Some(&ctx.job.id_text),
+                Some(&rel.oid),
+                rel.table_oid.as_deref(),
+            ],
+        );
+    };
+    let Some(oid) = saved.text(REL_OID) else {
+        record();
+        return;
+    };
+    if oid == rel.oid {
+        return;
+    }
+    let swapped = ctx.job.kind.reindexes_concurrently()
+        && saved.text(REINDEX_STARTED).is_some()
+        && rel.table_oid.is_some()
+        && saved.text("table_oid") == rel.table_oid.as_deref()
+        && !spi::flag(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+                     WHERE i.indexrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisvalid)",
+            &[Some(oid)],
+        );
+    if swapped {
+        record();
+        return;
+    }
+    not_same_relation(ctx, &rel.qname);
+}
+
+/// The resume-point key of the OID a job's table or index had at submit.
+pub const REL_OID: &str = "rel_oid";
+/// The resume-point key set by an index job before its `REINDEX CONCURRENTLY`.
+const REINDEX_STARTED: &str = "reindex_started";
+
+fn not_same_relation(ctx: &Ctx, qname: &str) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!(
+            "{qname} no longer names the relation job {} was submitted for (that one was \
+             renamed or dropped, and another relation, or none, now has the name); submit the \
+             job again",
+            ctx.job.id
+        )
+    );
+}
+
+/// In a batch's transaction: fails the job (55000, undoing the batch) unless
+/// `rel.qname` still names the relation the attempt started on. Called before a
+/// batch's statement (which would otherwise act on whatever now has the name)
+/// and after it (the statement's lock then keeps the name on the table it
+/// changed until the commit).
+pub fn check_still_named(ctx: &Ctx, rel: &Rel) {
+    let now = spi::one(
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.text",
+        &[Some(&rel.qname)],
+    );
+    if now.as_deref() != Some(rel.oid.as_str()) {
+        not_same_relation(ctx, &rel.qname);
+    }
 }
 
 /// Runs one attempt of the job. Errors propagate (the worker classifies them).
@@ -82,29 +166,61 @@ fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
     })
 }
 
-/// Drops what an interrupted REINDEX CONCURRENTLY of the job's index left behind:
-/// invalid indexes named `<index>_ccnew`, `<index>_ccold`, or either followed by
-/// digits (PostgreSQL numbers them when the name is taken), on the same table.
-/// (The prefix is 6 characters, `_ccnew`: a length of 5 once matched nothing.)
-/// An index name of over 56 bytes is truncated in its leftovers' names, which
-/// this does not match.
+/// Drops what interrupted `REINDEX CONCURRENTLY`s of this job left behind: the
+/// invalid `_ccnew` / `_ccold` indexes PostgreSQL names after the index it
+/// rebuilds (`<index>_ccnew`, `<index>_ccold`, maybe followed by digits when
+/// the name is taken, the index name cut short when the whole would pass 63
+/// bytes), on the index's table or, for a partitioned index, on the table of
+/// each of its partitions' indexes (REINDEX rebuilds each leaf index).
+///
+/// Only this job's: before its first REINDEX the job records the invalid
+/// indexes that already existed on those tables (`invalid_before`); those, and
+/// everything while no REINDEX of the job ever started, are left alone.
 pub fn drop_leftover_indexes(ctx: &Ctx) {
     let leftovers: Vec<String> = spi::xact(|| {
-        let Spec::Index { index } = args::parse(ctx.job.kind, &ctx.job.args) else {
+        let saved = ctx.checkpoint();
+        if saved.text(REINDEX_STARTED).is_none() {
+            return Vec::new();
+        }
+        let Some(index) = saved.text(REL_OID).map(str::to_string) else {
             return Vec::new();
         };
+        let before = saved.text(INVALID_BEFORE).unwrap_or_default().to_string();
+        let Some(table) = saved.text("table_oid").map(str::to_string) else {
+            return Vec::new();
+        };
+        let Spec::Index { index: name } = args::parse(ctx.job.kind, &ctx.job.args) else {
+            return Vec::new();
+        };
+        // The job's indexes: the one recorded (after a swap, the old index now
+        // named `_ccold`) and the one its name resolves to now, with their
+        // partitions' indexes, if on the job's table or its partitions.
         ctx.as_owner(|| {
-            let Some(rel) = pg_catalog_index(&index) else { return Vec::new() };
             spi::query(
-                "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
-                 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
+                "WITH ours AS ( \
+                   SELECT DISTINCT x.indrelid AS tab, xc.relname::pg_catalog.text AS name \
+                   FROM pg_catalog.unnest(ARRAY[$1::pg_catalog.oid, pg_catalog.to_regclass($3)::pg_catalog.oid]) r(oid) \
+                   CROSS JOIN LATERAL pg_catalog.pg_partition_tree(r.oid::pg_catalog.regclass) t \
+                   JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) t.relid \
+                   JOIN pg_catalog.pg_class xc ON xc.oid OPERATOR(pg_catalog.=) t.relid \
+                   WHERE r.oid IS NOT NULL AND x.indrelid OPERATOR(pg_catalog.=) ANY (ARRAY( \
+                     SELECT p.relid FROM pg_catalog.pg_partition_tree($4::pg_catalog.oid::pg_catalog.regclass) p))) \
+                 SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
+                 FROM ours \
+                 JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) ours.tab AND NOT i.indisvalid \
+                 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-                 WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND NOT i.indisvalid \
-                   AND pg_catalog.left(c.relname, pg_catalog.length($2) OPERATOR(pg_catalog.+) 6) \
-                       OPERATOR(pg_catalog.=) ANY (ARRAY[$2 OPERATOR(pg_catalog.||) '_ccnew', $2 OPERATOR(pg_catalog.||) '_ccold']) \
-                   AND pg_catalog.substr(c.relname, pg_catalog.length($2) OPERATOR(pg_catalog.+) 7) \
-                       OPERATOR(pg_catalog.~) '^[0-9]*$'",
-                &[Some(&rel.0), Some(&rel.1)],
+                 CROSS JOIN LATERAL (SELECT pg_catalog.regexp_replace(c.relname::pg_catalog.text, \
+                        '_cc(new|old)[0-9]*$', '') AS base) b \
+                 WHERE c.relname::pg_catalog.text OPERATOR(pg_catalog.~) '_cc(new|old)[0-9]*$' \
+                   AND b.base OPERATOR(pg_catalog.<>) '' \
+                   AND (b.base OPERATOR(pg_catalog.=) ours.name \
+                        OR (pg_catalog.octet_length(c.relname::pg_catalog.text) OPERATOR(pg_catalog.>=) 58 \
+                            AND pg_catalog.starts_with(ours.name, b.base))) \
+                   AND NOT (i.indexrelid::pg_catalog.text OPERATOR(pg_catalog.=) ANY \
+                        (pg_catalog.string_to_array($2, ','))) \
+                 GROUP BY 1",
+                &[Some(&index), Some(&before), Some(&name), Some(&table)],
             )
             .rows
             .into_iter()
@@ -125,21 +241,9 @@ pub fn drop_leftover_indexes(ctx: &Ctx) {
     }
 }
 
-/// (table OID, index name) of an index, if it exists.
-fn pg_catalog_index(index: &str) -> Option<(String, String)> {
-    let r = spi::query(
-        "SELECT i.indrelid, c.relname FROM pg_catalog.pg_index i \
-         JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid \
-         WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
-        &[Some(index)],
-    );
-    r.rows.into_iter().next().map(|row| {
-        (
-            row[0].clone().unwrap_or_default(),
-            row[1].clone().unwrap_or_default(),
-        )
-    })
-}
+/// The resume-point key of the invalid indexes that existed on the index's
+/// tables before the job's first REINDEX (not the job's to drop).
+const INVALID_BEFORE: &str = "invalid_before";
 
 /// index_rebuild / index_optimize: `REINDEX INDEX CONCURRENTLY` (for ivfpq this
 /// retrains the centroids and codebooks on the table's current rows and swaps the
@@ -161,7 +265,23 @@ fn index(ctx: &Ctx, rel: Rel) -> Outcome {
         if ctx.cancel_requested() {
             return true;
         }
-        ctx.progress(0.05, None);
+        check_still_named(ctx, &rel);
+        // Before the first REINDEX: the invalid indexes already on the tables
+        // (which drop_leftover_indexes leaves alone), and that a REINDEX started.
+        let checkpoint = if ctx.checkpoint().text(REINDEX_STARTED).is_some() {
+            None
+        } else {
+            spi::one(
+                "SELECT pg_catalog.jsonb_build_object($2, true, $3, \
+                        (SELECT coalesce(pg_catalog.jsonb_agg(i.indexrelid::pg_catalog.text), '[]') \
+                         FROM pg_catalog.pg_partition_tree($1::pg_catalog.oid::pg_catalog.regclass) t \
+                         JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) t.relid \
+                         JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) x.indrelid \
+                         WHERE NOT i.indisvalid))",
+                &[Some(&rel.oid), Some(REINDEX_STARTED), Some(INVALID_BEFORE)],
+            )
+        };
+        ctx.progress(0.05, checkpoint.as_deref());
         false
     });
     if cancelled {
@@ -390,7 +510,9 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             if ctx.cancel_requested() {
                 return None;
             }
+            check_still_named(ctx, &rel);
             let n = ctx.run_as_owner(&stmt) as i64;
+            check_still_named(ctx, &rel);
             if filenode() != node {
                 ereport!(
                     ERROR,

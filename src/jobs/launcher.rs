@@ -78,6 +78,24 @@ fn databases() -> Vec<u32> {
     out
 }
 
+/// An integer setting's current value (0 if unknown).
+fn setting_int(name: &str) -> i64 {
+    let c = std::ffi::CString::new(name).unwrap_or_default();
+    // SAFETY: a NUL-terminated name; GetConfigOption returns NULL (missing_ok)
+    // or a string it owns, read at once.
+    unsafe {
+        let v = pg_sys::GetConfigOption(c.as_ptr(), true, false);
+        if v.is_null() {
+            return 0;
+        }
+        std::ffi::CStr::from_ptr(v)
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
 fn start_worker(slot: usize, db: u32) -> Option<DynamicBackgroundWorker> {
     BackgroundWorkerBuilder::new(&format!("arrw job worker for database {db}"))
         .set_type("arrw job worker")
@@ -105,11 +123,23 @@ fn main() {
     let mut next_rescan = 0i64;
     // SAFETY: reading a GUC variable of this process (fixed at server start).
     let max_workers = unsafe { pg_sys::max_worker_processes };
-    if n as i32 >= max_workers {
-        // This launcher takes one of the server's background worker slots.
+    // Slots other static background workers take for good: this launcher's, and
+    // PostgreSQL's logical replication launcher's (registered unless
+    // max_logical_replication_workers is 0). Parallel queries and other
+    // extensions' workers take more, which nothing here can count.
+    let others = 1 + i32::from(setting_int("max_logical_replication_workers") > 0);
+    if n as i32 + others > max_workers {
         pgrx::warning!(
-            "arrw.job_workers = {n} leaves no room in max_worker_processes = {max_workers}:              at most {} jobs can run at once (the job launcher takes one slot; other              extensions and parallel queries share them)",
-            (max_workers - 1).max(0)
+            "arrw.job_workers = {n} does not fit in max_worker_processes = {max_workers}: \
+             the job launcher{} take{} {others} of its slots, so at most {} jobs can run at once \
+             (fewer while parallel queries or other extensions' background workers hold slots)",
+            if others > 1 {
+                " and the logical replication launcher"
+            } else {
+                ""
+            },
+            if others > 1 { "" } else { "s" },
+            (max_workers - others).max(0)
         );
     }
     // When the last "no background worker slot" warning went out.
@@ -177,7 +207,9 @@ fn main() {
                     if now.saturating_sub(slot_warned) >= 60_000 {
                         slot_warned = now;
                         pgrx::warning!(
-                            "arrw job launcher: no background worker slot is free to run the                              queued jobs of database {db} (max_worker_processes = {max_workers});                              they wait until one is"
+                            "arrw job launcher: no background worker slot is free to run the \
+                             queued jobs of database {db} (max_worker_processes = {max_workers}); \
+                             they wait until one is"
                         );
                     }
                     waiting = true;

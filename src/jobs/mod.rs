@@ -89,7 +89,7 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"arrw.job_workers",
         c"Background job workers running at once (shared by all databases).",
-        c"Each is a background worker: max_worker_processes must leave room for them and the launcher.",
+        c"Each is a background worker: max_worker_processes must leave room for them, the job launcher and the logical replication launcher.",
         &JOB_WORKERS,
         1,
         shmem::MAX_SLOTS as i32,

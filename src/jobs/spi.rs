@@ -301,17 +301,22 @@ pub fn current_search_path() -> String {
 }
 
 /// Parses `sql` with the raw grammar (no catalog access, no side effects) and
-/// returns its statements' parse trees.
-pub fn raw_parse(sql: &str) -> Vec<*mut pg_sys::Node> {
+/// returns its statements' parse trees, and whether a statement was ended by a `;` (its
+/// `stmt_len` is then set; the last statement without one runs to the end of
+/// the string, `stmt_len` 0). The grammar drops empty statements, so `x;`
+/// parses as the one statement `x`.
+pub fn raw_parse_terminated(sql: &str) -> (Vec<*mut pg_sys::Node>, bool) {
     let c = c_string(sql);
     // SAFETY: raw_parser only reads the NUL-terminated string; it returns a List of
     // RawStmt (NIL for an empty string) or raises a syntax ERROR.
     unsafe {
         let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        list_ptrs(list)
+        let raw: Vec<*mut pg_sys::RawStmt> = list_ptrs(list)
             .into_iter()
-            .map(|p| (*(p as *mut pg_sys::RawStmt)).stmt)
-            .collect()
+            .map(|p| p as *mut pg_sys::RawStmt)
+            .collect();
+        let terminated = raw.iter().any(|r| (**r).stmt_len != 0);
+        (raw.iter().map(|r| (**r).stmt).collect(), terminated)
     }
 }
 

@@ -9,12 +9,21 @@
 //!
 //! Row boundaries follow PostgreSQL 15's `CopyReadLineText` and binary tuple
 //! format:
-//! - text: a row ends at `\n`, `\r\n` or `\r`; a backslash escapes the next
-//!   character (so `\` + newline is data); `\.` ends the data, and whatever
-//!   precedes it on its line is the last row;
+//! - line endings: the first line's ending (`\n`, `\r\n` or `\r`) is the
+//!   file's; a line ending another way is an error (22P04 "literal carriage
+//!   return found in data" and the like, csv: "unquoted ..."), as COPY reads a
+//!   whole file. (Each batch's COPY would decide afresh from its own first line:
+//!   the splitter keeps the file's ending across batches, [`Splitter::eol`].)
+//! - text: a backslash escapes the next character (so `\` + newline is data);
+//!   `\.` followed by the line ending ends the line. At the start of a line it
+//!   ends the data; after data (`one\.`) it ends that row, and COPY reading a
+//!   file goes on with the next line ([`Found::RowAtMarker`]). `\.` followed by
+//!   anything else (or nothing) is an error (22P04 "end-of-copy marker
+//!   corrupt"), as is a line ending after it other than the file's;
 //! - csv: a newline inside quotes is data; inside quotes an `ESCAPE` character
 //!   (when it differs from `QUOTE`) makes a following quote data; `\.` alone on
-//!   a line (and not inside quotes) ends the data;
+//!   a line (and not inside quotes) ends the data, followed by anything else it
+//!   is data;
 //! - binary: a 19-byte header (signature, flags, extension length) and its
 //!   extension area, then tuples (`int16` field count, each field an `int32`
 //!   length and that many bytes, -1 for NULL) until a field count of -1.
@@ -111,11 +120,13 @@ impl Format {
 pub enum Found {
     /// A row ended (its line ending or last field included).
     Row,
-    /// The end-of-data marker (`\.` line, or a binary field count of -1) ended
-    /// the data; `row` says whether the marker's line held a row before it (text
-    /// format only: COPY loads what precedes `\.` on its line). Nothing after it
-    /// is part of the data.
-    End { row: bool },
+    /// The end-of-data marker (a `\.` line, or a binary field count of -1)
+    /// ended the data. Nothing after it is part of the data.
+    End,
+    /// text: a row ended by `\.` and a line ending (`one\.`). COPY loads the
+    /// row (the bytes before `\.`, [`Splitter::marker_row_len`]) and, reading a
+    /// file, goes on with the next line; on a header line it ends the data.
+    RowAtMarker,
     /// The binary header and its extension area ended.
     Header,
 }
@@ -143,6 +154,42 @@ pub enum SplitError {
     BadFieldCount(i16),
     /// A binary field's length is below -1.
     BadFieldSize(i32),
+    /// text/csv: a line ends with `\r` (or a `\r` not followed by `\n`) in a
+    /// file whose lines end otherwise; `csv` picks COPY's wording.
+    StrayCr { csv: bool },
+    /// text/csv: a line ends with `\n` in a file whose lines end with `\r` or
+    /// `\r\n`.
+    StrayNl { csv: bool },
+    /// text: `\.` followed by something other than a line ending.
+    MarkerCorrupt,
+    /// `\.` followed by a line ending other than the file's.
+    MarkerNewline,
+}
+
+impl SplitError {
+    /// COPY's hint for the error, if it has one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SplitError::StrayCr { csv: false } => Some("Use \"\\r\" to represent carriage return."),
+            SplitError::StrayCr { csv: true } => {
+                Some("Use quoted CSV field to represent carriage return.")
+            }
+            SplitError::StrayNl { csv: false } => Some("Use \"\\n\" to represent newline."),
+            SplitError::StrayNl { csv: true } => Some("Use quoted CSV field to represent newline."),
+            _ => None,
+        }
+    }
+}
+
+/// A file's line ending, as COPY decides it from the first line that ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Eol {
+    /// No line has ended yet (or only lines ended by `\.`, which decide nothing).
+    #[default]
+    Unknown,
+    Nl,
+    CrNl,
+    Cr,
 }
 
 impl fmt::Display for SplitError {
@@ -155,6 +202,18 @@ impl fmt::Display for SplitError {
                 write!(f, "invalid field count {n} in binary COPY file")
             }
             SplitError::BadFieldSize(n) => write!(f, "invalid field size {n} in binary COPY file"),
+            SplitError::StrayCr { csv: false } => {
+                f.write_str("literal carriage return found in data")
+            }
+            SplitError::StrayCr { csv: true } => {
+                f.write_str("unquoted carriage return found in data")
+            }
+            SplitError::StrayNl { csv: false } => f.write_str("literal newline found in data"),
+            SplitError::StrayNl { csv: true } => f.write_str("unquoted newline found in data"),
+            SplitError::MarkerCorrupt => f.write_str("end-of-copy marker corrupt"),
+            SplitError::MarkerNewline => {
+                f.write_str("end-of-copy marker does not match previous newline style")
+            }
         }
     }
 }
@@ -164,19 +223,20 @@ impl std::error::Error for SplitError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum St {
     Normal,
-    /// A row ended with an unquoted `\r`; a `\n` right after it belongs to it.
+    /// A row ended with an unquoted `\r` while the line ending is unknown or
+    /// `\r\n`: the next byte decides.
     AfterCr,
     /// text: after an unescaped backslash.
     TextEscape,
     /// text: after `\.`.
     TextMarker,
-    /// text: after `\.\r`.
+    /// text: after `\.\r` in a `\r\n` file.
     TextMarkerCr,
     /// csv: the row's first byte was a backslash.
     CsvBackslash,
     /// csv: the row began with `\.`.
     CsvDot,
-    /// csv: the row is `\.\r`.
+    /// csv: the row is `\.\r` in a `\r\n` file.
     CsvMarkerCr,
     /// binary: `have` bytes of the fixed header read.
     BinHeader {
@@ -219,6 +279,8 @@ pub struct Splitter {
     last_was_esc: bool,
     /// text: bytes of the row before the backslash of a pending `\.`.
     before_marker: u64,
+    /// The file's line ending, once a line decided it.
+    eol: Eol,
     /// binary: the fixed header, then a small field-count/length buffer.
     header: [u8; BINARY_HEADER_LEN],
     small: [u8; 4],
@@ -243,6 +305,7 @@ impl Splitter {
             in_quote: false,
             last_was_esc: false,
             before_marker: 0,
+            eol: Eol::Unknown,
             header: [0; BINARY_HEADER_LEN],
             small: [0; 4],
         }
@@ -267,6 +330,26 @@ impl Splitter {
     /// Bytes of the row in progress consumed so far.
     pub fn row_len(&self) -> u64 {
         self.row_len
+    }
+
+    /// The file's line ending as decided so far (text and csv).
+    pub fn eol(&self) -> Eol {
+        self.eol
+    }
+
+    /// Continues a file whose line ending earlier lines decided: a splitter
+    /// started in the middle of a file (after its header, or where an
+    /// interrupted import resumes) holds its lines to it, as one COPY of the
+    /// whole file would.
+    pub fn with_eol(mut self, eol: Eol) -> Splitter {
+        self.eol = eol;
+        self
+    }
+
+    /// After [`Found::RowAtMarker`]: the bytes of the row before its `\.`,
+    /// the row as COPY loads it.
+    pub fn marker_row_len(&self) -> u64 {
+        self.before_marker
     }
 
     /// Consumes `input` from its start up to and including the first boundary
@@ -294,12 +377,19 @@ impl Splitter {
     /// (`None` if there are none).
     pub fn finish(&mut self) -> Result<Option<Found>, SplitError> {
         let pending = self.row_len > 0;
+        let csv = self.format != Format::Text;
         let found = match self.st {
             St::Done => None,
-            St::TextMarker | St::TextMarkerCr => Some(Found::End {
-                row: self.before_marker > 0,
-            }),
-            St::CsvMarkerCr => Some(Found::End { row: false }),
+            // COPY reads `\0` past the end: not a line ending.
+            St::TextMarker | St::TextMarkerCr => return Err(SplitError::MarkerCorrupt),
+            // csv: `\.` then `\r` at the end is data, and then a `\r` of a
+            // `\r\n` file without its `\n`.
+            St::CsvMarkerCr => return Err(SplitError::StrayCr { csv }),
+            St::AfterCr if self.eol == Eol::CrNl => return Err(SplitError::StrayCr { csv }),
+            St::AfterCr => {
+                self.eol = Eol::Cr;
+                Some(Found::Row)
+            }
             St::BinHeader { .. } => return Err(SplitError::NotBinaryCopy),
             St::BinExt { .. } => return Err(SplitError::Truncated),
             St::BinCount { have: 0 } => None,
@@ -358,7 +448,7 @@ impl Splitter {
             let b = input[*i];
             *i += 1;
             self.row_len += 1;
-            match self.text_byte(b) {
+            match self.text_byte(b)? {
                 Act::More => {}
                 Act::Ends(f) => return Ok(Some(f)),
                 Act::EndsBefore(f) => {
@@ -374,34 +464,21 @@ impl Splitter {
         Ok(None)
     }
 
-    /// One byte of a text or csv file.
-    fn text_byte(&mut self, b: u8) -> Act {
-        match self.st {
+    /// One byte of a text or csv file: PostgreSQL 15's `CopyReadLineText`, a
+    /// byte at a time (its look-ahead after `\r` and `\.` are states here).
+    fn text_byte(&mut self, b: u8) -> Result<Act, SplitError> {
+        let csv = self.format != Format::Text;
+        Ok(match self.st {
             St::AfterCr => {
                 self.st = St::Normal;
                 if b == b'\n' {
+                    self.eol = Eol::CrNl;
                     Act::Ends(Found::Row)
+                } else if self.eol == Eol::CrNl {
+                    return Err(SplitError::StrayCr { csv });
                 } else {
+                    self.eol = Eol::Cr;
                     Act::EndsBefore(Found::Row)
-                }
-            }
-            St::TextMarkerCr => {
-                self.st = St::Done;
-                let f = Found::End {
-                    row: self.before_marker > 0,
-                };
-                if b == b'\n' {
-                    Act::Ends(f)
-                } else {
-                    Act::EndsBefore(f)
-                }
-            }
-            St::CsvMarkerCr => {
-                self.st = St::Done;
-                if b == b'\n' {
-                    Act::Ends(Found::End { row: false })
-                } else {
-                    Act::EndsBefore(Found::End { row: false })
                 }
             }
             St::TextEscape => {
@@ -414,25 +491,31 @@ impl Splitter {
                 }
                 Act::More
             }
-            St::TextMarker => match b {
-                b'\n' => {
-                    self.st = St::Done;
-                    Act::Ends(Found::End {
-                        row: self.before_marker > 0,
-                    })
+            St::TextMarker => {
+                if self.eol == Eol::CrNl {
+                    match b {
+                        b'\r' => {
+                            self.st = St::TextMarkerCr;
+                            return Ok(Act::More);
+                        }
+                        b'\n' => return Err(SplitError::MarkerNewline),
+                        _ => return Err(SplitError::MarkerCorrupt),
+                    }
                 }
-                b'\r' => {
-                    self.st = St::TextMarkerCr;
-                    Act::More
+                if b != b'\r' && b != b'\n' {
+                    return Err(SplitError::MarkerCorrupt);
                 }
-                // COPY rejects anything else after `\.` ("end-of-copy marker
-                // corrupt"); the data ends here either way.
-                _ => {
-                    self.st = St::Done;
-                    Act::Ends(Found::End {
-                        row: self.before_marker > 0,
-                    })
+                if (self.eol == Eol::Nl && b != b'\n') || (self.eol == Eol::Cr && b != b'\r') {
+                    return Err(SplitError::MarkerNewline);
                 }
+                // An unknown line ending stays unknown: after `\.\r` a `\n`
+                // starts the next line.
+                self.marker_ends()
+            }
+            St::TextMarkerCr => match b {
+                b'\n' => self.marker_ends(),
+                b'\r' => return Err(SplitError::MarkerNewline),
+                _ => return Err(SplitError::MarkerCorrupt),
             },
             St::CsvBackslash => {
                 self.st = St::Normal;
@@ -440,31 +523,48 @@ impl Splitter {
                     self.st = St::CsvDot;
                     Act::More
                 } else {
-                    self.normal_byte(b, false)
+                    self.normal_byte(b, false)?
                 }
             }
-            St::CsvDot => match b {
-                b'\n' => {
+            St::CsvDot => {
+                let marker = if self.eol == Eol::CrNl {
+                    if b == b'\r' {
+                        self.st = St::CsvMarkerCr;
+                        return Ok(Act::More);
+                    }
+                    false
+                } else {
+                    b == b'\r' || b == b'\n'
+                };
+                if marker {
+                    if (self.eol == Eol::Nl && b != b'\n') || (self.eol == Eol::Cr && b != b'\r') {
+                        return Err(SplitError::MarkerNewline);
+                    }
                     self.st = St::Done;
-                    Act::Ends(Found::End { row: false })
-                }
-                b'\r' => {
-                    self.st = St::CsvMarkerCr;
-                    Act::More
-                }
-                // `\.` followed by more is data: look at the dot and this byte
-                // again as ordinary csv (as COPY does).
-                _ => {
+                    Act::Ends(Found::End)
+                } else {
+                    // `\.` followed by more is data: look at the dot and this
+                    // byte again as ordinary csv (as COPY does).
                     self.st = St::Normal;
-                    match self.normal_byte(b'.', false) {
-                        Act::More => self.normal_byte(b, false),
+                    match self.normal_byte(b'.', false)? {
+                        Act::More => self.normal_byte(b, false)?,
                         other => other,
                     }
                 }
+            }
+            St::CsvMarkerCr => match b {
+                b'\n' => {
+                    self.st = St::Done;
+                    Act::Ends(Found::End)
+                }
+                b'\r' => return Err(SplitError::MarkerNewline),
+                // Data after all: the dot, then this `\r` of a `\r\n` file
+                // not followed by `\n`.
+                _ => return Err(SplitError::StrayCr { csv }),
             },
             St::Normal => {
                 let first = self.row_len == 1;
-                self.normal_byte(b, first)
+                self.normal_byte(b, first)?
             }
             St::Done => Act::More,
             St::BinHeader { .. }
@@ -472,14 +572,46 @@ impl Splitter {
             | St::BinCount { .. }
             | St::BinLen { .. }
             | St::BinData { .. } => unreachable!("binary state in a text splitter"),
+        })
+    }
+
+    /// The line ending after a text `\.` was consumed: the end of the data, or
+    /// of a row if the line held one before the marker.
+    fn marker_ends(&mut self) -> Act {
+        if self.before_marker > 0 {
+            self.st = St::Normal;
+            Act::Ends(Found::RowAtMarker)
+        } else {
+            self.st = St::Done;
+            Act::Ends(Found::End)
+        }
+    }
+
+    /// An unquoted line-ending byte `b` in state Normal.
+    fn line_end(&mut self, b: u8) -> Result<Act, SplitError> {
+        let csv = self.format != Format::Text;
+        if b == b'\n' {
+            if matches!(self.eol, Eol::Cr | Eol::CrNl) {
+                return Err(SplitError::StrayNl { csv });
+            }
+            self.eol = Eol::Nl;
+            return Ok(Act::Ends(Found::Row));
+        }
+        match self.eol {
+            Eol::Nl => Err(SplitError::StrayCr { csv }),
+            Eol::Cr => Ok(Act::Ends(Found::Row)),
+            Eol::Unknown | Eol::CrNl => {
+                self.st = St::AfterCr;
+                Ok(Act::More)
+            }
         }
     }
 
     /// A byte in state Normal (`first`: the row's first byte).
-    fn normal_byte(&mut self, b: u8, first: bool) -> Act {
+    fn normal_byte(&mut self, b: u8, first: bool) -> Result<Act, SplitError> {
         if self.skip > 0 {
             self.skip -= 1;
-            return Act::More;
+            return Ok(Act::More);
         }
         match self.format {
             Format::Text => match b {
@@ -487,8 +619,7 @@ impl Splitter {
                     self.before_marker = self.row_len - 1;
                     self.st = St::TextEscape;
                 }
-                b'\n' => return Act::Ends(Found::Row),
-                b'\r' => self.st = St::AfterCr,
+                b'\n' | b'\r' => return self.line_end(b),
                 _ => self.skip = self.enc.char_len(b) - 1,
             },
             Format::Csv { quote, escape } => {
@@ -501,10 +632,8 @@ impl Splitter {
                 if Some(b) != escape {
                     self.last_was_esc = false;
                 }
-                if !self.in_quote && b == b'\r' {
-                    self.st = St::AfterCr;
-                } else if !self.in_quote && b == b'\n' {
-                    return Act::Ends(Found::Row);
+                if !self.in_quote && (b == b'\r' || b == b'\n') {
+                    return self.line_end(b);
                 } else if b == b'\\' && first {
                     self.st = St::CsvBackslash;
                 } else {
@@ -513,7 +642,7 @@ impl Splitter {
             }
             Format::Binary => unreachable!("binary byte in a text splitter"),
         }
-        Act::More
+        Ok(Act::More)
     }
 
     fn step_binary(&mut self, input: &[u8], i: &mut usize) -> Result<Option<Found>, SplitError> {
@@ -564,7 +693,7 @@ impl Splitter {
                     match n {
                         -1 => {
                             self.st = St::Done;
-                            return Ok(Some(Found::End { row: false }));
+                            return Ok(Some(Found::End));
                         }
                         n if n < -1 => return Err(SplitError::BadFieldCount(n)),
                         0 => {
@@ -609,7 +738,7 @@ impl Splitter {
                         return Ok(Some(f));
                     }
                 }
-                St::Done => return Ok(Some(Found::End { row: false })),
+                St::Done => return Ok(Some(Found::End)),
                 _ => unreachable!("text state in a binary splitter"),
             }
             if self.row_len > self.max_row {
@@ -666,7 +795,7 @@ pub fn split_all(
             Some(f) => {
                 out.push((data[start..at].to_vec(), f));
                 start = at;
-                if matches!(f, Found::End { .. }) {
+                if f == Found::End {
                     return Ok(out);
                 }
             }
@@ -895,6 +1024,36 @@ mod tests {
             .collect()
     }
 
+    /// split_all from a splitter that continues a file with line ending `eol`.
+    fn split_all_from(
+        data: &[u8],
+        format: Format,
+        eol: Eol,
+    ) -> Result<Vec<(Vec<u8>, Found)>, SplitError> {
+        let mut s = Splitter::new(format, Encoding::Plain, NO_LIMIT).with_eol(eol);
+        let mut out = Vec::new();
+        let (mut at, mut start) = (0, 0);
+        loop {
+            let step = s.step(&data[at..])?;
+            at += step.used;
+            match step.found {
+                Some(f) => {
+                    out.push((data[start..at].to_vec(), f));
+                    start = at;
+                    if f == Found::End {
+                        return Ok(out);
+                    }
+                }
+                None => {
+                    if let Some(f) = s.finish()? {
+                        out.push((data[start..at].to_vec(), f));
+                    }
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
     fn texts(data: &[u8], format: Format) -> Vec<String> {
         rows(data, format, Encoding::Plain)
             .into_iter()
@@ -910,8 +1069,12 @@ mod tests {
     #[test]
     fn csv_rows_keep_quoted_newlines_together() {
         assert_eq!(
-            texts(b"1,\"a\nb\"\n2,\"x\"\"\ny\"\r\n3,plain", CSV),
-            vec!["1,\"a\nb\"\n", "2,\"x\"\"\ny\"\r\n", "3,plain"]
+            texts(b"1,\"a\nb\"\n2,\"x\"\"\ny\"\n3,plain", CSV),
+            vec!["1,\"a\nb\"\n", "2,\"x\"\"\ny\"\n", "3,plain"]
+        );
+        assert_eq!(
+            texts(b"1,\"a\r\nb\"\r\n2,\"x\"\"\ny\"\r\n3", CSV),
+            vec!["1,\"a\r\nb\"\r\n", "2,\"x\"\"\ny\"\r\n", "3"]
         );
         // Old Mac line ends.
         assert_eq!(texts(b"1\r2\r", CSV), vec!["1\r", "2\r"]);
@@ -940,14 +1103,20 @@ mod tests {
             vec![
                 ("\"\\.\"\n".into(), Found::Row),
                 ("1\n".into(), Found::Row),
-                ("\\.\n".into(), Found::End { row: false })
+                ("\\.\n".into(), Found::End)
             ]
         );
         // `\.` followed by more data is data; so is `\.` at the very end.
         assert_eq!(texts(b"\\.x\n\\.", CSV), vec!["\\.x\n", "\\."]);
+        // On a first line COPY reads `\.\r` as the marker (no line ending is
+        // decided yet); in a `\r\n` file `\.\r\n`.
         assert_eq!(
             rows(b"\\.\r\nrest", CSV, Encoding::Plain),
-            vec![("\\.\r\n".into(), Found::End { row: false })]
+            vec![("\\.\r".into(), Found::End)]
+        );
+        assert_eq!(
+            rows(b"a\r\n\\.\r\nrest", CSV, Encoding::Plain),
+            vec![("a\r\n".into(), Found::Row), ("\\.\r\n".into(), Found::End)]
         );
     }
 
@@ -978,22 +1147,110 @@ mod tests {
             vec![
                 ("1\ta\\\nb\n".into(), Found::Row),
                 ("2\tc\n".into(), Found::Row),
-                ("\\.\n".into(), Found::End { row: false })
+                ("\\.\n".into(), Found::End)
             ]
         );
         assert_eq!(
             texts(b"1\ta\\\\\n2\n", Format::Text),
             vec!["1\ta\\\\\n", "2\n"]
         );
-        // COPY ends the data at `\.` anywhere in a text line and loads what
-        // precedes it on the line.
+        // `\.` after data on a text line ends that row; COPY reading a file goes
+        // on with the next line (PostgreSQL 15 loads 1, 2 and 3).
         assert_eq!(
             rows(b"1\n2\\.\n3\n", Format::Text, Encoding::Plain),
             vec![
                 ("1\n".into(), Found::Row),
-                ("2\\.\n".into(), Found::End { row: true })
+                ("2\\.\n".into(), Found::RowAtMarker),
+                ("3\n".into(), Found::Row)
             ]
         );
+        let mut s = Splitter::new(Format::Text, Encoding::Plain, NO_LIMIT);
+        assert_eq!(
+            s.step(b"abc\\.\nx").unwrap().found,
+            Some(Found::RowAtMarker)
+        );
+        assert_eq!(s.marker_row_len(), 3);
+    }
+
+    /// What PostgreSQL 15's `COPY t(a text) FROM 'file'` made of each file
+    /// (run against a server): the rows it loaded, or its error (all 22P04).
+    /// The splitter must agree row for row: rows are `Row` and `RowAtMarker`.
+    #[test]
+    fn lines_and_markers_as_copy_reads_a_file() {
+        use SplitError::*;
+        let text = Format::Text;
+        let cases: &[(Format, &[u8], Result<usize, SplitError>)] = &[
+            (text, b"one\\.\ntwo\nthree\n", Ok(3)),
+            (text, b"a\n\\.x\nb\n", Err(MarkerCorrupt)),
+            (text, b"x\\.y\nb\n", Err(MarkerCorrupt)),
+            (text, b"a\n\\.", Err(MarkerCorrupt)),
+            (text, b"a\nb\\.", Err(MarkerCorrupt)),
+            (text, b"a\n\\.\nb\n", Ok(1)),
+            (text, b"a\n\\.\r\nb\n", Err(MarkerNewline)),
+            (text, b"a\r\n\\.\nb", Err(MarkerNewline)),
+            (text, b"one\\.\r\ntwo\r\n", Err(StrayCr { csv: false })),
+            (text, b"a\nb\r\nc\n", Err(StrayCr { csv: false })),
+            (text, b"a\r\nb\nc", Err(StrayNl { csv: false })),
+            (text, b"a\rb\r\nc", Err(StrayNl { csv: false })),
+            (text, b"a\r\nb\r", Err(StrayCr { csv: false })),
+            (text, b"a\r\nb\rc\r\n", Err(StrayCr { csv: false })),
+            (text, b"\\.\r", Ok(0)),
+            (text, b"\\.\r\nb\n", Ok(0)),
+            (text, b"a\\\\.\n", Ok(1)),
+            (text, b"a\\\\\\.\nb\n", Ok(2)),
+            (text, b"a\\\n\\.\nb\n", Ok(2)),
+            (text, b"a\rb\\.\rc\r", Ok(3)),
+            (text, b"a\rb\\.\nc\r", Err(MarkerNewline)),
+            (text, b"a\r\\.\r\nc\r", Ok(1)),
+            (text, b"a\r\nb\\.\r\nc\r\n", Ok(3)),
+            (text, b"a\r\nb\\.\rc\r\n", Err(MarkerCorrupt)),
+            (text, b"a\r\n\\.\r", Err(MarkerCorrupt)),
+            (text, b"a\nb\nc\n", Ok(3)),
+            (text, b"a\r\nb\r\nc", Ok(3)),
+            (text, b"a\rb\rc", Ok(3)),
+            (CSV, b"a\n\\.\r\nb\n", Err(MarkerNewline)),
+            (CSV, b"a\r\n\\.\nb", Err(StrayNl { csv: true })),
+            (CSV, b"a\nb\r\nc\n", Err(StrayCr { csv: true })),
+            (CSV, b"\"a\r\nb\"\nc\n", Ok(2)),
+            (CSV, b"a\n\\.", Ok(2)),
+            (CSV, b"a\n\\.x\nb", Ok(3)),
+            (CSV, b"a\r\n\\.\rb\r\n", Err(StrayCr { csv: true })),
+            (CSV, b"a\r\\.\r\nb\r", Ok(1)),
+            (CSV, b"a\r\nb\r", Err(StrayCr { csv: true })),
+        ];
+        for (format, data, want) in cases {
+            let got = split_all(data, *format, Encoding::Plain, NO_LIMIT).map(|rows| {
+                rows.iter()
+                    .filter(|(_, f)| matches!(f, Found::Row | Found::RowAtMarker))
+                    .count()
+            });
+            assert_eq!(&got, want, "{format:?} {:?}", String::from_utf8_lossy(data));
+        }
+        assert_eq!(
+            SplitError::StrayCr { csv: false }.to_string(),
+            "literal carriage return found in data"
+        );
+    }
+
+    #[test]
+    fn line_ending_is_the_files_across_splitters() {
+        // a LF, b CR LF, c LF: COPY of the whole file fails; a splitter that
+        // starts after the first row (a batch, or a resumed import) holds the
+        // file's line ending too.
+        let data = b"a\nb\r\nc\n";
+        let mut s = Splitter::new(Format::Text, Encoding::Plain, NO_LIMIT);
+        assert_eq!(s.step(data).unwrap().used, 2);
+        assert_eq!(s.eol(), Eol::Nl);
+        let mut t = Splitter::new(Format::Text, Encoding::Plain, NO_LIMIT).with_eol(s.eol());
+        assert_eq!(t.step(&data[2..]), Err(SplitError::StrayCr { csv: false }));
+        // Without the file's ending the rest alone reads fine: what each
+        // batch's own COPY did.
+        let mut u = Splitter::new(Format::Text, Encoding::Plain, NO_LIMIT);
+        assert_eq!(u.step(&data[2..]).unwrap().found, Some(Found::Row));
+        // `\.` lines decide nothing.
+        let mut m = Splitter::new(Format::Text, Encoding::Plain, NO_LIMIT);
+        assert_eq!(m.step(b"x\\.\r\n").unwrap().found, Some(Found::RowAtMarker));
+        assert_eq!(m.eol(), Eol::Unknown);
     }
 
     #[test]
@@ -1101,7 +1358,7 @@ mod tests {
                 (2 + 4 + 2 + 4, Found::Row),
                 (2 + 4, Found::Row),
                 (2, Found::Row),
-                (2, Found::End { row: false })
+                (2, Found::End)
             ]
         );
         // The header repeated in each batch has no extension area.
@@ -1231,7 +1488,7 @@ mod tests {
                 at += step.used;
                 if let Some(f) = step.found {
                     out.push((std::mem::take(&mut row), f));
-                    if matches!(f, Found::End { .. }) {
+                    if f == Found::End {
                         return Ok(out);
                     }
                 }
@@ -1301,7 +1558,7 @@ mod tests {
             if let Ok(rows) = whole {
                 let joined: Vec<u8> = rows.iter().flat_map(|(r, _)| r.clone()).collect();
                 prop_assert!(data.starts_with(&joined));
-                let ended = matches!(rows.last(), Some((_, Found::End { .. })));
+                let ended = matches!(rows.last(), Some((_, Found::End)));
                 if !ended {
                     prop_assert_eq!(joined.len(), data.len());
                 }
@@ -1311,6 +1568,38 @@ mod tests {
                     }
                     prop_assert!(!r.is_empty() || format == Format::Binary);
                 }
+            }
+        }
+
+        /// A splitter started at any row boundary with the line ending decided
+        /// before it (a new batch, a resumed import) cuts the rest exactly as
+        /// the splitter that read the file from its start.
+        #[test]
+        fn restarting_at_a_row_keeps_the_rows(
+            data in copy_bytes(),
+            format in prop_oneof![Just(Format::Text), Just(CSV), Just(Format::csv(b'"', b'\\'))],
+            at in any::<usize>(),
+        ) {
+            let whole = split_all(&data, format, Encoding::Plain, u64::MAX);
+            let mut s = Splitter::new(format, Encoding::Plain, u64::MAX);
+            let mut pos = 0;
+            let mut rows = Vec::new();
+            // Row boundaries of the whole file, with the splitter's line ending there.
+            while let Ok(step) = s.step(&data[pos..]) {
+                pos += step.used;
+                match step.found {
+                    Some(Found::Row) | Some(Found::RowAtMarker) => rows.push((pos, s.eol())),
+                    _ => break,
+                }
+            }
+            if let (Ok(all), false) = (&whole, rows.is_empty()) {
+                let (start, eol) = rows[at % rows.len()];
+                let k = at % rows.len() + 1;
+                let rest = split_all_from(&data[start..], format, eol);
+                prop_assert_eq!(&rest.unwrap()[..], &all[k..]);
+            } else if let (Err(e), false) = (&whole, rows.is_empty()) {
+                let (start, eol) = rows[at % rows.len()];
+                prop_assert_eq!(&split_all_from(&data[start..], format, eol).unwrap_err(), e);
             }
         }
 
@@ -1335,9 +1624,11 @@ mod tests {
                 .map(|f| format!("\"{}\"", f.replace('"', "\"\"")))
                 .collect::<Vec<_>>()
                 .join(",");
-            let data = format!("{row}\n{row}\r\n");
-            let got = texts(data.as_bytes(), CSV);
-            prop_assert_eq!(got, vec![format!("{row}\n"), format!("{row}\r\n")]);
+            for eol in ["\n", "\r\n", "\r"] {
+                let data = format!("{row}{eol}{row}{eol}");
+                let got = texts(data.as_bytes(), CSV);
+                prop_assert_eq!(got, vec![format!("{row}{eol}"), format!("{row}{eol}")]);
+            }
         }
 
         /// A binary file built from tuples splits into exactly those tuples.
@@ -1356,7 +1647,7 @@ mod tests {
             let out = split_all(&f, Format::Binary, Encoding::Plain, u64::MAX).unwrap();
             let n_rows = out.iter().filter(|(_, f)| *f == Found::Row).count();
             prop_assert_eq!(n_rows, tuples.len());
-            prop_assert_eq!(out.last().map(|(_, f)| *f == Found::End { row: false }).unwrap_or(false), trailer);
+            prop_assert_eq!(out.last().map(|(_, f)| *f == Found::End).unwrap_or(false), trailer);
         }
     }
 }

@@ -44,4 +44,176 @@ SELECT pg_advisory_unlock(4242);
 SELECT arrw.wait_job(:wait_id, '5 minutes');
 SELECT body FROM jobs_t;
 
+
+-- A job acts on the relation it was submitted for (its OID), never on another
+-- that took its name: renamed away and replaced before the job starts, each
+-- kind that names a relation fails with 55000 and leaves both tables alone.
+-- Files for bulk_import are written by the server into its data directory.
+CREATE FUNCTION jobs_write(name text, body text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE o oid;
+BEGIN
+  o := lo_from_bytea(0, convert_to(body, 'UTF8'));
+  PERFORM lo_export(o, current_setting('data_directory') || '/arrw_jobs_' || name || '.txt');
+  PERFORM lo_unlink(o);
+END $$;
+-- Waits for jobs to end, a transaction per look (an index job's REINDEX
+-- CONCURRENTLY waits for older transactions, so wait_job refuses to wait for it).
+CREATE PROCEDURE jobs_wait(ids bigint[]) LANGUAGE plpgsql AS $$
+BEGIN
+  WHILE EXISTS (SELECT FROM arrw.jobs WHERE id = ANY (ids) AND state IN ('queued', 'running')) LOOP
+    COMMIT;
+    PERFORM pg_sleep(0.01);
+    COMMIT;
+  END LOOP;
+END $$;
+CREATE TABLE jobs_id (id int, n int);
+INSERT INTO jobs_id SELECT g, 0 FROM generate_series(1, 100) g;
+CREATE INDEX jobs_id_idx ON jobs_id (id);
+SELECT jobs_write('id', E'1\t7\n2\t7\n');
+BEGIN;
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_id", "where": "true"}') AS id_del \gset
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_id", "set": "n = 1"}') AS id_upd \gset
+SELECT arrw.submit_job('bulk_import', '{"table": "jobs_id", "path": "arrw_jobs_id.txt"}') AS id_imp \gset
+SELECT arrw.submit_job('index_rebuild', '{"index": "jobs_id_idx"}') AS id_idx \gset
+ALTER TABLE jobs_id RENAME TO jobs_id_old;
+ALTER INDEX jobs_id_idx RENAME TO jobs_id_old_idx;
+CREATE TABLE jobs_id (id int, n int);
+INSERT INTO jobs_id SELECT g, 0 FROM generate_series(1, 10) g;
+CREATE INDEX jobs_id_idx ON jobs_id (id);
+COMMIT;
+CALL jobs_wait(ARRAY[:id_del, :id_upd, :id_imp, :id_idx]::bigint[]);
+SELECT kind, state, attempts, error LIKE '% no longer names the relation job % was submitted for (%' AS replaced
+FROM arrw.jobs WHERE id IN (:id_del, :id_upd, :id_imp, :id_idx) ORDER BY id;
+SELECT count(*), sum(n) FROM jobs_id_old;
+SELECT count(*), sum(n) FROM jobs_id;
+DROP TABLE jobs_id, jobs_id_old;
+
+-- where / set must be one expression / SET list: a trailing ";" too is refused
+-- at submit (it would end the job's own statement early).
+\set VERBOSITY sqlstate
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "true;"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x'';"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x''", "where": "true ; "}');
+SELECT arrw.submit_job('bulk_export', '{"query": "SELECT 1;", "path": "/x"}');
+\set VERBOSITY default
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "true;"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x'';"}');
+SELECT arrw.submit_job('bulk_export', '{"query": "SELECT 1;", "path": "/x"}');
+-- A ";" inside a literal is data.
+SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "body = '';''"}'));
+
+-- An index job's REINDEX CONCURRENTLY of a partitioned index that fails on a
+-- partition: the invalid index it left on that partition is dropped, and only
+-- the job's own (not one an earlier REINDEX left).
+CREATE TABLE jobs_pt (id int) PARTITION BY RANGE (id);
+CREATE TABLE jobs_pt1 PARTITION OF jobs_pt FOR VALUES FROM (0) TO (100);
+CREATE TABLE jobs_pt2 PARTITION OF jobs_pt FOR VALUES FROM (100) TO (200);
+INSERT INTO jobs_pt SELECT generate_series(0, 199);
+CREATE FUNCTION jobs_key(id int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+  IF id >= 100 AND to_regclass('public.jobs_fail') IS NOT NULL THEN
+    RAISE EXCEPTION 'jobs_key fails' USING ERRCODE = '22012';
+  END IF;
+  RETURN id;
+END $$;
+CREATE INDEX jobs_pt_key ON jobs_pt (jobs_key(id));
+CREATE TABLE jobs_fail ();
+\set VERBOSITY sqlstate
+REINDEX INDEX CONCURRENTLY jobs_pt_key;
+\set VERBOSITY default
+SELECT arrw.submit_job('index_rebuild', '{"index": "jobs_pt_key"}') AS j \gset
+CALL jobs_wait(ARRAY[:j]::bigint[]);
+SELECT state, attempts, error FROM arrw.jobs WHERE id = :j;
+SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid IN ('jobs_pt1'::regclass, 'jobs_pt2'::regclass) ORDER BY 1;
+DROP TABLE jobs_fail, jobs_pt;
+DROP FUNCTION jobs_key;
+
+-- bulk_import reads a text file as one COPY of the whole file does, whatever
+-- its batches: each file is loaded by COPY and by jobs of batch_rows 1 and
+-- 10000 (into tables of their own), and the results compared.
+CREATE TABLE jobs_imp0 (a text);
+CREATE TABLE jobs_imp1 (a text);
+CREATE TABLE jobs_imp2 (a text);
+CREATE FUNCTION jobs_file(name text, body text) RETURNS void LANGUAGE sql AS $$
+  TRUNCATE jobs_imp0, jobs_imp1, jobs_imp2;
+  SELECT jobs_write(name, body);
+$$;
+CREATE FUNCTION jobs_args(name text, tab int, batch_rows int, header bool DEFAULT false)
+RETURNS jsonb LANGUAGE sql AS $$
+  SELECT jsonb_build_object('table', 'jobs_imp' || tab, 'path', 'arrw_jobs_' || name || '.txt',
+                            'batch_rows', batch_rows, 'header', header)
+$$;
+CREATE FUNCTION jobs_compare(name text, j1 bigint, j2 bigint, header bool DEFAULT false)
+RETURNS TABLE (how text, result text) LANGUAGE plpgsql AS $$
+DECLARE
+  ids bigint[] := ARRAY[j1, j2];
+  loaded text;
+BEGIN
+  BEGIN
+    EXECUTE format('COPY jobs_imp0 FROM %L WITH (HEADER %s)', 'arrw_jobs_' || name || '.txt',
+                   CASE WHEN header THEN 'true' ELSE 'false' END);
+    how := 'copy';
+    result := 'loaded ' || (SELECT coalesce(string_agg(a, '|' ORDER BY ctid), '') FROM jobs_imp0);
+  EXCEPTION WHEN OTHERS THEN
+    how := 'copy'; result := 'error ' || SQLSTATE || ' ' || SQLERRM;
+  END;
+  RETURN NEXT;
+  FOR i IN 1..2 LOOP
+    PERFORM arrw.wait_job(ids[i], '1 minute');
+    EXECUTE format($q$SELECT coalesce(string_agg(a, '|' ORDER BY ctid), '') FROM jobs_imp%s$q$, i)
+      INTO loaded;
+    SELECT 'batch_rows ' || (args->>'batch_rows'),
+           CASE WHEN state = 'succeeded' THEN 'loaded ' || loaded
+                ELSE state || ' ' || regexp_replace(error, 'file "[^"]*": ', '') END
+    INTO how, result FROM arrw.jobs WHERE id = ids[i];
+    RETURN NEXT;
+  END LOOP;
+END $$;
+-- A line ending in "\." is a row (COPY from a file goes on after it).
+SELECT jobs_file('f', E'one\\.\ntwo\nthree\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- "\." alone ends the data.
+SELECT jobs_file('f', E'a\n\\.\nb\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- "\." followed by anything but the line ending, or by nothing, is an error.
+SELECT jobs_file('f', E'a\n\\.x\nb\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+SELECT jobs_file('f', E'a\nb\\.');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- ... and so is a line ending after it other than the file's.
+SELECT jobs_file('f', E'a\n\\.\r\nb\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- CR LF lines, a row ended by "\." among them.
+SELECT jobs_file('f', E'a\r\nb\\.\r\nc\r\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- The first line decides the line ending for the whole file.
+SELECT jobs_file('f', E'a\nb\r\nc\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+SELECT jobs_file('f', E'a\rb\rc\r\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+SELECT jobs_file('f', E'a\rb\rc\r');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2);
+-- A header line holding "\." leaves no rows; a header line decides the line
+-- ending too.
+SELECT jobs_file('f', E'h\\.\nb\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1, true)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000, true)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2, true);
+SELECT jobs_file('f', E'h\r\nb\r\nc\nd\r\n');
+SELECT arrw.submit_job('bulk_import', jobs_args('f', 1, 1, true)) AS j1, arrw.submit_job('bulk_import', jobs_args('f', 2, 10000, true)) AS j2 \gset
+SELECT * FROM jobs_compare('f', :j1, :j2, true);
+DROP FUNCTION jobs_compare, jobs_args, jobs_file;
+DROP TABLE jobs_imp0, jobs_imp1, jobs_imp2;
+
+DROP FUNCTION jobs_write;
+DROP PROCEDURE jobs_wait;
 DROP TABLE jobs_t;
