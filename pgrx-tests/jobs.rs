@@ -38,9 +38,12 @@ fn jobs_csv_batches_count_bytes_and_rows() {
         assert_eq!(b[0].0, b"1,\"a\nb\"\n2,x\n");
         assert_eq!(
             b[0].1,
-            Batch { rows: 2, consumed: 12, last: false, marker: false }
+            Batch { rows: 2, consumed: 12, last: false, marker: false, marker_row: None, at_marker: false }
         );
-        assert_eq!(b[1].1, Batch { rows: 1, consumed: 4, last: true, marker: false });
+        assert_eq!(
+            b[1].1,
+            Batch { rows: 1, consumed: 4, last: true, marker: false, marker_row: None, at_marker: false }
+        );
     }
     // A batch ending exactly at the end of the file is the last one.
     let b = jobs_batches(b"1\n2\n", csv, 2, 1 << 20);
@@ -48,7 +51,10 @@ fn jobs_csv_batches_count_bytes_and_rows() {
     // The end marker ends the data; what follows is never read into a batch.
     let b = jobs_batches(b"1\n\\.\n2\n", arrw_core::import::Format::Text, 10, 2);
     assert_eq!(b[0].0, b"1\n\\.\n");
-    assert_eq!(b[0].1, Batch { rows: 1, consumed: 5, last: true, marker: true });
+    assert_eq!(
+        b[0].1,
+        Batch { rows: 1, consumed: 5, last: true, marker: true, marker_row: None, at_marker: false }
+    );
 }
 
 #[pg_test]
