@@ -40,10 +40,13 @@ fn prepare(ctx: &Ctx) -> (Spec, args::Checked) {
 /// otherwise: the relation was renamed or dropped and another one now has its
 /// name). Batched jobs check again in every batch (`check_still_named`).
 ///
-/// `REINDEX CONCURRENTLY` swaps the rebuilt index in under the old name with a
-/// new OID: an attempt after one that got that far finds the same name on an
-/// index of the same table whose old OID is gone or left invalid
-/// (`_ccold`), and takes the new OID as the job's.
+/// An index job's relation is the index of that name on the table it had at
+/// submit: every `REINDEX CONCURRENTLY` (this job's earlier attempt, another
+/// index job queued before it, the user's own) swaps the rebuilt index in
+/// under the old name with a new OID, so the name's OID may change while the
+/// index stays the one the job was submitted for; the table may not. (By the
+/// index's OID alone, the second of two queued jobs on one index failed:
+/// the first had rebuilt it.)
 fn same_relation_as_submitted(ctx: &Ctx, rel: &Rel) {
     let saved = ctx.checkpoint();
     let record = || {
@@ -65,16 +68,10 @@ fn same_relation_as_submitted(ctx: &Ctx, rel: &Rel) {
     if oid == rel.oid {
         return;
     }
-    let swapped = ctx.job.kind.reindexes_concurrently()
-        && saved.text(REINDEX_STARTED).is_some()
+    let same_table_index = ctx.job.kind.reindexes_concurrently()
         && rel.table_oid.is_some()
-        && saved.text("table_oid") == rel.table_oid.as_deref()
-        && !spi::flag(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
-                     WHERE i.indexrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND i.indisvalid)",
-            &[Some(oid)],
-        );
-    if swapped {
+        && saved.text("table_oid") == rel.table_oid.as_deref();
+    if same_table_index {
         record();
         return;
     }
