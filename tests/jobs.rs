@@ -333,6 +333,30 @@ fn every_kind_end_to_end() {
         state(&mut c, r)
     );
 
+    // The same one step removed: both workers of the pool (arrw.job_workers
+    // = 2) run index jobs on one index, one waiting for this call's snapshot
+    // and the other behind it, and the job waited for is queued behind them.
+    // It stayed queued until the call was cancelled.
+    let a = submit(&mut c, "index_rebuild", r#"{"index": "items_id_idx"}"#);
+    let b = submit(&mut c, "index_rebuild", r#"{"index": "items_id_idx"}"#);
+    let d = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "items", "where": "id < 0"}"#,
+    );
+    let e = c
+        .query_one("SELECT arrw.wait_job($1, '60 s')", &[&d])
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "40P01", "{}", msg(&e));
+    for j in [a, b, d] {
+        assert_eq!(
+            wait_done(&cluster, &mut c, j),
+            "succeeded",
+            "{:?}",
+            state(&mut c, j)
+        );
+    }
+
     // index_optimize: retrain an ivfpq index on the current rows.
     c.batch_execute(
         "CREATE TABLE vecs (id int, v vector(8));

@@ -266,6 +266,39 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
                 }
             }
         }
+        // A queued job waits for a worker; when every worker of the pool is
+        // an index job waiting for this call's snapshot, directly or behind
+        // another job worker that is (two REINDEX CONCURRENTLY on one table),
+        // none ever frees up: the same stall, one step removed (the waited
+        // job stayed queued until a cancel ended this call).
+        if state == queued.as_str()
+            && last_lock_check.elapsed() >= std::time::Duration::from_millis(500)
+        {
+            last_lock_check = std::time::Instant::now();
+            let workers = super::JOB_WORKERS.get().max(1).to_string();
+            let stalled = spi::flag(
+                "WITH w AS (SELECT a.pid, pg_catalog.pg_blocking_pids(a.pid) AS b \
+                              FROM pg_catalog.pg_stat_activity a \
+                             WHERE a.backend_type OPERATOR(pg_catalog.=) 'arrw job worker') \
+                 SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) $1::int \
+                    AND pg_catalog.bool_and(pg_catalog.cardinality(w.b) OPERATOR(pg_catalog.>) 0 \
+                        AND w.b OPERATOR(pg_catalog.<@) ((SELECT pg_catalog.array_agg(x.pid) FROM w x) \
+                                     OPERATOR(pg_catalog.||) pg_catalog.pg_backend_pid())) \
+                    AND pg_catalog.bool_or(pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (w.b)) \
+                   FROM w",
+                &[Some(&workers)],
+            );
+            if stalled {
+                error_detail_hint(
+                    PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED,
+                    format!("job {id} ({kind}) cannot start: every job worker runs an index job waiting for this transaction to end"),
+                    "REINDEX CONCURRENTLY waits for every transaction of the database that holds an older \
+                     snapshot, including this wait_job call.",
+                    "Poll arrw.jobs in separate statements instead (each takes a new snapshot).",
+                    "arrw.wait_job",
+                );
+            }
+        }
         let mut sleep_ms = 100;
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(std::time::Instant::now());
