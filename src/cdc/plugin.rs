@@ -1001,49 +1001,16 @@ unsafe fn note_job_cancel_row(
     relation: pg_sys::Relation,
     new: *mut pg_sys::ReorderBufferTupleBuf,
 ) {
-    // SAFETY: relation is open; inside the event memory context.
-    if !unsafe { is_arrw_rel(st, relation) } {
-        return;
-    }
-    // SAFETY: relation is open.
-    let desc = unsafe { (*relation).rd_att };
-    // SAFETY: new is a live tuple of this relation.
-    let t = unsafe { deform(desc, new) };
-    // SAFETY: desc has natts attributes.
-    let attrs = unsafe { (*desc).attrs.as_slice((*desc).natts as usize) };
-    let mut id = None;
-    let mut kind = None;
-    for (i, att) in attrs.iter().enumerate() {
-        if att.attisdropped || t.nulls[i] {
-            continue;
-        }
-        // SAFETY: attname is a NUL-terminated NameData.
-        let col = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes();
-        match col {
-            // int8 is pass-by-value on 64-bit builds (the only ones pgrx supports).
-            b"job_id" if att.atttypid == pg_sys::INT8OID => id = Some(t.values[i].value() as i64),
-            b"announced_kind" if att.atttypid == pg_sys::TEXTOID => {
-                // SAFETY: a text datum of a freshly inserted tuple (never an
-                // on-disk TOAST pointer in an insert's new tuple that logical
-                // decoding cannot read: checked anyway); palloc'd in the event
-                // context.
-                kind = unsafe {
-                    let d = t.values[i];
-                    (!is_external_ondisk(d.cast_mut_ptr())).then(|| {
-                        CStr::from_ptr(pg_sys::text_to_cstring(d.cast_mut_ptr())).to_bytes()
-                    })
-                };
-            }
-            _ => {}
-        }
-    }
-    let (Some(id), Some(kind)) = (id, kind) else {
-        return;
-    };
-    let content = super::job_event_content(id, kind, b"cancelled");
-    match st.jobs.iter_mut().find(|(j, _)| *j == id) {
-        Some(entry) => entry.1 = content,
-        None => st.jobs.push((id, content)),
+    // SAFETY: forwarded contract.
+    unsafe {
+        note_job_event(
+            st,
+            relation,
+            new,
+            b"job_id",
+            b"announced_kind",
+            Some(b"cancelled"),
+        )
     }
 }
 
@@ -1058,6 +1025,26 @@ unsafe fn note_job_row(
     relation: pg_sys::Relation,
     new: *mut pg_sys::ReorderBufferTupleBuf,
 ) {
+    // SAFETY: forwarded contract.
+    unsafe { note_job_event(st, relation, new, b"id", b"kind", None) }
+}
+
+/// The one reader of arrw's job rows for [`note_job_row`] and
+/// [`note_job_cancel_row`]: if `relation` is one of arrw's own tables, the job
+/// id (int8 column `id_col`), its kind (text column `kind_col`) and its state
+/// (text column `state`, or `fixed_state` for a table whose rows all announce
+/// one) make the job event kept for the transaction (the last one per job).
+///
+/// # Safety
+/// As for [`note_job_row`].
+unsafe fn note_job_event(
+    st: &mut State,
+    relation: pg_sys::Relation,
+    new: *mut pg_sys::ReorderBufferTupleBuf,
+    id_col: &[u8],
+    kind_col: &[u8],
+    fixed_state: Option<&'static [u8]>,
+) {
     // SAFETY: relation is open; inside the event memory context.
     if !unsafe { is_arrw_rel(st, relation) } {
         return;
@@ -1070,7 +1057,7 @@ unsafe fn note_job_row(
     let attrs = unsafe { (*desc).attrs.as_slice((*desc).natts as usize) };
     let mut id = None;
     let mut kind = None;
-    let mut state = None;
+    let mut state = fixed_state;
     for (i, att) in attrs.iter().enumerate() {
         if att.attisdropped || t.nulls[i] {
             continue;
@@ -1090,12 +1077,13 @@ unsafe fn note_job_row(
                 Some(CStr::from_ptr(pg_sys::text_to_cstring(d.cast_mut_ptr())).to_bytes())
             }
         };
-        match col {
+        if col == id_col && att.atttypid == pg_sys::INT8OID {
             // int8 is pass-by-value on 64-bit builds (the only ones pgrx supports).
-            b"id" if att.atttypid == pg_sys::INT8OID => id = Some(t.values[i].value() as i64),
-            b"kind" => kind = text(t.values[i]),
-            b"state" => state = text(t.values[i]),
-            _ => {}
+            id = Some(t.values[i].value() as i64);
+        } else if col == kind_col {
+            kind = text(t.values[i]);
+        } else if col == b"state" && fixed_state.is_none() {
+            state = text(t.values[i]);
         }
     }
     let (Some(id), Some(kind), Some(state)) = (id, kind, state) else {

@@ -176,6 +176,18 @@ fn timeout_micros(iv: &pg_sys::Interval) -> Option<u64> {
     u64::try_from(total).ok()
 }
 
+/// 40P01 for a `wait_job` whose own snapshot holds up what it waits for.
+fn snapshot_stall(message: String) -> ! {
+    error_detail_hint(
+        PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED,
+        message,
+        "REINDEX CONCURRENTLY waits for every transaction of the database that holds an older \
+         snapshot, including this wait_job call.",
+        "Poll arrw.jobs in separate statements instead (each takes a new snapshot).",
+        "arrw.wait_job",
+    )
+}
+
 /// Waits until job `id` ends (or `timeout_us` passes) and returns its state.
 fn wait(id: i64, timeout_us: Option<u64>) -> String {
     let (queued, running, cancelled) = (State::Queued, State::Running, State::Cancelled);
@@ -255,14 +267,9 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
                     &[Some(pid)],
                 );
                 if blocked {
-                    error_detail_hint(
-                        PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED,
-                        format!("job {id} ({kind}) is waiting for this transaction to end"),
-                        "REINDEX CONCURRENTLY waits for every transaction of the database that holds an older \
-                         snapshot, including this wait_job call.",
-                        "Poll arrw.jobs in separate statements instead (each takes a new snapshot).",
-                        "arrw.wait_job",
-                    );
+                    snapshot_stall(format!(
+                        "job {id} ({kind}) is waiting for this transaction to end"
+                    ));
                 }
             }
         }
@@ -289,14 +296,9 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
                 &[Some(&workers)],
             );
             if stalled {
-                error_detail_hint(
-                    PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED,
-                    format!("job {id} ({kind}) cannot start: every job worker runs an index job waiting for this transaction to end"),
-                    "REINDEX CONCURRENTLY waits for every transaction of the database that holds an older \
-                     snapshot, including this wait_job call.",
-                    "Poll arrw.jobs in separate statements instead (each takes a new snapshot).",
-                    "arrw.wait_job",
-                );
+                snapshot_stall(format!(
+                    "job {id} ({kind}) cannot start: every job worker runs an index job waiting for this transaction to end"
+                ));
             }
         }
         let mut sleep_ms = 100;

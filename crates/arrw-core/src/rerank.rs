@@ -891,16 +891,26 @@ mod tests {
     /// Runs a scan's loop over `(estimate, exact)` rows: re-ranks `batch`
     /// rows at a time by best estimate, and returns the exact distances in
     /// the order the rows leave.
-    fn scan_order(mut r: OrderedRerank<u32>, rows: &[(f32, f32)], batch: usize) -> Vec<f32> {
+    fn scan_order(r: OrderedRerank<u32>, rows: &[(f32, f32)], batch: usize) -> Vec<f32> {
+        scan_order_keeping(r, rows, batch).0
+    }
+
+    /// [`scan_order`], also giving back the queue (and the most rows it held
+    /// in memory at once).
+    fn scan_order_keeping(
+        mut r: OrderedRerank<u32>,
+        rows: &[(f32, f32)],
+        batch: usize,
+    ) -> (Vec<f32>, OrderedRerank<u32>, usize) {
         let mut by_est: Vec<(f32, f32, u32)> = rows
             .iter()
             .enumerate()
             .map(|(i, &(e, x))| (e, x, i as u32))
             .collect();
         by_est.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
-        let mut next = 0;
-        let mut out = Vec::new();
+        let (mut next, mut out, mut most) = (0, Vec::new(), 0);
         loop {
+            most = most.max(r.ready.len() - r.ready.in_runs());
             match r.next(by_est.get(next).map(|c| c.0), None) {
                 Next::Row(d, _) => out.push(d),
                 Next::Rerank => {
@@ -909,7 +919,7 @@ mod tests {
                     }
                     next += batch;
                 }
-                Next::Done => return out,
+                Next::Done => return (out, r, most),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -936,27 +946,7 @@ mod tests {
         let plain = scan_order(OrderedRerank::new(1.0, 0.0), &rows, 30);
         let mut r = OrderedRerank::new(1.0, 0.0);
         r.spill_to(300, Box::new(crate::spill::VecStore::default()));
-        let mut by_est: Vec<(f32, f32, u32)> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, &(e, x))| (e, x, i as u32))
-            .collect();
-        by_est.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
-        let (mut next, mut out, mut most) = (0, Vec::new(), 0);
-        loop {
-            most = most.max(r.ready.len() - r.ready.in_runs());
-            match r.next(by_est.get(next).map(|c| c.0), None) {
-                Next::Row(d, _) => out.push(d),
-                Next::Rerank => {
-                    for &(e, x, id) in &by_est[next..(next + 30).min(by_est.len())] {
-                        r.add(e, x, 0.0, id);
-                    }
-                    next += 30;
-                }
-                Next::Done => break,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let (out, r, most) = scan_order_keeping(r, &rows, 30);
         assert_eq!(out, plain);
         assert_eq!(out.len(), rows.len());
         assert!(r.spilled() > 10_000, "most rows waited: {}", r.spilled());
