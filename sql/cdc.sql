@@ -133,6 +133,12 @@ CREATE FUNCTION arrw._watch_key_expr(col text, typ oid) RETURNS text
 		     OR b.oid >= 16384 OR b.typtype <> 'b'
 		     OR (b.typelem <> 0 AND b.typsubscript = 'array_subscript_handler'::regproc)
 			THEN 'to_jsonb(format(''%s'', ' || col || '))'
+		-- As the slot feed: bytea in hex whatever the writer's bytea_output
+		-- (its text form followed the session), an oid a number.
+		WHEN b.oid = 'bytea'::regtype
+			THEN 'to_jsonb(''\x'' || encode(' || col || ', ''hex''))'
+		WHEN b.oid = 'oid'::regtype
+			THEN 'to_jsonb(' || col || '::int8)'
 		ELSE 'to_jsonb(' || col || ')'
 	END
 	  FROM pg_type b

@@ -1364,6 +1364,58 @@ fn cancel_job_in_an_open_transaction_never_holds_up_the_worker() {
     }
     tx.commit().unwrap();
     assert_eq!(wait_done(&cluster, &mut c, id), "cancelled");
+
+    // A cancel judged on a stale snapshot: under REPEATABLE READ the caller
+    // saw the job queued, and it has run to the end since. cancel_job
+    // announced the finished job "cancelled" with "origin":"arrw" (its
+    // request row named the job's kind); under such a snapshot it announces
+    // nothing, and the job stays succeeded.
+    c.batch_execute(
+        "CREATE TABLE lk (id int); INSERT INTO lk VALUES (1);
+         CREATE TABLE tx (id int, n int DEFAULT 0); INSERT INTO tx (id) SELECT generate_series(1, 10);",
+    )
+    .unwrap();
+    let mut locker = cluster.connect();
+    let mut ltx = locker.transaction().unwrap();
+    ltx.batch_execute("LOCK TABLE lk IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    // The one worker waits for the lock on lk; the next job stays queued.
+    let blocker = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "lk", "set": "id = id"}"#,
+    );
+    let x = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "tx", "set": "n = n + 1"}"#,
+    );
+    let mut a = cluster.connect();
+    let mut atx = a
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .unwrap();
+    let seen: String = atx
+        .query_one("SELECT state FROM arrw.jobs WHERE id = $1", &[&x])
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, "queued");
+    ltx.commit().unwrap();
+    for j in [blocker, x] {
+        assert_eq!(wait_done(&cluster, &mut c, j), "succeeded");
+    }
+    atx.query_one("SELECT arrw.cancel_job($1)", &[&x]).unwrap();
+    atx.commit().unwrap();
+    let announced: Option<String> = c
+        .query_one(
+            "SELECT announced_kind FROM arrw.job_cancel WHERE job_id = $1",
+            &[&x],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(announced, None, "a finished job announced as cancelled");
+    assert_eq!(state(&mut c, x).0, "succeeded");
 }
 
 #[test]

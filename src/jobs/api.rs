@@ -130,7 +130,22 @@ fn cancel(id: i64) -> bool {
     // plugin marks the announcement "origin":"arrw" because this transaction
     // wrote that row (src/cdc/plugin.rs), as it does for a write of the job's
     // own row.
-    let queued = if state == State::Queued { "t" } else { "f" };
+    //
+    // The state above is the statement's snapshot's in READ COMMITTED; under
+    // REPEATABLE READ or SERIALIZABLE it is the transaction's, which can be
+    // long gone: a job that had since run and succeeded was announced
+    // "cancelled" (origin arrw) from it. Such a request announces nothing;
+    // if the job is still queued or running when it commits, the worker that
+    // records the cancellation announces it. (Reading the row again under a
+    // lock would hold up the worker's claim of a queued job, which skips
+    // locked rows, until this transaction ends.)
+    // SAFETY: reading the backend's isolation level.
+    let stale = unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32;
+    let queued = if state == State::Queued && !stale {
+        "t"
+    } else {
+        "f"
+    };
     spi::as_job_admin(|| {
         let kind = spi::one(
             "INSERT INTO arrw.job_cancel (job_id, announced_kind) \
@@ -283,6 +298,11 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
         {
             last_lock_check = std::time::Instant::now();
             let workers = super::JOB_WORKERS.get().max(1).to_string();
+            // pg_stat_activity is read once per transaction and kept: without
+            // this, the check went on looking at the workers of its first
+            // look (since exited) and never saw the stall that formed later.
+            // SAFETY: drops this backend's cached statistics snapshot.
+            unsafe { pg_sys::pgstat_clear_snapshot() };
             let stalled = spi::flag(
                 "WITH w AS (SELECT a.pid, pg_catalog.pg_blocking_pids(a.pid) AS b \
                               FROM pg_catalog.pg_stat_activity a \

@@ -485,9 +485,15 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                 rel.qname,
                 range_of(block, hi)
             );
-            let n: i64 = spi::xact(|| ctx.as_owner(|| spi::one(&sql, &[])))
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
+            // The name is checked first here too: the count reads whatever
+            // now has it (a rename mid-run failed with 42P01 from this read,
+            // not the 55000 the batch's own check gives).
+            let n: i64 = spi::xact(|| {
+                check_still_named(ctx, &rel);
+                ctx.as_owner(|| spi::one(&sql, &[]))
+            })
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
             if n <= batch_rows.saturating_mul(2) {
                 break;
             }

@@ -120,7 +120,13 @@ SELECT t AS type, pg_temp.key_of(t::regtype, v) AS key
                ('int8[]', '{9007199254740993}'), ('int4[]', '{1,2}'), ('text[]', '{a,"b c"}'),
                ('numeric[]', '{1.5}'), ('int4range', '[1,5)'), ('cdc_range', '[9007199254740993,9007199254740994)'),
                ('cdc_mal.color', 'red'), ('cdc_mal.color[]', '{red,blue}'), ('cdc_mal.dcolor', 'blue'),
-               ('cdc_mal.pair', '(red,9007199254740993)'), ('vector', '[1,2,3]'), ('halfvec[]', '{"[1,2]"}')) AS x(t, v);
+               ('cdc_mal.pair', '(red,9007199254740993)'), ('vector', '[1,2,3]'), ('halfvec[]', '{"[1,2]"}'),
+               ('bytea', '\x41ff'), ('oid', '42')) AS x(t, v);
+-- bytea in hex and oid as a number, as the slot feed sends them: the text of
+-- a bytea followed the writer's bytea_output, an oid was a string.
+SET bytea_output = 'escape';
+SELECT pg_temp.key_of('bytea', '\x41ff') AS bytea_key_under_escape_output;
+RESET bytea_output;
 -- The same in a payload, end to end (psql prints notifications with the
 -- sender's PID, hence a second session, as the same role, and sed).
 CREATE TABLE cdc_k8 (k int8[], c cdc_mal.color, PRIMARY KEY (k, c));
