@@ -50,7 +50,7 @@ fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<
     let spec = args::parse(kind, &args_json);
     let checked = args::check(kind, &spec);
     // The relation the job is for, by OID: every attempt checks that its name
-    // still resolves to it (kinds::same_relation_as_submitted).
+    // still resolves to it (identity::same_relation_as_submitted).
     let rel_oid = checked.rel.as_ref().map(|r| r.oid.clone());
     let table_oid = checked.rel.as_ref().and_then(|r| r.table_oid.clone());
     // SAFETY: reading the current user id.

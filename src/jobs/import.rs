@@ -473,13 +473,13 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             // The table the job was submitted for, and no other that took its
             // name: checked before the COPY and after it (whose lock then keeps
             // the name on the table it loaded until the commit).
-            super::kinds::check_still_named(ctx, &rel);
+            super::identity::check_still_named(ctx, &rel);
             let n = if batch.rows > 0 {
                 ctx.run_as_owner(&copy_sql)
             } else {
                 0
             };
-            super::kinds::check_still_named(ctx, &rel);
+            super::identity::check_still_named(ctx, &rel);
             let checkpoint = format!(
                 "{{\"offset\": {next}, \"rows\": {}, \"size\": {size}}}",
                 done + n

@@ -4,7 +4,7 @@
 
 use super::args::{self, CopyOpts, JobKind, Rel, Spec};
 use super::job::{Ctx, Outcome, RemoveOnDrop, IN_LONG_STATEMENT};
-use super::{import, spi};
+use super::{identity, import, spi};
 use pgrx::prelude::*;
 use std::sync::atomic::Ordering;
 
@@ -28,88 +28,13 @@ fn prepare(ctx: &Ctx) -> (Spec, args::Checked) {
     let spec = args::parse(ctx.job.kind, &ctx.job.args);
     let checked = ctx.as_owner(|| args::check(ctx.job.kind, &spec));
     if let Some(rel) = &checked.rel {
-        same_relation_as_submitted(ctx, rel);
+        identity::same_relation_as_submitted(ctx, rel);
     }
     (spec, checked)
 }
 
-/// A job acts on the relation it was submitted for, never on another that took
-/// its name: the OID the name resolved to at submit is kept in the resume point
-/// (`rel_oid`; jobs submitted before it was kept record it at their first
-/// start), and each attempt checks that the name still resolves to it (55000
-/// otherwise: the relation was renamed or dropped and another one now has its
-/// name). Batched jobs check again in every batch (`check_still_named`).
-///
-/// An index job's relation is the index of that name on the table it had at
-/// submit: every `REINDEX CONCURRENTLY` (this job's earlier attempt, another
-/// index job queued before it, the user's own) swaps the rebuilt index in
-/// under the old name with a new OID, so the name's OID may change while the
-/// index stays the one the job was submitted for; the table may not. (By the
-/// index's OID alone, the second of two queued jobs on one index failed:
-/// the first had rebuilt it.)
-fn same_relation_as_submitted(ctx: &Ctx, rel: &Rel) {
-    let saved = ctx.checkpoint();
-    let record = || {
-        spi::exec(
-            "UPDATE arrw.job SET checkpoint = coalesce(checkpoint, '{}') \
-                    || jsonb_strip_nulls(jsonb_build_object('rel_oid', $2, 'table_oid', $3)) \
-             WHERE id = $1::bigint",
-            &[
-                Some(&ctx.job.id_text),
-                Some(&rel.oid),
-                rel.table_oid.as_deref(),
-            ],
-        );
-    };
-    let Some(oid) = saved.text(REL_OID) else {
-        record();
-        return;
-    };
-    if oid == rel.oid {
-        return;
-    }
-    let same_table_index = ctx.job.kind.reindexes_concurrently()
-        && rel.table_oid.is_some()
-        && saved.text("table_oid") == rel.table_oid.as_deref();
-    if same_table_index {
-        record();
-        return;
-    }
-    not_same_relation(ctx, &rel.qname);
-}
-
-/// The resume-point key of the OID a job's table or index had at submit.
-pub const REL_OID: &str = "rel_oid";
 /// The resume-point key set by an index job before its `REINDEX CONCURRENTLY`.
 const REINDEX_STARTED: &str = "reindex_started";
-
-fn not_same_relation(ctx: &Ctx, qname: &str) -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        format!(
-            "{qname} no longer names the relation job {} was submitted for (that one was \
-             renamed or dropped, and another relation, or none, now has the name); submit the \
-             job again",
-            ctx.job.id
-        )
-    );
-}
-
-/// In a batch's transaction: fails the job (55000, undoing the batch) unless
-/// `rel.qname` still names the relation the attempt started on. Called before a
-/// batch's statement (which would otherwise act on whatever now has the name)
-/// and after it (the statement's lock then keeps the name on the table it
-/// changed until the commit).
-pub fn check_still_named(ctx: &Ctx, rel: &Rel) {
-    let now = spi::one(
-        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.text",
-        &[Some(&rel.qname)],
-    );
-    if now.as_deref() != Some(rel.oid.as_str()) {
-        not_same_relation(ctx, &rel.qname);
-    }
-}
 
 /// Runs one attempt of the job. Errors propagate (the worker classifies them).
 pub fn run(ctx: &Ctx) -> Outcome {
@@ -179,7 +104,7 @@ pub fn drop_leftover_indexes(ctx: &Ctx) {
         if saved.text(REINDEX_STARTED).is_none() {
             return Vec::new();
         }
-        let Some(index) = saved.text(REL_OID).map(str::to_string) else {
+        let Some(index) = saved.text(identity::REL_OID).map(str::to_string) else {
             return Vec::new();
         };
         let before = saved.text(INVALID_BEFORE).unwrap_or_default().to_string();
@@ -262,7 +187,7 @@ fn index(ctx: &Ctx, rel: Rel) -> Outcome {
         if ctx.cancel_requested() {
             return true;
         }
-        check_still_named(ctx, &rel);
+        identity::check_still_named(ctx, &rel);
         // Before the first REINDEX: the invalid indexes already on the tables
         // (which drop_leftover_indexes leaves alone), and that a REINDEX started.
         let checkpoint = if ctx.checkpoint().text(REINDEX_STARTED).is_some() {
@@ -489,7 +414,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             // now has it (a rename mid-run failed with 42P01 from this read,
             // not the 55000 the batch's own check gives).
             let n: i64 = spi::xact(|| {
-                check_still_named(ctx, &rel);
+                identity::check_still_named(ctx, &rel);
                 ctx.as_owner(|| spi::one(&sql, &[]))
             })
             .and_then(|c| c.parse().ok())
@@ -513,9 +438,9 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             if ctx.cancel_requested() {
                 return None;
             }
-            check_still_named(ctx, &rel);
+            identity::check_still_named(ctx, &rel);
             let n = ctx.run_as_owner(&stmt) as i64;
-            check_still_named(ctx, &rel);
+            identity::check_still_named(ctx, &rel);
             if filenode() != node {
                 ereport!(
                     ERROR,

@@ -9,6 +9,7 @@
 //! | arguments | args.rs | `JobKind`, argument validation, privilege checks (at submit and before each attempt) |
 //! | a job | job.rs | `Job`, its `State`, an attempt's `Outcome`, `Ctx` (what kind code may ask of the worker, including the resume point) |
 //! | kinds | kinds.rs, import.rs | what each kind does, batch by batch (kinds.rs dispatches) |
+//! | identity | identity.rs | the relation a job acts on: its name's OID at submit, checked each attempt and batch |
 //! | worker | worker.rs | entry point of a pool worker: claims jobs, runs them as their owner, records outcomes, requeues orphans |
 //! | launcher | launcher.rs | static worker: starts pool workers in databases with work |
 //! | shared memory | shmem.rs | worker slots, launcher wake-ups, cancel signalling |
@@ -34,6 +35,7 @@
 
 pub mod api;
 pub mod args;
+pub mod identity;
 pub mod import;
 pub mod job;
 pub mod kinds;
