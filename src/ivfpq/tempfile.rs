@@ -69,10 +69,10 @@ fn file_error(msg: &str) -> ! {
 impl Store for TempRuns {
     fn append(&mut self, b: &[u8]) -> u64 {
         if self.file.is_null() {
-            // SAFETY: PrepareTempTablespaces reads the GUC into this
-            // transaction's list; the BufFile is allocated in the scan's
-            // context (the switch is undone before anything can fail after
-            // it), and registered with the current resource owner.
+            // The BufFile is allocated in the scan's context and registered
+            // with the current resource owner (an ERROR in between leaves the
+            // context to the abort, which resets it).
+            // SAFETY: plain calls; ctx is the scan's live memory context.
             unsafe {
                 pg_sys::PrepareTempTablespaces();
                 let old = pg_sys::MemoryContextSwitchTo(self.ctx);
