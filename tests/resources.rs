@@ -484,7 +484,7 @@ fn a_wide_build_with_threads_stays_within_maintenance_work_mem() {
         ),
     );
     let mut peaks = Vec::new();
-    for round in 0..2 {
+    for round in 0..3 {
         let mut s = cluster.connect();
         exec(
             &mut s,
@@ -496,11 +496,16 @@ fn a_wide_build_with_threads_stays_within_maintenance_work_mem() {
         ));
     }
     eprintln!("16,000-d build peak growth MB at 48MB: {peaks:?}");
-    // 48 MB and 12% of allocator slack (50–52 MB measured).
+    // 48 MB and 12% of allocator slack (50–52 MB measured) for the least of
+    // three builds: the compute thread's allocator arena makes a single
+    // build's peak vary (48.6 and 54.8 MB in one CI run), while the copies
+    // this guards against raised every build (56–58 MB). No build may go
+    // far past that either.
+    let least = peaks.iter().cloned().fold(f64::INFINITY, f64::min);
     let most = peaks.iter().cloned().fold(0.0, f64::max);
     assert!(
-        most < 54.0,
-        "the build took {most} MB at maintenance_work_mem 48MB"
+        least < 54.0 && most < 58.0,
+        "the builds took {peaks:?} MB at maintenance_work_mem 48MB"
     );
 }
 
