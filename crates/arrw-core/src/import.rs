@@ -784,10 +784,14 @@ pub fn split_all(
     enc: Encoding,
     max_row: u64,
 ) -> Result<Vec<(Vec<u8>, Found)>, SplitError> {
-    let mut s = Splitter::new(format, enc, max_row);
+    split_all_with(data, Splitter::new(format, enc, max_row))
+}
+
+/// [`split_all`] with a splitter of the caller's (one that continues a file
+/// whose line ending is known, say).
+pub fn split_all_with(data: &[u8], mut s: Splitter) -> Result<Vec<(Vec<u8>, Found)>, SplitError> {
     let mut out = Vec::new();
-    let mut at = 0;
-    let mut start = 0;
+    let (mut at, mut start) = (0, 0);
     loop {
         let step = s.step(&data[at..])?;
         at += step.used;
@@ -1030,28 +1034,10 @@ mod tests {
         format: Format,
         eol: Eol,
     ) -> Result<Vec<(Vec<u8>, Found)>, SplitError> {
-        let mut s = Splitter::new(format, Encoding::Plain, NO_LIMIT).with_eol(eol);
-        let mut out = Vec::new();
-        let (mut at, mut start) = (0, 0);
-        loop {
-            let step = s.step(&data[at..])?;
-            at += step.used;
-            match step.found {
-                Some(f) => {
-                    out.push((data[start..at].to_vec(), f));
-                    start = at;
-                    if f == Found::End {
-                        return Ok(out);
-                    }
-                }
-                None => {
-                    if let Some(f) = s.finish()? {
-                        out.push((data[start..at].to_vec(), f));
-                    }
-                    return Ok(out);
-                }
-            }
-        }
+        split_all_with(
+            data,
+            Splitter::new(format, Encoding::Plain, NO_LIMIT).with_eol(eol),
+        )
     }
 
     fn texts(data: &[u8], format: Format) -> Vec<String> {
