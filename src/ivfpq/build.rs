@@ -411,6 +411,8 @@ pub unsafe extern "C-unwind" fn ambuild(
     index: pg_sys::Relation,
     index_info: *mut pg_sys::IndexInfo,
 ) -> *mut pg_sys::IndexBuildResult {
+    // SAFETY: `index` is the open index relation ambuild was given.
+    super::pending::forget_index(unsafe { (*index).rd_id });
     let opts = options::of(index);
     let metric = super::model::metric_of(index);
     let multi = super::model::is_multi(index);

@@ -46,9 +46,13 @@
 //!   `ExecutorStart_hook`, executor_hook.rs): the workers share this
 //!   transaction and see its rows, but not this backend's registry.
 //!
-//! An index whose relfilenode changed under pending entries (something above
-//! was bypassed) is an internal ERROR at the next flush, so the transaction
-//! fails rather than commit rows its index lacks.
+//! A build of the index drops its pending entries ([`forget_index`]): the
+//! build reads every row itself, this transaction's too, so rebuilds that
+//! bypass the utility hook (a replicated TRUNCATE in a logical replication
+//! apply worker) lose nothing. An index whose relfilenode changed under
+//! pending entries otherwise (something above was bypassed) is an internal
+//! ERROR at the next flush, so the transaction fails rather than commit rows
+//! its index lacks.
 //!
 //! Entries leave the registry when their write starts. A write that fails
 //! (a cancel, an ERROR) loses them: at top level the transaction aborts with
@@ -218,6 +222,19 @@ pub fn flush_index(index: pg_sys::Relation) {
     if let Some(pending) = taken {
         write_taken(index, pending);
     }
+}
+
+/// Drops the pending entries of the index being built (`ambuild`): a build
+/// reads every row of its table itself, this transaction's new ones included,
+/// so the entries are either in the new index already or point at rows a
+/// TRUNCATE removed. Our utility hook writes them before the statements that
+/// rebuild an index; this is for the rebuilds that bypass it: a logical
+/// replication apply worker runs a replicated TRUNCATE with
+/// `ExecuteTruncateGuts`, and its transaction then failed at every retry on
+/// the entries of the rows inserted before the TRUNCATE (written to the old
+/// relfilenode's rows, [`rewritten`]): the subscription stopped for good.
+pub fn forget_index(index: pg_sys::Oid) {
+    PENDING.with(|p| p.borrow_mut().retain(|e| e.index != index));
 }
 
 /// Writes every index's pending entries (before a commit, a prepare or a
