@@ -117,16 +117,22 @@ pub fn drop_leftover_indexes(ctx: &Ctx) {
         // The job's indexes: the one recorded (after a swap, the old index now
         // named `_ccold`) and the one its name resolves to now, with their
         // partitions' indexes, if on the job's table or its partitions.
+        // pg_partition_tree() gives no rows for a relation that is neither
+        // partitioned nor a partition, so each tree is united with its root:
+        // a plain table and its index are a tree of one (without that, a plain
+        // table's leftovers were never found).
         ctx.as_owner(|| {
             spi::query(
                 "WITH ours AS ( \
                    SELECT DISTINCT x.indrelid AS tab, xc.relname::pg_catalog.text AS name \
                    FROM pg_catalog.unnest(ARRAY[$1::pg_catalog.oid, pg_catalog.to_regclass($3)::pg_catalog.oid]) r(oid) \
-                   CROSS JOIN LATERAL pg_catalog.pg_partition_tree(r.oid::pg_catalog.regclass) t \
+                   CROSS JOIN LATERAL (SELECT p.relid FROM pg_catalog.pg_partition_tree(r.oid::pg_catalog.regclass) p \
+                                       UNION SELECT r.oid::pg_catalog.regclass) t \
                    JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) t.relid \
                    JOIN pg_catalog.pg_class xc ON xc.oid OPERATOR(pg_catalog.=) t.relid \
                    WHERE r.oid IS NOT NULL AND x.indrelid OPERATOR(pg_catalog.=) ANY (ARRAY( \
-                     SELECT p.relid FROM pg_catalog.pg_partition_tree($4::pg_catalog.oid::pg_catalog.regclass) p))) \
+                     SELECT p.relid FROM pg_catalog.pg_partition_tree($4::pg_catalog.oid::pg_catalog.regclass) p \
+                     UNION SELECT $4::pg_catalog.oid::pg_catalog.regclass))) \
                  SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
                  FROM ours \
                  JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) ours.tab AND NOT i.indisvalid \
@@ -196,7 +202,8 @@ fn index(ctx: &Ctx, rel: Rel) -> Outcome {
             spi::one(
                 "SELECT pg_catalog.jsonb_build_object($2, true, $3, \
                         (SELECT coalesce(pg_catalog.jsonb_agg(i.indexrelid::pg_catalog.text), '[]') \
-                         FROM pg_catalog.pg_partition_tree($1::pg_catalog.oid::pg_catalog.regclass) t \
+                         FROM (SELECT p.relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.oid::pg_catalog.regclass) p \
+                               UNION SELECT $1::pg_catalog.oid::pg_catalog.regclass) t \
                          JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) t.relid \
                          JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) x.indrelid \
                          WHERE NOT i.indisvalid))",

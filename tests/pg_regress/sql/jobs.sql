@@ -127,8 +127,23 @@ SELECT state, attempts, error FROM arrw.jobs WHERE id = :j;
 SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid IN ('jobs_pt1'::regclass, 'jobs_pt2'::regclass) ORDER BY 1;
 DROP TABLE jobs_fail, jobs_pt;
+-- The same on a plain table (neither partitioned nor a partition, which
+-- pg_partition_tree() does not list): the job's leftover is dropped, the
+-- earlier one stays.
+CREATE TABLE jobs_plain (id int);
+INSERT INTO jobs_plain SELECT generate_series(0, 199);
+CREATE INDEX jobs_plain_key ON jobs_plain (jobs_key(id));
+CREATE TABLE jobs_fail ();
+\set VERBOSITY sqlstate
+REINDEX INDEX CONCURRENTLY jobs_plain_key;
+\set VERBOSITY default
+SELECT arrw.submit_job('index_rebuild', '{"index": "jobs_plain_key"}') AS j \gset
+CALL jobs_wait(ARRAY[:j]::bigint[]);
+SELECT state, attempts, error FROM arrw.jobs WHERE id = :j;
+SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'jobs_plain'::regclass ORDER BY 1;
+DROP TABLE jobs_fail, jobs_plain;
 DROP FUNCTION jobs_key;
-
 -- bulk_import reads a text file as one COPY of the whole file does, whatever
 -- its batches: each file is loaded by COPY and by jobs of batch_rows 1 and
 -- 10000 (into tables of their own), and the results compared.
