@@ -2338,3 +2338,48 @@ fn a_worker_recovering_from_an_error_keeps_its_job() {
     assert!(!log.contains("WARNING"), "{log}");
 }
 
+/// wait_job's check for a queued job stuck behind index jobs that hold every
+/// worker and wait for the call's own snapshot answers an ordinary role as it
+/// does a superuser (40P01). It found the workers in pg_stat_activity, whose
+/// `backend_type` PostgreSQL shows only to roles with pg_read_all_stats, so an
+/// ordinary role's call saw no worker and waited until its timeout (forever
+/// without one) while the jobs waited for it.
+#[test]
+fn wait_job_sees_the_stall_for_ordinary_roles() {
+    let (cluster, mut c) = setup("jobs-stall-role", "");
+    c.batch_execute("CREATE ROLE plain LOGIN; GRANT CREATE ON SCHEMA public TO plain;")
+        .unwrap();
+    let mut u = connect_as(&cluster, "plain", "postgres");
+    u.batch_execute(
+        "CREATE TABLE st (id int); INSERT INTO st SELECT generate_series(1, 1000);
+         CREATE INDEX st_id ON st (id);",
+    )
+    .unwrap();
+    let a = submit(&mut u, "index_rebuild", r#"{"index": "st_id"}"#);
+    let b = submit(&mut u, "index_rebuild", r#"{"index": "st_id"}"#);
+    let d = submit(
+        &mut u,
+        "batch_delete",
+        r#"{"table": "st", "where": "id < 0"}"#,
+    );
+    let started = Instant::now();
+    let r = u.query_one("SELECT arrw.wait_job($1, '20 s')", &[&d]);
+    let e = match r {
+        Ok(row) => panic!(
+            "wait_job returned {:?} after {:?}",
+            row.get::<_, String>(0),
+            started.elapsed()
+        ),
+        Err(e) => e,
+    };
+    assert_eq!(sqlstate(&e), "40P01", "{}", msg(&e));
+    assert!(msg(&e).contains("cannot start"), "{}", msg(&e));
+    for j in [a, b, d] {
+        assert_eq!(
+            wait_done(&cluster, &mut c, j),
+            "succeeded",
+            "{:?}",
+            state(&mut c, j)
+        );
+    }
+}
