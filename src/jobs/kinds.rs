@@ -67,7 +67,17 @@ pub fn run(ctx: &Ctx) -> Outcome {
     }
 }
 
-/// `arrw.ivfpq_info(index)` as JSON, if that function exists.
+/// `arrw.ivfpq_info(index)` as JSON, if that function exists and the job's owner
+/// still owns the index.
+///
+/// Read as the worker (the bootstrap superuser), not as the owner:
+/// `ivfpq_info` refuses a role that row-level security limits on the table
+/// (as `FORCE ROW LEVEL SECURITY` does its owner) or that lacks SELECT, and
+/// that refusal failed every `index_optimize` of such a table (42501, not
+/// retried), though the owner may rebuild and retrain the index. The figures
+/// describe the owner's own index, shown only to roles with the owner's
+/// privileges (`arrw.jobs`); the owner can lift FORCE or grant itself SELECT
+/// at will. `ivfpq_info` runs no code of the owner's.
 fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
     spi::xact(|| {
         if !spi::flag(
@@ -76,15 +86,22 @@ fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
         ) {
             return None;
         }
-        ctx.as_owner(|| {
-            spi::one(
-                "SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 1 \
-                        THEN (pg_catalog.array_agg(pg_catalog.to_jsonb(s)))[1] \
-                        ELSE pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)) END \
-                 FROM arrw.ivfpq_info($1::pg_catalog.regclass) s",
-                &[Some(qname)],
-            )
-        })
+        let owner = ctx.job.owner.to_u32().to_string();
+        if !spi::flag(
+            "SELECT pg_catalog.pg_has_role($2::pg_catalog.oid, c.relowner, 'USAGE') \
+             FROM pg_catalog.pg_class c \
+             WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass::pg_catalog.oid",
+            &[Some(qname), Some(&owner)],
+        ) {
+            return None;
+        }
+        spi::one(
+            "SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 1 \
+                    THEN (pg_catalog.array_agg(pg_catalog.to_jsonb(s)))[1] \
+                    ELSE pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)) END \
+             FROM arrw.ivfpq_info($1::pg_catalog.regclass) s",
+            &[Some(qname)],
+        )
     })
 }
 
