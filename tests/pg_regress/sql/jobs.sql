@@ -180,6 +180,18 @@ FROM arrw.jobs WHERE id = :j;
 DROP TABLE jobs_opt;
 DROP ROLE jobs_owner;
 
+-- index_optimize records ivfpq_info of one ivfpq index: a partitioned one is
+-- refused at submit (it was accepted, then failed every time with 42809).
+CREATE TABLE jobs_popt (id int, k int, v vector(4)) PARTITION BY LIST (k);
+CREATE TABLE jobs_popt1 PARTITION OF jobs_popt FOR VALUES IN (1);
+CREATE INDEX jobs_popt_v ON jobs_popt USING ivfpq (v) WITH (lists = 4);
+\set VERBOSITY sqlstate
+SELECT arrw.submit_job('index_optimize', '{"index": "jobs_popt_v"}');
+\set VERBOSITY default
+SELECT arrw.submit_job('index_optimize', '{"index": "jobs_popt_v"}');
+SELECT count(*) FROM arrw.jobs WHERE args->>'index' = 'jobs_popt_v';
+DROP TABLE jobs_popt;
+
 -- bulk_import reads a text file as one COPY of the whole file does, whatever
 -- its batches: each file is loaded by COPY and by jobs of batch_rows 1 and
 -- 10000 (into tables of their own), and the results compared.
