@@ -298,22 +298,34 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
         {
             last_lock_check = std::time::Instant::now();
             let workers = super::JOB_WORKERS.get().max(1).to_string();
-            // pg_stat_activity is read once per transaction and kept: without
-            // this, the check went on looking at the workers of its first
-            // look (since exited) and never saw the stall that formed later.
-            // SAFETY: drops this backend's cached statistics snapshot.
-            unsafe { pg_sys::pgstat_clear_snapshot() };
+            // The pool's workers by arrw's own slots, not by pg_stat_activity:
+            // that view shows backend_type only to roles with pg_read_all_stats
+            // (the workers run as the bootstrap superuser), so for any other role
+            // it listed no worker and the call waited forever where a superuser
+            // got 40P01. pg_blocking_pids() answers every role; the caller learns
+            // only whether all of them wait for it.
+            let pids: Vec<String> = shmem::shared()
+                .map(|sh| {
+                    sh.slots()
+                        .iter()
+                        .filter(|s| s.in_use.load(std::sync::atomic::Ordering::SeqCst))
+                        .map(|s| s.pid.load(std::sync::atomic::Ordering::SeqCst))
+                        .filter(|&pid| pid != 0)
+                        .map(|pid| pid.to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let pids = format!("{{{}}}", pids.join(","));
             let stalled = spi::flag(
                 "WITH w AS (SELECT a.pid, pg_catalog.pg_blocking_pids(a.pid) AS b \
-                              FROM pg_catalog.pg_stat_activity a \
-                             WHERE a.backend_type OPERATOR(pg_catalog.=) 'arrw job worker') \
+                              FROM pg_catalog.unnest($2::pg_catalog.int4[]) a(pid)) \
                  SELECT pg_catalog.count(*) OPERATOR(pg_catalog.>=) $1::int \
                     AND pg_catalog.bool_and(pg_catalog.cardinality(w.b) OPERATOR(pg_catalog.>) 0 \
                         AND w.b OPERATOR(pg_catalog.<@) ((SELECT pg_catalog.array_agg(x.pid) FROM w x) \
                                      OPERATOR(pg_catalog.||) pg_catalog.pg_backend_pid())) \
                     AND pg_catalog.bool_or(pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (w.b)) \
                    FROM w",
-                &[Some(&workers)],
+                &[Some(&workers), Some(&pids)],
             );
             if stalled {
                 snapshot_stall(format!(

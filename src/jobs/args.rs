@@ -539,6 +539,19 @@ fn check_inner(kind: JobKind, spec: &Spec) -> Checked {
                     rel.amname.as_deref().unwrap_or("no access method")
                 ));
             }
+            // The job records arrw.ivfpq_info of the index before and after,
+            // which describes one ivfpq index, not a partitioned one (accepted,
+            // such a job failed every time with 42809 after its REINDEX).
+            if kind == JobKind::IndexOptimize && rel.relkind == "I" {
+                error_hint(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "index_optimize does not support partitioned index \"{index}\"; submit one job per partition's index"
+                    ),
+                    "index_rebuild rebuilds and retrains every partition's index in one job.",
+                    "arrw.submit_job",
+                );
+            }
             Checked { rel: Some(rel) }
         }
         Spec::Import { table, columns, .. } => {

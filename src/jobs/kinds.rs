@@ -67,7 +67,17 @@ pub fn run(ctx: &Ctx) -> Outcome {
     }
 }
 
-/// `arrw.ivfpq_info(index)` as JSON, if that function exists.
+/// `arrw.ivfpq_info(index)` as JSON, if that function exists and the job's owner
+/// still owns the index.
+///
+/// Read as the worker (the bootstrap superuser), not as the owner:
+/// `ivfpq_info` refuses a role that row-level security limits on the table
+/// (as `FORCE ROW LEVEL SECURITY` does its owner) or that lacks SELECT, and
+/// that refusal failed every `index_optimize` of such a table (42501, not
+/// retried), though the owner may rebuild and retrain the index. The figures
+/// describe the owner's own index, shown only to roles with the owner's
+/// privileges (`arrw.jobs`); the owner can lift FORCE or grant itself SELECT
+/// at will. `ivfpq_info` runs no code of the owner's.
 fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
     spi::xact(|| {
         if !spi::flag(
@@ -76,15 +86,22 @@ fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
         ) {
             return None;
         }
-        ctx.as_owner(|| {
-            spi::one(
-                "SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 1 \
-                        THEN (pg_catalog.array_agg(pg_catalog.to_jsonb(s)))[1] \
-                        ELSE pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)) END \
-                 FROM arrw.ivfpq_info($1::pg_catalog.regclass) s",
-                &[Some(qname)],
-            )
-        })
+        let owner = ctx.job.owner.to_u32().to_string();
+        if !spi::flag(
+            "SELECT pg_catalog.pg_has_role($2::pg_catalog.oid, c.relowner, 'USAGE') \
+             FROM pg_catalog.pg_class c \
+             WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass::pg_catalog.oid",
+            &[Some(qname), Some(&owner)],
+        ) {
+            return None;
+        }
+        spi::one(
+            "SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 1 \
+                    THEN (pg_catalog.array_agg(pg_catalog.to_jsonb(s)))[1] \
+                    ELSE pg_catalog.jsonb_agg(pg_catalog.to_jsonb(s)) END \
+             FROM arrw.ivfpq_info($1::pg_catalog.regclass) s",
+            &[Some(qname)],
+        )
     })
 }
 
@@ -117,16 +134,22 @@ pub fn drop_leftover_indexes(ctx: &Ctx) {
         // The job's indexes: the one recorded (after a swap, the old index now
         // named `_ccold`) and the one its name resolves to now, with their
         // partitions' indexes, if on the job's table or its partitions.
+        // pg_partition_tree() gives no rows for a relation that is neither
+        // partitioned nor a partition, so each tree is united with its root:
+        // a plain table and its index are a tree of one (without that, a plain
+        // table's leftovers were never found).
         ctx.as_owner(|| {
             spi::query(
                 "WITH ours AS ( \
                    SELECT DISTINCT x.indrelid AS tab, xc.relname::pg_catalog.text AS name \
                    FROM pg_catalog.unnest(ARRAY[$1::pg_catalog.oid, pg_catalog.to_regclass($3)::pg_catalog.oid]) r(oid) \
-                   CROSS JOIN LATERAL pg_catalog.pg_partition_tree(r.oid::pg_catalog.regclass) t \
+                   CROSS JOIN LATERAL (SELECT p.relid FROM pg_catalog.pg_partition_tree(r.oid::pg_catalog.regclass) p \
+                                       UNION SELECT r.oid::pg_catalog.regclass) t \
                    JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) t.relid \
                    JOIN pg_catalog.pg_class xc ON xc.oid OPERATOR(pg_catalog.=) t.relid \
                    WHERE r.oid IS NOT NULL AND x.indrelid OPERATOR(pg_catalog.=) ANY (ARRAY( \
-                     SELECT p.relid FROM pg_catalog.pg_partition_tree($4::pg_catalog.oid::pg_catalog.regclass) p))) \
+                     SELECT p.relid FROM pg_catalog.pg_partition_tree($4::pg_catalog.oid::pg_catalog.regclass) p \
+                     UNION SELECT $4::pg_catalog.oid::pg_catalog.regclass))) \
                  SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
                  FROM ours \
                  JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) ours.tab AND NOT i.indisvalid \
@@ -196,7 +219,8 @@ fn index(ctx: &Ctx, rel: Rel) -> Outcome {
             spi::one(
                 "SELECT pg_catalog.jsonb_build_object($2, true, $3, \
                         (SELECT coalesce(pg_catalog.jsonb_agg(i.indexrelid::pg_catalog.text), '[]') \
-                         FROM pg_catalog.pg_partition_tree($1::pg_catalog.oid::pg_catalog.regclass) t \
+                         FROM (SELECT p.relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.oid::pg_catalog.regclass) p \
+                               UNION SELECT $1::pg_catalog.oid::pg_catalog.regclass) t \
                          JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) t.relid \
                          JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) x.indrelid \
                          WHERE NOT i.indisvalid))",

@@ -7,13 +7,22 @@
 //!   transactions, the resume point in the same transaction as the work it covers;
 //! - while a worker runs a job it holds a session-level lock on the job (kept
 //!   across its transactions; process exit, including a crash, drops it). A
-//!   `running` job whose lock can be taken has no live worker. The lock is in
-//!   PostgreSQL's default lock method, not the advisory locks' (USER): the job's
-//!   own SQL runs in this session, and `pg_advisory_unlock_all()` in a trigger or
-//!   function it calls released a USER lock, so the next worker found the job
-//!   orphaned and ran it a second time beside the first. A transaction abort
-//!   releases default-method session locks as well, so [`guarded`] takes the
-//!   lock again right after each abort.
+//!   `running` job whose lock can be taken has no live worker. The lock is two
+//!   locks on one tag, one in each lock method, and a job counts as free only
+//!   when both can be taken (the advisory-lock method, USER, first):
+//!   - the default method's: the job's own SQL runs in this session, and
+//!     `pg_advisory_unlock_all()` in a trigger or function it calls releases
+//!     every USER session lock, after which the next worker found the job
+//!     orphaned and ran it a second time beside the first;
+//!   - the USER method's: a transaction abort releases the default method's
+//!     session locks, and while [`guarded`] recovered from an error (before it
+//!     took the lock again) a worker starting in the database found the job
+//!     orphaned, requeued or cancelled it, and the first worker's outcome then
+//!     overwrote the row and released a lock it no longer held (a WARNING).
+//!
+//!   Only a job whose SQL called `pg_advisory_unlock_all()` and then failed
+//!   is without either lock for a moment; `guarded` takes both again at once,
+//!   and the outcome is written only to a row still `running` in this worker.
 //!
 //! The worker connects as the bootstrap superuser for arrw's own bookkeeping and
 //! runs everything the job does as the job's owner inside a security-restricted
@@ -77,14 +86,20 @@ pub fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Box<CaughtError>> {
         }
         spi::set_search_path(spi::SAFE_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SET);
         // An abort releases the default lock method's session locks too
-        // (ProcReleaseLocks), so the job's lock is taken again at once: the
-        // job is still this worker's, which records its outcome next.
+        // (ProcReleaseLocks), so that half of the job's lock is taken again at
+        // once: the job is still this worker's, which records its outcome next.
         if let Some(id) = HELD.with(|h| h.get()) {
-            let tag = job_locktag(id);
-            // SAFETY: a valid locktag; a lookup in this backend's lock table.
-            let held = unsafe { pg_sys::LockHeldByMe(&tag, pg_sys::ExclusiveLock as i32) };
-            if !held && !try_lock_job(id, true) {
-                HELD.with(|h| h.set(None));
+            // The USER lock survives the abort; the default one is retaken
+            // (nobody else can have taken it: checkers try USER first).
+            let mut lost = false;
+            for method in [pg_sys::USER_LOCKMETHOD, pg_sys::DEFAULT_LOCKMETHOD] {
+                let tag = job_locktag(id, method);
+                if !lock_held(&tag) && !lock(&tag, true) && method == pg_sys::DEFAULT_LOCKMETHOD {
+                    lost = true;
+                }
+            }
+            if lost {
+                unlock_job(id);
                 log(&format!(
                     "job {id}: another worker took the job while this one recovered from an error"
                 ));
@@ -94,7 +109,7 @@ pub fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Box<CaughtError>> {
     r
 }
 
-fn job_locktag(id: i64) -> pg_sys::LOCKTAG {
+fn job_locktag(id: i64, method: u32) -> pg_sys::LOCKTAG {
     pg_sys::LOCKTAG {
         // SAFETY: reading a backend global.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
@@ -103,29 +118,53 @@ fn job_locktag(id: i64) -> pg_sys::LOCKTAG {
         // Distinct from the 1 and 2 the SQL advisory-lock functions use.
         locktag_field4: 0x6a62,
         locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
-        // Not USER_LOCKMETHOD: SQL can release every USER session lock of its
-        // session (`pg_advisory_unlock_all`), and the job's SQL runs in ours.
-        // Session locks of the default method go when the process exits and
-        // when a transaction aborts, after which `guarded` takes it again.
-        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+        // One in each method (see the module comment): SQL can release every
+        // USER session lock of its session (`pg_advisory_unlock_all`), and a
+        // transaction abort every DEFAULT one.
+        locktag_lockmethodid: method as u8,
     }
 }
 
 /// Tries to lock job `id` without waiting: for the session (a worker running it) or
-/// the transaction (checking whether anyone runs it).
+/// the transaction (checking whether anyone runs it). Both locks, the USER
+/// method's first, so that a checker never holds the default one of a job whose
+/// worker keeps its USER lock across an abort (and retakes the default one).
 pub fn try_lock_job(id: i64, session: bool) -> bool {
-    let tag = job_locktag(id);
+    let user = job_locktag(id, pg_sys::USER_LOCKMETHOD);
+    if !lock(&user, session) {
+        return false;
+    }
+    if !lock(&job_locktag(id, pg_sys::DEFAULT_LOCKMETHOD), session) {
+        // SAFETY: the lock just taken above, in the same mode and scope.
+        unsafe { pg_sys::LockRelease(&user, pg_sys::ExclusiveLock as i32, session) };
+        return false;
+    }
+    true
+}
+
+fn lock(tag: &pg_sys::LOCKTAG, session: bool) -> bool {
     // SAFETY: a valid locktag; dontWait = true never sleeps.
-    let r = unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, session, true) };
+    let r = unsafe { pg_sys::LockAcquire(tag, pg_sys::ExclusiveLock as i32, session, true) };
     r != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
 }
 
+fn lock_held(tag: &pg_sys::LOCKTAG) -> bool {
+    // SAFETY: a valid locktag; a lookup in this backend's lock table.
+    unsafe { pg_sys::LockHeldByMe(tag, pg_sys::ExclusiveLock as i32) }
+}
+
+/// Releases whichever of the job's two session locks this process still holds
+/// (the job's SQL may have released the USER one; releasing a lock not held is
+/// a WARNING).
 fn unlock_job(id: i64) {
     HELD.with(|h| h.set(None));
-    let tag = job_locktag(id);
-    // SAFETY: releases a session lock this process may hold (a no-op with a WARNING
-    // if it does not, which cannot happen on the paths calling this).
-    unsafe { pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as i32, true) };
+    for method in [pg_sys::DEFAULT_LOCKMETHOD, pg_sys::USER_LOCKMETHOD] {
+        let tag = job_locktag(id, method);
+        if lock_held(&tag) {
+            // SAFETY: a session lock this process holds (checked just above).
+            unsafe { pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as i32, true) };
+        }
+    }
 }
 
 /// Entry point of a pool worker, started by the launcher (`launcher::start_worker`
@@ -359,7 +398,7 @@ fn run_one(job: &Job, slot: &Slot, sh: &shmem::Shared, db: pg_sys::Oid) -> bool 
         Ok(o) => o,
         Err(e) => {
             let (message, code) = describe(&e);
-            if job.kind.reindexes_concurrently() {
+            if job.kind.reindexes_concurrently() && HELD.with(|h| h.get()) == Some(job.id) {
                 if let Err(e2) = guarded(|| kinds::drop_leftover_indexes(&ctx)) {
                     log(&format!(
                         "job {}: dropping leftover indexes failed: {}",
@@ -394,7 +433,13 @@ fn run_one(job: &Job, slot: &Slot, sh: &shmem::Shared, db: pg_sys::Oid) -> bool 
         pg_sys::InterruptHoldoffCount += 1;
         pg_sys::QueryCancelPending = 0;
     }
-    let finished = guarded(|| spi::xact(|| finish(job, &outcome, sh, db)));
+    // A worker that lost the job's lock while it recovered from an error (see
+    // `guarded`) leaves the row to whoever took it.
+    let finished = if HELD.with(|h| h.get()) == Some(job.id) {
+        guarded(|| spi::xact(|| finish(job, &outcome, sh, db)))
+    } else {
+        Ok(())
+    };
     if let Err(e) = &finished {
         log(&format!(
             "recording the outcome of job {} failed: {}",
@@ -536,10 +581,24 @@ fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
     };
     let mut all = vec![Some(job.id_text.as_str())];
     all.extend(params);
-    spi::exec(
-        &format!("UPDATE arrw.job SET state = '{state}', {set} WHERE id = $1::bigint"),
+    // Only the attempt this worker runs: should another worker ever have taken
+    // the job over, its row is not this worker's to write or announce.
+    if spi::exec(
+        &format!(
+            "UPDATE arrw.job SET state = '{state}', {set} WHERE id = $1::bigint \
+             AND state = '{}' AND worker_pid = pg_backend_pid()",
+            State::Running
+        ),
         &all,
-    );
+    ) != 1
+    {
+        log(&format!(
+            "job {} ({kind}): another worker took the job; this attempt's outcome ({state}) is not recorded",
+            job.id
+        ));
+        unlock_job(job.id);
+        return;
+    }
     if let Some(due) = wake_at {
         sh.mark(db, due);
     }

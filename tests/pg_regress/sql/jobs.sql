@@ -127,7 +127,70 @@ SELECT state, attempts, error FROM arrw.jobs WHERE id = :j;
 SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid IN ('jobs_pt1'::regclass, 'jobs_pt2'::regclass) ORDER BY 1;
 DROP TABLE jobs_fail, jobs_pt;
+-- The same on a plain table (neither partitioned nor a partition, which
+-- pg_partition_tree() does not list): the job's leftover is dropped, the
+-- earlier one stays.
+CREATE TABLE jobs_plain (id int);
+INSERT INTO jobs_plain SELECT generate_series(0, 199);
+CREATE INDEX jobs_plain_key ON jobs_plain (jobs_key(id));
+CREATE TABLE jobs_fail ();
+\set VERBOSITY sqlstate
+REINDEX INDEX CONCURRENTLY jobs_plain_key;
+\set VERBOSITY default
+SELECT arrw.submit_job('index_rebuild', '{"index": "jobs_plain_key"}') AS j \gset
+CALL jobs_wait(ARRAY[:j]::bigint[]);
+SELECT state, attempts, error FROM arrw.jobs WHERE id = :j;
+SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'jobs_plain'::regclass ORDER BY 1;
+DROP TABLE jobs_fail, jobs_plain;
 DROP FUNCTION jobs_key;
+
+-- index_optimize needs only ownership of the index, like index_rebuild: the
+-- owner of a table with FORCE ROW LEVEL SECURITY (to whom ivfpq_info refuses
+-- the counts), or one that revoked its own SELECT, gets its index retrained
+-- and the figures recorded.
+CREATE ROLE jobs_owner;
+CREATE TABLE jobs_opt (id int, v vector(4));
+INSERT INTO jobs_opt SELECT i, ('[' || i % 17 || ',' || i % 5 || ',1,2]')::vector FROM generate_series(1, 3000) i;
+CREATE INDEX jobs_opt_v ON jobs_opt USING ivfpq (v) WITH (lists = 4);
+ALTER TABLE jobs_opt OWNER TO jobs_owner;
+ALTER TABLE jobs_opt ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY jobs_none ON jobs_opt USING (false);
+SET ROLE jobs_owner;
+SELECT count(*) FROM jobs_opt;
+\set VERBOSITY sqlstate
+SELECT rows FROM arrw.ivfpq_info('jobs_opt_v');
+\set VERBOSITY default
+SELECT arrw.submit_job('index_optimize', '{"index": "jobs_opt_v"}') AS j \gset
+RESET ROLE;
+CALL jobs_wait(ARRAY[:j]::bigint[]);
+SELECT state, attempts, error, result->'before'->'rows' AS before, result->'after'->'rows' AS after
+FROM arrw.jobs WHERE id = :j;
+ALTER TABLE jobs_opt NO FORCE ROW LEVEL SECURITY;
+REVOKE SELECT ON jobs_opt FROM jobs_owner;
+SET ROLE jobs_owner;
+\set VERBOSITY sqlstate
+SELECT rows FROM arrw.ivfpq_info('jobs_opt_v');
+\set VERBOSITY default
+SELECT arrw.submit_job('index_optimize', '{"index": "jobs_opt_v"}') AS j \gset
+RESET ROLE;
+CALL jobs_wait(ARRAY[:j]::bigint[]);
+SELECT state, attempts, error, result->'before'->'rows' AS before, result->'after'->'rows' AS after
+FROM arrw.jobs WHERE id = :j;
+DROP TABLE jobs_opt;
+DROP ROLE jobs_owner;
+
+-- index_optimize records ivfpq_info of one ivfpq index: a partitioned one is
+-- refused at submit (it was accepted, then failed every time with 42809).
+CREATE TABLE jobs_popt (id int, k int, v vector(4)) PARTITION BY LIST (k);
+CREATE TABLE jobs_popt1 PARTITION OF jobs_popt FOR VALUES IN (1);
+CREATE INDEX jobs_popt_v ON jobs_popt USING ivfpq (v) WITH (lists = 4);
+\set VERBOSITY sqlstate
+SELECT arrw.submit_job('index_optimize', '{"index": "jobs_popt_v"}');
+\set VERBOSITY default
+SELECT arrw.submit_job('index_optimize', '{"index": "jobs_popt_v"}');
+SELECT count(*) FROM arrw.jobs WHERE args->>'index' = 'jobs_popt_v';
+DROP TABLE jobs_popt;
 
 -- bulk_import reads a text file as one COPY of the whole file does, whatever
 -- its batches: each file is loaded by COPY and by jobs of batch_rows 1 and
