@@ -53,7 +53,25 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
             && (*(*rel).rd_rel).relam == ivfpq_am;
         if !is_ours {
             let name = page::rel_name(rel);
+            let partitioned = (*(*rel).rd_rel).relkind
+                == pg_sys::RELKIND_PARTITIONED_INDEX as std::ffi::c_char
+                && (*(*rel).rd_rel).relam == ivfpq_am;
             pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
+            if partitioned {
+                crate::errors::error_hint(
+                    PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                    format!(
+                        "\"{name}\" is the ivfpq index of a partitioned table, which has no \
+                         pages of its own: each partition has its own index"
+                    ),
+                    format!(
+                        "Name a partition's index: SELECT relid FROM pg_partition_tree('{}') \
+                         WHERE isleaf lists them.",
+                        name.replace('\'', "''")
+                    ),
+                    "ivfpq",
+                );
+            }
             crate::errors::error(
                 PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
                 format!("\"{name}\" is not an ivfpq index"),
@@ -109,6 +127,26 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
         // What the index holds includes this transaction's own new rows.
         super::pending::flush_index(rel);
         rel
+    }
+}
+
+/// Whether the session's role (`SET ROLE`'s, not a `SECURITY DEFINER`
+/// function's) may read every row of table `heap`: SELECT on it, and no
+/// row-level security policy applying. What `ivfpq.profile` may count of a
+/// scan: its candidate and filter counts are counts of the table's rows, and
+/// a scan through a view (run with the view owner's rights on the table) or
+/// under a policy read rows the role may not (profile.rs).
+pub(super) fn may_read_every_row(heap: pg_sys::Oid) -> bool {
+    // SAFETY: reading backend globals and the syscache: pg_class_aclcheck
+    // returns a result for a live OID (the scan's table is open and locked);
+    // check_enable_rls with noError and an explicit role only reads catalogs.
+    unsafe {
+        let me = pg_sys::GetOuterUserId();
+        pg_sys::GetUserId() == me
+            && pg_sys::pg_class_aclcheck(heap, me, pg_sys::ACL_SELECT as pg_sys::AclMode)
+                == pg_sys::AclResult::ACLCHECK_OK
+            && pg_sys::check_enable_rls(heap, me, true)
+                != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
     }
 }
 

@@ -105,13 +105,11 @@ fn own_counters() {
 }
 
 /// Reads `ivfpq.profile` once per scan (so one scan is timed all or nothing).
-/// A scan run with another role's rights than the session's (inside a
-/// `SECURITY DEFINER` function) is not counted: its table may be one the
-/// session's role cannot read.
+/// The caller passes false for a scan of a table the session's role may not
+/// read in full (`info::may_read_every_row`: run with another role's rights
+/// inside a `SECURITY DEFINER` function or a view, or limited by row-level
+/// security): its counts would tell that role about rows it cannot read.
 pub fn scan_begins(enabled: bool) {
-    // SAFETY: reading backend globals (the current and the SET ROLE user).
-    let borrowed = unsafe { pgrx::pg_sys::GetUserId() != pgrx::pg_sys::GetOuterUserId() };
-    let enabled = enabled && !borrowed;
     ON.with(|o| o.set(enabled));
     if enabled {
         own_counters();
@@ -179,17 +177,27 @@ pub fn scan_freed() {
 
 /// The counters as a JSON object: seconds per phase and event counts (of the
 /// current role's scans only).
+///
+/// Inside a `SECURITY DEFINER` function every counter reads 0: the counters
+/// are the session role's, and the function's owner (who may never have been
+/// allowed to read the tables counted) must not learn them.
 pub fn json() -> String {
-    own_counters();
+    // SAFETY: reading backend globals (the current and the SET ROLE user).
+    let borrowed = unsafe { pgrx::pg_sys::GetUserId() != pgrx::pg_sys::GetOuterUserId() };
+    if !borrowed {
+        own_counters();
+    }
     let mut parts = Vec::new();
     NANOS.with(|n| {
         for (name, c) in NAMES.iter().zip(n.iter()) {
-            parts.push(format!("\"{name}_s\":{:.9}", c.get() as f64 * 1e-9));
+            let v = if borrowed { 0 } else { c.get() };
+            parts.push(format!("\"{name}_s\":{:.9}", v as f64 * 1e-9));
         }
     });
     COUNTERS.with(|c| {
         for (name, v) in COUNT_NAMES.iter().zip(c.iter()) {
-            parts.push(format!("\"{name}\":{}", v.get()));
+            let v = if borrowed { 0 } else { v.get() };
+            parts.push(format!("\"{name}\":{v}"));
         }
     });
     parts.push(format!("\"open_scans\":{}", OPEN_SCANS.with(|n| n.get())));

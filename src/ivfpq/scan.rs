@@ -652,7 +652,12 @@ unsafe fn refuse_other_dim(query: pg_sys::Datum, dim: usize, got: usize) {
 /// `scan` must be live.
 unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.started = true;
-    profile::scan_begins(options::PROFILE.get());
+    // The counters count every row the index holds, so only a scan of a table
+    // whose every row the session's role may read counts (info.rs).
+    let profiled = options::PROFILE.get()
+        // SAFETY: live scan: its index relation is open.
+        && super::info::may_read_every_row(unsafe { (*(*(*scan).indexRelation).rd_index).indrelid });
+    profile::scan_begins(profiled);
     let t = profile::start();
     // SAFETY: orderByData[0] was filled by amrescan.
     let (index, key) = unsafe { ((*scan).indexRelation, &*(*scan).orderByData) };

@@ -60,6 +60,14 @@ SELECT arrw.ivfpq_check(4000000000::oid::regclass);
 SELECT arrw.ivfpq_info(4000000000::oid::regclass);
 SELECT arrw.ivfpq_default_probes(4000000000::oid::regclass);
 \set VERBOSITY default
+-- The ivfpq index of a partitioned table has no pages: it is one, but the
+-- error says where its entries are (it said "is not an ivfpq index").
+CREATE TABLE ivp_parted (id int, v vector(3)) PARTITION BY RANGE (id);
+CREATE TABLE ivp_parted0 PARTITION OF ivp_parted FOR VALUES FROM (0) TO (100);
+CREATE INDEX ivp_parted_v ON ivp_parted USING ivfpq (v) WITH (lists = 1, m = 1);
+SELECT arrw.ivfpq_check('ivp_parted_v');
+SELECT arrw.ivfpq_info('ivp_parted_v');
+DROP TABLE ivp_parted;
 
 DROP TABLE ivp;
 DROP ROLE regress_ivfpq_reader;

@@ -54,6 +54,38 @@ SELECT prof_definer();
 SELECT arrw.ivfpq_profile()->>'scans' AS definer_scans_seen;
 RESET ROLE;
 DROP FUNCTION prof_definer();
+-- A role counts only scans of tables whose every row it may read: not a scan
+-- under a row-level security policy, nor one through a view of a table it may
+-- not read (the view's owner's rights): their counts cover hidden rows.
+ALTER TABLE prof ENABLE ROW LEVEL SECURITY;
+CREATE POLICY prof_few ON prof FOR SELECT USING (id <= 10);
+GRANT SELECT ON prof TO prof_other;
+CREATE VIEW prof_view AS SELECT id, v FROM prof WHERE id % 100 = 0;
+CREATE TABLE prof_private AS SELECT * FROM prof;
+CREATE INDEX ON prof_private USING ivfpq (v) WITH (lists = 4, m = 2);
+CREATE VIEW prof_private_view AS SELECT id, v FROM prof_private WHERE id % 100 = 0;
+GRANT SELECT ON prof_private_view TO prof_other;
+SET ROLE prof_other;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT count(*) FROM (SELECT id FROM prof_private_view ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT arrw.ivfpq_profile()->>'scans' AS scans_of_hidden_rows,
+       arrw.ivfpq_profile()->>'candidates' AS candidates_of_hidden_rows;
+RESET ROLE;
+-- Nor may a SECURITY DEFINER function read the calling role's counters: its
+-- owner may not read the tables they count. Inside one they all read 0.
+SELECT count(*) FROM (SELECT id FROM prof_private ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+CREATE FUNCTION prof_peek() RETURNS jsonb LANGUAGE sql SECURITY DEFINER
+  AS $$ SELECT arrw.ivfpq_profile() $$;
+ALTER FUNCTION prof_peek() OWNER TO prof_other;
+SELECT prof_peek()->>'scans' AS scans_a_definer_sees, prof_peek()->>'candidates' AS candidates_a_definer_sees;
+SELECT (arrw.ivfpq_profile()->>'scans')::int > 0 AS own_scans_still_counted;
+DROP FUNCTION prof_peek();
+DROP VIEW prof_view, prof_private_view;
+DROP TABLE prof_private;
+DROP POLICY prof_few ON prof;
+ALTER TABLE prof DISABLE ROW LEVEL SECURITY;
+REVOKE SELECT ON prof FROM prof_other;
 DROP ROLE prof_other;
 RESET ivfpq.profile;
 RESET ivfpq.probes;
