@@ -613,12 +613,20 @@ fn plan_build(
         lists = rows;
     }
     let Some(reservoir) = &sampled.reservoir else {
-        ereport!(
-            NOTICE,
-            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
-            "ivfpq index built on an empty table: queries re-rank every row until it is rebuilt",
-            "Run REINDEX once the table holds data."
-        );
+        // Said to whoever ran the statement that built it. PostgreSQL also
+        // rebuilds indexes itself outside any statement: the commit of a
+        // transaction that used an `ON COMMIT DELETE ROWS` temporary table
+        // empties it and rebuilds its indexes, and the advice, at every such
+        // commit, could never help (no portal runs then).
+        // SAFETY: reading a backend global.
+        if !unsafe { pg_sys::ActivePortal }.is_null() {
+            ereport!(
+                NOTICE,
+                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                "ivfpq index built on an empty table: queries re-rank every row until it is rebuilt",
+                "Run REINDEX once the table holds data."
+            );
+        }
         let mem = buildmem::Plan {
             train_rows: 0,
             encode_rows: buildmem::MIN_ENCODE_ROWS,

@@ -403,3 +403,18 @@ SELECT ivb_hints() AS errors_before_the_build;
 RESET client_min_messages;
 DROP TABLE ivb_ask;
 DROP FUNCTION ivb_hints();
+-- A temporary table ON COMMIT DELETE ROWS is emptied, and its indexes rebuilt,
+-- at every commit of a transaction that used it: no NOTICE about an empty
+-- table then (it came at every commit, even of a plain SELECT).
+CREATE TEMP TABLE ivb_tmp (id int, v vector(3)) ON COMMIT DELETE ROWS;
+BEGIN;
+INSERT INTO ivb_tmp SELECT i, ARRAY[i, i % 7, i % 5]::real[]::vector FROM generate_series(1, 300) i;
+CREATE INDEX ivb_tmp_v ON ivb_tmp USING ivfpq (v) WITH (lists = 3, m = 1);
+SELECT count(*) FROM ivb_tmp;
+COMMIT;
+BEGIN;
+SELECT count(*) FROM ivb_tmp;
+COMMIT;
+INSERT INTO ivb_tmp VALUES (1, '[1,2,3]');
+SELECT count(*) FROM ivb_tmp;
+DROP TABLE ivb_tmp;
