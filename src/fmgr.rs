@@ -95,14 +95,45 @@ pub unsafe fn arg_i64(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> i64 {
 /// # Safety
 /// As for [`arg`]; the SQL declaration must give argument `n` type `text`.
 pub unsafe fn arg_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
-    use pgrx::FromDatum;
-    // SAFETY: the caller guarantees argument n exists and is text; a non-NULL
-    // text datum is what `String::from_datum` reads (detoasting it).
+    if unsafe { arg_is_null(fcinfo, n) } {
+        return None;
+    }
+    // SAFETY: the caller guarantees argument n exists and is a non-NULL text;
+    // pg_detoast_datum_packed returns it (or a palloc'd copy) as a varlena,
+    // whose VARSIZE_ANY_EXHDR bytes follow its header, read before the call's
+    // memory goes.
     unsafe {
-        if arg_is_null(fcinfo, n) {
-            None
-        } else {
-            String::from_datum(arg(fcinfo, n), false)
+        let v = pg_sys::pg_detoast_datum_packed(arg(fcinfo, n).cast_mut_ptr());
+        let bytes = std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(v).cast::<u8>(),
+            pgrx::varlena::varsize_any_exhdr(v),
+        );
+        Some(server_text(bytes))
+    }
+}
+
+/// Text in the database's encoding as a Rust string. arrw passes such text
+/// back to PostgreSQL byte for byte (SPI parameters, identifiers), so in a
+/// database of another encoding it works on the bytes as they are, as long
+/// as they also read as UTF-8 (ASCII always does); otherwise it is a clear
+/// ERROR. pgrx's conversions panicked there (an internal error, XX000) on
+/// any non-ASCII character of a LATIN1 database (hunt-46).
+fn server_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => {
+            // SAFETY: reading the database's encoding name (a static string).
+            let enc = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetDatabaseEncodingName()) };
+            crate::errors::error_hint(
+                pgrx::PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+                format!(
+                    "arrw reads its text arguments as UTF-8, and this one is not (the database's \
+                     encoding is {})",
+                    enc.to_string_lossy()
+                ),
+                "Use ASCII names and values, or a UTF-8 database.",
+                "arrw",
+            )
         }
     }
 }
@@ -111,16 +142,27 @@ pub unsafe fn arg_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<Str
 ///
 /// # Safety
 /// As for [`arg`]; the SQL declaration must give argument `n` type `jsonb`.
+///
+/// PostgreSQL's own output function writes the text: pgrx's `JsonB` parses the
+/// value with serde_json, whose numbers stop at `f64` and whose nesting stops
+/// at 128 levels, and it panics (an internal error, XX000) on any valid
+/// `jsonb` past either, such as `{"x": 1e400}` (hunt-46).
 pub unsafe fn arg_jsonb_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
-    use pgrx::FromDatum;
-    // SAFETY: the caller guarantees argument n exists and is jsonb; a non-NULL
-    // jsonb datum is what `JsonB::from_datum` reads.
+    if unsafe { arg_is_null(fcinfo, n) } {
+        return None;
+    }
+    // SAFETY: the caller guarantees argument n exists and is a non-NULL jsonb;
+    // pg_detoast_datum returns it (or a palloc'd copy) as a varlena whose data
+    // is a JsonbContainer; JsonbToCString with a NULL StringInfo returns a
+    // palloc'd NUL-terminated string, copied before the call's memory goes.
     unsafe {
-        if arg_is_null(fcinfo, n) {
-            None
-        } else {
-            pgrx::JsonB::from_datum(arg(fcinfo, n), false).map(|j| j.0.to_string())
-        }
+        let value = pg_sys::pg_detoast_datum(arg(fcinfo, n).cast_mut_ptr());
+        let root = value
+            .cast::<u8>()
+            .add(pg_sys::VARHDRSZ)
+            .cast::<pg_sys::JsonbContainer>();
+        let text = pg_sys::JsonbToCString(std::ptr::null_mut(), root, -1);
+        Some(server_text(std::ffi::CStr::from_ptr(text).to_bytes()))
     }
 }
 

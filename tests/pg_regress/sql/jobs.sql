@@ -280,3 +280,32 @@ DROP TABLE jobs_imp0, jobs_imp1, jobs_imp2;
 DROP FUNCTION jobs_write;
 DROP PROCEDURE jobs_wait;
 DROP TABLE jobs_t;
+
+-- Arguments are read as PostgreSQL writes them, not through a JSON library:
+-- a number past float8 or nesting past 128 levels is a bad argument (22023),
+-- not an internal error.
+\set VERBOSITY sqlstate
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_nothing", "batch_rows": 1e400}');
+SELECT arrw.submit_job('index_rebuild', '{"index": "jobs_nothing", "x": 1e400}');
+SELECT arrw.submit_job('index_rebuild', (repeat('[', 200) || repeat(']', 200))::jsonb);
+SELECT arrw.submit_job('index_rebuild', (repeat('{"a":', 129) || '1' || repeat('}', 129))::jsonb);
+\set VERBOSITY default
+-- In a database whose encoding is not UTF-8, text that does not also read as
+-- UTF-8 is a clear ERROR (22021), not an internal one; ASCII works.
+\set regress_db :DBNAME
+CREATE DATABASE jobs_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c jobs_latin1
+SET client_encoding = 'UTF8';
+SET client_min_messages = warning;
+CREATE EXTENSION arrw;
+RESET client_min_messages;
+CREATE TABLE "té" (id int);
+CREATE TABLE te (id int);
+\set VERBOSITY sqlstate
+SELECT arrw.submit_job('batch_delete', '{"table": "té", "where": "id < 3"}');
+SELECT arrw.submit_job('é', '{}');
+\set VERBOSITY default
+SELECT arrw.submit_job('batch_delete', '{"table": "te", "where": "id < 3"}') > 0 AS ascii_queued;
+SELECT arrw.cancel_job(id) FROM arrw.jobs;
+\c :regress_db
+DROP DATABASE jobs_latin1 WITH (FORCE);
