@@ -18,6 +18,8 @@
 -- those of arrays and composites as their text, as the slot feed does; it never
 -- runs a cast or output function a type's owner defined (new helper
 -- arrw._watch_key_expr, copied from sql/cdc.sql).
+-- arrw.watch(...) (copied from sql/cdc.sql, at the end) checks a channel
+-- name as PostgreSQL's scanner reads an identifier.
 -- arrw.watches is readable by PUBLIC (as documented).
 -- arrw.emit_event() (copied from sql/cdc.sql) refuses the reserved kinds with
 -- any surrounding ASCII white space, not spaces alone.
@@ -135,6 +137,7 @@ DECLARE
 	colnum int2;
 	op text;
 	depth_text text;
+	badkey text;
 	depth integer;
 	weight float8;
 	q text;
@@ -195,6 +198,14 @@ BEGIN
 		i := i + 1;
 		IF jsonb_typeof(inp) <> 'object' OR NOT inp ? 'column' OR NOT inp ? 'query' THEN
 			RAISE EXCEPTION 'input % must be an object with "column" and "query"', i USING ERRCODE = '22023';
+		END IF;
+		-- A misspelt key ("wieght", "confg") would rank by the default it
+		-- meant to change, without a word.
+		SELECT min(input_keys.input_key) INTO badkey FROM jsonb_object_keys(inp) AS input_keys(input_key)
+		 WHERE input_keys.input_key <> ALL (ARRAY['column', 'query', 'op', 'weight', 'depth', 'config']);
+		IF badkey IS NOT NULL THEN
+			RAISE EXCEPTION 'input % has an unknown key "%"', i, badkey USING ERRCODE = '22023',
+				HINT = 'An input''s keys are column, query, op, weight, depth and config.';
 		END IF;
 		IF jsonb_typeof(inp->'query') = 'null' OR jsonb_typeof(inp->'column') = 'null' THEN
 			RAISE EXCEPTION 'input % has a null "column" or "query"', i USING ERRCODE = '22004';
@@ -307,6 +318,12 @@ BEGIN
 			SELECT format('%I.%I', cn.nspname, c.cfgname) INTO cfg
 			  FROM pg_ts_config c JOIN pg_namespace cn ON cn.oid = c.cfgnamespace
 			 WHERE c.oid = coalesce(inp->>'config', 'english')::regconfig;
+			-- regconfig's input takes an OID (and '-' for none) without looking
+			-- it up: one that names nothing matched no row, silently.
+			IF cfg IS NULL THEN
+				RAISE EXCEPTION 'text search configuration "%" does not exist', inp->>'config'
+					USING ERRCODE = '42704';
+			END IF;
 			doc := CASE WHEN typname_ = 'tsvector' THEN format('t.%I', col)
 			            ELSE format('pg_catalog.to_tsvector(%L::pg_catalog.regconfig, t.%I)', cfg, col) END;
 			tsq := format('pg_catalog.websearch_to_tsquery(%L::pg_catalog.regconfig, %L::pg_catalog.text)', cfg, q);
@@ -879,3 +896,44 @@ COMMENT ON VIEW arrw.jobs IS 'Background jobs: one row per job the current role 
 -- The kind of a queued job whose cancellation arrw.cancel_job announced
 -- (sql/jobs.sql): the change feed marks that announcement "origin":"arrw".
 ALTER TABLE arrw.job_cancel ADD COLUMN announced_kind text;
+
+-- arrw.watch: a channel name is checked as PostgreSQL's scanner reads an
+-- identifier (any non-ASCII character counts as a letter), not by the
+-- database's LC_CTYPE.
+CREATE OR REPLACE FUNCTION arrw.watch(rel regclass, channel text DEFAULT 'arrw_changes', include_keys boolean DEFAULT false)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	targs text;
+BEGIN
+	PERFORM arrw._watch_check(rel);
+	-- A channel is an identifier (LISTEN takes one): as PostgreSQL's scanner
+	-- reads one, a letter, underscore or any non-ASCII character, then those,
+	-- digits or dollar signs; at most 63 bytes. ([[:alpha:]] followed the
+	-- database's LC_CTYPE: 'café' was refused under C, accepted under C.UTF-8.)
+	IF channel IS NULL OR channel !~ '^([A-Za-z_]|[^\x01-\x7f])([A-Za-z0-9_$]|[^\x01-\x7f])*$' OR octet_length(channel) > 63 THEN
+		RAISE EXCEPTION 'invalid channel name: %', coalesce(quote_literal(channel), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+			      HINT = 'A channel name is an identifier of at most 63 bytes: a letter or underscore followed by letters, digits, underscores or dollar signs.';
+	END IF;
+	IF include_keys IS NULL THEN
+		RAISE EXCEPTION 'include_keys must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	targs := quote_literal(channel);
+	IF include_keys THEN
+		targs := targs || ', ' || quote_literal('keys');
+	END IF;
+	PERFORM arrw._watch_drop(rel);
+	EXECUTE format('CREATE TRIGGER arrw_watch_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS arrw_new'
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%s)', rel, targs);
+	EXECUTE format('CREATE TRIGGER arrw_watch_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS arrw_old NEW TABLE AS arrw_new'
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%s)', rel, targs);
+	EXECUTE format('CREATE TRIGGER arrw_watch_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS arrw_old'
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%s)', rel, targs);
+	EXECUTE format('CREATE TRIGGER arrw_watch_truncate AFTER TRUNCATE ON %s'
+		' FOR EACH STATEMENT EXECUTE FUNCTION arrw.notify_changes(%s)', rel, targs);
+	RETURN channel;
+END
+$$;

@@ -317,9 +317,11 @@ DECLARE
 	targs text;
 BEGIN
 	PERFORM arrw._watch_check(rel);
-	-- A channel is an identifier (LISTEN takes one): a letter or underscore,
-	-- then letters, digits, underscores or dollar signs; at most 63 bytes.
-	IF channel IS NULL OR channel !~ '^[[:alpha:]_][[:alnum:]_$]*$' OR octet_length(channel) > 63 THEN
+	-- A channel is an identifier (LISTEN takes one): as PostgreSQL's scanner
+	-- reads one, a letter, underscore or any non-ASCII character, then those,
+	-- digits or dollar signs; at most 63 bytes. ([[:alpha:]] followed the
+	-- database's LC_CTYPE: 'café' was refused under C, accepted under C.UTF-8.)
+	IF channel IS NULL OR channel !~ '^([A-Za-z_]|[^\x01-\x7f])([A-Za-z0-9_$]|[^\x01-\x7f])*$' OR octet_length(channel) > 63 THEN
 		RAISE EXCEPTION 'invalid channel name: %', coalesce(quote_literal(channel), 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',
 			      HINT = 'A channel name is an identifier of at most 63 bytes: a letter or underscore followed by letters, digits, underscores or dollar signs.';

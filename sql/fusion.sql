@@ -46,6 +46,7 @@ DECLARE
 	colnum int2;
 	op text;
 	depth_text text;
+	badkey text;
 	depth integer;
 	weight float8;
 	q text;
@@ -106,6 +107,14 @@ BEGIN
 		i := i + 1;
 		IF jsonb_typeof(inp) <> 'object' OR NOT inp ? 'column' OR NOT inp ? 'query' THEN
 			RAISE EXCEPTION 'input % must be an object with "column" and "query"', i USING ERRCODE = '22023';
+		END IF;
+		-- A misspelt key ("wieght", "confg") would rank by the default it
+		-- meant to change, without a word.
+		SELECT min(input_keys.input_key) INTO badkey FROM jsonb_object_keys(inp) AS input_keys(input_key)
+		 WHERE input_keys.input_key <> ALL (ARRAY['column', 'query', 'op', 'weight', 'depth', 'config']);
+		IF badkey IS NOT NULL THEN
+			RAISE EXCEPTION 'input % has an unknown key "%"', i, badkey USING ERRCODE = '22023',
+				HINT = 'An input''s keys are column, query, op, weight, depth and config.';
 		END IF;
 		IF jsonb_typeof(inp->'query') = 'null' OR jsonb_typeof(inp->'column') = 'null' THEN
 			RAISE EXCEPTION 'input % has a null "column" or "query"', i USING ERRCODE = '22004';
@@ -218,6 +227,12 @@ BEGIN
 			SELECT format('%I.%I', cn.nspname, c.cfgname) INTO cfg
 			  FROM pg_ts_config c JOIN pg_namespace cn ON cn.oid = c.cfgnamespace
 			 WHERE c.oid = coalesce(inp->>'config', 'english')::regconfig;
+			-- regconfig's input takes an OID (and '-' for none) without looking
+			-- it up: one that names nothing matched no row, silently.
+			IF cfg IS NULL THEN
+				RAISE EXCEPTION 'text search configuration "%" does not exist', inp->>'config'
+					USING ERRCODE = '42704';
+			END IF;
 			doc := CASE WHEN typname_ = 'tsvector' THEN format('t.%I', col)
 			            ELSE format('pg_catalog.to_tsvector(%L::pg_catalog.regconfig, t.%I)', cfg, col) END;
 			tsq := format('pg_catalog.websearch_to_tsquery(%L::pg_catalog.regconfig, %L::pg_catalog.text)', cfg, q);

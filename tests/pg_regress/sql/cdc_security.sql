@@ -165,3 +165,17 @@ SELECT p.oid::regprocedure AS function, p.prosecdef AS security_definer,
  ORDER BY p.proname;
 
 DROP ROLE cdc_regress_nobody;
+
+-- A channel name is read as PostgreSQL's scanner reads an identifier: any
+-- non-ASCII character counts as a letter, whatever the database's LC_CTYPE
+-- ('ch€' was refused, and 'café' only under a UTF-8 LC_CTYPE).
+CREATE TABLE cdc_chan1 (id int PRIMARY KEY);
+CREATE TABLE cdc_chan2 (id int PRIMARY KEY);
+SELECT arrw.watch('cdc_chan1', 'ch€');
+SELECT arrw.watch('cdc_chan2', 'café_2$');
+\set VERBOSITY sqlstate
+SELECT arrw.watch('cdc_chan1', '1abc');
+SELECT arrw.watch('cdc_chan1', 'a-b');
+SELECT arrw.watch('cdc_chan1', '');
+\set VERBOSITY default
+DROP TABLE cdc_chan1, cdc_chan2;

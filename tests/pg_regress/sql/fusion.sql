@@ -230,6 +230,13 @@ SELECT arrw.fused_search_sql('fdocs', 'id', '[{"column": "title", "query": "[1,0
 -- A filter is an expression: an unterminated comment in it is a syntax error.
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', filter => 'true /* x');
 \set VERBOSITY default
+-- A key an input does not have is an error (a misspelt "weight" or "config"
+-- ranked by the default it meant to change), and a text search configuration
+-- named by an OID that names nothing (regconfig takes any number, and '-')
+-- is one too (it matched no row).
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "wieght": 5}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "5"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "-"}]');
 
 -- The caller's privileges and row-level security apply.
 CREATE ROLE fusion_reader;
