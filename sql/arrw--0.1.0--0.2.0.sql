@@ -213,8 +213,11 @@ BEGIN
 		col := inp->>'column';
 		q := inp->>'query';
 		weight := coalesce((inp->>'weight')::float8, 1.0);
-		IF weight < 0 OR weight = 'NaN'::float8 OR weight = 'Infinity'::float8 THEN
-			RAISE EXCEPTION 'input % has weight %, weights must be finite and at least 0', i, weight
+		-- At most 1e300: the fused score sums weight × score over at most a
+		-- few inputs, and weights near float8's limit overflowed that sum
+		-- (22003, the whole generated query as its context).
+		IF weight < 0 OR weight = 'NaN'::float8 OR weight > 1e300 THEN
+			RAISE EXCEPTION 'input % has weight %, weights must be between 0 and 1e300', i, weight
 				USING ERRCODE = '22023';
 		END IF;
 		-- "depth" is checked as text before it is cast: a value beyond integer

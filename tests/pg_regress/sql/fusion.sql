@@ -237,6 +237,14 @@ SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "wieght": 5}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "5"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "-"}]');
+-- Weights near float8's limit overflowed the fused sum (22003, with the whole
+-- generated query as context): at most 1e300.
+\set VERBOSITY sqlstate
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "weight": 1e308},
+  {"column": "body", "query": "[0,0,1]", "weight": 1e308}]', method => 'weighted');
+SELECT count(*) FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "weight": 1e300},
+  {"column": "body", "query": "[0,0,1]", "weight": 1e300}]', method => 'weighted');
+\set VERBOSITY default
 
 -- The caller's privileges and row-level security apply.
 CREATE ROLE fusion_reader;
