@@ -2383,3 +2383,86 @@ fn wait_job_sees_the_stall_for_ordinary_roles() {
         );
     }
 }
+
+/// A worker cancelled while it claims a job (here: waiting for a lock the
+/// claim's announcement needs) left the job's session lock in the lock table
+/// after it exited: the job stayed queued, and so did every job submitted
+/// after it, until the server restarted (hunt-47).
+#[test]
+fn a_worker_cancelled_inside_its_claim_leaves_the_job_claimable() {
+    let (cluster, mut c) = setup("jobs-claim-cancel", "");
+    c.batch_execute(
+        "CREATE TABLE leak (id int, c int NOT NULL DEFAULT 0); INSERT INTO leak VALUES (1)",
+    )
+    .unwrap();
+    // The submit reads arrw.secret; a session that queues for an exclusive
+    // lock on it behind the submit gets it at the submit's commit, so the
+    // worker started for the job waits inside its claim, after locking it.
+    let mut tx = cluster.connect();
+    tx.batch_execute("BEGIN").unwrap();
+    let id = submit(
+        &mut tx,
+        "batch_update",
+        r#"{"table": "leak", "set": "c = c + 1"}"#,
+    );
+    let mut locker = cluster.connect();
+    let blocker = std::thread::spawn(move || {
+        locker
+            .batch_execute("BEGIN; LOCK TABLE arrw.secret IN ACCESS EXCLUSIVE MODE")
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        locker.batch_execute("COMMIT").unwrap();
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while count(
+        &mut c,
+        "SELECT count(*) FROM pg_locks WHERE relation = 'arrw.secret'::regclass AND NOT granted",
+    ) == 0
+    {
+        assert!(Instant::now() < deadline, "the locker never queued");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tx.batch_execute("COMMIT").unwrap();
+    let worker = loop {
+        let pids: Vec<i32> = c
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'arrw job worker' \
+                 AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(&p) = pids.first() {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no worker waited inside its claim"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    c.query_one("SELECT pg_cancel_backend($1)", &[&worker])
+        .unwrap();
+    blocker.join().unwrap();
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "succeeded",
+        "{:?}\n{}",
+        state(&mut c, id),
+        cluster.log()
+    );
+    let after = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "leak", "set": "c = c + 10"}"#,
+    );
+    assert_eq!(wait_done(&cluster, &mut c, after), "succeeded");
+    assert_eq!(count(&mut c, "SELECT c::bigint FROM leak"), 11);
+    assert!(
+        cluster.log().contains("claiming a job failed"),
+        "the cancel did not land inside the claim: the test tested nothing\n{}",
+        cluster.log()
+    );
+}

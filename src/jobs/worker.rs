@@ -235,6 +235,16 @@ fn main(slot_idx: usize) {
             Ok(None) => break,
             Err(e) => {
                 log(&format!("claiming a job failed: {}", describe(&e).0));
+                // The claim had locked its job (and `guarded` took the lock
+                // again after the abort): release it, or it outlived this
+                // process in the lock table and no worker could ever claim
+                // the job, nor any queued behind it (a cancel of a worker
+                // waiting inside its claim; hunt-47). Then wake the launcher
+                // for the job, which is still queued.
+                if let Some(id) = HELD.with(|h| h.get()) {
+                    unlock_job(id);
+                }
+                sh.mark(db, shmem::now_ms() + 1000);
                 break;
             }
         }
@@ -348,12 +358,12 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     };
     let s = |i: usize| row[i].clone().unwrap_or_default();
     let id: i64 = s(0).parse().unwrap_or(0);
+    let kind = JobKind::parse(&s(1))?;
     if !try_lock_job(id, true) {
         sh.mark(db, shmem::now_ms() + 1000);
         return None;
     }
     HELD.with(|h| h.set(Some(id)));
-    let kind = JobKind::parse(&s(1))?;
     spi::exec(
         &format!(
             "UPDATE arrw.job SET state = '{running}', attempts = attempts + 1, worker_pid = pg_backend_pid(), \
