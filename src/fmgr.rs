@@ -95,6 +95,7 @@ pub unsafe fn arg_i64(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> i64 {
 /// # Safety
 /// As for [`arg`]; the SQL declaration must give argument `n` type `text`.
 pub unsafe fn arg_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
+    // SAFETY: as for `arg`: the caller guarantees argument n exists.
     if unsafe { arg_is_null(fcinfo, n) } {
         return None;
     }
@@ -148,6 +149,7 @@ fn server_text(bytes: &[u8]) -> String {
 /// at 128 levels, and it panics (an internal error, XX000) on any valid
 /// `jsonb` past either, such as `{"x": 1e400}` (hunt-46).
 pub unsafe fn arg_jsonb_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<String> {
+    // SAFETY: as for `arg`: the caller guarantees argument n exists.
     if unsafe { arg_is_null(fcinfo, n) } {
         return None;
     }
