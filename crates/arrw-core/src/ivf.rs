@@ -416,25 +416,29 @@ pub fn validate_params(
 }
 
 /// L2-normalises `x` in place; zero vectors stay zero (and vectors with a
-/// NaN or an infinite element stay as they are).
+/// NaN element stay as they are).
 ///
-/// The length is summed in `f32`, unless that overflows or underflows:
-/// elements near 1e19 square past `f32::MAX`, and a cosine index left such
-/// rows unnormalised, so k-means and the codebooks trained on them beside
-/// unit vectors (1% of rows at 1e19 made 15 of 20 `LIMIT` answers on real
-/// embeddings differ from a sequential scan; hunt-48); elements near 1e-23
-/// square to `f32`'s subnormals, which keep too few bits. Then the length is
-/// summed in `f64`.
+/// The length is summed in `f32`, as the exact `<=>` does, unless that
+/// overflows: elements near 1e19 square past `f32::MAX`, and a cosine index
+/// left such rows unnormalised, so k-means and the codebooks trained on them
+/// beside unit vectors (1% of rows at 1e19 made 15 of 20 `LIMIT` answers on
+/// real embeddings differ from a sequential scan; hunt-48). Then the length
+/// is summed in `f64`. A length that underflows stays as `f32` gives it (the
+/// exact `<=>`, as pgvector's, sees such a row at distance 0 from every query,
+/// and a code of its true direction put it far from where the exact order
+/// has it; hunt-50).
 pub fn normalize(x: &mut [f32]) {
-    let sq = distance::dot(x, x);
-    if sq >= f32::MIN_POSITIVE && sq.is_finite() {
-        let inv = 1.0 / sq.sqrt();
+    let n = distance::dot(x, x).sqrt();
+    if n > 0.0 && n.is_finite() {
+        let inv = 1.0 / n;
         x.iter_mut().for_each(|v| *v *= inv);
         return;
     }
-    let n = distance::norm_squared_f64(x).sqrt();
-    if n > 0.0 && n.is_finite() {
-        x.iter_mut().for_each(|v| *v = (f64::from(*v) / n) as f32);
+    if n == f32::INFINITY {
+        let n = distance::norm_squared_f64(x).sqrt();
+        if n.is_finite() {
+            x.iter_mut().for_each(|v| *v = (f64::from(*v) / n) as f32);
+        }
     }
 }
 
@@ -2617,11 +2621,14 @@ impl InvertedLists {
 #[cfg(test)]
 mod tests {
 
-    /// Lengths past `f32`'s range (elements near 1e19) or below it (near
-    /// 1e-23) are still normalised (see [`normalize`]).
+    /// Lengths past `f32`'s range (elements near 1e19) are still normalised;
+    /// lengths that underflow stay as `f32` gives them (see [`normalize`]).
     #[test]
     fn normalize_survives_lengths_past_f32() {
-        for scale in [1e19f32, 3e30, 1e-23, 1e-40] {
+        let mut tiny = vec![3e-40f32, 4e-40];
+        normalize(&mut tiny);
+        assert_eq!(tiny, vec![3e-40f32, 4e-40]);
+        for scale in [1e19f32, 3e30, 1e-3] {
             let mut x = vec![3.0 * scale, 4.0 * scale, 0.0];
             normalize(&mut x);
             assert!(
