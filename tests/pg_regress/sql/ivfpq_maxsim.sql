@@ -306,9 +306,23 @@ SET ivfpq.probes = 5;
 SELECT count(*) AS rows_of_100 FROM (SELECT id FROM mwide WHERE grp = 5
   ORDER BY c @# ARRAY[(SELECT array_agg(0.1 * (i % 3 - 1))::vector(16) FROM generate_series(1, 16) i)]
   LIMIT 100) s;
+-- And in order: the scan probes further before it lets go of the rows it
+-- holds for the LIMIT (widening only once they had gone, 5 of 60 rows of a
+-- filtered LIMIT 100 came after farther ones).
+CREATE TABLE mwideq AS SELECT q, ARRAY(SELECT (SELECT array_agg(cos(q * 1.7 + g * 2.9 + i * 0.61)::real)
+    FROM generate_series(1, 16) i)::vector FROM generate_series(1, 3) g) AS qv
+  FROM generate_series(1, 20) q;
+SET ivfpq.probes = 1;
+CREATE FUNCTION mwide_unsorted(d float8[]) RETURNS boolean LANGUAGE sql AS $$
+  SELECT EXISTS (SELECT 1 FROM generate_series(1, cardinality(d) - 1) j WHERE d[j] > d[j + 1]) $$;
+SELECT count(*) FILTER (WHERE mwide_unsorted(d)) AS unordered, min(cardinality(d)) AS fewest_rows
+FROM mwideq, LATERAL (SELECT array_agg(dist) AS d FROM (SELECT c @# mwideq.qv AS dist FROM mwide
+                      WHERE id % 50 = 0 ORDER BY c @# mwideq.qv LIMIT 200) s) x;
+SET ivfpq.probes = 5;
 SET ivfpq.iterative_scan = off;
 SELECT count(*) < 100 AS fewer_without_iterative_scan FROM (SELECT id FROM mwide WHERE grp = 5
   ORDER BY c @# ARRAY[(SELECT array_agg(0.1 * (i % 3 - 1))::vector(16) FROM generate_series(1, 16) i)]
   LIMIT 100) s;
 RESET ALL;
-DROP TABLE mwide;
+DROP FUNCTION mwide_unsorted(float8[]);
+DROP TABLE mwide, mwideq;
