@@ -136,18 +136,60 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
 /// scan: its candidate and filter counts are counts of the table's rows, and
 /// a scan through a view (run with the view owner's rights on the table) or
 /// under a policy read rows the role may not (profile.rs).
+///
+/// A partition counts when the role may so read it or any table it is a
+/// partition of: PostgreSQL checks a query's privileges on the table it names,
+/// and a role granted SELECT on a partitioned table (partitions have no grants
+/// of their own) reads every row of its partitions through it (hunt-50). A
+/// grant of every column counts as a grant of the table.
 pub(super) fn may_read_every_row(heap: pg_sys::Oid) -> bool {
-    // SAFETY: reading backend globals and the syscache: pg_class_aclcheck
-    // returns a result for a live OID (the scan's table is open and locked);
-    // check_enable_rls with noError and an explicit role only reads catalogs.
-    unsafe {
-        let me = pg_sys::GetOuterUserId();
-        pg_sys::GetUserId() == me
-            && pg_sys::pg_class_aclcheck(heap, me, pg_sys::ACL_SELECT as pg_sys::AclMode)
-                == pg_sys::AclResult::ACLCHECK_OK
-            && pg_sys::check_enable_rls(heap, me, true)
-                != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    // SAFETY: reading backend globals (the current and the SET ROLE user).
+    let me = unsafe { pg_sys::GetOuterUserId() };
+    // SAFETY: as above.
+    if unsafe { pg_sys::GetUserId() } != me {
+        return false;
     }
+    let reads = |rel: pg_sys::Oid| {
+        let select = pg_sys::ACL_SELECT as pg_sys::AclMode;
+        // SAFETY: catalog lookups for a live OID (the scan's table is open and
+        // locked, and its ancestors are locked with it); check_enable_rls with
+        // noError and an explicit role only reads catalogs.
+        unsafe {
+            (pg_sys::pg_class_aclcheck(rel, me, select) == pg_sys::AclResult::ACLCHECK_OK
+                || pg_sys::pg_attribute_aclcheck_all(
+                    rel,
+                    me,
+                    select,
+                    pg_sys::AclMaskHow::ACLMASK_ALL,
+                ) == pg_sys::AclResult::ACLCHECK_OK)
+                && pg_sys::check_enable_rls(rel, me, true)
+                    != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        }
+    };
+    if reads(heap) {
+        return true;
+    }
+    // SAFETY: a syscache lookup of a live OID.
+    if !unsafe { pg_sys::get_rel_relispartition(heap) } {
+        return false;
+    }
+    // SAFETY: get_partition_ancestors, called through pgrx's FFI guard (an
+    // ERROR inside it becomes a Rust panic pgrx turns back into the ERROR),
+    // returns a palloc'd list of OIDs (NIL for none), each read as its cell's
+    // oid_value below its length.
+    unsafe {
+        let list = pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| get_partition_ancestors(heap));
+        if list.is_null() {
+            return false;
+        }
+        (0..(*list).length as usize).any(|i| reads((*(*list).elements.add(i)).oid_value))
+    }
+}
+
+unsafe extern "C-unwind" {
+    /// PostgreSQL's catalog/partition.h (not in pgrx's bindings): the tables
+    /// `relid` is a partition of, nearest first.
+    fn get_partition_ancestors(relid: pg_sys::Oid) -> *mut pg_sys::List;
 }
 
 /// ERROR 42501 unless the current user has SELECT on table `heap` and no

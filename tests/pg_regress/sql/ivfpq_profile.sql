@@ -81,6 +81,19 @@ ALTER FUNCTION prof_peek() OWNER TO prof_other;
 SELECT prof_peek()->>'scans' AS scans_a_definer_sees, prof_peek()->>'candidates' AS candidates_a_definer_sees;
 SELECT (arrw.ivfpq_profile()->>'scans')::int > 0 AS own_scans_still_counted;
 DROP FUNCTION prof_peek();
+-- A role granted SELECT on a partitioned table reads every row of its
+-- partitions (which have no grants of their own): their scans count.
+CREATE TABLE prof_parted (id int, v vector(4)) PARTITION BY RANGE (id);
+CREATE TABLE prof_parted0 PARTITION OF prof_parted FOR VALUES FROM (0) TO (1000000);
+INSERT INTO prof_parted SELECT id, v FROM prof;
+CREATE INDEX ON prof_parted USING ivfpq (v) WITH (lists = 4, m = 2);
+GRANT SELECT ON prof_parted TO prof_other;
+SET ROLE prof_other;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM prof_parted ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT (arrw.ivfpq_profile()->>'scans')::int > 0 AS partition_scans_counted;
+RESET ROLE;
+DROP TABLE prof_parted;
 DROP VIEW prof_view, prof_private_view;
 DROP TABLE prof_private;
 DROP POLICY prof_few ON prof;
