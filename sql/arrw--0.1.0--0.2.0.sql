@@ -213,7 +213,7 @@ BEGIN
 		col := inp->>'column';
 		q := inp->>'query';
 		weight := coalesce((inp->>'weight')::float8, 1.0);
-		-- At most 1e300: the fused score sums weight × score over at most a
+		-- At most 1e300: the fused score sums weight * score over at most a
 		-- few inputs, and weights near float8's limit overflowed that sum
 		-- (22003, the whole generated query as its context).
 		IF weight < 0 OR weight = 'NaN'::float8 OR weight > 1e300 THEN
@@ -915,7 +915,8 @@ BEGIN
 	-- A channel is an identifier (LISTEN takes one): as PostgreSQL's scanner
 	-- reads one, a letter, underscore or any non-ASCII character, then those,
 	-- digits or dollar signs; at most 63 bytes. ([[:alpha:]] followed the
-	-- database's LC_CTYPE: 'café' was refused under C, accepted under C.UTF-8.)
+	-- database's LC_CTYPE: a name with an accented letter was refused under
+	-- C, accepted under C.UTF-8.)
 	IF channel IS NULL OR channel !~ '^([A-Za-z_]|[^\x01-\x7f])([A-Za-z0-9_$]|[^\x01-\x7f])*$' OR octet_length(channel) > 63 THEN
 		RAISE EXCEPTION 'invalid channel name: %', coalesce(quote_literal(channel), 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',

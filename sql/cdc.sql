@@ -320,7 +320,8 @@ BEGIN
 	-- A channel is an identifier (LISTEN takes one): as PostgreSQL's scanner
 	-- reads one, a letter, underscore or any non-ASCII character, then those,
 	-- digits or dollar signs; at most 63 bytes. ([[:alpha:]] followed the
-	-- database's LC_CTYPE: 'café' was refused under C, accepted under C.UTF-8.)
+	-- database's LC_CTYPE: a name with an accented letter was refused under
+	-- C, accepted under C.UTF-8.)
 	IF channel IS NULL OR channel !~ '^([A-Za-z_]|[^\x01-\x7f])([A-Za-z0-9_$]|[^\x01-\x7f])*$' OR octet_length(channel) > 63 THEN
 		RAISE EXCEPTION 'invalid channel name: %', coalesce(quote_literal(channel), 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',

@@ -122,7 +122,7 @@ BEGIN
 		col := inp->>'column';
 		q := inp->>'query';
 		weight := coalesce((inp->>'weight')::float8, 1.0);
-		-- At most 1e300: the fused score sums weight × score over at most a
+		-- At most 1e300: the fused score sums weight * score over at most a
 		-- few inputs, and weights near float8's limit overflowed that sum
 		-- (22003, the whole generated query as its context).
 		IF weight < 0 OR weight = 'NaN'::float8 OR weight > 1e300 THEN

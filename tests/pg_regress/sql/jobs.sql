@@ -309,3 +309,13 @@ SELECT arrw.submit_job('batch_delete', '{"table": "te", "where": "id < 3"}') > 0
 SELECT arrw.cancel_job(id) FROM arrw.jobs;
 \c :regress_db
 DROP DATABASE jobs_latin1 WITH (FORCE);
+-- The install scripts are ASCII: a UTF-8 character in a function's comment
+-- made CREATE EXTENSION fail in an EUC_JP database ("invalid byte sequence").
+CREATE DATABASE jobs_eucjp ENCODING 'EUC_JP' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c jobs_eucjp
+SET client_min_messages = warning;
+CREATE EXTENSION arrw;
+RESET client_min_messages;
+SELECT extversion IS NOT NULL AS installed FROM pg_extension WHERE extname = 'arrw';
+\c :regress_db
+DROP DATABASE jobs_eucjp WITH (FORCE);
