@@ -2466,3 +2466,70 @@ fn a_worker_cancelled_inside_its_claim_leaves_the_job_claimable() {
         cluster.log()
     );
 }
+
+/// A worker cancelled or terminated before it claims its job (here: while its
+/// start-up check waits for a lock) left the job queued with no worker until
+/// the launcher's ten-minute rescan: the launcher had forgotten the
+/// database's due time when it started the worker (hunt-51).
+#[test]
+fn a_worker_stopped_before_its_claim_leaves_the_job_to_another() {
+    let (cluster, mut c) = setup("jobs-stopped-early", "");
+    c.batch_execute(
+        "CREATE TABLE sj (id int, c int NOT NULL DEFAULT 0); INSERT INTO sj VALUES (1)",
+    )
+    .unwrap();
+    for (round, signal) in ["pg_cancel_backend", "pg_terminate_backend"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut tx = cluster.connect();
+        tx.batch_execute("BEGIN").unwrap();
+        let id = submit(
+            &mut tx,
+            "batch_update",
+            r#"{"table": "sj", "set": "c = c + 1"}"#,
+        );
+        let mut locker = cluster.connect();
+        locker
+            .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_extension IN ACCESS EXCLUSIVE MODE")
+            .unwrap();
+        tx.batch_execute("COMMIT").unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let worker = loop {
+            let pids: Vec<i32> = c
+                .query(
+                    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'arrw job worker' \
+                     AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if let Some(&p) = pids.first() {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no worker waited in its start-up check"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        c.query_one(&format!("SELECT {signal}($1)"), &[&worker])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        locker.batch_execute("COMMIT").unwrap();
+        // Well within the launcher's ten-minute rescan.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while state(&mut c, id).0 != "succeeded" {
+            assert!(
+                Instant::now() < deadline,
+                "{signal}: job {id} still {:?} after 60 s\n{}",
+                state(&mut c, id),
+                cluster.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(count(&mut c, "SELECT c::bigint FROM sj"), round as i64 + 1);
+    }
+}

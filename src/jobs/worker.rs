@@ -204,7 +204,16 @@ fn main(slot_idx: usize) {
             )
         })
     });
+    // The launcher forgot the database's due time when it started this
+    // worker: a worker that stops before it claims (a cancel or terminate
+    // during this check, or a SIGTERM before the first claim) marks it due
+    // again, or its queued jobs waited for the launcher's ten-minute rescan
+    // (hunt-51). A database without arrw is not marked.
+    let retry = || sh.mark(pg_sys::Oid::from(dboid), shmem::now_ms() + 1000);
     if !matches!(ready, Ok(true)) {
+        if ready.is_err() {
+            retry();
+        }
         slot.pid.store(0, Ordering::SeqCst);
         return;
     }
@@ -215,8 +224,12 @@ fn main(slot_idx: usize) {
         ));
     }
     let db = pg_sys::Oid::from(dboid);
+    let mut claimed = false;
     loop {
         if GOT_SIGTERM.load(Ordering::SeqCst) {
+            if !claimed {
+                retry();
+            }
             break;
         }
         // SAFETY: ConfigReloadPending is set by pgrx's SIGHUP handler.
@@ -228,6 +241,7 @@ fn main(slot_idx: usize) {
         }
         match guarded(|| spi::xact(|| claim(sh, slot, db))) {
             Ok(Some(job)) => {
+                claimed = true;
                 if !run_one(&job, slot, sh, db) {
                     break;
                 }
