@@ -186,6 +186,9 @@ pub(super) fn may_read_every_row(heap: pg_sys::Oid) -> bool {
     }
 }
 
+// SAFETY: the signature is PostgreSQL 15's (catalog/partition.h:
+// `List *get_partition_ancestors(Oid relid)`); it is called only through
+// pgrx's FFI guard.
 unsafe extern "C-unwind" {
     /// PostgreSQL's catalog/partition.h (not in pgrx's bindings): the tables
     /// `relid` is a partition of, nearest first.
