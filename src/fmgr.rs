@@ -99,10 +99,9 @@ pub unsafe fn arg_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<Str
     if unsafe { arg_is_null(fcinfo, n) } {
         return None;
     }
-    // SAFETY: the caller guarantees argument n exists and is a non-NULL text;
-    // pg_detoast_datum_packed returns it (or a palloc'd copy) as a varlena,
-    // whose VARSIZE_ANY_EXHDR bytes follow its header, read before the call's
-    // memory goes.
+    // The caller guarantees argument n exists and is a non-NULL text.
+    // SAFETY: pg_detoast_datum_packed returns it (or a palloc'd copy) as a
+    // varlena whose VARSIZE_ANY_EXHDR bytes follow its header, copied here.
     unsafe {
         let v = pg_sys::pg_detoast_datum_packed(arg(fcinfo, n).cast_mut_ptr());
         let bytes = std::slice::from_raw_parts(
@@ -153,10 +152,11 @@ pub unsafe fn arg_jsonb_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Opti
     if unsafe { arg_is_null(fcinfo, n) } {
         return None;
     }
-    // SAFETY: the caller guarantees argument n exists and is a non-NULL jsonb;
-    // pg_detoast_datum returns it (or a palloc'd copy) as a varlena whose data
-    // is a JsonbContainer; JsonbToCString with a NULL StringInfo returns a
-    // palloc'd NUL-terminated string, copied before the call's memory goes.
+    // The caller guarantees argument n exists and is a non-NULL jsonb;
+    // pg_detoast_datum returns it (or a palloc'd copy) as a 4-byte-header
+    // varlena whose data is a JsonbContainer.
+    // SAFETY: as said; JsonbToCString with a NULL StringInfo returns a
+    // palloc'd NUL-terminated string, copied here.
     unsafe {
         let value = pg_sys::pg_detoast_datum(arg(fcinfo, n).cast_mut_ptr());
         let root = value

@@ -173,10 +173,10 @@ pub(super) fn may_read_every_row(heap: pg_sys::Oid) -> bool {
     if !unsafe { pg_sys::get_rel_relispartition(heap) } {
         return false;
     }
-    // SAFETY: get_partition_ancestors, called through pgrx's FFI guard (an
-    // ERROR inside it becomes a Rust panic pgrx turns back into the ERROR),
-    // returns a palloc'd list of OIDs (NIL for none), each read as its cell's
-    // oid_value below its length.
+    // get_partition_ancestors, called through pgrx's FFI guard (an ERROR
+    // inside it becomes a Rust panic pgrx turns back into the ERROR), returns
+    // a palloc'd list of OIDs (NIL for none).
+    // SAFETY: as said; each cell below the list's length is read as an OID.
     unsafe {
         let list = pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| get_partition_ancestors(heap));
         if list.is_null() {
