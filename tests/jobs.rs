@@ -2384,6 +2384,25 @@ fn wait_job_sees_the_stall_for_ordinary_roles() {
     }
 }
 
+/// The pid of a job worker waiting for a lock, polled until `deadline`.
+fn worker_waiting_for_a_lock(c: &mut Client, deadline: Instant, where_: &str) -> i32 {
+    loop {
+        let pid: Option<i32> = c
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'arrw job worker' \
+                 AND wait_event_type = 'Lock' LIMIT 1",
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get(0));
+        if let Some(p) = pid {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "no worker waited {where_}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A worker cancelled while it claims a job (here: waiting for a lock the
 /// claim's announcement needs) left the job's session lock in the lock table
 /// after it exited: the job stayed queued, and so did every job submitted
@@ -2423,26 +2442,7 @@ fn a_worker_cancelled_inside_its_claim_leaves_the_job_claimable() {
         std::thread::sleep(Duration::from_millis(20));
     }
     tx.batch_execute("COMMIT").unwrap();
-    let worker = loop {
-        let pids: Vec<i32> = c
-            .query(
-                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'arrw job worker' \
-                 AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if let Some(&p) = pids.first() {
-            break p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no worker waited inside its claim"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let worker = worker_waiting_for_a_lock(&mut c, deadline, "inside its claim");
     c.query_one("SELECT pg_cancel_backend($1)", &[&worker])
         .unwrap();
     blocker.join().unwrap();
@@ -2495,26 +2495,7 @@ fn a_worker_stopped_before_its_claim_leaves_the_job_to_another() {
             .unwrap();
         tx.batch_execute("COMMIT").unwrap();
         let deadline = Instant::now() + TIMEOUT;
-        let worker = loop {
-            let pids: Vec<i32> = c
-                .query(
-                    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'arrw job worker' \
-                     AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            if let Some(&p) = pids.first() {
-                break p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no worker waited in its start-up check"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let worker = worker_waiting_for_a_lock(&mut c, deadline, "in its start-up check");
         c.query_one(&format!("SELECT {signal}($1)"), &[&worker])
             .unwrap();
         std::thread::sleep(Duration::from_millis(300));
