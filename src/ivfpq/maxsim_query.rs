@@ -27,6 +27,22 @@ pub(super) struct MultiScan {
     pub(super) taken_at_gather: usize,
 }
 
+/// Bytes a `taken` set of `rows` rows allocates: the standard library's
+/// hash set keeps a power of two of 8-byte slots (one control byte each) at
+/// most 7/8 full, and at least 4.
+pub(super) fn taken_bytes(rows: usize) -> usize {
+    let slots = if rows < 8 {
+        if rows < 4 {
+            4
+        } else {
+            8
+        }
+    } else {
+        (rows.saturating_mul(8) / 7 + 1).next_power_of_two()
+    };
+    slots.saturating_mul(9)
+}
+
 impl MultiScan {
     /// Reads the query array (empty, NULL elements, nested or too long: ERROR).
     ///

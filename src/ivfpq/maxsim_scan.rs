@@ -136,6 +136,48 @@ fn gather_too_big(depth: usize, queries: usize, entries: usize, budget: usize) -
     unreachable!("ereport(ERROR) returned")
 }
 
+/// ERROR unless `more` rows can join the rows the scan has taken
+/// (`MultiScan::taken`) within `work_mem`. The scan remembers every row it
+/// has handed out or re-ranked, so that its later gathers leave them out; a
+/// scan that goes on for hundreds of thousands of rows (no `LIMIT`, or a huge
+/// one, under `enable_seqscan = off`) remembered them all, ~10 bytes a row
+/// beyond any budget. It stops instead, saying what it would need, as a
+/// single-vector scan does when its candidates outgrow `work_mem`
+/// (scan.rs, `refuse_loss`). At the default 4 MB that is ~230,000 rows.
+///
+/// # Safety
+/// `scan` must be live.
+unsafe fn remember_taken(
+    scan: pg_sys::IndexScanDesc,
+    m: &super::maxsim_query::MultiScan,
+    more: usize,
+) {
+    let rows = m.taken.len() + more;
+    if rows <= m.taken.capacity() {
+        return;
+    }
+    // SAFETY: reading this backend's GUC variable.
+    let budget = unsafe { pg_sys::work_mem } as usize * 1024;
+    let need = super::maxsim_query::taken_bytes(rows);
+    if need <= budget {
+        return;
+    }
+    // SAFETY: live scan (forwarded contract).
+    let index = unsafe { (*scan).indexRelation };
+    crate::errors::error_hint(
+        pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "ivfpq: a MaxSim scan of index \"{}\" has taken {} rows, and remembering more needs {} kB of work_mem, which is {} kB",
+            super::page::rel_name(index),
+            m.taken.len(),
+            need.div_ceil(1024),
+            budget.div_ceil(1024)
+        ),
+        "A MaxSim scan remembers every row it has taken (about 10 bytes each): add a LIMIT, or raise work_mem.",
+        "amgettuple",
+    );
+}
+
 /// `amgettuple` for a MaxSim scan of a trained index.
 ///
 /// # Safety
@@ -163,6 +205,8 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
                 }
                 return false;
             };
+            // SAFETY: scan is live.
+            unsafe { remember_taken(scan, m, 1) };
             m.taken.insert(tid);
             // Not read from the table here, so its block is checked here.
             // SAFETY: scan is live.
@@ -408,6 +452,8 @@ unsafe fn rerank(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let m = st.multi.as_mut().expect("a MaxSim scan");
     let t = profile::start();
     let mut batch: Vec<(f32, u64)> = m.cands.take_batch(st.rerank.max(1)).to_vec();
+    // SAFETY: scan is live (forwarded contract).
+    unsafe { remember_taken(scan, m, batch.len()) };
     m.taken.extend(batch.iter().map(|&(_, tid)| tid));
     profile::stop(t, Phase::Select);
     // Fetch in TID order: consecutive TIDs of one heap page share its pin.
