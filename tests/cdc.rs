@@ -1367,12 +1367,14 @@ fn watch_latency() {
 }
 
 /// A job cancelled while queued is announced as arrw's. cancel_job never
-/// locks a job's row; its own event is marked "arrw" because its transaction
-/// writes the request's row of arrw.job_cancel with the announced kind (the
-/// cdc_feed regression test checks that event), and the worker that records
-/// the cancellation announces it again in the transaction that writes the
-/// row. Before, it announced nothing, and consumers trusting only
-/// "origin":"arrw" events never learnt of the cancellation.
+/// locks a job's row; for a job its own transaction submitted (as here) its
+/// event is marked "arrw" because its transaction writes the request's row of
+/// arrw.job_cancel with the announced kind (the cdc_feed regression test
+/// checks that event), and the worker that records the cancellation does not
+/// announce it again; any other queued job's cancellation is announced by
+/// that worker, in the transaction that writes the row. Before, it announced
+/// nothing, and consumers trusting only "origin":"arrw" events never learnt
+/// of the cancellation.
 #[test]
 fn a_job_cancelled_while_queued_is_announced_as_arrw() {
     let (_cl, mut c) = setup("cdc-cancelled");

@@ -2514,3 +2514,82 @@ fn a_worker_stopped_before_its_claim_leaves_the_job_to_another() {
         assert_eq!(count(&mut c, "SELECT c::bigint FROM sj"), round as i64 + 1);
     }
 }
+
+/// cancel_job judged a job by one snapshot and wrote its request (announcing
+/// a queued job "cancelled") in a later one: a job that a worker ran to the
+/// end in between was announced cancelled after its success (NOTIFY and an
+/// `"origin":"arrw"` feed event), and cancel_job returned true (hunt-47). A
+/// queued job it did cancel was announced twice, by cancel_job and by the
+/// worker that recorded the cancellation.
+#[test]
+fn cancel_job_never_announces_a_job_that_ended() {
+    let (cluster, mut c) = setup("jobs-cancel-race", "arrw.job_workers = 1");
+    c.batch_execute(
+        "CREATE TABLE lk (id int); INSERT INTO lk VALUES (1);
+         CREATE TABLE done (id int, n int DEFAULT 0); INSERT INTO done (id) VALUES (1);",
+    )
+    .unwrap();
+    let mut listener = cluster.connect();
+    listener.batch_execute("LISTEN arrw_jobs").unwrap();
+    // The one worker waits for the lock on lk; the jobs after it stay queued.
+    let mut locker = cluster.connect();
+    let mut ltx = locker.transaction().unwrap();
+    ltx.batch_execute("LOCK TABLE lk IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let blocker = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "lk", "set": "id = id"}"#,
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    worker_waiting_for_a_lock(&mut c, deadline, "for lk");
+    let q = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "done", "set": "n = n + 100"}"#,
+    );
+    let x = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "done", "set": "n = n + 1"}"#,
+    );
+    assert!(cancel(&mut c, q));
+    // cancel_job of x sees it queued, then waits to write its request (behind
+    // a lock on arrw.job_cancel) while the worker runs x to the end.
+    let mut gate = cluster.connect();
+    let mut gtx = gate.transaction().unwrap();
+    gtx.batch_execute("LOCK TABLE arrw.job_cancel IN SHARE MODE")
+        .unwrap();
+    let mut cc = cluster.connect();
+    let canceller = std::thread::spawn(move || cancel(&mut cc, x));
+    while count(
+        &mut c,
+        "SELECT count(*) FROM pg_locks WHERE relation = 'arrw.job_cancel'::regclass AND NOT granted",
+    ) == 0
+    {
+        assert!(Instant::now() < deadline, "cancel_job never queued");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ltx.commit().unwrap();
+    for j in [blocker, x] {
+        assert_eq!(wait_done(&cluster, &mut c, j), "succeeded");
+    }
+    gtx.commit().unwrap();
+    assert!(
+        !canceller.join().unwrap(),
+        "cancel_job returned true for a job that had succeeded"
+    );
+    assert_eq!(state(&mut c, x).0, "succeeded");
+    assert_eq!(state(&mut c, q).0, "cancelled");
+    assert_eq!(count(&mut c, "SELECT n::bigint FROM done"), 1);
+    let events = job_events(&mut listener);
+    let of = |id: i64| -> Vec<&str> {
+        events
+            .iter()
+            .filter(|(j, _)| *j == id)
+            .map(|(_, s)| s.as_str())
+            .collect()
+    };
+    assert_eq!(of(x), ["queued", "running", "succeeded"], "{events:?}");
+    assert_eq!(of(q), ["queued", "cancelled"], "{events:?}");
+}

@@ -20,7 +20,8 @@
 //! the latest version of an `arrw.job` row that the same transaction wrote
 //! before the message, or the `cancelled` event of a job whose cancellation
 //! request (an `arrw.job_cancel` row with `announced_kind`, which
-//! `arrw.cancel_job` writes when it cancels a queued job) the same transaction
+//! `arrw.cancel_job` writes when it cancels a queued job its own transaction
+//! submitted) the same transaction
 //! inserted before the message; every other message is `"origin":"user"`. A
 //! message marked "arrw" therefore always tells the truth about the
 //! transaction that carries it, whoever sent it.

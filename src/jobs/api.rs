@@ -112,6 +112,18 @@ crate::v1! {
 /// row-level security, and the request is a new row in `arrw.job_cancel`, which
 /// only the committed request makes visible to workers. A caller's open
 /// transaction therefore never holds up a worker, whoever the caller is.
+///
+/// Without a lock the job's row can change until this transaction commits (a
+/// worker may claim the queued job and run it to the end), so this function
+/// announces nothing of a job another transaction submitted: the worker that
+/// writes `cancelled` into the job's row announces it, in that transaction,
+/// and a job that ended otherwise is never announced cancelled (it once was,
+/// after its success, by a request judged on an older snapshot; hunt-47). A
+/// job submitted by this very transaction is invisible to workers until it
+/// commits, so its cancellation is announced here, with the job's kind in the
+/// request's `announced_kind`, through which the change feed's plugin marks
+/// the event `"origin":"arrw"` (src/cdc/plugin.rs); the worker recording it
+/// later does not announce it again.
 fn cancel(id: i64) -> bool {
     let id_text = id.to_string();
     // As the caller: only a job the caller may see, in its effective state.
@@ -125,39 +137,39 @@ fn cancel(id: i64) -> bool {
     if state.is_final() {
         return false;
     }
-    // A queued job is cancelled by this request, which announces it: the
-    // request's row records the announced job's kind, and the change feed's
-    // plugin marks the announcement "origin":"arrw" because this transaction
-    // wrote that row (src/cdc/plugin.rs), as it does for a write of the job's
-    // own row.
-    //
-    // The state above is the statement's snapshot's in READ COMMITTED; under
-    // REPEATABLE READ or SERIALIZABLE it is the transaction's, which can be
-    // long gone: a job that had since run and succeeded was announced
-    // "cancelled" (origin arrw) from it. Such a request announces nothing;
-    // if the job is still queued or running when it commits, the worker that
-    // records the cancellation announces it. (Reading the row again under a
-    // lock would hold up the worker's claim of a queued job, which skips
-    // locked rows, until this transaction ends.)
-    // SAFETY: reading the backend's isolation level.
-    let stale = unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32;
-    let queued = if state == State::Queued && !stale {
-        "t"
-    } else {
-        "f"
-    };
-    spi::as_job_admin(|| {
-        let kind = spi::one(
-            "INSERT INTO arrw.job_cancel (job_id, announced_kind) \
-             SELECT $1::bigint, CASE WHEN $2::boolean THEN (SELECT kind FROM arrw.job WHERE id = $1::bigint) END \
-             WHERE NOT EXISTS (SELECT 1 FROM arrw.job_cancel WHERE job_id = $1::bigint) \
-             RETURNING announced_kind",
-            &[Some(&id_text), Some(queued)],
+    let requested = spi::as_job_admin(|| {
+        // Whether this transaction submitted the job (its row's xmin is ours).
+        let xmin = spi::one(
+            "SELECT xmin::text FROM arrw.job WHERE id = $1::bigint AND state = 'queued'",
+            &[Some(&id_text)],
         );
-        if let Some(kind) = kind {
-            notify::state_changed(&id_text, &kind, State::Cancelled);
+        let own = xmin.and_then(|x| x.parse::<u32>().ok()).is_some_and(|x| {
+            // SAFETY: a plain lookup in this backend's transaction state.
+            unsafe { pg_sys::TransactionIdIsCurrentTransactionId(pg_sys::TransactionId::from(x)) }
+        });
+        // The state again in this statement's snapshot, taken after the
+        // request's table is locked (in READ COMMITTED the newest committed
+        // one): a job that ended since the caller's look is not cancelled.
+        let r = spi::query(
+            "WITH j AS (SELECT kind FROM arrw.job WHERE id = $1::bigint AND state IN ('queued', 'running')), \
+                  ins AS (INSERT INTO arrw.job_cancel (job_id, announced_kind) \
+                          SELECT $1::bigint, CASE WHEN $2::boolean THEN j.kind END FROM j \
+                          WHERE NOT EXISTS (SELECT 1 FROM arrw.job_cancel WHERE job_id = $1::bigint) \
+                          RETURNING announced_kind) \
+             SELECT (SELECT announced_kind FROM ins) FROM j",
+            &[Some(&id_text), Some(if own { "t" } else { "f" })],
+        );
+        let Some(row) = r.rows.into_iter().next() else {
+            return false;
+        };
+        if let Some(kind) = &row[0] {
+            notify::state_changed(&id_text, kind, State::Cancelled);
         }
+        true
     });
+    if !requested {
+        return false;
+    }
     // A running job's worker is interrupted at commit; a queued one is recorded
     // as cancelled by the next worker in this database.
     shmem::cancel_on_commit(id);

@@ -331,17 +331,21 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
              WHERE id IN (SELECT id FROM arrw.job j WHERE state = '{queued}' \
                             AND EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
                           FOR UPDATE SKIP LOCKED) \
-             RETURNING id::text, kind, args->>'path'"
+             RETURNING id::text, kind, args->>'path', EXISTS (SELECT 1 FROM arrw.job_cancel c \
+                       WHERE c.job_id = job.id AND c.announced_kind IS NOT NULL)"
         ),
         &[],
     );
-    // Announced here, in the transaction that writes the row, so the feed's
-    // event is `"origin":"arrw"`: cancel_job's own event for a queued job
-    // comes from a transaction that does not write the row (it never locks
-    // it), so the plugin marks that one `"user"`.
+    // Announced here, in the transaction that writes the row (so the feed's
+    // event is `"origin":"arrw"`): cancel_job announces only a job its own
+    // transaction submitted (recording its kind in `announced_kind`), which
+    // is not announced twice; any other it cannot know still queued when its
+    // request commits (api.rs `cancel`).
     for row in done.rows {
         if let (Some(id), Some(kind)) = (&row[0], &row[1]) {
-            notify::state_changed(id, kind, cancelled);
+            if row[3].as_deref() != Some("t") {
+                notify::state_changed(id, kind, cancelled);
+            }
             // A queued job may have had an attempt whose worker died.
             super::kinds::remove_leftovers(kind, id, row[2].as_deref());
         }
