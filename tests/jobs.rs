@@ -2593,3 +2593,73 @@ fn cancel_job_never_announces_a_job_that_ended() {
     assert_eq!(of(x), ["queued", "running", "succeeded"], "{events:?}");
     assert_eq!(of(q), ["queued", "cancelled"], "{events:?}");
 }
+
+/// A retry that fell due while another job of its database ran waited for
+/// that job to end, with workers free: the launcher forgets a database's due
+/// time when it starts a worker there, and the worker's claim marked the
+/// database again only for jobs due at once (hunt-51: 30 s late).
+#[test]
+fn a_retry_falling_due_while_another_job_runs_starts_on_time() {
+    let (cluster, mut c) = setup(
+        "jobs-retry-due",
+        "arrw.job_workers = 3\narrw.job_retry_delay = 3000",
+    );
+    c.batch_execute(
+        "CREATE FUNCTION fail_p0() RETURNS int LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'transient'; END$$;
+         CREATE TABLE rf (id int, c int); INSERT INTO rf VALUES (1, 0);
+         CREATE TABLE lk (id int); INSERT INTO lk VALUES (1);",
+    )
+    .unwrap();
+    let f = c
+        .query_one(
+            r#"SELECT arrw.submit_job('batch_update', '{"table": "rf", "set": "c = fail_p0()"}', 2)"#,
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    // F's first attempt fails (P0: retried after 3 s) and its worker exits.
+    let deadline = Instant::now() + TIMEOUT;
+    while state(&mut c, f).2 < 1
+        || state(&mut c, f).0 != "queued"
+        || !worker_pids(&mut c).is_empty()
+    {
+        assert!(Instant::now() < deadline, "{:?}", state(&mut c, f));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // L starts before F's retry is due and runs until lk is unlocked.
+    let mut locker = cluster.connect();
+    let mut ltx = locker.transaction().unwrap();
+    ltx.batch_execute("LOCK TABLE lk IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let l = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "lk", "set": "id = id"}"#,
+    );
+    worker_waiting_for_a_lock(&mut c, deadline, "for lk");
+    let due: bool = c
+        .query_one(
+            "SELECT run_after > now() FROM arrw.job WHERE id = $1",
+            &[&f],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        due,
+        "F's retry was due before L started: the test tests nothing"
+    );
+    // F's second (last) attempt fails too, well before L ends.
+    let retry_deadline = Instant::now() + Duration::from_secs(15);
+    while state(&mut c, f).0 != "failed" {
+        assert!(
+            Instant::now() < retry_deadline,
+            "F's retry did not start while L ran: {:?}\n{}",
+            state(&mut c, f),
+            cluster.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(state(&mut c, l).0, "running");
+    ltx.commit().unwrap();
+    assert_eq!(wait_done(&cluster, &mut c, l), "succeeded");
+}

@@ -391,14 +391,19 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     );
     notify::state_changed(&s(0), kind.name(), running);
     slot.job_id.store(id, Ordering::SeqCst);
-    if spi::flag(
+    // The launcher forgot this database's due time when it started a worker
+    // here: tell it when the next queued job is due, now or later (a retry
+    // falling due while this job runs waited for it to end, with workers
+    // free; hunt-51).
+    if let Some(ms) = spi::one(
         &format!(
-            "SELECT EXISTS (SELECT 1 FROM arrw.job j WHERE state = '{queued}' AND run_after <= now() \
-               AND id <> $1::bigint AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id))"
+            "SELECT (extract(epoch FROM min(run_after)) * 1000)::bigint FROM arrw.job j \
+             WHERE state = '{queued}' AND id <> $1::bigint \
+               AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id)"
         ),
         &[Some(&s(0))],
     ) {
-        sh.mark(db, shmem::now_ms());
+        sh.mark(db, ms.parse::<i64>().unwrap_or(0).max(shmem::now_ms()));
     }
     Some(Job {
         id,
