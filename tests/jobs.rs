@@ -2350,38 +2350,53 @@ fn wait_job_sees_the_stall_for_ordinary_roles() {
     c.batch_execute("CREATE ROLE plain LOGIN; GRANT CREATE ON SCHEMA public TO plain;")
         .unwrap();
     let mut u = connect_as(&cluster, "plain", "postgres");
+    wait_job_stalls_behind_index_jobs(&cluster, &mut c, &mut u);
+}
+
+/// Two index jobs on one index take the pool's workers (two of them) and wait
+/// for the snapshot of `u`'s `wait_job` for a third job queued behind them:
+/// the call must end with 40P01, and all three jobs then succeed.
+fn wait_job_stalls_behind_index_jobs(cluster: &Cluster, c: &mut Client, u: &mut Client) {
     u.batch_execute(
         "CREATE TABLE st (id int); INSERT INTO st SELECT generate_series(1, 1000);
          CREATE INDEX st_id ON st (id);",
     )
     .unwrap();
-    let a = submit(&mut u, "index_rebuild", r#"{"index": "st_id"}"#);
-    let b = submit(&mut u, "index_rebuild", r#"{"index": "st_id"}"#);
-    let d = submit(
-        &mut u,
-        "batch_delete",
-        r#"{"table": "st", "where": "id < 0"}"#,
-    );
+    let a = submit(u, "index_rebuild", r#"{"index": "st_id"}"#);
+    let b = submit(u, "index_rebuild", r#"{"index": "st_id"}"#);
+    let d = submit(u, "batch_delete", r#"{"table": "st", "where": "id < 0"}"#);
     let started = Instant::now();
     let r = u.query_one("SELECT arrw.wait_job($1, '20 s')", &[&d]);
     let e = match r {
         Ok(row) => panic!(
-            "wait_job returned {:?} after {:?}",
+            "wait_job returned {:?} after {:?}\n{}",
             row.get::<_, String>(0),
-            started.elapsed()
+            started.elapsed(),
+            cluster.log()
         ),
         Err(e) => e,
     };
     assert_eq!(sqlstate(&e), "40P01", "{}", msg(&e));
     assert!(msg(&e).contains("cannot start"), "{}", msg(&e));
     for j in [a, b, d] {
-        assert_eq!(
-            wait_done(&cluster, &mut c, j),
-            "succeeded",
-            "{:?}",
-            state(&mut c, j)
-        );
+        assert_eq!(wait_done(cluster, c, j), "succeeded", "{:?}", state(c, j));
     }
+}
+
+/// With `max_worker_processes` leaving room for fewer job workers than
+/// `arrw.job_workers` (3 here; the job launcher and the logical replication
+/// launcher take 2 of the 4 slots), wait_job's stall check counted the
+/// running workers against the setting, never saw "every worker" blocked, and
+/// waited until its timeout (forever without one) while the index jobs
+/// waited for it (hunt-51).
+#[test]
+fn wait_job_sees_the_stall_when_fewer_workers_fit() {
+    let (cluster, mut c) = setup(
+        "jobs-stall-fit",
+        "arrw.job_workers = 3\nmax_worker_processes = 4",
+    );
+    let mut u = cluster.connect();
+    wait_job_stalls_behind_index_jobs(&cluster, &mut c, &mut u);
 }
 
 /// The pid of a job worker waiting for a lock, polled until `deadline`.

@@ -309,7 +309,18 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
             && last_lock_check.elapsed() >= std::time::Duration::from_millis(500)
         {
             last_lock_check = std::time::Instant::now();
-            let workers = super::JOB_WORKERS.get().max(1).to_string();
+            // As many workers as the pool may have, or, while the launcher
+            // cannot start another (max_worker_processes leaves room for
+            // fewer, or parallel queries and other extensions hold the
+            // rest), those running: the check compared them with
+            // arrw.job_workers only, and never fired when fewer fit (hunt-51).
+            let full = shmem::shared().is_some_and(|sh| sh.cannot_start_workers());
+            let workers = if full {
+                1
+            } else {
+                super::JOB_WORKERS.get().max(1)
+            }
+            .to_string();
             // The pool's workers by arrw's own slots, not by pg_stat_activity:
             // that view shows backend_type only to roles with pg_read_all_stats
             // (the workers run as the bootstrap superuser), so for any other role

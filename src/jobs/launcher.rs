@@ -198,8 +198,10 @@ fn main() {
                 Some(w) => {
                     handles[i] = Some(w);
                     sh.served(db, gen);
+                    sh.start_failed_ms.store(0, Ordering::SeqCst);
                 }
                 None => {
+                    sh.start_failed_ms.store(now.max(1), Ordering::SeqCst);
                     // No background worker slot free (max_worker_processes): retry soon,
                     // and say so in the server log once a minute (jobs otherwise
                     // wait in the queue without a word).

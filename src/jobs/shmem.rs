@@ -49,6 +49,11 @@ pub struct Shared {
     /// Ask the launcher to visit every database.
     pub rescan: AtomicBool,
     pub nslots: AtomicU32,
+    /// When (Unix ms) the launcher last failed to start a worker for want of a
+    /// background worker slot (`max_worker_processes`); 0 once one started.
+    /// While it fails, the workers running are all the pool can have
+    /// (`wait_job`'s stall check).
+    pub start_failed_ms: AtomicI64,
     pending: UnsafeCell<[Pending; MAX_PENDING]>,
     gen: UnsafeCell<u64>,
     pub slots: [Slot; MAX_SLOTS],
@@ -224,6 +229,14 @@ impl Shared {
                 };
             }
         });
+    }
+
+    /// Whether the launcher is failing to start more workers: its last start
+    /// failed for want of a background worker slot, recently enough that it
+    /// is still retrying (it retries every second while work is due).
+    pub fn cannot_start_workers(&self) -> bool {
+        let failed = self.start_failed_ms.load(Ordering::SeqCst);
+        failed != 0 && now_ms().saturating_sub(failed) < 3000
     }
 
     /// The slot running `job` in database `db`.
