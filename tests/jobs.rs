@@ -89,6 +89,31 @@ fn wait_done(cluster: &Cluster, c: &mut Client, id: i64) -> String {
     }
 }
 
+/// Polls until job `id` is in state `want`; fails after `within`, saying
+/// `what` was awaited, with the job's state and the server's log.
+fn wait_state(
+    cluster: &Cluster,
+    c: &mut Client,
+    id: i64,
+    want: &str,
+    within: Duration,
+    what: &str,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = state(c, id);
+        if now.0 == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: job {id} still {now:?}, not {want}, after {within:?}\n{}",
+            cluster.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn count(c: &mut Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
 }
@@ -734,9 +759,7 @@ fn cancel_stops_queued_and_running_jobs() {
         "bulk_import",
         &format!(r#"{{"table": "t", "path": "{csv}", "format": "csv", "header": true}}"#),
     );
-    while state(&mut c, s).0 != "running" {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_state(&cluster, &mut c, s, "running", TIMEOUT, "start");
     let ok: bool = c
         .query_one("SELECT arrw.cancel_job($1)", &[&q])
         .unwrap()
@@ -2071,9 +2094,7 @@ fn rolled_back_cancels_and_other_roles_jobs_stay_out_of_reach() {
         "batch_update",
         r#"{"table": "slow", "set": "id = id + 1 + 0 * length(pg_sleep(3)::text)"}"#,
     );
-    while state(&mut c, s).0 != "running" {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_state(&cluster, &mut c, s, "running", TIMEOUT, "start");
     alice
         .batch_execute(&format!(
             "BEGIN; SAVEPOINT x; SELECT arrw.cancel_job({s}); ROLLBACK TO SAVEPOINT x; COMMIT;
@@ -2090,9 +2111,7 @@ fn rolled_back_cancels_and_other_roles_jobs_stay_out_of_reach() {
         "batch_update",
         r#"{"table": "slow", "set": "id = id + 0 * length(pg_sleep(5)::text)"}"#,
     );
-    while state(&mut c, busy).0 != "running" {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_state(&cluster, &mut c, busy, "running", TIMEOUT, "start");
     let q = submit(
         &mut alice,
         "batch_delete",
@@ -2254,9 +2273,7 @@ fn file_jobs_leave_no_files_when_they_fail() {
         ),
     );
     drop(gone);
-    while state(&mut c, g).0 != "running" {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_state(&cluster, &mut c, g, "running", TIMEOUT, "start");
     c.batch_execute("REVOKE pg_write_server_files FROM gone; REVOKE USAGE ON SCHEMA arrw FROM gone; DROP ROLE gone")
         .unwrap();
     assert_eq!(
@@ -2302,11 +2319,7 @@ fn a_worker_recovering_from_an_error_keeps_its_job() {
                 path.to_str().unwrap()
             ),
         );
-        let deadline = Instant::now() + TIMEOUT;
-        while state(&mut c, id).0 != "running" {
-            assert!(Instant::now() < deadline, "job {id} never started");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_state(&cluster, &mut c, id, "running", TIMEOUT, "start");
         std::thread::sleep(Duration::from_millis(500));
         assert!(cancel(&mut c, id));
         assert_eq!(
@@ -2516,16 +2529,14 @@ fn a_worker_stopped_before_its_claim_leaves_the_job_to_another() {
         std::thread::sleep(Duration::from_millis(300));
         locker.batch_execute("COMMIT").unwrap();
         // Well within the launcher's ten-minute rescan.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while state(&mut c, id).0 != "succeeded" {
-            assert!(
-                Instant::now() < deadline,
-                "{signal}: job {id} still {:?} after 60 s\n{}",
-                state(&mut c, id),
-                cluster.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_state(
+            &cluster,
+            &mut c,
+            id,
+            "succeeded",
+            Duration::from_secs(60),
+            signal,
+        );
         assert_eq!(count(&mut c, "SELECT c::bigint FROM sj"), round as i64 + 1);
     }
 }
@@ -2664,16 +2675,14 @@ fn a_retry_falling_due_while_another_job_runs_starts_on_time() {
         "F's retry was due before L started: the test tests nothing"
     );
     // F's second (last) attempt fails too, well before L ends.
-    let retry_deadline = Instant::now() + Duration::from_secs(15);
-    while state(&mut c, f).0 != "failed" {
-        assert!(
-            Instant::now() < retry_deadline,
-            "F's retry did not start while L ran: {:?}\n{}",
-            state(&mut c, f),
-            cluster.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_state(
+        &cluster,
+        &mut c,
+        f,
+        "failed",
+        Duration::from_secs(15),
+        "F's retry while L ran",
+    );
     assert_eq!(state(&mut c, l).0, "running");
     ltx.commit().unwrap();
     assert_eq!(wait_done(&cluster, &mut c, l), "succeeded");
