@@ -941,3 +941,18 @@ BEGIN
 	RETURN channel;
 END
 $$;
+
+
+-- arrw.job_channel(): the channel's name is the database's secret hashed with
+-- the database's OID (0.1.0 returned the secret itself, which CREATE DATABASE
+-- ... TEMPLATE copies into every database made from it). Listeners ask it
+-- again for the new name.
+CREATE OR REPLACE FUNCTION arrw.job_channel() RETURNS text
+	LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT 'arrw_jobs_' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+		s.value || ':' || d.oid::pg_catalog.text, 'UTF8')), 'hex'), 32)
+	  FROM arrw.secret s, pg_catalog.pg_database d
+	 WHERE s.name = 'job_channel' AND d.datname = pg_catalog.current_database()
+$$;

@@ -9,10 +9,14 @@
 
 -- Per-database secrets of arrw. Only the table's owner (the superuser who ran
 -- CREATE EXTENSION) and arrw's SECURITY DEFINER functions can read it.
---   job_channel: the name of the authenticated job channel (arrw.job_channel()):
---   'arrw_jobs_' and 32 hex digits of gen_random_uuid() (122 random bits).
+--   job_channel: the secret behind the name of the authenticated job channel
+--   (arrw.job_channel()): 'arrw_jobs_' and 32 hex digits of gen_random_uuid()
+--   (122 random bits).
 -- pg_dump does not copy the rows of an extension's table: a restored database
--- gets a new secret.
+-- gets a new secret. CREATE DATABASE ... TEMPLATE copies them, though (and so
+-- every database made from a template1 that has arrw): the channel's name is
+-- therefore the secret hashed with the database's OID, so that a role that
+-- learnt it in one database does not know it in another.
 CREATE TABLE arrw.secret (
 	name text PRIMARY KEY,
 	value text NOT NULL
@@ -29,7 +33,10 @@ CREATE FUNCTION arrw.job_channel() RETURNS text
 	LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-	SELECT value FROM arrw.secret WHERE name = 'job_channel'
+	SELECT 'arrw_jobs_' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+		s.value || ':' || d.oid::pg_catalog.text, 'UTF8')), 'hex'), 32)
+	  FROM arrw.secret s, pg_catalog.pg_database d
+	 WHERE s.name = 'job_channel' AND d.datname = pg_catalog.current_database()
 $$;
 REVOKE EXECUTE ON FUNCTION arrw.job_channel() FROM PUBLIC;
 COMMENT ON FUNCTION arrw.job_channel() IS

@@ -1106,6 +1106,61 @@ fn watch_keys_only_by_opt_in_for_unprivileged_listeners() {
     );
 }
 
+/// Databases copied from one template (`CREATE DATABASE ... TEMPLATE`, and so
+/// every database made from a template1 that has arrw) share the template's
+/// `arrw.secret` row; the job channel's name differs in each all the same, so
+/// a role granted `arrw.job_channel()` in one does not know another's. Before,
+/// the name was the secret itself: every copy had the template's channel.
+#[test]
+fn each_database_copied_from_a_template_has_its_own_job_channel() {
+    let (cl, mut c) = setup("cdc-template");
+    c.batch_execute("CREATE DATABASE tpl").unwrap();
+    let mut t = cl.connect_db("tpl");
+    t.batch_execute("CREATE EXTENSION arrw").unwrap();
+    let channel = |c: &mut Client| -> String {
+        c.query_one("SELECT arrw.job_channel()", &[])
+            .unwrap()
+            .get(0)
+    };
+    let in_tpl = channel(&mut t);
+    drop(t);
+    // One statement each: CREATE DATABASE refuses a multi-statement string
+    // (an implicit transaction block).
+    c.batch_execute("CREATE DATABASE copy_a TEMPLATE tpl STRATEGY wal_log")
+        .unwrap();
+    c.batch_execute("CREATE DATABASE copy_b TEMPLATE tpl STRATEGY file_copy")
+        .unwrap();
+    let mut names = vec![in_tpl, channel(&mut c)];
+    for db in ["copy_a", "copy_b"] {
+        let mut d = cl.connect_db(db);
+        let secret: String = d
+            .query_one(
+                "SELECT value FROM arrw.secret WHERE name = 'job_channel'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let mut t = cl.connect_db("tpl");
+        let tpl_secret: String = t
+            .query_one(
+                "SELECT value FROM arrw.secret WHERE name = 'job_channel'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            secret, tpl_secret,
+            "{db}: the copy has the template's secret row"
+        );
+        names.push(channel(&mut d));
+    }
+    for n in &names {
+        assert!(n.starts_with("arrw_jobs_") && n.len() == 42, "{n}");
+    }
+    let distinct: std::collections::HashSet<_> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "one channel shared: {names:?}");
+}
+
 /// Only arrw can write events that a consumer sees as arrw's: job events in the
 /// change feed carry "origin":"arrw" only when arrw wrote them, arrw.emit_event
 /// refuses the reserved kinds, and the job channel's name is a secret.

@@ -316,7 +316,10 @@ crate::v1! {
             pages,
             meta.built_rows,
             total as i64 - meta.built_rows as i64,
-            meta.dim,
+            // An index built from no rows has no model: the dimensions its
+            // rows are held to (the first row's, else the declared ones),
+            // not the placeholder model's 1.
+            if meta.untrained != 0 { model::untrained_dim(index, &meta) } else { meta.dim as usize },
             m.pq.m,
             m.pq.nbits,
             metric,

@@ -147,10 +147,25 @@ pub fn metric_of(index: pg_sys::Relation) -> Metric {
 }
 
 /// The key column's declared dimensions (`vector(n)`, `halfvec(n)`, or
-/// `vector(n)[]`), or None for a column of any dimensions.
+/// `vector(n)[]`, also through a domain over one of them), or None for a
+/// column of any dimensions.
+///
+/// A domain column's own typmod is -1: its dimensions are the domain's (or
+/// its base domain's). Read from the column alone, an index on an empty
+/// table of a domain over `vector(10)` took `m = 3` at CREATE INDEX and
+/// ALTER INDEX, and then refused every row.
 pub fn declared_dim(index: pg_sys::Relation) -> Option<usize> {
     // SAFETY: an index relation has a tuple descriptor with at least one attribute.
-    let typmod = unsafe { (*(*(*index).rd_att).attrs.as_ptr()).atttypmod };
+    let (typid, mut typmod) = unsafe {
+        let att = &*(*(*index).rd_att).attrs.as_ptr();
+        (att.atttypid, att.atttypmod)
+    };
+    if typmod < 0 {
+        // SAFETY: a catalog lookup of the key's type (a type an index exists
+        // on); it writes the innermost domain's typmod through the pointer
+        // when it passes a domain, else leaves it.
+        unsafe { pg_sys::getBaseTypeAndTypmod(typid, &mut typmod) };
+    }
     (typmod > 0).then_some(typmod as usize)
 }
 

@@ -30,7 +30,7 @@ pub fn state_changed(id: &str, kind: &str, state: State) {
             "SELECT pg_catalog.pg_notify(c.channel, p.payload) \
                FROM (SELECT pg_catalog.jsonb_build_object('id', $1::pg_catalog.int8, 'state', $2::pg_catalog.text)::pg_catalog.text) \
                     AS p(payload), \
-                    (SELECT 'arrw_jobs' UNION ALL SELECT s.value FROM arrw.secret s WHERE s.name = 'job_channel') \
+                    (SELECT 'arrw_jobs' UNION ALL SELECT arrw.job_channel()) \
                     AS c(channel)",
             &[Some(id), Some(state)],
         )

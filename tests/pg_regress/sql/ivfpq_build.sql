@@ -362,6 +362,23 @@ INSERT INTO optfit_any VALUES (2, '[1,2,3]');
 REINDEX INDEX optfit_any_v;
 ALTER INDEX optfit_any_v SET (m = 4);
 DROP TABLE optfit, optfit_any;
+-- A domain over vector(n) declares n too (its column's own typmod is -1, the
+-- domain's is n): an empty table's index took m = 3 at CREATE and ALTER INDEX
+-- and then refused every row.
+CREATE DOMAIN optfit_d4 AS vector(4);
+CREATE DOMAIN optfit_dd4 AS optfit_d4;
+CREATE TABLE optfit_dom (id int, v optfit_d4, w optfit_dd4);
+CREATE INDEX optfit_dom_v ON optfit_dom USING ivfpq (v) WITH (m = 3);
+CREATE INDEX optfit_dom_w ON optfit_dom USING ivfpq (w) WITH (m = 3);
+CREATE INDEX optfit_dom_v ON optfit_dom USING ivfpq (v) WITH (m = 2);
+ALTER INDEX optfit_dom_v SET (m = 3);
+SET enable_seqscan = off;
+SELECT id FROM optfit_dom ORDER BY v <-> '[1,2]' LIMIT 5;
+RESET enable_seqscan;
+INSERT INTO optfit_dom VALUES (1, '[1,2,3,4]', '[1,2,3,4]');
+SELECT dim FROM arrw.ivfpq_info('optfit_dom_v');
+DROP TABLE optfit_dom;
+DROP DOMAIN optfit_dd4, optfit_d4;
 
 -- An index never built (a failed CREATE INDEX CONCURRENTLY leaves an empty
 -- file) takes its options fixed, then REINDEX: the check read its missing
