@@ -2687,3 +2687,78 @@ fn a_retry_falling_due_while_another_job_runs_starts_on_time() {
     ltx.commit().unwrap();
     assert_eq!(wait_done(&cluster, &mut c, l), "succeeded");
 }
+
+/// With more databases than the launcher's shared table of pending databases
+/// holds (128), its rescan overflowed the table, which asked for another
+/// rescan, which marked every database again, each mark setting the
+/// launcher's own latch: it never slept (half a core) and started workers in
+/// one database after another forever, with no job anywhere (hunt-54). Now
+/// the databases a rescan cannot record wait in the launcher until the table
+/// has room: after the first round of visits the launcher sleeps.
+#[test]
+fn a_server_with_more_databases_than_the_table_holds_lets_the_launcher_sleep() {
+    let (cluster, mut c) = setup("jobs-many-dbs", "fsync = off\n");
+    for i in 0..140 {
+        c.batch_execute(&format!("CREATE DATABASE many_{i} STRATEGY file_copy"))
+            .unwrap();
+    }
+    // A restart: the launcher rescans every database as it starts.
+    drop(c);
+    cluster.stop("fast");
+    cluster.start_server();
+    let mut c = cluster.connect();
+    let launcher: i32 = {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(r) = c
+                .query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'arrw job launcher'",
+                    &[],
+                )
+                .unwrap()
+            {
+                break r.get(0);
+            }
+            assert!(Instant::now() < deadline, "no launcher\n{}", cluster.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The first round: a worker visits each database once (each finds no
+    // arrw and no job and exits).
+    let cpu = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{launcher}/stat")).unwrap();
+        // After the command name's closing parenthesis: fields 3.. ; utime and
+        // stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let workers = |c: &mut Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'arrw job worker'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while workers(&mut c) > 0 || Instant::now() < deadline - Duration::from_secs(80) {
+        assert!(
+            Instant::now() < deadline,
+            "job workers still starting after 90 s\n{}",
+            cluster.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before = cpu();
+    let mut seen = 0;
+    for _ in 0..20 {
+        seen += workers(&mut c);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let ticks = cpu() - before;
+    assert!(
+        ticks < 50 && seen == 0,
+        "the launcher used {ticks} ticks of CPU in 5 s and {seen} worker samples were seen, with no job anywhere"
+    );
+}

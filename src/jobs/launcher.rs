@@ -144,6 +144,8 @@ fn main() {
     }
     // When the last "no background worker slot" warning went out.
     let mut slot_warned = i64::MIN;
+    // Databases of the last rescan not yet in the shared table (it was full).
+    let mut backlog: Vec<u32> = Vec::new();
     loop {
         let now = now_ms();
         // Reap workers that have exited.
@@ -173,11 +175,12 @@ fn main() {
             }
         }
         if now >= next_rescan || sh.rescan.swap(false, Ordering::SeqCst) {
-            for db in databases() {
-                sh.mark(pg_sys::Oid::from(db), now);
-            }
+            backlog = databases();
             next_rescan = now + RESCAN_MS;
         }
+        // The rescan's databases, as far as the shared table has room (more
+        // databases than it holds wait here until started workers free it).
+        backlog.retain(|&db| !sh.mark_from_launcher(pg_sys::Oid::from(db), now));
         // Start workers for databases with work due.
         let (due, next_due) = sh.due(now);
         let mut waiting = false;
@@ -220,7 +223,7 @@ fn main() {
             }
         }
         let mut wake = next_rescan.min(next_due.unwrap_or(i64::MAX));
-        if waiting {
+        if waiting || !backlog.is_empty() {
             wake = wake.min(now + 1000);
         }
         let timeout = (wake - now_ms()).clamp(10, 60_000) as u64;

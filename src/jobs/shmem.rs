@@ -162,9 +162,30 @@ impl Shared {
     /// Records that database `dboid` has work due at `due_ms` (Unix ms) and wakes the
     /// launcher.
     pub fn mark(&self, dboid: pg_sys::Oid, due_ms: i64) {
+        if !self.record(dboid, due_ms) {
+            self.rescan.store(true, Ordering::SeqCst);
+        }
+        self.wake_launcher();
+    }
+
+    /// [`Shared::mark`] for the launcher's own rescan: records the entry if
+    /// the table has room and says whether it did, without asking for another
+    /// rescan or waking the launcher (itself). With more databases than
+    /// [`MAX_PENDING`], a rescan that marked every one overflowed the table,
+    /// which asked for a rescan, which marked every one again, each mark
+    /// setting the launcher's latch: it never slept and started workers in an
+    /// endless loop (hunt-54, 129 databases). The launcher keeps the databases
+    /// that found no room and marks them as entries free up.
+    pub fn mark_from_launcher(&self, dboid: pg_sys::Oid, due_ms: i64) -> bool {
+        self.record(dboid, due_ms)
+    }
+
+    /// Records database `dboid`'s entry (see [`Shared::mark`]); false when the
+    /// table is full.
+    fn record(&self, dboid: pg_sys::Oid, due_ms: i64) -> bool {
         let db = dboid.to_u32();
         if db == 0 {
-            return;
+            return true;
         }
         let overflow = self.with_pending(|p, gen| {
             *gen += 1;
@@ -183,10 +204,7 @@ impl Shared {
             }
             true
         });
-        if overflow {
-            self.rescan.store(true, Ordering::SeqCst);
-        }
-        self.wake_launcher();
+        !overflow
     }
 
     /// Sets the launcher's latch.
