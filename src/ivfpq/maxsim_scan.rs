@@ -145,6 +145,12 @@ fn gather_too_big(depth: usize, queries: usize, entries: usize, budget: usize) -
 /// single-vector scan does when its candidates outgrow `work_mem`
 /// (scan.rs, `refuse_loss`). At the default 4 MB that is ~230,000 rows.
 ///
+/// The budget is at least [`TAKEN_FLOOR_BYTES`], as the candidate pool keeps
+/// at least 1,000 candidates whatever `work_mem` says: a `LIMIT 10` re-ranks
+/// thousands of documents on real data (3,500–9,500 of pydoc-minilm's
+/// paragraphs grouped in threes), and at `work_mem = 64kB` (~3,500 rows) every
+/// such query failed (hunt-54).
+///
 /// # Safety
 /// `scan` must be live.
 unsafe fn remember_taken(
@@ -157,7 +163,7 @@ unsafe fn remember_taken(
         return;
     }
     // SAFETY: reading this backend's GUC variable.
-    let budget = unsafe { pg_sys::work_mem } as usize * 1024;
+    let budget = (unsafe { pg_sys::work_mem } as usize * 1024).max(TAKEN_FLOOR_BYTES);
     let need = super::maxsim_query::taken_bytes(rows);
     if need <= budget {
         return;
@@ -167,16 +173,20 @@ unsafe fn remember_taken(
     crate::errors::error_hint(
         pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         format!(
-            "ivfpq: a MaxSim scan of index \"{}\" has taken {} rows, and remembering more needs {} kB of work_mem, which is {} kB",
+            "ivfpq: a MaxSim scan of index \"{}\" has taken {} rows, and remembering more needs {} kB, past its budget of {} kB (work_mem, and at least 1 MB)",
             super::page::rel_name(index),
             m.taken.len(),
             need.div_ceil(1024),
             budget.div_ceil(1024)
         ),
-        "A MaxSim scan remembers every row it has taken (about 10 bytes each): add a LIMIT, or raise work_mem.",
+        "A MaxSim scan remembers every row it has re-ranked or handed out (about 10 bytes each): raise work_mem, or add a LIMIT if the query has none.",
         "amgettuple",
     );
 }
+
+/// The least a MaxSim scan's set of taken rows may use, whatever `work_mem`
+/// (~57,000 rows; see [`remember_taken`]).
+const TAKEN_FLOOR_BYTES: usize = 1024 * 1024;
 
 /// `amgettuple` for a MaxSim scan of a trained index.
 ///
@@ -211,11 +221,7 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
             // Not read from the table here, so its block is checked here.
             // SAFETY: scan is live.
             unsafe {
-                super::fetch::check_heap_block(
-                    scan,
-                    super::layout::u64_tid(tid).0,
-                    &st.heap_blocks,
-                );
+                super::fetch::check_heap_tid(scan, super::layout::u64_tid(tid), &st.heap_blocks);
                 scan::hand_out(scan, metric, -est, tid)
             };
             return true;
