@@ -946,7 +946,12 @@ $$;
 -- arrw.job_channel(): the channel's name is the database's secret hashed with
 -- the database's OID (0.1.0 returned the secret itself, which CREATE DATABASE
 -- ... TEMPLATE copies into every database made from it). Listeners ask it
--- again for the new name.
+-- again for the new name. The secret itself is new too: 0.1.0 gave it out
+-- raw to every role granted job_channel(), and the new name derived from it
+-- would be known to such a role in every copy of a template.
+UPDATE arrw.secret
+	SET value = 'arrw_jobs_' || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '')
+	WHERE name = 'job_channel';
 CREATE OR REPLACE FUNCTION arrw.job_channel() RETURNS text
 	LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp

@@ -226,8 +226,24 @@ fn alter_extension_update_from_every_released_version() {
         exec(&mut c, "SELECT arrw.watch('items', include_keys => true)");
         expect_change(&cluster, &db, &mut c, 100_000);
         let before = answers(&mut c, &queries);
+        let secret_before: String = one(
+            &mut c,
+            "SELECT value FROM arrw.secret WHERE name = 'job_channel'",
+        );
 
         exec(&mut c, "ALTER EXTENSION arrw UPDATE");
+        // A new secret: the old versions' arrw.job_channel() gave the secret
+        // itself to every role granted it, so the new name (the secret hashed
+        // with the database's OID) derived from the old secret would be known
+        // to such a role in every copy of a template (hunt-54).
+        assert_ne!(
+            one::<String>(
+                &mut c,
+                "SELECT value FROM arrw.secret WHERE name = 'job_channel'"
+            ),
+            secret_before,
+            "update from {old}"
+        );
         assert_eq!(
             one::<String>(
                 &mut c,
