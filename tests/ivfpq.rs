@@ -1223,6 +1223,7 @@ fn damaged_pages_are_index_corrupted_errors() {
         "fine_link",
         "fine_owner",
         "heap_tid",
+        "heap_off",
         "meta_metric",
         "model_metric",
         "model_nan",
@@ -1306,6 +1307,13 @@ fn damaged_pages_are_index_corrupted_errors() {
                 let tid = head + CONTENTS + ROW_CAPACITY * CODE_BYTES;
                 f.bytes[tid..tid + 4]
                     .copy_from_slice(&[0x00ffu16.to_ne_bytes(), 0xffffu16.to_ne_bytes()].concat());
+            }
+            // The head's first entry's line pointer 1 with a bit flipped: 513,
+            // which no heap page has (MaxHeapTuplesPerPage is 291). Scans
+            // lost the row without a word and ivfpq_check passed (hunt-55).
+            "heap_off" => {
+                let tid = head + CONTENTS + ROW_CAPACITY * CODE_BYTES;
+                f.bytes[tid + 4..tid + 6].copy_from_slice(&513u16.to_ne_bytes());
             }
             // The metric (0: L2) in the meta page, or in the model itself
             // (byte 5 of the model blob): an L2 index ranked as inner product.
@@ -1450,6 +1458,17 @@ fn damaged_pages_are_index_corrupted_errors() {
     exec(&mut c, "SET ivfpq.rerank = 100");
     expect_corrupted(
         &mut c,
+        "SELECT id FROM d_heap_off ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
+        "d_heap_off_v",
+    );
+    expect_corrupted(
+        &mut c,
+        "SET ivfpq.rerank = 0; SELECT id FROM d_heap_off ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
+        "d_heap_off_v",
+    );
+    exec(&mut c, "SET ivfpq.rerank = 100");
+    expect_corrupted(
+        &mut c,
         "INSERT INTO d_meta_metric VALUES (-1, '[1,2,3,4]')",
         "d_meta_metric_v",
     );
@@ -1487,6 +1506,15 @@ fn damaged_pages_are_index_corrupted_errors() {
     expect_corrupted(
         &mut c,
         "SELECT id FROM d_dup_tid_pages ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
+        "d_dup_tid_pages_v",
+    );
+    // With no LIMIT right above the scan (a cursor, a count) the two entries,
+    // each with its own code, left far apart: the row came out twice without
+    // an error (hunt-55). The scan now remembers the rows it hands out.
+    expect_corrupted(
+        &mut c,
+        "SET enable_seqscan = off; SET enable_sort = off; \
+         SELECT count(*) FROM (SELECT id FROM d_dup_tid_pages ORDER BY v <-> '[9,9,9,9]') s",
         "d_dup_tid_pages_v",
     );
 
@@ -1554,6 +1582,59 @@ fn an_untrained_flag_that_disagrees_with_the_model_is_index_corrupted() {
     exec(
         &mut c,
         "REINDEX INDEX u_v; INSERT INTO u VALUES (1, '[1,2,3,4]')",
+    );
+}
+
+/// The meta page's record of the dimensions an index built from no rows holds
+/// its rows to (the first row's), damaged into another count than the
+/// column's declared one: every insert and query failed with a user error
+/// (22000 "expected 2 dimensions", the column being `vector(4)`), and
+/// `ivfpq_check` passed (hunt-55). A declared dimension change rebuilds the
+/// index, so the mismatch is damage: XX002.
+#[test]
+fn a_recorded_dimension_that_contradicts_the_declared_one_is_index_corrupted() {
+    const META_UNTRAINED_DIM: usize = 24 + 84;
+    let cluster = Cluster::start("ivfpq-damage-udim", "");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "CREATE EXTENSION arrw;
+         CREATE TABLE u (id int, v vector(4)) WITH (autovacuum_enabled = off);
+         CREATE INDEX u_v ON u USING ivfpq (v) WITH (lists = 4);
+         INSERT INTO u SELECT i, ARRAY[i, 1, 2, 3]::real[]::vector FROM generate_series(1, 5) i",
+    );
+    let rel: String = c
+        .query_one("SELECT pg_relation_filepath('u_v')", &[])
+        .unwrap()
+        .get(0);
+    drop(c);
+    cluster.stop("fast");
+    let path = cluster.dir.join("data").join(rel);
+    let mut f = std::fs::read(&path).unwrap();
+    assert_eq!(get_u32(&f, META_UNTRAINED), 1, "built from no rows");
+    assert_eq!(
+        get_u32(&f, META_UNTRAINED_DIM),
+        4,
+        "the first row's dimensions"
+    );
+    put_u32(&mut f, META_UNTRAINED_DIM, 2);
+    std::fs::write(&path, &f).unwrap();
+    cluster.start_server();
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "SET statement_timeout = '20s'; SET enable_seqscan = off",
+    );
+    expect_corrupted(&mut c, "INSERT INTO u VALUES (9, '[1,2,3,4]')", "u_v");
+    expect_corrupted(
+        &mut c,
+        "SELECT id FROM u ORDER BY v <-> '[1,2,3,4]' LIMIT 5",
+        "u_v",
+    );
+    expect_corrupted(&mut c, "SELECT arrw.ivfpq_check('u_v')", "u_v");
+    exec(
+        &mut c,
+        "REINDEX INDEX u_v; INSERT INTO u VALUES (9, '[1,2,3,4]')",
     );
 }
 

@@ -480,9 +480,8 @@ pub unsafe extern "C-unwind" fn ambuild(
     }
 }
 
-/// Most heap tuples an 8 kB page holds (PostgreSQL's MaxHeapTuplesPerPage: the
-/// page less its header, over a MAXALIGNed tuple header and a line pointer).
-const MAX_ROWS_PER_PAGE: usize = (8192 - 24) / (24 + 4);
+/// Most heap tuples an 8 kB page holds (PostgreSQL's MaxHeapTuplesPerPage).
+const MAX_ROWS_PER_PAGE: usize = arrw_core::layout::MAX_HEAP_ROWS_PER_PAGE as usize;
 
 /// With the dimension declared and `lists` given, a budget too small for the
 /// model fails before the table is read. The model has at most one list per

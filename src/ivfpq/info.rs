@@ -385,6 +385,16 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
             "meta page and model disagree on lists or code size".into(),
         );
     }
+    if let (d, Some(declared)) = (meta.untrained_dim, model::declared_dim(index)) {
+        if meta.untrained != 0 && d != 0 && d as usize != declared {
+            return bad(
+                layout::META_BLOCK,
+                format!(
+                    "it holds rows of {d} dimensions, but its column is declared with {declared}"
+                ),
+            );
+        }
+    }
     let mut seen: HashSet<u32> = HashSet::new();
     seen.insert(layout::META_BLOCK);
     // Every page's free space is zero bytes (page::check_hole): bounds damaged
@@ -449,7 +459,7 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
             }
             for i in 0..h.count {
                 let (tb, off) = layout::tid_parts(geom.tid(p, i));
-                if off == 0 || tb == u32::MAX {
+                if !layout::heap_offset_valid(off) || tb == u32::MAX {
                     return bad(
                         blk,
                         format!("entry {i} has an invalid heap TID ({tb},{off})"),

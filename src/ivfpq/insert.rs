@@ -159,6 +159,11 @@ fn insert_untrained(
     // two leaves some of the row's elements indexed: the scan then estimates
     // the row from those and re-ranks it exactly).
     let mut want = meta.untrained_dim as usize;
+    if want != 0 {
+        // A recorded count the declared one contradicts is damage (XX002),
+        // not this row's fault (model::untrained_dim).
+        super::model::untrained_dim(index, meta);
+    }
     // SAFETY: non-null key datum of the indexed column, valid for this call.
     unsafe {
         crate::vector::each_key_vector(datum, multi, |x| {

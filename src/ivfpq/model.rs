@@ -172,10 +172,22 @@ pub fn declared_dim(index: pg_sys::Relation) -> Option<usize> {
 /// The dimensions rows and queries of an index built from no rows are held
 /// to: those of the first row inserted since (`MetaData::untrained_dim`),
 /// else the declared ones, else none (0).
+///
+/// A recorded dimension count other than the declared one is damage: a
+/// change of the column's declared dimensions rebuilds the index. It was
+/// taken as the rows' own, and every insert and query failed with a user
+/// error (22000, "expected 64 dimensions", the column being `vector(128)`).
 pub fn untrained_dim(index: pg_sys::Relation, meta: &MetaData) -> usize {
-    match meta.untrained_dim {
-        0 => declared_dim(index).unwrap_or(0),
-        d => d as usize,
+    match (meta.untrained_dim, declared_dim(index)) {
+        (0, declared) => declared.unwrap_or(0),
+        (d, Some(declared)) if d as usize != declared => super::page::corrupt_message(
+            index,
+            format!(
+                "ivfpq index \"{}\": its meta page (block 0) holds rows of {d} dimensions, but its column is declared with {declared}",
+                rel_name(index)
+            ),
+        ),
+        (d, _) => d as usize,
     }
 }
 

@@ -783,7 +783,7 @@ pub fn nblocks(rel: pg_sys::Relation) -> u32 {
 /// table's main fork again (one `lseek`), which happens only when `blk` lies
 /// beyond the cached count: the table may have grown since. `Err(n)` carries
 /// the fresh count when it does not lie inside. The one rule for entries'
-/// heap blocks, shared by scans (`fetch::check_heap_block`) and `ivfpq_check`.
+/// heap blocks, shared by scans (`fetch::check_heap_tid`) and `ivfpq_check`.
 pub fn heap_block_within(
     blk: u32,
     known: &std::cell::Cell<u32>,

@@ -121,7 +121,7 @@ pub(super) struct ScanState {
     pub(super) row: RowContext,
     /// Out-of-line keys, read through one TOAST index scan (toast.rs).
     pub(super) toast: super::toast::ToastReader,
-    /// The table's block count as last counted (`fetch::check_heap_block`).
+    /// The table's block count as last counted (`fetch::check_heap_tid`).
     pub(super) heap_blocks: std::cell::Cell<u32>,
     /// Re-ranked out-of-line rows' sums until handed out (src/handed.rs).
     pub(super) handed: crate::handed::Pending,
@@ -213,7 +213,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         // SAFETY: reading this backend's current context, where the
         // descriptor (and the callback below) live.
         ctx: unsafe { pg_sys::CurrentMemoryContext },
-        repeats: Default::default(),
+        repeats: repeat_watch(),
     });
     // SAFETY: `scan` is the descriptor just allocated; opaque is ours. The
     // callback record is palloc'd in the context the descriptor lives in, and
@@ -343,7 +343,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         st.started = false;
         st.pool = CandidatePool::new(1, 1);
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
-        st.repeats = Default::default();
+        st.repeats = repeat_watch();
         st.fine = None;
         st.fine_query = None;
         st.handed.clear();
@@ -392,7 +392,7 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
                 // Not read from the table here, so its block is checked here.
                 // SAFETY: scan is live.
                 unsafe {
-                    super::fetch::check_heap_block(scan, layout::u64_tid(tid).0, &st.heap_blocks);
+                    super::fetch::check_heap_tid(scan, layout::u64_tid(tid), &st.heap_blocks);
                     hand_out(scan, st.meta.metric, dist, tid)
                 };
                 return true;
@@ -511,6 +511,15 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
             Next::Done => return false,
         }
     }
+}
+
+/// A watch for rows handed out twice (`arrw_core::rerank::RepeatWatch`) that
+/// remembers as many rows as a sixteenth of `work_mem` holds (~16 bytes a
+/// row; 16,384 at the default 4 MB, and at least 4,096).
+fn repeat_watch() -> arrw_core::rerank::RepeatWatch {
+    // SAFETY: reading this backend's GUC variable.
+    let kb = unsafe { pg_sys::work_mem } as usize;
+    arrw_core::rerank::RepeatWatch::remembering((kb * 1024 / 16 / 16).max(4096))
 }
 
 /// XX002 for a row two entries of a single-vector index name (see
@@ -1554,7 +1563,7 @@ unsafe fn fetch_key(
 ) -> Option<pg_sys::Datum> {
     let (blk, off) = layout::u64_tid(tid);
     // SAFETY: live scan (forwarded contract).
-    unsafe { super::fetch::check_heap_block(scan, blk, &st.heap_blocks) };
+    unsafe { super::fetch::check_heap_tid(scan, (blk, off), &st.heap_blocks) };
     let mut ip = pg_sys::ItemPointerData::default();
     ip.ip_blkid.bi_hi = (blk >> 16) as u16;
     ip.ip_blkid.bi_lo = blk as u16;

@@ -1004,6 +1004,18 @@ pub fn u64_tid(v: u64) -> (u32, u16) {
     ((v >> 16) as u32, v as u16)
 }
 
+/// Most rows (line pointers) a heap page of [`PAGE_SIZE`] bytes holds:
+/// PostgreSQL's `MaxHeapTuplesPerPage`, the page less its header over a
+/// MAXALIGNed tuple header and a line pointer.
+pub const MAX_HEAP_ROWS_PER_PAGE: u16 = ((PAGE_SIZE - 24) / (24 + 4)) as u16;
+
+/// Whether `off` can be a heap row's line pointer: 1 to
+/// [`MAX_HEAP_ROWS_PER_PAGE`]. Any other offset in an index entry is damage
+/// (one flipped bit made 1 into 513, and the row was silently never found).
+pub fn heap_offset_valid(off: u16) -> bool {
+    (1..=MAX_HEAP_ROWS_PER_PAGE).contains(&off)
+}
+
 /// Where a heap page's line pointer `off` (1-based) says its item starts, if
 /// the page (PostgreSQL's standard layout: `pd_lower` at byte 12, 4-byte line
 /// pointers from byte 24, the item's offset in their low 15 bits) has that many
@@ -1230,6 +1242,13 @@ mod seal_tests {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn heap_offsets_run_from_1_to_postgres_max_heap_tuples_per_page() {
+        assert_eq!(MAX_HEAP_ROWS_PER_PAGE, 291);
+        assert!(!heap_offset_valid(0));
+        assert!(heap_offset_valid(1) && heap_offset_valid(291));
+        assert!(!heap_offset_valid(292) && !heap_offset_valid(513) && !heap_offset_valid(u16::MAX));
+    }
 
     /// Older and newer formats ask for a REINDEX; a number no arrw wrote is
     /// damage.

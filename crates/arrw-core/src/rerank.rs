@@ -831,16 +831,44 @@ pub const REPEAT_WATCH_ROWS: usize = 1024;
 /// one after the other among that distance's rows. Checking the rows of the
 /// current distance (up to [`REPEAT_WATCH_ROWS`] of them) costs nothing a
 /// scan notices and turns a row returned twice into an error.
+///
+/// That holds when both entries carry the row's code. A TID garbled into
+/// another row's carries another code: its estimate is far off, it is
+/// re-ranked late and leaves far from the true copy, after the watch has
+/// moved on (a cursor, a plan with no `LIMIT` right above the scan). So the
+/// watch also remembers every row handed out, up to a number the scan gives
+/// ([`RepeatWatch::remembering`]: its share of `work_mem`); past it only the
+/// current distance's rows are compared. (Only rows re-ranked, so visible to
+/// the scan's snapshot, are watched: an entry left over from a row VACUUM
+/// removed while the scan ran can name the row a later insert put at its TID,
+/// which the snapshot does not see. Estimated order, `ivfpq.rerank = 0`, reads
+/// no row and is not watched.)
 #[derive(Clone, Debug, Default)]
 pub struct RepeatWatch {
     dist: Option<u32>,
     rows: Vec<u64>,
+    seen: std::collections::HashSet<u64, crate::maxsim::BuildRowHasher>,
+    cap: usize,
 }
 
 impl RepeatWatch {
-    /// Notes `row` handed out at `dist`; true when it was handed out at
-    /// this distance already.
+    /// A watch that remembers up to `rows` rows handed out (any distance).
+    pub fn remembering(rows: usize) -> Self {
+        RepeatWatch {
+            cap: rows,
+            ..Default::default()
+        }
+    }
+
+    /// Notes `row` handed out at `dist`; true when it was handed out before
+    /// (at this distance, or among the rows remembered).
     pub fn repeated(&mut self, dist: f32, row: u64) -> bool {
+        if self.seen.contains(&row) {
+            return true;
+        }
+        if self.seen.len() < self.cap {
+            self.seen.insert(row);
+        }
         let bits = dist.to_bits();
         if self.dist != Some(bits) {
             self.dist = Some(bits);
@@ -868,6 +896,17 @@ mod tests {
         assert!(!w.repeated(2.0, 7));
         assert!(!w.repeated(2.0, 9));
         assert!(w.repeated(2.0, 9));
+    }
+
+    #[test]
+    fn a_remembered_row_handed_out_again_at_another_distance_is_caught() {
+        let mut w = super::RepeatWatch::remembering(2);
+        assert!(!w.repeated(1.0, 7));
+        assert!(!w.repeated(2.0, 8));
+        assert!(!w.repeated(3.0, 9)); // past the cap: not remembered
+        assert!(w.repeated(5.0, 7));
+        assert!(w.repeated(6.0, 8));
+        assert!(!w.repeated(7.0, 9));
     }
 
     use super::*;
