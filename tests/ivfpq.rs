@@ -1541,6 +1541,33 @@ fn damaged_pages_are_index_corrupted_errors() {
     assert!(!log.contains("panicked"), "a Rust panic in the log");
 }
 
+/// Stops the server, rewrites meta page fields of index `u_v` (offset, the
+/// value the test expects there, the damaged value), starts it again and
+/// returns a session with a statement_timeout (a loop would show as 57014)
+/// and sequential scans off.
+fn damage_untrained_meta(cluster: &Cluster, mut c: Client, fields: &[(usize, u32, u32)]) -> Client {
+    let rel: String = c
+        .query_one("SELECT pg_relation_filepath('u_v')", &[])
+        .unwrap()
+        .get(0);
+    drop(c);
+    cluster.stop("fast");
+    let path = cluster.dir.join("data").join(rel);
+    let mut f = std::fs::read(&path).unwrap();
+    for &(at, was, now) in fields {
+        assert_eq!(get_u32(&f, at), was, "meta field at {at} before the damage");
+        put_u32(&mut f, at, now);
+    }
+    std::fs::write(&path, &f).unwrap();
+    cluster.start_server();
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "SET statement_timeout = '20s'; SET enable_seqscan = off",
+    );
+    c
+}
+
 /// The meta page's `untrained` flag of an index built from no rows, flipped
 /// to "trained": the placeholder model of one list was read as the index's
 /// model, and the first INSERT then failed blaming the row's dimensions (22000)
@@ -1556,23 +1583,7 @@ fn an_untrained_flag_that_disagrees_with_the_model_is_index_corrupted() {
          CREATE TABLE u (id int, v vector(4)) WITH (autovacuum_enabled = off);
          CREATE INDEX u_v ON u USING ivfpq (v) WITH (lists = 4)",
     );
-    let rel: String = c
-        .query_one("SELECT pg_relation_filepath('u_v')", &[])
-        .unwrap()
-        .get(0);
-    drop(c);
-    cluster.stop("fast");
-    let path = cluster.dir.join("data").join(rel);
-    let mut f = std::fs::read(&path).unwrap();
-    assert_eq!(get_u32(&f, META_UNTRAINED), 1, "built from no rows");
-    put_u32(&mut f, META_UNTRAINED, 0);
-    std::fs::write(&path, &f).unwrap();
-    cluster.start_server();
-    let mut c = cluster.connect();
-    exec(
-        &mut c,
-        "SET statement_timeout = '20s'; SET enable_seqscan = off",
-    );
+    let mut c = damage_untrained_meta(&cluster, c, &[(META_UNTRAINED, 1, 0)]);
     expect_corrupted(&mut c, "INSERT INTO u VALUES (1, '[1,2,3,4]')", "u_v");
     expect_corrupted(
         &mut c,
@@ -1603,27 +1614,11 @@ fn a_recorded_dimension_that_contradicts_the_declared_one_is_index_corrupted() {
          CREATE INDEX u_v ON u USING ivfpq (v) WITH (lists = 4);
          INSERT INTO u SELECT i, ARRAY[i, 1, 2, 3]::real[]::vector FROM generate_series(1, 5) i",
     );
-    let rel: String = c
-        .query_one("SELECT pg_relation_filepath('u_v')", &[])
-        .unwrap()
-        .get(0);
-    drop(c);
-    cluster.stop("fast");
-    let path = cluster.dir.join("data").join(rel);
-    let mut f = std::fs::read(&path).unwrap();
-    assert_eq!(get_u32(&f, META_UNTRAINED), 1, "built from no rows");
-    assert_eq!(
-        get_u32(&f, META_UNTRAINED_DIM),
-        4,
-        "the first row's dimensions"
-    );
-    put_u32(&mut f, META_UNTRAINED_DIM, 2);
-    std::fs::write(&path, &f).unwrap();
-    cluster.start_server();
-    let mut c = cluster.connect();
-    exec(
-        &mut c,
-        "SET statement_timeout = '20s'; SET enable_seqscan = off",
+    // Built from no rows (untrained 1), its first row of 4 dimensions recorded.
+    let mut c = damage_untrained_meta(
+        &cluster,
+        c,
+        &[(META_UNTRAINED, 1, 1), (META_UNTRAINED_DIM, 4, 2)],
     );
     expect_corrupted(&mut c, "INSERT INTO u VALUES (9, '[1,2,3,4]')", "u_v");
     expect_corrupted(
