@@ -305,6 +305,7 @@ crate::v1! {
             arrw_core::ivf::Metric::InnerProduct => "inner_product",
             arrw_core::ivf::Metric::Cosine => "cosine",
         };
+        let untrained_dim = (meta.untrained != 0).then(|| model::untrained_dim(index, &meta));
         let json = format!(
             "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{},\"refine_bits\":{},\"default_probes\":{},\"deep_probes\":{},\"probes_measured\":{},\"probes_option\":{},\"index_probes\":{},\"index_deep_probes\":{},\"probes_source\":\"{}\"}}",
             meta.lists,
@@ -317,10 +318,14 @@ crate::v1! {
             meta.built_rows,
             total as i64 - meta.built_rows as i64,
             // An index built from no rows has no model: the dimensions its
-            // rows are held to (the first row's, else the declared ones),
-            // not the placeholder model's 1.
-            if meta.untrained != 0 { model::untrained_dim(index, &meta) } else { meta.dim as usize },
-            m.pq.m,
+            // rows are held to (the first row's, else the declared ones), and
+            // the sub-quantizers its build will use, not the placeholder
+            // model's 1 and 1 (hunt-54).
+            untrained_dim.unwrap_or(meta.dim as usize),
+            match untrained_dim {
+                Some(d) if d > 0 => super::options::choose_params(&super::options::of(index), 0, d).1,
+                _ => m.pq.m,
+            },
             m.pq.nbits,
             metric,
             meta.untrained == 0,

@@ -379,6 +379,14 @@ INSERT INTO optfit_dom VALUES (1, '[1,2,3,4]', '[1,2,3,4]');
 SELECT dim FROM arrw.ivfpq_info('optfit_dom_v');
 DROP TABLE optfit_dom;
 DROP DOMAIN optfit_dd4, optfit_d4;
+-- arrw.ivfpq_info of an index built from no rows reports the dimensions its
+-- rows are held to and the m its build will use: the placeholder model's 1
+-- and 1 before, also once a row had fixed the dimensions.
+CREATE TABLE info_m (id int, v vector);
+CREATE INDEX info_m_v ON info_m USING ivfpq (v) WITH (m = 3);
+INSERT INTO info_m VALUES (1, '[1,2,3,4,5,6,7,8,9]');
+SELECT dim, m, trained FROM arrw.ivfpq_info('info_m_v');
+DROP TABLE info_m;
 
 -- An index never built (a failed CREATE INDEX CONCURRENTLY leaves an empty
 -- file) takes its options fixed, then REINDEX: the check read its missing
