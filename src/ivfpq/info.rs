@@ -305,7 +305,18 @@ crate::v1! {
             arrw_core::ivf::Metric::InnerProduct => "inner_product",
             arrw_core::ivf::Metric::Cosine => "cosine",
         };
+        // An index built from no rows has no model: the dimensions its rows
+        // are held to (the first row's, else the declared ones), and the code
+        // shape its build will use (m, nbits and their bytes), not the
+        // placeholder model's (hunt-54, hunt-56: m and code bytes disagreed).
         let untrained_dim = (meta.untrained != 0).then(|| model::untrained_dim(index, &meta));
+        let (code_bytes, pq_m, pq_nbits) = match untrained_dim {
+            Some(d) if d > 0 => {
+                let (_, pm, nb) = super::options::choose_params(&super::options::of(index), 0, d);
+                ((pm * nb as usize).div_ceil(8), pm, nb)
+            }
+            _ => (meta.code_size as usize, m.pq.m, m.pq.nbits),
+        };
         let json = format!(
             "{{\"lists\":{},\"rows\":{},\"rows_min\":{},\"rows_avg\":{:.2},\"rows_max\":{},\"code_bytes\":{},\"pages\":{},\"built_rows\":{},\"rows_since_build\":{},\"dim\":{},\"m\":{},\"nbits\":{},\"metric\":\"{}\",\"trained\":{},\"refine_bits\":{},\"default_probes\":{},\"deep_probes\":{},\"probes_measured\":{},\"probes_option\":{},\"index_probes\":{},\"index_deep_probes\":{},\"probes_source\":\"{}\"}}",
             meta.lists,
@@ -313,20 +324,13 @@ crate::v1! {
             min,
             avg,
             max,
-            meta.code_size,
+            code_bytes,
             pages,
             meta.built_rows,
             total as i64 - meta.built_rows as i64,
-            // An index built from no rows has no model: the dimensions its
-            // rows are held to (the first row's, else the declared ones), and
-            // the sub-quantizers its build will use, not the placeholder
-            // model's 1 and 1 (hunt-54).
             untrained_dim.unwrap_or(meta.dim as usize),
-            match untrained_dim {
-                Some(d) if d > 0 => super::options::choose_params(&super::options::of(index), 0, d).1,
-                _ => m.pq.m,
-            },
-            m.pq.nbits,
+            pq_m,
+            pq_nbits,
             metric,
             meta.untrained == 0,
             meta.refine_bits,

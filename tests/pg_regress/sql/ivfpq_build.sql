@@ -385,7 +385,7 @@ DROP DOMAIN optfit_dd4, optfit_d4;
 CREATE TABLE info_m (id int, v vector);
 CREATE INDEX info_m_v ON info_m USING ivfpq (v) WITH (m = 3);
 INSERT INTO info_m VALUES (1, '[1,2,3,4,5,6,7,8,9]');
-SELECT dim, m, trained FROM arrw.ivfpq_info('info_m_v');
+SELECT dim, m, nbits, code_bytes, trained FROM arrw.ivfpq_info('info_m_v');
 DROP TABLE info_m;
 
 -- An index never built (a failed CREATE INDEX CONCURRENTLY leaves an empty
