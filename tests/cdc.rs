@@ -1263,6 +1263,40 @@ fn job_events_cannot_be_forged() {
         )
         .unwrap();
     mallory.batch_execute("COMMIT").unwrap();
+    // Nor behind arrw's own event, in the transaction that wrote it: copies of
+    // the bytes arrw just wrote are the user's (hunt-57: a submit, a cancel and
+    // two copies of the cancel's event gave three "cancelled" events of arrw).
+    mallory.batch_execute("BEGIN").unwrap();
+    let twice: i64 = mallory
+        .query_one(
+            "SELECT arrw.submit_job('batch_delete', '{\"table\": \"t\", \"where\": \"false\"}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let twice_event = |state: &str| {
+        format!(
+            r#"{{"kind": "job", "payload": {{"id": {twice}, "kind": "batch_delete", "state": "{state}"}}}}"#
+        )
+    };
+    mallory
+        .execute(
+            "SELECT pg_logical_emit_message(true, 'arrw', $1)",
+            &[&twice_event("queued")],
+        )
+        .unwrap();
+    mallory
+        .execute("SELECT arrw.cancel_job($1)", &[&twice])
+        .unwrap();
+    for _ in 0..2 {
+        mallory
+            .execute(
+                "SELECT pg_logical_emit_message(true, 'arrw', $1)",
+                &[&twice_event("cancelled")],
+            )
+            .unwrap();
+    }
+    mallory.batch_execute("COMMIT").unwrap();
     c.batch_execute("INSERT INTO t VALUES (1)").unwrap();
 
     let evs = get(&mut c, "feed", &["tables", "public.t"]);
@@ -1296,6 +1330,16 @@ fn job_events_cannot_be_forged() {
     assert_eq!(own.first(), Some(&"user"), "{msgs:?}");
     assert!(own[1..].iter().all(|o| *o == "arrw"), "{msgs:?}");
     assert!(own.len() <= 2, "{msgs:?}");
+    assert_eq!(
+        origin_of(&twice_event("queued")),
+        ["arrw", "user"],
+        "{msgs:?}"
+    );
+    assert_eq!(
+        origin_of(&twice_event("cancelled")),
+        ["arrw", "user", "user"],
+        "{msgs:?}"
+    );
     let mine = r#"{"kind": "mine", "payload": {"n": 1}}"#;
     assert_eq!(origin_of(mine), ["user"], "{msgs:?}");
     // Every message is marked; the workers' own events (running, succeeded)

@@ -1140,7 +1140,18 @@ unsafe extern "C-unwind" fn message(
         unsafe { (*txn).xid }.into_inner()
     };
 
-    let from_arrw = transactional && st.jobs.iter().any(|(_, c)| c.as_slice() == content);
+    // arrw writes a job's event right after the row change it announces, in
+    // the same transaction: the first message with those bytes is arrw's, and
+    // it takes the entry, so that a copy the same transaction writes after it
+    // (any role may write messages with our prefix) is the user's (hunt-57).
+    let from_arrw = transactional
+        && match st.jobs.iter().position(|(_, c)| c.as_slice() == content) {
+            Some(i) => {
+                st.jobs.swap_remove(i);
+                true
+            }
+            None => false,
+        };
 
     let event = |out: &mut Vec<u8>| {
         out.extend_from_slice(b"{\"op\":\"message\",\"prefix\":\"arrw\",\"origin\":");
