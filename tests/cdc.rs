@@ -529,6 +529,69 @@ fn last_commit_end(rows: &[Row]) -> Option<String> {
     })
 }
 
+/// docs/cdc.md's at-least-once protocol past non-transactional messages: no
+/// commit row follows them, so a consumer that confirmed only at commits read
+/// the same messages on every peek, and never got past them when they filled
+/// its `upto_nchanges` (hunt-57: any role can write them). Confirming at such
+/// a message's `lsn` (the end of its WAL record) delivers each message once and
+/// reaches the transaction after them.
+#[test]
+fn feed_consumer_confirms_past_non_transactional_messages() {
+    let (_cl, mut c) = setup("cdc-nontx");
+    c.batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .unwrap();
+    create_slot(&mut c, "feed");
+    for i in 0..3 {
+        c.execute(
+            "SELECT pg_logical_emit_message(false, 'arrw', $1)",
+            &[&format!("m{i}")],
+        )
+        .unwrap();
+    }
+    c.batch_execute("INSERT INTO t VALUES (1)").unwrap();
+    c.execute("SELECT pg_logical_emit_message(false, 'arrw', 'm3')", &[])
+        .unwrap();
+    // PostgreSQL 15 does not flush a non-transactional message's WAL, and a
+    // peek reads only flushed WAL: m3 is seen once a commit flushes it.
+    c.batch_execute("INSERT INTO t VALUES (2)").unwrap();
+
+    let opts = ["include-transaction", "true"];
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..20 {
+        let rows = read_slot(&mut c, "peek", "feed", None, Some(2), &opts).unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        // The documented rule: the lsn of the last commit, or of a
+        // non-transactional message that came after it.
+        let mut confirm: Option<String> = None;
+        let mut in_transaction = false;
+        for r in &rows {
+            match r.ev["op"].as_str().unwrap() {
+                "begin" => in_transaction = true,
+                "commit" => {
+                    in_transaction = false;
+                    confirm = Some(r.lsn.clone());
+                }
+                "message" if !in_transaction && r.ev["transactional"] == false => {
+                    seen.push(r.ev["content"].as_str().unwrap().to_string());
+                    confirm = Some(r.lsn.clone());
+                }
+                "insert" => seen.push(format!("insert {}", r.ev["key"]["id"])),
+                _ => {}
+            }
+        }
+        let lsn = confirm.expect("every batch ends at a commit or a message");
+        c.execute(
+            "SELECT pg_replication_slot_advance('feed', $1::text::pg_lsn)",
+            &[&lsn],
+        )
+        .unwrap();
+    }
+    assert_eq!(seen, ["m0", "m1", "m2", "insert 1", "m3", "insert 2"]);
+    assert!(peek(&mut c, "feed", &opts).is_empty());
+}
+
 #[test]
 fn feed_consumer_resumes_without_gaps_or_duplicates() {
     let (cl, mut c) = setup("cdc-resume");

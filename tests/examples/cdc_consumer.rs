@@ -1,8 +1,10 @@
 //! A small consumer of arrw's change feed: reads an `arrw` logical replication
 //! slot, prints each event (one JSON object per line) and confirms what it has
-//! printed, so that a restarted consumer resumes exactly after the last
-//! transaction it finished: no gaps, no duplicates (at-least-once if it dies
-//! between printing and confirming). Optionally it LISTENs on an `arrw.watch`
+//! printed, so that a restarted consumer resumes after the last transaction
+//! it finished: no gaps; at-least-once if it dies between printing and
+//! confirming, or if the server crashes before its next checkpoint (the slot
+//! then resumes from the position it had there; docs/cdc.md, "After a
+//! crash"). Optionally it LISTENs on an `arrw.watch`
 //! channel to wake up as soon as something commits instead of polling.
 //!
 //! ```text
@@ -12,9 +14,14 @@
 //!     [--include-vectors] [--once]
 //! ```
 //!
-//! The protocol: peek a batch with `include-transaction` (decoding always
-//! stops at a transaction boundary), process it, then move the slot to the
-//! `lsn` of the batch's last `commit` event with `pg_replication_slot_advance`.
+//! The protocol (docs/cdc.md, "Resuming without gaps"): peek a batch with
+//! `include-transaction` (decoding always stops at a transaction boundary),
+//! process it, then move the slot with `pg_replication_slot_advance` to the
+//! `lsn` of the batch's last `commit` event, or of a non-transactional message
+//! that came after it (no commit follows those: confirming at commits alone
+//! would read them again forever). A peek that
+//! returns nothing moves the slot to the WAL flush position read before it
+//! (a slot whose `tables` matched nothing recent keeps its WAL otherwise).
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
@@ -103,29 +110,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let stdout = std::io::stdout();
     loop {
+        // The flush position, not pg_current_wal_lsn(): a peek decodes only
+        // flushed WAL, so everything before this has been looked at once the
+        // peek below returns nothing.
+        let flushed: String = db
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])?
+            .get(0);
         let rows = db.query(
             "SELECT lsn::text, data FROM pg_logical_slot_peek_changes($1::text::name, NULL, $2, VARIADIC $3::text[])",
             &[&args.slot, &args.batch, &opts],
         )?;
         let mut out = stdout.lock();
+        // Where to resume.
         let mut confirm: Option<String> = None;
+        let mut in_transaction = false;
         for row in &rows {
             let lsn: String = row.get(0);
             let data: &str = row.get(1);
             writeln!(out, "{data}")?;
-            // Commit events end a transaction: the row's lsn is where to resume.
-            if data.starts_with("{\"op\":\"commit\"") {
-                confirm = Some(lsn);
+            let event: serde_json::Value = serde_json::from_str(data)?;
+            match event["op"].as_str() {
+                Some("begin") => in_transaction = true,
+                // A commit ends a transaction: its lsn is where to resume.
+                Some("commit") => {
+                    in_transaction = false;
+                    confirm = Some(lsn);
+                }
+                // A non-transactional message between transactions: its lsn
+                // is the end of its WAL record, where to resume past it.
+                Some("message") if !in_transaction && event["transactional"] == false => {
+                    confirm = Some(lsn);
+                }
+                _ => {}
             }
         }
         out.flush()?;
         drop(out);
+        if rows.is_empty() {
+            confirm = Some(flushed);
+        }
         if let Some(lsn) = &confirm {
             db.execute(
                 "SELECT pg_replication_slot_advance($1::text::name, $2::text::pg_lsn)",
                 &[&args.slot, lsn],
             )?;
-            eprintln!("confirmed {} up to {lsn}", args.slot);
+            if !rows.is_empty() {
+                eprintln!("confirmed {} up to {lsn}", args.slot);
+            }
         }
         if !rows.is_empty() {
             continue;
