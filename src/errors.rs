@@ -114,6 +114,38 @@ pub fn describe(e: &CaughtError) -> (String, PgSqlErrorCode) {
     (msg, report.sql_error_code())
 }
 
+/// The two-character class of a SQLSTATE (`22` for data exceptions).
+pub fn sqlstate_class(code: PgSqlErrorCode) -> [u8; 2] {
+    // MAKE_SQLSTATE packs each character as six bits, the first lowest.
+    let c = code as i32;
+    [b'0' + (c & 0x3F) as u8, b'0' + ((c >> 6) & 0x3F) as u8]
+}
+
+/// Raises a caught error again, with `more` after its detail (a sentence of
+/// where it happened); its SQLSTATE, message and hint stay.
+#[cold]
+pub fn reraise_with_detail(e: &CaughtError, more: &str, function: &'static str) -> ! {
+    let report = match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+        CaughtError::RustPanic { ereport, .. } => ereport,
+    };
+    let detail = match report.detail() {
+        Some(d) => format!("{d} {more}"),
+        None => more.to_string(),
+    };
+    let mut r = ErrorReport::new(
+        report.sql_error_code(),
+        report.message().to_string(),
+        function,
+    )
+    .set_detail(detail);
+    if let Some(h) = report.hint() {
+        r = r.set_hint(h.to_string());
+    }
+    r.report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
 // ---------------------------------------------------------------------------
 // `vector`
 // ---------------------------------------------------------------------------
@@ -210,25 +242,45 @@ pub fn bad_copy_file(message: impl Into<String>) -> ! {
 }
 
 /// Raises what cutting the rows of `path` found: a row over the length limit
-/// (54000), or malformed data (22P04).
+/// (54000), or malformed data (22P04). `at` says where (see
+/// [`import_row_detail`]); `None` inside a binary file's header.
 #[cold]
-pub fn import_split(path: &str, e: &SplitError) -> ! {
-    match e {
-        SplitError::RowTooLong { limit } => error_hint(
+pub fn import_split(path: &str, e: &SplitError, at: Option<(u64, u64)>) -> ! {
+    let (code, message, hint) = match e {
+        SplitError::RowTooLong { limit } => (
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!("a row of file \"{path}\" is longer than {limit} bytes"),
-            "arrw.job_import_max_row_size sets the limit (at most 1 GB, the longest row COPY can hold).",
-            "bulk_import",
+            Some("arrw.job_import_max_row_size sets the limit (at most 1 GB, the longest row COPY can hold)."),
         ),
-        e => match e.hint() {
-            Some(hint) => error_hint(
-                PgSqlErrorCode::ERRCODE_BAD_COPY_FILE_FORMAT,
-                format!("file \"{path}\": {e}"),
-                hint,
-                "bulk_import",
-            ),
-            None => bad_copy_file(format!("file \"{path}\": {e}")),
-        },
+        e => (
+            PgSqlErrorCode::ERRCODE_BAD_COPY_FILE_FORMAT,
+            format!("file \"{path}\": {e}"),
+            e.hint(),
+        ),
+    };
+    let mut r = ErrorReport::new(code, message, "bulk_import");
+    if let Some((row, loaded)) = at {
+        r = r.set_detail(import_row_detail(row, loaded));
+    }
+    if let Some(h) = hint {
+        r = r.set_hint(h);
+    }
+    r.report(PgLogLevel::ERROR);
+    unreachable!()
+}
+
+/// Where a bulk_import failed: `row` of the file (1-based, a header not
+/// counted), with the `loaded` rows before it that the job committed.
+pub fn import_row_detail(row: u64, loaded: u64) -> String {
+    format!("At row {row} of the file; {}", loaded_rows(loaded))
+}
+
+/// The rows of its file a bulk_import committed, as a clause of a detail.
+pub fn loaded_rows(loaded: u64) -> String {
+    match loaded {
+        0 => "the job loaded no row.".to_string(),
+        1 => "the job loaded row 1.".to_string(),
+        n => format!("the job loaded rows 1 to {n}."),
     }
 }
 

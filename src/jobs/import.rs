@@ -19,9 +19,13 @@
 use super::args::{self, CopyOpts, Format, Rel, Spec};
 use super::job::{Ctx, Outcome, RemoveOnDrop};
 use super::spi;
-use crate::errors::{bad_copy_file, file_io, import_split, not_regular_file};
+use crate::errors::{
+    bad_copy_file, file_io, import_row_detail, import_split, loaded_rows, not_regular_file,
+    reraise_with_detail, sqlstate_class,
+};
 use arrw_core::import::{Encoding, Eol, Found, SplitError, Splitter};
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 
@@ -126,7 +130,8 @@ pub struct Batch {
 #[derive(Debug)]
 pub enum CutError {
     Io(std::io::Error),
-    Split(SplitError),
+    /// The rows cannot be cut; after this many whole rows of the batch.
+    Split(SplitError, u64),
     /// `check` asked to stop.
     Stopped,
 }
@@ -134,12 +139,6 @@ pub enum CutError {
 impl From<std::io::Error> for CutError {
     fn from(e: std::io::Error) -> Self {
         CutError::Io(e)
-    }
-}
-
-impl From<SplitError> for CutError {
-    fn from(e: SplitError) -> Self {
-        CutError::Split(e)
     }
 }
 
@@ -170,7 +169,7 @@ pub fn read_batch<R: Read, W: Write>(
                 return Err(CutError::Stopped);
             }
             if !input.fill()? {
-                match splitter.finish()? {
+                match splitter.finish().map_err(|e| CutError::Split(e, b.rows))? {
                     Some(Found::Row) | Some(Found::RowAtMarker) => b.rows += 1,
                     Some(Found::End) => b.marker = true,
                     Some(Found::Header) | None => {}
@@ -181,7 +180,9 @@ pub fn read_batch<R: Read, W: Write>(
             }
         }
         let chunk = &input.buf[input.pos..input.len];
-        let step = splitter.step(chunk)?;
+        let step = splitter
+            .step(chunk)
+            .map_err(|e| CutError::Split(e, b.rows))?;
         out.write_all(&chunk[..step.used])?;
         input.pos += step.used;
         pending += step.used as u64;
@@ -222,7 +223,10 @@ pub fn read_batch<R: Read, W: Write>(
             return Err(CutError::Stopped);
         }
         if !input.fill()? {
-            b.last = splitter.finish()?.is_none();
+            b.last = splitter
+                .finish()
+                .map_err(|e| CutError::Split(e, b.rows))?
+                .is_none();
         }
     }
     Ok(b)
@@ -290,10 +294,12 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         ctx.stop().is_some()
     };
     let stopped = || ctx.stop().unwrap_or(Outcome::Cancelled);
+    // `loaded`: the rows before the batch (None: the header), for errors.
     let cut = |input: &mut Input<&mut File>,
                splitter: &mut Splitter,
                out: &mut dyn Write,
                max_rows: u64,
+               loaded: Option<u64>,
                check: &mut dyn FnMut() -> bool|
      -> Option<Batch> {
         match read_batch(
@@ -307,7 +313,9 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             Ok(b) => Some(b),
             Err(CutError::Stopped) => None,
             Err(CutError::Io(e)) => file_io("read", path, &e),
-            Err(CutError::Split(e)) => import_split(path, &e),
+            Err(CutError::Split(e, rows)) => {
+                import_split(path, &e, loaded.map(|n| (n + rows + 1, n)))
+            }
         }
     };
     // The header: skipped for csv/text, repeated at the top of every binary batch
@@ -331,7 +339,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                 }
                 let step = splitter
                     .step(&input.buf[input.pos..input.len])
-                    .unwrap_or_else(|e| import_split(path, &e));
+                    .unwrap_or_else(|e| import_split(path, &e, None));
                 input.pos += step.used;
                 header_len += step.used as u64;
                 if step.found == Some(Found::Header) {
@@ -349,6 +357,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                 &mut splitter,
                 &mut std::io::sink(),
                 1,
+                None,
                 &mut check,
             ) else {
                 return stopped();
@@ -375,6 +384,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                     &mut splitter,
                     &mut std::io::sink(),
                     1,
+                    None,
                     &mut check,
                 ) else {
                     return stopped();
@@ -416,12 +426,17 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             )
         })
         .unwrap_or_default();
-    let copy_sql = format!(
-        "COPY {}{cols} FROM {} WITH ({})",
-        rel.qname,
-        spi::literal(&tmp),
-        copy_options(copy)
-    );
+    let copy_from = |file: &str| {
+        format!(
+            "COPY {}{cols} FROM {} WITH ({})",
+            rel.qname,
+            spi::literal(file),
+            copy_options(copy)
+        )
+    };
+    let copy_sql = copy_from(&tmp);
+    let probe = format!("{tmp}_probe");
+    let _probe_file = RemoveOnDrop(Some(probe.clone()));
     // Whatever ends the attempt (its end, an ERROR of a batch's COPY, a
     // cancel, a shutdown) removes the batch file: it was left, with a copy of
     // the batch's rows, until the server restarted.
@@ -442,6 +457,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             &mut splitter,
             &mut out,
             *batch_rows as u64,
+            Some(done),
             &mut check,
         ) else {
             break stopped();
@@ -452,6 +468,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         }
         out.flush().unwrap_or_else(|e| file_io("write", &tmp, &e));
         drop(out);
+        let batch_eol = splitter.eol();
         if let Some(len) = batch.marker_row {
             // `one\.\r\n` alone: `one\r\n`, the row COPY reads in the file.
             let mut f = std::fs::OpenOptions::new()
@@ -475,7 +492,45 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             // the name on the table it loaded until the commit).
             super::identity::check_still_named(ctx, &rel);
             let n = if batch.rows > 0 {
-                ctx.run_as_owner(&copy_sql)
+                // In a subtransaction, so that a batch whose rows COPY refuses
+                // can be searched for the row (COPY's own CONTEXT, which names
+                // a line of the batch file, does not reach the job's error).
+                match spi::subxact(true, || ctx.run_as_owner(&copy_sql)) {
+                    Ok(n) => n,
+                    Err(e) if rows_fault(&e) => {
+                        let found = Probe {
+                            ctx,
+                            batch_file: &tmp,
+                            probe_file: &probe,
+                            copy_sql: copy_from(&probe),
+                            splitter: if copy.format == Format::Binary {
+                                Splitter::new(format, enc, max_row)
+                            } else {
+                                Splitter::new(format, enc, max_row).with_eol(batch_eol)
+                            },
+                            binary: copy.format == Format::Binary,
+                        }
+                        .first_bad_row(batch.rows);
+                        match found {
+                            Some((k, e)) => reraise_with_detail(
+                                &e,
+                                &import_row_detail(done + k, done),
+                                "bulk_import",
+                            ),
+                            None => reraise_with_detail(
+                                &e,
+                                &format!(
+                                    "In rows {} to {} of the file, loaded in one batch; {}",
+                                    done + 1,
+                                    done + batch.rows,
+                                    loaded_rows(done)
+                                ),
+                                "bulk_import",
+                            ),
+                        }
+                    }
+                    Err(e) => e.rethrow(),
+                }
             } else {
                 0
             };
@@ -525,4 +580,107 @@ impl Write for WriteRef<'_> {
 /// COPY options for one batch (the header was skipped when the batches were cut).
 fn copy_options(copy: &CopyOpts) -> String {
     copy.sql(false)
+}
+
+/// Whether an error of a batch's COPY is its rows' fault (a data exception, class
+/// 22, or an integrity constraint violation, 23), worth finding the row for.
+fn rows_fault(e: &CaughtError) -> bool {
+    let code = match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.sql_error_code(),
+        CaughtError::RustPanic { ereport, .. } => ereport.sql_error_code(),
+    };
+    matches!(&sqlstate_class(code), b"22" | b"23")
+}
+
+/// Finds the row of a batch that its COPY refused: by bisection over prefixes
+/// of the batch file (the smallest number of leading rows whose COPY fails),
+/// each prefix copied to `probe_file` and loaded in a subtransaction that is
+/// rolled back at once. About log2(rows) + 1 COPYs, only after a failure; the
+/// job fails after it either way.
+struct Probe<'a> {
+    ctx: &'a Ctx<'a>,
+    batch_file: &'a str,
+    probe_file: &'a str,
+    copy_sql: String,
+    /// A splitter for the batch file from its start (binary: its header).
+    splitter: Splitter,
+    binary: bool,
+}
+
+impl Probe<'_> {
+    /// The batch's first refused row (1-based) and the error its prefix's COPY
+    /// raised; `None` if the batch file cannot be cut into `rows` rows again
+    /// or no prefix fails (a fault that needs the whole batch, or went away).
+    fn first_bad_row(mut self, rows: u64) -> Option<(u64, Box<CaughtError>)> {
+        let ends = self.row_ends()?;
+        if ends.len() as u64 != rows {
+            return None;
+        }
+        let (mut lo, mut hi) = (1u64, rows);
+        let mut found = None;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.fails(ends[mid as usize - 1]) {
+                Some(e) => {
+                    hi = mid;
+                    found = Some((mid, e));
+                }
+                None => lo = mid + 1,
+            }
+        }
+        match found {
+            Some((k, e)) if k == lo => Some((k, e)),
+            _ => self.fails(ends[lo as usize - 1]).map(|e| (lo, e)),
+        }
+    }
+
+    /// Where each row of the batch file ends (bytes from its start).
+    fn row_ends(&mut self) -> Option<Vec<u64>> {
+        let mut f = File::open(self.batch_file).ok()?;
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut ends = Vec::new();
+        let mut pos = 0u64;
+        loop {
+            pg_sys::check_for_interrupts!();
+            let n = f.read(&mut buf).ok()?;
+            if n == 0 {
+                if let Some(Found::Row | Found::RowAtMarker) = self.splitter.finish().ok()? {
+                    ends.push(pos);
+                }
+                return Some(ends);
+            }
+            let mut at = 0;
+            while at < n {
+                let step = self.splitter.step(&buf[at..n]).ok()?;
+                at += step.used;
+                pos += step.used as u64;
+                match step.found {
+                    Some(Found::Row | Found::RowAtMarker) => ends.push(pos),
+                    Some(Found::End) => return Some(ends),
+                    Some(Found::Header) | None => {}
+                }
+            }
+        }
+    }
+
+    /// The error of loading the batch file's first `len` bytes (its first rows),
+    /// if that fails on them; any other error (a cancel) is raised.
+    fn fails(&self, len: u64) -> Option<Box<CaughtError>> {
+        pg_sys::check_for_interrupts!();
+        let written = (|| -> std::io::Result<()> {
+            let mut from = File::open(self.batch_file)?.take(len);
+            let mut to = BufWriter::new(File::create(self.probe_file)?);
+            std::io::copy(&mut from, &mut to)?;
+            if self.binary {
+                to.write_all(&(-1i16).to_be_bytes())?;
+            }
+            to.flush()
+        })();
+        written.unwrap_or_else(|e| file_io("write", self.probe_file, &e));
+        match spi::subxact(false, || self.ctx.run_as_owner(&self.copy_sql)) {
+            Ok(_) => None,
+            Err(e) if rows_fault(&e) => Some(e),
+            Err(e) => e.rethrow(),
+        }
+    }
 }
