@@ -84,6 +84,11 @@ enum ColumnKind {
     /// [`is_vector_type`]): omitted unless `include-vectors`; then a JSON array
     /// of numbers.
     Vector,
+    /// An array of one of those (`vector[]`, a MaxSim column; the element type
+    /// is given): omitted unless `include-vectors`, as a vector is; then JSON
+    /// arrays nested as the array's dimensions, of the vectors as JSON arrays
+    /// (`null` for a NULL element).
+    VectorArray(pg_sys::Oid),
     /// Everything else: the output function's text as a JSON string.
     Text,
 }
@@ -579,7 +584,8 @@ unsafe fn push_object(
         }
         // SAFETY: a type of a live column.
         let info = unsafe { type_info(types, att.atttypid) };
-        if info.kind == ColumnKind::Vector && !include_vectors && matches!(pick, Pick::All) {
+        let vectors = matches!(info.kind, ColumnKind::Vector | ColumnKind::VectorArray(_));
+        if vectors && !include_vectors && matches!(pick, Pick::All) {
             omitted[i] = true;
             continue;
         }
@@ -666,15 +672,10 @@ unsafe fn push_value(
             }
         }
         ColumnKind::Json => json::push_raw_one_line(out, output_text(datum)),
-        ColumnKind::Vector => {
-            let s = output_text(datum);
-            if json::is_valid(s) {
-                // Raw JSON, as every embedded text: on one line.
-                json::push_raw_one_line(out, s);
-            } else {
-                json::push_str(out, s);
-            }
-        }
+        ColumnKind::Vector => push_vector_text(out, output_text(datum)),
+        // SAFETY: a non-null array datum of this column's type, whose elements
+        // are of `elem`; inside the event memory context.
+        ColumnKind::VectorArray(elem) => unsafe { push_vector_array(out, datum, elem) },
         ColumnKind::Bytea => {
             // SAFETY: a bytea datum; detoasting (if needed) pallocs in the event
             // context, and the bytes stay valid until it is reset.
@@ -732,6 +733,7 @@ unsafe fn type_info(types: &mut HashMap<pg_sys::Oid, TypeInfo>, typid: pg_sys::O
             | pg_sys::TIMESTAMPOID
             | pg_sys::TIMESTAMPTZOID => ColumnKind::DateTime(base),
             _ if is_vector_type(base) => ColumnKind::Vector,
+            _ if is_vector_array(base) => ColumnKind::VectorArray(pg_sys::get_element_type(base)),
             _ => ColumnKind::Text,
         };
         let mut output = pg_sys::InvalidOid;
@@ -741,6 +743,117 @@ unsafe fn type_info(types: &mut HashMap<pg_sys::Oid, TypeInfo>, typid: pg_sys::O
     };
     types.insert(typid, info);
     info
+}
+
+/// A vector's text output (`[1,2,3]`): raw JSON, on one line, as every
+/// embedded text; a string if it is not JSON (a sparsevec's `{1:1.5}/5`).
+fn push_vector_text(out: &mut Vec<u8>, s: &[u8]) {
+    if json::is_valid(s) {
+        json::push_raw_one_line(out, s);
+    } else {
+        json::push_str(out, s);
+    }
+}
+
+/// Whether `typid` is an array whose elements are vectors ([`is_vector_type`],
+/// through a domain over one).
+///
+/// # Safety
+/// Needs catalog access.
+unsafe fn is_vector_array(typid: pg_sys::Oid) -> bool {
+    // SAFETY: catalog lookups by OID.
+    unsafe {
+        let elem = pg_sys::get_element_type(typid);
+        elem != pg_sys::InvalidOid && is_vector_type(pg_sys::getBaseType(elem))
+    }
+}
+
+/// Appends an array of vectors as JSON arrays nested as its dimensions
+/// (`[[1,2],[3,4]]`; `[]` for an empty array; `null` for a NULL element).
+///
+/// # Safety
+/// `datum` must be a non-null array whose elements are of type `elem`;
+/// inside the event memory context (the detoasted copy and the element texts
+/// are palloc'd there).
+unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: pg_sys::Oid) {
+    // SAFETY: forwarded contract; an ArrayType header is followed by `ndim`
+    // dimensions (ARR_DIMS), and deconstruct_array reads the array as its
+    // element type's length, by-value flag and alignment say.
+    let (dims, elems, nulls, output) = unsafe {
+        let arr = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        let ndim = usize::try_from((*arr).ndim).unwrap_or(0);
+        let dims = std::slice::from_raw_parts(
+            (arr as *const u8).add(std::mem::size_of::<pg_sys::ArrayType>()) as *const c_int,
+            ndim,
+        )
+        .to_vec();
+        let (mut len, mut byval, mut align) = (0i16, false, 0 as c_char);
+        pg_sys::get_typlenbyvalalign(elem, &mut len, &mut byval, &mut align);
+        let mut values: *mut pg_sys::Datum = std::ptr::null_mut();
+        let mut isnull: *mut bool = std::ptr::null_mut();
+        let mut n: c_int = 0;
+        pg_sys::deconstruct_array(
+            arr,
+            elem,
+            len.into(),
+            byval,
+            align,
+            &mut values,
+            &mut isnull,
+            &mut n,
+        );
+        let n = usize::try_from(n).unwrap_or(0);
+        let (elems, nulls) = if n == 0 {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                std::slice::from_raw_parts(values, n).to_vec(),
+                std::slice::from_raw_parts(isnull, n).to_vec(),
+            )
+        };
+        let mut output = pg_sys::InvalidOid;
+        let mut varlena = false;
+        pg_sys::getTypeOutputInfo(elem, &mut output, &mut varlena);
+        (dims, elems, nulls, output)
+    };
+    if dims.is_empty() || elems.is_empty() {
+        out.extend_from_slice(b"[]");
+        return;
+    }
+    /// One dimension: its elements, or the arrays of the next dimension.
+    fn level(
+        out: &mut Vec<u8>,
+        dims: &[c_int],
+        elems: &[pg_sys::Datum],
+        nulls: &[bool],
+        output: pg_sys::Oid,
+        next: &mut usize,
+    ) {
+        out.push(b'[');
+        for i in 0..dims[0].max(0) {
+            if i > 0 {
+                out.push(b',');
+            }
+            if dims.len() > 1 {
+                level(out, &dims[1..], elems, nulls, output, next);
+                continue;
+            }
+            let k = *next;
+            *next += 1;
+            match (elems.get(k), nulls.get(k)) {
+                (Some(d), Some(false)) => {
+                    // SAFETY: a non-null element of the array, of the type
+                    // whose output function `output` is; the text is
+                    // palloc'd in the event memory context.
+                    let s = unsafe { CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, *d)) };
+                    push_vector_text(out, s.to_bytes());
+                }
+                _ => out.extend_from_slice(b"null"),
+            }
+        }
+        out.push(b']');
+    }
+    level(out, &dims, &elems, &nulls, output, &mut 0);
 }
 
 /// Whether the type is one of arrw's vector types, or one of pgvector's

@@ -52,6 +52,23 @@ SELECT data::jsonb - 'lsn' - 'xid' AS event, position(E'\n' IN data) > 0 AS has_
 DROP TABLE cdc_vn;
 DROP SCHEMA cdc_s CASCADE;
 
+-- Arrays of vectors (a MaxSim column) are vectors too: left out and named in
+-- "omitted" by default, JSON arrays of vectors with include-vectors (they
+-- were sent whole every time, as a string of their text).
+CREATE DOMAIN cdc_vd AS vector(2);
+CREATE TABLE cdc_va (id int PRIMARY KEY, vs vector[], hs halfvec[], ds cdc_vd[], t text[]);
+INSERT INTO cdc_va VALUES
+  (1, ARRAY['[1,2]', '[3,4]']::vector[], ARRAY['[0.5,1]']::halfvec[], ARRAY['[5,6]']::cdc_vd[], '{a,b}'),
+  (2, '{}', ARRAY[NULL, '[1,1]']::halfvec[], NULL, NULL),
+  (3, ARRAY[['[1,2]', '[3,4]'], ['[5,6]', NULL]]::vector[], NULL, NULL, NULL);
+SELECT data::jsonb - 'lsn' - 'xid' AS event
+  FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL, 'tables', 'public.cdc_va');
+SELECT data::jsonb - 'lsn' - 'xid' AS event
+  FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL, 'tables', 'public.cdc_va',
+    'include-vectors', 'true');
+DROP TABLE cdc_va;
+DROP DOMAIN cdc_vd;
+
 -- arrw.cancel_job's "cancelled" event for a queued job is arrw's own, like the
 -- "queued" one (it was "origin":"user": that transaction writes
 -- arrw.job_cancel, not arrw.job); a copy sent by pg_logical_emit_message in
