@@ -20,6 +20,14 @@ recall@LIMIT against the data set's ground truth (or the exact filtered top
 hash of the id, and `WHERE cat = 1`), and its speed-up over the first package:
 the median over rounds of the per-round ratio of batch times. `--reuse` keeps
 the databases of a previous run with the same packages and data set.
+
+Placements swap each server's library for another package's, over the tables,
+indexes and extension objects the first one made: only for packages of one
+extension script and index format. Between packages where either changed (an
+index trained by one fails the other's checks as corrupt, a job worker of one
+queries columns the other's script never made), pass per-package options,
+even empty ones (`--opts ";"`): each package then keeps its own server, one
+placement.
 """
 from __future__ import annotations
 
