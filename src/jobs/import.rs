@@ -498,7 +498,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                 match spi::subxact(true, || ctx.run_as_owner(&copy_sql)) {
                     Ok(n) => n,
                     Err(e) if rows_fault(&e) => {
-                        let found = Probe {
+                        let found = (!stateful(&e)).then(|| Probe {
                             ctx,
                             batch_file: &tmp,
                             probe_file: &probe,
@@ -509,10 +509,11 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                                 Splitter::new(format, enc, max_row).with_eol(batch_eol)
                             },
                             binary: copy.format == Format::Binary,
-                        }
-                        .first_bad_row(batch.rows);
+                        });
+                        let found = found.and_then(|p| p.first_bad_row(batch.rows, &e));
+                        // The batch's own error either way, never a probe's.
                         match found {
-                            Some((k, e)) => reraise_with_detail(
+                            Some(k) => reraise_with_detail(
                                 &e,
                                 &import_row_detail(done + k, done),
                                 "bulk_import",
@@ -592,11 +593,22 @@ fn rows_fault(e: &CaughtError) -> bool {
     matches!(&sqlstate_class(code), b"22" | b"23")
 }
 
+/// Whether an error comes from state a COPY changes and its rollback does not
+/// undo: a sequence at its limit (2200H) fails every probe, from its first row.
+fn stateful(e: &CaughtError) -> bool {
+    let code = match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.sql_error_code(),
+        CaughtError::RustPanic { ereport, .. } => ereport.sql_error_code(),
+    };
+    code == pgrx::PgSqlErrorCode::ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED
+}
+
 /// Finds the row of a batch that its COPY refused: by bisection over prefixes
-/// of the batch file (the smallest number of leading rows whose COPY fails),
-/// each prefix copied to `probe_file` and loaded in a subtransaction that is
-/// rolled back at once. About log2(rows) + 1 COPYs, only after a failure; the
-/// job fails after it either way.
+/// of the batch file (the smallest number of leading rows whose COPY fails
+/// with the batch's own error), each prefix copied to `probe_file` and loaded
+/// in a subtransaction that is rolled back at once. About log2(rows) + 1
+/// COPYs and as many reads of the batch file, only after a failure; memory
+/// stays fixed (a read buffer), whatever the batch's rows.
 struct Probe<'a> {
     ctx: &'a Ctx<'a>,
     batch_file: &'a str,
@@ -607,76 +619,118 @@ struct Probe<'a> {
     binary: bool,
 }
 
+/// What a probe's error must share with the batch's to name its row: a probe
+/// runs column defaults and triggers again, and a sequence is not rolled
+/// back, so a prefix can fail elsewhere or otherwise (a duplicate of another
+/// key, a sequence at its end).
+fn same_error(a: &CaughtError, b: &CaughtError) -> bool {
+    let report = |e: &'_ CaughtError| match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => (
+            r.sql_error_code(),
+            r.message().to_string(),
+            r.detail().map(str::to_string),
+        ),
+        CaughtError::RustPanic { ereport, .. } => (
+            ereport.sql_error_code(),
+            ereport.message().to_string(),
+            ereport.detail().map(str::to_string),
+        ),
+    };
+    report(a) == report(b)
+}
+
 impl Probe<'_> {
-    /// The batch's first refused row (1-based) and the error its prefix's COPY
-    /// raised; `None` if the batch file cannot be cut into `rows` rows again
-    /// or no prefix fails (a fault that needs the whole batch, or went away).
-    fn first_bad_row(mut self, rows: u64) -> Option<(u64, Box<CaughtError>)> {
-        let ends = self.row_ends()?;
-        if ends.len() as u64 != rows {
+    /// The batch's first refused row (1-based); `None` if the batch file does
+    /// not cut into `rows` rows again, or no prefix fails with `batch_error`
+    /// (a fault that needs the whole batch, or that depends on state a probe
+    /// changes: the caller then names the batch's rows).
+    fn first_bad_row(&self, rows: u64, batch_error: &CaughtError) -> Option<u64> {
+        if self.copy_rows(u64::MAX, false)? != rows {
             return None;
         }
         let (mut lo, mut hi) = (1u64, rows);
         let mut found = None;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.fails(ends[mid as usize - 1]) {
-                Some(e) => {
+            match self.fails(mid) {
+                Some(e) if same_error(&e, batch_error) => {
                     hi = mid;
-                    found = Some((mid, e));
+                    found = Some(mid);
                 }
+                Some(_) => return None,
                 None => lo = mid + 1,
             }
         }
         match found {
-            Some((k, e)) if k == lo => Some((k, e)),
-            _ => self.fails(ends[lo as usize - 1]).map(|e| (lo, e)),
+            Some(k) if k == lo => Some(k),
+            _ => match self.fails(lo) {
+                Some(e) if same_error(&e, batch_error) => Some(lo),
+                _ => None,
+            },
         }
     }
 
-    /// Where each row of the batch file ends (bytes from its start).
-    fn row_ends(&mut self) -> Option<Vec<u64>> {
-        let mut f = File::open(self.batch_file).ok()?;
+    /// Reads the batch file's rows from its start; with `write`, copies its
+    /// first `k` rows (its header first, if binary, and an end marker after
+    /// them) to the probe file. Returns the rows read (all of them when the
+    /// file has fewer than `k`); `None` if the file cannot be read or cut.
+    fn copy_rows(&self, k: u64, write: bool) -> Option<u64> {
+        let mut splitter = self.splitter.clone();
+        let mut from = File::open(self.batch_file).ok()?;
+        let mut to = if write {
+            Some(BufWriter::new(
+                File::create(self.probe_file)
+                    .unwrap_or_else(|e| file_io("create", self.probe_file, &e)),
+            ))
+        } else {
+            None
+        };
         let mut buf = vec![0u8; READ_CHUNK];
-        let mut ends = Vec::new();
-        let mut pos = 0u64;
-        loop {
+        let mut rows = 0u64;
+        'read: while rows < k {
             pg_sys::check_for_interrupts!();
-            let n = f.read(&mut buf).ok()?;
+            let n = from.read(&mut buf).ok()?;
             if n == 0 {
-                if let Some(Found::Row | Found::RowAtMarker) = self.splitter.finish().ok()? {
-                    ends.push(pos);
+                if let Some(Found::Row | Found::RowAtMarker) = splitter.finish().ok()? {
+                    rows += 1;
                 }
-                return Some(ends);
+                break;
             }
             let mut at = 0;
             while at < n {
-                let step = self.splitter.step(&buf[at..n]).ok()?;
+                let step = splitter.step(&buf[at..n]).ok()?;
+                if let Some(to) = to.as_mut() {
+                    to.write_all(&buf[at..at + step.used])
+                        .unwrap_or_else(|e| file_io("write", self.probe_file, &e));
+                }
                 at += step.used;
-                pos += step.used as u64;
                 match step.found {
-                    Some(Found::Row | Found::RowAtMarker) => ends.push(pos),
-                    Some(Found::End) => return Some(ends),
+                    Some(Found::Row | Found::RowAtMarker) => {
+                        rows += 1;
+                        if rows == k {
+                            break 'read;
+                        }
+                    }
+                    Some(Found::End) => break 'read,
                     Some(Found::Header) | None => {}
                 }
             }
         }
-    }
-
-    /// The error of loading the batch file's first `len` bytes (its first rows),
-    /// if that fails on them; any other error (a cancel) is raised.
-    fn fails(&self, len: u64) -> Option<Box<CaughtError>> {
-        pg_sys::check_for_interrupts!();
-        let written = (|| -> std::io::Result<()> {
-            let mut from = File::open(self.batch_file)?.take(len);
-            let mut to = BufWriter::new(File::create(self.probe_file)?);
-            std::io::copy(&mut from, &mut to)?;
+        if let Some(mut to) = to {
             if self.binary {
-                to.write_all(&(-1i16).to_be_bytes())?;
+                to.write_all(&(-1i16).to_be_bytes())
+                    .unwrap_or_else(|e| file_io("write", self.probe_file, &e));
             }
             to.flush()
-        })();
-        written.unwrap_or_else(|e| file_io("write", self.probe_file, &e));
+                .unwrap_or_else(|e| file_io("write", self.probe_file, &e));
+        }
+        Some(rows)
+    }
+
+    /// The error of loading the batch's first `k` rows, if that fails on them;
+    /// any other error (a cancel) is raised.
+    fn fails(&self, k: u64) -> Option<Box<CaughtError>> {
+        self.copy_rows(k, true)?;
         match spi::subxact(false, || self.ctx.run_as_owner(&self.copy_sql)) {
             Ok(_) => None,
             Err(e) if rows_fault(&e) => Some(e),
