@@ -101,12 +101,17 @@ pub fn wrong_object_type(message: impl Into<String>) -> ! {
     error(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, message.into())
 }
 
-/// The message (with its detail in parentheses) and SQLSTATE of a caught error.
-pub fn describe(e: &CaughtError) -> (String, PgSqlErrorCode) {
-    let report = match e {
+/// The report of a caught error, whatever raised it.
+pub fn report_of(e: &CaughtError) -> &pgrx::pg_sys::panic::ErrorReportWithLevel {
+    match e {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
         CaughtError::RustPanic { ereport, .. } => ereport,
-    };
+    }
+}
+
+/// The message (with its detail in parentheses) and SQLSTATE of a caught error.
+pub fn describe(e: &CaughtError) -> (String, PgSqlErrorCode) {
+    let report = report_of(e);
     let mut msg = report.message().to_string();
     if let Some(d) = report.detail() {
         msg.push_str(&format!(" ({d})"));
@@ -125,10 +130,7 @@ pub fn sqlstate_class(code: PgSqlErrorCode) -> [u8; 2] {
 /// where it happened); its SQLSTATE, message and hint stay.
 #[cold]
 pub fn reraise_with_detail(e: &CaughtError, more: &str, function: &'static str) -> ! {
-    let report = match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
-        CaughtError::RustPanic { ereport, .. } => ereport,
-    };
+    let report = report_of(e);
     let detail = match report.detail() {
         Some(d) => format!("{d} {more}"),
         None => more.to_string(),

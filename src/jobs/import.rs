@@ -21,7 +21,7 @@ use super::job::{Ctx, Outcome, RemoveOnDrop};
 use super::spi;
 use crate::errors::{
     bad_copy_file, file_io, import_row_detail, import_split, loaded_rows, not_regular_file,
-    reraise_with_detail, sqlstate_class,
+    report_of, reraise_with_detail, sqlstate_class,
 };
 use arrw_core::import::{Encoding, Eol, Found, SplitError, Splitter};
 use pgrx::pg_sys;
@@ -586,21 +586,16 @@ fn copy_options(copy: &CopyOpts) -> String {
 /// Whether an error of a batch's COPY is its rows' fault (a data exception, class
 /// 22, or an integrity constraint violation, 23), worth finding the row for.
 fn rows_fault(e: &CaughtError) -> bool {
-    let code = match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.sql_error_code(),
-        CaughtError::RustPanic { ereport, .. } => ereport.sql_error_code(),
-    };
-    matches!(&sqlstate_class(code), b"22" | b"23")
+    matches!(
+        &sqlstate_class(report_of(e).sql_error_code()),
+        b"22" | b"23"
+    )
 }
 
 /// Whether an error comes from state a COPY changes and its rollback does not
 /// undo: a sequence at its limit (2200H) fails every probe, from its first row.
 fn stateful(e: &CaughtError) -> bool {
-    let code = match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.sql_error_code(),
-        CaughtError::RustPanic { ereport, .. } => ereport.sql_error_code(),
-    };
-    code == pgrx::PgSqlErrorCode::ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED
+    report_of(e).sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED
 }
 
 /// Finds the row of a batch that its COPY refused: by bisection over prefixes
@@ -624,19 +619,10 @@ struct Probe<'a> {
 /// back, so a prefix can fail elsewhere or otherwise (a duplicate of another
 /// key, a sequence at its end).
 fn same_error(a: &CaughtError, b: &CaughtError) -> bool {
-    let report = |e: &'_ CaughtError| match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => (
-            r.sql_error_code(),
-            r.message().to_string(),
-            r.detail().map(str::to_string),
-        ),
-        CaughtError::RustPanic { ereport, .. } => (
-            ereport.sql_error_code(),
-            ereport.message().to_string(),
-            ereport.detail().map(str::to_string),
-        ),
-    };
-    report(a) == report(b)
+    let (a, b) = (report_of(a), report_of(b));
+    a.sql_error_code() == b.sql_error_code()
+        && a.message() == b.message()
+        && a.detail() == b.detail()
 }
 
 impl Probe<'_> {
