@@ -1276,32 +1276,33 @@ fn job_events_cannot_be_forged() {
         .unwrap()
         .get(0);
     assert!(can);
-    let id: i64 = alice
-        .query_one(
+    // A batch_delete job of nothing, and the bytes of its event for a state.
+    let submit = |sess: &mut Client| -> i64 {
+        sess.query_one(
             "SELECT arrw.submit_job('batch_delete', '{\"table\": \"t\", \"where\": \"false\"}')",
             &[],
         )
         .unwrap()
-        .get(0);
-    let event = |state: &str| {
+        .get(0)
+    };
+    let event_of = |id: i64, state: &str| {
         format!(
             r#"{{"kind": "job", "payload": {{"id": {id}, "kind": "batch_delete", "state": "{state}"}}}}"#
         )
     };
-    mallory
-        .execute(
+    let emit = |sess: &mut Client, content: &str| {
+        sess.execute(
             "SELECT pg_logical_emit_message(true, 'arrw', $1)",
-            &[&event("failed")],
+            &[&content],
         )
         .unwrap();
+    };
+    let id = submit(&mut alice);
+    let event = |state: &str| event_of(id, state);
+    emit(&mut mallory, &event("failed"));
     // Even the true state of a job, written in a transaction that did not
     // change the job, is not arrw's.
-    mallory
-        .execute(
-            "SELECT pg_logical_emit_message(true, 'arrw', $1)",
-            &[&event("queued")],
-        )
-        .unwrap();
+    emit(&mut mallory, &event("queued"));
     mallory
         .execute("SELECT arrw.emit_event('mine', '{\"n\": 1}')", &[])
         .unwrap();
@@ -1309,55 +1310,22 @@ fn job_events_cannot_be_forged() {
     // the event must match the state that transaction wrote.
     c.batch_execute("GRANT ALL ON t TO mallory").unwrap();
     mallory.batch_execute("BEGIN").unwrap();
-    let own: i64 = mallory
-        .query_one(
-            "SELECT arrw.submit_job('batch_delete', '{\"table\": \"t\", \"where\": \"false\"}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    let own_event = format!(
-        r#"{{"kind": "job", "payload": {{"id": {own}, "kind": "batch_delete", "state": "succeeded"}}}}"#
-    );
-    mallory
-        .execute(
-            "SELECT pg_logical_emit_message(true, 'arrw', $1)",
-            &[&own_event],
-        )
-        .unwrap();
+    let own = submit(&mut mallory);
+    let own_event = event_of(own, "succeeded");
+    emit(&mut mallory, &own_event);
     mallory.batch_execute("COMMIT").unwrap();
     // Nor behind arrw's own event, in the transaction that wrote it: copies of
     // the bytes arrw just wrote are the user's (hunt-57: a submit, a cancel and
     // two copies of the cancel's event gave three "cancelled" events of arrw).
     mallory.batch_execute("BEGIN").unwrap();
-    let twice: i64 = mallory
-        .query_one(
-            "SELECT arrw.submit_job('batch_delete', '{\"table\": \"t\", \"where\": \"false\"}')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    let twice_event = |state: &str| {
-        format!(
-            r#"{{"kind": "job", "payload": {{"id": {twice}, "kind": "batch_delete", "state": "{state}"}}}}"#
-        )
-    };
-    mallory
-        .execute(
-            "SELECT pg_logical_emit_message(true, 'arrw', $1)",
-            &[&twice_event("queued")],
-        )
-        .unwrap();
+    let twice = submit(&mut mallory);
+    let twice_event = |state: &str| event_of(twice, state);
+    emit(&mut mallory, &twice_event("queued"));
     mallory
         .execute("SELECT arrw.cancel_job($1)", &[&twice])
         .unwrap();
     for _ in 0..2 {
-        mallory
-            .execute(
-                "SELECT pg_logical_emit_message(true, 'arrw', $1)",
-                &[&twice_event("cancelled")],
-            )
-            .unwrap();
+        emit(&mut mallory, &twice_event("cancelled"));
     }
     mallory.batch_execute("COMMIT").unwrap();
     c.batch_execute("INSERT INTO t VALUES (1)").unwrap();
