@@ -130,14 +130,9 @@ impl Ctx<'_> {
     /// statement, that is when a deferred check would have run anyway. A violation
     /// fails the batch like any other error.
     pub fn run_as_owner(&self, sql: &str) -> u64 {
-        self.run_as_owner_rows(sql).processed
-    }
-
-    /// As [`Ctx::run_as_owner`], for a statement whose rows (`RETURNING`) matter.
-    pub fn run_as_owner_rows(&self, sql: &str) -> spi::Rows {
         self.as_owner(|| {
             spi::exec("SET CONSTRAINTS ALL IMMEDIATE", &[]);
-            spi::query(sql, &[])
+            spi::exec(sql, &[])
         })
     }
 

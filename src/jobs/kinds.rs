@@ -354,11 +354,6 @@ const MAX_BLOCKS_PER_BATCH: i64 = 16_384;
 /// in the same transaction. Covers the blocks the table had when the job first
 /// started. An update's new row versions carry the xid of the batch that wrote
 /// them; those xids are excluded from later ranges, so no row is updated twice.
-/// Only the xids of batches that put a new version where a later range will look
-/// (a block between the range's end and the walk's) are kept: a version in the
-/// range itself (a HOT update) or past the walk's end (appended) is never met
-/// again. Keeping every batch's xid made the list, and the resume point written
-/// with every batch, grow with the table (hunt-58: 2,274 xids at 200k rows).
 ///
 /// Block numbers mean something only in the table's storage as it was when the
 /// job started: a rewrite (CLUSTER, VACUUM FULL, TRUNCATE, a table dropped and
@@ -457,9 +452,8 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
         let range = range_of(block, hi);
         let stmt = match set {
             None => format!("DELETE FROM ONLY {} WHERE {range}{filter}", rel.qname),
-            // The new versions' blocks: whether a later range can meet them.
             Some(set) => format!(
-                "UPDATE ONLY {} SET {set}\n WHERE {range}{filter}{not_ours}\n                  RETURNING (ctid::pg_catalog.text::pg_catalog.point)[0]::pg_catalog.int8",
+                "UPDATE ONLY {} SET {set}\n WHERE {range}{filter}{not_ours}",
                 rel.qname
             ),
         };
@@ -469,14 +463,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                 return None;
             }
             identity::check_still_named(ctx, &rel);
-            let out = ctx.run_as_owner_rows(&stmt);
-            let n = out.processed as i64;
-            let ahead = out.rows.iter().any(|r| {
-                r.first()
-                    .and_then(|b| b.as_deref())
-                    .and_then(|b| b.parse::<i64>().ok())
-                    .is_some_and(|b| b >= hi && b < end)
-            });
+            let n = ctx.run_as_owner(&stmt) as i64;
             identity::check_still_named(ctx, &rel);
             if filenode() != node {
                 ereport!(
@@ -490,7 +477,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                     )
                 );
             }
-            if set.is_some() && n > 0 && ahead {
+            if set.is_some() && n > 0 {
                 // SAFETY: reading this transaction's xid (assigned by the UPDATE).
                 let xid = unsafe { pgrx::pg_sys::GetCurrentTransactionIdIfAny() };
                 if xid != pgrx::pg_sys::InvalidTransactionId {
