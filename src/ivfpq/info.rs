@@ -155,13 +155,14 @@ pub(super) fn may_read_every_row(heap: pg_sys::Oid) -> bool {
         // locked, and its ancestors are locked with it); check_enable_rls with
         // noError and an explicit role only reads catalogs.
         unsafe {
-            (pg_sys::pg_class_aclcheck(rel, me, select) == pg_sys::AclResult::ACLCHECK_OK
-                || pg_sys::pg_attribute_aclcheck_all(
-                    rel,
-                    me,
-                    select,
-                    pg_sys::AclMaskHow::ACLMASK_ALL,
-                ) == pg_sys::AclResult::ACLCHECK_OK)
+            schema_usable(rel, me)
+                && (pg_sys::pg_class_aclcheck(rel, me, select) == pg_sys::AclResult::ACLCHECK_OK
+                    || pg_sys::pg_attribute_aclcheck_all(
+                        rel,
+                        me,
+                        select,
+                        pg_sys::AclMaskHow::ACLMASK_ALL,
+                    ) == pg_sys::AclResult::ACLCHECK_OK)
                 && pg_sys::check_enable_rls(rel, me, true)
                     != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
         }
@@ -195,9 +196,37 @@ unsafe extern "C-unwind" {
     fn get_partition_ancestors(relid: pg_sys::Oid) -> *mut pg_sys::List;
 }
 
-/// ERROR 42501 unless the current user has SELECT on table `heap` and no
-/// row-level security policy limits which of its rows the user reads.
+/// Whether `role` has USAGE on the schema of `rel`: without it, no query of
+/// the role's reaches the table, whatever its grants (hunt-63: the index
+/// functions, given the index's OID, and the profile counters answered).
+fn schema_usable(rel: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    // SAFETY: catalog lookups of a live OID (an open or locked relation).
+    unsafe {
+        pg_sys::pg_namespace_aclcheck(
+            pg_sys::get_rel_namespace(rel),
+            role,
+            pg_sys::ACL_USAGE as pg_sys::AclMode,
+        ) == pg_sys::AclResult::ACLCHECK_OK
+    }
+}
+
+/// ERROR 42501 unless the current user has USAGE on the schema of table
+/// `heap`, SELECT on the table, and no row-level security policy limits which
+/// of its rows the user reads.
 fn require_select(heap: pg_sys::Oid) {
+    // SAFETY: reading a backend global.
+    if !schema_usable(heap, unsafe { pg_sys::GetUserId() }) {
+        // SAFETY: aclcheck_error raises PostgreSQL's own "permission denied
+        // for schema" (insufficient_privilege); get_namespace_name returns a
+        // palloc'd name of a live schema.
+        unsafe {
+            pg_sys::aclcheck_error(
+                pg_sys::AclResult::ACLCHECK_NO_PRIV,
+                pg_sys::ObjectType::OBJECT_SCHEMA,
+                pg_sys::get_namespace_name(pg_sys::get_rel_namespace(heap)),
+            );
+        }
+    }
     // SAFETY: pg_class_aclcheck raises an ERROR itself for a missing OID;
     // aclcheck_error raises PostgreSQL's own "permission denied for table"
     // (insufficient_privilege) naming the table; get_rel_name returns a

@@ -46,6 +46,24 @@ DROP POLICY ivp_few ON ivp;
 ALTER TABLE ivp DISABLE ROW LEVEL SECURITY;
 REVOKE SELECT ON ivp FROM regress_ivfpq_reader;
 
+-- SELECT on the table is not enough without USAGE on its schema: no query of
+-- the role's reaches the table, and the index's OID is no way around it
+-- (hunt-63: ivfpq_info gave the exact row count).
+CREATE SCHEMA ivp_hidden;
+CREATE TABLE ivp_hidden.t AS SELECT * FROM ivp;
+CREATE INDEX ivp_hidden_idx ON ivp_hidden.t USING ivfpq (v) WITH (lists = 2, m = 1);
+GRANT SELECT ON ivp_hidden.t TO regress_ivfpq_reader;
+SELECT 'ivp_hidden.ivp_hidden_idx'::regclass::oid AS hidden_idx \gset
+SET ROLE regress_ivfpq_reader;
+\set VERBOSITY sqlstate
+SELECT count(*) FROM ivp_hidden.t;
+SELECT rows FROM arrw.ivfpq_info(:hidden_idx::regclass);
+SELECT arrw.ivfpq_check(:hidden_idx::regclass);
+SELECT arrw.ivfpq_default_probes(:hidden_idx::regclass);
+\set VERBOSITY default
+RESET ROLE;
+DROP SCHEMA ivp_hidden CASCADE;
+
 -- Every SQL-language arrw function that reports on a relation pins search_path.
 SELECT p.oid::regprocedure, p.proconfig
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -94,6 +94,22 @@ SELECT count(*) FROM (SELECT id FROM prof_parted ORDER BY v <-> '[1,2,3,4]' LIMI
 SELECT (arrw.ivfpq_profile()->>'scans')::int > 0 AS partition_scans_counted;
 RESET ROLE;
 DROP TABLE prof_parted;
+-- Nor a table in a schema the role may not use, whatever its grants on the
+-- table: no query of the role's reaches it except through a view (hunt-63:
+-- a view of three rows showed the scan's 300 candidates).
+CREATE SCHEMA prof_hidden;
+CREATE TABLE prof_hidden.t AS SELECT * FROM prof;
+CREATE INDEX ON prof_hidden.t USING ivfpq (v) WITH (lists = 4, m = 2);
+GRANT SELECT ON prof_hidden.t TO prof_other;
+CREATE VIEW prof_hidden_view AS SELECT id, v FROM prof_hidden.t WHERE id % 100 = 0;
+GRANT SELECT ON prof_hidden_view TO prof_other;
+SET ROLE prof_other;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM prof_hidden_view ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT arrw.ivfpq_profile()->>'scans' AS scans_without_schema_usage;
+RESET ROLE;
+DROP VIEW prof_hidden_view;
+DROP SCHEMA prof_hidden CASCADE;
 DROP VIEW prof_view, prof_private_view;
 DROP TABLE prof_private;
 DROP POLICY prof_few ON prof;
