@@ -277,8 +277,17 @@ pub fn import_row_detail(row: u64, loaded: u64) -> String {
     format!("At row {row} of the file; {}", loaded_rows(loaded))
 }
 
+/// Where a bulk_import failed when the row is not known: the batch of rows
+/// `first` to `last` of the file, with the `loaded` rows the job committed.
+pub fn import_batch_detail(first: u64, last: u64, loaded: u64) -> String {
+    format!(
+        "In rows {first} to {last} of the file, loaded in one batch; {}",
+        loaded_rows(loaded)
+    )
+}
+
 /// The rows of its file a bulk_import committed, as a clause of a detail.
-pub fn loaded_rows(loaded: u64) -> String {
+fn loaded_rows(loaded: u64) -> String {
     match loaded {
         0 => "the job loaded no row.".to_string(),
         1 => "the job loaded row 1.".to_string(),

@@ -88,7 +88,7 @@ enum ColumnKind {
     /// is given): omitted unless `include-vectors`, as a vector is; then JSON
     /// arrays nested as the array's dimensions, of the vectors as JSON arrays
     /// (`null` for a NULL element).
-    VectorArray(pg_sys::Oid),
+    VectorArray(ElemInfo),
     /// Everything else: the output function's text as a JSON string.
     Text,
 }
@@ -96,6 +96,17 @@ enum ColumnKind {
 #[derive(Clone, Copy, Debug)]
 struct TypeInfo {
     kind: ColumnKind,
+    output: pg_sys::Oid,
+}
+
+/// How to read and render the elements of an array column, looked up once per
+/// type (with the rest of [`TypeInfo`]), not once per value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ElemInfo {
+    typid: pg_sys::Oid,
+    len: i16,
+    byval: bool,
+    align: c_char,
     output: pg_sys::Oid,
 }
 
@@ -584,7 +595,7 @@ unsafe fn push_object(
         }
         // SAFETY: a type of a live column.
         let info = unsafe { type_info(types, att.atttypid) };
-        let vectors = matches!(info.kind, ColumnKind::Vector | ColumnKind::VectorArray(_));
+        let vectors = matches!(info.kind, ColumnKind::Vector | ColumnKind::VectorArray(..));
         if vectors && !include_vectors && matches!(pick, Pick::All) {
             omitted[i] = true;
             continue;
@@ -733,7 +744,21 @@ unsafe fn type_info(types: &mut HashMap<pg_sys::Oid, TypeInfo>, typid: pg_sys::O
             | pg_sys::TIMESTAMPOID
             | pg_sys::TIMESTAMPTZOID => ColumnKind::DateTime(base),
             _ if is_vector_type(base) => ColumnKind::Vector,
-            _ if is_vector_array(base) => ColumnKind::VectorArray(pg_sys::get_element_type(base)),
+            _ if is_vector_array(base) => {
+                let typid = pg_sys::get_element_type(base);
+                let (mut len, mut byval, mut align) = (0i16, false, 0 as c_char);
+                pg_sys::get_typlenbyvalalign(typid, &mut len, &mut byval, &mut align);
+                let mut output = pg_sys::InvalidOid;
+                let mut varlena = false;
+                pg_sys::getTypeOutputInfo(typid, &mut output, &mut varlena);
+                ColumnKind::VectorArray(ElemInfo {
+                    typid,
+                    len,
+                    byval,
+                    align,
+                    output,
+                })
+            }
             _ => ColumnKind::Text,
         };
         let mut output = pg_sys::InvalidOid;
@@ -772,14 +797,14 @@ unsafe fn is_vector_array(typid: pg_sys::Oid) -> bool {
 /// (`[[1,2],[3,4]]`; `[]` for an empty array; `null` for a NULL element).
 ///
 /// # Safety
-/// `datum` must be a non-null array whose elements are of type `elem`;
+/// `datum` must be a non-null array whose elements are of type `elem.typid`;
 /// inside the event memory context (the detoasted copy and the element texts
 /// are palloc'd there).
-unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: pg_sys::Oid) {
+unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: ElemInfo) {
     // SAFETY: forwarded contract; an ArrayType header is followed by `ndim`
     // dimensions (ARR_DIMS), and deconstruct_array reads the array as its
     // element type's length, by-value flag and alignment say.
-    let (dims, elems, nulls, output) = unsafe {
+    let (dims, elems, nulls) = unsafe {
         let arr = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
         let ndim = usize::try_from((*arr).ndim).unwrap_or(0);
         let dims = std::slice::from_raw_parts(
@@ -787,17 +812,15 @@ unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: pg_sy
             ndim,
         )
         .to_vec();
-        let (mut len, mut byval, mut align) = (0i16, false, 0 as c_char);
-        pg_sys::get_typlenbyvalalign(elem, &mut len, &mut byval, &mut align);
         let mut values: *mut pg_sys::Datum = std::ptr::null_mut();
         let mut isnull: *mut bool = std::ptr::null_mut();
         let mut n: c_int = 0;
         pg_sys::deconstruct_array(
             arr,
-            elem,
-            len.into(),
-            byval,
-            align,
+            elem.typid,
+            elem.len.into(),
+            elem.byval,
+            elem.align,
             &mut values,
             &mut isnull,
             &mut n,
@@ -811,10 +834,7 @@ unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: pg_sy
                 std::slice::from_raw_parts(isnull, n).to_vec(),
             )
         };
-        let mut output = pg_sys::InvalidOid;
-        let mut varlena = false;
-        pg_sys::getTypeOutputInfo(elem, &mut output, &mut varlena);
-        (dims, elems, nulls, output)
+        (dims, elems, nulls)
     };
     if dims.is_empty() || elems.is_empty() {
         out.extend_from_slice(b"[]");
@@ -853,7 +873,7 @@ unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: pg_sy
         }
         out.push(b']');
     }
-    level(out, &dims, &elems, &nulls, output, &mut 0);
+    level(out, &dims, &elems, &nulls, elem.output, &mut 0);
 }
 
 /// Whether the type is one of arrw's vector types, or one of pgvector's

@@ -20,7 +20,7 @@ use super::args::{self, CopyOpts, Format, Rel, Spec};
 use super::job::{Ctx, Outcome, RemoveOnDrop};
 use super::spi;
 use crate::errors::{
-    bad_copy_file, file_io, import_row_detail, import_split, loaded_rows, not_regular_file,
+    bad_copy_file, file_io, import_batch_detail, import_row_detail, import_split, not_regular_file,
     report_of, reraise_with_detail, sqlstate_class,
 };
 use arrw_core::import::{Encoding, Eol, Found, SplitError, Splitter};
@@ -521,12 +521,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                             ),
                             None => reraise_with_detail(
                                 &e,
-                                &format!(
-                                    "In rows {} to {} of the file, loaded in one batch; {}",
-                                    done + 1,
-                                    done + batch.rows,
-                                    loaded_rows(done)
-                                ),
+                                &import_batch_detail(done + 1, done + batch.rows, done),
                                 "bulk_import",
                             ),
                         }
