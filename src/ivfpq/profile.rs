@@ -117,6 +117,14 @@ pub fn scan_begins(enabled: bool) {
     count(Count::Scans, 1);
 }
 
+/// Puts back a started scan's own decision (`scan_begins`) before it runs
+/// again: another scan of the same query (a nested loop, a LATERAL join) may
+/// have begun since, with a decision of its own.
+#[inline]
+pub fn resume(enabled: bool) {
+    ON.with(|o| o.set(enabled));
+}
+
 /// A running timer, or None when profiling is off.
 #[inline]
 pub fn start() -> Option<Instant> {

@@ -56,6 +56,10 @@ use std::rc::Rc;
 
 pub(super) struct ScanState {
     pub(super) started: bool,
+    /// Whether this scan's work is counted by `ivfpq.profile` (decided once
+    /// by `start`, put back on every `amgettuple`: scans of one query
+    /// interleave, and each counts as its own decision says).
+    profiled: bool,
     pub(super) query: Vec<f32>,
     pub(super) model: Option<Rc<IvfPqModel>>,
     pub(super) meta: layout::MetaData,
@@ -171,6 +175,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
     let row = RowContext::new(c"ivfpq re-rank row");
     let st = Box::new(ScanState {
         started: false,
+        profiled: false,
         query: Vec::new(),
         model: None,
         meta: Default::default(),
@@ -374,8 +379,12 @@ pub(super) unsafe fn begin<'a>(
     }
     // SAFETY: scan is ours and live.
     let st = unsafe { state(scan) };
-    if !st.started && !unsafe { start(scan, st) } {
-        return None;
+    if !st.started {
+        if !unsafe { start(scan, st) } {
+            return None;
+        }
+    } else {
+        profile::resume(st.profiled);
     }
     Some(st)
 }
@@ -666,6 +675,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     let profiled = options::PROFILE.get()
         // SAFETY: live scan: its index relation is open.
         && super::info::may_read_every_row(unsafe { (*(*(*scan).indexRelation).rd_index).indrelid });
+    st.profiled = profiled;
     profile::scan_begins(profiled);
     let t = profile::start();
     // SAFETY: orderByData[0] was filled by amrescan.

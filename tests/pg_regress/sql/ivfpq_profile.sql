@@ -110,6 +110,23 @@ SELECT arrw.ivfpq_profile()->>'scans' AS scans_without_schema_usage;
 RESET ROLE;
 DROP VIEW prof_hidden_view;
 DROP SCHEMA prof_hidden CASCADE;
+-- Each scan keeps its own decision: a permitted scan run inside a forbidden
+-- one (a LATERAL loop driven by the view's scan) does not make the forbidden
+-- scan's later rows count (hunt-63: `returned` was 19, the view's rows 2-10
+-- counted with the inner scans' 10).
+CREATE TABLE prof_mine AS SELECT * FROM prof_private;
+CREATE INDEX ON prof_mine USING ivfpq (v) WITH (lists = 4, m = 2);
+GRANT SELECT ON prof_mine TO prof_other;
+SET ROLE prof_other;
+EXPLAIN (COSTS OFF)
+SELECT count(*) FROM (SELECT id, v FROM prof_private_view ORDER BY v <-> '[1,2,3,4]' LIMIT 10) a,
+  LATERAL (SELECT id FROM prof_mine ORDER BY v <-> a.v LIMIT 1) b;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id, v FROM prof_private_view ORDER BY v <-> '[1,2,3,4]' LIMIT 10) a,
+  LATERAL (SELECT id FROM prof_mine ORDER BY v <-> a.v LIMIT 1) b;
+SELECT p->>'scans' AS scans, p->>'returned' AS returned FROM arrw.ivfpq_profile() p;
+RESET ROLE;
+DROP TABLE prof_mine;
 DROP VIEW prof_view, prof_private_view;
 DROP TABLE prof_private;
 DROP POLICY prof_few ON prof;
