@@ -1202,3 +1202,81 @@ fn migrate_to_arrw_checks_every_table_of_a_tree_and_rebuilds_indexes_as_they_wer
         ]
     );
 }
+
+/// `migrate_to_arrw()` rebuilds only the indexes that use a column whose type
+/// changes, and keeps what ALTER COLUMN TYPE resets: the indexes of a table's
+/// sparsevec and bit columns (pgvector's, untouched by the change) were
+/// blocked, or dropped with `drop_unsupported_indexes`, and every migrated
+/// column came out with its new type's storage and no compression method
+/// (hunt-64).
+#[test]
+fn migrate_to_arrw_leaves_other_columns_indexes_and_keeps_storage() {
+    let Some((_cluster, mut c)) = beside_pgvector("pgvector_keep", "migrate keeps") else {
+        return;
+    };
+    exec(
+        &mut c,
+        "CREATE TABLE docs (id int PRIMARY KEY, v vector(3), s sparsevec(3), b bit(3));
+         INSERT INTO docs SELECT i, ARRAY[i, 1, 2]::real[]::vector,
+                ARRAY[i, 0, 2]::real[]::vector::sparsevec, '101' FROM generate_series(1, 50) i;
+         CREATE INDEX docs_v ON docs USING ivfpq (v) WITH (lists = 1);
+         CREATE INDEX docs_s_hnsw ON docs USING hnsw (s sparsevec_l2_ops);
+         CREATE INDEX docs_s_btree ON docs (s);
+         CREATE INDEX docs_s_norm ON docs (l2_norm(s));
+         CREATE INDEX docs_b_hnsw ON docs USING hnsw (b bit_hamming_ops);
+         ALTER TABLE docs ALTER COLUMN v SET STORAGE PLAIN;
+         CREATE TABLE pt (id int, v vector(3), h halfvec(3)[]) PARTITION BY RANGE (id);
+         CREATE TABLE pt1 PARTITION OF pt FOR VALUES FROM (0) TO (10);
+         CREATE TABLE pt2 PARTITION OF pt FOR VALUES FROM (10) TO (20);
+         ALTER TABLE pt ALTER COLUMN v SET STORAGE MAIN;
+         ALTER TABLE ONLY pt2 ALTER COLUMN v SET STORAGE PLAIN;
+         ALTER TABLE pt1 ALTER COLUMN v SET COMPRESSION pglz;
+         ALTER TABLE pt ALTER COLUMN h SET STORAGE MAIN",
+    );
+    let plan = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail FROM migrate_to_arrw()",
+    );
+    assert!(
+        !plan.iter().any(|l| l.starts_with("blocked")),
+        "{}",
+        plan.join("\n")
+    );
+    exec(
+        &mut c,
+        "SELECT * FROM migrate_to_arrw(dry_run => false, drop_unsupported_indexes => true)",
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = 'docs'::regclass ORDER BY 1"
+        ),
+        [
+            "docs_b_hnsw",
+            "docs_pkey",
+            "docs_s_btree",
+            "docs_s_hnsw",
+            "docs_s_norm",
+            "docs_v"
+        ]
+    );
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT format('%s.%s %s %s %s', attrelid::regclass, attname, \
+                    format_type(atttypid, atttypmod), attstorage, attcompression) \
+             FROM pg_attribute WHERE attrelid IN ('docs'::regclass, 'pt'::regclass, \
+                    'pt1'::regclass, 'pt2'::regclass) AND attname IN ('v', 'h') ORDER BY 1"
+        ),
+        [
+            "docs.v arrw_ext.vector(3) p ",
+            "pt.h arrw_ext.halfvec(3)[] m ",
+            "pt.v arrw_ext.vector(3) m ",
+            "pt1.h arrw_ext.halfvec(3)[] m ",
+            "pt1.v arrw_ext.vector(3) m p",
+            "pt2.h arrw_ext.halfvec(3)[] m ",
+            "pt2.v arrw_ext.vector(3) p "
+        ]
+    );
+}

@@ -134,6 +134,10 @@ DECLARE
 	plan_renames text[] := '{}';
 	plan_after text[] := '{}';
 	tables oid[] := '{}';
+	-- Every column that changes type, in every table of its tree, as
+	-- (mig_rel[k], mig_att[k]): only indexes that use one of them are rebuilt.
+	mig_rel oid[] := '{}';
+	mig_att int[] := '{}';
 	i int;
 	me oid;
 BEGIN
@@ -389,6 +393,30 @@ BEGIN
 			CASE WHEN col.is_array THEN '[]' ELSE '' END);
 		plan_cols := plan_cols || format('ALTER TABLE %s ALTER COLUMN %I TYPE %s USING %I::text::%s',
 			col.rel, col.attname, target, col.attname, target);
+		SELECT mig_rel || array_agg(t.relid), mig_att || array_agg(t.attnum) INTO mig_rel, mig_att
+		FROM @extschema@.arrw_migrate_tree_columns(col.relid, col.attname) t;
+		-- ALTER COLUMN TYPE gives the column its new type's storage and no
+		-- compression method, in every table of the tree: what was set by
+		-- hand (SET STORAGE PLAIN to keep vectors in the row, SET COMPRESSION
+		-- lz4) is set again, table by table.
+		plan_cols := plan_cols || ARRAY(
+			SELECT format('ALTER TABLE ONLY %s ALTER COLUMN %I SET STORAGE %s', t.relid::regclass, col.attname,
+			              CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'm' THEN 'MAIN'
+			                                WHEN 'x' THEN 'EXTENDED' ELSE 'EXTERNAL' END)
+			FROM @extschema@.arrw_migrate_tree_columns(col.relid, col.attname) t
+			JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = t.attnum
+			WHERE a.attstorage IS DISTINCT FROM (
+			        SELECT CASE WHEN col.is_array THEN at.typstorage ELSE nt.typstorage END
+			        FROM pg_type nt LEFT JOIN pg_type at ON at.oid = nt.typarray
+			        WHERE nt.typnamespace = arrw_nsp AND nt.typname = col.base)
+			ORDER BY t.relid);
+		plan_cols := plan_cols || ARRAY(
+			SELECT format('ALTER TABLE ONLY %s ALTER COLUMN %I SET COMPRESSION %s', t.relid::regclass, col.attname,
+			              CASE a.attcompression WHEN 'p' THEN 'pglz' ELSE 'lz4' END)
+			FROM @extschema@.arrw_migrate_tree_columns(col.relid, col.attname) t
+			JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = t.attnum
+			WHERE a.attcompression <> ''
+			ORDER BY t.relid);
 		IF NOT col.relid = ANY (tables) THEN
 			tables := tables || col.relid;
 		END IF;
@@ -450,9 +478,20 @@ BEGIN
 		                AND d.refclassid IN ('pg_proc'::regclass, 'pg_type'::regclass, 'pg_operator'::regclass)
 		JOIN pg_depend x ON x.classid = d.refclassid AND x.objid = d.refobjid AND x.deptype = 'e'
 		JOIN pg_extension e ON e.oid = x.refobjid AND e.extname = 'vector'
-		WHERE i.indrelid = ANY (tables)
-		   OR i.indrelid IN (SELECT p.relid FROM unnest(tables) t(relid),
-		                     LATERAL pg_partition_tree(t.relid) p WHERE p.relid <> t.relid)
+		WHERE (i.indrelid = ANY (tables)
+		       OR i.indrelid IN (SELECT p.relid FROM unnest(tables) t(relid),
+		                         LATERAL pg_partition_tree(t.relid) p WHERE p.relid <> t.relid))
+		  -- It uses a column that changes type (a key or included column, or
+		  -- one its expressions or predicate read; a constraint's index
+		  -- depends on its constraint, not on the columns, so its keys are
+		  -- read from indkey): the indexes of the table's other columns
+		  -- (pgvector's sparsevec or bit, say) are left as they are.
+		  AND (EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) k(att)
+		               WHERE (i.indrelid, k.att::int) IN (SELECT * FROM unnest(mig_rel, mig_att)))
+		       OR EXISTS (SELECT 1 FROM pg_depend dd
+		                  WHERE dd.classid = 'pg_class'::regclass AND dd.objid = i.indexrelid
+		                    AND dd.refclassid = 'pg_class'::regclass AND dd.refobjid = i.indrelid
+		                    AND (dd.refobjid, dd.refobjsubid) IN (SELECT * FROM unnest(mig_rel, mig_att))))
 		ORDER BY 1, 2
 	LOOP
 		blockers := blockers + 1;
@@ -495,6 +534,17 @@ BEGIN
 		                              AND d.deptype = 'e'
 		              JOIN pg_extension e ON e.oid = d.refobjid
 		              WHERE e.extname IN ('vector', 'arrw_pgvector'))
+		  -- It uses a column that changes type (a key or included column, or
+		  -- one its expressions or predicate read; a constraint's index
+		  -- depends on its constraint, not on the columns, so its keys are
+		  -- read from indkey): the indexes of the table's other columns
+		  -- (pgvector's sparsevec or bit, say) are left as they are.
+		  AND (EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) k(att)
+		               WHERE (i.indrelid, k.att::int) IN (SELECT * FROM unnest(mig_rel, mig_att)))
+		       OR EXISTS (SELECT 1 FROM pg_depend dd
+		                  WHERE dd.classid = 'pg_class'::regclass AND dd.objid = i.indexrelid
+		                    AND dd.refclassid = 'pg_class'::regclass AND dd.refobjid = i.indrelid
+		                    AND (dd.refobjid, dd.refobjsubid) IN (SELECT * FROM unnest(mig_rel, mig_att))))
 		ORDER BY 1
 	LOOP
 		IF idx.relispartition THEN
