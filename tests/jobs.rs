@@ -2762,3 +2762,80 @@ fn a_server_with_more_databases_than_the_table_holds_lets_the_launcher_sleep() {
         "the launcher used {ticks} ticks of CPU in 5 s and {seen} worker samples were seen, with no job anywhere"
     );
 }
+
+/// A SIGTERM (pg_terminate_backend, a fast shutdown) stops `bulk_import`'s
+/// search for the row a batch's COPY refused at once, as it stops REINDEX and
+/// export: the search ran all of its COPYs of the batch's first rows (~2
+/// log2(rows) of them), then threw its answer away and requeued the job, which
+/// searched again (hunt-65: ~20 s after the signal for a 100,000-row batch).
+/// Here each row's CHECK sleeps 0.5 ms, so the search would take ~40 s.
+#[test]
+fn a_terminated_worker_stops_the_import_row_search() {
+    let (cluster, mut c) = setup("jobs-term-search", "");
+    const N: usize = 8_000;
+    let csv = cluster.dir.join("search.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+        for i in 0..N {
+            // The last row breaks the CHECK.
+            let v = if i == N - 1 { -1 } else { i as i64 };
+            writeln!(f, "{i},{v}").unwrap();
+        }
+    }
+    c.batch_execute(
+        "CREATE FUNCTION slow_ok(v int) RETURNS boolean LANGUAGE sql
+           AS 'SELECT pg_sleep(0.0005) IS NOT NULL AND v >= 0';
+         CREATE TABLE ts (id int, v int CHECK (slow_ok(v)))",
+    )
+    .unwrap();
+    let id = submit(
+        &mut c,
+        "bulk_import",
+        &format!(
+            r#"{{"table": "ts", "path": "{}", "format": "csv", "batch_rows": {N}}}"#,
+            csv.display()
+        ),
+    );
+    // Wait until a probe's COPY reads its file: the search has begun.
+    let deadline = Instant::now() + TIMEOUT;
+    let worker = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no search began: {:?}",
+            state(&mut c, id)
+        );
+        if let Some(pid) = job_worker(&mut c, id) {
+            let probing = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|p| p.to_string_lossy().ends_with("_probe"))
+                });
+            if probing {
+                break pid;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let t0 = Instant::now();
+    c.query_one("SELECT pg_terminate_backend($1)", &[&worker])
+        .unwrap();
+    while count(
+        &mut c,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {worker}"),
+    ) > 0
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the worker searched on after its SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Requeued, not failed.
+    let (st, _, _, error) = state(&mut c, id);
+    assert!(st == "queued" || st == "running", "{st} {error:?}");
+    assert!(cancel(&mut c, id));
+    assert_eq!(count(&mut c, "SELECT count(*) FROM ts"), 0);
+}

@@ -17,7 +17,7 @@
 //! worker checks for interrupts and for a cancel or shutdown request.
 
 use super::args::{self, CopyOpts, Format, Rel, Spec};
-use super::job::{Ctx, Outcome, RemoveOnDrop};
+use super::job::{Ctx, Outcome, RemoveOnDrop, GOT_SIGTERM, IN_LONG_STATEMENT};
 use super::spi;
 use crate::errors::{
     bad_copy_file, file_io, import_batch_detail, import_row_detail, import_split, not_regular_file,
@@ -28,6 +28,7 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::Ordering;
 
 /// A batch stops taking rows once it holds this many bytes (whatever batch_rows
 /// says), so that one COPY transaction stays a reasonable size.
@@ -511,7 +512,19 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                             },
                             binary: copy.format == Format::Binary,
                         });
-                        let found = found.and_then(|p| p.first_bad_row(batch.rows, &e));
+                        // A SIGTERM cancels the search's COPYs, as it cancels
+                        // REINDEX and export: the job goes back to the queue
+                        // and the search is worth nothing then, and it is up to
+                        // ~2 log2(rows) COPYs of the batch's first rows (a
+                        // 100,000-row batch kept a terminated worker ~20 s;
+                        // hunt-65). Once the search is over, a SIGTERM waits for
+                        // the end of the batch again.
+                        let found = found.and_then(|p| {
+                            IN_LONG_STATEMENT.store(true, Ordering::SeqCst);
+                            let row = p.first_bad_row(batch.rows, &e);
+                            IN_LONG_STATEMENT.store(false, Ordering::SeqCst);
+                            row
+                        });
                         // The batch's own error either way, never a probe's.
                         match found {
                             Some(k) => reraise_with_detail(
@@ -683,6 +696,11 @@ impl Probe<'_> {
         let (mut lo, mut hi) = (1u64, rows);
         let mut found = None;
         while lo < hi {
+            // A SIGTERM that came before the search began (during the batch's
+            // COPY) ends it too.
+            if GOT_SIGTERM.load(Ordering::SeqCst) {
+                return None;
+            }
             let mid = lo + (hi - lo) / 2;
             match self.fails(mid) {
                 Some(e) if same_error(&e, batch_error) => {
