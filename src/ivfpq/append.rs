@@ -9,7 +9,8 @@
 //! 2. if it is full and last: a new page from `extend` (exclusive, not yet
 //!    reachable by anyone);
 //! 3. the directory page holding the list's entry (exclusive), to point the
-//!    list's insert page at the new page.
+//!    list's insert page at the new page, or at a later page the walk found
+//!    room on (VACUUM moved the insert page back and inserts filled it).
 //!
 //! With a refine code, the fine pages that take the new rows' fine entries (at
 //! most three per record, in block order) are locked right after their data
