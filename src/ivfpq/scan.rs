@@ -800,8 +800,20 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     }
     if st.fine.is_some() {
         st.prepared = model.prepared_query(&st.query);
-        st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE).with_refine();
     }
+    let order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
+    let order = if st.fine.is_some() {
+        order.with_refine()
+    } else {
+        order
+    };
+    // Inner-product and cosine estimates err by nothing on average: their
+    // margins take the errors' spread around zero (OrderedRerank docs).
+    st.order = if model.metric != Metric::L2 && !multi {
+        order.with_centered_errors()
+    } else {
+        order
+    };
     if !multi {
         hold_limit_rows(st);
     }
