@@ -11,8 +11,8 @@
 //! keeps each stand-in's exact nearest rows with the list each row went to, and
 //! counts the first [`CALIBRATION_DEEP_K`] of them that are not copies of the
 //! stand-in: a query is rarely a row of the table, and a stand-in's copies
-//! (the row it was taken from, exact duplicates, near-duplicates far closer
-//! than its other neighbours: [`COPY_SHARE`]) sit in its own list, where a
+//! (the row it was taken from, exact duplicates and duplicates up to rounding:
+//! [`COPY_SHARE`]) sit in its own list, where a
 //! query finds none. Counted, they made one probe look enough: a table of
 //! 1,000 real rows stored 30 times each got `probes` 1 of 30 lists and recall@10
 //! 0.52 for held-out queries (0.99 at 10 probes). Once every row is encoded, [`ProbeCalibration::probes_for`]
@@ -76,12 +76,19 @@ pub const MIN_QUERIES: usize = 20;
 
 /// A kept neighbour at most this share of the distance of the farthest one
 /// kept is a copy of the stand-in (the distances of L2 and cosine are squared
-/// lengths: a share of 1e-3 is ~3% of the length). Ordinary neighbours lie far
-/// beyond it: the nearest of a stand-in's 4 × 100 kept rows is ~0.4 of the
-/// farthest's squared distance on SIFT and MiniLM rows, and ~0.05 on uniform
-/// 2-d points. Under inner product distances have no zero, and only rows equal
-/// to the stand-in are copies.
-pub const COPY_SHARE: f32 = 1e-3;
+/// lengths: a share of 1e-5 is ~0.3% of the length): exact duplicates, and
+/// duplicates that differ by rounding (an embedding stored once in `float4`
+/// and once from `halfvec`). Ordinary neighbours lie far beyond it: the
+/// nearest of a stand-in's 4 × 100 kept rows is ~0.4 of the farthest's
+/// squared distance on SIFT and MiniLM rows. Copies with noise of their own
+/// are not caught (SIFT rows repeated with noise of sd 0.3, a share of ~1.5e-4:
+/// 1 probe of 30 lists, recall 0.375 for held-out queries), nor should be:
+/// at 1e-3 a tight cluster's rows (4 blobs 100 apart, rows 1 apart) and rows
+/// along a curve (8-d rows of `sin(i j)`: nearest rows at 0.002 of the
+/// farthest kept) were taken for copies of each other, and probes rose for
+/// rows whose nearest neighbours really are that near. Under inner product
+/// distances have no zero, and only rows equal to the stand-in are copies.
+pub const COPY_SHARE: f32 = 1e-5;
 
 /// Neighbours kept per stand-in, as a multiple of the `k` it is measured for:
 /// room for copies before the neighbours that count.
@@ -412,7 +419,7 @@ mod tests {
         // (spread wide enough that blob-mates are not taken for copies of
         // each other: COPY_SHARE).
         let dim = 8;
-        let data = blobs(dim, 16, 200, 1.0, 1);
+        let data = blobs(dim, 16, 200, 0.1, 1);
         // Rows of different blobs interleaved, so the stand-ins come from many.
         let mut rows: Vec<&[f32]> = data.chunks(dim).collect();
         rows.sort_by_key(|r| (r[0].to_bits() % 97, r[1].to_bits()));
@@ -544,8 +551,8 @@ mod tests {
 
     #[test]
     fn neither_a_stand_in_nor_its_copies_count_as_its_neighbours() {
-        // Every row 5 times, twice exactly and three times with noise far below
-        // the distance between rows: each stand-in's neighbours are the other
+        // Every row 5 times, twice exactly and three times with rounding noise
+        // (1e-4 of values in [-1, 1)): each stand-in's neighbours are the other
         // rows, as a query's would be (a query is rarely a row of the table).
         let dim = 8;
         let once = uniform(dim, 600, 11);
