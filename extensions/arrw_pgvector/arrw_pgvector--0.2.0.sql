@@ -84,6 +84,28 @@ $fn$;
 COMMENT ON FUNCTION @extschema@.arrw_migrate_tree_columns(oid, name) IS
 	'a column of a table and of every table of its inheritance or partition tree (used by migrate_to_arrw)';
 
+-- Whether index `idx` uses one of the columns (rels[k], atts[k]): as a key or
+-- included column, or in its expressions or predicate. A constraint's index
+-- depends on its constraint, not on the columns, so its keys are read from
+-- indkey; what its expressions and predicate read is in pg_depend.
+-- migrate_to_arrw() rebuilds only such indexes.
+CREATE FUNCTION @extschema@.arrw_migrate_index_uses(idx oid, rels oid[], atts int[])
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT EXISTS (SELECT 1 FROM pg_index i, unnest(i.indkey::int2[]) k(att)
+	               WHERE i.indexrelid = idx
+	                 AND (i.indrelid, k.att::int) IN (SELECT * FROM unnest(rels, atts)))
+	    OR EXISTS (SELECT 1 FROM pg_index i JOIN pg_depend d
+	                 ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
+	                AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid
+	               WHERE i.indexrelid = idx
+	                 AND (d.refobjid, d.refobjsubid) IN (SELECT * FROM unnest(rels, atts)))
+$fn$;
+COMMENT ON FUNCTION @extschema@.arrw_migrate_index_uses(oid, oid[], int[]) IS
+	'whether an index uses one of the given (table, column) pairs (used by migrate_to_arrw)';
+
 -- The road back: move every column of pgvector's types to arrw's own, in place.
 --
 --   SELECT * FROM migrate_to_arrw();                -- the plan, nothing changed
@@ -481,17 +503,9 @@ BEGIN
 		WHERE (i.indrelid = ANY (tables)
 		       OR i.indrelid IN (SELECT p.relid FROM unnest(tables) t(relid),
 		                         LATERAL pg_partition_tree(t.relid) p WHERE p.relid <> t.relid))
-		  -- It uses a column that changes type (a key or included column, or
-		  -- one its expressions or predicate read; a constraint's index
-		  -- depends on its constraint, not on the columns, so its keys are
-		  -- read from indkey): the indexes of the table's other columns
-		  -- (pgvector's sparsevec or bit, say) are left as they are.
-		  AND (EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) k(att)
-		               WHERE (i.indrelid, k.att::int) IN (SELECT * FROM unnest(mig_rel, mig_att)))
-		       OR EXISTS (SELECT 1 FROM pg_depend dd
-		                  WHERE dd.classid = 'pg_class'::regclass AND dd.objid = i.indexrelid
-		                    AND dd.refclassid = 'pg_class'::regclass AND dd.refobjid = i.indrelid
-		                    AND (dd.refobjid, dd.refobjsubid) IN (SELECT * FROM unnest(mig_rel, mig_att))))
+		  -- It uses a column that changes type: the indexes of the table's
+		  -- other columns (pgvector's sparsevec or bit, say) stay as they are.
+		  AND @extschema@.arrw_migrate_index_uses(i.indexrelid, mig_rel, mig_att)
 		ORDER BY 1, 2
 	LOOP
 		blockers := blockers + 1;
@@ -534,17 +548,9 @@ BEGIN
 		                              AND d.deptype = 'e'
 		              JOIN pg_extension e ON e.oid = d.refobjid
 		              WHERE e.extname IN ('vector', 'arrw_pgvector'))
-		  -- It uses a column that changes type (a key or included column, or
-		  -- one its expressions or predicate read; a constraint's index
-		  -- depends on its constraint, not on the columns, so its keys are
-		  -- read from indkey): the indexes of the table's other columns
-		  -- (pgvector's sparsevec or bit, say) are left as they are.
-		  AND (EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) k(att)
-		               WHERE (i.indrelid, k.att::int) IN (SELECT * FROM unnest(mig_rel, mig_att)))
-		       OR EXISTS (SELECT 1 FROM pg_depend dd
-		                  WHERE dd.classid = 'pg_class'::regclass AND dd.objid = i.indexrelid
-		                    AND dd.refclassid = 'pg_class'::regclass AND dd.refobjid = i.indrelid
-		                    AND (dd.refobjid, dd.refobjsubid) IN (SELECT * FROM unnest(mig_rel, mig_att))))
+		  -- It uses a column that changes type: the indexes of the table's
+		  -- other columns (pgvector's sparsevec or bit, say) stay as they are.
+		  AND @extschema@.arrw_migrate_index_uses(i.indexrelid, mig_rel, mig_att)
 		ORDER BY 1
 	LOOP
 		IF idx.relispartition THEN
