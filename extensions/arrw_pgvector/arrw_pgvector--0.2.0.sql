@@ -85,7 +85,8 @@ COMMENT ON FUNCTION @extschema@.arrw_migrate_tree_columns(oid, name) IS
 	'a column of a table and of every table of its inheritance or partition tree (used by migrate_to_arrw)';
 
 -- Whether index `idx` uses one of the columns (rels[k], atts[k]): as a key or
--- included column, or in its expressions or predicate. A constraint's index
+-- included column, or in its expressions or predicate (a whole-row
+-- reference uses every column). A constraint's index
 -- depends on its constraint, not on the columns, so its keys are read from
 -- indkey; what its expressions and predicate read is in pg_depend.
 -- migrate_to_arrw() rebuilds only such indexes.
@@ -102,6 +103,11 @@ AS $fn$
 	                AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid
 	               WHERE i.indexrelid = idx
 	                 AND (d.refobjid, d.refobjsubid) IN (SELECT * FROM unnest(rels, atts)))
+	    -- A whole-row reference (`f(t)`) reads every column and leaves no
+	    -- column's dependency: read from the expression trees.
+	    OR EXISTS (SELECT 1 FROM pg_index i
+	               WHERE i.indexrelid = idx AND i.indrelid = ANY (rels)
+	                 AND (i.indexprs::text ~ ':varattno 0 ' OR i.indpred::text ~ ':varattno 0 '))
 $fn$;
 COMMENT ON FUNCTION @extschema@.arrw_migrate_index_uses(oid, oid[], int[]) IS
 	'whether an index uses one of the given (table, column) pairs (used by migrate_to_arrw)';
@@ -515,6 +521,34 @@ BEGIN
 		RETURN NEXT;
 	END LOOP;
 
+	-- Indexes with an expression key under a class of pgvector's (or of this
+	-- extension) whose expressions read a column that changes type (through
+	-- a function of the caller's, say `emb(t)` returning `v`): the expression
+	-- then yields arrw's type, which that class does not take, and neither
+	-- ALTER TABLE's rebuild nor one here could make the index again.
+	FOR idx IN
+		SELECT DISTINCT format('%s.%s', quote_ident(n.nspname), quote_ident(ic.relname)) AS name
+		FROM pg_index i
+		JOIN pg_class ic ON ic.oid = i.indexrelid
+		JOIN pg_namespace n ON n.oid = ic.relnamespace
+		WHERE (i.indrelid = ANY (tables)
+		       OR i.indrelid IN (SELECT p.relid FROM unnest(tables) t(relid),
+		                         LATERAL pg_partition_tree(t.relid) p WHERE p.relid <> t.relid))
+		  AND EXISTS (SELECT 1 FROM generate_series(1, i.indnkeyatts) k(n)
+		              JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass
+		                              AND d.objid = i.indclass[k.n - 1] AND d.deptype = 'e'
+		              JOIN pg_extension e ON e.oid = d.refobjid
+		              WHERE e.extname IN ('vector', 'arrw_pgvector') AND i.indkey[k.n - 1] = 0)
+		  AND @extschema@.arrw_migrate_index_uses(i.indexrelid, mig_rel, mig_att)
+		ORDER BY 1
+	LOOP
+		blockers := blockers + 1;
+		action := 'blocked'; object := idx.name;
+		detail := 'an expression key with pgvector''s operator class reads a column that changes '
+			'type: drop it, migrate, create it again with arrw''s class';
+		RETURN NEXT;
+	END LOOP;
+
 	-- Indexes of those tables (and of their partitions) whose operator classes
 	-- belong to pgvector or to this extension: dropped before, created after.
 	FOR idx IN
@@ -535,7 +569,12 @@ BEGIN
 		                  LATERAL (SELECT substr(o, 3)::int AS m FROM unnest(ic.reloptions) o
 		                           WHERE o LIKE 'm=%') mo
 		           WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-		             AND a.atttypmod > 0 AND mo.m > 0 AND a.atttypmod % mo.m <> 0) AS m_misfit
+		             AND a.atttypmod > 0 AND mo.m > 0 AND a.atttypmod % mo.m <> 0) AS m_misfit,
+		       -- The keys (1-based) that are columns changing type: only their
+		       -- classes become arrw's.
+		       ARRAY(SELECT k.n FROM generate_series(1, i.indnkeyatts) k(n)
+		             WHERE (i.indrelid, i.indkey[k.n - 1]::int) IN (SELECT * FROM unnest(mig_rel, mig_att)))
+		             AS mig_keys
 		FROM pg_index i
 		JOIN pg_class ic ON ic.oid = i.indexrelid
 		JOIN pg_namespace n ON n.oid = ic.relnamespace
@@ -543,14 +582,17 @@ BEGIN
 		WHERE (i.indrelid = ANY (tables)
 		       OR i.indrelid IN (SELECT p.relid FROM unnest(tables) t(relid),
 		                         LATERAL pg_partition_tree(t.relid) p WHERE p.relid <> t.relid))
-		  AND EXISTS (SELECT 1 FROM unnest(i.indclass::oid[]) k(cls)
-		              JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass AND d.objid = k.cls
-		                              AND d.deptype = 'e'
+		  -- A key that is a column changing type has a class of pgvector's
+		  -- (or of this extension): ALTER COLUMN TYPE would rebuild the index
+		  -- with that class, which does not take arrw's type. Any other index
+		  -- (the table's sparsevec or bit columns', one that only includes or
+		  -- filters on the column) ALTER TABLE rebuilds as it was.
+		  AND EXISTS (SELECT 1 FROM generate_series(1, i.indnkeyatts) k(n)
+		              JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass
+		                              AND d.objid = i.indclass[k.n - 1] AND d.deptype = 'e'
 		              JOIN pg_extension e ON e.oid = d.refobjid
-		              WHERE e.extname IN ('vector', 'arrw_pgvector'))
-		  -- It uses a column that changes type: the indexes of the table's
-		  -- other columns (pgvector's sparsevec or bit, say) stay as they are.
-		  AND @extschema@.arrw_migrate_index_uses(i.indexrelid, mig_rel, mig_att)
+		              WHERE e.extname IN ('vector', 'arrw_pgvector')
+		                AND (i.indrelid, i.indkey[k.n - 1]::int) IN (SELECT * FROM unnest(mig_rel, mig_att)))
 		ORDER BY 1
 	LOOP
 		IF idx.relispartition THEN
@@ -587,15 +629,15 @@ BEGIN
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
-		-- Every operator class named in the definition (qualified: search_path is
-		-- pg_catalog only) must have a twin in arrw's schema with the same name
-		-- and access method.
+		-- Every operator class of pgvector's (or this extension's) on a key
+		-- that changes type (qualified: search_path is pg_catalog only) must
+		-- have a twin in arrw's schema with the same name and access method.
 		new_oc := NULL;
 		FOR oc IN
 			SELECT DISTINCT format('%s.%s', quote_ident(cn.nspname), quote_ident(c.opcname)) AS old,
 			       c.opcname, c.opcmethod
-			FROM unnest(idx.classes) k(cls)
-			JOIN pg_opclass c ON c.oid = k.cls
+			FROM unnest(idx.mig_keys) k(n)
+			JOIN pg_opclass c ON c.oid = idx.classes[k.n - 1]
 			JOIN pg_namespace cn ON cn.oid = c.opcnamespace
 			JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass AND d.objid = c.oid AND d.deptype = 'e'
 			JOIN pg_extension e ON e.oid = d.refobjid AND e.extname IN ('vector', 'arrw_pgvector')
@@ -610,7 +652,8 @@ BEGIN
 		-- text with the class names replaced: that also rewrote index and
 		-- column names and string constants of the predicate holding them).
 		-- Every key names its operator class (arrw's twin for pgvector's and
-		-- this extension's, the same class for others), collation and order;
+		-- this extension's on a key that changes type, the same class for
+		-- others), collation and order;
 		-- a partitioned table's index is created without ONLY, so it reaches
 		-- every partition again.
 		SELECT format('CREATE %sINDEX %I ON %s USING %I (%s)%s%s%s%s',
@@ -621,7 +664,7 @@ BEGIN
 		                       cln.nspname, cl.collname) FROM pg_collation cl
 		                       JOIN pg_namespace cln ON cln.oid = cl.collnamespace
 		                       WHERE cl.oid = x.indcollation[k.n - 1]) ELSE '' END
-		               || ' ' || CASE WHEN EXISTS (SELECT 1 FROM pg_depend d
+		               || ' ' || CASE WHEN k.n = ANY (idx.mig_keys) AND EXISTS (SELECT 1 FROM pg_depend d
 		                       JOIN pg_extension e ON e.oid = d.refobjid
 		                       WHERE d.classid = 'pg_opclass'::regclass AND d.objid = c.oid
 		                         AND d.deptype = 'e' AND e.extname IN ('vector', 'arrw_pgvector'))
