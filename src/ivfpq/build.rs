@@ -426,7 +426,8 @@ pub unsafe extern "C-unwind" fn ambuild(
     check_declared_shape_fits(
         &opts,
         declared,
-        heap_blocks as usize * rows_per_page_at_most(declared, multi),
+        heap_blocks as usize * rows_per_page_at_most(declared, multi, key_element_bytes(index)),
+        multi,
         budget,
     );
     options::check_refine_fits(&opts, declared, multi);
@@ -483,21 +484,44 @@ pub unsafe extern "C-unwind" fn ambuild(
 /// Most heap tuples an 8 kB page holds (PostgreSQL's MaxHeapTuplesPerPage).
 const MAX_ROWS_PER_PAGE: usize = arrw_core::layout::MAX_HEAP_ROWS_PER_PAGE as usize;
 
+/// Bytes an element of the index's key type takes: 2 for `halfvec` (also
+/// pgvector's, or through a domain), 4 otherwise (`vector`).
+fn key_element_bytes(index: pg_sys::Relation) -> usize {
+    // SAFETY: an index relation has a tuple descriptor with at least one
+    // attribute; getBaseType and format_type_be are catalog lookups of a type
+    // an index exists on, and the name they return is a palloc'd C string.
+    let name = unsafe {
+        let att = &*(*(*index).rd_att).attrs.as_ptr();
+        let base = pg_sys::getBaseType(att.atttypid);
+        std::ffi::CStr::from_ptr(pg_sys::format_type_be(base))
+            .to_string_lossy()
+            .into_owned()
+    };
+    if name == "halfvec" || name.ends_with(".halfvec") {
+        2
+    } else {
+        4
+    }
+}
+
 /// Most rows a heap page can hold when each carries a non-null vector of
-/// `declared` dimensions: a row is at least its tuple header (24 bytes), its
-/// line pointer (4) and the vector, which stays in the row, uncompressed,
-/// while the tuple is under PostgreSQL's TOAST threshold (~2 kB), and is
-/// counted at two bytes an element (a `halfvec`'s). Above it the value may go
-/// out of line or be compressed, and a pointer of ~16 bytes is all that is
-/// sure to stay. Counted as `MAX_ROWS_PER_PAGE` rows a page, a 1,000-row
-/// 128-d table was taken for 20,952 rows, and `lists = 32768` asked for 265 MB
-/// it would never use (hunt-67).
-fn rows_per_page_at_most(declared: Option<usize>, multi: bool) -> usize {
+/// `declared` dimensions of `element` bytes each: a row is at least its tuple
+/// header (24 bytes), its line pointer (4) and the vector, which stays in the
+/// row, uncompressed, while the tuple is under PostgreSQL's TOAST threshold
+/// (~2 kB). Above it the value may go out of line or be compressed, and a
+/// pointer of ~16 bytes is all that is sure to stay. Counted as
+/// `MAX_ROWS_PER_PAGE` rows a page, a 1,000-row 128-d table was taken for
+/// 20,952 rows, and `lists = 32768` asked for 265 MB it would never use
+/// (hunt-67); counted at a `halfvec`'s 2 bytes an element for every type, a
+/// `vector(600)` (out of line) was taken for 5 rows a page instead of ~157,
+/// and a build that could not fit read the whole table before it said so
+/// (hunt-68).
+fn rows_per_page_at_most(declared: Option<usize>, multi: bool, element: usize) -> usize {
     const PAGE_SPACE: usize = 8192 - 24;
     const TOAST_THRESHOLD: usize = 2032;
     match (declared, multi) {
         (Some(dim), false) => {
-            let inline = 8 + 2 * dim;
+            let inline = 8 + element * dim;
             let value = if 24 + inline <= TOAST_THRESHOLD {
                 inline
             } else {
@@ -505,28 +529,42 @@ fn rows_per_page_at_most(declared: Option<usize>, multi: bool) -> usize {
             };
             (PAGE_SPACE / (24 + 4 + value)).clamp(1, MAX_ROWS_PER_PAGE)
         }
-        // An array may be empty: nothing but the tuple bounds it.
+        // An array may be empty, or hold many vectors behind one pointer:
+        // nothing but the tuple bounds its rows, and nothing bounds its
+        // vectors a page (so a small table's build may be refused early for
+        // a model of more lists than it has vectors).
         _ => MAX_ROWS_PER_PAGE,
     }
 }
 
 /// With the dimension declared and `lists` given, a budget too small for the
-/// model fails before the table is read. The model has at most one list per
-/// row, and the table at most `max_rows` (from its size): `lists = 32768` on a
-/// 100-row table once asked for 397 MB it would never use (the build keeps 100
-/// lists), so a dump of such an index did not restore at the default setting.
+/// model fails before the table is read. The plan is the one the build makes
+/// once it has read the table (`plan_build`), for a table of `max_rows` rows
+/// (an upper bound from its size): at most one list per row, and a sample of
+/// what the reservoir holds at each budget. `lists = 32768` on a 100-row table
+/// once asked for 397 MB it would never use (the build keeps 100 lists), so a
+/// dump of such an index did not restore at the default setting; and a
+/// sample taken for one row per list asked 78 MB where the build, sampling
+/// what 2 MB holds, needed 3.
 fn check_declared_shape_fits(
     opts: &options::IvfpqOptions,
     declared: Option<usize>,
     max_rows: usize,
+    multi: bool,
     budget: usize,
 ) {
     if let (Some(dim), true) = (declared, opts.lists > 0) {
-        let (lists, m, nbits) = options::choose_params(opts, opts.lists as usize, dim);
-        let lists = lists.min(max_rows.max(1));
+        let rows = max_rows.max(1);
+        let (lists, m, nbits) = options::choose_params(opts, rows, dim);
+        let lists = lists.min(rows);
         let shape = shape_of(dim, lists, m, nbits);
+        let wanted = ivf::training_sample_size(lists, nbits).min(rows);
         let try_at = |b: usize| {
-            buildmem::plan(b, &shape, lists, lists, stand_in_bytes(b, dim, false))
+            // A `vector[]` row may hold many vectors: only the reservoir
+            // bounds its sample.
+            let room = buildmem::reservoir_rows(b, dim);
+            let have = if multi { room } else { room.min(rows) };
+            buildmem::plan(b, &shape, have, wanted, stand_in_bytes(b, dim, false))
                 .map(|_| ())
                 .map_err(|e| e.needed)
         };

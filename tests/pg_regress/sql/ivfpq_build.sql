@@ -306,6 +306,17 @@ CREATE INDEX few_v ON few USING ivfpq (v) WITH (lists = 32768);
 SELECT lists FROM arrw.ivfpq_info('few_v');
 RESET maintenance_work_mem;
 DROP TABLE few;
+-- A vector(600) goes out of line (~157 rows a page): a budget the model of
+-- the lists such a table can have does not fit fails before the table is read
+-- (the DETAIL counts the lists the table's size allows, not its 2,000 rows).
+-- Counted at 2 bytes an element, it was taken for 5 rows a page, and the
+-- build read and detoasted the table first (hunt-68).
+CREATE TABLE wide_few (id int, v vector(600));
+INSERT INTO wide_few SELECT i, array_fill((i % 7)::real, ARRAY[600])::vector FROM generate_series(1, 2000) i;
+SET maintenance_work_mem = '2MB';
+CREATE INDEX wide_few_v ON wide_few USING ivfpq (v) WITH (lists = 32768);
+RESET maintenance_work_mem;
+DROP TABLE wide_few;
 
 -- Values near ±3e38 on both sides of one dimension: the refine code's range
 -- was wider than a float4 holds, and the build wrote a model that every later
