@@ -112,6 +112,24 @@ $fn$;
 COMMENT ON FUNCTION @extschema@.arrw_migrate_index_uses(oid, oid[], int[]) IS
 	'whether an index uses one of the given (table, column) pairs (used by migrate_to_arrw)';
 
+-- The keys of index `idx` whose operator class is pgvector's or this
+-- extension's, as (key position from 1, column number; 0 for an expression).
+-- migrate_to_arrw() asks.
+CREATE FUNCTION @extschema@.arrw_migrate_pgvector_keys(idx oid)
+RETURNS TABLE(n int, att int)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+	SELECT k.n, i.indkey[k.n - 1]::int
+	FROM pg_index i, generate_series(1, i.indnkeyatts) k(n)
+	WHERE i.indexrelid = idx
+	  AND EXISTS (SELECT 1 FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+	              WHERE d.classid = 'pg_opclass'::regclass AND d.objid = i.indclass[k.n - 1]
+	                AND d.deptype = 'e' AND e.extname IN ('vector', 'arrw_pgvector'))
+$fn$;
+COMMENT ON FUNCTION @extschema@.arrw_migrate_pgvector_keys(oid) IS
+	'the keys of an index under pgvector''s or arrw_pgvector''s operator classes (used by migrate_to_arrw)';
+
 -- The road back: move every column of pgvector's types to arrw's own, in place.
 --
 --   SELECT * FROM migrate_to_arrw();                -- the plan, nothing changed
@@ -534,11 +552,8 @@ BEGIN
 		WHERE (i.indrelid = ANY (tables)
 		       OR i.indrelid IN (SELECT p.relid FROM unnest(tables) t(relid),
 		                         LATERAL pg_partition_tree(t.relid) p WHERE p.relid <> t.relid))
-		  AND EXISTS (SELECT 1 FROM generate_series(1, i.indnkeyatts) k(n)
-		              JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass
-		                              AND d.objid = i.indclass[k.n - 1] AND d.deptype = 'e'
-		              JOIN pg_extension e ON e.oid = d.refobjid
-		              WHERE e.extname IN ('vector', 'arrw_pgvector') AND i.indkey[k.n - 1] = 0)
+		  AND EXISTS (SELECT 1 FROM @extschema@.arrw_migrate_pgvector_keys(i.indexrelid) k
+		              WHERE k.att = 0)
 		  AND @extschema@.arrw_migrate_index_uses(i.indexrelid, mig_rel, mig_att)
 		ORDER BY 1
 	LOOP
@@ -587,12 +602,8 @@ BEGIN
 		  -- with that class, which does not take arrw's type. Any other index
 		  -- (the table's sparsevec or bit columns', one that only includes or
 		  -- filters on the column) ALTER TABLE rebuilds as it was.
-		  AND EXISTS (SELECT 1 FROM generate_series(1, i.indnkeyatts) k(n)
-		              JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass
-		                              AND d.objid = i.indclass[k.n - 1] AND d.deptype = 'e'
-		              JOIN pg_extension e ON e.oid = d.refobjid
-		              WHERE e.extname IN ('vector', 'arrw_pgvector')
-		                AND (i.indrelid, i.indkey[k.n - 1]::int) IN (SELECT * FROM unnest(mig_rel, mig_att)))
+		  AND EXISTS (SELECT 1 FROM @extschema@.arrw_migrate_pgvector_keys(i.indexrelid) k
+		              WHERE (i.indrelid, k.att) IN (SELECT * FROM unnest(mig_rel, mig_att)))
 		ORDER BY 1
 	LOOP
 		IF idx.relispartition THEN
