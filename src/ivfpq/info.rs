@@ -215,7 +215,8 @@ fn schema_usable(rel: pg_sys::Oid, role: pg_sys::Oid) -> bool {
 /// of its rows the user reads.
 fn require_select(heap: pg_sys::Oid) {
     // SAFETY: reading a backend global.
-    if !schema_usable(heap, unsafe { pg_sys::GetUserId() }) {
+    let me = unsafe { pg_sys::GetUserId() };
+    if !schema_usable(heap, me) {
         // SAFETY: aclcheck_error raises PostgreSQL's own "permission denied
         // for schema" (insufficient_privilege); get_namespace_name returns a
         // palloc'd name of a live schema.

@@ -380,6 +380,7 @@ pub(super) unsafe fn begin<'a>(
     // SAFETY: scan is ours and live.
     let st = unsafe { state(scan) };
     if !st.started {
+        // SAFETY: scan is live (this function's contract), `st` its state.
         if !unsafe { start(scan, st) } {
             return None;
         }

@@ -596,7 +596,7 @@ mod tests {
     }
 
     #[test]
-    fn a_table_of_copies_calibrates_like_its_distinct_rows() {
+    fn copies_of_every_row_do_not_make_one_probe_look_enough() {
         // 600 distinct rows, then the same rows 20 times over: the copies
         // must not make one probe look enough (hunt-66: 1 probe of 30 lists,
         // recall 0.52 for held-out queries, 0.99 at 10 probes).
