@@ -17,7 +17,8 @@
 -- keys of a domain over int8 or numeric as strings, as the slot feed does, and
 -- those of arrays and composites as their text, as the slot feed does; it never
 -- runs a cast or output function a type's owner defined (new helper
--- arrw._watch_key_expr, copied from sql/cdc.sql).
+-- arrw._watch_key_expr, copied from sql/cdc.sql), and renders them with
+-- extra_float_digits, DateStyle and IntervalStyle pinned to their defaults.
 -- arrw.watch(...) (copied from sql/cdc.sql, at the end) checks a channel
 -- name as PostgreSQL's scanner reads an identifier.
 -- arrw.watches is readable by PUBLIC (as documented).
@@ -753,9 +754,17 @@ CREATE FUNCTION arrw._watch_key_expr(col text, typ oid) RETURNS text
 	 WHERE b.oid = (SELECT d.t FROM domains d JOIN pg_type ty ON ty.oid = d.t WHERE ty.typtype <> 'd')
 $$;
 
+-- The key text must not depend on the writer's session: floats follow
+-- extra_float_digits (at -15, 1/3 and 0.3 were both 0.3), dates inside
+-- arrays, ranges and composites DateStyle (DMY against MDY), intervals
+-- IntervalStyle; they are pinned here to PostgreSQL's defaults, as the
+-- slot feed pins extra_float_digits (src/cdc/plugin.rs).
 CREATE OR REPLACE FUNCTION arrw.notify_changes() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
+	SET extra_float_digits = 1
+	SET datestyle = 'ISO, MDY'
+	SET intervalstyle = 'postgres'
 	AS $$
 DECLARE
 	channel text := TG_ARGV[0];

@@ -170,9 +170,17 @@ $$;
 -- defined (it would run as whoever writes the table): a key of such a type
 -- sends no keys.
 -- Statements that touched no rows send nothing.
+-- The key text must not depend on the writer's session: floats follow
+-- extra_float_digits (at -15, 1/3 and 0.3 were both 0.3), dates inside
+-- arrays, ranges and composites DateStyle (DMY against MDY), intervals
+-- IntervalStyle; they are pinned here to PostgreSQL's defaults, as the
+-- slot feed pins extra_float_digits (src/cdc/plugin.rs).
 CREATE FUNCTION arrw.notify_changes() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
+	SET extra_float_digits = 1
+	SET datestyle = 'ISO, MDY'
+	SET intervalstyle = 'postgres'
 	AS $$
 DECLARE
 	channel text := TG_ARGV[0];

@@ -135,6 +135,13 @@ SELECT arrw.watch('cdc_k8', 'cdc_k8_chan', include_keys => true);
 \! psql -X -q -c 'LISTEN cdc_k8_chan' -c "INSERT INTO cdc_k8 VALUES (ARRAY[9007199254740993], 'red')" | sed 's/PID [0-9]*/PID N/'
 SELECT count(*) AS casts_run FROM cdc_mal.loot;
 DROP TABLE cdc_k8;
+-- Keys do not depend on the writer's session settings: at extra_float_digits
+-- -15, 1/3, 0.1 + 0.2 and 0.3 were all sent as 0.3 (three rows, one key), and
+-- a date inside an array followed the writer's DateStyle (01-02-2024).
+CREATE TABLE cdc_kf (k float8, d date[], PRIMARY KEY (k, d));
+SELECT arrw.watch('cdc_kf', 'cdc_kf_chan', include_keys => true);
+\! PGOPTIONS='-c extra_float_digits=-15 -c datestyle=SQL,DMY' psql -X -q -c 'LISTEN cdc_kf_chan' -c "INSERT INTO cdc_kf VALUES (1::float8 / 3, '{2024-01-02}'), (0.1::float8 + 0.2, '{2024-01-02}'), (0.3, '{2024-01-02}')" | sed 's/PID [0-9]*/PID N/'
+DROP TABLE cdc_kf;
 -- A base type whose output function is neither PostgreSQL's nor arrw's would
 -- run its creator's code: such keys are left out (no "keys" in the payload).
 CREATE TYPE cdc_opaque;
