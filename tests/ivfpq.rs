@@ -1407,6 +1407,17 @@ fn damaged_pages_are_index_corrupted_errors() {
         rows_before
     );
     assert_eq!(blocks(&mut c, "d_off_chain"), before);
+    // Scans and VACUUM walk the chain to its end, and a chain that ends
+    // before its insert page was cut: the rows past the cut went missing
+    // from scans without a word, and VACUUM pointed the insert page back
+    // at the cut chain, after which inserts succeeded too (hunt-72).
+    expect_corrupted(&mut c, &scan("d_off_chain"), "d_off_chain_v");
+    expect_corrupted(&mut c, "VACUUM d_off_chain", "d_off_chain_v");
+    expect_corrupted(
+        &mut c,
+        "INSERT INTO d_off_chain VALUES (-1, '[1,2,3,4]')",
+        "d_off_chain_v",
+    );
 
     // A count beyond the page's capacity: scans and VACUUM refuse the page.
     expect_corrupted(&mut c, &scan("d_count"), "d_count_v");

@@ -329,10 +329,15 @@ pub struct ListChain {
 }
 
 impl ListChain {
+    /// A walk from the list's head. A walk that reaches the chain's end
+    /// without meeting the insert page `dir` names is an ERROR
+    /// (`layout::Chain::must_reach`): a cut link would otherwise hide the
+    /// rest of the list from scans and VACUUM without a word.
     pub fn new(index: pg_sys::Relation, meta: &MetaData, dir: &ListDir) -> ListChain {
         ListChain {
             index,
-            chain: layout::Chain::new(meta, dir.list, dir.blk, dir.entry.head),
+            chain: layout::Chain::new(meta, dir.list, dir.blk, dir.entry.head)
+                .must_reach(dir.entry.insert),
             nblocks: dir.nblocks,
         }
     }

@@ -904,6 +904,9 @@ pub struct Chain {
     steps: u32,
     /// `cur` was handed out and not yet visited.
     pending: bool,
+    /// A block the walk must hand out before the chain ends (the list's
+    /// insert page; INVALID_BLOCK: none), see [`Chain::must_reach`].
+    must_reach: u32,
 }
 
 impl Chain {
@@ -917,7 +920,23 @@ impl Chain {
             from: dir_blk,
             steps: 0,
             pending: false,
+            must_reach: INVALID_BLOCK,
         }
+    }
+
+    /// The walk must meet `block` (the list's insert page, as the directory
+    /// entry the walk started from names it) before the chain ends, or
+    /// [`Chain::next_block`] reports the chain cut at its last page. Pages
+    /// are never unlinked, and the insert page only ever moves to a page of
+    /// the chain (an append links its new page and points the directory at
+    /// it in one WAL record; VACUUM points it back at a page it walked), so
+    /// a walk from the head that ends without meeting it followed a damaged
+    /// link: a cut link looks like any list's last page, and the rows past
+    /// it were silently left out of scans, and VACUUM moved the insert page
+    /// back onto the cut chain (hunt-72).
+    pub fn must_reach(mut self, block: u32) -> Chain {
+        self.must_reach = block;
+        self
     }
 
     /// The list being walked.
@@ -940,6 +959,15 @@ impl Chain {
             return Ok(Some(self.cur));
         }
         if self.cur == INVALID_BLOCK {
+            if self.must_reach != INVALID_BLOCK {
+                return corrupt(
+                    self.from,
+                    format!(
+                        "the chain of list {} ends before its insert page {}: a link was cut",
+                        self.list, self.must_reach
+                    ),
+                );
+            }
             return Ok(None);
         }
         if self.cur < self.first_data || self.cur >= nblocks {
@@ -963,6 +991,9 @@ impl Chain {
         }
         self.steps += 1;
         self.pending = true;
+        if self.cur == self.must_reach {
+            self.must_reach = INVALID_BLOCK;
+        }
         Ok(Some(self.cur))
     }
 
@@ -1058,7 +1089,7 @@ pub fn walk_image(pages: &[&[u8]]) -> Result<Vec<usize>, Corrupt> {
         check_dir_page(dp, dir_blk)?;
         let e = read_dir(dp, slot);
         check_dir_entry(&meta, list, &e, dir_blk, nblocks)?;
-        let mut chain = Chain::new(&meta, list, dir_blk, e.head);
+        let mut chain = Chain::new(&meta, list, dir_blk, e.head).must_reach(e.insert);
         let mut n = 0;
         let mut code = vec![0u8; geom.code_size];
         while let Some(blk) = chain.next_block(nblocks)? {
@@ -1364,6 +1395,32 @@ mod tests {
         let e = walk(&pages).unwrap_err();
         assert_eq!(e.block, 4);
         assert!(e.what.contains("links to itself"), "{e}");
+    }
+
+    /// A link cut short (a page's `next` set to the end marker before the
+    /// list's insert page) passes every page's own checks; only the insert
+    /// page the walk never meets gives it away.
+    #[test]
+    fn a_chain_cut_before_its_insert_page_is_an_error() {
+        let mut pages = image(2, 8, false, 3, 5);
+        // list 0: blocks 3 -> 4 -> 5 (insert page 5); cut after 3.
+        put_u32(&mut pages[3], NEXT, INVALID_BLOCK);
+        let e = walk(&pages).unwrap_err();
+        assert_eq!(e.block, 3);
+        assert!(e.what.contains("ends before its insert page 5"), "{e}");
+        // Cut after 4: the last page before the cut is named.
+        let mut pages = image(2, 8, false, 3, 5);
+        put_u32(&mut pages[4], NEXT, INVALID_BLOCK);
+        assert_eq!(walk(&pages).unwrap_err().block, 4);
+        // An insert page earlier on the chain (VACUUM moves it back) is met.
+        let mut pages = image(2, 8, false, 3, 5);
+        let (db, slot) = dir_location(&read_meta_page(&pages[0]).unwrap(), 0);
+        write_dir(
+            &mut pages[db as usize],
+            slot,
+            DirEntry { head: 3, insert: 4 },
+        );
+        assert_eq!(walk(&pages).unwrap(), vec![15, 15]);
     }
 
     #[test]
