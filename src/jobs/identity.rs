@@ -68,6 +68,26 @@ fn not_same_relation(ctx: &Ctx, qname: &str) -> ! {
     );
 }
 
+/// In an index job's transaction, before its `REINDEX CONCURRENTLY`: the OID
+/// its index's name resolves to now. That may differ from `rel.oid`, read by
+/// the attempt's `prepare`: another index job's (or the user's) `REINDEX
+/// CONCURRENTLY` may have swapped a rebuilt index in under the name since, as
+/// [`same_relation_as_submitted`] allows. The name must still name an index
+/// of the same table (55000 otherwise, as [`check_still_named`]). Checking
+/// for `rel.oid` itself failed one of two index jobs started on one index a
+/// few milliseconds apart, for good (hunt-75).
+pub fn index_still_named(ctx: &Ctx, rel: &Rel) -> String {
+    let now = spi::one(
+        "SELECT c.oid::pg_catalog.text FROM pg_catalog.pg_class c            JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) c.oid           WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)::pg_catalog.oid             AND i.indrelid::pg_catalog.text OPERATOR(pg_catalog.=) $2",
+        &[Some(&rel.qname), rel.table_oid.as_deref()],
+    );
+    match now {
+        Some(oid) if ctx.job.kind.reindexes_concurrently() => oid,
+        Some(oid) if oid == rel.oid => oid,
+        _ => not_same_relation(ctx, &rel.qname),
+    }
+}
+
 /// In a batch's transaction: fails the job (55000, undoing the batch) unless
 /// `rel.qname` still names the relation the attempt started on. Called before a
 /// batch's statement (which would otherwise act on whatever now has the name)

@@ -210,7 +210,7 @@ fn index(ctx: &Ctx, rel: Rel) -> Outcome {
         if ctx.cancel_requested() {
             return true;
         }
-        identity::check_still_named(ctx, &rel);
+        let oid = identity::index_still_named(ctx, &rel);
         // Before the first REINDEX: the invalid indexes already on the tables
         // (which drop_leftover_indexes leaves alone), and that a REINDEX started.
         let checkpoint = if ctx.checkpoint().text(REINDEX_STARTED).is_some() {
@@ -224,7 +224,7 @@ fn index(ctx: &Ctx, rel: Rel) -> Outcome {
                          JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) t.relid \
                          JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) x.indrelid \
                          WHERE NOT i.indisvalid))",
-                &[Some(&rel.oid), Some(REINDEX_STARTED), Some(INVALID_BEFORE)],
+                &[Some(&oid), Some(REINDEX_STARTED), Some(INVALID_BEFORE)],
             )
         };
         ctx.progress(0.05, checkpoint.as_deref());
