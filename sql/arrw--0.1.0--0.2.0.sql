@@ -174,6 +174,10 @@ BEGIN
 		RAISE EXCEPTION 'inputs must be a non-empty JSON array of {"column": ..., "query": ...} objects'
 			USING ERRCODE = '22023';
 	END IF;
+	-- An OID that names nothing said "column ... of 99999999 does not exist".
+	IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid USING ERRCODE = '42P01';
+	END IF;
 	SELECT a.atttypid INTO id_type FROM pg_attribute a
 	 WHERE a.attrelid = tbl AND a.attname = id_column AND a.attnum > 0 AND NOT a.attisdropped;
 	IF NOT FOUND THEN
@@ -213,6 +217,12 @@ BEGIN
 		END IF;
 		col := inp->>'column';
 		q := inp->>'query';
+		-- A weight of true or {"a": 1} failed its cast with a bare 22P02
+		-- that named neither the input nor the key.
+		IF jsonb_typeof(inp->'weight') NOT IN ('number', 'string', 'null') THEN
+			RAISE EXCEPTION 'input % has weight %, a weight must be a number', i, inp->'weight'
+				USING ERRCODE = '22023';
+		END IF;
 		weight := coalesce((inp->>'weight')::float8, 1.0);
 		-- At most 1e300: the fused score sums weight * score over at most a
 		-- few inputs, and weights near float8's limit overflowed that sum

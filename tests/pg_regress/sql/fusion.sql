@@ -237,6 +237,15 @@ SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "wieght": 5}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "5"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "-"}]');
+-- A weight that is not a number names its input (it was a bare 22P02), and
+-- a table OID that names nothing is 42P01 (it was 42703, "column "id" of
+-- 99999999 does not exist").
+\set VERBOSITY terse
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "weight": true}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "weight": {"a": 1}}]');
+SELECT * FROM arrw.fused_search(99999999::oid::regclass, 'id', '[{"column": "title", "query": "[1,0]"}]');
+SELECT * FROM arrw.fused_search(0::oid::regclass, 'id', '[{"column": "title", "query": "[1,0]"}]');
+\set VERBOSITY default
 -- Weights near float8's limit overflowed the fused sum (22003, with the whole
 -- generated query as context): at most 1e300.
 \set VERBOSITY sqlstate
