@@ -124,6 +124,9 @@ SET search_path = pg_catalog, pg_temp
 -- Weights are written into the query as text: shortest exact form, whatever
 -- the caller's extra_float_digits.
 SET extra_float_digits = 1
+-- Its literals ('^\s*$') mean what they say whatever the caller's
+-- standard_conforming_strings (off, the filter "s" was taken for a blank one).
+SET standard_conforming_strings = on
 AS $$
 DECLARE
 	inp jsonb;
@@ -223,7 +226,14 @@ BEGIN
 			RAISE EXCEPTION 'input % has weight %, a weight must be a number', i, inp->'weight'
 				USING ERRCODE = '22023';
 		END IF;
-		weight := coalesce((inp->>'weight')::float8, 1.0);
+		-- A string that is no number ("abc") or a number past float8's
+		-- range (1e400, 1e-400) failed its cast with a bare error too.
+		BEGIN
+			weight := coalesce((inp->>'weight')::float8, 1.0);
+		EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+			RAISE EXCEPTION 'input % has weight %, weights must be numbers between 0 and 1e300',
+				i, left((inp->'weight')::text, 40) USING ERRCODE = '22023';
+		END;
 		-- At most 1e300: the fused score sums weight * score over at most a
 		-- few inputs, and weights near float8's limit overflowed that sum
 		-- (22003, the whole generated query as its context).
@@ -716,6 +726,7 @@ CREATE OPERATOR CLASS halfvec_cosine_ops
 CREATE FUNCTION arrw._watch_key_expr(col text, typ oid) RETURNS text
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, pg_temp
+	SET standard_conforming_strings = on
 	AS $$
 	WITH RECURSIVE parts(t) AS (
 		SELECT typ
@@ -768,10 +779,14 @@ $$;
 -- extra_float_digits (at -15, 1/3 and 0.3 were both 0.3), dates inside
 -- arrays, ranges and composites DateStyle (DMY against MDY), intervals
 -- IntervalStyle; they are pinned here to PostgreSQL's defaults, as the
--- slot feed pins extra_float_digits (src/cdc/plugin.rs).
+-- slot feed pins extra_float_digits (src/cdc/plugin.rs). So is
+-- standard_conforming_strings: with it off, the '\x' before a bytea key's
+-- hex lost its backslash (here and in every function below that writes a
+-- backslash in a literal).
 CREATE OR REPLACE FUNCTION arrw.notify_changes() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
+	SET standard_conforming_strings = on
 	SET extra_float_digits = 1
 	SET datestyle = 'ISO, MDY'
 	SET intervalstyle = 'postgres'
@@ -946,6 +961,7 @@ CREATE OR REPLACE FUNCTION arrw.watch(rel regclass, channel text DEFAULT 'arrw_c
 	RETURNS text
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
+	SET standard_conforming_strings = on
 	AS $$
 DECLARE
 	targs text;
@@ -1000,3 +1016,10 @@ CREATE OR REPLACE FUNCTION arrw.job_channel() RETURNS text
 	  FROM arrw.secret s, pg_catalog.pg_database d
 	 WHERE s.name = 'job_channel' AND d.datname = pg_catalog.current_database()
 $$;
+
+-- 0.1.0's watch helpers read trigger arguments with '\x00' bytea literals,
+-- which meant something else under standard_conforming_strings = off
+-- (arrw.watches and arrw.unwatch failed with 22021): pinned, as on a fresh
+-- install (sql/cdc.sql).
+ALTER FUNCTION arrw._watch_channel(regclass) SET standard_conforming_strings = on;
+ALTER FUNCTION arrw._watch_keys(regclass) SET standard_conforming_strings = on;

@@ -104,6 +104,7 @@ COMMENT ON FUNCTION arrw.emit_event(text, jsonb) IS
 CREATE FUNCTION arrw._watch_key_expr(col text, typ oid) RETURNS text
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, pg_temp
+	SET standard_conforming_strings = on
 	AS $$
 	WITH RECURSIVE parts(t) AS (
 		SELECT typ
@@ -174,10 +175,14 @@ $$;
 -- extra_float_digits (at -15, 1/3 and 0.3 were both 0.3), dates inside
 -- arrays, ranges and composites DateStyle (DMY against MDY), intervals
 -- IntervalStyle; they are pinned here to PostgreSQL's defaults, as the
--- slot feed pins extra_float_digits (src/cdc/plugin.rs).
+-- slot feed pins extra_float_digits (src/cdc/plugin.rs). So is
+-- standard_conforming_strings: with it off, the '\x' before a bytea key's
+-- hex lost its backslash (here and in every function below that writes a
+-- backslash in a literal).
 CREATE FUNCTION arrw.notify_changes() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
+	SET standard_conforming_strings = on
 	SET extra_float_digits = 1
 	SET datestyle = 'ISO, MDY'
 	SET intervalstyle = 'postgres'
@@ -302,6 +307,7 @@ $$;
 CREATE FUNCTION arrw._watch_channel(rel regclass) RETURNS text
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, pg_temp
+	SET standard_conforming_strings = on
 	AS $$
 	SELECT convert_from(substring(t.tgargs FROM 1 FOR position('\x00'::bytea IN t.tgargs) - 1), current_setting('server_encoding'))
 	  FROM pg_trigger t
@@ -330,6 +336,7 @@ $$;
 CREATE FUNCTION arrw._watch_keys(rel regclass) RETURNS boolean
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, pg_temp
+	SET standard_conforming_strings = on
 	AS $$
 	SELECT t.tgnargs = 2 AND position('\x006b65797300'::bytea IN t.tgargs) = octet_length(t.tgargs) - 5
 	  FROM pg_trigger t
@@ -347,6 +354,7 @@ CREATE FUNCTION arrw.watch(rel regclass, channel text DEFAULT 'arrw_changes', in
 	RETURNS text
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, pg_temp
+	SET standard_conforming_strings = on
 	AS $$
 DECLARE
 	targs text;

@@ -32,6 +32,9 @@ SET search_path = pg_catalog, pg_temp
 -- Weights are written into the query as text: shortest exact form, whatever
 -- the caller's extra_float_digits.
 SET extra_float_digits = 1
+-- Its literals ('^\s*$') mean what they say whatever the caller's
+-- standard_conforming_strings (off, the filter "s" was taken for a blank one).
+SET standard_conforming_strings = on
 AS $$
 DECLARE
 	inp jsonb;
@@ -131,7 +134,14 @@ BEGIN
 			RAISE EXCEPTION 'input % has weight %, a weight must be a number', i, inp->'weight'
 				USING ERRCODE = '22023';
 		END IF;
-		weight := coalesce((inp->>'weight')::float8, 1.0);
+		-- A string that is no number ("abc") or a number past float8's
+		-- range (1e400, 1e-400) failed its cast with a bare error too.
+		BEGIN
+			weight := coalesce((inp->>'weight')::float8, 1.0);
+		EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+			RAISE EXCEPTION 'input % has weight %, weights must be numbers between 0 and 1e300',
+				i, left((inp->'weight')::text, 40) USING ERRCODE = '22023';
+		END;
 		-- At most 1e300: the fused score sums weight * score over at most a
 		-- few inputs, and weights near float8's limit overflowed that sum
 		-- (22003, the whole generated query as its context).

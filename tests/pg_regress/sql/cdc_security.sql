@@ -142,6 +142,16 @@ CREATE TABLE cdc_kf (k float8, d date[], PRIMARY KEY (k, d));
 SELECT arrw.watch('cdc_kf', 'cdc_kf_chan', include_keys => true);
 \! PGOPTIONS='-c extra_float_digits=-15 -c datestyle=SQL,DMY' psql -X -q -c 'LISTEN cdc_kf_chan' -c "INSERT INTO cdc_kf VALUES (1::float8 / 3, '{2024-01-02}'), (0.1::float8 + 0.2, '{2024-01-02}'), (0.3, '{2024-01-02}')" | sed 's/PID [0-9]*/PID N/'
 DROP TABLE cdc_kf;
+-- And standard_conforming_strings: with it off, a bytea key went out as
+-- "x0102" (the literal '\x' lost its backslash), and arrw.watches, which
+-- reads the triggers' arguments with a '\x00' literal, failed with 22021.
+CREATE TABLE cdc_kb (k bytea PRIMARY KEY);
+SELECT arrw.watch('cdc_kb', 'cdc_kb_chan', include_keys => true);
+\! PGOPTIONS='-c standard_conforming_strings=off' psql -X -q -c 'LISTEN cdc_kb_chan' -c "INSERT INTO cdc_kb VALUES (decode('0102', 'hex'))" | sed 's/PID [0-9]*/PID N/'
+SET standard_conforming_strings = off;
+SELECT "table", channel, keys FROM arrw.watches WHERE "table" = 'cdc_kb'::regclass;
+RESET standard_conforming_strings;
+DROP TABLE cdc_kb;
 -- A base type whose output function is neither PostgreSQL's nor arrw's would
 -- run its creator's code: such keys are left out (no "keys" in the payload).
 CREATE TYPE cdc_opaque;

@@ -243,9 +243,19 @@ SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vec
 \set VERBOSITY terse
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "weight": true}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "weight": {"a": 1}}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "weight": "abc"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "weight": 1e400}]');
 SELECT * FROM arrw.fused_search(99999999::oid::regclass, 'id', '[{"column": "title", "query": "[1,0]"}]');
 SELECT * FROM arrw.fused_search(0::oid::regclass, 'id', '[{"column": "title", "query": "[1,0]"}]');
 \set VERBOSITY default
+-- A filter is not blank under standard_conforming_strings = off either: the
+-- test for a blank one ('^\s*$') then read '^s*$' and took the filter "s" for
+-- blank, returning every row.
+-- (A session of its own: PL/pgSQL keeps the plans of a session's first call.)
+ALTER TABLE fdocs ADD COLUMN s boolean DEFAULT false;
+\setenv PGDATABASE :DBNAME
+\! PGOPTIONS='-c standard_conforming_strings=off' psql -X -q -At -c "SELECT count(*) FROM arrw.fused_search('fdocs', 'id', '[{\"column\": \"title\", \"query\": \"[1,0]\"}]', filter => 's')"
+ALTER TABLE fdocs DROP COLUMN s;
 -- Weights near float8's limit overflowed the fused sum (22003, with the whole
 -- generated query as context): at most 1e300.
 \set VERBOSITY sqlstate
