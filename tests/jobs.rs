@@ -2072,6 +2072,108 @@ fn index_jobs_on_one_table_do_not_fail_each_other() {
     );
 }
 
+/// `REINDEX` finds its index by name once it holds the table's lock: a
+/// session that held the lock meanwhile gave the job's index name to another
+/// table's index, which the job then rebuilt, and it reported success for the
+/// index it never touched (hunt-80). It fails now (55000).
+#[test]
+fn an_index_job_fails_when_its_name_moves_to_another_tables_index_mid_wait() {
+    let (cluster, mut c) = setup("jobs-moved", "arrw.job_workers = 1");
+    c.batch_execute(
+        "CREATE TABLE ma (id int, v vector(4));
+         CREATE TABLE mb (id int, v vector(4));
+         INSERT INTO ma SELECT i, ARRAY[random(), random(), random(), random()]::real[]::vector
+           FROM generate_series(1, 300) i;
+         INSERT INTO mb SELECT * FROM ma;
+         CREATE INDEX ma_v ON ma USING ivfpq (v) WITH (lists = 2);
+         CREATE INDEX mb_v ON mb USING ivfpq (v) WITH (lists = 2);",
+    )
+    .unwrap();
+    let mb_before: u32 = c
+        .query_one("SELECT 'mb_v'::regclass::oid", &[])
+        .unwrap()
+        .get(0);
+    let mut locker = cluster.connect();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE ma IN SHARE UPDATE EXCLUSIVE MODE")
+        .unwrap();
+    let id = submit(&mut c, "index_rebuild", r#"{"index": "ma_v"}"#);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    worker_waiting_for_a_lock(&mut c, deadline, "in its REINDEX");
+    locker
+        .batch_execute(
+            "ALTER INDEX ma_v RENAME TO ma_v_old; ALTER INDEX mb_v RENAME TO ma_v; COMMIT",
+        )
+        .unwrap();
+    assert_eq!(
+        wait_done(&cluster, &mut c, id),
+        "failed",
+        "{:?}",
+        state(&mut c, id)
+    );
+    let (_, _, _, err) = state(&mut c, id);
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("no longer names")),
+        "{err:?}"
+    );
+    // mb's index was rebuilt under the name (a new OID): the failure says so
+    // rather than report ma's rebuilt.
+    let mb_after: u32 = c
+        .query_one("SELECT 'ma_v'::regclass::oid", &[])
+        .unwrap()
+        .get(0);
+    assert_ne!(mb_after, mb_before);
+}
+
+/// Two jobs that walk one table (a backfill `batch_update`, then a cleanup
+/// `batch_delete`, submitted one after the other) ran side by side on the two
+/// workers: each one's updates and deletes moved the other's rows out of its
+/// walk (past the blocks it started with, or into blocks it had walked), and
+/// both succeeded having missed most of them (23,202 of 25,000 rows left to
+/// delete; hunt-77). The later one now waits in the queue for the earlier.
+#[test]
+fn two_batch_jobs_on_one_table_take_turns_and_miss_no_row() {
+    let (cluster, mut c) = setup("jobs-turns", "arrw.job_workers = 2");
+    c.batch_execute(
+        "CREATE TABLE bt (id int PRIMARY KEY, a int, b int);
+         INSERT INTO bt SELECT i, NULL, NULL FROM generate_series(1, 50000) i;",
+    )
+    .unwrap();
+    let u = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "bt", "set": "a = 1", "batch_rows": 1000}"#,
+    );
+    let d = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "bt", "where": "id % 2 = 0", "batch_rows": 1000}"#,
+    );
+    for id in [u, d] {
+        assert_eq!(
+            wait_done(&cluster, &mut c, id),
+            "succeeded",
+            "{:?}",
+            state(&mut c, id)
+        );
+    }
+    assert_eq!(count(&mut c, "SELECT count(*) FROM bt WHERE id % 2 = 0"), 0);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM bt WHERE a IS NULL"), 0);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM bt"), 25000);
+    // One after the other: the delete started once the update had ended.
+    assert_eq!(
+        count(
+            &mut c,
+            &format!(
+                "SELECT count(*) FROM arrw.jobs x, arrw.jobs y \
+                 WHERE x.id = {u} AND y.id = {d} AND y.started_at >= x.finished_at"
+            )
+        ),
+        1
+    );
+}
+
 /// Index jobs on *one* index, started milliseconds apart by the two workers:
 /// each attempt resolves the index's OID, and another job's `REINDEX
 /// CONCURRENTLY` may swap a rebuilt index in under the name before the

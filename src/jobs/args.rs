@@ -48,6 +48,12 @@ impl JobKind {
         KINDS.iter().copied().find(|k| k.name() == s)
     }
 
+    /// Walks its table's heap in block ranges (batch_delete, batch_update):
+    /// one such job at a time per table (worker.rs `claimable`).
+    pub fn walks_table(self) -> bool {
+        matches!(self, JobKind::BatchDelete | JobKind::BatchUpdate)
+    }
+
     /// The kind runs `REINDEX INDEX CONCURRENTLY`, which waits for every older
     /// snapshot in the database and can leave invalid `_ccnew`/`_ccold` indexes
     /// behind when interrupted.

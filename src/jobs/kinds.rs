@@ -244,6 +244,14 @@ fn index(ctx: &Ctx, rel: Rel) -> Outcome {
         spi::SAFE_SEARCH_PATH,
         pgrx::pg_sys::GucAction::GUC_ACTION_SET,
     );
+    // The REINDEX looked the name up again after waiting for the table's
+    // lock: a session that held the lock meanwhile could give the name to an
+    // index of another table, which was then rebuilt in its place, and the
+    // job reported success for an index it never touched (hunt-80). The name
+    // must still name an index of the job's table, or the job fails (55000).
+    spi::xact(|| {
+        identity::index_still_named(ctx, &rel);
+    });
     let after = if optimize {
         ivfpq_stats(ctx, &rel.qname)
     } else {

@@ -322,6 +322,46 @@ fn recover_orphans() {
 
 /// Claims the next due job of this database (in the caller's transaction), after
 /// recording as cancelled the queued jobs whose cancellation was requested.
+/// A running job that walks its table's heap by block ranges (alias `r`).
+const WALKING: &str = "r.state = 'running' AND r.kind IN ('batch_delete', 'batch_update')";
+
+/// The queued jobs (alias `j`) a worker may claim, due or not: not cancelled,
+/// and not a job that walks its table (`batch_delete`, `batch_update`) while
+/// another such job runs on the same table. The walk covers the blocks the
+/// table had when the job started, and the other job's updates move rows
+/// past them or into blocks already walked: two such jobs on one 50,000-row
+/// table, one after the other in the queue, ran side by side on the two
+/// workers, and both succeeded having missed most of their rows (hunt-77).
+/// The held-back job is claimed when the first ends (its worker claims on).
+fn claimable() -> String {
+    format!(
+        "j.state = 'queued' \
+         AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
+         AND NOT (j.kind IN ('batch_delete', 'batch_update') AND EXISTS (\
+              SELECT 1 FROM arrw.job r WHERE {WALKING} \
+                 AND r.checkpoint->>'rel_oid' = j.checkpoint->>'rel_oid'))"
+    )
+}
+
+/// Takes, until the claim's transaction ends, the lock that orders the claims
+/// of jobs walking table `rel` (see [`claimable`]).
+fn lock_walked_table(rel: u32) {
+    let tag = pg_sys::LOCKTAG {
+        // SAFETY: reading a backend global.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: rel,
+        locktag_field3: 0,
+        // Distinct from the jobs' own tags (0x6a62) and from the 1 and 2 the
+        // SQL advisory-lock functions use.
+        locktag_field4: 0x6a63,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    };
+    // SAFETY: a valid locktag; a transaction-scoped lock that may wait (for
+    // another worker's claim transaction, which holds no lock this one has).
+    unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false) };
+}
+
 fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     let (queued, running, cancelled) = (State::Queued, State::Running, State::Cancelled);
     let done = spi::query(
@@ -352,10 +392,11 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     }
     let r = spi::query(
         &format!(
-            "SELECT id, kind, args::text, owner::oid, search_path, attempts, max_attempts FROM arrw.job j \
-             WHERE state = '{queued}' AND run_after <= now() \
-               AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
-             ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            "SELECT id, kind, args::text, owner::oid, search_path, attempts, max_attempts, \
+                    checkpoint->>'rel_oid' FROM arrw.job j \
+             WHERE {} AND run_after <= now() \
+             ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            claimable()
         ),
         &[],
     );
@@ -364,8 +405,8 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
         if let Some(ms) = spi::one(
             &format!(
                 "SELECT (extract(epoch FROM min(run_after)) * 1000)::bigint FROM arrw.job j \
-                 WHERE state = '{queued}' \
-                   AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id)"
+                 WHERE {}",
+                claimable()
             ),
             &[],
         ) {
@@ -377,6 +418,20 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     let s = |i: usize| row[i].clone().unwrap_or_default();
     let id: i64 = s(0).parse().unwrap_or(0);
     let kind = JobKind::parse(&s(1))?;
+    if kind.walks_table() {
+        if let Some(rel) = row[7].as_deref().and_then(|r| r.parse::<u32>().ok()) {
+            // Two workers may each have picked a batch job on this table
+            // before either committed its claim: the second waits here for
+            // the first's claim to commit, then sees it running.
+            lock_walked_table(rel);
+            if spi::flag(
+                &format!("SELECT EXISTS (SELECT 1 FROM arrw.job r WHERE {WALKING} AND r.checkpoint->>'rel_oid' = $1)"),
+                &[row[7].as_deref()],
+            ) {
+                return None;
+            }
+        }
+    }
     if !try_lock_job(id, true) {
         sh.mark(db, shmem::now_ms() + 1000);
         return None;
@@ -398,8 +453,8 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     if let Some(ms) = spi::one(
         &format!(
             "SELECT (extract(epoch FROM min(run_after)) * 1000)::bigint FROM arrw.job j \
-             WHERE state = '{queued}' AND id <> $1::bigint \
-               AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id)"
+             WHERE {} AND id <> $1::bigint",
+            claimable()
         ),
         &[Some(&s(0))],
     ) {
