@@ -66,6 +66,41 @@ fn state(c: &mut Client, id: i64) -> (String, f64, i32, Option<String>) {
     (r.get(0), r.get(1), r.get(2), r.get(3))
 }
 
+/// Submits index job `kind` on `index` with one attempt (no retry hides a
+/// failure), then returns its id.
+fn submit_index_job_once(c: &mut Client, kind: &str, index: &str) -> i64 {
+    c.query_one(
+        "SELECT arrw.submit_job($1, jsonb_build_object('index', $2::text), 1)",
+        &[&kind, &index],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Index jobs `ids` all succeed, and `table` then has `valid` valid indexes
+/// (no `_ccnew`/`_ccold` leftover).
+fn expect_index_jobs_succeeded(
+    cluster: &Cluster,
+    c: &mut Client,
+    ids: &[i64],
+    table: &str,
+    valid: i64,
+) {
+    for &id in ids {
+        expect_succeeded(cluster, c, id);
+    }
+    let sql = format!(
+        "SELECT count(*) FROM pg_index WHERE indrelid = '{table}'::regclass AND indisvalid"
+    );
+    assert_eq!(count(c, &sql), valid);
+}
+
+/// Waits for job `id` to end and asserts it succeeded (its state, progress,
+/// attempts and error in the message otherwise).
+fn expect_succeeded(cluster: &Cluster, c: &mut Client, id: i64) {
+    assert_eq!(wait_done(cluster, c, id), "succeeded", "{:?}", state(c, id));
+}
+
 /// Polls (one statement per poll) until job `id` ends; returns its final state.
 fn wait_done(cluster: &Cluster, c: &mut Client, id: i64) -> String {
     let deadline = Instant::now() + TIMEOUT;
@@ -240,12 +275,7 @@ fn every_kind_end_to_end() {
                 r#"{{"query": "SELECT id, body FROM items ORDER BY id", "path": "{out}", "format": "{format}"}}"#
             ),
         );
-        assert_eq!(
-            wait_done(&cluster, &mut c, e),
-            "succeeded",
-            "{:?}",
-            state(&mut c, e)
-        );
+        expect_succeeded(&cluster, &mut c, e);
         assert!(!Path::new(&format!("{out}.arrw-{e}.tmp")).exists());
         let t = format!("back_{format}");
         c.batch_execute(&format!("CREATE TABLE {t} (id int, body text)"))
@@ -278,12 +308,7 @@ fn every_kind_end_to_end() {
         "batch_update",
         r#"{"table": "items", "set": "n = n + 1, body = body || '!'", "where": "id % 3 = 0", "batch_rows": 500}"#,
     );
-    assert_eq!(
-        wait_done(&cluster, &mut c, u),
-        "succeeded",
-        "{:?}",
-        state(&mut c, u)
-    );
+    expect_succeeded(&cluster, &mut c, u);
     assert_eq!(
         count(
             &mut c,
@@ -305,12 +330,7 @@ fn every_kind_end_to_end() {
         "batch_delete",
         r#"{"table": "items", "where": "id % 2 = 0", "batch_rows": 1000}"#,
     );
-    assert_eq!(
-        wait_done(&cluster, &mut c, d),
-        "succeeded",
-        "{:?}",
-        state(&mut c, d)
-    );
+    expect_succeeded(&cluster, &mut c, d);
     assert_eq!(count(&mut c, "SELECT count(*) FROM items"), 10_000);
     assert_eq!(
         count(&mut c, "SELECT count(*) FROM items WHERE id % 2 = 0"),
@@ -325,12 +345,7 @@ fn every_kind_end_to_end() {
         .unwrap()
         .get(0);
     let r = submit(&mut c, "index_rebuild", r#"{"index": "items_id_idx"}"#);
-    assert_eq!(
-        wait_done(&cluster, &mut c, r),
-        "succeeded",
-        "{:?}",
-        state(&mut c, r)
-    );
+    expect_succeeded(&cluster, &mut c, r);
     let after: u32 = c
         .query_one("SELECT 'items_id_idx'::regclass::oid", &[])
         .unwrap()
@@ -351,12 +366,7 @@ fn every_kind_end_to_end() {
         .query_one("SELECT arrw.wait_job($1, '60 s')", &[&r])
         .unwrap_err();
     assert_eq!(sqlstate(&e), "40P01", "{}", msg(&e));
-    assert_eq!(
-        wait_done(&cluster, &mut c, r),
-        "succeeded",
-        "{:?}",
-        state(&mut c, r)
-    );
+    expect_succeeded(&cluster, &mut c, r);
 
     // The same one step removed: both workers of the pool (arrw.job_workers
     // = 2) run index jobs on one index, one waiting for this call's snapshot
@@ -374,12 +384,7 @@ fn every_kind_end_to_end() {
         .unwrap_err();
     assert_eq!(sqlstate(&e), "40P01", "{}", msg(&e));
     for j in [a, b, d] {
-        assert_eq!(
-            wait_done(&cluster, &mut c, j),
-            "succeeded",
-            "{:?}",
-            state(&mut c, j)
-        );
+        expect_succeeded(&cluster, &mut c, j);
     }
 
     // index_optimize: retrain an ivfpq index on the current rows.
@@ -560,12 +565,7 @@ fn sigkill_of_a_worker_mid_import_loses_and_duplicates_nothing() {
     // 2. bulk_import, undisturbed.
     let t0 = Instant::now();
     let id = submit(&mut c, "bulk_import", &args("t_job"));
-    assert_eq!(
-        wait_done(&cluster, &mut c, id),
-        "succeeded",
-        "{:?}",
-        state(&mut c, id)
-    );
+    expect_succeeded(&cluster, &mut c, id);
     let job_s = t0.elapsed().as_secs_f64();
     let job_inner_s: f64 = c
         .query_one("SELECT extract(epoch FROM finished_at - started_at)::float8 FROM arrw.jobs WHERE id = $1", &[&id])
@@ -695,18 +695,8 @@ fn server_restarts_requeue_queued_and_running_jobs() {
     );
     assert!(p > 0.1, "resumes from its last batch: progress {p}");
     assert_eq!(attempts, if st == "queued" { 0 } else { 1 });
-    assert_eq!(
-        wait_done(&cluster, &mut c, ja),
-        "succeeded",
-        "{:?}",
-        state(&mut c, ja)
-    );
-    assert_eq!(
-        wait_done(&cluster, &mut c, jb),
-        "succeeded",
-        "{:?}",
-        state(&mut c, jb)
-    );
+    expect_succeeded(&cluster, &mut c, ja);
+    expect_succeeded(&cluster, &mut c, jb);
     assert_eq!(state(&mut c, ja).2, 1);
     for t in ["a", "b"] {
         assert_eq!(count(&mut c, &format!("SELECT count(*) FROM {t}")), 200_000);
@@ -729,12 +719,7 @@ fn server_restarts_requeue_queued_and_running_jobs() {
     cluster.stop("immediate");
     cluster.start_server();
     let mut c = cluster.connect();
-    assert_eq!(
-        wait_done(&cluster, &mut c, jd),
-        "succeeded",
-        "{:?}",
-        state(&mut c, jd)
-    );
+    expect_succeeded(&cluster, &mut c, jd);
     assert_eq!(count(&mut c, "SELECT count(*) FROM d"), 200_000);
     assert_eq!(count(&mut c, "SELECT count(DISTINCT id) FROM d"), 200_000);
     assert_eq!(state(&mut c, jd).2, 2);
@@ -1071,12 +1056,7 @@ fn roles_run_jobs_with_their_own_rights_and_see_only_their_jobs() {
         r#"{"table": "alice_t", "set": "who = 'after'"}"#,
     );
     for id in [sab, after] {
-        assert_eq!(
-            wait_done(&cluster, &mut alice, id),
-            "succeeded",
-            "{:?}",
-            state(&mut alice, id)
-        );
+        expect_succeeded(&cluster, &mut alice, id);
     }
     assert_eq!(
         count(&mut c, "SELECT count(*) FROM alice_t WHERE who = 'after'"),
@@ -1093,12 +1073,7 @@ fn roles_run_jobs_with_their_own_rights_and_see_only_their_jobs() {
             r#"{{"table": "alice_t", "columns": ["id", "body"], "path": "{csv}", "format": "csv", "header": true}}"#
         ),
     );
-    assert_eq!(
-        wait_done(&cluster, &mut alice, imp),
-        "succeeded",
-        "{:?}",
-        state(&mut alice, imp)
-    );
+    expect_succeeded(&cluster, &mut alice, imp);
     assert_eq!(count(&mut c, "SELECT count(*) FROM alice_t"), 1100);
 
     // Bob sees none of alice's jobs and cannot cancel or wait for them.
@@ -1555,12 +1530,7 @@ fn deferred_constraints_are_checked_per_batch() {
         .get(0)
     };
     let id = import(&mut c, &good);
-    assert_eq!(
-        wait_done(&cluster, &mut c, id),
-        "succeeded",
-        "{:?}",
-        state(&mut c, id)
-    );
+    expect_succeeded(&cluster, &mut c, id);
     assert_eq!(count(&mut c, "SELECT count(*) FROM child"), 50);
 
     // An update that passes through duplicates of a deferred unique constraint.
@@ -1569,23 +1539,13 @@ fn deferred_constraints_are_checked_per_batch() {
         "batch_update",
         r#"{"table": "child", "set": "u = u + 1"}"#,
     );
-    assert_eq!(
-        wait_done(&cluster, &mut c, u),
-        "succeeded",
-        "{:?}",
-        state(&mut c, u)
-    );
+    expect_succeeded(&cluster, &mut c, u);
     let d = submit(
         &mut c,
         "batch_delete",
         r#"{"table": "parent", "where": "id > 90"}"#,
     );
-    assert_eq!(
-        wait_done(&cluster, &mut c, d),
-        "succeeded",
-        "{:?}",
-        state(&mut c, d)
-    );
+    expect_succeeded(&cluster, &mut c, d);
     let out = cluster.dir.join("out.txt");
     let e = submit(
         &mut c,
@@ -1655,12 +1615,7 @@ fn files_in_ascii_embedding_encodings_split_like_copy() {
             path.display()
         ),
     );
-    assert_eq!(
-        wait_done(&cluster, &mut c, id),
-        "succeeded",
-        "{:?}",
-        state(&mut c, id)
-    );
+    expect_succeeded(&cluster, &mut c, id);
     let rows = |c: &mut Client, t: &str| -> Vec<String> {
         c.query(&format!("SELECT body FROM {t} ORDER BY body"), &[])
             .unwrap()
@@ -1695,12 +1650,7 @@ fn a_batch_delete_resumes_from_its_last_batch_on_retry() {
         "batch_delete",
         r#"{"table": "t", "where": "true", "batch_rows": 1000}"#,
     );
-    assert_eq!(
-        wait_done(&cluster, &mut c, id),
-        "succeeded",
-        "{:?}",
-        state(&mut c, id)
-    );
+    expect_succeeded(&cluster, &mut c, id);
     assert_eq!(state(&mut c, id).2, 2, "one failed attempt, one retry");
     assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 0);
     let rows: i64 = c
@@ -1753,12 +1703,7 @@ fn a_job_whose_sql_releases_advisory_locks_still_runs_once() {
         r#"{"table": "other", "where": "true"}"#,
     );
     assert_eq!(wait_done(&cluster, &mut c, other), "succeeded");
-    assert_eq!(
-        wait_done(&cluster, &mut c, id),
-        "succeeded",
-        "{:?}",
-        state(&mut c, id)
-    );
+    expect_succeeded(&cluster, &mut c, id);
     assert_eq!(
         count(&mut c, "SELECT count(*) FROM imp"),
         N,
@@ -1792,12 +1737,7 @@ fn an_index_job_drops_its_index_leftovers_and_only_those() {
         assert_eq!(sqlstate(&e), "23505");
     }
     let id = submit(&mut c, "index_rebuild", r#"{"index": "ri"}"#);
-    assert_eq!(
-        wait_done(&cluster, &mut c, id),
-        "succeeded",
-        "{:?}",
-        state(&mut c, id)
-    );
+    expect_succeeded(&cluster, &mut c, id);
     let left: Vec<String> = c
         .query(
             "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
@@ -1969,12 +1909,7 @@ fn batches_stay_near_batch_rows_after_an_empty_stretch() {
         "batch_update",
         r#"{"table": "st", "set": "n = n + 1", "where": "true", "batch_rows": 100}"#,
     );
-    assert_eq!(
-        wait_done(&cluster, &mut c, id),
-        "succeeded",
-        "{:?}",
-        state(&mut c, id)
-    );
+    expect_succeeded(&cluster, &mut c, id);
     assert_eq!(count(&mut c, "SELECT count(*) FROM st WHERE n = 1"), 10_000);
     // Each batch is a transaction: its rows share their xmin.
     let largest = count(
@@ -2045,31 +1980,10 @@ fn index_jobs_on_one_table_do_not_fail_each_other() {
             } else {
                 (kind, index)
             };
-            let id: i64 = c
-                .query_one(
-                    "SELECT arrw.submit_job($1, jsonb_build_object('index', $2::text), 1)",
-                    &[&kind, &index],
-                )
-                .unwrap()
-                .get(0);
-            ids.push(id);
+            ids.push(submit_index_job_once(&mut c, kind, index));
         }
     }
-    for id in ids {
-        assert_eq!(
-            wait_done(&cluster, &mut c, id),
-            "succeeded",
-            "{:?}",
-            state(&mut c, id)
-        );
-    }
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT count(*) FROM pg_index WHERE indrelid = 'tw'::regclass AND indisvalid"
-        ),
-        2
-    );
+    expect_index_jobs_succeeded(&cluster, &mut c, &ids, "tw", 2);
 }
 
 /// `REINDEX` finds its index by name once it holds the table's lock: a
@@ -2151,12 +2065,7 @@ fn two_batch_jobs_on_one_table_take_turns_and_miss_no_row() {
         r#"{"table": "bt", "where": "id % 2 = 0", "batch_rows": 1000}"#,
     );
     for id in [u, d] {
-        assert_eq!(
-            wait_done(&cluster, &mut c, id),
-            "succeeded",
-            "{:?}",
-            state(&mut c, id)
-        );
+        expect_succeeded(&cluster, &mut c, id);
     }
     assert_eq!(count(&mut c, "SELECT count(*) FROM bt WHERE id % 2 = 0"), 0);
     assert_eq!(count(&mut c, "SELECT count(*) FROM bt WHERE a IS NULL"), 0);
@@ -2197,30 +2106,9 @@ fn index_jobs_on_one_index_do_not_fail_each_other() {
         } else {
             "index_optimize"
         };
-        let id: i64 = c
-            .query_one(
-                "SELECT arrw.submit_job($1, '{\"index\": \"ti_v\"}', 1)",
-                &[&kind],
-            )
-            .unwrap()
-            .get(0);
-        ids.push(id);
+        ids.push(submit_index_job_once(&mut c, kind, "ti_v"));
     }
-    for id in ids {
-        assert_eq!(
-            wait_done(&cluster, &mut c, id),
-            "succeeded",
-            "{:?}",
-            state(&mut c, id)
-        );
-    }
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT count(*) FROM pg_index WHERE indrelid = 'ti'::regclass AND indisvalid"
-        ),
-        1
-    );
+    expect_index_jobs_succeeded(&cluster, &mut c, &ids, "ti", 1);
 }
 
 /// What a caller's transaction takes back, and what a role may not see: a
