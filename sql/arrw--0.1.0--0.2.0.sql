@@ -778,7 +778,9 @@ $$;
 -- The key text must not depend on the writer's session: floats follow
 -- extra_float_digits (at -15, 1/3 and 0.3 were both 0.3), dates inside
 -- arrays, ranges and composites DateStyle (DMY against MDY), intervals
--- IntervalStyle; they are pinned here to PostgreSQL's defaults, as the
+-- IntervalStyle, timestamptz the writer's TimeZone (keys are in UTC),
+-- bytea inside arrays bytea_output, reg* values quote_all_identifiers; they
+-- are pinned here (to PostgreSQL's defaults but for TimeZone), as the
 -- slot feed pins extra_float_digits (src/cdc/plugin.rs). So is
 -- standard_conforming_strings: with it off, the '\x' before a bytea key's
 -- hex lost its backslash (here and in every function below that writes a
@@ -790,6 +792,9 @@ CREATE OR REPLACE FUNCTION arrw.notify_changes() RETURNS trigger
 	SET extra_float_digits = 1
 	SET datestyle = 'ISO, MDY'
 	SET intervalstyle = 'postgres'
+	SET timezone = 'UTC'
+	SET bytea_output = 'hex'
+	SET quote_all_identifiers = off
 	AS $$
 DECLARE
 	channel text := TG_ARGV[0];

@@ -1986,6 +1986,50 @@ fn index_jobs_on_one_table_do_not_fail_each_other() {
     expect_index_jobs_succeeded(&cluster, &mut c, &ids, "tw", 2);
 }
 
+/// A job's SQL means what it meant in the session that submitted it: under
+/// `standard_conforming_strings = off` the `where` `v = 'x\' OR true --'`
+/// names one row, and the worker (with the setting on) deleted every row; under
+/// `DateStyle = 'ISO, DMY'` '01/02/2024' is the first of February, and the
+/// worker updated the second of January (hunt-83).
+#[test]
+fn a_job_runs_with_the_submitting_sessions_settings() {
+    let (cluster, mut c) = setup("jobs-settings", "");
+    c.batch_execute(
+        "CREATE TABLE st (id int PRIMARY KEY, v text, d date, hit bool DEFAULT false);
+         INSERT INTO st VALUES (1, 'a', '2024-01-02'), (2, E'x\\' OR true --', '2024-02-01'),
+                               (3, 'b', '2024-03-01');
+         SET standard_conforming_strings = off;
+         SET DateStyle = 'ISO, DMY';",
+    )
+    .unwrap();
+    let del = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "st", "where": "v = 'x\\' OR true --'"}"#,
+    );
+    let upd = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "st", "set": "hit = true", "where": "d = '01/03/2024'"}"#,
+    );
+    c.batch_execute("RESET standard_conforming_strings; RESET DateStyle")
+        .unwrap();
+    expect_succeeded(&cluster, &mut c, del);
+    expect_succeeded(&cluster, &mut c, upd);
+    let left: Vec<i32> = c
+        .query("SELECT id FROM st ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, vec![1, 3]);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM st WHERE hit"), 1);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM st WHERE hit AND id = 3"),
+        1
+    );
+}
+
 /// `REINDEX` finds its index by name once it holds the table's lock: a
 /// session that held the lock meanwhile gave the job's index name to another
 /// table's index, which the job then rebuilt, and it reported success for the

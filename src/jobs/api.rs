@@ -56,13 +56,15 @@ fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<
     // SAFETY: reading the current user id.
     let owner = unsafe { pg_sys::GetUserId() };
     let search_path = spi::current_search_path();
+    let settings = spi::job_settings_json();
     let owner_text = owner.to_u32().to_string();
     let max_text = max_attempts.to_string();
     let id = spi::as_job_admin(|| {
         let id = spi::one(
             "INSERT INTO arrw.job (kind, args, owner, search_path, max_attempts, checkpoint) \
              VALUES ($1, $2::jsonb, $3::oid, $4, $5::int, \
-                     nullif(jsonb_strip_nulls(jsonb_build_object('rel_oid', $6, 'table_oid', $7)), '{}')) \
+                     jsonb_strip_nulls(jsonb_build_object('rel_oid', $6, 'table_oid', $7, \
+                                                          'settings', $8::jsonb))) \
              RETURNING id",
             &[
                 Some(kind.name()),
@@ -72,6 +74,7 @@ fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<
                 Some(&max_text),
                 rel_oid.as_deref(),
                 table_oid.as_deref(),
+                Some(&settings),
             ],
         )
         .unwrap_or_default();

@@ -91,6 +91,9 @@ pub struct Job {
     pub args: String,
     pub owner: pg_sys::Oid,
     pub search_path: String,
+    /// The submitter's values of `spi::JOB_SETTINGS` (none for a job
+    /// submitted before they were saved).
+    pub settings: Vec<(String, String)>,
     pub attempts: i32,
     pub max_attempts: i32,
 }
@@ -102,9 +105,16 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Runs `f` as the job's owner (security-restricted, owner's search path).
+    /// Runs `f` as the job's owner (security-restricted, with the search path
+    /// and settings of the submitting session).
     pub fn as_owner<R>(&self, f: impl FnOnce() -> R) -> R {
-        spi::as_role(self.job.owner, &self.job.search_path, true, f)
+        spi::as_role_with(
+            self.job.owner,
+            &self.job.search_path,
+            &self.job.settings,
+            true,
+            f,
+        )
     }
 
     /// Between batches: has the job been asked to stop (SIGTERM, cancel_job)?

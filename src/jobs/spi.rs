@@ -288,6 +288,19 @@ pub fn as_role<R>(
     restricted: bool,
     f: impl FnOnce() -> R,
 ) -> R {
+    as_role_with(role, search_path, &[], restricted, f)
+}
+
+/// [`as_role`], with `settings` (name, value) also set for `f`'s duration: a
+/// job's SQL runs with the submitter's settings that change what it means
+/// ([`JOB_SETTINGS`]).
+pub fn as_role_with<R>(
+    role: pg_sys::Oid,
+    search_path: &str,
+    settings: &[(String, String)],
+    restricted: bool,
+    f: impl FnOnce() -> R,
+) -> R {
     let (uid, ctx) = user_and_context();
     let mut new_ctx = ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
     if restricted {
@@ -298,6 +311,13 @@ pub fn as_role<R>(
     // AtEOXact_GUC below (or unwound by transaction abort).
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
     set_search_path(search_path, pg_sys::GucAction::GUC_ACTION_SAVE);
+    for (name, value) in settings {
+        set_setting(
+            &c_string(name),
+            &c_string(value),
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+        );
+    }
     let r = f();
     // Rolls back every setting changed inside the nesting level, SET and SET LOCAL
     // alike (isCommit = false), as PostgreSQL does after running index expressions
@@ -326,6 +346,52 @@ pub const SAFE_SEARCH_PATH: &str = "pg_catalog, pg_temp";
 /// Sets `search_path` with the given action (session SET, LOCAL or SAVE).
 pub fn set_search_path(value: &str, action: pg_sys::GucAction::Type) {
     set_setting(c"search_path", &c_string(value), action);
+}
+
+/// Settings that change what a job's SQL fragments and files mean: how
+/// string literals read backslashes, how dates, times, intervals, floats,
+/// byte strings, XML, money and numbers are read and written, and whether
+/// `x = NULL` means `x IS NULL`. `submit_job` saves the submitter's values
+/// and the worker runs the job's SQL with them (as it does `search_path`): a
+/// `where` written under `standard_conforming_strings = off` was run under
+/// `on` (`v = 'x\' OR true --'` matched one row at submit and deleted every
+/// row in the job), a date under `DateStyle = 'ISO, DMY'` read as MDY
+/// (hunt-83).
+pub const JOB_SETTINGS: [&str; 14] = [
+    "standard_conforming_strings",
+    "backslash_quote",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "transform_null_equals",
+    "extra_float_digits",
+    "bytea_output",
+    "array_nulls",
+    "xmloption",
+    "xmlbinary",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+];
+
+/// The session's current value of each of [`JOB_SETTINGS`], as a JSON object.
+pub fn job_settings_json() -> String {
+    let mut out = vec![b'{'];
+    for (i, name) in JOB_SETTINGS.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        arrw_core::cdc_json::push_key(&mut out, name);
+        let cname = c_string(name);
+        // SAFETY: GetConfigOption returns the setting's current string (never
+        // NULL for a built-in setting with missing_ok = false), valid until the
+        // setting changes; it is copied at once.
+        let value =
+            unsafe { CStr::from_ptr(pg_sys::GetConfigOption(cname.as_ptr(), false, false)) };
+        arrw_core::cdc_json::push_str(&mut out, value.to_bytes());
+    }
+    out.push(b'}');
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The session's current `search_path` setting, as text.

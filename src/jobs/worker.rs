@@ -393,7 +393,9 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     let r = spi::query(
         &format!(
             "SELECT id, kind, args::text, owner::oid, search_path, attempts, max_attempts, \
-                    checkpoint->>'rel_oid' FROM arrw.job j \
+                    checkpoint->>'rel_oid', \
+                    (SELECT string_agg(e.key || chr(31) || e.value, chr(30)) \
+                       FROM jsonb_each_text(j.checkpoint->'settings') e) FROM arrw.job j \
              WHERE {} AND run_after <= now() \
              ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
             claimable()
@@ -467,6 +469,13 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
         args: s(2),
         owner: pg_sys::Oid::from(s(3).parse::<u32>().unwrap_or(0)),
         search_path: s(4),
+        // name US value RS name US value ... (the query above; no setting
+        // name or value holds either control character).
+        settings: s(8)
+            .split('\u{1e}')
+            .filter_map(|kv| kv.split_once('\u{1f}'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         attempts: s(5).parse::<i32>().unwrap_or(1) + 1,
         max_attempts: s(6).parse().unwrap_or(3),
     })

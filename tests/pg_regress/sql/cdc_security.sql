@@ -152,6 +152,12 @@ SET standard_conforming_strings = off;
 SELECT "table", channel, keys FROM arrw.watches WHERE "table" = 'cdc_kb'::regclass;
 RESET standard_conforming_strings;
 DROP TABLE cdc_kb;
+-- A timestamptz key followed the writer's TimeZone (-07:00 here: pg_regress's PGTZ),
+-- a bytea inside an array its bytea_output: UTC and hex whatever they are.
+CREATE TABLE cdc_kt (t timestamptz, b bytea[], PRIMARY KEY (t, b));
+SELECT arrw.watch('cdc_kt', 'cdc_kt_chan', include_keys => true);
+\! PGOPTIONS='-c TimeZone=Asia/Kathmandu -c bytea_output=escape' psql -X -q -c 'LISTEN cdc_kt_chan' -c "INSERT INTO cdc_kt VALUES ('2024-06-01 00:00:00+00', ARRAY[decode('0102', 'hex')])" | sed 's/PID [0-9]*/PID N/'
+DROP TABLE cdc_kt;
 -- A base type whose output function is neither PostgreSQL's nor arrw's would
 -- run its creator's code: such keys are left out (no "keys" in the payload).
 CREATE TYPE cdc_opaque;
