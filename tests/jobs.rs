@@ -1986,6 +1986,50 @@ fn index_jobs_on_one_table_do_not_fail_each_other() {
     expect_index_jobs_succeeded(&cluster, &mut c, &ids, "tw", 2);
 }
 
+/// The turn of a batch job lasts until it ends, not until its attempt does: a
+/// second batch job on the table, submitted while the first waited to retry
+/// (its walk half done), ran in between, and the first then succeeded having
+/// left 68% of its rows (hunt-82).
+#[test]
+fn a_batch_job_waiting_to_retry_keeps_its_turn() {
+    let (cluster, mut c) = setup("jobs-retryturn", "arrw.job_retry_delay = 3000");
+    c.batch_execute(
+        "CREATE TABLE gt (id int PRIMARY KEY, v int DEFAULT 0, d int DEFAULT 0);
+         INSERT INTO gt (id) SELECT g FROM generate_series(1, 20000) g;
+         CREATE FUNCTION gt_slow() RETURNS bool LANGUAGE sql AS $$ SELECT true FROM pg_sleep(0.0003) $$;",
+    )
+    .unwrap();
+    let a = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "gt", "set": "v = v + 1", "where": "gt_slow()", "batch_rows": 1000}"#,
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while state(&mut c, a).1 < 0.3 {
+        assert!(Instant::now() < deadline, "{:?}", state(&mut c, a));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A passing error (57014) ends the attempt; the job waits to retry.
+    c.execute(
+        "SELECT pg_cancel_backend(worker_pid) FROM arrw.job WHERE id = $1",
+        &[&a],
+    )
+    .unwrap();
+    while state(&mut c, a).0 != "queued" {
+        assert!(Instant::now() < deadline, "{:?}", state(&mut c, a));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let b = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "gt", "set": "d = d + 1", "batch_rows": 1000}"#,
+    );
+    expect_succeeded(&cluster, &mut c, a);
+    expect_succeeded(&cluster, &mut c, b);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM gt WHERE v <> 1"), 0);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM gt WHERE d <> 1"), 0);
+}
+
 /// A job's SQL means what it meant in the session that submitted it: under
 /// `standard_conforming_strings = off` the `where` `v = 'x\' OR true --'`
 /// names one row, and the worker (with the setting on) deleted every row; under

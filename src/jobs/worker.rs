@@ -322,24 +322,32 @@ fn recover_orphans() {
 
 /// Claims the next due job of this database (in the caller's transaction), after
 /// recording as cancelled the queued jobs whose cancellation was requested.
-/// A running job that walks its table's heap by block ranges (alias `r`).
-const WALKING: &str = "r.state = 'running' AND r.kind IN ('batch_delete', 'batch_update')";
+/// Kinds that walk their table's heap by block ranges (`JobKind::walks_table`).
+const WALKERS: &str = "('batch_delete', 'batch_update')";
 
 /// The queued jobs (alias `j`) a worker may claim, due or not: not cancelled,
 /// and not a job that walks its table (`batch_delete`, `batch_update`) while
-/// another such job runs on the same table. The walk covers the blocks the
+/// another such job on the same table is in the middle of its walk: running,
+/// or queued for a retry with a walk position saved (`end` in its resume
+/// point; of two such, the older goes first). The walk covers the blocks the
 /// table had when the job started, and the other job's updates move rows
 /// past them or into blocks already walked: two such jobs on one 50,000-row
 /// table, one after the other in the queue, ran side by side on the two
-/// workers, and both succeeded having missed most of their rows (hunt-77).
-/// The held-back job is claimed when the first ends (its worker claims on).
+/// workers, and both succeeded having missed most of their rows (hunt-77);
+/// a second one run while the first waited to retry left the first 68% of
+/// its rows (hunt-82). The held-back job is claimed when the first ends (its
+/// worker claims on).
 fn claimable() -> String {
     format!(
         "j.state = 'queued' \
          AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
-         AND NOT (j.kind IN ('batch_delete', 'batch_update') AND EXISTS (\
-              SELECT 1 FROM arrw.job r WHERE {WALKING} \
-                 AND r.checkpoint->>'rel_oid' = j.checkpoint->>'rel_oid'))"
+         AND NOT (j.kind IN {WALKERS} AND EXISTS (\
+              SELECT 1 FROM arrw.job r \
+               WHERE r.id <> j.id AND r.kind IN {WALKERS} \
+                 AND r.checkpoint->>'rel_oid' = j.checkpoint->>'rel_oid' \
+                 AND (r.state = 'running' \
+                      OR (r.state = 'queued' AND r.checkpoint ? 'end' \
+                          AND (NOT j.checkpoint ? 'end' OR r.id < j.id)))))"
     )
 }
 
@@ -426,9 +434,12 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
             // before either committed its claim: the second waits here for
             // the first's claim to commit, then sees it running.
             lock_walked_table(rel);
-            if spi::flag(
-                &format!("SELECT EXISTS (SELECT 1 FROM arrw.job r WHERE {WALKING} AND r.checkpoint->>'rel_oid' = $1)"),
-                &[row[7].as_deref()],
+            if !spi::flag(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM arrw.job j WHERE j.id = $1::bigint AND {})",
+                    claimable()
+                ),
+                &[Some(&s(0))],
             ) {
                 return None;
             }
