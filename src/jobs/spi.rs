@@ -383,11 +383,12 @@ pub fn job_settings_json() -> String {
         }
         arrw_core::cdc_json::push_key(&mut out, name);
         let cname = c_string(name);
-        // SAFETY: GetConfigOption returns the setting's current string (never
-        // NULL for a built-in setting with missing_ok = false), valid until the
-        // setting changes; it is copied at once.
-        let value =
-            unsafe { CStr::from_ptr(pg_sys::GetConfigOption(cname.as_ptr(), false, false)) };
+        // SAFETY: a NUL-terminated name of a built-in setting; with
+        // missing_ok = false the result is never NULL.
+        let p = unsafe { pg_sys::GetConfigOption(cname.as_ptr(), false, false) };
+        // SAFETY: `p` is the setting's current NUL-terminated string, valid
+        // until the setting changes; its bytes are copied at once.
+        let value = unsafe { CStr::from_ptr(p) };
         arrw_core::cdc_json::push_str(&mut out, value.to_bytes());
     }
     out.push(b'}');
