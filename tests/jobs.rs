@@ -1986,6 +1986,60 @@ fn index_jobs_on_one_table_do_not_fail_each_other() {
     expect_index_jobs_succeeded(&cluster, &mut c, &ids, "tw", 2);
 }
 
+/// What a database's defaults and a job's SQL leave in the worker (hunt-84):
+/// under `default_transaction_isolation = 'repeatable read'` a claim re-read
+/// the queue after a lock wait on its old snapshot, and two batch jobs on one
+/// table ran at once; under `default_transaction_read_only = on` no job was
+/// ever claimed; an advisory lock a job's SQL took stayed held by the worker
+/// through the next job.
+#[test]
+fn the_worker_keeps_its_own_transactions_and_no_jobs_session_locks() {
+    let (cluster, mut c) = setup("jobs-dbdefaults", "arrw.job_workers = 1");
+    c.batch_execute(
+        "CREATE TABLE ta (id int PRIMARY KEY, v int DEFAULT 0, iso text);
+         INSERT INTO ta (id) SELECT g FROM generate_series(1, 200) g;
+         ALTER DATABASE postgres SET default_transaction_isolation = 'repeatable read';
+         ALTER DATABASE postgres SET default_transaction_read_only = on;",
+    )
+    .unwrap();
+    let mut c = cluster.connect();
+    c.batch_execute("SET default_transaction_read_only = off")
+        .unwrap();
+    let a = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "ta", "set": "v = 1, iso = current_setting('transaction_isolation')", "where": "pg_try_advisory_lock(777)"}"#,
+    );
+    let b = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "ta", "set": "v = 2", "where": "(SELECT true FROM pg_sleep(0.01))"}"#,
+    );
+    expect_succeeded(&cluster, &mut c, a);
+    let deadline = Instant::now() + TIMEOUT;
+    while state(&mut c, b).0 == "queued" {
+        assert!(Instant::now() < deadline, "{:?}", state(&mut c, b));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // While the same worker runs the next job, job a's lock is gone.
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 777 AND granted"
+        ),
+        0
+    );
+    expect_succeeded(&cluster, &mut c, b);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM ta WHERE iso = 'read committed'"
+        ),
+        200
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM ta WHERE v = 2"), 200);
+}
+
 /// The turn of a batch job lasts until it ends, not until its attempt does: a
 /// second batch job on the table, submitted while the first waited to retry
 /// (its walk half done), ran in between, and the first then succeeded having

@@ -349,20 +349,25 @@ pub fn set_search_path(value: &str, action: pg_sys::GucAction::Type) {
 }
 
 /// Settings that change what a job's SQL fragments and files mean: how
-/// string literals read backslashes, how dates, times, intervals, floats,
-/// byte strings, XML, money and numbers are read and written, and whether
-/// `x = NULL` means `x IS NULL`. `submit_job` saves the submitter's values
+/// string literals read backslashes, how dates, times (and time zone
+/// abbreviations), intervals, floats, byte strings, XML, money and numbers
+/// are read and written, how identifiers are quoted, which text search
+/// configuration `to_tsvector(text)` uses, and whether `x = NULL` means
+/// `x IS NULL`. `submit_job` saves the submitter's values
 /// and the worker runs the job's SQL with them (as it does `search_path`): a
 /// `where` written under `standard_conforming_strings = off` was run under
 /// `on` (`v = 'x\' OR true --'` matched one row at submit and deleted every
 /// row in the job), a date under `DateStyle = 'ISO, DMY'` read as MDY
 /// (hunt-83).
-pub const JOB_SETTINGS: [&str; 14] = [
+pub const JOB_SETTINGS: [&str; 17] = [
     "standard_conforming_strings",
     "backslash_quote",
     "DateStyle",
     "IntervalStyle",
     "TimeZone",
+    "timezone_abbreviations",
+    "default_text_search_config",
+    "quote_all_identifiers",
     "transform_null_equals",
     "extra_float_digits",
     "bytea_output",
@@ -373,6 +378,24 @@ pub const JOB_SETTINGS: [&str; 14] = [
     "lc_numeric",
     "lc_time",
 ];
+
+/// Makes every later transaction of this worker READ COMMITTED, read-write
+/// and not deferrable, whatever the database's defaults (`ALTER DATABASE ...
+/// SET default_transaction_*`). arrw's claims re-read the queue after waiting
+/// for a lock, which a REPEATABLE READ snapshot taken before the wait does not
+/// see (two batch jobs on one table then ran at once, and rows took one job's
+/// update twice), and under `default_transaction_read_only` no job could be
+/// claimed at all: workers started every second and failed (hunt-84). A job's
+/// own SQL runs in these transactions too (an export sets its own read-only).
+pub fn pin_worker_transactions() {
+    for (name, value) in [
+        (c"default_transaction_isolation", c"read committed"),
+        (c"default_transaction_read_only", c"off"),
+        (c"default_transaction_deferrable", c"off"),
+    ] {
+        set_setting(name, value, pg_sys::GucAction::GUC_ACTION_SET);
+    }
+}
 
 /// The session's current value of each of [`JOB_SETTINGS`], as a JSON object.
 pub fn job_settings_json() -> String {

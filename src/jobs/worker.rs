@@ -197,6 +197,7 @@ fn main(slot_idx: usize) {
     let ready = guarded(|| {
         spi::xact(|| {
             spi::set_search_path(spi::SAFE_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SET);
+            spi::pin_worker_transactions();
             spi::flag(
                 "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'arrw') \
                     AND to_regclass('arrw.job') IS NOT NULL",
@@ -245,6 +246,7 @@ fn main(slot_idx: usize) {
                 if !run_one(&job, slot, sh, db) {
                     break;
                 }
+                release_sql_session_locks();
             }
             Ok(None) => break,
             Err(e) => {
@@ -264,6 +266,22 @@ fn main(slot_idx: usize) {
         }
     }
     slot.pid.store(0, Ordering::SeqCst);
+}
+
+/// Between jobs: releases the session-level advisory locks the finished
+/// job's SQL took (`pg_advisory_lock`). Process exit would release them; a
+/// worker that goes on to the next job kept them, and a later job of another
+/// role ran holding them (or could release them), while clients waiting for
+/// them waited on (hunt-84). arrw's own lock on the finished job is released
+/// by then; with a job still held (never, after `run_one`) nothing is done.
+fn release_sql_session_locks() {
+    if HELD.with(|h| h.get()).is_some() {
+        return;
+    }
+    // SAFETY: releases this process's session locks of the advisory (USER)
+    // lock method, which only SQL's advisory-lock functions and arrw's job
+    // locks take, and this worker holds no job lock now (checked above).
+    unsafe { pg_sys::LockReleaseSession(pg_sys::USER_LOCKMETHOD as pg_sys::LOCKMETHODID) };
 }
 
 fn log(msg: &str) {
