@@ -28,7 +28,7 @@
 //! runs everything the job does as the job's owner inside a security-restricted
 //! operation (`spi::as_role`).
 
-use super::args::JobKind;
+use super::args::{JobKind, KINDS};
 use super::job::{cancel_requested, Ctx, Job, Outcome, State, GOT_SIGTERM, IN_LONG_STATEMENT};
 use super::shmem::{self, Slot};
 use super::{kinds, notify, spi};
@@ -340,8 +340,17 @@ fn recover_orphans() {
 
 /// Claims the next due job of this database (in the caller's transaction), after
 /// recording as cancelled the queued jobs whose cancellation was requested.
-/// Kinds that walk their table's heap by block ranges (`JobKind::walks_table`).
-const WALKERS: &str = "('batch_delete', 'batch_update')";
+/// The SQL list of the kinds that walk their table's heap by block ranges,
+/// `('batch_delete', 'batch_update')`, made from `JobKind::walks_table` (its
+/// one home).
+fn walkers() -> String {
+    let names: Vec<String> = KINDS
+        .iter()
+        .filter(|k| k.walks_table())
+        .map(|k| format!("'{}'", k.name()))
+        .collect();
+    format!("({})", names.join(", "))
+}
 
 /// The queued jobs (alias `j`) a worker may claim, due or not: not cancelled,
 /// and not a job that walks its table (`batch_delete`, `batch_update`) while
@@ -356,12 +365,13 @@ const WALKERS: &str = "('batch_delete', 'batch_update')";
 /// its rows (hunt-82). The held-back job is claimed when the first ends (its
 /// worker claims on).
 fn claimable() -> String {
+    let walkers = walkers();
     format!(
         "j.state = 'queued' \
          AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
-         AND NOT (j.kind IN {WALKERS} AND EXISTS (\
+         AND NOT (j.kind IN {walkers} AND EXISTS (\
               SELECT 1 FROM arrw.job r \
-               WHERE r.id <> j.id AND r.kind IN {WALKERS} \
+               WHERE r.id <> j.id AND r.kind IN {walkers} \
                  AND r.checkpoint->>'rel_oid' = j.checkpoint->>'rel_oid' \
                  AND (r.state = 'running' \
                       OR (r.state = 'queued' AND r.checkpoint ? 'end' \
