@@ -1183,7 +1183,7 @@ impl IndexFile {
 
 /// Runs `sql`, which must fail with index_corrupted (XX002) naming `index`,
 /// with the REINDEX hint. A statement_timeout (57014) means it looped.
-fn expect_corrupted(c: &mut Client, sql: &str, index: &str) {
+fn expect_corrupted(c: &mut Client, sql: &str, index: &str) -> String {
     let e = match c.batch_execute(sql) {
         Ok(()) => panic!("{sql}: succeeded on damaged index {index}"),
         Err(e) => e,
@@ -1200,6 +1200,7 @@ fn expect_corrupted(c: &mut Client, sql: &str, index: &str) {
         Some(format!("REINDEX INDEX public.{index}").as_str()),
         "{sql}"
     );
+    d.message().to_string()
 }
 
 /// Every way a damaged page used to mislead a read path, each on its own
@@ -1449,34 +1450,41 @@ fn damaged_pages_are_index_corrupted_errors() {
     }
 
     // A TID past the table's end: not the storage manager's "could not open
-    // file" (58P01) but the index's corruption; a model or meta page whose
-    // metric disagrees with the operator class: not wrong rows but an ERROR.
-    // (Every row of the table, so that the damaged entry is re-ranked.)
-    expect_corrupted(
+    // file" (58P01) but the index's corruption, naming the index block that
+    // holds the entry (the damaged head of list 0), not only the table's
+    // block; a model or meta page whose metric disagrees with the operator
+    // class: not wrong rows but an ERROR. (Every row of the table, so that
+    // the damaged entry is re-ranked.)
+    let at_head = |name: &str| format!(" at block {} (list 0) ", files[name].chain[0]);
+    let m = expect_corrupted(
         &mut c,
         "SELECT id FROM d_heap_tid ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
         "d_heap_tid_v",
     );
+    assert!(m.contains(&at_head("heap_tid")), "{m}");
     for name in ["meta_metric", "model_metric"] {
         let t = format!("d_{name}");
         expect_corrupted(&mut c, &scan(&t), &format!("{t}_v"));
     }
-    expect_corrupted(
+    let m = expect_corrupted(
         &mut c,
         "SET ivfpq.rerank = 0; SELECT id FROM d_heap_tid ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
         "d_heap_tid_v",
     );
+    assert!(m.contains(&at_head("heap_tid")), "{m}");
     exec(&mut c, "SET ivfpq.rerank = 100");
-    expect_corrupted(
+    let m = expect_corrupted(
         &mut c,
         "SELECT id FROM d_heap_off ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
         "d_heap_off_v",
     );
-    expect_corrupted(
+    assert!(m.contains(&at_head("heap_off")), "{m}");
+    let m = expect_corrupted(
         &mut c,
         "SET ivfpq.rerank = 0; SELECT id FROM d_heap_off ORDER BY v <-> '[1,2,3,4]' LIMIT 2000",
         "d_heap_off_v",
     );
+    assert!(m.contains(&at_head("heap_off")), "{m}");
     exec(&mut c, "SET ivfpq.rerank = 100");
     expect_corrupted(
         &mut c,

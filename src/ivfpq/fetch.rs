@@ -191,8 +191,9 @@ pub(super) unsafe fn check_heap_tid(
         page::corrupt_message(
             index,
             format!(
-                "ivfpq index \"{}\" has an entry for line pointer {off} of block {blk} of table \"{}\", which no heap page has",
+                "ivfpq index \"{}\" has an entry{} for line pointer {off} of block {blk} of table \"{}\", which no heap page has",
                 page::rel_name(index),
+                entry_home(index, layout::tid_u64(layout::tid_bytes(blk, off))),
                 page::rel_name(heap)
             ),
         );
@@ -205,12 +206,38 @@ pub(super) unsafe fn check_heap_tid(
         page::corrupt_message(
             index,
             format!(
-                "ivfpq index \"{}\" has an entry for block {blk} of table \"{}\", which has {n} blocks",
+                "ivfpq index \"{}\" has an entry{} for block {blk} of table \"{}\", which has {n} blocks",
                 page::rel_name(index),
+                entry_home(index, layout::tid_u64(layout::tid_bytes(blk, off))),
                 page::rel_name(heap)
             ),
         );
     }
+}
+
+/// Where in `index` an entry for heap row `tid` lies, for the ERROR of an
+/// entry that names no row: " at block B (list L)", or "" when no list holds
+/// it. The scan that met the entry no longer knows the page it read it from
+/// (candidates carry TIDs), so this walks the lists: an error path, once per
+/// statement, and its own reads are checked as every walk's are.
+#[cold]
+fn entry_home(index: pg_sys::Relation, tid: u64) -> String {
+    let meta = page::meta(index);
+    let geom = layout::DataGeom::of(&meta);
+    for list in 0..meta.lists {
+        let dir = page::list_dir(index, &meta, list);
+        let mut chain = page::ListChain::new(index, &meta, &dir);
+        while let Some(at) = chain.next_block() {
+            pg_sys::check_for_interrupts!();
+            let g = page::ReadGuard::new(index, at);
+            let p = g.page();
+            let h = chain.visit(p);
+            if (0..h.count).any(|i| layout::tid_u64(geom.tid(p, i)) == tid) {
+                return format!(" at block {at} (list {list})");
+            }
+        }
+    }
+    String::new()
 }
 
 /// A row of a batch read from the table: `i`, its place in the batch; `d`, its
