@@ -3020,3 +3020,78 @@ fn a_terminated_worker_stops_the_import_row_search() {
     assert!(cancel(&mut c, id));
     assert_eq!(count(&mut c, "SELECT count(*) FROM ts"), 0);
 }
+
+/// `submit_job` and `wait_job` run as the caller, with the caller's
+/// `search_path`, and every name in their own SQL must be pg_catalog's: with
+/// a path that puts another role's schema before pg_catalog, wait_job's
+/// check of an index job's lock waits ran that role's `=` (a function
+/// running as the caller, a superuser here) every half second, and
+/// submit_job's reading of `columns` cast to that role's domain `text`,
+/// whose CHECK ran as the caller (hunt-86). Neither may run.
+#[test]
+fn job_calls_run_nothing_from_another_schema_on_the_callers_path() {
+    let (cluster, mut c) = setup("jobs-path", "");
+    c.batch_execute(
+        "CREATE TABLE public.evil_log (what text);
+         GRANT INSERT ON public.evil_log TO PUBLIC;
+         CREATE ROLE mallory;
+         CREATE SCHEMA evil AUTHORIZATION mallory;
+         GRANT USAGE ON SCHEMA evil TO PUBLIC;
+         SET ROLE mallory;
+         CREATE FUNCTION evil.eq(pg_catalog.text, pg_catalog.text) RETURNS boolean
+             LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO public.evil_log VALUES ('= as ' OPERATOR(pg_catalog.||) current_user);
+                 RETURN $1 OPERATOR(pg_catalog.=) $2;
+             END $$;
+         CREATE OPERATOR evil.= (leftarg = pg_catalog.text, rightarg = pg_catalog.text,
+                                 function = evil.eq);
+         CREATE FUNCTION evil.spy(t pg_catalog.text) RETURNS boolean LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO public.evil_log VALUES ('text as ' OPERATOR(pg_catalog.||) current_user);
+                 RETURN true;
+             END $$;
+         CREATE DOMAIN evil.text AS pg_catalog.text CHECK (evil.spy(VALUE));
+         RESET ROLE;
+         CREATE TABLE wj (id int, name text); INSERT INTO wj SELECT generate_series(1, 1000);
+         CREATE INDEX wj_id ON wj (id);",
+    )
+    .unwrap();
+    // An open snapshot keeps the index job's REINDEX CONCURRENTLY waiting,
+    // so wait_job's lock check runs (every 500 ms) while the job runs.
+    let mut h = cluster.connect();
+    h.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM wj;")
+        .unwrap();
+    let id = submit(&mut c, "index_rebuild", r#"{"index": "wj_id"}"#);
+    wait_state(
+        &cluster,
+        &mut c,
+        id,
+        "running",
+        TIMEOUT,
+        "the index job to start",
+    );
+    c.batch_execute("SET search_path = evil, pg_catalog, public")
+        .unwrap();
+    let s: String = c
+        .query_one("SELECT arrw.wait_job($1, '1.2 s')", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(s, "running");
+    // The arguments are read before the file is looked at: the missing file
+    // fails the call only after that.
+    let _ = c.batch_execute(
+        r#"SELECT arrw.submit_job('bulk_import',
+               '{"table": "public.wj", "path": "/nonexistent.csv", "columns": ["id"]}')"#,
+    );
+    c.batch_execute("RESET search_path").unwrap();
+    h.batch_execute("COMMIT").unwrap();
+    expect_succeeded(&cluster, &mut c, id);
+    let ran: Vec<String> = c
+        .query("SELECT what FROM public.evil_log", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(ran.is_empty(), "another role's code ran: {ran:?}");
+}

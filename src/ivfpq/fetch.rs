@@ -97,8 +97,9 @@ impl Prefilter {
             let econtext = self.econtext.get();
             (*econtext).ecxt_scantuple = slot;
             // Evaluates in the per-tuple memory, then resets it (one call per
-            // row); a NULL result fails.
-            pg_sys::ExecQualAndReset((*self.node).ss.ps.qual, econtext)
+            // row); a NULL result fails. The filter may run other scans, which
+            // must not decide whether this one is counted (profile::outside).
+            super::profile::outside(|| pg_sys::ExecQualAndReset((*self.node).ss.ps.qual, econtext))
         }
     }
 }

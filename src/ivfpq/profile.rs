@@ -125,6 +125,20 @@ pub fn resume(enabled: bool) {
     ON.with(|o| o.set(enabled));
 }
 
+/// Runs `f`, user code a scan calls between its own counts (its filter, an
+/// index expression), and then puts back the scan's decision: a scan that
+/// `f` begins (a function in the filter that runs a query over an ivfpq
+/// index) sets its own, and the calling scan's next counts followed it. A
+/// scan not counted under row-level security then counted, as `filtered`,
+/// the rows the policy hid from the caller (hunt-86).
+#[inline]
+pub fn outside<R>(f: impl FnOnce() -> R) -> R {
+    let on = ON.with(|o| o.get());
+    let r = f();
+    ON.with(|o| o.set(on));
+    r
+}
+
 /// A running timer, or None when profiling is off.
 #[inline]
 pub fn start() -> Option<Instant> {

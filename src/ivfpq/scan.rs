@@ -1618,13 +1618,22 @@ unsafe fn fetch_key(
         }
         let mut values = [pg_sys::Datum::from(0usize); pg_sys::INDEX_MAX_KEYS as usize];
         let mut nulls = [false; pg_sys::INDEX_MAX_KEYS as usize];
-        pg_sys::FormIndexDatum(
-            st.index_info,
-            st.slot,
-            st.estate,
-            values.as_mut_ptr(),
-            nulls.as_mut_ptr(),
-        );
+        let mut form = || {
+            pg_sys::FormIndexDatum(
+                st.index_info,
+                st.slot,
+                st.estate,
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            )
+        };
+        // An index expression is user code, which may run other scans
+        // (profile::outside).
+        if st.has_exprs {
+            profile::outside(form);
+        } else {
+            form();
+        }
         // The slot keeps the row's buffer pinned until the next fetch replaces
         // it (refill clears it after the batch), so an in-line vector datum that
         // points into the page stays valid while the caller uses it.

@@ -291,9 +291,11 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
             if let Some(pid) = row[2].as_deref() {
                 let blocked = spi::flag(
                     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks w JOIN pg_catalog.pg_locks m \
-                       ON m.locktype = 'virtualxid' AND m.virtualxid = w.virtualxid \
-                      AND m.pid = pg_catalog.pg_backend_pid() AND m.granted \
-                     WHERE w.locktype = 'virtualxid' AND NOT w.granted AND w.pid = $1::int)",
+                       ON m.locktype OPERATOR(pg_catalog.=) 'virtualxid' \
+                      AND m.virtualxid OPERATOR(pg_catalog.=) w.virtualxid \
+                      AND m.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND m.granted \
+                     WHERE w.locktype OPERATOR(pg_catalog.=) 'virtualxid' AND NOT w.granted \
+                       AND w.pid OPERATOR(pg_catalog.=) $1::int)",
                     &[Some(pid)],
                 );
                 if blocked {

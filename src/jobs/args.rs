@@ -226,7 +226,7 @@ pub fn parse(kind: JobKind, args: &str) -> Spec {
         ));
     }
     let rows = spi::query(
-        "SELECT e.key, pg_catalog.jsonb_typeof(e.value), e.value OPERATOR(pg_catalog.#>>) '{}'::text[] \
+        "SELECT e.key, pg_catalog.jsonb_typeof(e.value), e.value OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] \
          FROM pg_catalog.jsonb_each($1::pg_catalog.jsonb) e ORDER BY 1",
         &[Some(args)],
     );
@@ -280,8 +280,8 @@ pub fn parse(kind: JobKind, args: &str) -> Spec {
                     invalid_parameter(format!("argument \"columns\" must be an array of strings, not {}", v.json_type));
                 }
                 let r = spi::query(
-                    "SELECT pg_catalog.jsonb_typeof(e), e OPERATOR(pg_catalog.#>>) '{}'::text[] \
-                     FROM pg_catalog.jsonb_array_elements(($1::pg_catalog.jsonb) OPERATOR(pg_catalog.->) 'columns'::text) e",
+                    "SELECT pg_catalog.jsonb_typeof(e), e OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] \
+                     FROM pg_catalog.jsonb_array_elements(($1::pg_catalog.jsonb) OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text) e",
                     &[Some(args)],
                 );
                 let cols: Vec<String> = r

@@ -126,6 +126,18 @@ SELECT count(*) FROM (SELECT id, v FROM prof_private_view ORDER BY v <-> '[1,2,3
   LATERAL (SELECT id FROM prof_mine ORDER BY v <-> a.v LIMIT 1) b;
 SELECT p->>'scans' AS scans, p->>'returned' AS returned FROM arrw.ivfpq_profile() p;
 RESET ROLE;
+-- Nor when the permitted scan runs inside the forbidden scan's own filter (a
+-- function in its WHERE clause, called between the forbidden scan's counts):
+-- the scan under the policy counted, as `filtered`, the rows the policy hid
+-- (hunt-86: 64).
+CREATE FUNCTION prof_nested(int) RETURNS boolean LANGUAGE plpgsql STABLE AS
+  $$ BEGIN PERFORM 1 FROM (SELECT id FROM prof_mine ORDER BY v <-> '[1,2,3,4]' LIMIT 1) m; RETURN true; END $$;
+SET ROLE prof_other;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM prof WHERE prof_nested(id) ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT p->>'filtered' AS filtered_of_hidden_rows FROM arrw.ivfpq_profile() p;
+RESET ROLE;
+DROP FUNCTION prof_nested(int);
 DROP TABLE prof_mine;
 DROP VIEW prof_view, prof_private_view;
 DROP TABLE prof_private;
