@@ -130,17 +130,17 @@ pub fn sqlstate_class(code: PgSqlErrorCode) -> [u8; 2] {
 /// where it happened); its SQLSTATE, message and hint stay.
 #[cold]
 pub fn reraise_with_detail(e: &CaughtError, more: &str, function: &'static str) -> ! {
+    reraise_as(e, report_of(e).sql_error_code(), more, function)
+}
+
+/// [`reraise_with_detail`] under another SQLSTATE, `code`.
+pub fn reraise_as(e: &CaughtError, code: PgSqlErrorCode, more: &str, function: &'static str) -> ! {
     let report = report_of(e);
     let detail = match report.detail() {
         Some(d) => format!("{d} {more}"),
         None => more.to_string(),
     };
-    let mut r = ErrorReport::new(
-        report.sql_error_code(),
-        report.message().to_string(),
-        function,
-    )
-    .set_detail(detail);
+    let mut r = ErrorReport::new(code, report.message().to_string(), function).set_detail(detail);
     if let Some(h) = report.hint() {
         r = r.set_hint(h.to_string());
     }

@@ -3095,3 +3095,106 @@ fn job_calls_run_nothing_from_another_schema_on_the_callers_path() {
         .collect();
     assert!(ran.is_empty(), "another role's code ran: {ran:?}");
 }
+
+/// A failed bulk_import names its file's row (hunt-89):
+/// - by the rows of the file read, not the rows inserted: with a BEFORE INSERT
+///   trigger that skips even ids, a bad row 9 was named "rows 5 to 6" (the
+///   trigger rules out a search: the batch is named);
+/// - not by a search when a partition's trigger may draw on state a rolled
+///   back probe keeps (a sequence): the search named row 1, COPY failed at 8;
+/// - also when COPY refuses the row with 54000 (more than 16,000 dimensions)
+///   or, in a binary file, with 08P01 (a field shorter than its vector), which
+///   was retried as a broken connection: now a data error (22P03), which
+///   fails at the first attempt.
+#[test]
+fn a_failed_import_names_the_files_row() {
+    let (cluster, mut c) = setup("jobs-import-rows", "arrw.job_retry_delay = 100");
+    c.batch_execute(
+        "CREATE TABLE tr (id int, v vector(3));
+         CREATE FUNCTION skip_even() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN IF NEW.id % 2 = 0 THEN RETURN NULL; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER skip_even BEFORE INSERT ON tr FOR EACH ROW EXECUTE FUNCTION skip_even();
+         CREATE TABLE pt (id int, v vector(3)) PARTITION BY RANGE (id);
+         CREATE TABLE pt0 PARTITION OF pt FOR VALUES FROM (0) TO (1000);
+         CREATE SEQUENCE numbers START 100;
+         CREATE FUNCTION few_numbers() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN IF nextval('numbers') > 106 THEN RAISE EXCEPTION 'no more numbers'
+                      USING ERRCODE = '22000'; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER few_numbers BEFORE INSERT ON pt0 FOR EACH ROW EXECUTE FUNCTION few_numbers();
+         CREATE TABLE wide (id int, v vector);
+         CREATE TABLE bin (id int, v vector(3));",
+    )
+    .unwrap();
+    // Runs a bulk_import of `body` (written to a file) into `table`; the job's
+    // final state, error and attempts.
+    let mut run = |table: &str, body: &[u8], format: &str, batch_rows: u32| {
+        let path = cluster.dir.join(format!("{table}.{format}"));
+        std::fs::write(&path, body).unwrap();
+        let id = submit(
+            &mut c,
+            "bulk_import",
+            &format!(
+                r#"{{"table": "{table}", "path": "{}", "format": "{format}", "batch_rows": {batch_rows}}}"#,
+                path.display()
+            ),
+        );
+        let end = wait_done(&cluster, &mut c, id);
+        let (_, _, attempts, error) = state(&mut c, id);
+        (end, error.unwrap_or_default(), attempts)
+    };
+    let csv = |rows: &[String]| rows.iter().map(|r| format!("{r}\n")).collect::<String>();
+
+    let mut rows: Vec<String> = (1..=10).map(|i| format!("{i},\"[{i},{i},{i}]\"")).collect();
+    rows[8] = "9,\"[9,9]\"".into();
+    let (end, error, _) = run("tr", csv(&rows).as_bytes(), "csv", 2);
+    assert_eq!(end, "failed");
+    assert!(
+        error.contains(
+            "In rows 9 to 10 of the file, loaded in one batch; the job loaded rows 1 to 8."
+        ),
+        "{error}"
+    );
+
+    let rows: Vec<String> = (1..=10).map(|i| format!("{i},\"[{i},1,1]\"")).collect();
+    let (end, error, _) = run("pt", csv(&rows).as_bytes(), "csv", 100);
+    assert_eq!(end, "failed");
+    assert!(
+        error.contains("no more numbers") && error.contains("In rows 1 to 10 of the file"),
+        "{error}"
+    );
+
+    let mut rows: Vec<String> = (1..=8).map(|i| format!("{i},\"[{i},1,1]\"")).collect();
+    rows[5] = format!("6,\"[{}]\"", vec!["1"; 16_001].join(","));
+    let (end, error, _) = run("wide", csv(&rows).as_bytes(), "csv", 2);
+    assert_eq!(end, "failed");
+    assert!(
+        error.contains("16000")
+            && error.contains("At row 6 of the file; the job loaded rows 1 to 4."),
+        "{error}"
+    );
+
+    // PGCOPY header, then (id int4, v vector) rows; row 6 announces three
+    // dimensions and carries one.
+    let mut file = b"PGCOPY\n\xff\r\n\x00".to_vec();
+    file.extend([0u8; 8]);
+    for i in 1..=6i32 {
+        let dims: &[f32] = if i == 6 { &[1.0] } else { &[1.0, 2.0, 3.0] };
+        let mut v = 3i16.to_be_bytes().to_vec();
+        v.extend(0i16.to_be_bytes());
+        for d in dims {
+            v.extend(d.to_be_bytes());
+        }
+        file.extend(2i16.to_be_bytes());
+        file.extend(4i32.to_be_bytes());
+        file.extend(i.to_be_bytes());
+        file.extend((v.len() as i32).to_be_bytes());
+        file.extend(v);
+    }
+    file.extend((-1i16).to_be_bytes());
+    let (end, error, attempts) = run("bin", &file, "binary", 2);
+    assert_eq!((end.as_str(), attempts), ("failed", 1), "{error}");
+    assert!(
+        error.contains("At row 6 of the file; the job loaded rows 1 to 4."),
+        "{error}"
+    );
+}

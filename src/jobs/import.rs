@@ -21,7 +21,7 @@ use super::job::{Ctx, Outcome, RemoveOnDrop, GOT_SIGTERM, IN_LONG_STATEMENT};
 use super::spi;
 use crate::errors::{
     bad_copy_file, file_io, import_batch_detail, import_row_detail, import_split, not_regular_file,
-    report_of, reraise_with_detail, sqlstate_class,
+    report_of, reraise_as, sqlstate_class,
 };
 use arrw_core::import::{Encoding, Eol, Found, SplitError, Splitter};
 use pgrx::pg_sys;
@@ -268,11 +268,18 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
     else {
         unreachable!()
     };
-    let (mut offset, mut done) = spi::xact(|| {
+    // `done`: rows the committed batches inserted (COPY's count, the job's
+    // result); `read`: rows of the file they held, which errors name. The two
+    // differ when a BEFORE INSERT trigger skips rows (hunt-89: the job named
+    // rows 5 to 6 for a bad row 9). A resume point saved before `read` was
+    // kept has only `rows`.
+    let (mut offset, mut done, mut read) = spi::xact(|| {
         let saved = ctx.checkpoint();
+        let done = saved.number::<u64>("rows").unwrap_or(0);
         (
             saved.number::<u64>("offset").unwrap_or(0),
-            saved.number::<u64>("rows").unwrap_or(0),
+            done,
+            saved.number::<u64>("read").unwrap_or(done),
         )
     });
     let max_row = super::max_row_bytes();
@@ -458,7 +465,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             &mut splitter,
             &mut out,
             *batch_rows as u64,
-            Some(done),
+            Some(read),
             &mut check,
         ) else {
             break stopped();
@@ -526,18 +533,11 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                             row
                         });
                         // The batch's own error either way, never a probe's.
-                        match found {
-                            Some(k) => reraise_with_detail(
-                                &e,
-                                &import_row_detail(done + k, done),
-                                "bulk_import",
-                            ),
-                            None => reraise_with_detail(
-                                &e,
-                                &import_batch_detail(done + 1, done + batch.rows, done),
-                                "bulk_import",
-                            ),
-                        }
+                        let detail = match found {
+                            Some(k) => import_row_detail(read + k, read),
+                            None => import_batch_detail(read + 1, read + batch.rows, read),
+                        };
+                        reraise_as(&e, row_error_code(&e), &detail, "bulk_import")
                     }
                     Err(e) => e.rethrow(),
                 }
@@ -546,8 +546,9 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
             };
             super::identity::check_still_named(ctx, &rel);
             let checkpoint = format!(
-                "{{\"offset\": {next}, \"rows\": {}, \"size\": {size}}}",
-                done + n
+                "{{\"offset\": {next}, \"rows\": {}, \"read\": {}, \"size\": {size}}}",
+                done + n,
+                read + batch.rows
             );
             ctx.progress(
                 if size == 0 {
@@ -564,6 +565,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
         };
         offset = next;
         done += n;
+        read += batch.rows;
         if batch.last {
             let result = format!("{{\"rows\": {done}, \"bytes\": {offset}}}");
             break Outcome::Succeeded(Some(result));
@@ -592,13 +594,30 @@ fn copy_options(copy: &CopyOpts) -> String {
     copy.sql(false)
 }
 
-/// Whether an error of a batch's COPY is its rows' fault (a data exception, class
-/// 22, or an integrity constraint violation, 23), worth finding the row for.
+/// Whether an error of a batch's COPY is its rows' fault, worth finding the
+/// row for: a data exception (class 22), an integrity constraint violation
+/// (23), a limit a value passes (54: a vector of more than 16,000
+/// dimensions, an index row over a page), or a binary field shorter than its
+/// value (08P01, "insufficient data left in message", which a worker's COPY
+/// from a file can get from nothing but its rows). A search that finds no
+/// prefix failing alike names the batch instead (hunt-89: these named no row).
 fn rows_fault(e: &CaughtError) -> bool {
-    matches!(
-        &sqlstate_class(report_of(e).sql_error_code()),
-        b"22" | b"23"
-    )
+    let code = report_of(e).sql_error_code();
+    code == pgrx::PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION
+        || matches!(&sqlstate_class(code), b"22" | b"23" | b"54")
+}
+
+/// The SQLSTATE a batch's rows' fault is raised with: its own, but a
+/// protocol violation (08P01) as the bad binary data it is here (22P03, what
+/// COPY gives a field its type leaves bytes of): class 08 names a broken
+/// connection, which the job retried `max_attempts` times.
+fn row_error_code(e: &CaughtError) -> pgrx::PgSqlErrorCode {
+    match report_of(e).sql_error_code() {
+        pgrx::PgSqlErrorCode::ERRCODE_PROTOCOL_VIOLATION => {
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION
+        }
+        code => code,
+    }
 }
 
 /// Whether an error comes from state a COPY changes and its rollback does not
@@ -611,13 +630,19 @@ fn stateful(e: &CaughtError) -> bool {
 /// back does not reset, so that a probe could fail at another row than the
 /// batch did with the same error (hunt-62: a domain CHECK on a `nextval`
 /// default named row 3 where COPY failed at row 1): an enabled trigger of the
-/// user's (it may call `nextval`), an identity column, or a volatile default
+/// user's (it may call `nextval`), on the table or on any of its partitions
+/// (hunt-89: a partition's trigger was missed, and the search named row 1 where
+/// COPY failed at row 8; `pg_partition_tree` lists no plain table, hence the
+/// table itself too), an identity column, or a volatile default
 /// (a column's, or its domain's) of a column the file does not fill. The
 /// search is then not made, and the error names the batch's rows.
 fn draws_on_state(rel_oid: &str, columns: Option<&[String]>) -> bool {
     let triggers_or_identity = spi::flag(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger \
-                         WHERE tgrelid = $1::pg_catalog.oid AND NOT tgisinternal AND tgenabled <> 'D') \
+                         WHERE (tgrelid = $1::pg_catalog.oid \
+                                OR tgrelid = ANY (ARRAY(SELECT relid FROM \
+                                       pg_catalog.pg_partition_tree($1::pg_catalog.oid::pg_catalog.regclass)))) \
+                           AND NOT tgisinternal AND tgenabled <> 'D') \
              OR EXISTS (SELECT FROM pg_catalog.pg_attribute \
                          WHERE attrelid = $1::pg_catalog.oid AND attnum > 0 AND NOT attisdropped \
                            AND attidentity <> '')",

@@ -32,7 +32,7 @@ use super::args::{JobKind, KINDS};
 use super::job::{cancel_requested, Ctx, Job, Outcome, State, GOT_SIGTERM, IN_LONG_STATEMENT};
 use super::shmem::{self, Slot};
 use super::{kinds, notify, spi};
-use crate::errors::describe;
+use crate::errors::{describe, sqlstate_class};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
@@ -619,13 +619,6 @@ fn permanent(code: PgSqlErrorCode) -> bool {
         &sqlstate_class(code),
         b"08" | b"40" | b"53" | b"57" | b"58" | b"72" | b"P0" | b"XX"
     )
-}
-
-/// The two characters of a SQLSTATE's class (PostgreSQL's MAKE_SQLSTATE packs
-/// each character in 6 bits, the first lowest).
-fn sqlstate_class(code: PgSqlErrorCode) -> [u8; 2] {
-    let c = code as isize as u32;
-    [(c & 0x3F) as u8 + b'0', ((c >> 6) & 0x3F) as u8 + b'0']
 }
 
 /// Records the outcome of an attempt (in the caller's transaction) and releases the
