@@ -335,6 +335,10 @@ CREATE FUNCTION arrw.fused_search(
 ) RETURNS TABLE (id text, score float8, ranks jsonb)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- Ids leave as text: a float key's text must cast back to the same value
+-- whatever the caller's setting (hunt-88: at 0, 1/3 came back as
+-- 0.333333333333333, which matches no row).
+SET extra_float_digits = 1
 AS $$
 DECLARE
 	query text;

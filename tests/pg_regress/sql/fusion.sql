@@ -341,3 +341,15 @@ FROM unnest(ARRAY['l2', 'ip', 'plain', 'part']) c;
 SELECT substring(arrw.fused_search_sql('fu_op', 'id', '[{"column": "l2", "query": "[1,0]", "op": "<#>"}]')
        FROM 'OPERATOR\(\w+\.(<.>)\)') AS op;
 DROP TABLE fu_op;
+
+-- An id comes back as text that casts back to the same key whatever the
+-- session's extra_float_digits (hunt-88: at 0, 1/3 came back as
+-- 0.333333333333333, and a join back matched 6 of 20 rows).
+CREATE TABLE fu_float (id float8, v vector(2));
+INSERT INTO fu_float SELECT g / 3.0, ARRAY[g, 1]::real[]::vector FROM generate_series(1, 20) g;
+SET extra_float_digits = 0;
+SELECT count(*) AS returned, count(t.id) AS joined_back
+FROM arrw.fused_search('fu_float', 'id', '[{"column": "v", "query": "[1,1]", "op": "<->"}]', k => 20) f
+LEFT JOIN fu_float t ON t.id = f.id::float8;
+RESET extra_float_digits;
+DROP TABLE fu_float;
