@@ -7,8 +7,8 @@
 -- - arrw.ivfpq_profile(), arrw.ivfpq_profile_reset() (scan profiling);
 -- - maxsim(vector[], vector[]), maxsim_distance(vector[], vector[]), operator @#,
 --   ivfpq operator class vector_maxsim_ops;
--- - arrw.fused_search(...), arrw.fused_search_sql(...), arrw._fusion_depth(...)
---   (fusion, hybrid search);
+-- - arrw.fused_search(...), arrw.fused_search_sql(...), arrw._fusion_depth(...),
+--   arrw._fusion_id_cast(...), arrw._fusion_id_out(...) (fusion, hybrid search);
 -- - the halfvec type with its functions, casts, operators, aggregates, btree
 --   class and ivfpq classes halfvec_l2_ops, halfvec_ip_ops, halfvec_cosine_ops;
 -- - binary_quantize(vector), hamming_distance(bit, bit), jaccard_distance(bit,
@@ -114,6 +114,24 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT coalesce((inp->>'depth')::integer, greatest(10 * k, 100)) $$;
 
+-- A row's id as fused_search returns it (text): a built-in type's by its cast
+-- (_fusion_id_cast), any other's by its output function (_fusion_id_out; see
+-- fused_search_sql). With extra_float_digits = 1, so that a float key's text
+-- casts back to the same value whatever the caller's setting (hunt-88: at 0,
+-- 1/3 came back as 0.333333333333333, which matches no row). Set here, on the
+-- k rows returned, and not on the whole query, where the caller's filter keeps
+-- the caller's settings (hunt-92).
+CREATE FUNCTION arrw._fusion_id_cast(id anyelement) RETURNS text
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$ SELECT id::pg_catalog.text $$;
+CREATE FUNCTION arrw._fusion_id_out(id anyelement) RETURNS text
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+SET extra_float_digits = 1
+AS $$ SELECT pg_catalog.format('%s', id) $$;
+
 CREATE FUNCTION arrw.fused_search_sql(
 	tbl regclass, id_column name, inputs jsonb,
 	k integer DEFAULT 10, method text DEFAULT 'rrf', filter text DEFAULT NULL,
@@ -190,8 +208,8 @@ BEGIN
 	-- add casts between built-in types), else by the type's output function:
 	-- a cast to text of another type could be its owner's function, run with
 	-- the caller's rights (format's %s never takes a cast).
-	id_text := CASE WHEN id_type < 16384 THEN 'u.id::pg_catalog.text'
-	                ELSE 'pg_catalog.format(''%s'', u.id)' END;
+	id_text := CASE WHEN id_type < 16384 THEN 'arrw._fusion_id_cast(f.id)'
+	                ELSE 'arrw._fusion_id_out(f.id)' END;
 	-- The table by its schema too: a temporary table's bare name would be
 	-- looked up through the path.
 	SELECT format('%I.%I', n.nspname, c.relname) INTO tblname
@@ -405,15 +423,18 @@ BEGIN
 	-- input order (the order of a float sum sets its last bits); ranks is built
 	-- by an aggregate, which takes any number of inputs (a function takes at
 	-- most 100 arguments).
+	-- The ids become text after the LIMIT: k calls of the helper.
 	RETURN format(
 		E'WITH %s\n' ||
-		E'SELECT %s AS id,\n' ||
+		E'SELECT %s AS id, f.score, f.ranks FROM (\n' ||
+		E'SELECT u.id,\n' ||
 		E'  pg_catalog.sum(u.s ORDER BY u.n, u.r DESC) AS score,\n' ||
 		E'  pg_catalog.jsonb_object_agg(u.key, u.r ORDER BY u.n, u.r DESC) AS ranks\n' ||
 		E'FROM (\n%s\n) u\n' ||
 		E'GROUP BY u.id\n' ||
 		E'ORDER BY 2 DESC, u.id\n' ||
-		E'LIMIT %s',
+		E'LIMIT %s) f\n' ||
+		E'ORDER BY f.score DESC, f.id',
 		array_to_string(parts, E',\n'), id_text, array_to_string(selects, E'\n  UNION ALL\n'), k);
 END
 $$;
@@ -427,10 +448,6 @@ CREATE FUNCTION arrw.fused_search(
 ) RETURNS TABLE (id text, score float8, ranks jsonb)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
--- Ids leave as text: a float key's text must cast back to the same value
--- whatever the caller's setting (hunt-88: at 0, 1/3 came back as
--- 0.333333333333333, which matches no row).
-SET extra_float_digits = 1
 AS $$
 DECLARE
 	query text;

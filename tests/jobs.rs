@@ -3022,7 +3022,8 @@ fn a_terminated_worker_stops_the_import_row_search() {
 }
 
 /// `submit_job` and `wait_job` run as the caller, with the caller's
-/// `search_path`, and every name in their own SQL must be pg_catalog's: with
+/// `search_path`, and a job's own SQL as its owner with that path: every
+/// name in arrw's SQL must be pg_catalog's. With
 /// a path that puts another role's schema before pg_catalog, wait_job's
 /// check of an index job's lock waits ran that role's `=` (a function
 /// running as the caller, a superuser here) every half second, and
@@ -3052,6 +3053,14 @@ fn job_calls_run_nothing_from_another_schema_on_the_callers_path() {
                  RETURN true;
              END $$;
          CREATE DOMAIN evil.text AS pg_catalog.text CHECK (evil.spy(VALUE));
+         CREATE FUNCTION evil.ge(pg_catalog.tid, pg_catalog.tid) RETURNS boolean
+             LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO public.evil_log VALUES ('>= as ' OPERATOR(pg_catalog.||) current_user);
+                 RETURN pg_catalog.tidge($1, $2);
+             END $$;
+         CREATE OPERATOR evil.>= (leftarg = pg_catalog.tid, rightarg = pg_catalog.tid,
+                                  function = evil.ge);
          RESET ROLE;
          CREATE TABLE wj (id int, name text); INSERT INTO wj SELECT generate_series(1, 1000);
          CREATE INDEX wj_id ON wj (id);",
@@ -3084,9 +3093,23 @@ fn job_calls_run_nothing_from_another_schema_on_the_callers_path() {
         r#"SELECT arrw.submit_job('bulk_import',
                '{"table": "public.wj", "path": "/nonexistent.csv", "columns": ["id"]}')"#,
     );
+    // A batch job keeps its submitter's path, and its block ranges are
+    // arrw's own SQL run as the owner: a bare `>=` on ctid ran the other
+    // role's operator on every row (hunt-92).
+    // (Literal arguments: under this path a parameter's `text` is evil.text.)
+    let batch: i64 = c
+        .query_one(
+            r#"SELECT arrw.submit_job('batch_delete',
+                   '{"table": "public.wj", "where": "id OPERATOR(pg_catalog.>) 990"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
     c.batch_execute("RESET search_path").unwrap();
     h.batch_execute("COMMIT").unwrap();
     expect_succeeded(&cluster, &mut c, id);
+    expect_succeeded(&cluster, &mut c, batch);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM wj"), 990);
     let ran: Vec<String> = c
         .query("SELECT what FROM public.evil_log", &[])
         .unwrap()
@@ -3100,8 +3123,9 @@ fn job_calls_run_nothing_from_another_schema_on_the_callers_path() {
 /// - by the rows of the file read, not the rows inserted: with a BEFORE INSERT
 ///   trigger that skips even ids, a bad row 9 was named "rows 5 to 6" (the
 ///   trigger rules out a search: the batch is named);
-/// - not by a search when a partition's trigger may draw on state a rolled
-///   back probe keeps (a sequence): the search named row 1, COPY failed at 8;
+/// - not by a search when a partition's trigger or a domain's CHECK may draw
+///   on state a rolled back probe keeps (a sequence): the search named row 1,
+///   COPY failed at 8 (at 26);
 /// - also when COPY refuses the row with 54000 (more than 16,000 dimensions)
 ///   or, in a binary file, with 08P01 (a field shorter than its vector), which
 ///   was retried as a broken connection: now a data error (22P03), which
@@ -3122,6 +3146,9 @@ fn a_failed_import_names_the_files_row() {
                       USING ERRCODE = '22000'; END IF; RETURN NEW; END $$;
          CREATE TRIGGER few_numbers BEFORE INSERT ON pt0 FOR EACH ROW EXECUTE FUNCTION few_numbers();
          CREATE TABLE wide (id int, v vector);
+         CREATE SEQUENCE cap_seq;
+         CREATE DOMAIN capped AS int CHECK (nextval('cap_seq') <= 25);
+         CREATE TABLE dom (id capped, v vector(3));
          CREATE TABLE bin (id int, v vector(3));",
     )
     .unwrap();
@@ -3162,6 +3189,13 @@ fn a_failed_import_names_the_files_row() {
         error.contains("no more numbers") && error.contains("In rows 1 to 10 of the file"),
         "{error}"
     );
+
+    // A domain's CHECK draws on a sequence as a trigger may: no search (it
+    // named row 1, the first row of its first probe, for row 26).
+    let rows: Vec<String> = (1..=40).map(|i| format!("{i},\"[{i},1,1]\"")).collect();
+    let (end, error, _) = run("dom", csv(&rows).as_bytes(), "csv", 100);
+    assert_eq!(end, "failed");
+    assert!(error.contains("In rows 1 to 40 of the file"), "{error}");
 
     let mut rows: Vec<String> = (1..=8).map(|i| format!("{i},\"[{i},1,1]\"")).collect();
     rows[5] = format!("6,\"[{}]\"", vec!["1"; 16_001].join(","));

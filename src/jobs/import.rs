@@ -633,10 +633,16 @@ fn stateful(e: &CaughtError) -> bool {
 /// user's (it may call `nextval`), on the table or on any of its partitions
 /// (hunt-89: a partition's trigger was missed, and the search named row 1 where
 /// COPY failed at row 8; `pg_partition_tree` lists no plain table, hence the
-/// table itself too), an identity column, or a volatile default
-/// (a column's, or its domain's) of a column the file does not fill. The
-/// search is then not made, and the error names the batch's rows.
+/// table itself too), an identity column, a volatile CHECK (the table's, a
+/// partition's, or a domain's of any column, through arrays, domains and
+/// composites: hunt-92, a `nextval` in a domain CHECK named row 1 where COPY
+/// failed at row 26), or a volatile default (a column's, or its domain's) of
+/// a column the file does not fill. The search is then not made, and the
+/// error names the batch's rows.
 fn draws_on_state(rel_oid: &str, columns: Option<&[String]>) -> bool {
+    if volatile_checks(rel_oid) {
+        return true;
+    }
     let triggers_or_identity = spi::flag(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger \
                          WHERE (tgrelid = $1::pg_catalog.oid \
@@ -678,6 +684,43 @@ fn draws_on_state(rel_oid: &str, columns: Option<&[String]>) -> bool {
         };
         // SAFETY: a node tree PostgreSQL stored (pg_attrdef.adbin or
         // pg_type.typdefaultbin), read back as stored; the walker only reads it.
+        unsafe { pg_sys::contain_volatile_functions(pg_sys::stringToNode(expr.as_ptr()).cast()) }
+    })
+}
+
+/// Whether a CHECK that loading a row of the table evaluates calls a volatile
+/// function: the table's and its partitions' CHECK constraints, and those of
+/// every domain a column's type is or holds (an array's elements, a domain's
+/// base type, a composite's fields, to any depth).
+fn volatile_checks(rel_oid: &str) -> bool {
+    let checks = spi::query(
+        "WITH RECURSIVE tree AS ( \
+             SELECT $1::pg_catalog.oid AS rel \
+             UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::pg_catalog.oid::pg_catalog.regclass)), \
+           types(t) AS ( \
+             SELECT a.atttypid FROM pg_catalog.pg_attribute a \
+              WHERE a.attrelid = $1::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             UNION \
+             SELECT n.t FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.t, \
+                    LATERAL (SELECT ty.typbasetype WHERE ty.typtype = 'd' \
+                             UNION ALL SELECT ty.typelem WHERE ty.typelem <> 0 \
+                             UNION ALL SELECT f.atttypid FROM pg_catalog.pg_attribute f \
+                                        WHERE ty.typtype = 'c' AND f.attrelid = ty.typrelid \
+                                          AND f.attnum > 0 AND NOT f.attisdropped) n(t)) \
+         SELECT c.conbin::pg_catalog.text FROM pg_catalog.pg_constraint c \
+          WHERE c.contype = 'c' \
+            AND (c.conrelid IN (SELECT rel FROM tree) OR c.contypid IN (SELECT t FROM types))",
+        &[Some(rel_oid)],
+    );
+    checks.rows.iter().any(|row| {
+        let Some(Some(expr)) = row.first() else {
+            return false;
+        };
+        let Ok(expr) = std::ffi::CString::new(expr.as_str()) else {
+            return true;
+        };
+        // SAFETY: a node tree PostgreSQL stored (pg_constraint.conbin), read
+        // back as stored; the walker only reads it.
         unsafe { pg_sys::contain_volatile_functions(pg_sys::stringToNode(expr.as_ptr()).cast()) }
     })
 }

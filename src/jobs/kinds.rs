@@ -418,7 +418,14 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
         .map(|w| format!(" AND (\n{w}\n)"))
         .unwrap_or_default();
     let range_of = |lo: i64, hi: i64| {
-        format!("ctid >= '({lo},0)'::pg_catalog.tid AND ctid < '({hi},0)'::pg_catalog.tid")
+        // pg_catalog's operators by name: this runs as the job's owner with
+        // the owner's saved path, on which another role's schema may come
+        // before pg_catalog (hunt-92: its `>=` ran as the owner on every row,
+        // and the TID range scan was lost).
+        format!(
+            "ctid OPERATOR(pg_catalog.>=) '({lo},0)'::pg_catalog.tid \
+             AND ctid OPERATOR(pg_catalog.<) '({hi},0)'::pg_catalog.tid"
+        )
     };
     while block < end {
         if let Some(o) = ctx.stop() {

@@ -344,12 +344,19 @@ DROP TABLE fu_op;
 
 -- An id comes back as text that casts back to the same key whatever the
 -- session's extra_float_digits (hunt-88: at 0, 1/3 came back as
--- 0.333333333333333, and a join back matched 6 of 20 rows).
-CREATE TABLE fu_float (id float8, v vector(2));
-INSERT INTO fu_float SELECT g / 3.0, ARRAY[g, 1]::real[]::vector FROM generate_series(1, 20) g;
+-- 0.333333333333333, and a join back matched 6 of 20 rows), and the filter
+-- keeps the session's setting (hunt-92: a filter comparing a float's text
+-- matched another row inside fused_search than in the caller's own query).
+CREATE TABLE fu_float (id float8, tag text, v vector(2));
+INSERT INTO fu_float SELECT g / 3.0, NULL, ARRAY[g, 1]::real[]::vector FROM generate_series(1, 20) g;
+UPDATE fu_float SET tag = CASE WHEN id < 0.5 THEN '0.3' WHEN id < 0.9 THEN '0.30000000000000004' END;
 SET extra_float_digits = 0;
 SELECT count(*) AS returned, count(t.id) AS joined_back
 FROM arrw.fused_search('fu_float', 'id', '[{"column": "v", "query": "[1,1]", "op": "<->"}]', k => 20) f
 LEFT JOIN fu_float t ON t.id = f.id::float8;
+SELECT t.tag AS filtered_tag
+FROM arrw.fused_search('fu_float', 'id', '[{"column": "v", "query": "[1,1]", "op": "<->"}]', k => 20,
+                       filter => 'tag = (0.1::float8 + 0.2::float8)::text') f
+JOIN fu_float t ON t.id = f.id::float8;
 RESET extra_float_digits;
 DROP TABLE fu_float;
