@@ -940,7 +940,13 @@ impl IvfPqModel {
         stop: &Stop,
     ) -> Result<EncodedBatch, Stopped> {
         let dim = self.dim;
-        let chunk = encode_chunk_rows(dim);
+        // Each row is scored against every list: a chunk is also the longest a
+        // thread runs on after a stop (kmeans::block_rows).
+        let chunk = encode_chunk_rows(dim).min(kmeans::block_rows(
+            self.coarse.padded_rows(),
+            dim,
+            ENCODE_CHUNK,
+        ));
         assert_eq!(vectors.len() % dim, 0);
         let n = vectors.len() / dim;
         let cs = self.code_size();

@@ -55,8 +55,23 @@ pub const LANES: usize = 16;
 /// Default [`KMeansParams::init_points_per_centroid`].
 const INIT_PPC: usize = 16;
 
-/// Points per parallel work item in assignment loops.
+/// Points per parallel work item in assignment loops (at most: see
+/// [`block_rows`]).
 const BLOCK: usize = 256;
+
+/// Multiply-adds one parallel block of an assignment pass may take (rows ×
+/// centroids × dimensions). Compute threads look at the stop flag between
+/// blocks, so a block is the longest one runs on after a cancel: 2^26 is a few
+/// milliseconds of one core. 256 rows of 1,536 dimensions against 2,000
+/// centroids (0.8 G) kept a cancelled build training for 125–300 ms (hunt-87).
+pub(crate) const BLOCK_WORK: usize = 1 << 26;
+
+/// Rows per parallel block when each row is scored against `k` rows of `dim`
+/// floats: within [`BLOCK_WORK`], at most `max`, at least 4 (the kernels score
+/// four points at a time).
+pub(crate) fn block_rows(k: usize, dim: usize, max: usize) -> usize {
+    (BLOCK_WORK / (k.max(1) * dim.max(1))).clamp(4, max.max(4))
+}
 
 /// How initial centroids are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -837,10 +852,11 @@ impl Panels {
         stop: &Stop,
     ) {
         let dim = self.dim;
+        let block = block_rows(self.rows, dim, BLOCK);
         points
-            .par_chunks(BLOCK * dim)
-            .zip(out_idx.par_chunks_mut(BLOCK))
-            .zip(out_score.par_chunks_mut(BLOCK))
+            .par_chunks(block * dim)
+            .zip(out_idx.par_chunks_mut(block))
+            .zip(out_score.par_chunks_mut(block))
             .for_each(|((p, i), s)| {
                 if !stop.requested() {
                     self.nearest(p, dim, 0, i, s)
@@ -1329,6 +1345,31 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A parallel block of an assignment pass stays within BLOCK_WORK
+    /// multiply-adds (the longest a thread runs on after a stop) whenever a
+    /// block of four rows does, keeps 256 rows for narrow models, and never
+    /// goes below four rows.
+    #[test]
+    fn assignment_blocks_stay_within_their_work() {
+        for (k, dim) in [
+            (1, 1),
+            (100, 128),
+            (1000, 128),
+            (10_000, 128),
+            (2000, 1536),
+            (20_000, 16_000),
+        ] {
+            let rows = block_rows(k, dim, BLOCK);
+            assert!((4..=BLOCK).contains(&rows), "{k} x {dim}: {rows}");
+            assert!(
+                rows * k * dim <= BLOCK_WORK || rows == 4,
+                "{k} x {dim}: {rows}"
+            );
+        }
+        assert_eq!(block_rows(1000, 128, BLOCK), BLOCK);
+        assert!(block_rows(2000, 1536, BLOCK) < 32);
+    }
 
     /// `all_scores` (4 points at a time with SIMD, then the rest one by one)
     /// against the portable one-point kernel, for point counts around the
