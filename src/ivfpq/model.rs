@@ -3,17 +3,19 @@
 //! The model (centroids and PQ codebooks: 256 × dim floats plus lists × dim) is
 //! needed by every insert and query. Reading and decoding it from its pages each
 //! time would cost more than the search itself, so each backend keeps the decoded
-//! model keyed by the index's relfilenode and the build's generation number (a
-//! REINDEX writes a new relfilenode and generation; VACUUM never changes a model).
+//! model of each index it used, with the build it came from: the index's
+//! relfilenode and the build's generation number (a REINDEX writes a new
+//! relfilenode and generation, which replaces the index's entry; VACUUM never
+//! changes a model).
 
 use super::layout::{self, MetaData};
 use super::page::{rel_name, ReadGuard};
+use arrw_core::buildcache::BuildCache;
 use arrw_core::ivf::{IvfPqModel, Metric};
 use arrw_core::refine::ResidualSq;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// What identifies one build of one index in a backend's caches: database,
@@ -27,18 +29,28 @@ pub fn key(index: pg_sys::Relation, meta: &MetaData) -> Key {
     (node.dbNode.into(), node.relNode.into(), meta.generation)
 }
 
+/// Models a backend keeps at most, and their estimated bytes (beyond the one
+/// in use): past either, the least recently used go (arrw_core::buildcache,
+/// which also replaces an index's model when it is rebuilt).
+const CACHE_MODELS: usize = 256;
+const CACHE_BYTES: usize = 512 << 20;
+
 thread_local! {
     // Backends are single-threaded; the cache is only touched from PostgreSQL's
-    // own thread (never from rayon workers).
-    static CACHE: RefCell<HashMap<Key, Rc<IvfPqModel>>> = RefCell::new(HashMap::new());
+    // own thread (never from rayon workers). Slots are (database, index OID).
+    static CACHE: RefCell<BuildCache<(u32, u32), Key, Rc<IvfPqModel>>> =
+        RefCell::new(BuildCache::new(CACHE_MODELS, CACHE_BYTES));
 }
 
 /// The model of `index`, from the cache or from its pages.
 pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     let key = key(index, meta);
-    if let Some(m) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+    // SAFETY: rd_id is a plain field of the open relation.
+    let slot = (key.0, u32::from(unsafe { (*index).rd_id }));
+    if let Some(m) = CACHE.with(|c| c.borrow_mut().get(slot, &key)) {
         return m;
     }
+    super::profile::count(super::profile::Count::ModelLoads, 1);
     let mut bytes = Vec::with_capacity(meta.model_bytes as usize);
     for i in 0..meta.model_pages {
         let g = ReadGuard::new(index, meta.model_start + i);
@@ -129,15 +141,16 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
             ),
         );
     }
-    CACHE.with(|c| {
+    // What the decoded model holds, roughly: its blob's floats as they are,
+    // in the ranking kernel's panels and at half precision (ARCHITECTURE.md,
+    // "Memory of the model, per backend").
+    let bytes = (meta.model_bytes as usize).saturating_mul(3);
+    let cached = CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        // Keep at most a few models: an index rebuilt many times in one session
-        // would otherwise pin its old models.
-        if c.len() >= 16 {
-            c.clear();
-        }
-        c.insert(key, model.clone());
+        c.put(slot, key, model.clone(), bytes);
+        c.len()
     });
+    super::profile::models_cached(cached);
     model
 }
 

@@ -63,9 +63,12 @@ pub enum Count {
     /// Rows read from the table that the query's filter rejected in the scan
     /// (prefilter.rs).
     Filtered,
+    /// Models read from an index's pages, not found in the backend's cache
+    /// (model.rs).
+    ModelLoads,
 }
 
-const COUNTS: usize = 11;
+const COUNTS: usize = 12;
 const COUNT_NAMES: [&str; COUNTS] = [
     "scans",
     "lists",
@@ -78,6 +81,7 @@ const COUNT_NAMES: [&str; COUNTS] = [
     "toast_reads",
     "orderby_reuses",
     "filtered",
+    "model_loads",
 ];
 
 thread_local! {
@@ -185,6 +189,14 @@ thread_local! {
     /// Scan states allocated and not yet freed in this backend (scan.rs;
     /// `open_scans`, counted whether or not ivfpq.profile is on).
     static OPEN_SCANS: Cell<u64> = const { Cell::new(0) };
+    /// Models in this backend's cache (model.rs; `models_cached`, kept
+    /// whether or not ivfpq.profile is on).
+    static MODELS_CACHED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The backend's model cache now holds `n` models (model.rs).
+pub fn models_cached(n: usize) {
+    MODELS_CACHED.with(|c| c.set(n as u64));
 }
 
 /// A scan state was allocated (ambeginscan).
@@ -223,6 +235,10 @@ pub fn json() -> String {
         }
     });
     parts.push(format!("\"open_scans\":{}", OPEN_SCANS.with(|n| n.get())));
+    parts.push(format!(
+        "\"models_cached\":{}",
+        MODELS_CACHED.with(|n| n.get())
+    ));
     format!("{{{}}}", parts.join(","))
 }
 

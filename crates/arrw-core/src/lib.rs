@@ -19,6 +19,8 @@
 //! - [`import`]: bulk_import's COPY row splitter and job-argument checks.
 //! - [`sample`]: the build's reservoir sample and its training rows.
 //! - [`buildmem`]: how an index build fits `maintenance_work_mem`.
+//! - [`buildcache`]: a backend's cache of index models, one per index, least
+//!   recently used dropped.
 //! - [`calibrate`]: the index's default `probes`, measured while it is built.
 //! - [`rerank`]: exact order across re-rank batches (filtered and deep scans).
 //! - [`spill`]: a min-heap that keeps a bounded part in memory and the rest in
@@ -33,6 +35,7 @@
 
 pub mod avg;
 pub mod bits;
+pub mod buildcache;
 pub mod buildmem;
 pub mod calibrate;
 pub mod cdc_json;

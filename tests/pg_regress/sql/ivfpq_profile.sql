@@ -145,6 +145,32 @@ DROP POLICY prof_few ON prof;
 ALTER TABLE prof DISABLE ROW LEVEL SECURITY;
 REVOKE SELECT ON prof FROM prof_other;
 DROP ROLE prof_other;
+-- The session keeps one model per index: a REINDEX (here, or an
+-- index_optimize job's in another session) replaces the index's model rather
+-- than keeping it beside the old ones, and a query over 20 partitions' indexes
+-- finds all their models again on its next execution (hunt-90: each rebuild
+-- kept one more model, up to 16, and past 16 indexes every execution read
+-- every model from its pages).
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT (arrw.ivfpq_profile()->>'models_cached')::int AS cached_before \gset
+REINDEX TABLE prof;
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+REINDEX TABLE prof;
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT (arrw.ivfpq_profile()->>'models_cached')::int - :cached_before AS models_kept_by_rebuilds;
+CREATE TABLE prof_many (id int, v vector(4)) PARTITION BY HASH (id);
+DO $$ BEGIN
+  FOR i IN 0..19 LOOP
+    EXECUTE format('CREATE TABLE prof_many_%s PARTITION OF prof_many FOR VALUES WITH (MODULUS 20, REMAINDER %s)', i, i);
+  END LOOP;
+END $$;
+INSERT INTO prof_many SELECT id, v FROM prof;
+CREATE INDEX ON prof_many USING ivfpq (v) WITH (lists = 2, m = 2);
+SELECT count(*) FROM (SELECT id FROM prof_many ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*) FROM (SELECT id FROM prof_many ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
+SELECT p->>'scans' AS scans, p->>'model_loads' AS models_read_again FROM arrw.ivfpq_profile() p;
+DROP TABLE prof_many;
 RESET ivfpq.profile;
 RESET ivfpq.probes;
 RESET enable_seqscan;
