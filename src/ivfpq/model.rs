@@ -147,11 +147,31 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     let bytes = (meta.model_bytes as usize).saturating_mul(3);
     let cached = CACHE.with(|c| {
         let mut c = c.borrow_mut();
+        // Models of indexes since dropped go first: `REINDEX CONCURRENTLY`
+        // (an `index_optimize` job's) builds the new index under a new OID, so
+        // no lookup replaces the old one's (a pooled backend grew by one model
+        // a rebuild, 25 → 198 MB over 8).
+        c.retain(|&(db, oid)| db != key.0 || index_exists(oid));
         c.put(slot, key, model.clone(), bytes);
         c.len()
     });
     super::profile::models_cached(cached);
     model
+}
+
+/// Whether a relation of OID `oid` exists in this database (a syscache probe).
+fn index_exists(oid: u32) -> bool {
+    // SAFETY: a syscache existence probe by OID, in a transaction (model
+    // loads run inside one); it reads no tuple out.
+    unsafe {
+        pg_sys::SearchSysCacheExists(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(pg_sys::Oid::from(oid)),
+            pg_sys::Datum::from(0usize),
+            pg_sys::Datum::from(0usize),
+            pg_sys::Datum::from(0usize),
+        )
+    }
 }
 
 /// The metric of the index's operator class, from its support function 1.

@@ -88,6 +88,21 @@ impl<S: Hash + Eq + Copy, B: PartialEq, V: Clone> BuildCache<S, B, V> {
         );
     }
 
+    /// Drops the values of the slots `keep` says no to (indexes that no longer
+    /// exist: `REINDEX CONCURRENTLY` builds a new index under a new OID and
+    /// drops the old one, whose entry no later lookup would replace).
+    pub fn retain(&mut self, mut keep: impl FnMut(&S) -> bool) {
+        let mut freed = 0;
+        self.entries.retain(|slot, e| {
+            let k = keep(slot);
+            if !k {
+                freed += e.bytes;
+            }
+            k
+        });
+        self.bytes -= freed;
+    }
+
     /// Values kept.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -151,6 +166,18 @@ mod tests {
         c.put(4, 0, 'd', 5000);
         assert_eq!((c.len(), c.bytes()), (1, 5000));
         assert_eq!(c.get(4, &0), Some('d'));
+    }
+
+    #[test]
+    fn retain_drops_slots_and_their_bytes() {
+        let mut c = BuildCache::new(16, usize::MAX);
+        for slot in 0..6u32 {
+            c.put(slot, 0u8, slot, 10 + slot as usize);
+        }
+        c.retain(|s| s % 2 == 0);
+        assert_eq!((c.len(), c.bytes()), (3, 10 + 12 + 14));
+        assert_eq!(c.get(1, &0), None);
+        assert_eq!(c.get(4, &0), Some(4));
     }
 
     proptest! {
