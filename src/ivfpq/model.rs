@@ -32,7 +32,7 @@ pub fn key(index: pg_sys::Relation, meta: &MetaData) -> Key {
 /// Models a backend keeps at most, and their estimated bytes (beyond the one
 /// in use): past either, the least recently used go (arrw_core::buildcache,
 /// which also replaces an index's model when it is rebuilt).
-const CACHE_MODELS: usize = 256;
+const CACHE_MODELS: usize = 4096;
 const CACHE_BYTES: usize = 512 << 20;
 
 thread_local! {
