@@ -206,3 +206,15 @@ pub fn int4(x: i32) -> pg_sys::Datum {
 pub fn boolean(x: bool) -> pg_sys::Datum {
     pg_sys::Datum::from(x)
 }
+
+/// A `text` result datum: `s` copied into a new palloc'd text.
+pub fn text(s: &str) -> pg_sys::Datum {
+    // SAFETY: cstring_to_text_with_len copies `s.len()` bytes from `s` (which
+    // need not be NUL-terminated) into a new palloc'd text.
+    unsafe {
+        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
+            s.as_ptr() as *const std::ffi::c_char,
+            s.len() as i32,
+        ))
+    }
+}

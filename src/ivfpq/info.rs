@@ -293,16 +293,6 @@ fn list_sizes(index: pg_sys::Relation, meta: &layout::MetaData) -> Vec<u64> {
         .collect()
 }
 
-pub(super) fn text_datum(s: &str) -> pg_sys::Datum {
-    // SAFETY: cstring_to_text_with_len copies `s` into a new palloc'd text.
-    unsafe {
-        pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
-            s.as_ptr() as *const std::ffi::c_char,
-            s.len() as i32,
-        ))
-    }
-}
-
 crate::v1! {
     /// `arrw._ivfpq_info_json(regclass) -> text`: the facts `arrw.ivfpq_info` shows.
     fn arrw_ivfpq_info_json(fcinfo) {
@@ -372,7 +362,7 @@ crate::v1! {
             deep,
             source
         );
-        text_datum(&json)
+        crate::fmgr::text(&json)
     }
 }
 

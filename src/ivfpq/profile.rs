@@ -251,7 +251,7 @@ pub fn reset() {
 crate::v1! {
     /// `arrw.ivfpq_profile() -> jsonb`: this backend's scan counters.
     fn arrw_ivfpq_profile(_fcinfo) {
-        super::info::text_datum(&json())
+        crate::fmgr::text(&json())
     }
 }
 
