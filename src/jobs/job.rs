@@ -146,19 +146,6 @@ impl Ctx<'_> {
         })
     }
 
-    /// [`Ctx::run_as_owner`] of a statement that returns one row: its values
-    /// as text (empty if it returned none).
-    pub fn query_as_owner(&self, sql: &str) -> Vec<Option<String>> {
-        self.as_owner(|| {
-            spi::exec("SET CONSTRAINTS ALL IMMEDIATE", &[]);
-            spi::query(sql, &[])
-                .rows
-                .into_iter()
-                .next()
-                .unwrap_or_default()
-        })
-    }
-
     /// Records progress (0..1) and the resume point (a JSON object, whose keys
     /// replace those of the saved one; the others, such as the OID recorded at
     /// submit, stay), in the current transaction.

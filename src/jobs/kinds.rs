@@ -362,15 +362,6 @@ const MAX_BLOCKS_PER_BATCH: i64 = 16_384;
 /// in the same transaction. Covers the blocks the table had when the job first
 /// started. An update's new row versions carry the xid of the batch that wrote
 /// them; those xids are excluded from later ranges, so no row is updated twice.
-/// A batch's xid is kept only while the walk has yet to pass the new versions
-/// its statement returned (the ones in blocks at or past the range's end and
-/// before the walk's): a new version on the same page (HOT) or past the walk's
-/// end is never met again. The list, and each batch's filter and resume point
-/// with it, grew by one xid a batch before: a 100,000-row `batch_rows = 10`
-/// job slowed from 3,111 to 1,299 batches per 10 s (hunt-90). Every xid is
-/// kept when something other than `set` may change the table's rows in a
-/// batch (a trigger, a foreign key that cascades, a rule), since those rows
-/// carry the batch's xid too and the walk skips them (docs/jobs.md).
 ///
 /// Block numbers mean something only in the table's storage as it was when the
 /// job started: a rewrite (CLUSTER, VACUUM FULL, TRUNCATE, a table dropped and
@@ -387,11 +378,9 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
         )
         .unwrap_or_default()
     };
-    // Resume point: next block, end block, rows done, xids of our updates
-    // (each with the last block of its versions ahead of the walk, `xid:block`;
-    // a bare xid, from a resume point written before, is kept to the end),
-    // and the file node the blocks belong to.
-    let (mut block, end, mut done, xids, node, keep_all) = spi::xact(|| {
+    // Resume point: next block, end block, rows done, xids of our updates, and
+    // the file node the blocks belong to.
+    let (mut block, end, mut done, mut xids, node) = spi::xact(|| {
         let saved = ctx.checkpoint();
         let node = match saved.text("node") {
             Some(n) => n.to_string(),
@@ -409,33 +398,14 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                 .unwrap_or(0)
             }),
         };
-        let keep_all = spi::flag(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger \
-                             WHERE tgrelid = $1::pg_catalog.oid AND NOT tgisinternal) \
-                 OR EXISTS (SELECT FROM pg_catalog.pg_constraint \
-                             WHERE confrelid = $1::pg_catalog.oid AND contype = 'f') \
-                 OR EXISTS (SELECT FROM pg_catalog.pg_rewrite \
-                             WHERE ev_class = $1::pg_catalog.oid AND rulename <> '_RETURN')",
-            &[Some(&rel.oid)],
-        );
         (
             saved.number::<i64>("block").unwrap_or(0),
             end,
             saved.number::<i64>("rows").unwrap_or(0),
             saved.text("xids").unwrap_or_default().to_string(),
             node,
-            keep_all,
         )
     });
-    // (xid, last block of its versions the walk has yet to meet)
-    let mut xids: Vec<(String, i64)> = xids
-        .split(',')
-        .filter(|x| !x.is_empty())
-        .map(|x| match x.split_once(':') {
-            Some((xid, blk)) => (xid.to_string(), blk.parse().unwrap_or(i64::MAX)),
-            None => (x.to_string(), i64::MAX),
-        })
-        .collect();
     let rows_per_block = if rel.relpages > 0.0 && rel.reltuples > 0.0 {
         rel.reltuples / rel.relpages
     } else {
@@ -461,16 +431,10 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
         if let Some(o) = ctx.stop() {
             return o;
         }
-        // Versions the walk has passed are never met again.
-        xids.retain(|&(_, last)| last >= block);
         let not_ours = if set.is_none() || xids.is_empty() {
             String::new()
         } else {
-            let list: Vec<&str> = xids.iter().map(|(x, _)| x.as_str()).collect();
-            format!(
-                " AND NOT (xmin OPERATOR(pg_catalog.=) ANY ('{{{}}}'::pg_catalog.xid[]))",
-                list.join(",")
-            )
+            format!(" AND NOT (xmin OPERATOR(pg_catalog.=) ANY ('{{{xids}}}'::pg_catalog.xid[]))")
         };
         let mut hi = (block + step).min(end);
         // A range grown over rows the filter left alone (the step doubles after
@@ -501,18 +465,10 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             hi = block + len.clamp(base_step, hi - block - 1);
         }
         let range = range_of(block, hi);
-        // An update returns how many rows it changed and the last block of
-        // their new versions that lies where the walk will go (at or past
-        // `hi`, before `end`), NULL if none does.
         let stmt = match set {
             None => format!("DELETE FROM ONLY {} WHERE {range}{filter}", rel.qname),
             Some(set) => format!(
-                "WITH arrw_batch AS (UPDATE ONLY {} SET {set}\n WHERE {range}{filter}{not_ours}\n \
-                 RETURNING ((ctid::pg_catalog.text)::pg_catalog.point)[0] AS b) \
-                 SELECT pg_catalog.count(*), \
-                        pg_catalog.max(b) FILTER (WHERE b OPERATOR(pg_catalog.>=) {hi} \
-                                                    AND b OPERATOR(pg_catalog.<) {end})::pg_catalog.int8 \
-                 FROM arrw_batch",
+                "UPDATE ONLY {} SET {set}\n WHERE {range}{filter}{not_ours}",
                 rel.qname
             ),
         };
@@ -522,18 +478,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                 return None;
             }
             identity::check_still_named(ctx, &rel);
-            let (n, ahead) = if set.is_some() {
-                let r = ctx.query_as_owner(&stmt);
-                let v = |i: usize| {
-                    r.get(i)
-                        .cloned()
-                        .flatten()
-                        .and_then(|t| t.parse::<i64>().ok())
-                };
-                (v(0).unwrap_or(0), v(1))
-            } else {
-                (ctx.run_as_owner(&stmt) as i64, None)
-            };
+            let n = ctx.run_as_owner(&stmt) as i64;
             identity::check_still_named(ctx, &rel);
             if filenode() != node {
                 ereport!(
@@ -550,9 +495,11 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             if set.is_some() && n > 0 {
                 // SAFETY: reading this transaction's xid (assigned by the UPDATE).
                 let xid = unsafe { pgrx::pg_sys::GetCurrentTransactionIdIfAny() };
-                let last = if keep_all { Some(i64::MAX) } else { ahead };
-                if let (true, Some(last)) = (xid != pgrx::pg_sys::InvalidTransactionId, last) {
-                    xids.push((xid.into_inner().to_string(), last));
+                if xid != pgrx::pg_sys::InvalidTransactionId {
+                    if !xids.is_empty() {
+                        xids.push(',');
+                    }
+                    xids.push_str(&xid.into_inner().to_string());
                 }
             }
             let checkpoint = spi::one(
@@ -562,13 +509,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                     Some(&hi.to_string()),
                     Some(&end.to_string()),
                     Some(&(done + n).to_string()),
-                    Some(
-                        &xids
-                            .iter()
-                            .map(|(x, last)| format!("{x}:{last}"))
-                            .collect::<Vec<_>>()
-                            .join(","),
-                    ),
+                    Some(&xids),
                     Some(&node),
                 ],
             );
