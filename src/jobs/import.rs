@@ -679,13 +679,20 @@ fn draws_on_state(rel_oid: &str, columns: Option<&[String]>) -> bool {
         if columns.iter().any(|c| c == name) {
             return false;
         }
-        let Ok(expr) = std::ffi::CString::new(expr.as_str()) else {
-            return true;
-        };
-        // SAFETY: a node tree PostgreSQL stored (pg_attrdef.adbin or
-        // pg_type.typdefaultbin), read back as stored; the walker only reads it.
-        unsafe { pg_sys::contain_volatile_functions(pg_sys::stringToNode(expr.as_ptr()).cast()) }
+        stored_expr_is_volatile(expr)
     })
+}
+
+/// Whether an expression PostgreSQL stored as a node tree (`pg_attrdef.adbin`,
+/// `pg_type.typdefaultbin`, `pg_constraint.conbin`) calls a volatile
+/// function; one that cannot be read back counts as volatile.
+fn stored_expr_is_volatile(expr: &str) -> bool {
+    let Ok(expr) = std::ffi::CString::new(expr) else {
+        return true;
+    };
+    // SAFETY: a node tree PostgreSQL stored, read back as stored; the walker
+    // only reads it.
+    unsafe { pg_sys::contain_volatile_functions(pg_sys::stringToNode(expr.as_ptr()).cast()) }
 }
 
 /// Whether a CHECK that loading a row of the table evaluates calls a volatile
@@ -716,12 +723,7 @@ fn volatile_checks(rel_oid: &str) -> bool {
         let Some(Some(expr)) = row.first() else {
             return false;
         };
-        let Ok(expr) = std::ffi::CString::new(expr.as_str()) else {
-            return true;
-        };
-        // SAFETY: a node tree PostgreSQL stored (pg_constraint.conbin), read
-        // back as stored; the walker only reads it.
-        unsafe { pg_sys::contain_volatile_functions(pg_sys::stringToNode(expr.as_ptr()).cast()) }
+        stored_expr_is_volatile(expr)
     })
 }
 
