@@ -29,17 +29,16 @@ pub fn key(index: pg_sys::Relation, meta: &MetaData) -> Key {
     (node.dbNode.into(), node.relNode.into(), meta.generation)
 }
 
-/// Models a backend keeps at most, and their estimated bytes (beyond the one
-/// in use): past either, the least recently used go (arrw_core::buildcache,
+/// Models a backend keeps at most (beyond the one in use): past it, or past
+/// `ivfpq.model_cache` bytes, the least recently used go (arrw_core::buildcache,
 /// which also replaces an index's model when it is rebuilt).
 const CACHE_MODELS: usize = 4096;
-const CACHE_BYTES: usize = 512 << 20;
 
 thread_local! {
     // Backends are single-threaded; the cache is only touched from PostgreSQL's
     // own thread (never from rayon workers). Slots are (database, index OID).
     static CACHE: RefCell<BuildCache<(u32, u32), Key, Rc<IvfPqModel>>> =
-        RefCell::new(BuildCache::new(CACHE_MODELS, CACHE_BYTES));
+        RefCell::new(BuildCache::new(CACHE_MODELS, usize::MAX));
 }
 
 /// The model of `index`, from the cache or from its pages.
@@ -152,6 +151,7 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
         // no lookup replaces the old one's (a pooled backend grew by one model
         // a rebuild, 25 → 198 MB over 8).
         c.retain(|&(db, oid)| db != key.0 || index_exists(oid));
+        c.set_max_bytes(super::options::model_cache_bytes());
         c.put(slot, key, model.clone(), bytes);
         c.len()
     });

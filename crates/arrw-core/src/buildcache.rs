@@ -103,6 +103,12 @@ impl<S: Hash + Eq + Copy, B: PartialEq, V: Clone> BuildCache<S, B, V> {
         self.bytes -= freed;
     }
 
+    /// Changes the byte budget (later `put`s keep to it; nothing is dropped
+    /// before then).
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+    }
+
     /// Values kept.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -152,6 +158,18 @@ mod tests {
         c.put(17, 0, 17, 1);
         assert_eq!(c.get(2, &0), None);
         assert_eq!(c.get(1, &0), Some(1));
+    }
+
+    #[test]
+    fn a_smaller_budget_applies_at_the_next_put() {
+        let mut c = BuildCache::new(100, 1000);
+        c.put(1u32, 0u8, 'a', 300);
+        c.put(2, 0, 'b', 300);
+        c.set_max_bytes(0);
+        assert_eq!(c.len(), 2, "nothing goes before the next put");
+        c.put(3, 0, 'c', 300);
+        assert_eq!((c.len(), c.bytes()), (1, 300));
+        assert_eq!(c.get(3, &0), Some('c'));
     }
 
     #[test]

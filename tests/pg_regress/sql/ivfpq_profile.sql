@@ -177,6 +177,25 @@ SELECT arrw.ivfpq_profile_reset();
 SELECT count(*) FROM (SELECT id FROM prof_many ORDER BY v <-> '[1,2,3,4]' LIMIT 3) s;
 SELECT p->>'scans' AS scans, p->>'model_loads' AS models_read_again FROM arrw.ivfpq_profile() p;
 DROP TABLE prof_many;
+-- ivfpq.model_cache bounds the models a session keeps beyond the one in use
+-- (0: none). Even then a scan rescanned for each outer row (two LATERAL
+-- subqueries over two indexes, in turn, under a nested loop) reads each model
+-- once: a scan keeps its model across rescans of the same build. Looked up
+-- again per rescan, the two would evict each other and be read from their
+-- pages for every outer row (hunt-93, with more indexes than the cache holds).
+SHOW ivfpq.model_cache;
+SET ivfpq.model_cache = 0;
+CREATE TABLE prof_b AS SELECT id, v FROM prof;
+CREATE INDEX ON prof_b USING ivfpq (v) WITH (lists = 2, m = 2);
+SELECT arrw.ivfpq_profile_reset();
+SELECT count(*), count(DISTINCT a.id) > 1 AS varied FROM generate_series(1, 10) g,
+  LATERAL (SELECT id FROM prof ORDER BY v <-> ARRAY[g, 2, 3, 4]::real[]::vector LIMIT 1) a,
+  LATERAL (SELECT id FROM prof_b ORDER BY v <-> ARRAY[4, 3, 2, g]::real[]::vector LIMIT 1) b;
+SELECT (p->>'scans')::int >= 20 AS rescanned, p->>'model_loads' AS model_loads,
+  p->>'models_cached' AS models_cached FROM arrw.ivfpq_profile() p;
+SET ivfpq.model_cache = -1;
+RESET ivfpq.model_cache;
+DROP TABLE prof_b;
 RESET ivfpq.profile;
 RESET ivfpq.probes;
 RESET enable_seqscan;
