@@ -1131,6 +1131,7 @@ const CONTENTS: usize = 24;
 const CODE_BYTES: usize = 4;
 const ROW_CAPACITY: usize = (BLCKSZ - CONTENTS - 16) / (CODE_BYTES + 6);
 /// Meta fields: metric (u32) and the model's first block (u32).
+const META_CODE_SIZE: usize = 24 + 4 * 4;
 const META_METRIC: usize = 24 + 5 * 4;
 const META_MODEL_START: usize = 24 + 7 * 4;
 /// Meta field: 1 when the index was built from no rows.
@@ -1226,6 +1227,7 @@ fn damaged_pages_are_index_corrupted_errors() {
         "heap_tid",
         "heap_off",
         "meta_metric",
+        "meta_code_size",
         "model_metric",
         "model_nan",
         "hole",
@@ -1319,6 +1321,12 @@ fn damaged_pages_are_index_corrupted_errors() {
             // The metric (0: L2) in the meta page, or in the model itself
             // (byte 5 of the model blob): an L2 index ranked as inner product.
             "meta_metric" => put_u32(&mut f.bytes, META_METRIC, 1),
+            // The meta page's code width (4 bytes here) halved: pages read
+            // with it put entries' TIDs in their codes' bytes.
+            "meta_code_size" => {
+                assert_eq!(get_u32(&f.bytes, META_CODE_SIZE), CODE_BYTES as u32);
+                put_u32(&mut f.bytes, META_CODE_SIZE, 2)
+            }
             "model_metric" => {
                 let model = get_u32(&f.bytes, META_MODEL_START) as usize * BLCKSZ;
                 assert_eq!(f.bytes[model + CONTENTS + 5], 0);
@@ -1491,6 +1499,12 @@ fn damaged_pages_are_index_corrupted_errors() {
         "INSERT INTO d_meta_metric VALUES (-1, '[1,2,3,4]')",
         "d_meta_metric_v",
     );
+
+    // VACUUM, its first reader, reads no page with the meta page's damaged
+    // code width: it unlinked the dead rows' line pointers while their
+    // entries stayed (their TIDs read from code bytes matched none), and
+    // removed live rows' entries (hunt-95).
+    expect_corrupted(&mut c, "VACUUM d_meta_code_size", "d_meta_code_size_v");
 
     expect_corrupted(&mut c, &scan("d_empty_file"), "d_empty_file_v");
     expect_corrupted(

@@ -46,7 +46,13 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     let key = key(index, meta);
     // SAFETY: rd_id is a plain field of the open relation.
     let slot = (key.0, u32::from(unsafe { (*index).rd_id }));
+    // The meta page is read anew by every caller, the model maybe long ago:
+    // damage to the meta page since (its code layout, dimensions, metric)
+    // is caught on a cached model too, not only when the model is read (a
+    // cached model once scored codes of the meta page's damaged width: a
+    // Rust assertion, XX000, and an `ivfpq_check` that passed; hunt-95).
     if let Some(m) = CACHE.with(|c| c.borrow_mut().get(slot, &key)) {
+        agree(index, meta, &m);
         return m;
     }
     super::profile::count(super::profile::Count::ModelLoads, 1);
@@ -66,15 +72,8 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
         let split = payload.len().saturating_sub(meta.refine_bytes as usize);
         let mut m = IvfPqModel::from_bytes(&payload[..split])?;
         if meta.refine_bits != 0 {
+            // Its bits and width against the meta page's: `agree`, below.
             let sq = ResidualSq::from_bytes(&payload[split..])?;
-            let fine = layout::FineGeom::of(meta).map(|f| f.code_size);
-            if sq.bits != meta.refine_bits || Some(sq.code_size()) != fine {
-                return Err(format!(
-                    "refine model of {} bits and {} bytes per code does not match the meta page",
-                    sq.bits,
-                    sq.code_size()
-                ));
-            }
             m.set_refine(sq)?;
         }
         Ok(m)
@@ -93,6 +92,30 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
             ),
         ),
     };
+    agree(index, meta, &model);
+    // What the decoded model holds, roughly: its blob's floats as they are,
+    // in the ranking kernel's panels and at half precision (ARCHITECTURE.md,
+    // "Memory of the model, per backend").
+    let bytes = (meta.model_bytes as usize).saturating_mul(3);
+    let cached = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        // Models of indexes since dropped go first: `REINDEX CONCURRENTLY`
+        // (an `index_optimize` job's) builds the new index under a new OID, so
+        // no lookup replaces the old one's (a pooled backend grew by one model
+        // a rebuild, 25 → 198 MB over 8).
+        c.retain(|&(db, oid)| db != key.0 || index_exists(oid));
+        c.set_max_bytes(super::options::model_cache_bytes());
+        c.put(slot, key, model.clone(), bytes);
+        c.len()
+    });
+    super::profile::models_cached(cached);
+    model
+}
+
+/// ERROR (XX002, naming the index and its blocks) unless the meta page and the
+/// model agree on the code layout, dimensions and metric, and the model and
+/// the operator class on the metric.
+pub fn agree(index: pg_sys::Relation, meta: &MetaData, model: &IvfPqModel) {
     // The page layout (meta) and the code width (model) must agree: a blocked
     // page read as rows, or the reverse, would score garbage.
     let blocked = model.is_fast() && model.code_size() > 0;
@@ -140,23 +163,30 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
             ),
         );
     }
-    // What the decoded model holds, roughly: its blob's floats as they are,
-    // in the ranking kernel's panels and at half precision (ARCHITECTURE.md,
-    // "Memory of the model, per backend").
-    let bytes = (meta.model_bytes as usize).saturating_mul(3);
-    let cached = CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        // Models of indexes since dropped go first: `REINDEX CONCURRENTLY`
-        // (an `index_optimize` job's) builds the new index under a new OID, so
-        // no lookup replaces the old one's (a pooled backend grew by one model
-        // a rebuild, 25 → 198 MB over 8).
-        c.retain(|&(db, oid)| db != key.0 || index_exists(oid));
-        c.set_max_bytes(super::options::model_cache_bytes());
-        c.put(slot, key, model.clone(), bytes);
-        c.len()
-    });
-    super::profile::models_cached(cached);
-    model
+    let fine = layout::FineGeom::of(meta).map(|f| f.code_size);
+    let refine = model.refine.as_ref().map(|r| (r.bits, r.code_size()));
+    let agrees = match (meta.refine_bits, refine) {
+        (0, None) => true,
+        (bits, Some((b, size))) => bits == b && fine == Some(size),
+        _ => false,
+    };
+    if !agrees {
+        super::page::corrupt_message(
+            index,
+            format!(
+                "ivfpq index \"{}\": its meta page (block 0: refine code of {} bits) and model \
+                 (blocks {}..{}: {}) disagree",
+                rel_name(index),
+                meta.refine_bits,
+                meta.model_start,
+                meta.model_start + meta.model_pages,
+                match refine {
+                    Some((b, size)) => format!("refine code of {b} bits, {size} bytes"),
+                    None => "no refine code".into(),
+                }
+            ),
+        );
+    }
 }
 
 /// Whether a relation of OID `oid` exists in this database (a syscache probe).

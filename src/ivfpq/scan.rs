@@ -703,7 +703,11 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.meta = page::meta(index);
     let build = model::key(index, &st.meta);
     let model = match &st.model {
-        Some(m) if st.model_key == Some(build) => m.clone(),
+        Some(m) if st.model_key == Some(build) => {
+            // The meta page was read again: held to the model kept.
+            model::agree(index, &st.meta, m);
+            m.clone()
+        }
         _ => model::load(index, &st.meta),
     };
     // An index built on an empty table has no model to hold the query to; a
