@@ -315,7 +315,9 @@ fn data(dir: &Path) -> PathBuf {
     dir.join("data")
 }
 
-fn chown_postgres(dir: &Path) {
+/// Gives `dir` to the server's user when the tests run as root (a
+/// tablespace's directory, say).
+pub fn chown_postgres(dir: &Path) {
     if is_root() {
         run({
             let mut c = Command::new("chown");

@@ -12,7 +12,7 @@
 //!   table once (no row lost, none duplicated), and
 //! - a query for a row's own vector returns that row first.
 
-use arrw_tests::{exec, msg, Cluster, Rng};
+use arrw_tests::{chown_postgres, exec, msg, Cluster, Rng};
 use pgvector::Vector;
 use postgres::Client;
 use std::collections::{BTreeSet, HashMap};
@@ -2119,6 +2119,73 @@ fn functions_on_an_unbuilt_concurrent_index_say_so() {
 /// its index lacked (35,000 of 40,000 once). Now such a transaction cannot
 /// commit (40000) and nothing is lost; when the cancel lands outside the
 /// write, the commit succeeds with every row in the index.
+/// `ALTER INDEX ... SET TABLESPACE` locks the index alone, and a writer's
+/// lock on an index lasts only to the end of its statement: another session
+/// copied the index's pages between two statements of a transaction holding
+/// pending entries, whose next INSERT or COMMIT then failed with an internal
+/// error (XX000, "was rewritten"), losing its rows (hunt-99). The copy is the
+/// same build: the entries go into it.
+#[test]
+fn an_index_moved_to_another_tablespace_keeps_an_open_transactions_rows() {
+    let cluster = Cluster::start("ivfpq-spc", "autovacuum = off");
+    let spc = cluster.dir.join("spc");
+    std::fs::create_dir_all(&spc).unwrap();
+    chown_postgres(&spc);
+    let mut a = cluster.connect();
+    let mut b = cluster.connect();
+    exec(
+        &mut a,
+        &format!("CREATE TABLESPACE spc LOCATION '{}'", spc.display()),
+    );
+    exec(
+        &mut a,
+        "CREATE EXTENSION arrw; CREATE TABLE mv (id int, v vector(8));
+         INSERT INTO mv SELECT i, (SELECT array_agg(random()::real) FROM generate_series(1, 8) WHERE i > 0)
+           FROM generate_series(1, 3000) i;
+         CREATE INDEX mv_v ON mv USING ivfpq (v) WITH (lists = 4, m = 4)",
+    );
+    for (round, to) in ["spc", "pg_default", "spc"].into_iter().enumerate() {
+        let first = 10_000 * (round as i32 + 1);
+        exec(
+            &mut a,
+            &format!(
+                "BEGIN; INSERT INTO mv SELECT i, (SELECT array_agg(random()::real) FROM generate_series(1, 8) WHERE i > 0)
+                   FROM generate_series({first}, {first} + 99) i"
+            ),
+        );
+        // Does not wait for `a`: its table lock does not conflict, and its
+        // index lock went with its statement.
+        exec(&mut b, &format!("ALTER INDEX mv_v SET TABLESPACE {to}"));
+        // Round 2 inserts again after the move, then commits; the others
+        // commit at once.
+        if round == 1 {
+            exec(
+                &mut a,
+                &format!("INSERT INTO mv VALUES ({first} + 100, '[1,2,3,4,5,6,7,8]')"),
+            );
+        }
+        exec(&mut a, "COMMIT");
+        let table = count(&mut a, "SELECT count(*) FROM mv");
+        let indexed: i64 = a
+            .query_one("SELECT rows FROM arrw.ivfpq_info('mv_v')", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            indexed, table,
+            "round {round}: the index lacks committed rows"
+        );
+        assert_index_check(&mut a, "mv_v");
+    }
+    assert_eq!(count(&mut a, "SELECT count(*) FROM mv"), 3000 + 3 * 100 + 1);
+    // Every committed row is found by the index.
+    exec(&mut a, "SET enable_seqscan = off; SET ivfpq.probes = 4");
+    let found = count(
+        &mut a,
+        "SELECT count(*) FROM (SELECT id FROM mv ORDER BY v <-> '[0,0,0,0,0,0,0,0]' LIMIT 10000) s",
+    );
+    assert_eq!(found, 3301);
+}
+
 #[test]
 fn a_failed_write_of_pending_entries_in_a_savepoint_dooms_the_transaction() {
     let cluster = Cluster::start("ivfpq-lost", "fsync = off\nautovacuum = off");

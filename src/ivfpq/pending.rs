@@ -49,10 +49,19 @@
 //! A build of the index drops its pending entries ([`forget_index`]): the
 //! build reads every row itself, this transaction's too, so rebuilds that
 //! bypass the utility hook (a replicated TRUNCATE in a logical replication
-//! apply worker) lose nothing. An index whose relfilenode changed under
-//! pending entries otherwise (something above was bypassed) is an internal
-//! ERROR at the next flush, so the transaction fails rather than commit rows
-//! its index lacks.
+//! apply worker) lose nothing.
+//!
+//! Another session may copy the index's pages to a new relfilenode between
+//! two statements of this transaction: `ALTER INDEX ... SET TABLESPACE` locks
+//! the index alone, and the executor releases its lock on an index at the end
+//! of each statement (only the table's lock lasts until the transaction
+//! ends). The copy is the same build (the meta page's generation), without
+//! this transaction's pending rows, so they are written to the copy. (They
+//! were an internal ERROR at the next flush: the transaction's COMMIT failed
+//! and its rows were lost; hunt-99.) Any other new relfilenode under pending
+//! entries means a rebuild that bypassed all of the above, and stays an
+//! internal ERROR at the next flush, so the transaction fails rather than
+//! commit rows its index lacks.
 //!
 //! Entries leave the registry when their write starts. A write that fails
 //! (a cancel, an ERROR) loses them: at top level the transaction aborts with
@@ -76,8 +85,12 @@ use std::cell::{Cell, RefCell};
 /// One index's pending entries, in the order they came.
 struct Pending {
     index: pg_sys::Oid,
-    /// The relfilenode the entries were made for.
+    /// The relfilenode the entries were last checked against.
     node: pg_sys::RelFileNode,
+    /// The build the entries were made for (the meta page's generation):
+    /// a relfilenode of the same build is a copy of the pages
+    /// ([`same_build`]).
+    generation: u64,
     dim: usize,
     tids: Vec<[u8; layout::TID_BYTES]>,
     /// The subtransaction each entry was made in.
@@ -130,6 +143,20 @@ fn same_node(a: &pg_sys::RelFileNode, b: &pg_sys::RelFileNode) -> bool {
     a.spcNode == b.spcNode && a.dbNode == b.dbNode && a.relNode == b.relNode
 }
 
+/// Whether `index` (whose relfilenode is `node`) holds the build `e`'s
+/// entries were made for: the same relfilenode, or a copy of its pages under
+/// another one (see the module docs), which `e` then follows.
+fn same_build(index: pg_sys::Relation, node: &pg_sys::RelFileNode, e: &mut Pending) -> bool {
+    if same_node(&e.node, node) {
+        return true;
+    }
+    if page::meta(index).generation != e.generation {
+        return false;
+    }
+    e.node = *node;
+    true
+}
+
 /// Bytes one pending entry of `dim` floats holds until written, and while
 /// it is written: its vector, TID and subtransaction, and the codes the
 /// write encodes it into (`coded`: the model's code and refine code sizes).
@@ -158,6 +185,7 @@ pub fn push(index: pg_sys::Relation, x: &[f32], tid: [u8; layout::TID_BYTES], co
                 p.push(Pending {
                     index: oid,
                     node,
+                    generation: page::meta(index).generation,
                     dim: x.len(),
                     tids: Vec::new(),
                     subs: Vec::new(),
@@ -167,7 +195,7 @@ pub fn push(index: pg_sys::Relation, x: &[f32], tid: [u8; layout::TID_BYTES], co
             }
         };
         let e = &mut p[at];
-        if !same_node(&e.node, &node) || e.dim != x.len() {
+        if !same_build(index, &node, e) || e.dim != x.len() {
             return Err(());
         }
         let per = entry_bytes(x.len(), coded);
@@ -208,8 +236,7 @@ pub fn any() -> bool {
 }
 
 /// Writes this transaction's pending entries of `index` (open, and locked at
-/// least as the caller reads it; its inserts hold RowExclusiveLock until the
-/// transaction ends). Cheap when there are none.
+/// least as the caller reads it). Cheap when there are none.
 pub fn flush_index(index: pg_sys::Relation) {
     check_not_lost();
     // SAFETY: `index` is an open relation.
@@ -242,8 +269,12 @@ pub fn forget_index(index: pg_sys::Oid) {
 pub fn flush_all() {
     check_not_lost();
     while let Some(pending) = PENDING.with(|p| p.borrow_mut().pop()) {
-        // This transaction's inserts already hold RowExclusiveLock on the
-        // index, so taking it again never waits.
+        // What an insert takes. This transaction holds RowExclusiveLock on
+        // the table until it ends, so nothing rebuilds, truncates or drops
+        // the index meanwhile (those lock the table), but its inserts'
+        // locks on the index itself went at the end of each statement: this
+        // waits for a statement that locks the index alone (`ALTER INDEX ...
+        // SET TABLESPACE`), whose copy of the pages it then writes into.
         let lock = pg_sys::RowExclusiveLock as i32;
         // SAFETY: in a transaction; try_relation_open returns NULL for an OID
         // that no longer names a relation.
@@ -295,10 +326,10 @@ fn discard_since(sub: pg_sys::SubTransactionId) {
 
 /// Encodes `pending`'s vectors in one pass and appends each list's entries
 /// to it together, lists in order.
-fn write(index: pg_sys::Relation, pending: Pending) {
+fn write(index: pg_sys::Relation, mut pending: Pending) {
     // SAFETY: `index` is an open relation.
     let node = unsafe { (*index).rd_node };
-    if !same_node(&node, &pending.node) {
+    if !same_build(index, &node, &mut pending) {
         rewritten(index);
     }
     let mut nblocks = 0;
