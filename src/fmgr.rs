@@ -108,7 +108,7 @@ pub unsafe fn arg_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<Str
             pgrx::varlena::vardata_any(v).cast::<u8>(),
             pgrx::varlena::varsize_any_exhdr(v),
         );
-        Some(server_text(bytes))
+        Some(server_text(bytes, "its text arguments"))
     }
 }
 
@@ -117,8 +117,9 @@ pub unsafe fn arg_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Option<Str
 /// database of another encoding it works on the bytes as they are, as long
 /// as they also read as UTF-8 (ASCII always does); otherwise it is a clear
 /// ERROR. pgrx's conversions panicked there (an internal error, XX000) on
-/// any non-ASCII character of a LATIN1 database (hunt-46).
-fn server_text(bytes: &[u8]) -> String {
+/// any non-ASCII character of a LATIN1 database (hunt-46). `what` names the
+/// text in the message ("its text arguments").
+pub fn server_text(bytes: &[u8], what: &str) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) => s.to_owned(),
         Err(_) => {
@@ -127,8 +128,8 @@ fn server_text(bytes: &[u8]) -> String {
             crate::errors::error_hint(
                 pgrx::PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
                 format!(
-                    "arrw reads its text arguments as UTF-8, and this one is not (the database's \
-                     encoding is {})",
+                    "arrw reads {what} as UTF-8, and this one is not (the database's encoding \
+                     is {})",
                     enc.to_string_lossy()
                 ),
                 "Use ASCII names and values, or a UTF-8 database.",
@@ -164,7 +165,10 @@ pub unsafe fn arg_jsonb_text(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> Opti
             .add(pg_sys::VARHDRSZ)
             .cast::<pg_sys::JsonbContainer>();
         let text = pg_sys::JsonbToCString(std::ptr::null_mut(), root, -1);
-        Some(server_text(std::ffi::CStr::from_ptr(text).to_bytes()))
+        Some(server_text(
+            std::ffi::CStr::from_ptr(text).to_bytes(),
+            "its text arguments",
+        ))
     }
 }
 

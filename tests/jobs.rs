@@ -3151,6 +3151,10 @@ fn a_failed_import_names_the_files_row() {
          CREATE SEQUENCE cap_seq;
          CREATE DOMAIN capped AS int CHECK (nextval('cap_seq') <= 25);
          CREATE TABLE dom (id capped, v vector(3));
+         CREATE SEQUENCE rng_seq;
+         CREATE DOMAIN rng_capped AS int CHECK (VALUE > 0 AND nextval('rng_seq') <= 40);
+         CREATE TYPE capped_range AS RANGE (subtype = rng_capped);
+         CREATE TABLE rng (id int, r capped_range);
          CREATE TABLE bin (id int, v vector(3));",
     )
     .unwrap();
@@ -3198,6 +3202,15 @@ fn a_failed_import_names_the_files_row() {
     let (end, error, _) = run("dom", csv(&rows).as_bytes(), "csv", 100);
     assert_eq!(end, "failed");
     assert!(error.contains("In rows 1 to 40 of the file"), "{error}");
+    // The same domain under a range type (each row's two bounds draw on the
+    // sequence): the walk of the column's types missed ranges, and the
+    // search named row 1 (hunt-98).
+    let rows: Vec<String> = (1..=30)
+        .map(|i| format!("{i},\"[{i},{}]\"", i + 5))
+        .collect();
+    let (end, error, _) = run("rng", csv(&rows).as_bytes(), "csv", 50);
+    assert_eq!(end, "failed");
+    assert!(error.contains("In rows 1 to 30 of the file"), "{error}");
 
     let mut rows: Vec<String> = (1..=8).map(|i| format!("{i},\"[{i},1,1]\"")).collect();
     rows[5] = format!("6,\"[{}]\"", vec!["1"; 16_001].join(","));

@@ -37,8 +37,25 @@ fn submit(kind: Option<String>, args_json: Option<String>, max_attempts: Option<
             "arrw.submit_job",
         );
     };
-    let args_json = args_json.unwrap_or_else(|| "{}".into());
-    let max_attempts = max_attempts.unwrap_or(3);
+    // NULLs are refused, as a NULL kind is: they were taken for the defaults
+    // ('{}', 3), which the caller may not have meant (hunt-98). Omitting an
+    // argument gives its default.
+    let Some(args_json) = args_json else {
+        error_hint(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "job arguments must not be NULL",
+            "Pass '{}' for none, or leave the argument out.",
+            "arrw.submit_job",
+        );
+    };
+    let Some(max_attempts) = max_attempts else {
+        error_hint(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "max_attempts must not be NULL",
+            "Leave the argument out for the default, 3.",
+            "arrw.submit_job",
+        );
+    };
     if !(1..=100).contains(&max_attempts) {
         ereport!(
             ERROR,

@@ -221,7 +221,8 @@ pub fn parse(kind: JobKind, args: &str) -> Spec {
     );
     if ty.as_deref() != Some("object") {
         invalid_parameter(format!(
-            "arguments of a {} job must be a JSON object",
+            "arguments of {} {} job must be a JSON object",
+            arrw_core::import::article(kind.name()),
             kind.name()
         ));
     }
@@ -368,6 +369,67 @@ fn parse_terminated(what: &str, sql: &str) -> (Vec<*mut pg_sys::Node>, bool) {
         .execute()
 }
 
+/// ERROR (0A000) when the raw parse tree `node` of a job's argument `what`
+/// names a relation that resolves, in this session, to a temporary one: the
+/// job's worker cannot see this session's temporary relations, and resolved
+/// the name to a permanent relation the temporary one hid (a `where` of `id
+/// IN (SELECT id FROM ids)` deleted the rows a permanent `ids` named, and an
+/// export wrote its rows; hunt-104), as a temporary `table` is refused.
+fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
+    let mut found: Option<String> = None;
+    // SAFETY: `node` is a raw parse tree of this transaction; the walker reads
+    // it and writes only `found`, which outlives the walk.
+    unsafe {
+        find_temp(node, (&mut found as *mut Option<String>).cast());
+    }
+    if let Some(name) = found {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "argument \"{what}\" names temporary relation \"{name}\": a background worker \
+                 cannot see it, and would read a relation of that name it finds instead"
+            )
+        );
+    }
+}
+
+/// `raw_expression_tree_walker`'s callback for [`refuse_temp`]: stops at the
+/// first RangeVar that names a temporary relation, its name in `ctx`.
+#[pg_guard]
+unsafe extern "C-unwind" fn find_temp(node: *mut pg_sys::Node, ctx: *mut std::ffi::c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: a node of the raw tree (the walker hands only those); the tag
+    // is checked before the cast; the lookup resolves the name as the
+    // executor would, without a lock, and returns InvalidOid when it names
+    // nothing.
+    unsafe {
+        if spi::tag(node) == pg_sys::NodeTag::T_RangeVar {
+            let rv = node as *mut pg_sys::RangeVar;
+            let oid = pg_sys::RangeVarGetRelidExtended(
+                rv,
+                pg_sys::NoLock as i32,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            );
+            if oid != pg_sys::InvalidOid
+                && pg_sys::get_rel_persistence(oid)
+                    == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char
+            {
+                let name = std::ffi::CStr::from_ptr((*rv).relname)
+                    .to_string_lossy()
+                    .into_owned();
+                *(ctx as *mut Option<String>) = Some(name);
+                return true;
+            }
+        }
+        pg_sys::raw_expression_tree_walker(node, Some(find_temp), ctx)
+    }
+}
+
 fn not_fragment(what: &str, expected: &str) -> ! {
     invalid_parameter(format!("argument \"{what}\" must be {expected}"))
 }
@@ -404,6 +466,10 @@ pub fn validate_expr(what: &str, frag: &str) {
     if !ok {
         not_fragment(what, expected);
     }
+    // SAFETY: checked above: one SelectStmt.
+    refuse_temp(what, unsafe {
+        (*(stmts[0] as *mut pg_sys::SelectStmt)).targetList.cast()
+    });
 }
 
 /// `set` must be a SET list only: `UPDATE t SET <frag>` must parse to one UPDATE with
@@ -424,6 +490,11 @@ pub fn validate_set(frag: &str) {
     if !ok {
         not_fragment("set", expected);
     }
+    // The SET list alone (`t` is ours).
+    // SAFETY: checked above: one UpdateStmt.
+    refuse_temp("set", unsafe {
+        (*(stmts[0] as *mut pg_sys::UpdateStmt)).targetList.cast()
+    });
 }
 
 /// `query` must be a single query that `COPY (query) TO` accepts, and nothing else.
@@ -442,6 +513,7 @@ pub fn validate_query(q: &str) {
     if !ok {
         not_fragment("query", expected);
     }
+    refuse_temp("query", alone[0]);
 }
 
 /// A relation named in the arguments, resolved with the current search path.

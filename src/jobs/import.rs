@@ -698,7 +698,7 @@ fn stored_expr_is_volatile(expr: &str) -> bool {
 /// Whether a CHECK that loading a row of the table evaluates calls a volatile
 /// function: the table's and its partitions' CHECK constraints, and those of
 /// every domain a column's type is or holds (an array's elements, a domain's
-/// base type, a composite's fields, to any depth).
+/// base type, a composite's fields, a range's or multirange's subtype, to any depth).
 fn volatile_checks(rel_oid: &str) -> bool {
     let checks = spi::query(
         "WITH RECURSIVE tree AS ( \
@@ -713,7 +713,11 @@ fn volatile_checks(rel_oid: &str) -> bool {
                              UNION ALL SELECT ty.typelem WHERE ty.typelem <> 0 \
                              UNION ALL SELECT f.atttypid FROM pg_catalog.pg_attribute f \
                                         WHERE ty.typtype = 'c' AND f.attrelid = ty.typrelid \
-                                          AND f.attnum > 0 AND NOT f.attisdropped) n(t)) \
+                                          AND f.attnum > 0 AND NOT f.attisdropped \
+                             UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r \
+                                        WHERE ty.typtype = 'r' AND r.rngtypid = ty.oid \
+                             UNION ALL SELECT r.rngtypid FROM pg_catalog.pg_range r \
+                                        WHERE ty.typtype = 'm' AND r.rngmultitypid = ty.oid) n(t)) \
          SELECT c.conbin::pg_catalog.text FROM pg_catalog.pg_constraint c \
           WHERE c.contype = 'c' \
             AND (c.conrelid IN (SELECT rel FROM tree) OR c.contypid IN (SELECT t FROM types))",

@@ -415,17 +415,23 @@ pub fn job_settings_json() -> String {
         arrw_core::cdc_json::push_str(&mut out, value.to_bytes());
     }
     out.push(b'}');
-    String::from_utf8_lossy(&out).into_owned()
+    // A job runs with these values: changed on the way (a lossy conversion
+    // made a LATIN1 database's "sché" into another name; hunt-104) they
+    // would run it otherwise, so text arrw cannot keep is an ERROR.
+    crate::fmgr::server_text(&out, "the session's settings a job keeps")
 }
 
 /// The session's current `search_path` setting, as text.
 pub fn current_search_path() -> String {
     // SAFETY: GetConfigOption returns a pointer to the setting's current string
     // (never NULL for a built-in setting with missing_ok = false).
-    unsafe {
-        let p = pg_sys::GetConfigOption(c"search_path".as_ptr(), false, false);
-        CStr::from_ptr(p).to_string_lossy().into_owned()
-    }
+    let p = unsafe { pg_sys::GetConfigOption(c"search_path".as_ptr(), false, false) };
+    // Kept byte for byte or refused (see job_settings_json): a lossy copy
+    // left out a schema, and a job deleted rows of a table of that name in
+    // the next schema of the path (hunt-104).
+    // SAFETY: `p` is the setting's NUL-terminated string; copied at once.
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    crate::fmgr::server_text(bytes, "the session's search_path")
 }
 
 /// Parses `sql` with the raw grammar (no catalog access, no side effects) and

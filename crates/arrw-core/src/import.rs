@@ -878,11 +878,22 @@ pub fn check_keys<'a>(
     for k in required {
         if !vals.iter().any(|(n, _)| n == k) {
             return Err(ArgError::Invalid(format!(
-                "a {kind} job needs the argument \"{k}\""
+                "{} {kind} job needs the argument \"{k}\"",
+                article(kind)
             )));
         }
     }
     Ok(vals)
+}
+
+/// "an" before a job kind that starts with a vowel ("an index_rebuild job"),
+/// else "a".
+pub fn article(kind: &str) -> &'static str {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 /// A problem with a job's arguments.

@@ -25,6 +25,36 @@ SELECT arrw.wait_job(0, '1 second');
 SELECT arrw.submit_job('bulk_import', '{"table": "jobs_t", "path": "/x", "encoding": "klingon"}');
 SELECT arrw.submit_job('bulk_export', '{"query": "SELECT 1", "path": "/x", "encoding": "utf-9"}');
 SELECT arrw.submit_job('bulk_import', '{"table": "jobs_t", "path": "/x", "encoding": ""}');
+-- NULL arguments are errors (22004), as a NULL kind is; they were taken for
+-- the defaults (hunt-98). Leaving an argument out gives its default.
+SELECT arrw.submit_job('index_rebuild', NULL);
+SELECT arrw.submit_job('index_rebuild', '{"index": "jobs_t"}', NULL);
+SELECT arrw.submit_job('index_rebuild', '{}');
+-- A job's SQL may not name this session's temporary tables: its worker cannot
+-- see them, and read a permanent table of the same name instead (hunt-104:
+-- a batch_delete deleted the permanent table's rows).
+CREATE TABLE jobs_ids (id int);
+CREATE TEMP TABLE jobs_ids (id int);
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT id FROM jobs_ids)"}');
+SELECT arrw.submit_job('bulk_export', '{"query": "WITH x AS (SELECT * FROM pg_temp.jobs_ids) SELECT * FROM x", "path": "/x"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = (SELECT max(id) FROM jobs_ids)::text"}');
+DROP TABLE pg_temp.jobs_ids;
+SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT id FROM jobs_ids)"}'));
+DROP TABLE jobs_ids;
+-- In a LATIN1 database a search_path with a non-ASCII schema cannot be kept
+-- as it is: an ERROR (22021), not a path with the schema's name changed, under
+-- which the job found a table of the same name in the next schema (hunt-104).
+SELECT current_database() AS regdb \gset
+CREATE DATABASE jobs_latin1 ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C';
+\c jobs_latin1
+SET client_encoding = 'UTF8';
+CREATE EXTENSION arrw;
+CREATE SCHEMA "sché";
+CREATE TABLE jobs_l (id int);
+SET search_path = "sché", public;
+SELECT arrw.submit_job('batch_delete', '{"table": "public.jobs_l", "where": "id > 0"}');
+\c :regdb
+DROP DATABASE jobs_latin1;
 -- Accepted spellings of encodings.
 SELECT arrw.cancel_job(arrw.submit_job('bulk_import', '{"table": "jobs_t", "path": "/x", "encoding": "Shift_JIS"}'));
 SELECT arrw.cancel_job(arrw.submit_job('bulk_export', '{"query": "SELECT 1", "path": "/x", "encoding": "latin1"}'));
