@@ -118,18 +118,32 @@ AS $$ SELECT coalesce((inp->>'depth')::integer, greatest(10 * k, 100)) $$;
 -- (_fusion_id_cast), any other's by its output function (_fusion_id_out; see
 -- fused_search_sql). With extra_float_digits = 1, so that a float key's text
 -- casts back to the same value whatever the caller's setting (hunt-88: at 0,
--- 1/3 came back as 0.333333333333333, which matches no row). Set here, on the
+-- 1/3 came back as 0.333333333333333, which matches no row), and DateStyle,
+-- IntervalStyle, TimeZone, bytea_output and quote_all_identifiers pinned as
+-- the watch keys pin them (sql/cdc.sql), so that a date, timestamptz or
+-- interval key casts back to itself (hunt-104: under German DateStyle
+-- 2024-01-02 came back as 02.01.2024, read back as 1 February). Set here, on the
 -- k rows returned, and not on the whole query, where the caller's filter keeps
 -- the caller's settings (hunt-92).
 CREATE FUNCTION arrw._fusion_id_cast(id anyelement) RETURNS text
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
+SET datestyle = 'ISO, MDY'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET bytea_output = 'hex'
+SET quote_all_identifiers = off
 AS $$ SELECT id::pg_catalog.text $$;
 CREATE FUNCTION arrw._fusion_id_out(id anyelement) RETURNS text
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, pg_temp
 SET extra_float_digits = 1
+SET datestyle = 'ISO, MDY'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET bytea_output = 'hex'
+SET quote_all_identifiers = off
 AS $$ SELECT pg_catalog.format('%s', id) $$;
 
 CREATE FUNCTION arrw.fused_search_sql(

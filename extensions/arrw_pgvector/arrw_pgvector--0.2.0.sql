@@ -161,6 +161,22 @@ CREATE FUNCTION @extschema@.migrate_to_arrw(
 RETURNS TABLE(action text, object text, detail text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- Index definitions and predicates are printed (pg_get_indexdef, pg_get_expr)
+-- and run again: constants print under these settings, as pg_dump pins them,
+-- so they read back as the same values (hunt-104: under extra_float_digits
+-- -15 a predicate's 1234.5 came back as 1000, under German DateStyle a date's
+-- day and month swapped, and a zone abbreviation named another zone; under
+-- array_nulls off a vector[] holding NULL failed to read back), and indexes
+-- go back to the tablespace they were in, not the caller's default_tablespace.
+SET datestyle = 'ISO, MDY'
+SET intervalstyle = 'postgres'
+SET timezone = 'UTC'
+SET extra_float_digits = 3
+SET array_nulls = on
+SET bytea_output = 'hex'
+SET standard_conforming_strings = on
+SET quote_all_identifiers = off
+SET default_tablespace = ''
 AS $fn$
 DECLARE
 	vec_nsp oid;

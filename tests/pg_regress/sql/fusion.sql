@@ -360,3 +360,27 @@ FROM arrw.fused_search('fu_float', 'id', '[{"column": "v", "query": "[1,1]", "op
 JOIN fu_float t ON t.id = f.id::float8;
 RESET extra_float_digits;
 DROP TABLE fu_float;
+-- So do date, timestamptz and interval keys whatever DateStyle, IntervalStyle
+-- and TimeZone say (hunt-104: under German DateStyle 2024-01-02 came back as
+-- 02.01.2024, which casts back as 1 February; under Postgres DateStyle a
+-- timestamptz came back with a zone abbreviation read back as another zone).
+CREATE TABLE fu_time (d date, ts timestamptz, iv interval, v vector(2));
+INSERT INTO fu_time SELECT DATE '2024-01-01' + g, TIMESTAMPTZ '2024-01-01 00:00+00' + g * INTERVAL '1 day 1 hour',
+  g * INTERVAL '1 day 2 hours 3 minutes', ARRAY[g, 1]::real[]::vector FROM generate_series(1, 20) g;
+SET datestyle = 'German, MDY';
+SET intervalstyle = 'sql_standard';
+SET timezone = 'Asia/Kolkata';
+SELECT count(*) AS returned, count(t.d) AS joined_back
+FROM arrw.fused_search('fu_time', 'd', '[{"column": "v", "query": "[1,1]", "op": "<->"}]', k => 20) f
+LEFT JOIN fu_time t ON t.d = f.id::date;
+SET datestyle = 'Postgres, MDY';
+SELECT count(*) AS returned, count(t.ts) AS joined_back
+FROM arrw.fused_search('fu_time', 'ts', '[{"column": "v", "query": "[1,1]", "op": "<->"}]', k => 20) f
+LEFT JOIN fu_time t ON t.ts = f.id::timestamptz;
+SELECT count(*) AS returned, count(t.iv) AS joined_back
+FROM arrw.fused_search('fu_time', 'iv', '[{"column": "v", "query": "[1,1]", "op": "<->"}]', k => 20) f
+LEFT JOIN fu_time t ON t.iv = f.id::interval;
+RESET datestyle;
+RESET intervalstyle;
+RESET timezone;
+DROP TABLE fu_time;
