@@ -377,11 +377,15 @@ unsafe fn scan_table(
     // SAFETY: heap/index/index_info come from PostgreSQL for this build; the
     // caller guarantees the callback state.
     unsafe {
+        // allow_sync = false: a synchronized scan starts where another scan
+        // of the table is, and the seeded sample (arrw_core::sample) then saw
+        // the rows rotated, so the same table trained another model (indexes
+        // of a `pg_restore -j` differed from their source's; hunt-101).
         pg_sys::table_index_build_scan(
             heap,
             index,
             index_info,
-            true,
+            false,
             true,
             callback,
             state,
@@ -497,6 +501,10 @@ fn key_element_bytes(index: pg_sys::Relation) -> usize {
             .to_string_lossy()
             .into_owned()
     };
+    // Quotes come with `quote_all_identifiers = on` ("halfvec", or
+    // "public"."halfvec"): a halfvec key was then counted at 4 bytes an
+    // element, and the early memory check refused builds that fit (hunt-104).
+    let name = name.replace('"', "");
     if name == "halfvec" || name.ends_with(".halfvec") {
         2
     } else {

@@ -130,3 +130,16 @@ RESET ivfpq.profile;
 DROP TABLE ivh_toast;
 DROP FUNCTION ivh_top, ivh_dist;
 DROP TABLE ivh;
+-- quote_all_identifiers quotes the key's type name ("halfvec"): the build's
+-- early memory check took it for 4-byte elements and refused a build that
+-- fits (needs at least 65 MB; hunt-104).
+CREATE TABLE hv_q (id int, v halfvec(600));
+INSERT INTO hv_q SELECT i, (SELECT array_agg(sin(i * 7 + j)::real) FROM generate_series(1, 600) j)::halfvec(600)
+  FROM generate_series(1, 600) i;
+SET maintenance_work_mem = '24MB';
+SET quote_all_identifiers = on;
+CREATE INDEX hv_q_i ON hv_q USING ivfpq (v) WITH (lists = 2000);
+RESET quote_all_identifiers;
+RESET maintenance_work_mem;
+SELECT count(*) FROM arrw.ivfpq_info('hv_q_i');
+DROP TABLE hv_q;
