@@ -364,18 +364,25 @@ fn walkers() -> String {
 /// a second one run while the first waited to retry left the first 68% of
 /// its rows (hunt-82). The held-back job is claimed when the first ends (its
 /// worker claims on).
+///
+/// Both tests are plain `NOT EXISTS` conditions of the query (the walker
+/// kinds inside the second), which the planner turns into anti-joins: one
+/// pass over the jobs. Written as `NOT (walker AND EXISTS ...)` the second
+/// was a subplan run per queued job, a scan of every job each time: with a
+/// few thousand batch jobs queued a claim took seconds to minutes, and the
+/// queue nearly stopped (hunt-100).
 fn claimable() -> String {
     let walkers = walkers();
     format!(
         "j.state = 'queued' \
          AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
-         AND NOT (j.kind IN {walkers} AND EXISTS (\
+         AND NOT EXISTS (\
               SELECT 1 FROM arrw.job r \
-               WHERE r.id <> j.id AND r.kind IN {walkers} \
+               WHERE j.kind IN {walkers} AND r.kind IN {walkers} AND r.id <> j.id \
                  AND r.checkpoint->>'rel_oid' = j.checkpoint->>'rel_oid' \
                  AND (r.state = 'running' \
                       OR (r.state = 'queued' AND r.checkpoint ? 'end' \
-                          AND (NOT j.checkpoint ? 'end' OR r.id < j.id)))))"
+                          AND (NOT j.checkpoint ? 'end' OR r.id < j.id))))"
     )
 }
 
