@@ -167,6 +167,7 @@ DECLARE
 	col name;
 	cols text[] := '{}';
 	typ oid;
+	base oid;
 	typname_ text;
 	typschema text;
 	typfmt text;
@@ -292,6 +293,17 @@ BEGIN
 		IF NOT FOUND THEN
 			RAISE EXCEPTION 'column "%" of % does not exist', col, tbl USING ERRCODE = '42703';
 		END IF;
+		-- A domain's column is its base type's (to any depth), as for its
+		-- ivfpq index and the change feed: it was refused (42804; hunt-98).
+		-- The query's literal is cast to the base type, which the column's
+		-- values coerce to.
+		LOOP
+			SELECT t.typbasetype INTO base FROM pg_type t WHERE t.oid = typ AND t.typtype = 'd';
+			EXIT WHEN NOT FOUND;
+			typ := base;
+			SELECT t.typname, n.nspname INTO typname_, typschema
+			  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = typ;
+		END LOOP;
 		cols := cols || col::text;
 		-- Input i is WITH query i<i> (EXPLAIN labels its plan "CTE i<i>"), of
 		-- three levels: c, the input's candidates (the table's rows under the

@@ -384,3 +384,19 @@ RESET datestyle;
 RESET intervalstyle;
 RESET timezone;
 DROP TABLE fu_time;
+-- Columns of a domain over vector or text fuse as their base type (hunt-98:
+-- 42804 "fusion takes vector, halfvec, tsvector or text columns"), ranked by
+-- the column's own ivfpq index.
+CREATE DOMAIN fu_vec AS vector(2);
+CREATE DOMAIN fu_vec2 AS fu_vec CHECK (VALUE IS NOT NULL);
+CREATE DOMAIN fu_txt AS text;
+CREATE TABLE fu_dom (id int, v fu_vec2, body fu_txt);
+INSERT INTO fu_dom SELECT g, ARRAY[g, 1]::real[]::vector, CASE WHEN g % 3 = 0 THEN 'red apple' ELSE 'green pear' END
+  FROM generate_series(1, 30) g;
+CREATE INDEX ON fu_dom USING ivfpq (v vector_l2_ops) WITH (lists = 2, m = 2);
+SELECT id FROM arrw.fused_search('fu_dom', 'id',
+  '[{"column": "v", "query": "[3,1]"}, {"column": "body", "query": "apple"}]', k => 4);
+SELECT substring(arrw.fused_search_sql('fu_dom', 'id', '[{"column": "v", "query": "[3,1]"}]')
+       FROM 'OPERATOR\(\w+\.(<.>)\)') AS op;
+DROP TABLE fu_dom;
+DROP DOMAIN fu_vec2, fu_vec, fu_txt;
