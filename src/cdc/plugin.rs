@@ -558,8 +558,38 @@ enum Pick {
     Key(*mut pg_sys::Bitmapset),
 }
 
+/// Appends `,"key":["col",...]`: the names of the columns `flags` marks, if
+/// any.
+fn push_names(
+    out: &mut Vec<u8>,
+    key: &str,
+    attrs: &[pg_sys::FormData_pg_attribute],
+    flags: &[bool],
+) {
+    if !flags.iter().any(|&f| f) {
+        return;
+    }
+    json::push_key_after_comma(out, key);
+    out.push(b'[');
+    let mut first = true;
+    for (att, _) in attrs.iter().zip(flags).filter(|(_, &f)| f) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // SAFETY: attname is a NUL-terminated NameData.
+        json::push_str(
+            out,
+            unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes(),
+        );
+    }
+    out.push(b']');
+}
+
 /// Appends `{"col":value,...}`. Vector columns are skipped (and flagged in
-/// `omitted`) unless `include-vectors` is on or they are part of an index key.
+/// `omitted`) unless `include-vectors` is on or they are part of an index key;
+/// columns whose value decoding does not have (unchanged TOAST) are flagged in
+/// `unchanged`.
 ///
 /// # Safety
 /// `desc` must describe `tuple`; inside the event memory context.
@@ -571,6 +601,7 @@ unsafe fn push_object(
     tuple: &Deformed,
     pick: &Pick,
     omitted: &mut [bool],
+    unchanged: &mut [bool],
 ) {
     // SAFETY: desc has natts attributes.
     let attrs = unsafe { (*desc).attrs.as_slice((*desc).natts as usize) };
@@ -609,7 +640,7 @@ unsafe fn push_object(
         json::push_str(out, name.to_bytes());
         out.push(b':');
         // SAFETY: the datum belongs to this column of a live tuple.
-        unsafe { push_value(out, info, att, tuple.values[i], tuple.nulls[i]) };
+        unchanged[i] = unsafe { push_value(out, info, att, tuple.values[i], tuple.nulls[i]) };
     }
     out.push(b'}');
 }
@@ -627,7 +658,9 @@ unsafe fn is_external_ondisk(p: *const pg_sys::varlena) -> bool {
     }
 }
 
-/// Appends one column value as JSON.
+/// Appends one column value as JSON; true when it is the marker of an
+/// unchanged out-of-line value (`{"unchanged_toast":true}`), which decoding
+/// does not have.
 ///
 /// # Safety
 /// `datum` must be a value of `att`'s type (unless `isnull`); inside the event
@@ -638,15 +671,15 @@ unsafe fn push_value(
     att: &pg_sys::FormData_pg_attribute,
     datum: pg_sys::Datum,
     isnull: bool,
-) {
+) -> bool {
     if isnull {
         out.extend_from_slice(b"null");
-        return;
+        return false;
     }
     // SAFETY: attlen == -1 means a varlena datum pointer.
     if att.attlen == -1 && unsafe { is_external_ondisk(datum.cast_mut_ptr()) } {
         out.extend_from_slice(b"{\"unchanged_toast\":true}");
-        return;
+        return true;
     }
     let output_text = |datum: pg_sys::Datum| -> &[u8] {
         // SAFETY: `output` is the type's output function; it returns a palloc'd
@@ -714,6 +747,7 @@ unsafe fn push_value(
         }
         ColumnKind::Numeric | ColumnKind::Text => json::push_str(out, output_text(datum)),
     }
+    false
 }
 
 /// How to render `typid`, cached for the session.
@@ -973,6 +1007,11 @@ unsafe extern "C-unwind" fn change(
         // SAFETY: desc is the relation's descriptor.
         let natts = unsafe { (*desc).natts as usize };
         let mut omitted = vec![false; natts];
+        // Columns of `row` whose value decoding does not have; the key's
+        // (never: a REPLICA IDENTITY FULL old row is logged flattened) go
+        // to a scratch list.
+        let mut unchanged = vec![false; natts];
+        let mut key_unchanged = vec![false; natts];
 
         // The key: the replica identity of the row before the change (of the new
         // row for inserts, and for updates that left an index key unchanged, which
@@ -1010,6 +1049,7 @@ unsafe extern "C-unwind" fn change(
                         &t,
                         &pick,
                         &mut omitted,
+                        &mut key_unchanged,
                     )
                 };
             }
@@ -1033,30 +1073,19 @@ unsafe extern "C-unwind" fn change(
                         &t,
                         &Pick::All,
                         &mut omitted,
+                        &mut unchanged,
                     )
                 };
             }
         }
 
-        if omitted.iter().any(|&o| o) {
-            json::push_key_after_comma(out, "omitted");
-            out.push(b'[');
-            // SAFETY: desc has natts attributes.
-            let attrs = unsafe { (*desc).attrs.as_slice(natts) };
-            let mut first = true;
-            for (att, _) in attrs.iter().zip(&omitted).filter(|(_, &o)| o) {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                // SAFETY: attname is a NUL-terminated NameData.
-                json::push_str(
-                    out,
-                    unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes(),
-                );
-            }
-            out.push(b']');
-        }
+        // SAFETY: desc has natts attributes.
+        let attrs = unsafe { (*desc).attrs.as_slice(natts) };
+        push_names(out, "omitted", attrs, &omitted);
+        // Named beside `row` as well as marked in it: a json or jsonb column
+        // can hold the marker's object itself, which a consumer then took for
+        // an unchanged value and kept its old one (hunt-96).
+        push_names(out, "unchanged_toast", attrs, &unchanged);
         out.push(b'}');
     };
     // SAFETY: live ctx (the running callback's).
