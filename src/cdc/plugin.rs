@@ -586,6 +586,14 @@ fn push_names(
     out.push(b']');
 }
 
+/// Columns [`push_object`] flags, by attribute index: left out of the object
+/// (`omitted`), or shown with the marker of a value decoding does not have
+/// (`unchanged`).
+struct Marks<'a> {
+    omitted: &'a mut [bool],
+    unchanged: &'a mut [bool],
+}
+
 /// Appends `{"col":value,...}`. Vector columns are skipped (and flagged in
 /// `omitted`) unless `include-vectors` is on or they are part of an index key;
 /// columns whose value decoding does not have (unchanged TOAST) are flagged in
@@ -600,8 +608,7 @@ unsafe fn push_object(
     desc: pg_sys::TupleDesc,
     tuple: &Deformed,
     pick: &Pick,
-    omitted: &mut [bool],
-    unchanged: &mut [bool],
+    marks: Marks<'_>,
 ) {
     // SAFETY: desc has natts attributes.
     let attrs = unsafe { (*desc).attrs.as_slice((*desc).natts as usize) };
@@ -628,7 +635,7 @@ unsafe fn push_object(
         let info = unsafe { type_info(types, att.atttypid) };
         let vectors = matches!(info.kind, ColumnKind::Vector | ColumnKind::VectorArray(..));
         if vectors && !include_vectors && matches!(pick, Pick::All) {
-            omitted[i] = true;
+            marks.omitted[i] = true;
             continue;
         }
         if !first {
@@ -640,7 +647,7 @@ unsafe fn push_object(
         json::push_str(out, name.to_bytes());
         out.push(b':');
         // SAFETY: the datum belongs to this column of a live tuple.
-        unchanged[i] = unsafe { push_value(out, info, att, tuple.values[i], tuple.nulls[i]) };
+        marks.unchanged[i] = unsafe { push_value(out, info, att, tuple.values[i], tuple.nulls[i]) };
     }
     out.push(b'}');
 }
@@ -1048,8 +1055,10 @@ unsafe extern "C-unwind" fn change(
                         desc,
                         &t,
                         &pick,
-                        &mut omitted,
-                        &mut key_unchanged,
+                        Marks {
+                            omitted: &mut omitted,
+                            unchanged: &mut key_unchanged,
+                        },
                     )
                 };
             }
@@ -1072,8 +1081,10 @@ unsafe extern "C-unwind" fn change(
                         desc,
                         &t,
                         &Pick::All,
-                        &mut omitted,
-                        &mut unchanged,
+                        Marks {
+                            omitted: &mut omitted,
+                            unchanged: &mut unchanged,
+                        },
                     )
                 };
             }
