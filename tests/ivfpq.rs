@@ -2366,3 +2366,58 @@ fn a_subscriber_applies_a_truncate_between_inserts() {
         subscriber.log()
     );
 }
+
+/// The same table in the same physical order trains the same model
+/// (arrw_core::sample). A build's table scan was a synchronized scan: on a
+/// table larger than a quarter of `shared_buffers` it started where another
+/// scan of the table had stopped, the seeded sample saw the rows rotated, and
+/// a REINDEX after an unrelated `LIMIT 1` scan trained another model
+/// (`pg_restore -j` built indexes that differed from their source; hunt-101).
+#[test]
+fn a_rebuild_trains_the_same_model_whatever_scans_ran_before() {
+    let cluster = Cluster::start("ivfpq-sync", "autovacuum = off");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "CREATE EXTENSION arrw; SELECT setseed(0.42);
+         CREATE TABLE syn (id int, e vector(256));
+         INSERT INTO syn SELECT g, (SELECT array_agg(random()::real) FROM generate_series(1, 256) x WHERE g > -x)
+           FROM generate_series(1, 20000) g;
+         CREATE INDEX syn_e ON syn USING ivfpq (e) WITH (lists = 40)",
+    );
+    let blocks = count(&mut c, "SELECT pg_relation_size('syn') / 8192");
+    let quarter = count(
+        &mut c,
+        "SELECT setting::bigint / 4 FROM pg_settings WHERE name = 'shared_buffers'",
+    );
+    assert!(
+        blocks > quarter,
+        "{blocks} blocks: too small for a synchronized scan"
+    );
+    let model = |c: &mut Client| -> (i64, i64) {
+        let r = c
+            .query_one(
+                "SELECT rows_max::int8, rows_min::int8 FROM arrw.ivfpq_info('syn_e')",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    exec(&mut c, "REINDEX INDEX syn_e");
+    let first = model(&mut c);
+    for stop in [7_000, 13_000] {
+        // A sequential scan that stops part of the way through the table.
+        exec(
+            &mut c,
+            &format!(
+                "SET enable_indexscan = off; SET enable_bitmapscan = off;
+                 SET max_parallel_workers_per_gather = 0;
+                 SELECT id FROM syn WHERE id = {stop} LIMIT 1;
+                 RESET enable_indexscan; RESET enable_bitmapscan;
+                 RESET max_parallel_workers_per_gather"
+            ),
+        );
+        exec(&mut c, "REINDEX INDEX syn_e");
+        assert_eq!(model(&mut c), first, "after a scan stopped at row {stop}");
+    }
+}
