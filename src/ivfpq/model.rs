@@ -19,14 +19,23 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 /// What identifies one build of one index in a backend's caches: database,
-/// relfilenode (new at REINDEX and TRUNCATE) and the build's generation.
-pub type Key = (u32, u32, u64);
+/// relfilenode (new at REINDEX and TRUNCATE), the build's generation, and the
+/// meta page's `untrained` flag: a flag flipped by damage then misses the
+/// cache, and reading the model checks it against the model's seal (a
+/// session holding the model cached took a trained index for an untrained
+/// one, and its inserts wrote zero codes into list 0; hunt-105).
+pub type Key = (u32, u32, u64, u32);
 
 /// The cache key of `index` as built (see [`Key`]).
 pub fn key(index: pg_sys::Relation, meta: &MetaData) -> Key {
     // SAFETY: rd_node is a plain field of the open relation.
     let node = unsafe { (*index).rd_node };
-    (node.dbNode.into(), node.relNode.into(), meta.generation)
+    (
+        node.dbNode.into(),
+        node.relNode.into(),
+        meta.generation,
+        meta.untrained,
+    )
 }
 
 /// Models a backend keeps at most (beyond the one in use): past it, or past
@@ -143,6 +152,23 @@ pub fn agree(index: pg_sys::Relation, meta: &MetaData, model: &IvfPqModel) {
     // measured: a damaged metric byte once ranked an L2 index by inner product
     // (wrong rows, no error), and a damaged dimension count would read codes
     // and keys of another width.
+    // The list count: scans, inserts and VACUUM walk `meta.lists` lists, the
+    // model ranks its centroids (a lowered count left lists unvacuumed;
+    // hunt-105). An untrained index has a placeholder model.
+    let model_lists = model.centroids.len() / model.dim.max(1);
+    if meta.untrained == 0 && model_lists != meta.lists as usize {
+        super::page::corrupt_message(
+            index,
+            format!(
+                "ivfpq index \"{}\": its meta page (block 0) counts {} lists, its model (from \
+                 block {}) {}",
+                rel_name(index),
+                meta.lists,
+                meta.model_start,
+                model_lists
+            ),
+        );
+    }
     let class = metric_of(index);
     if model.metric != class
         || meta.metric != u32::from(model.metric.to_u8())

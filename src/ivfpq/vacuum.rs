@@ -40,6 +40,14 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     // SAFETY: stats was allocated above.
     unsafe { (*stats).num_index_tuples = 0.0 };
     let meta = page::meta(index);
+    // The pages' geometry and the list count come from the meta page: held to
+    // the model first (model::load checks that they agree), so damage there
+    // is an ERROR before any page is read with it. Read with a damaged code
+    // width, entries' TIDs came from code bytes: dead rows' entries stayed
+    // while their line pointers were freed for reuse, and live rows' went;
+    // with a lowered list count the lists past it were never vacuumed
+    // (hunt-95, hunt-105).
+    let _ = super::model::load(index, &meta);
     let geom = DataGeom::of(&meta);
     let fg = FineGeom::of(&meta);
     for list in 0..meta.lists {
