@@ -168,9 +168,12 @@ SET search_path = pg_catalog, pg_temp
 -- day and month swapped, and a zone abbreviation named another zone; under
 -- array_nulls off a vector[] holding NULL failed to read back), and indexes
 -- go back to the tablespace they were in, not the caller's default_tablespace.
+-- TimeZone stays the caller's: ISO timestamps carry their offset, so they read
+-- back alike in any zone, and the tables' own code the migration runs (CHECKs
+-- a rewrite evaluates again) sees the zone it was written under (pinned to UTC,
+-- a CHECK comparing a timestamptz's local date failed; hunt-106).
 SET datestyle = 'ISO, MDY'
 SET intervalstyle = 'postgres'
-SET timezone = 'UTC'
 SET extra_float_digits = 3
 SET array_nulls = on
 SET bytea_output = 'hex'

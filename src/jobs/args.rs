@@ -369,20 +369,41 @@ fn parse_terminated(what: &str, sql: &str) -> (Vec<*mut pg_sys::Node>, bool) {
         .execute()
 }
 
-/// ERROR (0A000) when the raw parse tree `node` of a job's argument `what`
-/// names a relation that resolves, in this session, to a temporary one: the
-/// job's worker cannot see this session's temporary relations, and resolved
-/// the name to a permanent relation the temporary one hid (a `where` of `id
-/// IN (SELECT id FROM ids)` deleted the rows a permanent `ids` named, and an
-/// export wrote its rows; hunt-104), as a temporary `table` is refused.
+/// ERROR (0A000) when a job's argument `what` (its raw parse tree `node`) could
+/// read a temporary relation of this session: the job's worker cannot see
+/// them, and resolved such a name to a permanent relation the temporary one
+/// hid (a `where` of `id IN (SELECT id FROM ids)` deleted the rows a
+/// permanent `ids` named, and an export wrote its rows; hunt-104), as a
+/// temporary `table` is refused.
+///
+/// Two rules. A name in the SQL itself that resolves to a temporary relation
+/// (not one a `WITH` of the statement defines) is refused. And since names
+/// also reach a job where no parse tree shows them (a function's body,
+/// `nextval('s')`, a `::regclass` string; hunt-106), so is any SQL at all
+/// while a temporary relation of this session hides a relation of the same
+/// name in a schema of the search path.
 fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
-    let mut found: Option<String> = None;
-    // SAFETY: `node` is a raw parse tree of this transaction; the walker reads
-    // it and writes only `found`, which outlives the walk.
-    unsafe {
-        find_temp(node, (&mut found as *mut Option<String>).cast());
+    let (mut temp, mut toast) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    // SAFETY: writes the session's temporary schemas (InvalidOid: none yet)
+    // through the two pointers.
+    unsafe { pg_sys::GetTempNamespaceState(&mut temp, &mut toast) };
+    if temp == pg_sys::InvalidOid {
+        return;
     }
-    if let Some(name) = found {
+    let mut walk = TempWalk {
+        ctes: Vec::new(),
+        collecting: true,
+        found: None,
+    };
+    // SAFETY: `node` is a raw parse tree of this transaction; the walker reads
+    // it and writes only `walk`, which outlives both walks.
+    unsafe {
+        let ctx = (&mut walk as *mut TempWalk).cast();
+        find_temp(node, ctx);
+        walk.collecting = false;
+        find_temp(node, ctx);
+    }
+    if let Some(name) = walk.found {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -392,38 +413,84 @@ fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
             )
         );
     }
+    let hidden = spi::query(
+        "SELECT t.relname::pg_catalog.text, n.nspname::pg_catalog.text \
+           FROM pg_catalog.pg_class t \
+           JOIN pg_catalog.pg_class p ON p.relname OPERATOR(pg_catalog.=) t.relname \
+            AND p.relnamespace OPERATOR(pg_catalog.<>) t.relnamespace \
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.relnamespace \
+          WHERE t.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema() \
+            AND t.relkind OPERATOR(pg_catalog.<>) 'i' AND p.relkind OPERATOR(pg_catalog.<>) 'i' \
+            AND n.nspname OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(true)) \
+          ORDER BY 1 LIMIT 1",
+        &[],
+    );
+    if let Some(row) = hidden.rows.first() {
+        let name = row[0].clone().unwrap_or_default();
+        let nsp = row[1].clone().unwrap_or_default();
+        error_hint(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "this session's temporary relation \"{name}\" hides \"{nsp}\".\"{name}\", which \
+                 the job's {what} would read in its place"
+            ),
+            "A job runs in a background worker, which cannot see this session's temporary \
+             relations. Drop or rename the temporary relation, or submit the job from another \
+             session.",
+            "arrw.submit_job",
+        );
+    }
 }
 
-/// `raw_expression_tree_walker`'s callback for [`refuse_temp`]: stops at the
-/// first RangeVar that names a temporary relation, its name in `ctx`.
+/// What [`find_temp`] walks with: first it collects the names `WITH` defines
+/// anywhere in the statement, then it looks for a relation name (not one of
+/// those) that resolves to a temporary relation.
+struct TempWalk {
+    ctes: Vec<String>,
+    collecting: bool,
+    found: Option<String>,
+}
+
+/// `raw_expression_tree_walker`'s callback for [`refuse_temp`].
 #[pg_guard]
 unsafe extern "C-unwind" fn find_temp(node: *mut pg_sys::Node, ctx: *mut std::ffi::c_void) -> bool {
     if node.is_null() {
         return false;
     }
-    // SAFETY: a node of the raw tree (the walker hands only those); the tag
-    // is checked before the cast; the lookup resolves the name as the
-    // executor would, without a lock, and returns InvalidOid when it names
-    // nothing.
+    // SAFETY: `ctx` is the TempWalk refuse_temp passed; a node of the raw tree
+    // (the walker hands only those); tags are checked before the casts; the
+    // lookup resolves the name as the executor would, without a lock, and
+    // returns InvalidOid when it names nothing.
     unsafe {
-        if spi::tag(node) == pg_sys::NodeTag::T_RangeVar {
+        let walk = &mut *(ctx as *mut TempWalk);
+        let tag = spi::tag(node);
+        if walk.collecting && tag == pg_sys::NodeTag::T_CommonTableExpr {
+            let cte = node as *mut pg_sys::CommonTableExpr;
+            let name = std::ffi::CStr::from_ptr((*cte).ctename)
+                .to_string_lossy()
+                .into_owned();
+            walk.ctes.push(name);
+        } else if !walk.collecting && tag == pg_sys::NodeTag::T_RangeVar {
             let rv = node as *mut pg_sys::RangeVar;
-            let oid = pg_sys::RangeVarGetRelidExtended(
-                rv,
-                pg_sys::NoLock as i32,
-                pg_sys::RVROption::RVR_MISSING_OK,
-                None,
-                std::ptr::null_mut(),
-            );
-            if oid != pg_sys::InvalidOid
-                && pg_sys::get_rel_persistence(oid)
-                    == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char
-            {
-                let name = std::ffi::CStr::from_ptr((*rv).relname)
-                    .to_string_lossy()
-                    .into_owned();
-                *(ctx as *mut Option<String>) = Some(name);
-                return true;
+            let name = std::ffi::CStr::from_ptr((*rv).relname)
+                .to_string_lossy()
+                .into_owned();
+            let a_cte = (*rv).schemaname.is_null() && walk.ctes.contains(&name);
+            if !a_cte {
+                let oid = pg_sys::RangeVarGetRelidExtended(
+                    rv,
+                    pg_sys::NoLock as i32,
+                    pg_sys::RVROption::RVR_MISSING_OK,
+                    None,
+                    std::ptr::null_mut(),
+                );
+                if oid != pg_sys::InvalidOid
+                    && pg_sys::get_rel_persistence(oid)
+                        == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char
+                {
+                    walk.found = Some(name);
+                    return true;
+                }
             }
         }
         pg_sys::raw_expression_tree_walker(node, Some(find_temp), ctx)

@@ -38,9 +38,26 @@ CREATE TEMP TABLE jobs_ids (id int);
 SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT id FROM jobs_ids)"}');
 SELECT arrw.submit_job('bulk_export', '{"query": "WITH x AS (SELECT * FROM pg_temp.jobs_ids) SELECT * FROM x", "path": "/x"}');
 SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = (SELECT max(id) FROM jobs_ids)::text"}');
+-- Names no parse tree shows (a function's body, a sequence named in a string)
+-- reached the worker too (hunt-106): while a temporary relation hides a
+-- permanent one of its name, a job with SQL is refused.
+CREATE FUNCTION jobs_ids_f() RETURNS SETOF int LANGUAGE sql AS 'SELECT id FROM jobs_ids';
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT jobs_ids_f())"}');
 DROP TABLE pg_temp.jobs_ids;
+CREATE SEQUENCE jobs_s;
+CREATE TEMP SEQUENCE jobs_s;
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = nextval(''jobs_s'')::text"}');
+DROP SEQUENCE pg_temp.jobs_s;
+DROP SEQUENCE jobs_s;
+SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT jobs_ids_f())"}'));
+DROP FUNCTION jobs_ids_f();
 SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT id FROM jobs_ids)"}'));
 DROP TABLE jobs_ids;
+-- A WITH query of a temporary table's name is the WITH query, read alike by
+-- the worker: accepted (it was refused; hunt-106).
+CREATE TEMP TABLE jobs_tmp_only (id int);
+SELECT arrw.cancel_job(arrw.submit_job('bulk_export', '{"query": "WITH jobs_tmp_only AS (SELECT 1 AS id) SELECT * FROM jobs_tmp_only", "path": "/x"}'));
+DROP TABLE jobs_tmp_only;
 -- In a LATIN1 database a search_path with a non-ASCII schema cannot be kept
 -- as it is: an ERROR (22021), not a path with the schema's name changed, under
 -- which the job found a table of the same name in the next schema (hunt-104).
