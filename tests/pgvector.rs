@@ -1330,3 +1330,57 @@ fn migrate_to_arrw_leaves_other_columns_indexes_and_keeps_storage() {
         ]
     );
 }
+
+/// Index definitions are printed and run again: under the caller's settings
+/// their constants changed value (hunt-104: under `extra_float_digits = -15`
+/// a predicate's 1234.5 came back as 1000, under German DateStyle a date's
+/// day and month swapped, and a timestamptz printed with a zone abbreviation
+/// read back in another zone), and a `vector[]` holding NULL failed to read
+/// back under `array_nulls = off`. The migration prints under fixed settings.
+#[test]
+fn migrate_to_arrw_rebuilds_indexes_alike_under_any_caller_settings() {
+    let Some((_cluster, mut c)) = beside_pgvector("pgvector_settings", "migrate settings") else {
+        return;
+    };
+    exec(
+        &mut c,
+        "CREATE TABLE t (id int, v vector(2), x float8, d date, ts timestamptz);
+         CREATE UNIQUE INDEX t_v_x ON t (v) WHERE x > '1234.5';
+         CREATE INDEX t_v_d ON t USING ivfpq (v) WHERE d > '2024-01-02';
+         CREATE INDEX t_v_ts ON t USING ivfpq (v) WHERE ts > '2024-06-01 00:00:00+00';
+         INSERT INTO t VALUES (1, '[1,1]', 1100, '2024-01-20', now()), (2, '[2,2]', 1200, '2024-01-20', now());
+         CREATE TABLE m (id int, vs vector(2)[]);
+         INSERT INTO m VALUES (1, ARRAY['[1,2]'::vector, NULL])",
+    );
+    let preds = |c: &mut Client| {
+        col(
+            c,
+            "SELECT indexrelid::regclass || ' ' || pg_get_expr(indpred, indrelid) FROM pg_index \
+             WHERE indrelid = 't'::regclass ORDER BY 1",
+        )
+    };
+    let before = preds(&mut c);
+    exec(
+        &mut c,
+        "BEGIN;
+         SET LOCAL extra_float_digits = -15; SET LOCAL DateStyle = 'German, MDY';
+         SET LOCAL TimeZone = 'Asia/Kolkata'; SET LOCAL IntervalStyle = 'sql_standard';
+         SET LOCAL array_nulls = off;
+         SELECT * FROM migrate_to_arrw(dry_run => false);
+         COMMIT",
+    );
+    assert_eq!(preds(&mut c), before);
+    assert_eq!(
+        col(
+            &mut c,
+            "SELECT format_type(atttypid, atttypmod) || ' ' || (SELECT (vs[2] IS NULL)::text FROM m) \
+             FROM pg_attribute WHERE attrelid = 'm'::regclass AND attname = 'vs'"
+        ),
+        ["arrw_ext.vector(2)[] true"]
+    );
+    // Rows 1 and 2 (x below 1234.5) were outside the unique index, and stay so.
+    exec(
+        &mut c,
+        "INSERT INTO t VALUES (3, '[1,1]', 1200, '2024-01-20', now())",
+    );
+}
