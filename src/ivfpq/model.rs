@@ -13,6 +13,7 @@ use super::page::{rel_name, ReadGuard};
 use arrw_core::buildcache::BuildCache;
 use arrw_core::ivf::{IvfPqModel, Metric};
 use arrw_core::refine::ResidualSq;
+use pgrx::guc::GucSetting;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -42,6 +43,15 @@ pub fn key(index: pg_sys::Relation, meta: &MetaData) -> Key {
 /// `ivfpq.model_cache` bytes, the least recently used go (arrw_core::buildcache,
 /// which also replaces an index's model when it is rebuilt).
 const CACHE_MODELS: usize = 4096;
+
+/// `ivfpq.model_cache`, in MB (registered with the other settings in
+/// options.rs).
+pub static MODEL_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(512);
+
+/// `ivfpq.model_cache` in bytes.
+fn model_cache_bytes() -> usize {
+    (MODEL_CACHE_MB.get().max(0) as usize) << 20
+}
 
 thread_local! {
     // Backends are single-threaded; the cache is only touched from PostgreSQL's
@@ -113,7 +123,7 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
         // no lookup replaces the old one's (a pooled backend grew by one model
         // a rebuild, 25 → 198 MB over 8).
         c.retain(|&(db, oid)| db != key.0 || index_exists(oid));
-        c.set_max_bytes(super::options::model_cache_bytes());
+        c.set_max_bytes(model_cache_bytes());
         c.put(slot, key, model.clone(), bytes);
         c.len()
     });

@@ -19,8 +19,6 @@ pub static PROFILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static MAXSIM_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static PROBES_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static PREFILTER: GucSetting<bool> = GucSetting::<bool>::new(true);
-/// `ivfpq.model_cache`, in MB (src/ivfpq/model.rs).
-pub static MODEL_CACHE_MB: GucSetting<i32> = GucSetting::<i32>::new(512);
 
 static RELOPT_KIND: AtomicU32 = AtomicU32::new(0);
 
@@ -82,7 +80,7 @@ pub fn init() {
         c"ivfpq.model_cache",
         c"Memory a session may keep for the decoded models of ivfpq indexes it used, beyond the one in use (0: only that one).",
         c"Each index's model (centroids and codebooks) is read from its pages once per session while it stays cached; a session using more indexes than fit reads them again.",
-        &MODEL_CACHE_MB,
+        &super::model::MODEL_CACHE_MB,
         0,
         1 << 20,
         GucContext::Userset,
@@ -328,11 +326,6 @@ pub fn rerank(index_opt: i64) -> usize {
     } else {
         arrw_core::ivf::DEFAULT_RERANK
     }
-}
-
-/// `ivfpq.model_cache` in bytes.
-pub fn model_cache_bytes() -> usize {
-    (MODEL_CACHE_MB.get().max(0) as usize) << 20
 }
 
 /// After an `ALTER INDEX ... SET/RESET (...)` (or `ALTER TABLE` naming an
