@@ -380,8 +380,8 @@ fn parse_terminated(what: &str, sql: &str) -> (Vec<*mut pg_sys::Node>, bool) {
 /// (not one a `WITH` of the statement defines) is refused. And since names
 /// also reach a job where no parse tree shows them (a function's body,
 /// `nextval('s')`, a `::regclass` string; hunt-106), so is any SQL at all
-/// while a temporary relation of this session hides a relation of the same
-/// name in a schema of the search path.
+/// while a temporary relation or type of this session hides a relation or
+/// type of the same name in a schema the path searches after `pg_temp`.
 fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
     let (mut temp, mut toast) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
     // SAFETY: writes the session's temporary schemas (InvalidOid: none yet)
@@ -413,16 +413,33 @@ fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
             )
         );
     }
+    // Relations and types (both looked up in pg_temp: a temporary enum of a
+    // permanent one's name, its labels in another order, made a job delete
+    // every row; hunt-107) of the session's temporary schema whose names
+    // also name one in a schema searched after it: pg_temp is searched first
+    // unless the path lists it later (then it hides only what comes after).
     let hidden = spi::query(
-        "SELECT t.relname::pg_catalog.text, n.nspname::pg_catalog.text \
-           FROM pg_catalog.pg_class t \
-           JOIN pg_catalog.pg_class p ON p.relname OPERATOR(pg_catalog.=) t.relname \
-            AND p.relnamespace OPERATOR(pg_catalog.<>) t.relnamespace \
-           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.relnamespace \
-          WHERE t.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema() \
-            AND t.relkind OPERATOR(pg_catalog.<>) 'i' AND p.relkind OPERATOR(pg_catalog.<>) 'i' \
-            AND n.nspname OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(true)) \
-          ORDER BY 1 LIMIT 1",
+        "WITH path AS (SELECT n.oid, p.pos \
+                         FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) \
+                              WITH ORDINALITY p(nsp, pos) \
+                         JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) p.nsp), \
+              temp AS (SELECT coalesce((SELECT pos FROM path \
+                                         WHERE oid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()), \
+                                       0) AS pos), \
+              named AS (SELECT relnamespace AS nsp, relname::pg_catalog.text AS name \
+                          FROM pg_catalog.pg_class WHERE relkind NOT IN ('i', 'I') \
+                        UNION ALL \
+                        SELECT typnamespace, typname::pg_catalog.text FROM pg_catalog.pg_type \
+                         WHERE typcategory OPERATOR(pg_catalog.<>) 'A') \
+         SELECT t.name, n.nspname::pg_catalog.text \
+           FROM named t \
+           JOIN named o ON o.name OPERATOR(pg_catalog.=) t.name \
+           JOIN path ON path.oid OPERATOR(pg_catalog.=) o.nsp \
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.nsp, temp \
+          WHERE t.nsp OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema() \
+            AND o.nsp OPERATOR(pg_catalog.<>) t.nsp \
+            AND path.pos OPERATOR(pg_catalog.>) temp.pos \
+          ORDER BY path.pos, 1 LIMIT 1",
         &[],
     );
     if let Some(row) = hidden.rows.first() {
@@ -431,12 +448,12 @@ fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
         error_hint(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(
-                "this session's temporary relation \"{name}\" hides \"{nsp}\".\"{name}\", which \
-                 the job's {what} would read in its place"
+                "this session's temporary \"{name}\" hides \"{nsp}\".\"{name}\", which the job's \
+                 {what} would use in its place"
             ),
             "A job runs in a background worker, which cannot see this session's temporary \
-             relations. Drop or rename the temporary relation, or submit the job from another \
-             session.",
+             relations and types. Drop or rename the temporary one, or submit the job from \
+             another session.",
             "arrw.submit_job",
         );
     }

@@ -48,7 +48,20 @@ CREATE SEQUENCE jobs_s;
 CREATE TEMP SEQUENCE jobs_s;
 SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = nextval(''jobs_s'')::text"}');
 DROP SEQUENCE pg_temp.jobs_s;
+-- With pg_temp listed after public, the temporary sequence hides nothing.
+SET search_path = public, pg_temp;
+CREATE TEMP SEQUENCE jobs_s;
+SELECT arrw.cancel_job(arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = nextval(''jobs_s'')::text"}'));
+DROP SEQUENCE pg_temp.jobs_s;
+RESET search_path;
 DROP SEQUENCE jobs_s;
+-- Types are looked up in pg_temp too: a temporary enum of a permanent one's
+-- name, its labels in another order, made a job delete every row (hunt-107).
+CREATE TYPE jobs_mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE pg_temp.jobs_mood AS ENUM ('happy', 'ok', 'sad');
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "''sad''::jobs_mood < ''happy''::jobs_mood"}');
+DROP TYPE pg_temp.jobs_mood;
+DROP TYPE jobs_mood;
 SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT jobs_ids_f())"}'));
 DROP FUNCTION jobs_ids_f();
 SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT id FROM jobs_ids)"}'));
