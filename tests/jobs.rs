@@ -2126,6 +2126,30 @@ fn a_job_runs_with_the_submitting_sessions_settings() {
         count(&mut c, "SELECT count(*) FROM st WHERE hit AND id = 3"),
         1
     );
+    // Custom settings too (a name with a dot): a `where` on
+    // `current_setting('app.tenant')` ran at the database's value and changed
+    // another tenant's rows (hunt-108).
+    c.batch_execute(
+        "CREATE TABLE tt (id int, tenant int, hit bool DEFAULT false);
+         INSERT INTO tt SELECT g, g % 3 FROM generate_series(1, 9) g;
+         ALTER DATABASE postgres SET app.tenant = '0';
+         SET app.tenant = '2';",
+    )
+    .unwrap();
+    let upd = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "tt", "set": "hit = true", "where": "tenant = current_setting('app.tenant')::int"}"#,
+    );
+    c.batch_execute("RESET app.tenant").unwrap();
+    expect_succeeded(&cluster, &mut c, upd);
+    let hit: Vec<i32> = c
+        .query("SELECT id FROM tt WHERE hit ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(hit, vec![2, 5, 8]);
 }
 
 /// `REINDEX` finds its index by name once it holds the table's lock: a

@@ -416,8 +416,11 @@ fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
     // Relations and types (both looked up in pg_temp: a temporary enum of a
     // permanent one's name, its labels in another order, made a job delete
     // every row; hunt-107) of the session's temporary schema whose names
-    // also name one in a schema searched after it: pg_temp is searched first
+    // also name one of the same kind (a relation, or a type: a table's row
+    // type is one) in a schema searched after it: pg_temp is searched first
     // unless the path lists it later (then it hides only what comes after).
+    // Array types are left out only when a type made them (`_name`): a
+    // domain over an array is a type of its own (hunt-108).
     let hidden = spi::query(
         "WITH path AS (SELECT n.oid, p.pos \
                          FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) \
@@ -426,14 +429,15 @@ fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
               temp AS (SELECT coalesce((SELECT pos FROM path \
                                          WHERE oid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()), \
                                        0) AS pos), \
-              named AS (SELECT relnamespace AS nsp, relname::pg_catalog.text AS name \
+              named AS (SELECT 'r' AS kind, relnamespace AS nsp, relname::pg_catalog.text AS name \
                           FROM pg_catalog.pg_class WHERE relkind NOT IN ('i', 'I') \
                         UNION ALL \
-                        SELECT typnamespace, typname::pg_catalog.text FROM pg_catalog.pg_type \
-                         WHERE typcategory OPERATOR(pg_catalog.<>) 'A') \
+                        SELECT 't', typnamespace, typname::pg_catalog.text FROM pg_catalog.pg_type y \
+                         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type b \
+                                            WHERE b.typarray OPERATOR(pg_catalog.=) y.oid)) \
          SELECT t.name, n.nspname::pg_catalog.text \
            FROM named t \
-           JOIN named o ON o.name OPERATOR(pg_catalog.=) t.name \
+           JOIN named o ON o.name OPERATOR(pg_catalog.=) t.name AND o.kind OPERATOR(pg_catalog.=) t.kind \
            JOIN path ON path.oid OPERATOR(pg_catalog.=) o.nsp \
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.nsp, temp \
           WHERE t.nsp OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema() \

@@ -397,17 +397,30 @@ pub fn pin_worker_transactions() {
     }
 }
 
-/// The session's current value of each of [`JOB_SETTINGS`], as a JSON object.
+/// The session's current value of each of [`JOB_SETTINGS`], and of every
+/// custom or extension setting (a name with a dot, such as `app.tenant` or
+/// `pg_trgm.similarity_threshold`) that any user may set and that is not at
+/// its default, but arrw's own (`ivfpq.*`: search settings are not kept), as
+/// a JSON object. Such settings change what SQL means as much as core ones:
+/// a row-level security policy on `current_setting('app.tenant')` made a job
+/// delete another tenant's rows, and `%` matched other rows at pg_trgm's
+/// default threshold (hunt-108).
 pub fn job_settings_json() -> String {
+    let names: Vec<String> = JOB_SETTINGS
+        .iter()
+        .map(|n| n.to_string())
+        .chain(custom_settings())
+        .collect();
     let mut out = vec![b'{'];
-    for (i, name) in JOB_SETTINGS.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         arrw_core::cdc_json::push_key(&mut out, name);
         let cname = c_string(name);
-        // SAFETY: a NUL-terminated name of a built-in setting; with
-        // missing_ok = false the result is never NULL.
+        // SAFETY: a NUL-terminated name of a setting that exists (a built-in
+        // one, or one pg_settings just listed); with missing_ok = false the
+        // result is never NULL.
         let p = unsafe { pg_sys::GetConfigOption(cname.as_ptr(), false, false) };
         // SAFETY: `p` is the setting's current NUL-terminated string, valid
         // until the setting changes; its bytes are copied at once.
@@ -419,6 +432,33 @@ pub fn job_settings_json() -> String {
     // made a LATIN1 database's "sché" into another name; hunt-104) they
     // would run it otherwise, so text arrw cannot keep is an ERROR.
     crate::fmgr::server_text(&out, "the session's settings a job keeps")
+}
+
+/// The names of the custom and extension settings [`job_settings_json`]
+/// keeps, sorted. Read from PostgreSQL's table of settings, not `pg_settings`,
+/// which leaves out placeholders (`app.tenant` before any extension defines
+/// it: the usual case).
+fn custom_settings() -> Vec<String> {
+    let mut names = Vec::new();
+    // SAFETY: PostgreSQL's array of its settings and their count, read on
+    // its own thread; each entry's name is a NUL-terminated string it owns.
+    unsafe {
+        let vars = pg_sys::get_guc_variables();
+        for i in 0..pg_sys::GetNumConfigOptions().max(0) as usize {
+            let v = &**vars.add(i);
+            let name = CStr::from_ptr(v.name).to_bytes();
+            if name.contains(&b'.')
+                && v.context == pg_sys::GucContext::PGC_USERSET
+                && v.source != pg_sys::GucSource::PGC_S_DEFAULT
+                && !name.starts_with(b"ivfpq.")
+                && !name.starts_with(b"arrw.")
+            {
+                names.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+    names.sort();
+    names
 }
 
 /// The session's current `search_path` setting, as text.

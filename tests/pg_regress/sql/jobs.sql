@@ -62,6 +62,19 @@ CREATE TYPE pg_temp.jobs_mood AS ENUM ('happy', 'ok', 'sad');
 SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "''sad''::jobs_mood < ''happy''::jobs_mood"}');
 DROP TYPE pg_temp.jobs_mood;
 DROP TYPE jobs_mood;
+-- The hiding rule compares relations with relations and types with types (a
+-- temporary enum named like a sequence hid nothing, yet every job was
+-- refused), and keeps domains over arrays (hunt-108).
+CREATE SEQUENCE jobs_status;
+CREATE TYPE pg_temp.jobs_status AS ENUM ('a', 'b');
+SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id = 3"}'));
+DROP TYPE pg_temp.jobs_status;
+DROP SEQUENCE jobs_status;
+CREATE DOMAIN jobs_vals AS int[];
+CREATE DOMAIN pg_temp.jobs_vals AS numeric[];
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id = ANY (ARRAY[1.6, 2.4]::jobs_vals)"}');
+DROP DOMAIN pg_temp.jobs_vals;
+DROP DOMAIN jobs_vals;
 SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT jobs_ids_f())"}'));
 DROP FUNCTION jobs_ids_f();
 SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id IN (SELECT id FROM jobs_ids)"}'));
