@@ -2150,6 +2150,33 @@ fn a_job_runs_with_the_submitting_sessions_settings() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(hit, vec![2, 5, 8]);
+    // A real at full precision (GetConfigOption prints 6 digits: 0.333333 let
+    // `%` match 'abc' ~ 'abd', similarity 0.33333334), and a placeholder once
+    // set, then RESET, reads '' in the session, so the job must see it too
+    // (it was dropped, NULL in the worker; hunt-109).
+    c.batch_execute(
+        "CREATE EXTENSION pg_trgm;
+         CREATE TABLE tg (name text, gone bool DEFAULT false);
+         INSERT INTO tg (name) VALUES ('abc'), ('abd');
+         SET pg_trgm.similarity_threshold = 0.3333334;
+         SET app.flag = 'x'; RESET app.flag;",
+    )
+    .unwrap();
+    let upd = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "tg", "set": "gone = true", "where": "name % 'abd' AND current_setting('app.flag', true) IS NOT NULL"}"#,
+    );
+    c.batch_execute("RESET pg_trgm.similarity_threshold")
+        .unwrap();
+    expect_succeeded(&cluster, &mut c, upd);
+    let gone: Vec<String> = c
+        .query("SELECT name FROM tg WHERE gone ORDER BY name", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(gone, vec!["abd".to_string()]);
 }
 
 /// `REINDEX` finds its index by name once it holds the table's lock: a

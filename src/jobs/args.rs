@@ -300,6 +300,8 @@ pub fn parse(kind: JobKind, args: &str) -> Spec {
                 }
                 cols
             });
+            // Its triggers, defaults and CHECKs run in the worker.
+            refuse_hidden();
             Spec::Import {
                 table: nonempty("table").unwrap(),
                 path: nonempty("path").unwrap(),
@@ -413,6 +415,23 @@ fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
             )
         );
     }
+    refuse_hidden();
+}
+
+/// ERROR (0A000) while a temporary relation or type of this session hides one
+/// of the same name in a schema the path searches after `pg_temp`: a job's
+/// worker resolves that name to the other one, in the job's SQL and in the
+/// code it runs (functions, triggers, defaults, CHECKs: an import's trigger
+/// wrote its audit rows into the permanent table a temporary one hid;
+/// hunt-109).
+pub fn refuse_hidden() {
+    let (mut temp, mut toast) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    // SAFETY: writes the session's temporary schemas (InvalidOid: none yet)
+    // through the two pointers.
+    unsafe { pg_sys::GetTempNamespaceState(&mut temp, &mut toast) };
+    if temp == pg_sys::InvalidOid {
+        return;
+    }
     // Relations and types (both looked up in pg_temp: a temporary enum of a
     // permanent one's name, its labels in another order, made a job delete
     // every row; hunt-107) of the session's temporary schema whose names
@@ -452,8 +471,8 @@ fn refuse_temp(what: &str, node: *mut pg_sys::Node) {
         error_hint(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!(
-                "this session's temporary \"{name}\" hides \"{nsp}\".\"{name}\", which the job's \
-                 {what} would use in its place"
+                "this session's temporary \"{name}\" hides \"{nsp}\".\"{name}\", which the job \
+                 would use in its place"
             ),
             "A job runs in a background worker, which cannot see this session's temporary \
              relations and types. Drop or rename the temporary one, or submit the job from \

@@ -406,26 +406,36 @@ pub fn pin_worker_transactions() {
 /// delete another tenant's rows, and `%` matched other rows at pg_trgm's
 /// default threshold (hunt-108).
 pub fn job_settings_json() -> String {
-    let names: Vec<String> = JOB_SETTINGS
+    let names: Vec<(String, Option<String>)> = JOB_SETTINGS
         .iter()
-        .map(|n| n.to_string())
+        .map(|n| (n.to_string(), None))
         .chain(custom_settings())
         .collect();
     let mut out = vec![b'{'];
-    for (i, name) in names.iter().enumerate() {
+    for (i, (name, exact)) in names.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         arrw_core::cdc_json::push_key(&mut out, name);
+        if let Some(exact) = exact {
+            arrw_core::cdc_json::push_str(&mut out, exact.as_bytes());
+            continue;
+        }
         let cname = c_string(name);
         // SAFETY: a NUL-terminated name of a setting that exists (a built-in
-        // one, or one pg_settings just listed); with missing_ok = false the
-        // result is never NULL.
+        // one, or one custom_settings just found).
         let p = unsafe { pg_sys::GetConfigOption(cname.as_ptr(), false, false) };
-        // SAFETY: `p` is the setting's current NUL-terminated string, valid
-        // until the setting changes; its bytes are copied at once.
-        let value = unsafe { CStr::from_ptr(p) };
-        arrw_core::cdc_json::push_str(&mut out, value.to_bytes());
+        // A string setting with no value is NULL here (a placeholder back at
+        // its default after a RESET: a NULL read here crashed the backend);
+        // `current_setting` shows it as ''.
+        let value: &[u8] = if p.is_null() {
+            b""
+        } else {
+            // SAFETY: `p` is the setting's current NUL-terminated string,
+            // valid until the setting changes; its bytes are copied at once.
+            unsafe { CStr::from_ptr(p) }.to_bytes()
+        };
+        arrw_core::cdc_json::push_str(&mut out, value);
     }
     out.push(b'}');
     // A job runs with these values: changed on the way (a lossy conversion
@@ -434,26 +444,40 @@ pub fn job_settings_json() -> String {
     crate::fmgr::server_text(&out, "the session's settings a job keeps")
 }
 
-/// The names of the custom and extension settings [`job_settings_json`]
-/// keeps, sorted. Read from PostgreSQL's table of settings, not `pg_settings`,
-/// which leaves out placeholders (`app.tenant` before any extension defines
-/// it: the usual case).
-fn custom_settings() -> Vec<String> {
+/// The custom and extension settings [`job_settings_json`] keeps, sorted by
+/// name, each with its value when `GetConfigOption`'s would not do: a real is
+/// printed there with 6 significant digits (`%g`), and a job ran at
+/// `pg_trgm.similarity_threshold` 0.333333 for the session's 0.3333334,
+/// deleting rows the session's `where` did not match (hunt-109). Read from
+/// PostgreSQL's table of settings, not `pg_settings`, which leaves out
+/// placeholders (`app.tenant` before any extension defines it: the usual
+/// case). A placeholder is kept even at its default: once set it exists, and
+/// `current_setting('app.x', true)` is `''` after a `RESET`, not NULL as in a
+/// worker that never saw it (hunt-109).
+fn custom_settings() -> Vec<(String, Option<String>)> {
     let mut names = Vec::new();
     // SAFETY: PostgreSQL's array of its settings and their count, read on
-    // its own thread; each entry's name is a NUL-terminated string it owns.
+    // its own thread; each entry's name is a NUL-terminated string it owns,
+    // and a PGC_REAL entry is a config_real whose variable points at its
+    // current value.
     unsafe {
         let vars = pg_sys::get_guc_variables();
         for i in 0..pg_sys::GetNumConfigOptions().max(0) as usize {
             let v = &**vars.add(i);
             let name = CStr::from_ptr(v.name).to_bytes();
+            let placeholder = v.flags & pg_sys::GUC_CUSTOM_PLACEHOLDER as i32 != 0;
             if name.contains(&b'.')
                 && v.context == pg_sys::GucContext::PGC_USERSET
-                && v.source != pg_sys::GucSource::PGC_S_DEFAULT
+                && (placeholder || v.source != pg_sys::GucSource::PGC_S_DEFAULT)
                 && !name.starts_with(b"ivfpq.")
                 && !name.starts_with(b"arrw.")
             {
-                names.push(String::from_utf8_lossy(name).into_owned());
+                let exact = (v.vartype == pg_sys::config_type::PGC_REAL).then(|| {
+                    let r = &*(v as *const pg_sys::config_generic as *const pg_sys::config_real);
+                    // Shortest text that reads back as the same f64.
+                    format!("{:?}", *r.variable)
+                });
+                names.push((String::from_utf8_lossy(name).into_owned(), exact));
             }
         }
     }
