@@ -578,10 +578,8 @@ fn push_names(
         }
         first = false;
         // SAFETY: attname is a NUL-terminated NameData.
-        json::push_str(
-            out,
-            unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes(),
-        );
+        let name = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) };
+        json::push_str(out, name.to_bytes());
     }
     out.push(b']');
 }
