@@ -497,10 +497,10 @@ unsafe extern "C-unwind" fn find_temp(node: *mut pg_sys::Node, ctx: *mut std::ff
     if node.is_null() {
         return false;
     }
-    // SAFETY: `ctx` is the TempWalk refuse_temp passed; a node of the raw tree
-    // (the walker hands only those); tags are checked before the casts; the
+    // `node` is a node of the raw tree (the walker hands only those). The
     // lookup resolves the name as the executor would, without a lock, and
     // returns InvalidOid when it names nothing.
+    // SAFETY: `ctx` is refuse_temp's TempWalk; tags checked before the casts.
     unsafe {
         let walk = &mut *(ctx as *mut TempWalk);
         let tag = spi::tag(node);

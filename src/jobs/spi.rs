@@ -456,10 +456,9 @@ pub fn job_settings_json() -> String {
 /// worker that never saw it (hunt-109).
 fn custom_settings() -> Vec<(String, Option<String>)> {
     let mut names = Vec::new();
-    // SAFETY: PostgreSQL's array of its settings and their count, read on
-    // its own thread; each entry's name is a NUL-terminated string it owns,
-    // and a PGC_REAL entry is a config_real whose variable points at its
-    // current value.
+    // Each entry's name is a NUL-terminated string PostgreSQL owns, and a
+    // PGC_REAL entry is a config_real whose variable points at its value.
+    // SAFETY: PostgreSQL's own array of settings and count, on its thread.
     unsafe {
         let vars = pg_sys::get_guc_variables();
         for i in 0..pg_sys::GetNumConfigOptions().max(0) as usize {
