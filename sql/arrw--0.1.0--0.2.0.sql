@@ -346,7 +346,13 @@ BEGIN
 				RAISE EXCEPTION 'input % has operator %, expected <->, <#>, <=> or <+>', i, op
 					USING ERRCODE = '22023';
 			END IF;
-			dist := format('t.%I OPERATOR(%I.%s) %L::%I.%I', col, typschema, op, q, typschema, typname_);
+			-- The column cast to the base type as well: on a domain column the
+			-- operator's exact match would be one declared for the domain,
+			-- which any role that can create in the type's schema may add (a
+			-- superuser's call ran it; hunt-110). A cast from a domain to its
+			-- base type is a relabel, which an index still matches.
+			dist := format('(t.%I)::%I.%I OPERATOR(%I.%s) %L::%I.%I', col, typschema, typname_,
+			               typschema, op, q, typschema, typname_);
 			-- Distance d, rank by d and then id (rows at one distance, such as rows
 			-- sharing a vector, get ranks that do not depend on the plan). A row
 			-- whose vector is NULL has no distance and no rank (an index scan does

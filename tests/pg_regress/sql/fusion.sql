@@ -400,3 +400,19 @@ SELECT substring(arrw.fused_search_sql('fu_dom', 'id', '[{"column": "v", "query"
        FROM 'OPERATOR\(\w+\.(<.>)\)') AS op;
 DROP TABLE fu_dom;
 DROP DOMAIN fu_vec2, fu_vec, fu_txt;
+-- On a domain column the operator is arrw's, cast to the base type: an
+-- operator another role declared for the domain (mvec, vector) was the exact
+-- match, and ran with the caller's rights (hunt-110).
+CREATE DOMAIN fu_mvec AS vector;
+CREATE TABLE fu_called (who text);
+CREATE FUNCTION fu_mal(fu_mvec, vector) RETURNS float8 LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO fu_called VALUES (current_user); RETURN 0; END $$;
+CREATE OPERATOR <-> (LEFTARG = fu_mvec, RIGHTARG = vector, FUNCTION = fu_mal);
+CREATE TABLE fu_mt (id int, e fu_mvec);
+INSERT INTO fu_mt VALUES (1, '[1,2,3]'), (2, '[3,2,1]');
+SELECT id FROM arrw.fused_search('fu_mt', 'id', '[{"column": "e", "query": "[1,2,3]", "op": "<->"}]');
+SELECT count(*) AS calls FROM fu_called;
+DROP TABLE fu_mt, fu_called;
+DROP OPERATOR <-> (fu_mvec, vector);
+DROP FUNCTION fu_mal(fu_mvec, vector);
+DROP DOMAIN fu_mvec;
