@@ -75,6 +75,7 @@ DECLARE
 	col name;
 	cols text[] := '{}';
 	typ oid;
+	coltyp oid;
 	base oid;
 	typname_ text;
 	typschema text;
@@ -205,6 +206,7 @@ BEGIN
 		-- ivfpq index and the change feed: it was refused (42804; hunt-98).
 		-- The query's literal is cast to the base type, which the column's
 		-- values coerce to.
+		coltyp := typ;
 		LOOP
 			SELECT t.typbasetype INTO base FROM pg_type t WHERE t.oid = typ AND t.typtype = 'd';
 			EXIT WHEN NOT FOUND;
@@ -254,12 +256,14 @@ BEGIN
 				RAISE EXCEPTION 'input % has operator %, expected <->, <#>, <=> or <+>', i, op
 					USING ERRCODE = '22023';
 			END IF;
-			-- The column cast to the base type as well: on a domain column the
+			-- A domain column cast to the base type as well: on it the
 			-- operator's exact match would be one declared for the domain,
 			-- which any role that can create in the type's schema may add (a
 			-- superuser's call ran it; hunt-110). A cast from a domain to its
 			-- base type is a relabel, which an index still matches.
-			dist := format('(t.%I)::%I.%I OPERATOR(%I.%s) %L::%I.%I', col, typschema, typname_,
+			dist := format('%s OPERATOR(%I.%s) %L::%I.%I',
+			               CASE WHEN typ OPERATOR(pg_catalog.=) coltyp THEN format('t.%I', col)
+			                    ELSE format('(t.%I)::%I.%I', col, typschema, typname_) END,
 			               typschema, op, q, typschema, typname_);
 			-- Distance d, rank by d and then id (rows at one distance, such as rows
 			-- sharing a vector, get ranks that do not depend on the plan). A row
