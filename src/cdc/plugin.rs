@@ -558,6 +558,14 @@ enum Pick {
     Key(*mut pg_sys::Bitmapset),
 }
 
+/// A column's name, as the bytes of its `NameData` (the one place the feed reads
+/// `attname`).
+fn att_name(att: &pg_sys::FormData_pg_attribute) -> &[u8] {
+    // SAFETY: attname is a NameData the catalog keeps NUL-terminated within its
+    // NAMEDATALEN bytes, and it lives as long as `att`.
+    unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes()
+}
+
 /// Appends `,"key":["col",...]`: the names of the columns `flags` marks, if
 /// any.
 fn push_names(
@@ -577,9 +585,7 @@ fn push_names(
             out.push(b',');
         }
         first = false;
-        // SAFETY: attname is a NUL-terminated NameData.
-        let name = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) };
-        json::push_str(out, name.to_bytes());
+        json::push_str(out, att_name(att));
     }
     out.push(b']');
 }
@@ -640,9 +646,7 @@ unsafe fn push_object(
             out.push(b',');
         }
         first = false;
-        // SAFETY: attname is a NUL-terminated NameData.
-        let name = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) };
-        json::push_str(out, name.to_bytes());
+        json::push_str(out, att_name(att));
         out.push(b':');
         // SAFETY: the datum belongs to this column of a live tuple.
         marks.unchanged[i] = unsafe { push_value(out, info, att, tuple.values[i], tuple.nulls[i]) };
@@ -1234,8 +1238,7 @@ unsafe fn note_job_event(
         if att.attisdropped || t.nulls[i] {
             continue;
         }
-        // SAFETY: attname is a NUL-terminated NameData.
-        let col = unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_bytes();
+        let col = att_name(att);
         let text = |d: pg_sys::Datum| -> Option<&[u8]> {
             if att.atttypid != pg_sys::TEXTOID {
                 return None;
