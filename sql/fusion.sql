@@ -183,6 +183,9 @@ BEGIN
 			RAISE EXCEPTION 'input % has weight %, weights must be between 0 and 1e300', i, weight
 				USING ERRCODE = '22023';
 		END IF;
+		-- A weight of -0 passes the test above and made every score of its
+		-- input -0; adding 0 turns it into 0.
+		weight := weight + 0.0;
 		-- "depth" is checked as text before it is cast: a value beyond integer
 		-- gets this error, not an overflow.
 		depth_text := inp->>'depth';

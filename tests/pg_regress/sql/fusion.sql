@@ -53,6 +53,10 @@ SET extra_float_digits = -15;
 SELECT arrw.fused_search_sql('fnan', 'id', '[{"column": "e", "query": "[1,0]", "weight": 0.44}]',
   method => 'weighted') LIKE '%''0.44''::pg_catalog.float8%' AS weight_exact;
 RESET extra_float_digits;
+-- A weight of -0 is a weight of 0: its scores print as 0, not -0.
+SELECT id, score::text AS score
+FROM arrw.fused_search('fnan', 'id', '[{"column": "e", "query": "[1,0]", "weight": "-0"}]',
+  k => 2, method => 'weighted');
 DROP TABLE fnan;
 
 -- The query fused_search_sql returns means the same whatever search_path runs
