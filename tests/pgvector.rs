@@ -758,6 +758,10 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
          CREATE INDEX nrm_n ON nrm USING ivfpq (l2_normalize(v));
          CREATE DOMAIN dvec AS vector(3);
          CREATE TABLE dom (id int, d dvec);
+         CREATE DOMAIN dvec2 AS dvec CHECK (VALUE IS NOT NULL);
+         CREATE DOMAIN dlist AS vector(3)[] CHECK (cardinality(VALUE) <= 2);
+         CREATE TYPE vrange AS RANGE (subtype = vector);
+         CREATE TABLE built (id int, dd dvec2, da dvec2[], dl dlist, r vrange, mr vmultirange);
          CREATE TABLE par (id int, v vector(3));
          CREATE TABLE chi (extra int) INHERITS (par);
          INSERT INTO chi VALUES (1, '[1,2,3]', 7);
@@ -794,6 +798,13 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
         "pgvector's function public.l2_normalize(public.vector)",
     );
     blocked("public.dom.d", "domain public.dvec");
+    // Every other type built on pgvector's: each was once neither migrated
+    // nor listed (hunt-116), and the plan said done.
+    blocked("public.built.dd", "domain public.dvec2");
+    blocked("public.built.da", "array public.dvec2[]");
+    blocked("public.built.dl", "domain public.dlist");
+    blocked("public.built.r", "range public.vrange");
+    blocked("public.built.mr", "multirange public.vmultirange");
     blocked("public.pk.v", "partition key");
     blocked("public.pke.v", "partition key");
     blocked("public.pks.v", "partition key");
@@ -827,8 +838,8 @@ fn migrate_to_arrw_reports_what_it_cannot_change() {
     // Without the blockers the migration runs, the inherited column included.
     exec(
         &mut c,
-        "DROP TABLE pol, trg, gen, ex, nrm, dom, pk, pke, pks, chk, sta, uc; DROP FUNCTION fun_n; DROP TABLE fun;
-         DROP FUNCTION trg_f; DROP DOMAIN dvec;
+        "DROP TABLE pol, trg, gen, ex, nrm, dom, built, pk, pke, pks, chk, sta, uc; DROP FUNCTION fun_n; DROP TABLE fun;
+         DROP FUNCTION trg_f; DROP TYPE vrange; DROP DOMAIN dlist, dvec2, dvec;
          SELECT * FROM migrate_to_arrw(dry_run => false)",
     );
     assert_eq!(
@@ -1382,5 +1393,48 @@ fn migrate_to_arrw_rebuilds_indexes_alike_under_any_caller_settings() {
     exec(
         &mut c,
         "INSERT INTO t VALUES (3, '[1,1]', 1200, '2024-01-20', now())",
+    );
+}
+
+/// With arrw 0.1.0 (no `halfvec`) a pgvector `halfvec` column is `blocked` with
+/// the update it needs; the dry run once failed whole with a bare 42704 (type
+/// "arrw_ext.halfvec" does not exist) and showed no plan (hunt-116).
+#[test]
+fn migrate_to_arrw_asks_for_an_update_when_arrw_lacks_the_type() {
+    let cluster = Cluster::start("pgvector_old_arrw", "");
+    let mut c = cluster.connect();
+    if !available(&mut c, "vector") {
+        eprintln!(
+            "SKIPPED tests/pgvector.rs (migrate with arrw 0.1.0): pgvector (extension \
+             `vector`) is not installed in this PostgreSQL"
+        );
+        return;
+    }
+    exec(
+        &mut c,
+        "CREATE EXTENSION vector; CREATE SCHEMA arrw_ext;
+         CREATE EXTENSION arrw SCHEMA arrw_ext VERSION '0.1.0'; CREATE EXTENSION arrw_pgvector;
+         CREATE TABLE t (id int, v vector(3), h halfvec(3));",
+    );
+    let plan = col(
+        &mut c,
+        "SELECT action || ' ' || coalesce(object, '') || ': ' || detail FROM migrate_to_arrw()",
+    );
+    assert!(
+        plan.iter().any(|l| l.starts_with("blocked public.t.h")
+            && l.contains("has no type halfvec (arrw 0.1.0): ALTER EXTENSION arrw UPDATE")),
+        "{}",
+        plan.join("\n")
+    );
+    exec(&mut c, "ALTER EXTENSION arrw UPDATE");
+    let plan = col(
+        &mut c,
+        "SELECT action || ': ' || detail FROM migrate_to_arrw()",
+    );
+    assert!(
+        plan.iter()
+            .any(|l| l.starts_with("alter column: ALTER TABLE public.t ALTER COLUMN h TYPE")),
+        "{}",
+        plan.join("\n")
     );
 }

@@ -444,6 +444,17 @@ BEGIN
 			detail := format('%s: drop it, migrate, create it again', vw.what);
 			RETURN NEXT;
 		END LOOP;
+		-- arrw's type must exist: arrw 0.1.0 has no halfvec (the cast to
+		-- regtype below failed the whole plan with a bare 42704; hunt-116).
+		IF to_regtype(format('%s.%I', arrw_q, col.base)) IS NULL THEN
+			blockers := blockers + 1;
+			action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
+			detail := format('arrw''s schema %s has no type %I (arrw %s): ALTER EXTENSION arrw UPDATE, '
+				'then migrate', arrw_q, col.base,
+				(SELECT e.extversion FROM pg_extension e WHERE e.extname = 'arrw'));
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
 		-- The caller must be able to use arrw's type.
 		IF has_schema_privilege(arrw_nsp, 'USAGE')
 		   AND NOT has_type_privilege(format('%s.%I', arrw_q, col.base)::regtype, 'USAGE') THEN
@@ -499,34 +510,53 @@ BEGIN
 		SELECT d.relid FROM d JOIN pg_class c ON c.oid = d.relid
 		WHERE NOT c.relispartition AND NOT d.relid = ANY (tables));
 
-	-- Columns of a domain over pgvector's types (or an array of one): the
-	-- domain's base type cannot be changed, so each needs a domain over arrw's
-	-- type of its own.
+	-- Columns of any other type built on pgvector's types: a domain (over
+	-- vector, over a domain of it, over vector[]), an array of such a domain,
+	-- a range or multirange over one of them. ALTER COLUMN TYPE cannot
+	-- change what such a type is built on, so each needs its like over arrw's
+	-- type. Only the domain over vector itself was found here once: a domain
+	-- over a domain, over vector[], or a range over vector was neither
+	-- migrated nor listed, and the plan said done (hunt-116).
 	FOR col IN
+		WITH RECURSIVE built(oid) AS (
+			SELECT t.oid FROM pg_type t
+			WHERE t.typnamespace = vec_nsp AND t.typname IN ('vector', 'halfvec')
+			UNION
+			SELECT u.oid FROM built,
+			LATERAL (SELECT t.typarray FROM pg_type t WHERE t.oid = built.oid AND t.typarray <> 0
+			         UNION ALL SELECT t.oid FROM pg_type t WHERE t.typbasetype = built.oid
+			         UNION ALL SELECT r.rngtypid FROM pg_range r WHERE r.rngsubtype = built.oid
+			         UNION ALL SELECT r.rngmultitypid FROM pg_range r WHERE r.rngtypid = built.oid) u(oid))
 		SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS rel, a.attname,
-		       format_type(dt.oid, NULL) AS dom, c.relowner
+		       format_type(t.oid, NULL) AS dom, c.relowner,
+		       CASE WHEN t.typtype = 'd' THEN 'domain'
+		            WHEN t.typtype = 'r' THEN 'range'
+		            WHEN t.typtype = 'm' THEN 'multirange'
+		            ELSE 'array' END AS kind
 		FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_type t ON t.oid = a.atttypid
-		JOIN pg_type dt ON dt.oid = CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE t.oid END
-		JOIN pg_type bt ON bt.oid = dt.typbasetype
-		WHERE a.attnum > 0 AND NOT a.attisdropped AND dt.typtype = 'd'
+		LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+		WHERE a.attnum > 0 AND NOT a.attisdropped
 		  AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c') AND NOT c.relispartition
-		  AND bt.typnamespace = vec_nsp AND bt.typname IN ('vector', 'halfvec')
+		  AND a.atttypid IN (SELECT oid FROM built)
+		  -- vector, halfvec and their arrays are the columns migrated above
+		  AND NOT (t.typtype = 'b' AND coalesce(et.typnamespace, t.typnamespace) = vec_nsp
+		           AND coalesce(et.typname, t.typname) IN ('vector', 'halfvec'))
 		ORDER BY 1, 2
 	LOOP
 		IF col.relowner IS DISTINCT FROM me THEN
 			action := 'skipped'; object := format('%s.%I', col.rel, col.attname);
-			detail := format('of domain %s over pgvector''s type, owned by %s: migrated only by that role',
-				col.dom, pg_get_userbyid(col.relowner));
+			detail := format('of %s %s over pgvector''s type, owned by %s: migrated only by that role',
+				col.kind, col.dom, pg_get_userbyid(col.relowner));
 			RETURN NEXT;
 			CONTINUE;
 		END IF;
 		blockers := blockers + 1;
 		action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
-		detail := format('of domain %s over pgvector''s type: create a domain over arrw''s type, '
-			'alter the column to it by hand, then migrate', col.dom);
+		detail := format('of %s %s over pgvector''s type: create its like over arrw''s type, '
+			'alter the column to it by hand, then migrate', col.kind, col.dom);
 		RETURN NEXT;
 	END LOOP;
 
