@@ -3371,3 +3371,68 @@ fn a_long_queue_of_batch_jobs_drains() {
         .unwrap();
     assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (1200, 0));
 }
+
+/// A job worker whose postmaster is killed (SIGKILL) exits at its next batch.
+/// It once went on: finished its job, claimed and ran every queued one, writing
+/// with no postmaster (a standby saw none of it), while its attachment to the
+/// shared memory kept `pg_ctl start` failing ("pre-existing shared memory block
+/// is still in use"; hunt-115). Now the job is still `running` at the next
+/// start, which requeues it as a crashed attempt, and every row is updated once.
+#[test]
+fn a_worker_exits_when_its_postmaster_dies() {
+    let (cluster, mut c) = setup("jobs-pm-death", "arrw.job_workers = 1");
+    // Each row costs some CPU (not a sleep: pg_sleep would itself notice the
+    // postmaster's death), so the job's 200 batches take seconds.
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
+         INSERT INTO t (id) SELECT generate_series(1, 2000);",
+    )
+    .unwrap();
+    let id = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "t", "set": "n = n + 1 + 0 * (SELECT count(*) FROM generate_series(1, 20000))::int",
+            "where": "true", "batch_rows": 10}"#,
+    );
+    let queued = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "t", "set": "n = n + 100", "where": "true"}"#,
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    let worker = loop {
+        let (st, progress, _, _) = state(&mut c, id);
+        assert_ne!(st, "succeeded", "the job finished before the kill");
+        if st == "running" && progress >= 0.05 {
+            break job_worker(&mut c, id).expect("a running job's worker");
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let pid_file = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid")).unwrap();
+    let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+    let killed = Instant::now();
+    signal(postmaster, "9");
+    drop(c);
+    let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    while alive(worker) && killed.elapsed() < TIMEOUT {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let worker_s = killed.elapsed().as_secs_f64();
+    while alive(backend) && killed.elapsed() < TIMEOUT {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cluster.start_server();
+    let mut c = cluster.connect();
+    expect_succeeded(&cluster, &mut c, id);
+    expect_succeeded(&cluster, &mut c, queued);
+    assert_eq!(
+        state(&mut c, id).2,
+        2,
+        "the job was still running when the postmaster died (its worker exited after {worker_s:.1} s)"
+    );
+    assert_eq!(state(&mut c, queued).2, 1);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t WHERE n <> 101"), 0);
+    assert!(worker_s < 10.0, "the worker took {worker_s:.1} s to exit");
+}

@@ -98,6 +98,28 @@ pub struct Job {
     pub max_attempts: i32,
 }
 
+/// Exits the process (`proc_exit(1)`) when the postmaster is gone. A worker
+/// orphaned by a postmaster killed with SIGKILL otherwise finished its job and
+/// claimed and ran every queued one, writing with no postmaster (a standby saw
+/// none of it), while its attachment to shared memory kept the server from
+/// starting again (hunt-115). Exiting leaves the job `running`; the next start
+/// requeues it as a crashed attempt, as docs/jobs.md says. Called between
+/// batches and before every claim.
+pub fn exit_if_postmaster_died() {
+    // SAFETY: MyLatch is this process's latch. No WL_LATCH_SET: a set latch is
+    // neither waited for nor reset, and a timeout of 0 only polls; with
+    // WL_EXIT_ON_PM_DEATH, WaitLatch calls proc_exit(1) itself when the
+    // postmaster's death pipe has closed, and otherwise returns WL_TIMEOUT.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            0,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+    }
+}
+
 /// What the job code needs from the worker.
 pub struct Ctx<'a> {
     pub job: &'a Job,
@@ -118,7 +140,10 @@ impl Ctx<'_> {
     }
 
     /// Between batches: has the job been asked to stop (SIGTERM, cancel_job)?
+    /// A worker whose postmaster has died exits here (see
+    /// [`exit_if_postmaster_died`]).
     pub fn stop(&self) -> Option<Outcome> {
+        exit_if_postmaster_died();
         if GOT_SIGTERM.load(Ordering::SeqCst) {
             return Some(Outcome::Requeue);
         }

@@ -227,6 +227,7 @@ fn main(slot_idx: usize) {
     let db = pg_sys::Oid::from(dboid);
     let mut claimed = false;
     loop {
+        super::job::exit_if_postmaster_died();
         if GOT_SIGTERM.load(Ordering::SeqCst) {
             if !claimed {
                 retry();
