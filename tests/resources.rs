@@ -559,3 +559,123 @@ fn rows_a_deep_scan_holds_beyond_work_mem_go_to_a_temporary_file() {
         "a deep scan's memory grew with the table: {peaks:?} MB"
     );
 }
+
+/// A build of many lists lays out one page a list before it reads a row:
+/// 32,768 lists took 0.3–1.8 s there, and a cancel waited for all of them
+/// (hunt-114). It now stops within a moment of the cancel.
+#[test]
+fn a_build_of_many_lists_is_cancelled_while_it_lays_out_its_lists() {
+    let (cluster, mut c) = arrw_cluster("res-cancel-layout");
+    make_table(&mut c, "many", 40_000, 4);
+    let mut cancelled = None;
+    for attempt in 0..5 {
+        let mut sent = None;
+        let ddl =
+            format!("SET maintenance_work_mem = '512MB'; CREATE INDEX many_{attempt} ON many USING ivfpq (v) WITH (lists = 32768)");
+        let (r, _) = poll_build(&cluster, &mut c, &ddl, |c, pid, phase, _, _| {
+            if phase == "building index: encoding rows" {
+                c.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+                sent = Some(Instant::now());
+            }
+            sent.is_some()
+        });
+        if let Some(at) = sent {
+            cancelled = Some((r, at.elapsed(), attempt));
+            break;
+        }
+    }
+    let (r, after, attempt) = cancelled.expect("never caught the build laying out its lists");
+    let err = r.expect_err("the build went on after its cancel");
+    assert!(
+        after < Duration::from_millis(500),
+        "cancelled after {after:?}"
+    );
+    assert_cancelled_leaving_nothing(&mut c, &err, &format!("many_{attempt}"));
+}
+
+/// A transaction's pending index entries are encoded when it commits; against
+/// 32,768 lists 150,000 rows take seconds, and a cancel then went unnoticed:
+/// the COMMIT succeeded seconds later with every row (hunt-114). Now the
+/// COMMIT fails with 57014 within a moment, and no row is kept.
+#[test]
+fn a_commit_encoding_pending_entries_is_cancelled_within_a_moment() {
+    let (cluster, mut c) = arrw_cluster("res-cancel-commit");
+    make_table(&mut c, "many", 40_000, 4);
+    exec(
+        &mut c,
+        "SET maintenance_work_mem = '512MB';
+         CREATE INDEX many_v ON many USING ivfpq (v) WITH (lists = 32768)",
+    );
+    let mut w = cluster.connect();
+    let pid = backend_pid(&mut w);
+    // All 150,000 entries stay pending (within work_mem) until the COMMIT.
+    exec(
+        &mut w,
+        "SET work_mem = '64MB'; BEGIN;
+         INSERT INTO many SELECT i, ARRAY[random(), random(), random(), random()]::real[]::vector
+         FROM generate_series(1, 150000) i",
+    );
+    let (r, after) = std::thread::scope(|s| {
+        let h = s.spawn(move || w.batch_execute("COMMIT"));
+        std::thread::sleep(Duration::from_millis(300));
+        c.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+        let sent = Instant::now();
+        let r = h.join().unwrap();
+        (r, sent.elapsed())
+    });
+    let err = r.expect_err("the COMMIT went on after its cancel");
+    assert_eq!(
+        err.as_db_error().map(|d| d.code().code()),
+        Some("57014"),
+        "{}",
+        msg(&err)
+    );
+    assert!(
+        after < Duration::from_millis(500),
+        "cancelled after {after:?}"
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM many", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 40_000);
+}
+
+/// A `vector[]` build's sampling counts rows, as its total does: it counted
+/// each row's every element against the table's row count (`60384 of 20000`),
+/// and the encoding phase began with training's count (hunt-114).
+#[test]
+fn a_maxsim_build_reports_rows_done_of_rows() {
+    let (cluster, mut c) = arrw_cluster("res-progress-multi");
+    exec(
+        &mut c,
+        "CREATE TABLE mv (id int, vs vector(8)[]);
+         INSERT INTO mv SELECT i, ARRAY(SELECT ARRAY(SELECT random() FROM generate_series(1, 8)
+                                                      WHERE j > 0)::real[]::vector
+                                        FROM generate_series(1, 6) j WHERE i > 0)
+         FROM generate_series(1, 150000) i;
+         ANALYZE mv;",
+    );
+    let mut phases: Vec<(String, i64, i64)> = Vec::new();
+    let (r, _) = poll_build(
+        &cluster,
+        &mut c,
+        "CREATE INDEX mv_vs ON mv USING ivfpq (vs vector_maxsim_ops) WITH (lists = 64)",
+        |_, _, phase, done, total| {
+            phases.push((phase.to_string(), done, total));
+            false
+        },
+    );
+    r.unwrap_or_else(|e| panic!("{}", msg(&e)));
+    for (phase, done, total) in &phases {
+        if phase.contains("sampling") || phase.contains("encoding") {
+            assert!(done <= total, "{phase}: {done} of {total}");
+        }
+    }
+    assert!(
+        phases
+            .iter()
+            .any(|(p, d, _)| p.contains("sampling") && *d > 0),
+        "sampling never counted: {phases:?}"
+    );
+}
