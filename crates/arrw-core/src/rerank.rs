@@ -35,7 +35,7 @@
 
 use crate::spill::{Record, SpillHeap, Store};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 
 /// Default quantile of the estimate errors used as the margin: the largest error
 /// seen, so that rows of the probed lists come out in exact order unless an
@@ -71,6 +71,17 @@ pub const FINE_SIGMAS: f64 = 4.0;
 
 /// Most error samples kept (a uniform sample of all re-ranked rows beyond that).
 const MAX_SAMPLES: usize = 4096;
+
+/// Distinct errors a stage's margin must have learnt from before it bounds
+/// anything (see [`OrderedRerank::next`]): below that, its candidates are
+/// taken to be any distance closer, so the stage is advanced before a row may
+/// leave. A table of 50 vectors stored 100 times each gave a first batch of
+/// one or two vectors' copies, so one or two distinct errors, whose spread
+/// is nothing: `LIMIT 1` missed the nearest row in 18 of 200 queries with
+/// every list probed (hunt-113). Eight errors give the mean plus
+/// [`FINE_SIGMAS`] deviations something to stand on; real rows give a
+/// `LIMIT 10`'s first batch several times that.
+pub const MIN_DISTINCT_ERRORS: u64 = 8;
 
 use crate::ivf::order_key as key;
 
@@ -231,7 +242,10 @@ struct Samples {
     cached: Option<(f32, f64, u64)>,
     /// The `LIST_SLACK_MAX_RANK` lowest observations of all, ascending.
     lowest: Vec<f32>,
-    /// The last observation's bits ([`Samples::add`] skips a repeat).
+    /// The bits of every observation counted, up to [`MAX_SAMPLES`] of them
+    /// ([`Samples::add`] skips a repeat of any; past that, of the last).
+    counted: HashSet<u32>,
+    /// The last observation's bits.
     last: Option<u32>,
 }
 
@@ -246,6 +260,7 @@ impl Samples {
             m2: 0.0,
             cached: None,
             lowest: Vec::new(),
+            counted: HashSet::new(),
             last: None,
         }
     }
@@ -259,11 +274,19 @@ impl Samples {
         // and again: counted every time, they pulled the mean to it and the
         // spread to nothing, and rows whose estimates erred otherwise were
         // judged by that margin (7,000 copies: 12 of 41 `LIMIT 10` answers
-        // missed a row). A repeat says nothing new: it counts once.
-        if self.last == Some(e.to_bits()) {
+        // missed a row). A repeat says nothing new: it counts once. Copies
+        // of several vectors come interleaved (a batch is read in table
+        // order), so any repeat is skipped, not only of the last (hunt-113);
+        // distinct rows' errors almost never share all 32 bits.
+        let bits = e.to_bits();
+        if self.counted.len() < MAX_SAMPLES {
+            if !self.counted.insert(bits) {
+                return;
+            }
+        } else if self.last == Some(bits) {
             return;
         }
-        self.last = Some(e.to_bits());
+        self.last = Some(bits);
         if self.lowest.len() < LIST_SLACK_MAX_RANK || self.lowest.last().is_some_and(|&l| e < l) {
             let at = self.lowest.partition_point(|&x| x <= e);
             self.lowest.insert(at, e);
@@ -792,16 +815,17 @@ impl<T: Record> OrderedRerank<T> {
     /// plus the slack) could hold anything closer; otherwise whichever of the
     /// two could be closer is explored first.
     ///
-    /// A stage whose margin has not been observed yet (no row of it re-ranked)
-    /// bounds nothing: its candidates could be any distance closer, so that
-    /// stage is advanced before a row may leave. (A row re-ranked from the
+    /// A stage whose margin has not been observed yet (fewer than
+    /// [`MIN_DISTINCT_ERRORS`] distinct errors of its rows re-ranked) bounds
+    /// nothing: its candidates could be any distance closer, so that stage is
+    /// advanced before a row may leave. (A row re-ranked from the
     /// table without refining, such as one whose fine entry a racing VACUUM
     /// had moved, once left ahead of refined candidates that were closer,
     /// because the fine margin was still 0.)
     pub fn next(&mut self, candidate: Option<f32>, list: Option<f32>) -> Next<T> {
-        let fine_known = self.fine_errors.seen > 0;
-        let coarse_known =
-            self.errors.seen > 0 && (!self.refine || !self.coarse_fine.is_finite() || fine_known);
+        let fine_known = self.fine_errors.seen >= MIN_DISTINCT_ERRORS;
+        let coarse_known = self.errors.seen >= MIN_DISTINCT_ERRORS
+            && (!self.refine || !self.coarse_fine.is_finite() || fine_known);
         let margin = self.margin();
         let bound = |e: f32, m: f32, known: bool| {
             if !known {
@@ -970,6 +994,34 @@ mod tests {
         assert_eq!(a.mean_plus(4.0), b.mean_plus(4.0));
         assert_eq!(a.seen, b.seen);
     }
+    /// Copies of a few vectors, read interleaved: each group's error counts
+    /// once, and until [`MIN_DISTINCT_ERRORS`] distinct ones are known no row
+    /// leaves ahead of a waiting candidate. Two groups of 100 copies filled
+    /// the first batches with two errors and no spread, and their rows left
+    /// ahead of a single row whose estimate erred by far more (hunt-113).
+    #[test]
+    fn copies_of_a_few_vectors_do_not_vouch_for_the_margin() {
+        let mut s = Samples::new(1);
+        for _ in 0..100 {
+            s.add(0.05);
+            s.add(0.04);
+        }
+        assert_eq!(s.seen, 2);
+        let mut rows: Vec<(f32, f32)> = Vec::new();
+        for _ in 0..100 {
+            rows.push((1.0, 0.95));
+            rows.push((1.0001, 0.9601));
+        }
+        // The nearest row, whose estimate ranks it after all 200 copies.
+        rows.push((1.2, 0.5));
+        let out = scan_order(OrderedRerank::new(1.0, 0.0), &rows, 40);
+        let want: Vec<f32> = exact_order(&rows.iter().map(|r| r.1).collect::<Vec<_>>())
+            .into_iter()
+            .map(|(x, _)| x)
+            .collect();
+        assert_eq!(out, want);
+    }
+
     use proptest::prelude::*;
 
     /// `(exact, row)` of every row, nearest first (ties by row): what a scan
@@ -1295,11 +1347,13 @@ mod tests {
         r.add(2.0, 2.0, 1.5, 1u64);
         r.add(3.0, 3.0, 2.0, 2);
         assert_eq!(r.list_slack(), Some(0.5));
-        // A list at 1.2 may hold a row at 1.7 < 2.0: probe it.
-        assert_eq!(r.next(Some(9.0), Some(1.2)), Next::Probe);
+        // (No candidate waits: two errors are too few to bound one, see
+        // MIN_DISTINCT_ERRORS.) A list at 1.2 may hold a row at 1.7 < 2.0:
+        // probe it.
+        assert_eq!(r.next(None, Some(1.2)), Next::Probe);
         // One at 1.6 may hold rows from 2.1 on: row 1 leaves, row 2 waits.
-        assert_eq!(r.next(Some(9.0), Some(1.6)), Next::Row(2.0, 1));
-        assert_eq!(r.next(Some(9.0), Some(1.6)), Next::Probe);
+        assert_eq!(r.next(None, Some(1.6)), Next::Row(2.0, 1));
+        assert_eq!(r.next(None, Some(1.6)), Next::Probe);
         // Nothing left to explore: the rest leaves in order.
         assert_eq!(r.next(None, None), Next::Row(3.0, 2));
         assert_eq!(r.next(None, None), Next::Done);
