@@ -935,12 +935,22 @@ const UNKNOWN_LIMIT_HOLD: u64 = 100;
 /// above (0 of 20 out of order).
 const UNKNOWN_LIMIT_HOLD_MAXSIM: u64 = 30;
 
-/// Most candidates kept per round: a (distance, candidate) takes 24 bytes and
-/// the pool holds up to twice its cap between trims, so `work_mem` / 48 (at
-/// least 1000).
+/// Bytes of `work_mem` per candidate the pool may keep: a (distance,
+/// candidate) takes 24 and the pool holds up to twice its cap between trims.
+/// [`pool_cap`] and [`work_mem_kb_holding`], its inverse, both take it from
+/// here, so an error that names a `work_mem` names one that holds what it says.
+const POOL_BYTES_PER_CAND: usize = 2 * std::mem::size_of::<(f32, Cand)>();
+
+/// Most candidates kept per round: `work_mem` / [`POOL_BYTES_PER_CAND`] (48),
+/// at least 1000.
 pub(super) fn pool_cap() -> usize {
     // SAFETY: reading this backend's GUC variable.
-    ((unsafe { pg_sys::work_mem } as usize * 1024) / 48).max(1000)
+    ((unsafe { pg_sys::work_mem } as usize * 1024) / POOL_BYTES_PER_CAND).max(1000)
+}
+
+/// The least `work_mem` (in kB) whose [`pool_cap`] is at least `cands`.
+fn work_mem_kb_holding(cands: u64) -> u64 {
+    (cands.saturating_mul(POOL_BYTES_PER_CAND as u64)).div_ceil(1024)
 }
 
 /// Probes lists `ranked[probed..upto]`: scores their codes into the
@@ -963,32 +973,87 @@ unsafe fn probe_lists(scan: pg_sys::IndexScanDesc, st: &mut ScanState, upto: usi
 /// ERROR when the candidate pool had to drop candidates it cannot offer again
 /// (`CandidatePool::lost`): more than `work_mem` holds rank before rows the
 /// scan already took, which happens when a list probed late (an iterative
-/// scan) brings that many better candidates, thousands of copies of one
-/// vector say. Going on, the scan missed rows: a `LIMIT 5000` over 5,000 rows
-/// returned 2,114 at `work_mem = 64kB`. It says what `work_mem` would do.
+/// scan, or the deep probes past the first rows) brings that many better
+/// candidates, thousands of copies of one vector say. Going on, the scan
+/// missed rows: a `LIMIT 5000` over 5,000 rows returned 2,114 at `work_mem =
+/// 64kB`.
+///
+/// The hint names a `work_mem` with which the same query cannot fail so again:
+/// one whose pool holds every entry of the lists the scan may probe, the most
+/// it can ever be offered. What this cut had to keep is no such bound: with
+/// more room the scan goes deeper before a later list brings more, and what
+/// that needs depends on `work_mem` in ways a scan cannot foresee (20,000 SIFT
+/// rows, `lists = 100`, a `LIMIT 5000`: 1,534 at 64kB, whose hint of 128kB
+/// failed again needing 2,847; 100kB passed; 160kB failed needing 3,456).
+/// Counting those entries reads the lists' pages once, on this error path only.
 ///
 /// # Safety
 /// `scan` must be live.
-unsafe fn refuse_loss(scan: pg_sys::IndexScanDesc, st: &ScanState) {
+unsafe fn refuse_loss(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     let Some(need) = st.pool.lost() else {
         return;
     };
     // SAFETY: live scan (forwarded contract).
     let index = unsafe { (*scan).indexRelation };
-    // Each held candidate takes 48 bytes of work_mem (pool_cap).
-    let kb = (need.saturating_mul(48) / 1024 + 1)
-        .next_power_of_two()
-        .max(64);
-    crate::errors::error_hint(
+    // The lists this scan may probe: all up to the limit when iterative,
+    // otherwise its probes and deep probes (gettuple).
+    let limit = probe_limit(st);
+    let lists = if st.iterative {
+        limit
+    } else {
+        st.probes.max(st.deep_probes).min(limit)
+    };
+    st.ranked.order_through(lists);
+    let entries: u64 = (0..lists)
+        .map(|i| list_entries(index, &st.meta, &mut st.nblocks, st.ranked.get(i).0))
+        .sum();
+    // Never below what this cut had to keep (entries inserted since the
+    // lists were read are counted by neither).
+    let kb = work_mem_kb_holding(entries.max(need as u64));
+    let setting = if kb < 10 * 1024 {
+        format!("{kb}kB")
+    } else {
+        format!("{}MB", kb.div_ceil(1024))
+    };
+    let iterative = if st.iterative {
+        ", or SET ivfpq.iterative_scan = off"
+    } else {
+        ""
+    };
+    crate::errors::error_detail_hint(
         PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         format!(
-            "ivfpq scan of index \"{}\" needs more candidates than work_mem holds: {need} of the \
-             lists it probed rank before rows it has already passed",
-            page::rel_name(index)
+            "ivfpq scan of index \"{}\" needs more candidates than work_mem holds: it had to \
+             keep {need} candidates at once, and work_mem holds {}",
+            page::rel_name(index),
+            pool_cap()
         ),
-        format!("Raise work_mem (past {kb}kB), or SET ivfpq.iterative_scan = off."),
+        "Candidates that rank before rows the scan has already passed cannot be offered again: \
+         dropping them would miss rows.",
+        format!(
+            "Raise work_mem to at least {setting} (enough for all {entries} entries of the {lists} \
+             lists this scan may probe){iterative}."
+        ),
         "ivfpq",
     );
+}
+
+/// Entries on `list`'s pages (live or not): what a scan of it offers the
+/// candidate pool at most.
+fn list_entries(
+    index: pg_sys::Relation,
+    meta: &layout::MetaData,
+    nblocks: &mut u32,
+    list: u32,
+) -> u64 {
+    let dir = page::list_dir_counted(index, meta, list, nblocks);
+    let mut chain = page::ListChain::new(index, meta, &dir);
+    let mut n = 0u64;
+    while let Some(blk) = chain.next_block() {
+        pg_sys::check_for_interrupts!();
+        n += chain.visit(page::ReadGuard::new(index, blk).page()).count as u64;
+    }
+    n
 }
 
 /// Offers the codes of every list probed so far again, when the pool has
