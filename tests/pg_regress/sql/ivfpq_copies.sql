@@ -1,0 +1,39 @@
+-- Exact order on a table of a few vectors stored many times over: 50 distinct
+-- 16-d vectors, 100 copies each. Copies share a code, so a batch of them
+-- taught the re-rank margin one or two errors with no spread, and LIMIT 1
+-- missed the nearest row in 18 of these 200 queries with every list probed
+-- (hunt-113). A repeated error now counts once, and a margin bounds nothing
+-- until it has learnt from 8 distinct errors.
+CREATE TABLE cp (id int PRIMARY KEY, v vector(16));
+INSERT INTO cp SELECT i, (SELECT array_agg(((hashint4((i % 50) * 100 + j) & 65535) / 65536.0)::real ORDER BY j)
+                          FROM generate_series(1, 16) j)::vector
+FROM generate_series(1, 5000) i;
+CREATE TABLE cpq (id int PRIMARY KEY, v vector(16));
+INSERT INTO cpq SELECT i, (SELECT array_agg(((hashint4(1000000 + i * 100 + j) & 65535) / 65536.0)::real ORDER BY j)
+                           FROM generate_series(1, 16) j)::vector
+FROM generate_series(1, 200) i;
+CREATE INDEX cp_v ON cp USING ivfpq (v) WITH (lists = 20);
+SET ivfpq.probes = 20;
+CREATE TEMP TABLE cpres (qid int, k int, idx_d float8[], seq_d float8[]);
+DO $$
+DECLARE q record; k int; a float8[]; b float8[];
+BEGIN
+  FOR q IN SELECT * FROM cpq ORDER BY id LOOP
+    FOREACH k IN ARRAY ARRAY[1, 10, 150] LOOP
+      SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = on;
+      SELECT array_agg(d ORDER BY n) INTO a
+        FROM (SELECT v <-> q.v AS d, row_number() OVER () AS n
+              FROM (SELECT v FROM cp ORDER BY v <-> q.v LIMIT k) s) t;
+      SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off;
+      SELECT array_agg(d ORDER BY n) INTO b
+        FROM (SELECT v <-> q.v AS d, row_number() OVER () AS n
+              FROM (SELECT v FROM cp ORDER BY v <-> q.v LIMIT k) s) t;
+      INSERT INTO cpres VALUES (q.id, k, a, b);
+    END LOOP;
+  END LOOP;
+END $$;
+-- Every answer's distances are the exact ones, in order.
+SELECT k, count(*) AS queries, count(*) FILTER (WHERE idx_d IS DISTINCT FROM seq_d) AS differ
+FROM cpres GROUP BY k ORDER BY k;
+RESET ivfpq.probes;
+DROP TABLE cp, cpq;
