@@ -155,10 +155,16 @@ fn main() -> Result<(), String> {
 
     let train_rows = sample.unwrap_or(base.rows).min(base.rows);
     let t = Instant::now();
-    let model = IvfPqModel::train(&base.data[..train_rows * dim], dim, metric, &params);
+    // arrw-core's loops run in parallel only inside a pool (crate::par), as
+    // a build's do in the server: train and encode in one of all cores.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let model =
+        pool.install(|| IvfPqModel::train(&base.data[..train_rows * dim], dim, metric, &params));
     let train_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let il = InvertedLists::build(&model, &base.data);
+    let il = pool.install(|| InvertedLists::build(&model, &base.data));
     let encode_s = t.elapsed().as_secs_f64();
     let sizes: Vec<usize> = il.ids.iter().map(Vec::len).collect();
     let max = sizes.iter().max().copied().unwrap_or(0);

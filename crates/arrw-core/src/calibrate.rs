@@ -31,8 +31,8 @@
 use crate::distance;
 use crate::ivf::{IvfPqModel, Metric};
 use crate::kmeans::{Bias, Panels, LANES};
+use crate::par;
 use crate::stop::{Stop, Stopped};
-use rayon::prelude::*;
 
 /// Stand-in queries a build keeps (fewer when it samples fewer rows).
 pub const CALIBRATION_QUERIES: usize = 100;
@@ -216,9 +216,8 @@ impl ProbeCalibration {
                 }
             })
             .collect();
-        let found: Vec<Vec<Vec<(f32, u32, bool)>>> = rows
-            .par_chunks(CHUNK * dim)
-            .zip(lists.par_chunks(CHUNK))
+        let found: Vec<Vec<Vec<(f32, u32, bool)>>> = par::chunks(rows, CHUNK * dim)
+            .zip(par::chunks(lists, CHUNK))
             .map(|(xs, ls)| {
                 stop.check()?;
                 // Candidates per stand-in, unordered: cut back to the best k

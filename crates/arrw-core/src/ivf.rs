@@ -82,12 +82,12 @@ use crate::distance;
 use crate::fastscan::{self, FastTable};
 use crate::halfpanels::HalfPanels;
 use crate::kmeans::{self, Bias, KMeansParams, Panels};
+use crate::par;
 use crate::pq::{self, adc_scan, AdcTable, PqTrainParams, ProductQuantizer};
 use crate::refine::ResidualSq;
 use crate::stop::{Stop, Stopped};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// Lists probed per query unless the user says otherwise.
@@ -716,9 +716,8 @@ impl IvfPqModel {
         let mut labels = vec![0u32; rows.len()];
         let mut scores = vec![0f32; rows.len()];
         coarse.nearest_par(&residuals, &mut labels, &mut scores);
-        residuals
-            .par_chunks_mut(dim)
-            .zip(labels.par_iter())
+        par::chunks_mut(&mut residuals, dim)
+            .zip(par::iter(&labels))
             .for_each(|(r, &l)| {
                 let c = &centroids[l as usize * dim..(l as usize + 1) * dim];
                 r.iter_mut().zip(c).for_each(|(v, &cv)| *v -= cv);
@@ -771,7 +770,7 @@ impl IvfPqModel {
             && lists * per_list * 4 <= FAST_TERMS_MAX_BYTES
         {
             let mut t = vec![0f32; lists * per_list];
-            t.par_chunks_mut(per_list)
+            par::chunks_mut(&mut t, per_list)
                 .enumerate()
                 .for_each(|(l, out)| model.list_terms(l as u32, out));
             model.fast_terms = Some(t);
@@ -963,12 +962,11 @@ impl IvfPqModel {
         } else {
             (&mut dummy[..], 1)
         };
-        vectors
-            .par_chunks(chunk * dim)
-            .zip(lists.par_chunks_mut(chunk))
-            .zip(codes.par_chunks_mut(chunk * cs))
-            .zip(fine_chunks.par_chunks_mut(fine_chunk))
-            .zip(faithful.par_chunks_mut(chunk))
+        par::chunks(vectors, chunk * dim)
+            .zip(par::chunks_mut(&mut lists, chunk))
+            .zip(par::chunks_mut(&mut codes, chunk * cs))
+            .zip(par::chunks_mut(fine_chunks, fine_chunk))
+            .zip(par::chunks_mut(&mut faithful, chunk))
             .for_each(|((((x, l), c), f), ok)| {
                 if stop.requested() {
                     return;
@@ -1193,7 +1191,7 @@ fn prepare(metric: Metric, x: &[f32]) -> Cow<'_, [f32]> {
 fn prepare_many(metric: Metric, x: &[f32], dim: usize) -> Cow<'_, [f32]> {
     if metric == Metric::Cosine {
         let mut v = x.to_vec();
-        v.par_chunks_mut(dim).for_each(normalize);
+        par::chunks_mut(&mut v, dim).for_each(normalize);
         Cow::Owned(v)
     } else {
         Cow::Borrowed(x)

@@ -44,10 +44,10 @@
 //! Callers must therefore use the length of the returned vector, not `k`.
 
 use crate::distance;
+use crate::par;
 use crate::stop::Stop;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
 
 /// Width of a centroid panel: 16 `f32` = two AVX2 registers (or one AVX-512 one).
 pub const LANES: usize = 16;
@@ -234,9 +234,8 @@ fn train_two_level(data: &[f32], dim: usize, k: usize, params: &KMeansParams) ->
     }
     let counts: Vec<usize> = members.iter().map(Vec::len).collect();
     let shares = split_shares(&counts, k);
-    let parts: Vec<(Vec<f32>, f64, u64)> = members
-        .par_iter()
-        .zip(shares.par_iter())
+    let parts: Vec<(Vec<f32>, f64, u64)> = par::iter(&members)
+        .zip(par::iter(&shares))
         .enumerate()
         .map(|(j, (m, &kj))| {
             if kj == 0 || params.stop.requested() {
@@ -424,7 +423,9 @@ fn train_flat(
         }
     };
 
-    let norms: Vec<f32> = data.par_chunks(dim).map(|x| distance::dot(x, x)).collect();
+    let norms: Vec<f32> = par::chunks(data, dim)
+        .map(|x| distance::dot(x, x))
+        .collect();
     let mut labels = vec![0u32; n];
     let mut scores = vec![0f32; n];
     let mut prev = f64::INFINITY;
@@ -482,8 +483,8 @@ pub fn assign(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
 /// Sum of squared L2 distances of every row of `data` to its nearest centroid.
 pub fn inertia(data: &[f32], dim: usize, centroids: &[f32]) -> f64 {
     let labels = assign(data, dim, centroids);
-    data.par_chunks(dim)
-        .zip(labels.par_iter())
+    par::chunks(data, dim)
+        .zip(par::iter(&labels))
         .map(|(x, &l)| {
             let c = &centroids[l as usize * dim..(l as usize + 1) * dim];
             f64::from(distance::l2_squared(x, c))
@@ -507,16 +508,15 @@ fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng, stop: 
     let trials = 2 + (k as f64).ln().floor().max(0.0) as usize;
     // The points themselves laid out as panels: the distances of one candidate to
     // all of them are then a vectorised loop (`Panels::squared_distances`).
-    let blocks: Vec<Panels> = data
-        .par_chunks(BLK * dim)
+    let blocks: Vec<Panels> = par::chunks(data, BLK * dim)
         .map(|c| Panels::new(c, dim, Bias::Zero))
         .collect();
     let padded = blocks.iter().map(|b| b.data.len() / dim).sum::<usize>();
     // A block is 4,096 points: the longest a thread runs on after a stop
     // (the pass over all of them was 110 MB at 18,000 × 1,536).
     let distances = |c: &[f32], out: &mut [f32]| {
-        out.par_chunks_mut(BLK)
-            .zip(blocks.par_iter())
+        par::chunks_mut(out, BLK)
+            .zip(par::iter(&blocks))
             .for_each(|(o, b)| {
                 if !stop.requested() {
                     b.squared_distances(c, o)
@@ -635,7 +635,7 @@ fn update_centroids(
         order[fill[l as usize]] = i as u32;
         fill[l as usize] += 1;
     }
-    centroids.par_chunks_mut(dim).enumerate().for_each_init(
+    par::chunks_mut(centroids, dim).enumerate().for_each_init(
         || vec![0f64; dim],
         |acc, (c, cent)| {
             let members = &order[start[c]..start[c + 1]];
@@ -662,7 +662,7 @@ fn update_centroids(
 /// directions of spherical k-means' centroids ([`KMeansParams::spherical`]).
 pub fn unit_rows(rows: &[f32], dim: usize) -> Vec<f32> {
     let mut out = rows.to_vec();
-    out.par_chunks_mut(dim).for_each(|r| {
+    par::chunks_mut(&mut out, dim).for_each(|r| {
         let n = f64::from(distance::dot(r, r)).sqrt();
         if n > 0.0 && n.is_finite() {
             let inv = (1.0 / n) as f32;
@@ -864,10 +864,9 @@ impl Panels {
     ) {
         let dim = self.dim;
         let block = block_rows(self.rows, dim, BLOCK);
-        points
-            .par_chunks(block * dim)
-            .zip(out_idx.par_chunks_mut(block))
-            .zip(out_score.par_chunks_mut(block))
+        par::chunks(points, block * dim)
+            .zip(par::chunks_mut(out_idx, block))
+            .zip(par::chunks_mut(out_score, block))
             .for_each(|((p, i), s)| {
                 if !stop.requested() {
                     self.nearest(p, dim, 0, i, s)

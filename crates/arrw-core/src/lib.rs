@@ -12,6 +12,7 @@
 //! - [`kmeans`]: k-means for the coarse (inverted-list) quantizer.
 //! - `halfpanels`: a half-precision copy of many centroids, for ranking lists.
 //! - [`pq`]: product quantization: codebook training, encoding, lookup tables.
+//! - `par`: parallel loops that use threads only inside a build's pool.
 //! - [`fastscan`]: 4-bit codes in transposed blocks of 32, scored with byte shuffles.
 //! - [`ivf`]: IVF-PQ search logic and parameter defaults.
 //! - [`cdc_options`]: the change feed's plugin options (parser of untrusted text).
@@ -50,6 +51,7 @@ pub mod kmeans;
 pub mod layout;
 pub mod maxsim;
 pub mod page_delta;
+pub(crate) mod par;
 pub mod pq;
 pub mod recent;
 pub mod refine;

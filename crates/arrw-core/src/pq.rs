@@ -23,10 +23,10 @@
 //! two codes × two rows, measured the same or slower.
 
 use crate::kmeans::{self, Bias, KMeansParams, Panels, LANES};
+use crate::par;
 use crate::stop::Stop;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rayon::prelude::*;
 
 /// Training uses at most this many sample vectors per codeword (a seeded random
 /// subsample beyond that): 64 × 256 = 16,384 residuals for 8-bit codes. Measured
@@ -212,8 +212,7 @@ impl ProductQuantizer {
             (0..n).collect()
         };
 
-        let books: Vec<Vec<f32>> = (0..m)
-            .into_par_iter()
+        let books: Vec<Vec<f32>> = par::range(0..m)
             .map(|j| {
                 if params.stop.requested() {
                     return vec![0.0; ksub * dsub];
@@ -327,14 +326,14 @@ impl ProductQuantizer {
         })
     }
 
-    /// Encodes contiguous vectors in parallel (rayon).
+    /// Encodes contiguous vectors, in parallel inside a pool (`crate::par`).
     pub fn encode_batch(&self, xs: &[f32]) -> Vec<u8> {
         let cs = self.code_size();
         let n = xs.len() / self.dim;
         let mut out = vec![0u8; n * cs];
         const CHUNK: usize = 256;
-        xs.par_chunks(CHUNK * self.dim)
-            .zip(out.par_chunks_mut(CHUNK * cs))
+        par::chunks(xs, CHUNK * self.dim)
+            .zip(par::chunks_mut(&mut out, CHUNK * cs))
             .for_each(|(x, o)| self.encode_many(x, o));
         out
     }
