@@ -375,6 +375,84 @@ fn a_build_computes_on_the_threads_max_parallel_maintenance_workers_allows() {
     assert_eq!(other.len(), 1, "threads other than arrw's: {other:?}");
 }
 
+/// Outside a build, a backend computes on its own thread only: a scan (which
+/// loads the model and prepares its query), an insert (which encodes its row),
+/// `ivfpq_info` and VACUUM of every kind of ivfpq index leave the backend with
+/// no thread beside its own. Before, each of them started rayon's global pool
+/// (arrw-core's parallel loops run outside a build's pool): one unnamed thread
+/// per core, kept until the backend exited.
+#[test]
+fn scans_inserts_and_info_start_no_threads() {
+    let (cluster, mut c) = arrw_cluster("res-nothreads");
+    let point = |i: usize| {
+        let v: Vec<String> = (0..8)
+            .map(|j| format!("{}", (i * 7 + j * 3) % 11))
+            .collect();
+        format!("[{}]", v.join(","))
+    };
+    exec(
+        &mut c,
+        "CREATE TABLE l2 (id int, v vector(8));
+         INSERT INTO l2 SELECT i, ARRAY(SELECT random() FROM generate_series(1, 8) WHERE i > 0)::real[]::vector
+           FROM generate_series(1, 5000) i;
+         CREATE TABLE cos (LIKE l2);
+         INSERT INTO cos SELECT * FROM l2;
+         CREATE TABLE h (id int, v halfvec(8));
+         INSERT INTO h SELECT id, v::halfvec FROM l2;
+         CREATE TABLE mv (id int, vs vector(8)[]);
+         INSERT INTO mv SELECT i, ARRAY(SELECT v FROM l2 WHERE l2.id BETWEEN i * 4 AND i * 4 + 3)
+           FROM generate_series(1, 1000) i;
+         CREATE INDEX l2_v ON l2 USING ivfpq (v) WITH (lists = 10);
+         CREATE INDEX cos_v ON cos USING ivfpq (v vector_cosine_ops) WITH (lists = 10, nbits = 8);
+         CREATE INDEX h_v ON h USING ivfpq (v halfvec_cosine_ops) WITH (lists = 10);
+         CREATE INDEX mv_vs ON mv USING ivfpq (vs vector_maxsim_ops) WITH (lists = 10);",
+    );
+    let (q, q2) = (point(1), point(2));
+    let steps = [
+        format!("SELECT id FROM l2 ORDER BY v <-> '{q}' LIMIT 3"),
+        format!("SELECT id FROM cos ORDER BY v <=> '{q}' LIMIT 3"),
+        format!("SELECT id FROM h ORDER BY v <=> '{q}'::halfvec LIMIT 3"),
+        format!("SELECT id FROM mv ORDER BY vs @# ARRAY['{q}', '{q2}']::vector[] LIMIT 3"),
+        format!("INSERT INTO l2 VALUES (0, '{q}')"),
+        format!("INSERT INTO cos VALUES (0, '{q}')"),
+        format!("INSERT INTO h VALUES (0, '{q}')"),
+        format!("INSERT INTO mv VALUES (0, ARRAY['{q}', '{q2}']::vector[])"),
+        "UPDATE cos SET v = v WHERE id < 50".to_string(),
+        "SELECT * FROM arrw.ivfpq_info('l2_v')".to_string(),
+        "SELECT * FROM arrw.ivfpq_info('cos_v')".to_string(),
+        // Dead entries for VACUUM: deleted below, before the first step.
+        "VACUUM l2".to_string(),
+    ];
+    exec(&mut c, "DELETE FROM l2 WHERE id < 100");
+    let mut grew = Vec::new();
+    for sql in &steps {
+        let mut s = cluster.connect();
+        exec(&mut s, "SET enable_seqscan = off");
+        let pid = backend_pid(&mut s);
+        let before = threads(pid);
+        assert_eq!(before.len(), 1, "a new backend's threads: {before:?}");
+        if sql.contains("ORDER BY") {
+            let plan: Vec<String> = s
+                .query(&format!("EXPLAIN (COSTS OFF) {sql}"), &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert!(plan.join("\n").contains("Index Scan"), "{plan:?}");
+        }
+        exec(&mut s, sql);
+        let after = threads(pid);
+        if after.len() != 1 {
+            grew.push(format!("{sql}: {after:?}"));
+        }
+    }
+    assert!(
+        grew.is_empty(),
+        "backends left with threads beside their own:\n{}",
+        grew.join("\n")
+    );
+}
+
 /// `pg_stat_progress_create_index` while a build samples and trains: during
 /// the sampling pass tuples_total is the table's estimated row count and
 /// tuples_done the rows seen so far; while the model trains, tuples are k-means
