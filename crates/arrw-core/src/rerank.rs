@@ -242,11 +242,11 @@ struct Samples {
     cached: Option<(f32, f64, u64)>,
     /// The `LIST_SLACK_MAX_RANK` lowest observations of all, ascending.
     lowest: Vec<f32>,
-    /// The bits of every observation counted, up to [`MAX_SAMPLES`] of them
-    /// ([`Samples::add`] skips a repeat of any; past that, of the last).
-    counted: HashSet<u32>,
-    /// The last observation's bits.
-    last: Option<u32>,
+    /// The keys of every observation counted, up to [`MAX_SAMPLES`] of them
+    /// ([`Samples::add_keyed`] skips a repeat of any; past that, of the last).
+    counted: HashSet<u64>,
+    /// The last observation's key.
+    last: Option<u64>,
 }
 
 impl Samples {
@@ -265,7 +265,31 @@ impl Samples {
         }
     }
 
+    /// Adds `e`, counted once however often it repeats.
     fn add(&mut self, e: f32) {
+        self.add_keyed(e, u64::from(e.to_bits()));
+    }
+
+    /// Adds the error `estimate − exact` of a re-ranked row, counted once
+    /// for every row of the same estimate whose error is within a thousandth
+    /// of the estimate of it. Near-copies (copies with noise of 1e-5) share
+    /// their code, so their estimate, and differ in error by their noise:
+    /// distinct to [`Samples::add`], they passed for [`MIN_DISTINCT_ERRORS`]
+    /// observations in one batch of one vector's copies, with no spread,
+    /// and 8 of 200 `LIMIT 1` answers were another vector's row with every
+    /// list probed (hunt-117). Distinct rows that share an estimate (4-bit
+    /// sums collide) differ in error by far more than that, and still count.
+    fn add_error(&mut self, estimate: f32, exact: f32) {
+        let e = estimate - exact;
+        let grain = 1e-3 * estimate.abs().max(f32::MIN_POSITIVE);
+        let bucket = (e / grain).round();
+        let bucket = if bucket.is_finite() { bucket as i64 } else { 0 };
+        let key = (u64::from(estimate.to_bits()) << 32) ^ (bucket as u64);
+        self.add_keyed(e, key);
+    }
+
+    /// Adds `e` unless an observation of the same `key` was counted.
+    fn add_keyed(&mut self, e: f32, key: u64) {
         if !e.is_finite() {
             return;
         }
@@ -277,16 +301,15 @@ impl Samples {
         // missed a row). A repeat says nothing new: it counts once. Copies
         // of several vectors come interleaved (a batch is read in table
         // order), so any repeat is skipped, not only of the last (hunt-113);
-        // distinct rows' errors almost never share all 32 bits.
-        let bits = e.to_bits();
+        // distinct rows' errors almost never share a key.
         if self.counted.len() < MAX_SAMPLES {
-            if !self.counted.insert(bits) {
+            if !self.counted.insert(key) {
                 return;
             }
-        } else if self.last == Some(bits) {
+        } else if self.last == Some(key) {
             return;
         }
-        self.last = Some(bits);
+        self.last = Some(key);
         if self.lowest.len() < LIST_SLACK_MAX_RANK || self.lowest.last().is_some_and(|&l| e < l) {
             let at = self.lowest.partition_point(|&x| x <= e);
             self.lowest.insert(at, e);
@@ -498,7 +521,7 @@ impl<T: Record> OrderedRerank<T> {
 
     /// Records the estimate error of a re-ranked row (handed out or not).
     fn note_error(&mut self, estimate: f32, exact: f32) {
-        self.errors.add(estimate - exact);
+        self.errors.add_error(estimate, exact);
         if let Some(n) = self.near.as_mut() {
             n.add(exact, estimate - exact);
         }
@@ -634,10 +657,10 @@ impl<T: Record> OrderedRerank<T> {
     /// [`OrderedRerank::add_refined_exact`] with a tie (see
     /// [`OrderedRerank::add_tied`]).
     pub fn add_refined_exact_tied(&mut self, coarse: f32, fine: f32, exact: f32, tie: i32, id: T) {
-        self.fine_errors.add(fine - exact);
+        self.fine_errors.add_error(fine, exact);
         // Its slack was sampled when it was refined.
         self.push_ready(exact, tie, id);
-        self.errors.add(coarse - exact);
+        self.errors.add_error(coarse, exact);
     }
 
     /// Queues a re-ranked row by (exact, tie).
@@ -666,8 +689,8 @@ impl<T: Record> OrderedRerank<T> {
     /// prefilter): its errors teach both margins as [`OrderedRerank::add_refined_exact`]
     /// would, and nothing waits.
     pub fn learn_refined(&mut self, coarse: f32, fine: f32, exact: f32) {
-        self.fine_errors.add(fine - exact);
-        self.errors.add(coarse - exact);
+        self.fine_errors.add_error(fine, exact);
+        self.errors.add_error(coarse, exact);
     }
 
     /// Ends the hold (see [`OrderedRerank::hold_first`]): the first row leaves.
@@ -1014,6 +1037,10 @@ mod tests {
         }
         // The nearest row, whose estimate ranks it after all 200 copies.
         rows.push((1.2, 0.5));
+        // Near-copies: one estimate (one code), errors apart by their noise.
+        for i in 0..100 {
+            rows.push((1.0002, 0.97 + i as f32 * 1e-6));
+        }
         let out = scan_order(OrderedRerank::new(1.0, 0.0), &rows, 40);
         let want: Vec<f32> = exact_order(&rows.iter().map(|r| r.1).collect::<Vec<_>>())
             .into_iter()
