@@ -35,5 +35,33 @@ END $$;
 -- Every answer's distances are the exact ones, in order.
 SELECT k, count(*) AS queries, count(*) FILTER (WHERE idx_d IS DISTINCT FROM seq_d) AS differ
 FROM cpres GROUP BY k ORDER BY k;
+-- Near-copies: each copy moved by noise of 1e-5 a dimension. They keep one
+-- code, so one estimate, and errors apart by their noise: counted as distinct
+-- errors, one batch of one vector's copies passed for eight, and 8 of 200
+-- LIMIT 1 answers were another vector's row (hunt-117).
+SELECT setseed(0.42);
+UPDATE cp SET v = (SELECT array_agg((x + (random() - 0.5) * 2e-5)::real) FROM unnest(v::real[]) x)::vector;
+VACUUM cp;
+REINDEX INDEX cp_v;
+DELETE FROM cpres;
+DO $$
+DECLARE q record; k int; a float8[]; b float8[];
+BEGIN
+  FOR q IN SELECT * FROM cpq ORDER BY id LOOP
+    FOREACH k IN ARRAY ARRAY[1, 10, 150] LOOP
+      SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = on;
+      SELECT array_agg(d ORDER BY n) INTO a
+        FROM (SELECT v <-> q.v AS d, row_number() OVER () AS n
+              FROM (SELECT v FROM cp ORDER BY v <-> q.v LIMIT k) s) t;
+      SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off;
+      SELECT array_agg(d ORDER BY n) INTO b
+        FROM (SELECT v <-> q.v AS d, row_number() OVER () AS n
+              FROM (SELECT v FROM cp ORDER BY v <-> q.v LIMIT k) s) t;
+      INSERT INTO cpres VALUES (q.id, k, a, b);
+    END LOOP;
+  END LOOP;
+END $$;
+SELECT k, count(*) AS queries, count(*) FILTER (WHERE idx_d IS DISTINCT FROM seq_d) AS differ
+FROM cpres GROUP BY k ORDER BY k;
 RESET ivfpq.probes;
 DROP TABLE cp, cpq;
