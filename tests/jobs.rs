@@ -3436,3 +3436,56 @@ fn a_worker_exits_when_its_postmaster_dies() {
     assert_eq!(count(&mut c, "SELECT count(*) FROM t WHERE n <> 101"), 0);
     assert!(worker_s < 10.0, "the worker took {worker_s:.1} s to exit");
 }
+
+/// A binary file ends at its -1 trailer: bytes after it (two binary exports
+/// joined into one file) fail the job with COPY's own error (22P04, "received
+/// copy data after EOF marker"). The job loaded the first file's rows and
+/// succeeded, the rest silently dropped (hunt-118).
+#[test]
+fn a_binary_import_refuses_data_after_its_trailer() {
+    let (cluster, mut c) = setup("jobs-bin-trailer", "");
+    c.batch_execute("CREATE TABLE one (id int); CREATE TABLE two (id int)")
+        .unwrap();
+    let export = |first: i32| {
+        let mut f = b"PGCOPY\n\xff\r\n\x00".to_vec();
+        f.extend([0u8; 8]);
+        for i in first..first + 2 {
+            f.extend(1i16.to_be_bytes());
+            f.extend(4i32.to_be_bytes());
+            f.extend(i.to_be_bytes());
+        }
+        f.extend((-1i16).to_be_bytes());
+        f
+    };
+    let single = cluster.dir.join("single.bin");
+    std::fs::write(&single, export(1)).unwrap();
+    let mut joined = export(1);
+    joined.extend(export(3));
+    let joined_path = cluster.dir.join("joined.bin");
+    std::fs::write(&joined_path, joined).unwrap();
+    let import = |c: &mut Client, table: &str, path: &Path| {
+        submit(
+            c,
+            "bulk_import",
+            &format!(
+                r#"{{"table": "{table}", "path": "{}", "format": "binary"}}"#,
+                path.display()
+            ),
+        )
+    };
+    let ok = import(&mut c, "one", &single);
+    expect_succeeded(&cluster, &mut c, ok);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM one"), 2);
+    let bad = import(&mut c, "two", &joined_path);
+    assert_eq!(
+        wait_done(&cluster, &mut c, bad),
+        "failed",
+        "{:?}",
+        state(&mut c, bad)
+    );
+    let error = state(&mut c, bad).3.unwrap_or_default();
+    assert!(
+        error.contains("received copy data after EOF marker"),
+        "{error}"
+    );
+}

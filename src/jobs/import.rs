@@ -214,6 +214,12 @@ pub fn read_batch<R: Read, W: Write>(
                 b.consumed += pending;
                 b.marker = true;
                 b.last = true;
+                // A binary file's trailer ends it: two exports joined into
+                // one file loaded the first and called the job a success
+                // (hunt-118), where COPY refuses the file.
+                if splitter.refuses_data_after_end() && input.fill()? {
+                    return Err(CutError::Split(SplitError::DataAfterEnd, b.rows));
+                }
                 return Ok(b);
             }
         }

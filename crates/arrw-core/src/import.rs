@@ -164,6 +164,9 @@ pub enum SplitError {
     MarkerCorrupt,
     /// `\.` followed by a line ending other than the file's.
     MarkerNewline,
+    /// binary: bytes after the -1 trailer (two files joined, say), which COPY
+    /// refuses; see [`Splitter::refuses_data_after_end`].
+    DataAfterEnd,
 }
 
 impl SplitError {
@@ -214,6 +217,7 @@ impl fmt::Display for SplitError {
             SplitError::MarkerNewline => {
                 f.write_str("end-of-copy marker does not match previous newline style")
             }
+            SplitError::DataAfterEnd => f.write_str("received copy data after EOF marker"),
         }
     }
 }
@@ -344,6 +348,13 @@ impl Splitter {
     pub fn with_eol(mut self, eol: Eol) -> Splitter {
         self.eol = eol;
         self
+    }
+
+    /// Whether bytes after [`Found::End`] are an error ([`SplitError::DataAfterEnd`]):
+    /// in a binary file, as COPY says; a text or csv file's rest after its
+    /// `\.` line is ignored, as COPY ignores it.
+    pub fn refuses_data_after_end(&self) -> bool {
+        self.format == Format::Binary
     }
 
     /// After [`Found::RowAtMarker`]: the bytes of the row before its `\.`,
