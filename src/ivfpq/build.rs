@@ -76,6 +76,8 @@ struct SampleState {
     /// planner's row count (the reservoir counts vectors, a `vector[]` row's
     /// every element: `60384 of 20000`; hunt-114).
     rows: u64,
+    /// The phase's tuples_total, raised to `rows` when they pass it.
+    total: i64,
     /// Detoasted values of the current row (out-of-line vectors are copies).
     row: RowContext,
 }
@@ -101,6 +103,7 @@ unsafe extern "C-unwind" fn sample_callback(
         budget,
         reservoir,
         rows,
+        total,
         row,
     } = st;
     *rows += 1;
@@ -119,7 +122,12 @@ unsafe extern "C-unwind" fn sample_callback(
     });
     if *rows % 1024 == 0 || *multi {
         pg_sys::check_for_interrupts!();
-        // Rows sampled so far (of the planner's estimate, set before the scan).
+        // Rows sampled so far (of the estimate set before the scan, raised
+        // when they pass it).
+        if *rows as i64 > *total {
+            *total = *rows as i64;
+            progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, *total);
+        }
         progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, *rows as i64);
     }
 }
@@ -441,14 +449,28 @@ pub unsafe extern "C-unwind" fn ambuild(
     );
     options::check_refine_fits(&opts, declared, multi);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_SAMPLE);
-    // Pass 1's tuples_total is the planner's row estimate (reltuples; 0 when
-    // the table was never analyzed or vacuumed), its tuples_done the rows seen.
+    // Pass 1's tuples_total is the planner's row estimate, its tuples_done the
+    // rows seen. The estimate is the table's last known density (reltuples /
+    // relpages) times its blocks now, as the planner scales it; for a table
+    // never analyzed or vacuumed, the most rows its blocks can hold (as the
+    // shape check above counts them). Plain
+    // reltuples was 0 there, or stale (100 after an ANALYZE of a small
+    // table), and done climbed past it (hunt-117); a count that passes the
+    // estimate still raises it (sample_callback).
     // SAFETY: `heap` is the open heap relation ambuild was given.
-    let estimate = unsafe { (*(*heap).rd_rel).reltuples }.max(0.0) as i64;
+    let (reltuples, relpages) =
+        unsafe { ((*(*heap).rd_rel).reltuples, (*(*heap).rd_rel).relpages) };
+    let estimate = if reltuples >= 0.0 && relpages > 0 {
+        (f64::from(reltuples) / f64::from(relpages) * f64::from(heap_blocks)).round() as i64
+    } else {
+        (heap_blocks as usize * rows_per_page_at_most(declared, multi, key_element_bytes(index)))
+            as i64
+    };
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, estimate);
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     // SAFETY: forwarded from PostgreSQL's call.
-    let sampled = unsafe { sample_table(heap, index, index_info, declared, multi, budget) };
+    let sampled =
+        unsafe { sample_table(heap, index, index_info, declared, multi, budget, estimate) };
     let mut plan = plan_build(&opts, &sampled, multi, budget);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
     // Training's tuples are k-means work: one per training row assigned in a
@@ -614,6 +636,7 @@ unsafe fn sample_table(
     declared: Option<usize>,
     multi: bool,
     budget: usize,
+    total: i64,
 ) -> Sampled {
     let mut st = SampleState {
         dim: declared,
@@ -621,6 +644,7 @@ unsafe fn sample_table(
         budget,
         reservoir: None,
         rows: 0,
+        total,
         row: RowContext::new(c"ivfpq build row"),
     };
     // SAFETY: `st` is the SampleState sample_callback expects; it outlives the scan.
