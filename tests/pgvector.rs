@@ -1414,7 +1414,9 @@ fn migrate_to_arrw_asks_for_an_update_when_arrw_lacks_the_type() {
         &mut c,
         "CREATE EXTENSION vector; CREATE SCHEMA arrw_ext;
          CREATE EXTENSION arrw SCHEMA arrw_ext VERSION '0.1.0'; CREATE EXTENSION arrw_pgvector;
-         CREATE TABLE t (id int, v vector(3), h halfvec(3));",
+         CREATE TABLE t (id int, v vector(3), h halfvec(3));
+         CREATE DOMAIN dh AS halfvec(3);
+         CREATE TABLE td (id int, d dh);",
     );
     let plan = col(
         &mut c,
@@ -1423,6 +1425,14 @@ fn migrate_to_arrw_asks_for_an_update_when_arrw_lacks_the_type() {
     assert!(
         plan.iter().any(|l| l.starts_with("blocked public.t.h")
             && l.contains("has no type halfvec (arrw 0.1.0): ALTER EXTENSION arrw UPDATE")),
+        "{}",
+        plan.join("\n")
+    );
+    // A domain over it: the update first, too (the advice was to create the
+    // domain's like over arrw's halfvec, which 0.1.0 lacks; hunt-117).
+    assert!(
+        plan.iter().any(|l| l.starts_with("blocked public.td.d")
+            && l.contains("which arrw 0.1.0 lacks: ALTER EXTENSION arrw UPDATE")),
         "{}",
         plan.join("\n")
     );

@@ -518,17 +518,17 @@ BEGIN
 	-- over a domain, over vector[], or a range over vector was neither
 	-- migrated nor listed, and the plan said done (hunt-116).
 	FOR col IN
-		WITH RECURSIVE built(oid) AS (
-			SELECT t.oid FROM pg_type t
+		WITH RECURSIVE built(oid, root) AS (
+			SELECT t.oid, t.typname FROM pg_type t
 			WHERE t.typnamespace = vec_nsp AND t.typname IN ('vector', 'halfvec')
 			UNION
-			SELECT u.oid FROM built,
+			SELECT u.oid, built.root FROM built,
 			LATERAL (SELECT t.typarray FROM pg_type t WHERE t.oid = built.oid AND t.typarray <> 0
 			         UNION ALL SELECT t.oid FROM pg_type t WHERE t.typbasetype = built.oid
 			         UNION ALL SELECT r.rngtypid FROM pg_range r WHERE r.rngsubtype = built.oid
 			         UNION ALL SELECT r.rngmultitypid FROM pg_range r WHERE r.rngtypid = built.oid) u(oid))
 		SELECT format('%s.%s', quote_ident(n.nspname), quote_ident(c.relname)) AS rel, a.attname,
-		       format_type(t.oid, NULL) AS dom, c.relowner,
+		       format_type(t.oid, NULL) AS dom, c.relowner, built.root,
 		       CASE WHEN t.typtype = 'd' THEN 'domain'
 		            WHEN t.typtype = 'r' THEN 'range'
 		            WHEN t.typtype = 'm' THEN 'multirange'
@@ -537,10 +537,10 @@ BEGIN
 		JOIN pg_class c ON c.oid = a.attrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_type t ON t.oid = a.atttypid
+		JOIN built ON built.oid = a.atttypid
 		LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
 		WHERE a.attnum > 0 AND NOT a.attisdropped
 		  AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c') AND NOT c.relispartition
-		  AND a.atttypid IN (SELECT oid FROM built)
 		  -- vector, halfvec and their arrays are the columns migrated above
 		  AND NOT (t.typtype = 'b' AND coalesce(et.typnamespace, t.typnamespace) = vec_nsp
 		           AND coalesce(et.typname, t.typname) IN ('vector', 'halfvec'))
@@ -555,8 +555,16 @@ BEGIN
 		END IF;
 		blockers := blockers + 1;
 		action := 'blocked'; object := format('%s.%I', col.rel, col.attname);
-		detail := format('of %s %s over pgvector''s type: create its like over arrw''s type, '
-			'alter the column to it by hand, then migrate', col.kind, col.dom);
+		IF to_regtype(format('%s.%I', arrw_q, col.root)) IS NULL THEN
+			-- arrw 0.1.0 has no halfvec: its like cannot be made yet.
+			detail := format('of %s %s over pgvector''s %s, which arrw %s lacks: '
+				'ALTER EXTENSION arrw UPDATE, create its like over arrw''s %s, '
+				'alter the column to it by hand, then migrate', col.kind, col.dom, col.root,
+				(SELECT e.extversion FROM pg_extension e WHERE e.extname = 'arrw'), col.root);
+		ELSE
+			detail := format('of %s %s over pgvector''s type: create its like over arrw''s type, '
+				'alter the column to it by hand, then migrate', col.kind, col.dom);
+		END IF;
 		RETURN NEXT;
 	END LOOP;
 
