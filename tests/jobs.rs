@@ -3489,3 +3489,47 @@ fn a_binary_import_refuses_data_after_its_trailer() {
         "{error}"
     );
 }
+
+/// A database whose arrw is still 0.1.0 under this library: its worker says
+/// once what to do (ALTER EXTENSION arrw UPDATE) and leaves the jobs queued.
+/// Every claim failed there ("column c.announced_kind does not exist"), logged
+/// once a second, forever (hunt-117). After the update the jobs run.
+#[test]
+fn jobs_wait_for_the_extension_update() {
+    let cluster = Cluster::start("jobs-old-sql", "");
+    let mut c = cluster.connect();
+    c.batch_execute(
+        "CREATE EXTENSION arrw VERSION '0.1.0';
+         CREATE TABLE bd (id int); INSERT INTO bd SELECT generate_series(1, 1000);",
+    )
+    .unwrap();
+    let id: i64 = c
+        .query_one(
+            r#"SELECT arrw.submit_job('batch_delete', '{"table": "bd", "where": "id < 500"}')"#,
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + TIMEOUT;
+    while !cluster.log().contains("has arrw 0.1.0 installed") {
+        assert!(Instant::now() < deadline, "{}", cluster.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let log = cluster.log();
+    assert!(!log.contains("claiming a job failed"), "{log}");
+    assert!(
+        log.contains("its queued jobs wait until ALTER EXTENSION arrw UPDATE"),
+        "{log}"
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM bd"), 1000);
+    c.batch_execute("ALTER EXTENSION arrw UPDATE").unwrap();
+    let again = submit(
+        &mut c,
+        "batch_delete",
+        r#"{"table": "bd", "where": "id >= 900"}"#,
+    );
+    expect_succeeded(&cluster, &mut c, again);
+    expect_succeeded(&cluster, &mut c, id);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM bd"), 400);
+}

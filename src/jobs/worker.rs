@@ -198,12 +198,35 @@ fn main(slot_idx: usize) {
         spi::xact(|| {
             spi::set_search_path(spi::SAFE_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SET);
             spi::pin_worker_transactions();
-            spi::flag(
-                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'arrw') \
-                    AND to_regclass('arrw.job') IS NOT NULL",
+            // The installed version and the database's name, when arrw and
+            // its queue exist (a version has no space).
+            spi::one(
+                "SELECT e.extversion || ' ' || current_database() FROM pg_extension e \
+                 WHERE e.extname = 'arrw' AND to_regclass('arrw.job') IS NOT NULL",
                 &[],
             )
         })
+    });
+    // A database whose arrw is another version than this library's (the
+    // library replaced, `ALTER EXTENSION arrw UPDATE` not run yet): the
+    // worker's SQL reads this version's tables, and against 0.1.0's every
+    // claim failed ("column c.announced_kind does not exist") once a second,
+    // forever, while the jobs stayed queued (hunt-117). Say what to do, and
+    // leave them to the launcher's next rescan.
+    let ready = ready.map(|v| match v {
+        Some(v) => {
+            let (version, db) = v.split_once(' ').unwrap_or((&v, ""));
+            if version == env!("CARGO_PKG_VERSION") {
+                return true;
+            }
+            log(&format!(
+                "database \"{db}\" has arrw {version} installed, and the server runs arrw {}: its \
+                 queued jobs wait until ALTER EXTENSION arrw UPDATE",
+                env!("CARGO_PKG_VERSION")
+            ));
+            false
+        }
+        None => false,
     });
     // The launcher forgot the database's due time when it started this
     // worker: a worker that stops before it claims (a cancel or terminate
