@@ -757,3 +757,44 @@ fn a_maxsim_build_reports_rows_done_of_rows() {
         "sampling never counted: {phases:?}"
     );
 }
+
+/// Sampling's tuples_done stays within its tuples_total on a table never
+/// analyzed (reltuples -1: the total was 0) and on one analyzed while small
+/// (a stale reltuples of 100): done climbed past the total (hunt-117).
+#[test]
+fn sampling_stays_within_its_total_without_fresh_statistics() {
+    let (cluster, mut c) = arrw_cluster("res-progress-stale");
+    make_table(&mut c, "never", 300_000, 8);
+    make_table(&mut c, "stale", 100, 8);
+    exec(
+        &mut c,
+        "ANALYZE stale;
+         INSERT INTO stale SELECT i, ARRAY(SELECT random() FROM generate_series(1, 8) WHERE i > 0)::real[]::vector
+         FROM generate_series(101, 300000) i",
+    );
+    for table in ["never", "stale"] {
+        let mut seen: Vec<(i64, i64)> = Vec::new();
+        for attempt in 0..5 {
+            let ddl = format!(
+                "CREATE INDEX {table}_{attempt} ON {table} USING ivfpq (v) WITH (lists = 64)"
+            );
+            let (r, _) = poll_build(&cluster, &mut c, &ddl, |_, _, phase, done, total| {
+                if phase == "building index: sampling rows" {
+                    seen.push((done, total));
+                }
+                false
+            });
+            r.unwrap_or_else(|e| panic!("{}", msg(&e)));
+            if seen.iter().any(|&(done, _)| done > 0) {
+                break;
+            }
+        }
+        assert!(
+            seen.iter().any(|&(done, _)| done > 0),
+            "{table}: sampling never counted"
+        );
+        for &(done, total) in &seen {
+            assert!(done <= total, "{table}: {done} of {total}");
+        }
+    }
+}
