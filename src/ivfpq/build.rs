@@ -457,9 +457,11 @@ pub unsafe extern "C-unwind" fn ambuild(
     // reltuples was 0 there, or stale (100 after an ANALYZE of a small
     // table), and done climbed past it (hunt-117); a count that passes the
     // estimate still raises it (sample_callback).
-    // SAFETY: `heap` is the open heap relation ambuild was given.
-    let (reltuples, relpages) =
-        unsafe { ((*(*heap).rd_rel).reltuples, (*(*heap).rd_rel).relpages) };
+    let rel = {
+        // SAFETY: `heap` is the open heap relation ambuild was given.
+        unsafe { &*(*heap).rd_rel }
+    };
+    let (reltuples, relpages) = (rel.reltuples, rel.relpages);
     let estimate = if reltuples >= 0.0 && relpages > 0 {
         (f64::from(reltuples) / f64::from(relpages) * f64::from(heap_blocks)).round() as i64
     } else {
@@ -468,9 +470,10 @@ pub unsafe extern "C-unwind" fn ambuild(
     };
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, estimate);
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
-    // SAFETY: forwarded from PostgreSQL's call.
-    let sampled =
-        unsafe { sample_table(heap, index, index_info, declared, multi, budget, estimate) };
+    let sampled = {
+        // SAFETY: forwarded from PostgreSQL's call.
+        unsafe { sample_table(heap, index, index_info, declared, multi, budget, estimate) }
+    };
     let mut plan = plan_build(&opts, &sampled, multi, budget);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_TRAIN);
     // Training's tuples are k-means work: one per training row assigned in a
