@@ -362,6 +362,9 @@ fn write(index: pg_sys::Relation, mut pending: Pending) {
 /// blocks (`arrw_core::kmeans`'s `BLOCK_WORK`).
 const ENCODE_WORK: usize = 1 << 26;
 
+/// Most rows a piece of [`encode_interruptibly`] encodes.
+const ENCODE_PIECE_ROWS: usize = 1024;
+
 /// Encodes the pending rows (`model.encode_batch_fine_serial`) in pieces of
 /// at most [`ENCODE_WORK`] scores, with CHECK_FOR_INTERRUPTS between them.
 /// One call over every row checked nothing: 150,000 rows against 32,768
@@ -372,9 +375,15 @@ fn encode_interruptibly(
     vectors: &[f32],
 ) -> arrw_core::ivf::EncodedBatch {
     let dim = model.dim.max(1);
-    let rows = (ENCODE_WORK / (model.lists.max(1) * dim)).max(1);
-    // Sized once: the entries' codes are within what `entry_bytes` counted.
+    // At most ENCODE_PIECE_ROWS a piece: a piece's codes are held beside the
+    // whole batch's while they are appended.
+    let rows = (ENCODE_WORK / (model.lists.max(1) * dim)).clamp(1, ENCODE_PIECE_ROWS);
     let n = vectors.len() / dim;
+    if n <= rows {
+        pgrx::check_for_interrupts!();
+        return model.encode_batch_fine_serial(vectors);
+    }
+    // Sized once: the entries' codes are within what `entry_bytes` counted.
     let mut out = arrw_core::ivf::EncodedBatch {
         lists: Vec::with_capacity(n),
         codes: Vec::with_capacity(n * model.code_size()),
