@@ -311,6 +311,10 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
     let Some(rows) = rows else {
         return Outcome::Cancelled;
     };
+    // The COPY runs to its end whatever happened meanwhile: a worker whose
+    // postmaster died during it renamed the file into place with no server
+    // running (hunt-119); it exits here instead, and the attempt is redone.
+    super::job::exit_if_postmaster_died();
     if let Err(e) = std::fs::rename(&tmp, path) {
         // A directory at `path` (42809) fails the job at once; an I/O error is
         // retried (worker::permanent).

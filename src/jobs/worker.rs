@@ -224,6 +224,10 @@ fn main(slot_idx: usize) {
                  queued jobs wait until ALTER EXTENSION arrw UPDATE",
                 env!("CARGO_PKG_VERSION")
             ));
+            // Look again in a minute: queued jobs then run within a minute
+            // of the update, not at the launcher's ten-minute rescan
+            // (hunt-119).
+            sh.mark(pg_sys::Oid::from(dboid), shmem::now_ms() + 60_000);
             false
         }
         None => false,
@@ -660,6 +664,11 @@ fn permanent(code: PgSqlErrorCode) -> bool {
 /// the attempt, unless it succeeded: a failure is not retried and a shutdown does
 /// not requeue it.
 fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
+    // A job's one long statement (an index job's REINDEX, an export's COPY)
+    // runs to its end even when the postmaster dies meanwhile: its outcome is
+    // not recorded then (it was committed as succeeded with no server
+    // running; hunt-119); the next start requeues the job.
+    super::job::exit_if_postmaster_died();
     let kind = job.kind.name();
     let cancelled = match outcome {
         Outcome::Failed { message, .. } if cancel_requested(&job.id_text) => {
