@@ -3524,12 +3524,62 @@ fn jobs_wait_for_the_extension_update() {
     );
     assert_eq!(count(&mut c, "SELECT count(*) FROM bd"), 1000);
     c.batch_execute("ALTER EXTENSION arrw UPDATE").unwrap();
-    let again = submit(
-        &mut c,
-        "batch_delete",
-        r#"{"table": "bd", "where": "id >= 900"}"#,
-    );
-    expect_succeeded(&cluster, &mut c, again);
+    // Within a minute of the update, with nothing else submitted (it waited
+    // for the launcher's ten-minute rescan; hunt-119).
     expect_succeeded(&cluster, &mut c, id);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM bd"), 400);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM bd"), 501);
+}
+
+/// A job inside its one long statement when the postmaster is killed (an
+/// export's COPY, here of a query that takes seconds of CPU) runs the
+/// statement to its end, but records nothing and renames nothing: it was
+/// committed as succeeded, its file renamed into place, with no server
+/// running, and the restart waited for it (hunt-119). The next start
+/// requeues it, and the second attempt writes the file.
+#[test]
+fn a_job_in_a_long_statement_records_nothing_after_its_postmaster_dies() {
+    let (cluster, mut c) = setup("jobs-pm-death-long", "arrw.job_workers = 1");
+    let out = cluster.dir.join("slow.csv");
+    let id = submit(
+        &mut c,
+        "bulk_export",
+        &format!(
+            r#"{{"query": "SELECT i, (SELECT count(*) FROM generate_series(1, 20000 + i % 2)) AS n FROM generate_series(1, 2000) i",
+                "path": "{}", "format": "csv"}}"#,
+            out.display()
+        ),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    let worker = loop {
+        if let Some(w) = job_worker(&mut c, id) {
+            break w;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(state(&mut c, id).0, "running", "the export ended too soon");
+    let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let pid_file = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid")).unwrap();
+    let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+    signal(postmaster, "9");
+    drop(c);
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
+    while (alive(worker) || alive(backend)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !out.exists(),
+        "the file was renamed into place with no server running"
+    );
+    cluster.start_server();
+    let mut c = cluster.connect();
+    expect_succeeded(&cluster, &mut c, id);
+    assert_eq!(
+        state(&mut c, id).2,
+        2,
+        "the killed attempt counts, and recorded nothing"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), 2000);
 }
