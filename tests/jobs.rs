@@ -1151,6 +1151,15 @@ fn signal(pid: i32, sig: &str) {
         .success());
 }
 
+/// SIGKILL to `cluster`'s postmaster (its children live on until they notice).
+fn kill_postmaster(cluster: &Cluster) {
+    let pid_file = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid")).unwrap();
+    signal(
+        pid_file.lines().next().unwrap().trim().parse().unwrap(),
+        "9",
+    );
+}
+
 fn cancel(c: &mut Client, id: i64) -> bool {
     c.query_one("SELECT arrw.cancel_job($1)", &[&id])
         .unwrap()
@@ -3410,10 +3419,8 @@ fn a_worker_exits_when_its_postmaster_dies() {
         std::thread::sleep(Duration::from_millis(5));
     };
     let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    let pid_file = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid")).unwrap();
-    let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
     let killed = Instant::now();
-    signal(postmaster, "9");
+    kill_postmaster(&cluster);
     drop(c);
     let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
     while alive(worker) && killed.elapsed() < TIMEOUT {
@@ -3560,9 +3567,7 @@ fn a_job_in_a_long_statement_records_nothing_after_its_postmaster_dies() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(state(&mut c, id).0, "running", "the export ended too soon");
     let backend: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-    let pid_file = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid")).unwrap();
-    let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
-    signal(postmaster, "9");
+    kill_postmaster(&cluster);
     drop(c);
     let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
     while (alive(worker) || alive(backend)) && Instant::now() < deadline {
