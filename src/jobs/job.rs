@@ -106,10 +106,11 @@ pub struct Job {
 /// requeues it as a crashed attempt, as docs/jobs.md says. Called between
 /// batches and before every claim.
 pub fn exit_if_postmaster_died() {
-    // SAFETY: MyLatch is this process's latch. No WL_LATCH_SET: a set latch is
-    // neither waited for nor reset, and a timeout of 0 only polls; with
-    // WL_EXIT_ON_PM_DEATH, WaitLatch calls proc_exit(1) itself when the
-    // postmaster's death pipe has closed, and otherwise returns WL_TIMEOUT.
+    // No WL_LATCH_SET: a set latch is neither waited for nor reset, and a
+    // timeout of 0 only polls; with WL_EXIT_ON_PM_DEATH, WaitLatch calls
+    // proc_exit(1) itself when the postmaster's death pipe has closed, and
+    // otherwise returns WL_TIMEOUT.
+    // SAFETY: MyLatch is this process's latch, on PostgreSQL's thread.
     unsafe {
         pg_sys::WaitLatch(
             pg_sys::MyLatch,
