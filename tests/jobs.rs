@@ -97,6 +97,13 @@ fn expect_index_jobs_succeeded(
 
 /// Waits for job `id` to end and asserts it succeeded (its state, progress,
 /// attempts and error in the message otherwise).
+/// Job `id` ends `failed`, its error containing `what`.
+fn expect_failed_with(cluster: &Cluster, c: &mut Client, id: i64, what: &str) {
+    assert_eq!(wait_done(cluster, c, id), "failed", "{:?}", state(c, id));
+    let error = state(c, id).3.unwrap_or_default();
+    assert!(error.contains(what), "{error}");
+}
+
 fn expect_succeeded(cluster: &Cluster, c: &mut Client, id: i64) {
     assert_eq!(wait_done(cluster, c, id), "succeeded", "{:?}", state(c, id));
 }
@@ -1238,12 +1245,7 @@ fn bulk_import_refuses_fifos_and_directories() {
 
     // So is a directory.
     let id = submit1(&mut c, &cluster.dir);
-    assert_eq!(wait_done(&cluster, &mut c, id), "failed");
-    let error = state(&mut c, id).3.unwrap_or_default();
-    assert!(
-        error.contains("is not a regular file (a directory)"),
-        "{error}"
-    );
+    expect_failed_with(&cluster, &mut c, id, "is not a regular file (a directory)");
 }
 
 #[test]
@@ -3484,17 +3486,7 @@ fn a_binary_import_refuses_data_after_its_trailer() {
     expect_succeeded(&cluster, &mut c, ok);
     assert_eq!(count(&mut c, "SELECT count(*) FROM one"), 2);
     let bad = import(&mut c, "two", &joined_path);
-    assert_eq!(
-        wait_done(&cluster, &mut c, bad),
-        "failed",
-        "{:?}",
-        state(&mut c, bad)
-    );
-    let error = state(&mut c, bad).3.unwrap_or_default();
-    assert!(
-        error.contains("received copy data after EOF marker"),
-        "{error}"
-    );
+    expect_failed_with(&cluster, &mut c, bad, "received copy data after EOF marker");
 }
 
 /// A database whose arrw is still 0.1.0 under this library: its worker says

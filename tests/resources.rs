@@ -269,28 +269,44 @@ fn a_long_maxsim_call_is_cancelled_within_a_moment() {
 /// backend's thread, a batch on the compute threads, see `encode_table`)
 /// stops the build at once: the batch in flight is stopped and waited for,
 /// nothing is left behind, and the backend builds again.
-#[test]
-fn a_build_cancelled_while_it_encodes_stops_and_leaves_no_index() {
-    let (cluster, mut c) = arrw_cluster("res-cancel-encode");
-    // Few lists train in a moment; 300,000 rows take a while to encode.
-    make_table(&mut c, "enc", 300_000, 64);
-    let mut cancelled = None;
+/// Builds `ddl(attempt)` (up to 5 attempts) while polling its progress, and
+/// cancels it as soon as `when(phase, tuples_done)` holds. Returns the build's
+/// result, the time from the cancel to its end, the build's connection and
+/// the attempt; None if no attempt was caught.
+fn cancel_build_when(
+    cluster: &Cluster,
+    c: &mut Client,
+    ddl: impl Fn(usize) -> String,
+    when: impl Fn(&str, i64) -> bool,
+) -> Option<(Result<(), postgres::Error>, Duration, Client, usize)> {
     for attempt in 0..5 {
         let mut sent = None;
-        let ddl = format!("CREATE INDEX enc_{attempt} ON enc USING ivfpq (v) WITH (lists = 16)");
-        let (r, b) = poll_build(&cluster, &mut c, &ddl, |c, pid, phase, done, _| {
-            if phase == "building index: encoding rows" && done > 0 {
+        let (r, b) = poll_build(cluster, c, &ddl(attempt), |c, pid, phase, done, _| {
+            if when(phase, done) {
                 c.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
                 sent = Some(Instant::now());
             }
             sent.is_some()
         });
         if let Some(at) = sent {
-            cancelled = Some((r, at.elapsed(), b, attempt));
-            break;
+            return Some((r, at.elapsed(), b, attempt));
         }
     }
-    let (r, after, mut b, attempt) = cancelled.expect("never caught the build encoding rows");
+    None
+}
+
+#[test]
+fn a_build_cancelled_while_it_encodes_stops_and_leaves_no_index() {
+    let (cluster, mut c) = arrw_cluster("res-cancel-encode");
+    // Few lists train in a moment; 300,000 rows take a while to encode.
+    make_table(&mut c, "enc", 300_000, 64);
+    let (r, after, mut b, attempt) = cancel_build_when(
+        &cluster,
+        &mut c,
+        |attempt| format!("CREATE INDEX enc_{attempt} ON enc USING ivfpq (v) WITH (lists = 16)"),
+        |phase, done| phase == "building index: encoding rows" && done > 0,
+    )
+    .expect("never caught the build encoding rows");
     let err = r.expect_err("the build went on after its cancel");
     assert!(
         after < Duration::from_millis(500),
@@ -645,24 +661,18 @@ fn rows_a_deep_scan_holds_beyond_work_mem_go_to_a_temporary_file() {
 fn a_build_of_many_lists_is_cancelled_while_it_lays_out_its_lists() {
     let (cluster, mut c) = arrw_cluster("res-cancel-layout");
     make_table(&mut c, "many", 40_000, 4);
-    let mut cancelled = None;
-    for attempt in 0..5 {
-        let mut sent = None;
-        let ddl =
-            format!("SET maintenance_work_mem = '512MB'; CREATE INDEX many_{attempt} ON many USING ivfpq (v) WITH (lists = 32768)");
-        let (r, _) = poll_build(&cluster, &mut c, &ddl, |c, pid, phase, _, _| {
-            if phase == "building index: encoding rows" {
-                c.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
-                sent = Some(Instant::now());
-            }
-            sent.is_some()
-        });
-        if let Some(at) = sent {
-            cancelled = Some((r, at.elapsed(), attempt));
-            break;
-        }
-    }
-    let (r, after, attempt) = cancelled.expect("never caught the build laying out its lists");
+    let (r, after, _, attempt) = cancel_build_when(
+        &cluster,
+        &mut c,
+        |attempt| {
+            format!(
+                "SET maintenance_work_mem = '512MB'; \
+                 CREATE INDEX many_{attempt} ON many USING ivfpq (v) WITH (lists = 32768)"
+            )
+        },
+        |phase, _| phase == "building index: encoding rows",
+    )
+    .expect("never caught the build laying out its lists");
     let err = r.expect_err("the build went on after its cancel");
     assert!(
         after < Duration::from_millis(500),
