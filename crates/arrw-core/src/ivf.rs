@@ -766,7 +766,7 @@ impl IvfPqModel {
         };
         let per_list = model.fast_row_count() * 16;
         if model.is_fast()
-            && metric != Metric::InnerProduct
+            && !list_free_tables(metric)
             && lists * per_list * 4 <= FAST_TERMS_MAX_BYTES
         {
             let mut t = vec![0f32; lists * per_list];
@@ -1178,6 +1178,22 @@ fn coarse_panels(metric: Metric, direction: bool, centroids: &[f32], dim: usize)
     }
 }
 
+/// True when a 4-bit model's byte table is the same for every list, only its
+/// bias changing ([`QueryTables::set_list`]): inner product, where the table is
+/// the query's own terms `-q·w` and the list only adds `-q·c`, so it is
+/// quantized once per query instead of once per list probed.
+///
+/// Not cosine, though its unit rows and queries would allow it (`|q - x̂|² =
+/// 2 - 2 q·x̂` up to the code's error): tried 2026-12-07, the query's table
+/// `-2 q·w` spans more than a list's `|w|² - 2 (q - c)·w` (the query's part
+/// along the centroid cancels in the latter), so its 8-bit steps are coarser,
+/// and on pydoc-minilm a `LIMIT 10` refined 239 candidates instead of 174
+/// (`LIMIT 100`: 2,313 instead of 1,855) for the same recall (ARCHITECTURE.md,
+/// "Levers measured offline").
+pub(crate) fn list_free_tables(metric: Metric) -> bool {
+    metric == Metric::InnerProduct
+}
+
 fn prepare(metric: Metric, x: &[f32]) -> Cow<'_, [f32]> {
     if metric == Metric::Cosine {
         let mut v = x.to_vec();
@@ -1241,6 +1257,9 @@ struct FastQuery {
     /// The current list's float table (`mp × 16`) and its bias.
     float: Vec<f32>,
     bias: f32,
+    /// With [`list_free_tables`]: the quantized table's offset for a bias of 0,
+    /// once `table` holds the query's terms (quantized once per query).
+    shared_offset: Option<f32>,
     /// Scratch for list terms computed on the fly.
     scratch: Vec<f32>,
     /// The current list's quantized table.
@@ -1282,6 +1301,7 @@ impl<'a> QueryTables<'a> {
                 float: vec![0.0; rows * 16],
                 scratch: vec![0.0; rows * 16],
                 bias: 0.0,
+                shared_offset: None,
                 table: FastTable::zeros(rows),
                 qterms,
             }
@@ -1356,11 +1376,26 @@ impl<'a> QueryTables<'a> {
         let model = self.model;
         let c = model.centroid(list);
         if let Some(f) = self.fast.as_mut() {
+            if list_free_tables(model.metric) {
+                // `-q·(c + r̂) = -q·c - Σ q·w`: only the bias depends on the
+                // list; the byte table is the query's own terms, quantized
+                // once per query.
+                f.bias = -distance::dot(&self.query, c);
+                let base = match f.shared_offset {
+                    Some(o) => o,
+                    None => {
+                        f.float.copy_from_slice(&f.qterms);
+                        f.table.quantize(&f.float, 0.0);
+                        f.shared_offset = Some(f.table.offset);
+                        f.table.offset
+                    }
+                };
+                f.table.offset = base + f.bias;
+                self.list = Some(list);
+                return;
+            }
             match model.metric {
-                Metric::InnerProduct => {
-                    f.float.copy_from_slice(&f.qterms);
-                    f.bias = -distance::dot(&self.query, c);
-                }
+                Metric::InnerProduct => unreachable!("list-free tables"),
                 Metric::L2 | Metric::Cosine => {
                     let n = f.float.len();
                     let terms: &[f32] = match &model.fast_terms {
