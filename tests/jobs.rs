@@ -3580,3 +3580,222 @@ fn a_job_in_a_long_statement_records_nothing_after_its_postmaster_dies() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), 2000);
 }
+
+/// A job's SQL runs with the owner as `session_user` too, and with the
+/// owner's `is_superuser`, as in the owner's own session. The worker changed
+/// only the current user: `session_user` was the bootstrap superuser it
+/// connected as and `is_superuser` was `on`, so under a row-level security
+/// policy on `session_user` (the usual way to make one that `SET ROLE`
+/// cannot get around) a role's batch_update and batch_delete read and
+/// changed the superuser's rows, which the role cannot see, and never its
+/// own; a `DEFAULT session_user` recorded the superuser for an import's rows,
+/// and a REINDEX evaluated index expressions with the superuser's
+/// `session_user` (hunt-120). The worker's own identity comes back after each
+/// job, also after a REINDEX CONCURRENTLY that failed after its internal
+/// commits.
+#[test]
+fn a_jobs_session_user_is_its_owner() {
+    let (cluster, mut c) = setup("jobs-session-user", "arrw.job_workers = 1");
+    c.batch_execute(
+        "CREATE ROLE su_eve LOGIN;
+         GRANT pg_read_server_files, pg_write_server_files TO su_eve;
+         CREATE TABLE notes (id int, owner_name name DEFAULT session_user, body text, seen text);
+         INSERT INTO notes (id, owner_name, body) VALUES
+             (1, 'su_eve', 'eve note'), (2, 'postgres', 'ADMIN SECRET'),
+             (3, 'su_eve', 'eve 2'), (4, 'postgres', 'admin 2');
+         ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY own ON notes USING (owner_name = session_user);
+         GRANT SELECT, UPDATE, DELETE ON notes TO su_eve;",
+    )
+    .unwrap();
+    let mut eve = connect_as(&cluster, "su_eve", "postgres");
+    let ids = |c: &mut Client, sql: &str| -> Vec<i32> {
+        c.query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(ids(&mut eve, "SELECT id FROM notes ORDER BY id"), [1, 3]);
+    let once = |c: &mut Client, kind: &str, args: &str| -> i64 {
+        c.query_one(
+            "SELECT arrw.submit_job($1, $2::text::jsonb, 1)",
+            &[&kind, &args],
+        )
+        .unwrap_or_else(|e| panic!("submit {kind} {args}: {}", msg(&e)))
+        .get(0)
+    };
+    let who = "session_user || ' ' || current_user || ' ' || current_setting('is_superuser')";
+
+    // batch_update: only the rows eve sees, and her identity in them.
+    let upd = once(
+        &mut eve,
+        "batch_update",
+        &format!(r#"{{"table": "notes", "set": "seen = {who}"}}"#),
+    );
+    expect_succeeded(&cluster, &mut eve, upd);
+    let seen: Vec<(i32, Option<String>)> = c
+        .query("SELECT id, seen FROM notes ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let eve_seen = Some("su_eve su_eve off".to_string());
+    assert_eq!(
+        seen,
+        [
+            (1, eve_seen.clone()),
+            (2, None),
+            (3, eve_seen.clone()),
+            (4, None)
+        ]
+    );
+
+    // bulk_export: reads only eve's rows.
+    let out = cluster.dir.join("notes.csv");
+    let exp = once(
+        &mut eve,
+        "bulk_export",
+        &format!(
+            r#"{{"query": "SELECT id, body, {who} FROM notes ORDER BY id", "path": "{}", "format": "csv"}}"#,
+            out.display()
+        ),
+    );
+    expect_succeeded(&cluster, &mut eve, exp);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "1,eve note,su_eve su_eve off\n3,eve 2,su_eve su_eve off\n"
+    );
+
+    // bulk_import (COPY FROM, which PostgreSQL refuses under row-level
+    // security): a `DEFAULT session_user` records eve.
+    c.batch_execute(
+        "CREATE TABLE audit_in (id int, created_by name DEFAULT session_user,
+                                su text DEFAULT current_setting('is_superuser'));
+         GRANT SELECT, INSERT ON audit_in TO su_eve;",
+    )
+    .unwrap();
+    let csv = cluster.dir.join("audit-in.csv");
+    std::fs::write(&csv, "id\n5\n").unwrap();
+    let imp = once(
+        &mut eve,
+        "bulk_import",
+        &format!(
+            r#"{{"table": "audit_in", "columns": ["id"], "path": "{}", "format": "csv", "header": true}}"#,
+            csv.display()
+        ),
+    );
+    expect_succeeded(&cluster, &mut eve, imp);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM audit_in WHERE id = 5 AND created_by = 'su_eve' AND su = 'off'"
+        ),
+        1
+    );
+
+    // batch_delete: deletes eve's rows, never the superuser's.
+    let del = once(
+        &mut eve,
+        "batch_delete",
+        r#"{"table": "notes", "where": "true"}"#,
+    );
+    expect_succeeded(&cluster, &mut eve, del);
+    let left: Vec<(i32, String, Option<String>)> = c
+        .query("SELECT id, body, seen FROM notes ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            (2, "ADMIN SECRET".to_string(), None),
+            (4, "admin 2".to_string(), None)
+        ]
+    );
+
+    // index_rebuild: REINDEX CONCURRENTLY (several transactions) evaluates
+    // the index expression with eve's session_user and is_superuser, also in
+    // the transactions after its first internal commit (the build).
+    c.batch_execute(
+        "CREATE TABLE su_boom (x int); GRANT SELECT ON su_boom TO su_eve;
+         GRANT CREATE ON SCHEMA public TO su_eve;
+         CREATE FUNCTION su_probe(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+         BEGIN
+           IF session_user <> current_user OR current_setting('is_superuser') <> 'off' THEN
+             RAISE EXCEPTION 'index expression sees session_user %, current_user %, is_superuser %',
+               session_user, current_user, current_setting('is_superuser');
+           END IF;
+           IF EXISTS (SELECT 1 FROM public.su_boom) THEN
+             PERFORM pg_sleep(0.5);
+             RAISE EXCEPTION 'boom';
+           END IF;
+           RETURN $1;
+         END $$;
+         CREATE TABLE ev (x int); ALTER TABLE ev OWNER TO su_eve;
+         CREATE TABLE ev_seen (id int, seen text); ALTER TABLE ev_seen OWNER TO su_eve;
+         INSERT INTO ev_seen VALUES (1, NULL);",
+    )
+    .unwrap();
+    eve.batch_execute(
+        "INSERT INTO ev SELECT generate_series(1, 100);
+         CREATE INDEX ev_idx ON ev (public.su_probe(x));",
+    )
+    .unwrap();
+    let idx = once(&mut eve, "index_rebuild", r#"{"index": "ev_idx"}"#);
+    expect_succeeded(&cluster, &mut eve, idx);
+
+    // A REINDEX failing in its build (after an internal commit), then, in the
+    // same worker, jobs of eve and of the superuser: each sees its own owner.
+    c.batch_execute("INSERT INTO su_boom VALUES (1)").unwrap();
+    let mut t = eve.transaction().unwrap();
+    let mut submit_in = |kind: &str, args: &str| -> i64 {
+        t.query_one(
+            "SELECT arrw.submit_job($1, $2::text::jsonb, 1)",
+            &[&kind, &args],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let boom = submit_in("index_rebuild", r#"{"index": "ev_idx"}"#);
+    let eve_after = submit_in(
+        "batch_update",
+        &format!(r#"{{"table": "ev_seen", "set": "seen = {who}"}}"#),
+    );
+    t.commit().unwrap();
+    let su_after = once(
+        &mut c,
+        "batch_update",
+        &format!(r#"{{"table": "notes", "set": "seen = {who}", "where": "id = 2"}}"#),
+    );
+    expect_failed_with(&cluster, &mut eve, boom, "boom");
+    expect_succeeded(&cluster, &mut eve, eve_after);
+    expect_succeeded(&cluster, &mut c, su_after);
+    let workers: Vec<Option<i32>> = [boom, eve_after, su_after]
+        .iter()
+        .map(|id| {
+            c.query_one("SELECT worker_pid FROM arrw.jobs WHERE id = $1", &[id])
+                .unwrap()
+                .get(0)
+        })
+        .collect();
+    assert!(
+        workers[0].is_some() && workers.iter().all(|w| *w == workers[0]),
+        "one worker ran the three jobs (the failed REINDEX half a second long): {workers:?}"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM ev_seen WHERE seen = 'su_eve su_eve off'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM notes WHERE id = 2 AND seen = 'postgres postgres on'"
+        ),
+        1
+    );
+}

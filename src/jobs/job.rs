@@ -129,12 +129,16 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Runs `f` as the job's owner (security-restricted, with the search path
-    /// and settings of the submitting session).
+    /// and settings of the submitting session), the owner being the session
+    /// user too: `session_user` and `is_superuser` are the owner's, as in the
+    /// owner's own session (a row-level security policy or a default on
+    /// `session_user` saw the worker's superuser; hunt-120).
     pub fn as_owner<R>(&self, f: impl FnOnce() -> R) -> R {
         spi::as_role_with(
             self.job.owner,
             &self.job.search_path,
             &self.job.settings,
+            true,
             true,
             f,
         )

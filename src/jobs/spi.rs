@@ -280,6 +280,10 @@ pub fn set_user_and_context(uid: pg_sys::Oid, ctx: i32) {
 /// `role`'s privileges and cannot `SET ROLE`/`SET SESSION AUTHORIZATION`, create
 /// temporary objects or leave any setting changed behind it.
 ///
+/// Only the current user changes (`session_user` stays the session's): for
+/// arrw's bookkeeping from a user's session ([`as_job_admin`]). A job's SQL
+/// runs with [`as_role_with`] and `session_user` true.
+///
 /// On ERROR nothing is restored here: transaction (or subtransaction) abort restores
 /// the user, security context and settings.
 pub fn as_role<R>(
@@ -288,28 +292,48 @@ pub fn as_role<R>(
     restricted: bool,
     f: impl FnOnce() -> R,
 ) -> R {
-    as_role_with(role, search_path, &[], restricted, f)
+    as_role_with(role, search_path, &[], restricted, false, f)
 }
 
 /// [`as_role`], with `settings` (name, value) also set for `f`'s duration: a
 /// job's SQL runs with the submitter's settings that change what it means
 /// ([`JOB_SETTINGS`]).
+///
+/// With `session_user`, `role` is also the session user for `f`'s duration
+/// (as after `SET LOCAL SESSION AUTHORIZATION`: `session_user`, and
+/// `is_superuser` as `role`'s), in a job worker only: the worker connected
+/// as the bootstrap superuser, and with only the current user changed a
+/// job's SQL saw that superuser as `session_user` and `is_superuser = on`,
+/// so a row-level security policy on `session_user` let a role's
+/// batch_update read and change the superuser's rows, which the role cannot
+/// see, and a `DEFAULT session_user` recorded the superuser (hunt-120). Set
+/// before the security-restricted operation begins (PostgreSQL refuses to
+/// change it inside one), as a setting of the nesting level below, so it
+/// reverts with the others, after `f` or at (sub)transaction abort, giving
+/// the worker its own session user back ([`set_session_user`]).
 pub fn as_role_with<R>(
     role: pg_sys::Oid,
     search_path: &str,
     settings: &[(String, String)],
     restricted: bool,
+    session_user: bool,
     f: impl FnOnce() -> R,
 ) -> R {
     let (uid, ctx) = user_and_context();
+    // SAFETY: reading a backend global.
+    let outer_session = unsafe { pg_sys::GetSessionUserId() };
+    // SAFETY: a new GUC nesting level in the current transaction; paired with
+    // AtEOXact_GUC below (or unwound by transaction abort).
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    if session_user {
+        // GUC_ACTION_SAVE lasts until the nesting level closes.
+        set_session_user(role, pg_sys::GucAction::GUC_ACTION_SAVE);
+    }
     let mut new_ctx = ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
     if restricted {
         new_ctx |= pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
     }
     set_user_and_context(role, new_ctx);
-    // SAFETY: a new GUC nesting level in the current transaction; paired with
-    // AtEOXact_GUC below (or unwound by transaction abort).
-    let nest = unsafe { pg_sys::NewGUCNestLevel() };
     set_search_path(search_path, pg_sys::GucAction::GUC_ACTION_SAVE);
     for (name, value) in settings {
         set_setting(
@@ -319,14 +343,132 @@ pub fn as_role_with<R>(
         );
     }
     let r = f();
+    if session_user {
+        // Out of the security-restricted operation first: giving the session
+        // user back (below) makes it the current user too, which PostgreSQL
+        // does only outside one.
+        set_user_and_context(uid, ctx);
+    }
     // Rolls back every setting changed inside the nesting level, SET and SET LOCAL
     // alike (isCommit = false), as PostgreSQL does after running index expressions
     // or a materialized view's query: code run for one job cannot change the
-    // worker's settings for arrw's bookkeeping or for the next job.
+    // worker's settings for arrw's bookkeeping or for the next job. The session
+    // user set above is one of them.
     // SAFETY: closes the nesting level opened above, exactly once.
     unsafe { pg_sys::AtEOXact_GUC(false, nest) };
     set_user_and_context(uid, ctx);
+    if session_user {
+        check_session_user(outer_session);
+    }
     r
+}
+
+/// Makes `role` the session user, as `SET [LOCAL] SESSION AUTHORIZATION` does
+/// (`action`): the setting `session_authorization`, whose change also makes
+/// `role` the current user and sets `is_superuser` to whether `role` is a
+/// superuser. Only a session whose login role is a superuser may (the job
+/// worker), and not inside a security-restricted operation or a
+/// security-definer context (ERROR).
+///
+/// The value it reverts to (at the end of a nesting level, a transaction
+/// abort, or [`reset_session_user`]) is the worker's own login role, kept
+/// here on first use: a background worker connected without a role name
+/// starts with no value, and reverting to none leaves the session user as
+/// it is (the job's owner).
+pub fn set_session_user(role: pg_sys::Oid, action: pg_sys::GucAction::Type) {
+    // SAFETY: GetConfigOption returns the setting's current string or NULL
+    // (its value before anything set it); it is only compared with NULL.
+    let unset = unsafe {
+        pg_sys::GetConfigOption(c"session_authorization".as_ptr(), false, false).is_null()
+    };
+    if unset {
+        // As PostgreSQL records a backend's login role at connection
+        // (InitializeSessionUserId): the value, and the one RESET and every
+        // revert go back to, not undone by transaction abort.
+        // SAFETY: inside a transaction (the name is read from the catalog,
+        // and the setting's check reads it back); the name is a palloc'd
+        // NUL-terminated string (an ERROR if the role does not exist).
+        unsafe {
+            let own = pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), false);
+            pg_sys::SetConfigOption(
+                c"session_authorization".as_ptr(),
+                own,
+                pg_sys::GucContext::PGC_BACKEND,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            );
+        }
+    }
+    // PGC_SUSET and PGC_S_SESSION are what a superuser's `SET SESSION
+    // AUTHORIZATION` passes.
+    // SAFETY: inside a transaction; the name is a palloc'd NUL-terminated string
+    // (ERROR if the role is gone); elevel 0 raises an ERROR if refused.
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(role, false);
+        pg_sys::set_config_option(
+            c"session_authorization".as_ptr(),
+            name,
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            0,
+            false,
+        );
+    }
+    // The setting names a role by name: one renamed meanwhile, and another
+    // given its name, would be some other role.
+    // SAFETY: reading a backend global.
+    if unsafe { pg_sys::GetSessionUserId() } != role {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "could not make role {} the session user: it was renamed meanwhile",
+                role.to_u32()
+            )
+        );
+    }
+}
+
+/// Makes the session's login role its session user again, as `RESET SESSION
+/// AUTHORIZATION` does (a session-level change, kept at commit). Needs no
+/// transaction: the value was checked when [`set_session_user`] first kept
+/// it. A no-op before that.
+pub fn reset_session_user() {
+    // SAFETY: a NULL value resets the setting to its reset value (no catalog
+    // access); elevel 0 raises an ERROR if the setting is refused (inside a
+    // security-restricted operation, which the caller has left).
+    unsafe {
+        pg_sys::set_config_option(
+            c"session_authorization".as_ptr(),
+            std::ptr::null(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// After the worker gave itself its own session user back: it must be `want`,
+/// or the worker would go on with a job owner's identity (FATAL: the process
+/// exits, and the next worker requeues its job as a crashed attempt).
+pub fn check_session_user(want: pg_sys::Oid) {
+    // SAFETY: reading a backend global.
+    let now = unsafe { pg_sys::GetSessionUserId() };
+    if now != want {
+        ereport!(
+            FATAL,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!(
+                "arrw job worker: session user is role {}, not role {}",
+                now.to_u32(),
+                want.to_u32()
+            )
+        );
+    }
 }
 
 /// The bootstrap superuser with the safe search path: for arrw's own bookkeeping on
@@ -562,9 +704,20 @@ pub unsafe fn tag(node: *mut pg_sys::Node) -> pg_sys::NodeTag {
 ///
 /// The parse trees live in a memory context of their own that survives the
 /// command's internal commits.
+///
+/// `role` is the session user too (see [`as_role_with`]): index expressions
+/// evaluated by a REINDEX see it as `session_user`, with its
+/// `is_superuser`. Set for the session, not the transaction: REINDEX
+/// CONCURRENTLY commits after its first step, a transaction-local value
+/// would revert there, and with it the current user, for the build that
+/// follows, to the worker's superuser. It is set back here when the command
+/// returns; when it raises an ERROR, by the caller (`worker::guarded`, with
+/// [`reset_session_user`]).
 pub fn toplevel_utility(sql: &str, role: pg_sys::Oid, search_path: &str) {
     let csql = c_string(sql);
     let (uid, ctx) = user_and_context();
+    // SAFETY: reading a backend global.
+    let outer_session = unsafe { pg_sys::GetSessionUserId() };
     // SAFETY: a fresh long-lived context under TopMemoryContext, deleted below (or,
     // on ERROR, leaked once: the worker exits or the error path resets).
     let mcx = unsafe {
@@ -583,6 +736,8 @@ pub fn toplevel_utility(sql: &str, role: pg_sys::Oid, search_path: &str) {
         pg_sys::StartTransactionCommand();
     }
     set_search_path(search_path, pg_sys::GucAction::GUC_ACTION_SET);
+    // Before the security-restricted operation, which refuses it.
+    set_session_user(role, pg_sys::GucAction::GUC_ACTION_SET);
     set_user_and_context(
         role,
         ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
@@ -634,7 +789,12 @@ pub fn toplevel_utility(sql: &str, role: pg_sys::Oid, search_path: &str) {
         }
         let _ = old; // the transaction `old` belonged to may be gone; commit switches.
     }
+    // Out of the security-restricted operation, then the worker's own session
+    // user back (which makes it the current user too), then the saved user.
     set_user_and_context(uid, ctx);
+    reset_session_user();
+    set_user_and_context(uid, ctx);
+    check_session_user(outer_session);
     // SAFETY: commits the transaction the command left open (CommitTransactionCommand
     // switches to TopMemoryContext), then frees the parse trees.
     unsafe {

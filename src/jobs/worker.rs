@@ -25,8 +25,9 @@
 //!   and the outcome is written only to a row still `running` in this worker.
 //!
 //! The worker connects as the bootstrap superuser for arrw's own bookkeeping and
-//! runs everything the job does as the job's owner inside a security-restricted
-//! operation (`spi::as_role`).
+//! runs everything the job does as the job's owner, as current and session
+//! user, inside a security-restricted operation (`spi::as_role_with`,
+//! `spi::toplevel_utility`).
 
 use super::args::{JobKind, KINDS};
 use super::job::{cancel_requested, Ctx, Job, Outcome, State, GOT_SIGTERM, IN_LONG_STATEMENT};
@@ -75,14 +76,25 @@ pub fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Box<CaughtError>> {
     if r.is_err() {
         IN_LONG_STATEMENT.store(false, Ordering::SeqCst);
         // Restoring the user matters: an abort after REINDEX CONCURRENTLY's internal
-        // commits would leave the job owner's id in place.
+        // commits would leave the job owner's id in place, as current user and
+        // as session user (`spi::toplevel_utility` sets that for the session;
+        // an abort reverts only what its own transaction set).
         // SAFETY: error recovery as in PostgreSQL's own background workers: abort
         // whatever transaction is open (a no-op when idle), then restore the user.
-        unsafe {
+        let (uid, ctx) = unsafe {
             pg_sys::AbortCurrentTransaction();
             let (uid, ctx) = WORKER_USER;
             spi::set_user_and_context(uid, ctx);
             pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+            (uid, ctx)
+        };
+        // SAFETY: reading a backend global.
+        if unsafe { pg_sys::GetSessionUserId() } != uid {
+            // Outside the restricted operation now (above); this makes the
+            // worker's login role the session and current user again.
+            spi::reset_session_user();
+            spi::set_user_and_context(uid, ctx);
+            spi::check_session_user(uid);
         }
         spi::set_search_path(spi::SAFE_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SET);
         // An abort releases the default lock method's session locks too
