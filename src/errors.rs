@@ -121,9 +121,19 @@ pub fn describe(e: &CaughtError) -> (String, PgSqlErrorCode) {
 
 /// The two-character class of a SQLSTATE (`22` for data exceptions).
 pub fn sqlstate_class(code: PgSqlErrorCode) -> [u8; 2] {
+    let t = sqlstate_chars(code);
+    [t[0], t[1]]
+}
+
+/// A SQLSTATE's five characters (`XX002`).
+pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
+    String::from_utf8_lossy(&sqlstate_chars(code)).into_owned()
+}
+
+fn sqlstate_chars(code: PgSqlErrorCode) -> [u8; 5] {
     // MAKE_SQLSTATE packs each character as six bits, the first lowest.
     let c = code as i32;
-    [b'0' + (c & 0x3F) as u8, b'0' + ((c >> 6) & 0x3F) as u8]
+    std::array::from_fn(|i| b'0' + ((c >> (6 * i)) & 0x3F) as u8)
 }
 
 /// Raises a caught error again, with `more` after its detail (a sentence of

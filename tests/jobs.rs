@@ -3799,3 +3799,74 @@ fn a_jobs_session_user_is_its_owner() {
         1
     );
 }
+
+/// index_optimize rebuilds an index too damaged to read, as index_rebuild does:
+/// its "before" figures (`arrw.ivfpq_info`) are the error, not the job's
+/// failure. It failed every attempt with the damage's XX002 before its REINDEX
+/// (hunt-121), on the one kind of index a rebuild is there to repair.
+#[test]
+fn index_optimize_rebuilds_a_damaged_index() {
+    const BLCKSZ: usize = 8192;
+    let (cluster, mut c) = setup("jobs-optimize-damaged", "");
+    c.batch_execute(
+        "CREATE TABLE dmg (id int, v vector(4)) WITH (autovacuum_enabled = off);
+         INSERT INTO dmg SELECT i, ARRAY[i % 97, i % 89, i % 83, i % 79]::real[]::vector
+           FROM generate_series(1, 1200) i;
+         CREATE INDEX dmg_v ON dmg USING ivfpq (v) WITH (lists = 1, m = 4, nbits = 8);
+         CHECKPOINT;",
+    )
+    .unwrap();
+    let rel: String = c
+        .query_one("SELECT pg_relation_filepath('dmg_v')", &[])
+        .unwrap()
+        .get(0);
+    drop(c);
+    cluster.stop("fast");
+    // The list's head page links to itself (meta: the directory's first block
+    // at byte 24 + 40; directory: the head of list 0 at byte 24; a data page's
+    // next link 16 bytes before the page's end).
+    let path = cluster.dir.join("data").join(rel);
+    let mut b = std::fs::read(&path).unwrap();
+    let u32_at = |b: &[u8], o: usize| u32::from_ne_bytes(b[o..o + 4].try_into().unwrap());
+    let dir = u32_at(&b, 24 + 40) as usize;
+    let head = u32_at(&b, dir * BLCKSZ + 24);
+    b[head as usize * BLCKSZ + BLCKSZ - 16..][..4].copy_from_slice(&head.to_ne_bytes());
+    std::fs::write(&path, &b).unwrap();
+    cluster.start_server();
+    let mut c = cluster.connect();
+    let e = c
+        .query("SELECT arrw.ivfpq_check('dmg_v')", &[])
+        .expect_err("the damage is seen");
+    assert_eq!(sqlstate(&e), "XX002", "{}", msg(&e));
+
+    let o = submit(&mut c, "index_optimize", r#"{"index": "dmg_v"}"#);
+    expect_succeeded(&cluster, &mut c, o);
+    let result: serde_json::Value = serde_json::from_str(
+        &c.query_one("SELECT result::text FROM arrw.jobs WHERE id = $1", &[&o])
+            .unwrap()
+            .get::<_, String>(0),
+    )
+    .unwrap();
+    assert_eq!(result["before"]["sqlstate"], "XX002", "{result}");
+    assert!(
+        result["before"]["unreadable"]
+            .as_str()
+            .is_some_and(|m| m.contains("dmg_v")),
+        "{result}"
+    );
+    assert!(result["after"].is_object(), "{result}");
+    let ok: bool = c
+        .query_one("SELECT arrw.ivfpq_check('dmg_v')", &[])
+        .unwrap()
+        .get(0);
+    assert!(ok);
+    c.batch_execute("SET enable_seqscan = off").unwrap();
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT id FROM dmg ORDER BY v <-> '[1,1,1,1]' LIMIT 1200) s",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1200);
+}
