@@ -27,8 +27,14 @@ struct Row {
     ev: Value,
 }
 
+/// Every character a line-splitting reader may break a line at: `\n` and `\r`,
+/// and U+0085, U+2028 and U+2029 (Python's `str.splitlines`, Java's `\R`; the
+/// others it splits at, VT, FF and FS to RS, are control characters, which
+/// JSON escapes anyway).
+const LINE_BREAKS: [char; 5] = ['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'];
+
 fn parse(data: &str) -> Value {
-    assert!(!data.contains('\n'), "event spans lines: {data}");
+    assert!(!data.contains(LINE_BREAKS), "event spans lines: {data:?}");
     serde_json::from_str(data).unwrap_or_else(|e| panic!("invalid JSON ({e}): {data}"))
 }
 
@@ -177,10 +183,13 @@ fn feed_every_op_and_type() {
     );
     assert_eq!(ins["omitted"], json!(["embedding"]));
 
-    // update: the old key; a key change shows the old key, the row the new one.
+    // update: the old key; a key change shows the old key in `key`, the new
+    // one in `new_key` (and in the row).
     assert_eq!(evs[1]["key"], json!({"id": "9007199254740993"}));
     assert_eq!(evs[1]["row"]["n"], 43);
+    assert!(evs[1].get("new_key").is_none());
     assert_eq!(evs[2]["key"], json!({"id": "9007199254740993"}));
+    assert_eq!(evs[2]["new_key"], json!({"id": "2"}));
     assert_eq!(evs[2]["row"]["id"], "2");
     // delete: key only.
     assert_eq!(evs[3]["key"], json!({"id": "2"}));
@@ -266,6 +275,7 @@ fn feed_unchanged_toast_and_identity() {
     let uniq = by("public.uniq");
     assert_eq!(uniq[0]["key"], json!({"a": 1}));
     assert_eq!(uniq[1]["key"], json!({"a": 1}));
+    assert_eq!(uniq[1]["new_key"], json!({"a": 2}));
     assert_eq!(uniq[1]["row"]["a"], 2);
     assert_eq!(uniq[2]["key"], json!({"a": 2}));
 
@@ -281,6 +291,266 @@ fn feed_unchanged_toast_and_identity() {
     assert_eq!(vkey[0]["row"], json!({"b": "x"}));
     assert_eq!(vkey[0]["omitted"], json!(["v"]));
     assert_eq!(vkey[1]["key"], json!({"v": [1, 2]}));
+}
+
+/// An update that changes the key carries the new key in `new_key`, whatever
+/// the options: it was only in `row`, which `include-row=false` leaves out, and
+/// which leaves out a vector key column (hunt-122). No `new_key` when the key
+/// did not change, or when there is no key.
+#[test]
+fn feed_update_of_the_key_carries_new_key() {
+    let (_cl, mut c) = setup("cdc-newkey");
+    c.batch_execute(
+        "CREATE TABLE r1_int (id int PRIMARY KEY, t text);
+         CREATE TABLE r1_vec (v vector(2) PRIMARY KEY, n int);
+         CREATE TABLE r1_two (a int, b text, n int, PRIMARY KEY (a, b));
+         CREATE TABLE r1_idx (a int NOT NULL, t text);
+         CREATE UNIQUE INDEX r1_idx_a ON r1_idx (a);
+         ALTER TABLE r1_idx REPLICA IDENTITY USING INDEX r1_idx_a;
+         CREATE TABLE r1_full (a int, b text, v vector(2), big text);
+         ALTER TABLE r1_full REPLICA IDENTITY FULL;
+         ALTER TABLE r1_full ALTER big SET STORAGE EXTERNAL;
+         CREATE TABLE r1_none (id int PRIMARY KEY, t text);
+         ALTER TABLE r1_none REPLICA IDENTITY NOTHING;
+         CREATE TABLE r1_nopk (id int, t text);
+         CREATE TABLE r1_toast (k text PRIMARY KEY, n int);
+         ALTER TABLE r1_toast ALTER k SET STORAGE EXTERNAL;",
+    )
+    .unwrap();
+    create_slot(&mut c, "feed");
+    c.batch_execute(
+        "INSERT INTO r1_int VALUES (1, 'x');
+         UPDATE r1_int SET id = 2;
+         UPDATE r1_int SET t = 'y';
+         UPDATE r1_int SET id = 2;
+         DELETE FROM r1_int;
+         INSERT INTO r1_vec VALUES ('[1,2]', 1);
+         UPDATE r1_vec SET v = '[5,6]';
+         UPDATE r1_vec SET n = 2;
+         DELETE FROM r1_vec;
+         INSERT INTO r1_two VALUES (1, 'a', 1);
+         UPDATE r1_two SET b = 'b';
+         INSERT INTO r1_idx VALUES (1, 'x');
+         UPDATE r1_idx SET a = 2;
+         UPDATE r1_idx SET t = 'y';
+         INSERT INTO r1_full VALUES (1, 'x', '[1,2]', repeat('z', 5000));
+         UPDATE r1_full SET b = 'y';
+         UPDATE r1_full SET v = '[3,4]';
+         UPDATE r1_full SET a = a;
+         INSERT INTO r1_none VALUES (1, 'x');
+         UPDATE r1_none SET id = 2;
+         INSERT INTO r1_nopk VALUES (1, 'x');
+         UPDATE r1_nopk SET id = 2;
+         INSERT INTO r1_toast SELECT string_agg(md5(i::text), ''), 1 FROM generate_series(1, 78) i;
+         UPDATE r1_toast SET n = 2;
+         UPDATE r1_toast SET k = 'j' || k;",
+    )
+    .unwrap();
+    let upd = |evs: &[Value], t: &str| -> Vec<Value> {
+        evs.iter()
+            .filter(|e| e["table"] == t && e["op"] == "update")
+            .cloned()
+            .collect()
+    };
+    let new_key = |e: &Value| e.get("new_key").cloned();
+    // 2496 hex digits: incompressible, so stored out of line, but small
+    // enough for a btree entry.
+    let toast_key: String = c
+        .query_one(
+            "SELECT string_agg(md5(i::text), '') FROM generate_series(1, 78) i",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+
+    for opts in [&[][..], &["include-row", "false"]] {
+        let evs = peek(&mut c, "feed", opts);
+        // The report's case: keys only. The consumer deletes the key it got.
+        let u = upd(&evs, "public.r1_int");
+        assert_eq!(u[0]["key"], json!({"id": 1}), "{opts:?}");
+        assert_eq!(new_key(&u[0]), Some(json!({"id": 2})), "{opts:?}");
+        assert_eq!(new_key(&u[1]), None, "key unchanged: {}", u[1]);
+        assert_eq!(new_key(&u[2]), None, "same value: {}", u[2]);
+        // A vector key: rendered in full in both, as `key` always was.
+        let u = upd(&evs, "public.r1_vec");
+        assert_eq!(u[0]["key"], json!({"v": [1, 2]}));
+        assert_eq!(new_key(&u[0]), Some(json!({"v": [5, 6]})), "{opts:?}");
+        assert_eq!(new_key(&u[1]), None);
+        // A composite key: all of its columns.
+        let u = upd(&evs, "public.r1_two");
+        assert_eq!(u[0]["key"], json!({"a": 1, "b": "a"}));
+        assert_eq!(new_key(&u[0]), Some(json!({"a": 1, "b": "b"})));
+        // REPLICA IDENTITY USING INDEX.
+        let u = upd(&evs, "public.r1_idx");
+        assert_eq!(u[0]["key"], json!({"a": 1}));
+        assert_eq!(new_key(&u[0]), Some(json!({"a": 2})));
+        assert_eq!(new_key(&u[1]), None);
+        // REPLICA IDENTITY FULL: the key is the whole row, so is the new key;
+        // the out-of-line value the update left unchanged is in it (taken
+        // from the old row), vectors are left out as in `key`, and an update
+        // that changes only what is left out, or nothing, has no new key.
+        let u = upd(&evs, "public.r1_full");
+        let big = "z".repeat(5000);
+        assert_eq!(u[0]["key"], json!({"a": 1, "b": "x", "big": big}));
+        assert_eq!(
+            new_key(&u[0]),
+            Some(json!({"a": 1, "b": "y", "big": big})),
+            "{opts:?}"
+        );
+        assert_eq!(u[0]["omitted"], json!(["v"]));
+        assert_eq!(new_key(&u[1]), None, "only the omitted vector changed");
+        assert_eq!(new_key(&u[2]), None, "nothing changed");
+        // No key, no new key.
+        for t in ["public.r1_none", "public.r1_nopk"] {
+            let u = upd(&evs, t);
+            assert!(
+                u[0]["key"].is_null() && new_key(&u[0]).is_none(),
+                "{}",
+                u[0]
+            );
+        }
+        // A key stored out of line: PostgreSQL logs the old key whenever it
+        // is, also when the update left it unchanged (the new row has only
+        // the TOAST pointer): no new key then, and the whole new value when
+        // the key changed.
+        let u = upd(&evs, "public.r1_toast");
+        assert_eq!(u[0]["key"], json!({ "k": toast_key }));
+        assert_eq!(new_key(&u[0]), None, "{}", u[0]);
+        assert_eq!(u[1]["key"], json!({ "k": toast_key }));
+        assert_eq!(
+            new_key(&u[1]),
+            Some(json!({ "k": format!("j{toast_key}") }))
+        );
+        if opts.is_empty() {
+            assert_eq!(
+                upd(&evs, "public.r1_int")[0]["row"],
+                json!({"id": 2, "t": "x"})
+            );
+            assert_eq!(upd(&evs, "public.r1_vec")[0]["row"], json!({"n": 1}));
+            assert_eq!(
+                upd(&evs, "public.r1_toast")[0]["unchanged_toast"],
+                json!(["k"])
+            );
+        } else {
+            assert!(evs.iter().all(|e| e.get("row").is_none()));
+        }
+    }
+
+    // With include-vectors a vector of a REPLICA IDENTITY FULL row is in the
+    // key, and a change of it is a new key.
+    let evs = peek(&mut c, "feed", &["include-vectors", "true"]);
+    let u = upd(&evs, "public.r1_full");
+    assert_eq!(u[1]["key"]["v"], json!([1, 2]));
+    assert_eq!(u[1]["new_key"]["v"], json!([3, 4]));
+    assert_eq!(new_key(&u[2]), None);
+}
+
+/// U+0085, U+2028 and U+2029 are escaped wherever the feed writes a string,
+/// in a UTF-8 database: raw, they are valid JSON, but readers that split lines
+/// by Unicode's rules cut the event there (hunt-122). In other encodings the
+/// same bytes are other characters, and pass unchanged.
+#[test]
+fn feed_escapes_unicode_line_terminators() {
+    let (cl, mut c) = setup("cdc-lines");
+    c.batch_execute(
+        "CREATE TABLE \"t\u{2028}1\" (id int PRIMARY KEY, \"c\u{85}ol\" text, j json, jb jsonb, arr text[])",
+    )
+    .unwrap();
+    create_slot(&mut c, "feed");
+    let val = "a\u{2028}b\u{2029}c\u{85}d \u{2027}\u{84}\u{e9}";
+    c.execute(
+        "INSERT INTO \"t\u{2028}1\" VALUES (1, $1, $2::text::json, $2::text::jsonb, ARRAY[$1])",
+        &[&val, &format!("{{\"k\u{2028}\": \"{val}\"}}")],
+    )
+    .unwrap();
+    c.execute(
+        "SELECT pg_logical_emit_message(true, 'arrw', $1)",
+        &[&format!("{{\"m\": \"{val}\"}}")],
+    )
+    .unwrap();
+    c.execute("SELECT pg_logical_emit_message(true, 'arrw', $1)", &[&val])
+        .unwrap();
+
+    let raw: Vec<String> = c
+        .query(
+            "SELECT data FROM pg_logical_slot_peek_changes('feed', NULL, NULL)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(raw.len(), 3, "{raw:?}");
+    // Escaped, not dropped or replaced: the values read back exactly.
+    assert!(raw[0].contains("\\u2028"), "{}", raw[0]);
+    let evs: Vec<Value> = raw.iter().map(|d| parse(d)).collect();
+    assert_eq!(evs[0]["table"], "public.t\u{2028}1");
+    let row = &evs[0]["row"];
+    assert_eq!(row["c\u{85}ol"], val);
+    assert_eq!(row["j"], json!({"k\u{2028}": val}));
+    assert_eq!(row["jb"], json!({"k\u{2028}": val}));
+    assert_eq!(row["arr"], format!("{{\"{val}\"}}"));
+    assert_eq!(evs[1]["content"], json!({"m": val}));
+    assert_eq!(evs[2]["content"], val);
+
+    // Over a replication connection (the raw bytes of the database encoding):
+    // one event per line, by Unicode's rules too.
+    let end: String = c
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .unwrap()
+        .get(0);
+    let out = pg_program("pg_recvlogical")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cl.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(["-d", "postgres", "--slot", "feed", "--start", "-f", "-"])
+        .args(["--endpos", &end, "--no-loop"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.split(LINE_BREAKS).filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 3, "{text:?}");
+    assert_eq!(lines.iter().map(|l| parse(l)).collect::<Vec<_>>(), evs);
+
+    // A LATIN1 database: "\xc2\x85" is two characters there (Â and a C1
+    // control), not U+0085: left alone, not turned into \u0085.
+    c.batch_execute(
+        "CREATE DATABASE lat ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    )
+    .unwrap();
+    let mut l = cl.connect_db("lat");
+    l.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+        .unwrap();
+    create_slot(&mut l, "lfeed");
+    l.execute(
+        "INSERT INTO t VALUES (1, $1)",
+        &[&"\u{c2}\u{85}|\u{e2}\u{80}\u{a8}"],
+    )
+    .unwrap();
+    let data: String = l
+        .query_one(
+            "SELECT data FROM pg_logical_slot_peek_changes('lfeed', NULL, NULL)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let ev: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        ev["row"]["v"], "\u{c2}\u{85}|\u{e2}\u{80}\u{a8}",
+        "{data:?}"
+    );
+    l.batch_execute("SELECT pg_drop_replication_slot('lfeed')")
+        .unwrap();
 }
 
 #[test]

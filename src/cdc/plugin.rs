@@ -26,7 +26,7 @@
 //! message marked "arrw" therefore always tells the truth about the
 //! transaction that carries it, whoever sent it.
 
-use super::json;
+use super::json::{self, TextEncoding};
 use super::options::{parse_options, Options, MAX_IDENTIFIER_BYTES};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -37,6 +37,9 @@ use std::io::Write;
 /// The plugin's per-session state, `ctx->output_plugin_private`.
 struct State {
     opts: Options,
+    /// The database's encoding as the JSON code needs it: in a UTF-8 database
+    /// strings escape U+0085, U+2028 and U+2029 too (`cdc_json`).
+    enc: TextEncoding,
     /// Per-event memory context (child of `ctx->context`), reset after each event.
     cxt: pg_sys::MemoryContext,
     /// The JSON of the event being built (kept for its capacity).
@@ -230,8 +233,16 @@ unsafe extern "C-unwind" fn startup(
         ) as *mut pg_sys::MemoryContextCallback;
         (cxt, cb)
     };
+    // SAFETY: reads the encoding of the database this backend is connected
+    // to (decoding runs connected to the slot's database).
+    let enc = if unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as c_int {
+        TextEncoding::Utf8
+    } else {
+        TextEncoding::Other
+    };
     let st = Box::into_raw(Box::new(State {
         opts,
+        enc,
         cxt,
         buf: Vec::with_capacity(1024),
         types: HashMap::new(),
@@ -503,7 +514,15 @@ fn table_wanted(opts: &Options, nsp: &[u8], name: &[u8]) -> bool {
 }
 
 /// `{"op":"<op>","table":"<nsp>.<name>","lsn":"...","xid":N`
-fn push_header(out: &mut Vec<u8>, op: &str, nsp: &[u8], name: &[u8], lsn: u64, xid: u32) {
+fn push_header(
+    out: &mut Vec<u8>,
+    enc: TextEncoding,
+    op: &str,
+    nsp: &[u8],
+    name: &[u8],
+    lsn: u64,
+    xid: u32,
+) {
     out.extend_from_slice(b"{\"op\":\"");
     out.extend_from_slice(op.as_bytes());
     out.extend_from_slice(b"\",");
@@ -512,7 +531,7 @@ fn push_header(out: &mut Vec<u8>, op: &str, nsp: &[u8], name: &[u8], lsn: u64, x
     qualified.extend_from_slice(nsp);
     qualified.push(b'.');
     qualified.extend_from_slice(name);
-    json::push_str(out, &qualified);
+    json::push_str_in(out, &qualified, enc);
     out.push(b',');
     json::push_key(out, "lsn");
     json::push_lsn(out, lsn);
@@ -570,6 +589,7 @@ fn att_name(att: &pg_sys::FormData_pg_attribute) -> &[u8] {
 /// any.
 fn push_names(
     out: &mut Vec<u8>,
+    enc: TextEncoding,
     key: &str,
     attrs: &[pg_sys::FormData_pg_attribute],
     flags: &[bool],
@@ -585,7 +605,7 @@ fn push_names(
             out.push(b',');
         }
         first = false;
-        json::push_str(out, att_name(att));
+        json::push_str_in(out, att_name(att), enc);
     }
     out.push(b']');
 }
@@ -609,6 +629,7 @@ unsafe fn push_object(
     out: &mut Vec<u8>,
     types: &mut HashMap<pg_sys::Oid, TypeInfo>,
     include_vectors: bool,
+    enc: TextEncoding,
     desc: pg_sys::TupleDesc,
     tuple: &Deformed,
     pick: &Pick,
@@ -646,10 +667,11 @@ unsafe fn push_object(
             out.push(b',');
         }
         first = false;
-        json::push_str(out, att_name(att));
+        json::push_str_in(out, att_name(att), enc);
         out.push(b':');
         // SAFETY: the datum belongs to this column of a live tuple.
-        marks.unchanged[i] = unsafe { push_value(out, info, att, tuple.values[i], tuple.nulls[i]) };
+        marks.unchanged[i] =
+            unsafe { push_value(out, enc, info, att, tuple.values[i], tuple.nulls[i]) };
     }
     out.push(b'}');
 }
@@ -676,6 +698,7 @@ unsafe fn is_external_ondisk(p: *const pg_sys::varlena) -> bool {
 /// memory context.
 unsafe fn push_value(
     out: &mut Vec<u8>,
+    enc: TextEncoding,
     info: TypeInfo,
     att: &pg_sys::FormData_pg_attribute,
     datum: pg_sys::Datum,
@@ -721,14 +744,14 @@ unsafe fn push_value(
             if json::is_number(s) {
                 out.extend_from_slice(s);
             } else {
-                json::push_str(out, s);
+                json::push_str_in(out, s, enc);
             }
         }
-        ColumnKind::Json => json::push_raw_one_line(out, output_text(datum)),
-        ColumnKind::Vector => push_vector_text(out, output_text(datum)),
+        ColumnKind::Json => json::push_raw_one_line_in(out, output_text(datum), enc),
+        ColumnKind::Vector => push_vector_text(out, enc, output_text(datum)),
         // SAFETY: a non-null array datum of this column's type, whose elements
         // are of `elem`; inside the event memory context.
-        ColumnKind::VectorArray(elem) => unsafe { push_vector_array(out, datum, elem) },
+        ColumnKind::VectorArray(elem) => unsafe { push_vector_array(out, enc, datum, elem) },
         ColumnKind::Bytea => {
             // SAFETY: a bytea datum; detoasting (if needed) pallocs in the event
             // context, and the bytes stay valid until it is reset.
@@ -752,9 +775,9 @@ unsafe fn push_value(
                     std::ptr::null(),
                 ))
             };
-            json::push_str(out, s.to_bytes());
+            json::push_str_in(out, s.to_bytes(), enc);
         }
-        ColumnKind::Numeric | ColumnKind::Text => json::push_str(out, output_text(datum)),
+        ColumnKind::Numeric | ColumnKind::Text => json::push_str_in(out, output_text(datum), enc),
     }
     false
 }
@@ -815,11 +838,11 @@ unsafe fn type_info(types: &mut HashMap<pg_sys::Oid, TypeInfo>, typid: pg_sys::O
 
 /// A vector's text output (`[1,2,3]`): raw JSON, on one line, as every
 /// embedded text; a string if it is not JSON (a sparsevec's `{1:1.5}/5`).
-fn push_vector_text(out: &mut Vec<u8>, s: &[u8]) {
+fn push_vector_text(out: &mut Vec<u8>, enc: TextEncoding, s: &[u8]) {
     if json::is_valid(s) {
-        json::push_raw_one_line(out, s);
+        json::push_raw_one_line_in(out, s, enc);
     } else {
-        json::push_str(out, s);
+        json::push_str_in(out, s, enc);
     }
 }
 
@@ -843,7 +866,12 @@ unsafe fn is_vector_array(typid: pg_sys::Oid) -> bool {
 /// `datum` must be a non-null array whose elements are of type `elem.typid`;
 /// inside the event memory context (the detoasted copy and the element texts
 /// are palloc'd there).
-unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: ElemInfo) {
+unsafe fn push_vector_array(
+    out: &mut Vec<u8>,
+    enc: TextEncoding,
+    datum: pg_sys::Datum,
+    elem: ElemInfo,
+) {
     // SAFETY: forwarded contract; an ArrayType header is followed by `ndim`
     // dimensions (ARR_DIMS), and deconstruct_array reads the array as its
     // element type's length, by-value flag and alignment say.
@@ -886,6 +914,7 @@ unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: ElemI
     /// One dimension: its elements, or the arrays of the next dimension.
     fn level(
         out: &mut Vec<u8>,
+        enc: TextEncoding,
         dims: &[c_int],
         elems: &[pg_sys::Datum],
         nulls: &[bool],
@@ -898,7 +927,7 @@ unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: ElemI
                 out.push(b',');
             }
             if dims.len() > 1 {
-                level(out, &dims[1..], elems, nulls, output, next);
+                level(out, enc, &dims[1..], elems, nulls, output, next);
                 continue;
             }
             let k = *next;
@@ -909,14 +938,14 @@ unsafe fn push_vector_array(out: &mut Vec<u8>, datum: pg_sys::Datum, elem: ElemI
                     // whose output function `output` is; the text is
                     // palloc'd in the event memory context.
                     let s = unsafe { CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, *d)) };
-                    push_vector_text(out, s.to_bytes());
+                    push_vector_text(out, enc, s.to_bytes());
                 }
                 _ => out.extend_from_slice(b"null"),
             }
         }
         out.push(b']');
     }
-    level(out, &dims, &elems, &nulls, elem.output, &mut 0);
+    level(out, enc, &dims, &elems, &nulls, elem.output, &mut 0);
 }
 
 /// Whether the type is one of arrw's vector types, or one of pgvector's
@@ -957,6 +986,24 @@ unsafe fn is_vector_type(typid: pg_sys::Oid) -> bool {
     }
 }
 
+/// Serves a pending cancel or terminate request (`CHECK_FOR_INTERRUPTS`) at
+/// the start of the row change, truncate and message callbacks, before
+/// anything of the event is built: one test of `InterruptPending` per event.
+///
+/// Safe there: PostgreSQL does the same at these points (its replay loop,
+/// `ReorderBufferProcessTXN`, checks for interrupts before each change it
+/// hands the plugin, in 15.20 at least, and a walsender's writes check for
+/// them too), and an ERROR raised in a callback is cleaned up by the replay
+/// loop (`PG_CATCH`) as any other ERROR of ours is. The plugin's own part of
+/// a cancel's latency is therefore at most one event's rendering; what
+/// remains (hunt-122 measured 0.2-0.35 s for a spilled transaction of 100k
+/// rows, test_decoding more) is PostgreSQL's abort of the replay, which
+/// removes the spill files.
+#[inline]
+fn interrupts_between_events() {
+    pg_sys::check_for_interrupts!();
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn change(
     ctx: *mut pg_sys::LogicalDecodingContext,
@@ -964,6 +1011,9 @@ unsafe extern "C-unwind" fn change(
     relation: pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) {
+    // A cancel or terminate request is served between two events, before
+    // this one is built (see `interrupts_between_events`).
+    interrupts_between_events();
     // SAFETY: startup has run.
     let st = unsafe { state(ctx) };
     // SAFETY: change is live during the callback.
@@ -1005,6 +1055,7 @@ unsafe extern "C-unwind" fn change(
     };
     // SAFETY: txn is live.
     let xid = unsafe { (*txn).xid }.into_inner();
+    let enc = st.enc;
 
     let event = |out: &mut Vec<u8>| {
         let op_name = match op {
@@ -1012,13 +1063,16 @@ unsafe extern "C-unwind" fn change(
             Op::Update => "update",
             Op::Delete => "delete",
         };
-        push_header(out, op_name, nsp, name, lsn, xid);
+        push_header(out, enc, op_name, nsp, name, lsn, xid);
         // SAFETY: desc is the relation's descriptor.
         let natts = unsafe { (*desc).natts as usize };
+        // SAFETY: desc has natts attributes.
+        let attrs = unsafe { (*desc).attrs.as_slice(natts) };
         let mut omitted = vec![false; natts];
         // Columns of `row` whose value decoding does not have; the key's
-        // (never: a REPLICA IDENTITY FULL old row is logged flattened) go
-        // to a scratch list.
+        // (never: PostgreSQL logs an old key or a REPLICA IDENTITY FULL old
+        // row flattened, and `new_key` takes such values from it) go to a
+        // scratch list.
         let mut unchanged = vec![false; natts];
         let mut key_unchanged = vec![false; natts];
 
@@ -1044,7 +1098,10 @@ unsafe extern "C-unwind" fn change(
             let bms = unsafe { pg_sys::RelationGetIdentityKeyBitmap(relation) };
             (!bms.is_null()).then_some(Pick::Key(bms))
         };
-        match (pick, key_source.is_null()) {
+        let key_start = out.len();
+        // The old key (or old row) PostgreSQL logged for an update, deformed.
+        let mut logged_old = None;
+        match (&pick, key_source.is_null()) {
             (Some(pick), false) => {
                 // SAFETY: key_source is a live tuple of this relation.
                 let t = unsafe { deform(desc, key_source) };
@@ -1054,17 +1111,70 @@ unsafe extern "C-unwind" fn change(
                         out,
                         &mut st.types,
                         st.opts.include_vectors,
+                        enc,
                         desc,
                         &t,
-                        &pick,
+                        pick,
                         Marks {
                             omitted: &mut omitted,
                             unchanged: &mut key_unchanged,
                         },
                     )
                 };
+                if op == Op::Update && key_source == old {
+                    logged_old = Some(t);
+                }
             }
             _ => out.extend_from_slice(b"null"),
+        }
+        let key_end = out.len();
+
+        // The key after an update, `new_key`, when it differs from `key` (as
+        // rendered): the new row's identity columns (its whole row for
+        // REPLICA IDENTITY FULL), rendered as `key` is, vector key columns
+        // included, whatever `include-row` and `include-vectors` say: the new
+        // key was only in `row`, and lost with include-row=false or when the
+        // key is a vector (hunt-122). PostgreSQL logs the old key only when
+        // the update changed a key column or a key column is stored out of
+        // line, and the old row always with REPLICA IDENTITY FULL; without it
+        // the key did not change. A value the update left unchanged out of
+        // line is not in the new tuple (an on-disk TOAST pointer), but it is
+        // the old one, which PostgreSQL logged flattened: it is taken from there.
+        if let (Some(pick), Some(old_t), false) = (&pick, &logged_old, new.is_null()) {
+            // SAFETY: new is a live tuple of this relation.
+            let mut t = unsafe { deform(desc, new) };
+            for (i, att) in attrs.iter().enumerate() {
+                if att.attlen != -1 || t.nulls[i] || old_t.nulls[i] {
+                    continue;
+                }
+                // SAFETY: attlen -1: a non-null value is a varlena pointer.
+                if unsafe { is_external_ondisk(t.values[i].cast_mut_ptr()) } {
+                    t.values[i] = old_t.values[i];
+                }
+            }
+            json::push_key_after_comma(out, "new_key");
+            let new_start = out.len();
+            // SAFETY: t holds values of this relation's columns (of the new
+            // tuple, or of the old one, both live); inside the event memory
+            // context.
+            unsafe {
+                push_object(
+                    out,
+                    &mut st.types,
+                    st.opts.include_vectors,
+                    enc,
+                    desc,
+                    &t,
+                    pick,
+                    Marks {
+                        omitted: &mut omitted,
+                        unchanged: &mut key_unchanged,
+                    },
+                )
+            };
+            if out[new_start..] == out[key_start..key_end] {
+                out.truncate(key_end);
+            }
         }
 
         if st.opts.include_row && op != Op::Delete {
@@ -1080,6 +1190,7 @@ unsafe extern "C-unwind" fn change(
                         out,
                         &mut st.types,
                         st.opts.include_vectors,
+                        enc,
                         desc,
                         &t,
                         &Pick::All,
@@ -1092,13 +1203,11 @@ unsafe extern "C-unwind" fn change(
             }
         }
 
-        // SAFETY: desc has natts attributes.
-        let attrs = unsafe { (*desc).attrs.as_slice(natts) };
-        push_names(out, "omitted", attrs, &omitted);
+        push_names(out, enc, "omitted", attrs, &omitted);
         // Named beside `row` as well as marked in it: a json or jsonb column
         // can hold the marker's object itself, which a consumer then took for
         // an unchanged value and kept its old one (hunt-96).
-        push_names(out, "unchanged_toast", attrs, &unchanged);
+        push_names(out, enc, "unchanged_toast", attrs, &unchanged);
         out.push(b'}');
     };
     // SAFETY: live ctx (the running callback's).
@@ -1113,6 +1222,7 @@ unsafe extern "C-unwind" fn truncate(
     relations: *mut pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) {
+    interrupts_between_events();
     // SAFETY: startup has run.
     let st = unsafe { state(ctx) };
     // SAFETY: live txn and change; relations has nrelations open relations.
@@ -1124,6 +1234,7 @@ unsafe extern "C-unwind" fn truncate(
         )
     };
     let _mem = EventMemory::enter(st.cxt);
+    let enc = st.enc;
     for &rel in rels {
         // SAFETY: an open relation.
         let (nsp, name) = unsafe { rel_names(rel) };
@@ -1133,7 +1244,7 @@ unsafe extern "C-unwind" fn truncate(
         // SAFETY: live ctx/txn; inside the event memory context.
         unsafe { ensure_begin(ctx, st, txn) };
         let event = |out: &mut Vec<u8>| {
-            push_header(out, "truncate", nsp, name, lsn, xid);
+            push_header(out, enc, "truncate", nsp, name, lsn, xid);
             out.push(b'}');
         };
         // SAFETY: live ctx (the running callback's).
@@ -1290,6 +1401,7 @@ unsafe extern "C-unwind" fn message(
     message_size: pg_sys::Size,
     message: *const c_char,
 ) {
+    interrupts_between_events();
     // SAFETY: prefix is a NUL-terminated string from the WAL record.
     if unsafe { CStr::from_ptr(prefix) } != MESSAGE_PREFIX {
         return;
@@ -1350,9 +1462,9 @@ unsafe extern "C-unwind" fn message(
             // a message. Its size says what was left out.
             let _ = write!(out, "null,\"content_bytes\":{}", content.len());
         } else if valid_text && json::is_valid(content) {
-            json::push_raw_one_line(out, content);
+            json::push_raw_one_line_in(out, content, st.enc);
         } else if valid_text {
-            json::push_str(out, content);
+            json::push_str_in(out, content, st.enc);
         } else {
             json::push_hex_bytes(out, content);
         }

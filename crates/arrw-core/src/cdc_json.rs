@@ -3,38 +3,97 @@
 //! Events are built in a reusable `Vec<u8>` and handed to PostgreSQL in one
 //! `appendBinaryStringInfo` call. Text from PostgreSQL (type output functions,
 //! names, message contents) is in the database encoding, which need not be
-//! UTF-8, so everything here works on bytes: escaping touches only `"`, `\` and
-//! control characters (all ASCII, which every server encoding leaves alone), and
-//! passes other bytes through unchanged.
+//! UTF-8, so everything here works on bytes: escaping touches `"`, `\` and
+//! control characters (all ASCII, which every server encoding leaves alone),
+//! and passes other bytes through unchanged; only for text known to be UTF-8
+//! ([`TextEncoding::Utf8`]) does it also escape the Unicode line terminators
+//! U+0085, U+2028 and U+2029, which JSON allows raw inside strings but which
+//! line-splitting readers (Python's `str.splitlines`, Java's `\R`, JavaScript
+//! tools) take for line breaks: one event must stay one line for them too.
 
-/// Appends `s` as a JSON string literal (with the quotes).
+/// The encoding of the text handed to [`push_str_in`] and
+/// [`push_raw_one_line_in`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextEncoding {
+    /// UTF-8 (a `UTF8` database): the Unicode line terminators U+0085,
+    /// U+2028 and U+2029 are escaped (`\u0085`, `\u2028`, `\u2029`).
+    Utf8,
+    /// Any other encoding: the bytes of those characters in UTF-8 may be
+    /// (parts of) other characters there, so bytes >= 0x80 pass unchanged.
+    Other,
+}
+
+/// `\u00XX` for each control character without a short escape.
+const CONTROL_ESCAPES: [[u8; 6]; 32] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 6]; 32];
+    let mut i = 0;
+    while i < 32 {
+        t[i] = [b'\\', b'u', b'0', b'0', HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
+
+/// The escape of the Unicode line terminator (other than `\n` and `\r`) that
+/// `s` starts with in UTF-8, and its length in bytes: U+0085 NEL (`C2 85`),
+/// U+2028 LINE SEPARATOR (`E2 80 A8`), U+2029 PARAGRAPH SEPARATOR (`E2 80 A9`).
+#[inline]
+fn utf8_line_terminator(s: &[u8]) -> Option<(&'static [u8], usize)> {
+    match s {
+        [0xc2, 0x85, ..] => Some((b"\\u0085", 2)),
+        [0xe2, 0x80, 0xa8, ..] => Some((b"\\u2028", 3)),
+        [0xe2, 0x80, 0xa9, ..] => Some((b"\\u2029", 3)),
+        _ => None,
+    }
+}
+
+/// Appends `s` as a JSON string literal (with the quotes), escaping only `"`,
+/// `\` and control characters: every other byte passes unchanged, whatever
+/// the encoding, as PostgreSQL's own `json`/`jsonb` text output escapes
+/// strings (arrw's job events are compared byte for byte with jsonb's text).
+/// The change feed's events use [`push_str_in`].
 pub fn push_str(out: &mut Vec<u8>, s: &[u8]) {
+    push_str_in(out, s, TextEncoding::Other);
+}
+
+/// Appends `s`, text in encoding `enc`, as a JSON string literal (with the
+/// quotes): `"`, `\` and control characters escaped, and with
+/// [`TextEncoding::Utf8`] also U+0085, U+2028 and U+2029, so that the literal
+/// holds no character any reader takes for a line break.
+pub fn push_str_in(out: &mut Vec<u8>, s: &[u8], enc: TextEncoding) {
     out.reserve(s.len() + 2);
     out.push(b'"');
+    let utf8 = enc == TextEncoding::Utf8;
     let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => {
-                out.extend_from_slice(&s[start..i]);
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 15) as usize]);
-                start = i + 1;
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        let (esc, len): (&[u8], usize) = match b {
+            b'"' => (b"\\\"", 1),
+            b'\\' => (b"\\\\", 1),
+            b'\n' => (b"\\n", 1),
+            b'\r' => (b"\\r", 1),
+            b'\t' => (b"\\t", 1),
+            0x08 => (b"\\b", 1),
+            0x0c => (b"\\f", 1),
+            0x00..=0x1f => (&CONTROL_ESCAPES[b as usize], 1),
+            0xc2 | 0xe2 if utf8 => match utf8_line_terminator(&s[i..]) {
+                Some(e) => e,
+                None => {
+                    i += 1;
+                    continue;
+                }
+            },
+            _ => {
+                i += 1;
                 continue;
             }
-            _ => continue,
         };
         out.extend_from_slice(&s[start..i]);
         out.extend_from_slice(esc);
-        start = i + 1;
+        i += len;
+        start = i;
     }
     out.extend_from_slice(&s[start..]);
     out.push(b'"');
@@ -52,12 +111,42 @@ pub fn push_key(out: &mut Vec<u8>, key: &str) {
 /// carriage return can only be whitespace between tokens in valid JSON (inside
 /// strings they must be escaped), so replacing them with spaces keeps it valid
 /// and keeps one event per line for line-oriented consumers (`pg_recvlogical`).
+/// Other bytes pass unchanged (see [`push_raw_one_line_in`]).
 pub fn push_raw_one_line(out: &mut Vec<u8>, json: &[u8]) {
+    push_raw_one_line_in(out, json, TextEncoding::Other);
+}
+
+/// [`push_raw_one_line`] for a JSON text in encoding `enc`; with
+/// [`TextEncoding::Utf8`] it also escapes U+0085, U+2028 and U+2029. Raw, they
+/// can only be inside strings in valid JSON (outside strings only ASCII is
+/// allowed), where `\u2028` and so on are valid escapes of the same
+/// characters: the text stays valid and means the same.
+pub fn push_raw_one_line_in(out: &mut Vec<u8>, json: &[u8], enc: TextEncoding) {
     out.reserve(json.len());
-    out.extend(
-        json.iter()
-            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-    );
+    let utf8 = enc == TextEncoding::Utf8;
+    let mut start = 0;
+    let mut i = 0;
+    while i < json.len() {
+        let (rep, len): (&[u8], usize) = match json[i] {
+            b'\n' | b'\r' => (b" ", 1),
+            0xc2 | 0xe2 if utf8 => match utf8_line_terminator(&json[i..]) {
+                Some(e) => e,
+                None => {
+                    i += 1;
+                    continue;
+                }
+            },
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&json[start..i]);
+        out.extend_from_slice(rep);
+        i += len;
+        start = i;
+    }
+    out.extend_from_slice(&json[start..]);
 }
 
 /// Appends an LSN in PostgreSQL's `%X/%X` text form, as a JSON string.
@@ -290,6 +379,70 @@ mod tests {
     }
 
     #[test]
+    fn escapes_unicode_line_terminators_in_utf8() {
+        let utf8 = |s: &[u8]| {
+            let mut out = Vec::new();
+            push_str_in(&mut out, s, TextEncoding::Utf8);
+            out
+        };
+        let s = "a\u{2028}b\u{2029}c\u{85}d\n".as_bytes();
+        assert_eq!(utf8(s), b"\"a\\u2028b\\u2029c\\u0085d\\n\"");
+        // Only those three: neighbours, other characters and lone or cut
+        // sequences pass unchanged.
+        for keep in [
+            "\u{2027}\u{202a}\u{84}\u{86}\u{e9}\u{1F600}".as_bytes(),
+            b"\xe2\x80",
+            b"\xe2",
+            b"\xc2",
+            b"\xe2\x80\xa7",
+            b"\xc2\xa8",
+        ] {
+            let mut want = vec![b'"'];
+            want.extend_from_slice(keep);
+            want.push(b'"');
+            assert_eq!(utf8(keep), want, "{keep:?}");
+        }
+        // Back to back, and after cut sequences.
+        assert_eq!(
+            utf8(b"\xe2\x80\xe2\x80\xa8\xc2\xc2\x85\xe2\x80\xa9"),
+            b"\"\xe2\x80\\u2028\xc2\\u0085\\u2029\""
+        );
+        // Other encodings: unchanged (in LATIN1 "\xc2\x85" is two characters,
+        // in GBK one; neither is U+0085).
+        let mut out = Vec::new();
+        push_str_in(&mut out, s, TextEncoding::Other);
+        assert_eq!(out, b"\"a\xe2\x80\xa8b\xe2\x80\xa9c\xc2\x85d\\n\"");
+        let mut plain = Vec::new();
+        push_str(&mut plain, s);
+        assert_eq!(plain, out);
+        // Round trip through a parser that is not ours.
+        let back: String = serde_json::from_slice(&utf8(s)).unwrap();
+        assert_eq!(back.as_bytes(), s);
+    }
+
+    #[test]
+    fn raw_one_line_escapes_unicode_line_terminators_in_utf8() {
+        let text = "{\"a\u{2028}\":\r\n [\"\u{85}\", \"x\u{2029}y\\u2028\"]}".as_bytes();
+        let mut out = Vec::new();
+        push_raw_one_line_in(&mut out, text, TextEncoding::Utf8);
+        assert_eq!(
+            out,
+            b"{\"a\\u2028\":   [\"\\u0085\", \"x\\u2029y\\u2028\"]}"
+        );
+        assert!(is_valid(&out));
+        let back: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let orig: serde_json::Value = serde_json::from_slice(text).unwrap();
+        assert_eq!(back, orig);
+        let mut other = Vec::new();
+        push_raw_one_line_in(&mut other, text, TextEncoding::Other);
+        let mut plain = Vec::new();
+        push_raw_one_line(&mut plain, text);
+        assert_eq!(other, plain);
+        assert_eq!(other.len(), text.len());
+        assert!(other.windows(3).any(|w| w == b"\xe2\x80\xa8"));
+    }
+
+    #[test]
     fn keys_lsn_hex() {
         let mut out = Vec::new();
         push_key(&mut out, "a");
@@ -384,6 +537,13 @@ mod tests {
 
     /// Arbitrary JSON values, as serde_json builds them.
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        json_value_with(any::<String>())
+    }
+
+    /// Arbitrary JSON values whose strings (keys included) come from `text`.
+    fn json_value_with(
+        text: impl Strategy<Value = String> + Clone + 'static,
+    ) -> impl Strategy<Value = serde_json::Value> {
         use serde_json::Value;
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -392,15 +552,43 @@ mod tests {
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
                 .prop_map(Value::from),
-            any::<String>().prop_map(Value::String),
+            text.clone().prop_map(Value::String),
         ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
+        leaf.prop_recursive(4, 64, 8, move |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-                prop::collection::btree_map(any::<String>(), inner, 0..8)
+                prop::collection::btree_map(text.clone(), inner, 0..8)
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    /// Every character Unicode counts as a line break (`\n`, `\r`, VT, FF,
+    /// FS, GS, RS, NEL, LS, PS: Python's `str.splitlines` splits on all of them).
+    const UNICODE_LINE_BREAKS: &[char] = &[
+        '\n', '\r', '\u{b}', '\u{c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}',
+        '\u{2029}',
+    ];
+
+    /// Text with many line breaks of every kind among other characters.
+    fn line_breaking_text() -> impl Strategy<Value = String> + Clone {
+        prop::collection::vec(
+            prop_oneof![
+                any::<char>(),
+                prop::sample::select(UNICODE_LINE_BREAKS.to_vec()),
+                prop::sample::select(vec!['\u{84}', '\u{2027}', '\u{202a}', '\u{e2}', '"', '\\']),
+            ],
+            0..24,
+        )
+        .prop_map(String::from_iter)
+    }
+
+    /// Whether `b` holds a raw `\n`, `\r`, or U+0085, U+2028 or U+2029 in UTF-8.
+    fn has_raw_line_break(b: &[u8]) -> bool {
+        b.iter().any(|&c| c == b'\n' || c == b'\r')
+            || b.windows(2).any(|w| w == [0xc2, 0x85])
+            || b.windows(3)
+                .any(|w| w == [0xe2, 0x80, 0xa8] || w == [0xe2, 0x80, 0xa9])
     }
 
     proptest! {
@@ -421,6 +609,33 @@ mod tests {
             let lit = str_lit(&s);
             prop_assert!(is_valid(&lit));
             prop_assert!(lit.iter().all(|&b| b >= 0x20));
+        }
+
+        /// In UTF-8, escaped text also parses back to exactly what was
+        /// escaped, and no character of it is a line break by Unicode's rules
+        /// (what `str::lines` misses, `splitlines`-style readers split on).
+        #[test]
+        fn push_str_utf8_round_trips_on_one_line(s in line_breaking_text()) {
+            let mut lit = Vec::new();
+            push_str_in(&mut lit, s.as_bytes(), TextEncoding::Utf8);
+            prop_assert!(is_valid(&lit));
+            let text = std::str::from_utf8(&lit).unwrap();
+            prop_assert!(!text.contains(UNICODE_LINE_BREAKS), "{text:?}");
+            let back: String = serde_json::from_slice(&lit).unwrap();
+            prop_assert_eq!(back, s);
+        }
+
+        /// Any bytes, escaped as UTF-8: valid, and none of the three
+        /// sequences is left raw, also around cut or invalid sequences.
+        #[test]
+        fn push_str_utf8_is_valid_for_any_bytes(s in prop::collection::vec(
+            prop::sample::select(vec![0xc2u8, 0xe2, 0x80, 0x85, 0xa8, 0xa9, b'a', b'"', 0x0a]),
+            0..32,
+        )) {
+            let mut lit = Vec::new();
+            push_str_in(&mut lit, &s, TextEncoding::Utf8);
+            prop_assert!(is_valid(&lit));
+            prop_assert!(!has_raw_line_break(&lit));
         }
 
         #[test]
@@ -464,6 +679,27 @@ mod tests {
             prop_assert!(!line.contains(&b'\n'));
             // (Compared as parsed by the same parser: serde_json's float parsing
             // is not exact without its float_roundtrip feature.)
+            let back: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            let orig: serde_json::Value = serde_json::from_slice(&text).unwrap();
+            prop_assert_eq!(back, orig);
+        }
+
+        /// With line-breaking characters in its strings (serde_json writes
+        /// U+2028 and friends raw), a JSON text put on one line as UTF-8 keeps
+        /// no line break of any kind, stays valid and means the same.
+        #[test]
+        fn raw_one_line_utf8_keeps_the_value(v in json_value_with(line_breaking_text()), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_vec_pretty(&v).unwrap()
+            } else {
+                serde_json::to_vec(&v).unwrap()
+            };
+            let mut line = Vec::new();
+            push_raw_one_line_in(&mut line, &text, TextEncoding::Utf8);
+            prop_assert!(is_valid(&line));
+            prop_assert!(!has_raw_line_break(&line));
+            let s = std::str::from_utf8(&line).unwrap();
+            prop_assert!(!s.contains(UNICODE_LINE_BREAKS));
             let back: serde_json::Value = serde_json::from_slice(&line).unwrap();
             let orig: serde_json::Value = serde_json::from_slice(&text).unwrap();
             prop_assert_eq!(back, orig);

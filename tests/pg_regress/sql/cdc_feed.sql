@@ -94,4 +94,81 @@ SELECT e->>'xid' = :'cancel_xid' AS in_cancel_txn, e->>'origin' AS origin,
 SELECT arrw.wait_job(:job_id, '60s');
 DROP TABLE cdc_jt;
 
+-- An update that changes the key gives the new key in "new_key" (rendered
+-- as "key" is), whatever the options: it was only in "row", which
+-- include-row=false leaves out, and which leaves out a vector key (hunt-122).
+-- No "new_key" when the key did not change, or when there is no key.
+SELECT count(*) > 0 AS consumed FROM pg_logical_slot_get_changes('cdc_feed_regress', NULL, NULL);
+CREATE TABLE cdc_k (id int PRIMARY KEY, t text);
+CREATE TABLE cdc_kv (v vector(2) PRIMARY KEY, n int);
+CREATE TABLE cdc_ki (a int NOT NULL, b int NOT NULL, t text);
+CREATE UNIQUE INDEX cdc_ki_ab ON cdc_ki (a, b);
+ALTER TABLE cdc_ki REPLICA IDENTITY USING INDEX cdc_ki_ab;
+CREATE TABLE cdc_kf (a int, b text, v vector(2));
+ALTER TABLE cdc_kf REPLICA IDENTITY FULL;
+CREATE TABLE cdc_kn (id int PRIMARY KEY, t text);
+ALTER TABLE cdc_kn REPLICA IDENTITY NOTHING;
+CREATE TABLE cdc_kt (k text PRIMARY KEY, n int);
+ALTER TABLE cdc_kt ALTER k SET STORAGE EXTERNAL;
+INSERT INTO cdc_k VALUES (1, 'x');
+UPDATE cdc_k SET id = 2;
+UPDATE cdc_k SET t = 'y';
+DELETE FROM cdc_k;
+INSERT INTO cdc_kv VALUES ('[1,2]', 1);
+UPDATE cdc_kv SET v = '[5,6]';
+UPDATE cdc_kv SET n = 2;
+DELETE FROM cdc_kv;
+INSERT INTO cdc_ki VALUES (1, 1, 'x');
+UPDATE cdc_ki SET b = 2;
+UPDATE cdc_ki SET t = 'y';
+INSERT INTO cdc_kf VALUES (1, 'x', '[1,2]');
+UPDATE cdc_kf SET b = 'y';
+UPDATE cdc_kf SET v = '[3,4]';
+UPDATE cdc_kf SET a = a;
+INSERT INTO cdc_kn VALUES (1, 'x');
+UPDATE cdc_kn SET id = 2;
+-- A key stored out of line (2496 bytes of hex digits, which do not compress):
+-- PostgreSQL logs the old key whenever it is, also when the update left it
+-- alone (then the new row has only its TOAST pointer, and the key did not
+-- change).
+INSERT INTO cdc_kt SELECT string_agg(md5(i::text), ''), 1 FROM generate_series(1, 78) i;
+UPDATE cdc_kt SET n = 2;
+UPDATE cdc_kt SET k = 'j' || k;
+SELECT data::jsonb - 'lsn' - 'xid' AS event
+  FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL, 'include-row', 'false',
+    'tables', 'public.cdc_k, public.cdc_kv, public.cdc_ki, public.cdc_kf, public.cdc_kn')
+ WHERE data::jsonb->>'op' <> 'message';
+SELECT data::jsonb - 'lsn' - 'xid' AS event
+  FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL,
+    'tables', 'public.cdc_k, public.cdc_kv, public.cdc_kf')
+ WHERE data::jsonb->>'op' <> 'message';
+SELECT data::jsonb - 'lsn' - 'xid' AS event
+  FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL, 'include-vectors', 'true',
+    'tables', 'public.cdc_kf')
+ WHERE data::jsonb->>'op' <> 'message';
+SELECT e->>'op' AS op, left(e->'key'->>'k', 5) AS key, length(e->'key'->>'k') AS key_len,
+       left(e->'new_key'->>'k', 5) AS new_key, length(e->'new_key'->>'k') AS new_key_len,
+       e->'new_key'->>'k' = (SELECT k FROM cdc_kt) AS new_key_is_the_row,
+       e->'unchanged_toast' AS unchanged_toast
+  FROM (SELECT data::jsonb AS e FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL,
+    'tables', 'public.cdc_kt')) AS d
+ WHERE e->>'op' <> 'message';
+DROP TABLE cdc_k, cdc_kv, cdc_ki, cdc_kf, cdc_kn, cdc_kt;
+
+-- U+2028, U+2029 and U+0085 are escaped wherever a string is written (table
+-- and column names, values, json values, messages): raw, they are valid JSON,
+-- but readers that split lines by Unicode's rules (Python's splitlines, Java's
+-- \R) cut the event there (hunt-122).
+CREATE TABLE U&"cdc_u\2028" (id int PRIMARY KEY, U&"c\0085" text, j json, jb jsonb);
+INSERT INTO U&"cdc_u\2028" VALUES (1, U&'a\2028b\2029c\0085d\2027\00e9',
+  U&'{"k\2028": "v\2029"}', U&'{"k\0085": "v\2028"}');
+SELECT 'msg' FROM pg_logical_emit_message(true, 'arrw', U&'{"m": "x\2028y"}');
+SELECT 'msg' FROM pg_logical_emit_message(true, 'arrw', U&'not json \2029');
+SELECT regexp_replace(data, '"lsn":"[^"]*","xid":[0-9]+', '"lsn":..,"xid":..') AS data,
+       data ~ U&'[\2028\2029\0085]' AS has_raw_line_break,
+       data::jsonb->'row'->>U&'c\0085' = U&'a\2028b\2029c\0085d\2027\00e9' AS same_value
+  FROM pg_logical_slot_peek_changes('cdc_feed_regress', NULL, NULL, 'tables', U&'public."cdc_u\2028"')
+ WHERE data::jsonb->>'table' = U&'public.cdc_u\2028' OR data::jsonb->>'origin' = 'user';
+DROP TABLE U&"cdc_u\2028";
+
 SELECT 'dropped' FROM pg_drop_replication_slot('cdc_feed_regress');
