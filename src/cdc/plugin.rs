@@ -618,6 +618,14 @@ struct Marks<'a> {
     unchanged: &'a mut [bool],
 }
 
+/// How [`push_object`] writes values: with vector columns or not
+/// (`include-vectors`), and for which database encoding.
+#[derive(Clone, Copy)]
+struct Render {
+    include_vectors: bool,
+    enc: TextEncoding,
+}
+
 /// Appends `{"col":value,...}`. Vector columns are skipped (and flagged in
 /// `omitted`) unless `include-vectors` is on or they are part of an index key;
 /// columns whose value decoding does not have (unchanged TOAST) are flagged in
@@ -628,8 +636,7 @@ struct Marks<'a> {
 unsafe fn push_object(
     out: &mut Vec<u8>,
     types: &mut HashMap<pg_sys::Oid, TypeInfo>,
-    include_vectors: bool,
-    enc: TextEncoding,
+    render: Render,
     desc: pg_sys::TupleDesc,
     tuple: &Deformed,
     pick: &Pick,
@@ -659,7 +666,7 @@ unsafe fn push_object(
         // SAFETY: a type of a live column.
         let info = unsafe { type_info(types, att.atttypid) };
         let vectors = matches!(info.kind, ColumnKind::Vector | ColumnKind::VectorArray(..));
-        if vectors && !include_vectors && matches!(pick, Pick::All) {
+        if vectors && !render.include_vectors && matches!(pick, Pick::All) {
             marks.omitted[i] = true;
             continue;
         }
@@ -667,11 +674,11 @@ unsafe fn push_object(
             out.push(b',');
         }
         first = false;
-        json::push_str_in(out, att_name(att), enc);
+        json::push_str_in(out, att_name(att), render.enc);
         out.push(b':');
         // SAFETY: the datum belongs to this column of a live tuple.
         marks.unchanged[i] =
-            unsafe { push_value(out, enc, info, att, tuple.values[i], tuple.nulls[i]) };
+            unsafe { push_value(out, render.enc, info, att, tuple.values[i], tuple.nulls[i]) };
     }
     out.push(b'}');
 }
@@ -1110,8 +1117,10 @@ unsafe extern "C-unwind" fn change(
                     push_object(
                         out,
                         &mut st.types,
-                        st.opts.include_vectors,
-                        enc,
+                        Render {
+                            include_vectors: st.opts.include_vectors,
+                            enc,
+                        },
                         desc,
                         &t,
                         pick,
@@ -1161,8 +1170,10 @@ unsafe extern "C-unwind" fn change(
                 push_object(
                     out,
                     &mut st.types,
-                    st.opts.include_vectors,
-                    enc,
+                    Render {
+                        include_vectors: st.opts.include_vectors,
+                        enc,
+                    },
                     desc,
                     &t,
                     pick,
@@ -1189,8 +1200,10 @@ unsafe extern "C-unwind" fn change(
                     push_object(
                         out,
                         &mut st.types,
-                        st.opts.include_vectors,
-                        enc,
+                        Render {
+                            include_vectors: st.opts.include_vectors,
+                            enc,
+                        },
                         desc,
                         &t,
                         &Pick::All,
