@@ -1515,21 +1515,19 @@ fn damaged_pages_are_index_corrupted_errors() {
     // A model page whose bytes no longer match the build's seal.
     expect_corrupted(&mut c, &scan("d_model_nan"), "d_model_nan_v");
     // Bounds damaged over live entries: the INSERT refuses to write the
-    // page, and no row is lost.
+    // page, and takes no row with it; scans refuse the page too (its bounds
+    // are not its layout's), rather than read entries a write would erase.
     let rows_before = count(&mut c, "SELECT count(*) FROM d_hole");
     expect_corrupted(
         &mut c,
         "INSERT INTO d_hole VALUES (-1, '[1,2,3,4]')",
         "d_hole_v",
     );
-    assert_eq!(
-        c.query(
-            "SELECT id FROM d_hole ORDER BY v <-> '[1,2,3,4]' LIMIT 5000",
-            &[]
-        )
-        .unwrap()
-        .len() as i64,
-        rows_before
+    assert_eq!(count(&mut c, "SELECT count(*) FROM d_hole"), rows_before);
+    expect_corrupted(
+        &mut c,
+        "SELECT id FROM d_hole ORDER BY v <-> '[1,2,3,4]' LIMIT 5000",
+        "d_hole_v",
     );
 
     expect_corrupted(&mut c, &scan("d_format_garbled"), "d_format_garbled_v");
@@ -1572,6 +1570,156 @@ fn damaged_pages_are_index_corrupted_errors() {
     assert_log_clean(&cluster);
     let log = cluster.log();
     assert!(!log.contains("panicked"), "a Rust panic in the log");
+}
+
+/// A page header whose `pd_lower`/`pd_upper` disagree with the page's layout,
+/// though all they call free space is zero bytes (hunt-121): an insert page's
+/// `pd_lower` lowered to the end of its live TIDs, its `pd_upper` lowered onto
+/// its TIDs and `pd_lower` to the end of its live codes, and a fine page's
+/// `pd_lower` lowered to the end of its live entries. PostgreSQL's page
+/// check, the page checks and `ivfpq_check` all passed, and the next INSERT
+/// wrote its entry where the header said free space: the write zeroed it and
+/// raised the count, the row committed without its entry, and every later
+/// scan failed (or, the codes' or fine entries' case, read zeros silently).
+/// Now `ivfpq_check` names the block, an INSERT into the list fails with
+/// XX002 and takes its row with it, a scan fails, and REINDEX repairs it.
+#[test]
+fn page_bounds_that_disagree_with_the_layout_are_index_corrupted() {
+    const DIM: usize = 4;
+    // A fine entry: its TID, then the refine code (4 dimensions at 4 bits).
+    const FINE_ENTRY: usize = 6 + 2;
+    let cluster = Cluster::start("ivfpq-damage-bounds", "");
+    let mut c = cluster.connect();
+    exec(&mut c, "CREATE EXTENSION arrw");
+    let cases = ["lower", "upper", "fine"];
+    let mut blobs = Blobs::new(121, 4, DIM);
+    // 1,500 rows fill list 0's first page (ROW_CAPACITY, 815 entries) and
+    // part of a second, its insert page.
+    let rows: Vec<(i32, Vec<f32>)> = (0..1500).map(|i| (i, blobs.point())).collect();
+    let mut paths = HashMap::new();
+    for name in cases {
+        let t = format!("b_{name}");
+        exec(
+            &mut c,
+            &format!("CREATE TABLE {t} (id int, v vector({DIM})) WITH (autovacuum_enabled = off)"),
+        );
+        insert_rows(&mut c, &t, &rows);
+        exec(
+            &mut c,
+            &format!(
+                "CREATE INDEX {t}_v ON {t} USING ivfpq (v) WITH (lists = 1, m = {DIM}, nbits = 8{})",
+                if name == "fine" { ", refine = 4" } else { "" }
+            ),
+        );
+        let rel: String = c
+            .query_one(&format!("SELECT pg_relation_filepath('{t}_v')"), &[])
+            .unwrap()
+            .get(0);
+        paths.insert(name, cluster.dir.join("data").join(rel));
+    }
+    drop(c);
+    cluster.stop("fast");
+
+    // The block each case damages.
+    let mut damaged = HashMap::new();
+    for name in cases {
+        let mut f = IndexFile::read(paths[name].clone());
+        assert_eq!(f.chain.len(), 2, "{name}: list 0 should have two pages");
+        let insert = f.chain[1];
+        assert_eq!(
+            get_u32(&f.bytes, f.dir_block * BLCKSZ + DIR_ENTRIES + 4) as usize,
+            insert,
+            "{name}: the second page is the insert page"
+        );
+        let at = insert * BLCKSZ;
+        let n = u16::from_ne_bytes(
+            f.bytes[at + SPECIAL_COUNT..at + SPECIAL_COUNT + 2]
+                .try_into()
+                .unwrap(),
+        ) as usize;
+        assert_eq!(n, 1500 - ROW_CAPACITY, "{name}");
+        let tids = CONTENTS + ROW_CAPACITY * CODE_BYTES;
+        let (blk, lower, upper) = match name {
+            // The repro: the end of the live TIDs.
+            "lower" => (insert, tids + n * 6, BLCKSZ - 16),
+            // The end of the live codes, and the start of the TIDs.
+            "upper" => (insert, CONTENTS + n * CODE_BYTES, tids),
+            // The insert page's fine page, the block after it: the end of
+            // its live entries (fine entry i holds data entry i's TID, but
+            // for a rare row whose refine code is not faithful).
+            "fine" => {
+                let fine = at + BLCKSZ;
+                assert_eq!(get_u32(&f.bytes, at + SPECIAL_FINE) as usize, insert + 1);
+                let same = |i: usize| {
+                    let e = fine + CONTENTS + i * FINE_ENTRY;
+                    f.bytes[e..e + 6] == f.bytes[at + tids + i * 6..at + tids + i * 6 + 6]
+                };
+                assert!((0..20).any(same), "fine entries are {FINE_ENTRY} bytes");
+                (insert + 1, CONTENTS + n * FINE_ENTRY, BLCKSZ - 8)
+            }
+            _ => unreachable!(),
+        };
+        let p = blk * BLCKSZ;
+        // All the new "free space" holds is zero bytes: nothing sees it.
+        assert!(
+            f.bytes[p + lower..p + upper].iter().all(|&b| b == 0),
+            "{name}: what the moved bounds enclose is not all zero"
+        );
+        f.bytes[p + 12..p + 14].copy_from_slice(&(lower as u16).to_ne_bytes());
+        f.bytes[p + 14..p + 16].copy_from_slice(&(upper as u16).to_ne_bytes());
+        f.write();
+        damaged.insert(name, blk);
+    }
+    cluster.start_server();
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "SET statement_timeout = '20s'; SET enable_seqscan = off; \
+         SET ivfpq.probes = 1; SET ivfpq.rerank = 5000",
+    );
+    for name in cases {
+        let (t, idx) = (format!("b_{name}"), format!("b_{name}_v"));
+        let at_block = format!("is corrupted at block {}: ", damaged[name]);
+        let m = expect_corrupted(&mut c, &format!("SELECT arrw.ivfpq_check('{idx}')"), &idx);
+        assert!(m.contains(&at_block), "{name}: {m}");
+        // The INSERT lands on the damaged page (or its fine page): refused,
+        // and its row goes with it.
+        let m = expect_corrupted(
+            &mut c,
+            &format!("INSERT INTO {t} VALUES (-1, '[1,2,3,4]')"),
+            &idx,
+        );
+        assert!(m.contains(&at_block), "{name}: {m}");
+        assert_eq!(
+            count(&mut c, &format!("SELECT count(*) FROM {t}")),
+            1500,
+            "{name}"
+        );
+        assert_eq!(
+            count(&mut c, &format!("SELECT count(*) FROM {t} WHERE id = -1")),
+            0,
+            "{name}"
+        );
+        // Every row (so that the damaged page's rows are refined from its
+        // fine page).
+        let scan = format!("SELECT id FROM {t} ORDER BY v <-> '[1,2,3,4]' LIMIT 5000");
+        let m = expect_corrupted(&mut c, &scan, &idx);
+        assert!(m.contains(&at_block), "{name}: {m}");
+        exec(&mut c, &format!("REINDEX INDEX {idx}"));
+        assert_index_check(&mut c, &idx);
+        exec(&mut c, &format!("INSERT INTO {t} VALUES (-1, '[1,2,3,4]')"));
+        assert_index_check(&mut c, &idx);
+        assert_eq!(
+            c.query(&scan, &[]).unwrap().len(),
+            1501,
+            "{name} after REINDEX"
+        );
+    }
+    assert_log_clean(&cluster);
+    assert!(
+        !cluster.log().contains("panicked"),
+        "a Rust panic in the log"
+    );
 }
 
 /// Stops the server, rewrites meta page fields of index `u_v` (offset, the

@@ -195,6 +195,10 @@ pub fn append_many(
                 // 2,000 inserts (hunt-65). The directory page comes last, as
                 // in step 3 above.
                 let d = ws.lock(index, dir.blk);
+                // Checked again as written (its kind and header bounds):
+                // list_dir read it under a share lock, and the write zeroes
+                // what its header calls free space.
+                page::check_dir(index, meta, ws.page(d), dir.blk);
                 let mut e: DirEntry = layout::read_dir(ws.page(d), dir.slot);
                 if e.insert == dir.entry.insert {
                     e.insert = blk;
@@ -265,6 +269,8 @@ pub fn append_many(
         }
         geom.set_next(ws.page(cur), new_blk);
         let d = ws.lock(index, dir.blk);
+        // Checked again as written, as above.
+        page::check_dir(index, meta, ws.page(d), dir.blk);
         let mut e: DirEntry = layout::read_dir(ws.page(d), dir.slot);
         e.insert = new_blk;
         layout::write_dir(ws.page(d), dir.slot, e);

@@ -432,16 +432,18 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
         ReadGuard::new(index, layout::META_BLOCK).page(),
         layout::META_BLOCK,
     )?;
-    // page::meta checked that these ranges lie inside the index.
+    // page::meta checked that these ranges lie inside the index. Every
+    // page's header bounds are its layout's too (the model pages' only
+    // here: nothing else reads their headers, and nothing writes them).
     for b in meta.model_start..meta.model_start + meta.model_pages {
         let g = ReadGuard::new(index, b);
-        layout::check_kind(g.page(), b, layout::KIND_MODEL)?;
+        layout::check_model_page(g.page(), b, &meta)?;
         page::check_hole(g.page(), b)?;
         seen.insert(b);
     }
     for b in meta.dir_start..meta.dir_start + meta.dir_pages {
         let g = ReadGuard::new(index, b);
-        layout::check_dir_page(g.page(), b)?;
+        layout::check_dir_page(g.page(), b, &meta)?;
         page::check_hole(g.page(), b)?;
         seen.insert(b);
     }

@@ -155,6 +155,11 @@ fn meta_page(index: pg_sys::Relation) -> MetaData {
     if m.version != layout::FORMAT_VERSION {
         wrong_format(index, m.version);
     }
+    // After the format check: another format's meta page has its own bounds.
+    // Every reader of the index reads the meta page first, and the one
+    // writer of it (record_untrained_dim) with it, so its header's bounds
+    // are held to its layout here (layout::check_bounds says why).
+    check(index, layout::check_meta_bounds(g.page()));
     m
 }
 
@@ -242,8 +247,14 @@ pub fn record_untrained_dim(index: pg_sys::Relation, dim: u32) -> u32 {
     }
     m.untrained_dim = dim;
     layout::write_meta(ws.page(i), &m);
+    // A meta page of an earlier build of this format ends its pd_lower at a
+    // shorter struct (layout::META_LOWERS), and untrained_dim lies past it,
+    // in what the header calls free space, which the write would zero
+    // (WriteSet::commit refuses it): pd_lower moves to the whole struct, in
+    // the same record. A no-op on a page built with it.
+    set_lower(ws.page(i), layout::META_BYTES);
     let at = contents_offset();
-    ws.only_changed(i, &[(at, at + layout::META_BYTES)]);
+    ws.only_changed(i, &[(12, 14), (at, at + layout::META_BYTES)]);
     // WAL: one generic record of the meta page's changed bytes, replayed by
     // PostgreSQL's generic redo on replicas and in recovery.
     ws.commit();
@@ -293,7 +304,7 @@ pub fn list_dir_counted(
     let (blk, slot) = layout::dir_location(meta, list);
     let entry = {
         let g = ReadGuard::new(index, blk);
-        check(index, layout::check_dir_page(g.page(), blk));
+        check_dir(index, meta, g.page(), blk);
         layout::read_dir(g.page(), slot)
     };
     // Counted after the read: a block the entry names (an insert that just
@@ -414,6 +425,13 @@ impl ListChain {
         }
         true
     }
+}
+
+/// Checks that `page` (block `blk`) is a directory page of the index `meta`
+/// describes, with its layout's header bounds (ERROR XX002 otherwise). For a
+/// writer that locks the page again after [`list_dir`] read it.
+pub fn check_dir(index: pg_sys::Relation, meta: &MetaData, page: &[u8], blk: u32) {
+    check(index, layout::check_dir_page(page, blk, meta))
 }
 
 /// Checks that `page` (block `blk`) is a fine page of data block `owner`
@@ -1005,6 +1023,25 @@ impl WriteSet {
                 Ok(h) => h,
                 Err(b) => bad_image(b),
             };
+            // Applying the image zeroes its hole (below, and redo on replicas
+            // does the same), so anything the writer put there would be lost
+            // after the record says it was written: an insert into a page
+            // whose bounds were damaged past the readers' checks raised the
+            // count over an entry it had just erased (hunt-121). Whatever let
+            // the page through (damage, a layout mistake), such a write is
+            // refused here, before anything is applied or logged. With named
+            // ranges (an insert) that is a few compares; without them, the
+            // hole must hold only zero bytes (a page read from disk had a
+            // clear hole, checked above, and a new page starts zeroed, so a
+            // byte there is one the writer put).
+            let into_hole = match img.changed {
+                Some(r) => layout::range_in_hole(&r[..img.nchanged], *hole).map(Some),
+                None => (!img.bytes[hole.0..hole.1].iter().all(|&b| b == 0)).then_some(None),
+            };
+            if let Some(changed) = into_hole {
+                let block = block_of(self.bufs[i]);
+                corrupt(self.rel, write_in_hole(block, *hole, changed));
+            }
             if self.logged && !self.full[i] {
                 let found = match img.changed {
                     Some(r) => {
@@ -1144,6 +1181,26 @@ pub fn init_page(page: &mut [u8], special: usize) {
             pg_sys::BLCKSZ as usize,
             special,
         )
+    }
+}
+
+/// The damage [`WriteSet::commit`] reports for a write that changes bytes
+/// `changed` (None: some byte it named no range for) inside the free space
+/// `hole` of block `block`, which applying it would zero.
+#[cold]
+fn write_in_hole(block: u32, hole: (usize, usize), changed: Option<(usize, usize)>) -> Corrupt {
+    let (lower, upper) = hole;
+    let what = match changed {
+        Some((s, e)) => format!("bytes {s}..{e}"),
+        None => "bytes".to_string(),
+    };
+    Corrupt {
+        block,
+        what: format!(
+            "a write puts {what} into the free space between pd_lower {lower} and pd_upper \
+             {upper}, which writing the page zeroes (the header's bounds disagree with the \
+             page's layout); nothing was written"
+        ),
     }
 }
 

@@ -106,6 +106,8 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         if first_with_room != layout::INVALID_BLOCK && first_with_room != dir.entry.insert {
             let mut ws = WriteSet::new(index);
             let d = ws.lock(index, dir.blk);
+            // Checked again as written (see append.rs).
+            page::check_dir(index, &meta, ws.page(d), dir.blk);
             let mut e: DirEntry = layout::read_dir(ws.page(d), dir.slot);
             e.insert = first_with_room;
             layout::write_dir(ws.page(d), dir.slot, e);

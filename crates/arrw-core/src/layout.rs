@@ -43,6 +43,14 @@
 //! (a data page's kind, list, count) and [`Chain`] (every link of a list's
 //! chain is a data block of the index, and the chain ends). They return
 //! [`Corrupt`] instead of panicking, for any bytes.
+//!
+//! The checks of a whole page ([`read_meta_page`], [`check_model_page`],
+//! [`check_dir_page`], [`DataGeom::check`], [`FineGeom::check`]) also hold
+//! its header's `pd_lower`, `pd_upper` and `pd_special` to the values its
+//! layout gives them ([`check_bounds`]): WAL and every page write treat the
+//! bytes between `pd_lower` and `pd_upper` as free space and zero them, so
+//! bounds moved onto a page's contents would let the next write erase what it
+//! just wrote.
 
 use crate::fastscan;
 use std::fmt;
@@ -360,15 +368,139 @@ fn kind_name(kind: u16) -> &'static str {
     }
 }
 
-/// Reads the meta page: length, kind and magic. The format version is left to
-/// the caller (an old format is not corruption), and the fields to [`check_meta`].
+/// Where the special space of a page with `special` bytes of it starts:
+/// PostgreSQL's `PageInit` puts `pd_special` and `pd_upper` there, and no
+/// ivfpq page keeps anything between its contents and its special space, so
+/// both stay there.
+pub const fn special_start(special: usize) -> usize {
+    PAGE_SIZE - ((special + 7) & !7)
+}
+
+/// The [`MetaData`] sizes meta pages of this format have: 80 bytes before the
+/// struct grew by `deep_probes` (and `untrained_dim`, which took its padding),
+/// [`META_BYTES`] since. The build sets `pd_lower` to the end of the struct it
+/// wrote, so an index built by an earlier arrw of this format has the shorter
+/// one (its later fields lie in its free space and read as zero, which is
+/// what they mean there); `page::record_untrained_dim` raises it to the whole
+/// struct when it writes one of them. A struct that grows again adds its
+/// size here.
+pub const META_LOWERS: [usize; 2] = [contents_offset() + 80, contents_offset() + META_BYTES];
+const _: () = assert!(
+    META_BYTES == 88,
+    "a grown MetaData: add its size to META_LOWERS"
+);
+
+/// Checks that `page`'s header (block `blk`, a page of kind `kind` with
+/// `special` bytes of special space) holds the bounds its layout gives it:
+/// `pd_lower` one of `lowers` (the end of its contents area, used or not, as
+/// the build and inserts set it) and `pd_upper` and `pd_special` at its
+/// special space. Call after [`check_kind`] (a page of another kind has other
+/// bounds, and the kind is the better message). Three compares: every read of
+/// a page applies it.
+///
+/// Why: WAL (generic records, full-page images) and `WriteSet::commit` treat
+/// the bytes between `pd_lower` and `pd_upper` as free space: they are never
+/// logged, and are zeroed when the page is written. A `pd_lower` lowered onto
+/// a page's unused slots, or a `pd_upper` lowered onto them, bounds only
+/// zero bytes, so PostgreSQL's page check, [`check_kind`] and the
+/// free-space checks all passed, and the next insert put its entry in what
+/// the header calls free space: the write zeroed it, the count went up, and
+/// a committed row had no index entry (hunt-121).
+pub fn check_bounds(
+    page: &[u8],
+    blk: u32,
+    kind: u16,
+    lowers: &[usize],
+    special: usize,
+) -> Result<(), Corrupt> {
+    check_len(page, blk)?;
+    let lower = rd::<u16>(page, 12) as usize;
+    let upper = rd::<u16>(page, 14) as usize;
+    let sp = rd::<u16>(page, 16) as usize;
+    let want = special_start(special);
+    if lowers.contains(&lower) && upper == want && sp == want {
+        return Ok(());
+    }
+    let lowers: Vec<String> = lowers.iter().map(|l| l.to_string()).collect();
+    corrupt(
+        blk,
+        format!(
+            "{} header has pd_lower {lower}, pd_upper {upper} and pd_special {sp}, where its \
+             layout has {}, {want} and {want} (damaged bounds: a write zeroes the bytes \
+             between pd_lower and pd_upper as free space)",
+            kind_name(kind),
+            lowers.join(" or ")
+        ),
+    )
+}
+
+/// [`check_kind`], then [`check_bounds`].
+fn check_layout(
+    page: &[u8],
+    blk: u32,
+    kind: u16,
+    lowers: &[usize],
+    special: usize,
+) -> Result<(), Corrupt> {
+    check_kind(page, blk, kind)?;
+    check_bounds(page, blk, kind, lowers, special)
+}
+
+/// The first of `ranges` (byte ranges a write changes on a page whose free
+/// space is `hole`, `pd_lower .. pd_upper`) that overlaps the free space, if
+/// any. Applying a page image zeroes its free space (as generic redo does),
+/// so a byte written there is lost: `WriteSet::commit` refuses such a write
+/// before anything is applied or logged, whatever check let its page through.
+pub fn range_in_hole(ranges: &[(usize, usize)], hole: (usize, usize)) -> Option<(usize, usize)> {
+    let (lower, upper) = hole;
+    ranges
+        .iter()
+        .copied()
+        .find(|&(s, e)| s < e && lower < upper && s < upper && e > lower)
+}
+
+/// Reads the meta page: length, kind and magic, and for a page of this format
+/// its header's bounds ([`check_meta_bounds`]). The format version is left to
+/// the caller (an old format is not corruption, and its bounds are its own),
+/// and the fields to [`check_meta`].
 pub fn read_meta_page(page: &[u8]) -> Result<MetaData, Corrupt> {
     check_kind(page, META_BLOCK, KIND_META)?;
     let m = read_meta(page);
     if m.magic != MAGIC {
         return corrupt(META_BLOCK, format!("bad magic number {:#x}", m.magic));
     }
+    if m.version == FORMAT_VERSION {
+        check_meta_bounds(page)?;
+    }
     Ok(m)
+}
+
+/// Checks the header bounds of a meta page of this format (see
+/// [`META_LOWERS`] and [`check_bounds`]).
+pub fn check_meta_bounds(page: &[u8]) -> Result<(), Corrupt> {
+    check_bounds(page, META_BLOCK, KIND_META, &META_LOWERS, SMALL_SPECIAL)
+}
+
+/// `pd_lower` of model page `blk`: the end of its part of the model blob
+/// (`MODEL_PER_PAGE` bytes, less on the last page), as the build sets it.
+pub fn model_page_lower(meta: &MetaData, blk: u32) -> usize {
+    let k = blk.saturating_sub(meta.model_start) as u64;
+    let bytes = (meta.model_bytes as u64)
+        .saturating_sub(k * MODEL_PER_PAGE as u64)
+        .min(MODEL_PER_PAGE as u64);
+    contents_offset() + bytes as usize
+}
+
+/// Checks that block `blk` is a model page with its layout's header bounds
+/// (call [`check_meta`] first, which places the model pages).
+pub fn check_model_page(page: &[u8], blk: u32, meta: &MetaData) -> Result<(), Corrupt> {
+    check_layout(
+        page,
+        blk,
+        KIND_MODEL,
+        &[model_page_lower(meta, blk)],
+        SMALL_SPECIAL,
+    )
 }
 
 /// Checks the meta page's fields that steer reads, for an index of `nblocks`
@@ -458,10 +590,28 @@ pub fn check_meta(m: &MetaData, nblocks: u32) -> Result<(), Corrupt> {
     Ok(())
 }
 
-/// Checks that block `blk` is a directory page (call [`check_meta`] first, which
-/// places the directory).
-pub fn check_dir_page(page: &[u8], blk: u32) -> Result<(), Corrupt> {
-    check_kind(page, blk, KIND_DIR)
+/// `pd_lower` of directory page `blk`: the end of the entries of the lists it
+/// holds (`DIR_PER_PAGE`, fewer on the last page), as the build sets it.
+/// Entries are only ever rewritten in place, so it never changes.
+pub fn dir_page_lower(meta: &MetaData, blk: u32) -> usize {
+    let before = blk.saturating_sub(meta.dir_start) as u64 * DIR_PER_PAGE as u64;
+    let entries = (meta.lists as u64)
+        .saturating_sub(before)
+        .min(DIR_PER_PAGE as u64);
+    contents_offset() + entries as usize * DIR_ENTRY_BYTES
+}
+
+/// Checks that block `blk` is a directory page of the index `meta` describes,
+/// with its layout's header bounds (call [`check_meta`] first, which places
+/// the directory).
+pub fn check_dir_page(page: &[u8], blk: u32, meta: &MetaData) -> Result<(), Corrupt> {
+    check_layout(
+        page,
+        blk,
+        KIND_DIR,
+        &[dir_page_lower(meta, blk)],
+        SMALL_SPECIAL,
+    )
 }
 
 /// Checks `list`'s directory entry (read from block `dir_blk`) for an index of
@@ -528,11 +678,13 @@ impl DataGeom {
         DataGeom::new(meta.code_size as usize, meta.blocked != 0)
     }
 
-    /// Checks that `page` (block `blk`) is a data page of `list` whose count fits
-    /// and that does not link to itself; returns its count and next link. The
-    /// link's range is checked by [`Chain`], which knows the index's size.
+    /// Checks that `page` (block `blk`) is a data page of `list` whose count fits,
+    /// whose header has its layout's bounds ([`check_bounds`]: an insert's
+    /// entry must never land in what the header calls free space) and that
+    /// does not link to itself; returns its count and next link. The link's
+    /// range is checked by [`Chain`], which knows the index's size.
     pub fn check(&self, page: &[u8], blk: u32, list: u32) -> Result<DataHeader, Corrupt> {
-        check_kind(page, blk, KIND_DATA)?;
+        check_layout(page, blk, KIND_DATA, &[self.lower()], DATA_SPECIAL)?;
         let owner = self.list(page);
         if owner != list {
             return corrupt(
@@ -572,6 +724,13 @@ impl DataGeom {
     /// Bytes of contents in use when the page is full (pd_lower target).
     pub fn contents_len(&self) -> usize {
         self.capacity * (self.code_size + TID_BYTES)
+    }
+
+    /// `pd_lower` of every data page: the end of its whole contents area,
+    /// used or not (build.rs and append.rs set it when they make the page;
+    /// nothing changes it after).
+    pub fn lower(&self) -> usize {
+        contents_offset() + self.contents_len()
     }
 
     fn special_off(&self, page: &[u8]) -> usize {
@@ -764,6 +923,12 @@ impl FineGeom {
         self.per_page * (TID_BYTES + self.code_size)
     }
 
+    /// `pd_lower` of every fine page: the end of all its slots, used or not
+    /// (set when the page is made, never changed).
+    pub fn lower(&self) -> usize {
+        contents_offset() + self.contents_len()
+    }
+
     /// The fine page (as an offset from the first, `0..pages`) and the slot on
     /// it of data entry `i`.
     pub fn locate(&self, i: usize) -> (usize, usize) {
@@ -795,9 +960,10 @@ impl FineGeom {
         Ok(Some(fine))
     }
 
-    /// Checks that `page` (block `blk`) is a fine page of data block `owner`.
+    /// Checks that `page` (block `blk`) is a fine page of data block `owner`
+    /// whose header has its layout's bounds ([`check_bounds`]).
     pub fn check(&self, page: &[u8], blk: u32, owner: u32) -> Result<(), Corrupt> {
-        check_kind(page, blk, KIND_FINE)?;
+        check_layout(page, blk, KIND_FINE, &[self.lower()], FINE_SPECIAL)?;
         let o = self.owner(page);
         if o != owner {
             return corrupt(
@@ -1081,12 +1247,12 @@ pub fn walk_image(pages: &[&[u8]]) -> Result<Vec<usize>, Corrupt> {
     let fine = FineGeom::of(&meta);
     let mut sizes = Vec::new();
     for b in meta.model_start..meta.model_start + meta.model_pages {
-        check_kind(page(b)?, b, KIND_MODEL)?;
+        check_model_page(page(b)?, b, &meta)?;
     }
     for list in 0..meta.lists {
         let (dir_blk, slot) = dir_location(&meta, list);
         let dp = page(dir_blk)?;
-        check_dir_page(dp, dir_blk)?;
+        check_dir_page(dp, dir_blk, &meta)?;
         let e = read_dir(dp, slot);
         check_dir_entry(&meta, list, &e, dir_blk, nblocks)?;
         let mut chain = Chain::new(&meta, list, dir_blk, e.head).must_reach(e.insert);
@@ -1122,11 +1288,13 @@ pub fn walk_image(pages: &[&[u8]]) -> Result<Vec<usize>, Corrupt> {
     Ok(sizes)
 }
 
-/// A page with a standard-looking header: pd_special at PAGE_SIZE - special.
-fn blank(special: usize, kind: u16) -> Vec<u8> {
+/// A page with a standard-looking header: pd_special and pd_upper at
+/// [`special_start`], pd_lower after `used` bytes of contents (as the build
+/// sets them: [`check_bounds`]).
+fn blank(special: usize, kind: u16, used: usize) -> Vec<u8> {
     let mut p = vec![0u8; PAGE_SIZE];
-    let sp = (PAGE_SIZE - ((special + 7) & !7)) as u16;
-    p[12..14].copy_from_slice(&(contents_offset() as u16).to_ne_bytes());
+    let sp = special_start(special) as u16;
+    p[12..14].copy_from_slice(&((contents_offset() + used) as u16).to_ne_bytes());
     p[14..16].copy_from_slice(&sp.to_ne_bytes());
     p[16..18].copy_from_slice(&sp.to_ne_bytes());
     set_page_kind(&mut p, kind);
@@ -1177,11 +1345,12 @@ pub fn example_image_refined(
     let fine = FineGeom::of(&meta);
     let per_data = 1 + fine.map_or(0, |f| f.pages) as u32;
     let mut pages = vec![
-        blank(SMALL_SPECIAL, KIND_META),
-        blank(SMALL_SPECIAL, KIND_MODEL),
+        blank(SMALL_SPECIAL, KIND_META, META_BYTES),
+        blank(SMALL_SPECIAL, KIND_MODEL, meta.model_bytes as usize),
     ];
-    for _ in 0..meta.dir_pages {
-        pages.push(blank(SMALL_SPECIAL, KIND_DIR));
+    for k in 0..meta.dir_pages {
+        let used = dir_page_lower(&meta, meta.dir_start + k) - contents_offset();
+        pages.push(blank(SMALL_SPECIAL, KIND_DIR, used));
     }
     let first = pages.len() as u32;
     meta.generation = 1;
@@ -1191,7 +1360,7 @@ pub fn example_image_refined(
         let head = first + list * pages_per_list * per_data;
         for k in 0..pages_per_list {
             let blk = head + k * per_data;
-            let mut p = blank(DATA_SPECIAL, KIND_DATA);
+            let mut p = blank(DATA_SPECIAL, KIND_DATA, geom.contents_len());
             geom.set_list(&mut p, list);
             let last = k + 1 == pages_per_list;
             geom.set_next(&mut p, if last { INVALID_BLOCK } else { blk + per_data });
@@ -1205,8 +1374,9 @@ pub fn example_image_refined(
             );
             let mut fps: Vec<Vec<u8>> = (0..per_data - 1)
                 .map(|_| {
-                    let mut f = blank(FINE_SPECIAL, KIND_FINE);
-                    fine.expect("fine pages").init(&mut f, blk);
+                    let fg = fine.expect("fine pages");
+                    let mut f = blank(FINE_SPECIAL, KIND_FINE, fg.contents_len());
+                    fg.init(&mut f, blk);
                     f
                 })
                 .collect();
@@ -1377,6 +1547,123 @@ mod tests {
         }
         pages[0][12..14].copy_from_slice(&2u16.to_ne_bytes());
         assert!(walk(&pages).is_err(), "the meta page too");
+    }
+
+    /// A header whose bounds disagree with its page's layout is corrupt on
+    /// every page kind, though all it calls free space is zero bytes: an
+    /// insert page's pd_lower lowered to the end of its live TIDs passed every
+    /// check, and the next insert's entry, written there, was zeroed by the
+    /// write (hunt-121).
+    #[test]
+    fn header_bounds_that_disagree_with_the_layout_are_corrupt() {
+        let fill = 40;
+        let pages = example_image_refined(2, 4, false, 2, fill, 4);
+        assert!(walk(&pages).is_ok());
+        let meta = read_meta(&pages[0]);
+        let geom = DataGeom::of(&meta);
+        let fg = FineGeom::of(&meta).unwrap();
+        let data = meta.first_data_block() as usize;
+        let (dir, model) = (meta.dir_start as usize, meta.model_start as usize);
+        let tids = contents_offset() + geom.capacity * geom.code_size;
+        let (lower, upper, special) = (12, 14, 16);
+        let cases: [(usize, &[(usize, usize)]); 8] = [
+            // The repro: a data page's pd_lower at the end of its live TIDs.
+            (data, &[(lower, tids + fill * TID_BYTES)]),
+            // pd_upper lowered to its TIDs, pd_lower to the end of its codes.
+            (
+                data,
+                &[
+                    (lower, contents_offset() + fill * geom.code_size),
+                    (upper, tids),
+                ],
+            ),
+            // No free space at all, or a special space moved.
+            (data, &[(lower, special_start(DATA_SPECIAL))]),
+            (data, &[(special, PAGE_SIZE)]),
+            // A fine page's pd_lower at the end of its live entries.
+            (
+                data + 1,
+                &[(
+                    lower,
+                    fg.lower() - (fg.per_page - fill) * (TID_BYTES + fg.code_size),
+                )],
+            ),
+            // A directory page's pd_lower past its two entries, a model
+            // page's inside its blob, the meta page's inside its struct.
+            (
+                dir,
+                &[(lower, dir_page_lower(&meta, dir as u32) + DIR_ENTRY_BYTES)],
+            ),
+            (model, &[(lower, contents_offset() + 50)]),
+            (META_BLOCK as usize, &[(lower, contents_offset() + 84)]),
+        ];
+        for (blk, fields) in cases {
+            let mut p = pages.clone();
+            for &(at, v) in fields {
+                p[blk][at..at + 2].copy_from_slice(&(v as u16).to_ne_bytes());
+            }
+            // PostgreSQL's page check and the free-space check see nothing.
+            assert_eq!(
+                crate::page_delta::hole_is_clear(&p[blk]),
+                Ok(true),
+                "{fields:?}"
+            );
+            let e = walk(&p).unwrap_err();
+            assert_eq!(e.block as usize, blk, "{e}");
+            assert!(e.what.contains("where its layout has"), "{e}");
+        }
+        // A meta page of an earlier build of this format, whose struct was
+        // 80 bytes long, is sound; a meta page of another format is left to
+        // its caller's format check.
+        let mut p = pages.clone();
+        p[0][12..14].copy_from_slice(&(contents_offset() as u16 + 80).to_ne_bytes());
+        assert!(walk(&p).is_ok());
+        let mut old = p[0].clone();
+        old[12..14].copy_from_slice(&(contents_offset() as u16 + 40).to_ne_bytes());
+        assert!(check_meta_bounds(&old).is_err());
+        let mut m = read_meta(&old);
+        m.version = 2;
+        write_meta(&mut old, &m);
+        assert_eq!(read_meta_page(&old).map(|m| m.version), Ok(2));
+    }
+
+    /// What `WriteSet::commit` refuses: a changed range that overlaps the
+    /// free space. A sound data or fine page's writes never do.
+    #[test]
+    fn writes_into_the_free_space_are_found() {
+        let hole = (7398, 8176);
+        assert_eq!(
+            range_in_hole(&[(24, 28), (7398, 7404), (8184, 8186)], hole),
+            Some((7398, 7404))
+        );
+        // Ranges that touch it, an empty range in it, an empty hole: none.
+        assert_eq!(range_in_hole(&[(7392, 7398), (8176, 8178)], hole), None);
+        assert_eq!(range_in_hole(&[(8000, 8000)], hole), None);
+        assert_eq!(range_in_hole(&[(24, 8192)], (8174, 8174)), None);
+        assert_eq!(range_in_hole(&[(7000, 9000)], hole), Some((7000, 9000)));
+        for (code_size, blocked) in [(4, false), (48, false), (32, true), (64, true)] {
+            let g = DataGeom::new(code_size, blocked);
+            let page = blank(DATA_SPECIAL, KIND_DATA, g.contents_len());
+            let hole = crate::page_delta::hole(&page).unwrap();
+            for n in 0..g.capacity {
+                assert_eq!(range_in_hole(&g.push_ranges(&page, n), hole), None);
+            }
+            // The repro's page: pd_lower at the end of its live TIDs, where
+            // the next entry's TID goes.
+            let mut bad = page.clone();
+            let n = g.capacity / 2;
+            let end = contents_offset() + g.capacity * code_size + n * TID_BYTES;
+            bad[12..14].copy_from_slice(&(end as u16).to_ne_bytes());
+            let hole = crate::page_delta::hole(&bad).unwrap();
+            assert!(range_in_hole(&g.push_ranges(&bad, n), hole).is_some());
+            if let Some(fg) = FineGeom::new(96, g.capacity) {
+                let fine = blank(FINE_SPECIAL, KIND_FINE, fg.contents_len());
+                let hole = crate::page_delta::hole(&fine).unwrap();
+                for slot in 0..fg.per_page {
+                    assert_eq!(range_in_hole(&[fg.set_range(slot)], hole), None);
+                }
+            }
+        }
     }
 
     #[test]
