@@ -27,8 +27,11 @@
 -- arrw.job_cancel has a new column announced_kind (sql/jobs.sql), through which
 -- the change feed recognises arrw.cancel_job's "cancelled" event as arrw's.
 -- Every C function of 0.1.0 keeps its symbol in the 0.2.0 library
--- (tests/upgrade.rs creates 0.1.0 against it). An ivfpq index keeps its
--- on-disk format (2); no REINDEX is needed.
+-- (tests/upgrade.rs creates 0.1.0 against it). ivfpq indexes built by the
+-- 0.1.0 library (on-disk format 2) need a REINDEX under the 0.2.0 library
+-- (format 3), from the moment it is loaded, before or after this script: until
+-- then queries, INSERTs and VACUUM of their tables fail with 0A000 and the
+-- REINDEX INDEX hint (README, "Upgrading").
 --
 -- When a release changes SQL objects, its update script says so here: only
 -- CREATE OR REPLACE / ALTER / new objects, never a DROP of user-visible state.

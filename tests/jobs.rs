@@ -3522,6 +3522,20 @@ fn jobs_wait_for_the_extension_update() {
         "{log}"
     );
     assert_eq!(count(&mut c, "SELECT count(*) FROM bd"), 1000);
+    // wait_job waited for the update without a word, and cancel_job wrote a
+    // column 0.1.0's arrw.job_cancel lacks (42703; hunt-126): both say what
+    // to do.
+    for call in ["arrw.wait_job($1)", "arrw.cancel_job($1)"] {
+        let e = c
+            .query_one(&format!("SELECT {call}"), &[&id])
+            .expect_err(call);
+        assert_eq!(sqlstate(&e), "55000", "{call}: {}", msg(&e));
+        let hint = e.as_db_error().and_then(|d| d.hint()).unwrap_or_default();
+        assert!(
+            hint.contains("ALTER EXTENSION arrw UPDATE"),
+            "{call}: {hint}"
+        );
+    }
     c.batch_execute("ALTER EXTENSION arrw UPDATE").unwrap();
     // Within a minute of the update, with nothing else submitted (it waited
     // for the launcher's ten-minute rescan; hunt-119).
@@ -3800,12 +3814,13 @@ fn a_jobs_session_user_is_its_owner() {
     );
 }
 
-/// index_optimize rebuilds an index too damaged to read, as index_rebuild does:
+/// index_optimize rebuilds an index too damaged to read, or of an older on-disk
+/// format, as index_rebuild does:
 /// its "before" figures (`arrw.ivfpq_info`) are the error, not the job's
 /// failure. It failed every attempt with the damage's XX002 before its REINDEX
 /// (hunt-121), on the one kind of index a rebuild is there to repair.
 #[test]
-fn index_optimize_rebuilds_a_damaged_index() {
+fn index_optimize_rebuilds_an_index_it_cannot_read() {
     const BLCKSZ: usize = 8192;
     let (cluster, mut c) = setup("jobs-optimize-damaged", "");
     c.batch_execute(
@@ -3869,4 +3884,38 @@ fn index_optimize_rebuilds_a_damaged_index() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1200);
+
+    // An index of another on-disk format (every index an earlier arrw built:
+    // the format number is the meta page's second field) is rebuilt too; it
+    // failed at once with the format's 0A000 (hunt-126).
+    let rel: String = c
+        .query_one("SELECT pg_relation_filepath('dmg_v')", &[])
+        .unwrap()
+        .get(0);
+    c.batch_execute("CHECKPOINT").unwrap();
+    drop(c);
+    cluster.stop("fast");
+    let path = cluster.dir.join("data").join(rel);
+    let mut b = std::fs::read(&path).unwrap();
+    let format = u32_at(&b, 28);
+    b[28..32].copy_from_slice(&(format - 1).to_ne_bytes());
+    std::fs::write(&path, &b).unwrap();
+    cluster.start_server();
+    let mut c = cluster.connect();
+    let e = c
+        .query("SELECT arrw.ivfpq_check('dmg_v')", &[])
+        .expect_err("the old format is refused");
+    assert_eq!(sqlstate(&e), "0A000", "{}", msg(&e));
+    let o = submit(&mut c, "index_optimize", r#"{"index": "dmg_v"}"#);
+    expect_succeeded(&cluster, &mut c, o);
+    let result: String = c
+        .query_one("SELECT result::text FROM arrw.jobs WHERE id = $1", &[&o])
+        .unwrap()
+        .get(0);
+    assert!(result.contains(r#""sqlstate": "0A000""#), "{result}");
+    let ok: bool = c
+        .query_one("SELECT arrw.ivfpq_check('dmg_v')", &[])
+        .unwrap()
+        .get(0);
+    assert!(ok);
 }

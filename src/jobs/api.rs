@@ -145,6 +145,7 @@ crate::v1! {
 /// the event `"origin":"arrw"` (src/cdc/plugin.rs); the worker recording it
 /// later does not announce it again.
 fn cancel(id: i64) -> bool {
+    require_this_version("arrw.cancel_job");
     let id_text = id.to_string();
     // As the caller: only a job the caller may see, in its effective state.
     let state = spi::one(
@@ -235,8 +236,35 @@ fn snapshot_stall(message: String) -> ! {
     )
 }
 
+/// Refuses (55000) a call in a database whose arrw is another version than
+/// this library's: the package replaced, `ALTER EXTENSION arrw UPDATE` not
+/// run yet. Workers leave such a database's jobs queued until the update
+/// (worker.rs), so `wait_job` waited for it without a word, and `cancel_job`
+/// wrote a column 0.1.0's `arrw.job_cancel` does not have (42703; hunt-126).
+fn require_this_version(function: &str) {
+    let installed = spi::one(
+        "SELECT e.extversion FROM pg_catalog.pg_extension e \
+         WHERE e.extname OPERATOR(pg_catalog.=) 'arrw'",
+        &[],
+    );
+    let this = env!("CARGO_PKG_VERSION");
+    if let Some(v) = installed.filter(|v| v != this) {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "{function} needs arrw {this} in this database, which has arrw {v}: its jobs \
+                 wait until the extension is updated"
+            ),
+            "require_this_version",
+        )
+        .set_hint("Run ALTER EXTENSION arrw UPDATE.")
+        .report(PgLogLevel::ERROR);
+    }
+}
+
 /// Waits until job `id` ends (or `timeout_us` passes) and returns its state.
 fn wait(id: i64, timeout_us: Option<u64>) -> String {
+    require_this_version("arrw.wait_job");
     let (queued, running, cancelled) = (State::Queued, State::Running, State::Cancelled);
     // SAFETY: reading the backend's isolation level.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {

@@ -104,9 +104,9 @@ fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
                 &[Some(qname)],
             )
         };
-        // A damaged index (XX001/XX002) is what a rebuild repairs
-        // (docs/security.md): its figures are the error, and the rebuild goes
-        // on. Raised, `index_optimize` failed every attempt before its REINDEX
+        // A damaged index (XX001/XX002), or one of an older format, is what
+        // a rebuild repairs (docs/security.md, README "Upgrading"): its
+        // figures are the error, and the rebuild goes on. Raised, `index_optimize` failed every attempt before its REINDEX
         // on the one kind of index it is there to fix, where index_rebuild
         // repaired it (hunt-121). Anything else (a cancel above all) is raised.
         match spi::subxact(true, read) {
@@ -125,12 +125,17 @@ fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
     })
 }
 
-/// Data corruption (SQLSTATE class XX but XX000: XX001 a damaged page header,
-/// XX002 an index arrw found damaged).
+/// What keeps `arrw.ivfpq_info` from reading an ivfpq index that a rebuild
+/// makes readable: data corruption (XX001 a damaged page header, XX002 an
+/// index arrw found damaged), and an index of another on-disk format
+/// (0A000, `page::wrong_format`: every index an earlier arrw built, which
+/// the upgrade notes send to a rebuild; hunt-126).
 fn damaged(e: &pgrx::pg_sys::panic::CaughtError) -> bool {
     matches!(
         crate::errors::report_of(e).sql_error_code(),
-        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED | PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED
+        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED
+            | PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED
+            | PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED
     )
 }
 
