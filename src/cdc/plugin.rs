@@ -1105,6 +1105,10 @@ unsafe extern "C-unwind" fn change(
             let bms = unsafe { pg_sys::RelationGetIdentityKeyBitmap(relation) };
             (!bms.is_null()).then_some(Pick::Key(bms))
         };
+        let render = Render {
+            include_vectors: st.opts.include_vectors,
+            enc,
+        };
         let key_start = out.len();
         // The old key (or old row) PostgreSQL logged for an update, deformed.
         let mut logged_old = None;
@@ -1117,10 +1121,7 @@ unsafe extern "C-unwind" fn change(
                     push_object(
                         out,
                         &mut st.types,
-                        Render {
-                            include_vectors: st.opts.include_vectors,
-                            enc,
-                        },
+                        render,
                         desc,
                         &t,
                         pick,
@@ -1170,10 +1171,7 @@ unsafe extern "C-unwind" fn change(
                 push_object(
                     out,
                     &mut st.types,
-                    Render {
-                        include_vectors: st.opts.include_vectors,
-                        enc,
-                    },
+                    render,
                     desc,
                     &t,
                     pick,
@@ -1200,10 +1198,7 @@ unsafe extern "C-unwind" fn change(
                     push_object(
                         out,
                         &mut st.types,
-                        Render {
-                            include_vectors: st.opts.include_vectors,
-                            enc,
-                        },
+                        render,
                         desc,
                         &t,
                         &Pick::All,

@@ -24,7 +24,7 @@ pub enum TextEncoding {
 }
 
 /// `\u00XX` for each control character without a short escape.
-const CONTROL_ESCAPES: [[u8; 6]; 32] = {
+static CONTROL_ESCAPES: [[u8; 6]; 32] = {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut t = [[0u8; 6]; 32];
     let mut i = 0;
@@ -65,11 +65,9 @@ pub fn push_str_in(out: &mut Vec<u8>, s: &[u8], enc: TextEncoding) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let utf8 = enc == TextEncoding::Utf8;
-    let mut start = 0;
-    let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        let (esc, len): (&[u8], usize) = match b {
+    push_replacing(out, s, |tail| {
+        let b = tail[0];
+        Some(match b {
             b'"' => (b"\\\"", 1),
             b'\\' => (b"\\\\", 1),
             b'\n' => (b"\\n", 1),
@@ -78,25 +76,36 @@ pub fn push_str_in(out: &mut Vec<u8>, s: &[u8], enc: TextEncoding) {
             0x08 => (b"\\b", 1),
             0x0c => (b"\\f", 1),
             0x00..=0x1f => (&CONTROL_ESCAPES[b as usize], 1),
-            0xc2 | 0xe2 if utf8 => match utf8_line_terminator(&s[i..]) {
-                Some(e) => e,
-                None => {
-                    i += 1;
-                    continue;
-                }
-            },
-            _ => {
-                i += 1;
-                continue;
+            0xc2 | 0xe2 if utf8 => return utf8_line_terminator(tail),
+            _ => return None,
+        })
+    });
+    out.push(b'"');
+}
+
+/// Appends `s` with the runs `replace` names replaced: at each byte,
+/// `replace(rest of s)` gives what to write instead of how many bytes, or
+/// None to copy the byte. Unreplaced runs are copied whole.
+#[inline]
+fn push_replacing<'a>(
+    out: &mut Vec<u8>,
+    s: &[u8],
+    replace: impl Fn(&[u8]) -> Option<(&'a [u8], usize)>,
+) {
+    let mut start = 0;
+    let mut i = 0;
+    while i < s.len() {
+        match replace(&s[i..]) {
+            Some((rep, len)) => {
+                out.extend_from_slice(&s[start..i]);
+                out.extend_from_slice(rep);
+                i += len;
+                start = i;
             }
-        };
-        out.extend_from_slice(&s[start..i]);
-        out.extend_from_slice(esc);
-        i += len;
-        start = i;
+            None => i += 1,
+        }
     }
     out.extend_from_slice(&s[start..]);
-    out.push(b'"');
 }
 
 /// Appends `"key":` (the key is an ASCII literal of ours that needs no escaping).
@@ -124,29 +133,11 @@ pub fn push_raw_one_line(out: &mut Vec<u8>, json: &[u8]) {
 pub fn push_raw_one_line_in(out: &mut Vec<u8>, json: &[u8], enc: TextEncoding) {
     out.reserve(json.len());
     let utf8 = enc == TextEncoding::Utf8;
-    let mut start = 0;
-    let mut i = 0;
-    while i < json.len() {
-        let (rep, len): (&[u8], usize) = match json[i] {
-            b'\n' | b'\r' => (b" ", 1),
-            0xc2 | 0xe2 if utf8 => match utf8_line_terminator(&json[i..]) {
-                Some(e) => e,
-                None => {
-                    i += 1;
-                    continue;
-                }
-            },
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        out.extend_from_slice(&json[start..i]);
-        out.extend_from_slice(rep);
-        i += len;
-        start = i;
-    }
-    out.extend_from_slice(&json[start..]);
+    push_replacing(out, json, |tail| match tail[0] {
+        b'\n' | b'\r' => Some((b" ", 1)),
+        0xc2 | 0xe2 if utf8 => utf8_line_terminator(tail),
+        _ => None,
+    });
 }
 
 /// Appends an LSN in PostgreSQL's `%X/%X` text form, as a JSON string.
