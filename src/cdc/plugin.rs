@@ -993,24 +993,6 @@ unsafe fn is_vector_type(typid: pg_sys::Oid) -> bool {
     }
 }
 
-/// Serves a pending cancel or terminate request (`CHECK_FOR_INTERRUPTS`) at
-/// the start of the row change, truncate and message callbacks, before
-/// anything of the event is built: one test of `InterruptPending` per event.
-///
-/// Safe there: PostgreSQL does the same at these points (its replay loop,
-/// `ReorderBufferProcessTXN`, checks for interrupts before each change it
-/// hands the plugin, in 15.20 at least, and a walsender's writes check for
-/// them too), and an ERROR raised in a callback is cleaned up by the replay
-/// loop (`PG_CATCH`) as any other ERROR of ours is. The plugin's own part of
-/// a cancel's latency is therefore at most one event's rendering; what
-/// remains (hunt-122 measured 0.2-0.35 s for a spilled transaction of 100k
-/// rows, test_decoding more) is PostgreSQL's abort of the replay, which
-/// removes the spill files.
-#[inline]
-fn interrupts_between_events() {
-    pg_sys::check_for_interrupts!();
-}
-
 #[pg_guard]
 unsafe extern "C-unwind" fn change(
     ctx: *mut pg_sys::LogicalDecodingContext,
@@ -1018,9 +1000,11 @@ unsafe extern "C-unwind" fn change(
     relation: pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) {
-    // A cancel or terminate request is served between two events, before
-    // this one is built (see `interrupts_between_events`).
-    interrupts_between_events();
+    // No CHECK_FOR_INTERRUPTS here: PostgreSQL's replay loop
+    // (ReorderBufferProcessTXN) checks before it hands over each change,
+    // truncate or message, so a cancel waits at most one event's rendering;
+    // what hunt-122 measured beyond that (0.2-0.35 s for a spilled 100k-row
+    // transaction, test_decoding as slow) is the replay's own abort.
     // SAFETY: startup has run.
     let st = unsafe { state(ctx) };
     // SAFETY: change is live during the callback.
@@ -1109,6 +1093,26 @@ unsafe extern "C-unwind" fn change(
             include_vectors: st.opts.include_vectors,
             enc,
         };
+        // `key` and `new_key` alike: the identity columns of `t`, a tuple of
+        // this relation deformed by `desc`.
+        let mut push_key = |out: &mut Vec<u8>, t: &Deformed, pick: &Pick| {
+            // SAFETY: callers pass values of this relation's columns, of live
+            // tuples; inside the event memory context.
+            unsafe {
+                push_object(
+                    out,
+                    &mut st.types,
+                    render,
+                    desc,
+                    t,
+                    pick,
+                    Marks {
+                        omitted: &mut omitted,
+                        unchanged: &mut key_unchanged,
+                    },
+                )
+            }
+        };
         let key_start = out.len();
         // The old key (or old row) PostgreSQL logged for an update, deformed.
         let mut logged_old = None;
@@ -1116,21 +1120,7 @@ unsafe extern "C-unwind" fn change(
             (Some(pick), false) => {
                 // SAFETY: key_source is a live tuple of this relation.
                 let t = unsafe { deform(desc, key_source) };
-                // SAFETY: as above, inside the event memory context.
-                unsafe {
-                    push_object(
-                        out,
-                        &mut st.types,
-                        render,
-                        desc,
-                        &t,
-                        pick,
-                        Marks {
-                            omitted: &mut omitted,
-                            unchanged: &mut key_unchanged,
-                        },
-                    )
-                };
+                push_key(out, &t, pick);
                 if op == Op::Update && key_source == old {
                     logged_old = Some(t);
                 }
@@ -1164,23 +1154,8 @@ unsafe extern "C-unwind" fn change(
             }
             json::push_key_after_comma(out, "new_key");
             let new_start = out.len();
-            // SAFETY: t holds values of this relation's columns (of the new
-            // tuple, or of the old one, both live); inside the event memory
-            // context.
-            unsafe {
-                push_object(
-                    out,
-                    &mut st.types,
-                    render,
-                    desc,
-                    &t,
-                    pick,
-                    Marks {
-                        omitted: &mut omitted,
-                        unchanged: &mut key_unchanged,
-                    },
-                )
-            };
+            // t holds values of the new tuple, or of the old one, both live.
+            push_key(out, &t, pick);
             if out[new_start..] == out[key_start..key_end] {
                 out.truncate(key_end);
             }
@@ -1230,7 +1205,6 @@ unsafe extern "C-unwind" fn truncate(
     relations: *mut pg_sys::Relation,
     change: *mut pg_sys::ReorderBufferChange,
 ) {
-    interrupts_between_events();
     // SAFETY: startup has run.
     let st = unsafe { state(ctx) };
     // SAFETY: live txn and change; relations has nrelations open relations.
@@ -1409,7 +1383,6 @@ unsafe extern "C-unwind" fn message(
     message_size: pg_sys::Size,
     message: *const c_char,
 ) {
-    interrupts_between_events();
     // SAFETY: prefix is a NUL-terminated string from the WAL record.
     if unsafe { CStr::from_ptr(prefix) } != MESSAGE_PREFIX {
         return;
