@@ -1486,7 +1486,10 @@ mod tests {
 
     proptest! {
         /// Whatever the slacks, the list slack is the lower of the quantile
-        /// and the 16th lowest, and never above either.
+        /// and the 16th lowest, and never above either, over the slacks
+        /// counted: a repeated value counts once (`Samples::add_keyed`; a
+        /// shrunk input with repeats among its 16 lowest failed the oracle
+        /// that counted them all, CI 2026-12-07).
         #[test]
         fn list_slack_is_the_lower_of_quantile_and_rank(
             v in proptest::collection::vec(-100.0f32..100.0, 1..3000),
@@ -1496,6 +1499,8 @@ mod tests {
             for &x in &v {
                 r.learn(0.0, x, 0.0);
             }
+            let mut seen = HashSet::new();
+            let v: Vec<f32> = v.into_iter().filter(|x| seen.insert(x.to_bits())).collect();
             let mut sorted = v.clone();
             sorted.sort_by(f32::total_cmp);
             let rank = sorted[(LIST_SLACK_MAX_RANK - 1).min(sorted.len() - 1)];
