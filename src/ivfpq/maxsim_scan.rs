@@ -91,9 +91,12 @@ const NEAR_ROWS: usize = 100;
 /// 49 (the errors of deep gathers also widen the margin, so more rows are
 /// re-ranked).
 ///
-/// Memory: the default depth is lowered until the gather fits `work_mem`; a
-/// depth the session SET that does not fit is an ERROR saying what it needs
-/// (lowering it would quietly drop rows the caller asked the scan to keep).
+/// Memory: the default depth is lowered until the gather fits `work_mem`, but
+/// not below [`MIN_DEFAULT_DEPTH`]; a depth the session SET that does not fit,
+/// or a default that does not fit even at that floor (thousands of query
+/// vectors under a small `work_mem`), is an ERROR saying what it needs
+/// (lowering a SET depth would quietly drop rows the caller asked the scan to
+/// keep; the floor went past `work_mem` unsaid, up to ~11 MB, hunt-130).
 fn gather_depth(rerank: usize, queries: usize, max_entries: usize) -> usize {
     let set = options::MAXSIM_DEPTH.get();
     let want = if set > 0 {
@@ -104,21 +107,42 @@ fn gather_depth(rerank: usize, queries: usize, max_entries: usize) -> usize {
     .min(max_entries.max(1));
     // SAFETY: reading this backend's GUC variable.
     let budget = unsafe { pg_sys::work_mem } as usize * 1024;
-    if set > 0 && Gather::bytes_for(want, queries, max_entries) > budget {
-        gather_too_big(want, queries, max_entries, budget);
+    let fits = |depth: usize| Gather::bytes_for(depth, queries, max_entries) <= budget;
+    if set > 0 && !fits(want) {
+        gather_too_big(want, queries, max_entries, budget, true);
     }
     let mut depth = want;
-    while depth > 16 && Gather::bytes_for(depth, queries, max_entries) > budget {
-        depth = depth * 3 / 4;
+    while depth > MIN_DEFAULT_DEPTH && !fits(depth) {
+        depth = (depth * 3 / 4).max(MIN_DEFAULT_DEPTH);
+    }
+    if !fits(depth) {
+        gather_too_big(depth, queries, max_entries, budget, false);
     }
     depth
 }
 
+/// The shallowest gather the default depth is lowered to: fewer entries per
+/// query vector make the fills (the scores of rows a query vector did not
+/// reach) too low to bound anything.
+const MIN_DEFAULT_DEPTH: usize = 16;
+
+/// ERROR 54000: a gather of `depth` entries per query vector does not fit
+/// `work_mem`. The hint names only remedies that can work: a lower
+/// `ivfpq.maxsim_depth` when the depth was `set` and a lower one fits, the
+/// default (0) when its floor fits, else fewer query vectors.
 #[cold]
-fn gather_too_big(depth: usize, queries: usize, entries: usize, budget: usize) -> ! {
+fn gather_too_big(depth: usize, queries: usize, entries: usize, budget: usize, set: bool) -> ! {
     // In kB, as work_mem itself is set (a budget below 1 MB is common in tests).
     let kb = |b: usize| b.div_ceil(1024);
     let needed = Gather::bytes_for(depth, queries, entries);
+    let fits = |d: usize| Gather::bytes_for(d, queries, entries) <= budget;
+    let other = if set && depth > MIN_DEFAULT_DEPTH && fits(MIN_DEFAULT_DEPTH) {
+        ", or lower ivfpq.maxsim_depth (0 picks a depth that fits)"
+    } else if set && depth > 1 && fits(1) {
+        ", or lower ivfpq.maxsim_depth"
+    } else {
+        ", or query with fewer vectors"
+    };
     pgrx::pg_sys::panic::ErrorReport::new(
         pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
         format!(
@@ -128,10 +152,7 @@ fn gather_too_big(depth: usize, queries: usize, entries: usize, budget: usize) -
         ),
         "amgettuple",
     )
-    .set_hint(format!(
-        "SET work_mem = '{}kB', or lower ivfpq.maxsim_depth (0 picks a depth that fits).",
-        kb(needed)
-    ))
+    .set_hint(format!("SET work_mem = '{}kB'{other}.", kb(needed)))
     .report(pgrx::PgLogLevel::ERROR);
     unreachable!("ereport(ERROR) returned")
 }

@@ -95,10 +95,24 @@ pub fn similarity_with(
         sum += doc
             .iter()
             .map(|d| distance::dot(q, d))
-            .fold(f32::NEG_INFINITY, f32::max) as f64;
+            .fold(f32::NEG_INFINITY, max_keeping_nan) as f64;
         tick();
     }
     Ok(sum)
+}
+
+/// The larger of `a` and `b`, NaN if either is: PostgreSQL orders NaN above
+/// every number, and `maxsim(ARRAY[a], ARRAY[b])` is `-(a <#> b)`, NaN when
+/// the inner product overflows to `inf - inf`. `f32::max` drops a NaN, which
+/// made that query vector's best score the document's other elements' (or
+/// −Infinity for a one-element document; hunt-127).
+#[inline]
+fn max_keeping_nan(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() {
+        a
+    } else {
+        b
+    }
 }
 
 /// Candidate rows of an index scan for `doc @# query`, gathered one query vector
@@ -534,6 +548,25 @@ mod tests {
     /// A gather that leaves out the rows taken so far finds the next rows, and
     /// every row an earlier gather found and did not take; skipped entries
     /// neither fill places nor make the gather truncated.
+    #[test]
+    fn a_nan_inner_product_makes_the_similarity_nan() {
+        // 1e30 · 1e10 overflows: +inf + (−inf) is NaN, as `<#>` says too.
+        let q = [1e10f32, -1e10];
+        for doc in [
+            vec![[1e30f32, 1e30]],
+            vec![[1e30, 1e30], [0.0, 0.0]],
+            vec![[0.0, 0.0], [1e30, 1e30]],
+        ] {
+            let d: Vec<&[f32]> = doc.iter().map(|x| &x[..]).collect();
+            let s = similarity(&d, &[&q[..]]).unwrap();
+            assert!(s.is_nan(), "{doc:?}: {s}");
+        }
+        assert_eq!(max_keeping_nan(1.0, 2.0), 2.0);
+        assert_eq!(max_keeping_nan(2.0, 1.0), 2.0);
+        assert!(max_keeping_nan(f32::NAN, 1.0).is_nan());
+        assert!(max_keeping_nan(1.0, f32::NAN).is_nan());
+    }
+
     #[test]
     fn gathering_again_without_taken_rows_finds_the_next_rows() {
         // One query vector; rows 0..40, each with 3 entries of one score

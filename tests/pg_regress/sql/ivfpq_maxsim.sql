@@ -99,6 +99,15 @@ SET ivfpq.maxsim_depth = 100000;
 SELECT id FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 1;
 RESET ivfpq.maxsim_depth;
 SELECT count(*) FROM (SELECT id FROM mdocs ORDER BY v @# mvec(1000, 3) LIMIT 3) s;
+-- The default depth goes no lower than 16 entries a query vector: a query of
+-- 2,000 vectors needs more than 64kB even so, and says so (it ran past
+-- work_mem); no lower depth helps it, and the hint says what does.
+SELECT count(*) FROM (SELECT id FROM mdocs ORDER BY v @# mvec(1000, 2000) LIMIT 3) s;
+SET ivfpq.maxsim_depth = 1;
+SELECT count(*) FROM (SELECT id FROM mdocs ORDER BY v @# mvec(1000, 2000) LIMIT 3) s;
+SET ivfpq.maxsim_depth = 40;
+SELECT count(*) FROM (SELECT id FROM mdocs ORDER BY v @# mvec(1000, 300) LIMIT 3) s;
+RESET ivfpq.maxsim_depth;
 RESET work_mem;
 SELECT id FROM mdocs ORDER BY v @# ARRAY['[1,2,3]']::vector[] LIMIT 1;
 SELECT id FROM mdocs ORDER BY v @# '{}'::vector[] LIMIT 1;

@@ -4,6 +4,12 @@
 SELECT maxsim(ARRAY['[1,0]', '[0,2]']::vector[], ARRAY['[3,1]', '[-1,1]']::vector[]);
 SELECT ARRAY['[1,0]', '[0,2]']::vector[] @# ARRAY['[3,1]', '[-1,1]']::vector[];
 SELECT maxsim(ARRAY['[1,2,3]']::vector[], ARRAY['[1,1,1]']::vector[]) = -('[1,2,3]'::vector <#> '[1,1,1]') AS same_as_inner_product;
+-- An inner product that overflows to inf - inf is NaN, and so is the MaxSim
+-- it is the best of (PostgreSQL orders NaN above every number).
+SELECT '[1e30,1e30]'::vector <#> '[1e10,-1e10]' AS ip_distance,
+       maxsim('{"[1e30,1e30]"}', '{"[1e10,-1e10]"}') AS one_element,
+       maxsim('{"[1e30,1e30]","[0,0]"}', '{"[1e10,-1e10]"}') AS with_another,
+       '{"[0,0]","[1e30,1e30]"}'::vector[] @# '{"[1e10,-1e10]"}' AS distance;
 
 CREATE TABLE docs (id int, vs vector(3)[]);
 INSERT INTO docs VALUES
