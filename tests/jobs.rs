@@ -3919,3 +3919,108 @@ fn index_optimize_rebuilds_an_index_it_cannot_read() {
         .get(0);
     assert!(ok);
 }
+
+/// `DROP EXTENSION arrw` while a batch job runs waits for the batch in hand
+/// and then answers as it would with no job: 2BP01 (the table's column
+/// depends on `vector`), or with CASCADE drops everything, after which the
+/// extension can be created again and its jobs run. It deadlocked (40P01)
+/// with the worker's batch transaction, which read `arrw.job_cancel` before
+/// updating `arrw.job`, the opposite of the DROP's order (hunt-126).
+#[test]
+fn drop_extension_waits_for_a_running_batch() {
+    let (cluster, mut c) = setup("jobs-drop-ext", "arrw.job_workers = 1");
+    c.batch_execute(
+        "CREATE TABLE items (id int PRIMARY KEY, v vector(3), c int DEFAULT 0); \
+         INSERT INTO items SELECT g, '[1,2,3]' FROM generate_series(1, 20000) g",
+    )
+    .unwrap();
+    let id = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "items", "set": "c = c + 1", "where": "pg_sleep(0.001) IS NOT NULL", "batch_rows": 100}"#,
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while state(&mut c, id).1 <= 0.0 {
+        assert!(Instant::now() < deadline, "no batch done:\n{}", cluster.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Several tries: each lands in some batch's transaction.
+    for _ in 0..5 {
+        let e = c.batch_execute("DROP EXTENSION arrw").unwrap_err();
+        assert_eq!(sqlstate(&e), "2BP01", "{}", msg(&e));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eq!(state(&mut c, id).0, "running");
+    c.batch_execute("DROP EXTENSION arrw CASCADE")
+        .unwrap_or_else(|e| panic!("{}: {}", sqlstate(&e), msg(&e)));
+    // The worker's job went with the extension; a new one runs.
+    c.batch_execute("CREATE EXTENSION arrw").unwrap();
+    let again = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "items", "set": "c = 0"}"#,
+    );
+    expect_succeeded(&cluster, &mut c, again);
+}
+
+/// Index jobs on one table run one at a time, so neither fails the other:
+/// two `REINDEX CONCURRENTLY`s of a table's indexes deadlock, and when each
+/// build took longer than the retry delay, the job that had done the work
+/// lost every round, its requeue then failed the other: two jobs on one
+/// index never ended (hunt-128). Three jobs here, two on one index and one on
+/// another index of the table, each build ~3 s (a slow expression stands in
+/// for a large ivfpq index).
+#[test]
+fn slow_index_jobs_on_one_table_run_one_at_a_time() {
+    let (cluster, mut c) = setup("jobs-slowidx", "arrw.job_workers = 2");
+    c.batch_execute(
+        "CREATE FUNCTION slow(i int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS \
+           $$ BEGIN PERFORM pg_sleep(0.001); RETURN i; END $$;
+         CREATE TABLE sl (id int);
+         INSERT INTO sl SELECT generate_series(1, 3000);
+         CREATE INDEX sl_a ON sl (slow(id));
+         CREATE INDEX sl_b ON sl (slow(-id));",
+    )
+    .unwrap();
+    let ids = [
+        submit(&mut c, "index_rebuild", r#"{"index": "sl_a"}"#),
+        submit(&mut c, "index_rebuild", r#"{"index": "sl_a"}"#),
+        submit(&mut c, "index_rebuild", r#"{"index": "sl_b"}"#),
+    ];
+    // Never two running at once.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let running = count(
+            &mut c,
+            &format!(
+                "SELECT count(*) FROM arrw.jobs WHERE state = 'running' AND id IN ({}, {}, {})",
+                ids[0], ids[1], ids[2]
+            ),
+        );
+        assert!(running <= 1, "{running} index jobs of one table running at once");
+        let open = count(
+            &mut c,
+            &format!(
+                "SELECT count(*) FROM arrw.jobs WHERE state IN ('queued', 'running') AND id IN ({}, {}, {})",
+                ids[0], ids[1], ids[2]
+            ),
+        );
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs did not end:\n{}", cluster.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in ids {
+        expect_succeeded(&cluster, &mut c, id);
+    }
+    let log = cluster.log();
+    assert!(!log.contains("deadlocked with another index job"), "{log}");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'sl'::regclass AND indisvalid"
+        ),
+        2
+    );
+}

@@ -239,7 +239,16 @@ impl Checkpoint {
 /// `arrw.job_cancel`, not in the job's row, so that cancel_job never locks a job's
 /// row in the caller's transaction (a worker updating it would wait for that
 /// transaction to end).
+///
+/// `arrw.job` is locked first (in the mode the transaction's progress update
+/// takes anyway), then `arrw.job_cancel` read: `DROP EXTENSION arrw` locks the
+/// extension's tables in that order, and a batch transaction that read
+/// `arrw.job_cancel` before updating `arrw.job` deadlocked with it (40P01 for
+/// the DROP, hunt-126). In this order the DROP waits for the batch to commit,
+/// then reports the objects that depend on the extension (2BP01) or, with
+/// CASCADE, drops them.
 pub fn cancel_requested(id: &str) -> bool {
+    spi::exec("LOCK TABLE arrw.job IN ROW EXCLUSIVE MODE", &[]);
     spi::flag(
         "SELECT EXISTS (SELECT 1 FROM arrw.job_cancel WHERE job_id = $1::bigint)",
         &[Some(id)],

@@ -384,9 +384,14 @@ fn recover_orphans() {
 /// `('batch_delete', 'batch_update')`, made from `JobKind::walks_table` (its
 /// one home).
 fn walkers() -> String {
+    kinds_where(JobKind::walks_table)
+}
+
+/// The SQL list of the kinds `which` holds for, as `('a', 'b')`.
+fn kinds_where(which: fn(JobKind) -> bool) -> String {
     let names: Vec<String> = KINDS
         .iter()
-        .filter(|k| k.walks_table())
+        .filter(|&&k| which(k))
         .map(|k| format!("'{}'", k.name()))
         .collect();
     format!("({})", names.join(", "))
@@ -405,14 +410,24 @@ fn walkers() -> String {
 /// its rows (hunt-82). The held-back job is claimed when the first ends (its
 /// worker claims on).
 ///
-/// Both tests are plain `NOT EXISTS` conditions of the query (the walker
-/// kinds inside the second), which the planner turns into anti-joins: one
-/// pass over the jobs. Written as `NOT (walker AND EXISTS ...)` the second
-/// was a subplan run per queued job, a scan of every job each time: with a
-/// few thousand batch jobs queued a claim took seconds to minutes, and the
-/// queue nearly stopped (hunt-100).
+/// Nor an index job (`index_rebuild`, `index_optimize`) while another index
+/// job on an index of the same table runs. Two `REINDEX CONCURRENTLY`s of one
+/// table's indexes deadlock: the second waits for the table's lock holding a
+/// snapshot, the first then waits for that snapshot to go, and the deadlock
+/// check fails the one that did the work. Requeued 1–3 s later (an attempt
+/// not counted), it failed the other one the same way, round after round: two
+/// jobs on an index whose build took ~8 s ran for minutes and never ended
+/// (hunt-128).
+///
+/// The tests are plain `NOT EXISTS` conditions of the query (the kinds inside
+/// them), which the planner turns into anti-joins: one pass over the jobs.
+/// Written as `NOT (walker AND EXISTS ...)` the walkers' test was a subplan
+/// run per queued job, a scan of every job each time: with a few thousand
+/// batch jobs queued a claim took seconds to minutes, and the queue nearly
+/// stopped (hunt-100).
 fn claimable() -> String {
     let walkers = walkers();
+    let reindexers = kinds_where(JobKind::reindexes_concurrently);
     format!(
         "j.state = 'queued' \
          AND NOT EXISTS (SELECT 1 FROM arrw.job_cancel c WHERE c.job_id = j.id) \
@@ -422,13 +437,20 @@ fn claimable() -> String {
                  AND r.checkpoint->>'rel_oid' = j.checkpoint->>'rel_oid' \
                  AND (r.state = 'running' \
                       OR (r.state = 'queued' AND r.checkpoint ? 'end' \
-                          AND (NOT j.checkpoint ? 'end' OR r.id < j.id))))"
+                          AND (NOT j.checkpoint ? 'end' OR r.id < j.id)))) \
+         AND NOT EXISTS (\
+              SELECT 1 FROM arrw.job r \
+               WHERE j.kind IN {reindexers} AND r.kind IN {reindexers} AND r.id <> j.id \
+                 AND r.checkpoint->>'table_oid' = j.checkpoint->>'table_oid' \
+                 AND r.state = 'running')"
     )
 }
 
 /// Takes, until the claim's transaction ends, the lock that orders the claims
-/// of jobs walking table `rel` (see [`claimable`]).
-fn lock_walked_table(rel: u32) {
+/// of jobs walking table `rel`, or of index jobs on its indexes (see
+/// [`claimable`]; a batch job and an index job on one table may run together,
+/// and taking one lock for both only makes one claim wait for the other's).
+fn lock_claimed_table(rel: u32) {
     let tag = pg_sys::LOCKTAG {
         // SAFETY: reading a backend global.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
@@ -478,7 +500,8 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
             "SELECT id, kind, args::text, owner::oid, search_path, attempts, max_attempts, \
                     checkpoint->>'rel_oid', \
                     (SELECT string_agg(e.key || chr(31) || e.value, chr(30)) \
-                       FROM jsonb_each_text(j.checkpoint->'settings') e) FROM arrw.job j \
+                       FROM jsonb_each_text(j.checkpoint->'settings') e), \
+                    checkpoint->>'table_oid' FROM arrw.job j \
              WHERE {} AND run_after <= now() \
              ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
             claimable()
@@ -503,21 +526,27 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
     let s = |i: usize| row[i].clone().unwrap_or_default();
     let id: i64 = s(0).parse().unwrap_or(0);
     let kind = JobKind::parse(&s(1))?;
-    if kind.walks_table() {
-        if let Some(rel) = row[7].as_deref().and_then(|r| r.parse::<u32>().ok()) {
-            // Two workers may each have picked a batch job on this table
-            // before either committed its claim: the second waits here for
-            // the first's claim to commit, then sees it running.
-            lock_walked_table(rel);
-            if !spi::flag(
-                &format!(
-                    "SELECT EXISTS (SELECT 1 FROM arrw.job j WHERE j.id = $1::bigint AND {})",
-                    claimable()
-                ),
-                &[Some(&s(0))],
-            ) {
-                return None;
-            }
+    let table = if kind.walks_table() {
+        row[7].as_deref()
+    } else if kind.reindexes_concurrently() {
+        row[9].as_deref()
+    } else {
+        None
+    };
+    if let Some(rel) = table.and_then(|r| r.parse::<u32>().ok()) {
+        // Two workers may each have picked a batch job on this table (or
+        // an index job on its indexes) before either committed its claim:
+        // the second waits here for the first's claim to commit, then
+        // sees it running.
+        lock_claimed_table(rel);
+        if !spi::flag(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM arrw.job j WHERE j.id = $1::bigint AND {})",
+                claimable()
+            ),
+            &[Some(&s(0))],
+        ) {
+            return None;
         }
     }
     if !try_lock_job(id, true) {
