@@ -708,7 +708,7 @@ fn plan_build(
                 "ivfpq: {dim} dimensions have no divisor near the usual number of sub-quantizers, \
                  so the index gets m = {m}, a code too coarse to find neighbours well"
             ),
-            format!("Pass m (a divisor of {dim}), or use nbits = 8.")
+            ivf::finer_m_hint(dim, m, nbits)
         );
     }
     if rows > 0 && lists > rows {

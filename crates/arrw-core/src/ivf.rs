@@ -348,6 +348,46 @@ pub fn default_m(dim: usize, nbits: u32) -> usize {
     best
 }
 
+/// What to do when [`default_m`] gave `dim` dimensions a code far coarser than
+/// usual (`m` sub-quantizers of `nbits`): the hint of the build's NOTICE. It
+/// names only what works: a larger divisor of `dim` that the code size limits
+/// allow (with `nbits` as it is, else with 8 bits), or, when there is none (a
+/// prime count above 2,048, whose only divisors are 1 and a code too wide),
+/// padding the vectors with zeros to the next multiple of 8 dimensions whose
+/// default code is not coarse, which changes no distance. (It advised
+/// `nbits = 8` to a user who had passed it; hunt-130.)
+pub fn finer_m_hint(dim: usize, m: usize, nbits: u32) -> String {
+    let nearest = |nb: u32| {
+        let target = m_target(dim, nb).0.max(1) as f64;
+        (m + 1..=dim)
+            .filter(|&d| dim.is_multiple_of(d) && validate_params(0, dim, 1, d, nb).is_ok())
+            .min_by(|&a, &b| {
+                let err = |d: usize| (d as f64 / target).ln().abs();
+                err(a).total_cmp(&err(b))
+            })
+    };
+    if let Some(d) = nearest(nbits) {
+        return format!("Pass m = {d} ({}-byte codes).", pq::code_size(d, nbits));
+    }
+    if nbits == 4 {
+        if let Some(d) = nearest(8) {
+            return format!("Pass nbits = 8 and m = {d} ({d}-byte codes).");
+        }
+    }
+    // The first multiple of 8 from `dim` up whose default code is not coarse
+    // (3,992 = 8 × 499 is not, at 4 bits: m = 8).
+    let coarse = |p: usize| default_m(p, nbits).saturating_mul(8) < m_target(p, nbits).0;
+    let mut padded = dim.next_multiple_of(8);
+    while coarse(padded) && padded < MAX_DIM {
+        padded += 8;
+    }
+    format!(
+        "No larger m divides {dim} within the code size limits. Pad the vectors with zeros to \
+         {padded} dimensions (zeros change no distance); {padded} dimensions get m = {} by default.",
+        default_m(padded, nbits)
+    )
+}
+
 /// The number of sub-quantizers [`default_m`] aims at for `dim` dimensions
 /// (before it takes the nearest divisor), and the most it may take.
 pub fn m_target(dim: usize, nbits: u32) -> (usize, usize) {
@@ -699,29 +739,7 @@ impl IvfPqModel {
         }
         let coarse = coarse_panels(metric, direction, &centroids, dim);
 
-        // Residuals of (a subsample of) the sample, for PQ training.
-        let limit = (1usize << params.nbits).saturating_mul(params.pq.points_per_codeword.max(1));
-        let rows: Vec<usize> = if n > limit {
-            let mut rng = StdRng::seed_from_u64(params.seed ^ 0x7265_7369_6475_616c);
-            let mut v = rand::seq::index::sample(&mut rng, n, limit).into_vec();
-            v.sort_unstable();
-            v
-        } else {
-            (0..n).collect()
-        };
-        let mut residuals = Vec::with_capacity(rows.len() * dim);
-        for &i in &rows {
-            residuals.extend_from_slice(&data[i * dim..(i + 1) * dim]);
-        }
-        let mut labels = vec![0u32; rows.len()];
-        let mut scores = vec![0f32; rows.len()];
-        coarse.nearest_par(&residuals, &mut labels, &mut scores);
-        par::chunks_mut(&mut residuals, dim)
-            .zip(par::iter(&labels))
-            .for_each(|(r, &l)| {
-                let c = &centroids[l as usize * dim..(l as usize + 1) * dim];
-                r.iter_mut().zip(c).for_each(|(v, &cv)| *v -= cv);
-            });
+        let residuals = pq_training_residuals(&data, dim, &centroids, &coarse, params)?;
         let pq = ProductQuantizer::train_with(&residuals, dim, params.m, params.nbits, &pq_params);
         params.stop.check()?;
         let mut model = IvfPqModel::assemble(metric, dim, centroids, pq, coarse, direction);
@@ -1158,6 +1176,46 @@ impl IvfPqModel {
 fn all_unit_length(data: &[f32], dim: usize) -> bool {
     data.chunks_exact(dim)
         .all(|x| (distance::dot(x, x) - 1.0).abs() <= 0.01)
+}
+
+/// The list residuals PQ is trained on: a subsample of `data` (at most
+/// `2^nbits × points_per_codeword` rows), each less the centroid of its nearest
+/// list. Returns `Err(Stopped)` soon after `params.stop` is requested: finding
+/// the nearest lists is `rows × lists × dim` multiply-adds, seconds at
+/// `nbits = 8` (16,384 rows) against tens of thousands of lists, and a cancel
+/// waited for all of it (hunt-130).
+fn pq_training_residuals(
+    data: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    coarse: &Panels,
+    params: &IvfPqParams,
+) -> Result<Vec<f32>, Stopped> {
+    let n = data.len() / dim;
+    let limit = (1usize << params.nbits).saturating_mul(params.pq.points_per_codeword.max(1));
+    let rows: Vec<usize> = if n > limit {
+        let mut rng = StdRng::seed_from_u64(params.seed ^ 0x7265_7369_6475_616c);
+        let mut v = rand::seq::index::sample(&mut rng, n, limit).into_vec();
+        v.sort_unstable();
+        v
+    } else {
+        (0..n).collect()
+    };
+    let mut residuals = Vec::with_capacity(rows.len() * dim);
+    for &i in &rows {
+        residuals.extend_from_slice(&data[i * dim..(i + 1) * dim]);
+    }
+    let mut labels = vec![0u32; rows.len()];
+    let mut scores = vec![0f32; rows.len()];
+    coarse.nearest_par_until(&residuals, &mut labels, &mut scores, &params.stop);
+    params.stop.check()?;
+    par::chunks_mut(&mut residuals, dim)
+        .zip(par::iter(&labels))
+        .for_each(|(r, &l)| {
+            let c = &centroids[l as usize * dim..(l as usize + 1) * dim];
+            r.iter_mut().zip(c).for_each(|(v, &cv)| *v -= cv);
+        });
+    Ok(residuals)
 }
 
 /// What rows are assigned to and queries rank lists by: the centroids
@@ -2908,6 +2966,90 @@ mod tests {
             m.encode_batch_until(&data, &watched.stop).err(),
             Some(Stopped)
         );
+    }
+
+    /// Finding the PQ training rows' lists stops at a requested stop (it was
+    /// the one step of training that did not look: seconds at `nbits = 8`
+    /// against 32,768 lists, hunt-130), and otherwise gives each row less
+    /// its nearest centroid.
+    #[test]
+    fn pq_training_residuals_stop_on_request() {
+        let (data, _) = blobs(500, 0, 8, 4, 3);
+        let centroids: Vec<f32> = data[..4 * 8].to_vec();
+        let coarse = coarse_panels(Metric::L2, false, &centroids, 8);
+        let params = IvfPqParams {
+            stop: Stop::new(),
+            ..IvfPqParams::new(4, 4, 4)
+        };
+        let r = pq_training_residuals(&data, 8, &centroids, &coarse, &params).unwrap();
+        assert_eq!(r.len(), data.len());
+        for (x, e) in data.chunks_exact(8).zip(r.chunks_exact(8)) {
+            let best = centroids
+                .chunks_exact(8)
+                .map(|c| distance::l2_squared(x, c))
+                .fold(f32::INFINITY, f32::min);
+            let c: Vec<f32> = x.iter().zip(e).map(|(a, b)| a - b).collect();
+            assert!((distance::l2_squared(x, &c) - best).abs() <= 1e-3 * (1.0 + best));
+        }
+        params.stop.request();
+        assert_eq!(
+            pq_training_residuals(&data, 8, &centroids, &coarse, &params).err(),
+            Some(Stopped)
+        );
+    }
+
+    /// The coarse-code hint names a remedy that the limits allow, and never
+    /// the `nbits` already in use.
+    #[test]
+    fn finer_m_hint_names_what_works() {
+        // 383 is prime: 4-bit codes allow m up to 256, so only 8 bits help.
+        assert_eq!(
+            finer_m_hint(383, 1, 4),
+            "Pass nbits = 8 and m = 383 (383-byte codes)."
+        );
+        // 766 = 2 × 383: m = 383 at 4 bits is past the 4-bit limit too.
+        assert_eq!(
+            finer_m_hint(766, 2, 4),
+            "Pass nbits = 8 and m = 383 (383-byte codes)."
+        );
+        // A prime above 2,048: no divisor fits any code; pad to a multiple of 8.
+        for nbits in [4, 8] {
+            let h = finer_m_hint(3989, 1, nbits);
+            assert!(h.contains("Pad the vectors with zeros to "), "{h}");
+            assert!(!h.contains("nbits = 8"), "{h}");
+            let p: usize = h
+                .split("zeros to ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(p > 3989 && p.is_multiple_of(8) && p < 3989 + 64, "{h}");
+            let m = default_m(p, nbits);
+            assert!(h.contains(&format!("get m = {m} by")), "{h}");
+            assert!(m * 8 >= m_target(p, nbits).0, "{h}");
+        }
+        // Whatever it names is accepted and finer than what the user got.
+        for dim in [3, 5, 7, 127, 383, 509, 766, 2053, 3989, 16381] {
+            for nbits in [4u32, 8] {
+                let m = default_m(dim, nbits);
+                let h = finer_m_hint(dim, m, nbits);
+                if let Some(rest) = h.strip_prefix("Pass m = ") {
+                    let d: usize = rest.split(' ').next().unwrap().parse().unwrap();
+                    assert!(
+                        d > m && validate_params(0, dim, 1, d, nbits).is_ok(),
+                        "{dim} {nbits}: {h}"
+                    );
+                }
+                if let Some(rest) = h.strip_prefix("Pass nbits = 8 and m = ") {
+                    assert_eq!(nbits, 4, "{h}");
+                    let d: usize = rest.split(' ').next().unwrap().parse().unwrap();
+                    assert!(validate_params(0, dim, 1, d, 8).is_ok(), "{dim}: {h}");
+                }
+            }
+        }
     }
 
     /// The serial batch encoder (an insert's buffered rows) gives every row

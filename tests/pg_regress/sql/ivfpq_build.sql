@@ -343,6 +343,13 @@ FROM generate_series(1, 200) i;
 CREATE INDEX ivb_prime_v ON ivb_prime USING ivfpq (v) WITH (lists = 2);
 SELECT m FROM arrw.ivfpq_info('ivb_prime_v');
 DROP TABLE ivb_prime;
+-- Above 2,048 dimensions a prime count has no code that fits at all (m = 2053
+-- would be 2,053 bytes): the hint says to pad, not to pass what was passed.
+CREATE TABLE ivb_prime (id int, v vector(2053));
+INSERT INTO ivb_prime SELECT i, (SELECT array_agg(random()::real) FROM generate_series(1, 2053) WHERE i > 0)::vector
+FROM generate_series(1, 20) i;
+CREATE INDEX ivb_prime_v ON ivb_prime USING ivfpq (v) WITH (lists = 2, nbits = 8);
+DROP TABLE ivb_prime;
 
 -- An index built on an empty table holds a query to the column's declared
 -- dimension at once (it was raised only by the first row compared, and not at
