@@ -722,12 +722,14 @@ fn plan_build(
     }
     let Some(reservoir) = &sampled.reservoir else {
         // Said to whoever ran the statement that built it. PostgreSQL also
-        // rebuilds indexes itself outside any statement: the commit of a
-        // transaction that used an `ON COMMIT DELETE ROWS` temporary table
-        // empties it and rebuilds its indexes, and the advice, at every such
-        // commit, could never help (no portal runs then).
+        // rebuilds indexes itself: the commit of a transaction that used an
+        // `ON COMMIT DELETE ROWS` temporary table empties it and rebuilds its
+        // indexes, and the advice, at every such commit, could never help.
+        // No portal runs at a statement's own commit, but one does at the
+        // commits VACUUM makes inside its statement (the NOTICE came once per
+        // relation vacuumed, of any temporary table; hunt-129).
         // SAFETY: reading a backend global.
-        if !unsafe { pg_sys::ActivePortal }.is_null() {
+        if !unsafe { pg_sys::ActivePortal }.is_null() && !super::pending::committing() {
             ereport!(
                 NOTICE,
                 PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,

@@ -490,6 +490,7 @@ unsafe extern "C-unwind" fn xact_callback(
     match event {
         // Still inside the transaction: an ERROR here aborts it.
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            COMMITTING.set(true);
             flush_all()
         }
         // Over (after a commit, nothing is left: it was written just before).
@@ -497,9 +498,27 @@ unsafe extern "C-unwind" fn xact_callback(
         | XACT_EVENT_PARALLEL_COMMIT
         | XACT_EVENT_ABORT
         | XACT_EVENT_PARALLEL_ABORT
-        | XACT_EVENT_PREPARE => discard_all(),
+        | XACT_EVENT_PREPARE => {
+            COMMITTING.set(false);
+            discard_all()
+        }
         _ => {}
     }
+}
+
+thread_local! {
+    /// Between a transaction's pre-commit (or pre-prepare) callbacks and its
+    /// end: see [`committing`].
+    static COMMITTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while the current transaction commits or prepares, after the
+/// callbacks that come first: what PostgreSQL does then on its own (emptying
+/// `ON COMMIT DELETE ROWS` tables and rebuilding their indexes, also at the
+/// commits VACUUM makes inside its statement) was asked for by no statement,
+/// and build.rs says nothing about it.
+pub fn committing() -> bool {
+    COMMITTING.get()
 }
 
 #[pg_guard]

@@ -461,4 +461,10 @@ SELECT count(*) FROM ivb_tmp;
 COMMIT;
 INSERT INTO ivb_tmp VALUES (1, '[1,2,3]');
 SELECT count(*) FROM ivb_tmp;
-DROP TABLE ivb_tmp;
+-- Nor at the commits VACUUM makes inside its statement (a portal is active
+-- then), of this table or of any other temporary one.
+CREATE TEMP TABLE ivb_tmp2 (x int);
+INSERT INTO ivb_tmp2 VALUES (1);
+VACUUM ivb_tmp2;
+VACUUM ivb_tmp;
+DROP TABLE ivb_tmp, ivb_tmp2;
