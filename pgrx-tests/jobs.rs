@@ -272,3 +272,11 @@ fn jobs_submit_records_owner_search_path_and_defaults() {
     assert_eq!(sp.as_deref(), Some("jobs_s, public"));
     assert_eq!((attempts, max), (Some(0), Some(3)));
 }
+
+/// The batch walk's bound on the rows a range can hold without a count is
+/// PostgreSQL's MaxHeapTuplesPerPage: 291 at 8 kB pages.
+#[pg_test]
+fn jobs_max_heap_tuples_per_page_is_postgresql_s() {
+    assert_eq!(pgrx::pg_sys::BLCKSZ, 8192);
+    assert_eq!(crate::jobs::kinds::max_heap_tuples_per_page(), 291);
+}

@@ -1930,6 +1930,37 @@ fn batches_stay_near_batch_rows_after_an_empty_stretch() {
     assert!(largest <= 300, "a batch changed {largest} rows");
 }
 
+/// A batch stays near `batch_rows` when the table's statistics say far fewer
+/// rows a page than it holds: the first range, sized from them, was never
+/// counted, and a table analyzed at one wide row a page, then filled with
+/// narrow rows, changed all its 100,000 rows in one batch of `batch_rows`
+/// 1,000 (hunt-128).
+#[test]
+fn batches_stay_near_batch_rows_when_statistics_are_stale() {
+    let (cluster, mut c) = setup("jobs-stale", "");
+    c.batch_execute(
+        "CREATE TABLE stale (id int, n int DEFAULT 0, pad text) WITH (autovacuum_enabled = off);
+         ALTER TABLE stale ALTER pad SET STORAGE PLAIN;
+         INSERT INTO stale SELECT g, 0, repeat('x', 7000) FROM generate_series(1, 500) g;
+         ANALYZE stale;
+         UPDATE stale SET pad = NULL;
+         INSERT INTO stale SELECT g, 0, NULL FROM generate_series(501, 100000) g;",
+    )
+    .unwrap();
+    let id = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "stale", "set": "n = n + 1", "batch_rows": 1000}"#,
+    );
+    expect_succeeded(&cluster, &mut c, id);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM stale WHERE n = 1"), 100_000);
+    let largest = count(
+        &mut c,
+        "SELECT max(c) FROM (SELECT count(*) c FROM stale GROUP BY xmin::text) b",
+    );
+    assert!(largest <= 2000, "a batch changed {largest} rows");
+}
+
 /// With no background worker slot free for a job worker, queued jobs wait,
 /// and the server log says why (it said nothing: jobs stayed `queued` without a
 /// word). `max_worker_processes = 2`: the job launcher and PostgreSQL's logical

@@ -395,6 +395,15 @@ pub(super) fn remove_leftovers(kind: &str, id: &str, path: Option<&str>) {
 /// The largest range of heap blocks one batch may scan.
 const MAX_BLOCKS_PER_BATCH: i64 = 16_384;
 
+/// PostgreSQL's `MaxHeapTuplesPerPage`: the most tuples a heap page can hold
+/// (each takes at least an aligned tuple header and a line pointer).
+pub(crate) fn max_heap_tuples_per_page() -> i64 {
+    use pgrx::pg_sys::{HeapTupleHeaderData, ItemIdData, PageHeaderData, BLCKSZ};
+    let page_header = std::mem::offset_of!(PageHeaderData, pd_linp) as i64;
+    let tuple_header = (std::mem::offset_of!(HeapTupleHeaderData, t_bits) as i64 + 7) / 8 * 8;
+    (i64::from(BLCKSZ) - page_header) / (tuple_header + std::mem::size_of::<ItemIdData>() as i64)
+}
+
 /// batch_delete / batch_update: walk the table's heap in ranges of blocks (a TID
 /// range scan each), one committed transaction per range, the next range recorded
 /// in the same transaction. Covers the blocks the table had when the job first
@@ -452,6 +461,16 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
     let base_step =
         ((batch_rows as f64 / rows_per_block).ceil() as i64).clamp(1, MAX_BLOCKS_PER_BATCH);
     let mut step = base_step;
+    // The longest range that cannot hold more than 2 × batch_rows rows,
+    // whatever they are: a page holds at most MaxHeapTuplesPerPage (291 at
+    // 8 kB) tuples. A longer range is counted before it is changed. Nothing
+    // else tells how many rows a range holds: the table's statistics may be
+    // stale (a table analyzed at one wide row a page and since filled with
+    // narrow ones got a first range of 500 blocks for batch_rows 1,000, and
+    // the whole table, 100,000 rows, changed in one transaction; hunt-128),
+    // and the rows of the last batch say nothing of the next range's (a
+    // range sized on 31 rows a block reached blocks of 226 and changed 4,892).
+    let uncounted = (batch_rows.saturating_mul(2) / max_heap_tuples_per_page()).max(1);
     let filter = where_
         .map(|w| format!(" AND (\n{w}\n)"))
         .unwrap_or_default();
@@ -475,13 +494,15 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             format!(" AND NOT (xmin OPERATOR(pg_catalog.=) ANY ('{{{xids}}}'::pg_catalog.xid[]))")
         };
         let mut hi = (block + step).min(end);
-        // A range grown over rows the filter left alone (the step doubles after
-        // every batch that changed nothing, up to MAX_BLOCKS_PER_BATCH) may
-        // now hold far more than batch_rows rows to change: one batch once
-        // changed all 10,000 rows left of a table after an empty stretch, with
-        // batch_rows 100, in one long transaction. Count them first (a read of
-        // the range) and shrink it to about batch_rows.
-        while hi - block > base_step {
+        // A range that could hold more than 2 × batch_rows rows (see
+        // `uncounted`; also one grown over rows the filter left alone: the
+        // step doubles after every batch that changed nothing, up to
+        // MAX_BLOCKS_PER_BATCH, and one batch once changed all 10,000 rows
+        // left of a table after an empty stretch, with batch_rows 100, in one
+        // long transaction) is counted first (a read of the range, whose
+        // pages the batch then finds in shared buffers) and shrunk to about
+        // batch_rows.
+        while hi - block > uncounted {
             let sql = format!(
                 "SELECT pg_catalog.count(*) FROM ONLY {} WHERE {}{filter}{not_ours}",
                 rel.qname,
@@ -500,7 +521,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                 break;
             }
             let len = ((hi - block) as f64 * batch_rows as f64 / n as f64) as i64;
-            hi = block + len.clamp(base_step, hi - block - 1);
+            hi = block + len.clamp(1, hi - block - 1);
         }
         let range = range_of(block, hi);
         let stmt = match set {
