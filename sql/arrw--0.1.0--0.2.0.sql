@@ -994,8 +994,12 @@ CREATE OPERATOR <%> (
 	COMMUTATOR = '<%>'
 );
 
+-- The SQLSTATE of a job's error, beside its message (arrw.jobs shows it).
+ALTER TABLE arrw.job ADD COLUMN error_sqlstate text;
+
 -- arrw.jobs shows only the jobs of roles whose privileges the caller has to
--- roles that bypass row-level security too (the policy's rule in the view).
+-- roles that bypass row-level security too (the policy's rule in the view),
+-- and the SQLSTATE of their errors.
 CREATE OR REPLACE VIEW arrw.jobs WITH (security_invoker = true) AS
 	SELECT j.id, j.kind, j.args,
 	       CASE WHEN j.state OPERATOR(pg_catalog.=) 'queued' AND c.requested_at IS NOT NULL
@@ -1004,7 +1008,7 @@ CREATE OR REPLACE VIEW arrw.jobs WITH (security_invoker = true) AS
 	       j.created_at, j.started_at,
 	       CASE WHEN j.state OPERATOR(pg_catalog.=) 'queued' AND c.requested_at IS NOT NULL
 	            THEN c.requested_at ELSE j.finished_at END AS finished_at,
-	       j.result
+	       j.result, j.error_sqlstate
 	FROM arrw.job j
 	LEFT JOIN LATERAL (SELECT pg_catalog.min(x.requested_at) AS requested_at FROM arrw.job_cancel x
 	                   WHERE x.job_id OPERATOR(pg_catalog.=) j.id) c ON true

@@ -25,7 +25,10 @@ CREATE TABLE arrw.job (
 	-- Internal: the submitter's search_path, the resume point and the retry time.
 	search_path text NOT NULL DEFAULT '',
 	checkpoint jsonb,
-	run_after timestamptz NOT NULL DEFAULT now()
+	run_after timestamptz NOT NULL DEFAULT now(),
+	-- The SQLSTATE of error (NULL when error is not an SQL error's message:
+	-- the worker was lost on the job's last attempt).
+	error_sqlstate text
 );
 COMMENT ON TABLE arrw.job IS 'Background jobs of this database (use the view arrw.jobs)';
 CREATE INDEX job_queue_idx ON arrw.job (run_after, id) WHERE state = 'queued';
@@ -70,7 +73,7 @@ CREATE VIEW arrw.jobs WITH (security_invoker = true) AS
 	       j.created_at, j.started_at,
 	       CASE WHEN j.state OPERATOR(pg_catalog.=) 'queued' AND c.requested_at IS NOT NULL
 	            THEN c.requested_at ELSE j.finished_at END AS finished_at,
-	       j.result
+	       j.result, j.error_sqlstate
 	FROM arrw.job j
 	LEFT JOIN LATERAL (SELECT pg_catalog.min(x.requested_at) AS requested_at FROM arrw.job_cancel x
 	                   WHERE x.job_id OPERATOR(pg_catalog.=) j.id) c ON true

@@ -156,6 +156,13 @@ fn wait_state(
     }
 }
 
+/// `error_sqlstate` of job `id`.
+fn error_sqlstate(c: &mut Client, id: i64) -> Option<String> {
+    c.query_one("SELECT error_sqlstate FROM arrw.jobs WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0)
+}
+
 fn count(c: &mut Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
 }
@@ -863,6 +870,7 @@ fn failures_are_retried_with_backoff_then_reported() {
         error.as_deref().unwrap_or("").contains("No such file"),
         "{error:?}"
     );
+    assert_eq!(error_sqlstate(&mut c, id).as_deref(), Some("58P01"));
     // Two retries, 200 ms then 400 ms later.
     let span: f64 = c
         .query_one("SELECT extract(epoch FROM finished_at - created_at)::float8 FROM arrw.jobs WHERE id = $1", &[&id])
@@ -888,6 +896,7 @@ fn failures_are_retried_with_backoff_then_reported() {
     write_csv(&late, 100, 5);
     assert_eq!(wait_done(&cluster, &mut c, id), "succeeded");
     assert!(state(&mut c, id).2 >= 2);
+    assert_eq!(error_sqlstate(&mut c, id), None, "a success clears it");
     assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 100);
 
     // The worker checks again, as the owner, before each attempt: a privilege
@@ -915,6 +924,7 @@ fn failures_are_retried_with_backoff_then_reported() {
         error.as_deref().unwrap_or("").contains("permission denied"),
         "{error:?}"
     );
+    assert_eq!(error_sqlstate(&mut c, id).as_deref(), Some("42501"));
 
     // Errors that every attempt would meet again fail at once too: a value
     // COPY cannot read (22P02), a division by zero (22012), a statement that
@@ -924,7 +934,7 @@ fn failures_are_retried_with_backoff_then_reported() {
     std::fs::write(&bad, "1,x\nnot-a-number,y\n").unwrap();
     let dir = cluster.dir.join("adir");
     std::fs::create_dir_all(&dir).unwrap();
-    for (kind, args, text) in [
+    for (kind, args, text, code) in [
         (
             "bulk_import",
             format!(
@@ -932,21 +942,25 @@ fn failures_are_retried_with_backoff_then_reported() {
                 bad.display()
             ),
             "invalid input syntax for type integer",
+            "22P02",
         ),
         (
             "batch_update",
             r#"{"table": "t", "set": "id = id / 0", "where": "true"}"#.to_string(),
             "division by zero",
+            "22012",
         ),
         (
             "batch_update",
             r#"{"table": "t", "set": "id = 1", "where": "t.*"}"#.to_string(),
             "must be type boolean",
+            "42804",
         ),
         (
             "bulk_export",
             format!(r#"{{"query": "SELECT 1", "path": "{}"}}"#, dir.display()),
             "directory",
+            "42809",
         ),
     ] {
         let id = submit(&mut c, kind, &args);
@@ -956,6 +970,12 @@ fn failures_are_retried_with_backoff_then_reported() {
         assert!(
             error.as_deref().unwrap_or("").contains(text),
             "{kind} {args}: {error:?}"
+        );
+        // The code the retry rules went by, for clients (it was in no column).
+        assert_eq!(
+            error_sqlstate(&mut c, id).as_deref(),
+            Some(code),
+            "{kind} {args}"
         );
     }
 }
@@ -1953,7 +1973,10 @@ fn batches_stay_near_batch_rows_when_statistics_are_stale() {
         r#"{"table": "stale", "set": "n = n + 1", "batch_rows": 1000}"#,
     );
     expect_succeeded(&cluster, &mut c, id);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM stale WHERE n = 1"), 100_000);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM stale WHERE n = 1"),
+        100_000
+    );
     let largest = count(
         &mut c,
         "SELECT max(c) FROM (SELECT count(*) c FROM stale GROUP BY xmin::text) b",
@@ -3972,7 +3995,11 @@ fn drop_extension_waits_for_a_running_batch() {
     );
     let deadline = Instant::now() + TIMEOUT;
     while state(&mut c, id).1 <= 0.0 {
-        assert!(Instant::now() < deadline, "no batch done:\n{}", cluster.log());
+        assert!(
+            Instant::now() < deadline,
+            "no batch done:\n{}",
+            cluster.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Several tries: each lands in some batch's transaction.
@@ -4028,7 +4055,10 @@ fn slow_index_jobs_on_one_table_run_one_at_a_time() {
                 ids[0], ids[1], ids[2]
             ),
         );
-        assert!(running <= 1, "{running} index jobs of one table running at once");
+        assert!(
+            running <= 1,
+            "{running} index jobs of one table running at once"
+        );
         let open = count(
             &mut c,
             &format!(
@@ -4039,7 +4069,11 @@ fn slow_index_jobs_on_one_table_run_one_at_a_time() {
         if open == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "jobs did not end:\n{}", cluster.log());
+        assert!(
+            Instant::now() < deadline,
+            "jobs did not end:\n{}",
+            cluster.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     for id in ids {

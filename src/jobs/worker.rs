@@ -358,7 +358,7 @@ fn recover_orphans() {
         } else if r[2].as_deref() == Some("t") {
             (
                 State::Failed,
-                "finished_at = now(), \
+                "finished_at = now(), error_sqlstate = NULL, \
                  error = 'the worker running the job stopped (server crash or restart) on its last attempt'",
             )
         } else {
@@ -711,6 +711,11 @@ fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
     // running; hunt-119); the next start requeues the job.
     super::job::exit_if_postmaster_died();
     let kind = job.kind.name();
+    // The SQLSTATE beside a failure's message (`error_sqlstate`).
+    let sqlstate = match outcome {
+        Outcome::Failed { code, .. } => Some(crate::errors::sqlstate_text(*code)),
+        _ => None,
+    };
     let cancelled = match outcome {
         Outcome::Failed { message, .. } if cancel_requested(&job.id_text) => {
             log(&format!(
@@ -725,70 +730,77 @@ fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
     // The new state, the other columns it sets (parameters $2, ...), and when the
     // launcher should look at this database again.
     let delay_text;
-    let (state, set, params, wake_at): (State, &str, Vec<Option<&str>>, Option<i64>) = match (
-        cancelled, outcome,
-    ) {
-        (Some(error), _) => (
-            State::Cancelled,
-            "finished_at = now(), error = coalesce($2, error)",
-            vec![error],
-            None,
-        ),
-        (None, Outcome::Succeeded(result)) => (
-            State::Succeeded,
-            "progress = 1, finished_at = now(), error = NULL, result = coalesce($2::jsonb, result)",
-            vec![result.as_deref()],
-            None,
-        ),
-        (None, Outcome::Cancelled) => (State::Cancelled, "finished_at = now()", vec![], None),
-        (None, Outcome::Requeue) => (
-            State::Queued,
-            "attempts = greatest(attempts - 1, 0), worker_pid = NULL",
-            vec![],
-            Some(shmem::now_ms()),
-        ),
-        // The other job's REINDEX CONCURRENTLY goes on; try again once it is
-        // likely done (a second or two, spread so two losers do not meet again).
-        (None, Outcome::Contended) => {
-            log(&format!(
-                "job {} ({kind}) deadlocked with another index job on its table; requeued",
-                job.id
-            ));
-            (
+    let (state, set, params, wake_at): (State, &str, Vec<Option<&str>>, Option<i64>) =
+        match (cancelled, outcome) {
+            (Some(error), _) => (
+                State::Cancelled,
+                "finished_at = now(), \
+             error_sqlstate = CASE WHEN $2 IS NULL THEN error_sqlstate ELSE $3 END, \
+             error = coalesce($2, error)",
+                vec![error, sqlstate.as_deref()],
+                None,
+            ),
+            (None, Outcome::Succeeded(result)) => (
+                State::Succeeded,
+                "progress = 1, finished_at = now(), error = NULL, error_sqlstate = NULL, \
+             result = coalesce($2::jsonb, result)",
+                vec![result.as_deref()],
+                None,
+            ),
+            (None, Outcome::Cancelled) => (State::Cancelled, "finished_at = now()", vec![], None),
+            (None, Outcome::Requeue) => (
                 State::Queued,
-                "attempts = greatest(attempts - 1, 0), worker_pid = NULL, \
-                 run_after = now() + (1000 + random() * 2000) * interval '1 millisecond'",
+                "attempts = greatest(attempts - 1, 0), worker_pid = NULL",
                 vec![],
-                Some(shmem::now_ms() + 1000),
-            )
-        }
-        (None, Outcome::Failed { message, code }) => {
-            log(&format!(
-                "job {} ({kind}) attempt {} of {} failed: {message}",
-                job.id, job.attempts, job.max_attempts
-            ));
-            if permanent(*code) || job.attempts >= job.max_attempts {
+                Some(shmem::now_ms()),
+            ),
+            // The other job's REINDEX CONCURRENTLY goes on; try again once it is
+            // likely done (a second or two, spread so two losers do not meet again).
+            (None, Outcome::Contended) => {
+                log(&format!(
+                    "job {} ({kind}) deadlocked with another index job on its table; requeued",
+                    job.id
+                ));
                 (
-                    State::Failed,
-                    "finished_at = now(), error = $2",
-                    vec![Some(message.as_str())],
-                    None,
+                    State::Queued,
+                    "attempts = greatest(attempts - 1, 0), worker_pid = NULL, \
+                 run_after = now() + (1000 + random() * 2000) * interval '1 millisecond'",
+                    vec![],
+                    Some(shmem::now_ms() + 1000),
                 )
-            } else {
-                let base = super::RETRY_DELAY_MS.get().max(0) as i64;
-                let delay = base
-                    .saturating_mul(1i64 << (job.attempts - 1).clamp(0, 20))
-                    .min(3_600_000);
-                delay_text = delay.to_string();
-                (
+            }
+            (None, Outcome::Failed { message, code }) => {
+                log(&format!(
+                    "job {} ({kind}) attempt {} of {} failed: {message}",
+                    job.id, job.attempts, job.max_attempts
+                ));
+                if permanent(*code) || job.attempts >= job.max_attempts {
+                    (
+                        State::Failed,
+                        "finished_at = now(), error = $2, error_sqlstate = $3",
+                        vec![Some(message.as_str()), sqlstate.as_deref()],
+                        None,
+                    )
+                } else {
+                    let base = super::RETRY_DELAY_MS.get().max(0) as i64;
+                    let delay = base
+                        .saturating_mul(1i64 << (job.attempts - 1).clamp(0, 20))
+                        .min(3_600_000);
+                    delay_text = delay.to_string();
+                    (
                         State::Queued,
-                        "error = $2, worker_pid = NULL, run_after = now() + $3::bigint * interval '1 millisecond'",
-                        vec![Some(message.as_str()), Some(delay_text.as_str())],
+                        "error = $2, error_sqlstate = $4, worker_pid = NULL, \
+                         run_after = now() + $3::bigint * interval '1 millisecond'",
+                        vec![
+                            Some(message.as_str()),
+                            Some(delay_text.as_str()),
+                            sqlstate.as_deref(),
+                        ],
                         Some(shmem::now_ms() + delay),
                     )
+                }
             }
-        }
-    };
+        };
     let mut all = vec![Some(job.id_text.as_str())];
     all.extend(params);
     // Only the attempt this worker runs: should another worker ever have taken
