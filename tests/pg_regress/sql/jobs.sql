@@ -177,6 +177,18 @@ SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x''
 SELECT arrw.submit_job('bulk_export', '{"query": "SELECT 1;", "path": "/x"}');
 -- A ";" inside a literal is data.
 SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "body = '';''"}'));
+-- The statement each batch runs is planned at submit, as the caller: what
+-- could never run is refused there, with its own SQLSTATE (it failed in the
+-- worker, a non-boolean where as "argument of AND must be ...").
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "nosuch = 1"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x''", "where": "count(*) > 0"}');
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "nosuch > 0"}');
+\set VERBOSITY sqlstate
+SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "nosuch = 1"}');
+SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x''", "where": "count(*) > 0"}');
+\set VERBOSITY default
 
 -- An index job's REINDEX CONCURRENTLY of a partitioned index that fails on a
 -- partition: the invalid index it left on that partition is dropped, and only
