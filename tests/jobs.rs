@@ -927,9 +927,9 @@ fn failures_are_retried_with_backoff_then_reported() {
     assert_eq!(error_sqlstate(&mut c, id).as_deref(), Some("42501"));
 
     // Errors that every attempt would meet again fail at once too: a value
-    // COPY cannot read (22P02), a division by zero (22012), a statement that
-    // does not type-check (42804), a directory where the export's file goes
-    // (42809). Each was retried max_attempts times.
+    // COPY cannot read (22P02), a division by zero (22012), a directory where
+    // the export's file goes (42809). Each was retried max_attempts times. (A
+    // statement that does not type-check, 42804, is refused at submit now.)
     let bad = cluster.dir.join("bad.csv");
     std::fs::write(&bad, "1,x\nnot-a-number,y\n").unwrap();
     let dir = cluster.dir.join("adir");
@@ -949,12 +949,6 @@ fn failures_are_retried_with_backoff_then_reported() {
             r#"{"table": "t", "set": "id = id / 0", "where": "true"}"#.to_string(),
             "division by zero",
             "22012",
-        ),
-        (
-            "batch_update",
-            r#"{"table": "t", "set": "id = 1", "where": "t.*"}"#.to_string(),
-            "must be type boolean",
-            "42804",
         ),
         (
             "bulk_export",
@@ -1982,6 +1976,58 @@ fn batches_stay_near_batch_rows_when_statistics_are_stale() {
         "SELECT max(c) FROM (SELECT count(*) c FROM stale GROUP BY xmin::text) b",
     );
     assert!(largest <= 2000, "a batch changed {largest} rows");
+}
+
+/// A batch_update remembers the transaction of a batch (to leave alone the
+/// row versions it wrote ahead of the walk) only when some of its updates
+/// may have put a version there: not when every one was HOT (on its own
+/// page, inside the batch's range). The list is in every later batch's
+/// statement and resume point: kept whole, 8,572 one-row HOT batches took
+/// 133 s and wrote 166 MB of WAL (hunt-133). Every row is updated once
+/// either way.
+#[test]
+fn hot_batches_keep_no_transaction_list() {
+    let (cluster, mut c) = setup("jobs-hot", "");
+    c.batch_execute(
+        "CREATE TABLE hot (id int PRIMARY KEY, n int DEFAULT 0) WITH (fillfactor = 30);
+         INSERT INTO hot (id) SELECT generate_series(1, 3000);",
+    )
+    .unwrap();
+    let xids = |c: &mut Client, id: i64| -> i64 {
+        c.query_one(
+            "SELECT CASE jsonb_typeof(checkpoint->'xids') WHEN 'array' \
+                    THEN jsonb_array_length(checkpoint->'xids') ELSE 0 END::int8 \
+             FROM arrw.job WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    // HOT: n is in no index.
+    let id = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "hot", "set": "n = n + 1", "batch_rows": 20}"#,
+    );
+    expect_succeeded(&cluster, &mut c, id);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM hot WHERE n = 1"), 3000);
+    assert!(count(&mut c, "SELECT count(DISTINCT xmin::text) FROM hot") > 20);
+    assert_eq!(xids(&mut c, id), 0);
+    // Not HOT: id is the key; each batch is remembered.
+    let id = submit(
+        &mut c,
+        "batch_update",
+        r#"{"table": "hot", "set": "id = id + 100000", "batch_rows": 200}"#,
+    );
+    expect_succeeded(&cluster, &mut c, id);
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM hot WHERE id > 100000 AND id <= 103000"
+        ),
+        3000
+    );
+    assert!(xids(&mut c, id) > 0);
 }
 
 /// With no background worker slot free for a job worker, queued jobs wait,
