@@ -558,6 +558,59 @@ fn pending_entries_stay_within_work_mem() {
     );
 }
 
+/// The cap holds for all of a transaction's indexes together: an `INSERT ...
+/// SELECT` into 32 partitions, each with its own ivfpq index, kept up to
+/// `work_mem` of entries for every one of them (64 partitions of 1536-d rows
+/// grew the backend by 236 MB at the default 4MB; hunt-133).
+#[test]
+fn pending_entries_of_many_partitions_stay_within_work_mem_together() {
+    let (cluster, mut c) = arrw_cluster("res-pending-parts");
+    let dim = 384;
+    make_table(&mut c, "src", 40_000, dim); // 61 MB of vectors
+    exec(
+        &mut c,
+        &format!(
+            "CREATE TABLE parts (id int, v vector({dim})) PARTITION BY HASH (id);
+             CREATE TABLE no_idx (LIKE parts);"
+        ),
+    );
+    for r in 0..32 {
+        exec(
+            &mut c,
+            &format!("CREATE TABLE parts_{r} PARTITION OF parts FOR VALUES WITH (MODULUS 32, REMAINDER {r})"),
+        );
+    }
+    exec(
+        &mut c,
+        "INSERT INTO parts SELECT * FROM src LIMIT 3200;
+         CREATE INDEX ON parts USING ivfpq (v) WITH (lists = 2)",
+    );
+    let mut growth = Vec::new();
+    for t in ["no_idx", "parts"] {
+        let mut s = cluster.connect();
+        exec(&mut s, "SET work_mem = '4MB'");
+        growth.push(peak_growth_mb(
+            &mut s,
+            &format!("INSERT INTO {t} SELECT * FROM src OFFSET 3200"),
+        ));
+    }
+    eprintln!("INSERT ... SELECT into 32 partitions, peak growth MB (no index, ivfpq): {growth:?}");
+    assert!(
+        growth[1] - growth[0] < 16.0,
+        "pending entries of 32 indexes took {} MB more than the table alone at work_mem 4MB",
+        growth[1] - growth[0]
+    );
+    let ok: bool = c
+        .query_one(
+            "SELECT bool_and(arrw.ivfpq_check(i.indexrelid)) FROM pg_index i \
+             JOIN pg_inherits h ON h.inhrelid = i.indrelid WHERE h.inhparent = 'parts'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ok);
+}
+
 /// A build of 16,000-dimensional rows with one extra compute thread stays
 /// within `maintenance_work_mem` (plus allocator slack): the stand-in queries
 /// that measure the default probes were held three to four times (the build's

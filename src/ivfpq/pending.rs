@@ -23,8 +23,11 @@
 //!   REINDEX, CLUSTER and VACUUM FULL give the index a new relfilenode, ALTER
 //!   INDEX SET TABLESPACE copies its pages, DROP removes it, ANALYZE reads it;
 //!   all of them find the entries on the pages, as if written row by row;
-//! - when an index's pending entries reach [`cap_bytes`] (memory is bounded
-//!   by `work_mem` per index, whatever the rows).
+//! - when an index's pending entries reach [`cap_bytes`], and every index's
+//!   when all of them together do (memory is bounded by `work_mem` in all,
+//!   whatever the rows and however many indexes: an `INSERT ... SELECT` into
+//!   64 partitions, each with an ivfpq index, held up to 64 × `work_mem`,
+//!   256 MB at the default, when the cap was per index; hunt-133).
 //!
 //! And they are dropped, never written, where their rows are rolled back: at
 //! transaction abort, and at subtransaction abort for the entries made since
@@ -92,6 +95,8 @@ struct Pending {
     /// ([`same_build`]).
     generation: u64,
     dim: usize,
+    /// Bytes one entry holds ([`entry_bytes`]).
+    per: usize,
     tids: Vec<[u8; layout::TID_BYTES]>,
     /// The subtransaction each entry was made in.
     subs: Vec<pg_sys::SubTransactionId>,
@@ -187,6 +192,7 @@ pub fn push(index: pg_sys::Relation, x: &[f32], tid: [u8; layout::TID_BYTES], co
                     node,
                     generation: page::meta(index).generation,
                     dim: x.len(),
+                    per: entry_bytes(x.len(), coded),
                     tids: Vec::new(),
                     subs: Vec::new(),
                     vectors: Vec::new(),
@@ -210,13 +216,32 @@ pub fn push(index: pg_sys::Relation, x: &[f32], tid: [u8; layout::TID_BYTES], co
         e.tids.push(tid);
         e.subs.push(sub);
         e.vectors.extend_from_slice(x);
-        Ok(e.tids.len() >= rows_cap || AT_ONCE.get())
+        e.per = e.per.max(per);
+        if e.tids.len() >= rows_cap || AT_ONCE.get() {
+            return Ok(Full::Index);
+        }
+        // Every index's entries together (the cap is the backend's, not each
+        // index's: see the module docs).
+        let total: usize = p.iter().map(|e| e.tids.len() * e.per).sum();
+        Ok(if total >= cap_bytes() {
+            Full::All
+        } else {
+            Full::No
+        })
     });
     match full {
-        Ok(true) => flush_index(index),
-        Ok(false) => {}
+        Ok(Full::Index) => flush_index(index),
+        Ok(Full::All) => flush_all(),
+        Ok(Full::No) => {}
         Err(()) => rewritten(index),
     }
+}
+
+/// What [`push`] found full: nothing, its index's entries, or all entries.
+enum Full {
+    No,
+    Index,
+    All,
 }
 
 #[cold]
