@@ -352,8 +352,8 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
         }
         // A queued job waits for a worker; when every worker of the pool is
         // an index job waiting for this call's snapshot, directly or behind
-        // another job worker that is (two REINDEX CONCURRENTLY on one table),
-        // none ever frees up: the same stall, one step removed (the waited
+        // another job worker that is (a REINDEX CONCURRENTLY waiting for
+        // another's table lock), none ever frees up: the same stall, one step removed (the waited
         // job stayed queued until a cancel ended this call).
         if state == queued.as_str()
             && last_lock_check.elapsed() >= std::time::Duration::from_millis(500)

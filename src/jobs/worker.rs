@@ -411,7 +411,7 @@ fn kinds_where(which: fn(JobKind) -> bool) -> String {
 /// worker claims on).
 ///
 /// Nor an index job (`index_rebuild`, `index_optimize`) while another index
-/// job on an index of the same table runs. Two `REINDEX CONCURRENTLY`s of one
+/// job on an index of the same table (or partition tree, [`table_root`]) runs. Two `REINDEX CONCURRENTLY`s of one
 /// table's indexes deadlock: the second waits for the table's lock holding a
 /// snapshot, the first then waits for that snapshot to go, and the deadlock
 /// check fails the one that did the work. Requeued 1–3 s later (an attempt
@@ -441,8 +441,22 @@ fn claimable() -> String {
          AND NOT EXISTS (\
               SELECT 1 FROM arrw.job r \
                WHERE j.kind IN {reindexers} AND r.kind IN {reindexers} AND r.id <> j.id \
-                 AND r.checkpoint->>'table_oid' = j.checkpoint->>'table_oid' \
-                 AND r.state = 'running')"
+                 AND {} = {} \
+                 AND r.state = 'running')",
+        table_root("r"),
+        table_root("j"),
+    )
+}
+
+/// SQL for the root of the partition tree the table of job `alias` (its
+/// index's table, recorded at submit) is in, or that table: a job on a
+/// partitioned index rebuilds its partitions' indexes too, and one on a
+/// partition's index beside it deadlocked with it as two jobs on one table
+/// did (hunt-131), so index jobs are kept apart by the tree.
+fn table_root(alias: &str) -> String {
+    let table = format!("({alias}.checkpoint->>'table_oid')::pg_catalog.oid");
+    format!(
+        "coalesce(pg_catalog.pg_partition_root({table}::pg_catalog.regclass)::pg_catalog.oid, {table})"
     )
 }
 
@@ -501,9 +515,10 @@ fn claim(sh: &shmem::Shared, slot: &Slot, db: pg_sys::Oid) -> Option<Job> {
                     checkpoint->>'rel_oid', \
                     (SELECT string_agg(e.key || chr(31) || e.value, chr(30)) \
                        FROM jsonb_each_text(j.checkpoint->'settings') e), \
-                    checkpoint->>'table_oid' FROM arrw.job j \
+                    {} FROM arrw.job j \
              WHERE {} AND run_after <= now() \
              ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            table_root("j"),
             claimable()
         ),
         &[],
@@ -730,77 +745,78 @@ fn finish(job: &Job, outcome: &Outcome, sh: &shmem::Shared, db: pg_sys::Oid) {
     // The new state, the other columns it sets (parameters $2, ...), and when the
     // launcher should look at this database again.
     let delay_text;
-    let (state, set, params, wake_at): (State, &str, Vec<Option<&str>>, Option<i64>) =
-        match (cancelled, outcome) {
-            (Some(error), _) => (
-                State::Cancelled,
-                "finished_at = now(), \
+    let (state, set, params, wake_at): (State, &str, Vec<Option<&str>>, Option<i64>) = match (
+        cancelled, outcome,
+    ) {
+        (Some(error), _) => (
+            State::Cancelled,
+            "finished_at = now(), \
              error_sqlstate = CASE WHEN $2 IS NULL THEN error_sqlstate ELSE $3 END, \
              error = coalesce($2, error)",
-                vec![error, sqlstate.as_deref()],
-                None,
-            ),
-            (None, Outcome::Succeeded(result)) => (
-                State::Succeeded,
-                "progress = 1, finished_at = now(), error = NULL, error_sqlstate = NULL, \
+            vec![error, sqlstate.as_deref()],
+            None,
+        ),
+        (None, Outcome::Succeeded(result)) => (
+            State::Succeeded,
+            "progress = 1, finished_at = now(), error = NULL, error_sqlstate = NULL, \
              result = coalesce($2::jsonb, result)",
-                vec![result.as_deref()],
-                None,
-            ),
-            (None, Outcome::Cancelled) => (State::Cancelled, "finished_at = now()", vec![], None),
-            (None, Outcome::Requeue) => (
-                State::Queued,
-                "attempts = greatest(attempts - 1, 0), worker_pid = NULL",
-                vec![],
-                Some(shmem::now_ms()),
-            ),
-            // The other job's REINDEX CONCURRENTLY goes on; try again once it is
-            // likely done (a second or two, spread so two losers do not meet again).
-            (None, Outcome::Contended) => {
-                log(&format!(
-                    "job {} ({kind}) deadlocked with another index job on its table; requeued",
+            vec![result.as_deref()],
+            None,
+        ),
+        (None, Outcome::Cancelled) => (State::Cancelled, "finished_at = now()", vec![], None),
+        (None, Outcome::Requeue) => (
+            State::Queued,
+            "attempts = greatest(attempts - 1, 0), worker_pid = NULL",
+            vec![],
+            Some(shmem::now_ms()),
+        ),
+        // The other job's REINDEX CONCURRENTLY goes on; try again once it is
+        // likely done (a second or two, spread so two losers do not meet again).
+        (None, Outcome::Contended) => {
+            log(&format!(
+                    "job {} ({kind}) deadlocked with another session on its table (a REINDEX or DDL of it); requeued",
                     job.id
                 ));
+            (
+                State::Queued,
+                "attempts = greatest(attempts - 1, 0), worker_pid = NULL, \
+                 run_after = now() + (1000 + random() * 2000) * interval '1 millisecond'",
+                vec![],
+                Some(shmem::now_ms() + 1000),
+            )
+        }
+        (None, Outcome::Failed { message, code }) => {
+            log(&format!(
+                "job {} ({kind}) attempt {} of {} failed: {message}",
+                job.id, job.attempts, job.max_attempts
+            ));
+            if permanent(*code) || job.attempts >= job.max_attempts {
+                (
+                    State::Failed,
+                    "finished_at = now(), error = $2, error_sqlstate = $3",
+                    vec![Some(message.as_str()), sqlstate.as_deref()],
+                    None,
+                )
+            } else {
+                let base = super::RETRY_DELAY_MS.get().max(0) as i64;
+                let delay = base
+                    .saturating_mul(1i64 << (job.attempts - 1).clamp(0, 20))
+                    .min(3_600_000);
+                delay_text = delay.to_string();
                 (
                     State::Queued,
-                    "attempts = greatest(attempts - 1, 0), worker_pid = NULL, \
-                 run_after = now() + (1000 + random() * 2000) * interval '1 millisecond'",
-                    vec![],
-                    Some(shmem::now_ms() + 1000),
+                    "error = $2, error_sqlstate = $4, worker_pid = NULL, \
+                         run_after = now() + $3::bigint * interval '1 millisecond'",
+                    vec![
+                        Some(message.as_str()),
+                        Some(delay_text.as_str()),
+                        sqlstate.as_deref(),
+                    ],
+                    Some(shmem::now_ms() + delay),
                 )
             }
-            (None, Outcome::Failed { message, code }) => {
-                log(&format!(
-                    "job {} ({kind}) attempt {} of {} failed: {message}",
-                    job.id, job.attempts, job.max_attempts
-                ));
-                if permanent(*code) || job.attempts >= job.max_attempts {
-                    (
-                        State::Failed,
-                        "finished_at = now(), error = $2, error_sqlstate = $3",
-                        vec![Some(message.as_str()), sqlstate.as_deref()],
-                        None,
-                    )
-                } else {
-                    let base = super::RETRY_DELAY_MS.get().max(0) as i64;
-                    let delay = base
-                        .saturating_mul(1i64 << (job.attempts - 1).clamp(0, 20))
-                        .min(3_600_000);
-                    delay_text = delay.to_string();
-                    (
-                        State::Queued,
-                        "error = $2, error_sqlstate = $4, worker_pid = NULL, \
-                         run_after = now() + $3::bigint * interval '1 millisecond'",
-                        vec![
-                            Some(message.as_str()),
-                            Some(delay_text.as_str()),
-                            sqlstate.as_deref(),
-                        ],
-                        Some(shmem::now_ms() + delay),
-                    )
-                }
-            }
-        };
+        }
+    };
     let mut all = vec![Some(job.id_text.as_str())];
     all.extend(params);
     // Only the attempt this worker runs: should another worker ever have taken
