@@ -579,21 +579,22 @@ pub fn validate_expr(what: &str, frag: &str) {
     });
 }
 
-/// Plans, as the caller and without running it (`EXPLAIN`: no row is read, no
-/// trigger fires), the statement every batch of a batch job runs (kinds.rs
-/// `batch`): an unknown column, a `where` that is not boolean, an aggregate,
-/// a column the caller may not read or update, are then errors of
-/// `submit_job` with their own SQLSTATE, not of the job's first attempt (they
-/// were accepted, and a non-boolean `where` failed in the worker as "argument
-/// of AND must be type boolean", an AND the user never wrote; hunt-128).
-/// `where` alone first, so that its error names the WHERE it is.
+/// Analyzes, as the caller, the statement every batch of a batch job runs
+/// (kinds.rs `batch`), without planning or running it (`spi::analyze`): an
+/// unknown column, a `where` that is not boolean, an aggregate, are then
+/// errors of `submit_job` with their own SQLSTATE, not of the job's first
+/// attempt (they were accepted, and a non-boolean `where` failed in the worker
+/// as "argument of AND must be type boolean", an AND the user never wrote;
+/// hunt-128). `where` alone first, so that its error names the WHERE it is.
+/// Privileges are the job's to meet when it runs (the table's were checked
+/// above).
 ///
-/// In a subtransaction that is rolled back, so the locks planning takes (the
+/// In a subtransaction that is rolled back, so the locks analysis takes (the
 /// table's for writing, those of what `where` and `set` read) end with it, and
 /// under a short `lock_timeout`: a submit never waits for a table another
 /// session holds locked (the job waits, in the worker); when a lock is not to
 /// be had at once, the check is left to the job's first attempt.
-fn plan_batch(rel: &Rel, set: Option<&str>, where_: Option<&str>) {
+fn analyze_batch(rel: &Rel, set: Option<&str>, where_: Option<&str>) {
     let none = "ctid OPERATOR(pg_catalog.<) '(0,0)'::pg_catalog.tid";
     let filter = where_
         .map(|w| format!(" AND (\n{w}\n)"))
@@ -602,20 +603,14 @@ fn plan_batch(rel: &Rel, set: Option<&str>, where_: Option<&str>) {
         None => format!("DELETE FROM ONLY {} WHERE {none}{filter}", rel.qname),
         Some(set) => format!("UPDATE ONLY {} SET {set}\n WHERE {none}{filter}", rel.qname),
     };
-    let planned = spi::subxact(false, || {
+    let analyzed = spi::subxact(false, || {
         spi::exec("SET LOCAL lock_timeout = '50ms'", &[]);
         if let Some(w) = where_ {
-            spi::exec(
-                &format!(
-                    "EXPLAIN (COSTS OFF) SELECT FROM ONLY {} WHERE (\n{w}\n)",
-                    rel.qname
-                ),
-                &[],
-            );
+            spi::analyze(&format!("SELECT FROM ONLY {} WHERE (\n{w}\n)", rel.qname));
         }
-        spi::exec(&format!("EXPLAIN (COSTS OFF) {stmt}"), &[]);
+        spi::analyze(&stmt);
     });
-    if let Err(e) = planned {
+    if let Err(e) = analyzed {
         if crate::errors::report_of(&e).sql_error_code()
             != PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
         {
@@ -849,8 +844,10 @@ fn check_inner(kind: JobKind, spec: &Spec) -> Checked {
                 insufficient_privilege(format!("permission denied for table {}", rel.relname));
             }
             match spec {
-                Spec::Delete { where_, .. } => plan_batch(&rel, None, Some(where_)),
-                Spec::Update { set, where_, .. } => plan_batch(&rel, Some(set), where_.as_deref()),
+                Spec::Delete { where_, .. } => analyze_batch(&rel, None, Some(where_)),
+                Spec::Update { set, where_, .. } => {
+                    analyze_batch(&rel, Some(set), where_.as_deref())
+                }
                 _ => {}
             }
             Checked { rel: Some(rel) }

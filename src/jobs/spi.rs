@@ -659,6 +659,31 @@ pub fn raw_parse_terminated(sql: &str) -> (Vec<*mut pg_sys::Node>, bool) {
     }
 }
 
+/// Parses and analyzes `sql` (names resolved, types checked, as the current
+/// user on the current `search_path`), without planning or running it: no
+/// function is called, not even to fold a constant expression (`EXPLAIN` did,
+/// and `1/0` in a job's `where` failed at submit; hunt-136). The relations it
+/// names are locked as the statement would lock them.
+pub fn analyze(sql: &str) {
+    let c = c_string(sql);
+    // SAFETY: raw_parser reads the NUL-terminated string and returns a List of
+    // RawStmt; parse_analyze_fixedparams takes each with the same source text
+    // and no parameters, raising an ERROR for what it refuses; its Query is
+    // left to the current memory context.
+    unsafe {
+        let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        for raw in list_ptrs(list) {
+            pg_sys::parse_analyze_fixedparams(
+                raw as *mut pg_sys::RawStmt,
+                c.as_ptr(),
+                std::ptr::null(),
+                0,
+                std::ptr::null_mut(),
+            );
+        }
+    }
+}
+
 /// The pointer elements of a PostgreSQL `List` (NIL gives an empty vector).
 ///
 /// # Safety

@@ -177,9 +177,11 @@ SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x''
 SELECT arrw.submit_job('bulk_export', '{"query": "SELECT 1;", "path": "/x"}');
 -- A ";" inside a literal is data.
 SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "body = '';''"}'));
--- The statement each batch runs is planned at submit, as the caller: what
+-- The statement each batch runs is analyzed at submit, as the caller: what
 -- could never run is refused there, with its own SQLSTATE (it failed in the
--- worker, a non-boolean where as "argument of AND must be ...").
+-- worker, a non-boolean where as "argument of AND must be ..."). Nothing is
+-- run or folded: a division by zero of constants is the job's to meet, on the
+-- rows it reaches, and no function is called (the sequence is not advanced).
 SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id"}');
 SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "nosuch = 1"}');
 SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x''", "where": "count(*) > 0"}');
@@ -189,6 +191,13 @@ SELECT arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id"}');
 SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "nosuch = 1"}');
 SELECT arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "body = ''x''", "where": "count(*) > 0"}');
 \set VERBOSITY default
+CREATE SEQUENCE jobs_calls;
+CREATE FUNCTION jobs_count_call() RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT nextval(''jobs_calls'')::int';
+SELECT arrw.cancel_job(arrw.submit_job('batch_update', '{"table": "jobs_t", "set": "id = 1/0 + jobs_count_call()", "where": "false"}'));
+SELECT arrw.cancel_job(arrw.submit_job('batch_delete', '{"table": "jobs_t", "where": "id = 1/0 AND id = jobs_count_call()"}'));
+SELECT last_value, is_called FROM jobs_calls;
+DROP FUNCTION jobs_count_call();
+DROP SEQUENCE jobs_calls;
 
 -- An index job's REINDEX CONCURRENTLY of a partitioned index that fails on a
 -- partition: the invalid index it left on that partition is dropped, and only
