@@ -666,10 +666,9 @@ pub fn raw_parse_terminated(sql: &str) -> (Vec<*mut pg_sys::Node>, bool) {
 /// names are locked as the statement would lock them.
 pub fn analyze(sql: &str) {
     let c = c_string(sql);
-    // SAFETY: raw_parser reads the NUL-terminated string and returns a List of
-    // RawStmt; parse_analyze_fixedparams takes each with the same source text
-    // and no parameters, raising an ERROR for what it refuses; its Query is
-    // left to the current memory context.
+    // The Query each analysis makes is left to the current memory context.
+    // SAFETY: raw_parser reads the NUL-terminated string, returning RawStmts;
+    // each is analyzed with that text and no parameters (ERROR on refusal).
     unsafe {
         let list = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
         for raw in list_ptrs(list) {
