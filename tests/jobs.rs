@@ -1932,19 +1932,30 @@ fn batches_stay_near_batch_rows_after_an_empty_stretch() {
     )
     .unwrap();
     c.batch_execute("VACUUM st").unwrap();
-    let id = submit(
+    batch_update_job(
+        &cluster,
         &mut c,
-        "batch_update",
         r#"{"table": "st", "set": "n = n + 1", "where": "true", "batch_rows": 100}"#,
     );
-    expect_succeeded(&cluster, &mut c, id);
     assert_eq!(count(&mut c, "SELECT count(*) FROM st WHERE n = 1"), 10_000);
-    // Each batch is a transaction: its rows share their xmin.
-    let largest = count(
-        &mut c,
-        "SELECT max(c) FROM (SELECT count(*) c FROM st GROUP BY xmin::text) b",
-    );
+    let largest = largest_batch(&mut c, "st");
     assert!(largest <= 300, "a batch changed {largest} rows");
+}
+
+/// Runs a `batch_update` job with `args` to success; returns its id.
+fn batch_update_job(cluster: &Cluster, c: &mut Client, args: &str) -> i64 {
+    let id = submit(c, "batch_update", args);
+    expect_succeeded(cluster, c, id);
+    id
+}
+
+/// The most rows of `table` one batch changed: each batch is a transaction,
+/// and its rows share their xmin.
+fn largest_batch(c: &mut Client, table: &str) -> i64 {
+    count(
+        c,
+        &format!("SELECT max(c) FROM (SELECT count(*) c FROM {table} GROUP BY xmin::text) b"),
+    )
 }
 
 /// A batch stays near `batch_rows` when the table's statistics say far fewer
@@ -1964,20 +1975,16 @@ fn batches_stay_near_batch_rows_when_statistics_are_stale() {
          INSERT INTO stale SELECT g, 0, NULL FROM generate_series(501, 100000) g;",
     )
     .unwrap();
-    let id = submit(
+    batch_update_job(
+        &cluster,
         &mut c,
-        "batch_update",
         r#"{"table": "stale", "set": "n = n + 1", "batch_rows": 1000}"#,
     );
-    expect_succeeded(&cluster, &mut c, id);
     assert_eq!(
         count(&mut c, "SELECT count(*) FROM stale WHERE n = 1"),
         100_000
     );
-    let largest = count(
-        &mut c,
-        "SELECT max(c) FROM (SELECT count(*) c FROM stale GROUP BY xmin::text) b",
-    );
+    let largest = largest_batch(&mut c, "stale");
     assert!(largest <= 2000, "a batch changed {largest} rows");
 }
 
@@ -2009,12 +2016,11 @@ fn batches_remember_only_transactions_that_wrote_ahead() {
          INSERT INTO hot (id) SELECT generate_series(1, 3000);",
     )
     .unwrap();
-    let id = submit(
+    let id = batch_update_job(
+        &cluster,
         &mut c,
-        "batch_update",
         r#"{"table": "hot", "set": "n = n + 1", "batch_rows": 20}"#,
     );
-    expect_succeeded(&cluster, &mut c, id);
     assert_eq!(count(&mut c, "SELECT count(*) FROM hot WHERE n = 1"), 3000);
     assert!(count(&mut c, "SELECT count(DISTINCT xmin::text) FROM hot") > 20);
     assert_eq!(xids(&mut c, id), 0);
@@ -2025,12 +2031,11 @@ fn batches_remember_only_transactions_that_wrote_ahead() {
          INSERT INTO full_t SELECT g, repeat('p', 40) FROM generate_series(1, 6000) g;",
     )
     .unwrap();
-    let id = submit(
+    let id = batch_update_job(
+        &cluster,
         &mut c,
-        "batch_update",
         r#"{"table": "full_t", "set": "id = id + 100000", "batch_rows": 200}"#,
     );
-    expect_succeeded(&cluster, &mut c, id);
     assert_eq!(
         count(
             &mut c,
@@ -2049,12 +2054,11 @@ fn batches_remember_only_transactions_that_wrote_ahead() {
     )
     .unwrap();
     c.batch_execute("VACUUM ahead").unwrap();
-    let id = submit(
+    let id = batch_update_job(
+        &cluster,
         &mut c,
-        "batch_update",
         r#"{"table": "ahead", "set": "id = id + 100000", "batch_rows": 200}"#,
     );
-    expect_succeeded(&cluster, &mut c, id);
     assert_eq!(
         count(
             &mut c,
