@@ -4,8 +4,9 @@
 //! encoding and a row-length limit; the second a chunk size; the rest is the
 //! file. Invariants: the splitter never panics; cutting the file in chunks of
 //! any size gives exactly the rows (or the error) of cutting it whole; the rows
-//! are the file's bytes in order, none lost or added (up to an end marker); no
-//! row exceeds the limit.
+//! are the file's bytes in order, none lost or added (up to an end marker, or
+//! a binary file's last byte when it starts a field count); no row exceeds the
+//! limit.
 
 #![no_main]
 
@@ -79,7 +80,15 @@ fuzz_target!(|data: &[u8]| {
         let joined: Vec<u8> = rows.iter().flat_map(|(r, _)| r.iter().copied()).collect();
         assert!(file.starts_with(&joined));
         if !matches!(rows.last(), Some((_, Found::End { .. }))) {
-            assert_eq!(joined.len(), file.len());
+            // All of it, but for one byte of a binary file that ends inside
+            // its next field count: COPY takes a count it cannot read whole
+            // for the end of the data, and so does the splitter
+            // (`Splitter::finish`, hunt-118).
+            let tail = file.len() - joined.len();
+            assert!(
+                tail == 0 || (matches!(format, Format::Binary) && tail == 1),
+                "{tail} bytes left out"
+            );
         }
         for (r, f) in &rows {
             if *f != Found::Header {
