@@ -63,6 +63,18 @@ pub fn warning_hint(
         .report(PgLogLevel::WARNING);
 }
 
+/// Sends a NOTICE with `hint`: advice goes in the hint, as PostgreSQL's own
+/// messages put it (a NOTICE's detail is for facts).
+pub fn notice_hint(message: impl Into<String>, hint: impl Into<String>, function: &'static str) {
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        message.into(),
+        function,
+    )
+    .set_hint(hint)
+    .report(PgLogLevel::NOTICE);
+}
+
 /// 22023: a bad argument or option value.
 #[cold]
 pub fn invalid_parameter(message: impl Into<String>) -> ! {

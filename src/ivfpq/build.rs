@@ -27,6 +27,7 @@
 use super::layout::{self, DataGeom, DirEntry, FineGeom, MetaData};
 use super::options;
 use super::page::{self, build_append, build_modify, build_overwrite, init_page, set_lower};
+use crate::errors;
 use crate::memctx::RowContext;
 use crate::parallel::{self, Pool};
 use arrw_core::buildmem::{self, Shape};
@@ -701,22 +702,20 @@ fn plan_build(
     // sub-quantizers, a prime such as 383, gets m = 1, whose code says almost
     // nothing (or m = dim, a wide code). Say so, rather than build it quietly.
     if dim > 0 && opts.m <= 0 && m.saturating_mul(8) < ivf::m_target(dim, nbits).0 {
-        ereport!(
-            NOTICE,
-            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        errors::notice_hint(
             format!(
                 "ivfpq: {dim} dimensions have no divisor near the usual number of sub-quantizers, \
                  so the index gets m = {m}, a code too coarse to find neighbours well"
             ),
-            ivf::finer_m_hint(dim, m, nbits)
+            ivf::finer_m_hint(dim, m, nbits),
+            "CREATE INDEX",
         );
     }
     if rows > 0 && lists > rows {
-        ereport!(
-            NOTICE,
-            PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        errors::notice_hint(
             format!("ivfpq: the table has {rows} rows, so the index gets {rows} lists instead of {lists}"),
-            "Rebuild the index (REINDEX) once the table holds more data."
+            "Rebuild the index (REINDEX) once the table holds more data.",
+            "CREATE INDEX",
         );
         lists = rows;
     }
@@ -730,11 +729,10 @@ fn plan_build(
         // relation vacuumed, of any temporary table; hunt-129).
         // SAFETY: reading a backend global.
         if !unsafe { pg_sys::ActivePortal }.is_null() && !super::pending::committing() {
-            ereport!(
-                NOTICE,
-                PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            errors::notice_hint(
                 "ivfpq index built on an empty table: queries re-rank every row until it is rebuilt",
-                "Run REINDEX once the table holds data."
+                "Run REINDEX once the table holds data.",
+                "CREATE INDEX",
             );
         }
         let mem = buildmem::Plan {
@@ -758,16 +756,15 @@ fn plan_build(
     let mem = match buildmem::plan(budget, &shape, have, wanted, held) {
         Ok(p) => {
             if p.train_rows < wanted.min(have) {
-                ereport!(
-                    NOTICE,
-                    PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+                errors::notice_hint(
                     format!(
                         "ivfpq: training on {} rows instead of {} to stay within maintenance_work_mem ({} MB)",
                         p.train_rows,
                         wanted.min(have),
                         budget >> 20
                     ),
-                    "Raise maintenance_work_mem for a model trained on more rows."
+                    "Raise maintenance_work_mem for a model trained on more rows.",
+                    "CREATE INDEX",
                 );
             }
             p
