@@ -428,6 +428,33 @@ pub(crate) fn max_heap_tuples_per_page() -> i64 {
     (i64::from(BLCKSZ) - page_header) / (tuple_header + std::mem::size_of::<ItemIdData>() as i64)
 }
 
+/// The batches a batch_update remembers, from its resume point: `xids` and
+/// `until` (the last block each one's versions may be in) as comma-separated
+/// lists. A list of another length (a resume point written before `until`, or
+/// damaged) keeps every xid to the walk's `end`.
+fn kept_from(xids: &str, until: &str, end: i64) -> Vec<(u32, i64)> {
+    let xids: Vec<u32> = xids
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    let until: Vec<i64> = until
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    if until.len() == xids.len() {
+        xids.into_iter().zip(until).collect()
+    } else {
+        xids.into_iter().map(|x| (x, end - 1)).collect()
+    }
+}
+
+/// `kept` as the resume point's two comma-separated lists.
+fn kept_to_text(kept: &[(u32, i64)]) -> (String, String) {
+    let xids: Vec<String> = kept.iter().map(|(x, _)| x.to_string()).collect();
+    let until: Vec<String> = kept.iter().map(|(_, b)| b.to_string()).collect();
+    (xids.join(","), until.join(","))
+}
+
 /// batch_delete / batch_update: walk the table's heap in ranges of blocks (a TID
 /// range scan each), one committed transaction per range, the next range recorded
 /// in the same transaction. Covers the blocks the table had when the job first
@@ -449,9 +476,10 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
         )
         .unwrap_or_default()
     };
-    // Resume point: next block, end block, rows done, xids of our updates, and
-    // the file node the blocks belong to.
-    let (mut block, end, mut done, mut xids, node) = spi::xact(|| {
+    // Resume point: next block, end block, rows done, the batches whose row
+    // versions lie ahead of the walk (xid, last block they may be in), and the
+    // file node the blocks belong to.
+    let (mut block, end, mut done, mut kept, node) = spi::xact(|| {
         let saved = ctx.checkpoint();
         let node = match saved.text("node") {
             Some(n) => n.to_string(),
@@ -473,7 +501,11 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             saved.number::<i64>("block").unwrap_or(0),
             end,
             saved.number::<i64>("rows").unwrap_or(0),
-            saved.text("xids").unwrap_or_default().to_string(),
+            kept_from(
+                saved.text("xids").unwrap_or_default(),
+                saved.text("until").unwrap_or_default(),
+                end,
+            ),
             node,
         )
     });
@@ -512,10 +544,14 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
         if let Some(o) = ctx.stop() {
             return o;
         }
-        let not_ours = if set.is_none() || xids.is_empty() {
+        let not_ours = if set.is_none() || kept.is_empty() {
             String::new()
         } else {
-            format!(" AND NOT (xmin OPERATOR(pg_catalog.=) ANY ('{{{xids}}}'::pg_catalog.xid[]))")
+            let xids: Vec<String> = kept.iter().map(|(x, _)| x.to_string()).collect();
+            format!(
+                " AND NOT (xmin OPERATOR(pg_catalog.=) ANY ('{{{}}}'::pg_catalog.xid[]))",
+                xids.join(",")
+            )
         };
         let mut hi = (block + step).min(end);
         // A range that could hold more than 2 × batch_rows rows (see
@@ -573,21 +609,24 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                     &[Some(&rel.oid)],
                 );
             let before = set.is_some().then(|| update_counts(&rel.oid));
-            let (n, ahead) = if returning {
+            // With RETURNING: rows changed, versions ahead, the last block
+            // of those.
+            let (n, ahead, last_ahead) = if returning {
                 let sql = format!(
                     "WITH u AS (\n{stmt}\n RETURNING ctid) \
-                     SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER \
-                            (WHERE b OPERATOR(pg_catalog.>=) {hi} AND b OPERATOR(pg_catalog.<) {end}) \
-                     FROM (SELECT (u.ctid::pg_catalog.text::pg_catalog.point)[0] AS b FROM u) s"
+                     SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE ahead), \
+                            pg_catalog.max(b) FILTER (WHERE ahead) \
+                     FROM (SELECT b, b OPERATOR(pg_catalog.>=) {hi} AND b OPERATOR(pg_catalog.<) {end} AS ahead \
+                           FROM (SELECT (u.ctid::pg_catalog.text::pg_catalog.point)[0] AS b FROM u) t) s"
                 );
                 let r = ctx.as_owner(|| {
                     spi::exec("SET CONSTRAINTS ALL IMMEDIATE", &[]);
                     spi::query(&sql, &[])
                 });
-                let v = |i: usize| r.first(i).and_then(|x| x.parse::<i64>().ok()).unwrap_or(0);
-                (v(0), Some(v(1)))
+                let v = |i: usize| r.first(i).and_then(|x| x.parse::<i64>().ok());
+                (v(0).unwrap_or(0), Some(v(1).unwrap_or(0)), v(2))
             } else {
-                (ctx.run_as_owner(&stmt) as i64, None)
+                (ctx.run_as_owner(&stmt) as i64, None, None)
             };
             identity::check_still_named(ctx, &rel);
             if filenode() != node {
@@ -613,34 +652,50 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             // or past its end, is never read again) or, without RETURNING,
             // every update was HOT (each new version on its old version's
             // page, inside this range).
-            let none_ahead = before.is_some_and(|b| {
+            let (known, all_hot) = before.map_or((false, false), |b| {
                 let a = update_counts(&rel.oid);
-                a.updated - b.updated == n
-                    && a.inserted == b.inserted
-                    && match ahead {
-                        Some(ahead) => ahead == 0,
-                        None => a.hot - b.hot == n,
-                    }
+                (
+                    a.updated - b.updated == n && a.inserted == b.inserted,
+                    a.hot - b.hot == n,
+                )
             });
+            let none_ahead = known
+                && match ahead {
+                    Some(ahead) => ahead == 0,
+                    None => all_hot,
+                };
+            // A batch the walk has now passed every version of is dropped:
+            // the blocks they are in will not be read again. Versions ahead
+            // only in VACUUM-freed space kept every batch to the end, and the
+            // list grew quadratically with the batches (hunt-133's second
+            // case).
+            kept.retain(|&(_, last)| last >= hi);
             if set.is_some() && n > 0 && !none_ahead {
                 // SAFETY: reading this transaction's xid (assigned by the UPDATE).
                 let xid = unsafe { pgrx::pg_sys::GetCurrentTransactionIdIfAny() };
                 if xid != pgrx::pg_sys::InvalidTransactionId {
-                    if !xids.is_empty() {
-                        xids.push(',');
-                    }
-                    xids.push_str(&xid.into_inner().to_string());
+                    // Where its versions are known to be (counts that agree,
+                    // RETURNING's blocks), the last of them; else anywhere up
+                    // to the walk's end (a trigger's rows, no RETURNING).
+                    let last = match last_ahead {
+                        Some(last) if known => last,
+                        _ => end - 1,
+                    };
+                    kept.push((xid.into_inner(), last));
                 }
             }
+            let (xids, until) = kept_to_text(&kept);
             let checkpoint = spi::one(
                 "SELECT jsonb_build_object('block', $1::bigint, 'end', $2::bigint, 'rows', $3::bigint, \
-                        'xids', to_jsonb(string_to_array(nullif($4, ''), ',')), 'node', $5)",
+                        'xids', to_jsonb(string_to_array(nullif($4, ''), ',')), \
+                        'until', to_jsonb(string_to_array(nullif($6, ''), ',')), 'node', $5)",
                 &[
                     Some(&hi.to_string()),
                     Some(&end.to_string()),
                     Some(&(done + n).to_string()),
                     Some(&xids),
                     Some(&node),
+                    Some(&until),
                 ],
             );
             ctx.progress(hi as f64 / end.max(1) as f64, checkpoint.as_deref());
