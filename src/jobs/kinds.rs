@@ -5,6 +5,7 @@
 use super::args::{self, CopyOpts, JobKind, Rel, Spec};
 use super::job::{Ctx, Outcome, RemoveOnDrop, IN_LONG_STATEMENT};
 use super::{identity, import, spi};
+use arrw_core::walk::Remembered;
 use pgrx::prelude::*;
 use std::sync::atomic::Ordering;
 
@@ -428,33 +429,6 @@ pub(crate) fn max_heap_tuples_per_page() -> i64 {
     (i64::from(BLCKSZ) - page_header) / (tuple_header + std::mem::size_of::<ItemIdData>() as i64)
 }
 
-/// The batches a batch_update remembers, from its resume point: `xids` and
-/// `until` (the last block each one's versions may be in) as comma-separated
-/// lists. A list of another length (a resume point written before `until`, or
-/// damaged) keeps every xid to the walk's `end`.
-fn kept_from(xids: &str, until: &str, end: i64) -> Vec<(u32, i64)> {
-    let xids: Vec<u32> = xids
-        .split(',')
-        .filter_map(|x| x.trim().parse().ok())
-        .collect();
-    let until: Vec<i64> = until
-        .split(',')
-        .filter_map(|x| x.trim().parse().ok())
-        .collect();
-    if until.len() == xids.len() {
-        xids.into_iter().zip(until).collect()
-    } else {
-        xids.into_iter().map(|x| (x, end - 1)).collect()
-    }
-}
-
-/// `kept` as the resume point's two comma-separated lists.
-fn kept_to_text(kept: &[(u32, i64)]) -> (String, String) {
-    let xids: Vec<String> = kept.iter().map(|(x, _)| x.to_string()).collect();
-    let until: Vec<String> = kept.iter().map(|(_, b)| b.to_string()).collect();
-    (xids.join(","), until.join(","))
-}
-
 /// batch_delete / batch_update: walk the table's heap in ranges of blocks (a TID
 /// range scan each), one committed transaction per range, the next range recorded
 /// in the same transaction. Covers the blocks the table had when the job first
@@ -501,7 +475,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             saved.number::<i64>("block").unwrap_or(0),
             end,
             saved.number::<i64>("rows").unwrap_or(0),
-            kept_from(
+            Remembered::from_lists(
                 saved.text("xids").unwrap_or_default(),
                 saved.text("until").unwrap_or_default(),
                 end,
@@ -547,10 +521,9 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
         let not_ours = if set.is_none() || kept.is_empty() {
             String::new()
         } else {
-            let xids: Vec<String> = kept.iter().map(|(x, _)| x.to_string()).collect();
             format!(
                 " AND NOT (xmin OPERATOR(pg_catalog.=) ANY ('{{{}}}'::pg_catalog.xid[]))",
-                xids.join(",")
+                kept.xid_list()
             )
         };
         let mut hi = (block + step).min(end);
@@ -669,7 +642,7 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
             // only in VACUUM-freed space kept every batch to the end, and the
             // list grew quadratically with the batches (hunt-133's second
             // case).
-            kept.retain(|&(_, last)| last >= hi);
+            kept.passed(hi);
             if set.is_some() && n > 0 && !none_ahead {
                 // SAFETY: reading this transaction's xid (assigned by the UPDATE).
                 let xid = unsafe { pgrx::pg_sys::GetCurrentTransactionIdIfAny() };
@@ -681,10 +654,10 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                         Some(last) if known => last,
                         _ => end - 1,
                     };
-                    kept.push((xid.into_inner(), last));
+                    kept.push(xid.into_inner(), last);
                 }
             }
-            let (xids, until) = kept_to_text(&kept);
+            let (xids, until) = kept.to_lists();
             let checkpoint = spi::one(
                 "SELECT jsonb_build_object('block', $1::bigint, 'end', $2::bigint, 'rows', $3::bigint, \
                         'xids', to_jsonb(string_to_array(nullif($4, ''), ',')), \

@@ -33,6 +33,7 @@
 //! - [`refine`]: a finer second code per row, kept on fine pages beside the data
 //!   pages (format 3, docs/refine-design.md).
 //! - [`bits`]: binary quantization and the Hamming and Jaccard distances of `bit`.
+//! - [`walk`]: the batches a `batch_update` remembers while it walks a table.
 
 pub mod avg;
 pub mod bits;
@@ -61,3 +62,4 @@ pub mod spill;
 pub mod stop;
 pub mod text;
 pub mod toast;
+pub mod walk;
