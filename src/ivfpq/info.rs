@@ -4,7 +4,9 @@
 use super::layout::{self, Corrupt, DataGeom};
 use super::model;
 use super::page::{self, nblocks, ListChain, ReadGuard};
+use super::tempfile::TempRuns;
 use crate::fmgr;
+use arrw_core::spill::SpillHeap;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::collections::HashSet;
@@ -398,6 +400,18 @@ crate::v1! {
     }
 }
 
+/// Whether data page `blk` holds an entry for heap TID `tid` (as `tid_u64`),
+/// read again now.
+fn holds_tid(index: pg_sys::Relation, geom: &DataGeom, blk: u32, tid: u64) -> bool {
+    let g = ReadGuard::new(index, blk);
+    let p = g.page();
+    if layout::page_kind(p) != layout::KIND_DATA {
+        return false;
+    }
+    let n = geom.count(p).min(geom.capacity);
+    (0..n).any(|i| layout::tid_u64(geom.tid(p, i)) == tid)
+}
+
 /// Everything the scan, insert and VACUUM paths check as they go (through
 /// `page::meta`, `page::list_dir` and `page::ListChain`, which raise the
 /// ERROR themselves), plus what only a full walk can see: model and directory
@@ -451,6 +465,24 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
     // holds one twice returned that row twice (and another not at all).
     let one_per_row = !model::is_multi(index);
     let mut tids: Vec<u64> = Vec::new();
+    // And the whole index holds it once: every entry's TID, with its block,
+    // goes through a sort held to `work_mem` (the rest in a temporary file).
+    // A TID garbled into another live row's, on another page, hides that
+    // other row's entry from every scan that stops before meeting both, and
+    // the page-by-page check passed it (hunt-142).
+    let mut all: SpillHeap<u128> = SpillHeap::new();
+    if one_per_row {
+        // SAFETY: reading a backend global (work_mem, in kB) and the current
+        // memory context, where the temporary file's BufFile is made; it
+        // lives as long as this call.
+        let (kb, ctx) = unsafe {
+            (
+                pg_sys::work_mem.max(64) as usize,
+                pg_sys::CurrentMemoryContext,
+            )
+        };
+        all.spill_to(kb * 1024 / 2 / 16, Box::new(TempRuns::new(ctx)));
+    }
     let geom = DataGeom::of(&meta);
     let fine = layout::FineGeom::of(&meta);
     // The table's block count, counted again when an entry lies beyond it (rows
@@ -486,6 +518,9 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
                 if let Some(w) = tids.windows(2).find(|w| w[0] == w[1]) {
                     let (tb, off) = layout::u64_tid(w[0]);
                     return bad(blk, format!("the page holds heap TID ({tb},{off}) twice"));
+                }
+                for &t in &tids {
+                    all.push((u128::from(t) << 32) | u128::from(blk));
                 }
             }
             for i in 0..h.count {
@@ -531,6 +566,32 @@ fn check_index(index: pg_sys::Relation) -> Result<(), Corrupt> {
                 ),
             );
         }
+    }
+    let mut prev: Option<u128> = None;
+    let mut n_popped = 0u64;
+    while let Some(r) = all.pop() {
+        n_popped += 1;
+        if n_popped.is_multiple_of(65_536) {
+            pg_sys::check_for_interrupts!();
+        }
+        if let Some(p) = prev.filter(|p| p >> 32 == r >> 32) {
+            let tid = (r >> 32) as u64;
+            let (a, b) = (p as u32, r as u32);
+            // This walk holds only an AccessShareLock: VACUUM may have
+            // removed the entry on the page read first and freed its line
+            // pointer, and an insert reused it, while the walk went on. Both
+            // pages are read again: an entry VACUUM removed does not come
+            // back, so one still on each page, once the later one was seen,
+            // is damage.
+            if holds_tid(index, &geom, a, tid) && holds_tid(index, &geom, b, tid) {
+                let (tb, off) = layout::u64_tid(tid);
+                return bad(
+                    b,
+                    format!("heap TID ({tb},{off}) is on block {a} too: one row has two entries"),
+                );
+            }
+        }
+        prev = Some(r);
     }
     // Blocks nobody links to: a crash between extending the relation and
     // logging the new page can leave an empty block behind; anything else is a leak.

@@ -70,7 +70,16 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // is caught on a cached model too, not only when the model is read (a
     // cached model once scored codes of the meta page's damaged width: a
     // Rust assertion, XX000, and an `ivfpq_check` that passed; hunt-95).
-    if let Some(m) = CACHE.with(|c| c.borrow_mut().get(slot, &key)) {
+    // A hit applies `ivfpq.model_cache` too: a budget lowered in a session
+    // whose lookups all hit kept every model (hunt-141).
+    let hit = CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        let m = c.get(slot, &key);
+        c.set_max_bytes(model_cache_bytes());
+        super::profile::models_cached(c.len());
+        m
+    });
+    if let Some(m) = hit {
         agree(index, meta, &m);
         return m;
     }

@@ -65,15 +65,7 @@ impl<S: Hash + Eq + Copy, B: PartialEq, V: Clone> BuildCache<S, B, V> {
             && (self.entries.len() >= self.max_entries
                 || self.bytes.saturating_add(bytes) > self.max_bytes)
         {
-            let lru = self
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| *k)
-                .expect("not empty");
-            if let Some(gone) = self.entries.remove(&lru) {
-                self.bytes -= gone.bytes;
-            }
+            self.drop_lru();
         }
         self.bytes += bytes;
         let used = self.tick;
@@ -103,10 +95,27 @@ impl<S: Hash + Eq + Copy, B: PartialEq, V: Clone> BuildCache<S, B, V> {
         self.bytes -= freed;
     }
 
-    /// Changes the byte budget (later `put`s keep to it; nothing is dropped
-    /// before then).
+    /// Changes the byte budget, dropping least recently used values until the
+    /// rest fit it (or one is left: the one in use, after a `get`). A budget
+    /// lowered while every lookup hits is kept at once, not only at the next
+    /// `put` (a pooled backend kept 74 MB of models after `SET
+    /// ivfpq.model_cache = 1`; hunt-141).
     pub fn set_max_bytes(&mut self, max_bytes: usize) {
         self.max_bytes = max_bytes;
+        while self.entries.len() > 1 && self.bytes > self.max_bytes {
+            self.drop_lru();
+        }
+    }
+
+    fn drop_lru(&mut self) {
+        let lru = self
+            .entries
+            .iter()
+            .min_by_key(|(_, e)| e.used)
+            .map(|(k, _)| *k);
+        if let Some(gone) = lru.and_then(|k| self.entries.remove(&k)) {
+            self.bytes -= gone.bytes;
+        }
     }
 
     /// Values kept.
@@ -161,12 +170,18 @@ mod tests {
     }
 
     #[test]
-    fn a_smaller_budget_applies_at_the_next_put() {
+    fn a_smaller_budget_applies_at_once_keeping_the_one_in_use() {
         let mut c = BuildCache::new(100, 1000);
         c.put(1u32, 0u8, 'a', 300);
         c.put(2, 0, 'b', 300);
+        c.put(3, 0, 'c', 300);
+        assert_eq!(c.get(1, &0), Some('a'));
+        c.set_max_bytes(600);
+        assert_eq!((c.len(), c.bytes()), (2, 600));
+        assert_eq!(c.get(2, &0), None, "the least recently used went first");
         c.set_max_bytes(0);
-        assert_eq!(c.len(), 2, "nothing goes before the next put");
+        assert_eq!((c.len(), c.bytes()), (1, 300));
+        assert_eq!(c.get(1, &0), Some('a'), "the one in use stays");
         c.put(3, 0, 'c', 300);
         assert_eq!((c.len(), c.bytes()), (1, 300));
         assert_eq!(c.get(3, &0), Some('c'));

@@ -52,6 +52,16 @@ impl Record for u64 {
     }
 }
 
+impl Record for u128 {
+    const BYTES: usize = 16;
+    fn put(&self, out: &mut [u8]) {
+        out.copy_from_slice(&self.to_le_bytes());
+    }
+    fn get(b: &[u8]) -> Self {
+        u128::from_le_bytes(b.try_into().expect("16 bytes"))
+    }
+}
+
 /// Where the runs go: an append-only byte store read back at offsets.
 pub trait Store {
     /// Appends `b` and returns the offset it starts at.

@@ -195,6 +195,15 @@ SELECT (p->>'scans')::int >= 20 AS rescanned, p->>'model_loads' AS model_loads,
   p->>'models_cached' AS models_cached FROM arrw.ivfpq_profile() p;
 SET ivfpq.model_cache = -1;
 RESET ivfpq.model_cache;
+-- A lowered ivfpq.model_cache applies at the next lookup, a hit too: a
+-- session whose lookups all hit kept every model (hunt-141).
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[1,2,3,4]' LIMIT 1) s;
+SELECT count(*) FROM (SELECT id FROM prof_b ORDER BY v <-> '[1,2,3,4]' LIMIT 1) s;
+SELECT p->>'models_cached' AS models_cached FROM arrw.ivfpq_profile() p;
+SET ivfpq.model_cache = 0;
+SELECT count(*) FROM (SELECT id FROM prof ORDER BY v <-> '[1,2,3,4]' LIMIT 1) s;
+SELECT p->>'models_cached' AS models_cached FROM arrw.ivfpq_profile() p;
+RESET ivfpq.model_cache;
 DROP TABLE prof_b;
 RESET ivfpq.profile;
 RESET ivfpq.probes;

@@ -251,6 +251,15 @@ SELECT count(*) AS index_rows, count(DISTINCT id) AS distinct_ids
 FROM (SELECT id FROM ivs ORDER BY v <-> '[0,0,0,0]' LIMIT 100000) s;
 SELECT count(*) FROM ivs;
 SELECT arrw.ivfpq_check('ivs_l2');
+-- ivfpq_check compares every entry's TID with every other's through a sort
+-- held to work_mem: at 64kB its runs go to a temporary file.
+CREATE TABLE ivs_many AS SELECT i AS id, ARRAY[i % 97, i % 89]::real[]::vector(2) AS v
+FROM generate_series(1, 6000) i;
+CREATE INDEX ivs_many_v ON ivs_many USING ivfpq (v) WITH (lists = 3, m = 1);
+SET work_mem = '64kB';
+SELECT arrw.ivfpq_check('ivs_l2'), arrw.ivfpq_check('ivs_many_v');
+RESET work_mem;
+DROP TABLE ivs_many;
 SELECT id FROM ivs ORDER BY v <-> '[0.4,100.1,0.3,0.2]' LIMIT 3;
 -- Every row is found by a query for its own vector.
 SELECT count(*) AS rows,
