@@ -350,6 +350,16 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
     // postmaster died during it renamed the file into place with no server
     // running (hunt-119); it exits here instead, and the attempt is redone.
     super::job::exit_if_postmaster_died();
+    // The file reaches the disk before the rename, and the rename before the
+    // job is recorded `succeeded` (a commit, which is durable): after an OS
+    // crash or a power loss a job that says it succeeded had a file that
+    // could be empty or cut short (COPY TO writes without fsync; hunt-139).
+    // As PostgreSQL's own files, not with `fsync = off`.
+    // SAFETY: reading a backend global (the `fsync` setting).
+    let durable = unsafe { pg_sys::enableFsync };
+    if durable {
+        sync_path(&tmp);
+    }
     if let Err(e) = std::fs::rename(&tmp, path) {
         // A directory at `path` (42809) fails the job at once; an I/O error is
         // retried (worker::permanent).
@@ -359,6 +369,13 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
         );
     }
     tmp_file.disarm();
+    if durable {
+        let dir = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| ".".to_string(), |d| d.to_string_lossy().into_owned());
+        sync_path(&dir);
+    }
     let result = spi::xact(|| {
         ctx.progress(0.99, None);
         spi::one(
@@ -367,6 +384,16 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
         )
     });
     Outcome::Succeeded(result)
+}
+
+/// fsync of the file or directory at `path`; ERROR (retried) when it fails.
+fn sync_path(path: &str) {
+    if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_all()) {
+        crate::errors::error(
+            crate::errors::file_error_code(&e),
+            format!("could not fsync \"{path}\": {e}"),
+        );
+    }
 }
 
 /// The temporary file an attempt of bulk_export job `id` writes before
