@@ -736,6 +736,15 @@ impl Splitter {
                     if len < -1 {
                         return Err(SplitError::BadFieldSize(len));
                     }
+                    // A field announced longer than a row may be is that
+                    // error at once, as COPY refuses it (54000) before it
+                    // reads the data: not "truncated" when the file ends
+                    // first (a length of 2 GB; hunt-139).
+                    if self.row_len.saturating_add(len.max(0) as u64) > self.max_row {
+                        return Err(SplitError::RowTooLong {
+                            limit: self.max_row,
+                        });
+                    }
                     if let Some(f) = self.field_done(len.max(0) as u64, fields) {
                         return Ok(Some(f));
                     }
@@ -1438,6 +1447,16 @@ mod tests {
         assert_eq!(
             split_all(&f, Format::Binary, Encoding::Plain, limit).unwrap_err(),
             SplitError::RowTooLong { limit }
+        );
+        // A field length past the limit, in a file that ends before its
+        // data: too long, as COPY says, not truncated.
+        let mut f = binary_file(&[], b"", false);
+        f.extend_from_slice(&1i16.to_be_bytes());
+        f.extend_from_slice(&i32::MAX.to_be_bytes());
+        f.extend_from_slice(b"short");
+        assert_eq!(
+            split_all(&f, Format::Binary, Encoding::Plain, 1 << 30).unwrap_err(),
+            SplitError::RowTooLong { limit: 1 << 30 }
         );
     }
 
