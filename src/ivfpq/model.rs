@@ -72,13 +72,17 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // Rust assertion, XX000, and an `ivfpq_check` that passed; hunt-95).
     // A hit applies `ivfpq.model_cache` too: a budget lowered in a session
     // whose lookups all hit kept every model (hunt-141).
-    let hit = CACHE.with(|c| {
+    let (hit, dropped) = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         let m = c.get(slot, &key);
+        let before = c.len();
         c.set_max_bytes(model_cache_bytes());
         super::profile::models_cached(c.len());
-        m
+        (m, c.len() < before)
     });
+    if dropped {
+        trim_after_drop();
+    }
     if let Some(m) = hit {
         agree(index, meta, &m);
         return m;
@@ -125,19 +129,34 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // in the ranking kernel's panels and at half precision (ARCHITECTURE.md,
     // "Memory of the model, per backend").
     let bytes = (meta.model_bytes as usize).saturating_mul(3);
-    let cached = CACHE.with(|c| {
+    let (cached, dropped) = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         // Models of indexes since dropped go first: `REINDEX CONCURRENTLY`
         // (an `index_optimize` job's) builds the new index under a new OID, so
         // no lookup replaces the old one's (a pooled backend grew by one model
         // a rebuild, 25 → 198 MB over 8).
+        let before = c.len();
         c.retain(|&(db, oid)| db != key.0 || index_exists(oid));
         c.set_max_bytes(model_cache_bytes());
+        let kept = c.len();
         c.put(slot, key, model.clone(), bytes);
-        c.len()
+        // A model of this slot replaced by put counts as dropped too.
+        (c.len(), kept < before || c.len() <= kept)
     });
     super::profile::models_cached(cached);
+    if dropped {
+        trim_after_drop();
+    }
     model
+}
+
+/// After the cache let models go: glibc keeps the freed ~1 MB chunks in its
+/// heap (past the first freed mmap its threshold rises, so later models come
+/// from the heap), and a backend that dropped 120 models at `SET
+/// ivfpq.model_cache = 0` stayed at 174 MB (hunt-143). Returns them to the
+/// system; only when a model was dropped, so not on every lookup.
+fn trim_after_drop() {
+    crate::parallel::release_freed_memory();
 }
 
 /// ERROR (XX002, naming the index and its blocks) unless the meta page and the
