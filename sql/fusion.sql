@@ -101,6 +101,8 @@ DECLARE
 	where_ text := '';
 	id_type oid;
 	id_text text;
+	dims integer;
+	declared integer;
 BEGIN
 	IF tbl IS NULL OR id_column IS NULL THEN
 		RAISE EXCEPTION 'the table and its id column must not be NULL' USING ERRCODE = '22004';
@@ -118,6 +120,15 @@ BEGIN
 	IF inputs IS NULL OR jsonb_typeof(inputs) <> 'array' OR jsonb_array_length(inputs) = 0 THEN
 		RAISE EXCEPTION 'inputs must be a non-empty JSON array of {"column": ..., "query": ...} objects'
 			USING ERRCODE = '22023';
+	END IF;
+	-- The query has a WITH query per input under one UNION ALL, whose
+	-- planning takes memory and time that grow with the square of the inputs
+	-- (250: 79 MB, 2,000: 1.7 GB and 26 s, past work_mem and any statement
+	-- timeout; hunt-140).
+	IF jsonb_array_length(inputs) > 128 THEN
+		RAISE EXCEPTION 'fusion takes at most 128 inputs, not %', jsonb_array_length(inputs)
+			USING ERRCODE = '54000',
+			      HINT = 'Fuse fewer inputs per call, or several calls'' results in SQL.';
 	END IF;
 	-- An OID that names nothing said "column ... of 99999999 does not exist".
 	IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl) THEN
@@ -239,6 +250,27 @@ BEGIN
 			-- input is served by it; with no such index, cosine. Before, it
 			-- was always <=>: an input on a column indexed for L2 ranked by
 			-- cosine, through a sequential scan and sort.
+			-- "config" is the text inputs': on a vector input it changed
+			-- nothing, without a word (hunt-140).
+			IF inp ? 'config' THEN
+				RAISE EXCEPTION 'input % is on vector column "%": "config" applies to text inputs only', i, col
+					USING ERRCODE = '22023';
+			END IF;
+			-- The query vector read here, so that a bad one is an error
+			-- naming its input, not one from inside the whole generated
+			-- query (its text, kilobytes, as the error's context; hunt-140);
+			-- and of the column's declared dimensions, when it has them.
+			BEGIN
+				EXECUTE format('SELECT %I.vector_dims(%L::%I.%I)', typschema, q, typschema, typname_) INTO dims;
+			EXCEPTION WHEN data_exception OR syntax_error_or_access_rule_violation THEN
+				RAISE EXCEPTION 'input %: %', i, SQLERRM USING ERRCODE = SQLSTATE;
+			END;
+			SELECT CASE WHEN a.atttypmod > 0 THEN a.atttypmod END INTO declared
+			  FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum = colnum;
+			IF declared IS NOT NULL AND dims IS DISTINCT FROM declared THEN
+				RAISE EXCEPTION 'input % has a query of % dimensions, column "%" has %', i, dims, col, declared
+					USING ERRCODE = '22000';
+			END IF;
 			op := inp->>'op';
 			IF op IS NULL THEN
 				SELECT o.oprname INTO op
@@ -302,6 +334,12 @@ BEGIN
 				' ((v.d OPERATOR(pg_catalog.-) v.lo) OPERATOR(pg_catalog./) (v.hi OPERATOR(pg_catalog.-) v.lo)))'
 				' ELSE 1::pg_catalog.float8 END';
 		ELSIF typ IN ('pg_catalog.tsvector'::regtype, 'pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype) THEN
+			-- "op" is the vector inputs': on a text input it changed nothing,
+			-- without a word (hunt-140).
+			IF inp ? 'op' THEN
+				RAISE EXCEPTION 'input % is on text column "%": "op" applies to vector inputs only', i, col
+					USING ERRCODE = '22023';
+			END IF;
 			-- The configuration by its qualified name: a bare 'english' would be
 			-- looked up through the path.
 			SELECT format('%I.%I', cn.nspname, c.cfgname) INTO cfg
@@ -395,6 +433,10 @@ CREATE FUNCTION arrw.fused_search(
 ) RETURNS TABLE (id text, score float8, ranks jsonb)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- The generated query's cost (deep inputs, many of them) passes the JIT
+-- thresholds, and LLVM compiling its hundreds of expressions does not look
+-- at interrupts: a 1 s statement_timeout fired after 20-33 s (hunt-140).
+SET jit = off
 AS $$
 DECLARE
 	query text;

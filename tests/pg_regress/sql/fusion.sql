@@ -192,14 +192,24 @@ SELECT id FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0
 SELECT id FROM arrw.fused_search('fnull', 'id', '[{"column": "e", "query": "[1,0]"}]', filter => E' \n ');
 DROP TABLE fnull;
 
--- Any number of inputs (ranks is not built by a function call, which takes at
--- most 100 arguments).
+-- Up to 128 inputs (ranks is not built by a function call, which takes at
+-- most 100 arguments); past that 54000 at once: planning the query's WITH
+-- query per input took memory and time growing with their square (2,000
+-- inputs: 1.7 GB, 26 s; hunt-140).
 CREATE TABLE fmany (id int PRIMARY KEY, e vector(2));
 INSERT INTO fmany VALUES (1, '[1,0]'), (2, '[0,1]');
 SELECT id, round(score::numeric, 4) AS score, (SELECT count(*) FROM jsonb_object_keys(ranks)) AS inputs
 FROM arrw.fused_search('fmany', 'id',
-  (SELECT jsonb_agg(jsonb_build_object('column', 'e', 'query', '[1,0]')) FROM generate_series(1, 101)));
+  (SELECT jsonb_agg(jsonb_build_object('column', 'e', 'query', '[1,0]')) FROM generate_series(1, 128)));
+\set VERBOSITY terse
+SELECT count(*) FROM arrw.fused_search('fmany', 'id',
+  (SELECT jsonb_agg(jsonb_build_object('column', 'e', 'query', '[1,0]')) FROM generate_series(1, 129)));
+\set VERBOSITY default
 DROP TABLE fmany;
+-- JIT stays off for the generated query: LLVM compiling its expressions does
+-- not look at interrupts, and a 1 s statement_timeout fired after 20-33 s.
+SELECT proname, proconfig @> '{jit=off}' AS jit_off FROM pg_proc
+WHERE proname = 'fused_search' AND pronamespace = 'arrw'::regnamespace;
 
 -- ranks keys stay unique when a column is named like another input's key
 -- (column#N): the later input on e at position 3 is keyed e##3.
@@ -241,6 +251,15 @@ SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "wieght": 5}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "5"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "-"}]');
+-- So is a key of the other kind of input: "op" on a text input, "config" on a
+-- vector input (each changed nothing; hunt-140).
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "op": "<->"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "config": "simple"}]');
+-- A query vector that is no vector, or not of the column's dimensions, is an
+-- error naming its input (it came from inside the generated query, with the
+-- query's text, kilobytes, as its context).
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "x"}, {"column": "title", "query": "[1,x]"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}, {"column": "body", "query": "[1,0]"}]');
 -- A weight that is not a number names its input (it was a bare 22P02), and
 -- a table OID that names nothing is 42P01 (it was 42703, "column "id" of
 -- 99999999 does not exist").
