@@ -52,8 +52,9 @@ SELECT count(*) FROM arrw.fused_search('ps', 'id',
 	'[{"column": "v", "query": "[0.1,0.2,0.3,0.4]", "op": "<->"}]');
 SHOW ivfpq.probes_scale;
 SAVEPOINT s;
+-- (A filter that fails as the query runs, after the setting was made.)
 SELECT count(*) FROM arrw.fused_search('ps', 'id',
-	'[{"column": "v", "query": "[0.1,0.2,0.3]", "op": "<->"}]');
+	'[{"column": "v", "query": "[0.1,0.2,0.3,0.4]", "op": "<->"}]', filter => 'id / 0 = 1');
 ROLLBACK TO s;
 SHOW ivfpq.probes_scale;
 COMMIT;
