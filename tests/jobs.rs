@@ -2025,6 +2025,22 @@ fn batches_remember_only_transactions_that_wrote_ahead() {
     assert_eq!(count(&mut c, "SELECT count(*) FROM hot WHERE n = 1"), 3000);
     assert!(count(&mut c, "SELECT count(DISTINCT xmin::text) FROM hot") > 20);
     assert_eq!(xids(&mut c, id), 0);
+    // Shifts every id of `table` by 100,000 in a batch_update job and checks
+    // each row moved once (none twice, none left); returns the job.
+    let shift_once = |c: &mut Client, table: &str, batch_rows: i64| -> i64 {
+        let rows = count(c, &format!("SELECT count(*) FROM {table}"));
+        let id = batch_update_job(
+            &cluster,
+            c,
+            &format!(
+                r#"{{"table": "{table}", "set": "id = id + 100000", "batch_rows": {batch_rows}}}"#
+            ),
+        );
+        let moved = format!("SELECT count(*) FROM {table} WHERE id > 100000 AND id < 200000");
+        assert_eq!(count(c, &moved), rows, "{table}");
+        assert_eq!(count(c, &format!("SELECT count(*) FROM {table}")), rows);
+        id
+    };
     // Not HOT (the key changes), full pages: every new version goes past the
     // walk's end.
     c.batch_execute(
@@ -2032,18 +2048,7 @@ fn batches_remember_only_transactions_that_wrote_ahead() {
          INSERT INTO full_t SELECT g, repeat('p', 40) FROM generate_series(1, 6000) g;",
     )
     .unwrap();
-    let id = batch_update_job(
-        &cluster,
-        &mut c,
-        r#"{"table": "full_t", "set": "id = id + 100000", "batch_rows": 200}"#,
-    );
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT count(*) FROM full_t WHERE id > 100000 AND id <= 106000"
-        ),
-        6000
-    );
+    let id = shift_once(&mut c, "full_t", 200);
     // (The table's last page had room for a few: their batch is remembered.)
     let kept = xids(&mut c, id);
     assert!(kept <= 2, "{kept}");
@@ -2055,19 +2060,7 @@ fn batches_remember_only_transactions_that_wrote_ahead() {
     )
     .unwrap();
     c.batch_execute("VACUUM ahead").unwrap();
-    let id = batch_update_job(
-        &cluster,
-        &mut c,
-        r#"{"table": "ahead", "set": "id = id + 100000", "batch_rows": 200}"#,
-    );
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT count(*) FROM ahead WHERE id > 100000 AND id <= 103000"
-        ),
-        3000
-    );
-    assert_eq!(count(&mut c, "SELECT count(*) FROM ahead"), 3000);
+    let id = shift_once(&mut c, "ahead", 200);
     // Every batch that wrote ahead was remembered until the walk passed the
     // last block it wrote, then dropped: the last resume point keeps none (it
     // kept every such batch to the end, and the list grew quadratically).
@@ -2081,20 +2074,7 @@ fn batches_remember_only_transactions_that_wrote_ahead() {
     )
     .unwrap();
     c.batch_execute("VACUUM spread").unwrap();
-    let left = count(&mut c, "SELECT count(*) FROM spread");
-    let id = batch_update_job(
-        &cluster,
-        &mut c,
-        r#"{"table": "spread", "set": "id = id + 100000", "batch_rows": 100}"#,
-    );
-    assert_eq!(
-        count(
-            &mut c,
-            "SELECT count(*) FROM spread WHERE id > 100000 AND id <= 112000"
-        ),
-        left
-    );
-    assert_eq!(count(&mut c, "SELECT count(*) FROM spread"), left);
+    let id = shift_once(&mut c, "spread", 100);
     assert_eq!(xids(&mut c, id), 0);
 }
 
