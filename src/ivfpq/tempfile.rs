@@ -112,6 +112,14 @@ impl Store for TempRuns {
 
 impl Drop for TempRuns {
     fn drop(&mut self) {
+        // While an ERROR unwinds (a write past `temp_file_limit`, a cancel),
+        // closing would flush the file's buffer, which can fail the same way:
+        // a second ERROR inside the unwinding aborted the whole server (an
+        // `ivfpq_check` past `temp_file_limit`; hunt-145). The transaction's
+        // abort closes and deletes the file through its resource owner.
+        if std::thread::panicking() {
+            self.file = std::ptr::null_mut();
+        }
         if !self.file.is_null() {
             // SAFETY: the file was made by append and neither closed nor
             // abandoned: the scan ended normally and its transaction is live.

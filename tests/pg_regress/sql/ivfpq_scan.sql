@@ -258,6 +258,13 @@ FROM generate_series(1, 6000) i;
 CREATE INDEX ivs_many_v ON ivs_many USING ivfpq (v) WITH (lists = 3, m = 1);
 SET work_mem = '64kB';
 SELECT arrw.ivfpq_check('ivs_l2'), arrw.ivfpq_check('ivs_many_v');
+-- Past temp_file_limit it is PostgreSQL's ERROR (53400): the file is left to
+-- the abort to close (closing it while the ERROR unwound flushed it, failed
+-- again, and aborted the whole server; hunt-145).
+SET temp_file_limit = '8kB';
+SELECT arrw.ivfpq_check('ivs_many_v');
+RESET temp_file_limit;
+SELECT arrw.ivfpq_check('ivs_many_v');
 RESET work_mem;
 DROP TABLE ivs_many;
 SELECT id FROM ivs ORDER BY v <-> '[0.4,100.1,0.3,0.2]' LIMIT 3;
