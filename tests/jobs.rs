@@ -2078,6 +2078,44 @@ fn batches_remember_only_transactions_that_wrote_ahead() {
     assert_eq!(xids(&mut c, id), 0);
 }
 
+/// With `fsync` on, an export's file is synced before its rename and its
+/// directory after (hunt-139: neither was, and a job recorded `succeeded` could
+/// leave an empty file after an OS crash). A directory the server may write
+/// but not read (mode 0300) cannot be opened to be synced: the export, whose
+/// file is in place by then, still succeeds, with a WARNING in the log; the
+/// first version failed the job (42501) after its file had replaced the old
+/// one (hunt-145).
+#[test]
+fn an_export_into_a_directory_it_cannot_read_succeeds_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let (cluster, mut c) = setup("jobs-fsync", "fsync = on");
+    let dir = cluster.dir.join("wo");
+    std::fs::create_dir_all(&dir).unwrap();
+    arrw_tests::chown_postgres(&dir);
+    let out = dir.join("out.csv");
+    std::fs::write(&out, "old\n").unwrap();
+    arrw_tests::chown_postgres(&out);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o300)).unwrap();
+    let id = submit(
+        &mut c,
+        "bulk_export",
+        &format!(
+            r#"{{"query": "SELECT g FROM generate_series(1, 1000) g", "path": "{}", "format": "csv"}}"#,
+            out.display()
+        ),
+    );
+    let end = wait_done(&cluster, &mut c, id);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(end, "succeeded", "{:?}", state(&mut c, id));
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), 1000);
+    assert!(
+        cluster.log().contains("could not fsync directory"),
+        "{}",
+        cluster.log()
+    );
+}
+
 /// With no background worker slot free for a job worker, queued jobs wait,
 /// and the server log says why (it said nothing: jobs stayed `queued` without a
 /// word). `max_worker_processes = 2`: the job launcher and PostgreSQL's logical

@@ -370,11 +370,20 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
     }
     tmp_file.disarm();
     if durable {
+        // The file is in place now: a directory the server may write but not
+        // read (mode 0300) cannot be opened to be synced, and failing the job
+        // then (after the rename had replaced the old file) told the user the
+        // export had not happened (hunt-145). A WARNING says what is not sure.
         let dir = std::path::Path::new(path)
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .map_or_else(|| ".".to_string(), |d| d.to_string_lossy().into_owned());
-        sync_path(&dir);
+        if let Err(e) = std::fs::File::open(&dir).and_then(|f| f.sync_all()) {
+            pgrx::warning!(
+                "could not fsync directory \"{dir}\" after renaming the export into it: {e}; \
+                 the file is complete, but its new name may not survive an operating system crash"
+            );
+        }
     }
     let result = spi::xact(|| {
         ctx.progress(0.99, None);
@@ -386,7 +395,7 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
     Outcome::Succeeded(result)
 }
 
-/// fsync of the file or directory at `path`; ERROR (retried) when it fails.
+/// fsync of the file at `path`; ERROR (retried) when it fails.
 fn sync_path(path: &str) {
     if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_all()) {
         crate::errors::error(
