@@ -316,9 +316,16 @@ BEGIN
 		-- The query's literal is cast to the base type, which the column's
 		-- values coerce to.
 		coltyp := typ;
+		-- The dimensions the column declares: its own typmod, or else the
+		-- outermost of its domains' (a column of a domain over vector(3) has
+		-- none of its own; hunt-145).
+		SELECT CASE WHEN a.atttypmod > 0 THEN a.atttypmod END INTO declared
+		  FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum = colnum;
 		LOOP
-			SELECT t.typbasetype INTO base FROM pg_type t WHERE t.oid = typ AND t.typtype = 'd';
+			SELECT t.typbasetype, CASE WHEN t.typtypmod > 0 THEN t.typtypmod END INTO base, dims
+			  FROM pg_type t WHERE t.oid = typ AND t.typtype = 'd';
 			EXIT WHEN NOT FOUND;
+			declared := coalesce(declared, dims);
 			typ := base;
 			SELECT t.typname, n.nspname INTO typname_, typschema
 			  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = typ;
@@ -347,7 +354,7 @@ BEGIN
 			-- cosine, through a sequential scan and sort.
 			-- "config" is the text inputs': on a vector input it changed
 			-- nothing, without a word (hunt-140).
-			IF inp ? 'config' THEN
+			IF inp->>'config' IS NOT NULL THEN
 				RAISE EXCEPTION 'input % is on vector column "%": "config" applies to text inputs only', i, col
 					USING ERRCODE = '22023';
 			END IF;
@@ -357,11 +364,9 @@ BEGIN
 			-- and of the column's declared dimensions, when it has them.
 			BEGIN
 				EXECUTE format('SELECT %I.vector_dims(%L::%I.%I)', typschema, q, typschema, typname_) INTO dims;
-			EXCEPTION WHEN data_exception OR syntax_error_or_access_rule_violation THEN
+			EXCEPTION WHEN data_exception OR syntax_error_or_access_rule_violation OR program_limit_exceeded THEN
 				RAISE EXCEPTION 'input %: %', i, SQLERRM USING ERRCODE = SQLSTATE;
 			END;
-			SELECT CASE WHEN a.atttypmod > 0 THEN a.atttypmod END INTO declared
-			  FROM pg_attribute a WHERE a.attrelid = tbl AND a.attnum = colnum;
 			IF declared IS NOT NULL AND dims IS DISTINCT FROM declared THEN
 				RAISE EXCEPTION 'input % has a query of % dimensions, column "%" has %', i, dims, col, declared
 					USING ERRCODE = '22000';
@@ -431,7 +436,7 @@ BEGIN
 		ELSIF typ IN ('pg_catalog.tsvector'::regtype, 'pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype) THEN
 			-- "op" is the vector inputs': on a text input it changed nothing,
 			-- without a word (hunt-140).
-			IF inp ? 'op' THEN
+			IF inp->>'op' IS NOT NULL THEN
 				RAISE EXCEPTION 'input % is on text column "%": "op" applies to vector inputs only', i, col
 					USING ERRCODE = '22023';
 			END IF;

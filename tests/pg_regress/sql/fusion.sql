@@ -260,6 +260,21 @@ SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[
 -- query's text, kilobytes, as its context).
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "x"}, {"column": "title", "query": "[1,x]"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}, {"column": "body", "query": "[1,0]"}]');
+-- The same for a column of a domain over vector(3), whose dimensions are the
+-- domain's (it has none of its own), and for a query past 16,000 dimensions
+-- (54000). A null "config" or "op" is no key, as for the other keys.
+CREATE DOMAIN fvec3 AS vector(3);
+CREATE TABLE fdom (id int PRIMARY KEY, e fvec3);
+INSERT INTO fdom VALUES (1, '[1,0,0]');
+\set VERBOSITY terse
+SELECT * FROM arrw.fused_search('fdom', 'id', '[{"column": "e", "query": "[1,0]"}]');
+SELECT * FROM arrw.fused_search('fdom', 'id',
+  jsonb_build_array(jsonb_build_object('column', 'e', 'query', (SELECT '[' || string_agg('1', ',') || ']' FROM generate_series(1, 16001)))));
+\set VERBOSITY default
+SELECT id FROM arrw.fused_search('fdom', 'id', '[{"column": "e", "query": "[1,0,0]", "config": null}]');
+SELECT id FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "op": null}]');
+DROP TABLE fdom;
+DROP DOMAIN fvec3;
 -- A weight that is not a number names its input (it was a bare 22P02), and
 -- a table OID that names nothing is 42P01 (it was 42703, "column "id" of
 -- 99999999 does not exist").
