@@ -268,3 +268,30 @@ fn ivfpq_maxsim_index_answers_like_a_sequential_scan() {
     let (via_index, via_seq) = ivfpq_index_and_seq("ivfpq_ms", "@#", q, 30);
     assert_eq!(via_index, via_seq);
 }
+
+/// The TOAST reader's chunk size (arrw_core::toast::max_chunk_size, which the
+/// re-rank's reader checks every chunk against) is PostgreSQL's: the first
+/// chunk of a 768-d vector stored out of line holds exactly that many bytes.
+#[pg_test]
+fn ivfpq_toast_chunk_size_is_postgresql_s() {
+    Spi::run(
+        "CREATE TABLE public.toasty (v vector(768));
+         ALTER TABLE public.toasty ALTER COLUMN v SET STORAGE EXTERNAL;
+         INSERT INTO public.toasty SELECT array_fill(1.5::real, ARRAY[768])::vector",
+    )
+    .unwrap();
+    let toast = Spi::get_one::<String>(
+        "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'public.toasty'::regclass",
+    )
+    .unwrap()
+    .unwrap();
+    let first = Spi::get_one::<i32>(&format!(
+        "SELECT octet_length(chunk_data) FROM {toast} WHERE chunk_seq = 0"
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        first as usize,
+        arrw_core::toast::max_chunk_size(pgrx::pg_sys::BLCKSZ as usize)
+    );
+}

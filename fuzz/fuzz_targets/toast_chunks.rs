@@ -6,8 +6,8 @@
 //! datum (1 length byte, then that many bytes). Invariants: nothing panics; a
 //! plain size agrees with the raw size; a payload lies inside its datum; the
 //! assembly never writes past its buffer, and succeeds exactly when the
-//! accepted chunks, numbered 0, 1, 2, ..., fill it, in which case the buffer
-//! is their concatenation.
+//! accepted chunks, numbered 0, 1, 2, ..., each of the chunk size but the
+//! last, fill it, in which case the buffer is their concatenation.
 
 #![no_main]
 
@@ -24,10 +24,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let size = usize::from(u16::from_le_bytes([data[0], data[1]])) % 4096;
+    // Chunks of 1 to 64 bytes (the table's chunk size; 1,996 at 8 kB pages),
+    // from the size's top bits.
+    let chunk = 1 + usize::from(data[1] >> 2);
     let mut out = vec![0u8; size];
     let mut expect = Vec::new();
     let mut rest = &data[2..];
-    let mut asm = Assembly::new(&mut out);
+    let mut asm = Assembly::new(&mut out, chunk);
     let mut failed = false;
     while rest.len() >= 2 && !failed {
         let seq = i32::from(rest[0] as i8);

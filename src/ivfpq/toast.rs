@@ -31,7 +31,7 @@
 use super::profile::{self, Count};
 use crate::handed::external_pointer_of;
 use crate::memctx;
-use arrw_core::toast::{chunk_payload, Assembly, VARHDRSZ};
+use arrw_core::toast::{chunk_payload, max_chunk_size, Assembly, VARHDRSZ};
 use pgrx::pg_sys;
 use std::cell::RefCell;
 
@@ -280,7 +280,7 @@ unsafe fn read_chunks(o: &mut Open, valueid: u32, out: &mut [u8]) -> bool {
     }
     // SAFETY: rd_att of the open TOAST table: (chunk_id, chunk_seq, chunk_data).
     let desc = unsafe { (*o.rel).rd_att };
-    let mut asm = Assembly::new(out);
+    let mut asm = Assembly::new(out, max_chunk_size(pg_sys::BLCKSZ as usize));
     let mut failed = false;
     loop {
         // SAFETY: an open scan and its slot; the slot keeps the chunk's buffer
