@@ -72,17 +72,14 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // Rust assertion, XX000, and an `ivfpq_check` that passed; hunt-95).
     // A hit applies `ivfpq.model_cache` too: a budget lowered in a session
     // whose lookups all hit kept every model (hunt-141).
-    let (hit, dropped) = CACHE.with(|c| {
+    let (hit, held) = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         let m = c.get(slot, &key);
-        let before = c.len();
         c.set_max_bytes(model_cache_bytes());
         super::profile::models_cached(c.len());
-        (m, c.len() < before)
+        (m, c.bytes())
     });
-    if dropped {
-        trim_after_drop();
-    }
+    trim_if_shrunk(held);
     if let Some(m) = hit {
         agree(index, meta, &m);
         return m;
@@ -129,34 +126,51 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // in the ranking kernel's panels and at half precision (ARCHITECTURE.md,
     // "Memory of the model, per backend").
     let bytes = (meta.model_bytes as usize).saturating_mul(3);
-    let (cached, dropped) = CACHE.with(|c| {
+    let (cached, held) = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         // Models of indexes since dropped go first: `REINDEX CONCURRENTLY`
         // (an `index_optimize` job's) builds the new index under a new OID, so
         // no lookup replaces the old one's (a pooled backend grew by one model
         // a rebuild, 25 → 198 MB over 8).
-        let before = c.len();
         c.retain(|&(db, oid)| db != key.0 || index_exists(oid));
         c.set_max_bytes(model_cache_bytes());
-        let kept = c.len();
         c.put(slot, key, model.clone(), bytes);
-        // A model of this slot replaced by put counts as dropped too.
-        (c.len(), kept < before || c.len() <= kept)
+        (c.len(), c.bytes())
     });
     super::profile::models_cached(cached);
-    if dropped {
-        trim_after_drop();
-    }
+    trim_if_shrunk(held);
     model
 }
 
-/// After the cache let models go: glibc keeps the freed ~1 MB chunks in its
-/// heap (past the first freed mmap its threshold rises, so later models come
-/// from the heap), and a backend that dropped 120 models at `SET
-/// ivfpq.model_cache = 0` stayed at 174 MB (hunt-143). Returns them to the
-/// system; only when a model was dropped, so not on every lookup.
-fn trim_after_drop() {
-    crate::parallel::release_freed_memory();
+thread_local! {
+    /// The most bytes of models the cache held since memory was last
+    /// returned to the system.
+    static HELD_MOST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How far the cache's bytes must fall below their high-water mark before
+/// the freed memory is handed back.
+const TRIM_AFTER: usize = 16 << 20;
+
+/// The cache now holds `held` bytes of models. glibc keeps the freed ~1 MB
+/// chunks of models it let go in its heap (past the first freed mmap its
+/// threshold rises, so later models come from the heap): a backend that
+/// dropped 120 models at `SET ivfpq.model_cache = 0` stayed at 174 MB
+/// (hunt-143). Once the cache holds 16 MB less than it did, that memory is
+/// returned to the system (`malloc_trim`). Not at every model dropped: a
+/// cache just too small for a query's indexes drops one at every lookup,
+/// the next model reuses the memory, and a trim each time made such a query
+/// twice as slow (hunt-145).
+fn trim_if_shrunk(held: usize) {
+    let most = HELD_MOST.with(|m| {
+        let most = m.get().max(held);
+        m.set(most);
+        most
+    });
+    if most - held >= TRIM_AFTER {
+        crate::parallel::release_freed_memory();
+        HELD_MOST.with(|m| m.set(held));
+    }
 }
 
 /// ERROR (XX002, naming the index and its blocks) unless the meta page and the
