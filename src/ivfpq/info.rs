@@ -35,9 +35,18 @@ fn open_ivfpq(oid: pg_sys::Oid) -> pg_sys::Relation {
                 );
             }
             if kind != pg_sys::RELKIND_INDEX as std::ffi::c_char {
+                // Named, as an index of another kind is (a table or view was
+                // "relation with OID 18538"; hunt-147): the name is the
+                // catalog's, which every role can read.
+                let name = pg_sys::get_rel_name(oid);
+                let what = if name.is_null() {
+                    format!("relation with OID {}", oid.to_u32())
+                } else {
+                    format!("\"{}\"", std::ffi::CStr::from_ptr(name).to_string_lossy())
+                };
                 crate::errors::error(
                     PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-                    format!("relation with OID {} is not an ivfpq index", oid.to_u32()),
+                    format!("{what} is not an ivfpq index"),
                 );
             }
         }

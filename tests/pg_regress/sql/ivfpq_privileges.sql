@@ -78,6 +78,9 @@ SELECT arrw.ivfpq_check(4000000000::oid::regclass);
 SELECT arrw.ivfpq_info(4000000000::oid::regclass);
 SELECT arrw.ivfpq_default_probes(4000000000::oid::regclass);
 \set VERBOSITY default
+-- The other relation is named, as an index of another kind is (it was
+-- "relation with OID n").
+SELECT arrw.ivfpq_check('ivp');
 -- The ivfpq index of a partitioned table has no pages: it is one, but the
 -- error says where its entries are (it said "is not an ivfpq index").
 CREATE TABLE ivp_parted (id int, v vector(3)) PARTITION BY RANGE (id);
