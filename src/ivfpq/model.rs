@@ -72,14 +72,15 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // Rust assertion, XX000, and an `ivfpq_check` that passed; hunt-95).
     // A hit applies `ivfpq.model_cache` too: a budget lowered in a session
     // whose lookups all hit kept every model (hunt-141).
-    let (hit, held) = CACHE.with(|c| {
+    let hit = CACHE.with(|c| {
         let mut c = c.borrow_mut();
         let m = c.get(slot, &key);
+        let before = c.bytes();
         c.set_max_bytes(model_cache_bytes());
+        note_dropped(before, 0, c.bytes());
         super::profile::models_cached(c.len());
-        (m, c.bytes())
+        m
     });
-    trim_if_shrunk(held);
     if let Some(m) = hit {
         agree(index, meta, &m);
         return m;
@@ -126,8 +127,9 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
     // in the ranking kernel's panels and at half precision (ARCHITECTURE.md,
     // "Memory of the model, per backend").
     let bytes = (meta.model_bytes as usize).saturating_mul(3);
-    let (cached, held) = CACHE.with(|c| {
+    let cached = CACHE.with(|c| {
         let mut c = c.borrow_mut();
+        let before = c.bytes();
         // Models of indexes since dropped go first: `REINDEX CONCURRENTLY`
         // (an `index_optimize` job's) builds the new index under a new OID, so
         // no lookup replaces the old one's (a pooled backend grew by one model
@@ -135,41 +137,46 @@ pub fn load(index: pg_sys::Relation, meta: &MetaData) -> Rc<IvfPqModel> {
         c.retain(|&(db, oid)| db != key.0 || index_exists(oid));
         c.set_max_bytes(model_cache_bytes());
         c.put(slot, key, model.clone(), bytes);
-        (c.len(), c.bytes())
+        note_dropped(before, bytes, c.bytes());
+        c.len()
     });
     super::profile::models_cached(cached);
-    trim_if_shrunk(held);
     model
 }
 
 thread_local! {
-    /// The most bytes of models the cache held since memory was last
-    /// returned to the system.
-    static HELD_MOST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Bytes of models the cache let go since memory was last returned to
+    /// the system.
+    static DROPPED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// How far the cache's bytes must fall below their high-water mark before
-/// the freed memory is handed back.
+/// How many bytes of models the cache must have let go before the memory is
+/// handed back at the transaction's end.
 const TRIM_AFTER: usize = 16 << 20;
 
-/// The cache now holds `held` bytes of models. glibc keeps the freed ~1 MB
-/// chunks of models it let go in its heap (past the first freed mmap its
-/// threshold rises, so later models come from the heap): a backend that
-/// dropped 120 models at `SET ivfpq.model_cache = 0` stayed at 174 MB
-/// (hunt-143). Once the cache holds 16 MB less than it did, that memory is
-/// returned to the system (`malloc_trim`). Not at every model dropped: a
-/// cache just too small for a query's indexes drops one at every lookup,
-/// the next model reuses the memory, and a trim each time made such a query
-/// twice as slow (hunt-145).
-fn trim_if_shrunk(held: usize) {
-    let most = HELD_MOST.with(|m| {
-        let most = m.get().max(held);
-        m.set(most);
-        most
-    });
-    if most - held >= TRIM_AFTER {
+/// The cache went from `before` bytes to `after` with `added` bytes put in:
+/// the difference is models it let go. glibc keeps their freed ~1 MB chunks
+/// in its heap (past the first freed mmap its threshold rises, so later
+/// models come from the heap): a backend that dropped 120 models at `SET
+/// ivfpq.model_cache = 0` stayed at 174 MB (hunt-143), and one whose query
+/// over 120 partitions' indexes passed a 10 MB cache stayed at 157 MB
+/// (hunt-148).
+fn note_dropped(before: usize, added: usize, after: usize) {
+    let gone = (before + added).saturating_sub(after);
+    DROPPED.with(|d| d.set(d.get().saturating_add(gone)));
+}
+
+/// At a transaction's end (pending.rs's callback): once the cache has let go
+/// of 16 MB of models, that memory is returned to the system (`malloc_trim`).
+/// Not when they leave the cache: the query's scans still hold the models
+/// then (each scan of an Append keeps its own), so nothing had been freed;
+/// and not at every model dropped: a cache just too small for a query's
+/// indexes drops one at every lookup, and a trim each time made the query
+/// twice as slow (hunt-145). At most once a transaction.
+pub(super) fn at_transaction_end() {
+    if DROPPED.get() >= TRIM_AFTER {
+        DROPPED.set(0);
         crate::parallel::release_freed_memory();
-        HELD_MOST.with(|m| m.set(held));
     }
 }
 

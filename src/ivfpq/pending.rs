@@ -525,7 +525,10 @@ unsafe extern "C-unwind" fn xact_callback(
         | XACT_EVENT_PARALLEL_ABORT
         | XACT_EVENT_PREPARE => {
             COMMITTING.set(false);
-            discard_all()
+            discard_all();
+            // Also the end of the transaction's scans, which held the models
+            // the cache let go: their memory goes back now (model.rs).
+            super::model::at_transaction_end();
         }
         _ => {}
     }
