@@ -347,13 +347,19 @@ BEGIN
 			END IF;
 			-- The configuration by its qualified name: a bare 'english' would be
 			-- looked up through the path.
-			SELECT format('%I.%I', cn.nspname, c.cfgname) INTO cfg
-			  FROM pg_ts_config c JOIN pg_namespace cn ON cn.oid = c.cfgnamespace
-			 WHERE c.oid = coalesce(inp->>'config', 'english')::regconfig;
+			-- A name that does not parse or names nothing is an error naming
+			-- its input, as a bad query vector is (hunt-148).
+			BEGIN
+				SELECT format('%I.%I', cn.nspname, c.cfgname) INTO cfg
+				  FROM pg_ts_config c JOIN pg_namespace cn ON cn.oid = c.cfgnamespace
+				 WHERE c.oid = coalesce(inp->>'config', 'english')::regconfig;
+			EXCEPTION WHEN syntax_error_or_access_rule_violation OR feature_not_supported OR undefined_object THEN
+				RAISE EXCEPTION 'input %: %', i, SQLERRM USING ERRCODE = SQLSTATE;
+			END;
 			-- regconfig's input takes an OID (and '-' for none) without looking
 			-- it up: one that names nothing matched no row, silently.
 			IF cfg IS NULL THEN
-				RAISE EXCEPTION 'text search configuration "%" does not exist', inp->>'config'
+				RAISE EXCEPTION 'input %: text search configuration "%" does not exist', i, inp->>'config'
 					USING ERRCODE = '42704';
 			END IF;
 			doc := CASE WHEN typname_ = 'tsvector' THEN format('t.%I', col)

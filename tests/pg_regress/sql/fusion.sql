@@ -251,6 +251,8 @@ SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "wieght": 5}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "5"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": "-"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}, {"column": "txt", "query": "vector", "config": "nope"}]');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "config": ""}]');
 -- So is a key of the other kind of input: "op" on a text input, "config" on a
 -- vector input (each changed nothing; hunt-140).
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "txt", "query": "vector", "op": "<->"}]');
