@@ -758,7 +758,15 @@ unsafe fn push_value(
         ColumnKind::Vector => push_vector_text(out, enc, output_text(datum)),
         // SAFETY: a non-null array datum of this column's type, whose elements
         // are of `elem`; inside the event memory context.
-        ColumnKind::VectorArray(elem) => unsafe { push_vector_array(out, enc, datum, elem) },
+        ColumnKind::VectorArray(elem) => {
+            // SAFETY: as above.
+            if !unsafe { push_vector_array(out, enc, datum, elem) } {
+                // Lower bounds other than 1 ('[0:1]={...}'), which nested JSON
+                // arrays cannot say: the array's text, which keeps them (a
+                // mirror writing the JSON back shifted every element; hunt-150).
+                json::push_str_in(out, output_text(datum), enc)
+            }
+        }
         ColumnKind::Bytea => {
             // SAFETY: a bytea datum; detoasting (if needed) pallocs in the event
             // context, and the bytes stay valid until it is reset.
@@ -868,6 +876,7 @@ unsafe fn is_vector_array(typid: pg_sys::Oid) -> bool {
 
 /// Appends an array of vectors as JSON arrays nested as its dimensions
 /// (`[[1,2],[3,4]]`; `[]` for an empty array; `null` for a NULL element).
+/// False, with nothing appended, for an array whose lower bounds are not all 1.
 ///
 /// # Safety
 /// `datum` must be a non-null array whose elements are of type `elem.typid`;
@@ -878,7 +887,7 @@ unsafe fn push_vector_array(
     enc: TextEncoding,
     datum: pg_sys::Datum,
     elem: ElemInfo,
-) {
+) -> bool {
     // SAFETY: forwarded contract; an ArrayType header is followed by `ndim`
     // dimensions (ARR_DIMS), and deconstruct_array reads the array as its
     // element type's length, by-value flag and alignment say.
@@ -890,6 +899,14 @@ unsafe fn push_vector_array(
             ndim,
         )
         .to_vec();
+        // ARR_LBOUND: the lower bounds follow the dimensions.
+        let lbounds = std::slice::from_raw_parts(
+            (arr as *const u8).add(std::mem::size_of::<pg_sys::ArrayType>()) as *const c_int,
+            2 * ndim,
+        );
+        if lbounds[ndim..].iter().any(|&b| b != 1) {
+            return false;
+        }
         let mut values: *mut pg_sys::Datum = std::ptr::null_mut();
         let mut isnull: *mut bool = std::ptr::null_mut();
         let mut n: c_int = 0;
@@ -916,7 +933,7 @@ unsafe fn push_vector_array(
     };
     if dims.is_empty() || elems.is_empty() {
         out.extend_from_slice(b"[]");
-        return;
+        return true;
     }
     /// One dimension: its elements, or the arrays of the next dimension.
     fn level(
@@ -953,6 +970,7 @@ unsafe fn push_vector_array(
         out.push(b']');
     }
     level(out, enc, &dims, &elems, &nulls, elem.output, &mut 0);
+    true
 }
 
 /// Whether the type is one of arrw's vector types, or one of pgvector's
