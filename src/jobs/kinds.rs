@@ -358,7 +358,12 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
     // SAFETY: reading a backend global (the `fsync` setting).
     let durable = unsafe { pg_sys::enableFsync };
     if durable {
-        sync_path(&tmp);
+        if let Err(e) = fsync(&tmp) {
+            crate::errors::error(
+                crate::errors::file_error_code(&e),
+                format!("could not fsync \"{tmp}\": {e}"),
+            );
+        }
     }
     if let Err(e) = std::fs::rename(&tmp, path) {
         // A directory at `path` (42809) fails the job at once; an I/O error is
@@ -378,7 +383,7 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .map_or_else(|| ".".to_string(), |d| d.to_string_lossy().into_owned());
-        if let Err(e) = std::fs::File::open(&dir).and_then(|f| f.sync_all()) {
+        if let Err(e) = fsync(&dir) {
             pgrx::warning!(
                 "could not fsync directory \"{dir}\" after renaming the export into it: {e}; \
                  the file is complete, but its new name may not survive an operating system crash"
@@ -395,14 +400,9 @@ fn export(ctx: &Ctx, query: &str, path: &str, copy: &CopyOpts) -> Outcome {
     Outcome::Succeeded(result)
 }
 
-/// fsync of the file at `path`; ERROR (retried) when it fails.
-fn sync_path(path: &str) {
-    if let Err(e) = std::fs::File::open(path).and_then(|f| f.sync_all()) {
-        crate::errors::error(
-            crate::errors::file_error_code(&e),
-            format!("could not fsync \"{path}\": {e}"),
-        );
-    }
+/// fsync of the file or directory at `path`.
+fn fsync(path: &str) -> std::io::Result<()> {
+    std::fs::File::open(path).and_then(|f| f.sync_all())
 }
 
 /// The temporary file an attempt of bulk_export job `id` writes before
@@ -618,13 +618,12 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                     &[Some(&rel.oid)],
                 );
             let before = set.is_some().then(|| update_counts(&rel.oid));
-            // With RETURNING: rows changed, versions ahead, the last block
-            // of those.
-            let (n, ahead, last_ahead) = if returning {
+            // With RETURNING: rows changed, and the last block of the
+            // versions ahead of the walk (None when there are none).
+            let (n, last_ahead) = if returning {
                 let sql = format!(
                     "WITH u AS (\n{stmt}\n RETURNING ctid) \
-                     SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE ahead), \
-                            pg_catalog.max(b) FILTER (WHERE ahead) \
+                     SELECT pg_catalog.count(*), pg_catalog.max(b) FILTER (WHERE ahead) \
                      FROM (SELECT b, b OPERATOR(pg_catalog.>=) {hi} AND b OPERATOR(pg_catalog.<) {end} AS ahead \
                            FROM (SELECT (u.ctid::pg_catalog.text::pg_catalog.point)[0] AS b FROM u) t) s"
                 );
@@ -633,9 +632,9 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                     spi::query(&sql, &[])
                 });
                 let v = |i: usize| r.first(i).and_then(|x| x.parse::<i64>().ok());
-                (v(0).unwrap_or(0), Some(v(1).unwrap_or(0)), v(2))
+                (v(0).unwrap_or(0), v(1))
             } else {
-                (ctx.run_as_owner(&stmt) as i64, None, None)
+                (ctx.run_as_owner(&stmt) as i64, None)
             };
             identity::check_still_named(ctx, &rel);
             if filenode() != node {
@@ -669,9 +668,10 @@ fn batch(ctx: &Ctx, rel: Rel, set: Option<&str>, where_: Option<&str>, batch_row
                 )
             });
             let none_ahead = known
-                && match ahead {
-                    Some(ahead) => ahead == 0,
-                    None => all_hot,
+                && if returning {
+                    last_ahead.is_none()
+                } else {
+                    all_hot
                 };
             // A batch the walk has now passed every version of is dropped:
             // the blocks they are in will not be read again. Versions ahead

@@ -53,7 +53,8 @@ impl Remembered {
 
     /// The xids, comma-separated (the body of an `xid[]` literal).
     pub fn xid_list(&self) -> String {
-        self.to_lists().0
+        let xids: Vec<String> = self.0.iter().map(|(x, _)| x.to_string()).collect();
+        xids.join(",")
     }
 }
 
