@@ -41,7 +41,7 @@ use super::profile::{self, Count, Phase};
 use super::scan::{self, Cand, ScanState, NO_FINE};
 use arrw_core::ivf::RankedLists;
 use arrw_core::maxsim::{BestFirst, Gather};
-use arrw_core::rerank::{Next, OrderedRerank, DEFAULT_LIST_QUANTILE};
+use arrw_core::rerank::{Next, OrderedRerank, DEFAULT_LIST_RANK};
 use pgrx::pg_sys;
 
 /// The queue that hands re-ranked rows out in exact order: the single-vector
@@ -70,7 +70,7 @@ use pgrx::pg_sys;
 /// rows that matter): 0 of 30 either way, at 2.8x the rows re-ranked (a
 /// replay of the logged scans; 30 queries of LIMIT 10 took as long).
 fn ordered_rerank() -> OrderedRerank<Cand> {
-    OrderedRerank::new(MARGIN_QUANTILE, DEFAULT_LIST_QUANTILE).with_near_spread(NEAR_ROWS)
+    OrderedRerank::new(MARGIN_QUANTILE, DEFAULT_LIST_RANK).with_near_spread(NEAR_ROWS)
 }
 
 /// See [`ordered_rerank`].

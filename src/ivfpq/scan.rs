@@ -47,7 +47,7 @@ use arrw_core::ivf::{
     Metric, RankedLists, ShortDemand,
 };
 use arrw_core::layout::FineGeom;
-use arrw_core::rerank::{Next, OrderedRerank, DEFAULT_LIST_QUANTILE, DEFAULT_QUANTILE};
+use arrw_core::rerank::{Next, OrderedRerank, DEFAULT_LIST_RANK, DEFAULT_QUANTILE};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -189,7 +189,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         list_dist: Vec::new(),
         probed: 0,
         pool: CandidatePool::new(1, 1),
-        order: OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE),
+        order: OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_RANK),
         fine: None,
         rows_wanted: 0,
         filtered: false,
@@ -353,7 +353,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         record_short_demand(st);
         st.started = false;
         st.pool = CandidatePool::new(1, 1);
-        st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
+        st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_RANK);
         st.repeats = repeat_watch();
         st.fine = None;
         st.fine_query = None;
@@ -816,7 +816,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     if st.fine.is_some() {
         st.prepared = model.prepared_query(&st.query);
     }
-    let order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_QUANTILE);
+    let order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_RANK);
     let order = if st.fine.is_some() {
         order.with_refine()
     } else {

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p arrw-core --example filtered_eval -- DATASET_DIR \
 //!     [--queries N] [--probes P] [--rerank R] [--k K] [--quantiles q1,q2,..]
+//!     [--list-rank N]
 //! ```
 //!
 //! For each filter (none with LIMIT 100; 10% and 1% of rows spread uniformly; 1%
@@ -90,7 +91,7 @@ impl Scan<'_> {
         k: usize,
         quantile: Option<f64>,
         lists: bool,
-        list_q: f64,
+        list_rank: usize,
     ) -> (Vec<u32>, usize, usize) {
         let dim = self.model.dim;
         let metric = self.model.metric;
@@ -142,7 +143,7 @@ impl Scan<'_> {
             }
             return (out, fetched, probed);
         };
-        let mut o = OrderedRerank::<u32>::new(quantile, list_q);
+        let mut o = OrderedRerank::<u32>::new(quantile, list_rank);
         while out.len() < k {
             let cand = pool.last().map(|c| estimate_as_distance(metric, c.0));
             let next_list = if probed >= ranked.len() {
@@ -183,7 +184,7 @@ fn main() -> Result<(), String> {
     let mut dir = None;
     let (mut nq, mut probes, mut rerank, mut k) = (200usize, 20usize, 100usize, 10usize);
     let mut quantiles = vec![0.99, 1.0];
-    let mut list_q = arrw_core::rerank::DEFAULT_LIST_QUANTILE;
+    let mut list_rank = arrw_core::rerank::DEFAULT_LIST_RANK;
     let mut i = 0;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -193,7 +194,7 @@ fn main() -> Result<(), String> {
             "--probes" => probes = num()?,
             "--rerank" => rerank = num()?,
             "--k" => k = num()?,
-            "--list-quantile" => list_q = v.parse().map_err(|e| format!("{v}: {e}"))?,
+            "--list-rank" => list_rank = num()?,
             "--quantiles" => {
                 quantiles = v.split(',').map(|s| s.parse().unwrap()).collect();
             }
@@ -287,7 +288,7 @@ fn main() -> Result<(), String> {
             let (mut hits, mut total, mut fetched, mut probed) = (0, 0, 0, 0);
             for (qi, want) in truth.iter().enumerate() {
                 let q = &query.data[qi * dim..(qi + 1) * dim];
-                let (got, fe, pr) = scan.run(q, f, kk, rule.0, rule.1, list_q);
+                let (got, fe, pr) = scan.run(q, f, kk, rule.0, rule.1, list_rank);
                 fetched += fe;
                 probed += pr;
                 total += want.len();

@@ -42,28 +42,35 @@ use std::collections::{BinaryHeap, HashSet};
 /// estimate overshoots by more than any seen before.
 pub const DEFAULT_QUANTILE: f64 = 1.0;
 
-/// Default quantile of how far rows lie beyond their list's centroid distance,
-/// used to decide whether an unprobed list could hold a closer row. Which lists
-/// are probed is an approximation in any IVF index; the 1st percentile probes
-/// enough further lists for recall@10 ≥ 0.98 under 1% filters on the benchmark
-/// sets (crates/arrw-core/examples/filtered_eval.rs) at a few more lists each.
-pub const DEFAULT_LIST_QUANTILE: f64 = 0.01;
-
-/// The list slack is never above the `LIST_SLACK_MAX_RANK`-th lowest slack
-/// seen, whatever the quantile says (see [`OrderedRerank::list_slack`]).
+/// Default rank, among how far re-ranked rows lay beyond their list's centroid
+/// distance (lowest first), of the list slack: the slack by which an unprobed
+/// list is judged able to hold a closer row (see [`OrderedRerank::list_slack`]).
+/// Which lists are probed is an approximation in any IVF index; this decides
+/// how many a scan probes past its first `probes`.
 ///
-/// A quantile of the slacks seen *rises* as a scan goes deeper: the rows it
-/// learns from are the ones nearest the query first, then farther and farther
-/// ones, which lie farther beyond their lists' centroids, so a deep scan (a 1%
-/// filter through the index: ~14,000 rows refined) judged unprobed lists by a
-/// slack several times what the first rows had taught and stopped probing early
-/// (recall@10 0.910 on 102k × 384 MiniLM rows, 27 of 102 lists). A rank rises
-/// never: one more sample can only lower it. 16 is the 1st percentile's rank
-/// at 1,600 samples, about what a `LIMIT 100` or a 10% filter refines or
-/// re-ranks, so those scans and every shallower one keep the quantile; only
-/// deeper ones are held to the tighter bound (measured in ARCHITECTURE.md,
-/// step 5 of a query).
-pub const LIST_SLACK_MAX_RANK: usize = 16;
+/// A rank, not a quantile: a quantile of the slacks seen rises with the rows
+/// a scan has learnt from, and how many that is was not the query's doing.
+/// Up to 2026-12-07 the slack was the 1st percentile (at most the 16th lowest):
+/// a first batch of `ivfpq.rerank` = 100 rows taught the 2nd lowest, one of
+/// 400 the 5th, so raising `ivfpq.rerank` probed fewer lists and lowered
+/// recall (dev-sift, 40 queries, `LIMIT 10`: 0.968 at 100, 0.930 at 200,
+/// 0.915 at 400, the recall of `iterative_scan = off`; hunt-149), and a deep
+/// scan's ever farther rows relaxed it. A rank only falls as rows are added,
+/// so more re-ranking never probes fewer lists. The 2nd lowest keeps what
+/// the default first batch taught: 200 held-out queries at the defaults
+/// (before → after, same per-query time within noise): dev-sift recall@10
+/// 0.958 → 0.966 and `LIMIT 100` 0.985 → 0.994; MiniLM 0.978 → 0.980 and
+/// 0.983 → 0.994; now the same at `rerank` 100, 400 and 10,000. Deep scans
+/// probe more: a 1% filter forced through the MiniLM index 0.994 → 1.000 at
+/// 1.4× the time, a 10% one 0.985 → 0.996 at the same time. The 3rd lowest
+/// lost dev-sift `LIMIT 10` recall (0.964 → 0.951); offline
+/// (`examples/filtered_eval.rs --list-rank`) the 2nd matched the 1st
+/// percentile's lists at the default first batch.
+pub const DEFAULT_LIST_RANK: usize = 2;
+
+/// Highest list slack rank a scan may ask for: each [`Samples`] keeps that many
+/// of its lowest observations.
+pub const MAX_LIST_RANK: usize = 16;
 
 /// Standard deviations above the mean of fine errors that the fine margin
 /// covers at least (see [`OrderedRerank::fine_margin`]).
@@ -104,7 +111,7 @@ pub struct OrderedRerank<T: Record> {
     /// `fine − centroid distance` of refined candidates.
     fine_slacks: Samples,
     quantile: f64,
-    list_quantile: f64,
+    list_rank: usize,
     refine: bool,
     /// A row of this scan had no usable refine code and was re-ranked from its
     /// coarse estimate alone ([`OrderedRerank::note_unrefined`]).
@@ -240,7 +247,7 @@ struct Samples {
     m2: f64,
     /// The last quantile computed, the quantile it was for, and `seen` then.
     cached: Option<(f32, f64, u64)>,
-    /// The `LIST_SLACK_MAX_RANK` lowest observations of all, ascending.
+    /// The [`MAX_LIST_RANK`] lowest observations of all, ascending.
     lowest: Vec<f32>,
     /// The keys of every observation counted, up to [`MAX_SAMPLES`] of them
     /// ([`Samples::add_keyed`] skips a repeat of any; past that, of the last).
@@ -310,10 +317,10 @@ impl Samples {
             return;
         }
         self.last = Some(key);
-        if self.lowest.len() < LIST_SLACK_MAX_RANK || self.lowest.last().is_some_and(|&l| e < l) {
+        if self.lowest.len() < MAX_LIST_RANK || self.lowest.last().is_some_and(|&l| e < l) {
             let at = self.lowest.partition_point(|&x| x <= e);
             self.lowest.insert(at, e);
-            self.lowest.truncate(LIST_SLACK_MAX_RANK);
+            self.lowest.truncate(MAX_LIST_RANK);
         }
         self.seen += 1;
         self.max = self.max.max(e);
@@ -352,9 +359,9 @@ impl Samples {
 
     /// The `k`-th lowest observation of all (1: the lowest), or the highest
     /// of the kept lowest when fewer were seen; None without observations.
-    /// `k` is at most [`LIST_SLACK_MAX_RANK`].
+    /// `k` is at most [`MAX_LIST_RANK`].
     fn kth_lowest(&self, k: usize) -> Option<f32> {
-        let i = k.clamp(1, LIST_SLACK_MAX_RANK).min(self.lowest.len()) - 1;
+        let i = k.clamp(1, MAX_LIST_RANK).min(self.lowest.len()) - 1;
         self.lowest.get(i).copied()
     }
 
@@ -429,8 +436,9 @@ impl<T: Record> Record for Ready<T> {
 
 impl<T: Record> OrderedRerank<T> {
     /// Empty, with the margin at the `quantile` (0..=1) of observed estimate
-    /// errors and the list slack at the `list_quantile` of observed slacks.
-    pub fn new(quantile: f64, list_quantile: f64) -> Self {
+    /// errors and the list slack the `list_rank`-th lowest observed slack
+    /// (1 ..= [`MAX_LIST_RANK`]; see [`DEFAULT_LIST_RANK`]).
+    pub fn new(quantile: f64, list_rank: usize) -> Self {
         OrderedRerank {
             ready: SpillHeap::new(),
             refined: BinaryHeap::new(),
@@ -440,7 +448,7 @@ impl<T: Record> OrderedRerank<T> {
             slacks: Samples::new(0x51ac_4321_dcba_10fe),
             fine_slacks: Samples::new(0x5eed_f1ae_51ac_0001),
             quantile: quantile.clamp(0.0, 1.0),
-            list_quantile: list_quantile.clamp(0.0, 1.0),
+            list_rank: list_rank.clamp(1, MAX_LIST_RANK),
             refine: false,
             unrefined: false,
             hold: 0,
@@ -798,35 +806,24 @@ impl<T: Record> OrderedRerank<T> {
     }
 
     /// How close to the query a row of an unprobed list may lie, relative to its
-    /// centroid's distance: the `list_quantile` quantile of `exact - centroid
-    /// distance` seen so far, or the [`LIST_SLACK_MAX_RANK`]-th lowest if that
-    /// is lower (None before any row was re-ranked). The quantile is what
-    /// shallow scans go by; the rank keeps deep ones from relaxing as they
-    /// learn from ever farther rows.
+    /// centroid's distance: the `list_rank`-th lowest `exact − centroid
+    /// distance` seen so far, repeats counted once (None before any row was
+    /// re-ranked; the highest seen while fewer were). It only falls as the
+    /// scan learns from more rows (see [`DEFAULT_LIST_RANK`]).
     ///
     /// With a refine stage the samples are the refined candidates' `fine −
     /// centroid distance`, less the mean fine error (fine estimates overstate
     /// distances by the code's squared error on average): far more rows are
-    /// refined than re-ranked, and a quantile of the few dozen re-ranked rows
-    /// alone was their minimum, so low that scans probed twice the lists (as
-    /// did subtracting the whole fine margin instead of the mean error).
+    /// refined than re-ranked, and a low slack of the few dozen re-ranked rows
+    /// alone made scans probe twice the lists (as did subtracting the whole
+    /// fine margin instead of the mean error).
     pub fn list_slack(&mut self) -> Option<f32> {
         if self.refine {
-            if let Some(s) = Self::slack_of(&mut self.fine_slacks, self.list_quantile) {
+            if let Some(s) = self.fine_slacks.kth_lowest(self.list_rank) {
                 return Some(s - self.fine_errors.mean_plus(0.0).unwrap_or(0.0).max(0.0));
             }
         }
-        Self::slack_of(&mut self.slacks, self.list_quantile)
-    }
-
-    /// The lower of `slacks`' `q` quantile and its [`LIST_SLACK_MAX_RANK`]-th
-    /// lowest observation.
-    fn slack_of(slacks: &mut Samples, q: f64) -> Option<f32> {
-        let by_quantile = slacks.quantile(q)?;
-        Some(match slacks.kth_lowest(LIST_SLACK_MAX_RANK) {
-            Some(by_rank) => by_quantile.min(by_rank),
-            None => by_quantile,
-        })
+        self.slacks.kth_lowest(self.list_rank)
     }
 
     /// What to do next. `candidate` is the best estimate among candidates not
@@ -1041,7 +1038,7 @@ mod tests {
         for i in 0..100 {
             rows.push((1.0002, 0.97 + i as f32 * 1e-6));
         }
-        let out = scan_order(OrderedRerank::new(1.0, 0.0), &rows, 40);
+        let out = scan_order(OrderedRerank::new(1.0, 1), &rows, 40);
         let want: Vec<f32> = exact_order(&rows.iter().map(|r| r.1).collect::<Vec<_>>())
             .into_iter()
             .map(|(x, _)| x)
@@ -1118,8 +1115,8 @@ mod tests {
                 (exact + 2.0 * (rnd() - 0.5), exact)
             })
             .collect();
-        let plain = scan_order(OrderedRerank::new(1.0, 0.0), &rows, 30);
-        let mut r = OrderedRerank::new(1.0, 0.0);
+        let plain = scan_order(OrderedRerank::new(1.0, 1), &rows, 30);
+        let mut r = OrderedRerank::new(1.0, 1);
         r.spill_to(300, Box::new(crate::spill::VecStore::default()));
         let (out, r, most) = scan_order_keeping(r, &rows, 30);
         assert_eq!(out, plain);
@@ -1155,17 +1152,13 @@ mod tests {
             rows.push((exact + err, exact));
         }
         let sorted = |v: &[f32]| v.windows(2).all(|w| w[0] <= w[1]);
-        let plain = scan_order(OrderedRerank::new(0.99, 0.0), &rows, 10);
+        let plain = scan_order(OrderedRerank::new(0.99, 1), &rows, 10);
         assert_eq!(plain.len(), rows.len());
         assert!(
             !sorted(&plain),
             "the quantile alone lets the row that erred most out late"
         );
-        let near = scan_order(
-            OrderedRerank::new(0.99, 0.0).with_near_spread(100),
-            &rows,
-            10,
-        );
+        let near = scan_order(OrderedRerank::new(0.99, 1).with_near_spread(100), &rows, 10);
         assert_eq!(near.len(), rows.len());
         assert!(sorted(&near), "{near:?}");
     }
@@ -1178,7 +1171,7 @@ mod tests {
     fn centered_errors_take_their_spread_around_zero() {
         let errors = [-2.0f32, -1.5, -1.0, -1.2, -1.8];
         let margin = |centered: bool| {
-            let r: OrderedRerank<u32> = OrderedRerank::new(1.0, 0.0);
+            let r: OrderedRerank<u32> = OrderedRerank::new(1.0, 1);
             let mut r = if centered {
                 r.with_centered_errors()
             } else {
@@ -1203,7 +1196,7 @@ mod tests {
     /// among the nearest rows' errors too.
     #[test]
     fn near_spread_learns_from_rejected_rows() {
-        let mut r: OrderedRerank<u32> = OrderedRerank::new(0.99, 0.0).with_near_spread(4);
+        let mut r: OrderedRerank<u32> = OrderedRerank::new(0.99, 1).with_near_spread(4);
         r.learn(-2.0, -3.0, 0.0);
         r.learn(-3.0, -3.0, 0.0);
         // Errors 1 and 0: mean 0.5, sd 0.707, so 0.5 + 4 × 0.707.
@@ -1223,7 +1216,7 @@ mod tests {
     #[test]
     fn near_spread_counts_copies_of_one_error_once() {
         let spread = |copies: usize| {
-            let mut r: OrderedRerank<u32> = OrderedRerank::new(0.99, 0.0).with_near_spread(8);
+            let mut r: OrderedRerank<u32> = OrderedRerank::new(0.99, 1).with_near_spread(8);
             for _ in 0..copies {
                 r.learn(-5.0, -5.2, 0.0);
             }
@@ -1239,7 +1232,7 @@ mod tests {
 
     #[test]
     fn rows_leave_in_exact_order_once_nothing_waits() {
-        let mut r = OrderedRerank::new(0.95, 0.0);
+        let mut r = OrderedRerank::new(0.95, 1);
         r.add(1.0, 3.0, 0.0, 1u64);
         r.add(1.1, 2.0, 0.0, 2);
         r.add(1.2, 2.5, 0.0, 3);
@@ -1256,7 +1249,7 @@ mod tests {
     /// another kind than the refined rows').
     #[test]
     fn an_unrefined_row_gives_the_coarse_margin_its_floor() {
-        let mut r = OrderedRerank::new(1.0, 0.0).with_refine();
+        let mut r = OrderedRerank::new(1.0, 1).with_refine();
         // Coarse errors spread over 0..2: the largest (2) is below their mean
         // plus 4 standard deviations (~3.3).
         for i in 0..63 {
@@ -1281,7 +1274,7 @@ mod tests {
         let (d64a, d64b) = (0.157_621_354_7_f64, 0.157_621_359_9_f64);
         assert_eq!(d64a as f32, d64b as f32, "one f32 apart from the tie");
         let tie = |d: f64| crate::ivf::f32_and_tie(d).1;
-        let mut r = OrderedRerank::new(0.95, 0.0);
+        let mut r = OrderedRerank::new(0.95, 1);
         r.add_tied(0.1, d64b as f32, tie(d64b), 0.0, 1u64);
         r.add_tied(0.1, d64a as f32, tie(d64a), 0.0, 2);
         r.add(0.1, d64a as f32, 0.0, 3);
@@ -1294,7 +1287,7 @@ mod tests {
         assert_eq!(out, want.iter().map(|w| w.1).collect::<Vec<_>>());
         assert!(out.iter().position(|&i| i == 2) < out.iter().position(|&i| i == 1));
 
-        let mut r = OrderedRerank::new(0.95, 0.0).with_refine();
+        let mut r = OrderedRerank::new(0.95, 1).with_refine();
         r.add_refined_exact_tied(0.1, 0.1, d64b as f32, tie(d64b), 1u64);
         r.add_refined_exact_tied(0.1, 0.1, d64a as f32, tie(d64a), 2);
         let mut out = Vec::new();
@@ -1306,7 +1299,7 @@ mod tests {
 
     #[test]
     fn a_row_waits_while_a_candidate_could_still_be_closer() {
-        let mut r = OrderedRerank::new(1.0, 0.0);
+        let mut r = OrderedRerank::new(1.0, 1);
         // Estimates came out up to 1.0 above the exact distance (and within
         // a thousandth for 50 far rows, so that 4 standard deviations stay
         // below 1.0; distinct errors: a repeat counts once).
@@ -1328,11 +1321,11 @@ mod tests {
     fn a_learnt_row_teaches_the_margin_and_never_leaves() {
         // The same two errors as a_few_errors_teach_four_standard_deviations,
         // one of them from a row the query's filter rejected.
-        let mut r = OrderedRerank::new(1.0, 0.0);
+        let mut r = OrderedRerank::new(1.0, 1);
         r.add(3.5, 3.5, 0.0, 2u64);
         r.learn(4.0, 3.0, 0.0);
         assert_eq!(r.margin(), {
-            let mut s = OrderedRerank::new(1.0, 0.0);
+            let mut s = OrderedRerank::new(1.0, 1);
             s.add(4.0, 3.0, 0.0, 1u64);
             s.add(3.5, 3.5, 0.0, 2);
             s.margin()
@@ -1342,7 +1335,7 @@ mod tests {
         assert_eq!(r.next(None, None), Next::Row(3.5, 2));
         assert_eq!(r.next(None, None), Next::Done);
         // With a refine stage: the rejected row's fine error counts too.
-        let mut r = OrderedRerank::new(1.0, 0.0).with_refine();
+        let mut r = OrderedRerank::new(1.0, 1).with_refine();
         r.add_refined(5.0, 4.0, 0.0, 7u64);
         r.learn_refined(5.0, 4.0, 3.0);
         assert!(r.fine_margin() >= 1.0);
@@ -1354,14 +1347,14 @@ mod tests {
     fn a_few_errors_teach_four_standard_deviations() {
         // Two errors, 1.0 and 0.0: the largest says 1.0, their spread says
         // 0.5 + 4 × 0.71.
-        let mut r = OrderedRerank::new(1.0, 0.0);
+        let mut r = OrderedRerank::new(1.0, 1);
         r.add(4.0, 3.0, 0.0, 1u64);
         r.add(3.5, 3.5, 0.0, 2);
         let m = r.margin();
         assert!((m - (0.5 + 4.0 * 0.5f32.sqrt())).abs() < 1e-4, "{m}");
         assert_eq!(r.next(Some(4.0), None), Next::Rerank);
         // A lower quantile (the MaxSim scan's) keeps its own rule.
-        let mut r = OrderedRerank::new(0.99, 0.0);
+        let mut r = OrderedRerank::new(0.99, 1);
         r.add(4.0, 3.0, 0.0, 1u64);
         r.add(3.5, 3.5, 0.0, 2);
         assert!(r.margin() <= 1.0);
@@ -1369,7 +1362,7 @@ mod tests {
 
     #[test]
     fn an_unprobed_list_that_could_be_closer_is_probed_first() {
-        let mut r = OrderedRerank::new(1.0, 0.0);
+        let mut r = OrderedRerank::new(1.0, 1);
         // Rows lay at least 0.5 beyond their list's centroid distance.
         r.add(2.0, 2.0, 1.5, 1u64);
         r.add(3.0, 3.0, 2.0, 2);
@@ -1391,7 +1384,7 @@ mod tests {
         // Rows lay at least 0.5 beyond their list's centroid distance; the
         // next list is at 1.8, so it seems to hold nothing nearer than 2.3.
         let scan = |hold: usize| {
-            let mut r = OrderedRerank::new(1.0, 0.0);
+            let mut r = OrderedRerank::new(1.0, 1);
             r.hold_first(hold);
             r.add(2.0, 2.0, 1.5, 1u64);
             r.add(3.0, 3.0, 2.0, 2);
@@ -1420,7 +1413,7 @@ mod tests {
 
     #[test]
     fn the_hold_bar_is_the_farthest_held_row() {
-        let mut r = OrderedRerank::new(1.0, 0.0);
+        let mut r = OrderedRerank::new(1.0, 1);
         assert_eq!(r.hold_bar(), None, "no hold");
         r.hold_first(2);
         let bar = r.hold_bar().expect("holding");
@@ -1446,77 +1439,111 @@ mod tests {
     fn a_deep_scan_does_not_relax_its_list_slack() {
         // The nearest rows lay up to 1.0 short of their list's centroid
         // distance; the many farther rows a deep scan goes on to read lie
-        // 0.5 beyond theirs. The 1st percentile of all of them is 0.5, and
+        // 0.5 beyond theirs. Any quantile of all of them is 0.5, and
         // unprobed lists would then look as if they held nothing close.
-        let mut r = OrderedRerank::<u64>::new(1.0, 0.01);
-        for _ in 0..100 {
-            r.learn(1.0, 1.0, 2.0);
-        }
-        for _ in 0..50_000 {
-            r.learn(3.0, 3.0, 2.5);
-        }
-        assert_eq!(r.list_slack(), Some(-1.0));
-        // The same with a refine stage (its slacks are fine − centroid).
-        let mut r = OrderedRerank::<u64>::new(1.0, 0.01).with_refine();
+        let mut r = OrderedRerank::<u64>::new(1.0, DEFAULT_LIST_RANK);
         for i in 0..100 {
-            r.add_refined(1.0, 1.0, 2.0, i);
+            r.learn(1.0, 1.0 - i as f32 * 1e-3, 2.0);
         }
+        let early = r.list_slack().unwrap();
+        for i in 0..50_000 {
+            r.learn(3.0, 3.0 + i as f32 * 1e-4, 2.5);
+        }
+        assert_eq!(r.list_slack(), Some(early));
+        assert!(early < -1.0);
+        // The same with a refine stage (its slacks are fine − centroid).
+        let mut r = OrderedRerank::<u64>::new(1.0, DEFAULT_LIST_RANK).with_refine();
+        for i in 0..100 {
+            r.add_refined(1.0, 1.0 - i as f32 * 1e-3, 2.0, i);
+        }
+        let early = r.list_slack().unwrap();
         for i in 100..50_100 {
-            r.add_refined(3.0, 3.0, 2.5, i);
+            r.add_refined(3.0, 3.0 + i as f32 * 1e-4, 2.5, i);
         }
-        assert_eq!(r.list_slack(), Some(-1.0));
+        assert_eq!(r.list_slack(), Some(early));
     }
 
     #[test]
-    fn a_shallow_scan_keeps_the_quantile() {
-        // 1,000 slacks 0, 1, ..., 999: the 1st percentile (the 11th lowest,
-        // 10) is below the 16th lowest (15), so the quantile decides.
-        let mut r = OrderedRerank::<u64>::new(1.0, 0.01);
-        for i in (0..1000).rev() {
-            r.learn(0.0, i as f32, 0.0);
-        }
-        assert_eq!(r.list_slack(), Some(10.0));
-        // Fewer samples than the rank: the quantile alone.
-        let mut r = OrderedRerank::<u64>::new(1.0, 0.5);
-        for i in 0..5 {
-            r.learn(0.0, i as f32, 0.0);
-        }
-        assert_eq!(r.list_slack(), Some(2.0));
+    fn a_larger_first_batch_never_raises_the_list_slack() {
+        // hunt-149: the slack was a quantile of the rows re-ranked, and a
+        // first batch of 400 (`ivfpq.rerank = 400`) taught a higher one than
+        // a batch of 100 drawn from the same rows, so the scan probed fewer
+        // lists and found fewer rows than at the default. Whatever more rows
+        // a scan learns from, its slack is at most what fewer taught.
+        // The first 100 rows lie −2..8 beyond their lists' centroids, the 300
+        // farther ones 0..10, as a scan's farther rows do.
+        let slacks: Vec<f32> = (0..400u32)
+            .map(|i| {
+                let u = ((i.wrapping_mul(2_654_435_761) >> 7) % 10_000) as f32 / 1000.0;
+                if i < 100 {
+                    u - 2.0
+                } else {
+                    u
+                }
+            })
+            .collect();
+        let slack_after = |n: usize| {
+            let mut r = OrderedRerank::<u64>::new(1.0, DEFAULT_LIST_RANK);
+            for &x in &slacks[..n] {
+                r.learn(0.0, x, 0.0);
+            }
+            r.list_slack().unwrap()
+        };
+        let (s100, s400) = (slack_after(100), slack_after(400));
+        assert!(s400 <= s100, "{s400} > {s100}");
+        let mut sorted = slacks[..100].to_vec();
+        sorted.sort_by(f32::total_cmp);
+        assert_eq!(s100, sorted[DEFAULT_LIST_RANK - 1]);
+    }
+
+    #[test]
+    fn fewer_slacks_than_the_rank_give_the_highest() {
+        let mut r = OrderedRerank::<u64>::new(1.0, 3);
+        assert_eq!(r.list_slack(), None);
+        r.learn(0.0, 5.0, 0.0);
+        assert_eq!(r.list_slack(), Some(5.0));
+        r.learn(0.0, 2.0, 0.0);
+        assert_eq!(r.list_slack(), Some(5.0));
+        r.learn(0.0, 9.0, 0.0);
+        assert_eq!(r.list_slack(), Some(9.0));
+        r.learn(0.0, 1.0, 0.0);
+        assert_eq!(r.list_slack(), Some(5.0));
     }
 
     proptest! {
-        /// Whatever the slacks, the list slack is the lower of the quantile
-        /// and the 16th lowest, and never above either, over the slacks
-        /// counted: a repeated value counts once (`Samples::add_keyed`; a
-        /// shrunk input with repeats among its 16 lowest failed the oracle
-        /// that counted them all, CI 2026-12-07).
+        /// Whatever the slacks, the list slack is their `rank`-th lowest
+        /// over the slacks counted: a repeated value counts once
+        /// (`Samples::add_keyed`; a shrunk input with repeats among its 16
+        /// lowest failed an oracle that counted them all, CI 2026-12-07),
+        /// and adding slacks never raises it.
         #[test]
-        fn list_slack_is_the_lower_of_quantile_and_rank(
+        fn list_slack_is_the_rank_th_lowest(
             v in proptest::collection::vec(-100.0f32..100.0, 1..3000),
-            q in 0.0f64..1.0,
+            rank in 1usize..=MAX_LIST_RANK,
         ) {
-            let mut r = OrderedRerank::<u64>::new(1.0, q);
-            for &x in &v {
+            let mut r = OrderedRerank::<u64>::new(1.0, rank);
+            let mut last = f32::INFINITY;
+            let mut seen = HashSet::new();
+            for (i, &x) in v.iter().enumerate() {
                 r.learn(0.0, x, 0.0);
+                seen.insert(x.to_bits());
+                let s = r.list_slack().unwrap();
+                if seen.len() >= rank {
+                    prop_assert!(s <= last, "slack rose from {} to {} at {}", last, s, i);
+                    last = s;
+                }
             }
             let mut seen = HashSet::new();
-            let v: Vec<f32> = v.into_iter().filter(|x| seen.insert(x.to_bits())).collect();
-            let mut sorted = v.clone();
+            let mut sorted: Vec<f32> = v.into_iter().filter(|x| seen.insert(x.to_bits())).collect();
             sorted.sort_by(f32::total_cmp);
-            let rank = sorted[(LIST_SLACK_MAX_RANK - 1).min(sorted.len() - 1)];
-            let s = r.list_slack().unwrap();
-            prop_assert!(s <= rank);
-            prop_assert!(v.contains(&s));
-            if v.len() <= 4096 {
-                let quant = sorted[(((v.len() - 1) as f64) * q).round() as usize];
-                prop_assert_eq!(s, quant.min(rank));
-            }
+            let want = sorted[(rank - 1).min(sorted.len() - 1)];
+            prop_assert_eq!(r.list_slack().unwrap(), want);
         }
     }
 
     #[test]
     fn before_any_rerank_candidates_come_first_then_lists() {
-        let mut r = OrderedRerank::<u64>::new(0.9, 0.1);
+        let mut r = OrderedRerank::<u64>::new(0.9, 1);
         assert_eq!(r.next(Some(1.0), Some(0.5)), Next::Rerank);
         assert_eq!(r.next(None, Some(0.5)), Next::Probe);
         assert_eq!(r.next(None, None), Next::Done);
@@ -1528,7 +1555,7 @@ mod tests {
         // (its fine entry could not be trusted); row 1 waits, refined at 5.05
         // and truly at 4.9. No refined row has been re-ranked, so how far a
         // fine estimate may overshoot is unknown: row 2 must wait.
-        let mut r = OrderedRerank::new(1.0, 0.0).with_refine();
+        let mut r = OrderedRerank::new(1.0, 1).with_refine();
         r.add_refined(6.0, 5.05, 0.0, 1u64);
         r.add(5.5, 5.0, 0.0, 2);
         assert_eq!(r.next(None, None), Next::Rerank);
@@ -1539,7 +1566,7 @@ mod tests {
         assert_eq!(r.next(None, None), Next::Row(5.0, 2));
         assert_eq!(r.next(None, None), Next::Done);
         // The same for coarse candidates before any row taught their margin.
-        let mut r = OrderedRerank::new(1.0, 0.0);
+        let mut r = OrderedRerank::new(1.0, 1);
         r.ready
             .push(Ready(u64::from(key(5.0)) << 32, 2u64, OrdF32(5.0)));
         assert_eq!(r.next(Some(5.2), None), Next::Rerank);
@@ -1547,7 +1574,7 @@ mod tests {
 
     #[test]
     fn the_margin_is_the_largest_error_ever_seen() {
-        let mut r = OrderedRerank::new(1.0, 0.5);
+        let mut r = OrderedRerank::new(1.0, 1);
         // One large error, then far more small ones than the sample keeps
         // (distinct: a repeat counts once).
         r.add(9.0, 1.0, 0.0, 0u64);
@@ -1578,7 +1605,7 @@ mod tests {
 
     #[test]
     fn nan_distances_come_last() {
-        let mut r = OrderedRerank::new(0.9, 0.0);
+        let mut r = OrderedRerank::new(0.9, 1);
         r.add(0.0, f32::NAN, 0.0, 1u64);
         r.add(0.0, 5.0, 0.0, 2);
         assert_eq!(r.next(None, None), Next::Row(5.0, 2));
@@ -1602,7 +1629,7 @@ mod tests {
     ) -> Result<(Handed, Vec<bool>), TestCaseError> {
         let mut lists = lists;
         lists.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut r = OrderedRerank::new(1.0, 0.0);
+        let mut r = OrderedRerank::new(1.0, 1);
         r.hold_first(hold);
         let mut probed = 0;
         // (estimate, exact, list distance, id)
@@ -1665,7 +1692,7 @@ mod tests {
                 }
             };
             offer(&mut pool);
-            let mut r = OrderedRerank::new(1.0, 0.0);
+            let mut r = OrderedRerank::new(1.0, 1);
             let mut out = Vec::new();
             loop {
                 let next = r.next(pool.best(), None);
@@ -1707,7 +1734,7 @@ mod tests {
             let mut pool: CandidatePool<u32> = CandidatePool::with_keep(batch, batch * 4, 1 << 20);
             let d: Vec<f32> = exact.iter().map(|&x| step(x, cell)).collect();
             pool.push_all(&d, |i| i as u32);
-            let mut r = OrderedRerank::new(1.0, 0.0).with_refine();
+            let mut r = OrderedRerank::new(1.0, 1).with_refine();
             let mut out = Vec::new();
             loop {
                 let next = r.next(pool.best(), None);
@@ -1753,7 +1780,7 @@ mod tests {
             let mut cands: Vec<(f32, f32, u32)> = exact.iter().enumerate()
                 .map(|(i, &x)| (x + noise[i] * 3.0, x, i as u32)).collect();
             cands.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
-            let mut r = OrderedRerank::new(1.0, 0.0);
+            let mut r = OrderedRerank::new(1.0, 1);
             // Teach it the worst case first (no row of its own).
             r.errors.add(3.0);
             let mut next = 0;
@@ -1829,7 +1856,7 @@ mod tests {
             let mut cands: Vec<(f32, f32, f32, u32)> = exact.iter().enumerate()
                 .map(|(i, &x)| (x + noise[i].0 * 3.0, x + noise[i].1 * 0.5, x, i as u32)).collect();
             cands.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.3.cmp(&b.3)));
-            let mut r = OrderedRerank::new(1.0, 0.0).with_refine();
+            let mut r = OrderedRerank::new(1.0, 1).with_refine();
             r.errors.add(3.0);
             r.fine_errors.add(0.5);
             let mut next = 0;
