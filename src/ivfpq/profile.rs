@@ -66,9 +66,12 @@ pub enum Count {
     /// Models read from an index's pages, not found in the backend's cache
     /// (model.rs).
     ModelLoads,
+    /// Rows found nearer than a row the scan had handed out already, and
+    /// left out (`arrw_core::rerank::OrderedRerank::late`).
+    Late,
 }
 
-const COUNTS: usize = 12;
+const COUNTS: usize = 13;
 const COUNT_NAMES: [&str; COUNTS] = [
     "scans",
     "lists",
@@ -82,6 +85,7 @@ const COUNT_NAMES: [&str; COUNTS] = [
     "orderby_reuses",
     "filtered",
     "model_loads",
+    "late",
 ];
 
 thread_local! {

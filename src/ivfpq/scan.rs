@@ -351,6 +351,7 @@ pub unsafe extern "C-unwind" fn amrescan(
         }
         let st = state(scan);
         record_short_demand(st);
+        profile::count(Count::Late, st.order.late());
         st.started = false;
         st.pool = CandidatePool::new(1, 1);
         st.order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_RANK);
@@ -903,8 +904,11 @@ pub(super) fn hold_limit_rows(st: &mut ScanState) {
     };
     let hold = st.hold_rows.unwrap_or(unknown);
     if hold > 1 {
-        st.order
-            .hold_first(hold.min(pool_cap() as u64 / 4) as usize);
+        let cap = pool_cap() / 4;
+        st.order.hold_first(hold.min(cap as u64) as usize);
+        // Asked past the held rows, the executor dropped rows this guess
+        // did not count for: hold the next ones too (twice as many each time).
+        st.order.hold_again_up_to(cap);
     }
 }
 
@@ -1735,6 +1739,7 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
         let mut st = Box::from_raw((*scan).opaque as *mut ScanState);
         (*scan).opaque = std::ptr::null_mut();
         record_short_demand(&mut st);
+        profile::count(Count::Late, st.order.late());
         crate::handed::forget();
         if !st.fetch.is_null() {
             st.toast.close();
