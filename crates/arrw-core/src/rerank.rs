@@ -129,9 +129,9 @@ pub struct OrderedRerank<T: Record> {
     left_since_hold: usize,
     /// Most rows a hold that begins again may hold (0: none begins again).
     rehold_cap: usize,
-    /// The key of the last row that left, and rows found nearer than it
-    /// since ([`OrderedRerank::late`]).
-    last_left: Option<u64>,
+    /// The key of the farthest row that has left, and rows found nearer
+    /// than it since ([`OrderedRerank::late`]).
+    farthest_left: Option<u64>,
     late: u64,
     /// With [`OrderedRerank::with_near_spread`]: the errors of the nearest
     /// rows re-ranked so far (see [`NearErrors`]).
@@ -466,7 +466,7 @@ impl<T: Record> OrderedRerank<T> {
             hold_span: 0,
             left_since_hold: 0,
             rehold_cap: 0,
-            last_left: None,
+            farthest_left: None,
             late: 0,
             near: None,
             centered: false,
@@ -744,7 +744,7 @@ impl<T: Record> OrderedRerank<T> {
     /// Queues a re-ranked row by (exact, tie).
     fn push_ready(&mut self, exact: f32, tie: i32, id: T) {
         let k = (u64::from(key(exact)) << 32) | u64::from(crate::ivf::tie_key(tie));
-        if self.last_left.is_some_and(|l| k < l) {
+        if self.farthest_left.is_some_and(|l| k < l) {
             // Found too late: see `OrderedRerank::late`.
             self.late += 1;
         }
@@ -962,7 +962,7 @@ impl<T: Record> OrderedRerank<T> {
                 self.release();
                 self.ready.pop();
                 self.left_since_hold += 1;
-                self.last_left = Some(k);
+                self.farthest_left = self.farthest_left.max(Some(k));
                 return Next::Row(d.0, id);
             }
         }
@@ -971,7 +971,7 @@ impl<T: Record> OrderedRerank<T> {
             return match self.ready.pop() {
                 Some(Ready(k, id, d)) => {
                     self.left_since_hold += 1;
-                    self.last_left = Some(k);
+                    self.farthest_left = self.farthest_left.max(Some(k));
                     Next::Row(d.0, id)
                 }
                 None => Next::Done,
