@@ -371,7 +371,10 @@ impl Samples {
     /// of the kept lowest when fewer were seen; None without observations.
     /// `k` is at most [`MAX_LIST_RANK`].
     fn kth_lowest(&self, k: usize) -> Option<f32> {
-        let i = k.clamp(1, MAX_LIST_RANK).min(self.lowest.len()) - 1;
+        let i = k
+            .clamp(1, MAX_LIST_RANK)
+            .min(self.lowest.len())
+            .checked_sub(1)?;
         self.lowest.get(i).copied()
     }
 
