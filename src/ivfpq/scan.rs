@@ -12,8 +12,8 @@
 //! only when no candidate still waiting could be closer (its estimate minus the
 //! largest amount by which estimates have overshot exact distances in this
 //! scan, or 4 standard deviations above their mean if more) and, with `ivfpq.iterative_scan` on, no list not yet probed could hold a
-//! closer row (its centroid distance plus the 1st percentile of how far re-ranked
-//! rows lay beyond their own list's centroid). Otherwise the scan re-ranks the
+//! closer row (its centroid distance plus the 2nd lowest of how far re-ranked
+//! rows lay beyond their own list's centroid, `rerank::DEFAULT_LIST_RANK`). Otherwise the scan re-ranks the
 //! next batch or probes the next list, up to `ivfpq.max_probes`. So a `WHERE`
 //! clause that rejects most rows, or a `LIMIT` deeper than `rerank`, gets the
 //! rows in the order an exact scan of the probed region would give; a plain
