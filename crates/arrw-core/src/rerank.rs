@@ -62,7 +62,9 @@ pub const DEFAULT_QUANTILE: f64 = 1.0;
 /// 0.958 → 0.966 and `LIMIT 100` 0.985 → 0.994; MiniLM 0.978 → 0.980 and
 /// 0.983 → 0.994; now the same at `rerank` 100, 400 and 10,000. Deep scans
 /// probe more: a 1% filter forced through the MiniLM index 0.994 → 1.000 at
-/// 1.4× the time, a 10% one 0.985 → 0.996 at the same time. The 3rd lowest
+/// 1.15× the time (15–18 → 18–19 ms), a 10% one 0.985 → 0.996 at the same
+/// time; a `LIMIT 100` scores ~30% more codes (0.984 → 0.994), a `LIMIT 10`
+/// 3–6% more (`ivfpq.profile`). The 3rd lowest
 /// lost dev-sift `LIMIT 10` recall (0.964 → 0.951); offline
 /// (`examples/filtered_eval.rs --list-rank`) the 2nd matched the 1st
 /// percentile's lists at the default first batch.
