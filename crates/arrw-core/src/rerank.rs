@@ -614,6 +614,13 @@ impl<T: Record> OrderedRerank<T> {
         self.late
     }
 
+    /// Notes that the row of key `k` left: one more since the hold began,
+    /// and the farthest yet if it is (see [`OrderedRerank::late`]).
+    fn note_left(&mut self, k: u64) {
+        self.left_since_hold += 1;
+        self.farthest_left = self.farthest_left.max(Some(k));
+    }
+
     /// Begins a hold of `rows` rows in the middle of a scan: the nearest
     /// `rows` rows waiting now are the first held.
     fn hold_again(&mut self, rows: usize) {
@@ -966,8 +973,7 @@ impl<T: Record> OrderedRerank<T> {
             {
                 self.release();
                 self.ready.pop();
-                self.left_since_hold += 1;
-                self.farthest_left = self.farthest_left.max(Some(k));
+                self.note_left(k);
                 return Next::Row(d.0, id);
             }
         }
@@ -975,8 +981,7 @@ impl<T: Record> OrderedRerank<T> {
             self.release();
             return match self.ready.pop() {
                 Some(Ready(k, id, d)) => {
-                    self.left_since_hold += 1;
-                    self.farthest_left = self.farthest_left.max(Some(k));
+                    self.note_left(k);
                     Next::Row(d.0, id)
                 }
                 None => Next::Done,
