@@ -186,11 +186,45 @@ pub fn planned_work(n: usize, k: usize, params: &KMeansParams) -> u64 {
     let sample = n.min(sample_limit(n, k, params)) as u64;
     let iters = params.max_iters.max(1) as u64;
     if k >= TWO_LEVEL_MIN {
-        // The top level, then every sample point once more in its group.
+        // The top level, then every sample point once more in its group
+        // (each group's own seeding is reported on top of its iterations).
         let top = planned_work(sample as usize, two_level_top(k), params);
-        return top + sample * iters;
+        return top + sample * iters + groups_seeding_bound(sample as usize, k, params);
     }
-    sample * iters
+    sample * iters + seeding_work(sample as usize, k, params)
+}
+
+/// At least the progress units the groups of a two-level run of `k` centroids
+/// on `sample` points report for their seeding, whatever their sizes: each
+/// group seeds `k_j − 1` picks on at most `k_j × init_points_per_centroid` of
+/// its points, with no more trials than `k` would take (the last step of a
+/// two-level run reports what its groups did not, so that done meets planned).
+fn groups_seeding_bound(sample: usize, k: usize, params: &KMeansParams) -> u64 {
+    if params.init != Init::KMeansPlusPlus {
+        return 0;
+    }
+    let m = if params.init_points_per_centroid == 0 {
+        sample
+    } else {
+        k.saturating_mul(params.init_points_per_centroid)
+            .min(sample)
+    };
+    (seeding_trials(k) * m + k) as u64
+}
+
+/// The progress units of the k-means++ seeding of a flat run of `k` centroids
+/// on its `sample` points (see [`kmeans_plus_plus`]; 0 for random seeds).
+fn seeding_work(sample: usize, k: usize, params: &KMeansParams) -> u64 {
+    if params.init != Init::KMeansPlusPlus || k < 2 {
+        return 0;
+    }
+    let m = k.saturating_mul(params.init_points_per_centroid.max(1));
+    let m = if params.init_points_per_centroid == 0 || m >= sample {
+        sample
+    } else {
+        m
+    };
+    seeding_units_per_pick(m, k) * (k as u64 - 1)
 }
 
 /// From this many centroids on, [`train`] runs in two levels.
@@ -258,7 +292,7 @@ fn train_two_level(data: &[f32], dim: usize, k: usize, params: &KMeansParams) ->
     let reported: u64 = parts.iter().map(|p| p.2).sum();
     params
         .stop
-        .advance((n as u64 * iters).saturating_sub(reported));
+        .advance((n as u64 * iters + groups_seeding_bound(n, k, params)).saturating_sub(reported));
     let mut centroids = Vec::with_capacity(k * dim);
     let mut inertia = 0.0;
     for (c, i, _) in parts {
@@ -494,51 +528,75 @@ pub fn inertia(data: &[f32], dim: usize, centroids: &[f32]) -> f64 {
         .sum()
 }
 
+/// Candidates k-means++ seeding tries per pick for `k` centroids (see
+/// [`kmeans_plus_plus`]).
+fn seeding_trials(k: usize) -> usize {
+    2 + (k as f64).ln().floor().max(0.0) as usize
+}
+
+/// The progress units one pick of k-means++ seeding on `m` points reports:
+/// its distance computations (`trials × m`) in units of one point assigned to
+/// `k` centroids (a Lloyd unit, see [`planned_work`]), at least 1.
+fn seeding_units_per_pick(m: usize, k: usize) -> u64 {
+    ((seeding_trials(k) * m).div_ceil(k.max(1)) as u64).max(1)
+}
+
+/// Points per block of the seeding's pass: ~256 kB of them (a core's L2
+/// cache), so that the block stays in cache while every candidate of the
+/// pick is measured against it; a multiple of [`LANES`], at most 4,096 (the
+/// longest a thread runs on after a stop: a pass over all the points was
+/// 110 MB at 18,000 × 1,536).
+fn seeding_block(dim: usize) -> usize {
+    let rows = (256 * 1024 / (dim.max(1) * 4)).clamp(LANES, 4096);
+    rows / LANES * LANES
+}
+
 /// Greedy k-means++ seeding: each next centroid is the best (lowest resulting
 /// potential, i.e. sum of squared distances to the nearest centroid) of
 /// `2 + ln k` candidates drawn with probability proportional to their squared
 /// distance to the nearest centroid chosen so far. Plain k-means++ (one candidate)
 /// sometimes puts two seeds in one cluster and none in a neighbouring one, a
 /// local minimum Lloyd iterations cannot leave.
+///
+/// A pick's candidates are all drawn before any is measured (each draw only
+/// reads the distances to the centroids chosen before the pick), then
+/// measured in one pass over the points, block by block, every candidate
+/// against a block while it is in cache. Measured one pass per candidate, the
+/// seeding streamed the points from memory `2 + ln k` times a pick and took
+/// 14–17 s of a 22 s build of 1.5M rows at 1,500 lists (hunt-154); the picks
+/// are the same either way. Reports [`seeding_units_per_pick`] per pick to
+/// `stop` (the build's progress moved not at all while it seeded).
 fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng, stop: &Stop) -> Vec<f32> {
-    // Points per parallel block; a multiple of LANES, so only the last block has
-    // padding and point `i` is entry `i` of the concatenated distance vectors.
-    const BLK: usize = 4096;
+    let blk = seeding_block(dim);
     let n = data.len() / dim;
-    let trials = 2 + (k as f64).ln().floor().max(0.0) as usize;
+    let trials = seeding_trials(k);
+    let per_pick = seeding_units_per_pick(n, k);
     // The points themselves laid out as panels: the distances of one candidate to
-    // all of them are then a vectorised loop (`Panels::squared_distances`).
-    let blocks: Vec<Panels> = par::chunks(data, BLK * dim)
+    // a block of them are then a vectorised loop (`Panels::squared_distances`).
+    // Every block but the last holds exactly `blk` points (a multiple of LANES),
+    // so point `i` is entry `i` of the concatenated distance vectors.
+    let blocks: Vec<Panels> = par::chunks(data, blk * dim)
         .map(|c| Panels::new(c, dim, Bias::Zero))
         .collect();
     let padded = blocks.iter().map(|b| b.data.len() / dim).sum::<usize>();
-    // A block is 4,096 points: the longest a thread runs on after a stop
-    // (the pass over all of them was 110 MB at 18,000 × 1,536).
-    let distances = |c: &[f32], out: &mut [f32]| {
-        par::chunks_mut(out, BLK)
-            .zip(par::iter(&blocks))
-            .for_each(|(o, b)| {
-                if !stop.requested() {
-                    b.squared_distances(c, o)
-                }
-            });
-    };
     let mut centroids = Vec::with_capacity(k * dim);
     let first = rng.gen_range(0..n);
     centroids.extend_from_slice(&data[first * dim..(first + 1) * dim]);
     let mut mind = vec![0f32; padded];
-    distances(&data[first * dim..(first + 1) * dim], &mut mind);
+    par::chunks_mut(&mut mind, blk)
+        .zip(par::iter(&blocks))
+        .for_each(|(o, b)| b.squared_distances(&data[first * dim..(first + 1) * dim], o));
     mind[n..].fill(0.0); // padding never gets picked
-    let mut cand = vec![0f32; padded];
-    let mut best = vec![0f32; padded];
+                         // The candidates' distances, block-major: block j's `trials` runs of its
+                         // points, one per candidate, each already lowered to `mind`.
+    let mut cands = vec![0f32; padded * trials];
+    let mut picks: Vec<usize> = Vec::with_capacity(trials);
     // D² sampling without a sequential prefix sum over all points: sums of groups
     // of SUM_GROUP points (vectorised), then a walk over groups and within one.
     const SUM_GROUP: usize = 256;
     let mut group_sums = vec![0f64; n.div_ceil(SUM_GROUP)];
-    'picks: for _ in 1..k {
-        // One pick costs `trials` passes over the points: check between
-        // passes (between picks only, a cancelled build of 1,536-d rows ran
-        // on for 60-210 ms, nine passes of 10-20 ms; hunt-87).
+    for _ in 1..k {
+        // Checked between picks, and by every block of a pick's pass.
         if stop.requested() {
             break;
         }
@@ -546,10 +604,9 @@ fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng, stop: 
             *g = sum_f64(chunk);
         }
         let total: f64 = group_sums.iter().sum();
-        let mut best_pot = f64::INFINITY;
-        let mut best_pick = 0;
-        for t in 0..trials {
-            let pick = if total > 0.0 && total.is_finite() {
+        picks.clear();
+        for _ in 0..trials {
+            picks.push(if total > 0.0 && total.is_finite() {
                 let mut r = rng.gen::<f64>() * total;
                 let mut g = 0;
                 while g + 1 < group_sums.len() && r >= group_sums[g] {
@@ -575,23 +632,82 @@ fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng, stop: 
             } else {
                 // Every point coincides with a centroid: any choice is a duplicate.
                 rng.gen_range(0..n)
-            };
-            distances(&data[pick * dim..(pick + 1) * dim], &mut cand);
-            if stop.requested() {
-                break 'picks;
+            });
+        }
+        par::chunks_mut(&mut cands, blk * trials)
+            .zip(par::iter(&blocks))
+            .zip(par::chunks(&mind, blk))
+            .for_each(|((o, b), m)| {
+                if stop.requested() {
+                    return;
+                }
+                for (t, &p) in picks.iter().enumerate() {
+                    let run = &mut o[t * m.len()..(t + 1) * m.len()];
+                    b.squared_distances(&data[p * dim..(p + 1) * dim], run);
+                    run.iter_mut().zip(m).for_each(|(c, &md)| *c = c.min(md));
+                }
+            });
+        if stop.requested() {
+            break;
+        }
+        // Each candidate's potential, summed in point order as one pass over
+        // its distances would (blocks are multiples of 8 points).
+        let mut best_pot = f64::INFINITY;
+        let mut best_t = 0;
+        for t in 0..trials {
+            let mut acc = SumF64::default();
+            let mut left = n;
+            for (j, b) in blocks.iter().enumerate() {
+                let rows = b.data.len() / dim;
+                let run = &cands[j * blk * trials + t * rows..][..rows.min(left)];
+                acc.add(run);
+                left -= run.len();
             }
-            cand.iter_mut().zip(&mind).for_each(|(c, &m)| *c = c.min(m));
-            let pot = sum_f64(&cand[..n]);
+            let pot = acc.total();
             if t == 0 || pot < best_pot {
                 best_pot = pot;
-                best_pick = pick;
-                std::mem::swap(&mut best, &mut cand);
+                best_t = t;
             }
         }
-        std::mem::swap(&mut mind, &mut best);
-        centroids.extend_from_slice(&data[best_pick * dim..(best_pick + 1) * dim]);
+        for (j, b) in blocks.iter().enumerate() {
+            let rows = b.data.len() / dim;
+            let at = j * blk;
+            mind[at..at + rows].copy_from_slice(&cands[j * blk * trials + best_t * rows..][..rows]);
+        }
+        let p = picks[best_t];
+        centroids.extend_from_slice(&data[p * dim..(p + 1) * dim]);
+        stop.advance(per_pick);
     }
     centroids
+}
+
+/// [`sum_f64`] over a sequence of slices, as if they were one: every slice
+/// but the last must be a multiple of 8 long.
+#[derive(Default)]
+struct SumF64 {
+    acc: [f64; 8],
+    tail: Vec<f32>,
+}
+
+impl SumF64 {
+    fn add(&mut self, v: &[f32]) {
+        let (chunks, rest) = v.as_chunks::<8>();
+        for c in chunks {
+            for (a, &x) in self.acc.iter_mut().zip(c) {
+                *a += f64::from(x);
+            }
+        }
+        self.tail.extend_from_slice(rest);
+    }
+
+    fn total(&self) -> f64 {
+        let a = &self.acc;
+        let mut s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+        for &x in &self.tail {
+            s += f64::from(x);
+        }
+        s
+    }
 }
 
 /// Sum in f64 with 8 independent accumulators (vectorisable, and not bound by
@@ -1354,6 +1470,162 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    /// The seeding as it was before its candidates shared a pass (one pass
+    /// over the points per candidate): the reference the batched one must
+    /// equal, pick for pick.
+    fn kmeans_plus_plus_one_pass_each(
+        data: &[f32],
+        dim: usize,
+        k: usize,
+        rng: &mut StdRng,
+        stop: &Stop,
+    ) -> Vec<f32> {
+        // Points per parallel block; a multiple of LANES, so only the last block has
+        // padding and point `i` is entry `i` of the concatenated distance vectors.
+        const BLK: usize = 4096;
+        let n = data.len() / dim;
+        let trials = 2 + (k as f64).ln().floor().max(0.0) as usize;
+        // The points themselves laid out as panels: the distances of one candidate to
+        // all of them are then a vectorised loop (`Panels::squared_distances`).
+        let blocks: Vec<Panels> = par::chunks(data, BLK * dim)
+            .map(|c| Panels::new(c, dim, Bias::Zero))
+            .collect();
+        let padded = blocks.iter().map(|b| b.data.len() / dim).sum::<usize>();
+        // A block is 4,096 points: the longest a thread runs on after a stop
+        // (the pass over all of them was 110 MB at 18,000 × 1,536).
+        let distances = |c: &[f32], out: &mut [f32]| {
+            par::chunks_mut(out, BLK)
+                .zip(par::iter(&blocks))
+                .for_each(|(o, b)| {
+                    if !stop.requested() {
+                        b.squared_distances(c, o)
+                    }
+                });
+        };
+        let mut centroids = Vec::with_capacity(k * dim);
+        let first = rng.gen_range(0..n);
+        centroids.extend_from_slice(&data[first * dim..(first + 1) * dim]);
+        let mut mind = vec![0f32; padded];
+        distances(&data[first * dim..(first + 1) * dim], &mut mind);
+        mind[n..].fill(0.0); // padding never gets picked
+        let mut cand = vec![0f32; padded];
+        let mut best = vec![0f32; padded];
+        // D² sampling without a sequential prefix sum over all points: sums of groups
+        // of SUM_GROUP points (vectorised), then a walk over groups and within one.
+        const SUM_GROUP: usize = 256;
+        let mut group_sums = vec![0f64; n.div_ceil(SUM_GROUP)];
+        'picks: for _ in 1..k {
+            // One pick costs `trials` passes over the points: check between
+            // passes (between picks only, a cancelled build of 1,536-d rows ran
+            // on for 60-210 ms, nine passes of 10-20 ms; hunt-87).
+            if stop.requested() {
+                break;
+            }
+            for (g, chunk) in group_sums.iter_mut().zip(mind[..n].chunks(SUM_GROUP)) {
+                *g = sum_f64(chunk);
+            }
+            let total: f64 = group_sums.iter().sum();
+            let mut best_pot = f64::INFINITY;
+            let mut best_pick = 0;
+            for t in 0..trials {
+                let pick = if total > 0.0 && total.is_finite() {
+                    let mut r = rng.gen::<f64>() * total;
+                    let mut g = 0;
+                    while g + 1 < group_sums.len() && r >= group_sums[g] {
+                        r -= group_sums[g];
+                        g += 1;
+                    }
+                    let start = g * SUM_GROUP;
+                    let end = (start + SUM_GROUP).min(n);
+                    // The first point with positive weight whose running sum exceeds
+                    // r, else (rounding) the last one with positive weight: never an
+                    // existing centroid (weight 0).
+                    let mut pick = None;
+                    for (i, &d) in mind[start..end].iter().enumerate() {
+                        if d > 0.0 {
+                            pick = Some(start + i);
+                            r -= f64::from(d);
+                            if r < 0.0 {
+                                break;
+                            }
+                        }
+                    }
+                    pick.unwrap_or_else(|| rng.gen_range(0..n))
+                } else {
+                    // Every point coincides with a centroid: any choice is a duplicate.
+                    rng.gen_range(0..n)
+                };
+                distances(&data[pick * dim..(pick + 1) * dim], &mut cand);
+                if stop.requested() {
+                    break 'picks;
+                }
+                cand.iter_mut().zip(&mind).for_each(|(c, &m)| *c = c.min(m));
+                let pot = sum_f64(&cand[..n]);
+                if t == 0 || pot < best_pot {
+                    best_pot = pot;
+                    best_pick = pick;
+                    std::mem::swap(&mut best, &mut cand);
+                }
+            }
+            std::mem::swap(&mut mind, &mut best);
+            centroids.extend_from_slice(&data[best_pick * dim..(best_pick + 1) * dim]);
+        }
+        centroids
+    }
+
+    /// Batched seeding picks what one pass per candidate picked, across
+    /// dimensions (blocks of 16 to 4,096 points, a last block of any size),
+    /// sizes and data with duplicates.
+    #[test]
+    fn seeding_in_one_pass_per_pick_picks_as_one_pass_per_candidate() {
+        let mut r = StdRng::seed_from_u64(7);
+        for &(n, dim, k) in &[
+            (1000, 2, 10),
+            (5000, 16, 40),
+            (3001, 96, 25),
+            (777, 384, 9),
+            (300, 1536, 7),
+        ] {
+            let mut data: Vec<f32> = (0..n * dim).map(|_| r.gen_range(-1.0f32..1.0)).collect();
+            // A block of copies of one row, where distances tie.
+            for i in 1..(n / 10) {
+                let (a, b) = data.split_at_mut(i * dim);
+                b[..dim].copy_from_slice(&a[..dim]);
+            }
+            let stop = Stop::new();
+            let got = kmeans_plus_plus(&data, dim, k, &mut StdRng::seed_from_u64(3), &stop);
+            let want = kmeans_plus_plus_one_pass_each(
+                &data,
+                dim,
+                k,
+                &mut StdRng::seed_from_u64(3),
+                &Stop::never(),
+            );
+            assert_eq!(got, want, "n {n} dim {dim} k {k}");
+            let (done, _) = stop.progress();
+            assert_eq!(done, seeding_units_per_pick(n, k) * (k as u64 - 1));
+        }
+    }
+
+    /// A flat run's progress reaches its plan, and seeding is part of it.
+    #[test]
+    fn a_flat_run_reports_its_seeding() {
+        let mut r = StdRng::seed_from_u64(9);
+        let (n, dim, k) = (20_000, 8, 300);
+        let data: Vec<f32> = (0..n * dim).map(|_| r.gen_range(-1.0f32..1.0)).collect();
+        let params = KMeansParams {
+            max_iters: 4,
+            stop: Stop::new(),
+            ..Default::default()
+        };
+        let planned = planned_work(n, k, &params);
+        let sample = n.min(sample_limit(n, k, &params)) as u64;
+        assert!(planned > sample * 4, "{planned}");
+        params.stop.plan(planned);
+        train_detailed(&data, dim, k, &params);
+        assert_eq!(params.stop.progress(), (planned, planned));
+    }
+
     use super::*;
 
     /// A parallel block of an assignment pass stays within BLOCK_WORK
