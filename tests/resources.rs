@@ -524,6 +524,48 @@ fn sampling_and_training_report_tuples_done_of_total() {
     );
 }
 
+/// While a build encodes, tuples_done and tuples_total count table rows, done
+/// never above total, also for a `vector[]` index, whose rows give an entry
+/// per element: done counted entries (4 a row here, up to 4× the total)
+/// against a total that was the entries or the rows by turns (hunt-154).
+#[test]
+fn encoding_reports_table_rows_done_of_total() {
+    let (cluster, mut c) = arrw_cluster("res-progress-encode");
+    exec(
+        &mut c,
+        "CREATE TABLE d (id int, v vector(8)[]);
+         INSERT INTO d SELECT i, ARRAY(SELECT ARRAY(SELECT random() FROM generate_series(1, 8)
+             WHERE i > 0 AND e > 0)::real[]::vector FROM generate_series(1, 4) e)
+           FROM generate_series(1, 150000) i;
+         ANALYZE d",
+    );
+    let mut encoding: Vec<(i64, i64)> = Vec::new();
+    for attempt in 0..5 {
+        let ddl = format!(
+            "SET maintenance_work_mem = '64MB';
+             CREATE INDEX d_v_{attempt} ON d USING ivfpq (v vector_maxsim_ops) WITH (lists = 64)"
+        );
+        let (r, _) = poll_build(&cluster, &mut c, &ddl, |_, _, phase, done, total| {
+            if phase == "building index: encoding rows" {
+                encoding.push((done, total));
+            }
+            false
+        });
+        r.unwrap_or_else(|e| panic!("{}", msg(&e)));
+        if encoding.iter().any(|&(done, _)| done > 0) {
+            break;
+        }
+    }
+    assert!(
+        encoding.iter().any(|&(done, _)| done > 0),
+        "encoding: tuples_done never moved: {encoding:?}"
+    );
+    for &(done, total) in &encoding {
+        assert_eq!(total, 150_000, "encoding: tuples_total is the table's rows");
+        assert!(done <= total, "encoding: {done} of {total}");
+    }
+}
+
 /// A transaction's pending index entries (and their codes while written)
 /// stay within `work_mem`: the vectors grew by doubling, past the cap, and an
 /// `INSERT ... SELECT` of 100,000 384-d rows took ~40 MB more than without the

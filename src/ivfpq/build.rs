@@ -145,6 +145,9 @@ struct ListPage {
 struct Batch {
     rows: Vec<f32>,
     tids: Vec<[u8; layout::TID_BYTES]>,
+    /// Table rows the batch's entries came from (a `vector[]` row gives one
+    /// entry per element).
+    heap_rows: u64,
 }
 
 /// A batch back from the pool: its rows, their codes, and the calibration
@@ -181,6 +184,12 @@ struct EncodeState<'m> {
     lists: Vec<ListPage>,
     heads: Vec<u32>,
     encoded: u64,
+    /// Table rows whose entries are written, and the total the progress view
+    /// shows them against: the rows the sampling pass read, raised when this
+    /// pass reads more (a concurrent build's second pass sees the rows
+    /// committed since the first: 1,806,336 "of" 1,507,199 before; hunt-154).
+    rows_written: u64,
+    rows_total: u64,
     /// The stand-in queries whose nearest rows set the index's default
     /// `probes` (arrw_core::calibrate; None for `vector[]` keys, and while a
     /// batch is on the pool, which has it).
@@ -326,9 +335,23 @@ impl EncodeState<'_> {
             }
         }
         self.encoded += lists.len() as u64;
-        progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, self.encoded as i64);
+        // Rows, as the sampling pass and the total count them (entries
+        // counted a `vector[]` row once per element).
+        self.rows_written += batch.heap_rows;
+        if self.rows_written > self.rows_total {
+            self.rows_total = self.rows_written;
+            progress(
+                pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL,
+                self.rows_total as i64,
+            );
+        }
+        progress(
+            pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE,
+            self.rows_written as i64,
+        );
         batch.rows.clear();
         batch.tids.clear();
+        batch.heap_rows = 0;
         batch
     }
 }
@@ -362,6 +385,7 @@ unsafe extern "C-unwind" fn encode_callback(
             })
         };
     });
+    st.batch.heap_rows += 1;
     // A vector[] row's elements all join the batch (the row's vectors are
     // read in its memory context, which ends with the closure), so a batch
     // may exceed batch_rows by one row's elements
@@ -500,12 +524,26 @@ pub unsafe extern "C-unwind" fn ambuild(
 
     let front = append_front_pages(index, &model, plan.untrained);
     progress(pg_sys::PROGRESS_CREATEIDX_SUBPHASE, PHASE_ENCODE);
-    progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL, sampled.rows as i64);
+    progress(
+        pg_sys::PROGRESS_CREATEIDX_TUPLES_TOTAL,
+        sampled.table_rows as i64,
+    );
     // Training's count stayed until the first batch was written
     // (`2424832 of 100000`; hunt-114).
     progress(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE, 0);
     // SAFETY: forwarded from PostgreSQL's call.
-    let encoded = unsafe { encode_table(heap, index, index_info, &model, multi, &pool, &mut plan) };
+    let encoded = unsafe {
+        encode_table(
+            heap,
+            index,
+            index_info,
+            &model,
+            multi,
+            &pool,
+            &mut plan,
+            sampled.table_rows as u64,
+        )
+    };
     let index_tuples = encoded.rows as f64;
     finish(index, &front, &model, plan.untrained, encoded);
 
@@ -620,8 +658,10 @@ fn check_declared_shape_fits(
 struct Sampled {
     /// What `table_index_build_scan` counted.
     heap_tuples: f64,
-    /// Non-null rows.
+    /// Non-null keys: rows, or a `vector[]` row's elements.
     rows: usize,
+    /// Table rows with a non-null key (what the progress view counts).
+    table_rows: usize,
     /// The rows' dimension (the declared one, else the first row's; 0 if neither).
     dim: usize,
     /// None when no row was non-null.
@@ -665,6 +705,7 @@ unsafe fn sample_table(
     Sampled {
         heap_tuples,
         rows: st.reservoir.as_ref().map_or(0, |r| r.seen() as usize),
+        table_rows: st.rows as usize,
         dim: st.dim.unwrap_or(0),
         reservoir: st.reservoir,
     }
@@ -986,9 +1027,11 @@ struct Encoded {
 
 /// Pass 2: encodes every row into its list. Each list starts with one page
 /// (possibly empty), so a list's head never changes after the build.
+/// `rows_total`: the rows pass 1 read, the progress view's total.
 ///
 /// # Safety
 /// The relations and `index_info` are ambuild's.
+#[allow(clippy::too_many_arguments)]
 unsafe fn encode_table(
     heap: pg_sys::Relation,
     index: pg_sys::Relation,
@@ -997,6 +1040,7 @@ unsafe fn encode_table(
     multi: bool,
     pool: &Pool,
     plan: &mut BuildPlan,
+    rows_total: u64,
 ) -> Encoded {
     let geom = DataGeom::new(model.code_size(), is_blocked(model));
     let nlists = model.lists;
@@ -1016,6 +1060,8 @@ unsafe fn encode_table(
         lists: Vec::with_capacity(nlists),
         heads: Vec::with_capacity(nlists),
         encoded: 0,
+        rows_written: 0,
+        rows_total,
         // The stand-ins move into the calibration (a copy of them here was
         // memory the budget did not count).
         calib: (!plan.stand_ins.is_empty()).then(|| {
