@@ -1403,7 +1403,6 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
     if direct.is_empty() {
         return;
     }
-    st.order.note_unrefined();
     direct.sort_unstable_by_key(|&(_, c)| untag(c.tag));
     profile::count(Count::Reranked, direct.len() as u64);
     let tids: Vec<u64> = direct.iter().map(|&(_, c)| untag(c.tag)).collect();
@@ -1414,9 +1413,9 @@ unsafe fn refine(scan: pg_sys::IndexScanDesc, st: &mut ScanState) {
         let list_d = st.list_dist[list_of(c.tag) as usize];
         let est = estimate_as_distance(metric, est);
         if kept {
-            st.order.add_tied(est, d, tie, list_d, c);
+            st.order.add_unrefined_tied(est, d, tie, list_d, c);
         } else {
-            st.order.learn(est, d, list_d);
+            st.order.learn_unrefined(est, d, list_d);
         }
     }
 }
