@@ -202,7 +202,14 @@ BEGIN
 	IF tbl IS NULL OR id_column IS NULL THEN
 		RAISE EXCEPTION 'the table and its id column must not be NULL' USING ERRCODE = '22004';
 	END IF;
-	IF k IS NULL OR k < 1 OR k > 100000 THEN
+	-- A NULL argument is 22004, as a NULL table or id column is (hunt-153).
+	IF inputs IS NULL OR k IS NULL OR method IS NULL OR rrf_k IS NULL THEN
+		RAISE EXCEPTION '% must not be NULL',
+			CASE WHEN inputs IS NULL THEN 'inputs' WHEN k IS NULL THEN 'k'
+			     WHEN method IS NULL THEN 'method' ELSE 'rrf_k' END
+			USING ERRCODE = '22004';
+	END IF;
+	IF k < 1 OR k > 100000 THEN
 		RAISE EXCEPTION 'k must be between 1 and 100000, not %', k USING ERRCODE = '22023';
 	END IF;
 	IF method IS NULL OR method NOT IN ('rrf', 'weighted') THEN
@@ -248,6 +255,19 @@ BEGIN
 	-- stops at its line rather than swallowing the rest of the query. An empty
 	-- (or blank) filter is no filter.
 	IF filter IS NOT NULL AND filter !~ '^\s*$' THEN
+		-- One expression, checked alone: the query puts it in parentheses
+		-- after each input's own conditions, and a filter that closed them
+		-- ('true) OR (true') made every row pass those too, ranking rows
+		-- whose vector is NULL and text that matches nothing (hunt-153).
+		-- Alone, as a select list, unbalanced parentheses do not parse.
+		-- Nothing runs: LIMIT 0 reads no row.
+		BEGIN
+			EXECUTE format(E'SELECT\n%s\nFROM %s t LIMIT 0', filter, tblname);
+		EXCEPTION WHEN syntax_error THEN
+			RAISE EXCEPTION 'filter is not one SQL expression: %', SQLERRM
+				USING ERRCODE = '42601',
+				      HINT = 'The filter is a boolean expression on the table''s columns (alias t), as in a WHERE clause.';
+		END;
 		where_ := format(E' AND (\n%s\n)', filter);
 	END IF;
 	FOR inp IN SELECT value FROM jsonb_array_elements(inputs) LOOP
@@ -571,7 +591,23 @@ BEGIN
 			scaled := true;
 		END IF;
 	END IF;
-	RETURN QUERY EXECUTE query;
+	-- An error of the generated query (a column the caller may not read,
+	-- its filter's own) carried that query, the query vectors written out in
+	-- it, as its CONTEXT: ~25 kB for one 384-d input (hunt-153). It is raised
+	-- again as it was, without it; arrw.fused_search_sql shows the query.
+	BEGIN
+		RETURN QUERY EXECUTE query;
+	EXCEPTION WHEN OTHERS THEN
+		DECLARE
+			st text; msg text; det text; hin text;
+		BEGIN
+			GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+				det = PG_EXCEPTION_DETAIL, hin = PG_EXCEPTION_HINT;
+			RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg,
+				DETAIL = coalesce(nullif(det, ''), 'Raised by the query arrw.fused_search ran.'),
+				HINT = coalesce(nullif(hin, ''), 'arrw.fused_search_sql, given the same arguments, returns that query.');
+		END;
+	END;
 	-- Back to the default, source and all (a NULL value resets): set to '1',
 	-- it would read as the caller's own setting to a later call in this
 	-- transaction.

@@ -235,6 +235,17 @@ SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "op": ";drop"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0,0]"}]');
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', k => 0);
+-- NULL arguments are 22004 all (k, method, inputs, rrf_k were 22023).
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', k => NULL);
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', method => NULL);
+SELECT * FROM arrw.fused_search('fdocs', 'id', NULL);
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', rrf_k => NULL);
+-- A filter that closes the parentheses it is put in is not one expression
+-- (it made every input's own conditions pass: hunt-153); unbalanced the
+-- other way, too.
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', filter => 'true) OR (true');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', filter => '(true');
+SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', filter => 'true; SELECT 1');
 -- k and depth are checked before anything is computed from them.
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]"}]', k => 300000000);
 SELECT * FROM arrw.fused_search('fdocs', 'id', '[{"column": "title", "query": "[1,0]", "depth": 3000000000}]');
@@ -456,3 +467,21 @@ DROP TABLE fu_mt, fu_called;
 DROP OPERATOR <-> (fu_mvec, vector);
 DROP FUNCTION fu_mal(fu_mvec, vector);
 DROP DOMAIN fu_mvec;
+
+-- An error of the generated query (here: a table the caller may not read) is
+-- raised without that query as its CONTEXT, which wrote the query vector out
+-- three times (~25 kB for one 384-d input; hunt-153).
+CREATE TABLE fu_priv (id int, emb vector(3));
+INSERT INTO fu_priv VALUES (1, '[1,2,3]');
+CREATE ROLE fu_noread;
+GRANT USAGE ON SCHEMA arrw TO fu_noread;
+SET ROLE fu_noread;
+\set VERBOSITY default
+SELECT * FROM arrw.fused_search('fu_priv', 'id', '[{"column": "emb", "query": "[0.123456,0.123456,0.123456]"}]');
+\set VERBOSITY sqlstate
+SELECT * FROM arrw.fused_search('fu_priv', 'id', '[{"column": "emb", "query": "[1,2,3]"}]');
+\set VERBOSITY default
+RESET ROLE;
+REVOKE USAGE ON SCHEMA arrw FROM fu_noread;
+DROP ROLE fu_noread;
+DROP TABLE fu_priv;
