@@ -198,6 +198,7 @@ DECLARE
 	id_text text;
 	dims integer;
 	declared integer;
+	multi boolean;
 BEGIN
 	IF tbl IS NULL OR id_column IS NULL THEN
 		RAISE EXCEPTION 'the table and its id column must not be NULL' USING ERRCODE = '22004';
@@ -361,11 +362,50 @@ BEGIN
 		-- (a member of either extension), not by its name: any role can make a
 		-- type called vector, with its own <=>, in its own schema, and the
 		-- query would run that operator with the caller's rights.
-		IF typname_ IN ('vector', 'halfvec') AND EXISTS (
+		-- A vector[] column of arrw's vector is a MaxSim input (`@#`, served
+		-- by a vector_maxsim_ops index): its query is an array of vectors.
+		-- Its element type is told by what created it, as below.
+		multi := false;
+		IF typname_ = '_vector' THEN
+			SELECT t.typname, n.nspname, true INTO typname_, typschema, multi
+			  FROM pg_type a JOIN pg_type t ON t.oid = a.typelem
+			  JOIN pg_namespace n ON n.oid = t.typnamespace
+			 WHERE a.oid = typ AND t.typname = 'vector' AND EXISTS (
+				SELECT 1 FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+				 WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid
+				   AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+				   AND e.extname = 'arrw');
+			multi := coalesce(multi, false);
+		END IF;
+		IF multi THEN
+			IF inp->>'config' IS NOT NULL THEN
+				RAISE EXCEPTION 'input % is on vector[] column "%": "config" applies to text inputs only', i, col
+					USING ERRCODE = '22023';
+			END IF;
+			IF coalesce(inp->>'op', '@#') <> '@#' THEN
+				RAISE EXCEPTION 'input % has operator %, a vector[] input is ranked by @# (MaxSim)', i, inp->>'op'
+					USING ERRCODE = '22023';
+			END IF;
+			-- The query read here (NULL or empty elements, mixed dimensions,
+			-- too many vectors: an error naming the input), by its MaxSim
+			-- with itself.
+			BEGIN
+				EXECUTE format('SELECT %I.maxsim(%L::%I.vector[], %L::%I.vector[])',
+				               typschema, q, typschema, q, typschema);
+			EXCEPTION WHEN data_exception OR syntax_error_or_access_rule_violation OR program_limit_exceeded THEN
+				RAISE EXCEPTION 'input %: %', i, SQLERRM USING ERRCODE = SQLSTATE;
+			END;
+			dist := format('%s OPERATOR(%I.@#) %L::%I.vector[]',
+			               CASE WHEN typ OPERATOR(pg_catalog.=) coltyp THEN format('t.%I', col)
+			                    ELSE format('(t.%I)::%I.vector[]', col, typschema) END,
+			               typschema, q, typschema);
+		END IF;
+		IF multi OR typname_ IN ('vector', 'halfvec') AND EXISTS (
 			SELECT 1 FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
 			 WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = typ
 			   AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
 			   AND e.extname IN ('arrw', 'vector')) THEN
+		  IF NOT multi THEN
 			-- Without "op", the ordering operator of the column's own index
 			-- (an ivfpq one first, then any other, oldest first: a valid,
 			-- non-partial index whose first key is the column), so that the
@@ -420,6 +460,7 @@ BEGIN
 			               CASE WHEN typ OPERATOR(pg_catalog.=) coltyp THEN format('t.%I', col)
 			                    ELSE format('(t.%I)::%I.%I', col, typschema, typname_) END,
 			               typschema, op, q, typschema, typname_);
+		  END IF;
 			-- Distance d, rank by d and then id (rows at one distance, such as rows
 			-- sharing a vector, get ranks that do not depend on the plan). A row
 			-- whose vector is NULL has no distance and no rank (an index scan does
@@ -501,7 +542,7 @@ BEGIN
 			score := 'CASE WHEN v.hi OPERATOR(pg_catalog.>) 0::pg_catalog.float4'
 				' THEN (v.d OPERATOR(pg_catalog./) v.hi) ELSE 0::pg_catalog.float4 END';
 		ELSE
-			RAISE EXCEPTION 'column "%" is of type %, fusion takes vector, halfvec, tsvector or text columns',
+			RAISE EXCEPTION 'column "%" is of type %, fusion takes vector, halfvec, vector[], tsvector or text columns',
 				col, typfmt USING ERRCODE = '42804';
 		END IF;
 		score := CASE method

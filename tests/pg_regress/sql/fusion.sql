@@ -485,3 +485,32 @@ RESET ROLE;
 REVOKE USAGE ON SCHEMA arrw FROM fu_noread;
 DROP ROLE fu_noread;
 DROP TABLE fu_priv;
+
+-- A vector[] column is a MaxSim input (@#), served by its vector_maxsim_ops
+-- index, fused with full text as any vector input is (it was refused, 42804:
+-- hunt-153). The index and a sequential scan give the same fusion.
+CREATE TABLE fu_mdoc (id int PRIMARY KEY, chunks vector(2)[], body text);
+INSERT INTO fu_mdoc SELECT g, ARRAY[ARRAY[cos(g), sin(g)]::real[]::vector, ARRAY[cos(2*g), sin(2*g)]::real[]::vector],
+  CASE WHEN g % 4 = 0 THEN 'red apple' ELSE 'green pear' END FROM generate_series(1, 200) g;
+CREATE INDEX fu_mdoc_chunks ON fu_mdoc USING ivfpq (chunks vector_maxsim_ops) WITH (lists = 4, m = 2);
+SELECT id, round(score::numeric, 5) AS score, ranks FROM arrw.fused_search('fu_mdoc', 'id',
+  '[{"column": "chunks", "query": "{\"[1,0]\",\"[0,1]\"}"}, {"column": "body", "query": "apple"}]', k => 5);
+SET enable_indexscan = off;
+SET enable_bitmapscan = off;
+SELECT id, round(score::numeric, 5) AS score, ranks FROM arrw.fused_search('fu_mdoc', 'id',
+  '[{"column": "chunks", "query": "{\"[1,0]\",\"[0,1]\"}"}, {"column": "body", "query": "apple"}]', k => 5);
+RESET enable_indexscan;
+RESET enable_bitmapscan;
+SELECT id, round(score::numeric, 5) AS score FROM arrw.fused_search('fu_mdoc', 'id',
+  '[{"column": "chunks", "query": "{\"[1,0]\",\"[0,1]\"}"}]', k => 3, method => 'weighted');
+SELECT id FROM fu_mdoc ORDER BY chunks @# '{"[1,0]","[0,1]"}', id LIMIT 3;
+SELECT position('OPERATOR(public.@#)' IN arrw.fused_search_sql('fu_mdoc', 'id',
+  '[{"column": "chunks", "query": "{\"[1,0]\",\"[0,1]\"}"}]')) > 0 AS ranked_by_maxsim;
+\set VERBOSITY sqlstate
+SELECT * FROM arrw.fused_search('fu_mdoc', 'id', '[{"column": "chunks", "query": "{\"[1,0]\",NULL}"}]');
+SELECT * FROM arrw.fused_search('fu_mdoc', 'id', '[{"column": "chunks", "query": "{}"}]');
+SELECT * FROM arrw.fused_search('fu_mdoc', 'id', '[{"column": "chunks", "query": "{\"[1,0]\",\"[0,1,2]\"}"}]');
+SELECT * FROM arrw.fused_search('fu_mdoc', 'id', '[{"column": "chunks", "query": "{\"[1,0]\"}", "op": "<->"}]');
+SELECT * FROM arrw.fused_search('fu_mdoc', 'id', '[{"column": "chunks", "query": "[1,0]"}]');
+\set VERBOSITY default
+DROP TABLE fu_mdoc;
