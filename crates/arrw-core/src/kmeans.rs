@@ -591,9 +591,6 @@ fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng, stop: 
                          // points, one per candidate, each already lowered to `mind`.
     let mut cands = vec![0f32; padded * trials];
     let mut picks: Vec<usize> = Vec::with_capacity(trials);
-    // D² sampling without a sequential prefix sum over all points: sums of groups
-    // of SUM_GROUP points (vectorised), then a walk over groups and within one.
-    const SUM_GROUP: usize = 256;
     let mut group_sums = vec![0f64; n.div_ceil(SUM_GROUP)];
     for _ in 1..k {
         // Checked between picks, and by every block of a pick's pass.
@@ -606,33 +603,7 @@ fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng, stop: 
         let total: f64 = group_sums.iter().sum();
         picks.clear();
         for _ in 0..trials {
-            picks.push(if total > 0.0 && total.is_finite() {
-                let mut r = rng.gen::<f64>() * total;
-                let mut g = 0;
-                while g + 1 < group_sums.len() && r >= group_sums[g] {
-                    r -= group_sums[g];
-                    g += 1;
-                }
-                let start = g * SUM_GROUP;
-                let end = (start + SUM_GROUP).min(n);
-                // The first point with positive weight whose running sum exceeds
-                // r, else (rounding) the last one with positive weight: never an
-                // existing centroid (weight 0).
-                let mut pick = None;
-                for (i, &d) in mind[start..end].iter().enumerate() {
-                    if d > 0.0 {
-                        pick = Some(start + i);
-                        r -= f64::from(d);
-                        if r < 0.0 {
-                            break;
-                        }
-                    }
-                }
-                pick.unwrap_or_else(|| rng.gen_range(0..n))
-            } else {
-                // Every point coincides with a centroid: any choice is a duplicate.
-                rng.gen_range(0..n)
-            });
+            picks.push(d2_draw(&mind[..n], &group_sums, total, rng));
         }
         par::chunks_mut(&mut cands, blk * trials)
             .zip(par::iter(&blocks))
@@ -680,6 +651,45 @@ fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng, stop: 
     }
     centroids
 }
+
+/// One D² draw of k-means++ seeding: a point with probability proportional to
+/// `mind` (each point's squared distance to the nearest centroid chosen),
+/// found through `group_sums` (the sums of `mind` over groups of
+/// [`SUM_GROUP`] points) without a prefix sum over all of them; `total` is
+/// their sum. Never an existing centroid (weight 0) unless every point is one.
+fn d2_draw(mind: &[f32], group_sums: &[f64], total: f64, rng: &mut StdRng) -> usize {
+    let n = mind.len();
+    if !(total > 0.0 && total.is_finite()) {
+        // Every point coincides with a centroid: any choice is a duplicate.
+        return rng.gen_range(0..n);
+    }
+    let mut r = rng.gen::<f64>() * total;
+    let mut g = 0;
+    while g + 1 < group_sums.len() && r >= group_sums[g] {
+        r -= group_sums[g];
+        g += 1;
+    }
+    let start = g * SUM_GROUP;
+    let end = (start + SUM_GROUP).min(n);
+    // The first point with positive weight whose running sum exceeds r, else
+    // (rounding) the last one with positive weight.
+    let mut pick = None;
+    for (i, &d) in mind[start..end].iter().enumerate() {
+        if d > 0.0 {
+            pick = Some(start + i);
+            r -= f64::from(d);
+            if r < 0.0 {
+                break;
+            }
+        }
+    }
+    pick.unwrap_or_else(|| rng.gen_range(0..n))
+}
+
+/// Points per group of [`d2_draw`]'s sums: D² sampling without a sequential
+/// prefix sum over all points, but sums of groups (vectorised), then a walk
+/// over groups and within one.
+const SUM_GROUP: usize = 256;
 
 /// [`sum_f64`] over a sequence of slices, as if they were one: every slice
 /// but the last must be a multiple of 8 long.
@@ -1510,9 +1520,6 @@ mod tests {
         mind[n..].fill(0.0); // padding never gets picked
         let mut cand = vec![0f32; padded];
         let mut best = vec![0f32; padded];
-        // D² sampling without a sequential prefix sum over all points: sums of groups
-        // of SUM_GROUP points (vectorised), then a walk over groups and within one.
-        const SUM_GROUP: usize = 256;
         let mut group_sums = vec![0f64; n.div_ceil(SUM_GROUP)];
         'picks: for _ in 1..k {
             // One pick costs `trials` passes over the points: check between
@@ -1528,33 +1535,7 @@ mod tests {
             let mut best_pot = f64::INFINITY;
             let mut best_pick = 0;
             for t in 0..trials {
-                let pick = if total > 0.0 && total.is_finite() {
-                    let mut r = rng.gen::<f64>() * total;
-                    let mut g = 0;
-                    while g + 1 < group_sums.len() && r >= group_sums[g] {
-                        r -= group_sums[g];
-                        g += 1;
-                    }
-                    let start = g * SUM_GROUP;
-                    let end = (start + SUM_GROUP).min(n);
-                    // The first point with positive weight whose running sum exceeds
-                    // r, else (rounding) the last one with positive weight: never an
-                    // existing centroid (weight 0).
-                    let mut pick = None;
-                    for (i, &d) in mind[start..end].iter().enumerate() {
-                        if d > 0.0 {
-                            pick = Some(start + i);
-                            r -= f64::from(d);
-                            if r < 0.0 {
-                                break;
-                            }
-                        }
-                    }
-                    pick.unwrap_or_else(|| rng.gen_range(0..n))
-                } else {
-                    // Every point coincides with a centroid: any choice is a duplicate.
-                    rng.gen_range(0..n)
-                };
+                let pick = d2_draw(&mind[..n], &group_sums, total, rng);
                 distances(&data[pick * dim..(pick + 1) * dim], &mut cand);
                 if stop.requested() {
                     break 'picks;

@@ -782,7 +782,14 @@ impl<T: Record> OrderedRerank<T> {
     /// the candidates. 18 of 75,000 rows of mean sentence vectors lay just
     /// outside the code's range with ordinary coarse errors, and a filtered
     /// `LIMIT 100` that met one refined ~41,000 candidates instead of ~12,000.
-    pub fn add_unrefined_tied(&mut self, estimate: f32, exact: f32, tie: i32, list_distance: f32, id: T) {
+    pub fn add_unrefined_tied(
+        &mut self,
+        estimate: f32,
+        exact: f32,
+        tie: i32,
+        list_distance: f32,
+        id: T,
+    ) {
         self.unrefined_errors.add_error(estimate, exact);
         self.add_tied(estimate, exact, tie, list_distance, id);
     }
@@ -1401,7 +1408,11 @@ mod tests {
         r.learn_unrefined(1.4, 1.0, 0.0);
         r.add_unrefined_tied(1.6, 1.0, 0, 0.0, 201u64);
         assert_eq!(r.margin(), before);
-        assert_eq!(r.len(), 63 + 2, "the rows added wait; the one learnt does not");
+        assert_eq!(
+            r.len(),
+            63 + 2,
+            "the rows added wait; the one learnt does not"
+        );
     }
 
     /// Rows whose exact distances round to one `f32` leave in the order of
