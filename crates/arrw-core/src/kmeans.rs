@@ -586,9 +586,10 @@ fn kmeans_plus_plus(data: &[f32], dim: usize, k: usize, rng: &mut StdRng, stop: 
     par::chunks_mut(&mut mind, blk)
         .zip(par::iter(&blocks))
         .for_each(|(o, b)| b.squared_distances(&data[first * dim..(first + 1) * dim], o));
-    mind[n..].fill(0.0); // padding never gets picked
-                         // The candidates' distances, block-major: block j's `trials` runs of its
-                         // points, one per candidate, each already lowered to `mind`.
+    // Padding never gets picked.
+    mind[n..].fill(0.0);
+    // The candidates' distances, block-major: block j's `trials` runs of its
+    // points, one per candidate, each already lowered to `mind`.
     let mut cands = vec![0f32; padded * trials];
     let mut picks: Vec<usize> = Vec::with_capacity(trials);
     let mut group_sums = vec![0f64; n.div_ceil(SUM_GROUP)];
@@ -692,28 +693,32 @@ fn d2_draw(mind: &[f32], group_sums: &[f64], total: f64, rng: &mut StdRng) -> us
 const SUM_GROUP: usize = 256;
 
 /// [`sum_f64`] over a sequence of slices, as if they were one: every slice
-/// but the last must be a multiple of 8 long.
+/// but the last must be a multiple of 8 long (the last one's tail, under 8
+/// values, is added one by one at the end).
 #[derive(Default)]
 struct SumF64 {
     acc: [f64; 8],
-    tail: Vec<f32>,
+    tail: [f32; 7],
+    tail_len: usize,
 }
 
 impl SumF64 {
     fn add(&mut self, v: &[f32]) {
+        debug_assert_eq!(self.tail_len, 0, "only the last slice may end in a tail");
         let (chunks, rest) = v.as_chunks::<8>();
         for c in chunks {
             for (a, &x) in self.acc.iter_mut().zip(c) {
                 *a += f64::from(x);
             }
         }
-        self.tail.extend_from_slice(rest);
+        self.tail[..rest.len()].copy_from_slice(rest);
+        self.tail_len = rest.len();
     }
 
     fn total(&self) -> f64 {
         let a = &self.acc;
         let mut s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-        for &x in &self.tail {
+        for &x in &self.tail[..self.tail_len] {
             s += f64::from(x);
         }
         s
@@ -723,18 +728,9 @@ impl SumF64 {
 /// Sum in f64 with 8 independent accumulators (vectorisable, and not bound by
 /// the latency of one long chain of additions); deterministic for a given input.
 fn sum_f64(v: &[f32]) -> f64 {
-    let mut acc = [0f64; 8];
-    let (chunks, rest) = v.as_chunks::<8>();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += f64::from(c[l]);
-        }
-    }
-    let mut s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for &x in rest {
-        s += f64::from(x);
-    }
-    s
+    let mut s = SumF64::default();
+    s.add(v);
+    s.total()
 }
 
 /// Replaces every centroid by the mean of its points (deterministically: each
