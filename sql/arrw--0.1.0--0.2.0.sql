@@ -388,10 +388,13 @@ BEGIN
 			END IF;
 			-- The query read here (NULL or empty elements, mixed dimensions,
 			-- too many vectors: an error naming the input), by its MaxSim
-			-- with itself.
+			-- against its own first vector, which checks the whole array at
+			-- a cost linear in it (against itself, 158 ms for 2,000 384-d
+			-- vectors).
 			BEGIN
-				EXECUTE format('SELECT %I.maxsim(%L::%I.vector[], %L::%I.vector[])',
-				               typschema, q, typschema, q, typschema);
+				EXECUTE format('SELECT %1$I.maxsim(x, COALESCE('
+				               'x[pg_catalog.array_lower(x, 1):pg_catalog.array_lower(x, 1)], x)) '
+				               'FROM (SELECT %2$L::%1$I.vector[] AS x) s', typschema, q);
 			EXCEPTION WHEN data_exception OR syntax_error_or_access_rule_violation OR program_limit_exceeded THEN
 				RAISE EXCEPTION 'input %: %', i, SQLERRM USING ERRCODE = SQLSTATE;
 			END;
