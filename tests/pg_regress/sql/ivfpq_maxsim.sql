@@ -347,6 +347,23 @@ SET ivfpq.iterative_scan = off;
 SELECT count(*) < 100 AS fewer_without_iterative_scan FROM (SELECT id FROM mwide WHERE grp = 5
   ORDER BY c @# ARRAY[(SELECT array_agg(0.1 * (i % 3 - 1))::vector(16) FROM generate_series(1, 16) i)]
   LIMIT 100) s;
+-- An unfiltered LIMIT whose rows are all in the probed lists does not probe
+-- more lists only to settle them: they are the nearest rows there, in exact
+-- order, and ivfpq.probes sets the recall (probing until they settled took
+-- 14-15 of these 50 lists, and all of them, re-ranking every one of 15,000
+-- documents sharing paragraphs, hunt-153).
+RESET ivfpq.iterative_scan;
+SET ivfpq.probes = 1;
+SET ivfpq.profile = on;
+SELECT arrw.ivfpq_profile_reset();
+CREATE TABLE mwideq2 AS SELECT ARRAY[
+    (SELECT array_agg(0.1 * (i % 3 - 1))::vector(16) FROM generate_series(1, 16) i),
+    (SELECT array_agg(0.2 * (i % 5 - 2))::vector(16) FROM generate_series(1, 16) i)] AS qv;
+SELECT cardinality(d) AS rows_of_60, mwide_unsorted(d) AS unordered
+FROM mwideq2, LATERAL (SELECT array_agg(dist) AS d FROM (SELECT c @# mwideq2.qv AS dist FROM mwide
+                       ORDER BY c @# mwideq2.qv LIMIT 60) s) x;
+-- One list per query vector.
+SELECT (arrw.ivfpq_profile()->>'lists')::int AS lists_probed;
 RESET ALL;
 DROP FUNCTION mwide_unsorted(float8[]);
-DROP TABLE mwide, mwideq;
+DROP TABLE mwide, mwideq, mwideq2;
