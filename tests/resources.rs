@@ -566,6 +566,52 @@ fn encoding_reports_table_rows_done_of_total() {
     }
 }
 
+/// `CREATE INDEX CONCURRENTLY`'s validation phase ("index validation:
+/// scanning index", PostgreSQL's bulk delete of the new index with a callback
+/// that collects its TIDs) shows blocks done of the index's blocks, as btree
+/// does: it showed 0 of 0.
+#[test]
+fn concurrent_build_validation_reports_blocks() {
+    let (cluster, mut c) = arrw_cluster("res-progress-validate");
+    exec(
+        &mut c,
+        "CREATE TABLE d (id int, v vector(16));
+         INSERT INTO d SELECT i, ARRAY(SELECT random() FROM generate_series(1, 16)
+             WHERE i > 0)::real[]::vector FROM generate_series(1, 400000) i;
+         ANALYZE d",
+    );
+    let mut seen: Vec<(i64, i64)> = Vec::new();
+    for attempt in 0..5 {
+        let ddl = format!(
+            "CREATE INDEX CONCURRENTLY d_v_{attempt} ON d USING ivfpq (v) WITH (lists = 16)"
+        );
+        let (r, _) = poll_build(&cluster, &mut c, &ddl, |c, pid, phase, _, _| {
+            if phase == "index validation: scanning index" {
+                let r = c
+                    .query_one(
+                        "SELECT blocks_done, blocks_total FROM pg_stat_progress_create_index \
+                         WHERE pid = $1",
+                        &[&pid],
+                    )
+                    .unwrap();
+                seen.push((r.get(0), r.get(1)));
+            }
+            false
+        });
+        r.unwrap_or_else(|e| panic!("{}", msg(&e)));
+        if seen.iter().any(|&(done, total)| total > 0 && done > 0) {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|&(done, total)| total > 0 && done > 0),
+        "validation never showed blocks done of a total: {seen:?}"
+    );
+    for &(done, total) in &seen {
+        assert!(done <= total, "validation: {done} of {total} blocks");
+    }
+}
+
 /// A transaction's pending index entries (and their codes while written)
 /// stay within `work_mem`: the vectors grew by doubling, past the cap, and an
 /// `INSERT ... SELECT` of 100,000 384-d rows took ~40 MB more than without the

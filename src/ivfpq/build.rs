@@ -54,7 +54,10 @@ pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c
     name.as_ptr() as *mut std::ffi::c_char
 }
 
-fn progress(param: u32, value: i64) {
+/// Sets a parameter of the command's progress row (`pg_stat_progress_*`):
+/// the build's phases and counts, and the validation scan of a concurrent
+/// build (vacuum.rs).
+pub(super) fn progress(param: u32, value: i64) {
     // SAFETY: plain call; a no-op when no progress reporting is active.
     unsafe { pg_sys::pgstat_progress_update_param(param as i32, value) }
 }

@@ -50,6 +50,19 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let _ = super::model::load(index, &meta);
     let geom = DataGeom::of(&meta);
     let fg = FineGeom::of(&meta);
+    // SAFETY: info is VACUUM's (or validate_index's) for this call.
+    let progress = unsafe { (*info).report_progress };
+    let total = page::nblocks(index);
+    let mut done: u32 = 0;
+    if progress {
+        // CREATE INDEX CONCURRENTLY's "index validation: scanning index" phase
+        // asks for blocks done of total (the index's pages; it showed 0 of 0).
+        // The data pages are counted as they are visited; the rest (meta,
+        // directory, model, fine pages) are read on the way, and the count
+        // ends at the total.
+        report_blocks(pg_sys::PROGRESS_SCAN_BLOCKS_TOTAL, total);
+        report_blocks(pg_sys::PROGRESS_SCAN_BLOCKS_DONE, 0);
+    }
     for list in 0..meta.lists {
         let dir = page::list_dir(index, &meta, list);
         let mut chain = page::ListChain::new(index, &meta, &dir);
@@ -57,6 +70,10 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         while let Some(blk) = chain.next_block() {
             // SAFETY: plain calls; VACUUM's cost-based delay and cancellation.
             unsafe { pg_sys::vacuum_delay_point() };
+            if progress {
+                done = (done + 1).min(total);
+                report_blocks(pg_sys::PROGRESS_SCAN_BLOCKS_DONE, done);
+            }
             let mut ws = WriteSet::new(index);
             let i = ws.lock(index, blk);
             let page = ws.page(i);
@@ -114,7 +131,15 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
             ws.commit();
         }
     }
+    if progress {
+        report_blocks(pg_sys::PROGRESS_SCAN_BLOCKS_DONE, total);
+    }
     stats
+}
+
+/// Sets a `PROGRESS_SCAN_BLOCKS_*` parameter of the command's progress row.
+fn report_blocks(param: u32, blocks: u32) {
+    super::build::progress(param, i64::from(blocks));
 }
 
 #[pg_guard]
