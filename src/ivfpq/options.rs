@@ -17,6 +17,7 @@ pub static ITERATIVE_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static PROFILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static MAXSIM_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static MAXSIM_SIGMAS: GucSetting<f64> = GucSetting::<f64>::new(arrw_core::rerank::FINE_SIGMAS);
 pub static PROBES_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static PREFILTER: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -73,6 +74,16 @@ pub fn init() {
         &MAXSIM_DEPTH,
         0,
         1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ivfpq.maxsim_sigmas",
+        c"Standard deviations of the nearest rows' estimate errors a MaxSim (@#) ivfpq scan adds to their mean before it hands a row out (4: exact order over the rows it finds, in practice).",
+        c"Fewer re-rank fewer rows: 3 or 2 trade a few of the nearest rows (those whose estimates erred by more) for speed; the rows returned stay in exact order among themselves.",
+        &MAXSIM_SIGMAS,
+        0.0,
+        10.0,
         GucContext::Userset,
         GucFlags::default(),
     );

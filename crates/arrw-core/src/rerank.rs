@@ -151,6 +151,8 @@ pub struct OrderedRerank<T: Record> {
 #[derive(Clone, Debug)]
 struct NearErrors {
     cap: usize,
+    /// Standard deviations the spread adds to the mean.
+    sigmas: f64,
     /// (key of the exact distance, error), a max-heap by distance: its top is
     /// the farthest of the kept rows.
     rows: BinaryHeap<(u32, OrdF32)>,
@@ -158,9 +160,14 @@ struct NearErrors {
 }
 
 impl NearErrors {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, sigmas: f64) -> Self {
         NearErrors {
             cap: cap.max(2),
+            sigmas: if sigmas.is_finite() {
+                sigmas.max(0.0)
+            } else {
+                FINE_SIGMAS
+            },
             rows: BinaryHeap::new(),
             cached: None,
         }
@@ -197,8 +204,8 @@ impl NearErrors {
         self.cached = None;
     }
 
-    /// Mean plus [`FINE_SIGMAS`] standard deviations of the kept errors
-    /// (None below two).
+    /// Mean plus `sigmas` standard deviations of the kept errors (None below
+    /// two).
     fn spread(&mut self) -> Option<f32> {
         if self.rows.len() < 2 {
             return None;
@@ -212,7 +219,7 @@ impl NearErrors {
                 .map(|e| (f64::from(e.1 .0) - mean).powi(2))
                 .sum::<f64>()
                 / (n - 1.0);
-            self.cached = Some((mean + FINE_SIGMAS * var.sqrt()) as f32);
+            self.cached = Some((mean + self.sigmas * var.sqrt()) as f32);
         }
         self.cached
     }
@@ -520,8 +527,17 @@ impl<T: Record> OrderedRerank<T> {
     /// re-ranked late come out after farther rows (src/ivfpq/maxsim_scan.rs);
     /// a spread of every error is inflated by the far rows' loose bounds.
     /// Called on a fresh queue.
-    pub fn with_near_spread(mut self, rows: usize) -> Self {
-        self.near = Some(NearErrors::new(rows));
+    pub fn with_near_spread(self, rows: usize) -> Self {
+        self.with_near_spread_sigmas(rows, FINE_SIGMAS)
+    }
+
+    /// [`OrderedRerank::with_near_spread`] with the mean plus `sigmas`
+    /// standard deviations (negative is 0, not finite [`FINE_SIGMAS`]): fewer
+    /// than [`FINE_SIGMAS`] re-rank fewer rows, and hand a row out before a
+    /// nearer one whose estimate erred by more (a scan that is told to trade
+    /// exact order for speed).
+    pub fn with_near_spread_sigmas(mut self, rows: usize, sigmas: f64) -> Self {
+        self.near = Some(NearErrors::new(rows, sigmas));
         self
     }
 
@@ -1307,6 +1323,62 @@ mod tests {
         let near = scan_order(OrderedRerank::new(0.99, 1).with_near_spread(100), &rows, 10);
         assert_eq!(near.len(), rows.len());
         assert!(sorted(&near), "{near:?}");
+    }
+
+    /// Fewer sigmas for the near-row spread: a smaller margin (the mean plus
+    /// that many standard deviations), so a `LIMIT 10` re-ranks fewer rows
+    /// before its rows leave; the default is [`FINE_SIGMAS`].
+    #[test]
+    fn fewer_near_sigmas_margin_less_and_rerank_fewer() {
+        let margin = |sigmas: Option<f64>| {
+            let r = OrderedRerank::<u32>::new(0.5, 1);
+            let mut r = match sigmas {
+                Some(s) => r.with_near_spread_sigmas(100, s),
+                None => r.with_near_spread(100),
+            };
+            for i in 0..50u32 {
+                let exact = i as f32 * 0.01;
+                r.add(exact + 0.05 * (i % 5) as f32, exact, 0.0, i);
+            }
+            r.margin()
+        };
+        // Errors 0, 0.05, .., 0.2 ten times each: mean 0.1, sd ~0.0714.
+        let (m4, m2, m0) = (margin(Some(4.0)), margin(Some(2.0)), margin(Some(0.0)));
+        assert_eq!(margin(None), m4);
+        assert!((m4 - 0.3857).abs() < 1e-3, "{m4}");
+        assert!((m2 - 0.2429).abs() < 1e-3, "{m2}");
+        assert!((m0 - 0.1).abs() < 1e-3, "{m0}");
+        // The same rows scanned for their first ten: fewer sigmas, fewer rows
+        // re-ranked.
+        let rows: Vec<(f32, f32)> = (0..2000)
+            .map(|i| {
+                let exact = i as f32 * 0.001;
+                (exact + 0.05 * ((i * 7) % 11) as f32 / 10.0, exact)
+            })
+            .collect();
+        let mut rows = rows;
+        // By estimate, as a scan offers them.
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let reranked = |sigmas: f64| {
+            let mut r = OrderedRerank::new(0.5, 1).with_near_spread_sigmas(100, sigmas);
+            r.hold_first(10);
+            let (mut next, mut out) = (0, Vec::new());
+            while out.len() < 10 {
+                match r.next(rows.get(next).map(|c| c.0), None) {
+                    Next::Row(d, _) => out.push(d),
+                    Next::Rerank => {
+                        for (i, &(e, x)) in rows.iter().enumerate().skip(next).take(10) {
+                            r.add(e, x, 0.0, i as u32);
+                        }
+                        next += 10;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(out.windows(2).all(|w| w[0] <= w[1]));
+            r.reranked()
+        };
+        assert!(reranked(2.0) < reranked(4.0));
     }
 
     /// Errors centred on zero over all rows: the spread is taken around zero,

@@ -365,5 +365,32 @@ FROM mwideq2, LATERAL (SELECT array_agg(dist) AS d FROM (SELECT c @# mwideq2.qv 
 -- One list per query vector.
 SELECT (arrw.ivfpq_profile()->>'lists')::int AS lists_probed;
 RESET ALL;
+-- ivfpq.maxsim_sigmas: the standard deviations of the nearest rows' estimate
+-- errors the margin adds to their mean (4). Fewer re-rank fewer rows; the rows
+-- returned stay in exact order among themselves.
+CREATE TABLE msig (id int PRIMARY KEY, c vector(16)[]);
+INSERT INTO msig SELECT d, ARRAY(SELECT (SELECT array_agg(sin(d * 7.1 + e * 13.7 + i * 3.3)::real)
+    FROM generate_series(1, 16) i)::vector FROM generate_series(1, 2 + d % 5) e)
+  FROM generate_series(1, 2000) d;
+CREATE INDEX msig_c ON msig USING ivfpq (c vector_maxsim_ops) WITH (lists = 20);
+SET enable_seqscan = off;
+SET ivfpq.profile = on;
+CREATE FUNCTION msig_reranked(sigmas float8, OUT reranked int, OUT unordered int) LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM set_config('ivfpq.maxsim_sigmas', sigmas::text, true);
+  PERFORM arrw.ivfpq_profile_reset();
+  SELECT count(*) FILTER (WHERE mwide_unsorted(d)) INTO unordered
+  FROM mwideq, LATERAL (SELECT array_agg(dist) AS d FROM (SELECT c @# mwideq.qv AS dist FROM msig
+                        ORDER BY c @# mwideq.qv LIMIT 10) s) x;
+  reranked := (arrw.ivfpq_profile()->>'reranked')::int;
+END $$;
+SELECT s2.reranked < s4.reranked AS fewer_rows_at_2, s4.unordered + s2.unordered AS unordered
+FROM msig_reranked(4) s4, msig_reranked(2) s2;
+SHOW ivfpq.maxsim_sigmas;
+SET ivfpq.maxsim_sigmas = 11;
+SET ivfpq.maxsim_sigmas = -1;
+RESET ALL;
+DROP FUNCTION msig_reranked(float8);
+DROP TABLE msig;
 DROP FUNCTION mwide_unsorted(float8[]);
 DROP TABLE mwide, mwideq, mwideq2;
