@@ -272,7 +272,8 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
         // Nothing waits in the probed lists: probe further before the queue
         // lets its held rows go (they wait for what further lists hold),
         // unless it already holds the rows the plan takes (see [`widen`]).
-        if waiting.is_none() && !st.order.holds_enough() && widen(st) {
+        let settled = st.hold_exact && st.order.holds_enough();
+        if waiting.is_none() && !settled && widen(st) {
             profile::stop(t, Phase::Order);
             // SAFETY: forwarded contract.
             unsafe { gather(scan, st, st.multi.as_ref().expect("a MaxSim scan").depth) };
@@ -317,9 +318,15 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
 /// found" says of every MaxSim scan).
 ///
 /// It does not run when the queue already holds the rows the plan takes
-/// (`OrderedRerank::holds_enough`: all the rows a `LIMIT` right above holds
-/// are re-ranked, or leaving): every row of the probed lists is then
-/// re-ranked, and those rows are the nearest of them, in exact order. The
+/// (`OrderedRerank::holds_enough`: all the rows a `LIMIT` holds are
+/// re-ranked, or leaving; and they are the `LIMIT`'s rows, nothing on the way
+/// dropping rows the scan does not check itself, `ScanState::hold_exact`):
+/// every row of the probed lists is then re-ranked, and those rows are the
+/// nearest of them, in exact order. Where the hold is a guess (a join or a
+/// subquery filter between the scan and the `LIMIT`, or no `LIMIT` known),
+/// the executor may drop the held rows and ask for more, and rows of lists
+/// probed only then would come after farther ones: it widens first, as
+/// before. The
 /// probed lists, as `probes` set them, decide the recall, as in a
 /// single-vector scan. Widening there only settled rows already known: on
 /// 15,000 documents sharing paragraphs (hunt-153), a `LIMIT 21` re-ranked

@@ -199,7 +199,11 @@ unsafe fn visit(ps: *mut pg_sys::PlanState) {
                 if let Some(scan) = begin(node, true) {
                     let filtered = kept.is_some() || !(*node).qual.is_null();
                     let hold = hold_for(node, scan, rows, kept.unwrap_or(1.0));
-                    super::scan::set_rows_wanted(scan, rows, filtered, hold);
+                    // The held rows are the LIMIT's when nothing on the way
+                    // drops rows but a filter the scan checks itself.
+                    let exact = kept.is_none()
+                        && ((*node).qual.is_null() || super::scan::checks_filter(scan));
+                    super::scan::set_rows_wanted(scan, rows, filtered, hold, exact);
                 }
             }
         } else {

@@ -110,6 +110,11 @@ pub(super) struct ScanState {
     /// Rows to hold before the first leaves ([`hold_limit_rows`]): None when
     /// no `LIMIT` above the scan says how many the plan takes.
     pub(super) hold_rows: Option<u64>,
+    /// Whether `hold_rows` are exactly the rows the `LIMIT` takes: nothing
+    /// between the scan and the `LIMIT` drops rows but the node's filter,
+    /// which the scan checks itself ([`set_rows_wanted`]). Otherwise the hold
+    /// is a guess that the executor may show short.
+    pub(super) hold_exact: bool,
     /// The index build (model cache key) whose short-scan demand this scan's
     /// pool was sized by and will add to when it is done (None: not a short
     /// refined scan; see [`SHORT_DEMAND`]).
@@ -194,6 +199,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         rows_wanted: 0,
         filtered: false,
         hold_rows: None,
+        hold_exact: false,
         short_demand_of: None,
         prepared: Vec::new(),
         fine_query: None,
@@ -279,9 +285,10 @@ pub(super) unsafe fn set_prefilter(scan: pg_sys::IndexScanDesc, f: fetch::Prefil
 
 /// Tells the scan how many rows its plan will take (a `LIMIT` above it,
 /// prefilter.rs), whether rows it hands out are dropped before they reach
-/// the `LIMIT` (its node's filter, a join), and how many of its first rows
-/// to hold ([`hold_limit_rows`]: more than `rows` when the executor drops
-/// rows the scan cannot check itself); kept across rescans.
+/// the `LIMIT` (its node's filter, a join), how many of its first rows to
+/// hold ([`hold_limit_rows`]: more than `rows` when the executor drops rows
+/// the scan cannot check itself), and whether those are exactly the rows the
+/// `LIMIT` takes ([`ScanState::hold_exact`]); kept across rescans.
 ///
 /// # Safety
 /// `scan` must be a scan begun by [`ambeginscan`] and not yet ended.
@@ -290,6 +297,7 @@ pub(super) unsafe fn set_rows_wanted(
     rows: u64,
     filtered: bool,
     hold: u64,
+    hold_exact: bool,
 ) {
     // SAFETY: forwarded contract.
     let st = unsafe { state(scan) };
@@ -298,6 +306,7 @@ pub(super) unsafe fn set_rows_wanted(
     }
     st.filtered = filtered;
     st.hold_rows = Some(hold);
+    st.hold_exact = hold_exact;
 }
 
 /// Whether the scan checks its node's filter itself (prefilter.rs), so that
