@@ -391,13 +391,21 @@ BEGIN
 			-- against its own first vector, which checks the whole array at
 			-- a cost linear in it (against itself, 158 ms for 2,000 384-d
 			-- vectors).
+			-- Its vectors' dimensions are checked against the column's
+			-- declared ones here too: from inside the generated query the
+			-- error named no input (hunt-156).
 			BEGIN
-				EXECUTE format('SELECT %1$I.maxsim(x, COALESCE('
-				               'x[pg_catalog.array_lower(x, 1):pg_catalog.array_lower(x, 1)], x)) '
-				               'FROM (SELECT %2$L::%1$I.vector[] AS x) s', typschema, q);
+				EXECUTE format('SELECT CASE WHEN %1$I.maxsim(x, COALESCE('
+				               'x[pg_catalog.array_lower(x, 1):pg_catalog.array_lower(x, 1)], x)) IS NOT NULL '
+				               'THEN %1$I.vector_dims(x[pg_catalog.array_lower(x, 1)]) END '
+				               'FROM (SELECT %2$L::%1$I.vector[] AS x) s', typschema, q) INTO dims;
 			EXCEPTION WHEN data_exception OR syntax_error_or_access_rule_violation OR program_limit_exceeded THEN
 				RAISE EXCEPTION 'input %: %', i, SQLERRM USING ERRCODE = SQLSTATE;
 			END;
+			IF declared IS NOT NULL AND dims IS DISTINCT FROM declared THEN
+				RAISE EXCEPTION 'input % has query vectors of % dimensions, column "%" has %', i, dims, col, declared
+					USING ERRCODE = '22000';
+			END IF;
 			dist := format('%s OPERATOR(%I.@#) %L::%I.vector[]',
 			               CASE WHEN typ OPERATOR(pg_catalog.=) coltyp THEN format('t.%I', col)
 			                    ELSE format('(t.%I)::%I.vector[]', col, typschema) END,

@@ -513,4 +513,7 @@ SELECT * FROM arrw.fused_search('fu_mdoc', 'id', '[{"column": "chunks", "query":
 SELECT * FROM arrw.fused_search('fu_mdoc', 'id', '[{"column": "chunks", "query": "{\"[1,0]\"}", "op": "<->"}]');
 SELECT * FROM arrw.fused_search('fu_mdoc', 'id', '[{"column": "chunks", "query": "[1,0]"}]');
 \set VERBOSITY default
+-- Query vectors of other dimensions than the column's: an error naming the
+-- input (it came from inside the generated query; hunt-156).
+SELECT * FROM arrw.fused_search('fu_mdoc', 'id', '[{"column": "chunks", "query": "{\"[1,0,0]\"}"}]');
 DROP TABLE fu_mdoc;
