@@ -569,7 +569,9 @@ fn encoding_reports_table_rows_done_of_total() {
 /// `CREATE INDEX CONCURRENTLY`'s validation phase ("index validation:
 /// scanning index", PostgreSQL's bulk delete of the new index with a callback
 /// that collects its TIDs) shows blocks done of the index's blocks, as btree
-/// does: it showed 0 of 0.
+/// does: it showed 0 of 0. With a refine code, whose fine pages are most of
+/// the index and which the pass does not read, the count goes past half the
+/// total (it sat at a quarter, counting data pages alone: hunt-157).
 #[test]
 fn concurrent_build_validation_reports_blocks() {
     let (cluster, mut c) = arrw_cluster("res-progress-validate");
@@ -583,7 +585,7 @@ fn concurrent_build_validation_reports_blocks() {
     let mut seen: Vec<(i64, i64)> = Vec::new();
     for attempt in 0..5 {
         let ddl = format!(
-            "CREATE INDEX CONCURRENTLY d_v_{attempt} ON d USING ivfpq (v) WITH (lists = 16)"
+            "CREATE INDEX CONCURRENTLY d_v_{attempt} ON d USING ivfpq (v) WITH (lists = 16, refine = 4)"
         );
         let (r, _) = poll_build(&cluster, &mut c, &ddl, |c, pid, phase, _, _| {
             if phase == "index validation: scanning index" {
@@ -599,13 +601,17 @@ fn concurrent_build_validation_reports_blocks() {
             false
         });
         r.unwrap_or_else(|e| panic!("{}", msg(&e)));
-        if seen.iter().any(|&(done, total)| total > 0 && done > 0) {
+        if seen
+            .iter()
+            .any(|&(done, total)| total > 0 && done > total / 2)
+        {
             break;
         }
     }
     assert!(
-        seen.iter().any(|&(done, total)| total > 0 && done > 0),
-        "validation never showed blocks done of a total: {seen:?}"
+        seen.iter()
+            .any(|&(done, total)| total > 0 && done > total / 2),
+        "validation never showed more than half the blocks done: {seen:?}"
     );
     for &(done, total) in &seen {
         assert!(done <= total, "validation: {done} of {total} blocks");
