@@ -76,9 +76,9 @@ use pgrx::pg_sys;
 /// 60 queries of 3 unrelated ones (probes 20 of 75 lists, `LIMIT 10`; ad-hoc
 /// script): 4 re-ranked 2,342 rows a query at recall@10 0.997 (32 ms), 3
 /// re-ranked 931 at 0.993 (12.6 ms), 2 re-ranked 190 at 0.962 (5.4 ms); a
-/// sequential scan took ~105 ms. The rows a scan
-/// re-ranks still leave in exact order among themselves; fewer sigmas give
-/// up the near rows whose estimates erred more.
+/// sequential scan took ~105 ms. The rows a scan re-ranks still leave in
+/// exact order among themselves; fewer sigmas give up the near rows whose
+/// estimates erred more.
 fn ordered_rerank() -> OrderedRerank<Cand> {
     OrderedRerank::new(MARGIN_QUANTILE, DEFAULT_LIST_RANK)
         .with_near_spread_sigmas(NEAR_ROWS, options::MAXSIM_SIGMAS.get())
@@ -317,22 +317,24 @@ pub(super) unsafe fn gettuple(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -
 /// a list probed later can still follow a farther one (as "over the rows
 /// found" says of every MaxSim scan).
 ///
-/// It does not run when the queue already holds the rows the plan takes
-/// (`OrderedRerank::holds_enough`: all the rows a `LIMIT` holds are
-/// re-ranked, or leaving; and they are the `LIMIT`'s rows, nothing on the way
-/// dropping rows the scan does not check itself, `ScanState::hold_exact`):
-/// every row of the probed lists is then re-ranked, and those rows are the
-/// nearest of them, in exact order. Where the hold is a guess (a join or a
-/// subquery filter between the scan and the `LIMIT`, or no `LIMIT` known),
-/// the executor may drop the held rows and ask for more, and rows of lists
-/// probed only then would come after farther ones: it widens first, as
-/// before. The
+/// It does not run when the queue already holds the rows the plan takes:
+/// all the rows a `LIMIT` holds are re-ranked, or leaving
+/// (`OrderedRerank::holds_enough`), and they are the `LIMIT`'s own rows,
+/// nothing on the way dropping rows the scan does not check itself
+/// (`ScanState::hold_exact`). Every row of the probed lists is then
+/// re-ranked, those rows are the nearest of them, in exact order, and the
 /// probed lists, as `probes` set them, decide the recall, as in a
 /// single-vector scan. Widening there only settled rows already known: on
 /// 15,000 documents sharing paragraphs (hunt-153), a `LIMIT 21` re-ranked
 /// 217 rows, and a `LIMIT 30`, whose 30th row no gather could settle within
 /// the margin, widened 20 → 40 → 80 → 104 lists and re-ranked all 15,000
 /// (slower than a sequential scan).
+///
+/// Where the hold is a guess (a join or a subquery filter between the scan
+/// and the `LIMIT`, or no `LIMIT` known), the executor may drop the held rows
+/// and ask for more, and rows of lists probed only then would come after
+/// farther ones: it widens first, as before (stopping there had 18 of 30
+/// answers behind an `IN (subquery)` out of order, hunt-156).
 fn widen(st: &mut ScanState) -> bool {
     let lists = st.meta.lists as usize;
     let most = if st.max_probes > 0 {
