@@ -18,6 +18,7 @@ pub static MAX_PROBES: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static PROFILE: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static MAXSIM_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MAXSIM_SIGMAS: GucSetting<f64> = GucSetting::<f64>::new(arrw_core::rerank::FINE_SIGMAS);
+pub static REFINE_SIGMAS: GucSetting<f64> = GucSetting::<f64>::new(0.0);
 pub static PROBES_SCALE: GucSetting<f64> = GucSetting::<f64>::new(1.0);
 pub static PREFILTER: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -82,6 +83,16 @@ pub fn init() {
         c"Standard deviations of the nearest rows' estimate errors a MaxSim (@#) ivfpq scan adds to their mean before it hands a row out (4: exact order over the rows it finds, in practice).",
         c"Fewer re-rank fewer rows: 3 or 2 trade a few of the nearest rows (those whose estimates erred by more) for speed; the rows returned stay in exact order among themselves.",
         &MAXSIM_SIGMAS,
+        0.0,
+        10.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ivfpq.refine_sigmas",
+        c"With a refine code: the coarse margin of an ivfpq scan's refine stage is also at least the mean plus this many standard deviations of the coarse estimates' errors seen (0: off).",
+        c"The largest error of the candidates refined understates the rest's on queries far from every row; 3 left no row out there, at up to 3 times the candidates refined.",
+        &REFINE_SIGMAS,
         0.0,
         10.0,
         GucContext::Userset,

@@ -828,7 +828,9 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     }
     let order = OrderedRerank::new(DEFAULT_QUANTILE, DEFAULT_LIST_RANK);
     let order = if st.fine.is_some() {
-        order.with_refine()
+        order
+            .with_refine()
+            .with_coarse_fine_sigmas(options::REFINE_SIGMAS.get())
     } else {
         order
     };

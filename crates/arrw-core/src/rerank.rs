@@ -109,6 +109,11 @@ pub struct OrderedRerank<T: Record> {
     fine_errors: Samples,
     /// Largest `coarse − fine` seen.
     coarse_fine: f32,
+    /// Every `coarse − fine` seen (a sample), for the floor of
+    /// [`OrderedRerank::with_coarse_fine_sigmas`].
+    coarse_fine_errors: Samples,
+    /// That floor's standard deviations (None: no floor).
+    coarse_fine_sigmas: Option<f64>,
     slacks: Samples,
     /// `fine − centroid distance` of refined candidates.
     fine_slacks: Samples,
@@ -468,6 +473,8 @@ impl<T: Record> OrderedRerank<T> {
             errors: Samples::new(0x5eed_1234_abcd_ef01),
             fine_errors: Samples::new(0xf1ae_5eed_0bad_cafe),
             coarse_fine: f32::NEG_INFINITY,
+            coarse_fine_errors: Samples::new(0xc0a5_e0f1_4e5e_ed01),
+            coarse_fine_sigmas: None,
             slacks: Samples::new(0x51ac_4321_dcba_10fe),
             fine_slacks: Samples::new(0x5eed_f1ae_51ac_0001),
             quantile: quantile.clamp(0.0, 1.0),
@@ -731,12 +738,30 @@ impl<T: Record> OrderedRerank<T> {
         self
     }
 
+    /// With a refine stage, the largest `coarse − fine` of the candidates
+    /// refined so far (what the coarse margin adds the fine margin to) is also
+    /// at least their mean plus `sigmas` standard deviations (0 or not finite:
+    /// no floor, the default). Those candidates were refined because their
+    /// coarse estimates erred low, so their largest error understates the
+    /// rest's: on a query far from every row (all distances close together) a
+    /// row whose coarse estimate overshot by more was never refined, and left
+    /// out of a `LIMIT 10` with every list probed (2 of 300 on 768-d sentence
+    /// pairs, hunt-155; 0 with 3 standard deviations, at 3× the candidates
+    /// refined there and 1.25× on ordinary queries). Called on a fresh queue.
+    pub fn with_coarse_fine_sigmas(mut self, sigmas: f64) -> Self {
+        self.coarse_fine_sigmas = (sigmas.is_finite() && sigmas > 0.0).then_some(sigmas);
+        self
+    }
+
     /// Adds a refined candidate: its coarse and fine estimates, and its list's
     /// centroid distance. Its fine estimate less the fine margin stands in for
     /// the exact distance in the list slack (see [`OrderedRerank::list_slack`]).
     pub fn add_refined(&mut self, coarse: f32, fine: f32, list_distance: f32, id: T) {
         if (coarse - fine).is_finite() {
             self.coarse_fine = self.coarse_fine.max(coarse - fine);
+            if self.coarse_fine_sigmas.is_some() {
+                self.coarse_fine_errors.add_error(coarse, fine);
+            }
         }
         self.fine_slacks.add(fine - list_distance);
         self.refined
@@ -950,7 +975,11 @@ impl<T: Record> OrderedRerank<T> {
         }
         if self.coarse_fine.is_finite() {
             // coarse − exact = (coarse − fine) + (fine − exact).
-            direct.max(self.coarse_fine + self.fine_margin())
+            let floor = self
+                .coarse_fine_sigmas
+                .and_then(|z| self.coarse_fine_errors.mean_plus(z));
+            let coarse_fine = self.coarse_fine.max(floor.unwrap_or(f32::NEG_INFINITY));
+            direct.max(coarse_fine + self.fine_margin())
         } else {
             direct
         }
@@ -1323,6 +1352,38 @@ mod tests {
         let near = scan_order(OrderedRerank::new(0.99, 1).with_near_spread(100), &rows, 10);
         assert_eq!(near.len(), rows.len());
         assert!(sorted(&near), "{near:?}");
+    }
+
+    /// The coarse − fine floor: off by default (the largest refined error),
+    /// and with it the mean plus that many standard deviations of them when
+    /// that is more.
+    #[test]
+    fn a_coarse_fine_floor_widens_the_coarse_margin() {
+        let margin = |sigmas: Option<f64>| {
+            let r = OrderedRerank::<u64>::new(1.0, 1).with_refine();
+            let mut r = match sigmas {
+                Some(z) => r.with_coarse_fine_sigmas(z),
+                None => r,
+            };
+            // coarse − fine of 0, 0.1, .., 0.4, ten times each: mean 0.2,
+            // sd 0.1429 (n − 1), largest 0.4.
+            for i in 0..50u64 {
+                let fine = 1.0 + i as f32 * 0.01;
+                r.add_refined(fine + 0.1 * (i % 5) as f32, fine, 0.0, i);
+            }
+            for (coarse, fine, id) in r.pop_refined(1) {
+                r.add_refined_exact(coarse, fine, fine, id);
+            }
+            r.margin()
+        };
+        // The margin adds the fine margin to the coarse − fine term: the
+        // floor moves it by what it adds to that term.
+        let plain = margin(None);
+        assert_eq!(margin(Some(0.0)), plain, "0 is no floor");
+        assert_eq!(margin(Some(1.0)), plain, "a floor below the largest");
+        let z3 = margin(Some(3.0));
+        let wider = 0.2 + 3.0 * 0.142_857 - 0.4;
+        assert!((z3 - plain - wider).abs() < 2e-3, "{z3} {plain}");
     }
 
     /// Fewer sigmas for the near-row spread: a smaller margin (the mean plus

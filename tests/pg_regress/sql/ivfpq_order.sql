@@ -316,3 +316,33 @@ DROP TABLE ord_rep, ord_repq, ord_repi, ord_repe;
 DROP TABLE ord, ord_q, ord_docs, ord_dq;
 DEALLOCATE ord_top;
 DROP FUNCTION ord_unordered, ord_unordered_where, ord_unordered_param, ord_ms_unordered, ord_count, ord_vecs, ord_pr;
+
+-- ivfpq.refine_sigmas: with a refine code, the refine stage's coarse margin is
+-- also at least the mean plus that many standard deviations of the coarse
+-- estimates' errors (off by default): more candidates are refined, none fewer.
+CREATE TABLE ord_rs (id int PRIMARY KEY, v vector(64));
+INSERT INTO ord_rs SELECT g, (SELECT array_agg(sin(g * 1.3 + i * 0.7) + 0.3 * cos(g * 0.11 * i))::real[]::vector
+  FROM generate_series(1, 64) i) FROM generate_series(1, 3000) g;
+CREATE INDEX ord_rs_v ON ord_rs USING ivfpq (v vector_cosine_ops) WITH (lists = 4, refine = 4);
+SET enable_seqscan = off;
+SET ivfpq.probes = 4;
+SET ivfpq.profile = on;
+CREATE FUNCTION ord_rs_refined(sigmas float8, OUT refined int, OUT wrong int) LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM set_config('ivfpq.refine_sigmas', sigmas::text, true);
+  PERFORM arrw.ivfpq_profile_reset();
+  SELECT count(*) INTO wrong FROM generate_series(1, 20) q, LATERAL (
+    SELECT array_agg(id ORDER BY id) AS got FROM (SELECT id FROM ord_rs
+      ORDER BY v <=> (SELECT v FROM ord_rs WHERE id = q * 97) LIMIT 10) s) a, LATERAL (
+    SELECT array_agg(id ORDER BY id) AS want FROM (SELECT id FROM ord_rs
+      ORDER BY (v <=> (SELECT v FROM ord_rs WHERE id = q * 97)) + 0 LIMIT 10) s) b
+  WHERE got IS DISTINCT FROM want;
+  refined := (arrw.ivfpq_profile()->>'refined')::int;
+END $$;
+SELECT s3.refined > s0.refined AS more_refined, s0.wrong + s3.wrong AS wrong
+FROM ord_rs_refined(0) s0, ord_rs_refined(3) s3;
+SHOW ivfpq.refine_sigmas;
+SET ivfpq.refine_sigmas = 11;
+RESET ALL;
+DROP FUNCTION ord_rs_refined(float8);
+DROP TABLE ord_rs;
