@@ -2567,3 +2567,57 @@ fn a_rebuild_trains_the_same_model_whatever_scans_ran_before() {
         assert_eq!(model(&mut c), first, "after a scan stopped at row {stop}");
     }
 }
+
+/// `ALTER INDEX ... SET (...)` is checked against the index's dimensions also
+/// when it is a session's first use of arrw on a server that does not preload
+/// it: the library then comes with the index's opening, inside the statement,
+/// and the check used to hang on a utility hook that load installed too late
+/// for it. `m = 3` went onto a 4-d index and its next REINDEX (and every
+/// restore of a dump) failed.
+#[test]
+fn alter_index_options_are_checked_without_preload() {
+    let cluster = Cluster::start("ivfpq-nopreload", "shared_preload_libraries = ''");
+    let mut setup = cluster.connect();
+    exec(
+        &mut setup,
+        "CREATE EXTENSION arrw;
+         CREATE TABLE t (id int, v vector(4));
+         INSERT INTO t SELECT i, ARRAY[i, i % 7, i % 5, 1]::real[]::vector
+           FROM generate_series(1, 200) i;
+         CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 2)",
+    );
+    drop(setup);
+    let opts = |c: &mut Client| -> String {
+        c.query_one(
+            "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 't_v'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    // Each statement is the first of a new session: the library is not loaded.
+    for sql in [
+        "ALTER INDEX t_v SET (m = 3)",
+        "ALTER TABLE t_v SET (nbits = 8, m = 3)",
+    ] {
+        let mut c = cluster.connect();
+        let e = c.batch_execute(sql).expect_err(sql);
+        assert_eq!(
+            e.code().map(|s| s.code()),
+            Some("22023"),
+            "{sql}: {}",
+            msg(&e)
+        );
+        assert_eq!(opts(&mut c), "lists=2", "{sql}");
+    }
+    // Changes that fit, and changes of the row that are not options, go through.
+    let mut c = cluster.connect();
+    exec(&mut c, "ALTER INDEX t_v SET (m = 2, probes = 2)");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "ALTER INDEX t_v RENAME TO t_v2; ALTER INDEX t_v2 RENAME TO t_v",
+    );
+    assert_eq!(opts(&mut c), "lists=2,m=2,probes=2");
+    exec(&mut c, "REINDEX INDEX t_v");
+}

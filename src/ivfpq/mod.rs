@@ -139,6 +139,7 @@ unsafe extern "C-unwind" fn amvalidate(_opclassoid: pg_sys::Oid) -> bool {
 /// Called from `_PG_init`: reloptions and GUCs.
 pub fn init() {
     options::init();
+    options::install_alter_check();
     pending::init();
     executor_hook::init();
     path_hook::init();

@@ -37,6 +37,15 @@ pub struct IvfpqOptions {
     pub refine: i32,
 }
 
+impl IvfpqOptions {
+    /// Whether `other` sets every option as this does (the varlena header
+    /// aside).
+    fn same_settings(&self, other: &IvfpqOptions) -> bool {
+        let f = |o: &IvfpqOptions| (o.lists, o.m, o.nbits, o.probes, o.rerank, o.refine);
+        f(self) == f(other)
+    }
+}
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"ivfpq.probes",
@@ -285,17 +294,23 @@ pub unsafe extern "C-unwind" fn amoptions(
 pub fn of(index: pg_sys::Relation) -> IvfpqOptions {
     // SAFETY: rd_options is either NULL or the struct amoptions built for this
     // index, cached in the relcache entry that `index` points to.
-    unsafe {
-        let p = (*index).rd_options as *const IvfpqOptions;
-        if p.is_null() {
-            IvfpqOptions {
-                rerank: -1,
-                refine: -1,
-                ..Default::default()
-            }
-        } else {
-            *p
+    unsafe { parse_of((*index).rd_options as *const IvfpqOptions) }
+}
+
+/// The options `amoptions` parsed into `p` (NULL: none given).
+///
+/// # Safety
+/// `p` is NULL or points to an [`IvfpqOptions`] built by [`amoptions`].
+unsafe fn parse_of(p: *const IvfpqOptions) -> IvfpqOptions {
+    if p.is_null() {
+        IvfpqOptions {
+            rerank: -1,
+            refine: -1,
+            ..Default::default()
         }
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { *p }
     }
 }
 
@@ -350,72 +365,161 @@ pub fn rerank(index_opt: i64) -> usize {
     }
 }
 
-/// After an `ALTER INDEX ... SET/RESET (...)` (or `ALTER TABLE` naming an
-/// index) on an ivfpq index: ERROR, undoing the statement, unless the new
-/// options fit the index's dimensions ([`check_options_fit`]). PostgreSQL
-/// validates reloptions without the relation (`amoptions`), so `m = 3` went
-/// onto a 4-dimensional index: it went on answering from its old model, and
-/// every REINDEX, `pg_restore` and `pg_upgrade` of it then failed.
+/// What our `object_access_hook` calls first: the hook installed before ours
+/// (set in [`install_alter_check`]).
+static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
+
+/// Installs the check of an ivfpq index's changed options
+/// ([`check_altered`]) as an `object_access_hook`, once per backend from
+/// `_PG_init`.
+///
+/// Why that hook and not the utility hook: an `ALTER INDEX ... SET` that is a
+/// session's first use of arrw (no `shared_preload_libraries`) loads the
+/// library only when it opens the index, inside `ProcessUtility`, past the
+/// point where a utility hook installed by that load could see the
+/// statement, so such a change went unchecked (hunt-78). PostgreSQL calls the
+/// object access hook after it wrote the new options (`ATExecSetRelOptions`:
+/// `InvokeObjectPostAlterHook`), and by then the index is open, so the
+/// library and this hook are loaded.
+pub fn install_alter_check() {
+    // SAFETY: once, from _PG_init, on PostgreSQL's thread; the previous hook
+    // is kept and called by ours.
+    unsafe {
+        PREV_OBJECT_ACCESS = pg_sys::object_access_hook;
+        pg_sys::object_access_hook = Some(object_access);
+    }
+}
+
+/// Our `object_access_hook`. Not `#[pg_guard]`, like the statement hooks
+/// (SAFETY.md, "Errors and unwinding"): it calls the hook installed before
+/// ours, whose ERRORs must reach PostgreSQL as raised; it is a plain frame
+/// (no value with a destructor, nothing that can panic), and our own work is
+/// in [`check_altered`], guarded.
+unsafe extern "C-unwind" fn object_access(
+    access: pg_sys::ObjectAccessType::Type,
+    class_id: pg_sys::Oid,
+    object_id: pg_sys::Oid,
+    sub_id: std::ffi::c_int,
+    arg: *mut std::ffi::c_void,
+) {
+    // SAFETY: PostgreSQL's arguments, forwarded unchanged to the previous
+    // hook, as every object access hook does.
+    unsafe {
+        if let Some(prev) = PREV_OBJECT_ACCESS {
+            prev(access, class_id, object_id, sub_id, arg);
+        }
+        if access == pg_sys::ObjectAccessType::OAT_POST_ALTER
+            && class_id == pg_sys::RelationRelationId
+            && sub_id == 0
+        {
+            check_altered(object_id);
+        }
+    }
+}
+
+/// After a relation's catalog row changed (`OAT_POST_ALTER`): when it is an
+/// ivfpq index whose options changed (`ALTER INDEX ... SET/RESET (...)`, or
+/// `ALTER TABLE` naming the index), ERROR, undoing the statement, unless the
+/// new options fit the index's dimensions ([`check_options_fit`]).
+/// PostgreSQL validates reloptions without the relation (`amoptions`), so
+/// `m = 3` went onto a 4-dimensional index: it went on answering from its old
+/// model, and every REINDEX, `pg_restore` and `pg_upgrade` of it then failed.
+/// Other changes of an index's row (a rename, a tablespace) leave its options
+/// as they were and are not checked: a damaged or older index stays
+/// renamable.
 ///
 /// # Safety
-/// `pstmt` is the statement `ProcessUtility` just ran, in a live transaction.
+/// Called from the object access hook, in a live transaction, with
+/// `relid`'s new catalog row written by the current command.
 #[pg_guard]
-pub unsafe extern "C-unwind" fn check_altered(pstmt: *mut pg_sys::PlannedStmt) {
-    // SAFETY: PostgreSQL's statement; every pointer is read only after its
-    // node tag says what it is, and the list is walked with pgrx's wrapper.
+unsafe extern "C-unwind" fn check_altered(relid: pg_sys::Oid) {
+    // SAFETY: catalog reads of a relation the statement has locked (it holds
+    // its lock until the transaction ends); the new row is read with
+    // SnapshotSelf, which sees the current command's own writes.
     unsafe {
-        let stmt = (*pstmt).utilityStmt;
-        if stmt.is_null() || (*stmt).type_ != pg_sys::NodeTag::T_AlterTableStmt {
-            return;
-        }
-        let at = stmt as *mut pg_sys::AlterTableStmt;
-        let cmds = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*at).cmds);
-        let sets_options = cmds.iter_ptr().any(|c| {
-            matches!(
-                (*c).subtype,
-                pg_sys::AlterTableType::AT_SetRelOptions
-                    | pg_sys::AlterTableType::AT_ResetRelOptions
-                    | pg_sys::AlterTableType::AT_ReplaceRelOptions
-            )
-        });
-        if !sets_options || (*at).relation.is_null() || !pg_sys::IsTransactionState() {
-            return;
-        }
-        // The statement holds its lock on the relation until the transaction ends.
-        let relid = pg_sys::RangeVarGetRelidExtended(
-            (*at).relation,
-            pg_sys::NoLock as i32,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        );
-        if relid == pg_sys::InvalidOid
+        if !pg_sys::IsTransactionState()
             || pg_sys::get_rel_relkind(relid) != pg_sys::RELKIND_INDEX as std::ffi::c_char
         {
             return;
         }
         let ivfpq = pg_sys::get_index_am_oid(c"ivfpq".as_ptr(), true);
-        // The new options, as the relation cache reads them after the change.
-        pg_sys::CommandCounterIncrement();
         let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as i32);
         if (*(*rel).rd_rel).relam == ivfpq {
-            // An index never built (a failed or cancelled CREATE INDEX
-            // CONCURRENTLY leaves an empty file) has no meta page: its options
-            // are checked against the column's declared dimensions, if any,
-            // so that fixing them and then REINDEX works.
-            let dim = if super::page::nblocks(rel) == 0 {
-                super::model::declared_dim(rel).unwrap_or(0)
-            } else {
-                let meta = super::page::meta(rel);
-                if meta.untrained == 0 {
-                    meta.dim as usize
+            let new = written_options(relid);
+            // The relation cache still has the options before the change.
+            if !new.same_settings(&of(rel)) {
+                // An index never built (a failed or cancelled CREATE INDEX
+                // CONCURRENTLY leaves an empty file) has no meta page: its
+                // options are checked against the column's declared
+                // dimensions, if any, so that fixing them and then REINDEX
+                // works.
+                let dim = if super::page::nblocks(rel) == 0 {
+                    super::model::declared_dim(rel).unwrap_or(0)
                 } else {
-                    super::model::untrained_dim(rel, &meta)
-                }
-            };
-            check_options_fit(&of(rel), dim, super::model::is_multi(rel));
+                    let meta = super::page::meta(rel);
+                    if meta.untrained == 0 {
+                        meta.dim as usize
+                    } else {
+                        super::model::untrained_dim(rel, &meta)
+                    }
+                };
+                check_options_fit(&new, dim, super::model::is_multi(rel));
+            }
         }
         pg_sys::relation_close(rel, pg_sys::AccessShareLock as i32);
+    }
+}
+
+/// The options in `relid`'s catalog row as the current command wrote it
+/// (the relation cache shows them only after the next command counter
+/// increment), parsed as [`of`] gives them.
+///
+/// # Safety
+/// In a live transaction; `relid` names an ivfpq index.
+unsafe fn written_options(relid: pg_sys::Oid) -> IvfpqOptions {
+    // SAFETY: a systable scan of pg_class by its OID index under
+    // SnapshotSelf (PostgreSQL's own static snapshot), one row at most; the
+    // reloptions datum is read from that row while the scan holds it and
+    // parsed into a palloc'd copy before the scan ends.
+    unsafe {
+        let pgclass =
+            pg_sys::table_open(pg_sys::RelationRelationId, pg_sys::AccessShareLock as i32);
+        let mut key = pg_sys::ScanKeyData::default();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            pg_sys::Anum_pg_class_oid as pg_sys::AttrNumber,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::F_OIDEQ.into(),
+            relid.into(),
+        );
+        let scan = pg_sys::systable_beginscan(
+            pgclass,
+            pg_sys::ClassOidIndexId.into(),
+            true,
+            &raw mut pg_sys::SnapshotSelfData,
+            1,
+            &mut key,
+        );
+        let tuple = pg_sys::systable_getnext(scan);
+        let parsed = if tuple.is_null() {
+            std::ptr::null_mut()
+        } else {
+            let mut isnull = false;
+            let datum = pg_sys::heap_getattr(
+                tuple,
+                pg_sys::Anum_pg_class_reloptions as i32,
+                (*pgclass).rd_att,
+                &mut isnull,
+            );
+            if isnull {
+                std::ptr::null_mut()
+            } else {
+                amoptions(datum, false)
+            }
+        };
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(pgclass, pg_sys::AccessShareLock as i32);
+        parse_of(parsed as *const IvfpqOptions)
     }
 }
 

@@ -579,8 +579,7 @@ extern "C" {
 /// "Pending index entries"): it runs the statement, and the statement's
 /// ERRORs must reach PostgreSQL as raised. It is a plain frame (no value with
 /// a destructor, nothing that can panic), so a PostgreSQL ERROR may pass
-/// through it; our own work is in [`before_utility`] and, once the statement
-/// ran, `options::check_altered`, both guarded.
+/// through it; our own work is in [`before_utility`], guarded.
 #[allow(clippy::too_many_arguments)] // PostgreSQL's ProcessUtility_hook_type
 unsafe extern "C-unwind" fn utility_hook(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -599,8 +598,6 @@ unsafe extern "C-unwind" fn utility_hook(
         if let Some(next) = PREV_UTILITY {
             next(pstmt, query, read_only_tree, context, params, env, dest, qc);
         }
-        // An ivfpq index's changed options must fit its dimensions.
-        super::options::check_altered(pstmt);
     }
 }
 
