@@ -2568,14 +2568,25 @@ fn a_rebuild_trains_the_same_model_whatever_scans_ran_before() {
     }
 }
 
-/// `ALTER INDEX ... SET (...)` is checked against the index's dimensions also
-/// when it is a session's first use of arrw on a server that does not preload
-/// it: the library then comes with the index's opening, inside the statement,
-/// and the check used to hang on a utility hook that load installed too late
-/// for it. `m = 3` went onto a 4-d index and its next REINDEX (and every
-/// restore of a dump) failed.
+/// On a server that does not preload arrw, each session loads it at its
+/// first use, sometimes in the middle of the statement that needs one of its
+/// hooks (hunt-78, hunt-158):
+/// - `ALTER INDEX ... SET (...)` is checked against the index's dimensions
+///   (the library comes with the index's opening, inside the statement, and
+///   the check hung on a utility hook that load installed too late for it:
+///   `m = 3` went onto a 4-d index and its next REINDEX, and every restore of
+///   a dump, failed);
+/// - and under the lock the options declare (PostgreSQL chose
+///   ShareUpdateExclusiveLock, having none registered, so a concurrent first
+///   row could give the index dimensions the check never saw);
+/// - an `INSERT ... SELECT ... ON CONFLICT DO NOTHING` that loads the library
+///   in its ExecutorStart writes its entries at once, as with preloading (they
+///   were kept to commit, so a speculative row that lost its race and whose
+///   TID VACUUM handed on left its entry on another row);
+/// - `arrw.wait_job` on a job no worker will run is an error, not a wait
+///   without end.
 #[test]
-fn alter_index_options_are_checked_without_preload() {
+fn a_session_loading_arrw_mid_statement_keeps_its_checks() {
     let cluster = Cluster::start("ivfpq-nopreload", "shared_preload_libraries = ''");
     let mut setup = cluster.connect();
     exec(
@@ -2584,9 +2595,16 @@ fn alter_index_options_are_checked_without_preload() {
          CREATE TABLE t (id int, v vector(4));
          INSERT INTO t SELECT i, ARRAY[i, i % 7, i % 5, 1]::real[]::vector
            FROM generate_series(1, 200) i;
-         CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 2)",
+         CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 2);
+         CREATE TABLE e (v vector);
+         CREATE INDEX e_v ON e USING ivfpq (v);
+         CREATE TABLE u (id int PRIMARY KEY, v vector(4));
+         INSERT INTO u SELECT i, ARRAY[i % 17, i % 13, i % 7, 1]::real[]::vector
+           FROM generate_series(1, 2000) i;
+         CREATE INDEX u_v ON u USING ivfpq (v) WITH (lists = 8);
+         CREATE TABLE staging AS SELECT i AS id, ARRAY[i % 5, i % 3, 1, 2]::real[]::vector AS v
+           FROM generate_series(1901, 2100) i",
     );
-    drop(setup);
     let opts = |c: &mut Client| -> String {
         c.query_one(
             "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 't_v'",
@@ -2620,4 +2638,71 @@ fn alter_index_options_are_checked_without_preload() {
     );
     assert_eq!(opts(&mut c), "lists=2,m=2,probes=2");
     exec(&mut c, "REINDEX INDEX t_v");
+
+    let mode_on = |c: &mut Client, pid: i32, rel: &str| -> Vec<String> {
+        c.query(
+            "SELECT mode FROM pg_locks WHERE pid = $1 AND relation = $2::text::regclass ORDER BY mode",
+            &[&pid, &rel],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    // An option that shapes the index takes AccessExclusiveLock, one that
+    // does not only ShareUpdateExclusiveLock, as with preloading.
+    for (sql, mode) in [
+        ("ALTER INDEX e_v SET (m = 2)", "AccessExclusiveLock"),
+        (
+            "ALTER INDEX e_v SET (probes = 3)",
+            "ShareUpdateExclusiveLock",
+        ),
+    ] {
+        let mut x = cluster.connect();
+        let pid: i32 = x.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+        x.batch_execute(&format!("BEGIN; {sql}")).unwrap();
+        let mut y = cluster.connect();
+        let modes = mode_on(&mut y, pid, "e_v");
+        assert!(modes.contains(&mode.to_string()), "{sql}: {modes:?}");
+        if mode != "AccessExclusiveLock" {
+            assert!(
+                !modes.contains(&"AccessExclusiveLock".to_string()),
+                "{sql}: {modes:?}"
+            );
+        }
+        exec(&mut x, "ROLLBACK");
+    }
+
+    // The upsert that loads the library: its entries are on the pages while
+    // its transaction is still open (2,100 rows, not the 2,000 before it).
+    let mut a = cluster.connect();
+    a.batch_execute(
+        "BEGIN; INSERT INTO u (id, v) SELECT id, v FROM staging ON CONFLICT DO NOTHING",
+    )
+    .unwrap();
+    let mut b = cluster.connect();
+    let rows: i64 = b
+        .query_one("SELECT rows::int8 FROM arrw.ivfpq_info('u_v')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows, 2100,
+        "entries on the pages while the upsert's transaction is open"
+    );
+    exec(&mut a, "COMMIT");
+
+    let mut j = cluster.connect();
+    let id: i64 = j
+        .query_one(
+            "SELECT arrw.submit_job('index_rebuild', '{\"index\": \"t_v\"}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let e = j
+        .batch_execute(&format!(
+            "SET statement_timeout = '20s'; SELECT arrw.wait_job({id})"
+        ))
+        .expect_err("wait_job without workers");
+    assert_eq!(e.code().map(|s| s.code()), Some("55000"), "{}", msg(&e));
 }

@@ -41,7 +41,13 @@ impl IvfpqOptions {
     /// Whether `other` sets every option as this does (the varlena header
     /// aside).
     fn same_settings(&self, other: &IvfpqOptions) -> bool {
-        let f = |o: &IvfpqOptions| (o.lists, o.m, o.nbits, o.probes, o.rerank, o.refine);
+        self.same_shape(other) && (self.probes, self.rerank) == (other.probes, other.rerank)
+    }
+
+    /// Whether `other` sets the options that shape the index (those
+    /// registered with AccessExclusiveLock in [`init`]) as this does.
+    fn same_shape(&self, other: &IvfpqOptions) -> bool {
+        let f = |o: &IvfpqOptions| (o.lists, o.m, o.nbits, o.refine);
         f(self) == f(other)
     }
 }
@@ -447,7 +453,20 @@ unsafe extern "C-unwind" fn check_altered(relid: pg_sys::Oid) {
         if (*(*rel).rd_rel).relam == ivfpq {
             let new = written_options(relid);
             // The relation cache still has the options before the change.
-            if !new.same_settings(&of(rel)) {
+            let old = of(rel);
+            if !new.same_settings(&old) {
+                // The options that shape the index declare AccessExclusiveLock,
+                // but PostgreSQL chose the statement's lock before it opened the
+                // index, from the options registered then: a session's first
+                // use of arrw (not preloaded) had none, and took
+                // ShareUpdateExclusiveLock, so a concurrent first row could
+                // give the index its dimensions after the check below read
+                // none (hunt-158). Taking the declared lock here (a no-op when
+                // the statement holds it) waits for such writers and reads the
+                // dimensions they left.
+                if !new.same_shape(&old) {
+                    pg_sys::LockRelationOid(relid, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE);
+                }
                 // An index never built (a failed or cancelled CREATE INDEX
                 // CONCURRENTLY leaves an empty file) has no meta page: its
                 // options are checked against the column's declared

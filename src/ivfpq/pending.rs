@@ -43,7 +43,8 @@
 //! entry must reach the pages before that (as it did when written row by row),
 //! so from the start of a statement that has an `ON CONFLICT` clause (our
 //! `ExecutorStart_hook`, executor_hook.rs, looks at its plan) until the transaction ends, each new
-//! entry is written as it comes.
+//! entry is written as it comes; so too in the transaction that loads the
+//! library, whose first statement that hook may have missed ([`init`]).
 //!
 //! - before a plan that may run in parallel workers starts (our
 //!   `ExecutorStart_hook`, executor_hook.rs): the workers share this
@@ -107,7 +108,8 @@ struct Pending {
 thread_local! {
     static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
     /// Whether this transaction ran a statement with `ON CONFLICT` (see the
-    /// module docs): entries are then written as they come.
+    /// module docs), or loaded the library (see [`init`]): entries are then
+    /// written as they come.
     static AT_ONCE: Cell<bool> = const { Cell::new(false) };
     /// Set while entries taken from the registry are being written, and left
     /// set when the write fails (see the module docs); cleared when the
@@ -444,6 +446,19 @@ pub fn init() {
                 pg_sys::ProcessUtility_hook_type,
             >(&raw const STANDARD_PROCESS_UTILITY));
         pg_sys::ProcessUtility_hook = Some(utility_hook);
+        // Loaded inside a transaction (not preloaded: a session's first use
+        // of arrw loads it), possibly during the very statement that inserts:
+        // an `INSERT ... SELECT ... ON CONFLICT DO NOTHING` opens the index
+        // only in `ExecutorStart`, past the point where the executor-start
+        // hook this load installs could note its `ON CONFLICT`, and kept its
+        // speculative rows' entries to commit; VACUUM then gave a row that
+        // lost its race's TID to another row, and the commit wrote the stale
+        // entry onto it (one row with two entries, XX002, hunt-158). The
+        // statements of the loading transaction are not known, so its entries
+        // are written as they come, as under `ON CONFLICT`.
+        if pg_sys::IsTransactionState() {
+            AT_ONCE.set(true);
+        }
     }
 }
 

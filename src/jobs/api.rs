@@ -323,6 +323,16 @@ fn wait(id: i64, timeout_us: Option<u64>) -> String {
                     "arrw.wait_job",
                 );
             }
+            // Without preloading there are no job workers (submit_job warned):
+            // waiting would last until a timeout or a cancel (hunt-158).
+            if shmem::shared().is_none() {
+                error_hint(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("job {id} cannot run: arrw is not in shared_preload_libraries, so no worker runs jobs"),
+                    "Add arrw to shared_preload_libraries and restart the server; the job stays queued until then.",
+                    "arrw.wait_job",
+                );
+            }
         }
         // REINDEX CONCURRENTLY waits for every transaction in the database holding an
         // older snapshot, and this call holds one while it waits: if the job's worker
