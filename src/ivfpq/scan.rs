@@ -379,7 +379,7 @@ pub unsafe extern "C-unwind" fn amrescan(
 }
 
 /// The scan's state for `amgettuple` (mod.rs), started on the first call;
-/// None when the scan returns nothing (no ORDER BY, a NULL query).
+/// None when the scan returns nothing (no ORDER BY, a NULL `vector[]` query).
 ///
 /// # Safety
 /// `scan` must be a scan begun by [`ambeginscan`] and not yet ended.
@@ -697,11 +697,24 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     let t = profile::start();
     // SAFETY: orderByData[0] was filled by amrescan.
     let (index, key) = unsafe { ((*scan).indexRelation, &*(*scan).orderByData) };
-    if unsafe { (*scan).numberOfOrderBys } < 1 || key.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+    if unsafe { (*scan).numberOfOrderBys } < 1 {
         return false;
     }
     let multi = model::is_multi(index);
-    if multi {
+    // A NULL query (a parameter, an outer row's value): every row is at a
+    // NULL distance, so a sequential scan returns all of them, in no
+    // particular order, and so does this scan (below). A MaxSim index holds
+    // a row once per element, and handing each row out once would take a set
+    // of every row seen, growing with the table: it returns none
+    // (docs/multivector.md).
+    let null_query = key.sk_flags & pg_sys::SK_ISNULL as i32 != 0;
+    if null_query && multi {
+        return false;
+    }
+    if null_query {
+        // A stand-in query is set once the dimension is known.
+        st.query.clear();
+    } else if multi {
         // SAFETY: the ORDER BY argument of `@#` is a non-null vector[] datum.
         st.multi = Some(unsafe { super::maxsim_query::MultiScan::new(key.sk_argument) });
     } else {
@@ -730,7 +743,23 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     } else {
         0
     };
-    if let Some(m) = &st.multi {
+    if null_query {
+        // Any vector of the index's dimension will do: what it ranks by is
+        // not handed out (the executor reads no ORDER BY value from an ivfpq
+        // scan), and the scan below returns every row. A unit vector keeps
+        // cosine estimates finite.
+        let dim = if st.meta.untrained == 0 {
+            model.dim
+        } else {
+            untrained_dim
+        };
+        if dim == 0 {
+            // No row has given the index a dimension: it holds no row.
+            return false;
+        }
+        st.query = vec![0.0; dim];
+        st.query[0] = 1.0;
+    } else if let Some(m) = &st.multi {
         if st.meta.untrained == 0 {
             m.check_dim(model.dim);
         } else if untrained_dim > 0 {
@@ -776,6 +805,14 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     st.rerank = options::rerank(opts.rerank as i64);
     st.iterative = options::ITERATIVE_SCAN.get();
     st.max_probes = options::MAX_PROBES.get().max(0) as usize;
+    if null_query {
+        // Every row, read from the codes alone (`rerank = 0`'s path: no
+        // distance to order by is read from the table), every list at once.
+        st.rerank = 0;
+        st.iterative = true;
+        st.max_probes = 0;
+        st.probes = (st.meta.lists as usize).max(1);
+    }
     profile::stop(t, Phase::Setup);
     st.fine = if st.meta.untrained == 0 && model.refine.is_some() && !multi {
         layout::FineGeom::of(&st.meta)

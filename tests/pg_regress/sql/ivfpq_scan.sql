@@ -82,17 +82,41 @@ RESET ivfpq.rerank;
 
 -- A query of the wrong dimension. A NULL query vector: as a constant the
 -- planner folds the distance to NULL (no ivfpq scan, any 3 rows); as a
--- parameter of a generic plan the index scan returns no rows.
+-- parameter of a generic plan (or a subquery's value) every row is at a NULL
+-- distance, and the index scan returns every row it holds, once each, in no
+-- particular order, as a sequential scan does (it returned none before).
 SELECT id FROM ivs ORDER BY v <-> '[1,2,3]' LIMIT 1;
 EXPLAIN (COSTS OFF) SELECT id FROM ivs ORDER BY v <-> NULL LIMIT 3;
 SELECT count(*) FROM (SELECT id FROM ivs ORDER BY v <-> NULL LIMIT 3) s;
 SET plan_cache_mode = force_generic_plan;
 PREPARE knn_null(vector) AS SELECT id FROM ivs ORDER BY v <-> $1 LIMIT 3;
 EXPLAIN (COSTS OFF) EXECUTE knn_null(NULL);
-EXECUTE knn_null(NULL);
 EXECUTE knn_null('[100.31,0.62,0.23,0.07]');
 DEALLOCATE knn_null;
+PREPARE knn_null_all(vector) AS
+  SELECT count(*) AS rows, count(DISTINCT id) AS distinct_rows FROM (SELECT id FROM ivs ORDER BY v <-> $1) s;
+EXECUTE knn_null_all(NULL);
+SELECT count(*) AS not_null_rows FROM ivs WHERE v IS NOT NULL;
+DEALLOCATE knn_null_all;
 RESET plan_cache_mode;
+-- Many copies of a few vectors, every list, a candidate pool that holds a
+-- few thousand (work_mem 64kB), a cosine index and an index built empty.
+CREATE TABLE ivnull (id int, v vector(3));
+INSERT INTO ivnull SELECT i, ARRAY[i % 13, i % 7, 1]::real[]::vector FROM generate_series(1, 5000) i;
+INSERT INTO ivnull SELECT 10000 + i, '[1,1,1]' FROM generate_series(1, 15000) i;
+INSERT INTO ivnull VALUES (-1, NULL);
+CREATE INDEX ivnull_l2 ON ivnull USING ivfpq (v) WITH (lists = 8);
+SET work_mem = '64kB';
+SELECT count(*), count(DISTINCT id) FROM (SELECT id FROM ivnull ORDER BY v <-> (SELECT NULL::vector)) s;
+RESET work_mem;
+SELECT count(*) FROM (SELECT id FROM ivnull ORDER BY v <-> (SELECT NULL::vector) LIMIT 5) s;
+DROP INDEX ivnull_l2;
+CREATE INDEX ivnull_cos ON ivnull USING ivfpq (v vector_cosine_ops) WITH (lists = 4);
+SELECT count(*), count(DISTINCT id) FROM (SELECT id FROM ivnull ORDER BY v <=> (SELECT NULL::vector)) s;
+TRUNCATE ivnull;
+INSERT INTO ivnull SELECT i, ARRAY[i, 1, 2]::real[]::vector FROM generate_series(1, 50) i;
+SELECT count(*), count(DISTINCT id) FROM (SELECT id FROM ivnull ORDER BY v <=> (SELECT NULL::vector)) s;
+DROP TABLE ivnull;
 
 -- Iterative scans: one list probed per round, and a filter that only rows of
 -- another list pass. With iterative scans the LIMIT is met by probing further
