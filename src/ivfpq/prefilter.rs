@@ -490,7 +490,8 @@ unsafe fn begin(ps: *mut pg_sys::PlanState, always: bool) -> Option<pg_sys::Inde
             let qual = (*(*ps).plan).qual as *mut pg_sys::Node;
             !pg_sys::contain_volatile_functions(qual) && !pg_sys::contain_subplans(qual)
         };
-        if !filter && !always {
+        let ceiling = distance_ceiling(node);
+        if !filter && !always && ceiling.is_none() {
             return None;
         }
         // What IndexNext does on its first call, in the memory it would use
@@ -508,6 +509,9 @@ unsafe fn begin(ps: *mut pg_sys::PlanState, always: bool) -> Option<pg_sys::Inde
         if filter {
             super::scan::set_prefilter(scan, Prefilter::new(node));
         }
+        if let Some((c, inclusive)) = ceiling {
+            super::scan::set_distance_ceiling(scan, c, inclusive);
+        }
         // Keys that depend on run-time values are computed by the node's first
         // rescan (ExecIndexScan calls it before the first row), which then
         // rescans this descriptor.
@@ -522,6 +526,115 @@ unsafe fn begin(ps: *mut pg_sys::PlanState, always: bool) -> Option<pg_sys::Inde
         }
         pg_sys::MemoryContextSwitchTo(old);
         Some(scan)
+    }
+}
+
+/// The tightest conjunct of an ivfpq scan node's filter that keeps only rows
+/// nearer than a distance: the node's ORDER BY expression compared with a
+/// constant or a bound parameter of the statement by PostgreSQL's own
+/// `float8` (or `float8`/`float4`) `<` or `<=`, either way round (`embedding
+/// <=> $1 < 0.3`, `0.3 > embedding <=> $1`). Returns the distance and
+/// whether a row at it is kept (see `scan::set_distance_ceiling`); None when
+/// there is no such conjunct, or its value is NULL.
+///
+/// # Safety
+/// `node` is an ivfpq index scan node of a plan state tree being started.
+unsafe fn distance_ceiling(node: *mut pg_sys::IndexScanState) -> Option<(f64, bool)> {
+    // The operators by their fixed OIDs (pg_operator.dat), so that one a
+    // role created under the same name elsewhere on the search path is never
+    // taken for them: (distance on the left, keeps rows below, inclusive).
+    const FLOAT8_LT: u32 = 672;
+    const FLOAT8_LE: u32 = 673;
+    const FLOAT8_GT: u32 = 674;
+    const FLOAT8_GE: u32 = 675;
+    // float8 < float4 and float8 <= float4; float4 > float8, float4 >= float8.
+    const FLOAT84_LT: u32 = 1132;
+    const FLOAT84_LE: u32 = 1134;
+    const FLOAT48_GT: u32 = 1123;
+    const FLOAT48_GE: u32 = 1125;
+    // SAFETY: forwarded contract; the node's plan is an IndexScan, whose
+    // qual and indexorderbyorig are lists of expression nodes; each node's
+    // tag says which struct it is; a bound parameter is read in the node's
+    // expression context as the node's own evaluation reads it.
+    unsafe {
+        let plan = (*node).ss.ps.plan as *mut pg_sys::IndexScan;
+        let orderby = pgrx::PgList::<pg_sys::Node>::from_pg((*plan).indexorderbyorig);
+        let key = orderby.get_ptr(0)?;
+        let quals = pgrx::PgList::<pg_sys::Node>::from_pg((*plan).scan.plan.qual);
+        let mut best: Option<(f64, bool)> = None;
+        for q in quals.iter_ptr() {
+            if (*q).type_ != pg_sys::NodeTag::T_OpExpr {
+                continue;
+            }
+            let op = q as *mut pg_sys::OpExpr;
+            let args = pgrx::PgList::<pg_sys::Node>::from_pg((*op).args);
+            let (Some(a), Some(b)) = (args.get_ptr(0), args.get_ptr(1)) else {
+                continue;
+            };
+            let opno = u32::from((*op).opno);
+            // Which side is the distance when the conjunct keeps rows below
+            // the other side, and whether it keeps a row at it.
+            let (dist, bound, inclusive) = match opno {
+                FLOAT8_LT | FLOAT84_LT => (a, b, false),
+                FLOAT8_LE | FLOAT84_LE => (a, b, true),
+                FLOAT8_GT | FLOAT48_GT => (b, a, false),
+                FLOAT8_GE | FLOAT48_GE => (b, a, true),
+                _ => continue,
+            };
+            if !pg_sys::equal(
+                dist as *const std::ffi::c_void,
+                key as *const std::ffi::c_void,
+            ) || !matches!(
+                pg_sys::exprType(bound),
+                pg_sys::FLOAT8OID | pg_sys::FLOAT4OID
+            ) {
+                continue;
+            }
+            let Some(c) = bound_value(node, bound) else {
+                continue;
+            };
+            best = match best {
+                Some((b, bi)) if b < c || (b == c && !bi) => Some((b, bi)),
+                _ => Some((c, inclusive)),
+            };
+        }
+        best
+    }
+}
+
+/// The value of `expr` when it is a constant or a bound parameter of the
+/// statement (possibly relabelled), as a float8; None otherwise, or NULL.
+///
+/// # Safety
+/// `expr` is an expression of `node`'s plan, of type float8 or float4.
+unsafe fn bound_value(node: *mut pg_sys::IndexScanState, expr: *mut pg_sys::Node) -> Option<f64> {
+    // SAFETY: forwarded contract; see distance_ceiling.
+    unsafe {
+        if !certain(expr) {
+            return None;
+        }
+        let ty = pg_sys::exprType(expr);
+        let ps = node as *mut pg_sys::PlanState;
+        let econtext = (*ps).ps_ExprContext;
+        if econtext.is_null() {
+            return None;
+        }
+        let old = pg_sys::MemoryContextSwitchTo((*(*ps).state).es_query_cxt);
+        let state = pg_sys::ExecInitExpr(expr as *mut pg_sys::Expr, ps);
+        pg_sys::MemoryContextSwitchTo(old);
+        let eval = (*state).evalfunc?;
+        let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+        let mut isnull = false;
+        let d = eval(state, econtext, &mut isnull);
+        pg_sys::MemoryContextSwitchTo(old);
+        if isnull {
+            return None;
+        }
+        Some(if ty == pg_sys::FLOAT4OID {
+            f64::from(f32::from_bits(d.value() as u32))
+        } else {
+            f64::from_bits(d.value() as u64)
+        })
     }
 }
 

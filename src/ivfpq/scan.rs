@@ -115,6 +115,10 @@ pub(super) struct ScanState {
     /// which the scan checks itself ([`set_rows_wanted`]). Otherwise the hold
     /// is a guess that the executor may show short.
     pub(super) hold_exact: bool,
+    /// A conjunct of the node's filter that keeps only rows nearer than a
+    /// distance, as the ORDER BY operator gives it, and whether a row at it
+    /// is kept ([`set_distance_ceiling`]).
+    pub(super) ceiling: Option<(f64, bool)>,
     /// The index build (model cache key) whose short-scan demand this scan's
     /// pool was sized by and will add to when it is done (None: not a short
     /// refined scan; see [`SHORT_DEMAND`]).
@@ -200,6 +204,7 @@ pub unsafe extern "C-unwind" fn ambeginscan(
         filtered: false,
         hold_rows: None,
         hold_exact: false,
+        ceiling: None,
         short_demand_of: None,
         prepared: Vec::new(),
         fine_query: None,
@@ -307,6 +312,46 @@ pub(super) unsafe fn set_rows_wanted(
     st.filtered = filtered;
     st.hold_rows = Some(hold);
     st.hold_exact = hold_exact;
+}
+
+/// Tells the scan that its node's filter keeps only rows whose distance (as
+/// the ORDER BY operator gives it) is below `ceiling` (at most it, when
+/// `inclusive`): `WHERE embedding <=> $1 < 0.3` beside `ORDER BY embedding
+/// <=> $1` (prefilter.rs finds it). Rows leave in exact order, so once
+/// nothing the scan has not explored can be nearer than that, no row after
+/// can pass, and the scan ends (`OrderedRerank::set_ceiling`); kept across
+/// rescans.
+///
+/// # Safety
+/// `scan` must be a scan begun by [`ambeginscan`] and not yet ended.
+pub(super) unsafe fn set_distance_ceiling(
+    scan: pg_sys::IndexScanDesc,
+    ceiling: f64,
+    inclusive: bool,
+) {
+    // SAFETY: forwarded contract.
+    let st = unsafe { state(scan) };
+    st.ceiling = Some((ceiling, inclusive));
+}
+
+/// The ceiling of [`set_distance_ceiling`] in the queue's distances (squared
+/// for L2), widened by far more than the last bits in which the scan's exact
+/// distances and the operator's may differ, so that no row the filter keeps
+/// is left out for them.
+fn queue_ceiling(metric: Metric, ceiling: f64) -> f32 {
+    let c = if metric == Metric::L2 {
+        if ceiling < 0.0 {
+            // No distance is below a negative one.
+            return f32::NEG_INFINITY;
+        }
+        ceiling * ceiling
+    } else {
+        ceiling
+    };
+    if !c.is_finite() {
+        return c as f32;
+    }
+    (c + c.abs() * 1e-5 + 1e-9) as f32
 }
 
 /// Whether the scan checks its node's filter itself (prefilter.rs), so that
@@ -880,6 +925,10 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     };
     if !multi {
         hold_limit_rows(st);
+        if let Some((c, inclusive)) = st.ceiling {
+            st.order
+                .set_ceiling(queue_ceiling(model.metric, c), inclusive);
+        }
     }
     st.query_parts = None;
     st.model = Some(model);

@@ -225,3 +225,60 @@ DROP TABLE pft, pfp, pf CASCADE;
 DROP FUNCTION pf_exact(int, vector, int);
 DROP FUNCTION qv(float8);
 DROP ROLE pf_reader;
+
+-- A distance threshold beside the ORDER BY (`WHERE v <-> q < t`): once nothing
+-- unexplored can be nearer than t, the scan ends, where it went on through
+-- every list and re-ranked every row when fewer rows than the LIMIT pass
+-- (hunt-160). Every list may be probed (so that the rows are a sequential
+-- scan's, not the defaults' recall); the counts say how far it read.
+CREATE TABLE dt (id int, v vector(4));
+INSERT INTO dt SELECT i, ARRAY[(i * 7919) % 1000 / 10.0, (i * 104729) % 1000 / 10.0,
+  (i * 31) % 97, (i * 17) % 89]::real[]::vector FROM generate_series(1, 20000) i;
+CREATE INDEX dt_v ON dt USING ivfpq (v) WITH (lists = 40);
+CREATE INDEX dt_c ON dt USING ivfpq (v vector_cosine_ops) WITH (lists = 40);
+ANALYZE dt;
+CREATE FUNCTION dt_run(q text, out ids int[], out reranked int, out lists int) LANGUAGE plpgsql
+SET ivfpq.profile = on AS $$
+BEGIN
+  PERFORM arrw.ivfpq_profile_reset();
+  EXECUTE 'SELECT array_agg(id) FROM (' || q || ') s' INTO ids;
+  SELECT (p->>'reranked')::int, (p->>'lists')::int INTO reranked, lists FROM arrw.ivfpq_profile() p;
+END $$;
+CREATE FUNCTION dt_exact(q text) RETURNS int[] LANGUAGE plpgsql
+SET enable_indexscan = off SET enable_seqscan = on AS $$
+DECLARE r int[];
+BEGIN
+  EXECUTE 'SELECT array_agg(id) FROM (' || q || ') s' INTO r;
+  RETURN r;
+END $$;
+SET enable_seqscan = off;
+SET ivfpq.probes = 40;
+WITH q(sql) AS (VALUES
+  ('SELECT id FROM dt WHERE v <-> ''[50,50,40,40]'' < 8 ORDER BY v <-> ''[50,50,40,40]'' LIMIT 50'),
+  ('SELECT id FROM dt WHERE v <-> ''[50,50,40,40]'' <= 15::real ORDER BY v <-> ''[50,50,40,40]'' LIMIT 500'),
+  ('SELECT id FROM dt WHERE 15 > v <-> ''[50,50,40,40]'' AND id % 2 = 0 ORDER BY v <-> ''[50,50,40,40]'' LIMIT 50'),
+  ('SELECT id FROM dt WHERE v <-> ''[50,50,40,40]'' < -1 ORDER BY v <-> ''[50,50,40,40]'' LIMIT 50'),
+  ('SELECT id FROM dt WHERE v <=> ''[1,2,3,4]'' < 0.01 ORDER BY v <=> ''[1,2,3,4]'' LIMIT 500'),
+  ('SELECT id FROM dt WHERE v <=> ''[1,2,3,4]'' < ''-Infinity'' ORDER BY v <=> ''[1,2,3,4]'' LIMIT 50'))
+-- (The cosine rows tie: vectors of one direction. Compared as sets.)
+SELECT ARRAY(SELECT unnest(r.ids) ORDER BY 1) = ARRAY(SELECT unnest(dt_exact(q.sql)) ORDER BY 1) AS exact,
+       coalesce(cardinality(r.ids), 0) AS rows, r.reranked < 2000 AS read_little
+FROM q, LATERAL dt_run(q.sql) r;
+-- A bound parameter of a generic plan, and NaN (every distance is below it:
+-- no ceiling, all the LIMIT's rows).
+SET plan_cache_mode = force_generic_plan;
+PREPARE dt_p(vector, float8, int) AS
+  SELECT count(*) FROM (SELECT id FROM dt WHERE v <-> $1 < $2 ORDER BY v <-> $1 LIMIT $3) s;
+EXECUTE dt_p('[50,50,40,40]', 8, 50);
+EXECUTE dt_p('[50,50,40,40]', 'NaN', 50);
+SET ivfpq.profile = on;
+SELECT arrw.ivfpq_profile_reset();
+EXECUTE dt_p('[50,50,40,40]', 8, 50);
+SELECT (p->>'reranked')::int < 2000 AS read_little FROM arrw.ivfpq_profile() p;
+RESET ivfpq.profile;
+DEALLOCATE dt_p;
+RESET plan_cache_mode;
+RESET ivfpq.probes;
+RESET enable_seqscan;
+DROP TABLE dt;
+DROP FUNCTION dt_run(text), dt_exact(text);
