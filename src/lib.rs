@@ -31,6 +31,7 @@ pub mod ivfpq;
 pub mod jobs;
 pub mod memctx;
 pub mod parallel;
+pub mod subxact;
 pub mod vector;
 
 // The hand-written catalog definitions, in dependency order. `bootstrap` puts the

@@ -392,19 +392,92 @@ unsafe fn value_of(
         // 2 and fetched at 60 held 2 rows: 23 of 100 out of order), and
         // `LIMIT 100 / $1` raised division by zero in a plan part that never
         // ran (an InitPlan a CASE skipped).
-        let ok = certain(expr);
         let eval = (*state).evalfunc?;
-        if !ok {
+        let d = if certain(expr) {
+            let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+            let mut isnull = false;
+            let d = eval(state, econtext, &mut isnull);
+            pg_sys::MemoryContextSwitchTo(old);
+            (!isnull).then_some(d)?
+        } else if immutable_over_params(expr) && !pg_sys::IsInParallelMode() {
+            // `LIMIT $2 + 1`, a numeric parameter cast to bigint, `least($2,
+            // 1000)`: the same value on the node's first row, but it may fail
+            // (an overflow, a division by zero in a plan part that never
+            // runs), so it is computed in a subtransaction, and a failure
+            // leaves the `LIMIT` unknown to the scan; the node raises it, if
+            // it ever computes it. (Such LIMITs of generic plans were unknown:
+            // 18 of 60 `LIMIT 300` answers out of order past the 100 held
+            // rows, hunt-160.) Not in parallel mode, which allows no
+            // subtransaction (a function's query run by a parallel worker).
+            let r = crate::subxact::subxact(false, || {
+                let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+                let mut isnull = false;
+                // SAFETY: as above; an ERROR it raises is caught by the
+                // boundary and the subtransaction rolled back.
+                let d = pg_sys::ffi::pg_guard_ffi_boundary(|| eval(state, econtext, &mut isnull));
+                pg_sys::MemoryContextSwitchTo(old);
+                (!isnull).then_some(d)
+            });
+            match r {
+                Ok(d) => d?,
+                Err(e) => {
+                    // The expression's own failures are data exceptions (class
+                    // 22: out of range, division by zero, bad input); anything
+                    // else (a cancel, out of memory) is not for us to swallow.
+                    let class = |c: PgSqlErrorCode| (c as i32) & 0xFFF;
+                    let code = crate::errors::report_of(&e).sql_error_code();
+                    if class(code) != class(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION) {
+                        e.rethrow();
+                    }
+                    return None;
+                }
+            }
+        } else {
             return None;
-        }
-        let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-        let mut isnull = false;
-        let d = eval(state, econtext, &mut isnull);
-        pg_sys::MemoryContextSwitchTo(old);
-        if isnull {
-            return None;
-        }
+        };
         u64::try_from(d.value() as i64).ok()
+    }
+}
+
+/// Whether a `LIMIT` expression reads only constants and the statement's
+/// bound parameters through immutable functions and operators (and
+/// `LEAST`/`GREATEST` of them): computed at executor start it gives the value
+/// the `Limit` node will, though it may fail where the node would not run it
+/// ([`value_of`] computes it in a subtransaction).
+///
+/// # Safety
+/// `expr` is a plan expression node (not null).
+unsafe fn immutable_over_params(expr: *mut pg_sys::Node) -> bool {
+    // SAFETY: forwarded contract; each node's tag says which struct it is,
+    // and argument lists hold expression nodes.
+    unsafe {
+        let args_ok = |list: *mut pg_sys::List| {
+            pgrx::PgList::<pg_sys::Node>::from_pg(list)
+                .iter_ptr()
+                .all(|a| !a.is_null() && immutable_over_params(a))
+        };
+        let immutable = |f: pg_sys::Oid| {
+            pg_sys::func_volatile(f) == pg_sys::PROVOLATILE_IMMUTABLE as std::ffi::c_char
+        };
+        match (*expr).type_ {
+            pg_sys::NodeTag::T_Const
+            | pg_sys::NodeTag::T_Param
+            | pg_sys::NodeTag::T_RelabelType => certain(expr),
+            pg_sys::NodeTag::T_FuncExpr => {
+                let f = expr as *mut pg_sys::FuncExpr;
+                immutable((*f).funcid) && args_ok((*f).args)
+            }
+            pg_sys::NodeTag::T_OpExpr => {
+                let o = expr as *mut pg_sys::OpExpr;
+                pg_sys::set_opfuncid(o);
+                immutable((*o).opfuncid) && args_ok((*o).args)
+            }
+            pg_sys::NodeTag::T_MinMaxExpr => {
+                let m = expr as *mut pg_sys::MinMaxExpr;
+                args_ok((*m).args)
+            }
+            _ => false,
+        }
     }
 }
 

@@ -603,7 +603,7 @@ fn analyze_batch(rel: &Rel, set: Option<&str>, where_: Option<&str>) {
         None => format!("DELETE FROM ONLY {} WHERE {none}{filter}", rel.qname),
         Some(set) => format!("UPDATE ONLY {} SET {set}\n WHERE {none}{filter}", rel.qname),
     };
-    let analyzed = spi::subxact(false, || {
+    let analyzed = crate::subxact::subxact(false, || {
         spi::exec("SET LOCAL lock_timeout = '50ms'", &[]);
         if let Some(w) = where_ {
             spi::analyze(&format!("SELECT FROM ONLY {} WHERE (\n{w}\n)", rel.qname));

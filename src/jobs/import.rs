@@ -509,7 +509,7 @@ pub fn run(ctx: &Ctx, spec: &Spec, rel: Rel) -> Outcome {
                 // In a subtransaction, so that a batch whose rows COPY refuses
                 // can be searched for the row (COPY's own CONTEXT, which names
                 // a line of the batch file, does not reach the job's error).
-                match spi::subxact(true, || ctx.run_as_owner(&copy_sql)) {
+                match crate::subxact::subxact(true, || ctx.run_as_owner(&copy_sql)) {
                     Ok(n) => n,
                     Err(e) if rows_fault(&e) => {
                         let search = !stateful(&e) && !draws_on_state(&rel.oid, columns.as_deref());
@@ -861,7 +861,7 @@ impl Probe<'_> {
     /// any other error (a cancel) is raised.
     fn fails(&self, k: u64) -> Option<Box<CaughtError>> {
         self.copy_rows(k, true)?;
-        match spi::subxact(false, || self.ctx.run_as_owner(&self.copy_sql)) {
+        match crate::subxact::subxact(false, || self.ctx.run_as_owner(&self.copy_sql)) {
             Ok(_) => None,
             Err(e) if rows_fault(&e) => Some(e),
             Err(e) => e.rethrow(),

@@ -110,7 +110,7 @@ fn ivfpq_stats(ctx: &Ctx, qname: &str) -> Option<String> {
         // figures are the error, and the rebuild goes on. Raised, `index_optimize` failed every attempt before its REINDEX
         // on the one kind of index it is there to fix, where index_rebuild
         // repaired it (hunt-121). Anything else (a cancel above all) is raised.
-        match spi::subxact(true, read) {
+        match crate::subxact::subxact(true, read) {
             Ok(v) => v,
             Err(e) if damaged(&e) => {
                 let (msg, code) = crate::errors::describe(&e);

@@ -83,6 +83,27 @@ PREPARE ord_top(vector, int) AS
 CREATE FUNCTION ord_unordered_param(lim int) RETURNS int LANGUAGE sql AS $$
   SELECT ord_count('EXECUTE ord_top(%1$L, %2$s)', 'ord_q', lim::text) $$;
 SELECT ord_unordered_param(10) AS generic_limit_10, ord_unordered_param(30) AS generic_limit_30;
+-- And so does one computed from parameters by immutable functions: a numeric
+-- parameter, `$2 + 1` (a page and one more), `least($2, 1000)`. They were
+-- unknown to the scan, which held 100 rows: past them rows left as they were
+-- settled (hunt-160: 18 of 60 `LIMIT 300` answers out of order).
+PREPARE ord_num(vector, numeric) AS
+  SELECT array_agg(d) FROM (SELECT v <-> $1 AS d FROM ord ORDER BY v <-> $1 LIMIT $2) s;
+PREPARE ord_plus(vector, bigint) AS
+  SELECT array_agg(d) FROM (SELECT v <-> $1 AS d FROM ord ORDER BY v <-> $1 LIMIT $2 + 1) s;
+PREPARE ord_least(vector, int) AS
+  SELECT array_agg(d) FROM (SELECT v <-> $1 AS d FROM ord ORDER BY v <-> $1 LIMIT least($2, 1000)) s;
+CREATE FUNCTION ord_unordered_stmt(stmt text, lim int) RETURNS int LANGUAGE sql AS $$
+  SELECT ord_count('EXECUTE ' || stmt || '(%1$L, %2$s)', 'ord_q', lim::text) $$;
+SELECT ord_unordered_stmt('ord_num', 300) AS numeric_300, ord_unordered_stmt('ord_plus', 299) AS plus_one_300,
+       ord_unordered_stmt('ord_least', 300) AS least_300;
+-- One that fails is left to the Limit node, which raises its own error.
+PREPARE ord_div(vector, int) AS
+  SELECT count(*) FROM (SELECT v <-> $1 AS d FROM ord ORDER BY v <-> $1 LIMIT 100 / $2) s;
+SELECT v AS ord_q1 FROM ord_q LIMIT 1 \gset
+EXECUTE ord_div(:'ord_q1', 4);
+EXECUTE ord_div(:'ord_q1', 0);
+DEALLOCATE ord_num; DEALLOCATE ord_plus; DEALLOCATE ord_least; DEALLOCATE ord_div;
 RESET plan_cache_mode;
 RESET enable_seqscan;
 RESET ivfpq.probes;
@@ -315,7 +336,7 @@ DROP TABLE ord_rep, ord_repq, ord_repi, ord_repe;
 
 DROP TABLE ord, ord_q, ord_docs, ord_dq;
 DEALLOCATE ord_top;
-DROP FUNCTION ord_unordered, ord_unordered_where, ord_unordered_param, ord_ms_unordered, ord_count, ord_vecs, ord_pr;
+DROP FUNCTION ord_unordered, ord_unordered_where, ord_unordered_param, ord_unordered_stmt, ord_ms_unordered, ord_count, ord_vecs, ord_pr;
 
 -- ivfpq.refine_sigmas: with a refine code, the refine stage's coarse margin is
 -- also at least the mean plus that many standard deviations of the coarse
