@@ -603,32 +603,40 @@ unsafe fn begin(ps: *mut pg_sys::PlanState, always: bool) -> Option<pg_sys::Inde
 }
 
 /// The tightest conjunct of an ivfpq scan node's filter that keeps only rows
-/// nearer than a distance: the node's ORDER BY expression compared with a
-/// constant or a bound parameter of the statement by PostgreSQL's own
-/// `float8` (or `float8`/`float4`) `<` or `<=`, either way round (`embedding
-/// <=> $1 < 0.3`, `0.3 > embedding <=> $1`). Returns the distance and
-/// whether a row at it is kept (see `scan::set_distance_ceiling`); None when
-/// there is no such conjunct, or its value is NULL.
+/// nearer than a distance: the node's ORDER BY expression `D`, or a linear
+/// form of it (`1 - D`, `-D`, `D * -1`, `D + k`, with constants or bound
+/// parameters), compared with a constant or a bound parameter by
+/// PostgreSQL's own `float8` (or `float8`/`float4`) `<`, `<=`, `>` or `>=`
+/// so that it keeps rows below a distance: `embedding <=> $1 < 0.3`, `0.3 >
+/// embedding <=> $1`, `1 - (embedding <=> $1) > 0.7` (a cosine similarity),
+/// `(embedding <#> $1) * -1 > 0.5` (an inner product). Returns that distance
+/// and whether a row at it is kept (see `scan::set_distance_ceiling`); None
+/// when there is no such conjunct, or a value in it is NULL.
 ///
 /// # Safety
 /// `node` is an ivfpq index scan node of a plan state tree being started.
 unsafe fn distance_ceiling(node: *mut pg_sys::IndexScanState) -> Option<(f64, bool)> {
     // The operators by their fixed OIDs (pg_operator.dat), so that one a
     // role created under the same name elsewhere on the search path is never
-    // taken for them: (distance on the left, keeps rows below, inclusive).
-    const FLOAT8_LT: u32 = 672;
-    const FLOAT8_LE: u32 = 673;
-    const FLOAT8_GT: u32 = 674;
-    const FLOAT8_GE: u32 = 675;
-    // float8 < float4 and float8 <= float4; float4 > float8, float4 >= float8.
-    const FLOAT84_LT: u32 = 1132;
-    const FLOAT84_LE: u32 = 1134;
-    const FLOAT48_GT: u32 = 1123;
-    const FLOAT48_GE: u32 = 1125;
+    // taken for them. Comparisons: (true when the left side is the lesser,
+    // a row equal to the bound kept).
+    const COMPARISONS: [(u32, bool, bool); 12] = [
+        (672, true, false),   // float8 < float8
+        (673, true, true),    // float8 <= float8
+        (674, false, false),  // float8 > float8
+        (675, false, true),   // float8 >= float8
+        (1132, true, false),  // float8 < float4
+        (1134, true, true),   // float8 <= float4
+        (1133, false, false), // float8 > float4
+        (1135, false, true),  // float8 >= float4
+        (1122, true, false),  // float4 < float8
+        (1124, true, true),   // float4 <= float8
+        (1123, false, false), // float4 > float8
+        (1125, false, true),  // float4 >= float8
+    ];
     // SAFETY: forwarded contract; the node's plan is an IndexScan, whose
     // qual and indexorderbyorig are lists of expression nodes; each node's
-    // tag says which struct it is; a bound parameter is read in the node's
-    // expression context as the node's own evaluation reads it.
+    // tag says which struct it is.
     unsafe {
         let plan = (*node).ss.ps.plan as *mut pg_sys::IndexScan;
         let orderby = pgrx::PgList::<pg_sys::Node>::from_pg((*plan).indexorderbyorig);
@@ -645,25 +653,20 @@ unsafe fn distance_ceiling(node: *mut pg_sys::IndexScanState) -> Option<(f64, bo
                 continue;
             };
             let opno = u32::from((*op).opno);
-            // Which side is the distance when the conjunct keeps rows below
-            // the other side, and whether it keeps a row at it.
-            let (dist, bound, inclusive) = match opno {
-                FLOAT8_LT | FLOAT84_LT => (a, b, false),
-                FLOAT8_LE | FLOAT84_LE => (a, b, true),
-                FLOAT8_GT | FLOAT48_GT => (b, a, false),
-                FLOAT8_GE | FLOAT48_GE => (b, a, true),
-                _ => continue,
-            };
-            if !pg_sys::equal(
-                dist as *const std::ffi::c_void,
-                key as *const std::ffi::c_void,
-            ) || !matches!(
-                pg_sys::exprType(bound),
-                pg_sys::FLOAT8OID | pg_sys::FLOAT4OID
-            ) {
+            let Some(&(_, left_less, inclusive)) = COMPARISONS.iter().find(|c| c.0 == opno) else {
                 continue;
-            }
-            let Some(c) = bound_value(node, bound) else {
+            };
+            let (less, greater) = if left_less { (a, b) } else { (b, a) };
+            // `o + s·D < c` with s > 0, or `c < o + s·D` with s < 0: D below
+            // (c − o) / s.
+            let ceiling = if let Some((s, o)) = linear_in(node, less, key).filter(|l| l.0 > 0.0) {
+                bound_value(node, greater).map(|c| (c - o) / s)
+            } else if let Some((s, o)) = linear_in(node, greater, key).filter(|l| l.0 < 0.0) {
+                bound_value(node, less).map(|c| (c - o) / s)
+            } else {
+                None
+            };
+            let Some(c) = ceiling.filter(|c| !c.is_nan()) else {
                 continue;
             };
             best = match best {
@@ -675,18 +678,79 @@ unsafe fn distance_ceiling(node: *mut pg_sys::IndexScanState) -> Option<(f64, bo
     }
 }
 
-/// The value of `expr` when it is a constant or a bound parameter of the
-/// statement (possibly relabelled), as a float8; None otherwise, or NULL.
+/// `(s, o)` when `expr` is `o + s·key`, built from `key` by `float8`'s own
+/// `+`, `-`, `*` and unary `-` with constants or bound parameters (`1 - key`,
+/// `key * -1`); None for anything else, a NULL, or a factor of 0 or NaN.
 ///
 /// # Safety
-/// `expr` is an expression of `node`'s plan, of type float8 or float4.
+/// `expr` and `key` are expressions of `node`'s plan.
+unsafe fn linear_in(
+    node: *mut pg_sys::IndexScanState,
+    expr: *mut pg_sys::Node,
+    key: *mut pg_sys::Node,
+) -> Option<(f64, f64)> {
+    const NEG: u32 = 585; // - float8
+    const POS: u32 = 1920; // + float8
+    const ADD: u32 = 591; // float8 + float8
+    const SUB: u32 = 592; // float8 - float8
+    const MUL: u32 = 594; // float8 * float8
+                          // SAFETY: forwarded contract; each node's tag says which struct it is.
+    unsafe {
+        if pg_sys::equal(
+            expr as *const std::ffi::c_void,
+            key as *const std::ffi::c_void,
+        ) {
+            return Some((1.0, 0.0));
+        }
+        if (*expr).type_ != pg_sys::NodeTag::T_OpExpr {
+            return None;
+        }
+        let op = expr as *mut pg_sys::OpExpr;
+        let args = pgrx::PgList::<pg_sys::Node>::from_pg((*op).args);
+        let opno = u32::from((*op).opno);
+        if args.len() == 1 {
+            let (s, o) = linear_in(node, args.get_ptr(0)?, key)?;
+            return match opno {
+                NEG => Some((-s, -o)),
+                POS => Some((s, o)),
+                _ => None,
+            };
+        }
+        let (a, b) = (args.get_ptr(0)?, args.get_ptr(1)?);
+        if !matches!(opno, ADD | SUB | MUL) {
+            return None;
+        }
+        // One side linear in the key, the other a value.
+        let (lin, k, key_left) = if let Some(l) = linear_in(node, a, key) {
+            (l, bound_value(node, b)?, true)
+        } else {
+            (linear_in(node, b, key)?, bound_value(node, a)?, false)
+        };
+        let (s, o) = lin;
+        let r = match (opno, key_left) {
+            (ADD, _) => (s, o + k),
+            (SUB, true) => (s, o - k),
+            (SUB, false) => (-s, k - o),
+            (MUL, _) => (s * k, o * k),
+            _ => return None,
+        };
+        (r.0 != 0.0 && r.0.is_finite() && r.1.is_finite()).then_some(r)
+    }
+}
+
+/// The value of `expr` when it is a constant or a bound parameter of the
+/// statement (possibly relabelled) of type float8 or float4, as a float8;
+/// None otherwise, or NULL.
+///
+/// # Safety
+/// `expr` is an expression of `node`'s plan.
 unsafe fn bound_value(node: *mut pg_sys::IndexScanState, expr: *mut pg_sys::Node) -> Option<f64> {
     // SAFETY: forwarded contract; see distance_ceiling.
     unsafe {
-        if !certain(expr) {
+        let ty = pg_sys::exprType(expr);
+        if !matches!(ty, pg_sys::FLOAT8OID | pg_sys::FLOAT4OID) || !certain(expr) {
             return None;
         }
-        let ty = pg_sys::exprType(expr);
         let ps = node as *mut pg_sys::PlanState;
         let econtext = (*ps).ps_ExprContext;
         if econtext.is_null() {

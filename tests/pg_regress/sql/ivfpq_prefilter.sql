@@ -236,6 +236,7 @@ INSERT INTO dt SELECT i, ARRAY[(i * 7919) % 1000 / 10.0, (i * 104729) % 1000 / 1
   (i * 31) % 97, (i * 17) % 89]::real[]::vector FROM generate_series(1, 20000) i;
 CREATE INDEX dt_v ON dt USING ivfpq (v) WITH (lists = 40);
 CREATE INDEX dt_c ON dt USING ivfpq (v vector_cosine_ops) WITH (lists = 40);
+CREATE INDEX dt_i ON dt USING ivfpq (v vector_ip_ops) WITH (lists = 40);
 ANALYZE dt;
 CREATE FUNCTION dt_run(q text, out ids int[], out reranked int, out lists int) LANGUAGE plpgsql
 SET ivfpq.profile = on AS $$
@@ -259,7 +260,11 @@ WITH q(sql) AS (VALUES
   ('SELECT id FROM dt WHERE 15 > v <-> ''[50,50,40,40]'' AND id % 2 = 0 ORDER BY v <-> ''[50,50,40,40]'' LIMIT 50'),
   ('SELECT id FROM dt WHERE v <-> ''[50,50,40,40]'' < -1 ORDER BY v <-> ''[50,50,40,40]'' LIMIT 50'),
   ('SELECT id FROM dt WHERE v <=> ''[1,2,3,4]'' < 0.01 ORDER BY v <=> ''[1,2,3,4]'' LIMIT 500'),
-  ('SELECT id FROM dt WHERE v <=> ''[1,2,3,4]'' < ''-Infinity'' ORDER BY v <=> ''[1,2,3,4]'' LIMIT 50'))
+  ('SELECT id FROM dt WHERE v <=> ''[1,2,3,4]'' < ''-Infinity'' ORDER BY v <=> ''[1,2,3,4]'' LIMIT 50'),
+  -- A similarity, and an inner product, written as the distance's linear form.
+  ('SELECT id FROM dt WHERE 1 - (v <=> ''[1,2,3,4]'') >= 0.995 ORDER BY v <=> ''[1,2,3,4]'' LIMIT 500'),
+  ('SELECT id FROM dt WHERE (v <#> ''[1,2,3,4]'') * -1 > 850 ORDER BY v <#> ''[1,2,3,4]'' LIMIT 500'),
+  ('SELECT id FROM dt WHERE 850 < -(v <#> ''[1,2,3,4]'') ORDER BY v <#> ''[1,2,3,4]'' LIMIT 500'))
 -- (The cosine rows tie: vectors of one direction. Compared as sets.)
 SELECT ARRAY(SELECT unnest(r.ids) ORDER BY 1) = ARRAY(SELECT unnest(dt_exact(q.sql)) ORDER BY 1) AS exact,
        coalesce(cardinality(r.ids), 0) AS rows, r.reranked < 2000 AS read_little
