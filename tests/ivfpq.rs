@@ -2706,3 +2706,43 @@ fn a_session_loading_arrw_mid_statement_keeps_its_checks() {
         .expect_err("wait_job without workers");
     assert_eq!(e.code().map(|s| s.code()), Some("55000"), "{}", msg(&e));
 }
+
+/// A build at PostgreSQL's smallest `shared_buffers` (128kB: 16 buffers). Its
+/// end WAL-logged the index 32 pages at a time, each record's pages locked
+/// together, and every build of more than ~16 pages failed with XX000 "no
+/// unpinned buffers available" (hunt-162); CREATE INDEX, REINDEX and a crash
+/// after it now work, and the index answers as a sequential scan does.
+#[test]
+fn a_build_fits_the_smallest_shared_buffers() {
+    let cluster = Cluster::start("ivfpq-tiny-buffers", "shared_buffers = 128kB");
+    let mut c = cluster.connect();
+    exec(
+        &mut c,
+        "CREATE EXTENSION arrw;
+         CREATE TABLE t (id int, v vector(128));
+         INSERT INTO t SELECT g, array(SELECT ((g * 7 + i * 13) % 256)::real
+                                       FROM generate_series(1, 128) i)::vector
+           FROM generate_series(1, 5000) g;
+         CREATE INDEX t_v ON t USING ivfpq (v) WITH (lists = 10);
+         REINDEX INDEX t_v",
+    );
+    assert!(count(&mut c, "SELECT pg_relation_size('t_v') / 8192") > 32);
+    cluster.stop("immediate");
+    cluster.start_server();
+    let mut c = cluster.connect();
+    let nearest = |c: &mut Client, seq: bool| -> i64 {
+        let set = if seq { "off" } else { "on" };
+        c.batch_execute(&format!(
+            "SET enable_indexscan = {set}; SET enable_seqscan = {}",
+            if seq { "on" } else { "off" }
+        ))
+        .unwrap();
+        c.query_one(
+            "SELECT id::int8 FROM t ORDER BY v <-> (SELECT v FROM t WHERE id = 77) LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert_eq!(nearest(&mut c, false), nearest(&mut c, true));
+}
