@@ -421,12 +421,14 @@ unsafe fn value_of(
             match r {
                 Ok(d) => d?,
                 Err(e) => {
-                    // The expression's own failures are data exceptions (class
-                    // 22: out of range, division by zero, bad input); anything
-                    // else (a cancel, out of memory) is not for us to swallow.
+                    // Whatever the expression raised (out of range, a NaN
+                    // cast to bigint, a length too large: any class, hunt-161)
+                    // is the Limit node's to raise, if it runs; but a cancel
+                    // or a shutdown (class 57) that arrived meanwhile is not
+                    // the expression's, and must not be lost.
                     let class = |c: PgSqlErrorCode| (c as i32) & 0xFFF;
                     let code = crate::errors::report_of(&e).sql_error_code();
-                    if class(code) != class(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION) {
+                    if class(code) == class(PgSqlErrorCode::ERRCODE_OPERATOR_INTERVENTION) {
                         e.rethrow();
                     }
                     return None;
@@ -440,10 +442,13 @@ unsafe fn value_of(
 }
 
 /// Whether a `LIMIT` expression reads only constants and the statement's
-/// bound parameters through immutable functions and operators (and
-/// `LEAST`/`GREATEST` of them): computed at executor start it gives the value
-/// the `Limit` node will, though it may fail where the node would not run it
-/// ([`value_of`] computes it in a subtransaction).
+/// bound parameters through PostgreSQL's own immutable functions and
+/// operators (and `LEAST`/`GREATEST` of them): computed at executor start it
+/// gives the value the `Limit` node will, though it may fail where the node
+/// would not run it ([`value_of`] computes it in a subtransaction). A
+/// function a role defined, even one marked immutable, is never called here:
+/// it may do what the plan would not (a `RAISE NOTICE` in a `CASE` branch
+/// never taken, hunt-161).
 ///
 /// # Safety
 /// `expr` is a plan expression node (not null).
@@ -457,7 +462,8 @@ unsafe fn immutable_over_params(expr: *mut pg_sys::Node) -> bool {
                 .all(|a| !a.is_null() && immutable_over_params(a))
         };
         let immutable = |f: pg_sys::Oid| {
-            pg_sys::func_volatile(f) == pg_sys::PROVOLATILE_IMMUTABLE as std::ffi::c_char
+            u32::from(f) < pg_sys::FirstNormalObjectId
+                && pg_sys::func_volatile(f) == pg_sys::PROVOLATILE_IMMUTABLE as std::ffi::c_char
         };
         match (*expr).type_ {
             pg_sys::NodeTag::T_Const

@@ -103,7 +103,22 @@ PREPARE ord_div(vector, int) AS
 SELECT v AS ord_q1 FROM ord_q LIMIT 1 \gset
 EXECUTE ord_div(:'ord_q1', 4);
 EXECUTE ord_div(:'ord_q1', 0);
+-- In a plan part that never runs (a CASE branch not taken) the scan's own
+-- computation raises nothing (a NaN cast to bigint raised 0A000 there), and a
+-- function a role defined is never called by it, immutable or not (hunt-161).
+CREATE FUNCTION ord_loud(bigint) RETURNS bigint IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'ord_loud(%)', $1; RETURN $1; END $$;
+PREPARE ord_case(vector, numeric, bool) AS
+  SELECT CASE WHEN $3 THEN (SELECT count(*) FROM (SELECT id FROM ord ORDER BY v <-> $1 LIMIT $2) s) ELSE -1 END;
+PREPARE ord_udf(vector, bigint, bool) AS
+  SELECT CASE WHEN $3 THEN (SELECT count(*) FROM (SELECT id FROM ord ORDER BY v <-> $1 LIMIT ord_loud($2)) s) ELSE -1 END;
+EXECUTE ord_case(:'ord_q1', 'NaN', false);
+EXECUTE ord_case(:'ord_q1', 7, true);
+EXECUTE ord_udf(:'ord_q1', 5, false);
+EXECUTE ord_udf(:'ord_q1', 5, true);
 DEALLOCATE ord_num; DEALLOCATE ord_plus; DEALLOCATE ord_least; DEALLOCATE ord_div;
+DEALLOCATE ord_case; DEALLOCATE ord_udf;
+DROP FUNCTION ord_loud(bigint);
 RESET plan_cache_mode;
 RESET enable_seqscan;
 RESET ivfpq.probes;
