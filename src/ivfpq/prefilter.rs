@@ -665,10 +665,22 @@ unsafe fn distance_ceiling(node: *mut pg_sys::IndexScanState) -> Option<(f64, bo
             let (less, greater) = if left_less { (a, b) } else { (b, a) };
             // `o + s·D < c` with s > 0, or `c < o + s·D` with s < 0: D below
             // (c − o) / s.
+            // A NULL bound keeps no row, nor does `NaN < x` (NaN sorts
+            // above every float8): -inf ends the scan at once. `x < NaN`
+            // keeps every row but NaN ones: no ceiling.
             let ceiling = if let Some((s, o)) = linear_in(node, less, key).filter(|l| l.0 > 0.0) {
-                bound_value(node, greater).map(|c| (c - o) / s)
+                match bound_of(node, greater) {
+                    Some(None) => Some(f64::NEG_INFINITY),
+                    Some(Some(c)) if !c.is_nan() => Some(solve(c, s, o)),
+                    _ => None,
+                }
             } else if let Some((s, o)) = linear_in(node, greater, key).filter(|l| l.0 < 0.0) {
-                bound_value(node, less).map(|c| (c - o) / s)
+                match bound_of(node, less) {
+                    Some(None) => Some(f64::NEG_INFINITY),
+                    Some(Some(c)) if c.is_nan() => Some(f64::NEG_INFINITY),
+                    Some(Some(c)) => Some(solve(c, s, o)),
+                    None => None,
+                }
             } else {
                 None
             };
@@ -682,6 +694,19 @@ unsafe fn distance_ceiling(node: *mut pg_sys::IndexScanState) -> Option<(f64, bo
         }
         best
     }
+}
+
+/// The distance `D` at which `o + s·D` meets `c`, moved outward by what the
+/// executor's float8 arithmetic may round off (`D + 1e20 <= 1e20` holds for
+/// every row: its sum rounds to 1e20; taken as `D <= 0` it ended the scan at
+/// the first rows, hunt-163). Each of its few operations errs by a relative
+/// epsilon of the largest magnitude in play; eight of them are allowed.
+fn solve(c: f64, s: f64, o: f64) -> f64 {
+    let d = (c - o) / s;
+    if !d.is_finite() {
+        return d;
+    }
+    d + 8.0 * f64::EPSILON * (c.abs() + o.abs() + (s * d).abs()) / s.abs()
 }
 
 /// `(s, o)` when `expr` is `o + s·key`, built from `key` by `float8`'s own
@@ -751,6 +776,19 @@ unsafe fn linear_in(
 /// # Safety
 /// `expr` is an expression of `node`'s plan.
 unsafe fn bound_value(node: *mut pg_sys::IndexScanState, expr: *mut pg_sys::Node) -> Option<f64> {
+    // SAFETY: forwarded contract.
+    unsafe { bound_of(node, expr).flatten() }
+}
+
+/// [`bound_value`], telling a NULL (`Some(None)`) from an expression that is
+/// not a constant or bound parameter of those types (`None`).
+///
+/// # Safety
+/// `expr` is an expression of `node`'s plan.
+unsafe fn bound_of(
+    node: *mut pg_sys::IndexScanState,
+    expr: *mut pg_sys::Node,
+) -> Option<Option<f64>> {
     // SAFETY: forwarded contract; see distance_ceiling.
     unsafe {
         let ty = pg_sys::exprType(expr);
@@ -771,13 +809,13 @@ unsafe fn bound_value(node: *mut pg_sys::IndexScanState, expr: *mut pg_sys::Node
         let d = eval(state, econtext, &mut isnull);
         pg_sys::MemoryContextSwitchTo(old);
         if isnull {
-            return None;
+            return Some(None);
         }
-        Some(if ty == pg_sys::FLOAT4OID {
+        Some(Some(if ty == pg_sys::FLOAT4OID {
             f64::from(f32::from_bits(d.value() as u32))
         } else {
             f64::from_bits(d.value() as u64)
-        })
+        }))
     }
 }
 

@@ -264,7 +264,13 @@ WITH q(sql) AS (VALUES
   -- A similarity, and an inner product, written as the distance's linear form.
   ('SELECT id FROM dt WHERE 1 - (v <=> ''[1,2,3,4]'') >= 0.995 ORDER BY v <=> ''[1,2,3,4]'' LIMIT 500'),
   ('SELECT id FROM dt WHERE (v <#> ''[1,2,3,4]'') * -1 > 850 ORDER BY v <#> ''[1,2,3,4]'' LIMIT 500'),
-  ('SELECT id FROM dt WHERE 850 < -(v <#> ''[1,2,3,4]'') ORDER BY v <#> ''[1,2,3,4]'' LIMIT 500'))
+  ('SELECT id FROM dt WHERE 850 < -(v <#> ''[1,2,3,4]'') ORDER BY v <#> ''[1,2,3,4]'' LIMIT 500'),
+  -- float8 arithmetic that absorbs the distance keeps every row (hunt-163:
+  -- taken as "distance <= 0" it ended the scan at once), and NaN below a
+  -- similarity keeps none.
+  ('SELECT id FROM dt WHERE (v <=> ''[1,2,3,4]'') + 1e20 <= 1e20 ORDER BY v <=> ''[1,2,3,4]'' LIMIT 1000'),
+  ('SELECT id FROM dt WHERE 1e17 - (v <-> ''[50,50,40,40]'') * 10 >= 1e17 ORDER BY v <-> ''[50,50,40,40]'' LIMIT 50'),
+  ('SELECT id FROM dt WHERE ''NaN'' < 1 - (v <=> ''[1,2,3,4]'') ORDER BY v <=> ''[1,2,3,4]'' LIMIT 50'))
 -- (The cosine rows tie: vectors of one direction. Compared as sets.)
 SELECT ARRAY(SELECT unnest(r.ids) ORDER BY 1) = ARRAY(SELECT unnest(dt_exact(q.sql)) ORDER BY 1) AS exact,
        coalesce(cardinality(r.ids), 0) AS rows, r.reranked < 2000 AS read_little
@@ -279,6 +285,10 @@ EXECUTE dt_p('[50,50,40,40]', 'NaN', 50);
 SET ivfpq.profile = on;
 SELECT arrw.ivfpq_profile_reset();
 EXECUTE dt_p('[50,50,40,40]', 8, 50);
+SELECT (p->>'reranked')::int < 2000 AS read_little FROM arrw.ivfpq_profile() p;
+-- A NULL threshold keeps no row: the scan ends at once.
+SELECT arrw.ivfpq_profile_reset();
+EXECUTE dt_p('[50,50,40,40]', NULL, 50);
 SELECT (p->>'reranked')::int < 2000 AS read_little FROM arrw.ivfpq_profile() p;
 RESET ivfpq.profile;
 DEALLOCATE dt_p;
