@@ -14,7 +14,8 @@ pub fn subxact<R>(
     keep: bool,
     f: impl FnOnce() -> R,
 ) -> Result<R, Box<pgrx::pg_sys::panic::CaughtError>> {
-    // SAFETY: inside a transaction (the worker's `xact`); the subtransaction is
+    // SAFETY: inside a transaction (a job worker's `xact`, or a statement's
+    // executor start, prefilter.rs), not in parallel mode; the subtransaction is
     // closed below on both paths, and the memory context and resource owner are
     // restored as PostgreSQL's PL/pgSQL restores them around its blocks.
     let (cxt, owner) = unsafe {

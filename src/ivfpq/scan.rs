@@ -742,6 +742,7 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     let t = profile::start();
     // SAFETY: orderByData[0] was filled by amrescan.
     let (index, key) = unsafe { ((*scan).indexRelation, &*(*scan).orderByData) };
+    // SAFETY: reading a field of the live scan.
     if unsafe { (*scan).numberOfOrderBys } < 1 {
         return false;
     }
