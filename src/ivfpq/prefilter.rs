@@ -392,13 +392,8 @@ unsafe fn value_of(
         // 2 and fetched at 60 held 2 rows: 23 of 100 out of order), and
         // `LIMIT 100 / $1` raised division by zero in a plan part that never
         // ran (an InitPlan a CASE skipped).
-        let eval = (*state).evalfunc?;
         let d = if certain(expr) {
-            let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-            let mut isnull = false;
-            let d = eval(state, econtext, &mut isnull);
-            pg_sys::MemoryContextSwitchTo(old);
-            (!isnull).then_some(d)?
+            evaluate(state, econtext)??
         } else if immutable_over_params(expr) && !pg_sys::IsInParallelMode() {
             // `LIMIT $2 + 1`, a numeric parameter cast to bigint, `least($2,
             // 1000)`: the same value on the node's first row, but it may fail
@@ -409,17 +404,13 @@ unsafe fn value_of(
             // 18 of 60 `LIMIT 300` answers out of order past the 100 held
             // rows, hunt-160.) Not in parallel mode, which allows no
             // subtransaction (a function's query run by a parallel worker).
+            // An ERROR it raises is caught by the boundary, and the
+            // subtransaction rolled back.
             let r = crate::subxact::subxact(false, || {
-                let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-                let mut isnull = false;
-                // SAFETY: as above; an ERROR it raises is caught by the
-                // boundary and the subtransaction rolled back.
-                let d = pg_sys::ffi::pg_guard_ffi_boundary(|| eval(state, econtext, &mut isnull));
-                pg_sys::MemoryContextSwitchTo(old);
-                (!isnull).then_some(d)
+                pg_sys::ffi::pg_guard_ffi_boundary(|| evaluate(state, econtext))
             });
             match r {
-                Ok(d) => d?,
+                Ok(d) => d??,
                 Err(e) => {
                     // Whatever the expression raised (out of range, a NaN
                     // cast to bigint, a length too large: any class, hunt-161)
@@ -438,6 +429,29 @@ unsafe fn value_of(
             return None;
         };
         u64::try_from(d.value() as i64).ok()
+    }
+}
+
+/// Evaluates an expression state in `econtext`'s per-tuple memory, as the
+/// node's own first evaluation would: None when the state has no function,
+/// Some(None) for NULL. The one evaluator of the values this file reads at
+/// executor start (a `LIMIT`'s, a distance threshold's).
+///
+/// # Safety
+/// `state` was built for the node `econtext` belongs to, in a started plan.
+unsafe fn evaluate(
+    state: *mut pg_sys::ExprState,
+    econtext: *mut pg_sys::ExprContext,
+) -> Option<Option<pg_sys::Datum>> {
+    // SAFETY: forwarded contract; the evaluation allocates only in the
+    // per-tuple context it runs in.
+    unsafe {
+        let eval = (*state).evalfunc?;
+        let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+        let mut isnull = false;
+        let d = eval(state, econtext, &mut isnull);
+        pg_sys::MemoryContextSwitchTo(old);
+        Some((!isnull).then_some(d))
     }
 }
 
@@ -725,7 +739,8 @@ unsafe fn linear_in(
     const ADD: u32 = 591; // float8 + float8
     const SUB: u32 = 592; // float8 - float8
     const MUL: u32 = 594; // float8 * float8
-                          // SAFETY: forwarded contract; each node's tag says which struct it is.
+
+    // SAFETY: forwarded contract; each node's tag says which struct it is.
     unsafe {
         if pg_sys::equal(
             expr as *const std::ffi::c_void,
@@ -803,14 +818,9 @@ unsafe fn bound_of(
         let old = pg_sys::MemoryContextSwitchTo((*(*ps).state).es_query_cxt);
         let state = pg_sys::ExecInitExpr(expr as *mut pg_sys::Expr, ps);
         pg_sys::MemoryContextSwitchTo(old);
-        let eval = (*state).evalfunc?;
-        let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-        let mut isnull = false;
-        let d = eval(state, econtext, &mut isnull);
-        pg_sys::MemoryContextSwitchTo(old);
-        if isnull {
+        let Some(d) = evaluate(state, econtext)? else {
             return Some(None);
-        }
+        };
         Some(Some(if ty == pg_sys::FLOAT4OID {
             f64::from(f32::from_bits(d.value() as u32))
         } else {
