@@ -21,6 +21,32 @@ pub static PG_BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// tests/server.conf, less the settings the server at `PG_BIN` does not know: a
+/// setting of one PostgreSQL build only stops every other build from starting
+/// (`output_plugin_libraries` is in the PostgreSQL 15.20 of some machines, not in
+/// the 15.18 Debian 12 installs on others). scripts/lib.sh's `server_conf` does the
+/// same for the shell's servers.
+static SERVER_CONF: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut cmd = pg_command("postgres");
+    cmd.arg("--describe-config");
+    let out = run(cmd);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let known: std::collections::HashSet<&str> =
+        text.lines().filter_map(|l| l.split('\t').next()).collect();
+    let mut conf = String::new();
+    for line in include_str!("server.conf").lines() {
+        let name = line.split('=').next().unwrap_or("").trim();
+        if line.trim_start().starts_with('#') || name.is_empty() || known.contains(name) {
+            conf.push_str(line);
+        } else {
+            conf.push_str("# not a setting of this server: ");
+            conf.push_str(line);
+        }
+        conf.push('\n');
+    }
+    conf
+});
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -111,7 +137,7 @@ impl Cluster {
              {}shared_buffers = 64MB\n{}\n",
             self.port,
             self.dir.display(),
-            include_str!("server.conf"),
+            *SERVER_CONF,
             extra
         );
         let path = data(&self.dir).join("postgresql.conf");
