@@ -1083,8 +1083,7 @@ impl<T: Record> OrderedRerank<T> {
         if self.refine && self.at_query_coarse_fine.is_finite() {
             at = at.max(self.at_query_coarse_fine + self.fine_margin());
         }
-        // A NaN estimate is bounded by everything known.
-        if at.is_finite() && (coarse.is_nan() || coarse <= 2.0 * at) {
+        if at.is_finite() && !(coarse > 2.0 * at) {
             m.max(at)
         } else {
             m
