@@ -919,16 +919,8 @@ unsafe fn start(scan: pg_sys::IndexScanDesc, st: &mut ScanState) -> bool {
     };
     // Inner-product and cosine estimates err by nothing on average: their
     // margins take the errors' spread around zero (OrderedRerank docs).
-    let order = if model.metric != Metric::L2 && !multi {
+    st.order = if model.metric != Metric::L2 && !multi {
         order.with_centered_errors()
-    } else {
-        order
-    };
-    // L2 and cosine distances are zero at the query: a row equal to it (a
-    // "more like this row" query) errs by its code's whole squared error, and
-    // bounds only candidates that could be such rows (OrderedRerank docs).
-    st.order = if model.metric != Metric::InnerProduct && !multi {
-        order.with_rows_at_the_query()
     } else {
         order
     };

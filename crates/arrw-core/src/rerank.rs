@@ -153,12 +153,6 @@ pub struct OrderedRerank<T: Record> {
     /// With [`OrderedRerank::set_ceiling`]: the distance no row the scan's
     /// reader keeps reaches, and whether a row at it is kept.
     ceiling: Option<(f32, bool)>,
-    /// With [`OrderedRerank::with_rows_at_the_query`]: the errors of rows at
-    /// the query are kept apart from the largest errors (see there).
-    split_at_query: bool,
-    /// The largest `coarse − exact` and `coarse − fine` of rows at the query.
-    at_query_errors: f32,
-    at_query_coarse_fine: f32,
 }
 
 /// The estimate errors (`estimate − exact`) of the `cap` rows with the
@@ -514,9 +508,6 @@ impl<T: Record> OrderedRerank<T> {
             near: None,
             centered: false,
             ceiling: None,
-            split_at_query: false,
-            at_query_errors: f32::NEG_INFINITY,
-            at_query_coarse_fine: f32::NEG_INFINITY,
         }
     }
 
@@ -551,50 +542,6 @@ impl<T: Record> OrderedRerank<T> {
     pub fn with_centered_errors(mut self) -> Self {
         self.centered = true;
         self
-    }
-
-    /// Distances are at least zero, and zero at the query (L2, cosine): the
-    /// errors of rows *at the query*, those nearer to it than their own
-    /// estimate erred (`exact ≤ estimate − exact`), are kept apart from the
-    /// others' (their largest, spread and count) and bound only candidates
-    /// that could be such rows.
-    ///
-    /// A cosine (or inner-product) estimate errs by `−q · e` for a row's code
-    /// error `e`: about zero on average over rows, but for a row at the query
-    /// (`q = x`) it is `−x · e`, which is the code's whole squared error,
-    /// positive, for codewords that are their cells' means. Asked for rows
-    /// like a stored one (`ORDER BY v <=> (SELECT v FROM t WHERE id = $1)`),
-    /// that row itself came first and set the largest error seen: 0.148 on
-    /// 768-d rows whose other errors near the 10th row's distance were −0.07
-    /// ± 0.03, and a `LIMIT 10` refined 32,000 of 75,000 candidates (50 ms,
-    /// against ~700 for a held-out query). A row at the query has
-    /// `estimate = exact + error ≤ 2 · error`, so a candidate whose estimate is
-    /// above twice the largest such error seen is not one (that it errs no
-    /// more than those seen is the assumption every learnt margin makes), and
-    /// the other rows' errors bound it, their spread too: one such row among
-    /// forty whose errors lay within 0.1 made the mean plus [`FINE_SIGMAS`]
-    /// standard deviations 2.7 where it is 0.1 without it. Until 8 other rows
-    /// have taught a margin, nothing is bounded ([`MIN_DISTINCT_ERRORS`]).
-    /// Called on a fresh queue.
-    pub fn with_rows_at_the_query(mut self) -> Self {
-        self.split_at_query = true;
-        self
-    }
-
-    /// Whether a row at `exact` whose estimate errs by `err` is at the query
-    /// (see [`OrderedRerank::with_rows_at_the_query`]).
-    fn at_query(&self, exact: f32, err: f32) -> bool {
-        self.split_at_query && exact >= 0.0 && exact <= err
-    }
-
-    /// Notes a coarse estimate's error: with the errors seen, or with
-    /// [`OrderedRerank::with_rows_at_the_query`] apart from them.
-    fn note_coarse_error(&mut self, coarse: f32, exact: f32) {
-        if self.at_query(exact, coarse - exact) {
-            self.at_query_errors = self.at_query_errors.max(coarse - exact);
-        } else {
-            self.errors.add_error(coarse, exact);
-        }
     }
 
     /// [`FINE_SIGMAS`] standard deviations of `s` beyond its mean, or, with
@@ -659,7 +606,7 @@ impl<T: Record> OrderedRerank<T> {
 
     /// Records the estimate error of a re-ranked row (handed out or not).
     fn note_error(&mut self, estimate: f32, exact: f32) {
-        self.note_coarse_error(estimate, exact);
+        self.errors.add_error(estimate, exact);
         if let Some(n) = self.near.as_mut() {
             n.add(exact, estimate - exact);
         }
@@ -843,9 +790,7 @@ impl<T: Record> OrderedRerank<T> {
     /// centroid distance. Its fine estimate less the fine margin stands in for
     /// the exact distance in the list slack (see [`OrderedRerank::list_slack`]).
     pub fn add_refined(&mut self, coarse: f32, fine: f32, list_distance: f32, id: T) {
-        if self.at_query(fine, coarse - fine) {
-            self.at_query_coarse_fine = self.at_query_coarse_fine.max(coarse - fine);
-        } else if (coarse - fine).is_finite() {
+        if (coarse - fine).is_finite() {
             self.coarse_fine = self.coarse_fine.max(coarse - fine);
             if self.coarse_fine_sigmas.is_some() {
                 self.coarse_fine_errors.add_error(coarse, fine);
@@ -898,7 +843,7 @@ impl<T: Record> OrderedRerank<T> {
         self.fine_errors.add_error(fine, exact);
         // Its slack was sampled when it was refined.
         self.push_ready(exact, tie, id);
-        self.note_coarse_error(coarse, exact);
+        self.errors.add_error(coarse, exact);
     }
 
     /// Queues a re-ranked row by (exact, tie).
@@ -954,7 +899,7 @@ impl<T: Record> OrderedRerank<T> {
     /// would, and nothing waits.
     pub fn learn_refined(&mut self, coarse: f32, fine: f32, exact: f32) {
         self.fine_errors.add_error(fine, exact);
-        self.note_coarse_error(coarse, exact);
+        self.errors.add_error(coarse, exact);
     }
 
     /// Ends the hold (see [`OrderedRerank::hold_first`]): the first row leaves.
@@ -1073,23 +1018,6 @@ impl<T: Record> OrderedRerank<T> {
         }
     }
 
-    /// The margin for a coarse candidate estimated at `coarse`:
-    /// [`OrderedRerank::margin`], and the largest errors of rows at the query
-    /// as well while `coarse` is at most twice them (see
-    /// [`OrderedRerank::with_rows_at_the_query`]).
-    pub fn margin_for(&mut self, coarse: f32) -> f32 {
-        let m = self.margin();
-        let mut at = self.at_query_errors;
-        if self.refine && self.at_query_coarse_fine.is_finite() {
-            at = at.max(self.at_query_coarse_fine + self.fine_margin());
-        }
-        if at.is_finite() && !(coarse > 2.0 * at) {
-            m.max(at)
-        } else {
-            m
-        }
-    }
-
     /// How close to the query a row of an unprobed list may lie, relative to its
     /// centroid's distance: the `list_rank`-th lowest `exact − centroid
     /// distance` seen so far, repeats counted once (None before any row was
@@ -1138,10 +1066,7 @@ impl<T: Record> OrderedRerank<T> {
         let fine_known = self.fine_errors.seen >= MIN_DISTINCT_ERRORS;
         let coarse_known = self.errors.seen >= MIN_DISTINCT_ERRORS
             && (!self.refine || !self.coarse_fine.is_finite() || fine_known);
-        let margin = match candidate {
-            Some(e) => self.margin_for(e),
-            None => self.margin(),
-        };
+        let margin = self.margin();
         let bound = |e: f32, m: f32, known: bool| {
             if !known {
                 f32::NEG_INFINITY
@@ -1668,66 +1593,6 @@ mod tests {
         assert_eq!(run(Some((4.9, true))), (all.clone(), Next::Rerank));
         // A ceiling below the rows in hand: they still leave, in order.
         assert_eq!(run(Some((1.05, false))), (all, Next::Done));
-    }
-
-    /// A row at the query (a "more like this row" query finds the row
-    /// itself) errs by its code's whole squared error: with
-    /// `with_rows_at_the_query` that error bounds only candidates estimated
-    /// within twice it, not the far candidates the other rows' errors bound
-    /// (768-d rows: 32,000 candidates refined for a `LIMIT 10`, 750 after).
-    #[test]
-    fn a_row_at_the_query_bounds_only_candidates_that_could_be_one() {
-        let run = |split: bool| {
-            let r = OrderedRerank::new(1.0, 1).with_refine();
-            let mut r = if split { r.with_rows_at_the_query() } else { r };
-            // The row itself: coarse 0.148, fine 0.0055, exact 0.
-            r.add_refined(0.148, 0.0055, 0.5, 0u64);
-            // Rows near the 10th row's distance: coarse below fine by 0.04–0.1.
-            for i in 1..40u64 {
-                let exact = 0.6 + 0.002 * i as f32;
-                let fine = exact + 0.001 * ((i % 7) as f32 - 3.0);
-                r.add_refined(fine - 0.04 - 0.0015 * (i % 41) as f32, fine, 0.5, i);
-            }
-            for (coarse, fine, id) in r.pop_refined(40) {
-                let exact = if id == 0 {
-                    0.0
-                } else {
-                    0.6 + 0.002 * id as f32
-                };
-                r.add_refined_exact(coarse, fine, exact, id);
-            }
-            (r.margin_for(0.6), r.margin_for(0.2))
-        };
-        let (far, near) = run(true);
-        assert!(far < 0.03, "far candidates: {far}");
-        assert!(
-            near >= 0.148,
-            "candidates that could be at the query: {near}"
-        );
-        let (far, near) = run(false);
-        assert!(far >= 0.148 && near >= 0.148, "{far} {near}");
-    }
-
-    /// Without a refine stage, the same for the coarse errors themselves
-    /// (their largest and their spread); inner-product distances (never told)
-    /// keep every error with the others.
-    #[test]
-    fn a_row_at_the_query_leaves_the_largest_coarse_error_alone() {
-        let mut r = OrderedRerank::new(1.0, 1).with_rows_at_the_query();
-        r.add(2.0, 0.0, 0.0, 0u64);
-        for i in 1..40u64 {
-            r.add(10.0 + 0.01 * (i % 9) as f32, 10.0, 0.0, i);
-        }
-        let far = r.margin_for(10.0);
-        assert!(far > 0.0 && far < 0.2, "{far}");
-        assert_eq!(r.margin_for(3.9), 2.0);
-        // Told nothing (inner product), the row's error is the largest.
-        let mut r = OrderedRerank::new(1.0, 1);
-        r.add(2.0, 0.0, 0.0, 0u64);
-        for i in 1..40u64 {
-            r.add(10.0 + 0.01 * (i % 9) as f32, 10.0, 0.0, i);
-        }
-        assert!(r.margin_for(10.0) >= 2.0);
     }
 
     /// With a refine stage the coarse margin gets a 4σ floor only from rows
