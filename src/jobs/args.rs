@@ -650,14 +650,13 @@ pub fn validate_query(q: &str) {
     let alone = parse_with("query", q, expected);
     let stmts = parse_with("query", &format!("COPY (\n{q}\n) TO STDOUT\n"), expected);
     // SAFETY: as in validate_expr.
-    let ok = alone.len() == 1
-        && unsafe {
-            stmts.len() == 1 && spi::tag(stmts[0]) == pg_sys::NodeTag::T_CopyStmt && {
-                let s = &*(stmts[0] as *mut pg_sys::CopyStmt);
-                !s.query.is_null() && s.filename.is_null() && s.options.is_null() && !s.is_from
-            }
-        };
-    if !ok {
+    let copies_a_query = unsafe {
+        stmts.len() == 1 && spi::tag(stmts[0]) == pg_sys::NodeTag::T_CopyStmt && {
+            let s = &*(stmts[0] as *mut pg_sys::CopyStmt);
+            !s.query.is_null() && s.filename.is_null() && s.options.is_null() && !s.is_from
+        }
+    };
+    if alone.len() != 1 || !copies_a_query {
         not_fragment("query", expected);
     }
     refuse_temp("query", alone[0]);

@@ -59,12 +59,11 @@ pub fn query(sql: &str, params: &[Option<&str>]) -> Rows {
     let mut nulls: Vec<std::os::raw::c_char> = Vec::with_capacity(n);
     for p in &cparams {
         match p {
-            // SAFETY: `c` is a valid NUL-terminated string; the text is palloc'd in
-            // the SPI procedure context, which lives until SPI_finish.
             Some(c) => {
-                values.push(pg_sys::Datum::from(unsafe {
-                    pg_sys::cstring_to_text(c.as_ptr())
-                }));
+                // SAFETY: `c` is a valid NUL-terminated string; the text is palloc'd
+                // in the SPI procedure context, which lives until SPI_finish.
+                let text = unsafe { pg_sys::cstring_to_text(c.as_ptr()) };
+                values.push(pg_sys::Datum::from(text));
                 nulls.push(b' ' as std::os::raw::c_char);
             }
             None => {
