@@ -3580,7 +3580,11 @@ fn a_long_queue_of_batch_jobs_drains() {
 fn a_worker_exits_when_its_postmaster_dies() {
     let (cluster, mut c) = setup("jobs-pm-death", "arrw.job_workers = 1");
     // Each row costs some CPU (not a sleep: pg_sleep would itself notice the
-    // postmaster's death), so the job's 200 batches take seconds.
+    // postmaster's death), so the job's batches (a block of ~220 rows each:
+    // batches are block ranges) take seconds in all. The subquery reads the
+    // row (`0 * id`), so it runs for every row: uncorrelated, it ran once per
+    // batch, the whole job took ~20 ms, and the kill came after it had
+    // finished on a fast machine (attempts 1, not 2).
     c.batch_execute(
         "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);
          INSERT INTO t (id) SELECT generate_series(1, 2000);",
@@ -3589,7 +3593,7 @@ fn a_worker_exits_when_its_postmaster_dies() {
     let id = submit(
         &mut c,
         "batch_update",
-        r#"{"table": "t", "set": "n = n + 1 + 0 * (SELECT count(*) FROM generate_series(1, 20000))::int",
+        r#"{"table": "t", "set": "n = n + 1 + 0 * (SELECT count(*) FROM generate_series(1, 20000 + 0 * id))::int",
             "where": "true", "batch_rows": 10}"#,
     );
     let queued = submit(
